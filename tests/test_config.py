@@ -1,0 +1,338 @@
+"""Tests for config.py: defaults, parsing, validation, .env handling, import purity."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow plain `pytest` as well as `python -m pytest`
+    sys.path.insert(0, str(ROOT))
+
+import config  # noqa: E402
+from config import ConfigError, Settings, is_paper_account, load_settings  # noqa: E402
+
+
+def load(env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Settings from ``env`` only: no os.environ, no .env file."""
+    return load_settings(env=env or {}, dotenv_path=None, overrides=overrides or None)
+
+
+def write_env(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- defaults and mode ---------------------------------------------------------
+
+
+def test_defaults() -> None:
+    s = load()
+    assert s == Settings(
+        ib_mode="auto",
+        ib_host=None,
+        ib_port=4002,
+        client_id=999,
+        order_client_id=1000,
+        account="",
+        connect_timeout=10.0,
+        settle_first=1.0,
+        settle_validation=2.0,
+        settle_final=1.0,
+        monitor_timeout=15.0,
+        dashboard_host="127.0.0.1",
+        dashboard_port=5000,
+        sim_seed=1,
+        sim_account="DU1234567",
+        sim_port=0,
+        sim_validation_delay=0.0,
+        sim_master_client_id=None,
+        log_level="INFO",
+    )
+    assert s.use_simulator
+
+
+def test_settings_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load().ib_port = 1  # type: ignore[misc]
+
+
+def test_every_field_has_exactly_one_env_key() -> None:
+    field_names = [f.name for f in dataclasses.fields(Settings)]
+    assert sorted(config.ENV_KEYS) == sorted(field_names)
+    assert len(set(config.ENV_KEYS.values())) == len(field_names)
+
+
+@pytest.mark.parametrize(
+    ("env", "use_simulator"),
+    [
+        ({}, True),
+        ({"IB_HOST": ""}, True),
+        ({"IB_HOST": "   "}, True),
+        ({"IB_HOST": "10.0.0.5"}, False),
+        ({"IB_MODE": "auto", "IB_HOST": "gw.local"}, False),
+        ({"IB_MODE": "sim", "IB_HOST": "gw.local"}, True),
+        ({"IB_MODE": "gateway", "IB_HOST": "127.0.0.1"}, False),
+        ({"IB_MODE": " Gateway ", "IB_HOST": "127.0.0.1"}, False),
+        ({"IB_MODE": "SIM"}, True),
+    ],
+)
+def test_auto_mode_resolves_to_sim_or_gateway(env: dict[str, str], use_simulator: bool) -> None:
+    assert load(env).use_simulator is use_simulator
+
+
+def test_gateway_mode_requires_host() -> None:
+    with pytest.raises(ConfigError, match="IB_MODE='gateway' requires IB_HOST"):
+        load({"IB_MODE": "gateway"})
+
+
+# --- each key parses -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "field", "expected"),
+    [
+        ("IB_MODE", " Sim ", "ib_mode", "sim"),
+        ("IB_MODE", "AUTO", "ib_mode", "auto"),
+        ("IB_HOST", " 192.168.1.10 ", "ib_host", "192.168.1.10"),
+        ("IB_PORT", "7497", "ib_port", 7497),
+        ("IB_PORT", "1", "ib_port", 1),
+        ("IB_PORT", "65535", "ib_port", 65535),
+        ("IB_CLIENT_ID", "0", "client_id", 0),
+        ("IB_CLIENT_ID", "999999999", "client_id", 999_999_999),
+        ("IB_ORDER_CLIENT_ID", "42", "order_client_id", 42),
+        ("IB_ACCOUNT", "DU7654321", "account", "DU7654321"),
+        ("IB_ACCOUNT", "U1234567", "account", "U1234567"),
+        ("IB_CONNECT_TIMEOUT", "2.5", "connect_timeout", 2.5),
+        ("IB_CONNECT_TIMEOUT", "3", "connect_timeout", 3.0),
+        ("SETTLE_FIRST_WAIT", "0", "settle_first", 0.0),
+        ("SETTLE_VALIDATION_WAIT", "0.25", "settle_validation", 0.25),
+        ("SETTLE_FINAL_WAIT", "1e-1", "settle_final", 0.1),
+        ("ORDER_MONITOR_TIMEOUT", "30", "monitor_timeout", 30.0),
+        ("DASHBOARD_HOST", "0.0.0.0", "dashboard_host", "0.0.0.0"),
+        ("DASHBOARD_PORT", "8080", "dashboard_port", 8080),
+        ("SIM_SEED", "12345", "sim_seed", 12345),
+        ("SIM_ACCOUNT", "DU9999999", "sim_account", "DU9999999"),
+        ("SIM_PORT", "0", "sim_port", 0),
+        ("SIM_PORT", "4100", "sim_port", 4100),
+        ("SIM_VALIDATION_DELAY", "0.5", "sim_validation_delay", 0.5),
+        ("SIM_MASTER_CLIENT_ID", "7", "sim_master_client_id", 7),
+        ("SIM_MASTER_CLIENT_ID", "", "sim_master_client_id", None),
+        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("LOG_LEVEL", "WARNING", "log_level", "WARNING"),
+    ],
+)
+def test_each_key_parses(key: str, raw: str, field: str, expected: object) -> None:
+    value = getattr(load({key: raw}), field)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_empty_value_means_default() -> None:
+    empty = {key: "" for key in config.ENV_KEYS.values()}
+    assert load(empty) == load()
+
+
+# --- bad values ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("IB_MODE", "live", "auto|sim|gateway"),
+        ("IB_PORT", "abc", "not a valid integer (expected 1..65535)"),
+        ("IB_PORT", "0", "out of range (expected 1..65535)"),
+        ("IB_PORT", "65536", "out of range (expected 1..65535)"),
+        ("IB_PORT", "4002.0", "not a valid integer"),
+        ("IB_PORT", "4_002", "not a valid integer"),
+        ("IB_CLIENT_ID", "-1", "out of range (expected 0..999999999)"),
+        ("IB_CLIENT_ID", "1000000000", "out of range"),
+        ("IB_ORDER_CLIENT_ID", "x", "not a valid integer"),
+        ("IB_CONNECT_TIMEOUT", "0", "out of range (expected seconds > 0)"),
+        ("IB_CONNECT_TIMEOUT", "soon", "not a valid number"),
+        ("IB_CONNECT_TIMEOUT", "inf", "not a valid number"),
+        ("IB_CONNECT_TIMEOUT", "nan", "not a valid number"),
+        ("SETTLE_FIRST_WAIT", "-0.1", "out of range (expected seconds >= 0)"),
+        ("SETTLE_VALIDATION_WAIT", "two", "not a valid number"),
+        ("SETTLE_FINAL_WAIT", "-1", "out of range"),
+        ("ORDER_MONITOR_TIMEOUT", "0.0", "out of range (expected seconds > 0)"),
+        ("DASHBOARD_PORT", "99999", "out of range (expected 1..65535)"),
+        ("SIM_SEED", "seed", "not a valid integer"),
+        ("SIM_ACCOUNT", "U1234567", "starting with 'DU'"),
+        ("SIM_PORT", "-1", "out of range (expected 0..65535)"),
+        ("SIM_VALIDATION_DELAY", "-2", "out of range"),
+        ("SIM_MASTER_CLIENT_ID", "none", "not a valid integer"),
+        ("LOG_LEVEL", "TRACE", "DEBUG|INFO|WARNING|ERROR"),
+    ],
+)
+def test_bad_value_raises_config_error_naming_key(key: str, raw: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load({key: raw})
+    message = str(info.value)
+    assert message.startswith(f"{key}={raw!r} ")
+    assert expected in message
+    assert info.value.problems == (message,)
+    assert isinstance(info.value, ValueError)
+
+
+def test_example_message_is_exact() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"IB_PORT": "abc"})
+    assert str(info.value) == "IB_PORT='abc' is not a valid integer (expected 1..65535)"
+
+
+def test_all_problems_are_reported_one_per_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"IB_PORT": "abc", "LOG_LEVEL": "loud", "SETTLE_FINAL_WAIT": "-1"})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3
+    assert [line.split("=")[0] for line in lines] == ["IB_PORT", "SETTLE_FINAL_WAIT", "LOG_LEVEL"]
+
+
+# --- order client id -----------------------------------------------------------
+
+
+def test_order_client_id_defaults_to_client_id_plus_one() -> None:
+    assert load({"IB_CLIENT_ID": "17"}).order_client_id == 18
+    assert load(client_id=5).order_client_id == 6
+
+
+def test_order_client_id_must_differ() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"IB_CLIENT_ID": "5", "IB_ORDER_CLIENT_ID": "5"})
+    assert "IB_ORDER_CLIENT_ID=5 must differ from IB_CLIENT_ID=5" in str(info.value)
+    with pytest.raises(ConfigError, match="override order_client_id=7 must differ"):
+        load({"IB_CLIENT_ID": "7"}, order_client_id=7)
+
+
+def test_explicit_order_client_id_is_kept() -> None:
+    s = load({"IB_CLIENT_ID": "5", "IB_ORDER_CLIENT_ID": "3"})
+    assert (s.client_id, s.order_client_id) == (5, 3)
+
+
+# --- .env file -----------------------------------------------------------------
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    path = write_env(
+        tmp_path / ".env",
+        "# comment\nIB_HOST=gw.example\nIB_PORT=7497\nexport LOG_LEVEL=debug\nIB_ACCOUNT\n",
+    )
+    s = load_settings(env={}, dotenv_path=path)
+    assert (s.ib_host, s.ib_port, s.log_level, s.account) == ("gw.example", 7497, "DEBUG", "")
+    assert not s.use_simulator
+
+
+def test_real_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_env(tmp_path / ".env", "IB_PORT=7497\nDASHBOARD_PORT=8000\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IB_PORT", "4001")
+    monkeypatch.delenv("DASHBOARD_PORT", raising=False)
+    s = load_settings()  # os.environ over ./.env
+    assert (s.ib_port, s.dashboard_port) == (4001, 8000)
+    # An explicit env mapping wins over the file too.
+    assert load_settings(env={"IB_PORT": "7496"}, dotenv_path=tmp_path / ".env").ib_port == 7496
+
+
+def test_bad_value_in_dotenv_names_key(tmp_path: Path) -> None:
+    path = write_env(tmp_path / "custom.env", "SIM_PORT=lots\n")
+    with pytest.raises(ConfigError, match=r"^SIM_PORT='lots' is not a valid integer"):
+        load_settings(env={}, dotenv_path=str(path))
+
+
+def test_missing_dotenv_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(env={}, dotenv_path=tmp_path / "nope.env") == load()
+    monkeypatch.chdir(tmp_path)  # no ./.env here
+    assert load_settings(env={}) == load()
+
+
+def test_dotenv_path_none_skips_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_env(tmp_path / ".env", "IB_PORT=not-a-port\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}, dotenv_path=None).ib_port == 4002
+
+
+# --- overrides -----------------------------------------------------------------
+
+
+def test_overrides_apply_last_and_accept_typed_values() -> None:
+    s = load({"IB_PORT": "7497", "IB_HOST": "gw"}, ib_port=4001, ib_host=None, settle_first=0, log_level="error")
+    assert (s.ib_port, s.ib_host, s.settle_first, s.log_level) == (4001, None, 0.0, "ERROR")
+    assert s.use_simulator
+    assert isinstance(s.settle_first, float)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"ib_port": 70000}, "override ib_port=70000 is out of range (expected 1..65535)"),
+        ({"ib_port": "abc"}, "override ib_port='abc' is not a valid integer"),
+        ({"client_id": True}, "override client_id=True is not a valid integer"),
+        ({"client_id": 1.5}, "override client_id=1.5 is not a valid integer"),
+        ({"monitor_timeout": 0}, "override monitor_timeout=0 is out of range"),
+        ({"sim_account": "X1"}, "override sim_account='X1' is not a paper account"),
+        ({"ib_mode": "live"}, "override ib_mode='live' is not a valid choice"),
+        ({"ib_mode": "gateway"}, "override ib_mode='gateway' requires IB_HOST"),
+    ],
+)
+def test_overrides_are_validated(overrides: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**overrides)
+    assert str(info.value).startswith(expected)
+
+
+def test_unknown_override_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'IB_PORT' in overrides"):
+        load_settings(env={}, dotenv_path=None, overrides={"IB_PORT": 4001})
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("account", "paper"),
+    [("DU1234567", True), ("DUX", True), ("U1234567", False), ("du123", False), ("", False)],
+)
+def test_is_paper_account(account: str, paper: bool) -> None:
+    assert is_paper_account(account) is paper
+
+
+# --- import-time purity --------------------------------------------------------
+
+
+def test_import_touches_nothing(tmp_path: Path) -> None:
+    """A broken environment and an unreadable ./.env must not break `import config`."""
+    (tmp_path / ".env").mkdir()  # a directory where the file would be
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "IB_PORT": "abc",
+        "IB_MODE": "nonsense",
+        "SIM_ACCOUNT": "bogus",
+    }
+    code = (
+        "import sys, config\n"
+        "assert 'dotenv' not in sys.modules, 'dotenv imported at import time'\n"
+        "try:\n"
+        "    config.load_settings()\n"
+        "except config.ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # The errors surface only when load_settings() is called.
+    assert "IB_PORT='abc'" in result.stdout
+    assert "IB_MODE='nonsense'" in result.stdout
+    assert "SIM_ACCOUNT='bogus'" in result.stdout

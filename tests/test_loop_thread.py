@@ -1,0 +1,89 @@
+"""LoopThread: start/ready/error, call(), refusal from its own thread, stop."""
+
+import asyncio
+import threading
+
+import pytest
+
+from loop_thread import LoopThread, WrongThreadError
+
+
+@pytest.fixture
+def loop_thread():
+    thread = LoopThread("test-loop")
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+def test_call_runs_on_the_loop_thread(loop_thread):
+    async def where():
+        return threading.current_thread().name, asyncio.get_running_loop()
+
+    name, loop = loop_thread.call(where(), 5)
+    assert name == "test-loop"
+    assert loop is loop_thread.loop
+
+
+def test_call_from_own_thread_is_refused(loop_thread):
+    async def inner():
+        return 1
+
+    async def outer():
+        coro = inner()
+        try:
+            loop_thread.call(coro, 1)
+        except WrongThreadError as exc:
+            return str(exc)
+        return "not refused"
+
+    assert "own thread" in loop_thread.call(outer(), 5)
+
+
+def test_setup_error_is_reraised_by_start():
+    async def boom():
+        raise ValueError("cannot connect")
+
+    thread = LoopThread("failing", setup=boom)
+    with pytest.raises(ValueError, match="cannot connect"):
+        thread.start()
+    assert not thread.is_alive
+
+
+def test_stop_runs_teardown_and_joins():
+    seen = []
+
+    async def teardown():
+        seen.append(threading.current_thread().name)
+
+    thread = LoopThread("stopping", teardown=teardown)
+    thread.start()
+    thread.stop()
+    assert seen == ["stopping"]
+    assert not thread.is_alive
+    with pytest.raises(RuntimeError):
+        thread.call(asyncio.sleep(0), 1)
+
+
+def test_call_timeout_cancels_the_coroutine(loop_thread):
+    cancelled = threading.Event()
+
+    async def slow():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        loop_thread.call(slow(), 0.1)
+    assert cancelled.wait(2)
+
+
+def test_exceptions_propagate_to_the_caller(loop_thread):
+    async def fail():
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        loop_thread.call(fail(), 5)
+    assert loop_thread.is_alive
