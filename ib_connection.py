@@ -1,0 +1,237 @@
+"""One supervised ib_async connection living on its own loop thread.
+
+Both the read path (IBConnector, clientId 999) and the write path
+(OrderHandler, clientId 1000) are built on this class. It owns:
+
+* a ``LoopThread`` whose loop runs for the whole app lifetime;
+* the ``ib_async.IB`` object, created and connected *inside* that thread
+  (a fresh one per connection attempt, since ib_async wipes its state on
+  disconnect anyway);
+* a supervisor task that connects, watches the connection with a heartbeat
+  (a stalled gateway keeps the socket open, so ``isConnected()`` alone lies)
+  and reconnects with backoff and jitter.
+
+Subclasses override ``on_connected(ib)`` / ``on_disconnected()`` and call
+into the loop with ``self.thread.call(coro, timeout)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from ib_async import IB
+
+from loop_thread import LoopThread
+
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TIMEOUT = 4.0
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 5.0
+
+
+class NotConnectedError(RuntimeError):
+    """The connection to the gateway is down; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """What the status endpoint reports about one connection."""
+
+    name: str
+    client_id: int
+    state: str  # starting | connecting | connected | disconnected | stopped
+    thread_alive: bool
+    server_version: int | None
+    accounts: tuple[str, ...]
+    connected_since: float | None  # epoch seconds
+    last_error: str | None
+    reconnects: int
+    last_heartbeat: float | None  # epoch seconds of the last answered heartbeat
+
+
+class IBConnection:
+    """A supervised IB connection on a dedicated loop thread."""
+
+    readonly = False
+
+    def __init__(self, name: str, host: str, port: int, client_id: int,
+                 connect_timeout: float = 10.0, account: str = "") -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self.account = account
+        self.log = logging.getLogger(name)
+        self.thread = LoopThread(name, setup=self._setup, teardown=self._teardown)
+        self.ib: IB | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._first_attempt: asyncio.Future | None = None
+        self._connected = False
+        self._stopping = False
+        self._state = "starting"
+        self._since: float | None = None
+        self._last_error: str | None = None
+        self._reconnects = 0
+        self._last_heartbeat: float | None = None
+        self._server_version: int | None = None
+        self._accounts: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ life
+    def start(self, wait_connected: bool = True) -> None:
+        """Start the thread; by default wait for the first connection attempt.
+
+        A failed first attempt does not raise: the supervisor keeps retrying
+        and the state says ``disconnected`` meanwhile.
+        """
+        self.thread.start()
+        if wait_connected:
+            self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
+
+    def stop(self) -> None:
+        """Disconnect cleanly and end the thread."""
+        self._stopping = True
+        self.thread.stop()
+        self._state = "stopped"
+
+    async def _setup(self) -> None:
+        self._first_attempt = asyncio.get_running_loop().create_future()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"{self.name}-supervisor")
+
+    async def _teardown(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self.before_disconnect()
+        if self.ib is not None and self.ib.isConnected():
+            self.ib.disconnect()
+        self._connected = False
+
+    async def _await_first_attempt(self) -> None:
+        assert self._first_attempt is not None
+        await asyncio.shield(self._first_attempt)
+
+    # ------------------------------------------------------------ supervisor
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping:
+            self._state = "connecting"
+            if await self._connect_once():
+                backoff = BACKOFF_FIRST
+                self._mark_first_attempt()
+                await self._watch()
+                self._reconnects += 1
+            else:
+                self._mark_first_attempt()
+                self._state = "disconnected"
+            if self._stopping:
+                return
+            delay = backoff * (1 + random.random() * 0.5)
+            backoff = min(BACKOFF_MAX, backoff * 2)
+            await asyncio.sleep(delay)
+
+    def _mark_first_attempt(self) -> None:
+        if self._first_attempt is not None and not self._first_attempt.done():
+            self._first_attempt.set_result(None)
+
+    async def _connect_once(self) -> bool:
+        ib = IB()
+        try:
+            await ib.connectAsync(self.host, self.port, clientId=self.client_id,
+                                  timeout=self.connect_timeout, readonly=self.readonly,
+                                  account=self.account)
+            self.ib = ib
+            self._server_version = ib.client.serverVersion()
+            self._accounts = tuple(ib.managedAccounts())
+            self._connected = True
+            await self.on_connected(ib)
+        except asyncio.CancelledError:
+            ib.disconnect()
+            raise
+        except Exception as exc:  # log and carry on: the supervisor retries
+            self._connected = False
+            self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.log.warning("❌ %s: connect to %s:%s as clientId %d failed: %s", self.name,
+                             self.host, self.port, self.client_id, self._last_error)
+            ib.disconnect()
+            return False
+        self._state = "connected"
+        self._since = time.time()
+        self._last_heartbeat = time.time()
+        self._last_error = None
+        self.log.info("✅ %s connected to %s:%s as clientId %d (server version %s)", self.name,
+                      self.host, self.port, self.client_id, self._server_version)
+        return True
+
+    async def _watch(self) -> None:
+        """Return when the connection is lost (hard close or failed heartbeat)."""
+        ib = self.ib
+        assert ib is not None
+        lost = asyncio.Event()
+        handler = lambda *_: lost.set()  # noqa: E731
+        ib.disconnectedEvent += handler
+        try:
+            while not lost.is_set() and ib.isConnected():
+                try:
+                    await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
+                except asyncio.TimeoutError:
+                    if not await self._heartbeat(ib):
+                        break
+        finally:
+            ib.disconnectedEvent -= handler
+            self._connected = False
+            self._state = "disconnected"
+            if ib.isConnected():
+                ib.disconnect()
+            if not self._stopping:
+                self.log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
+                                 self._last_error or "peer closed")
+            await self.on_disconnected()
+
+    async def _heartbeat(self, ib: IB) -> bool:
+        try:
+            await asyncio.wait_for(ib.reqCurrentTimeAsync(), HEARTBEAT_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._last_error = f"gateway stalled: no heartbeat answer in {HEARTBEAT_TIMEOUT:.0f}s"
+            return False
+        except ConnectionError as exc:
+            self._last_error = f"heartbeat failed: {exc}"
+            return False
+        self._last_heartbeat = time.time()
+        return True
+
+    # ------------------------------------------------------------- for users
+    @property
+    def connected(self) -> bool:
+        """True while connected and answering heartbeats."""
+        return self._connected and self.thread.is_alive
+
+    def require_connected(self) -> None:
+        """Raise NotConnectedError unless connected (nothing is sent then)."""
+        if not self.connected:
+            raise NotConnectedError(f"{self.name} is not connected to the gateway"
+                                    + (f" ({self._last_error})" if self._last_error else ""))
+
+    def state(self) -> ConnectionState:
+        """A frozen view of the connection for the status endpoint."""
+        return ConnectionState(
+            name=self.name, client_id=self.client_id, state=self._state,
+            thread_alive=self.thread.is_alive, server_version=self._server_version,
+            accounts=self._accounts, connected_since=self._since,
+            last_error=self._last_error, reconnects=self._reconnects,
+            last_heartbeat=self._last_heartbeat)
+
+    # ------------------------------------------------------------ overrides
+    async def on_connected(self, ib: IB) -> None:
+        """Called on the loop after each successful connect (subscribe here)."""
+
+    async def on_disconnected(self) -> None:
+        """Called on the loop after the connection was lost."""
+
+    async def before_disconnect(self) -> None:
+        """Called on the loop before a clean shutdown disconnects."""

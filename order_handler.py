@@ -1,0 +1,530 @@
+"""Write path: every order, cancel and modify goes through the OrderHandler.
+
+The OrderHandler is an ``IBConnection`` (clientId 1000 by default) on its own
+loop thread. Flask threads never touch its ``IB`` object: they put requests
+on a queue (``loop.call_soon_threadsafe(queue.put_nowait, ...)``), and a
+consumer task on the loop starts one task per order, so a slow order never
+holds up the next.
+
+Each order gets our own id (also sent as ``Order.orderRef``) and a lifecycle
+record: queued → sent (orderId, permId) → each status the broker reports,
+with times → IB messages with codes → fills → verdict. After placing, the
+paper-trading settle workaround waits its three phases with
+``await asyncio.sleep`` (callbacks keep flowing), then the order is monitored
+until a terminal status or the time-out.
+
+Statuses in the record come from the broker's orderStatus messages only:
+ib_async marks a trade Cancelled on some informational errors (10349 "TIF was
+set to DAY") while the order lives on, so such error-made states are kept as
+messages, never as transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from ib_async import IB, Contract, Order
+from ib_async.order import Trade
+
+from ib_connection import IBConnection, NotConnectedError
+from ib_connector import make_contract
+
+log = logging.getLogger("order_handler")
+
+TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+WORKING = {"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
+FALSE_CANCEL_CODES = {10349}  # informational, but ib_async 2.1.0 cancels the trade on them
+CALL_TIMEOUT = 5.0
+
+
+class UnknownOrderError(LookupError):
+    """No order with that id is known to the handler."""
+
+
+class OrderStateError(RuntimeError):
+    """The order cannot be cancelled or modified in its current state."""
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """A validated order request (built by the API layer)."""
+
+    symbol: str
+    action: str  # BUY / SELL
+    quantity: float
+    order_type: str  # MKT LMT STP "STP LMT"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: str = "DAY"
+    outside_rth: bool = False
+    sec_type: str = "STK"
+    currency: str = "USD"
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One status transition reported by the broker."""
+
+    at: float
+    old: str | None
+    new: str
+    filled: float
+    remaining: float
+
+
+@dataclass(frozen=True)
+class IBMessage:
+    """An error or warning IB sent about the order."""
+
+    at: float
+    code: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    """One execution of the order."""
+
+    exec_id: str
+    at: float
+    shares: float
+    price: float
+    commission: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of our own handling (queued, sent, settle phase, verdict...)."""
+
+    at: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Everything we know about one of our orders (a frozen snapshot)."""
+
+    id: str
+    intent: OrderIntent
+    source: str
+    created_at: float
+    phase: str  # queued | qualifying | sending | settling | monitoring | done
+    order_id: int | None = None
+    perm_id: int | None = None
+    client_id: int | None = None
+    status: str | None = None
+    filled: float = 0.0
+    remaining: float | None = None
+    avg_fill_price: float | None = None
+    transitions: tuple[StatusChange, ...] = ()
+    messages: tuple[IBMessage, ...] = ()
+    fills: tuple[FillRecord, ...] = ()
+    steps: tuple[Step, ...] = ()
+    verdict: str | None = None  # filled cancelled rejected working stuck_pending_submit not_sent
+    verdict_reason: str | None = None
+    updated_at: float = 0.0
+
+
+class _Tracker:
+    """Mutable state of one order; mutated on the loop thread only (after creation)."""
+
+    def __init__(self, record: Lifecycle) -> None:
+        self.record = record
+        self.trade: Trade | None = None
+        self.cancel_requested = False
+        self.verdict_given = threading.Event()
+        self.terminal: asyncio.Event | None = None
+        self.acknowledged = False
+
+    def update(self, **changes: object) -> None:
+        self.record = replace(self.record, updated_at=time.time(), **changes)
+
+    def step(self, text: str) -> None:
+        self.update(steps=self.record.steps + (Step(time.time(), text),))
+
+    def elapsed(self) -> str:
+        return f"[{time.time() - self.record.created_at:5.1f}s]"
+
+
+class OrderHandler(IBConnection):
+    """The order connection, its queue and the lifecycle records."""
+
+    def __init__(self, host: str, port: int, client_id: int = 1000,
+                 connect_timeout: float = 10.0, account: str = "",
+                 settle: tuple[float, float, float] = (1.0, 2.0, 1.0),
+                 monitor_timeout: float = 15.0,
+                 on_change: Callable[[], None] | None = None) -> None:
+        super().__init__("order-handler", host, port, client_id, connect_timeout, account)
+        self.settle = settle
+        self.monitor_timeout = monitor_timeout
+        self.on_change = on_change
+        self._queue: asyncio.Queue | None = None
+        self._consumer: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._trackers: dict[str, _Tracker] = {}
+        self._by_order_id: dict[int, _Tracker] = {}
+        self._lock = threading.Lock()
+        self._pending = 0  # requests put on the queue and not yet taken by the consumer
+        self._counter = itertools.count(1)
+        self._contracts: dict[tuple[str, str, str], Contract] = {}
+        self._id_prefix = secrets.token_hex(3)
+
+    # ============================================================ Flask side
+    def submit(self, intent: OrderIntent, source: str = "api") -> Lifecycle:
+        """Queue an order; returns its record (phase "queued"). 503-worthy if down."""
+        self.require_connected()
+        order_id = f"o-{self._id_prefix}-{next(self._counter):06d}"
+        now = time.time()
+        tracker = _Tracker(Lifecycle(id=order_id, intent=intent, source=source, created_at=now,
+                                     phase="queued", updated_at=now,
+                                     steps=(Step(now, "queued"),)))
+        with self._lock:
+            self._trackers[order_id] = tracker
+        self._enqueue(("place", tracker, None))
+        return tracker.record
+
+    def cancel(self, order_id: str) -> Lifecycle:
+        """Queue a cancel of one of our orders."""
+        tracker = self._tracker(order_id)
+        self.require_connected()
+        if tracker.record.verdict in ("filled", "cancelled", "rejected", "not_sent"):
+            raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
+        self._enqueue(("cancel", tracker, None))
+        return tracker.record
+
+    def modify(self, order_id: str, quantity: float | None = None,
+               limit_price: float | None = None, stop_price: float | None = None) -> Lifecycle:
+        """Queue a modification (quantity and/or prices) of one of our working orders."""
+        tracker = self._tracker(order_id)
+        self.require_connected()
+        if tracker.record.verdict in ("filled", "cancelled", "rejected", "not_sent"):
+            raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
+        self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
+        return tracker.record
+
+    def get(self, order_id: str) -> Lifecycle | None:
+        """The record of one order, or None."""
+        tracker = self._trackers.get(order_id)
+        return tracker.record if tracker else None
+
+    def records(self) -> list[Lifecycle]:
+        """Every record, newest first."""
+        with self._lock:
+            trackers = list(self._trackers.values())
+        return [t.record for t in reversed(trackers)]
+
+    def wait(self, order_id: str, timeout: float) -> Lifecycle:
+        """Block until the order has a verdict (or ``timeout``); returns the record."""
+        tracker = self._tracker(order_id)
+        tracker.verdict_given.wait(timeout)
+        return tracker.record
+
+    def queue_depth(self) -> int:
+        """Requests waiting for the consumer plus orders not yet sent."""
+        in_queue = self._pending
+        not_sent = sum(1 for t in list(self._trackers.values())
+                       if t.record.phase in ("queued", "qualifying", "sending"))
+        return max(in_queue, not_sent)
+
+    def in_flight(self) -> int:
+        """Orders sent and still in their settle or monitoring window."""
+        return sum(1 for t in list(self._trackers.values())
+                   if t.record.phase in ("settling", "monitoring"))
+
+    def _tracker(self, order_id: str) -> _Tracker:
+        tracker = self._trackers.get(order_id)
+        if tracker is None:
+            raise UnknownOrderError(order_id)
+        return tracker
+
+    def _enqueue(self, item: tuple) -> None:
+        queue = self._queue
+        if queue is None:
+            raise NotConnectedError("order handler is not running")
+        with self._lock:
+            self._pending += 1
+        self.thread.call_soon(queue.put_nowait, item)
+
+    # ============================================================= loop side
+    async def on_connected(self, ib: IB) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._consumer = asyncio.create_task(self._consume(), name="order-consumer")
+        ib.errorEvent += self._on_error
+        self._contracts.clear()
+        self._rebind(ib)
+        log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
+
+    async def before_disconnect(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *( [self._consumer] if self._consumer else []),
+                             return_exceptions=True)
+
+    def _rebind(self, ib: IB) -> None:
+        """After a (re)connect, attach our records to ib_async's fresh trades."""
+        by_ref = {t.record.id: t for t in self._trackers.values()}
+        for trade in ib.trades():
+            tracker = by_ref.get(trade.order.orderRef)
+            if tracker is None or tracker.trade is trade:
+                continue
+            tracker.step("re-attached after reconnect")
+            self._bind(tracker, trade)
+            self._apply_status(tracker, trade)
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        actions = {"place": self._place, "cancel": self._cancel, "modify": self._modify}
+        while True:
+            kind, tracker, args = await self._queue.get()
+            with self._lock:
+                self._pending -= 1
+            task = asyncio.create_task(actions[kind](tracker, args))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("order task failed", exc_info=task.exception())
+
+    # -------------------------------------------------------------- place
+    async def _place(self, tracker: _Tracker, _: object) -> None:
+        tracker.terminal = asyncio.Event()
+        intent = tracker.record.intent
+        try:
+            contract = await self._qualify(intent)
+        except (LookupError, asyncio.TimeoutError, ConnectionError) as exc:
+            self._verdict(tracker, "rejected" if isinstance(exc, LookupError) else "not_sent",
+                          str(exc) or type(exc).__name__)
+            return
+        if tracker.cancel_requested:
+            self._verdict(tracker, "cancelled", "cancelled before it was sent")
+            return
+        trade = self._send(tracker, contract)
+        if trade is None:
+            return
+        await self._settle(tracker)
+        await self._monitor(tracker)
+
+    async def _qualify(self, intent: OrderIntent) -> Contract:
+        key = (intent.symbol, intent.sec_type, intent.currency)
+        if key not in self._contracts:
+            ib = self.ib
+            if ib is None or not ib.isConnected():
+                raise ConnectionError("order connection is down")
+            contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
+            found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
+            if not found or found[0] is None:
+                raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
+            self._contracts[key] = found[0]
+        return self._contracts[key]
+
+    def _send(self, tracker: _Tracker, contract: Contract) -> Trade | None:
+        ib = self.ib
+        order = build_order(tracker.record.intent, tracker.record.id)
+        tracker.update(phase="sending")
+        try:
+            if ib is None:
+                raise ConnectionError("Not connected")
+            trade = ib.placeOrder(contract, order)
+        except ConnectionError as exc:  # definitely not sent
+            self._verdict(tracker, "not_sent", f"order connection down: {exc}")
+            return None
+        self._by_order_id[trade.order.orderId] = tracker
+        tracker.update(order_id=trade.order.orderId, client_id=self.client_id,
+                       status=trade.orderStatus.status)
+        tracker.step(f"sent as orderId {trade.order.orderId}")
+        self._bind(tracker, trade)
+        intent = tracker.record.intent
+        log.info("🚀 Submitting %s: %s %g %s %s (orderId %d, timeout: %.0fs)", tracker.record.id,
+                 intent.action, intent.quantity, intent.symbol, intent.order_type,
+                 trade.order.orderId, self.monitor_timeout)
+        return trade
+
+    async def _settle(self, tracker: _Tracker) -> None:
+        tracker.update(phase="settling")
+        tracker.step("settle workaround started")
+        log.info("⏱️ Applying sleep workaround (%s)...", " + ".join(f"{s:g}s" for s in self.settle))
+        for seconds in self.settle:
+            if tracker.record.status in TERMINAL:
+                break
+            await asyncio.sleep(seconds)
+        tracker.step("settle workaround completed")
+        log.info("✅ Sleep completed for %s", tracker.record.id)
+
+    async def _monitor(self, tracker: _Tracker) -> None:
+        tracker.update(phase="monitoring")
+        assert tracker.terminal is not None
+        try:
+            await asyncio.wait_for(tracker.terminal.wait(), self.monitor_timeout)
+        except asyncio.TimeoutError:
+            status = tracker.record.status
+            if status == "PendingSubmit":
+                self._verdict(tracker, "stuck_pending_submit",
+                              f"still PendingSubmit after {self.monitor_timeout:g}s monitoring")
+            else:
+                self._verdict(tracker, "working", f"{status} after {self.monitor_timeout:g}s "
+                              "monitoring; still tracked", final=False)
+
+    # ------------------------------------------------------ cancel / modify
+    async def _cancel(self, tracker: _Tracker, _: object) -> None:
+        tracker.cancel_requested = True
+        tracker.step("cancel requested")
+        trade, ib = tracker.trade, self.ib
+        if trade is None or ib is None:
+            return  # _place sees cancel_requested before sending
+        try:
+            ib.cancelOrder(trade.order)
+            log.info("🛑 Cancel sent for %s (orderId %d)", tracker.record.id, trade.order.orderId)
+        except ConnectionError as exc:
+            tracker.step(f"cancel not sent: {exc}")
+
+    async def _modify(self, tracker: _Tracker, args: tuple) -> None:
+        quantity, limit_price, stop_price = args
+        trade, ib = tracker.trade, self.ib
+        if trade is None or ib is None or tracker.record.status in TERMINAL:
+            tracker.step("modify ignored: order not working")
+            return
+        order = trade.order
+        if quantity is not None:
+            order.totalQuantity = quantity
+        if limit_price is not None:
+            order.lmtPrice = limit_price
+        if stop_price is not None:
+            order.auxPrice = stop_price
+        try:
+            ib.placeOrder(trade.contract, order)
+        except (ConnectionError, AssertionError) as exc:
+            tracker.step(f"modify not sent: {exc}")
+            return
+        changes = ", ".join(f"{k}={v:g}" for k, v in (("quantity", quantity),
+                            ("limit_price", limit_price), ("stop_price", stop_price))
+                            if v is not None)
+        tracker.update(intent=replace(tracker.record.intent, **{
+            k: v for k, v in (("quantity", quantity), ("limit_price", limit_price),
+                              ("stop_price", stop_price)) if v is not None}))
+        tracker.step(f"modify sent: {changes}")
+        log.info("✏️ Modify sent for %s: %s", tracker.record.id, changes)
+
+    # ------------------------------------------------------ ib_async events
+    def _bind(self, tracker: _Tracker, trade: Trade) -> None:
+        tracker.trade = trade
+        trade.statusEvent += lambda t: self._on_status(tracker, t)
+        trade.fillEvent += lambda t, fill: self._on_fill(tracker, fill)
+        trade.commissionReportEvent += lambda t, fill, report: self._on_commission(
+            tracker, fill, report)
+
+    def _on_status(self, tracker: _Tracker, trade: Trade) -> None:
+        entry = trade.log[-1] if trade.log else None
+        if entry is not None and entry.errorCode:
+            self._on_error_status(tracker, trade, entry.errorCode, entry.message)
+            return
+        self._apply_status(tracker, trade)
+
+    def _apply_status(self, tracker: _Tracker, trade: Trade) -> None:
+        st = trade.orderStatus
+        old = tracker.record.status
+        new = st.status
+        if new in ("ValidationError",):
+            return
+        changes: dict[str, object] = dict(status=new, filled=st.filled, remaining=st.remaining,
+                                          perm_id=st.permId or trade.order.permId or None,
+                                          avg_fill_price=st.avgFillPrice or None)
+        if new != old:
+            log.info("%s 📊 Status: %s → %s (%s)", tracker.elapsed(), old, new, tracker.record.id)
+            changes["transitions"] = tracker.record.transitions + (
+                StatusChange(time.time(), old, new, st.filled, st.remaining),)
+        tracker.update(**changes)
+        if new in WORKING:
+            tracker.acknowledged = True
+        if new in TERMINAL:
+            verdict = {"Filled": "filled", "Inactive": "rejected"}.get(new, "cancelled")
+            reason = self._last_error_text(tracker) if verdict != "filled" else None
+            self._verdict(tracker, verdict, reason or new)
+        self._changed()
+
+    def _on_error_status(self, tracker: _Tracker, trade: Trade, code: int, text: str) -> None:
+        """ib_async changed the status because of an error message, not the broker."""
+        if code in FALSE_CANCEL_CODES or trade.orderStatus.status == "ValidationError":
+            return  # informational: the order lives on; the message is in the record
+        if trade.orderStatus.status == "Cancelled" and not tracker.acknowledged:
+            self._verdict(tracker, "rejected", text)  # e.g. 103, 200, 201 before any ack
+            self._changed()
+
+    def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
+        tracker = self._by_order_id.get(req_id)
+        if tracker is None:
+            return
+        tracker.update(messages=tracker.record.messages + (IBMessage(time.time(), code, text),))
+        log.info("%s 💬 Message: Error %d, reqId %d: %s (%s)", tracker.elapsed(), code, req_id,
+                 text, tracker.record.id)
+        self._changed()
+
+    def _on_fill(self, tracker: _Tracker, fill: object) -> None:
+        ex = fill.execution  # type: ignore[attr-defined]
+        record = FillRecord(exec_id=ex.execId, at=time.time(), shares=ex.shares, price=ex.price)
+        tracker.update(fills=tracker.record.fills + (record,), perm_id=ex.permId)
+        log.info("%s 💰 Fill %g @ %g (%s)", tracker.elapsed(), ex.shares, ex.price,
+                 tracker.record.id)
+        self._changed()
+
+    def _on_commission(self, tracker: _Tracker, fill: object, report: object) -> None:
+        exec_id = report.execId  # type: ignore[attr-defined]
+        commission = report.commission  # type: ignore[attr-defined]
+        fills = tuple(replace(f, commission=commission) if f.exec_id == exec_id else f
+                      for f in tracker.record.fills)
+        tracker.update(fills=fills)
+        self._changed()
+
+    def _last_error_text(self, tracker: _Tracker) -> str | None:
+        for message in reversed(tracker.record.messages):
+            if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
+                return f"Error {message.code}: {message.text}"
+        return None
+
+    def _verdict(self, tracker: _Tracker, verdict: str, reason: str, final: bool = True) -> None:
+        if tracker.record.verdict == verdict and tracker.record.verdict_reason == reason:
+            return
+        tracker.update(verdict=verdict, verdict_reason=reason,
+                       phase="done" if final else tracker.record.phase)
+        tracker.step(f"verdict: {verdict} ({reason})")
+        if final and tracker.terminal is not None:
+            tracker.terminal.set()
+        marker = {"filled": "🎉 SUCCESS! Order reached: Filled", "working": "⏳ Still working"}
+        log.info("%s %s — %s: %s", tracker.elapsed(), marker.get(verdict, f"❌ Order {verdict}"),
+                 tracker.record.id, reason)
+        tracker.verdict_given.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("on_change callback failed; carrying on")
+
+
+def build_order(intent: OrderIntent, order_ref: str) -> Order:
+    """The ib_async Order for an intent: TIF always explicit, our id in orderRef."""
+    order = Order(action=intent.action, totalQuantity=intent.quantity,
+                  orderType=intent.order_type, tif=intent.tif or "DAY",
+                  outsideRth=intent.outside_rth, orderRef=order_ref, account=intent.account,
+                  transmit=True)
+    if intent.limit_price is not None:
+        order.lmtPrice = intent.limit_price
+    if intent.stop_price is not None:
+        order.auxPrice = intent.stop_price
+    assert order.tif and math.isfinite(order.totalQuantity)
+    return order

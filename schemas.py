@@ -1,0 +1,128 @@
+"""Validation of order requests from outside (HTTP JSON, the form, scripts).
+
+pydantic does the typing and ranges; the cross-field rules (which prices an
+order type needs) are model validators. A request that fails here is never
+queued.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
+                      ValidationError, field_validator, model_validator)
+
+from order_handler import OrderIntent
+
+MAX_QUANTITY = 1_000_000
+Number = StrictInt | StrictFloat
+Price = Annotated[Number, Field(gt=0, le=10_000_000)]
+ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
+NEEDS = {  # order type -> (needs limit price, needs stop price)
+    "MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True),
+}
+
+__all__ = ["OrderIn", "ModifyIn", "ValidationError", "first_error"]
+
+
+class OrderIn(BaseModel):
+    """A new order as the JSON API and the dashboard send it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,14}$")]
+    action: Literal["BUY", "SELL"]
+    quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)]
+    order_type: Literal["MKT", "LMT", "STP", "STP LMT"] = "MKT"
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+    tif: Literal["DAY", "GTC", "IOC"] = "DAY"
+    outside_rth: StrictBool = False
+    sec_type: Literal["STK", "CASH"] = "STK"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+    @field_validator("symbol", "action", "order_type", "tif", "sec_type", "currency",
+                     mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("quantity", "limit_price", "stop_price")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> "OrderIn":
+        needs_limit, needs_stop = NEEDS[self.order_type]
+        _require(self.limit_price, needs_limit, "limit_price", self.order_type)
+        _require(self.stop_price, needs_stop, "stop_price", self.order_type)
+        if self.sec_type == "STK" and float(self.quantity) != int(self.quantity):
+            raise _field_error("quantity", "must be a whole number of shares for stocks")
+        if self.sec_type == "CASH" and len(self.symbol.replace(".", "")) != 6:
+            raise _field_error("symbol", "an FX pair looks like EUR.USD or EURUSD")
+        return self
+
+    def intent(self, account: str = "") -> OrderIntent:
+        """The handler's order intent for this request."""
+        return OrderIntent(
+            symbol=self.symbol, action=self.action, quantity=float(self.quantity),
+            order_type=self.order_type,
+            limit_price=None if self.limit_price is None else float(self.limit_price),
+            stop_price=None if self.stop_price is None else float(self.stop_price),
+            tif=self.tif, outside_rth=self.outside_rth, sec_type=self.sec_type,
+            currency=self.currency, account=account)
+
+
+class ModifyIn(BaseModel):
+    """A modification of a working order: new quantity and/or prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)] | None = None
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "ModifyIn":
+        if self.quantity is None and self.limit_price is None and self.stop_price is None:
+            raise _field_error("quantity", "give at least one of quantity, limit_price, "
+                               "stop_price")
+        if self.quantity is not None and float(self.quantity) != int(self.quantity):
+            raise _field_error("quantity", "must be a whole number")
+        return self
+
+
+class _FieldError(ValueError):
+    """A cross-field rule failed; names the field it is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _field_error(field: str, message: str) -> _FieldError:
+    return _FieldError(field, message)
+
+
+def _require(value: object, needed: bool, name: str, order_type: str) -> None:
+    if needed and value is None:
+        raise _field_error(name, f"is required for {order_type} orders")
+    if not needed and value is not None:
+        raise _field_error(name, f"is not used by {order_type} orders")
+
+
+def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict]]:
+    """(field, message, details) of a pydantic error, with our field names."""
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        ctx_error = (err.get("ctx") or {}).get("error")
+        loc = err["loc"]
+        field = getattr(ctx_error, "field", None) or (str(loc[0]) if loc else None)
+        message = str(ctx_error) if isinstance(ctx_error, _FieldError) else err["msg"]
+        details.append({"field": field, "message": message})
+    first = details[0] if details else {"field": None, "message": "invalid request"}
+    return first["field"], first["message"], details

@@ -1,0 +1,139 @@
+"""Standalone baseline check: place one order and watch it, outside the app.
+
+    python test_order.py                      # against an embedded simulated gateway
+    python test_order.py --port 4002 --symbol MSFT --quantity 2
+
+Uses its own connection and clientId, applies the paper-trading settle
+workaround (awaited, so callbacks keep flowing), prints each status
+transition with elapsed seconds and every IB message, and exits 0 only if the
+order reaches Filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+from ib_async import IB, Order, Trade
+
+from ib_connector import make_contract
+
+EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line flags."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default=None, help="gateway host (default: start an embedded "
+                    "simulated gateway)")
+    ap.add_argument("--port", type=int, default=4002, help="gateway port (default 4002)")
+    ap.add_argument("--client-id", type=int, default=7, help="API client id (default 7)")
+    ap.add_argument("--symbol", default="AAPL")
+    ap.add_argument("--sec-type", default="STK", choices=("STK", "CASH"))
+    ap.add_argument("--side", default="BUY", choices=("BUY", "SELL"))
+    ap.add_argument("--quantity", type=float, default=1)
+    ap.add_argument("--order-type", default="MKT", choices=("MKT", "LMT"))
+    ap.add_argument("--limit-price", type=float, default=None)
+    ap.add_argument("--tif", default="DAY", choices=("DAY", "GTC", "IOC"))
+    ap.add_argument("--settle", default="1,2,1",
+                    help="the settle workaround's three waits in seconds (default 1,2,1)")
+    ap.add_argument("--timeout", type=float, default=15.0, help="monitoring time-out (s)")
+    args = ap.parse_args(argv)
+    try:
+        args.settle = tuple(float(x) for x in args.settle.split(","))
+    except ValueError:
+        ap.error(f"--settle {args.settle!r}: expected three numbers like 1,2,1")
+    if len(args.settle) != 3 or min(args.settle) < 0:
+        ap.error("--settle takes three non-negative numbers")
+    if args.quantity <= 0:
+        ap.error("--quantity must be positive")
+    if args.order_type == "LMT" and (args.limit_price is None or args.limit_price <= 0):
+        ap.error("--order-type LMT needs a positive --limit-price")
+    return args
+
+
+async def run(args: argparse.Namespace, host: str, port: int) -> int:
+    """Connect, place, settle, monitor; returns the exit code."""
+    start = time.monotonic()
+    say = lambda text: print(f"[{time.monotonic() - start:4.1f}s] {text}", flush=True)  # noqa
+    ib = IB()
+    ib.errorEvent += lambda req_id, code, text, contract: say(
+        f"💬 Message: Error {code}, reqId {req_id}: {text}")
+    try:
+        await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
+    except (OSError, asyncio.TimeoutError) as exc:
+        say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
+        return EXIT_ERROR
+    say(f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "
+        f"accounts {','.join(ib.managedAccounts())})")
+    try:
+        return await _place_and_watch(ib, args, say)
+    finally:
+        ib.disconnect()
+
+
+async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
+    found = await ib.qualifyContractsAsync(make_contract(args.symbol, args.sec_type))
+    if not found or found[0] is None:
+        say(f"❌ Unknown symbol {args.symbol}")
+        return EXIT_ERROR
+    contract = found[0]
+    order = Order(action=args.side, totalQuantity=args.quantity, orderType=args.order_type,
+                  tif=args.tif, orderRef=f"test_order-{int(time.time())}")
+    if args.limit_price is not None:
+        order.lmtPrice = args.limit_price
+    last: list[str | None] = [None]
+
+    def on_status(trade: Trade) -> None:
+        status = trade.orderStatus.status
+        if status != last[0]:
+            say(f"📊 Status: {last[0]} → {status}")
+            last[0] = status
+
+    trade = ib.placeOrder(contract, order)
+    trade.statusEvent += on_status
+    on_status(trade)
+    say(f"🚀 Submitted orderId {order.orderId}: {args.side} {args.quantity:g} {args.symbol} "
+        f"{args.order_type} (timeout: {args.timeout:g}s)")
+    say("⏱️ Applying sleep workaround...")
+    for seconds in args.settle:
+        await asyncio.sleep(seconds)
+    say("✅ Sleep completed")
+    deadline = time.monotonic() + args.timeout
+    while not trade.isDone() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    for fill in trade.fills:
+        say(f"💰 Fill {fill.execution.shares:g} @ {fill.execution.price:g} "
+            f"(commission {fill.commissionReport.commission:g})")
+    status = trade.orderStatus.status
+    if status == "Filled":
+        say("🎉 SUCCESS! Order reached: Filled")
+        return EXIT_FILLED
+    say(f"❌ Order did not fill: {status}")
+    return EXIT_NOT_FILLED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: start the embedded gateway if no host is given."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+    gateway = None
+    host, port = args.host, args.port
+    if host is None:
+        from sim_gateway.controller import SimGateway
+        gateway = SimGateway().start()
+        host, port = "127.0.0.1", gateway.port
+        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}", flush=True)
+    try:
+        return asyncio.run(run(args, host, port))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Shared fixtures: an embedded simulated gateway and the app connected to it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from config import load_settings  # noqa: E402
+from sim_gateway.broker import BrokerConfig  # noqa: E402
+from sim_gateway.controller import SimGateway  # noqa: E402
+from sim_gateway.server import ServerSettings  # noqa: E402
+
+FAST_SETTLE = {"settle_first": 0.1, "settle_validation": 0.2, "settle_final": 0.1}
+
+
+@pytest.fixture
+def gateway():
+    """A fresh simulated gateway on a free loopback port."""
+    gw = SimGateway(ServerSettings(port=0), BrokerConfig(seed=7)).start()
+    yield gw
+    gw.stop()
+
+
+def app_settings(gateway: SimGateway, **overrides):
+    """Settings that point the app at ``gateway`` (no .env, no environment)."""
+    values = {"ib_mode": "gateway", "ib_host": "127.0.0.1", "ib_port": gateway.port,
+              "connect_timeout": 5, "monitor_timeout": 5, **FAST_SETTLE, **overrides}
+    return load_settings(env={}, dotenv_path=None, overrides=values)
+
+
+@pytest.fixture
+def app(gateway):
+    """The app connected to the gateway, services stopped afterwards."""
+    from app_simple import create_app
+
+    application = create_app({"SETTINGS": app_settings(gateway), "TESTING": True})
+    yield application
+    application.extensions["trading"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_ib_async():
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
+    yield

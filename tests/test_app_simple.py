@@ -1,0 +1,257 @@
+"""End-to-end through HTTP: the app on the embedded simulated gateway."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import ib_async.client
+import pytest
+
+from conftest import app_settings, wait_for
+
+
+def post_order(client, wait=False, **fields):
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT", **fields}
+    return client.post("/api/v1/orders" + ("?wait=1" if wait else ""), json=body)
+
+
+def order_json(client, order_id):
+    return client.get(f"/api/v1/orders/{order_id}").get_json()
+
+
+def gateway_order_count(gateway):
+    return len(gateway.open_orders()) + len(gateway.completed_orders())
+
+
+def test_status_reports_both_connections(client, gateway):
+    body = client.get("/api/v1/status").get_json()
+    assert body["ok"] is True
+    assert body["connections"]["reader"]["client_id"] == 999
+    assert body["connections"]["orders"]["client_id"] == 1000
+    assert body["threads"] == {"reader": True, "orders": True}
+    assert body["server_version"] == 178
+    assert body["account"] == "DU1234567" and body["paper"] is True
+    assert body["queue_depth"] == 0
+    assert set(gateway.connected_client_ids()) == {999, 1000}
+
+
+def test_thirty_concurrent_orders_all_fill(client, gateway):
+    def place(i):
+        res = post_order(client, quantity=1, symbol="MSFT")
+        assert res.status_code == 202, res.get_json()
+        return res.get_json()["id"]
+
+    with ThreadPoolExecutor(30) as pool:
+        ids = list(pool.map(place, range(30)))
+    assert len(set(ids)) == 30
+
+    def all_filled():
+        return all(order_json(client, i)["verdict"] == "filled" for i in ids)
+
+    wait_for(all_filled, timeout=30)
+    for order_id in ids:
+        body = order_json(client, order_id)
+        lifecycle = body["lifecycle"]
+        statuses = [t["new"] for t in lifecycle["transitions"]]
+        assert statuses[-1] == "Filled" and "PreSubmitted" in statuses
+        assert lifecycle["order_id"] and lifecycle["perm_id"]
+        assert [s["text"] for s in lifecycle["steps"]][:2] == ["queued",
+                                                              f"sent as orderId {lifecycle['order_id']}"]
+        assert lifecycle["fills"] and lifecycle["fills"][0]["commission"] == pytest.approx(1.0)
+    # the gateway saw exactly these 30 orders, each once
+    refs = sorted(o.order_ref for o in gateway.completed_orders())
+    assert refs == sorted(ids)
+
+    def position_is_30():
+        rows = client.get("/api/v1/positions").get_json()["positions"]
+        return [r for r in rows if r["symbol"] == "MSFT" and r["quantity"] == 30]
+
+    row = wait_for(position_is_30)[0]
+    assert row["market_price"] > 0 and row["avg_cost"] > 0
+    account = client.get("/api/v1/account").get_json()
+    assert account["figures"]["cash"] < 1_000_000 - 30 * 100
+    orders = client.get("/api/v1/orders").get_json()["orders"]
+    ours = [o for o in orders if o.get("ours")]
+    assert {o["id"] for o in ours} >= set(ids)
+    assert all(o["client_id"] == 1000 and o["status"] == "Filled" for o in ours)
+
+
+def test_wait_option_returns_the_verdict(client):
+    res = post_order(client, wait=True)
+    assert res.status_code == 200
+    body = res.get_json()
+    assert body["order"]["verdict"] == "filled"
+    assert body["url"] == f"/api/v1/orders/{body['id']}"
+
+
+def test_order_of_another_client_shows_in_orders(client, gateway):
+    import test_order
+
+    code = test_order.main(["--host", "127.0.0.1", "--port", str(gateway.port),
+                            "--client-id", "7", "--symbol", "IBM", "--settle", "0,0,0"])
+    assert code == 0
+
+    def seen():
+        rows = client.get("/api/v1/orders").get_json()["orders"]
+        return [r for r in rows if r["client_id"] == 7 and r["symbol"] == "IBM"]
+
+    row = wait_for(seen, timeout=5)[0]
+    assert row["status"] == "Filled" and row["ours"] is False
+    detail = client.get(row["url"]).get_json()
+    assert detail["perm_id"] == row["perm_id"]
+
+
+def test_limit_order_modify_and_cancel(client, gateway):
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    far = round(quote["bid"] * 0.8, 2)
+    res = post_order(client, order_type="LMT", limit_price=far, quantity=5)
+    order_id = res.get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "Submitted")
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": far - 1,
+                                                                  "quantity": 7})
+    assert res.status_code == 202
+    wait_for(lambda: [o for o in gateway.open_orders()
+                      if o.order_ref == order_id and o.total_quantity == 7
+                      and o.lmt_price == pytest.approx(far - 1)])
+    res = client.post(f"/api/v1/orders/{order_id}/cancel")
+    assert res.status_code == 202
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled")
+    body = order_json(client, order_id)
+    assert body["lifecycle"]["transitions"][-1]["new"] == "Cancelled"
+    assert any(m["code"] == 202 for m in body["lifecycle"]["messages"])
+    assert not [o for o in gateway.open_orders() if o.order_ref == order_id]
+    # a finished order cannot be cancelled again
+    assert client.post(f"/api/v1/orders/{order_id}/cancel").status_code == 409
+
+
+def test_rejected_order_records_the_ib_message(client, gateway):
+    gateway.reject_next_order("Simulated margin check")
+    body = post_order(client, wait=True).get_json()
+    lifecycle = body["order"]
+    assert lifecycle["verdict"] == "rejected"
+    assert any(m["code"] == 201 and "Simulated margin check" in m["text"]
+               for m in lifecycle["messages"])
+
+
+def test_validation_delay_still_fills(gateway):
+    from app_simple import create_app
+
+    gateway.set_validation_delay(1.5)
+    app = create_app({"SETTINGS": app_settings(gateway, settle_first=0.5, settle_validation=1.0,
+                                               settle_final=0.5)})
+    try:
+        client = app.test_client()
+        ids = [post_order(client).get_json()["id"] for _ in range(3)]
+        wait_for(lambda: all(order_json(client, i)["verdict"] for i in ids), timeout=20)
+        for i in ids:
+            lifecycle = order_json(client, i)["lifecycle"]
+            assert lifecycle["verdict"] == "filled"
+            assert lifecycle["transitions"][0]["old"] == "PendingSubmit"
+    finally:
+        app.extensions["trading"].stop()
+
+
+def test_informational_10349_does_not_cancel_a_live_order(client, gateway):
+    gateway.set_tif_preset_warning(True)
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    res = post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.8, 2))
+    order_id = res.get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "Submitted")
+    ib_order_id = order_json(client, order_id)["lifecycle"]["order_id"]
+    # the gateway now says 10349 about this live order: ib_async would call it Cancelled
+    gateway.send_error(1000, ib_order_id, 10349, "Order TIF was set to DAY based on order preset.")
+    wait_for(lambda: any(m["code"] == 10349
+                         for m in order_json(client, order_id)["lifecycle"]["messages"]))
+    body = order_json(client, order_id)
+    assert body["lifecycle"]["status"] == "Submitted"
+    assert body["verdict"] != "cancelled"
+    assert [o for o in gateway.open_orders() if o.order_ref == order_id]
+
+
+def test_bad_input_is_refused_and_nothing_reaches_the_gateway(client, gateway):
+    before = gateway_order_count(gateway)
+    cases = [
+        ({"quantity": 0}, "quantity"), ({"quantity": -5}, "quantity"),
+        ({"quantity": "ten"}, "quantity"), ({"quantity": 1.5}, "quantity"),
+        ({"action": "HOLD"}, "action"), ({"symbol": "A$PL"}, "symbol"),
+        ({"order_type": "LMT"}, "limit_price"), ({"order_type": "STP"}, "stop_price"),
+        ({"limit_price": 10}, "limit_price"), ({"tif": "FOREVER"}, "tif"),
+        ({"extra": 1}, "extra"), ({"order_type": "LMT", "limit_price": -1}, "limit_price"),
+    ]
+    for fields, field in cases:
+        res = post_order(client, **fields)
+        assert res.status_code == 400, fields
+        error = res.get_json()["error"]
+        assert error["code"] == "validation_error" and error["field"] == field, (fields, error)
+    res = client.post("/api/v1/orders", data="not json", content_type="application/json")
+    assert res.status_code == 400 and res.get_json()["error"]["code"] == "invalid_body"
+    assert client.get("/api/v1/nope").get_json()["error"]["status"] == 404
+    assert client.get("/api/v1/status").get_json()["queue_depth"] == 0
+    assert gateway_order_count(gateway) == before
+
+
+def test_unknown_symbol_is_rejected_without_an_order(client, gateway):
+    before = gateway_order_count(gateway)
+    body = post_order(client, wait=True, symbol="ZZZZ").get_json()
+    assert body["order"]["verdict"] == "rejected"
+    assert client.get("/api/v1/quote?symbol=ZZZZ").status_code == 404
+    assert gateway_order_count(gateway) == before
+
+
+def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
+    before = gateway_order_count(gateway)
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 3})
+    restart.start()
+    try:
+        wait_for(lambda: not client.get("/api/v1/status").get_json()["ok"], timeout=5)
+        res = post_order(client)
+        assert res.status_code == 503
+        assert res.get_json()["error"]["code"] == "gateway_unavailable"
+        assert client.get("/api/v1/health").status_code == 503
+    finally:
+        restart.join()
+    wait_for(lambda: client.get("/api/v1/status").get_json()["ok"], timeout=15)
+    assert gateway_order_count(gateway) == before
+    assert post_order(client, wait=True).get_json()["order"]["verdict"] == "filled"
+
+
+def test_no_route_touches_an_ib_object_from_a_flask_thread(client, monkeypatch):
+    """Every byte to the gateway is written by a loop thread, never a request thread."""
+    writers = set()
+    original = ib_async.client.Client.sendMsg
+
+    def spy(self, msg):
+        writers.add(threading.current_thread().name)
+        return original(self, msg)
+
+    monkeypatch.setattr(ib_async.client.Client, "sendMsg", spy)
+    order_id = post_order(client, wait=True).get_json()["id"]
+    for url in ("/", "/api/v1/status", "/api/v1/account", "/api/v1/positions",
+                "/api/v1/orders", f"/api/v1/orders/{order_id}", "/api/v1/executions",
+                "/api/v1/quote?symbol=MSFT", "/api/v1/health"):
+        assert client.get(url).status_code == 200, url
+    assert writers and writers <= {"ib-connector", "order-handler"}
+
+
+def test_a_loop_refuses_blocking_calls_from_its_own_thread(app):
+    from loop_thread import WrongThreadError
+
+    handler = app.extensions["trading"].handler
+
+    async def nested():
+        async def noop():
+            return None
+        try:
+            handler.thread.call(noop(), 1)
+        except WrongThreadError:
+            return "refused"
+        return "allowed"
+
+    assert handler.thread.call(nested(), 5) == "refused"
+
+
+def test_index_page_renders(client):
+    res = client.get("/")
+    assert res.status_code == 200
+    assert b"PAPER" in res.data and b"order-form" in res.data
