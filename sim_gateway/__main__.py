@@ -1,0 +1,88 @@
+"""Command line: ``python -m sim_gateway --port 4002``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # loop_thread.py
+
+from sim_gateway.broker import BrokerConfig  # noqa: E402
+from sim_gateway.controller import SimGateway  # noqa: E402
+from sim_gateway.server import ServerSettings  # noqa: E402
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The CLI's arguments; every realism and fault switch has a flag."""
+    ap = argparse.ArgumentParser(
+        prog="python -m sim_gateway",
+        description="Simulated IB Gateway (paper account) speaking the TWS API socket protocol.")
+    ap.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=4002, help="listen port (default 4002, paper)")
+    ap.add_argument("--account", default="DU1234567", help="paper account id (must start DU)")
+    ap.add_argument("--cash", type=float, default=1_000_000.0, help="starting cash in USD")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the deterministic price paths")
+    ap.add_argument("--master-client-id", type=int, default=None,
+                    help="Master API client id: receives every client's live order updates")
+    ap.add_argument("--max-clients", type=int, default=32, help="concurrent API clients")
+    ap.add_argument("--max-rate", type=int, default=50,
+                    help="messages/s per client before error 100 (default 50)")
+    ap.add_argument("--max-version", type=int, default=178,
+                    help="highest server version to negotiate (157..178)")
+    ap.add_argument("--state-file", default=None,
+                    help="JSON file that keeps orders, positions and cash across restarts")
+    ap.add_argument("--validation-delay", type=_non_negative, default=0.0,
+                    help="seconds of paper validation before an order is acknowledged")
+    ap.add_argument("--fill-delay", type=_non_negative, default=0.0,
+                    help="seconds between acknowledgement and fill of marketable orders")
+    ap.add_argument("--tif-preset-warning", action="store_true",
+                    help="send error 10349 for orders that arrive without a TIF")
+    ap.add_argument("--partial-fill-above", type=float, default=0.0,
+                    help="orders above this quantity fill in chunks (0 = off)")
+    ap.add_argument("--partial-fill-chunk", type=float, default=100.0, help="chunk size")
+    ap.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway until SIGINT/SIGTERM."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        broker = BrokerConfig(account=args.account, starting_cash=args.cash, seed=args.seed,
+                              partial_fill_above=args.partial_fill_above,
+                              partial_fill_chunk=args.partial_fill_chunk,
+                              master_client_id=args.master_client_id)
+    except ValueError as exc:
+        parser().error(str(exc))
+    settings = ServerSettings(host=args.host, port=args.port,
+                              master_client_id=args.master_client_id,
+                              max_clients=args.max_clients, max_rate=args.max_rate,
+                              max_version=args.max_version, state_file=args.state_file)
+    gateway = SimGateway(settings, broker).start()
+    gateway.set_validation_delay(args.validation_delay)
+    gateway.set_fill_delay(args.fill_delay)
+    gateway.set_tif_preset_warning(args.tif_preset_warning)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"Simulated IB Gateway on {args.host}:{gateway.port} — Ctrl+C to stop", flush=True)
+    done.wait()
+    gateway.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Start/stop controller: runs the simulated gateway on its own loop thread.
+
+Tests and the app use this in-process; the CLI (``python -m sim_gateway``)
+uses it too. Every control method is thread-safe: it runs on the gateway's
+loop through ``LoopThread.call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from loop_thread import LoopThread
+
+from .broker import BrokerConfig
+from .server import GatewayServer, ServerSettings, Stats
+from .types import Execution, CommissionReport, ExecutionFilter, OrderView, Position
+
+T = TypeVar("T")
+CALL_TIMEOUT = 10.0
+
+
+class SimGateway:
+    """An embedded simulated IB Gateway on a loopback port."""
+
+    def __init__(self, settings: ServerSettings | None = None,
+                 broker_config: BrokerConfig | None = None) -> None:
+        self.settings = settings or ServerSettings()
+        self.broker_config = broker_config or BrokerConfig()
+        self._server: GatewayServer | None = None
+        self._thread = LoopThread("sim-gateway", setup=self._setup, teardown=self._teardown)
+
+    async def _setup(self) -> None:
+        self._server = GatewayServer(self.settings, self.broker_config)
+        await self._server.start()
+
+    async def _teardown(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+
+    # ------------------------------------------------------------------ life
+    def start(self) -> "SimGateway":
+        """Start listening; returns self (``port`` is then known)."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listener, save state, end the thread."""
+        self._thread.stop()
+
+    def __enter__(self) -> "SimGateway":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        """Listening address."""
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        """Listening port (the real one when 0 was asked for)."""
+        assert self._server is not None, "gateway not started"
+        return self._server.port
+
+    @property
+    def running(self) -> bool:
+        """True while the loop thread is alive."""
+        return self._thread.is_alive
+
+    def _run(self, fn: Callable[[GatewayServer], T]) -> T:
+        """Run ``fn(server)`` on the gateway's loop and return its result."""
+        server = self._server
+        assert server is not None, "gateway not started"
+
+        async def job() -> T:
+            return fn(server)
+
+        return self._thread.call(job(), CALL_TIMEOUT)
+
+    # ---------------------------------------------------------------- faults
+    def drop_connections(self) -> None:
+        """Hard-close every client connection."""
+        self._run(lambda s: s.drop_connections())
+
+    def stall(self, seconds: float) -> None:
+        """Stop answering for ``seconds`` with sockets left open."""
+        self._run(lambda s: s.stall(seconds))
+
+    def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
+        """Listener down and up on the same port; broker state kept."""
+        assert self._server is not None, "gateway not started"
+        self._thread.call(self._server.restart(down_seconds, roll_back_ids),
+                          CALL_TIMEOUT + down_seconds)
+
+    def set_validation_delay(self, seconds: float) -> None:
+        """Paper validation delay before an order is acknowledged."""
+        self._set_broker("validation_delay", seconds)
+
+    def set_fill_delay(self, seconds: float) -> None:
+        """Delay between acknowledgement and fill of marketable orders."""
+        self._set_broker("fill_delay", seconds)
+
+    def set_tif_preset_warning(self, enabled: bool) -> None:
+        """Send error 10349 for orders that arrive without a TIF."""
+        self._set_broker("tif_preset_warning", enabled)
+
+    def reject_next_order(self, reason: str = "Simulated rejection") -> None:
+        """Reject the next order placed (error 201)."""
+        self._run(lambda s: s.broker.reject_next_order(reason))
+
+    def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
+        """Send an error/notice (e.g. 10349, 1100) to one client; False if not connected."""
+        return self._run(lambda s: s.send_error(client_id, req_id, code, text))
+
+    def _set_broker(self, name: str, value: Any) -> None:
+        def apply(server: GatewayServer) -> None:
+            setattr(server.broker, name, value)
+            server.poke()
+        self._run(apply)
+
+    # ----------------------------------------------------------- inspection
+    def open_orders(self) -> list[OrderView]:
+        """Every client's working orders."""
+        return self._run(lambda s: s.broker.open_orders(None))
+
+    def completed_orders(self) -> list[OrderView]:
+        """Filled, cancelled and rejected orders."""
+        return self._run(lambda s: s.broker.completed_orders())
+
+    def executions(self) -> list[tuple[Execution, CommissionReport]]:
+        """Every execution with its commission."""
+        return self._run(lambda s: s.broker.executions(ExecutionFilter()))
+
+    def positions(self) -> list[Position]:
+        """Non-zero positions."""
+        return self._run(lambda s: s.broker.positions())
+
+    def connected_client_ids(self) -> list[int]:
+        """Client ids of started API sessions."""
+        return self._run(lambda s: [x.client_id for x in s.sessions if x.started])
+
+    def stats(self) -> Stats:
+        """A copy of the message counters."""
+        def copy(server: GatewayServer) -> Stats:
+            st = server.stats
+            return Stats(received_by_client=st.received_by_client.copy(),
+                         peak_rate_by_client=dict(st.peak_rate_by_client),
+                         pacing_violations=st.pacing_violations,
+                         decode_errors=st.decode_errors, connections=st.connections)
+        return self._run(copy)
+
+    def broker_call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(broker)`` on the gateway loop (for tests that need more)."""
+        return self._run(lambda s: fn(s.broker))

@@ -1,0 +1,715 @@
+"""asyncio TCP server of the simulated gateway: sessions, routing, pacing, faults.
+
+Pure layers do the real work: ``codec`` frames bytes, ``protocol`` turns
+fields into request dataclasses and value types into fields, ``broker``
+decides what happens to orders and money. This module owns the sockets, maps
+each request type to a handler (a table, not a chain of ifs) and routes the
+broker's events to the sessions that should see them:
+
+* order events (openOrder, orderStatus, execDetails, commissionReport, order
+  errors) go to the owning clientId and to the Master API client id;
+* account, position and P&L events go to every session subscribed to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import broker as b
+from . import protocol as p
+from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
+from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
+
+log = logging.getLogger("sim_gateway")
+
+MIN_VERSION = 157
+MAX_VERSION = 178
+FARM_NOTICES = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2104, "Market data farm connection is OK:cashfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
+MAX_SUMMARY_SUBSCRIPTIONS = 2
+UNSUPPORTED_CODE = 321
+TICK_INTERVAL = 0.25  # seconds between market data pushes / price steps checks
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the listener behaves (the broker has its own config)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    master_client_id: int | None = None
+    max_clients: int = 32
+    max_rate: int = 50  # messages per second per client before error 100
+    max_version: int = MAX_VERSION
+    state_file: str | None = None
+
+
+@dataclass
+class Session:
+    """One client connection and what it subscribed to."""
+
+    writer: asyncio.StreamWriter
+    peer: str
+    version: int = 0
+    client_id: int | None = None
+    started: bool = False
+    positions: bool = False
+    account_updates: bool = False
+    multi: set[int] = field(default_factory=set)
+    summaries: dict[int, frozenset[str]] = field(default_factory=dict)
+    pnl: set[int] = field(default_factory=set)
+    pnl_single: dict[int, int] = field(default_factory=dict)
+    streams: dict[int, int] = field(default_factory=dict)  # reqId -> conId
+    market_data_type: int = 1
+    seen_orders: set[tuple[int, int]] = field(default_factory=set)
+    stamps: collections.deque = field(default_factory=collections.deque)
+    received: int = 0
+    peak_rate: int = 0
+    held: list[bytes] = field(default_factory=list)
+
+    def label(self) -> str:
+        """Short name for logs."""
+        return f"client {self.client_id}" if self.client_id is not None else self.peer
+
+
+@dataclass
+class Stats:
+    """Counters tests and benchmarks read."""
+
+    received_by_client: collections.Counter = field(default_factory=collections.Counter)
+    peak_rate_by_client: dict[int, int] = field(default_factory=dict)
+    pacing_violations: int = 0
+    decode_errors: int = 0
+    connections: int = 0
+
+
+class GatewayServer:
+    """The simulated gateway; all methods run on the server's event loop."""
+
+    def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
+        self.settings = settings
+        self.broker_config = broker_config or b.BrokerConfig()
+        self.broker = self._load_broker()
+        self.sessions: list[Session] = []
+        self.stats = Stats()
+        self._server: asyncio.AbstractServer | None = None
+        self._ticker: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._stalled_until = 0.0
+        self._stall_done: asyncio.Event = asyncio.Event()
+        self._stall_done.set()
+        self._dirty = False
+        self.port = settings.port
+        self._handlers: dict[type, Callable[[Session, Any], None]] = {
+            p.ReqIds: self._on_req_ids,
+            p.ReqCurrentTime: self._on_current_time,
+            p.ReqManagedAccts: self._on_managed_accounts,
+            p.ReqContractDetails: self._on_contract_details,
+            p.ReqMktData: self._on_mkt_data,
+            p.CancelMktData: self._on_cancel_mkt_data,
+            p.ReqMarketDataType: self._on_market_data_type,
+            p.PlaceOrder: self._on_place_order,
+            p.CancelOrder: self._on_cancel_order,
+            p.ReqOpenOrders: self._on_open_orders,
+            p.ReqAllOpenOrders: self._on_all_open_orders,
+            p.ReqAutoOpenOrders: self._on_auto_open_orders,
+            p.ReqCompletedOrders: self._on_completed_orders,
+            p.ReqExecutions: self._on_executions,
+            p.ReqPositions: self._on_positions,
+            p.CancelPositions: self._on_cancel_positions,
+            p.ReqAccountUpdates: self._on_account_updates,
+            p.ReqAccountUpdatesMulti: self._on_account_updates_multi,
+            p.CancelAccountUpdatesMulti: self._on_cancel_account_updates_multi,
+            p.ReqAccountSummary: self._on_account_summary,
+            p.CancelAccountSummary: self._on_cancel_account_summary,
+            p.ReqPnL: self._on_pnl,
+            p.CancelPnL: self._on_cancel_pnl,
+            p.ReqPnLSingle: self._on_pnl_single,
+            p.CancelPnLSingle: self._on_cancel_pnl_single,
+            p.ReqGlobalCancel: self._on_global_cancel,
+            p.Unsupported: self._on_unsupported,
+        }
+        self._routes: dict[type, Callable[[Any], None]] = {
+            b.OpenOrderEvent: self._route_open_order,
+            b.OrderStatusEvent: self._route_order_status,
+            b.ExecutionEvent: self._route_execution,
+            b.CommissionEvent: self._route_commission,
+            b.OrderErrorEvent: self._route_order_error,
+            b.WhatIfEvent: self._route_what_if,
+            b.PositionEvent: self._route_position,
+            b.PortfolioEvent: self._route_portfolio,
+            b.AccountValuesEvent: self._route_account_values,
+            b.PnLEvent: self._route_pnl,
+            b.PnLSingleEvent: self._route_pnl_single,
+        }
+
+    # ------------------------------------------------------------------ life
+    def _load_broker(self) -> b.Broker:
+        path = self.settings.state_file
+        if path and Path(path).exists():
+            state = json.loads(Path(path).read_text())
+            log.info("💾 Restored broker state from %s", path)
+            return b.Broker.from_state(state, self.broker_config, time.time())
+        return b.Broker(self.broker_config, time.time())
+
+    def save_state(self) -> None:
+        """Write the broker state to the state file (atomically), if one is set."""
+        path = self.settings.state_file
+        if not path:
+            return
+        tmp = f"{path}.tmp"
+        Path(tmp).write_text(json.dumps(self.broker.to_state()))
+        os.replace(tmp, path)
+        self._dirty = False
+
+    async def start(self) -> None:
+        """Open the listener and start the market ticker."""
+        await self._listen()
+        self._ticker = asyncio.create_task(self._tick_loop(), name="sim-ticker")
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, self.settings.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("🟢 Simulated IB Gateway listening on %s:%d (account %s)",
+                 self.settings.host, self.port, self.broker_config.account)
+
+    async def stop(self) -> None:
+        """Close the listener and every session; save state."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        await self._close_listener()
+        self.drop_connections()
+        self.save_state()
+
+    async def _close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    # ---------------------------------------------------------------- faults
+    def drop_connections(self) -> None:
+        """Hard-close every client socket (as a crashing gateway does)."""
+        for session in list(self.sessions):
+            self._close_session(session)
+
+    def stall(self, seconds: float) -> None:
+        """Stop reading and answering for ``seconds`` with sockets left open."""
+        self._stalled_until = time.monotonic() + seconds
+        self._stall_done.clear()
+        asyncio.get_running_loop().call_later(seconds, self._end_stall)
+        log.warning("🧊 Gateway stalled for %.1fs", seconds)
+
+    def _end_stall(self) -> None:
+        if time.monotonic() + 1e-3 < self._stalled_until:
+            return
+        self._stall_done.set()
+        for session in self.sessions:
+            for data in session.held:
+                session.writer.write(data)
+            session.held.clear()
+        log.warning("🔥 Gateway stall over")
+
+    @property
+    def stalled(self) -> bool:
+        """True while a stall is in effect."""
+        return not self._stall_done.is_set()
+
+    async def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
+        """Listener down (all clients cut), state kept, listener up on the same port."""
+        log.warning("🔄 Gateway restarting (down %.1fs)", down_seconds)
+        await self._close_listener()
+        self.drop_connections()
+        self.save_state()
+        if roll_back_ids:
+            self.broker.roll_back_order_ids()
+        await asyncio.sleep(down_seconds)
+        await self._listen()
+
+    def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
+        """Send an arbitrary error/notice message to one client (harness switch)."""
+        session = self._session_of(client_id)
+        if session is None:
+            return False
+        self._send(session, p.error(req_id, code, text, session.version))
+        return True
+
+    def poke(self) -> None:
+        """Wake the ticker (after a change of the broker's scheduled work)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------ connection
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        session = Session(writer=writer, peer=peer)
+        self.sessions.append(session)
+        self.stats.connections += 1
+        frames = ServerFrameReader()
+        try:
+            while not writer.is_closing():
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._stall_done.wait()
+                frames.feed(data)
+                while (event := frames.next_event()) is not None:
+                    self._on_frame(session, event)
+                    if writer.is_closing():
+                        break
+                await self._drain(session)
+        except ProtocolError as exc:
+            log.warning("%s: protocol error, closing: %s", session.label(), exc)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("%s: connection lost: %s", session.label(), exc)
+        finally:
+            self._close_session(session)
+
+    async def _drain(self, session: Session) -> None:
+        try:
+            await session.writer.drain()
+        except ConnectionError:
+            self._close_session(session)
+
+    def _close_session(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
+            log.info("🔌 %s disconnected", session.label())
+        if not session.writer.is_closing():
+            session.writer.close()
+
+    def _on_frame(self, session: Session, event: Hello | list[str]) -> None:
+        if isinstance(event, Hello):
+            self._on_hello(session, event)
+            return
+        if not session.version:
+            raise ProtocolError("message before handshake")
+        if not self._within_rate(session):
+            return
+        try:
+            request = p.decode_request(event, session.version)
+        except p.DecodeError as exc:
+            self.stats.decode_errors += 1
+            log.warning("%s: undecodable request %s: %s", session.label(), event[:3], exc)
+            self._send(session, p.error(-1, 320, f"Error reading request. {exc}", session.version))
+            return
+        if isinstance(request, p.StartApi):
+            self._on_start_api(session, request)
+        elif not session.started:
+            self._send(session, p.error(-1, 321, "Error validating request: API not started",
+                                        session.version))
+        else:
+            self._handlers[type(request)](session, request)
+
+    def _on_hello(self, session: Session, hello: Hello) -> None:
+        if hello.max_version < MIN_VERSION or hello.min_version > self.settings.max_version:
+            log.warning("%s: unsupported client versions %d..%d, closing", session.peer,
+                        hello.min_version, hello.max_version)
+            self._close_session(session)
+            return
+        session.version = min(hello.max_version, self.settings.max_version)
+        if session.version == 158:  # ib_async and IB disagree on openOrder at 158
+            session.version = 157
+        stamp = time.strftime("%Y%m%d %H:%M:%S", time.gmtime()) + " Greenwich Mean Time"
+        session.writer.write(encode_handshake_reply(session.version, stamp))
+
+    def _within_rate(self, session: Session) -> bool:
+        now = time.monotonic()
+        stamps = session.stamps
+        stamps.append(now)
+        while stamps and stamps[0] <= now - 1.0:
+            stamps.popleft()
+        session.received += 1
+        if session.client_id is not None:
+            self.stats.received_by_client[session.client_id] += 1
+            peak = max(self.stats.peak_rate_by_client.get(session.client_id, 0), len(stamps))
+            self.stats.peak_rate_by_client[session.client_id] = peak
+        if len(stamps) <= self.settings.max_rate:
+            return True
+        self.stats.pacing_violations += 1
+        text = (f"Max rate of messages per second has been exceeded:max={self.settings.max_rate} "
+                f"rec={len(stamps)} (1)")
+        self._send(session, p.error(-1, 100, text, session.version))
+        return False
+
+    # ------------------------------------------------------------- sending
+    def _send(self, session: Session, fields: list[str]) -> None:
+        data = encode_frame(fields)
+        if session.writer.is_closing():
+            return
+        if self.stalled:
+            session.held.append(data)
+        else:
+            session.writer.write(data)
+
+    def _session_of(self, client_id: int) -> Session | None:
+        for session in self.sessions:
+            if session.started and session.client_id == client_id:
+                return session
+        return None
+
+    def _order_audience(self, owner: int) -> list[Session]:
+        sessions = []
+        own = self._session_of(owner)
+        if own is not None:
+            sessions.append(own)
+        master = self.settings.master_client_id
+        if master is not None and master != owner:
+            m = self._session_of(master)
+            if m is not None:
+                sessions.append(m)
+        return sessions
+
+    def _dispatch(self, events: list[Any]) -> None:
+        for event in events:
+            self._routes[type(event)](event)
+        if events:
+            self._dirty = True
+        self.poke()
+
+    # -------------------------------------------------------- event routing
+    def _send_open_order(self, session: Session, order: OrderView) -> None:
+        session.seen_orders.add((order.client_id, order.order_id))
+        self._send(session, p.open_order(order, session.version))
+
+    def _route_open_order(self, event: b.OpenOrderEvent) -> None:
+        for session in self._order_audience(event.order.client_id):
+            self._send_open_order(session, event.order)
+
+    def _route_order_status(self, event: b.OrderStatusEvent) -> None:
+        order = event.order
+        for session in self._order_audience(order.client_id):
+            if (order.client_id, order.order_id) not in session.seen_orders:
+                self._send_open_order(session, order)
+            self._send(session, p.order_status(order))
+
+    def _route_execution(self, event: b.ExecutionEvent) -> None:
+        for session in self._order_audience(event.execution.client_id):
+            self._send(session, p.exec_details(-1, event.execution, session.version))
+
+    def _route_commission(self, event: b.CommissionEvent) -> None:
+        for session in self._order_audience(event.client_id):
+            self._send(session, p.commission_report(event.report))
+
+    def _route_order_error(self, event: b.OrderErrorEvent) -> None:
+        # Only the owner: an error carrying another client's orderId would hit an
+        # unrelated local order with the same id in the master's client library.
+        session = self._session_of(event.client_id)
+        if session is not None:
+            self._send(session, p.error(event.order_id, event.code, event.text, session.version))
+
+    def _route_what_if(self, event: b.WhatIfEvent) -> None:
+        session = self._session_of(event.client_id)
+        if session is not None:
+            self._send(session, p.open_order(event.order, session.version))
+
+    def _route_position(self, event: b.PositionEvent) -> None:
+        for session in self.sessions:
+            if session.started and session.positions:
+                self._send(session, p.position(event.position))
+
+    def _route_portfolio(self, event: b.PortfolioEvent) -> None:
+        for session in self.sessions:
+            if session.started and session.account_updates:
+                self._send(session, p.portfolio_value(event.item))
+
+    def _route_account_values(self, event: b.AccountValuesEvent) -> None:
+        hhmm = time.strftime("%H:%M")
+        for session in self.sessions:
+            if not session.started:
+                continue
+            if session.account_updates:
+                for value in event.values:
+                    self._send(session, p.account_value(value))
+                self._send(session, p.account_update_time(hhmm))
+            for req_id in session.multi:
+                for value in event.values:
+                    self._send(session, p.account_update_multi(req_id, value, ""))
+            for req_id, tags in session.summaries.items():
+                for value in _summary_rows(event.values, tags):
+                    self._send(session, p.account_summary(req_id, value))
+
+    def _route_pnl(self, event: b.PnLEvent) -> None:
+        for session in self.sessions:
+            for req_id in session.pnl:
+                self._send(session, p.pnl(req_id, event.pnl))
+
+    def _route_pnl_single(self, event: b.PnLSingleEvent) -> None:
+        for session in self.sessions:
+            for req_id, con_id in session.pnl_single.items():
+                if con_id == event.con_id:
+                    self._send(session, p.pnl_single(req_id, event.pnl_single))
+
+    # ------------------------------------------------------------- requests
+    def _on_start_api(self, session: Session, request: p.StartApi) -> None:
+        version = session.version
+        if session.started:
+            self._send(session, p.error(-1, 321, "Error validating request: API already started",
+                                        version))
+            return
+        if self._session_of(request.client_id) is not None:
+            log.warning("⛔ clientId %d already in use: refusing %s", request.client_id, session.peer)
+            self._send(session, p.error(
+                -1, 326, "Unable to connect as the client id is already in use. "
+                "Retry with a unique client id.", version))
+            self._close_session(session)
+            return
+        if sum(s.started for s in self.sessions) >= self.settings.max_clients:
+            self._send(session, p.error(
+                -1, 502, f"Maximum number of API connections ({self.settings.max_clients}) "
+                "reached.", version))
+            self._close_session(session)
+            return
+        session.client_id = request.client_id
+        session.started = True
+        log.info("🔗 client %d connected (version %d) from %s", request.client_id, version,
+                 session.peer)
+        self._send(session, p.managed_accounts([self.broker_config.account]))
+        self._send(session, p.next_valid_id(self.broker.next_valid_id(request.client_id)))
+        for code, text in FARM_NOTICES:
+            self._send(session, p.error(-1, code, text, version))
+        for order in self.broker.open_orders(request.client_id):
+            self._send_open_order(session, order)
+            self._send(session, p.order_status(order))
+
+    def _on_req_ids(self, session: Session, request: p.ReqIds) -> None:
+        self._send(session, p.next_valid_id(self.broker.next_valid_id(session.client_id)))
+
+    def _on_current_time(self, session: Session, request: p.ReqCurrentTime) -> None:
+        self._send(session, p.current_time(int(time.time())))
+
+    def _on_managed_accounts(self, session: Session, request: p.ReqManagedAccts) -> None:
+        self._send(session, p.managed_accounts([self.broker_config.account]))
+
+    def _on_contract_details(self, session: Session, request: p.ReqContractDetails) -> None:
+        found = self.broker.find_contracts(request.contract)
+        if not found:
+            self._send_unknown_contract(session, request.req_id)
+            return
+        for contract in found:
+            self._send(session, p.contract_data(request.req_id, contract, session.version))
+        self._send(session, p.contract_data_end(request.req_id))
+
+    def _send_unknown_contract(self, session: Session, req_id: int) -> None:
+        self._send(session, p.error(
+            req_id, 200, "No security definition has been found for the request", session.version))
+
+    def _resolve(self, query: ContractQuery) -> Contract | None:
+        found = self.broker.find_contracts(query)
+        return found[0] if len(found) == 1 else None
+
+    def _on_mkt_data(self, session: Session, request: p.ReqMktData) -> None:
+        contract = self._resolve(request.contract)
+        if contract is None:
+            self._send_unknown_contract(session, request.req_id)
+            return
+        req_id = request.req_id
+        self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
+        if session.market_data_type != 1:
+            self._send(session, p.market_data_type(req_id, session.market_data_type))
+        self._send_ticks(session, req_id, self.broker.quote(contract.con_id), full=True)
+        if request.snapshot or request.regulatory_snapshot:
+            self._send(session, p.tick_snapshot_end(req_id))
+        else:
+            session.streams[req_id] = contract.con_id
+
+    def _send_ticks(self, session: Session, req_id: int, quote: Quote, full: bool) -> None:
+        delayed = session.market_data_type in (3, 4)
+        prices = ((1, quote.bid, quote.bid_size), (2, quote.ask, quote.ask_size),
+                  (4, quote.last, quote.last_size))
+        if full:
+            prices += ((6, quote.high, 0.0), (7, quote.low, 0.0), (9, quote.close, 0.0),
+                       (14, quote.open, 0.0))
+        for tick_type, price, size in prices:
+            tick_type = _DELAYED_TICK.get(tick_type, tick_type) if delayed else tick_type
+            self._send(session, p.tick_price(req_id, tick_type, price, size, 0))
+        volume_tick = 74 if delayed else 8
+        self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
+
+    def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
+        session.streams.pop(request.req_id, None)
+
+    def _on_market_data_type(self, session: Session, request: p.ReqMarketDataType) -> None:
+        session.market_data_type = request.market_data_type
+
+    def _on_place_order(self, session: Session, request: p.PlaceOrder) -> None:
+        self._dispatch(self.broker.place_order(session.client_id, request.order, time.time()))
+
+    def _on_cancel_order(self, session: Session, request: p.CancelOrder) -> None:
+        self._dispatch(self.broker.cancel_order(session.client_id, request.order_id, time.time()))
+
+    def _on_global_cancel(self, session: Session, request: p.ReqGlobalCancel) -> None:
+        self._dispatch(self.broker.global_cancel(time.time()))
+
+    def _send_order_list(self, session: Session, orders: list[OrderView]) -> None:
+        for order in orders:
+            self._send_open_order(session, order)
+            self._send(session, p.order_status(order))
+        self._send(session, p.open_order_end())
+
+    def _on_open_orders(self, session: Session, request: p.ReqOpenOrders) -> None:
+        self._send_order_list(session, self.broker.open_orders(session.client_id))
+
+    def _on_all_open_orders(self, session: Session, request: p.ReqAllOpenOrders) -> None:
+        self._send_order_list(session, self.broker.open_orders(None))
+
+    def _on_auto_open_orders(self, session: Session, request: p.ReqAutoOpenOrders) -> None:
+        if session.client_id != 0:
+            self._send(session, p.error(
+                -1, 327, "Only API connections with clientId set to 0 can set the auto bind "
+                "TWS orders property.", session.version))
+
+    def _on_completed_orders(self, session: Session, request: p.ReqCompletedOrders) -> None:
+        for order in self.broker.completed_orders():
+            self._send(session, p.completed_order(order, session.version))
+        self._send(session, p.completed_orders_end())
+
+    def _on_executions(self, session: Session, request: p.ReqExecutions) -> None:
+        for execution, report in self.broker.executions(request.filter):
+            self._send(session, p.exec_details(request.req_id, execution, session.version))
+            self._send(session, p.commission_report(report))
+        self._send(session, p.exec_details_end(request.req_id))
+
+    def _on_positions(self, session: Session, request: p.ReqPositions) -> None:
+        session.positions = True
+        for position in self.broker.positions():
+            self._send(session, p.position(position))
+        self._send(session, p.position_end())
+
+    def _on_cancel_positions(self, session: Session, request: p.CancelPositions) -> None:
+        session.positions = False
+
+    def _known_account(self, session: Session, account: str, req_id: int) -> bool:
+        if account in ("", self.broker_config.account):
+            return True
+        self._send(session, p.error(req_id, 321, f"Error validating request: unknown account "
+                                    f"{account!r}", session.version))
+        return False
+
+    def _on_account_updates(self, session: Session, request: p.ReqAccountUpdates) -> None:
+        if not request.subscribe:
+            session.account_updates = False
+            return
+        if not self._known_account(session, request.account, -1):
+            return
+        session.account_updates = True
+        for value in self.broker.account_values():
+            self._send(session, p.account_value(value))
+        for item in self.broker.portfolio():
+            self._send(session, p.portfolio_value(item))
+        self._send(session, p.account_update_time(time.strftime("%H:%M")))
+        self._send(session, p.account_download_end(self.broker_config.account))
+
+    def _on_account_updates_multi(self, session: Session, request: p.ReqAccountUpdatesMulti) -> None:
+        if not self._known_account(session, request.account, request.req_id):
+            return
+        session.multi.add(request.req_id)
+        for value in self.broker.account_values():
+            self._send(session, p.account_update_multi(request.req_id, value, request.model_code))
+        self._send(session, p.account_update_multi_end(request.req_id))
+
+    def _on_cancel_account_updates_multi(self, session: Session,
+                                         request: p.CancelAccountUpdatesMulti) -> None:
+        session.multi.discard(request.req_id)
+
+    def _on_account_summary(self, session: Session, request: p.ReqAccountSummary) -> None:
+        if len(session.summaries) >= MAX_SUMMARY_SUBSCRIPTIONS:
+            self._send(session, p.error(request.req_id, 322, "Maximum number of account summary "
+                                        "requests exceeded", session.version))
+            return
+        tags = frozenset(request.tags)
+        session.summaries[request.req_id] = tags
+        for value in _summary_rows(self.broker.account_values(), tags):
+            self._send(session, p.account_summary(request.req_id, value))
+        self._send(session, p.account_summary_end(request.req_id))
+
+    def _on_cancel_account_summary(self, session: Session, request: p.CancelAccountSummary) -> None:
+        session.summaries.pop(request.req_id, None)
+
+    def _on_pnl(self, session: Session, request: p.ReqPnL) -> None:
+        if not self._known_account(session, request.account, request.req_id):
+            return
+        session.pnl.add(request.req_id)
+        self._send(session, p.pnl(request.req_id, self.broker.pnl()))
+
+    def _on_cancel_pnl(self, session: Session, request: p.CancelPnL) -> None:
+        session.pnl.discard(request.req_id)
+
+    def _on_pnl_single(self, session: Session, request: p.ReqPnLSingle) -> None:
+        if not self._known_account(session, request.account, request.req_id):
+            return
+        session.pnl_single[request.req_id] = request.con_id
+        single = self.broker.pnl_single(request.con_id)
+        if single is not None:
+            self._send(session, p.pnl_single(request.req_id, single))
+
+    def _on_cancel_pnl_single(self, session: Session, request: p.CancelPnLSingle) -> None:
+        session.pnl_single.pop(request.req_id, None)
+
+    def _on_unsupported(self, session: Session, request: p.Unsupported) -> None:
+        log.warning("%s: unsupported request %s (id %d)", session.label(), request.name,
+                    request.msg_id)
+        self._send(session, p.error(
+            request.req_id, UNSUPPORTED_CODE, f"Error validating request.-'sim' : cause - "
+            f"{request.name} (message {request.msg_id}) is not supported by the simulated "
+            "gateway", session.version))
+
+    # --------------------------------------------------------------- ticker
+    async def _tick_loop(self) -> None:
+        """Advance the broker (prices, triggers, delayed acks/fills) and stream quotes."""
+        last_save = time.monotonic()
+        while True:
+            due = self.broker.next_due()
+            delay = TICK_INTERVAL if due is None else min(TICK_INTERVAL, max(0.0, due - time.time()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                self._dispatch_quiet(self.broker.advance(time.time()))
+                self._stream_quotes()
+                if self._dirty and time.monotonic() - last_save > 1.0:
+                    self.save_state()
+                    last_save = time.monotonic()
+            except Exception:
+                log.exception("ticker step failed; carrying on")
+
+    def _dispatch_quiet(self, events: list[Any]) -> None:
+        for event in events:
+            self._routes[type(event)](event)
+        if events:
+            self._dirty = True
+
+    def _stream_quotes(self) -> None:
+        quotes: dict[int, Quote] = {}
+        for session in self.sessions:
+            for req_id, con_id in session.streams.items():
+                quote = quotes.get(con_id) or quotes.setdefault(con_id, self.broker.quote(con_id))
+                self._send_ticks(session, req_id, quote, full=False)
+
+
+_DELAYED_TICK = {1: 66, 2: 67, 4: 68, 6: 72, 7: 73, 9: 75, 14: 76}
+_SUMMARY_ALIASES = {"$LEDGER", "$LEDGER:ALL", "$LEDGER:USD"}
+
+
+def _summary_rows(values: tuple[AccountValue, ...] | list[AccountValue],
+                  tags: frozenset[str]) -> list[AccountValue]:
+    """The account values an accountSummary subscription with ``tags`` should see."""
+    every = bool(tags & _SUMMARY_ALIASES)
+    return [v for v in values if v.key in tags or (every and v.currency)]
