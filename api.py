@@ -9,21 +9,27 @@ OrderHandler's queue. Every error uses one shape, built by ``api_error``:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 from werkzeug.exceptions import HTTPException
 
 from ib_connection import NotConnectedError
-from ib_connector import OrderRow, Snapshot
+from ib_connector import ExecutionRow, OrderRow, Snapshot
 from order_handler import Lifecycle, OrderStateError, UnknownOrderError
 from schemas import ModifyIn, OrderIn, ValidationError, first_error
 from services import Services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
+STREAM_KEEPALIVE = 5.0  # seconds between comments on an idle stream (finds dead clients)
+STREAM_MIN_GAP = 0.05  # coalesce bursts of changes into one event
 
 
 class ApiError(Exception):
@@ -95,12 +101,15 @@ def _as_dict(obj: Any) -> Any:
 @bp.get("/status")
 def status() -> Response:
     """Health of both connections, the threads, the account and the queue."""
-    svc = services()
-    snap = svc.connector.snapshot()
+    return jsonify(status_payload(services(), services().connector.snapshot()))
+
+
+def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
+    """The body of /status (also part of the stream's state events)."""
     orders = svc.handler.state()
     account = snap.account
     healthy = snap.connection.state == "connected" and orders.state == "connected"
-    return jsonify({
+    return {
         "ok": healthy,
         "simulator": svc.simulator is not None,
         "gateway": {"host": svc.host, "port": svc.port},
@@ -114,7 +123,58 @@ def status() -> Response:
         "in_flight": svc.handler.in_flight(),
         "data_age": _age(snap.updated_at),
         "orders_age": _age(snap.orders_updated_at),
-    })
+        "streams": svc.feed.open_streams,
+    }
+
+
+def state_payload(svc: Services) -> dict[str, Any]:
+    """Everything the dashboard shows, from the snapshots (GET /state and the stream)."""
+    snap = svc.connector.snapshot()
+    return {
+        "version": svc.feed.version,
+        "status": status_payload(svc, snap),
+        "account": dataclasses.asdict(snap.account) if snap.account else None,
+        "positions": [dataclasses.asdict(p) for p in snap.positions],
+        "orders": merged_orders(snap, svc.handler.records(), detail=True),
+        "executions": [dataclasses.asdict(e) for e in snap.executions],
+    }
+
+
+@bp.get("/state")
+def state() -> Response:
+    """The whole dashboard state in one answer (the polling fallback of the stream)."""
+    return jsonify(state_payload(services()))
+
+
+@bp.get("/stream")
+def stream() -> Response | tuple[Response, int]:
+    """Server-Sent Events: a ``state`` event after every change, comments while idle."""
+    svc = services()
+    if not svc.feed.open_stream():
+        return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
+                         "poll /api/v1/state instead")
+    return Response(stream_with_context(_events(svc)), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _events(svc: Services) -> Iterator[str]:
+    feed = svc.feed
+    try:
+        yield "retry: 1000\n\n"
+        seen = -1
+        while not feed.closed:
+            version = feed.wait(seen, STREAM_KEEPALIVE)
+            if feed.closed:
+                break
+            if version == seen:
+                yield ": keep-alive\n\n"
+                continue
+            seen = version
+            body = json.dumps(state_payload(svc), separators=(",", ":"))
+            yield f"id: {version}\nevent: state\ndata: {body}\n\n"
+            time.sleep(STREAM_MIN_GAP)
+    finally:
+        feed.close_stream()
 
 
 @bp.get("/health")
@@ -163,6 +223,20 @@ def orders() -> Response:
     if which != "all":
         rows = [r for r in rows if r["open"] == (which == "open")]
     return jsonify({"orders": rows, "data_age": _age(snap.orders_updated_at)})
+
+
+@bp.get("/executions.csv")
+def executions_csv() -> Response:
+    """The fills ledger as CSV."""
+    snap = services().connector.snapshot()
+    out = io.StringIO()
+    fields = [f.name for f in dataclasses.fields(ExecutionRow)]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for row in snap.executions:
+        writer.writerow(dataclasses.asdict(row))
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=fills.csv"})
 
 
 @bp.get("/orders/<order_id>")
@@ -214,6 +288,27 @@ def place_order() -> tuple[Response, int]:
     return jsonify(body), 200 if wait and record.verdict else 202
 
 
+@bp.post("/orders/preview")
+def preview_order() -> Response:
+    """What-if: the broker's margin and commission preview of an order; places nothing."""
+    order_in = _validate(OrderIn, _json_body())
+    svc = services()
+    try:
+        answer = svc.handler.preview(order_in.intent(svc.settings.account))
+    except LookupError as exc:
+        raise ApiError(422, "no_preview", str(exc), "symbol") from None
+    except TimeoutError:
+        raise ApiError(504, "gateway_timeout", "the gateway did not answer in time") from None
+    return jsonify(dataclasses.asdict(answer))
+
+
+@bp.post("/orders/cancel-all")
+def cancel_all() -> tuple[Response, int]:
+    """Global cancel: every working order of every client."""
+    working = services().handler.cancel_all()
+    return jsonify({"cancel_requested": True, "ours_working": working}), 202
+
+
 @bp.post("/orders/<order_id>/cancel")
 def cancel_order(order_id: str) -> tuple[Response, int]:
     """Queue a cancel of one of our orders."""
@@ -243,7 +338,8 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
 
 
 # ----------------------------------------------------------------- merging
-def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
+def merged_orders(snap: Snapshot, records: list[Lifecycle],
+                  detail: bool = False) -> list[dict[str, Any]]:
     """Broker rows joined with our records by orderRef, then permId; our unsent ones too."""
     by_id = {r.id: r for r in records}
     by_perm = {r.perm_id: r for r in records if r.perm_id}
@@ -253,10 +349,10 @@ def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, An
         record = by_id.get(row.order_ref) or by_perm.get(row.perm_id)
         if record is not None:
             used.add(record.id)
-        rows.append(_order_json(row, record, brief=True))
+        rows.append(_order_json(row, record, brief=not detail))
     for record in records:
         if record.id not in used:
-            rows.append(_order_json(None, record, brief=True))
+            rows.append(_order_json(None, record, brief=not detail))
     return rows
 
 

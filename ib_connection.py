@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ib_async import IB
@@ -80,6 +81,7 @@ class IBConnection:
         self._last_heartbeat: float | None = None
         self._server_version: int | None = None
         self._accounts: tuple[str, ...] = ()
+        self.state_listener: Callable[[], None] | None = None  # called on connect/disconnect
 
     # ------------------------------------------------------------------ life
     def start(self, wait_connected: bool = True) -> None:
@@ -166,7 +168,15 @@ class IBConnection:
         self._last_error = None
         self.log.info("✅ %s connected to %s:%s as clientId %d (server version %s)", self.name,
                       self.host, self.port, self.client_id, self._server_version)
+        self._notify_state()
         return True
+
+    def _notify_state(self) -> None:
+        if self.state_listener is not None:
+            try:
+                self.state_listener()
+            except Exception:
+                self.log.exception("state listener failed; carrying on")
 
     async def _watch(self) -> None:
         """Return when the connection is lost (hard close or failed heartbeat)."""
@@ -192,6 +202,7 @@ class IBConnection:
                 self.log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
                                  self._last_error or "peer closed")
             await self.on_disconnected()
+            self._notify_state()
 
     async def _heartbeat(self, ib: IB) -> bool:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ib_async import IB, Contract, Forex, Stock
@@ -155,8 +156,10 @@ class IBConnector(IBConnection):
     readonly = True  # no order sync at connect: we ask for every client's orders ourselves
 
     def __init__(self, host: str, port: int, client_id: int = 999,
-                 connect_timeout: float = 10.0, account: str = "") -> None:
+                 connect_timeout: float = 10.0, account: str = "",
+                 on_change: Callable[[], None] | None = None) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
+        self.on_change = on_change
         self._book = _OrderBook()
         self._snapshot = Snapshot(self.state(), None, (), (), (), None, None)
         self._refresh_wanted: asyncio.Event | None = None
@@ -299,6 +302,11 @@ class IBConnector(IBConnection):
             updated_at=self._updated_at,
             orders_updated_at=self._orders_updated_at,
             version=self._version)
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                self.log.exception("on_change callback failed; carrying on")
 
     async def _quote(self, symbol: str, sec_type: str, currency: str) -> Quote:
         ib = self.ib

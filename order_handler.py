@@ -60,7 +60,7 @@ class OrderIntent:
     symbol: str
     action: str  # BUY / SELL
     quantity: float
-    order_type: str  # MKT LMT STP "STP LMT"
+    order_type: str  # MKT LMT STP "STP LMT" TRAIL
     limit_price: float | None = None
     stop_price: float | None = None
     tif: str = "DAY"
@@ -68,6 +68,15 @@ class OrderIntent:
     sec_type: str = "STK"
     currency: str = "USD"
     account: str = ""
+    trailing_amount: float | None = None  # TRAIL: trail by this many currency units ...
+    trailing_percent: float | None = None  # ... or by this percentage
+    take_profit: float | None = None  # bracket: limit price of the profit-taking child
+    stop_loss: float | None = None  # bracket: stop price of the protective child
+
+    @property
+    def is_bracket(self) -> bool:
+        """True when the order carries take-profit and/or stop-loss children."""
+        return self.take_profit is not None or self.stop_loss is not None
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,22 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """What-if answer of the broker: margin and commission impact of an order."""
+
+    init_margin_change: float | None
+    maint_margin_change: float | None
+    equity_with_loan_change: float | None
+    init_margin_after: float | None
+    maint_margin_after: float | None
+    commission: float | None
+    min_commission: float | None
+    max_commission: float | None
+    commission_currency: str
+    warning_text: str
+
+
+@dataclass(frozen=True)
 class Lifecycle:
     """Everything we know about one of our orders (a frozen snapshot)."""
 
@@ -132,6 +157,8 @@ class Lifecycle:
     verdict: str | None = None  # filled cancelled rejected working stuck_pending_submit not_sent
     verdict_reason: str | None = None
     updated_at: float = 0.0
+    parent: str | None = None  # our id of the bracket parent, for its children
+    children: tuple[str, ...] = ()  # our ids of the bracket children
 
 
 class _Tracker:
@@ -211,6 +238,20 @@ class OrderHandler(IBConnection):
         self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
         return tracker.record
 
+    def preview(self, intent: OrderIntent) -> Preview:
+        """What-if the order (margin and commission), placing nothing."""
+        self.require_connected()
+        return self.thread.call(self._preview(intent), 2 * CALL_TIMEOUT + 1)
+
+    def cancel_all(self) -> int:
+        """Queue a global cancel (every working order of every client); returns how many
+        of ours were working."""
+        self.require_connected()
+        working = sum(1 for t in list(self._trackers.values())
+                      if t.record.verdict in (None, "working"))
+        self._enqueue(("cancel_all", None, None))
+        return working
+
     def get(self, order_id: str) -> Lifecycle | None:
         """The record of one order, or None."""
         tracker = self._trackers.get(order_id)
@@ -285,7 +326,8 @@ class OrderHandler(IBConnection):
 
     async def _consume(self) -> None:
         assert self._queue is not None
-        actions = {"place": self._place, "cancel": self._cancel, "modify": self._modify}
+        actions = {"place": self._place, "cancel": self._cancel, "modify": self._modify,
+                   "cancel_all": self._cancel_all}
         while True:
             kind, tracker, args = await self._queue.get()
             with self._lock:
@@ -333,25 +375,69 @@ class OrderHandler(IBConnection):
 
     def _send(self, tracker: _Tracker, contract: Contract) -> Trade | None:
         ib = self.ib
-        order = build_order(tracker.record.intent, tracker.record.id)
+        intent = tracker.record.intent
+        order = build_order(intent, tracker.record.id)
+        children = self._bracket_children(tracker, order) if intent.is_bracket else []
         tracker.update(phase="sending")
         try:
             if ib is None:
                 raise ConnectionError("Not connected")
-            trade = ib.placeOrder(contract, order)
+            if children:
+                order.orderId = ib.client.getReqId()
+                order.transmit = False
+            trade = self._place_one(ib, tracker, contract, order)
+            for child_tracker, child_order in children:
+                child_order.parentId = order.orderId
+                self._place_one(ib, child_tracker, contract, child_order)
+                child_tracker.update(phase="monitoring")
         except ConnectionError as exc:  # definitely not sent
-            self._verdict(tracker, "not_sent", f"order connection down: {exc}")
+            for t in [tracker] + [c for c, _ in children]:
+                self._verdict(t, "not_sent", f"order connection down: {exc}")
             return None
-        self._by_order_id[trade.order.orderId] = tracker
-        tracker.update(order_id=trade.order.orderId, client_id=self.client_id,
-                       status=trade.orderStatus.status)
-        tracker.step(f"sent as orderId {trade.order.orderId}")
-        self._bind(tracker, trade)
-        intent = tracker.record.intent
         log.info("🚀 Submitting %s: %s %g %s %s (orderId %d, timeout: %.0fs)", tracker.record.id,
                  intent.action, intent.quantity, intent.symbol, intent.order_type,
                  trade.order.orderId, self.monitor_timeout)
         return trade
+
+    def _place_one(self, ib: IB, tracker: _Tracker, contract: Contract, order: Order) -> Trade:
+        trade = ib.placeOrder(contract, order)
+        self._by_order_id[trade.order.orderId] = tracker
+        tracker.update(order_id=trade.order.orderId, client_id=self.client_id,
+                       status=trade.orderStatus.status, phase="sending")
+        tracker.step(f"sent as orderId {trade.order.orderId}")
+        self._bind(tracker, trade)
+        return trade
+
+    def _bracket_children(self, parent: _Tracker, parent_order: Order) -> list[tuple]:
+        """Trackers and orders of a bracket's take-profit and stop-loss children."""
+        intent = parent.record.intent
+        exit_action = "SELL" if intent.action == "BUY" else "BUY"
+        legs = []
+        if intent.take_profit is not None:
+            legs.append(("tp", replace(intent, action=exit_action, order_type="LMT",
+                                       limit_price=intent.take_profit, stop_price=None,
+                                       take_profit=None, stop_loss=None, tif="GTC")))
+        if intent.stop_loss is not None:
+            legs.append(("sl", replace(intent, action=exit_action, order_type="STP",
+                                       stop_price=intent.stop_loss, limit_price=None,
+                                       take_profit=None, stop_loss=None, tif="GTC")))
+        children = []
+        for n, (suffix, child_intent) in enumerate(legs, 1):
+            child_id = f"{parent.record.id}-{suffix}"
+            now = time.time()
+            child = _Tracker(Lifecycle(id=child_id, intent=child_intent, source="bracket",
+                                       created_at=now, phase="monitoring", updated_at=now,
+                                       parent=parent.record.id, steps=(Step(now, "queued"),)))
+            child.terminal = asyncio.Event()
+            with self._lock:
+                self._trackers[child_id] = child
+            order = build_order(child_intent, child_id)
+            order.ocaGroup = f"{parent.record.id}-oca"
+            order.ocaType = 1
+            order.transmit = n == len(legs)
+            children.append((child, order))
+        parent.update(children=tuple(c.record.id for c, _ in children))
+        return children
 
     async def _settle(self, tracker: _Tracker) -> None:
         tracker.update(phase="settling")
@@ -390,6 +476,40 @@ class OrderHandler(IBConnection):
             log.info("🛑 Cancel sent for %s (orderId %d)", tracker.record.id, trade.order.orderId)
         except ConnectionError as exc:
             tracker.step(f"cancel not sent: {exc}")
+
+    async def _cancel_all(self, _: object, __: object) -> None:
+        ib = self.ib
+        if ib is None:
+            return
+        for tracker in list(self._trackers.values()):
+            if tracker.record.verdict in (None, "working"):
+                tracker.cancel_requested = True
+                tracker.step("global cancel requested")
+        try:
+            ib.reqGlobalCancel()
+            log.warning("🛑 Global cancel sent: every working order of every client")
+        except ConnectionError as exc:
+            log.error("global cancel not sent: %s", exc)
+
+    async def _preview(self, intent: OrderIntent) -> Preview:
+        ib = self.ib
+        if ib is None:
+            raise NotConnectedError("order connection is down")
+        contract = await self._qualify(intent)
+        order = build_order(replace(intent, take_profit=None, stop_loss=None), "what-if")
+        state = await asyncio.wait_for(ib.whatIfOrderAsync(contract, order), CALL_TIMEOUT)
+        if state is None or not hasattr(state, "initMarginChange"):
+            raise LookupError("the broker gave no what-if answer")
+        return Preview(
+            init_margin_change=_number(state.initMarginChange),
+            maint_margin_change=_number(state.maintMarginChange),
+            equity_with_loan_change=_number(state.equityWithLoanChange),
+            init_margin_after=_number(state.initMarginAfter),
+            maint_margin_after=_number(state.maintMarginAfter),
+            commission=_number(state.commission), min_commission=_number(state.minCommission),
+            max_commission=_number(state.maxCommission),
+            commission_currency=state.commissionCurrency or "",
+            warning_text=state.warningText or "")
 
     async def _modify(self, tracker: _Tracker, args: tuple) -> None:
         quantity, limit_price, stop_price = args
@@ -460,8 +580,13 @@ class OrderHandler(IBConnection):
         if code in FALSE_CANCEL_CODES or trade.orderStatus.status == "ValidationError":
             return  # informational: the order lives on; the message is in the record
         if trade.orderStatus.status == "Cancelled" and not tracker.acknowledged:
-            self._verdict(tracker, "rejected", text)  # e.g. 103, 200, 201 before any ack
-            self._changed()
+            # e.g. 103, 200, 201 before any ack; deferred so that ib_async's errorEvent
+            # (fired right after this) has recorded the message first
+            asyncio.get_running_loop().call_soon(self._reject_unacknowledged, tracker, text)
+
+    def _reject_unacknowledged(self, tracker: _Tracker, text: str) -> None:
+        if not tracker.acknowledged and tracker.record.status not in TERMINAL:
+            self._verdict(tracker, "rejected", self._last_error_text(tracker) or text)
 
     def _on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         tracker = self._by_order_id.get(req_id)
@@ -516,6 +641,15 @@ class OrderHandler(IBConnection):
                 log.exception("on_change callback failed; carrying on")
 
 
+def _number(value: object) -> float | None:
+    """An OrderState figure as a float; None when unset or unparsable."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if not math.isfinite(number) or abs(number) >= 1.7e308 else number
+
+
 def build_order(intent: OrderIntent, order_ref: str) -> Order:
     """The ib_async Order for an intent: TIF always explicit, our id in orderRef."""
     order = Order(action=intent.action, totalQuantity=intent.quantity,
@@ -526,5 +660,9 @@ def build_order(intent: OrderIntent, order_ref: str) -> Order:
         order.lmtPrice = intent.limit_price
     if intent.stop_price is not None:
         order.auxPrice = intent.stop_price
+    if intent.trailing_amount is not None:
+        order.auxPrice = intent.trailing_amount
+    if intent.trailing_percent is not None:
+        order.trailingPercent = intent.trailing_percent
     assert order.tif and math.isfinite(order.totalQuantity)
     return order

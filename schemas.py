@@ -18,9 +18,9 @@ from order_handler import OrderIntent
 MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat
 Price = Annotated[Number, Field(gt=0, le=10_000_000)]
-ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT")
 NEEDS = {  # order type -> (needs limit price, needs stop price)
     "MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True),
+    "TRAIL": (False, False),
 }
 
 __all__ = ["OrderIn", "ModifyIn", "ValidationError", "first_error"]
@@ -34,9 +34,13 @@ class OrderIn(BaseModel):
     symbol: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,14}$")]
     action: Literal["BUY", "SELL"]
     quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)]
-    order_type: Literal["MKT", "LMT", "STP", "STP LMT"] = "MKT"
+    order_type: Literal["MKT", "LMT", "STP", "STP LMT", "TRAIL"] = "MKT"
     limit_price: Price | None = None
     stop_price: Price | None = None
+    trailing_amount: Price | None = None
+    trailing_percent: Annotated[Number, Field(gt=0, lt=100)] | None = None
+    take_profit: Price | None = None
+    stop_loss: Price | None = None
     tif: Literal["DAY", "GTC", "IOC"] = "DAY"
     outside_rth: StrictBool = False
     sec_type: Literal["STK", "CASH"] = "STK"
@@ -48,7 +52,8 @@ class OrderIn(BaseModel):
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("quantity", "limit_price", "stop_price")
+    @field_validator("quantity", "limit_price", "stop_price", "trailing_amount",
+                     "trailing_percent", "take_profit", "stop_loss")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -60,21 +65,50 @@ class OrderIn(BaseModel):
         needs_limit, needs_stop = NEEDS[self.order_type]
         _require(self.limit_price, needs_limit, "limit_price", self.order_type)
         _require(self.stop_price, needs_stop, "stop_price", self.order_type)
+        self._check_trailing()
+        self._check_bracket()
         if self.sec_type == "STK" and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number of shares for stocks")
         if self.sec_type == "CASH" and len(self.symbol.replace(".", "")) != 6:
             raise _field_error("symbol", "an FX pair looks like EUR.USD or EURUSD")
         return self
 
+    def _check_trailing(self) -> None:
+        given = [n for n in ("trailing_amount", "trailing_percent") if getattr(self, n) is not None]
+        if self.order_type == "TRAIL" and len(given) != 1:
+            raise _field_error("trailing_amount", "TRAIL orders need exactly one of "
+                               "trailing_amount or trailing_percent")
+        if self.order_type != "TRAIL" and given:
+            raise _field_error(given[0], f"is not used by {self.order_type} orders")
+
+    def _check_bracket(self) -> None:
+        tp, sl = self.take_profit, self.stop_loss
+        if tp is None and sl is None:
+            return
+        if self.tif == "IOC":
+            raise _field_error("tif", "a bracket cannot be IOC")
+        sign = 1 if self.action == "BUY" else -1
+        entry = self.limit_price
+        above, below = ("above", "below") if sign > 0 else ("below", "above")
+        if tp is not None and entry is not None and (tp - entry) * sign <= 0:
+            raise _field_error("take_profit", f"must be {above} the limit price for a "
+                               f"{self.action}")
+        if sl is not None and entry is not None and (entry - sl) * sign <= 0:
+            raise _field_error("stop_loss", f"must be {below} the limit price for a "
+                               f"{self.action}")
+        if tp is not None and sl is not None and (tp - sl) * sign <= 0:
+            raise _field_error("stop_loss", f"must be {below} take_profit for a {self.action}")
+
     def intent(self, account: str = "") -> OrderIntent:
         """The handler's order intent for this request."""
         return OrderIntent(
             symbol=self.symbol, action=self.action, quantity=float(self.quantity),
             order_type=self.order_type,
-            limit_price=None if self.limit_price is None else float(self.limit_price),
-            stop_price=None if self.stop_price is None else float(self.stop_price),
+            limit_price=_opt(self.limit_price), stop_price=_opt(self.stop_price),
             tif=self.tif, outside_rth=self.outside_rth, sec_type=self.sec_type,
-            currency=self.currency, account=account)
+            currency=self.currency, account=account,
+            trailing_amount=_opt(self.trailing_amount), trailing_percent=_opt(self.trailing_percent),
+            take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss))
 
 
 class ModifyIn(BaseModel):
@@ -106,6 +140,10 @@ class _FieldError(ValueError):
 
 def _field_error(field: str, message: str) -> _FieldError:
     return _FieldError(field, message)
+
+
+def _opt(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _require(value: object, needed: bool, name: str, order_type: str) -> None:

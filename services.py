@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from change_feed import ChangeFeed
 from config import Settings
 from ib_connector import IBConnector
 from order_handler import OrderHandler
@@ -26,6 +27,7 @@ class Services:
         self.simulator: SimGateway | None = None
         self.connector: IBConnector | None = None
         self.handler: OrderHandler | None = None
+        self.feed = ChangeFeed()
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
 
@@ -49,16 +51,25 @@ class Services:
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
         self.connector = IBConnector(self.host, self.port, s.client_id, s.connect_timeout,
-                                     s.account)
+                                     s.account, on_change=self.feed.bump)
+        self.connector.state_listener = self.feed.bump
         self.connector.start()
         self.handler = OrderHandler(
             self.host, self.port, s.order_client_id, s.connect_timeout, s.account,
             settle=(s.settle_first, s.settle_validation, s.settle_final),
-            monitor_timeout=s.monitor_timeout, on_change=self.connector.request_refresh)
+            monitor_timeout=s.monitor_timeout, on_change=self._order_changed)
+        self.handler.state_listener = self.feed.bump
         self.handler.start()
+
+    def _order_changed(self) -> None:
+        """An order record changed: refresh the broker view and wake the streams."""
+        if self.connector is not None:
+            self.connector.request_refresh()
+        self.feed.bump()
 
     def stop(self) -> None:
         """Stop the order thread first (no new orders), then the reader, then the simulator."""
+        self.feed.close()
         for name in ("handler", "connector", "simulator"):
             service = getattr(self, name)
             if service is None:
