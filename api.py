@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,9 @@ from werkzeug.exceptions import HTTPException
 
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
-from order_handler import Lifecycle, OrderStateError, UnknownOrderError
+from journal import JournalError
+from order_handler import (FINAL_VERDICTS, IdempotencyConflict, Lifecycle, OrderStateError,
+                           TradingHaltedError, UnknownOrderError)
 from schemas import ModifyIn, OrderIn, ValidationError, first_error
 from services import Services
 
@@ -30,6 +33,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
 STREAM_KEEPALIVE = 5.0  # seconds between comments on an idle stream (finds dead clients)
 STREAM_MIN_GAP = 0.05  # coalesce bursts of changes into one event
+KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class ApiError(Exception):
@@ -61,6 +66,16 @@ def _on_api_error(exc: ApiError) -> tuple[Response, int]:
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     return api_error(503, "gateway_unavailable", str(exc))
+
+
+@bp.errorhandler(TradingHaltedError)
+def _on_halted(exc: TradingHaltedError) -> tuple[Response, int]:
+    return api_error(423, "trading_halted", str(exc))
+
+
+@bp.errorhandler(JournalError)
+def _on_journal_error(exc: JournalError) -> tuple[Response, int]:
+    return api_error(503, "journal_unavailable", f"order refused, not sent: {exc}")
 
 
 @bp.errorhandler(HTTPException)
@@ -278,14 +293,81 @@ def place_order() -> tuple[Response, int]:
     order_in = _validate(OrderIn, _json_body())
     svc = services()
     wait = request.args.get("wait", "").lower() in ("1", "true", "yes")
-    record = svc.handler.submit(order_in.intent(svc.settings.account), source="api")
+    key = _idempotency_key(order_in)
+    try:
+        record, created = svc.handler.submit(
+            order_in.intent(svc.settings.account), source="api", idem_key=key,
+            request_hash=order_in.fingerprint(), remote=request.remote_addr)
+    except IdempotencyConflict as exc:
+        raise ApiError(422, "idempotency_conflict", str(exc), "Idempotency-Key") from None
     if wait:
         s = svc.settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
         record = svc.handler.wait(record.id, timeout + WAIT_SLACK)
     body = {"id": record.id, "url": url_for("api.order", order_id=record.id),
-            "order": _as_dict(record)}
-    return jsonify(body), 200 if wait and record.verdict else 202
+            "order": _as_dict(record), "replayed": not created}
+    response = jsonify(body)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 200 if (wait and record.verdict) or not created else 202
+
+
+def _idempotency_key(order_in: OrderIn) -> str | None:
+    """The request's idempotency key: the header, else the client order id field."""
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        header = header.strip()
+        if not IDEMPOTENCY_KEY.fullmatch(header):
+            raise ApiError(400, "validation_error", "Idempotency-Key: 1 to 128 characters of "
+                           "letters, digits and ._:-", "Idempotency-Key")
+        if order_in.client_order_id and order_in.client_order_id != header:
+            raise ApiError(400, "validation_error", "client_order_id: differs from the "
+                           "Idempotency-Key header", "client_order_id")
+        return header
+    return order_in.client_order_id
+
+
+@bp.get("/kill-switch")
+def kill_switch_state() -> Response:
+    """Whether new orders are halted."""
+    handler = services().handler
+    return jsonify({"engaged": handler.halted, "reason": handler.journal.flag("kill_switch")})
+
+
+@bp.post("/kill-switch")
+def kill_switch() -> tuple[Response, int]:
+    """Engage (halt new orders, persisted; cancel every working order and confirm it from
+    the broker) or release the kill switch."""
+    body = _json_body()
+    engage = body.get("engaged")
+    if not isinstance(engage, bool):
+        raise ApiError(400, "validation_error", "engaged: must be true or false", "engaged")
+    svc = services()
+    if not engage:
+        svc.handler.release_kill_switch()
+        return jsonify({"engaged": False}), 200
+    reason = str(body.get("reason") or "engaged from the API")[:200]
+    started = time.time()
+    svc.handler.engage_kill_switch(reason)
+    still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
+    return jsonify({"engaged": True, "reason": reason,
+                    "cancel_confirmed": not still_open,
+                    "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
+
+
+def _await_no_open_orders(svc: Services, since: float, timeout: float) -> list[OrderRow]:
+    """Wait until a broker refresh newer than ``since`` shows no open order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        svc.connector.request_refresh()
+        snap = svc.connector.snapshot()
+        fresh = (snap.orders_updated_at or 0) > since
+        still_open = [o for o in snap.orders if o.open]
+        if fresh and not still_open:
+            return []
+        if time.monotonic() > deadline:
+            return still_open if fresh else list(snap.orders)
+        svc.feed.wait(svc.feed.version, 0.2)
 
 
 @bp.post("/orders/preview")
@@ -384,7 +466,7 @@ def _order_json(row: OrderRow | None, record: Lifecycle | None,
         out.setdefault("client_id", record.client_id)
         out.setdefault("order_ref", record.id)
         out.setdefault("filled", record.filled)
-        out.setdefault("open", record.verdict in (None, "working"))
+        out.setdefault("open", record.verdict not in FINAL_VERDICTS)
         out["id"] = record.id
         out["ours"] = True
         out["verdict"] = record.verdict

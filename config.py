@@ -57,6 +57,8 @@ class Settings:
     sim_validation_delay: float
     sim_master_client_id: int | None
     log_level: str
+    journal_path: str  # SQLite order journal
+    reconcile_grace: float  # seconds an order whose placement answer was lost may take to appear
 
     @property
     def use_simulator(self) -> bool:
@@ -154,6 +156,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("sim_validation_delay", "SIM_VALIDATION_DELAY", _WAIT, 0.0),
     _Spec("sim_master_client_id", "SIM_MASTER_CLIENT_ID", _CLIENT_ID, None),
     _Spec("log_level", "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"),
+    _Spec("journal_path", "JOURNAL_PATH", _text, "data/orders.db"),
+    _Spec("reconcile_grace", "RECONCILE_GRACE", _WAIT, 5.0),
 )
 
 ENV_KEYS: dict[str, str] = {spec.field: spec.env for spec in _SPECS}

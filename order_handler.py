@@ -36,13 +36,18 @@ from ib_async.order import Trade
 
 from ib_connection import IBConnection, NotConnectedError
 from ib_connector import make_contract
+from journal import Journal, JournalEntry, JournalError
+from order_records import (FillRecord, IBMessage, Lifecycle, OrderIntent, Preview,
+                           StatusChange, Step)
 
 log = logging.getLogger("order_handler")
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
 WORKING = {"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
 FALSE_CANCEL_CODES = {10349}  # informational, but ib_async 2.1.0 cancels the trade on them
+FINAL_VERDICTS = {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
 CALL_TIMEOUT = 5.0
+KILL_SWITCH = "kill_switch"
 
 
 class UnknownOrderError(LookupError):
@@ -53,127 +58,37 @@ class OrderStateError(RuntimeError):
     """The order cannot be cancelled or modified in its current state."""
 
 
-@dataclass(frozen=True)
-class OrderIntent:
-    """A validated order request (built by the API layer)."""
-
-    symbol: str
-    action: str  # BUY / SELL
-    quantity: float
-    order_type: str  # MKT LMT STP "STP LMT" TRAIL
-    limit_price: float | None = None
-    stop_price: float | None = None
-    tif: str = "DAY"
-    outside_rth: bool = False
-    sec_type: str = "STK"
-    currency: str = "USD"
-    account: str = ""
-    trailing_amount: float | None = None  # TRAIL: trail by this many currency units ...
-    trailing_percent: float | None = None  # ... or by this percentage
-    take_profit: float | None = None  # bracket: limit price of the profit-taking child
-    stop_loss: float | None = None  # bracket: stop price of the protective child
-
-    @property
-    def is_bracket(self) -> bool:
-        """True when the order carries take-profit and/or stop-loss children."""
-        return self.take_profit is not None or self.stop_loss is not None
+class TradingHaltedError(RuntimeError):
+    """The kill switch is engaged: no new orders."""
 
 
-@dataclass(frozen=True)
-class StatusChange:
-    """One status transition reported by the broker."""
-
-    at: float
-    old: str | None
-    new: str
-    filled: float
-    remaining: float
+class IdempotencyConflict(ValueError):
+    """The idempotency key was used before with a different request."""
 
 
-@dataclass(frozen=True)
-class IBMessage:
-    """An error or warning IB sent about the order."""
-
-    at: float
-    code: int
-    text: str
-
-
-@dataclass(frozen=True)
-class FillRecord:
-    """One execution of the order."""
-
-    exec_id: str
-    at: float
-    shares: float
-    price: float
-    commission: float | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """A step of our own handling (queued, sent, settle phase, verdict...)."""
-
-    at: float
-    text: str
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What-if answer of the broker: margin and commission impact of an order."""
-
-    init_margin_change: float | None
-    maint_margin_change: float | None
-    equity_with_loan_change: float | None
-    init_margin_after: float | None
-    maint_margin_after: float | None
-    commission: float | None
-    min_commission: float | None
-    max_commission: float | None
-    commission_currency: str
-    warning_text: str
-
-
-@dataclass(frozen=True)
-class Lifecycle:
-    """Everything we know about one of our orders (a frozen snapshot)."""
-
-    id: str
-    intent: OrderIntent
-    source: str
-    created_at: float
-    phase: str  # queued | qualifying | sending | settling | monitoring | done
-    order_id: int | None = None
-    perm_id: int | None = None
-    client_id: int | None = None
-    status: str | None = None
-    filled: float = 0.0
-    remaining: float | None = None
-    avg_fill_price: float | None = None
-    transitions: tuple[StatusChange, ...] = ()
-    messages: tuple[IBMessage, ...] = ()
-    fills: tuple[FillRecord, ...] = ()
-    steps: tuple[Step, ...] = ()
-    verdict: str | None = None  # filled cancelled rejected working stuck_pending_submit not_sent
-    verdict_reason: str | None = None
-    updated_at: float = 0.0
-    parent: str | None = None  # our id of the bracket parent, for its children
-    children: tuple[str, ...] = ()  # our ids of the bracket children
+class Reconciling(NotConnectedError):
+    """Connected, but the journal is still being matched against the gateway."""
 
 
 class _Tracker:
     """Mutable state of one order; mutated on the loop thread only (after creation)."""
 
-    def __init__(self, record: Lifecycle) -> None:
+    def __init__(self, record: Lifecycle, sink: Callable[[Lifecycle], None],
+                 restored: bool = False) -> None:
         self.record = record
+        self.sink = sink  # the journal's save()
+        self.restored = restored  # loaded from the journal at start-up
         self.trade: Trade | None = None
         self.cancel_requested = False
         self.verdict_given = threading.Event()
+        if record.verdict in FINAL_VERDICTS:
+            self.verdict_given.set()
         self.terminal: asyncio.Event | None = None
-        self.acknowledged = False
+        self.acknowledged = any(t.new in WORKING for t in record.transitions)
 
     def update(self, **changes: object) -> None:
         self.record = replace(self.record, updated_at=time.time(), **changes)
+        self.sink(self.record)
 
     def step(self, text: str) -> None:
         self.update(steps=self.record.steps + (Step(time.time(), text),))
@@ -189,11 +104,18 @@ class OrderHandler(IBConnection):
                  connect_timeout: float = 10.0, account: str = "",
                  settle: tuple[float, float, float] = (1.0, 2.0, 1.0),
                  monitor_timeout: float = 15.0,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 journal: Journal | None = None, reconcile_grace: float = 5.0) -> None:
         super().__init__("order-handler", host, port, client_id, connect_timeout, account)
         self.settle = settle
         self.monitor_timeout = monitor_timeout
         self.on_change = on_change
+        self.journal = journal or Journal(":memory:")
+        self.reconcile_grace = reconcile_grace
+        self.halted = self.journal.flag(KILL_SWITCH) is not None
+        self._reconciled = False
+        self._closing = False
+        self._key_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
         self._consumer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -204,26 +126,68 @@ class OrderHandler(IBConnection):
         self._counter = itertools.count(1)
         self._contracts: dict[tuple[str, str, str], Contract] = {}
         self._id_prefix = secrets.token_hex(3)
+        self._load_journal()
+
+    def _load_journal(self) -> None:
+        """Trackers for the journal's unfinished and recent orders (before connecting)."""
+        for entry in self.journal.load():
+            tracker = _Tracker(entry.record, self.journal.save, restored=True)
+            self._trackers[entry.record.id] = tracker
 
     # ============================================================ Flask side
-    def submit(self, intent: OrderIntent, source: str = "api") -> Lifecycle:
-        """Queue an order; returns its record (phase "queued"). 503-worthy if down."""
-        self.require_connected()
+    def submit(self, intent: OrderIntent, source: str = "api", idem_key: str | None = None,
+               request_hash: str | None = None, remote: str | None = None,
+               risk: dict | None = None) -> tuple[Lifecycle, bool]:
+        """Journal and queue an order; returns (record, created).
+
+        With an idempotency key already journaled, returns the original order
+        (created False) — or raises IdempotencyConflict for a different request.
+        Raises NotConnectedError / Reconciling (503), TradingHaltedError,
+        JournalError (the order could not be journaled, so it is not sent).
+        """
+        if idem_key is not None:
+            with self._key_lock:
+                existing = self.journal.find_by_key(idem_key)
+                if existing is None:
+                    return self._create(intent, source, idem_key, request_hash, remote, risk), True
+            return self._replay(existing, request_hash), False
+        return self._create(intent, source, None, request_hash, remote, risk), True
+
+    def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
+        if existing.request_hash != request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was already used for a different "
+                                      f"order ({existing.record.id})")
+        live = self._trackers.get(existing.record.id)
+        return live.record if live is not None else existing.record
+
+    def _create(self, intent: OrderIntent, source: str, idem_key: str | None,
+                request_hash: str | None, remote: str | None, risk: dict | None) -> Lifecycle:
+        self._check_accepting()
         order_id = f"o-{self._id_prefix}-{next(self._counter):06d}"
         now = time.time()
-        tracker = _Tracker(Lifecycle(id=order_id, intent=intent, source=source, created_at=now,
-                                     phase="queued", updated_at=now,
-                                     steps=(Step(now, "queued"),)))
+        record = Lifecycle(id=order_id, intent=intent, source=source, created_at=now,
+                           phase="queued", updated_at=now, steps=(Step(now, "queued"),))
+        self.journal.insert(record, idem_key, request_hash, remote, risk)  # before anything is sent
+        tracker = _Tracker(record, self.journal.save)
         with self._lock:
             self._trackers[order_id] = tracker
         self._enqueue(("place", tracker, None))
         return tracker.record
 
+    def _check_accepting(self) -> None:
+        if self.halted:
+            raise TradingHaltedError("trading is halted by the kill switch")
+        if self._closing:
+            raise NotConnectedError("the app is shutting down; no new orders")
+        self.require_connected()
+        if not self._reconciled:
+            raise Reconciling("reconciling the order journal with the gateway; retry shortly")
+
     def cancel(self, order_id: str) -> Lifecycle:
         """Queue a cancel of one of our orders."""
         tracker = self._tracker(order_id)
         self.require_connected()
-        if tracker.record.verdict in ("filled", "cancelled", "rejected", "not_sent"):
+        if tracker.record.verdict in FINAL_VERDICTS:
             raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
         self._enqueue(("cancel", tracker, None))
         return tracker.record
@@ -233,7 +197,7 @@ class OrderHandler(IBConnection):
         """Queue a modification (quantity and/or prices) of one of our working orders."""
         tracker = self._tracker(order_id)
         self.require_connected()
-        if tracker.record.verdict in ("filled", "cancelled", "rejected", "not_sent"):
+        if tracker.record.verdict in FINAL_VERDICTS:
             raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
         self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
         return tracker.record
@@ -247,10 +211,33 @@ class OrderHandler(IBConnection):
         """Queue a global cancel (every working order of every client); returns how many
         of ours were working."""
         self.require_connected()
+        if self._queue is None:
+            raise NotConnectedError("order handler is not running")
         working = sum(1 for t in list(self._trackers.values())
-                      if t.record.verdict in (None, "working"))
+                      if t.record.verdict not in FINAL_VERDICTS)
         self._enqueue(("cancel_all", None, None))
         return working
+
+    def engage_kill_switch(self, reason: str) -> int:
+        """Halt new orders (persisted) and send a global cancel; returns ours working."""
+        self.journal.set_flag(KILL_SWITCH, reason or "engaged")
+        self.halted = True
+        log.warning("🛑 KILL SWITCH engaged: %s", reason)
+        try:
+            return self.cancel_all()
+        except NotConnectedError:
+            log.error("kill switch: order connection down, global cancel not sent yet")
+            return -1
+
+    def release_kill_switch(self) -> None:
+        """Allow new orders again."""
+        self.journal.set_flag(KILL_SWITCH, None)
+        self.halted = False
+        log.warning("✅ Kill switch released")
+
+    def close_intake(self) -> None:
+        """Graceful shutdown, step 1: refuse new orders."""
+        self._closing = True
 
     def get(self, order_id: str) -> Lifecycle | None:
         """The record of one order, or None."""
@@ -302,8 +289,13 @@ class OrderHandler(IBConnection):
             self._consumer = asyncio.create_task(self._consume(), name="order-consumer")
         ib.errorEvent += self._on_error
         self._contracts.clear()
-        self._rebind(ib)
+        self._reconciled = False
+        await self._reconcile(ib)
+        self._reconciled = True
         log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
+
+    async def on_disconnected(self) -> None:
+        self._reconciled = False
 
     async def before_disconnect(self) -> None:
         if self._consumer is not None:
@@ -313,16 +305,85 @@ class OrderHandler(IBConnection):
         await asyncio.gather(*self._tasks, *( [self._consumer] if self._consumer else []),
                              return_exceptions=True)
 
-    def _rebind(self, ib: IB) -> None:
-        """After a (re)connect, attach our records to ib_async's fresh trades."""
-        by_ref = {t.record.id: t for t in self._trackers.values()}
-        for trade in ib.trades():
-            tracker = by_ref.get(trade.order.orderRef)
-            if tracker is None or tracker.trade is trade:
+    # ------------------------------------------------------ reconciliation
+    async def _reconcile(self, ib: IB) -> None:
+        """Match unfinished records with what the gateway has, by orderRef (= our id).
+
+        orderIds may have been reissued after a gateway restart, so the orderId
+        index is rebuilt from scratch. Found orders are re-attached (live) or
+        closed with the broker's final state; fills missed while disconnected
+        are taken from the executions. Orders not found are never resent: after
+        ``reconcile_grace`` seconds they are marked "not_placed".
+        """
+        self._by_order_id.clear()
+        unknown = self._match(ib)
+        if unknown:
+            log.warning("🔎 %d order(s) not found at the gateway yet: %s", len(unknown),
+                        ", ".join(t.record.id for t in unknown))
+            task = asyncio.create_task(self._resolve_unknown(ib, unknown))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _match(self, ib: IB) -> list[_Tracker]:
+        """Adopt every gateway order and fill that is ours; return the unmatched trackers."""
+        trades = _trades_by_ref(ib, self._trackers)
+        fills = _fills_by_ref(ib)
+        unknown = []
+        for tracker in list(self._trackers.values()):
+            ref = tracker.record.id
+            if ref in fills:
+                self._absorb_fills(tracker, fills[ref])
+            if tracker.record.verdict in FINAL_VERDICTS:
                 continue
-            tracker.step("re-attached after reconnect")
+            trade = trades.get(ref)
+            if trade is not None:
+                self._adopt(ib, tracker, trade)
+            elif tracker.restored or tracker.record.order_id is not None:
+                unknown.append(tracker)  # sent (or maybe sent before a crash), not seen
+        return unknown
+
+    async def _resolve_unknown(self, ib: IB, trackers: list[_Tracker]) -> None:
+        await asyncio.sleep(self.reconcile_grace)
+        if not ib.isConnected():
+            return  # the next connection reconciles again
+        await asyncio.wait_for(ib.reqOpenOrdersAsync(), CALL_TIMEOUT)
+        await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), CALL_TIMEOUT)
+        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+        still = {t.record.id for t in self._match(ib)}
+        for tracker in trackers:
+            if tracker.record.id in still and tracker.record.verdict not in FINAL_VERDICTS:
+                self._verdict(tracker, "not_placed", "not found at the gateway "
+                              f"{self.reconcile_grace:g}s after reconnecting; never resent")
+
+    def _adopt(self, ib: IB, tracker: _Tracker, trade: Trade) -> None:
+        """Attach a record to the gateway's view of its order."""
+        if trade is tracker.trade:
+            return
+        live = trade in ib.openTrades()
+        tracker.step("matched at the gateway after reconnect" + ("" if live else " (done)"))
+        if live:
+            self._by_order_id[trade.order.orderId] = tracker
             self._bind(tracker, trade)
-            self._apply_status(tracker, trade)
+            tracker.update(order_id=trade.order.orderId, client_id=trade.order.clientId)
+        if tracker.terminal is None:
+            tracker.terminal = asyncio.Event()
+        self._apply_status(tracker, trade)
+
+    def _absorb_fills(self, tracker: _Tracker, fills: list) -> None:
+        """Add executions the record does not have yet (e.g. fills during an outage)."""
+        known = {f.exec_id for f in tracker.record.fills}
+        new = []
+        for fill in fills:
+            ex, report = fill.execution, fill.commissionReport
+            if ex.execId in known:
+                continue
+            new.append(FillRecord(exec_id=ex.execId, at=fill.time.timestamp() if fill.time
+                                  else time.time(), shares=ex.shares, price=ex.price,
+                                  commission=report.commission if report.execId else None))
+        if new:
+            tracker.update(fills=tracker.record.fills + tuple(new),
+                           perm_id=tracker.record.perm_id or fills[0].execution.permId)
+            tracker.step(f"recovered {len(new)} fill(s) from the gateway's executions")
 
     async def _consume(self) -> None:
         assert self._queue is not None
@@ -377,7 +438,11 @@ class OrderHandler(IBConnection):
         ib = self.ib
         intent = tracker.record.intent
         order = build_order(intent, tracker.record.id)
-        children = self._bracket_children(tracker, order) if intent.is_bracket else []
+        try:
+            children = self._bracket_children(tracker, order) if intent.is_bracket else []
+        except JournalError as exc:
+            self._verdict(tracker, "not_sent", str(exc))
+            return None
         tracker.update(phase="sending")
         try:
             if ib is None:
@@ -425,9 +490,11 @@ class OrderHandler(IBConnection):
         for n, (suffix, child_intent) in enumerate(legs, 1):
             child_id = f"{parent.record.id}-{suffix}"
             now = time.time()
-            child = _Tracker(Lifecycle(id=child_id, intent=child_intent, source="bracket",
-                                       created_at=now, phase="monitoring", updated_at=now,
-                                       parent=parent.record.id, steps=(Step(now, "queued"),)))
+            record = Lifecycle(id=child_id, intent=child_intent, source="bracket",
+                               created_at=now, phase="monitoring", updated_at=now,
+                               parent=parent.record.id, steps=(Step(now, "queued"),))
+            self.journal.insert(record)  # JournalError aborts the whole bracket unsent
+            child = _Tracker(record, self.journal.save)
             child.terminal = asyncio.Event()
             with self._lock:
                 self._trackers[child_id] = child
@@ -457,7 +524,10 @@ class OrderHandler(IBConnection):
             await asyncio.wait_for(tracker.terminal.wait(), self.monitor_timeout)
         except asyncio.TimeoutError:
             status = tracker.record.status
-            if status == "PendingSubmit":
+            if not self.connected:
+                self._verdict(tracker, "unknown", "connection lost before the broker answered; "
+                              "resolved by reconciliation", final=False)
+            elif status == "PendingSubmit":
                 self._verdict(tracker, "stuck_pending_submit",
                               f"still PendingSubmit after {self.monitor_timeout:g}s monitoring")
             else:
@@ -482,7 +552,7 @@ class OrderHandler(IBConnection):
         if ib is None:
             return
         for tracker in list(self._trackers.values()):
-            if tracker.record.verdict in (None, "working"):
+            if tracker.record.verdict not in FINAL_VERDICTS:
                 tracker.cancel_requested = True
                 tracker.step("global cancel requested")
         try:
@@ -559,9 +629,11 @@ class OrderHandler(IBConnection):
         new = st.status
         if new in ("ValidationError",):
             return
-        changes: dict[str, object] = dict(status=new, filled=st.filled, remaining=st.remaining,
+        filled = st.filled or _filled_quantity(trade)
+        changes: dict[str, object] = dict(status=new, filled=filled, remaining=st.remaining,
                                           perm_id=st.permId or trade.order.permId or None,
-                                          avg_fill_price=st.avgFillPrice or None)
+                                          avg_fill_price=st.avgFillPrice or _avg_price(tracker)
+                                          or None)
         if new != old:
             log.info("%s 📊 Status: %s → %s (%s)", tracker.elapsed(), old, new, tracker.record.id)
             changes["transitions"] = tracker.record.transitions + (
@@ -639,6 +711,37 @@ class OrderHandler(IBConnection):
                 self.on_change()
             except Exception:
                 log.exception("on_change callback failed; carrying on")
+
+
+def _trades_by_ref(ib: IB, trackers: dict[str, "_Tracker"]) -> dict[str, Trade]:
+    """ib_async's trades that carry one of our ids, live ones preferred over done ones."""
+    found: dict[str, Trade] = {}
+    live = set(map(id, ib.openTrades()))
+    for trade in ib.trades():
+        ref = trade.order.orderRef
+        if ref in trackers and (ref not in found or id(trade) in live):
+            found[ref] = trade
+    return found
+
+
+def _fills_by_ref(ib: IB) -> dict[str, list]:
+    """ib_async's fills grouped by the orderRef of their execution."""
+    grouped: dict[str, list] = {}
+    for fill in ib.fills():
+        grouped.setdefault(fill.execution.orderRef or "", []).append(fill)
+    return grouped
+
+
+def _filled_quantity(trade: Trade) -> float:
+    """completedOrder carries the filled quantity on the order, not in a status."""
+    value = trade.order.filledQuantity
+    return 0.0 if value is None or value >= 1.7e308 else float(value)
+
+
+def _avg_price(tracker: "_Tracker") -> float | None:
+    fills = tracker.record.fills
+    shares = sum(f.shares for f in fills)
+    return sum(f.shares * f.price for f in fills) / shares if shares else None
 
 
 def _number(value: object) -> float | None:

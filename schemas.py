@@ -7,6 +7,8 @@ queued.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Annotated, Literal
 
@@ -45,6 +47,7 @@ class OrderIn(BaseModel):
     outside_rth: StrictBool = False
     sec_type: Literal["STK", "CASH"] = "STK"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
 
     @field_validator("symbol", "action", "order_type", "tif", "sec_type", "currency",
                      mode="before")
@@ -98,6 +101,11 @@ class OrderIn(BaseModel):
                                f"{self.action}")
         if tp is not None and sl is not None and (tp - sl) * sign <= 0:
             raise _field_error("stop_loss", f"must be {below} take_profit for a {self.action}")
+
+    def fingerprint(self) -> str:
+        """A hash of the order's content (what an idempotent retry must repeat)."""
+        body = self.model_dump(exclude={"client_order_id"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def intent(self, account: str = "") -> OrderIntent:
         """The handler's order intent for this request."""

@@ -11,6 +11,7 @@ import logging
 from change_feed import ChangeFeed
 from config import Settings
 from ib_connector import IBConnector
+from journal import Journal
 from order_handler import OrderHandler
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
@@ -27,6 +28,7 @@ class Services:
         self.simulator: SimGateway | None = None
         self.connector: IBConnector | None = None
         self.handler: OrderHandler | None = None
+        self.journal: Journal | None = None
         self.feed = ChangeFeed()
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
@@ -50,6 +52,7 @@ class Services:
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
+        self.journal = Journal(s.journal_path)
         self.connector = IBConnector(self.host, self.port, s.client_id, s.connect_timeout,
                                      s.account, on_change=self.feed.bump)
         self.connector.state_listener = self.feed.bump
@@ -57,7 +60,8 @@ class Services:
         self.handler = OrderHandler(
             self.host, self.port, s.order_client_id, s.connect_timeout, s.account,
             settle=(s.settle_first, s.settle_validation, s.settle_final),
-            monitor_timeout=s.monitor_timeout, on_change=self._order_changed)
+            monitor_timeout=s.monitor_timeout, on_change=self._order_changed,
+            journal=self.journal, reconcile_grace=s.reconcile_grace)
         self.handler.state_listener = self.feed.bump
         self.handler.start()
 
@@ -68,9 +72,12 @@ class Services:
         self.feed.bump()
 
     def stop(self) -> None:
-        """Stop the order thread first (no new orders), then the reader, then the simulator."""
+        """Graceful: refuse new orders, stop the order thread, flush the journal, then the
+        reader and the simulator."""
         self.feed.close()
-        for name in ("handler", "connector", "simulator"):
+        if self.handler is not None:
+            self.handler.close_intake()
+        for name in ("handler", "journal", "connector", "simulator"):
             service = getattr(self, name)
             if service is None:
                 continue

@@ -32,7 +32,8 @@ def gateway():
 def app_settings(gateway: SimGateway, **overrides):
     """Settings that point the app at ``gateway`` (no .env, no environment)."""
     values = {"ib_mode": "gateway", "ib_host": "127.0.0.1", "ib_port": gateway.port,
-              "connect_timeout": 5, "monitor_timeout": 5, **FAST_SETTLE, **overrides}
+              "connect_timeout": 5, "monitor_timeout": 5, "journal_path": ":memory:",
+              "reconcile_grace": 1, **FAST_SETTLE, **overrides}
     return load_settings(env={}, dotenv_path=None, overrides=values)
 
 

@@ -53,6 +53,8 @@ def test_defaults() -> None:
         sim_validation_delay=0.0,
         sim_master_client_id=None,
         log_level="INFO",
+        journal_path="data/orders.db",
+        reconcile_grace=5.0,
     )
     assert s.use_simulator
 

@@ -1,0 +1,262 @@
+"""The order journal: SQLite (stdlib), WAL, synchronous=FULL.
+
+Every submission is written *before* it is queued (``insert``, synchronous,
+in the caller's thread): if that write fails the order is refused. After
+that, every change of the order's lifecycle record (orderId, permId, each
+transition, IB message, fill and commission, the verdict) is saved by a
+writer thread (``save``, non-blocking for the event loop, batched commits).
+The record is stored whole as JSON next to the columns we search by.
+
+The journal also keeps app-wide flags that must survive a restart (the kill
+switch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, StatusChange, Step
+
+log = logging.getLogger("journal")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT PRIMARY KEY,
+    idem_key TEXT UNIQUE,
+    request_hash TEXT,
+    source TEXT NOT NULL,
+    remote TEXT,
+    risk TEXT,
+    created_at REAL NOT NULL,
+    perm_id INTEGER,
+    verdict TEXT,
+    updated_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_verdict ON orders(verdict);
+CREATE INDEX IF NOT EXISTS orders_created ON orders(created_at);
+CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
+"""
+FINAL_VERDICTS = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
+
+
+class JournalError(RuntimeError):
+    """The journal could not be written: the order must not be sent."""
+
+
+class DuplicateKey(Exception):
+    """An order with this idempotency key is already journaled."""
+
+    def __init__(self, existing: "JournalEntry") -> None:
+        super().__init__(existing.record.id)
+        self.existing = existing
+
+
+@dataclasses.dataclass(frozen=True)
+class JournalEntry:
+    """One journaled order."""
+
+    record: Lifecycle
+    idem_key: str | None
+    request_hash: str | None
+    risk: dict[str, Any] | None
+
+
+class Journal:
+    """Thread-safe SQLite order journal with a background writer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=10)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        self._pending: dict[str, Lifecycle] = {}
+        self._pending_lock = threading.Condition()
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="journal-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------- writes
+    def insert(self, record: Lifecycle, idem_key: str | None = None,
+               request_hash: str | None = None, remote: str | None = None,
+               risk: dict[str, Any] | None = None) -> None:
+        """Write a new submission durably, or raise (JournalError / DuplicateKey)."""
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO orders (id, idem_key, request_hash, source, remote, risk, "
+                    "created_at, perm_id, verdict, updated_at, record) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (record.id, idem_key, request_hash, record.source, remote,
+                     json.dumps(risk) if risk is not None else None, record.created_at,
+                     record.perm_id, record.verdict, record.updated_at, _dump(record)))
+        except sqlite3.IntegrityError:
+            existing = self.find_by_key(idem_key) if idem_key else None
+            if existing is None:
+                raise JournalError(f"journal refused order {record.id}") from None
+            raise DuplicateKey(existing) from None
+        except sqlite3.Error as exc:
+            raise JournalError(f"order journal unavailable: {exc}") from exc
+
+    def save(self, record: Lifecycle) -> None:
+        """Queue the latest state of a record for the writer thread (never blocks long)."""
+        with self._pending_lock:
+            self._pending[record.id] = record
+        self._wake.put(True)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record is committed; False on time-out."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            while self._pending and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._pending_lock.wait(remaining)
+        return True
+
+    def _write_loop(self) -> None:
+        while True:
+            self._wake.get()
+            with self._pending_lock:
+                batch, self._pending = self._pending, {}
+            if batch:
+                self._commit(batch)
+            with self._pending_lock:
+                self._pending_lock.notify_all()
+                if self._closed and not self._pending:
+                    return
+
+    def _commit(self, batch: dict[str, Lifecycle]) -> None:
+        rows = [(r.perm_id, r.verdict, r.updated_at, _dump(r), r.id) for r in batch.values()]
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "UPDATE orders SET perm_id=?, verdict=?, updated_at=?, record=? WHERE id=?",
+                    rows)
+                self._db.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("❌ journal write of %d records failed; will retry", len(rows))
+            with self._lock:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            with self._pending_lock:
+                for key, record in batch.items():
+                    self._pending.setdefault(key, record)
+            time.sleep(0.2)
+            self._wake.put(True)
+
+    def stop(self) -> None:
+        """Same as close() (the Services shutdown protocol)."""
+        self.close()
+
+    def close(self) -> None:
+        """Flush, stop the writer and close the database."""
+        self.flush()
+        with self._pending_lock:
+            self._closed = True
+        self._wake.put(True)
+        self._writer.join(5)
+        with self._lock:
+            self._db.close()
+
+    # -------------------------------------------------------------- reads
+    def find_by_key(self, idem_key: str) -> JournalEntry | None:
+        """The order journaled under an idempotency key, if any."""
+        rows = self._query("SELECT record, idem_key, request_hash, risk FROM orders "
+                           "WHERE idem_key=?", (idem_key,))
+        return _entry(rows[0]) if rows else None
+
+    def get(self, order_id: str) -> JournalEntry | None:
+        """One journaled order by our id."""
+        rows = self._query("SELECT record, idem_key, request_hash, risk FROM orders WHERE id=?",
+                           (order_id,))
+        return _entry(rows[0]) if rows else None
+
+    def load(self, recent: int = 500) -> list[JournalEntry]:
+        """Every unfinished order plus the ``recent`` latest finished ones, oldest first."""
+        marks = ",".join("?" * len(FINAL_VERDICTS))
+        rows = self._query(
+            f"SELECT record, idem_key, request_hash, risk FROM orders WHERE verdict IS NULL "
+            f"OR verdict NOT IN ({marks}) UNION SELECT * FROM (SELECT record, idem_key, "
+            f"request_hash, risk FROM orders WHERE verdict IN ({marks}) ORDER BY created_at "
+            f"DESC LIMIT ?)", (*FINAL_VERDICTS, *FINAL_VERDICTS, recent))
+        entries = [_entry(r) for r in rows]
+        return sorted(entries, key=lambda e: e.record.created_at)
+
+    def count(self) -> int:
+        """How many orders were ever journaled."""
+        return self._query("SELECT COUNT(*) FROM orders", ())[0][0]
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -------------------------------------------------------------- flags
+    def flag(self, name: str) -> str | None:
+        """A persisted flag's value."""
+        rows = self._query("SELECT value FROM flags WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_flag(self, name: str, value: str | None) -> None:
+        """Persist (or, with None, clear) a flag durably."""
+        try:
+            with self._lock:
+                if value is None:
+                    self._db.execute("DELETE FROM flags WHERE name=?", (name,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO flags VALUES (?,?,?)",
+                                     (name, value, time.time()))
+        except sqlite3.Error as exc:
+            raise JournalError(f"order journal unavailable: {exc}") from exc
+
+    def make_read_only(self) -> None:
+        """Refuse every later write (a fault switch for tests and drills)."""
+        with self._lock:
+            self._db.execute("PRAGMA query_only=ON")
+
+
+# ------------------------------------------------------------ (de)serialising
+def _dump(record: Lifecycle) -> str:
+    return json.dumps(dataclasses.asdict(record), separators=(",", ":"))
+
+
+def _entry(row: tuple) -> JournalEntry:
+    record, idem_key, request_hash, risk = row
+    return JournalEntry(record=load_record(record), idem_key=idem_key,
+                        request_hash=request_hash, risk=json.loads(risk) if risk else None)
+
+
+def load_record(text: str) -> Lifecycle:
+    """A Lifecycle from its journal JSON."""
+    data = json.loads(text)
+    data["intent"] = OrderIntent(**data["intent"])
+    data["transitions"] = tuple(StatusChange(**x) for x in data["transitions"])
+    data["messages"] = tuple(IBMessage(**x) for x in data["messages"])
+    data["fills"] = tuple(FillRecord(**x) for x in data["fills"])
+    data["steps"] = tuple(Step(**x) for x in data["steps"])
+    data["children"] = tuple(data.get("children") or ())
+    return Lifecycle(**data)
+
+
+def default_path(path: str) -> str:
+    """Resolve a relative journal path against the current directory."""
+    return path if path == ":memory:" else os.path.abspath(path)
