@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -17,10 +18,26 @@ from sim_gateway.server import ServerSettings  # noqa: E402
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
     return value
+
+
+def _int_range(lo: int, hi: int):
+    """An argparse type: an integer within lo..hi."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,16 +46,17 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m sim_gateway",
         description="Simulated IB Gateway (paper account) speaking the TWS API socket protocol.")
     ap.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=4002, help="listen port (default 4002, paper)")
+    ap.add_argument("--port", type=_int_range(0, 65535), default=4002,
+                    help="listen port (default 4002, paper; 0 = any free port)")
     ap.add_argument("--account", default="DU1234567", help="paper account id (must start DU)")
-    ap.add_argument("--cash", type=float, default=1_000_000.0, help="starting cash in USD")
     ap.add_argument("--seed", type=int, default=1, help="seed of the deterministic price paths")
     ap.add_argument("--master-client-id", type=int, default=None,
                     help="Master API client id: receives every client's live order updates")
-    ap.add_argument("--max-clients", type=int, default=32, help="concurrent API clients")
-    ap.add_argument("--max-rate", type=int, default=50,
+    ap.add_argument("--max-clients", type=_int_range(1, 1000), default=32,
+                    help="concurrent API clients (default 32)")
+    ap.add_argument("--max-rate", type=_int_range(1, 10_000_000), default=50,
                     help="messages/s per client before error 100 (default 50)")
-    ap.add_argument("--max-version", type=int, default=178,
+    ap.add_argument("--max-version", type=_int_range(157, 178), default=178,
                     help="highest server version to negotiate (157..178)")
     ap.add_argument("--state-file", default=None,
                     help="JSON file that keeps orders, positions and cash across restarts")
@@ -48,10 +66,12 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds between acknowledgement and fill of marketable orders")
     ap.add_argument("--tif-preset-warning", action="store_true",
                     help="send error 10349 for orders that arrive without a TIF")
-    ap.add_argument("--partial-fill-above", type=float, default=0.0,
+    ap.add_argument("--partial-fill-above", type=_non_negative, default=0.0,
                     help="orders above this quantity fill in chunks (0 = off)")
-    ap.add_argument("--partial-fill-chunk", type=float, default=100.0, help="chunk size")
-    ap.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    ap.add_argument("--partial-fill-chunk", type=_non_negative, default=100.0, help="chunk size")
+    ap.add_argument("--cash", type=_non_negative, default=1_000_000.0, help="starting cash in USD")
+    ap.add_argument("--log-level", default="INFO", type=str.upper,
+                    choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level (default INFO)")
     return ap
 
 
