@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -255,3 +256,138 @@ def test_index_page_renders(client):
     res = client.get("/")
     assert res.status_code == 200
     assert b"PAPER" in res.data and b"order-form" in res.data
+
+
+def test_hundred_posts_sharing_ten_idempotency_keys_place_ten_orders(client, gateway):
+    def post(n):
+        key = f"batch-{n % 10}"
+        res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY",
+                                                   "quantity": 1 + n % 10},
+                          headers={"Idempotency-Key": key})
+        assert res.status_code in (200, 202), res.get_json()
+        return key, res.get_json()["id"]
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(post, range(100)))
+    ids_by_key = {}
+    for key, order_id in results:
+        ids_by_key.setdefault(key, set()).add(order_id)
+    assert all(len(ids) == 1 for ids in ids_by_key.values()) and len(ids_by_key) == 10
+    ids = {next(iter(v)) for v in ids_by_key.values()}
+    wait_for(lambda: all(order_json(client, i)["verdict"] == "filled" for i in ids), timeout=15)
+    refs = [o.order_ref for o in gateway.completed_orders() + gateway.open_orders()]
+    assert sorted(refs) == sorted(ids)
+    # same key, different body -> 422; replay -> the original, flagged
+    res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "SELL", "quantity": 1},
+                      headers={"Idempotency-Key": "batch-0"})
+    assert res.status_code == 422 and res.get_json()["error"]["code"] == "idempotency_conflict"
+    res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY", "quantity": 1,
+                                              "client_order_id": "batch-0"})
+    assert res.status_code == 200 and res.headers["Idempotent-Replayed"] == "true"
+    assert res.get_json()["id"] in ids_by_key["batch-0"]
+    assert len(gateway.completed_orders()) == 10
+
+
+def test_kill_switch_endpoint(client, gateway):
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    for _ in range(2):
+        post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2))
+    wait_for(lambda: len(gateway.open_orders()) == 2)
+    res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    body = res.get_json()
+    assert res.status_code == 200 and body["engaged"] and body["cancel_confirmed"], body
+    assert not gateway.open_orders()
+    assert post_order(client).status_code == 423
+    assert client.get("/api/v1/kill-switch").get_json() == {"engaged": True, "reason": "drill"}
+    assert client.post("/api/v1/kill-switch", json={"engaged": "yes"}).status_code == 400
+    client.post("/api/v1/kill-switch", json={"engaged": False})
+    assert post_order(client).status_code == 202
+
+
+def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
+    """The app process killed with SIGKILL mid-batch; restarted, it accounts for every order."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import ROOT
+    from journal import Journal
+
+    gateway.set_fill_delay(0.5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "IB_MODE": "gateway", "IB_HOST": "127.0.0.1",
+           "IB_PORT": str(gateway.port), "DASHBOARD_PORT": str(port),
+           "JOURNAL_PATH": str(tmp_path / "orders.db"), "RECONCILE_GRACE": "1",
+           "SETTLE_FIRST_WAIT": "0.1", "SETTLE_VALIDATION_WAIT": "0.1", "SETTLE_FINAL_WAIT": "0.1",
+           "LOG_LEVEL": "WARNING"}
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    def start():
+        proc = subprocess.Popen([sys.executable, "app_simple.py"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _get(f"{base}/status").get("ok"), timeout=20)
+        return proc
+
+    def post(n):
+        req = urllib.request.Request(f"{base}/orders", method="POST",
+                                     data=json.dumps({"symbol": "MSFT", "action": "BUY",
+                                                      "quantity": 1}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as res:
+                return json.load(res)["id"]
+        except OSError:
+            return None
+
+    proc = start()
+    try:
+        accepted = []
+        for n in range(20):
+            if n == 12:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(5)
+            accepted.append(post(n))
+        accepted = [a for a in accepted if a]
+        assert 0 < len(accepted) <= 12
+        proc = start()
+        wait_for(lambda: all(_get(f"{base}/orders/{i}").get("verdict") in
+                             ("filled", "not_placed", "not_sent", "cancelled", "rejected")
+                             for i in accepted), timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    journal = Journal(str(tmp_path / "orders.db"))
+    try:
+        journaled = {e.record.id: e.record for e in journal.load()}
+    finally:
+        journal.close()
+    assert set(accepted) <= set(journaled)
+    counts = collections.Counter(o.order_ref for o in gateway.completed_orders()
+                                 + gateway.open_orders())
+    assert all(n == 1 for n in counts.values()), counts  # nothing resent
+    for order_id, record in journaled.items():
+        if counts[order_id]:
+            assert record.verdict == "filled", record
+        else:
+            assert record.verdict in ("not_placed", "not_sent"), record
+    del time
+
+
+def _get(url):
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2) as res:
+            return json.load(res)
+    except urllib.error.HTTPError as exc:
+        return json.load(exc)
+    except OSError:
+        return {}

@@ -1,0 +1,216 @@
+"""OrderHandler against the simulated gateway's faults: drops, restarts, stalls, crashes."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+
+from conftest import wait_for
+from ib_connection import NotConnectedError
+from journal import Journal, JournalError
+from order_handler import FINAL_VERDICTS, OrderHandler, OrderIntent, TradingHaltedError
+
+MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
+
+
+def make_handler(gateway, journal, **kw):
+    handler = OrderHandler("127.0.0.1", gateway.port, client_id=1000, connect_timeout=3,
+                           settle=(0.05, 0.05, 0.05), monitor_timeout=kw.pop("monitor", 3),
+                           journal=journal, reconcile_grace=kw.pop("grace", 1.0), **kw)
+    handler.start()
+    wait_for(lambda: handler._reconciled, timeout=5)
+    return handler
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(str(tmp_path / "orders.db"))
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def handler(gateway, journal):
+    h = make_handler(gateway, journal)
+    yield h
+    h.stop()
+
+
+def gateway_orders_by_ref(gateway):
+    orders = gateway.open_orders() + gateway.completed_orders()
+    return collections.Counter(o.order_ref for o in orders if o.order_ref)
+
+
+def assert_matches_gateway(handler, gateway):
+    """Every record agrees with the gateway; no order reached the gateway twice."""
+    counts = gateway_orders_by_ref(gateway)
+    assert all(n == 1 for n in counts.values()), counts
+    open_refs = {o.order_ref for o in gateway.open_orders()}
+    done = {o.order_ref: o for o in gateway.completed_orders()}
+    executions = collections.Counter(e.order_ref for e, _ in gateway.executions())
+    for record in handler.records():
+        ref = record.id
+        if ref in open_refs:
+            assert record.verdict not in FINAL_VERDICTS, record
+        elif ref in done:
+            expected = {"Filled": "filled", "Cancelled": "cancelled", "Inactive": "rejected"}
+            assert record.verdict == expected[done[ref].status], (record.verdict, done[ref])
+            assert len(record.fills) == executions[ref], record
+        else:
+            assert record.verdict in ("not_sent", "not_placed", "rejected"), record
+
+
+def test_orders_are_journaled_before_sending(handler, gateway, journal):
+    record, created = handler.submit(MKT)
+    assert created and journal.get(record.id) is not None
+    final = handler.wait(record.id, 5)
+    assert final.verdict == "filled"
+    assert journal.flush(5)
+    assert journal.get(record.id).record.verdict == "filled"
+
+
+def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
+    before = len(gateway.completed_orders())
+    journal.make_read_only()
+    with pytest.raises(JournalError):
+        handler.submit(MKT)
+    time.sleep(0.3)
+    assert len(gateway.completed_orders()) == before and not gateway.open_orders()
+
+
+def test_idempotency_key_returns_the_original(handler, gateway):
+    first, created = handler.submit(MKT, idem_key="k1", request_hash="h")
+    again, created_again = handler.submit(MKT, idem_key="k1", request_hash="h")
+    assert created and not created_again and again.id == first.id
+    handler.wait(first.id, 5)
+    assert gateway_orders_by_ref(gateway)[first.id] == 1
+
+
+def test_hard_drop_and_restart_mid_batch(handler, gateway):
+    gateway.set_fill_delay(0.4)  # some orders fill while the gateway is cut off from us
+    ids, refused = [], 0
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
+    for n in range(50):
+        if n == 20:
+            restart.start()
+        try:
+            ids.append(handler.submit(MKT)[0].id)
+        except NotConnectedError:
+            refused += 1
+        time.sleep(0.02)
+    restart.join()
+    returned = time.monotonic()
+    record, _ = wait_for(lambda: _try_submit(handler), timeout=10)
+    serving_after = time.monotonic() - returned
+    ids.append(record.id)
+    assert serving_after < 10
+    wait_for(lambda: all(handler.get(i).verdict in FINAL_VERDICTS for i in ids), timeout=20)
+    assert_matches_gateway(handler, gateway)
+    assert sum(handler.get(i).verdict == "filled" for i in ids) >= 20
+    print(f"refused while down: {refused}, serving again {serving_after:.2f}s after return")
+
+
+def _try_submit(handler):
+    try:
+        return handler.submit(MKT)
+    except NotConnectedError:
+        return None
+
+
+def test_fills_while_disconnected_are_recovered(handler, gateway):
+    gateway.set_fill_delay(1.0)
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
+    gateway.restart(down_seconds=1.5)  # the fill happens while the listener is down
+    wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
+    final = handler.get(record.id)
+    assert len(final.fills) == 1 and final.fills[0].commission == pytest.approx(1.0)
+    assert any("matched at the gateway" in s.text or "recovered" in s.text for s in final.steps)
+    assert_matches_gateway(handler, gateway)
+
+
+def test_lost_placement_is_resolved_never_resent(gateway, journal):
+    """An order journaled but never answered (the app died) is found or marked not placed."""
+    handler = make_handler(gateway, journal)
+    record, _ = handler.submit(MKT)
+    handler.wait(record.id, 5)
+    handler.stop()
+    # simulate a crash between journaling and sending: a record with no answer
+    from dataclasses import replace
+    ghost = replace(record, id="o-ghost-000001", verdict=None, phase="sending", status=None,
+                    transitions=(), fills=(), perm_id=None)
+    journal.insert(ghost)
+    before = sum(gateway_orders_by_ref(gateway).values())
+    restarted = make_handler(gateway, journal, grace=0.5)
+    try:
+        wait_for(lambda: restarted.get("o-ghost-000001").verdict == "not_placed", timeout=5)
+        assert restarted.get(record.id).verdict == "filled"
+        assert sum(gateway_orders_by_ref(gateway).values()) == before
+    finally:
+        restarted.stop()
+
+
+def test_order_id_rollback_cannot_merge_identities(handler, gateway):
+    first, _ = handler.submit(MKT)
+    assert handler.wait(first.id, 5).verdict == "filled"
+    gateway.restart(down_seconds=0.3, roll_back_ids=True)
+    second = wait_for(lambda: _try_submit(handler), timeout=10)[0]
+    assert handler.wait(second.id, 5).verdict == "filled"
+    a, b = handler.get(first.id), handler.get(second.id)
+    assert a.perm_id != b.perm_id and len(a.fills) == 1 and len(b.fills) == 1
+    assert_matches_gateway(handler, gateway)
+
+
+def test_stall_is_detected_and_recovered(handler, gateway):
+    gateway.stall(9)
+    wait_for(lambda: not handler.connected, timeout=10)
+    state = handler.state()
+    assert "stalled" in (state.last_error or "") or state.state != "connected"
+    with pytest.raises(NotConnectedError):
+        handler.submit(MKT)
+    wait_for(lambda: handler.connected and handler._reconciled, timeout=15)
+    assert handler.wait(handler.submit(MKT)[0].id, 5).verdict == "filled"
+
+
+def test_orders_while_disconnected_never_reach_the_gateway(handler, gateway):
+    before = sum(gateway_orders_by_ref(gateway).values())
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 2})
+    restart.start()
+    wait_for(lambda: not handler.connected, timeout=5)
+    refused = 0
+    for _ in range(10):
+        with pytest.raises(NotConnectedError):
+            handler.submit(MKT)
+        refused += 1
+    restart.join()
+    wait_for(lambda: handler.connected and handler._reconciled, timeout=10)
+    time.sleep(0.5)
+    assert refused == 10 and sum(gateway_orders_by_ref(gateway).values()) == before
+
+
+def test_kill_switch_halts_and_persists(gateway, journal):
+    handler = make_handler(gateway, journal)
+    try:
+        far = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT",
+                          limit_price=1.0)
+        ids = [handler.submit(far)[0].id for _ in range(3)]
+        wait_for(lambda: len(gateway.open_orders()) == 3)
+        handler.engage_kill_switch("test")
+        with pytest.raises(TradingHaltedError):
+            handler.submit(MKT)
+        wait_for(lambda: not gateway.open_orders())
+        wait_for(lambda: all(handler.get(i).verdict == "cancelled" for i in ids))
+    finally:
+        handler.stop()
+    again = make_handler(gateway, journal)
+    try:
+        assert again.halted
+        with pytest.raises(TradingHaltedError):
+            again.submit(MKT)
+        again.release_kill_switch()
+        assert again.wait(again.submit(MKT)[0].id, 5).verdict == "filled"
+    finally:
+        again.stop()
