@@ -85,9 +85,11 @@ class BrokerConfig:
     buying_power_multiplier: float = 4.0
     extra_contracts: tuple[Contract, ...] = ()
     master_client_id: int | None = None
+    live_account_drill: bool = False  # allow a live-looking (non-DU) account id, to drill a
+    #                                   client's live-trading guard; still a simulated account
 
     def __post_init__(self) -> None:
-        if not self.account.startswith("DU"):
+        if not self.account.startswith("DU") and not self.live_account_drill:
             raise ValueError(f"paper account ids start with 'DU', got {self.account!r}")
         if self.price_step_seconds <= 0 or self.buying_power_multiplier <= 0:
             raise ValueError("price_step_seconds and buying_power_multiplier must be positive")
@@ -437,7 +439,10 @@ def _parse_filter_time(text: str) -> float:
     if text[8:9] == "-":
         return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
     day, clock, *zone = text.split()
-    zone_info = ZoneInfo(zone[0]) if zone else EASTERN
+    try:
+        zone_info = ZoneInfo(zone[0]) if zone else EASTERN
+    except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"unknown time zone {zone[0]!r}") from exc
     return datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone_info).timestamp()
 
 
