@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import hmac
 import io
 import json
 import re
@@ -24,9 +26,10 @@ from werkzeug.exceptions import HTTPException
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
-from order_handler import (FINAL_VERDICTS, IdempotencyConflict, Lifecycle, OrderStateError,
-                           TradingHaltedError, UnknownOrderError)
-from schemas import ModifyIn, OrderIn, ValidationError, first_error
+from order_handler import (FINAL_VERDICTS, IdempotencyConflict, Lifecycle, OrderHandler,
+                           OrderStateError, TradingHaltedError, UnknownOrderError)
+from risk import RiskRejected
+from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
 from services import Services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -35,6 +38,9 @@ STREAM_KEEPALIVE = 5.0  # seconds between comments on an idle stream (finds dead
 STREAM_MIN_GAP = 0.05  # coalesce bursts of changes into one event
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
+               "price_collar": "limit_price", "symbol_not_allowed": "symbol",
+               "no_reference_price": "symbol"}
 
 
 class ApiError(Exception):
@@ -68,6 +74,11 @@ def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     return api_error(503, "gateway_unavailable", str(exc))
 
 
+@bp.errorhandler(IdempotencyConflict)
+def _on_idempotency_conflict(exc: IdempotencyConflict) -> tuple[Response, int]:
+    return api_error(422, "idempotency_conflict", str(exc), "Idempotency-Key")
+
+
 @bp.errorhandler(TradingHaltedError)
 def _on_halted(exc: TradingHaltedError) -> tuple[Response, int]:
     return api_error(423, "trading_halted", str(exc))
@@ -88,9 +99,11 @@ def services() -> Services:
     return current_app.extensions["trading"]
 
 
-def _json_body() -> dict[str, Any]:
+def _json_body(source: str | None = None) -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
+        if source is not None:
+            _audit(source, None, None, "invalid: body is not a JSON object")
         raise ApiError(400, "invalid_body", "the request body must be a JSON object")
     return body
 
@@ -121,21 +134,26 @@ def status() -> Response:
 
 def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     """The body of /status (also part of the stream's state events)."""
-    orders = svc.handler.state()
+    orders = svc.handler.state() if svc.handler else None
     account = snap.account
-    healthy = snap.connection.state == "connected" and orders.state == "connected"
+    healthy = snap.connection.state == "connected" and (orders is None
+                                                       or orders.state == "connected")
     return {
         "ok": healthy,
         "simulator": svc.simulator is not None,
         "gateway": {"host": svc.host, "port": svc.port},
-        "connections": {"reader": _as_dict(snap.connection), "orders": _as_dict(orders)},
-        "threads": {"reader": snap.connection.thread_alive, "orders": orders.thread_alive},
-        "server_version": snap.connection.server_version or orders.server_version,
+        "connections": {"reader": _as_dict(snap.connection),
+                        "orders": _as_dict(orders) if orders else {"state": "disabled"}},
+        "threads": {"reader": snap.connection.thread_alive,
+                    "orders": orders.thread_alive if orders else None},
+        "server_version": snap.connection.server_version,
         "account": account.account if account else None,
         "paper": account.paper if account else None,
         "mode": None if account is None else ("paper" if account.paper else "live"),
-        "queue_depth": svc.handler.queue_depth(),
-        "in_flight": svc.handler.in_flight(),
+        "read_only": svc.handler is None,
+        "trading_halted": bool(svc.handler and svc.handler.halted),
+        "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
+        "in_flight": svc.handler.in_flight() if svc.handler else 0,
         "data_age": _age(snap.updated_at),
         "orders_age": _age(snap.orders_updated_at),
         "streams": svc.feed.open_streams,
@@ -150,7 +168,7 @@ def state_payload(svc: Services) -> dict[str, Any]:
         "status": status_payload(svc, snap),
         "account": dataclasses.asdict(snap.account) if snap.account else None,
         "positions": [dataclasses.asdict(p) for p in snap.positions],
-        "orders": merged_orders(snap, svc.handler.records(), detail=True),
+        "orders": merged_orders(snap, _records(svc), detail=True),
         "executions": [dataclasses.asdict(e) for e in snap.executions],
     }
 
@@ -192,11 +210,18 @@ def _events(svc: Services) -> Iterator[str]:
         feed.close_stream()
 
 
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI document of this API."""
+    from openapi import document
+    return jsonify(document())
+
+
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     """200 when both connections are up, else 503 (for monitors)."""
     svc = services()
-    up = svc.connector.connected and svc.handler.connected
+    up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
     return jsonify({"ok": up}), 200 if up else 503
 
 
@@ -230,7 +255,7 @@ def orders() -> Response:
     """Open and completed orders of every client, merged with our lifecycle records."""
     svc = services()
     snap = svc.connector.snapshot()
-    rows = merged_orders(snap, svc.handler.records())
+    rows = merged_orders(snap, _records(svc))
     which = request.args.get("status", "all")
     if which not in ("all", "open", "completed"):
         raise ApiError(400, "validation_error", "status: must be all, open or completed",
@@ -259,7 +284,7 @@ def order(order_id: str) -> Response:
     """One order: our lifecycle record (if ours) and the broker's view."""
     svc = services()
     snap = svc.connector.snapshot()
-    record = svc.handler.get(order_id)
+    record = svc.handler.get(order_id) if svc.handler else None
     row = _find_row(snap, order_id, record)
     if record is None and row is None:
         raise ApiError(404, "not_found", f"no order {order_id!r}")
@@ -289,27 +314,81 @@ def quote() -> Response:
 # ------------------------------------------------------------------ writes
 @bp.post("/orders")
 def place_order() -> tuple[Response, int]:
-    """Validate and queue an order: 202 with its id and URL (or wait for the verdict)."""
-    order_in = _validate(OrderIn, _json_body())
-    svc = services()
-    wait = request.args.get("wait", "").lower() in ("1", "true", "yes")
-    key = _idempotency_key(order_in)
-    try:
-        record, created = svc.handler.submit(
-            order_in.intent(svc.settings.account), source="api", idem_key=key,
-            request_hash=order_in.fingerprint(), remote=request.remote_addr)
-    except IdempotencyConflict as exc:
-        raise ApiError(422, "idempotency_conflict", str(exc), "Idempotency-Key") from None
-    if wait:
-        s = svc.settings
+    """Validate, risk-check, journal and queue an order: 202 with its id and URL.
+
+    ``?wait=1`` waits for the verdict (200). A repeated Idempotency-Key (or
+    client_order_id) answers 200 with the original order and places nothing.
+    """
+    body = _json_body("api")
+    order_in = _validated_order(OrderIn, body, "api")
+    record, created = submit_order(order_in, "api", _idempotency_key(order_in))
+    if request.args.get("wait", "").lower() in ("1", "true", "yes"):
+        s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
-        record = svc.handler.wait(record.id, timeout + WAIT_SLACK)
+        record = _handler().wait(record.id, timeout + WAIT_SLACK)
+        return _order_response(record, created, 200 if record.verdict else 202)
+    return _order_response(record, created, 202 if created else 200)
+
+
+def _order_response(record: Lifecycle, created: bool, status: int) -> tuple[Response, int]:
     body = {"id": record.id, "url": url_for("api.order", order_id=record.id),
             "order": _as_dict(record), "replayed": not created}
     response = jsonify(body)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return response, 200 if (wait and record.verdict) or not created else 202
+    return response, 200 if not created else status
+
+
+def _validated_order(model: type, body: dict[str, Any], source: str) -> Any:
+    try:
+        return _validate(model, body)
+    except ApiError as exc:
+        _audit(source, body, None, f"invalid: {exc.message}")
+        raise
+
+
+def submit_order(order_in: OrderIn, source: str, key: str | None) -> tuple[Lifecycle, bool]:
+    """The one way an order enters: risk gate, journal, queue — and an audit record."""
+    svc = services()
+    outcome, decision, record = "error", None, None
+    try:
+        record, created = _handler().submit(
+            order_in.intent(svc.settings.account), source=source, idem_key=key,
+            request_hash=order_in.fingerprint(), remote=request.remote_addr, gate=svc.gate)
+        outcome = "queued" if created else "replayed"
+        entry = svc.journal.get(record.id) if svc.journal else None
+        decision = entry.risk if entry else None
+        return record, created
+    except RiskRejected as exc:
+        decision, outcome = exc.decision.as_dict(), f"risk_rejected: {exc.decision.rule}"
+        raise ApiError(422, "risk_rejected", exc.decision.message,
+                       RULE_FIELDS.get(exc.decision.rule or ""), [decision]) from None
+    except LookupError as exc:
+        outcome = "unknown_symbol"
+        raise ApiError(422, "unknown_symbol", str(exc), "symbol") from None
+    except Exception as exc:
+        outcome = f"refused: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _audit(source, order_in.model_dump(), decision, outcome, record.id if record else None)
+
+
+def _audit(source: str, body: Any, decision: Any, outcome: str,
+           order_id: str | None = None) -> None:
+    journal = services().journal
+    if journal is not None:
+        journal.audit(source, request.remote_addr, body, decision, outcome, order_id)
+
+
+def _handler() -> OrderHandler:
+    handler = services().handler
+    if handler is None:
+        raise ApiError(403, "read_only", "READ_ONLY is set: this dashboard places no orders")
+    return handler
+
+
+def _records(svc: Services) -> list[Lifecycle]:
+    return svc.handler.records() if svc.handler else []
 
 
 def _idempotency_key(order_in: OrderIn) -> str | None:
@@ -327,10 +406,48 @@ def _idempotency_key(order_in: OrderIn) -> str | None:
     return order_in.client_order_id
 
 
+@bp.post("/webhook")
+def webhook() -> tuple[Response, int]:
+    """Alert services (TradingView-style JSON), authenticated by a shared secret.
+
+    ``X-Webhook-Secret: <WEBHOOK_SECRET>`` or ``X-Signature: sha256=<hex HMAC of the body>``.
+    Deduplicated by ``alert_id`` (else by the body's hash), rate-limited, and
+    sent through the same risk gate and queue as every other order.
+    """
+    svc = services()
+    secret = svc.settings.webhook_secret
+    if not secret:
+        raise ApiError(404, "not_found", "the webhook is disabled (set WEBHOOK_SECRET)")
+    raw = request.get_data(cache=True)
+    if not _webhook_authentic(raw, secret):
+        _audit("webhook", None, None, "unauthorized")
+        raise ApiError(401, "unauthorized", "bad or missing X-Webhook-Secret / X-Signature")
+    if not svc.webhook_limiter.allow():
+        _audit("webhook", None, None, "rate_limited")
+        raise ApiError(429, "rate_limited", f"more than {svc.settings.webhook_rate_per_minute} "
+                       "webhook calls in 60 s")
+    alert = _validated_order(WebhookIn, _json_body("webhook"), "webhook")
+    key = "webhook:" + (alert.alert_id or hashlib.sha256(raw).hexdigest()[:40])
+    record, created = submit_order(alert, "webhook", key)
+    return _order_response(record, created, 202)
+
+
+def _webhook_authentic(raw: bytes, secret: str) -> bool:
+    given = request.headers.get("X-Webhook-Secret")
+    if given is not None:
+        return hmac.compare_digest(given.encode(), secret.encode())
+    signature = request.headers.get("X-Signature", "")
+    scheme, _, digest = signature.partition("=")
+    if scheme != "sha256" or not digest:
+        return False
+    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(digest.strip().lower().encode(), expected.encode())
+
+
 @bp.get("/kill-switch")
 def kill_switch_state() -> Response:
     """Whether new orders are halted."""
-    handler = services().handler
+    handler = _handler()
     return jsonify({"engaged": handler.halted, "reason": handler.journal.flag("kill_switch")})
 
 
@@ -344,11 +461,11 @@ def kill_switch() -> tuple[Response, int]:
         raise ApiError(400, "validation_error", "engaged: must be true or false", "engaged")
     svc = services()
     if not engage:
-        svc.handler.release_kill_switch()
+        _handler().release_kill_switch()
         return jsonify({"engaged": False}), 200
     reason = str(body.get("reason") or "engaged from the API")[:200]
     started = time.time()
-    svc.handler.engage_kill_switch(reason)
+    _handler().engage_kill_switch(reason)
     still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
     return jsonify({"engaged": True, "reason": reason,
                     "cancel_confirmed": not still_open,
@@ -376,7 +493,7 @@ def preview_order() -> Response:
     order_in = _validate(OrderIn, _json_body())
     svc = services()
     try:
-        answer = svc.handler.preview(order_in.intent(svc.settings.account))
+        answer = _handler().preview(order_in.intent(svc.settings.account))
     except LookupError as exc:
         raise ApiError(422, "no_preview", str(exc), "symbol") from None
     except TimeoutError:
@@ -387,7 +504,7 @@ def preview_order() -> Response:
 @bp.post("/orders/cancel-all")
 def cancel_all() -> tuple[Response, int]:
     """Global cancel: every working order of every client."""
-    working = services().handler.cancel_all()
+    working = _handler().cancel_all()
     return jsonify({"cancel_requested": True, "ours_working": working}), 202
 
 
@@ -408,7 +525,7 @@ def modify_order(order_id: str) -> tuple[Response, int]:
 
 def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
     try:
-        record = action(services().handler)
+        record = action(_handler())
     except UnknownOrderError:
         raise ApiError(404, "not_found", f"no order {order_id!r} placed by this app (orders of "
                        "other clients can only be cancelled by them, or by a global cancel)"

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException
 
 import api
+import security
 from config import ConfigError, Settings, load_settings
 from services import Services
 
@@ -39,15 +41,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(JSON_SORT_KEYS=False, START_SERVICES=True)
     app.config.update(config)
+    keys = security.load_secrets(settings)
+    if keys.token_generated and security.data_dir(settings) is not None:
+        print(f"🔑 Generated an API token (kept in {security.data_dir(settings)}/api_token): "
+              f"{keys.api_token}", flush=True)
+    security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
     app.add_url_rule("/", "index", _index)
-    app.register_error_handler(404, _not_found)
+    app.register_error_handler(HTTPException, _http_error)
     services = Services(settings)
     app.extensions["trading"] = services
     if app.config["START_SERVICES"]:
-        services.start()
-        atexit.register(services.stop)
+        lock = security.acquire_instance_lock(settings)
+        try:
+            services.start()
+        except BaseException:
+            security.release_instance_lock(lock)
+            raise
+        app.extensions["instance_lock"] = lock
+        atexit.register(shutdown, app)
     return app
+
+
+def shutdown(app: Flask) -> None:
+    """Stop the services and let go of the instance lock (idempotent)."""
+    app.extensions["trading"].stop()
+    security.release_instance_lock(app.extensions.pop("instance_lock", None))
 
 
 def _index() -> str:
@@ -57,16 +76,19 @@ def _index() -> str:
                            simulator=svc.simulator is not None)
 
 
-def _not_found(exc: Exception) -> Response | tuple[Response, int] | tuple[str, int]:
+def _http_error(exc: HTTPException) -> Response | tuple[Response, int] | HTTPException:
+    """JSON errors under /api (404, 405, 413, bad Host ...), HTML pages elsewhere."""
     if request.path.startswith("/api/"):
-        return api.api_error(404, "not_found", f"no such endpoint: {request.path}")
-    return "Not found", 404
+        code = exc.name.lower().replace(" ", "_")
+        return api.api_error(exc.code or 500, code, exc.description or exc.name)
+    return exc
 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the dashboard with waitress (one process, threads)."""
     try:
         settings: Settings = load_settings()
+        security.check_bind(settings)
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
@@ -75,13 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ib_async").setLevel(logging.WARNING)
     from waitress import serve
 
-    app = create_app({"SETTINGS": settings})
+    try:
+        app = create_app({"SETTINGS": settings})
+    except security.InstanceLockedError as exc:
+        print(f"Refusing to start: {exc}", file=sys.stderr)
+        return 3
     host, port = settings.dashboard_host, settings.dashboard_port
     print(f"Dashboard on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     try:
         serve(app, host=host, port=port, threads=16)
     finally:
-        app.extensions["trading"].stop()
+        shutdown(app)
     return 0
 
 

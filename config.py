@@ -59,6 +59,24 @@ class Settings:
     log_level: str
     journal_path: str  # SQLite order journal
     reconcile_grace: float  # seconds an order whose placement answer was lost may take to appear
+    secret_key: str | None  # Flask session key; None = generated and kept in the data folder
+    api_token: str | None  # bearer token of the JSON API; None = generated on first run
+    dashboard_password: str | None  # optional login password of the browser dashboard
+    trusted_hosts: tuple[str, ...]  # Host headers accepted (besides the bind address)
+    max_body_bytes: int
+    read_only: bool  # no order thread: the dashboard only reads
+    allow_live_trading: bool  # orders on a non-paper (live) account are refused unless set
+    live_confirm_notional: float  # the UI asks for a typed confirmation above this (live only)
+    risk_max_quantity: float
+    risk_max_notional: float
+    risk_price_collar_pct: float
+    risk_symbol_allowlist: tuple[str, ...]  # empty = every symbol
+    risk_symbol_denylist: tuple[str, ...]
+    risk_max_open_orders: int
+    risk_max_orders_per_minute: int
+    risk_daily_notional_cap: float
+    webhook_secret: str | None  # None = webhook endpoint disabled
+    webhook_rate_per_minute: int
 
     @property
     def use_simulator(self) -> bool:
@@ -118,6 +136,51 @@ def _text(text: str) -> str:
     return text
 
 
+def _boolean(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not a valid boolean (expected true|false)")
+
+
+def _number(lo: float) -> Parser:
+    expected = f"(expected a number > {lo:g})"
+
+    def parse(text: str) -> float:
+        if not _FLOAT_RE.fullmatch(text) or not math.isfinite(float(text)):
+            raise ValueError(f"is not a valid number {expected}")
+        value = float(text)
+        if value <= lo:
+            raise ValueError(f"is out of range {expected}")
+        return value
+
+    return parse
+
+
+def _symbols(text: str) -> tuple[str, ...]:
+    items = tuple(sorted({part.strip().upper() for part in text.split(",") if part.strip()}))
+    for item in items:
+        if not re.fullmatch(r"[A-Z][A-Z0-9.]{0,14}", item):
+            raise ValueError(f"has an invalid symbol {item!r} (expected e.g. AAPL,MSFT)")
+    return items
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    items = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for item in items:
+        if not re.fullmatch(r"[a-z0-9.:\[\]-]{1,253}", item):
+            raise ValueError(f"has an invalid host name {item!r}")
+    return items
+
+
+def _secret(text: str) -> str:
+    if len(text) < 16:
+        raise ValueError("is too short (expected at least 16 characters)")
+    return text
+
+
 def _paper_account(text: str) -> str:
     if not is_paper_account(text):
         raise ValueError(f"is not a paper account (expected an id starting with {PAPER_PREFIX!r})")
@@ -158,6 +221,24 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("log_level", "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"),
     _Spec("journal_path", "JOURNAL_PATH", _text, "data/orders.db"),
     _Spec("reconcile_grace", "RECONCILE_GRACE", _WAIT, 5.0),
+    _Spec("secret_key", "SECRET_KEY", _secret, None),
+    _Spec("api_token", "API_TOKEN", _secret, None),
+    _Spec("dashboard_password", "DASHBOARD_PASSWORD", _text, None),
+    _Spec("trusted_hosts", "TRUSTED_HOSTS", _hosts, ("127.0.0.1", "localhost", "[::1]")),
+    _Spec("max_body_bytes", "MAX_BODY_BYTES", _integer(1024, 10_000_000), 65536),
+    _Spec("read_only", "READ_ONLY", _boolean, False),
+    _Spec("allow_live_trading", "ALLOW_LIVE_TRADING", _boolean, False),
+    _Spec("live_confirm_notional", "LIVE_CONFIRM_NOTIONAL", _number(0), 10_000.0),
+    _Spec("risk_max_quantity", "RISK_MAX_QUANTITY", _number(0), 10_000.0),
+    _Spec("risk_max_notional", "RISK_MAX_NOTIONAL", _number(0), 250_000.0),
+    _Spec("risk_price_collar_pct", "RISK_PRICE_COLLAR_PCT", _number(0), 10.0),
+    _Spec("risk_symbol_allowlist", "RISK_SYMBOL_ALLOWLIST", _symbols, ()),
+    _Spec("risk_symbol_denylist", "RISK_SYMBOL_DENYLIST", _symbols, ()),
+    _Spec("risk_max_open_orders", "RISK_MAX_OPEN_ORDERS", _integer(1, 100_000), 100),
+    _Spec("risk_max_orders_per_minute", "RISK_MAX_ORDERS_PER_MINUTE", _integer(1, 1_000_000), 120),
+    _Spec("risk_daily_notional_cap", "RISK_DAILY_NOTIONAL_CAP", _number(0), 1_000_000.0),
+    _Spec("webhook_secret", "WEBHOOK_SECRET", _secret, None),
+    _Spec("webhook_rate_per_minute", "WEBHOOK_RATE_PER_MINUTE", _integer(1, 100_000), 30),
 )
 
 ENV_KEYS: dict[str, str] = {spec.field: spec.env for spec in _SPECS}

@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_verdict ON orders(verdict);
 CREATE INDEX IF NOT EXISTS orders_created ON orders(created_at);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    source TEXT NOT NULL,
+    remote TEXT,
+    order_id TEXT,
+    request TEXT,
+    decision TEXT,
+    outcome TEXT NOT NULL
+);
 """
 FINAL_VERDICTS = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
 
@@ -227,6 +237,34 @@ class Journal:
                                      (name, value, time.time()))
         except sqlite3.Error as exc:
             raise JournalError(f"order journal unavailable: {exc}") from exc
+
+    def audit(self, source: str, remote: str | None, request: Any, decision: Any,
+              outcome: str, order_id: str | None = None) -> None:
+        """Record one order request and what became of it (never raises)."""
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO audit (at, source, remote, order_id, request, decision, outcome)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (time.time(), source, remote, order_id,
+                     json.dumps(request, default=str)[:4000],
+                     json.dumps(decision, default=str) if decision is not None else None,
+                     outcome))
+        except sqlite3.Error:
+            log.exception("audit record not written (%s from %s: %s)", source, remote, outcome)
+
+    def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest audit records, newest first."""
+        rows = self._query("SELECT at, source, remote, order_id, request, decision, outcome "
+                           "FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+        keys = ("at", "source", "remote", "order_id", "request", "decision", "outcome")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def notional_since(self, since: float) -> float:
+        """Notional of the orders accepted by the risk gate since ``since`` (epoch)."""
+        rows = self._query("SELECT risk FROM orders WHERE created_at >= ? AND risk IS NOT NULL",
+                           (since,))
+        return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows)
 
     def make_read_only(self) -> None:
         """Refuse every later write (a fault switch for tests and drills)."""

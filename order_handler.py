@@ -37,6 +37,7 @@ from ib_async.order import Trade
 from ib_connection import IBConnection, NotConnectedError
 from ib_connector import make_contract
 from journal import Journal, JournalEntry, JournalError
+from risk import RiskGate
 from order_records import (FillRecord, IBMessage, Lifecycle, OrderIntent, Preview,
                            StatusChange, Step)
 
@@ -137,21 +138,22 @@ class OrderHandler(IBConnection):
     # ============================================================ Flask side
     def submit(self, intent: OrderIntent, source: str = "api", idem_key: str | None = None,
                request_hash: str | None = None, remote: str | None = None,
-               risk: dict | None = None) -> tuple[Lifecycle, bool]:
-        """Journal and queue an order; returns (record, created).
+               gate: RiskGate | None = None) -> tuple[Lifecycle, bool]:
+        """Risk-check, journal and queue an order; returns (record, created).
 
         With an idempotency key already journaled, returns the original order
         (created False) — or raises IdempotencyConflict for a different request.
         Raises NotConnectedError / Reconciling (503), TradingHaltedError,
-        JournalError (the order could not be journaled, so it is not sent).
+        RiskRejected, JournalError (the order could not be journaled, so it is
+        not sent).
         """
         if idem_key is not None:
             with self._key_lock:
                 existing = self.journal.find_by_key(idem_key)
                 if existing is None:
-                    return self._create(intent, source, idem_key, request_hash, remote, risk), True
+                    return self._create(intent, source, idem_key, request_hash, remote, gate), True
             return self._replay(existing, request_hash), False
-        return self._create(intent, source, None, request_hash, remote, risk), True
+        return self._create(intent, source, None, request_hash, remote, gate), True
 
     def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
         if existing.request_hash != request_hash:
@@ -161,13 +163,20 @@ class OrderHandler(IBConnection):
         return live.record if live is not None else existing.record
 
     def _create(self, intent: OrderIntent, source: str, idem_key: str | None,
-                request_hash: str | None, remote: str | None, risk: dict | None) -> Lifecycle:
+                request_hash: str | None, remote: str | None, gate: RiskGate | None) -> Lifecycle:
         self._check_accepting()
+        decision = gate.reserve(intent) if gate is not None else None  # raises RiskRejected
         order_id = f"o-{self._id_prefix}-{next(self._counter):06d}"
         now = time.time()
         record = Lifecycle(id=order_id, intent=intent, source=source, created_at=now,
                            phase="queued", updated_at=now, steps=(Step(now, "queued"),))
-        self.journal.insert(record, idem_key, request_hash, remote, risk)  # before anything is sent
+        try:  # journaled before anything is sent; unjournaled means unsent
+            self.journal.insert(record, idem_key, request_hash, remote,
+                                decision.as_dict() if decision else None)
+        except BaseException:
+            if gate is not None and decision is not None:
+                gate.release(decision)
+            raise
         tracker = _Tracker(record, self.journal.save)
         with self._lock:
             self._trackers[order_id] = tracker
@@ -262,6 +271,11 @@ class OrderHandler(IBConnection):
         not_sent = sum(1 for t in list(self._trackers.values())
                        if t.record.phase in ("queued", "qualifying", "sending"))
         return max(in_queue, not_sent)
+
+    def working_count(self) -> int:
+        """Our orders not yet finished (the risk gate's open-order count)."""
+        return sum(1 for t in list(self._trackers.values())
+                   if t.record.verdict not in FINAL_VERDICTS)
 
     def in_flight(self) -> int:
         """Orders sent and still in their settle or monitoring window."""

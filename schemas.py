@@ -12,8 +12,8 @@ import json
 import math
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
-                      ValidationError, field_validator, model_validator)
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,
+                      StrictInt, ValidationError, field_validator, model_validator)
 
 from order_handler import OrderIntent
 
@@ -25,7 +25,7 @@ NEEDS = {  # order type -> (needs limit price, needs stop price)
     "TRAIL": (False, False),
 }
 
-__all__ = ["OrderIn", "ModifyIn", "ValidationError", "first_error"]
+__all__ = ["OrderIn", "ModifyIn", "WebhookIn", "ValidationError", "first_error"]
 
 
 class OrderIn(BaseModel):
@@ -117,6 +117,21 @@ class OrderIn(BaseModel):
             currency=self.currency, account=account,
             trailing_amount=_opt(self.trailing_amount), trailing_percent=_opt(self.trailing_percent),
             take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss))
+
+
+class WebhookIn(OrderIn):
+    """A TradingView-style alert: an order plus an alert id; unknown keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,14}$",
+                                 validation_alias=AliasChoices("symbol", "ticker"))]
+    alert_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+
+    def fingerprint(self) -> str:
+        """Hash of the order content (the alert id is the dedup key, not content)."""
+        body = self.model_dump(exclude={"client_order_id", "alert_id"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class ModifyIn(BaseModel):

@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from change_feed import ChangeFeed
 from config import Settings
+from ib_connection import NotConnectedError
 from ib_connector import IBConnector
 from journal import Journal
+from risk import RiskGate, SlidingWindow
 from order_handler import OrderHandler
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
@@ -29,6 +32,8 @@ class Services:
         self.connector: IBConnector | None = None
         self.handler: OrderHandler | None = None
         self.journal: Journal | None = None
+        self.gate: RiskGate | None = None
+        self.webhook_limiter = SlidingWindow(settings.webhook_rate_per_minute, 60.0)
         self.feed = ChangeFeed()
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
@@ -57,6 +62,9 @@ class Services:
                                      s.account, on_change=self.feed.bump)
         self.connector.state_listener = self.feed.bump
         self.connector.start()
+        if s.read_only:
+            log.warning("📖 READ_ONLY: the order thread is not started; every order is refused")
+            return
         self.handler = OrderHandler(
             self.host, self.port, s.order_client_id, s.connect_timeout, s.account,
             settle=(s.settle_first, s.settle_validation, s.settle_final),
@@ -64,7 +72,23 @@ class Services:
             journal=self.journal, reconcile_grace=s.reconcile_grace)
         self.handler.state_listener = self.feed.bump
         self.handler.start()
+        midnight = time.time() - time.time() % 86400  # UTC midnight
+        self.gate = RiskGate(s, self._quote_for_risk, self.handler.working_count,
+                             self._accounts, self.journal.notional_since(midnight))
 
+    def _quote_for_risk(self, symbol: str, sec_type: str) -> tuple:
+        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol."""
+        assert self.connector is not None
+        try:
+            q = self.connector.quote(symbol, sec_type)
+        except (TimeoutError, NotConnectedError) as exc:
+            log.warning("risk gate: no quote for %s: %s", symbol, exc)
+            return (None, None, None)
+        return (q.bid, q.ask, q.last if q.last is not None else q.close)
+
+    def _accounts(self) -> tuple[str, ...]:
+        assert self.connector is not None
+        return self.connector.state().accounts
     def _order_changed(self) -> None:
         """An order record changed: refresh the broker view and wake the streams."""
         if self.connector is not None:

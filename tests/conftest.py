@@ -18,6 +18,7 @@ from sim_gateway.broker import BrokerConfig  # noqa: E402
 from sim_gateway.controller import SimGateway  # noqa: E402
 from sim_gateway.server import ServerSettings  # noqa: E402
 
+API_TOKEN = "test-api-token-0123456789"
 FAST_SETTLE = {"settle_first": 0.1, "settle_validation": 0.2, "settle_final": 0.1}
 
 
@@ -33,7 +34,9 @@ def app_settings(gateway: SimGateway, **overrides):
     """Settings that point the app at ``gateway`` (no .env, no environment)."""
     values = {"ib_mode": "gateway", "ib_host": "127.0.0.1", "ib_port": gateway.port,
               "connect_timeout": 5, "monitor_timeout": 5, "journal_path": ":memory:",
-              "reconcile_grace": 1, **FAST_SETTLE, **overrides}
+              "reconcile_grace": 1, "api_token": API_TOKEN, "secret_key": "test-secret-key-0123456789",
+              "risk_max_orders_per_minute": 100_000, "risk_max_open_orders": 10_000,
+              "risk_price_collar_pct": 50, **FAST_SETTLE, **overrides}
     return load_settings(env={}, dotenv_path=None, overrides=values)
 
 
@@ -47,9 +50,16 @@ def app(gateway):
     application.extensions["trading"].stop()
 
 
+def api_client(app):
+    """A script's client: every request carries the API bearer token."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
+    return test_client
+
+
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return api_client(app)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import ib_async.client
 import pytest
 
-from conftest import app_settings, wait_for
+from conftest import API_TOKEN, api_client, app_settings, wait_for
 
 
 def post_order(client, wait=False, **fields):
@@ -142,7 +142,7 @@ def test_validation_delay_still_fills(gateway):
     app = create_app({"SETTINGS": app_settings(gateway, settle_first=0.5, settle_validation=1.0,
                                                settle_final=0.5)})
     try:
-        client = app.test_client()
+        client = api_client(app)
         ids = [post_order(client).get_json()["id"] for _ in range(3)]
         wait_for(lambda: all(order_json(client, i)["verdict"] for i in ids), timeout=20)
         for i in ids:
@@ -194,8 +194,10 @@ def test_bad_input_is_refused_and_nothing_reaches_the_gateway(client, gateway):
 
 def test_unknown_symbol_is_rejected_without_an_order(client, gateway):
     before = gateway_order_count(gateway)
-    body = post_order(client, wait=True, symbol="ZZZZ").get_json()
-    assert body["order"]["verdict"] == "rejected"
+    res = post_order(client, wait=True, symbol="ZZZZ")
+    error = res.get_json()["error"]
+    assert res.status_code == 422 and error["code"] == "unknown_symbol"
+    assert error["field"] == "symbol"
     assert client.get("/api/v1/quote?symbol=ZZZZ").status_code == 404
     assert gateway_order_count(gateway) == before
 
@@ -326,7 +328,7 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
            "IB_PORT": str(gateway.port), "DASHBOARD_PORT": str(port),
            "JOURNAL_PATH": str(tmp_path / "orders.db"), "RECONCILE_GRACE": "1",
            "SETTLE_FIRST_WAIT": "0.1", "SETTLE_VALIDATION_WAIT": "0.1", "SETTLE_FINAL_WAIT": "0.1",
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", "API_TOKEN": API_TOKEN}
     base = f"http://127.0.0.1:{port}/api/v1"
 
     def start():
@@ -339,7 +341,8 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
         req = urllib.request.Request(f"{base}/orders", method="POST",
                                      data=json.dumps({"symbol": "MSFT", "action": "BUY",
                                                       "quantity": 1}).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {API_TOKEN}"})
         try:
             with urllib.request.urlopen(req, timeout=5) as res:
                 return json.load(res)["id"]
@@ -384,8 +387,9 @@ def _get(url):
     import json
     import urllib.error
     import urllib.request
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=2) as res:
+        with urllib.request.urlopen(req, timeout=2) as res:
             return json.load(res)
     except urllib.error.HTTPError as exc:
         return json.load(exc)

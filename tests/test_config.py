@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import dataclasses
 import os
 import subprocess
@@ -55,6 +56,24 @@ def test_defaults() -> None:
         log_level="INFO",
         journal_path="data/orders.db",
         reconcile_grace=5.0,
+        secret_key=None,
+        api_token=None,
+        dashboard_password=None,
+        trusted_hosts=("127.0.0.1", "localhost", "[::1]"),
+        max_body_bytes=65536,
+        read_only=False,
+        allow_live_trading=False,
+        live_confirm_notional=10_000.0,
+        risk_max_quantity=10_000.0,
+        risk_max_notional=250_000.0,
+        risk_price_collar_pct=10.0,
+        risk_symbol_allowlist=(),
+        risk_symbol_denylist=(),
+        risk_max_open_orders=100,
+        risk_max_orders_per_minute=120,
+        risk_daily_notional_cap=1_000_000.0,
+        webhook_secret=None,
+        webhook_rate_per_minute=30,
     )
     assert s.use_simulator
 
@@ -338,3 +357,18 @@ def test_import_touches_nothing(tmp_path: Path) -> None:
     assert "IB_PORT='abc'" in result.stdout
     assert "IB_MODE='nonsense'" in result.stdout
     assert "SIM_ACCOUNT='bogus'" in result.stdout
+
+
+def test_env_example_uncommented_gives_the_defaults(tmp_path) -> None:
+    """Every documented key of .env.example parses, and its shown value is the default."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    lines = [line[2:] for line in example.read_text().splitlines()
+             if re.match(r"^# [A-Z_]+=", line)]
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(lines) + "\n")
+    assert load_settings(env={}, dotenv_path=env_file) == load_settings(env={}, dotenv_path=None)
+    documented = {line.split("=", 1)[0] for line in lines}
+    from config import ENV_KEYS
+    assert set(ENV_KEYS.values()) <= documented

@@ -1,0 +1,254 @@
+"""Pre-trade risk gate: every order (browser, API, webhook) passes it before the queue.
+
+The rules run in a fixed order from a table; the first that fails rejects
+the order, naming the rule and the numbers. Limits come from config with safe
+defaults. Counters (orders per minute, notional per UTC day) are reserved
+under a lock, so concurrent requests cannot slip past a limit together, and
+given back if the order is then not queued.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from config import Settings, is_paper_account
+from order_records import OrderIntent
+
+QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    """The gate's answer for one order."""
+
+    accepted: bool
+    rule: str | None = None
+    message: str = "accepted"
+    figures: dict[str, Any] = field(default_factory=dict)
+    reference_price: float | None = None
+    notional: float | None = None
+    at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (journaled with the order)."""
+        return asdict(self)
+
+
+class RiskRejected(Exception):
+    """The order broke a risk rule."""
+
+    def __init__(self, decision: RiskDecision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
+
+
+@dataclass
+class _Check:
+    """What the rules look at for one order."""
+
+    intent: OrderIntent
+    price: float | None  # reference price: limit/stop price, else the quote
+    quote_mid: float | None
+    notional: float | None
+
+
+QuoteSource = Callable[[str, str], tuple[float | None, float | None, float | None]]
+
+
+class RiskGate:
+    """Checks orders against the configured limits."""
+
+    def __init__(self, settings: Settings, quotes: QuoteSource,
+                 open_orders: Callable[[], int], accounts: Callable[[], tuple[str, ...]],
+                 notional_today: float = 0.0) -> None:
+        self.settings = settings
+        self._quotes = quotes
+        self._open_orders = open_orders
+        self._accounts = accounts
+        self._lock = threading.Lock()
+        self._recent: collections.deque[float] = collections.deque()
+        self._day = _utc_day(time.time())
+        self._notional_today = notional_today
+        self._quote_cache: dict[tuple[str, str], tuple[float, tuple]] = {}
+        self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
+            ("live_trading_disabled", self._live_guard),
+            ("symbol_not_allowed", self._symbol_lists),
+            ("max_quantity", self._max_quantity),
+            ("no_reference_price", self._has_price),
+            ("price_collar", self._price_collar),
+            ("max_notional", self._max_notional),
+            ("max_open_orders", self._max_open_orders),
+            ("max_orders_per_minute", self._per_minute),
+            ("daily_notional_cap", self._daily_cap),
+        )
+
+    # ------------------------------------------------------------------ api
+    def reserve(self, intent: OrderIntent) -> RiskDecision:
+        """Check an order and, if accepted, count it; raise RiskRejected otherwise."""
+        check = self._prepare(intent)
+        with self._lock:
+            self._roll_day()
+            for rule, test in self._rules:
+                problem = test(check)
+                if problem is not None:
+                    raise RiskRejected(RiskDecision(
+                        accepted=False, rule=rule, message=f"{rule}: {problem}",
+                        figures=self._figures(check), reference_price=check.price,
+                        notional=check.notional, at=time.time()))
+            self._recent.append(time.monotonic())
+            self._notional_today += check.notional or 0.0
+        return RiskDecision(accepted=True, figures=self._figures(check),
+                            reference_price=check.price, notional=check.notional,
+                            at=time.time())
+
+    def release(self, decision: RiskDecision) -> None:
+        """Give back a reservation whose order was not queued after all."""
+        with self._lock:
+            if self._recent:
+                self._recent.pop()
+            self._notional_today = max(0.0, self._notional_today - (decision.notional or 0.0))
+
+    def limits(self) -> dict[str, Any]:
+        """The configured limits (for the UI and the status endpoint)."""
+        s = self.settings
+        return {"max_quantity": s.risk_max_quantity, "max_notional": s.risk_max_notional,
+                "price_collar_pct": s.risk_price_collar_pct,
+                "symbol_allowlist": list(s.risk_symbol_allowlist),
+                "symbol_denylist": list(s.risk_symbol_denylist),
+                "max_open_orders": s.risk_max_open_orders,
+                "max_orders_per_minute": s.risk_max_orders_per_minute,
+                "daily_notional_cap": s.risk_daily_notional_cap,
+                "notional_today": round(self._notional_today, 2),
+                "allow_live_trading": s.allow_live_trading,
+                "live_confirm_notional": s.live_confirm_notional}
+
+    # -------------------------------------------------------------- inputs
+    def _prepare(self, intent: OrderIntent) -> _Check:
+        bid, ask, last = self._quote(intent)
+        quote_ref = {"BUY": ask, "SELL": bid}[intent.action] or last
+        mid = (bid + ask) / 2 if bid and ask else last
+        own_price = intent.limit_price or intent.stop_price
+        price = own_price or quote_ref
+        notional = intent.quantity * price if price else None
+        return _Check(intent=intent, price=price, quote_mid=mid, notional=notional)
+
+    def _quote(self, intent: OrderIntent) -> tuple[float | None, float | None, float | None]:
+        key = (intent.symbol, intent.sec_type)
+        cached = self._quote_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < QUOTE_TTL:
+            return cached[1]
+        quote = self._quotes(intent.symbol, intent.sec_type)
+        self._quote_cache[key] = (time.monotonic(), quote)
+        return quote
+
+    def _figures(self, check: _Check) -> dict[str, Any]:
+        return {"quantity": check.intent.quantity, "reference_price": check.price,
+                "quote_mid": check.quote_mid, "notional": _round(check.notional),
+                "open_orders": self._open_orders(), "orders_last_minute": len(self._recent),
+                "notional_today": _round(self._notional_today)}
+
+    def _roll_day(self) -> None:
+        day = _utc_day(time.time())
+        if day != self._day:
+            self._day, self._notional_today = day, 0.0
+        horizon = time.monotonic() - 60.0
+        while self._recent and self._recent[0] < horizon:
+            self._recent.popleft()
+
+    # --------------------------------------------------------------- rules
+    def _live_guard(self, check: _Check) -> str | None:
+        live = [a for a in self._accounts() if not is_paper_account(a)]
+        if live and not self.settings.allow_live_trading:
+            return (f"account {live[0]} is a live account and ALLOW_LIVE_TRADING is off; "
+                    "orders are refused")
+        return None
+
+    def _symbol_lists(self, check: _Check) -> str | None:
+        s, symbol = self.settings, check.intent.symbol
+        if symbol in s.risk_symbol_denylist:
+            return f"{symbol} is on the deny list"
+        if s.risk_symbol_allowlist and symbol not in s.risk_symbol_allowlist:
+            return f"{symbol} is not on the allow list ({', '.join(s.risk_symbol_allowlist)})"
+        return None
+
+    def _max_quantity(self, check: _Check) -> str | None:
+        limit = self.settings.risk_max_quantity
+        if check.intent.quantity > limit:
+            return f"quantity {check.intent.quantity:g} exceeds the limit of {limit:g}"
+        return None
+
+    def _has_price(self, check: _Check) -> str | None:
+        if check.price is None:
+            return f"no quote for {check.intent.symbol} to value the order"
+        return None
+
+    def _price_collar(self, check: _Check) -> str | None:
+        own = check.intent.limit_price or check.intent.stop_price
+        mid, pct = check.quote_mid, self.settings.risk_price_collar_pct
+        if own is None or not mid:
+            return None
+        away = abs(own - mid) / mid * 100
+        if away > pct:
+            return (f"price {own:g} is {away:.1f}% from the quote {mid:g} "
+                    f"(collar {pct:g}%)")
+        return None
+
+    def _max_notional(self, check: _Check) -> str | None:
+        limit = self.settings.risk_max_notional
+        if check.notional is not None and check.notional > limit:
+            return f"notional {check.notional:,.2f} exceeds the limit of {limit:,.2f}"
+        return None
+
+    def _max_open_orders(self, check: _Check) -> str | None:
+        limit, count = self.settings.risk_max_open_orders, self._open_orders()
+        if count >= limit:
+            return f"{count} orders are working; the limit is {limit}"
+        return None
+
+    def _per_minute(self, check: _Check) -> str | None:
+        limit = self.settings.risk_max_orders_per_minute
+        if len(self._recent) >= limit:
+            return f"{len(self._recent)} orders in the last 60 s; the limit is {limit}"
+        return None
+
+    def _daily_cap(self, check: _Check) -> str | None:
+        cap, notional = self.settings.risk_daily_notional_cap, check.notional or 0.0
+        if self._notional_today + notional > cap:
+            return (f"today's notional would be {self._notional_today + notional:,.2f}, over "
+                    f"the cap of {cap:,.2f}")
+        return None
+
+
+class SlidingWindow:
+    """At most ``limit`` events in any ``seconds`` (thread-safe)."""
+
+    def __init__(self, limit: int, seconds: float = 60.0) -> None:
+        self.limit, self.seconds = limit, seconds
+        self._stamps: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Count one event if the window has room; False (not counted) otherwise."""
+        now = time.monotonic()
+        with self._lock:
+            while self._stamps and self._stamps[0] <= now - self.seconds:
+                self._stamps.popleft()
+            if len(self._stamps) >= self.limit:
+                return False
+            self._stamps.append(now)
+            return True
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 2)
+
+
+def _utc_day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
