@@ -1,0 +1,134 @@
+"""The JSON API as a contract: OpenAPI fuzzing, the webhook, the error shape."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation import GenerationMode
+
+from conftest import API_TOKEN, api_client, app_settings
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+SECRET = "webhook-secret-0123456789"
+
+
+@pytest.fixture
+def fuzz_app(gateway):
+    """The app with no settle wait (fuzzed valid orders finish at once)."""
+    from app_simple import create_app
+    app = create_app({"SETTINGS": app_settings(
+        gateway, settle_first=0, settle_validation=0, settle_final=0, monitor_timeout=0.2,
+        webhook_secret=SECRET)})
+    yield app
+    app.extensions["trading"].stop()
+
+
+def gateway_order_refs(gateway):
+    return [o.order_ref for o in gateway.open_orders() + gateway.completed_orders()]
+
+
+def fuzz(schema, mode, examples, check):
+    """Run ``examples`` generated cases per operation through ``check``."""
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def run(case):
+            check(operation, case, case.call(headers=AUTH))
+
+        run()
+
+
+def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
+    accepted = []
+
+    def check(operation, case, response):
+        assert response.status_code < 500, (case.path, case.body, response.text)
+        if (operation.method.upper(), operation.path) == ("POST", "/api/v1/orders") \
+                and response.status_code in (200, 202):
+            accepted.append(response.json()["id"])
+
+    fuzz(schema, GenerationMode.POSITIVE, 150, check)
+    assert set(gateway_order_refs(gateway)) <= set(accepted)
+
+
+def test_fuzzing_invalid_requests_places_nothing(fuzz_app, gateway):
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
+    statuses = []
+
+    def check(operation, case, response):
+        assert response.status_code < 500, (case.path, case.body, response.text)
+        if operation.method.upper() == "POST":
+            statuses.append(response.status_code)
+            assert response.status_code >= 400, (case.path, case.body, response.text)
+            body = response.json()
+            assert set(body) == {"error"} and body["error"]["status"] == response.status_code
+
+    fuzz(schema, GenerationMode.NEGATIVE, 150, check)
+    assert len(statuses) > 300
+    assert gateway_order_refs(gateway) == []
+
+
+def test_openapi_document_describes_the_order_schema(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    order = doc["components"]["schemas"]["OrderIn"]
+    assert {"symbol", "action", "quantity"} <= set(order["required"])
+    assert "TRAIL" in json.dumps(order)
+    assert doc["paths"]["/api/v1/orders"]["post"]["requestBody"]["required"] is True
+
+
+def webhook(client, body, **headers):
+    raw = json.dumps(body).encode()
+    return client.post("/api/v1/webhook", data=raw, content_type="application/json",
+                       headers=headers)
+
+
+def signature(raw: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def test_webhook_authenticates_dedups_and_places(fuzz_app, gateway):
+    client = fuzz_app.test_client()  # no bearer token: the webhook has its own secret
+    alert = {"ticker": "MSFT", "action": "buy", "quantity": 3, "alert_id": "tv-1",
+             "time": "2026-11-27T10:00:00Z"}
+    assert webhook(client, alert).status_code == 401
+    assert webhook(client, alert, **{"X-Webhook-Secret": "wrong-secret-000000"}).status_code == 401
+    assert webhook(client, alert, **{"X-Signature": "sha256=00"}).status_code == 401
+    assert gateway_order_refs(gateway) == []
+    raw = json.dumps(alert).encode()
+    res = client.post("/api/v1/webhook", data=raw, content_type="application/json",
+                      headers={"X-Signature": signature(raw)})
+    assert res.status_code == 202, res.get_json()
+    order_id = res.get_json()["id"]
+    replay = webhook(client, alert, **{"X-Webhook-Secret": SECRET})
+    assert replay.status_code == 200 and replay.get_json()["id"] == order_id
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert gateway_order_refs(gateway) == [order_id]
+    bad = webhook(client, {"ticker": "MSFT", "action": "buy", "quantity": -1},
+                  **{"X-Webhook-Secret": SECRET})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "quantity"
+    record = api_client(fuzz_app).get(f"/api/v1/orders/{order_id}").get_json()
+    assert record["lifecycle"]["source"] == "webhook"
+
+
+def test_webhook_is_rate_limited_and_off_without_a_secret(gateway, client):
+    assert webhook(client, {"ticker": "MSFT"}).status_code == 404  # no WEBHOOK_SECRET
+    from app_simple import create_app
+    app = create_app({"SETTINGS": app_settings(gateway, webhook_secret=SECRET,
+                                               webhook_rate_per_minute=2, client_id=501)})
+    try:
+        hook = app.test_client()
+        codes = [webhook(hook, {"ticker": "MSFT", "action": "BUY", "quantity": 1,
+                                "alert_id": f"a{n}"}, **{"X-Webhook-Secret": SECRET}).status_code
+                 for n in range(4)]
+        assert codes == [202, 202, 429, 429]
+    finally:
+        app.extensions["trading"].stop()

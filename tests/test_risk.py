@@ -1,0 +1,133 @@
+"""The pre-trade risk gate: each rule rejects with its reason and nothing reaches the gateway."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import api_client, app_settings, wait_for
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+
+@pytest.fixture
+def make_client(gateway):
+    apps = []
+
+    def make(gw=None, **limits):
+        from app_simple import create_app
+        app = create_app({"SETTINGS": app_settings(gw or gateway, **limits)})
+        apps.append(app)
+        return api_client(app)
+
+    yield make
+    for app in apps:
+        app.extensions["trading"].stop()
+
+
+def gateway_orders(gateway):
+    return len(gateway.open_orders()) + len(gateway.completed_orders())
+
+
+def order(client, **fields):
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, **fields}
+    return client.post("/api/v1/orders", json=body)
+
+
+def rejected(res, rule):
+    body = res.get_json()
+    assert res.status_code == 422, body
+    error = body["error"]
+    assert error["code"] == "risk_rejected" and error["message"].startswith(rule), error
+    assert error["details"][0]["rule"] == rule
+    return error
+
+
+@pytest.mark.parametrize(("limits", "fields", "rule", "field", "words"), [
+    ({"risk_max_quantity": 100}, {"quantity": 101}, "max_quantity", "quantity",
+     "quantity 101 exceeds the limit of 100"),
+    ({"risk_max_notional": 1000}, {"quantity": 50}, "max_notional", "quantity",
+     "exceeds the limit of 1,000.00"),
+    ({"risk_price_collar_pct": 5}, {"order_type": "LMT", "limit_price": 1.0}, "price_collar",
+     "limit_price", "(collar 5%)"),
+    ({"risk_symbol_denylist": "AAPL,TSLA"}, {}, "symbol_not_allowed", "symbol",
+     "AAPL is on the deny list"),
+    ({"risk_symbol_allowlist": "MSFT"}, {}, "symbol_not_allowed", "symbol",
+     "AAPL is not on the allow list (MSFT)"),
+    ({"risk_daily_notional_cap": 500}, {"quantity": 10}, "daily_notional_cap", None,
+     "over the cap of 500.00"),
+])
+def test_each_rule_rejects_with_its_reason(make_client, gateway, limits, fields, rule, field,
+                                           words):
+    client = make_client(**limits)
+    before = gateway_orders(gateway)
+    error = rejected(order(client, **fields), rule)
+    assert words in error["message"]
+    assert error.get("field") == field
+    assert gateway_orders(gateway) == before
+
+
+def test_max_open_orders_and_orders_per_minute(make_client, gateway):
+    client = make_client(risk_max_open_orders=2, risk_max_orders_per_minute=3)
+    bid = client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"]
+    far = {"order_type": "LMT", "limit_price": round(bid * 0.7, 2)}
+    assert order(client, **far).status_code == 202
+    assert order(client, **far).status_code == 202
+    error = rejected(order(client, **far), "max_open_orders")
+    assert "2 orders are working; the limit is 2" in error["message"]
+    assert len(gateway.open_orders()) == 2
+    client.post("/api/v1/orders/cancel-all")
+    wait_for(lambda: not gateway.open_orders())
+    wait_for(lambda: all(o["verdict"] == "cancelled" for o in
+                         client.get("/api/v1/orders").get_json()["orders"] if o["ours"]))
+    assert order(client).status_code == 202  # the third order of this minute
+    error = rejected(order(client), "max_orders_per_minute")
+    assert "3 orders in the last 60 s; the limit is 3" in error["message"]
+
+
+def test_live_account_is_refused_by_default():
+    gw = SimGateway(ServerSettings(), BrokerConfig(account="U7654321",
+                                                   live_account_drill=True)).start()
+    from app_simple import create_app
+    try:
+        app = create_app({"SETTINGS": app_settings(gw)})
+        try:
+            client = api_client(app)
+            status = client.get("/api/v1/status").get_json()
+            assert status["mode"] == "live" and status["paper"] is False
+            error = rejected(order(client), "live_trading_disabled")
+            assert "U7654321 is a live account" in error["message"]
+            assert not gw.open_orders() and not gw.completed_orders()
+        finally:
+            app.extensions["trading"].stop()
+        app = create_app({"SETTINGS": app_settings(gw, allow_live_trading=True)})
+        try:
+            assert order(api_client(app)).status_code == 202
+        finally:
+            app.extensions["trading"].stop()
+    finally:
+        gw.stop()
+
+
+def test_read_only_mode_places_nothing(make_client, gateway):
+    client = make_client(read_only=True)
+    res = order(client)
+    assert res.status_code == 403 and res.get_json()["error"]["code"] == "read_only"
+    status = client.get("/api/v1/status").get_json()
+    assert status["read_only"] is True and status["connections"]["orders"]["state"] == "disabled"
+    assert 1000 not in gateway.connected_client_ids()
+    assert client.get("/api/v1/positions").status_code == 200
+
+
+def test_rejections_are_audited(make_client, gateway):
+    client = make_client(risk_max_quantity=5)
+    rejected(order(client, quantity=6), "max_quantity")
+    assert order(client, quantity=5).status_code == 202
+    assert order(client, quantity=0).status_code == 400
+    app = client.application
+    rows = app.extensions["trading"].journal.audit_rows()
+    outcomes = [r["outcome"] for r in rows]
+    assert outcomes[0].startswith("invalid") and outcomes[1] == "queued"
+    assert outcomes[2] == "risk_rejected: max_quantity"
+    assert all(r["source"] == "api" and r["remote"] == "127.0.0.1" for r in rows[:3])
+    assert '"rule": "max_quantity"' in rows[2]["decision"]

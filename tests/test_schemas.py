@@ -1,0 +1,152 @@
+"""Property-based tests of the order validator: whatever comes in, only sane orders get out."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import NEEDS, ModifyIn, OrderIn, ValidationError, first_error
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=6)
+FIELDS = {
+    "symbol": st.sampled_from(["AAPL", "msft", "EUR.USD", "", "A$PL", "X" * 20, 5]) | JSON,
+    "action": st.sampled_from(["BUY", "SELL", "buy", "HOLD", ""]) | JSON,
+    "quantity": st.integers(-5, 2_000_000) | st.floats() | st.sampled_from(["10", True]),
+    "order_type": st.sampled_from(list(NEEDS) + ["MOC", ""]),
+    "limit_price": st.none() | st.floats(-10, 1e8) | st.sampled_from([0, "1"]),
+    "stop_price": st.none() | st.floats(-10, 1e8),
+    "trailing_amount": st.none() | st.floats(-1, 100),
+    "trailing_percent": st.none() | st.floats(-1, 200),
+    "take_profit": st.none() | st.floats(-1, 1e4),
+    "stop_loss": st.none() | st.floats(-1, 1e4),
+    "tif": st.sampled_from(["DAY", "GTC", "IOC", "gtc", "FOK"]),
+    "outside_rth": st.booleans() | st.sampled_from(["true", 1]),
+    "sec_type": st.sampled_from(["STK", "CASH", "OPT"]),
+    "extra": JSON,
+}
+
+
+@st.composite
+def bodies(draw):
+    names = draw(st.sets(st.sampled_from(sorted(FIELDS))))
+    return {name: draw(FIELDS[name]) for name in names}
+
+
+def assert_sane(order: OrderIn) -> None:
+    """What every accepted order satisfies."""
+    assert order.action in ("BUY", "SELL") and order.tif in ("DAY", "GTC", "IOC")
+    assert 0 < order.quantity <= 1_000_000 and math.isfinite(order.quantity)
+    if order.sec_type == "STK":
+        assert float(order.quantity).is_integer()
+    needs_limit, needs_stop = NEEDS[order.order_type]
+    assert (order.limit_price is not None) == needs_limit
+    assert (order.stop_price is not None) == needs_stop
+    for price in (order.limit_price, order.stop_price, order.take_profit, order.stop_loss,
+                  order.trailing_amount):
+        assert price is None or (price > 0 and math.isfinite(price))
+    if order.order_type == "TRAIL":
+        assert (order.trailing_amount is None) != (order.trailing_percent is None)
+    else:
+        assert order.trailing_amount is None and order.trailing_percent is None
+    if order.take_profit is not None and order.stop_loss is not None:
+        assert (order.take_profit - order.stop_loss) * (1 if order.action == "BUY" else -1) > 0
+    intent = order.intent()
+    assert intent.quantity == float(order.quantity) and intent.tif == order.tif
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies())
+def test_order_validator_accepts_only_sane_orders(body):
+    try:
+        order = OrderIn.model_validate(body)
+    except ValidationError as exc:
+        field, message, details = first_error(exc)
+        assert message and details
+        assert field is None or isinstance(field, str)
+        return
+    assert_sane(order)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["quantity", "limit_price", "stop_price", "x"]),
+                       st.integers(-3, 5) | st.floats() | st.none(), max_size=4))
+def test_modify_validator(body):
+    try:
+        change = ModifyIn.model_validate(body)
+    except ValidationError:
+        return
+    values = [change.quantity, change.limit_price, change.stop_price]
+    assert any(v is not None for v in values)
+    assert all(v is None or (v > 0 and math.isfinite(v)) for v in values)
+
+
+def test_examples_name_the_field():
+    cases = {
+        ("quantity", 0): "quantity", ("quantity", 1.5): "quantity",
+        ("order_type", "LMT"): "limit_price", ("limit_price", 5): "limit_price",
+    }
+    for (name, value), field in cases.items():
+        body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, name: value}
+        try:
+            OrderIn.model_validate(body)
+        except ValidationError as exc:
+            assert first_error(exc)[0] == field
+        else:
+            raise AssertionError(f"{body} accepted")
+    bracket = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT",
+               "limit_price": 100, "take_profit": 90}
+    try:
+        OrderIn.model_validate(bracket)
+    except ValidationError as exc:
+        assert first_error(exc)[:2] == ("take_profit", "must be above the limit price for a BUY")
+    else:
+        raise AssertionError("bracket with take profit below entry accepted")
+
+
+@st.composite
+def plausible_orders(draw):
+    order_type = draw(st.sampled_from(list(NEEDS)))
+    body = {"symbol": draw(st.sampled_from(["AAPL", "IBM", "EUR.USD"])),
+            "action": draw(st.sampled_from(["BUY", "SELL"])),
+            "quantity": draw(st.integers(1, 1000) | st.floats(0.5, 1000)),
+            "order_type": order_type, "tif": draw(st.sampled_from(["DAY", "GTC", "IOC"]))}
+    needs_limit, needs_stop = NEEDS[order_type]
+    if needs_limit or draw(st.booleans()):
+        body["limit_price"] = draw(st.floats(0.01, 1000))
+    if needs_stop or draw(st.booleans()):
+        body["stop_price"] = draw(st.floats(0.01, 1000))
+    if order_type == "TRAIL":
+        body[draw(st.sampled_from(["trailing_amount", "trailing_percent"]))] = draw(
+            st.floats(0.01, 50))
+    if draw(st.booleans()):
+        body["take_profit"] = draw(st.floats(0.01, 1000))
+        body["stop_loss"] = draw(st.floats(0.01, 1000))
+    if body["symbol"] == "EUR.USD":
+        body["sec_type"] = "CASH"
+    return body
+
+
+def test_plausible_orders_are_accepted_or_named_precisely():
+    outcomes = {"accepted": 0, "refused": 0}
+
+    @settings(max_examples=2000, deadline=None, database=None)
+    @given(plausible_orders())
+    def run(body):
+        try:
+            order = OrderIn.model_validate(body)
+        except ValidationError as exc:
+            field = first_error(exc)[0]
+            assert field in body or field in ("limit_price", "stop_price", "trailing_amount")
+            outcomes["refused"] += 1
+            return
+        assert_sane(order)
+        outcomes["accepted"] += 1
+
+    run()
+    assert outcomes["accepted"] > 300 and outcomes["refused"] > 100, outcomes
