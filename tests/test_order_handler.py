@@ -216,3 +216,96 @@ def test_kill_switch_halts_and_persists(gateway, journal):
         assert again.wait(again.submit(MKT)[0].id, 5).verdict == "filled"
     finally:
         again.stop()
+
+
+# ------------------------------------------------------------------ property-based
+from hypothesis import HealthCheck, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
+
+
+def consistent(handler, gateway) -> bool:
+    """Journal records and gateway agree (eventually); duplicates fail at once."""
+    counts = gateway_orders_by_ref(gateway)
+    assert all(n == 1 for n in counts.values()), f"order sent twice: {counts}"
+    open_refs = {o.order_ref for o in gateway.open_orders()}
+    done = {o.order_ref: o for o in gateway.completed_orders()}
+    executions = collections.Counter(e.order_ref for e, _ in gateway.executions())
+    expected = {"Filled": "filled", "Cancelled": "cancelled", "Inactive": "rejected"}
+    for record in handler.records():
+        ref, verdict = record.id, record.verdict
+        if ref in open_refs:
+            ok = verdict not in FINAL_VERDICTS
+        elif ref in done:
+            ok = verdict == expected[done[ref].status] and len(record.fills) == executions[ref]
+        else:
+            ok = verdict in ("not_sent", "not_placed", "rejected")
+        if not ok:
+            return False
+    journal = handler.journal
+    journal.flush(5)
+    return all(journal.get(r.id).record.verdict == r.verdict for r in handler.records())
+
+
+class OrderIntegrity(RuleBasedStateMachine):
+    """Submits, cancels, drops, gateway restarts and app restarts, in any order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+        from sim_gateway.broker import BrokerConfig
+        from sim_gateway.controller import SimGateway
+        self.tmp = tempfile.TemporaryDirectory()
+        self.gateway = SimGateway(broker_config=BrokerConfig(seed=3)).start()
+        self.gateway.set_fill_delay(0.2)
+        self.journal = Journal(f"{self.tmp.name}/orders.db")
+        self.handler = make_handler(self.gateway, self.journal, monitor=1, grace=0.5)
+
+    def teardown(self) -> None:
+        self.handler.stop()
+        self.journal.close()
+        self.gateway.stop()
+        self.tmp.cleanup()
+
+    @rule(limit=st.booleans())
+    def submit(self, limit: bool) -> None:
+        intent = OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT",
+                             limit_price=1.0) if limit else MKT
+        try:
+            self.handler.submit(intent)
+        except NotConnectedError:
+            pass
+
+    @rule(data=st.data())
+    def cancel(self, data) -> None:
+        working = [r.id for r in self.handler.records() if r.verdict not in FINAL_VERDICTS]
+        if working:
+            try:
+                self.handler.cancel(data.draw(st.sampled_from(working)))
+            except (NotConnectedError, Exception) as exc:  # state may have moved on
+                assert type(exc).__name__ in ("NotConnectedError", "Reconciling",
+                                              "OrderStateError"), exc
+
+    @rule()
+    def drop(self) -> None:
+        self.gateway.drop_connections()
+
+    @rule(roll_back=st.booleans())
+    def restart_gateway(self, roll_back: bool) -> None:
+        self.gateway.restart(down_seconds=0.3, roll_back_ids=roll_back)
+
+    @rule()
+    def restart_app(self) -> None:
+        self.handler.stop()
+        self.handler = make_handler(self.gateway, self.journal, monitor=1, grace=0.5)
+
+    @invariant()
+    def journal_and_gateway_agree(self) -> None:
+        wait_for(lambda: self.handler.connected and self.handler._reconciled, timeout=15)
+        wait_for(lambda: consistent(self.handler, self.gateway), timeout=15)
+
+
+def test_journal_and_gateway_always_agree():
+    from hypothesis.stateful import run_state_machine_as_test
+    run_state_machine_as_test(OrderIntegrity, settings=hsettings(
+        max_examples=8, stateful_step_count=10, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck)))
