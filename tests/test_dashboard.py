@@ -1,0 +1,484 @@
+"""The trader's dashboard in a real browser.
+
+The app runs for real (waitress on a loopback port, services connected to an
+embedded simulated gateway) and Debian's chromium drives the page through
+Playwright: one browser per module, a fresh page per test, and every test
+fails on a console error or an uncaught page error it did not expect.
+Each test leaves a screenshot of its main state in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import waitress
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from waitress import wasyncore
+
+import app_simple
+from config import load_settings
+from conftest import FAST_SETTLE, ROOT, app_settings, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+LAPTOP = {"width": 1366, "height": 900}
+NARROW = {"width": 400, "height": 860}
+
+expect.set_options(timeout=10_000)
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test does it)")
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@dataclass
+class Live:
+    """The app served over HTTP, and the gateway it talks to."""
+
+    url: str
+    app: object
+    gateway: object
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """Call the JSON API over HTTP (outside the browser)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        token = self.app.extensions.get("api_token")  # scripts authenticate with a bearer token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read())
+
+
+@contextmanager
+def served(app) -> Iterator[str]:
+    """Serve ``app`` with waitress on a free loopback port in a thread."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stop_services = getattr(app_simple, "shutdown", None)
+        if stop_services is not None:
+            stop_services(app)  # services, then the instance lock
+        else:
+            app.extensions["trading"].stop()
+        # the services' stop closed the event streams; now end waitress's loop from its own
+        # thread (closing its sockets from here would race its select())
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(5)
+        server.task_dispatcher.shutdown(timeout=5)
+        assert not thread.is_alive(), "waitress did not stop"
+
+
+@pytest.fixture
+def live(request, tmp_path) -> Iterator[Live]:
+    """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator."""
+    journal = str(tmp_path / "orders.db")
+    if getattr(request, "param", "gateway") == "embedded":
+        settings = load_settings(env={}, dotenv_path=None, overrides={
+            "ib_mode": "sim", "sim_port": 0, "connect_timeout": 5, "monitor_timeout": 5,
+            "journal_path": journal, **FAST_SETTLE})
+        gateway = None
+    else:
+        gateway = request.getfixturevalue("gateway")
+        settings = app_settings(gateway, journal_path=journal)
+    app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
+    with served(app) as url:
+        yield Live(url, app, gateway or app.extensions["trading"].simulator)
+
+
+@dataclass
+class Dashboard:
+    """A browser page on the dashboard plus the console errors it logged."""
+
+    page: Page
+    live: Live
+    errors: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def gateway(self):
+        return self.live.gateway
+
+    def allow_console_error(self, pattern: str) -> None:
+        """An expected console error (e.g. the browser logging a deliberate 400)."""
+        self.allowed.append(pattern)
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
+
+    def open(self) -> "Dashboard":
+        self.page.goto(self.live.url + "/")
+        expect(self.page.locator("#health")).to_have_text("connected")
+        return self
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def enter_symbol(self, symbol: str) -> float:
+        """Type a symbol; wait for its quote; return the bid."""
+        page = self.page
+        page.fill("#symbol", symbol)
+        expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,5}$"))
+        return number(page.locator("#quote-bid").text_content())
+
+    def fill_ticket(self, symbol: str, quantity: str, side: str = "BUY", order_type: str = "MKT",
+                    **prices: float) -> None:
+        page = self.page
+        if page.input_value("#symbol") != symbol:
+            self.enter_symbol(symbol)
+        page.check("#action-buy" if side == "BUY" else "#action-sell")
+        page.fill("#quantity", quantity)
+        page.select_option("#order_type", order_type)
+        for name, value in prices.items():
+            page.fill(f"#{name}", str(value))
+
+    def gateway_order_count(self) -> int:
+        return len(self.gateway.all_orders())
+
+    def order_group(self, table: str, text: str):
+        return self.page.locator(f"#{table} tbody.order-group").filter(has_text=text)
+
+
+@pytest.fixture
+def dash(browser, live) -> Iterator[Dashboard]:
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    board = Dashboard(page, live)
+    page.on("console", lambda msg: board.errors.append(f"console.{msg.type}: {msg.text}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: board.errors.append(f"pageerror: {exc}"))
+    page.on("request", lambda req: board.requests.append(f"{req.method} {req.url}"))
+    yield board
+    context.close()
+    assert not board.unexpected_errors(), board.unexpected_errors()
+
+
+def number(text: str | None) -> float:
+    return float((text or "").replace(",", "").replace("+", "").replace("\u2212", "-"))
+
+
+def posted(board: Dashboard, path: str) -> list[str]:
+    return [r for r in board.requests if r.startswith("POST ") and r.endswith(path)]
+
+
+# --------------------------------------------------------------------- tests
+@pytest.mark.parametrize("live", ["embedded"], indirect=True)
+def test_dashboard_loads_with_mode_badges_and_health(dash):
+    page = dash.open().page
+    expect(page.locator("#mode")).to_have_text("PAPER")
+    expect(page.locator("#sim-badge")).to_be_visible()
+    expect(page.locator("#sim-badge")).to_have_text("SIMULATOR")
+    expect(page.locator("#account-id")).to_have_text("DU1234567")
+    expect(page.locator("#server-version")).to_have_text(re.compile(r"^v1\d\d$"))
+    expect(page.locator("#conn-reader .conn-state")).to_have_text("live")
+    expect(page.locator("#conn-orders .conn-state")).to_have_text("live")
+    expect(page.locator("#conn-thread .conn-state")).to_have_text("alive")
+    expect(page.locator("#conn-reader .conn-age")).to_have_text(re.compile(r"^data \d"))
+    expect(page.locator("#feed")).to_have_text("live stream")
+    expect(page.locator("#fig-net_liquidation")).to_have_text("1,000,000.00")
+    expect(page.locator("#fig-cash")).to_have_text("1,000,000.00")
+    expect(page.locator("#netliq-svg path.spark-line")).to_have_count(1)
+    expect(page.locator("#positions-empty")).to_be_visible()
+    expect(page.locator("body")).to_have_attribute("data-mode", "paper")
+    dash.shot("dashboard_loaded")
+
+
+def test_symbol_entry_shows_a_live_quote(dash):
+    page = dash.open().page
+    # an external gateway: paper account, but no SIMULATOR badge
+    expect(page.locator("#mode")).to_have_text("PAPER")
+    expect(page.locator("#sim-badge")).to_be_hidden()
+    page.type("#symbol", "aapl")  # typed in lower case, shown and asked in upper case
+    expect(page.locator("#symbol")).to_have_value("AAPL")
+    expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d+\.\d{2}$"))
+    bid = number(page.locator("#quote-bid").text_content())
+    ask = number(page.locator("#quote-ask").text_content())
+    assert 0 < bid < ask
+    expect(page.locator("#quote-status")).to_contain_text("AAPL")
+    expect(page.locator("#quote-svg path.spark-line")).to_have_count(1)
+    assert any("/api/v1/quote?symbol=AAPL" in r for r in dash.requests)
+    # keyboard: every control has a label, and Tab walks the ticket in reading order
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll(
+        '#order-form input, #order-form select')].filter(e => !e.labels || !e.labels.length)
+        .map(e => e.id)""")
+    assert unlabeled == []
+    page.focus("#symbol")
+    order = []
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["sec_type", "quote-bid-btn", "quote-ask-btn", "action-buy", "quantity",
+                     "order_type", "tif", "outside_rth", "bracket", "review-btn"]
+    # clicking the ask makes a limit order at the ask (the quote refreshes meanwhile)
+    page.click("#quote-ask-btn")
+    expect(page.locator("#order_type")).to_have_value("LMT")
+    expect(page.locator("#limit_price")).to_be_focused()
+    assert number(page.input_value("#limit_price")) == pytest.approx(ask, rel=0.01)
+    dash.shot("quote")
+
+
+def test_market_order_through_confirmation_fills_and_updates_live(dash):
+    page = dash.open().page
+    page.evaluate("window.__sameDocument = true")
+    dash.fill_ticket("AAPL", "10")
+    before = dash.gateway_order_count()
+    page.press("#quantity", "Enter")  # Enter submits the ticket
+    confirm = page.locator("#confirm")
+    expect(confirm).to_be_visible()
+    expect(page.locator("#confirm-words")).to_have_text("Buy 10 AAPL at market, DAY")
+    expect(page.locator("#confirm-notional")).to_have_text(re.compile(r"^≈ [\d,]+\.\d\d \(10 × ask \d+\.\d\d\)$"))
+    expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
+    expect(page.locator("#preview-init")).to_have_text(re.compile(r"^\+[\d,]+\.\d\d$"))
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    dash.shot("confirm_market_order")
+
+    page.dblclick("#confirm-send")  # a double click must send one order
+    expect(confirm).to_be_hidden()
+    expect(page.locator(".toast.success")).to_contain_text("queued as o-")
+    wait_for(lambda: dash.gateway.executions())
+    # fills ledger, position and order status follow within a second of the fill
+    fills = page.locator("#fills tbody tr")
+    expect(fills).to_have_count(1, timeout=1000)
+    expect(fills.first).to_contain_text("AAPL")
+    expect(fills.first.locator("td").nth(3)).to_have_text("10")
+    expect(fills.first.locator("td").nth(5)).to_have_text("1.00")
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10", timeout=1000)
+    order = dash.order_group("completed-orders", "AAPL")
+    expect(order.locator(".pill")).to_have_text("Filled", timeout=1000)
+    expect(order.locator("td.num").first).to_have_text("10 / 10")
+    assert len(posted(dash, "/api/v1/orders")) == 1
+    time.sleep(0.3)
+    assert dash.gateway_order_count() == before + 1
+
+    # the lifecycle of our order
+    order.locator("button.expander").click()
+    lifecycle = order.locator(".lifecycle")
+    expect(lifecycle).to_contain_text("verdict: filled")
+    expect(lifecycle).to_contain_text("PreSubmitted → Filled")
+    expect(lifecycle).to_contain_text("commission 1.00")
+    expect(page.locator("#fig-unrealized_pnl")).not_to_have_text("—")
+    expect(page.locator("#fills-csv")).to_have_attribute("href", "/api/v1/executions.csv")
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    dash.shot("market_order_filled")
+
+    # "close" pre-fills the ticket with the opposite side and the same quantity
+    position.locator("button.close-position").click()
+    expect(page.locator("#action-sell")).to_be_checked()
+    expect(page.locator("#quantity")).to_have_value("10")
+    expect(page.locator("#order_type")).to_have_value("MKT")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-words")).to_have_text("Sell 10 AAPL at market, DAY")
+    expect(page.locator("#confirm-notional")).to_contain_text("10 × bid")
+    page.keyboard.press("Escape")
+    expect(page.locator("#order-form")).to_be_visible()
+    assert len(posted(dash, "/api/v1/orders")) == 1
+
+
+def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
+    page = dash.open().page
+    bid = dash.enter_symbol("AAPL")
+    limit = round(bid * 0.94, 2)  # well below the market, inside the risk gate's price collar
+    dash.fill_ticket("AAPL", "5", order_type="LMT", limit_price=limit)
+    expect(page.locator("#stop_price")).to_be_hidden()
+    page.click("#review-btn")
+    expect(page.locator("#confirm-words")).to_have_text(f"Buy 5 AAPL at limit {limit:,.2f}, DAY")
+    expect(page.locator("#confirm-notional")).to_contain_text(f"5 × limit {limit:,.2f}")
+    page.keyboard.press("Escape")  # back to the ticket, values kept
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator("#limit_price")).to_have_value(str(limit))
+    page.click("#review-btn")
+    expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
+    page.click("#confirm-send")
+
+    row = dash.order_group("working-orders", "AAPL")
+    expect(row.locator(".progress")).to_be_visible()  # settling / monitoring
+    expect(row.locator(".pill")).to_have_text(re.compile("Submitted"))
+    expect(row.locator("td.price")).to_have_text(f"{limit:,.2f}")
+    wait_for(lambda: dash.gateway.open_orders())
+    dash.shot("limit_order_working")
+
+    new_limit = round(bid * 0.92, 2)
+    row.locator("button.modify-btn").click()
+    dialog = page.locator("#modify-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#modify-limit_price")).to_have_value(str(limit))
+    page.fill("#modify-limit_price", str(new_limit))
+    page.press("#modify-limit_price", "Enter")
+    expect(dialog).to_be_hidden()
+    expect(row.locator("td.price")).to_have_text(f"{new_limit:,.2f}")
+    wait_for(lambda: [o for o in dash.gateway.open_orders() if o.lmt_price == new_limit])
+
+    row.locator("button.cancel-btn").click()
+    done = dash.order_group("completed-orders", "AAPL")
+    expect(done.locator(".pill")).to_have_text("Cancelled")
+    expect(page.locator("#working-empty")).to_be_visible()
+    assert not dash.gateway.open_orders()
+    done.locator("button.expander").click()
+    expect(done.locator(".lifecycle")).to_contain_text(f"modify sent: limit_price={new_limit:g}")
+    expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
+    dash.shot("limit_order_cancelled")
+
+
+def test_cancel_all_asks_first_then_cancels_every_working_order(dash):
+    page = dash.open().page
+    status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
+    assert status == 200, quote
+    for n in (1, 2):  # placed by a script through the API
+        status, body = dash.live.api("POST", "/api/v1/orders", {
+            "symbol": "MSFT", "action": "BUY", "quantity": n, "order_type": "LMT",
+            "limit_price": round(quote["bid"] * 0.95, 2)})
+        assert status == 202, body
+    expect(page.locator("#working-count")).to_have_text("2")
+    page.click("#cancel-all-btn")
+    dialog = page.locator("#cancel-all-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("all 2 working orders")
+    expect(page.locator("#cancel-all-keep")).to_be_focused()
+    dash.shot("cancel_all_confirm")
+    page.keyboard.press("Escape")  # nothing is cancelled without the confirmation
+    expect(dialog).to_be_hidden()
+    assert not posted(dash, "/api/v1/orders/cancel-all")
+    assert len(dash.gateway.open_orders()) == 2
+
+    page.click("#cancel-all-btn")
+    page.click("#cancel-all-send")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#working-count")).to_have_text("0")
+    expect(page.locator("#completed-orders .pill").filter(has_text="Cancelled")).to_have_count(2)
+    assert not dash.gateway.open_orders()
+    assert len(posted(dash, "/api/v1/orders/cancel-all")) == 1
+
+
+def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
+    page = dash.open().page
+    before = dash.gateway_order_count()
+    dash.fill_ticket("AAPL", "0")
+    page.click("#review-btn")
+    error = page.locator("#quantity-error")
+    expect(error).to_have_text("must be greater than 0")
+    expect(page.locator("#quantity")).to_be_focused()
+    expect(page.locator("#quantity")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#confirm")).to_be_hidden()
+    page.fill("#quantity", "1.5")
+    expect(error).to_be_hidden()  # correcting the field clears its error
+    page.press("#quantity", "Enter")
+    expect(error).to_have_text("must be a whole number of shares for stocks")
+    # prices required per type, and bracket prices in order
+    page.fill("#quantity", "3")
+    page.select_option("#order_type", "LMT")
+    page.check("#bracket")
+    page.fill("#take_profit", "1")
+    page.click("#review-btn")
+    expect(page.locator("#limit_price-error")).to_have_text("is required for LMT orders")
+    page.fill("#limit_price", "100")
+    page.click("#review-btn")
+    expect(page.locator("#take_profit-error")).to_have_text("must be above the limit price for a BUY")
+    assert not any("/api/v1/orders" in r for r in dash.requests)
+    dash.shot("client_validation")
+
+    # bypass the client checks: the server's own rule comes back next to the field
+    page.uncheck("#bracket")
+    page.select_option("#order_type", "MKT")
+    page.evaluate("document.getElementById('order-form').dataset.clientValidation = 'off'")
+    page.fill("#quantity", "1.5")
+    dash.allow_console_error(r"status of 400")  # the browser logs the refused request
+    with page.expect_response("**/api/v1/orders/preview") as answer:
+        page.click("#review-btn")
+    assert answer.value.status == 400
+    assert answer.value.json()["error"]["field"] == "quantity"
+    expect(error).to_have_text("must be a whole number of shares for stocks")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator("#order-form")).to_be_visible()
+    assert not posted(dash, "/api/v1/orders")
+    time.sleep(0.3)
+    assert dash.gateway_order_count() == before
+    dash.shot("server_validation")
+
+
+def test_health_badge_follows_a_gateway_restart(dash):
+    page = dash.open().page
+    health = page.locator("#health")
+    restart = threading.Thread(target=dash.gateway.restart, kwargs={"down_seconds": 3})
+    restart.start()
+    try:
+        expect(health).to_have_text("disconnected", timeout=5000)
+        expect(health).to_have_class(re.compile(r"\bdown\b"))
+        expect(page.locator("#conn-reader .conn-state")).to_have_text(re.compile("reconnecting|down"))
+        dash.shot("gateway_down")
+        expect(health).to_have_text("connected", timeout=20_000)
+    finally:
+        restart.join(20)
+    expect(page.locator("#conn-reader .conn-state")).to_have_text("live")
+    expect(page.locator("#conn-orders .conn-state")).to_have_text("live")
+    expect(page.locator("#feed")).to_have_text("live stream")
+
+
+def test_narrow_viewport_renders_the_ticket_without_horizontal_overflow(dash):
+    page = dash.page
+    page.set_viewport_size(NARROW)
+    dash.open()
+    dash.enter_symbol("MSFT")
+    page.select_option("#order_type", "STP LMT")
+    page.check("#bracket")
+    expect(page.locator("#take_profit")).to_be_visible()
+    expect(page.locator("#stop_price")).to_be_visible()
+    sizes = page.evaluate("""() => {
+        const t = document.getElementById('ticket');
+        return {doc: document.documentElement.scrollWidth, view: window.innerWidth,
+                ticketScroll: t.scrollWidth, ticketClient: t.clientWidth,
+                right: Math.max(...[...t.querySelectorAll('input, select, button, label')]
+                    .filter(e => e.offsetParent !== null)
+                    .map(e => e.getBoundingClientRect().right))};
+    }""")
+    assert sizes["doc"] <= NARROW["width"], sizes
+    assert sizes["ticketScroll"] <= sizes["ticketClient"], sizes
+    assert sizes["right"] <= NARROW["width"], sizes
+    page.locator("#ticket").scroll_into_view_if_needed()
+    dash.shot("narrow_ticket")
+
+
+def test_stream_refused_falls_back_to_polling(dash):
+    page = dash.page
+    page.route("**/api/v1/stream", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
+    dash.allow_console_error(r"EventSource|status of 503")
+    dash.open()
+    expect(page.locator("#feed")).to_have_text("polling")
+    status, body = dash.live.api("POST", "/api/v1/orders",
+                                 {"symbol": "MSFT", "action": "BUY", "quantity": 2})
+    assert status == 202, body
+    order = dash.order_group("completed-orders", body["id"])
+    expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
+    expect(page.locator("#positions tbody tr").filter(has_text="MSFT")).to_be_visible()
+    dash.shot("polling_fallback")
