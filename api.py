@@ -140,6 +140,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
                                                        or orders.state == "connected")
     return {
         "ok": healthy,
+        "now": time.time(),
         "simulator": svc.simulator is not None,
         "gateway": {"host": svc.host, "port": svc.port},
         "connections": {"reader": _as_dict(snap.connection),

@@ -287,22 +287,24 @@ class IBConnector(IBConnection):
             asyncio.get_running_loop().call_soon(self._rebuild)
 
     def _rebuild(self) -> None:
-        """Build a new frozen snapshot from ib_async's state and the order table."""
+        """Build a new frozen snapshot; tell the listener only if its content changed."""
         self._rebuild_scheduled = False
         ib = self.ib
         connected = ib is not None and ib.isConnected()
-        self._version += 1
+        old = self._snapshot
+        account = _account_snapshot(ib, self.account) if connected else old.account
+        positions = _positions(ib) if connected else old.positions
+        orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
+        executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
+                                  reverse=True))
+        changed = (account, positions, orders, executions) != (
+            old.account, old.positions, old.orders, old.executions)
+        self._version += changed
         self._snapshot = Snapshot(
-            connection=self.state(),
-            account=_account_snapshot(ib, self.account) if connected else self._snapshot.account,
-            positions=_positions(ib) if connected else self._snapshot.positions,
-            orders=tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id)),
-            executions=tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
-                                    reverse=True)),
-            updated_at=self._updated_at,
-            orders_updated_at=self._orders_updated_at,
-            version=self._version)
-        if self.on_change is not None:
+            connection=self.state(), account=account, positions=positions, orders=orders,
+            executions=executions, updated_at=self._updated_at,
+            orders_updated_at=self._orders_updated_at, version=self._version)
+        if changed and self.on_change is not None:
             try:
                 self.on_change()
             except Exception:

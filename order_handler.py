@@ -132,7 +132,10 @@ class OrderHandler(IBConnection):
     def _load_journal(self) -> None:
         """Trackers for the journal's unfinished and recent orders (before connecting)."""
         for entry in self.journal.load():
-            tracker = _Tracker(entry.record, self.journal.save, restored=True)
+            record = entry.record
+            if record.verdict not in FINAL_VERDICTS and record.phase != "tracking":
+                record = replace(record, phase="tracking")  # its old window died with the app
+            tracker = _Tracker(record, self.journal.save, restored=True)
             self._trackers[entry.record.id] = tracker
 
     # ============================================================ Flask side
@@ -521,6 +524,8 @@ class OrderHandler(IBConnection):
         return children
 
     async def _settle(self, tracker: _Tracker) -> None:
+        if tracker.record.verdict in FINAL_VERDICTS:
+            return  # already answered (filled, rejected...) before the first wait
         tracker.update(phase="settling")
         tracker.step("settle workaround started")
         log.info("⏱️ Applying sleep workaround (%s)...", " + ".join(f"{s:g}s" for s in self.settle))
@@ -532,6 +537,8 @@ class OrderHandler(IBConnection):
         log.info("✅ Sleep completed for %s", tracker.record.id)
 
     async def _monitor(self, tracker: _Tracker) -> None:
+        if tracker.record.verdict in FINAL_VERDICTS:
+            return
         tracker.update(phase="monitoring")
         assert tracker.terminal is not None
         try:
@@ -547,6 +554,8 @@ class OrderHandler(IBConnection):
             else:
                 self._verdict(tracker, "working", f"{status} after {self.monitor_timeout:g}s "
                               "monitoring; still tracked", final=False)
+        if tracker.record.verdict not in FINAL_VERDICTS:
+            tracker.update(phase="tracking")  # out of its window; events still update it
 
     # ------------------------------------------------------ cancel / modify
     async def _cancel(self, tracker: _Tracker, _: object) -> None:

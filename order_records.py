@@ -99,7 +99,7 @@ class Lifecycle:
     intent: OrderIntent
     source: str
     created_at: float
-    phase: str  # queued | qualifying | sending | settling | monitoring | done
+    phase: str  # queued | sending | settling | monitoring | tracking | done
     order_id: int | None = None
     perm_id: int | None = None
     client_id: int | None = None

@@ -130,6 +130,10 @@ class SimGateway:
         """Filled, cancelled and rejected orders."""
         return self._run(lambda s: s.broker.completed_orders())
 
+    def all_orders(self) -> list[OrderView]:
+        """Working and done orders, read in one step (an order never shows twice)."""
+        return self._run(lambda s: s.broker.open_orders(None) + s.broker.completed_orders())
+
     def executions(self) -> list[tuple[Execution, CommissionReport]]:
         """Every execution with its commission."""
         return self._run(lambda s: s.broker.executions(ExecutionFilter()))

@@ -22,7 +22,7 @@ def order_json(client, order_id):
 
 
 def gateway_order_count(gateway):
-    return len(gateway.open_orders()) + len(gateway.completed_orders())
+    return len(gateway.all_orders())
 
 
 def test_status_reports_both_connections(client, gateway):
@@ -277,7 +277,7 @@ def test_hundred_posts_sharing_ten_idempotency_keys_place_ten_orders(client, gat
     assert all(len(ids) == 1 for ids in ids_by_key.values()) and len(ids_by_key) == 10
     ids = {next(iter(v)) for v in ids_by_key.values()}
     wait_for(lambda: all(order_json(client, i)["verdict"] == "filled" for i in ids), timeout=15)
-    refs = [o.order_ref for o in gateway.completed_orders() + gateway.open_orders()]
+    refs = [o.order_ref for o in gateway.all_orders()]
     assert sorted(refs) == sorted(ids)
     # same key, different body -> 422; replay -> the original, flagged
     res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "SELL", "quantity": 1},
@@ -372,8 +372,7 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     finally:
         journal.close()
     assert set(accepted) <= set(journaled)
-    counts = collections.Counter(o.order_ref for o in gateway.completed_orders()
-                                 + gateway.open_orders())
+    counts = collections.Counter(o.order_ref for o in gateway.all_orders())
     assert all(n == 1 for n in counts.values()), counts  # nothing resent
     for order_id, record in journaled.items():
         if counts[order_id]:

@@ -40,7 +40,8 @@ def handler(gateway, journal):
 
 
 def gateway_orders_by_ref(gateway):
-    orders = gateway.open_orders() + gateway.completed_orders()
+    """How often each orderRef exists at the gateway (one atomic look at the broker)."""
+    orders = gateway.all_orders()
     return collections.Counter(o.order_ref for o in orders if o.order_ref)
 
 
@@ -275,12 +276,12 @@ class OrderIntegrity(RuleBasedStateMachine):
         except NotConnectedError:
             pass
 
-    @rule(data=st.data())
-    def cancel(self, data) -> None:
+    @rule(pick=st.integers(0, 1000))
+    def cancel(self, pick: int) -> None:
         working = [r.id for r in self.handler.records() if r.verdict not in FINAL_VERDICTS]
         if working:
             try:
-                self.handler.cancel(data.draw(st.sampled_from(working)))
+                self.handler.cancel(working[pick % len(working)])
             except (NotConnectedError, Exception) as exc:  # state may have moved on
                 assert type(exc).__name__ in ("NotConnectedError", "Reconciling",
                                               "OrderStateError"), exc
@@ -304,8 +305,9 @@ class OrderIntegrity(RuleBasedStateMachine):
         wait_for(lambda: consistent(self.handler, self.gateway), timeout=15)
 
 
+@pytest.mark.timeout(300)
 def test_journal_and_gateway_always_agree():
     from hypothesis.stateful import run_state_machine_as_test
     run_state_machine_as_test(OrderIntegrity, settings=hsettings(
-        max_examples=8, stateful_step_count=10, deadline=None, database=None,
+        max_examples=6, stateful_step_count=8, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
