@@ -75,7 +75,7 @@ def test_max_open_orders_and_orders_per_minute(make_client, gateway):
     assert order(client, **far).status_code == 202
     error = rejected(order(client, **far), "max_open_orders")
     assert "2 orders are working; the limit is 2" in error["message"]
-    assert len(gateway.open_orders()) == 2
+    wait_for(lambda: len(gateway.open_orders()) == 2)
     client.post("/api/v1/orders/cancel-all")
     wait_for(lambda: not gateway.open_orders())
     wait_for(lambda: all(o["verdict"] == "cancelled" for o in

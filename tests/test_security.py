@@ -22,6 +22,12 @@ def page_token(client) -> str:
 ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
 
 
+def assert_nothing_placed(app, gateway):
+    """Nothing journaled (so nothing can be sent later) and nothing at the gateway."""
+    assert app.extensions["trading"].journal.count() == 0
+    assert not gateway.all_orders()
+
+
 def test_api_needs_a_token(app, gateway):
     anonymous = app.test_client()
     for method, url in (("get", "/api/v1/status"), ("get", "/api/v1/orders"),
@@ -32,7 +38,7 @@ def test_api_needs_a_token(app, gateway):
     wrong = anonymous.get("/api/v1/status", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert anonymous.get("/api/v1/health").status_code == 200  # for monitors
-    assert not gateway.open_orders() and not gateway.completed_orders()
+    assert_nothing_placed(app, gateway)
 
 
 def test_browser_session_needs_csrf_for_writes(app, gateway):
@@ -43,7 +49,7 @@ def test_browser_session_needs_csrf_for_writes(app, gateway):
     assert res.status_code == 400 and res.get_json()["error"]["code"] == "csrf_failed"
     res = browser.post("/api/v1/orders", json=ORDER, headers={"X-CSRFToken": "forged"})
     assert res.status_code == 400
-    assert not gateway.open_orders() and not gateway.completed_orders()
+    assert_nothing_placed(app, gateway)
     res = browser.post("/api/v1/orders", json=ORDER, headers={"X-CSRFToken": token})
     assert res.status_code == 202
 
@@ -58,7 +64,7 @@ def test_cross_site_form_post_is_refused(app, gateway):
     res = browser.post("/api/v1/kill-switch", data="engaged=true",
                        content_type="application/x-www-form-urlencoded")
     assert res.status_code == 400
-    assert not gateway.open_orders() and not gateway.completed_orders()
+    assert_nothing_placed(app, gateway)
 
 
 def test_session_cookie_is_strict(app):
