@@ -158,6 +158,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "data_age": _age(snap.updated_at),
         "orders_age": _age(snap.orders_updated_at),
         "streams": svc.feed.open_streams,
+        "risk_limits": svc.gate.limits() if svc.gate else None,
     }
 
 
