@@ -70,11 +70,22 @@ class OrderIn(BaseModel):
         _require(self.stop_price, needs_stop, "stop_price", self.order_type)
         self._check_trailing()
         self._check_bracket()
+        self._check_ticks()
         if self.sec_type == "STK" and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number of shares for stocks")
         if self.sec_type == "CASH" and len(self.symbol.replace(".", "")) != 6:
             raise _field_error("symbol", "an FX pair looks like EUR.USD or EURUSD")
         return self
+
+    def _check_ticks(self) -> None:
+        for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"):
+            price = getattr(self, name)
+            if price is None:
+                continue
+            tick = price_tick(self.sec_type, self.symbol, float(price))
+            if abs(round(price / tick) * tick - price) > tick * 1e-6:
+                raise _field_error(name, f"{price:g} is not a multiple of the price tick "
+                                   f"{tick:g}")
 
     def _check_trailing(self) -> None:
         given = [n for n in ("trailing_amount", "trailing_percent") if getattr(self, n) is not None]
@@ -163,6 +174,13 @@ class _FieldError(ValueError):
 
 def _field_error(field: str, message: str) -> _FieldError:
     return _FieldError(field, message)
+
+
+def price_tick(sec_type: str, symbol: str, price: float) -> float:
+    """Minimum price variation: US stocks 0.01 (0.0001 below $1), FX 0.00005 (JPY 0.005)."""
+    if sec_type == "CASH":
+        return 0.005 if "JPY" in symbol else 0.00005
+    return 0.01 if price >= 1 else 0.0001
 
 
 def _opt(value: float | None) -> float | None:

@@ -394,3 +394,26 @@ def _get(url):
         return json.load(exc)
     except OSError:
         return {}
+
+
+def test_reader_works_when_it_is_the_master_api_client():
+    """With 999 as the gateway's Master API client id, orders still show (live, not polled)."""
+    from app_simple import create_app
+    from sim_gateway.controller import SimGateway
+    from sim_gateway.server import ServerSettings
+
+    gw = SimGateway(ServerSettings(master_client_id=999)).start()
+    try:
+        app = create_app({"SETTINGS": app_settings(gw)})
+        try:
+            client = api_client(app)
+            order_id = post_order(client, wait=True, symbol="IBM").get_json()["id"]
+            wait_for(lambda: [o for o in client.get("/api/v1/orders").get_json()["orders"]
+                              if o["id"] == order_id and o["status"] == "Filled"
+                              and o["perm_id"]], timeout=5)
+            wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
+                              if e["order_ref"] == order_id and e["commission"]], timeout=5)
+        finally:
+            app.extensions["trading"].stop()
+    finally:
+        gw.stop()

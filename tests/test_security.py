@@ -162,3 +162,24 @@ def test_generated_token_is_kept_private(gateway, tmp_path):
         assert res.status_code == 200
     finally:
         shutdown(app)
+
+
+def test_secrets_never_reach_the_logs(gateway, caplog):
+    import logging
+    from app_simple import create_app, shutdown
+    secret = "webhook-secret-abcdefghij"
+    caplog.set_level(logging.DEBUG)
+    app = create_app({"SETTINGS": app_settings(gateway, webhook_secret=secret,
+                                               dashboard_password="pw-0123456789abcdef")})
+    try:
+        client = app.test_client()
+        client.get("/api/v1/status", headers={"Authorization": "Bearer wrong-token"})
+        client.post("/api/v1/webhook", json={}, headers={"X-Webhook-Secret": "bad"})
+        client.post("/login", data={"password": "nope"})
+        ok = client.get("/api/v1/status", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert ok.status_code == 200
+    finally:
+        shutdown(app)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for value in (API_TOKEN, secret, "pw-0123456789abcdef", "test-secret-key-0123456789"):
+        assert value not in text
