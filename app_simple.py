@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -104,11 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     host, port = settings.dashboard_host, settings.dashboard_port
     print(f"Dashboard on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
         serve(app, host=host, port=port, threads=16)
+    except KeyboardInterrupt:
+        log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
     finally:
         shutdown(app)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from change_feed import ChangeFeed
@@ -50,9 +51,15 @@ class Services:
     def _start(self) -> None:
         s = self.settings
         if s.use_simulator:
+            # the demo account lives next to the journal, so both survive a restart together
+            state = None
+            if s.journal_path != ":memory:":
+                folder = os.path.dirname(os.path.abspath(s.journal_path))
+                os.makedirs(folder, exist_ok=True)
+                state = os.path.join(folder, "sim_state.json")
             self.simulator = SimGateway(
                 ServerSettings(host="127.0.0.1", port=s.sim_port,
-                               master_client_id=s.sim_master_client_id),
+                               master_client_id=s.sim_master_client_id, state_file=state),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port

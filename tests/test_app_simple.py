@@ -365,7 +365,7 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
                              for i in accepted), timeout=20)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        assert proc.wait(10) == 0  # SIGTERM is a graceful shutdown
     journal = Journal(str(tmp_path / "orders.db"))
     try:
         journaled = {e.record.id: e.record for e in journal.load()}
