@@ -74,6 +74,11 @@ def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     return api_error(503, "gateway_unavailable", str(exc))
 
 
+@bp.errorhandler(TimeoutError)
+def _on_timeout(exc: TimeoutError) -> tuple[Response, int]:
+    return api_error(504, "gateway_timeout", "the gateway did not answer in time")
+
+
 @bp.errorhandler(IdempotencyConflict)
 def _on_idempotency_conflict(exc: IdempotencyConflict) -> tuple[Response, int]:
     return api_error(422, "idempotency_conflict", str(exc), "Idempotency-Key")
@@ -298,18 +303,11 @@ def quote() -> Response:
     """A snapshot quote (one broker round trip on the reader's loop)."""
     symbol = (request.args.get("symbol") or "").strip().upper()
     sec_type = (request.args.get("sec_type") or "STK").strip().upper()
-    try:
-        OrderIn.model_validate({"symbol": symbol, "action": "BUY", "quantity": 1,
-                                "sec_type": sec_type})
-    except ValidationError as exc:
-        field, message, details = first_error(exc)
-        raise ApiError(400, "validation_error", f"{field}: {message}", field, details) from None
+    _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": sec_type})
     try:
         q = services().connector.quote(symbol, sec_type)
     except LookupError as exc:
         raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
-    except TimeoutError:
-        raise ApiError(504, "gateway_timeout", "the gateway did not answer in time") from None
     return jsonify(dataclasses.asdict(q))
 
 
@@ -498,8 +496,6 @@ def preview_order() -> Response:
         answer = _handler().preview(order_in.intent(svc.settings.account))
     except LookupError as exc:
         raise ApiError(422, "no_preview", str(exc), "symbol") from None
-    except TimeoutError:
-        raise ApiError(504, "gateway_timeout", "the gateway did not answer in time") from None
     return jsonify(dataclasses.asdict(answer))
 
 
