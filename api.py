@@ -158,6 +158,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "mode": None if account is None else ("paper" if account.paper else "live"),
         "read_only": svc.handler is None,
         "trading_halted": bool(svc.handler and svc.handler.halted),
+        "halt_reason": svc.handler.journal.flag("kill_switch") if svc.handler else None,
         "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
         "in_flight": svc.handler.in_flight() if svc.handler else 0,
         "data_age": _age(snap.updated_at),
@@ -466,24 +467,24 @@ def kill_switch() -> tuple[Response, int]:
     reason = str(body.get("reason") or "engaged from the API")[:200]
     started = time.time()
     _handler().engage_kill_switch(reason)
-    still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
+    fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
     return jsonify({"engaged": True, "reason": reason,
-                    "cancel_confirmed": not still_open,
+                    "cancel_confirmed": fresh and not still_open, "broker_view_fresh": fresh,
                     "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
 
 
-def _await_no_open_orders(svc: Services, since: float, timeout: float) -> list[OrderRow]:
-    """Wait until a broker refresh newer than ``since`` shows no open order."""
+def _await_no_open_orders(svc: Services, since: float,
+                          timeout: float) -> tuple[bool, list[OrderRow]]:
+    """Wait until a broker refresh newer than ``since`` shows no open order. Returns
+    (whether the broker view is newer than ``since``, the orders it still shows open)."""
     deadline = time.monotonic() + timeout
     while True:
         svc.connector.request_refresh()
         snap = svc.connector.snapshot()
         fresh = (snap.orders_updated_at or 0) > since
         still_open = [o for o in snap.orders if o.open]
-        if fresh and not still_open:
-            return []
-        if time.monotonic() > deadline:
-            return still_open if fresh else list(snap.orders)
+        if (fresh and not still_open) or time.monotonic() > deadline:
+            return fresh, still_open
         svc.feed.wait(svc.feed.version, 0.2)
 
 

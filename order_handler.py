@@ -235,6 +235,7 @@ class OrderHandler(IBConnection):
         self.journal.set_flag(KILL_SWITCH, reason or "engaged")
         self.halted = True
         log.warning("🛑 KILL SWITCH engaged: %s", reason)
+        self._notify_state()
         try:
             return self.cancel_all()
         except NotConnectedError:
@@ -246,6 +247,7 @@ class OrderHandler(IBConnection):
         self.journal.set_flag(KILL_SWITCH, None)
         self.halted = False
         log.warning("✅ Kill switch released")
+        self._notify_state()
 
     def close_intake(self) -> None:
         """Graceful shutdown, step 1: refuse new orders."""

@@ -355,9 +355,10 @@
     setConn("#conn-thread", threadView,
       threadAlive ? `${status.in_flight || 0} in flight · ${status.queue_depth || 0} queued` : "",
       "The order thread owns the order connection and its queue");
-    $("#halted-badge").hidden = !status.trading_halted;
+    renderKillSwitch(status);
     $("#readonly-badge").hidden = !status.read_only;
     renderTicketNotice(status);
+    if (confirmBody) updateLiveGuard(); // the mode or the threshold may have changed meanwhile
 
     const mode = $("#mode");
     if (status.paper === true || status.paper === false) {
@@ -377,13 +378,16 @@
     const notice = $("#ticket-notice");
     let text = "";
     if (status.read_only) text = "Read-only dashboard (READ_ONLY is set): orders cannot be placed here.";
-    else if (status.trading_halted) text = "Trading is halted (kill switch engaged): new orders are refused.";
+    else if (status.trading_halted) {
+      text = `Trading is halted (kill switch engaged${kill.reason ? `: ${kill.reason}` : ""}): new orders are refused.`;
+    }
     else if (status.paper === false) text = "LIVE account: orders use real money.";
     notice.textContent = text;
     notice.hidden = !text;
     notice.className = `notice ${status.paper === false && !status.read_only && !status.trading_halted ? "live" : "blocked"}`;
     ticketBlocked = !!(status.read_only || status.trading_halted);
     $("#review-btn").disabled = ticketBlocked;
+    if (confirmBody) updateSendEnabled(); // a halt also stops an order waiting for its Confirm
     $("#cancel-all-btn").hidden = !!status.read_only;
     document.body.classList.toggle("read-only", !!status.read_only);
   }
@@ -968,6 +972,8 @@
   // ---------------------------------------------------------------- confirm
   let confirmBody = null; // exactly what Confirm sends (frozen at review time)
   let confirmKey = null; // its Idempotency-Key
+  let confirmNotional = null; // the estimated notional shown ({value, text, basis}) or null
+  let previewReady = false; // the what-if preview answered (or failed): Confirm may be enabled
   let sending = false;
   let previewSeq = 0;
 
@@ -1022,9 +1028,69 @@
 
   function showNotional(b) {
     const n = notional(b, quote.data && quote.data.symbol === b.symbol ? quote.data : null);
+    confirmNotional = n;
     const dd = $("#confirm-notional");
-    if (!n) { dd.textContent = "—"; return; }
-    dd.replaceChildren(el("span", {text: n.text}), el("span", {class: "basis", text: n.basis}));
+    if (!n) dd.textContent = "—";
+    else dd.replaceChildren(el("span", {text: n.text}), el("span", {class: "basis", text: n.basis}));
+    updateLiveGuard();
+  }
+
+  // ---------------------------------------------------- live confirmation
+  // On a live account an order whose estimated notional reaches LIVE_CONFIRM_NOTIONAL
+  // (or whose notional cannot be estimated) is only sent once the trader has typed its
+  // symbol. Paper accounts never ask.
+  let liveGuardOn = false;
+
+  function liveThreshold(status) {
+    const limits = status && status.risk_limits;
+    return limits && isNum(limits.live_confirm_notional) ? limits.live_confirm_notional : 0;
+  }
+
+  function liveGuardRequired() {
+    const status = latest && latest.status;
+    if (!confirmBody || !status || status.mode !== "live") return false;
+    return !confirmNotional || confirmNotional.value >= liveThreshold(status);
+  }
+
+  function liveGuardSatisfied() {
+    if (!liveGuardOn) return true;
+    const typed = String($("#live-confirm-input").value || "").trim().toUpperCase();
+    return !!confirmBody && typed === confirmBody.symbol;
+  }
+
+  function updateLiveGuard() {
+    const required = liveGuardRequired();
+    const box = $("#live-guard");
+    if (required) {
+      const symbol = confirmBody.symbol;
+      const threshold = liveThreshold(latest.status);
+      $("#live-guard-text").textContent = confirmNotional
+        ? `This order's estimated notional ${fmtMoney(confirmNotional.value)} is at or above the live confirmation threshold of ${fmtMoney(threshold)}. Confirm stays disabled until you type the symbol ${symbol}.`
+        : `The notional of this order cannot be estimated yet. Confirm stays disabled until you type the symbol ${symbol}.`;
+      $("#live-confirm-label").textContent = `Type ${symbol} to confirm this live order`;
+      $("#live-confirm-input").setAttribute("placeholder", symbol);
+    }
+    const appeared = required && !liveGuardOn;
+    liveGuardOn = required;
+    box.hidden = !required;
+    updateSendEnabled();
+    if (appeared && (document.activeElement === $("#confirm-send") || document.activeElement === document.body)) {
+      $("#live-confirm-input").focus();
+    }
+  }
+
+  function resetLiveGuard() {
+    liveGuardOn = false;
+    $("#live-confirm-input").value = "";
+    $("#live-guard").hidden = true;
+  }
+
+  /** Confirm is enabled once the preview answered, trading is not halted and any live check is typed. */
+  function updateSendEnabled() {
+    const send = $("#confirm-send");
+    const typed = liveGuardSatisfied();
+    send.disabled = sending || !confirmBody || !previewReady || ticketBlocked || !typed;
+    $("#live-guard").classList.toggle("matched", liveGuardOn && typed);
   }
 
   /** A refusal that names a field goes back to the ticket, next to that field. */
@@ -1058,6 +1124,8 @@
       return;
     }
     confirmBody = body;
+    confirmNotional = null;
+    previewReady = false;
     confirmKey = newIdempotencyKey(); // one key per confirmation: a repeat is never a second order
     const seq = ++previewSeq;
     showConfirm(body);
@@ -1086,14 +1154,15 @@
       }
       $("#preview-status").textContent = `No what-if preview: ${err.message}`;
       for (const id of ["#preview-commission", "#preview-init", "#preview-maint", "#preview-equity"]) $(id).textContent = "—";
-      $("#confirm-send").disabled = false;
+      previewReady = true;
+      updateSendEnabled();
     }
   }
 
   function showConfirm(body) {
+    resetLiveGuard();
     $("#confirm-words").textContent = orderWords(body);
     $("#confirm-extra").textContent = orderExtras(body);
-    showNotional(body);
     for (const id of ["#preview-commission", "#preview-init", "#preview-maint", "#preview-equity"]) $(id).textContent = "…";
     $("#preview-status").textContent = "Asking the broker for a what-if preview…";
     $("#preview-warning").hidden = true;
@@ -1107,6 +1176,7 @@
     $("#confirm").hidden = false;
     $("#confirm").classList.toggle("sell", body.action === "SELL");
     $("#confirm-cancel").focus();
+    showNotional(body); // also decides whether a live order needs its typed confirmation
   }
 
   function showPreview(p) {
@@ -1123,15 +1193,20 @@
     const warning = $("#preview-warning");
     warning.textContent = p.warning_text || "";
     warning.hidden = !p.warning_text;
+    previewReady = true;
+    updateSendEnabled();
     const send = $("#confirm-send");
-    send.disabled = false;
-    send.focus();
+    if (!send.disabled) send.focus();
+    else if (liveGuardOn && document.activeElement !== $("#live-confirm-input")) $("#live-confirm-input").focus();
   }
 
   function hideConfirm() {
     if (sending) return;
     previewSeq++;
     confirmBody = null;
+    confirmNotional = null;
+    previewReady = false;
+    resetLiveGuard();
     $("#confirm").hidden = true;
     form.hidden = false;
   }
@@ -1143,7 +1218,7 @@
   }
 
   async function sendOrder() {
-    if (sending || !confirmBody) return;
+    if (sending || !confirmBody || $("#confirm-send").disabled) return;
     sending = true;
     const send = $("#confirm-send");
     const back = $("#confirm-cancel");
@@ -1162,7 +1237,7 @@
       sending = false;
       if (!backToTicket(err)) {
         $("#confirm-error").textContent = `Not placed: ${err.message}`;
-        send.disabled = false;
+        updateSendEnabled();
       }
     } finally {
       back.disabled = false;
@@ -1269,6 +1344,178 @@
     }
   }
 
+  // ------------------------------------------------------------- kill switch
+  const kill = {halted: null, reason: null, reasonSeq: 0, busy: false};
+
+  /** Halt or Resume in the header, the TRADING HALTED badge (with the reason once known). */
+  function renderKillSwitch(status) {
+    const halted = !!status.trading_halted;
+    if (halted !== kill.halted) {
+      kill.halted = halted;
+      kill.reason = null;
+      kill.reasonSeq++;
+      if (halted && !status.read_only) fetchHaltReason();
+    }
+    const haltBtn = $("#halt-btn");
+    const resumeBtn = $("#resume-btn");
+    const active = document.activeElement;
+    const usable = !status.read_only;
+    haltBtn.hidden = !usable || halted;
+    resumeBtn.hidden = !usable || !halted;
+    // the button the trader was on turned into the other one: keep the keyboard focus there
+    if (active === haltBtn && haltBtn.hidden && !resumeBtn.hidden) resumeBtn.focus();
+    else if (active === resumeBtn && resumeBtn.hidden && !haltBtn.hidden) haltBtn.focus();
+    const badge = $("#halted-badge");
+    badge.hidden = !halted;
+    badge.title = `The kill switch is engaged: new orders are refused${kill.reason ? ` (reason: ${kill.reason})` : ""}`;
+  }
+
+  async function fetchHaltReason() {
+    const seq = kill.reasonSeq;
+    try {
+      const res = await api("/api/v1/kill-switch");
+      if (seq !== kill.reasonSeq || !res || !res.engaged) return;
+      kill.reason = res.reason || null;
+      renderHeader();
+    } catch (err) { /* the badge and the notice say enough without the reason */ }
+  }
+
+  /** After a kill-switch change: fetch the state at once (the stream may have nothing new to say). */
+  function refreshState() {
+    api(STATE_URL).then((state) => onState(state, false)).catch(() => {});
+  }
+
+  /** After a dialog closes: back on whichever kill-switch button is showing now. */
+  function focusKillControl() {
+    requestAnimationFrame(() => {
+      const active = document.activeElement;
+      if (active && active !== document.body && active.offsetParent !== null) return;
+      const target = [$("#resume-btn"), $("#halt-btn")].find((b) => !b.hidden);
+      if (target) target.focus();
+    });
+  }
+
+  function setHaltPhase(phase) { // "ask" → "sending" → "done"
+    const done = phase === "done";
+    const busy = phase === "sending";
+    $("#halt-dialog").dataset.phase = phase;
+    $("#halt-title").textContent = done ? "Trading halted" : "Halt trading?";
+    $("#halt-ask").hidden = done;
+    $("#halt-result").hidden = !done;
+    $("#halt-keep").hidden = done;
+    $("#halt-send").hidden = done;
+    $("#halt-close").hidden = !done;
+    $("#halt-keep").disabled = busy;
+    $("#halt-send").disabled = busy;
+    $("#halt-reason").disabled = busy;
+    $("#halt-send").textContent = busy ? "Halting…" : "Halt trading";
+  }
+
+  function openHalt() {
+    const dialog = $("#halt-dialog");
+    if (dialog.open) return;
+    if (!kill.busy) {
+      setHaltPhase("ask");
+      $("#halt-reason").value = "";
+      $("#halt-error").textContent = "";
+      $("#halt-progress").textContent = "";
+    }
+    dialog.showModal();
+    if (!kill.busy) $("#halt-reason").focus();
+  }
+
+  /** What the broker confirmed: {ok, text, open: [rows still working]}. */
+  function haltOutcome(res) {
+    const rows = Array.isArray(res && res.still_open) ? res.still_open : [];
+    const open = rows.filter((o) => o && o.open !== false);
+    if (res && res.cancel_confirmed) {
+      return {ok: true, text: "Trading halted; every working order cancelled (confirmed by the broker).", open: []};
+    }
+    if (open.length) {
+      const n = open.length;
+      return {ok: false, open, text: `Trading halted, but the broker still reports ${n} working order${n === 1 ? "" : "s"}: ` +
+        `cancel ${n === 1 ? "it" : "them"} from the Orders panel or in TWS.`};
+    }
+    return {ok: false, open: [], text: "Trading halted, but the broker has not confirmed the cancels yet: check the Orders panel."};
+  }
+
+  function openOrderText(o) {
+    const who = o.order_ref ? o.order_ref : `perm ${o.perm_id}`;
+    const client = isNum(o.client_id) ? ` (client ${o.client_id})` : "";
+    return `${who}${client}: ${sideWord(o.action)} ${fmtQty(o.quantity)} ${o.symbol || "—"} ${o.order_type || ""} ${priceText(o)} — ${o.status || "status unknown"}`;
+  }
+
+  async function sendHalt(event) {
+    if (event) event.preventDefault();
+    if (kill.busy || $("#halt-send").disabled || $("#halt-dialog").dataset.phase === "done") return;
+    kill.busy = true;
+    const reason = String($("#halt-reason").value || "").trim();
+    const body = {engaged: true};
+    if (reason) body.reason = reason;
+    setHaltPhase("sending");
+    $("#halt-error").textContent = "";
+    $("#halt-progress").textContent = "Halting: new orders are refused; cancelling every working order and waiting for the broker to confirm…";
+    const dialog = $("#halt-dialog");
+    try {
+      const res = await api("/api/v1/kill-switch", {method: "POST", body});
+      const outcome = haltOutcome(res);
+      kill.reason = res.reason || reason || null;
+      if (dialog.open) {
+        $("#halt-progress").textContent = "";
+        setHaltPhase("done");
+        const result = $("#halt-result");
+        result.className = `halt-result ${outcome.ok ? "ok" : "bad"}`;
+        $("#halt-outcome").textContent = outcome.text;
+        const list = $("#halt-open");
+        list.replaceChildren(...outcome.open.map((o) => el("li", {class: "mono", text: openOrderText(o)})));
+        list.hidden = !outcome.open.length;
+        $("#halt-close").focus();
+      } else {
+        const rest = outcome.open.map(openOrderText).join("; ");
+        toast(rest ? `${outcome.text} ${rest}` : outcome.text, outcome.ok ? "success" : "error");
+      }
+    } catch (err) {
+      const text = `The halt request failed: ${err.message} (the TRADING HALTED badge shows whether the kill switch is engaged).`;
+      $("#halt-progress").textContent = "";
+      setHaltPhase("ask");
+      if (dialog.open) {
+        $("#halt-error").textContent = text;
+        $("#halt-send").focus();
+      } else toast(text, "error");
+    } finally {
+      kill.busy = false;
+      refreshState();
+    }
+  }
+
+  function openResume() {
+    const dialog = $("#resume-dialog");
+    if (dialog.open) return;
+    $("#resume-error").textContent = "";
+    $("#resume-send").disabled = false;
+    const why = $("#resume-reason");
+    why.textContent = kill.reason ? `Halted because: ${kill.reason}` : "";
+    why.hidden = !kill.reason;
+    dialog.showModal();
+    $("#resume-keep").focus(); // staying halted is the default
+  }
+
+  async function sendResume() {
+    const send = $("#resume-send");
+    if (send.disabled) return;
+    send.disabled = true;
+    try {
+      await api("/api/v1/kill-switch", {method: "POST", body: {engaged: false}});
+      toast("Trading resumed: new orders are accepted again.", "success");
+      $("#resume-dialog").close();
+    } catch (err) {
+      $("#resume-error").textContent = `Not resumed: ${err.message}`;
+      send.disabled = false;
+    } finally {
+      refreshState();
+    }
+  }
+
   // ------------------------------------------------------------------ wiring
   form.addEventListener("submit", (event) => { event.preventDefault(); review(); });
   F.order_type.addEventListener("change", updateTicketLayout);
@@ -1308,7 +1555,33 @@
   $("#cancel-all-btn").addEventListener("click", openCancelAll);
   $("#cancel-all-keep").addEventListener("click", () => $("#cancel-all-dialog").close());
   $("#cancel-all-send").addEventListener("click", sendCancelAll);
+  $("#live-confirm-input").addEventListener("input", () => {
+    const input = $("#live-confirm-input");
+    const start = input.selectionStart;
+    const upper = input.value.toUpperCase();
+    if (upper !== input.value) { input.value = upper; input.setSelectionRange(start, start); }
+    updateSendEnabled();
+  });
+  $("#live-confirm-input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); sendOrder(); } // sends only once Confirm is enabled
+  });
+  $("#halt-btn").addEventListener("click", openHalt);
+  $("#halt-form").addEventListener("submit", sendHalt);
+  $("#halt-keep").addEventListener("click", () => $("#halt-dialog").close());
+  $("#halt-close").addEventListener("click", () => $("#halt-dialog").close());
+  $("#halt-dialog").addEventListener("cancel", (event) => { if (kill.busy) event.preventDefault(); }); // Esc while halting: wait for the outcome
+  $("#halt-dialog").addEventListener("close", focusKillControl);
+  $("#resume-btn").addEventListener("click", openResume);
+  $("#resume-keep").addEventListener("click", () => $("#resume-dialog").close());
+  $("#resume-send").addEventListener("click", sendResume);
+  $("#resume-dialog").addEventListener("close", focusKillControl);
   document.addEventListener("visibilitychange", () => { if (!document.hidden && quote.symbol) requestQuote(false); });
+
+  // the sticky ticket stays below the top bar, however many rows the bar wraps to
+  const topbar = $(".topbar");
+  const keepTopbarHeight = () => document.documentElement.style.setProperty("--topbar-height", `${topbar.offsetHeight}px`);
+  keepTopbarHeight();
+  if ("ResizeObserver" in window) new ResizeObserver(keepTopbarHeight).observe(topbar);
 
   // data ages keep ticking between updates
   setInterval(() => { if (latest) { renderHeader(); renderNetLiqChart(); } }, 1000);

@@ -28,6 +28,9 @@ from waitress import wasyncore
 import app_simple
 from config import load_settings
 from conftest import FAST_SETTLE, ROOT, app_settings, wait_for
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -98,19 +101,32 @@ def served(app) -> Iterator[str]:
 
 @pytest.fixture
 def live(request, tmp_path) -> Iterator[Live]:
-    """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator."""
+    """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator,
+    or (parametrized "live_account") on a simulator whose account looks live, with live
+    trading allowed and a typed confirmation from 1,000 of notional."""
     journal = str(tmp_path / "orders.db")
-    if getattr(request, "param", "gateway") == "embedded":
+    kind = getattr(request, "param", "gateway")
+    own = None  # a gateway this fixture started (and stops)
+    if kind == "embedded":
         settings = load_settings(env={}, dotenv_path=None, overrides={
             "ib_mode": "sim", "sim_port": 0, "connect_timeout": 5, "monitor_timeout": 5,
             "journal_path": journal, **FAST_SETTLE})
         gateway = None
+    elif kind == "live_account":
+        own = gateway = SimGateway(ServerSettings(), BrokerConfig(
+            account="U7654321", live_account_drill=True)).start()
+        settings = app_settings(gateway, journal_path=journal, allow_live_trading=True,
+                                live_confirm_notional=1000)
     else:
         gateway = request.getfixturevalue("gateway")
         settings = app_settings(gateway, journal_path=journal)
-    app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
-    with served(app) as url:
-        yield Live(url, app, gateway or app.extensions["trading"].simulator)
+    try:
+        app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
+        with served(app) as url:
+            yield Live(url, app, gateway or app.extensions["trading"].simulator)
+    finally:
+        if own is not None:
+            own.stop()
 
 
 @dataclass
@@ -188,6 +204,11 @@ def number(text: str | None) -> float:
 
 def posted(board: Dashboard, path: str) -> list[str]:
     return [r for r in board.requests if r.startswith("POST ") and r.endswith(path)]
+
+
+def kill_switch_post(response) -> bool:
+    """The dashboard's POST /api/v1/kill-switch (not its GET of the reason)."""
+    return response.url.endswith("/api/v1/kill-switch") and response.request.method == "POST"
 
 
 # --------------------------------------------------------------------- tests
@@ -482,3 +503,212 @@ def test_stream_refused_falls_back_to_polling(dash):
     expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
     expect(page.locator("#positions tbody tr").filter(has_text="MSFT")).to_be_visible()
     dash.shot("polling_fallback")
+
+
+def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
+    page = dash.open().page
+    status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
+    assert status == 200, quote
+    for n in (1, 2):  # two resting orders, placed by a script through the API
+        status, body = dash.live.api("POST", "/api/v1/orders", {
+            "symbol": "MSFT", "action": "BUY", "quantity": n, "order_type": "LMT",
+            "limit_price": round(quote["bid"] * 0.95, 2)})
+        assert status == 202, body
+    expect(page.locator("#working-count")).to_have_text("2")
+    wait_for(lambda: len(dash.gateway.open_orders()) == 2)
+    halt, resume = page.locator("#halt-btn"), page.locator("#resume-btn")
+    badge = page.locator("#halted-badge")
+    expect(halt).to_be_visible()
+    expect(halt).to_have_accessible_name("Halt trading")
+    expect(resume).to_be_hidden()
+    expect(badge).to_be_hidden()
+
+    # keyboard: Enter opens the confirmation on the reason field; Escape halts nothing
+    halt.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("#halt-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#halt-reason")).to_be_focused()
+    expect(page.locator("#halt-reason")).to_have_accessible_name("Reason (optional)")
+    expect(dialog).to_contain_text("every working order of every client")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(halt).to_be_focused()
+    assert not posted(dash, "/api/v1/kill-switch")
+    assert len(dash.gateway.open_orders()) == 2
+
+    page.keyboard.press("Enter")
+    page.keyboard.type("drill: runaway strategy")
+    dash.shot("kill_switch_confirm")
+    with page.expect_response(kill_switch_post) as answer:
+        page.keyboard.press("Enter")  # Enter in the reason confirms the halt
+    assert answer.value.status == 200
+    request = answer.value.request
+    assert request.post_data_json == {"engaged": True, "reason": "drill: runaway strategy"}
+    assert request.headers.get("x-csrftoken")  # sent through the page's one api() helper
+    result = answer.value.json()
+    assert result["cancel_confirmed"] is True and result["still_open"] == []
+    expect(page.locator("#halt-title")).to_have_text("Trading halted")
+    expect(page.locator("#halt-outcome")).to_have_text(
+        "Trading halted; every working order cancelled (confirmed by the broker).")
+    expect(page.locator("#halt-open")).to_be_hidden()
+    expect(page.locator("#halt-close")).to_be_focused()
+    assert not dash.gateway.open_orders()
+    expect(badge).to_be_visible()
+    expect(badge).to_have_text("TRADING HALTED")
+    expect(page.locator("#review-btn")).to_be_disabled()
+    expect(page.locator("#ticket-notice")).to_have_text(
+        "Trading is halted (kill switch engaged: drill: runaway strategy): new orders are refused.")
+    dash.shot("kill_switch_engaged")
+    page.keyboard.press("Enter")  # Close
+    expect(dialog).to_be_hidden()
+    expect(resume).to_be_focused()  # the header control turned into Resume
+    expect(halt).to_be_hidden()
+    expect(page.locator("#working-count")).to_have_text("0")
+    expect(page.locator("#completed-orders .pill").filter(has_text="Cancelled")).to_have_count(2)
+
+    # new orders are refused: through the API (423) and from the ticket (nothing to review)
+    status, body = dash.live.api("POST", "/api/v1/orders",
+                                 {"symbol": "MSFT", "action": "BUY", "quantity": 1})
+    assert status == 423 and body["error"]["code"] == "trading_halted", body
+    dash.fill_ticket("AAPL", "1")
+    page.press("#quantity", "Enter")
+    expect(page.locator("#confirm")).to_be_hidden()
+    assert not posted(dash, "/api/v1/orders/preview")
+
+    # Resume asks first (Stay halted is the default), then releases the switch
+    resume.click()
+    resume_dialog = page.locator("#resume-dialog")
+    expect(resume_dialog).to_be_visible()
+    expect(page.locator("#resume-keep")).to_be_focused()
+    expect(page.locator("#resume-reason")).to_have_text("Halted because: drill: runaway strategy")
+    page.keyboard.press("Escape")
+    expect(resume_dialog).to_be_hidden()
+    assert len(posted(dash, "/api/v1/kill-switch")) == 1
+    expect(badge).to_be_visible()
+    resume.click()
+    with page.expect_response(kill_switch_post) as answer:
+        page.click("#resume-send")
+    assert answer.value.status == 200
+    assert answer.value.request.post_data_json == {"engaged": False}
+    expect(resume_dialog).to_be_hidden()
+    expect(page.locator(".toast.success")).to_contain_text("Trading resumed")
+    expect(badge).to_be_hidden()
+    expect(page.locator("#review-btn")).to_be_enabled()
+    expect(page.locator("#ticket-notice")).to_be_hidden()
+    expect(halt).to_be_visible()
+    expect(halt).to_be_focused()
+    dash.shot("kill_switch_released")
+    status, body = dash.live.api("POST", "/api/v1/orders",
+                                 {"symbol": "MSFT", "action": "BUY", "quantity": 1})
+    assert status == 202, body
+
+
+def test_kill_switch_lists_orders_the_broker_still_reports(dash):
+    page = dash.open().page
+    still_open = [{"perm_id": 123456, "order_id": 5, "client_id": 0, "order_ref": "",
+                   "account": "DU1234567", "symbol": "MSFT", "sec_type": "STK", "action": "BUY",
+                   "quantity": 3, "order_type": "LMT", "limit_price": 399.5, "stop_price": None,
+                   "tif": "DAY", "status": "PendingCancel", "filled": 0, "remaining": 3,
+                   "avg_fill_price": None, "open": True}]
+    answer = {"engaged": True, "reason": "drill", "cancel_confirmed": False, "still_open": still_open}
+    # the broker's answer is staged here; the real switch stays released
+    page.route("**/api/v1/kill-switch", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(answer))
+        if route.request.method == "POST" else route.continue_())
+    page.click("#halt-btn")
+    page.fill("#halt-reason", "drill")
+    page.click("#halt-send")
+    expect(page.locator("#halt-outcome")).to_have_text(
+        "Trading halted, but the broker still reports 1 working order: "
+        "cancel it from the Orders panel or in TWS.")
+    items = page.locator("#halt-open li")
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_text("perm 123456 (client 0): Buy 3 MSFT LMT 399.50 — PendingCancel")
+    expect(page.locator("#halt-result")).to_have_class(re.compile(r"\bbad\b"))
+    dash.shot("kill_switch_still_open")
+    page.click("#halt-close")
+    expect(page.locator("#halt-dialog")).to_be_hidden()
+
+
+def test_paper_account_never_asks_for_a_typed_confirmation(dash):
+    page = dash.open().page
+    expect(page.locator("#mode")).to_have_text("PAPER")
+    dash.fill_ticket("AAPL", "100")  # ≈ 19,000: above the default live threshold of 10,000
+    page.click("#review-btn")
+    expect(page.locator("#confirm-notional")).to_contain_text("100 × ask")
+    expect(page.locator("#preview-commission")).to_have_text(re.compile(r"USD$"))
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    expect(page.locator("#live-guard")).to_be_hidden()
+    dash.shot("paper_confirm_without_typed_check")
+    page.keyboard.press("Escape")
+    expect(page.locator("#order-form")).to_be_visible()
+    assert not posted(dash, "/api/v1/orders")
+
+
+@pytest.mark.parametrize("live", ["live_account"], indirect=True)
+def test_live_order_above_the_threshold_needs_the_typed_symbol(dash):
+    page = dash.open().page
+    expect(page.locator("#mode")).to_have_text("LIVE")
+    expect(page.locator("#mode")).to_have_class(re.compile(r"\bmode-live\b"))
+    expect(page.locator("#account-id")).to_have_text("U7654321")
+    expect(page.locator("body")).to_have_attribute("data-mode", "live")
+    expect(page.locator("#ticket-notice")).to_have_text("LIVE account: orders use real money.")
+    before = dash.gateway_order_count()
+    bid = dash.enter_symbol("AAPL")
+    limit = round(bid * 0.94, 2)  # resting, inside the price collar
+
+    # 10 × limit ≈ 1,790: at or above LIVE_CONFIRM_NOTIONAL (1,000)
+    dash.fill_ticket("AAPL", "10", order_type="LMT", limit_price=limit)
+    page.click("#review-btn")
+    expect(page.locator("#confirm-notional")).to_contain_text(f"10 × limit {limit:,.2f}")
+    guard = page.locator("#live-guard")
+    expect(guard).to_be_visible()
+    expect(page.locator("#live-guard-text")).to_contain_text("live confirmation threshold of 1,000.00")
+    expect(page.locator("#live-guard-text")).to_contain_text("until you type the symbol AAPL")
+    typed = page.locator("#live-confirm-input")
+    expect(typed).to_have_accessible_name("Type AAPL to confirm this live order")
+    expect(page.locator("#preview-commission")).to_have_text("1.00 USD")  # the preview answered,
+    send = page.locator("#confirm-send")
+    expect(send).to_be_disabled()  # but Confirm waits for the typed symbol
+    expect(typed).to_be_focused()
+    page.keyboard.type("AAP")
+    expect(send).to_be_disabled()
+    page.keyboard.press("Enter")  # sends nothing while the symbol is incomplete
+    dash.shot("live_confirm_required")
+    page.keyboard.type("l")  # compared in upper case
+    expect(typed).to_have_value("AAPL")
+    expect(send).to_be_enabled()
+    time.sleep(0.3)
+    assert not posted(dash, "/api/v1/orders")  # nothing is sent before Confirm
+    assert dash.gateway_order_count() == before
+    dash.shot("live_confirm_typed")
+
+    # Back and review again: the typed confirmation does not carry over
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm")).to_be_hidden()
+    page.click("#review-btn")
+    expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
+    expect(typed).to_have_value("")
+    expect(send).to_be_disabled()
+    page.fill("#live-confirm-input", "AAPL")
+    expect(send).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("queued as o-")
+    wait_for(lambda: dash.gateway_order_count() == before + 1)
+    assert len(posted(dash, "/api/v1/orders")) == 1
+
+    # 1 × limit ≈ 179: below the threshold, no typed confirmation
+    dash.fill_ticket("AAPL", "1", order_type="LMT", limit_price=limit)
+    page.click("#review-btn")
+    expect(page.locator("#confirm-words")).to_have_text(f"Buy 1 AAPL at limit {limit:,.2f}, DAY")
+    expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
+    expect(send).to_be_enabled()
+    expect(send).to_be_focused()
+    expect(guard).to_be_hidden()
+    dash.shot("live_confirm_below_threshold")
+    assert len(posted(dash, "/api/v1/orders")) == 1
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm")).to_be_hidden()
+    wait_for(lambda: dash.gateway_order_count() == before + 2)
+    assert len(posted(dash, "/api/v1/orders")) == 2
