@@ -816,6 +816,23 @@
     else if (value > MAX_PRICE) errors[field] = "must be at most 10,000,000";
   }
 
+  /** Mirror of schemas.price_tick: stocks 0.01 (0.0001 below $1), FX 0.00005 (JPY 0.005). */
+  function priceTick(body, price) {
+    if (body.sec_type === "CASH") return (body.symbol || "").includes("JPY") ? 0.005 : 0.00005;
+    return price >= 1 ? 0.01 : 0.0001;
+  }
+
+  function checkTicks(errors, body) {
+    for (const field of ["limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"]) {
+      const price = body[field];
+      if (errors[field] || !isNum(price)) continue;
+      const tick = priceTick(body, price);
+      if (Math.abs(Math.round(price / tick) * tick - price) > tick * 1e-6) {
+        errors[field] = `${price} is not a multiple of the price tick ${tick}`;
+      }
+    }
+  }
+
   /** Client-side mirror of schemas.OrderIn: {field: message}, empty when valid. */
   function validateOrder(body) {
     const errors = {};
@@ -865,6 +882,7 @@
         else if (isNum(tp) && isNum(sl) && (tp - sl) * sign <= 0) errors.stop_loss = `must be ${below} take_profit for a ${body.action}`;
       }
     }
+    checkTicks(errors, body);
     return errors;
   }
 
