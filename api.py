@@ -16,6 +16,7 @@ import hmac
 import io
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -194,11 +195,29 @@ def stream() -> Response | tuple[Response, int]:
     if not svc.feed.open_stream():
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
                          "poll /api/v1/state instead")
-    return Response(stream_with_context(_events(svc)), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    slot = _StreamSlot(svc.feed)
+    response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
+    return response
 
 
-def _events(svc: Services) -> Iterator[str]:
+class _StreamSlot:
+    """One taken stream slot, given back exactly once."""
+
+    def __init__(self, feed: Any) -> None:
+        self._feed = feed
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self._feed.close_stream()
+
+
+def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
     feed = svc.feed
     try:
         yield "retry: 1000\n\n"
@@ -215,7 +234,7 @@ def _events(svc: Services) -> Iterator[str]:
             yield f"id: {version}\nevent: state\ndata: {body}\n\n"
             time.sleep(STREAM_MIN_GAP)
     finally:
-        feed.close_stream()
+        slot.release()
 
 
 @bp.get("/openapi.json")
@@ -357,8 +376,7 @@ def submit_order(order_in: OrderIn, source: str, key: str | None) -> tuple[Lifec
             order_in.intent(svc.settings.account), source=source, idem_key=key,
             request_hash=order_in.fingerprint(), remote=request.remote_addr, gate=svc.gate)
         outcome = "queued" if created else "replayed"
-        entry = svc.journal.get(record.id) if svc.journal else None
-        decision = entry.risk if entry else None
+        decision = _journaled_decision(svc, record.id)
         return record, created
     except RiskRejected as exc:
         decision, outcome = exc.decision.as_dict(), f"risk_rejected: {exc.decision.rule}"
@@ -370,8 +388,18 @@ def submit_order(order_in: OrderIn, source: str, key: str | None) -> tuple[Lifec
     except Exception as exc:
         outcome = f"refused: {type(exc).__name__}: {exc}"
         raise
-    finally:
+    finally:  # the audit never raises: an order already queued must not turn into a 500
         _audit(source, order_in.model_dump(), decision, outcome, record.id if record else None)
+
+
+def _journaled_decision(svc: Services, order_id: str) -> Any:
+    """The risk decision journaled with an order (None if it cannot be read)."""
+    try:
+        entry = svc.journal.get(order_id) if svc.journal else None
+    except Exception:  # log and carry on: the order is queued; only the audit loses detail
+        current_app.logger.exception("risk decision of %s not readable", order_id)
+        return None
+    return entry.risk if entry else None
 
 
 def _audit(source: str, body: Any, decision: Any, outcome: str,
@@ -519,7 +547,8 @@ def modify_order(order_id: str) -> tuple[Response, int]:
     change = _validate(ModifyIn, _json_body())
     return _order_action(lambda h: h.modify(
         order_id, quantity=None if change.quantity is None else float(change.quantity),
-        limit_price=change.limit_price, stop_price=change.stop_price), order_id)
+        limit_price=change.limit_price, stop_price=change.stop_price,
+        gate=services().gate), order_id)
 
 
 def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
@@ -531,6 +560,9 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
                        ) from None
     except OrderStateError as exc:
         raise ApiError(409, "order_state", str(exc)) from None
+    except RiskRejected as exc:
+        raise ApiError(422, "risk_rejected", exc.decision.message,
+                       RULE_FIELDS.get(exc.decision.rule or ""), [exc.decision.as_dict()]) from None
     return jsonify({"id": record.id, "url": url_for("api.order", order_id=record.id),
                     "order": _as_dict(record)}), 202
 

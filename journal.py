@@ -155,7 +155,17 @@ class Journal:
                     return
 
     def _commit(self, batch: dict[str, Lifecycle]) -> None:
-        rows = [(r.perm_id, r.verdict, r.updated_at, _dump(r), r.id) for r in batch.values()]
+        try:
+            rows = [(r.perm_id, r.verdict, r.updated_at, _dump(r), r.id) for r in batch.values()]
+        except (TypeError, ValueError):  # log and carry on: one bad record must not stop saving
+            log.exception("❌ journal: a record could not be serialised; skipped")
+            rows = []
+            for record in batch.values():
+                try:
+                    rows.append((record.perm_id, record.verdict, record.updated_at,
+                                 _dump(record), record.id))
+                except (TypeError, ValueError):
+                    log.error("journal: record %s not saved", record.id)
         try:
             with self._lock:
                 self._db.execute("BEGIN")

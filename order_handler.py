@@ -22,6 +22,7 @@ messages, never as transitions.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import logging
 import math
@@ -45,6 +46,7 @@ log = logging.getLogger("order_handler")
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
 WORKING = {"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
+CLIENT_SIDE_STATUSES = {"PendingSubmit", "PendingCancel", "ValidationError"}
 FALSE_CANCEL_CODES = {10349}  # informational, but ib_async 2.1.0 cancels the trade on them
 FINAL_VERDICTS = {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
 CALL_TIMEOUT = 5.0
@@ -117,6 +119,7 @@ class OrderHandler(IBConnection):
         self._reconciled = False
         self._closing = False
         self._key_lock = threading.Lock()
+        self._halt_lock = threading.Lock()
         self._queue: asyncio.Queue | None = None
         self._consumer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -181,9 +184,17 @@ class OrderHandler(IBConnection):
                 gate.release(decision)
             raise
         tracker = _Tracker(record, self.journal.save)
-        with self._lock:
-            self._trackers[order_id] = tracker
-        self._enqueue(("place", tracker, None))
+        with self._halt_lock:  # the kill switch cannot slip in between check and queue
+            with self._lock:
+                self._trackers[order_id] = tracker
+            if gate is not None and decision is not None:
+                gate.registered(decision)  # now counted by working_count()
+            if self.halted:
+                tracker.update(verdict="not_sent", verdict_reason="kill switch engaged",
+                               phase="done")
+                tracker.verdict_given.set()
+                raise TradingHaltedError("trading is halted by the kill switch")
+            self._enqueue(("place", tracker, None))
         return tracker.record
 
     def _check_accepting(self) -> None:
@@ -198,21 +209,43 @@ class OrderHandler(IBConnection):
     def cancel(self, order_id: str) -> Lifecycle:
         """Queue a cancel of one of our orders."""
         tracker = self._tracker(order_id)
-        self.require_connected()
+        self._require_reconciled()
         if tracker.record.verdict in FINAL_VERDICTS:
             raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
         self._enqueue(("cancel", tracker, None))
         return tracker.record
 
     def modify(self, order_id: str, quantity: float | None = None,
-               limit_price: float | None = None, stop_price: float | None = None) -> Lifecycle:
-        """Queue a modification (quantity and/or prices) of one of our working orders."""
+               limit_price: float | None = None, stop_price: float | None = None,
+               gate: RiskGate | None = None) -> Lifecycle:
+        """Queue a modification (quantity and/or prices) of one of our working orders.
+
+        The changed order passes the risk gate's per-order rules; no modify while
+        the kill switch is engaged; a bracket's quantity cannot change (its
+        children would not follow).
+        """
         tracker = self._tracker(order_id)
-        self.require_connected()
-        if tracker.record.verdict in FINAL_VERDICTS:
-            raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
+        if self.halted:
+            raise TradingHaltedError("trading is halted by the kill switch")
+        self._require_reconciled()
+        record = tracker.record
+        if record.verdict in FINAL_VERDICTS:
+            raise OrderStateError(f"order {order_id} is already {record.verdict}")
+        if quantity is not None and (record.children or record.parent):
+            raise OrderStateError("the quantity of a bracket order cannot be modified; "
+                                  "cancel it and place a new one")
+        changed = replace(record.intent, **{k: v for k, v in (
+            ("quantity", quantity), ("limit_price", limit_price), ("stop_price", stop_price))
+            if v is not None})
+        if gate is not None:
+            gate.check(changed)  # raises RiskRejected
         self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
         return tracker.record
+
+    def _require_reconciled(self) -> None:
+        self.require_connected()
+        if not self._reconciled:
+            raise Reconciling("reconciling the order journal with the gateway; retry shortly")
 
     def preview(self, intent: OrderIntent) -> Preview:
         """What-if the order (margin and commission), placing nothing."""
@@ -231,9 +264,14 @@ class OrderHandler(IBConnection):
         return working
 
     def engage_kill_switch(self, reason: str) -> int:
-        """Halt new orders (persisted) and send a global cancel; returns ours working."""
+        """Halt new orders (persisted) and send a global cancel; returns ours working.
+
+        Orders accepted before this are either queued already (the global cancel
+        follows them on the same loop) or refused; ``_place`` checks again.
+        """
         self.journal.set_flag(KILL_SWITCH, reason or "engaged")
-        self.halted = True
+        with self._halt_lock:
+            self.halted = True
         log.warning("🛑 KILL SWITCH engaged: %s", reason)
         self._notify_state()
         try:
@@ -310,11 +348,17 @@ class OrderHandler(IBConnection):
         self._contracts.clear()
         self._reconciled = False
         await self._reconcile(ib)
+        if self.halted:  # a kill switch engaged while disconnected still cancels everything
+            await self._cancel_all(None, None)
         self._reconciled = True
         log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
 
     async def on_disconnected(self) -> None:
+        """ib_async's objects die with the connection: never act on them again."""
         self._reconciled = False
+        self._by_order_id.clear()
+        for tracker in self._trackers.values():
+            tracker.trade = None
 
     async def before_disconnect(self) -> None:
         if self._consumer is not None:
@@ -384,6 +428,9 @@ class OrderHandler(IBConnection):
             self._by_order_id[trade.order.orderId] = tracker
             self._bind(tracker, trade)
             tracker.update(order_id=trade.order.orderId, client_id=trade.order.clientId)
+            if tracker.cancel_requested:
+                ib.cancelOrder(trade.order)
+                tracker.step("pending cancel sent")
         if tracker.terminal is None:
             tracker.terminal = asyncio.Event()
         self._apply_status(tracker, trade)
@@ -423,6 +470,15 @@ class OrderHandler(IBConnection):
 
     # -------------------------------------------------------------- place
     async def _place(self, tracker: _Tracker, _: object) -> None:
+        try:
+            await self._place_steps(tracker)
+        except Exception as exc:  # log and carry on: the record must still get a verdict
+            log.exception("placing %s failed", tracker.record.id)
+            sent = tracker.record.order_id is not None
+            self._verdict(tracker, "unknown" if sent else "not_sent",
+                          f"internal error: {type(exc).__name__}: {exc}", final=not sent)
+
+    async def _place_steps(self, tracker: _Tracker) -> None:
         tracker.terminal = asyncio.Event()
         intent = tracker.record.intent
         try:
@@ -433,6 +489,9 @@ class OrderHandler(IBConnection):
             return
         if tracker.cancel_requested:
             self._verdict(tracker, "cancelled", "cancelled before it was sent")
+            return
+        if self.halted:
+            self._verdict(tracker, "not_sent", "kill switch engaged before it was sent")
             return
         trade = self._send(tracker, contract)
         if trade is None:
@@ -565,7 +624,9 @@ class OrderHandler(IBConnection):
         tracker.step("cancel requested")
         trade, ib = tracker.trade, self.ib
         if trade is None or ib is None:
-            return  # _place sees cancel_requested before sending
+            if tracker.record.order_id is not None:  # sent, but not matched since a reconnect
+                tracker.step("cancel pending: sent when the order is matched at the gateway")
+            return  # not sent yet: _place sees cancel_requested before sending
         try:
             ib.cancelOrder(trade.order)
             log.info("🛑 Cancel sent for %s (orderId %d)", tracker.record.id, trade.order.orderId)
@@ -610,28 +671,41 @@ class OrderHandler(IBConnection):
         quantity, limit_price, stop_price = args
         trade, ib = tracker.trade, self.ib
         if trade is None or ib is None or tracker.record.status in TERMINAL:
-            tracker.step("modify ignored: order not working")
+            tracker.step("modify not sent: the order is not working at the gateway")
             return
-        order = trade.order
-        if quantity is not None:
-            order.totalQuantity = quantity
-        if limit_price is not None:
-            order.lmtPrice = limit_price
-        if stop_price is not None:
-            order.auxPrice = stop_price
+        order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
+        for name, value in (("totalQuantity", quantity), ("lmtPrice", limit_price),
+                            ("auxPrice", stop_price)):
+            if value is not None:
+                setattr(order, name, value)
+        changes = ", ".join(f"{k}={v:g}" for k, v in (
+            ("quantity", quantity), ("limit_price", limit_price), ("stop_price", stop_price))
+            if v is not None)
         try:
             ib.placeOrder(trade.contract, order)
-        except (ConnectionError, AssertionError) as exc:
+        except ConnectionError as exc:
             tracker.step(f"modify not sent: {exc}")
             return
-        changes = ", ".join(f"{k}={v:g}" for k, v in (("quantity", quantity),
-                            ("limit_price", limit_price), ("stop_price", stop_price))
-                            if v is not None)
-        tracker.update(intent=replace(tracker.record.intent, **{
-            k: v for k, v in (("quantity", quantity), ("limit_price", limit_price),
-                              ("stop_price", stop_price)) if v is not None}))
-        tracker.step(f"modify sent: {changes}")
+        except AssertionError:  # ib_async sends first, then asserts the trade is live
+            tracker.step(f"modify sent: {changes} (ib_async holds the order as done; the "
+                         "broker decides)")
+            return
+        tracker.step(f"modify requested: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.record.id, changes)
+
+    def _sync_intent(self, tracker: _Tracker, trade: Trade) -> None:
+        """Take quantity and prices from the broker's echo of the order (after a modify)."""
+        intent, order = tracker.record.intent, trade.order
+        confirmed = {"quantity": float(order.totalQuantity or 0) or None,
+                     "limit_price": _unset_price(order.lmtPrice),
+                     "stop_price": _unset_price(order.auxPrice)}
+        changes = {k: v for k, v in confirmed.items()
+                   if v is not None and getattr(intent, k) is not None
+                   and abs(v - getattr(intent, k)) > 1e-9}
+        if changes:
+            tracker.update(intent=replace(intent, **changes))
+            tracker.step("broker confirmed: " + ", ".join(f"{k}={v:g}" for k, v in
+                                                          changes.items()))
 
     # ------------------------------------------------------ ib_async events
     def _bind(self, tracker: _Tracker, trade: Trade) -> None:
@@ -646,14 +720,16 @@ class OrderHandler(IBConnection):
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
             return
+        if trade.orderStatus.status in WORKING and tracker.record.intent.order_type != "TRAIL":
+            self._sync_intent(tracker, trade)
         self._apply_status(tracker, trade)
 
     def _apply_status(self, tracker: _Tracker, trade: Trade) -> None:
         st = trade.orderStatus
         old = tracker.record.status
         new = st.status
-        if new in ("ValidationError",):
-            return
+        if new in CLIENT_SIDE_STATUSES:
+            return  # set by ib_async itself (TWS never sends them): not a broker transition
         filled = st.filled or _filled_quantity(trade)
         changes: dict[str, object] = dict(status=new, filled=filled, remaining=st.remaining,
                                           perm_id=st.permId or trade.order.permId or None,
@@ -666,6 +742,9 @@ class OrderHandler(IBConnection):
         tracker.update(**changes)
         if new in WORKING:
             tracker.acknowledged = True
+            if tracker.record.verdict in ("stuck_pending_submit", "unknown"):
+                self._verdict(tracker, "working", f"{new}: acknowledged by the broker",
+                              final=False)
         if new in TERMINAL:
             verdict = {"Filled": "filled", "Inactive": "rejected"}.get(new, "cancelled")
             reason = self._last_error_text(tracker) if verdict != "filled" else None
@@ -755,6 +834,11 @@ def _fills_by_ref(ib: IB) -> dict[str, list]:
     for fill in ib.fills():
         grouped.setdefault(fill.execution.orderRef or "", []).append(fill)
     return grouped
+
+
+def _unset_price(value: float | None) -> float | None:
+    return None if value is None or value >= 1.7e308 or not math.isfinite(value) or \
+        value == 0 else float(value)
 
 
 def _filled_quantity(trade: Trade) -> float:

@@ -22,6 +22,7 @@ from config import Settings, is_paper_account
 from order_records import OrderIntent
 
 QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
+PER_ORDER_RULES = 6  # the first rules look at the order alone; the rest at the account's flow
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class RiskGate:
         self._day = _utc_day(time.time())
         self._notional_today = notional_today
         self._quote_cache: dict[tuple[str, str], tuple[float, tuple]] = {}
+        self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("live_trading_disabled", self._live_guard),
             ("symbol_not_allowed", self._symbol_lists),
@@ -91,22 +93,35 @@ class RiskGate:
 
     # ------------------------------------------------------------------ api
     def reserve(self, intent: OrderIntent) -> RiskDecision:
-        """Check an order and, if accepted, count it; raise RiskRejected otherwise."""
+        """Check a new order and, if accepted, count it; raise RiskRejected otherwise.
+
+        Call ``registered`` once the order is counted by ``open_orders``, or
+        ``release`` if it is not queued after all.
+        """
         check = self._prepare(intent)
         with self._lock:
             self._roll_day()
-            for rule, test in self._rules:
-                problem = test(check)
-                if problem is not None:
-                    raise RiskRejected(RiskDecision(
-                        accepted=False, rule=rule, message=f"{rule}: {problem}",
-                        figures=self._figures(check), reference_price=check.price,
-                        notional=check.notional, at=time.time()))
+            self._apply(self._rules, check)
             self._recent.append(time.monotonic())
             self._notional_today += check.notional or 0.0
+            self._unregistered += 1
         return RiskDecision(accepted=True, figures=self._figures(check),
                             reference_price=check.price, notional=check.notional,
                             at=time.time())
+
+    def check(self, intent: OrderIntent) -> RiskDecision:
+        """The per-order rules only (a modified order): counts nothing."""
+        check = self._prepare(intent)
+        with self._lock:
+            self._apply(self._rules[:PER_ORDER_RULES], check)
+        return RiskDecision(accepted=True, figures=self._figures(check),
+                            reference_price=check.price, notional=check.notional,
+                            at=time.time())
+
+    def registered(self, decision: RiskDecision) -> None:
+        """The accepted order now counts among the open orders."""
+        with self._lock:
+            self._unregistered = max(0, self._unregistered - 1)
 
     def release(self, decision: RiskDecision) -> None:
         """Give back a reservation whose order was not queued after all."""
@@ -114,6 +129,16 @@ class RiskGate:
             if self._recent:
                 self._recent.pop()
             self._notional_today = max(0.0, self._notional_today - (decision.notional or 0.0))
+            self._unregistered = max(0, self._unregistered - 1)
+
+    def _apply(self, rules: tuple, check: _Check) -> None:
+        for rule, test in rules:
+            problem = test(check)
+            if problem is not None:
+                raise RiskRejected(RiskDecision(
+                    accepted=False, rule=rule, message=f"{rule}: {problem}",
+                    figures=self._figures(check), reference_price=check.price,
+                    notional=check.notional, at=time.time()))
 
     def limits(self) -> dict[str, Any]:
         """The configured limits (for the UI and the status endpoint)."""
@@ -164,7 +189,10 @@ class RiskGate:
 
     # --------------------------------------------------------------- rules
     def _live_guard(self, check: _Check) -> str | None:
-        live = [a for a in self._accounts() if not is_paper_account(a)]
+        accounts = self._accounts()
+        if not accounts:
+            return "no account is known yet, so live trading cannot be ruled out"
+        live = [a for a in accounts if not is_paper_account(a)]
         if live and not self.settings.allow_live_trading:
             return (f"account {live[0]} is a live account and ALLOW_LIVE_TRADING is off; "
                     "orders are refused")
@@ -192,8 +220,10 @@ class RiskGate:
     def _price_collar(self, check: _Check) -> str | None:
         own = check.intent.limit_price or check.intent.stop_price
         mid, pct = check.quote_mid, self.settings.risk_price_collar_pct
-        if own is None or not mid:
+        if own is None:
             return None
+        if not mid:
+            return f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
         away = abs(own - mid) / mid * 100
         if away > pct:
             return (f"price {own:g} is {away:.1f}% from the quote {mid:g} "
@@ -207,7 +237,8 @@ class RiskGate:
         return None
 
     def _max_open_orders(self, check: _Check) -> str | None:
-        limit, count = self.settings.risk_max_open_orders, self._open_orders()
+        limit = self.settings.risk_max_open_orders
+        count = self._open_orders() + self._unregistered
         if count >= limit:
             return f"{count} orders are working; the limit is {limit}"
         return None

@@ -94,8 +94,9 @@ class Services:
         return (q.bid, q.ask, q.last if q.last is not None else q.close)
 
     def _accounts(self) -> tuple[str, ...]:
-        assert self.connector is not None
-        return self.connector.state().accounts
+        """Managed accounts as either connection knows them (either may be down)."""
+        assert self.connector is not None and self.handler is not None
+        return self.connector.state().accounts or self.handler.state().accounts
     def _order_changed(self) -> None:
         """An order record changed: refresh the broker view and wake the streams."""
         if self.connector is not None:

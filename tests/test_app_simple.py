@@ -417,3 +417,18 @@ def test_reader_works_when_it_is_the_master_api_client():
             app.extensions["trading"].stop()
     finally:
         gw.stop()
+
+
+def test_stream_slots_are_given_back(client, app):
+    feed = app.extensions["trading"].feed
+    for _ in range(feed.max_streams + 2):  # the server closes every response, as waitress does
+        res = client.head("/api/v1/stream")
+        assert res.status_code == 200
+        res.close()
+    assert feed.open_streams == 0
+    res = client.get("/api/v1/stream", buffered=False)
+    assert res.status_code == 200
+    first = next(res.response)
+    assert first.startswith(b"retry:")
+    res.close()
+    assert feed.open_streams == 0

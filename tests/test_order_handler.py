@@ -311,3 +311,68 @@ def test_journal_and_gateway_always_agree():
     run_state_machine_as_test(OrderIntegrity, settings=hsettings(
         max_examples=6, stateful_step_count=8, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
+
+
+FAR = OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)
+
+
+def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
+    """A placement lost in a dead connection keeps its identity: after the reconnect the
+    gateway may hand its orderId to a new order, and cancelling or modifying the lost one
+    must neither touch any other order nor send the lost one again."""
+    handler = make_handler(gateway, journal, grace=3.0)
+    try:
+        handler.preview(FAR)  # the contract is known: the placement goes out at once
+        gateway.stall(3)
+        lost, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(lost.id).order_id is not None)
+        gateway.drop_connections()  # the unread placement dies with the socket
+        wait_for(lambda: not handler.connected, timeout=5)
+        wait_for(lambda: handler.connected and handler._reconciled, timeout=15)
+        fresh, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(fresh.id).status == "Submitted")
+        handler.cancel(lost.id)
+        handler.modify(lost.id, limit_price=1.5)
+        wait_for(lambda: handler.get(lost.id).verdict == "not_placed", timeout=10)
+        refs = gateway_orders_by_ref(gateway)
+        assert refs == {fresh.id: 1}
+        assert [o.order_ref for o in gateway.open_orders()] == [fresh.id]
+        assert gateway.open_orders()[0].lmt_price == 1.0
+    finally:
+        handler.stop()
+
+
+def test_kill_switch_engaged_while_disconnected_cancels_after_reconnect(handler, gateway):
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: gateway.open_orders())
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
+    restart.start()
+    wait_for(lambda: not handler.connected, timeout=5)
+    assert handler.engage_kill_switch("drill while down") == -1
+    restart.join()
+    wait_for(lambda: not gateway.open_orders(), timeout=10)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    handler.release_kill_switch()
+
+
+def test_late_acknowledgement_upgrades_the_verdict(gateway, journal):
+    gateway.set_validation_delay(2.0)
+    handler = make_handler(gateway, journal, monitor=0.5)
+    try:
+        record, _ = handler.submit(FAR)
+        assert handler.wait(record.id, 5).verdict == "stuck_pending_submit"
+        wait_for(lambda: handler.get(record.id).verdict == "working", timeout=5)
+        assert handler.get(record.id).status in ("PreSubmitted", "Submitted")
+    finally:
+        handler.stop()
+
+
+def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    handler.modify(record.id, quantity=9_000_000)  # more than the account can buy: rejected
+    wait_for(lambda: any(m.code == 201 for m in handler.get(record.id).messages))
+    assert handler.get(record.id).intent.quantity == 1
+    handler.modify(record.id, quantity=3)
+    wait_for(lambda: handler.get(record.id).intent.quantity == 3)
+    assert gateway.open_orders()[0].total_quantity == 3

@@ -131,3 +131,51 @@ def test_rejections_are_audited(make_client, gateway):
     assert outcomes[2] == "risk_rejected: max_quantity"
     assert all(r["source"] == "api" and r["remote"] == "127.0.0.1" for r in rows[:3])
     assert '"rule": "max_quantity"' in rows[2]["decision"]
+
+
+def test_modify_passes_the_risk_gate_and_the_kill_switch(make_client, gateway):
+    client = make_client(risk_max_quantity=10, risk_max_notional=5_000)
+    bid = client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"]
+    res = order(client, order_type="LMT", limit_price=round(bid * 0.95, 2), quantity=1)
+    order_id = res.get_json()["id"]
+    wait_for(lambda: gateway.open_orders())
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5000})
+    assert res.status_code == 422 and res.get_json()["error"]["field"] == "quantity"
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": 1.0})
+    assert res.status_code == 422 and "price_collar" in res.get_json()["error"]["message"]
+    client.post("/api/v1/kill-switch", json={"engaged": True})
+    assert client.post(f"/api/v1/orders/{order_id}/modify",
+                       json={"quantity": 2}).status_code == 423
+    assert all(o.total_quantity == 1 for o in gateway.all_orders())
+
+
+def test_max_open_orders_holds_under_concurrency(make_client, gateway):
+    from concurrent.futures import ThreadPoolExecutor
+    client = make_client(risk_max_open_orders=2)
+    bid = client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"]
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda _: order(client, order_type="LMT",
+                                              limit_price=round(bid * 0.95, 2)).status_code,
+                              range(12)))
+    assert sorted(codes) == [202, 202] + [422] * 10
+    wait_for(lambda: len(gateway.open_orders()) == 2)
+
+
+def test_limit_orders_need_a_quote_for_the_collar(gateway):
+    from config import load_settings
+    from order_records import OrderIntent
+    from risk import RiskGate, RiskRejected
+
+    settings = load_settings(env={}, dotenv_path=None)
+    gate = RiskGate(settings, lambda symbol, sec_type: (None, None, None), lambda: 0,
+                    lambda: ("DU1234567",))
+    limit = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT",
+                        limit_price=100.0)
+    with pytest.raises(RiskRejected, match="no quote for AAPL to check the 10% price collar"):
+        gate.reserve(limit)
+    market = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
+    with pytest.raises(RiskRejected, match="no_reference_price"):
+        gate.reserve(market)
+    unknown = RiskGate(settings, lambda s, t: (99.0, 101.0, 100.0), lambda: 0, lambda: ())
+    with pytest.raises(RiskRejected, match="no account is known"):
+        unknown.reserve(limit)
