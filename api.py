@@ -35,8 +35,7 @@ from services import Services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
-STREAM_KEEPALIVE = 5.0  # seconds between comments on an idle stream (finds dead clients)
-STREAM_MIN_GAP = 0.05  # coalesce bursts of changes into one event
+STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead clients)
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
@@ -159,7 +158,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "mode": None if account is None else ("paper" if account.paper else "live"),
         "read_only": svc.handler is None,
         "trading_halted": bool(svc.handler and svc.handler.halted),
-        "halt_reason": svc.handler.journal.flag("kill_switch") if svc.handler else None,
+        "halt_reason": svc.handler.halt_reason if svc.handler else None,
         "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
         "in_flight": svc.handler.in_flight() if svc.handler else 0,
         "data_age": _age(snap.updated_at),
@@ -232,7 +231,6 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
             seen = version
             body = json.dumps(state_payload(svc), separators=(",", ":"))
             yield f"id: {version}\nevent: state\ndata: {body}\n\n"
-            time.sleep(STREAM_MIN_GAP)
     finally:
         slot.release()
 
@@ -477,7 +475,7 @@ def _webhook_authentic(raw: bytes, secret: str) -> bool:
 def kill_switch_state() -> Response:
     """Whether new orders are halted."""
     handler = _handler()
-    return jsonify({"engaged": handler.halted, "reason": handler.journal.flag("kill_switch")})
+    return jsonify({"engaged": handler.halted, "reason": handler.halt_reason})
 
 
 @bp.post("/kill-switch")
@@ -570,6 +568,17 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
 # ----------------------------------------------------------------- merging
 def merged_orders(snap: Snapshot, records: list[Lifecycle],
                   detail: bool = False) -> list[dict[str, Any]]:
+    """Broker rows joined with our records (cached until either side changes)."""
+    svc = services()
+    key = (snap.version, svc.handler.version if svc.handler else 0, detail, len(records))
+    cache = svc.read_cache
+    if cache.get("orders_key") != key:
+        cache["orders"] = _merge(snap, records, detail)
+        cache["orders_key"] = key
+    return cache["orders"]
+
+
+def _merge(snap: Snapshot, records: list[Lifecycle], detail: bool) -> list[dict[str, Any]]:
     """Broker rows joined with our records by orderRef, then permId; our unsent ones too."""
     by_id = {r.id: r for r in records}
     by_perm = {r.perm_id: r for r in records if r.perm_id}

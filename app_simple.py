@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dashboard on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
-        serve(app, host=host, port=port, threads=16)
+        # lookahead lets waitress notice a browser that went away while its SSE stream idles
+        serve(app, host=host, port=port, threads=16, channel_request_lookahead=1)
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
     finally:

@@ -169,6 +169,7 @@ class IBConnector(IBConnection):
         self._orders_updated_at: float | None = None
         self._version = 0
         self._contracts: dict[tuple[str, str], Contract] = {}
+        self._full_refresh = True
 
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
@@ -197,8 +198,10 @@ class IBConnector(IBConnection):
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
                       ib.pnlEvent):
             event += self._on_account_data
+        # live events only: commissionReportEvent also fires for every execution that a
+        # reqExecutions answer replays, which would make each refresh ask for the next
         for event in (ib.openOrderEvent, ib.orderStatusEvent, ib.execDetailsEvent,
-                      ib.commissionReportEvent, ib.positionEvent, ib.updatePortfolioEvent):
+                      ib.positionEvent, ib.updatePortfolioEvent):
             event += self._on_order_hint
         await self._refresh_orders(ib)
         self._updated_at = time.time()
@@ -221,6 +224,7 @@ class IBConnector(IBConnection):
         self._schedule_rebuild()
 
     def _on_order_hint(self, *_: object) -> None:
+        self._full_refresh = True  # something finished or filled: completed orders too
         if self._refresh_wanted is not None:
             self._refresh_wanted.set()
 
@@ -234,24 +238,29 @@ class IBConnector(IBConnection):
             except asyncio.TimeoutError:
                 pass
             wanted.clear()
+            full, self._full_refresh = self._full_refresh, False
             try:
-                await self._refresh_orders(ib)
+                await self._refresh_orders(ib, full)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 self.log.warning("order refresh failed: %s", exc)
             self._rebuild()
             await asyncio.sleep(REFRESH_MIN_GAP)
 
-    async def _refresh_orders(self, ib: IB) -> None:
+    async def _refresh_orders(self, ib: IB, full: bool = True) -> None:
+        """Every client's open orders; completed orders and executions too when ``full``
+        (asked for by a fill/position hint) or when an open order has disappeared."""
         open_trades = await asyncio.wait_for(ib.reqAllOpenOrdersAsync(), 10)
-        completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), 10)
-        await asyncio.wait_for(ib.reqExecutionsAsync(), 10)
-        orders: dict[int, OrderRow] = {}
-        for trade in completed:
-            row = _order_row(trade, is_open=False)
-            orders[row.perm_id] = row
-        for trade in open_trades:
-            row = _order_row(trade, is_open=True)
-            orders[row.perm_id] = row
+        open_rows = {row.perm_id: row for row in
+                     (_order_row(trade, is_open=True) for trade in open_trades)}
+        was_open = {p for p, row in self._book.orders.items() if row.open}
+        if full or not was_open <= open_rows.keys():
+            completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), 10)
+            await asyncio.wait_for(ib.reqExecutionsAsync(), 10)
+            done_rows = {row.perm_id: row for row in
+                         (_order_row(trade, is_open=False) for trade in completed)}
+        else:
+            done_rows = {p: row for p, row in self._book.orders.items() if not row.open}
+        orders: dict[int, OrderRow] = {**done_rows, **open_rows}
         for fill in ib.fills():  # ib_async's own table carries the commission reports
             row = _execution_row(fill)
             self._book.executions[row.exec_id] = row

@@ -115,11 +115,14 @@ class OrderHandler(IBConnection):
         self.on_change = on_change
         self.journal = journal or Journal(":memory:")
         self.reconcile_grace = reconcile_grace
-        self.halted = self.journal.flag(KILL_SWITCH) is not None
+        self.halt_reason = self.journal.flag(KILL_SWITCH)
+        self.halted = self.halt_reason is not None
         self._reconciled = False
         self._closing = False
         self._key_lock = threading.Lock()
         self._halt_lock = threading.Lock()
+        self.version = 0  # bumped on every record change (read caches key on it)
+        self.on_record: Callable[[], None] | None = None  # called on every record change
         self._queue: asyncio.Queue | None = None
         self._consumer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -129,6 +132,7 @@ class OrderHandler(IBConnection):
         self._pending = 0  # requests put on the queue and not yet taken by the consumer
         self._counter = itertools.count(1)
         self._contracts: dict[tuple[str, str, str], Contract] = {}
+        self._qualifying: dict[tuple[str, str, str], asyncio.Future] = {}
         self._id_prefix = secrets.token_hex(3)
         self._load_journal()
 
@@ -138,7 +142,7 @@ class OrderHandler(IBConnection):
             record = entry.record
             if record.verdict not in FINAL_VERDICTS and record.phase != "tracking":
                 record = replace(record, phase="tracking")  # its old window died with the app
-            tracker = _Tracker(record, self.journal.save, restored=True)
+            tracker = _Tracker(record, self._save, restored=True)
             self._trackers[entry.record.id] = tracker
 
     # ============================================================ Flask side
@@ -183,7 +187,7 @@ class OrderHandler(IBConnection):
             if gate is not None and decision is not None:
                 gate.release(decision)
             raise
-        tracker = _Tracker(record, self.journal.save)
+        tracker = _Tracker(record, self._save)
         with self._halt_lock:  # the kill switch cannot slip in between check and queue
             with self._lock:
                 self._trackers[order_id] = tracker
@@ -271,7 +275,7 @@ class OrderHandler(IBConnection):
         """
         self.journal.set_flag(KILL_SWITCH, reason or "engaged")
         with self._halt_lock:
-            self.halted = True
+            self.halted, self.halt_reason = True, reason or "engaged"
         log.warning("🛑 KILL SWITCH engaged: %s", reason)
         self._notify_state()
         try:
@@ -283,7 +287,7 @@ class OrderHandler(IBConnection):
     def release_kill_switch(self) -> None:
         """Allow new orders again."""
         self.journal.set_flag(KILL_SWITCH, None)
-        self.halted = False
+        self.halted, self.halt_reason = False, None
         log.warning("✅ Kill switch released")
         self._notify_state()
 
@@ -500,17 +504,29 @@ class OrderHandler(IBConnection):
         await self._monitor(tracker)
 
     async def _qualify(self, intent: OrderIntent) -> Contract:
+        """The qualified contract, asked of the broker once per symbol even when a burst
+        of orders for a new symbol arrives together."""
         key = (intent.symbol, intent.sec_type, intent.currency)
-        if key not in self._contracts:
-            ib = self.ib
-            if ib is None or not ib.isConnected():
-                raise ConnectionError("order connection is down")
-            contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
-            found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
-            if not found or found[0] is None:
-                raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
-            self._contracts[key] = found[0]
-        return self._contracts[key]
+        if key in self._contracts:
+            return self._contracts[key]
+        pending = self._qualifying.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(intent))
+            self._qualifying[key] = pending
+            pending.add_done_callback(lambda _: self._qualifying.pop(key, None))
+        contract = await asyncio.shield(pending)
+        self._contracts[key] = contract
+        return contract
+
+    async def _lookup(self, intent: OrderIntent) -> Contract:
+        ib = self.ib
+        if ib is None or not ib.isConnected():
+            raise ConnectionError("order connection is down")
+        contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
+        found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
+        if not found or found[0] is None:
+            raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
+        return found[0]
 
     def _send(self, tracker: _Tracker, contract: Contract) -> Trade | None:
         ib = self.ib
@@ -572,7 +588,7 @@ class OrderHandler(IBConnection):
                                created_at=now, phase="monitoring", updated_at=now,
                                parent=parent.record.id, steps=(Step(now, "queued"),))
             self.journal.insert(record)  # JournalError aborts the whole bracket unsent
-            child = _Tracker(record, self.journal.save)
+            child = _Tracker(record, self._save)
             child.terminal = asyncio.Event()
             with self._lock:
                 self._trackers[child_id] = child
@@ -808,6 +824,16 @@ class OrderHandler(IBConnection):
                  tracker.record.id, reason)
         tracker.verdict_given.set()
         self._changed()
+
+    def _save(self, record: Lifecycle) -> None:
+        """Every record change: journal it, bump the version, tell the listener."""
+        self.journal.save(record)
+        self.version += 1
+        if self.on_record is not None:
+            try:
+                self.on_record()
+            except Exception:
+                log.exception("on_record callback failed; carrying on")
 
     def _changed(self) -> None:
         if self.on_change is not None:

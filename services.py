@@ -36,6 +36,7 @@ class Services:
         self.gate: RiskGate | None = None
         self.webhook_limiter = SlidingWindow(settings.webhook_rate_per_minute, 60.0)
         self.feed = ChangeFeed()
+        self.read_cache: dict[str, object] = {}  # built JSON bodies keyed by data versions
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
 
@@ -78,6 +79,7 @@ class Services:
             monitor_timeout=s.monitor_timeout, on_change=self._order_changed,
             journal=self.journal, reconcile_grace=s.reconcile_grace)
         self.handler.state_listener = self.feed.bump
+        self.handler.on_record = self.feed.bump
         self.handler.start()
         midnight = time.time() - time.time() % 86400  # UTC midnight
         self.gate = RiskGate(s, self._quote_for_risk, self.handler.working_count,
@@ -98,10 +100,9 @@ class Services:
         assert self.connector is not None and self.handler is not None
         return self.connector.state().accounts or self.handler.state().accounts
     def _order_changed(self) -> None:
-        """An order record changed: refresh the broker view and wake the streams."""
+        """An order moved at the broker: refresh the reader's view of every client's orders."""
         if self.connector is not None:
             self.connector.request_refresh()
-        self.feed.bump()
 
     def stop(self) -> None:
         """Graceful: refuse new orders, stop the order thread, flush the journal, then the

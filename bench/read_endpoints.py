@@ -1,0 +1,278 @@
+"""Read endpoints: requests/s and p50/p99 of the snapshot GETs under 16 concurrent pollers, against
+a trivial endpoint of the same server; and zero broker round trips per GET.
+
+Starts an embedded ``SimGateway`` (the default 14 stocks + 3 FX pairs, plus 6 extra stocks
+``BNCH01..06`` from ``BrokerConfig(extra_contracts=...)``) and the app served by waitress
+(16 threads) in this process, with one extra route registered by this script on the app object:
+``GET /bench/ping`` -> "ok" (through the same auth and header hooks as the API, with the same
+bearer token, but no snapshot: the floor of Flask + waitress on this machine).
+
+Seeding (settle 0/0/0 and a 1 s monitor time-out, so the records are quiet afterwards; risk limits
+raised): one MKT BUY of 10 in each of 20 symbols (20 positions, 20 filled orders), then 180 LMT
+BUY orders resting at 60 % of the quote (never fill) -> 200 orders in ``/api/v1/orders``.
+
+Then, for each endpoint in turn - ``/bench/ping``, ``/api/v1/account``, ``/positions``,
+``/orders``, ``/status`` - 16 pollers (threads with keep-alive connections, in a separate client
+process so they do not take the server's GIL) GET it back-to-back for ``--duration`` s.
+Per endpoint: requests/s, p50, p99, response size, ratio of its requests/s to the ping's.
+
+Broker round trips: the gateway's received-message count from clientId 999 (the reader) is read
+over an idle window of the same length before the polling and over the whole polling; the rates
+(msg/s) must be equal (GETs add nothing beyond the reader's own refresh and heartbeat) and the
+polling window must hold no request type that the idle window did not (e.g. market data).
+
+Targets: every endpoint's ratio >= 0.8 and p99 <= 20 ms; polling msg/s from 999 = idle msg/s
+(within 10 % + 0.5 msg/s) with no new request types.
+
+Usage: python bench/read_endpoints.py [--duration 5] [--pollers 16]
+Exit status 0 when every target passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (API_TOKEN, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
+                      add_experiment_args, app_settings, experiments_from, extra_stocks,
+                      percentile, quiet_logs, start_gateway, verdict)
+
+ENDPOINTS = ["/bench/ping", "/api/v1/account", "/api/v1/positions", "/api/v1/orders",
+             "/api/v1/status"]
+STOCKS = ["AAPL", "MSFT", "AMZN", "GOOGL", "TSLA", "NVDA", "META", "AMD", "NFLX", "SPY", "QQQ",
+          "IBM", "JPM", "XOM"]
+
+
+# ------------------------------------------------------------------ client process
+def client_main(base: str, path: str, duration: float, pollers: int) -> None:
+    """Run in a separate process: ``pollers`` threads GET ``path`` for ``duration`` s."""
+    import http.client
+
+    host, port = base.split("://")[1].split(":")
+    barrier = threading.Barrier(pollers + 1)
+    results: list[tuple[list[float], int, int, int]] = []
+    lock = threading.Lock()
+
+    def poll() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        lat: list[float] = []
+        errors = size = 0
+        barrier.wait()
+        end = time.perf_counter() + duration
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+            try:
+                conn.request("GET", path, headers=headers)
+                res = conn.getresponse()
+                body = res.read()
+                if res.status != 200:
+                    errors += 1
+                size = len(body)
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                continue
+            lat.append((time.perf_counter() - t0) * 1000)
+        conn.close()
+        with lock:
+            results.append((lat, errors, size, 0))
+
+    threads = [threading.Thread(target=poll) for _ in range(pollers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    latencies = [x for r in results for x in r[0]]
+    print(json.dumps({"elapsed": elapsed, "latencies": latencies,
+                      "errors": sum(r[1] for r in results),
+                      "size": max((r[2] for r in results), default=0)}))
+
+
+def hammer(base: str, path: str, duration: float, pollers: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--client", base, path, str(duration),
+                          str(pollers)], capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"client process failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+# ------------------------------------------------------------------ seeding
+def seed(base: str, positions: int, orders: int) -> None:
+    http = Http(base)
+    symbols = (STOCKS + [c.symbol for c in extra_stocks(6)])[:positions]
+    for symbol in symbols:
+        status, body = http.json("POST", "/api/v1/orders",
+                                 {"symbol": symbol, "action": "BUY", "quantity": 10})
+        if status != 202:
+            raise RuntimeError(f"seeding {symbol}: {status} {body}")
+    limits = {}
+    for symbol in symbols:
+        status, q = http.json("GET", f"/api/v1/quote?symbol={symbol}")
+        ref = q.get("bid") or q.get("last") or q.get("close") or 100.0
+        limits[symbol] = round(ref * 0.6, 2)
+    for i in range(orders - positions):
+        symbol = symbols[i % len(symbols)]
+        status, body = http.json("POST", "/api/v1/orders", {
+            "symbol": symbol, "action": "BUY", "quantity": 1, "order_type": "LMT",
+            "limit_price": limits[symbol], "tif": "GTC"})
+        if status != 202:
+            raise RuntimeError(f"seeding LMT {symbol}: {status} {body}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        _, pos = http.json("GET", "/api/v1/positions")
+        _, ords = http.json("GET", "/api/v1/orders")
+        working = sum(1 for o in ords["orders"] if o.get("status") == "Submitted")
+        if len(pos["positions"]) >= positions and len(ords["orders"]) >= orders \
+                and working >= orders - positions:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("seeding did not settle within 120 s")
+    http.close()
+
+
+def cache_reads(app) -> None:
+    """Experiment: serve /orders, /positions, /account from a body cached per ChangeFeed version.
+
+    Approximates the proposed fix (build the JSON once per change, not once per request); the
+    cached body's ``data_age`` is as old as the last change (the real fix would keep it live).
+    """
+    from flask import Response, request
+
+    svc = app.extensions["trading"]
+    for endpoint in ("api.orders", "api.positions", "api.account"):
+        view = app.view_functions[endpoint]
+        cache: dict = {}
+
+        def cached(*a, _view=view, _cache=cache, **kw):
+            key = (svc.feed.version, request.query_string)
+            body = _cache.get(key)
+            if body is None:
+                response = _view(*a, **kw)
+                if getattr(response, "status_code", 0) != 200:
+                    return response
+                body = response.get_data()
+                _cache.clear()
+                _cache[key] = body
+            return Response(body, mimetype="application/json")
+
+        app.view_functions[endpoint] = cached
+
+
+def reader_window(gateway, tap: GatewayTap, seconds: float) -> tuple[float, float, dict]:
+    """Sleep ``seconds``; (msg/s from 999 by the gateway's counter, by the tap, request types)."""
+    before = gateway.stats().received_by_client[READER_CLIENT]
+    m0 = time.monotonic()
+    time.sleep(seconds)
+    m1 = time.monotonic()
+    after = gateway.stats().received_by_client[READER_CLIENT]
+    kinds = dict(tap.kinds_between(READER_CLIENT, m0, m1))
+    return (after - before) / (m1 - m0), len(tap.between(READER_CLIENT, m0, m1)) / (m1 - m0), kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--client":
+        _, _, base, path, duration, pollers = sys.argv
+        client_main(base, path, float(duration), int(pollers))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per endpoint")
+    ap.add_argument("--pollers", type=int, default=16)
+    ap.add_argument("--positions", type=int, default=20)
+    ap.add_argument("--orders", type=int, default=200)
+    add_experiment_args(ap)
+    ap.add_argument("--cache-reads", action="store_true",
+                    help="experiment: /orders, /positions, /account bodies cached per change version")
+    args = ap.parse_args(argv)
+    if not 1 <= args.pollers <= 64 or not 1 <= args.positions <= 20 or \
+            not args.positions <= args.orders <= 1000 or not 0.5 <= args.duration <= 120:
+        ap.error("--pollers 1..64, --positions 1..20 <= --orders <= 1000, --duration 0.5..120")
+    quiet_logs()
+    experiments = experiments_from(args)
+    if args.cache_reads:
+        experiments = ", ".join(filter(None, [experiments, "reads cached per change"]))
+    print(f"read endpoints benchmark (python {sys.version.split()[0]}; {args.pollers} pollers in a "
+          f"client process, {args.duration:g} s per endpoint; load average "
+          f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})")
+
+    def routes(app) -> None:
+        # same before/after-request hooks as the API (the pollers send the bearer token to all)
+        app.add_url_rule("/bench/ping", "bench_ping", lambda: "ok")
+        if args.cache_reads:
+            cache_reads(app)
+
+    gateway = start_gateway(extra_contracts=extra_stocks(6))
+    tap = GatewayTap(gateway)
+    rows = {}
+    try:
+        settings = app_settings(gateway, settle_first=0, settle_validation=0, settle_final=0,
+                                monitor_timeout=1)
+        with AppServer(settings, routes=routes) as srv:
+            t0 = time.perf_counter()
+            seed(srv.base, args.positions, args.orders)
+            print(f"  seeded {args.positions} positions and {args.orders} orders "
+                  f"({args.orders - args.positions} resting LMT) in {time.perf_counter() - t0:.1f} s")
+            time.sleep(3.0)  # let the last monitor windows close and the records go quiet
+            idle_rate, idle_tap, idle_kinds = reader_window(gateway, tap, args.duration)
+            before = gateway.stats().received_by_client[READER_CLIENT]
+            m0 = time.monotonic()
+            for path in ENDPOINTS:
+                rows[path] = hammer(srv.base, path, args.duration, args.pollers)
+            m1 = time.monotonic()
+            after = gateway.stats().received_by_client[READER_CLIENT]
+            poll_rate = (after - before) / (m1 - m0)
+            poll_kinds = dict(tap.kinds_between(READER_CLIENT, m0, m1))
+            idle2_rate, _, idle2_kinds = reader_window(gateway, tap, args.duration)
+    finally:
+        gateway.stop()
+
+    ok = True
+    ping_rps = len(rows["/bench/ping"]["latencies"]) / rows["/bench/ping"]["elapsed"]
+    print(f"\n  {'endpoint':<20} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>8} "
+          f"{'errors':>6} {'ratio':>6}  target ratio >= 0.8, p99 <= 20 ms")
+    for path, r in rows.items():
+        rps = len(r["latencies"]) / r["elapsed"]
+        p50, p99 = percentile(r["latencies"], 50), percentile(r["latencies"], 99)
+        ratio = rps / ping_rps
+        judged = path != "/bench/ping"
+        good = ratio >= 0.8 and p99 <= 20 and r["errors"] == 0
+        if judged:
+            ok &= good
+        print(f"  {path:<20} {rps:>8.0f} {p50:>7.1f} {p99:>7.1f} {r['size']:>8} {r['errors']:>6} "
+              f"{ratio:>6.2f}  {verdict(good) if judged else '(reference)'}")
+    new_kinds = sorted(set(poll_kinds) - set(idle_kinds) - set(idle2_kinds))
+    equal = poll_rate <= max(idle_rate, idle2_rate) * 1.1 + 0.5 and not new_kinds
+    print(f"\n  reader (clientId 999) messages at the gateway: idle before {idle_rate:.1f} msg/s "
+          f"{idle_kinds}")
+    print(f"    during polling {poll_rate:.1f} msg/s {poll_kinds}")
+    print(f"    idle after {idle2_rate:.1f} msg/s")
+    if new_kinds:
+        print(f"    request types only seen while polling: {new_kinds}")
+    print(f"  target GETs add no broker round trip (polling msg/s = idle msg/s, no new request "
+          f"types): {verdict(equal)}")
+    ok &= equal
+    expected_idle = 3.5  # 1 refresh/s x 3 requests + a heartbeat every 2 s
+    if idle_rate > 2 * expected_idle:
+        print(f"  note: the idle reader sends {idle_rate:.1f} msg/s, not ~{expected_idle:g} "
+              "(one refresh of 3 requests per second + a heartbeat every 2 s)")
+    print(f"\nOverall: {verdict(ok)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
