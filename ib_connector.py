@@ -30,6 +30,8 @@ from ib_connection import ConnectionState, IBConnection
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
 REFRESH_MIN_GAP = 0.05  # coalesce bursts of triggers
+KEEP_COMPLETED = 500  # completed orders in the snapshot (newest first)
+KEEP_EXECUTIONS = 1000  # executions in the snapshot (newest first)
 QUOTE_TIMEOUT = 5.0
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
@@ -266,6 +268,24 @@ class IBConnector(IBConnection):
             self._book.executions[row.exec_id] = row
         self._fill_order_ids(orders)
         self._book.orders = orders
+        self._trim(ib, open_trades)
+
+    def _trim(self, ib: IB, open_trades: list[Trade]) -> None:
+        """Bound memory: the newest completed orders and executions only, and none of
+        ib_async's objects for orders that are no longer open (the gateway has them)."""
+        book = self._book
+        done = sorted((p for p, row in book.orders.items() if not row.open), reverse=True)
+        for perm_id in done[KEEP_COMPLETED:]:
+            del book.orders[perm_id]
+        if len(book.executions) > KEEP_EXECUTIONS:
+            newest = sorted(book.executions.values(), key=lambda e: e.time, reverse=True)
+            book.executions = {e.exec_id: e for e in newest[:KEEP_EXECUTIONS]}
+        live = {id(trade) for trade in open_trades}
+        wrapper = ib.wrapper
+        for table in (wrapper.trades, wrapper.permId2Trade):
+            for key in [k for k, trade in table.items() if id(trade) not in live]:
+                del table[key]
+        wrapper.fills.clear()  # rows are in the book; the next reqExecutions refills it
         self._orders_updated_at = time.time()
 
     def _fill_order_ids(self, orders: dict[int, OrderRow]) -> None:

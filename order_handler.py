@@ -51,6 +51,7 @@ FALSE_CANCEL_CODES = {10349}  # informational, but ib_async 2.1.0 cancels the tr
 FINAL_VERDICTS = {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
 CALL_TIMEOUT = 5.0
 KILL_SWITCH = "kill_switch"
+KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
 
 
 class UnknownOrderError(LookupError):
@@ -296,9 +297,12 @@ class OrderHandler(IBConnection):
         self._closing = True
 
     def get(self, order_id: str) -> Lifecycle | None:
-        """The record of one order, or None."""
+        """The record of one order (from the journal once it left memory), or None."""
         tracker = self._trackers.get(order_id)
-        return tracker.record if tracker else None
+        if tracker is not None:
+            return tracker.record
+        entry = self.journal.get(order_id)
+        return entry.record if entry else None
 
     def records(self) -> list[Lifecycle]:
         """Every record, newest first."""
@@ -308,7 +312,12 @@ class OrderHandler(IBConnection):
 
     def wait(self, order_id: str, timeout: float) -> Lifecycle:
         """Block until the order has a verdict (or ``timeout``); returns the record."""
-        tracker = self._tracker(order_id)
+        tracker = self._trackers.get(order_id)
+        if tracker is None:
+            record = self.get(order_id)
+            if record is None:
+                raise UnknownOrderError(order_id)
+            return record
         tracker.verdict_given.wait(timeout)
         return tracker.record
 
@@ -332,7 +341,10 @@ class OrderHandler(IBConnection):
     def _tracker(self, order_id: str) -> _Tracker:
         tracker = self._trackers.get(order_id)
         if tracker is None:
-            raise UnknownOrderError(order_id)
+            record = self.get(order_id)  # finished long ago: only the journal has it
+            if record is None:
+                raise UnknownOrderError(order_id)
+            raise OrderStateError(f"order {order_id} is already {record.verdict}")
         return tracker
 
     def _enqueue(self, item: tuple) -> None:
@@ -824,6 +836,32 @@ class OrderHandler(IBConnection):
                  tracker.record.id, reason)
         tracker.verdict_given.set()
         self._changed()
+        if final:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Keep only the newest KEEP_FINISHED finished records (and ib_async objects) in
+        memory; the journal has them all."""
+        finished = [key for key, t in list(self._trackers.items())
+                    if t.record.verdict in FINAL_VERDICTS]
+        for key in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            with self._lock:
+                tracker = self._trackers.pop(key, None)
+            if tracker is not None:
+                self._forget_trade(tracker)
+
+    def _forget_trade(self, tracker: _Tracker) -> None:
+        trade, ib = tracker.trade, self.ib
+        if trade is None or ib is None:
+            return
+        wrapper, order = ib.wrapper, trade.order
+        wrapper.trades.pop(wrapper.orderKey(order.clientId, order.orderId, order.permId), None)
+        wrapper.permId2Trade.pop(order.permId, None)
+        for fill in trade.fills:
+            wrapper.fills.pop(fill.execution.execId, None)
+        if self._by_order_id.get(order.orderId) is tracker:
+            del self._by_order_id[order.orderId]
+        tracker.trade = None
 
     def _save(self, record: Lifecycle) -> None:
         """Every record change: journal it, bump the version, tell the listener."""
