@@ -256,15 +256,27 @@ def account() -> Response:
     snap = services().connector.snapshot()
     if snap.account is None:
         raise ApiError(503, "no_data", "no account data yet")
-    return jsonify({**dataclasses.asdict(snap.account), "data_age": _age(snap.updated_at)})
+    body = _cached("account", snap.version, lambda: dataclasses.asdict(snap.account))
+    return jsonify({**body, "data_age": _age(snap.updated_at)})
 
 
 @bp.get("/positions")
 def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
-    return jsonify({"positions": [dataclasses.asdict(p) for p in snap.positions],
-                    "data_age": _age(snap.updated_at)})
+    rows = _cached("positions", snap.version,
+                   lambda: [dataclasses.asdict(p) for p in snap.positions])
+    return jsonify({"positions": rows, "data_age": _age(snap.updated_at)})
+
+
+def _cached(name: str, version: object, build: Any) -> Any:
+    """A JSON-ready body built once per data version (read endpoints are polled hard)."""
+    cache = services().read_cache
+    entry = cache.get(name)
+    if entry is None or entry[0] != version:
+        entry = (version, build())
+        cache[name] = entry
+    return entry[1]
 
 
 @bp.get("/executions")
@@ -570,12 +582,8 @@ def merged_orders(snap: Snapshot, records: list[Lifecycle],
                   detail: bool = False) -> list[dict[str, Any]]:
     """Broker rows joined with our records (cached until either side changes)."""
     svc = services()
-    key = (snap.version, svc.handler.version if svc.handler else 0, detail, len(records))
-    cache = svc.read_cache
-    if cache.get("orders_key") != key:
-        cache["orders"] = _merge(snap, records, detail)
-        cache["orders_key"] = key
-    return cache["orders"]
+    key = (snap.version, svc.handler.version if svc.handler else 0, len(records))
+    return _cached(f"orders-{detail}", key, lambda: _merge(snap, records, detail))
 
 
 def _merge(snap: Snapshot, records: list[Lifecycle], detail: bool) -> list[dict[str, Any]]:
