@@ -292,14 +292,22 @@ def orders() -> Response:
     """Open and completed orders of every client, merged with our lifecycle records."""
     svc = services()
     snap = svc.connector.snapshot()
-    rows = merged_orders(snap, _records(svc))
     which = request.args.get("status", "all")
     if which not in ("all", "open", "completed"):
         raise ApiError(400, "validation_error", "status: must be all, open or completed",
                        "status")
-    if which != "all":
-        rows = [r for r in rows if r["open"] == (which == "open")]
-    return jsonify({"orders": rows, "data_age": _age(snap.orders_updated_at)})
+    records = _records(svc)
+    key = (snap.version, svc.handler.version if svc.handler else 0, len(records))
+
+    def build() -> str:
+        rows = merged_orders(snap, records)
+        if which != "all":
+            rows = [r for r in rows if r["open"] == (which == "open")]
+        return json.dumps(rows, separators=(",", ":"))
+
+    rows_json = _cached(f"orders-json-{which}", key, build)  # serialised once per change
+    body = f'{{"orders":{rows_json},"data_age":{json.dumps(_age(snap.orders_updated_at))}}}'
+    return Response(body, mimetype="application/json")
 
 
 @bp.get("/executions.csv")
