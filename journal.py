@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -304,7 +303,3 @@ def load_record(text: str) -> Lifecycle:
     data["children"] = tuple(data.get("children") or ())
     return Lifecycle(**data)
 
-
-def default_path(path: str) -> str:
-    """Resolve a relative journal path against the current directory."""
-    return path if path == ":memory:" else os.path.abspath(path)

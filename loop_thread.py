@@ -133,14 +133,6 @@ class LoopThread:
             future.cancel()
             raise
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Future[T] | Any":
-        """Schedule ``coro`` on the loop without waiting; returns a concurrent Future."""
-        loop = self.loop
-        if loop is None or loop.is_closed() or not self.is_alive:
-            coro.close()
-            raise RuntimeError(f"{self.name} is not running")
-        return asyncio.run_coroutine_threadsafe(coro, loop)
-
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule a plain callback on the loop from any thread."""
         loop = self.loop

@@ -325,7 +325,7 @@ class OrderHandler(IBConnection):
         """Requests waiting for the consumer plus orders not yet sent."""
         in_queue = self._pending
         not_sent = sum(1 for t in list(self._trackers.values())
-                       if t.record.phase in ("queued", "qualifying", "sending"))
+                       if t.record.phase in ("queued", "sending"))
         return max(in_queue, not_sent)
 
     def working_count(self) -> int:

@@ -22,9 +22,9 @@
     "TRAIL": {limit: false, stop: false, trail: true},
   };
   const SYMBOL_RE = /^[A-Za-z][A-Za-z0-9.]{0,14}$/;
-  const IN_PROGRESS = new Set(["queued", "qualifying", "sending", "settling", "monitoring"]);
+  const IN_PROGRESS = new Set(["queued", "sending", "settling", "monitoring"]);
   const PHASE_TEXT = {
-    queued: "Queued", qualifying: "Qualifying contract", sending: "Sending",
+    queued: "Queued", sending: "Sending",
     settling: "Settling", monitoring: "Monitoring",
   };
 
