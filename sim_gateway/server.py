@@ -114,6 +114,7 @@ class GatewayServer:
         self._stall_done: asyncio.Event = asyncio.Event()
         self._stall_done.set()
         self._dirty = False
+        self._stopped = False
         self.port = settings.port
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             p.ReqIds: self._on_req_ids,
@@ -192,6 +193,7 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Close the listener and every session; save state."""
+        self._stopped = True  # a restart still sleeping must not reopen the listener
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
@@ -252,7 +254,8 @@ class GatewayServer:
             self.broker.roll_back_order_ids()
         self.save_state()
         await asyncio.sleep(down_seconds)
-        await self._listen()
+        if not self._stopped:
+            await self._listen()
 
     def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
         """Send an arbitrary error/notice message to one client (harness switch)."""
