@@ -82,6 +82,7 @@ class IBConnection:
         self._last_error: str | None = None
         self._reconnects = 0
         self._last_heartbeat: float | None = None
+        self.gateway_clock_offset: float | None = None  # gateway clock - ours, lower bound
         self._server_version: int | None = None
         self._accounts: tuple[str, ...] = ()
         self.state_listener: Callable[[], None] | None = None  # called on connect/disconnect
@@ -213,7 +214,7 @@ class IBConnection:
         # the heartbeat waits behind requests still queued in the throttle: allow for them
         backlog = len(ib.client._msgQ) * THROTTLE_INTERVAL / THROTTLE_REQUESTS
         try:
-            await asyncio.wait_for(ib.reqCurrentTimeAsync(), HEARTBEAT_TIMEOUT + backlog)
+            await self.gateway_time(ib, HEARTBEAT_TIMEOUT + backlog)
         except asyncio.TimeoutError:
             self._last_error = f"gateway stalled: no heartbeat answer in {HEARTBEAT_TIMEOUT:.0f}s"
             return False
@@ -222,6 +223,14 @@ class IBConnection:
             return False
         self._last_heartbeat = time.time()
         return True
+
+    async def gateway_time(self, ib: IB, timeout: float) -> float:
+        """Ask the gateway for its clock (one message); keeps ``gateway_clock_offset``."""
+        now = await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+        # the gateway read its clock (whole seconds) before we got the answer: so this is a
+        # lower bound of its offset to our clock, the safe side for "since" filters
+        self.gateway_clock_offset = now.timestamp() - time.time()
+        return now.timestamp()
 
     # ------------------------------------------------------------- for users
     @property

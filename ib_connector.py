@@ -4,10 +4,24 @@ It is an ``IBConnection`` (clientId 999 by default, its own loop thread) that
 subscribes to the account-wide streams (account values, portfolio,
 positions) and keeps a table of every client's orders and executions. Orders
 of other clients are not pushed to a non-master client, so the table is
-refreshed with reqAllOpenOrders / reqCompletedOrders / reqExecutions whenever
-something suggests a change (a position or portfolio update, a live order
-event, a nudge from the in-process OrderHandler) and at least once a second.
-This works whether or not 999 is the gateway's Master API client id.
+refreshed whenever something suggests a change (a position or portfolio
+update, a live order event, a nudge from the in-process OrderHandler) and at
+least once a second. This works whether or not 999 is the gateway's Master
+API client id.
+
+A refresh must stay cheap however many orders the day has seen:
+
+* reqAllOpenOrders every time (it returns only what is open);
+* reqExecutions with a time filter: only the executions since the newest one
+  already seen (minus an overlap, IB's filter has whole seconds);
+* reqCompletedOrders returns EVERY completed order of the day, so it is asked
+  only when something cannot be explained otherwise (an open order vanished
+  without executions for its whole quantity, or an execution of an order of
+  another client that was never seen open), at start-up and every
+  ``COMPLETED_SWEEP`` seconds, and never for more than ``COMPLETED_DUTY`` of
+  the time. Its answer is turned into rows as it streams in (ib_async's
+  ``completedOrder`` callback is replaced on this connection), so only the
+  newest ``KEEP_COMPLETED`` are held, never the whole day.
 
 Flask reads ``snapshot()``: a frozen dataclass rebuilt on the loop thread and
 swapped in atomically. A GET never waits on the broker.
@@ -20,10 +34,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from ib_async import IB, Contract, Forex, Stock
-from ib_async.objects import Fill
-from ib_async.order import Trade
+from ib_async.objects import ExecutionFilter, Fill
+from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from config import is_paper_account
 from ib_connection import ConnectionState, IBConnection
@@ -32,6 +47,10 @@ REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
 REFRESH_MIN_GAP = 0.05  # coalesce bursts of triggers
 KEEP_COMPLETED = 500  # completed orders in the snapshot (newest first)
 KEEP_EXECUTIONS = 1000  # executions in the snapshot (newest first)
+EXEC_OVERLAP = 2.0  # s: executions re-asked before the newest one seen (filter has 1 s steps)
+EXEC_SWEEP = 5.0  # s: ask for new executions at least this often, hint or not
+COMPLETED_SWEEP = 30.0  # s: ask for completed orders at least this often
+COMPLETED_DUTY = 0.1  # at most this share of the time goes to asking for completed orders
 QUOTE_TIMEOUT = 5.0
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
@@ -150,6 +169,48 @@ class _OrderBook:
 
     orders: dict[int, OrderRow] = field(default_factory=dict)  # by permId
     executions: dict[str, ExecutionRow] = field(default_factory=dict)  # by execId
+    uncommissioned: set[str] = field(default_factory=set)  # execIds still without a report
+
+
+@dataclass
+class _DutyPacer:
+    """Spaces a costly request so that it takes at most ``duty`` of the time."""
+
+    duty: float
+    next_at: float = 0.0  # monotonic
+    last_at: float = 0.0  # monotonic; 0 = never
+
+    def ready(self, now: float) -> bool:
+        """True when the request may run now."""
+        return now >= self.next_at
+
+    def ran(self, started: float, ended: float) -> None:
+        """Record one run; the next may start after a pause in proportion to its cost."""
+        self.last_at = ended
+        self.next_at = ended + (ended - started) * (1 - self.duty) / self.duty
+
+
+class _CompletedSink:
+    """Rows of one reqCompletedOrders answer, newest ``keep`` by permId, built as they arrive."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.rows: dict[int, OrderRow] = {}
+        self.count = 0
+
+    def add(self, row: OrderRow) -> None:
+        """Take one row; trim in batches so that the answer never piles up."""
+        self.count += 1
+        self.rows[row.perm_id] = row
+        if len(self.rows) >= 2 * self.keep:
+            self.trim()
+
+    def trim(self) -> dict[int, OrderRow]:
+        """Keep the newest ``keep`` rows; returns them."""
+        if len(self.rows) > self.keep:
+            newest = sorted(self.rows, reverse=True)[:self.keep]
+            self.rows = {perm_id: self.rows[perm_id] for perm_id in newest}
+        return self.rows
 
 
 class IBConnector(IBConnection):
@@ -159,9 +220,13 @@ class IBConnector(IBConnection):
 
     def __init__(self, host: str, port: int, client_id: int = 999,
                  connect_timeout: float = 10.0, account: str = "",
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 own_client_id: int | None = None) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
         self.on_change = on_change
+        # the in-process OrderHandler's clientId: it keeps the lifecycle of its own orders, so
+        # an execution of one of them never makes us download every completed order
+        self.own_client_id = own_client_id
         self._book = _OrderBook()
         self._snapshot = Snapshot(self.state(), None, (), (), (), None, None)
         self._refresh_wanted: asyncio.Event | None = None
@@ -171,7 +236,12 @@ class IBConnector(IBConnection):
         self._orders_updated_at: float | None = None
         self._version = 0
         self._contracts: dict[tuple[str, str], Contract] = {}
-        self._full_refresh = True
+        self._executions_wanted = True
+        self._executions_at = 0.0  # monotonic time of the last reqExecutions
+        self._executions_since = ""  # its filter: UTC "yyyymmdd-hh:mm:ss", "" = all
+        self._completed = _DutyPacer(COMPLETED_DUTY)
+        self._completed_sink: _CompletedSink | None = None
+        self._completed_pending = False  # something unexplained waits for the pacer
 
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
@@ -181,11 +251,10 @@ class IBConnector(IBConnection):
                         snap.executions, snap.updated_at, snap.orders_updated_at, snap.version)
 
     def request_refresh(self) -> None:
-        """Ask for an order/execution refresh soon (thread-safe; never blocks)."""
-        event = self._refresh_wanted
-        if event is not None and self.thread.is_alive:
+        """Ask for an order and execution refresh soon (thread-safe; never blocks)."""
+        if self._refresh_wanted is not None and self.thread.is_alive:
             try:
-                self.thread.call_soon(event.set)
+                self.thread.call_soon(self._on_order_hint)
             except RuntimeError:
                 self.log.debug("refresh requested while stopping")
 
@@ -197,6 +266,11 @@ class IBConnector(IBConnection):
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
+        # each completed order becomes a row as it arrives (see the module docstring)
+        ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign]
+        self._executions_since = ""  # a new session: ask for every execution once
+        await self.gateway_time(ib, 10)  # the clock the execution filter is written in
+        self._completed = _DutyPacer(COMPLETED_DUTY)
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
                       ib.pnlEvent):
             event += self._on_account_data
@@ -205,7 +279,7 @@ class IBConnector(IBConnection):
         for event in (ib.openOrderEvent, ib.orderStatusEvent, ib.execDetailsEvent,
                       ib.positionEvent, ib.updatePortfolioEvent):
             event += self._on_order_hint
-        await self._refresh_orders(ib)
+        await self._refresh_orders(ib, full=True)
         self._updated_at = time.time()
         self._rebuild()
         self._tasks = [asyncio.create_task(self._refresher(ib), name="connector-refresher")]
@@ -226,7 +300,7 @@ class IBConnector(IBConnection):
         self._schedule_rebuild()
 
     def _on_order_hint(self, *_: object) -> None:
-        self._full_refresh = True  # something finished or filled: completed orders too
+        self._executions_wanted = True  # something filled or moved: ask for new executions
         if self._refresh_wanted is not None:
             self._refresh_wanted.set()
 
@@ -235,40 +309,138 @@ class IBConnector(IBConnection):
         assert self._refresh_wanted is not None
         wanted = self._refresh_wanted
         while ib.isConnected():
+            timeout = REFRESH_INTERVAL
+            if self._completed_pending:  # come back as soon as the pacer allows
+                timeout = min(timeout, max(0.0, self._completed.next_at - time.monotonic()))
             try:
-                await asyncio.wait_for(wanted.wait(), REFRESH_INTERVAL)
+                await asyncio.wait_for(wanted.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
             wanted.clear()
-            full, self._full_refresh = self._full_refresh, False
             try:
-                await self._refresh_orders(ib, full)
+                await self._refresh_orders(ib)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 self.log.warning("order refresh failed: %s", exc)
             self._rebuild()
             await asyncio.sleep(REFRESH_MIN_GAP)
 
-    async def _refresh_orders(self, ib: IB, full: bool = True) -> None:
-        """Every client's open orders; completed orders and executions too when ``full``
-        (asked for by a fill/position hint) or when an open order has disappeared."""
+    async def _refresh_orders(self, ib: IB, full: bool = False) -> None:
+        """Every client's open orders; new executions when hinted, when an open order vanished
+        or every EXEC_SWEEP s; completed orders only when needed (see the module docstring)."""
         open_trades = await asyncio.wait_for(ib.reqAllOpenOrdersAsync(), 10)
         open_rows = {row.perm_id: row for row in
                      (_order_row(trade, is_open=True) for trade in open_trades)}
-        was_open = {p for p, row in self._book.orders.items() if row.open}
-        if full or not was_open <= open_rows.keys():
-            completed = await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), 10)
-            await asyncio.wait_for(ib.reqExecutionsAsync(), 10)
-            done_rows = {row.perm_id: row for row in
-                         (_order_row(trade, is_open=False) for trade in completed)}
+        book, now = self._book, time.monotonic()
+        vanished = {p: row for p, row in book.orders.items()
+                    if row.open and p not in open_rows}
+        fresh: list[ExecutionRow] = []
+        if full or vanished or self._executions_wanted or now - self._executions_at >= EXEC_SWEEP:
+            fresh = await self._fetch_executions(ib)
+        done = {p: row for p, row in book.orders.items() if not row.open}
+        unexplained = self._close_vanished(vanished, done)
+        unknown = {e.perm_id for e in fresh if e.perm_id not in book.orders
+                   and e.perm_id not in open_rows and e.client_id != self.own_client_id}
+        needed = full or bool(unexplained or unknown) or self._completed_pending or \
+            now - self._completed.last_at >= COMPLETED_SWEEP
+        if needed and self._completed.ready(now):
+            done.update(await self._fetch_completed(ib))
+            unexplained = {p: row for p, row in unexplained.items() if p not in done}
+            self._completed_pending = False
         else:
-            done_rows = {p: row for p, row in self._book.orders.items() if not row.open}
-        orders: dict[int, OrderRow] = {**done_rows, **open_rows}
-        for fill in ib.fills():  # ib_async's own table carries the commission reports
-            row = _execution_row(fill)
-            self._book.executions[row.exec_id] = row
-        self._fill_order_ids(orders)
+            self._completed_pending = needed
+        # a vanished order not yet explained keeps its last known row until it is
+        orders: dict[int, OrderRow] = {**done, **unexplained, **open_rows}
         self._book.orders = orders
         self._trim(ib, open_trades)
+
+    async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
+        """Executions since the newest one seen (every one after a connect); returns those
+        not seen before."""
+        self._executions_wanted = False
+        self._executions_at = time.monotonic()
+        # next time, from now on the GATEWAY's clock (minus an overlap for late reports):
+        # its executions are stamped by it, so our clock and time zone do not matter
+        offset = self.gateway_clock_offset
+        since = "" if offset is None else datetime.fromtimestamp(
+            time.time() + offset - EXEC_OVERLAP, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+        fills = await asyncio.wait_for(
+            ib.reqExecutionsAsync(ExecutionFilter(time=self._executions_since)), 10)
+        self._executions_since = since
+        return self._absorb_executions(ib, fills)
+
+    def _absorb_executions(self, ib: IB, fills: list[Fill]) -> list[ExecutionRow]:
+        """Put fills into the book (with their commission, which may come later)."""
+        book, stored = self._book, ib.wrapper.fills
+        fresh = []
+        for answer in fills:
+            fill = stored.get(answer.execution.execId, answer)  # the one reports update
+            row = _execution_row(fill)
+            old = book.executions.get(row.exec_id)
+            if old is None:
+                fresh.append(row)
+            elif row.commission is None and old.commission is not None:
+                continue  # asked again in the overlap: what we have is better
+            book.executions[row.exec_id] = row
+            if row.commission is None:
+                book.uncommissioned.add(row.exec_id)
+        for exec_id in list(book.uncommissioned):  # commission reports that came later
+            fill = stored.get(exec_id)
+            if exec_id not in book.executions:
+                book.uncommissioned.discard(exec_id)
+            elif fill is not None and fill.commissionReport.execId:
+                book.executions[exec_id] = _execution_row(fill)
+                book.uncommissioned.discard(exec_id)
+        return fresh
+
+    async def _fetch_completed(self, ib: IB) -> dict[int, OrderRow]:
+        """The newest KEEP_COMPLETED completed orders of every client, as rows."""
+        sink = _CompletedSink(KEEP_COMPLETED)
+        self._completed_sink = sink
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), 10)
+        finally:
+            self._completed_sink = None
+            self._completed.ran(started, time.monotonic())
+        rows = sink.trim()
+        self._fill_order_ids(rows)
+        self.log.debug("%d completed orders in %.0f ms", sink.count,
+                       (time.monotonic() - started) * 1000)
+        return rows
+
+    def _on_completed_order(self, contract: Contract, order: Order,
+                            order_state: OrderState) -> None:
+        """Replaces ib_async's ``wrapper.completedOrder`` on this connection: a row at once,
+        and no ``Trade`` kept (ib_async would keep one per completed order of the day)."""
+        sink = self._completed_sink
+        if sink is None:
+            self.log.warning("completed order %s outside a request; ignored", order.permId)
+            return
+        trade = Trade(Contract.recreate(contract), order,
+                      OrderStatus(orderId=order.orderId, status=order_state.status))
+        sink.add(_order_row(trade, is_open=False))
+
+    def _close_vanished(self, vanished: dict[int, OrderRow],
+                        done: dict[int, OrderRow]) -> dict[int, OrderRow]:
+        """Open orders no longer open whose executions cover their whole quantity are Filled
+        (added to ``done``); returns the others, which need the completed orders."""
+        if not vanished:
+            return {}
+        fills: dict[int, list[ExecutionRow]] = {}
+        for execution in self._book.executions.values():
+            if execution.perm_id in vanished:
+                fills.setdefault(execution.perm_id, []).append(execution)
+        unexplained = {}
+        for perm_id, row in vanished.items():
+            own = fills.get(perm_id, [])
+            shares = sum(e.shares for e in own)
+            if row.quantity and math.isclose(shares, row.quantity):
+                done[perm_id] = replace(
+                    row, status="Filled", filled=shares, remaining=0.0, open=False,
+                    avg_fill_price=sum(e.shares * e.price for e in own) / shares)
+            else:
+                unexplained[perm_id] = row
+        return unexplained
 
     def _trim(self, ib: IB, open_trades: list[Trade]) -> None:
         """Bound memory: the newest completed orders and executions only, and none of
@@ -285,7 +457,9 @@ class IBConnector(IBConnection):
         for table in (wrapper.trades, wrapper.permId2Trade):
             for key in [k for k, trade in table.items() if id(trade) not in live]:
                 del table[key]
-        wrapper.fills.clear()  # rows are in the book; the next reqExecutions refills it
+        # rows are in the book; keep only fills whose commission report may still come
+        for exec_id in [k for k in wrapper.fills if k not in book.uncommissioned]:
+            del wrapper.fills[exec_id]
         self._orders_updated_at = time.time()
 
     def _fill_order_ids(self, orders: dict[int, OrderRow]) -> None:
@@ -294,10 +468,9 @@ class IBConnector(IBConnection):
         known = self._book.orders
         fills: dict[int, list[ExecutionRow]] = {}
         for execution in self._book.executions.values():
-            fills.setdefault(execution.perm_id, []).append(execution)
+            if execution.perm_id in orders:
+                fills.setdefault(execution.perm_id, []).append(execution)
         for perm_id, row in list(orders.items()):
-            if row.open:
-                continue
             old = known.get(perm_id)
             own = fills.get(perm_id, [])
             order_id = row.order_id or (old.order_id if old else 0) or \
@@ -307,8 +480,9 @@ class IBConnector(IBConnection):
             shares = sum(e.shares for e in own)
             avg = row.avg_fill_price or (sum(e.shares * e.price for e in own) / shares
                                          if shares else None)
-            orders[perm_id] = replace(row, order_id=order_id, client_id=client_id,
-                                      avg_fill_price=avg)
+            if (order_id, client_id, avg) != (row.order_id, row.client_id, row.avg_fill_price):
+                orders[perm_id] = replace(row, order_id=order_id, client_id=client_id,
+                                          avg_fill_price=avg)
 
     def _schedule_rebuild(self) -> None:
         if not self._rebuild_scheduled:

@@ -66,8 +66,9 @@ class Services:
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
         self.journal = Journal(s.journal_path)
-        self.connector = IBConnector(self.host, self.port, s.client_id, s.connect_timeout,
-                                     s.account, on_change=self.feed.bump)
+        self.connector = IBConnector(
+            self.host, self.port, s.client_id, s.connect_timeout, s.account,
+            on_change=self.feed.bump, own_client_id=None if s.read_only else s.order_client_id)
         self.connector.state_listener = self.feed.bump
         self.connector.start()
         if s.read_only:

@@ -151,6 +151,8 @@ class SimGateway:
         def copy(server: GatewayServer) -> Stats:
             st = server.stats
             return Stats(received_by_client=st.received_by_client.copy(),
+                         requests_by_client=st.requests_by_client.copy(),
+                         sent_by_client=st.sent_by_client.copy(),
                          peak_rate_by_client=dict(st.peak_rate_by_client),
                          pacing_violations=st.pacing_violations,
                          decode_errors=st.decode_errors, connections=st.connections)

@@ -92,6 +92,10 @@ class Stats:
     """Counters tests and benchmarks read."""
 
     received_by_client: collections.Counter = field(default_factory=collections.Counter)
+    # (clientId, request type name) -> count, e.g. (999, "ReqCompletedOrders")
+    requests_by_client: collections.Counter = field(default_factory=collections.Counter)
+    # (clientId, outgoing message id) -> count, e.g. (999, 11) for execDetails
+    sent_by_client: collections.Counter = field(default_factory=collections.Counter)
     peak_rate_by_client: dict[int, int] = field(default_factory=dict)
     pacing_violations: int = 0
     decode_errors: int = 0
@@ -326,6 +330,8 @@ class GatewayServer:
             log.warning("%s: undecodable request %s: %s", session.label(), event[:3], exc)
             self._send(session, p.error(-1, 320, f"Error reading request. {exc}", session.version))
             return
+        if session.client_id is not None:
+            self.stats.requests_by_client[session.client_id, type(request).__name__] += 1
         if isinstance(request, p.StartApi):
             self._on_start_api(session, request)
         elif not session.started:
@@ -386,6 +392,7 @@ class GatewayServer:
         data = encode_frame(fields)
         if session.writer.is_closing():
             return
+        self.stats.sent_by_client[session.client_id, int(fields[0])] += 1
         if self.stalled:
             session.held.append(data)
         else:

@@ -1,0 +1,172 @@
+"""The read path: IBConnector's order and execution table on the simulated gateway.
+
+Another trader's script (clientId 7, not the Master API client) places orders
+the reader (clientId 999) only learns about by asking; the gateway counts what
+the reader asks for, so the tests can hold the reader to asking little.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ib_async import IB, LimitOrder, MarketOrder, Stock
+
+import ib_connector
+from conftest import wait_for
+from ib_connector import IBConnector, _CompletedSink, _DutyPacer
+from sim_gateway.protocol import Out
+
+READER, OWN, OTHER = 999, 1000, 7
+
+
+@pytest.fixture
+def connector(gateway):
+    """The reader connected to the gateway, with its first refresh done."""
+    reader = IBConnector("127.0.0.1", gateway.port, READER, connect_timeout=5,
+                         own_client_id=OWN)
+    reader.start()
+    wait_for(lambda: reader.snapshot().orders_updated_at, timeout=5)
+    yield reader
+    reader.stop()
+
+
+def script_client(gateway, client_id: int = OTHER) -> IB:
+    """A trader's script on this (main) thread, as ``test_order.py`` runs."""
+    ib = IB()
+    ib.connect("127.0.0.1", gateway.port, clientId=client_id, timeout=5)
+    return ib
+
+
+@pytest.fixture
+def other(gateway):
+    ib = script_client(gateway)
+    yield ib
+    ib.disconnect()
+
+
+def place(ib: IB, order, symbol: str = "IBM"):
+    contract = ib.qualifyContracts(Stock(symbol, "SMART", "USD"))[0]
+    order.tif = "DAY"
+    trade = ib.placeOrder(contract, order)
+    ib.sleep(0.1)
+    return trade
+
+
+def row_of(reader: IBConnector, perm_id: int):
+    return next((r for r in reader.snapshot().orders if r.perm_id == perm_id), None)
+
+
+def requests(gateway, name: str) -> int:
+    return gateway.stats().requests_by_client[READER, name]
+
+
+def test_other_clients_order_is_seen_open_then_filled_without_a_completed_download(
+        gateway, connector, other):
+    gateway.set_fill_delay(2.5)  # seen open first (the reader polls every second), then filled
+    trade = place(other, MarketOrder("BUY", 3))
+    wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
+    before = requests(gateway, "ReqCompletedOrders")
+    row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
+                   timeout=3)
+    assert (row.status, row.filled, row.client_id) == ("Filled", 3, OTHER)
+    assert row.avg_fill_price and row.avg_fill_price > 0
+    # its executions explain it: no download of every completed order of the day
+    assert requests(gateway, "ReqCompletedOrders") == before
+
+
+def test_cancelled_order_of_another_client_is_resolved_from_completed_orders(
+        gateway, connector, other):
+    trade = place(other, LimitOrder("BUY", 2, 1.00))  # far below the market: rests
+    wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
+    other.cancelOrder(trade.order)
+    other.sleep(0.1)
+    row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
+                   timeout=5)
+    assert row.status == "Cancelled" and row.filled == 0
+
+
+def test_an_instant_fill_never_seen_open_still_shows_filled(gateway, connector, other):
+    trade = place(other, MarketOrder("SELL", 1))
+    row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and r, timeout=3)
+    assert (row.status, row.open, row.client_id, row.order_id) == (
+        "Filled", False, OTHER, trade.order.orderId)
+    execs = [e for e in connector.snapshot().executions if e.perm_id == trade.order.permId]
+    assert len(execs) == 1 and execs[0].commission is not None
+
+
+def test_executions_are_asked_for_incrementally(gateway, connector, other):
+    for _ in range(30):
+        place(other, MarketOrder("BUY", 1))
+    wait_for(lambda: len(connector.snapshot().executions) >= 30, timeout=5)
+    other.sleep(ib_connector.EXEC_OVERLAP + 1.5)  # the filter can now move past all of them
+    connector.request_refresh()
+    other.sleep(0.3)
+    sent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA]
+    trade = place(other, MarketOrder("BUY", 1))
+    wait_for(lambda: row_of(connector, trade.order.permId), timeout=3)
+    connector.request_refresh()
+    other.sleep(0.3)
+    resent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA] - sent
+    # only the new one (again in the overlap), never the 30 earlier ones again
+    assert 1 <= resent <= 3, resent
+    assert len({e.exec_id for e in connector.snapshot().executions}) == 31
+
+
+def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector):
+    ours = script_client(gateway, OWN)
+    try:
+        wait_for(lambda: requests(gateway, "ReqCompletedOrders"), timeout=3)
+        before = requests(gateway, "ReqCompletedOrders")
+        for _ in range(10):
+            place(ours, MarketOrder("BUY", 1))
+        wait_for(lambda: len(connector.snapshot().executions) >= 10, timeout=5)
+        ours.sleep(0.5)
+        assert requests(gateway, "ReqCompletedOrders") == before
+    finally:
+        ours.disconnect()
+
+
+def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
+        gateway, connector, other, monkeypatch):
+    monkeypatch.setattr(ib_connector, "COMPLETED_SWEEP", 0.5)
+    gateway.reject_next_order("no such luck")  # rejected at once: never open, no execution
+    trade = place(other, LimitOrder("BUY", 1, 1.00))
+    row = wait_for(lambda: row_of(connector, trade.order.permId), timeout=5)
+    assert not row.open and row.status in ("Inactive", "Cancelled")
+
+
+def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, other,
+                                                            monkeypatch):
+    monkeypatch.setattr(ib_connector, "KEEP_COMPLETED", 5)
+    monkeypatch.setattr(ib_connector, "KEEP_EXECUTIONS", 8)
+    trades = [place(other, MarketOrder("BUY", 1)) for _ in range(20)]
+    newest = max(t.order.permId for t in trades)
+    wait_for(lambda: row_of(connector, newest), timeout=5)
+    snap = connector.snapshot()
+    assert len([r for r in snap.orders if not r.open]) <= 5
+    assert len(snap.executions) <= 8
+    # ib_async's own tables on the reader's loop hold nothing for finished orders
+
+    async def sizes():
+        wrapper = connector.ib.wrapper
+        return len(wrapper.trades), len(wrapper.permId2Trade), len(wrapper.fills)
+
+    assert connector.thread.call(sizes(), 5) == (0, 0, 0)
+
+
+def test_duty_pacer_spaces_runs_by_their_cost():
+    pacer = _DutyPacer(duty=0.1)
+    assert pacer.ready(0.0)
+    pacer.ran(10.0, 10.5)  # took 0.5 s
+    assert not pacer.ready(14.9) and pacer.ready(15.0)  # 4.5 s later: 10% of the time
+
+
+def test_completed_sink_keeps_the_newest(gateway):
+    sink = _CompletedSink(keep=3)
+    base = ib_connector.OrderRow(
+        perm_id=0, order_id=0, client_id=0, order_ref="", account="DU1", symbol="IBM",
+        sec_type="STK", action="BUY", quantity=1, order_type="MKT", limit_price=None,
+        stop_price=None, tif="DAY", status="Filled", filled=1, remaining=0,
+        avg_fill_price=None, open=False)
+    for perm_id in [5, 1, 9, 7, 3, 8, 2]:
+        sink.add(ib_connector.replace(base, perm_id=perm_id))
+    assert sorted(sink.trim()) == [7, 8, 9] and sink.count == 7
