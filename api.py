@@ -168,23 +168,25 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def state_payload(svc: Services) -> dict[str, Any]:
-    """Everything the dashboard shows, from the snapshots (GET /state and the stream)."""
+def state_json(svc: Services) -> str:
+    """Everything the dashboard shows, from the snapshots (GET /state and the stream), as
+    JSON text: each part is serialised once per data version, whoever asks."""
     snap = svc.connector.snapshot()
-    return {
-        "version": svc.feed.version,
-        "status": status_payload(svc, snap),
-        "account": dataclasses.asdict(snap.account) if snap.account else None,
-        "positions": [dataclasses.asdict(p) for p in snap.positions],
-        "orders": merged_orders(snap, _records(svc), detail=True),
-        "executions": [dataclasses.asdict(e) for e in snap.executions],
-    }
+    records = _records(svc)
+    return _object_json(
+        version=_dumps(svc.feed.version),
+        status=_dumps(status_payload(svc, snap)),
+        account=_account_json(snap),
+        positions=_positions_json(snap),
+        orders=_json_cached("orders-detail", _orders_key(svc, snap, records),
+                            lambda: merged_orders(snap, records, detail=True)),
+        executions=_executions_json(snap))
 
 
 @bp.get("/state")
 def state() -> Response:
     """The whole dashboard state in one answer (the polling fallback of the stream)."""
-    return jsonify(state_payload(services()))
+    return Response(state_json(services()), mimetype="application/json")
 
 
 @bp.get("/stream")
@@ -229,8 +231,9 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 yield ": keep-alive\n\n"
                 continue
             seen = version
-            body = json.dumps(state_payload(svc), separators=(",", ":"))
-            yield f"id: {version}\nevent: state\ndata: {body}\n\n"
+            # one frame per version, however many dashboards are watching
+            yield _cached("stream-frame", version,
+                          lambda: f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n")
     finally:
         slot.release()
 
@@ -256,21 +259,23 @@ def account() -> Response:
     snap = services().connector.snapshot()
     if snap.account is None:
         raise ApiError(503, "no_data", "no account data yet")
-    body = _cached("account", snap.version, lambda: dataclasses.asdict(snap.account))
-    return jsonify({**body, "data_age": _age(snap.updated_at)})
+    body = _account_json(snap)
+    return Response(f'{body[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}',
+                    mimetype="application/json")
 
 
 @bp.get("/positions")
 def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
-    rows = _cached("positions", snap.version,
-                   lambda: [dataclasses.asdict(p) for p in snap.positions])
-    return jsonify({"positions": rows, "data_age": _age(snap.updated_at)})
+    return Response(_object_json(positions=_positions_json(snap),
+                                 data_age=_dumps(_age(snap.updated_at))),
+                    mimetype="application/json")
 
 
 def _cached(name: str, version: object, build: Any) -> Any:
-    """A JSON-ready body built once per data version (read endpoints are polled hard)."""
+    """A value built once per data version (read endpoints are polled hard). Two threads may
+    both build it after a change; either result is right."""
     cache = services().read_cache
     entry = cache.get(name)
     if entry is None or entry[0] != version:
@@ -279,12 +284,47 @@ def _cached(name: str, version: object, build: Any) -> Any:
     return entry[1]
 
 
+def _json_cached(name: str, version: object, build: Any) -> str:
+    """JSON text of ``build()``, serialised once per data version."""
+    return _cached(name, version, lambda: _dumps(build()))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _object_json(**parts: str) -> str:
+    """A JSON object from members that are already JSON text."""
+    return "{" + ",".join(f'"{name}":{text}' for name, text in parts.items()) + "}"
+
+
+def _account_json(snap: Snapshot) -> str:
+    return _json_cached("account", snap.version,
+                        lambda: dataclasses.asdict(snap.account) if snap.account else None)
+
+
+def _positions_json(snap: Snapshot) -> str:
+    return _json_cached("positions", snap.version,
+                        lambda: [dataclasses.asdict(p) for p in snap.positions])
+
+
+def _executions_json(snap: Snapshot) -> str:
+    return _json_cached("executions", snap.version,
+                        lambda: [dataclasses.asdict(e) for e in snap.executions])
+
+
+def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tuple:
+    """What the merged order list depends on: both sides' versions."""
+    return (snap.version, svc.handler.version if svc.handler else 0, len(records))
+
+
 @bp.get("/executions")
 def executions() -> Response:
     """Every client's executions with commissions."""
     snap = services().connector.snapshot()
-    return jsonify({"executions": [dataclasses.asdict(e) for e in snap.executions],
-                    "data_age": _age(snap.orders_updated_at)})
+    return Response(_object_json(executions=_executions_json(snap),
+                                 data_age=_dumps(_age(snap.orders_updated_at))),
+                    mimetype="application/json")
 
 
 @bp.get("/orders")
@@ -297,7 +337,7 @@ def orders() -> Response:
         raise ApiError(400, "validation_error", "status: must be all, open or completed",
                        "status")
     records = _records(svc)
-    key = (snap.version, svc.handler.version if svc.handler else 0, len(records))
+    key = _orders_key(svc, snap, records)
 
     def build() -> str:
         rows = merged_orders(snap, records)
@@ -590,8 +630,8 @@ def merged_orders(snap: Snapshot, records: list[Lifecycle],
                   detail: bool = False) -> list[dict[str, Any]]:
     """Broker rows joined with our records (cached until either side changes)."""
     svc = services()
-    key = (snap.version, svc.handler.version if svc.handler else 0, len(records))
-    return _cached(f"orders-{detail}", key, lambda: _merge(snap, records, detail))
+    return _cached(f"orders-{detail}", _orders_key(svc, snap, records),
+                   lambda: _merge(snap, records, detail))
 
 
 def _merge(snap: Snapshot, records: list[Lifecycle], detail: bool) -> list[dict[str, Any]]:

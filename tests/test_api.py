@@ -133,3 +133,34 @@ def test_webhook_is_rate_limited_and_off_without_a_secret(gateway, client):
         assert codes == [202, 202, 429, 429]
     finally:
         app.extensions["trading"].stop()
+
+
+def test_state_agrees_with_the_read_endpoints(client, gateway):
+    """/state (every stream frame) is built from the same cached parts as the single GETs."""
+    posted = client.post("/api/v1/orders?wait=1", json={
+        "symbol": "IBM", "action": "BUY", "quantity": 2, "order_type": "MKT"}).get_json()
+    wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
+                      if e["order_ref"] == posted["id"]], timeout=5)
+    state = client.get("/api/v1/state")
+    assert state.mimetype == "application/json"
+    body = state.get_json()
+    account = client.get("/api/v1/account").get_json()
+    assert account.pop("data_age") is not None
+    positions = client.get("/api/v1/positions").get_json()["positions"]
+    executions = client.get("/api/v1/executions").get_json()["executions"]
+    orders = client.get("/api/v1/orders").get_json()["orders"]
+    # prices move between the GETs: compare what does not move with them
+    assert body["account"].keys() == account.keys()
+    assert body["account"]["account"] == account["account"]
+    assert body["account"]["values"].keys() == account["values"].keys()
+
+    def held(rows):
+        return {(p["symbol"], p["quantity"], p["avg_cost"]) for p in rows}
+
+    assert held(body["positions"]) == held(positions)
+    assert any(p["symbol"] == "IBM" and p["quantity"] == 2 for p in positions)
+    assert body["executions"] == executions
+    assert [o["id"] for o in body["orders"]] == [o["id"] for o in orders]
+    ours = next(o for o in body["orders"] if o["id"] == posted["id"])
+    assert ours["status"] == "Filled" and ours["lifecycle"]["verdict"] == "filled"
+    assert body["status"]["ok"] is True and body["version"] >= 1
