@@ -373,113 +373,41 @@ def get_json(base: str, path: str, timeout: float = 2.0) -> tuple[int, Any]:
 
 
 # --------------------------------------------------------------------------- experiments
-# Each switch applies one proposed fix to THIS process only (a monkeypatch, nothing is edited), so
-# a benchmark can show the effect of the fix before it is made. See bench/README.md.
+# Each switch changes one tuning constant of the app in THIS process only (nothing is edited), so
+# a benchmark can show the effect of a change before it is made. The switches that stood for the
+# fixes measured in bench/README.md were removed once those fixes were made in the code.
 def add_experiment_args(ap: Any) -> None:
     """The experiment switches shared by the benchmarks."""
-    group = ap.add_argument_group("experiments (apply a proposed fix in this process only)")
+    group = ap.add_argument_group("experiments (change a tuning constant in this process only)")
     group.add_argument("--throttle", metavar="N/SECONDS",
-                       help="ib_async client throttle, e.g. 4/0.1 (default 45/1)")
+                       help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
+                            "both connections (default 4/0.1 = a smooth 40 msg/s)")
     group.add_argument("--refresh-gap", type=float, metavar="SECONDS",
-                       help="ib_connector.REFRESH_MIN_GAP (default 0.05)")
-    group.add_argument("--no-commission-hint", action="store_true",
-                       help="the reader ignores commissionReportEvent as a refresh hint")
-    group.add_argument("--stream-gap", type=float, metavar="SECONDS",
-                       help="api.STREAM_MIN_GAP, the SSE pause after each event (default 0.05)")
+                       help="ib_connector.REFRESH_MIN_GAP, pause after each reader refresh "
+                            "(default 0.05)")
+    group.add_argument("--stream-keepalive", type=float, metavar="SECONDS",
+                       help="api.STREAM_KEEPALIVE, idle SSE comment interval")
     group.add_argument("--gc-freeze", action="store_true",
                        help="gc.collect(); gc.freeze() once the app is built")
-    group.add_argument("--stream-keepalive", type=float, metavar="SECONDS",
-                       help="api.STREAM_KEEPALIVE, idle SSE comment interval (default 5)")
-    group.add_argument("--handler-pacing", type=float, metavar="ORDERS_PER_S",
-                       help="OrderHandler._place waits for its turn: at most this many orders/s "
-                            "go to ib_async (so its throttle queue stays empty)")
-    group.add_argument("--flag-cache", action="store_true",
-                       help="journal flags (kill switch) read from memory, not SQLite, per call")
-    group.add_argument("--lookahead", action="store_true",
-                       help="waitress channel_request_lookahead=1 (sees a client leave at once)")
 
 
 def experiments_from(args: Any) -> str:
     """Apply the experiment switches of ``args``; returns a label ('' for none)."""
     done = []
     if getattr(args, "throttle", None):
-        from ib_async.client import Client
+        import ib_connection
         count, seconds = args.throttle.split("/")
-        Client.MaxRequests, Client.RequestsInterval = int(count), float(seconds)
-        done.append(f"ib_async throttle {int(count)}/{float(seconds):g}s")
+        ib_connection.THROTTLE_REQUESTS = int(count)
+        ib_connection.THROTTLE_INTERVAL = float(seconds)
+        done.append(f"throttle {int(count)}/{float(seconds):g}s")
     if getattr(args, "refresh_gap", None) is not None:
         import ib_connector
         ib_connector.REFRESH_MIN_GAP = args.refresh_gap
         done.append(f"REFRESH_MIN_GAP={args.refresh_gap:g}")
-    if getattr(args, "no_commission_hint", False):
-        import ib_connector
-        original = ib_connector.IBConnector._on_order_hint
-
-        def on_order_hint(self: Any, *hint: object) -> None:
-            if len(hint) == 3 and type(hint[2]).__name__ == "CommissionReport":
-                return  # commissionReportEvent(trade, fill, report): ib_async emits one per
-                # execution of every reqExecutions answer, so each refresh asked for the next
-            original(self, *hint)
-
-        ib_connector.IBConnector._on_order_hint = on_order_hint
-        done.append("no commissionReport hint")
-    if getattr(args, "stream_gap", None) is not None:
-        import api
-        api.STREAM_MIN_GAP = args.stream_gap
-        done.append(f"STREAM_MIN_GAP={args.stream_gap:g}")
-    if getattr(args, "handler_pacing", None):
-        import asyncio
-
-        import order_handler
-        place = order_handler.OrderHandler._place
-        spacing = 1.0 / args.handler_pacing
-
-        async def paced_place(self: Any, tracker: Any, extra: object) -> None:
-            loop = asyncio.get_running_loop()
-            turn = max(loop.time(), self.__dict__.get("_bench_next_turn", 0.0))
-            self.__dict__["_bench_next_turn"] = turn + spacing
-            if turn > loop.time():
-                await asyncio.sleep(turn - loop.time())
-            await place(self, tracker, extra)
-
-        order_handler.OrderHandler._place = paced_place
-        done.append(f"handler paces placements at {args.handler_pacing:g}/s")
-    if getattr(args, "flag_cache", False):
-        import journal
-        read, write = journal.Journal.flag, journal.Journal.set_flag
-
-        def flag(self: Any, name: str) -> str | None:
-            cache = self.__dict__.setdefault("_bench_flags", {})
-            if name not in cache:
-                cache[name] = read(self, name)
-            return cache[name]
-
-        def set_flag(self: Any, name: str, value: str | None) -> None:
-            write(self, name, value)
-            self.__dict__.setdefault("_bench_flags", {})[name] = value
-
-        journal.Journal.flag, journal.Journal.set_flag = flag, set_flag
-        done.append("journal flags cached")
     if getattr(args, "stream_keepalive", None) is not None:
         import api
         api.STREAM_KEEPALIVE = args.stream_keepalive
         done.append(f"STREAM_KEEPALIVE={args.stream_keepalive:g}")
-    if getattr(args, "lookahead", False):
-        import waitress
-        import waitress.server
-        original_create, original_serve = waitress.server.create_server, waitress.serve
-
-        def create_with_lookahead(*a: Any, **kw: Any) -> Any:
-            kw.setdefault("channel_request_lookahead", 1)
-            return original_create(*a, **kw)
-
-        def serve_with_lookahead(*a: Any, **kw: Any) -> Any:
-            kw.setdefault("channel_request_lookahead", 1)
-            return original_serve(*a, **kw)
-
-        waitress.server.create_server = waitress.create_server = create_with_lookahead
-        waitress.serve = serve_with_lookahead
-        done.append("waitress channel_request_lookahead=1")
     if getattr(args, "gc_freeze", False):
         import gc
 
@@ -504,20 +432,10 @@ def experiment_flags(args: Any) -> list[str]:
         flags += ["--throttle", args.throttle]
     if getattr(args, "refresh_gap", None) is not None:
         flags += ["--refresh-gap", str(args.refresh_gap)]
-    if getattr(args, "no_commission_hint", False):
-        flags.append("--no-commission-hint")
-    if getattr(args, "stream_gap", None) is not None:
-        flags += ["--stream-gap", str(args.stream_gap)]
-    if getattr(args, "gc_freeze", False):
-        flags.append("--gc-freeze")
     if getattr(args, "stream_keepalive", None) is not None:
         flags += ["--stream-keepalive", str(args.stream_keepalive)]
-    if getattr(args, "lookahead", False):
-        flags.append("--lookahead")
-    if getattr(args, "flag_cache", False):
-        flags.append("--flag-cache")
-    if getattr(args, "handler_pacing", None):
-        flags += ["--handler-pacing", str(args.handler_pacing)]
+    if getattr(args, "gc_freeze", False):
+        flags.append("--gc-freeze")
     return flags
 
 

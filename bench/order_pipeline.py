@@ -8,19 +8,25 @@ until each of the N ids shows a ``verdict``, then reads each order's lifecycle
 (``GET /api/v1/orders/<id>``): the time of an order is the app's own stamp of its ``verdict:`` step.
 The time of a run is barrier release -> last verdict (the "polled" column is when the poller saw it).
 
-Two scenarios (``--scenarios``):
+Three scenarios (``--scenarios``):
 * ``instant``  - the simulator acknowledges and fills at once (its default, validation delay 0);
 * ``paper2s``  - paper-like: the simulator validates each order for 2 s before acknowledging
-                 (``SimGateway.set_validation_delay(2)``, the README's ``--validation-delay 2``).
+                 (``SimGateway.set_validation_delay(2)``, the README's ``--validation-delay 2``);
+* ``paper4s``  - a slow paper day: validation takes 4 s, as long as the default settle workaround
+                 (1 + 2 + 1 s) allows for, so one order takes about the settle time.
 
 Every N uses a symbol the app has not traded yet in this run ("cold" contract cache, like the
 first burst of the day in a symbol); ``--warm`` uses one pre-qualified symbol instead.
 
-Targets: 50 orders within settle + 2 s (= 6 s) and time(50) / time(1) <= 1.5 (judged in the
-paper2s scenario, where one order takes seconds; with instant fills one order takes ~10 ms and the
-ratio only measures pacing: printed, not judged); 200 orders bounded only by pacing:
-time(200) <= time(1) + 200 / R + 0.5 s, R = the order connection's own pacing (ib_async's
-throttle, 45 msg/s by default, capped at the gateway's 50), one placeOrder per order.
+Targets: 50 orders within settle + 2 s (= 6 s), in every scenario; time(50) / time(1) <= 1.5,
+the same target said as a ratio, which assumes one order takes about the settle (4 s): judged in
+``paper4s``. In the other scenarios the app gives a verdict as soon as the broker answers, so one
+order takes ~10 ms or 2 s, and the ratio is bounded below by pacing: 50 placeOrders (plus one
+contract lookup) need 51 / R s of wire time, so time(50) / time(1) >= 1 + 51 / (R x time(1)):
+1.64 for 2 s at R = 40 (1.5 even at the gateway's 50 msg/s). Printed with that floor, not judged.
+200 orders bounded only by pacing: time(200) <= time(1) + 200 / R + 0.5 s, R = the order
+connection's own pacing (``ib_connection.THROTTLE_*``, a smooth 40 msg/s), one placeOrder per
+order.
 Also reported per N: the time by which every POST had its 202, the messages the gateway received
 from clientId 1000 (and per order), and the busiest 1 s window of clientIds 1000 and 999.
 
@@ -46,20 +52,16 @@ from _harness import (DEFAULT_SETTLE, ORDER_CLIENT, READER_CLIENT, AppServer,  #
 
 COLD_SYMBOLS = ["MSFT", "AMZN", "GOOGL", "NVDA", "META", "AMD", "NFLX", "IBM", "JPM", "XOM",
                 "TSLA", "SPY", "QQQ"]
-SCENARIOS = {"instant": 0.0, "paper2s": 2.0}
+SCENARIOS = {"instant": 0.0, "paper2s": 2.0, "paper4s": 4.0}
+RATIO_JUDGED_FROM = 3.0  # s of validation: one order takes about the settle (the target's premise)
 GATEWAY_LIMIT = 50  # msg/s
 
 
-def pacing_rate(handler_pacing: float | None = None) -> float:
-    """The order connection's own send rate: ib_async's throttle (45 per 1 s unless changed) or
-    the handler's own pacing (an experiment), never above the gateway's limit."""
-    from ib_async.client import Client
-    rates = [GATEWAY_LIMIT]
-    if Client.MaxRequests:
-        rates.append(Client.MaxRequests / Client.RequestsInterval)
-    if handler_pacing:
-        rates.append(handler_pacing)
-    return min(rates)
+def pacing_rate() -> float:
+    """The order connection's own send rate (its throttle, ``ib_connection.THROTTLE_*``), never
+    above the gateway's limit."""
+    import ib_connection
+    return min(GATEWAY_LIMIT, ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL)
 
 
 def run_batch(base: str, n: int, symbol: str, poll: float, timeout: float) -> dict:
@@ -209,16 +211,18 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
         print(f"  [{name}] target 50 orders within settle + 2 s = {settle + 2:g} s: {r['time']:.3f} s "
               f"-> {verdict(within)}")
         ok &= within
-        if delay > 0:
+        floor = 1 + 51 / (pacing_rate() * t1)
+        if delay >= RATIO_JUDGED_FROM:
             print(f"  [{name}] target time(50)/time(1) <= 1.5: {ratio:.2f} -> "
                   f"{verdict(ratio <= 1.5)}")
             ok &= ratio <= 1.5
         else:
-            print(f"  [{name}] time(50)/time(1) = {ratio:.1f}: not judged here (1 order = "
-                  f"{t1 * 1000:.0f} ms; 50 orders need >= 1 s of pacing at <= 50 msg/s)")
+            print(f"  [{name}] time(50)/time(1) = {ratio:.2f}: not judged here (1 order = "
+                  f"{t1 * 1000:.0f} ms; pacing alone puts the ratio at >= {floor:.2f}: "
+                  f"51 messages at {pacing_rate():g} msg/s)")
     if 200 in by_n:
         r = by_n[200]
-        rate = pacing_rate(getattr(args, "handler_pacing", None))
+        rate = pacing_rate()
         bound = t1 + 200 / rate + 0.5
         print(f"  [{name}] target 200 orders bounded only by pacing (<= time(1) + 200/{rate:g} msg/s + "
               f"0.5 s = {bound:.2f} s): {r['time']:.3f} s -> {verdict(r['time'] <= bound)}; "
@@ -230,7 +234,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1,10,50,200", help="comma-separated batch sizes")
-    ap.add_argument("--scenarios", default="instant,paper2s",
+    ap.add_argument("--scenarios", default="instant,paper2s,paper4s",
                     help=f"comma-separated, of {', '.join(SCENARIOS)}")
     ap.add_argument("--warm", action="store_true", help="one pre-qualified symbol for every N")
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between GET /orders polls")

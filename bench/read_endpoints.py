@@ -146,34 +146,6 @@ def seed(base: str, positions: int, orders: int) -> None:
     http.close()
 
 
-def cache_reads(app) -> None:
-    """Experiment: serve /orders, /positions, /account from a body cached per ChangeFeed version.
-
-    Approximates the proposed fix (build the JSON once per change, not once per request); the
-    cached body's ``data_age`` is as old as the last change (the real fix would keep it live).
-    """
-    from flask import Response, request
-
-    svc = app.extensions["trading"]
-    for endpoint in ("api.orders", "api.positions", "api.account"):
-        view = app.view_functions[endpoint]
-        cache: dict = {}
-
-        def cached(*a, _view=view, _cache=cache, **kw):
-            key = (svc.feed.version, request.query_string)
-            body = _cache.get(key)
-            if body is None:
-                response = _view(*a, **kw)
-                if getattr(response, "status_code", 0) != 200:
-                    return response
-                body = response.get_data()
-                _cache.clear()
-                _cache[key] = body
-            return Response(body, mimetype="application/json")
-
-        app.view_functions[endpoint] = cached
-
-
 def reader_window(gateway, tap: GatewayTap, seconds: float) -> tuple[float, float, dict]:
     """Sleep ``seconds``; (msg/s from 999 by the gateway's counter, by the tap, request types)."""
     before = gateway.stats().received_by_client[READER_CLIENT]
@@ -196,16 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", type=int, default=20)
     ap.add_argument("--orders", type=int, default=200)
     add_experiment_args(ap)
-    ap.add_argument("--cache-reads", action="store_true",
-                    help="experiment: /orders, /positions, /account bodies cached per change version")
     args = ap.parse_args(argv)
     if not 1 <= args.pollers <= 64 or not 1 <= args.positions <= 20 or \
             not args.positions <= args.orders <= 1000 or not 0.5 <= args.duration <= 120:
         ap.error("--pollers 1..64, --positions 1..20 <= --orders <= 1000, --duration 0.5..120")
     quiet_logs()
     experiments = experiments_from(args)
-    if args.cache_reads:
-        experiments = ", ".join(filter(None, [experiments, "reads cached per change"]))
     print(f"read endpoints benchmark (python {sys.version.split()[0]}; {args.pollers} pollers in a "
           f"client process, {args.duration:g} s per endpoint; load average "
           f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})")
@@ -213,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     def routes(app) -> None:
         # same before/after-request hooks as the API (the pollers send the bearer token to all)
         app.add_url_rule("/bench/ping", "bench_ping", lambda: "ok")
-        if args.cache_reads:
-            cache_reads(app)
 
     gateway = start_gateway(extra_contracts=extra_stocks(6))
     tap = GatewayTap(gateway)

@@ -33,7 +33,7 @@ MODEST = {
     "read_endpoints": ["--duration", "3"],
     "event_latency": ["--trials", "10"],
     "cold_start": ["--runs", "3"],
-    "footprint": ["--orders", "2000", "--sample-every", "500", "--sse-clients", "100"],
+    "footprint": ["--orders", "4000", "--sample-every", "500", "--sse-clients", "100"],
 }
 FULL = {
     "order_pipeline": [],
