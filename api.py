@@ -130,11 +130,18 @@ def _as_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj) if obj is not None else None
 
 
+def _flat_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass of plain fields as a dict, without asdict's deep copy (/status is hot)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
 # ------------------------------------------------------------------- reads
 @bp.get("/status")
 def status() -> Response:
     """Health of both connections, the threads, the account and the queue."""
-    return jsonify(status_payload(services(), services().connector.snapshot()))
+    svc = services()
+    return Response(_dumps(status_payload(svc, svc.connector.snapshot())),
+                    mimetype="application/json")
 
 
 def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
@@ -148,8 +155,8 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "now": time.time(),
         "simulator": svc.simulator is not None,
         "gateway": {"host": svc.host, "port": svc.port},
-        "connections": {"reader": _as_dict(snap.connection),
-                        "orders": _as_dict(orders) if orders else {"state": "disabled"}},
+        "connections": {"reader": _flat_dict(snap.connection),
+                        "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
         "threads": {"reader": snap.connection.thread_alive,
                     "orders": orders.thread_alive if orders else None},
         "server_version": snap.connection.server_version,
@@ -232,8 +239,8 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version,
-                          lambda: f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n")
+            yield _cached("stream-frame", version, lambda: (
+                f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
 
@@ -339,15 +346,16 @@ def orders() -> Response:
     records = _records(svc)
     key = _orders_key(svc, snap, records)
 
-    def build() -> str:
+    def build() -> bytes:
         rows = merged_orders(snap, records)
         if which != "all":
             rows = [r for r in rows if r["open"] == (which == "open")]
-        return json.dumps(rows, separators=(",", ":"))
+        return _dumps(rows).encode()
 
     rows_json = _cached(f"orders-json-{which}", key, build)  # serialised once per change
-    body = f'{{"orders":{rows_json},"data_age":{json.dumps(_age(snap.orders_updated_at))}}}'
-    return Response(body, mimetype="application/json")
+    age = _dumps(_age(snap.orders_updated_at)).encode()
+    return Response(b'{"orders":' + rows_json + b',"data_age":' + age + b"}",
+                    mimetype="application/json")
 
 
 @bp.get("/executions.csv")

@@ -236,6 +236,7 @@ class IBConnector(IBConnection):
         self._orders_updated_at: float | None = None
         self._version = 0
         self._contracts: dict[tuple[str, str], Contract] = {}
+        self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
         self._executions_since = ""  # its filter: UTC "yyyymmdd-hh:mm:ss", "" = all
@@ -276,9 +277,14 @@ class IBConnector(IBConnection):
             event += self._on_account_data
         # live events only: commissionReportEvent also fires for every execution that a
         # reqExecutions answer replays, which would make each refresh ask for the next
-        for event in (ib.openOrderEvent, ib.orderStatusEvent, ib.execDetailsEvent,
-                      ib.positionEvent, ib.updatePortfolioEvent):
+        for event in (ib.openOrderEvent, ib.orderStatusEvent, ib.execDetailsEvent):
             event += self._on_order_hint
+        # position streams: only a change of quantity means a fill (the portfolio stream also
+        # repeats positions when their market value moves)
+        self._quantities = {(p.account, p.contract.conId): p.position for p in ib.positions()}
+        ib.positionEvent += lambda pos: self._on_position(pos.account, pos.contract, pos.position)
+        ib.updatePortfolioEvent += lambda item: self._on_position(item.account, item.contract,
+                                                                   item.position)
         await self._refresh_orders(ib, full=True)
         self._updated_at = time.time()
         self._rebuild()
@@ -298,6 +304,12 @@ class IBConnector(IBConnection):
     def _on_account_data(self, *_: object) -> None:
         self._updated_at = time.time()
         self._schedule_rebuild()
+
+    def _on_position(self, account: str, contract: Contract, quantity: float) -> None:
+        key = (account, contract.conId)
+        if self._quantities.get(key) != quantity:
+            self._quantities[key] = quantity
+            self._on_order_hint()
 
     def _on_order_hint(self, *_: object) -> None:
         self._executions_wanted = True  # something filled or moved: ask for new executions

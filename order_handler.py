@@ -22,6 +22,7 @@ messages, never as transitions.
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import itertools
 import logging
@@ -123,6 +124,7 @@ class OrderHandler(IBConnection):
         self._key_lock = threading.Lock()
         self._halt_lock = threading.Lock()
         self.version = 0  # bumped on every record change (read caches key on it)
+        self._phases: tuple[tuple[int, int], collections.Counter] | None = None
         self.on_record: Callable[[], None] | None = None  # called on every record change
         self._queue: asyncio.Queue | None = None
         self._consumer: asyncio.Task | None = None
@@ -323,10 +325,18 @@ class OrderHandler(IBConnection):
 
     def queue_depth(self) -> int:
         """Requests waiting for the consumer plus orders not yet sent."""
-        in_queue = self._pending
-        not_sent = sum(1 for t in list(self._trackers.values())
-                       if t.record.phase in ("queued", "sending"))
-        return max(in_queue, not_sent)
+        phases = self._phase_counts()
+        return max(self._pending, phases["queued"] + phases["sending"])
+
+    def _phase_counts(self) -> collections.Counter:
+        """Records per phase, counted once per record change (status polls ask often)."""
+        key = (self.version, len(self._trackers))
+        cached = self._phases
+        if cached is None or cached[0] != key:
+            cached = (key, collections.Counter(t.record.phase
+                                               for t in list(self._trackers.values())))
+            self._phases = cached
+        return cached[1]
 
     def working_count(self) -> int:
         """Our orders not yet finished (the risk gate's open-order count)."""
@@ -335,8 +345,8 @@ class OrderHandler(IBConnection):
 
     def in_flight(self) -> int:
         """Orders sent and still in their settle or monitoring window."""
-        return sum(1 for t in list(self._trackers.values())
-                   if t.record.phase in ("settling", "monitoring"))
+        phases = self._phase_counts()
+        return phases["settling"] + phases["monitoring"]
 
     def _tracker(self, order_id: str) -> _Tracker:
         tracker = self._trackers.get(order_id)

@@ -237,6 +237,9 @@ def _json_error(status: int, code: str, message: str) -> tuple[Response, int]:
 
 
 def _security_headers(response: Response) -> Response:
+    # one pass over the headers (werkzeug's setdefault raises and catches a KeyError per miss)
+    present = {key.lower() for key in response.headers.keys()}
     for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response

@@ -7,6 +7,8 @@ the reader asks for, so the tests can hold the reader to asking little.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Stock
 
@@ -29,18 +31,31 @@ def connector(gateway):
     reader.stop()
 
 
-def script_client(gateway, client_id: int = OTHER) -> IB:
-    """A trader's script on this (main) thread, as ``test_order.py`` runs."""
-    ib = IB()
-    ib.connect("127.0.0.1", gateway.port, clientId=client_id, timeout=5)
-    return ib
+@pytest.fixture
+def scripts(gateway):
+    """Connects traders' scripts on this (main) thread, as ``test_order.py`` runs, on a loop
+    of their own that is closed afterwards (with every socket)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    clients: list[IB] = []
+
+    def connect(client_id: int = OTHER) -> IB:
+        ib = IB()
+        ib.connect("127.0.0.1", gateway.port, clientId=client_id, timeout=5)
+        clients.append(ib)
+        return ib
+
+    yield connect
+    for ib in clients:
+        ib.disconnect()
+    loop.run_until_complete(asyncio.sleep(0.05))  # let the transports finish closing
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture
-def other(gateway):
-    ib = script_client(gateway)
-    yield ib
-    ib.disconnect()
+def other(scripts):
+    return scripts(OTHER)
 
 
 def place(ib: IB, order, symbol: str = "IBM"):
@@ -111,18 +126,15 @@ def test_executions_are_asked_for_incrementally(gateway, connector, other):
     assert len({e.exec_id for e in connector.snapshot().executions}) == 31
 
 
-def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector):
-    ours = script_client(gateway, OWN)
-    try:
-        wait_for(lambda: requests(gateway, "ReqCompletedOrders"), timeout=3)
-        before = requests(gateway, "ReqCompletedOrders")
-        for _ in range(10):
-            place(ours, MarketOrder("BUY", 1))
-        wait_for(lambda: len(connector.snapshot().executions) >= 10, timeout=5)
-        ours.sleep(0.5)
-        assert requests(gateway, "ReqCompletedOrders") == before
-    finally:
-        ours.disconnect()
+def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector, scripts):
+    ours = scripts(OWN)  # the OrderHandler's clientId
+    wait_for(lambda: requests(gateway, "ReqCompletedOrders"), timeout=3)
+    before = requests(gateway, "ReqCompletedOrders")
+    for _ in range(10):
+        place(ours, MarketOrder("BUY", 1))
+    wait_for(lambda: len(connector.snapshot().executions) >= 10, timeout=5)
+    ours.sleep(0.5)
+    assert requests(gateway, "ReqCompletedOrders") == before
 
 
 def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
