@@ -239,7 +239,7 @@ class IBConnector(IBConnection):
         self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
-        self._executions_since = ""  # its filter: UTC "yyyymmdd-hh:mm:ss", "" = all
+        self._executions_from: float | None = None  # our clock at the last ask; None = all
         self._completed = _DutyPacer(COMPLETED_DUTY)
         self._completed_sink: _CompletedSink | None = None
         self._completed_pending = False  # something unexplained waits for the pacer
@@ -269,8 +269,7 @@ class IBConnector(IBConnection):
         self._refresh_wanted = asyncio.Event()
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign]
-        self._executions_since = ""  # a new session: ask for every execution once
-        await self.gateway_time(ib, 10)  # the clock the execution filter is written in
+        self._executions_from = None  # a new session: ask for every execution once
         self._completed = _DutyPacer(COMPLETED_DUTY)
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
                       ib.pnlEvent):
@@ -288,7 +287,8 @@ class IBConnector(IBConnection):
         await self._refresh_orders(ib, full=True)
         self._updated_at = time.time()
         self._rebuild()
-        self._tasks = [asyncio.create_task(self._refresher(ib), name="connector-refresher")]
+        self._tasks = [asyncio.create_task(self._refresher(ib), name="connector-refresher"),
+                       asyncio.create_task(self._measure_clock(ib), name="connector-clock")]
 
     async def on_disconnected(self) -> None:
         for task in self._tasks:
@@ -365,19 +365,26 @@ class IBConnector(IBConnection):
         self._book.orders = orders
         self._trim(ib, open_trades)
 
+    async def _measure_clock(self, ib: IB) -> None:
+        """The gateway's clock offset, right after the first refresh (the heartbeat keeps it)."""
+        try:
+            await self.gateway_time(ib, 10)
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            self.log.warning("gateway clock not read: %s (the heartbeat will)", exc)
+
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
-        """Executions since the newest one seen (every one after a connect); returns those
-        not seen before."""
+        """Executions since the previous ask (every one after a connect); returns those not
+        seen before."""
         self._executions_wanted = False
         self._executions_at = time.monotonic()
-        # next time, from now on the GATEWAY's clock (minus an overlap for late reports):
-        # its executions are stamped by it, so our clock and time zone do not matter
-        offset = self.gateway_clock_offset
-        since = "" if offset is None else datetime.fromtimestamp(
-            time.time() + offset - EXEC_OVERLAP, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
-        fills = await asyncio.wait_for(
-            ib.reqExecutionsAsync(ExecutionFilter(time=self._executions_since)), 10)
-        self._executions_since = since
+        # "since" is written on the GATEWAY's clock (minus an overlap for late reports): its
+        # executions are stamped by it, so our clock and time zone do not matter
+        offset, start = self.gateway_clock_offset, self._executions_from
+        since = "" if offset is None or start is None else datetime.fromtimestamp(
+            start + offset - EXEC_OVERLAP, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+        asked_at = time.time()
+        fills = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time=since)), 10)
+        self._executions_from = asked_at  # only once answered: a failed ask is asked again
         return self._absorb_executions(ib, fills)
 
     def _absorb_executions(self, ib: IB, fills: list[Fill]) -> list[ExecutionRow]:

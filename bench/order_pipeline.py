@@ -23,9 +23,9 @@ the same target said as a ratio, which assumes one order takes about the settle 
 ``paper4s``. In the other scenarios the app gives a verdict as soon as the broker answers, so one
 order takes ~10 ms or 2 s, and the ratio is bounded below by pacing: 50 placeOrders (plus one
 contract lookup) need 51 / R s of wire time, so time(50) / time(1) >= 1 + 51 / (R x time(1)):
-1.64 for 2 s at R = 40 (1.5 even at the gateway's 50 msg/s). Printed with that floor, not judged.
+1.70 for 2 s at R = 36 (1.5 even at the gateway's 50 msg/s). Printed with that floor, not judged.
 200 orders bounded only by pacing: time(200) <= time(1) + 200 / R + 0.5 s, R = the order
-connection's own pacing (``ib_connection.THROTTLE_*``, a smooth 40 msg/s), one placeOrder per
+connection's own pacing (``ib_connection.THROTTLE_*``, a smooth ~36 msg/s), one placeOrder per
 order.
 Also reported per N: the time by which every POST had its 202, the messages the gateway received
 from clientId 1000 (and per order), and the busiest 1 s window of clientIds 1000 and 999.
