@@ -27,8 +27,8 @@ from werkzeug.exceptions import HTTPException
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
-from order_handler import (FINAL_VERDICTS, IdempotencyConflict, Lifecycle, OrderHandler,
-                           OrderStateError, TradingHaltedError, UnknownOrderError)
+from order_handler import (FINAL_VERDICTS, TERMINAL, IdempotencyConflict, Lifecycle,
+                           OrderHandler, OrderStateError, TradingHaltedError, UnknownOrderError)
 from risk import RiskRejected
 from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
 from services import Services
@@ -667,10 +667,19 @@ def _find_row(snap: Snapshot, order_id: str, record: Lifecycle | None) -> OrderR
     return None
 
 
+def _finished_at_broker(record: Lifecycle) -> bool:
+    """A final verdict the broker gave (not one of ours such as not_sent)."""
+    return record.verdict in ("filled", "cancelled", "rejected") and record.status in TERMINAL
+
+
 def _order_json(row: OrderRow | None, record: Lifecycle | None,
                 brief: bool = False) -> dict[str, Any]:
     """One order for the API: the broker's row, plus our lifecycle when it is ours."""
     out: dict[str, Any] = dataclasses.asdict(row) if row is not None else {}
+    if row is not None and row.open and record is not None and _finished_at_broker(record):
+        # our order connection heard the broker's final word before the reader's next refresh
+        out.update(status=record.status, filled=record.filled, remaining=0.0, open=False,
+                   avg_fill_price=record.avg_fill_price or out["avg_fill_price"])
     if record is not None:
         intent = record.intent
         out.setdefault("symbol", intent.symbol)

@@ -339,14 +339,20 @@ class IBConnector(IBConnection):
     async def _refresh_orders(self, ib: IB, full: bool = False) -> None:
         """Every client's open orders; new executions when hinted, when an open order vanished
         or every EXEC_SWEEP s; completed orders only when needed (see the module docstring)."""
-        open_trades = await asyncio.wait_for(ib.reqAllOpenOrdersAsync(), 10)
+        book, now = self._book, time.monotonic()
+        asked = full or self._executions_wanted or now - self._executions_at >= EXEC_SWEEP
+        # both requests go out at once, open orders first: the gateway answers in order, so the
+        # executions are at least as new as the open-order list (what _close_vanished needs)
+        open_answer = asyncio.wait_for(ib.reqAllOpenOrdersAsync(), 10)
+        if asked:
+            open_trades, fresh = await asyncio.gather(open_answer, self._fetch_executions(ib))
+        else:
+            open_trades, fresh = await open_answer, []
         open_rows = {row.perm_id: row for row in
                      (_order_row(trade, is_open=True) for trade in open_trades)}
-        book, now = self._book, time.monotonic()
         vanished = {p: row for p, row in book.orders.items()
                     if row.open and p not in open_rows}
-        fresh: list[ExecutionRow] = []
-        if full or vanished or self._executions_wanted or now - self._executions_at >= EXEC_SWEEP:
+        if vanished and not asked:
             fresh = await self._fetch_executions(ib)
         done = {p: row for p, row in book.orders.items() if not row.open}
         unexplained = self._close_vanished(vanished, done)

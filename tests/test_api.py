@@ -164,3 +164,31 @@ def test_state_agrees_with_the_read_endpoints(client, gateway):
     ours = next(o for o in body["orders"] if o["id"] == posted["id"])
     assert ours["status"] == "Filled" and ours["lifecycle"]["verdict"] == "filled"
     assert body["status"]["ok"] is True and body["version"] >= 1
+
+
+def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
+    """Between a fill and the reader's next refresh, /orders shows what our order connection
+    already heard from the broker; a verdict of our own (not_sent) never overrides the broker."""
+    import dataclasses
+
+    from api import _merge
+    from ib_connector import OrderRow, Snapshot
+    from order_records import Lifecycle, OrderIntent
+
+    row = OrderRow(perm_id=77, order_id=5, client_id=1000, order_ref="o-1", account="DU1",
+                   symbol="IBM", sec_type="STK", action="BUY", quantity=2, order_type="MKT",
+                   limit_price=None, stop_price=None, tif="DAY", status="Submitted", filled=0,
+                   remaining=2, avg_fill_price=None, open=True)
+    record = Lifecycle(id="o-1", intent=OrderIntent(symbol="IBM", action="BUY", quantity=2,
+                                                    order_type="MKT"),
+                       source="api", created_at=0.0, phase="done", perm_id=77, status="Filled",
+                       filled=2, remaining=0, avg_fill_price=180.5, verdict="filled")
+    snap = Snapshot(connection=None, account=None, positions=(), orders=(row,), executions=(),
+                    updated_at=None, orders_updated_at=None)
+    with app.test_request_context():
+        [merged] = _merge(snap, [record], detail=False)
+        assert (merged["status"], merged["open"], merged["filled"], merged["avg_fill_price"]) \
+            == ("Filled", False, 2, 180.5)
+        ours_only = dataclasses.replace(record, status="Cancelled", verdict="not_sent")
+        [kept] = _merge(snap, [ours_only], detail=False)
+        assert (kept["status"], kept["open"]) == ("Submitted", True)
