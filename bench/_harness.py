@@ -208,12 +208,13 @@ class AppServer:
         from waitress import wasyncore
 
         self.services.feed.close()  # ends open SSE streams
-        try:
-            self.server.task_dispatcher.shutdown(timeout=5)
-            wasyncore.close_all(self.server._map)
-        except Exception:  # noqa: BLE001 - best effort at the end of a run
-            pass
+        # end waitress's loop from its own thread: closing its sockets from here would race its
+        # select() (EBADF in the waitress thread)
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self._thread.join(5)
+        self.server.task_dispatcher.shutdown(timeout=5)
+        if self._thread.is_alive():
+            print("  !! waitress did not stop within 5 s", file=sys.stderr)
         import app_simple
         stop = getattr(app_simple, "shutdown", None)  # stops services, releases the instance lock
         if stop is not None:

@@ -24,9 +24,10 @@ the same target said as a ratio, which assumes one order takes about the settle 
 order takes ~10 ms or 2 s, and the ratio is bounded below by pacing: 50 placeOrders (plus one
 contract lookup) need 51 / R s of wire time, so time(50) / time(1) >= 1 + 51 / (R x time(1)):
 1.70 for 2 s at R = 36 (1.5 even at the gateway's 50 msg/s). Printed with that floor, not judged.
-200 orders bounded only by pacing: time(200) <= time(1) + 200 / R + 0.5 s, R = the order
-connection's own pacing (``ib_connection.THROTTLE_*``, a smooth ~36 msg/s), one placeOrder per
-order.
+200 orders bounded only by pacing: time(200) <= time(1) + M / R x 1.1 + 0.5 s, M = the messages
+the gateway received from clientId 1000 in the run (200 placeOrders, contract lookups, heartbeats),
+R = the order connection's own pacing (``ib_connection.THROTTLE_*``, a smooth ~36 msg/s); the
+factor 1.1 allows for the throttle's timer slipping under load.
 Also reported per N: the time by which every POST had its 202, the messages the gateway received
 from clientId 1000 (and per order), and the busiest 1 s window of clientIds 1000 and 999.
 
@@ -53,6 +54,9 @@ from _harness import (DEFAULT_SETTLE, ORDER_CLIENT, READER_CLIENT, AppServer,  #
 COLD_SYMBOLS = ["MSFT", "AMZN", "GOOGL", "NVDA", "META", "AMD", "NFLX", "IBM", "JPM", "XOM",
                 "TSLA", "SPY", "QQQ"]
 SCENARIOS = {"instant": 0.0, "paper2s": 2.0, "paper4s": 4.0}
+# ib_async's throttle re-arms itself with call_at every 0.11 s; on a busy 2-core machine each step
+# slips by a few ms, so the effective pace is up to ~10 % below the configured one
+PACING_SLIP = 1.1
 RATIO_JUDGED_FROM = 3.0  # s of validation: one order takes about the settle (the target's premise)
 GATEWAY_LIMIT = 50  # msg/s
 
@@ -223,10 +227,13 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
     if 200 in by_n:
         r = by_n[200]
         rate = pacing_rate()
-        bound = t1 + 200 / rate + 0.5
-        print(f"  [{name}] target 200 orders bounded only by pacing (<= time(1) + 200/{rate:g} msg/s + "
-              f"0.5 s = {bound:.2f} s): {r['time']:.3f} s -> {verdict(r['time'] <= bound)}; "
-              f"gateway peak {r['peak_1000']} msg/s from clientId 1000 during the burst")
+        wire = r["msgs_1000"] / rate  # every message clientId 1000 sent, at the configured pace
+        bound = t1 + wire * PACING_SLIP + 0.5
+        print(f"  [{name}] target 200 orders bounded only by pacing (<= time(1) + "
+              f"{r['msgs_1000']} msgs / {rate:.1f} msg/s x {PACING_SLIP:g} + 0.5 s = {bound:.2f} s): "
+              f"{r['time']:.3f} s -> {verdict(r['time'] <= bound)}; gateway peak "
+              f"{r['peak_1000']} msg/s from clientId 1000 during the burst; per order "
+              f"{r['time'] / 200 * 1000:.0f} ms (one at a time would take {t1 * 200:.0f} s)")
         ok &= r["time"] <= bound
     return ok, rows
 
