@@ -226,13 +226,12 @@ class IBConnection:
         self._last_heartbeat = time.time()
         return True
 
-    async def gateway_time(self, ib: IB, timeout: float) -> float:
+    async def gateway_time(self, ib: IB, timeout: float) -> None:
         """Ask the gateway for its clock (one message); keeps ``gateway_clock_offset``."""
         now = await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
         # the gateway read its clock (whole seconds) before we got the answer: so this is a
         # lower bound of its offset to our clock, the safe side for "since" filters
         self.gateway_clock_offset = now.timestamp() - time.time()
-        return now.timestamp()
 
     # ------------------------------------------------------------- for users
     @property

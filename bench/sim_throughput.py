@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _harness import max_in_window, percentile  # noqa: E402
 from sim_gateway import protocol as p  # noqa: E402
 from sim_gateway.broker import BrokerConfig  # noqa: E402
 from sim_gateway.codec import ClientFrameReader, encode_client_hello, encode_frame  # noqa: E402
@@ -154,23 +155,6 @@ class FillTracker:
 
     def latencies_ms(self) -> list[float]:
         return sorted((self.filled[i] - self.placed[i]) * 1000 for i in self.filled)
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(pct / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def max_in_window(stamps: list[float], window: float = 1.0) -> int:
-    """Most messages inside any half-open ``window``-second interval."""
-    ordered = sorted(stamps)
-    best = 0
-    for i, start in enumerate(ordered):
-        best = max(best, bisect.bisect_left(ordered, start + window) - i)
-    return best
 
 
 # ------------------------------------------------------------------ phase 1: throughput
