@@ -19,11 +19,15 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import (Blueprint, Response, current_app, g, jsonify, request, stream_with_context,
+                   url_for)
 from werkzeug.exceptions import HTTPException
 
+import auth
+from bodies import BodyError, parse_json_object
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
@@ -31,13 +35,14 @@ from order_handler import (FINAL_VERDICTS, TERMINAL, IdempotencyConflict, Lifecy
                            OrderHandler, OrderStateError, TradingHaltedError, UnknownOrderError)
 from risk import RiskRejected
 from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
-from services import Services
+from services import GatewayNotAnswering, Services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
 STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead clients)
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+RETRY_AFTER = 1  # seconds a client waits before retrying a 503
 RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
                "price_collar": "limit_price", "symbol_not_allowed": "symbol",
                "no_reference_price": "symbol"}
@@ -47,31 +52,37 @@ class ApiError(Exception):
     """An error answered with the API's one JSON error shape."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 details: list[dict] | None = None) -> None:
+                 details: list[dict] | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.field, self.details = field, details
+        self.field, self.details, self.retry_after = field, details, retry_after
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None,
-              details: list[dict] | None = None) -> tuple[Response, int]:
-    """The single JSON error response of the whole API."""
+              details: list[dict] | None = None,
+              retry_after: int | None = None) -> tuple[Response, int]:
+    """The single JSON error response of the whole API (``Retry-After`` on retryable ones)."""
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if field is not None:
         body["field"] = field
     if details:
         body["details"] = details
-    return jsonify({"error": body}), status
+    response = jsonify({"error": body})
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, status
 
 
 @bp.errorhandler(ApiError)
 def _on_api_error(exc: ApiError) -> tuple[Response, int]:
-    return api_error(exc.status, exc.code, exc.message, exc.field, exc.details)
+    return api_error(exc.status, exc.code, exc.message, exc.field, exc.details, exc.retry_after)
 
 
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
-    return api_error(503, "gateway_unavailable", str(exc))
+    code = "gateway_not_answering" if isinstance(exc, GatewayNotAnswering) else \
+        "gateway_unavailable"
+    return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
 @bp.errorhandler(TimeoutError)
@@ -105,12 +116,30 @@ def services() -> Services:
 
 
 def _json_body(source: str | None = None) -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    """The request's JSON object (UTF-8 application/json, bounded nesting), else 400/415."""
+    try:
+        return parse_json_object(request.content_type, request.get_data(cache=True))
+    except BodyError as exc:
         if source is not None:
-            _audit(source, None, None, "invalid: body is not a JSON object")
-        raise ApiError(400, "invalid_body", "the request body must be a JSON object")
-    return body
+            _audit(source, None, None, f"invalid: {exc.message}")
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+@contextmanager
+def _long_call(required: bool) -> Iterator[bool]:
+    """Hold one of the long-call slots while a call waits for seconds. Without a free slot a
+    required one answers 503 (retry); an optional one yields False and the caller does not
+    wait. The slots leave threads for the kill switch, /health and /status."""
+    slots = services().long_calls
+    held = slots.acquire(blocking=False)
+    if not held and required:
+        raise ApiError(503, "busy", "every long-call slot is taken (open streams and waiting "
+                       "calls); retry shortly", retry_after=RETRY_AFTER)
+    try:
+        yield held
+    finally:
+        if held:
+            slots.release()
 
 
 def _validate(model: type, body: dict[str, Any]) -> Any:
@@ -200,10 +229,14 @@ def state() -> Response:
 def stream() -> Response | tuple[Response, int]:
     """Server-Sent Events: a ``state`` event after every change, comments while idle."""
     svc = services()
+    if not svc.long_calls.acquire(blocking=False):
+        return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
     if not svc.feed.open_stream():
+        svc.long_calls.release()
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
-                         "poll /api/v1/state instead")
-    slot = _StreamSlot(svc.feed)
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+    slot = _StreamSlot(svc)
     response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
@@ -213,8 +246,8 @@ def stream() -> Response | tuple[Response, int]:
 class _StreamSlot:
     """One taken stream slot, given back exactly once."""
 
-    def __init__(self, feed: Any) -> None:
-        self._feed = feed
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
         self._lock = threading.Lock()
         self._held = True
 
@@ -222,7 +255,8 @@ class _StreamSlot:
         with self._lock:
             held, self._held = self._held, False
         if held:
-            self._feed.close_stream()
+            self._svc.feed.close_stream()
+            self._svc.long_calls.release()
 
 
 def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
@@ -391,7 +425,8 @@ def quote() -> Response:
     sec_type = (request.args.get("sec_type") or "STK").strip().upper()
     _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": sec_type})
     try:
-        q = services().connector.quote(symbol, sec_type)
+        with _long_call(required=True):
+            q = services().connector.quote(symbol, sec_type)
     except LookupError as exc:
         raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(q))
@@ -411,7 +446,9 @@ def place_order() -> tuple[Response, int]:
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
-        record = _handler().wait(record.id, timeout + WAIT_SLACK)
+        with _long_call(required=False) as may_wait:  # busy: answer now, the client polls
+            if may_wait:
+                record = _handler().wait(record.id, timeout + WAIT_SLACK)
         return _order_response(record, created, 200 if record.verdict else 202)
     return _order_response(record, created, 202 if created else 200)
 
@@ -470,6 +507,7 @@ def _journaled_decision(svc: Services, order_id: str) -> Any:
 
 def _audit(source: str, body: Any, decision: Any, outcome: str,
            order_id: str | None = None) -> None:
+    g.audited = True  # security's after-request audit of refusals has nothing to add
     journal = services().journal
     if journal is not None:
         journal.audit(source, request.remote_addr, body, decision, outcome, order_id)
@@ -513,9 +551,12 @@ def webhook() -> tuple[Response, int]:
     secret = svc.settings.webhook_secret
     if not secret:
         raise ApiError(404, "not_found", "the webhook is disabled (set WEBHOOK_SECRET)")
+    refused = auth.refused_attempt("webhook")
+    if refused is not None:
+        return refused
     raw = request.get_data(cache=True)
     if not _webhook_authentic(raw, secret):
-        _audit("webhook", None, None, "unauthorized")
+        auth.secret_failed("webhook")
         raise ApiError(401, "unauthorized", "bad or missing X-Webhook-Secret / X-Signature")
     if not svc.webhook_limiter.allow():
         _audit("webhook", None, None, "rate_limited")
@@ -560,8 +601,10 @@ def kill_switch() -> tuple[Response, int]:
         return jsonify({"engaged": False}), 200
     reason = str(body.get("reason") or "engaged from the API")[:200]
     started = time.time()
-    _handler().engage_kill_switch(reason)
-    fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
+    _handler().engage_kill_switch(reason)  # halted from here on, whatever follows
+    with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
+        fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM if may_wait
+                                                  else 0.0)
     return jsonify({"engaged": True, "reason": reason,
                     "cancel_confirmed": fresh and not still_open, "broker_view_fresh": fresh,
                     "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
@@ -588,7 +631,8 @@ def preview_order() -> Response:
     order_in = _validate(OrderIn, _json_body())
     svc = services()
     try:
-        answer = _handler().preview(order_in.intent(svc.settings.account))
+        with _long_call(required=True):
+            answer = _handler().preview(order_in.intent(svc.settings.account))
     except LookupError as exc:
         raise ApiError(422, "no_preview", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(answer))

@@ -21,14 +21,17 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ib_async import IB
 
 from loop_thread import LoopThread
 
+T = TypeVar("T")
 HEARTBEAT_INTERVAL = 2.0
+SILENCE_CHECK = 0.1  # seconds between looks at the gateway's silence while a call waits
 HEARTBEAT_TIMEOUT = 4.0
 # ib_async's own throttle allows 45 requests per sliding second, sent in bursts that a gateway
 # counting on arrival can see as more than its 50/s limit. 4 per 0.11 s is a smooth ~36/s: the
@@ -84,6 +87,7 @@ class IBConnection:
         self._last_error: str | None = None
         self._reconnects = 0
         self._last_heartbeat: float | None = None
+        self._last_received = time.monotonic()  # when the gateway last sent us any bytes
         self.gateway_clock_offset: float | None = None  # gateway clock - ours, lower bound
         self._server_version: int | None = None
         self._accounts: tuple[str, ...] = ()
@@ -143,12 +147,39 @@ class IBConnection:
             backoff = min(BACKOFF_MAX, backoff * 2)
             await asyncio.sleep(delay)
 
+    def _on_bytes(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
+
+    async def answer_within(self, awaitable: Awaitable[T], timeout: float,
+                            silence: float | None = None) -> T:
+        """Await ``awaitable`` for up to ``timeout`` seconds. With ``silence``, give up sooner
+        once the gateway has sent nothing at all for that long: it is not answering (stalled),
+        as opposed to busy answering what was asked before. TimeoutError either way."""
+        task = asyncio.ensure_future(awaitable)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                step = deadline - time.monotonic()
+                if silence is not None:
+                    step = min(step, SILENCE_CHECK)
+                if step <= 0:
+                    raise TimeoutError(f"no answer in {timeout:g}s")
+                done, _ = await asyncio.wait({task}, timeout=step)
+                if done:
+                    return task.result()
+                if silence is not None and time.monotonic() - self._last_received >= silence:
+                    raise TimeoutError(f"the gateway sent nothing for {silence:g}s")
+        finally:
+            if not task.done():
+                task.cancel()
+
     def _mark_first_attempt(self) -> None:
         if self._first_attempt is not None and not self._first_attempt.done():
             self._first_attempt.set_result(None)
 
     async def _connect_once(self) -> bool:
         ib = IB()
+        ib.client.conn.hasData += self._on_bytes
         ib.client.MaxRequests = THROTTLE_REQUESTS
         ib.client.RequestsInterval = THROTTLE_INTERVAL
         try:

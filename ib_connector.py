@@ -259,10 +259,14 @@ class IBConnector(IBConnection):
             except RuntimeError:
                 self.log.debug("refresh requested while stopping")
 
-    def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD") -> Quote:
-        """A snapshot quote (one broker round trip; not a snapshot read)."""
+    def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD",
+              silence: float | None = None) -> Quote:
+        """A snapshot quote (one broker round trip; not a snapshot read). TimeoutError when
+        the gateway has not answered within QUOTE_TIMEOUT, or (with ``silence``) has sent
+        nothing at all for ``silence`` seconds meanwhile."""
         self.require_connected()
-        return self.thread.call(self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT + 1)
+        return self.thread.call(self.answer_within(
+            self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT, silence), QUOTE_TIMEOUT + 1)
 
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:
@@ -542,7 +546,7 @@ class IBConnector(IBConnection):
         ib = self.ib
         assert ib is not None
         contract = await self._qualified(ib, symbol, sec_type, currency)
-        tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), QUOTE_TIMEOUT)
+        tickers = await ib.reqTickersAsync(contract)
         ticker = tickers[0]
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from change_feed import ChangeFeed
@@ -23,6 +24,15 @@ from sim_gateway.server import ServerSettings
 
 log = logging.getLogger("services")
 
+SERVER_THREADS = 16  # waitress worker threads (one process, threads only)
+RESERVED_THREADS = 4  # never held by a long call: the kill switch, /health, /status stay served
+LONG_CALL_SLOTS = SERVER_THREADS - RESERVED_THREADS  # streams, ?wait=1, quotes, confirmations
+RISK_QUOTE_SILENCE = 0.8  # seconds of total gateway silence before the risk gate answers 503
+
+
+class GatewayNotAnswering(NotConnectedError):
+    """Connected, but the gateway did not answer in time: retry shortly (503 + Retry-After)."""
+
 
 class Services:
     """Starts and stops the gateway connections (and the embedded simulator)."""
@@ -37,6 +47,8 @@ class Services:
         self.webhook_limiter = SlidingWindow(settings.webhook_rate_per_minute, 60.0)
         self.feed = ChangeFeed()
         self.read_cache: dict[str, object] = {}  # built JSON bodies keyed by data versions
+        # calls that hold a server thread for seconds take one of these or are refused/shortened
+        self.long_calls = threading.BoundedSemaphore(LONG_CALL_SLOTS)
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
 
@@ -87,13 +99,17 @@ class Services:
                              self._accounts, self.journal.notional_since(midnight))
 
     def _quote_for_risk(self, symbol: str, sec_type: str) -> tuple:
-        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol."""
+        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol;
+        GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         assert self.connector is not None
         try:
-            q = self.connector.quote(symbol, sec_type)
+            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE)
         except (TimeoutError, NotConnectedError) as exc:
-            log.warning("risk gate: no quote for %s: %s", symbol, exc)
-            return (None, None, None)
+            log.warning("⏳ risk gate: no quote for %s (%s): order refused, retryable",
+                        symbol, exc or type(exc).__name__)
+            raise GatewayNotAnswering(
+                f"the gateway is not answering (no quote for {symbol}: {exc}); nothing was "
+                "sent, retry shortly") from None
         return (q.bid, q.ask, q.last if q.last is not None else q.close)
 
     def _accounts(self) -> tuple[str, ...]:

@@ -47,7 +47,7 @@ def fuzz(schema, mode, examples, check):
 
 
 def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app, headers=AUTH)
     accepted = []
 
     def check(operation, case, response):
@@ -61,7 +61,7 @@ def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):
 
 
 def test_fuzzing_invalid_requests_places_nothing(fuzz_app, gateway):
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app, headers=AUTH)
     statuses = []
 
     def check(operation, case, response):

@@ -151,8 +151,11 @@ class Dashboard:
         return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
 
     def open(self) -> "Dashboard":
-        self.page.goto(self.live.url + "/")
+        """Sign in the way a trader does: the login URL the app printed (token inside)."""
+        token = self.live.app.extensions["api_token"]
+        self.page.goto(f"{self.live.url}/login?token={token}")
         expect(self.page.locator("#health")).to_have_text("connected")
+        assert token not in self.page.url  # the token does not stay in the address bar
         return self
 
     def shot(self, name: str) -> None:
@@ -231,6 +234,26 @@ def test_dashboard_loads_with_mode_badges_and_health(dash):
     expect(page.locator("#positions-empty")).to_be_visible()
     expect(page.locator("body")).to_have_attribute("data-mode", "paper")
     dash.shot("dashboard_loaded")
+
+
+def test_sign_in_with_the_printed_url_then_sign_out(dash):
+    page = dash.page
+    dash.allow_console_error(r"status of 401")
+    page.goto(dash.live.url + "/")  # no secret yet: the login page, and no session
+    expect(page.locator("input[name=secret]")).to_be_visible()
+    assert page.url.startswith(dash.live.url + "/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "ibdash_session"]
+    page.fill("input[name=secret]", "not-the-token")
+    page.click("button[type=submit]")
+    expect(page.locator(".login .error")).to_have_text("Wrong token or password")
+    dash.shot("login_refused")
+    dash.open()  # the printed URL: signed in, the token gone from the address bar
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ibdash_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.click("#logout-btn")
+    expect(page.locator("input[name=secret]")).to_be_visible()
+    status = page.evaluate("fetch('/api/v1/status').then(r => r.status)")
+    assert status == 401
 
 
 def test_symbol_entry_shows_a_live_quote(dash):
