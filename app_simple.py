@@ -22,7 +22,7 @@ import security
 from config import ConfigError, Settings, load_settings
 from services import Services
 
-log = logging.getLogger("app")
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -27,7 +27,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from config import ConfigError, Settings
 
-log = logging.getLogger("security")
+log = logging.getLogger(__name__)
 
 PUBLIC_API = {"/api/v1/openapi.json", "/api/v1/health"}
 WEBHOOK_PATH = "/api/v1/webhook"

@@ -21,7 +21,7 @@ from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
-log = logging.getLogger("services")
+log = logging.getLogger(__name__)
 
 
 class Services:
