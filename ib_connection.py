@@ -29,6 +29,8 @@ from ib_async import IB
 
 from loop_thread import LoopThread
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 HEARTBEAT_INTERVAL = 2.0
 SILENCE_CHECK = 0.1  # seconds between looks at the gateway's silence while a call waits
@@ -75,7 +77,6 @@ class IBConnection:
         self.client_id = client_id
         self.connect_timeout = connect_timeout
         self.account = account
-        self.log = logging.getLogger(name)
         self.thread = LoopThread(name, setup=self._setup, teardown=self._teardown)
         self.ib: IB | None = None
         self._supervisor: asyncio.Task | None = None
@@ -197,16 +198,16 @@ class IBConnection:
         except Exception as exc:  # log and carry on: the supervisor retries
             self._connected = False
             self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.log.warning("❌ %s: connect to %s:%s as clientId %d failed: %s", self.name,
-                             self.host, self.port, self.client_id, self._last_error)
+            log.warning("❌ %s: connect to %s:%s as clientId %d failed: %s", self.name,
+                        self.host, self.port, self.client_id, self._last_error)
             ib.disconnect()
             return False
         self._state = "connected"
         self._since = time.time()
         self._last_heartbeat = time.time()
         self._last_error = None
-        self.log.info("✅ %s connected to %s:%s as clientId %d (server version %s)", self.name,
-                      self.host, self.port, self.client_id, self._server_version)
+        log.info("✅ %s connected to %s:%s as clientId %d (server version %s)", self.name,
+                 self.host, self.port, self.client_id, self._server_version)
         self._notify_state()
         return True
 
@@ -215,7 +216,7 @@ class IBConnection:
             try:
                 self.state_listener()
             except Exception:
-                self.log.exception("state listener failed; carrying on")
+                log.exception("state listener failed; carrying on")
 
     async def _watch(self) -> None:
         """Return when the connection is lost (hard close or failed heartbeat)."""
@@ -238,8 +239,8 @@ class IBConnection:
             if ib.isConnected():
                 ib.disconnect()
             if not self._stopping:
-                self.log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
-                                 self._last_error or "peer closed")
+                log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
+                            self._last_error or "peer closed")
             await self.on_disconnected()
             self._notify_state()
 

@@ -30,6 +30,7 @@ swapped in atomically. A GET never waits on the broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from config import is_paper_account
 from ib_connection import ConnectionState, IBConnection
+
+log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
 REFRESH_MIN_GAP = 0.05  # coalesce bursts of triggers
@@ -257,7 +260,7 @@ class IBConnector(IBConnection):
             try:
                 self.thread.call_soon(self._on_order_hint)
             except RuntimeError:
-                self.log.debug("refresh requested while stopping")
+                log.debug("refresh requested while stopping")
 
     def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD",
               silence: float | None = None) -> Quote:
@@ -336,7 +339,7 @@ class IBConnector(IBConnection):
             try:
                 await self._refresh_orders(ib)
             except (ConnectionError, asyncio.TimeoutError) as exc:
-                self.log.warning("order refresh failed: %s", exc)
+                log.warning("order refresh failed: %s", exc)
             self._rebuild()
             await asyncio.sleep(REFRESH_MIN_GAP)
 
@@ -380,7 +383,7 @@ class IBConnector(IBConnection):
         try:
             await self.gateway_time(ib, 10)
         except (ConnectionError, asyncio.TimeoutError) as exc:
-            self.log.warning("gateway clock not read: %s (the heartbeat will)", exc)
+            log.warning("gateway clock not read: %s (the heartbeat will)", exc)
 
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
         """Executions since the previous ask (every one after a connect); returns those not
@@ -433,8 +436,8 @@ class IBConnector(IBConnection):
             self._completed.ran(started, time.monotonic())
         rows = sink.trim()
         self._fill_order_ids(rows)
-        self.log.debug("%d completed orders in %.0f ms", sink.count,
-                       (time.monotonic() - started) * 1000)
+        log.debug("%d completed orders in %.0f ms", sink.count,
+                  (time.monotonic() - started) * 1000)
         return rows
 
     def _on_completed_order(self, contract: Contract, order: Order,
@@ -443,7 +446,7 @@ class IBConnector(IBConnection):
         and no ``Trade`` kept (ib_async would keep one per completed order of the day)."""
         sink = self._completed_sink
         if sink is None:
-            self.log.warning("completed order %s outside a request; ignored", order.permId)
+            log.warning("completed order %s outside a request; ignored", order.permId)
             return
         trade = Trade(Contract.recreate(contract), order,
                       OrderStatus(orderId=order.orderId, status=order_state.status))
@@ -540,7 +543,7 @@ class IBConnector(IBConnection):
             try:
                 self.on_change()
             except Exception:
-                self.log.exception("on_change callback failed; carrying on")
+                log.exception("on_change callback failed; carrying on")
 
     async def _quote(self, symbol: str, sec_type: str, currency: str) -> Quote:
         ib = self.ib

@@ -25,7 +25,7 @@ from typing import Any
 
 from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, StatusChange, Step
 
-log = logging.getLogger("journal")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (

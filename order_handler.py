@@ -43,7 +43,7 @@ from risk import RiskGate
 from order_records import (FillRecord, IBMessage, Lifecycle, OrderIntent, Preview,
                            StatusChange, Step)
 
-log = logging.getLogger("order_handler")
+log = logging.getLogger(__name__)
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
 WORKING = {"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}

@@ -22,7 +22,7 @@ from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
-log = logging.getLogger("services")
+log = logging.getLogger(__name__)
 
 SERVER_THREADS = 16  # waitress worker threads (one process, threads only)
 RESERVED_THREADS = 4  # never held by a long call: the kill switch, /health, /status stay served

@@ -60,8 +60,8 @@ FINAL = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
 def quiet_logs() -> None:
     """Benchmarks print their own figures; silence ib_async's and the app's chatter."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("ib_async", "sim_gateway", "order_handler", "ib-connector", "order-handler",
-                 "journal", "services", "app", "waitress"):
+    for name in ("ib_async", "sim_gateway", "ib_connection", "ib_connector", "order_handler",
+                 "journal", "services", "security", "app_simple", "loop_thread", "waitress"):
         logging.getLogger(name).setLevel(logging.CRITICAL if name == "ib_async" else logging.ERROR)
 
 

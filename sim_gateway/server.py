@@ -29,7 +29,7 @@ from . import protocol as p
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
 from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
 
-log = logging.getLogger("sim_gateway")
+log = logging.getLogger(__name__)
 
 MIN_VERSION = 157
 MAX_VERSION = 178

@@ -432,3 +432,14 @@ def test_stream_slots_are_given_back(client, app):
     assert first.startswith(b"retry:")
     res.close()
     assert feed.open_streams == 0
+
+
+def test_settings_and_overrides_together_is_one_readable_error():
+    from app_simple import create_app
+    from config import ConfigError, load_settings
+
+    settings = load_settings(env={}, dotenv_path=None)
+    with pytest.raises(ConfigError) as info:
+        create_app({"SETTINGS": settings, "settle_first": 0})
+    assert info.value.problems == ("give either SETTINGS or overrides, not both",)
+    assert str(info.value) == "give either SETTINGS or overrides, not both"

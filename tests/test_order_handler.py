@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 
@@ -71,6 +72,22 @@ def test_orders_are_journaled_before_sending(handler, gateway, journal):
     assert final.verdict == "filled"
     assert journal.flush(5)
     assert journal.get(record.id).record.verdict == "filled"
+
+
+def test_logs_are_named_after_their_module(gateway, journal, caplog):
+    """The connection logs as ib_connection, the order lifecycle as order_handler."""
+    caplog.set_level(logging.INFO)
+    handler = make_handler(gateway, journal)
+    try:
+        record, _ = handler.submit(MKT)
+        handler.wait(record.id, 5)
+    finally:
+        handler.stop()
+    names = {r.name for r in caplog.records if not r.name.startswith("ib_async")}
+    connected = [r for r in caplog.records if f"connected to 127.0.0.1:{gateway.port}" in r.getMessage()]
+    assert connected and {r.name for r in connected} == {"ib_connection"}
+    assert any(record.id in r.getMessage() for r in caplog.records if r.name == "order_handler")
+    assert names <= {"ib_connection", "order_handler", "journal", "loop_thread", "sim_gateway.server"}
 
 
 def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
