@@ -31,16 +31,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import config
+from config import Settings, load_settings
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+from sim_gateway.types import Contract
 
-import config  # noqa: E402
-from config import Settings, load_settings  # noqa: E402
-from sim_gateway.broker import BrokerConfig  # noqa: E402
-from sim_gateway.controller import SimGateway  # noqa: E402
-from sim_gateway.server import ServerSettings  # noqa: E402
-from sim_gateway.types import Contract  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SETTLE = (1.0, 2.0, 1.0)  # config.py defaults (SETTLE_FIRST/VALIDATION/FINAL_WAIT)
 API_TOKEN = "bench-api-token-0123456789abcdef"

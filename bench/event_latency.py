@@ -31,20 +31,27 @@ Exit status 0 when every target passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import os
 import http.client
 import json
+import os
 import random
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, AppServer, Http, add_experiment_args, app_settings,  # noqa: E402
-                      experiments_from, percentile, quiet_logs, start_gateway, verdict)
-from loop_thread import LoopThread  # noqa: E402
+from _harness import (
+    API_TOKEN,
+    AppServer,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    percentile,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
+from loop_thread import LoopThread
 
 TARGET_MS = 100.0
 OTHER_CLIENT = 7

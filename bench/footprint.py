@@ -38,13 +38,22 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, AppProcess, Http, add_experiment_args,  # noqa: E402
-                      experiment_flags, fd_counts, get_json, quiet_logs, rss_mb, start_gateway,
-                      thread_count, verdict, wait_until)
+from _harness import (
+    API_TOKEN,
+    AppProcess,
+    Http,
+    add_experiment_args,
+    experiment_flags,
+    fd_counts,
+    get_json,
+    quiet_logs,
+    rss_mb,
+    start_gateway,
+    thread_count,
+    verdict,
+    wait_until,
+)
 
 RSS_TARGET_MB = 150.0
 FLAT_KB_PER_ORDER = 1.0

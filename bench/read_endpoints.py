@@ -42,13 +42,22 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
-                      add_experiment_args, app_settings, experiments_from, extra_stocks,
-                      percentile, quiet_logs, start_gateway, verdict)
+from _harness import (
+    API_TOKEN,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    extra_stocks,
+    percentile,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
 
 ENDPOINTS = ["/bench/ping", "/api/v1/account", "/api/v1/positions", "/api/v1/orders",
              "/api/v1/status"]

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # allow plain `pytest` as well as `python -m pytest`
-    sys.path.insert(0, str(ROOT))
-
-import config  # noqa: E402
-from config import ConfigError, Settings, is_paper_account, load_settings  # noqa: E402
+import config
+from config import ConfigError, Settings, is_paper_account, load_settings
 
 
 def load(env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -331,7 +327,6 @@ def test_import_touches_nothing(tmp_path: Path) -> None:
     (tmp_path / ".env").mkdir()  # a directory where the file would be
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
         "IB_PORT": "abc",
         "IB_MODE": "nonsense",
         "SIM_ACCOUNT": "bogus",
