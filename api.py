@@ -27,8 +27,16 @@ from werkzeug.exceptions import HTTPException
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
-from order_handler import (FINAL_VERDICTS, TERMINAL, IdempotencyConflict, Lifecycle,
-                           OrderHandler, OrderStateError, TradingHaltedError, UnknownOrderError)
+from order_handler import (
+    FINAL_VERDICTS,
+    TERMINAL,
+    IdempotencyConflict,
+    Lifecycle,
+    OrderHandler,
+    OrderStateError,
+    TradingHaltedError,
+    UnknownOrderError,
+)
 from risk import RiskRejected
 from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
 from services import Services

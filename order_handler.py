@@ -39,9 +39,8 @@ from ib_async.order import Trade
 from ib_connection import IBConnection, NotConnectedError
 from ib_connector import make_contract
 from journal import Journal, JournalEntry, JournalError
+from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, Preview, StatusChange, Step
 from risk import RiskGate
-from order_records import (FillRecord, IBMessage, Lifecycle, OrderIntent, Preview,
-                           StatusChange, Step)
 
 log = logging.getLogger("order_handler")
 

@@ -15,8 +15,8 @@ from config import Settings
 from ib_connection import NotConnectedError
 from ib_connector import IBConnector
 from journal import Journal
-from risk import RiskGate, SlidingWindow
 from order_handler import OrderHandler
+from risk import RiskGate, SlidingWindow
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings

@@ -14,7 +14,7 @@ from loop_thread import LoopThread
 
 from .broker import BrokerConfig
 from .server import GatewayServer, ServerSettings, Stats
-from .types import Execution, CommissionReport, ExecutionFilter, OrderView, Position
+from .types import CommissionReport, Execution, ExecutionFilter, OrderView, Position
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0

@@ -220,7 +220,9 @@ def test_kill_switch_halts_and_persists(gateway, journal):
 
 
 # ------------------------------------------------------------------ property-based
-from hypothesis import HealthCheck, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
 
 
@@ -253,6 +255,7 @@ class OrderIntegrity(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         import tempfile
+
         from sim_gateway.broker import BrokerConfig
         from sim_gateway.controller import SimGateway
         self.tmp = tempfile.TemporaryDirectory()

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 import security
-from conftest import ROOT, API_TOKEN, app_settings
 from config import ConfigError
+from conftest import API_TOKEN, ROOT, app_settings
 
 
 def page_token(client) -> str:
@@ -166,6 +166,7 @@ def test_generated_token_is_kept_private(gateway, tmp_path):
 
 def test_secrets_never_reach_the_logs(gateway, caplog):
     import logging
+
     from app_simple import create_app, shutdown
     secret = "webhook-secret-abcdefghij"
     caplog.set_level(logging.DEBUG)
