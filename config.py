@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["ConfigError", "Settings", "is_paper_account", "load_settings"]
 

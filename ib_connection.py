@@ -197,7 +197,7 @@ class IBConnection:
             while not lost.is_set() and ib.isConnected():
                 try:
                     await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if not await self._heartbeat(ib):
                         break
         finally:
@@ -217,7 +217,7 @@ class IBConnection:
         backlog = len(ib.client._msgQ) * THROTTLE_INTERVAL / THROTTLE_REQUESTS
         try:
             await self.gateway_time(ib, HEARTBEAT_TIMEOUT + backlog)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._last_error = f"gateway stalled: no heartbeat answer in {HEARTBEAT_TIMEOUT:.0f}s"
             return False
         except ConnectionError as exc:

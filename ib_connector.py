@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ib_async import IB, Contract, Forex, Stock
 from ib_async.objects import ExecutionFilter, Fill
@@ -326,12 +326,12 @@ class IBConnector(IBConnection):
                 timeout = min(timeout, max(0.0, self._completed.next_at - time.monotonic()))
             try:
                 await asyncio.wait_for(wanted.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             wanted.clear()
             try:
                 await self._refresh_orders(ib)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ConnectionError) as exc:
                 self.log.warning("order refresh failed: %s", exc)
             self._rebuild()
             await asyncio.sleep(REFRESH_MIN_GAP)
@@ -375,7 +375,7 @@ class IBConnector(IBConnection):
         """The gateway's clock offset, right after the first refresh (the heartbeat keeps it)."""
         try:
             await self.gateway_time(ib, 10)
-        except (ConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             self.log.warning("gateway clock not read: %s (the heartbeat will)", exc)
 
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
@@ -387,7 +387,7 @@ class IBConnector(IBConnection):
         # executions are stamped by it, so our clock and time zone do not matter
         offset, start = self.gateway_clock_offset, self._executions_from
         since = "" if offset is None or start is None else datetime.fromtimestamp(
-            start + offset - EXEC_OVERLAP, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+            start + offset - EXEC_OVERLAP, UTC).strftime("%Y%m%d-%H:%M:%S")
         asked_at = time.time()
         fills = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time=since)), 10)
         self._executions_from = asked_at  # only once answered: a failed ask is asked again

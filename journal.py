@@ -65,7 +65,7 @@ class JournalError(RuntimeError):
 class DuplicateKey(Exception):
     """An order with this idempotency key is already journaled."""
 
-    def __init__(self, existing: "JournalEntry") -> None:
+    def __init__(self, existing: JournalEntry) -> None:
         super().__init__(existing.record.id)
         self.existing = existing
 

@@ -508,7 +508,7 @@ class OrderHandler(IBConnection):
         intent = tracker.record.intent
         try:
             contract = await self._qualify(intent)
-        except (LookupError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, LookupError, ConnectionError) as exc:
             self._verdict(tracker, "rejected" if isinstance(exc, LookupError) else "not_sent",
                           str(exc) or type(exc).__name__)
             return
@@ -641,7 +641,7 @@ class OrderHandler(IBConnection):
         assert tracker.terminal is not None
         try:
             await asyncio.wait_for(tracker.terminal.wait(), self.monitor_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             status = tracker.record.status
             if not self.connected:
                 self._verdict(tracker, "unknown", "connection lost before the broker answered; "
@@ -890,7 +890,7 @@ class OrderHandler(IBConnection):
                 log.exception("on_change callback failed; carrying on")
 
 
-def _trades_by_ref(ib: IB, trackers: dict[str, "_Tracker"]) -> dict[str, Trade]:
+def _trades_by_ref(ib: IB, trackers: dict[str, _Tracker]) -> dict[str, Trade]:
     """ib_async's trades that carry one of our ids, live ones preferred over done ones."""
     found: dict[str, Trade] = {}
     live = set(map(id, ib.openTrades()))
@@ -920,7 +920,7 @@ def _filled_quantity(trade: Trade) -> float:
     return 0.0 if value is None or value >= 1.7e308 else float(value)
 
 
-def _avg_price(tracker: "_Tracker") -> float | None:
+def _avg_price(tracker: _Tracker) -> float | None:
     fills = tracker.record.fills
     shares = sum(f.shares for f in fills)
     return sum(f.shares * f.price for f in fills) / shares if shares else None

@@ -74,7 +74,7 @@ class OrderIn(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cross_fields(self) -> "OrderIn":
+    def _cross_fields(self) -> OrderIn:
         needs_limit, needs_stop = NEEDS[self.order_type]
         _require(self.limit_price, needs_limit, "limit_price", self.order_type)
         _require(self.stop_price, needs_stop, "stop_price", self.order_type)
@@ -165,7 +165,7 @@ class ModifyIn(BaseModel):
     stop_price: Price | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "ModifyIn":
+    def _something(self) -> ModifyIn:
         if self.quantity is None and self.limit_price is None and self.stop_price is None:
             raise _field_error("quantity", "give at least one of quantity, limit_price, "
                                "stop_price")

@@ -40,7 +40,7 @@ class Services:
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
 
-    def start(self) -> "Services":
+    def start(self) -> Services:
         """Start everything; on failure stop what was started and re-raise."""
         try:
             self._start()

@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
         f"💬 Message: Error {code}, reqId {req_id}: {text}")
     try:
         await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
         return EXIT_ERROR
     say(f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "

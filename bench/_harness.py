@@ -28,8 +28,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import config
 from config import Settings, load_settings
@@ -220,7 +221,7 @@ class AppServer:
         else:
             self.services.stop()
 
-    def __enter__(self) -> "AppServer":
+    def __enter__(self) -> AppServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -283,7 +284,7 @@ class AppProcess:
             self.proc.stderr.close()
         self.tmp.cleanup()
 
-    def __enter__(self) -> "AppProcess":
+    def __enter__(self) -> AppProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

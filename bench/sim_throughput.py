@@ -168,7 +168,7 @@ async def throughput_phase(gateway: SimGateway, orders: int, quantity: float, ti
             await client.writer.drain()
         try:
             await asyncio.wait_for(tracker.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await client.close()
@@ -210,7 +210,7 @@ async def paced_phase(gateway: SimGateway, orders: int, quantity: float, rate: f
             await client.writer.drain()
         try:
             await asyncio.wait_for(tracker.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await client.close()

@@ -39,7 +39,7 @@ class SimGateway:
             await self._server.stop()
 
     # ------------------------------------------------------------------ life
-    def start(self) -> "SimGateway":
+    def start(self) -> SimGateway:
         """Start listening; returns self (``port`` is then known)."""
         self._thread.start()
         return self
@@ -48,7 +48,7 @@ class SimGateway:
         """Close every connection and the listener, save state, end the thread."""
         self._thread.stop()
 
-    def __enter__(self) -> "SimGateway":
+    def __enter__(self) -> SimGateway:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

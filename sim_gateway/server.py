@@ -275,7 +275,8 @@ class GatewayServer:
 
     # ------------------------------------------------------------ connection
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
         session = Session(writer=writer, peer=peer, tokens=float(self.settings.max_rate),
                           refilled=time.monotonic())
         self.sessions.append(session)
@@ -727,7 +728,7 @@ class GatewayServer:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 self._dispatch_quiet(self.broker.advance(time.time()))

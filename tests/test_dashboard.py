@@ -150,7 +150,7 @@ class Dashboard:
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
 
-    def open(self) -> "Dashboard":
+    def open(self) -> Dashboard:
         self.page.goto(self.live.url + "/")
         expect(self.page.locator("#health")).to_have_text("connected")
         return self

@@ -13,7 +13,7 @@ import math
 import struct
 import typing
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from types import SimpleNamespace
 from typing import Any
 
@@ -757,7 +757,7 @@ class AsyncRecorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.ib = SimpleNamespace(TimezoneTWS=None)
-        self.defaultTimezone = timezone.utc
+        self.defaultTimezone = UTC
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name.startswith("_"):
