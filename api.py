@@ -247,8 +247,8 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version, lambda: (
-                f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            yield _cached("stream-frame", version, lambda v=version: (
+                f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
 

@@ -38,6 +38,7 @@ import os
 import sys
 import threading
 import time
+from itertools import pairwise
 
 from _harness import (
     API_TOKEN,
@@ -322,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{samples[-1][0]} orders; growth {slope:.2f} KB/order from "
                       f"{args.warmup} orders on ({whole:.2f} KB/order over every sample from "
                       f"the first); threads {thread_count(pid)}, fds {fd_counts(pid)[0]}")
-                cpu = [(b[2] - a[2]) / (b[0] - a[0]) * 1000 for a, b in zip(samples[1:],
-                                                                            samples[2:])]
+                cpu = [(b[2] - a[2]) / (b[0] - a[0]) * 1000 for a, b in pairwise(samples[1:])]
                 if cpu:
                     print(f"  app CPU per order, first -> last interval: {cpu[0]:.1f} -> "
                           f"{cpu[-1]:.1f} ms")

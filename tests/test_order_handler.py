@@ -7,6 +7,10 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import wait_for
 from ib_connection import NotConnectedError
@@ -220,10 +224,6 @@ def test_kill_switch_halts_and_persists(gateway, journal):
 
 
 # ------------------------------------------------------------------ property-based
-from hypothesis import HealthCheck  # noqa: E402
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
 
 
 def consistent(handler, gateway) -> bool:

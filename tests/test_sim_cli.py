@@ -61,7 +61,8 @@ class CliGateway:
             try:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no port line within {timeout}s; stderr:\n{self.stderr()}")
+                raise AssertionError(
+                    f"no port line within {timeout}s; stderr:\n{self.stderr()}") from None
             if line is None:
                 return None
             match = PORT_LINE.match(line)

@@ -103,6 +103,7 @@ def test_server_reader_byte_by_byte() -> None:
                 [],
                 ["62", "1", "9", "All", "NetLiquidation,BuyingPower"],
             ],
+            strict=True,
         )
     )
 
@@ -124,7 +125,8 @@ def test_client_reader_byte_by_byte() -> None:
     ends = [sum(map(len, chunks[: i + 1])) - 1 for i in range(len(chunks))]
     events = _feed_bytewise(ClientFrameReader(), b"".join(chunks))
     assert events == list(
-        zip(ends, [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]])
+        zip(ends, [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]],
+            strict=True)
     )
 
 
@@ -223,7 +225,8 @@ REQUESTS: list[p.Request] = [
     p.CancelMktData(4),
     p.ReqMarketDataType(3),
     p.PlaceOrder(FULL_ORDER),
-    p.PlaceOrder(OrderRequest(1, ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"), "BUY", 20000, "MKT")),
+    p.PlaceOrder(OrderRequest(1, ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"),
+                              "BUY", 20000, "MKT")),
     p.PlaceOrder(OrderRequest(2, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BENCH", 1.0)),
     p.PlaceOrder(OrderRequest(3, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BEST", 1.0)),
     p.PlaceOrder(OrderRequest(4, ContractQuery(symbol="AAPL", sec_type="BAG"), "BUY", 1, "PEG MID", 1.0)),
@@ -496,7 +499,7 @@ def test_ibapi_place_order() -> None:
          dict(order_type="TRAIL", trailing_percent=1.5, trail_stop_price=180.0, aux_price=None)),
     ]  # fmt: skip
     for order, expected in orders:
-        [fields] = ibapi_sends(lambda c: c.placeOrder(17, _ib_stock(), order))
+        [fields] = ibapi_sends(lambda c, order=order: c.placeOrder(17, _ib_stock(), order))
         assert len(fields) == 110
         decoded = _decoded_order(fields, 157)
         assert decoded.order_id == 17 and decoded.contract.symbol == "AAPL"
@@ -526,7 +529,7 @@ def test_ibapi_place_order_conditional_groups() -> None:
         (_ib_stock(), _ib_order("BUY", 1, "VOL", volatility=0.3, volatilityType=2, deltaNeutralOrderType="LMT")),
     ]  # fmt: skip
     for contract, order in cases:
-        [fields] = ibapi_sends(lambda c: c.placeOrder(23, contract, order))
+        [fields] = ibapi_sends(lambda c, contract=contract, order=order: c.placeOrder(23, contract, order))
         decoded = _decoded_order(fields, 157)
         assert (decoded.order_id, decoded.order_type) == (23, order.orderType)
 
@@ -844,8 +847,10 @@ def test_open_order_variants_ib_async(version: int, caplog: pytest.LogCaptureFix
 
 def test_open_order_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     order_id, contract, order, state = _only(ibapi_decode(p.open_order(PLAIN, 157), caplog), "openOrder")
-    assert (order_id, contract.conId, contract.right, order.lmtPrice, order.orderRef) == (6, 265598, "?", 196.52, "bot-1")
-    assert (order.parentId, order.ocaGroup, order.ocaType, order.outsideRth, order.permId) == (5, "oca-1", 1, True, 769143976)
+    assert (order_id, contract.conId, contract.right, order.lmtPrice, order.orderRef) == (
+        6, 265598, "?", 196.52, "bot-1")
+    assert (order.parentId, order.ocaGroup, order.ocaType, order.outsideRth, order.permId) == (
+        5, "oca-1", 1, True, 769143976)
     assert (state.status, state.commission) == ("Submitted", UNSET_DOUBLE)
     _, _, order, state = _only(ibapi_decode(p.open_order(WHATIF, 157), caplog), "openOrder")
     assert order.whatIf and state.initMarginChange == "5000.5" and state.maxCommission == 1.5
@@ -941,7 +946,8 @@ def test_contract_data_ib_async(version: int, caplog: pytest.LogCaptureFixture) 
 
 def test_contract_data_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     _, details = _only(ibapi_decode(p.contract_data(3, AAPL, 157), caplog), "contractDetails")
-    assert (details.contract.conId, details.contract.primaryExchange, details.longName) == (265598, "NASDAQ", "APPLE INC")
+    assert (details.contract.conId, details.contract.primaryExchange, details.longName) == (
+        265598, "NASDAQ", "APPLE INC")
     req_id, details = _only(ibapi_decode(p.contract_data(4, EURUSD, 157), caplog), "contractDetails")
     c = details.contract
     assert (req_id, c.secType, c.exchange, c.primaryExchange, c.localSymbol, details.minTick) == (
@@ -1075,7 +1081,7 @@ def _assert_same_values(ours: list[str], real: str) -> None:
     """Field-for-field equal, allowing Java/Python spellings of the same number ("0" vs "0.0")."""
     theirs = real.split("|")
     assert len(ours) == len(theirs)
-    for index, (a, b) in enumerate(zip(ours, theirs)):
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b or (a and b and float(a) == float(b)), (index, a, b)
 
 
@@ -1140,4 +1146,5 @@ def test_cash_contracts_go_out_as_ib_shows_them() -> None:
     assert p.position(Position("DU1", bare, 1.0, 1.0))[10] == ""
     assert p.portfolio_value(PortfolioItem("DU1", bare, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0))[9:13] == [
         "", "USD", "EUR.USD", "EUR.USD"]  # fmt: skip
-    assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == ["IDEALPRO", "USD", "EUR.USD", "EUR.USD"]
+    assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == [
+        "IDEALPRO", "USD", "EUR.USD", "EUR.USD"]

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -294,7 +295,7 @@ async def test_streaming_market_data_updates_over_time(gateway: SimGateway) -> N
 
 def bursts(times: list[float], gap: float = 0.1) -> int:
     """How many groups separated by more than ``gap`` seconds ``times`` fall into."""
-    return sum(1 for before, after in zip([-math.inf, *times], times) if after - before > gap)
+    return sum(1 for before, after in pairwise([-math.inf, *times]) if after - before > gap)
 
 
 @async_test
