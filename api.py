@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
 from ib_connection import NotConnectedError
@@ -121,7 +122,7 @@ def _json_body(source: str | None = None) -> dict[str, Any]:
     return body
 
 
-def _validate(model: type, body: dict[str, Any]) -> Any:
+def _validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:

@@ -150,7 +150,7 @@ class IBConnection:
     async def _connect_once(self) -> bool:
         ib = IB()
         ib.client.MaxRequests = THROTTLE_REQUESTS
-        ib.client.RequestsInterval = THROTTLE_INTERVAL
+        ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
         try:
             await ib.connectAsync(self.host, self.port, clientId=self.client_id,
                                   timeout=self.connect_timeout, readonly=self.readonly,

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 from ib_async import IB, Contract, Forex, Stock
 from ib_async.objects import ExecutionFilter, Fill
@@ -268,7 +270,7 @@ class IBConnector(IBConnection):
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
         # each completed order becomes a row as it arrives (see the module docstring)
-        ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign]
+        ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
         self._completed = _DutyPacer(COMPLETED_DUTY)
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
@@ -409,11 +411,11 @@ class IBConnector(IBConnection):
             if row.commission is None:
                 book.uncommissioned.add(row.exec_id)
         for exec_id in list(book.uncommissioned):  # commission reports that came later
-            fill = stored.get(exec_id)
+            reported = stored.get(exec_id)
             if exec_id not in book.executions:
                 book.uncommissioned.discard(exec_id)
-            elif fill is not None and fill.commissionReport.execId:
-                book.executions[exec_id] = _execution_row(fill)
+            elif reported is not None and reported.commissionReport.execId:
+                book.executions[exec_id] = _execution_row(reported)
                 book.uncommissioned.discard(exec_id)
         return fresh
 
@@ -479,7 +481,8 @@ class IBConnector(IBConnection):
             book.executions = {e.exec_id: e for e in newest[:KEEP_EXECUTIONS]}
         live = {id(trade) for trade in open_trades}
         wrapper = ib.wrapper
-        for table in (wrapper.trades, wrapper.permId2Trade):
+        tables: tuple[dict[Any, Trade], ...] = (wrapper.trades, wrapper.permId2Trade)
+        for table in tables:
             for key in [k for k, trade in table.items() if id(trade) not in live]:
                 del table[key]
         # rows are in the book; keep only fills whose commission report may still come
@@ -520,8 +523,8 @@ class IBConnector(IBConnection):
         ib = self.ib
         connected = ib is not None and ib.isConnected()
         old = self._snapshot
-        account = _account_snapshot(ib, self.account) if connected else old.account
-        positions = _positions(ib) if connected else old.positions
+        account = _account_snapshot(ib, self.account) if ib and connected else old.account
+        positions = _positions(ib) if ib and connected else old.positions
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
                                   reverse=True))
@@ -553,7 +556,7 @@ class IBConnector(IBConnection):
         if key not in self._contracts:
             contract = make_contract(symbol, sec_type, currency)
             found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), QUOTE_TIMEOUT)
-            if not found or found[0] is None:
+            if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
                 raise LookupError(f"unknown symbol {symbol!r} ({sec_type})")
             self._contracts[key] = found[0]
         return self._contracts[key]
@@ -573,7 +576,7 @@ def _num(value: float | None) -> float | None:
     return float(value)
 
 
-def _unset(value: float) -> float | None:
+def _unset(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or math.isnan(value) else float(value)
 
 
@@ -626,9 +629,9 @@ def _symbol(contract: Contract) -> str:
 def _order_row(trade: Trade, is_open: bool) -> OrderRow:
     order, status, contract = trade.order, trade.orderStatus, trade.contract
     state = status.status
-    filled = status.filled if is_open else (order.filledQuantity if _unset(order.filledQuantity)
-                                            is not None else status.filled)
-    quantity = order.totalQuantity
+    filled = float(status.filled if is_open else (
+        order.filledQuantity if _unset(order.filledQuantity) is not None else status.filled))
+    quantity = float(order.totalQuantity)
     if not is_open and state == "Filled" and not quantity:
         quantity = filled  # completed orders report totalQuantity 0 once filled
     return OrderRow(

@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
+from typing import Any
 
 from ib_async import IB, Contract, Order
 from ib_async.order import Trade
@@ -90,7 +92,7 @@ class _Tracker:
         self.terminal: asyncio.Event | None = None
         self.acknowledged = any(t.new in WORKING for t in record.transitions)
 
-    def update(self, **changes: object) -> None:
+    def update(self, **changes: Any) -> None:
         self.record = replace(self.record, updated_at=time.time(), **changes)
         self.sink(self.record)
 
@@ -240,9 +242,10 @@ class OrderHandler(IBConnection):
         if quantity is not None and (record.children or record.parent):
             raise OrderStateError("the quantity of a bracket order cannot be modified; "
                                   "cancel it and place a new one")
-        changed = replace(record.intent, **{k: v for k, v in (
+        new_values: dict[str, Any] = {k: v for k, v in (
             ("quantity", quantity), ("limit_price", limit_price), ("stop_price", stop_price))
-            if v is not None})
+            if v is not None}
+        changed = replace(record.intent, **new_values)
         if gate is not None:
             gate.check(changed)  # raises RiskRejected
         self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
@@ -545,7 +548,7 @@ class OrderHandler(IBConnection):
             raise ConnectionError("order connection is down")
         contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
         found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
-        if not found or found[0] is None:
+        if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
             raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
         return found[0]
 
@@ -736,7 +739,7 @@ class OrderHandler(IBConnection):
         confirmed = {"quantity": float(order.totalQuantity or 0) or None,
                      "limit_price": _unset_price(order.lmtPrice),
                      "stop_price": _unset_price(order.auxPrice)}
-        changes = {k: v for k, v in confirmed.items()
+        changes: dict[str, Any] = {k: v for k, v in confirmed.items()
                    if v is not None and getattr(intent, k) is not None
                    and abs(v - getattr(intent, k)) > 1e-9}
         if changes:
@@ -909,7 +912,7 @@ def _fills_by_ref(ib: IB) -> dict[str, list]:
     return grouped
 
 
-def _unset_price(value: float | None) -> float | None:
+def _unset_price(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or not math.isfinite(value) or \
         value == 0 else float(value)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -204,14 +204,14 @@ def _require(value: object, needed: bool, name: str, order_type: str) -> None:
         raise _field_error(name, f"is not used by {order_type} orders")
 
 
-def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict]]:
+def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(field, message, details) of a pydantic error, with our field names."""
-    details = []
+    details: list[dict[str, Any]] = []
     for err in exc.errors(include_url=False, include_input=False):
         ctx_error = (err.get("ctx") or {}).get("error")
         loc = err["loc"]
         field = getattr(ctx_error, "field", None) or (str(loc[0]) if loc else None)
         message = str(ctx_error) if isinstance(ctx_error, _FieldError) else err["msg"]
         details.append({"field": field, "message": message})
-    first = details[0] if details else {"field": None, "message": "invalid request"}
+    first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid request"}
     return first["field"], first["message"], details

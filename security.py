@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from flask import Flask, Response, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from config import ConfigError, Settings
@@ -157,7 +158,7 @@ def init_security(app: Flask, settings: Settings, keys: Secrets) -> None:
     app.register_error_handler(CSRFError, _csrf_failed)
 
 
-def _authenticate() -> Response | None:
+def _authenticate() -> ResponseReturnValue | None:
     path = request.path
     if path.startswith("/static/") or path in ("/login",) or path in PUBLIC_API:
         return None
@@ -188,7 +189,7 @@ def _bearer_ok() -> bool:
     return hmac.compare_digest(token.strip().encode(), expected.encode())
 
 
-def _browser_page() -> Response | None:
+def _browser_page() -> ResponseReturnValue | None:
     from flask import current_app
     settings = current_app.extensions["trading"].settings
     if request.method not in SAFE_METHODS:
@@ -200,7 +201,7 @@ def _browser_page() -> Response | None:
     return None
 
 
-def _login() -> str | Response:
+def _login() -> ResponseReturnValue:
     from flask import current_app
     settings = current_app.extensions["trading"].settings
     error = None
@@ -219,7 +220,7 @@ def _login() -> str | Response:
     return render_template("login.html", error=error)
 
 
-def _logout() -> Response:
+def _logout() -> ResponseReturnValue:
     csrf.protect()
     session.clear()
     return redirect(url_for("login"))

@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 
-from ib_async import IB, Order, Trade
+from ib_async import IB, Contract, Order, Trade
 
 from ib_connector import make_contract
 
@@ -77,10 +77,10 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
 
 async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     found = await ib.qualifyContractsAsync(make_contract(args.symbol, args.sec_type))
-    if not found or found[0] is None:
+    contract = found[0] if found else None
+    if not isinstance(contract, Contract):  # None: unknown or ambiguous
         say(f"❌ Unknown symbol {args.symbol}")
         return EXIT_ERROR
-    contract = found[0]
     order = Order(action=args.side, totalQuantity=args.quantity, orderType=args.order_type,
                   tif=args.tif, orderRef=f"test_order-{int(time.time())}")
     if args.limit_price is not None:

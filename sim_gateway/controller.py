@@ -144,7 +144,7 @@ class SimGateway:
 
     def connected_client_ids(self) -> list[int]:
         """Client ids of started API sessions."""
-        return self._run(lambda s: [x.client_id for x in s.sessions if x.started])
+        return self._run(lambda s: [x.client_id for x in s.sessions if x.started and x.client_id is not None])
 
     def stats(self) -> Stats:
         """A copy of the message counters."""
