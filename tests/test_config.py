@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ import config
 from config import ConfigError, Settings, is_paper_account, load_settings
 
 
-def load(env: dict[str, str] | None = None, **overrides) -> Settings:
+def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``env`` only: no os.environ, no .env file."""
     return load_settings(env=env or {}, dotenv_path=None, overrides=overrides or None)
 
@@ -297,7 +298,7 @@ def test_overrides_apply_last_and_accept_typed_values() -> None:
         ({"ib_mode": "gateway"}, "override ib_mode='gateway' requires IB_HOST"),
     ],
 )
-def test_overrides_are_validated(overrides: dict[str, object], expected: str) -> None:
+def test_overrides_are_validated(overrides: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(**overrides)
     assert str(info.value).startswith(expected)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import waitress
+from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from waitress import wasyncore
 
@@ -58,7 +59,7 @@ class Live:
     """The app served over HTTP, and the gateway it talks to."""
 
     url: str
-    app: object
+    app: Flask
     gateway: object
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -16,7 +16,9 @@ from conftest import API_TOKEN, ROOT, app_settings
 
 def page_token(client) -> str:
     html = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
 
 
 ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}

@@ -126,12 +126,13 @@ def test_help_lists_every_switch() -> None:
 
 
 async def _connect_and_qualify(port: int) -> tuple[list[str], int, int]:
-    from ib_async import IB, Stock
+    from ib_async import IB, Contract, Stock
 
     ib = IB()
     try:
         await ib.connectAsync("127.0.0.1", port, clientId=7, timeout=5)
         [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        assert isinstance(contract, Contract), contract
         return ib.managedAccounts(), contract.conId, ib.client.serverVersion()
     finally:
         ib.disconnect()

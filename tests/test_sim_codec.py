@@ -263,7 +263,9 @@ def test_request_round_trip(req: p.Request, version: int) -> None:
     reader = ServerFrameReader()
     reader.feed(encode_client_hello(157, 178) + encode_frame(fields))
     reader.next_event()
-    assert p.decode_request(reader.next_event(), version) == req
+    event = reader.next_event()
+    assert isinstance(event, list)
+    assert p.decode_request(event, version) == req
 
 
 def test_encode_unsupported_request_raises() -> None:
@@ -290,7 +292,7 @@ def ib_async_sends(version: int, call: Callable[[AsyncClient], None]) -> list[li
     client._serverVersion = version
     client.connState = AsyncClient.CONNECTED
     sent: list[str] = []
-    client.sendMsg = sent.append  # type: ignore[method-assign]
+    client.sendMsg = sent.append  # type: ignore[method-assign, assignment]  # record what it sends
     call(client)
     return [_server_fields(client._prefix(msg.encode())) for msg in sent]
 
@@ -323,6 +325,19 @@ class FakeConn:
 
     def sendMsg(self, msg: bytes) -> None:
         self.sent.append(msg)
+
+
+def placing(order_id: int, contract: Any, order: Any) -> Callable[[EClient], None]:
+    """ibapi's placeOrder of ``order`` (bound now, called later)."""
+    return lambda client: client.placeOrder(order_id, contract, order)
+
+
+def start_api_as(client_id: int) -> Callable[[AsyncClient], None]:
+    def start(client: AsyncClient) -> None:
+        client.clientId = client_id
+        client.startApi()
+
+    return start
 
 
 def ibapi_sends(call: Callable[[EClient], None]) -> list[list[str]]:
@@ -485,7 +500,7 @@ def test_ib_async_place_order_conditional_groups(version: int, case: int) -> Non
 
 
 def test_ibapi_place_order() -> None:
-    orders = [
+    orders: list[tuple[Any, dict[str, Any]]] = [
         (_ib_order("BUY", 100, "LMT", lmtPrice=196.52, orderRef="bot-1", tif="GTC", outsideRth=True, parentId=3),
          dict(order_type="LMT", lmt_price=196.52, order_ref="bot-1", tif="GTC", outside_rth=True, parent_id=3,
               e_trade_only=True, firm_quote_only=True, total_quantity=100.0)),
@@ -499,7 +514,7 @@ def test_ibapi_place_order() -> None:
          dict(order_type="TRAIL", trailing_percent=1.5, trail_stop_price=180.0, aux_price=None)),
     ]  # fmt: skip
     for order, expected in orders:
-        [fields] = ibapi_sends(lambda c, order=order: c.placeOrder(17, _ib_stock(), order))
+        [fields] = ibapi_sends(placing(17, _ib_stock(), order))
         assert len(fields) == 110
         decoded = _decoded_order(fields, 157)
         assert decoded.order_id == 17 and decoded.contract.symbol == "AAPL"
@@ -529,7 +544,7 @@ def test_ibapi_place_order_conditional_groups() -> None:
         (_ib_stock(), _ib_order("BUY", 1, "VOL", volatility=0.3, volatilityType=2, deltaNeutralOrderType="LMT")),
     ]  # fmt: skip
     for contract, order in cases:
-        [fields] = ibapi_sends(lambda c, contract=contract, order=order: c.placeOrder(23, contract, order))
+        [fields] = ibapi_sends(placing(23, contract, order))
         decoded = _decoded_order(fields, 157)
         assert (decoded.order_id, decoded.order_type) == (23, order.orderType)
 
@@ -539,7 +554,7 @@ def test_ib_async_other_requests(version: int) -> None:
     stock = ib_async.Stock("AAPL", "SMART", "USD")
     exec_filter = ib_async.ExecutionFilter(clientId=1, acctCode="DU1", time="20260101-00:00:00", symbol="AAPL")
     cases: list[tuple[Callable[[AsyncClient], None], p.Request]] = [
-        (lambda c: setattr(c, "clientId", 3) or c.startApi(), p.StartApi(3, "")),
+        (start_api_as(3), p.StartApi(3, "")),
         (lambda c: c.reqIds(-1), p.ReqIds(-1)),
         (lambda c: c.reqCurrentTime(), p.ReqCurrentTime()),
         (lambda c: c.reqManagedAccts(), p.ReqManagedAccts()),
@@ -729,7 +744,7 @@ PLAIN = OrderView(
     order_type="LMT", lmt_price=196.52, aux_price=None, tif="DAY", account="DU1234567", status="Submitted",
     remaining=100.0, order_ref="bot-1", oca_group="oca-1", oca_type=1, parent_id=5, outside_rth=True,
 )  # fmt: skip
-MARGINS = dict(
+MARGINS: dict[str, Any] = dict(
     init_margin_before=1000.0, maint_margin_before=900.0, equity_with_loan_before=100000.0,
     init_margin_change=5000.5, maint_margin_change=4500.0, equity_with_loan_change=-1.0,
     init_margin_after=6000.5, maint_margin_after=5400.0, equity_with_loan_after=99999.0,
