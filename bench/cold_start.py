@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         imports.append(import_time())  # interleaved, so both see the same machine load
         r = one_run(args.timeout)
         runs.append(r)
-        synced = f"{r['synced']:.3f} s" if r["synced"] is not None else "never"
+        synced_at = f"{r['synced']:.3f} s" if r["synced"] is not None else "never"
         first = f"{r['first_answer']:.3f} s" if r["first_answer"] is not None else "never"
-        print(f"  run {i + 1}: first HTTP answer {first}, synced {synced}, SIGINT -> exit "
+        print(f"  run {i + 1}: first HTTP answer {first}, synced {synced_at}, SIGINT -> exit "
               f"{r['stop']:.2f} s")
     synced = [r["synced"] for r in runs if r["synced"] is not None]
     print(f"  import app_simple alone (interpreter + imports): median "

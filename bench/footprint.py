@@ -123,7 +123,7 @@ def slot_hold_seconds(base: str, trials: int = 5) -> list[float]:
 
 def sse_churn(base: str, clients: int, max_seconds: float, workers: int = 4) -> dict:
     host, port = base.split("://")[1].split(":")
-    counts = {"ok": 0, "busy": 0, "error": 0}
+    counts: dict[str, float] = {"ok": 0, "busy": 0, "error": 0}
     lock = threading.Lock()
     todo = iter(range(clients))
     stop_at = time.perf_counter() + max_seconds

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from _harness import (
     API_TOKEN,
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gateway = start_gateway(extra_contracts=extra_stocks(6))
     tap = GatewayTap(gateway)
-    rows = {}
+    rows: dict[str, Any] = {}
     try:
         settings = app_settings(gateway, settle_first=0, settle_validation=0, settle_final=0,
                                 monitor_timeout=1)
