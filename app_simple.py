@@ -38,7 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings is None:
         settings = load_settings(overrides=overrides)
     elif overrides:
-        raise ConfigError("give either SETTINGS or overrides, not both")
+        raise ConfigError(["give either SETTINGS or overrides, not both"])
     app = Flask(__name__)
     app.config.update(JSON_SORT_KEYS=False, START_SERVICES=True)
     app.config.update(config)
