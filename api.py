@@ -22,8 +22,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import (Blueprint, Response, current_app, g, jsonify, request, stream_with_context,
-                   url_for)
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    request,
+    stream_with_context,
+    url_for,
+)
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
 import auth
@@ -31,8 +40,16 @@ from bodies import BodyError, parse_json_object
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
-from order_handler import (FINAL_VERDICTS, TERMINAL, IdempotencyConflict, Lifecycle,
-                           OrderHandler, OrderStateError, TradingHaltedError, UnknownOrderError)
+from order_handler import (
+    FINAL_VERDICTS,
+    TERMINAL,
+    IdempotencyConflict,
+    Lifecycle,
+    OrderHandler,
+    OrderStateError,
+    TradingHaltedError,
+    UnknownOrderError,
+)
 from risk import RiskRejected
 from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
 from services import GatewayNotAnswering, Services
@@ -142,7 +159,7 @@ def _long_call(required: bool) -> Iterator[bool]:
             slots.release()
 
 
-def _validate(model: type, body: dict[str, Any]) -> Any:
+def _validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -273,8 +290,8 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version, lambda: (
-                f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            yield _cached("stream-frame", version, lambda v=version: (
+                f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
 

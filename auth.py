@@ -28,9 +28,19 @@ import math
 import time
 from urllib.parse import urlsplit
 
-from flask import (Flask, Response, current_app, g, redirect, render_template, request, session,
-                   url_for)
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
+from flask.typing import ResponseReturnValue
 from limits import RateLimitItem, parse_many, storage, strategies
 
 log = logging.getLogger(__name__)
@@ -92,7 +102,7 @@ def init_auth(app: Flask, api_token: str, password: str | None) -> None:
     app.add_url_rule("/logout", "logout", logout, methods=["POST"])
 
 
-def authenticate() -> Response | tuple[Response, int] | None:
+def authenticate() -> ResponseReturnValue | None:
     """Let the request through (None) or answer it: 401, 429, or a redirect to the login page."""
     path = request.path
     if path in ("/login", HEALTH_PATH) or path in LOGIN_ASSETS:
@@ -165,7 +175,7 @@ def _bearer(header: str) -> tuple[Response, int] | None:
     return _unauthorized("wrong bearer token")
 
 
-def login() -> Response | tuple[str, int] | str:
+def login() -> ResponseReturnValue:
     """GET shows the form (or takes ``?token=``); POST takes the form's secret."""
     given = request.form.get("secret") if request.method == "POST" else request.args.get("token")
     if request.method == "GET" and given is None:
@@ -185,7 +195,7 @@ def login() -> Response | tuple[str, int] | str:
     return _login_page("Wrong token or password", 401)
 
 
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     """End the session (POST with the page's CSRF token)."""
     session.clear()
     return redirect(url_for("login"))

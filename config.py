@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, ValidationInfo, field_validator
-from pydantic import model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, InitSettingsSource
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+)
 
 __all__ = ["ConfigError", "Settings", "is_paper_account", "load_settings"]
 
@@ -85,17 +99,14 @@ def _paper_account(account: str) -> str:
     return account
 
 
-def _int(lo: int, hi: int) -> Any:
-    return Annotated[int, BeforeValidator(_whole_number), Field(ge=lo, le=hi)]
-
-
-ClientId = _int(0, MAX_CLIENT_ID)
-Port = _int(1, 65535)
-AnyPort = _int(0, 65535)  # 0 = any free loopback port
-Seed = _int(0, 2**32 - 1)
-BodyBytes = _int(1024, 10_000_000)
-Count = _int(1, 100_000)
-BigCount = _int(1, 1_000_000)
+ClientId: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_CLIENT_ID)]
+Port: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=65535)]
+AnyPort: TypeAlias = Annotated[  # 0 = any free loopback port
+    int, BeforeValidator(_whole_number), Field(ge=0, le=65535)]
+Seed: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=2**32 - 1)]
+BodyBytes: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1024, le=10_000_000)]
+Count: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=100_000)]
+BigCount: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=1_000_000)]
 Wait = Annotated[float, BeforeValidator(_no_bool), Field(ge=0)]  # seconds, 0 allowed
 Positive = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]  # seconds or amounts
 Secret = Annotated[str | None, Field(min_length=16)]
@@ -120,7 +131,7 @@ class Settings(BaseSettings):
     ib_host: str | None = _env("IB_HOST", None)
     ib_port: Port = _env("IB_PORT", 4002)
     client_id: ClientId = _env("IB_CLIENT_ID", 999)
-    order_client_id: ClientId | None = Field(  # None -> client_id + 1
+    order_client_id: ClientId | None = Field(  # None -> client_id + 1 (never None once built)
         None, validation_alias="IB_ORDER_CLIENT_ID", validate_default=True)
     account: str = _env("IB_ACCOUNT", "")  # "" = first managed account
     connect_timeout: Positive = _env("IB_CONNECT_TIMEOUT", 10.0)
@@ -208,7 +219,7 @@ class _MappingEnvSource(EnvSettingsSource):
 
 def _dotenv_source(path: str | os.PathLike[str] | None) -> DotEnvSettingsSource:
     try:
-        return DotEnvSettingsSource(Settings, env_file=path)
+        return DotEnvSettingsSource(Settings, env_file=None if path is None else os.fspath(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read {os.fspath(path or '')!r}: {exc}"]) from exc
 
@@ -242,7 +253,7 @@ def load_settings(
     dotenv = _dotenv_source(dotenv_path)
     sources = (InitSettingsSource(Settings, init_kwargs=known), environment, dotenv)
     try:
-        settings = Settings(_build_sources=(sources, known))
+        settings = Settings(_build_sources=(sources, known))  # type: ignore[call-arg]  # pydantic-settings' documented source hook
     except ValidationError as exc:
         raw = {**dotenv.env_vars, **environment.env_vars}
         problems += [_problem(error, known, raw) for error in exc.errors()]

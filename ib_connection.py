@@ -182,7 +182,7 @@ class IBConnection:
         ib = IB()
         ib.client.conn.hasData += self._on_bytes
         ib.client.MaxRequests = THROTTLE_REQUESTS
-        ib.client.RequestsInterval = THROTTLE_INTERVAL
+        ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
         try:
             await ib.connectAsync(self.host, self.port, clientId=self.client_id,
                                   timeout=self.connect_timeout, readonly=self.readonly,
@@ -229,7 +229,7 @@ class IBConnection:
             while not lost.is_set() and ib.isConnected():
                 try:
                     await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if not await self._heartbeat(ib):
                         break
         finally:
@@ -249,7 +249,7 @@ class IBConnection:
         backlog = len(ib.client._msgQ) * THROTTLE_INTERVAL / THROTTLE_REQUESTS
         try:
             await self.gateway_time(ib, HEARTBEAT_TIMEOUT + backlog)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._last_error = f"gateway stalled: no heartbeat answer in {HEARTBEAT_TIMEOUT:.0f}s"
             return False
         except ConnectionError as exc:

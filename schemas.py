@@ -10,10 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,
-                      StrictInt, ValidationError, field_validator, model_validator)
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from order_handler import OrderIntent
 
@@ -64,7 +74,7 @@ class OrderIn(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cross_fields(self) -> "OrderIn":
+    def _cross_fields(self) -> OrderIn:
         needs_limit, needs_stop = NEEDS[self.order_type]
         _require(self.limit_price, needs_limit, "limit_price", self.order_type)
         _require(self.stop_price, needs_stop, "stop_price", self.order_type)
@@ -155,7 +165,7 @@ class ModifyIn(BaseModel):
     stop_price: Price | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "ModifyIn":
+    def _something(self) -> ModifyIn:
         if self.quantity is None and self.limit_price is None and self.stop_price is None:
             raise _field_error("quantity", "give at least one of quantity, limit_price, "
                                "stop_price")
@@ -194,14 +204,14 @@ def _require(value: object, needed: bool, name: str, order_type: str) -> None:
         raise _field_error(name, f"is not used by {order_type} orders")
 
 
-def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict]]:
+def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(field, message, details) of a pydantic error, with our field names."""
-    details = []
+    details: list[dict[str, Any]] = []
     for err in exc.errors(include_url=False, include_input=False):
         ctx_error = (err.get("ctx") or {}).get("error")
         loc = err["loc"]
         field = getattr(ctx_error, "field", None) or (str(loc[0]) if loc else None)
         message = str(ctx_error) if isinstance(ctx_error, _FieldError) else err["msg"]
         details.append({"field": field, "message": message})
-    first = details[0] if details else {"field": None, "message": "invalid request"}
+    first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid request"}
     return first["field"], first["message"], details

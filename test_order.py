@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 
-from ib_async import IB, Order, Trade
+from ib_async import IB, Contract, Order, Trade
 
 from ib_connector import make_contract
 
@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
         f"💬 Message: Error {code}, reqId {req_id}: {text}")
     try:
         await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
         return EXIT_ERROR
     say(f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "
@@ -77,10 +77,10 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
 
 async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     found = await ib.qualifyContractsAsync(make_contract(args.symbol, args.sec_type))
-    if not found or found[0] is None:
+    contract = found[0] if found else None
+    if not isinstance(contract, Contract):  # None: unknown or ambiguous
         say(f"❌ Unknown symbol {args.symbol}")
         return EXIT_ERROR
-    contract = found[0]
     order = Order(action=args.side, totalQuantity=args.quantity, orderType=args.order_type,
                   tif=args.tif, orderRef=f"test_order-{int(time.time())}")
     if args.limit_price is not None:

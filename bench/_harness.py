@@ -28,19 +28,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import config
+from config import Settings, load_settings
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+from sim_gateway.types import Contract
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import config  # noqa: E402
-from config import Settings, load_settings  # noqa: E402
-from sim_gateway.broker import BrokerConfig  # noqa: E402
-from sim_gateway.controller import SimGateway  # noqa: E402
-from sim_gateway.server import ServerSettings  # noqa: E402
-from sim_gateway.types import Contract  # noqa: E402
 
 DEFAULT_SETTLE = (1.0, 2.0, 1.0)  # config.py defaults (SETTLE_FIRST/VALIDATION/FINAL_WAIT)
 API_TOKEN = "bench-api-token-0123456789abcdef"
@@ -222,7 +221,7 @@ class AppServer:
         else:
             self.services.stop()
 
-    def __enter__(self) -> "AppServer":
+    def __enter__(self) -> AppServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -285,7 +284,7 @@ class AppProcess:
             self.proc.stderr.close()
         self.tmp.cleanup()
 
-    def __enter__(self) -> "AppProcess":
+    def __enter__(self) -> AppProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -43,13 +43,22 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (DEFAULT_SETTLE, ORDER_CLIENT, READER_CLIENT, AppServer,  # noqa: E402
-                      GatewayTap, Http, add_experiment_args, app_settings, experiments_from,
-                      max_in_window, quiet_logs, start_gateway, verdict)
+from _harness import (
+    DEFAULT_SETTLE,
+    ORDER_CLIENT,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    max_in_window,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
 
 COLD_SYMBOLS = ["MSFT", "AMZN", "GOOGL", "NVDA", "META", "AMD", "NFLX", "IBM", "JPM", "XOM",
                 "TSLA", "SPY", "QQQ"]

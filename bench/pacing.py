@@ -31,13 +31,20 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (ORDER_CLIENT, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
-                      add_experiment_args, app_settings, experiments_from, quiet_logs,
-                      start_gateway, verdict)
+from _harness import (
+    ORDER_CLIENT,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
 
 LIMIT = 50
 CLIENTS = ((READER_CLIENT, "reader 999"), (ORDER_CLIENT, "orders 1000"))

@@ -42,13 +42,23 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
-                      add_experiment_args, app_settings, experiments_from, extra_stocks,
-                      percentile, quiet_logs, start_gateway, verdict)
+from _harness import (
+    API_TOKEN,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    extra_stocks,
+    percentile,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
 
 ENDPOINTS = ["/bench/ping", "/api/v1/account", "/api/v1/positions", "/api/v1/orders",
              "/api/v1/status"]
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gateway = start_gateway(extra_contracts=extra_stocks(6))
     tap = GatewayTap(gateway)
-    rows = {}
+    rows: dict[str, Any] = {}
     try:
         settings = app_settings(gateway, settle_first=0, settle_validation=0, settle_final=0,
                                 monitor_timeout=1)

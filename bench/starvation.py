@@ -24,8 +24,16 @@ import threading
 import time
 from typing import Any
 
-from _harness import (API_TOKEN, AppServer, Http, app_settings, quiet_logs, start_gateway,
-                      verdict, wait_until)
+from _harness import (
+    API_TOKEN,
+    AppServer,
+    Http,
+    app_settings,
+    quiet_logs,
+    start_gateway,
+    verdict,
+    wait_until,
+)
 
 TARGET = 1.0  # seconds
 

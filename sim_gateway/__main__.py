@@ -6,15 +6,11 @@ import argparse
 import logging
 import math
 import signal
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # loop_thread.py
-
-from sim_gateway.broker import BrokerConfig  # noqa: E402
-from sim_gateway.controller import SimGateway  # noqa: E402
-from sim_gateway.server import ServerSettings  # noqa: E402
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
 
 
 def _non_negative(text: str) -> float:

@@ -23,7 +23,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from .contracts import ContractTable, start_price
@@ -437,7 +437,7 @@ def _parse_filter_time(text: str) -> float:
     """"yyyymmdd-hh:mm:ss" (UTC) or "yyyymmdd hh:mm:ss [zone]" (default US/Eastern) → epoch."""
     text = text.strip()
     if text[8:9] == "-":
-        return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC).timestamp()
     day, clock, *zone = text.split()
     try:
         zone_info = ZoneInfo(zone[0]) if zone else EASTERN

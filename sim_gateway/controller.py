@@ -14,7 +14,7 @@ from loop_thread import LoopThread
 
 from .broker import BrokerConfig
 from .server import GatewayServer, ServerSettings, Stats
-from .types import Execution, CommissionReport, ExecutionFilter, OrderView, Position
+from .types import CommissionReport, Execution, ExecutionFilter, OrderView, Position
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -39,7 +39,7 @@ class SimGateway:
             await self._server.stop()
 
     # ------------------------------------------------------------------ life
-    def start(self) -> "SimGateway":
+    def start(self) -> SimGateway:
         """Start listening; returns self (``port`` is then known)."""
         self._thread.start()
         return self
@@ -48,7 +48,7 @@ class SimGateway:
         """Close every connection and the listener, save state, end the thread."""
         self._thread.stop()
 
-    def __enter__(self) -> "SimGateway":
+    def __enter__(self) -> SimGateway:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -144,7 +144,7 @@ class SimGateway:
 
     def connected_client_ids(self) -> list[int]:
         """Client ids of started API sessions."""
-        return self._run(lambda s: [x.client_id for x in s.sessions if x.started])
+        return self._run(lambda s: [x.client_id for x in s.sessions if x.started and x.client_id is not None])
 
     def stats(self) -> Stats:
         """A copy of the message counters."""

@@ -275,7 +275,8 @@ class GatewayServer:
 
     # ------------------------------------------------------------ connection
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
         session = Session(writer=writer, peer=peer, tokens=float(self.settings.max_rate),
                           refilled=time.monotonic())
         self.sessions.append(session)
@@ -529,7 +530,7 @@ class GatewayServer:
             self._send(session, p.order_status(order))
 
     def _on_req_ids(self, session: Session, request: p.ReqIds) -> None:
-        self._send(session, p.next_valid_id(self.broker.next_valid_id(session.client_id)))
+        self._send(session, p.next_valid_id(self.broker.next_valid_id(_client_id(session))))
 
     def _on_current_time(self, session: Session, request: p.ReqCurrentTime) -> None:
         self._send(session, p.current_time(int(time.time())))
@@ -571,8 +572,9 @@ class GatewayServer:
 
     def _send_ticks(self, session: Session, req_id: int, quote: Quote, full: bool) -> None:
         delayed = session.market_data_type in (3, 4)
-        prices = ((1, quote.bid, quote.bid_size), (2, quote.ask, quote.ask_size),
-                  (4, quote.last, quote.last_size))
+        prices: tuple[tuple[int, float, float], ...] = (
+            (1, quote.bid, quote.bid_size), (2, quote.ask, quote.ask_size),
+            (4, quote.last, quote.last_size))
         if full:
             prices += ((6, quote.high, 0.0), (7, quote.low, 0.0), (9, quote.close, 0.0),
                        (14, quote.open, 0.0))
@@ -589,10 +591,11 @@ class GatewayServer:
         session.market_data_type = request.market_data_type
 
     def _on_place_order(self, session: Session, request: p.PlaceOrder) -> None:
-        self._dispatch(self.broker.place_order(session.client_id, request.order, time.time()))
+        self._dispatch(self.broker.place_order(_client_id(session), request.order, time.time()))
 
     def _on_cancel_order(self, session: Session, request: p.CancelOrder) -> None:
-        self._dispatch(self.broker.cancel_order(session.client_id, request.order_id, time.time()))
+        self._dispatch(self.broker.cancel_order(_client_id(session), request.order_id,
+                                                 time.time()))
 
     def _on_global_cancel(self, session: Session, request: p.ReqGlobalCancel) -> None:
         self._dispatch(self.broker.global_cancel(time.time()))
@@ -727,7 +730,7 @@ class GatewayServer:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 self._dispatch_quiet(self.broker.advance(time.time()))
@@ -761,3 +764,10 @@ def _summary_rows(values: tuple[AccountValue, ...] | list[AccountValue],
     """The account values an accountSummary subscription with ``tags`` should see."""
     every = bool(tags & _SUMMARY_ALIASES)
     return [v for v in values if v.key in tags or (every and v.currency)]
+
+
+def _client_id(session: Session) -> int:
+    """The client id of a started session (requests are only dispatched after the hello)."""
+    if session.client_id is None:
+        raise RuntimeError(f"{session.peer}: request before the API was started")
+    return session.client_id

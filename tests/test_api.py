@@ -35,15 +35,17 @@ def gateway_order_refs(gateway):
 def fuzz(schema, mode, examples, check):
     """Run ``examples`` generated cases per operation through ``check``."""
     for result in schema.get_all_operations():
-        operation = result.ok()
+        fuzz_operation(result.ok(), mode, examples, check)
 
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case):
-            check(operation, case, case.call(headers=AUTH))
 
-        run()
+def fuzz_operation(operation, mode, examples, check):
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        check(operation, case, case.call(headers=AUTH))
+
+    run()
 
 
 def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # allow plain `pytest` as well as `python -m pytest`
-    sys.path.insert(0, str(ROOT))
-
-import config  # noqa: E402
-from config import ConfigError, Settings, is_paper_account, load_settings  # noqa: E402
+import config
+from config import ConfigError, Settings, is_paper_account, load_settings
 
 
-def load(env: dict[str, str] | None = None, **overrides) -> Settings:
+def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``env`` only: no os.environ, no .env file."""
     return load_settings(env=env or {}, dotenv_path=None, overrides=overrides or None)
 
@@ -80,7 +77,7 @@ def test_defaults() -> None:
 
 def test_settings_is_frozen() -> None:
     with pytest.raises(ValidationError, match="frozen"):
-        load().ib_port = 1  # type: ignore[misc]
+        load().ib_port = 1
 
 
 def test_every_field_has_exactly_one_env_key() -> None:
@@ -317,7 +314,7 @@ def test_overrides_apply_last_and_accept_typed_values() -> None:
         ({"ib_mode": "gateway"}, "IB_MODE='gateway' requires IB_HOST"),
     ],
 )
-def test_overrides_are_validated(overrides: dict[str, object], expected: str) -> None:
+def test_overrides_are_validated(overrides: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(**overrides)
     assert str(info.value).startswith(expected)
@@ -338,14 +335,14 @@ def test_secret_values_are_not_echoed(key: str) -> None:
     assert info.value.__cause__ is None and info.value.__context__ is None
     field = next(name for name, env_key in config.ENV_KEYS.items() if env_key == key)
     with pytest.raises(ConfigError) as info:
-        load(**{field: "hunter2-short"})
+        load_settings(env={}, dotenv_path=None, overrides={field: "hunter2-short"})
     assert "hunter2" not in str(info.value) and field in str(info.value)
 
 
 def test_repr_hides_secrets() -> None:
     secrets = {"secret_key": "k" * 16, "api_token": "t" * 16, "dashboard_password": "p" * 16,
                "webhook_secret": "w" * 16}
-    s = load(**secrets)
+    s = load_settings(env={}, dotenv_path=None, overrides=secrets)
     assert s.api_token == "t" * 16
     assert all(value not in repr(s) for value in secrets.values())
 
@@ -369,7 +366,6 @@ def test_import_touches_nothing(tmp_path: Path) -> None:
     (tmp_path / ".env").mkdir()  # a directory where the file would be
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
         "IB_PORT": "abc",
         "IB_MODE": "nonsense",
         "SIM_ACCOUNT": "bogus",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import waitress
+from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from waitress import wasyncore
 
@@ -58,7 +59,7 @@ class Live:
     """The app served over HTTP, and the gateway it talks to."""
 
     url: str
-    app: object
+    app: Flask
     gateway: object
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -150,7 +151,7 @@ class Dashboard:
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
 
-    def open(self) -> "Dashboard":
+    def open(self) -> Dashboard:
         """Sign in the way a trader does: the login URL the app printed (token inside)."""
         token = self.live.app.extensions["api_token"]
         self.page.goto(f"{self.live.url}/login?token={token}")

@@ -8,6 +8,10 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import wait_for
 from ib_connection import NotConnectedError
@@ -237,8 +241,6 @@ def test_kill_switch_halts_and_persists(gateway, journal):
 
 
 # ------------------------------------------------------------------ property-based
-from hypothesis import HealthCheck, settings as hsettings, strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
 
 
 def consistent(handler, gateway) -> bool:
@@ -270,6 +272,7 @@ class OrderIntegrity(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         import tempfile
+
         from sim_gateway.broker import BrokerConfig
         from sim_gateway.controller import SimGateway
         self.tmp = tempfile.TemporaryDirectory()

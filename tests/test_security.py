@@ -12,8 +12,8 @@ import pytest
 
 import auth
 import security
-from conftest import API_TOKEN, ROOT, app_settings, wait_for
 from config import ConfigError, load_settings
+from conftest import API_TOKEN, ROOT, app_settings, wait_for
 
 ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
 PASSWORD = "hunter2-hunter2"
@@ -21,7 +21,9 @@ PASSWORD = "hunter2-hunter2"
 
 def page_token(client) -> str:
     html = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
 
 
 def signed_in(client, secret: str = API_TOKEN):

@@ -61,7 +61,8 @@ class CliGateway:
             try:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no port line within {timeout}s; stderr:\n{self.stderr()}")
+                raise AssertionError(
+                    f"no port line within {timeout}s; stderr:\n{self.stderr()}") from None
             if line is None:
                 return None
             match = PORT_LINE.match(line)
@@ -125,12 +126,13 @@ def test_help_lists_every_switch() -> None:
 
 
 async def _connect_and_qualify(port: int) -> tuple[list[str], int, int]:
-    from ib_async import IB, Stock
+    from ib_async import IB, Contract, Stock
 
     ib = IB()
     try:
         await ib.connectAsync("127.0.0.1", port, clientId=7, timeout=5)
         [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        assert isinstance(contract, Contract), contract
         return ib.managedAccounts(), contract.conId, ib.client.serverVersion()
     finally:
         ib.disconnect()

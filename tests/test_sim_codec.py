@@ -13,7 +13,7 @@ import math
 import struct
 import typing
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,6 +103,7 @@ def test_server_reader_byte_by_byte() -> None:
                 [],
                 ["62", "1", "9", "All", "NetLiquidation,BuyingPower"],
             ],
+            strict=True,
         )
     )
 
@@ -124,7 +125,8 @@ def test_client_reader_byte_by_byte() -> None:
     ends = [sum(map(len, chunks[: i + 1])) - 1 for i in range(len(chunks))]
     events = _feed_bytewise(ClientFrameReader(), b"".join(chunks))
     assert events == list(
-        zip(ends, [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]])
+        zip(ends, [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]],
+            strict=True)
     )
 
 
@@ -223,7 +225,8 @@ REQUESTS: list[p.Request] = [
     p.CancelMktData(4),
     p.ReqMarketDataType(3),
     p.PlaceOrder(FULL_ORDER),
-    p.PlaceOrder(OrderRequest(1, ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"), "BUY", 20000, "MKT")),
+    p.PlaceOrder(OrderRequest(1, ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"),
+                              "BUY", 20000, "MKT")),
     p.PlaceOrder(OrderRequest(2, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BENCH", 1.0)),
     p.PlaceOrder(OrderRequest(3, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BEST", 1.0)),
     p.PlaceOrder(OrderRequest(4, ContractQuery(symbol="AAPL", sec_type="BAG"), "BUY", 1, "PEG MID", 1.0)),
@@ -260,7 +263,9 @@ def test_request_round_trip(req: p.Request, version: int) -> None:
     reader = ServerFrameReader()
     reader.feed(encode_client_hello(157, 178) + encode_frame(fields))
     reader.next_event()
-    assert p.decode_request(reader.next_event(), version) == req
+    event = reader.next_event()
+    assert isinstance(event, list)
+    assert p.decode_request(event, version) == req
 
 
 def test_encode_unsupported_request_raises() -> None:
@@ -287,7 +292,7 @@ def ib_async_sends(version: int, call: Callable[[AsyncClient], None]) -> list[li
     client._serverVersion = version
     client.connState = AsyncClient.CONNECTED
     sent: list[str] = []
-    client.sendMsg = sent.append  # type: ignore[method-assign]
+    client.sendMsg = sent.append  # type: ignore[method-assign, assignment]  # record what it sends
     call(client)
     return [_server_fields(client._prefix(msg.encode())) for msg in sent]
 
@@ -320,6 +325,19 @@ class FakeConn:
 
     def sendMsg(self, msg: bytes) -> None:
         self.sent.append(msg)
+
+
+def placing(order_id: int, contract: Any, order: Any) -> Callable[[EClient], None]:
+    """ibapi's placeOrder of ``order`` (bound now, called later)."""
+    return lambda client: client.placeOrder(order_id, contract, order)
+
+
+def start_api_as(client_id: int) -> Callable[[AsyncClient], None]:
+    def start(client: AsyncClient) -> None:
+        client.clientId = client_id
+        client.startApi()
+
+    return start
 
 
 def ibapi_sends(call: Callable[[EClient], None]) -> list[list[str]]:
@@ -482,7 +500,7 @@ def test_ib_async_place_order_conditional_groups(version: int, case: int) -> Non
 
 
 def test_ibapi_place_order() -> None:
-    orders = [
+    orders: list[tuple[Any, dict[str, Any]]] = [
         (_ib_order("BUY", 100, "LMT", lmtPrice=196.52, orderRef="bot-1", tif="GTC", outsideRth=True, parentId=3),
          dict(order_type="LMT", lmt_price=196.52, order_ref="bot-1", tif="GTC", outside_rth=True, parent_id=3,
               e_trade_only=True, firm_quote_only=True, total_quantity=100.0)),
@@ -496,7 +514,7 @@ def test_ibapi_place_order() -> None:
          dict(order_type="TRAIL", trailing_percent=1.5, trail_stop_price=180.0, aux_price=None)),
     ]  # fmt: skip
     for order, expected in orders:
-        [fields] = ibapi_sends(lambda c: c.placeOrder(17, _ib_stock(), order))
+        [fields] = ibapi_sends(placing(17, _ib_stock(), order))
         assert len(fields) == 110
         decoded = _decoded_order(fields, 157)
         assert decoded.order_id == 17 and decoded.contract.symbol == "AAPL"
@@ -526,7 +544,7 @@ def test_ibapi_place_order_conditional_groups() -> None:
         (_ib_stock(), _ib_order("BUY", 1, "VOL", volatility=0.3, volatilityType=2, deltaNeutralOrderType="LMT")),
     ]  # fmt: skip
     for contract, order in cases:
-        [fields] = ibapi_sends(lambda c: c.placeOrder(23, contract, order))
+        [fields] = ibapi_sends(placing(23, contract, order))
         decoded = _decoded_order(fields, 157)
         assert (decoded.order_id, decoded.order_type) == (23, order.orderType)
 
@@ -536,7 +554,7 @@ def test_ib_async_other_requests(version: int) -> None:
     stock = ib_async.Stock("AAPL", "SMART", "USD")
     exec_filter = ib_async.ExecutionFilter(clientId=1, acctCode="DU1", time="20260101-00:00:00", symbol="AAPL")
     cases: list[tuple[Callable[[AsyncClient], None], p.Request]] = [
-        (lambda c: setattr(c, "clientId", 3) or c.startApi(), p.StartApi(3, "")),
+        (start_api_as(3), p.StartApi(3, "")),
         (lambda c: c.reqIds(-1), p.ReqIds(-1)),
         (lambda c: c.reqCurrentTime(), p.ReqCurrentTime()),
         (lambda c: c.reqManagedAccts(), p.ReqManagedAccts()),
@@ -726,7 +744,7 @@ PLAIN = OrderView(
     order_type="LMT", lmt_price=196.52, aux_price=None, tif="DAY", account="DU1234567", status="Submitted",
     remaining=100.0, order_ref="bot-1", oca_group="oca-1", oca_type=1, parent_id=5, outside_rth=True,
 )  # fmt: skip
-MARGINS = dict(
+MARGINS: dict[str, Any] = dict(
     init_margin_before=1000.0, maint_margin_before=900.0, equity_with_loan_before=100000.0,
     init_margin_change=5000.5, maint_margin_change=4500.0, equity_with_loan_change=-1.0,
     init_margin_after=6000.5, maint_margin_after=5400.0, equity_with_loan_after=99999.0,
@@ -757,7 +775,7 @@ class AsyncRecorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.ib = SimpleNamespace(TimezoneTWS=None)
-        self.defaultTimezone = timezone.utc
+        self.defaultTimezone = UTC
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name.startswith("_"):
@@ -844,8 +862,10 @@ def test_open_order_variants_ib_async(version: int, caplog: pytest.LogCaptureFix
 
 def test_open_order_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     order_id, contract, order, state = _only(ibapi_decode(p.open_order(PLAIN, 157), caplog), "openOrder")
-    assert (order_id, contract.conId, contract.right, order.lmtPrice, order.orderRef) == (6, 265598, "?", 196.52, "bot-1")
-    assert (order.parentId, order.ocaGroup, order.ocaType, order.outsideRth, order.permId) == (5, "oca-1", 1, True, 769143976)
+    assert (order_id, contract.conId, contract.right, order.lmtPrice, order.orderRef) == (
+        6, 265598, "?", 196.52, "bot-1")
+    assert (order.parentId, order.ocaGroup, order.ocaType, order.outsideRth, order.permId) == (
+        5, "oca-1", 1, True, 769143976)
     assert (state.status, state.commission) == ("Submitted", UNSET_DOUBLE)
     _, _, order, state = _only(ibapi_decode(p.open_order(WHATIF, 157), caplog), "openOrder")
     assert order.whatIf and state.initMarginChange == "5000.5" and state.maxCommission == 1.5
@@ -941,7 +961,8 @@ def test_contract_data_ib_async(version: int, caplog: pytest.LogCaptureFixture) 
 
 def test_contract_data_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     _, details = _only(ibapi_decode(p.contract_data(3, AAPL, 157), caplog), "contractDetails")
-    assert (details.contract.conId, details.contract.primaryExchange, details.longName) == (265598, "NASDAQ", "APPLE INC")
+    assert (details.contract.conId, details.contract.primaryExchange, details.longName) == (
+        265598, "NASDAQ", "APPLE INC")
     req_id, details = _only(ibapi_decode(p.contract_data(4, EURUSD, 157), caplog), "contractDetails")
     c = details.contract
     assert (req_id, c.secType, c.exchange, c.primaryExchange, c.localSymbol, details.minTick) == (
@@ -1075,7 +1096,7 @@ def _assert_same_values(ours: list[str], real: str) -> None:
     """Field-for-field equal, allowing Java/Python spellings of the same number ("0" vs "0.0")."""
     theirs = real.split("|")
     assert len(ours) == len(theirs)
-    for index, (a, b) in enumerate(zip(ours, theirs)):
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b or (a and b and float(a) == float(b)), (index, a, b)
 
 
@@ -1140,4 +1161,5 @@ def test_cash_contracts_go_out_as_ib_shows_them() -> None:
     assert p.position(Position("DU1", bare, 1.0, 1.0))[10] == ""
     assert p.portfolio_value(PortfolioItem("DU1", bare, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0))[9:13] == [
         "", "USD", "EUR.USD", "EUR.USD"]  # fmt: skip
-    assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == ["IDEALPRO", "USD", "EUR.USD", "EUR.USD"]
+    assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == [
+        "IDEALPRO", "USD", "EUR.USD", "EUR.USD"]

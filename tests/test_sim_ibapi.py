@@ -516,6 +516,7 @@ def test_health_check_catches_wrong_field_count_and_float_int(app: App, gateway)
     app.log_records.clear()
 
     _push_raw(gateway, ["2", "6", "1", "0", "100.0"])  # tickSize with a float size
+    assert app.run_thread is not None
     app.run_thread.join(TIMEOUT)
     assert isinstance(app.run_error, ValueError)
     with pytest.raises(AssertionError, match="run\\(\\) raised"):

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -147,7 +148,7 @@ async def connected(gw: SimGateway, client_id: int = 1, next_ids: list[int] | No
     """An ib_async client connected to ``gw`` (nextValidIds into ``next_ids``); disconnected on exit."""
     ib = IB()
     if next_ids is not None:
-        ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign]
+        ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # record them
     await ib.connectAsync(gw.host, gw.port, clientId=client_id, timeout=CONNECT_TIMEOUT, **kwargs)
     try:
         yield ib
@@ -195,9 +196,10 @@ async def filled(ib: IB, contract: Any, action: str, qty: float) -> Trade:
     return trade
 
 
-def account_value(ib: IB, tag: str, currency: str = "USD") -> float | None:
+def account_value(ib: IB, tag: str, currency: str = "USD") -> float:
     values = [v.value for v in ib.accountValues(ACCOUNT) if v.tag == tag and v.currency == currency]
-    return float(values[0]) if values else None
+    assert values, f"no {tag} ({currency}) among the account values"
+    return float(values[0])
 
 
 def statuses(trade: Trade) -> list[str]:
@@ -213,8 +215,8 @@ async def test_connect_is_fast_and_complete(gateway: SimGateway, version: int, r
                                             ib_log: LogCapture) -> None:
     """Every start-up request is answered: no sync time-out, connected in well under 100 ms."""
     ib = IB()
-    errors, next_ids = Errors(ib), []
-    ib.wrapper.nextValidId = next_ids.append  # ib_async's own wrapper ignores it
+    errors, next_ids = Errors(ib), list[int]()
+    ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # ib_async's own wrapper ignores it
     started = time.perf_counter()
     await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT,
                           readonly=readonly)
@@ -294,7 +296,7 @@ async def test_streaming_market_data_updates_over_time(gateway: SimGateway) -> N
 
 def bursts(times: list[float], gap: float = 0.1) -> int:
     """How many groups separated by more than ``gap`` seconds ``times`` fall into."""
-    return sum(1 for before, after in zip([-math.inf, *times], times) if after - before > gap)
+    return sum(1 for before, after in pairwise([-math.inf, *times]) if after - before > gap)
 
 
 @async_test
