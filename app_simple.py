@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 import api
 import security
 from config import ConfigError, Settings, load_settings
-from services import Services
+from services import SERVER_THREADS, Services
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ib_async").setLevel(logging.WARNING)
-    from waitress import serve
+    from waitress import create_server
 
     try:
         app = create_app({"SETTINGS": settings})
     except security.InstanceLockedError as exc:
         print(f"Refusing to start: {exc}", file=sys.stderr)
         return 3
-    host, port = settings.dashboard_host, settings.dashboard_port
-    _print_login_url(app, settings)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
         # lookahead lets waitress notice a browser that went away while its SSE stream idles
-        serve(app, host=host, port=port, threads=16, channel_request_lookahead=1)
+        server = create_server(app, host=settings.dashboard_host, port=settings.dashboard_port,
+                               threads=SERVER_THREADS, channel_request_lookahead=1)
+        _print_login_url(app, settings)  # listening now: the link works as soon as it shows
+        server.run()
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
     finally:

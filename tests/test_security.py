@@ -513,3 +513,41 @@ def test_long_calls_never_take_the_last_threads(app, client, gateway, every_long
     res = client.post("/api/v1/kill-switch", json={"engaged": True})
     assert res.status_code == 200 and res.get_json()["engaged"] is True
     assert app.extensions["trading"].handler.halted
+
+
+# ------------------------------------------------------ the printed sign-in URL
+def test_the_printed_sign_in_url_opens_a_session(tmp_path):
+    """``python app_simple.py`` prints a login URL on the terminal (not in its logs); opening
+    it signs the browser in; the data folder it made is private."""
+    import http.cookiejar
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
+    env.update(IB_MODE="sim", SIM_PORT="0", DASHBOARD_PORT=str(port), LOG_LEVEL="INFO",
+               JOURNAL_PATH=str(tmp_path / "data" / "orders.db"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "login?token=" in line:
+                url = line.split("opening: ", 1)[1].strip()
+                break
+        assert url and url.startswith(f"http://127.0.0.1:{port}/login?token=")
+        token = url.split("token=", 1)[1]
+        assert token == (tmp_path / "data" / "api_token").read_text().strip()
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(url, timeout=10) as page:
+            assert page.url == f"http://127.0.0.1:{port}/" and b"csrf-token" in page.read()
+        with opener.open(f"http://127.0.0.1:{port}/api/v1/status", timeout=10) as res:
+            assert res.status == 200
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    finally:
+        proc.terminate()
+        _, logs = proc.communicate(timeout=30)
+    assert "Dashboard on" not in logs and token not in logs  # logs never carry the token
