@@ -403,6 +403,7 @@ def orders() -> Response:
     page. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
     svc = services()
     query = _validate(OrdersQuery, request.args.to_dict())
+    after = _decode_cursor(query.cursor)
     snap = svc.connector.snapshot()
     records = _records(svc)
     key = _orders_key(svc, snap, records)
@@ -412,9 +413,9 @@ def orders() -> Response:
                                                                       ORDERS_PAGE):
             # the page every poller asks for: serialised once per change
             page = _cached(f"orders-page-{query.status}", key,
-                           lambda: _orders_page(svc, snap, records, key, query))
+                           lambda: _orders_page(svc, snap, records, key, query, after))
         else:
-            page = _orders_page(svc, snap, records, key, query)
+            page = _orders_page(svc, snap, records, key, query, after)
         age = _dumps(_age(snap.orders_updated_at)).encode()
         return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + \
             page[1] + b"}"
@@ -457,7 +458,7 @@ def _epoch(stamp: str) -> float | None:
 
 
 def _orders_page(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple,
-                 query: OrdersQuery) -> tuple[bytes, bytes]:
+                 query: OrdersQuery, after: tuple[str, int] | None) -> tuple[bytes, bytes]:
     """(JSON array of one page of rows, JSON of the next page's cursor)."""
     since = query.since_epoch()
     symbol = query.symbol.upper() if query.symbol else None
@@ -465,7 +466,7 @@ def _orders_page(svc: Services, snap: Snapshot, records: list[Lifecycle], key: t
             if (query.status == "all" or r.data["open"] == (query.status == "open"))
             and (symbol is None or str(r.data["symbol"]).upper() == symbol)
             and (since is None or (r.at is not None and r.at >= since))]
-    start = _cursor_start(rows, query.cursor)
+    start = _cursor_start(rows, after)
     page = rows[start:start + query.limit]
     end = start + len(page)
     cursor = _dumps(_cursor(page[-1].data["id"], end) if page and end < len(rows) else None)
@@ -478,19 +479,26 @@ def _cursor(last_id: str, offset: int) -> str:
     return urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _cursor_start(rows: list[_Row], cursor: str | None) -> int:
-    """Where the page after ``cursor`` starts: after its last row, or at its offset if
-    that row has left the list."""
+def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """(last row id, offset) of a cursor; 400 naming ``cursor`` if it is not one of ours."""
     if cursor is None:
-        return 0
+        return None
     try:
         last_id, offset = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError):
-        raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API",
-                       "cursor") from None
+        last_id = offset = None
     if not isinstance(last_id, str) or not isinstance(offset, int) or offset < 0:
         raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API",
                        "cursor")
+    return last_id, offset
+
+
+def _cursor_start(rows: list[_Row], after: tuple[str, int] | None) -> int:
+    """Where the page after ``after`` starts: after its last row, or at its offset if that
+    row has left the list."""
+    if after is None:
+        return 0
+    last_id, offset = after
     for index, row in enumerate(rows):
         if row.data["id"] == last_id:
             return index + 1

@@ -197,14 +197,25 @@ class OrdersQuery(BaseModel):
     status: Literal["all", "open", "completed"] = "all"
     since: Annotated[float, Field(ge=0, allow_inf_nan=False)] | datetime | None = None
 
+    @field_validator("since")
+    @classmethod
+    def _after_1970(cls, value: float | datetime | None) -> float | datetime | None:
+        if isinstance(value, datetime) and _epoch(value) < 0:
+            raise ValueError("must be epoch seconds or an ISO 8601 time after 1970")
+        return value
+
     def since_epoch(self) -> float | None:
         """``since`` as epoch seconds."""
         if self.since is None or isinstance(self.since, float | int):
             return self.since
-        stamp = self.since
-        if stamp.tzinfo is None:
-            return (stamp - datetime(1970, 1, 1)).total_seconds()
-        return stamp.timestamp()
+        return _epoch(self.since)
+
+
+def _epoch(stamp: datetime) -> float:
+    """Epoch seconds of ``stamp`` (naive: UTC)."""
+    if stamp.tzinfo is None:
+        return (stamp - datetime(1970, 1, 1)).total_seconds()
+    return stamp.timestamp()
 
 
 class QuoteQuery(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -143,3 +145,84 @@ def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
         ours_only = dataclasses.replace(record, status="Cancelled", verdict="not_sent")
         [kept] = _merge(snap, [ours_only], detail=False)
         assert (kept["status"], kept["open"]) == ("Submitted", True)
+
+
+READS = ["/api/v1/status", "/api/v1/state", "/api/v1/account", "/api/v1/positions",
+         "/api/v1/executions", "/api/v1/executions.csv", "/api/v1/orders",
+         "/api/v1/orders?status=open&limit=5", "/api/v1/kill-switch", "/api/v1/health",
+         "/api/v1/openapi.json"]
+
+
+def revalidates(client, url: str) -> bool:
+    """200 with a weak ETag; the same ETag back gives 304 with no body (unless the data
+    changed in between: then False, and the caller asks again)."""
+    first = client.get(url)
+    assert first.status_code == 200, (url, first.data)
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"') and etag.endswith('"')
+    again = client.get(url, headers={"If-None-Match": f'"other", {etag}'})
+    if again.status_code == 200:
+        return False
+    assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    return True
+
+
+def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app):
+    client = api_client(fuzz_app)
+    posted = client.post("/api/v1/orders?wait=1", json={
+        "symbol": "IBM", "action": "BUY", "quantity": 1}).get_json()
+    wait_for(lambda: client.get("/api/v1/account").status_code == 200)
+    for url in READS + [f"/api/v1/orders/{posted['id']}"]:
+        wait_for(lambda: revalidates(client, url), timeout=5)
+    # a change gives a new ETag: the old one no longer matches
+    etags = {url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/state")}
+    client.post("/api/v1/orders?wait=1", json={"symbol": "MSFT", "action": "BUY", "quantity": 1})
+    for url, etag in etags.items():
+        changed = client.get(url, headers={"If-None-Match": etag})
+        assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    # an unknown order is 404, whatever the client claims to have
+    missing = client.get("/api/v1/orders/nope", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("query, field", [
+    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=ten", "limit"),
+    ("cursor=!!", "cursor"), ("cursor=bm90LWpzb24", "cursor"), ("symbol=1BM", "symbol"),
+    ("status=bogus", "status"), ("since=yesterday", "since"), ("since=-5", "since")])
+def test_orders_query_errors_name_the_field(client, query, field):
+    res = client.get(f"/api/v1/orders?{query}", headers={"If-None-Match": "*"})
+    body = res.get_json()
+    assert res.status_code == 400, body
+    assert set(body) == {"error"} and body["error"]["status"] == 400
+    assert body["error"]["code"] == "validation_error" and body["error"]["field"] == field
+
+
+def test_orders_pages_and_filters(fuzz_app):
+    client = api_client(fuzz_app)
+    t0 = time.time()
+    ids = [client.post("/api/v1/orders?wait=1", json={
+        "symbol": symbol, "action": "BUY", "quantity": 1}).get_json()["id"]
+        for symbol in ("IBM", "MSFT", "IBM", "AAPL", "IBM")]
+    wait_for(lambda: len(client.get("/api/v1/orders").get_json()["orders"]) == 5)
+    full = client.get("/api/v1/orders").get_json()
+    assert full["next_cursor"] is None and {o["id"] for o in full["orders"]} == set(ids)
+    pages, cursor = [], None
+    while True:
+        page = client.get("/api/v1/orders", query_string={"limit": 2, "cursor": cursor}
+                          if cursor else {"limit": 2}).get_json()
+        pages.append([o["id"] for o in page["orders"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert sum(pages, []) == [o["id"] for o in full["orders"]]
+    ibm = client.get("/api/v1/orders?symbol=ibm").get_json()["orders"]
+    assert sorted(o["id"] for o in ibm) == sorted(ids[i] for i in (0, 2, 4))
+    assert client.get("/api/v1/orders?status=open").get_json()["orders"] == []
+    assert len(client.get("/api/v1/orders?status=completed").get_json()["orders"]) == 5
+    assert len(client.get(f"/api/v1/orders?since={t0 - 1}").get_json()["orders"]) == 5
+    assert client.get(f"/api/v1/orders?since={time.time() + 60}").get_json()["orders"] == []
+    iso = datetime.fromtimestamp(t0 - 1, timezone.utc).isoformat()
+    assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()[
+        "orders"]) == 5
