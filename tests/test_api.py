@@ -226,3 +226,49 @@ def test_orders_pages_and_filters(fuzz_app):
     iso = datetime.fromtimestamp(t0 - 1, timezone.utc).isoformat()
     assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()[
         "orders"]) == 5
+
+
+def test_waitress_keeps_the_connection_open_after_a_304():
+    """waitress 3.0.2 closes every connection after a 304; waitress_compat keeps it open, so a
+    polling script's If-None-Match does not cost a new connection each time."""
+    import http.client
+    import threading
+
+    from waitress import create_server, wasyncore
+    from waitress.channel import HTTPChannel
+
+    import waitress_compat
+
+    def app(environ, start_response):
+        if environ.get("HTTP_IF_NONE_MATCH"):
+            start_response("304 Not Modified", [("ETag", 'W/"1"')])
+            return [b""]
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def closes_after_304() -> bool:
+        server = create_server(app, host="127.0.0.1", port=0, threads=1)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"If-None-Match": 'W/"1"'})
+            res = conn.getresponse()
+            res.read()
+            assert res.status == 304
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"ok"  # the same connection serves on
+            return res.will_close
+        finally:
+            conn.close()
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            thread.join(5)
+            server.task_dispatcher.shutdown(timeout=5)
+
+    original = HTTPChannel.task_class
+    try:
+        assert closes_after_304()  # waitress as it is
+        waitress_compat.install()
+        assert not closes_after_304()
+    finally:
+        HTTPChannel.task_class = original
