@@ -242,11 +242,23 @@ def state_json(svc: Services) -> str:
 def state() -> Response:
     """The whole dashboard state in one answer (the polling fallback of the stream).
 
-    Built once per data version, like the stream's frames, whoever asks."""
+    The same JSON as ``state_json``: all but the status (its ages move on) is joined once per
+    data version, whoever asks."""
     svc = services()
     version = svc.feed.version
-    return _conditional(version, lambda: _cached("state-body", version,
-                                                 lambda: state_json(svc).encode()))
+
+    def build() -> bytes:
+        snap = svc.connector.snapshot()
+        records = _records(svc)
+        rest = _cached("state-rest", version, lambda: ("," + _object_json(
+            account=_account_json(snap), positions=_positions_json(snap),
+            orders=_json_cached("orders-detail", _orders_key(svc, snap, records),
+                                lambda: merged_orders(snap, records, detail=True)),
+            executions=_executions_json(snap))[1:]).encode())
+        return (f'{{"version":{_dumps(version)},'
+                f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
+
+    return _conditional(version, build)
 
 
 @bp.get("/stream")

@@ -175,6 +175,10 @@ def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app):
     wait_for(lambda: client.get("/api/v1/account").status_code == 200)
     for url in READS + [f"/api/v1/orders/{posted['id']}"]:
         wait_for(lambda: revalidates(client, url), timeout=5)
+    # the status inside /state is built per answer: its clock and ages move on
+    first = client.get("/api/v1/state").get_json()["status"]["now"]
+    time.sleep(0.02)
+    assert client.get("/api/v1/state").get_json()["status"]["now"] > first
     # a change gives a new ETag: the old one no longer matches
     etags = {url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/state")}
     client.post("/api/v1/orders?wait=1", json={"symbol": "MSFT", "action": "BUY", "quantity": 1})
