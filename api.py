@@ -556,6 +556,7 @@ def quote() -> Response:
     """A snapshot quote (one broker round trip on the reader's loop).
 
     No ETag: every call asks the broker for a fresh quote."""
+    _validate(QuoteQuery, request.args.to_dict())
     symbol = (request.args.get("symbol") or "").strip().upper()
     sec_type = (request.args.get("sec_type") or "STK").strip().upper()
     _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": sec_type})

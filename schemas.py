@@ -189,7 +189,7 @@ class OrdersQuery(BaseModel):
     their latest fill (other clients' orders without a fill carry no time and are left out).
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     limit: Annotated[int, Field(ge=1, le=ORDERS_PAGE_MAX)] = ORDERS_PAGE
     cursor: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,200}$")] | None = None
@@ -221,8 +221,15 @@ def _epoch(stamp: datetime) -> float:
 class QuoteQuery(BaseModel):
     """GET /quote."""
 
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
     sec_type: Literal["STK", "CASH"] = "STK"
+
+    @field_validator("sec_type", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 # --------------------------------------------------------------- responses
