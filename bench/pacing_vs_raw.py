@@ -21,7 +21,9 @@ anyway (heartbeats). Runs alternate app, raw, app, raw ... (``--rounds`` each), 
 * raw run: 50 ``placeOrder`` calls in one go on the raw client's loop; time = first call -> the
   last ``Filled`` status it hears.
 
-Printed per run: the time, the busiest 1 s window (messages the gateway read) of the sending
+Printed per run: the time, the span from the first to the last placeOrder the gateway read
+(the wire part of the time; the rest is intake: HTTP, risk gate, queue, and the fills), when
+the last POST had its 202 (app runs), the busiest 1 s window (messages the gateway read) of the sending
 client and of the reader 999, and new error-100 violations. Targets: median app / median raw
 <= 1.1; 0 pacing violations (the simulator's error 100) for every client over the whole run.
 
@@ -140,12 +142,20 @@ def busiest(tap: GatewayTap, client: int, start: float, end: float) -> int:
     return tap.busiest_window(client, start, end)[0]
 
 
-def app_run(base: str, n: int, timeout: float) -> tuple[float, str]:
+def place_span(tap: GatewayTap, client: int, start: float, end: float) -> float:
+    """Seconds from the first to the last placeOrder the gateway read from ``client``."""
+    stamps = [t for t, kind in list(tap.kinds.get(client, ())) if start <= t < end
+              and kind == "place_order"]
+    return max(stamps) - min(stamps) if stamps else float("nan")
+
+
+def app_run(base: str, n: int, timeout: float) -> tuple[float, float, str]:
+    """(seconds to the last verdict, seconds to the last 202, problems)."""
     r = run_batch(base, n, SYMBOL, 0.1, timeout)
     problem = ""
     if r["errors"] or r["verdicts"] != {"filled": n}:
         problem = f"verdicts {r['verdicts']} errors {r['errors'][:2]}"
-    return r["time"], problem
+    return r["time"], r["posts_done"], problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway = start_gateway()
     tap = GatewayTap(gateway)
     gateway.set_validation_delay(args.validation_delay)
-    rows: list[tuple[str, float, int, int, int, str]] = []
+    rows: list[tuple[str, float, float, float, int, int, int, str]] = []
     noise: NoiseTrader | None = None
     raw = RawClient(gateway.port, RAW_CLIENT).start()
     try:
@@ -194,14 +204,15 @@ def main(argv: list[str] | None = None) -> int:
                     v0 = gateway.stats().pacing_violations
                     m0 = time.monotonic()
                     if side == "app":
-                        took, problem = app_run(srv.base, args.orders, args.timeout)
+                        took, intake, problem = app_run(srv.base, args.orders, args.timeout)
                         sender = ORDER_CLIENT
                     else:
                         took = raw.thread.call(raw.place_all(contract, args.orders, args.timeout),
                                                args.timeout + 5)
-                        problem, sender = "", RAW_CLIENT
+                        problem, sender, intake = "", RAW_CLIENT, float("nan")
                     m1 = time.monotonic()
-                    rows.append((side, took, busiest(tap, sender, m0, m1),
+                    rows.append((side, took, intake, place_span(tap, sender, m0, m1),
+                                 busiest(tap, sender, m0, m1),
                                  busiest(tap, READER_CLIENT, m0, m1),
                                  gateway.stats().pacing_violations - v0, problem))
                     time.sleep(args.gap)
@@ -213,11 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         raw.stop()
         gateway.stop()
 
-    print(f"  {'run':<5} {'time':>8} {'busiest 1 s: sender':>20} {'reader 999':>11} "
-          f"{'err100':>7}")
-    for side, took, peak, peak_999, violations, problem in rows:
+    print(f"  {'run':<5} {'time':>8} {'last 202':>9} {'placeOrders span':>16} "
+          f"{'busiest 1 s: sender':>20} {'reader 999':>11} {'err100':>7}")
+    for side, took, intake, span, peak, peak_999, violations, problem in rows:
         who = f"{'1000' if side == 'app' else RAW_CLIENT}"
-        print(f"  {side:<5} {took:>6.3f} s {peak:>14} ({who}) {peak_999:>11} {violations:>7}"
+        last_202 = f"{intake:>7.3f} s" if side == "app" else f"{'-':>9}"
+        print(f"  {side:<5} {took:>6.3f} s {last_202} {span:>14.3f} s {peak:>14} ({who}) "
+              f"{peak_999:>11} "
+              f"{violations:>7}"
               + (f"  !! {problem}" if problem else ""))
     app_times = [r[1] for r in rows if r[0] == "app"]
     raw_times = [r[1] for r in rows if r[0] == "raw"]
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
           f"1000={peaks.get(ORDER_CLIENT, 0)} raw {RAW_CLIENT}={peaks.get(RAW_CLIENT, 0)} "
           f"trader {NOISE_CLIENT}={peaks.get(NOISE_CLIENT, 0)}; reader 999 sent {reader_msgs} "
           f"messages; pacing violations (error 100) {stats.pacing_violations}")
-    complete = not any(r[5] for r in rows)
+    complete = not any(r[-1] for r in rows)
     ok = complete and ratio <= TARGET_RATIO and stats.pacing_violations == 0
     print(f"  target app/raw <= {TARGET_RATIO:g}: {ratio:.3f} -> {verdict(ratio <= TARGET_RATIO)}")
     print(f"  target no error 100 from the simulator: {stats.pacing_violations} -> "
