@@ -38,7 +38,6 @@ import asyncio
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -73,7 +72,7 @@ class RawClient:
         if self.ib is not None:
             self.ib.disconnect()
 
-    def start(self) -> "RawClient":
+    def start(self) -> RawClient:
         self.thread.start()
         return self
 
