@@ -381,7 +381,7 @@ def add_experiment_args(ap: Any) -> None:
     group = ap.add_argument_group("experiments (change a tuning constant in this process only)")
     group.add_argument("--throttle", metavar="N/SECONDS",
                        help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
-                            "both connections (default 4/0.11 = a smooth ~36 msg/s)")
+                            "both connections (default 5/0.1111 = a smooth 45 msg/s)")
     group.add_argument("--refresh-gap", type=float, metavar="SECONDS",
                        help="ib_connector.REFRESH_MIN_GAP, pause after each reader refresh "
                             "(default 0.05)")
