@@ -39,17 +39,25 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
+from typing import Self
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ib_async import IB, MarketOrder, Stock, Trade
+from order_pipeline import run_batch
 
-from _harness import (ORDER_CLIENT, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
-                      add_experiment_args, app_settings, experiments_from, quiet_logs,
-                      start_gateway, verdict)
-from ib_async import IB, MarketOrder, Stock, Trade  # noqa: E402
-from order_pipeline import run_batch  # noqa: E402
-
-from loop_thread import LoopThread  # noqa: E402
+from _harness import (
+    ORDER_CLIENT,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
+from loop_thread import LoopThread
 
 RAW_CLIENT, NOISE_CLIENT = 11, 7
 SYMBOL, NOISE_SYMBOL = "AAPL", "IBM"
@@ -72,7 +80,7 @@ class RawClient:
         if self.ib is not None:
             self.ib.disconnect()
 
-    def start(self) -> RawClient:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -82,6 +90,7 @@ class RawClient:
     async def qualify(self, symbol: str) -> Stock:
         assert self.ib is not None
         (contract,) = await self.ib.qualifyContractsAsync(Stock(symbol, "SMART", "USD"))
+        assert isinstance(contract, Stock), f"{symbol} did not qualify"
         return contract
 
     async def place_all(self, contract: Stock, n: int, timeout: float) -> float:
