@@ -18,7 +18,9 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import api
+import proxies
 import security
+import webhook
 from config import ConfigError, Settings, load_settings
 from services import SERVER_THREADS, Services
 
@@ -47,6 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
+    proxies.install(app, settings)
+    webhook.install_redaction(app.logger)  # /webhook/<secret> never shows in a log line
     app.add_url_rule("/", "index", _index)
     app.register_error_handler(HTTPException, _http_error)
     services = Services(settings)
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ib_async").setLevel(logging.WARNING)
+    webhook.install_redaction()
     from waitress import create_server
 
     import waitress_compat
