@@ -678,9 +678,11 @@ def _validated_order(model: type, body: dict[str, Any], source: str) -> Any:
 
 
 def submit_order(order_in: OrderIn, source: str, key: str | None,
-                 request_hash: str | None = None) -> tuple[Lifecycle, bool]:
+                 request_hash: str | None = None,
+                 alert: dict[str, Any] | None = None) -> tuple[Lifecycle, bool]:
     """The one way an order enters: risk gate, journal, queue — and an audit record.
-    ``request_hash`` (default: the order's fingerprint) is what a replay must repeat."""
+    ``request_hash`` (default: the order's fingerprint) is what a replay must repeat;
+    ``alert`` (the webhook's body, secrets removed) is audited with the order."""
     svc = services()
     outcome, decision, record = "error", None, None
     try:
@@ -702,7 +704,9 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         outcome = f"refused: {type(exc).__name__}: {exc}"
         raise
     finally:  # the audit never raises: an order already queued must not turn into a 500
-        _audit(source, order_in.model_dump(), decision, outcome, record.id if record else None)
+        audited = order_in.model_dump() if alert is None else {
+            "alert": alert, "order": order_in.model_dump()}
+        _audit(source, audited, decision, outcome, record.id if record else None)
 
 
 def _journaled_decision(svc: Services, order_id: str) -> Any:
@@ -825,7 +829,7 @@ def _place_alert(svc: Services, alert: webhook.AlertIn,
                             "message": message}), 200
         fields = planned
     order_in = _validated_order(OrderIn, fields, "webhook")
-    record, created = submit_order(order_in, "webhook", key, webhook.fingerprint(body))
+    record, created = submit_order(order_in, "webhook", key, webhook.fingerprint(body), body)
     return _order_response(record, created, 202)
 
 
