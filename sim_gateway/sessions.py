@@ -159,3 +159,18 @@ def held_until_text(contract: Contract, at: float) -> str:
     """IB's "2026-12-01 09:30:00 US/Eastern" (the time in warning 399)."""
     zone_name = schedule_of(contract).zone
     return datetime.fromtimestamp(at, zone_info(zone_name)).strftime("%Y-%m-%d %H:%M:%S ") + zone_name
+
+
+def demo_clock_start(now: float) -> float | None:
+    """Where a demo's simulated clock starts so US stocks trade: None (real time) while they do,
+    else 10:00 New York time of the latest weekday before ``now`` (six hours of open market)."""
+    probe = Contract(con_id=0, symbol="")
+    if is_open(probe, now, False):
+        return None
+    zone = zone_info(US_STOCKS.liquid.zone)
+    day = datetime.fromtimestamp(now, zone).date()
+    for offset in range(SEARCH_DAYS):
+        candidate = datetime.combine(day - timedelta(days=offset), time(10, 0), zone).timestamp()
+        if candidate <= now and is_open(probe, candidate, False):
+            return candidate
+    return None
