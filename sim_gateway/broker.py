@@ -643,9 +643,9 @@ class Broker:
         if existing is not None and existing.live:
             return self._modify(existing, req, now)
         if existing is not None and existing.status == "Filled":
-            return [OrderErrorEvent(client_id, req.order_id, 104, "Can't modify a filled order")]
+            return [OrderErrorEvent(client_id, req.order_id, 104, errors.text(104))]
         if existing is not None or req.order_id <= self._max_ids.get(client_id, 0):
-            return [OrderErrorEvent(client_id, req.order_id, 103, "Duplicate order id")]
+            return [OrderErrorEvent(client_id, req.order_id, 103, errors.text(103))]
         self._max_ids[client_id] = req.order_id
         contract = self._resolve(req.contract)
         if contract is None:
@@ -678,8 +678,8 @@ class Broker:
 
     def _unsupported(self, client_id: int, req: OrderRequest) -> OrderErrorEvent | None:
         flags = (
-            (req.e_trade_only, 10268, "The 'EtradeOnly' order attribute is not supported."),
-            (req.firm_quote_only, 10269, "The 'firmQuoteOnly' order attribute is not supported."),
+            (req.e_trade_only, 10268, errors.text(10268)),
+            (req.firm_quote_only, 10269, errors.text(10269)),
         )
         return next(
             (OrderErrorEvent(client_id, req.order_id, code, text) for on, code, text in flags if on), None
@@ -1058,13 +1058,9 @@ class Broker:
         events = self.advance(now)
         order = self._lookup(client_id, order_id)
         if order is None:
-            text = f"OrderId {order_id} that needs to be cancelled is not found."
-            return events + [OrderErrorEvent(client_id, order_id, 10147, text)]
+            return events + [OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))]
         if not order.live:
-            text = (
-                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                f"state: {order.status}."
-            )
+            text = errors.text(10148, order_id=order_id, state=order.status)
             return events + [OrderErrorEvent(client_id, order_id, 10148, text)]
         return events + self._cancel(order, self._clock, BY_TRADER)
 

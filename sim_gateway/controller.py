@@ -121,8 +121,12 @@ class SimGateway:
         return self._run(lambda s: s.clock.now())
 
     def clock_label(self) -> str:
-        """"simulated clock, market open" / "…market closed" (US stocks), or "" on real time."""
-        return self._run(lambda s: s.clock_label())
+        """"simulated clock, market open" / "…market closed" (US stocks), or "" on real time.
+
+        Read without a hop to the gateway's loop (the clock is two floats): safe from any thread
+        and answered even while the gateway is stalled."""
+        server = self._server
+        return "" if server is None else server.clock_label()
 
     def set_market_hours(self, enabled: bool) -> None:
         """False: every market is always open (no 399, DAY orders never expire)."""

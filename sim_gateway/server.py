@@ -571,9 +571,7 @@ class GatewayServer:
             return
         if self._session_of(request.client_id) is not None:
             log.warning("⛔ clientId %d already in use: refusing %s", request.client_id, session.peer)
-            self._send(session, p.error(
-                -1, 326, "Unable to connect as the client id is already in use. "
-                "Retry with a unique client id.", version))
+            self._send(session, p.error(-1, 326, errors.text(326), version))
             self._close_session(session)
             return
         if sum(s.started for s in self.sessions) >= self.settings.max_clients:
@@ -620,7 +618,7 @@ class GatewayServer:
 
     def _send_unknown_contract(self, session: Session, req_id: int) -> None:
         self._send(session, p.error(
-            req_id, 200, "No security definition has been found for the request", session.version))
+            req_id, 200, errors.text(200), session.version))
 
     def _resolve(self, query: ContractQuery) -> Contract | None:
         found = self.broker.find_contracts(query)
