@@ -288,6 +288,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "ok": healthy,
         "now": time.time(),
         "simulator": svc.simulator is not None,
+        "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
         "gateway": {"host": svc.host, "port": svc.port},
         "connections": {"reader": _flat_dict(snap.connection),
                         "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
