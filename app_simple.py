@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ib_async").setLevel(logging.WARNING)
     from waitress import create_server
 
+    import waitress_compat
+    waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
+
     try:
         app = create_app({"SETTINGS": settings})
     except security.InstanceLockedError as exc:

@@ -10,8 +10,11 @@ at last; an FX fill moves both currencies' cash balances (the FX "position" row,
 units, is reported too but its value is already in the cash). Margin: initial
 ``1 / buying_power_multiplier`` and maintenance 25 % of the absolute value of every position.
 
-Orders: MKT/LMT/STP/STP LMT/TRAIL with DAY/GTC/IOC (DAY never expires: the market is always
-open). transmit=False orders are held until an order of their group arrives with transmit=True;
+Orders: MKT/LMT/STP/STP LMT/TRAIL with DAY/GTC/IOC. Market hours (``sessions``): an order
+without outsideRth outside regular hours (or any order outside extended hours) is acknowledged
+PreSubmitted with warning 399 and works from the next open; DAY orders expire (Cancelled) at the
+close of the session they work in, GTC orders carry over. transmit=False orders are held until
+an order of their group arrives with transmit=True;
 children work only once their parent is completely filled and shrink with each other's fills
 (bracket = implicit OCA). ``validation_delay`` holds back the acknowledgement, ``fill_delay``
 the fill of a marketable order, partial fills come one chunk per ``price_step_seconds``.
@@ -26,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from . import errors, sessions
 from .contracts import ContractTable, start_price, unresolved_text
 from .derivatives import Derivatives
 from .options_model import Greeks
@@ -52,6 +56,7 @@ MAINT_MARGIN_RATE = 0.25
 PERM_ID_BASE = 1_000_000_000
 EXEC_ID_BASE = 0x6571A1B2
 STATE_VERSION = 1
+MAX_CATCH_UP_STEPS = 600
 LIVE_STATUSES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted"})
 TIFS = ("DAY", "GTC", "IOC")
 SIDES = {"BUY": "BOT", "SELL": "SLD"}
@@ -59,10 +64,11 @@ VENUES = {"NASDAQ": "ISLAND"}  # execution venue by primary exchange (else the p
 WHOLE_UNITS = frozenset({"STK", "OPT", "FUT"})
 OPTION_COMMISSION, FUTURE_COMMISSION = 0.65, 0.85  # per contract (options: at least min_commission)
 
-NO_SECDEF = "No security definition has been found for the request"
-REJECTED = "Order rejected - reason:"
-CANCELED = "Order Canceled - reason:"
-TIF_PRESET = "Order TIF was set to DAY based on order preset."
+NO_SECDEF = errors.text(200)
+REJECTED = errors.text(201, reason="")
+CANCELED = errors.text(202, reason="")
+TIF_PRESET = errors.text(10349)
+OFF_TICK = errors.text(110)
 BY_TRADER = "Cancelled by Trader"
 BY_SYSTEM = "Cancelled by System"
 
@@ -89,6 +95,7 @@ class BrokerConfig:
     buying_power_multiplier: float = 4.0
     extra_contracts: tuple[Contract, ...] = ()
     master_client_id: int | None = None
+    market_hours: bool = True  # False: every market always open (no 399, DAY never expires)
     live_account_drill: bool = False  # allow a live-looking (non-DU) account id, to drill a
     #                                   client's live-trading guard; still a simulated account
 
@@ -214,6 +221,8 @@ class _Order:
     triggered: bool = False
     fill_due: float | None = None
     warn_tif: bool = False
+    opens_at: float | None = None  # held outside market hours until then (warning 399 sent)
+    expires_at: float | None = None  # DAY: the close of the session it works in
     completed_time: str = ""
     completed_status: str = ""
 
@@ -467,6 +476,18 @@ def _parse_filter_time(text: str) -> float:
     return datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone_info).timestamp()
 
 
+def _rejection(reason: str) -> tuple[int, str]:
+    """(code, text) of a rejection: 110 for an off-tick price (IB's own code), else 201."""
+    return (110, OFF_TICK) if reason == OFF_TICK else (201, REJECTED + reason)
+
+
+def _listing(contract: Contract) -> str:
+    """"NASDAQ.NMS" / "NYSE" / "IDEALPRO" as in IB's order messages."""
+    if contract.sec_type != "STK":
+        return contract.exchange
+    return f"{contract.primary_exchange}.NMS" if contract.primary_exchange == "NASDAQ" else contract.primary_exchange
+
+
 def _qty_text(qty: float) -> str:
     return str(int(qty)) if float(qty).is_integer() else repr(qty)
 
@@ -527,7 +548,7 @@ class Broker:
         self._counters = {"perm": 0, "exec": 0, "due": 0}
         self.validation_delay = 0.0
         self.fill_delay = 0.0
-        self.tif_preset_warning = False
+        self.tif_preset_warning = True  # 10349 for a blank TIF, as an account's default preset does
         self._reject_reason: str | None = None
 
     def _fx_sources(self) -> dict[str, tuple[int, bool]]:
@@ -567,6 +588,7 @@ class Broker:
     def advance(self, now: float) -> list[Event]:
         """Step prices and run due work, in time order, up to ``now``."""
         events: list[Event] = []
+        self._skip_long_gap(now)
         while True:
             step_at = self._book.next_step_time()
             due_at = self._dues[0][0] if self._dues else math.inf
@@ -583,6 +605,14 @@ class Broker:
         self._clock = max(self._clock, now)
         return events
 
+    def _skip_long_gap(self, now: float) -> None:
+        """Over a long gap (a jump or a fast simulated clock) prices pause: only the last
+        MAX_CATCH_UP_STEPS steps are taken, so a jump of days costs no more than one of minutes."""
+        step = self.config.price_step_seconds
+        behind = int((now - self._book.next_step_time()) / step)
+        if behind > MAX_CATCH_UP_STEPS:
+            self._book.origin += (behind - MAX_CATCH_UP_STEPS) * step
+
     def next_due(self) -> float | None:
         """Earliest scheduled acknowledgement or fill, or None."""
         return min((entry[0] for entry in self._dues if self._pending(entry)), default=None)
@@ -590,13 +620,15 @@ class Broker:
     def _pending(self, entry: tuple[float, int, str, int]) -> bool:
         at, _, kind, perm_id = entry
         order = self._orders[perm_id]
-        return order.live and (order.status == "PendingSubmit" if kind == "ack" else order.fill_due == at)
+        wanted = {"ack": order.status == "PendingSubmit", "fill": order.fill_due == at,
+                  "open": order.opens_at == at, "expire": order.expires_at == at}
+        return order.live and wanted[kind]
 
     def _run_due(self, entry: tuple[float, int, str, int]) -> list[Event]:
         if not self._pending(entry):
             return []
         order = self._orders[entry[3]]
-        actions = {"ack": self._ack, "fill": self._due_fill}
+        actions = {"ack": self._ack, "fill": self._due_fill, "open": self._open, "expire": self._expire}
         return actions[entry[2]](order, entry[0])
 
     def _schedule(self, order: _Order, at: float, kind: str) -> None:
@@ -647,9 +679,9 @@ class Broker:
         if existing is not None and existing.live:
             return self._modify(existing, req, now)
         if existing is not None and existing.status == "Filled":
-            return [OrderErrorEvent(client_id, req.order_id, 104, "Can't modify a filled order")]
+            return [OrderErrorEvent(client_id, req.order_id, 104, errors.text(104))]
         if existing is not None or req.order_id <= self._max_ids.get(client_id, 0):
-            return [OrderErrorEvent(client_id, req.order_id, 103, "Duplicate order id")]
+            return [OrderErrorEvent(client_id, req.order_id, 103, errors.text(103))]
         self._max_ids[client_id] = req.order_id
         contract = self._resolve(req.contract)
         if contract is None:
@@ -687,8 +719,8 @@ class Broker:
 
     def _unsupported(self, client_id: int, req: OrderRequest) -> OrderErrorEvent | None:
         flags = (
-            (req.e_trade_only, 10268, "The 'EtradeOnly' order attribute is not supported."),
-            (req.firm_quote_only, 10269, "The 'firmQuoteOnly' order attribute is not supported."),
+            (req.e_trade_only, 10268, errors.text(10268)),
+            (req.firm_quote_only, 10269, errors.text(10269)),
         )
         return next(
             (OrderErrorEvent(client_id, req.order_id, code, text) for on, code, text in flags if on), None
@@ -720,7 +752,7 @@ class Broker:
             return why
         prices = [p for p in (req.lmt_price, req.aux_price) if p]
         if not all(on_tick(p, contract.min_tick) for p in prices):
-            return "The price does not conform to the minimum price variation for this contract."
+            return OFF_TICK
         return None
 
     def _parent_reason(self, client_id: int, req: OrderRequest) -> str | None:
@@ -789,7 +821,7 @@ class Broker:
     def _reject(self, order: _Order, reason: str, now: float) -> list[Event]:
         self._finish(order, "Inactive", now, f"Rejected: {reason}")
         view = order.view()
-        error = OrderErrorEvent(order.client_id, order.order_id, 201, REJECTED + reason)
+        error = OrderErrorEvent(order.client_id, order.order_id, *_rejection(reason))
         return [error, OpenOrderEvent(view), OrderStatusEvent(view)]
 
     def _modify(self, order: _Order, req: OrderRequest, now: float) -> list[Event]:
@@ -800,7 +832,7 @@ class Broker:
             or self._margin_reason(order.contract, req, req.total_quantity - order.filled)
         )
         if reason:
-            return [OrderErrorEvent(order.client_id, order.order_id, 201, REJECTED + reason)]
+            return [OrderErrorEvent(order.client_id, order.order_id, *_rejection(reason))]
         retrigger = (req.order_type.upper(), req.aux_price, req.trailing_percent) != (
             order.order_type,
             order.aux_price,
@@ -821,7 +853,7 @@ class Broker:
         unsupported = self._unsupported(client_id, req)
         reason = None if unsupported else self._request_reason(req, contract)
         if unsupported or reason:
-            return [unsupported or OrderErrorEvent(client_id, req.order_id, 201, REJECTED + str(reason))]
+            return [unsupported or OrderErrorEvent(client_id, req.order_id, *_rejection(str(reason)))]
         order = self._new_order(client_id, req, contract, perm_id=0)
         order.status = "PreSubmitted"
         price = self._estimate(req, contract)
@@ -869,8 +901,39 @@ class Broker:
         if order.warn_tif:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
             order.warn_tif = False
+        events += self._hold_until_open(order, now)
         events += self._show(order)
         return events + (self._release(order, now) if order.transmit else self._work(order, now))
+
+    def _hold_until_open(self, order: _Order, now: float) -> list[Event]:
+        """Outside the order's hours: hold it until the open (warning 399); DAY: expire at close."""
+        if not self.config.market_hours:
+            return []
+        contract, rth = order.contract, order.outside_rth
+        opens = sessions.opens_at(contract, now, rth)
+        if order.tif == "DAY":
+            closes = sessions.closes_at(contract, now, rth)
+            if closes is not None:
+                order.expires_at = closes
+                self._schedule(order, closes, "expire")
+        if opens is None or opens <= now:
+            return []
+        order.opens_at = opens
+        self._schedule(order, opens, "open")
+        text = errors.text(399, action=order.action, quantity=_qty_text(order.total_quantity),
+                           symbol=contract.symbol, listing=_listing(contract),
+                           until=sessions.held_until_text(contract, opens))
+        return [OrderErrorEvent(order.client_id, order.order_id, 399, text)]
+
+    def _open(self, order: _Order, now: float) -> list[Event]:
+        """The market opened for a held order: it works from now on."""
+        order.opens_at = None
+        return self._work(order, now)
+
+    def _expire(self, order: _Order, now: float) -> list[Event]:
+        """A DAY order at the close of its session: cancelled by the system."""
+        order.expires_at = None
+        return self._cancel(order, now, BY_SYSTEM)
 
     def _due_fill(self, order: _Order, now: float) -> list[Event]:
         order.fill_due = None
@@ -889,7 +952,12 @@ class Broker:
 
     def _can_work(self, order: _Order) -> bool:
         parent_ready = not order.parent_perm_id or self._orders[order.parent_perm_id].status == "Filled"
-        return order.live and order.status != "PendingSubmit" and not order.held and parent_ready
+        ready = order.live and order.status != "PendingSubmit" and not order.held and parent_ready
+        return ready and order.opens_at is None and self._in_hours(order)
+
+    def _in_hours(self, order: _Order) -> bool:
+        """Whether the order's market is open now (GTC orders rest while it is closed)."""
+        return not self.config.market_hours or sessions.is_open(order.contract, self._clock, order.outside_rth)
 
     def _work(self, order: _Order, now: float, due: bool = False) -> list[Event]:
         """Trigger, fill (now, after fill_delay, or a chunk) or let the order wait."""
@@ -1035,13 +1103,9 @@ class Broker:
         events = self.advance(now)
         order = self._lookup(client_id, order_id)
         if order is None:
-            text = f"OrderId {order_id} that needs to be cancelled is not found."
-            return events + [OrderErrorEvent(client_id, order_id, 10147, text)]
+            return events + [OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))]
         if not order.live:
-            text = (
-                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                f"state: {order.status}."
-            )
+            text = errors.text(10148, order_id=order_id, state=order.status)
             return events + [OrderErrorEvent(client_id, order_id, 10148, text)]
         return events + self._cancel(order, self._clock, BY_TRADER)
 
@@ -1290,6 +1354,10 @@ class Broker:
         for order in self._live.values():
             if order.fill_due is not None:
                 order.fill_due += offset
+            if order.opens_at is not None:
+                order.opens_at += offset
+            if order.expires_at is not None:
+                order.expires_at += offset
 
 
 __all__ = [

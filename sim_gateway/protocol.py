@@ -30,6 +30,7 @@ from .codec import (
     fmt_unset_price,
     parse_int,
 )
+from .sessions import ContractHours
 from .types import (
     AccountValue,
     CommissionReport,
@@ -902,17 +903,22 @@ def _valid_exchanges(contract: Contract) -> str:
     return f"{contract.exchange},{extra}" if extra and extra != contract.exchange else contract.exchange
 
 
-def contract_data(req_id: int, contract: Contract, version: int) -> Fields:
-    """contractDetails (§2.18): v>=164 unversioned + size rules; v<164 version 8 + mdSizeMultiplier."""
+def contract_data(req_id: int, contract: Contract, version: int, hours: ContractHours | None = None) -> Fields:
+    """contractDetails (§2.18): v>=164 unversioned + size rules; v<164 version 8 + mdSizeMultiplier.
+
+    ``hours``: timeZoneId, tradingHours and liquidHours (``sessions.contract_hours``); None leaves
+    the hours empty and the zone the contract's."""
     c = _wire(contract)
     under, expires = str(c.under_con_id), c.last_trade_date if c.sec_type in ("OPT", "FUT", "CONTFUT") else ""
+    zone, trading, liquid = (c.time_zone_id, "", "") if hours is None else (
+        hours.time_zone_id, hours.trading_hours, hours.liquid_hours)
     head = ["10"] + (["8"] if version < 164 else []) + [str(req_id)]
     body = [
         c.symbol, c.sec_type, c.last_trade_date, fmt_price(c.strike, "0.0"), c.right, c.exchange,
         c.currency, c.local_symbol, c.trading_class, c.trading_class, str(c.con_id), fmt_price(c.min_tick, "0.0"),
         *(["1"] if version < 164 else []),
         c.multiplier, _ORDER_TYPES.get(c.sec_type, "LMT,MKT"), _valid_exchanges(c), "1", under, c.long_name,
-        c.primary_exchange, "", c.industry, c.category, c.subcategory, c.time_zone_id, "", "",
+        c.primary_exchange, "", c.industry, c.category, c.subcategory, zone, trading, liquid,
         "", "", "0", "1", c.under_symbol, c.under_sec_type, market_rules.rule_ids(c, _valid_exchanges(c)),
         expires, c.stock_type if c.sec_type == "STK" else "",
     ]  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from ib_async import IB, ContFuture, Contract, Future, Index, MarketOrder, Option, Stock, Trade
 
+from conftest import TRADING_CLOCK
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -29,7 +30,8 @@ TEST_TIMEOUT = 30.0
 
 @pytest.fixture(params=VERSIONS, ids=[f"v{v}" for v in VERSIONS])
 def gateway(request: pytest.FixtureRequest) -> Any:
-    gw = SimGateway(ServerSettings(max_version=request.param), BrokerConfig(seed=7)).start()
+    settings = ServerSettings(max_version=request.param, clock_start=TRADING_CLOCK)  # inside a session
+    gw = SimGateway(settings, BrokerConfig(seed=7)).start()
     yield gw
     gw.stop()
 
