@@ -30,7 +30,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from . import errors, sessions
-from .contracts import ContractTable, start_price
+from .contracts import ContractTable, start_price, unresolved_text
+from .derivatives import Derivatives
+from .options_model import Greeks
 from .prices import PriceBook, on_tick, round_to_tick
 from .types import (
     AccountValue,
@@ -59,6 +61,8 @@ LIVE_STATUSES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted"})
 TIFS = ("DAY", "GTC", "IOC")
 SIDES = {"BUY": "BOT", "SELL": "SLD"}
 VENUES = {"NASDAQ": "ISLAND"}  # execution venue by primary exchange (else the primary itself)
+WHOLE_UNITS = frozenset({"STK", "OPT", "FUT"})
+OPTION_COMMISSION, FUTURE_COMMISSION = 0.65, 0.85  # per contract (options: at least min_commission)
 
 NO_SECDEF = errors.text(200)
 REJECTED = errors.text(201, reason="")
@@ -431,7 +435,24 @@ def _fx_commission(config: BrokerConfig, units: float, value: float) -> float:
     return max(value * config.fx_commission_rate, config.fx_min_commission)
 
 
-_COMMISSIONS = {"CASH": _fx_commission}  # by secType; anything else pays the stock schedule
+def _option_commission(config: BrokerConfig, contracts: float, value: float) -> float:
+    return max(contracts * OPTION_COMMISSION, config.min_commission)
+
+
+def _future_commission(config: BrokerConfig, contracts: float, value: float) -> float:
+    return contracts * FUTURE_COMMISSION
+
+
+def units_per_contract(contract: Contract) -> float:
+    """Units per contract: 100 for an option, 50 for ES, 1 for stocks and FX."""
+    try:
+        return float(contract.multiplier or 1)
+    except ValueError:
+        return 1.0
+
+
+_COMMISSIONS = {"CASH": _fx_commission, "OPT": _option_commission, "FUT": _future_commission}
+# by secType; anything else pays the stock schedule
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -478,6 +499,8 @@ def _amount(value: float) -> str:
 def _venue(contract: Contract) -> str:
     if contract.sec_type == "CASH":
         return contract.exchange
+    if contract.sec_type == "OPT":
+        return "CBOE"
     return VENUES.get(contract.primary_exchange, contract.primary_exchange or contract.exchange)
 
 
@@ -503,9 +526,13 @@ class Broker:
 
     def __init__(self, config: BrokerConfig, now: float) -> None:
         self.config = config
-        self._contracts = ContractTable(config.extra_contracts)
+        spots = {c.con_id: start_price(c) for c in ContractTable(config.extra_contracts)}
+        self.derivatives = Derivatives(now, spots)
+        self._contracts = ContractTable((*self.derivatives.contracts, *config.extra_contracts))
         self._fx = self._fx_sources()
-        starts = {c.con_id: (start_price(c), c.min_tick) for c in self._contracts}
+        starts = {c.con_id: (start_price(c), c.min_tick) for c in self._contracts
+                  if not self.derivatives.derived(c.con_id)}
+        starts.update(self.derivatives.drivers)
         self._book = PriceBook(starts, config.seed, config.volatility, config.price_step_seconds, now)
         self._clock = now
         self._cash: dict[str, float] = {"USD": config.starting_cash}
@@ -546,8 +573,17 @@ class Broker:
         return self._contracts.by_id(con_id)
 
     def quote(self, con_id: int) -> Quote:
-        """Current quote; KeyError for an unknown conId."""
+        """Current quote (options and futures derived from their underlying); KeyError if unknown."""
+        if self.derivatives.derived(con_id):
+            return self.derivatives.quote(con_id, self._book.quote, self._clock)
         return self._book.quote(con_id)
+
+    def _last(self, con_id: int) -> float:
+        return self.quote(con_id).last if self.derivatives.derived(con_id) else self._book.last(con_id)
+
+    def option_greeks(self, con_id: int) -> dict[int, Greeks]:
+        """tickOptionComputation rows of an option by tick type; {} for anything else."""
+        return self.derivatives.greeks(con_id, self._book.quote, self._clock)
 
     def advance(self, now: float) -> list[Event]:
         """Step prices and run due work, in time order, up to ``now``."""
@@ -649,7 +685,7 @@ class Broker:
         self._max_ids[client_id] = req.order_id
         contract = self._resolve(req.contract)
         if contract is None:
-            return [OrderErrorEvent(client_id, req.order_id, 200, NO_SECDEF)]
+            return [self._unresolved(client_id, req)]
         unsupported = self._unsupported(client_id, req)
         if unsupported is not None:
             return [unsupported]
@@ -673,8 +709,13 @@ class Broker:
         return None if perm_id is None else self._orders[perm_id]
 
     def _resolve(self, query: ContractQuery) -> Contract | None:
+        """The one contract the query names (a continuous future: its front month), else None."""
         rows = self._contracts.find(query)
-        return rows[0] if len(rows) == 1 else None
+        return self._contracts.by_id(rows[0].con_id) if len(rows) == 1 else None
+
+    def _unresolved(self, client_id: int, req: OrderRequest) -> OrderErrorEvent:
+        text = unresolved_text(req.contract, len(self._contracts.find(req.contract)))
+        return OrderErrorEvent(client_id, req.order_id, 200, text)
 
     def _unsupported(self, client_id: int, req: OrderRequest) -> OrderErrorEvent | None:
         flags = (
@@ -698,7 +739,9 @@ class Broker:
             return f"Unsupported order type {req.order_type!r}"
         if req.total_quantity <= 0:
             return "Order quantity must be positive"
-        if contract.sec_type == "STK" and not float(req.total_quantity).is_integer():
+        if contract.sec_type == "IND":
+            return "Index contracts are not tradable"
+        if contract.sec_type in WHOLE_UNITS and not float(req.total_quantity).is_integer():
             return "Fractional-sized order is not supported for this contract"
         if req.tif.upper() not in ("", *TIFS):
             return f"Unsupported time in force {req.tif!r}"
@@ -733,7 +776,7 @@ class Broker:
         multiplier = self.config.buying_power_multiplier
         before = _Margin(metrics.net_liq, metrics.exposure / multiplier, metrics.exposure * MAINT_MARGIN_RATE)
         held = self._positions[contract.con_id].qty if contract.con_id in self._positions else 0.0
-        extra = (abs(held + delta) - abs(held)) * price * self._rate(contract.currency)
+        extra = (abs(held + delta) - abs(held)) * price * units_per_contract(contract) * self._rate(contract.currency)
         after = _Margin(
             before.equity - commission,
             before.init + extra / multiplier,
@@ -742,7 +785,7 @@ class Broker:
         return before, after
 
     def _estimate(self, req: OrderRequest, contract: Contract) -> float:
-        return _RULES[req.order_type.upper()].estimate(req, self._book.quote(contract.con_id))
+        return _RULES[req.order_type.upper()].estimate(req, self.quote(contract.con_id))
 
     def _margin_reason(self, contract: Contract, req: OrderRequest, qty: float) -> str | None:
         delta = qty if req.action.upper() == "BUY" else -qty
@@ -806,7 +849,7 @@ class Broker:
         """Margin and commission preview; nothing is created, consumed or stored."""
         contract = self._resolve(req.contract)
         if contract is None:
-            return [OrderErrorEvent(client_id, req.order_id, 200, NO_SECDEF)]
+            return [self._unresolved(client_id, req)]
         unsupported = self._unsupported(client_id, req)
         reason = None if unsupported else self._request_reason(req, contract)
         if unsupported or reason:
@@ -814,7 +857,7 @@ class Broker:
         order = self._new_order(client_id, req, contract, perm_id=0)
         order.status = "PreSubmitted"
         price = self._estimate(req, contract)
-        value = req.total_quantity * price * self._rate(contract.currency)
+        value = req.total_quantity * price * units_per_contract(contract) * self._rate(contract.currency)
         commission = round(self._commission(contract, req.total_quantity, value), 6)
         before, after = self._margin_effect(contract, order.sign * req.total_quantity, price, commission)
         view = replace(
@@ -853,7 +896,7 @@ class Broker:
         """Acknowledge (PreSubmitted), then release the bracket group or start working."""
         order.status = "PreSubmitted"
         if order.order_type == "TRAIL" and self._can_work(order):  # so the ack shows the stop
-            self._trail(order, self._book.last(order.contract.con_id))
+            self._trail(order, self._last(order.contract.con_id))
         events: list[Event] = []
         if order.warn_tif:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
@@ -921,7 +964,7 @@ class Broker:
         if not self._can_work(order) or (order.fill_due is not None and not due):
             return []
         rule = _RULES[order.order_type]
-        quote = self._book.quote(order.contract.con_id)
+        quote = self.quote(order.contract.con_id)
         if rule.stop is not None and not order.triggered:
             if order.order_type == "TRAIL":
                 self._trail(order, quote.last)
@@ -965,7 +1008,8 @@ class Broker:
         rate = self._rate(order.contract.currency)
         cum = order.filled + qty
         avg = (order.avg_fill_price * order.filled + price * qty) / cum
-        total = round(self._commission(order.contract, cum, cum * avg * rate), 6)  # per-order min/max
+        notional = cum * avg * units_per_contract(order.contract) * rate
+        total = round(self._commission(order.contract, cum, notional), 6)  # per-order min/max
         commission = round(total - (order.commission or 0.0), 6)
         order.filled, order.avg_fill_price, order.last_fill_price, order.commission = cum, avg, price, total
         if order.remaining <= EPS:
@@ -1015,8 +1059,9 @@ class Broker:
     ) -> float | None:
         """Update position and cash balances; the realized P&L in USD of a closing fill."""
         position = self._positions.setdefault(contract.con_id, _Position(contract))
-        realized = _apply_fill(position, delta, price, commission / rate)
-        self._credit(contract.currency, -delta * price)
+        unit = price * units_per_contract(contract)  # positions keep IB's avgCost: per contract, multiplier applied
+        realized = _apply_fill(position, delta, unit, commission / rate)
+        self._credit(contract.currency, -delta * unit)
         if contract.sec_type == "CASH":
             self._credit(contract.symbol, delta)
         self._credit("USD", -commission)
@@ -1116,11 +1161,11 @@ class Broker:
     def _value(self, position: _Position) -> float:
         """Market value in USD."""
         contract = position.contract
-        return position.qty * self._book.last(contract.con_id) * self._rate(contract.currency)
+        return position.qty * self._last(contract.con_id) * units_per_contract(contract) * self._rate(contract.currency)
 
     def _unrealized(self, position: _Position) -> float:
-        last = self._book.last(position.contract.con_id)
-        return (last - position.avg_cost) * position.qty * self._rate(position.contract.currency)
+        unit = self._last(position.contract.con_id) * units_per_contract(position.contract)
+        return (unit - position.avg_cost) * position.qty * self._rate(position.contract.currency)
 
     def _metrics(self) -> _Metrics:
         positions = list(self._positions.values())
@@ -1139,15 +1184,16 @@ class Broker:
 
     def _portfolio_item(self, position: _Position) -> PortfolioItem:
         """Values in the contract's currency, like IB's updatePortfolio."""
-        last = self._book.last(position.contract.con_id)
+        last = self._last(position.contract.con_id)
+        unit = last * units_per_contract(position.contract)
         return PortfolioItem(
             account=self.config.account,
             contract=position.contract,
             position=position.qty,
             market_price=last,
-            market_value=round(position.qty * last, 2),
+            market_value=round(position.qty * unit, 2),
             avg_cost=position.avg_cost,
-            unrealized_pnl=round((last - position.avg_cost) * position.qty, 2),
+            unrealized_pnl=round((unit - position.avg_cost) * position.qty, 2),
             realized_pnl=round(position.realized, 2),
         )
 

@@ -29,6 +29,7 @@ from . import errors, sessions
 from . import protocol as p
 from .clock import SimClock
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
+from .instrument_service import DepthSubscription, InstrumentHandlers
 from .pacing import Pacer, Verdict
 from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
 
@@ -79,6 +80,7 @@ class Session:
     pnl: set[int] = field(default_factory=set)
     pnl_single: dict[int, int] = field(default_factory=dict)
     streams: dict[int, int] = field(default_factory=dict)  # reqId -> conId
+    depth: dict[int, DepthSubscription] = field(default_factory=dict)  # reqMktDepth by reqId
     market_data_type: int = 1
     seen_orders: set[tuple[int, int]] = field(default_factory=set)
     pacer: Pacer = field(default_factory=lambda: Pacer(50))
@@ -107,7 +109,7 @@ class Stats:
     connections: int = 0
 
 
-class GatewayServer:
+class GatewayServer(InstrumentHandlers):
     """The simulated gateway; all methods run on the server's event loop."""
 
     def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
@@ -154,6 +156,7 @@ class GatewayServer:
             p.CancelPnLSingle: self._on_cancel_pnl_single,
             p.ReqGlobalCancel: self._on_global_cancel,
             p.Unsupported: self._on_unsupported,
+            **self._instrument_handlers(),
         }
         self._routes: dict[type, Callable[[Any], None]] = {
             b.OpenOrderEvent: self._route_open_order,
@@ -627,7 +630,7 @@ class GatewayServer:
     def _on_mkt_data(self, session: Session, request: p.ReqMktData) -> None:
         contract = self._resolve(request.contract)
         if contract is None:
-            self._send_unknown_contract(session, request.req_id)
+            self._send_unresolved(session, request.req_id, request.contract)
             return
         req_id = request.req_id
         self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
@@ -647,11 +650,13 @@ class GatewayServer:
         if full:
             prices += ((6, quote.high, 0.0), (7, quote.low, 0.0), (9, quote.close, 0.0),
                        (14, quote.open, 0.0))
+        prices = self._shown_ticks(quote.con_id, prices)
         for tick_type, price, size in prices:
             tick_type = _DELAYED_TICK.get(tick_type, tick_type) if delayed else tick_type
             self._send(session, p.tick_price(req_id, tick_type, price, size, 0))
         volume_tick = 74 if delayed else 8
         self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
+        self._send_option_ticks(session, req_id, quote.con_id, full)
 
     def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
         session.streams.pop(request.req_id, None)
@@ -805,6 +810,7 @@ class GatewayServer:
             try:
                 self._dispatch_quiet(self.broker.advance(self.clock.now()))
                 self._stream_quotes()
+                self._stream_depth()
                 if self._dirty and time.monotonic() - last_save > 1.0:
                     self.save_state()
                     last_save = time.monotonic()
