@@ -26,6 +26,12 @@ from services import SERVER_THREADS, Services
 
 log = logging.getLogger(__name__)
 
+# How waitress serves the app. Lookahead lets it notice a browser that went away while its SSE
+# stream idles. Waitress 3 would drop X-Forwarded-* before the app sees them: whom to believe is
+# the app's call (proxies.py, TRUSTED_PROXIES), made per request from the peer's address.
+WAITRESS_OPTIONS: dict[str, Any] = {"threads": SERVER_THREADS, "channel_request_lookahead": 1,
+                                    "clear_untrusted_proxy_headers": False}
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app and start its services.
@@ -112,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
-        # lookahead lets waitress notice a browser that went away while its SSE stream idles
         server = create_server(app, host=settings.dashboard_host, port=settings.dashboard_port,
-                               threads=SERVER_THREADS, channel_request_lookahead=1)
+                               **WAITRESS_OPTIONS)
         _print_login_url(app, settings)  # listening now: the link works as soon as it shows
         server.run()
     except KeyboardInterrupt:

@@ -86,8 +86,10 @@ def _quiet_ib_async():
 
 @contextmanager
 def served(app) -> Iterator[str]:
-    """Serve ``app`` with waitress on a free loopback port in a thread."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    """Serve ``app`` with waitress (the app's options, 8 threads) on a free loopback port in a
+    thread."""
+    options = {**app_simple.WAITRESS_OPTIONS, "threads": 8}
+    server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
     try:
