@@ -841,7 +841,7 @@ def _place_alert(svc: Services, alert: webhook.AlertIn,
     if existing is not None and webhook.is_target(alert):
         fields = _replayed_fields(existing.record)  # its first order, whatever is held now
     else:
-        held = _held_position(svc, alert) if webhook.is_target(alert) else 0.0
+        held = _held_position(svc, alert, body) if webhook.is_target(alert) else 0.0
         try:
             planned = webhook.plan(alert, held)
         except webhook.AlertError as exc:
@@ -858,9 +858,19 @@ def _place_alert(svc: Services, alert: webhook.AlertIn,
     return _order_response(record, created, 202)
 
 
-def _held_position(svc: Services, alert: webhook.AlertIn) -> float:
-    """The position the reader holds now (503 while it is not connected: it may be stale)."""
+def _held_position(svc: Services, alert: webhook.AlertIn, body: dict[str, Any]) -> float:
+    """The position the reader holds now (503 while it is not connected: it may be stale;
+    409 while one of our orders for the symbol is unfinished: it will still move it)."""
     _handler()  # READ_ONLY: 403 before anything is looked up
+    sec_type = alert.sec_type or "STK"
+    unfinished = [r.id for r in _records(svc) if r.verdict not in FINAL_VERDICTS
+                  and r.intent.sec_type == sec_type
+                  and r.intent.symbol.replace(".", "") == alert.symbol.replace(".", "")]
+    if unfinished:
+        _audit("webhook", body, None, f"refused: order in flight {', '.join(unfinished)}")
+        raise ApiError(409, "order_in_flight", f"{alert.symbol}: order {', '.join(unfinished)} "
+                       "is not finished; a target position is ordered once the orders that "
+                       "move it are filled or cancelled")
     snap = svc.connector.snapshot()
     if snap.connection.state != "connected":
         raise ApiError(503, "gateway_unavailable", "positions unknown while the reader is "

@@ -191,9 +191,11 @@ def test_target_position_flattens_and_reverses(hook, gateway):
     for n, (market_position, size, action, quantity, after) in enumerate(steps):
         res = post(sender, target(symbol, market_position, size, n))
         assert res.status_code == 202, res.get_json()
-        intent = order_of(hook, res.get_json()["id"])["intent"]
+        order_id = res.get_json()["id"]
+        intent = order_of(hook, order_id)["intent"]
         assert (intent["action"], intent["quantity"]) == (action, quantity), market_position
         wait_for(lambda after=after: position(hook, symbol) == after)
+        wait_for(lambda order_id=order_id: order_of(hook, order_id)["verdict"] == "filled")
     again = post(sender, target(symbol, "flat", 0, 9))
     assert again.status_code == 200 and again.get_json()["id"] is None
     assert "already 0" in again.get_json()["message"]
@@ -201,6 +203,32 @@ def test_target_position_flattens_and_reverses(hook, gateway):
     assert replay.status_code == 200 and replay.get_json()["replayed"] is True
     assert replay.get_json()["order"]["intent"]["quantity"] == 8
     assert len([o for o in gateway.all_orders() if o.contract.symbol == symbol]) == 3
+
+
+def test_target_position_waits_for_our_unfinished_orders(hook, gateway):
+    """A resting order for the symbol will still move the position: no difference is ordered
+    on top of it (409, audited) until it is filled or cancelled."""
+    api = hook.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
+    resting = api.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY", "quantity": 4,
+                                               "order_type": "LMT", "limit_price": 150})
+    assert resting.status_code == 202, resting.get_json()
+    resting_id = resting.get_json()["id"]
+    wait_for(lambda: order_of(hook, resting_id)["verdict"] == "working")
+    sender = hook.test_client()
+    refused = post(sender, target("IBM", "long", 5, 20))
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "order_in_flight"
+    assert resting_id in refused.get_json()["error"]["message"]
+    assert audit(hook)[0]["outcome"] == f"refused: order in flight {resting_id}"
+    assert post(sender, target("MSFT", "long", 1, 21)).status_code == 202  # another symbol
+    assert api.post(f"/api/v1/orders/{resting_id}/cancel").status_code == 202
+    wait_for(lambda: order_of(hook, resting_id)["verdict"] == "cancelled")
+    placed = post(sender, target("IBM", "long", 5, 22))
+    assert placed.status_code == 202, placed.get_json()
+    intent = order_of(hook, placed.get_json()["id"])["intent"]
+    assert (intent["action"], intent["quantity"]) == ("BUY", 5)
+    wait_for(lambda: len([o for o in gateway.all_orders() if o.contract.symbol == "IBM"]) == 2)
 
 
 # ------------------------------------------------------------- duplicates
