@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
 import webhook
-from conftest import API_TOKEN, app_settings, wait_for
+from conftest import API_TOKEN, ROOT, app_settings, wait_for
 
 SECRET = "tv-webhook-secret-0123456789"
 FAST = {"settle_first": 0, "settle_validation": 0, "settle_final": 0, "monitor_timeout": 0.2}
@@ -327,3 +328,53 @@ def test_proxy_settings_are_validated():
                                   "WEBHOOK_ALLOWED_IPS": "52.89.214.238"}, dotenv_path=None)
     assert settings.trusted_proxies == ("127.0.0.1/32", "::1/128", "10.0.0.0/8")
     assert settings.webhook_allowed_ips == ("52.89.214.238/32",)
+
+
+# ------------------------------------------------------------ the README's
+TRADINGVIEW_FILLS = {  # what TradingView puts in place of each placeholder of the README
+    "{{ticker}}": "MSFT", "{{strategy.order.action}}": "sell",
+    "{{strategy.order.contracts}}": "2", "{{close}}": "412.37",
+    "{{strategy.order.id}}": "Short Entry", "{{strategy.order.alert_message}}": "",
+    "{{timenow}}": "2026-11-30T15:04:00Z", "{{strategy.market_position}}": "long",
+    "{{strategy.market_position_size}}": "3",
+}
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_readmes_alert_messages_work_as_tradingview_fills_them(hook, gateway):
+    messages = re.findall(r"```json\n(.*?)```", readme_section("Connect TradingView"), re.S)
+    assert len(messages) == 2
+    sender = hook.test_client()
+    # the strategy's order (sell 2), then its position (long 3: buy 5 from short 2)
+    for message, expected in zip(messages, [("MSFT", "SELL", 2, -2), ("MSFT", "BUY", 5, 3)],
+                                 strict=True):
+        filled = message.replace("YOUR_WEBHOOK_SECRET", SECRET)
+        for placeholder, value in TRADINGVIEW_FILLS.items():
+            filled = filled.replace(placeholder, value)
+        assert "{{" not in filled, filled
+        res = post(sender, filled.encode(), content_type="text/plain; charset=utf-8")
+        assert res.status_code == 202, (message, res.get_json())
+        order_id = res.get_json()["id"]
+        intent = order_of(hook, order_id)["intent"]
+        assert (intent["symbol"], intent["action"], intent["quantity"]) == expected[:3]
+        wait_for(lambda expected=expected: position(hook, "MSFT") == expected[3])
+        wait_for(lambda order_id=order_id: order_of(hook, order_id)["verdict"] == "filled")
+
+
+def test_the_readmes_env_for_tradingview_loads():
+    from config import load_settings
+    block = re.search(r"```\n(\s*TRUSTED_PROXIES=.*?)```", readme_section("Connect TradingView"),
+                      re.S)
+    assert block is not None
+    env = dict(line.strip().split("=", 1) for line in block.group(1).splitlines()
+               if line.strip())
+    settings = load_settings(env=env, dotenv_path=None)
+    assert settings.trusted_proxies == ("127.0.0.1/32",)
+    assert "tv.example.com" in settings.trusted_hosts
+    assert settings.webhook_allowed_ips == ("52.89.214.238/32", "34.212.75.30/32",
+                                            "54.218.53.128/32", "52.32.178.7/32")
