@@ -74,6 +74,42 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 @pytest.fixture(autouse=True)
+def _fast_reconnect(monkeypatch):
+    """Reconnect back-off 0.05 s doubling to 0.5 s (production: 0.25 s to 5 s), so a test
+    whose gateway comes back does not sit out a long back-off. The supervisor reads these
+    module constants at each step, so what the tests check is the same code."""
+    import ib_connection
+    monkeypatch.setattr(ib_connection, "BACKOFF_FIRST", 0.05)
+    monkeypatch.setattr(ib_connection, "BACKOFF_MAX", 0.5)
+
+
+@pytest.fixture
+def fast_heartbeat(monkeypatch):
+    """A heartbeat every 0.5 s that gives up after 1.5 s (production: 2 s and 4 s), for tests
+    that stall the gateway and would otherwise wait ~6 s for the stall to be noticed."""
+    import ib_connection
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_INTERVAL", 0.5)
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 1.5)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_ib_async():
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     yield
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, taking turns between files (the heaviest of one kind sit in one file),
+    so that pytest-xdist starts them early and on different workers instead of leaving one
+    worker to finish them alone at the end; the rest in collection order."""
+    turn: dict[str, int] = {}
+    slow: list[tuple[int, int, pytest.Item]] = []
+    rest: list[pytest.Item] = []
+    for index, item in enumerate(items):
+        if item.get_closest_marker("slow") is None:
+            rest.append(item)
+            continue
+        path = item.nodeid.split("::")[0]
+        turn[path] = turn.get(path, -1) + 1
+        slow.append((turn[path], index, item))
+    items[:] = [item for _, _, item in sorted(slow, key=lambda t: t[:2])] + rest

@@ -46,6 +46,7 @@ def fuzz(schema, mode, examples, check):
         run()
 
 
+@pytest.mark.slow
 def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
     accepted = []
@@ -60,6 +61,7 @@ def test_fuzzing_valid_requests_never_gives_5xx(fuzz_app, gateway):
     assert set(gateway_order_refs(gateway)) <= set(accepted)
 
 
+@pytest.mark.slow
 def test_fuzzing_invalid_requests_places_nothing(fuzz_app, gateway):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_app)
     statuses = []

@@ -202,9 +202,10 @@ def test_unknown_symbol_is_rejected_without_an_order(client, gateway):
     assert gateway_order_count(gateway) == before
 
 
+@pytest.mark.slow
 def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     before = gateway_order_count(gateway)
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 3})
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
     restart.start()
     try:
         wait_for(lambda: not client.get("/api/v1/status").get_json()["ok"], timeout=5)
@@ -306,6 +307,7 @@ def test_kill_switch_endpoint(client, gateway):
     assert post_order(client).status_code == 202
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     """The app process killed with SIGKILL mid-batch; restarted, it accounts for every order."""
     import json

@@ -40,6 +40,7 @@ LAPTOP = {"width": 1366, "height": 900}
 NARROW = {"width": 400, "height": 860}
 
 expect.set_options(timeout=10_000)
+pytestmark = pytest.mark.browser
 
 
 # ------------------------------------------------------------------ fixtures
@@ -447,6 +448,7 @@ def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
     dash.shot("server_validation")
 
 
+@pytest.mark.slow
 def test_health_badge_follows_a_gateway_restart(dash):
     page = dash.open().page
     health = page.locator("#health")

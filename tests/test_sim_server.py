@@ -690,6 +690,7 @@ async def test_flooding_more_than_50_messages_per_second_gets_error_100(gateway:
         assert ib.isConnected()
 
 
+@pytest.mark.slow
 @async_test
 async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
@@ -833,12 +834,13 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(gat
         [stock] = await qualified(ib, aapl())
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
-        gateway.stall(0.4)
+        gateway.stall(1.5)  # far longer than placing and dropping take, even on a busy machine
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
         await asyncio.sleep(0.1)
         gateway.drop_connections()
         await until(lambda: lost, 1.0, "disconnect")
-        await asyncio.sleep(0.5)  # the stall is over
+        async with connected(gateway, 2):  # a new client's handshake is answered after the stall
+            pass
         assert trade.orderStatus.status == "PendingSubmit"  # frozen: outcome unknown to ib_async
         assert gateway.open_orders() == [] and gateway.completed_orders() == []
         assert gateway.executions() == []
