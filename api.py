@@ -11,33 +11,96 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import hashlib
 import hmac
 import io
 import json
 import re
+import secrets
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    request,
+    stream_with_context,
+    url_for,
+)
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
+import auth
+from bodies import BodyError, parse_json_object
 from ib_connection import NotConnectedError
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from journal import JournalError
-from order_handler import (FINAL_VERDICTS, TERMINAL, IdempotencyConflict, Lifecycle,
-                           OrderHandler, OrderStateError, TradingHaltedError, UnknownOrderError)
+from openapi import documented
+from order_handler import (
+    FINAL_VERDICTS,
+    TERMINAL,
+    IdempotencyConflict,
+    Lifecycle,
+    OrderHandler,
+    OrderStateError,
+    TradingHaltedError,
+    UnknownOrderError,
+)
 from risk import RiskRejected
-from schemas import ModifyIn, OrderIn, ValidationError, WebhookIn, first_error
-from services import Services
+from schemas import (
+    ORDERS_PAGE,
+    AccountOut,
+    CancelAllOut,
+    ExecutionsOut,
+    HealthOut,
+    KillSwitchIn,
+    KillSwitchOut,
+    KillSwitchResult,
+    ModifyIn,
+    OrderAccepted,
+    OrderActionOut,
+    OrderIn,
+    OrderOut,
+    OrdersOut,
+    OrdersQuery,
+    PositionsOut,
+    PreviewOut,
+    QuoteOut,
+    QuoteQuery,
+    StateOut,
+    StatusOut,
+    ValidationError,
+    WebhookIn,
+    first_error,
+)
+from services import GatewayNotAnswering, Services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
 STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead clients)
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+RETRY_AFTER = 1  # seconds a client waits before retrying a 503
+SHARED_FOR = 1.0  # seconds a shared answer (/state, the first page of /orders) is reused
+COMPRESS_FROM = 8192  # bytes: smaller answers are sent as they are
+GZIP_LEVEL = 6
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
+WAIT_PARAM = {"name": "wait", "in": "query", "required": False, "schema": {"type": "string"},
+              "description": "1, true or yes: answer once the order has a verdict"}
+WEBHOOK_HEADERS = (
+    {"name": "X-Webhook-Secret", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "X-Signature", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "sha256=<hex HMAC-SHA256 of the body>"})
 RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
                "price_collar": "limit_price", "symbol_not_allowed": "symbol",
                "no_reference_price": "symbol"}
@@ -47,31 +110,37 @@ class ApiError(Exception):
     """An error answered with the API's one JSON error shape."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 details: list[dict] | None = None) -> None:
+                 details: list[dict] | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.field, self.details = field, details
+        self.field, self.details, self.retry_after = field, details, retry_after
 
 
 def api_error(status: int, code: str, message: str, field: str | None = None,
-              details: list[dict] | None = None) -> tuple[Response, int]:
-    """The single JSON error response of the whole API."""
+              details: list[dict] | None = None,
+              retry_after: int | None = None) -> tuple[Response, int]:
+    """The single JSON error response of the whole API (``Retry-After`` on retryable ones)."""
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if field is not None:
         body["field"] = field
     if details:
         body["details"] = details
-    return jsonify({"error": body}), status
+    response = jsonify({"error": body})
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response, status
 
 
 @bp.errorhandler(ApiError)
 def _on_api_error(exc: ApiError) -> tuple[Response, int]:
-    return api_error(exc.status, exc.code, exc.message, exc.field, exc.details)
+    return api_error(exc.status, exc.code, exc.message, exc.field, exc.details, exc.retry_after)
 
 
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
-    return api_error(503, "gateway_unavailable", str(exc))
+    code = "gateway_not_answering" if isinstance(exc, GatewayNotAnswering) else \
+        "gateway_unavailable"
+    return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
 @bp.errorhandler(TimeoutError)
@@ -105,15 +174,33 @@ def services() -> Services:
 
 
 def _json_body(source: str | None = None) -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    """The request's JSON object (UTF-8 application/json, bounded nesting), else 400/415."""
+    try:
+        return parse_json_object(request.content_type, request.get_data(cache=True))
+    except BodyError as exc:
         if source is not None:
-            _audit(source, None, None, "invalid: body is not a JSON object")
-        raise ApiError(400, "invalid_body", "the request body must be a JSON object")
-    return body
+            _audit(source, None, None, f"invalid: {exc.message}")
+        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
-def _validate(model: type, body: dict[str, Any]) -> Any:
+@contextmanager
+def _long_call(required: bool) -> Iterator[bool]:
+    """Hold one of the long-call slots while a call waits for seconds. Without a free slot a
+    required one answers 503 (retry); an optional one yields False and the caller does not
+    wait. The slots leave threads for the kill switch, /health and /status."""
+    slots = services().long_calls
+    held = slots.acquire(blocking=False)
+    if not held and required:
+        raise ApiError(503, "busy", "every long-call slot is taken (open streams and waiting "
+                       "calls); retry shortly", retry_after=RETRY_AFTER)
+    try:
+        yield held
+    finally:
+        if held:
+            slots.release()
+
+
+def _validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -137,11 +224,58 @@ def _flat_dict(obj: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- reads
 @bp.get("/status")
+@documented(StatusOut, etag=True)
 def status() -> Response:
     """Health of both connections, the threads, the account and the queue."""
     svc = services()
-    return Response(_dumps(status_payload(svc, svc.connector.snapshot())),
-                    mimetype="application/json")
+    return _conditional(svc.feed.version,
+                        lambda: _dumps(status_payload(svc, svc.connector.snapshot())))
+
+
+def _conditional(version: object, build: Callable[[], str | bytes],
+                 mimetype: str = "application/json",
+                 headers: dict[str, str] | None = None, shared: str | None = None) -> Response:
+    """A GET answer tagged with its data version (a weak ETag: times such as ``now`` and
+    ``data_age`` move on without a new version): 304 without a body when the client's
+    If-None-Match already names it, else ``build()``.
+
+    A ``shared`` answer (the big ones every poller asks for) is built once per data version
+    and second, for everyone, and sent gzip-compressed (also built once) to a client that
+    accepts it."""
+    etag = _etag(version)
+    if _client_has(etag):
+        return Response(status=304, headers={"ETag": etag})
+    headers = {"ETag": etag, **(headers or {})}
+    if shared is None:
+        return Response(build(), mimetype=mimetype, headers=headers)
+    key = (version, int(time.monotonic() / SHARED_FOR))
+    body: bytes = _cached(shared, key, lambda: _as_bytes(build()))
+    headers["Vary"] = "Accept-Encoding"
+    if len(body) >= COMPRESS_FROM and request.accept_encodings["gzip"]:
+        plain = body
+        body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL))
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, mimetype=mimetype, headers=headers)
+
+
+def _as_bytes(body: str | bytes) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
+def _etag(version: object) -> str:
+    boot = current_app.extensions.setdefault("etag_boot", secrets.token_hex(4))
+    parts = version if isinstance(version, tuple) else (version,)
+    return f'W/"{boot}-{"-".join(str(p) for p in parts)}"'
+
+
+def _client_has(etag: str) -> bool:
+    """If-None-Match (weak comparison) names ``etag``, or is ``*``."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    opaque = etag[2:]
+    return any(tag.strip() == "*" or tag.strip().removeprefix("W/") == opaque
+               for tag in header.split(","))
 
 
 def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
@@ -154,6 +288,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "ok": healthy,
         "now": time.time(),
         "simulator": svc.simulator is not None,
+        "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
         "gateway": {"host": svc.host, "port": svc.port},
         "connections": {"reader": _flat_dict(snap.connection),
                         "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
@@ -191,19 +326,42 @@ def state_json(svc: Services) -> str:
 
 
 @bp.get("/state")
+@documented(StateOut, etag=True)
 def state() -> Response:
-    """The whole dashboard state in one answer (the polling fallback of the stream)."""
-    return Response(state_json(services()), mimetype="application/json")
+    """The whole dashboard state in one answer (the polling fallback of the stream).
+
+    The same JSON as ``state_json``, built once per data version and second (the status's
+    clock and ages move on between versions), whoever asks."""
+    svc = services()
+    version = svc.feed.version
+
+    def build() -> bytes:
+        snap = svc.connector.snapshot()
+        records = _records(svc)
+        rest = _cached("state-rest", version, lambda: ("," + _object_json(
+            account=_account_json(snap), positions=_positions_json(snap),
+            orders=_json_cached("orders-detail", _orders_key(svc, snap, records),
+                                lambda: merged_orders(snap, records, detail=True)),
+            executions=_executions_json(snap))[1:]).encode())
+        return (f'{{"version":{_dumps(version)},'
+                f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
+
+    return _conditional(version, build, shared="state")
 
 
 @bp.get("/stream")
+@documented(str, 503, media="text/event-stream")
 def stream() -> Response | tuple[Response, int]:
     """Server-Sent Events: a ``state`` event after every change, comments while idle."""
     svc = services()
+    if not svc.long_calls.acquire(blocking=False):
+        return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
     if not svc.feed.open_stream():
+        svc.long_calls.release()
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
-                         "poll /api/v1/state instead")
-    slot = _StreamSlot(svc.feed)
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+    slot = _StreamSlot(svc)
     response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
@@ -213,8 +371,8 @@ def stream() -> Response | tuple[Response, int]:
 class _StreamSlot:
     """One taken stream slot, given back exactly once."""
 
-    def __init__(self, feed: Any) -> None:
-        self._feed = feed
+    def __init__(self, svc: Services) -> None:
+        self._svc = svc
         self._lock = threading.Lock()
         self._held = True
 
@@ -222,7 +380,8 @@ class _StreamSlot:
         with self._lock:
             held, self._held = self._held, False
         if held:
-            self._feed.close_stream()
+            self._svc.feed.close_stream()
+            self._svc.long_calls.release()
 
 
 def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
@@ -239,45 +398,50 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version, lambda: (
-                f"id: {version}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            yield _cached("stream-frame", version, lambda v=version: (
+                f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
 
 
 @bp.get("/openapi.json")
+@documented(dict, etag=True, public=True)
 def openapi_document() -> Response:
-    """The OpenAPI document of this API."""
+    """The OpenAPI document of this API (generated from its routes and models)."""
     from openapi import document
-    return jsonify(document())
+    return _conditional("openapi", lambda: _cached("openapi", 0, lambda: _dumps(
+        document(current_app))))
 
 
 @bp.get("/health")
-def health() -> tuple[Response, int]:
+@documented(HealthOut, 503, etag=True, public=True)
+def health() -> Response | tuple[Response, int]:
     """200 when both connections are up, else 503 (for monitors)."""
     svc = services()
     up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
-    return jsonify({"ok": up}), 200 if up else 503
+    if not up:
+        return jsonify({"ok": False}), 503
+    return _conditional(svc.feed.version, lambda: _dumps({"ok": True}))
 
 
 @bp.get("/account")
+@documented(AccountOut, 503, etag=True)
 def account() -> Response:
     """Account figures and raw values from the snapshot."""
     snap = services().connector.snapshot()
     if snap.account is None:
         raise ApiError(503, "no_data", "no account data yet")
-    body = _account_json(snap)
-    return Response(f'{body[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}',
-                    mimetype="application/json")
+    return _conditional(snap.version, lambda: (
+        f'{_account_json(snap)[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}'))
 
 
 @bp.get("/positions")
+@documented(PositionsOut, etag=True)
 def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
-    return Response(_object_json(positions=_positions_json(snap),
-                                 data_age=_dumps(_age(snap.updated_at))),
-                    mimetype="application/json")
+    return _conditional(snap.version, lambda: _object_json(
+        positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))))
 
 
 def _cached(name: str, version: object, build: Any) -> Any:
@@ -326,53 +490,149 @@ def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tupl
 
 
 @bp.get("/executions")
+@documented(ExecutionsOut, etag=True)
 def executions() -> Response:
     """Every client's executions with commissions."""
     snap = services().connector.snapshot()
-    return Response(_object_json(executions=_executions_json(snap),
-                                 data_age=_dumps(_age(snap.orders_updated_at))),
-                    mimetype="application/json")
+    return _conditional(snap.version, lambda: _object_json(
+        executions=_executions_json(snap), data_age=_dumps(_age(snap.orders_updated_at))))
 
 
 @bp.get("/orders")
+@documented(OrdersOut, etag=True, query=OrdersQuery)
 def orders() -> Response:
-    """Open and completed orders of every client, merged with our lifecycle records."""
+    """A page of every client's orders, merged with our lifecycle records.
+
+    Newest broker orders first, then ours not at the broker (yet). ``limit`` rows (default
+    100, at most 500); ``next_cursor`` (null on the last page) is the ``cursor`` of the next
+    page. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
     svc = services()
+    query = _validate(OrdersQuery, request.args.to_dict())
+    after = _decode_cursor(query.cursor)
     snap = svc.connector.snapshot()
-    which = request.args.get("status", "all")
-    if which not in ("all", "open", "completed"):
-        raise ApiError(400, "validation_error", "status: must be all, open or completed",
-                       "status")
     records = _records(svc)
     key = _orders_key(svc, snap, records)
 
-    def build() -> bytes:
-        rows = merged_orders(snap, records)
-        if which != "all":
-            rows = [r for r in rows if r["open"] == (which == "open")]
-        return _dumps(rows).encode()
+    first_page = (query.cursor, query.symbol, query.since, query.limit) == (None, None, None,
+                                                                          ORDERS_PAGE)
 
-    rows_json = _cached(f"orders-json-{which}", key, build)  # serialised once per change
-    age = _dumps(_age(snap.orders_updated_at)).encode()
-    return Response(b'{"orders":' + rows_json + b',"data_age":' + age + b"}",
-                    mimetype="application/json")
+    def build() -> bytes:
+        if first_page:
+            # the page every poller asks for: serialised once per change
+            page = _cached(f"orders-page-{query.status}", key,
+                           lambda: _orders_page(svc, snap, records, key, query, after))
+        else:
+            page = _orders_page(svc, snap, records, key, query, after)
+        age = _dumps(_age(snap.orders_updated_at)).encode()
+        return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + \
+            page[1] + b"}"
+
+    return _conditional(key, build, shared=f"orders-{query.status}" if first_page else None)
+
+
+class _Row(NamedTuple):
+    """One merged order with its JSON text and its last activity (epoch s; None: unknown)."""
+
+    data: dict[str, Any]
+    text: bytes
+    at: float | None
+
+
+def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle],
+                key: tuple) -> list[_Row]:
+    """The merged order list, each row serialised once per change."""
+    def build() -> list[_Row]:
+        by_id = {r.id: r for r in records}
+        fills: dict[int, float] = {}
+        for ex in snap.executions:
+            at = _epoch(ex.time)
+            if at is not None and at > fills.get(ex.perm_id, 0.0):
+                fills[ex.perm_id] = at
+        rows = []
+        for row in merged_orders(snap, records):
+            record = by_id.get(row["id"]) if row["ours"] else None
+            at = (record.updated_at or record.created_at) if record else fills.get(row["perm_id"])
+            rows.append(_Row(row, _dumps(row).encode(), at))
+        return rows
+    return _cached("orders-rows", key, build)
+
+
+def _epoch(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def _orders_page(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple,
+                 query: OrdersQuery, after: tuple[str, int] | None) -> tuple[bytes, bytes]:
+    """(JSON array of one page of rows, JSON of the next page's cursor)."""
+    since = query.since_epoch()
+    symbol = query.symbol.upper() if query.symbol else None
+    rows = [r for r in _order_rows(svc, snap, records, key)
+            if (query.status == "all" or r.data["open"] == (query.status == "open"))
+            and (symbol is None or str(r.data["symbol"]).upper() == symbol)
+            and (since is None or (r.at is not None and r.at >= since))]
+    start = _cursor_start(rows, after)
+    page = rows[start:start + query.limit]
+    end = start + len(page)
+    cursor = _dumps(_cursor(page[-1].data["id"], end) if page and end < len(rows) else None)
+    return b"[" + b",".join(r.text for r in page) + b"]", cursor.encode()
+
+
+def _cursor(last_id: str, offset: int) -> str:
+    """An opaque cursor: the last row given and how many rows came before the next page."""
+    raw = json.dumps([last_id, offset], separators=(",", ":")).encode()
+    return urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """(last row id, offset) of a cursor; 400 naming ``cursor`` if it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        last_id, offset = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        last_id = offset = None
+    if not isinstance(last_id, str) or not isinstance(offset, int) or offset < 0:
+        raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API",
+                       "cursor")
+    return last_id, offset
+
+
+def _cursor_start(rows: list[_Row], after: tuple[str, int] | None) -> int:
+    """Where the page after ``after`` starts: after its last row, or at its offset if that
+    row has left the list."""
+    if after is None:
+        return 0
+    last_id, offset = after
+    for index, row in enumerate(rows):
+        if row.data["id"] == last_id:
+            return index + 1
+    return min(offset, len(rows))
 
 
 @bp.get("/executions.csv")
+@documented(str, etag=True, media="text/csv")
 def executions_csv() -> Response:
     """The fills ledger as CSV."""
     snap = services().connector.snapshot()
-    out = io.StringIO()
-    fields = [f.name for f in dataclasses.fields(ExecutionRow)]
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    for row in snap.executions:
-        writer.writerow(dataclasses.asdict(row))
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=fills.csv"})
+
+    def build() -> str:
+        out = io.StringIO()
+        fields = [f.name for f in dataclasses.fields(ExecutionRow)]
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for row in snap.executions:
+            writer.writerow(dataclasses.asdict(row))
+        return out.getvalue()
+
+    return _conditional(snap.version, build, "text/csv",
+                        {"Content-Disposition": "attachment; filename=fills.csv"})
 
 
 @bp.get("/orders/<order_id>")
+@documented(OrderOut, 404, etag=True)
 def order(order_id: str) -> Response:
     """One order: our lifecycle record (if ours) and the broker's view."""
     svc = services()
@@ -381,17 +641,23 @@ def order(order_id: str) -> Response:
     row = _find_row(snap, order_id, record)
     if record is None and row is None:
         raise ApiError(404, "not_found", f"no order {order_id!r}")
-    return jsonify(_order_json(row, record))
+    return _conditional(_orders_key(svc, snap, _records(svc)),
+                        lambda: _dumps(_order_json(row, record)))
 
 
 @bp.get("/quote")
+@documented(QuoteOut, 404, 422, 503, 504, query=QuoteQuery)
 def quote() -> Response:
-    """A snapshot quote (one broker round trip on the reader's loop)."""
+    """A snapshot quote (one broker round trip on the reader's loop).
+
+    No ETag: every call asks the broker for a fresh quote."""
+    _validate(QuoteQuery, request.args.to_dict())
     symbol = (request.args.get("symbol") or "").strip().upper()
     sec_type = (request.args.get("sec_type") or "STK").strip().upper()
     _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": sec_type})
     try:
-        q = services().connector.quote(symbol, sec_type)
+        with _long_call(required=True):
+            q = services().connector.quote(symbol, sec_type)
     except LookupError as exc:
         raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(q))
@@ -399,6 +665,9 @@ def quote() -> Response:
 
 # ------------------------------------------------------------------ writes
 @bp.post("/orders")
+@documented(OrderAccepted, 403, 404, 409, 422, 423, 503, ok=202, body=OrderIn,
+            headers=(IDEMPOTENCY_HEADER, WAIT_PARAM),
+            extra_ok={200: "the verdict (?wait=1) or an idempotent replay"})
 def place_order() -> tuple[Response, int]:
     """Validate, risk-check, journal and queue an order: 202 with its id and URL.
 
@@ -411,7 +680,9 @@ def place_order() -> tuple[Response, int]:
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
-        record = _handler().wait(record.id, timeout + WAIT_SLACK)
+        with _long_call(required=False) as may_wait:  # busy: answer now, the client polls
+            if may_wait:
+                record = _handler().wait(record.id, timeout + WAIT_SLACK)
         return _order_response(record, created, 200 if record.verdict else 202)
     return _order_response(record, created, 202 if created else 200)
 
@@ -470,6 +741,7 @@ def _journaled_decision(svc: Services, order_id: str) -> Any:
 
 def _audit(source: str, body: Any, decision: Any, outcome: str,
            order_id: str | None = None) -> None:
+    g.audited = True  # security's after-request audit of refusals has nothing to add
     journal = services().journal
     if journal is not None:
         journal.audit(source, request.remote_addr, body, decision, outcome, order_id)
@@ -502,6 +774,8 @@ def _idempotency_key(order_in: OrderIn) -> str | None:
 
 
 @bp.post("/webhook")
+@documented(OrderAccepted, 401, 403, 404, 409, 422, 423, 429, 503, ok=202, body=WebhookIn,
+            headers=WEBHOOK_HEADERS, public=True, extra_ok={200: "an idempotent replay"})
 def webhook() -> tuple[Response, int]:
     """Alert services (TradingView-style JSON), authenticated by a shared secret.
 
@@ -513,9 +787,12 @@ def webhook() -> tuple[Response, int]:
     secret = svc.settings.webhook_secret
     if not secret:
         raise ApiError(404, "not_found", "the webhook is disabled (set WEBHOOK_SECRET)")
+    refused = auth.refused_attempt("webhook")
+    if refused is not None:
+        return refused
     raw = request.get_data(cache=True)
     if not _webhook_authentic(raw, secret):
-        _audit("webhook", None, None, "unauthorized")
+        auth.secret_failed("webhook")
         raise ApiError(401, "unauthorized", "bad or missing X-Webhook-Secret / X-Signature")
     if not svc.webhook_limiter.allow():
         _audit("webhook", None, None, "rate_limited")
@@ -540,28 +817,30 @@ def _webhook_authentic(raw: bytes, secret: str) -> bool:
 
 
 @bp.get("/kill-switch")
+@documented(KillSwitchOut, 403, etag=True)
 def kill_switch_state() -> Response:
     """Whether new orders are halted."""
     handler = _handler()
-    return jsonify({"engaged": handler.halted, "reason": handler.halt_reason})
+    return _conditional(services().feed.version, lambda: _dumps(
+        {"engaged": handler.halted, "reason": handler.halt_reason}))
 
 
 @bp.post("/kill-switch")
+@documented(KillSwitchResult, 403, 503, body=KillSwitchIn)
 def kill_switch() -> tuple[Response, int]:
     """Engage (halt new orders, persisted; cancel every working order and confirm it from
     the broker) or release the kill switch."""
-    body = _json_body()
-    engage = body.get("engaged")
-    if not isinstance(engage, bool):
-        raise ApiError(400, "validation_error", "engaged: must be true or false", "engaged")
+    change = _validate(KillSwitchIn, _json_body())
     svc = services()
-    if not engage:
+    if not change.engaged:
         _handler().release_kill_switch()
         return jsonify({"engaged": False}), 200
-    reason = str(body.get("reason") or "engaged from the API")[:200]
+    reason = change.reason or "engaged from the API"
     started = time.time()
-    _handler().engage_kill_switch(reason)
-    fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM)
+    _handler().engage_kill_switch(reason)  # halted from here on, whatever follows
+    with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
+        fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM if may_wait
+                                                  else 0.0)
     return jsonify({"engaged": True, "reason": reason,
                     "cancel_confirmed": fresh and not still_open, "broker_view_fresh": fresh,
                     "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
@@ -583,18 +862,21 @@ def _await_no_open_orders(svc: Services, since: float,
 
 
 @bp.post("/orders/preview")
+@documented(PreviewOut, 403, 422, 503, 504, body=OrderIn)
 def preview_order() -> Response:
     """What-if: the broker's margin and commission preview of an order; places nothing."""
     order_in = _validate(OrderIn, _json_body())
     svc = services()
     try:
-        answer = _handler().preview(order_in.intent(svc.settings.account))
+        with _long_call(required=True):
+            answer = _handler().preview(order_in.intent(svc.settings.account))
     except LookupError as exc:
         raise ApiError(422, "no_preview", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(answer))
 
 
 @bp.post("/orders/cancel-all")
+@documented(CancelAllOut, 403, 503, ok=202)
 def cancel_all() -> tuple[Response, int]:
     """Global cancel: every working order of every client."""
     working = _handler().cancel_all()
@@ -602,12 +884,14 @@ def cancel_all() -> tuple[Response, int]:
 
 
 @bp.post("/orders/<order_id>/cancel")
+@documented(OrderActionOut, 403, 404, 409, 503, ok=202)
 def cancel_order(order_id: str) -> tuple[Response, int]:
     """Queue a cancel of one of our orders."""
     return _order_action(lambda h: h.cancel(order_id), order_id)
 
 
 @bp.post("/orders/<order_id>/modify")
+@documented(OrderActionOut, 403, 404, 409, 422, 503, ok=202, body=ModifyIn)
 def modify_order(order_id: str) -> tuple[Response, int]:
     """Queue a change of quantity and/or prices of one of our working orders."""
     change = _validate(ModifyIn, _json_body())

@@ -20,9 +20,9 @@ from werkzeug.exceptions import HTTPException
 import api
 import security
 from config import ConfigError, Settings, load_settings
-from services import Services
+from services import SERVER_THREADS, Services
 
-log = logging.getLogger("app")
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -38,14 +38,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings is None:
         settings = load_settings(overrides=overrides)
     elif overrides:
-        raise ConfigError("give either SETTINGS or overrides, not both")
+        raise ConfigError(["give either SETTINGS or overrides, not both"])
     app = Flask(__name__)
     app.config.update(JSON_SORT_KEYS=False, START_SERVICES=True)
     app.config.update(config)
+    security.secure_data_dir(settings)
     keys = security.load_secrets(settings)
-    if keys.token_generated and security.data_dir(settings) is not None:
-        print(f"🔑 Generated an API token (kept in {security.data_dir(settings)}/api_token): "
-              f"{keys.api_token}", flush=True)
+    app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
     app.add_url_rule("/", "index", _index)
@@ -96,24 +95,50 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ib_async").setLevel(logging.WARNING)
-    from waitress import serve
+    from waitress import create_server
+
+    import waitress_compat
+    waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
 
     try:
         app = create_app({"SETTINGS": settings})
     except security.InstanceLockedError as exc:
         print(f"Refusing to start: {exc}", file=sys.stderr)
         return 3
-    host, port = settings.dashboard_host, settings.dashboard_port
-    print(f"Dashboard on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
         # lookahead lets waitress notice a browser that went away while its SSE stream idles
-        serve(app, host=host, port=port, threads=16, channel_request_lookahead=1)
+        server = create_server(app, host=settings.dashboard_host, port=settings.dashboard_port,
+                               threads=SERVER_THREADS, channel_request_lookahead=1)
+        _print_login_url(app, settings)  # listening now: the link works as soon as it shows
+        server.run()
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
     finally:
         shutdown(app)
     return 0
+
+
+def _print_login_url(app: Flask, settings: Settings) -> None:
+    """The sign-in URL with the token, on the terminal only (never through a log handler)."""
+    token = app.extensions["api_token"]
+    folder = security.data_dir(settings)
+    if app.extensions.get("token_generated") and folder is not None:
+        print(f"🔑 Generated an API token, kept in {folder / 'api_token'}", flush=True)
+    print(f"Dashboard on {_base_url(settings)}/  (Ctrl+C to stop)\n"
+          f"🔑 Sign in by opening: {_base_url(settings)}/login?token={token}\n"
+          f"   Scripts send the header 'Authorization: Bearer {token}'", flush=True)
+
+
+def _base_url(settings: Settings) -> str:
+    """The address a browser on this machine (or, for a LAN bind, the LAN) opens."""
+    host = settings.dashboard_host
+    if security.host_name(host) in security.UNSPECIFIED_HOSTS or host in ("::", "0.0.0.0"):
+        lan = [h for h in settings.trusted_hosts if not security.is_loopback(h)]
+        host = lan[0] if lan else "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.dashboard_port}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

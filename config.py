@@ -1,19 +1,37 @@
-"""Typed application settings read from the environment and a ``.env`` file.
+"""Typed application settings read from the environment and a ``.env`` file (pydantic-settings).
 
-Importing this module has no side effects: nothing is read, parsed or
-validated until :func:`load_settings` is called. Every setting is one row of
-``_SPECS`` (field, env key, parser, default); an unset or empty variable means
-"use the default". Bad values raise one :class:`ConfigError` listing every
-problem, one per line, each naming the key, the bad value and what is expected.
+Importing this module reads nothing: the environment and the ``.env`` file are
+read and validated only when :func:`load_settings` is called. Each setting is
+one field of :class:`Settings`, named by its environment key (its alias); an
+unset, empty or blank variable means "use the default". Bad values raise one
+:class:`ConfigError` listing every problem, one per line, each naming the key.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+)
 
 __all__ = ["ConfigError", "Settings", "is_paper_account", "load_settings"]
 
@@ -34,49 +52,149 @@ def is_paper_account(account_id: str) -> bool:
     return account_id.startswith(PAPER_PREFIX)
 
 
-@dataclass(frozen=True)
-class Settings:
+# --- field types: pydantic does the parsing, these add what it does not --------
+
+
+def _whole_number(value: Any) -> Any:
+    """Refuse what pydantic would coerce to an int: True, "4002.0", "4_002"."""
+    if isinstance(value, bool) or (isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]+", value)):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid number")
+    return value
+
+
+def _folded(case: Literal["lower", "upper"]) -> BeforeValidator:
+    return BeforeValidator(lambda v: getattr(v, case)() if isinstance(v, str) else v)
+
+
+def _items(value: Any) -> Any:
+    """A comma-separated string as a list (blank items dropped); anything else unchanged."""
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+def _symbols(items: tuple[str, ...]) -> tuple[str, ...]:
+    symbols = tuple(sorted({item.upper() for item in items}))
+    for symbol in symbols:
+        if not re.fullmatch(r"[A-Z][A-Z0-9.]{0,14}", symbol):
+            raise ValueError(f"Input should be symbols such as AAPL,MSFT, not {symbol!r}")
+    return symbols
+
+
+def _hosts(items: tuple[str, ...]) -> tuple[str, ...]:
+    hosts = tuple(item.lower() for item in items)
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9.:\[\]-]{1,253}", host):
+            raise ValueError(f"Input should be host names, not {host!r}")
+    return hosts
+
+
+def _paper_account(account: str) -> str:
+    if not is_paper_account(account):
+        raise ValueError(f"Input should be a paper account id starting with {PAPER_PREFIX!r}")
+    return account
+
+
+ClientId: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_CLIENT_ID)]
+Port: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=65535)]
+AnyPort: TypeAlias = Annotated[  # 0 = any free loopback port
+    int, BeforeValidator(_whole_number), Field(ge=0, le=65535)]
+Seed: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=2**32 - 1)]
+BodyBytes: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1024, le=10_000_000)]
+Count: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=100_000)]
+BigCount: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=1_000_000)]
+Wait = Annotated[float, BeforeValidator(_no_bool), Field(ge=0)]  # seconds, 0 allowed
+Positive = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]  # seconds or amounts
+Secret = Annotated[str | None, Field(min_length=16)]
+Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_symbols)]
+Hosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_hosts)]
+
+
+def _env(key: str, default: Any, *, secret: bool = False) -> Any:
+    """A field read from environment key ``key``; a secret never shows in repr or errors."""
+    return Field(default, validation_alias=key, repr=not secret)
+
+
+class Settings(BaseSettings):
     """Validated settings; build with :func:`load_settings`."""
 
-    ib_mode: str  # auto | sim | gateway
-    ib_host: str | None
-    ib_port: int
-    client_id: int
-    order_client_id: int
-    account: str  # "" = first managed account
-    connect_timeout: float
-    settle_first: float
-    settle_validation: float
-    settle_final: float
-    monitor_timeout: float
-    dashboard_host: str
-    dashboard_port: int
-    sim_seed: int
-    sim_account: str
-    sim_port: int  # 0 = any free loopback port
-    sim_validation_delay: float
-    sim_master_client_id: int | None
-    log_level: str
-    journal_path: str  # SQLite order journal
-    reconcile_grace: float  # seconds an order whose placement answer was lost may take to appear
-    secret_key: str | None  # Flask session key; None = generated and kept in the data folder
-    api_token: str | None  # bearer token of the JSON API; None = generated on first run
-    dashboard_password: str | None  # optional login password of the browser dashboard
-    trusted_hosts: tuple[str, ...]  # Host headers accepted (besides the bind address)
-    max_body_bytes: int
-    read_only: bool  # no order thread: the dashboard only reads
-    allow_live_trading: bool  # orders on a non-paper (live) account are refused unless set
-    live_confirm_notional: float  # the UI asks for a typed confirmation above this (live only)
-    risk_max_quantity: float
-    risk_max_notional: float
-    risk_price_collar_pct: float
-    risk_symbol_allowlist: tuple[str, ...]  # empty = every symbol
-    risk_symbol_denylist: tuple[str, ...]
-    risk_max_open_orders: int
-    risk_max_orders_per_minute: int
-    risk_daily_notional_cap: float
-    webhook_secret: str | None  # None = webhook endpoint disabled
-    webhook_rate_per_minute: int
+    model_config = SettingsConfigDict(
+        env_file=".env", case_sensitive=True, extra="ignore", frozen=True,
+        validate_by_name=True, validate_by_alias=True, allow_inf_nan=False,
+    )
+
+    ib_mode: Annotated[Literal["auto", "sim", "gateway"], _folded("lower")] = _env("IB_MODE", "auto")
+    ib_host: str | None = _env("IB_HOST", None)
+    ib_port: Port = _env("IB_PORT", 4002)
+    client_id: ClientId = _env("IB_CLIENT_ID", 999)
+    order_client_id: ClientId | None = Field(  # None -> client_id + 1 (never None once built)
+        None, validation_alias="IB_ORDER_CLIENT_ID", validate_default=True)
+    account: str = _env("IB_ACCOUNT", "")  # "" = first managed account
+    connect_timeout: Positive = _env("IB_CONNECT_TIMEOUT", 10.0)
+    settle_first: Wait = _env("SETTLE_FIRST_WAIT", 1.0)
+    settle_validation: Wait = _env("SETTLE_VALIDATION_WAIT", 2.0)
+    settle_final: Wait = _env("SETTLE_FINAL_WAIT", 1.0)
+    monitor_timeout: Positive = _env("ORDER_MONITOR_TIMEOUT", 15.0)
+    dashboard_host: str = _env("DASHBOARD_HOST", "127.0.0.1")
+    dashboard_port: Port = _env("DASHBOARD_PORT", 5000)
+    sim_seed: Seed = _env("SIM_SEED", 1)
+    sim_account: Annotated[str, AfterValidator(_paper_account)] = _env("SIM_ACCOUNT", "DU1234567")
+    sim_port: AnyPort = _env("SIM_PORT", 0)
+    sim_validation_delay: Wait = _env("SIM_VALIDATION_DELAY", 0.0)
+    sim_master_client_id: ClientId | None = _env("SIM_MASTER_CLIENT_ID", None)
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _folded("upper")] = _env("LOG_LEVEL", "INFO")
+    journal_path: str = _env("JOURNAL_PATH", "data/orders.db")  # SQLite order journal
+    reconcile_grace: Wait = _env("RECONCILE_GRACE", 5.0)  # seconds a lost placement may take to appear
+    secret_key: Secret = _env("SECRET_KEY", None, secret=True)  # None = generated, kept in the data folder
+    api_token: Secret = _env("API_TOKEN", None, secret=True)  # None = generated on first run
+    dashboard_password: str | None = _env("DASHBOARD_PASSWORD", None, secret=True)  # optional login
+    trusted_hosts: Hosts = _env("TRUSTED_HOSTS", ("127.0.0.1", "localhost", "[::1]"))  # besides the bind address
+    max_body_bytes: BodyBytes = _env("MAX_BODY_BYTES", 65536)
+    read_only: bool = _env("READ_ONLY", False)  # no order thread: the dashboard only reads
+    allow_live_trading: bool = _env("ALLOW_LIVE_TRADING", False)  # else orders on a live account are refused
+    live_confirm_notional: Positive = _env("LIVE_CONFIRM_NOTIONAL", 10_000.0)  # typed confirmation above
+    risk_max_quantity: Positive = _env("RISK_MAX_QUANTITY", 10_000.0)
+    risk_max_notional: Positive = _env("RISK_MAX_NOTIONAL", 250_000.0)
+    risk_price_collar_pct: Positive = _env("RISK_PRICE_COLLAR_PCT", 10.0)
+    risk_symbol_allowlist: Symbols = _env("RISK_SYMBOL_ALLOWLIST", ())  # empty = every symbol
+    risk_symbol_denylist: Symbols = _env("RISK_SYMBOL_DENYLIST", ())
+    risk_max_open_orders: Count = _env("RISK_MAX_OPEN_ORDERS", 100)
+    risk_max_orders_per_minute: BigCount = _env("RISK_MAX_ORDERS_PER_MINUTE", 120)
+    risk_daily_notional_cap: Positive = _env("RISK_DAILY_NOTIONAL_CAP", 1_000_000.0)
+    webhook_secret: Secret = _env("WEBHOOK_SECRET", None, secret=True)  # None = webhook disabled
+    webhook_rate_per_minute: Count = _env("WEBHOOK_RATE_PER_MINUTE", 30)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        """Strip text; None, "" and blanks mean the field's default."""
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            return cls.model_fields[info.field_name or ""].default
+        return value
+
+    @field_validator("order_client_id")
+    @classmethod
+    def _own_order_client(cls, value: int | None, info: ValidationInfo) -> int | None:
+        client_id = info.data.get("client_id")
+        if client_id is None:  # client_id itself is bad: reported there
+            return value
+        if value is None:
+            return client_id + 1
+        if value == client_id:
+            raise ValueError(f"must differ from IB_CLIENT_ID={client_id} (orders use their own connection)")
+        return value
+
+    @model_validator(mode="after")
+    def _gateway_needs_host(self) -> Settings:
+        if self.ib_mode == "gateway" and not self.ib_host:
+            raise ValueError("IB_MODE='gateway' requires IB_HOST to be set")
+        return self
 
     @property
     def use_simulator(self) -> bool:
@@ -84,177 +202,38 @@ class Settings:
         return self.ib_mode == "sim" or (self.ib_mode == "auto" and not self.ib_host)
 
 
-# --- parsers: str (stripped, non-empty) -> value, or ValueError(reason) --------
-
-Parser = Callable[[str], Any]
-
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_FLOAT_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+ENV_KEYS: dict[str, str] = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
+_FIELD_OF_KEY: dict[str, str] = {**{key: name for name, key in ENV_KEYS.items()}, **{n: n for n in ENV_KEYS}}
 
 
-def _integer(lo: int, hi: int) -> Parser:
-    expected = f"(expected {lo}..{hi})"
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading ``env`` instead of ``os.environ``."""
 
-    def parse(text: str) -> int:
-        if not _INT_RE.fullmatch(text):
-            raise ValueError(f"is not a valid integer {expected}")
-        value = int(text)
-        if not lo <= value <= hi:
-            raise ValueError(f"is out of range {expected}")
-        return value
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        super().__init__(settings_cls)
 
-    return parse
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._env
 
 
-def _seconds(lo: float, *, allow_equal: bool) -> Parser:
-    expected = f"(expected seconds {'>=' if allow_equal else '>'} {lo:g})"
-
-    def parse(text: str) -> float:
-        if not _FLOAT_RE.fullmatch(text):
-            raise ValueError(f"is not a valid number {expected}")
-        value = float(text)
-        if not math.isfinite(value) or value < lo or (value == lo and not allow_equal):
-            raise ValueError(f"is out of range {expected}")
-        return value
-
-    return parse
-
-
-def _choice(*allowed: str, upper: bool = False) -> Parser:
-    expected = f"(expected {'|'.join(allowed)})"
-
-    def parse(text: str) -> str:
-        value = text.upper() if upper else text.lower()
-        if value not in allowed:
-            raise ValueError(f"is not a valid choice {expected}")
-        return value
-
-    return parse
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _boolean(text: str) -> bool:
-    value = text.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("is not a valid boolean (expected true|false)")
-
-
-def _number(lo: float) -> Parser:
-    expected = f"(expected a number > {lo:g})"
-
-    def parse(text: str) -> float:
-        if not _FLOAT_RE.fullmatch(text) or not math.isfinite(float(text)):
-            raise ValueError(f"is not a valid number {expected}")
-        value = float(text)
-        if value <= lo:
-            raise ValueError(f"is out of range {expected}")
-        return value
-
-    return parse
-
-
-def _symbols(text: str) -> tuple[str, ...]:
-    items = tuple(sorted({part.strip().upper() for part in text.split(",") if part.strip()}))
-    for item in items:
-        if not re.fullmatch(r"[A-Z][A-Z0-9.]{0,14}", item):
-            raise ValueError(f"has an invalid symbol {item!r} (expected e.g. AAPL,MSFT)")
-    return items
-
-
-def _hosts(text: str) -> tuple[str, ...]:
-    items = tuple(part.strip().lower() for part in text.split(",") if part.strip())
-    for item in items:
-        if not re.fullmatch(r"[a-z0-9.:\[\]-]{1,253}", item):
-            raise ValueError(f"has an invalid host name {item!r}")
-    return items
-
-
-def _secret(text: str) -> str:
-    if len(text) < 16:
-        raise ValueError("is too short (expected at least 16 characters)")
-    return text
-
-
-def _paper_account(text: str) -> str:
-    if not is_paper_account(text):
-        raise ValueError(f"is not a paper account (expected an id starting with {PAPER_PREFIX!r})")
-    return text
-
-
-class _Spec(NamedTuple):
-    field: str
-    env: str
-    parse: Parser
-    default: Any  # used when the variable is unset or empty
-
-
-_CLIENT_ID = _integer(0, MAX_CLIENT_ID)
-_PORT = _integer(1, 65535)
-_WAIT = _seconds(0.0, allow_equal=True)
-_TIMEOUT = _seconds(0.0, allow_equal=False)
-
-_SPECS: tuple[_Spec, ...] = (
-    _Spec("ib_mode", "IB_MODE", _choice("auto", "sim", "gateway"), "auto"),
-    _Spec("ib_host", "IB_HOST", _text, None),
-    _Spec("ib_port", "IB_PORT", _PORT, 4002),
-    _Spec("client_id", "IB_CLIENT_ID", _CLIENT_ID, 999),
-    _Spec("order_client_id", "IB_ORDER_CLIENT_ID", _CLIENT_ID, None),  # None -> client_id + 1
-    _Spec("account", "IB_ACCOUNT", _text, ""),
-    _Spec("connect_timeout", "IB_CONNECT_TIMEOUT", _TIMEOUT, 10.0),
-    _Spec("settle_first", "SETTLE_FIRST_WAIT", _WAIT, 1.0),
-    _Spec("settle_validation", "SETTLE_VALIDATION_WAIT", _WAIT, 2.0),
-    _Spec("settle_final", "SETTLE_FINAL_WAIT", _WAIT, 1.0),
-    _Spec("monitor_timeout", "ORDER_MONITOR_TIMEOUT", _TIMEOUT, 15.0),
-    _Spec("dashboard_host", "DASHBOARD_HOST", _text, "127.0.0.1"),
-    _Spec("dashboard_port", "DASHBOARD_PORT", _PORT, 5000),
-    _Spec("sim_seed", "SIM_SEED", _integer(0, 2**32 - 1), 1),
-    _Spec("sim_account", "SIM_ACCOUNT", _paper_account, "DU1234567"),
-    _Spec("sim_port", "SIM_PORT", _integer(0, 65535), 0),
-    _Spec("sim_validation_delay", "SIM_VALIDATION_DELAY", _WAIT, 0.0),
-    _Spec("sim_master_client_id", "SIM_MASTER_CLIENT_ID", _CLIENT_ID, None),
-    _Spec("log_level", "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"),
-    _Spec("journal_path", "JOURNAL_PATH", _text, "data/orders.db"),
-    _Spec("reconcile_grace", "RECONCILE_GRACE", _WAIT, 5.0),
-    _Spec("secret_key", "SECRET_KEY", _secret, None),
-    _Spec("api_token", "API_TOKEN", _secret, None),
-    _Spec("dashboard_password", "DASHBOARD_PASSWORD", _text, None),
-    _Spec("trusted_hosts", "TRUSTED_HOSTS", _hosts, ("127.0.0.1", "localhost", "[::1]")),
-    _Spec("max_body_bytes", "MAX_BODY_BYTES", _integer(1024, 10_000_000), 65536),
-    _Spec("read_only", "READ_ONLY", _boolean, False),
-    _Spec("allow_live_trading", "ALLOW_LIVE_TRADING", _boolean, False),
-    _Spec("live_confirm_notional", "LIVE_CONFIRM_NOTIONAL", _number(0), 10_000.0),
-    _Spec("risk_max_quantity", "RISK_MAX_QUANTITY", _number(0), 10_000.0),
-    _Spec("risk_max_notional", "RISK_MAX_NOTIONAL", _number(0), 250_000.0),
-    _Spec("risk_price_collar_pct", "RISK_PRICE_COLLAR_PCT", _number(0), 10.0),
-    _Spec("risk_symbol_allowlist", "RISK_SYMBOL_ALLOWLIST", _symbols, ()),
-    _Spec("risk_symbol_denylist", "RISK_SYMBOL_DENYLIST", _symbols, ()),
-    _Spec("risk_max_open_orders", "RISK_MAX_OPEN_ORDERS", _integer(1, 100_000), 100),
-    _Spec("risk_max_orders_per_minute", "RISK_MAX_ORDERS_PER_MINUTE", _integer(1, 1_000_000), 120),
-    _Spec("risk_daily_notional_cap", "RISK_DAILY_NOTIONAL_CAP", _number(0), 1_000_000.0),
-    _Spec("webhook_secret", "WEBHOOK_SECRET", _secret, None),
-    _Spec("webhook_rate_per_minute", "WEBHOOK_RATE_PER_MINUTE", _integer(1, 100_000), 30),
-)
-
-ENV_KEYS: dict[str, str] = {spec.field: spec.env for spec in _SPECS}
-
-
-def _read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Values of the .env file at ``path`` ({} if it does not exist)."""
-    from dotenv import dotenv_values  # imported lazily: import must stay side-effect free
-
-    if not os.path.isfile(path):
-        return {}
+def _dotenv_source(path: str | os.PathLike[str] | None) -> DotEnvSettingsSource:
     try:
-        values = dotenv_values(path)
+        return DotEnvSettingsSource(Settings, env_file=None if path is None else os.fspath(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read {os.fspath(path)!r}: {exc}"]) from exc
-    return {key: value for key, value in values.items() if value is not None}
+        raise ConfigError([f"cannot read {os.fspath(path or '')!r}: {exc}"]) from exc
+
+
+def _problem(error: ErrorDetails, overrides: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    """One line naming the key (or the override), its value unless secret, and what is wrong."""
+    reason = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return reason
+    field = _FIELD_OF_KEY.get(str(error["loc"][0]), str(error["loc"][0]))
+    label = f"override {field}" if field in overrides else ENV_KEYS.get(field, field)
+    value = overrides[field] if field in overrides else raw.get(label, error["input"])
+    shown = "<hidden>" if field in ENV_KEYS and not Settings.model_fields[field].repr else repr(value)
+    return f"{label}={shown}: {reason}"
 
 
 def load_settings(
@@ -268,39 +247,17 @@ def load_settings(
     maps field names to values (str or typed; ``None`` = default), applied last
     and validated like the environment. Raises :class:`ConfigError`.
     """
-    source: dict[str, str] = _read_dotenv(dotenv_path) if dotenv_path is not None else {}
-    source.update(os.environ if env is None else env)
-    overrides = dict(overrides or {})
-
-    problems = [f"unknown setting {name!r} in overrides" for name in overrides if name not in ENV_KEYS]
-    values: dict[str, Any] = {}
-    labels: dict[str, str] = {}
-    for spec in _SPECS:
-        if spec.field in overrides:
-            raw: Any = overrides[spec.field]
-            label = f"override {spec.field}"
-            text = "" if raw is None else str(raw).strip()
-        else:
-            raw = source.get(spec.env)
-            label = spec.env
-            text = (raw or "").strip()
-        labels[spec.field] = label
-        try:
-            values[spec.field] = spec.parse(text) if text else spec.default
-        except ValueError as exc:
-            problems.append(f"{label}={raw!r} {exc}")
-
-    if "client_id" in values and "order_client_id" in values:
-        if values["order_client_id"] is None:
-            values["order_client_id"] = values["client_id"] + 1
-        elif values["order_client_id"] == values["client_id"]:
-            problems.append(
-                f"{labels['order_client_id']}={values['order_client_id']!r} must differ from "
-                f"{labels['client_id']}={values['client_id']!r} (orders use their own connection)"
-            )
-    if values.get("ib_mode") == "gateway" and "ib_host" in values and not values["ib_host"]:
-        problems.append(f"{labels['ib_mode']}='gateway' requires {labels['ib_host']} to be set")
-
-    if problems:
-        raise ConfigError(problems)
-    return Settings(**values)
+    known = {name: value for name, value in (overrides or {}).items() if name in ENV_KEYS}
+    problems = [f"unknown setting {name!r} in overrides" for name in overrides or {} if name not in known]
+    environment = _MappingEnvSource(Settings, os.environ if env is None else env)
+    dotenv = _dotenv_source(dotenv_path)
+    sources = (InitSettingsSource(Settings, init_kwargs=known), environment, dotenv)
+    try:
+        settings = Settings(_build_sources=(sources, known))  # type: ignore[call-arg]  # pydantic-settings' documented source hook
+    except ValidationError as exc:
+        raw = {**dotenv.env_vars, **environment.env_vars}
+        problems += [_problem(error, known, raw) for error in exc.errors()]
+    else:
+        if not problems:
+            return settings
+    raise ConfigError(problems)  # not chained to the ValidationError: its text shows secrets

@@ -30,11 +30,14 @@ swapped in atomically. A GET never waits on the broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 from ib_async import IB, Contract, Forex, Stock
 from ib_async.objects import ExecutionFilter, Fill
@@ -42,6 +45,8 @@ from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from config import is_paper_account
 from ib_connection import ConnectionState, IBConnection
+
+log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
 REFRESH_MIN_GAP = 0.05  # coalesce bursts of triggers
@@ -257,18 +262,22 @@ class IBConnector(IBConnection):
             try:
                 self.thread.call_soon(self._on_order_hint)
             except RuntimeError:
-                self.log.debug("refresh requested while stopping")
+                log.debug("refresh requested while stopping")
 
-    def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD") -> Quote:
-        """A snapshot quote (one broker round trip; not a snapshot read)."""
+    def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD",
+              silence: float | None = None) -> Quote:
+        """A snapshot quote (one broker round trip; not a snapshot read). TimeoutError when
+        the gateway has not answered within QUOTE_TIMEOUT, or (with ``silence``) has sent
+        nothing at all for ``silence`` seconds meanwhile."""
         self.require_connected()
-        return self.thread.call(self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT + 1)
+        return self.thread.call(self.answer_within(
+            self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT, silence), QUOTE_TIMEOUT + 1)
 
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
         # each completed order becomes a row as it arrives (see the module docstring)
-        ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign]
+        ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
         self._completed = _DutyPacer(COMPLETED_DUTY)
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
@@ -326,13 +335,13 @@ class IBConnector(IBConnection):
                 timeout = min(timeout, max(0.0, self._completed.next_at - time.monotonic()))
             try:
                 await asyncio.wait_for(wanted.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             wanted.clear()
             try:
                 await self._refresh_orders(ib)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
-                self.log.warning("order refresh failed: %s", exc)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("order refresh failed: %s", exc)
             self._rebuild()
             await asyncio.sleep(REFRESH_MIN_GAP)
 
@@ -375,8 +384,8 @@ class IBConnector(IBConnection):
         """The gateway's clock offset, right after the first refresh (the heartbeat keeps it)."""
         try:
             await self.gateway_time(ib, 10)
-        except (ConnectionError, asyncio.TimeoutError) as exc:
-            self.log.warning("gateway clock not read: %s (the heartbeat will)", exc)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("gateway clock not read: %s (the heartbeat will)", exc)
 
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
         """Executions since the previous ask (every one after a connect); returns those not
@@ -387,7 +396,7 @@ class IBConnector(IBConnection):
         # executions are stamped by it, so our clock and time zone do not matter
         offset, start = self.gateway_clock_offset, self._executions_from
         since = "" if offset is None or start is None else datetime.fromtimestamp(
-            start + offset - EXEC_OVERLAP, timezone.utc).strftime("%Y%m%d-%H:%M:%S")
+            start + offset - EXEC_OVERLAP, UTC).strftime("%Y%m%d-%H:%M:%S")
         asked_at = time.time()
         fills = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time=since)), 10)
         self._executions_from = asked_at  # only once answered: a failed ask is asked again
@@ -409,11 +418,11 @@ class IBConnector(IBConnection):
             if row.commission is None:
                 book.uncommissioned.add(row.exec_id)
         for exec_id in list(book.uncommissioned):  # commission reports that came later
-            fill = stored.get(exec_id)
+            reported = stored.get(exec_id)
             if exec_id not in book.executions:
                 book.uncommissioned.discard(exec_id)
-            elif fill is not None and fill.commissionReport.execId:
-                book.executions[exec_id] = _execution_row(fill)
+            elif reported is not None and reported.commissionReport.execId:
+                book.executions[exec_id] = _execution_row(reported)
                 book.uncommissioned.discard(exec_id)
         return fresh
 
@@ -429,8 +438,8 @@ class IBConnector(IBConnection):
             self._completed.ran(started, time.monotonic())
         rows = sink.trim()
         self._fill_order_ids(rows)
-        self.log.debug("%d completed orders in %.0f ms", sink.count,
-                       (time.monotonic() - started) * 1000)
+        log.debug("%d completed orders in %.0f ms", sink.count,
+                  (time.monotonic() - started) * 1000)
         return rows
 
     def _on_completed_order(self, contract: Contract, order: Order,
@@ -439,7 +448,7 @@ class IBConnector(IBConnection):
         and no ``Trade`` kept (ib_async would keep one per completed order of the day)."""
         sink = self._completed_sink
         if sink is None:
-            self.log.warning("completed order %s outside a request; ignored", order.permId)
+            log.warning("completed order %s outside a request; ignored", order.permId)
             return
         trade = Trade(Contract.recreate(contract), order,
                       OrderStatus(orderId=order.orderId, status=order_state.status))
@@ -479,7 +488,8 @@ class IBConnector(IBConnection):
             book.executions = {e.exec_id: e for e in newest[:KEEP_EXECUTIONS]}
         live = {id(trade) for trade in open_trades}
         wrapper = ib.wrapper
-        for table in (wrapper.trades, wrapper.permId2Trade):
+        tables: tuple[dict[Any, Trade], ...] = (wrapper.trades, wrapper.permId2Trade)
+        for table in tables:
             for key in [k for k, trade in table.items() if id(trade) not in live]:
                 del table[key]
         # rows are in the book; keep only fills whose commission report may still come
@@ -520,8 +530,8 @@ class IBConnector(IBConnection):
         ib = self.ib
         connected = ib is not None and ib.isConnected()
         old = self._snapshot
-        account = _account_snapshot(ib, self.account) if connected else old.account
-        positions = _positions(ib) if connected else old.positions
+        account = _account_snapshot(ib, self.account) if ib and connected else old.account
+        positions = _positions(ib) if ib and connected else old.positions
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
                                   reverse=True))
@@ -536,13 +546,13 @@ class IBConnector(IBConnection):
             try:
                 self.on_change()
             except Exception:
-                self.log.exception("on_change callback failed; carrying on")
+                log.exception("on_change callback failed; carrying on")
 
     async def _quote(self, symbol: str, sec_type: str, currency: str) -> Quote:
         ib = self.ib
         assert ib is not None
         contract = await self._qualified(ib, symbol, sec_type, currency)
-        tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), QUOTE_TIMEOUT)
+        tickers = await ib.reqTickersAsync(contract)
         ticker = tickers[0]
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
@@ -553,7 +563,7 @@ class IBConnector(IBConnection):
         if key not in self._contracts:
             contract = make_contract(symbol, sec_type, currency)
             found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), QUOTE_TIMEOUT)
-            if not found or found[0] is None:
+            if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
                 raise LookupError(f"unknown symbol {symbol!r} ({sec_type})")
             self._contracts[key] = found[0]
         return self._contracts[key]
@@ -573,7 +583,7 @@ def _num(value: float | None) -> float | None:
     return float(value)
 
 
-def _unset(value: float) -> float | None:
+def _unset(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or math.isnan(value) else float(value)
 
 
@@ -626,9 +636,9 @@ def _symbol(contract: Contract) -> str:
 def _order_row(trade: Trade, is_open: bool) -> OrderRow:
     order, status, contract = trade.order, trade.orderStatus, trade.contract
     state = status.status
-    filled = status.filled if is_open else (order.filledQuantity if _unset(order.filledQuantity)
-                                            is not None else status.filled)
-    quantity = order.totalQuantity
+    filled = float(status.filled if is_open else (
+        order.filledQuantity if _unset(order.filledQuantity) is not None else status.filled))
+    quantity = float(order.totalQuantity)
     if not is_open and state == "Filled" and not quantity:
         quantity = filled  # completed orders report totalQuantity 0 once filled
     return OrderRow(

@@ -25,7 +25,7 @@ from typing import Any
 
 from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, StatusChange, Step
 
-log = logging.getLogger("journal")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -65,7 +65,7 @@ class JournalError(RuntimeError):
 class DuplicateKey(Exception):
     """An order with this idempotency key is already journaled."""
 
-    def __init__(self, existing: "JournalEntry") -> None:
+    def __init__(self, existing: JournalEntry) -> None:
         super().__init__(existing.record.id)
         self.existing = existing
 
@@ -267,7 +267,7 @@ class Journal:
         rows = self._query("SELECT at, source, remote, order_id, request, decision, outcome "
                            "FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
         keys = ("at", "source", "remote", "order_id", "request", "decision", "outcome")
-        return [dict(zip(keys, row)) for row in rows]
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def notional_since(self, since: float) -> float:
         """Notional of the orders accepted by the risk gate since ``since`` (epoch)."""

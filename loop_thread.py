@@ -35,7 +35,7 @@ class LoopThread:
         self,
         name: str,
         setup: Callable[[], Awaitable[None]] | None = None,
-        teardown: Callable[[], Awaitable[None]] | None = None,
+        teardown: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.name = name
         self._setup = setup

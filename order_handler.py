@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
+from typing import Any
 
 from ib_async import IB, Contract, Order
 from ib_async.order import Trade
@@ -39,11 +41,10 @@ from ib_async.order import Trade
 from ib_connection import IBConnection, NotConnectedError
 from ib_connector import make_contract
 from journal import Journal, JournalEntry, JournalError
+from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, Preview, StatusChange, Step
 from risk import RiskGate
-from order_records import (FillRecord, IBMessage, Lifecycle, OrderIntent, Preview,
-                           StatusChange, Step)
 
-log = logging.getLogger("order_handler")
+log = logging.getLogger(__name__)
 
 TERMINAL = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
 WORKING = {"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"}
@@ -91,7 +92,7 @@ class _Tracker:
         self.terminal: asyncio.Event | None = None
         self.acknowledged = any(t.new in WORKING for t in record.transitions)
 
-    def update(self, **changes: object) -> None:
+    def update(self, **changes: Any) -> None:
         self.record = replace(self.record, updated_at=time.time(), **changes)
         self.sink(self.record)
 
@@ -241,9 +242,10 @@ class OrderHandler(IBConnection):
         if quantity is not None and (record.children or record.parent):
             raise OrderStateError("the quantity of a bracket order cannot be modified; "
                                   "cancel it and place a new one")
-        changed = replace(record.intent, **{k: v for k, v in (
+        new_values: dict[str, Any] = {k: v for k, v in (
             ("quantity", quantity), ("limit_price", limit_price), ("stop_price", stop_price))
-            if v is not None})
+            if v is not None}
+        changed = replace(record.intent, **new_values)
         if gate is not None:
             gate.check(changed)  # raises RiskRejected
         self._enqueue(("modify", tracker, (quantity, limit_price, stop_price)))
@@ -509,7 +511,7 @@ class OrderHandler(IBConnection):
         intent = tracker.record.intent
         try:
             contract = await self._qualify(intent)
-        except (LookupError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, LookupError, ConnectionError) as exc:
             self._verdict(tracker, "rejected" if isinstance(exc, LookupError) else "not_sent",
                           str(exc) or type(exc).__name__)
             return
@@ -546,7 +548,7 @@ class OrderHandler(IBConnection):
             raise ConnectionError("order connection is down")
         contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
         found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
-        if not found or found[0] is None:
+        if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
             raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
         return found[0]
 
@@ -642,7 +644,7 @@ class OrderHandler(IBConnection):
         assert tracker.terminal is not None
         try:
             await asyncio.wait_for(tracker.terminal.wait(), self.monitor_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             status = tracker.record.status
             if not self.connected:
                 self._verdict(tracker, "unknown", "connection lost before the broker answered; "
@@ -737,7 +739,7 @@ class OrderHandler(IBConnection):
         confirmed = {"quantity": float(order.totalQuantity or 0) or None,
                      "limit_price": _unset_price(order.lmtPrice),
                      "stop_price": _unset_price(order.auxPrice)}
-        changes = {k: v for k, v in confirmed.items()
+        changes: dict[str, Any] = {k: v for k, v in confirmed.items()
                    if v is not None and getattr(intent, k) is not None
                    and abs(v - getattr(intent, k)) > 1e-9}
         if changes:
@@ -891,7 +893,7 @@ class OrderHandler(IBConnection):
                 log.exception("on_change callback failed; carrying on")
 
 
-def _trades_by_ref(ib: IB, trackers: dict[str, "_Tracker"]) -> dict[str, Trade]:
+def _trades_by_ref(ib: IB, trackers: dict[str, _Tracker]) -> dict[str, Trade]:
     """ib_async's trades that carry one of our ids, live ones preferred over done ones."""
     found: dict[str, Trade] = {}
     live = set(map(id, ib.openTrades()))
@@ -910,7 +912,7 @@ def _fills_by_ref(ib: IB) -> dict[str, list]:
     return grouped
 
 
-def _unset_price(value: float | None) -> float | None:
+def _unset_price(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or not math.isfinite(value) or \
         value == 0 else float(value)
 
@@ -921,7 +923,7 @@ def _filled_quantity(trade: Trade) -> float:
     return 0.0 if value is None or value >= 1.7e308 else float(value)
 
 
-def _avg_price(tracker: "_Tracker") -> float | None:
+def _avg_price(tracker: _Tracker) -> float | None:
     fills = tracker.record.fills
     shares = sum(f.shares for f in fills)
     return sum(f.shares * f.price for f in fills) / shares if shares else None

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from config import Settings, is_paper_account
@@ -282,4 +282,4 @@ def _round(value: float | None) -> float | None:
 
 
 def _utc_day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")

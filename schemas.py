@@ -10,12 +10,25 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,
-                      StrictInt, ValidationError, field_validator, model_validator)
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from order_handler import OrderIntent
+from ib_connection import ConnectionState
+from ib_connector import ExecutionRow, OrderRow, PositionRow, Quote
+from order_records import Lifecycle, OrderIntent, Preview
 
 MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat
@@ -25,7 +38,11 @@ NEEDS = {  # order type -> (needs limit price, needs stop price)
     "TRAIL": (False, False),
 }
 
-__all__ = ["OrderIn", "ModifyIn", "WebhookIn", "ValidationError", "first_error"]
+SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
+ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
+
+__all__ = ["OrderIn", "ModifyIn", "WebhookIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
+           "ValidationError", "first_error"]
 
 
 class OrderIn(BaseModel):
@@ -33,7 +50,7 @@ class OrderIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    symbol: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,14}$")]
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
     action: Literal["BUY", "SELL"]
     quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)]
     order_type: Literal["MKT", "LMT", "STP", "STP LMT", "TRAIL"] = "MKT"
@@ -64,7 +81,7 @@ class OrderIn(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cross_fields(self) -> "OrderIn":
+    def _cross_fields(self) -> OrderIn:
         needs_limit, needs_stop = NEEDS[self.order_type]
         _require(self.limit_price, needs_limit, "limit_price", self.order_type)
         _require(self.stop_price, needs_stop, "stop_price", self.order_type)
@@ -135,7 +152,7 @@ class WebhookIn(OrderIn):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    symbol: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9.]{0,14}$",
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN,
                                  validation_alias=AliasChoices("symbol", "ticker"))]
     alert_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
 
@@ -155,13 +172,258 @@ class ModifyIn(BaseModel):
     stop_price: Price | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "ModifyIn":
+    def _something(self) -> ModifyIn:
         if self.quantity is None and self.limit_price is None and self.stop_price is None:
             raise _field_error("quantity", "give at least one of quantity, limit_price, "
                                "stop_price")
         if self.quantity is not None and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number")
         return self
+
+
+class KillSwitchIn(BaseModel):
+    """Engage (halt new orders, cancel every working order) or release the kill switch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engaged: StrictBool
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+# ----------------------------------------------------------------- queries
+class OrdersQuery(BaseModel):
+    """GET /orders: a page of the merged order list, optionally filtered.
+
+    ``since`` (epoch seconds or ISO 8601; naive times are UTC) keeps the orders with
+    activity at or after it: our orders by their last change, other clients' orders by
+    their latest fill (other clients' orders without a fill carry no time and are left out).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    limit: Annotated[int, Field(ge=1, le=ORDERS_PAGE_MAX)] = ORDERS_PAGE
+    cursor: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,200}$")] | None = None
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)] | None = None
+    status: Literal["all", "open", "completed"] = "all"
+    since: Annotated[float, Field(ge=0, allow_inf_nan=False)] | datetime | None = None
+
+    @field_validator("since")
+    @classmethod
+    def _after_1970(cls, value: float | datetime | None) -> float | datetime | None:
+        if isinstance(value, datetime) and _epoch(value) < 0:
+            raise ValueError("must be epoch seconds or an ISO 8601 time after 1970")
+        return value
+
+    def since_epoch(self) -> float | None:
+        """``since`` as epoch seconds."""
+        if self.since is None or isinstance(self.since, float | int):
+            return self.since
+        return _epoch(self.since)
+
+
+def _epoch(stamp: datetime) -> float:
+    """Epoch seconds of ``stamp`` (naive: UTC)."""
+    if stamp.tzinfo is None:
+        return (stamp - datetime(1970, 1, 1)).total_seconds()
+    return stamp.timestamp()
+
+
+class QuoteQuery(BaseModel):
+    """GET /quote."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    sec_type: Literal["STK", "CASH"] = "STK"
+
+    @field_validator("sec_type", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------- responses
+# What the API answers. Rows are the snapshot's own dataclasses, so the documented shape
+# follows them; extra="forbid" makes the document say (and the fuzzer check) that nothing
+# else is sent.
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Out):
+    """The one error shape's inner object."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(_Out):
+    """Every error of the API."""
+
+    error: ErrorBody
+
+
+class HealthOut(_Out):
+    ok: bool
+
+
+class GatewayOut(_Out):
+    host: str
+    port: int | None
+
+
+class DisabledConnection(_Out):
+    state: Literal["disabled"]
+
+
+class ConnectionsOut(_Out):
+    reader: ConnectionState
+    orders: ConnectionState | DisabledConnection
+
+
+class ThreadsOut(_Out):
+    reader: bool
+    orders: bool | None
+
+
+class StatusOut(_Out):
+    """Both connections, threads, account, queue depth, data age."""
+
+    ok: bool
+    now: float
+    simulator: bool
+    sim_clock: str = Field(description="the embedded simulator's clock, e.g. 'simulated clock, "
+                           "market open' (empty against a real gateway)")
+    gateway: GatewayOut
+    connections: ConnectionsOut
+    threads: ThreadsOut
+    server_version: int | None
+    account: str | None
+    paper: bool | None
+    mode: Literal["paper", "live"] | None
+    read_only: bool
+    trading_halted: bool
+    halt_reason: str | None
+    queue_depth: int
+    in_flight: int
+    data_age: float | None
+    orders_age: float | None
+    streams: int
+    risk_limits: dict[str, Any] | None
+
+
+class AccountOut(_Out):
+    """Account figures (None until the gateway sent them) and every raw value."""
+
+    account: str
+    paper: bool
+    currency: str
+    figures: dict[str, float | None]
+    values: dict[str, str]
+    data_age: float | None
+
+
+class PositionsOut(_Out):
+    positions: list[PositionRow]
+    data_age: float | None
+
+
+class ExecutionsOut(_Out):
+    executions: list[ExecutionRow]
+    data_age: float | None
+
+
+class OrderOut(_Out):
+    """One order: the broker's row (every client), joined with our record when it is ours.
+    Our orders that never reached the broker have no ``account``/``remaining``/``avg_fill_price``."""
+
+    id: str
+    ours: bool
+    url: str
+    symbol: str
+    sec_type: str
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    stop_price: float | None
+    tif: str
+    status: str | None
+    perm_id: int | None
+    order_id: int | None
+    client_id: int | None
+    order_ref: str
+    filled: float
+    open: bool
+    account: str | None = None
+    remaining: float | None = None
+    avg_fill_price: float | None = None
+    verdict: str | None = None
+    phase: str | None = None
+    lifecycle: Lifecycle | None = None
+
+
+class OrdersOut(_Out):
+    """A page of orders, newest broker orders first; ``next_cursor`` gets the next page."""
+
+    orders: list[OrderOut]
+    data_age: float | None
+    next_cursor: str | None
+
+
+class StateOut(_Out):
+    """Everything the dashboard shows (also every stream event's data)."""
+
+    version: int
+    status: StatusOut
+    account: dict[str, Any] | None
+    positions: list[PositionRow]
+    orders: list[OrderOut]
+    executions: list[ExecutionRow]
+
+
+class OrderAccepted(_Out):
+    """An order taken (202), its verdict (200 with ?wait=1) or an idempotent replay (200)."""
+
+    id: str
+    url: str
+    order: Lifecycle
+    replayed: bool
+
+
+class OrderActionOut(_Out):
+    """A cancel or modify queued."""
+
+    id: str
+    url: str
+    order: Lifecycle
+
+
+class CancelAllOut(_Out):
+    cancel_requested: bool
+    ours_working: int
+
+
+class KillSwitchOut(_Out):
+    engaged: bool
+    reason: str | None
+
+
+class KillSwitchResult(_Out):
+    """Released: ``{"engaged": false}``. Engaged: whether the broker confirmed the cancels."""
+
+    engaged: bool
+    reason: str | None = None
+    cancel_confirmed: bool | None = None
+    broker_view_fresh: bool | None = None
+    still_open: list[OrderRow] | None = None
+
+
+QuoteOut = Quote
+PreviewOut = Preview
 
 
 class _FieldError(ValueError):
@@ -194,14 +456,14 @@ def _require(value: object, needed: bool, name: str, order_type: str) -> None:
         raise _field_error(name, f"is not used by {order_type} orders")
 
 
-def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict]]:
+def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(field, message, details) of a pydantic error, with our field names."""
-    details = []
+    details: list[dict[str, Any]] = []
     for err in exc.errors(include_url=False, include_input=False):
         ctx_error = (err.get("ctx") or {}).get("error")
         loc = err["loc"]
         field = getattr(ctx_error, "field", None) or (str(loc[0]) if loc else None)
         message = str(ctx_error) if isinstance(ctx_error, _FieldError) else err["msg"]
         details.append({"field": field, "message": message})
-    first = details[0] if details else {"field": None, "message": "invalid request"}
+    first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid request"}
     return first["field"], first["message"], details

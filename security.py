@@ -13,25 +13,26 @@
 from __future__ import annotations
 
 import fcntl
-import hmac
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from flask import Flask, Response, g, redirect, render_template, request, session, url_for
+from flask import Flask, Response, current_app, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+import auth
 from config import ConfigError, Settings
 
-log = logging.getLogger("security")
+log = logging.getLogger(__name__)
 
-PUBLIC_API = {"/api/v1/openapi.json", "/api/v1/health"}
-WEBHOOK_PATH = "/api/v1/webhook"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+SAFE_METHODS = auth.SAFE_METHODS
+UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "[::]"})  # bind-anywhere addresses, never a Host
+KEPT_FILES = ("api_token", "secret_key", "app.lock", "sim_state.json", "sim_state.json.tmp")
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                                "form-action 'self'",
@@ -79,7 +80,7 @@ def _kept_secret(folder: Path | None, name: str) -> tuple[str, bool]:
     path = folder / name
     if path.exists():
         return path.read_text().strip(), False
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -98,16 +99,81 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse a non-loopback bind unless an API token and a SECRET_KEY are configured."""
-    if is_loopback(settings.dashboard_host):
-        return
+    """Refuse a non-loopback bind unless an API token, a SECRET_KEY and TRUSTED_HOSTS naming
+    the address the dashboard is reached by are configured."""
+    problems = [f"TRUSTED_HOSTS: {host} is a bind-anywhere address, never a Host a browser "
+                "sends; name the machine's address or DNS name" for host in
+                _normalised(settings.trusted_hosts) & UNSPECIFIED_HOSTS]
+    if not is_loopback(settings.dashboard_host):
+        problems += _exposed_bind_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _exposed_bind_problems(settings: Settings) -> list[str]:
+    host = settings.dashboard_host
     missing = [key for key, value in (("API_TOKEN", settings.api_token),
                                       ("SECRET_KEY", settings.secret_key)) if not value]
+    problems = []
     if missing:
-        raise ConfigError([
-            f"DASHBOARD_HOST={settings.dashboard_host!r} exposes the dashboard beyond this "
-            f"machine: set {' and '.join(missing)} in .env first (anyone who can reach the port "
-            "could otherwise trade on your account)"])
+        problems.append(
+            f"DASHBOARD_HOST={host!r} exposes the dashboard beyond this machine: set "
+            f"{' and '.join(missing)} in .env first (anyone who can reach the port could "
+            "otherwise trade on your account)")
+    named = {h for h in _normalised(settings.trusted_hosts) - UNSPECIFIED_HOSTS
+             if not is_loopback(h)}
+    bound = host_name(host if ":" not in host or host.startswith("[") else f"[{host}]")
+    if bound in UNSPECIFIED_HOSTS and not named:
+        problems.append(f"DASHBOARD_HOST={host!r}: set TRUSTED_HOSTS to the address or name "
+                        "this machine is reached by (e.g. TRUSTED_HOSTS=192.168.1.20)")
+    elif bound not in UNSPECIFIED_HOSTS and bound not in named:
+        problems.append(f"DASHBOARD_HOST={host!r}: add {host} to TRUSTED_HOSTS (Host headers "
+                        "are checked against that list only)")
+    return problems
+
+
+def host_name(header: str) -> str | None:
+    """The host of a ``Host`` header or TRUSTED_HOSTS entry, lower case, without the port
+    (IPv6 in brackets); None when it is not a well-formed host."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        name, port = (value[:end + 1], value[end + 1:]) if end > 0 else ("", "")
+    else:
+        name, colon, rest = value.partition(":")
+        port = colon + rest
+    if port and not re.fullmatch(r":[0-9]{1,5}", port):
+        return None
+    if not re.fullmatch(r"[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\]", name):
+        return None
+    return name.rstrip(".") if not name.startswith("[") else name
+
+
+def _normalised(hosts: tuple[str, ...]) -> set[str]:
+    names = (host_name(f"[{h}]" if h.count(":") > 1 and not h.startswith("[") else h)
+             for h in hosts)
+    return {name for name in names if name}
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` if needed and make it the owner's alone (0700)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Data folder 0700; the journal, secrets, lock and demo account in it 0600 (files made
+    by an earlier version are fixed at start)."""
+    folder = data_dir(settings)
+    if folder is None:
+        return
+    make_private_dir(folder)
+    journal = Path(settings.journal_path).name
+    for name in (journal, f"{journal}-wal", f"{journal}-shm", *KEPT_FILES):
+        path = folder / name
+        if path.is_file() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+            log.info("🔒 %s was readable by others: now 0600", path)
 
 
 def acquire_instance_lock(settings: Settings) -> IO[str] | None:
@@ -115,8 +181,9 @@ def acquire_instance_lock(settings: Settings) -> IO[str] | None:
     folder = data_dir(settings)
     if folder is None:
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / "app.lock", "a+")
+    make_private_dir(folder)
+    fd = os.open(folder / "app.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    handle = os.fdopen(fd, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -140,95 +207,56 @@ def release_instance_lock(handle: IO[str] | None) -> None:
         handle.close()
 
 
+
+
 def init_security(app: Flask, settings: Settings, keys: Secrets) -> None:
-    """Configure sessions, CSRF, hosts, body limit, auth and headers on ``app``."""
-    trusted = list(dict.fromkeys([*settings.trusted_hosts, settings.dashboard_host.lower()]))
+    """Configure hosts, sessions, CSRF, body limit, sign-in, audit and headers on ``app``."""
     app.config.update(
         SECRET_KEY=keys.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        TRUSTED_HOSTS=trusted, SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_NAME="ibdash_session", WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken"], DEBUG=False)
-    app.extensions["api_token"] = keys.api_token
+    app.extensions["trusted_hosts"] = frozenset(trusted_hosts(settings))
     csrf.init_app(app)
-    app.before_request(_authenticate)
+    app.before_request(_check_host)  # before sign-in: a rebound name never reaches it
+    auth.init_auth(app, keys.api_token, settings.dashboard_password)
+    app.after_request(_audit_refusal)
     app.after_request(_security_headers)
-    app.add_url_rule("/login", "login", _login, methods=["GET", "POST"])
-    app.add_url_rule("/logout", "logout", _logout, methods=["POST"])
     app.register_error_handler(CSRFError, _csrf_failed)
 
 
-def _authenticate() -> Response | None:
-    path = request.path
-    if path.startswith("/static/") or path in ("/login",) or path in PUBLIC_API:
+def trusted_hosts(settings: Settings) -> set[str]:
+    """TRUSTED_HOSTS plus a loopback bind address; never a bind-anywhere address."""
+    names = _normalised(settings.trusted_hosts)
+    if is_loopback(settings.dashboard_host):
+        names |= _normalised((settings.dashboard_host,))
+    return names - UNSPECIFIED_HOSTS
+
+
+def _check_host() -> tuple[Response, int] | None:
+    header = request.headers.get("Host", "")
+    if host_name(header) in current_app.extensions["trusted_hosts"]:
         return None
-    if path == WEBHOOK_PATH:
-        g.auth = "webhook"  # checked by the webhook itself
-        return None
-    if _bearer_ok():
-        g.auth = "token"
-        return None
-    if path.startswith("/api/"):
-        if not session.get("browser"):
-            return _json_error(401, "unauthorized", "send 'Authorization: Bearer <API_TOKEN>' "
-                               "or use the dashboard")
-        g.auth = "browser"
-        if request.method not in SAFE_METHODS:
-            csrf.protect()
-        return None
-    return _browser_page()
-
-
-def _bearer_ok() -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    from flask import current_app
-    expected = current_app.extensions["api_token"]
-    return hmac.compare_digest(token.strip().encode(), expected.encode())
-
-
-def _browser_page() -> Response | None:
-    from flask import current_app
-    settings = current_app.extensions["trading"].settings
-    if request.method not in SAFE_METHODS:
-        csrf.protect()
-    if settings.dashboard_password and not session.get("browser"):
-        return redirect(url_for("login"))
-    session["browser"] = True
-    g.auth = "browser"
-    return None
-
-
-def _login() -> str | Response:
-    from flask import current_app
-    settings = current_app.extensions["trading"].settings
-    error = None
-    if request.method == "POST":
-        csrf.protect()
-        given = request.form.get("password", "")
-        if settings.dashboard_password and hmac.compare_digest(
-                given.encode(), settings.dashboard_password.encode()):
-            session.clear()
-            session["browser"] = True
-            return redirect(url_for("index"))
-        error = "Wrong password"
-        log.warning("failed dashboard login from %s", request.remote_addr)
-    if not settings.dashboard_password:
-        return redirect(url_for("index"))
-    return render_template("login.html", error=error)
-
-
-def _logout() -> Response:
-    csrf.protect()
-    session.clear()
-    return redirect(url_for("login"))
-
-
-def _csrf_failed(exc: CSRFError) -> tuple[Response, int] | tuple[str, int]:
+    shown = header[:100]
+    log.warning("🚫 refused Host %r from %s", shown, request.remote_addr)
     if request.path.startswith("/api/"):
-        return _json_error(400, "csrf_failed", f"CSRF check failed: {exc.description}")
-    return f"CSRF check failed: {exc.description}", 400
+        return _json_error(400, "untrusted_host", f"Host {shown!r} is not in TRUSTED_HOSTS")
+    return Response(f"Host {shown!r} is not in TRUSTED_HOSTS", 400, mimetype="text/plain"), 400
+
+
+def _csrf_failed(exc: CSRFError) -> tuple[Response, int]:
+    message = f"CSRF check failed: {exc.description}"
+    if request.path.startswith("/api/"):
+        return _json_error(403, "csrf_failed", message)
+    return Response(message, 403, mimetype="text/plain"), 403
+
+
+def _audit_refusal(response: Response) -> Response:
+    """Every refused state-changing request leaves an audit row (unless its view wrote one)."""
+    if (response.status_code >= 400 and request.method not in SAFE_METHODS
+            and not g.get("audited")):
+        auth.audit(g.get("auth", "anonymous"), f"refused: {response.status}")
+    return response
 
 
 def _json_error(status: int, code: str, message: str) -> tuple[Response, int]:

@@ -8,20 +8,32 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from typing import Any
 
 from change_feed import ChangeFeed
 from config import Settings
 from ib_connection import NotConnectedError
 from ib_connector import IBConnector
 from journal import Journal
-from risk import RiskGate, SlidingWindow
 from order_handler import OrderHandler
+from risk import RiskGate, SlidingWindow
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
+from sim_gateway.sessions import demo_clock_start
 
-log = logging.getLogger("services")
+log = logging.getLogger(__name__)
+
+SERVER_THREADS = 16  # waitress worker threads (one process, threads only)
+RESERVED_THREADS = 4  # never held by a long call: the kill switch, /health, /status stay served
+LONG_CALL_SLOTS = SERVER_THREADS - RESERVED_THREADS  # streams, ?wait=1, quotes, confirmations
+RISK_QUOTE_SILENCE = 0.8  # seconds of total gateway silence before the risk gate answers 503
+
+
+class GatewayNotAnswering(NotConnectedError):
+    """Connected, but the gateway did not answer in time: retry shortly (503 + Retry-After)."""
 
 
 class Services:
@@ -30,17 +42,26 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.simulator: SimGateway | None = None
-        self.connector: IBConnector | None = None
+        self._connector: IBConnector | None = None
         self.handler: OrderHandler | None = None
         self.journal: Journal | None = None
         self.gate: RiskGate | None = None
         self.webhook_limiter = SlidingWindow(settings.webhook_rate_per_minute, 60.0)
         self.feed = ChangeFeed()
-        self.read_cache: dict[str, object] = {}  # built JSON bodies keyed by data versions
+        self.read_cache: dict[str, tuple[object, Any]] = {}  # JSON bodies by data version
+        # calls that hold a server thread for seconds take one of these or are refused/shortened
+        self.long_calls = threading.BoundedSemaphore(LONG_CALL_SLOTS)
         self.host = settings.ib_host or "127.0.0.1"
         self.port = settings.ib_port
 
-    def start(self) -> "Services":
+    @property
+    def connector(self) -> IBConnector:
+        """The reader connection; made by ``start()``."""
+        if self._connector is None:
+            raise RuntimeError("services not started: no reader connection")
+        return self._connector
+
+    def start(self) -> Services:
         """Start everything; on failure stop what was started and re-raise."""
         try:
             self._start()
@@ -60,20 +81,22 @@ class Services:
                 state = os.path.join(folder, "sim_state.json")
             self.simulator = SimGateway(
                 ServerSettings(host="127.0.0.1", port=s.sim_port,
-                               master_client_id=s.sim_master_client_id, state_file=state),
+                               master_client_id=s.sim_master_client_id, state_file=state,
+                               clock_start=demo_clock_start(time.time())),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
         self.journal = Journal(s.journal_path)
-        self.connector = IBConnector(
+        self._connector = connector = IBConnector(
             self.host, self.port, s.client_id, s.connect_timeout, s.account,
             on_change=self.feed.bump, own_client_id=None if s.read_only else s.order_client_id)
-        self.connector.state_listener = self.feed.bump
-        self.connector.start()
+        connector.state_listener = self.feed.bump
+        connector.start()
         if s.read_only:
             log.warning("📖 READ_ONLY: the order thread is not started; every order is refused")
             return
+        assert s.order_client_id is not None  # Settings fills it in (client_id + 1 by default)
         self.handler = OrderHandler(
             self.host, self.port, s.order_client_id, s.connect_timeout, s.account,
             settle=(s.settle_first, s.settle_validation, s.settle_final),
@@ -87,23 +110,26 @@ class Services:
                              self._accounts, self.journal.notional_since(midnight))
 
     def _quote_for_risk(self, symbol: str, sec_type: str) -> tuple:
-        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol."""
-        assert self.connector is not None
+        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol;
+        GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         try:
-            q = self.connector.quote(symbol, sec_type)
+            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE)
         except (TimeoutError, NotConnectedError) as exc:
-            log.warning("risk gate: no quote for %s: %s", symbol, exc)
-            return (None, None, None)
+            log.warning("⏳ risk gate: no quote for %s (%s): order refused, retryable",
+                        symbol, exc or type(exc).__name__)
+            raise GatewayNotAnswering(
+                f"the gateway is not answering (no quote for {symbol}: {exc}); nothing was "
+                "sent, retry shortly") from None
         return (q.bid, q.ask, q.last if q.last is not None else q.close)
 
     def _accounts(self) -> tuple[str, ...]:
         """Managed accounts as either connection knows them (either may be down)."""
-        assert self.connector is not None and self.handler is not None
+        assert self.handler is not None
         return self.connector.state().accounts or self.handler.state().accounts
     def _order_changed(self) -> None:
         """An order moved at the broker: refresh the reader's view of every client's orders."""
-        if self.connector is not None:
-            self.connector.request_refresh()
+        if self._connector is not None:
+            self._connector.request_refresh()
 
     def stop(self) -> None:
         """Graceful: refuse new orders, stop the order thread, flush the journal, then the
@@ -111,11 +137,11 @@ class Services:
         self.feed.close()
         if self.handler is not None:
             self.handler.close_intake()
-        for name in ("handler", "journal", "connector", "simulator"):
+        for name in ("handler", "journal", "_connector", "simulator"):
             service = getattr(self, name)
             if service is None:
                 continue
             try:
                 service.stop()
             except Exception:
-                log.exception("stopping %s failed; carrying on", name)
+                log.exception("stopping %s failed; carrying on", name.lstrip("_"))

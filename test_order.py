@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 
-from ib_async import IB, Order, Trade
+from ib_async import IB, Contract, Order, Trade
 
 from ib_connector import make_contract
 
@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
         f"💬 Message: Error {code}, reqId {req_id}: {text}")
     try:
         await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
         return EXIT_ERROR
     say(f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "
@@ -77,10 +77,10 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
 
 async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     found = await ib.qualifyContractsAsync(make_contract(args.symbol, args.sec_type))
-    if not found or found[0] is None:
+    contract = found[0] if found else None
+    if not isinstance(contract, Contract):  # None: unknown or ambiguous
         say(f"❌ Unknown symbol {args.symbol}")
         return EXIT_ERROR
-    contract = found[0]
     order = Order(action=args.side, totalQuantity=args.quantity, orderType=args.order_type,
                   tif=args.tif, orderRef=f"test_order-{int(time.time())}")
     if args.limit_price is not None:
@@ -125,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.host, args.port
     if host is None:
         from sim_gateway.controller import SimGateway
-        gateway = SimGateway().start()
+        from sim_gateway.server import ServerSettings
+        from sim_gateway.sessions import demo_clock_start
+        # outside US market hours the embedded gateway's clock runs inside a session, so it fills
+        gateway = SimGateway(ServerSettings(clock_start=demo_clock_start(time.time()))).start()
         host, port = "127.0.0.1", gateway.port
-        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}", flush=True)
+        label = gateway.clock_label()
+        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}{f' ({label})' if label else ''}",
+              flush=True)
     try:
         return asyncio.run(run(args, host, port))
     finally:

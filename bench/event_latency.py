@@ -31,20 +31,28 @@ Exit status 0 when every target passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import os
 import http.client
 import json
+import os
 import random
 import sys
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, AppServer, Http, add_experiment_args, app_settings,  # noqa: E402
-                      experiments_from, percentile, quiet_logs, start_gateway, verdict)
-from loop_thread import LoopThread  # noqa: E402
+from _harness import (
+    API_TOKEN,
+    AppServer,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    percentile,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
+from loop_thread import LoopThread
 
 TARGET_MS = 100.0
 OTHER_CLIENT = 7
@@ -82,7 +90,7 @@ class OtherClient:
             await self.ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=10)
 
         self.thread.call(connect(), 15)
-        self.contracts: dict[str, object] = {}
+        self.contracts: dict[str, Any] = {}  # ib_async Contracts (imported lazily)
 
     def place_mkt(self, symbol: str, ref: str) -> None:
         from ib_async import MarketOrder, Stock
@@ -120,7 +128,7 @@ class Observers:
         self.sse_frames = 0
         self.sse_ready = threading.Event()
         self.sse_conn: http.client.HTTPConnection | None = None
-        self.sse_sock = None
+        self.sse_sock: Any = None  # the stream's socket, to shut it down from another thread
         self.threads = [threading.Thread(target=self._poll_orders, daemon=True),
                         threading.Thread(target=self._poll_executions, daemon=True),
                         threading.Thread(target=self._sse, daemon=True)]
@@ -171,12 +179,12 @@ class Observers:
                 if not line:
                     return
                 now = time.time()
-                line = line.decode().rstrip("\n")
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
-                elif line == "":
+                text = line.decode().rstrip("\n")
+                if text.startswith("event:"):
+                    event = text[6:].strip()
+                elif text.startswith("data:"):
+                    data.append(text[5:].lstrip())
+                elif text == "":
                     if event == "state" and data:
                         state = json.loads("\n".join(data))
                         self.sse_frames += 1
@@ -214,6 +222,7 @@ def run_source(source: str, args, srv: AppServer, clock: FillClock, obs: Observe
             ref = f"bench-lat-{k:03d}-{random.randrange(1 << 30):x}"
             with obs.lock:
                 obs.watch.add(ref)
+            assert other is not None, "source 'other' needs the other client"
             other.place_mkt(symbol, ref)
         else:
             status, body = http.json("POST", "/api/v1/orders",
@@ -238,7 +247,7 @@ def run_source(source: str, args, srv: AppServer, clock: FillClock, obs: Observe
                     missing += 1
         time.sleep(random.uniform(0.5, 1.0))  # a fill lands anywhere in the reader's cycle
     http.close()
-    lat["missing"] = [missing]  # type: ignore[list-item]
+    lat["missing"] = [missing]
     return lat
 
 

@@ -38,13 +38,23 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
+from itertools import pairwise
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (API_TOKEN, AppProcess, Http, add_experiment_args,  # noqa: E402
-                      experiment_flags, fd_counts, get_json, quiet_logs, rss_mb, start_gateway,
-                      thread_count, verdict, wait_until)
+from _harness import (
+    API_TOKEN,
+    AppProcess,
+    Http,
+    add_experiment_args,
+    experiment_flags,
+    fd_counts,
+    get_json,
+    quiet_logs,
+    rss_mb,
+    start_gateway,
+    thread_count,
+    verdict,
+    wait_until,
+)
 
 RSS_TARGET_MB = 150.0
 FLAT_KB_PER_ORDER = 1.0
@@ -113,7 +123,7 @@ def slot_hold_seconds(base: str, trials: int = 5) -> list[float]:
 
 def sse_churn(base: str, clients: int, max_seconds: float, workers: int = 4) -> dict:
     host, port = base.split("://")[1].split(":")
-    counts = {"ok": 0, "busy": 0, "error": 0}
+    counts: dict[str, float] = {"ok": 0, "busy": 0, "error": 0}
     lock = threading.Lock()
     todo = iter(range(clients))
     stop_at = time.perf_counter() + max_seconds
@@ -313,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{samples[-1][0]} orders; growth {slope:.2f} KB/order from "
                       f"{args.warmup} orders on ({whole:.2f} KB/order over every sample from "
                       f"the first); threads {thread_count(pid)}, fds {fd_counts(pid)[0]}")
-                cpu = [(b[2] - a[2]) / (b[0] - a[0]) * 1000 for a, b in zip(samples[1:],
-                                                                            samples[2:])]
+                cpu = [(b[2] - a[2]) / (b[0] - a[0]) * 1000 for a, b in pairwise(samples[1:])]
                 if cpu:
                     print(f"  app CPU per order, first -> last interval: {cpu[0]:.1f} -> "
                           f"{cpu[-1]:.1f} ms")

@@ -17,7 +17,7 @@ window and what it was made of. Target: every window <= 50 messages for both cli
 error 100 sent), and no order record carrying an error 100.
 
 Experiments (apply a proposed fix in this process only, to measure its effect; nothing is edited):
-  --throttle 4/0.1   ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL (default 4/0.11)
+  --throttle 4/0.1   ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL (default 5/0.1111)
   --refresh-gap 0.25 ib_connector.REFRESH_MIN_GAP (pause after each reader refresh), default 0.05
 
 Usage: python bench/pacing.py [--orders 200] [--idle 3]
@@ -31,13 +31,20 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import (ORDER_CLIENT, READER_CLIENT, AppServer, GatewayTap, Http,  # noqa: E402
-                      add_experiment_args, app_settings, experiments_from, quiet_logs,
-                      start_gateway, verdict)
+from _harness import (
+    ORDER_CLIENT,
+    READER_CLIENT,
+    AppServer,
+    GatewayTap,
+    Http,
+    add_experiment_args,
+    app_settings,
+    experiments_from,
+    quiet_logs,
+    start_gateway,
+    verdict,
+)
 
 LIMIT = 50
 CLIENTS = ((READER_CLIENT, "reader 999"), (ORDER_CLIENT, "orders 1000"))

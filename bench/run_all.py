@@ -8,7 +8,7 @@ PASS / MISS) per benchmark, with its wall time.
                     20 latency trials, 5 cold starts, 5 s per read endpoint): ~15-20 minutes
   --only a,b        run only these (names without .py)
   --experiments "…" extra flags for every benchmark that takes experiment switches, e.g.
-                    "--no-commission-hint --throttle 4/0.1" (see bench/README.md)
+                    "--throttle 4/0.11 --refresh-gap 0.1" (see bench/README.md)
 
 Usage: python bench/run_all.py [--full] [--only pacing,cold_start] [--experiments "..."]
 Exit status 0 when every benchmark passes, 1 otherwise.
@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 MODEST = {
     "order_pipeline": [],
     "pacing": ["--orders", "200"],
+    "pacing_vs_raw": ["--rounds", "3"],
     "read_endpoints": ["--duration", "3"],
     "event_latency": ["--trials", "10"],
     "cold_start": ["--runs", "3"],
@@ -38,13 +39,14 @@ MODEST = {
 FULL = {
     "order_pipeline": [],
     "pacing": ["--orders", "200"],
+    "pacing_vs_raw": ["--rounds", "5"],
     "read_endpoints": ["--duration", "5"],
     "event_latency": ["--trials", "20"],
     "cold_start": ["--runs", "5"],
     "footprint": ["--orders", "10000", "--sample-every", "1000", "--sse-clients", "1000",
                   "--max-minutes", "25"],
 }
-TAKES_EXPERIMENTS = {"order_pipeline", "pacing", "read_endpoints", "event_latency", "footprint"}
+TAKES_EXPERIMENTS = {"order_pipeline", "pacing", "pacing_vs_raw", "read_endpoints", "event_latency", "footprint"}
 
 
 def run(name: str, args: list[str]) -> tuple[int, float, list[str]]:

@@ -25,18 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _harness import max_in_window, percentile  # noqa: E402
-from sim_gateway import protocol as p  # noqa: E402
-from sim_gateway.broker import BrokerConfig  # noqa: E402
-from sim_gateway.codec import ClientFrameReader, encode_client_hello, encode_frame  # noqa: E402
-from sim_gateway.controller import SimGateway  # noqa: E402
-from sim_gateway.server import ServerSettings  # noqa: E402
-from sim_gateway.types import ContractQuery, OrderRequest  # noqa: E402
+from _harness import max_in_window, percentile
+from sim_gateway import protocol as p
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.codec import ClientFrameReader, encode_client_hello, encode_frame
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+from sim_gateway.types import ContractQuery, OrderRequest
 
 CLIENT_MIN_VERSION, CLIENT_MAX_VERSION = 157, 178
 DEFAULT_PACING = ServerSettings().max_rate  # 50 msg/s, like TWS
@@ -172,7 +168,7 @@ async def throughput_phase(gateway: SimGateway, orders: int, quantity: float, ti
             await client.writer.drain()
         try:
             await asyncio.wait_for(tracker.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await client.close()
@@ -214,7 +210,7 @@ async def paced_phase(gateway: SimGateway, orders: int, quantity: float, rate: f
             await client.writer.drain()
         try:
             await asyncio.wait_for(tracker.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await client.close()

@@ -11,14 +11,14 @@ import math
 import random
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from .types import Quote
 
 BLOCK = 4096  # steps drawn per RNG seeding
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decimals(tick: float) -> int:
     """Number of decimals of a tick size (0.01 → 2, 0.00005 → 5)."""
     return max(0, -int(Decimal(str(tick)).as_tuple().exponent))

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import ib_async.client
 import pytest
 
-from conftest import API_TOKEN, api_client, app_settings, wait_for
+from conftest import API_TOKEN, TRADING_CLOCK, api_client, app_settings, wait_for
 
 
 def post_order(client, wait=False, **fields):
@@ -404,7 +404,7 @@ def test_reader_works_when_it_is_the_master_api_client():
     from sim_gateway.controller import SimGateway
     from sim_gateway.server import ServerSettings
 
-    gw = SimGateway(ServerSettings(master_client_id=999)).start()
+    gw = SimGateway(ServerSettings(master_client_id=999, clock_start=TRADING_CLOCK)).start()
     try:
         app = create_app({"SETTINGS": app_settings(gw)})
         try:
@@ -434,3 +434,14 @@ def test_stream_slots_are_given_back(client, app):
     assert first.startswith(b"retry:")
     res.close()
     assert feed.open_streams == 0
+
+
+def test_settings_and_overrides_together_is_one_readable_error():
+    from app_simple import create_app
+    from config import ConfigError, load_settings
+
+    settings = load_settings(env={}, dotenv_path=None)
+    with pytest.raises(ConfigError) as info:
+        create_app({"SETTINGS": settings, "settle_first": 0})
+    assert info.value.problems == ("give either SETTINGS or overrides, not both",)
+    assert str(info.value) == "give either SETTINGS or overrides, not both"

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 import waitress
+from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from waitress import wasyncore
 
 import app_simple
 from config import load_settings
-from conftest import FAST_SETTLE, ROOT, app_settings, wait_for
+from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -59,7 +60,7 @@ class Live:
     """The app served over HTTP, and the gateway it talks to."""
 
     url: str
-    app: object
+    app: Flask
     gateway: object
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -114,7 +115,7 @@ def live(request, tmp_path) -> Iterator[Live]:
             "journal_path": journal, **FAST_SETTLE})
         gateway = None
     elif kind == "live_account":
-        own = gateway = SimGateway(ServerSettings(), BrokerConfig(
+        own = gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK), BrokerConfig(
             account="U7654321", live_account_drill=True)).start()
         settings = app_settings(gateway, journal_path=journal, allow_live_trading=True,
                                 live_confirm_notional=1000)
@@ -151,9 +152,12 @@ class Dashboard:
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(re.search(p, e) for p in self.allowed)]
 
-    def open(self) -> "Dashboard":
-        self.page.goto(self.live.url + "/")
+    def open(self) -> Dashboard:
+        """Sign in the way a trader does: the login URL the app printed (token inside)."""
+        token = self.live.app.extensions["api_token"]
+        self.page.goto(f"{self.live.url}/login?token={token}")
         expect(self.page.locator("#health")).to_have_text("connected")
+        assert token not in self.page.url  # the token does not stay in the address bar
         return self
 
     def shot(self, name: str) -> None:
@@ -232,6 +236,26 @@ def test_dashboard_loads_with_mode_badges_and_health(dash):
     expect(page.locator("#positions-empty")).to_be_visible()
     expect(page.locator("body")).to_have_attribute("data-mode", "paper")
     dash.shot("dashboard_loaded")
+
+
+def test_sign_in_with_the_printed_url_then_sign_out(dash):
+    page = dash.page
+    dash.allow_console_error(r"status of 401")
+    page.goto(dash.live.url + "/")  # no secret yet: the login page, and no session
+    expect(page.locator("input[name=secret]")).to_be_visible()
+    assert page.url.startswith(dash.live.url + "/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "ibdash_session"]
+    page.fill("input[name=secret]", "not-the-token")
+    page.click("button[type=submit]")
+    expect(page.locator(".login .error")).to_have_text("Wrong token or password")
+    dash.shot("login_refused")
+    dash.open()  # the printed URL: signed in, the token gone from the address bar
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ibdash_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.click("#logout-btn")
+    expect(page.locator("input[name=secret]")).to_be_visible()
+    status = page.evaluate("fetch('/api/v1/status').then(r => r.status)")
+    assert status == 401
 
 
 def test_symbol_entry_shows_a_live_quote(dash):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest import wait_for
+from conftest import TRADING_CLOCK, wait_for
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_handler import FINAL_VERDICTS, OrderHandler, OrderIntent, TradingHaltedError
@@ -71,6 +76,22 @@ def test_orders_are_journaled_before_sending(handler, gateway, journal):
     assert final.verdict == "filled"
     assert journal.flush(5)
     assert journal.get(record.id).record.verdict == "filled"
+
+
+def test_logs_are_named_after_their_module(gateway, journal, caplog):
+    """The connection logs as ib_connection, the order lifecycle as order_handler."""
+    caplog.set_level(logging.INFO)
+    handler = make_handler(gateway, journal)
+    try:
+        record, _ = handler.submit(MKT)
+        handler.wait(record.id, 5)
+    finally:
+        handler.stop()
+    names = {r.name for r in caplog.records if not r.name.startswith("ib_async")}
+    connected = [r for r in caplog.records if f"connected to 127.0.0.1:{gateway.port}" in r.getMessage()]
+    assert connected and {r.name for r in connected} == {"ib_connection"}
+    assert any(record.id in r.getMessage() for r in caplog.records if r.name == "order_handler")
+    assert names <= {"ib_connection", "order_handler", "journal", "loop_thread", "sim_gateway.server"}
 
 
 def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
@@ -227,8 +248,6 @@ def test_kill_switch_halts_and_persists(gateway, journal):
 
 
 # ------------------------------------------------------------------ property-based
-from hypothesis import HealthCheck, settings as hsettings, strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
 
 
 def consistent(handler, gateway) -> bool:
@@ -260,10 +279,13 @@ class OrderIntegrity(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         import tempfile
+
         from sim_gateway.broker import BrokerConfig
         from sim_gateway.controller import SimGateway
+        from sim_gateway.server import ServerSettings
         self.tmp = tempfile.TemporaryDirectory()
-        self.gateway = SimGateway(broker_config=BrokerConfig(seed=3)).start()
+        self.gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),
+                                  BrokerConfig(seed=3)).start()
         self.gateway.set_fill_delay(0.2)
         self.journal = Journal(f"{self.tmp.name}/orders.db")
         self.handler = make_handler(self.gateway, self.journal, monitor=1, grace=0.5)

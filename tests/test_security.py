@@ -1,25 +1,43 @@
-"""Who may talk to the app: tokens, browser sessions with CSRF, hosts, limits, one instance."""
+"""Who may talk to the app: sign-in, bearer tokens, the lockout, CSRF, hosts, bodies, files."""
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 
 import pytest
 
+import auth
 import security
-from conftest import ROOT, API_TOKEN, app_settings
-from config import ConfigError
+from config import ConfigError, load_settings
+from conftest import API_TOKEN, ROOT, app_settings, wait_for
+
+ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
+PASSWORD = "hunter2-hunter2"
 
 
 def page_token(client) -> str:
     html = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
 
 
-ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
+def signed_in(client, secret: str = API_TOKEN):
+    """Open the login URL the app prints; return the dashboard's CSRF token."""
+    res = client.get(f"/login?token={secret}")
+    assert res.status_code == 302 and res.headers["Location"] == "/"
+    return page_token(client)
+
+
+def client_from(app, address: str):
+    """A test client whose requests come from ``address``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
 
 
 def assert_nothing_placed(app, gateway):
@@ -28,10 +46,31 @@ def assert_nothing_placed(app, gateway):
     assert not gateway.all_orders()
 
 
+def audit_outcomes(app) -> list[str]:
+    return [row["outcome"] for row in app.extensions["trading"].journal.audit_rows(1000)]
+
+
+@pytest.fixture
+def make_app(gateway):
+    """Build apps on the gateway with extra settings; stop them all afterwards."""
+    from app_simple import create_app, shutdown
+    made = []
+
+    def build(**overrides):
+        made.append(create_app({"SETTINGS": app_settings(gateway, **overrides)}))
+        return made[-1]
+
+    yield build
+    for application in made:
+        shutdown(application)
+
+
+# ------------------------------------------------------------------ sign-in
 def test_api_needs_a_token(app, gateway):
     anonymous = app.test_client()
     for method, url in (("get", "/api/v1/status"), ("get", "/api/v1/orders"),
-                        ("post", "/api/v1/orders"), ("post", "/api/v1/kill-switch")):
+                        ("get", "/api/v1/openapi.json"), ("post", "/api/v1/orders"),
+                        ("post", "/api/v1/kill-switch")):
         res = getattr(anonymous, method)(url, json=ORDER)
         assert res.status_code == 401, url
         assert res.get_json()["error"]["code"] == "unauthorized"
@@ -41,14 +80,203 @@ def test_api_needs_a_token(app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+def test_anonymous_browser_is_sent_to_login_and_gets_no_session(app):
+    anonymous = app.test_client()
+    res = anonymous.get("/")
+    assert res.status_code == 302 and res.headers["Location"].startswith("/login")
+    for url in ("/", "/login", "/api/v1/status", "/api/v1/health", "/static/style.css"):
+        with anonymous.get(url) as res:
+            assert "Set-Cookie" not in res.headers, url
+    assert anonymous.get_cookie("ibdash_session") is None
+    page = anonymous.get("/login").get_data(as_text=True)
+    assert 'name="secret"' in page and "csrf" not in page.lower()
+
+
+def test_login_url_exchanges_the_token_for_a_strict_session(app, gateway):
+    browser = app.test_client()
+    res = browser.get(f"/login?token={API_TOKEN}")
+    assert res.status_code == 302
+    assert API_TOKEN not in res.headers["Location"]  # redirected to a URL without the token
+    cookie = res.headers["Set-Cookie"]
+    assert "SameSite=Strict" in cookie and "HttpOnly" in cookie and "Secure" not in cookie
+    token = page_token(browser)
+    assert browser.get("/api/v1/status").status_code == 200
+    res = browser.post("/api/v1/orders", json=ORDER, headers={"X-CSRFToken": token})
+    assert res.status_code == 202
+    browser.post("/logout", data={"csrf_token": token})
+    assert browser.get("/api/v1/status").status_code == 401
+
+
+def test_session_cookie_is_secure_over_https(app):
+    browser = app.test_client()
+    res = browser.get(f"/login?token={API_TOKEN}", base_url="https://localhost")
+    assert "; Secure" in res.headers["Set-Cookie"]
+
+
+def test_login_next_stays_on_this_site(app):
+    browser = app.test_client()
+    for target, expected in (("/api/v1/orders", "/api/v1/orders"),
+                             ("https://evil.example/", "/"), ("//evil.example", "/"),
+                             ("/\\evil.example", "/")):
+        res = browser.get("/login", query_string={"token": API_TOKEN, "next": target})
+        assert res.headers["Location"] == expected, target
+
+
+def test_new_secret_ends_old_sessions(gateway, make_app):
+    first = make_app()
+    browser = first.test_client()
+    signed_in(browser)
+    cookie = browser.get_cookie("ibdash_session").value
+    from app_simple import shutdown
+    shutdown(first)
+    second = make_app(api_token="another-api-token-0123456789")
+    other = second.test_client()
+    other.set_cookie("ibdash_session", cookie)  # same SECRET_KEY, so the cookie still verifies
+    assert other.get("/api/v1/status").status_code == 401
+
+
+def test_dashboard_password_signs_in_too(make_app):
+    app = make_app(dashboard_password=PASSWORD)
+    browser = app.test_client()
+    assert browser.get("/").status_code == 302
+    wrong = browser.post("/login", data={"secret": "nope"})
+    assert wrong.status_code == 401 and b"Wrong token or password" in wrong.data
+    assert browser.get_cookie("ibdash_session") is None
+    right = browser.post("/login", data={"secret": PASSWORD})
+    assert right.status_code == 302
+    assert browser.get("/api/v1/status").status_code == 200
+
+
+# --------------------------------------------------------- every rule, anonymous
+PUBLIC = {"/login", "/api/v1/health", *auth.LOGIN_ASSETS}
+
+
+def _concrete(rule) -> str:
+    values = {"order_id": "o-none-000001", "filename": "app.js"}
+    return rule.build(values, append_unknown=False)[1]
+
+
+def _every_call(app):
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield method, _concrete(rule)
+
+
+def _crawl(client, base: str) -> tuple[set[str], list[str]]:
+    """Follow the pages' own links from / as a browser would; collect any CSRF tokens."""
+    seen, tokens, queue = set(), [], ["/"]
+    while queue:
+        url = queue.pop()
+        if url in seen or not url.startswith("/"):
+            continue
+        seen.add(url)
+        with client.get(url, base_url=base, follow_redirects=True) as res:
+            text = res.get_data(as_text=True)
+        tokens += re.findall(r'(?:csrf-token" content|csrf_token" value)="([^"]+)"', text)
+        queue += re.findall(r'(?:href|src|action)="([^"#]+)"', text)
+    return seen, tokens
+
+
+def _assert_refused_everywhere(app, gateway, host: str) -> None:
+    anonymous = app.test_client()
+    seen, tokens = _crawl(anonymous, f"http://{host}")
+    assert "/login" in seen and tokens == []  # the login page hands out no CSRF token
+    headers = {"X-CSRFToken": "forged"}
+    for method, url in _every_call(app):
+        with anonymous.open(url, method=method, json=ORDER, headers=headers,
+                            base_url=f"http://{host}") as res:
+            pass
+        if url in PUBLIC:
+            assert res.status_code < 500, (method, url)
+            continue
+        redirect = res.status_code == 302 and res.headers["Location"].startswith("/login")
+        assert res.status_code == 401 or redirect, (method, url, res.status_code)
+    assert anonymous.get_cookie("ibdash_session") is None
+    assert_nothing_placed(app, gateway)
+
+
+def test_every_rule_refuses_an_anonymous_caller(gateway, make_app):
+    app = make_app(webhook_secret="webhook-secret-abcdefghij")
+    _assert_refused_everywhere(app, gateway, "127.0.0.1:5000")
+
+
+def test_every_rule_refuses_an_anonymous_caller_on_a_lan_bind(gateway, make_app):
+    app = make_app(webhook_secret="webhook-secret-abcdefghij", dashboard_host="0.0.0.0",
+                   trusted_hosts="192.168.1.20")
+    _assert_refused_everywhere(app, gateway, "192.168.1.20:5000")
+    anonymous = app.test_client()
+    for method, url in _every_call(app):  # a forged Host is refused before anything else
+        res = anonymous.open(url, method=method, json=ORDER, headers={
+            "Host": "0.0.0.0:5000", "Authorization": f"Bearer {API_TOKEN}"})
+        assert res.status_code == 400, (method, url)
+    assert_nothing_placed(app, gateway)
+
+
+# ----------------------------------------------------------------- lockout
+def test_failed_logins_lock_the_address_out(app):
+    attacker = client_from(app, "10.0.0.5")
+    statuses = [attacker.post("/login", data={"secret": f"guess-{i}"}).status_code
+                for i in range(8)]
+    assert statuses == [401] * 5 + [429] * 3  # 5 attempts allowed per minute
+    locked = attacker.get(f"/login?token={API_TOKEN}")  # even the right secret now
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert attacker.get_cookie("ibdash_session") is None
+    neighbour = client_from(app, "10.0.0.6")
+    assert neighbour.get(f"/login?token={API_TOKEN}").status_code == 302
+    outcomes = audit_outcomes(app)
+    assert outcomes.count("unauthorized: wrong secret") == 5
+    assert sum(o.startswith("locked_out") for o in outcomes) == 4
+
+
+def test_failed_bearer_tokens_lock_the_address_out(app, gateway):
+    script = client_from(app, "10.0.0.7")
+    for _ in range(5):
+        res = script.get("/api/v1/status", headers={"Authorization": "Bearer guess"})
+        assert res.status_code == 401
+    res = script.post("/api/v1/orders", json=ORDER,
+                      headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert res.status_code == 429 and res.get_json()["error"]["code"] == "too_many_attempts"
+    assert res.headers["Retry-After"]
+    assert_nothing_placed(app, gateway)
+
+
+def test_lockout_counts_every_address_and_lifts(app):
+    app.extensions["login_guard"] = auth.LoginGuard("3/2 second", "5/minute")
+    for i in range(5):  # spread over addresses: the total limit still holds
+        client = client_from(app, f"10.0.1.{i}")
+        assert client.post("/login", data={"secret": "guess"}).status_code == 401
+    late = client_from(app, "10.0.1.99")
+    assert late.get(f"/login?token={API_TOKEN}").status_code == 429
+    app.extensions["login_guard"] = guard = auth.LoginGuard("3/2 second", "100/minute")
+    for _ in range(3):
+        guard.failed("10.0.2.1")
+    assert guard.wait_seconds("10.0.2.1") >= 1
+    wait_for(lambda: guard.wait_seconds("10.0.2.1") == 0, timeout=5)  # the window moves on
+    again = client_from(app, "10.0.2.1")
+    assert again.get(f"/login?token={API_TOKEN}").status_code == 302
+
+
+def test_webhook_secret_failures_count_too(make_app, gateway):
+    app = make_app(webhook_secret="webhook-secret-abcdefghij")
+    sender = client_from(app, "10.0.0.9")
+    for _ in range(5):
+        res = sender.post("/api/v1/webhook", json=ORDER, headers={"X-Webhook-Secret": "guess"})
+        assert res.status_code == 401
+    res = sender.post("/api/v1/webhook", json=ORDER,
+                      headers={"X-Webhook-Secret": "webhook-secret-abcdefghij"})
+    assert res.status_code == 429
+    assert_nothing_placed(app, gateway)
+
+
+# -------------------------------------------------------------------- CSRF
 def test_browser_session_needs_csrf_for_writes(app, gateway):
     browser = app.test_client()
-    token = page_token(browser)  # loading the dashboard opens the session
+    token = signed_in(browser)
     assert browser.get("/api/v1/status").status_code == 200
     res = browser.post("/api/v1/orders", json=ORDER)
-    assert res.status_code == 400 and res.get_json()["error"]["code"] == "csrf_failed"
+    assert res.status_code == 403 and res.get_json()["error"]["code"] == "csrf_failed"
     res = browser.post("/api/v1/orders", json=ORDER, headers={"X-CSRFToken": "forged"})
-    assert res.status_code == 400
+    assert res.status_code == 403 and res.get_json()["error"]["status"] == 403
     assert_nothing_placed(app, gateway)
     res = browser.post("/api/v1/orders", json=ORDER, headers={"X-CSRFToken": token})
     assert res.status_code == 202
@@ -56,30 +284,159 @@ def test_browser_session_needs_csrf_for_writes(app, gateway):
 
 def test_cross_site_form_post_is_refused(app, gateway):
     browser = app.test_client()
-    page_token(browser)
+    signed_in(browser)
     res = browser.post("/api/v1/orders", data={"symbol": "AAPL", "action": "BUY",
                                                "quantity": "100"},
                        headers={"Origin": "https://evil.example"})
-    assert res.status_code == 400
+    assert res.status_code == 403
     res = browser.post("/api/v1/kill-switch", data="engaged=true",
                        content_type="application/x-www-form-urlencoded")
-    assert res.status_code == 400
+    assert res.status_code == 403
+    assert browser.post("/logout").status_code == 403  # no one signs a trader out either
     assert_nothing_placed(app, gateway)
+    assert sum(o.startswith("refused: 403") for o in audit_outcomes(app)) == 3
 
 
-def test_session_cookie_is_strict(app):
-    res = app.test_client().get("/")
-    cookie = res.headers["Set-Cookie"]
-    assert "SameSite=Strict" in cookie and "HttpOnly" in cookie
-
-
-def test_wrong_host_is_refused(client):
-    res = client.get("/api/v1/status", headers={"Host": "evil.example:5000"})
-    assert res.status_code == 400
+# ------------------------------------------------------------------- hosts
+def test_host_matching(client):
+    for host in ("127.0.0.1:5000", "LOCALHOST:5000", "localhost", "[::1]:5000", "[::1]",
+                 "LocalHost."):
+        assert client.get("/api/v1/status", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example:5000", "rebind.attacker.test", "0.0.0.0:5000", "127.0.0.1:x",
+                 "localhost.evil.example", ""):
+        res = client.get("/api/v1/status", headers={"Host": host})
+        assert res.status_code == 400, host
+        assert res.get_json()["error"]["code"] == "untrusted_host"
     assert client.get("/", headers={"Host": "rebind.attacker.test"}).status_code == 400
-    assert client.get("/api/v1/status", headers={"Host": "127.0.0.1:5000"}).status_code == 200
 
 
+def test_bind_anywhere_is_never_a_trusted_host(make_app):
+    app = make_app(dashboard_host="0.0.0.0", trusted_hosts="Trader-PC.lan")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert client.get("/api/v1/status", headers={**headers, "Host": "0.0.0.0:5000"}
+                      ).status_code == 400
+    assert client.get("/api/v1/status", headers={**headers, "Host": "trader-pc.lan:5000"}
+                      ).status_code == 200
+
+
+def bind_settings(host, **values):
+    return load_settings(env={}, dotenv_path=None, overrides={"dashboard_host": host, **values})
+
+
+def test_non_loopback_bind_needs_token_secret_and_trusted_hosts(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
+    env.update(DASHBOARD_HOST="0.0.0.0", JOURNAL_PATH=str(tmp_path / "orders.db"))
+    result = subprocess.run([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env={
+        **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "API_TOKEN and SECRET_KEY" in result.stderr and "TRUSTED_HOSTS" in result.stderr
+    keys = {"api_token": API_TOKEN, "secret_key": "s" * 20}
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        security.check_bind(bind_settings("0.0.0.0", api_token=API_TOKEN,
+                                          trusted_hosts="192.168.1.20"))
+    with pytest.raises(ConfigError, match="set TRUSTED_HOSTS"):
+        security.check_bind(bind_settings("0.0.0.0", **keys))
+    with pytest.raises(ConfigError, match="add 192.168.1.20 to TRUSTED_HOSTS"):
+        security.check_bind(bind_settings("192.168.1.20", **keys, trusted_hosts="pc.lan"))
+    with pytest.raises(ConfigError, match="bind-anywhere"):
+        security.check_bind(bind_settings("127.0.0.1", trusted_hosts="0.0.0.0"))
+    security.check_bind(bind_settings("0.0.0.0", **keys, trusted_hosts="192.168.1.20"))
+    security.check_bind(bind_settings("192.168.1.20", **keys, trusted_hosts="192.168.1.20"))
+    security.check_bind(bind_settings("127.0.0.1"))
+
+
+# ------------------------------------------------------------------ bodies
+DEEP = b'{"a":' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+ORDER_JSON = b'{"symbol": "AAPL", "action": "BUY", "quantity": 1}'
+HOSTILE = [
+    ("deep nesting", "application/json", DEEP, 400),
+    ("deep objects", "application/json", b'{"a":' * 5000 + b"1" + b"}" * 5000, 400),
+    ("UTF-16", "application/json", ORDER_JSON.decode().encode("utf-16"), 400),
+    ("UTF-16 no BOM", "application/json", ORDER_JSON.decode().encode("utf-16-le"), 400),
+    ("UTF-32", "application/json", ORDER_JSON.decode().encode("utf-32"), 400),
+    ("UTF-8 BOM", "application/json", b"\xef\xbb\xbf" + ORDER_JSON, 400),
+    ("latin-1", "application/json", '{"symbol": "AAPL\xe9"}'.encode("latin-1"), 400),
+    ("charset utf-16", "application/json; charset=utf-16", ORDER_JSON, 415),
+    ("text/plain", "text/plain", ORDER_JSON, 415),
+    ("form", "application/x-www-form-urlencoded", b"symbol=AAPL&action=BUY&quantity=1", 415),
+    ("no type", None, ORDER_JSON, 415),
+    ("empty", "application/json", b"", 400),
+    ("array", "application/json", b"[" + ORDER_JSON + b"]", 400),
+    ("null", "application/json", b"null", 400),
+    ("broken", "application/json", b'{"symbol": "AAPL",', 400),
+    ("NaN", "application/json", b'{"symbol": "AAPL", "action": "BUY", "quantity": NaN}', 400),
+    ("huge number", "application/json",
+     b'{"symbol": "AAPL", "action": "BUY", "quantity": 1' + b"0" * 5000 + b"}", 400),
+]
+WRITE_PATHS = ("/api/v1/orders", "/api/v1/orders/preview", "/api/v1/kill-switch",
+               "/api/v1/webhook", "/api/v1/orders/o-none-000001/modify")
+
+
+def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
+    app = make_app(webhook_secret="webhook-secret-abcdefghij")
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {API_TOKEN}",
+               "X-Webhook-Secret": "webhook-secret-abcdefghij"}
+    before = len(audit_outcomes(app))
+    answers = []
+    for name, content_type, body, expected in HOSTILE:
+        for path in WRITE_PATHS:
+            res = client.post(path, data=body, content_type=content_type, headers=headers)
+            answers.append((name, path, res.status_code))
+            assert res.status_code == expected or (
+                name in ("NaN", "huge number") and res.status_code in (400, 404, 422)), (
+                name, path, res.status_code)
+            assert res.get_json()["error"]["status"] == res.status_code
+    assert all(status < 500 for *_, status in answers)
+    assert not app.extensions["trading"].handler.halted  # no kill-switch body got through
+    assert_nothing_placed(app, gateway)
+    assert len(audit_outcomes(app)) - before == len(answers)  # every refusal audited
+
+
+# ---------------------------------------------------------- retryable = 503
+def test_stalled_gateway_answers_503_with_retry_after(app, client, gateway):
+    assert client.post("/api/v1/orders?wait=1", json=ORDER).status_code == 200  # warm
+    app.extensions["trading"].gate._quote_cache.clear()
+    gateway.stall(3.0)
+    res = client.post("/api/v1/orders", json={**ORDER, "symbol": "MSFT"})
+    assert res.status_code == 503, res.get_json()
+    assert res.get_json()["error"]["code"] == "gateway_not_answering"
+    assert int(res.headers["Retry-After"]) >= 1
+    assert app.extensions["trading"].journal.count() == 1  # only the warm-up order
+
+
+# ------------------------------------------------------------------- files
+def test_data_files_are_private(gateway, make_app, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    (folder / "orders.db").touch(mode=0o644)
+    (folder / "secret_key").write_text("an-old-secret-key-0123456789\n")
+    os.chmod(folder / "secret_key", 0o644)
+    app = make_app(journal_path=str(folder / "orders.db"), api_token=None, secret_key=None)
+    client = app.test_client()
+    token = app.extensions["api_token"]
+    res = client.post("/api/v1/orders?wait=1", json=ORDER,
+                      headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200  # the journal is written (and its WAL made)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    names = sorted(p.name for p in folder.iterdir())
+    assert {"orders.db", "orders.db-wal", "api_token", "secret_key", "app.lock"} <= set(names)
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def test_generated_token_is_kept_private(make_app, tmp_path):
+    app = make_app(journal_path=str(tmp_path / "data" / "orders.db"), api_token=None)
+    path = tmp_path / "data" / "api_token"
+    token = path.read_text().strip()
+    assert len(token) >= 32 and oct(path.stat().st_mode & 0o777) == "0o600"
+    res = app.test_client().get("/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200
+
+
+# ------------------------------------------------------------ the rest
 def test_oversized_body_is_refused(client, gateway):
     body = {**ORDER, "symbol": "A" * 10, "pad": "x" * 70_000}
     res = client.post("/api/v1/orders", json=body)
@@ -88,54 +445,16 @@ def test_oversized_body_is_refused(client, gateway):
 
 
 def test_security_headers(client):
-    for url in ("/", "/api/v1/status"):
+    for url in ("/", "/api/v1/status", "/login"):
         headers = client.get(url).headers
         assert "default-src 'self'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-
-
-def test_optional_dashboard_password(gateway):
-    from app_simple import create_app
-    app = create_app({"SETTINGS": app_settings(gateway, dashboard_password="hunter2-hunter2")})
-    try:
-        browser = app.test_client()
-        assert browser.get("/").status_code == 302
-        assert browser.get("/api/v1/status").status_code == 401
-        html = browser.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-        assert browser.post("/login", data={"password": "hunter2-hunter2"}).status_code == 400
-        wrong = browser.post("/login", data={"password": "nope", "csrf_token": token})
-        assert b"Wrong password" in wrong.data
-        right = browser.post("/login", data={"password": "hunter2-hunter2", "csrf_token": token})
-        assert right.status_code == 302
-        assert browser.get("/api/v1/status").status_code == 200
-    finally:
-        app.extensions["trading"].stop()
-
-
-def test_non_loopback_bind_needs_token_and_secret(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
-    env.update(DASHBOARD_HOST="0.0.0.0", JOURNAL_PATH=str(tmp_path / "orders.db"))
-    result = subprocess.run([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env={
-        **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "API_TOKEN and SECRET_KEY" in result.stderr
-    settings = app_settings_for_bind("0.0.0.0", api_token=API_TOKEN)
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
-        security.check_bind(settings)
-    security.check_bind(app_settings_for_bind("0.0.0.0", api_token=API_TOKEN,
-                                              secret_key="s" * 20))
-    security.check_bind(app_settings_for_bind("127.0.0.1"))
-
-
-def app_settings_for_bind(host, **values):
-    from config import load_settings
-    return load_settings(env={}, dotenv_path=None, overrides={"dashboard_host": host, **values})
+        assert headers["Referrer-Policy"] == "no-referrer"  # the login URL's token stays here
 
 
 def test_second_instance_refuses_to_start(gateway, tmp_path):
-    from app_simple import create_app
+    from app_simple import create_app, shutdown
     journal = str(tmp_path / "data" / "orders.db")
     first = create_app({"SETTINGS": app_settings(gateway, journal_path=journal)})
     try:
@@ -143,43 +462,92 @@ def test_second_instance_refuses_to_start(gateway, tmp_path):
             create_app({"SETTINGS": app_settings(gateway, journal_path=journal, client_id=501,
                                                  order_client_id=502)})
     finally:
-        from app_simple import shutdown
         shutdown(first)
     again = create_app({"SETTINGS": app_settings(gateway, journal_path=journal)})
     shutdown(again)
 
 
-def test_generated_token_is_kept_private(gateway, tmp_path):
-    from app_simple import create_app, shutdown
-    journal = str(tmp_path / "data" / "orders.db")
-    app = create_app({"SETTINGS": app_settings(gateway, journal_path=journal, api_token=None)})
-    try:
-        path = tmp_path / "data" / "api_token"
-        token = path.read_text().strip()
-        assert len(token) >= 32 and oct(path.stat().st_mode & 0o777) == "0o600"
-        res = app.test_client().get("/api/v1/status",
-                                    headers={"Authorization": f"Bearer {token}"})
-        assert res.status_code == 200
-    finally:
-        shutdown(app)
-
-
-def test_secrets_never_reach_the_logs(gateway, caplog):
+def test_secrets_never_reach_the_logs(make_app, caplog):
     import logging
-    from app_simple import create_app, shutdown
     secret = "webhook-secret-abcdefghij"
     caplog.set_level(logging.DEBUG)
-    app = create_app({"SETTINGS": app_settings(gateway, webhook_secret=secret,
-                                               dashboard_password="pw-0123456789abcdef")})
-    try:
-        client = app.test_client()
-        client.get("/api/v1/status", headers={"Authorization": "Bearer wrong-token"})
-        client.post("/api/v1/webhook", json={}, headers={"X-Webhook-Secret": "bad"})
-        client.post("/login", data={"password": "nope"})
-        ok = client.get("/api/v1/status", headers={"Authorization": f"Bearer {API_TOKEN}"})
-        assert ok.status_code == 200
-    finally:
-        shutdown(app)
+    app = make_app(webhook_secret=secret, dashboard_password="pw-0123456789abcdef")
+    client = app.test_client()
+    client.get("/api/v1/status", headers={"Authorization": "Bearer wrong-token"})
+    client.post("/api/v1/webhook", json={}, headers={"X-Webhook-Secret": "bad"})
+    client.post("/login", data={"secret": "nope"})
+    assert client.get(f"/login?token={API_TOKEN}").status_code == 302
+    ok = client.get("/api/v1/status", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert ok.status_code == 200
     text = "\n".join(r.getMessage() for r in caplog.records)
     for value in (API_TOKEN, secret, "pw-0123456789abcdef", "test-secret-key-0123456789"):
         assert value not in text
+    audit = str(app.extensions["trading"].journal.audit_rows(1000))
+    assert API_TOKEN not in audit and "pw-0123456789abcdef" not in audit
+
+
+# -------------------------------------------------------------- starvation
+@pytest.fixture
+def every_long_call_slot_held(app):
+    """Hold every long-call slot, as open streams and waiting calls would."""
+    slots = app.extensions["trading"].long_calls
+    held = 0
+    while slots.acquire(blocking=False):
+        held += 1
+    yield held
+    for _ in range(held):
+        slots.release()
+
+
+def test_long_calls_never_take_the_last_threads(app, client, gateway, every_long_call_slot_held):
+    from services import LONG_CALL_SLOTS, RESERVED_THREADS, SERVER_THREADS
+    assert every_long_call_slot_held == LONG_CALL_SLOTS == SERVER_THREADS - RESERVED_THREADS
+    res = client.get("/api/v1/stream")
+    assert res.status_code == 503 and res.headers["Retry-After"]
+    res = client.get("/api/v1/quote?symbol=AAPL")
+    assert res.status_code == 503 and res.get_json()["error"]["code"] == "busy"
+    res = client.post("/api/v1/orders?wait=1", json=ORDER)  # placed, answered without waiting
+    assert res.status_code == 202 and res.get_json()["order"]["verdict"] is None
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/status").status_code == 200
+    res = client.post("/api/v1/kill-switch", json={"engaged": True})
+    assert res.status_code == 200 and res.get_json()["engaged"] is True
+    assert app.extensions["trading"].handler.halted
+
+
+# ------------------------------------------------------ the printed sign-in URL
+def test_the_printed_sign_in_url_opens_a_session(tmp_path):
+    """``python app_simple.py`` prints a login URL on the terminal (not in its logs); opening
+    it signs the browser in; the data folder it made is private."""
+    import http.cookiejar
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
+    env.update(IB_MODE="sim", SIM_PORT="0", DASHBOARD_PORT=str(port), LOG_LEVEL="INFO",
+               JOURNAL_PATH=str(tmp_path / "data" / "orders.db"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "login?token=" in line:
+                url = line.split("opening: ", 1)[1].strip()
+                break
+        assert url and url.startswith(f"http://127.0.0.1:{port}/login?token=")
+        token = url.split("token=", 1)[1]
+        assert token == (tmp_path / "data" / "api_token").read_text().strip()
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(url, timeout=10) as page:
+            assert page.url == f"http://127.0.0.1:{port}/" and b"csrf-token" in page.read()
+        with opener.open(f"http://127.0.0.1:{port}/api/v1/status", timeout=10) as res:
+            assert res.status == 200
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    finally:
+        proc.terminate()
+        _, logs = proc.communicate(timeout=30)
+    assert "Dashboard on" not in logs and token not in logs  # logs never carry the token

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,9 +25,19 @@ from sim_gateway.broker import (
     PositionEvent,
     WhatIfEvent,
 )
-from sim_gateway.types import Contract, ContractQuery, ExecutionFilter, OrderRequest, Quote
+from sim_gateway.types import (
+    Contract,
+    ContractQuery,
+    Execution,
+    ExecutionFilter,
+    OrderRequest,
+    OrderView,
+    Quote,
+)
 
-T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 17:13:20 US/Eastern
+E = TypeVar("E")
+
+T0 = 1_699_978_400.0  # 2023-11-14 16:13:20 UTC = 11:13:20 US/Eastern (a Tuesday, market open)
 AAPL_ID, EURUSD_ID, USDJPY_ID = 265598, 12087792, 15016059
 AAPL = ContractQuery(symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD")
 MSFT = ContractQuery(symbol="MSFT", sec_type="STK", exchange="SMART", currency="USD")
@@ -47,7 +58,7 @@ MKT_FILL = [
     "PnLSingleEvent",
 ]
 FILL_TAIL = MKT_FILL[2:]
-VOLATILE = {"volatility": 0.002, "seed": 7}
+VOLATILE: dict[str, Any] = {"volatility": 0.002, "seed": 7}
 
 
 def flat(**config: Any) -> Broker:
@@ -79,8 +90,33 @@ def statuses(events: list, order_id: int | None = None) -> list[str]:
     ]
 
 
-def of(events: list, cls: type) -> list:
+def of(events: Sequence[object], cls: type[E]) -> list[E]:
     return [event for event in events if isinstance(event, cls)]
+
+
+def at(events: Sequence[object], index: int, cls: type[E]) -> E:
+    """``events[index]``, checked to be a ``cls``."""
+    event = events[index]
+    assert isinstance(event, cls), event
+    return event
+
+
+def order_of(event: object) -> OrderView:
+    """The order an open-order, order-status or what-if event carries."""
+    assert isinstance(event, OpenOrderEvent | OrderStatusEvent | WhatIfEvent), event
+    return event.order
+
+
+def execution_of(event: object) -> Execution:
+    assert isinstance(event, ExecutionEvent), event
+    return event.execution
+
+
+def order_view(broker: Broker, client_id: int, order_id: int) -> OrderView:
+    """The broker's view of an order that must exist."""
+    view = broker.order(client_id, order_id)
+    assert view is not None, (client_id, order_id)
+    return view
 
 
 def errors(events: list) -> list[tuple[int, str]]:
@@ -209,12 +245,12 @@ def test_market_order_fill_sequence() -> None:
     assert kinds(events) == MKT_FILL
     assert statuses(events) == ["PreSubmitted", "PreSubmitted", "Filled", "Filled", "Filled"]
     first, status0, (execution,), filled, status, with_commission = (
-        events[0].order,
-        events[1].order,
-        [events[2].execution],
-        events[3].order,
-        events[4].order,
-        events[5].order,
+        order_of(events[0]),
+        order_of(events[1]),
+        [execution_of(events[2])],
+        order_of(events[3]),
+        order_of(events[4]),
+        order_of(events[5]),
     )
     assert (status0.filled, status0.remaining, first.commission) == (0.0, 100.0, None)
     assert first.client_id == 7 and first.perm_id > 1_000_000_000 and first.tif == "DAY"
@@ -223,27 +259,29 @@ def test_market_order_fill_sequence() -> None:
     assert fields(execution, "cum_qty", "avg_price") == (100, 190.01)
     assert fields(execution, "exchange", "client_id", "order_id") == ("ISLAND", 7, 1)
     assert execution.perm_id == first.perm_id
-    assert execution.time == "20231114 17:13:20 US/Eastern" and execution.order_ref == "my-1"
+    assert execution.time == "20231114 11:13:20 US/Eastern" and execution.order_ref == "my-1"
     assert execution.account == "DU1234567"
     assert (filled.commission, status.filled, status.remaining) == (None, 100.0, 0.0)
     assert (status.avg_fill_price, status.last_fill_price) == (190.01, 190.01)
     assert (with_commission.commission, with_commission.commission_currency) == (1.0, "USD")
-    report = events[6].report
+    report = at(events, 6, CommissionEvent).report
     assert fields(report, "exec_id", "commission", "currency", "realized_pnl") == (
         execution.exec_id,
         1.0,
         "USD",
         None,
     )
-    assert (events[6].client_id, events[6].order_id) == (7, 1)
-    position = events[7].position
+    assert fields(at(events, 6, CommissionEvent), "client_id", "order_id") == (7, 1)
+    position = at(events, 7, PositionEvent).position
     assert (position.position, position.avg_cost) == (100, pytest.approx(190.02))
-    assert events[8].item.market_value == 19000.0 and events[8].item.unrealized_pnl == -2.0
-    assert events[9].values == tuple(broker.account_values())
-    assert events[10].pnl == broker.pnl() and events[11].pnl_single == broker.pnl_single(AAPL_ID)
+    item = at(events, 8, PortfolioEvent).item
+    assert item.market_value == 19000.0 and item.unrealized_pnl == -2.0
+    assert at(events, 9, AccountValuesEvent).values == tuple(broker.account_values())
+    assert at(events, 10, PnLEvent).pnl == broker.pnl()
+    assert at(events, 11, PnLSingleEvent).pnl_single == broker.pnl_single(AAPL_ID)
     [done] = broker.completed_orders()
     assert fields(done, "status", "completed_status") == ("Filled", "Filled Size: 100")
-    assert done.completed_time == "20231114 17:13:20 US/Eastern"
+    assert done.completed_time == "20231114 11:13:20 US/Eastern"
     assert broker.open_orders() == [] and broker.next_valid_id(7) == 2 and broker.next_valid_id(8) == 1
     assert broker.order(7, 1) == done
 
@@ -308,19 +346,19 @@ def test_marketable_limit_fills_at_the_touch() -> None:
 def test_modify_live_order() -> None:
     broker = flat()
     first = broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0), T0)
-    perm_id = first[0].order.perm_id
+    perm_id = order_of(first[0]).perm_id
     events = broker.place_order(1, req(1, qty=200, order_type="LMT", lmt_price=185.0), T0 + 0.5)
     assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent"]
-    view = events[0].order
+    view = order_of(events[0])
     assert fields(view, "total_quantity", "lmt_price", "status") == (200, 185.0, "Submitted")
     assert view.perm_id == perm_id
     rejected = broker.place_order(1, req(1, "SELL", 200, "LMT", lmt_price=185.0), T0 + 0.6)
     assert codes(rejected) == [201] and len(rejected) == 1
-    assert broker.order(1, 1).action == "BUY"
+    assert order_view(broker, 1, 1).action == "BUY"
     events = broker.place_order(1, req(1, qty=200, order_type="LMT", lmt_price=191.0), T0 + 0.7)
     assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent", *FILL_TAIL]
     assert of(events, ExecutionEvent)[0].execution.shares == 200
-    assert broker.order(1, 1).status == "Filled" and broker.open_orders() == []
+    assert order_view(broker, 1, 1).status == "Filled" and broker.open_orders() == []
 
 
 # ----------------------------------------------------------------------------- cancel
@@ -331,7 +369,7 @@ def test_cancel_resting_order() -> None:
     broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0), T0)
     events = broker.cancel_order(1, 1, T0 + 1)
     assert kinds(events) == ["OrderStatusEvent", "OrderErrorEvent"]
-    view = events[0].order
+    view = order_of(events[0])
     assert (view.status, view.filled, view.remaining) == ("Cancelled", 0.0, 100.0)
     assert errors(events) == [CANCELED_202]
     assert broker.completed_orders()[0].completed_status == "Cancelled by Trader"
@@ -351,7 +389,7 @@ def test_cancel_errors_10147_10148() -> None:
         (10148, "OrderId 1 that needs to be cancelled cannot be cancelled, state: Filled.")
     ]
     assert errors(broker.cancel_order(2, 2, T0)) == [not_found(2)]  # another client's id space
-    assert broker.order(1, 2).status == "Submitted"
+    assert order_view(broker, 1, 2).status == "Submitted"
 
 
 def test_global_cancel_cancels_every_client() -> None:
@@ -387,7 +425,7 @@ def test_stop_triggers_when_last_crosses() -> None:
     events = broker.place_order(1, req(1, "SELL", 100, "STP", aux_price=stop), T0)
     assert statuses(events) == ["PreSubmitted", "PreSubmitted"]
     assert of(broker.advance(T0 + step - 1), ExecutionEvent) == []
-    assert broker.order(1, 1).status == "PreSubmitted"
+    assert order_view(broker, 1, 1).status == "PreSubmitted"
     events = broker.advance(T0 + step)
     assert kinds(events) == FILL_TAIL
     assert of(events, ExecutionEvent)[0].execution.price == path[step - 1].bid
@@ -418,10 +456,10 @@ def test_trailing_stop_follows_and_triggers() -> None:
     broker = volatile()
     events = broker.place_order(1, req(1, "SELL", 100, "TRAIL", aux_price=0.5), T0)
     assert statuses(events) == ["PreSubmitted", "PreSubmitted"]
-    assert events[0].order.trail_stop_price == 189.5
+    assert order_of(events[0]).trail_stop_price == 189.5
     assert of(broker.advance(T0 + step - 1), ExecutionEvent) == []
     if step > 1:
-        assert broker.order(1, 1).trail_stop_price == expected[step - 2]
+        assert order_view(broker, 1, 1).trail_stop_price == expected[step - 2]
     [fill] = of(broker.advance(T0 + step), ExecutionEvent)
     assert fill.execution.price == path[step - 1].bid
 
@@ -429,7 +467,7 @@ def test_trailing_stop_follows_and_triggers() -> None:
 def test_trailing_percent_sets_initial_stop() -> None:
     broker = flat()
     events = broker.place_order(1, req(1, "BUY", 100, "TRAIL", trailing_percent=1.0), T0)
-    assert events[0].order.trail_stop_price == 191.9
+    assert order_of(events[0]).trail_stop_price == 191.9
     assert broker.advance(T0 + 100) == []
 
 
@@ -454,7 +492,7 @@ def test_ioc_fills_what_it_can_and_cancels_the_rest() -> None:
     broker = flat(partial_fill_above=100, partial_fill_chunk=100)
     events = broker.place_order(1, req(1, qty=250, tif="IOC"), T0)
     assert kinds(events) == MKT_FILL + ["OrderStatusEvent", "OrderErrorEvent"]
-    final = events[-2].order
+    final = order_of(events[-2])
     assert (final.status, final.filled, final.remaining) == ("Cancelled", 100, 150)
     assert broker.next_due() is None
 
@@ -462,10 +500,10 @@ def test_ioc_fills_what_it_can_and_cancels_the_rest() -> None:
 def test_day_and_gtc_rest_and_outside_rth_is_stored() -> None:
     broker = flat()
     broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0, tif="GTC", outside_rth=True), T0)
-    view = broker.order(1, 1)
+    view = order_view(broker, 1, 1)
     assert (view.tif, view.outside_rth, view.status) == ("GTC", True, "Submitted")
     broker.advance(T0 + 3600)
-    assert broker.order(1, 1).status == "Submitted"
+    assert order_view(broker, 1, 1).status == "Submitted"
 
 
 # ----------------------------------------------------------------------------- brackets, OCA
@@ -478,17 +516,17 @@ def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     child = req(11, "SELL", 100, "LMT", lmt_price=150.0, parent_id=10, transmit=False)
     take_profit = broker.place_order(5, child, T0)
     assert statuses(take_profit) == ["PreSubmitted", "PreSubmitted"]
-    assert broker.advance(T0 + 10) == [] and broker.order(5, 10).status == "PreSubmitted"
+    assert broker.advance(T0 + 10) == [] and order_view(broker, 5, 10).status == "PreSubmitted"
     stop_loss = broker.place_order(5, req(12, "SELL", 100, "STP", aux_price=170.0, parent_id=10), T0 + 10)
-    assert [(e.order.order_id, e.order.status) for e in stop_loss] == [
+    assert [(order_of(e).order_id, order_of(e).status) for e in stop_loss] == [
         (12, "PreSubmitted"),
         (12, "PreSubmitted"),
         (10, "Submitted"),
         (10, "Submitted"),
     ]
-    tp_view = broker.order(5, 11)
-    assert tp_view.parent_id == 10 and tp_view.parent_perm_id == parent[0].order.perm_id
-    assert broker.advance(T0 + 20) == [] and broker.order(5, 11).status == "PreSubmitted"  # not active yet
+    tp_view = order_view(broker, 5, 11)
+    assert tp_view.parent_id == 10 and tp_view.parent_perm_id == order_of(parent[0]).perm_id
+    assert broker.advance(T0 + 20) == [] and order_view(broker, 5, 11).status == "PreSubmitted"  # not active yet
     # ib_async re-sends the parent with transmit False: a released order stays released
     events = broker.place_order(5, req(10, "BUY", 100, "LMT", lmt_price=191.0, transmit=False), T0 + 20)
     fills = of(events, ExecutionEvent)
@@ -510,7 +548,7 @@ def test_bracket_take_profit_rests_stop_waits() -> None:
     assert statuses(events, 2) == ["Submitted", "Submitted"]
     assert {(o.order_id, o.status) for o in broker.open_orders()} == {(2, "Submitted"), (3, "PreSubmitted")}
     events = broker.cancel_order(1, 2, T0 + 6)
-    assert errors(events) == [CANCELED_202] and broker.order(1, 3).status == "PreSubmitted"
+    assert errors(events) == [CANCELED_202] and order_view(broker, 1, 3).status == "PreSubmitted"
 
 
 def test_cancelling_a_parent_cancels_its_children() -> None:
@@ -545,7 +583,7 @@ def test_oca_type_2_reduces_the_others() -> None:
     broker = flat(partial_fill_above=100, partial_fill_chunk=100)
     broker.place_order(1, req(1, qty=300, order_type="LMT", lmt_price=180.0, oca_group="R", oca_type=2), T0)
     events = broker.place_order(1, req(2, qty=300, oca_group="R", oca_type=2), T0)
-    assert broker.order(1, 1).total_quantity == 200 and statuses(events, 1) == ["Submitted", "Submitted"]
+    assert order_view(broker, 1, 1).total_quantity == 200 and statuses(events, 1) == ["Submitted", "Submitted"]
 
 
 def test_bracket_siblings_shrink_with_partial_fills() -> None:
@@ -556,7 +594,7 @@ def test_bracket_siblings_shrink_with_partial_fills() -> None:
     assert [f.execution.order_id for f in of(first, ExecutionEvent)] == [1]  # parent half filled
     second = broker.advance(T0 + 1)  # parent filled → take profit active, fills a chunk
     assert [f.execution.order_id for f in of(second, ExecutionEvent)] == [1, 2]
-    assert broker.order(1, 3).total_quantity == 100 and statuses(second, 3) == ["PreSubmitted"] * 2
+    assert order_view(broker, 1, 3).total_quantity == 100 and statuses(second, 3) == ["PreSubmitted"] * 2
     third = broker.advance(T0 + 2)
     assert statuses(third, 2)[-1] == "Filled" and statuses(third, 3) == ["Cancelled"]
     assert broker.positions() == []
@@ -570,15 +608,15 @@ def test_partial_fills_in_chunks() -> None:
     events = broker.place_order(1, req(1, qty=250), T0)
     assert kinds(events) == MKT_FILL
     assert statuses(events) == ["PreSubmitted", "PreSubmitted", "Submitted", "Submitted", "Submitted"]
-    assert (events[4].order.filled, events[4].order.remaining) == (100, 150)
+    assert (order_of(events[4]).filled, order_of(events[4]).remaining) == (100, 150)
     assert broker.next_due() == T0 + 1
     second = broker.advance(T0 + 1)
-    assert kinds(second) == FILL_TAIL and second[2].order.filled == 200
+    assert kinds(second) == FILL_TAIL and order_of(second[2]).filled == 200
     third = broker.advance(T0 + 2)
-    assert third[2].order.status == "Filled" and fields(third[0].execution, "shares", "cum_qty") == (50, 250)
+    assert order_of(third[2]).status == "Filled" and fields(execution_of(third[0]), "shares", "cum_qty") == (50, 250)
     commissions = [e.report.commission for e in of(events + second + third, CommissionEvent)]
     assert commissions == [1.0, 0.0, 0.25]  # per-order minimum, then 0.005/share overall
-    assert broker.order(1, 1).commission == 1.25 and broker.next_due() is None
+    assert order_view(broker, 1, 1).commission == 1.25 and broker.next_due() is None
 
 
 def test_validation_delay_holds_back_every_event() -> None:
@@ -586,11 +624,11 @@ def test_validation_delay_holds_back_every_event() -> None:
     broker.validation_delay = 2.0
     assert broker.place_order(1, req(1), T0) == []
     assert broker.next_due() == T0 + 2 and broker.open_orders() == []
-    assert broker.order(1, 1).status == "PendingSubmit" and broker.next_valid_id(1) == 2
+    assert order_view(broker, 1, 1).status == "PendingSubmit" and broker.next_valid_id(1) == 2
     assert broker.advance(T0 + 1.9) == []
     events = broker.advance(T0 + 2)
     assert kinds(events) == MKT_FILL
-    assert events[2].execution.time == "20231114 17:13:22 US/Eastern"
+    assert execution_of(events[2]).time == "20231114 11:13:22 US/Eastern"
     assert broker.next_due() is None
 
 
@@ -621,15 +659,16 @@ def test_fill_delay_for_marketable_limit_shows_submitted() -> None:
     assert kinds(broker.advance(T0 + 1)) == FILL_TAIL
 
 
-def test_tif_preset_warning() -> None:
+def test_tif_preset_warning_is_on_by_default() -> None:
     broker = flat()
-    broker.tif_preset_warning = True
     events = broker.place_order(1, req(1, tif=""), T0)
     assert errors(events[:1]) == [(10349, "Order TIF was set to DAY based on order preset.")]
-    assert kinds(events[1:]) == MKT_FILL and events[1].order.tif == "DAY"
+    assert kinds(events[1:]) == MKT_FILL and order_of(events[1]).tif == "DAY"
+    assert errors(broker.place_order(1, req(2, tif="GTC"), T0)) == []  # an explicit TIF: no notice
     quiet = flat()
+    quiet.tif_preset_warning = False
     events = quiet.place_order(1, req(1, tif=""), T0)
-    assert kinds(events) == MKT_FILL and events[0].order.tif == "DAY"
+    assert kinds(events) == MKT_FILL and order_of(events[0]).tif == "DAY"
 
 
 # ----------------------------------------------------------------------------- rejections, ids
@@ -648,7 +687,7 @@ NO_SECDEF = "No security definition has been found for the request"
         (req(1, order_type="LMT", lmt_price=-1.0), 201, "Limit price is missing or not positive"),
         (req(1, order_type="STP"), 201, "Stop price is missing or not positive"),
         (req(1, order_type="STP LMT", aux_price=200.0), 201, "Limit price is missing or not positive"),
-        (req(1, order_type="LMT", lmt_price=190.005), 201, OFF_TICK),
+        (req(1, order_type="LMT", lmt_price=190.005), 110, OFF_TICK),
         (req(1, order_type="TRAIL"), 201, "Trailing amount or trailing percent is missing"),
         (req(1, order_type="MOC"), 201, "Unsupported order type 'MOC'"),
         (req(1, tif="FOK"), 201, "Unsupported time in force 'FOK'"),
@@ -659,7 +698,7 @@ def test_invalid_orders_are_rejected_inactive(request_: OrderRequest, code: int,
     broker = flat()
     events = broker.place_order(1, request_, T0)
     assert kinds(events) == ["OrderErrorEvent", "OpenOrderEvent", "OrderStatusEvent"]
-    assert errors(events) == [(code, "Order rejected - reason:" + reason)]
+    assert errors(events) == [(code, reason if code == 110 else "Order rejected - reason:" + reason)]
     assert statuses(events) == ["Inactive", "Inactive"]
     assert broker.completed_orders()[0].status == "Inactive" and broker.open_orders() == []
     assert broker.executions(ExecutionFilter()) == []
@@ -724,17 +763,17 @@ def test_roll_back_order_ids() -> None:
     for order_id in (1, 2, 3):
         broker.place_order(1, req(order_id, qty=10), T0)
     broker.place_order(2, req(7, order_type="LMT", lmt_price=180.0), T0)
-    old_perm = broker.order(1, 1).perm_id
+    old_perm = order_view(broker, 1, 1).perm_id
     broker.roll_back_order_ids()
     assert broker.next_valid_id(1) == 1 and broker.next_valid_id(2) == 8
     events = broker.place_order(1, req(1, qty=10), T0 + 1)
     assert kinds(events) == MKT_FILL
-    assert events[0].order.perm_id > old_perm and broker.order(1, 1).perm_id == events[0].order.perm_id
+    assert order_of(events[0]).perm_id > old_perm and order_view(broker, 1, 1).perm_id == order_of(events[0]).perm_id
     executions = broker.executions(ExecutionFilter(client_id=1))
     assert [e.order_id for e, _ in executions] == [1, 2, 3, 1]
     assert len({e.perm_id for e, _ in executions}) == 4 and len({e.exec_id for e, _ in executions}) == 4
     assert [o.order_id for o in broker.completed_orders()] == [1, 2, 3, 1]
-    assert broker.order(2, 7).status == "Submitted"
+    assert order_view(broker, 2, 7).status == "Submitted"
 
 
 # ----------------------------------------------------------------------------- P&L and account
@@ -743,7 +782,8 @@ def test_roll_back_order_ids() -> None:
 def test_round_trip_realized_and_unrealized_pnl() -> None:
     broker = flat()
     broker.place_order(1, req(1), T0)
-    assert broker.pnl_single(AAPL_ID).unrealized_pnl == -2.0  # (190.00 - 190.02) * 100
+    pnl = broker.pnl_single(AAPL_ID)
+    assert pnl is not None and pnl.unrealized_pnl == -2.0  # (190.00 - 190.02) * 100
     events = broker.place_order(1, req(2, "SELL"), T0 + 1)
     [report] = reports(events)
     assert report.realized_pnl == pytest.approx(-4.0)  # (189.99 - 190.02) * 100 - 1.00
@@ -859,7 +899,7 @@ def test_what_if_changes_nothing() -> None:
     assert view.equity_with_loan_before == 999998.9 and view.warning_text == ""
     assert snapshot() == before
     [big] = broker.place_order(1, req(3, qty=30_000, what_if=True), T0)
-    assert "INITIAL MARGIN" in big.order.warning_text
+    assert "INITIAL MARGIN" in order_of(big).warning_text
     assert snapshot() == before
     assert errors(broker.place_order(1, req(4, order_type="LMT", what_if=True), T0))[0][0] == 201
 
@@ -883,9 +923,9 @@ def test_executions_filter() -> None:
     assert order_ids(side="SELL") == [(2, 1)] and order_ids(side="BUY") == [(1, 1), (2, 2)]
     assert order_ids(account="DU1234567") == order_ids() and order_ids(account="DU0") == []
     assert order_ids(exchange="IDEALPRO") == [(2, 2)]
-    assert order_ids(time="20231114-22:13:30") == [(2, 1), (2, 2)]  # UTC
-    assert order_ids(time="20231114 17:13:31") == [(2, 2)]  # US/Eastern
-    assert order_ids(time="20231114 22:13:31 UTC") == [(2, 2)]
+    assert order_ids(time="20231114-16:13:30") == [(2, 1), (2, 2)]  # UTC
+    assert order_ids(time="20231114 11:13:31") == [(2, 2)]  # US/Eastern
+    assert order_ids(time="20231114 16:13:31 UTC") == [(2, 2)]
     _, report = broker.executions(ExecutionFilter(symbol="AAPL"))[0]
     assert report.commission == 1.0
 
@@ -937,7 +977,8 @@ def test_persistence_round_trip() -> None:
 
     assert snapshot(restored) == snapshot(broker)
     assert restored.fill_delay == 2.0
-    assert restored.next_due() == broker.next_due() + 995  # the timeline resumes at `later`
+    due = broker.next_due()
+    assert due is not None and restored.next_due() == due + 995  # the timeline resumes at `later`
     last_perm_id = max(o.perm_id for o in broker.open_orders() + broker.completed_orders())
 
     def fills(events: list) -> list:
@@ -947,7 +988,7 @@ def test_persistence_round_trip() -> None:
     assert fills(restored.advance(later + 2)) == original and len(original) == 1
     assert restored.quote(AAPL_ID) == broker.quote(AAPL_ID)
     new = restored.place_order(1, req(6), later + 3)
-    assert new[0].order.perm_id == last_perm_id + 1
+    assert order_of(new[0]).perm_id == last_perm_id + 1
     exec_ids = {e.exec_id for e, _ in restored.executions(ExecutionFilter())}
     assert len(exec_ids) == len(restored.executions(ExecutionFilter()))
     assert errors(restored.place_order(1, req(2), later + 3)) == [(104, "Can't modify a filled order")]

@@ -22,7 +22,7 @@ SWITCHES = (
     "--port", "--host", "--account", "--seed", "--master-client-id", "--max-clients",
     "--max-rate", "--max-version", "--state-file", "--validation-delay", "--fill-delay",
     "--tif-preset-warning", "--partial-fill-above", "--partial-fill-chunk", "--cash",
-    "--log-level",
+    "--log-level", "--clock", "--clock-speed", "--always-open", "--pacing-disconnect-after",
 )  # fmt: skip
 
 
@@ -61,7 +61,8 @@ class CliGateway:
             try:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError(f"no port line within {timeout}s; stderr:\n{self.stderr()}")
+                raise AssertionError(
+                    f"no port line within {timeout}s; stderr:\n{self.stderr()}") from None
             if line is None:
                 return None
             match = PORT_LINE.match(line)
@@ -125,12 +126,13 @@ def test_help_lists_every_switch() -> None:
 
 
 async def _connect_and_qualify(port: int) -> tuple[list[str], int, int]:
-    from ib_async import IB, Stock
+    from ib_async import IB, Contract, Stock
 
     ib = IB()
     try:
         await ib.connectAsync("127.0.0.1", port, clientId=7, timeout=5)
         [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+        assert isinstance(contract, Contract), contract
         return ib.managedAccounts(), contract.conId, ib.client.serverVersion()
     finally:
         ib.disconnect()
@@ -177,9 +179,14 @@ def test_sigint_also_stops_cleanly(start_cli) -> None:
          "partial_fill_chunk must be positive when partial fills are on"),
         (["--port", "abc"], "argument --port: 'abc' is not an integer"),
         (["--no-such-switch"], "unrecognized arguments: --no-such-switch"),
+        (["--clock", "2026-11-30T10:00:00"], "argument --clock: '2026-11-30T10:00:00' needs a UTC offset"),
+        (["--clock", "tomorrow"], "argument --clock: Invalid isoformat string: 'tomorrow'"),
+        (["--clock-speed", "0"], "argument --clock-speed: 0 is outside (0, 10000]"),
+        (["--pacing-disconnect-after", "-1"], "argument --pacing-disconnect-after: -1 is outside 0..1000"),
     ],
     ids=["negative-validation-delay", "negative-fill-delay", "non-numeric-delay", "live-account",
-         "zero-chunk", "bad-port", "unknown-switch"],
+         "zero-chunk", "bad-port", "unknown-switch", "clock-without-offset", "clock-unparsable",
+         "clock-speed-zero", "pacing-negative"],
 )
 def test_invalid_values_exit_nonzero_with_message(args: list[str], message: str) -> None:
     result = run_cli("--port", "0", *args)

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from ib_async import (
     Trade,
 )
 
+from conftest import TRADING_CLOCK
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -58,6 +60,7 @@ def start_gateway(version: int) -> Any:
     started: list[SimGateway] = []
 
     def start(**settings: Any) -> SimGateway:
+        settings = {"clock_start": TRADING_CLOCK, **settings}
         gw = SimGateway(ServerSettings(max_version=version, **settings), BrokerConfig(seed=7))
         started.append(gw.start())
         return gw
@@ -147,7 +150,7 @@ async def connected(gw: SimGateway, client_id: int = 1, next_ids: list[int] | No
     """An ib_async client connected to ``gw`` (nextValidIds into ``next_ids``); disconnected on exit."""
     ib = IB()
     if next_ids is not None:
-        ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign]
+        ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # record them
     await ib.connectAsync(gw.host, gw.port, clientId=client_id, timeout=CONNECT_TIMEOUT, **kwargs)
     try:
         yield ib
@@ -195,9 +198,10 @@ async def filled(ib: IB, contract: Any, action: str, qty: float) -> Trade:
     return trade
 
 
-def account_value(ib: IB, tag: str, currency: str = "USD") -> float | None:
+def account_value(ib: IB, tag: str, currency: str = "USD") -> float:
     values = [v.value for v in ib.accountValues(ACCOUNT) if v.tag == tag and v.currency == currency]
-    return float(values[0]) if values else None
+    assert values, f"no {tag} ({currency}) among the account values"
+    return float(values[0])
 
 
 def statuses(trade: Trade) -> list[str]:
@@ -213,8 +217,8 @@ async def test_connect_is_fast_and_complete(gateway: SimGateway, version: int, r
                                             ib_log: LogCapture) -> None:
     """Every start-up request is answered: no sync time-out, connected in well under 100 ms."""
     ib = IB()
-    errors, next_ids = Errors(ib), []
-    ib.wrapper.nextValidId = next_ids.append  # ib_async's own wrapper ignores it
+    errors, next_ids = Errors(ib), list[int]()
+    ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # ib_async's own wrapper ignores it
     started = time.perf_counter()
     await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT,
                           readonly=readonly)
@@ -294,7 +298,7 @@ async def test_streaming_market_data_updates_over_time(gateway: SimGateway) -> N
 
 def bursts(times: list[float], gap: float = 0.1) -> int:
     """How many groups separated by more than ``gap`` seconds ``times`` fall into."""
-    return sum(1 for before, after in zip([-math.inf, *times], times) if after - before > gap)
+    return sum(1 for before, after in pairwise([-math.inf, *times]) if after - before > gap)
 
 
 @async_test
@@ -823,7 +827,7 @@ async def test_stall_answers_nothing_but_keeps_the_socket_open(gateway: SimGatew
         assert gateway.connected_client_ids() == [1]
         answer = await asyncio.wait_for(ib.reqCurrentTimeAsync(), 2.0)
         assert time.monotonic() - started >= 0.55
-        assert abs(answer.timestamp() - time.time()) < 5
+        assert abs(answer.timestamp() - gateway.now()) < 5  # the gateway's simulated clock
         assert ib.isConnected() and not lost
 
 

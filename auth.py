@@ -1,0 +1,242 @@
+"""Who may use the app: the login URL, the login form, bearer tokens, and the lockout.
+
+Nobody gets a session, or anything but the login page and ``/api/v1/health``,
+without showing a secret:
+
+* At start the app prints a login URL carrying the API token
+  (``/login?token=...``), the way Jupyter does. Opening it exchanges the token
+  for a session cookie (HttpOnly, SameSite=Strict, Secure over https) and
+  redirects to a URL without the token.
+* The login form takes the same token, or ``DASHBOARD_PASSWORD`` if one is set.
+* Scripts send ``Authorization: Bearer <API_TOKEN>`` on every call.
+
+A session is bound to the secrets in force: a new API token or password ends
+every session. Failed secrets (login, bearer, webhook) are counted per client
+address and in total in moving windows (the ``limits`` library, which
+Flask-Limiter is built on); past a window's allowance every attempt, right or
+wrong, answers 429 with ``Retry-After`` until the window has room again, and the
+windows grow from a minute to a day. Each failure and each refused attempt is
+audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import time
+from urllib.parse import urlsplit
+
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask.typing import ResponseReturnValue
+from limits import RateLimitItem, parse_many, storage, strategies
+
+log = logging.getLogger(__name__)
+
+PER_CLIENT_LIMITS = "5/minute;15/hour;40/day"  # failed secrets from one address
+OVERALL_LIMITS = "20/minute;60/hour;150/day"  # failed secrets from everywhere
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+HEALTH_PATH = "/api/v1/health"
+WEBHOOK_PATH = "/api/v1/webhook"
+LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
+
+
+class LoginGuard:
+    """Counts failed secrets per client and in total; says how long a client must wait."""
+
+    def __init__(self, per_client: str = PER_CLIENT_LIMITS,
+                 overall: str = OVERALL_LIMITS) -> None:
+        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self._per_client = parse_many(per_client)
+        self._overall = parse_many(overall)
+
+    def wait_seconds(self, client: str) -> int:
+        """0 when ``client`` may try a secret now, else the seconds until it may."""
+        waits = [self._wait(item, "client", client) for item in self._per_client]
+        waits += [self._wait(item, "all") for item in self._overall]
+        return max(waits)
+
+    def failed(self, client: str) -> None:
+        """Count one failed secret from ``client``."""
+        for item in self._per_client:
+            self._limiter.hit(item, "client", client)
+        for item in self._overall:
+            self._limiter.hit(item, "all")
+
+    def _wait(self, item: RateLimitItem, *identifiers: str) -> int:
+        if self._limiter.test(item, *identifiers):
+            return 0
+        reset = self._limiter.get_window_stats(item, *identifiers).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, marked Secure whenever the request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(request and request.is_secure) or super().get_cookie_secure(app)
+
+
+def init_auth(app: Flask, api_token: str, password: str | None) -> None:
+    """Install the login views, the session rules and the per-request check on ``app``."""
+    app.session_interface = _SessionInterface()
+    app.extensions["api_token"] = api_token
+    app.extensions["login_guard"] = LoginGuard()
+    app.extensions["session_mark"] = hmac.new(
+        app.config["SECRET_KEY"].encode(), f"{api_token}\0{password or ''}".encode(),
+        hashlib.sha256).hexdigest()[:32]
+    app.before_request(authenticate)
+    app.add_url_rule("/login", "login", login, methods=["GET", "POST"])
+    app.add_url_rule("/logout", "logout", logout, methods=["POST"])
+
+
+def authenticate() -> ResponseReturnValue | None:
+    """Let the request through (None) or answer it: 401, 429, or a redirect to the login page."""
+    path = request.path
+    if path in ("/login", HEALTH_PATH) or path in LOGIN_ASSETS:
+        return None
+    if path == WEBHOOK_PATH:
+        g.auth = "webhook"  # the webhook checks its own secret (and reports failures here)
+        return None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        return _bearer(header)
+    if session_valid():
+        g.auth = "browser"
+        if request.method not in SAFE_METHODS:
+            from security import csrf
+            csrf.protect()
+        return None
+    if path.startswith("/api/") or request.method not in SAFE_METHODS:
+        return _unauthorized("sign in to the dashboard, or send 'Authorization: Bearer "
+                             "<API_TOKEN>'")
+    return redirect(url_for("login", next=_next_target(request.full_path)))
+
+
+def session_valid() -> bool:
+    """The browser showed a secret that is still in force."""
+    mark = session.get("auth")
+    return isinstance(mark, str) and hmac.compare_digest(
+        mark, current_app.extensions["session_mark"])
+
+
+def refused_attempt(kind: str) -> tuple[Response, int] | None:
+    """A 429 answer when this client is locked out (audited), else None."""
+    wait = current_app.extensions["login_guard"].wait_seconds(_client())
+    if not wait:
+        return None
+    audit(kind, f"locked_out: retry in {wait} s")
+    response, status = _error(429, "too_many_attempts", "too many failed secrets from this "
+                              f"address: try again in {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response, status
+
+
+def secret_failed(kind: str) -> None:
+    """Count and audit one wrong secret (the secret itself is never logged)."""
+    current_app.extensions["login_guard"].failed(_client())
+    audit(kind, "unauthorized: wrong secret")
+    log.warning("🚫 wrong %s secret from %s", kind, _client())
+
+
+def audit(kind: str, outcome: str) -> None:
+    """One audit row for an authentication event."""
+    g.audited = True
+    services = current_app.extensions.get("trading")
+    journal = getattr(services, "journal", None)
+    if journal is not None:
+        journal.audit(kind, _client(), {"method": request.method, "path": request.path}, None,
+                      outcome)
+
+
+def _bearer(header: str) -> tuple[Response, int] | None:
+    refused = refused_attempt("bearer")
+    if refused is not None:
+        return refused
+    scheme, _, token = header.partition(" ")
+    expected = current_app.extensions["api_token"]
+    if scheme.lower() == "bearer" and token and hmac.compare_digest(
+            token.strip().encode(), expected.encode()):
+        g.auth = "token"
+        return None
+    secret_failed("bearer")
+    return _unauthorized("wrong bearer token")
+
+
+def login() -> ResponseReturnValue:
+    """GET shows the form (or takes ``?token=``); POST takes the form's secret."""
+    given = request.form.get("secret") if request.method == "POST" else request.args.get("token")
+    if request.method == "GET" and given is None:
+        return redirect(_after_login()) if session_valid() else _login_page()
+    refused = refused_attempt("login")
+    if refused is not None:
+        wait = refused[0].headers["Retry-After"]
+        page, status = _login_page(f"Too many failed attempts: try again in {wait} s", 429)
+        return Response(page, status, headers={"Retry-After": wait})
+    if given and _secret_matches(given):
+        session.clear()
+        session["auth"] = current_app.extensions["session_mark"]
+        audit("login", "signed_in")
+        log.info("🔓 dashboard sign-in from %s", _client())
+        return redirect(_after_login())
+    secret_failed("login")
+    return _login_page("Wrong token or password", 401)
+
+
+def logout() -> ResponseReturnValue:
+    """End the session (POST with the page's CSRF token)."""
+    session.clear()
+    return redirect(url_for("login"))
+
+
+def _secret_matches(given: str) -> bool:
+    password = current_app.extensions["trading"].settings.dashboard_password
+    token_ok = hmac.compare_digest(given.encode(), current_app.extensions["api_token"].encode())
+    password_ok = bool(password) and hmac.compare_digest(given.encode(), password.encode())
+    return token_ok or password_ok
+
+
+def _login_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    password = bool(current_app.extensions["trading"].settings.dashboard_password)
+    return render_template("login.html", error=error, password=password,
+                           next=_next_target(request.args.get("next"))), status
+
+
+def _after_login() -> str:
+    return _next_target(request.args.get("next") or request.form.get("next"))
+
+
+def _next_target(target: str | None) -> str:
+    """A path on this site to go to after signing in ("/" for anything else)."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or parts.path == "/login"):
+        return "/"
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _unauthorized(message: str) -> tuple[Response, int]:
+    return _error(401, "unauthorized", message)
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response, int]:
+    from api import api_error
+    return api_error(status, code, message)
