@@ -120,7 +120,7 @@ class GatewayServer(InstrumentHandlers):
         self.broker = self._load_broker()
         self.sessions: list[Session] = []
         self.stats = Stats()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._stalled_until = 0.0
