@@ -213,18 +213,15 @@ def statuses(trade: Trade) -> list[str]:
 
 @pytest.mark.parametrize("readonly", [False, True], ids=["readwrite", "readonly"])
 @async_test
-async def test_connect_is_fast_and_complete(gateway: SimGateway, version: int, readonly: bool,
-                                            ib_log: LogCapture) -> None:
-    """Every start-up request is answered: no sync time-out, connected in well under 100 ms."""
+async def test_connect_is_complete(gateway: SimGateway, version: int, readonly: bool,
+                                   ib_log: LogCapture) -> None:
+    """Every start-up request is answered: no sync time-out (bench/sim_connect.py times it)."""
     ib = IB()
     errors, next_ids = Errors(ib), list[int]()
     ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # ib_async's own wrapper ignores it
-    started = time.perf_counter()
     await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT,
                           readonly=readonly)
-    elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 0.1, f"connect took {elapsed * 1000:.0f} ms"
         assert not [m for m in ib_log.messages() if "timed out" in m]
         assert "Synchronization complete" in ib_log.messages()
         assert ib.isConnected()
