@@ -287,9 +287,14 @@ async def test_streaming_market_data_updates_over_time(gateway: SimGateway) -> N
             assert {1, 2, 4, 8} <= kinds  # bid, ask, last, volume
         finally:
             ib.cancelMktData(stock)
-        await asyncio.sleep(0.4)
+        await ib.reqCurrentTimeAsync()  # the cancel is read; pushes sent before it are in
         count = len(updates)
-        await asyncio.sleep(0.4)
+        # a second stream shows the quote loop going round: three pushes of it, none of AAPL
+        [msft] = await qualified(ib, Stock("MSFT", "SMART", "USD"))
+        witness, pushes = ib.reqMktData(msft), list[float]()
+        witness.updateEvent += lambda _: pushes.append(time.monotonic())
+        await until(lambda: bursts(pushes) >= 3, 3.0, "three pushes of the second stream")
+        ib.cancelMktData(msft)
         assert len(updates) == count  # cancelled: no more pushes
 
 
@@ -446,7 +451,7 @@ async def test_what_if_order_reports_margin_and_commission_only(gateway: SimGate
         assert float(state.initMarginAfter) == float(state.initMarginChange)
         assert float(state.equityWithLoanBefore) == 1_000_000.0
         assert state.warningText == ""
-        await asyncio.sleep(0.2)
+        await ib.reqCurrentTimeAsync()  # anything the what-if set off has been sent before this
         assert ib.trades() == [] and ib.fills() == []
         assert gateway.open_orders() == [] and gateway.completed_orders() == []
         assert gateway.positions() == []
@@ -561,7 +566,7 @@ async def test_non_master_client_sees_other_orders_only_by_query(gateway: SimGat
         await status(resting, "Submitted")
         # account-wide streams do reach the watcher (and after any order traffic would have)
         await until(lambda: [p for p in watcher.positions() if p.contract.conId == AAPL_ID])
-        await asyncio.sleep(0.1)
+        await watcher.reqCurrentTimeAsync()  # whatever the gateway sent the watcher is in
         assert events.count() == 0
         assert watcher.trades() == [] and watcher.fills() == []
 
@@ -719,7 +724,7 @@ async def test_validation_delay_keeps_order_pending_submit(gateway: SimGateway) 
         [stock] = await qualified(ib, aapl())
         started = time.monotonic()
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
-        await asyncio.sleep(0.25)
+        await ib.reqCurrentTimeAsync()  # the gateway has read the order
         assert trade.orderStatus.status == "PendingSubmit"
         assert gateway.open_orders() == []  # still being validated
         await status(trade, "Filled", 2.0)
