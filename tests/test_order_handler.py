@@ -99,7 +99,8 @@ def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
     journal.make_read_only()
     with pytest.raises(JournalError):
         handler.submit(MKT)
-    time.sleep(0.3)
+    # nothing is tracked or queued, so nothing can be sent later; and nothing was sent
+    assert handler.records() == [] and handler.queue_depth() == 0
     assert len(gateway.completed_orders()) == before and not gateway.open_orders()
 
 
