@@ -208,7 +208,10 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
     restart.start()
     try:
-        wait_for(lambda: not client.get("/api/v1/status").get_json()["ok"], timeout=5)
+        # both connections have seen the gateway go (with only the reader down, the risk
+        # gate's quote fails first: 503 gateway_not_answering, also retryable)
+        wait_for(lambda: {c["state"] for c in client.get("/api/v1/status").get_json()[
+            "connections"].values()}.isdisjoint({"connected"}), timeout=5)
         res = post_order(client)
         assert res.status_code == 503
         assert res.get_json()["error"]["code"] == "gateway_unavailable"
