@@ -337,7 +337,8 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     base = f"http://127.0.0.1:{port}/api/v1"
 
     def start():
-        proc = subprocess.Popen([sys.executable, "app_simple.py"], cwd=ROOT, env=env,
+        # run from this test's own folder: a developer's .env in the repo is not read
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: _get(f"{base}/status").get("ok"), timeout=20)
         return proc
