@@ -62,7 +62,7 @@ def place(ib: IB, order, symbol: str = "IBM"):
     contract = ib.qualifyContracts(Stock(symbol, "SMART", "USD"))[0]
     order.tif = "DAY"
     trade = ib.placeOrder(contract, order)
-    ib.sleep(0.1)
+    ib.reqCurrentTime()  # a round trip: the gateway has read the order
     return trade
 
 
@@ -94,7 +94,7 @@ def test_cancelled_order_of_another_client_is_resolved_from_completed_orders(
     trade = place(other, LimitOrder("BUY", 2, 1.00))  # far below the market: rests
     wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
     other.cancelOrder(trade.order)
-    other.sleep(0.1)
+    other.reqCurrentTime()  # the gateway has read the cancel
     row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
                    timeout=5)
     assert row.status == "Cancelled" and row.filled == 0

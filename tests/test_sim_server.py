@@ -842,8 +842,9 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(gat
         ib.disconnectedEvent += lambda: lost.append(True)
         gateway.stall(1.5)  # far longer than placing and dropping take, even on a busy machine
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
-        await asyncio.sleep(0.1)
-        gateway.drop_connections()
+        transport = ib.client.conn.transport
+        await until(lambda: transport.get_write_buffer_size() == 0, 1.0, "order sent")
+        gateway.drop_connections()  # the order sits unread in the gateway's socket
         await until(lambda: lost, 1.0, "disconnect")
         async with connected(gateway, 2):  # a new client's handshake is answered after the stall
             pass
