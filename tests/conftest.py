@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
+import socket
+import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,43 @@ def pytest_collection_modifyitems(items):
         turn[path] = turn.get(path, -1) + 1
         slow.append((turn[path], index, item))
     items[:] = [item for _, _, item in sorted(slow, key=lambda t: t[:2])] + rest
+
+
+# ---------------------------------------------------------------- where a leaked socket came from
+# An unclosed socket is reported (ResourceWarning, an error here) when the garbage collector
+# finds it, in whatever test runs then, with no trace of its origin (tracemalloc would give one
+# but slows the suite several times over). Every socket's creation stack is kept by file
+# descriptor (a leaked socket keeps its descriptor until it is collected, so the last stack
+# recorded for that number is its own) and added to the report of a test that failed on one.
+_SOCKET_ORIGINS: dict[int, traceback.StackSummary] = {}
+_UNCLOSED = re.compile(r"unclosed <socket\.socket fd=(\d+)")
+
+
+def _recording_init(original):
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        _SOCKET_ORIGINS[self.fileno()] = traceback.StackSummary.extract(  # formatted if needed
+            traceback.walk_stack(sys._getframe(1)), limit=20, lookup_lines=False)
+    return __init__
+
+
+_PLAIN_INIT = socket.socket.__init__
+
+
+def pytest_configure(config):
+    socket.socket.__init__ = _recording_init(_PLAIN_INIT)  # type: ignore[method-assign]  # diagnostics only
+
+
+def pytest_unconfigure(config):
+    socket.socket.__init__ = _PLAIN_INIT  # type: ignore[method-assign]  # put back
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for fd in sorted(set(_UNCLOSED.findall(report.longreprtext))):
+            stack = _SOCKET_ORIGINS.get(int(fd))
+            origin = "".join(reversed(stack.format())) if stack else "(not recorded)\n"
+            report.sections.append((f"unclosed socket fd={fd} was created at", origin))
