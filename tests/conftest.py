@@ -139,11 +139,11 @@ def _recording_init(original):
 _PLAIN_INIT = socket.socket.__init__
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     socket.socket.__init__ = _recording_init(_PLAIN_INIT)  # type: ignore[method-assign]  # diagnostics only
 
 
-def pytest_unconfigure(config):
+def pytest_unconfigure(config: pytest.Config) -> None:
     socket.socket.__init__ = _PLAIN_INIT  # type: ignore[method-assign]  # put back
 
 
