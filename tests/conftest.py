@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +83,25 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 @pytest.fixture(autouse=True)
+def _fast_reconnect(monkeypatch):
+    """Reconnect back-off 0.05 s doubling to 0.5 s (production: 0.25 s to 5 s), so a test
+    whose gateway comes back does not sit out a long back-off. The supervisor reads these
+    module constants at each step, so what the tests check is the same code."""
+    import ib_connection
+    monkeypatch.setattr(ib_connection, "BACKOFF_FIRST", 0.05)
+    monkeypatch.setattr(ib_connection, "BACKOFF_MAX", 0.5)
+
+
+@pytest.fixture
+def fast_heartbeat(monkeypatch):
+    """A heartbeat every 0.5 s that gives up after 1.5 s (production: 2 s and 4 s), for tests
+    that stall the gateway and would otherwise wait ~6 s for the stall to be noticed."""
+    import ib_connection
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_INTERVAL", 0.5)
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 1.5)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_ib_async():
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     yield
@@ -106,3 +129,60 @@ def served(app) -> Iterator[str]:
         thread.join(5)
         server.task_dispatcher.shutdown(timeout=5)
         assert not thread.is_alive(), "waitress did not stop"
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, taking turns between files (the heaviest of one kind sit in one file),
+    so that pytest-xdist starts them early and on different workers instead of leaving one
+    worker to finish them alone at the end; the rest in collection order."""
+    turn: dict[str, int] = {}
+    slow: list[tuple[int, int, pytest.Item]] = []
+    rest: list[pytest.Item] = []
+    for index, item in enumerate(items):
+        if item.get_closest_marker("slow") is None:
+            rest.append(item)
+            continue
+        path = item.nodeid.split("::")[0]
+        turn[path] = turn.get(path, -1) + 1
+        slow.append((turn[path], index, item))
+    items[:] = [item for _, _, item in sorted(slow, key=lambda t: t[:2])] + rest
+
+
+# ---------------------------------------------------------------- where a leaked socket came from
+# An unclosed socket is reported (ResourceWarning, an error here) when the garbage collector
+# finds it, in whatever test runs then, with no trace of its origin (tracemalloc would give one
+# but slows the suite several times over). Every socket's creation stack is kept by file
+# descriptor (a leaked socket keeps its descriptor until it is collected, so the last stack
+# recorded for that number is its own) and added to the report of a test that failed on one.
+_SOCKET_ORIGINS: dict[int, traceback.StackSummary] = {}
+_UNCLOSED = re.compile(r"unclosed <socket\.socket fd=(\d+)")
+
+
+def _recording_init(original):
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        _SOCKET_ORIGINS[self.fileno()] = traceback.StackSummary.extract(  # formatted if needed
+            traceback.walk_stack(sys._getframe(1)), limit=20, lookup_lines=False)
+    return __init__
+
+
+_PLAIN_INIT = socket.socket.__init__
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    socket.socket.__init__ = _recording_init(_PLAIN_INIT)  # type: ignore[method-assign]  # diagnostics only
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    socket.socket.__init__ = _PLAIN_INIT  # type: ignore[method-assign]  # put back
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for fd in sorted(set(_UNCLOSED.findall(report.longreprtext))):
+            stack = _SOCKET_ORIGINS.get(int(fd))
+            origin = "".join(reversed(stack.format())) if stack else "(not recorded)\n"
+            report.sections.append((f"unclosed socket fd={fd} was created at", origin))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ LAPTOP = {"width": 1366, "height": 900}
 NARROW = {"width": 400, "height": 860}
 
 expect.set_options(timeout=10_000)
+pytestmark = pytest.mark.browser
 
 
 # ------------------------------------------------------------------ fixtures
@@ -155,6 +155,12 @@ class Dashboard:
         page.select_option("#order_type", order_type)
         for name, value in prices.items():
             page.fill(f"#{name}", str(value))
+
+    def requests_settled(self) -> None:
+        """Every request the page started so far is in ``requests``: the page starts one more
+        and waits for its answer (Playwright reports a page's requests in the order it started
+        them, and a click's or key's handlers have run when Playwright's call returns)."""
+        assert self.page.evaluate("fetch('/api/v1/status').then(r => r.status)") == 200
 
     def gateway_order_count(self) -> int:
         return len(self.gateway.all_orders())
@@ -296,8 +302,10 @@ def test_market_order_through_confirmation_fills_and_updates_live(dash):
     order = dash.order_group("completed-orders", "AAPL")
     expect(order.locator(".pill")).to_have_text("Filled", timeout=1000)
     expect(order.locator("td.num").first).to_have_text("10 / 10")
+    dash.requests_settled()
     assert len(posted(dash, "/api/v1/orders")) == 1
-    time.sleep(0.3)
+    # one order in the app (none queued behind it) and one at the gateway
+    assert len(dash.live.api("GET", "/api/v1/orders")[1]["orders"]) == 1
     assert dash.gateway_order_count() == before + 1
 
     # the lifecycle of our order
@@ -440,12 +448,13 @@ def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
     expect(error).to_have_text("must be a whole number of shares for stocks")
     expect(page.locator("#confirm")).to_be_hidden()
     expect(page.locator("#order-form")).to_be_visible()
+    dash.requests_settled()
     assert not posted(dash, "/api/v1/orders")
-    time.sleep(0.3)
     assert dash.gateway_order_count() == before
     dash.shot("server_validation")
 
 
+@pytest.mark.slow
 def test_health_badge_follows_a_gateway_restart(dash):
     page = dash.open().page
     health = page.locator("#health")
@@ -679,7 +688,7 @@ def test_live_order_above_the_threshold_needs_the_typed_symbol(dash):
     page.keyboard.type("l")  # compared in upper case
     expect(typed).to_have_value("AAPL")
     expect(send).to_be_enabled()
-    time.sleep(0.3)
+    dash.requests_settled()
     assert not posted(dash, "/api/v1/orders")  # nothing is sent before Confirm
     assert dash.gateway_order_count() == before
     dash.shot("live_confirm_typed")

@@ -62,7 +62,7 @@ def place(ib: IB, order, symbol: str = "IBM"):
     contract = ib.qualifyContracts(Stock(symbol, "SMART", "USD"))[0]
     order.tif = "DAY"
     trade = ib.placeOrder(contract, order)
-    ib.sleep(0.1)
+    ib.reqCurrentTime()  # a round trip: the gateway has read the order
     return trade
 
 
@@ -74,6 +74,7 @@ def requests(gateway, name: str) -> int:
     return gateway.stats().requests_by_client[READER, name]
 
 
+@pytest.mark.slow
 def test_other_clients_order_is_seen_open_then_filled_without_a_completed_download(
         gateway, connector, other):
     gateway.set_fill_delay(2.5)  # seen open first (the reader polls every second), then filled
@@ -93,7 +94,7 @@ def test_cancelled_order_of_another_client_is_resolved_from_completed_orders(
     trade = place(other, LimitOrder("BUY", 2, 1.00))  # far below the market: rests
     wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
     other.cancelOrder(trade.order)
-    other.sleep(0.1)
+    other.reqCurrentTime()  # the gateway has read the cancel
     row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
                    timeout=5)
     assert row.status == "Cancelled" and row.filled == 0
@@ -108,6 +109,7 @@ def test_an_instant_fill_never_seen_open_still_shows_filled(gateway, connector, 
     assert len(execs) == 1 and execs[0].commission is not None
 
 
+@pytest.mark.slow
 def test_executions_are_asked_for_incrementally(gateway, connector, other):
     for _ in range(30):
         place(other, MarketOrder("BUY", 1))
@@ -146,6 +148,7 @@ def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
     assert not row.open and row.status in ("Inactive", "Cancelled")
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, other,
                                                             monkeypatch):
     monkeypatch.setattr(ib_connector, "KEEP_COMPLETED", 5)

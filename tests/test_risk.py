@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import api_client, app_settings, wait_for
+from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -86,8 +86,8 @@ def test_max_open_orders_and_orders_per_minute(make_client, gateway):
 
 
 def test_live_account_is_refused_by_default():
-    gw = SimGateway(ServerSettings(), BrokerConfig(account="U7654321",
-                                                   live_account_drill=True)).start()
+    gw = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),  # same at any hour of the day
+                    BrokerConfig(account="U7654321", live_account_drill=True)).start()
     from app_simple import create_app
     try:
         app = create_app({"SETTINGS": app_settings(gw)})

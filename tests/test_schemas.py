@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,6 +64,7 @@ def assert_sane(order: OrderIn) -> None:
     assert intent.quantity == float(order.quantity) and intent.tif == order.tif
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies())
 def test_order_validator_accepts_only_sane_orders(body):
@@ -159,6 +161,7 @@ def plausible_orders(draw):
     return body
 
 
+@pytest.mark.slow
 def test_plausible_orders_are_accepted_or_named_precisely():
     outcomes = {"accepted": 0, "refused": 0}
 

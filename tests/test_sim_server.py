@@ -213,18 +213,15 @@ def statuses(trade: Trade) -> list[str]:
 
 @pytest.mark.parametrize("readonly", [False, True], ids=["readwrite", "readonly"])
 @async_test
-async def test_connect_is_fast_and_complete(gateway: SimGateway, version: int, readonly: bool,
-                                            ib_log: LogCapture) -> None:
-    """Every start-up request is answered: no sync time-out, connected in well under 100 ms."""
+async def test_connect_is_complete(gateway: SimGateway, version: int, readonly: bool,
+                                   ib_log: LogCapture) -> None:
+    """Every start-up request is answered: no sync time-out (bench/sim_connect.py times it)."""
     ib = IB()
     errors, next_ids = Errors(ib), list[int]()
     ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # ib_async's own wrapper ignores it
-    started = time.perf_counter()
     await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT,
                           readonly=readonly)
-    elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 0.1, f"connect took {elapsed * 1000:.0f} ms"
         assert not [m for m in ib_log.messages() if "timed out" in m]
         assert "Synchronization complete" in ib_log.messages()
         assert ib.isConnected()
@@ -290,9 +287,14 @@ async def test_streaming_market_data_updates_over_time(gateway: SimGateway) -> N
             assert {1, 2, 4, 8} <= kinds  # bid, ask, last, volume
         finally:
             ib.cancelMktData(stock)
-        await asyncio.sleep(0.4)
+        await ib.reqCurrentTimeAsync()  # the cancel is read; pushes sent before it are in
         count = len(updates)
-        await asyncio.sleep(0.4)
+        # a second stream shows the quote loop going round: three pushes of it, none of AAPL
+        [msft] = await qualified(ib, Stock("MSFT", "SMART", "USD"))
+        witness, pushes = ib.reqMktData(msft), list[float]()
+        witness.updateEvent += lambda _: pushes.append(time.monotonic())
+        await until(lambda: bursts(pushes) >= 3, 3.0, "three pushes of the second stream")
+        ib.cancelMktData(msft)
         assert len(updates) == count  # cancelled: no more pushes
 
 
@@ -449,7 +451,7 @@ async def test_what_if_order_reports_margin_and_commission_only(gateway: SimGate
         assert float(state.initMarginAfter) == float(state.initMarginChange)
         assert float(state.equityWithLoanBefore) == 1_000_000.0
         assert state.warningText == ""
-        await asyncio.sleep(0.2)
+        await ib.reqCurrentTimeAsync()  # anything the what-if set off has been sent before this
         assert ib.trades() == [] and ib.fills() == []
         assert gateway.open_orders() == [] and gateway.completed_orders() == []
         assert gateway.positions() == []
@@ -564,7 +566,7 @@ async def test_non_master_client_sees_other_orders_only_by_query(gateway: SimGat
         await status(resting, "Submitted")
         # account-wide streams do reach the watcher (and after any order traffic would have)
         await until(lambda: [p for p in watcher.positions() if p.contract.conId == AAPL_ID])
-        await asyncio.sleep(0.1)
+        await watcher.reqCurrentTimeAsync()  # whatever the gateway sent the watcher is in
         assert events.count() == 0
         assert watcher.trades() == [] and watcher.fills() == []
 
@@ -694,6 +696,7 @@ async def test_flooding_more_than_50_messages_per_second_gets_error_100(gateway:
         assert ib.isConnected()
 
 
+@pytest.mark.slow
 @async_test
 async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
@@ -721,7 +724,7 @@ async def test_validation_delay_keeps_order_pending_submit(gateway: SimGateway) 
         [stock] = await qualified(ib, aapl())
         started = time.monotonic()
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
-        await asyncio.sleep(0.25)
+        await ib.reqCurrentTimeAsync()  # the gateway has read the order
         assert trade.orderStatus.status == "PendingSubmit"
         assert gateway.open_orders() == []  # still being validated
         await status(trade, "Filled", 2.0)
@@ -837,12 +840,14 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(gat
         [stock] = await qualified(ib, aapl())
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
-        gateway.stall(0.4)
+        gateway.stall(1.5)  # far longer than placing and dropping take, even on a busy machine
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
-        await asyncio.sleep(0.1)
-        gateway.drop_connections()
+        transport = ib.client.conn.transport
+        await until(lambda: transport.get_write_buffer_size() == 0, 1.0, "order sent")
+        gateway.drop_connections()  # the order sits unread in the gateway's socket
         await until(lambda: lost, 1.0, "disconnect")
-        await asyncio.sleep(0.5)  # the stall is over
+        async with connected(gateway, 2):  # a new client's handshake is answered after the stall
+            pass
         assert trade.orderStatus.status == "PendingSubmit"  # frozen: outcome unknown to ib_async
         assert gateway.open_orders() == [] and gateway.completed_orders() == []
         assert gateway.executions() == []

@@ -1,0 +1,104 @@
+"""Wall and CPU time of the test suite, run as a developer runs it.
+
+Runs ``python -m pytest -q`` (pytest.ini's options: the pytest-xdist workers, warnings as
+errors) from the repo root ``--runs`` times in a row, each in a subprocess, and prints per run:
+wall time, CPU time (user + system of pytest and every process it waited for: the xdist
+workers, chromium, the app subprocesses), CPU / wall, the load average when it started and
+pytest's own summary (passed / failed counts). Extra arguments after ``--`` go to pytest, e.g.
+``-- -m "not browser and not slow"``.
+
+Target: the full suite in <= 60 s wall on 2 cores (a shared or busy machine shows more: compare
+the CPU figure, which load inflates much less, and the load average).
+
+A failed run's output tail is printed; ``--logs DIR`` keeps every run's full output there.
+
+Usage: python bench/suite_time.py [--runs 1] [--stop-on-failure] [--logs DIR] [-- pytest args...]
+Exit status 0 when every run passed, 1 otherwise (the wall target is printed, not enforced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_WALL = 60.0
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    load: float
+    code: int
+    summary: str
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(pytest_args: list[str], log: Path | None) -> Run:
+    load = os.getloadavg()[0]
+    cpu0, wall0 = children_cpu(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
+    lines = [ln.strip("= ") for ln in proc.stdout.splitlines() if ln.strip()]
+    summary = lines[-1] if lines else "(no output)"
+    if log is not None:
+        log.write_text(proc.stdout, encoding="utf-8")
+    if proc.returncode != 0:
+        print(proc.stdout[-6000:], flush=True)
+    return Run(wall, cpu, load, proc.returncode, summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    pytest_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, pytest_args = argv[:cut], argv[cut + 1:]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--stop-on-failure", action="store_true")
+    ap.add_argument("--logs", type=Path, help="keep each run's output in DIR/run-N.log")
+    args = ap.parse_args(argv)
+    if not 1 <= args.runs <= 100:
+        ap.error("--runs 1..100")
+    print(f"test suite timing (python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
+          f"pytest {' '.join(pytest_args) or '(pytest.ini options only)'})", flush=True)
+    print(f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'load':>6}  pytest says")
+    runs: list[Run] = []
+    for i in range(1, args.runs + 1):
+        if args.logs is not None:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        run = one_run(pytest_args, args.logs / f"run-{i}.log" if args.logs else None)
+        runs.append(run)
+        print(f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.cpu / run.wall:>9.2f} "
+              f"{run.load:>6.2f}  {run.summary}", flush=True)
+        if run.code != 0 and args.stop_on_failure:
+            break
+    walls, cpus = [r.wall for r in runs], [r.cpu for r in runs]
+    green = sum(r.code == 0 for r in runs)
+    print(f"\n  runs green        {green}/{len(runs)}")
+    print(f"  wall              median {statistics.median(walls):.1f} s   min {min(walls):.1f} s"
+          f"   max {max(walls):.1f} s")
+    print(f"  cpu               median {statistics.median(cpus):.1f} s   min {min(cpus):.1f} s"
+          f"   max {max(cpus):.1f} s   (cpu / wall {statistics.median(cpus) / statistics.median(walls):.2f})")
+    if not pytest_args:  # the target is about the full suite
+        verdict = "PASS" if min(walls) <= TARGET_WALL else "MISS"
+        print(f"  fastest wall <= {TARGET_WALL:.0f} s  {verdict}  (figure, not enforced)")
+    return 0 if green == len(runs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
