@@ -182,6 +182,12 @@ class GatewayServer:
         os.replace(tmp, path)
         self._dirty = False
 
+    def _write_ahead(self, events: list[Any]) -> None:
+        """Save the state before any order event leaves, like a real gateway's own store: an
+        acknowledged order or a reported fill survives a SIGKILL of the simulator."""
+        if self.settings.state_file and any(isinstance(e, _DURABLE_EVENTS) for e in events):
+            self.save_state()
+
     async def start(self) -> None:
         """Open the listener and start the market ticker."""
         await self._listen()
@@ -418,6 +424,7 @@ class GatewayServer:
         return sessions
 
     def _dispatch(self, events: list[Any]) -> None:
+        self._write_ahead(events)
         for event in events:
             self._routes[type(event)](event)
         if events:
@@ -742,6 +749,7 @@ class GatewayServer:
                 log.exception("ticker step failed; carrying on")
 
     def _dispatch_quiet(self, events: list[Any]) -> None:
+        self._write_ahead(events)
         for event in events:
             self._routes[type(event)](event)
         if events:
@@ -755,6 +763,8 @@ class GatewayServer:
                 self._send_ticks(session, req_id, quote, full=False)
 
 
+_DURABLE_EVENTS = (b.OpenOrderEvent, b.OrderStatusEvent, b.ExecutionEvent, b.CommissionEvent,
+                   b.OrderErrorEvent)
 _DELAYED_TICK = {1: 66, 2: 67, 4: 68, 6: 72, 7: 73, 9: 75, 14: 76}
 _SUMMARY_ALIASES = {"$LEDGER", "$LEDGER:ALL", "$LEDGER:USD"}
 
