@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import hashlib
 import hmac
 import io
@@ -88,6 +89,9 @@ STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RETRY_AFTER = 1  # seconds a client waits before retrying a 503
+SHARED_FOR = 1.0  # seconds a shared answer (/state, the first page of /orders) is reused
+COMPRESS_FROM = 8192  # bytes: smaller answers are sent as they are
+GZIP_LEVEL = 6
 IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
                       "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
 WAIT_PARAM = {"name": "wait", "in": "query", "required": False, "schema": {"type": "string"},
@@ -229,14 +233,32 @@ def status() -> Response:
 
 def _conditional(version: object, build: Callable[[], str | bytes],
                  mimetype: str = "application/json",
-                 headers: dict[str, str] | None = None) -> Response:
+                 headers: dict[str, str] | None = None, shared: str | None = None) -> Response:
     """A GET answer tagged with its data version (a weak ETag: times such as ``now`` and
     ``data_age`` move on without a new version): 304 without a body when the client's
-    If-None-Match already names it, else ``build()``."""
+    If-None-Match already names it, else ``build()``.
+
+    A ``shared`` answer (the big ones every poller asks for) is built once per data version
+    and second, for everyone, and sent gzip-compressed (also built once) to a client that
+    accepts it."""
     etag = _etag(version)
     if _client_has(etag):
         return Response(status=304, headers={"ETag": etag})
-    return Response(build(), mimetype=mimetype, headers={"ETag": etag, **(headers or {})})
+    headers = {"ETag": etag, **(headers or {})}
+    if shared is None:
+        return Response(build(), mimetype=mimetype, headers=headers)
+    key = (version, int(time.monotonic() / SHARED_FOR))
+    body: bytes = _cached(shared, key, lambda: _as_bytes(build()))
+    headers["Vary"] = "Accept-Encoding"
+    if len(body) >= COMPRESS_FROM and request.accept_encodings["gzip"]:
+        plain = body
+        body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL))
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, mimetype=mimetype, headers=headers)
+
+
+def _as_bytes(body: str | bytes) -> bytes:
+    return body.encode() if isinstance(body, str) else body
 
 
 def _etag(version: object) -> str:
@@ -265,6 +287,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "ok": healthy,
         "now": time.time(),
         "simulator": svc.simulator is not None,
+        "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
         "gateway": {"host": svc.host, "port": svc.port},
         "connections": {"reader": _flat_dict(snap.connection),
                         "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
@@ -306,8 +329,8 @@ def state_json(svc: Services) -> str:
 def state() -> Response:
     """The whole dashboard state in one answer (the polling fallback of the stream).
 
-    The same JSON as ``state_json``: all but the status (its ages move on) is joined once per
-    data version, whoever asks."""
+    The same JSON as ``state_json``, built once per data version and second (the status's
+    clock and ages move on between versions), whoever asks."""
     svc = services()
     version = svc.feed.version
 
@@ -322,7 +345,7 @@ def state() -> Response:
         return (f'{{"version":{_dumps(version)},'
                 f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
 
-    return _conditional(version, build)
+    return _conditional(version, build, shared="state")
 
 
 @bp.get("/stream")
@@ -489,9 +512,11 @@ def orders() -> Response:
     records = _records(svc)
     key = _orders_key(svc, snap, records)
 
+    first_page = (query.cursor, query.symbol, query.since, query.limit) == (None, None, None,
+                                                                          ORDERS_PAGE)
+
     def build() -> bytes:
-        if (query.cursor, query.symbol, query.since, query.limit) == (None, None, None,
-                                                                      ORDERS_PAGE):
+        if first_page:
             # the page every poller asks for: serialised once per change
             page = _cached(f"orders-page-{query.status}", key,
                            lambda: _orders_page(svc, snap, records, key, query, after))
@@ -501,7 +526,7 @@ def orders() -> Response:
         return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + \
             page[1] + b"}"
 
-    return _conditional(key, build)
+    return _conditional(key, build, shared=f"orders-{query.status}" if first_page else None)
 
 
 class _Row(NamedTuple):

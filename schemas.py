@@ -295,6 +295,8 @@ class StatusOut(_Out):
     ok: bool
     now: float
     simulator: bool
+    sim_clock: str = Field(description="the embedded simulator's clock, e.g. 'simulated clock, "
+                           "market open' (empty against a real gateway)")
     gateway: GatewayOut
     connections: ConnectionsOut
     threads: ThreadsOut

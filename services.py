@@ -22,6 +22,7 @@ from risk import RiskGate, SlidingWindow
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
+from sim_gateway.sessions import demo_clock_start
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class Services:
                 state = os.path.join(folder, "sim_state.json")
             self.simulator = SimGateway(
                 ServerSettings(host="127.0.0.1", port=s.sim_port,
-                               master_client_id=s.sim_master_client_id, state_file=state),
+                               master_client_id=s.sim_master_client_id, state_file=state,
+                               clock_start=demo_clock_start(time.time())),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port

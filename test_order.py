@@ -125,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.host, args.port
     if host is None:
         from sim_gateway.controller import SimGateway
-        gateway = SimGateway().start()
+        from sim_gateway.server import ServerSettings
+        from sim_gateway.sessions import demo_clock_start
+        # outside US market hours the embedded gateway's clock runs inside a session, so it fills
+        gateway = SimGateway(ServerSettings(clock_start=demo_clock_start(time.time()))).start()
         host, port = "127.0.0.1", gateway.port
-        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}", flush=True)
+        label = gateway.clock_label()
+        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}{f' ({label})' if label else ''}",
+              flush=True)
     try:
         return asyncio.run(run(args, host, port))
     finally:

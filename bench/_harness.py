@@ -39,6 +39,8 @@ from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 from sim_gateway.types import Contract
 
+TRADING_CLOCK = 1_796_050_800.0  # 2026-11-30T10:00:00-05:00, a Monday: US stocks trade
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SETTLE = (1.0, 2.0, 1.0)  # config.py defaults (SETTLE_FIRST/VALIDATION/FINAL_WAIT)
@@ -102,7 +104,9 @@ def extra_stocks(n: int, first_con_id: int = 900_000_001) -> tuple[Contract, ...
 
 def start_gateway(seed: int = 7, extra_contracts: tuple[Contract, ...] = (),
                   **server: Any) -> SimGateway:
-    """A simulated gateway on a free loopback port (default 50 msg/s pacing, like TWS)."""
+    """A simulated gateway on a free loopback port (default 50 msg/s pacing, like TWS), its
+    clock inside a US trading session (2026-11-30 10:00 New York) so orders fill at any hour."""
+    server = {"clock_start": TRADING_CLOCK, **server}
     return SimGateway(ServerSettings(port=0, **server),
                       BrokerConfig(seed=seed, extra_contracts=extra_contracts)).start()
 

@@ -9,6 +9,7 @@ import signal
 import threading
 
 from sim_gateway.broker import BrokerConfig
+from sim_gateway.clock import MAX_SPEED, parse_when
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
@@ -20,6 +21,21 @@ def _non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _when(text: str) -> float:
+    """An argparse type: an ISO 8601 time with a UTC offset → epoch seconds."""
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speed(text: str) -> float:
+    value = _non_negative(text)
+    if not 0 < value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, {MAX_SPEED:g}]")
     return value
 
 
@@ -60,8 +76,18 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds of paper validation before an order is acknowledged")
     ap.add_argument("--fill-delay", type=_non_negative, default=0.0,
                     help="seconds between acknowledgement and fill of marketable orders")
-    ap.add_argument("--tif-preset-warning", action="store_true",
-                    help="send error 10349 for orders that arrive without a TIF")
+    ap.add_argument("--tif-preset-warning", action=argparse.BooleanOptionalAction, default=True,
+                    help="error 10349 for orders that arrive without a TIF (default on, as IB's "
+                         "default order preset does)")
+    ap.add_argument("--clock", type=_when, default=None, metavar="ISO-TIME",
+                    help="start a simulated clock there, e.g. 2026-11-30T10:00:00-05:00 "
+                         "(default: real time)")
+    ap.add_argument("--clock-speed", type=_speed, default=1.0,
+                    help=f"the clock runs this many times real time (0 < speed <= {MAX_SPEED:g})")
+    ap.add_argument("--always-open", action="store_true",
+                    help="ignore market hours: every market always open (no 399, DAY never expires)")
+    ap.add_argument("--pacing-disconnect-after", type=_int_range(0, 1000), default=3,
+                    help="pacing violations (error 100) before the socket closes (0 = never; default 3)")
     ap.add_argument("--partial-fill-above", type=_non_negative, default=0.0,
                     help="orders above this quantity fill in chunks (0 = off)")
     ap.add_argument("--partial-fill-chunk", type=_non_negative, default=100.0, help="chunk size")
@@ -80,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         broker = BrokerConfig(account=args.account, starting_cash=args.cash, seed=args.seed,
                               partial_fill_above=args.partial_fill_above,
                               partial_fill_chunk=args.partial_fill_chunk,
-                              master_client_id=args.master_client_id)
+                              master_client_id=args.master_client_id,
+                              market_hours=not args.always_open)
     except ValueError as exc:
         parser().error(str(exc))
     settings = ServerSettings(host=args.host, port=args.port,
                               master_client_id=args.master_client_id,
                               max_clients=args.max_clients, max_rate=args.max_rate,
-                              max_version=args.max_version, state_file=args.state_file)
+                              max_version=args.max_version, state_file=args.state_file,
+                              pacing_disconnect_after=args.pacing_disconnect_after,
+                              clock_start=args.clock, clock_speed=args.clock_speed)
     gateway = SimGateway(settings, broker).start()
     gateway.set_validation_delay(args.validation_delay)
     gateway.set_fill_delay(args.fill_delay)

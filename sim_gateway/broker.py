@@ -10,8 +10,11 @@ at last; an FX fill moves both currencies' cash balances (the FX "position" row,
 units, is reported too but its value is already in the cash). Margin: initial
 ``1 / buying_power_multiplier`` and maintenance 25 % of the absolute value of every position.
 
-Orders: MKT/LMT/STP/STP LMT/TRAIL with DAY/GTC/IOC (DAY never expires: the market is always
-open). transmit=False orders are held until an order of their group arrives with transmit=True;
+Orders: MKT/LMT/STP/STP LMT/TRAIL with DAY/GTC/IOC. Market hours (``sessions``): an order
+without outsideRth outside regular hours (or any order outside extended hours) is acknowledged
+PreSubmitted with warning 399 and works from the next open; DAY orders expire (Cancelled) at the
+close of the session they work in, GTC orders carry over. transmit=False orders are held until
+an order of their group arrives with transmit=True;
 children work only once their parent is completely filled and shrink with each other's fills
 (bracket = implicit OCA). ``validation_delay`` holds back the acknowledgement, ``fill_delay``
 the fill of a marketable order, partial fills come one chunk per ``price_step_seconds``.
@@ -26,7 +29,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from .contracts import ContractTable, start_price
+from . import errors, sessions
+from .contracts import ContractTable, start_price, unresolved_text
+from .derivatives import Derivatives
+from .options_model import Greeks
 from .prices import PriceBook, on_tick, round_to_tick
 from .types import (
     AccountValue,
@@ -50,15 +56,19 @@ MAINT_MARGIN_RATE = 0.25
 PERM_ID_BASE = 1_000_000_000
 EXEC_ID_BASE = 0x6571A1B2
 STATE_VERSION = 1
+MAX_CATCH_UP_STEPS = 600
 LIVE_STATUSES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted"})
 TIFS = ("DAY", "GTC", "IOC")
 SIDES = {"BUY": "BOT", "SELL": "SLD"}
 VENUES = {"NASDAQ": "ISLAND"}  # execution venue by primary exchange (else the primary itself)
+WHOLE_UNITS = frozenset({"STK", "OPT", "FUT"})
+OPTION_COMMISSION, FUTURE_COMMISSION = 0.65, 0.85  # per contract (options: at least min_commission)
 
-NO_SECDEF = "No security definition has been found for the request"
-REJECTED = "Order rejected - reason:"
-CANCELED = "Order Canceled - reason:"
-TIF_PRESET = "Order TIF was set to DAY based on order preset."
+NO_SECDEF = errors.text(200)
+REJECTED = errors.text(201, reason="")
+CANCELED = errors.text(202, reason="")
+TIF_PRESET = errors.text(10349)
+OFF_TICK = errors.text(110)
 BY_TRADER = "Cancelled by Trader"
 BY_SYSTEM = "Cancelled by System"
 
@@ -85,6 +95,7 @@ class BrokerConfig:
     buying_power_multiplier: float = 4.0
     extra_contracts: tuple[Contract, ...] = ()
     master_client_id: int | None = None
+    market_hours: bool = True  # False: every market always open (no 399, DAY never expires)
     live_account_drill: bool = False  # allow a live-looking (non-DU) account id, to drill a
     #                                   client's live-trading guard; still a simulated account
 
@@ -210,6 +221,8 @@ class _Order:
     triggered: bool = False
     fill_due: float | None = None
     warn_tif: bool = False
+    opens_at: float | None = None  # held outside market hours until then (warning 399 sent)
+    expires_at: float | None = None  # DAY: the close of the session it works in
     completed_time: str = ""
     completed_status: str = ""
 
@@ -422,7 +435,24 @@ def _fx_commission(config: BrokerConfig, units: float, value: float) -> float:
     return max(value * config.fx_commission_rate, config.fx_min_commission)
 
 
-_COMMISSIONS = {"CASH": _fx_commission}  # by secType; anything else pays the stock schedule
+def _option_commission(config: BrokerConfig, contracts: float, value: float) -> float:
+    return max(contracts * OPTION_COMMISSION, config.min_commission)
+
+
+def _future_commission(config: BrokerConfig, contracts: float, value: float) -> float:
+    return contracts * FUTURE_COMMISSION
+
+
+def units_per_contract(contract: Contract) -> float:
+    """Units per contract: 100 for an option, 50 for ES, 1 for stocks and FX."""
+    try:
+        return float(contract.multiplier or 1)
+    except ValueError:
+        return 1.0
+
+
+_COMMISSIONS = {"CASH": _fx_commission, "OPT": _option_commission, "FUT": _future_commission}
+# by secType; anything else pays the stock schedule
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -446,6 +476,18 @@ def _parse_filter_time(text: str) -> float:
     return datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone_info).timestamp()
 
 
+def _rejection(reason: str) -> tuple[int, str]:
+    """(code, text) of a rejection: 110 for an off-tick price (IB's own code), else 201."""
+    return (110, OFF_TICK) if reason == OFF_TICK else (201, REJECTED + reason)
+
+
+def _listing(contract: Contract) -> str:
+    """"NASDAQ.NMS" / "NYSE" / "IDEALPRO" as in IB's order messages."""
+    if contract.sec_type != "STK":
+        return contract.exchange
+    return f"{contract.primary_exchange}.NMS" if contract.primary_exchange == "NASDAQ" else contract.primary_exchange
+
+
 def _qty_text(qty: float) -> str:
     return str(int(qty)) if float(qty).is_integer() else repr(qty)
 
@@ -457,6 +499,8 @@ def _amount(value: float) -> str:
 def _venue(contract: Contract) -> str:
     if contract.sec_type == "CASH":
         return contract.exchange
+    if contract.sec_type == "OPT":
+        return "CBOE"
     return VENUES.get(contract.primary_exchange, contract.primary_exchange or contract.exchange)
 
 
@@ -482,9 +526,13 @@ class Broker:
 
     def __init__(self, config: BrokerConfig, now: float) -> None:
         self.config = config
-        self._contracts = ContractTable(config.extra_contracts)
+        spots = {c.con_id: start_price(c) for c in ContractTable(config.extra_contracts)}
+        self.derivatives = Derivatives(now, spots)
+        self._contracts = ContractTable((*self.derivatives.contracts, *config.extra_contracts))
         self._fx = self._fx_sources()
-        starts = {c.con_id: (start_price(c), c.min_tick) for c in self._contracts}
+        starts = {c.con_id: (start_price(c), c.min_tick) for c in self._contracts
+                  if not self.derivatives.derived(c.con_id)}
+        starts.update(self.derivatives.drivers)
         self._book = PriceBook(starts, config.seed, config.volatility, config.price_step_seconds, now)
         self._clock = now
         self._cash: dict[str, float] = {"USD": config.starting_cash}
@@ -500,7 +548,7 @@ class Broker:
         self._counters = {"perm": 0, "exec": 0, "due": 0}
         self.validation_delay = 0.0
         self.fill_delay = 0.0
-        self.tif_preset_warning = False
+        self.tif_preset_warning = True  # 10349 for a blank TIF, as an account's default preset does
         self._reject_reason: str | None = None
 
     def _fx_sources(self) -> dict[str, tuple[int, bool]]:
@@ -525,12 +573,22 @@ class Broker:
         return self._contracts.by_id(con_id)
 
     def quote(self, con_id: int) -> Quote:
-        """Current quote; KeyError for an unknown conId."""
+        """Current quote (options and futures derived from their underlying); KeyError if unknown."""
+        if self.derivatives.derived(con_id):
+            return self.derivatives.quote(con_id, self._book.quote, self._clock)
         return self._book.quote(con_id)
+
+    def _last(self, con_id: int) -> float:
+        return self.quote(con_id).last if self.derivatives.derived(con_id) else self._book.last(con_id)
+
+    def option_greeks(self, con_id: int) -> dict[int, Greeks]:
+        """tickOptionComputation rows of an option by tick type; {} for anything else."""
+        return self.derivatives.greeks(con_id, self._book.quote, self._clock)
 
     def advance(self, now: float) -> list[Event]:
         """Step prices and run due work, in time order, up to ``now``."""
         events: list[Event] = []
+        self._skip_long_gap(now)
         while True:
             step_at = self._book.next_step_time()
             due_at = self._dues[0][0] if self._dues else math.inf
@@ -547,6 +605,14 @@ class Broker:
         self._clock = max(self._clock, now)
         return events
 
+    def _skip_long_gap(self, now: float) -> None:
+        """Over a long gap (a jump or a fast simulated clock) prices pause: only the last
+        MAX_CATCH_UP_STEPS steps are taken, so a jump of days costs no more than one of minutes."""
+        step = self.config.price_step_seconds
+        behind = int((now - self._book.next_step_time()) / step)
+        if behind > MAX_CATCH_UP_STEPS:
+            self._book.origin += (behind - MAX_CATCH_UP_STEPS) * step
+
     def next_due(self) -> float | None:
         """Earliest scheduled acknowledgement or fill, or None."""
         return min((entry[0] for entry in self._dues if self._pending(entry)), default=None)
@@ -554,13 +620,15 @@ class Broker:
     def _pending(self, entry: tuple[float, int, str, int]) -> bool:
         at, _, kind, perm_id = entry
         order = self._orders[perm_id]
-        return order.live and (order.status == "PendingSubmit" if kind == "ack" else order.fill_due == at)
+        wanted = {"ack": order.status == "PendingSubmit", "fill": order.fill_due == at,
+                  "open": order.opens_at == at, "expire": order.expires_at == at}
+        return order.live and wanted[kind]
 
     def _run_due(self, entry: tuple[float, int, str, int]) -> list[Event]:
         if not self._pending(entry):
             return []
         order = self._orders[entry[3]]
-        actions = {"ack": self._ack, "fill": self._due_fill}
+        actions = {"ack": self._ack, "fill": self._due_fill, "open": self._open, "expire": self._expire}
         return actions[entry[2]](order, entry[0])
 
     def _schedule(self, order: _Order, at: float, kind: str) -> None:
@@ -611,13 +679,13 @@ class Broker:
         if existing is not None and existing.live:
             return self._modify(existing, req, now)
         if existing is not None and existing.status == "Filled":
-            return [OrderErrorEvent(client_id, req.order_id, 104, "Can't modify a filled order")]
+            return [OrderErrorEvent(client_id, req.order_id, 104, errors.text(104))]
         if existing is not None or req.order_id <= self._max_ids.get(client_id, 0):
-            return [OrderErrorEvent(client_id, req.order_id, 103, "Duplicate order id")]
+            return [OrderErrorEvent(client_id, req.order_id, 103, errors.text(103))]
         self._max_ids[client_id] = req.order_id
         contract = self._resolve(req.contract)
         if contract is None:
-            return [OrderErrorEvent(client_id, req.order_id, 200, NO_SECDEF)]
+            return [self._unresolved(client_id, req)]
         unsupported = self._unsupported(client_id, req)
         if unsupported is not None:
             return [unsupported]
@@ -641,13 +709,18 @@ class Broker:
         return None if perm_id is None else self._orders[perm_id]
 
     def _resolve(self, query: ContractQuery) -> Contract | None:
+        """The one contract the query names (a continuous future: its front month), else None."""
         rows = self._contracts.find(query)
-        return rows[0] if len(rows) == 1 else None
+        return self._contracts.by_id(rows[0].con_id) if len(rows) == 1 else None
+
+    def _unresolved(self, client_id: int, req: OrderRequest) -> OrderErrorEvent:
+        text = unresolved_text(req.contract, len(self._contracts.find(req.contract)))
+        return OrderErrorEvent(client_id, req.order_id, 200, text)
 
     def _unsupported(self, client_id: int, req: OrderRequest) -> OrderErrorEvent | None:
         flags = (
-            (req.e_trade_only, 10268, "The 'EtradeOnly' order attribute is not supported."),
-            (req.firm_quote_only, 10269, "The 'firmQuoteOnly' order attribute is not supported."),
+            (req.e_trade_only, 10268, errors.text(10268)),
+            (req.firm_quote_only, 10269, errors.text(10269)),
         )
         return next(
             (OrderErrorEvent(client_id, req.order_id, code, text) for on, code, text in flags if on), None
@@ -666,7 +739,9 @@ class Broker:
             return f"Unsupported order type {req.order_type!r}"
         if req.total_quantity <= 0:
             return "Order quantity must be positive"
-        if contract.sec_type == "STK" and not float(req.total_quantity).is_integer():
+        if contract.sec_type == "IND":
+            return "Index contracts are not tradable"
+        if contract.sec_type in WHOLE_UNITS and not float(req.total_quantity).is_integer():
             return "Fractional-sized order is not supported for this contract"
         if req.tif.upper() not in ("", *TIFS):
             return f"Unsupported time in force {req.tif!r}"
@@ -677,7 +752,7 @@ class Broker:
             return why
         prices = [p for p in (req.lmt_price, req.aux_price) if p]
         if not all(on_tick(p, contract.min_tick) for p in prices):
-            return "The price does not conform to the minimum price variation for this contract."
+            return OFF_TICK
         return None
 
     def _parent_reason(self, client_id: int, req: OrderRequest) -> str | None:
@@ -701,7 +776,7 @@ class Broker:
         multiplier = self.config.buying_power_multiplier
         before = _Margin(metrics.net_liq, metrics.exposure / multiplier, metrics.exposure * MAINT_MARGIN_RATE)
         held = self._positions[contract.con_id].qty if contract.con_id in self._positions else 0.0
-        extra = (abs(held + delta) - abs(held)) * price * self._rate(contract.currency)
+        extra = (abs(held + delta) - abs(held)) * price * units_per_contract(contract) * self._rate(contract.currency)
         after = _Margin(
             before.equity - commission,
             before.init + extra / multiplier,
@@ -710,7 +785,7 @@ class Broker:
         return before, after
 
     def _estimate(self, req: OrderRequest, contract: Contract) -> float:
-        return _RULES[req.order_type.upper()].estimate(req, self._book.quote(contract.con_id))
+        return _RULES[req.order_type.upper()].estimate(req, self.quote(contract.con_id))
 
     def _margin_reason(self, contract: Contract, req: OrderRequest, qty: float) -> str | None:
         delta = qty if req.action.upper() == "BUY" else -qty
@@ -746,7 +821,7 @@ class Broker:
     def _reject(self, order: _Order, reason: str, now: float) -> list[Event]:
         self._finish(order, "Inactive", now, f"Rejected: {reason}")
         view = order.view()
-        error = OrderErrorEvent(order.client_id, order.order_id, 201, REJECTED + reason)
+        error = OrderErrorEvent(order.client_id, order.order_id, *_rejection(reason))
         return [error, OpenOrderEvent(view), OrderStatusEvent(view)]
 
     def _modify(self, order: _Order, req: OrderRequest, now: float) -> list[Event]:
@@ -757,7 +832,7 @@ class Broker:
             or self._margin_reason(order.contract, req, req.total_quantity - order.filled)
         )
         if reason:
-            return [OrderErrorEvent(order.client_id, order.order_id, 201, REJECTED + reason)]
+            return [OrderErrorEvent(order.client_id, order.order_id, *_rejection(reason))]
         retrigger = (req.order_type.upper(), req.aux_price, req.trailing_percent) != (
             order.order_type,
             order.aux_price,
@@ -774,15 +849,15 @@ class Broker:
         """Margin and commission preview; nothing is created, consumed or stored."""
         contract = self._resolve(req.contract)
         if contract is None:
-            return [OrderErrorEvent(client_id, req.order_id, 200, NO_SECDEF)]
+            return [self._unresolved(client_id, req)]
         unsupported = self._unsupported(client_id, req)
         reason = None if unsupported else self._request_reason(req, contract)
         if unsupported or reason:
-            return [unsupported or OrderErrorEvent(client_id, req.order_id, 201, REJECTED + str(reason))]
+            return [unsupported or OrderErrorEvent(client_id, req.order_id, *_rejection(str(reason)))]
         order = self._new_order(client_id, req, contract, perm_id=0)
         order.status = "PreSubmitted"
         price = self._estimate(req, contract)
-        value = req.total_quantity * price * self._rate(contract.currency)
+        value = req.total_quantity * price * units_per_contract(contract) * self._rate(contract.currency)
         commission = round(self._commission(contract, req.total_quantity, value), 6)
         before, after = self._margin_effect(contract, order.sign * req.total_quantity, price, commission)
         view = replace(
@@ -821,13 +896,44 @@ class Broker:
         """Acknowledge (PreSubmitted), then release the bracket group or start working."""
         order.status = "PreSubmitted"
         if order.order_type == "TRAIL" and self._can_work(order):  # so the ack shows the stop
-            self._trail(order, self._book.last(order.contract.con_id))
+            self._trail(order, self._last(order.contract.con_id))
         events: list[Event] = []
         if order.warn_tif:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
             order.warn_tif = False
+        events += self._hold_until_open(order, now)
         events += self._show(order)
         return events + (self._release(order, now) if order.transmit else self._work(order, now))
+
+    def _hold_until_open(self, order: _Order, now: float) -> list[Event]:
+        """Outside the order's hours: hold it until the open (warning 399); DAY: expire at close."""
+        if not self.config.market_hours:
+            return []
+        contract, rth = order.contract, order.outside_rth
+        opens = sessions.opens_at(contract, now, rth)
+        if order.tif == "DAY":
+            closes = sessions.closes_at(contract, now, rth)
+            if closes is not None:
+                order.expires_at = closes
+                self._schedule(order, closes, "expire")
+        if opens is None or opens <= now:
+            return []
+        order.opens_at = opens
+        self._schedule(order, opens, "open")
+        text = errors.text(399, action=order.action, quantity=_qty_text(order.total_quantity),
+                           symbol=contract.symbol, listing=_listing(contract),
+                           until=sessions.held_until_text(contract, opens))
+        return [OrderErrorEvent(order.client_id, order.order_id, 399, text)]
+
+    def _open(self, order: _Order, now: float) -> list[Event]:
+        """The market opened for a held order: it works from now on."""
+        order.opens_at = None
+        return self._work(order, now)
+
+    def _expire(self, order: _Order, now: float) -> list[Event]:
+        """A DAY order at the close of its session: cancelled by the system."""
+        order.expires_at = None
+        return self._cancel(order, now, BY_SYSTEM)
 
     def _due_fill(self, order: _Order, now: float) -> list[Event]:
         order.fill_due = None
@@ -846,14 +952,19 @@ class Broker:
 
     def _can_work(self, order: _Order) -> bool:
         parent_ready = not order.parent_perm_id or self._orders[order.parent_perm_id].status == "Filled"
-        return order.live and order.status != "PendingSubmit" and not order.held and parent_ready
+        ready = order.live and order.status != "PendingSubmit" and not order.held and parent_ready
+        return ready and order.opens_at is None and self._in_hours(order)
+
+    def _in_hours(self, order: _Order) -> bool:
+        """Whether the order's market is open now (GTC orders rest while it is closed)."""
+        return not self.config.market_hours or sessions.is_open(order.contract, self._clock, order.outside_rth)
 
     def _work(self, order: _Order, now: float, due: bool = False) -> list[Event]:
         """Trigger, fill (now, after fill_delay, or a chunk) or let the order wait."""
         if not self._can_work(order) or (order.fill_due is not None and not due):
             return []
         rule = _RULES[order.order_type]
-        quote = self._book.quote(order.contract.con_id)
+        quote = self.quote(order.contract.con_id)
         if rule.stop is not None and not order.triggered:
             if order.order_type == "TRAIL":
                 self._trail(order, quote.last)
@@ -897,7 +1008,8 @@ class Broker:
         rate = self._rate(order.contract.currency)
         cum = order.filled + qty
         avg = (order.avg_fill_price * order.filled + price * qty) / cum
-        total = round(self._commission(order.contract, cum, cum * avg * rate), 6)  # per-order min/max
+        notional = cum * avg * units_per_contract(order.contract) * rate
+        total = round(self._commission(order.contract, cum, notional), 6)  # per-order min/max
         commission = round(total - (order.commission or 0.0), 6)
         order.filled, order.avg_fill_price, order.last_fill_price, order.commission = cum, avg, price, total
         if order.remaining <= EPS:
@@ -947,8 +1059,9 @@ class Broker:
     ) -> float | None:
         """Update position and cash balances; the realized P&L in USD of a closing fill."""
         position = self._positions.setdefault(contract.con_id, _Position(contract))
-        realized = _apply_fill(position, delta, price, commission / rate)
-        self._credit(contract.currency, -delta * price)
+        unit = price * units_per_contract(contract)  # positions keep IB's avgCost: per contract, multiplier applied
+        realized = _apply_fill(position, delta, unit, commission / rate)
+        self._credit(contract.currency, -delta * unit)
         if contract.sec_type == "CASH":
             self._credit(contract.symbol, delta)
         self._credit("USD", -commission)
@@ -990,13 +1103,9 @@ class Broker:
         events = self.advance(now)
         order = self._lookup(client_id, order_id)
         if order is None:
-            text = f"OrderId {order_id} that needs to be cancelled is not found."
-            return events + [OrderErrorEvent(client_id, order_id, 10147, text)]
+            return events + [OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))]
         if not order.live:
-            text = (
-                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                f"state: {order.status}."
-            )
+            text = errors.text(10148, order_id=order_id, state=order.status)
             return events + [OrderErrorEvent(client_id, order_id, 10148, text)]
         return events + self._cancel(order, self._clock, BY_TRADER)
 
@@ -1052,11 +1161,11 @@ class Broker:
     def _value(self, position: _Position) -> float:
         """Market value in USD."""
         contract = position.contract
-        return position.qty * self._book.last(contract.con_id) * self._rate(contract.currency)
+        return position.qty * self._last(contract.con_id) * units_per_contract(contract) * self._rate(contract.currency)
 
     def _unrealized(self, position: _Position) -> float:
-        last = self._book.last(position.contract.con_id)
-        return (last - position.avg_cost) * position.qty * self._rate(position.contract.currency)
+        unit = self._last(position.contract.con_id) * units_per_contract(position.contract)
+        return (unit - position.avg_cost) * position.qty * self._rate(position.contract.currency)
 
     def _metrics(self) -> _Metrics:
         positions = list(self._positions.values())
@@ -1075,15 +1184,16 @@ class Broker:
 
     def _portfolio_item(self, position: _Position) -> PortfolioItem:
         """Values in the contract's currency, like IB's updatePortfolio."""
-        last = self._book.last(position.contract.con_id)
+        last = self._last(position.contract.con_id)
+        unit = last * units_per_contract(position.contract)
         return PortfolioItem(
             account=self.config.account,
             contract=position.contract,
             position=position.qty,
             market_price=last,
-            market_value=round(position.qty * last, 2),
+            market_value=round(position.qty * unit, 2),
             avg_cost=position.avg_cost,
-            unrealized_pnl=round((last - position.avg_cost) * position.qty, 2),
+            unrealized_pnl=round((unit - position.avg_cost) * position.qty, 2),
             realized_pnl=round(position.realized, 2),
         )
 
@@ -1244,6 +1354,10 @@ class Broker:
         for order in self._live.values():
             if order.fill_due is not None:
                 order.fill_due += offset
+            if order.opens_at is not None:
+                order.opens_at += offset
+            if order.expires_at is not None:
+                order.expires_at += offset
 
 
 __all__ = [

@@ -1,8 +1,12 @@
-"""Contract table of the simulated gateway: common US stocks, FX majors, extra contracts."""
+"""Contract table of the simulated gateway: common US stocks, FX majors, indices, extra contracts.
+
+The broker adds the generated options and futures (``derivatives.py``) as extra contracts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from .types import Contract, ContractQuery
 
@@ -52,6 +56,21 @@ def _fx(con_id: int, base: str, quote: str, long_name: str, min_tick: float = 0.
     )
 
 
+def _index(con_id: int, symbol: str, exchange: str, long_name: str) -> Contract:
+    """An IND contract (quoted, not tradable)."""
+    return Contract(
+        con_id=con_id,
+        symbol=symbol,
+        sec_type="IND",
+        exchange=exchange,
+        primary_exchange=exchange,
+        local_symbol=symbol,
+        trading_class=symbol,
+        long_name=long_name,
+        stock_type="",
+    )
+
+
 _TECH = ("Technology", "Computers", "Computers")
 _SOFTWARE = ("Technology", "Software", "Applications Software")
 _CHIPS = ("Technology", "Semiconductors", "Electronic Compo-Semicon")
@@ -83,7 +102,12 @@ DEFAULT_TABLE: tuple[tuple[Contract, float], ...] = (
     (_fx(12087792, "EUR", "USD", "European Monetary Union Euro"), 1.08),
     (_fx(12087797, "GBP", "USD", "British pound"), 1.27),
     (_fx(15016059, "USD", "JPY", "US dollar", min_tick=0.005), 150.0),
+    (_index(416904, "SPX", "CBOE", "S&P 500 Stock Index"), 5500.0),
+    (_index(13455763, "VIX", "CBOE", "CBOE Volatility Index"), 15.0),
+    (_index(416843, "NDX", "NASDAQ", "NASDAQ 100 Stock Index"), 19500.0),
 )
+DERIVATIVES = frozenset({"OPT", "FUT", "FOP"})  # matched only when asked for (secType or localSymbol)
+NO_SECDEF = "No security definition has been found for the request"
 
 _START_PRICES = {contract.con_id: price for contract, price in DEFAULT_TABLE}
 
@@ -94,11 +118,37 @@ def start_price(contract: Contract) -> float:
     return _START_PRICES.get(contract.con_id, fallback)
 
 
+def _right(text: str) -> str:
+    right = text.upper()
+    return {"CALL": "C", "PUT": "P", "?": ""}.get(right, right)
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _derivative_fields(contract: Contract, query: ContractQuery) -> bool:
+    """Expiry (a prefix: a contract month matches), strike, right, multiplier, trading class."""
+    checks = (
+        contract.last_trade_date.startswith(query.last_trade_date),
+        not query.strike or abs(query.strike - contract.strike) < 1e-6,
+        not _right(query.right) or _right(query.right) == contract.right,
+        not query.multiplier or _number(query.multiplier) == _number(contract.multiplier or "1"),
+        not query.trading_class or query.trading_class.upper() == contract.trading_class.upper(),
+    )
+    return all(checks)
+
+
 def _matches(contract: Contract, query: ContractQuery) -> bool:
     """Symbol (or local symbol) match, case-insensitive, narrowed by the optional fields."""
     wanted = (query.symbol or query.local_symbol).upper()
     listings = {"SMART", contract.exchange, contract.primary_exchange}
+    asked = bool(query.sec_type or query.local_symbol) or contract.sec_type not in DERIVATIVES
     checks = (
+        asked,
         wanted in (contract.symbol.upper(), contract.local_symbol.upper()),
         not query.sec_type or query.sec_type.upper() == contract.sec_type,
         not query.currency or query.currency.upper() == contract.currency,
@@ -106,7 +156,14 @@ def _matches(contract: Contract, query: ContractQuery) -> bool:
         not query.primary_exchange or query.primary_exchange.upper() == contract.primary_exchange,
         not query.local_symbol or query.local_symbol.upper() == contract.local_symbol.upper(),
     )
-    return all(checks)
+    return all(checks) and _derivative_fields(contract, query)
+
+
+def unresolved_text(query: ContractQuery, matches: int) -> str:
+    """Error 200's text for a contract that matched nothing or several contracts."""
+    if matches > 1:
+        return f"The contract description specified for {query.symbol or query.local_symbol} is ambiguous."
+    return NO_SECDEF
 
 
 class ContractTable:
@@ -130,7 +187,17 @@ class ContractTable:
             return [found] if found else []
         if not (query.symbol or query.local_symbol):
             return []
+        if query.sec_type.upper() == "CONTFUT":
+            return self._front_month(query)
         return [contract for contract in self._by_id.values() if _matches(contract, query)]
+
+    def _front_month(self, query: ContractQuery) -> list[Contract]:
+        """A continuous future: the front month, with secType CONTFUT and the front's conId."""
+        futures = replace(query, sec_type="FUT", last_trade_date="", local_symbol="")
+        rows = [contract for contract in self._by_id.values() if _matches(contract, futures)]
+        if not rows:
+            return []
+        return [replace(min(rows, key=lambda c: c.last_trade_date), sec_type="CONTFUT")]
 
     def fx_source(self, currency: str) -> tuple[int, bool] | None:
         """(conId, inverted) of a CASH pair that converts ``currency`` into USD, or None."""

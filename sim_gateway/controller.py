@@ -8,6 +8,7 @@ loop through ``LoopThread.call``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from loop_thread import LoopThread
@@ -104,8 +105,45 @@ class SimGateway:
         self._set_broker("fill_delay", seconds)
 
     def set_tif_preset_warning(self, enabled: bool) -> None:
-        """Send error 10349 for orders that arrive without a TIF."""
+        """Error 10349 for orders that arrive without a TIF (on by default, as IB's preset does)."""
         self._set_broker("tif_preset_warning", enabled)
+
+    def set_clock(self, when: float | None = None, speed: float | None = None) -> None:
+        """Jump the simulated clock forward to ``when`` (epoch seconds) and/or change its speed;
+        the broker catches up at once (held orders open, DAY orders expire)."""
+        def apply(server: GatewayServer) -> None:
+            server.clock.set(when, speed)
+            server.poke()
+        self._run(apply)
+
+    def now(self) -> float:
+        """The gateway's current (simulated) time."""
+        return self._run(lambda s: s.clock.now())
+
+    def clock_label(self) -> str:
+        """"simulated clock, market open" / "…market closed" (US stocks), or "" on real time.
+
+        Read without a hop to the gateway's loop (the clock is two floats): safe from any thread
+        and answered even while the gateway is stalled."""
+        server = self._server
+        return "" if server is None else server.clock_label()
+
+    def set_market_hours(self, enabled: bool) -> None:
+        """False: every market is always open (no 399, DAY orders never expire)."""
+        def apply(server: GatewayServer) -> None:
+            server.broker_config = replace(server.broker_config, market_hours=enabled)
+            server.broker.config = server.broker_config
+            server.poke()
+        self._run(apply)
+
+    def set_pacing(self, max_rate: int | None = None, disconnect_after: int | None = None) -> None:
+        """Messages/s before error 100, and violations before the socket closes (0 = never),
+        for connections made from now on."""
+        def apply(server: GatewayServer) -> None:
+            rate = server.settings.max_rate if max_rate is None else max_rate
+            after = server.settings.pacing_disconnect_after if disconnect_after is None else disconnect_after
+            server.settings = replace(server.settings, max_rate=rate, pacing_disconnect_after=after)
+        self._run(apply)
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
         """Reject the next order placed (error 201)."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
+from . import instrument_messages as im
+from . import market_rules
 from .codec import (
     UNSET_DOUBLE,
     UNSET_INT_TEXT,
@@ -28,6 +30,7 @@ from .codec import (
     fmt_unset_price,
     parse_int,
 )
+from .sessions import ContractHours
 from .types import (
     AccountValue,
     CommissionReport,
@@ -387,6 +390,7 @@ Request = (
     | CancelPositions | ReqAccountUpdates | ReqAccountUpdatesMulti | CancelAccountUpdatesMulti
     | ReqAccountSummary | CancelAccountSummary | ReqPnL | CancelPnL | ReqPnLSingle
     | CancelPnLSingle | ReqGlobalCancel | Unsupported
+    | im.InstrumentRequest  # option chains, market depth, market rules
 )  # fmt: skip
 
 _RequestDecoder = Callable[[FieldReader, int], Request]
@@ -700,6 +704,7 @@ _DECODERS: dict[int, _RequestDecoder] = {
     In.REQ_PNL_SINGLE: _decode_pnl_single,
     In.CANCEL_PNL_SINGLE: _req_id_only(CancelPnLSingle, versioned=False),
     In.REQ_GLOBAL_CANCEL: _no_fields(ReqGlobalCancel),
+    **im.DECODERS,
 }
 
 _KNOWN_IDS = frozenset(int(member) for member in In)
@@ -825,6 +830,7 @@ _ENCODERS: dict[type, Callable[[Any, int], Fields]] = {
     ReqPnLSingle: lambda q, v: ["94", str(q.req_id), q.account, q.model_code, str(q.con_id)],
     CancelPnLSingle: lambda q, v: ["95", str(q.req_id)],
     ReqGlobalCancel: lambda q, v: ["58", "1"],
+    **im.ENCODERS,
 }
 
 
@@ -879,6 +885,11 @@ _ORDER_TYPES = {
     "LIT,LMT,MIT,MKT,MOC,MOO,MTL,OCA,REL,SCALE,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,WHATIF",
     "CASH": "ACTIVETIM,AD,ADJUST,ALERT,ALLOC,AVGCOST,COND,CONDORDER,DAY,GAT,GTC,GTD,IOC,LIT,LMT,"
     "MIT,MKT,OCA,REL,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,WHATIF",
+    "OPT": "ACTIVETIM,AD,ADJUST,ALERT,ALLOC,AVGCOST,COND,CONDORDER,DAY,GAT,GTC,GTD,IOC,LIT,LMT,MIT,MKT,"
+    "MTL,OCA,REL,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,VOLAT,WHATIF",
+    "FUT": "ACTIVETIM,AD,ADJUST,ALERT,ALLOC,AVGCOST,COND,CONDORDER,DAY,GAT,GTC,GTD,IOC,LIT,LMT,MIT,MKT,"
+    "MTL,OCA,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,WHATIF",
+    "IND": "",
 }
 
 
@@ -892,17 +903,24 @@ def _valid_exchanges(contract: Contract) -> str:
     return f"{contract.exchange},{extra}" if extra and extra != contract.exchange else contract.exchange
 
 
-def contract_data(req_id: int, contract: Contract, version: int) -> Fields:
-    """contractDetails (§2.18): v>=164 unversioned + size rules; v<164 version 8 + mdSizeMultiplier."""
+def contract_data(req_id: int, contract: Contract, version: int, hours: ContractHours | None = None) -> Fields:
+    """contractDetails (§2.18): v>=164 unversioned + size rules; v<164 version 8 + mdSizeMultiplier.
+
+    ``hours``: timeZoneId, tradingHours and liquidHours (``sessions.contract_hours``); None leaves
+    the hours empty and the zone the contract's."""
     c = _wire(contract)
+    under, expires = str(c.under_con_id), c.last_trade_date if c.sec_type in ("OPT", "FUT", "CONTFUT") else ""
+    zone, trading, liquid = (c.time_zone_id, "", "") if hours is None else (
+        hours.time_zone_id, hours.trading_hours, hours.liquid_hours)
     head = ["10"] + (["8"] if version < 164 else []) + [str(req_id)]
     body = [
         c.symbol, c.sec_type, c.last_trade_date, fmt_price(c.strike, "0.0"), c.right, c.exchange,
         c.currency, c.local_symbol, c.trading_class, c.trading_class, str(c.con_id), fmt_price(c.min_tick, "0.0"),
         *(["1"] if version < 164 else []),
-        c.multiplier, _ORDER_TYPES.get(c.sec_type, "LMT,MKT"), _valid_exchanges(c), "1", "0", c.long_name,
-        c.primary_exchange, "", c.industry, c.category, c.subcategory, c.time_zone_id, "", "",
-        "", "", "0", "1", "", "", "", "", c.stock_type if c.sec_type == "STK" else "",
+        c.multiplier, _ORDER_TYPES.get(c.sec_type, "LMT,MKT"), _valid_exchanges(c), "1", under, c.long_name,
+        c.primary_exchange, "", c.industry, c.category, c.subcategory, zone, trading, liquid,
+        "", "", "0", "1", c.under_symbol, c.under_sec_type, market_rules.rule_ids(c, _valid_exchanges(c)),
+        expires, c.stock_type if c.sec_type == "STK" else "",
     ]  # fmt: skip
     rules = _size_rules(c)
     tail = list(rules) if version >= 164 else [rules[1]] if version == 163 else []

@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from . import broker as b
+from . import errors, sessions
 from . import protocol as p
+from .clock import SimClock
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
+from .instrument_service import DepthSubscription, InstrumentHandlers
+from .pacing import Pacer, Verdict
 from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
 
 log = logging.getLogger(__name__)
@@ -53,8 +57,11 @@ class ServerSettings:
     master_client_id: int | None = None
     max_clients: int = 32
     max_rate: int = 50  # messages per second per client (burst allowance too) before error 100
+    pacing_disconnect_after: int = 3  # pacing violations tolerated before the socket closes (0 = never)
     max_version: int = MAX_VERSION
     state_file: str | None = None
+    clock_start: float | None = None  # epoch seconds of a simulated clock (None = real time)
+    clock_speed: float = 1.0
 
 
 @dataclass
@@ -73,11 +80,11 @@ class Session:
     pnl: set[int] = field(default_factory=set)
     pnl_single: dict[int, int] = field(default_factory=dict)
     streams: dict[int, int] = field(default_factory=dict)  # reqId -> conId
+    depth: dict[int, DepthSubscription] = field(default_factory=dict)  # reqMktDepth by reqId
     market_data_type: int = 1
     seen_orders: set[tuple[int, int]] = field(default_factory=set)
-    stamps: collections.deque = field(default_factory=collections.deque)
-    tokens: float = 0.0  # pacing budget (token bucket), filled up when the session starts
-    refilled: float = 0.0
+    pacer: Pacer = field(default_factory=lambda: Pacer(50))
+    queued: collections.deque = field(default_factory=collections.deque)  # +PACEAPI backlog
     received: int = 0
     peak_rate: int = 0
     held: list[bytes] = field(default_factory=list)
@@ -102,12 +109,13 @@ class Stats:
     connections: int = 0
 
 
-class GatewayServer:
+class GatewayServer(InstrumentHandlers):
     """The simulated gateway; all methods run on the server's event loop."""
 
     def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
         self.settings = settings
         self.broker_config = broker_config or b.BrokerConfig()
+        self.clock = SimClock(settings.clock_start, settings.clock_speed)
         self.broker = self._load_broker()
         self.sessions: list[Session] = []
         self.stats = Stats()
@@ -148,6 +156,7 @@ class GatewayServer:
             p.CancelPnLSingle: self._on_cancel_pnl_single,
             p.ReqGlobalCancel: self._on_global_cancel,
             p.Unsupported: self._on_unsupported,
+            **self._instrument_handlers(),
         }
         self._routes: dict[type, Callable[[Any], None]] = {
             b.OpenOrderEvent: self._route_open_order,
@@ -169,8 +178,8 @@ class GatewayServer:
         if path and Path(path).exists():
             state = json.loads(Path(path).read_text())
             log.info("💾 Restored broker state from %s", path)
-            return b.Broker.from_state(state, self.broker_config, time.time())
-        return b.Broker(self.broker_config, time.time())
+            return b.Broker.from_state(state, self.broker_config, self.clock.now())
+        return b.Broker(self.broker_config, self.clock.now())
 
     def save_state(self) -> None:
         """Write the broker state to the state file (atomically), if one is set."""
@@ -275,6 +284,14 @@ class GatewayServer:
         self._send(session, p.error(req_id, code, text, session.version))
         return True
 
+    def clock_label(self) -> str:
+        """A short note for dashboards: "" on real time, else whether US stocks trade now."""
+        if not self.clock.simulated:
+            return ""
+        probe = Contract(con_id=0, symbol="")
+        state = "open" if sessions.is_open(probe, self.clock.now(), False) else "closed"
+        return f"simulated clock, market {state}"
+
     def poke(self) -> None:
         """Wake the ticker (after a change of the broker's scheduled work)."""
         self._wake.set()
@@ -283,8 +300,9 @@ class GatewayServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
-        session = Session(writer=writer, peer=peer, tokens=float(self.settings.max_rate),
-                          refilled=time.monotonic())
+        session = Session(writer=writer, peer=peer, pacer=Pacer(
+            self.settings.max_rate, self.settings.pacing_disconnect_after))
+        session.pacer.start(time.monotonic())
         self.sessions.append(session)
         self.stats.connections += 1
         frames = ServerFrameReader()
@@ -328,8 +346,34 @@ class GatewayServer:
             return
         if not session.version:
             raise ProtocolError("message before handshake")
-        if not self._within_rate(session):
+        if session.queued or not self._within_rate(session):
+            if session.pacer.queue and not session.writer.is_closing():
+                self._enqueue(session, event)
             return
+        self._on_fields(session, event)
+
+    def _enqueue(self, session: Session, event: list[str]) -> None:
+        """+PACEAPI: keep the message and process it when the budget allows (in order)."""
+        session.queued.append(event)
+        if len(session.queued) == 1:
+            self._schedule_queue(session)
+
+    def _schedule_queue(self, session: Session) -> None:
+        wait = session.pacer.wait(time.monotonic())
+        asyncio.get_running_loop().call_later(wait, self._run_queue, session)
+
+    def _run_queue(self, session: Session) -> None:
+        while session.queued and not session.writer.is_closing():
+            if not session.pacer.take(time.monotonic()):
+                self._schedule_queue(session)
+                return
+            try:
+                self._on_fields(session, session.queued.popleft())
+            except Exception:
+                log.exception("%s: queued request failed; carrying on", session.label())
+        session.queued.clear()
+
+    def _on_fields(self, session: Session, event: list[str]) -> None:
         try:
             request = p.decode_request(event, session.version)
         except p.DecodeError as exc:
@@ -348,51 +392,75 @@ class GatewayServer:
             self._handlers[type(request)](session, request)
 
     def _on_hello(self, session: Session, hello: Hello) -> None:
-        if hello.max_version < MIN_VERSION or hello.min_version > self.settings.max_version:
-            log.warning("%s: unsupported client versions %d..%d, closing", session.peer,
-                        hello.min_version, hello.max_version)
-            self._close_session(session)
+        """Negotiate like TWS: answer min(own max, client max); a client whose range this
+        gateway cannot serve is told so the way a real gateway does (see ``_refuse``)."""
+        top = self.settings.max_version
+        if hello.max_version < MIN_VERSION or hello.min_version > top:
+            self._refuse(session, hello)
             return
-        session.version = min(hello.max_version, self.settings.max_version)
+        session.version = min(hello.max_version, top)
         if session.version == 158:  # ib_async and IB disagree on openOrder at 158
             session.version = 157
-        stamp = time.strftime("%Y%m%d %H:%M:%S", time.gmtime()) + " Greenwich Mean Time"
-        session.writer.write(encode_handshake_reply(session.version, stamp))
+        session.pacer.queue = "+PACEAPI" in hello.options.split()
+        if session.pacer.queue:
+            log.info("%s asked for +PACEAPI: excess messages are queued, not rejected", session.peer)
+        session.writer.write(encode_handshake_reply(session.version, self._connection_time()))
+
+    def _connection_time(self) -> str:
+        """IB's "20250323 22:21:01 Greenwich Mean Time" (rust-ibapi PR #232 recording)."""
+        return time.strftime("%Y%m%d %H:%M:%S", time.gmtime(self.clock.now())) + " Greenwich Mean Time"
+
+    def _refuse(self, session: Session, hello: Hello) -> None:
+        """A client range outside MIN_VERSION..max_version.
+
+        A real TWS does not refuse in the handshake: it answers its own version (min of its max and
+        the client's max) and the client library decides (ib_async: "TWS/gateway version must be >=
+        972" and disconnect, ib_async client.py:388-390; IB's EClient: error 503 "The TWS is out of
+        date and must be upgraded."). Too new a client therefore gets this gateway's highest
+        version and decides for itself. Too old a client (max below 157) gets our lowest version,
+        157, which it cannot speak either, then the socket closes: the simulator has no encoders
+        below 157 (a real TWS would serve such a client down to v100).
+        """
+        too_new = hello.min_version > self.settings.max_version
+        answer = self.settings.max_version if too_new else MIN_VERSION
+        log.warning("⛔ %s: client versions %d..%d are outside %d..%d: answering %d (%s)", session.peer,
+                    hello.min_version, hello.max_version, MIN_VERSION, self.settings.max_version, answer,
+                    "the client will refuse it" if too_new else "too old a client; closing")
+        session.writer.write(encode_handshake_reply(answer, self._connection_time()))
+        if too_new:
+            session.version = answer  # a client that accepts anyway is served at our version
+        else:
+            self._close_session(session)
 
     def _within_rate(self, session: Session) -> bool:
-        """Pace with a token bucket: bursts up to ``max_rate`` messages, ``max_rate`` per second.
-
-        A strict "at most max_rate in any 1.0 s window" check is unfair to ib_async's own
-        throttle, which sends its bursts exactly 1.0 s apart: the slightest lag in reading one
-        burst (a busy loop, GIL contention) puts two bursts in one window. The bucket refills
-        continuously, so such jitter is absorbed while a sustained excess is still caught.
-        """
+        """Pacing (see ``pacing``): error 100 per excess message, the socket closed after
+        ``pacing_disconnect_after`` violations; a +PACEAPI client is queued instead."""
         now = time.monotonic()
-        rate = self.settings.max_rate
         in_last_second = self._count_rate(session, now)
-        session.tokens = min(float(rate), session.tokens + (now - session.refilled) * rate)
-        session.refilled = now
-        if session.tokens >= 1.0:
-            session.tokens -= 1.0
-            return True
+        verdict = session.pacer.judge(now)
+        if verdict in (Verdict.ADMIT, Verdict.QUEUE):
+            return verdict is Verdict.ADMIT
         self.stats.pacing_violations += 1
-        text = (f"Max rate of messages per second has been exceeded:max={rate} "
-                f"rec={in_last_second} (1)")
+        if verdict is Verdict.DISCONNECT:
+            log.warning("⛔ %s: %d pacing violations (over %d msg/s): closing the connection",
+                        session.label(), session.pacer.violations, self.settings.max_rate)
+            session.writer.transport.abort()
+            self._close_session(session)
+            return False
+        text = errors.text(100, max=self.settings.max_rate, rec=in_last_second,
+                           count=session.pacer.violations)
         self._send(session, p.error(-1, 100, text, session.version))
         return False
 
     def _count_rate(self, session: Session, now: float) -> int:
         """Count the message in the stats; returns how many arrived in the last second."""
-        stamps = session.stamps
-        stamps.append(now)
-        while stamps and stamps[0] <= now - 1.0:
-            stamps.popleft()
+        in_last_second = session.pacer.count(now)
         session.received += 1
         if session.client_id is not None:
             self.stats.received_by_client[session.client_id] += 1
-            peak = max(self.stats.peak_rate_by_client.get(session.client_id, 0), len(stamps))
+            peak = max(self.stats.peak_rate_by_client.get(session.client_id, 0), in_last_second)
             self.stats.peak_rate_by_client[session.client_id] = peak
-        return len(stamps)
+        return in_last_second
 
     # ------------------------------------------------------------- sending
     def _send(self, session: Session, fields: list[str]) -> None:
@@ -478,7 +546,7 @@ class GatewayServer:
                 self._send(session, p.portfolio_value(event.item))
 
     def _route_account_values(self, event: b.AccountValuesEvent) -> None:
-        hhmm = time.strftime("%H:%M")
+        hhmm = self._hhmm()
         for session in self.sessions:
             if not session.started:
                 continue
@@ -513,9 +581,7 @@ class GatewayServer:
             return
         if self._session_of(request.client_id) is not None:
             log.warning("⛔ clientId %d already in use: refusing %s", request.client_id, session.peer)
-            self._send(session, p.error(
-                -1, 326, "Unable to connect as the client id is already in use. "
-                "Retry with a unique client id.", version))
+            self._send(session, p.error(-1, 326, errors.text(326), version))
             self._close_session(session)
             return
         if sum(s.started for s in self.sessions) >= self.settings.max_clients:
@@ -540,7 +606,11 @@ class GatewayServer:
         self._send(session, p.next_valid_id(self.broker.next_valid_id(_client_id(session))))
 
     def _on_current_time(self, session: Session, request: p.ReqCurrentTime) -> None:
-        self._send(session, p.current_time(int(time.time())))
+        self._send(session, p.current_time(int(self.clock.now())))
+
+    def _hhmm(self) -> str:
+        """The account update time (HH:MM, the gateway's local time)."""
+        return time.strftime("%H:%M", time.localtime(self.clock.now()))
 
     def _on_managed_accounts(self, session: Session, request: p.ReqManagedAccts) -> None:
         self._send(session, p.managed_accounts([self.broker_config.account]))
@@ -550,13 +620,15 @@ class GatewayServer:
         if not found:
             self._send_unknown_contract(session, request.req_id)
             return
+        now = self.clock.now()
         for contract in found:
-            self._send(session, p.contract_data(request.req_id, contract, session.version))
+            hours = sessions.contract_hours(contract, now) if self.broker_config.market_hours else None
+            self._send(session, p.contract_data(request.req_id, contract, session.version, hours))
         self._send(session, p.contract_data_end(request.req_id))
 
     def _send_unknown_contract(self, session: Session, req_id: int) -> None:
         self._send(session, p.error(
-            req_id, 200, "No security definition has been found for the request", session.version))
+            req_id, 200, errors.text(200), session.version))
 
     def _resolve(self, query: ContractQuery) -> Contract | None:
         found = self.broker.find_contracts(query)
@@ -565,7 +637,7 @@ class GatewayServer:
     def _on_mkt_data(self, session: Session, request: p.ReqMktData) -> None:
         contract = self._resolve(request.contract)
         if contract is None:
-            self._send_unknown_contract(session, request.req_id)
+            self._send_unresolved(session, request.req_id, request.contract)
             return
         req_id = request.req_id
         self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
@@ -585,11 +657,13 @@ class GatewayServer:
         if full:
             prices += ((6, quote.high, 0.0), (7, quote.low, 0.0), (9, quote.close, 0.0),
                        (14, quote.open, 0.0))
+        prices = self._shown_ticks(quote.con_id, prices)
         for tick_type, price, size in prices:
             tick_type = _DELAYED_TICK.get(tick_type, tick_type) if delayed else tick_type
             self._send(session, p.tick_price(req_id, tick_type, price, size, 0))
         volume_tick = 74 if delayed else 8
         self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
+        self._send_option_ticks(session, req_id, quote.con_id, full)
 
     def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
         session.streams.pop(request.req_id, None)
@@ -598,14 +672,14 @@ class GatewayServer:
         session.market_data_type = request.market_data_type
 
     def _on_place_order(self, session: Session, request: p.PlaceOrder) -> None:
-        self._dispatch(self.broker.place_order(_client_id(session), request.order, time.time()))
+        self._dispatch(self.broker.place_order(_client_id(session), request.order, self.clock.now()))
 
     def _on_cancel_order(self, session: Session, request: p.CancelOrder) -> None:
         self._dispatch(self.broker.cancel_order(_client_id(session), request.order_id,
-                                                 time.time()))
+                                                 self.clock.now()))
 
     def _on_global_cancel(self, session: Session, request: p.ReqGlobalCancel) -> None:
-        self._dispatch(self.broker.global_cancel(time.time()))
+        self._dispatch(self.broker.global_cancel(self.clock.now()))
 
     def _send_order_list(self, session: Session, orders: list[OrderView]) -> None:
         for order in orders:
@@ -670,7 +744,7 @@ class GatewayServer:
             self._send(session, p.account_value(value))
         for item in self.broker.portfolio():
             self._send(session, p.portfolio_value(item))
-        self._send(session, p.account_update_time(time.strftime("%H:%M")))
+        self._send(session, p.account_update_time(self._hhmm()))
         self._send(session, p.account_download_end(self.broker_config.account))
 
     def _on_account_updates_multi(self, session: Session, request: p.ReqAccountUpdatesMulti) -> None:
@@ -733,15 +807,17 @@ class GatewayServer:
         last_save = time.monotonic()
         while True:
             due = self.broker.next_due()
-            delay = TICK_INTERVAL if due is None else min(TICK_INTERVAL, max(0.0, due - time.time()))
+            wait = TICK_INTERVAL if due is None else self.clock.wall_seconds(due - self.clock.now())
+            delay = min(TICK_INTERVAL, max(0.0, wait))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
                 pass
             try:
-                self._dispatch_quiet(self.broker.advance(time.time()))
+                self._dispatch_quiet(self.broker.advance(self.clock.now()))
                 self._stream_quotes()
+                self._stream_depth()
                 if self._dirty and time.monotonic() - last_save > 1.0:
                     self.save_state()
                     last_save = time.monotonic()

@@ -20,7 +20,7 @@ class Contract:
 
     con_id: int
     symbol: str
-    sec_type: str = "STK"  # STK or CASH
+    sec_type: str = "STK"  # STK, CASH, IND, OPT, FUT (CONTFUT only as an answer)
     exchange: str = "SMART"  # SMART for stocks, IDEALPRO for FX
     primary_exchange: str = "NASDAQ"  # "" for CASH
     currency: str = "USD"
@@ -32,6 +32,9 @@ class Contract:
     last_trade_date: str = ""
     strike: float = 0.0
     right: str = ""
+    under_con_id: int = 0  # options: the underlying; futures: the index
+    under_symbol: str = ""
+    under_sec_type: str = ""
     industry: str = ""
     category: str = ""
     subcategory: str = ""

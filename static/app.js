@@ -367,6 +367,8 @@
       document.body.dataset.mode = status.paper ? "paper" : "live";
     }
     $("#sim-badge").hidden = !status.simulator;
+    $("#sim-clock").textContent = status.sim_clock || "";
+    $("#sim-clock").hidden = !status.sim_clock;
     $("#account-id").textContent = status.account || "—";
     $("#server-version").textContent = status.server_version ? `v${status.server_version}` : "—";
     $("#account-age").textContent = isNum(status.data_age) ? `account data ${fmtAge(ageOf(status.data_age))} old` : "";

@@ -16,13 +16,15 @@ from sim_gateway.server import ServerSettings
 ROOT = Path(__file__).resolve().parent.parent
 
 API_TOKEN = "test-api-token-0123456789"
+# the simulated gateways' clock starts inside a US trading session (a Monday, 10:00 New York)
+TRADING_CLOCK = 1_796_050_800.0  # 2026-11-30T10:00:00-05:00
 FAST_SETTLE = {"settle_first": 0.1, "settle_validation": 0.2, "settle_final": 0.1}
 
 
 @pytest.fixture
 def gateway():
     """A fresh simulated gateway on a free loopback port."""
-    gw = SimGateway(ServerSettings(port=0), BrokerConfig(seed=7)).start()
+    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=7)).start()
     yield gw
     gw.stop()
 

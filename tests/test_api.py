@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -168,17 +169,26 @@ def revalidates(client, url: str) -> bool:
     return True
 
 
-def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app):
+def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, monkeypatch):
+    import api
+    monkeypatch.setattr(api, "COMPRESS_FROM", 0)  # one order: compress the small /state too
     client = api_client(fuzz_app)
     posted = client.post("/api/v1/orders?wait=1", json={
         "symbol": "IBM", "action": "BUY", "quantity": 1}).get_json()
     wait_for(lambda: client.get("/api/v1/account").status_code == 200)
     for url in READS + [f"/api/v1/orders/{posted['id']}"]:
         wait_for(lambda url=url: revalidates(client, url), timeout=5)
-    # the status inside /state is built per answer: its clock and ages move on
+    # /state is shared for a second at most: its status's clock and ages then move on
     first = client.get("/api/v1/state").get_json()["status"]["now"]
-    time.sleep(0.02)
-    assert client.get("/api/v1/state").get_json()["status"]["now"] > first
+    wait_for(lambda: client.get("/api/v1/state").get_json()["status"]["now"] > first, timeout=3)
+    # compressed for a client that accepts gzip: the same JSON, built once per version
+    plain = client.get("/api/v1/state")
+    packed = client.get("/api/v1/state", headers={"Accept-Encoding": "gzip, deflate"})
+    assert plain.headers["Vary"] == packed.headers["Vary"] == "Accept-Encoding"
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert len(packed.data) < len(plain.data)
+    assert json.loads(gzip.decompress(packed.data))["orders"] == plain.get_json()["orders"]
     # a change gives a new ETag: the old one no longer matches
     etags = {url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/state")}
     client.post("/api/v1/orders?wait=1", json={"symbol": "MSFT", "action": "BUY", "quantity": 1})

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import ib_async.client
 import pytest
 
-from conftest import API_TOKEN, api_client, app_settings, wait_for
+from conftest import API_TOKEN, TRADING_CLOCK, api_client, app_settings, wait_for
 
 
 def post_order(client, wait=False, **fields):
@@ -402,7 +402,7 @@ def test_reader_works_when_it_is_the_master_api_client():
     from sim_gateway.controller import SimGateway
     from sim_gateway.server import ServerSettings
 
-    gw = SimGateway(ServerSettings(master_client_id=999)).start()
+    gw = SimGateway(ServerSettings(master_client_id=999, clock_start=TRADING_CLOCK)).start()
     try:
         app = create_app({"SETTINGS": app_settings(gw)})
         try:

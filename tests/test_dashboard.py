@@ -28,7 +28,7 @@ from waitress import wasyncore
 
 import app_simple
 from config import load_settings
-from conftest import FAST_SETTLE, ROOT, app_settings, wait_for
+from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -114,7 +114,7 @@ def live(request, tmp_path) -> Iterator[Live]:
             "journal_path": journal, **FAST_SETTLE})
         gateway = None
     elif kind == "live_account":
-        own = gateway = SimGateway(ServerSettings(), BrokerConfig(
+        own = gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK), BrokerConfig(
             account="U7654321", live_account_drill=True)).start()
         settings = app_settings(gateway, journal_path=journal, allow_live_trading=True,
                                 live_confirm_notional=1000)

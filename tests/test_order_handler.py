@@ -13,7 +13,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest import wait_for
+from conftest import TRADING_CLOCK, wait_for
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_handler import FINAL_VERDICTS, OrderHandler, OrderIntent, TradingHaltedError
@@ -279,8 +279,10 @@ class OrderIntegrity(RuleBasedStateMachine):
 
         from sim_gateway.broker import BrokerConfig
         from sim_gateway.controller import SimGateway
+        from sim_gateway.server import ServerSettings
         self.tmp = tempfile.TemporaryDirectory()
-        self.gateway = SimGateway(broker_config=BrokerConfig(seed=3)).start()
+        self.gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),
+                                  BrokerConfig(seed=3)).start()
         self.gateway.set_fill_delay(0.2)
         self.journal = Journal(f"{self.tmp.name}/orders.db")
         self.handler = make_handler(self.gateway, self.journal, monitor=1, grace=0.5)

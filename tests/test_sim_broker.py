@@ -37,7 +37,7 @@ from sim_gateway.types import (
 
 E = TypeVar("E")
 
-T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 17:13:20 US/Eastern
+T0 = 1_699_978_400.0  # 2023-11-14 16:13:20 UTC = 11:13:20 US/Eastern (a Tuesday, market open)
 AAPL_ID, EURUSD_ID, USDJPY_ID = 265598, 12087792, 15016059
 AAPL = ContractQuery(symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD")
 MSFT = ContractQuery(symbol="MSFT", sec_type="STK", exchange="SMART", currency="USD")
@@ -259,7 +259,7 @@ def test_market_order_fill_sequence() -> None:
     assert fields(execution, "cum_qty", "avg_price") == (100, 190.01)
     assert fields(execution, "exchange", "client_id", "order_id") == ("ISLAND", 7, 1)
     assert execution.perm_id == first.perm_id
-    assert execution.time == "20231114 17:13:20 US/Eastern" and execution.order_ref == "my-1"
+    assert execution.time == "20231114 11:13:20 US/Eastern" and execution.order_ref == "my-1"
     assert execution.account == "DU1234567"
     assert (filled.commission, status.filled, status.remaining) == (None, 100.0, 0.0)
     assert (status.avg_fill_price, status.last_fill_price) == (190.01, 190.01)
@@ -281,7 +281,7 @@ def test_market_order_fill_sequence() -> None:
     assert at(events, 11, PnLSingleEvent).pnl_single == broker.pnl_single(AAPL_ID)
     [done] = broker.completed_orders()
     assert fields(done, "status", "completed_status") == ("Filled", "Filled Size: 100")
-    assert done.completed_time == "20231114 17:13:20 US/Eastern"
+    assert done.completed_time == "20231114 11:13:20 US/Eastern"
     assert broker.open_orders() == [] and broker.next_valid_id(7) == 2 and broker.next_valid_id(8) == 1
     assert broker.order(7, 1) == done
 
@@ -628,7 +628,7 @@ def test_validation_delay_holds_back_every_event() -> None:
     assert broker.advance(T0 + 1.9) == []
     events = broker.advance(T0 + 2)
     assert kinds(events) == MKT_FILL
-    assert execution_of(events[2]).time == "20231114 17:13:22 US/Eastern"
+    assert execution_of(events[2]).time == "20231114 11:13:22 US/Eastern"
     assert broker.next_due() is None
 
 
@@ -659,13 +659,14 @@ def test_fill_delay_for_marketable_limit_shows_submitted() -> None:
     assert kinds(broker.advance(T0 + 1)) == FILL_TAIL
 
 
-def test_tif_preset_warning() -> None:
+def test_tif_preset_warning_is_on_by_default() -> None:
     broker = flat()
-    broker.tif_preset_warning = True
     events = broker.place_order(1, req(1, tif=""), T0)
     assert errors(events[:1]) == [(10349, "Order TIF was set to DAY based on order preset.")]
     assert kinds(events[1:]) == MKT_FILL and order_of(events[1]).tif == "DAY"
+    assert errors(broker.place_order(1, req(2, tif="GTC"), T0)) == []  # an explicit TIF: no notice
     quiet = flat()
+    quiet.tif_preset_warning = False
     events = quiet.place_order(1, req(1, tif=""), T0)
     assert kinds(events) == MKT_FILL and order_of(events[0]).tif == "DAY"
 
@@ -686,7 +687,7 @@ NO_SECDEF = "No security definition has been found for the request"
         (req(1, order_type="LMT", lmt_price=-1.0), 201, "Limit price is missing or not positive"),
         (req(1, order_type="STP"), 201, "Stop price is missing or not positive"),
         (req(1, order_type="STP LMT", aux_price=200.0), 201, "Limit price is missing or not positive"),
-        (req(1, order_type="LMT", lmt_price=190.005), 201, OFF_TICK),
+        (req(1, order_type="LMT", lmt_price=190.005), 110, OFF_TICK),
         (req(1, order_type="TRAIL"), 201, "Trailing amount or trailing percent is missing"),
         (req(1, order_type="MOC"), 201, "Unsupported order type 'MOC'"),
         (req(1, tif="FOK"), 201, "Unsupported time in force 'FOK'"),
@@ -697,7 +698,7 @@ def test_invalid_orders_are_rejected_inactive(request_: OrderRequest, code: int,
     broker = flat()
     events = broker.place_order(1, request_, T0)
     assert kinds(events) == ["OrderErrorEvent", "OpenOrderEvent", "OrderStatusEvent"]
-    assert errors(events) == [(code, "Order rejected - reason:" + reason)]
+    assert errors(events) == [(code, reason if code == 110 else "Order rejected - reason:" + reason)]
     assert statuses(events) == ["Inactive", "Inactive"]
     assert broker.completed_orders()[0].status == "Inactive" and broker.open_orders() == []
     assert broker.executions(ExecutionFilter()) == []
@@ -922,9 +923,9 @@ def test_executions_filter() -> None:
     assert order_ids(side="SELL") == [(2, 1)] and order_ids(side="BUY") == [(1, 1), (2, 2)]
     assert order_ids(account="DU1234567") == order_ids() and order_ids(account="DU0") == []
     assert order_ids(exchange="IDEALPRO") == [(2, 2)]
-    assert order_ids(time="20231114-22:13:30") == [(2, 1), (2, 2)]  # UTC
-    assert order_ids(time="20231114 17:13:31") == [(2, 2)]  # US/Eastern
-    assert order_ids(time="20231114 22:13:31 UTC") == [(2, 2)]
+    assert order_ids(time="20231114-16:13:30") == [(2, 1), (2, 2)]  # UTC
+    assert order_ids(time="20231114 11:13:31") == [(2, 2)]  # US/Eastern
+    assert order_ids(time="20231114 16:13:31 UTC") == [(2, 2)]
     _, report = broker.executions(ExecutionFilter(symbol="AAPL"))[0]
     assert report.commission == 1.0
 

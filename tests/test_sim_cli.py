@@ -22,7 +22,7 @@ SWITCHES = (
     "--port", "--host", "--account", "--seed", "--master-client-id", "--max-clients",
     "--max-rate", "--max-version", "--state-file", "--validation-delay", "--fill-delay",
     "--tif-preset-warning", "--partial-fill-above", "--partial-fill-chunk", "--cash",
-    "--log-level",
+    "--log-level", "--clock", "--clock-speed", "--always-open", "--pacing-disconnect-after",
 )  # fmt: skip
 
 
@@ -179,9 +179,14 @@ def test_sigint_also_stops_cleanly(start_cli) -> None:
          "partial_fill_chunk must be positive when partial fills are on"),
         (["--port", "abc"], "argument --port: 'abc' is not an integer"),
         (["--no-such-switch"], "unrecognized arguments: --no-such-switch"),
+        (["--clock", "2026-11-30T10:00:00"], "argument --clock: '2026-11-30T10:00:00' needs a UTC offset"),
+        (["--clock", "tomorrow"], "argument --clock: Invalid isoformat string: 'tomorrow'"),
+        (["--clock-speed", "0"], "argument --clock-speed: 0 is outside (0, 10000]"),
+        (["--pacing-disconnect-after", "-1"], "argument --pacing-disconnect-after: -1 is outside 0..1000"),
     ],
     ids=["negative-validation-delay", "negative-fill-delay", "non-numeric-delay", "live-account",
-         "zero-chunk", "bad-port", "unknown-switch"],
+         "zero-chunk", "bad-port", "unknown-switch", "clock-without-offset", "clock-unparsable",
+         "clock-speed-zero", "pacing-negative"],
 )
 def test_invalid_values_exit_nonzero_with_message(args: list[str], message: str) -> None:
     result = run_cli("--port", "0", *args)

@@ -35,6 +35,8 @@ from ibapi.order import Order as IbOrder
 from ibapi.tag_value import TagValue as IbTagValue
 from ibapi.wrapper import EWrapper
 
+from sim_gateway import depth
+from sim_gateway import instrument_messages as im
 from sim_gateway import protocol as p
 from sim_gateway.codec import (
     MAX_FRAME_SIZE,
@@ -52,6 +54,8 @@ from sim_gateway.codec import (
     parse_float,
     parse_int,
 )
+from sim_gateway.derivatives import Chain
+from sim_gateway.options_model import Greeks
 from sim_gateway.types import (
     AccountValue,
     CommissionReport,
@@ -248,6 +252,11 @@ REQUESTS: list[p.Request] = [
     p.ReqPnLSingle(8, "DU1", "", 265598),
     p.CancelPnLSingle(8),
     p.ReqGlobalCancel(),
+    im.ReqSecDefOptParams(12, "AAPL", "", "STK", 265598),
+    im.ReqMktDepth(13, AAPL_QUERY, 10, True),
+    im.CancelMktDepth(13, True),
+    im.ReqMktDepthExchanges(),
+    im.ReqMarketRule(26),
 ]
 
 
@@ -711,7 +720,7 @@ def test_bad_condition_type() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        (["10", "5", "42", "265598"], p.Unsupported(10, "REQ_MKT_DEPTH", 42)),
+        (["54", "3", "42", "265598"], p.Unsupported(54, "REQ_CALC_IMPLIED_VOLAT", 42)),
         (["20", "17", "265598"], p.Unsupported(20, "REQ_HISTORICAL_DATA", 17)),
         (["87", "-3", "0"], p.Unsupported(87, "REQ_HEAD_TIMESTAMP", -3)),
         (["80"], p.Unsupported(80, "REQ_FAMILY_CODES", -1)),
@@ -1163,3 +1172,156 @@ def test_cash_contracts_go_out_as_ib_shows_them() -> None:
         "", "USD", "EUR.USD", "EUR.USD"]  # fmt: skip
     assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == [
         "IDEALPRO", "USD", "EUR.USD", "EUR.USD"]
+
+
+# ============================================================ instruments: options, futures, indices, depth, rules
+
+AAPL_CALL = Contract(
+    con_id=867545006, symbol="AAPL", sec_type="OPT", exchange="SMART", primary_exchange="",
+    local_symbol="AAPL  261211C00190000", trading_class="AAPL", long_name="APPLE INC", multiplier="100",
+    last_trade_date="20261211", strike=190.0, right="C", under_con_id=265598, under_symbol="AAPL",
+    under_sec_type="STK", stock_type="",
+)  # fmt: skip
+ES = Contract(
+    con_id=622083005, symbol="ES", sec_type="FUT", exchange="CME", primary_exchange="CME", local_symbol="ESZ6",
+    trading_class="ES", long_name="E-mini S&P 500", min_tick=0.25, multiplier="50", last_trade_date="20261218",
+    under_con_id=416904, under_symbol="ES", under_sec_type="IND", time_zone_id="US/Central", stock_type="",
+)  # fmt: skip
+ES_CONT = dataclasses.replace(ES, sec_type="CONTFUT")
+SPX = Contract(
+    con_id=416904, symbol="SPX", sec_type="IND", exchange="CBOE", primary_exchange="CBOE", local_symbol="SPX",
+    trading_class="SPX", long_name="S&P 500 Stock Index", stock_type="",
+)  # fmt: skip
+CHAIN = Chain("SMART", 265598, "AAPL", "100", ("20261211", "20261218"), (185.0, 190.0, 195.0))
+GREEKS = Greeks(0.25, 0.519, 3.35, 0.0, 0.049, 0.129, -0.162, 190.0)
+NOT_COMPUTED = Greeks(-1.0, -2.0, 3.3, -1.0, 0.0, 0.0, 0.0, 190.0)
+
+
+@pytest.mark.parametrize("version", CLIENT_VERSIONS)
+def test_ib_async_instrument_requests(version: int) -> None:
+    option = ib_async.Option("AAPL", "20261211", 190.0, "C", "SMART")
+    option_query = ContractQuery(symbol="AAPL", sec_type="OPT", last_trade_date="20261211", strike=190.0,
+                                 right="C", exchange="SMART")
+    cases: list[tuple[Callable[[AsyncClient], None], p.Request]] = [
+        (lambda c: c.reqSecDefOptParams(3, "AAPL", "", "STK", 265598),
+         im.ReqSecDefOptParams(3, "AAPL", "", "STK", 265598)),
+        (lambda c: c.reqMktDepth(4, option, 10, False, None), im.ReqMktDepth(4, option_query, 10, False)),
+        (lambda c: c.reqMktDepth(5, _async_stock(), 5, True, None), im.ReqMktDepth(5, AAPL_QUERY, 5, True)),
+        (lambda c: c.cancelMktDepth(5, True), im.CancelMktDepth(5, True)),
+        (lambda c: c.reqMktDepthExchanges(), im.ReqMktDepthExchanges()),
+        (lambda c: c.reqMarketRule(26), im.ReqMarketRule(26)),
+        (lambda c: c.reqContractDetails(6, ib_async.ContFuture("ES", "CME")),
+         p.ReqContractDetails(6, ContractQuery(symbol="ES", sec_type="CONTFUT", exchange="CME"))),
+        (lambda c: c.reqContractDetails(7, option), p.ReqContractDetails(7, option_query)),
+    ]  # fmt: skip
+    for call, expected in cases:
+        [fields] = ib_async_sends(version, call)
+        assert p.decode_request(fields, version) == expected
+        assert p.encode_request(expected, version) == fields
+
+
+def test_ibapi_instrument_requests() -> None:
+    future = IbContract()
+    future.symbol, future.secType, future.exchange, future.lastTradeDateOrContractMonth = "ES", "FUT", "CME", "202612"
+    cases: list[tuple[Callable[[EClient], None], p.Request]] = [
+        (lambda c: c.reqSecDefOptParams(3, "SPY", "", "STK", 756733),
+         im.ReqSecDefOptParams(3, "SPY", "", "STK", 756733)),
+        (lambda c: c.reqMktDepth(4, future, 10, False, []),
+         im.ReqMktDepth(4, ContractQuery(symbol="ES", sec_type="FUT", last_trade_date="202612", exchange="CME"), 10)),
+        (lambda c: c.cancelMktDepth(4, False), im.CancelMktDepth(4, False)),
+        (lambda c: c.reqMktDepthExchanges(), im.ReqMktDepthExchanges()),
+        (lambda c: c.reqMarketRule(67), im.ReqMarketRule(67)),
+    ]  # fmt: skip
+    for call, expected in cases:
+        [fields] = ibapi_sends(call)
+        assert p.decode_request(fields, 157) == expected
+
+
+@pytest.mark.parametrize("version", ASYNC_VERSIONS)
+def test_derivative_contract_data_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> None:
+    for contract in (AAPL_CALL, ES, ES_CONT, SPX):
+        fields = p.contract_data(3, contract, version)
+        assert len(fields) == (39 if version < 163 else 40)
+        _, details = _only(async_decode(fields, version, caplog), "contractDetails")
+        c = details.contract
+        assert (c.conId, c.secType, c.lastTradeDateOrContractMonth, c.strike, c.right, c.multiplier) == (
+            contract.con_id, contract.sec_type, contract.last_trade_date, contract.strike, contract.right,
+            contract.multiplier)  # fmt: skip
+        assert (c.exchange, c.localSymbol, c.tradingClass, details.underConId) == (
+            contract.exchange, contract.local_symbol, contract.trading_class, contract.under_con_id)  # fmt: skip
+        assert (details.underSymbol, details.underSecType, details.stockType) == (
+            contract.under_symbol, contract.under_sec_type, "")  # fmt: skip
+        assert details.realExpirationDate == contract.last_trade_date
+    option = async_decode(p.contract_data(3, AAPL_CALL, version), version, caplog)[0][1][1]
+    assert (option.marketRuleIds, option.validExchanges) == ("32", "SMART")
+    future = async_decode(p.contract_data(3, ES, version), version, caplog)[0][1][1]
+    assert (future.marketRuleIds, future.minTick, future.timeZoneId) == ("67", 0.25, "US/Central")
+    stock = async_decode(p.contract_data(3, AAPL, version), version, caplog)[0][1][1]
+    assert stock.marketRuleIds == "26,26"  # SMART and NASDAQ
+
+
+def test_derivative_contract_data_ibapi(caplog: pytest.LogCaptureFixture) -> None:
+    for contract in (AAPL_CALL, ES, ES_CONT, SPX):
+        _, details = _only(ibapi_decode(p.contract_data(3, contract, 157), caplog), "contractDetails")
+        c = details.contract
+        assert (c.conId, c.secType, c.lastTradeDateOrContractMonth, c.strike, c.right, c.multiplier) == (
+            contract.con_id, contract.sec_type, contract.last_trade_date, contract.strike, contract.right,
+            contract.multiplier)  # fmt: skip
+        assert (details.underConId, details.underSymbol, details.marketRuleIds) == (
+            contract.under_con_id, contract.under_symbol, p.contract_data(3, contract, 157)[-3])  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ASYNC_VERSIONS)
+def test_instrument_messages_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> None:
+    assert _only(async_decode(im.sec_def_opt_params(3, CHAIN), version, caplog),
+                 "securityDefinitionOptionParameter") == (
+        3, "SMART", "265598", "AAPL", "100", ["20261211", "20261218"], [185.0, 190.0, 195.0])  # fmt: skip
+    assert _only(async_decode(im.sec_def_opt_params_end(3), version, caplog),
+                 "securityDefinitionOptionParameterEnd") == (3,)  # fmt: skip
+    assert _only(async_decode(im.tick_option_computation(4, 13, GREEKS), version, caplog),
+                 "tickOptionComputation") == (4, 13, 0, *dataclasses.astuple(GREEKS))  # fmt: skip
+    assert _only(async_decode(im.tick_option_computation(4, 10, NOT_COMPUTED), version, caplog),
+                 "tickOptionComputation")[:5] == (4, 10, 0, -1.0, -2.0)  # fmt: skip
+    op = depth.DepthOp(2, depth.UPDATE, depth.BID, 189.98, 300.0, "ARCA")
+    assert _only(async_decode(im.market_depth(5, op), version, caplog), "updateMktDepth") == (
+        5, 2, 1, 1, 189.98, 300.0)  # fmt: skip
+    assert _only(async_decode(im.market_depth_l2(5, op, True), version, caplog), "updateMktDepthL2") == (
+        5, 2, "ARCA", 1, 1, 189.98, 300.0, True)  # fmt: skip
+    [descriptions] = _only(async_decode(im.mkt_depth_exchanges(depth.DEPTH_EXCHANGES), version, caplog),
+                           "mktDepthExchanges")  # fmt: skip
+    assert [(d.exchange, d.secType, d.listingExch) for d in descriptions][:2] == [
+        ("ISLAND", "STK", "NASDAQ"), ("ARCA", "STK", "NYSE")]  # fmt: skip
+    rule_id, increments = _only(async_decode(im.market_rule(32, ((0.0, 0.01), (3.0, 0.05))), version, caplog),
+                                "marketRule")  # fmt: skip
+    assert (rule_id, [(i.lowEdge, i.increment) for i in increments]) == (32, [(0.0, 0.01), (3.0, 0.05)])
+
+
+def test_instrument_messages_ibapi(caplog: pytest.LogCaptureFixture) -> None:
+    req_id, exchange, under, trading_class, multiplier, expirations, strikes = _only(
+        ibapi_decode(im.sec_def_opt_params(3, CHAIN), caplog), "securityDefinitionOptionParameter")
+    assert (req_id, exchange, under, trading_class, multiplier) == (3, "SMART", 265598, "AAPL", "100")
+    assert (expirations, strikes) == ({"20261211", "20261218"}, {185.0, 190.0, 195.0})
+    assert _only(ibapi_decode(im.sec_def_opt_params_end(3), caplog), "securityDefinitionOptionParameterEnd") == (3,)
+    args = _only(ibapi_decode(im.tick_option_computation(4, 13, GREEKS), caplog), "tickOptionComputation")
+    assert args == (4, 13, 0, *dataclasses.astuple(GREEKS))
+    args = _only(ibapi_decode(im.tick_option_computation(4, 11, NOT_COMPUTED), caplog), "tickOptionComputation")
+    assert args[3:5] == (None, None)  # "not computed"
+    op = depth.DepthOp(0, depth.INSERT, depth.ASK, 190.01, 100.0, "NSDQ")
+    assert _only(ibapi_decode(im.market_depth(5, op), caplog), "updateMktDepth") == (5, 0, 0, 0, 190.01, 100)
+    assert _only(ibapi_decode(im.market_depth_l2(5, op, True), caplog), "updateMktDepthL2") == (
+        5, 0, "NSDQ", 0, 0, 190.01, 100, True)  # fmt: skip
+    [descriptions] = _only(ibapi_decode(im.mkt_depth_exchanges(depth.DEPTH_EXCHANGES), caplog), "mktDepthExchanges")
+    assert len(descriptions) == len(depth.DEPTH_EXCHANGES) and descriptions[0].serviceDataType == "Deep2"
+    rule_id, increments = _only(ibapi_decode(im.market_rule(67, ((0.0, 0.25),)), caplog), "marketRule")
+    assert (rule_id, [(i.lowEdge, i.increment) for i in increments]) == (67, [(0.0, 0.25)])
+
+
+def test_derivative_positions_carry_their_contract_fields(caplog: pytest.LogCaptureFixture) -> None:
+    fields = p.position(Position("DU1", ES, 1.0, 275375.85))
+    _, contract, position, avg_cost = _only(async_decode(fields, 178, caplog), "position")
+    assert (contract.secType, contract.multiplier, contract.lastTradeDateOrContractMonth) == ("FUT", "50", "20261218")
+    assert (contract.exchange, position, avg_cost) == ("CME", 1.0, 275375.85)
+    item = PortfolioItem("DU1", AAPL_CALL, 2.0, 3.35, 670.0, 345.65, -21.3, 0.0)
+    calls = async_decode(p.portfolio_value(item), 178, caplog)
+    [portfolio] = [args for name, args in calls if name == "updatePortfolio"]
+    assert (portfolio[0].right, portfolio[0].strike, portfolio[0].multiplier) == ("C", 190.0, "100")

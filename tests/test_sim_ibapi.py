@@ -189,6 +189,43 @@ class App(EWrapper, EClient):
     def accountDownloadEnd(self, accountName: str) -> None:
         self._record("accountDownloadEnd", accountName=accountName)
 
+    # instruments: option chains and computations, quotes, market rules, depth
+    def securityDefinitionOptionParameter(self, reqId: int, exchange: str, underlyingConId: int,
+                                          tradingClass: str, multiplier: str, expirations: set[str],
+                                          strikes: set[float]) -> None:
+        self._record("securityDefinitionOptionParameter", reqId=reqId, exchange=exchange,
+                     underlyingConId=underlyingConId, tradingClass=tradingClass, multiplier=multiplier,
+                     expirations=expirations, strikes=strikes)
+
+    def securityDefinitionOptionParameterEnd(self, reqId: int) -> None:
+        self._record("securityDefinitionOptionParameterEnd", reqId=reqId)
+
+    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
+        self._record("tickPrice", reqId=reqId, tickType=tickType, price=price)
+
+    def tickOptionComputation(self, reqId: int, tickType: int, tickAttrib: int, impliedVol: float | None,
+                              delta: float | None, optPrice: float | None, pvDividend: float | None,
+                              gamma: float, vega: float, theta: float, undPrice: float) -> None:
+        self._record("tickOptionComputation", reqId=reqId, tickType=tickType, impliedVol=impliedVol,
+                     delta=delta, optPrice=optPrice, gamma=gamma, vega=vega, theta=theta, undPrice=undPrice)
+
+    def marketRule(self, marketRuleId: int, priceIncrements: list[Any]) -> None:
+        self._record("marketRule", marketRuleId=marketRuleId,
+                     increments=[(i.lowEdge, i.increment) for i in priceIncrements])
+
+    def updateMktDepth(self, reqId: int, position: int, operation: int, side: int, price: float,
+                       size: int) -> None:
+        self._record("updateMktDepth", reqId=reqId, position=position, operation=operation, side=side,
+                     price=price, size=size)
+
+    def updateMktDepthL2(self, reqId: int, position: int, marketMaker: str, operation: int, side: int,
+                         price: float, size: int, isSmartDepth: bool) -> None:
+        self._record("updateMktDepthL2", reqId=reqId, position=position, marketMaker=marketMaker,
+                     operation=operation, side=side, price=price, size=size, isSmartDepth=isSmartDepth)
+
+    def mktDepthExchanges(self, depthMktDataDescriptions: list[Any]) -> None:
+        self._record("mktDepthExchanges", rows=[(d.exchange, d.secType) for d in depthMktDataDescriptions])
+
 
 # ------------------------------------------------------------------ fixtures and helpers
 
@@ -521,3 +558,117 @@ def test_health_check_catches_wrong_field_count_and_float_int(app: App, gateway)
     assert isinstance(app.run_error, ValueError)
     with pytest.raises(AssertionError, match="run\\(\\) raised"):
         assert_healthy(app)
+
+
+# ------------------------------------------------------------------ instruments
+
+
+def _contract(**fields: Any) -> Contract:
+    contract = Contract()
+    for name, value in fields.items():
+        setattr(contract, name, value)
+    return contract
+
+
+def _details(app: App, contract: Contract) -> list[ContractDetails]:
+    req_id = app.next_req_id()
+    app.reqContractDetails(req_id, contract)
+    app.wait_for(lambda calls: app.find("contractDetailsEnd", calls, reqId=req_id) or app.find(
+        "error", calls, reqId=req_id))
+    return [call["contractDetails"] for call in app.find("contractDetails", reqId=req_id)]
+
+
+def test_option_chain_contract_quote_greeks_and_fill(app: App) -> None:
+    req_id = app.next_req_id()
+    app.reqSecDefOptParams(req_id, "AAPL", "", "STK", AAPL_CON_ID)
+    app.wait_call("securityDefinitionOptionParameterEnd", reqId=req_id)
+    [smart] = app.find("securityDefinitionOptionParameter", reqId=req_id, exchange="SMART")
+    assert (smart["underlyingConId"], smart["tradingClass"], smart["multiplier"]) == (AAPL_CON_ID, "AAPL", "100")
+    expiry = sorted(smart["expirations"])[1]
+    strike = min(smart["strikes"], key=lambda k: abs(k - 190))
+    [details] = _details(app, _contract(symbol="AAPL", secType="OPT", exchange="SMART", currency="USD",
+                                        lastTradeDateOrContractMonth=expiry, strike=strike, right="C"))
+    option = details.contract
+    assert (option.multiplier, option.right, option.strike, details.underConId) == ("100", "C", strike, AAPL_CON_ID)
+    assert details.marketRuleIds == "32" and details.realExpirationDate == expiry
+
+    ticker_id = app.next_req_id()
+    app.reqMktData(ticker_id, option, "", False, False, [])
+    model = app.wait_call("tickOptionComputation", reqId=ticker_id, tickType=13)
+    ask = app.wait_call("tickPrice", reqId=ticker_id, tickType=2)["price"]
+    bid = app.wait_call("tickPrice", reqId=ticker_id, tickType=1)["price"]
+    assert 0 < bid < ask and 0.3 < model["delta"] < 0.7 and model["gamma"] > 0 and model["theta"] < 0
+    assert abs(model["undPrice"] - 190) < 10 and 0.1 < model["impliedVol"] < 0.5
+    app.cancelMktData(ticker_id)
+
+    order_id = place(app, order("BUY", 1), option)
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+    execution = app.wait_call("execDetails", orderId=order_id)["execution"]
+    assert abs(execution.price - ask) < 0.1 * ask
+    app.reqPositions()
+    position = app.wait_call("position", conId=option.conId)
+    assert position["avgCost"] == pytest.approx(execution.price * 100 + 1.0)  # 0.65, minimum 1.00
+    assert_healthy(app)
+
+
+def test_future_with_multiplier_in_position_and_portfolio(app: App) -> None:
+    [front] = _details(app, _contract(symbol="ES", secType="CONTFUT", exchange="CME"))
+    assert front.contract.secType == "CONTFUT" and front.contract.multiplier == "50"
+    month = front.contract.lastTradeDateOrContractMonth[:6]
+    [details] = _details(app, _contract(symbol="ES", secType="FUT", exchange="CME", lastTradeDateOrContractMonth=month))
+    future = details.contract
+    assert (future.conId, future.secType, details.marketRuleIds) == (front.contract.conId, "FUT", "67")
+
+    app.reqAccountUpdates(True, ACCOUNT)
+    app.wait_call("accountDownloadEnd")
+    order_id = place(app, order("BUY", 2), future)
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+    price = app.wait_call("execDetails", orderId=order_id)["execution"].price
+    app.reqPositions()
+    position = app.wait_call("position", conId=future.conId)
+    assert (position["position"], position["contract"].multiplier) == (2, "50")
+    assert position["avgCost"] == pytest.approx(price * 50 + 0.85)
+    item = app.wait_call("updatePortfolio", conId=future.conId)
+    assert item["marketValue"] == pytest.approx(2 * item["marketPrice"] * 50, abs=0.01)
+    assert_healthy(app)
+
+
+def test_index_quote_ambiguous_symbol_and_market_rule(app: App) -> None:
+    [spx] = _details(app, _contract(symbol="SPX", secType="IND", exchange="CBOE", currency="USD"))
+    ticker_id = app.next_req_id()
+    app.reqMktData(ticker_id, spx.contract, "", True, False, [])
+    last = app.wait_call("tickPrice", reqId=ticker_id, tickType=4)["price"]
+    assert abs(last - 5500) < 100 and not app.find("tickPrice", reqId=ticker_id, tickType=1)
+
+    futures = _details(app, _contract(symbol="ES", secType="FUT", exchange="CME"))
+    assert len(futures) == 3
+    ambiguous = app.next_req_id()
+    app.reqMktData(ambiguous, _contract(symbol="ES", secType="FUT", exchange="CME"), "", False, False, [])
+    error = app.wait_call("error", reqId=ambiguous)
+    assert error["errorCode"] == 200
+    assert error["errorString"] == "The contract description specified for ES is ambiguous."
+
+    app.reqMarketRule(32)
+    assert app.wait_call("marketRule", marketRuleId=32)["increments"] == [(0.0, 0.01), (3.0, 0.05)]
+    assert_healthy(app)
+
+
+def test_market_depth_levels_and_updates(app: App) -> None:
+    app.reqMktDepthExchanges()
+    assert ("CME", "FUT") in app.wait_call("mktDepthExchanges")["rows"]
+    req_id = app.next_req_id()
+    app.reqMktDepth(req_id, aapl(), 10, False, [])
+    app.wait_for(lambda calls: len(app.find("updateMktDepth", calls, reqId=req_id, operation=0)) == 20)
+    inserts = app.find("updateMktDepth", reqId=req_id, operation=0)
+    bids = [c["price"] for c in inserts if c["side"] == 1]
+    asks = [c["price"] for c in inserts if c["side"] == 0]
+    assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
+    app.wait_call("updateMktDepth", reqId=req_id, operation=1)  # the book follows the price
+    app.cancelMktDepth(req_id, False)
+
+    smart = app.next_req_id()
+    app.reqMktDepth(smart, aapl(), 3, True, [])
+    level = app.wait_call("updateMktDepthL2", reqId=smart, position=0, side=1)
+    assert level["isSmartDepth"] is True and level["marketMaker"]
+    app.cancelMktDepth(smart, True)
+    assert_healthy(app)

@@ -1,0 +1,254 @@
+"""The simulated gateway behaves like IB: market hours on a simulated clock, IB's error codes,
+TWS's pacing and its answer to an unservable version range — seen by unmodified ib_async 2.1.0
+and IB's ibapi 9.81.1.
+
+Every gateway here starts its clock on Monday 2026-11-30 at 18:18 New York time, after the
+close; tests move it forward with ``SimGateway.set_clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from ib_async import IB, LimitOrder, MarketOrder
+from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
+from test_sim_ibapi import aapl as ibapi_aapl
+from test_sim_ibapi import order as ibapi_order
+from test_sim_server import Errors, aapl, async_test, connected, qualified, status, until
+
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.clock import parse_when
+from sim_gateway.codec import encode_client_hello
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+EVENING = parse_when("2026-11-30T18:18:00-05:00")  # Monday, after the close
+OPEN = parse_when("2026-12-01T09:30:00-05:00")  # Tuesday's open
+CLOSE = parse_when("2026-12-01T16:00:00-05:00")
+HELD_399 = ("Order Message:\nBUY 1 AAPL NASDAQ.NMS\nWarning: Your order will not be placed at the "
+            "exchange until 2026-12-01 09:30:00 US/Eastern")
+OFF_TICK = "The price does not conform to the minimum price variation for this contract."
+
+
+@pytest.fixture
+def start_gateway() -> Any:
+    """Factory of gateways whose clock starts at EVENING; all stopped after."""
+    started: list[SimGateway] = []
+
+    def start(**settings: Any) -> SimGateway:
+        gw = SimGateway(ServerSettings(clock_start=EVENING, **settings), BrokerConfig(seed=7)).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
+    return start_gateway()
+
+
+# ----------------------------------------------------------------------------- hours (ib_async)
+
+
+@async_test
+async def test_market_order_after_the_close_waits_with_399_and_fills_at_the_open(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
+        await until(lambda: 399 in errors.codes(trade.order.orderId), what="warning 399")
+        assert errors.text(399) == HELD_399
+        await status(trade, "PreSubmitted")
+        assert trade.fills == [] and gateway.executions() == []
+        gateway.set_clock(OPEN)
+        await status(trade, "Filled")
+        assert [e.status for e in trade.log if e.errorCode] == ["ValidationError"]  # a warning
+
+
+@async_test
+async def test_outside_rth_order_fills_in_extended_hours(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY", outsideRth=True))
+        await status(trade, "Filled")
+        assert 399 not in errors.codes()
+
+
+@async_test
+async def test_day_order_expires_at_the_close_gtc_carries_over(gateway: SimGateway) -> None:
+    gateway.set_clock(OPEN + 3600)
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        day = ib.placeOrder(stock, LimitOrder("BUY", 1, 100.0, tif="DAY"))
+        gtc = ib.placeOrder(stock, LimitOrder("BUY", 1, 100.0, tif="GTC"))
+        await status(day, "Submitted")
+        await status(gtc, "Submitted")
+        gateway.set_clock(CLOSE)
+        await status(day, "Cancelled")
+        assert [o.order_id for o in gateway.open_orders()] == [gtc.order.orderId]
+        assert gtc.orderStatus.status == "Submitted"
+
+
+@async_test
+async def test_contract_details_carry_ib_format_hours(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        [details] = await ib.reqContractDetailsAsync(aapl())
+        assert details.timeZoneId == "US/Eastern"
+        assert details.liquidHours.startswith("20261130:0930-20261130:1600;20261201:0930-20261201:1600")
+        assert details.tradingHours.startswith("20261130:0400-20261130:2000;")
+        assert "20261205:CLOSED" in details.liquidHours
+
+
+# ----------------------------------------------------------------------------- IB's errors (ib_async)
+
+
+@async_test
+async def test_blank_tif_gets_10349_by_default_and_ib_async_calls_it_cancelled(gateway: SimGateway) -> None:
+    """The failure this project exists to survive: on by default, like a real account's preset."""
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 1))  # ib_async's default: no TIF
+        cancelled: list[int] = []
+        trade.cancelledEvent += lambda t: cancelled.append(t.log[-1].errorCode)
+        await until(lambda: 10349 in errors.codes(trade.order.orderId), what="10349")
+        await until(lambda: cancelled, what="cancelledEvent")
+        assert cancelled == [10349]
+        await until(lambda: gateway.executions(), what="the order fills at the gateway anyway")
+
+
+@async_test
+async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> None:
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, LimitOrder("BUY", 1, 100.005, tif="DAY"))
+        await until(lambda: 110 in errors.codes(trade.order.orderId), what="error 110")
+        assert errors.text(110) == OFF_TICK
+        await status(trade, "Inactive")
+        assert 201 not in errors.codes()
+
+
+# ----------------------------------------------------------------------------- pacing (ib_async)
+
+
+@async_test
+async def test_pacing_errors_then_disconnect_after_repeated_violations(
+        start_gateway: Callable[..., SimGateway], caplog: pytest.LogCaptureFixture) -> None:
+    gateway = start_gateway(max_rate=20, pacing_disconnect_after=2)
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        ib.client.MaxRequests = 0  # ib_async's own throttle off
+        while ib.isConnected():  # keep flooding: one violation a second, the third closes the socket
+            for _ in range(30):
+                ib.client.reqCurrentTime()
+            await until(lambda: len(errors.codes(-1)) > 0, what="error 100")
+            await asyncio.sleep(0.05)  # the loop's own pace; the condition is the disconnect
+        texts = [text for _, code, text in errors.items if code == 100]
+        assert texts[0].startswith("Max rate of messages per second has been exceeded:max=20 rec=")
+        assert texts[0].endswith("(1)") and texts[-1].endswith("(2)")
+    assert gateway.connected_client_ids() == []
+    assert any("pacing violations" in r.getMessage() for r in caplog.records)
+
+
+@async_test
+async def test_paceapi_queues_excess_messages_instead_of_rejecting(
+        start_gateway: Callable[..., SimGateway]) -> None:
+    gateway = start_gateway(max_rate=20)
+    ib = IB()
+    ib.client.setConnectOptions("+PACEAPI")
+    await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=3)
+    try:
+        errors = Errors(ib)
+        answers: list[int] = []
+        ib.client.MaxRequests = 0
+        ib.wrapper.currentTime = lambda t: answers.append(t)  # type: ignore[method-assign, assignment]
+        for _ in range(60):
+            ib.client.reqCurrentTime()
+        await until(lambda: len(answers) == 60, 10.0, "every queued request answered")
+        assert 100 not in errors.codes() and ib.isConnected()
+        assert gateway.stats().pacing_violations == 0
+    finally:
+        ib.disconnect()
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+@async_test
+async def test_client_above_the_gateways_versions_gets_its_version_and_refuses(
+        gateway: SimGateway, caplog: pytest.LogCaptureFixture) -> None:
+    ib = IB()
+    ib.client.MinClientVersion, ib.client.MaxClientVersion = 179, 190  # a client newer than TWS
+    with pytest.raises((ConnectionError, TimeoutError)):
+        await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=2)
+    assert not ib.isConnected()
+    assert any("outside 157..178: answering 178" in r.getMessage() for r in caplog.records)
+
+
+def _read_frame(sock: socket.socket) -> list[str] | None:
+    head = sock.recv(4, socket.MSG_WAITALL)
+    if len(head) < 4:
+        return None
+    body = sock.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+    return body.decode().split("\0")[:-1]
+
+
+def test_client_below_157_gets_the_lowest_version_then_the_socket_closes(
+        gateway: SimGateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "sim_gateway.server")
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as sock:
+        sock.sendall(encode_client_hello(100, 151))
+        reply = _read_frame(sock)
+        assert reply is not None and reply[0] == "157" and len(reply) == 2
+        assert _read_frame(sock) is None  # closed
+    assert any("too old a client; closing" in r.getMessage() for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- ibapi 9.81
+
+
+def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    order_id = app.next_order_id()
+    buy = ibapi_order("BUY", 1)
+    app.placeOrder(order_id, ibapi_aapl(), buy)
+    warning = app.wait_call("error", reqId=order_id, errorCode=399)
+    assert warning["errorString"] == HELD_399
+    app.wait_call("orderStatus", orderId=order_id, status="PreSubmitted")
+    gateway.set_clock(OPEN)
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+
+
+def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    gateway.set_clock(OPEN + 60)
+    blank = ibapi_order("BUY", 1)
+    blank.tif = ""
+    blank_id = app.next_order_id()
+    app.placeOrder(blank_id, ibapi_aapl(), blank)
+    notice = app.wait_call("error", reqId=blank_id, errorCode=10349)
+    assert notice["errorString"] == "Order TIF was set to DAY based on order preset."
+    app.wait_call("orderStatus", orderId=blank_id, status="Filled")
+
+    off_id = app.next_order_id()
+    app.placeOrder(off_id, ibapi_aapl(), ibapi_order("BUY", 1, "LMT", 100.005))
+    assert app.wait_call("error", reqId=off_id, errorCode=110)["errorString"] == OFF_TICK
+    app.wait_call("orderStatus", orderId=off_id, status="Inactive")
+
+
+def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    for _ in range(80):
+        app.reqCurrentTime()
+    error = app.wait_call("error", errorCode=100)
+    assert error["reqId"] == -1 and "Max rate of messages per second has been exceeded" in error["errorString"]
