@@ -1,13 +1,16 @@
-"""The simulator as a separate process (``python -m sim_gateway``) that a test can SIGKILL and
-start again on the same port and state file."""
+"""The simulator (``python -m sim_gateway``) and the app (``python app_simple.py``) as separate
+processes that a test can SIGKILL and start again on the same port and files."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +72,64 @@ class GatewayProcess:
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+class AppProcess:
+    """The dashboard (``python app_simple.py``) as a separate process on a fixed port and data
+    folder, against a gateway at ``gateway_port``; SIGKILL and start again like a crash."""
+
+    def __init__(self, data: Path, gateway_port: int, token: str, **env: str) -> None:
+        self.port = free_port()
+        self.token = token
+        self.base = f"http://127.0.0.1:{self.port}/api/v1"
+        self.env = {**os.environ, "IB_MODE": "gateway", "IB_HOST": "127.0.0.1",
+                    "IB_PORT": str(gateway_port), "DASHBOARD_PORT": str(self.port),
+                    "JOURNAL_PATH": str(data / "orders.db"), "LOG_LEVEL": "WARNING",
+                    "API_TOKEN": token, "PYTHONDONTWRITEBYTECODE": "1", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AppProcess:
+        """Start it (not waiting: ``up()`` tells when it answers)."""
+        assert self.proc is None, "already running"
+        self.proc = subprocess.Popen([sys.executable, "app_simple.py"], cwd=ROOT, env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def request(self, method: str, path: str, body: object = None,
+                timeout: float = 10) -> tuple[int, dict]:
+        """(status, JSON body) of one API call; (0, {}) when nothing answers."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as res:
+                return res.status, json.load(res)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.load(exc)
+        except OSError:
+            return 0, {}
+
+    def up(self) -> bool:
+        """Both of its gateway connections are up."""
+        return self.request("GET", "/status", timeout=3)[1].get("ok") is True
+
+    def kill(self) -> None:
+        """SIGKILL: no journal flush, no goodbye to the gateway."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM (a graceful stop); its exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            return None
