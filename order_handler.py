@@ -18,7 +18,6 @@ connect: the gateway's reports in, decisions out).
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
 import secrets
@@ -35,6 +34,7 @@ from ib_connection import IBConnection, NotConnectedError
 from journal import Journal, JournalEntry
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
+from orders.kill_switch import KILL_SWITCH, KillSwitch
 from orders.lifecycle import FINAL_VERDICTS, Phase, Tracker, Verdict, is_final
 from orders.placement import CALL_TIMEOUT, Placement, build_order
 from orders.reconcile import Reconciler
@@ -45,9 +45,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL = DONE_STATES  # Filled Cancelled ApiCancelled Inactive
 WORKING = WORKING_STATES
-KILL_SWITCH = "kill_switch"
 
-__all__ = ["CALL_TIMEOUT", "FINAL_VERDICTS", "KEEP_FINISHED", "TERMINAL", "WORKING",
+__all__ = ["CALL_TIMEOUT", "FINAL_VERDICTS", "KEEP_FINISHED", "KILL_SWITCH", "TERMINAL", "WORKING",
            "IdempotencyConflict", "Lifecycle", "OrderHandler", "OrderIntent", "OrderStateError",
            "Phase", "Preview",
            "Reconciling", "TradingHaltedError", "UnknownOrderError", "Verdict", "build_order"]
@@ -88,12 +87,10 @@ class OrderHandler(IBConnection):
         self.on_change = on_change
         self.journal = journal or Journal(":memory:")
         self.reconcile_grace = reconcile_grace
-        self.halt_reason = self.journal.flag(KILL_SWITCH)
-        self.halted = self.halt_reason is not None
+        self.kill_switch = KillSwitch(self.journal)
         self._reconciled = False
         self._closing = False
         self._key_lock = threading.Lock()
-        self._halt_lock = threading.Lock()
         self.version = 0  # bumped on every record change (read caches key on it)
         self.on_record: Callable[[], None] | None = None  # called on every record change
         self._queue: asyncio.Queue[Command] | None = None
@@ -106,14 +103,9 @@ class OrderHandler(IBConnection):
         self.book = OrderBook(self._changed, lambda: self.ib)
         self.placement = Placement(self, self.book, self.journal)
         self.reconciler = Reconciler(self.book, reconcile_grace, self._spawn)
-        self._load_journal()
+        for entry in self.journal.load():  # unfinished and recent orders, before connecting
+            self.book.add(Tracker.restored_from(entry.record, self.sink))
 
-    def _load_journal(self) -> None:
-        """Trackers for the journal's unfinished and recent orders (before connecting)."""
-        for entry in self.journal.load():
-            tracker = Tracker(entry.record, self.sink, restored=True)
-            tracker.restore()  # its old window died with the app
-            self.book.add(tracker)
 
     # ============================================================ Flask side
     def submit(self, intent: OrderIntent, source: str = "api", idem_key: str | None = None,
@@ -158,7 +150,7 @@ class OrderHandler(IBConnection):
                 gate.release(decision)
             raise
         tracker = Tracker(record, self.sink)
-        with self._halt_lock:  # the kill switch cannot slip in between check and queue
+        with self.kill_switch.lock:  # it cannot be engaged between this check and the queue
             self.book.add(tracker)
             if gate is not None and decision is not None:
                 gate.registered(decision)  # now counted by working_count()
@@ -173,9 +165,7 @@ class OrderHandler(IBConnection):
             raise TradingHaltedError("trading is halted by the kill switch")
         if self._closing:
             raise NotConnectedError("the app is shutting down; no new orders")
-        self.require_connected()
-        if not self._reconciled:
-            raise Reconciling("reconciling the order journal with the gateway; retry shortly")
+        self._require_reconciled()
 
     def cancel(self, order_id: str) -> Lifecycle:
         """Queue a cancel of one of our orders."""
@@ -205,13 +195,10 @@ class OrderHandler(IBConnection):
         if quantity is not None and (record.children or record.parent):
             raise OrderStateError("the quantity of a bracket order cannot be modified; "
                                   "cancel it and place a new one")
-        new_values: dict[str, Any] = {k: v for k, v in (
-            ("quantity", quantity), ("limit_price", limit_price), ("stop_price", stop_price))
-            if v is not None}
-        changed = replace(record.intent, **new_values)
+        command = Modify(tracker, quantity, limit_price, stop_price)
         if gate is not None:
-            gate.check(changed)  # raises RiskRejected
-        self._enqueue(Modify(tracker, quantity, limit_price, stop_price))
+            gate.check(replace(record.intent, **command.changes()))  # raises RiskRejected
+        self._enqueue(command)
         return tracker.record
 
     def _require_reconciled(self) -> None:
@@ -228,10 +215,8 @@ class OrderHandler(IBConnection):
         """Queue a global cancel (every working order of every client); returns how many
         of ours were working."""
         self.require_connected()
-        if self._queue is None:
-            raise NotConnectedError("order handler is not running")
         working = len(self.book.unfinished())
-        self._enqueue(CancelAll())
+        self._enqueue(CancelAll())  # NotConnectedError when the handler is not running
         return working
 
     def engage_kill_switch(self, reason: str) -> int:
@@ -240,10 +225,7 @@ class OrderHandler(IBConnection):
         Orders accepted before this are either queued already (the global cancel
         follows them on the same loop) or refused; ``_place`` checks again.
         """
-        self.journal.set_flag(KILL_SWITCH, reason or "engaged")
-        with self._halt_lock:
-            self.halted, self.halt_reason = True, reason or "engaged"
-        log.warning("🛑 KILL SWITCH engaged: %s", reason)
+        self.kill_switch.engage(reason)
         self._notify_state()
         try:
             return self.cancel_all()
@@ -253,10 +235,18 @@ class OrderHandler(IBConnection):
 
     def release_kill_switch(self) -> None:
         """Allow new orders again."""
-        self.journal.set_flag(KILL_SWITCH, None)
-        self.halted, self.halt_reason = False, None
-        log.warning("✅ Kill switch released")
+        self.kill_switch.release()
         self._notify_state()
+
+    @property
+    def halted(self) -> bool:
+        """The kill switch is engaged: no new orders."""
+        return self.kill_switch.engaged
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the kill switch was engaged."""
+        return self.kill_switch.reason
 
     def close_intake(self) -> None:
         """Graceful shutdown, step 1: refuse new orders."""
@@ -287,12 +277,7 @@ class OrderHandler(IBConnection):
 
     def queue_depth(self) -> int:
         """Requests waiting for the consumer plus orders not yet sent."""
-        phases = self._phase_counts()
-        return max(self._pending, phases["queued"] + phases["sending"])
-
-    def _phase_counts(self) -> collections.Counter[str]:
-        """Records per phase, counted once per record change (status polls ask often)."""
-        return self.book.phase_counts(self.version)
+        return max(self._pending, self.book.unsent(self.version))
 
     def working_count(self) -> int:
         """Our orders not yet finished (the risk gate's open-order count)."""
@@ -300,8 +285,7 @@ class OrderHandler(IBConnection):
 
     def in_flight(self) -> int:
         """Orders sent and still in their settle or monitoring window."""
-        phases = self._phase_counts()
-        return phases["settling"] + phases["monitoring"]
+        return self.book.in_flight(self.version)
 
     def _tracker(self, order_id: str) -> Tracker:
         tracker = self.book.get(order_id)
@@ -357,15 +341,7 @@ class OrderHandler(IBConnection):
             self._spawn(self._run(command))
 
     def _run(self, command: Command) -> Coroutine[Any, Any, None]:
-        match command:
-            case Place():
-                return self.placement.place(command)
-            case Cancel():
-                return self.placement.cancel(command)
-            case Modify():
-                return self.placement.modify(command)
-            case CancelAll():
-                return self.placement.cancel_all()
+        return self.placement.runners[type(command)](command)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from orders.lifecycle import Tracker
 
@@ -30,7 +31,7 @@ class Modify:
     limit_price: float | None = None
     stop_price: float | None = None
 
-    def changes(self) -> dict[str, float]:
+    def changes(self) -> dict[str, Any]:
         """The values to change, by intent field name."""
         return {k: v for k, v in (("quantity", self.quantity), ("limit_price", self.limit_price),
                                   ("stop_price", self.stop_price)) if v is not None}

@@ -141,6 +141,13 @@ class Tracker:
         self.acknowledged = any(t.new in ("PreSubmitted", "Submitted", "ApiPending",
                                           "PendingCancel") for t in record.transitions)
 
+    @classmethod
+    def restored_from(cls, record: Lifecycle, sink: Callable[[Lifecycle], None]) -> Tracker:
+        """The tracker of a record loaded from the journal at start-up."""
+        tracker = cls(record, sink, restored=True)
+        tracker.restore()  # its old window died with the app
+        return tracker
+
     @property
     def id(self) -> str:
         """Our id of the order (also its orderRef)."""

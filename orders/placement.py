@@ -12,8 +12,9 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from ib_async import IB, Contract, Order
 from ib_async.order import Trade
@@ -22,7 +23,7 @@ from ib_compat import DONE_STATES, make_contract, number
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_records import Lifecycle, OrderIntent, Preview, Step
-from orders.commands import Cancel, Modify, Place
+from orders.commands import Cancel, CancelAll, Modify, Place
 from orders.lifecycle import Event, Phase, Tracker, Verdict, is_final
 from orders.tracking import OrderBook
 
@@ -37,7 +38,10 @@ class Host(Protocol):
     client_id: int
     settle: tuple[float, float, float]
     monitor_timeout: float
-    halted: bool
+
+    @property
+    def halted(self) -> bool:
+        """The kill switch is engaged."""
 
     @property
     def ib(self) -> IB | None:
@@ -60,6 +64,9 @@ class Placement:
         self.journal = journal
         self._contracts: dict[tuple[str, str, str], Contract] = {}
         self._qualifying: dict[tuple[str, str, str], asyncio.Future[Contract]] = {}
+        self.runners: dict[type, Callable[[Any], Coroutine[Any, Any, None]]] = {
+            Place: self.place, Cancel: self.cancel, Modify: self.modify,
+            CancelAll: self.cancel_all}  # the coroutine that carries out each command
 
     def new_connection(self) -> None:
         """Contracts are asked again on a new connection."""
@@ -245,7 +252,7 @@ class Placement:
         except ConnectionError as exc:
             tracker.step(f"cancel not sent: {exc}")
 
-    async def cancel_all(self) -> None:
+    async def cancel_all(self, command: CancelAll | None = None) -> None:
         """reqGlobalCancel: every working order of every client."""
         ib = self.host.ib
         if ib is None:

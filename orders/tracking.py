@@ -82,6 +82,16 @@ class OrderBook:
             self._phases = cached
         return cached[1]
 
+    def unsent(self, version: object) -> int:
+        """Orders queued or being sent."""
+        phases = self.phase_counts(version)
+        return phases[Phase.QUEUED] + phases[Phase.SENDING]
+
+    def in_flight(self, version: object) -> int:
+        """Orders sent and still in their settle or monitoring window."""
+        phases = self.phase_counts(version)
+        return phases[Phase.SETTLING] + phases[Phase.MONITORING]
+
     def forget_connection(self) -> None:
         """ib_async's objects die with the connection: never act on them again."""
         self.by_order_id.clear()

@@ -95,7 +95,7 @@ def test_logs_are_named_after_their_module(gateway, journal, caplog):
     assert any(record.id in r.getMessage() for r in caplog.records
                if r.name == "orders.tracking" and "Status" in r.getMessage())
     assert names <= {"ib_connection", "order_handler", "orders.placement", "orders.tracking",
-                     "orders.reconcile", "journal", "loop_thread", "sim_gateway.server"}
+                     "orders.reconcile", "orders.kill_switch", "journal", "loop_thread", "sim_gateway.server"}
 
 
 def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
