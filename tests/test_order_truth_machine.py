@@ -6,14 +6,13 @@ Whenever the machine checks, with both sides up again:
 * every accepted order has a definite verdict within RECONCILE_GRACE + 10 s;
 * no order was sent twice (each of our ids is on at most one order at the gateway);
 * journal, API and broker agree on every accepted order (the broker is read from its
-  write-ahead state file, which holds all it ever acknowledged or filled);
+  write-ahead state file and log, which hold all it ever acknowledged or filled);
 * no order is counted in two states: one row per order in ``GET /orders``, open exactly when its
   verdict is not final, and the open rows are the ``working`` ones.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import tempfile
 import time
@@ -32,6 +31,7 @@ from hypothesis.stateful import (
 
 from conftest import API_TOKEN, wait_for
 from gateway_process import AppProcess, GatewayProcess
+from sim_gateway.state_store import StateStore
 
 GRACE = 1.0
 FINAL = {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
@@ -142,8 +142,7 @@ class OrderTruth(RuleBasedStateMachine):
 
     def _broker(self) -> tuple[dict[str, str], list[str]]:
         """(status by our id, every orderRef) from the gateway's write-ahead state file."""
-        path = self.gateway.state_file
-        state = json.loads(path.read_text()) if path.exists() else {"orders": []}  # none yet
+        state = StateStore(str(self.gateway.state_file)).load() or {"orders": []}
         refs = [o["order_ref"] for o in state["orders"] if o.get("order_ref")]
         return {o["order_ref"]: o["status"] for o in state["orders"] if o.get("order_ref")}, refs
 
