@@ -158,7 +158,7 @@ class OrderHandler(IBConnection):
                 tracker.conclude(Verdict.NOT_SENT, "kill switch engaged")
                 raise TradingHaltedError("trading is halted by the kill switch")
             self._enqueue(Place(tracker))
-        return tracker.record
+        return record  # as accepted: the loop may already be placing it
 
     def _check_accepting(self) -> None:
         if self.halted:
