@@ -1291,6 +1291,8 @@ class Broker:
             "index": [[*key, perm_id] for key, perm_id in self._index.items()],
             "completed": list(self._completed),
             "fills": [asdict(fill) for fill in self._fills],
+            # only work still to do (a filled order's expiry stays in the heap until its time)
+            "dues": [list(entry) for entry in self._dues if self._pending(entry)],
         }
 
     def marks(self) -> tuple[int, int]:
@@ -1303,7 +1305,8 @@ class Broker:
 
     def changes(self, perm_ids: set[int], marks: tuple[int, int]) -> dict:
         """A write-ahead entry: the orders ``perm_ids`` as they are now, the fills and completed
-        orders since ``marks``, and the small parts of ``to_state`` in full."""
+        orders since ``marks``, and the small parts of ``to_state`` in full. The work due for
+        these orders replaces theirs (``dues``)."""
         orders = [self._orders[p] for p in sorted(perm_ids) if p in self._orders]
         return {
             **self._small_state(),
@@ -1311,6 +1314,7 @@ class Broker:
             "index": [[o.client_id, o.order_id, o.perm_id] for o in orders],
             "completed": self._completed[marks[1]:],
             "fills": [asdict(fill) for fill in self._fills[marks[0]:]],
+            "dues": [list(entry) for entry in self._dues if entry[3] in perm_ids],
         }
 
     def _small_state(self) -> dict:
@@ -1323,7 +1327,6 @@ class Broker:
             "start_net_liq": self._start_net_liq,
             "positions": [asdict(p) for p in self._positions.values()],
             "max_ids": [[client_id, max_id] for client_id, max_id in self._max_ids.items()],
-            "dues": [list(entry) for entry in self._dues],
             "counters": dict(self._counters),
             "switches": {
                 "validation_delay": self.validation_delay,

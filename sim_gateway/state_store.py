@@ -4,8 +4,8 @@ Two files: ``<state-file>`` holds a whole snapshot of the broker (``Broker.to_st
 atomically (a temporary file, then ``os.replace``) at start, about once a second while something
 changes, and at stop; ``<state-file>.log`` holds one JSON line per batch of order events, appended
 *before* those events leave for the clients: the orders they concern as they are now, the new
-fills and completed orders, and the small parts of the state (cash, positions, ids, pending
-work) in full. A line handed to the kernel survives a SIGKILL of the process, so nothing the
+fills and completed orders, the work due for those orders, and the small parts of the state
+(cash, positions, ids, counters) in full. A line handed to the kernel survives a SIGKILL of the process, so nothing the
 gateway said is lost, and a line costs the size of the change, not of the day's orders.
 
 Every entry carries a sequence number and the snapshot the last one it includes, so an entry
@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_GROWING = ("orders", "index", "completed", "fills")  # merged; every other key is replaced
+_MERGED = ("orders", "index", "completed", "fills", "dues")  # every other key is replaced
 
 
 class StateStore:
@@ -99,7 +99,7 @@ def apply_entries(state: dict[str, Any], entries: list[dict[str, Any]]) -> None:
     completed = set(state["completed"])
     fills = {f["execution"]["exec_id"] for f in state["fills"]}
     for entry in entries:
-        state.update({k: v for k, v in entry.items() if k not in _GROWING and k != "seq"})
+        state.update({k: v for k, v in entry.items() if k not in _MERGED and k != "seq"})
         for order in entry["orders"]:
             at = orders.setdefault(order["perm_id"], len(state["orders"]))
             state["orders"][at:at + 1] = [order]
@@ -110,3 +110,5 @@ def apply_entries(state: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         completed.update(entry["completed"])
         state["fills"] += [f for f in entry["fills"] if f["execution"]["exec_id"] not in fills]
         fills.update(f["execution"]["exec_id"] for f in entry["fills"])
+        changed = {o["perm_id"] for o in entry["orders"]}  # their work due is the entry's
+        state["dues"] = [d for d in state["dues"] if d[3] not in changed] + entry["dues"]

@@ -257,20 +257,20 @@ def test_5_write_ahead_log_replays_over_the_snapshot(tmp_path):
     mid-write, before the answer left) is ignored; entries a later snapshot holds are not
     applied twice (a kill between writing the snapshot and emptying the log)."""
     path = str(tmp_path / "state.json")
-    empty = {"orders": [], "index": [], "completed": [], "fills": [], "cash": 0}
+    empty = {"orders": [], "index": [], "completed": [], "fills": [], "dues": [], "cash": 0}
     store = StateStore(path)
     store.snapshot(empty, (0, 0))
     store.append({"orders": [{"perm_id": 7, "status": "Submitted"}], "index": [[1000, 1, 7]],
-                  "completed": [], "fills": [], "cash": 1}, (0, 0))
+                  "completed": [], "fills": [], "dues": [[9.0, 1, "fill", 7]], "cash": 1}, (0, 0))
     fill = {"execution": {"exec_id": "e1"}}
     store.append({"orders": [{"perm_id": 7, "status": "Filled"}], "index": [[1000, 1, 7]],
-                  "completed": [7], "fills": [fill], "cash": 2}, (1, 1))
+                  "completed": [7], "fills": [fill], "dues": [], "cash": 2}, (1, 1))
     early_log = Path(f"{path}.log").read_bytes()
     with open(f"{path}.log", "ab") as log:
         log.write(b'{"orders": [{"perm_id": 8')  # torn
     loaded = StateStore(path).load()
     assert loaded == {"orders": [{"perm_id": 7, "status": "Filled"}], "index": [[1000, 1, 7]],
-                      "completed": [7], "fills": [fill], "cash": 2}
+                      "completed": [7], "fills": [fill], "dues": [], "cash": 2}
     store.snapshot(loaded, (1, 1))
     Path(f"{path}.log").write_bytes(early_log)  # as if the kill came before the truncation
     assert StateStore(path).load() == loaded
