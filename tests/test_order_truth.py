@@ -223,6 +223,9 @@ def test_4_rows_carry_the_average_fill_price_right_after_the_fill(client):
     assert ours["avg_fill_price"] is not None
     one = client.get(f"/api/v1/orders/{order_id}").get_json()
     assert one["avg_fill_price"] == ours["avg_fill_price"]
+    [in_state] = [row for row in client.get("/api/v1/state").get_json()["orders"]
+                  if row["id"] == order_id]  # the stream sends this same payload
+    assert (in_state["status"], in_state["avg_fill_price"]) == ("Filled", ours["avg_fill_price"])
 
 
 def test_5_sigkilled_gateway_keeps_what_it_acknowledged_and_filled(tmp_path):
