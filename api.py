@@ -46,7 +46,6 @@ from journal import JournalError
 from openapi import documented
 from order_handler import (
     FINAL_VERDICTS,
-    TERMINAL,
     IdempotencyConflict,
     Lifecycle,
     OrderHandler,
@@ -54,6 +53,7 @@ from order_handler import (
     TradingHaltedError,
     UnknownOrderError,
 )
+from orders.view import order_view
 from risk import RiskRejected
 from schemas import (
     ORDERS_PAGE,
@@ -1026,45 +1026,11 @@ def _find_row(snap: Snapshot, order_id: str, record: Lifecycle | None) -> OrderR
     return None
 
 
-def _finished_at_broker(record: Lifecycle) -> bool:
-    """A final verdict the broker gave (not one of ours such as not_sent)."""
-    return record.verdict in ("filled", "cancelled", "rejected") and record.status in TERMINAL
-
-
 def _order_json(row: OrderRow | None, record: Lifecycle | None,
                 brief: bool = False) -> dict[str, Any]:
-    """One order for the API: the broker's row, plus our lifecycle when it is ours."""
-    out: dict[str, Any] = dataclasses.asdict(row) if row is not None else {}
-    if row is not None and row.open and record is not None and _finished_at_broker(record):
-        # our order connection heard the broker's final word before the reader's next refresh
-        out.update(status=record.status, filled=record.filled, remaining=0.0, open=False,
-                   avg_fill_price=record.avg_fill_price or out["avg_fill_price"])
-    if record is not None:
-        intent = record.intent
-        out.setdefault("symbol", intent.symbol)
-        out.setdefault("sec_type", intent.sec_type)
-        out.setdefault("action", intent.action)
-        out.setdefault("quantity", intent.quantity)
-        out.setdefault("order_type", intent.order_type)
-        out.setdefault("limit_price", intent.limit_price)
-        out.setdefault("stop_price", intent.stop_price)
-        out.setdefault("tif", intent.tif)
-        out.setdefault("status", record.status)
-        out.setdefault("perm_id", record.perm_id)
-        out.setdefault("order_id", record.order_id)
-        out.setdefault("client_id", record.client_id)
-        out.setdefault("order_ref", record.id)
-        out.setdefault("filled", record.filled)
-        out.setdefault("open", record.verdict not in FINAL_VERDICTS)
-        out["id"] = record.id
-        out["ours"] = True
-        out["verdict"] = record.verdict
-        out["phase"] = record.phase
-        if not brief:
-            out["lifecycle"] = dataclasses.asdict(record)
-    else:
-        out["id"] = str(row.perm_id) if row else None
-        out["ours"] = False
+    """One order for the API: ours from its lifecycle record (the reader's row fills gaps),
+    another client's from the reader's row (``orders.view``, the one merge rule)."""
+    out = order_view(row, record, brief)
     out["url"] = url_for("api.order", order_id=out["id"]) if out.get("id") else None
     return out
 

@@ -39,11 +39,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ib_async import IB, Contract, Forex, Stock
+from ib_async import IB, Contract
 from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from config import is_paper_account
+from ib_compat import make_contract
 from ib_connection import ConnectionState, IBConnection
 
 log = logging.getLogger(__name__)
@@ -567,13 +568,6 @@ class IBConnector(IBConnection):
                 raise LookupError(f"unknown symbol {symbol!r} ({sec_type})")
             self._contracts[key] = found[0]
         return self._contracts[key]
-
-
-def make_contract(symbol: str, sec_type: str = "STK", currency: str = "USD") -> Contract:
-    """An unqualified ib_async contract for a validated symbol."""
-    if sec_type == "CASH":
-        return Forex(symbol.replace(".", "").replace("/", ""))
-    return Stock(symbol, "SMART", currency)
 
 
 def _num(value: float | None) -> float | None:

@@ -321,8 +321,9 @@ class ExecutionsOut(_Out):
 
 
 class OrderOut(_Out):
-    """One order: the broker's row (every client), joined with our record when it is ours.
-    Our orders that never reached the broker have no ``account``/``remaining``/``avg_fill_price``."""
+    """One order. Ours: from its lifecycle record (the reader's row fills only what the record
+    lacks, such as ``account``); another client's: the reader's row. ``avg_fill_price`` is null
+    until the first fill."""
 
     id: str
     ours: bool

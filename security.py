@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 SAFE_METHODS = auth.SAFE_METHODS
 UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "[::]"})  # bind-anywhere addresses, never a Host
-KEPT_FILES = ("api_token", "secret_key", "app.lock", "sim_state.json", "sim_state.json.tmp")
+KEPT_FILES = ("api_token", "secret_key", "app.lock", "sim_state.json", "sim_state.json.tmp",
+              "sim_state.json.log")
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
                                "form-action 'self'",

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from _harness import max_in_window, percentile
+from _harness import TRADING_CLOCK, max_in_window, percentile
 from sim_gateway import protocol as p
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.codec import ClientFrameReader, encode_client_hello, encode_frame
@@ -242,7 +242,8 @@ async def run(args: argparse.Namespace) -> bool:
     print(f"sim_gateway throughput benchmark (python {sys.version.split()[0]}, raw sans-IO client, "
           f"API v{CLIENT_MIN_VERSION}..{CLIENT_MAX_VERSION})")
 
-    settings = ServerSettings(port=0, max_rate=args.max_rate)
+    settings = ServerSettings(port=0, max_rate=args.max_rate, state_file=args.state_file,
+                              clock_start=TRADING_CLOCK)
     with SimGateway(settings, BrokerConfig(seed=1)) as gateway:
         print(f"\nPhase 1 - throughput: gateway pacing limit RAISED from {DEFAULT_PACING} to "
               f"{args.max_rate:,} msg/s for this run (ServerSettings(max_rate={args.max_rate}))")
@@ -265,7 +266,7 @@ async def run(args: argparse.Namespace) -> bool:
     print(f"  target            >= {args.target} orders/s: {verdict(target_ok)}")
     ok &= target_ok
 
-    with SimGateway(ServerSettings(port=0), BrokerConfig(seed=1)) as gateway:
+    with SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=1)) as gateway:
         limit = gateway.settings.max_rate
         print(f"\nPhase 2 - pacing: gateway keeps the default limit of {limit} msg/s; the raw "
               f"client paces itself at {args.paced_rate:g} msg/s (evenly spaced)")
@@ -300,6 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--paced-rate", type=float, default=45.0,
                     help="client send rate (msg/s) in the pacing phase (ib_async uses 45)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the fills")
+    ap.add_argument("--state-file", default=None,
+                    help="the gateway's state file in the throughput phase (written ahead of "
+                         "every order event, as the app's embedded simulator does)")
     args = ap.parse_args(argv)
     if args.orders < 1 or args.paced_orders < 1 or args.paced_rate <= 0 or args.max_rate < 1:
         ap.error("--orders, --paced-orders, --paced-rate and --max-rate must be positive")

@@ -1286,18 +1286,47 @@ class Broker:
     def to_state(self) -> dict:
         """JSON-serialisable state (switches included)."""
         return {
+            **self._small_state(),
+            "orders": [asdict(o) for o in self._orders.values()],
+            "index": [[*key, perm_id] for key, perm_id in self._index.items()],
+            "completed": list(self._completed),
+            "fills": [asdict(fill) for fill in self._fills],
+            # only work still to do (a filled order's expiry stays in the heap until its time)
+            "dues": [list(entry) for entry in self._dues if self._pending(entry)],
+        }
+
+    def marks(self) -> tuple[int, int]:
+        """(fills, completed orders) so far: where the next ``changes`` starts."""
+        return len(self._fills), len(self._completed)
+
+    def perm_id_of(self, client_id: int, order_id: int) -> int | None:
+        """The permId of a client's order id, if known."""
+        return self._index.get((client_id, order_id))
+
+    def changes(self, perm_ids: set[int], marks: tuple[int, int]) -> dict:
+        """A write-ahead entry: the orders ``perm_ids`` as they are now, the fills and completed
+        orders since ``marks``, and the small parts of ``to_state`` in full. The work due for
+        these orders replaces theirs (``dues``)."""
+        orders = [self._orders[p] for p in sorted(perm_ids) if p in self._orders]
+        return {
+            **self._small_state(),
+            "orders": [asdict(o) for o in orders],
+            "index": [[o.client_id, o.order_id, o.perm_id] for o in orders],
+            "completed": self._completed[marks[1]:],
+            "fills": [asdict(fill) for fill in self._fills[marks[0]:]],
+            "dues": [list(entry) for entry in self._dues if entry[3] in perm_ids],
+        }
+
+    def _small_state(self) -> dict:
+        """The parts of the state that do not grow with the number of orders."""
+        return {
             "version": STATE_VERSION,
             "clock": self._clock,
             "prices": self._book.to_state(),
             "cash": dict(self._cash),
             "start_net_liq": self._start_net_liq,
             "positions": [asdict(p) for p in self._positions.values()],
-            "orders": [asdict(o) for o in self._orders.values()],
-            "index": [[*key, perm_id] for key, perm_id in self._index.items()],
             "max_ids": [[client_id, max_id] for client_id, max_id in self._max_ids.items()],
-            "completed": list(self._completed),
-            "fills": [asdict(fill) for fill in self._fills],
-            "dues": [list(entry) for entry in self._dues],
             "counters": dict(self._counters),
             "switches": {
                 "validation_delay": self.validation_delay,

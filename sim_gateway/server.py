@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import broker as b
@@ -31,6 +28,7 @@ from .clock import SimClock
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
 from .instrument_service import DepthSubscription, InstrumentHandlers
 from .pacing import Pacer, Verdict
+from .state_store import StateStore
 from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
 
 log = logging.getLogger(__name__)
@@ -117,6 +115,7 @@ class GatewayServer(InstrumentHandlers):
         self.settings = settings
         self.broker_config = broker_config or b.BrokerConfig()
         self.clock = SimClock(settings.clock_start, settings.clock_speed)
+        self.store = StateStore(settings.state_file) if settings.state_file else None
         self.broker = self._load_broker()
         self.sessions: list[Session] = []
         self.stats = Stats()
@@ -175,25 +174,40 @@ class GatewayServer(InstrumentHandlers):
 
     # ------------------------------------------------------------------ life
     def _load_broker(self) -> b.Broker:
-        path = self.settings.state_file
-        if path and Path(path).exists():
-            state = json.loads(Path(path).read_text())
-            log.info("💾 Restored broker state from %s", path)
+        state = self.store.load() if self.store is not None else None
+        if state is not None:
+            log.info("💾 Restored broker state from %s", self.settings.state_file)
             return b.Broker.from_state(state, self.broker_config, self.clock.now())
         return b.Broker(self.broker_config, self.clock.now())
 
     def save_state(self) -> None:
-        """Write the broker state to the state file (atomically), if one is set."""
-        path = self.settings.state_file
-        if not path:
-            return
-        tmp = f"{path}.tmp"
-        Path(tmp).write_text(json.dumps(self.broker.to_state()))
-        os.replace(tmp, path)
+        """Write a snapshot of the broker state to the state file, if one is set."""
+        if self.store is not None:
+            self.store.snapshot(self.broker.to_state(), self.broker.marks())
         self._dirty = False
+
+    def _write_ahead(self, events: list[Any]) -> None:
+        """Log what order events report before they leave, like a real gateway's own store:
+        an acknowledged order or a reported fill survives a SIGKILL of the simulator."""
+        if self.store is None:
+            return
+        perm_ids = {p for p in map(self._perm_id, events) if p is not None}
+        if perm_ids:
+            self.store.append(self.broker.changes(perm_ids, self.store.marks), self.broker.marks())
+
+    def _perm_id(self, event: Any) -> int | None:
+        """The permId of the order an event concerns (None: not an order event)."""
+        if isinstance(event, (b.OpenOrderEvent, b.OrderStatusEvent)):
+            return int(event.order.perm_id)
+        if isinstance(event, b.ExecutionEvent):
+            return int(event.execution.perm_id)
+        if isinstance(event, (b.CommissionEvent, b.OrderErrorEvent)):
+            return self.broker.perm_id_of(event.client_id, event.order_id) or 0
+        return None
 
     async def start(self) -> None:
         """Open the listener and start the market ticker."""
+        self.save_state()  # the base the write-ahead log builds on
         await self._listen()
         self._ticker = asyncio.create_task(self._tick_loop(), name="sim-ticker")
 
@@ -213,6 +227,8 @@ class GatewayServer(InstrumentHandlers):
             await asyncio.gather(self._ticker, return_exceptions=True)
         await self._close_listener()
         self.save_state()
+        if self.store is not None:
+            self.store.close()
 
     async def _close_listener(self) -> None:
         """Stop accepting, cut every client, then wait for the listener to close.
@@ -497,6 +513,7 @@ class GatewayServer(InstrumentHandlers):
         return sessions
 
     def _dispatch(self, events: list[Any]) -> None:
+        self._write_ahead(events)
         for event in events:
             self._routes[type(event)](event)
         if events:
@@ -829,6 +846,7 @@ class GatewayServer(InstrumentHandlers):
                 log.exception("ticker step failed; carrying on")
 
     def _dispatch_quiet(self, events: list[Any]) -> None:
+        self._write_ahead(events)
         for event in events:
             self._routes[type(event)](event)
         if events:

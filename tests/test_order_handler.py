@@ -79,7 +79,7 @@ def test_orders_are_journaled_before_sending(handler, gateway, journal):
 
 
 def test_logs_are_named_after_their_module(gateway, journal, caplog):
-    """The connection logs as ib_connection, the order lifecycle as order_handler."""
+    """The connection logs as ib_connection, the order lifecycle as the orders modules."""
     caplog.set_level(logging.INFO)
     handler = make_handler(gateway, journal)
     try:
@@ -90,8 +90,12 @@ def test_logs_are_named_after_their_module(gateway, journal, caplog):
     names = {r.name for r in caplog.records if not r.name.startswith("ib_async")}
     connected = [r for r in caplog.records if f"connected to 127.0.0.1:{gateway.port}" in r.getMessage()]
     assert connected and {r.name for r in connected} == {"ib_connection"}
-    assert any(record.id in r.getMessage() for r in caplog.records if r.name == "order_handler")
-    assert names <= {"ib_connection", "order_handler", "journal", "loop_thread", "sim_gateway.server"}
+    assert any(record.id in r.getMessage() for r in caplog.records
+               if r.name == "orders.placement" and "Submitting" in r.getMessage())
+    assert any(record.id in r.getMessage() for r in caplog.records
+               if r.name == "orders.tracking" and "Status" in r.getMessage())
+    assert names <= {"ib_connection", "order_handler", "orders.placement", "orders.tracking",
+                     "orders.reconcile", "orders.kill_switch", "journal", "loop_thread", "sim_gateway.server"}
 
 
 def test_unwritable_journal_refuses_the_order(handler, gateway, journal):

@@ -1,0 +1,58 @@
+"""The few ib_async 2.1.0 details both the read path and the write path rely on.
+
+Contracts from a validated symbol, ib_async's "unset" numbers, its order status sets, and the
+one place that reaches into its private tables (dropping a finished trade). Pinned to the
+ib_async version the tests run (pyproject: ``ib_async==2.1.0``).
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+from ib_async import IB, Contract, Forex, Stock
+from ib_async.order import OrderStatus, Trade
+from ib_async.util import UNSET_DOUBLE
+
+DONE_STATES = frozenset(OrderStatus.DoneStates)  # Filled Cancelled ApiCancelled Inactive
+# the statuses of an order the broker holds live (PendingSubmit is ib_async's own, never sent)
+WORKING_STATES = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel"})
+CLIENT_SIDE_STATES = frozenset({"PendingSubmit", "PendingCancel", "ValidationError"})
+
+
+def make_contract(symbol: str, sec_type: str = "STK", currency: str = "USD") -> Contract:
+    """An unqualified ib_async contract for a validated symbol."""
+    if sec_type == "CASH":
+        return Forex(symbol.replace(".", "").replace("/", ""))
+    return Stock(symbol, "SMART", currency)
+
+
+def unset_price(value: float | Decimal | None) -> float | None:
+    """A price ib_async reports, or None when unset (UNSET_DOUBLE, nan, 0)."""
+    if value is None or value >= UNSET_DOUBLE or not math.isfinite(value) or value == 0:
+        return None
+    return float(value)
+
+
+def filled_quantity(trade: Trade) -> float:
+    """completedOrder carries the filled quantity on the order, not in a status."""
+    value = trade.order.filledQuantity
+    return 0.0 if value is None or value >= UNSET_DOUBLE else float(value)
+
+
+def number(value: object) -> float | None:
+    """An OrderState figure as a float; None when unset or unparsable."""
+    try:
+        result = float(value)  # type: ignore[arg-type]  # str, Decimal or float from ib_async
+    except (TypeError, ValueError):
+        return None
+    return None if not math.isfinite(result) or abs(result) >= UNSET_DOUBLE else result
+
+
+def forget_trade(ib: IB, trade: Trade) -> None:
+    """Drop a finished trade and its fills from ib_async's tables (memory stays flat)."""
+    wrapper, order = ib.wrapper, trade.order
+    wrapper.trades.pop(wrapper.orderKey(order.clientId, order.orderId, order.permId), None)
+    wrapper.permId2Trade.pop(order.permId, None)
+    for fill in trade.fills:
+        wrapper.fills.pop(fill.execution.execId, None)

@@ -1,0 +1,45 @@
+"""The requests Flask threads put on the order handler's queue, one typed command each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orders.lifecycle import Tracker
+
+
+@dataclass(frozen=True)
+class Place:
+    """Qualify, send, settle and monitor one order (and its bracket legs)."""
+
+    tracker: Tracker
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel one of our orders (at once, or as soon as it is matched at the gateway)."""
+
+    tracker: Tracker
+
+
+@dataclass(frozen=True)
+class Modify:
+    """Change the quantity and/or prices of one of our working orders."""
+
+    tracker: Tracker
+    quantity: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The values to change, by intent field name."""
+        return {k: v for k, v in (("quantity", self.quantity), ("limit_price", self.limit_price),
+                                  ("stop_price", self.stop_price)) if v is not None}
+
+
+@dataclass(frozen=True)
+class CancelAll:
+    """A global cancel: every working order of every client."""
+
+
+Command = Place | Cancel | Modify | CancelAll

@@ -1,0 +1,192 @@
+"""Reconciliation after every connect: the gateway's reports in, decisions out.
+
+What ib_async synced at connect (this client's open orders, completed orders, executions) is
+turned into plain reports keyed by orderRef (= our id); ``decide`` compares them with our
+records and returns decisions, which ``Reconciler`` applies through the order book. Nothing is
+ever resent: an order not found is re-checked after ``RECONCILE_GRACE`` seconds and then marked
+``not_placed``; if the broker reports it later after all, it is re-adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ib_async import IB
+from ib_async.order import Trade
+
+from order_records import FillRecord, Lifecycle
+from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final
+from orders.tracking import OrderBook
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """One of our orders as the gateway reports it (``trade`` is ib_async's handle)."""
+
+    ref: str
+    live: bool
+    trade: Any
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of our records as reconciliation sees it."""
+
+    record: Lifecycle
+    restored: bool  # loaded from the journal at start: maybe sent before a crash
+
+
+class Action(StrEnum):
+    """What to do with one record."""
+
+    ADOPT = "adopt"  # follow the gateway's order (live, or closed with its final state)
+    FILLS = "fills"  # add executions the record does not have
+    AWAIT = "await"  # not found (yet): look again after the grace period
+    NOT_PLACED = "not_placed"  # not found after the grace period; never resent
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision about one record."""
+
+    action: Action
+    ref: str
+    order: OrderReport | None = None
+    fills: tuple[FillRecord, ...] = ()
+
+
+def decide(candidates: Iterable[Candidate], orders: dict[str, OrderReport],
+           fills: dict[str, list[FillRecord]], final: bool) -> list[Decision]:
+    """Decisions for every record from the gateway's reports; ``final`` after the grace."""
+    decisions = []
+    for candidate in candidates:
+        record = candidate.record
+        known = {f.exec_id for f in record.fills}
+        new = tuple(f for f in fills.get(record.id, ()) if f.exec_id not in known)
+        if new:
+            decisions.append(Decision(Action.FILLS, record.id, fills=new))
+        if record.verdict in BROKER_FINAL:
+            continue
+        report = orders.get(record.id)
+        if report is not None:
+            decisions.append(Decision(Action.ADOPT, record.id, report))
+        elif record.verdict in OUR_FINAL:
+            continue
+        elif candidate.restored or record.order_id is not None:  # sent (or maybe), not seen
+            decisions.append(Decision(Action.NOT_PLACED if final else Action.AWAIT, record.id))
+    return decisions
+
+
+def order_reports(ib: IB, refs: Iterable[str]) -> dict[str, OrderReport]:
+    """ib_async's trades that carry one of our ids, live ones preferred over done ones."""
+    wanted = set(refs)
+    live = set(map(id, ib.openTrades()))
+    found: dict[str, OrderReport] = {}
+    for trade in ib.trades():
+        ref = trade.order.orderRef
+        if ref in wanted and (ref not in found or id(trade) in live):
+            found[ref] = OrderReport(ref, id(trade) in live, trade)
+    return found
+
+
+def fill_reports(ib: IB) -> dict[str, list[FillRecord]]:
+    """ib_async's fills grouped by the orderRef of their execution."""
+    grouped: dict[str, list[FillRecord]] = {}
+    for fill in ib.fills():
+        ex, report = fill.execution, fill.commissionReport
+        grouped.setdefault(ex.orderRef or "", []).append(FillRecord(
+            exec_id=ex.execId, at=fill.time.timestamp() if fill.time else 0.0,
+            shares=ex.shares, price=ex.price,
+            commission=report.commission if report.execId else None))
+    return grouped
+
+
+class Reconciler:
+    """Matches our records with the gateway after every connect, and later reports."""
+
+    def __init__(self, book: OrderBook, grace: float,
+                 spawn: Callable[[Any], None]) -> None:
+        self.book = book
+        self.grace = grace
+        self._spawn = spawn  # runs a coroutine as a tracked task of the handler
+
+    def reconcile(self, ib: IB) -> None:
+        """Match every record at connect; re-check the ones not found after the grace."""
+        self.book.by_order_id.clear()  # orderIds may have been reissued after a restart
+        waiting = self._apply(ib, self._decide(ib, final=False))
+        if waiting:
+            log.warning("🔎 %d order(s) not found at the gateway yet: %s", len(waiting),
+                        ", ".join(waiting))
+            self._spawn(self._resolve_unknown(ib, waiting))
+
+    def _decide(self, ib: IB, final: bool, only: set[str] | None = None) -> list[Decision]:
+        trackers = [t for t in self.book.all() if only is None or t.id in only]
+        candidates = [Candidate(t.record, t.restored) for t in trackers]
+        return decide(candidates, order_reports(ib, (t.id for t in trackers)),
+                      fill_reports(ib), final)
+
+    def _apply(self, ib: IB, decisions: list[Decision]) -> list[str]:
+        """Carry out the decisions; returns the ids still awaited."""
+        waiting = []
+        for decision in decisions:
+            tracker = self.book.get(decision.ref)
+            if tracker is None:
+                continue
+            if decision.action is Action.FILLS:
+                tracker.fills_added(decision.fills, None, f"recovered {len(decision.fills)} "
+                                    "fill(s) from the gateway's executions")
+            elif decision.action is Action.ADOPT and decision.order is not None:
+                self.adopt(ib, tracker, decision.order.trade, decision.order.live)
+            elif decision.action is Action.AWAIT:
+                waiting.append(tracker.id)
+            elif decision.action is Action.NOT_PLACED and not is_final(tracker.record.verdict):
+                self.book.verdict(tracker, Verdict.NOT_PLACED, "not found at the gateway "
+                                  f"{self.grace:g}s after reconnecting; never resent")
+        return waiting
+
+    async def _resolve_unknown(self, ib: IB, waiting: list[str]) -> None:
+        """After the grace, ask the gateway again; what is still missing was not placed."""
+        while waiting and ib.isConnected():
+            await asyncio.sleep(self.grace)
+            try:
+                await asyncio.wait_for(ib.reqOpenOrdersAsync(), CALL_TIMEOUT)
+                await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), CALL_TIMEOUT)
+                await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("🔎 re-check of %d order(s) failed (%s); trying again",
+                            len(waiting), exc)
+                continue
+            self._apply(ib, self._decide(ib, final=True, only=set(waiting)))
+            waiting = []
+
+    def adopt(self, ib: IB, tracker: Tracker, trade: Trade, live: bool) -> None:
+        """Attach a record to the gateway's view of its order."""
+        if trade is tracker.trade:
+            return
+        tracker.step("matched at the gateway after reconnect" + ("" if live else " (done)"))
+        if live:
+            self.book.bind(tracker, trade)
+            tracker.matched(trade.order.orderId, trade.order.clientId)
+            if tracker.cancel_requested:
+                ib.cancelOrder(trade.order)
+                tracker.step("pending cancel sent")
+        if tracker.terminal is None:
+            tracker.terminal = asyncio.Event()
+        self.book.apply_status(tracker, trade)
+
+    def on_open_order(self, ib: IB, trade: Trade) -> None:
+        """A later openOrder of ours on this connection that no tracker follows: adopt it."""
+        tracker = self.book.get(trade.order.orderRef)
+        if tracker is None or tracker.trade is trade or tracker.record.verdict in BROKER_FINAL:
+            return
+        if tracker.trade is None or tracker.record.verdict in OUR_FINAL:
+            self.adopt(ib, tracker, trade, trade in ib.openTrades())

@@ -1,0 +1,244 @@
+"""The trackers of our orders, and ib_async's order events turned into lifecycle changes.
+
+``OrderBook`` holds every tracker (by our id and by the orderId of the current connection),
+binds ib_async's ``Trade`` events to them and decides what each broker report means for the
+record: a status, an error, a fill, a commission. The record itself is only changed through
+``Tracker``'s methods (``orders.lifecycle``).
+
+Statuses come from the broker's orderStatus messages only: ib_async marks a trade Cancelled on
+some informational errors (10349 "TIF was set to DAY") while the order lives on, so such
+error-made states are kept as messages, never as transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ib_async import IB
+from ib_async.order import Trade
+
+from ib_compat import (
+    CLIENT_SIDE_STATES,
+    DONE_STATES,
+    WORKING_STATES,
+    filled_quantity,
+    forget_trade,
+    unset_price,
+)
+from order_records import FillRecord
+from orders.lifecycle import Event, Phase, Tracker, Verdict, average_price, is_final
+
+log = logging.getLogger(__name__)
+
+FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
+KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
+_BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
+# verdicts a broker's acknowledgement turns into "working"
+_PROMOTED = frozenset({Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED,
+                       Verdict.NOT_SENT})
+
+
+class OrderBook:
+    """Every tracker of ours; the mapping of broker events onto them (loop thread)."""
+
+    def __init__(self, changed: Callable[[], None], ib: Callable[[], IB | None]) -> None:
+        self.trackers: dict[str, Tracker] = {}
+        self.by_order_id: dict[int, Tracker] = {}
+        self.lock = threading.Lock()  # guards the dict against readers on other threads
+        self._changed = changed
+        self._ib = ib
+        self._phases: tuple[object, collections.Counter[str]] | None = None
+
+    # ------------------------------------------------------------------ registry
+    def add(self, tracker: Tracker) -> None:
+        """Register a new tracker (any thread)."""
+        with self.lock:
+            self.trackers[tracker.id] = tracker
+
+    def get(self, order_id: str) -> Tracker | None:
+        """The tracker of one of our orders, if still in memory."""
+        return self.trackers.get(order_id)
+
+    def all(self) -> list[Tracker]:
+        """Every tracker, oldest first."""
+        with self.lock:
+            return list(self.trackers.values())
+
+    def unfinished(self) -> list[Tracker]:
+        """Trackers without a final verdict."""
+        return [t for t in self.all() if not is_final(t.record.verdict)]
+
+    def phase_counts(self, version: object) -> collections.Counter[str]:
+        """Records per phase, counted once per record change (status polls ask often)."""
+        key = (version, len(self.trackers))
+        cached = self._phases
+        if cached is None or cached[0] != key:
+            cached = (key, collections.Counter(str(t.record.phase) for t in self.all()))
+            self._phases = cached
+        return cached[1]
+
+    def unsent(self, version: object) -> int:
+        """Orders queued or being sent."""
+        phases = self.phase_counts(version)
+        return phases[Phase.QUEUED] + phases[Phase.SENDING]
+
+    def in_flight(self, version: object) -> int:
+        """Orders sent and still in their settle or monitoring window."""
+        phases = self.phase_counts(version)
+        return phases[Phase.SETTLING] + phases[Phase.MONITORING]
+
+    def forget_connection(self) -> None:
+        """ib_async's objects die with the connection: never act on them again."""
+        self.by_order_id.clear()
+        for tracker in self.all():
+            tracker.trade = None
+
+    # ------------------------------------------------------------------ binding
+    def bind(self, tracker: Tracker, trade: Trade) -> None:
+        """Follow ``trade``'s events on this connection."""
+        tracker.trade = trade
+        self.by_order_id[trade.order.orderId] = tracker
+        trade.statusEvent += lambda t: self.on_status(tracker, t)
+        trade.fillEvent += lambda t, fill: self.on_fill(tracker, fill)
+        trade.commissionReportEvent += lambda t, fill, report: self.on_commission(
+            tracker, report)
+
+    def on_status(self, tracker: Tracker, trade: Trade) -> None:
+        """ib_async's statusEvent: the broker's status, or one ib_async made from an error."""
+        entry = trade.log[-1] if trade.log else None
+        if entry is not None and entry.errorCode:
+            self._on_error_status(tracker, trade, entry.errorCode, entry.message)
+            return
+        if trade.orderStatus.status in WORKING_STATES and \
+                tracker.record.intent.order_type != "TRAIL":
+            self._sync_intent(tracker, trade)
+        self.apply_status(tracker, trade)
+
+    def apply_status(self, tracker: Tracker, trade: Trade) -> None:
+        """Take the broker's status of the order and draw the verdict it implies."""
+        st = trade.orderStatus
+        new = st.status
+        if new in CLIENT_SIDE_STATES:
+            return  # set by ib_async itself (TWS never sends them): not a broker transition
+        record = tracker.record
+        if record.verdict in (Verdict.NOT_PLACED, Verdict.NOT_SENT):
+            tracker.readopt(f"re-adopted: the broker reports it {new} after all "
+                            f"(was {record.verdict})")
+            log.warning("🔁 %s is at the broker after all (%s); tracked again", tracker.id, new)
+        filled = max(st.filled or filled_quantity(trade), sum(f.shares for f in record.fills))
+        avg = unset_price(st.avgFillPrice) or average_price(tracker.record) or \
+            tracker.record.avg_fill_price
+        old = tracker.broker_status(new, filled, st.remaining,
+                                    st.permId or trade.order.permId or None, avg)
+        if new != old:
+            log.info("%s 📊 Status: %s → %s (%s)", tracker.elapsed(), old, new, tracker.id)
+        if new in WORKING_STATES:
+            self._acknowledged(tracker, new)
+        if new in DONE_STATES:
+            verdict = _BROKER_VERDICT.get(new, Verdict.CANCELLED)
+            reason = self.last_error_text(tracker) if verdict != Verdict.FILLED else None
+            self.verdict(tracker, verdict, reason or new)
+        self._changed()
+
+    def _acknowledged(self, tracker: Tracker, status: str) -> None:
+        """The broker holds the order live: a leg is tracked from now on, and a record out of
+        its monitoring window (restored, a leg, re-adopted, late) is ``working``."""
+        tracker.acknowledged = True
+        if tracker.record.parent is not None and \
+                tracker.record.phase in (Phase.SENDING, Phase.MONITORING):
+            tracker.advance(Event.LEG_ACK)
+        record = tracker.record
+        if record.verdict in _PROMOTED or (record.verdict is None and
+                                           record.phase == Phase.TRACKING):
+            self.verdict(tracker, Verdict.WORKING, f"{status}: acknowledged by the broker")
+
+    def _on_error_status(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
+        """ib_async changed the status because of an error message, not the broker."""
+        if code in FALSE_CANCEL_CODES or trade.orderStatus.status == "ValidationError":
+            return  # informational: the order lives on; the message is in the record
+        if trade.orderStatus.status == "Cancelled" and not tracker.acknowledged:
+            # e.g. 103, 200, 201 before any ack; deferred so that ib_async's errorEvent
+            # (fired right after this) has recorded the message first
+            asyncio.get_running_loop().call_soon(self._reject_unacknowledged, tracker, text)
+
+    def _reject_unacknowledged(self, tracker: Tracker, text: str) -> None:
+        if not tracker.acknowledged and tracker.record.status not in DONE_STATES and \
+                not is_final(tracker.record.verdict):
+            self.verdict(tracker, Verdict.REJECTED, self.last_error_text(tracker) or text)
+
+    def on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
+        """ib_async's errorEvent: a message about one of our orders (by orderId)."""
+        tracker = self.by_order_id.get(req_id)
+        if tracker is None:
+            return
+        tracker.message(code, text)
+        log.info("%s 💬 Message: Error %d, reqId %d: %s (%s)", tracker.elapsed(), code, req_id,
+                 text, tracker.id)
+        self._changed()
+
+    def on_fill(self, tracker: Tracker, fill: Any) -> None:
+        """An execution of the order (ib_async's Fill)."""
+        ex = fill.execution
+        if any(f.exec_id == ex.execId for f in tracker.record.fills):
+            return
+        record = FillRecord(exec_id=ex.execId, at=fill.time.timestamp() if fill.time else 0.0,
+                            shares=ex.shares, price=ex.price)
+        tracker.fills_added((record,), ex.permId)
+        log.info("%s 💰 Fill %g @ %g (%s)", tracker.elapsed(), ex.shares, ex.price, tracker.id)
+        self._changed()
+
+    def on_commission(self, tracker: Tracker, report: Any) -> None:
+        """The commission report of one of the order's executions."""
+        tracker.commission(report.execId, report.commission)
+        self._changed()
+
+    def _sync_intent(self, tracker: Tracker, trade: Trade) -> None:
+        """Take quantity and prices from the broker's echo of the order (after a modify)."""
+        intent, order = tracker.record.intent, trade.order
+        confirmed = {"quantity": float(order.totalQuantity or 0) or None,
+                     "limit_price": unset_price(order.lmtPrice),
+                     "stop_price": unset_price(order.auxPrice)}
+        changes = {k: v for k, v in confirmed.items()
+                   if v is not None and getattr(intent, k) is not None
+                   and abs(v - getattr(intent, k)) > 1e-9}
+        if changes:
+            tracker.confirmed(**changes)
+
+    def last_error_text(self, tracker: Tracker) -> str | None:
+        """The last real error IB sent about the order (no warnings, no 10349)."""
+        for message in reversed(tracker.record.messages):
+            if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
+                return f"Error {message.code}: {message.text}"
+        return None
+
+    # ------------------------------------------------------------------ verdicts
+    def verdict(self, tracker: Tracker, verdict: Verdict, reason: str) -> None:
+        """Give a verdict, log it for the trader, and drop old finished records."""
+        if not tracker.conclude(verdict, reason):
+            return
+        marker = {Verdict.FILLED: "🎉 SUCCESS! Order reached: Filled",
+                  Verdict.WORKING: "⏳ Still working"}
+        log.info("%s %s — %s: %s", tracker.elapsed(),
+                 marker.get(verdict, f"❌ Order {verdict}"), tracker.id, reason)
+        self._changed()
+        if is_final(verdict):
+            self.prune()
+
+    def prune(self, keep: int = KEEP_FINISHED) -> None:
+        """Keep only the newest ``keep`` finished records (and ib_async objects) in memory;
+        the journal has them all."""
+        finished = [t for t in self.all() if is_final(t.record.verdict)]
+        for tracker in finished[:max(0, len(finished) - keep)]:
+            with self.lock:
+                self.trackers.pop(tracker.id, None)
+            trade, ib = tracker.trade, self._ib()
+            if trade is not None and ib is not None:
+                forget_trade(ib, trade)
+                if self.by_order_id.get(trade.order.orderId) is tracker:
+                    del self.by_order_id[trade.order.orderId]
+            tracker.trade = None

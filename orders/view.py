@@ -1,0 +1,44 @@
+"""One order as the API shows it: the one merge rule of our records and the reader's rows.
+
+The rule (ARCHITECTURE.md, "One truth per order"): an order of ours (its orderRef is our id,
+or its permId is our record's) is described by its lifecycle record; the reader's row only
+fills the fields the record does not have yet (account, remaining, the ids before our
+connection heard them). One exception: a verdict that is only our own conclusion
+(``not_sent``, ``not_placed``) is no evidence against a row the broker reports, so there the
+row gives the state until the record is re-adopted. Another client's order is the reader's
+row. /orders, /orders/<id>,
+/state and the stream all build their rows here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from order_records import Lifecycle
+from orders.lifecycle import OUR_FINAL, is_final
+
+
+def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[str, Any]:
+    """One order: ours from its record (gaps filled from the row), another client's row."""
+    broker: dict[str, Any] = dataclasses.asdict(row) if row is not None else {}
+    if record is None:
+        return {**broker, "id": str(row.perm_id) if row is not None else None, "ours": False}
+    intent = record.intent
+    ours: dict[str, Any] = {
+        "symbol": intent.symbol, "sec_type": intent.sec_type, "action": intent.action,
+        "quantity": intent.quantity, "order_type": intent.order_type,
+        "limit_price": intent.limit_price, "stop_price": intent.stop_price, "tif": intent.tif,
+        "status": record.status, "perm_id": record.perm_id, "order_id": record.order_id,
+        "client_id": record.client_id, "order_ref": record.id, "filled": record.filled,
+        "remaining": record.remaining, "avg_fill_price": record.avg_fill_price,
+        "account": intent.account or None, "open": not is_final(record.verdict),
+    }
+    if record.verdict in OUR_FINAL and broker:  # the broker's word beats our conclusion
+        out = {**ours, **broker}
+    else:
+        out = {**broker, **{k: v for k, v in ours.items() if v is not None or k not in broker}}
+    out.update(id=record.id, ours=True, verdict=record.verdict, phase=record.phase)
+    if not brief:
+        out["lifecycle"] = dataclasses.asdict(record)
+    return out
