@@ -302,8 +302,10 @@ def bursts(times: list[float], gap: float = 0.1) -> int:
 
 
 @async_test
-async def test_delayed_market_data(gateway: SimGateway) -> None:
-    async with connected(gateway) as ib:
+async def test_delayed_market_data(start_gateway: Callable[..., SimGateway]) -> None:
+    """An account without a live subscription (with one, IB sends live data whatever type is
+    asked: see test_sim_bad_days)."""
+    async with connected(start_gateway(market_data="delayed")) as ib:
         [stock] = await qualified(ib, aapl())
         ib.reqMarketDataType(3)
         ticker = ib.reqMktData(stock)
