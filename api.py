@@ -41,8 +41,9 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 from bodies import BodyError, parse_json_object
-from ib_connection import NotConnectedError
+from ib_connection import NotConnectedError, ServersUnreachable
 from ib_connector import ExecutionRow, OrderRow, Snapshot
+from ib_link import LinkState
 from journal import JournalError
 from openapi import documented
 from order_handler import (
@@ -139,7 +140,7 @@ def _on_api_error(exc: ApiError) -> tuple[Response, int]:
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     code = "gateway_not_answering" if isinstance(exc, GatewayNotAnswering) else \
-        "gateway_unavailable"
+        "ib_servers_unreachable" if isinstance(exc, ServersUnreachable) else "gateway_unavailable"
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
@@ -282,10 +283,12 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     """The body of /status (also part of the stream's state events)."""
     orders = svc.handler.state() if svc.handler else None
     account = snap.account
+    link = ib_servers(svc)
     healthy = snap.connection.state == "connected" and (orders is None
                                                        or orders.state == "connected")
     return {
-        "ok": healthy,
+        "ok": healthy and link.reachable,
+        "ib_servers": link.as_dict(),
         "now": time.time(),
         "simulator": svc.simulator is not None,
         "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
@@ -420,8 +423,19 @@ def health() -> Response | tuple[Response, int]:
     svc = services()
     up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
     if not up:
-        return jsonify({"ok": False}), 503
+        down = [c.name for c in (svc.connector, svc.handler) if c is not None and not c.connected]
+        return jsonify({"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}), 503
+    link = ib_servers(svc)
+    if not link.reachable:
+        return jsonify({"ok": False, "reason": link.reason()}), 503
     return _conditional(svc.feed.version, lambda: _dumps({"ok": True}))
+
+
+def ib_servers(svc: Services) -> LinkState:
+    """IB's servers as the gateway tells them: unreachable when either connection was told so
+    (the order connection's view first: it decides whether orders can reach IB)."""
+    views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
+    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())
 
 
 @bp.get("/account")

@@ -43,6 +43,7 @@ from ib_async import IB, Contract, Forex, Stock
 from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
+import market_data
 from config import is_paper_account
 from ib_connection import ConnectionState, IBConnection
 
@@ -166,6 +167,9 @@ class Quote:
     last: float | None
     close: float | None
     time: float
+    market_data: str = "live"  # live | frozen | delayed | delayed-frozen (market_data.TYPE_NAMES)
+    notice_code: int | None = None  # IB's reason when there is no price (354, 10168, 10197...)
+    notice: str | None = None  # that reason and what to do, in words
 
 
 @dataclass
@@ -226,8 +230,9 @@ class IBConnector(IBConnection):
     def __init__(self, host: str, port: int, client_id: int = 999,
                  connect_timeout: float = 10.0, account: str = "",
                  on_change: Callable[[], None] | None = None,
-                 own_client_id: int | None = None) -> None:
+                 own_client_id: int | None = None, market_data_type: int = 3) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
+        self.market_data_type = market_data_type
         self.on_change = on_change
         # the in-process OrderHandler's clientId: it keeps the lifecycle of its own orders, so
         # an execution of one of them never makes us download every completed order
@@ -276,6 +281,7 @@ class IBConnector(IBConnection):
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
+        ib.reqMarketDataType(self.market_data_type)  # 3: live where subscribed, else delayed
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
@@ -309,6 +315,15 @@ class IBConnector(IBConnection):
 
     async def before_disconnect(self) -> None:
         await self.on_disconnected()
+
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """1102: refresh orders, executions and completed orders now; 1101: reconnect (every
+        subscription is made again)."""
+        if data_lost:
+            await super().on_link_restored(ib, data_lost)
+            return
+        self._completed_pending = True
+        self._on_order_hint()
 
     def _on_account_data(self, *_: object) -> None:
         self._updated_at = time.time()
@@ -552,11 +567,26 @@ class IBConnector(IBConnection):
         ib = self.ib
         assert ib is not None
         contract = await self._qualified(ib, symbol, sec_type, currency)
-        tickers = await ib.reqTickersAsync(contract)
+        notices: list[tuple[int, str]] = []
+
+        def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
+            if code in market_data.NOTICE_CODES and about is not None \
+                    and about.conId == contract.conId:
+                notices.append((code, text))
+
+        market_data.reset_ticker(ib.ticker(contract))
+        ib.errorEvent += on_error
+        try:
+            tickers = await ib.reqTickersAsync(contract)
+        finally:
+            ib.errorEvent -= on_error
         ticker = tickers[0]
+        code, notice = market_data.explain(notices, symbol)
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
-                     close=_num(ticker.close), time=time.time())
+                     close=_num(ticker.close), time=time.time(),
+                     market_data=market_data.type_name(ticker.marketDataType),
+                     notice_code=code, notice=notice)
 
     async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str) -> Contract:
         key = (symbol, sec_type)

@@ -396,6 +396,17 @@ class OrderHandler(IBConnection):
         await asyncio.gather(*self._tasks, *( [self._consumer] if self._consumer else []),
                              return_exceptions=True)
 
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """After 1102: fetch executions and adopt what the outage brought; after 1101: reconnect
+        (the new connection reconciles from scratch, see ``_reconcile``)."""
+        if data_lost:
+            await super().on_link_restored(ib, data_lost)
+            return
+        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+        unknown = self._match(ib)
+        log.info("🔎 Reconciled after IB's servers came back: %d unfinished order(s) not seen",
+                 len(unknown))
+
     # ------------------------------------------------------ reconciliation
     async def _reconcile(self, ib: IB) -> None:
         """Match unfinished records with what the gateway has, by orderRef (= our id).

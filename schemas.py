@@ -268,6 +268,27 @@ class ErrorOut(_Out):
 
 class HealthOut(_Out):
     ok: bool
+    reason: str | None = Field(None, description="why not ok: no gateway connection, or IB's "
+                               "servers unreachable (1100)")
+
+
+class FarmOut(_Out):
+    name: str
+    kind: str = Field(description="market data | historical data | security definitions")
+    state: Literal["ok", "broken", "inactive"]
+    since: float
+    code: int
+
+
+class IbServersOut(_Out):
+    """IB's servers and data farms, as the gateway's notices (1100/1101/1102, 2103...) said."""
+
+    reachable: bool
+    since: float | None
+    code: int | None
+    message: str
+    reason: str
+    farms: list[FarmOut]
 
 
 class GatewayOut(_Out):
@@ -298,6 +319,7 @@ class StatusOut(_Out):
     sim_clock: str = Field(description="the embedded simulator's clock, e.g. 'simulated clock, "
                            "market open' (empty against a real gateway)")
     gateway: GatewayOut
+    ib_servers: IbServersOut
     connections: ConnectionsOut
     threads: ThreadsOut
     server_version: int | None

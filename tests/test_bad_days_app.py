@@ -1,0 +1,182 @@
+"""The app on IB's bad days, over the simulated gateway: server outages (1100 → 1102 / 1101),
+farm notices, accounts without market-data subscriptions and competing live sessions."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from ib_link import LinkEvent, LinkMonitor
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+
+def post_order(client, **fields):
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT", **fields}
+    return client.post("/api/v1/orders", json=body)
+
+
+def order_json(client, order_id):
+    return client.get(f"/api/v1/orders/{order_id}").get_json()
+
+
+def servers(client):
+    return client.get("/api/v1/status").get_json()["ib_servers"]
+
+
+@pytest.fixture
+def start_app():
+    """Factory: a gateway (ServerSettings keywords) and the app on it; all stopped after."""
+    made: list = []
+
+    def start(app_overrides: dict | None = None, **gateway_settings):
+        from app_simple import create_app
+
+        gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
+                             BrokerConfig(seed=7)).start()
+        made.append(gateway)
+        app = create_app({"SETTINGS": app_settings(gateway, **(app_overrides or {})),
+                          "TESTING": True})
+        made.append(app.extensions["trading"])
+        return gateway, app, api_client(app)
+
+    yield start
+    for thing in reversed(made):
+        thing.stop()
+
+
+# ----------------------------------------------------------------------------- outages
+def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after_1102(start_app):
+    gateway, app, client = start_app()
+    gateway.set_fill_delay(1.5)
+    placed = post_order(client, quantity=5)
+    assert placed.status_code == 202
+    order_id = placed.get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    gateway.outage(seconds=3.0)  # the fill happens at IB while the gateway cannot tell us
+    wait_for(lambda: not servers(client)["reachable"])
+
+    link = servers(client)
+    assert link["code"] == 1100 and "IB servers unreachable" in link["reason"]
+    assert {(f["name"], f["state"]) for f in link["farms"]} >= {("usfarm", "broken"),
+                                                                ("ushmds", "broken"),
+                                                                ("secdefnj", "broken")}
+    health = client.get("/api/v1/health")
+    assert health.status_code == 503 and "IB servers unreachable" in health.get_json()["reason"]
+    assert client.get("/api/v1/status").get_json()["ok"] is False
+    refused = post_order(client)
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["code"] == "ib_servers_unreachable"
+    assert app.extensions["trading"].journal.count() == 1  # nothing queued to send later
+
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    assert servers(client)["code"] == 1102
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
+    fills = order_json(client, order_id)["lifecycle"]["fills"]
+    assert sum(f["shares"] for f in fills) == 5  # delivered after 1102, none lost
+    assert client.get("/api/v1/health").status_code == 200
+    after = post_order(client, quantity=2)
+    assert after.status_code == 202, after.get_json()
+    wait_for(lambda: order_json(client, after.get_json()["id"])["verdict"] == "filled")
+
+
+def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
+    gateway, app, client = start_app()
+    svc = app.extensions["trading"]
+    gateway.set_fill_delay(1.5)
+    order_id = post_order(client, action="SELL", quantity=7).get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    reader_reconnects = svc.connector.state().reconnects
+    gateway.outage(seconds=2.5, lost=True)  # the fill's messages are dropped by the gateway
+    wait_for(lambda: not servers(client)["reachable"])
+    assert post_order(client).status_code == 503
+    # after 1101 both connections reconnect: subscriptions made again, orders reconciled
+    wait_for(lambda: svc.connector.state().reconnects > reader_reconnects, timeout=10)
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=15)
+    lifecycle = order_json(client, order_id)["lifecycle"]
+    assert sum(f["shares"] for f in lifecycle["fills"]) == 7
+    assert any("recovered" in s["text"] or "matched" in s["text"] for s in lifecycle["steps"])
+    wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
+    wait_for(lambda: client.get("/api/v1/account").status_code == 200, timeout=10)
+    assert post_order(client, quantity=1).status_code == 202
+
+
+def test_farm_notices_are_shown_with_their_time(client):
+    farms = wait_for(lambda: servers(client)["farms"])
+    assert {(f["kind"], f["name"], f["state"]) for f in farms} >= {
+        ("market data", "usfarm", "ok"), ("historical data", "ushmds", "ok"),
+        ("security definitions", "secdefnj", "ok")}
+    assert all(f["since"] > 0 for f in farms)
+
+
+def test_link_monitor_keeps_the_start_of_an_outage_and_farm_since() -> None:
+    monitor = LinkMonitor()
+    assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 10.0) is None
+    assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 20.0) is None
+    assert monitor.state.farms[0].since == 10.0
+    assert monitor.on_message(1100, "lost", 30.0) is LinkEvent.LOST
+    assert monitor.on_message(1100, "lost", 40.0) is LinkEvent.LOST
+    assert not monitor.state.reachable and monitor.state.since == 30.0
+    assert monitor.on_message(1101, "restored", 50.0) is LinkEvent.RESTORED_DATA_LOST
+    assert monitor.state.reachable and monitor.state.code == 1101
+    assert monitor.on_message(2103, "Market data farm connection is broken:usfarm", 60.0) is None
+    assert monitor.state.farms[0].state == "broken" and monitor.state.farms[0].since == 60.0
+    assert monitor.on_message(202, "Order cancelled", 70.0) is None
+
+
+# ----------------------------------------------------------------------------- market data
+def test_account_without_subscription_gets_delayed_quotes_labelled_and_orders_accepted(start_app):
+    gateway, app, client = start_app(market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["market_data"] == "delayed" and quote["bid"] > 0 and quote["ask"] > 0
+    assert quote["notice_code"] is None
+    placed = post_order(client, order_type="LMT", limit_price=round(quote["ask"], 2))
+    assert placed.status_code == 202, placed.get_json()
+    journaled = app.extensions["trading"].journal.get(placed.get_json()["id"])
+    assert journaled.risk["figures"]["quote_delayed"] is True  # the audit says "delayed"
+    market = post_order(client, quantity=3)
+    assert market.status_code == 202, market.get_json()
+    wait_for(lambda: order_json(client, market.get_json()["id"])["verdict"] == "filled")
+
+
+def test_delayed_collar_is_configurable(start_app):
+    gateway, app, client = start_app({"risk_price_collar_pct": 50, "risk_delayed_collar_pct": 1},
+                                     market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    res = post_order(client, order_type="LMT", limit_price=round(quote["ask"] * 0.95, 2))
+    assert res.status_code == 422
+    assert "delayed quote" in res.get_json()["error"]["message"]
+    assert "delayed-data collar 1%" in res.get_json()["error"]["message"]
+
+
+def test_no_market_data_at_all_refuses_with_the_cause_and_what_to_do(start_app):
+    gateway, app, client = start_app(market_data="none")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["bid"] is None and quote["last"] is None and quote["notice_code"] == 10168
+    assert "delayed data is not enabled" in quote["notice"]
+    res = post_order(client)
+    assert res.status_code == 422
+    error = res.get_json()["error"]
+    assert error["code"] == "risk_rejected" and "10168" in error["message"]
+    assert "Client Portal" in error["message"]
+    assert gateway.all_orders() == []
+
+
+def test_live_only_type_on_an_unsubscribed_account_names_354(start_app):
+    gateway, app, client = start_app({"market_data_type": 1}, market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["notice_code"] == 354 and quote["bid"] is None
+    assert "MARKET_DATA_TYPE=3" in quote["notice"]
+
+
+def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app):
+    gateway, app, client = start_app()
+    assert client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] > 0
+    gateway.competing_session(seconds=600)
+    quote = wait_for(lambda: (q := client.get("/api/v1/quote?symbol=AAPL").get_json())
+                     ["notice_code"] == 10197 and q)
+    assert quote["bid"] is None and quote["ask"] is None  # not the last snapshot's prices
+    assert "competing live session" in quote["notice"] and "Log out" in quote["notice"]
+    res = post_order(client)
+    assert res.status_code == 422 and "competing live session" in res.get_json()["error"]["message"]
