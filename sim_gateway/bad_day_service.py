@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import bad_days as bd
 from . import broker as b
+from . import historical as h
 from . import protocol as p
 from .types import Contract
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HELD_REQUESTS = (p.PlaceOrder, p.CancelOrder, p.ReqGlobalCancel, p.ReqContractDetails)
+HELD_REQUESTS = (p.PlaceOrder, p.CancelOrder, p.ReqGlobalCancel, p.ReqContractDetails,
+                 h.ReqHistoricalData)
 
 
 @dataclass
@@ -44,6 +46,9 @@ class BadDayState:
     held_requests: list[tuple[Session, Any]] = field(default_factory=list)
     held_events: list[Any] = field(default_factory=list)
     outages_seen: int = 0
+    historical: h.HistoricalPacer = field(default_factory=h.HistoricalPacer)
+    historical_requests: int = 0
+    historical_violations: int = 0
 
 
 class BadDayHandlers:
@@ -58,6 +63,42 @@ class BadDayHandlers:
 
     def _send(self, session: Session, fields: list[str]) -> None:
         raise NotImplementedError
+
+    def _send_unresolved(self, session: Session, req_id: int, query: Any) -> None:
+        raise NotImplementedError
+
+    def _bad_day_handlers(self) -> dict[type, Any]:
+        return {h.ReqHistoricalData: self._on_historical_data,
+                h.CancelHistoricalData: lambda session, request: None}  # answered at once
+
+    # ----------------------------------------------------------------- historical data
+    def _on_historical_data(self, session: Session, request: h.ReqHistoricalData) -> None:
+        found = self.broker.find_contracts(request.contract)
+        if len(found) != 1:
+            self._send_unresolved(session, request.req_id, request.contract)
+            return
+        contract = found[0]
+        try:
+            bar = h.bar_seconds(request.bar_size)
+            span = h.duration_seconds(request.duration)
+            end = h.end_time(request.end, self.clock.now())
+        except ValueError as exc:
+            self._send(session, p.error(request.req_id, 321, "Error validating request.-'bA' : "
+                                        f"cause - {exc}", session.version))
+            return
+        self.bad.historical_requests += 1
+        violation = self.bad.historical.admit(request, contract.con_id)
+        if violation is not None:
+            self.bad.historical_violations += 1
+            log.warning("⛔ %s: historical data pacing violation (%s)", session.label(), violation)
+            self._send(session, p.error(request.req_id, 162, h_text(h.PACING_TEXT),
+                                        session.version))
+            return
+        quote = self.broker.quote(contract.con_id)
+        last = quote.last or quote.close or 100.0
+        rows = h.bars(self.broker.config.seed, contract.con_id, last, contract.min_tick, end, bar,
+                      span)
+        self._send(session, h.historical_data(request.req_id, rows, bar, request.format_date))
 
     def _session_notice(self, session: Session, notice: bd.Notice) -> None:
         self._send(session, p.error(-1, notice[0], notice[1], session.version))
@@ -186,3 +227,8 @@ def _drop_subscriptions(session: Session) -> None:
     session.summaries.clear()
     session.pnl.clear()
     session.pnl_single.clear()
+
+
+def h_text(detail: str) -> str:
+    from . import errors
+    return errors.text(162, detail=detail)

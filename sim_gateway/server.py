@@ -159,6 +159,7 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
             p.ReqGlobalCancel: self._on_global_cancel,
             p.Unsupported: self._on_unsupported,
             **self._instrument_handlers(),
+            **self._bad_day_handlers(),
         }
         self._routes: dict[type, Callable[[Any], None]] = {
             b.OpenOrderEvent: self._route_open_order,

@@ -275,3 +275,76 @@ def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGa
             await until(lambda: 1100 in errors.codes(), timeout=4, what="1100 at 23:45")
             await until(lambda: 1102 in errors.codes(), timeout=5, what="1102 at 23:45:02")
     asyncio.run(asyncio.wait_for(run(), 20))
+
+
+# ----------------------------------------------------------------------------- historical data
+@async_test
+async def test_historical_bars_end_at_the_current_price(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        bars = await ib.reqHistoricalDataAsync(stock, "", "1 D", "5 mins", "TRADES", True,
+                                               timeout=5)
+        assert len(bars) == 288
+        assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
+        assert bars[1].date - bars[0].date == (bars[-1].date - bars[-2].date)
+        [ticker] = await ib.reqTickersAsync(stock)
+        assert abs(bars[-1].close - ticker.last) / ticker.last < 0.01
+        daily = await ib.reqHistoricalDataAsync(stock, "", "1 M", "1 day", "TRADES", True,
+                                                timeout=5)
+        assert len(daily) == 30 and not hasattr(daily[0].date, "hour")
+
+
+@async_test
+async def test_historical_pacing_162_identical_within_15s_and_six_within_2s(
+        gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        first = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert len(first) == 360
+        again = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert list(again) == [] and errors.codes().count(162) == 1
+        assert "pacing violation" in errors.text(162)
+        for minutes in range(2, 6):  # different requests: 5 for the contract within 2 s
+            got = await ib.reqHistoricalDataAsync(stock, "", f"{minutes * 60} S", "5 secs",
+                                                  "TRADES", True, timeout=5)
+            assert got
+        sixth = await ib.reqHistoricalDataAsync(stock, "", "420 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert list(sixth) == [] and errors.codes().count(162) == 2
+        minute_bars = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "1 min", "TRADES",
+                                                      True, timeout=5)
+        assert len(minute_bars) == 30  # bars above 30 s are not paced
+
+
+def test_historical_pacer_sixty_in_ten_minutes_bid_ask_counts_twice() -> None:
+    from sim_gateway.historical import HistoricalPacer, ReqHistoricalData
+    from sim_gateway.types import ContractQuery
+
+    def request(i: int, what: str = "TRADES") -> ReqHistoricalData:
+        return ReqHistoricalData(1, ContractQuery(symbol="X"), "", "1 secs", f"{i} S", True,
+                                 what, 1, False)
+
+    pacer = HistoricalPacer()
+    for i in range(60):  # spread over 9.5 minutes, different contracts
+        assert pacer.admit(request(i + 1), con_id=i, now=i * 9.5) is None
+    assert pacer.admit(request(999), con_id=999, now=570.5) == \
+        "more than 60 requests within 10 minutes"
+    assert pacer.admit(request(999), con_id=999, now=600.5) is None  # the first one aged out
+    pacer = HistoricalPacer()
+    for i in range(30):
+        assert pacer.admit(request(i + 1, "BID_ASK"), con_id=i, now=i * 10.0) is None
+    assert pacer.admit(request(99), con_id=99, now=300.0) is not None
+
+
+def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    app.historicalData = lambda reqId, bar: app._record("historicalData", reqId=reqId, bar=bar)
+    app.historicalDataEnd = lambda reqId, start, end: app._record(
+        "historicalDataEnd", reqId=reqId)
+    app.reqHistoricalData(21, ibapi_aapl(), "", "1 D", "1 hour", "TRADES", 1, 1, False, [])
+    app.wait_call("historicalDataEnd", reqId=21)
+    bars = app.find("historicalData", reqId=21)
+    assert len(bars) == 24 and all(b["bar"].high >= b["bar"].low > 0 for b in bars)
+    assert bars[0]["bar"].date.endswith("US/Eastern") and isinstance(bars[0]["bar"].volume, int)
