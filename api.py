@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import re
 import secrets
 import threading
@@ -41,6 +42,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 from bodies import BodyError, parse_json_object
+from history import BarsKey, HistoryBudgetSpent, HistoryRefused
 from ib_connection import NotConnectedError, ServersUnreachable
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from ib_link import LinkState
@@ -60,6 +62,8 @@ from risk import RiskRejected
 from schemas import (
     ORDERS_PAGE,
     AccountOut,
+    BarsOut,
+    BarsQuery,
     CancelAllOut,
     ExecutionsOut,
     HealthOut,
@@ -677,6 +681,30 @@ def quote() -> Response:
     return jsonify(dataclasses.asdict(q))
 
 
+@bp.get("/bars")
+@documented(BarsOut, 404, 422, 429, 502, 503, 504, query=BarsQuery)
+def bars() -> Response:
+    """Historical bars (one broker round trip, or the cache: identical requests within 20 s
+    and more are answered from it; requests are paced below IB's limits, 429 past them)."""
+    query = _validate(BarsQuery, request.args.to_dict())
+    symbol = query.symbol.upper()
+    _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type})
+    key = BarsKey(symbol, query.sec_type, query.duration, query.bar_size, query.what)
+    try:
+        with _long_call(required=True):
+            answer, cached = services().connector.bars(key)
+    except LookupError as exc:
+        raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+    except HistoryBudgetSpent as exc:
+        raise ApiError(429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)) \
+            from None
+    except HistoryRefused as exc:
+        raise ApiError(502, "history_refused", str(exc)) from None
+    return jsonify({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
+                    "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
+                    "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
+
+
 # ------------------------------------------------------------------ writes
 @bp.post("/orders")
 @documented(OrderAccepted, 403, 404, 409, 422, 423, 503, ok=202, body=OrderIn,
@@ -723,6 +751,9 @@ def submit_order(order_in: OrderIn, source: str, key: str | None) -> tuple[Lifec
     svc = services()
     outcome, decision, record = "error", None, None
     try:
+        link = ib_servers(svc)  # either connection told of 1100: no order can reach IB
+        if not link.reachable:
+            raise ServersUnreachable(link.reason())
         record, created = _handler().submit(
             order_in.intent(svc.settings.account), source=source, idem_key=key,
             request_hash=order_in.fingerprint(), remote=request.remote_addr, gate=svc.gate)

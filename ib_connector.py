@@ -43,6 +43,7 @@ from ib_async import IB, Contract, Forex, Stock
 from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
+import history
 import market_data
 from config import is_paper_account
 from ib_connection import ConnectionState, IBConnection
@@ -58,6 +59,7 @@ EXEC_SWEEP = 5.0  # s: ask for new executions at least this often, hint or not
 COMPLETED_SWEEP = 30.0  # s: ask for completed orders at least this often
 COMPLETED_DUTY = 0.1  # at most this share of the time goes to asking for completed orders
 QUOTE_TIMEOUT = 5.0
+HISTORY_TIMEOUT = 10.0
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
     "BuyingPower": "buying_power", "AvailableFunds": "available_funds",
@@ -233,6 +235,8 @@ class IBConnector(IBConnection):
                  own_client_id: int | None = None, market_data_type: int = 3) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
         self.market_data_type = market_data_type
+        self._history = history.HistoryPacer()
+        self._history_inflight: dict[history.BarsKey, asyncio.Future] = {}
         self.on_change = on_change
         # the in-process OrderHandler's clientId: it keeps the lifecycle of its own orders, so
         # an execution of one of them never makes us download every completed order
@@ -277,6 +281,40 @@ class IBConnector(IBConnection):
         self.require_connected()
         return self.thread.call(self.answer_within(
             self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT, silence), QUOTE_TIMEOUT + 1)
+
+    def bars(self, key: history.BarsKey) -> tuple[history.Bars, bool]:
+        """Historical bars and whether they came from the cache (paced below IB's limits, see
+        ``history``). HistoryBudgetSpent / HistoryRefused / TimeoutError when there are none."""
+        self.require_connected()
+        return self.thread.call(self._bars(key), HISTORY_TIMEOUT + history.BURST_WINDOW + 1)
+
+    async def _bars(self, key: history.BarsKey) -> tuple[history.Bars, bool]:
+        ib = self.ib
+        assert ib is not None
+        hit = self._history.cached(key, time.monotonic())
+        if hit is not None:
+            return hit, True
+        if key in self._history_inflight:  # the same request is on its way: share its answer
+            return await asyncio.shield(self._history_inflight[key]), True
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._history_inflight[key] = done
+        try:
+            while (delay := self._history.wait(key, time.monotonic())) > 0:
+                await asyncio.sleep(delay)
+            contract = await self._qualified(ib, key.symbol, key.sec_type, "USD")
+            bars = await history.fetch_bars(ib, contract, key, HISTORY_TIMEOUT)
+            self._history.store(key, bars, time.monotonic())
+            done.set_result(bars)
+            return bars, False
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except Exception as exc:  # handed to whoever shares this request, then re-raised
+            done.set_exception(exc)
+            done.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        finally:
+            del self._history_inflight[key]
 
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:

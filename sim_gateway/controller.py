@@ -169,6 +169,10 @@ class SimGateway:
             server.poke()
         self._run(apply)
 
+    def historical_counts(self) -> tuple[int, int]:
+        """(historical data requests answered or refused, of which pacing violations: 162)."""
+        return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))
+
     def set_market_data_subscriptions(self, kind: str) -> None:
         """The account's entitlement, ``live`` | ``delayed`` | ``none``, for requests from now on."""
         entitlement = bad_days.Entitlement(kind)

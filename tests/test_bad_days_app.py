@@ -180,3 +180,53 @@ def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app)
     assert "competing live session" in quote["notice"] and "Log out" in quote["notice"]
     res = post_order(client)
     assert res.status_code == 422 and "competing live session" in res.get_json()["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- historical data
+def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
+    gateway, app, client = start_app()
+    query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"
+    first = client.get(query)
+    assert first.status_code == 200, first.get_json()
+    body = first.get_json()
+    assert body["cached"] is False and len(body["bars"]) == 360
+    assert all(b["low"] <= b["close"] <= b["high"] for b in body["bars"])
+    again = client.get(query).get_json()
+    assert again["cached"] is True and again["bars"] == body["bars"]
+    assert gateway.historical_counts() == (1, 0)  # the identical request IB would refuse within 15 s never left
+    # eight different requests for one contract at once: IB refuses the 6th within 2 s
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: client.get(
+            f"/api/v1/bars?symbol=AAPL&duration={(i + 2) * 60} S&bar_size=5 secs"), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(len(a.get_json()["bars"]) for a in answers)
+    assert gateway.historical_counts() == (9, 0)
+
+
+def test_bars_budget_refuses_with_retry_after_instead_of_drawing_162(start_app, monkeypatch):
+    import history
+    monkeypatch.setattr(history, "WINDOW_MAX", 3)
+    gateway, app, client = start_app()
+    for minutes in (1, 2, 3):
+        assert client.get(f"/api/v1/bars?symbol=MSFT&duration={minutes * 60} S&bar_size=1 min"
+                          ).status_code == 200
+    res = client.get("/api/v1/bars?symbol=MSFT&duration=240 S&bar_size=1 min")
+    assert res.status_code == 429 and res.get_json()["error"]["code"] == "history_paced"
+    assert int(res.headers["Retry-After"]) > 0
+    bad = client.get("/api/v1/bars?symbol=MSFT&bar_size=7 mins")
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "bar_size"
+
+
+def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
+    from history import BarsKey, HistoryBudgetSpent, HistoryPacer
+    pacer = HistoryPacer()
+    key = BarsKey("AAPL", "STK", "1 D", "5 secs", "TRADES")
+    assert [pacer.wait(key, 0.0) for _ in range(5)] == [0.0] * 5
+    assert 1.9 < pacer.wait(key, 0.1) <= 2.01  # the 6th waits: IB refuses it within 2 s
+    other = BarsKey("MSFT", "STK", "1 D", "5 secs", "BID_ASK")
+    for i in range(22):  # BID_ASK counts twice: 5 + 44 = 49 of 50
+        assert pacer.wait(other, 3.0 * i + 3) == 0.0
+    with pytest.raises(HistoryBudgetSpent) as spent:
+        pacer.wait(other, 70.0)
+    assert 500 < spent.value.retry_after <= 600
