@@ -102,6 +102,7 @@ class IBConnection:
         self.state_listener: Callable[[], None] | None = None  # called on connect/disconnect
         self.link = LinkMonitor()  # IB's servers and data farms, from the gateway's notices
         self._link_tasks: set[asyncio.Task] = set()
+        self._restarting = False  # restart_connection() dropped the socket on purpose
 
     # ------------------------------------------------------------------ life
     def start(self, wait_connected: bool = True) -> None:
@@ -242,8 +243,8 @@ class IBConnection:
         elif event is LinkEvent.RESTORED or event is LinkEvent.RESTORED_DATA_LOST:
             lost = event is LinkEvent.RESTORED_DATA_LOST
             log.warning("🌤️ %s: IB servers reachable again (%d, data %s): %s", self.name, code,
-                        "lost" if lost else "maintained", "reconciling and re-subscribing"
-                        if lost else "reconciling orders and executions")
+                        "lost" if lost else "maintained", "reconnecting to re-subscribe and "
+                        "reconcile" if lost else "reconciling orders and executions")
             task = asyncio.create_task(self._after_restore(ib, lost), name=f"{self.name}-restore")
             self._link_tasks.add(task)
             task.add_done_callback(self._link_tasks.discard)
@@ -260,6 +261,7 @@ class IBConnection:
         the new connection syncs and subscribes from scratch."""
         self._last_error = why
         if self.ib is not None and self.ib.isConnected():
+            self._restarting = True
             self.ib.disconnect()
 
     async def _watch(self) -> None:
@@ -282,9 +284,12 @@ class IBConnection:
             self._state = "disconnected"
             if ib.isConnected():
                 ib.disconnect()
-            if not self._stopping:
+            if self._restarting:
+                log.info("🔁 %s reconnecting on purpose: %s", self.name, self._last_error)
+            elif not self._stopping:
                 log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
                             self._last_error or "peer closed")
+            self._restarting = False
             await self.on_disconnected()
             self._notify_state()
 
