@@ -406,6 +406,8 @@ class OrderHandler(IBConnection):
         unknown = self._match(ib)
         log.info("🔎 Reconciled after IB's servers came back: %d unfinished order(s) not seen",
                  len(unknown))
+        if self.halted:  # a kill switch engaged during the outage: its global cancel goes now
+            await self._cancel_all(None, None)
 
     # ------------------------------------------------------ reconciliation
     async def _reconcile(self, ib: IB) -> None:

@@ -230,3 +230,20 @@ def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
     with pytest.raises(HistoryBudgetSpent) as spent:
         pacer.wait(other, 70.0)
     assert 500 < spent.value.retry_after <= 600
+
+
+def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app):
+    gateway, app, client = start_app()
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    order_id = post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
+                          ).get_json()["id"]
+    wait_for(lambda: len(gateway.open_orders()) == 1)
+    gateway.outage(seconds=2.0)
+    handler = app.extensions["trading"].handler
+    wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
+    res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "outage drill"})
+    assert res.status_code == 200 and res.get_json()["engaged"] is True
+    assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    wait_for(lambda: not gateway.open_orders(), timeout=10)  # the global cancel went after 1102
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled", timeout=10)
