@@ -383,7 +383,9 @@
     const down = farms.filter((f) => f.state === "broken");
     const view = !link.reachable ? {cls: "down", text: `unreachable since ${fmtClock(link.since)}`}
       : down.length ? {cls: "warn", text: "farm down"} : {cls: "up", text: "reachable"};
-    const age = down.length ? `${down.map((f) => f.name).join(", ")} broken`
+    const firstDown = Math.min(...down.map((f) => f.since));
+    const age = down.length === 1 ? `${down[0].name} broken since ${fmtClock(down[0].since)}`
+      : down.length ? `${down.length} farms broken since ${fmtClock(firstDown)}`
       : farms.length ? `${farms.length} farm(s) ok` : "";
     const title = [link.reachable ? "IB's servers reachable" : link.reason]
       .concat(farms.map((f) => `${f.kind} farm ${f.name}: ${f.state} since ${fmtClock(f.since)} (${f.code})`))

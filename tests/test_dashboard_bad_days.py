@@ -36,8 +36,10 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     gateway.outage(seconds=4.0)
     expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
     expect(ib.locator(".conn-state")).to_have_text(re.compile(r"^unreachable since \d\d:\d\d:\d\d$"))
-    expect(ib.locator(".conn-age")).to_contain_text("usfarm")
-    expect(ib.locator(".conn-age")).to_contain_text("broken")
+    expect(ib.locator(".conn-age")).to_have_text(
+        re.compile(r"^3 farms broken since \d\d:\d\d:\d\d$"))
+    title = ib.get_attribute("title") or ""
+    assert "market data farm usfarm: broken since" in title and "(2103)" in title
     expect(page.locator("#review-btn")).to_be_disabled()
     notice = page.locator("#ticket-notice")
     expect(notice).to_contain_text("IB servers unreachable (error 1100")
@@ -46,6 +48,7 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     expect(page.locator("#health")).to_have_text("connected", timeout=15_000)
     expect(ib.locator(".conn-state")).to_have_text("reachable")
     expect(notice).to_be_hidden()
+    assert "usfarm: ok since" in (ib.get_attribute("title") or "")
     expect(page.locator("#review-btn")).to_be_enabled()
 
 
@@ -71,3 +74,14 @@ def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway
     expect(status).to_contain_text("Client Portal")
     expect(page.locator("#quote-bid")).to_have_text("—")
     dash.shot("no_market_data")
+
+
+def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    dash.enter_symbol("AAPL")
+    gateway.competing_session(seconds=600)
+    status = page.locator("#quote-status")
+    expect(status).to_contain_text("competing live session", timeout=10_000)
+    expect(status).to_contain_text("Log out of the other session")
+    expect(page.locator("#quote-bid")).to_have_text("—")
+    dash.shot("competing_session")
