@@ -247,3 +247,23 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     wait_for(lambda: not gateway.open_orders(), timeout=10)  # the global cancel went after 1102
     wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled", timeout=10)
+
+
+def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
+    """Some gateways still pass messages on during 1100: nothing is ignored meanwhile."""
+    gateway, app, client = start_app()
+    gateway.set_fill_delay(1.5)
+    order_id = post_order(client, quantity=4).get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    lost = "Connectivity between IB and Trader Workstation has been lost."
+    for client_id in (999, 1000):
+        assert gateway.send_error(client_id, -1, 1100, lost)
+    wait_for(lambda: not servers(client)["reachable"])
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
+    assert not servers(client)["reachable"]  # recorded while IB was still said unreachable
+    assert sum(f["shares"] for f in order_json(client, order_id)["lifecycle"]["fills"]) == 4
+    restored = "Connectivity between IB and TWS has been restored- data maintained."
+    for client_id in (999, 1000):
+        gateway.send_error(client_id, -1, 1102, restored)
+    wait_for(lambda: servers(client)["reachable"])
+    assert post_order(client).status_code == 202
