@@ -114,6 +114,15 @@ Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterVal
 Hosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_hosts)]
 
 
+def _nightly_reset(value: str) -> str:
+    """"off" or IB's nightly reset as HH:MM/SECONDS[/lost] (sim_gateway.bad_days)."""
+    from sim_gateway.bad_days import parse_nightly
+    if value.lower() == "off":
+        return "off"
+    parse_nightly(value)
+    return value
+
+
 def _env(key: str, default: Any, *, secret: bool = False) -> Any:
     """A field read from environment key ``key``; a secret never shows in repr or errors."""
     return Field(default, validation_alias=key, repr=not secret)
@@ -166,6 +175,9 @@ class Settings(BaseSettings):
     market_data_type: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=4)] = _env(
         "MARKET_DATA_TYPE", 3)
     sim_market_data: Literal["live", "delayed", "none"] = _env("SIM_MARKET_DATA", "live")
+    # HH:MM/SECONDS[/lost] New York time on the simulated clock, or "off"
+    sim_nightly_reset: Annotated[str, AfterValidator(_nightly_reset)] = _env(
+        "SIM_NIGHTLY_RESET", "23:45/300")
     risk_symbol_allowlist: Symbols = _env("RISK_SYMBOL_ALLOWLIST", ())  # empty = every symbol
     risk_symbol_denylist: Symbols = _env("RISK_SYMBOL_DENYLIST", ())
     risk_max_open_orders: Count = _env("RISK_MAX_OPEN_ORDERS", 100)

@@ -84,7 +84,9 @@ class Services:
                 ServerSettings(host="127.0.0.1", port=s.sim_port,
                                master_client_id=s.sim_master_client_id, state_file=state,
                                clock_start=demo_clock_start(time.time()),
-                               market_data=s.sim_market_data),
+                               market_data=s.sim_market_data,
+                               nightly_reset=None if s.sim_nightly_reset == "off"
+                               else s.sim_nightly_reset),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port

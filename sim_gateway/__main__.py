@@ -103,11 +103,12 @@ def parser() -> argparse.ArgumentParser:
                          "time with offset) for FOR seconds of clock time: 1100, farms broken, "
                          "orders held; then 1102, or 1101 with ':lost' (messages of the outage and "
                          "subscriptions dropped). Repeatable")
-    ap.add_argument("--nightly-reset", nargs="?", const=bad_days.DEFAULT_NIGHTLY, default=None,
+    ap.add_argument("--nightly-reset", default=bad_days.DEFAULT_NIGHTLY,
                     metavar="HH:MM/SECONDS[/lost]",
-                    help="IB's nightly server reset on the simulated clock, New York time "
-                         f"(default when given without a value: {bad_days.DEFAULT_NIGHTLY}); off "
-                         "unless given")
+                    help="IB's nightly server reset on the gateway's clock, New York time "
+                         f"(default {bad_days.DEFAULT_NIGHTLY}: on, as IB does it)")
+    ap.add_argument("--no-nightly-reset", dest="nightly_reset", action="store_const", const=None,
+                    help="no nightly reset")
     ap.add_argument("--competing-session", action="append", default=[], metavar="AT:FOR",
                     help="the same user logged in elsewhere from AT for FOR seconds: live market "
                          "data answers 10197 and live streams stop. Repeatable")

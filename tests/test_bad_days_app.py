@@ -267,3 +267,18 @@ def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
         gateway.send_error(client_id, -1, 1102, restored)
     wait_for(lambda: servers(client)["reachable"])
     assert post_order(client).status_code == 202
+
+
+def test_bad_day_settings_are_validated() -> None:
+    from config import ConfigError, load_settings
+    settings = load_settings(env={}, dotenv_path=None)
+    assert (settings.market_data_type, settings.sim_market_data, settings.sim_nightly_reset,
+            settings.risk_delayed_collar_pct) == (3, "live", "23:45/300", None)
+    assert load_settings(env={"SIM_NIGHTLY_RESET": "OFF"}, dotenv_path=None).sim_nightly_reset \
+        == "off"
+    for key, value in (("SIM_NIGHTLY_RESET", "25:00/10"), ("SIM_NIGHTLY_RESET", "23:45"),
+                       ("MARKET_DATA_TYPE", "5"), ("SIM_MARKET_DATA", "some"),
+                       ("RISK_DELAYED_COLLAR_PCT", "-1")):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(env={key: value}, dotenv_path=None)
+        assert key in str(refused.value)

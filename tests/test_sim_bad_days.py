@@ -250,9 +250,11 @@ def test_window_and_nightly_parsing() -> None:
 
 
 def test_cli_switches_reach_the_gateway_settings() -> None:
+    assert parser().parse_args([]).nightly_reset == bd.DEFAULT_NIGHTLY  # on, as IB does it
+    assert parser().parse_args(["--no-nightly-reset"]).nightly_reset is None
+    assert parser().parse_args([]).outage == [] and parser().parse_args([]).competing_session == []
     args = parser().parse_args(["--market-data-subscriptions", "none", "--outage", "30:60:lost",
-                                "--outage", "120:5", "--nightly-reset", "--competing-session",
-                                "10:20"])
+                                "--outage", "120:5", "--competing-session", "10:20"])
     assert args.market_data_subscriptions == "none" and args.nightly_reset == bd.DEFAULT_NIGHTLY
     state = bad_day_state(ServerSettings(market_data=args.market_data_subscriptions,
                                          outages=tuple(args.outage),
