@@ -18,11 +18,19 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import api
+import proxies
 import security
+import webhook
 from config import ConfigError, Settings, load_settings
 from services import SERVER_THREADS, Services
 
 log = logging.getLogger(__name__)
+
+# How waitress serves the app. Lookahead lets it notice a browser that went away while its SSE
+# stream idles. Waitress 3 would drop X-Forwarded-* before the app sees them: whom to believe is
+# the app's call (proxies.py, TRUSTED_PROXIES), made per request from the peer's address.
+WAITRESS_OPTIONS: dict[str, Any] = {"threads": SERVER_THREADS, "channel_request_lookahead": 1,
+                                    "clear_untrusted_proxy_headers": False}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -47,6 +55,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
+    proxies.install(app, settings)
+    webhook.install_redaction(app.logger)  # /webhook/<secret> never shows in a log line
     app.add_url_rule("/", "index", _index)
     app.register_error_handler(HTTPException, _http_error)
     services = Services(settings)
@@ -95,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ib_async").setLevel(logging.WARNING)
+    webhook.install_redaction()
     from waitress import create_server
 
     import waitress_compat
@@ -107,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
-        # lookahead lets waitress notice a browser that went away while its SSE stream idles
         server = create_server(app, host=settings.dashboard_host, port=settings.dashboard_port,
-                               threads=SERVER_THREADS, channel_request_lookahead=1)
+                               **WAITRESS_OPTIONS)
         _print_login_url(app, settings)  # listening now: the link works as soon as it shows
         server.run()
     except KeyboardInterrupt:

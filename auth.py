@@ -43,6 +43,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from limits import RateLimitItem, parse_many, storage, strategies
 
+import webhook
+
 log = logging.getLogger(__name__)
 
 PER_CLIENT_LIMITS = "5/minute;15/hour;40/day"  # failed secrets from one address
@@ -107,7 +109,7 @@ def authenticate() -> ResponseReturnValue | None:
     path = request.path
     if path in ("/login", HEALTH_PATH) or path in LOGIN_ASSETS:
         return None
-    if path == WEBHOOK_PATH:
+    if path == WEBHOOK_PATH or path.startswith(WEBHOOK_PATH + "/"):
         g.auth = "webhook"  # the webhook checks its own secret (and reports failures here)
         return None
     header = request.headers.get("Authorization")
@@ -157,8 +159,8 @@ def audit(kind: str, outcome: str) -> None:
     services = current_app.extensions.get("trading")
     journal = getattr(services, "journal", None)
     if journal is not None:
-        journal.audit(kind, _client(), {"method": request.method, "path": request.path}, None,
-                      outcome)
+        path = webhook.redact(request.path)  # a /webhook/<secret> URL never reaches the journal
+        journal.audit(kind, _client(), {"method": request.method, "path": path}, None, outcome)
 
 
 def _bearer(header: str) -> tuple[Response, int] | None:

@@ -9,6 +9,7 @@ unset, empty or blank variable means "use the default". Bad values raise one
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ __all__ = ["ConfigError", "Settings", "is_paper_account", "load_settings"]
 
 MAX_CLIENT_ID = 999_999_999
 PAPER_PREFIX = "DU"
+MAX_PROXY_HOPS = 5
 
 
 class ConfigError(ValueError):
@@ -93,6 +95,28 @@ def _hosts(items: tuple[str, ...]) -> tuple[str, ...]:
     return hosts
 
 
+def _networks(items: tuple[str, ...]) -> tuple[str, ...]:
+    """Addresses or networks (CIDR), each normalised (``10.0.0.0/8``, ``::1/128``)."""
+    networks = []
+    for item in items:
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip("[]"), strict=False)))
+        except ValueError:
+            raise ValueError(f"Input should be IP addresses or networks such as "
+                             f"127.0.0.1,10.0.0.0/8, not {item!r}") from None
+    return tuple(networks)
+
+
+def _proxies(items: tuple[str, ...]) -> tuple[str, ...]:
+    """A count of proxy hops (1..5, trusted whoever connects) or the proxies' addresses."""
+    if len(items) == 1 and items[0].isdigit():
+        if not 1 <= int(items[0]) <= MAX_PROXY_HOPS:
+            raise ValueError(f"Input should be a count of 1..{MAX_PROXY_HOPS} proxies, or "
+                             "their addresses")
+        return (str(int(items[0])),)
+    return _networks(items)
+
+
 def _paper_account(account: str) -> str:
     if not is_paper_account(account):
         raise ValueError(f"Input should be a paper account id starting with {PAPER_PREFIX!r}")
@@ -112,6 +136,8 @@ Positive = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]  # seconds o
 Secret = Annotated[str | None, Field(min_length=16)]
 Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_symbols)]
 Hosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_hosts)]
+Networks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_networks)]
+Proxies = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_proxies)]
 
 
 def _nightly_reset(value: str) -> str:
@@ -185,6 +211,8 @@ class Settings(BaseSettings):
     risk_daily_notional_cap: Positive = _env("RISK_DAILY_NOTIONAL_CAP", 1_000_000.0)
     webhook_secret: Secret = _env("WEBHOOK_SECRET", None, secret=True)  # None = webhook disabled
     webhook_rate_per_minute: Count = _env("WEBHOOK_RATE_PER_MINUTE", 30)
+    webhook_allowed_ips: Networks = _env("WEBHOOK_ALLOWED_IPS", ())  # empty = any source
+    trusted_proxies: Proxies = _env("TRUSTED_PROXIES", ())  # hop count or addresses; empty = none
 
     @field_validator("*", mode="before")
     @classmethod

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,7 +40,7 @@ NEEDS = {  # order type -> (needs limit price, needs stop price)
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
 ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
 
-__all__ = ["OrderIn", "ModifyIn", "WebhookIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
+__all__ = ["OrderIn", "ModifyIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
            "ValidationError", "first_error"]
 
 
@@ -145,21 +144,6 @@ class OrderIn(BaseModel):
             currency=self.currency, account=account,
             trailing_amount=_opt(self.trailing_amount), trailing_percent=_opt(self.trailing_percent),
             take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss))
-
-
-class WebhookIn(OrderIn):
-    """A TradingView-style alert: an order plus an alert id; unknown keys are ignored."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN,
-                                 validation_alias=AliasChoices("symbol", "ticker"))]
-    alert_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
-
-    def fingerprint(self) -> str:
-        """Hash of the order content (the alert id is the dedup key, not content)."""
-        body = self.model_dump(exclude={"client_order_id", "alert_id"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class ModifyIn(BaseModel):

@@ -1,13 +1,19 @@
-"""Shared fixtures: an embedded simulated gateway and the app connected to it."""
+"""Shared fixtures: an embedded simulated gateway, the app connected to it, the app served."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import waitress
+from waitress import wasyncore
 
+import app_simple
 from config import load_settings
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
@@ -76,3 +82,27 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 def _quiet_ib_async():
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     yield
+
+
+@contextmanager
+def served(app) -> Iterator[str]:
+    """Serve ``app`` with waitress (the app's options, 8 threads) on a free loopback port in a
+    thread."""
+    options = {**app_simple.WAITRESS_OPTIONS, "threads": 8}
+    server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stop_services = getattr(app_simple, "shutdown", None)
+        if stop_services is not None:
+            stop_services(app)  # services, then the instance lock
+        else:
+            app.extensions["trading"].stop()
+        # the services' stop closed the event streams; now end waitress's loop from its own
+        # thread (closing its sockets from here would race its select())
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(5)
+        server.task_dispatcher.shutdown(timeout=5)
+        assert not thread.is_alive(), "waitress did not stop"

@@ -71,6 +71,8 @@ def test_defaults() -> None:
         risk_daily_notional_cap=1_000_000.0,
         webhook_secret=None,
         webhook_rate_per_minute=30,
+        webhook_allowed_ips=(),
+        trusted_proxies=(),
     )
     assert s.use_simulator
 

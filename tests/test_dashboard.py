@@ -16,19 +16,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import waitress
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from waitress import wasyncore
 
 import app_simple
 from config import load_settings
-from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, wait_for
+from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, served, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -76,28 +73,6 @@ class Live:
         except urllib.error.HTTPError as exc:
             with exc:
                 return exc.code, json.loads(exc.read())
-
-
-@contextmanager
-def served(app) -> Iterator[str]:
-    """Serve ``app`` with waitress on a free loopback port in a thread."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        stop_services = getattr(app_simple, "shutdown", None)
-        if stop_services is not None:
-            stop_services(app)  # services, then the instance lock
-        else:
-            app.extensions["trading"].stop()
-        # the services' stop closed the event streams; now end waitress's loop from its own
-        # thread (closing its sockets from here would race its select())
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(5)
-        server.task_dispatcher.shutdown(timeout=5)
-        assert not thread.is_alive(), "waitress did not stop"
 
 
 @pytest.fixture

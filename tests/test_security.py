@@ -152,7 +152,7 @@ PUBLIC = {"/login", "/api/v1/health", *auth.LOGIN_ASSETS}
 
 
 def _concrete(rule) -> str:
-    values = {"order_id": "o-none-000001", "filename": "app.js"}
+    values = {"order_id": "o-none-000001", "filename": "app.js", "token": "not-the-secret"}
     return rule.build(values, append_unknown=False)[1]
 
 
@@ -382,6 +382,8 @@ def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
     answers = []
     for name, content_type, body, expected in HOSTILE:
         for path in WRITE_PATHS:
+            if name == "text/plain" and path == "/api/v1/webhook":
+                continue  # TradingView's content type: accepted there (tests/test_webhook.py)
             res = client.post(path, data=body, content_type=content_type, headers=headers)
             answers.append((name, path, res.status_code))
             assert res.status_code == expected or (
