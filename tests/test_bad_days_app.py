@@ -241,6 +241,9 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
     gateway.outage(seconds=2.0)
     handler = app.extensions["trading"].handler
     wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
+    cancel = client.post(f"/api/v1/orders/{order_id}/cancel")
+    assert cancel.status_code == 503 and cancel.get_json()["error"]["code"] == \
+        "ib_servers_unreachable"
     res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "outage drill"})
     assert res.status_code == 200 and res.get_json()["engaged"] is True
     assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
