@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import io
 import json
+import math
 import re
 import secrets
 import threading
@@ -40,8 +41,10 @@ from werkzeug.exceptions import HTTPException
 import auth
 import webhook
 from bodies import BodyError, parse_json_object
-from ib_connection import NotConnectedError
+from history import BarsKey, HistoryBudgetSpent, HistoryRefused
+from ib_connection import NotConnectedError, ServersUnreachable
 from ib_connector import ExecutionRow, OrderRow, Snapshot
+from ib_link import LinkState
 from journal import JournalError
 from openapi import documented
 from order_handler import (
@@ -58,6 +61,8 @@ from risk import RiskRejected
 from schemas import (
     ORDERS_PAGE,
     AccountOut,
+    BarsOut,
+    BarsQuery,
     CancelAllOut,
     ExecutionsOut,
     HealthOut,
@@ -137,7 +142,7 @@ def _on_api_error(exc: ApiError) -> tuple[Response, int]:
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     code = "gateway_not_answering" if isinstance(exc, GatewayNotAnswering) else \
-        "gateway_unavailable"
+        "ib_servers_unreachable" if isinstance(exc, ServersUnreachable) else "gateway_unavailable"
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
@@ -280,10 +285,12 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     """The body of /status (also part of the stream's state events)."""
     orders = svc.handler.state() if svc.handler else None
     account = snap.account
+    link = ib_servers(svc)
     healthy = snap.connection.state == "connected" and (orders is None
                                                        or orders.state == "connected")
     return {
-        "ok": healthy,
+        "ok": healthy and link.reachable,
+        "ib_servers": link.as_dict(),
         "now": time.time(),
         "simulator": svc.simulator is not None,
         "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
@@ -418,8 +425,19 @@ def health() -> Response | tuple[Response, int]:
     svc = services()
     up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
     if not up:
-        return jsonify({"ok": False}), 503
+        down = [c.name for c in (svc.connector, svc.handler) if c is not None and not c.connected]
+        return jsonify({"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}), 503
+    link = ib_servers(svc)
+    if not link.reachable:
+        return jsonify({"ok": False, "reason": link.reason()}), 503
     return _conditional(svc.feed.version, lambda: _dumps({"ok": True}))
+
+
+def ib_servers(svc: Services) -> LinkState:
+    """IB's servers as the gateway tells them: unreachable when either connection was told so
+    (the order connection's view first: it decides whether orders can reach IB)."""
+    views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
+    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())
 
 
 @bp.get("/account")
@@ -661,6 +679,30 @@ def quote() -> Response:
     return jsonify(dataclasses.asdict(q))
 
 
+@bp.get("/bars")
+@documented(BarsOut, 404, 422, 429, 502, 503, 504, query=BarsQuery)
+def bars() -> Response:
+    """Historical bars (one broker round trip, or the cache: identical requests within 20 s
+    and more are answered from it; requests are paced below IB's limits, 429 past them)."""
+    query = _validate(BarsQuery, request.args.to_dict())
+    symbol = query.symbol.upper()
+    _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type})
+    key = BarsKey(symbol, query.sec_type, query.duration, query.bar_size, query.what)
+    try:
+        with _long_call(required=True):
+            answer, cached = services().connector.bars(key)
+    except LookupError as exc:
+        raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+    except HistoryBudgetSpent as exc:
+        raise ApiError(429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)) \
+            from None
+    except HistoryRefused as exc:
+        raise ApiError(502, "history_refused", str(exc)) from None
+    return jsonify({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
+                    "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
+                    "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
+
+
 # ------------------------------------------------------------------ writes
 @bp.post("/orders")
 @documented(OrderAccepted, 403, 404, 409, 422, 423, 503, ok=202, body=OrderIn,
@@ -711,6 +753,9 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
     svc = services()
     outcome, decision, record = "error", None, None
     try:
+        link = ib_servers(svc)  # either connection told of 1100: no order can reach IB
+        if not link.reachable:
+            raise ServersUnreachable(link.reason())
         record, created = _handler().submit(
             order_in.intent(svc.settings.account), source=source, idem_key=key,
             request_hash=request_hash or order_in.fingerprint(), remote=request.remote_addr,

@@ -140,6 +140,15 @@ Networks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterVa
 Proxies = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_proxies)]
 
 
+def _nightly_reset(value: str) -> str:
+    """"off" or IB's nightly reset as HH:MM/SECONDS[/lost] (sim_gateway.bad_days)."""
+    from sim_gateway.bad_days import parse_nightly
+    if value.lower() == "off":
+        return "off"
+    parse_nightly(value)
+    return value
+
+
 def _env(key: str, default: Any, *, secret: bool = False) -> Any:
     """A field read from environment key ``key``; a secret never shows in repr or errors."""
     return Field(default, validation_alias=key, repr=not secret)
@@ -186,6 +195,15 @@ class Settings(BaseSettings):
     risk_max_quantity: Positive = _env("RISK_MAX_QUANTITY", 10_000.0)
     risk_max_notional: Positive = _env("RISK_MAX_NOTIONAL", 250_000.0)
     risk_price_collar_pct: Positive = _env("RISK_PRICE_COLLAR_PCT", 10.0)
+    # the collar against a delayed (~15 min) quote; None = the same as RISK_PRICE_COLLAR_PCT
+    risk_delayed_collar_pct: Positive | None = _env("RISK_DELAYED_COLLAR_PCT", None)
+    # reqMarketDataType: 3 = live where subscribed, else delayed (IB's own fallback); 1 = live only
+    market_data_type: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=4)] = _env(
+        "MARKET_DATA_TYPE", 3)
+    sim_market_data: Literal["live", "delayed", "none"] = _env("SIM_MARKET_DATA", "live")
+    # HH:MM/SECONDS[/lost] New York time on the simulated clock, or "off"
+    sim_nightly_reset: Annotated[str, AfterValidator(_nightly_reset)] = _env(
+        "SIM_NIGHTLY_RESET", "23:45/300")
     risk_symbol_allowlist: Symbols = _env("RISK_SYMBOL_ALLOWLIST", ())  # empty = every symbol
     risk_symbol_denylist: Symbols = _env("RISK_SYMBOL_DENYLIST", ())
     risk_max_open_orders: Count = _env("RISK_MAX_OPEN_ORDERS", 100)

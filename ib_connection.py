@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from ib_async import IB
 
+from ib_link import LINK_CODES, LinkEvent, LinkMonitor, LinkState
 from loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ BACKOFF_MAX = 5.0
 
 class NotConnectedError(RuntimeError):
     """The connection to the gateway is down; nothing was sent."""
+
+
+class ServersUnreachable(NotConnectedError):
+    """The gateway is up but has lost IB's servers (1100): nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,9 @@ class IBConnection:
         self._server_version: int | None = None
         self._accounts: tuple[str, ...] = ()
         self.state_listener: Callable[[], None] | None = None  # called on connect/disconnect
+        self.link = LinkMonitor()  # IB's servers and data farms, from the gateway's notices
+        self._link_tasks: set[asyncio.Task] = set()
+        self._restarting = False  # restart_connection() dropped the socket on purpose
 
     # ------------------------------------------------------------------ life
     def start(self, wait_connected: bool = True) -> None:
@@ -183,6 +191,8 @@ class IBConnection:
     async def _connect_once(self) -> bool:
         ib = IB()
         ib.client.conn.hasData += self._on_bytes
+        self.link.reset()  # a new socket: the gateway tells its farms (and any outage) again
+        ib.errorEvent += lambda req_id, code, text, _: self._on_notice(ib, req_id, code, text)
         ib.client.MaxRequests = THROTTLE_REQUESTS
         ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
         try:
@@ -220,6 +230,40 @@ class IBConnection:
             except Exception:
                 log.exception("state listener failed; carrying on")
 
+    # ------------------------------------------------------------ IB's servers
+    def _on_notice(self, ib: IB, req_id: int, code: int, text: str) -> None:
+        """1100/1101/1102 and the farm notices (on the loop thread, from ib_async)."""
+        if req_id != -1 or code not in LINK_CODES:
+            return
+        was_reachable = self.link.state.reachable
+        event = self.link.on_message(code, text, time.time())
+        if event is LinkEvent.LOST and was_reachable:
+            log.warning("🌩️ %s: IB servers unreachable (%d): the gateway is up but cannot reach "
+                        "IB; new orders are refused until it is back", self.name, code)
+        elif event is LinkEvent.RESTORED or event is LinkEvent.RESTORED_DATA_LOST:
+            lost = event is LinkEvent.RESTORED_DATA_LOST
+            log.warning("🌤️ %s: IB servers reachable again (%d, data %s): %s", self.name, code,
+                        "lost" if lost else "maintained", "reconnecting to re-subscribe and "
+                        "reconcile" if lost else "reconciling orders and executions")
+            task = asyncio.create_task(self._after_restore(ib, lost), name=f"{self.name}-restore")
+            self._link_tasks.add(task)
+            task.add_done_callback(self._link_tasks.discard)
+        self._notify_state()
+
+    async def _after_restore(self, ib: IB, data_lost: bool) -> None:
+        try:
+            await self.on_link_restored(ib, data_lost)
+        except Exception:  # log and carry on: the next restore or reconnect tries again
+            log.exception("%s: reconciling after IB's servers came back failed", self.name)
+
+    def restart_connection(self, why: str) -> None:
+        """Drop the socket on purpose (on the loop); the supervisor connects again at once and
+        the new connection syncs and subscribes from scratch."""
+        self._last_error = why
+        if self.ib is not None and self.ib.isConnected():
+            self._restarting = True
+            self.ib.disconnect()
+
     async def _watch(self) -> None:
         """Return when the connection is lost (hard close or failed heartbeat)."""
         ib = self.ib
@@ -240,9 +284,12 @@ class IBConnection:
             self._state = "disconnected"
             if ib.isConnected():
                 ib.disconnect()
-            if not self._stopping:
+            if self._restarting:
+                log.info("🔁 %s reconnecting on purpose: %s", self.name, self._last_error)
+            elif not self._stopping:
                 log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
                             self._last_error or "peer closed")
+            self._restarting = False
             await self.on_disconnected()
             self._notify_state()
 
@@ -274,10 +321,18 @@ class IBConnection:
         return self._connected and self.thread.is_alive
 
     def require_connected(self) -> None:
-        """Raise NotConnectedError unless connected (nothing is sent then)."""
+        """Raise NotConnectedError unless connected (nothing is sent then), ServersUnreachable
+        while the gateway has lost IB's servers."""
         if not self.connected:
             raise NotConnectedError(f"{self.name} is not connected to the gateway"
                                     + (f" ({self._last_error})" if self._last_error else ""))
+        link = self.link.state
+        if not link.reachable:
+            raise ServersUnreachable(link.reason())
+
+    def link_state(self) -> LinkState:
+        """IB's servers and farms as this connection's gateway last told them."""
+        return self.link.state
 
     def state(self) -> ConnectionState:
         """A frozen view of the connection for the status endpoint."""
@@ -294,6 +349,13 @@ class IBConnection:
 
     async def on_disconnected(self) -> None:
         """Called on the loop after the connection was lost."""
+
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """Called on the loop after 1102 (``data_lost`` False) or 1101. By default a 1101
+        reconnects: the new connection subscribes and reconciles from scratch."""
+        if data_lost:
+            self.restart_connection("re-subscribing after IB's servers came back with data "
+                                    "lost (1101)")
 
     async def before_disconnect(self) -> None:
         """Called on the loop before a clean shutdown disconnects."""

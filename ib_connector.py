@@ -43,6 +43,8 @@ from ib_async import IB, Contract
 from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
+import history
+import market_data
 from config import is_paper_account
 from ib_compat import make_contract
 from ib_connection import ConnectionState, IBConnection
@@ -58,6 +60,7 @@ EXEC_SWEEP = 5.0  # s: ask for new executions at least this often, hint or not
 COMPLETED_SWEEP = 30.0  # s: ask for completed orders at least this often
 COMPLETED_DUTY = 0.1  # at most this share of the time goes to asking for completed orders
 QUOTE_TIMEOUT = 5.0
+HISTORY_TIMEOUT = 10.0
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
     "BuyingPower": "buying_power", "AvailableFunds": "available_funds",
@@ -167,6 +170,9 @@ class Quote:
     last: float | None
     close: float | None
     time: float
+    market_data: str = "live"  # live | frozen | delayed | delayed-frozen (market_data.TYPE_NAMES)
+    notice_code: int | None = None  # IB's reason when there is no price (354, 10168, 10197...)
+    notice: str | None = None  # that reason and what to do, in words
 
 
 @dataclass
@@ -227,8 +233,11 @@ class IBConnector(IBConnection):
     def __init__(self, host: str, port: int, client_id: int = 999,
                  connect_timeout: float = 10.0, account: str = "",
                  on_change: Callable[[], None] | None = None,
-                 own_client_id: int | None = None) -> None:
+                 own_client_id: int | None = None, market_data_type: int = 3) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
+        self.market_data_type = market_data_type
+        self._history = history.HistoryPacer()
+        self._history_inflight: dict[history.BarsKey, asyncio.Future] = {}
         self.on_change = on_change
         # the in-process OrderHandler's clientId: it keeps the lifecycle of its own orders, so
         # an execution of one of them never makes us download every completed order
@@ -274,9 +283,44 @@ class IBConnector(IBConnection):
         return self.thread.call(self.answer_within(
             self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT, silence), QUOTE_TIMEOUT + 1)
 
+    def bars(self, key: history.BarsKey) -> tuple[history.Bars, bool]:
+        """Historical bars and whether they came from the cache (paced below IB's limits, see
+        ``history``). HistoryBudgetSpent / HistoryRefused / TimeoutError when there are none."""
+        self.require_connected()
+        return self.thread.call(self._bars(key), HISTORY_TIMEOUT + history.BURST_WINDOW + 1)
+
+    async def _bars(self, key: history.BarsKey) -> tuple[history.Bars, bool]:
+        ib = self.ib
+        assert ib is not None
+        hit = self._history.cached(key, time.monotonic())
+        if hit is not None:
+            return hit, True
+        if key in self._history_inflight:  # the same request is on its way: share its answer
+            return await asyncio.shield(self._history_inflight[key]), True
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._history_inflight[key] = done
+        try:
+            while (delay := self._history.wait(key, time.monotonic())) > 0:
+                await asyncio.sleep(delay)
+            contract = await self._qualified(ib, key.symbol, key.sec_type, "USD")
+            bars = await history.fetch_bars(ib, contract, key, HISTORY_TIMEOUT)
+            self._history.store(key, bars, time.monotonic())
+            done.set_result(bars)
+            return bars, False
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except Exception as exc:  # handed to whoever shares this request, then re-raised
+            done.set_exception(exc)
+            done.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        finally:
+            del self._history_inflight[key]
+
     # ----------------------------------------------------------- loop side
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
+        ib.reqMarketDataType(self.market_data_type)  # 3: live where subscribed, else delayed
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
@@ -310,6 +354,15 @@ class IBConnector(IBConnection):
 
     async def before_disconnect(self) -> None:
         await self.on_disconnected()
+
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """1102: refresh orders, executions and completed orders now; 1101: reconnect (every
+        subscription is made again)."""
+        if data_lost:
+            await super().on_link_restored(ib, data_lost)
+            return
+        self._completed_pending = True
+        self._on_order_hint()
 
     def _on_account_data(self, *_: object) -> None:
         self._updated_at = time.time()
@@ -553,11 +606,26 @@ class IBConnector(IBConnection):
         ib = self.ib
         assert ib is not None
         contract = await self._qualified(ib, symbol, sec_type, currency)
-        tickers = await ib.reqTickersAsync(contract)
+        notices: list[tuple[int, str]] = []
+
+        def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
+            if code in market_data.NOTICE_CODES and about is not None \
+                    and about.conId == contract.conId:
+                notices.append((code, text))
+
+        market_data.reset_ticker(ib.ticker(contract))
+        ib.errorEvent += on_error
+        try:
+            tickers = await ib.reqTickersAsync(contract)
+        finally:
+            ib.errorEvent -= on_error
         ticker = tickers[0]
+        code, notice = market_data.explain(notices, symbol)
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
-                     close=_num(ticker.close), time=time.time())
+                     close=_num(ticker.close), time=time.time(),
+                     market_data=market_data.type_name(ticker.marketDataType),
+                     notice_code=code, notice=notice)
 
     async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str) -> Contract:
         key = (symbol, sec_type)

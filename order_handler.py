@@ -332,6 +332,18 @@ class OrderHandler(IBConnection):
         await asyncio.gather(*self._tasks, *([self._consumer] if self._consumer else []),
                              return_exceptions=True)
 
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """After 1102: fetch executions and reconcile what the outage brought; after 1101:
+        reconnect (the new connection reconciles from scratch, see ``on_connected``)."""
+        if data_lost:
+            await super().on_link_restored(ib, data_lost)
+            return
+        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+        self.reconciler.reconcile(ib)
+        log.info("🔎 Reconciled after IB's servers came back")
+        if self.halted:  # a kill switch engaged during the outage: its global cancel goes now
+            await self.placement.cancel_all()
+
     async def _consume(self) -> None:
         assert self._queue is not None
         while True:

@@ -50,6 +50,18 @@ class RiskRejected(Exception):
         self.decision = decision
 
 
+@dataclass(frozen=True)
+class RiskQuote:
+    """What the gate knows of the market: prices, whether they are delayed, and IB's reason
+    when there are none (e.g. 354 / 10168 / 10197, in words)."""
+
+    bid: float | None
+    ask: float | None
+    last: float | None
+    delayed: bool = False
+    notice: str | None = None
+
+
 @dataclass
 class _Check:
     """What the rules look at for one order."""
@@ -58,9 +70,10 @@ class _Check:
     price: float | None  # reference price: limit/stop price, else the quote
     quote_mid: float | None
     notional: float | None
+    quote: RiskQuote = RiskQuote(None, None, None)
 
 
-QuoteSource = Callable[[str, str], tuple[float | None, float | None, float | None]]
+QuoteSource = Callable[[str, str], "RiskQuote | tuple[float | None, float | None, float | None]"]
 
 
 class RiskGate:
@@ -77,7 +90,7 @@ class RiskGate:
         self._recent: collections.deque[float] = collections.deque()
         self._day = _utc_day(time.time())
         self._notional_today = notional_today
-        self._quote_cache: dict[tuple[str, str], tuple[float, tuple]] = {}
+        self._quote_cache: dict[tuple[str, str], tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("live_trading_disabled", self._live_guard),
@@ -156,26 +169,28 @@ class RiskGate:
 
     # -------------------------------------------------------------- inputs
     def _prepare(self, intent: OrderIntent) -> _Check:
-        bid, ask, last = self._quote(intent)
+        quote = self._quote(intent)
+        bid, ask, last = quote.bid, quote.ask, quote.last
         quote_ref = {"BUY": ask, "SELL": bid}[intent.action] or last
         mid = (bid + ask) / 2 if bid and ask else last
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
         notional = intent.quantity * price if price else None
-        return _Check(intent=intent, price=price, quote_mid=mid, notional=notional)
+        return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
 
-    def _quote(self, intent: OrderIntent) -> tuple[float | None, float | None, float | None]:
+    def _quote(self, intent: OrderIntent) -> RiskQuote:
         key = (intent.symbol, intent.sec_type)
         cached = self._quote_cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
-        quote = self._quotes(intent.symbol, intent.sec_type)
+        answer = self._quotes(intent.symbol, intent.sec_type)
+        quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
         self._quote_cache[key] = (time.monotonic(), quote)
         return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
         return {"quantity": check.intent.quantity, "reference_price": check.price,
-                "quote_mid": check.quote_mid, "notional": _round(check.notional),
+                "quote_mid": check.quote_mid, "quote_delayed": check.quote.delayed, "notional": _round(check.notional),
                 "open_orders": self._open_orders(), "orders_last_minute": len(self._recent),
                 "notional_today": _round(self._notional_today)}
 
@@ -214,20 +229,25 @@ class RiskGate:
 
     def _has_price(self, check: _Check) -> str | None:
         if check.price is None:
-            return f"no quote for {check.intent.symbol} to value the order"
+            return f"no quote for {check.intent.symbol} to value the order" + _cause(check)
         return None
 
     def _price_collar(self, check: _Check) -> str | None:
         own = check.intent.limit_price or check.intent.stop_price
         mid, pct = check.quote_mid, self.settings.risk_price_collar_pct
+        delayed = check.quote.delayed
+        if delayed and self.settings.risk_delayed_collar_pct is not None:
+            pct = self.settings.risk_delayed_collar_pct
         if own is None:
             return None
         if not mid:
-            return f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
+            return (f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
+                    + _cause(check))
         away = abs(own - mid) / mid * 100
         if away > pct:
-            return (f"price {own:g} is {away:.1f}% from the quote {mid:g} "
-                    f"(collar {pct:g}%)")
+            kind = "delayed quote" if delayed else "quote"
+            return (f"price {own:g} is {away:.1f}% from the {kind} {mid:g} "
+                    f"({'delayed-data ' if delayed else ''}collar {pct:g}%)")
         return None
 
     def _max_notional(self, check: _Check) -> str | None:
@@ -275,6 +295,11 @@ class SlidingWindow:
                 return False
             self._stamps.append(now)
             return True
+
+
+def _cause(check: _Check) -> str:
+    """IB's reason for the missing quote, and what to do, when the gateway gave one."""
+    return f": {check.quote.notice}" if check.quote.notice else ""
 
 
 def _round(value: float | None) -> float | None:

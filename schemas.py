@@ -212,6 +212,25 @@ def _epoch(stamp: datetime) -> float:
     return stamp.timestamp()
 
 
+class BarsQuery(BaseModel):
+    """GET /bars: historical bars, cached and paced below IB's limits."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    sec_type: Literal["STK", "CASH"] = "STK"
+    duration: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3} [SDWMY]$",
+                                   description="IB's duration, e.g. '1 D', '3600 S', '1 M'")] = "1 D"
+    bar_size: Literal["5 secs", "10 secs", "15 secs", "30 secs", "1 min", "2 mins", "3 mins",
+                      "5 mins", "15 mins", "30 mins", "1 hour", "1 day"] = "5 mins"
+    what: Literal["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"] = "TRADES"
+
+    @field_validator("sec_type", "what", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
 class QuoteQuery(BaseModel):
     """GET /quote."""
 
@@ -252,6 +271,46 @@ class ErrorOut(_Out):
 
 class HealthOut(_Out):
     ok: bool
+    reason: str | None = Field(None, description="why not ok: no gateway connection, or IB's "
+                               "servers unreachable (1100)")
+
+
+class BarOut(_Out):
+    time: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class BarsOut(_Out):
+    symbol: str
+    duration: str
+    bar_size: str
+    what: str
+    cached: bool = Field(description="served from the app's cache (no request to IB)")
+    fetched_at: float
+    bars: list[BarOut]
+
+
+class FarmOut(_Out):
+    name: str
+    kind: str = Field(description="market data | historical data | security definitions")
+    state: Literal["ok", "broken", "inactive"]
+    since: float
+    code: int
+
+
+class IbServersOut(_Out):
+    """IB's servers and data farms, as the gateway's notices (1100/1101/1102, 2103...) said."""
+
+    reachable: bool
+    since: float | None
+    code: int | None
+    message: str
+    reason: str
+    farms: list[FarmOut]
 
 
 class GatewayOut(_Out):
@@ -282,6 +341,7 @@ class StatusOut(_Out):
     sim_clock: str = Field(description="the embedded simulator's clock, e.g. 'simulated clock, "
                            "market open' (empty against a real gateway)")
     gateway: GatewayOut
+    ib_servers: IbServersOut
     connections: ConnectionsOut
     threads: ThreadsOut
     server_version: int | None

@@ -17,8 +17,9 @@ from config import Settings
 from ib_connection import NotConnectedError
 from ib_connector import IBConnector
 from journal import Journal
+from market_data import DELAYED_TYPES, TYPE_NAMES
 from order_handler import OrderHandler
-from risk import RiskGate, SlidingWindow
+from risk import RiskGate, RiskQuote, SlidingWindow
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -82,7 +83,10 @@ class Services:
             self.simulator = SimGateway(
                 ServerSettings(host="127.0.0.1", port=s.sim_port,
                                master_client_id=s.sim_master_client_id, state_file=state,
-                               clock_start=demo_clock_start(time.time())),
+                               clock_start=demo_clock_start(time.time()),
+                               market_data=s.sim_market_data,
+                               nightly_reset=None if s.sim_nightly_reset == "off"
+                               else s.sim_nightly_reset),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port
@@ -90,7 +94,8 @@ class Services:
         self.journal = Journal(s.journal_path)
         self._connector = connector = IBConnector(
             self.host, self.port, s.client_id, s.connect_timeout, s.account,
-            on_change=self.feed.bump, own_client_id=None if s.read_only else s.order_client_id)
+            on_change=self.feed.bump, own_client_id=None if s.read_only else s.order_client_id,
+            market_data_type=s.market_data_type)
         connector.state_listener = self.feed.bump
         connector.start()
         if s.read_only:
@@ -109,8 +114,9 @@ class Services:
         self.gate = RiskGate(s, self._quote_for_risk, self.handler.working_count,
                              self._accounts, self.journal.notional_since(midnight))
 
-    def _quote_for_risk(self, symbol: str, sec_type: str) -> tuple:
-        """(bid, ask, last) for the risk gate; LookupError for an unknown symbol;
+    def _quote_for_risk(self, symbol: str, sec_type: str) -> RiskQuote:
+        """Prices for the risk gate (delayed ones marked, IB's reason when none); LookupError
+        for an unknown symbol;
         GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         try:
             q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE)
@@ -120,7 +126,9 @@ class Services:
             raise GatewayNotAnswering(
                 f"the gateway is not answering (no quote for {symbol}: {exc}); nothing was "
                 "sent, retry shortly") from None
-        return (q.bid, q.ask, q.last if q.last is not None else q.close)
+        delayed = q.market_data in {TYPE_NAMES[t] for t in DELAYED_TYPES}
+        return RiskQuote(q.bid, q.ask, q.last if q.last is not None else q.close, delayed,
+                         q.notice)
 
     def _accounts(self) -> tuple[str, ...]:
         """Managed accounts as either connection knows them (either may be down)."""

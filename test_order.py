@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--settle", default="1,2,1",
                     help="the settle workaround's three waits in seconds (default 1,2,1)")
     ap.add_argument("--timeout", type=float, default=15.0, help="monitoring time-out (s)")
+    ap.add_argument("--sim-market-data", default="live", choices=("live", "delayed", "none"),
+                    help="market data of the embedded gateway's account (default live); orders "
+                         "need none: this script never asks for a quote")
     args = ap.parse_args(argv)
     try:
         args.settle = tuple(float(x) for x in args.settle.split(","))
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         from sim_gateway.server import ServerSettings
         from sim_gateway.sessions import demo_clock_start
         # outside US market hours the embedded gateway's clock runs inside a session, so it fills
-        gateway = SimGateway(ServerSettings(clock_start=demo_clock_start(time.time()))).start()
+        gateway = SimGateway(ServerSettings(clock_start=demo_clock_start(time.time()),
+                                            market_data=args.sim_market_data)).start()
         host, port = "127.0.0.1", gateway.port
         label = gateway.clock_label()
         print(f"🧪 Embedded simulated IB Gateway on {host}:{port}{f' ({label})' if label else ''}",

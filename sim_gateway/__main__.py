@@ -8,10 +8,11 @@ import math
 import signal
 import threading
 
+from sim_gateway import bad_days
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.clock import MAX_SPEED, parse_when
 from sim_gateway.controller import SimGateway
-from sim_gateway.server import ServerSettings
+from sim_gateway.server import ServerSettings, bad_day_state
 
 
 def _non_negative(text: str) -> float:
@@ -92,6 +93,25 @@ def parser() -> argparse.ArgumentParser:
                     help="orders above this quantity fill in chunks (0 = off)")
     ap.add_argument("--partial-fill-chunk", type=_non_negative, default=100.0, help="chunk size")
     ap.add_argument("--cash", type=_non_negative, default=1_000_000.0, help="starting cash in USD")
+    ap.add_argument("--market-data-subscriptions", choices=("live", "delayed", "none"),
+                    default="live",
+                    help="the account's market data: live (subscribed), delayed (no subscription: "
+                         "live requests answer 354, delayed ones 10167 + delayed ticks) or none "
+                         "(no subscription, delayed data not enabled: 354 / 10168, no ticks)")
+    ap.add_argument("--outage", action="append", default=[], metavar="AT:FOR[:lost]",
+                    help="IB's servers unreachable from AT (seconds after the start, or an ISO "
+                         "time with offset) for FOR seconds of clock time: 1100, farms broken, "
+                         "orders held; then 1102, or 1101 with ':lost' (messages of the outage and "
+                         "subscriptions dropped). Repeatable")
+    ap.add_argument("--nightly-reset", default=bad_days.DEFAULT_NIGHTLY,
+                    metavar="HH:MM/SECONDS[/lost]",
+                    help="IB's nightly server reset on the gateway's clock, New York time "
+                         f"(default {bad_days.DEFAULT_NIGHTLY}: on, as IB does it)")
+    ap.add_argument("--no-nightly-reset", dest="nightly_reset", action="store_const", const=None,
+                    help="no nightly reset")
+    ap.add_argument("--competing-session", action="append", default=[], metavar="AT:FOR",
+                    help="the same user logged in elsewhere from AT for FOR seconds: live market "
+                         "data answers 10197 and live streams stop. Repeatable")
     ap.add_argument("--log-level", default="INFO", type=str.upper,
                     choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level (default INFO)")
     return ap
@@ -115,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                               max_clients=args.max_clients, max_rate=args.max_rate,
                               max_version=args.max_version, state_file=args.state_file,
                               pacing_disconnect_after=args.pacing_disconnect_after,
-                              clock_start=args.clock, clock_speed=args.clock_speed)
+                              clock_start=args.clock, clock_speed=args.clock_speed,
+                              market_data=args.market_data_subscriptions,
+                              outages=tuple(args.outage), nightly_reset=args.nightly_reset,
+                              competing_sessions=tuple(args.competing_session))
+    try:
+        bad_day_state(settings, 0.0)
+    except ValueError as exc:
+        parser().error(str(exc))
     gateway = SimGateway(settings, broker).start()
     gateway.set_validation_delay(args.validation_delay)
     gateway.set_fill_delay(args.fill_delay)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from loop_thread import LoopThread
 
+from . import bad_days
 from .broker import BrokerConfig
 from .server import GatewayServer, ServerSettings, Stats
 from .types import CommissionReport, Execution, ExecutionFilter, OrderView, Position
@@ -143,6 +144,41 @@ class SimGateway:
             rate = server.settings.max_rate if max_rate is None else max_rate
             after = server.settings.pacing_disconnect_after if disconnect_after is None else disconnect_after
             server.settings = replace(server.settings, max_rate=rate, pacing_disconnect_after=after)
+        self._run(apply)
+
+    # ------------------------------------------------------------ bad days
+    def outage(self, seconds: float, lost: bool = False, after: float = 0.0) -> None:
+        """IB's servers unreachable for ``seconds`` of clock time, ``after`` seconds from now:
+        1100 (repeated), farms broken, requests and messages held; then 1101 (``lost``: held
+        messages and every subscription dropped) or 1102 (held messages delivered)."""
+        def apply(server: GatewayServer) -> None:
+            start = server.clock.now() + after
+            server.start_outage(bad_days.Window(start, start + seconds, lost))
+            server.poke()
+        self._run(apply)
+
+    def outage_active(self) -> bool:
+        """True while an outage is in progress."""
+        return self._run(lambda s: s.outage_active)
+
+    def competing_session(self, seconds: float, after: float = 0.0) -> None:
+        """The same user logs in elsewhere for ``seconds``: live data answers 10197."""
+        def apply(server: GatewayServer) -> None:
+            start = server.clock.now() + after
+            server.start_competing(bad_days.Window(start, start + seconds))
+            server.poke()
+        self._run(apply)
+
+    def historical_counts(self) -> tuple[int, int]:
+        """(historical data requests answered or refused, of which pacing violations: 162)."""
+        return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))
+
+    def set_market_data_subscriptions(self, kind: str) -> None:
+        """The account's entitlement, ``live`` | ``delayed`` | ``none``, for requests from now on."""
+        entitlement = bad_days.Entitlement(kind)
+
+        def apply(server: GatewayServer) -> None:
+            server.bad.entitlement = entitlement
         self._run(apply)
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
+from . import historical, market_rules
 from . import instrument_messages as im
-from . import market_rules
 from .codec import (
     UNSET_DOUBLE,
     UNSET_INT_TEXT,
@@ -391,6 +391,7 @@ Request = (
     | ReqAccountSummary | CancelAccountSummary | ReqPnL | CancelPnL | ReqPnLSingle
     | CancelPnLSingle | ReqGlobalCancel | Unsupported
     | im.InstrumentRequest  # option chains, market depth, market rules
+    | historical.HistoricalRequest  # historical bars
 )  # fmt: skip
 
 _RequestDecoder = Callable[[FieldReader, int], Request]
@@ -705,6 +706,7 @@ _DECODERS: dict[int, _RequestDecoder] = {
     In.CANCEL_PNL_SINGLE: _req_id_only(CancelPnLSingle, versioned=False),
     In.REQ_GLOBAL_CANCEL: _no_fields(ReqGlobalCancel),
     **im.DECODERS,
+    **historical.DECODERS,
 }
 
 _KNOWN_IDS = frozenset(int(member) for member in In)
@@ -831,6 +833,7 @@ _ENCODERS: dict[type, Callable[[Any, int], Fields]] = {
     CancelPnLSingle: lambda q, v: ["95", str(q.req_id)],
     ReqGlobalCancel: lambda q, v: ["58", "1"],
     **im.ENCODERS,
+    **historical.ENCODERS,
 }
 
 

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import bad_days as bd
 from . import broker as b
 from . import errors, sessions
 from . import protocol as p
+from .bad_day_service import BadDayHandlers, BadDayState
 from .clock import SimClock
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
 from .instrument_service import DepthSubscription, InstrumentHandlers
@@ -35,12 +37,6 @@ log = logging.getLogger(__name__)
 
 MIN_VERSION = 157
 MAX_VERSION = 178
-FARM_NOTICES = (
-    (2104, "Market data farm connection is OK:usfarm"),
-    (2104, "Market data farm connection is OK:cashfarm"),
-    (2106, "HMDS data farm connection is OK:ushmds"),
-    (2158, "Sec-def data farm connection is OK:secdefnj"),
-)
 MAX_SUMMARY_SUBSCRIPTIONS = 2
 UNSUPPORTED_CODE = 322  # "Error processing request": an error (not a warning) for ib_async
 TICK_INTERVAL = 0.25  # seconds between market data pushes / price steps checks
@@ -61,6 +57,10 @@ class ServerSettings:
     state_file: str | None = None
     clock_start: float | None = None  # epoch seconds of a simulated clock (None = real time)
     clock_speed: float = 1.0
+    market_data: str = "live"  # the account's entitlement: live | delayed | none (bad_days)
+    outages: tuple[str, ...] = ()  # AT:FOR[:lost] windows (bad_days.parse_window)
+    nightly_reset: str | None = None  # HH:MM/SECONDS[/lost], New York time
+    competing_sessions: tuple[str, ...] = ()  # AT:FOR windows of a competing live session
 
 
 @dataclass
@@ -79,6 +79,7 @@ class Session:
     pnl: set[int] = field(default_factory=set)
     pnl_single: dict[int, int] = field(default_factory=dict)
     streams: dict[int, int] = field(default_factory=dict)  # reqId -> conId
+    stream_types: dict[int, int] = field(default_factory=dict)  # reqId -> market data type sent
     depth: dict[int, DepthSubscription] = field(default_factory=dict)  # reqMktDepth by reqId
     market_data_type: int = 1
     seen_orders: set[tuple[int, int]] = field(default_factory=set)
@@ -108,7 +109,7 @@ class Stats:
     connections: int = 0
 
 
-class GatewayServer(InstrumentHandlers):
+class GatewayServer(InstrumentHandlers, BadDayHandlers):
     """The simulated gateway; all methods run on the server's event loop."""
 
     def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
@@ -117,6 +118,7 @@ class GatewayServer(InstrumentHandlers):
         self.clock = SimClock(settings.clock_start, settings.clock_speed)
         self.store = StateStore(settings.state_file) if settings.state_file else None
         self.broker = self._load_broker()
+        self.bad = bad_day_state(settings, self.clock.now())
         self.sessions: list[Session] = []
         self.stats = Stats()
         self._server: asyncio.Server | None = None
@@ -157,6 +159,7 @@ class GatewayServer(InstrumentHandlers):
             p.ReqGlobalCancel: self._on_global_cancel,
             p.Unsupported: self._on_unsupported,
             **self._instrument_handlers(),
+            **self._bad_day_handlers(),
         }
         self._routes: dict[type, Callable[[Any], None]] = {
             b.OpenOrderEvent: self._route_open_order,
@@ -409,7 +412,7 @@ class GatewayServer(InstrumentHandlers):
         elif not session.started:
             self._send(session, p.error(-1, 321, "Error validating request: API not started",
                                         session.version))
-        else:
+        elif not self._held_by_outage(session, request):
             self._handlers[type(request)](session, request)
 
     def _on_hello(self, session: Session, hello: Hello) -> None:
@@ -514,8 +517,8 @@ class GatewayServer(InstrumentHandlers):
 
     def _dispatch(self, events: list[Any]) -> None:
         self._write_ahead(events)
-        for event in events:
-            self._routes[type(event)](event)
+        if not self._hold_events(events):
+            self._route_events(events)
         if events:
             self._dirty = True
         self.poke()
@@ -617,7 +620,7 @@ class GatewayServer(InstrumentHandlers):
                  session.peer)
         self._send(session, p.managed_accounts([self.broker_config.account]))
         self._send(session, p.next_valid_id(self.broker.next_valid_id(request.client_id)))
-        for code, text in FARM_NOTICES:
+        for code, text in self._start_notices():
             self._send(session, p.error(-1, code, text, version))
         for order in self.broker.open_orders(request.client_id):
             self._send_open_order(session, order)
@@ -662,16 +665,22 @@ class GatewayServer(InstrumentHandlers):
             return
         req_id = request.req_id
         self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
-        if session.market_data_type != 1:
-            self._send(session, p.market_data_type(req_id, session.market_data_type))
-        self._send_ticks(session, req_id, self.broker.quote(contract.con_id), full=True)
-        if request.snapshot or request.regulatory_snapshot:
+        delivered = self._market_data_gate(session, req_id, contract)
+        snapshot = request.snapshot or request.regulatory_snapshot
+        if delivered is None:  # 354 / 10168 / 10197: no ticks, the request is over
+            return
+        if not self.outage_active:  # the data farm is down: a stream stays silent meanwhile
+            self._send_ticks(session, req_id, self.broker.quote(contract.con_id), full=True,
+                             delivered=delivered)
+        if snapshot:
             self._send(session, p.tick_snapshot_end(req_id))
         else:
             session.streams[req_id] = contract.con_id
+            session.stream_types[req_id] = delivered
 
-    def _send_ticks(self, session: Session, req_id: int, quote: Quote, full: bool) -> None:
-        delayed = session.market_data_type in (3, 4)
+    def _send_ticks(self, session: Session, req_id: int, quote: Quote, full: bool,
+                    delivered: int = 1) -> None:
+        delayed = delivered in (3, 4)
         prices: tuple[tuple[int, float, float], ...] = (
             (1, quote.bid, quote.bid_size), (2, quote.ask, quote.ask_size),
             (4, quote.last, quote.last_size))
@@ -688,6 +697,7 @@ class GatewayServer(InstrumentHandlers):
 
     def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
         session.streams.pop(request.req_id, None)
+        session.stream_types.pop(request.req_id, None)
 
     def _on_market_data_type(self, session: Session, request: p.ReqMarketDataType) -> None:
         session.market_data_type = request.market_data_type
@@ -836,8 +846,10 @@ class GatewayServer(InstrumentHandlers):
             except TimeoutError:
                 pass
             try:
+                self._bad_day_step()
                 self._dispatch_quiet(self.broker.advance(self.clock.now()))
-                self._stream_quotes()
+                if not self.outage_active:
+                    self._stream_quotes()
                 self._stream_depth()
                 if self._dirty and time.monotonic() - last_save > 1.0:
                     self.save_state()
@@ -847,8 +859,8 @@ class GatewayServer(InstrumentHandlers):
 
     def _dispatch_quiet(self, events: list[Any]) -> None:
         self._write_ahead(events)
-        for event in events:
-            self._routes[type(event)](event)
+        if not self._hold_events(events):
+            self._route_events(events)
         if events:
             self._dirty = True
 
@@ -857,7 +869,8 @@ class GatewayServer(InstrumentHandlers):
         for session in self.sessions:
             for req_id, con_id in session.streams.items():
                 quote = quotes.get(con_id) or quotes.setdefault(con_id, self.broker.quote(con_id))
-                self._send_ticks(session, req_id, quote, full=False)
+                self._send_ticks(session, req_id, quote, full=False,
+                                 delivered=session.stream_types.get(req_id, 1))
 
 
 _DELAYED_TICK = {1: 66, 2: 67, 4: 68, 6: 72, 7: 73, 9: 75, 14: 76}
@@ -876,3 +889,14 @@ def _client_id(session: Session) -> int:
     if session.client_id is None:
         raise RuntimeError(f"{session.peer}: request before the API was started")
     return session.client_id
+
+
+def bad_day_state(settings: ServerSettings, origin: float) -> BadDayState:
+    """The bad-day switches of ``settings``; ValueError names a malformed one."""
+    return BadDayState(
+        entitlement=bd.Entitlement(settings.market_data),
+        outages=bd.Schedule(tuple(bd.parse_window(text, origin) for text in settings.outages),
+                            bd.parse_nightly(settings.nightly_reset)
+                            if settings.nightly_reset else None),
+        competing=bd.Schedule(tuple(bd.parse_window(text, origin, allow_lost=False)
+                                    for text in settings.competing_sessions)))

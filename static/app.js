@@ -334,8 +334,11 @@
     const status = latest.status;
     const elapsed = (performance.now() - receivedAt) / 1000;
     const ageOf = (a) => (isNum(a) ? a + elapsed : null);
-    health.textContent = status.ok ? "connected" : "disconnected";
+    const link = status.ib_servers || {reachable: true, farms: []};
+    health.textContent = status.ok ? "connected" : (link.reachable ? "disconnected" : "IB servers unreachable");
     health.className = `badge health-badge ${status.ok ? "up" : "down"}`;
+    health.title = link.reachable ? "" : link.reason;
+    renderIbServers(link);
 
     const reader = status.connections && status.connections.reader;
     const orders = status.connections && status.connections.orders;
@@ -374,6 +377,22 @@
     $("#account-age").textContent = isNum(status.data_age) ? `account data ${fmtAge(ageOf(status.data_age))} old` : "";
   }
 
+  /** IB's servers (1100/1101/1102) and the data farms (2103/2104, 2105/2106, 2157/2158). */
+  function renderIbServers(link) {
+    const farms = link.farms || [];
+    const down = farms.filter((f) => f.state === "broken");
+    const view = !link.reachable ? {cls: "down", text: `unreachable since ${fmtClock(link.since)}`}
+      : down.length ? {cls: "warn", text: "farm down"} : {cls: "up", text: "reachable"};
+    const firstDown = Math.min(...down.map((f) => f.since));
+    const age = down.length === 1 ? `${down[0].name} broken since ${fmtClock(down[0].since)}`
+      : down.length ? `${down.length} farms broken since ${fmtClock(firstDown)}`
+      : farms.length ? `${farms.length} farm(s) ok` : "";
+    const title = [link.reachable ? "IB's servers reachable" : link.reason]
+      .concat(farms.map((f) => `${f.kind} farm ${f.name}: ${f.state} since ${fmtClock(f.since)} (${f.code})`))
+      .join("\n");
+    setConn("#conn-ib", view, age, title);
+  }
+
   let ticketBlocked = false;
 
   function renderTicketNotice(status) {
@@ -383,11 +402,15 @@
     else if (status.trading_halted) {
       text = `Trading is halted (kill switch engaged${kill.reason ? `: ${kill.reason}` : ""}): new orders are refused.`;
     }
+    else if (status.ib_servers && !status.ib_servers.reachable) {
+      text = `${status.ib_servers.reason}. New orders are refused until IB's servers are back; nothing is queued to send later.`;
+    }
     else if (status.paper === false) text = "LIVE account: orders use real money.";
     notice.textContent = text;
     notice.hidden = !text;
     notice.className = `notice ${status.paper === false && !status.read_only && !status.trading_halted ? "live" : "blocked"}`;
-    ticketBlocked = !!(status.read_only || status.trading_halted);
+    ticketBlocked = !!(status.read_only || status.trading_halted
+      || (status.ib_servers && !status.ib_servers.reachable));
     $("#review-btn").disabled = ticketBlocked;
     if (confirmBody) updateSendEnabled(); // a halt also stops an order waiting for its Confirm
     $("#cancel-all-btn").hidden = !!status.read_only;
@@ -969,7 +992,11 @@
     $("#quote-ask-btn").disabled = !isNum(q.ask);
     $("#quote").classList.add("has-quote");
     const spread = isNum(q.bid) && isNum(q.ask) ? q.ask - q.bid : null;
-    $("#quote-status").textContent = `${q.symbol} · ${spread !== null ? `spread ${nf(2, 5).format(spread)} · ` : ""}as of ${fmtClock(q.time)}`;
+    const delayed = typeof q.market_data === "string" && q.market_data.startsWith("delayed");
+    $("#quote").classList.toggle("delayed", delayed);
+    const kind = delayed ? `${q.market_data.toUpperCase()} (~15 min old, no live subscription) · ` : "";
+    $("#quote-status").textContent = q.notice ? q.notice
+      : `${kind}${q.symbol} · ${spread !== null ? `spread ${nf(2, 5).format(spread)} · ` : ""}as of ${fmtClock(q.time)}`;
     const mid = isNum(q.last) ? q.last : isNum(q.bid) && isNum(q.ask) ? (q.bid + q.ask) / 2 : q.close;
     if (isNum(mid)) {
       quote.history.push({t: Date.now(), v: mid});

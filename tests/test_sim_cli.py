@@ -140,8 +140,8 @@ async def _connect_and_qualify(port: int) -> tuple[list[str], int, int]:
 
 def test_runs_serves_ib_async_and_stops_on_sigterm(start_cli, tmp_path) -> None:
     state = tmp_path / "state.json"
-    cli = start_cli("--port", "0", "--account", "DU7654321", "--seed", "3",
-                    "--state-file", str(state), "--log-level", "WARNING")
+    cli = start_cli("--port", "0", "--account", "DU7654321", "--seed", "3",  # real time: no
+                    "--state-file", str(state), "--log-level", "WARNING", "--no-nightly-reset")  # 1100 at 23:45
     match = cli.wait_started()
     assert match is not None, f"gateway exited early (rc={cli.proc.poll()}):\n{cli.stderr()}"
     port = int(match["port"])

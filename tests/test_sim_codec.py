@@ -55,6 +55,7 @@ from sim_gateway.codec import (
     parse_int,
 )
 from sim_gateway.derivatives import Chain
+from sim_gateway.historical import CancelHistoricalData, ReqHistoricalData
 from sim_gateway.options_model import Greeks
 from sim_gateway.types import (
     AccountValue,
@@ -257,6 +258,10 @@ REQUESTS: list[p.Request] = [
     im.CancelMktDepth(13, True),
     im.ReqMktDepthExchanges(),
     im.ReqMarketRule(26),
+    ReqHistoricalData(17, ContractQuery(con_id=265598, symbol="AAPL", sec_type="STK",
+                                        exchange="SMART", currency="USD"),
+                      "20261130 16:00:00 US/Eastern", "5 mins", "1 D", True, "TRADES", 1, False),
+    CancelHistoricalData(17),
 ]
 
 
@@ -721,7 +726,7 @@ def test_bad_condition_type() -> None:
     ("fields", "expected"),
     [
         (["54", "3", "42", "265598"], p.Unsupported(54, "REQ_CALC_IMPLIED_VOLAT", 42)),
-        (["20", "17", "265598"], p.Unsupported(20, "REQ_HISTORICAL_DATA", 17)),
+        (["50", "3", "9", "265598"], p.Unsupported(50, "REQ_REAL_TIME_BARS", 9)),
         (["87", "-3", "0"], p.Unsupported(87, "REQ_HEAD_TIMESTAMP", -3)),
         (["80"], p.Unsupported(80, "REQ_FAMILY_CODES", -1)),
         (["50", "3"], p.Unsupported(50, "REQ_REAL_TIME_BARS", -1)),

@@ -304,8 +304,10 @@ def bursts(times: list[float], gap: float = 0.1) -> int:
 
 
 @async_test
-async def test_delayed_market_data(gateway: SimGateway) -> None:
-    async with connected(gateway) as ib:
+async def test_delayed_market_data(start_gateway: Callable[..., SimGateway]) -> None:
+    """An account without a live subscription (with one, IB sends live data whatever type is
+    asked: see test_sim_bad_days)."""
+    async with connected(start_gateway(market_data="delayed")) as ib:
         [stock] = await qualified(ib, aapl())
         ib.reqMarketDataType(3)
         ticker = ib.reqMktData(stock)
@@ -963,12 +965,13 @@ async def test_unsupported_requests_get_a_clear_error(gateway: SimGateway) -> No
         assert "REQ_SCANNER_PARAMETERS" in text and "not supported" in text
 
         started = time.monotonic()
-        bars = await ib.reqHistoricalDataAsync(stock, "", "1 D", "1 hour", "TRADES", True, timeout=5)
+        ticks = await ib.reqHistoricalTicksAsync(stock, "", "20261130 10:00:00", 10, "TRADES",
+                                                 True)
         assert time.monotonic() - started < 1.0  # the error ends the request at once
-        assert list(bars) == []
+        assert list(ticks) == []
         [(req_id, code, text)] = errors.items[1:]
         assert req_id > 0 and code == 322
-        assert "REQ_HISTORICAL_DATA" in text and "not supported" in text
+        assert "REQ_HISTORICAL_TICKS" in text and "not supported" in text
         assert ib.isConnected()
 
 

@@ -3,7 +3,12 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+
+from conftest import ROOT, TRADING_CLOCK
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
 
 
 def run_script(*args, timeout=60):
@@ -42,3 +47,23 @@ def test_connection_refused_is_reported(gateway):
     gateway.stop()
     result = run_script("--host", "127.0.0.1", "--port", str(port))
     assert result.returncode == 2 and "Cannot connect" in result.stdout
+
+
+def test_fills_on_an_account_without_any_market_data(start_gateway_without_data):
+    """No subscription and no delayed data (--market-data-subscriptions none): an order needs
+    no quote, so the baseline still fills — embedded and against a separate gateway."""
+    result = run_script("--settle", "0.2,0.3,0.2", "--sim-market-data", "none")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "🎉 SUCCESS! Order reached: Filled" in result.stdout
+    gateway = start_gateway_without_data
+    result = run_script("--host", "127.0.0.1", "--port", str(gateway.port), "--settle", "0,0,0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not any(f"Error {code}" in result.stdout for code in (354, 10167, 10168))
+
+
+@pytest.fixture
+def start_gateway_without_data():
+    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data="none"),
+                    BrokerConfig(seed=7)).start()
+    yield gw
+    gw.stop()

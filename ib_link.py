@@ -1,0 +1,104 @@
+"""The gateway's link to IB's servers, as its notices tell it (pure; time is passed in).
+
+A gateway can keep the API socket open while IB's servers are unreachable: it says so with
+1100 (or 2110), and later 1102 (restored, data maintained) or 1101 (restored, data lost: market
+data and account subscriptions must be requested again). Data farms come and go with 2103/2104
+(market data), 2105/2106 (historical), 2107/2108 (inactive, available on demand) and 2157/2158
+(security definitions). ``LinkMonitor.on_message`` folds these into a frozen ``LinkState`` and
+returns what the connection must do (``LinkEvent``).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+LOST_CODES = frozenset({1100, 2110})
+RESTORED_KEPT, RESTORED_LOST = 1102, 1101
+FARM_CODES: dict[int, tuple[str, str]] = {  # code -> (kind, state)
+    2103: ("market data", "broken"), 2104: ("market data", "ok"),
+    2105: ("historical data", "broken"), 2106: ("historical data", "ok"),
+    2107: ("historical data", "inactive"), 2108: ("market data", "inactive"),
+    2157: ("security definitions", "broken"), 2158: ("security definitions", "ok"),
+}
+LINK_CODES = LOST_CODES | {RESTORED_KEPT, RESTORED_LOST} | set(FARM_CODES)
+
+
+class LinkEvent(enum.Enum):
+    LOST = "lost"  # 1100: orders cannot reach IB
+    RESTORED = "restored"  # 1102: reconcile
+    RESTORED_DATA_LOST = "restored_data_lost"  # 1101: reconcile and re-subscribe
+
+
+@dataclass(frozen=True)
+class FarmState:
+    """One data farm as the last notice about it said."""
+
+    name: str  # e.g. "usfarm"
+    kind: str  # market data | historical data | security definitions
+    state: str  # ok | broken | inactive
+    since: float  # epoch seconds of that notice
+    code: int
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """IB's servers and farms as one connection knows them."""
+
+    reachable: bool = True
+    since: float | None = None  # when the last change of ``reachable`` was told
+    code: int | None = None  # the notice that told it (1100, 1101, 1102, 2110)
+    message: str = ""  # the gateway's text
+    farms: tuple[FarmState, ...] = ()
+
+    def reason(self) -> str:
+        """A sentence for /health, the header and refused orders ("" while reachable)."""
+        if self.reachable:
+            return ""
+        since = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
+        return (f"IB servers unreachable (error {self.code} since {since}: the gateway lost its "
+                "connection to IB; it reconnects by itself)")
+
+    def as_dict(self) -> dict:
+        return {"reachable": self.reachable, "since": self.since, "code": self.code,
+                "message": self.message, "reason": self.reason(),
+                "farms": [{"name": f.name, "kind": f.kind, "state": f.state, "since": f.since,
+                           "code": f.code} for f in self.farms]}
+
+
+class LinkMonitor:
+    """Folds notices into a LinkState (one per connection; reset on every new socket)."""
+
+    def __init__(self) -> None:
+        self.state = LinkState()
+        self._farms: dict[tuple[str, str], FarmState] = {}
+
+    def reset(self) -> None:
+        self.state = LinkState()
+        self._farms.clear()
+
+    def on_message(self, code: int, text: str, now: float) -> LinkEvent | None:
+        """Take one error/notice; the action it calls for, if any."""
+        if code in FARM_CODES:
+            self._on_farm(code, text, now)
+            return None
+        if code in LOST_CODES:
+            if self.state.reachable:  # 1100 repeats while the outage lasts: keep its start
+                self.state = LinkState(False, now, code, text, self.state.farms)
+            return LinkEvent.LOST
+        if code in (RESTORED_KEPT, RESTORED_LOST):
+            self.state = LinkState(True, now, code, text, self.state.farms)
+            return LinkEvent.RESTORED if code == RESTORED_KEPT else LinkEvent.RESTORED_DATA_LOST
+        return None
+
+    def _on_farm(self, code: int, text: str, now: float) -> None:
+        kind, state = FARM_CODES[code]
+        name = text.rpartition(":")[2].strip() or "?"
+        old = self._farms.get((kind, name))
+        if old is not None and old.state == state:
+            return  # the same news again: keep "since"
+        self._farms[(kind, name)] = FarmState(name, kind, state, now, code)
+        farms = tuple(sorted(self._farms.values(), key=lambda f: (f.kind, f.name)))
+        s = self.state
+        self.state = LinkState(s.reachable, s.since, s.code, s.message, farms)

@@ -1,0 +1,234 @@
+"""The server side of IB's bad days (a mixin of ``GatewayServer``; the rules are in ``bad_days``).
+
+* Outages: on the ticker, the schedule is checked on the gateway's clock; at the start every
+  started session gets 1100 and the farm-broken notices, 1100 again every ``REPEAT_1100`` clock
+  seconds; requests that need IB's servers (orders, cancels, contract look-ups) are held, and so
+  are the broker's messages. At the end: 1102 (held messages delivered) or 1101 (held messages
+  dropped, every market-data and account subscription dropped), the farm-OK notices, then the
+  held requests are processed in arrival order.
+* Market data: each reqMktData is answered per the account's entitlement and the session's
+  ``reqMarketDataType``; a stream remembers the type it delivers (live or delayed tick ids).
+* Competing live session: at its start every live stream gets 10197 and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import bad_days as bd
+from . import broker as b
+from . import historical as h
+from . import protocol as p
+from .types import Contract
+
+if TYPE_CHECKING:
+    from .clock import SimClock
+    from .server import Session
+
+log = logging.getLogger(__name__)
+
+HELD_REQUESTS = (p.PlaceOrder, p.CancelOrder, p.ReqGlobalCancel, p.ReqContractDetails,
+                 h.ReqHistoricalData)
+
+
+@dataclass
+class BadDayState:
+    """The switches and what an outage in progress holds."""
+
+    entitlement: bd.Entitlement = bd.Entitlement.LIVE
+    outages: bd.Schedule = field(default_factory=bd.Schedule)
+    competing: bd.Schedule = field(default_factory=bd.Schedule)
+    outage: bd.Window | None = None
+    competing_now: bool = False
+    last_1100: float = 0.0
+    held_requests: list[tuple[Session, Any]] = field(default_factory=list)
+    held_events: list[Any] = field(default_factory=list)
+    outages_seen: int = 0
+    historical: h.HistoricalPacer = field(default_factory=h.HistoricalPacer)
+    historical_requests: int = 0
+    historical_violations: int = 0
+
+
+class BadDayHandlers:
+    """Outages, entitlements and competing sessions for ``GatewayServer``."""
+
+    sessions: list[Session]
+    clock: SimClock
+    broker: b.Broker
+    bad: BadDayState
+    _handlers: dict[type, Any]
+    _routes: dict[type, Any]
+
+    def _send(self, session: Session, fields: list[str]) -> None:
+        raise NotImplementedError
+
+    def _send_unresolved(self, session: Session, req_id: int, query: Any) -> None:
+        raise NotImplementedError
+
+    def _bad_day_handlers(self) -> dict[type, Any]:
+        return {h.ReqHistoricalData: self._on_historical_data,
+                h.CancelHistoricalData: lambda session, request: None}  # answered at once
+
+    # ----------------------------------------------------------------- historical data
+    def _on_historical_data(self, session: Session, request: h.ReqHistoricalData) -> None:
+        found = self.broker.find_contracts(request.contract)
+        if len(found) != 1:
+            self._send_unresolved(session, request.req_id, request.contract)
+            return
+        contract = found[0]
+        try:
+            bar = h.bar_seconds(request.bar_size)
+            span = h.duration_seconds(request.duration)
+            end = h.end_time(request.end, self.clock.now())
+        except ValueError as exc:
+            self._send(session, p.error(request.req_id, 321, "Error validating request.-'bA' : "
+                                        f"cause - {exc}", session.version))
+            return
+        self.bad.historical_requests += 1
+        violation = self.bad.historical.admit(request, contract.con_id)
+        if violation is not None:
+            self.bad.historical_violations += 1
+            log.warning("⛔ %s: historical data pacing violation (%s)", session.label(), violation)
+            self._send(session, p.error(request.req_id, 162, h_text(h.PACING_TEXT),
+                                        session.version))
+            return
+        quote = self.broker.quote(contract.con_id)
+        last = quote.last or quote.close or 100.0
+        rows = h.bars(self.broker.config.seed, contract.con_id, last, contract.min_tick, end, bar,
+                      span)
+        self._send(session, h.historical_data(request.req_id, rows, bar, request.format_date))
+
+    def _session_notice(self, session: Session, notice: bd.Notice) -> None:
+        self._send(session, p.error(-1, notice[0], notice[1], session.version))
+
+    def _broadcast(self, notices: list[bd.Notice]) -> None:
+        for session in self.sessions:
+            if session.started:
+                for notice in notices:
+                    self._session_notice(session, notice)
+
+    # ----------------------------------------------------------------- switches
+    def start_outage(self, window: bd.Window) -> None:
+        """Add an outage (controller switch); it starts on the next ticker step if due."""
+        self.bad.outages = bd.Schedule(self.bad.outages.windows + (window,),
+                                       self.bad.outages.nightly)
+
+    def start_competing(self, window: bd.Window) -> None:
+        self.bad.competing = bd.Schedule(self.bad.competing.windows + (window,))
+
+    @property
+    def outage_active(self) -> bool:
+        return self.bad.outage is not None
+
+    # ----------------------------------------------------------------- ticker
+    def _bad_day_step(self) -> None:
+        now = self.clock.now()
+        window = self.bad.outages.active(now)
+        if window is not None and self.bad.outage is None:
+            self._begin_outage(window, now)
+        elif self.bad.outage is not None and (window is None or window != self.bad.outage):
+            self._end_outage(self.bad.outage)
+            if window is not None:
+                self._begin_outage(window, now)
+        elif self.bad.outage is not None and now - self.bad.last_1100 >= bd.REPEAT_1100:
+            self.bad.last_1100 = now
+            self._broadcast(bd.outage_started()[:1])
+        competing = self.bad.competing.active(now) is not None
+        if competing != self.bad.competing_now:
+            self.bad.competing_now = competing
+            log.warning("📱 Competing live session %s", "started: live data stops (10197)"
+                        if competing else "ended")
+            if competing:
+                self._stop_live_streams()
+
+    def _begin_outage(self, window: bd.Window, now: float) -> None:
+        self.bad.outage, self.bad.last_1100 = window, now
+        self.bad.outages_seen += 1
+        log.warning("🌩️ IB servers unreachable (1100) for %.0fs of clock time (%s)",
+                    window.end - window.start, "data lost: 1101" if window.lost else "1102")
+        self._broadcast(bd.outage_started())
+
+    def _end_outage(self, window: bd.Window) -> None:
+        self.bad.outage = None
+        held_events, self.bad.held_events = self.bad.held_events, []
+        held_requests, self.bad.held_requests = self.bad.held_requests, []
+        log.warning("🌤️ IB servers reachable again (%s): %d message(s) %s, %d request(s) "
+                    "processed now", 1101 if window.lost else 1102, len(held_events),
+                    "dropped" if window.lost else "delivered", len(held_requests))
+        if window.lost:
+            for session in self.sessions:
+                _drop_subscriptions(session)
+        self._broadcast(bd.outage_ended(window.lost))
+        if not window.lost:
+            self._route_events(held_events)
+        for session, request in held_requests:
+            if session in self.sessions and not session.writer.is_closing():
+                self._handlers[type(request)](session, request)
+
+    # ----------------------------------------------------------------- holding
+    def _held_by_outage(self, session: Session, request: Any) -> bool:
+        """During an outage, keep a request that needs IB's servers for its end."""
+        if self.bad.outage is None or not isinstance(request, HELD_REQUESTS):
+            return False
+        self.bad.held_requests.append((session, request))
+        return True
+
+    def _hold_events(self, events: list[Any]) -> bool:
+        """During an outage, keep the broker's messages for its end."""
+        if self.bad.outage is None:
+            return False
+        self.bad.held_events.extend(events)
+        return True
+
+    def _route_events(self, events: list[Any]) -> None:
+        for event in events:
+            self._routes[type(event)](event)
+
+    def _start_notices(self) -> list[bd.Notice]:
+        """The notices a newly started API session gets."""
+        if self.bad.outage is not None:
+            return bd.outage_started()
+        return bd.farm_notices_ok()
+
+    # ----------------------------------------------------------------- market data
+    def _market_data_gate(self, session: Session, req_id: int, contract: Contract) -> int | None:
+        """Answer the entitlement part of a reqMktData: the type of the ticks to send (and a
+        notice first when IB sends one), or None when no ticks follow."""
+        listing = f"{contract.symbol} {contract.primary_exchange or contract.exchange}/TOP/ALL"
+        answer = bd.market_data_answer(self.bad.entitlement, session.market_data_type,
+                                       self.bad.competing_now, listing)
+        if answer.notice is not None:
+            self._send(session, p.error(req_id, answer.notice[0], answer.notice[1],
+                                        session.version))
+        if answer.delivered is not None and answer.delivered != 1:
+            self._send(session, p.market_data_type(req_id, answer.delivered))
+        return answer.delivered
+
+    def _stop_live_streams(self) -> None:
+        notice = bd.market_data_answer(bd.Entitlement.LIVE, 1, True, "").notice
+        assert notice is not None
+        for session in self.sessions:
+            for req_id, kind in list(session.stream_types.items()):
+                if kind in (1, 2):
+                    self._send(session, p.error(req_id, notice[0], notice[1], session.version))
+                    session.streams.pop(req_id, None)
+                    session.stream_types.pop(req_id, None)
+
+
+def _drop_subscriptions(session: Session) -> None:
+    """1101: the servers forgot this session's market data and account subscriptions."""
+    session.streams.clear()
+    session.stream_types.clear()
+    session.depth.clear()
+    session.positions = session.account_updates = False
+    session.multi.clear()
+    session.summaries.clear()
+    session.pnl.clear()
+    session.pnl_single.clear()
+
+
+def h_text(detail: str) -> str:
+    from . import errors
+    return errors.text(162, detail=detail)

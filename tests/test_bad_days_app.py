@@ -1,0 +1,287 @@
+"""The app on IB's bad days, over the simulated gateway: server outages (1100 → 1102 / 1101),
+farm notices, accounts without market-data subscriptions and competing live sessions."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from ib_link import LinkEvent, LinkMonitor
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+
+def post_order(client, **fields):
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT", **fields}
+    return client.post("/api/v1/orders", json=body)
+
+
+def order_json(client, order_id):
+    return client.get(f"/api/v1/orders/{order_id}").get_json()
+
+
+def servers(client):
+    return client.get("/api/v1/status").get_json()["ib_servers"]
+
+
+@pytest.fixture
+def start_app():
+    """Factory: a gateway (ServerSettings keywords) and the app on it; all stopped after."""
+    made: list = []
+
+    def start(app_overrides: dict | None = None, **gateway_settings):
+        from app_simple import create_app
+
+        gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
+                             BrokerConfig(seed=7)).start()
+        made.append(gateway)
+        app = create_app({"SETTINGS": app_settings(gateway, **(app_overrides or {})),
+                          "TESTING": True})
+        made.append(app.extensions["trading"])
+        return gateway, app, api_client(app)
+
+    yield start
+    for thing in reversed(made):
+        thing.stop()
+
+
+# ----------------------------------------------------------------------------- outages
+def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after_1102(start_app):
+    gateway, app, client = start_app()
+    gateway.set_fill_delay(1.5)
+    placed = post_order(client, quantity=5)
+    assert placed.status_code == 202
+    order_id = placed.get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    gateway.outage(seconds=3.0)  # the fill happens at IB while the gateway cannot tell us
+    wait_for(lambda: not servers(client)["reachable"])
+
+    broken = {("usfarm", "broken"), ("ushmds", "broken"), ("secdefnj", "broken")}
+    # the farm notices follow 1100 in the same burst
+    link = wait_for(lambda: (v := servers(client)) and
+                    broken <= {(f["name"], f["state"]) for f in v["farms"]} and v)
+    assert link["code"] == 1100 and "IB servers unreachable" in link["reason"]
+    health = client.get("/api/v1/health")
+    assert health.status_code == 503 and "IB servers unreachable" in health.get_json()["reason"]
+    assert client.get("/api/v1/status").get_json()["ok"] is False
+    refused = post_order(client)
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["code"] == "ib_servers_unreachable"
+    assert app.extensions["trading"].journal.count() == 1  # nothing queued to send later
+
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    assert servers(client)["code"] == 1102
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
+    fills = order_json(client, order_id)["lifecycle"]["fills"]
+    assert sum(f["shares"] for f in fills) == 5  # delivered after 1102, none lost
+    assert client.get("/api/v1/health").status_code == 200
+    after = post_order(client, quantity=2)
+    assert after.status_code == 202, after.get_json()
+    wait_for(lambda: order_json(client, after.get_json()["id"])["verdict"] == "filled")
+
+
+def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
+    gateway, app, client = start_app()
+    svc = app.extensions["trading"]
+    gateway.set_fill_delay(1.5)
+    order_id = post_order(client, action="SELL", quantity=7).get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    reader_reconnects = svc.connector.state().reconnects
+    gateway.outage(seconds=2.5, lost=True)  # the fill's messages are dropped by the gateway
+    wait_for(lambda: not servers(client)["reachable"])
+    assert post_order(client).status_code == 503
+    # after 1101 both connections reconnect: subscriptions made again, orders reconciled
+    wait_for(lambda: svc.connector.state().reconnects > reader_reconnects, timeout=10)
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=15)
+    lifecycle = order_json(client, order_id)["lifecycle"]
+    assert sum(f["shares"] for f in lifecycle["fills"]) == 7
+    assert any("recovered" in s["text"] or "matched" in s["text"] for s in lifecycle["steps"])
+    wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
+    wait_for(lambda: client.get("/api/v1/account").status_code == 200, timeout=10)
+    assert post_order(client, quantity=1).status_code == 202
+
+
+def test_farm_notices_are_shown_with_their_time(client):
+    farms = wait_for(lambda: servers(client)["farms"])
+    assert {(f["kind"], f["name"], f["state"]) for f in farms} >= {
+        ("market data", "usfarm", "ok"), ("historical data", "ushmds", "ok"),
+        ("security definitions", "secdefnj", "ok")}
+    assert all(f["since"] > 0 for f in farms)
+
+
+def test_link_monitor_keeps_the_start_of_an_outage_and_farm_since() -> None:
+    monitor = LinkMonitor()
+    assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 10.0) is None
+    assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 20.0) is None
+    assert monitor.state.farms[0].since == 10.0
+    assert monitor.on_message(1100, "lost", 30.0) is LinkEvent.LOST
+    assert monitor.on_message(1100, "lost", 40.0) is LinkEvent.LOST
+    assert not monitor.state.reachable and monitor.state.since == 30.0
+    assert monitor.on_message(1101, "restored", 50.0) is LinkEvent.RESTORED_DATA_LOST
+    assert monitor.state.reachable and monitor.state.code == 1101
+    assert monitor.on_message(2103, "Market data farm connection is broken:usfarm", 60.0) is None
+    assert monitor.state.farms[0].state == "broken" and monitor.state.farms[0].since == 60.0
+    assert monitor.on_message(202, "Order cancelled", 70.0) is None
+
+
+# ----------------------------------------------------------------------------- market data
+def test_account_without_subscription_gets_delayed_quotes_labelled_and_orders_accepted(start_app):
+    gateway, app, client = start_app(market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["market_data"] == "delayed" and quote["bid"] > 0 and quote["ask"] > 0
+    assert quote["notice_code"] is None
+    placed = post_order(client, order_type="LMT", limit_price=round(quote["ask"], 2))
+    assert placed.status_code == 202, placed.get_json()
+    journaled = app.extensions["trading"].journal.get(placed.get_json()["id"])
+    assert journaled.risk["figures"]["quote_delayed"] is True  # the audit says "delayed"
+    market = post_order(client, quantity=3)
+    assert market.status_code == 202, market.get_json()
+    wait_for(lambda: order_json(client, market.get_json()["id"])["verdict"] == "filled")
+
+
+def test_delayed_collar_is_configurable(start_app):
+    gateway, app, client = start_app({"risk_price_collar_pct": 50, "risk_delayed_collar_pct": 1},
+                                     market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    res = post_order(client, order_type="LMT", limit_price=round(quote["ask"] * 0.95, 2))
+    assert res.status_code == 422
+    assert "delayed quote" in res.get_json()["error"]["message"]
+    assert "delayed-data collar 1%" in res.get_json()["error"]["message"]
+
+
+def test_no_market_data_at_all_refuses_with_the_cause_and_what_to_do(start_app):
+    gateway, app, client = start_app(market_data="none")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["bid"] is None and quote["last"] is None and quote["notice_code"] == 10168
+    assert "delayed data is not enabled" in quote["notice"]
+    res = post_order(client)
+    assert res.status_code == 422
+    error = res.get_json()["error"]
+    assert error["code"] == "risk_rejected" and "10168" in error["message"]
+    assert "Client Portal" in error["message"]
+    assert gateway.all_orders() == []
+
+
+def test_live_only_type_on_an_unsubscribed_account_names_354(start_app):
+    gateway, app, client = start_app({"market_data_type": 1}, market_data="delayed")
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["notice_code"] == 354 and quote["bid"] is None
+    assert "MARKET_DATA_TYPE=3" in quote["notice"]
+
+
+def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app):
+    gateway, app, client = start_app()
+    assert client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] > 0
+    gateway.competing_session(seconds=600)
+    quote = wait_for(lambda: (q := client.get("/api/v1/quote?symbol=AAPL").get_json())
+                     ["notice_code"] == 10197 and q)
+    assert quote["bid"] is None and quote["ask"] is None  # not the last snapshot's prices
+    assert "competing live session" in quote["notice"] and "Log out" in quote["notice"]
+    res = post_order(client)
+    assert res.status_code == 422 and "competing live session" in res.get_json()["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- historical data
+def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
+    gateway, app, client = start_app()
+    query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"
+    first = client.get(query)
+    assert first.status_code == 200, first.get_json()
+    body = first.get_json()
+    assert body["cached"] is False and len(body["bars"]) == 360
+    assert all(b["low"] <= b["close"] <= b["high"] for b in body["bars"])
+    again = client.get(query).get_json()
+    assert again["cached"] is True and again["bars"] == body["bars"]
+    assert gateway.historical_counts() == (1, 0)  # the identical request IB would refuse within 15 s never left
+    # eight different requests for one contract at once: IB refuses the 6th within 2 s
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: client.get(
+            f"/api/v1/bars?symbol=AAPL&duration={(i + 2) * 60} S&bar_size=5 secs"), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert all(len(a.get_json()["bars"]) for a in answers)
+    assert gateway.historical_counts() == (9, 0)
+
+
+def test_bars_budget_refuses_with_retry_after_instead_of_drawing_162(start_app, monkeypatch):
+    import history
+    monkeypatch.setattr(history, "WINDOW_MAX", 3)
+    gateway, app, client = start_app()
+    for minutes in (1, 2, 3):
+        assert client.get(f"/api/v1/bars?symbol=MSFT&duration={minutes * 60} S&bar_size=1 min"
+                          ).status_code == 200
+    res = client.get("/api/v1/bars?symbol=MSFT&duration=240 S&bar_size=1 min")
+    assert res.status_code == 429 and res.get_json()["error"]["code"] == "history_paced"
+    assert int(res.headers["Retry-After"]) > 0
+    bad = client.get("/api/v1/bars?symbol=MSFT&bar_size=7 mins")
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "bar_size"
+
+
+def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
+    from history import BarsKey, HistoryBudgetSpent, HistoryPacer
+    pacer = HistoryPacer()
+    key = BarsKey("AAPL", "STK", "1 D", "5 secs", "TRADES")
+    assert [pacer.wait(key, 0.0) for _ in range(5)] == [0.0] * 5
+    assert 1.9 < pacer.wait(key, 0.1) <= 2.01  # the 6th waits: IB refuses it within 2 s
+    other = BarsKey("MSFT", "STK", "1 D", "5 secs", "BID_ASK")
+    for i in range(22):  # BID_ASK counts twice: 5 + 44 = 49 of 50
+        assert pacer.wait(other, 3.0 * i + 3) == 0.0
+    with pytest.raises(HistoryBudgetSpent) as spent:
+        pacer.wait(other, 70.0)
+    assert 500 < spent.value.retry_after <= 600
+
+
+def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app):
+    gateway, app, client = start_app()
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    order_id = post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
+                          ).get_json()["id"]
+    wait_for(lambda: len(gateway.open_orders()) == 1)
+    gateway.outage(seconds=2.0)
+    handler = app.extensions["trading"].handler
+    wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
+    cancel = client.post(f"/api/v1/orders/{order_id}/cancel")
+    assert cancel.status_code == 503 and cancel.get_json()["error"]["code"] == \
+        "ib_servers_unreachable"
+    res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "outage drill"})
+    assert res.status_code == 200 and res.get_json()["engaged"] is True
+    assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    wait_for(lambda: not gateway.open_orders(), timeout=10)  # the global cancel went after 1102
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled", timeout=10)
+
+
+def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
+    """Some gateways still pass messages on during 1100: nothing is ignored meanwhile."""
+    gateway, app, client = start_app()
+    gateway.set_fill_delay(1.5)
+    order_id = post_order(client, quantity=4).get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    lost = "Connectivity between IB and Trader Workstation has been lost."
+    for client_id in (999, 1000):
+        assert gateway.send_error(client_id, -1, 1100, lost)
+    wait_for(lambda: not servers(client)["reachable"])
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
+    assert not servers(client)["reachable"]  # recorded while IB was still said unreachable
+    assert sum(f["shares"] for f in order_json(client, order_id)["lifecycle"]["fills"]) == 4
+    restored = "Connectivity between IB and TWS has been restored- data maintained."
+    for client_id in (999, 1000):
+        gateway.send_error(client_id, -1, 1102, restored)
+    wait_for(lambda: servers(client)["reachable"])
+    assert post_order(client).status_code == 202
+
+
+def test_bad_day_settings_are_validated() -> None:
+    from config import ConfigError, load_settings
+    settings = load_settings(env={}, dotenv_path=None)
+    assert (settings.market_data_type, settings.sim_market_data, settings.sim_nightly_reset,
+            settings.risk_delayed_collar_pct) == (3, "live", "23:45/300", None)
+    assert load_settings(env={"SIM_NIGHTLY_RESET": "OFF"}, dotenv_path=None).sim_nightly_reset \
+        == "off"
+    for key, value in (("SIM_NIGHTLY_RESET", "25:00/10"), ("SIM_NIGHTLY_RESET", "23:45"),
+                       ("MARKET_DATA_TYPE", "5"), ("SIM_MARKET_DATA", "some"),
+                       ("RISK_DELAYED_COLLAR_PCT", "-1")):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(env={key: value}, dotenv_path=None)
+        assert key in str(refused.value)

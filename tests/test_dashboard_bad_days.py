@@ -1,0 +1,87 @@
+"""The dashboard on IB's bad days, in a real browser: a server outage (1100 → 1102) in the
+header and the ticket, the farms in the health bar, delayed quotes labelled, and the reason
+shown when the account has no market data at all."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+from test_dashboard import Dashboard, browser, dash, live  # noqa: F401 - the browser fixtures
+
+from conftest import TRADING_CLOCK
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+
+@pytest.fixture
+def gateway(request) -> Iterator[SimGateway]:
+    """A gateway whose account has the market data named by the parameter (default live)."""
+    kind = getattr(request, "param", "live")
+    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data=kind),
+                    BrokerConfig(seed=7)).start()
+    yield gw
+    gw.stop()
+
+
+def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
+        dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    ib = page.locator("#conn-ib")
+    expect(ib.locator(".conn-state")).to_have_text("reachable")
+    expect(ib.locator(".conn-age")).to_have_text(re.compile(r"^\d+ farm\(s\) ok$"))
+    gateway.outage(seconds=4.0)
+    expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
+    expect(ib.locator(".conn-state")).to_have_text(re.compile(r"^unreachable since \d\d:\d\d:\d\d$"))
+    expect(ib.locator(".conn-age")).to_have_text(
+        re.compile(r"^3 farms broken since \d\d:\d\d:\d\d$"))
+    title = ib.get_attribute("title") or ""
+    assert "market data farm usfarm: broken since" in title and "(2103)" in title
+    expect(page.locator("#review-btn")).to_be_disabled()
+    notice = page.locator("#ticket-notice")
+    expect(notice).to_contain_text("IB servers unreachable (error 1100")
+    expect(notice).to_contain_text("nothing is queued to send later")
+    dash.shot("ib_servers_unreachable")
+    expect(page.locator("#health")).to_have_text("connected", timeout=15_000)
+    expect(ib.locator(".conn-state")).to_have_text("reachable")
+    expect(notice).to_be_hidden()
+    assert "usfarm: ok since" in (ib.get_attribute("title") or "")
+    expect(page.locator("#review-btn")).to_be_enabled()
+
+
+@pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
+def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    bid = dash.enter_symbol("AAPL")
+    assert bid > 0
+    expect(page.locator("#quote")).to_have_class(re.compile(r"\bdelayed\b"))
+    expect(page.locator("#quote-status")).to_contain_text("DELAYED (~15 min old")
+    label = page.locator("#quote-bid-btn .quote-label")
+    after = label.evaluate("node => getComputedStyle(node, '::after').content")
+    assert "delayed" in after
+    dash.shot("delayed_quote")
+
+
+@pytest.mark.parametrize("gateway", ["none"], indirect=True)
+def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    page.fill("#symbol", "AAPL")
+    status = page.locator("#quote-status")
+    expect(status).to_contain_text("IB error 10168")
+    expect(status).to_contain_text("Client Portal")
+    expect(page.locator("#quote-bid")).to_have_text("—")
+    dash.shot("no_market_data")
+
+
+def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    dash.enter_symbol("AAPL")
+    gateway.competing_session(seconds=600)
+    status = page.locator("#quote-status")
+    expect(status).to_contain_text("competing live session", timeout=10_000)
+    expect(status).to_contain_text("Log out of the other session")
+    expect(page.locator("#quote-bid")).to_have_text("—")
+    dash.shot("competing_session")

@@ -1,0 +1,353 @@
+"""IB's bad days in the simulated gateway, seen by unmodified ib_async 2.1.0 and ibapi 9.81:
+server outages (1100 → 1102 / 1101), farm notices, market-data entitlements (354 / 10167 /
+10168), competing live sessions (10197) and the CLI switches that schedule them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from ib_async import IB, LimitOrder, MarketOrder
+from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
+from test_sim_ibapi import aapl as ibapi_aapl
+from test_sim_ibapi import order as ibapi_order
+from test_sim_server import Errors, aapl, async_test, connected, qualified, status, until
+
+from conftest import TRADING_CLOCK
+from sim_gateway import bad_days as bd
+from sim_gateway.__main__ import parser
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings, bad_day_state
+
+
+@pytest.fixture
+def start_gateway() -> Any:
+    """Factory of gateways in a trading session (ServerSettings as keywords); all stopped after."""
+    started: list[SimGateway] = []
+
+    def start(**settings: Any) -> SimGateway:
+        settings = {"clock_start": TRADING_CLOCK, **settings}
+        gw = SimGateway(ServerSettings(**settings), BrokerConfig(seed=7)).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
+    return start_gateway()
+
+
+# ----------------------------------------------------------------------------- outages
+@async_test
+async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
+        gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        resting = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, tif="DAY"))
+        await status(resting, "Submitted")
+        gateway.outage(seconds=3.0)
+        await until(lambda: 1100 in errors.codes(), what="1100")
+        await until(lambda: {2103, 2105, 2157} <= set(errors.codes(-1)), what="farms broken")
+        # an order placed now is held by the gateway: no answer while IB's servers are away
+        held = ib.placeOrder(stock, MarketOrder("BUY", 2, tif="DAY"))
+        await asyncio.sleep(0.3)
+        assert held.orderStatus.status == "PendingSubmit" and not held.fills
+        assert gateway.outage_active()
+        await until(lambda: 1102 in errors.codes(), timeout=6, what="1102")
+        await until(lambda: {2104, 2106, 2158} <= set(errors.codes(-1)), what="farms OK")
+        assert 1101 not in errors.codes()
+        assert errors.text(1100) == "Connectivity between IB and Trader Workstation has been lost."
+        await status(held, "Filled")  # processed after the outage, not lost
+        assert ib.isConnected()
+
+
+@async_test
+async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        gateway.set_fill_delay(1.0)
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
+        await status(trade, "PreSubmitted")
+        gateway.outage(seconds=1.5)  # the fill happens at IB during the outage
+        await until(lambda: 1100 in errors.codes(), what="1100")
+        await asyncio.sleep(1.0)
+        assert [e.shares for e, _ in gateway.executions()] == [3]
+        assert not trade.fills  # held by the gateway while IB's servers are unreachable
+        await until(lambda: 1102 in errors.codes(), timeout=4, what="1102")
+        await status(trade, "Filled")
+        assert sum(f.execution.shares for f in trade.fills) == 3
+
+
+@async_test
+async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds_the_fill(
+        gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ticker = ib.reqMktData(stock)
+        await until(lambda: ticker.last == ticker.last and ticker.last > 0, what="first ticks")
+        gateway.set_fill_delay(1.0)
+        trade = ib.placeOrder(stock, MarketOrder("SELL", 4, tif="DAY"))
+        await status(trade, "PreSubmitted")
+        gateway.outage(seconds=1.5, lost=True)
+        await until(lambda: 1101 in errors.codes(), timeout=5, what="1101")
+        assert 1102 not in errors.codes()
+        await asyncio.sleep(0.6)
+        assert not trade.fills and trade.orderStatus.status == "PreSubmitted"  # the message was lost
+        seen = len(ticker.ticks), ticker.time
+        await asyncio.sleep(0.6)
+        assert ticker.time == seen[1]  # the stream was dropped server-side: re-request it
+        fills = await ib.reqExecutionsAsync()  # reconciliation finds the fill
+        assert [f.execution.shares for f in fills if f.execution.orderId == trade.order.orderId] == [4]
+        ib.cancelMktData(stock)
+
+
+@async_test
+async def test_outage_repeats_1100_and_a_client_connecting_meanwhile_is_told(
+        gateway: SimGateway) -> None:
+    gateway.set_clock(speed=20)  # 1100 repeats every 10 s of clock time
+    gateway.outage(seconds=30 * 20)  # 30 s of wall time at this speed; ended by stop()
+    await until(lambda: gateway.outage_active(), what="outage")
+    ib = IB()
+    errors = Errors(ib)  # before connecting: the notices come with the connect
+    await ib.connectAsync(gateway.host, gateway.port, clientId=3, timeout=5)
+    try:
+        assert errors.codes(-1)[:4] == [1100, 2103, 2105, 2157]
+        await until(lambda: errors.codes().count(1100) >= 2, timeout=5, what="repeated 1100")
+    finally:
+        ib.disconnect()
+
+
+def test_ibapi_sees_1100_and_1102(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    order_id = app.next_order_id()
+    gateway.outage(seconds=1.0)
+    app.wait_call("error", reqId=-1, errorCode=1100)
+    app.wait_call("error", reqId=-1, errorCode=2103)
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 1))
+    app.wait_call("error", reqId=-1, errorCode=1102, timeout=5)
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+    app.wait_call("error", reqId=-1, errorCode=2104)
+
+
+# ----------------------------------------------------------------------------- market data
+async def _snapshot_answer(gw: SimGateway, data_type: int) -> tuple[Any, Errors]:
+    async with connected(gw) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ib.reqMarketDataType(data_type)
+        [ticker] = await ib.reqTickersAsync(stock)
+        return ticker, errors
+
+
+@async_test
+async def test_entitled_account_gets_live_data_even_when_asking_for_delayed(
+        gateway: SimGateway) -> None:
+    ticker, errors = await _snapshot_answer(gateway, 3)
+    assert ticker.bid > 0 and ticker.marketDataType == 1
+    assert not {354, 10167, 10168} & set(errors.codes())
+
+
+@async_test
+async def test_no_subscription_live_request_354_delayed_request_10167_delayed_ticks(
+        start_gateway: Callable[..., SimGateway]) -> None:
+    gw = start_gateway(market_data="delayed")
+    ticker, errors = await _snapshot_answer(gw, 1)
+    assert 354 in errors.codes() and ticker.bid != ticker.bid  # nan: no price at all
+    assert "Delayed market data is available.AAPL" in errors.text(354)
+    ticker, errors = await _snapshot_answer(gw, 3)
+    assert 10167 in errors.codes() and ticker.marketDataType == 3
+    assert ticker.bid > 0 and ticker.ask > ticker.bid and ticker.last > 0
+    ticker, errors = await _snapshot_answer(gw, 4)
+    assert ticker.marketDataType == 4 and ticker.last > 0
+
+
+@async_test
+async def test_no_data_at_all_354_and_10168(start_gateway: Callable[..., SimGateway]) -> None:
+    gw = start_gateway(market_data="none")
+    ticker, errors = await _snapshot_answer(gw, 1)
+    assert 354 in errors.codes() and errors.text(354) == "Requested market data is not subscribed."
+    ticker, errors = await _snapshot_answer(gw, 3)
+    assert errors.codes().count(10168) == 1
+    assert ticker.last != ticker.last and ticker.bid != ticker.bid
+
+
+def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
+        start_gateway: Callable[..., SimGateway], ibapi_log: list) -> None:  # noqa: F811
+    gw = start_gateway(market_data="delayed")
+    client = App()
+    client.connect("127.0.0.1", gw.port, 5)
+    client.start_loop()
+    try:
+        client.wait_call("nextValidId")
+        client.reqMktData(11, ibapi_aapl(), "", False, False, [])
+        assert "not subscribed" in client.wait_call("error", reqId=11, errorCode=354)["errorString"]
+        client.reqMarketDataType(3)
+        client.reqMktData(12, ibapi_aapl(), "", False, False, [])
+        client.wait_call("error", reqId=12, errorCode=10167)
+        client.wait_call("tickPrice", reqId=12, tickType=68)
+        assert not client.find("tickPrice", reqId=11) and not client.find("tickPrice", reqId=12,
+                                                                          tickType=4)
+    finally:
+        client.disconnect()
+
+
+@async_test
+async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests(
+        gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ticker = ib.reqMktData(stock)
+        await until(lambda: ticker.last > 0, what="first ticks")
+        gateway.competing_session(seconds=1.5)
+        await until(lambda: 10197 in errors.codes(), what="10197")
+        assert errors.text(10197) == "No market data during competing live session"
+        stopped = ticker.time
+        await asyncio.sleep(0.6)
+        assert ticker.time == stopped  # the stream stopped
+        ib.cancelMktData(stock)
+        await ib.reqTickersAsync(stock)
+        assert errors.codes().count(10197) == 2  # a new request is refused too
+        await asyncio.sleep(1.2)
+        [snap] = await ib.reqTickersAsync(stock)  # the other session logged out
+        assert snap.time is not None and stopped is not None and snap.time > stopped
+        assert snap.bid > 0
+        assert errors.codes().count(10197) == 2
+
+
+# ----------------------------------------------------------------------------- switches
+def test_window_and_nightly_parsing() -> None:
+    origin = TRADING_CLOCK
+    assert bd.parse_window("30:60", origin) == bd.Window(origin + 30, origin + 90, False)
+    assert bd.parse_window("2026-11-30T23:50:00-05:00:600:lost", origin).lost
+    assert bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).end - \
+        bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).start == 600
+    for bad in ("60", "x:60", "30:-1", "30:0", "2026-11-30T23:50:00:60"):
+        with pytest.raises(ValueError):
+            bd.parse_window(bad, origin)
+    with pytest.raises(ValueError):
+        bd.parse_window("30:60:lost", origin, allow_lost=False)
+    nightly = bd.parse_nightly("23:45/300")
+    at = bd.parse_window("2026-11-30T23:46:00-05:00:1", 0).start
+    window = nightly.window(at)
+    assert window is not None and window.end - window.start == 300 and not window.lost
+    assert nightly.window(at + 600) is None
+    assert nightly.next_start(at + 600) - window.start == 86400
+    past_midnight = bd.parse_nightly("23:58/300/lost").window(
+        bd.parse_window("2026-12-01T00:01:00-05:00:1", 0).start)
+    assert past_midnight is not None and past_midnight.lost
+    for bad in ("23:45", "25:00/10", "23:45/0", "23:45/10/x"):
+        with pytest.raises(ValueError):
+            bd.parse_nightly(bad)
+
+
+def test_cli_switches_reach_the_gateway_settings() -> None:
+    assert parser().parse_args([]).nightly_reset == bd.DEFAULT_NIGHTLY  # on, as IB does it
+    assert parser().parse_args(["--no-nightly-reset"]).nightly_reset is None
+    assert parser().parse_args([]).outage == [] and parser().parse_args([]).competing_session == []
+    args = parser().parse_args(["--market-data-subscriptions", "none", "--outage", "30:60:lost",
+                                "--outage", "120:5", "--competing-session", "10:20"])
+    assert args.market_data_subscriptions == "none" and args.nightly_reset == bd.DEFAULT_NIGHTLY
+    state = bad_day_state(ServerSettings(market_data=args.market_data_subscriptions,
+                                         outages=tuple(args.outage),
+                                         nightly_reset=args.nightly_reset,
+                                         competing_sessions=tuple(args.competing_session)), 0.0)
+    assert state.entitlement is bd.Entitlement.NONE
+    assert [w.lost for w in state.outages.windows] == [True, False]
+    assert state.outages.nightly == bd.Nightly(bd.parse_nightly("23:45/300").at, 300.0)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--market-data-subscriptions", "some"])
+
+
+def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGateway]) -> None:
+    night = bd.parse_window("2026-11-30T23:44:59-05:00:1", 0).start
+    gw = start_gateway(clock_start=night, nightly_reset="23:45/2")
+
+    async def run() -> None:
+        async with connected(gw) as ib:
+            errors = Errors(ib)
+            await until(lambda: 1100 in errors.codes(), timeout=4, what="1100 at 23:45")
+            await until(lambda: 1102 in errors.codes(), timeout=5, what="1102 at 23:45:02")
+    asyncio.run(asyncio.wait_for(run(), 20))
+
+
+# ----------------------------------------------------------------------------- historical data
+@async_test
+async def test_historical_bars_end_at_the_current_price(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        bars = await ib.reqHistoricalDataAsync(stock, "", "1 D", "5 mins", "TRADES", True,
+                                               timeout=5)
+        assert len(bars) == 288
+        assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
+        assert bars[1].date - bars[0].date == (bars[-1].date - bars[-2].date)
+        [ticker] = await ib.reqTickersAsync(stock)
+        assert abs(bars[-1].close - ticker.last) / ticker.last < 0.01
+        daily = await ib.reqHistoricalDataAsync(stock, "", "1 M", "1 day", "TRADES", True,
+                                                timeout=5)
+        assert len(daily) == 30 and not hasattr(daily[0].date, "hour")
+
+
+@async_test
+async def test_historical_pacing_162_identical_within_15s_and_six_within_2s(
+        gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        first = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert len(first) == 360
+        again = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert list(again) == [] and errors.codes().count(162) == 1
+        assert "pacing violation" in errors.text(162)
+        for minutes in range(2, 6):  # different requests: 5 for the contract within 2 s
+            got = await ib.reqHistoricalDataAsync(stock, "", f"{minutes * 60} S", "5 secs",
+                                                  "TRADES", True, timeout=5)
+            assert got
+        sixth = await ib.reqHistoricalDataAsync(stock, "", "420 S", "5 secs", "TRADES", True,
+                                                timeout=5)
+        assert list(sixth) == [] and errors.codes().count(162) == 2
+        minute_bars = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "1 min", "TRADES",
+                                                      True, timeout=5)
+        assert len(minute_bars) == 30  # bars above 30 s are not paced
+
+
+def test_historical_pacer_sixty_in_ten_minutes_bid_ask_counts_twice() -> None:
+    from sim_gateway.historical import HistoricalPacer, ReqHistoricalData
+    from sim_gateway.types import ContractQuery
+
+    def request(i: int, what: str = "TRADES") -> ReqHistoricalData:
+        return ReqHistoricalData(1, ContractQuery(symbol="X"), "", "1 secs", f"{i} S", True,
+                                 what, 1, False)
+
+    pacer = HistoricalPacer()
+    for i in range(60):  # spread over 9.5 minutes, different contracts
+        assert pacer.admit(request(i + 1), con_id=i, now=i * 9.5) is None
+    assert pacer.admit(request(999), con_id=999, now=570.5) == \
+        "more than 60 requests within 10 minutes"
+    assert pacer.admit(request(999), con_id=999, now=600.5) is None  # the first one aged out
+    pacer = HistoricalPacer()
+    for i in range(30):
+        assert pacer.admit(request(i + 1, "BID_ASK"), con_id=i, now=i * 10.0) is None
+    assert pacer.admit(request(99), con_id=99, now=300.0) is not None
+
+
+def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:  # noqa: F811
+    app.historicalData = lambda reqId, bar: app._record("historicalData", reqId=reqId, bar=bar)
+    app.historicalDataEnd = lambda reqId, start, end: app._record(
+        "historicalDataEnd", reqId=reqId)
+    app.reqHistoricalData(21, ibapi_aapl(), "", "1 D", "1 hour", "TRADES", 1, 1, False, [])
+    app.wait_call("historicalDataEnd", reqId=21)
+    bars = app.find("historicalData", reqId=21)
+    assert len(bars) == 24 and all(b["bar"].high >= b["bar"].low > 0 for b in bars)
+    assert bars[0]["bar"].date.endswith("US/Eastern") and isinstance(bars[0]["bar"].volume, int)
