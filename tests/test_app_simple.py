@@ -117,10 +117,11 @@ def test_limit_order_modify_and_cancel(client, gateway):
                       and o.lmt_price == pytest.approx(far - 1)])
     res = client.post(f"/api/v1/orders/{order_id}/cancel")
     assert res.status_code == 202
-    wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled")
+    # IB's 202 ("Order Canceled") and the Cancelled status arrive as two messages: wait for both
+    wait_for(lambda: (lambda o: o["verdict"] == "cancelled" and any(
+        m["code"] == 202 for m in o["lifecycle"]["messages"]))(order_json(client, order_id)))
     body = order_json(client, order_id)
     assert body["lifecycle"]["transitions"][-1]["new"] == "Cancelled"
-    assert any(m["code"] == 202 for m in body["lifecycle"]["messages"])
     assert not [o for o in gateway.open_orders() if o.order_ref == order_id]
     # a finished order cannot be cancelled again
     assert client.post(f"/api/v1/orders/{order_id}/cancel").status_code == 409
