@@ -14,6 +14,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .types import ContractQuery
+
 MAGIC = b"API\0"
 MAX_FRAME_SIZE = 16 * 1024 * 1024
 MAX_HELLO_SIZE = 1024
@@ -276,3 +278,22 @@ class FieldReader:
         extra = len(self._fields) - self._pos
         if extra:
             raise DecodeError(f"{self.message}: {extra} unexpected trailing field(s)")
+
+
+def read_contract(r: FieldReader) -> ContractQuery:
+    """The 12-field contract block (conId … tradingClass) that reqMktData, reqMktDepth,
+    reqContractDetails, reqHistoricalData and placeOrder share."""
+    return ContractQuery(
+        con_id=r.read_int("conId"),
+        symbol=r.read_str("symbol"),
+        sec_type=r.read_str("secType"),
+        last_trade_date=r.read_str("lastTradeDateOrContractMonth"),
+        strike=r.read_float("strike"),
+        right=r.read_str("right"),
+        multiplier=r.read_str("multiplier"),
+        exchange=r.read_str("exchange"),
+        primary_exchange=r.read_str("primaryExchange"),
+        currency=r.read_str("currency"),
+        local_symbol=r.read_str("localSymbol"),
+        trading_class=r.read_str("tradingClass"),
+    )

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .codec import FieldReader, fmt_price
+from .codec import FieldReader, fmt_price, read_contract
 from .types import ContractQuery
 
 REQ_HISTORICAL_DATA, CANCEL_HISTORICAL_DATA, HISTORICAL_DATA = 20, 25, 17
@@ -66,9 +66,9 @@ class CancelHistoricalData:
 
 
 def decode_req_historical_data(r: FieldReader, version: int) -> ReqHistoricalData:
-    from .protocol import _read_contract, _skip_groups  # the shared contract block
+    from .protocol import _skip_groups  # the shared group skipper (protocol imports this module)
 
-    req_id, contract = r.read_int("reqId"), _read_contract(r)
+    req_id, contract = r.read_int("reqId"), read_contract(r)
     r.skip(1, "includeExpired")
     end, bar_size, duration = r.read_str("endDateTime"), r.read_str("barSize"), r.read_str("duration")
     use_rth, what = r.read_bool("useRTH"), r.read_str("whatToShow")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import FieldReader, fmt_bool, fmt_price, fmt_qty
+from .codec import FieldReader, fmt_bool, fmt_price, fmt_qty, read_contract
 from .depth import DepthOp
 from .derivatives import Chain
 from .market_rules import Increments
@@ -76,23 +76,6 @@ InstrumentRequest = ReqSecDefOptParams | ReqMktDepth | CancelMktDepth | ReqMktDe
 # ================================================================ request decoding
 
 
-def _read_contract(r: FieldReader) -> ContractQuery:
-    """conId … tradingClass, in reqMktDepth's order (the same as reqMktData's)."""
-    return ContractQuery(
-        con_id=r.read_int("conId"),
-        symbol=r.read_str("symbol"),
-        sec_type=r.read_str("secType"),
-        last_trade_date=r.read_str("lastTradeDateOrContractMonth"),
-        strike=r.read_float("strike"),
-        right=r.read_str("right"),
-        multiplier=r.read_str("multiplier"),
-        exchange=r.read_str("exchange"),
-        primary_exchange=r.read_str("primaryExchange"),
-        currency=r.read_str("currency"),
-        local_symbol=r.read_str("localSymbol"),
-        trading_class=r.read_str("tradingClass"),
-    )
-
 
 def _decode_sec_def_opt_params(r: FieldReader, version: int) -> ReqSecDefOptParams:
     return ReqSecDefOptParams(
@@ -103,7 +86,7 @@ def _decode_sec_def_opt_params(r: FieldReader, version: int) -> ReqSecDefOptPara
 
 def _decode_mkt_depth(r: FieldReader, version: int) -> ReqMktDepth:
     r.skip(1, "version")
-    req_id, contract = r.read_int("reqId"), _read_contract(r)
+    req_id, contract = r.read_int("reqId"), read_contract(r)
     request = ReqMktDepth(req_id, contract, r.read_int("numRows"), r.read_bool("isSmartDepth"))
     r.skip(1, "mktDepthOptions")
     return request

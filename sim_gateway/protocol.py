@@ -29,6 +29,7 @@ from .codec import (
     fmt_qty,
     fmt_unset_price,
     parse_int,
+    read_contract,
 )
 from .sessions import ContractHours
 from .types import (
@@ -399,23 +400,6 @@ _RequestDecoder = Callable[[FieldReader, int], Request]
 # ================================================================ request decoding
 
 
-def _read_contract(r: FieldReader) -> ContractQuery:
-    """The 12-field contract block (conId … tradingClass)."""
-    return ContractQuery(
-        con_id=r.read_int("conId"),
-        symbol=r.read_str("symbol"),
-        sec_type=r.read_str("secType"),
-        last_trade_date=r.read_str("lastTradeDateOrContractMonth"),
-        strike=r.read_float("strike"),
-        right=r.read_str("right"),
-        multiplier=r.read_str("multiplier"),
-        exchange=r.read_str("exchange"),
-        primary_exchange=r.read_str("primaryExchange"),
-        currency=r.read_str("currency"),
-        local_symbol=r.read_str("localSymbol"),
-        trading_class=r.read_str("tradingClass"),
-    )
-
 
 def _skip_groups(r: FieldReader, name: str, width: int) -> None:
     """A count followed by ``count`` groups of ``width`` fields."""
@@ -455,14 +439,14 @@ def _decode_req_ids(r: FieldReader, version: int) -> ReqIds:
 
 def _decode_contract_details(r: FieldReader, version: int) -> ReqContractDetails:
     r.skip(1, "version")
-    req_id, contract = r.read_int("reqId"), _read_contract(r)
+    req_id, contract = r.read_int("reqId"), read_contract(r)
     r.skip(3 + int(version >= 176), "includeExpired..issuerId")
     return ReqContractDetails(req_id, contract)
 
 
 def _decode_mkt_data(r: FieldReader, version: int) -> ReqMktData:
     r.skip(1, "version")
-    req_id, contract = r.read_int("reqId"), _read_contract(r)
+    req_id, contract = r.read_int("reqId"), read_contract(r)
     if contract.sec_type == "BAG":
         _skip_groups(r, "comboLegsCount", 4)
     if r.read_bool("deltaNeutralContractPresent"):
@@ -663,7 +647,7 @@ def _skip_order_tail(r: FieldReader, version: int, exchange: str, order_type: st
 
 
 def _decode_place_order(r: FieldReader, version: int) -> PlaceOrder:
-    order_id, contract = r.read_int("orderId"), _read_contract(r)
+    order_id, contract = r.read_int("orderId"), read_contract(r)
     r.skip(2, "secIdType..secId")
     main = _read_order_main(r)
     _skip_bag_legs(r, contract.sec_type)
