@@ -251,6 +251,9 @@ class IBConnector(IBConnection):
         self._orders_updated_at: float | None = None
         self._version = 0
         self._contracts: dict[tuple[str, str], Contract] = {}
+        # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
+        # so a second request would clear the prices the first one is about to read
+        self._quoting: dict[int, asyncio.Future[Quote]] = {}
         self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
@@ -606,6 +609,15 @@ class IBConnector(IBConnection):
         ib = self.ib
         assert ib is not None
         contract = await self._qualified(ib, symbol, sec_type, currency)
+        pending = self._quoting.get(contract.conId)
+        if pending is None:
+            pending = asyncio.ensure_future(self._snapshot_quote(ib, contract, symbol, sec_type))
+            self._quoting[contract.conId] = pending
+            pending.add_done_callback(lambda _done: self._quoting.pop(contract.conId, None))
+        return await asyncio.shield(pending)  # a waiter that gives up leaves it to the others
+
+    async def _snapshot_quote(self, ib: IB, contract: Contract, symbol: str,
+                              sec_type: str) -> Quote:
         notices: list[tuple[int, str]] = []
 
         def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
