@@ -182,6 +182,17 @@ def test_a_retry_keeps_a_newer_save_of_the_same_order(journal, caplog):
     assert journal.get("o-1").record == newest
 
 
+def test_flush_waits_for_the_commit_not_just_the_hand_over(journal):
+    journal.insert(record("o-1"))
+    filled = dataclasses.replace(record("o-1"), verdict="filled")
+    with journal._lock:  # the writer's commit waits for this
+        journal.save(filled)
+        wait_for(lambda: not journal._pending)  # the writer took the batch
+        assert not journal.flush(0.2)  # ... but has not committed it
+    assert journal.flush(5)
+    assert journal.get("o-1").record == filled
+
+
 def test_one_unserialisable_record_does_not_stop_the_others(journal, caplog):
     for n in (1, 2):
         journal.insert(record(f"o-{n}"))
