@@ -261,6 +261,7 @@ class IBConnector(IBConnection):
         self._completed = _DutyPacer(COMPLETED_DUTY)
         self._completed_sink: _CompletedSink | None = None
         self._completed_pending = False  # something unexplained waits for the pacer
+        self.refreshes = 0  # order refreshes finished (what tests wait on instead of time)
 
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
@@ -400,6 +401,7 @@ class IBConnector(IBConnection):
             except (TimeoutError, ConnectionError) as exc:
                 log.warning("order refresh failed: %s", exc)
             self._rebuild()
+            self.refreshes += 1
             await asyncio.sleep(REFRESH_MIN_GAP)
 
     async def _refresh_orders(self, ib: IB, full: bool = False) -> None:

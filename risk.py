@@ -73,6 +73,7 @@ class _Check:
     quote: RiskQuote = RiskQuote(None, None, None)
 
 
+Clock = Callable[[], float]
 QuoteSource = Callable[[str, str], "RiskQuote | tuple[float | None, float | None, float | None]"]
 
 
@@ -81,14 +82,16 @@ class RiskGate:
 
     def __init__(self, settings: Settings, quotes: QuoteSource,
                  open_orders: Callable[[], int], accounts: Callable[[], tuple[str, ...]],
-                 notional_today: float = 0.0) -> None:
+                 notional_today: float = 0.0, *, wall: Clock = time.time,
+                 monotonic: Clock = time.monotonic) -> None:
         self.settings = settings
+        self._wall, self._monotonic = wall, monotonic  # injectable clocks (tests)
         self._quotes = quotes
         self._open_orders = open_orders
         self._accounts = accounts
         self._lock = threading.Lock()
         self._recent: collections.deque[float] = collections.deque()
-        self._day = _utc_day(time.time())
+        self._day = _utc_day(wall())
         self._notional_today = notional_today
         self._quote_cache: dict[tuple[str, str], tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
@@ -115,12 +118,12 @@ class RiskGate:
         with self._lock:
             self._roll_day()
             self._apply(self._rules, check)
-            self._recent.append(time.monotonic())
+            self._recent.append(self._monotonic())
             self._notional_today += check.notional or 0.0
             self._unregistered += 1
         return RiskDecision(accepted=True, figures=self._figures(check),
                             reference_price=check.price, notional=check.notional,
-                            at=time.time())
+                            at=self._wall())
 
     def check(self, intent: OrderIntent) -> RiskDecision:
         """The per-order rules only (a modified order): counts nothing."""
@@ -129,7 +132,7 @@ class RiskGate:
             self._apply(self._rules[:PER_ORDER_RULES], check)
         return RiskDecision(accepted=True, figures=self._figures(check),
                             reference_price=check.price, notional=check.notional,
-                            at=time.time())
+                            at=self._wall())
 
     def registered(self, decision: RiskDecision) -> None:
         """The accepted order now counts among the open orders."""
@@ -151,7 +154,7 @@ class RiskGate:
                 raise RiskRejected(RiskDecision(
                     accepted=False, rule=rule, message=f"{rule}: {problem}",
                     figures=self._figures(check), reference_price=check.price,
-                    notional=check.notional, at=time.time()))
+                    notional=check.notional, at=self._wall()))
 
     def limits(self) -> dict[str, Any]:
         """The configured limits (for the UI and the status endpoint)."""
@@ -181,11 +184,11 @@ class RiskGate:
     def _quote(self, intent: OrderIntent) -> RiskQuote:
         key = (intent.symbol, intent.sec_type)
         cached = self._quote_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < QUOTE_TTL:
+        if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
         answer = self._quotes(intent.symbol, intent.sec_type)
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
-        self._quote_cache[key] = (time.monotonic(), quote)
+        self._quote_cache[key] = (self._monotonic(), quote)
         return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
@@ -195,10 +198,10 @@ class RiskGate:
                 "notional_today": _round(self._notional_today)}
 
     def _roll_day(self) -> None:
-        day = _utc_day(time.time())
+        day = _utc_day(self._wall())
         if day != self._day:
             self._day, self._notional_today = day, 0.0
-        horizon = time.monotonic() - 60.0
+        horizon = self._monotonic() - 60.0
         while self._recent and self._recent[0] < horizon:
             self._recent.popleft()
 
@@ -280,14 +283,15 @@ class RiskGate:
 class SlidingWindow:
     """At most ``limit`` events in any ``seconds`` (thread-safe)."""
 
-    def __init__(self, limit: int, seconds: float = 60.0) -> None:
+    def __init__(self, limit: int, seconds: float = 60.0, monotonic: Clock = time.monotonic) -> None:
         self.limit, self.seconds = limit, seconds
+        self._monotonic = monotonic
         self._stamps: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
         """Count one event if the window has room; False (not counted) otherwise."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             while self._stamps and self._stamps[0] <= now - self.seconds:
                 self._stamps.popleft()
