@@ -73,7 +73,9 @@ class _Check:
     quote: RiskQuote = RiskQuote(None, None, None)
 
 
-QuoteSource = Callable[[str, str], "RiskQuote | tuple[float | None, float | None, float | None]"]
+# (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
+QuoteSource = Callable[[str, str, int],
+                       "RiskQuote | tuple[float | None, float | None, float | None]"]
 
 
 class RiskGate:
@@ -90,7 +92,7 @@ class RiskGate:
         self._recent: collections.deque[float] = collections.deque()
         self._day = _utc_day(time.time())
         self._notional_today = notional_today
-        self._quote_cache: dict[tuple[str, str], tuple[float, RiskQuote]] = {}
+        self._quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("live_trading_disabled", self._live_guard),
@@ -179,11 +181,11 @@ class RiskGate:
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
 
     def _quote(self, intent: OrderIntent) -> RiskQuote:
-        key = (intent.symbol, intent.sec_type)
+        key = (intent.symbol, intent.sec_type, intent.con_id)
         cached = self._quote_cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
-        answer = self._quotes(intent.symbol, intent.sec_type)
+        answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
         self._quote_cache[key] = (time.monotonic(), quote)
         return quote
