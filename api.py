@@ -110,7 +110,8 @@ WEBHOOK_HEADERS = (
      "description": "sha256=<hex HMAC-SHA256 of the body>"})
 RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
                "price_collar": "limit_price", "symbol_not_allowed": "symbol",
-               "no_reference_price": "symbol"}
+               "no_reference_price": "symbol", "asset_class_limit": "quantity",
+               "option_market_order": "market_order_ack"}
 
 
 class ApiError(Exception):

@@ -21,7 +21,7 @@ CALL_200 = {"symbol": "AAPL", "sec_type": "OPT", "expiry": EXPIRY, "strike": 200
 def deriv_app(gateway):
     from app_simple import create_app
 
-    settings = app_settings(gateway, risk_max_notional=2_000_000, risk_daily_notional_cap=10_000_000)
+    settings = app_settings(gateway)  # the default risk limits
     application = create_app({"SETTINGS": settings, "TESTING": True})
     yield application
     application.extensions["trading"].stop()
@@ -150,3 +150,77 @@ def test_option_orders_keep_idempotency_kill_switch_and_reconciliation(client, d
     refused = client.post("/api/v1/orders", json={**body, "client_order_id": "opt-twice"})
     assert refused.status_code == 423
     client.post("/api/v1/kill-switch", json={"engaged": False})
+
+
+# ----------------------------------------------------------------------------- risk gate
+def gate_with(quote, **overrides):
+    """A gate over a fixed quote (unit tests of the rules; the app's gate is tested above)."""
+    from config import load_settings
+    from risk import RiskGate
+
+    settings = load_settings(env={}, dotenv_path=None, overrides=overrides)
+    return RiskGate(settings, lambda symbol, sec_type, con_id: quote, lambda: 0,
+                    lambda: ("DU1234567",))
+
+
+def test_notional_uses_the_multiplier_and_the_asset_class_limits():
+    from order_records import OrderIntent
+    from risk import RiskRejected
+
+    gate = gate_with((4.9, 5.1, 5.0), risk_opt_max_notional=5_000, risk_opt_max_contracts=20)
+    option = OrderIntent(symbol="AAPL", action="BUY", quantity=10, order_type="LMT",
+                         limit_price=5.0, sec_type="OPT", multiplier=100.0, con_id=1)
+    accepted = gate.reserve(option)
+    assert accepted.notional == 5_000 and accepted.figures["multiplier"] == 100
+    with pytest.raises(RiskRejected) as over:
+        gate.reserve(OrderIntent(**{**option.__dict__, "quantity": 21}))
+    assert over.value.decision.rule == "asset_class_limit" and "21 OPT contracts" in str(over.value)
+    with pytest.raises(RiskRejected) as big:  # 15 x 5.00 = 75 would pass without the x100
+        gate.reserve(OrderIntent(**{**option.__dict__, "quantity": 15}))
+    assert big.value.decision.rule == "asset_class_limit"
+    assert big.value.decision.notional == 7_500 and "multiplier 100" in str(big.value)
+    stock = OrderIntent(symbol="AAPL", action="BUY", quantity=15, order_type="LMT",
+                        limit_price=5.0)
+    assert gate.reserve(stock).notional == 75  # stocks: no multiplier, the global limits
+
+
+def test_market_orders_on_options_need_an_acknowledgement():
+    from order_records import OrderIntent
+    from risk import RiskRejected
+
+    gate = gate_with((4.9, 5.1, 5.0))
+    market = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT",
+                         sec_type="OPT", multiplier=100.0, con_id=1)
+    with pytest.raises(RiskRejected, match="option_market_order"):
+        gate.reserve(market)
+    assert gate.reserve(OrderIntent(**{**market.__dict__, "market_order_ack": True})).accepted
+
+
+def test_options_default_to_limit_orders_and_a_market_order_needs_the_flag(client, gateway):
+    no_price = client.post("/api/v1/orders", json={**CALL_200, "action": "BUY", "quantity": 1})
+    assert no_price.status_code == 400 and no_price.get_json()["error"]["field"] == "limit_price"
+    market = {**CALL_200, "action": "BUY", "quantity": 1, "order_type": "MKT"}
+    refused = client.post("/api/v1/orders", json=market)
+    error = refused.get_json()["error"]
+    assert (refused.status_code, error["field"]) == (422, "market_order_ack")
+    assert gateway.open_orders() == [] and gateway.executions() == []
+    acknowledged = client.post("/api/v1/orders?wait=1", json={**market, "market_order_ack": True})
+    assert acknowledged.get_json()["order"]["verdict"] == "filled"
+    stock_flag = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY",
+                                                     "quantity": 1, "market_order_ack": True})
+    assert stock_flag.status_code == 400
+
+
+def test_an_option_order_over_the_class_notional_is_refused(client, deriv_app, gateway):
+    _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=190, right="C")
+    limit = marketable_buy(quote.ask)
+    quantity = int(50_000 / (limit * 100)) + 1  # under 50 contracts, over 50,000 with x100
+    answer = client.post("/api/v1/orders", json={
+        "symbol": "AAPL", "sec_type": "OPT", "expiry": EXPIRY, "strike": 190, "right": "C",
+        "action": "BUY", "quantity": quantity, "limit_price": limit})
+    error = answer.get_json()["error"]
+    assert (answer.status_code, error["code"]) == (422, "risk_rejected"), error
+    [decision] = error["details"]
+    assert decision["rule"] == "asset_class_limit"
+    assert decision["notional"] == pytest.approx(limit * quantity * 100)
+    assert gateway.open_orders() == []
