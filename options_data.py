@@ -139,8 +139,8 @@ async def board(ib: IB, symbol: str, expiry: str, around: int) -> Board:
               for strike in strikes for right in "CP"]
     found = await asyncio.wait_for(ib.qualifyContractsAsync(*wanted), CALL_TIMEOUT)
     contracts = [c for c in found if isinstance(c, Contract) and c.conId]
-    for contract in contracts:
-        market_data.reset_ticker(ib.ticker(contract))
+    # no market_data.reset_ticker here: ib_async shares one Ticker per contract, and clearing
+    # it would wipe the prices a risk-gate quote of the same option is reading (ib_connector)
     tickers = await asyncio.wait_for(ib.reqTickersAsync(*contracts), BOARD_TIMEOUT - 2)
     legs = {(t.contract.strike, t.contract.right): _leg(t) for t in tickers if t.contract}
     rows = tuple(BoardRow(strike, legs.get((strike, "C")), legs.get((strike, "P")))
