@@ -98,9 +98,12 @@ class PositionRow:
     quantity: float
     avg_cost: float
     market_price: float | None
-    market_value: float | None
+    market_value: float | None  # IB's: price x quantity x multiplier
     unrealized_pnl: float | None
     realized_pnl: float | None
+    description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
+    multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
+    local_symbol: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class OrderRow:
     remaining: float
     avg_fill_price: float | None
     open: bool
+    description: str = ""  # the contract in IB's words
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,9 @@ class ExecutionRow:
     commission: float | None
     currency: str
     realized_pnl: float | None
+    description: str = ""  # the contract in IB's words
+    multiplier: float = 1.0
+    value: float | None = None  # shares x price x multiplier
 
 
 @dataclass(frozen=True)
@@ -735,8 +742,17 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
             market_price=item.marketPrice if item else None,
             market_value=item.marketValue if item else None,
             unrealized_pnl=item.unrealizedPNL if item else None,
-            realized_pnl=item.realizedPNL if item else None))
+            realized_pnl=item.realizedPNL if item else None,
+            description=_description(pos.contract),
+            multiplier=instruments.multiplier_of(pos.contract.multiplier),
+            local_symbol=pos.contract.localSymbol))
     return tuple(sorted(rows, key=lambda r: r.symbol))
+
+
+def _description(contract: Contract) -> str:
+    return instruments.describe(contract.symbol, contract.secType,
+                                contract.lastTradeDateOrContractMonth, contract.strike,
+                                contract.right, _symbol(contract))
 
 
 def _symbol(contract: Contract) -> str:
@@ -761,14 +777,18 @@ def _order_row(trade: Trade, is_open: bool) -> OrderRow:
         stop_price=_unset(order.auxPrice) or None, tif=order.tif, status=state,
         filled=filled or 0.0, remaining=status.remaining if is_open else 0.0,
         avg_fill_price=_num(status.avgFillPrice) or None,
-        open=is_open and state in OPEN_STATUSES | {"ValidationError"})
+        open=is_open and state in OPEN_STATUSES | {"ValidationError"},
+        description=_description(contract))
 
 
 def _execution_row(fill: Fill) -> ExecutionRow:
     ex, report = fill.execution, fill.commissionReport
+    multiplier = instruments.multiplier_of(fill.contract.multiplier)
     return ExecutionRow(
         exec_id=ex.execId, perm_id=ex.permId, order_id=ex.orderId, client_id=ex.clientId,
         order_ref=ex.orderRef or "", time=ex.time.isoformat() if ex.time else "",
         account=ex.acctNumber, symbol=_symbol(fill.contract), side=ex.side, shares=ex.shares,
         price=ex.price, commission=report.commission if report.execId else None,
-        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None)
+        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None,
+        description=_description(fill.contract), multiplier=multiplier,
+        value=ex.shares * ex.price * multiplier)

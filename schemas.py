@@ -477,6 +477,8 @@ class OrderOut(_Out):
     account: str | None = None
     remaining: float | None = None
     avg_fill_price: float | None = None
+    description: str | None = Field(None, description="the contract in IB's words, e.g. "
+                                    "'AAPL 20261218 200 C' (the symbol for stocks)")
     verdict: str | None = None
     phase: str | None = None
     lifecycle: Lifecycle | None = None

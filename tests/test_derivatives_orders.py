@@ -68,7 +68,18 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
 
     row = wait_for(shown)
     assert row["quantity"] == 2 and row["sec_type"] == "OPT"
+    assert (row["description"], row["multiplier"]) == ("AAPL 20261218 200 C", 100)
     assert row["market_value"] == pytest.approx(row["market_price"] * 2 * 100, rel=1e-6)
+    assert row["unrealized_pnl"] == pytest.approx(row["market_value"] - 2 * row["avg_cost"],
+                                                  abs=0.02)
+    fills = wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
+                              if e["order_ref"] == order["id"]])
+    assert sum(f["shares"] for f in fills) == 2
+    for f in fills:
+        assert (f["description"], f["multiplier"]) == ("AAPL 20261218 200 C", 100)
+        assert f["value"] == pytest.approx(f["shares"] * f["price"] * 100)
+    listed = client.get(f"/api/v1/orders/{order['id']}").get_json()
+    assert listed["description"] == "AAPL 20261218 200 C"
     journaled = deriv_app.extensions["trading"].journal.get(order["id"])
     assert journaled.record.intent.con_id == found.con_id  # the journal keeps the contract
 
@@ -124,6 +135,14 @@ def test_futures_market_order_by_local_symbol_fills_with_multiplier_50(client, g
     [position] = [p for p in gateway.positions() if p.contract.con_id == order["intent"]["con_id"]]
     assert position.position == 1
     assert position.avg_cost == pytest.approx(order["avg_fill_price"] * 50 + 0.85)
+
+    def shown():
+        rows = client.get("/api/v1/positions").get_json()["positions"]
+        return next((p for p in rows if p["sec_type"] == "FUT" and p["market_value"]), None)
+
+    row = wait_for(shown)
+    assert (row["description"], row["multiplier"], row["local_symbol"]) == ("ES 202612", 50, "ESZ6")
+    assert row["market_value"] == pytest.approx(row["market_price"] * 50, rel=1e-6)
 
 
 def test_option_orders_keep_idempotency_kill_switch_and_reconciliation(client, deriv_app, gateway):
