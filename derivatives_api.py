@@ -1,4 +1,4 @@
-"""Option chain endpoints (blueprint ``options`` under /api/v1/options).
+"""Option chain endpoints (blueprint ``derivatives`` under /api/v1/options).
 
 Both ask the broker through the reader connection (a round trip each, like /quote), in the
 API's one error shape: a bad parameter is a 400 naming it, an unknown symbol or one without
