@@ -1,8 +1,9 @@
-"""Option chain endpoints (blueprint ``derivatives`` under /api/v1/options).
+"""Option chain and futures endpoints (blueprint ``derivatives``: /api/v1/options/...,
+/api/v1/futures/...).
 
-Both ask the broker through the reader connection (a round trip each, like /quote), in the
+Each asks the broker through the reader connection (a round trip each, like /quote), in the
 API's one error shape: a bad parameter is a 400 naming it, an unknown symbol or one without
-listed options a 404.
+listed options or futures a 404.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import api
 import options_data
 from ib_connection import NotConnectedError
+from instruments import FutureMonth
 from openapi import documented
 from schemas import EXPIRY_PATTERN, SYMBOL_PATTERN
 
-bp = Blueprint("options", __name__, url_prefix="/api/v1/options")
+bp = Blueprint("derivatives", __name__, url_prefix="/api/v1")
 bp.register_error_handler(api.ApiError, api._on_api_error)
 bp.register_error_handler(NotConnectedError, api._on_not_connected)
 bp.register_error_handler(TimeoutError, api._on_timeout)
@@ -38,6 +40,29 @@ class _Query(BaseModel):
         return value.strip().upper() if isinstance(value, str) else value
 
 
+class FuturesQuery(_Query):
+    """GET /futures/contracts."""
+
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN, description="the futures product, "
+                                 "e.g. ES")]
+    exchange: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.]{0,15}$",
+                                   description="e.g. CME; every exchange if left out")] | None = None
+
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _upper_exchange(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class FuturesOut(BaseModel):
+    """The listed contract months of a futures product, nearest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str
+    contracts: list[FutureMonth]
+
+
 class ChainQuery(_Query):
     """GET /options/chain."""
 
@@ -51,7 +76,7 @@ class QuotesQuery(_Query):
         "strikes each side of the one nearest the underlying's price"))] = AROUND_DEFAULT
 
 
-@bp.get("/chain")
+@bp.get("/options/chain")
 @documented(options_data.Chain, 400, 404, 503, 504, query=ChainQuery)
 def chain() -> Response:
     """Expiries and strikes of an underlying's options, per trading class
@@ -65,7 +90,7 @@ def chain() -> Response:
     return jsonify(dataclasses.asdict(answer))
 
 
-@bp.get("/quotes")
+@bp.get("/options/quotes")
 @documented(options_data.Board, 400, 404, 503, 504, query=QuotesQuery)
 def quotes() -> Response:
     """Calls | strike | puts of one expiry around the money: bid/ask/last, implied volatility
@@ -80,3 +105,18 @@ def quotes() -> Response:
     except (LookupError, RequestError) as exc:
         raise api.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(board))
+
+
+@bp.get("/futures/contracts")
+@documented(FuturesOut, 400, 404, 503, 504, query=FuturesQuery)
+def futures() -> Response:
+    """The contract months of a futures product (contract details: one broker round trip)."""
+    query = api._validate(FuturesQuery, request.args.to_dict())
+    try:
+        with api._long_call(required=True):
+            months = api.services().connector.future_months(query.symbol, query.exchange or "")
+    except (LookupError, RequestError) as exc:
+        raise api.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+    return jsonify({"symbol": query.symbol,
+                    "contracts": [dataclasses.asdict(month) for month in months]})
+

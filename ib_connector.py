@@ -320,6 +320,13 @@ class IBConnector(IBConnection):
             self._on_ib(lambda ib: options_data.board(ib, symbol, expiry, around)),
             options_data.BOARD_TIMEOUT), options_data.BOARD_TIMEOUT + 1)
 
+    def future_months(self, symbol: str, exchange: str = "") -> tuple[instruments.FutureMonth, ...]:
+        """The listed contract months of a futures product (contract details)."""
+        self.require_connected()
+        return self.thread.call(self.answer_within(
+            self._on_ib(lambda ib: instruments.future_months(ib, symbol, exchange)),
+            QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1)
+
     async def _resolve(self, spec: instruments.ContractSpec) -> instruments.Resolved:
         ib = self.ib
         assert ib is not None

@@ -216,3 +216,38 @@ async def _increments(ib: IB, details: ContractDetails, exchange: str,
             return ((0.0, details.minTick or 0.01),)
         rules[rule_id] = bands
     return rules[rule_id]
+
+
+@dataclass(frozen=True)
+class FutureMonth:
+    """One listed futures contract (a contract month of the product)."""
+
+    con_id: int
+    symbol: str
+    exchange: str
+    contract_month: str  # YYYYMM: what an order's expiry names
+    last_trade_date: str  # YYYYMMDD
+    local_symbol: str
+    multiplier: float
+    description: str
+
+
+async def future_months(ib: IB, symbol: str, exchange: str = "") -> tuple[FutureMonth, ...]:
+    """The listed contract months of a futures product, nearest first; LookupError if none."""
+    query = Contract(secType="FUT", symbol=symbol, exchange=exchange, currency="USD")
+    details = await asyncio.wait_for(ib.reqContractDetailsAsync(query), CALL_TIMEOUT)
+    rows = []
+    for one in details:
+        c = one.contract
+        if c is None:
+            continue
+        month = one.contractMonth or c.lastTradeDateOrContractMonth[:6]
+        rows.append(FutureMonth(
+            con_id=c.conId, symbol=c.symbol, exchange=c.exchange, contract_month=month,
+            last_trade_date=c.lastTradeDateOrContractMonth, local_symbol=c.localSymbol,
+            multiplier=multiplier_of(c.multiplier),
+            description=describe(c.symbol, "FUT", month)))
+    if not rows:
+        raise LookupError(f"no futures listed for {symbol}" + (f" on {exchange}" if exchange else ""))
+    return tuple(sorted(rows, key=lambda r: (r.last_trade_date, r.exchange)))
+

@@ -1,4 +1,5 @@
-"""GET /api/v1/options/chain and /options/quotes over the simulated gateway (reader connection)."""
+"""GET /api/v1/options/chain, /options/quotes and /futures/contracts over the simulated gateway
+(reader connection)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ def test_bad_chain_parameters_are_named(client):
     assert client.get("/api/v1/options/chain?symbol=1x").get_json()["error"]["field"] == "symbol"
     unknown = client.get("/api/v1/options/chain?symbol=ZZZZ")
     assert (unknown.status_code, unknown.get_json()["error"]["code"]) == (404, "unknown_symbol")
+
+
+def test_futures_contracts_list_the_contract_months_nearest_first(client):
+    answer = client.get("/api/v1/futures/contracts?symbol=es&exchange=cme")
+    assert answer.status_code == 200, answer.get_json()
+    months = answer.get_json()["contracts"]
+    assert [m["local_symbol"] for m in months] == ["ESZ6", "ESH7", "ESM7"]  # clock: 2026-11-30
+    assert all(m["multiplier"] == 50 and m["exchange"] == "CME" for m in months)
+    assert months[0]["description"] == "ES 202612" and months[0]["contract_month"] == "202612"
+    crude = client.get("/api/v1/futures/contracts?symbol=CL").get_json()["contracts"]
+    assert crude[0]["contract_month"] > crude[0]["last_trade_date"][:6]  # CL: the month after
+
+
+@pytest.mark.parametrize("query, status, field", [
+    ("", 400, "symbol"), ("symbol=ES&exchange=c m e", 400, "exchange"),
+    ("symbol=ZZZZ", 404, "symbol"), ("symbol=ES&exchange=NYMEX", 404, "symbol")])
+def test_bad_futures_parameters_are_named(client, query, status, field):
+    answer = client.get(f"/api/v1/futures/contracts?{query}")
+    assert (answer.status_code, answer.get_json()["error"]["field"]) == (status, field)
