@@ -45,6 +45,7 @@ from history import BarsKey, HistoryBudgetSpent, HistoryRefused
 from ib_connection import NotConnectedError, ServersUnreachable
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from ib_link import LinkState
+from instruments import ContractError, off_tick
 from journal import JournalError
 from openapi import documented
 from order_handler import (
@@ -56,9 +57,12 @@ from order_handler import (
     TradingHaltedError,
     UnknownOrderError,
 )
+from order_records import OrderIntent
 from orders.view import order_view
 from risk import RiskRejected
 from schemas import (
+    CONTRACT_FIELDS,
+    DERIVATIVE_FIELDS,
     ORDERS_PAGE,
     AccountOut,
     BarsOut,
@@ -106,7 +110,8 @@ WEBHOOK_HEADERS = (
      "description": "sha256=<hex HMAC-SHA256 of the body>"})
 RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
                "price_collar": "limit_price", "symbol_not_allowed": "symbol",
-               "no_reference_price": "symbol"}
+               "no_reference_price": "symbol", "asset_class_limit": "quantity",
+               "option_market_order": "market_order_ack"}
 
 
 class ApiError(Exception):
@@ -759,7 +764,7 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         record, created = _handler().submit(
             order_in.intent(svc.settings.account), source=source, idem_key=key,
             request_hash=request_hash or order_in.fingerprint(), remote=request.remote_addr,
-            gate=svc.gate)
+            gate=svc.gate, prepare=lambda intent: resolved_contract(svc, order_in, intent))
         outcome = "queued" if created else "replayed"
         decision = _journaled_decision(svc, record.id)
         return record, created
@@ -767,6 +772,9 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         decision, outcome = exc.decision.as_dict(), f"risk_rejected: {exc.decision.rule}"
         raise ApiError(422, "risk_rejected", exc.decision.message,
                        RULE_FIELDS.get(exc.decision.rule or ""), [decision]) from None
+    except ApiError as exc:
+        outcome = f"invalid: {exc.message}"
+        raise
     except LookupError as exc:
         outcome = "unknown_symbol"
         raise ApiError(422, "unknown_symbol", str(exc), "symbol") from None
@@ -777,6 +785,35 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         audited = order_in.model_dump() if alert is None else {
             "alert": alert, "order": order_in.model_dump()}
         _audit(source, audited, decision, outcome, record.id if record else None)
+
+
+def resolved_contract(svc: Services, order_in: OrderIn, intent: OrderIntent) -> OrderIntent:
+    """A derivative's intent completed from the broker's contract details (conId,
+    multiplier, IB's fields), its prices checked against the market rule; stocks and FX as
+    they are. 400 naming the field for an unknown or ambiguous contract or an off-tick price."""
+    spec = order_in.contract_spec()
+    if spec is None:
+        return intent
+    try:
+        found = svc.connector.contract(spec)
+    except ContractError as exc:
+        code = "ambiguous_contract" if exc.ambiguous else "unknown_contract"
+        raise ApiError(400, code, exc.message, exc.field) from None
+    except TimeoutError as exc:
+        raise GatewayNotAnswering(f"the gateway is not answering (no contract details for "
+                                  f"{spec.symbol}: {exc}); nothing was sent, retry shortly") \
+            from None
+    for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"):
+        price = getattr(intent, name)
+        if price is not None and off_tick(price, tick := found.tick_at(price)):
+            raise ApiError(400, "validation_error", f"{name}: {price:g} is not a multiple of "
+                           f"{found.description}'s price increment {tick:g} at that price "
+                           "(the broker's market rule)", name)
+    return dataclasses.replace(
+        intent, symbol=found.symbol, con_id=found.con_id, multiplier=found.multiplier,
+        expiry=found.expiry, strike=found.strike or None, right=found.right,
+        exchange=found.exchange, trading_class=found.trading_class,
+        local_symbol=found.local_symbol)
 
 
 def _journaled_decision(svc: Services, order_id: str) -> Any:
@@ -928,7 +965,9 @@ def _held_position(svc: Services, alert: webhook.AlertIn, body: dict[str, Any]) 
 def _replayed_fields(record: Lifecycle) -> dict[str, Any]:
     """The order fields of a journaled order (what a replayed target alert reports)."""
     intent = dataclasses.asdict(record.intent)
-    fields = {name: intent[name] for name in OrderIn.model_fields if intent.get(name) is not None}
+    unused = set(DERIVATIVE_FIELDS) - set(CONTRACT_FIELDS.get(intent["sec_type"], ()))
+    fields = {name: intent[name] for name in OrderIn.model_fields
+              if intent.get(name) not in (None, "") and name not in unused}
     return {**fields, "quantity": _whole(intent["quantity"])}
 
 
@@ -989,7 +1028,8 @@ def preview_order() -> Response:
     svc = services()
     try:
         with _long_call(required=True):
-            answer = _handler().preview(order_in.intent(svc.settings.account))
+            intent = resolved_contract(svc, order_in, order_in.intent(svc.settings.account))
+            answer = _handler().preview(intent)
     except LookupError as exc:
         raise ApiError(422, "no_preview", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(answer))

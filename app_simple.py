@@ -18,6 +18,7 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import api
+import derivatives_api
 import proxies
 import security
 import webhook
@@ -55,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
+    app.register_blueprint(derivatives_api.bp)
     proxies.install(app, settings)
     webhook.install_redaction(app.logger)  # /webhook/<secret> never shows in a log line
     app.add_url_rule("/", "index", _index)

@@ -209,6 +209,12 @@ class Settings(BaseSettings):
     risk_max_open_orders: Count = _env("RISK_MAX_OPEN_ORDERS", 100)
     risk_max_orders_per_minute: BigCount = _env("RISK_MAX_ORDERS_PER_MINUTE", 120)
     risk_daily_notional_cap: Positive = _env("RISK_DAILY_NOTIONAL_CAP", 1_000_000.0)
+    # per asset class, in place of RISK_MAX_QUANTITY / RISK_MAX_NOTIONAL (contracts; notional
+    # = price x quantity x multiplier)
+    risk_opt_max_contracts: Positive = _env("RISK_OPT_MAX_CONTRACTS", 50.0)
+    risk_opt_max_notional: Positive = _env("RISK_OPT_MAX_NOTIONAL", 50_000.0)
+    risk_fut_max_contracts: Positive = _env("RISK_FUT_MAX_CONTRACTS", 5.0)
+    risk_fut_max_notional: Positive = _env("RISK_FUT_MAX_NOTIONAL", 1_500_000.0)
     webhook_secret: Secret = _env("WEBHOOK_SECRET", None, secret=True)  # None = webhook disabled
     webhook_rate_per_minute: Count = _env("WEBHOOK_RATE_PER_MINUTE", 30)
     webhook_allowed_ips: Networks = _env("WEBHOOK_ALLOWED_IPS", ())  # empty = any source

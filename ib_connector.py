@@ -33,23 +33,26 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ib_async import IB, Contract
 from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 import history
+import instruments
 import market_data
+import options_data
 from config import is_paper_account
 from ib_compat import make_contract
 from ib_connection import ConnectionState, IBConnection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
 REFRESH_MIN_GAP = 0.05  # coalesce bursts of triggers
@@ -95,9 +98,12 @@ class PositionRow:
     quantity: float
     avg_cost: float
     market_price: float | None
-    market_value: float | None
+    market_value: float | None  # IB's: price x quantity x multiplier
     unrealized_pnl: float | None
     realized_pnl: float | None
+    description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
+    multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
+    local_symbol: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class OrderRow:
     remaining: float
     avg_fill_price: float | None
     open: bool
+    description: str = ""  # the contract in IB's words
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,9 @@ class ExecutionRow:
     commission: float | None
     currency: str
     realized_pnl: float | None
+    description: str = ""  # the contract in IB's words
+    multiplier: float = 1.0
+    value: float | None = None  # shares x price x multiplier
 
 
 @dataclass(frozen=True)
@@ -250,7 +260,8 @@ class IBConnector(IBConnection):
         self._updated_at: float | None = None
         self._orders_updated_at: float | None = None
         self._version = 0
-        self._contracts: dict[tuple[str, str], Contract] = {}
+        self._contracts: dict[tuple[str, str, int], Contract] = {}
+        self._market_rules: dict[int, instruments.Increments] = {}  # by id: they never change
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
         # so a second request would clear the prices the first one is about to read
         self._quoting: dict[int, asyncio.Future[Quote]] = {}
@@ -279,13 +290,53 @@ class IBConnector(IBConnection):
                 log.debug("refresh requested while stopping")
 
     def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD",
-              silence: float | None = None) -> Quote:
+              silence: float | None = None, con_id: int = 0) -> Quote:
         """A snapshot quote (one broker round trip; not a snapshot read). TimeoutError when
         the gateway has not answered within QUOTE_TIMEOUT, or (with ``silence``) has sent
-        nothing at all for ``silence`` seconds meanwhile."""
+        nothing at all for ``silence`` seconds meanwhile. ``con_id``: a derivative the broker
+        resolved (``contract``)."""
         self.require_connected()
         return self.thread.call(self.answer_within(
-            self._quote(symbol, sec_type, currency), QUOTE_TIMEOUT, silence), QUOTE_TIMEOUT + 1)
+            self._quote(symbol, sec_type, currency, con_id), QUOTE_TIMEOUT, silence),
+            QUOTE_TIMEOUT + 1)
+
+    def contract(self, spec: instruments.ContractSpec) -> instruments.Resolved:
+        """The one derivative ``spec`` names at the broker (instruments.ContractError when
+        none or several match)."""
+        self.require_connected()
+        return self.thread.call(self.answer_within(
+            self._resolve(spec), QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1)
+
+    def option_chain(self, symbol: str) -> options_data.Chain:
+        """Expiries and strikes of ``symbol``'s options (reqSecDefOptParams)."""
+        self.require_connected()
+        return self.thread.call(self.answer_within(
+            self._on_ib(lambda ib: options_data.chain(ib, symbol)), QUOTE_TIMEOUT * 2),
+            QUOTE_TIMEOUT * 2 + 1)
+
+    def option_quotes(self, symbol: str, expiry: str, around: int) -> options_data.Board:
+        """Calls and puts of one expiry, ``around`` strikes each side of the money."""
+        self.require_connected()
+        return self.thread.call(self.answer_within(
+            self._on_ib(lambda ib: options_data.board(ib, symbol, expiry, around)),
+            options_data.BOARD_TIMEOUT), options_data.BOARD_TIMEOUT + 1)
+
+    def future_months(self, symbol: str, exchange: str = "") -> tuple[instruments.FutureMonth, ...]:
+        """The listed contract months of a futures product (contract details)."""
+        self.require_connected()
+        return self.thread.call(self.answer_within(
+            self._on_ib(lambda ib: instruments.future_months(ib, symbol, exchange)),
+            QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1)
+
+    async def _resolve(self, spec: instruments.ContractSpec) -> instruments.Resolved:
+        ib = self.ib
+        assert ib is not None
+        return await instruments.resolve(ib, spec, self._market_rules)
+
+    async def _on_ib(self, call: Callable[[IB], Awaitable[T]]) -> T:
+        ib = self.ib
+        assert ib is not None
+        return await call(ib)
 
     def bars(self, key: history.BarsKey) -> tuple[history.Bars, bool]:
         """Historical bars and whether they came from the cache (paced below IB's limits, see
@@ -607,10 +658,10 @@ class IBConnector(IBConnection):
             except Exception:
                 log.exception("on_change callback failed; carrying on")
 
-    async def _quote(self, symbol: str, sec_type: str, currency: str) -> Quote:
+    async def _quote(self, symbol: str, sec_type: str, currency: str, con_id: int = 0) -> Quote:
         ib = self.ib
         assert ib is not None
-        contract = await self._qualified(ib, symbol, sec_type, currency)
+        contract = await self._qualified(ib, symbol, sec_type, currency, con_id)
         pending = self._quoting.get(contract.conId)
         if pending is None:
             pending = asyncio.ensure_future(self._snapshot_quote(ib, contract, symbol, sec_type))
@@ -641,10 +692,11 @@ class IBConnector(IBConnection):
                      market_data=market_data.type_name(ticker.marketDataType),
                      notice_code=code, notice=notice)
 
-    async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str) -> Contract:
-        key = (symbol, sec_type)
+    async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str,
+                         con_id: int = 0) -> Contract:
+        key = (symbol, sec_type, con_id)
         if key not in self._contracts:
-            contract = make_contract(symbol, sec_type, currency)
+            contract = make_contract(symbol, sec_type, currency, con_id)
             found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), QUOTE_TIMEOUT)
             if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
                 raise LookupError(f"unknown symbol {symbol!r} ({sec_type})")
@@ -699,8 +751,17 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
             market_price=item.marketPrice if item else None,
             market_value=item.marketValue if item else None,
             unrealized_pnl=item.unrealizedPNL if item else None,
-            realized_pnl=item.realizedPNL if item else None))
+            realized_pnl=item.realizedPNL if item else None,
+            description=_description(pos.contract),
+            multiplier=instruments.multiplier_of(pos.contract.multiplier),
+            local_symbol=pos.contract.localSymbol))
     return tuple(sorted(rows, key=lambda r: r.symbol))
+
+
+def _description(contract: Contract) -> str:
+    return instruments.describe(contract.symbol, contract.secType,
+                                contract.lastTradeDateOrContractMonth, contract.strike,
+                                contract.right, _symbol(contract))
 
 
 def _symbol(contract: Contract) -> str:
@@ -725,14 +786,18 @@ def _order_row(trade: Trade, is_open: bool) -> OrderRow:
         stop_price=_unset(order.auxPrice) or None, tif=order.tif, status=state,
         filled=filled or 0.0, remaining=status.remaining if is_open else 0.0,
         avg_fill_price=_num(status.avgFillPrice) or None,
-        open=is_open and state in OPEN_STATUSES | {"ValidationError"})
+        open=is_open and state in OPEN_STATUSES | {"ValidationError"},
+        description=_description(contract))
 
 
 def _execution_row(fill: Fill) -> ExecutionRow:
     ex, report = fill.execution, fill.commissionReport
+    multiplier = instruments.multiplier_of(fill.contract.multiplier)
     return ExecutionRow(
         exec_id=ex.execId, perm_id=ex.permId, order_id=ex.orderId, client_id=ex.clientId,
         order_ref=ex.orderRef or "", time=ex.time.isoformat() if ex.time else "",
         account=ex.acctNumber, symbol=_symbol(fill.contract), side=ex.side, shares=ex.shares,
         price=ex.price, commission=report.commission if report.execId else None,
-        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None)
+        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None,
+        description=_description(fill.contract), multiplier=multiplier,
+        value=ex.shares * ex.price * multiplier)

@@ -110,8 +110,13 @@ class OrderHandler(IBConnection):
     # ============================================================ Flask side
     def submit(self, intent: OrderIntent, source: str = "api", idem_key: str | None = None,
                request_hash: str | None = None, remote: str | None = None,
-               gate: RiskGate | None = None) -> tuple[Lifecycle, bool]:
+               gate: RiskGate | None = None,
+               prepare: Callable[[OrderIntent], OrderIntent] | None = None,
+               ) -> tuple[Lifecycle, bool]:
         """Risk-check, journal and queue an order; returns (record, created).
+
+        ``prepare`` completes a new order's intent before the risk gate (a derivative's
+        contract from the broker); a replay never calls it.
 
         With an idempotency key already journaled, returns the original order
         (created False) — or raises IdempotencyConflict for a different request.
@@ -123,9 +128,10 @@ class OrderHandler(IBConnection):
             with self._key_lock:
                 existing = self.journal.find_by_key(idem_key)
                 if existing is None:
-                    return self._create(intent, source, idem_key, request_hash, remote, gate), True
+                    return self._create(intent, source, idem_key, request_hash, remote, gate,
+                                        prepare), True
             return self._replay(existing, request_hash), False
-        return self._create(intent, source, None, request_hash, remote, gate), True
+        return self._create(intent, source, None, request_hash, remote, gate, prepare), True
 
     def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
         if existing.request_hash != request_hash:
@@ -135,8 +141,11 @@ class OrderHandler(IBConnection):
         return live.record if live is not None else existing.record
 
     def _create(self, intent: OrderIntent, source: str, idem_key: str | None,
-                request_hash: str | None, remote: str | None, gate: RiskGate | None) -> Lifecycle:
+                request_hash: str | None, remote: str | None, gate: RiskGate | None,
+                prepare: Callable[[OrderIntent], OrderIntent] | None = None) -> Lifecycle:
         self._check_accepting()
+        if prepare is not None:
+            intent = prepare(intent)
         decision = gate.reserve(intent) if gate is not None else None  # raises RiskRejected
         order_id = f"o-{self._id_prefix}-{next(self._counter):06d}"
         now = time.time()

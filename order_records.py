@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from instruments import describe
+
 
 @dataclass(frozen=True)
 class OrderIntent:
@@ -29,11 +31,27 @@ class OrderIntent:
     trailing_percent: float | None = None  # ... or by this percentage
     take_profit: float | None = None  # bracket: limit price of the profit-taking child
     stop_loss: float | None = None  # bracket: stop price of the protective child
+    # derivatives (OPT, FUT): the contract as named, and what the broker resolved it to
+    expiry: str = ""  # YYYYMMDD (options), YYYYMM or YYYYMMDD (futures)
+    strike: float | None = None
+    right: str = ""  # C / P
+    exchange: str = ""
+    trading_class: str = ""
+    local_symbol: str = ""
+    multiplier: float = 1.0  # the broker's: notional = price x quantity x multiplier
+    con_id: int = 0  # the broker's conId (0: qualified from the symbol at placement)
+    market_order_ack: bool = False  # a market order on an option, acknowledged by the trader
 
     @property
     def is_bracket(self) -> bool:
         """True when the order carries take-profit and/or stop-loss children."""
         return self.take_profit is not None or self.stop_loss is not None
+
+    @property
+    def description(self) -> str:
+        """The contract in IB's words ("AAPL 20261218 200 C"); the symbol for stocks."""
+        return describe(self.symbol, self.sec_type, self.expiry, self.strike or 0.0,
+                        self.right, self.local_symbol)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,25 @@ from config import Settings, is_paper_account
 from order_records import OrderIntent
 
 QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
-PER_ORDER_RULES = 6  # the first rules look at the order alone; the rest at the account's flow
+PER_ORDER_RULES = 8  # the first rules look at the order alone; the rest at the account's flow
+
+
+@dataclass(frozen=True)
+class ClassLimit:
+    """Per-order limits of one asset class, in place of the global quantity and notional
+    limits (quantity in contracts; notional = price x quantity x multiplier)."""
+
+    max_quantity: float
+    max_notional: float
+
+
+def class_limits(s: Settings) -> dict[str, ClassLimit]:
+    """The asset classes with limits of their own (secType -> limits); the rest use
+    RISK_MAX_QUANTITY and RISK_MAX_NOTIONAL."""
+    return {
+        "OPT": ClassLimit(s.risk_opt_max_contracts, s.risk_opt_max_notional),
+        "FUT": ClassLimit(s.risk_fut_max_contracts, s.risk_fut_max_notional),
+    }
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,9 @@ class _Check:
 
 
 Clock = Callable[[], float]
-QuoteSource = Callable[[str, str], "RiskQuote | tuple[float | None, float | None, float | None]"]
+# (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
+QuoteSource = Callable[[str, str, int],
+                       "RiskQuote | tuple[float | None, float | None, float | None]"]
 
 
 class RiskGate:
@@ -93,15 +113,17 @@ class RiskGate:
         self._recent: collections.deque[float] = collections.deque()
         self._day = _utc_day(wall())
         self._notional_today = notional_today
-        self._quote_cache: dict[tuple[str, str], tuple[float, RiskQuote]] = {}
+        self._quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("live_trading_disabled", self._live_guard),
             ("symbol_not_allowed", self._symbol_lists),
             ("max_quantity", self._max_quantity),
+            ("option_market_order", self._option_market_order),
             ("no_reference_price", self._has_price),
             ("price_collar", self._price_collar),
             ("max_notional", self._max_notional),
+            ("asset_class_limit", self._asset_class_limit),
             ("max_open_orders", self._max_open_orders),
             ("max_orders_per_minute", self._per_minute),
             ("daily_notional_cap", self._daily_cap),
@@ -165,6 +187,8 @@ class RiskGate:
                 "symbol_denylist": list(s.risk_symbol_denylist),
                 "max_open_orders": s.risk_max_open_orders,
                 "max_orders_per_minute": s.risk_max_orders_per_minute,
+                "asset_classes": {name: asdict(limit)
+                                  for name, limit in class_limits(s).items()},
                 "daily_notional_cap": s.risk_daily_notional_cap,
                 "notional_today": round(self._notional_today, 2),
                 "allow_live_trading": s.allow_live_trading,
@@ -178,21 +202,22 @@ class RiskGate:
         mid = (bid + ask) / 2 if bid and ask else last
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
-        notional = intent.quantity * price if price else None
+        notional = intent.quantity * price * intent.multiplier if price else None
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
 
     def _quote(self, intent: OrderIntent) -> RiskQuote:
-        key = (intent.symbol, intent.sec_type)
+        key = (intent.symbol, intent.sec_type, intent.con_id)
         cached = self._quote_cache.get(key)
         if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
-        answer = self._quotes(intent.symbol, intent.sec_type)
+        answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
         self._quote_cache[key] = (self._monotonic(), quote)
         return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
         return {"quantity": check.intent.quantity, "reference_price": check.price,
+                "multiplier": check.intent.multiplier,
                 "quote_mid": check.quote_mid, "quote_delayed": check.quote.delayed, "notional": _round(check.notional),
                 "open_orders": self._open_orders(), "orders_last_minute": len(self._recent),
                 "notional_today": _round(self._notional_today)}
@@ -225,9 +250,33 @@ class RiskGate:
         return None
 
     def _max_quantity(self, check: _Check) -> str | None:
+        if check.intent.sec_type in class_limits(self.settings):
+            return None  # its asset class has its own limit (asset_class_limit)
         limit = self.settings.risk_max_quantity
         if check.intent.quantity > limit:
             return f"quantity {check.intent.quantity:g} exceeds the limit of {limit:g}"
+        return None
+
+    def _option_market_order(self, check: _Check) -> str | None:
+        intent = check.intent
+        if intent.sec_type == "OPT" and intent.order_type == "MKT" \
+                and not intent.market_order_ack:
+            return ("a market order on an option can fill far from its value (wide spreads); "
+                    "use a limit order, or send market_order_ack: true")
+        return None
+
+    def _asset_class_limit(self, check: _Check) -> str | None:
+        intent = check.intent
+        limit = class_limits(self.settings).get(intent.sec_type)
+        if limit is None:
+            return None
+        if intent.quantity > limit.max_quantity:
+            return (f"{intent.quantity:g} {intent.sec_type} contracts exceed the limit of "
+                    f"{limit.max_quantity:g}")
+        if check.notional is not None and check.notional > limit.max_notional:
+            return (f"{intent.sec_type} notional {check.notional:,.2f} (price x "
+                    f"{intent.quantity:g} x multiplier {intent.multiplier:g}) exceeds the "
+                    f"limit of {limit.max_notional:,.2f}")
         return None
 
     def _has_price(self, check: _Check) -> str | None:
@@ -255,6 +304,8 @@ class RiskGate:
 
     def _max_notional(self, check: _Check) -> str | None:
         limit = self.settings.risk_max_notional
+        if check.intent.sec_type in class_limits(self.settings):
+            return None  # its asset class has its own limit (asset_class_limit)
         if check.notional is not None and check.notional > limit:
             return f"notional {check.notional:,.2f} exceeds the limit of {limit:,.2f}"
         return None

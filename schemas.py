@@ -27,6 +27,7 @@ from pydantic import (
 
 from ib_connection import ConnectionState
 from ib_connector import ExecutionRow, OrderRow, PositionRow, Quote
+from instruments import DERIVATIVES, ContractSpec
 from order_records import Lifecycle, OrderIntent, Preview
 
 MAX_QUANTITY = 1_000_000
@@ -38,6 +39,16 @@ NEEDS = {  # order type -> (needs limit price, needs stop price)
 }
 
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
+EXPIRY_PATTERN = r"^20[0-9]{2}(0[1-9]|1[0-2])([0-2][0-9]|3[01])?$"
+LOCAL_SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9. ]{0,31}$"
+DERIVATIVE_FIELDS = ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
+                     "local_symbol", "market_order_ack")
+CONTRACT_FIELDS = {  # the contract fields each secType takes
+    "STK": (), "CASH": (),
+    "OPT": ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
+            "local_symbol"),
+    "FUT": ("expiry", "exchange", "multiplier", "trading_class", "local_symbol"),
+}
 ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
 
 __all__ = ["OrderIn", "ModifyIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
@@ -61,14 +72,40 @@ class OrderIn(BaseModel):
     stop_loss: Price | None = None
     tif: Literal["DAY", "GTC", "IOC"] = "DAY"
     outside_rth: StrictBool = False
-    sec_type: Literal["STK", "CASH"] = "STK"
+    sec_type: Literal["STK", "CASH", "OPT", "FUT"] = "STK"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    # derivatives: the contract's fields (checked against the broker's contract details)
+    expiry: Annotated[str, Field(pattern=EXPIRY_PATTERN, description=(
+        "OPT: YYYYMMDD; FUT: the contract month YYYYMM or the last trading day YYYYMMDD"))] \
+        | None = None
+    strike: Price | None = None
+    right: Literal["C", "P"] | None = None
+    exchange: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.]{0,15}$")] | None = None
+    multiplier: Annotated[Number, Field(gt=0, le=1_000_000)] | None = None
+    trading_class: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9. ]{0,15}$")] | None = None
+    local_symbol: Annotated[str, Field(pattern=LOCAL_SYMBOL_PATTERN, description=(
+        "IB's local symbol, an alternative to the fields above (e.g. 'AAPL  261218C00200000', "
+        "'ESZ6')"))] | None = None
+    market_order_ack: StrictBool = Field(False, description=(
+        "OPT: a market order on an option is refused unless this is true (options default "
+        "to LMT)"))
 
-    @field_validator("symbol", "action", "order_type", "tif", "sec_type", "currency",
-                     mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _option_default_type(cls, data: object) -> object:
+        """Options default to limit orders (a market order must be asked for)."""
+        if isinstance(data, dict) and "order_type" not in data \
+                and str(data.get("sec_type", "")).strip().upper() == "OPT":
+            return {**data, "order_type": "LMT"}
+        return data
+
+    @field_validator("symbol", "action", "order_type", "tif", "sec_type", "currency", "right",
+                     "exchange", "trading_class", "local_symbol", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() in ("CALL", "PUT"):
+            return value.strip().upper()[0]
         return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("quantity", "limit_price", "stop_price", "trailing_amount",
@@ -87,13 +124,40 @@ class OrderIn(BaseModel):
         self._check_trailing()
         self._check_bracket()
         self._check_ticks()
+        self._check_contract_fields()
         if self.sec_type == "STK" and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number of shares for stocks")
+        if self.sec_type in DERIVATIVES and float(self.quantity) != int(self.quantity):
+            raise _field_error("quantity", "must be a whole number of contracts")
         if self.sec_type == "CASH" and len(self.symbol.replace(".", "")) != 6:
             raise _field_error("symbol", "an FX pair looks like EUR.USD or EURUSD")
         return self
 
+    def _check_contract_fields(self) -> None:
+        """Which contract fields each secType takes; the broker decides the rest."""
+        allowed = CONTRACT_FIELDS[self.sec_type]
+        for name in ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
+                     "local_symbol"):
+            if getattr(self, name) is not None and name not in allowed:
+                raise _field_error(name, f"is not used by {self.sec_type} orders")
+        if self.sec_type == "OPT" and self.expiry is not None and len(self.expiry) != 8:
+            raise _field_error("expiry", "an option's expiry is a date, YYYYMMDD")
+        if self.market_order_ack and self.sec_type != "OPT":
+            raise _field_error("market_order_ack", "is only used by OPT orders")
+
+    def contract_spec(self) -> ContractSpec | None:
+        """The derivative this order names (None for stocks and FX)."""
+        if self.sec_type not in DERIVATIVES:
+            return None
+        return ContractSpec(
+            symbol=self.symbol, sec_type=self.sec_type, currency=self.currency,
+            expiry=self.expiry or "", strike=_opt(self.strike), right=self.right or "",
+            exchange=self.exchange or "", trading_class=self.trading_class or "",
+            multiplier=_opt(self.multiplier), local_symbol=self.local_symbol or "")
+
     def _check_ticks(self) -> None:
+        if self.sec_type in DERIVATIVES:
+            return  # the broker's market rule decides (instruments.Resolved.tick_at)
         for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"):
             price = getattr(self, name)
             if price is None:
@@ -130,8 +194,10 @@ class OrderIn(BaseModel):
             raise _field_error("stop_loss", f"must be {below} take_profit for a {self.action}")
 
     def fingerprint(self) -> str:
-        """A hash of the order's content (what an idempotent retry must repeat)."""
-        body = self.model_dump(exclude={"client_order_id"})
+        """A hash of the order's content (what an idempotent retry must repeat); fields a
+        stock order leaves unset are left out, so its hash is the same as before they existed."""
+        unset = {name for name in DERIVATIVE_FIELDS if getattr(self, name) in (None, False)}
+        body = self.model_dump(exclude={"client_order_id"} | unset)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def intent(self, account: str = "") -> OrderIntent:
@@ -143,7 +209,12 @@ class OrderIn(BaseModel):
             tif=self.tif, outside_rth=self.outside_rth, sec_type=self.sec_type,
             currency=self.currency, account=account,
             trailing_amount=_opt(self.trailing_amount), trailing_percent=_opt(self.trailing_percent),
-            take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss))
+            take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss),
+            expiry=self.expiry or "", strike=_opt(self.strike), right=self.right or "",
+            exchange=self.exchange or "", trading_class=self.trading_class or "",
+            local_symbol=self.local_symbol or "",
+            multiplier=float(self.multiplier) if self.multiplier is not None else 1.0,
+            market_order_ack=self.market_order_ack)
 
 
 class ModifyIn(BaseModel):
@@ -406,6 +477,8 @@ class OrderOut(_Out):
     account: str | None = None
     remaining: float | None = None
     avg_fill_price: float | None = None
+    description: str | None = Field(None, description="the contract in IB's words, e.g. "
+                                    "'AAPL 20261218 200 C' (the symbol for stocks)")
     verdict: str | None = None
     phase: str | None = None
     lifecycle: Lifecycle | None = None

@@ -114,12 +114,13 @@ class Services:
         self.gate = RiskGate(s, self._quote_for_risk, self.handler.working_count,
                              self._accounts, self.journal.notional_since(midnight))
 
-    def _quote_for_risk(self, symbol: str, sec_type: str) -> RiskQuote:
+    def _quote_for_risk(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote:
         """Prices for the risk gate (delayed ones marked, IB's reason when none); LookupError
-        for an unknown symbol;
+        for an unknown symbol; ``con_id``: a derivative's own quote, not its underlying's.
         GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         try:
-            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE)
+            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE,
+                                     con_id=con_id)
         except (TimeoutError, NotConnectedError) as exc:
             log.warning("⏳ risk gate: no quote for %s (%s): order refused, retryable",
                         symbol, exc or type(exc).__name__)

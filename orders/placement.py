@@ -62,8 +62,8 @@ class Placement:
         self.host = host
         self.book = book
         self.journal = journal
-        self._contracts: dict[tuple[str, str, str], Contract] = {}
-        self._qualifying: dict[tuple[str, str, str], asyncio.Future[Contract]] = {}
+        self._contracts: dict[tuple[str, str, str, int], Contract] = {}
+        self._qualifying: dict[tuple[str, str, str, int], asyncio.Future[Contract]] = {}
         self.runners: dict[type, Callable[[Any], Coroutine[Any, Any, None]]] = {
             Place: self.place, Cancel: self.cancel, Modify: self.modify,
             CancelAll: self.cancel_all}  # the coroutine that carries out each command
@@ -107,7 +107,7 @@ class Placement:
     async def qualify(self, intent: OrderIntent) -> Contract:
         """The qualified contract, asked of the broker once per symbol even when a burst
         of orders for a new symbol arrives together."""
-        key = (intent.symbol, intent.sec_type, intent.currency)
+        key = (intent.symbol, intent.sec_type, intent.currency, intent.con_id)
         if key in self._contracts:
             return self._contracts[key]
         pending = self._qualifying.get(key)
@@ -123,10 +123,12 @@ class Placement:
         ib = self.host.ib
         if ib is None or not ib.isConnected():
             raise ConnectionError("order connection is down")
-        contract = make_contract(intent.symbol, intent.sec_type, intent.currency)
+        contract = make_contract(intent.symbol, intent.sec_type, intent.currency,
+                                 intent.con_id, intent.exchange)
         found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
         if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
-            raise LookupError(f"unknown symbol {intent.symbol!r}: no security definition")
+            kind = "contract" if intent.con_id else "symbol"
+            raise LookupError(f"unknown {kind} {intent.description!r}: no security definition")
         return found[0]
 
     def _send(self, tracker: Tracker, contract: Contract) -> Trade | None:

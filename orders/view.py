@@ -33,6 +33,7 @@ def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[
         "client_id": record.client_id, "order_ref": record.id, "filled": record.filled,
         "remaining": record.remaining, "avg_fill_price": record.avg_fill_price,
         "account": intent.account or None, "open": not is_final(record.verdict),
+        "description": intent.description,
     }
     if record.verdict in OUR_FINAL and broker:  # the broker's word beats our conclusion
         out = {**ours, **broker}

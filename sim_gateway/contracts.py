@@ -130,10 +130,18 @@ def _number(text: str) -> float | str:
         return text
 
 
+def _expiry_matches(contract: Contract, asked: str) -> bool:
+    """IB's lastTradeDateOrContractMonth: YYYYMM is the contract month (a CL future's month is
+    the one after its last trading day), YYYYMMDD the last trading day."""
+    if len(asked) == 6 and contract.contract_month:
+        return contract.contract_month == asked
+    return contract.last_trade_date.startswith(asked)
+
+
 def _derivative_fields(contract: Contract, query: ContractQuery) -> bool:
-    """Expiry (a prefix: a contract month matches), strike, right, multiplier, trading class."""
+    """Expiry (a contract month or a day), strike, right, multiplier, trading class."""
     checks = (
-        contract.last_trade_date.startswith(query.last_trade_date),
+        _expiry_matches(contract, query.last_trade_date),
         not query.strike or abs(query.strike - contract.strike) < 1e-6,
         not _right(query.right) or _right(query.right) == contract.right,
         not query.multiplier or _number(query.multiplier) == _number(contract.multiplier or "1"),

@@ -905,7 +905,7 @@ def contract_data(req_id: int, contract: Contract, version: int, hours: Contract
         c.currency, c.local_symbol, c.trading_class, c.trading_class, str(c.con_id), fmt_price(c.min_tick, "0.0"),
         *(["1"] if version < 164 else []),
         c.multiplier, _ORDER_TYPES.get(c.sec_type, "LMT,MKT"), _valid_exchanges(c), "1", under, c.long_name,
-        c.primary_exchange, "", c.industry, c.category, c.subcategory, zone, trading, liquid,
+        c.primary_exchange, c.contract_month, c.industry, c.category, c.subcategory, zone, trading, liquid,
         "", "", "0", "1", c.under_symbol, c.under_sec_type, market_rules.rule_ids(c, _valid_exchanges(c)),
         expires, c.stock_type if c.sec_type == "STK" else "",
     ]  # fmt: skip

@@ -32,6 +32,7 @@ class Contract:
     last_trade_date: str = ""
     strike: float = 0.0
     right: str = ""
+    contract_month: str = ""  # YYYYMM (derivatives): a CL future's month is not its expiry's
     under_con_id: int = 0  # options: the underlying; futures: the index
     under_symbol: str = ""
     under_sec_type: str = ""

@@ -69,7 +69,7 @@ def make_gate(handler, **limits) -> RiskGate:
     from config import load_settings
     settings = load_settings(env={}, dotenv_path=None,
                              overrides={"risk_price_collar_pct": 99.5, **limits})
-    return RiskGate(settings, lambda symbol, sec_type: (99.0, 101.0, 100.0),
+    return RiskGate(settings, lambda symbol, sec_type, con_id: (99.0, 101.0, 100.0),
                     handler.working_count, lambda: ("DU1234567",))
 
 

@@ -43,7 +43,7 @@ class Quotes:
         self.answer = answer
         self.calls: list[tuple[str, str]] = []
 
-    def __call__(self, symbol: str, sec_type: str) -> RiskQuote | tuple:
+    def __call__(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote | tuple:
         self.calls.append((symbol, sec_type))
         return self.answer
 
@@ -320,7 +320,7 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
     decision = gate.reserve(buy(3, order_type="LMT", limit_price=100.5))
     assert decision == RiskDecision(
         accepted=True, rule=None, message="accepted",
-        figures={"quantity": 3, "reference_price": 100.5, "quote_mid": 100.0,
+        figures={"quantity": 3, "reference_price": 100.5, "multiplier": 1.0, "quote_mid": 100.0,
                  "quote_delayed": False, "notional": 301.5, "open_orders": 2,
                  "orders_last_minute": 1, "notional_today": 301.5},
         reference_price=100.5, notional=301.5, at=clocks.now)
@@ -349,7 +349,9 @@ def test_limits_report_the_configuration():
         "max_quantity": 7, "max_notional": 8, "price_collar_pct": 9,
         "symbol_allowlist": ["AAPL"], "symbol_denylist": ["TSLA"], "max_open_orders": 10,
         "max_orders_per_minute": 11, "daily_notional_cap": 12, "notional_today": 1.23,
-        "allow_live_trading": True, "live_confirm_notional": 13}
+        "allow_live_trading": True, "live_confirm_notional": 13,
+        "asset_classes": {"OPT": {"max_quantity": 50.0, "max_notional": 50_000.0},
+                          "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0}}}
 
 
 # ------------------------------------------------------------------------ SlidingWindow

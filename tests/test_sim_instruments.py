@@ -161,6 +161,27 @@ async def test_future_and_continuous_future_with_multiplier(gateway: SimGateway)
         assert item.unrealizedPNL == pytest.approx(item.marketValue - item.averageCost, abs=0.02)
 
 
+@async_test
+async def test_a_contract_month_names_the_future_not_its_last_trading_day(gateway: SimGateway) -> None:
+    """CL's February contract stops trading in January: "YYYYMM" asks for the contract month
+    (contractDetails.contractMonth), "YYYYMMDD" for the last trading day, as at IB."""
+    async with connected(gateway) as ib:
+        rows = await ib.reqContractDetailsAsync(Future("CL", exchange="NYMEX"))
+        assert len(rows) == 3
+        for details in rows:
+            contract = details.contract
+            assert contract is not None and len(details.contractMonth) == 6
+            assert contract.lastTradeDateOrContractMonth[:6] < details.contractMonth  # a month before
+            by_month = await qualified(ib, Future("CL", details.contractMonth, "NYMEX"))
+            assert by_month.conId == contract.conId
+            by_day = await qualified(ib, Future("CL", contract.lastTradeDateOrContractMonth, "NYMEX"))
+            assert by_day.conId == contract.conId
+        [es] = (await ib.reqContractDetailsAsync(ContFuture("ES", "CME")))
+        assert es.contractMonth == es.contract.lastTradeDateOrContractMonth[:6]  # type: ignore[union-attr]
+        [option] = await ib.reqContractDetailsAsync(await atm_call(ib))
+        assert option.contractMonth == option.contract.lastTradeDateOrContractMonth[:6]  # type: ignore[union-attr]
+
+
 # ----------------------------------------------------------------------------- indices, ambiguity
 
 
