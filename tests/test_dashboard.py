@@ -373,7 +373,7 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     assert not dash.gateway.open_orders()
     done.locator("button.expander").click()
     expect(done.locator(".lifecycle")).to_contain_text(
-        f"broker confirmed: limit_price={new_limit:g}")
+        f"broker confirmed the change: limit price {new_limit:g}")
     expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
     dash.shot("limit_order_cancelled")
 
