@@ -56,6 +56,8 @@ FX_CURRENCIES = frozenset({
     "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "TRY", "ILS", "KRW", "RUB"})
 
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
+SYMBOL_WORDS = "letters, digits and dots, starting with a letter (at most 15)"
+BRACKET_TIFS_REFUSED = ("IOC",)
 ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
 
 __all__ = ["OrderIn", "ModifyIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
@@ -89,6 +91,7 @@ def _rules_schema(schema: dict[str, Any]) -> None:
     schema["x-tick-fields"] = list(TICK_FIELDS)
     schema["x-side-rules"] = [{"field": f, "than": o, "buy": side} for f, o, side in SIDE_RULES]
     schema["x-whole-quantity"] = list(WHOLE_QUANTITY)
+    schema["x-bracket-tifs-refused"] = list(BRACKET_TIFS_REFUSED)
 
 
 class OrderIn(BaseModel):
@@ -98,7 +101,7 @@ class OrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
                               json_schema_extra=_rules_schema)
 
-    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN, description=SYMBOL_WORDS)]
     action: Literal["BUY", "SELL"]
     quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)]
     order_type: Literal["MKT", "LMT", "STP", "STP LMT", "TRAIL"] = "MKT"
@@ -169,8 +172,8 @@ class OrderIn(BaseModel):
         tp, sl = self.take_profit, self.stop_loss
         if tp is None and sl is None:
             return
-        if self.tif == "IOC":
-            raise _field_error("tif", "a bracket cannot be IOC")
+        if self.tif in BRACKET_TIFS_REFUSED:
+            raise _field_error("tif", f"a bracket cannot be {self.tif}")
         mirror = {"above": "below", "below": "above"}
         for name, other, buy_side in SIDE_RULES:
             price, than = getattr(self, name), getattr(self, other)
