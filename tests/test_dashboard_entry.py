@@ -9,7 +9,14 @@ import re
 import time
 
 from playwright.sync_api import Page, expect
-from test_dashboard import Dashboard, browser, dash, live, number, posted  # noqa: F401
+from test_dashboard import (  # noqa: F401 - the browser fixtures
+    SCREENSHOTS,
+    Dashboard,
+    browser,
+    dash,
+    live,
+    posted,
+)
 
 from conftest import ROOT, wait_for
 
@@ -289,8 +296,9 @@ def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):  # noqa: F8
             const s = document.createElement('span'); s.textContent = 'Cancel sent for o-x (Buy 1 AAPL).';
             t.append(s); box.append(t); }""")
         result = page.evaluate(ROW_CHECK)
-        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         dash.shot(f"entry_layout_{width}")
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.screenshot(path=str(SCREENSHOTS / f"entry_layout_{width}_bottom.png"))  # the window
         assert result["overflow"] <= 0, (width, result["overflow"])
         assert len(result["rows"]) == 2 + len(ids)
         for row in result["rows"]:

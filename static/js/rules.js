@@ -22,6 +22,12 @@ export function loadRules() {
 
 const orderSchema = () => (schemas && schemas.OrderIn) || null;
 
+/** The server's symbol pattern (before the rules arrive: anything starting with a letter). */
+export function symbolPattern() {
+  const prop = orderSchema() && (orderSchema().properties || {}).symbol;
+  return prop && prop.pattern ? new RegExp(prop.pattern) : /^[A-Za-z]/;
+}
+
 /** Which price inputs an order type takes: {limit_price, stop_price, trailing}. */
 export function needsOf(orderType) {
   const table = orderSchema() && orderSchema()["x-needs"];

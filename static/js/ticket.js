@@ -8,12 +8,11 @@ import {fmtClock, fmtPrice, fmtQty, isNum, nf, sideWord} from "./format.js";
 import {clearErrors, numberOf} from "./forms.js";
 import {readerUp} from "./health.js";
 import {haltReason} from "./killswitch.js";
-import {needsOf} from "./rules.js";
+import {needsOf, symbolPattern} from "./rules.js";
 import {onHeader} from "./store.js";
 import {toast} from "./toasts.js";
 
 const QUOTE_REFRESH_MS = 2000;
-const SYMBOL_RE = /^[A-Za-z][A-Za-z0-9.]{0,14}$/; // only decides whether a quote is worth asking
 
 export const form = $("#order-form");
 const F = form.elements;
@@ -81,7 +80,7 @@ export const quote = {symbol: null, secType: null, data: null, seq: 0, timer: nu
 
 function quoteTarget() {
   const symbol = String(F.symbol.value || "").trim().toUpperCase();
-  if (!SYMBOL_RE.test(symbol)) return null;
+  if (!symbolPattern().test(symbol)) return null; // not worth asking the broker
   return {symbol, secType: F.sec_type.value};
 }
 
