@@ -55,6 +55,8 @@ def test_double_enter_does_not_skip_the_confirmation(dash):  # noqa: F811
     page.wait_for_timeout(150)  # the trader's second Enter, 150 ms later
     page.keyboard.press("Enter")
     page.keyboard.press(" ")
+    gap = time.monotonic() - shown
+    assert gap < GUARD_S - 0.1, f"the machine stalled {gap:.2f} s: the keys came too late to test"
     expect(page.locator("#confirm")).to_be_visible()
     expect(page.locator("#confirm-cancel")).to_be_focused()  # focus starts on Back
     expect(page.locator("#preview-commission")).to_have_text(re.compile("USD"))
@@ -139,7 +141,7 @@ def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):  # noqa: F81
     risk = page.locator("#preview-risk")
     expect(risk).to_contain_text("The risk gate refuses this order: max_quantity: quantity 50000")
     expect(risk).to_contain_text("notional")
-    page.wait_for_timeout(GUARD_S * 1000 + 100)  # past the guard: still refused
+    page.wait_for_timeout(GUARD_S * 1000 + 100)  # the guard's own time: then still refused
     expect(page.locator("#confirm-send")).to_be_disabled()
     dash.shot("entry_preview_risk_refused")
     page.keyboard.press("Escape")
