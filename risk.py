@@ -44,6 +44,28 @@ def class_limits(s: Settings) -> dict[str, ClassLimit]:
 
 
 @dataclass(frozen=True)
+class AssetLimits:
+    """The limits of one asset class (``sec_type``) and the unit its quantity counts."""
+
+    max_quantity: float
+    unit: str
+
+
+# Per asset class: the settings field of its quantity limit and the unit it counts in. A new
+# asset class (OPT, FUT) is one more row (and its setting in config.Settings).
+ASSET_LIMITS: dict[str, tuple[str, str]] = {
+    "STK": ("risk_max_quantity", "shares"),
+    "CASH": ("risk_max_quantity_fx", "units of the base currency"),
+}
+
+
+def asset_limits(settings: Settings) -> dict[str, AssetLimits]:
+    """The configured limits of every asset class (``ASSET_LIMITS``)."""
+    return {kind: AssetLimits(getattr(settings, field), unit)
+            for kind, (field, unit) in ASSET_LIMITS.items()}
+
+
+@dataclass(frozen=True)
 class RiskDecision:
     """The gate's answer for one order."""
 
@@ -156,6 +178,42 @@ class RiskGate:
                             reference_price=check.price, notional=check.notional,
                             at=self._wall())
 
+    def evaluate(self, intent: OrderIntent) -> RiskDecision:
+        """Every rule, as if the order were placed now, counting nothing (a preview): the
+        verdict, accepted or not, with the rule and the numbers."""
+        check = self._prepare(intent)
+        with self._lock:
+            self._roll_day()
+            try:
+                self._apply(self._rules, check)
+            except RiskRejected as exc:
+                return exc.decision
+        return RiskDecision(accepted=True, figures=self._figures(check),
+                            reference_price=check.price, notional=check.notional,
+                            at=self._wall())
+
+    def immediate_trigger(self, intent: OrderIntent) -> str | None:
+        """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
+        already past its stop price. None when it would rest, or when no quote says."""
+        if intent.order_type not in ("STP", "STP LMT") or intent.stop_price is None:
+            return None
+        quote = self._quote(intent)
+        stop = intent.stop_price
+        if intent.action == "BUY":
+            market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
+            passed = market is not None and market >= stop
+            where = "at or below"
+        else:
+            market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
+            passed = market is not None and market <= stop
+            where = "at or above"
+        if not passed:
+            return None
+        then = "then a limit order at " + f"{intent.limit_price:g}" \
+            if intent.order_type == "STP LMT" and intent.limit_price else "then fills at market"
+        return (f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
+                f"it triggers as soon as it arrives ({then})")
+
     def registered(self, decision: RiskDecision) -> None:
         """The accepted order now counts among the open orders."""
         with self._lock:
@@ -181,14 +239,16 @@ class RiskGate:
     def limits(self) -> dict[str, Any]:
         """The configured limits (for the UI and the status endpoint)."""
         s = self.settings
-        return {"max_quantity": s.risk_max_quantity, "max_notional": s.risk_max_notional,
+        classes = {kind: asdict(limits) for kind, limits in asset_limits(s).items()}
+        classes |= {kind: {**asdict(limit), "unit": "contracts"}
+                    for kind, limit in class_limits(s).items()}
+        return {"max_quantity": s.risk_max_quantity, "asset_classes": classes,
+                "max_notional": s.risk_max_notional,
                 "price_collar_pct": s.risk_price_collar_pct,
                 "symbol_allowlist": list(s.risk_symbol_allowlist),
                 "symbol_denylist": list(s.risk_symbol_denylist),
                 "max_open_orders": s.risk_max_open_orders,
                 "max_orders_per_minute": s.risk_max_orders_per_minute,
-                "asset_classes": {name: asdict(limit)
-                                  for name, limit in class_limits(s).items()},
                 "daily_notional_cap": s.risk_daily_notional_cap,
                 "notional_today": round(self._notional_today, 2),
                 "allow_live_trading": s.allow_live_trading,
@@ -203,6 +263,8 @@ class RiskGate:
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
         notional = intent.quantity * price * intent.multiplier if price else None
+        if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
+            notional = intent.quantity  # USD.JPY: the quantity is already dollars
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
 
     def _quote(self, intent: OrderIntent) -> RiskQuote:
@@ -250,11 +312,15 @@ class RiskGate:
         return None
 
     def _max_quantity(self, check: _Check) -> str | None:
-        if check.intent.sec_type in class_limits(self.settings):
-            return None  # its asset class has its own limit (asset_class_limit)
-        limit = self.settings.risk_max_quantity
-        if check.intent.quantity > limit:
-            return f"quantity {check.intent.quantity:g} exceeds the limit of {limit:g}"
+        kind = check.intent.sec_type
+        if kind in class_limits(self.settings):
+            return None  # its asset class has its own limits (asset_class_limit)
+        limits = asset_limits(self.settings).get(kind)
+        if limits is None:
+            return f"no quantity limit is configured for asset class {kind}"
+        if check.intent.quantity > limits.max_quantity:
+            return (f"quantity {check.intent.quantity:g} exceeds the limit of "
+                    f"{limits.max_quantity:g} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}")
         return None
 
     def _option_market_order(self, check: _Check) -> str | None:
@@ -350,6 +416,9 @@ class SlidingWindow:
                 return False
             self._stamps.append(now)
             return True
+
+
+_CLASS_NAMES = {"STK": "stocks", "CASH": "FX pairs"}
 
 
 def _cause(check: _Check) -> str:

@@ -82,7 +82,8 @@ def test_quantity_at_the_limit_passes_and_one_more_is_refused():
     assert gate.reserve(buy(10)).accepted
     decision = rule_of(gate, buy(10.5))
     assert decision.rule == "max_quantity" and not decision.accepted
-    assert decision.message == "max_quantity: quantity 10.5 exceeds the limit of 10"
+    assert decision.message == ("max_quantity: quantity 10.5 exceeds the limit of 10 shares "
+                                "for stocks")
 
 
 def test_notional_at_the_limit_passes_and_a_cent_more_is_refused():
@@ -350,8 +351,11 @@ def test_limits_report_the_configuration():
         "symbol_allowlist": ["AAPL"], "symbol_denylist": ["TSLA"], "max_open_orders": 10,
         "max_orders_per_minute": 11, "daily_notional_cap": 12, "notional_today": 1.23,
         "allow_live_trading": True, "live_confirm_notional": 13,
-        "asset_classes": {"OPT": {"max_quantity": 50.0, "max_notional": 50_000.0},
-                          "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0}}}
+        "asset_classes": {
+            "STK": {"max_quantity": 7, "unit": "shares"},
+            "CASH": {"max_quantity": 1_000_000, "unit": "units of the base currency"},
+            "OPT": {"max_quantity": 50.0, "max_notional": 50_000.0, "unit": "contracts"},
+            "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0, "unit": "contracts"}}}
 
 
 # ------------------------------------------------------------------------ SlidingWindow
