@@ -150,6 +150,8 @@ def check_stream(app) -> None:
         response.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # every operation fuzzed: a minute on a busy machine
 def test_fuzzing_valid_requests_keeps_the_contract(fuzz_app, gateway):
     """Generated valid requests to every operation, placing, cancelling, halting included."""
     client = api_client(fuzz_app)
@@ -213,6 +215,8 @@ def client_get(app, order_id: str) -> dict:
     return api_client(app).get(f"/api/v1/orders/{order_id}").get_json()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # every operation fuzzed: a minute on a busy machine
 def test_fuzzing_invalid_requests_is_refused_and_places_nothing(fuzz_app, gateway):
     seen = fuzz(fuzz_app, GenerationMode.NEGATIVE, 40, CONFORMANCE + [negative_data_rejection])
     # POST /orders/cancel-all takes no input at all: nothing to make invalid
