@@ -95,7 +95,7 @@ from wire import to_wire
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
-STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead clients)
+STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RETRY_AFTER = 1  # seconds a client waits before retrying a 503
