@@ -156,11 +156,11 @@ async def test_pnl_and_portfolio_move_with_the_market(gateway: SimGateway) -> No
 @async_test
 async def test_matching_symbols_stocks_and_fx(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
-        found = await ib.reqMatchingSymbolsAsync("EUR")
-        assert found and {d.contract.secType for d in found} == {"CASH"}
-        assert "EUR" in {d.contract.symbol for d in found}
+        found = [d.contract for d in await ib.reqMatchingSymbolsAsync("EUR") or [] if d.contract]
+        assert found and {c.secType for c in found} == {"CASH"}
+        assert "EUR" in {c.symbol for c in found}
         apple = await ib.reqMatchingSymbolsAsync("aap")
-        assert apple is not None and apple[0].contract.symbol == "AAPL"
+        assert apple and apple[0].contract is not None and apple[0].contract.symbol == "AAPL"
         assert apple[0].contract.conId == 265598 and "OPT" in apple[0].derivativeSecTypes
         assert await ib.reqMatchingSymbolsAsync("ZZZZQ") == []
 
@@ -190,17 +190,17 @@ def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: Ap
     def update(req_id: int, bar: BarData) -> None:
         app._record("historicalDataUpdate", reqId=req_id, bar=bar)
 
-    app.historicalData = historical  # type: ignore[method-assign]
-    app.historicalDataEnd = lambda req_id, start, end: app._record("historicalDataEnd", reqId=req_id)  # type: ignore[method-assign]
-    app.historicalDataUpdate = update  # type: ignore[method-assign]
-    app.realtimeBar = lambda req_id, t, o, h, lo, c, v, wap, n: app._record(  # type: ignore[method-assign]
+    app.historicalData = historical
+    app.historicalDataEnd = lambda req_id, start, end: app._record("historicalDataEnd", reqId=req_id)
+    app.historicalDataUpdate = update
+    app.realtimeBar = lambda req_id, t, o, h, lo, c, v, wap, n: app._record(
         "realtimeBar", reqId=req_id, time=t, high=h, low=lo, volume=v)
-    app.headTimestamp = lambda req_id, stamp: app._record("headTimestamp", reqId=req_id, stamp=stamp)  # type: ignore[method-assign]
-    app.pnl = lambda req_id, daily, unrealized, realized: app._record(  # type: ignore[method-assign]
+    app.headTimestamp = lambda req_id, stamp: app._record("headTimestamp", reqId=req_id, stamp=stamp)
+    app.pnl = lambda req_id, daily, unrealized, realized: app._record(
         "pnl", reqId=req_id, unrealized=unrealized)
-    app.pnlSingle = lambda req_id, pos, daily, unrealized, realized, value: app._record(  # type: ignore[method-assign]
+    app.pnlSingle = lambda req_id, pos, daily, unrealized, realized, value: app._record(
         "pnlSingle", reqId=req_id, pos=pos, unrealized=unrealized)
-    app.symbolSamples = lambda req_id, rows: app._record("symbolSamples", reqId=req_id, rows=rows)  # type: ignore[method-assign]
+    app.symbolSamples = lambda req_id, rows: app._record("symbolSamples", reqId=req_id, rows=rows)
 
     app.reqHistoricalData(1, ibapi_aapl(), "", "1 D", "5 mins", "TRADES", 0, 1, True, [])
     app.wait_call("historicalDataEnd", reqId=1)
