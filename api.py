@@ -82,6 +82,7 @@ from schemas import (
     QuoteQuery,
     StateOut,
     StatusOut,
+    StreamQuery,  # the screen's stream parameter (screen_api)
     ValidationError,
     first_error,
 )
@@ -355,10 +356,13 @@ def state() -> Response:
 
 
 @bp.get("/stream")
-@documented(str, 503, media="text/event-stream")
+@documented(str, 503, media="text/event-stream", query=StreamQuery)
 def stream() -> Response | tuple[Response, int]:
-    """Server-Sent Events: a ``state`` event after every change, comments while idle."""
+    """Server-Sent Events: a ``state`` event after every change, ``quotes`` events as the
+    watchlist's (and ``watch``'s) prices move, comments while idle."""
     svc = services()
+    import screen_api  # the trader's screen (its own blueprint; imports this module)
+    watcher = screen_api.stream_watch()  # 400 naming ``watch`` before a slot is taken
     if not svc.long_calls.acquire(blocking=False):
         return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
@@ -366,7 +370,7 @@ def stream() -> Response | tuple[Response, int]:
         svc.long_calls.release()
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
-    slot = _StreamSlot(svc)
+    slot = _StreamSlot(svc, lambda: screen_api.stream_unwatch(watcher))
     response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
@@ -376,10 +380,11 @@ def stream() -> Response | tuple[Response, int]:
 class _StreamSlot:
     """One taken stream slot, given back exactly once."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, on_release: Callable[[], None] | None = None) -> None:
         self._svc = svc
         self._lock = threading.Lock()
         self._held = True
+        self._on_release = on_release
 
     def release(self) -> None:
         with self._lock:
@@ -387,19 +392,27 @@ class _StreamSlot:
         if held:
             self._svc.feed.close_stream()
             self._svc.long_calls.release()
+            if self._on_release is not None:
+                self._on_release()
 
 
 def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
     feed = svc.feed
     try:
         yield "retry: 1000\n\n"
-        seen = -1
+        seen, seen_quotes = -1, -1
         while not feed.closed:
-            version = feed.wait(seen, STREAM_KEEPALIVE)
+            version, quotes = feed.wait_any(seen, seen_quotes, STREAM_KEEPALIVE)
             if feed.closed:
                 break
-            if version == seen:
+            if version == seen and quotes == seen_quotes:
                 yield ": keep-alive\n\n"
+                continue
+            if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
+                seen_quotes = quotes
+                if svc.quotes is not None:
+                    yield _cached("stream-quotes", quotes, lambda: _screen_frame(svc))
+            if version == seen:
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
@@ -407,6 +420,12 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
+
+
+def _screen_frame(svc: Services) -> bytes:
+    import screen_api
+    assert svc.quotes is not None
+    return screen_api.stream_frame(svc.quotes.snapshot()).encode()
 
 
 @bp.get("/openapi.json")
