@@ -717,8 +717,10 @@ def bars() -> Response:
             from None
     except HistoryRefused as exc:
         raise ApiError(502, "history_refused", str(exc)) from None
+    offset = services().connector.gateway_clock_offset
     return jsonify({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
                     "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
+                    "gateway_time": None if offset is None else time.time() + offset,
                     "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
 
 

@@ -325,6 +325,8 @@ class BarsOut(_Out):
     what: str
     cached: bool = Field(description="served from the app's cache (no request to IB)")
     fetched_at: float
+    gateway_time: float | None = Field(
+        description="the gateway's clock now (epoch s): where the last bar is live")
     bars: list[BarOut]
 
 

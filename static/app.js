@@ -193,6 +193,7 @@
     serverReachable = true;
     recordNetLiq(state.account);
     scheduleRender();
+    window.dispatchEvent(new CustomEvent("dashboard:state", {detail: state})); // hook: static/screen/
   }
 
   function recordNetLiq(account) {
@@ -231,8 +232,13 @@
     clearTimeout(feed.retryTimer);
     if (authLost) return;
     if (!("EventSource" in window)) { startPolling(); return; }
-    const es = new EventSource(STREAM_URL);
+    // hook: static/screen/ names the chart's symbol to stream along with the watchlist
+    const es = new EventSource(window.dashboardWatch
+      ? `${STREAM_URL}?watch=${encodeURIComponent(window.dashboardWatch)}` : STREAM_URL);
     feed.es = es;
+    es.addEventListener("quotes", (event) => { // hook: static/screen/ (watchlist, chart, alerts)
+      window.dispatchEvent(new CustomEvent("dashboard:quotes", {detail: event.data}));
+    });
     es.addEventListener("state", (event) => {
       let state;
       try { state = JSON.parse(event.data); } catch (err) { return; }
@@ -1632,6 +1638,24 @@
 
   // data ages keep ticking between updates
   setInterval(() => { if (latest) { renderHeader(); renderNetLiqChart(); } }, 1000);
+
+  // ---------------------------------------------------------- hooks of static/screen/
+  // the chart changed symbol: reopen the stream with its new `watch`
+  window.addEventListener("dashboard:restream", () => {
+    if (feed.es) { feed.es.close(); feed.es = null; }
+    startStream();
+  });
+  // a dragged order line proposes a new price: the modification dialog is the confirm step
+  window.dashboardModify = (orderId, change) => {
+    const o = latest && (latest.orders || []).find((row) => row.id === orderId);
+    if (!o || !o.ours) return false;
+    openModify(o);
+    const mform = $("#modify-form");
+    for (const [name, value] of Object.entries(change)) {
+      if (mform.elements[name]) mform.elements[name].value = String(value);
+    }
+    return true;
+  };
 
   updateTicketLayout();
   setFeedMode("connecting");
