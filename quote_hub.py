@@ -266,7 +266,7 @@ class QuoteHub:
         rows = sorted((r for k, r in self._rows.items() if k in state.lines),
                       key=lambda r: order.get((r.symbol, r.sec_type), 1 << 30))
         unknown = [QuoteRow(k[0], k[1], None, None, None, None, None, "none", time.time(), text)
-                   for k, text in state.unknown.items()]
+                   for k, text in state.unknown.items() if k in order]
         self._version += 1
         self._snapshot = HubSnapshot(self._version, tuple(rows + unknown), len(state.lines),
                                      self.capacity, state.refused, message, tuple(self._fired))

@@ -130,6 +130,20 @@ def test_delayed_data_is_labelled_and_no_subscription_explained(start_app) -> No
     assert quote["market_data"] == "delayed"
 
 
+def test_no_subscription_and_unknown_symbols_are_explained_per_symbol(start_app) -> None:
+    gateway, app, client = start_app(market_data="none")
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}, {"symbol": "NOSUCH"}]})
+    app.extensions["trading"].quotes.watch()
+
+    def explained() -> dict | None:
+        rows = {q["symbol"]: q for q in client.get("/api/v1/quotes").get_json()["quotes"]}
+        return rows if all(r.get("notice") for r in rows.values()) and len(rows) == 2 else None
+
+    rows = wait_for(explained)
+    assert "10168" in rows["AAPL"]["notice"] and rows["AAPL"]["last"] is None
+    assert "unknown symbol" in rows["NOSUCH"]["notice"]
+
+
 def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
     gateway, app, client = start_app()
     found = client.get("/api/v1/symbols?q=eur").get_json()
