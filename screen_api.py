@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
@@ -232,23 +233,19 @@ def stream_frame(snap: HubSnapshot) -> str:
     return f"event: quotes\ndata: {body}\n\n"
 
 
-def stream_watch() -> int | None:
-    """A watcher for the stream being opened (its ``watch`` symbols); 400 naming ``watch``."""
+def stream_watch() -> Callable[[], None]:
+    """A watcher for the stream being opened (its ``watch`` symbols; 400 naming ``watch``), and
+    the call that ends it (made when the stream closes, outside any request context)."""
     query = _args(StreamQuery)
     svc_hub = api.services().quotes
     if svc_hub is None:
-        return None
+        return lambda: None
     extra = []
     for part in filter(None, query.watch.split(",")):
         symbol, _, sec_type = part.partition(":")
         extra.append(WatchItem(symbol.upper(), sec_type or "STK"))
-    return svc_hub.watch(extra)
-
-
-def stream_unwatch(watcher: int | None) -> None:
-    svc_hub = api.services().quotes
-    if watcher is not None and svc_hub is not None:
-        svc_hub.unwatch(watcher)
+    watcher = svc_hub.watch(extra)
+    return lambda: svc_hub.unwatch(watcher)
 
 
 # ------------------------------------------------------------------ symbol search

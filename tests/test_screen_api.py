@@ -217,3 +217,19 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
             assert gateway.market_data_lines() == 2
         assert frames[0]["quotes"] != frames[1]["quotes"]
         wait_for(lambda: gateway.market_data_lines() == 0)
+
+
+def test_a_refused_stream_leaves_no_watcher(start_app) -> None:
+    gateway, app, client = start_app()
+    svc = app.extensions["trading"]
+    taken = 0
+    while svc.long_calls.acquire(blocking=False):
+        taken += 1
+    try:
+        res = client.get("/api/v1/stream?watch=MSFT")
+        assert res.status_code == 503
+    finally:
+        for _ in range(taken):
+            svc.long_calls.release()
+    assert svc.quotes.watchers() == 0
+    assert gateway.market_data_lines() == 0
