@@ -23,6 +23,7 @@ from ib_async import IB, Contract
 CACHE_AT_LEAST = 20.0  # seconds: > IB's 15 s for identical requests
 CACHE_AT_MOST = 300.0
 BURST_WINDOW, BURST_MAX = 2.5, 5  # IB: the 6th within 2 s; 0.5 s for delivery jitter
+BURST_MARGIN = 0.01  # the 6th goes a hair after the window of the 1st has passed
 WINDOW, WINDOW_MAX = 600.0, 50
 CACHE_ENTRIES = 64
 BAR_SECONDS = {"5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30, "1 min": 60,
@@ -106,7 +107,7 @@ class HistoryPacer:
         while burst and burst[0] <= now - BURST_WINDOW:
             burst.popleft()
         if len(burst) >= BURST_MAX:
-            return burst[0] + BURST_WINDOW - now + 0.01
+            return burst[0] + BURST_WINDOW - now + BURST_MARGIN
         burst.append(now)
         self.recent.append((now, weight))
         self.sent += 1

@@ -192,3 +192,4 @@ def test_completed_sink_keeps_the_newest(gateway):
     for perm_id in [5, 1, 9, 7, 3, 8, 2]:
         sink.add(ib_connector.replace(base, perm_id=perm_id))
     assert sorted(sink.trim()) == [7, 8, 9] and sink.count == 7
+
