@@ -15,7 +15,7 @@ from test_dashboard import LAPTOP, Dashboard, browser, dash, live  # noqa: F401 
 
 from conftest import ROOT, wait_for
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # each takes seconds: scheduled first
 VENDOR = ROOT / "static" / "vendor" / "lightweight-charts.js"
 
 
