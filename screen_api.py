@@ -249,22 +249,20 @@ def stream_watch() -> Callable[[], None]:
 
 
 # ------------------------------------------------------------------ symbol search
-_searches: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-
-
 @bp.get("/symbols")
 @documented(SymbolsOut, 503, 504, query=SymbolsQuery)
 def symbols() -> Response:
     """Symbol search: stocks and FX pairs matching ``q`` (IB's reqMatchingSymbols, cached 60 s)."""
     q = _args(SymbolsQuery).q.upper()
-    hit = _searches.get(q)
+    searches = api.services().symbol_searches
+    hit = searches.get(q)
     if hit is None or time.monotonic() - hit[0] > SYMBOL_CACHE_SECONDS:
         found = api.services().connector.matching_symbols(q)
         rows = [_symbol_row(c) for c in found if c.secType in ("STK", "CASH")]
         hit = (time.monotonic(), rows[:MAX_SEARCH_RESULTS])
-        if len(_searches) > 256:
-            _searches.clear()
-        _searches[q] = hit
+        if len(searches) > 256:
+            searches.clear()
+        searches[q] = hit
     return jsonify({"q": q, "results": hit[1]})
 
 
