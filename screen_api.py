@@ -233,17 +233,22 @@ def stream_frame(snap: HubSnapshot) -> str:
     return f"event: quotes\ndata: {body}\n\n"
 
 
-def stream_watch() -> Callable[[], None]:
-    """A watcher for the stream being opened (its ``watch`` symbols; 400 naming ``watch``), and
-    the call that ends it (made when the stream closes, outside any request context)."""
+def stream_symbols() -> list[WatchItem]:
+    """The ``watch`` symbols of the stream being opened (400 naming ``watch``)."""
     query = _args(StreamQuery)
-    svc_hub = api.services().quotes
-    if svc_hub is None:
-        return lambda: None
     extra = []
     for part in filter(None, query.watch.split(",")):
         symbol, _, sec_type = part.partition(":")
         extra.append(WatchItem(symbol.upper(), sec_type or "STK"))
+    return extra
+
+
+def stream_watch(extra: list[WatchItem]) -> Callable[[], None]:
+    """A watcher for an opened stream, and the call that ends it (made when the stream
+    closes, outside any request context)."""
+    svc_hub = api.services().quotes
+    if svc_hub is None:
+        return lambda: None
     watcher = svc_hub.watch(extra)
     return lambda: svc_hub.unwatch(watcher)
 
