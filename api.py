@@ -380,17 +380,15 @@ def stream() -> Response | tuple[Response, int]:
     watchlist's (and ``watch``'s) prices move, comments while idle."""
     svc = services()
     import screen_api  # the trader's screen (its own blueprint; imports this module)
-    unwatch = screen_api.stream_watch()  # 400 naming ``watch`` before a slot is taken
+    extra = screen_api.stream_symbols()  # 400 naming ``watch`` before a slot is taken
     if not svc.long_calls.acquire(blocking=False):
-        unwatch()
         return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
     if not svc.feed.open_stream():
         svc.long_calls.release()
-        unwatch()
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
-    slot = _StreamSlot(svc, unwatch)
+    slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
     response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)

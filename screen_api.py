@@ -234,38 +234,41 @@ def stream_frame(snap: HubSnapshot) -> str:
     return f"event: quotes\ndata: {body}\n\n"
 
 
-def stream_watch() -> Callable[[], None]:
-    """A watcher for the stream being opened (its ``watch`` symbols; 400 naming ``watch``), and
-    the call that ends it (made when the stream closes, outside any request context)."""
+def stream_symbols() -> list[WatchItem]:
+    """The ``watch`` symbols of the stream being opened (400 naming ``watch``)."""
     query = _args(StreamQuery)
-    svc_hub = api.services().quotes
-    if svc_hub is None:
-        return lambda: None
     extra = []
     for part in filter(None, query.watch.split(",")):
         symbol, _, sec_type = part.partition(":")
         extra.append(WatchItem(symbol.upper(), sec_type or "STK"))
+    return extra
+
+
+def stream_watch(extra: list[WatchItem]) -> Callable[[], None]:
+    """A watcher for an opened stream, and the call that ends it (made when the stream
+    closes, outside any request context)."""
+    svc_hub = api.services().quotes
+    if svc_hub is None:
+        return lambda: None
     watcher = svc_hub.watch(extra)
     return lambda: svc_hub.unwatch(watcher)
 
 
 # ------------------------------------------------------------------ symbol search
-_searches: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-
-
 @bp.get("/symbols")
 @documented(SymbolsOut, 503, 504, query=SymbolsQuery)
 def symbols() -> Response:
     """Symbol search: stocks and FX pairs matching ``q`` (IB's reqMatchingSymbols, cached 60 s)."""
     q = _args(SymbolsQuery).q.upper()
-    hit = _searches.get(q)
+    searches = api.services().symbol_searches
+    hit = searches.get(q)
     if hit is None or time.monotonic() - hit[0] > SYMBOL_CACHE_SECONDS:
         found = api.services().connector.matching_symbols(q)
         rows = [_symbol_row(c) for c in found if c.secType in ("STK", "CASH")]
         hit = (time.monotonic(), rows[:MAX_SEARCH_RESULTS])
-        if len(_searches) > 256:
-            _searches.clear()
-        _searches[q] = hit
+        if len(searches) > 256:
+            searches.clear()
+        searches[q] = hit
     return api._json({"q": q, "results": hit[1]})
 
 

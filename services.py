@@ -54,6 +54,7 @@ class Services:
         self.feed = ChangeFeed()
         self.screen_store = ScreenStore(data_dir(settings))  # watchlist and alerts
         self.quotes: QuoteHub | None = None  # streaming quotes on the reader (quote_hub.py)
+        self.symbol_searches: dict[str, tuple[float, list]] = {}  # /symbols answers (60 s)
         self.read_cache: dict[str, tuple[object, Any]] = {}  # JSON bodies by data version
         # calls that hold a server thread for seconds take one of these or are refused/shortened
         self.long_calls = threading.BoundedSemaphore(LONG_CALL_SLOTS)

@@ -15,7 +15,7 @@ from test_dashboard import LAPTOP, Dashboard, browser, dash, live  # noqa: F401 
 
 from conftest import ROOT, wait_for
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # each takes seconds: scheduled first
 VENDOR = ROOT / "static" / "vendor" / "lightweight-charts.js"
 
 
@@ -95,6 +95,11 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     first = today.text_content()
     wait_for(lambda: today.text_content() != first, timeout=10)
     expect(page.locator("#pnl-today")).to_have_text(re.compile(r"\d"))
+    # a cancel is announced too
+    status, _ = server.api("POST", f"/api/v1/orders/{order_id}/cancel")
+    assert status == 202
+    expect(page.locator("#screen-toasts .screen-toast").filter(has_text="Cancelled")).to_contain_text(
+        "Buy 5 AAPL")
     dash.shot("screen-fill-toast")
 
 

@@ -44,6 +44,7 @@ def buy(client: Any, symbol: str, quantity: int) -> None:
                       if e["order_ref"] == posted["id"]], timeout=5)
 
 
+@pytest.mark.slow
 def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> None:
     gateway, app, client = start_app()
     buy(client, "AAPL", 100)
@@ -83,6 +84,7 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
     assert "daily_pnl" in account["figures"]
 
 
+@pytest.mark.slow
 def test_watchlist_is_kept_and_streams_on_shared_lines_within_the_limit(start_app, tmp_path) -> None:
     gateway, app, client = start_app({"market_data_lines": 4})  # 2 for the hub, 2 kept back
     hub = app.extensions["trading"].quotes

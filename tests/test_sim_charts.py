@@ -87,6 +87,7 @@ async def test_bar_sizes_aggregate_one_process_and_end_at_the_live_price(
         assert bid[0].volume == -1 and round(ask[0].close - bid[0].close, 2) == 0.02
 
 
+@pytest.mark.slow
 @async_test
 async def test_keep_up_to_date_streams_the_last_bar(fast_gateway: SimGateway) -> None:
     async with connected(fast_gateway) as ib:
@@ -109,6 +110,7 @@ async def test_keep_up_to_date_streams_the_last_bar(fast_gateway: SimGateway) ->
         await until(lambda: 162 in errors.codes(), what="162 for an end date with live updates")
 
 
+@pytest.mark.slow
 @async_test
 async def test_head_timestamp_real_time_bars_and_fx_has_no_trades(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
@@ -128,6 +130,7 @@ async def test_head_timestamp_real_time_bars_and_fx_has_no_trades(gateway: SimGa
         assert len(mid) == 24 and 0.5 < mid[-1].close < 2
 
 
+@pytest.mark.slow
 @async_test
 async def test_pnl_and_portfolio_move_with_the_market(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
@@ -183,6 +186,7 @@ async def test_market_data_lines_limit_gives_101(start_gateway: Callable[..., Si
 
 
 # ----------------------------------------------------------------------------- ibapi 9.81
+@pytest.mark.slow
 def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: App) -> None:  # noqa: F811
     def historical(req_id: int, bar: BarData) -> None:
         app._record("historicalData", reqId=req_id, bar=bar)
