@@ -419,25 +419,26 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
     try:
         yield "retry: 1000\n\n"
         seen, seen_quotes = -1, -1
+        told = time.monotonic()  # when the page last had the state or the status from us
         while not feed.closed:
-            version, quotes = feed.wait_any(seen, seen_quotes, STREAM_KEEPALIVE)
+            wait = max(0.0, told + STREAM_KEEPALIVE - time.monotonic())
+            version, quotes = feed.wait_any(seen, seen_quotes, wait)
             if feed.closed:
                 break
-            if version == seen and quotes == seen_quotes:
-                # the status again (its heartbeats and ages), so an idle page shows how fresh
-                # its data are; also finds a vanished browser
-                yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
-                continue
             if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
                 seen_quotes = quotes
                 if svc.quotes is not None:
                     yield _cached("stream-quotes", quotes, lambda: _screen_frame(svc))
-            if version == seen:
-                continue
-            seen = version
-            # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version, lambda v=version: (
-                f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            if version != seen:
+                seen, told = version, time.monotonic()
+                # one frame per version, however many dashboards are watching
+                yield _cached("stream-frame", version, lambda v=version: (
+                    f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            elif time.monotonic() - told >= STREAM_KEEPALIVE:
+                # the status again (its heartbeats and ages), so an idle page shows how fresh
+                # its data are, however often quotes move; also finds a vanished browser
+                told = time.monotonic()
+                yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
     finally:
         slot.release()
 
