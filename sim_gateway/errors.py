@@ -95,7 +95,7 @@ TABLE: dict[int, Msg] = {row.code: row for row in _ROWS}
 
 # 201's reasons: IB words them per case. The simulator's own (missing prices, bad quantity,
 # unsupported type or TIF, foreign account, inactive parent) are ``sim``; the margin text is the
-# wire's (broker._margin_text); an off-tick price is 110, not 201 (table).
+# wire's (broker_state._margin_text); an off-tick price is 110, not 201 (table).
 
 
 def text(code: int, **values: object) -> str:
