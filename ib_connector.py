@@ -104,6 +104,7 @@ class PositionRow:
     description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
     multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
     local_symbol: str = ""
+    avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
 
 
 @dataclass(frozen=True)
@@ -742,6 +743,7 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
         if not pos.position:
             continue
         item = portfolio.get((pos.account, pos.contract.conId))
+        multiplier = instruments.multiplier_of(pos.contract.multiplier)
         rows.append(PositionRow(
             account=pos.account, con_id=pos.contract.conId, symbol=_symbol(pos.contract),
             sec_type=pos.contract.secType, currency=pos.contract.currency,
@@ -750,9 +752,8 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
             market_value=item.marketValue if item else None,
             unrealized_pnl=item.unrealizedPNL if item else None,
             realized_pnl=item.realizedPNL if item else None,
-            description=_description(pos.contract),
-            multiplier=instruments.multiplier_of(pos.contract.multiplier),
-            local_symbol=pos.contract.localSymbol))
+            description=_description(pos.contract), multiplier=multiplier,
+            local_symbol=pos.contract.localSymbol, avg_price=pos.avgCost / multiplier))
     return tuple(sorted(rows, key=lambda r: r.symbol))
 
 

@@ -514,9 +514,11 @@
     syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
       const closeSide = p.quantity > 0 ? "SELL" : "BUY";
       return el("tr", {dataset: {symbol: p.symbol}},
-        el("td", {class: "sym"}, el("span", {text: p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null),
+        el("td", {class: "sym"}, el("span", {text: p.description || p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null,
+          p.multiplier > 1 ? el("span", {class: "tag mult", title: "multiplier: value and P&L include it", text: `×${p.multiplier}`}) : null),
         el("td", {class: `num ${p.quantity < 0 ? "neg" : ""}`, text: fmtQty(p.quantity)}),
-        el("td", {class: "num opt", text: fmtPrice(p.avg_cost)}),
+        el("td", {class: "num opt", text: fmtPrice(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
+          title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtPrice(p.avg_cost)}` : null}),
         el("td", {class: "num", text: fmtPrice(p.market_price)}),
         el("td", {class: "num opt", text: fmtMoney(p.market_value)}),
         el("td", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
@@ -532,6 +534,10 @@
   }
 
   function prefillClose(position) {
+    if (position.sec_type === "OPT" || position.sec_type === "FUT") { // the derivatives ticket (static/deriv/)
+      document.dispatchEvent(new CustomEvent("deriv:close-position", {detail: position}));
+      return;
+    }
     hideConfirm();
     const form = $("#order-form");
     form.elements.symbol.value = position.symbol;
@@ -628,7 +634,7 @@
       el("td", {class: "expand-cell"}, toggle),
       idCell,
       el("td", {class: "muted opt", text: o.client_id ?? "—"}),
-      el("td", {class: "sym", text: o.symbol || "—"}),
+      el("td", {class: "sym", text: o.description || o.symbol || "—"}),
       el("td", {class: `side ${sideClass(o.action)}`, text: sideWord(o.action)}),
       el("td", {class: "num", text: `${fmtQty(o.filled || 0)} / ${fmtQty(o.quantity)}`}),
       el("td", {text: o.order_type || "—"}),
@@ -722,7 +728,7 @@
     const rows = executions.slice(0, FILLS_SHOWN);
     syncRows($("#fills tbody"), rows, (e) => e.exec_id, (e) => JSON.stringify(e), (e) => el("tr", {},
       el("td", {class: "mono", title: String(e.time), text: fmtExecTime(e.time)}),
-      el("td", {class: "sym", text: e.symbol}),
+      el("td", {class: "sym", text: e.description || e.symbol}),
       el("td", {class: `side ${sideClass(e.side)}`, text: sideWord(e.side)}),
       el("td", {class: "num", text: fmtQty(e.shares)}),
       el("td", {class: "num", text: fmtPrice(e.price)}),

@@ -69,6 +69,7 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     row = wait_for(shown)
     assert row["quantity"] == 2 and row["sec_type"] == "OPT"
     assert (row["description"], row["multiplier"]) == ("AAPL 20261218 200 C", 100)
+    assert row["avg_price"] == pytest.approx(row["avg_cost"] / 100)
     assert row["market_value"] == pytest.approx(row["market_price"] * 2 * 100, rel=1e-6)
     assert row["unrealized_pnl"] == pytest.approx(row["market_value"] - 2 * row["avg_cost"],
                                                   abs=0.02)
