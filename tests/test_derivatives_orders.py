@@ -244,3 +244,24 @@ def test_an_option_order_over_the_class_notional_is_refused(client, deriv_app, g
     assert decision["rule"] == "asset_class_limit"
     assert decision["notional"] == pytest.approx(limit * quantity * 100)
     assert gateway.open_orders() == []
+
+
+def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(client, deriv_app,
+                                                                             gateway):
+    _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
+    resting = round(quote.bid * 0.8, 2)
+    body = {**CALL_200, "action": "BUY", "quantity": 1, "limit_price": resting}
+    preview = client.post("/api/v1/orders/preview", json=body)
+    assert preview.status_code == 200, preview.get_json()
+    assert preview.get_json()["commission"] == pytest.approx(1.0)  # 0.65 a contract, at least 1
+    order_id = client.post("/api/v1/orders", json=body).get_json()["id"]
+    wait_for(lambda: len(gateway.open_orders()) == 1)
+    off = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": 3.52})
+    assert (off.status_code, off.get_json()["error"]["field"]) == (400, "limit_price")
+    assert "0.05" in off.get_json()["error"]["message"]
+    lower = round(resting - 0.01, 2)
+    assert client.post(f"/api/v1/orders/{order_id}/modify",
+                       json={"limit_price": lower}).status_code == 202
+    wait_for(lambda: [o for o in gateway.open_orders() if o.lmt_price is not None and abs(o.lmt_price - lower) < 1e-9])
+    client.post(f"/api/v1/orders/{order_id}/cancel")
+    wait_for(lambda: gateway.open_orders() == [])
