@@ -795,6 +795,9 @@ def resolved_contract(svc: Services, order_in: OrderIn, intent: OrderIntent) -> 
     spec = order_in.contract_spec()
     if spec is None:
         return intent
+    if not spec.expiry and not spec.local_symbol:  # IB would list every expiry: thousands
+        raise ApiError(400, "ambiguous_contract", f"every {spec.symbol} {spec.sec_type} expiry "
+                       "matches: give expiry (or local_symbol)", "expiry")
     found = _broker_contract(svc, spec)
     _check_increments(found, {name: getattr(intent, name) for name in PRICE_FIELDS})
     return dataclasses.replace(

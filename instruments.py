@@ -168,8 +168,9 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     if not found:
         what = spec.local_symbol or describe(spec.symbol, spec.sec_type, spec.expiry,
                                              spec.strike or 0.0, spec.right)
+        field = await _unknown_field(ib, spec)
         raise ContractError(f"unknown contract {what} ({spec.sec_type}): the broker has no "
-                            "security definition for it", _unknown_field(spec))
+                            f"security definition for it (check {field})", field)
     if len(found) > 1:
         raise _ambiguous(spec, [d.contract for d in found if d.contract is not None])
     [one] = found
@@ -188,13 +189,18 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
         local_symbol=contract.localSymbol, increments=increments)
 
 
-def _unknown_field(spec: ContractSpec) -> str:
+async def _unknown_field(ib: IB, spec: ContractSpec) -> str:
+    """The field an unknown contract most likely has wrong: with its strike, right and trading
+    class left out, does the expiry list anything? (One more request, on this failure only.)"""
     if spec.local_symbol:
         return "local_symbol"
-    for name in ("strike", "expiry", "right", "trading_class", "exchange"):
-        if spec.given(name):
-            return name
-    return "symbol"
+    finer = [name for name in ("strike", "right", "trading_class") if spec.given(name)]
+    if not spec.expiry or not finer:
+        return "expiry" if spec.expiry else "symbol"
+    wider = ContractSpec(symbol=spec.symbol, sec_type=spec.sec_type, currency=spec.currency,
+                         expiry=spec.expiry, exchange=spec.exchange)
+    listed = await asyncio.wait_for(ib.reqContractDetailsAsync(wider.query()), CALL_TIMEOUT)
+    return finer[0] if listed else "expiry"
 
 
 async def _increments(ib: IB, details: ContractDetails, exchange: str,

@@ -119,6 +119,7 @@ def test_an_ambiguous_future_names_its_expiry(client):
 
 @pytest.mark.parametrize("change, code, field", [
     ({"strike": 201}, "unknown_contract", "strike"),
+    ({"expiry": "20261217"}, "unknown_contract", "expiry"),  # a Thursday: nothing expires
     ({"multiplier": 10}, "validation_error", "multiplier"),
     ({"limit_price": 3.52}, "validation_error", "limit_price"),  # from 3.00: nickels
     ({"expiry": "202612"}, "validation_error", "expiry"),
