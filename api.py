@@ -813,8 +813,7 @@ def _broker_contract(svc: Services, spec: ContractSpec) -> Resolved:
     try:
         return svc.connector.contract(spec)
     except ContractError as exc:
-        code = "ambiguous_contract" if exc.ambiguous else "unknown_contract"
-        raise ApiError(400, code, exc.message, exc.field) from None
+        raise ApiError(400, exc.code, exc.message, exc.field) from None
     except TimeoutError as exc:
         raise GatewayNotAnswering(f"the gateway is not answering (no contract details for "
                                   f"{spec.symbol}: {exc}); nothing was sent, retry shortly") \

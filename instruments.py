@@ -34,11 +34,12 @@ TELLING_FIELDS = {
 
 
 class ContractError(LookupError):
-    """A contract the broker does not know, or several: ``field`` is the one to give or fix."""
+    """A contract the broker does not know, several, or a field that contradicts the broker's:
+    ``field`` is the one to give or fix, ``code`` the API's error code."""
 
-    def __init__(self, message: str, field: str, ambiguous: bool = False) -> None:
+    def __init__(self, message: str, field: str, code: str = "unknown_contract") -> None:
         super().__init__(message)
-        self.message, self.field, self.ambiguous = message, field, ambiguous
+        self.message, self.field, self.code = message, field, code
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def _ambiguous(spec: ContractSpec, matches: Sequence[Contract]) -> ContractError
     sample = ", ".join(shown[:6]) + (" ..." if len(shown) > 6 else "")
     what = f"{spec.symbol or spec.local_symbol} {spec.sec_type}"
     return ContractError(f"{len(matches)} contracts match {what}: give {name} (one of "
-                         f"{sample})", name, ambiguous=True)
+                         f"{sample})", name, "ambiguous_contract")
 
 
 def _field_value(contract: Contract, name: str) -> object:
@@ -179,7 +180,7 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     multiplier = multiplier_of(contract.multiplier)
     if spec.multiplier is not None and abs(spec.multiplier - multiplier) > 1e-9:
         raise ContractError(f"the multiplier of {contract.localSymbol} is {multiplier:g}, not "
-                            f"{spec.multiplier:g}", "multiplier")
+                            f"{spec.multiplier:g}", "multiplier", "validation_error")
     increments = await _increments(ib, one, contract.exchange or spec.exchange, rules)
     return Resolved(
         con_id=contract.conId, symbol=contract.symbol, sec_type=contract.secType,

@@ -82,6 +82,24 @@ def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(da
     assert held.position == 3
     dash.shot("deriv-position")
 
+    # a market order on an option: refused without the acknowledgement, filled with it
+    dash.allow_console_error("422")  # the browser logs the refused POST
+    page.locator('[data-leg="put-190-bid"]').click()
+    expect(page.locator("#dt-action")).to_have_value("SELL")
+    page.select_option("#dt-action", "BUY")
+    page.select_option("#dt-order_type", "MKT")
+    expect(page.locator("#dt-ack")).to_be_visible()
+    orders_before = len(dash.gateway.all_orders())
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-error")).to_contain_text("market_order_ack")
+    assert len(dash.gateway.all_orders()) == orders_before
+    page.check("#dt-market_order_ack")
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    expect(page.locator("#positions tbody tr").filter(has_text=f"AAPL {EXPIRY} 190 P")).to_contain_text("×100")
+
 
 def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Dashboard):
     page = dash.open().page
@@ -114,22 +132,3 @@ def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Da
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
     wait_for(lambda: not [p for p in dash.gateway.positions()
                           if p.contract.local_symbol == "ESH7" and p.position])
-
-
-def test_an_option_market_order_needs_the_acknowledgement(dash: Dashboard):
-    page = dash.open().page
-    dash.allow_console_error("422")  # the browser logs the refused POST
-    load_chain(dash, EXPIRY)
-    page.locator('[data-leg="put-190-bid"]').click()
-    expect(page.locator("#dt-action")).to_have_value("SELL")
-    page.select_option("#dt-action", "BUY")
-    page.select_option("#dt-order_type", "MKT")
-    expect(page.locator("#dt-ack")).to_be_visible()
-    page.click("#dt-review")
-    page.click("#dt-send")
-    expect(page.locator("#dt-error")).to_contain_text("market_order_ack")
-    assert dash.gateway.all_orders() == []
-    page.check("#dt-market_order_ack")
-    page.click("#dt-review")
-    page.click("#dt-send")
-    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")

@@ -95,29 +95,12 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     assert journaled.record.intent.con_id == found.con_id  # the journal keeps the contract
 
 
-@pytest.mark.parametrize("given, field", [
+AMBIGUOUS = [  # (the fields given, the field the 400 names)
     ({"expiry": EXPIRY, "strike": 200}, "right"),
     ({"expiry": EXPIRY, "right": "P"}, "strike"),
     ({"strike": 200, "right": "C"}, "expiry"),
-])
-def test_an_ambiguous_option_is_a_400_naming_the_missing_field(client, gateway, given, field):
-    body = {"symbol": "AAPL", "sec_type": "OPT", "action": "BUY", "quantity": 1,
-            "limit_price": 1.0, **given}
-    answer = client.post("/api/v1/orders", json=body)
-    error = answer.get_json()["error"]
-    assert (answer.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", field)
-    assert f"give {field}" in error["message"]
-    assert gateway.open_orders() == [] and gateway.executions() == []
-
-
-def test_an_ambiguous_future_names_its_expiry(client):
-    answer = client.post("/api/v1/orders", json={
-        "symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1})
-    error = answer.get_json()["error"]
-    assert (answer.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", "expiry")
-
-
-@pytest.mark.parametrize("change, code, field", [
+]
+BAD = [  # (a change to a valid option order, the error code, the field it names)
     ({"strike": 201}, "unknown_contract", "strike"),
     ({"expiry": "20261217"}, "unknown_contract", "expiry"),  # a Thursday: nothing expires
     ({"multiplier": 10}, "validation_error", "multiplier"),
@@ -125,15 +108,30 @@ def test_an_ambiguous_future_names_its_expiry(client):
     ({"expiry": "202612"}, "validation_error", "expiry"),
     ({"right": "X"}, "validation_error", "right"),
     ({"sec_type": "STK"}, "validation_error", "expiry"),
-])
-def test_a_bad_derivative_is_a_400_naming_the_field(client, gateway, change, code, field):
-    body = {**CALL_200, "action": "BUY", "quantity": 1, "order_type": "LMT", "limit_price": 1.0,
-            **change}
-    answer = client.post("/api/v1/orders", json=body)
-    error = answer.get_json()["error"]
-    assert answer.status_code == 400, error
-    assert error["field"] == field and (code == "validation_error" or error["code"] == code)
-    assert gateway.open_orders() == []
+]
+
+
+def test_an_ambiguous_or_bad_contract_is_a_400_naming_the_field(client, gateway):
+    """One app for every case (each is one request): the 400 names the field to give or fix."""
+    for given, field in AMBIGUOUS:
+        answer = client.post("/api/v1/orders", json={
+            "symbol": "AAPL", "sec_type": "OPT", "action": "BUY", "quantity": 1,
+            "limit_price": 1.0, **given})
+        error = answer.get_json()["error"]
+        assert (answer.status_code, error["code"], error["field"]) == (
+            400, "ambiguous_contract", field), given
+        assert f"give {field}" in error["message"]
+    future = client.post("/api/v1/orders", json={
+        "symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1})
+    error = future.get_json()["error"]
+    assert (future.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", "expiry")
+    for change, code, field in BAD:
+        answer = client.post("/api/v1/orders", json={
+            **CALL_200, "action": "BUY", "quantity": 1, "order_type": "LMT", "limit_price": 1.0,
+            **change})
+        error = answer.get_json()["error"]
+        assert (answer.status_code, error["code"], error["field"]) == (400, code, field), change
+    assert gateway.all_orders() == [] and gateway.executions() == []
 
 
 def test_futures_market_order_by_local_symbol_fills_with_multiplier_50(client, gateway):
