@@ -259,6 +259,10 @@ def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(cli
     preview = client.post("/api/v1/orders/preview", json=body)
     assert preview.status_code == 200, preview.get_json()
     assert preview.get_json()["commission"] == pytest.approx(1.0)  # 0.65 a contract, at least 1
+    by_local = client.post("/api/v1/orders/preview", json={
+        "symbol": "AAPL", "sec_type": "OPT", "local_symbol": "AAPL  261218C00200000",
+        "action": "SELL", "quantity": 1, "limit_price": resting})  # what a position's Close sends
+    assert by_local.status_code == 200, by_local.get_json()
     order_id = client.post("/api/v1/orders", json=body).get_json()["id"]
     wait_for(lambda: len(gateway.open_orders()) == 1)
     off = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": 3.52})
