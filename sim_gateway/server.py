@@ -693,7 +693,7 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
             self._send(session, p.tick_price(req_id, tick_type, price, size, 0))
         volume_tick = 74 if delayed else 8
         self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
-        self._send_option_ticks(session, req_id, quote.con_id, full)
+        self._send_option_ticks(session, req_id, quote.con_id, full, delayed)
 
     def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
         session.streams.pop(request.req_id, None)
