@@ -53,11 +53,11 @@ from order_handler import (
     IdempotencyConflict,
     Lifecycle,
     OrderHandler,
+    OrderIntent,
     OrderStateError,
     TradingHaltedError,
     UnknownOrderError,
 )
-from order_records import OrderIntent
 from orders.view import order_view
 from risk import RiskRejected
 from schemas import (
@@ -88,8 +88,10 @@ from schemas import (
     StatusOut,
     ValidationError,
     first_error,
+    looks_like_fx,
 )
 from services import GatewayNotAnswering, Services
+from wire import to_wire
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
@@ -134,7 +136,7 @@ def api_error(status: int, code: str, message: str, field: str | None = None,
         body["field"] = field
     if details:
         body["details"] = details
-    response = jsonify({"error": body})
+    response = jsonify(to_wire({"error": body}))
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response, status
@@ -314,11 +316,22 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "halt_reason": svc.handler.halt_reason if svc.handler else None,
         "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
         "in_flight": svc.handler.in_flight() if svc.handler else 0,
-        "data_age": _age(snap.updated_at),
-        "orders_age": _age(snap.orders_updated_at),
+        "data_age": _age(_confirmed(snap, snap.updated_at)),
+        "orders_age": _age(_confirmed(snap, snap.orders_updated_at)),
         "streams": svc.feed.open_streams,
         "risk_limits": svc.gate.limits() if svc.gate else None,
     }
+
+
+def _confirmed(snap: Snapshot, changed_at: float | None) -> float | None:
+    """When the reader's data were last confirmed current: the subscriptions push every
+    change, so while the connection answers its heartbeat the data are as fresh as that
+    heartbeat, however long ago a value last changed."""
+    beat = snap.connection.last_heartbeat if snap.connection.state == "connected" else None
+    stamps = [t for t in (changed_at, beat) if t is not None]
+    if changed_at is None:
+        return None  # nothing received yet: no age to show
+    return max(stamps)
 
 
 def state_json(svc: Services) -> str:
@@ -405,7 +418,9 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
             if feed.closed:
                 break
             if version == seen:
-                yield ": keep-alive\n\n"
+                # the status again (its heartbeats and ages), so an idle page shows how fresh
+                # its data are; also finds a vanished browser
+                yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
                 continue
             seen = version
             # one frame per version, however many dashboards are watching
@@ -483,7 +498,13 @@ def _json_cached(name: str, version: object, build: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """JSON text of an answer (times as ISO 8601 UTC, see ``wire``)."""
+    return json.dumps(to_wire(value), separators=(",", ":"))
+
+
+def _json(value: Any) -> Response:
+    """A JSON answer (times as ISO 8601 UTC, see ``wire``)."""
+    return jsonify(to_wire(value))
 
 
 def _object_json(**parts: str) -> str:
@@ -673,16 +694,17 @@ def quote() -> Response:
     """A snapshot quote (one broker round trip on the reader's loop).
 
     No ETag: every call asks the broker for a fresh quote."""
-    _validate(QuoteQuery, request.args.to_dict())
-    symbol = (request.args.get("symbol") or "").strip().upper()
-    sec_type = (request.args.get("sec_type") or "STK").strip().upper()
-    _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": sec_type})
+    query = _validate(QuoteQuery, request.args.to_dict())
+    symbol = query.symbol.upper()
+    checked = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
+                                  "sec_type": query.sec_type})
+    sec_type = checked.sec_type  # without sec_type: CASH for EUR.USD, else STK
     try:
         with _long_call(required=True):
             q = services().connector.quote(symbol, sec_type)
     except LookupError as exc:
-        raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
-    return jsonify(dataclasses.asdict(q))
+        raise _unknown_symbol(404, exc, symbol, sec_type) from None
+    return _json(dataclasses.asdict(q))
 
 
 @bp.get("/bars")
@@ -692,19 +714,20 @@ def bars() -> Response:
     and more are answered from it; requests are paced below IB's limits, 429 past them)."""
     query = _validate(BarsQuery, request.args.to_dict())
     symbol = query.symbol.upper()
-    _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type})
-    key = BarsKey(symbol, query.sec_type, query.duration, query.bar_size, query.what)
+    sec_type = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
+                                   "sec_type": query.sec_type}).sec_type
+    key = BarsKey(symbol, sec_type, query.duration, query.bar_size, query.what)
     try:
         with _long_call(required=True):
             answer, cached = services().connector.bars(key)
     except LookupError as exc:
-        raise ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+        raise _unknown_symbol(404, exc, symbol, sec_type) from None
     except HistoryBudgetSpent as exc:
         raise ApiError(429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)) \
             from None
     except HistoryRefused as exc:
         raise ApiError(502, "history_refused", str(exc)) from None
-    return jsonify({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
+    return _json({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
                     "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
                     "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
 
@@ -720,9 +743,12 @@ def place_order() -> tuple[Response, int]:
     ``?wait=1`` waits for the verdict (200). A repeated Idempotency-Key (or
     client_order_id) answers 200 with the original order and places nothing.
     """
-    body = _json_body("api")
-    order_in = _validated_order(OrderIn, body, "api")
-    record, created = submit_order(order_in, "api", _idempotency_key(order_in))
+    source = "dashboard" if g.get("auth") == "browser" else "api"
+    body = _json_body(source)
+    order_in = _validated_order(OrderIn, body, source)
+    if not order_in.accept_immediate_trigger:
+        _refuse_immediate_trigger(order_in.intent(services().settings.account), source, body)
+    record, created = submit_order(order_in, source, _idempotency_key(order_in))
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
@@ -733,10 +759,34 @@ def place_order() -> tuple[Response, int]:
     return _order_response(record, created, 202 if created else 200)
 
 
+def _immediate_trigger(intent: OrderIntent) -> str | None:
+    """Why this stop would trigger at once (see ``RiskGate.immediate_trigger``), or None
+    (also when no quote can say: the risk gate then answers for the order)."""
+    gate = services().gate
+    if gate is None:
+        return None
+    try:
+        return gate.immediate_trigger(intent)
+    except LookupError:
+        return None  # unknown symbol: the order's own checks say so
+
+
+def _refuse_immediate_trigger(intent: OrderIntent, source: str | None,
+                              body: dict[str, Any] | None) -> None:
+    """422 for a stop the market has already passed, unless the request acknowledged it."""
+    reason = _immediate_trigger(intent)
+    if reason is None:
+        return
+    message = f"{reason}; send accept_immediate_trigger: true to place it anyway"
+    if source is not None:
+        _audit(source, body, None, "refused: stop_triggers_immediately")
+    raise ApiError(422, "stop_triggers_immediately", message, "stop_price")
+
+
 def _order_response(record: Lifecycle, created: bool, status: int) -> tuple[Response, int]:
     body = {"id": record.id, "url": url_for("api.order", order_id=record.id),
             "order": _as_dict(record), "replayed": not created}
-    response = jsonify(body)
+    response = _json(body)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response, 200 if not created else status
@@ -778,7 +828,7 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         raise
     except LookupError as exc:
         outcome = "unknown_symbol"
-        raise ApiError(422, "unknown_symbol", str(exc), "symbol") from None
+        raise _unknown_symbol(422, exc, order_in.symbol, order_in.sec_type) from None
     except Exception as exc:
         outcome = f"refused: {type(exc).__name__}: {exc}"
         raise
@@ -842,6 +892,16 @@ def _modified_increments(svc: Services, order_id: str, change: ModifyIn) -> None
         local_symbol=i.local_symbol))
     _check_increments(found, {"limit_price": change.limit_price,
                               "stop_price": change.stop_price})
+
+
+def _unknown_symbol(status: int, exc: Exception, symbol: str, sec_type: str) -> ApiError:
+    """An unknown symbol; one that looks like an FX pair asked as a stock says so."""
+    if sec_type == "STK" and looks_like_fx(symbol):
+        return ApiError(status, "unknown_symbol", f"{exc}; {symbol} looks like an FX pair: "
+                        "ask with sec_type CASH (Asset: FX pair)", "sec_type",
+                        [{"field": "sec_type", "message": "looks like an FX pair",
+                          "suggested": "CASH"}])
+    return ApiError(status, "unknown_symbol", str(exc), "symbol")
 
 
 def _journaled_decision(svc: Services, order_id: str) -> Any:
@@ -960,7 +1020,7 @@ def _place_alert(svc: Services, alert: webhook.AlertIn,
         if planned is None:
             message = f"the {alert.symbol} position is already {held:g}: nothing to do"
             _audit("webhook", body, None, f"nothing to do: position {held:g}")
-            return jsonify({"id": None, "url": None, "order": None, "replayed": False,
+            return _json({"id": None, "url": None, "order": None, "replayed": False,
                             "message": message}), 200
         fields = planned
     order_in = _validated_order(OrderIn, fields, "webhook")
@@ -1028,7 +1088,7 @@ def kill_switch() -> tuple[Response, int]:
     with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
         fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM if may_wait
                                                   else 0.0)
-    return jsonify({"engaged": True, "reason": reason,
+    return _json({"engaged": True, "reason": reason,
                     "cancel_confirmed": fresh and not still_open, "broker_view_fresh": fresh,
                     "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
 
@@ -1051,16 +1111,29 @@ def _await_no_open_orders(svc: Services, since: float,
 @bp.post("/orders/preview")
 @documented(PreviewOut, 403, 422, 503, 504, body=OrderIn)
 def preview_order() -> Response:
-    """What-if: the broker's margin and commission preview of an order; places nothing."""
+    """What-if: the risk gate's verdict and the broker's margin and commission preview of an
+    order; places nothing.
+
+    An order the risk gate would refuse answers 422 ``risk_rejected`` (rule and numbers in
+    ``details``), as placing it would. ``immediate_trigger`` says why a stop would trigger the
+    moment it arrives (placing it then needs ``accept_immediate_trigger``)."""
     order_in = _validate(OrderIn, _json_body())
     svc = services()
+    intent = order_in.intent(svc.settings.account)
+    handler = _handler()
     try:
         with _long_call(required=True):
-            intent = resolved_contract(svc, order_in, order_in.intent(svc.settings.account))
-            answer = _handler().preview(intent)
+            intent = resolved_contract(svc, order_in, intent)
+            verdict = svc.gate.evaluate(intent) if svc.gate else None
+            if verdict is not None and not verdict.accepted:
+                raise ApiError(422, "risk_rejected", verdict.message,
+                               RULE_FIELDS.get(verdict.rule or ""), [verdict.as_dict()])
+            answer = handler.preview(intent)
     except LookupError as exc:
-        raise ApiError(422, "no_preview", str(exc), "symbol") from None
-    return jsonify(dataclasses.asdict(answer))
+        raise _unknown_symbol(422, exc, order_in.symbol, order_in.sec_type) from None
+    return _json({**dataclasses.asdict(answer),
+                  "risk": verdict.as_dict() if verdict else None,
+                  "immediate_trigger": _immediate_trigger(intent)})
 
 
 @bp.post("/orders/cancel-all")
@@ -1081,13 +1154,39 @@ def cancel_order(order_id: str) -> tuple[Response, int]:
 @bp.post("/orders/<order_id>/modify")
 @documented(OrderActionOut, 403, 404, 409, 422, 503, ok=202, body=ModifyIn)
 def modify_order(order_id: str) -> tuple[Response, int]:
-    """Queue a change of quantity and/or prices of one of our working orders."""
+    """Queue a change of quantity and/or prices of one of our working orders.
+
+    The changed order passes the checks of a new one before anything is sent: the schema
+    (400 naming the field: ranges, price ticks, a bracket's sides), a stop the market has
+    passed (422 unless ``accept_immediate_trigger``), the risk gate's per-order rules and the
+    live-trading guard (422)."""
     change = _validate(ModifyIn, _json_body())
+    handler = _handler()
+    record = handler.get(order_id)
+    if record is not None:
+        changed = _validate(OrderIn, _modified_fields(record, change))
+        if change.stop_price is not None and not change.accept_immediate_trigger:
+            _refuse_immediate_trigger(changed.intent(record.intent.account), None, None)
     _modified_increments(services(), order_id, change)
     return _order_action(lambda h: h.modify(
         order_id, quantity=None if change.quantity is None else float(change.quantity),
         limit_price=change.limit_price, stop_price=change.stop_price,
         gate=services().gate), order_id)
+
+
+def _modified_fields(record: Lifecycle, change: ModifyIn) -> dict[str, Any]:
+    """The fields of a new order equal to ``record``'s with ``change`` applied."""
+    intent = dataclasses.asdict(record.intent)
+    takes = CONTRACT_FIELDS.get(intent["sec_type"], ())
+    fields = {name: intent[name] for name in OrderIn.model_fields
+              if intent.get(name) not in (None, "")
+              and (name not in DERIVATIVE_FIELDS or name in takes or name == "market_order_ack")}
+    fields["quantity"] = _whole(intent["quantity"])
+    for name in ("quantity", "limit_price", "stop_price"):
+        value = getattr(change, name)
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
@@ -1102,8 +1201,8 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
     except RiskRejected as exc:
         raise ApiError(422, "risk_rejected", exc.decision.message,
                        RULE_FIELDS.get(exc.decision.rule or ""), [exc.decision.as_dict()]) from None
-    return jsonify({"id": record.id, "url": url_for("api.order", order_id=record.id),
-                    "order": _as_dict(record)}), 202
+    return _json({"id": record.id, "url": url_for("api.order", order_id=record.id),
+                  "order": _as_dict(record)}), 202
 
 
 # ----------------------------------------------------------------- merging

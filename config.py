@@ -192,7 +192,9 @@ class Settings(BaseSettings):
     read_only: bool = _env("READ_ONLY", False)  # no order thread: the dashboard only reads
     allow_live_trading: bool = _env("ALLOW_LIVE_TRADING", False)  # else orders on a live account are refused
     live_confirm_notional: Positive = _env("LIVE_CONFIRM_NOTIONAL", 10_000.0)  # typed confirmation above
-    risk_max_quantity: Positive = _env("RISK_MAX_QUANTITY", 10_000.0)
+    risk_max_quantity: Positive = _env("RISK_MAX_QUANTITY", 10_000.0)  # stocks: shares
+    # FX pairs: units of the base currency (20,000 EUR.USD is 20,000 euros); see risk.ASSET_LIMITS
+    risk_max_quantity_fx: Positive = _env("RISK_MAX_QUANTITY_FX", 1_000_000.0)
     risk_max_notional: Positive = _env("RISK_MAX_NOTIONAL", 250_000.0)
     risk_price_collar_pct: Positive = _env("RISK_PRICE_COLLAR_PCT", 10.0)
     # the collar against a delayed (~15 min) quote; None = the same as RISK_PRICE_COLLAR_PCT

@@ -64,6 +64,7 @@ COMPLETED_SWEEP = 30.0  # s: ask for completed orders at least this often
 COMPLETED_DUTY = 0.1  # at most this share of the time goes to asking for completed orders
 QUOTE_TIMEOUT = 5.0
 HISTORY_TIMEOUT = 10.0
+IB_SIDES = {"BOT": "BUY", "SLD": "SELL"}  # an execution's side in the words orders use
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
     "BuyingPower": "buying_power", "AvailableFunds": "available_funds",
@@ -144,7 +145,7 @@ class ExecutionRow:
     time: str
     account: str
     symbol: str
-    side: str
+    side: str  # BUY / SELL, as for orders
     shares: float
     price: float
     commission: float | None
@@ -153,6 +154,7 @@ class ExecutionRow:
     description: str = ""  # the contract in IB's words
     multiplier: float = 1.0
     value: float | None = None  # shares x price x multiplier
+    ib_side: str = ""  # IB's own word for it: BOT / SLD
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,7 @@ class IBConnector(IBConnection):
         self._completed = _DutyPacer(COMPLETED_DUTY)
         self._completed_sink: _CompletedSink | None = None
         self._completed_pending = False  # something unexplained waits for the pacer
+        self.refreshes = 0  # order refreshes finished (what tests wait on instead of time)
 
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
@@ -452,6 +455,7 @@ class IBConnector(IBConnection):
             except (TimeoutError, ConnectionError) as exc:
                 log.warning("order refresh failed: %s", exc)
             self._rebuild()
+            self.refreshes += 1
             await asyncio.sleep(REFRESH_MIN_GAP)
 
     async def _refresh_orders(self, ib: IB, full: bool = False) -> None:
@@ -795,7 +799,8 @@ def _execution_row(fill: Fill) -> ExecutionRow:
     return ExecutionRow(
         exec_id=ex.execId, perm_id=ex.permId, order_id=ex.orderId, client_id=ex.clientId,
         order_ref=ex.orderRef or "", time=ex.time.isoformat() if ex.time else "",
-        account=ex.acctNumber, symbol=_symbol(fill.contract), side=ex.side, shares=ex.shares,
+        account=ex.acctNumber, symbol=_symbol(fill.contract), side=IB_SIDES.get(ex.side, ex.side),
+        ib_side=ex.side, shares=ex.shares,
         price=ex.price, commission=report.commission if report.execId else None,
         currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None,
         description=_description(fill.contract), multiplier=multiplier,

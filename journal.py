@@ -95,6 +95,7 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
         self._pending: dict[str, Lifecycle] = {}
+        self._writing = False  # a batch taken from _pending is being committed
         self._pending_lock = threading.Condition()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
@@ -134,7 +135,7 @@ class Journal:
         """Wait until every queued record is committed; False on time-out."""
         deadline = time.monotonic() + timeout
         with self._pending_lock:
-            while self._pending and not self._closed:
+            while (self._pending or self._writing) and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -146,9 +147,11 @@ class Journal:
             self._wake.get()
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
+                self._writing = bool(batch)
             if batch:
                 self._commit(batch)
             with self._pending_lock:
+                self._writing = False
                 self._pending_lock.notify_all()
                 if self._closed and not self._pending:
                     return

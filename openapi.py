@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from schemas import ErrorOut
+from wire import wire_schema
 
 F = TypeVar("F", bound=Callable[..., Any])
 API_PREFIX = "/api/v1/"
@@ -101,7 +102,8 @@ def _component_schemas(docs: Sequence[Doc]) -> dict[str, Any]:
     adapters = [((t, "validation"), "validation", TypeAdapter(t)) for t in inputs]
     adapters += [((t, "serialization"), "serialization", TypeAdapter(t)) for t in outputs]
     _, defs = TypeAdapter.json_schemas(adapters, ref_template="#/components/schemas/{model}")
-    return {name: _standard(schema) for name, schema in defs.get("$defs", {}).items()}
+    # times are epoch seconds inside the app and ISO 8601 text on the wire (wire.to_wire)
+    return {name: wire_schema(_standard(schema)) for name, schema in defs.get("$defs", {}).items()}
 
 
 def _standard(schema: Any) -> Any:

@@ -44,6 +44,28 @@ def class_limits(s: Settings) -> dict[str, ClassLimit]:
 
 
 @dataclass(frozen=True)
+class AssetLimits:
+    """The limits of one asset class (``sec_type``) and the unit its quantity counts."""
+
+    max_quantity: float
+    unit: str
+
+
+# Per asset class: the settings field of its quantity limit and the unit it counts in. A new
+# asset class (OPT, FUT) is one more row (and its setting in config.Settings).
+ASSET_LIMITS: dict[str, tuple[str, str]] = {
+    "STK": ("risk_max_quantity", "shares"),
+    "CASH": ("risk_max_quantity_fx", "units of the base currency"),
+}
+
+
+def asset_limits(settings: Settings) -> dict[str, AssetLimits]:
+    """The configured limits of every asset class (``ASSET_LIMITS``)."""
+    return {kind: AssetLimits(getattr(settings, field), unit)
+            for kind, (field, unit) in ASSET_LIMITS.items()}
+
+
+@dataclass(frozen=True)
 class RiskDecision:
     """The gate's answer for one order."""
 
@@ -91,6 +113,7 @@ class _Check:
     quote: RiskQuote = RiskQuote(None, None, None)
 
 
+Clock = Callable[[], float]
 # (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
 QuoteSource = Callable[[str, str, int],
                        "RiskQuote | tuple[float | None, float | None, float | None]"]
@@ -101,14 +124,16 @@ class RiskGate:
 
     def __init__(self, settings: Settings, quotes: QuoteSource,
                  open_orders: Callable[[], int], accounts: Callable[[], tuple[str, ...]],
-                 notional_today: float = 0.0) -> None:
+                 notional_today: float = 0.0, *, wall: Clock = time.time,
+                 monotonic: Clock = time.monotonic) -> None:
         self.settings = settings
+        self._wall, self._monotonic = wall, monotonic  # injectable clocks (tests)
         self._quotes = quotes
         self._open_orders = open_orders
         self._accounts = accounts
         self._lock = threading.Lock()
         self._recent: collections.deque[float] = collections.deque()
-        self._day = _utc_day(time.time())
+        self._day = _utc_day(wall())
         self._notional_today = notional_today
         self._quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
@@ -137,12 +162,12 @@ class RiskGate:
         with self._lock:
             self._roll_day()
             self._apply(self._rules, check)
-            self._recent.append(time.monotonic())
+            self._recent.append(self._monotonic())
             self._notional_today += check.notional or 0.0
             self._unregistered += 1
         return RiskDecision(accepted=True, figures=self._figures(check),
                             reference_price=check.price, notional=check.notional,
-                            at=time.time())
+                            at=self._wall())
 
     def check(self, intent: OrderIntent) -> RiskDecision:
         """The per-order rules only (a modified order): counts nothing."""
@@ -151,7 +176,43 @@ class RiskGate:
             self._apply(self._rules[:PER_ORDER_RULES], check)
         return RiskDecision(accepted=True, figures=self._figures(check),
                             reference_price=check.price, notional=check.notional,
-                            at=time.time())
+                            at=self._wall())
+
+    def evaluate(self, intent: OrderIntent) -> RiskDecision:
+        """Every rule, as if the order were placed now, counting nothing (a preview): the
+        verdict, accepted or not, with the rule and the numbers."""
+        check = self._prepare(intent)
+        with self._lock:
+            self._roll_day()
+            try:
+                self._apply(self._rules, check)
+            except RiskRejected as exc:
+                return exc.decision
+        return RiskDecision(accepted=True, figures=self._figures(check),
+                            reference_price=check.price, notional=check.notional,
+                            at=self._wall())
+
+    def immediate_trigger(self, intent: OrderIntent) -> str | None:
+        """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
+        already past its stop price. None when it would rest, or when no quote says."""
+        if intent.order_type not in ("STP", "STP LMT") or intent.stop_price is None:
+            return None
+        quote = self._quote(intent)
+        stop = intent.stop_price
+        if intent.action == "BUY":
+            market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
+            passed = market is not None and market >= stop
+            where = "at or below"
+        else:
+            market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
+            passed = market is not None and market <= stop
+            where = "at or above"
+        if not passed:
+            return None
+        then = "then a limit order at " + f"{intent.limit_price:g}" \
+            if intent.order_type == "STP LMT" and intent.limit_price else "then fills at market"
+        return (f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
+                f"it triggers as soon as it arrives ({then})")
 
     def registered(self, decision: RiskDecision) -> None:
         """The accepted order now counts among the open orders."""
@@ -173,19 +234,21 @@ class RiskGate:
                 raise RiskRejected(RiskDecision(
                     accepted=False, rule=rule, message=f"{rule}: {problem}",
                     figures=self._figures(check), reference_price=check.price,
-                    notional=check.notional, at=time.time()))
+                    notional=check.notional, at=self._wall()))
 
     def limits(self) -> dict[str, Any]:
         """The configured limits (for the UI and the status endpoint)."""
         s = self.settings
-        return {"max_quantity": s.risk_max_quantity, "max_notional": s.risk_max_notional,
+        classes = {kind: asdict(limits) for kind, limits in asset_limits(s).items()}
+        classes |= {kind: {**asdict(limit), "unit": "contracts"}
+                    for kind, limit in class_limits(s).items()}
+        return {"max_quantity": s.risk_max_quantity, "asset_classes": classes,
+                "max_notional": s.risk_max_notional,
                 "price_collar_pct": s.risk_price_collar_pct,
                 "symbol_allowlist": list(s.risk_symbol_allowlist),
                 "symbol_denylist": list(s.risk_symbol_denylist),
                 "max_open_orders": s.risk_max_open_orders,
                 "max_orders_per_minute": s.risk_max_orders_per_minute,
-                "asset_classes": {name: asdict(limit)
-                                  for name, limit in class_limits(s).items()},
                 "daily_notional_cap": s.risk_daily_notional_cap,
                 "notional_today": round(self._notional_today, 2),
                 "allow_live_trading": s.allow_live_trading,
@@ -200,16 +263,18 @@ class RiskGate:
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
         notional = intent.quantity * price * intent.multiplier if price else None
+        if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
+            notional = intent.quantity  # USD.JPY: the quantity is already dollars
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
 
     def _quote(self, intent: OrderIntent) -> RiskQuote:
         key = (intent.symbol, intent.sec_type, intent.con_id)
         cached = self._quote_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < QUOTE_TTL:
+        if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
         answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
-        self._quote_cache[key] = (time.monotonic(), quote)
+        self._quote_cache[key] = (self._monotonic(), quote)
         return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
@@ -220,10 +285,10 @@ class RiskGate:
                 "notional_today": _round(self._notional_today)}
 
     def _roll_day(self) -> None:
-        day = _utc_day(time.time())
+        day = _utc_day(self._wall())
         if day != self._day:
             self._day, self._notional_today = day, 0.0
-        horizon = time.monotonic() - 60.0
+        horizon = self._monotonic() - 60.0
         while self._recent and self._recent[0] < horizon:
             self._recent.popleft()
 
@@ -247,11 +312,15 @@ class RiskGate:
         return None
 
     def _max_quantity(self, check: _Check) -> str | None:
-        if check.intent.sec_type in class_limits(self.settings):
-            return None  # its asset class has its own limit (asset_class_limit)
-        limit = self.settings.risk_max_quantity
-        if check.intent.quantity > limit:
-            return f"quantity {check.intent.quantity:g} exceeds the limit of {limit:g}"
+        kind = check.intent.sec_type
+        if kind in class_limits(self.settings):
+            return None  # its asset class has its own limits (asset_class_limit)
+        limits = asset_limits(self.settings).get(kind)
+        if limits is None:
+            return f"no quantity limit is configured for asset class {kind}"
+        if check.intent.quantity > limits.max_quantity:
+            return (f"quantity {check.intent.quantity:g} exceeds the limit of "
+                    f"{limits.max_quantity:g} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}")
         return None
 
     def _option_market_order(self, check: _Check) -> str | None:
@@ -331,14 +400,15 @@ class RiskGate:
 class SlidingWindow:
     """At most ``limit`` events in any ``seconds`` (thread-safe)."""
 
-    def __init__(self, limit: int, seconds: float = 60.0) -> None:
+    def __init__(self, limit: int, seconds: float = 60.0, monotonic: Clock = time.monotonic) -> None:
         self.limit, self.seconds = limit, seconds
+        self._monotonic = monotonic
         self._stamps: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
         """Count one event if the window has room; False (not counted) otherwise."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             while self._stamps and self._stamps[0] <= now - self.seconds:
                 self._stamps.popleft()
@@ -346,6 +416,9 @@ class SlidingWindow:
                 return False
             self._stamps.append(now)
             return True
+
+
+_CLASS_NAMES = {"STK": "stocks", "CASH": "FX pairs"}
 
 
 def _cause(check: _Check) -> str:

@@ -28,7 +28,7 @@ from pydantic import (
 from ib_connection import ConnectionState
 from ib_connector import ExecutionRow, OrderRow, PositionRow, Quote
 from instruments import DERIVATIVES, ContractSpec
-from order_records import Lifecycle, OrderIntent, Preview
+from order_records import Lifecycle, OrderIntent
 
 MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat
@@ -37,6 +37,24 @@ NEEDS = {  # order type -> (needs limit price, needs stop price)
     "MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True),
     "TRAIL": (False, False),
 }
+# Minimum price variation, first match wins: (sec_type, symbol contains, price below, tick).
+PRICE_TICKS: tuple[tuple[str, str, float | None, float], ...] = (
+    ("CASH", "JPY", None, 0.005), ("CASH", "", None, 0.00005),
+    ("STK", "", 1.0, 0.0001), ("STK", "", None, 0.01),
+)
+TICK_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
+# A bracket's prices on the right side: (field, compared with, side of it for a BUY); a SELL
+# is the mirror image.
+SIDE_RULES: tuple[tuple[str, str, str], ...] = (
+    ("take_profit", "limit_price", "above"), ("stop_loss", "limit_price", "below"),
+    ("stop_loss", "take_profit", "below"),
+)
+WHOLE_QUANTITY = ("STK",)  # asset classes traded in whole units
+# ISO codes of the currencies IB trades as FX pairs (IDEALPRO): a symbol made of two of them
+# (EUR.USD, EURUSD) is an FX pair, found without sec_type.
+FX_CURRENCIES = frozenset({
+    "USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD", "SEK", "NOK", "DKK", "HKD", "SGD",
+    "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "TRY", "ILS", "KRW", "RUB"})
 
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
 EXPIRY_PATTERN = r"^20[0-9]{2}(0[1-9]|1[0-2])([0-2][0-9]|3[01])?$"
@@ -49,18 +67,52 @@ CONTRACT_FIELDS = {  # the contract fields each secType takes
             "local_symbol"),
     "FUT": ("expiry", "exchange", "multiplier", "trading_class", "local_symbol"),
 }
+SYMBOL_WORDS = "letters, digits and dots, starting with a letter (at most 15)"
+BRACKET_TIFS_REFUSED = ("IOC",)
 ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
 
 __all__ = ["OrderIn", "ModifyIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
-           "ValidationError", "first_error"]
+           "ValidationError", "first_error", "looks_like_fx"]
+
+
+def looks_like_fx(symbol: str) -> bool:
+    """EUR.USD or EURUSD: two currency codes IB trades against each other."""
+    letters = symbol.strip().upper().replace(".", "")
+    return (len(letters) == 6 and letters[:3] != letters[3:] and letters[:3] in FX_CURRENCIES
+            and letters[3:] in FX_CURRENCIES and symbol.count(".") <= 1)
+
+
+def _infer_sec_type(data: Any) -> Any:
+    """A request without ``sec_type`` for a symbol that looks like an FX pair is about that
+    pair (CASH); anything else keeps the default (STK)."""
+    if not isinstance(data, dict) or data.get("sec_type") is not None:
+        return data
+    symbol = data.get("symbol")
+    fx = isinstance(symbol, str) and looks_like_fx(symbol)
+    return {**data, "sec_type": "CASH" if fx else "STK"}
+
+
+def _rules_schema(schema: dict[str, Any]) -> None:
+    """The cross-field rules, as data in the JSON schema: the dashboard checks a ticket with
+    the same tables (served in /api/v1/openapi.json) before asking the server."""
+    schema["x-needs"] = {t: {"limit_price": lim, "stop_price": stp,
+                             "trailing": t == "TRAIL"} for t, (lim, stp) in NEEDS.items()}
+    schema["x-price-ticks"] = [{"sec_type": k, "symbol_contains": c, "below": b, "tick": t}
+                               for k, c, b, t in PRICE_TICKS]
+    schema["x-tick-fields"] = list(TICK_FIELDS)
+    schema["x-side-rules"] = [{"field": f, "than": o, "buy": side} for f, o, side in SIDE_RULES]
+    schema["x-whole-quantity"] = list(WHOLE_QUANTITY)
+    schema["x-bracket-tifs-refused"] = list(BRACKET_TIFS_REFUSED)
 
 
 class OrderIn(BaseModel):
-    """A new order as the JSON API and the dashboard send it."""
+    """A new order as the JSON API and the dashboard send it. Without ``sec_type`` a symbol
+    such as EUR.USD is an FX pair (CASH), anything else a stock."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
+                              json_schema_extra=_rules_schema)
 
-    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN, description=SYMBOL_WORDS)]
     action: Literal["BUY", "SELL"]
     quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)]
     order_type: Literal["MKT", "LMT", "STP", "STP LMT", "TRAIL"] = "MKT"
@@ -90,6 +142,11 @@ class OrderIn(BaseModel):
     market_order_ack: StrictBool = Field(False, description=(
         "OPT: a market order on an option is refused unless this is true (options default "
         "to LMT)"))
+    accept_immediate_trigger: StrictBool = Field(
+        False, description="a STP / STP LMT whose stop the market has already passed triggers "
+        "at once: refused (422 stop_triggers_immediately) unless this is true")
+
+    _sec_type_of_fx = model_validator(mode="before")(_infer_sec_type)
 
     @model_validator(mode="before")
     @classmethod
@@ -125,7 +182,7 @@ class OrderIn(BaseModel):
         self._check_bracket()
         self._check_ticks()
         self._check_contract_fields()
-        if self.sec_type == "STK" and float(self.quantity) != int(self.quantity):
+        if self.sec_type in WHOLE_QUANTITY and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number of shares for stocks")
         if self.sec_type in DERIVATIVES and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number of contracts")
@@ -158,7 +215,7 @@ class OrderIn(BaseModel):
     def _check_ticks(self) -> None:
         if self.sec_type in DERIVATIVES:
             return  # the broker's market rule decides (instruments.Resolved.tick_at)
-        for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"):
+        for name in TICK_FIELDS:
             price = getattr(self, name)
             if price is None:
                 continue
@@ -179,25 +236,23 @@ class OrderIn(BaseModel):
         tp, sl = self.take_profit, self.stop_loss
         if tp is None and sl is None:
             return
-        if self.tif == "IOC":
-            raise _field_error("tif", "a bracket cannot be IOC")
-        sign = 1 if self.action == "BUY" else -1
-        entry = self.limit_price
-        above, below = ("above", "below") if sign > 0 else ("below", "above")
-        if tp is not None and entry is not None and (tp - entry) * sign <= 0:
-            raise _field_error("take_profit", f"must be {above} the limit price for a "
-                               f"{self.action}")
-        if sl is not None and entry is not None and (entry - sl) * sign <= 0:
-            raise _field_error("stop_loss", f"must be {below} the limit price for a "
-                               f"{self.action}")
-        if tp is not None and sl is not None and (tp - sl) * sign <= 0:
-            raise _field_error("stop_loss", f"must be {below} take_profit for a {self.action}")
+        if self.tif in BRACKET_TIFS_REFUSED:
+            raise _field_error("tif", f"a bracket cannot be {self.tif}")
+        mirror = {"above": "below", "below": "above"}
+        for name, other, buy_side in SIDE_RULES:
+            price, than = getattr(self, name), getattr(self, other)
+            if price is None or than is None:
+                continue
+            side = buy_side if self.action == "BUY" else mirror[buy_side]
+            if (price - than) * (1 if side == "above" else -1) <= 0:
+                what = "the limit price" if other == "limit_price" else other
+                raise _field_error(name, f"must be {side} {what} for a {self.action}")
 
     def fingerprint(self) -> str:
         """A hash of the order's content (what an idempotent retry must repeat); fields a
         stock order leaves unset are left out, so its hash is the same as before they existed."""
         unset = {name for name in DERIVATIVE_FIELDS if getattr(self, name) in (None, False)}
-        body = self.model_dump(exclude={"client_order_id"} | unset)
+        body = self.model_dump(exclude={"client_order_id", "accept_immediate_trigger"} | unset)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def intent(self, account: str = "") -> OrderIntent:
@@ -225,6 +280,8 @@ class ModifyIn(BaseModel):
     quantity: Annotated[Number, Field(gt=0, le=MAX_QUANTITY)] | None = None
     limit_price: Price | None = None
     stop_price: Price | None = None
+    accept_immediate_trigger: StrictBool = Field(
+        False, description="as for a new order: a stop the market has passed triggers at once")
 
     @model_validator(mode="after")
     def _something(self) -> ModifyIn:
@@ -289,7 +346,8 @@ class BarsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
-    sec_type: Literal["STK", "CASH"] = "STK"
+    sec_type: Literal["STK", "CASH"] | None = Field(
+        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock")
     duration: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3} [SDWMY]$",
                                    description="IB's duration, e.g. '1 D', '3600 S', '1 M'")] = "1 D"
     bar_size: Literal["5 secs", "10 secs", "15 secs", "30 secs", "1 min", "2 mins", "3 mins",
@@ -308,7 +366,8 @@ class QuoteQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
-    sec_type: Literal["STK", "CASH"] = "STK"
+    sec_type: Literal["STK", "CASH"] | None = Field(
+        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock")
 
     @field_validator("sec_type", mode="before")
     @classmethod
@@ -541,7 +600,38 @@ class KillSwitchResult(_Out):
 
 
 QuoteOut = Quote
-PreviewOut = Preview
+
+
+class RiskVerdictOut(_Out):
+    """The risk gate's verdict on an order: accepted, or the rule it breaks, with the numbers."""
+
+    accepted: bool
+    rule: str | None
+    message: str
+    figures: dict[str, Any]
+    reference_price: float | None
+    notional: float | None
+    at: float
+
+
+class PreviewOut(_Out):
+    """What placing the order would do: the broker's what-if (margin, commission), the risk
+    gate's verdict, and whether a stop would trigger at once."""
+
+    init_margin_change: float | None
+    maint_margin_change: float | None
+    equity_with_loan_change: float | None
+    init_margin_after: float | None
+    maint_margin_after: float | None
+    commission: float | None
+    min_commission: float | None
+    max_commission: float | None
+    commission_currency: str
+    warning_text: str
+    risk: RiskVerdictOut | None
+    immediate_trigger: str | None = Field(
+        description="why this stop would trigger as soon as it arrives (the market has passed "
+        "its stop price); placing it then needs accept_immediate_trigger")
 
 
 class _FieldError(ValueError):
@@ -557,10 +647,12 @@ def _field_error(field: str, message: str) -> _FieldError:
 
 
 def price_tick(sec_type: str, symbol: str, price: float) -> float:
-    """Minimum price variation: US stocks 0.01 (0.0001 below $1), FX 0.00005 (JPY 0.005)."""
-    if sec_type == "CASH":
-        return 0.005 if "JPY" in symbol else 0.00005
-    return 0.01 if price >= 1 else 0.0001
+    """Minimum price variation (``PRICE_TICKS``): US stocks 0.01 (0.0001 below $1), FX
+    0.00005 (JPY 0.005)."""
+    for kind, contains, below, tick in PRICE_TICKS:
+        if kind == sec_type and contains in symbol and (below is None or price < below):
+            return tick
+    return 0.01
 
 
 def _opt(value: float | None) -> float | None:
@@ -577,11 +669,17 @@ def _require(value: object, needed: bool, name: str, order_type: str) -> None:
 def first_error(exc: ValidationError) -> tuple[str | None, str, list[dict[str, Any]]]:
     """(field, message, details) of a pydantic error, with our field names."""
     details: list[dict[str, Any]] = []
+    seen: set[str | None] = set()
     for err in exc.errors(include_url=False, include_input=False):
         ctx_error = (err.get("ctx") or {}).get("error")
         loc = err["loc"]
         field = getattr(ctx_error, "field", None) or (str(loc[0]) if loc else None)
         message = str(ctx_error) if isinstance(ctx_error, _FieldError) else err["msg"]
+        if len(loc) > 1 and loc[1] in ("int", "float") and err["type"].endswith("_type"):
+            message = "must be a number"  # one member of the int | float union said it
+        if field in seen:
+            continue  # one error per field (a union reports each of its members)
+        seen.add(field)
         details.append({"field": field, "message": message})
     first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid request"}
     return first["field"], first["message"], details

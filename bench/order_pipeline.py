@@ -43,6 +43,7 @@ import statistics
 import sys
 import threading
 import time
+from datetime import datetime
 
 from _harness import (
     DEFAULT_SETTLE,
@@ -129,7 +130,7 @@ def run_batch(base: str, n: int, symbol: str, poll: float, timeout: float) -> di
     for order_id in seen:
         _, body = poller.json("GET", f"/api/v1/orders/{order_id}")
         life = body.get("lifecycle") or {}
-        steps = [s["at"] for s in life.get("steps", []) if s["text"].startswith("verdict:")]
+        steps = [_epoch(s["at"]) for s in life.get("steps", []) if s["text"].startswith("verdict:")]
         verdict_at[order_id] = steps[0] if steps else seen[order_id]
         verdicts[body.get("verdict")] = verdicts.get(body.get("verdict"), 0) + 1
     poller.close()
@@ -137,6 +138,11 @@ def run_batch(base: str, n: int, symbol: str, poll: float, timeout: float) -> di
             "time": max(verdict_at.values(), default=float("nan")) - start,
             "seen": max(seen.values(), default=float("nan")) - start,
             "posts_done": max(posted) - start, "verdicts": verdicts}
+
+
+def _epoch(stamp: str) -> float:
+    """Epoch seconds of an API time (ISO 8601 UTC, e.g. 2026-11-30T15:00:00.123Z)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]:

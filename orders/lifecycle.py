@@ -116,6 +116,14 @@ def may_become(verdict: str | None, new: Verdict) -> bool:
     return new in VERDICTS[Verdict(verdict) if verdict is not None else None]
 
 
+CHANGE_NAMES = {"quantity": "quantity", "limit_price": "limit price", "stop_price": "stop price"}
+
+
+def change_words(values: dict[str, Any]) -> str:
+    """A modification in a trader's words: ``limit price 413.04, quantity 5``."""
+    return ", ".join(f"{CHANGE_NAMES.get(k, k)} {v:g}" for k, v in values.items())
+
+
 def is_final(verdict: str | None) -> bool:
     """Finished: the broker's final word, or our own conclusion (until the broker objects)."""
     return verdict in FINAL_VERDICTS
@@ -221,8 +229,8 @@ class Tracker:
     def confirmed(self, **values: Any) -> None:
         """The broker's echo of the order after a modify: its quantity and prices."""
         self._replace(intent=replace(self.record.intent, **values),
-                      steps=self.record.steps + (Step(time.time(), "broker confirmed: " + ", ".join(
-                          f"{k}={v:g}" for k, v in values.items())),))
+                      steps=self.record.steps + (Step(time.time(), "broker confirmed the change: "
+                                                      + change_words(values)),))
 
     def message(self, code: int, text: str) -> None:
         """An error or warning IB sent about the order."""

@@ -24,7 +24,7 @@ from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Modify, Place
-from orders.lifecycle import Event, Phase, Tracker, Verdict, is_final
+from orders.lifecycle import Event, Phase, Tracker, Verdict, change_words, is_final
 from orders.tracking import OrderBook
 
 log = logging.getLogger(__name__)
@@ -205,14 +205,14 @@ class Placement:
         if is_final(tracker.record.verdict):
             return  # already answered (filled, rejected...) before the first wait
         tracker.advance(Event.SETTLE)
-        tracker.step("settle workaround started")
+        tracker.step("waiting for the broker to accept the order")
         settle = self.host.settle
         log.info("⏱️ Applying sleep workaround (%s)...", " + ".join(f"{s:g}s" for s in settle))
         for seconds in settle:
             if tracker.record.status in DONE_STATES:
                 break
             await asyncio.sleep(seconds)
-        tracker.step("settle workaround completed")
+        tracker.step("broker's first answers in; watching the order")
         log.info("✅ Sleep completed for %s", tracker.id)
 
     async def _monitor(self, tracker: Tracker) -> None:
@@ -246,7 +246,7 @@ class Placement:
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None:
             if tracker.record.order_id is not None:  # sent, but not matched since a reconnect
-                tracker.step("cancel pending: sent when the order is matched at the gateway")
+                tracker.step("cancel waiting: sent as soon as the broker shows the order again")
             return  # not sent yet: placement sees cancel_requested before sending
         try:
             ib.cancelOrder(trade.order)
@@ -273,24 +273,23 @@ class Placement:
         tracker = command.tracker
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None or tracker.record.status in DONE_STATES:
-            tracker.step("modify not sent: the order is not working at the gateway")
+            tracker.step("change not sent: the order is no longer working at the broker")
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
         fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
         values = command.changes()
         for name, value in values.items():
             setattr(order, fields[name], value)
-        changes = ", ".join(f"{k}={v:g}" for k, v in values.items())
+        changes = change_words(values)
         try:
             ib.placeOrder(trade.contract, order)
         except ConnectionError as exc:
-            tracker.step(f"modify not sent: {exc}")
+            tracker.step(f"change not sent: {exc}")
             return
         except AssertionError:  # ib_async sends first, then asserts the trade is live
-            tracker.step(f"modify sent: {changes} (ib_async holds the order as done; the "
-                         "broker decides)")
+            tracker.step(f"change sent: {changes}; the broker decides whether it applies")
             return
-        tracker.step(f"modify requested: {changes}")
+        tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
 
     async def preview(self, intent: OrderIntent) -> Preview:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import waitress
+from hypothesis import settings
 from waitress import wasyncore
 
 import app_simple
@@ -28,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 API_TOKEN = "test-api-token-0123456789"
 # the simulated gateways' clock starts inside a US trading session (a Monday, 10:00 New York)
 TRADING_CLOCK = 1_796_050_800.0  # 2026-11-30T10:00:00-05:00
+# Property tests: 500 examples each in every run (the suite stays near a minute); the "deep"
+# profile (`pytest --hypothesis-profile=deep`) tries ten times more, for a deeper search.
+settings.register_profile("suite", max_examples=500)
+settings.register_profile("deep", max_examples=5000)
+settings.load_profile("suite")
 FAST_SETTLE = {"settle_first": 0.1, "settle_validation": 0.2, "settle_final": 0.1}
 
 

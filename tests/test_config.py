@@ -62,6 +62,7 @@ def test_defaults() -> None:
         allow_live_trading=False,
         live_confirm_notional=10_000.0,
         risk_max_quantity=10_000.0,
+        risk_max_quantity_fx=1_000_000.0,
         risk_max_notional=250_000.0,
         risk_price_collar_pct=10.0,
         risk_symbol_allowlist=(),

@@ -373,7 +373,7 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     assert not dash.gateway.open_orders()
     done.locator("button.expander").click()
     expect(done.locator(".lifecycle")).to_contain_text(
-        f"broker confirmed: limit_price={new_limit:g}")
+        f"broker confirmed the change: limit price {new_limit:g}")
     expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
     dash.shot("limit_order_cancelled")
 
@@ -713,10 +713,12 @@ def test_live_order_above_the_threshold_needs_the_typed_symbol(dash):
     expect(page.locator("#confirm-words")).to_have_text(f"Buy 1 AAPL at limit {limit:,.2f}, DAY")
     expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
     expect(send).to_be_enabled()
-    expect(send).to_be_focused()
+    expect(page.locator("#confirm-cancel")).to_be_focused()  # focus starts on Back (issue 15)
     expect(guard).to_be_hidden()
     dash.shot("live_confirm_below_threshold")
     assert len(posted(dash, "/api/v1/orders")) == 1
+    page.keyboard.press("Tab")  # a deliberate second action: over to Confirm, then Enter
+    expect(send).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("#confirm")).to_be_hidden()
     wait_for(lambda: dash.gateway_order_count() == before + 2)

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
+from test_dashboard import Dashboard, browser, dash, live  # noqa: F401 - the browser fixtures
 
 from conftest import TRADING_CLOCK
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
-from test_dashboard import Dashboard, browser, dash, live  # noqa: F401 - the browser fixtures
 
 
 @pytest.fixture

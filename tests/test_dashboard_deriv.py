@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect
-
 import test_dashboard
-from conftest import wait_for
+from playwright.sync_api import expect
 from test_dashboard import Dashboard, number
+
+from conftest import wait_for
 
 pytestmark = pytest.mark.browser
 browser, live, dash = test_dashboard.browser, test_dashboard.live, test_dashboard.dash  # fixtures

@@ -66,6 +66,14 @@ def place(ib: IB, order, symbol: str = "IBM"):
     return trade
 
 
+def refreshed(reader: IBConnector) -> None:
+    """Ask for a refresh and wait until one has run entirely after the ask (the one under way
+    when asked, if any, may have started before it)."""
+    done = reader.refreshes
+    reader.request_refresh()
+    wait_for(lambda: reader.refreshes >= done + 2, timeout=5)
+
+
 def row_of(reader: IBConnector, perm_id: int):
     return next((r for r in reader.snapshot().orders if r.perm_id == perm_id), None)
 
@@ -115,13 +123,11 @@ def test_executions_are_asked_for_incrementally(gateway, connector, other):
         place(other, MarketOrder("BUY", 1))
     wait_for(lambda: len(connector.snapshot().executions) >= 30, timeout=5)
     other.sleep(ib_connector.EXEC_OVERLAP + 1.5)  # the filter can now move past all of them
-    connector.request_refresh()
-    other.sleep(0.3)
+    refreshed(connector)
     sent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA]
     trade = place(other, MarketOrder("BUY", 1))
     wait_for(lambda: row_of(connector, trade.order.permId), timeout=3)
-    connector.request_refresh()
-    other.sleep(0.3)
+    refreshed(connector)
     resent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA] - sent
     # only the new one (again in the overlap), never the 30 earlier ones again
     assert 1 <= resent <= 3, resent
@@ -135,7 +141,8 @@ def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector
     for _ in range(10):
         place(ours, MarketOrder("BUY", 1))
     wait_for(lambda: len(connector.snapshot().executions) >= 10, timeout=5)
-    ours.sleep(0.5)
+    refreshed(connector)  # a whole refresh after the fills were read: it decided
+    assert not connector._completed_pending  # no download waiting for the pacer either
     assert requests(gateway, "ReqCompletedOrders") == before
 
 

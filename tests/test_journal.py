@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from conftest import wait_for
 from journal import DuplicateKey, Journal, JournalError
 from order_records import Lifecycle, OrderIntent, StatusChange, Step
 
@@ -110,3 +111,161 @@ def test_flags_persist(journal, path):
         assert again.flag("kill_switch") is None
     finally:
         again.close()
+
+
+# --------------------------------------------------------------- durability settings
+def test_the_journal_is_wal_with_full_sync(journal, path):
+    assert journal._query("PRAGMA journal_mode", ()) == [("wal",)]
+    assert journal._query("PRAGMA synchronous", ()) == [(2,)]  # FULL
+    assert journal._query("PRAGMA query_only", ()) == [(0,)]
+    journal.make_read_only()
+    assert journal._query("PRAGMA query_only", ()) == [(1,)]
+
+
+def test_in_memory_journal_needs_no_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    memory = Journal(":memory:")
+    try:
+        memory.insert(record("o-1"))
+        assert memory.count() == 1 and not (tmp_path / ":memory:").exists()
+    finally:
+        memory.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------- refused inserts
+def test_a_clashing_order_id_is_refused_not_overwritten(journal):
+    journal.insert(record("o-1"), "key-1", "h1")
+    with pytest.raises(JournalError, match="^journal refused order o-1$"):
+        journal.insert(record("o-1", verdict="filled"))  # no key: nothing to replay
+    with pytest.raises(JournalError, match="^journal refused order o-1$"):
+        journal.insert(record("o-1"), "key-2", "h2")  # a new key, an old id
+    assert journal.count() == 1 and journal.get("o-1").record.verdict is None
+    assert journal.find_by_key("key-2") is None and journal.get("o-2") is None
+
+
+def test_unwritable_journal_says_why(journal):
+    journal.make_read_only()
+    with pytest.raises(JournalError, match="^order journal unavailable: attempt to write a "
+                                           "readonly database$"):
+        journal.insert(record("o-1"))
+    journal.audit("api", "127.0.0.1", {"symbol": "AAPL"}, None, "queued")  # never raises
+    assert journal.audit_rows() == []
+
+
+# ---------------------------------------------------------------------- saves
+def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
+    journal.insert(record("o-1"))
+    journal.make_read_only()  # every commit fails for now
+    filled = dataclasses.replace(record("o-1"), verdict="filled", status="Filled")
+    journal.save(filled)
+    wait_for(lambda: any("will retry" in r.getMessage() for r in caplog.records))
+    assert not journal.flush(0.3)  # not committed: still pending
+    journal._query("PRAGMA query_only=OFF", ())  # the disk is writable again
+    assert journal.flush(5)
+    other = Journal(path)
+    try:
+        assert other.get("o-1").record == filled
+    finally:
+        other.close()
+
+
+def test_a_retry_keeps_a_newer_save_of_the_same_order(journal, caplog):
+    journal.insert(record("o-1"))
+    journal.make_read_only()
+    journal.save(dataclasses.replace(record("o-1"), status="Submitted"))
+    wait_for(lambda: any("will retry" in r.getMessage() for r in caplog.records))
+    newest = dataclasses.replace(record("o-1"), status="Filled", verdict="filled")
+    journal.save(newest)
+    journal._query("PRAGMA query_only=OFF", ())
+    assert journal.flush(5)
+    assert journal.get("o-1").record == newest
+
+
+def test_flush_waits_for_the_commit_not_just_the_hand_over(journal):
+    journal.insert(record("o-1"))
+    filled = dataclasses.replace(record("o-1"), verdict="filled")
+    with journal._lock:  # the writer's commit waits for this
+        journal.save(filled)
+        wait_for(lambda: not journal._pending)  # the writer took the batch
+        assert not journal.flush(0.2)  # ... but has not committed it
+    assert journal.flush(5)
+    assert journal.get("o-1").record == filled
+
+
+def test_one_unserialisable_record_does_not_stop_the_others(journal, caplog):
+    for n in (1, 2):
+        journal.insert(record(f"o-{n}"))
+    bad = dataclasses.replace(record("o-1"), steps=(Step(1.0, object()),))
+    good = dataclasses.replace(record("o-2"), verdict="filled")
+    journal.save(bad)
+    journal.save(good)
+    assert journal.flush(5)
+    assert journal.get("o-2").record == good and journal.get("o-1").record == record("o-1")
+    assert any(r.getMessage() == "journal: record o-1 not saved" for r in caplog.records)
+
+
+def test_close_commits_what_was_saved_and_stops_the_writer(path):
+    journal = Journal(path)
+    journal.insert(record("o-1"))
+    journal.save(dataclasses.replace(record("o-1"), verdict="cancelled"))
+    journal.stop()
+    assert not journal._writer.is_alive()
+    again = Journal(path)
+    try:
+        assert again.get("o-1").record.verdict == "cancelled"
+    finally:
+        again.close()
+
+
+# ----------------------------------------------------------------------- reads
+def test_reload_keeps_every_part_of_a_bracket_record(journal, path):
+    from order_records import FillRecord, IBMessage, StatusChange
+    parent = dataclasses.replace(
+        record("o-1"), children=("o-2", "o-3"), order_id=7, perm_id=70, client_id=1000,
+        messages=(IBMessage(2.0, 399, "warning"),), fills=(FillRecord("e1", 3.0, 1, 100.0, 1.0),),
+        transitions=(StatusChange(2.0, None, "Filled", 1, 0),), verdict="filled")
+    child = dataclasses.replace(record("o-2"), parent="o-1")
+    journal.insert(parent)
+    journal.insert(child)
+    journal.close()
+    again = Journal(path)
+    try:
+        assert again.get("o-1").record == parent
+        assert again.get("o-2").record == child
+        assert {e.record.id: e.record for e in again.load()}["o-1"].children == ("o-2", "o-3")
+    finally:
+        again.close()
+
+
+def test_load_defaults_to_the_500_latest_finished(journal):
+    for n in range(502):
+        journal.insert(record(f"done-{n}", verdict="cancelled", at=float(n)))
+    ids = [e.record.id for e in journal.load()]
+    assert len(ids) == 500 and ids[0] == "done-2" and ids[-1] == "done-501"
+    assert journal.count() == 502
+
+
+def test_notional_since_counts_orders_from_that_moment_on(journal):
+    journal.insert(record("old", at=99.0), risk={"notional": 1000.0})
+    journal.insert(record("edge", at=100.0), risk={"notional": 250.5})
+    journal.insert(record("later", at=150.0), risk={"notional": 49.5, "accepted": True})
+    journal.insert(record("no-figure", at=150.0), risk={"notional": None})
+    journal.insert(record("ungated", at=150.0))  # no risk decision
+    assert journal.notional_since(100.0) == 300.0
+    assert journal.notional_since(100.5) == 49.5
+    assert journal.notional_since(151.0) == 0.0
+
+
+def test_audit_rows_newest_first_with_their_fields(journal):
+    journal.audit("api", "127.0.0.1", {"q": "x" * 5000}, {"rule": "max_quantity"},
+                  "risk_rejected: max_quantity", "o-1")
+    journal.audit("webhook", None, {"symbol": "AAPL"}, None, "queued")
+    newest, oldest = journal.audit_rows()
+    assert (newest["source"], newest["remote"], newest["order_id"], newest["decision"],
+            newest["outcome"]) == ("webhook", None, None, None, "queued")
+    assert newest["request"] == '{"symbol": "AAPL"}'
+    assert oldest["order_id"] == "o-1" and oldest["decision"] == '{"rule": "max_quantity"}'
+    assert len(oldest["request"]) == 4000 and oldest["at"] <= newest["at"]
+    assert [r["source"] for r in journal.audit_rows(limit=1)] == ["webhook"]
+    assert journal.flag("never-set") is None

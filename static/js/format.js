@@ -1,0 +1,53 @@
+// Numbers, prices, sides and times as the trader reads them. The API sends times as
+// ISO 8601 UTC text (2026-11-30T15:00:00.123Z); they are shown in the browser's time zone.
+
+const numberFormats = new Map();
+export function nf(min, max) {
+  const key = `${min}:${max}`;
+  if (!numberFormats.has(key)) {
+    numberFormats.set(key, new Intl.NumberFormat(undefined, {minimumFractionDigits: min, maximumFractionDigits: max}));
+  }
+  return numberFormats.get(key);
+}
+export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+export const fmtMoney = (v) => (isNum(v) ? nf(2, 2).format(v) : "—");
+export const fmtSigned = (v) => (isNum(v) ? (v > 0 ? "+" : "") + nf(2, 2).format(v) : "—");
+export const fmtQty = (v) => (isNum(v) ? nf(0, 4).format(v) : "—");
+export const fmtPrice = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 5) : nf(2, 2)).format(v) : "—");
+export const signClass = (v) => (!isNum(v) || v === 0 ? "flat" : v > 0 ? "pos" : "neg");
+export const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+/** Epoch seconds of an API time (ISO text; epoch seconds are taken as they are), or null. */
+export function epoch(value) {
+  if (isNum(value)) return value;
+  if (typeof value !== "string" || !value) return null;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+export function fmtClock(time, withMs) {
+  const seconds = epoch(time);
+  if (seconds === null) return "—";
+  const d = new Date(seconds * 1000);
+  const base = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return withMs ? `${base}.${pad(d.getMilliseconds(), 3)}` : base;
+}
+
+export function fmtExecTime(text) {
+  const seconds = epoch(text);
+  if (seconds === null) return String(text || "—");
+  const d = new Date(seconds * 1000);
+  const clock = fmtClock(seconds);
+  return d.toDateString() === new Date().toDateString() ? clock : `${d.toLocaleDateString()} ${clock}`;
+}
+
+export function fmtAge(seconds) {
+  if (!isNum(seconds)) return "";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
+
+export const sideWord = (action) => (action === "BUY" ? "Buy" : action === "SELL" ? "Sell" : String(action || "—"));
+export const sideClass = (action) => (action === "BUY" ? "buy" : "sell");

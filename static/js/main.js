@@ -1,0 +1,49 @@
+// The trader's dashboard (entry module): live state over Server-Sent Events, an order ticket
+// with a confirmation step, order / position / fill tables. Each concern is its own module;
+// this one only starts them. A new panel is a module with an init function added here.
+import {onSignedOut} from "./api.js";
+import {initAccount, renderNetLiqChart} from "./account.js";
+import {initConfirm} from "./confirm.js";
+import {initDialogs} from "./dialogs.js";
+import {$} from "./dom.js";
+import {initHealth} from "./health.js";
+import {initKillSwitch} from "./killswitch.js";
+import {loadRules} from "./rules.js";
+import {renderHeader, store} from "./store.js";
+import {setFeedMode, startPolling, startStream, stopFeed} from "./stream.js";
+import {initTables} from "./tables.js";
+import {initTheme} from "./theme.js";
+import {initTicket, updateTicketLayout} from "./ticket.js";
+import {toast} from "./toasts.js";
+
+initTheme();
+initHealth();
+initKillSwitch();
+initAccount();
+initTables();
+initTicket();
+initConfirm();
+initDialogs();
+loadRules().then(updateTicketLayout);
+
+/** The session is gone (app restarted with a new secret, or signed out): say so once. */
+onSignedOut(() => {
+  if (store.authLost) return;
+  store.authLost = true;
+  stopFeed(); // every further request would be refused too
+  toast("Your dashboard session has ended: reload the page to sign in again.", "error");
+  renderHeader();
+});
+
+// the sticky ticket stays below the top bar, however many rows the bar wraps to
+const topbar = $(".topbar");
+const keepTopbarHeight = () => document.documentElement.style.setProperty("--topbar-height", `${topbar.offsetHeight}px`);
+keepTopbarHeight();
+if ("ResizeObserver" in window) new ResizeObserver(keepTopbarHeight).observe(topbar);
+
+// data ages keep ticking between updates
+setInterval(() => { if (store.latest) { renderHeader(); renderNetLiqChart(); } }, 1000);
+
+setFeedMode("connecting");
+startStream();
+if (!("EventSource" in window)) startPolling();

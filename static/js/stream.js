@@ -1,0 +1,89 @@
+// Live state over Server-Sent Events ("state" after every change, "pulse" with a fresh
+// status while idle), polling /state while the stream is unavailable.
+import {api} from "./api.js";
+import {$} from "./dom.js";
+import {onPulse, onState, renderHeader, store} from "./store.js";
+
+const STREAM_URL = "/api/v1/stream";
+const STATE_URL = "/api/v1/state";
+const POLL_MS = 1000; // polling period while the stream is unavailable
+const STREAM_RETRY_MS = 15000; // re-open a stream the server refused (503) after this
+
+const feed = {es: null, pollTimer: null, polling: false, retryTimer: null, mode: "connecting"};
+
+export function setFeedMode(mode) {
+  feed.mode = mode;
+  const node = $("#feed");
+  node.textContent = {stream: "live stream", polling: "polling", offline: "offline", connecting: "connecting…"}[mode] || mode;
+  node.className = `feed feed-${mode}`;
+}
+
+export function startStream() {
+  clearTimeout(feed.retryTimer);
+  if (store.authLost) return;
+  if (!("EventSource" in window)) { startPolling(); return; }
+  const es = new EventSource(STREAM_URL);
+  feed.es = es;
+  const parse = (event) => { try { return JSON.parse(event.data); } catch (err) { return null; } };
+  es.addEventListener("state", (event) => {
+    const state = parse(event);
+    if (!state) return;
+    stopPolling();
+    setFeedMode("stream");
+    onState(state, true);
+  });
+  es.addEventListener("pulse", (event) => {
+    const status = parse(event);
+    if (status) onPulse(status);
+  });
+  es.addEventListener("error", () => {
+    // Reconnecting by itself (CONNECTING) or refused for good (CLOSED, e.g. 503):
+    // poll meanwhile so the page stays live.
+    startPolling();
+    if (es.readyState === EventSource.CLOSED) {
+      if (feed.es === es) feed.es = null;
+      feed.retryTimer = setTimeout(startStream, STREAM_RETRY_MS);
+    }
+  });
+}
+
+export function startPolling() {
+  if (feed.pollTimer !== null || store.authLost) return;
+  setFeedMode("polling");
+  pollOnce();
+  feed.pollTimer = setInterval(pollOnce, POLL_MS);
+}
+
+function stopPolling() {
+  if (feed.pollTimer !== null) clearInterval(feed.pollTimer);
+  feed.pollTimer = null;
+}
+
+async function pollOnce() {
+  if (feed.polling) return;
+  feed.polling = true;
+  try {
+    const state = await api(STATE_URL);
+    if (feed.pollTimer !== null) setFeedMode("polling");
+    onState(state, false);
+  } catch (err) {
+    store.serverReachable = false;
+    setFeedMode("offline");
+    renderHeader();
+  } finally {
+    feed.polling = false;
+  }
+}
+
+/** After a change made here: fetch the state at once (the stream may have nothing new to say). */
+export function refreshState() {
+  api(STATE_URL).then((state) => onState(state, false)).catch(() => {});
+}
+
+/** The session is gone: stop asking. */
+export function stopFeed() {
+  stopPolling();
+  clearTimeout(feed.retryTimer);
+  if (feed.es) { feed.es.close(); feed.es = null; }
+  setFeedMode("offline");
+}

@@ -1,0 +1,270 @@
+// The order ticket: the form, its live quote, and what blocks it (read-only, kill switch,
+// IB's servers unreachable). Reviewing an order goes on in confirm.js.
+import {api, serverErrors} from "./api.js";
+import {drawSpark} from "./account.js";
+import {hideConfirm, refreshConfirm, review} from "./confirm.js";
+import {$, $$} from "./dom.js";
+import {fmtClock, fmtPrice, fmtQty, isNum, nf, sideWord} from "./format.js";
+import {clearErrors, numberOf} from "./forms.js";
+import {readerUp} from "./health.js";
+import {haltReason} from "./killswitch.js";
+import {needsOf, symbolPattern} from "./rules.js";
+import {onHeader} from "./store.js";
+import {toast} from "./toasts.js";
+
+const QUOTE_REFRESH_MS = 2000;
+
+export const form = $("#order-form");
+const F = form.elements;
+let blocked = false;
+// working orders to cancel with the position closed from the Positions table
+let closing = null; // {symbol, side, orders: [order]} or null
+
+export const ticketBlocked = () => blocked;
+
+export function currentSide() {
+  return $("#action-sell").checked ? "SELL" : "BUY";
+}
+
+export function updateTicketLayout() {
+  const needs = needsOf(F.order_type.value);
+  const shown = {limit: needs.limit_price, stop: needs.stop_price, trail: needs.trailing};
+  for (const node of $$("[data-needs]", form)) node.hidden = !shown[node.dataset.needs];
+  $(".prices", form).hidden = !(shown.limit || shown.stop || shown.trail);
+  $("#trail-unit-label").textContent = F.trail_unit.value === "percent" ? "percent" : "amount";
+  $("#bracket-fields").hidden = !$("#bracket").checked;
+  const side = currentSide();
+  const reviewBtn = $("#review-btn");
+  reviewBtn.classList.toggle("buy", side === "BUY");
+  reviewBtn.classList.toggle("sell", side === "SELL");
+  reviewBtn.textContent = `Review ${side === "BUY" ? "buy" : "sell"} order`;
+  const stock = F.sec_type.value === "STK";
+  F.quantity.step = stock ? "1" : "any";
+  F.quantity.min = stock ? "1" : "0";
+  $("#quantity-unit").textContent = stock ? "shares" : "units of the base currency (EUR.USD: euros)";
+}
+
+/** The request body exactly as the API takes it (hidden price inputs are not sent). */
+export function readTicket() {
+  const type = F.order_type.value;
+  const needs = needsOf(type);
+  const body = {
+    symbol: String(F.symbol.value || "").trim().toUpperCase(),
+    action: currentSide(),
+    quantity: numberOf(F.quantity),
+    order_type: type,
+    tif: F.tif.value,
+    outside_rth: F.outside_rth.checked,
+    sec_type: F.sec_type.value,
+  };
+  if (needs.limit_price) body.limit_price = numberOf(F.limit_price);
+  if (needs.stop_price) body.stop_price = numberOf(F.stop_price);
+  if (needs.trailing) body[F.trail_unit.value === "percent" ? "trailing_percent" : "trailing_amount"] = numberOf(F.trail_value);
+  if ($("#bracket").checked) {
+    const tp = numberOf(F.take_profit);
+    const sl = numberOf(F.stop_loss);
+    if (tp !== null) body.take_profit = tp;
+    if (sl !== null) body.stop_loss = sl;
+  }
+  return body;
+}
+
+/** The working orders to cancel with this order, when it closes the position they guard. */
+export function closingOrders(body) {
+  if (!closing || closing.symbol !== body.symbol || closing.side !== body.action) return [];
+  return closing.orders;
+}
+
+// ------------------------------------------------------------------- quote
+export const quote = {symbol: null, secType: null, data: null, seq: 0, timer: null, debounce: null, history: []};
+
+function quoteTarget() {
+  const symbol = String(F.symbol.value || "").trim().toUpperCase();
+  if (!symbolPattern().test(symbol)) return null; // not worth asking the broker
+  return {symbol, secType: F.sec_type.value};
+}
+
+function clearQuote(message) {
+  quote.data = null;
+  quote.history = [];
+  for (const id of ["#quote-bid", "#quote-ask", "#quote-last"]) $(id).textContent = "—";
+  $("#quote-bid-btn").disabled = true;
+  $("#quote-ask-btn").disabled = true;
+  $("#quote-svg").replaceChildren();
+  $("#quote-status").textContent = message;
+  $("#quote").classList.remove("has-quote");
+}
+
+function clearSymbolNotice() {
+  const symErr = $("#symbol-error");
+  if (symErr.dataset.source === "quote") { symErr.textContent = ""; delete symErr.dataset.source; F.symbol.removeAttribute("aria-invalid"); }
+  $("#fx-suggest").hidden = true;
+}
+
+export function requestQuote(reset) {
+  clearTimeout(quote.timer);
+  const target = quoteTarget();
+  if (!target) {
+    quote.symbol = null;
+    clearSymbolNotice();
+    clearQuote("Enter a symbol for a live quote.");
+    return;
+  }
+  if (reset || target.symbol !== quote.symbol || target.secType !== quote.secType) {
+    clearSymbolNotice();
+    quote.symbol = target.symbol;
+    quote.secType = target.secType;
+    clearQuote(`Fetching a quote for ${target.symbol}…`);
+  }
+  fetchQuote(target);
+}
+
+export function quoteParams(symbol, secType) {
+  return new URLSearchParams({symbol, sec_type: secType});
+}
+
+async function fetchQuote(target) {
+  const seq = ++quote.seq;
+  if (!readerUp() || document.hidden) { // no broker to ask (or nobody looking): try again later
+    quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS);
+    if (!readerUp()) $("#quote-status").textContent = "Quote paused: the reader connection is down.";
+    return;
+  }
+  try {
+    const q = await api(`/api/v1/quote?${quoteParams(target.symbol, target.secType)}`);
+    if (seq !== quote.seq) return;
+    showQuote(q);
+    clearSymbolNotice();
+    quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS);
+  } catch (err) {
+    if (seq !== quote.seq) return;
+    if (err.code === "unknown_symbol" || err.status === 400) {
+      clearQuote("No quote.");
+      const symErr = $("#symbol-error");
+      const fx = (err.details || []).find((d) => d && d.suggested === "CASH");
+      symErr.textContent = fx ? `${target.symbol} is not a stock: it looks like an FX pair`
+        : err.code === "unknown_symbol" ? `unknown symbol ${target.symbol}` : (serverErrors(err).symbol || err.message);
+      symErr.dataset.source = "quote";
+      F.symbol.setAttribute("aria-invalid", "true");
+      $("#fx-suggest").hidden = !fx;
+      return; // no refresh until the symbol changes
+    }
+    $("#quote-status").textContent = `Quote unavailable: ${err.message}`;
+    quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS * 2);
+  }
+}
+
+function showQuote(q) {
+  quote.data = q;
+  $("#quote-bid").textContent = fmtPrice(q.bid);
+  $("#quote-ask").textContent = fmtPrice(q.ask);
+  $("#quote-last").textContent = fmtPrice(isNum(q.last) ? q.last : q.close);
+  $("#quote-bid-btn").disabled = !isNum(q.bid);
+  $("#quote-ask-btn").disabled = !isNum(q.ask);
+  $("#quote").classList.add("has-quote");
+  const spread = isNum(q.bid) && isNum(q.ask) ? q.ask - q.bid : null;
+  const delayed = typeof q.market_data === "string" && q.market_data.startsWith("delayed");
+  $("#quote").classList.toggle("delayed", delayed);
+  const kind = delayed ? `${q.market_data.toUpperCase()} (~15 min old, no live subscription) · ` : "";
+  $("#quote-status").textContent = q.notice ? q.notice
+    : `${kind}${q.symbol} · ${spread !== null ? `spread ${nf(2, 5).format(spread)} · ` : ""}as of ${fmtClock(q.time)}`;
+  const mid = isNum(q.last) ? q.last : isNum(q.bid) && isNum(q.ask) ? (q.bid + q.ask) / 2 : q.close;
+  if (isNum(mid)) {
+    quote.history.push({t: Date.now(), v: mid});
+    if (quote.history.length > 150) quote.history.shift();
+    const pts = quote.history.length === 1 ? [quote.history[0], {t: quote.history[0].t + 1, v: mid}] : quote.history;
+    drawSpark($("#quote-svg"), pts, 120, 32, pts[pts.length - 1].v >= pts[0].v ? "up" : "down");
+  }
+}
+
+function useQuotePrice(which) {
+  const q = quote.data;
+  const price = q && q[which];
+  if (!isNum(price)) return;
+  if (!needsOf(F.order_type.value).limit_price) F.order_type.value = "LMT";
+  updateTicketLayout();
+  F.limit_price.value = String(price);
+  F.limit_price.focus();
+}
+
+// ----------------------------------------------------------- close position
+/** Fill the ticket to close `position`; `orders` are working orders to cancel with it. */
+export function prefillClose(position, orders) {
+  hideConfirm();
+  const side = position.quantity > 0 ? "SELL" : "BUY";
+  F.symbol.value = position.symbol;
+  F.sec_type.value = position.sec_type === "CASH" ? "CASH" : "STK";
+  $(side === "BUY" ? "#action-buy" : "#action-sell").checked = true;
+  F.quantity.value = String(Math.abs(position.quantity));
+  F.order_type.value = "MKT";
+  $("#bracket").checked = false;
+  closing = orders && orders.length ? {symbol: position.symbol, side, orders} : null;
+  clearErrors($("#ticket"));
+  updateTicketLayout();
+  requestQuote(true);
+  $("#ticket").scrollIntoView({block: "nearest", behavior: "smooth"});
+  F.quantity.focus();
+  const also = closing ? ` The ${closing.orders.length} working order${closing.orders.length === 1 ? "" : "s"} you chose will be cancelled with it.` : "";
+  toast(`Ticket filled to close ${position.symbol}: ${sideWord(side)} ${fmtQty(Math.abs(position.quantity))} at market. Review before sending.${also}`, "info");
+}
+
+// -------------------------------------------------------------- the notice
+function renderTicketNotice(latest) {
+  if (!latest) return;
+  const status = latest.status;
+  const notice = $("#ticket-notice");
+  let text = "";
+  const reason = haltReason();
+  if (status.read_only) text = "Read-only dashboard (READ_ONLY is set): orders cannot be placed here.";
+  else if (status.trading_halted) {
+    text = `Trading is halted (kill switch engaged${reason ? `: ${reason}` : ""}): new orders are refused.`;
+  } else if (status.ib_servers && !status.ib_servers.reachable) {
+    text = `${status.ib_servers.reason}. New orders are refused until IB's servers are back; nothing is queued to send later.`;
+  } else if (status.paper === false) text = "LIVE account: orders use real money.";
+  notice.textContent = text;
+  notice.hidden = !text;
+  notice.className = `notice ${status.paper === false && !status.read_only && !status.trading_halted ? "live" : "blocked"}`;
+  blocked = !!(status.read_only || status.trading_halted || (status.ib_servers && !status.ib_servers.reachable));
+  $("#review-btn").disabled = blocked;
+  refreshConfirm(); // a halt also stops an order waiting for its Confirm
+  $("#cancel-all-btn").hidden = !!status.read_only;
+  document.body.classList.toggle("read-only", !!status.read_only);
+}
+
+// ------------------------------------------------------------------ wiring
+export function initTicket() {
+  onHeader(renderTicketNotice);
+  form.addEventListener("submit", (event) => { event.preventDefault(); review(); });
+  F.order_type.addEventListener("change", updateTicketLayout);
+  F.trail_unit.addEventListener("change", updateTicketLayout);
+  $("#bracket").addEventListener("change", updateTicketLayout);
+  for (const radio of $$('input[name="action"]', form)) radio.addEventListener("change", updateTicketLayout);
+  F.sec_type.addEventListener("change", () => { updateTicketLayout(); requestQuote(true); });
+  F.symbol.addEventListener("input", () => {
+    const start = F.symbol.selectionStart;
+    const upper = F.symbol.value.toUpperCase();
+    if (upper !== F.symbol.value) { F.symbol.value = upper; F.symbol.setSelectionRange(start, start); }
+    if (closing && closing.symbol !== upper) closing = null;
+    clearTimeout(quote.debounce);
+    quote.debounce = setTimeout(() => requestQuote(false), 350);
+  });
+  F.symbol.addEventListener("change", () => { clearTimeout(quote.debounce); requestQuote(false); });
+  // a corrected field loses its error mark
+  form.addEventListener("input", (event) => {
+    const field = event.target.closest(".field");
+    if (!field) return;
+    const slot = $(".field-error", field);
+    if (slot && slot.dataset.source !== "quote") slot.textContent = "";
+    event.target.removeAttribute("aria-invalid");
+  });
+  $("#fx-switch").addEventListener("click", () => {
+    F.sec_type.value = "CASH";
+    updateTicketLayout();
+    requestQuote(true);
+    F.sec_type.focus();
+  });
+  $("#quote-bid-btn").addEventListener("click", () => useQuotePrice("bid"));
+  $("#quote-ask-btn").addEventListener("click", () => useQuotePrice("ask"));
+  document.addEventListener("visibilitychange", () => { if (!document.hidden && quote.symbol) requestQuote(false); });
+  updateTicketLayout();
+}

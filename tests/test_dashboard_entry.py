@@ -1,0 +1,391 @@
+"""Order entry a trader can trust (issue 15), in a real browser: a confirmation that cannot be
+skipped, the server's checks shown where the trader acts, a layout whose rows keep their
+symbol next to their buttons from a 390 px phone to 1440 px, and WCAG AA contrast in both
+themes (axe-core from npm, loaded into the page)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Page, expect
+from test_dashboard import (  # noqa: F401 - the browser fixtures
+    SCREENSHOTS,
+    Dashboard,
+    browser,
+    dash,
+    live,
+    posted,
+)
+
+from conftest import ROOT, wait_for
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_URL = "/__test__/axe.min.js"  # served into the page by the test (same origin: CSP allows it)
+WIDTHS = {1024: 768, 1280: 800, 1440: 900, 390: 844}
+GUARD_S = 0.5
+
+
+def api_ok(board: Dashboard, method: str, path: str, body: dict | None = None) -> dict:
+    status, answer = board.live.api(method, path, body)
+    assert status in (200, 202), answer
+    return answer
+
+
+def market(board: Dashboard, symbol: str = "AAPL") -> dict:
+    return api_ok(board, "GET", f"/api/v1/quote?symbol={symbol}")
+
+
+def working(board: Dashboard, **fields) -> str:
+    """An order of ours placed through the API and working at the broker: its id."""
+    order = api_ok(board, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY",
+                                                     "quantity": 1, **fields})
+    wait_for(lambda: [o for o in board.gateway.open_orders() if o.order_ref == order["id"]])
+    return order["id"]
+
+
+# ------------------------------------------------------------- 1. confirmation
+def test_double_enter_does_not_skip_the_confirmation(dash):  # noqa: F811
+    page = dash.open().page
+    dash.fill_ticket("IBM", "1")
+    before = dash.gateway_order_count()
+    page.focus("#quantity")
+    page.keyboard.press("Enter")
+    shown = time.monotonic()
+    page.wait_for_timeout(150)  # the trader's second Enter, 150 ms later
+    page.keyboard.press("Enter")
+    page.keyboard.press(" ")
+    gap = time.monotonic() - shown
+    assert gap < GUARD_S - 0.1, f"the machine stalled {gap:.2f} s: the keys came too late to test"
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-cancel")).to_be_focused()  # focus starts on Back
+    expect(page.locator("#preview-commission")).to_have_text(re.compile("USD"))
+    dash.requests_settled()
+    assert not posted(dash, "/api/v1/orders")
+    send = page.locator("#confirm-send")
+    expect(send).to_be_enabled()
+    assert time.monotonic() - shown >= GUARD_S - 0.05  # not before the guard time
+    expect(page.locator("#confirm")).to_be_visible()  # the early keys did nothing, not even Back
+    dash.shot("entry_confirm_guarded")
+    page.keyboard.press("Tab")
+    expect(send).to_be_focused()
+    page.keyboard.press("Enter")  # a deliberate second action sends, once
+    expect(page.locator(".toast.success")).to_contain_text("queued as o-")
+    wait_for(lambda: dash.gateway_order_count() == before + 1)
+    assert len(posted(dash, "/api/v1/orders")) == 1
+
+
+def test_clicks_right_after_review_do_nothing(dash):  # noqa: F811
+    page = dash.open().page
+    dash.fill_ticket("AAPL", "2")
+    # a double click on Review whose second click lands where Confirm appears, in the same
+    # moment (run in the page: the test's own latency could pass the guard time)
+    early = page.evaluate("""() => {
+        document.getElementById('review-btn').click();
+        const send = document.getElementById('confirm-send');
+        const r = send.getBoundingClientRect();
+        const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        for (const type of ['pointerdown', 'mousedown', 'pointerup', 'mouseup', 'click']) {
+            at.dispatchEvent(new MouseEvent(type, {bubbles: true, cancelable: true,
+                clientX: r.left + r.width / 2, clientY: r.top + r.height / 2}));
+        }
+        return {hit: send.contains(at), shown: !document.getElementById('confirm').hidden};
+    }""")
+    assert early == {"hit": True, "shown": True}
+    dash.requests_settled()
+    assert not posted(dash, "/api/v1/orders")
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("queued as o-")
+    dash.requests_settled()
+    assert len(posted(dash, "/api/v1/orders")) == 1
+
+
+# ------------------------------------------------------------------ 2. modify
+def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):  # noqa: F811
+    page = dash.open().page
+    limit = round(market(dash)["bid"] * 0.8, 2)
+    order_id = working(dash, order_type="LMT", limit_price=limit)
+    row = dash.order_group("working-orders", order_id)
+    row.locator("button.modify-btn").click()
+    dialog = page.locator("#modify-dialog")
+    page.fill("#modify-limit_price", f"{limit + 0.007:.3f}")  # off the 0.01 grid
+    page.press("#modify-limit_price", "Enter")
+    expect(page.locator("#modify-limit_price-error")).to_have_text(
+        re.compile(r"is not a multiple of the price tick 0\.01"))
+    expect(dialog).to_be_visible()
+    dash.allow_console_error(r"status of 422")
+    far = round(limit * 0.3, 2)  # on the grid, but outside the price collar: the server says
+    page.fill("#modify-limit_price", str(far))
+    with page.expect_response(f"**/api/v1/orders/{order_id}/modify") as answer:
+        page.press("#modify-limit_price", "Enter")
+    assert answer.value.status == 422
+    expect(page.locator("#modify-limit_price-error")).to_contain_text("price_collar")
+    expect(dialog).to_be_visible()
+    dash.shot("entry_modify_refused")
+    assert [o.lmt_price for o in dash.gateway.open_orders() if o.order_ref == order_id] == [limit]
+    page.fill("#modify-limit_price", str(round(limit - 0.05, 2)))
+    page.press("#modify-limit_price", "Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".toast")).to_contain_text(f"limit price {round(limit - 0.05, 2)}")
+    expect(row.locator("td.price")).to_have_text(f"{limit - 0.05:,.2f}")
+
+
+# ----------------------------------------------------------------- 3. preview
+def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):  # noqa: F811
+    page = dash.open().page
+    dash.allow_console_error(r"status of 422")
+    dash.fill_ticket("AAPL", "50000")
+    page.click("#review-btn")
+    risk = page.locator("#preview-risk")
+    expect(risk).to_contain_text("The risk gate refuses this order: max_quantity: quantity 50000")
+    expect(risk).to_contain_text("notional")
+    page.wait_for_timeout(GUARD_S * 1000 + 100)  # the guard's own time: then still refused
+    expect(page.locator("#confirm-send")).to_be_disabled()
+    dash.shot("entry_preview_risk_refused")
+    page.keyboard.press("Escape")
+    dash.fill_ticket("AAPL", "5")
+    page.click("#review-btn")
+    expect(risk).to_have_text("Risk checks passed.")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    dash.requests_settled()
+    assert not posted(dash, "/api/v1/orders")
+
+
+# ----------------------------------------------------------- 4. stop that triggers
+def test_a_stop_the_market_passed_needs_the_tick_box(dash):  # noqa: F811
+    page = dash.open().page
+    bid = dash.enter_symbol("AAPL")
+    below = round(bid * 0.95, 2)  # a BUY stop under the market triggers at once
+    dash.fill_ticket("AAPL", "1", order_type="STP", stop_price=below)
+    page.click("#review-btn")
+    warning = page.locator("#trigger-warning")
+    expect(warning).to_contain_text(f"BUY stop at {below:g} is at or below the market")
+    page.wait_for_timeout(GUARD_S * 1000 + 100)
+    send = page.locator("#confirm-send")
+    expect(send).to_be_disabled()
+    dash.shot("entry_stop_triggers_at_once")
+    page.check("#trigger-ack")
+    expect(send).to_be_enabled()
+    with page.expect_request("**/api/v1/orders") as sent:
+        send.click()
+    assert sent.value.post_data_json["accept_immediate_trigger"] is True
+    expect(page.locator(".toast.success")).to_contain_text("queued as o-")
+
+
+# ------------------------------------------------------------ 5. close position
+def test_close_offers_to_cancel_the_symbols_working_orders(dash):  # noqa: F811
+    page = dash.open().page
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
+    q = market(dash)
+    stop_id = working(dash, action="SELL", quantity=10, order_type="STP",
+                      stop_price=round(q["bid"] * 0.9, 2))
+    trail_id = working(dash, action="SELL", quantity=10, order_type="TRAIL", trailing_percent=5)
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10")
+    expect(page.locator("#working-count")).to_have_text("2")
+    position.locator("button.close-position").click()
+    dialog = page.locator("#close-dialog")
+    expect(dialog).to_contain_text("2 orders are still working for AAPL")
+    for order_id in (stop_id, trail_id):
+        expect(dialog.locator(f"input[data-order-id='{order_id}']")).to_be_checked()
+    dash.shot("entry_close_with_working_orders")
+    page.click("#close-accept")
+    expect(page.locator("#action-sell")).to_be_checked()
+    expect(page.locator("#quantity")).to_have_value("10")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-cancels")).to_contain_text(stop_id)
+    expect(page.locator("#confirm-cancels")).to_contain_text(trail_id)
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("Cancel sent for 2 working orders")
+    expect(page.locator("#working-count")).to_have_text("0")
+    expect(page.locator("#positions-empty")).to_be_visible()
+    assert not dash.gateway.open_orders()
+
+
+# ------------------------------------------------------------------- 6. FX
+def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):  # noqa: F811
+    page = dash.open().page
+    dash.allow_console_error(r"status of 404")
+    page.fill("#symbol", "EUR.USD")
+    expect(page.locator("#symbol-error")).to_have_text("EUR.USD is not a stock: it looks like an FX pair")
+    dash.shot("entry_fx_suggested")
+    page.click("#fx-switch")
+    expect(page.locator("#sec_type")).to_have_value("CASH")
+    expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^1\.\d{4,5}$"))
+    expect(page.locator("#quantity-unit")).to_contain_text("units of the base currency")
+    page.fill("#quantity", "20000")  # over the stock limit (10,000 shares), not the FX one
+    page.click("#review-btn")
+    expect(page.locator("#preview-risk")).to_have_text("Risk checks passed.")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+
+
+# ---------------------------------------------------------------- 7. freshness
+def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):  # noqa: F811
+    import api
+    monkeypatch.setattr(api, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
+    page = dash.open().page
+    expect(page.locator("#feed")).to_have_text("live stream")
+    version = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")
+    ages = []
+    for _ in range(8):  # four idle seconds: ages stay those of the last confirmation
+        page.wait_for_timeout(500)
+        ages.append((page.locator("#conn-reader .conn-age").text_content(),
+                     page.locator("#conn-orders .conn-age").text_content(),
+                     page.locator("#account-age").text_content()))
+    idle = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")
+    assert idle == version, "something changed meanwhile: the page was not idle"
+    for data, beat, account in ages[2:]:
+        assert seconds(data) < 2.5 and seconds(beat) < 2.5 and seconds(account) < 2.5, ages
+
+
+def seconds(text: str | None) -> float:
+    match = re.search(r"(\d+(?:\.\d+)?) (s|min|h)\b", text or "")
+    assert match, text
+    return float(match.group(1)) * {"s": 1, "min": 60, "h": 3600}[match.group(2)]
+
+
+# ------------------------------------------------------------------- 8. layout
+def filled_tables(board: Dashboard) -> list[str]:
+    """Two positions, working orders of ours and a finished one: what the layout shows."""
+    ids = []
+    for symbol in ("AAPL", "MSFT"):
+        api_ok(board, "POST", "/api/v1/orders", {"symbol": symbol, "action": "BUY", "quantity": 3})
+        bid = market(board, symbol)["bid"]
+        for n in (1, 2):
+            ids.append(working(board, symbol=symbol, quantity=n, order_type="LMT",
+                               limit_price=round(bid * (0.9 - n / 100), 2)))
+    return ids
+
+
+ROW_CHECK = """() => {
+  const view = {w: window.innerWidth, h: window.innerHeight};
+  const inView = (r, clip) => r.width > 0 && r.left >= Math.max(0, clip.left) - 0.5
+    && r.right <= Math.min(view.w, clip.right) + 0.5;
+  const rows = [...document.querySelectorAll('#positions tbody tr.trow, #working-orders tr.trow')];
+  return {
+    overflow: document.documentElement.scrollWidth - view.w,
+    rows: rows.map(row => {
+      row.scrollIntoView({block: 'center'});
+      const clip = row.closest('.table-wrap').getBoundingClientRect();
+      const sym = row.querySelector('.sym').getBoundingClientRect();
+      const buttons = [...row.querySelectorAll('td.actions button')];
+      const hit = b => { const r = b.getBoundingClientRect();
+        const at = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return !!at && b.contains(at); };
+      return {symbol: row.querySelector('.sym').textContent,
+              together: inView(sym, clip) && buttons.every(b => inView(b.getBoundingClientRect(), clip)),
+              buttons: buttons.length, heights: buttons.map(b => b.getBoundingClientRect().height),
+              sameLine: buttons.every(b => Math.abs(b.getBoundingClientRect().top - sym.top) < 60),
+              reachable: buttons.every(hit)};
+    })};
+}"""
+
+
+def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):  # noqa: F811
+    page = dash.open().page
+    ids = filled_tables(dash)
+    expect(page.locator("#working-count")).to_have_text(str(len(ids)))
+    expect(page.locator("#positions tbody tr")).to_have_count(2)
+    page.evaluate("document.querySelector('#toasts').textContent = ''")
+    for width, height in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.evaluate(  # a message in the bar while the rows are checked
+            """() => { const box = document.getElementById('toasts');
+            box.innerHTML = ''; const t = document.createElement('div'); t.className = 'toast info';
+            const s = document.createElement('span'); s.textContent = 'Cancel sent for o-x (Buy 1 AAPL).';
+            t.append(s); box.append(t); }""")
+        result = page.evaluate(ROW_CHECK)
+        dash.shot(f"entry_layout_{width}")
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.screenshot(path=str(SCREENSHOTS / f"entry_layout_{width}_bottom.png"))  # the window
+        assert result["overflow"] <= 0, (width, result["overflow"])
+        assert len(result["rows"]) == 2 + len(ids)
+        for row in result["rows"]:
+            assert row["together"], (width, row)
+            assert row["reachable"], (width, row)  # nothing (no message) lies over a button
+            assert row["buttons"] >= 1, (width, row)
+            if width < 600:  # a phone: cards with the buttons beside the symbol, 40 px targets
+                assert row["sameLine"] and min(row["heights"]) >= 40, row
+        # scrolled to the very end, the last row's buttons are above the message bar
+        last = page.locator("#working-orders tr.trow").last.locator("button.cancel-btn")
+        box, dock = last.bounding_box(), page.locator(".toast-dock").bounding_box()
+        assert box and dock and box["y"] + box["height"] <= dock["y"] + 0.5, (width, box, dock)
+
+
+# ------------------------------------------------------------- 9. contrast
+def run_axe(page: Page) -> list[dict]:
+    """axe-core's colour-contrast findings of serious or critical impact."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(url=AXE_URL)
+    result = page.evaluate("""() => axe.run(document, {runOnly: {type: 'rule',
+        values: ['color-contrast']}, resultTypes: ['violations']})""")
+    return [{"impact": v["impact"], "nodes": [(n["target"], n["failureSummary"][:160])
+                                              for n in v["nodes"]]}
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):  # noqa: F811
+    assert AXE.exists(), "node_modules/axe-core is missing: run npm ci (scripts/test does it)"
+    page = dash.page
+    page.route(f"**{AXE_URL}", lambda route: route.fulfill(
+        status=200, content_type="text/javascript", body=AXE.read_text()))
+    dash.open()
+    ids = filled_tables(dash)
+    done = api_ok(dash, "POST", f"/api/v1/orders/{ids[0]}/cancel", {})
+    assert done["id"] == ids[0]
+    expect(page.locator("#completed-orders .pill").filter(has_text="Cancelled")).to_have_count(1)
+    expect(page.locator("#completed-orders .pill").filter(has_text="Filled")).to_have_count(2)
+    page.locator("#completed-orders button.expander").first.click()  # a lifecycle open too
+    dash.enter_symbol("AAPL")
+    dash.fill_ticket("AAPL", "1")
+    page.click("#review-btn")  # the confirmation step and its verdict
+    expect(page.locator("#preview-risk")).to_be_visible()
+    page.evaluate("document.querySelector('#toasts').textContent = ''")
+    for theme in ("light", "dark"):
+        page.select_option("#theme", theme)
+        expect(page.locator("html")).to_have_attribute("data-theme", theme)
+        found = run_axe(page)
+        dash.shot(f"entry_theme_{theme}")
+        assert found == [], (theme, found)
+    # the choice is kept; Auto follows the system
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(page.locator("#theme")).to_have_value("dark")
+    dark_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.select_option("#theme", "auto")
+    page.emulate_media(color_scheme="light")
+    light_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark_bg != light_bg
+
+
+# ---------------------------------------------------------------- 10. words
+def test_history_in_traders_words_and_dashboard_source(dash):  # noqa: F811
+    page = dash.open().page
+    bid = dash.enter_symbol("AAPL")
+    limit = round(bid * 0.9, 2)
+    dash.fill_ticket("AAPL", "2", order_type="LMT", limit_price=limit)
+    page.click("#review-btn")
+    page.click("#confirm-send")
+    row = dash.order_group("working-orders", "AAPL")
+    expect(row.locator(".pill")).to_have_text("Submitted")
+    row.locator("button.modify-btn").click()
+    page.fill("#modify-limit_price", str(round(limit - 0.1, 2)))
+    page.press("#modify-limit_price", "Enter")
+    expect(row.locator("td.price")).to_have_text(f"{limit - 0.1:,.2f}")
+    row.locator("button.expander").click()
+    history = row.locator(".lifecycle")
+    expect(history).to_contain_text("source dashboard")
+    expect(history).to_contain_text("waiting for the broker to accept the order")
+    expect(history).to_contain_text(f"change sent: limit price {limit - 0.1:g}")
+    expect(history).to_contain_text(f"broker confirmed the change: limit price {limit - 0.1:g}")
+    text = history.text_content() or ""
+    for internal in ("workaround", "ib_async", "limit_price=", "settle"):
+        assert internal not in text, internal
+    dash.shot("entry_history_words")
+    order_id = row.get_attribute("data-order-id")
+    assert api_ok(dash, "GET", f"/api/v1/orders/{order_id}")["lifecycle"]["source"] == "dashboard"
+

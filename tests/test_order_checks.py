@@ -1,0 +1,271 @@
+"""The checks an order passes before anything is sent, for a new order, a modification and a
+preview alike (issue 15): the schema and tick grid, the sides of a stop, the risk gate and the
+live-trading guard; and the API's one format (ISO times, BUY/SELL, one error per field)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import app_simple
+from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture
+def make_client(gateway):
+    apps = []
+
+    def make(gw=None, **settings):
+        from app_simple import create_app
+        app = create_app({"SETTINGS": app_settings(gw or gateway, **settings)})
+        apps.append(app)
+        return api_client(app)
+
+    yield make
+    for app in apps:
+        app.extensions["trading"].stop()
+
+
+def quote(client, symbol="AAPL", **params):
+    res = client.get("/api/v1/quote", query_string={"symbol": symbol, **params})
+    assert res.status_code == 200, res.get_json()
+    return res.get_json()
+
+
+def place(client, **fields):
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, **fields}
+    return client.post("/api/v1/orders", json=body)
+
+
+def error(res, status: int) -> dict:
+    body = res.get_json()
+    assert res.status_code == status, body
+    return body["error"]
+
+
+def working_limit(client, gateway, **fields) -> tuple[str, float]:
+    """A resting BUY LMT well below the market: (our id, its limit)."""
+    bid = quote(client)["bid"]
+    limit = round(bid * 0.8, 2)
+    res = place(client, order_type="LMT", limit_price=limit, **fields)
+    assert res.status_code == 202, res.get_json()
+    order_id = res.get_json()["id"]
+    wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
+    wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["status"] == "Submitted")
+    return order_id, limit
+
+
+def gateway_limit(gateway, order_id: str) -> float:
+    return next(o.lmt_price for o in gateway.open_orders() if o.order_ref == order_id)
+
+
+# ------------------------------------------------------------------ 2. modify
+def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gateway):
+    client = make_client(risk_max_quantity=100)
+    order_id, limit = working_limit(client, gateway)
+    url = f"/api/v1/orders/{order_id}/modify"
+
+    off_tick = error(client.post(url, json={"limit_price": round(limit + 0.007, 3)}), 400)
+    assert off_tick["code"] == "validation_error" and off_tick["field"] == "limit_price"
+    assert "price tick 0.01" in off_tick["message"]
+
+    too_many = error(client.post(url, json={"quantity": 500}), 422)
+    assert too_many["code"] == "risk_rejected" and too_many["field"] == "quantity"
+    assert too_many["details"][0]["rule"] == "max_quantity"
+
+    far = error(client.post(url, json={"limit_price": round(limit * 0.3, 2)}), 422)
+    assert far["details"][0]["rule"] == "price_collar" and far["field"] == "limit_price"
+
+    one_error = error(client.post(url, json={"quantity": "5"}), 400)
+    assert one_error["details"] == [{"field": "quantity", "message": "must be a number"}]
+
+    # nothing was sent: the broker still has the first price, and the record says so
+    assert gateway_limit(gateway, order_id) == limit
+    steps = [s["text"] for s in client.get(f"/api/v1/orders/{order_id}").get_json()
+             ["lifecycle"]["steps"]]
+    assert not [s for s in steps if s.startswith("change")]
+
+    ok = client.post(url, json={"limit_price": round(limit - 0.05, 2)})
+    assert ok.status_code == 202, ok.get_json()
+    wait_for(lambda: gateway_limit(gateway, order_id) == round(limit - 0.05, 2))
+
+
+def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
+    bid = quote(client)["bid"]
+    entry = round(bid * 0.8, 2)
+    res = place(client, order_type="LMT", limit_price=entry, take_profit=round(entry + 5, 2),
+                stop_loss=round(entry - 5, 2), tif="GTC")
+    assert res.status_code == 202, res.get_json()
+    order_id = res.get_json()["id"]
+    wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
+    wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["status"] == "Submitted")
+    above_tp = error(client.post(f"/api/v1/orders/{order_id}/modify",
+                                 json={"limit_price": round(entry + 6, 2)}), 400)
+    assert above_tp["field"] == "take_profit"
+    assert above_tp["message"] == "take_profit: must be above the limit price for a BUY"
+    assert gateway_limit(gateway, order_id) == entry
+
+
+def test_modify_is_refused_by_the_live_guard(tmp_path):
+    """An order placed while live trading was allowed cannot be changed once it is not."""
+    gw = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),
+                    BrokerConfig(account="U7654321", live_account_drill=True)).start()
+    from app_simple import create_app
+    journal = str(tmp_path / "orders.db")
+    try:
+        app = create_app({"SETTINGS": app_settings(gw, journal_path=journal,
+                                                   allow_live_trading=True)})
+        try:
+            order_id, limit = working_limit(api_client(app), gw)
+        finally:
+            app_simple.shutdown(app)  # services and the instance lock: the next app starts
+        app = create_app({"SETTINGS": app_settings(gw, journal_path=journal)})
+        try:
+            client = api_client(app)
+            wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()
+                     .get("verdict") == "working", timeout=15)
+            refused = error(client.post(f"/api/v1/orders/{order_id}/modify",
+                                        json={"limit_price": round(limit - 0.05, 2)}), 422)
+            assert refused["details"][0]["rule"] == "live_trading_disabled"
+            assert gateway_limit(gw, order_id) == limit
+        finally:
+            app_simple.shutdown(app)
+    finally:
+        gw.stop()
+
+
+# ----------------------------------------------------------------- 3. preview
+def test_preview_answers_the_risk_gates_verdict(client, gateway):
+    q = quote(client)
+    big = error(client.post("/api/v1/orders/preview", json={
+        "symbol": "AAPL", "action": "BUY", "quantity": 50_000}), 422)
+    assert big["code"] == "risk_rejected" and big["field"] == "quantity"
+    verdict = big["details"][0]
+    assert verdict["rule"] == "max_quantity" and verdict["accepted"] is False
+    assert verdict["figures"]["quantity"] == 50_000
+
+    collar = error(client.post("/api/v1/orders/preview", json={
+        "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT",
+        "limit_price": round(q["bid"] * 0.3, 2)}), 422)
+    assert collar["details"][0]["rule"] == "price_collar" and collar["field"] == "limit_price"
+
+    fine = client.post("/api/v1/orders/preview", json={"symbol": "AAPL", "action": "BUY",
+                                                       "quantity": 10})
+    body = fine.get_json()
+    assert fine.status_code == 200, body
+    assert body["risk"]["accepted"] is True and body["risk"]["notional"] > 0
+    assert ISO_MS.match(body["risk"]["at"])
+    assert body["commission"] is not None and body["immediate_trigger"] is None
+    assert not gateway.all_orders()  # a preview places nothing
+
+
+# --------------------------------------------------------- 4. stop on the wrong side
+def test_a_stop_the_market_has_passed_needs_an_acknowledgement(client, gateway):
+    q = quote(client)
+    below = round(q["bid"] * 0.95, 2)  # a BUY stop under the market triggers at once
+    stop = {"order_type": "STP", "stop_price": below}
+
+    preview = client.post("/api/v1/orders/preview",
+                          json={"symbol": "AAPL", "action": "BUY", "quantity": 1, **stop})
+    assert preview.status_code == 200, preview.get_json()
+    warning = preview.get_json()["immediate_trigger"]
+    assert f"BUY stop at {below:g} is at or below the market (ask" in warning
+
+    refused = error(place(client, **stop), 422)
+    assert refused["code"] == "stop_triggers_immediately" and refused["field"] == "stop_price"
+    assert "accept_immediate_trigger" in refused["message"]
+    assert not gateway.all_orders()
+
+    sell_above = error(place(client, action="SELL", order_type="STP",
+                             stop_price=round(q["ask"] * 1.05, 2)), 422)
+    assert "SELL stop" in sell_above["message"] and "at or above" in sell_above["message"]
+    assert not gateway.all_orders()
+
+    resting = place(client, order_type="STP", stop_price=round(q["ask"] * 1.05, 2))
+    assert resting.status_code == 202, resting.get_json()
+    assert client.post("/api/v1/orders/preview", json={
+        "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "STP",
+        "stop_price": round(q["ask"] * 1.05, 2)}).get_json()["immediate_trigger"] is None
+
+    # the same stop as a change of the resting one
+    order_id = resting.get_json()["id"]
+    wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
+    moved = error(client.post(f"/api/v1/orders/{order_id}/modify",
+                              json={"stop_price": below}), 422)
+    assert moved["code"] == "stop_triggers_immediately"
+
+    acknowledged = place(client, accept_immediate_trigger=True, **stop)
+    assert acknowledged.status_code == 202, acknowledged.get_json()
+    wait_for(lambda: client.get(acknowledged.get_json()["url"]).get_json()["verdict"] == "filled")
+
+
+# ------------------------------------------------------------ 6. FX quantity
+def test_fx_quantity_counts_base_currency_units_with_its_own_limit(make_client, gateway):
+    client = make_client(risk_max_quantity=10_000, risk_max_quantity_fx=50_000)
+    fx = {"symbol": "EUR.USD", "action": "BUY"}
+    preview = client.post("/api/v1/orders/preview", json={**fx, "quantity": 20_000})
+    assert preview.status_code == 200, preview.get_json()  # no sec_type: found as an FX pair
+    assert preview.get_json()["risk"]["accepted"] is True
+    too_big = error(client.post("/api/v1/orders", json={**fx, "quantity": 60_000}), 422)
+    assert too_big["details"][0]["rule"] == "max_quantity"
+    assert "50000 units of the base currency for FX pairs" in too_big["message"]
+    placed = client.post("/api/v1/orders", json={**fx, "quantity": 20_000})
+    assert placed.status_code == 202, placed.get_json()
+    assert placed.get_json()["order"]["intent"]["sec_type"] == "CASH"
+    limits = client.get("/api/v1/status").get_json()["risk_limits"]["asset_classes"]
+    assert limits["CASH"] == {"max_quantity": 50_000, "unit": "units of the base currency"}
+    assert limits["STK"]["unit"] == "shares"
+
+
+# ----------------------------------------------------------- 11. one format
+def test_quote_finds_fx_without_sec_type_and_suggests_it_under_stock(client):
+    fx = quote(client, "EUR.USD")
+    assert fx["sec_type"] == "CASH" and 0.5 < fx["bid"] < 2 and ISO_MS.match(fx["time"])
+    as_stock = error(client.get("/api/v1/quote?symbol=EUR.USD&sec_type=STK"), 404)
+    assert as_stock["code"] == "unknown_symbol" and as_stock["field"] == "sec_type"
+    assert "looks like an FX pair" in as_stock["message"]
+    assert as_stock["details"][0]["suggested"] == "CASH"
+    assert quote(client, "AAPL")["sec_type"] == "STK"
+
+
+def test_one_error_per_bad_field(client):
+    bad = error(client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY",
+                                                    "quantity": "5"}), 400)
+    assert bad["field"] == "quantity" and bad["message"] == "quantity: must be a number"
+    assert bad["details"] == [{"field": "quantity", "message": "must be a number"}]
+    two = error(client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "HOLD",
+                                                    "quantity": "x"}), 400)
+    assert sorted(d["field"] for d in two["details"]) == ["action", "quantity"]
+
+
+def test_times_are_iso_utc_and_sides_buy_sell_everywhere(client, gateway):
+    res = place(client, quantity=3)
+    assert res.status_code == 202
+    record = res.get_json()["order"]
+    assert ISO_MS.match(record["created_at"]) and ISO_MS.match(record["steps"][0]["at"])
+    url = res.get_json()["url"]
+    wait_for(lambda: client.get(url).get_json()["verdict"] == "filled")
+    order = client.get(url).get_json()
+    lifecycle = order["lifecycle"]
+    assert order["action"] == "BUY"
+    for stamp in ([lifecycle["created_at"], lifecycle["updated_at"]]
+                  + [t["at"] for t in lifecycle["transitions"]]
+                  + [f["at"] for f in lifecycle["fills"]]):
+        assert ISO_MS.match(stamp), stamp
+    executions = wait_for(lambda: client.get("/api/v1/executions").get_json()["executions"])
+    assert [(e["side"], e["ib_side"]) for e in executions] == [("BUY", "BOT")]
+    assert ISO_MS.match(executions[0]["time"])
+    status = client.get("/api/v1/status").get_json()
+    assert ISO_MS.match(status["now"])
+    reader = status["connections"]["reader"]
+    assert ISO_MS.match(reader["connected_since"]) and ISO_MS.match(reader["last_heartbeat"])
+    assert isinstance(status["data_age"], float)  # an age stays seconds
+    state = client.get("/api/v1/state").get_json()
+    assert ISO_MS.match(state["orders"][0]["lifecycle"]["created_at"])
+    assert state["executions"][0]["side"] == "BUY"

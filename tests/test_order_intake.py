@@ -1,0 +1,331 @@
+"""The order handler's intake against the simulated gateway: what is refused (and so never
+queued), what each accepted order becomes at the gateway (brackets, TRAIL), the risk gate's
+reservation around the journal insert, and the reads Flask threads make. Refusals are checked
+on the handler's own state at once (nothing queued, nothing tracked), and then by a barrier
+order that fills: the queue runs in order, so a refused order queued after all would have reached
+the gateway before it."""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import pytest
+
+from conftest import wait_for
+from ib_connection import NotConnectedError
+from journal import Journal, JournalError
+from order_handler import (
+    IdempotencyConflict,
+    OrderHandler,
+    OrderIntent,
+    OrderStateError,
+    Reconciling,
+    TradingHaltedError,
+    UnknownOrderError,
+)
+from order_records import Lifecycle, Step
+from risk import RiskGate, RiskRejected
+
+MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
+FAR = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)
+
+
+def make_handler(gateway, journal, **kw) -> OrderHandler:
+    handler = OrderHandler("127.0.0.1", gateway.port, client_id=1000, connect_timeout=3,
+                           settle=(0.05, 0.05, 0.05), monitor_timeout=kw.pop("monitor", 3),
+                           journal=journal, reconcile_grace=1.0, **kw)
+    handler.start()
+    wait_for(lambda: handler._reconciled, timeout=5)
+    return handler
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(str(tmp_path / "orders.db"))
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def handler(gateway, journal):
+    h = make_handler(gateway, journal)
+    yield h
+    h.stop()
+
+
+def refs(gateway) -> collections.Counter[str]:
+    return collections.Counter(o.order_ref for o in gateway.all_orders() if o.order_ref)
+
+
+def barrier(handler, gateway) -> None:
+    """An order that fills: everything queued before it has reached the gateway by then."""
+    record, _ = handler.submit(MKT)
+    assert handler.wait(record.id, 5).verdict == "filled"
+    assert refs(gateway)[record.id] == 1
+
+
+def make_gate(handler, **limits) -> RiskGate:
+    from config import load_settings
+    settings = load_settings(env={}, dotenv_path=None,
+                             overrides={"risk_price_collar_pct": 99.5, **limits})
+    return RiskGate(settings, lambda symbol, sec_type, con_id: (99.0, 101.0, 100.0),
+                    handler.working_count, lambda: ("DU1234567",))
+
+
+# ------------------------------------------------------------------------- refusals
+def test_nothing_is_accepted_cancelled_or_modified_while_reconciling(handler, gateway):
+    working, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(working.id).status == "Submitted")
+    handler._reconciled = False  # connected, journal not yet matched with the gateway
+    try:
+        with pytest.raises(Reconciling, match="reconciling the order journal"):
+            handler.submit(MKT)
+        with pytest.raises(Reconciling):
+            handler.cancel(working.id)
+        with pytest.raises(Reconciling):
+            handler.modify(working.id, limit_price=1.5)
+        assert handler.queue_depth() == 0 and len(handler.records()) == 1
+    finally:
+        handler._reconciled = True
+    barrier(handler, gateway)
+    assert [o.lmt_price for o in gateway.open_orders()] == [1.0]  # neither cancelled nor changed
+    assert len(refs(gateway)) == 2
+
+
+def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
+    handler.kill_switch.engage("drill")
+    assert handler.halted and handler.halt_reason == "drill"
+    with pytest.raises(TradingHaltedError, match="halted by the kill switch"):
+        handler.submit(MKT)
+    handler.release_kill_switch()
+    assert not handler.halted and handler.halt_reason is None
+    handler.close_intake()
+    with pytest.raises(NotConnectedError, match="shutting down"):
+        handler.submit(MKT)
+    assert handler.records() == [] and handler.queue_depth() == 0
+    assert refs(gateway) == {}
+
+
+def test_a_stopped_handler_queues_nothing(gateway, journal):
+    handler = OrderHandler("127.0.0.1", gateway.port, journal=journal)  # never started
+    with pytest.raises(NotConnectedError):
+        handler.submit(MKT)
+    with pytest.raises(NotConnectedError):
+        handler.cancel_all()
+    assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
+    assert handler.halted and journal.flag("kill_switch") is not None
+    assert handler.records() == []
+
+
+def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
+    with pytest.raises(UnknownOrderError):
+        handler.cancel("o-nope")
+    with pytest.raises(UnknownOrderError):
+        handler.modify("o-nope", quantity=2)
+    filled, _ = handler.submit(MKT)
+    handler.wait(filled.id, 5)
+    with pytest.raises(OrderStateError, match=f"^order {filled.id} is already filled$"):
+        handler.cancel(filled.id)
+    with pytest.raises(OrderStateError, match=f"^order {filled.id} is already filled$"):
+        handler.modify(filled.id, limit_price=2.0)
+    # an order only the journal remembers (finished before this start)
+    old = Lifecycle(id="o-old", intent=MKT, source="api", created_at=1.0, phase="done",
+                    verdict="cancelled", updated_at=1.0, steps=(Step(1.0, "queued"),))
+    journal.insert(old)
+    with pytest.raises(OrderStateError, match="^order o-old is already cancelled$"):
+        handler.cancel("o-old")
+    assert handler.get("o-old") == old and handler.get("o-nope") is None
+    assert handler.wait("o-old", 5) == old
+    with pytest.raises(UnknownOrderError):
+        handler.wait("o-nope", 0.1)
+
+
+def test_modify_is_gated_and_refused_when_halted(handler, gateway):
+    working, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(working.id).status == "Submitted")
+    gate = make_gate(handler, risk_max_quantity=5)
+    with pytest.raises(RiskRejected, match="max_quantity"):
+        handler.modify(working.id, quantity=6, gate=gate)
+    handler.kill_switch.engage("drill")
+    with pytest.raises(TradingHaltedError):
+        handler.modify(working.id, quantity=2)
+    handler.release_kill_switch()
+    handler.modify(working.id, quantity=5, gate=gate)
+    wait_for(lambda: handler.get(working.id).intent.quantity == 5)
+    assert [o.total_quantity for o in gateway.open_orders()] == [5]
+    assert handler.cancel(working.id).id == working.id
+    wait_for(lambda: handler.get(working.id).verdict == "cancelled")
+
+
+# ------------------------------------------------------------- journal and risk gate
+def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, journal):
+    gate = make_gate(handler)
+    record, created = handler.submit(MKT, source="webhook", idem_key="k-1", request_hash="h-1",
+                                     remote="10.0.0.9", gate=gate)
+    assert created and record.source == "webhook" and record.phase == "queued"
+    assert record.steps[0].text == "queued" and record.created_at == record.updated_at
+    entry = journal.get(record.id)
+    assert (entry.idem_key, entry.request_hash) == ("k-1", "h-1")
+    assert entry.risk["accepted"] is True and entry.risk["notional"] == 101.0
+    second, _ = handler.submit(MKT)
+    prefix, number = record.id.rsplit("-", 1)
+    assert second.id == f"{prefix}-{int(number) + 1:06d}" and number == "000001"
+    assert len(prefix) == len("o-") + 6
+    assert [r.id for r in handler.records()] == [second.id, record.id]  # newest first
+    handler.wait(second.id, 5)
+
+
+def test_idempotent_replays_and_conflicts(handler, gateway, journal):
+    first, created = handler.submit(MKT, idem_key="k", request_hash="h")
+    again, created_again = handler.submit(MKT, idem_key="k", request_hash="h")
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(IdempotencyConflict, match=f"different order \\({first.id}\\)"):
+        handler.submit(MKT, idem_key="k", request_hash="other")
+    handler.wait(first.id, 5)
+    wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
+    assert handler.submit(MKT, idem_key="k", request_hash="h")[0] == handler.get(first.id)
+    assert refs(gateway)[first.id] == 1 and len(refs(gateway)) == 1
+
+
+def test_a_journal_refusal_gives_the_risk_reservation_back(handler, gateway, journal):
+    gate = make_gate(handler, risk_max_open_orders=1, risk_daily_notional_cap=150)
+    journal.make_read_only()
+    for _ in range(3):  # each refusal gives back its slot and its notional
+        with pytest.raises(JournalError):
+            handler.submit(MKT, gate=gate)
+    assert gate.limits()["notional_today"] == 0.0
+    assert handler.records() == [] and handler.queue_depth() == 0
+    journal._query("PRAGMA query_only=OFF", ())
+    record, _ = handler.submit(MKT, gate=gate)  # the one slot is free
+    handler.wait(record.id, 5)
+    assert gate.limits()["notional_today"] == 101.0 and refs(gateway)[record.id] == 1
+
+
+def test_an_accepted_order_moves_from_unregistered_to_working(handler):
+    gate = make_gate(handler, risk_max_open_orders=2)
+    handler.submit(FAR, gate=gate)
+    # counted once: by working_count() now, no longer as unregistered
+    assert handler.working_count() == 1 and gate._unregistered == 0
+    handler.submit(FAR, gate=gate)
+    with pytest.raises(RiskRejected, match="2 orders are working; the limit is 2"):
+        handler.submit(FAR, gate=gate)
+    handler.cancel_all()
+    wait_for(lambda: handler.working_count() == 0)
+
+
+def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gateway,
+                                                                   monkeypatch):
+    """The switch is checked again under its lock, after the journal insert."""
+    original = handler.journal.insert
+
+    def engaged_during_insert(*args, **kwargs):
+        handler.kill_switch.engage("engaged during the insert")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(handler.journal, "insert", engaged_during_insert)
+    with pytest.raises(TradingHaltedError):
+        handler.submit(MKT)
+    monkeypatch.undo()
+    [record] = handler.records()
+    assert (record.verdict, record.verdict_reason) == ("not_sent", "kill switch engaged")
+    assert handler.queue_depth() == 0 and handler.working_count() == 0
+    handler.release_kill_switch()
+    barrier(handler, gateway)
+    assert record.id not in refs(gateway)
+
+
+# ----------------------------------------------------------- at the gateway, end to end
+def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
+    bracket = OrderIntent(symbol="AAPL", action="BUY", quantity=3, order_type="LMT",
+                          limit_price=1.0, take_profit=2.0, stop_loss=0.5)
+    record, _ = handler.submit(bracket)
+    wait_for(lambda: len(gateway.open_orders()) == 3)
+    parent = handler.get(record.id)
+    assert parent.children == (f"{record.id}-tp", f"{record.id}-sl")
+    orders = {o.order_ref: o for o in gateway.open_orders()}
+    top, tp, sl = orders[record.id], orders[f"{record.id}-tp"], orders[f"{record.id}-sl"]
+    assert (top.order_type, top.lmt_price, top.total_quantity, top.parent_id) == ("LMT", 1.0, 3, 0)
+    assert (tp.action, tp.order_type, tp.lmt_price, tp.tif) == ("SELL", "LMT", 2.0, "GTC")
+    assert (sl.action, sl.order_type, sl.aux_price, sl.tif) == ("SELL", "STP", 0.5, "GTC")
+    assert tp.parent_id == sl.parent_id == top.order_id
+    assert tp.oca_group == sl.oca_group == f"{record.id}-oca" and tp.oca_type == 1
+    for leg in parent.children:
+        assert handler.get(leg).parent == record.id
+    with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
+        handler.modify(record.id, quantity=4)
+    with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
+        handler.modify(f"{record.id}-tp", quantity=4)
+    assert handler.working_count() == 3
+    handler.cancel(record.id)
+    wait_for(lambda: not gateway.open_orders())
+    wait_for(lambda: all(handler.get(i).verdict == "cancelled"
+                         for i in (record.id, *parent.children)))
+
+
+def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
+    trail = OrderIntent(symbol="AAPL", action="SELL", quantity=2, order_type="TRAIL",
+                        trailing_percent=5.0, tif="GTC")
+    record, _ = handler.submit(trail)
+    wait_for(lambda: gateway.open_orders())
+    [order] = gateway.open_orders()
+    assert (order.order_ref, order.order_type, order.trailing_percent, order.total_quantity,
+            order.tif) == (record.id, "TRAIL", 5.0, 2, "GTC")
+    assert order.trail_stop_price is not None and order.trail_stop_price > 0
+    by_amount = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="TRAIL",
+                            trailing_amount=3.0)
+    second, _ = handler.submit(by_amount)
+    wait_for(lambda: len(gateway.open_orders()) == 2)
+    amount = {o.order_ref: o for o in gateway.open_orders()}[second.id]
+    assert (amount.order_type, amount.aux_price) == ("TRAIL", 3.0)
+
+
+def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
+    unknown = OrderIntent(symbol="ZZZZQ", action="BUY", quantity=1, order_type="MKT")
+    record, _ = handler.submit(unknown)
+    final = handler.wait(record.id, 5)
+    assert final.verdict == "rejected" and "unknown symbol 'ZZZZQ'" in final.verdict_reason
+    assert handler.working_count() == 0 and handler.queue_depth() == 0
+    assert record.id not in refs(gateway)
+
+
+# ------------------------------------------------------------------- reads and listeners
+def test_every_record_change_is_counted_and_told(handler, caplog):
+    told = []
+    handler.on_record = lambda: told.append(handler.version)
+    before = handler.version
+    record, _ = handler.submit(MKT)
+    handler.wait(record.id, 5)
+    assert handler.version > before and told and told[-1] == handler.version
+    assert told == sorted(told) and len(told) == handler.version - before
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    handler.on_record = broken
+    handler.on_change = broken
+    caplog.set_level(logging.ERROR, logger="order_handler")
+    record, _ = handler.submit(MKT)
+    assert handler.wait(record.id, 5).verdict == "filled"  # the listeners' bugs stop nothing
+    messages = {r.getMessage() for r in caplog.records if r.name == "order_handler"}
+    assert {"on_record callback failed; carrying on",
+            "on_change callback failed; carrying on"} <= messages
+
+
+def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
+    first = make_handler(gateway, journal)
+    try:
+        record, _ = first.submit(FAR)
+        wait_for(lambda: first.get(record.id).status == "Submitted")
+        assert first.working_count() == 1 and first.in_flight() == 1
+    finally:
+        first.stop()
+    again = make_handler(gateway, journal)
+    try:
+        restored = again.get(record.id)
+        assert restored.phase == "tracking" and again.working_count() == 1
+        assert again.cancel_all() == 1
+        wait_for(lambda: again.get(record.id).verdict == "cancelled")
+        assert again.working_count() == 0 and again.in_flight() == 0
+    finally:
+        again.stop()

@@ -1,0 +1,371 @@
+"""The risk gate on its own: every limit at its boundary, counters over many orders, across a
+restart and across UTC midnight, the quote cache and the per-minute window, with injected clocks
+(no waiting). The gate's wiring into the app is tests/test_risk.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from config import load_settings
+from journal import Journal
+from order_records import Lifecycle, OrderIntent
+from risk import QUOTE_TTL, RiskDecision, RiskGate, RiskQuote, RiskRejected, SlidingWindow
+
+PAPER = ("DU1234567",)
+# 2026-03-02 23:59:00 UTC: one minute before a UTC day boundary
+BEFORE_MIDNIGHT = datetime(2026, 3, 2, 23, 59, tzinfo=UTC).timestamp()
+
+
+class Clocks:
+    """A wall clock and a monotonic clock that move only when told."""
+
+    def __init__(self, wall: float = BEFORE_MIDNIGHT - 3600, mono: float = 1000.0) -> None:
+        self.now, self.mono = wall, mono
+
+    def wall(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+class Quotes:
+    """A quote source that counts its calls."""
+
+    def __init__(self, answer: RiskQuote | tuple = (99.0, 101.0, 100.0)) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote | tuple:
+        self.calls.append((symbol, sec_type))
+        return self.answer
+
+
+def journaled(order_id: str, at: float) -> Lifecycle:
+    return Lifecycle(id=order_id, intent=buy(), source="api", created_at=at, phase="queued",
+                     updated_at=at)
+
+
+def settings(**limits):
+    return load_settings(env={}, dotenv_path=None, overrides=limits)
+
+
+def make_gate(clocks=None, quotes=None, open_orders=0, accounts=PAPER, notional_today=0.0,
+              **limits):
+    clocks = clocks or Clocks()
+    return RiskGate(settings(**limits), quotes or Quotes(), lambda: open_orders,
+                    lambda: accounts, notional_today, wall=clocks.wall,
+                    monotonic=clocks.monotonic)
+
+
+def buy(quantity=1.0, **fields):
+    return OrderIntent(symbol="AAPL", action="BUY", quantity=quantity,
+                       order_type=fields.pop("order_type", "MKT"), **fields)
+
+
+def rule_of(gate, intent, *, reserve=True):
+    with pytest.raises(RiskRejected) as caught:
+        (gate.reserve if reserve else gate.check)(intent)
+    return caught.value.decision
+
+
+# ----------------------------------------------------------------------- per-order limits
+def test_quantity_at_the_limit_passes_and_one_more_is_refused():
+    gate = make_gate(risk_max_quantity=10)
+    assert gate.reserve(buy(10)).accepted
+    decision = rule_of(gate, buy(10.5))
+    assert decision.rule == "max_quantity" and not decision.accepted
+    assert decision.message == ("max_quantity: quantity 10.5 exceeds the limit of 10 shares "
+                                "for stocks")
+
+
+def test_notional_at_the_limit_passes_and_a_cent_more_is_refused():
+    gate = make_gate(risk_max_notional=1010)  # 10 x ask 101
+    assert gate.reserve(buy(10)).notional == 1010
+    decision = rule_of(gate, buy(1, order_type="LMT", limit_price=1010.01))
+    assert decision.rule == "price_collar"  # the collar looks first ...
+    gate = make_gate(risk_max_notional=1010, risk_price_collar_pct=99)
+    decision = rule_of(gate, buy(10, order_type="LMT", limit_price=101.01))
+    assert decision.rule == "max_notional"  # ... then the order's own notional
+    assert decision.message == "max_notional: notional 1,010.10 exceeds the limit of 1,010.00"
+
+
+def test_price_collar_boundary_is_inclusive_and_uses_the_mid():
+    # mid 100 (bid 99, ask 101): 5 % away is allowed under a 5 % collar, 5.01 % is not
+    gate = make_gate(risk_price_collar_pct=5)
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=105.0)).accepted
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=95.0)).accepted
+    decision = rule_of(gate, buy(1, order_type="LMT", limit_price=105.01))
+    assert decision.rule == "price_collar"
+    assert decision.message == ("price_collar: price 105.01 is 5.0% from the quote 100 "
+                                "(collar 5%)")
+    stop = rule_of(gate, buy(1, order_type="STP", stop_price=94.99))
+    assert stop.rule == "price_collar"
+    assert stop.figures["quote_mid"] == 100.0 and stop.reference_price == 94.99
+
+
+def test_market_orders_skip_the_collar_and_are_valued_at_the_far_side():
+    gate = make_gate(risk_price_collar_pct=1)
+    bought = gate.reserve(buy(2))
+    assert bought.reference_price == 101.0 and bought.notional == 202.0
+    sold = gate.reserve(dataclasses.replace(buy(2), action="SELL"))
+    assert sold.reference_price == 99.0 and sold.notional == 198.0
+
+
+def test_the_mid_needs_both_sides_and_the_last_price_stands_in():
+    only_last = Quotes((None, 101.0, 100.0))
+    gate = make_gate(quotes=only_last, risk_price_collar_pct=5)
+    # no bid: the mid is the last price (100), not (None + 101) / 2
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=104.0)).figures["quote_mid"] == 100
+    sell = dataclasses.replace(buy(1), action="SELL")
+    assert gate.reserve(sell).reference_price == 100.0  # no bid: the last price
+    no_ask = Quotes((99.0, None, 98.0))
+    gate = make_gate(quotes=no_ask)
+    assert gate.reserve(buy(1)).reference_price == 98.0
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=98.5)).figures["quote_mid"] == 98
+
+
+def test_delayed_quotes_use_their_own_collar():
+    delayed = Quotes(RiskQuote(99.0, 101.0, 100.0, delayed=True))
+    gate = make_gate(quotes=delayed, risk_price_collar_pct=10, risk_delayed_collar_pct=2)
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=102.0)).accepted
+    decision = rule_of(gate, buy(1, order_type="LMT", limit_price=103.0))
+    assert decision.message == ("price_collar: price 103 is 3.0% from the delayed quote 100 "
+                                "(delayed-data collar 2%)")
+    assert decision.figures["quote_delayed"] is True
+    # without a delayed collar the normal one applies to delayed quotes too
+    gate = make_gate(quotes=delayed, risk_price_collar_pct=10)
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=109.0)).accepted
+    # and the delayed collar never loosens a live quote
+    live = make_gate(risk_price_collar_pct=2, risk_delayed_collar_pct=10)
+    assert rule_of(live, buy(1, order_type="LMT", limit_price=103.0)).rule == "price_collar"
+
+
+def test_missing_quotes_name_ibs_reason():
+    silent = Quotes(RiskQuote(None, None, None, notice="IB 354: not subscribed"))
+    gate = make_gate(quotes=silent)
+    market = rule_of(gate, buy(1))
+    assert market.rule == "no_reference_price"
+    assert market.message == ("no_reference_price: no quote for AAPL to value the order: "
+                              "IB 354: not subscribed")
+    limit = rule_of(gate, buy(1, order_type="LMT", limit_price=100.0))
+    assert limit.message == ("price_collar: no quote for AAPL to check the 10% price collar: "
+                             "IB 354: not subscribed")
+    quiet = make_gate(quotes=Quotes((None, None, None)))
+    assert rule_of(quiet, buy(1)).message == "no_reference_price: no quote for AAPL to value the order"
+
+
+def test_symbol_lists():
+    assert rule_of(make_gate(risk_symbol_denylist="TSLA,AAPL"), buy()).message == (
+        "symbol_not_allowed: AAPL is on the deny list")
+    assert rule_of(make_gate(risk_symbol_allowlist="MSFT,IBM"), buy()).message == (
+        "symbol_not_allowed: AAPL is not on the allow list (IBM, MSFT)")
+    assert make_gate(risk_symbol_allowlist="MSFT,AAPL").reserve(buy()).accepted
+    assert make_gate(risk_symbol_denylist="TSLA").reserve(buy()).accepted
+
+
+def test_live_accounts_need_allow_live_trading():
+    live = ("DU1234567", "U7654321")
+    decision = rule_of(make_gate(accounts=live), buy())
+    assert decision.message == ("live_trading_disabled: account U7654321 is a live account and "
+                                "ALLOW_LIVE_TRADING is off; orders are refused")
+    assert make_gate(accounts=live, allow_live_trading=True).reserve(buy()).accepted
+    assert rule_of(make_gate(accounts=()), buy()).rule == "live_trading_disabled"
+
+
+# ------------------------------------------------------------------------ flow limits
+def test_open_orders_limit_counts_accepted_but_unregistered_orders():
+    gate = make_gate(open_orders=1, risk_max_open_orders=3)
+    first = gate.reserve(buy())  # 1 working + 0 unregistered < 3
+    gate.reserve(buy())  # 1 + 1 < 3
+    decision = rule_of(gate, buy())  # 1 + 2 = 3: at the limit, refused
+    assert decision.message == "max_open_orders: 3 orders are working; the limit is 3"
+    gate.release(first)
+    assert gate.reserve(buy()).accepted
+    gate.registered(first)  # counted by open_orders() now (the fake still says 1: one fewer)
+    assert gate.reserve(buy()).accepted
+    assert rule_of(gate, buy()).rule == "max_open_orders"
+
+
+def test_registered_and_release_never_go_below_zero():
+    gate = make_gate(risk_max_open_orders=1, risk_max_orders_per_minute=5)
+    decision = gate.reserve(buy())
+    gate.registered(decision)
+    gate.registered(decision)  # one too many
+    gate.release(decision)
+    gate.release(decision)  # over-released: nothing is owed back
+    assert gate.limits()["notional_today"] == 0.0
+    assert gate.reserve(buy()).accepted  # unregistered 0 -> 1, not -1 -> 0
+    assert rule_of(gate, buy()).rule == "max_open_orders"
+
+
+def test_orders_per_minute_window_expires_after_sixty_seconds():
+    clocks = Clocks()
+    gate = make_gate(clocks, risk_max_orders_per_minute=3)
+    for _ in range(3):
+        assert gate.reserve(buy()).accepted
+        clocks.advance(10)
+    decision = rule_of(gate, buy())  # 3 orders in the last 30 s: at the limit
+    assert decision.message == "max_orders_per_minute: 3 orders in the last 60 s; the limit is 3"
+    assert decision.figures["orders_last_minute"] == 3
+    clocks.advance(30)  # the first is exactly 60 s old: still in the window
+    assert rule_of(gate, buy()).rule == "max_orders_per_minute"
+    clocks.advance(0.5)  # now it is older
+    assert gate.reserve(buy()).figures["orders_last_minute"] == 3  # two older ones and this
+    assert rule_of(gate, buy()).rule == "max_orders_per_minute"
+    clocks.advance(61)  # all expired
+    assert gate.reserve(buy()).figures["orders_last_minute"] == 1
+
+
+def test_release_gives_back_the_per_minute_slot():
+    gate = make_gate(risk_max_orders_per_minute=2)
+    gate.reserve(buy())
+    second = gate.reserve(buy())
+    assert rule_of(gate, buy()).rule == "max_orders_per_minute"
+    gate.release(second)
+    assert gate.reserve(buy()).accepted
+
+
+def test_daily_cap_accumulates_over_many_orders_and_holds_at_the_cap():
+    gate = make_gate(risk_daily_notional_cap=2020, risk_max_orders_per_minute=1000)  # 20 x 101
+    for n in range(1, 21):
+        decision = gate.reserve(buy(1))
+        assert decision.figures["notional_today"] == pytest.approx(101.0 * n)  # this one too
+    assert gate.limits()["notional_today"] == 2020.0  # exactly at the cap: allowed
+    decision = rule_of(gate, buy(1))
+    assert decision.message == ("daily_notional_cap: today's notional would be 2,121.00, over "
+                                "the cap of 2,020.00")
+    gate2 = make_gate(risk_daily_notional_cap=303)
+    taken = gate2.reserve(buy(2))
+    gate2.release(taken)
+    assert gate2.limits()["notional_today"] == 0.0
+    gate2.reserve(buy(3))
+    assert rule_of(gate2, buy(1)).rule == "daily_notional_cap"
+
+
+def test_daily_cap_resets_at_utc_midnight_and_not_before():
+    clocks = Clocks(wall=BEFORE_MIDNIGHT)
+    gate = make_gate(clocks, risk_daily_notional_cap=1000, notional_today=950.0)
+    assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
+    clocks.advance(59.5)  # 23:59:59.5, same UTC day
+    assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
+    clocks.advance(0.5)  # 00:00:00 next day
+    decision = gate.reserve(buy(1))
+    assert decision.figures["notional_today"] == 101.0  # the new day's first order alone
+    clocks.advance(3600)  # later that day the new total holds
+    assert gate.reserve(buy(1)).figures["notional_today"] == 202.0
+
+
+def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
+    """The gate of a restarted app starts from the journal's notional since UTC midnight."""
+    path = str(tmp_path / "orders.db")
+    clocks = Clocks()
+    midnight = BEFORE_MIDNIGHT + 60 - 86400
+    journal = Journal(path)
+    gate = make_gate(clocks, risk_daily_notional_cap=1000, risk_max_orders_per_minute=100)
+    for n in range(9):
+        decision = gate.reserve(buy(1))
+        journal.insert(journaled(f"o{n}", clocks.now), risk=decision.as_dict())
+    journal.insert(journaled("no-risk", clocks.now))  # e.g. re-adopted: no gate decision
+    journal.insert(journaled("yesterday", midnight - 1), risk={"notional": 500.0})
+    journal.close()
+    reopened = Journal(path)
+    try:
+        assert reopened.notional_since(midnight) == pytest.approx(909.0)
+        assert reopened.notional_since(clocks.now + 1) == 0.0
+        restarted = make_gate(clocks, risk_daily_notional_cap=1000,
+                              notional_today=reopened.notional_since(midnight))
+        assert rule_of(restarted, buy(1)).rule == "daily_notional_cap"
+        assert restarted.limits()["notional_today"] == 909.0
+    finally:
+        reopened.close()
+
+
+def test_check_applies_the_per_order_rules_only_and_counts_nothing():
+    gate = make_gate(risk_max_orders_per_minute=1, risk_daily_notional_cap=150,
+                     risk_max_quantity=5)
+    for _ in range(3):
+        assert gate.check(buy(1)).accepted  # not counted: the per-minute limit never bites
+    assert gate.limits()["notional_today"] == 0.0
+    assert rule_of(gate, buy(6), reserve=False).rule == "max_quantity"
+    gate.reserve(buy(1))
+    assert gate.check(buy(1)).accepted  # flow limits (per minute, daily cap) are not checked
+
+
+# ---------------------------------------------------------------- quotes and decisions
+def test_quotes_are_reused_for_less_than_the_ttl():
+    clocks, quotes = Clocks(), Quotes()
+    gate = make_gate(clocks, quotes)
+    gate.reserve(buy())
+    clocks.advance(QUOTE_TTL / 2)
+    gate.reserve(buy())
+    assert len(quotes.calls) == 1
+    gate.reserve(dataclasses.replace(buy(), symbol="MSFT"))
+    assert quotes.calls == [("AAPL", "STK"), ("MSFT", "STK")]
+    clocks.advance(QUOTE_TTL / 2)  # exactly the TTL since the first: fetched again
+    quotes.answer = (199.0, 201.0, 200.0)
+    assert gate.reserve(buy()).reference_price == 201.0
+    assert len(quotes.calls) == 3
+
+
+def test_a_decision_carries_its_figures_and_the_gate_clock():
+    clocks = Clocks()
+    gate = make_gate(clocks, open_orders=2)
+    decision = gate.reserve(buy(3, order_type="LMT", limit_price=100.5))
+    assert decision == RiskDecision(
+        accepted=True, rule=None, message="accepted",
+        figures={"quantity": 3, "reference_price": 100.5, "multiplier": 1.0, "quote_mid": 100.0,
+                 "quote_delayed": False, "notional": 301.5, "open_orders": 2,
+                 "orders_last_minute": 1, "notional_today": 301.5},
+        reference_price=100.5, notional=301.5, at=clocks.now)
+    assert decision.as_dict()["figures"]["notional"] == 301.5
+    refused = rule_of(make_gate(clocks, risk_max_quantity=1), buy(2))
+    assert refused.at == clocks.now and refused.notional == 202.0
+    assert refused.figures["orders_last_minute"] == 0 and refused.reference_price == 101.0
+    assert gate.check(buy(1)).at == clocks.now
+
+
+def test_figures_round_notional_and_hide_non_finite_values():
+    gate = make_gate(quotes=Quotes((1.0, 1.0 / 3, 1.0)), risk_price_collar_pct=99)
+    assert gate.reserve(buy(1)).figures["notional"] == 0.33
+    huge = make_gate(quotes=Quotes((1e308, 1e308, 1e308)), risk_max_notional=1e300,
+                     risk_max_quantity=1e9)
+    assert rule_of(huge, buy(1000)).figures["notional"] is None  # inf, not a number to show
+
+
+def test_limits_report_the_configuration():
+    gate = make_gate(risk_max_quantity=7, risk_max_notional=8, risk_price_collar_pct=9,
+                     risk_symbol_allowlist="AAPL", risk_symbol_denylist="TSLA",
+                     risk_max_open_orders=10, risk_max_orders_per_minute=11,
+                     risk_daily_notional_cap=12, allow_live_trading=True,
+                     live_confirm_notional=13, notional_today=1.234)
+    assert gate.limits() == {
+        "max_quantity": 7, "max_notional": 8, "price_collar_pct": 9,
+        "symbol_allowlist": ["AAPL"], "symbol_denylist": ["TSLA"], "max_open_orders": 10,
+        "max_orders_per_minute": 11, "daily_notional_cap": 12, "notional_today": 1.23,
+        "allow_live_trading": True, "live_confirm_notional": 13,
+        "asset_classes": {
+            "STK": {"max_quantity": 7, "unit": "shares"},
+            "CASH": {"max_quantity": 1_000_000, "unit": "units of the base currency"},
+            "OPT": {"max_quantity": 50.0, "max_notional": 50_000.0, "unit": "contracts"},
+            "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0, "unit": "contracts"}}}
+
+
+# ------------------------------------------------------------------------ SlidingWindow
+def test_sliding_window_allows_the_limit_then_frees_slots_as_they_age():
+    clocks = Clocks()
+    window = SlidingWindow(2, seconds=10.0, monotonic=clocks.monotonic)
+    assert window.allow() and window.allow()
+    assert not window.allow()  # refused, and not counted
+    clocks.advance(9.9)
+    assert not window.allow()
+    clocks.advance(0.1)  # the first two are exactly 10 s old: out of the window
+    assert window.allow() and window.allow()
+    assert not window.allow()
