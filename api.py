@@ -86,6 +86,7 @@ from schemas import (
     QuoteQuery,
     StateOut,
     StatusOut,
+    StreamQuery,  # the screen's stream parameter (screen_api)
     ValidationError,
     first_error,
     looks_like_fx,
@@ -95,7 +96,7 @@ from wire import to_wire
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
-STREAM_KEEPALIVE = 2.0  # seconds between comments on an idle stream (finds dead clients)
+STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 PRICE_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -374,10 +375,13 @@ def state() -> Response:
 
 
 @bp.get("/stream")
-@documented(str, 503, media="text/event-stream")
+@documented(str, 503, media="text/event-stream", query=StreamQuery)
 def stream() -> Response | tuple[Response, int]:
-    """Server-Sent Events: a ``state`` event after every change, comments while idle."""
+    """Server-Sent Events: a ``state`` event after every change, ``quotes`` events as the
+    watchlist's (and ``watch``'s) prices move, comments while idle."""
     svc = services()
+    import screen_api  # the trader's screen (its own blueprint; imports this module)
+    extra = screen_api.stream_symbols()  # 400 naming ``watch`` before a slot is taken
     if not svc.long_calls.acquire(blocking=False):
         return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
@@ -385,7 +389,7 @@ def stream() -> Response | tuple[Response, int]:
         svc.long_calls.release()
         return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
                          "poll /api/v1/state instead", retry_after=RETRY_AFTER)
-    slot = _StreamSlot(svc)
+    slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
     response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
@@ -395,10 +399,11 @@ def stream() -> Response | tuple[Response, int]:
 class _StreamSlot:
     """One taken stream slot, given back exactly once."""
 
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, on_release: Callable[[], None] | None = None) -> None:
         self._svc = svc
         self._lock = threading.Lock()
         self._held = True
+        self._on_release = on_release
 
     def release(self) -> None:
         with self._lock:
@@ -406,28 +411,43 @@ class _StreamSlot:
         if held:
             self._svc.feed.close_stream()
             self._svc.long_calls.release()
+            if self._on_release is not None:
+                self._on_release()
 
 
 def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
     feed = svc.feed
     try:
         yield "retry: 1000\n\n"
-        seen = -1
+        seen, seen_quotes = -1, -1
+        told = time.monotonic()  # when the page last had the state or the status from us
         while not feed.closed:
-            version = feed.wait(seen, STREAM_KEEPALIVE)
+            wait = max(0.0, told + STREAM_KEEPALIVE - time.monotonic())
+            version, quotes = feed.wait_any(seen, seen_quotes, wait)
             if feed.closed:
                 break
-            if version == seen:
+            if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
+                seen_quotes = quotes
+                if svc.quotes is not None:
+                    yield _cached("stream-quotes", quotes, lambda: _screen_frame(svc))
+            if version != seen:
+                seen, told = version, time.monotonic()
+                # one frame per version, however many dashboards are watching
+                yield _cached("stream-frame", version, lambda v=version: (
+                    f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            elif time.monotonic() - told >= STREAM_KEEPALIVE:
                 # the status again (its heartbeats and ages), so an idle page shows how fresh
-                # its data are; also finds a vanished browser
+                # its data are, however often quotes move; also finds a vanished browser
+                told = time.monotonic()
                 yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
-                continue
-            seen = version
-            # one frame per version, however many dashboards are watching
-            yield _cached("stream-frame", version, lambda v=version: (
-                f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
     finally:
         slot.release()
+
+
+def _screen_frame(svc: Services) -> bytes:
+    import screen_api
+    assert svc.quotes is not None
+    return screen_api.stream_frame(svc.quotes.snapshot()).encode()
 
 
 @bp.get("/openapi.json")
@@ -727,8 +747,10 @@ def bars() -> Response:
             from None
     except HistoryRefused as exc:
         raise ApiError(502, "history_refused", str(exc)) from None
+    offset = services().connector.gateway_clock_offset
     return _json({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
                     "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
+                    "gateway_time": None if offset is None else time.time() + offset,
                     "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
 
 

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 import api
 import derivatives_api
 import proxies
+import screen_api
 import security
 import webhook
 from config import ConfigError, Settings, load_settings
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_security(app, settings, keys)
     app.register_blueprint(api.bp)
     app.register_blueprint(derivatives_api.bp)
+    app.register_blueprint(screen_api.bp)  # the trader's screen: P&L, watchlist, alerts...
     proxies.install(app, settings)
     webhook.install_redaction(app.logger)  # /webhook/<secret> never shows in a log line
     app.add_url_rule("/", "index", _index)

@@ -16,6 +16,7 @@ class ChangeFeed:
     def __init__(self, max_streams: int = 8) -> None:
         self._cond = threading.Condition()
         self._version = 0
+        self._quotes = 0  # the quote hub's pushes (watchlist, charts, alerts): own counter
         self._closed = False
         self._slots = threading.BoundedSemaphore(max_streams)
         self.max_streams = max_streams
@@ -41,6 +42,23 @@ class ChangeFeed:
         with self._cond:
             self._version += 1
             self._cond.notify_all()
+
+    @property
+    def quotes_version(self) -> int:
+        return self._quotes
+
+    def bump_quotes(self) -> None:
+        """New quotes (callable from any thread): wakes streams without a new state version."""
+        with self._cond:
+            self._quotes += 1
+            self._cond.notify_all()
+
+    def wait_any(self, seen: int, seen_quotes: int, timeout: float) -> tuple[int, int]:
+        """Like ``wait``, also waking on new quotes: (state version, quotes version)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != seen or self._quotes != seen_quotes
+                                or self._closed, timeout)
+            return self._version, self._quotes
 
     def wait(self, seen: int, timeout: float) -> int:
         """Block until the version differs from ``seen``, the feed closes, or ``timeout``."""

@@ -202,6 +202,8 @@ class Settings(BaseSettings):
     # reqMarketDataType: 3 = live where subscribed, else delayed (IB's own fallback); 1 = live only
     market_data_type: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=4)] = _env(
         "MARKET_DATA_TYPE", 3)
+    # IB's concurrent market data lines of the account (100 unless quote boosters were bought)
+    market_data_lines: Count = _env("MARKET_DATA_LINES", 100)
     sim_market_data: Literal["live", "delayed", "none"] = _env("SIM_MARKET_DATA", "live")
     # HH:MM/SECONDS[/lost] New York time on the simulated clock, or "off"
     sim_nightly_reset: Annotated[str, AfterValidator(_nightly_reset)] = _env(

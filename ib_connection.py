@@ -167,7 +167,8 @@ class IBConnection:
         once the gateway has sent nothing at all for that long: it is not answering (stalled),
         as opposed to busy answering what was asked before. TimeoutError either way."""
         task = asyncio.ensure_future(awaitable)
-        deadline = time.monotonic() + timeout
+        asked = time.monotonic()
+        deadline = asked + timeout
         try:
             while True:
                 step = deadline - time.monotonic()
@@ -178,7 +179,10 @@ class IBConnection:
                 done, _ = await asyncio.wait({task}, timeout=step)
                 if done:
                     return task.result()
-                if silence is not None and time.monotonic() - self._last_received >= silence:
+                # silent since the later of its last bytes and our question: a gateway that
+                # had nothing to say before we asked is not thereby stalled
+                quiet_since = max(self._last_received, asked)
+                if silence is not None and time.monotonic() - quiet_since >= silence:
                     raise TimeoutError(f"the gateway sent nothing for {silence:g}s")
         finally:
             if not task.done():

@@ -50,6 +50,7 @@ import options_data
 from config import is_paper_account
 from ib_compat import make_contract
 from ib_connection import ConnectionState, IBConnection
+from live_marks import LiveMarks, Mark
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +107,7 @@ class PositionRow:
     multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
     local_symbol: str = ""
     avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
+    daily_pnl: float | None = None  # P&L today (IB's pnlSingle)
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ class IBConnector(IBConnection):
         self._completed_sink: _CompletedSink | None = None
         self._completed_pending = False  # something unexplained waits for the pacer
         self.refreshes = 0  # order refreshes finished (what tests wait on instead of time)
+        self._marks: LiveMarks | None = None  # reqPnL / reqPnLSingle (live_marks.py)
 
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
@@ -384,7 +387,7 @@ class IBConnector(IBConnection):
         self._executions_from = None  # a new session: ask for every execution once
         self._completed = _DutyPacer(COMPLETED_DUTY)
         for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
-                      ib.pnlEvent):
+                      ib.pnlEvent, ib.pnlSingleEvent):
             event += self._on_account_data
         # live events only: commissionReportEvent also fires for every execution that a
         # reqExecutions answer replays, which would make each refresh ask for the next
@@ -396,6 +399,9 @@ class IBConnector(IBConnection):
         ib.positionEvent += lambda pos: self._on_position(pos.account, pos.contract, pos.position)
         ib.updatePortfolioEvent += lambda item: self._on_position(item.account, item.contract,
                                                                    item.position)
+        accounts = ib.managedAccounts()
+        self._marks = LiveMarks(ib, self.account or (accounts[0] if accounts else ""))
+        self._marks.sync()
         await self._refresh_orders(ib, full=True)
         self._updated_at = time.time()
         self._rebuild()
@@ -408,6 +414,7 @@ class IBConnector(IBConnection):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._contracts.clear()
+        self._marks = None
         self._rebuild()
 
     async def before_disconnect(self) -> None:
@@ -430,6 +437,8 @@ class IBConnector(IBConnection):
         key = (account, contract.conId)
         if self._quantities.get(key) != quantity:
             self._quantities[key] = quantity
+            if self._marks is not None:
+                self._marks.sync()
             self._on_order_hint()
 
     def _on_order_hint(self, *_: object) -> None:
@@ -643,8 +652,9 @@ class IBConnector(IBConnection):
         ib = self.ib
         connected = ib is not None and ib.isConnected()
         old = self._snapshot
-        account = _account_snapshot(ib, self.account) if ib and connected else old.account
-        positions = _positions(ib) if ib and connected else old.positions
+        marks = self._marks if connected else None
+        account = _account_snapshot(ib, self.account, marks) if ib and connected else old.account
+        positions = _positions(ib, marks) if ib and connected else old.positions
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
                                   reverse=True))
@@ -695,6 +705,24 @@ class IBConnector(IBConnection):
                      market_data=market_data.type_name(ticker.marketDataType),
                      notice_code=code, notice=notice)
 
+    async def contract_for(self, symbol: str, sec_type: str) -> Contract:
+        """The qualified contract (cached; loop side). LookupError when unknown."""
+        ib = self.ib
+        if ib is None:
+            raise LookupError("not connected")
+        return await self._qualified(ib, symbol, sec_type, "USD")
+
+    def matching_symbols(self, pattern: str) -> list[Contract]:
+        """IB's symbol search (reqMatchingSymbols): stocks and FX pairs first."""
+        self.require_connected()
+
+        async def ask() -> list[Contract]:
+            ib = self.ib
+            assert ib is not None
+            found = await asyncio.wait_for(ib.reqMatchingSymbolsAsync(pattern), QUOTE_TIMEOUT)
+            return [d.contract for d in found or [] if d.contract is not None]
+        return self.thread.call(ask(), QUOTE_TIMEOUT + 1)
+
     async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str,
                          con_id: int = 0) -> Contract:
         key = (symbol, sec_type, con_id)
@@ -718,13 +746,14 @@ def _unset(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or math.isnan(value) else float(value)
 
 
-def _account_snapshot(ib: IB, wanted: str) -> AccountSnapshot | None:
+def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> AccountSnapshot | None:
     accounts = ib.managedAccounts()
     account = wanted or (accounts[0] if accounts else "")
     if not account:
         return None
     values: dict[str, str] = {}
     figures: dict[str, float | None] = {name: None for name in ACCOUNT_KEYS.values()}
+    figures["daily_pnl"] = None
     currency = "USD"
     for v in ib.accountValues(account):
         if v.currency in ("BASE",) or v.modelCode:
@@ -736,12 +765,15 @@ def _account_snapshot(ib: IB, wanted: str) -> AccountSnapshot | None:
                 figures[ACCOUNT_KEYS[v.tag]] = float(v.value)
             except ValueError:
                 figures[ACCOUNT_KEYS[v.tag]] = None
+    if marks is not None:  # IB's pnl: pushed every second, the instant of the rows' pnlSingle
+        figures.update({k: v for k, v in marks.figures().items() if v is not None})
     return AccountSnapshot(account=account, paper=is_paper_account(account), currency=currency,
                            figures=figures, values=values)
 
 
-def _positions(ib: IB) -> tuple[PositionRow, ...]:
+def _positions(ib: IB, marks: LiveMarks | None = None) -> tuple[PositionRow, ...]:
     portfolio = {(item.account, item.contract.conId): item for item in ib.portfolio()}
+    live = marks.row_marks() if marks is not None else {}
     rows = []
     for pos in ib.positions():
         if not pos.position:
@@ -756,8 +788,13 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
             market_value=item.marketValue if item else None,
             unrealized_pnl=item.unrealizedPNL if item else None,
             realized_pnl=item.realizedPNL if item else None,
-            description=_description(pos.contract), multiplier=multiplier,
-            local_symbol=pos.contract.localSymbol, avg_price=pos.avgCost / multiplier))
+            description=_description(pos.contract),
+            multiplier=multiplier, local_symbol=pos.contract.localSymbol,
+            avg_price=pos.avgCost / multiplier))
+        mark = live.get(pos.contract.conId) if pos.account == (marks.account if marks else "") \
+            else None
+        if mark is not None:
+            rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
     return tuple(sorted(rows, key=lambda r: r.symbol))
 
 
@@ -765,6 +802,24 @@ def _description(contract: Contract) -> str:
     return instruments.describe(contract.symbol, contract.secType,
                                 contract.lastTradeDateOrContractMonth, contract.strike,
                                 contract.right, _symbol(contract))
+
+
+def _marked(row: PositionRow, mark: Mark, multiplier: str) -> PositionRow:
+    """A position row with IB's pnlSingle figures (fresher than the portfolio's)."""
+    value = mark.value if mark.value is not None else row.market_value
+    try:
+        size = row.quantity * (float(multiplier) if multiplier else 1.0)
+    except ValueError:
+        size = row.quantity
+    price = value / size if value is not None and size else row.market_price
+    return replace(row, market_price=price, market_value=value,
+                   unrealized_pnl=_pick(mark.unrealized_pnl, row.unrealized_pnl),
+                   realized_pnl=_pick(mark.realized_pnl, row.realized_pnl),
+                   daily_pnl=mark.daily_pnl)
+
+
+def _pick(first: float | None, second: float | None) -> float | None:
+    return first if first is not None else second
 
 
 def _symbol(contract: Contract) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -340,6 +341,9 @@ def _epoch(stamp: datetime) -> float:
     return stamp.timestamp()
 
 
+CHART_BARS = {"1m": "1 min", "5m": "5 mins", "15m": "15 mins", "1h": "1 hour", "1D": "1 day"}
+
+
 class BarsQuery(BaseModel):
     """GET /bars: historical bars, cached and paced below IB's limits."""
 
@@ -353,11 +357,41 @@ class BarsQuery(BaseModel):
     bar_size: Literal["5 secs", "10 secs", "15 secs", "30 secs", "1 min", "2 mins", "3 mins",
                       "5 mins", "15 mins", "30 mins", "1 hour", "1 day"] = "5 mins"
     what: Literal["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"] = "TRADES"
+    bar: Annotated[Literal["1m", "5m", "15m", "1h", "1D"] | None,
+                   Field(description="the chart's bar size; sets bar_size")] = None
 
     @field_validator("sec_type", "what", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _spaced(cls, value: object) -> object:
+        """"1D" → "1 D" (the chart's short form of IB's durations)."""
+        if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", value)):
+            return f"{m.group(1)} {m.group(2)}"
+        return value
+
+    @model_validator(mode="after")
+    def _chart_defaults(self) -> BarsQuery:
+        if self.bar is not None:
+            if "bar_size" in self.model_fields_set and self.bar_size != CHART_BARS[self.bar]:
+                raise _field_error("bar", "give bar or bar_size, not both")
+            self.bar_size = CHART_BARS[self.bar]  # type: ignore[assignment]  # a member of its Literal
+        if self.sec_type == "CASH" and "what" not in self.model_fields_set:
+            self.what = "MIDPOINT"  # IB has no TRADES for FX pairs
+        return self
+
+
+class StreamQuery(BaseModel):
+    """GET /stream: symbols streamed to this client besides the watchlist (its chart's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watch: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?"
+                                        r"(,[A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?){0,4})?$",
+                                description="up to 5 SYMBOL[:STK|CASH], comma-separated")] = ""
 
 
 class QuoteQuery(BaseModel):
@@ -421,6 +455,8 @@ class BarsOut(_Out):
     what: str
     cached: bool = Field(description="served from the app's cache (no request to IB)")
     fetched_at: float
+    gateway_time: float | None = Field(
+        description="the gateway's clock now (epoch s): where the last bar is live")
     bars: list[BarOut]
 
 

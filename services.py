@@ -19,7 +19,10 @@ from ib_connector import IBConnector
 from journal import Journal
 from market_data import DELAYED_TYPES, TYPE_NAMES
 from order_handler import OrderHandler
+from quote_hub import QuoteHub
 from risk import RiskGate, RiskQuote, SlidingWindow
+from screen_store import ScreenStore
+from security import data_dir
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -49,6 +52,9 @@ class Services:
         self.gate: RiskGate | None = None
         self.webhook_limiter = SlidingWindow(settings.webhook_rate_per_minute, 60.0)
         self.feed = ChangeFeed()
+        self.screen_store = ScreenStore(data_dir(settings))  # watchlist and alerts
+        self.quotes: QuoteHub | None = None  # streaming quotes on the reader (quote_hub.py)
+        self.symbol_searches: dict[str, tuple[float, list]] = {}  # /symbols answers (60 s)
         self.read_cache: dict[str, tuple[object, Any]] = {}  # JSON bodies by data version
         # calls that hold a server thread for seconds take one of these or are refused/shortened
         self.long_calls = threading.BoundedSemaphore(LONG_CALL_SLOTS)
@@ -98,6 +104,9 @@ class Services:
             market_data_type=s.market_data_type)
         connector.state_listener = self.feed.bump
         connector.start()
+        self.quotes = QuoteHub(connector, self.screen_store, s.market_data_lines,
+                               self.feed.bump_quotes)
+        self.quotes.start()
         if s.read_only:
             log.warning("📖 READ_ONLY: the order thread is not started; every order is refused")
             return
@@ -144,6 +153,8 @@ class Services:
         """Graceful: refuse new orders, stop the order thread, flush the journal, then the
         reader and the simulator."""
         self.feed.close()
+        if self.quotes is not None:
+            self.quotes.stop()
         if self.handler is not None:
             self.handler.close_intake()
         for name in ("handler", "journal", "_connector", "simulator"):

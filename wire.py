@@ -14,7 +14,8 @@ from typing import Any
 
 # Fields holding a point in time, whatever the object they are in.
 TIME_FIELDS = frozenset({"at", "created_at", "updated_at", "now", "since", "connected_since",
-                         "last_heartbeat", "time", "fetched_at"})
+                         "last_heartbeat", "time", "fetched_at", "triggered_at",
+                         "gateway_time"})
 DATE_TIME = {"type": "string", "format": "date-time",
              "description": "ISO 8601, UTC, milliseconds (e.g. 2026-11-30T15:00:00.123Z)"}
 

@@ -36,6 +36,7 @@ MODEST = {
     "event_latency": ["--trials", "10"],
     "cold_start": ["--runs", "3"],
     "footprint": ["--orders", "4000", "--sample-every", "500", "--sse-clients", "100"],
+    "screen": ["--seconds", "8"],
 }
 FULL = {
     "order_pipeline": [],
@@ -47,6 +48,7 @@ FULL = {
     "cold_start": ["--runs", "5"],
     "footprint": ["--orders", "10000", "--sample-every", "1000", "--sse-clients", "1000",
                   "--max-minutes", "25"],
+    "screen": ["--seconds", "30", "--cached", "200", "--browser"],
 }
 TAKES_EXPERIMENTS = {"order_pipeline", "pacing", "pacing_vs_raw", "read_endpoints", "event_latency", "footprint"}
 

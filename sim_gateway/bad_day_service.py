@@ -67,9 +67,12 @@ class BadDayHandlers:
     def _send_unresolved(self, session: Session, req_id: int, query: Any) -> None:
         raise NotImplementedError
 
+    def _answer_historical(self, session: Session, request: h.ReqHistoricalData,
+                           contract: Contract, bar: int, span: int, end: float) -> None:
+        raise NotImplementedError  # chart_service.ChartHandlers
+
     def _bad_day_handlers(self) -> dict[type, Any]:
-        return {h.ReqHistoricalData: self._on_historical_data,
-                h.CancelHistoricalData: lambda session, request: None}  # answered at once
+        return {h.ReqHistoricalData: self._on_historical_data}
 
     # ----------------------------------------------------------------- historical data
     def _on_historical_data(self, session: Session, request: h.ReqHistoricalData) -> None:
@@ -94,11 +97,7 @@ class BadDayHandlers:
             self._send(session, p.error(request.req_id, 162, h_text(h.PACING_TEXT),
                                         session.version))
             return
-        quote = self.broker.quote(contract.con_id)
-        last = quote.last or quote.close or 100.0
-        rows = h.bars(self.broker.config.seed, contract.con_id, last, contract.min_tick, end, bar,
-                      span)
-        self._send(session, h.historical_data(request.req_id, rows, bar, request.format_date))
+        self._answer_historical(session, request, contract, bar, span, end)
 
     def _session_notice(self, session: Session, notice: bd.Notice) -> None:
         self._send(session, p.error(-1, notice[0], notice[1], session.version))
@@ -222,6 +221,8 @@ def _drop_subscriptions(session: Session) -> None:
     session.streams.clear()
     session.stream_types.clear()
     session.depth.clear()
+    session.bar_streams.clear()
+    session.rt_bars.clear()
     session.positions = session.account_updates = False
     session.multi.clear()
     session.summaries.clear()

@@ -34,6 +34,7 @@ from .contracts import ContractTable, start_price, unresolved_text
 from .derivatives import Derivatives
 from .options_model import Greeks
 from .prices import PriceBook, on_tick, round_to_tick
+from .tape import Tape
 from .types import (
     AccountValue,
     CommissionReport,
@@ -534,6 +535,7 @@ class Broker:
                   if not self.derivatives.derived(c.con_id)}
         starts.update(self.derivatives.drivers)
         self._book = PriceBook(starts, config.seed, config.volatility, config.price_step_seconds, now)
+        self.tape = Tape(config.seed, config.volatility * math.sqrt(60 / config.price_step_seconds))
         self._clock = now
         self._cash: dict[str, float] = {"USD": config.starting_cash}
         self._start_net_liq = config.starting_cash
@@ -572,6 +574,9 @@ class Broker:
     def contract_by_id(self, con_id: int) -> Contract | None:
         return self._contracts.by_id(con_id)
 
+    def all_contracts(self) -> list[Contract]:
+        return list(self._contracts)
+
     def quote(self, con_id: int) -> Quote:
         """Current quote (options and futures derived from their underlying); KeyError if unknown."""
         if self.derivatives.derived(con_id):
@@ -597,6 +602,7 @@ class Broker:
             if step_at <= due_at:
                 self._book.step()
                 self._clock = max(self._clock, step_at)
+                self.tape.record(step_at, self.quote)
                 events += [e for order in list(self._live.values()) for e in self._work(order, step_at)]
             else:
                 entry = heapq.heappop(self._dues)

@@ -169,6 +169,10 @@ class SimGateway:
             server.poke()
         self._run(apply)
 
+    def market_data_lines(self) -> int:
+        """Market data lines in use: live reqMktData streams of every client."""
+        return self._run(lambda s: s._lines_in_use())
+
     def historical_counts(self) -> tuple[int, int]:
         """(historical data requests answered or refused, of which pacing violations: 162)."""
         return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))

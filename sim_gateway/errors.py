@@ -32,6 +32,8 @@ _ROWS = (
         "table: 'Max rate of messages per second has been exceeded.' - 'The TWS will likely disconnect "
         "the client application after this message'; wire form as logged by users "
         "('max=50 rec=138 (1)'); ib_insync PR #35: several 100s, then the connection drops"),
+    Msg(101, "Max number of tickers has been reached", "table",
+        "reqMktData beyond the account's market data lines (100 by default); no ticks follow"),
     Msg(103, "Duplicate order id", "wire", "table: 'Duplicate order ID.'"),
     Msg(104, "Can't modify a filled order", "wire", "table: 'Can't modify a filled order.'"),
     Msg(110, "The price does not conform to the minimum price variation for this contract.", "table",
@@ -62,6 +64,8 @@ _ROWS = (
     Msg(354, "Requested market data is not subscribed.{detail}", "wire",
         "users' logs: 'Requested market data is not subscribed.Delayed market data is available."
         "AAPL NASDAQ.NMS/TOP/ALL'; no ticks follow"),
+    Msg(420, "Invalid Real-time Query:{detail}", "table",
+        "table: 'Invalid real-time query.' (e.g. no market data permissions for real-time bars)"),
     Msg(1100, "Connectivity between IB and Trader Workstation has been lost.", "table", ""),
     Msg(1101, "Connectivity between IB and TWS has been restored- data lost.*", "wire",
         "table: '...restored - data lost.' (market data requests must be resubmitted)"),

@@ -13,8 +13,8 @@ type within 2 s; no more than 60 requests in any 10 minutes (BID_ASK counts twic
 violation answers 162 "Historical data request pacing violation". Larger bars are not paced
 (IB throttles them softly). The simulator counts per gateway, on real (monotonic) time.
 
-Bars: a deterministic walk per contract that ends at the contract's current price, so a chart
-joins the live quote.
+Bars of a minute or more come from ``tape`` (one process for history and live ticks, see
+``chart_service``); ``bars`` here is the walk of sub-minute bars, ending at the current price.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .codec import FieldReader, fmt_price, read_contract
+from .tape import Bar
 from .types import ContractQuery
 
 REQ_HISTORICAL_DATA, CANCEL_HISTORICAL_DATA, HISTORICAL_DATA = 20, 25, 17
@@ -136,18 +137,6 @@ def end_time(end: str, now: float) -> float:
 
 
 # ------------------------------------------------------------------ bars
-@dataclass(frozen=True)
-class Bar:
-    start: float
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
-    wap: float
-    count: int
-
-
 def bars(seed: int, con_id: int, last: float, tick: float, end: float, bar: int,
          span: int) -> list[Bar]:
     """Bars of ``bar`` seconds covering ``span`` seconds up to ``end``, ending at ``last``."""
@@ -173,9 +162,9 @@ def bars(seed: int, con_id: int, last: float, tick: float, end: float, bar: int,
 def _date(start: float, bar: int, format_date: int) -> str:
     if format_date == 2:
         return str(int(start))
-    local = datetime.fromtimestamp(start, NEW_YORK)
-    return local.strftime("%Y%m%d") if bar >= 86400 else local.strftime("%Y%m%d %H:%M:%S") + \
-        " US/Eastern"
+    if bar >= 86400:  # daily bars start at midnight UTC: their date is that day
+        return datetime.fromtimestamp(start, ZoneInfo("UTC")).strftime("%Y%m%d")
+    return datetime.fromtimestamp(start, NEW_YORK).strftime("%Y%m%d %H:%M:%S") + " US/Eastern"
 
 
 def historical_data(req_id: int, rows: list[Bar], bar: int, format_date: int) -> list[str]:

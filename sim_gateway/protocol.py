@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
-from . import historical, market_rules
+from . import chart_messages, historical, market_rules
 from . import instrument_messages as im
 from .codec import (
     UNSET_DOUBLE,
@@ -393,6 +393,7 @@ Request = (
     | CancelPnLSingle | ReqGlobalCancel | Unsupported
     | im.InstrumentRequest  # option chains, market depth, market rules
     | historical.HistoricalRequest  # historical bars
+    | chart_messages.ChartRequest  # head time stamps, real-time bars, symbol search
 )  # fmt: skip
 
 _RequestDecoder = Callable[[FieldReader, int], Request]
@@ -691,6 +692,7 @@ _DECODERS: dict[int, _RequestDecoder] = {
     In.REQ_GLOBAL_CANCEL: _no_fields(ReqGlobalCancel),
     **im.DECODERS,
     **historical.DECODERS,
+    **chart_messages.DECODERS,
 }
 
 _KNOWN_IDS = frozenset(int(member) for member in In)
@@ -818,6 +820,7 @@ _ENCODERS: dict[type, Callable[[Any, int], Fields]] = {
     ReqGlobalCancel: lambda q, v: ["58", "1"],
     **im.ENCODERS,
     **historical.ENCODERS,
+    **chart_messages.ENCODERS,
 }
 
 

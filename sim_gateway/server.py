@@ -26,9 +26,11 @@ from . import broker as b
 from . import errors, sessions
 from . import protocol as p
 from .bad_day_service import BadDayHandlers, BadDayState
+from .chart_service import BarStream, ChartHandlers
 from .clock import SimClock
 from .codec import Hello, ProtocolError, ServerFrameReader, encode_frame, encode_handshake_reply
 from .instrument_service import DepthSubscription, InstrumentHandlers
+from .marks import MarkStreams
 from .pacing import Pacer, Verdict
 from .state_store import StateStore
 from .types import AccountValue, Contract, ContractQuery, OrderView, Quote
@@ -61,6 +63,7 @@ class ServerSettings:
     outages: tuple[str, ...] = ()  # AT:FOR[:lost] windows (bad_days.parse_window)
     nightly_reset: str | None = None  # HH:MM/SECONDS[/lost], New York time
     competing_sessions: tuple[str, ...] = ()  # AT:FOR windows of a competing live session
+    market_data_lines: int = 100  # concurrent reqMktData streams of the account (IB's default)
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Session:
     streams: dict[int, int] = field(default_factory=dict)  # reqId -> conId
     stream_types: dict[int, int] = field(default_factory=dict)  # reqId -> market data type sent
     depth: dict[int, DepthSubscription] = field(default_factory=dict)  # reqMktDepth by reqId
+    bar_streams: dict[int, BarStream] = field(default_factory=dict)  # keepUpToDate by reqId
+    rt_bars: dict[int, BarStream] = field(default_factory=dict)  # reqRealTimeBars by reqId
+    marks_sent: dict[tuple, Any] = field(default_factory=dict)  # what marks.py last pushed
     market_data_type: int = 1
     seen_orders: set[tuple[int, int]] = field(default_factory=set)
     pacer: Pacer = field(default_factory=lambda: Pacer(50))
@@ -109,7 +115,7 @@ class Stats:
     connections: int = 0
 
 
-class GatewayServer(InstrumentHandlers, BadDayHandlers):
+class GatewayServer(InstrumentHandlers, ChartHandlers, BadDayHandlers, MarkStreams):
     """The simulated gateway; all methods run on the server's event loop."""
 
     def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
@@ -160,6 +166,7 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
             p.Unsupported: self._on_unsupported,
             **self._instrument_handlers(),
             **self._bad_day_handlers(),
+            **self._chart_handlers(),
         }
         self._routes: dict[type, Callable[[Any], None]] = {
             b.OpenOrderEvent: self._route_open_order,
@@ -664,6 +671,10 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
             self._send_unresolved(session, request.req_id, request.contract)
             return
         req_id = request.req_id
+        if not (request.snapshot or request.regulatory_snapshot) and (
+                self._lines_in_use() >= self.settings.market_data_lines):
+            self._send(session, p.error(req_id, 101, errors.text(101), session.version))
+            return
         self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
         delivered = self._market_data_gate(session, req_id, contract)
         snapshot = request.snapshot or request.regulatory_snapshot
@@ -694,6 +705,10 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
         volume_tick = 74 if delayed else 8
         self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
         self._send_option_ticks(session, req_id, quote.con_id, full, delayed)
+
+    def _lines_in_use(self) -> int:
+        """Market data lines taken: every live reqMktData stream of every session."""
+        return sum(len(s.streams) for s in self.sessions)
 
     def _on_cancel_mkt_data(self, session: Session, request: p.CancelMktData) -> None:
         session.streams.pop(request.req_id, None)
@@ -850,6 +865,9 @@ class GatewayServer(InstrumentHandlers, BadDayHandlers):
                 self._dispatch_quiet(self.broker.advance(self.clock.now()))
                 if not self.outage_active:
                     self._stream_quotes()
+                    self._stream_bars()
+                if not self.outage_active and not self.bad.held_events:
+                    self._stream_marks()
                 self._stream_depth()
                 if self._dirty and time.monotonic() - last_save > 1.0:
                     self.save_state()

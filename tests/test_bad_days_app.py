@@ -199,7 +199,7 @@ def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: client.get(
             f"/api/v1/bars?symbol=AAPL&duration={(i + 2) * 60} S&bar_size=5 secs"), range(8)))
-    assert [a.status_code for a in answers] == [200] * 8
+    assert [a.status_code for a in answers] == [200] * 8, [a.get_json() for a in answers if a.status_code != 200]
     assert all(len(a.get_json()["bars"]) for a in answers)
     assert gateway.historical_counts() == (9, 0)
 
@@ -223,7 +223,8 @@ def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
     pacer = HistoryPacer()
     key = BarsKey("AAPL", "STK", "1 D", "5 secs", "TRADES")
     assert [pacer.wait(key, 0.0) for _ in range(5)] == [0.0] * 5
-    assert 1.9 < pacer.wait(key, 0.1) <= 2.01  # the 6th waits: IB refuses it within 2 s
+    # the 6th waits: IB refuses it within 2 s of the first, as IB counts arrivals (+0.5 s)
+    assert 2.3 < pacer.wait(key, 0.1) <= 2.41
     other = BarsKey("MSFT", "STK", "1 D", "5 secs", "BID_ASK")
     for i in range(22):  # BID_ASK counts twice: 5 + 44 = 49 of 50
         assert pacer.wait(other, 3.0 * i + 3) == 0.0

@@ -499,7 +499,8 @@ def test_narrow_viewport_renders_the_ticket_without_horizontal_overflow(dash):
 
 def test_stream_refused_falls_back_to_polling(dash):
     page = dash.page
-    page.route("**/api/v1/stream", lambda route: route.fulfill(
+    # the stream, with or without the chart's ?watch=
+    page.route(re.compile(r".*/api/v1/stream(\?.*)?$"), lambda route: route.fulfill(
         status=503, content_type="application/json",
         body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
     dash.allow_console_error(r"EventSource|status of 503")

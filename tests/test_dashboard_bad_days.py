@@ -67,12 +67,14 @@ def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimG
 
 @pytest.mark.parametrize("gateway", ["none"], indirect=True)
 def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    dash.allow_console_error("status of 502")  # the chart's bars: IB refuses them too (162)
     page = dash.open().page
     page.fill("#symbol", "AAPL")
     status = page.locator("#quote-status")
     expect(status).to_contain_text("IB error 10168")
     expect(status).to_contain_text("Client Portal")
     expect(page.locator("#quote-bid")).to_have_text("—")
+    expect(page.locator("#chart-status")).to_contain_text("No bars for AAPL: IB error")
     dash.shot("no_market_data")
 
 

@@ -174,6 +174,30 @@ def test_a_stop_the_market_passed_needs_the_tick_box(dash):  # noqa: F811
     expect(page.locator(".toast.success")).to_contain_text("queued as o-")
 
 
+def test_moving_a_stop_past_the_market_asks_in_the_modify_dialog(dash):  # noqa: F811
+    page = dash.open().page
+    q = market(dash)
+    order_id = working(dash, action="SELL", order_type="STP", stop_price=round(q["bid"] * 0.9, 2))
+    row = dash.order_group("working-orders", order_id)
+    row.locator("button.modify-btn").click()
+    above = round(q["ask"] * 1.05, 2)  # a SELL stop above the market triggers at once
+    page.fill("#modify-stop_price", str(above))
+    dash.allow_console_error(r"status of 422")
+    with page.expect_response(f"**/api/v1/orders/{order_id}/modify") as answer:
+        page.press("#modify-stop_price", "Enter")
+    assert answer.value.status == 422
+    expect(page.locator("#modify-trigger-text")).to_contain_text(f"SELL stop at {above:g}")
+    expect(page.locator("#modify-trigger-ack")).to_be_focused()
+    dash.shot("entry_modify_stop_triggers")
+    assert [o.aux_price for o in dash.gateway.open_orders() if o.order_ref == order_id] != [above]
+    page.check("#modify-trigger-ack")
+    with page.expect_request(f"**/api/v1/orders/{order_id}/modify") as sent:
+        page.click("#modify-send")
+    assert sent.value.post_data_json == {"stop_price": above, "accept_immediate_trigger": True}
+    expect(page.locator("#modify-dialog")).to_be_hidden()
+    expect(dash.order_group("completed-orders", order_id).locator(".pill")).to_have_text("Filled")
+
+
 # ------------------------------------------------------------ 5. close position
 def test_close_offers_to_cancel_the_symbols_working_orders(dash):  # noqa: F811
     page = dash.open().page

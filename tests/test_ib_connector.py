@@ -192,3 +192,16 @@ def test_completed_sink_keeps_the_newest(gateway):
     for perm_id in [5, 1, 9, 7, 3, 8, 2]:
         sink.add(ib_connector.replace(base, perm_id=perm_id))
     assert sorted(sink.trim()) == [7, 8, 9] and sink.count == 7
+
+
+def test_a_gateway_quiet_before_the_question_is_not_taken_for_a_stalled_one(gateway, connector):
+    """The silence that makes a quote give up (503, retry) counts from the later of the
+    gateway's last bytes and the question: a reader that had heard nothing for a while (no
+    subscriptions pushing) still gets its quote."""
+    import time
+    connector._last_received = time.monotonic() - 60.0  # nothing heard for a minute
+    quote = connector.quote("AAPL", "STK", silence=0.8)
+    assert quote.bid is not None and quote.ask is not None
+    gateway.stall(2.0)  # a gateway that stops answering after the question is still found out
+    with pytest.raises(TimeoutError, match="sent nothing for 0.8s"):
+        connector.quote("MSFT", "STK", silence=0.8)

@@ -200,7 +200,7 @@ def test_confirmed_takes_the_brokers_echo_of_a_modify():
     tracker.confirmed(quantity=5.0, limit_price=101.5)
     assert (tracker.record.intent.quantity, tracker.record.intent.limit_price) == (5.0, 101.5)
     assert tracker.record.intent.symbol == "AAPL"
-    assert tracker.record.steps[-1].text == "broker confirmed: quantity=5, limit_price=101.5"
+    assert tracker.record.steps[-1].text == "broker confirmed the change: quantity 5, limit price 101.5"
 
 
 def test_fills_accumulate_with_their_average_price():

@@ -152,7 +152,8 @@ PUBLIC = {"/login", "/api/v1/health", *auth.LOGIN_ASSETS}
 
 
 def _concrete(rule) -> str:
-    values = {"order_id": "o-none-000001", "filename": "app.js", "token": "not-the-secret"}
+    values = {"order_id": "o-none-000001", "filename": "app.js", "token": "not-the-secret",
+              "alert_id": "0123456789ab"}
     return rule.build(values, append_unknown=False)[1]
 
 

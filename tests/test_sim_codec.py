@@ -35,6 +35,7 @@ from ibapi.order import Order as IbOrder
 from ibapi.tag_value import TagValue as IbTagValue
 from ibapi.wrapper import EWrapper
 
+from sim_gateway import chart_messages as cm
 from sim_gateway import depth
 from sim_gateway import instrument_messages as im
 from sim_gateway import protocol as p
@@ -262,6 +263,11 @@ REQUESTS: list[p.Request] = [
                                         exchange="SMART", currency="USD"),
                       "20261130 16:00:00 US/Eastern", "5 mins", "1 D", True, "TRADES", 1, False),
     CancelHistoricalData(17),
+    cm.ReqHeadTimeStamp(18, AAPL_QUERY, False, "TRADES", 1),
+    cm.CancelHeadTimeStamp(18),
+    cm.ReqRealTimeBars(19, AAPL_QUERY, 5, "MIDPOINT", True),
+    cm.CancelRealTimeBars(19),
+    cm.ReqMatchingSymbols(20, "EUR"),
 ]
 
 
@@ -726,10 +732,10 @@ def test_bad_condition_type() -> None:
     ("fields", "expected"),
     [
         (["54", "3", "42", "265598"], p.Unsupported(54, "REQ_CALC_IMPLIED_VOLAT", 42)),
-        (["50", "3", "9", "265598"], p.Unsupported(50, "REQ_REAL_TIME_BARS", 9)),
-        (["87", "-3", "0"], p.Unsupported(87, "REQ_HEAD_TIMESTAMP", -3)),
+        (["52", "2", "9", "265598"], p.Unsupported(52, "REQ_FUNDAMENTAL_DATA", 9)),
+        (["88", "-3", "0"], p.Unsupported(88, "REQ_HISTOGRAM_DATA", -3)),
         (["80"], p.Unsupported(80, "REQ_FAMILY_CODES", -1)),
-        (["50", "3"], p.Unsupported(50, "REQ_REAL_TIME_BARS", -1)),
+        (["52", "2"], p.Unsupported(52, "REQ_FUNDAMENTAL_DATA", -1)),
         (["96", "x"], p.Unsupported(96, "REQ_HISTORICAL_TICKS", -1)),
         (["250", "1", "2"], p.Unsupported(250, "UNKNOWN_250", -1)),
     ],
@@ -739,8 +745,8 @@ def test_unsupported(fields: list[str], expected: p.Unsupported) -> None:
 
 
 def test_ib_async_unsupported_request_names_req_id() -> None:
-    [fields] = ib_async_sends(178, lambda c: c.reqHeadTimeStamp(33, _async_stock(), "TRADES", True, 1))
-    assert p.decode_request(fields, 178) == p.Unsupported(87, "REQ_HEAD_TIMESTAMP", 33)
+    [fields] = ib_async_sends(178, lambda c: c.reqHistogramData(33, _async_stock(), True, "1 week"))
+    assert p.decode_request(fields, 178) == p.Unsupported(88, "REQ_HISTOGRAM_DATA", 33)
 
 
 # ============================================================ server messages → real decoders

@@ -176,8 +176,22 @@ async function sendCancelAll() {
   }
 }
 
+/** static/screen/'s chart: a dragged order line proposes new prices; the modify dialog, filled
+ * with them, is the confirm step. False when the order is not ours (or not shown). */
+function proposeModify(orderId, change) {
+  const o = store.latest && (store.latest.orders || []).find((row) => row.id === orderId);
+  if (!o || !o.ours) return false;
+  openModify(o);
+  const mform = $("#modify-form");
+  for (const [name, value] of Object.entries(change)) {
+    if (mform.elements[name]) mform.elements[name].value = String(value);
+  }
+  return true;
+}
+
 export function initDialogs() {
   setRowActions({modify: openModify, cancel: cancelOrder, close: openClose});
+  window.dashboardModify = proposeModify;
   $("#modify-form").addEventListener("submit", sendModify);
   $("#modify-close").addEventListener("click", () => $("#modify-dialog").close());
   $("#modify-dialog").addEventListener("close", () => { modifying = null; });

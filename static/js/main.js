@@ -10,7 +10,7 @@ import {initHealth} from "./health.js";
 import {initKillSwitch} from "./killswitch.js";
 import {loadRules} from "./rules.js";
 import {renderHeader, store} from "./store.js";
-import {setFeedMode, startPolling, startStream, stopFeed} from "./stream.js";
+import {restartStream, setFeedMode, startPolling, startStream, stopFeed} from "./stream.js";
 import {initTables} from "./tables.js";
 import {initTheme} from "./theme.js";
 import {initTicket, updateTicketLayout} from "./ticket.js";
@@ -43,6 +43,9 @@ if ("ResizeObserver" in window) new ResizeObserver(keepTopbarHeight).observe(top
 
 // data ages keep ticking between updates
 setInterval(() => { if (store.latest) { renderHeader(); renderNetLiqChart(); } }, 1000);
+
+// static/screen/'s chart changed symbol: reopen the stream with its new `watch`
+window.addEventListener("dashboard:restream", restartStream);
 
 setFeedMode("connecting");
 startStream();

@@ -48,6 +48,7 @@ export function onState(state, fromStream) {
   store.confirmedAt = performance.now();
   store.serverReachable = true;
   scheduleRender();
+  window.dispatchEvent(new CustomEvent("dashboard:state", {detail: state})); // hook: static/screen/
 }
 
 /** The stream's pulse while nothing changed: a fresh status confirms the data shown. */

@@ -22,8 +22,14 @@ export function startStream() {
   clearTimeout(feed.retryTimer);
   if (store.authLost) return;
   if (!("EventSource" in window)) { startPolling(); return; }
-  const es = new EventSource(STREAM_URL);
+  // static/screen/ names the chart's symbol (window.dashboardWatch) to stream along with the
+  // watchlist's quotes
+  const es = new EventSource(window.dashboardWatch
+    ? `${STREAM_URL}?watch=${encodeURIComponent(window.dashboardWatch)}` : STREAM_URL);
   feed.es = es;
+  es.addEventListener("quotes", (event) => { // for static/screen/ (watchlist, chart, alerts)
+    window.dispatchEvent(new CustomEvent("dashboard:quotes", {detail: event.data}));
+  });
   const parse = (event) => { try { return JSON.parse(event.data); } catch (err) { return null; } };
   es.addEventListener("state", (event) => {
     const state = parse(event);
@@ -78,6 +84,13 @@ async function pollOnce() {
 /** After a change made here: fetch the state at once (the stream may have nothing new to say). */
 export function refreshState() {
   api(STATE_URL).then((state) => onState(state, false)).catch(() => {});
+}
+
+/** Reopen the stream (static/screen/'s chart changed symbol: a new `watch`). */
+export function restartStream() {
+  if (store.authLost) return;
+  if (feed.es) { feed.es.close(); feed.es = null; }
+  startStream();
 }
 
 /** The session is gone: stop asking. */

@@ -1,0 +1,323 @@
+"""The trader's screen in the JSON API: P&L today, watchlist, quotes, symbol search and price
+alerts (a blueprint of its own; registered next to ``api.bp``, sharing its error shape).
+
+* ``GET /api/v1/pnl`` — the account's and every position's P&L today, from IB's pnl /
+  pnlSingle of one instant (the rows add up to the account);
+* ``GET/PUT /api/v1/watchlist`` — kept in the data folder (``screen_store``);
+* ``GET /api/v1/quotes`` — the quote hub's latest quotes (the event stream pushes the same as
+  ``quotes`` events);
+* ``GET /api/v1/symbols?q=`` — IB's symbol search (stocks and FX pairs);
+* ``/api/v1/alerts`` — price alerts: list, create, read, delete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from flask import Blueprint, Response, request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from werkzeug.exceptions import HTTPException
+
+import api
+from ib_connection import NotConnectedError
+from ib_connector import PositionRow
+from openapi import documented
+from quote_hub import HubSnapshot, QuoteHub, QuoteRow
+from schemas import SYMBOL_PATTERN, StreamQuery
+from screen_store import MAX_WATCHLIST, PriceAlert, ScreenStore, WatchItem
+from wire import to_wire
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("screen", __name__, url_prefix="/api/v1")
+for _exc, _handler in ((api.ApiError, api._on_api_error),
+                       (NotConnectedError, api._on_not_connected),
+                       (TimeoutError, api._on_timeout), (HTTPException, api._on_http_error)):
+    bp.register_error_handler(_exc, _handler)
+
+SYMBOL_CACHE_SECONDS = 60.0
+SYMBOL_QUERY = r"^[A-Za-z0-9][A-Za-z0-9./ -]{0,19}$"
+MAX_SEARCH_RESULTS = 16
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+class WatchItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    sec_type: Literal["STK", "CASH"] = "STK"
+
+    @field_validator("symbol", "sec_type", mode="before")
+    @classmethod
+    def _up(cls, value: object) -> object:
+        return _upper(value)
+
+
+class WatchlistIn(BaseModel):
+    """PUT /watchlist: the whole list, in display order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Annotated[list[WatchItemIn], Field(max_length=MAX_WATCHLIST)]
+
+
+class SymbolsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    q: Annotated[str, Field(pattern=SYMBOL_QUERY, description="the start of a symbol or name")]
+
+
+class PriceAlertIn(BaseModel):
+    """POST /alerts: fire once when ``symbol`` trades at or beyond ``level``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+    sec_type: Literal["STK", "CASH"] = "STK"
+    condition: Literal["above", "below"]
+    level: Annotated[float, Field(gt=0, lt=1e9, allow_inf_nan=False)]
+    note: Annotated[str, Field(max_length=200)] = ""
+
+    @field_validator("symbol", "sec_type", mode="before")
+    @classmethod
+    def _up(cls, value: object) -> object:
+        return _upper(value)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PnlRowOut(_Out):
+    symbol: str
+    sec_type: str
+    con_id: int
+    quantity: float
+    avg_cost: float
+    market_price: float | None
+    market_value: float | None
+    daily_pnl: float | None
+    unrealized_pnl: float | None
+    realized_pnl: float | None
+
+
+class PnlOut(_Out):
+    account: str | None
+    daily_pnl: float | None = Field(description="P&L today of the account (IB's reqPnL)")
+    unrealized_pnl: float | None
+    realized_pnl: float | None
+    positions: list[PnlRowOut]
+    data_age: float | None
+
+
+class WatchlistOut(_Out):
+    symbols: list[WatchItem]
+
+
+class QuotesOut(_Out):
+    quotes: list[QuoteRow]
+    lines_used: int
+    lines_limit: int
+    refused: list[str]
+    message: str | None
+    watchers: int
+
+
+class SymbolOut(_Out):
+    symbol: str
+    sec_type: str
+    currency: str
+    exchange: str
+    description: str
+    con_id: int
+
+
+class SymbolsOut(_Out):
+    q: str
+    results: list[SymbolOut]
+
+
+class PriceAlertsOut(_Out):
+    alerts: list[PriceAlert]
+
+
+# ------------------------------------------------------------------ helpers
+def store() -> ScreenStore:
+    return api.services().screen_store
+
+
+def hub() -> QuoteHub:
+    hub = api.services().quotes
+    if hub is None:
+        raise api.ApiError(503, "not_started", "the quote hub is not running")
+    return hub
+
+
+def _args(model: type[BaseModel]) -> Any:
+    return api._validate(model, request.args.to_dict())
+
+
+# ------------------------------------------------------------------ P&L
+@bp.get("/pnl")
+@documented(PnlOut)
+def pnl() -> Response:
+    """P&L today for the account and each position (IB's pnl / pnlSingle, ~1 s fresh)."""
+    snap = api.services().connector.snapshot()
+    figures = snap.account.figures if snap.account else {}
+    return api._json({
+        "account": snap.account.account if snap.account else None,
+        "daily_pnl": figures.get("daily_pnl"), "unrealized_pnl": figures.get("unrealized_pnl"),
+        "realized_pnl": figures.get("realized_pnl"),
+        "positions": [_pnl_row(p) for p in snap.positions],
+        "data_age": None if snap.updated_at is None else round(time.time() - snap.updated_at, 3)})
+
+
+def _pnl_row(p: PositionRow) -> dict[str, Any]:
+    return {"symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id, "quantity": p.quantity,
+            "avg_cost": p.avg_cost, "market_price": p.market_price, "market_value": p.market_value,
+            "daily_pnl": p.daily_pnl, "unrealized_pnl": p.unrealized_pnl,
+            "realized_pnl": p.realized_pnl}
+
+
+# ------------------------------------------------------------------ watchlist and quotes
+@bp.get("/watchlist")
+@documented(WatchlistOut)
+def get_watchlist() -> Response:
+    """The watchlist (kept in the data folder)."""
+    return api._json({"symbols": [dataclasses.asdict(i) for i in store().watchlist()]})
+
+
+@bp.put("/watchlist")
+@documented(WatchlistOut, 415, body=WatchlistIn)
+def put_watchlist() -> Response:
+    """Replace the watchlist; its quotes stream to every open dashboard."""
+    body = api._validate(WatchlistIn, api._json_body())
+    try:
+        items = store().set_watchlist([WatchItem(i.symbol, i.sec_type) for i in body.symbols])
+    except ValueError as exc:
+        raise api.ApiError(400, "validation_error", str(exc), "symbols") from None
+    except OSError as exc:
+        raise api.ApiError(503, "not_saved", f"the watchlist could not be saved: {exc}") from None
+    hub().resync()
+    return api._json({"symbols": [dataclasses.asdict(i) for i in items]})
+
+
+@bp.get("/quotes")
+@documented(QuotesOut)
+def quotes() -> Response:
+    """The latest streamed quotes (what the event stream pushes as ``quotes`` events)."""
+    return Response(quotes_json(hub().snapshot(), hub().watchers()), mimetype="application/json")
+
+
+def quotes_json(snap: HubSnapshot, watchers: int) -> str:
+    return json.dumps({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                       "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
+                       "refused": list(snap.refused), "message": snap.message,
+                       "watchers": watchers}, separators=(",", ":"))
+
+
+def stream_frame(snap: HubSnapshot) -> str:
+    """The ``quotes`` event of the stream: quotes, lines and the recently fired alerts."""
+    body = json.dumps(to_wire({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                       "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
+                       "message": snap.message,
+                       "alerts": [{"seq": seq, **dataclasses.asdict(a)}
+                                  for seq, a in snap.alerts]}), separators=(",", ":"))
+    return f"event: quotes\ndata: {body}\n\n"
+
+
+def stream_symbols() -> list[WatchItem]:
+    """The ``watch`` symbols of the stream being opened (400 naming ``watch``)."""
+    query = _args(StreamQuery)
+    extra = []
+    for part in filter(None, query.watch.split(",")):
+        symbol, _, sec_type = part.partition(":")
+        extra.append(WatchItem(symbol.upper(), sec_type or "STK"))
+    return extra
+
+
+def stream_watch(extra: list[WatchItem]) -> Callable[[], None]:
+    """A watcher for an opened stream, and the call that ends it (made when the stream
+    closes, outside any request context)."""
+    svc_hub = api.services().quotes
+    if svc_hub is None:
+        return lambda: None
+    watcher = svc_hub.watch(extra)
+    return lambda: svc_hub.unwatch(watcher)
+
+
+# ------------------------------------------------------------------ symbol search
+@bp.get("/symbols")
+@documented(SymbolsOut, 503, 504, query=SymbolsQuery)
+def symbols() -> Response:
+    """Symbol search: stocks and FX pairs matching ``q`` (IB's reqMatchingSymbols, cached 60 s)."""
+    q = _args(SymbolsQuery).q.upper()
+    searches = api.services().symbol_searches
+    hit = searches.get(q)
+    if hit is None or time.monotonic() - hit[0] > SYMBOL_CACHE_SECONDS:
+        found = api.services().connector.matching_symbols(q)
+        rows = [_symbol_row(c) for c in found if c.secType in ("STK", "CASH")]
+        hit = (time.monotonic(), rows[:MAX_SEARCH_RESULTS])
+        if len(searches) > 256:
+            searches.clear()
+        searches[q] = hit
+    return api._json({"q": q, "results": hit[1]})
+
+
+def _symbol_row(c: Any) -> dict[str, Any]:
+    pair = c.secType == "CASH"
+    return {"symbol": f"{c.symbol}.{c.currency}" if pair else c.symbol, "sec_type": c.secType,
+            "currency": c.currency, "exchange": c.primaryExchange or c.exchange,
+            "description": c.description or "", "con_id": c.conId}
+
+
+# ------------------------------------------------------------------ alerts
+@bp.get("/alerts")
+@documented(PriceAlertsOut)
+def list_alerts() -> Response:
+    """Every price alert, armed and fired."""
+    return api._json({"alerts": [dataclasses.asdict(a) for a in store().alerts()]})
+
+
+@bp.post("/alerts")
+@documented(PriceAlert, 415, ok=201, body=PriceAlertIn)
+def create_alert() -> tuple[Response, int]:
+    """A price alert: fires once when the symbol trades at/above or at/below the level."""
+    body = api._validate(PriceAlertIn, api._json_body())
+    try:
+        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note)
+    except ValueError as exc:
+        raise api.ApiError(409, "too_many_alerts", str(exc)) from None
+    except OSError as exc:
+        raise api.ApiError(503, "not_saved", f"the alert could not be saved: {exc}") from None
+    hub().resync()
+    return api._json(dataclasses.asdict(alert)), 201
+
+
+@bp.get("/alerts/<alert_id>")
+@documented(PriceAlert, 404)
+def get_alert(alert_id: str) -> Response:
+    """One alert."""
+    alert = store().alert(alert_id)
+    if alert is None:
+        raise api.ApiError(404, "not_found", f"no alert {alert_id!r}")
+    return api._json(dataclasses.asdict(alert))
+
+
+@bp.delete("/alerts/<alert_id>")
+@documented(PriceAlert, 404)
+def delete_alert(alert_id: str) -> Response:
+    """Delete an alert; answers the alert as it was."""
+    alert = store().alert(alert_id)
+    if alert is None or not store().delete_alert(alert_id):
+        raise api.ApiError(404, "not_found", f"no alert {alert_id!r}")
+    hub().resync()
+    return api._json(dataclasses.asdict(alert))

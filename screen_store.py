@@ -1,0 +1,159 @@
+"""The watchlist and the price alerts, kept in the data folder (``watchlist.json``,
+``alerts.json``, 0600, written whole to a temporary file then renamed: a crash leaves the old
+or the new file, never half of one). With an in-memory journal they live in memory only.
+
+An alert fires once, when the symbol's last price crosses its level in the alert's direction
+(``above``: a price at or over the level, ``below``: at or under it); it then stays, marked
+``triggered_at`` and ``price``, until deleted. Thread-safe: Flask threads edit, the quote hub
+(reader loop) evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+MAX_WATCHLIST = 200
+MAX_ALERTS = 500
+WATCHLIST_FILE, ALERTS_FILE = "watchlist.json", "alerts.json"
+
+
+@dataclass(frozen=True)
+class WatchItem:
+    symbol: str
+    sec_type: str = "STK"
+
+
+@dataclass(frozen=True)
+class PriceAlert:
+    id: str
+    symbol: str
+    sec_type: str
+    condition: Literal["above", "below"]
+    level: float
+    note: str
+    created_at: float
+    triggered_at: float | None = None
+    price: float | None = None  # the last price that fired it
+
+    def crossed(self, last: float) -> bool:
+        return last >= self.level if self.condition == "above" else last <= self.level
+
+
+class ScreenStore:
+    """Watchlist and alerts with their files."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._watchlist: tuple[WatchItem, ...] = tuple(
+            WatchItem(**row) for row in self._load(WATCHLIST_FILE, []))
+        self._alerts: dict[str, PriceAlert] = {
+            row["id"]: PriceAlert(**row) for row in self._load(ALERTS_FILE, [])}
+        self.version = 0  # bumped on every change (watchers resubscribe)
+
+    # ------------------------------------------------------------------ files
+    def _load(self, name: str, default: list) -> list:
+        if self.folder is None or not (self.folder / name).is_file():
+            return default
+        try:
+            rows = json.loads((self.folder / name).read_text("utf-8"))
+            if not isinstance(rows, list):
+                raise ValueError("not a list")
+            return rows
+        except (OSError, ValueError, TypeError) as exc:
+            log.error("⚠️ %s is unreadable (%s): starting with none; the file is kept as %s.bad",
+                      name, exc, name)
+            try:
+                os.replace(self.folder / name, self.folder / f"{name}.bad")
+            except OSError:
+                log.exception("could not set %s aside", name)
+            return default
+
+    def _save(self, name: str, rows: list) -> None:
+        if self.folder is None:
+            return
+        path = self.folder / name
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(rows, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ watchlist
+    def watchlist(self) -> tuple[WatchItem, ...]:
+        return self._watchlist
+
+    def set_watchlist(self, items: list[WatchItem]) -> tuple[WatchItem, ...]:
+        unique = tuple(dict.fromkeys(items))
+        if len(unique) > MAX_WATCHLIST:
+            raise ValueError(f"at most {MAX_WATCHLIST} symbols in the watchlist")
+        with self._lock:
+            self._save(WATCHLIST_FILE, [asdict(item) for item in unique])
+            self._watchlist = unique
+            self.version += 1
+        return unique
+
+    # ------------------------------------------------------------------ alerts
+    def alerts(self) -> list[PriceAlert]:
+        return sorted(self._alerts.values(), key=lambda a: a.created_at)
+
+    def alert(self, alert_id: str) -> PriceAlert | None:
+        return self._alerts.get(alert_id)
+
+    def add_alert(self, symbol: str, sec_type: str, condition: Literal["above", "below"],
+                  level: float, note: str = "") -> PriceAlert:
+        alert = PriceAlert(secrets.token_hex(6), symbol, sec_type, condition, level, note, time.time())
+        with self._lock:
+            if len(self._alerts) >= MAX_ALERTS:
+                raise ValueError(f"at most {MAX_ALERTS} alerts; delete some first")
+            alerts = {**self._alerts, alert.id: alert}
+            self._save_alerts(alerts)
+        return alert
+
+    def delete_alert(self, alert_id: str) -> bool:
+        with self._lock:
+            if alert_id not in self._alerts:
+                return False
+            alerts = {k: v for k, v in self._alerts.items() if k != alert_id}
+            self._save_alerts(alerts)
+        return True
+
+    def armed(self) -> list[PriceAlert]:
+        """Alerts that have not fired."""
+        return [a for a in self._alerts.values() if a.triggered_at is None]
+
+    def fire(self, symbol: str, sec_type: str, last: float) -> list[PriceAlert]:
+        """Mark the armed alerts of ``symbol`` that ``last`` crosses; the ones that fired."""
+        due = [a for a in self.armed() if a.symbol == symbol and a.sec_type == sec_type
+               and a.crossed(last)]
+        if not due:
+            return []
+        now = time.time()
+        with self._lock:
+            fired = [replace(a, triggered_at=now, price=last) for a in due
+                     if a.id in self._alerts and self._alerts[a.id].triggered_at is None]
+            alerts = {**self._alerts, **{a.id: a for a in fired}}
+            self._save_alerts(alerts)
+        for alert in fired:
+            log.info("🔔 alert: %s %s %s %s (last %s)", alert.symbol, alert.condition,
+                     alert.level, alert.note, last)
+        return fired
+
+    def _save_alerts(self, alerts: dict[str, PriceAlert]) -> None:
+        """Write then swap in (caller holds the lock)."""
+        self._save(ALERTS_FILE, [asdict(a) for a in sorted(alerts.values(),
+                                                           key=lambda a: a.created_at)])
+        self._alerts = alerts
+        self.version += 1

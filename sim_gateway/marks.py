@@ -1,0 +1,83 @@
+"""Marks moving with the market, pushed as IB does (a mixin of ``GatewayServer``).
+
+IB pushes ``pnl`` and ``pnlSingle`` about once a second while prices move, and
+``updatePortfolio`` / ``updateAccountValue`` when a row changed. The broker's fill events
+already carry fresh rows; between fills this step (from the ticker, at most once per
+``MARK_INTERVAL`` seconds of wall time) sends every subscription the values that changed since
+it last saw them. Nothing is sent while an outage holds the broker's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import broker as b
+from . import protocol as p
+
+if TYPE_CHECKING:
+    from .server import Session
+
+log = logging.getLogger(__name__)
+
+MARK_INTERVAL = 1.0
+
+
+class MarkStreams:
+    """Pushes of P&L, portfolio rows and account values on price moves."""
+
+    broker: b.Broker
+    sessions: list[Session]
+    _last_marks: float = 0.0
+
+    def _send(self, session: Session, fields: list[str]) -> None:
+        raise NotImplementedError
+
+    def _hhmm(self) -> str:
+        raise NotImplementedError
+
+    def _stream_marks(self) -> None:
+        now = time.monotonic()
+        if now - self._last_marks < MARK_INTERVAL:
+            return
+        self._last_marks = now
+        watching = [s for s in self.sessions
+                    if s.started and (s.pnl or s.pnl_single or s.account_updates)]
+        if not watching:
+            return
+        pnl = self.broker.pnl()
+        singles: dict[int, Any] = {}
+        portfolio = {item.contract.con_id: item for item in self.broker.portfolio()}
+        values = self.broker.account_values()
+        for session in watching:
+            sent = session.marks_sent
+            for req_id in session.pnl:
+                self._push(session, ("pnl", req_id), pnl, p.pnl(req_id, pnl))
+            for req_id, con_id in session.pnl_single.items():
+                if con_id not in singles:
+                    singles[con_id] = self.broker.pnl_single(con_id)
+                single = singles[con_id]
+                if single is not None:
+                    self._push(session, ("single", req_id), single, p.pnl_single(req_id, single))
+            if not session.account_updates:
+                continue
+            changed = False
+            for con_id, item in portfolio.items():
+                changed |= self._push(session, ("portfolio", con_id), item, p.portfolio_value(item))
+            for value in values:
+                key = ("account", value.key, value.currency)
+                if sent.get(key) != value.value:
+                    sent[key] = value.value
+                    self._send(session, p.account_value(value))
+                    changed = True
+            if changed:
+                self._send(session, p.account_update_time(self._hhmm()))
+
+    def _push(self, session: Session, key: tuple, value: Any, fields: list[str]) -> bool:
+        """Send ``fields`` if ``value`` differs from what this subscription saw last."""
+        if session.marks_sent.get(key) == value:
+            return False
+        session.marks_sent[key] = value
+        self._send(session, fields)
+        return True

@@ -1,0 +1,103 @@
+// Announcements of fills, partial fills, rejects, cancels and price alerts: a toast, the
+// aria-live region, the tab title (unseen count) and, once allowed, a browser Notification.
+import {$, el} from "./util.js";
+
+const baseTitle = document.title;
+let unseen = 0;
+
+function retitle() {
+  document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+}
+
+export function announce(title, body, kind) {
+  const box = $("#screen-toasts");
+  const item = el("div", {class: `screen-toast ${kind || "info"}`, role: "status"},
+    el("strong", {text: title}), el("span", {text: body}),
+    el("button", {type: "button", class: "toast-close", "aria-label": "Dismiss", text: "×",
+      onclick: () => item.remove()}));
+  box.append(item);
+  while (box.children.length > 5) box.firstElementChild.remove();
+  setTimeout(() => item.remove(), 12000);
+  $("#screen-announcer").textContent = `${title}: ${body}`;
+  if (document.hidden || !document.hasFocus()) {
+    unseen += 1;
+    retitle();
+  }
+  if ("Notification" in window && Notification.permission === "granted") {
+    try {
+      new Notification(title, {body, tag: `${title}:${body}`});
+    } catch (err) {
+      console.warn("notification refused", err);
+    }
+  }
+}
+
+function seen() {
+  unseen = 0;
+  retitle();
+}
+
+export function setupNotifications() {
+  window.addEventListener("focus", seen);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) seen(); });
+  const button = $("#notify-enable");
+  if (!("Notification" in window) || Notification.permission !== "default") return;
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    const answer = await Notification.requestPermission();
+    button.hidden = answer !== "default";
+  });
+}
+
+// ------------------------------------------------------------------ order events
+const known = new Map(); // order id -> {filled, status, verdict}
+let primed = false;
+const FINAL_WORDS = {cancelled: "Cancelled", rejected: "Rejected"};
+
+function side(o) {
+  return `${o.action === "SELL" ? "Sell" : "Buy"} ${o.quantity} ${o.symbol}`;
+}
+
+function verdictOf(o) {
+  if (o.verdict === "rejected" || o.status === "Inactive") return "rejected";
+  if (o.verdict === "cancelled" || o.status === "Cancelled" || o.status === "ApiCancelled") return "cancelled";
+  return null;
+}
+
+/** Compare the new state's orders with the last ones: announce what happened to each. */
+export function orderEvents(orders) {
+  for (const o of orders || []) {
+    if (!o || !o.id) continue;
+    const before = known.get(o.id) || {filled: 0, final: null};
+    const filled = Number(o.filled) || 0;
+    const final = verdictOf(o);
+    known.set(o.id, {filled, final});
+    if (!primed) continue;
+    if (filled > before.filled) {
+      const done = o.status === "Filled" || filled >= Number(o.quantity);
+      const price = o.avg_fill_price ? ` at ${o.avg_fill_price}` : "";
+      announce(done ? "Filled" : "Partially filled",
+        `${side(o)}: ${filled} of ${o.quantity}${price} (${o.id})`, done ? "good" : "info");
+    }
+    if (final && final !== before.final) {
+      announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})`,
+        final === "rejected" ? "error" : "warn");
+    }
+  }
+  primed = true;
+}
+
+// ------------------------------------------------------------------ alerts
+const pageLoaded = Date.now();
+let lastAlertSeq = 0;
+
+export function alertEvents(alerts, onFired) {
+  for (const a of alerts || []) {
+    if (a.seq <= lastAlertSeq) continue;
+    lastAlertSeq = a.seq;
+    if (Date.parse(a.triggered_at) < pageLoaded - 5000) continue; // fired before this page opened
+    const word = a.condition === "above" ? "at or above" : "at or below";
+    announce("Price alert", `${a.symbol} traded ${word} ${a.level} (last ${a.price})${a.note ? ` — ${a.note}` : ""}`, "warn");
+    onFired();
+  }
+}

@@ -1,0 +1,146 @@
+// The watchlist panel: symbols kept on the server (GET/PUT /api/v1/watchlist), quotes pushed
+// by the stream's `quotes` events, symbol search as one types (GET /api/v1/symbols).
+import {$, api, el, fmtPct, fmtPrice, isNum} from "./util.js";
+
+const SEARCH_DELAY_MS = 250;
+let items = []; // [{symbol, sec_type}]
+let quotes = new Map(); // "SYMBOL:TYPE" -> quote row
+let onPick = () => {};
+let searchTimer = null;
+let suggestions = [];
+let active = -1;
+
+const key = (symbol, secType) => `${symbol}:${secType}`;
+
+export async function setupWatchlist(pick) {
+  onPick = pick;
+  $("#watch-add").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = active >= 0 ? suggestions[active] : null;
+    addTyped(chosen);
+  });
+  const input = $("#watch-input");
+  input.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(search, SEARCH_DELAY_MS);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (!suggestions.length) return;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      active = (active + (event.key === "ArrowDown" ? 1 : suggestions.length - 1)) % suggestions.length;
+      renderSuggestions();
+    } else if (event.key === "Escape") {
+      hideSuggestions();
+    }
+  });
+  try {
+    items = (await api("/api/v1/watchlist")).symbols;
+  } catch (err) {
+    message(`The watchlist could not be loaded: ${err.message}`);
+  }
+  render();
+}
+
+export function watchItems() {
+  return items;
+}
+
+async function search() {
+  const q = $("#watch-input").value.trim();
+  if (!/^[A-Za-z0-9][A-Za-z0-9./ -]{0,19}$/.test(q)) { hideSuggestions(); return; }
+  try {
+    const found = await api(`/api/v1/symbols?q=${encodeURIComponent(q)}`);
+    if ($("#watch-input").value.trim() !== q) return; // typed on meanwhile
+    suggestions = found.results;
+    active = suggestions.length ? 0 : -1;
+    renderSuggestions();
+  } catch (err) {
+    hideSuggestions();
+  }
+}
+
+function renderSuggestions() {
+  const list = $("#watch-suggest");
+  list.replaceChildren(...suggestions.map((s, i) => el("li", {
+    role: "option", id: `watch-opt-${i}`, "aria-selected": i === active ? "true" : "false",
+    class: i === active ? "active" : "", onmousedown: (event) => { event.preventDefault(); addTyped(s); },
+  }, el("span", {class: "mono", text: s.symbol}), " ",
+  el("span", {class: "muted small", text: `${s.sec_type === "CASH" ? "FX" : s.exchange} · ${s.description}`}))));
+  list.hidden = !suggestions.length;
+  $("#watch-input").setAttribute("aria-expanded", suggestions.length ? "true" : "false");
+  if (active >= 0) $("#watch-input").setAttribute("aria-activedescendant", `watch-opt-${active}`);
+}
+
+function hideSuggestions() {
+  suggestions = [];
+  active = -1;
+  $("#watch-suggest").hidden = true;
+  $("#watch-input").setAttribute("aria-expanded", "false");
+  $("#watch-input").removeAttribute("aria-activedescendant");
+}
+
+async function addTyped(chosen) {
+  const typed = $("#watch-input").value.trim().toUpperCase();
+  const item = chosen ? {symbol: chosen.symbol, sec_type: chosen.sec_type}
+    : {symbol: typed, sec_type: /^[A-Z]{3}\.?[A-Z]{3}$/.test(typed) && typed.includes(".") ? "CASH" : "STK"};
+  if (!item.symbol) return;
+  hideSuggestions();
+  if (items.some((i) => i.symbol === item.symbol && i.sec_type === item.sec_type)) {
+    $("#watch-input").value = "";
+    return;
+  }
+  await save([...items, item]);
+  $("#watch-input").value = "";
+}
+
+async function save(next) {
+  try {
+    items = (await api("/api/v1/watchlist", {method: "PUT", body: {symbols: next}})).symbols;
+    message(null);
+  } catch (err) {
+    message(err.message);
+  }
+  render();
+}
+
+function message(text) {
+  const node = $("#watch-message");
+  node.hidden = !text;
+  node.textContent = text || "";
+}
+
+/** A `quotes` event of the stream. */
+export function onQuotes(frame) {
+  quotes = new Map(frame.quotes.map((q) => [key(q.symbol, q.sec_type), q]));
+  $("#watch-lines").textContent = `${frame.lines_used} of ${frame.lines_limit} market data lines`;
+  if (frame.message) message(frame.message);
+  render();
+}
+
+export function quoteOf(symbol, secType) {
+  return quotes.get(key(symbol, secType));
+}
+
+function render() {
+  const body = $("#watchlist tbody");
+  $("#watch-empty").hidden = items.length > 0;
+  const rows = items.map((item) => {
+    const q = quotes.get(key(item.symbol, item.sec_type)) || {};
+    const change = isNum(q.change_pct) ? q.change_pct : null;
+    const label = q.market_data && q.market_data !== "live" && q.market_data !== "none"
+      ? el("span", {class: "md-label", text: q.market_data}) : null;
+    const row = el("tr", {dataset: {symbol: item.symbol, secType: item.sec_type}, class: "watch-row"},
+      el("th", {scope: "row"}, el("button", {type: "button", class: "link-btn mono", text: item.symbol,
+        title: `Chart ${item.symbol}`, onclick: () => onPick(item)}), label,
+      q.notice ? el("span", {class: "watch-notice small", text: q.notice}) : null),
+      el("td", {class: "num bid", text: fmtPrice(q.bid)}),
+      el("td", {class: "num ask", text: fmtPrice(q.ask)}),
+      el("td", {class: "num last", text: fmtPrice(q.last)}),
+      el("td", {class: `num chg ${change > 0 ? "pos" : change < 0 ? "neg" : ""}`, text: fmtPct(change)}),
+      el("td", {}, el("button", {type: "button", class: "btn small-btn", "aria-label": `Remove ${item.symbol}`,
+        text: "×", onclick: () => save(items.filter((i) => i !== item))})));
+    return row;
+  });
+  body.replaceChildren(...rows);
+}

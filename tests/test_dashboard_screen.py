@@ -1,0 +1,121 @@
+"""The trader's screen in a real browser (Chromium via Playwright, the app and simulator for real):
+watchlist quotes change without reload, the chart has candles and an order line, dragging the
+line and confirming modifies the order at the broker, a fill raises a notification, an alert
+fires. Fixtures and helpers are test_dashboard's (one browser per module, console errors fail).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from test_dashboard import LAPTOP, Dashboard, browser, dash, live  # noqa: F401 - fixtures
+
+from conftest import ROOT, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # each takes seconds: scheduled first
+VENDOR = ROOT / "static" / "vendor" / "lightweight-charts.js"
+
+
+@pytest.fixture(autouse=True)
+def _chart_library() -> None:
+    if not Path(VENDOR).is_file():
+        pytest.fail("static/vendor/lightweight-charts.js is missing: run `npm ci && npm run vendor` "
+                    "(scripts/test does)")
+
+
+def quote_cells(board: Dashboard, symbol: str) -> str:
+    return board.page.locator(f'#watchlist tr[data-symbol="{symbol}"] td.last').text_content() or ""
+
+
+def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashboard) -> None:  # noqa: F811
+    page = dash.open().page
+    page.fill("#watch-input", "EUR")
+    option = page.locator("#watch-suggest li").filter(has_text="EUR.USD")
+    expect(option).to_be_visible()
+    option.dispatch_event("mousedown")
+    expect(page.locator('#watchlist tr[data-symbol="EUR.USD"]')).to_be_visible()
+    page.fill("#watch-input", "AAPL")
+    page.press("#watch-input", "Enter")
+    row = page.locator('#watchlist tr[data-symbol="AAPL"]')
+    expect(row.locator("td.last")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2}$"))
+    first = quote_cells(dash, "AAPL")
+    wait_for(lambda: quote_cells(dash, "AAPL") != first, timeout=10)  # pushed, no reload
+    expect(page.locator('#watchlist tr[data-symbol="EUR.USD"] td.last')).to_have_text(
+        re.compile(r"^\d\.\d{4,5}$"))
+    status, body = dash.live.api("GET", "/api/v1/watchlist")
+    assert [s["symbol"] for s in body["symbols"]] == ["EUR.USD", "AAPL"]
+    dash.shot("screen-watchlist")
+
+
+def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Dashboard) -> None:  # noqa: F811
+    server = dash.live
+    status, quote = server.api("GET", "/api/v1/quote?symbol=AAPL")
+    limit = round(quote["bid"] * 0.97, 2)
+    status, placed = server.api("POST", "/api/v1/orders?wait=1", {
+        "symbol": "AAPL", "action": "BUY", "quantity": 5, "order_type": "LMT", "limit_price": limit,
+        "tif": "GTC"})
+    assert status == 200, placed
+    order_id = placed["order"]["id"]
+    dash.page.context.grant_permissions(["notifications"])
+    page = dash.open().page
+    assert page.evaluate("Notification.permission") == "granted"
+    expect(page.locator("#chart-symbol")).to_have_text("AAPL")
+    expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
+    page.locator('.bar-sizes button[data-bar="1m"]').click()
+    expect(page.locator("#chart-status")).to_contain_text("bars of 1 min")
+    assert page.locator("#chart canvas").count() > 0
+    y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
+    box = page.evaluate("(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()")
+    dash.shot("screen-chart")
+    x = box["x"] + box["w"] / 3
+    page.mouse.move(x, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + y - 40, steps=8)
+    page.mouse.up()
+    dialog = page.locator("#modify-dialog")
+    expect(dialog).to_be_visible()  # the confirm step of a modify
+    proposed = float(page.input_value("#modify-limit_price"))
+    assert proposed > limit
+    dash.shot("screen-drag-confirm")
+    page.click("#modify-send")
+    wait_for(lambda: any(o.order_ref == order_id and abs(o.lmt_price - proposed) < 1e-6
+                         for o in dash.gateway.all_orders()), timeout=10)
+    # a fill raises the notification: toast, aria-live region
+    status, _ = server.api("POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY",
+                                                     "quantity": 3, "order_type": "MKT"})
+    toast = page.locator("#screen-toasts .screen-toast").filter(has_text="Filled")
+    expect(toast).to_contain_text("Buy 3 AAPL")
+    expect(page.locator("#screen-announcer")).to_contain_text("Filled")
+    # the position's P&L today moves with the market, next to the account's
+    today = page.locator('#pnl-rows tr[data-symbol="AAPL"] td.today')
+    expect(today).to_have_text(re.compile(r"\d"))
+    first = today.text_content()
+    wait_for(lambda: today.text_content() != first, timeout=10)
+    expect(page.locator("#pnl-today")).to_have_text(re.compile(r"\d"))
+    # a cancel is announced too
+    status, _ = server.api("POST", f"/api/v1/orders/{order_id}/cancel")
+    assert status == 202
+    expect(page.locator("#screen-toasts .screen-toast").filter(has_text="Cancelled")).to_contain_text(
+        "Buy 5 AAPL")
+    dash.shot("screen-fill-toast")
+
+
+def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
+    page = dash.open().page
+    status, quote = dash.live.api("GET", "/api/v1/quote?symbol=AAPL")
+    expect(page.locator("#chart-symbol")).to_have_text("AAPL")
+    page.fill("#alert-symbol", "AAPL")
+    page.select_option("#alert-condition", "below")
+    page.fill("#alert-level", str(round(quote["last"] + 5, 2)))
+    page.click("#alert-form button[type=submit]")
+    toast = page.locator("#screen-toasts .screen-toast").filter(has_text="Price alert")
+    expect(toast).to_contain_text("AAPL traded at or below")
+    expect(page.locator("#alert-list li.fired")).to_have_count(1)
+    page.fill("#alert-level", "-3")
+    dash.allow_console_error("status of 400")
+    page.click("#alert-form button[type=submit]")
+    expect(page.locator("#alert-error")).to_contain_text("level")
+    dash.shot("screen-alert")

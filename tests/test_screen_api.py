@@ -1,0 +1,237 @@
+"""The trader's screen in the API, against the simulated gateway: live marks and P&L today, the
+watchlist and its shared quote lines, symbol search, price alerts, chart bars, the stream."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from conftest import API_TOKEN, TRADING_CLOCK, api_client, app_settings, served, wait_for
+from screen_store import ScreenStore
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+
+
+@pytest.fixture
+def start_app(tmp_path):
+    """Factory: a gateway and the app on it (data folder under tmp_path); all stopped after."""
+    made: list = []
+
+    def start(app_overrides: dict | None = None, **gateway_settings: Any):
+        from app_simple import create_app
+
+        gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
+                             BrokerConfig(seed=7)).start()
+        made.append(gateway)
+        overrides = {"journal_path": str(tmp_path / "data" / "orders.db"), **(app_overrides or {})}
+        app = create_app({"SETTINGS": app_settings(gateway, **overrides), "TESTING": True})
+        made.append(app.extensions["trading"])
+        return gateway, app, api_client(app)
+
+    yield start
+    for thing in reversed(made):
+        thing.stop()
+
+
+def buy(client: Any, symbol: str, quantity: int) -> None:
+    posted = client.post("/api/v1/orders", json={
+        "symbol": symbol, "action": "BUY", "quantity": quantity, "order_type": "MKT"}).get_json()
+    wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
+                      if e["order_ref"] == posted["id"]], timeout=5)
+
+
+@pytest.mark.slow
+def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> None:
+    gateway, app, client = start_app()
+    buy(client, "AAPL", 100)
+    buy(client, "MSFT", 50)
+
+    def marked() -> dict | None:
+        body = client.get("/api/v1/pnl").get_json()
+        rows = body["positions"]
+        if len(rows) == 2 and all(r["daily_pnl"] is not None for r in rows) \
+                and body["daily_pnl"] is not None:
+            return body
+        return None
+
+    first = wait_for(marked)
+    prices = {r["symbol"]: {r["market_price"]} for r in first["positions"]}
+
+    def moved() -> bool:
+        body = marked()
+        for row in body["positions"] if body else []:
+            prices[row["symbol"]].add(row["market_price"])
+        return all(len(seen) >= 3 for seen in prices.values())
+
+    wait_for(moved, timeout=10)  # no fill in between: the marks moved with the market
+
+    def adds_up() -> bool:  # pnl and pnlSingle of one instant: the rows add up to the account
+        body = marked()
+        return body is not None and round(sum(r["unrealized_pnl"] for r in body["positions"]), 2) \
+            == round(body["unrealized_pnl"], 2)
+
+    wait_for(adds_up, timeout=5)
+    positions = client.get("/api/v1/positions").get_json()["positions"]
+    assert {p["symbol"] for p in positions} == {"AAPL", "MSFT"}
+    assert all(p["daily_pnl"] is not None for p in positions)
+    row = positions[0]
+    assert row["market_value"] == pytest.approx(row["market_price"] * row["quantity"], rel=1e-6)
+    account = client.get("/api/v1/account").get_json()
+    assert "daily_pnl" in account["figures"]
+
+
+@pytest.mark.slow
+def test_watchlist_is_kept_and_streams_on_shared_lines_within_the_limit(start_app, tmp_path) -> None:
+    gateway, app, client = start_app({"market_data_lines": 4})  # 2 for the hub, 2 kept back
+    hub = app.extensions["trading"].quotes
+    symbols = [{"symbol": "AAPL"}, {"symbol": "msft"}, {"symbol": "EUR.USD", "sec_type": "CASH"},
+               {"symbol": "NVDA"}]
+    put = client.put("/api/v1/watchlist", json={"symbols": symbols})
+    assert put.status_code == 200, put.get_json()
+    assert [s["symbol"] for s in put.get_json()["symbols"]] == ["AAPL", "MSFT", "EUR.USD", "NVDA"]
+    assert client.get("/api/v1/watchlist").get_json() == put.get_json()
+    kept = ScreenStore(tmp_path / "data").watchlist()
+    assert [i.symbol for i in kept] == ["AAPL", "MSFT", "EUR.USD", "NVDA"]
+    assert gateway.market_data_lines() == 0  # nobody watches: no line taken
+    first, second = hub.watch(), hub.watch()  # two dashboards: one line per symbol
+
+    def quoted() -> dict | None:
+        body = client.get("/api/v1/quotes").get_json()
+        return body if len([q for q in body["quotes"] if q["last"]]) == 2 else None
+
+    body = wait_for(quoted)
+    assert body["lines_used"] == 2 and body["refused"] == ["EUR.USD", "NVDA"]
+    assert "MARKET_DATA_LINES=4" in body["message"] and "EUR.USD" in body["message"]
+    assert gateway.market_data_lines() == 2
+    lasts = {q["symbol"]: {q["last"]} for q in body["quotes"]}
+
+    def ticking() -> bool:
+        for q in client.get("/api/v1/quotes").get_json()["quotes"]:
+            lasts[q["symbol"]].add(q["last"])
+        return all(len(v) >= 2 for v in lasts.values())
+
+    wait_for(ticking)
+    quote = client.get("/api/v1/quotes").get_json()["quotes"][0]
+    assert quote["market_data"] == "live" and quote["change_pct"] is not None
+    hub.unwatch(first)
+    assert gateway.market_data_lines() == 2  # the other dashboard still watches
+    hub.unwatch(second)
+    wait_for(lambda: gateway.market_data_lines() == 0)  # released when nobody watches
+
+
+def test_delayed_data_is_labelled_and_no_subscription_explained(start_app) -> None:
+    gateway, app, client = start_app(market_data="delayed")
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    app.extensions["trading"].quotes.watch()
+    quote = wait_for(lambda: [q for q in client.get("/api/v1/quotes").get_json()["quotes"]
+                              if q["last"]])[0]
+    assert quote["market_data"] == "delayed"
+
+
+def test_no_subscription_and_unknown_symbols_are_explained_per_symbol(start_app) -> None:
+    gateway, app, client = start_app(market_data="none")
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}, {"symbol": "NOSUCH"}]})
+    app.extensions["trading"].quotes.watch()
+
+    def explained() -> dict | None:
+        rows = {q["symbol"]: q for q in client.get("/api/v1/quotes").get_json()["quotes"]}
+        return rows if all(r.get("notice") for r in rows.values()) and len(rows) == 2 else None
+
+    rows = wait_for(explained)
+    assert "10168" in rows["AAPL"]["notice"] and rows["AAPL"]["last"] is None
+    assert "unknown symbol" in rows["NOSUCH"]["notice"]
+
+
+def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
+    gateway, app, client = start_app()
+    found = client.get("/api/v1/symbols?q=eur").get_json()
+    assert found["results"] and {r["sec_type"] for r in found["results"]} == {"CASH"}
+    assert "EUR.USD" in {r["symbol"] for r in found["results"]}
+    assert client.get("/api/v1/symbols?q=AAP").get_json()["results"][0]["symbol"] == "AAPL"
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    near = client.post("/api/v1/alerts", json={"symbol": "aapl", "condition": "below",
+                                               "level": round(quote["last"] + 5, 2),
+                                               "note": "test"})
+    assert near.status_code == 201, near.get_json()
+    far = client.post("/api/v1/alerts", json={"symbol": "AAPL", "condition": "above",
+                                              "level": round(quote["last"] * 3, 2)}).get_json()
+    fired = wait_for(lambda: client.get(f"/api/v1/alerts/{near.get_json()['id']}").get_json()
+                     ["triggered_at"])
+    assert fired and client.get(f"/api/v1/alerts/{far['id']}").get_json()["triggered_at"] is None
+    recent = app.extensions["trading"].quotes.snapshot().alerts
+    assert [a.id for _, a in recent] == [near.get_json()["id"]]
+    assert len(client.get("/api/v1/alerts").get_json()["alerts"]) == 2
+    assert client.delete(f"/api/v1/alerts/{far['id']}").get_json()["id"] == far["id"]
+    assert client.delete(f"/api/v1/alerts/{far['id']}").status_code == 404
+    for url, field in (("/api/v1/symbols?q=", "q"), ("/api/v1/symbols?q=%3Cb%3E", "q"),
+                       ("/api/v1/bars?symbol=AAPL&bar=7m", "bar"),
+                       ("/api/v1/bars?symbol=AAPL&bar=5m&bar_size=1 hour", "bar"),
+                       ("/api/v1/bars?symbol=AAPL&duration=9Q", "duration"),
+                       ("/api/v1/bars?symbol=A$PL&bar=5m", "symbol"),
+                       ("/api/v1/stream?watch=AAPL;rm", "watch")):
+        res = client.get(url)
+        assert res.status_code == 400, url
+        assert res.get_json()["error"]["field"] == field, (url, res.get_json())
+    for body, field in (({"symbol": "AAPL", "condition": "above", "level": -1}, "level"),
+                        ({"symbol": "AAPL", "condition": "sideways", "level": 1}, "condition"),
+                        ({"condition": "above", "level": 1}, "symbol")):
+        res = client.post("/api/v1/alerts", json=body)
+        assert res.status_code == 400 and res.get_json()["error"]["field"] == field, body
+    res = client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "1BAD"}]})
+    assert res.status_code == 400 and res.get_json()["error"]["field"].startswith("symbols")
+
+
+def test_chart_bars_short_forms_and_fx_midpoint(start_app) -> None:
+    gateway, app, client = start_app()
+    day = client.get("/api/v1/bars?symbol=AAPL&bar=5m&duration=1D")
+    assert day.status_code == 200, day.get_json()
+    body = day.get_json()
+    assert body["bar_size"] == "5 mins" and body["duration"] == "1 D" and len(body["bars"]) == 288
+    year = client.get("/api/v1/bars?symbol=AAPL&bar=1D&duration=1Y").get_json()
+    assert len(year["bars"]) == 365 and year["bar_size"] == "1 day"
+    fx = client.get("/api/v1/bars?symbol=EUR.USD&sec_type=CASH&bar=1h&duration=1D").get_json()
+    assert fx["what"] == "MIDPOINT" and len(fx["bars"]) == 24
+
+
+def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
+    gateway, app, client = start_app()
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    with served(app) as base:
+        request = urllib.request.Request(f"{base}/api/v1/stream?watch=MSFT",
+                                         headers={"Authorization": f"Bearer {API_TOKEN}"})
+        frames: list[dict] = []
+        with urllib.request.urlopen(request, timeout=10) as stream:
+            event = None
+            for raw in stream:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "quotes":
+                    frame = json.loads(line[6:])
+                    if {q["symbol"] for q in frame["quotes"] if q["last"]} == {"AAPL", "MSFT"}:
+                        frames.append(frame)
+                    if len(frames) >= 2:
+                        break
+            assert gateway.market_data_lines() == 2
+        assert frames[0]["quotes"] != frames[1]["quotes"]
+        wait_for(lambda: gateway.market_data_lines() == 0)
+
+
+def test_a_refused_stream_leaves_no_watcher(start_app) -> None:
+    gateway, app, client = start_app()
+    svc = app.extensions["trading"]
+    taken = 0
+    while svc.long_calls.acquire(blocking=False):
+        taken += 1
+    try:
+        res = client.get("/api/v1/stream?watch=MSFT")
+        assert res.status_code == 503
+    finally:
+        for _ in range(taken):
+            svc.long_calls.release()
+    assert svc.quotes.watchers() == 0
+    assert gateway.market_data_lines() == 0
