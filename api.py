@@ -45,7 +45,7 @@ from history import BarsKey, HistoryBudgetSpent, HistoryRefused
 from ib_connection import NotConnectedError, ServersUnreachable
 from ib_connector import ExecutionRow, OrderRow, Snapshot
 from ib_link import LinkState
-from instruments import ContractError, off_tick
+from instruments import DERIVATIVES, ContractError, ContractSpec, Resolved, off_tick
 from journal import JournalError
 from openapi import documented
 from order_handler import (
@@ -98,6 +98,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WAIT_SLACK = 5.0
 STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
+PRICE_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RETRY_AFTER = 1  # seconds a client waits before retrying a 503
 SHARED_FOR = 1.0  # seconds a shared answer (/state, the first page of /orders) is reused
@@ -866,26 +867,53 @@ def resolved_contract(svc: Services, order_in: OrderIn, intent: OrderIntent) -> 
     spec = order_in.contract_spec()
     if spec is None:
         return intent
-    try:
-        found = svc.connector.contract(spec)
-    except ContractError as exc:
-        code = "ambiguous_contract" if exc.ambiguous else "unknown_contract"
-        raise ApiError(400, code, exc.message, exc.field) from None
-    except TimeoutError as exc:
-        raise GatewayNotAnswering(f"the gateway is not answering (no contract details for "
-                                  f"{spec.symbol}: {exc}); nothing was sent, retry shortly") \
-            from None
-    for name in ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount"):
-        price = getattr(intent, name)
-        if price is not None and off_tick(price, tick := found.tick_at(price)):
-            raise ApiError(400, "validation_error", f"{name}: {price:g} is not a multiple of "
-                           f"{found.description}'s price increment {tick:g} at that price "
-                           "(the broker's market rule)", name)
+    if not spec.expiry and not spec.local_symbol:  # IB would list every expiry: thousands
+        raise ApiError(400, "ambiguous_contract", f"every {spec.symbol} {spec.sec_type} expiry "
+                       "matches: give expiry (or local_symbol)", "expiry")
+    found = _broker_contract(svc, spec)
+    _check_increments(found, {name: getattr(intent, name) for name in PRICE_FIELDS})
     return dataclasses.replace(
         intent, symbol=found.symbol, con_id=found.con_id, multiplier=found.multiplier,
         expiry=found.expiry, strike=found.strike or None, right=found.right,
         exchange=found.exchange, trading_class=found.trading_class,
         local_symbol=found.local_symbol)
+
+
+def _broker_contract(svc: Services, spec: ContractSpec) -> Resolved:
+    """The one contract ``spec`` names at the broker, or a 400 naming the field (503 when the
+    gateway does not answer)."""
+    try:
+        return svc.connector.contract(spec)
+    except ContractError as exc:
+        raise ApiError(400, exc.code, exc.message, exc.field) from None
+    except TimeoutError as exc:
+        raise GatewayNotAnswering(f"the gateway is not answering (no contract details for "
+                                  f"{spec.symbol}: {exc}); nothing was sent, retry shortly") \
+            from None
+
+
+def _check_increments(found: Resolved, prices: dict[str, float | None]) -> None:
+    """400 naming the first price that is off the contract's market rule."""
+    for name, price in prices.items():
+        if price is not None and off_tick(price, tick := found.tick_at(price)):
+            raise ApiError(400, "validation_error", f"{name}: {price:g} is not a multiple of "
+                           f"{found.description}'s price increment {tick:g} at that price "
+                           "(the broker's market rule)", name)
+
+
+def _modified_increments(svc: Services, order_id: str, change: ModifyIn) -> None:
+    """A derivative's new prices, checked against its market rule (stocks: the schema did)."""
+    record = svc.handler.get(order_id) if svc.handler else None
+    if record is None or record.intent.sec_type not in DERIVATIVES or (
+            change.limit_price is None and change.stop_price is None):
+        return
+    i = record.intent
+    found = _broker_contract(svc, ContractSpec(
+        symbol=i.symbol, sec_type=i.sec_type, currency=i.currency, expiry=i.expiry,
+        strike=i.strike, right=i.right, exchange=i.exchange, trading_class=i.trading_class,
+        local_symbol=i.local_symbol))
+    _check_increments(found, {"limit_price": change.limit_price,
+                              "stop_price": change.stop_price})
 
 
 def _unknown_symbol(status: int, exc: Exception, symbol: str, sec_type: str) -> ApiError:
@@ -1161,6 +1189,7 @@ def modify_order(order_id: str) -> tuple[Response, int]:
         changed = _validate(OrderIn, _modified_fields(record, change))
         if change.stop_price is not None and not change.accept_immediate_trigger:
             _refuse_immediate_trigger(changed.intent(record.intent.account), None, None)
+    _modified_increments(services(), order_id, change)
     return _order_action(lambda h: h.modify(
         order_id, quantity=None if change.quantity is None else float(change.quantity),
         limit_price=change.limit_price, stop_price=change.stop_price,

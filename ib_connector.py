@@ -106,6 +106,7 @@ class PositionRow:
     description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
     multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
     local_symbol: str = ""
+    avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
     daily_pnl: float | None = None  # P&L today (IB's pnlSingle)
 
 
@@ -778,6 +779,7 @@ def _positions(ib: IB, marks: LiveMarks | None = None) -> tuple[PositionRow, ...
         if not pos.position:
             continue
         item = portfolio.get((pos.account, pos.contract.conId))
+        multiplier = instruments.multiplier_of(pos.contract.multiplier)
         rows.append(PositionRow(
             account=pos.account, con_id=pos.contract.conId, symbol=_symbol(pos.contract),
             sec_type=pos.contract.secType, currency=pos.contract.currency,
@@ -787,13 +789,14 @@ def _positions(ib: IB, marks: LiveMarks | None = None) -> tuple[PositionRow, ...
             unrealized_pnl=item.unrealizedPNL if item else None,
             realized_pnl=item.realizedPNL if item else None,
             description=_description(pos.contract),
-            multiplier=instruments.multiplier_of(pos.contract.multiplier),
-            local_symbol=pos.contract.localSymbol))
+            multiplier=multiplier, local_symbol=pos.contract.localSymbol,
+            avg_price=pos.avgCost / multiplier))
         mark = live.get(pos.contract.conId) if pos.account == (marks.account if marks else "") \
             else None
         if mark is not None:
             rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
     return tuple(sorted(rows, key=lambda r: r.symbol))
+
 
 def _description(contract: Contract) -> str:
     return instruments.describe(contract.symbol, contract.secType,

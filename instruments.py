@@ -34,11 +34,12 @@ TELLING_FIELDS = {
 
 
 class ContractError(LookupError):
-    """A contract the broker does not know, or several: ``field`` is the one to give or fix."""
+    """A contract the broker does not know, several, or a field that contradicts the broker's:
+    ``field`` is the one to give or fix, ``code`` the API's error code."""
 
-    def __init__(self, message: str, field: str, ambiguous: bool = False) -> None:
+    def __init__(self, message: str, field: str, code: str = "unknown_contract") -> None:
         super().__init__(message)
-        self.message, self.field, self.ambiguous = message, field, ambiguous
+        self.message, self.field, self.code = message, field, code
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def _ambiguous(spec: ContractSpec, matches: Sequence[Contract]) -> ContractError
     sample = ", ".join(shown[:6]) + (" ..." if len(shown) > 6 else "")
     what = f"{spec.symbol or spec.local_symbol} {spec.sec_type}"
     return ContractError(f"{len(matches)} contracts match {what}: give {name} (one of "
-                         f"{sample})", name, ambiguous=True)
+                         f"{sample})", name, "ambiguous_contract")
 
 
 def _field_value(contract: Contract, name: str) -> object:
@@ -168,8 +169,9 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     if not found:
         what = spec.local_symbol or describe(spec.symbol, spec.sec_type, spec.expiry,
                                              spec.strike or 0.0, spec.right)
+        field = await _unknown_field(ib, spec)
         raise ContractError(f"unknown contract {what} ({spec.sec_type}): the broker has no "
-                            "security definition for it", _unknown_field(spec))
+                            f"security definition for it (check {field})", field)
     if len(found) > 1:
         raise _ambiguous(spec, [d.contract for d in found if d.contract is not None])
     [one] = found
@@ -178,7 +180,7 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     multiplier = multiplier_of(contract.multiplier)
     if spec.multiplier is not None and abs(spec.multiplier - multiplier) > 1e-9:
         raise ContractError(f"the multiplier of {contract.localSymbol} is {multiplier:g}, not "
-                            f"{spec.multiplier:g}", "multiplier")
+                            f"{spec.multiplier:g}", "multiplier", "validation_error")
     increments = await _increments(ib, one, contract.exchange or spec.exchange, rules)
     return Resolved(
         con_id=contract.conId, symbol=contract.symbol, sec_type=contract.secType,
@@ -188,13 +190,18 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
         local_symbol=contract.localSymbol, increments=increments)
 
 
-def _unknown_field(spec: ContractSpec) -> str:
+async def _unknown_field(ib: IB, spec: ContractSpec) -> str:
+    """The field an unknown contract most likely has wrong: with its strike, right and trading
+    class left out, does the expiry list anything? (One more request, on this failure only.)"""
     if spec.local_symbol:
         return "local_symbol"
-    for name in ("strike", "expiry", "right", "trading_class", "exchange"):
-        if spec.given(name):
-            return name
-    return "symbol"
+    finer = [name for name in ("strike", "right", "trading_class") if spec.given(name)]
+    if not spec.expiry or not finer:
+        return "expiry" if spec.expiry else "symbol"
+    wider = ContractSpec(symbol=spec.symbol, sec_type=spec.sec_type, currency=spec.currency,
+                         expiry=spec.expiry, exchange=spec.exchange)
+    listed = await asyncio.wait_for(ib.reqContractDetailsAsync(wider.query()), CALL_TIMEOUT)
+    return finer[0] if listed else "expiry"
 
 
 async def _increments(ib: IB, details: ContractDetails, exchange: str,

@@ -101,7 +101,11 @@ async def _underlying(ib: IB, symbol: str) -> Contract:
 
 async def chain(ib: IB, symbol: str) -> Chain:
     """The listed options of ``symbol``; LookupError when it is unknown or has none."""
-    under = await _underlying(ib, symbol)
+    return await _chain(ib, await _underlying(ib, symbol))
+
+
+async def _chain(ib: IB, under: Contract) -> Chain:
+    symbol = under.symbol
     rows = await asyncio.wait_for(
         ib.reqSecDefOptParamsAsync(under.symbol, "", under.secType, under.conId), CALL_TIMEOUT)
     by_class: dict[str, list] = {}
@@ -121,14 +125,14 @@ async def chain(ib: IB, symbol: str) -> Chain:
 async def board(ib: IB, symbol: str, expiry: str, around: int) -> Board:
     """One expiry's options, ``around`` strikes each side of the money; BadExpiry when the
     expiry is not listed, LookupError when the symbol is unknown or has no options."""
-    listed = await chain(ib, symbol)
+    under = await _underlying(ib, symbol)
+    listed = await _chain(ib, under)
     classes = [c for c in listed.classes if expiry in c.expirations]
     if not classes:
         shown = sorted({e for c in listed.classes for e in c.expirations})
         raise BadExpiry(f"{symbol} has no options expiring {expiry}; listed: "
                         f"{', '.join(shown[:12])}")
     options = classes[0]
-    under = await _underlying(ib, symbol)
     [under_ticker] = await asyncio.wait_for(ib.reqTickersAsync(under), CALL_TIMEOUT)
     price = _price(under_ticker)
     strikes = _around(options.strikes, price, around)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 NO_DEPTH_CODE = 10092
 NO_DEPTH_TEXT = "Deep market data is not supported for this combination of security type/exchange"
+DELAYED_GREEKS_OFFSET = 70  # 10 bid, 11 ask, 12 last, 13 model -> 80..83 on delayed data
 STREAMED_GREEKS = (10, 11, 13)  # bid, ask and model on every push; last (12) with the first
 Ticks = tuple[tuple[int, float, float], ...]  # (tick type, price, size)
 INDEX_TICKS = frozenset({4, 6, 7, 9, 14})  # indices have no bid/ask: last, high, low, close, open
@@ -73,13 +74,16 @@ class InstrumentHandlers:
             self._send(session, im.sec_def_opt_params(request.req_id, chain))
         self._send(session, im.sec_def_opt_params_end(request.req_id))
 
-    def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool) -> None:
-        """Option computations after an option's price ticks (nothing for other contracts)."""
+    def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool,
+                           delayed: bool = False) -> None:
+        """Option computations after an option's price ticks (nothing for other contracts);
+        delayed data carries them as IB's delayed tick types 80..83."""
         rows = self.broker.option_greeks(con_id)
         tick_types = (*STREAMED_GREEKS, 12) if full else STREAMED_GREEKS
         for tick_type in tick_types:
             if tick_type in rows:
-                self._send(session, im.tick_option_computation(req_id, tick_type, rows[tick_type]))
+                sent = tick_type + DELAYED_GREEKS_OFFSET if delayed else tick_type
+                self._send(session, im.tick_option_computation(req_id, sent, rows[tick_type]))
 
     def _shown_ticks(self, con_id: int, prices: Ticks) -> Ticks:
         """The price ticks a contract has: an index has no bid/ask and no sizes."""

@@ -43,7 +43,8 @@ class MarketDataHandlers:
         def _shown_ticks(self, con_id: int, prices: tuple[tuple[int, float, float], ...]
                          ) -> tuple[tuple[int, float, float], ...]: ...
 
-        def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool) -> None: ...
+        def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool,
+                               delayed: bool = False) -> None: ...
 
     def _on_contract_details(self, session: Session, request: p.ReqContractDetails) -> None:
         found = self.broker.find_contracts(request.contract)
@@ -103,7 +104,7 @@ class MarketDataHandlers:
             self._send(session, p.tick_price(req_id, tick_type, price, size, 0))
         volume_tick = 74 if delayed else 8
         self._send(session, p.tick_size(req_id, volume_tick, quote.volume))
-        self._send_option_ticks(session, req_id, quote.con_id, full)
+        self._send_option_ticks(session, req_id, quote.con_id, full, delayed)
 
     def _lines_in_use(self) -> int:
         """Market data lines taken: every live reqMktData stream of every session."""

@@ -1,11 +1,13 @@
 """Trading sessions of the simulated gateway: when each kind of contract trades.
 
-Pure functions of a contract and an epoch time. Three weekly schedules, in the exchange's zone:
+Pure functions of a contract and an epoch time. Four weekly schedules, in the exchange's zone:
 
 * US stocks (``STK``): regular hours (IB's ``liquidHours``) 09:30-16:00 US/Eastern, extended
   hours (``tradingHours``) 04:00-20:00, Monday to Friday;
 * FX (``CASH``, IDEALPRO): Sunday 17:15 to Friday 17:00 US/Eastern, one session a day from
   17:15 to 17:00 the next day (liquid and trading hours are the same);
+* US equity options (``OPT``): 09:30-16:00 US/Eastern only, Monday to Friday (no extended hours:
+  an outsideRth option order waits for the open, as at IB);
 * futures (``FUT``, CME Globex style): Sunday to Thursday 17:00 to 16:00 the next day, US/Central.
 
 Exchange holidays are not modelled. The text format is IB's contractDetails one, e.g.
@@ -55,11 +57,13 @@ US_STOCKS = Schedule(
     liquid=Weekly("US/Eastern", _WEEKDAYS, time(9, 30), time(16, 0)),
     trading=Weekly("US/Eastern", _WEEKDAYS, time(4, 0), time(20, 0)),
 )
+_OPTION_DAYS = Weekly("US/Eastern", _WEEKDAYS, time(9, 30), time(16, 0))
+US_OPTIONS = Schedule(liquid=_OPTION_DAYS, trading=_OPTION_DAYS)
 _FX_DAYS = Weekly("US/Eastern", frozenset({6, 0, 1, 2, 3}), time(17, 15), time(17, 0), overnight=True)
 FX = Schedule(liquid=_FX_DAYS, trading=_FX_DAYS)
 _GLOBEX = Weekly("US/Central", frozenset({6, 0, 1, 2, 3}), time(17, 0), time(16, 0), overnight=True)
 FUTURES = Schedule(liquid=_GLOBEX, trading=_GLOBEX)
-_BY_SEC_TYPE = {"CASH": FX, "FUT": FUTURES}
+_BY_SEC_TYPE = {"CASH": FX, "FUT": FUTURES, "OPT": US_OPTIONS}
 IB_ZONES = {"US/Eastern": "America/New_York", "US/Central": "America/Chicago"}
 
 

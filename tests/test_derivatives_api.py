@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 EXPIRY = "20261218"
 
 
@@ -40,7 +38,7 @@ def test_quotes_give_prices_iv_and_greeks_per_strike_around_the_money(client):
     assert deltas == sorted(deltas, reverse=True)  # calls: higher strike, lower delta
 
 
-@pytest.mark.parametrize("query, status, field", [
+QUOTE_ERRORS = [  # (query, status, the field the error names)
     ("", 400, "symbol"),
     ("symbol=AAPL", 400, "expiry"),
     ("symbol=AAPL&expiry=2026-12-18", 400, "expiry"),
@@ -50,14 +48,18 @@ def test_quotes_give_prices_iv_and_greeks_per_strike_around_the_money(client):
     (f"symbol=AAPL&expiry={EXPIRY}&colour=red", 400, "colour"),
     (f"symbol=ZZZZ&expiry={EXPIRY}", 404, "symbol"),
     (f"symbol=MSFT&expiry={EXPIRY}", 404, "symbol"),  # no listed options
-])
-def test_bad_quote_parameters_are_named(client, query, status, field):
-    answer = client.get(f"/api/v1/options/quotes?{query}")
-    assert answer.status_code == status
-    assert answer.get_json()["error"]["field"] == field
+]
+FUTURES_ERRORS = [("", 400, "symbol"), ("symbol=ES&exchange=c m e", 400, "exchange"),
+                  ("symbol=ZZZZ", 404, "symbol"), ("symbol=ES&exchange=NYMEX", 404, "symbol")]
 
 
-def test_bad_chain_parameters_are_named(client):
+def test_bad_parameters_are_named(client):
+    """One app for every case (each is one request)."""
+    for path, cases in (("options/quotes", QUOTE_ERRORS), ("futures/contracts", FUTURES_ERRORS)):
+        for query, status, field in cases:
+            answer = client.get(f"/api/v1/{path}?{query}")
+            assert (answer.status_code, answer.get_json()["error"]["field"]) == (
+                status, field), (path, query)
     assert client.get("/api/v1/options/chain?symbol=1x").get_json()["error"]["field"] == "symbol"
     unknown = client.get("/api/v1/options/chain?symbol=ZZZZ")
     assert (unknown.status_code, unknown.get_json()["error"]["code"]) == (404, "unknown_symbol")
@@ -72,11 +74,3 @@ def test_futures_contracts_list_the_contract_months_nearest_first(client):
     assert months[0]["description"] == "ES 202612" and months[0]["contract_month"] == "202612"
     crude = client.get("/api/v1/futures/contracts?symbol=CL").get_json()["contracts"]
     assert crude[0]["contract_month"] > crude[0]["last_trade_date"][:6]  # CL: the month after
-
-
-@pytest.mark.parametrize("query, status, field", [
-    ("", 400, "symbol"), ("symbol=ES&exchange=c m e", 400, "exchange"),
-    ("symbol=ZZZZ", 404, "symbol"), ("symbol=ES&exchange=NYMEX", 404, "symbol")])
-def test_bad_futures_parameters_are_named(client, query, status, field):
-    answer = client.get(f"/api/v1/futures/contracts?{query}")
-    assert (answer.status_code, answer.get_json()["error"]["field"]) == (status, field)

@@ -40,6 +40,18 @@ def option_quote(app, **fields):
     return found, quote
 
 
+def filled(client, answer) -> dict:
+    """The order's record once the broker filled it (``?wait=1`` may answer with a working
+    order on a busy machine: the fill is then waited for here)."""
+    assert answer.status_code in (200, 202), answer.get_json()
+    order_id = answer.get_json()["id"]
+
+    def done():
+        record = client.get(f"/api/v1/orders/{order_id}").get_json()
+        return record["lifecycle"]["verdict"] == "filled" and record["lifecycle"]
+    return wait_for(done)
+
+
 def marketable_buy(ask: float) -> float:
     """A limit above the ask on the option rule's grid (pennies below 3, nickels from 3)."""
     price = ask * 1.05
@@ -50,10 +62,8 @@ def marketable_buy(ask: float) -> float:
 def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app, gateway):
     found, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
     body = {**CALL_200, "action": "BUY", "quantity": 2, "limit_price": marketable_buy(quote.ask)}
-    answer = client.post("/api/v1/orders?wait=1", json=body)
-    assert answer.status_code == 200, answer.get_json()
-    order = answer.get_json()["order"]
-    assert order["verdict"] == "filled" and order["intent"]["order_type"] == "LMT"
+    order = filled(client, client.post("/api/v1/orders?wait=1", json=body))
+    assert order["intent"]["order_type"] == "LMT"
     intent = order["intent"]
     assert (intent["con_id"], intent["multiplier"], intent["local_symbol"]) == (
         found.con_id, 100.0, "AAPL  261218C00200000")
@@ -69,6 +79,7 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     row = wait_for(shown)
     assert row["quantity"] == 2 and row["sec_type"] == "OPT"
     assert (row["description"], row["multiplier"]) == ("AAPL 20261218 200 C", 100)
+    assert row["avg_price"] == pytest.approx(row["avg_cost"] / 100)
     assert row["market_value"] == pytest.approx(row["market_price"] * 2 * 100, rel=1e-6)
     assert row["unrealized_pnl"] == pytest.approx(row["market_value"] - 2 * row["avg_cost"],
                                                   abs=0.02)
@@ -84,53 +95,49 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     assert journaled.record.intent.con_id == found.con_id  # the journal keeps the contract
 
 
-@pytest.mark.parametrize("given, field", [
+AMBIGUOUS = [  # (the fields given, the field the 400 names)
     ({"expiry": EXPIRY, "strike": 200}, "right"),
     ({"expiry": EXPIRY, "right": "P"}, "strike"),
     ({"strike": 200, "right": "C"}, "expiry"),
-])
-def test_an_ambiguous_option_is_a_400_naming_the_missing_field(client, gateway, given, field):
-    body = {"symbol": "AAPL", "sec_type": "OPT", "action": "BUY", "quantity": 1,
-            "limit_price": 1.0, **given}
-    answer = client.post("/api/v1/orders", json=body)
-    error = answer.get_json()["error"]
-    assert (answer.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", field)
-    assert f"give {field}" in error["message"]
-    assert gateway.open_orders() == [] and gateway.executions() == []
-
-
-def test_an_ambiguous_future_names_its_expiry(client):
-    answer = client.post("/api/v1/orders", json={
-        "symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1})
-    error = answer.get_json()["error"]
-    assert (answer.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", "expiry")
-
-
-@pytest.mark.parametrize("change, code, field", [
+]
+BAD = [  # (a change to a valid option order, the error code, the field it names)
     ({"strike": 201}, "unknown_contract", "strike"),
+    ({"expiry": "20261217"}, "unknown_contract", "expiry"),  # a Thursday: nothing expires
     ({"multiplier": 10}, "validation_error", "multiplier"),
     ({"limit_price": 3.52}, "validation_error", "limit_price"),  # from 3.00: nickels
     ({"expiry": "202612"}, "validation_error", "expiry"),
     ({"right": "X"}, "validation_error", "right"),
     ({"sec_type": "STK"}, "validation_error", "expiry"),
-])
-def test_a_bad_derivative_is_a_400_naming_the_field(client, gateway, change, code, field):
-    body = {**CALL_200, "action": "BUY", "quantity": 1, "order_type": "LMT", "limit_price": 1.0,
-            **change}
-    answer = client.post("/api/v1/orders", json=body)
-    error = answer.get_json()["error"]
-    assert answer.status_code == 400, error
-    assert error["field"] == field and (code == "validation_error" or error["code"] == code)
-    assert gateway.open_orders() == []
+]
+
+
+def test_an_ambiguous_or_bad_contract_is_a_400_naming_the_field(client, gateway):
+    """One app for every case (each is one request): the 400 names the field to give or fix."""
+    for given, field in AMBIGUOUS:
+        answer = client.post("/api/v1/orders", json={
+            "symbol": "AAPL", "sec_type": "OPT", "action": "BUY", "quantity": 1,
+            "limit_price": 1.0, **given})
+        error = answer.get_json()["error"]
+        assert (answer.status_code, error["code"], error["field"]) == (
+            400, "ambiguous_contract", field), given
+        assert f"give {field}" in error["message"]
+    future = client.post("/api/v1/orders", json={
+        "symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1})
+    error = future.get_json()["error"]
+    assert (future.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", "expiry")
+    for change, code, field in BAD:
+        answer = client.post("/api/v1/orders", json={
+            **CALL_200, "action": "BUY", "quantity": 1, "order_type": "LMT", "limit_price": 1.0,
+            **change})
+        error = answer.get_json()["error"]
+        assert (answer.status_code, error["code"], error["field"]) == (400, code, field), change
+    assert gateway.all_orders() == [] and gateway.executions() == []
 
 
 def test_futures_market_order_by_local_symbol_fills_with_multiplier_50(client, gateway):
-    answer = client.post("/api/v1/orders?wait=1", json={
+    order = filled(client, client.post("/api/v1/orders?wait=1", json={
         "symbol": "ES", "sec_type": "FUT", "local_symbol": "ESZ6", "exchange": "CME",
-        "action": "BUY", "quantity": 1, "order_type": "MKT"})
-    assert answer.status_code == 200, answer.get_json()
-    order = answer.get_json()["order"]
-    assert order["verdict"] == "filled"
+        "action": "BUY", "quantity": 1, "order_type": "MKT"}))
     assert (order["intent"]["multiplier"], order["intent"]["exchange"]) == (50.0, "CME")
     [position] = [p for p in gateway.positions() if p.contract.con_id == order["intent"]["con_id"]]
     assert position.position == 1
@@ -223,8 +230,7 @@ def test_options_default_to_limit_orders_and_a_market_order_needs_the_flag(clien
     error = refused.get_json()["error"]
     assert (refused.status_code, error["field"]) == (422, "market_order_ack")
     assert gateway.open_orders() == [] and gateway.executions() == []
-    acknowledged = client.post("/api/v1/orders?wait=1", json={**market, "market_order_ack": True})
-    assert acknowledged.get_json()["order"]["verdict"] == "filled"
+    filled(client, client.post("/api/v1/orders?wait=1", json={**market, "market_order_ack": True}))
     stock_flag = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY",
                                                      "quantity": 1, "market_order_ack": True})
     assert stock_flag.status_code == 400
@@ -243,3 +249,28 @@ def test_an_option_order_over_the_class_notional_is_refused(client, deriv_app, g
     assert decision["rule"] == "asset_class_limit"
     assert decision["notional"] == pytest.approx(limit * quantity * 100)
     assert gateway.open_orders() == []
+
+
+def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(client, deriv_app,
+                                                                             gateway):
+    _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
+    resting = round(quote.bid * 0.8, 2)
+    body = {**CALL_200, "action": "BUY", "quantity": 1, "limit_price": resting}
+    preview = client.post("/api/v1/orders/preview", json=body)
+    assert preview.status_code == 200, preview.get_json()
+    assert preview.get_json()["commission"] == pytest.approx(1.0)  # 0.65 a contract, at least 1
+    by_local = client.post("/api/v1/orders/preview", json={
+        "symbol": "AAPL", "sec_type": "OPT", "local_symbol": "AAPL  261218C00200000",
+        "action": "SELL", "quantity": 1, "limit_price": resting})  # what a position's Close sends
+    assert by_local.status_code == 200, by_local.get_json()
+    order_id = client.post("/api/v1/orders", json=body).get_json()["id"]
+    wait_for(lambda: len(gateway.open_orders()) == 1)
+    off = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": 3.52})
+    assert (off.status_code, off.get_json()["error"]["field"]) == (400, "limit_price")
+    assert "0.05" in off.get_json()["error"]["message"]
+    lower = round(resting - 0.01, 2)
+    assert client.post(f"/api/v1/orders/{order_id}/modify",
+                       json={"limit_price": lower}).status_code == 202
+    wait_for(lambda: [o for o in gateway.open_orders() if o.lmt_price is not None and abs(o.lmt_price - lower) < 1e-9])
+    client.post(f"/api/v1/orders/{order_id}/cancel")
+    wait_for(lambda: gateway.open_orders() == [])

@@ -196,8 +196,21 @@ def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
         client.wait_call("tickPrice", reqId=12, tickType=68)
         assert not client.find("tickPrice", reqId=11) and not client.find("tickPrice", reqId=12,
                                                                           tickType=4)
+        client.reqMktData(13, ibapi_option(), "", False, False, [])  # delayed option computations
+        for tick_type in (80, 81, 82, 83):  # bid, ask, last, model
+            client.wait_call("tickOptionComputation", reqId=13, tickType=tick_type)
+        assert not [c for c in client.find("tickOptionComputation", reqId=13)
+                    if c["tickType"] in (10, 11, 12, 13)]
     finally:
         client.disconnect()
+
+
+def ibapi_option() -> Any:
+    """The AAPL 200 call of the simulator's 2026-12-18 expiry, as an ibapi contract."""
+    contract = ibapi_aapl()
+    contract.secType, contract.lastTradeDateOrContractMonth = "OPT", "20261218"
+    contract.strike, contract.right, contract.multiplier = 200.0, "C", "100"
+    return contract
 
 
 @async_test

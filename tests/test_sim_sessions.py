@@ -90,6 +90,19 @@ def test_outside_rth_order_works_in_extended_hours() -> None:
     assert errors(events) == [] and statuses(events)[-1] == "Filled"
 
 
+def test_options_have_no_extended_hours_an_outside_rth_order_waits_for_the_open() -> None:
+    broker = Broker(BrokerConfig(volatility=0.0), MON_EVENING)
+    call = ContractQuery(symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0,
+                         right="C", exchange="SMART", currency="USD")
+    [contract] = broker.find_contracts(call)
+    hours = sessions.contract_hours(contract, MON_MORNING)
+    assert hours.trading_hours == hours.liquid_hours
+    assert hours.trading_hours.startswith("20261130:0930-20261130:1600;")
+    events = broker.place_order(1, order(1, contract=call, outside_rth=True), MON_EVENING)
+    assert [code for code, _ in errors(events)] == [399] and "Filled" not in statuses(events)
+    assert "Filled" in statuses(broker.advance(at("2026-12-01T09:30:00-05:00")))
+
+
 def test_day_order_expires_at_the_close_and_gtc_carries_over() -> None:
     broker = Broker(BrokerConfig(volatility=0.0), MON_MORNING)
     day = broker.place_order(1, order(1, order_type="LMT", lmt_price=100.0), MON_MORNING)

@@ -115,6 +115,10 @@ function workingFor(position) {
 }
 
 function openClose(position) {
+  if (position.sec_type === "OPT" || position.sec_type === "FUT") { // the derivatives ticket (static/deriv/)
+    document.dispatchEvent(new CustomEvent("deriv:close-position", {detail: position}));
+    return;
+  }
   const working = workingFor(position);
   if (!working.length) { prefillClose(position, []); return; }
   closingPosition = position;

@@ -64,9 +64,11 @@ function renderPositions(positions) {
   syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
     const closeSide = p.quantity > 0 ? "SELL" : "BUY";
     return el("tr", {class: "trow", dataset: {symbol: p.symbol}},
-      el("td", {class: "sym lead"}, el("span", {text: p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null),
+      el("td", {class: "sym lead"}, el("span", {text: p.description || p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null,
+        p.multiplier > 1 ? el("span", {class: "tag mult", title: "multiplier: value and P&L include it", text: `×${p.multiplier}`}) : null),
       cell("Qty", {class: `num ${p.quantity < 0 ? "neg" : ""}`, text: fmtQty(p.quantity)}),
-      cell("Avg cost", {class: "num opt", text: fmtPrice(p.avg_cost)}),
+      cell("Avg cost", {class: "num opt", text: fmtPrice(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
+        title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtPrice(p.avg_cost)}` : null}),
       cell("Price", {class: "num", text: fmtPrice(p.market_price)}),
       cell("Value", {class: "num opt", text: fmtMoney(p.market_value)}),
       cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
@@ -141,7 +143,7 @@ function orderGroup(o, working) {
   // the first column: the symbol, what kind of order this is, and whose
   const lead = el("td", {class: "lead"},
     el("span", {class: "lead-line"}, toggle || el("span", {class: "expander-gap", "aria-hidden": "true"}),
-      el("span", {class: "sym", text: o.symbol || "—"}),
+      el("span", {class: "sym", text: o.description || o.symbol || "—"}),
       leg ? el("span", {class: "tag leg", title: `bracket leg of ${lc.parent}`, text: leg}) : null,
       o.ours ? null : el("span", {class: "tag other", title: "placed by another client", text: "other"})),
     el("span", {class: "oid mono", text: o.ours ? o.id : `perm ${o.perm_id}`}));
@@ -240,7 +242,7 @@ function lifecycleView(o, lc) {
 function renderFills(executions) {
   const rows = executions.slice(0, FILLS_SHOWN);
   syncRows($("#fills tbody"), rows, (e) => e.exec_id, (e) => JSON.stringify(e), (e) => el("tr", {class: "trow"},
-    el("td", {class: "sym lead", text: e.symbol}),
+    el("td", {class: "sym lead", text: e.description || e.symbol}),
     cell("Time", {class: "mono", title: String(e.time), text: fmtExecTime(e.time)}),
     cell("Side", {class: `side ${sideClass(e.side)}`, text: sideWord(e.side)}),
     cell("Shares", {class: "num", text: fmtQty(e.shares)}),

@@ -152,7 +152,8 @@ export function onState(state) {
       orderLines.delete(id);
     }
   }
-  const position = (state.positions || []).find((p) => p.symbol === target.symbol && p.quantity);
+  const position = (state.positions || []).find((p) => p.symbol === target.symbol && p.quantity
+    && (p.sec_type || "STK") === target.sec_type); // not an option's per-contract cost on its stock
   if (position && isNum(position.avg_cost)) {
     const title = `avg cost ${position.quantity > 0 ? "long" : "short"} ${Math.abs(position.quantity)}`;
     if (costLine) costLine.applyOptions({price: position.avg_cost, title});

@@ -15,7 +15,7 @@ export function renderPnl(state) {
   total.textContent = signed(figures.daily_pnl);
   total.className = `pnl-total ${cls(figures.daily_pnl)}`;
   $("#pnl-rows tbody").replaceChildren(...(state.positions || []).map((p) => el("tr", {dataset: {symbol: p.symbol}},
-    el("th", {scope: "row", class: "mono", text: p.symbol}),
+    el("th", {scope: "row", class: "mono", text: p.description || p.symbol}),
     el("td", {class: `num today ${cls(p.daily_pnl)}`, text: signed(p.daily_pnl)}),
     el("td", {class: `num ${cls(p.unrealized_pnl)}`, text: signed(p.unrealized_pnl)}))));
 }

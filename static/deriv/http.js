@@ -1,0 +1,61 @@
+// The derivatives panel's HTTP and DOM helpers (an ES module of its own, so it does not
+// depend on app.js): the session cookie rides along, state-changing requests carry the
+// page's CSRF token, errors come back in the API's one shape.
+
+const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+const CSRF_TOKEN = csrfMeta ? csrfMeta.getAttribute("content") : null;
+
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field || null;
+  }
+}
+
+/** GET (or POST with a JSON body) an API path; resolves with the JSON body. */
+export async function api(path, options = {}) {
+  const method = (options.method || "GET").toUpperCase();
+  const init = {method, headers: {Accept: "application/json"}, credentials: "same-origin", cache: "no-store"};
+  if (CSRF_TOKEN && method !== "GET") init.headers["X-CSRFToken"] = CSRF_TOKEN;
+  if (options.body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(options.body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, "network_error", "The dashboard server cannot be reached.");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (err) { data = null; }
+  if (!response.ok) {
+    const e = (data && data.error) || {};
+    throw new ApiError(response.status, e.code || "http_error", e.message || `The server answered ${response.status}.`, e.field);
+  }
+  return data;
+}
+
+/** Build an element; strings become text nodes, never HTML. */
+export function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+export const fmt = (v, digits = 2) => (isNum(v) ? v.toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits}) : "—");
+export const money = (v) => (isNum(v) ? v.toLocaleString("en-US", {style: "currency", currency: "USD"}) : "—");

@@ -1,0 +1,134 @@
+"""The dashboard's options and futures panel in a real browser (static/deriv/).
+
+Same harness as test_dashboard.py (its fixtures: the app served by waitress on the simulated
+gateway, Debian's chromium through Playwright, every console error a failure).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import test_dashboard
+from playwright.sync_api import expect
+from test_dashboard import Dashboard, number
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.browser
+browser, live, dash = test_dashboard.browser, test_dashboard.live, test_dashboard.dash  # fixtures
+EXPIRY = "20261218"  # a monthly expiry of the simulator's AAPL chain (its clock: 2026-11-30)
+
+
+def load_chain(board: Dashboard, expiry: str) -> None:
+    page = board.page
+    page.fill("#chain-symbol", "aapl")
+    page.click("#chain-load")
+    tab = page.locator(f'.chain-tab[data-expiry="{expiry}"]')
+    expect(tab).to_be_visible()
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#chain-status")).to_contain_text(f"AAPL {expiry}")
+
+
+def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(dash: Dashboard):
+    page = dash.open().page
+    load_chain(dash, EXPIRY)
+    rows = page.locator("#chain-table tbody tr")
+    expect(rows).to_have_count(13)  # the simulator lists 13 strikes: all within 8 of the money
+    expect(page.locator("#chain-table tbody tr.atm")).to_have_count(1)
+    atm = float(page.locator("#chain-table tbody tr.atm").get_attribute("data-strike") or "0")
+    assert abs(atm - 190) <= 10
+    row = page.locator('#chain-table tbody tr[data-strike="200"]')
+    call_delta = number(row.locator("td").nth(3).text_content())
+    put_delta = number(row.locator("td").nth(8).text_content())
+    assert 0 < call_delta < 1 and -1 < put_delta < 0
+    assert re.fullmatch(r"\d+\.\d%", row.locator("td").nth(2).text_content() or "")
+    dash.shot("deriv-chain")
+
+    ask_button = page.locator('[data-leg="call-200-ask"]')
+    ask = number(ask_button.text_content())
+    ask_button.click()
+    expect(page.locator("#dt-sec_type")).to_have_value("OPT")
+    expect(page.locator("#dt-expiry")).to_have_value(EXPIRY)
+    expect(page.locator("#dt-strike")).to_have_value("200")
+    expect(page.locator("#dt-right")).to_have_value("C")
+    expect(page.locator("#dt-action")).to_have_value("BUY")
+    expect(page.locator("#dt-order_type")).to_have_value("LMT")
+    assert float(page.input_value("#dt-limit_price")) == ask
+    limit = round(ask + 0.10, 2)  # the simulator's prices move: stay marketable if the ask ticks up
+    page.fill("#dt-limit_price", str(limit))
+    page.fill("#dt-quantity", "3")
+    page.click("#dt-review")
+    words = page.locator("#dt-confirm-words")
+    expect(words).to_contain_text(f"Buy 3 AAPL {EXPIRY} 200 C limit")
+    expect(words).to_contain_text("×100")
+    dash.shot("deriv-confirm")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+
+    position = page.locator("#positions tbody tr").filter(has_text=f"AAPL {EXPIRY} 200 C")
+    expect(position).to_contain_text("×100")
+    expect(position.locator("td").nth(1)).to_have_text("3")
+    filled_at = re.search(r"filled at ([\d.]+)", page.locator("#dt-result").text_content() or "")
+    assert filled_at and float(filled_at.group(1)) <= limit  # a limit buy never pays above it
+    average = number(position.locator("td").nth(2).text_content())  # per unit, like the price
+    assert average == pytest.approx(float(filled_at.group(1)) + 0.0065, abs=1e-4)  # + commission
+    price = number(position.locator("td").nth(3).text_content())
+    value = number((position.locator("td").nth(4).text_content() or "").replace("$", ""))
+    assert value == pytest.approx(price * 3 * 100, rel=0.01)
+    expect(page.locator("#fills tbody tr").filter(has_text=f"AAPL {EXPIRY} 200 C")).not_to_have_count(0)
+    [held] = [p for p in dash.gateway.positions() if p.contract.local_symbol == "AAPL  261218C00200000"]
+    assert held.position == 3
+    dash.shot("deriv-position")
+
+    # a market order on an option: refused without the acknowledgement, filled with it
+    dash.allow_console_error("422")  # the browser logs the refused POST
+    page.locator('[data-leg="put-190-bid"]').click()
+    expect(page.locator("#dt-action")).to_have_value("SELL")
+    page.select_option("#dt-action", "BUY")
+    page.select_option("#dt-order_type", "MKT")
+    expect(page.locator("#dt-ack")).to_be_visible()
+    orders_before = len(dash.gateway.all_orders())
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-error")).to_contain_text("market_order_ack")
+    assert len(dash.gateway.all_orders()) == orders_before
+    page.check("#dt-market_order_ack")
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    expect(page.locator("#positions tbody tr").filter(has_text=f"AAPL {EXPIRY} 190 P")).to_contain_text("×100")
+
+
+def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Dashboard):
+    page = dash.open().page
+    page.select_option("#dt-sec_type", "FUT")
+    page.fill("#dt-symbol", "es")
+    page.locator("#dt-symbol").dispatch_event("change")
+    months = page.locator("#dt-month option")
+    expect(months).to_have_count(3)
+    expect(months.first).to_contain_text("ESZ6")
+    page.select_option("#dt-month", index=1)  # the March contract
+    page.select_option("#dt-order_type", "MKT")
+    expect(page.locator("#dt-limit_price")).to_be_disabled()
+    expect(page.locator("#dt-ack")).to_be_hidden()  # the acknowledgement is for options only
+    page.click("#dt-review")
+    expect(page.locator("#dt-confirm-words")).to_contain_text("Buy 1 ES 202703 at market")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    position = page.locator("#positions tbody tr").filter(has_text="ES 202703")
+    expect(position).to_contain_text("×50")
+    [held] = wait_for(lambda: [p for p in dash.gateway.positions() if p.contract.local_symbol == "ESH7"])
+    assert held.position == 1 and held.contract.multiplier == "50"
+    dash.shot("deriv-future")
+
+    position.locator(".close-position").click()  # a derivative's Close fills the derivatives ticket
+    expect(page.locator("#dt-contract")).to_contain_text("ES 202703 (ESH7)")
+    expect(page.locator("#dt-action")).to_have_value("SELL")
+    page.select_option("#dt-order_type", "MKT")
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    wait_for(lambda: not [p for p in dash.gateway.positions()
+                          if p.contract.local_symbol == "ESH7" and p.position])
