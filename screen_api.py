@@ -76,7 +76,7 @@ class SymbolsQuery(BaseModel):
 
 
 class PriceAlertIn(BaseModel):
-    """POST /alerts: fire once when ``symbol`` trades at or beyond ``level``."""
+    """POST /alerts: fire once when ``symbol``'s last price crosses ``level`` (see the route)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -290,10 +290,18 @@ def list_alerts() -> Response:
 @bp.post("/alerts")
 @documented(PriceAlert, 415, ok=201, body=PriceAlertIn)
 def create_alert() -> tuple[Response, int]:
-    """A price alert: fires once when the symbol trades at/above or at/below the level."""
+    """A price alert: fires once when the symbol's last price crosses the level.
+
+    Crossing means moving from the near side (under the level for ``above``, over it for
+    ``below``) to at or beyond it after the alert was made. ``primed_at`` says when a price on
+    the near side was seen; while it is null (the price was already at or beyond the level, or
+    not known yet) the alert waits for the price to come back, then fires when it crosses."""
     body = api._validate(PriceAlertIn, api._json_body())
+    now = next((q.last for q in hub().snapshot().quotes
+                if (q.symbol, q.sec_type) == (body.symbol, body.sec_type)), None)
     try:
-        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note)
+        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note,
+                                  last=now)
     except ValueError as exc:
         raise api.ApiError(409, "too_many_alerts", str(exc)) from None
     except OSError as exc:
