@@ -211,17 +211,23 @@ def put_watchlist() -> Response:
 
 
 @bp.get("/quotes")
-@documented(QuotesOut)
+@documented(QuotesOut, query=StreamQuery)
 def quotes() -> Response:
-    """The latest streamed quotes (what the event stream pushes as ``quotes`` events)."""
-    return Response(quotes_json(hub().snapshot(), hub().watchers()), mimetype="application/json")
+    """The latest streamed quotes (what the event stream pushes as ``quotes`` events).
+
+    For a dashboard that polls instead of streaming: each call keeps the watchlist and the
+    ``watch`` symbols streamed for 5 s more (lines released after the polls stop)."""
+    quote_hub = hub()
+    quote_hub.lease(stream_symbols())
+    return Response(quotes_json(quote_hub.snapshot(), quote_hub.watchers()),
+                    mimetype="application/json")
 
 
 def quotes_json(snap: HubSnapshot, watchers: int) -> str:
-    return json.dumps({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
-                       "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
-                       "refused": list(snap.refused), "message": snap.message,
-                       "watchers": watchers}, separators=(",", ":"))
+    return json.dumps(to_wire({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                               "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
+                               "refused": list(snap.refused), "message": snap.message,
+                               "watchers": watchers}), separators=(",", ":"))
 
 
 def stream_frame(snap: HubSnapshot) -> str:

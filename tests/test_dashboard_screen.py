@@ -134,3 +134,27 @@ def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
     page.click("#alert-form button[type=submit]")
     expect(page.locator("#alert-error")).to_contain_text("level")
     dash.shot("screen-alert")
+
+
+def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> None:  # noqa: F811
+    """The stream refused (e.g. a proxy that buffers it): the page polls /state, and the
+    watchlist and the chart's last bar keep moving from polled quotes."""
+    status, body = dash.live.api("PUT", "/api/v1/watchlist", {"symbols": [{"symbol": "MSFT"}]})
+    assert status == 200, body
+    page = dash.page
+    page.route(re.compile(r".*/api/v1/stream(\?.*)?$"), lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
+    dash.allow_console_error(r"EventSource|status of 503")
+    dash.open()
+    expect(page.locator("#feed")).to_have_text("polling")
+    expect(page.locator("#chart-symbol")).to_have_text("MSFT")
+    expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
+    expect(page.locator('#watchlist tr[data-symbol="MSFT"] td.last')).to_have_text(
+        re.compile(r"^\d[\d,]*\.\d{2}$"))
+    first = quote_cells(dash, "MSFT")
+    bar = page.evaluate("window.screenDebug.bars()")
+    wait_for(lambda: quote_cells(dash, "MSFT") != first, timeout=10)  # polled, no reload
+    wait_for(lambda: page.evaluate("window.screenDebug.bars()") != bar, timeout=10)  # live bar
+    assert any("/api/v1/quotes?watch=MSFT%3ASTK" in r for r in dash.requests)
+    dash.shot("screen-polling")

@@ -4,6 +4,7 @@ watchlist and its shared quote lines, symbol search, price alerts, chart bars, t
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -269,6 +270,34 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
             assert gateway.market_data_lines() == 2
         assert frames[0]["quotes"] != frames[1]["quotes"]
         wait_for(lambda: gateway.market_data_lines() == 0)
+
+
+def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(start_app) -> None:
+    """A dashboard that cannot hold a stream polls GET /quotes: the watchlist and its `watch`
+    symbols are streamed while it polls, and released a few seconds after it stops."""
+    from quote_hub import LEASE_SECONDS
+
+    gateway, app, client = start_app()
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "MSFT"}]})
+    assert app.extensions["trading"].quotes.watchers() == 0 and gateway.market_data_lines() == 0
+    lasts: dict[str, set] = {"MSFT": set(), "EUR.USD": set()}
+
+    def polled() -> bool:
+        res = client.get("/api/v1/quotes?watch=EUR.USD:CASH")
+        assert res.status_code == 200, res.get_json()
+        for q in res.get_json()["quotes"]:
+            if q["last"] is not None:
+                lasts[q["symbol"]].add(q["last"])
+                assert q["time"].endswith("Z")  # the API's one time format
+        return all(len(seen) >= 2 for seen in lasts.values())
+
+    wait_for(polled, timeout=15)  # quotes move from poll to poll
+    assert gateway.market_data_lines() == 2
+    stopped = time.monotonic()
+    wait_for(lambda: gateway.market_data_lines() == 0, timeout=LEASE_SECONDS + 5)
+    assert time.monotonic() - stopped >= LEASE_SECONDS - 1  # kept between polls
+    res = client.get("/api/v1/quotes?watch=AAPL;rm")
+    assert res.status_code == 400 and res.get_json()["error"]["field"] == "watch"
 
 
 def test_a_refused_stream_leaves_no_watcher(start_app) -> None:
