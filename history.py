@@ -120,11 +120,10 @@ class HistoryRefused(RuntimeError):
 
 async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -> Bars:
     """One reqHistoricalData on the loop that owns ``ib``; HistoryRefused names IB's error."""
-    refusals: list[tuple[int, str]] = []
+    errors: list[tuple[int, int, str]] = []  # (reqId, code, text) of every error meanwhile
 
     def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
-        if about is not None and about.conId == contract.conId and code not in (2104, 2106, 2158):
-            refusals.append((code, text))
+        errors.append((req_id, code, text))
 
     ib.errorEvent += on_error
     try:
@@ -133,6 +132,8 @@ async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -
                                                timeout=timeout)
     finally:
         ib.errorEvent -= on_error
+    # only this request's errors: a quote line on the same contract has its own (e.g. 10168)
+    refusals = [(code, text) for req_id, code, text in errors if req_id == rows.reqId]
     if not rows and refusals:
         code, text = refusals[-1]
         raise HistoryRefused(f"IB error {code}: {text}")

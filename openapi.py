@@ -38,6 +38,10 @@ PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ORDER_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"}
 
 
+class ComponentNameClash(ValueError):
+    """Two different models under one component name (raised while building the document)."""
+
+
 @dataclass(frozen=True)
 class Doc:
     """What one view takes and answers (read by ``document``)."""
@@ -95,15 +99,35 @@ def document(app: Flask) -> dict[str, Any]:
 
 
 def _component_schemas(docs: Sequence[Doc]) -> dict[str, Any]:
-    """JSON schemas of every model the views name, with shared definitions hoisted."""
+    """JSON schemas of every model the views name, with shared definitions hoisted.
+    ComponentNameClash when two different models would share a component name."""
     inputs = {d.body for d in docs if d.body}
     outputs = {d.response for d in docs if _named(d.response)} | {ErrorOut}
+    _refuse_clashes(inputs | outputs)
     adapters: list[tuple[tuple[type[BaseModel], str], JsonSchemaMode, TypeAdapter[Any]]]
     adapters = [((t, "validation"), "validation", TypeAdapter(t)) for t in inputs]
     adapters += [((t, "serialization"), "serialization", TypeAdapter(t)) for t in outputs]
     _, defs = TypeAdapter.json_schemas(adapters, ref_template="#/components/schemas/{model}")
+    # pydantic names a clash of nested models after their modules (``api__Row``): refuse it too
+    qualified = sorted(name for name in defs.get("$defs", {}) if "__" in name)
+    if qualified:
+        raise ComponentNameClash(f"OpenAPI component names clash between models of different "
+                                 f"modules ({', '.join(qualified)}): rename one of each")
     # times are epoch seconds inside the app and ISO 8601 text on the wire (wire.to_wire)
     return {name: wire_schema(_standard(schema)) for name, schema in defs.get("$defs", {}).items()}
+
+
+def _refuse_clashes(kinds: set[Any]) -> None:
+    """Each component is named after its class (``_schema``): two classes of one name would
+    leave one of them undocumented or pointed at the other."""
+    by_name: dict[str, list[Any]] = {}
+    for kind in kinds:
+        by_name.setdefault(kind.__name__, []).append(kind)
+    for name, same in sorted(by_name.items()):
+        if len(same) > 1:
+            where = sorted(f"{k.__module__}.{k.__qualname__}" for k in same)
+            raise ComponentNameClash(f"OpenAPI component {name!r} would name {len(same)} "
+                                     f"different models ({', '.join(where)}): rename one")
 
 
 def _standard(schema: Any) -> Any:

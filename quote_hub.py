@@ -8,7 +8,11 @@ them free for the snapshot quotes of orders and /quote, never asks for more, and
 symbols were left out and why. IB's own refusals are explained per symbol: 101 (max tickers),
 354 / 10168 / 10197 (no subscription, competing session), 10167 (delayed data, labelled).
 
-Runs on the connector's loop; Flask threads only call ``watch`` / ``unwatch`` / ``resync``
+A dashboard that cannot hold a stream polls GET /quotes instead: each poll ``lease``s the
+watchlist and its symbols for ``LEASE_SECONDS`` (a watcher that expires), so quotes keep flowing
+while polling and the lines are released soon after the polls stop.
+
+Runs on the connector's loop; Flask threads only call ``watch`` / ``unwatch`` / ``lease`` / ``resync``
 (which wake the loop) and read ``snapshot()`` (an immutable value swapped in whole).
 """
 
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_RESERVE = 2
 SYNC_INTERVAL = 1.0  # s: the loop checks subscriptions at least this often (reconnects)
 RECENT_ALERTS = 20
+LEASE_SECONDS = 5.0  # a poll of GET /quotes keeps its symbols streamed this long (5 polls)
+MAX_LEASES = 64  # distinct polled symbol sets kept (the oldest gives way)
 LINE_LIMIT_CODE = 101
 Key = tuple[str, str]  # (symbol, sec_type)
 
@@ -90,6 +96,7 @@ class QuoteHub:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._watchers: dict[int, tuple[Key, ...]] = {}
+        self._leases: dict[tuple[Key, ...], float] = {}  # polled symbols -> monotonic expiry
         self._ids = itertools.count(1)
         self._state = _State()
         self._ib: IB | None = None
@@ -121,6 +128,18 @@ class QuoteHub:
         with self._lock:
             self._watchers.pop(watcher, None)
         self.resync()
+
+    def lease(self, extra: Iterable[WatchItem] = ()) -> None:
+        """A poll (wanting the watchlist plus ``extra``): streamed for ``LEASE_SECONDS`` more."""
+        keys = tuple((i.symbol, i.sec_type) for i in extra)
+        now = time.monotonic()
+        with self._lock:
+            known = self._leases.get(keys, 0.0) > now
+            if not known and len(self._leases) >= MAX_LEASES:
+                del self._leases[min(self._leases, key=self._leases.__getitem__)]
+            self._leases[keys] = now + LEASE_SECONDS
+        if not known:
+            self.resync()
 
     def watchers(self) -> int:
         return len(self._watchers)
@@ -163,8 +182,10 @@ class QuoteHub:
                 log.exception("quote hub sync failed; carrying on")
 
     def _wanted(self) -> list[Key]:
+        now = time.monotonic()
         with self._lock:
-            watchers = list(self._watchers.values())
+            self._leases = {keys: until for keys, until in self._leases.items() if until > now}
+            watchers = list(self._watchers.values()) + list(self._leases)
         wanted: list[Key] = []
         if watchers:
             wanted += [(i.symbol, i.sec_type) for i in self.store.watchlist()]

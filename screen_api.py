@@ -76,7 +76,7 @@ class SymbolsQuery(BaseModel):
 
 
 class PriceAlertIn(BaseModel):
-    """POST /alerts: fire once when ``symbol`` trades at or beyond ``level``."""
+    """POST /alerts: fire once when ``symbol``'s last price crosses ``level`` (see the route)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -211,17 +211,23 @@ def put_watchlist() -> Response:
 
 
 @bp.get("/quotes")
-@documented(QuotesOut)
+@documented(QuotesOut, query=StreamQuery)
 def quotes() -> Response:
-    """The latest streamed quotes (what the event stream pushes as ``quotes`` events)."""
-    return Response(quotes_json(hub().snapshot(), hub().watchers()), mimetype="application/json")
+    """The latest streamed quotes (what the event stream pushes as ``quotes`` events).
+
+    For a dashboard that polls instead of streaming: each call keeps the watchlist and the
+    ``watch`` symbols streamed for 5 s more (lines released after the polls stop)."""
+    quote_hub = hub()
+    quote_hub.lease(stream_symbols())
+    return Response(quotes_json(quote_hub.snapshot(), quote_hub.watchers()),
+                    mimetype="application/json")
 
 
 def quotes_json(snap: HubSnapshot, watchers: int) -> str:
-    return json.dumps({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
-                       "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
-                       "refused": list(snap.refused), "message": snap.message,
-                       "watchers": watchers}, separators=(",", ":"))
+    return json.dumps(to_wire({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                               "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
+                               "refused": list(snap.refused), "message": snap.message,
+                               "watchers": watchers}), separators=(",", ":"))
 
 
 def stream_frame(snap: HubSnapshot) -> str:
@@ -290,10 +296,18 @@ def list_alerts() -> Response:
 @bp.post("/alerts")
 @documented(PriceAlert, 415, ok=201, body=PriceAlertIn)
 def create_alert() -> tuple[Response, int]:
-    """A price alert: fires once when the symbol trades at/above or at/below the level."""
+    """A price alert: fires once when the symbol's last price crosses the level.
+
+    Crossing means moving from the near side (under the level for ``above``, over it for
+    ``below``) to at or beyond it after the alert was made. ``primed_at`` says when a price on
+    the near side was seen; while it is null (the price was already at or beyond the level, or
+    not known yet) the alert waits for the price to come back, then fires when it crosses."""
     body = api._validate(PriceAlertIn, api._json_body())
+    now = next((q.last for q in hub().snapshot().quotes
+                if (q.symbol, q.sec_type) == (body.symbol, body.sec_type)), None)
     try:
-        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note)
+        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note,
+                                  last=now)
     except ValueError as exc:
         raise api.ApiError(409, "too_many_alerts", str(exc)) from None
     except OSError as exc:

@@ -2,8 +2,12 @@
 ``alerts.json``, 0600, written whole to a temporary file then renamed: a crash leaves the old
 or the new file, never half of one). With an in-memory journal they live in memory only.
 
-An alert fires once, when the symbol's last price crosses its level in the alert's direction
-(``above``: a price at or over the level, ``below``: at or under it); it then stays, marked
+An alert fires once, when the symbol's last price CROSSES its level in the alert's direction
+after the alert was made: it is first ``primed`` by a price on the near side (under the level
+for ``above``, over it for ``below``), then fires at the first price at or beyond the level
+(``above``: at or over, ``below``: at or under). An alert made while the price is already at or
+beyond its level waits until the price comes back and crosses again. ``primed_at`` is kept in the
+file, so a restart neither loses nor invents a crossing. A fired alert stays, marked
 ``triggered_at`` and ``price``, until deleted. Thread-safe: Flask threads edit, the quote hub
 (reader loop) evaluates.
 """
@@ -44,8 +48,12 @@ class PriceAlert:
     created_at: float
     triggered_at: float | None = None
     price: float | None = None  # the last price that fired it
+    # when a price on the near side of the level was seen (from then on a price at or beyond
+    # the level fires it); None: waiting for the price to come to the near side first
+    primed_at: float | None = None
 
-    def crossed(self, last: float) -> bool:
+    def reached(self, last: float) -> bool:
+        """``last`` is at or beyond the level."""
         return last >= self.level if self.condition == "above" else last <= self.level
 
 
@@ -113,8 +121,13 @@ class ScreenStore:
         return self._alerts.get(alert_id)
 
     def add_alert(self, symbol: str, sec_type: str, condition: Literal["above", "below"],
-                  level: float, note: str = "") -> PriceAlert:
-        alert = PriceAlert(secrets.token_hex(6), symbol, sec_type, condition, level, note, time.time())
+                  level: float, note: str = "", last: float | None = None) -> PriceAlert:
+        """A new alert; primed at once when ``last`` (the price now, if known) is on the near
+        side of the level."""
+        now = time.time()
+        alert = PriceAlert(secrets.token_hex(6), symbol, sec_type, condition, level, note, now)
+        if last is not None and not alert.reached(last):
+            alert = replace(alert, primed_at=now)
         with self._lock:
             if len(self._alerts) >= MAX_ALERTS:
                 raise ValueError(f"at most {MAX_ALERTS} alerts; delete some first")
@@ -135,16 +148,20 @@ class ScreenStore:
         return [a for a in self._alerts.values() if a.triggered_at is None]
 
     def fire(self, symbol: str, sec_type: str, last: float) -> list[PriceAlert]:
-        """Mark the armed alerts of ``symbol`` that ``last`` crosses; the ones that fired."""
-        due = [a for a in self.armed() if a.symbol == symbol and a.sec_type == sec_type
-               and a.crossed(last)]
-        if not due:
-            return []
+        """A new last price of ``symbol``: primes the armed alerts it is on the near side of,
+        fires the primed ones it reaches (crossed); the ones that fired."""
+        mine = [a for a in self.armed() if a.symbol == symbol and a.sec_type == sec_type]
+        if not any(a.reached(last) == (a.primed_at is not None) for a in mine):
+            return []  # nothing to prime, nothing crossed
         now = time.time()
         with self._lock:
-            fired = [replace(a, triggered_at=now, price=last) for a in due
-                     if a.id in self._alerts and self._alerts[a.id].triggered_at is None]
-            alerts = {**self._alerts, **{a.id: a for a in fired}}
+            current = [self._alerts[a.id] for a in mine
+                       if a.id in self._alerts and self._alerts[a.id].triggered_at is None]
+            fired = [replace(a, triggered_at=now, price=last) for a in current
+                     if a.primed_at is not None and a.reached(last)]
+            primed = [replace(a, primed_at=now) for a in current
+                      if a.primed_at is None and not a.reached(last)]
+            alerts = {**self._alerts, **{a.id: a for a in fired + primed}}
             self._save_alerts(alerts)
         for alert in fired:
             log.info("🔔 alert: %s %s %s %s (last %s)", alert.symbol, alert.condition,

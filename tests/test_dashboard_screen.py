@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from test_dashboard import LAPTOP, Dashboard, browser, dash, live  # noqa: F401 - fixtures
+from test_screen_api import near_alerts
 
 from conftest import ROOT, wait_for
 
@@ -105,17 +106,55 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
 
 def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
     page = dash.open().page
-    status, quote = dash.live.api("GET", "/api/v1/quote?symbol=AAPL")
     expect(page.locator("#chart-symbol")).to_have_text("AAPL")
+
+    def streamed() -> dict | None:  # the chart's quote line: the price the alerts start from
+        quotes = dash.live.api("GET", "/api/v1/quotes")[1]["quotes"]
+        return next((q for q in quotes if q["symbol"] == "AAPL" and q["last"]), None)
+
+    quote = wait_for(streamed)
     page.fill("#alert-symbol", "AAPL")
     page.select_option("#alert-condition", "below")
-    page.fill("#alert-level", str(round(quote["last"] + 5, 2)))
+    page.fill("#alert-level", str(round(quote["last"] + 5, 2)))  # already below: waits
     page.click("#alert-form button[type=submit]")
+    expect(page.locator("#alert-list li")).to_contain_text("waits for a price above")
+    near_alerts(lambda: wait_for(streamed)["last"], dash.live.api)  # by a script: announced too
+    expect(page.locator("#alert-list li")).to_have_count(3)
     toast = page.locator("#screen-toasts .screen-toast").filter(has_text="Price alert")
-    expect(toast).to_contain_text("AAPL traded at or below")
-    expect(page.locator("#alert-list li.fired")).to_have_count(1)
+    dash.gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
+    try:
+        expect(toast.first).to_contain_text(re.compile(r"AAPL traded at or (above|below)"),
+                                             timeout=10000)
+    finally:
+        dash.gateway.set_clock(speed=1)
+    expect(page.locator("#alert-list li.fired").first).to_be_visible()
+    expect(page.locator("#alert-list li").filter(has_text="waits for a price above")).to_have_count(1)
     page.fill("#alert-level", "-3")
     dash.allow_console_error("status of 400")
     page.click("#alert-form button[type=submit]")
     expect(page.locator("#alert-error")).to_contain_text("level")
     dash.shot("screen-alert")
+
+
+def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> None:  # noqa: F811
+    """The stream refused (e.g. a proxy that buffers it): the page polls /state, and the
+    watchlist and the chart's last bar keep moving from polled quotes."""
+    status, body = dash.live.api("PUT", "/api/v1/watchlist", {"symbols": [{"symbol": "MSFT"}]})
+    assert status == 200, body
+    page = dash.page
+    page.route(re.compile(r".*/api/v1/stream(\?.*)?$"), lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
+    dash.allow_console_error(r"EventSource|status of 503")
+    dash.open()
+    expect(page.locator("#feed")).to_have_text("polling")
+    expect(page.locator("#chart-symbol")).to_have_text("MSFT")
+    expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
+    expect(page.locator('#watchlist tr[data-symbol="MSFT"] td.last')).to_have_text(
+        re.compile(r"^\d[\d,]*\.\d{2}$"))
+    first = quote_cells(dash, "MSFT")
+    bar = page.evaluate("window.screenDebug.bars()")
+    wait_for(lambda: quote_cells(dash, "MSFT") != first, timeout=10)  # polled, no reload
+    wait_for(lambda: page.evaluate("window.screenDebug.bars()") != bar, timeout=10)  # live bar
+    assert any("/api/v1/quotes?watch=MSFT%3ASTK" in r for r in dash.requests)
+    dash.shot("screen-polling")

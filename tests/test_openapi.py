@@ -229,3 +229,41 @@ def test_fuzzing_invalid_requests_is_refused_and_places_nothing(fuzz_app, gatewa
     assert len(refused) > 150 and sum(status >= 400 for status in refused) >= 0.97 * len(refused)
     assert fuzz_app.extensions["trading"].journal.count() == 0  # nothing queued, ever
     assert list(gateway.all_orders()) == []
+
+
+def _clashing_app(first: type, second: type):
+    from flask import Flask
+
+    from openapi import documented
+
+    app = Flask(__name__)
+    app.add_url_rule("/api/v1/one", "one", documented(first)(lambda: ""))
+    app.add_url_rule("/api/v1/two", "two", documented(second)(lambda: ""))
+    return app
+
+
+def test_two_models_of_one_name_are_refused():
+    """Components are named after their class: two different classes of one name would leave one
+    undocumented (its $ref pointing at nothing or at the other): building the document refuses."""
+    from pydantic import BaseModel
+
+    from openapi import ComponentNameClash, document
+
+    def model(field: str) -> type[BaseModel]:
+        class Row(BaseModel):  # the same name, different fields
+            __annotations__ = {field: int}
+        return Row
+
+    def holder(row: type[BaseModel]) -> type[BaseModel]:
+        class Holder(BaseModel):
+            rows: list[row]  # type: ignore[valid-type]
+        return Holder
+
+    Fine = model("a")
+    assert "Row" in document(_clashing_app(Fine, holder(Fine)))["components"]["schemas"]
+    with pytest.raises(ComponentNameClash, match="'Row'.*2 different models"):
+        document(_clashing_app(model("a"), model("b")))
+    outer_a, outer_b = holder(model("a")), holder(model("b"))
+    outer_b.__name__ = "OtherHolder"
+    with pytest.raises(ComponentNameClash, match="Row"):  # nested: pydantic would rename both
+        document(_clashing_app(outer_a, outer_b))

@@ -4,7 +4,9 @@ watchlist and its shared quote lines, symbol search, price alerts, chart bars, t
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,6 +44,22 @@ def buy(client: Any, symbol: str, quantity: int) -> None:
         "symbol": symbol, "action": "BUY", "quantity": quantity, "order_type": "MKT"}).get_json()
     wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
                       if e["order_ref"] == posted["id"]], timeout=5)
+
+
+def near_alerts(last: Callable[[], float], api: Callable[..., tuple[int, dict]]) -> list[dict]:
+    """An ``above`` and a ``below`` AAPL alert one tick either side of the price now, both
+    primed (the price did not move while they were made): whichever way the price moves, one
+    of them crosses."""
+    for _ in range(5):
+        price = last()
+        made = [api("POST", "/api/v1/alerts", {"symbol": "AAPL", "condition": side,
+                                               "level": round(price + step, 2)})[1]
+                for side, step in (("above", 0.01), ("below", -0.01))]
+        if all(a["primed_at"] for a in made):
+            return made
+        for alert in made:
+            api("DELETE", f"/api/v1/alerts/{alert['id']}")
+    raise AssertionError("the price moved every time two alerts were made")
 
 
 @pytest.mark.slow
@@ -152,19 +170,31 @@ def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
     assert found["results"] and {r["sec_type"] for r in found["results"]} == {"CASH"}
     assert "EUR.USD" in {r["symbol"] for r in found["results"]}
     assert client.get("/api/v1/symbols?q=AAP").get_json()["results"][0]["symbol"] == "AAPL"
-    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
-    near = client.post("/api/v1/alerts", json={"symbol": "aapl", "condition": "below",
-                                               "level": round(quote["last"] + 5, 2),
-                                               "note": "test"})
-    assert near.status_code == 201, near.get_json()
-    far = client.post("/api/v1/alerts", json={"symbol": "AAPL", "condition": "above",
-                                              "level": round(quote["last"] * 3, 2)}).get_json()
-    fired = wait_for(lambda: client.get(f"/api/v1/alerts/{near.get_json()['id']}").get_json()
-                     ["triggered_at"])
-    assert fired and client.get(f"/api/v1/alerts/{far['id']}").get_json()["triggered_at"] is None
-    recent = app.extensions["trading"].quotes.snapshot().alerts
-    assert [a.id for _, a in recent] == [near.get_json()["id"]]
-    assert len(client.get("/api/v1/alerts").get_json()["alerts"]) == 2
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    hub = app.extensions["trading"].quotes
+    hub.watch()
+    last = wait_for(lambda: next((q.last for q in hub.snapshot().quotes if q.last), None))
+    beyond = client.post("/api/v1/alerts", json={"symbol": "aapl", "condition": "below",
+                                                 "level": round(last + 5, 2), "note": "test"})
+    assert beyond.status_code == 201, beyond.get_json()
+    beyond = beyond.get_json()
+    assert beyond["primed_at"] is None  # already below: waits for the price to come back over
+    def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        res = client.open(path, method=method, json=body)
+        return res.status_code, res.get_json()
+
+    near = near_alerts(lambda: next(q.last for q in hub.snapshot().quotes if q.last), api)
+    gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
+    fired = wait_for(lambda: [a for a in client.get("/api/v1/alerts").get_json()["alerts"]
+                              if a["triggered_at"]], timeout=10)
+    gateway.set_clock(speed=1)
+    assert fired[0]["id"] in {a["id"] for a in near}
+    assert (fired[0]["price"] >= fired[0]["level"]) == (fired[0]["condition"] == "above")
+    assert client.get(f"/api/v1/alerts/{beyond['id']}").get_json()["triggered_at"] is None
+    recent = hub.snapshot().alerts
+    assert fired[0]["id"] in [a.id for _, a in recent] and beyond["id"] not in [a.id for _, a in recent]
+    assert len(client.get("/api/v1/alerts").get_json()["alerts"]) == 3
+    far = beyond
     assert client.delete(f"/api/v1/alerts/{far['id']}").get_json()["id"] == far["id"]
     assert client.delete(f"/api/v1/alerts/{far['id']}").status_code == 404
     for url, field in (("/api/v1/symbols?q=", "q"), ("/api/v1/symbols?q=%3Cb%3E", "q"),
@@ -183,6 +213,27 @@ def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
         assert res.status_code == 400 and res.get_json()["error"]["field"] == field, body
     res = client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "1BAD"}]})
     assert res.status_code == 400 and res.get_json()["error"]["field"].startswith("symbols")
+
+
+def test_an_alert_fires_on_a_crossing_and_keeps_its_state_across_a_restart(tmp_path) -> None:
+    store = ScreenStore(tmp_path)
+    beyond = store.add_alert("AAPL", "STK", "below", 100.0, last=99.0)  # already under
+    near = store.add_alert("AAPL", "STK", "above", 101.0, last=100.5)
+    unknown = store.add_alert("MSFT", "STK", "above", 50.0)  # no price known yet
+    assert beyond.primed_at is None and near.primed_at is not None and unknown.primed_at is None
+    assert store.fire("AAPL", "STK", 99.5) == []  # still under: no crossing
+    assert store.fire("AAPL", "STK", 100.2) == []  # back over 100: ``beyond`` is primed
+    assert store.alert(beyond.id).primed_at is not None  # type: ignore[union-attr]
+    store = ScreenStore(tmp_path)  # a restart: the primed state is kept
+    assert store.alert(beyond.id).primed_at is not None  # type: ignore[union-attr]
+    assert [a.id for a in store.fire("AAPL", "STK", 101.0)] == [near.id]  # at the level
+    assert [(a.id, a.price) for a in store.fire("AAPL", "STK", 99.9)] == [(beyond.id, 99.9)]
+    assert store.fire("AAPL", "STK", 101.5) == store.fire("AAPL", "STK", 99.0) == []  # once
+    assert store.fire("MSFT", "STK", 51.0) == []  # the first price seen is beyond: waits
+    assert store.fire("MSFT", "STK", 49.0) == []
+    assert store.alert(unknown.id).triggered_at is None  # type: ignore[union-attr]
+    assert [a.id for a in ScreenStore(tmp_path).fire("MSFT", "STK", 50.0)] == [unknown.id]
+    assert ScreenStore(tmp_path).armed() == []
 
 
 def test_chart_bars_short_forms_and_fx_midpoint(start_app) -> None:
@@ -219,6 +270,34 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
             assert gateway.market_data_lines() == 2
         assert frames[0]["quotes"] != frames[1]["quotes"]
         wait_for(lambda: gateway.market_data_lines() == 0)
+
+
+def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(start_app) -> None:
+    """A dashboard that cannot hold a stream polls GET /quotes: the watchlist and its `watch`
+    symbols are streamed while it polls, and released a few seconds after it stops."""
+    from quote_hub import LEASE_SECONDS
+
+    gateway, app, client = start_app()
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "MSFT"}]})
+    assert app.extensions["trading"].quotes.watchers() == 0 and gateway.market_data_lines() == 0
+    lasts: dict[str, set] = {"MSFT": set(), "EUR.USD": set()}
+
+    def polled() -> bool:
+        res = client.get("/api/v1/quotes?watch=EUR.USD:CASH")
+        assert res.status_code == 200, res.get_json()
+        for q in res.get_json()["quotes"]:
+            if q["last"] is not None:
+                lasts[q["symbol"]].add(q["last"])
+                assert q["time"].endswith("Z")  # the API's one time format
+        return all(len(seen) >= 2 for seen in lasts.values())
+
+    wait_for(polled, timeout=15)  # quotes move from poll to poll
+    assert gateway.market_data_lines() == 2
+    stopped = time.monotonic()
+    wait_for(lambda: gateway.market_data_lines() == 0, timeout=LEASE_SECONDS + 5)
+    assert time.monotonic() - stopped >= LEASE_SECONDS - 1  # kept between polls
+    res = client.get("/api/v1/quotes?watch=AAPL;rm")
+    assert res.status_code == 400 and res.get_json()["error"]["field"] == "watch"
 
 
 def test_a_refused_stream_leaves_no_watcher(start_app) -> None:

@@ -185,6 +185,31 @@ async def test_market_data_lines_limit_gives_101(start_gateway: Callable[..., Si
         await until(lambda: gw.market_data_lines() == 2, what="the freed line reused")
 
 
+@async_test
+async def test_a_bar_request_reports_its_own_error_not_the_quote_lines(
+        start_gateway: Callable[..., SimGateway]) -> None:
+    """No market data subscription: the chart's bars are refused with 162 while the quote line
+    of the same contract, asked right after, gets 10168. The chart says 162 (its request's)."""
+    from history import BarsKey, HistoryRefused, fetch_bars
+
+    gw = start_gateway(market_data="none")
+    async with connected(gw) as ib:
+        errors = Errors(ib)
+        [contract] = await qualified(ib, aapl())
+        ib.reqMarketDataType(3)  # delayed when not subscribed, as the app asks
+        key = BarsKey("AAPL", "STK", "1 D", "5 mins", "TRADES")
+        gw.stall(0.3)  # the answers are held, then sent in one burst (as a busy gateway does)
+        bars = asyncio.ensure_future(fetch_bars(ib, contract, key, timeout=5))
+        await asyncio.sleep(0)  # the bar request goes out first ...
+        for _ in range(3):  # ... then quote lines: their 10168 arrive after the bars' 162
+            ib.reqMktData(contract)
+        with pytest.raises(HistoryRefused) as refused:
+            await bars
+        assert "IB error 162" in str(refused.value), refused.value
+        assert "No market data permissions" in str(refused.value)
+        await until(lambda: 10168 in errors.codes(), what="10168 for the quote line")
+
+
 # ----------------------------------------------------------------------------- ibapi 9.81
 @pytest.mark.slow
 def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: App) -> None:  # noqa: F811

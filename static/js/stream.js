@@ -13,6 +13,8 @@ const feed = {es: null, pollTimer: null, polling: false, retryTimer: null, mode:
 
 export function setFeedMode(mode) {
   feed.mode = mode;
+  // hook: static/screen/ polls its quotes while the page polls /state
+  window.dispatchEvent(new CustomEvent("dashboard:feed", {detail: {mode, pollMs: POLL_MS}}));
   const node = $("#feed");
   node.textContent = {stream: "live stream", polling: "polling", offline: "offline", connecting: "connecting…"}[mode] || mode;
   node.className = `feed feed-${mode}`;

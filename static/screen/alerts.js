@@ -40,7 +40,15 @@ export async function refreshAlerts() {
   $("#alert-list").replaceChildren(...alerts.map((a) => el("li", {class: a.triggered_at ? "fired" : "armed"},
     el("span", {class: "mono", text: a.symbol}), " ",
     el("span", {text: `${a.condition === "above" ? "≥" : "≤"} ${fmtPrice(a.level)}`}), " ",
-    el("span", {class: "small muted", text: a.triggered_at ? `fired at ${fmtPrice(a.price)}` : "armed"}),
+    el("span", {class: "small muted", text: alertState(a)}),
     el("button", {type: "button", class: "btn small-btn", text: "×", "aria-label": `Delete alert ${a.symbol} ${a.level}`,
       onclick: async () => { await api(`/api/v1/alerts/${a.id}`, {method: "DELETE"}); refreshAlerts(); }}))));
+}
+
+/** Fired, armed (primed: the price was on the near side), or waiting for the price to come
+ * back across the level (it was at or beyond it when the alert was made). */
+function alertState(a) {
+  if (a.triggered_at) return `fired at ${fmtPrice(a.price)}`;
+  if (a.primed_at) return "armed";
+  return `waits for a price ${a.condition === "above" ? "below" : "above"} ${fmtPrice(a.level)}, then fires when it crosses`;
 }

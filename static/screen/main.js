@@ -4,6 +4,7 @@ import {setupAlerts, refreshAlerts} from "./alerts.js";
 import {chartTarget, onQuote, onState, setupChart, showSymbol} from "./chart.js";
 import {alertEvents, orderEvents, setupNotifications} from "./notify.js";
 import {renderPnl} from "./pnl.js";
+import {api} from "./util.js";
 import {onQuotes, quoteOf, setupWatchlist, watchItems} from "./watchlist.js";
 
 function watchChart(item) {
@@ -20,13 +21,47 @@ window.addEventListener("dashboard:state", (event) => {
   renderPnl(event.detail);
 });
 
-window.addEventListener("dashboard:quotes", (event) => {
-  let frame;
-  try { frame = JSON.parse(event.detail); } catch (err) { return; }
+function onFrame(frame) {
   onQuotes(frame);
   const target = chartTarget();
   if (target) onQuote(quoteOf(target.symbol, target.sec_type));
   alertEvents(frame.alerts, refreshAlerts);
+}
+
+window.addEventListener("dashboard:quotes", (event) => {
+  let frame;
+  try { frame = JSON.parse(event.detail); } catch (err) { return; }
+  onFrame(frame);
+});
+
+// While the page polls /state (no stream), the quotes are polled too, at the same period: each
+// poll also keeps the watchlist's and the chart's lines streamed at the server.
+let quotePoll = null;
+let quotePolling = false;
+
+async function pollQuotes() {
+  if (quotePolling) return;
+  quotePolling = true;
+  try {
+    const watch = window.dashboardWatch ? `?watch=${encodeURIComponent(window.dashboardWatch)}` : "";
+    const frame = await api(`/api/v1/quotes${watch}`);
+    if (quotePoll !== null) onFrame(frame);
+  } catch (err) {
+    // the /state poll says the server is unreachable; the next poll tries again
+  } finally {
+    quotePolling = false;
+  }
+}
+
+window.addEventListener("dashboard:feed", (event) => {
+  const {mode, pollMs} = event.detail;
+  if (mode === "polling" && quotePoll === null) {
+    quotePoll = setInterval(pollQuotes, pollMs);
+    pollQuotes();
+  } else if (mode !== "polling" && quotePoll !== null) {
+    clearInterval(quotePoll);
+    quotePoll = null;
+  }
 });
 
 setupChart();
