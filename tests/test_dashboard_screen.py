@@ -87,7 +87,7 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     # a fill raises the notification: toast, aria-live region
     status, _ = server.api("POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY",
                                                      "quantity": 3, "order_type": "MKT"})
-    toast = page.locator("#screen-toasts .screen-toast").filter(has_text="Filled")
+    toast = page.locator("#toasts .toast").filter(has_text="Filled")
     expect(toast).to_contain_text("Buy 3 AAPL")
     expect(page.locator("#screen-announcer")).to_contain_text("Filled")
     # the position's P&L today moves with the market, next to the account's
@@ -99,7 +99,7 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     # a cancel is announced too
     status, _ = server.api("POST", f"/api/v1/orders/{order_id}/cancel")
     assert status == 202
-    expect(page.locator("#screen-toasts .screen-toast").filter(has_text="Cancelled")).to_contain_text(
+    expect(page.locator("#toasts .toast").filter(has_text="Cancelled")).to_contain_text(
         "Buy 5 AAPL")
     dash.shot("screen-fill-toast")
 
@@ -120,7 +120,7 @@ def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
     expect(page.locator("#alert-list li")).to_contain_text("waits for a price above")
     near_alerts(lambda: wait_for(streamed)["last"], dash.live.api)  # by a script: announced too
     expect(page.locator("#alert-list li")).to_have_count(3)
-    toast = page.locator("#screen-toasts .screen-toast").filter(has_text="Price alert")
+    toast = page.locator("#toasts .toast").filter(has_text="Price alert")
     dash.gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
     try:
         expect(toast.first).to_contain_text(re.compile(r"AAPL traded at or (above|below)"),

@@ -1,6 +1,7 @@
 // Announcements of fills, partial fills, rejects, cancels and price alerts: a toast, the
 // aria-live region, the tab title (unseen count) and, once allowed, a browser Notification.
-import {$, el} from "./util.js";
+import {toast} from "../js/toasts.js";
+import {$} from "./util.js";
 
 const baseTitle = document.title;
 let unseen = 0;
@@ -10,14 +11,8 @@ function retitle() {
 }
 
 export function announce(title, body, kind) {
-  const box = $("#screen-toasts");
-  const item = el("div", {class: `screen-toast ${kind || "info"}`, role: "status"},
-    el("strong", {text: title}), el("span", {text: body}),
-    el("button", {type: "button", class: "toast-close", "aria-label": "Dismiss", text: "×",
-      onclick: () => item.remove()}));
-  box.append(item);
-  while (box.children.length > 5) box.firstElementChild.remove();
-  setTimeout(() => item.remove(), 12000);
+  // the dashboard's message bar (docked at the bottom, never over a row's buttons)
+  toast(`${title}: ${body}`, kind === "error" ? "error" : "info");
   $("#screen-announcer").textContent = `${title}: ${body}`;
   if (document.hidden || !document.hasFocus()) {
     unseen += 1;
