@@ -354,6 +354,12 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     expect(row.locator("td.price")).to_have_text(f"{limit:,.2f}")
     wait_for(lambda: dash.gateway.open_orders())
     dash.shot("limit_order_working")
+    # its history, read from /orders/<id> (the stream's rows are brief), stays open and
+    # follows the order
+    row.locator("button.expander").click()
+    history = row.locator(".lifecycle")
+    expect(history).to_contain_text("source dashboard")
+    expect(history).to_contain_text("→ Submitted")
 
     new_limit = round(bid * 0.92, 2)
     row.locator("button.modify-btn").click()
@@ -365,16 +371,19 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     expect(dialog).to_be_hidden()
     expect(row.locator("td.price")).to_have_text(f"{new_limit:,.2f}")
     wait_for(lambda: [o for o in dash.gateway.open_orders() if o.lmt_price == new_limit])
+    expect(history).to_contain_text(f"broker confirmed the change: limit price {new_limit:g}")
 
     row.locator("button.cancel-btn").click()
     done = dash.order_group("completed-orders", "AAPL")
-    expect(done.locator(".pill")).to_have_text("Cancelled")
+    expect(done.locator(".order-row .pill")).to_have_text("Cancelled")  # (its history's: below)
     expect(page.locator("#working-empty")).to_be_visible()
     assert not dash.gateway.open_orders()
-    done.locator("button.expander").click()
+    expect(done.locator("button.expander")).to_have_attribute("aria-expanded", "true")
     expect(done.locator(".lifecycle")).to_contain_text(
         f"broker confirmed the change: limit price {new_limit:g}")
     expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
+    expect(done.locator(".lifecycle")).to_contain_text("Submitted → Cancelled")
+    assert "lifecycle" not in dash.live.api("GET", "/api/v1/state")[1]["orders"][0]
     dash.shot("limit_order_cancelled")
 
 
