@@ -105,6 +105,9 @@ class PositionRow:
     description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
     multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
     local_symbol: str = ""
+    # what market data the price and value are (live | delayed | ..., market_data.TYPE_NAMES);
+    # None until a quote told (market_data.Entitlements)
+    market_data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,8 @@ class IBConnector(IBConnection):
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
         # so a second request would clear the prices the first one is about to read
         self._quoting: dict[int, asyncio.Future[Quote]] = {}
+        self._entitled = market_data.Entitlements()  # what the positions' prices are
+        self._probe: asyncio.Task | None = None  # one quote asked to learn it, per session
         self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
@@ -378,6 +383,8 @@ class IBConnector(IBConnection):
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
         ib.reqMarketDataType(self.market_data_type)  # 3: live where subscribed, else delayed
+        self._entitled.clear()  # learned again this session (the first position's quote)
+        self._probe = None
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
@@ -402,6 +409,8 @@ class IBConnector(IBConnection):
                        asyncio.create_task(self._measure_clock(ib), name="connector-clock")]
 
     async def on_disconnected(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -643,7 +652,9 @@ class IBConnector(IBConnection):
         connected = ib is not None and ib.isConnected()
         old = self._snapshot
         account = _account_snapshot(ib, self.account) if ib and connected else old.account
-        positions = _positions(ib) if ib and connected else old.positions
+        positions = _positions(ib, self._entitled) if ib and connected else old.positions
+        if positions and connected and self._probe is None and not self._entitled.known:
+            self._probe = asyncio.ensure_future(self._probe_market_data(positions[0]))
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
                                   reverse=True))
@@ -688,11 +699,28 @@ class IBConnector(IBConnection):
             ib.errorEvent -= on_error
         ticker = tickers[0]
         code, notice = market_data.explain(notices, symbol)
+        kind = market_data.type_name(ticker.marketDataType)
+        priced = any(_num(p) is not None for p in (ticker.bid, ticker.ask, ticker.last,
+                                                    ticker.close))
+        if priced and self._entitled.learn(contract.conId, kind):
+            self._schedule_rebuild()  # the positions' label follows
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
                      close=_num(ticker.close), time=time.time(),
-                     market_data=market_data.type_name(ticker.marketDataType),
-                     notice_code=code, notice=notice)
+                     market_data=kind, notice_code=code, notice=notice)
+
+    async def _probe_market_data(self, row: PositionRow) -> None:
+        """Ask one quote of a held contract, so the positions' prices say whether they are
+        live or delayed before anyone asked for a quote (once per session)."""
+        plain = row.sec_type in ("STK", "CASH")  # by symbol, as the quote panel asks
+        try:
+            await asyncio.wait_for(self._quote(row.symbol, row.sec_type, row.currency,
+                                               0 if plain else row.con_id), QUOTE_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # log and carry on: the positions stay unlabelled
+            log.warning("could not learn whether %s's price is live or delayed: %s",
+                        row.symbol, exc)
 
     async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str,
                          con_id: int = 0) -> Contract:
@@ -739,7 +767,7 @@ def _account_snapshot(ib: IB, wanted: str) -> AccountSnapshot | None:
                            figures=figures, values=values)
 
 
-def _positions(ib: IB) -> tuple[PositionRow, ...]:
+def _positions(ib: IB, entitled: market_data.Entitlements) -> tuple[PositionRow, ...]:
     portfolio = {(item.account, item.contract.conId): item for item in ib.portfolio()}
     rows = []
     for pos in ib.positions():
@@ -756,7 +784,8 @@ def _positions(ib: IB) -> tuple[PositionRow, ...]:
             realized_pnl=item.realizedPNL if item else None,
             description=_description(pos.contract),
             multiplier=instruments.multiplier_of(pos.contract.multiplier),
-            local_symbol=pos.contract.localSymbol))
+            local_symbol=pos.contract.localSymbol,
+            market_data=entitled.of(pos.contract.conId)))
     return tuple(sorted(rows, key=lambda r: r.symbol))
 
 

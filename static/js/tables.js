@@ -64,16 +64,24 @@ function moveFocus(oldNode, freshNode) {
 const cell = (label, props, ...children) => el("td", {...props, dataset: {label}}, ...children);
 
 // ---------------------------------------------------------------- positions
+// the account's market data (the quote panel's label too): delayed or delayed-frozen prices
+const isDelayed = (p) => typeof p.market_data === "string" && p.market_data.startsWith("delayed");
+const delayedTitle = (p) => (isDelayed(p)
+  ? `${p.market_data}: ~15 min old, the account has no live market-data subscription` : undefined);
+
 function renderPositions(positions) {
   const body = $("#positions tbody");
   syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
     const closeSide = p.quantity > 0 ? "SELL" : "BUY";
+    const delayed = isDelayed(p);
     return el("tr", {class: "trow", dataset: {symbol: p.symbol}},
       el("td", {class: "sym lead"}, el("span", {text: p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null),
       cell("Qty", {class: `num ${p.quantity < 0 ? "neg" : ""}`, text: fmtQty(p.quantity)}),
       cell("Avg cost", {class: "num opt", text: fmtPrice(p.avg_cost)}),
-      cell("Price", {class: "num", text: fmtPrice(p.market_price)}),
-      cell("Value", {class: "num opt", text: fmtMoney(p.market_value)}),
+      cell("Price", {class: `num ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtPrice(p.market_price),
+        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
+      cell("Value", {class: `num opt ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtMoney(p.market_value),
+        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
       cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
       el("td", {class: "actions"}, el("button", {
         type: "button", class: "btn small-btn close-position", dataset: {focusKey: `close:${p.symbol}`},
