@@ -160,7 +160,12 @@ function statusClass(o) {
   return "muted";
 }
 
-const inProgress = (o) => !!o.ours && !o.verdict && IN_PROGRESS.has(o.phase);
+// The broker holds the order (PreSubmitted: accepted, waiting for its trigger; Submitted:
+// working): from then on the row shows the broker's status alone, even while the app is still
+// in its own settle or monitoring window (which ends with the verdict "working" up to
+// MONITOR_TIMEOUT seconds later and only watches for a late rejection).
+const AT_THE_BROKER = new Set(["PreSubmitted", "Submitted", "PendingCancel"]);
+const inProgress = (o) => !!o.ours && !o.verdict && IN_PROGRESS.has(o.phase) && !AT_THE_BROKER.has(o.status);
 
 function orderGroup(o, working) {
   const group = el("tbody", {class: `order-group ${expanded.has(o.id) ? "open" : ""}`, dataset: {orderId: o.id}});
