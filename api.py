@@ -273,7 +273,9 @@ def _as_bytes(body: str | bytes) -> bytes:
 
 
 def _etag(version: object) -> str:
-    boot = current_app.extensions.setdefault("etag_boot", secrets.token_hex(4))
+    boot = current_app.extensions.get("etag_boot")
+    if boot is None:  # once per app (setdefault's argument would read urandom every GET)
+        boot = current_app.extensions.setdefault("etag_boot", secrets.token_hex(4))
     parts = version if isinstance(version, tuple) else (version,)
     return f'W/"{boot}-{"-".join(str(p) for p in parts)}"'
 
