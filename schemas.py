@@ -540,7 +540,8 @@ class OrderOut(_Out):
                                     "'AAPL 20261218 200 C' (the symbol for stocks)")
     verdict: str | None = None
     phase: str | None = None
-    # ours only: the few fields of the lifecycle record the dashboard's tables show
+    # ours only: the few fields of the lifecycle record the dashboard's tables show (the
+    # optional ones only when set)
     trailing_amount: float | None = Field(None, description="TRAIL: trail by this amount")
     trailing_percent: float | None = Field(None, description="TRAIL: trail by this percentage")
     parent: str | None = Field(None, description="a bracket leg: our id of its parent")

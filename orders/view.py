@@ -28,9 +28,11 @@ def _brief_fields(record: Lifecycle) -> dict[str, Any]:
     TRAIL order), the bracket links, why the verdict, where the order came from, and when
     the record last changed (the dashboard re-reads an open history when it moves)."""
     intent = record.intent
-    return {"trailing_amount": intent.trailing_amount,
-            "trailing_percent": intent.trailing_percent, "parent": record.parent,
-            "legs": list(record.children), "verdict_reason": record.verdict_reason,
+    optional = {"trailing_amount": intent.trailing_amount,
+                "trailing_percent": intent.trailing_percent, "parent": record.parent,
+                "legs": list(record.children), "verdict_reason": record.verdict_reason}
+    # only those the order has (absent = null): every byte is sent 200 times per /state
+    return {**{k: v for k, v in optional.items() if v not in (None, [])},
             "source": record.source, "updated_at": record.updated_at}
 
 
