@@ -275,7 +275,9 @@ def _as_bytes(body: str | bytes) -> bytes:
 
 
 def _etag(version: object) -> str:
-    boot = current_app.extensions.setdefault("etag_boot", secrets.token_hex(4))
+    boot = current_app.extensions.get("etag_boot")
+    if boot is None:  # once per app (setdefault's argument would read urandom every GET)
+        boot = current_app.extensions.setdefault("etag_boot", secrets.token_hex(4))
     parts = version if isinstance(version, tuple) else (version,)
     return f'W/"{boot}-{"-".join(str(p) for p in parts)}"'
 
@@ -345,9 +347,16 @@ def state_json(svc: Services) -> str:
         status=_dumps(status_payload(svc, snap)),
         account=_account_json(snap),
         positions=_positions_json(snap),
-        orders=_json_cached("orders-detail", _orders_key(svc, snap, records),
-                            lambda: merged_orders(snap, records, detail=True)),
+        orders=_state_orders_json(svc, snap, records),
         executions=_executions_json(snap))
+
+
+def _state_orders_json(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> str:
+    """The orders of /state and the stream: every brief row (as /orders serves them, each
+    serialised once per change); an order's lifecycle is at its url (/orders/<id>)."""
+    key = _orders_key(svc, snap, records)
+    return _cached("state-orders", key, lambda: "[" + ",".join(
+        r.text.decode() for r in _order_rows(svc, snap, records, key)) + "]")
 
 
 @bp.get("/state")
@@ -365,8 +374,7 @@ def state() -> Response:
         records = _records(svc)
         rest = _cached("state-rest", version, lambda: ("," + _object_json(
             account=_account_json(snap), positions=_positions_json(snap),
-            orders=_json_cached("orders-detail", _orders_key(svc, snap, records),
-                                lambda: merged_orders(snap, records, detail=True)),
+            orders=_state_orders_json(svc, snap, records),
             executions=_executions_json(snap))[1:]).encode())
         return (f'{{"version":{_dumps(version)},'
                 f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
@@ -1228,15 +1236,14 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
 
 
 # ----------------------------------------------------------------- merging
-def merged_orders(snap: Snapshot, records: list[Lifecycle],
-                  detail: bool = False) -> list[dict[str, Any]]:
-    """Broker rows joined with our records (cached until either side changes)."""
+def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
+    """Broker rows joined with our records, brief (cached until either side changes)."""
     svc = services()
-    return _cached(f"orders-{detail}", _orders_key(svc, snap, records),
-                   lambda: _merge(snap, records, detail))
+    return _cached("orders-brief", _orders_key(svc, snap, records),
+                   lambda: _merge(snap, records))
 
 
-def _merge(snap: Snapshot, records: list[Lifecycle], detail: bool) -> list[dict[str, Any]]:
+def _merge(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
     """Broker rows joined with our records by orderRef, then permId; our unsent ones too."""
     by_id = {r.id: r for r in records}
     by_perm = {r.perm_id: r for r in records if r.perm_id}
@@ -1246,10 +1253,10 @@ def _merge(snap: Snapshot, records: list[Lifecycle], detail: bool) -> list[dict[
         record = by_id.get(row.order_ref) or by_perm.get(row.perm_id)
         if record is not None:
             used.add(record.id)
-        rows.append(_order_json(row, record, brief=not detail))
+        rows.append(_order_json(row, record, brief=True))
     for record in records:
         if record.id not in used:
-            rows.append(_order_json(None, record, brief=not detail))
+            rows.append(_order_json(None, record, brief=True))
     return rows
 
 

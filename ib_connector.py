@@ -108,6 +108,9 @@ class PositionRow:
     local_symbol: str = ""
     avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
     daily_pnl: float | None = None  # P&L today (IB's pnlSingle)
+    # what market data the price and value are (live | delayed | ..., market_data.TYPE_NAMES);
+    # None until a quote told (market_data.Entitlements)
+    market_data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,8 @@ class IBConnector(IBConnection):
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
         # so a second request would clear the prices the first one is about to read
         self._quoting: dict[int, asyncio.Future[Quote]] = {}
+        self._entitled = market_data.Entitlements()  # what the positions' prices are
+        self._probe: asyncio.Task | None = None  # one quote asked to learn it, per session
         self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
@@ -382,6 +387,8 @@ class IBConnector(IBConnection):
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
         ib.reqMarketDataType(self.market_data_type)  # 3: live where subscribed, else delayed
+        self._entitled.clear()  # learned again this session (the first position's quote)
+        self._probe = None
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
@@ -409,6 +416,8 @@ class IBConnector(IBConnection):
                        asyncio.create_task(self._measure_clock(ib), name="connector-clock")]
 
     async def on_disconnected(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -654,7 +663,9 @@ class IBConnector(IBConnection):
         old = self._snapshot
         marks = self._marks if connected else None
         account = _account_snapshot(ib, self.account, marks) if ib and connected else old.account
-        positions = _positions(ib, marks) if ib and connected else old.positions
+        positions = _positions(ib, self._entitled, marks) if ib and connected else old.positions
+        if positions and connected and self._probe is None and not self._entitled.known:
+            self._probe = asyncio.ensure_future(self._probe_market_data(positions[0]))
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
                                   reverse=True))
@@ -699,11 +710,28 @@ class IBConnector(IBConnection):
             ib.errorEvent -= on_error
         ticker = tickers[0]
         code, notice = market_data.explain(notices, symbol)
+        kind = market_data.type_name(ticker.marketDataType)
+        priced = any(_num(p) is not None for p in (ticker.bid, ticker.ask, ticker.last,
+                                                    ticker.close))
+        if priced and self._entitled.learn(contract.conId, kind):
+            self._schedule_rebuild()  # the positions' label follows
         return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
                      bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
                      close=_num(ticker.close), time=time.time(),
-                     market_data=market_data.type_name(ticker.marketDataType),
-                     notice_code=code, notice=notice)
+                     market_data=kind, notice_code=code, notice=notice)
+
+    async def _probe_market_data(self, row: PositionRow) -> None:
+        """Ask one quote of a held contract, so the positions' prices say whether they are
+        live or delayed before anyone asked for a quote (once per session)."""
+        plain = row.sec_type in ("STK", "CASH")  # by symbol, as the quote panel asks
+        try:
+            await asyncio.wait_for(self._quote(row.symbol, row.sec_type, row.currency,
+                                               0 if plain else row.con_id), QUOTE_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # log and carry on: the positions stay unlabelled
+            log.warning("could not learn whether %s's price is live or delayed: %s",
+                        row.symbol, exc)
 
     async def contract_for(self, symbol: str, sec_type: str) -> Contract:
         """The qualified contract (cached; loop side). LookupError when unknown."""
@@ -771,7 +799,8 @@ def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> Ac
                            figures=figures, values=values)
 
 
-def _positions(ib: IB, marks: LiveMarks | None = None) -> tuple[PositionRow, ...]:
+def _positions(ib: IB, entitled: market_data.Entitlements,
+               marks: LiveMarks | None = None) -> tuple[PositionRow, ...]:
     portfolio = {(item.account, item.contract.conId): item for item in ib.portfolio()}
     live = marks.row_marks() if marks is not None else {}
     rows = []
@@ -790,7 +819,7 @@ def _positions(ib: IB, marks: LiveMarks | None = None) -> tuple[PositionRow, ...
             realized_pnl=item.realizedPNL if item else None,
             description=_description(pos.contract),
             multiplier=multiplier, local_symbol=pos.contract.localSymbol,
-            avg_price=pos.avgCost / multiplier))
+            avg_price=pos.avgCost / multiplier, market_data=entitled.of(pos.contract.conId)))
         mark = live.get(pos.contract.conId) if pos.account == (marks.account if marks else "") \
             else None
         if mark is not None:

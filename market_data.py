@@ -51,3 +51,33 @@ def explain(codes: list[tuple[int, str]], symbol: str) -> tuple[int | None, str 
         if code in NO_DATA_CODES:
             return code, NO_DATA_CODES[code].format(symbol=symbol) + f" (IB: {text.strip()})"
     return None, None
+
+
+class Entitlements:
+    """Which market data the account's prices are (live, delayed...), learned from every quote
+    that carried a price, per contract and for the account as a whole. IB prices the portfolio
+    (updatePortfolio: the positions' market price and value) from the same data as the
+    account's quotes, so a position is labelled with what its contract's last quote was, else
+    with the account's last quote's type; None until a quote has said."""
+
+    def __init__(self) -> None:
+        self._by_con: dict[int, str] = {}
+        self._last: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self._last is not None
+
+    def learn(self, con_id: int, kind: str) -> bool:
+        """Record a priced quote's type; True when that changes what a position would say."""
+        changed = self._by_con.get(con_id) != kind or self._last != kind
+        self._by_con[con_id] = kind
+        self._last = kind
+        return changed
+
+    def of(self, con_id: int) -> str | None:
+        return self._by_con.get(con_id, self._last)
+
+    def clear(self) -> None:
+        self._by_con.clear()
+        self._last = None

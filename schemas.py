@@ -576,7 +576,18 @@ class OrderOut(_Out):
                                     "'AAPL 20261218 200 C' (the symbol for stocks)")
     verdict: str | None = None
     phase: str | None = None
-    lifecycle: Lifecycle | None = None
+    # ours only: the few fields of the lifecycle record the dashboard's tables show (the
+    # optional ones only when set)
+    trailing_amount: float | None = Field(None, description="TRAIL: trail by this amount")
+    trailing_percent: float | None = Field(None, description="TRAIL: trail by this percentage")
+    parent: str | None = Field(None, description="a bracket leg: our id of its parent")
+    legs: list[str] | None = Field(None, description="a bracket parent: our ids of its legs")
+    verdict_reason: str | None = None
+    source: str | None = Field(None, description="where the order came from: api, dashboard, "
+                               "webhook, bracket...")
+    updated_at: float | None = Field(None, description="when our record last changed")
+    lifecycle: Lifecycle | None = Field(None, description="the whole record (steps, status "
+                                        "transitions, messages, fills): /orders/<id> only")
 
 
 class OrdersOut(_Out):
@@ -588,7 +599,8 @@ class OrdersOut(_Out):
 
 
 class StateOut(_Out):
-    """Everything the dashboard shows (also every stream event's data)."""
+    """Everything the dashboard shows (also every stream event's data). Its orders are brief
+    rows, as in /orders: an order's lifecycle is at its ``url``."""
 
     version: int
     status: StatusOut

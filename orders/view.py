@@ -8,6 +8,10 @@ connection heard them). One exception: a verdict that is only our own conclusion
 row gives the state until the record is re-adopted. Another client's order is the reader's
 row. /orders, /orders/<id>,
 /state and the stream all build their rows here.
+
+A brief row (/orders, /state, the stream) leaves out the lifecycle (steps, transitions,
+messages, fills: ~1.7 KB an order) but keeps the few fields of it the dashboard's tables show
+(``_brief_fields``); /orders/<id> adds the whole record.
 """
 
 from __future__ import annotations
@@ -17,6 +21,19 @@ from typing import Any
 
 from order_records import Lifecycle
 from orders.lifecycle import OUR_FINAL, is_final
+
+
+def _brief_fields(record: Lifecycle) -> dict[str, Any]:
+    """What the tables need of the record beyond the row: the trail (the price column of a
+    TRAIL order), the bracket links, why the verdict, where the order came from, and when
+    the record last changed (the dashboard re-reads an open history when it moves)."""
+    intent = record.intent
+    optional = {"trailing_amount": intent.trailing_amount,
+                "trailing_percent": intent.trailing_percent, "parent": record.parent,
+                "legs": list(record.children), "verdict_reason": record.verdict_reason}
+    # only those the order has (absent = null): every byte is sent 200 times per /state
+    return {**{k: v for k, v in optional.items() if v not in (None, [])},
+            "source": record.source, "updated_at": record.updated_at}
 
 
 def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[str, Any]:
@@ -39,7 +56,8 @@ def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[
         out = {**ours, **broker}
     else:
         out = {**broker, **{k: v for k, v in ours.items() if v is not None or k not in broker}}
-    out.update(id=record.id, ours=True, verdict=record.verdict, phase=record.phase)
+    out.update(id=record.id, ours=True, verdict=record.verdict, phase=record.phase,
+               **_brief_fields(record))
     if not brief:
         out["lifecycle"] = dataclasses.asdict(record)
     return out

@@ -116,7 +116,13 @@ def test_state_agrees_with_the_read_endpoints(client, gateway):
     assert body["executions"] == executions
     assert [o["id"] for o in body["orders"]] == [o["id"] for o in orders]
     ours = next(o for o in body["orders"] if o["id"] == posted["id"])
-    assert ours["status"] == "Filled" and ours["lifecycle"]["verdict"] == "filled"
+    assert ours["status"] == "Filled" and ours["verdict"] == "filled"
+    # brief rows, as /orders has them: the lifecycle is one GET away, at the row's url
+    assert ours == next(o for o in orders if o["id"] == posted["id"])
+    assert "lifecycle" not in ours and ours["source"] == "api" and "parent" not in ours
+    full = client.get(ours["url"]).get_json()
+    assert full["lifecycle"]["verdict"] == "filled" and full["lifecycle"]["fills"]
+    assert full["updated_at"] == ours["updated_at"] == full["lifecycle"]["updated_at"]
     assert body["status"]["ok"] is True and body["version"] >= 1
 
 
@@ -140,11 +146,11 @@ def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
     snap = Snapshot(connection=None, account=None, positions=(), orders=(row,), executions=(),
                     updated_at=None, orders_updated_at=None)
     with app.test_request_context():
-        [merged] = _merge(snap, [record], detail=False)
+        [merged] = _merge(snap, [record])
         assert (merged["status"], merged["open"], merged["filled"], merged["avg_fill_price"]) \
             == ("Filled", False, 2, 180.5)
         ours_only = dataclasses.replace(record, status="Cancelled", verdict="not_sent")
-        [kept] = _merge(snap, [ours_only], detail=False)
+        [kept] = _merge(snap, [ours_only])
         assert (kept["status"], kept["open"]) == ("Submitted", True)
 
 

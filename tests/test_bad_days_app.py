@@ -140,6 +140,34 @@ def test_account_without_subscription_gets_delayed_quotes_labelled_and_orders_ac
     wait_for(lambda: order_json(client, market.get_json()["id"])["verdict"] == "filled")
 
 
+def held(client, symbol):
+    rows = client.get("/api/v1/positions").get_json()["positions"]
+    return next((p for p in rows if p["symbol"] == symbol), None)
+
+
+@pytest.mark.parametrize("kind", ["delayed", "live"])
+def test_positions_say_whether_their_prices_are_delayed(start_app, kind):
+    """The positions' market price and value (IB's portfolio stream) are the account's market
+    data: labelled delayed on an account without a subscription, live on one with it; a fresh
+    app holding positions asks one quote itself to know."""
+    from app_simple import create_app
+
+    gateway, app, client = start_app(market_data=kind)
+    assert post_order(client, quantity=3).status_code == 202  # the risk gate's quote tells
+    row = wait_for(lambda: (p := held(client, "AAPL")) and p["market_data"] and p)
+    assert row["market_data"] == kind and row["market_price"] > 0
+    app.extensions["trading"].stop()
+    fresh = create_app({"SETTINGS": app_settings(gateway, client_id=1999),
+                        "TESTING": True})
+    try:
+        client = api_client(fresh)
+        row = wait_for(lambda: (p := held(client, "AAPL")) and p["market_data"] and p)
+        assert row["market_data"] == kind and row["quantity"] == 3
+        assert client.get("/api/v1/state").get_json()["positions"][0]["market_data"] == kind
+    finally:
+        fresh.extensions["trading"].stop()
+
+
 def test_delayed_collar_is_configurable(start_app):
     gateway, app, client = start_app({"risk_price_collar_pct": 50, "risk_delayed_collar_pct": 1},
                                      market_data="delayed")

@@ -79,7 +79,8 @@ class Live:
 def live(request, tmp_path) -> Iterator[Live]:
     """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator,
     or (parametrized "live_account") on a simulator whose account looks live, with live
-    trading allowed and a typed confirmation from 1,000 of notional."""
+    trading allowed and a typed confirmation from 1,000 of notional, or (parametrized
+    "monitor_60s") on the ``gateway`` fixture with a 60 s monitoring window after each order."""
     journal = str(tmp_path / "orders.db")
     kind = getattr(request, "param", "gateway")
     own = None  # a gateway this fixture started (and stops)
@@ -95,7 +96,8 @@ def live(request, tmp_path) -> Iterator[Live]:
                                 live_confirm_notional=1000)
     else:
         gateway = request.getfixturevalue("gateway")
-        settings = app_settings(gateway, journal_path=journal)
+        monitor = {"monitor_timeout": 60} if kind == "monitor_60s" else {}
+        settings = app_settings(gateway, journal_path=journal, **monitor)
     try:
         app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
         with served(app) as url:
@@ -349,11 +351,17 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     page.click("#confirm-send")
 
     row = dash.order_group("working-orders", "AAPL")
-    expect(row.locator(".progress")).to_be_visible()  # settling / monitoring
     expect(row.locator(".pill")).to_have_text(re.compile("Submitted"))
+    expect(row.locator(".progress")).to_have_count(0)  # working at the broker: its status alone
     expect(row.locator("td.price")).to_have_text(f"{limit:,.2f}")
     wait_for(lambda: dash.gateway.open_orders())
     dash.shot("limit_order_working")
+    # its history, read from /orders/<id> (the stream's rows are brief), stays open and
+    # follows the order
+    row.locator("button.expander").click()
+    history = row.locator(".lifecycle")
+    expect(history).to_contain_text("source dashboard")
+    expect(history).to_contain_text("→ Submitted")
 
     new_limit = round(bid * 0.92, 2)
     row.locator("button.modify-btn").click()
@@ -365,17 +373,44 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     expect(dialog).to_be_hidden()
     expect(row.locator("td.price")).to_have_text(f"{new_limit:,.2f}")
     wait_for(lambda: [o for o in dash.gateway.open_orders() if o.lmt_price == new_limit])
+    expect(history).to_contain_text(f"broker confirmed the change: limit price {new_limit:g}")
 
     row.locator("button.cancel-btn").click()
     done = dash.order_group("completed-orders", "AAPL")
-    expect(done.locator(".pill")).to_have_text("Cancelled")
+    expect(done.locator(".order-row .pill")).to_have_text("Cancelled")  # (its history's: below)
     expect(page.locator("#working-empty")).to_be_visible()
     assert not dash.gateway.open_orders()
-    done.locator("button.expander").click()
+    expect(done.locator("button.expander")).to_have_attribute("aria-expanded", "true")
     expect(done.locator(".lifecycle")).to_contain_text(
         f"broker confirmed the change: limit price {new_limit:g}")
     expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
+    expect(done.locator(".lifecycle")).to_contain_text("Submitted → Cancelled")
+    assert "lifecycle" not in dash.live.api("GET", "/api/v1/state")[1]["orders"][0]
     dash.shot("limit_order_cancelled")
+
+
+@pytest.mark.parametrize("live", ["monitor_60s"], indirect=True)
+def test_working_order_shows_the_brokers_status_during_the_monitoring_window(dash):
+    """An order placed through the API, working at the broker (Submitted), shows "Submitted"
+    and no "Monitoring" progress, although the app still watches it (phase monitoring, no
+    verdict until its window ends)."""
+    page = dash.open().page
+    _, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
+    status, body = dash.live.api("POST", "/api/v1/orders", {
+        "symbol": "MSFT", "action": "BUY", "quantity": 1, "order_type": "LMT",
+        "limit_price": round(quote["bid"] * 0.9, 2)})
+    assert status == 202, body
+
+    def ours() -> dict:
+        orders = dash.live.api("GET", "/api/v1/orders")[1]["orders"]
+        return next(o for o in orders if o["id"] == body["id"])
+
+    wait_for(lambda: (ours()["status"], ours()["phase"]) == ("Submitted", "monitoring"))
+    group = page.locator(f'#working-orders tbody[data-order-id="{body["id"]}"]')
+    expect(group.locator(".order-row td.status")).to_have_text("Submitted")
+    expect(group.locator(".progress")).to_have_count(0)
+    assert (ours()["phase"], ours()["verdict"]) == ("monitoring", None)  # inside the window
+    dash.shot("working_order_submitted")
 
 
 def test_cancel_all_asks_first_then_cancels_every_working_order(dash):

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 from test_dashboard import Dashboard, browser, dash, live  # noqa: F401 - the browser fixtures
 
-from conftest import TRADING_CLOCK
+from conftest import TRADING_CLOCK, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -63,6 +63,34 @@ def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimG
     after = label.evaluate("node => getComputedStyle(node, '::after').content")
     assert "delayed" in after
     dash.shot("delayed_quote")
+
+
+@pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
+def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    status, body = dash.live.api("POST", "/api/v1/orders",
+                                 {"symbol": "MSFT", "action": "BUY", "quantity": 4})
+    assert status == 202, body
+    row = page.locator("#positions tbody tr").filter(has_text="MSFT")
+    price = row.locator("td[data-label=Price]")
+    expect(price.locator(".tag.delayed")).to_have_text("delayed")
+    expect(price).to_have_class(re.compile(r"\bdelayed\b"))
+    assert "no live market-data subscription" in (price.get_attribute("title") or "")
+    expect(row.locator("td[data-label=Value] .tag.delayed")).to_have_text("delayed")
+    assert float((price.text_content() or "").removesuffix("delayed").replace(",", "")) > 0
+    dash.shot("delayed_positions")
+
+
+def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+    page = dash.open().page
+    status, body = dash.live.api("POST", "/api/v1/orders",
+                                 {"symbol": "MSFT", "action": "BUY", "quantity": 4})
+    assert status == 202, body
+    row = page.locator("#positions tbody tr").filter(has_text="MSFT")
+    expect(row.locator("td[data-label=Price]")).not_to_have_text("—")
+    wait_for(lambda: dash.live.api("GET", "/api/v1/positions")[1]["positions"][0]["market_data"]
+             == "live")
+    expect(row.locator(".tag.delayed")).to_have_count(0)
 
 
 @pytest.mark.parametrize("gateway", ["none"], indirect=True)

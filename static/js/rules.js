@@ -134,8 +134,7 @@ export function validateChange(order, change) {
     if (problem) errors[field] = problem;
   }
   if (!errors.quantity && "quantity" in change && !Number.isInteger(change.quantity)) errors.quantity = "must be a whole number";
-  const intent = (order.lifecycle && order.lifecycle.intent) || {};
-  checkTicks(errors, {...change, sec_type: order.sec_type || intent.sec_type, symbol: order.symbol},
+  checkTicks(errors, {...change, sec_type: order.sec_type, symbol: order.symbol},
     ["limit_price", "stop_price"]);
   return errors;
 }

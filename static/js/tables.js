@@ -1,6 +1,7 @@
 // Positions, orders and fills. Each table keeps a row's symbol (first column) and its
 // buttons (last column) in view together: both columns stick while the middle scrolls, and
 // on a phone each row is a card (symbol and buttons on its first line).
+import {api} from "./api.js";
 import {$, el} from "./dom.js";
 import {epoch, fmtClock, fmtExecTime, fmtMoney, fmtPrice, fmtQty, fmtSigned, isNum, nf,
   sideClass, sideWord, signClass} from "./format.js";
@@ -12,6 +13,10 @@ const IN_PROGRESS = new Set(["queued", "sending", "settling", "monitoring"]);
 export const PHASE_TEXT = {queued: "Queued", sending: "Sending", settling: "Settling", monitoring: "Monitoring"};
 
 const expanded = new Set(); // order ids whose lifecycle is open
+// id -> {at: the row's updated_at when asked, lc: the lifecycle (null until it arrives),
+// error: why it could not be read}. /state's rows are brief: an open history is read from
+// /api/v1/orders/<id> and read again whenever the order's record changes.
+const histories = new Map();
 export const pending = new Map(); // order id -> "cancel" | "modify" while a request is in flight
 const actions = {modify: () => {}, cancel: () => {}, close: () => {}};
 
@@ -59,18 +64,26 @@ function moveFocus(oldNode, freshNode) {
 const cell = (label, props, ...children) => el("td", {...props, dataset: {label}}, ...children);
 
 // ---------------------------------------------------------------- positions
+// the account's market data (the quote panel's label too): delayed or delayed-frozen prices
+const isDelayed = (p) => typeof p.market_data === "string" && p.market_data.startsWith("delayed");
+const delayedTitle = (p) => (isDelayed(p)
+  ? `${p.market_data}: ~15 min old, the account has no live market-data subscription` : undefined);
+
 function renderPositions(positions) {
   const body = $("#positions tbody");
   syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
     const closeSide = p.quantity > 0 ? "SELL" : "BUY";
+    const delayed = isDelayed(p);
     return el("tr", {class: "trow", dataset: {symbol: p.symbol}},
       el("td", {class: "sym lead"}, el("span", {text: p.description || p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null,
         p.multiplier > 1 ? el("span", {class: "tag mult", title: "multiplier: value and P&L include it", text: `×${p.multiplier}`}) : null),
       cell("Qty", {class: `num ${p.quantity < 0 ? "neg" : ""}`, text: fmtQty(p.quantity)}),
       cell("Avg cost", {class: "num opt", text: fmtPrice(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
         title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtPrice(p.avg_cost)}` : null}),
-      cell("Price", {class: "num", text: fmtPrice(p.market_price)}),
-      cell("Value", {class: "num opt", text: fmtMoney(p.market_value)}),
+      cell("Price", {class: `num ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtPrice(p.market_price),
+        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
+      cell("Value", {class: `num opt ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtMoney(p.market_value),
+        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
       cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
       el("td", {class: "actions"}, el("button", {
         type: "button", class: "btn small-btn close-position", dataset: {focusKey: `close:${p.symbol}`},
@@ -93,7 +106,9 @@ function renderOrders(orders) {
     const row = orders.find((o) => o.id === id);
     if (!row || !row.open) pending.delete(id);
   }
-  const sig = (o) => `${expanded.has(o.id) ? 1 : 0}|${pending.get(o.id) || ""}|${JSON.stringify(o)}`;
+  for (const id of Array.from(histories.keys())) if (!expanded.has(id)) histories.delete(id);
+  for (const o of orders) if (expanded.has(o.id)) loadHistory(o);
+  const sig = (o) => `${expanded.has(o.id) ? historySig(o.id) : 0}|${pending.get(o.id) || ""}|${JSON.stringify(o)}`;
   syncRows($("#working-orders"), working, (o) => o.id, sig, (o) => orderGroup(o, true));
   syncRows($("#completed-orders"), completed.slice(0, COMPLETED_SHOWN), (o) => o.id, sig, (o) => orderGroup(o, false));
   $("#working-count").textContent = String(working.length);
@@ -105,14 +120,34 @@ function renderOrders(orders) {
   $("#cancel-all-btn").disabled = working.length === 0;
 }
 
+const historySig = (id) => {
+  const h = histories.get(id);
+  return h ? `${h.lc ? h.lc.updated_at : "-"}|${h.error || ""}` : "-";
+};
+
+/** Read the whole record of an open order's history, unless the one shown is current. */
+async function loadHistory(o) {
+  const known = histories.get(o.id);
+  if (known && known.at === o.updated_at) return; // asked (or in flight) for this version
+  const entry = {at: o.updated_at, lc: known ? known.lc : null, error: null};
+  histories.set(o.id, entry);
+  try {
+    const full = await api(`/api/v1/orders/${encodeURIComponent(o.id)}`);
+    entry.lc = full && full.lifecycle ? full.lifecycle : null;
+    if (!entry.lc) entry.error = "no history for this order";
+  } catch (err) {
+    entry.error = err.message; // asked again once the order changes, or on reopening
+  }
+  if (histories.get(o.id) === entry) render();
+}
+
 export function priceText(o) {
   const parts = [];
   if (isNum(o.stop_price)) parts.push(`${o.order_type === "TRAIL" ? "trail" : "stop"} ${fmtPrice(o.stop_price)}`);
   if (isNum(o.limit_price)) parts.push(o.order_type === "STP LMT" ? `lmt ${fmtPrice(o.limit_price)}` : fmtPrice(o.limit_price));
-  const intent = o.lifecycle && o.lifecycle.intent;
-  if (!parts.length && intent) {
-    if (isNum(intent.trailing_amount)) parts.push(`trail ${fmtPrice(intent.trailing_amount)}`);
-    if (isNum(intent.trailing_percent)) parts.push(`trail ${nf(0, 2).format(intent.trailing_percent)}%`);
+  if (!parts.length) {
+    if (isNum(o.trailing_amount)) parts.push(`trail ${fmtPrice(o.trailing_amount)}`);
+    if (isNum(o.trailing_percent)) parts.push(`trail ${nf(0, 2).format(o.trailing_percent)}%`);
   }
   return parts.length ? parts.join(" / ") : o.order_type === "MKT" ? "market" : "—";
 }
@@ -127,31 +162,35 @@ function statusClass(o) {
   return "muted";
 }
 
-const inProgress = (o) => !!o.ours && !o.verdict && IN_PROGRESS.has(o.phase);
+// The broker holds the order (PreSubmitted: accepted, waiting for its trigger; Submitted:
+// working): from then on the row shows the broker's status alone, even while the app is still
+// in its own settle or monitoring window (which ends with the verdict "working" up to
+// MONITOR_TIMEOUT seconds later and only watches for a late rejection).
+const AT_THE_BROKER = new Set(["PreSubmitted", "Submitted", "PendingCancel"]);
+const inProgress = (o) => !!o.ours && !o.verdict && IN_PROGRESS.has(o.phase) && !AT_THE_BROKER.has(o.status);
 
 function orderGroup(o, working) {
   const group = el("tbody", {class: `order-group ${expanded.has(o.id) ? "open" : ""}`, dataset: {orderId: o.id}});
   const detailsId = `lc-${String(o.id).replace(/[^A-Za-z0-9_-]/g, "_")}`;
-  const toggle = o.ours && o.lifecycle ? el("button", {
+  const toggle = o.ours ? el("button", {
     type: "button", class: "expander", "aria-expanded": expanded.has(o.id) ? "true" : "false",
     "aria-controls": detailsId, "aria-label": `Lifecycle of ${o.id}`, dataset: {focusKey: `toggle:${o.id}`},
     onclick: () => { if (expanded.has(o.id)) expanded.delete(o.id); else expanded.add(o.id); render(); },
   }, el("span", {class: "chev", "aria-hidden": "true", text: "▸"})) : null;
 
-  const lc = o.lifecycle;
-  const leg = lc && lc.parent ? (String(o.id).endsWith("-tp") ? "TP" : String(o.id).endsWith("-sl") ? "SL" : "leg") : null;
+  const leg = o.parent ? (String(o.id).endsWith("-tp") ? "TP" : String(o.id).endsWith("-sl") ? "SL" : "leg") : null;
   // the first column: the symbol, what kind of order this is, and whose
   const lead = el("td", {class: "lead"},
     el("span", {class: "lead-line"}, toggle || el("span", {class: "expander-gap", "aria-hidden": "true"}),
       el("span", {class: "sym", text: o.description || o.symbol || "—"}),
-      leg ? el("span", {class: "tag leg", title: `bracket leg of ${lc.parent}`, text: leg}) : null,
+      leg ? el("span", {class: "tag leg", title: `bracket leg of ${o.parent}`, text: leg}) : null,
       o.ours ? null : el("span", {class: "tag other", title: "placed by another client", text: "other"})),
     el("span", {class: "oid mono", text: o.ours ? o.id : `perm ${o.perm_id}`}));
 
   const statusCell = cell("Status", {class: "status"},
     el("span", {class: `pill ${statusClass(o)}`, text: o.status || PHASE_TEXT[o.phase] || "—"}));
   if (o.ours && o.verdict && o.verdict !== "filled" && o.verdict !== "cancelled") {
-    statusCell.append(el("span", {class: `verdict v-${o.verdict}`, title: (lc && lc.verdict_reason) || "", text: o.verdict.replace(/_/g, " ")}));
+    statusCell.append(el("span", {class: `verdict v-${o.verdict}`, title: o.verdict_reason || "", text: o.verdict.replace(/_/g, " ")}));
   }
   if (inProgress(o)) {
     statusCell.append(el("span", {class: "progress", role: "progressbar", "aria-label": PHASE_TEXT[o.phase] || o.phase},
@@ -186,9 +225,11 @@ function orderGroup(o, working) {
       cell("Client", {class: "muted opt", text: o.client_id ?? "—"}));
   }
   group.append(el("tr", {class: `trow order-row ${o.ours ? "ours" : "theirs"}`}, cells));
-  if (o.ours && lc && expanded.has(o.id)) {
-    group.append(el("tr", {class: "lifecycle-row"},
-      el("td", {colspan: cells.length, id: detailsId}, lifecycleView(o, lc))));
+  if (o.ours && expanded.has(o.id)) {
+    const h = histories.get(o.id);
+    const body = h && h.lc ? lifecycleView(o, h.lc)
+      : el("p", {class: "lifecycle muted small", text: h && h.error ? `History not available: ${h.error}` : "Loading the history…"});
+    group.append(el("tr", {class: "lifecycle-row"}, el("td", {colspan: cells.length, id: detailsId}, body)));
   }
   return group;
 }
