@@ -43,7 +43,6 @@ import webhook
 from bodies import BodyError, parse_json_object
 from history import BarsKey, HistoryBudgetSpent, HistoryRefused
 from ib_connection import NotConnectedError, ServersUnreachable
-from ib_connector import ExecutionRow, OrderRow, Snapshot
 from ib_link import LinkState
 from instruments import DERIVATIVES, ContractError, ContractSpec, Resolved, off_tick
 from journal import JournalError
@@ -59,6 +58,7 @@ from order_handler import (
     UnknownOrderError,
 )
 from orders.view import order_view
+from reader_rows import ExecutionRow, OrderRow, Snapshot
 from risk import RiskRejected
 from schemas import (
     CONTRACT_FIELDS,

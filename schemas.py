@@ -27,9 +27,9 @@ from pydantic import (
 )
 
 from ib_connection import ConnectionState
-from ib_connector import ExecutionRow, OrderRow, PositionRow, Quote
 from instruments import DERIVATIVES, ContractSpec
 from order_records import Lifecycle, OrderIntent
+from reader_rows import ExecutionRow, OrderRow, PositionRow, Quote
 
 MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat

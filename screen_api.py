@@ -25,9 +25,9 @@ from werkzeug.exceptions import HTTPException
 
 import api
 from ib_connection import NotConnectedError
-from ib_connector import PositionRow
 from openapi import documented
 from quote_hub import HubSnapshot, QuoteHub, QuoteRow
+from reader_rows import PositionRow
 from schemas import SYMBOL_PATTERN, StreamQuery
 from screen_store import MAX_WATCHLIST, PriceAlert, ScreenStore, WatchItem
 from wire import to_wire

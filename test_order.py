@@ -19,7 +19,7 @@ import time
 
 from ib_async import IB, Contract, Order, Trade
 
-from ib_connector import make_contract
+from ib_compat import make_contract
 
 EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
 

@@ -31,8 +31,8 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from werkzeug.datastructures import Headers
 
 from bodies import parse_json_object
-from ib_connector import PositionRow
 from order_records import Lifecycle
+from reader_rows import PositionRow
 from schemas import SYMBOL_PATTERN, price_tick
 
 SECRET_FIELDS = ("secret", "passphrase")

@@ -387,7 +387,7 @@ def add_experiment_args(ap: Any) -> None:
                        help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
                             "both connections (default 5/0.1111 = a smooth 45 msg/s)")
     group.add_argument("--refresh-gap", type=float, metavar="SECONDS",
-                       help="ib_connector.REFRESH_MIN_GAP, pause after each reader refresh "
+                       help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh "
                             "(default 0.05)")
     group.add_argument("--stream-keepalive", type=float, metavar="SECONDS",
                        help="api.STREAM_KEEPALIVE, idle SSE comment interval")
@@ -405,8 +405,8 @@ def experiments_from(args: Any) -> str:
         ib_connection.THROTTLE_INTERVAL = float(seconds)
         done.append(f"throttle {int(count)}/{float(seconds):g}s")
     if getattr(args, "refresh_gap", None) is not None:
-        import ib_connector
-        ib_connector.REFRESH_MIN_GAP = args.refresh_gap
+        import reader_orders
+        reader_orders.REFRESH_MIN_GAP = args.refresh_gap
         done.append(f"REFRESH_MIN_GAP={args.refresh_gap:g}")
     if getattr(args, "stream_keepalive", None) is not None:
         import api

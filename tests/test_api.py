@@ -132,8 +132,8 @@ def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
     import dataclasses
 
     from api import _merge
-    from ib_connector import OrderRow, Snapshot
     from order_records import Lifecycle, OrderIntent
+    from reader_rows import OrderRow, Snapshot
 
     row = OrderRow(perm_id=77, order_id=5, client_id=1000, order_ref="o-1", account="DU1",
                    symbol="IBM", sec_type="STK", action="BUY", quantity=2, order_type="MKT",

@@ -8,13 +8,16 @@ the reader asks for, so the tests can hold the reader to asking little.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Stock
 
-import ib_connector
+import reader_orders
+import reader_rows
 from conftest import wait_for
-from ib_connector import IBConnector, _CompletedSink, _DutyPacer
+from ib_connector import IBConnector
+from reader_orders import _CompletedSink, _DutyPacer
 from sim_gateway.protocol import Out
 
 READER, OWN, OTHER = 999, 1000, 7
@@ -122,7 +125,7 @@ def test_executions_are_asked_for_incrementally(gateway, connector, other):
     for _ in range(30):
         place(other, MarketOrder("BUY", 1))
     wait_for(lambda: len(connector.snapshot().executions) >= 30, timeout=5)
-    other.sleep(ib_connector.EXEC_OVERLAP + 1.5)  # the filter can now move past all of them
+    other.sleep(reader_orders.EXEC_OVERLAP + 1.5)  # the filter can now move past all of them
     refreshed(connector)
     sent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA]
     trade = place(other, MarketOrder("BUY", 1))
@@ -148,7 +151,7 @@ def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector
 
 def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
         gateway, connector, other, monkeypatch):
-    monkeypatch.setattr(ib_connector, "COMPLETED_SWEEP", 0.5)
+    monkeypatch.setattr(reader_orders, "COMPLETED_SWEEP", 0.5)
     gateway.reject_next_order("no such luck")  # rejected at once: never open, no execution
     trade = place(other, LimitOrder("BUY", 1, 1.00))
     row = wait_for(lambda: row_of(connector, trade.order.permId), timeout=5)
@@ -158,8 +161,8 @@ def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
 @pytest.mark.slow
 def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, other,
                                                             monkeypatch):
-    monkeypatch.setattr(ib_connector, "KEEP_COMPLETED", 5)
-    monkeypatch.setattr(ib_connector, "KEEP_EXECUTIONS", 8)
+    monkeypatch.setattr(reader_orders, "KEEP_COMPLETED", 5)
+    monkeypatch.setattr(reader_orders, "KEEP_EXECUTIONS", 8)
     trades = [place(other, MarketOrder("BUY", 1)) for _ in range(20)]
     newest = max(t.order.permId for t in trades)
     wait_for(lambda: row_of(connector, newest), timeout=5)
@@ -184,13 +187,13 @@ def test_duty_pacer_spaces_runs_by_their_cost():
 
 def test_completed_sink_keeps_the_newest(gateway):
     sink = _CompletedSink(keep=3)
-    base = ib_connector.OrderRow(
+    base = reader_rows.OrderRow(
         perm_id=0, order_id=0, client_id=0, order_ref="", account="DU1", symbol="IBM",
         sec_type="STK", action="BUY", quantity=1, order_type="MKT", limit_price=None,
         stop_price=None, tif="DAY", status="Filled", filled=1, remaining=0,
         avg_fill_price=None, open=False)
     for perm_id in [5, 1, 9, 7, 3, 8, 2]:
-        sink.add(ib_connector.replace(base, perm_id=perm_id))
+        sink.add(dataclasses.replace(base, perm_id=perm_id))
     assert sorted(sink.trim()) == [7, 8, 9] and sink.count == 7
 
 

@@ -192,7 +192,7 @@ def test_3_bracket_legs_stop_counting_in_flight_once_acknowledged(gateway, journ
 
 def test_4_our_record_wins_over_a_stale_reader_row():
     """The reader's row is a refresh behind: the record's fill, price and state are shown."""
-    from ib_connector import OrderRow
+    from reader_rows import OrderRow
 
     row = OrderRow(perm_id=9, order_id=4, client_id=1000, order_ref="o-1", account="DU1",
                    symbol="IBM", sec_type="STK", action="BUY", quantity=1, order_type="LMT",

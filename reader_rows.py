@@ -1,0 +1,274 @@
+"""What the read path shows, as frozen rows (account, positions, orders, executions, quotes) and
+the functions that build them from ib_async's objects. ``ib_connector`` keeps them fresh.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from ib_async import IB, Contract
+from ib_async.objects import Fill
+from ib_async.order import Trade
+
+import instruments
+import market_data
+from config import is_paper_account
+from ib_connection import ConnectionState
+from live_marks import LiveMarks, Mark
+
+IB_SIDES = {"BOT": "BUY", "SLD": "SELL"}  # an execution's side in the words orders use
+ACCOUNT_KEYS = {
+    "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
+    "BuyingPower": "buying_power", "AvailableFunds": "available_funds",
+    "ExcessLiquidity": "excess_liquidity", "GrossPositionValue": "gross_position_value",
+    "UnrealizedPnL": "unrealized_pnl", "RealizedPnL": "realized_pnl",
+    "InitMarginReq": "init_margin", "MaintMarginReq": "maint_margin",
+    "EquityWithLoanValue": "equity_with_loan",
+}
+OPEN_STATUSES = {"PendingSubmit", "ApiPending", "PreSubmitted", "Submitted", "PendingCancel"}
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """Headline figures of the account plus every raw key."""
+
+    account: str
+    paper: bool
+    currency: str
+    figures: dict[str, float | None]
+    values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """One position with its market figures."""
+
+    account: str
+    con_id: int
+    symbol: str
+    sec_type: str
+    currency: str
+    quantity: float
+    avg_cost: float
+    market_price: float | None
+    market_value: float | None  # IB's: price x quantity x multiplier
+    unrealized_pnl: float | None
+    realized_pnl: float | None
+    description: str = ""  # IB's words: "AAPL 20261218 200 C", "ES 202612", the symbol
+    multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
+    local_symbol: str = ""
+    avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
+    daily_pnl: float | None = None  # P&L today (IB's pnlSingle)
+    # what market data the price and value are (live | delayed | ..., market_data.TYPE_NAMES);
+    # None until a quote told (market_data.Entitlements)
+    market_data: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """One order of any client, as the gateway reports it."""
+
+    perm_id: int
+    order_id: int
+    client_id: int
+    order_ref: str
+    account: str
+    symbol: str
+    sec_type: str
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    stop_price: float | None
+    tif: str
+    status: str
+    filled: float
+    remaining: float
+    avg_fill_price: float | None
+    open: bool
+    description: str = ""  # the contract in IB's words
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    """One fill with its commission."""
+
+    exec_id: str
+    perm_id: int
+    order_id: int
+    client_id: int
+    order_ref: str
+    time: str
+    account: str
+    symbol: str
+    side: str  # BUY / SELL, as for orders
+    shares: float
+    price: float
+    commission: float | None
+    currency: str
+    realized_pnl: float | None
+    description: str = ""  # the contract in IB's words
+    multiplier: float = 1.0
+    value: float | None = None  # shares x price x multiplier
+    ib_side: str = ""  # IB's own word for it: BOT / SLD
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the read endpoints serve, as of ``updated_at``."""
+
+    connection: ConnectionState
+    account: AccountSnapshot | None
+    positions: tuple[PositionRow, ...]
+    orders: tuple[OrderRow, ...]
+    executions: tuple[ExecutionRow, ...]
+    updated_at: float | None  # epoch seconds of the last broker data
+    orders_updated_at: float | None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A snapshot quote for one symbol."""
+
+    symbol: str
+    sec_type: str
+    con_id: int
+    bid: float | None
+    ask: float | None
+    last: float | None
+    close: float | None
+    time: float
+    market_data: str = "live"  # live | frozen | delayed | delayed-frozen (market_data.TYPE_NAMES)
+    notice_code: int | None = None  # IB's reason when there is no price (354, 10168, 10197...)
+    notice: str | None = None  # that reason and what to do, in words
+
+
+def _num(value: float | None) -> float | None:
+    """ib_async uses nan / -1 for 'no value'; the API uses null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == -1:
+        return None
+    return float(value)
+
+
+def _unset(value: float | Decimal | None) -> float | None:
+    return None if value is None or value >= 1.7e308 or math.isnan(value) else float(value)
+
+
+def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> AccountSnapshot | None:
+    accounts = ib.managedAccounts()
+    account = wanted or (accounts[0] if accounts else "")
+    if not account:
+        return None
+    values: dict[str, str] = {}
+    figures: dict[str, float | None] = {name: None for name in ACCOUNT_KEYS.values()}
+    figures["daily_pnl"] = None
+    currency = "USD"
+    for v in ib.accountValues(account):
+        if v.currency in ("BASE",) or v.modelCode:
+            continue
+        values[v.tag if not v.currency or v.currency == currency else f"{v.tag}.{v.currency}"] \
+            = v.value
+        if v.tag in ACCOUNT_KEYS and v.currency in ("USD", currency):
+            try:
+                figures[ACCOUNT_KEYS[v.tag]] = float(v.value)
+            except ValueError:
+                figures[ACCOUNT_KEYS[v.tag]] = None
+    if marks is not None:  # IB's pnl: pushed every second, the instant of the rows' pnlSingle
+        figures.update({k: v for k, v in marks.figures().items() if v is not None})
+    return AccountSnapshot(account=account, paper=is_paper_account(account), currency=currency,
+                           figures=figures, values=values)
+
+
+def _positions(ib: IB, entitled: market_data.Entitlements,
+               marks: LiveMarks | None = None) -> tuple[PositionRow, ...]:
+    portfolio = {(item.account, item.contract.conId): item for item in ib.portfolio()}
+    live = marks.row_marks() if marks is not None else {}
+    rows = []
+    for pos in ib.positions():
+        if not pos.position:
+            continue
+        item = portfolio.get((pos.account, pos.contract.conId))
+        multiplier = instruments.multiplier_of(pos.contract.multiplier)
+        rows.append(PositionRow(
+            account=pos.account, con_id=pos.contract.conId, symbol=_symbol(pos.contract),
+            sec_type=pos.contract.secType, currency=pos.contract.currency,
+            quantity=pos.position, avg_cost=pos.avgCost,
+            market_price=item.marketPrice if item else None,
+            market_value=item.marketValue if item else None,
+            unrealized_pnl=item.unrealizedPNL if item else None,
+            realized_pnl=item.realizedPNL if item else None,
+            description=_description(pos.contract),
+            multiplier=multiplier, local_symbol=pos.contract.localSymbol,
+            avg_price=pos.avgCost / multiplier, market_data=entitled.of(pos.contract.conId)))
+        mark = live.get(pos.contract.conId) if pos.account == (marks.account if marks else "") \
+            else None
+        if mark is not None:
+            rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
+    return tuple(sorted(rows, key=lambda r: r.symbol))
+
+
+def _description(contract: Contract) -> str:
+    return instruments.describe(contract.symbol, contract.secType,
+                                contract.lastTradeDateOrContractMonth, contract.strike,
+                                contract.right, _symbol(contract))
+
+
+def _marked(row: PositionRow, mark: Mark, multiplier: str) -> PositionRow:
+    """A position row with IB's pnlSingle figures (fresher than the portfolio's)."""
+    value = mark.value if mark.value is not None else row.market_value
+    try:
+        size = row.quantity * (float(multiplier) if multiplier else 1.0)
+    except ValueError:
+        size = row.quantity
+    price = value / size if value is not None and size else row.market_price
+    return replace(row, market_price=price, market_value=value,
+                   unrealized_pnl=_pick(mark.unrealized_pnl, row.unrealized_pnl),
+                   realized_pnl=_pick(mark.realized_pnl, row.realized_pnl),
+                   daily_pnl=mark.daily_pnl)
+
+
+def _pick(first: float | None, second: float | None) -> float | None:
+    return first if first is not None else second
+
+
+def _symbol(contract: Contract) -> str:
+    if contract.secType == "CASH":
+        return contract.localSymbol or f"{contract.symbol}.{contract.currency}"
+    return contract.symbol
+
+
+def _order_row(trade: Trade, is_open: bool) -> OrderRow:
+    order, status, contract = trade.order, trade.orderStatus, trade.contract
+    state = status.status
+    filled = float(status.filled if is_open else (
+        order.filledQuantity if _unset(order.filledQuantity) is not None else status.filled))
+    quantity = float(order.totalQuantity)
+    if not is_open and state == "Filled" and not quantity:
+        quantity = filled  # completed orders report totalQuantity 0 once filled
+    return OrderRow(
+        perm_id=order.permId, order_id=order.orderId, client_id=order.clientId,
+        order_ref=order.orderRef or "", account=order.account, symbol=_symbol(contract),
+        sec_type=contract.secType, action=order.action, quantity=quantity,
+        order_type=order.orderType, limit_price=_unset(order.lmtPrice) or None,
+        stop_price=_unset(order.auxPrice) or None, tif=order.tif, status=state,
+        filled=filled or 0.0, remaining=status.remaining if is_open else 0.0,
+        avg_fill_price=_num(status.avgFillPrice) or None,
+        open=is_open and state in OPEN_STATUSES | {"ValidationError"},
+        description=_description(contract))
+
+
+def _execution_row(fill: Fill) -> ExecutionRow:
+    ex, report = fill.execution, fill.commissionReport
+    multiplier = instruments.multiplier_of(fill.contract.multiplier)
+    return ExecutionRow(
+        exec_id=ex.execId, perm_id=ex.permId, order_id=ex.orderId, client_id=ex.clientId,
+        order_ref=ex.orderRef or "", time=ex.time.isoformat() if ex.time else "",
+        account=ex.acctNumber, symbol=_symbol(fill.contract), side=IB_SIDES.get(ex.side, ex.side),
+        ib_side=ex.side, shares=ex.shares,
+        price=ex.price, commission=report.commission if report.execId else None,
+        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None,
+        description=_description(fill.contract), multiplier=multiplier,
+        value=ex.shares * ex.price * multiplier)
