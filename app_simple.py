@@ -17,11 +17,9 @@ from typing import Any
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-import api
-import derivatives_api
 import proxies
-import screen_api
 import security
+import web
 import webhook
 from config import ConfigError, Settings, load_settings
 from services import SERVER_THREADS, Services
@@ -56,9 +54,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     keys = security.load_secrets(settings)
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(derivatives_api.bp)
-    app.register_blueprint(screen_api.bp)  # the trader's screen: P&L, watchlist, alerts...
+    app.register_blueprint(web.bp)
+    app.register_blueprint(web.derivatives.bp)
+    app.register_blueprint(web.screen.bp)  # the trader's screen: P&L, watchlist, alerts...
     proxies.install(app, settings)
     webhook.install_redaction(app.logger)  # /webhook/<secret> never shows in a log line
     app.add_url_rule("/", "index", _index)
@@ -94,7 +92,7 @@ def _http_error(exc: HTTPException) -> Response | tuple[Response, int] | HTTPExc
     """JSON errors under /api (404, 405, 413, bad Host ...), HTML pages elsewhere."""
     if request.path.startswith("/api/"):
         code = exc.name.lower().replace(" ", "_")
-        return api.api_error(exc.code or 500, code, exc.description or exc.name)
+        return web.common.api_error(exc.code or 500, code, exc.description or exc.name)
     return exc
 
 

@@ -240,5 +240,5 @@ def _unauthorized(message: str) -> tuple[Response, int]:
 
 
 def _error(status: int, code: str, message: str) -> tuple[Response, int]:
-    from api import api_error
+    from web.common import api_error
     return api_error(status, code, message)

@@ -261,7 +261,7 @@ def _audit_refusal(response: Response) -> Response:
 
 
 def _json_error(status: int, code: str, message: str) -> tuple[Response, int]:
-    from api import api_error
+    from web.common import api_error
     return api_error(status, code, message)
 
 

@@ -390,7 +390,7 @@ def add_experiment_args(ap: Any) -> None:
                        help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh "
                             "(default 0.05)")
     group.add_argument("--stream-keepalive", type=float, metavar="SECONDS",
-                       help="api.STREAM_KEEPALIVE, idle SSE comment interval")
+                       help="web.status.STREAM_KEEPALIVE, seconds between the idle stream's pulses")
     group.add_argument("--gc-freeze", action="store_true",
                        help="gc.collect(); gc.freeze() once the app is built")
 
@@ -409,8 +409,8 @@ def experiments_from(args: Any) -> str:
         reader_orders.REFRESH_MIN_GAP = args.refresh_gap
         done.append(f"REFRESH_MIN_GAP={args.refresh_gap:g}")
     if getattr(args, "stream_keepalive", None) is not None:
-        import api
-        api.STREAM_KEEPALIVE = args.stream_keepalive
+        import web.status
+        web.status.STREAM_KEEPALIVE = args.stream_keepalive
         done.append(f"STREAM_KEEPALIVE={args.stream_keepalive:g}")
     if getattr(args, "gc_freeze", False):
         import gc

@@ -131,9 +131,9 @@ def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
     already heard from the broker; a verdict of our own (not_sent) never overrides the broker."""
     import dataclasses
 
-    from api import _merge
     from order_records import Lifecycle, OrderIntent
     from reader_rows import OrderRow, Snapshot
+    from web.reads import _merge
 
     row = OrderRow(perm_id=77, order_id=5, client_id=1000, order_ref="o-1", account="DU1",
                    symbol="IBM", sec_type="STK", action="BUY", quantity=2, order_type="MKT",
@@ -176,8 +176,8 @@ def revalidates(client, url: str) -> bool:
 
 
 def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, monkeypatch):
-    import api
-    monkeypatch.setattr(api, "COMPRESS_FROM", 0)  # one order: compress the small /state too
+    import web.common
+    monkeypatch.setattr(web.common, "COMPRESS_FROM", 0)  # one order: compress the small /state too
     client = api_client(fuzz_app)
     posted = client.post("/api/v1/orders?wait=1", json={
         "symbol": "IBM", "action": "BUY", "quantity": 1}).get_json()

@@ -248,8 +248,8 @@ def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):  # n
 
 # ---------------------------------------------------------------- 7. freshness
 def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):  # noqa: F811
-    import api
-    monkeypatch.setattr(api, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
+    import web.status
+    monkeypatch.setattr(web.status, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
     page = dash.open().page
     expect(page.locator("#feed")).to_have_text("live stream")
     version = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")

@@ -1,5 +1,5 @@
 """The trader's screen in the JSON API: P&L today, watchlist, quotes, symbol search and price
-alerts (a blueprint of its own; registered next to ``api.bp``, sharing its error shape).
+alerts (a blueprint of its own; registered next to ``common.bp``, sharing its error shape).
 
 * ``GET /api/v1/pnl`` — the account's and every position's P&L today, from IB's pnl /
   pnlSingle of one instant (the rows add up to the account);
@@ -23,21 +23,21 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.exceptions import HTTPException
 
-import api
 from ib_connection import NotConnectedError
 from openapi import documented
 from quote_hub import HubSnapshot, QuoteHub, QuoteRow
 from reader_rows import PositionRow
 from schemas import SYMBOL_PATTERN, StreamQuery
 from screen_store import MAX_WATCHLIST, PriceAlert, ScreenStore, WatchItem
+from web import common
 from wire import to_wire
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("screen", __name__, url_prefix="/api/v1")
-for _exc, _handler in ((api.ApiError, api._on_api_error),
-                       (NotConnectedError, api._on_not_connected),
-                       (TimeoutError, api._on_timeout), (HTTPException, api._on_http_error)):
+for _exc, _handler in ((common.ApiError, common._on_api_error),
+                       (NotConnectedError, common._on_not_connected),
+                       (TimeoutError, common._on_timeout), (HTTPException, common._on_http_error)):
     bp.register_error_handler(_exc, _handler)
 
 SYMBOL_CACHE_SECONDS = 60.0
@@ -151,18 +151,18 @@ class PriceAlertsOut(_Out):
 
 # ------------------------------------------------------------------ helpers
 def store() -> ScreenStore:
-    return api.services().screen_store
+    return common.services().screen_store
 
 
 def hub() -> QuoteHub:
-    hub = api.services().quotes
+    hub = common.services().quotes
     if hub is None:
-        raise api.ApiError(503, "not_started", "the quote hub is not running")
+        raise common.ApiError(503, "not_started", "the quote hub is not running")
     return hub
 
 
 def _args(model: type[BaseModel]) -> Any:
-    return api._validate(model, request.args.to_dict())
+    return common._validate(model, request.args.to_dict())
 
 
 # ------------------------------------------------------------------ P&L
@@ -170,9 +170,9 @@ def _args(model: type[BaseModel]) -> Any:
 @documented(PnlOut)
 def pnl() -> Response:
     """P&L today for the account and each position (IB's pnl / pnlSingle, ~1 s fresh)."""
-    snap = api.services().connector.snapshot()
+    snap = common.services().connector.snapshot()
     figures = snap.account.figures if snap.account else {}
-    return api._json({
+    return common._json({
         "account": snap.account.account if snap.account else None,
         "daily_pnl": figures.get("daily_pnl"), "unrealized_pnl": figures.get("unrealized_pnl"),
         "realized_pnl": figures.get("realized_pnl"),
@@ -192,22 +192,22 @@ def _pnl_row(p: PositionRow) -> dict[str, Any]:
 @documented(WatchlistOut)
 def get_watchlist() -> Response:
     """The watchlist (kept in the data folder)."""
-    return api._json({"symbols": [dataclasses.asdict(i) for i in store().watchlist()]})
+    return common._json({"symbols": [dataclasses.asdict(i) for i in store().watchlist()]})
 
 
 @bp.put("/watchlist")
 @documented(WatchlistOut, 415, body=WatchlistIn)
 def put_watchlist() -> Response:
     """Replace the watchlist; its quotes stream to every open dashboard."""
-    body = api._validate(WatchlistIn, api._json_body())
+    body = common._validate(WatchlistIn, common._json_body())
     try:
         items = store().set_watchlist([WatchItem(i.symbol, i.sec_type) for i in body.symbols])
     except ValueError as exc:
-        raise api.ApiError(400, "validation_error", str(exc), "symbols") from None
+        raise common.ApiError(400, "validation_error", str(exc), "symbols") from None
     except OSError as exc:
-        raise api.ApiError(503, "not_saved", f"the watchlist could not be saved: {exc}") from None
+        raise common.ApiError(503, "not_saved", f"the watchlist could not be saved: {exc}") from None
     hub().resync()
-    return api._json({"symbols": [dataclasses.asdict(i) for i in items]})
+    return common._json({"symbols": [dataclasses.asdict(i) for i in items]})
 
 
 @bp.get("/quotes")
@@ -253,7 +253,7 @@ def stream_symbols() -> list[WatchItem]:
 def stream_watch(extra: list[WatchItem]) -> Callable[[], None]:
     """A watcher for an opened stream, and the call that ends it (made when the stream
     closes, outside any request context)."""
-    svc_hub = api.services().quotes
+    svc_hub = common.services().quotes
     if svc_hub is None:
         return lambda: None
     watcher = svc_hub.watch(extra)
@@ -266,16 +266,16 @@ def stream_watch(extra: list[WatchItem]) -> Callable[[], None]:
 def symbols() -> Response:
     """Symbol search: stocks and FX pairs matching ``q`` (IB's reqMatchingSymbols, cached 60 s)."""
     q = _args(SymbolsQuery).q.upper()
-    searches = api.services().symbol_searches
+    searches = common.services().symbol_searches
     hit = searches.get(q)
     if hit is None or time.monotonic() - hit[0] > SYMBOL_CACHE_SECONDS:
-        found = api.services().connector.matching_symbols(q)
+        found = common.services().connector.matching_symbols(q)
         rows = [_symbol_row(c) for c in found if c.secType in ("STK", "CASH")]
         hit = (time.monotonic(), rows[:MAX_SEARCH_RESULTS])
         if len(searches) > 256:
             searches.clear()
         searches[q] = hit
-    return api._json({"q": q, "results": hit[1]})
+    return common._json({"q": q, "results": hit[1]})
 
 
 def _symbol_row(c: Any) -> dict[str, Any]:
@@ -290,7 +290,7 @@ def _symbol_row(c: Any) -> dict[str, Any]:
 @documented(PriceAlertsOut)
 def list_alerts() -> Response:
     """Every price alert, armed and fired."""
-    return api._json({"alerts": [dataclasses.asdict(a) for a in store().alerts()]})
+    return common._json({"alerts": [dataclasses.asdict(a) for a in store().alerts()]})
 
 
 @bp.post("/alerts")
@@ -302,18 +302,18 @@ def create_alert() -> tuple[Response, int]:
     ``below``) to at or beyond it after the alert was made. ``primed_at`` says when a price on
     the near side was seen; while it is null (the price was already at or beyond the level, or
     not known yet) the alert waits for the price to come back, then fires when it crosses."""
-    body = api._validate(PriceAlertIn, api._json_body())
+    body = common._validate(PriceAlertIn, common._json_body())
     now = next((q.last for q in hub().snapshot().quotes
                 if (q.symbol, q.sec_type) == (body.symbol, body.sec_type)), None)
     try:
         alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note,
                                   last=now)
     except ValueError as exc:
-        raise api.ApiError(409, "too_many_alerts", str(exc)) from None
+        raise common.ApiError(409, "too_many_alerts", str(exc)) from None
     except OSError as exc:
-        raise api.ApiError(503, "not_saved", f"the alert could not be saved: {exc}") from None
+        raise common.ApiError(503, "not_saved", f"the alert could not be saved: {exc}") from None
     hub().resync()
-    return api._json(dataclasses.asdict(alert)), 201
+    return common._json(dataclasses.asdict(alert)), 201
 
 
 @bp.get("/alerts/<alert_id>")
@@ -322,8 +322,8 @@ def get_alert(alert_id: str) -> Response:
     """One alert."""
     alert = store().alert(alert_id)
     if alert is None:
-        raise api.ApiError(404, "not_found", f"no alert {alert_id!r}")
-    return api._json(dataclasses.asdict(alert))
+        raise common.ApiError(404, "not_found", f"no alert {alert_id!r}")
+    return common._json(dataclasses.asdict(alert))
 
 
 @bp.delete("/alerts/<alert_id>")
@@ -332,6 +332,6 @@ def delete_alert(alert_id: str) -> Response:
     """Delete an alert; answers the alert as it was."""
     alert = store().alert(alert_id)
     if alert is None or not store().delete_alert(alert_id):
-        raise api.ApiError(404, "not_found", f"no alert {alert_id!r}")
+        raise common.ApiError(404, "not_found", f"no alert {alert_id!r}")
     hub().resync()
-    return api._json(dataclasses.asdict(alert))
+    return common._json(dataclasses.asdict(alert))

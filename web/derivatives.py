@@ -15,17 +15,17 @@ from flask import Blueprint, Response, jsonify, request
 from ib_async import RequestError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import api
 import options_data
 from ib_connection import NotConnectedError
 from instruments import FutureMonth
 from openapi import documented
 from schemas import EXPIRY_PATTERN, SYMBOL_PATTERN
+from web import common
 
 bp = Blueprint("derivatives", __name__, url_prefix="/api/v1")
-bp.register_error_handler(api.ApiError, api._on_api_error)
-bp.register_error_handler(NotConnectedError, api._on_not_connected)
-bp.register_error_handler(TimeoutError, api._on_timeout)
+bp.register_error_handler(common.ApiError, common._on_api_error)
+bp.register_error_handler(NotConnectedError, common._on_not_connected)
+bp.register_error_handler(TimeoutError, common._on_timeout)
 AROUND_DEFAULT, AROUND_MAX = 8, 40
 
 
@@ -81,12 +81,12 @@ class QuotesQuery(_Query):
 def chain() -> Response:
     """Expiries and strikes of an underlying's options, per trading class
     (reqSecDefOptParams: one broker round trip on the reader's loop)."""
-    query = api._validate(ChainQuery, request.args.to_dict())
+    query = common._validate(ChainQuery, request.args.to_dict())
     try:
-        with api._long_call(required=True):
-            answer = api.services().connector.option_chain(query.symbol)
+        with common._long_call(required=True):
+            answer = common.services().connector.option_chain(query.symbol)
     except (LookupError, RequestError) as exc:
-        raise api.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+        raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(answer))
 
 
@@ -95,15 +95,15 @@ def chain() -> Response:
 def quotes() -> Response:
     """Calls | strike | puts of one expiry around the money: bid/ask/last, implied volatility
     and greeks of each option (snapshot quotes on the reader's loop)."""
-    query = api._validate(QuotesQuery, request.args.to_dict())
+    query = common._validate(QuotesQuery, request.args.to_dict())
     try:
-        with api._long_call(required=True):
-            board = api.services().connector.option_quotes(query.symbol, query.expiry,
+        with common._long_call(required=True):
+            board = common.services().connector.option_quotes(query.symbol, query.expiry,
                                                              query.strikes)
     except options_data.BadExpiry as exc:
-        raise api.ApiError(400, "validation_error", f"expiry: {exc}", "expiry") from None
+        raise common.ApiError(400, "validation_error", f"expiry: {exc}", "expiry") from None
     except (LookupError, RequestError) as exc:
-        raise api.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+        raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify(dataclasses.asdict(board))
 
 
@@ -111,12 +111,12 @@ def quotes() -> Response:
 @documented(FuturesOut, 400, 404, 503, 504, query=FuturesQuery)
 def futures() -> Response:
     """The contract months of a futures product (contract details: one broker round trip)."""
-    query = api._validate(FuturesQuery, request.args.to_dict())
+    query = common._validate(FuturesQuery, request.args.to_dict())
     try:
-        with api._long_call(required=True):
-            months = api.services().connector.future_months(query.symbol, query.exchange or "")
+        with common._long_call(required=True):
+            months = common.services().connector.future_months(query.symbol, query.exchange or "")
     except (LookupError, RequestError) as exc:
-        raise api.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
+        raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
     return jsonify({"symbol": query.symbol,
                     "contracts": [dataclasses.asdict(month) for month in months]})
 

@@ -1,0 +1,345 @@
+"""Reads from the snapshots: account, positions, executions (JSON and CSV), orders (pages,
+filters, one order) and the one merge rule of our records with the reader's rows; quotes and
+bars (the two reads that may ask the broker).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import time
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from flask import (
+    Response,
+    request,
+    url_for,
+)
+
+from history import BarsKey, HistoryBudgetSpent, HistoryRefused
+from openapi import documented
+from order_handler import (
+    Lifecycle,
+)
+from orders.view import order_view
+from reader_rows import ExecutionRow, OrderRow, Snapshot
+from schemas import (
+    ORDERS_PAGE,
+    AccountOut,
+    BarsOut,
+    BarsQuery,
+    ExecutionsOut,
+    OrderIn,
+    OrderOut,
+    OrdersOut,
+    OrdersQuery,
+    PositionsOut,
+    QuoteOut,
+    QuoteQuery,
+)
+from services import Services
+from web.common import (
+    ApiError,
+    _age,
+    _cached,
+    _conditional,
+    _dumps,
+    _json,
+    _json_cached,
+    _long_call,
+    _object_json,
+    _records,
+    _unknown_symbol,
+    _validate,
+    bp,
+    services,
+)
+
+
+@bp.get("/account")
+@documented(AccountOut, 503, etag=True)
+def account() -> Response:
+    """Account figures and raw values from the snapshot."""
+    snap = services().connector.snapshot()
+    if snap.account is None:
+        raise ApiError(503, "no_data", "no account data yet")
+    return _conditional(snap.version, lambda: (
+        f'{_account_json(snap)[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}'))
+
+
+@bp.get("/positions")
+@documented(PositionsOut, etag=True)
+def positions() -> Response:
+    """Positions with market price, value and P&L."""
+    snap = services().connector.snapshot()
+    return _conditional(snap.version, lambda: _object_json(
+        positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))))
+
+
+def _account_json(snap: Snapshot) -> str:
+    return _json_cached("account", snap.version,
+                        lambda: dataclasses.asdict(snap.account) if snap.account else None)
+
+
+def _positions_json(snap: Snapshot) -> str:
+    return _json_cached("positions", snap.version,
+                        lambda: [dataclasses.asdict(p) for p in snap.positions])
+
+
+def _executions_json(snap: Snapshot) -> str:
+    return _json_cached("executions", snap.version,
+                        lambda: [dataclasses.asdict(e) for e in snap.executions])
+
+
+def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tuple:
+    """What the merged order list depends on: both sides' versions."""
+    return (snap.version, svc.handler.version if svc.handler else 0, len(records))
+
+
+@bp.get("/executions")
+@documented(ExecutionsOut, etag=True)
+def executions() -> Response:
+    """Every client's executions with commissions."""
+    snap = services().connector.snapshot()
+    return _conditional(snap.version, lambda: _object_json(
+        executions=_executions_json(snap), data_age=_dumps(_age(snap.orders_updated_at))))
+
+
+@bp.get("/orders")
+@documented(OrdersOut, etag=True, query=OrdersQuery)
+def orders() -> Response:
+    """A page of every client's orders, merged with our lifecycle records.
+
+    Newest broker orders first, then ours not at the broker (yet). ``limit`` rows (default
+    100, at most 500); ``next_cursor`` (null on the last page) is the ``cursor`` of the next
+    page. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
+    svc = services()
+    query = _validate(OrdersQuery, request.args.to_dict())
+    after = _decode_cursor(query.cursor)
+    snap = svc.connector.snapshot()
+    records = _records(svc)
+    key = _orders_key(svc, snap, records)
+
+    first_page = (query.cursor, query.symbol, query.since, query.limit) == (None, None, None,
+                                                                          ORDERS_PAGE)
+
+    def build() -> bytes:
+        if first_page:
+            # the page every poller asks for: serialised once per change
+            page = _cached(f"orders-page-{query.status}", key,
+                           lambda: _orders_page(svc, snap, records, key, query, after))
+        else:
+            page = _orders_page(svc, snap, records, key, query, after)
+        age = _dumps(_age(snap.orders_updated_at)).encode()
+        return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + \
+            page[1] + b"}"
+
+    return _conditional(key, build, shared=f"orders-{query.status}" if first_page else None)
+
+
+class _Row(NamedTuple):
+    """One merged order with its JSON text and its last activity (epoch s; None: unknown)."""
+
+    data: dict[str, Any]
+    text: bytes
+    at: float | None
+
+
+def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle],
+                key: tuple) -> list[_Row]:
+    """The merged order list, each row serialised once per change."""
+    def build() -> list[_Row]:
+        by_id = {r.id: r for r in records}
+        fills: dict[int, float] = {}
+        for ex in snap.executions:
+            at = _epoch(ex.time)
+            if at is not None and at > fills.get(ex.perm_id, 0.0):
+                fills[ex.perm_id] = at
+        rows = []
+        for row in merged_orders(snap, records):
+            record = by_id.get(row["id"]) if row["ours"] else None
+            at = (record.updated_at or record.created_at) if record else fills.get(row["perm_id"])
+            rows.append(_Row(row, _dumps(row).encode(), at))
+        return rows
+    return _cached("orders-rows", key, build)
+
+
+def _epoch(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def _orders_page(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple,
+                 query: OrdersQuery, after: tuple[str, int] | None) -> tuple[bytes, bytes]:
+    """(JSON array of one page of rows, JSON of the next page's cursor)."""
+    since = query.since_epoch()
+    symbol = query.symbol.upper() if query.symbol else None
+    rows = [r for r in _order_rows(svc, snap, records, key)
+            if (query.status == "all" or r.data["open"] == (query.status == "open"))
+            and (symbol is None or str(r.data["symbol"]).upper() == symbol)
+            and (since is None or (r.at is not None and r.at >= since))]
+    start = _cursor_start(rows, after)
+    page = rows[start:start + query.limit]
+    end = start + len(page)
+    cursor = _dumps(_cursor(page[-1].data["id"], end) if page and end < len(rows) else None)
+    return b"[" + b",".join(r.text for r in page) + b"]", cursor.encode()
+
+
+def _cursor(last_id: str, offset: int) -> str:
+    """An opaque cursor: the last row given and how many rows came before the next page."""
+    raw = json.dumps([last_id, offset], separators=(",", ":")).encode()
+    return urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """(last row id, offset) of a cursor; 400 naming ``cursor`` if it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        last_id, offset = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        last_id = offset = None
+    if not isinstance(last_id, str) or not isinstance(offset, int) or offset < 0:
+        raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API",
+                       "cursor")
+    return last_id, offset
+
+
+def _cursor_start(rows: list[_Row], after: tuple[str, int] | None) -> int:
+    """Where the page after ``after`` starts: after its last row, or at its offset if that
+    row has left the list."""
+    if after is None:
+        return 0
+    last_id, offset = after
+    for index, row in enumerate(rows):
+        if row.data["id"] == last_id:
+            return index + 1
+    return min(offset, len(rows))
+
+
+@bp.get("/executions.csv")
+@documented(str, etag=True, media="text/csv")
+def executions_csv() -> Response:
+    """The fills ledger as CSV."""
+    snap = services().connector.snapshot()
+
+    def build() -> str:
+        out = io.StringIO()
+        fields = [f.name for f in dataclasses.fields(ExecutionRow)]
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for row in snap.executions:
+            writer.writerow(dataclasses.asdict(row))
+        return out.getvalue()
+
+    return _conditional(snap.version, build, "text/csv",
+                        {"Content-Disposition": "attachment; filename=fills.csv"})
+
+
+@bp.get("/orders/<order_id>")
+@documented(OrderOut, 404, etag=True)
+def order(order_id: str) -> Response:
+    """One order: our lifecycle record (if ours) and the broker's view."""
+    svc = services()
+    snap = svc.connector.snapshot()
+    record = svc.handler.get(order_id) if svc.handler else None
+    row = _find_row(snap, order_id, record)
+    if record is None and row is None:
+        raise ApiError(404, "not_found", f"no order {order_id!r}")
+    return _conditional(_orders_key(svc, snap, _records(svc)),
+                        lambda: _dumps(_order_json(row, record)))
+
+
+@bp.get("/quote")
+@documented(QuoteOut, 404, 422, 503, 504, query=QuoteQuery)
+def quote() -> Response:
+    """A snapshot quote (one broker round trip on the reader's loop).
+
+    No ETag: every call asks the broker for a fresh quote."""
+    query = _validate(QuoteQuery, request.args.to_dict())
+    symbol = query.symbol.upper()
+    checked = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
+                                  "sec_type": query.sec_type})
+    sec_type = checked.sec_type  # without sec_type: CASH for EUR.USD, else STK
+    try:
+        with _long_call(required=True):
+            q = services().connector.quote(symbol, sec_type)
+    except LookupError as exc:
+        raise _unknown_symbol(404, exc, symbol, sec_type) from None
+    return _json(dataclasses.asdict(q))
+
+
+@bp.get("/bars")
+@documented(BarsOut, 404, 422, 429, 502, 503, 504, query=BarsQuery)
+def bars() -> Response:
+    """Historical bars (one broker round trip, or the cache: identical requests within 20 s
+    and more are answered from it; requests are paced below IB's limits, 429 past them)."""
+    query = _validate(BarsQuery, request.args.to_dict())
+    symbol = query.symbol.upper()
+    sec_type = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
+                                   "sec_type": query.sec_type}).sec_type
+    key = BarsKey(symbol, sec_type, query.duration, query.bar_size, query.what)
+    try:
+        with _long_call(required=True):
+            answer, cached = services().connector.bars(key)
+    except LookupError as exc:
+        raise _unknown_symbol(404, exc, symbol, sec_type) from None
+    except HistoryBudgetSpent as exc:
+        raise ApiError(429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)) \
+            from None
+    except HistoryRefused as exc:
+        raise ApiError(502, "history_refused", str(exc)) from None
+    offset = services().connector.gateway_clock_offset
+    return _json({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
+                    "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
+                    "gateway_time": None if offset is None else time.time() + offset,
+                    "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
+
+
+# ----------------------------------------------------------------- merging
+def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
+    """Broker rows joined with our records, brief (cached until either side changes)."""
+    svc = services()
+    return _cached("orders-brief", _orders_key(svc, snap, records),
+                   lambda: _merge(snap, records))
+
+
+def _merge(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
+    """Broker rows joined with our records by orderRef, then permId; our unsent ones too."""
+    by_id = {r.id: r for r in records}
+    by_perm = {r.perm_id: r for r in records if r.perm_id}
+    used: set[str] = set()
+    rows = []
+    for row in snap.orders:
+        record = by_id.get(row.order_ref) or by_perm.get(row.perm_id)
+        if record is not None:
+            used.add(record.id)
+        rows.append(_order_json(row, record, brief=True))
+    for record in records:
+        if record.id not in used:
+            rows.append(_order_json(None, record, brief=True))
+    return rows
+
+
+def _find_row(snap: Snapshot, order_id: str, record: Lifecycle | None) -> OrderRow | None:
+    for row in snap.orders:
+        if row.order_ref == order_id or str(row.perm_id) == order_id or (
+                record is not None and record.perm_id and row.perm_id == record.perm_id):
+            return row
+    return None
+
+
+def _order_json(row: OrderRow | None, record: Lifecycle | None,
+                brief: bool = False) -> dict[str, Any]:
+    """One order for the API: ours from its lifecycle record (the reader's row fills gaps),
+    another client's from the reader's row (``orders.view``, the one merge rule)."""
+    out = order_view(row, record, brief)
+    out["url"] = url_for("api.order", order_id=out["id"]) if out.get("id") else None
+    return out

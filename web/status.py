@@ -1,0 +1,256 @@
+"""Health and the dashboard's state: /status, /health, /state, the /stream of state events and the
+OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import (
+    Response,
+    current_app,
+    jsonify,
+    stream_with_context,
+)
+
+from ib_link import LinkState
+from openapi import documented
+from order_handler import (
+    Lifecycle,
+)
+from reader_rows import Snapshot
+from schemas import (
+    HealthOut,
+    StateOut,
+    StatusOut,
+    StreamQuery,  # the screen's stream parameter (screen_api)
+    )
+from services import Services
+from web.common import (
+    RETRY_AFTER,
+    _age,
+    _cached,
+    _conditional,
+    _dumps,
+    _flat_dict,
+    _object_json,
+    _records,
+    api_error,
+    bp,
+    services,
+)
+from web.reads import _account_json, _executions_json, _order_rows, _orders_key, _positions_json
+
+STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
+
+
+# ------------------------------------------------------------------- reads
+@bp.get("/status")
+@documented(StatusOut, etag=True)
+def status() -> Response:
+    """Health of both connections, the threads, the account and the queue."""
+    svc = services()
+    return _conditional(svc.feed.version,
+                        lambda: _dumps(status_payload(svc, svc.connector.snapshot())))
+
+
+def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
+    """The body of /status (also part of the stream's state events)."""
+    orders = svc.handler.state() if svc.handler else None
+    account = snap.account
+    link = ib_servers(svc)
+    healthy = snap.connection.state == "connected" and (orders is None
+                                                       or orders.state == "connected")
+    return {
+        "ok": healthy and link.reachable,
+        "ib_servers": link.as_dict(),
+        "now": time.time(),
+        "simulator": svc.simulator is not None,
+        "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
+        "gateway": {"host": svc.host, "port": svc.port},
+        "connections": {"reader": _flat_dict(snap.connection),
+                        "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
+        "threads": {"reader": snap.connection.thread_alive,
+                    "orders": orders.thread_alive if orders else None},
+        "server_version": snap.connection.server_version,
+        "account": account.account if account else None,
+        "paper": account.paper if account else None,
+        "mode": None if account is None else ("paper" if account.paper else "live"),
+        "read_only": svc.handler is None,
+        "trading_halted": bool(svc.handler and svc.handler.halted),
+        "halt_reason": svc.handler.halt_reason if svc.handler else None,
+        "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
+        "in_flight": svc.handler.in_flight() if svc.handler else 0,
+        "data_age": _age(_confirmed(snap, snap.updated_at)),
+        "orders_age": _age(_confirmed(snap, snap.orders_updated_at)),
+        "streams": svc.feed.open_streams,
+        "risk_limits": svc.gate.limits() if svc.gate else None,
+    }
+
+
+def _confirmed(snap: Snapshot, changed_at: float | None) -> float | None:
+    """When the reader's data were last confirmed current: the subscriptions push every
+    change, so while the connection answers its heartbeat the data are as fresh as that
+    heartbeat, however long ago a value last changed."""
+    beat = snap.connection.last_heartbeat if snap.connection.state == "connected" else None
+    stamps = [t for t in (changed_at, beat) if t is not None]
+    if changed_at is None:
+        return None  # nothing received yet: no age to show
+    return max(stamps)
+
+
+def state_json(svc: Services) -> str:
+    """Everything the dashboard shows, from the snapshots (GET /state and the stream), as
+    JSON text: each part is serialised once per data version, whoever asks."""
+    snap = svc.connector.snapshot()
+    records = _records(svc)
+    return _object_json(
+        version=_dumps(svc.feed.version),
+        status=_dumps(status_payload(svc, snap)),
+        account=_account_json(snap),
+        positions=_positions_json(snap),
+        orders=_state_orders_json(svc, snap, records),
+        executions=_executions_json(snap))
+
+
+def _state_orders_json(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> str:
+    """The orders of /state and the stream: every brief row (as /orders serves them, each
+    serialised once per change); an order's lifecycle is at its url (/orders/<id>)."""
+    key = _orders_key(svc, snap, records)
+    return _cached("state-orders", key, lambda: "[" + ",".join(
+        r.text.decode() for r in _order_rows(svc, snap, records, key)) + "]")
+
+
+@bp.get("/state")
+@documented(StateOut, etag=True)
+def state() -> Response:
+    """The whole dashboard state in one answer (the polling fallback of the stream).
+
+    The same JSON as ``state_json``, built once per data version and second (the status's
+    clock and ages move on between versions), whoever asks."""
+    svc = services()
+    version = svc.feed.version
+
+    def build() -> bytes:
+        snap = svc.connector.snapshot()
+        records = _records(svc)
+        rest = _cached("state-rest", version, lambda: ("," + _object_json(
+            account=_account_json(snap), positions=_positions_json(snap),
+            orders=_state_orders_json(svc, snap, records),
+            executions=_executions_json(snap))[1:]).encode())
+        return (f'{{"version":{_dumps(version)},'
+                f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
+
+    return _conditional(version, build, shared="state")
+
+
+@bp.get("/stream")
+@documented(str, 503, media="text/event-stream", query=StreamQuery)
+def stream() -> Response | tuple[Response, int]:
+    """Server-Sent Events: a ``state`` event after every change, ``quotes`` events as the
+    watchlist's (and ``watch``'s) prices move, comments while idle."""
+    svc = services()
+    from web import (
+        screen as screen_api,  # the trader's screen (its own blueprint; imports this module)
+    )
+    extra = screen_api.stream_symbols()  # 400 naming ``watch`` before a slot is taken
+    if not svc.long_calls.acquire(blocking=False):
+        return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+    if not svc.feed.open_stream():
+        svc.long_calls.release()
+        return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
+                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+    slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
+    response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
+    return response
+
+
+class _StreamSlot:
+    """One taken stream slot, given back exactly once."""
+
+    def __init__(self, svc: Services, on_release: Callable[[], None] | None = None) -> None:
+        self._svc = svc
+        self._lock = threading.Lock()
+        self._held = True
+        self._on_release = on_release
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self._svc.feed.close_stream()
+            self._svc.long_calls.release()
+            if self._on_release is not None:
+                self._on_release()
+
+
+def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
+    feed = svc.feed
+    try:
+        yield "retry: 1000\n\n"
+        seen, seen_quotes = -1, -1
+        told = time.monotonic()  # when the page last had the state or the status from us
+        while not feed.closed:
+            wait = max(0.0, told + STREAM_KEEPALIVE - time.monotonic())
+            version, quotes = feed.wait_any(seen, seen_quotes, wait)
+            if feed.closed:
+                break
+            if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
+                seen_quotes = quotes
+                if svc.quotes is not None:
+                    yield _cached("stream-quotes", quotes, lambda: _screen_frame(svc))
+            if version != seen:
+                seen, told = version, time.monotonic()
+                # one frame per version, however many dashboards are watching
+                yield _cached("stream-frame", version, lambda v=version: (
+                    f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+            elif time.monotonic() - told >= STREAM_KEEPALIVE:
+                # the status again (its heartbeats and ages), so an idle page shows how fresh
+                # its data are, however often quotes move; also finds a vanished browser
+                told = time.monotonic()
+                yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
+    finally:
+        slot.release()
+
+
+def _screen_frame(svc: Services) -> bytes:
+    from web import screen as screen_api
+    assert svc.quotes is not None
+    return screen_api.stream_frame(svc.quotes.snapshot()).encode()
+
+
+@bp.get("/openapi.json")
+@documented(dict, etag=True, public=True)
+def openapi_document() -> Response:
+    """The OpenAPI document of this API (generated from its routes and models)."""
+    from openapi import document
+    return _conditional("openapi", lambda: _cached("openapi", 0, lambda: _dumps(
+        document(current_app))))
+
+
+@bp.get("/health")
+@documented(HealthOut, 503, etag=True, public=True)
+def health() -> Response | tuple[Response, int]:
+    """200 when both connections are up, else 503 (for monitors)."""
+    svc = services()
+    up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
+    if not up:
+        down = [c.name for c in (svc.connector, svc.handler) if c is not None and not c.connected]
+        return jsonify({"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}), 503
+    link = ib_servers(svc)
+    if not link.reachable:
+        return jsonify({"ok": False, "reason": link.reason()}), 503
+    return _conditional(svc.feed.version, lambda: _dumps({"ok": True}))
+
+
+def ib_servers(svc: Services) -> LinkState:
+    """IB's servers as the gateway tells them: unreachable when either connection was told so
+    (the order connection's view first: it decides whether orders can reach IB)."""
+    views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
+    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())
