@@ -19,7 +19,7 @@ from flask import Flask
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from schemas import ErrorOut
+from schemas_out import ErrorOut
 from wire import wire_schema
 
 F = TypeVar("F", bound=Callable[..., Any])

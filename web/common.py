@@ -36,11 +36,7 @@ from order_handler import (
     OrderHandler,
     TradingHaltedError,
 )
-from schemas import (
-    ValidationError,
-    first_error,
-    looks_like_fx,
-)
+from schemas import ValidationError, first_error, looks_like_fx
 from services import GatewayNotAnswering, Services
 from wire import to_wire
 

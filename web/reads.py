@@ -28,20 +28,8 @@ from order_handler import (
 )
 from orders.view import order_view
 from reader_rows import ExecutionRow, OrderRow, Snapshot
-from schemas import (
-    ORDERS_PAGE,
-    AccountOut,
-    BarsOut,
-    BarsQuery,
-    ExecutionsOut,
-    OrderIn,
-    OrderOut,
-    OrdersOut,
-    OrdersQuery,
-    PositionsOut,
-    QuoteOut,
-    QuoteQuery,
-)
+from schemas import ORDERS_PAGE, BarsQuery, OrderIn, OrdersQuery, QuoteOut, QuoteQuery
+from schemas_out import AccountOut, BarsOut, ExecutionsOut, OrderOut, OrdersOut, PositionsOut
 from services import Services
 from web.common import (
     ApiError,

@@ -22,12 +22,8 @@ from order_handler import (
     Lifecycle,
 )
 from reader_rows import Snapshot
-from schemas import (
-    HealthOut,
-    StateOut,
-    StatusOut,
-    StreamQuery,  # the screen's stream parameter (screen_api)
-    )
+from schemas import StreamQuery  # the screen's stream parameter (web/screen.py)
+from schemas_out import HealthOut, StateOut, StatusOut
 from services import Services
 from web.common import (
     RETRY_AFTER,

@@ -29,17 +29,13 @@ from order_handler import (
 )
 from reader_rows import OrderRow
 from risk import RiskRejected
-from schemas import (
-    CONTRACT_FIELDS,
-    DERIVATIVE_FIELDS,
+from schemas import CONTRACT_FIELDS, DERIVATIVE_FIELDS, KillSwitchIn, ModifyIn, OrderIn
+from schemas_out import (
     CancelAllOut,
-    KillSwitchIn,
     KillSwitchOut,
     KillSwitchResult,
-    ModifyIn,
     OrderAccepted,
     OrderActionOut,
-    OrderIn,
     PreviewOut,
 )
 from services import GatewayNotAnswering, Services

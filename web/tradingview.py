@@ -20,11 +20,7 @@ from order_handler import (
     FINAL_VERDICTS,
     Lifecycle,
 )
-from schemas import (
-    CONTRACT_FIELDS,
-    DERIVATIVE_FIELDS,
-    OrderIn,
-)
+from schemas import CONTRACT_FIELDS, DERIVATIVE_FIELDS, OrderIn
 from services import Services
 from web.common import (
     RETRY_AFTER,
