@@ -161,6 +161,10 @@ class SimGateway:
         """True while an outage is in progress."""
         return self._run(lambda s: s.outage_active)
 
+    def competing_active(self) -> bool:
+        """True while a competing live session refuses live data (10197)."""
+        return self._run(lambda s: s.bad.competing_now)
+
     def held(self) -> tuple[int, int]:
         """(requests, broker messages) an outage in progress keeps for its end: what a test
         waits on to know that something was held back rather than not yet sent."""

@@ -217,8 +217,10 @@ async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests
         ib.cancelMktData(stock)
         await ib.reqTickersAsync(stock)
         assert errors.codes().count(10197) == 2  # a new request is refused too
-        await asyncio.sleep(1.2)
-        [snap] = await ib.reqTickersAsync(stock)  # the other session logged out
+        assert gateway.competing_active()
+        await until(lambda: not gateway.competing_active(), timeout=5,
+                    what="the other session logged out")
+        [snap] = await ib.reqTickersAsync(stock)
         assert snap.time is not None and stopped is not None and snap.time > stopped
         assert snap.bid > 0
         assert errors.codes().count(10197) == 2
