@@ -5,6 +5,7 @@ restart and across UTC midnight, the quote cache and the per-minute window, with
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -81,7 +82,7 @@ def test_quantity_at_the_limit_passes_and_one_more_is_refused():
     gate = make_gate(risk_max_quantity=10)
     assert gate.reserve(buy(10)).accepted
     decision = rule_of(gate, buy(10.5))
-    assert decision.rule == "max_quantity" and not decision.accepted
+    assert decision.rule == "max_quantity" and decision.accepted is False
     assert decision.message == "max_quantity: quantity 10.5 exceeds the limit of 10"
 
 
@@ -129,6 +130,12 @@ def test_the_mid_needs_both_sides_and_the_last_price_stands_in():
     gate = make_gate(quotes=no_ask)
     assert gate.reserve(buy(1)).reference_price == 98.0
     assert gate.reserve(buy(1, order_type="LMT", limit_price=98.5)).figures["quote_mid"] == 98
+
+
+def test_the_collar_is_measured_from_the_mid_not_the_last_price():
+    gate = make_gate(quotes=Quotes((99.0, 101.0, 104.0)), risk_price_collar_pct=5)
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=95.0)).figures["quote_mid"] == 100
+    assert rule_of(gate, buy(1, order_type="LMT", limit_price=105.5)).rule == "price_collar"
 
 
 def test_delayed_quotes_use_their_own_collar():
@@ -328,7 +335,11 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
     refused = rule_of(make_gate(clocks, risk_max_quantity=1), buy(2))
     assert refused.at == clocks.now and refused.notional == 202.0
     assert refused.figures["orders_last_minute"] == 0 and refused.reference_price == 101.0
-    assert gate.check(buy(1)).at == clocks.now
+    assert gate.check(buy(2, order_type="LMT", limit_price=100.5)) == RiskDecision(
+        accepted=True, figures={"quantity": 2, "reference_price": 100.5, "quote_mid": 100.0,
+                                "quote_delayed": False, "notional": 201.0, "open_orders": 2,
+                                "orders_last_minute": 1, "notional_today": 301.5},
+        reference_price=100.5, notional=201.0, at=clocks.now)
 
 
 def test_figures_round_notional_and_hide_non_finite_values():
@@ -353,6 +364,26 @@ def test_limits_report_the_configuration():
 
 
 # ------------------------------------------------------------------------ SlidingWindow
+def test_sliding_window_is_a_minute_by_default():
+    clocks = Clocks()
+    window = SlidingWindow(1, monotonic=clocks.monotonic)
+    assert window.allow() and not window.allow()
+    clocks.advance(59.9)
+    assert not window.allow()
+    clocks.advance(0.1)
+    assert window.allow()
+
+
+def test_the_gate_runs_on_the_real_clocks_by_default():
+    before = time.time()
+    gate = RiskGate(settings(risk_max_orders_per_minute=1), Quotes(), lambda: 0, lambda: PAPER)
+    decision = gate.reserve(buy())
+    assert before <= decision.at <= time.time() and gate.limits()["notional_today"] == 101.0
+    assert rule_of(gate, buy()).rule == "max_orders_per_minute"  # within the real minute
+    assert RiskGate(settings(), Quotes(), lambda: 0, lambda: PAPER).limits()[
+        "notional_today"] == 0.0
+
+
 def test_sliding_window_allows_the_limit_then_frees_slots_as_they_age():
     clocks = Clocks()
     window = SlidingWindow(2, seconds=10.0, monotonic=clocks.monotonic)
