@@ -107,15 +107,40 @@ def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
     assert refs(gateway) == {}
 
 
-def test_a_stopped_handler_queues_nothing(gateway, journal):
+def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journal):
     handler = OrderHandler("127.0.0.1", gateway.port, journal=journal)  # never started
+    assert (handler.client_id, handler.settle, handler.monitor_timeout,
+            handler.reconcile_grace) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
+    told = []
+    handler.state_listener = lambda: told.append(handler.halted)
     with pytest.raises(NotConnectedError):
         handler.submit(MKT)
     with pytest.raises(NotConnectedError):
         handler.cancel_all()
+    with pytest.raises(NotConnectedError):
+        handler.preview(MKT)
     assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
     assert handler.halted and journal.flag("kill_switch") is not None
-    assert handler.records() == []
+    assert told == [True] and handler.records() == []
+    handler.start()
+    try:
+        wait_for(lambda: handler._reconciled, timeout=5)
+        wait_for(lambda: gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1)
+        handler.release_kill_switch()
+        assert told[-1] is False
+    finally:
+        handler.stop()
+
+
+def test_a_handler_without_a_journal_keeps_one_in_memory(gateway):
+    handler = make_handler(gateway, None)
+    try:
+        assert handler.journal.path == ":memory:"
+        record, _ = handler.submit(MKT)
+        assert handler.journal.get(record.id) is not None
+        assert handler.wait(record.id, 5).verdict == "filled"
+    finally:
+        handler.stop()
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
@@ -280,6 +305,21 @@ def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
     assert (amount.order_type, amount.aux_price) == ("TRAIL", 3.0)
 
 
+def test_a_broker_rejection_is_the_verdict_with_ibs_message(handler, gateway, journal):
+    gateway.reject_next_order("no margin today")
+    record, _ = handler.submit(MKT)
+    final = handler.wait(record.id, 5)
+    assert final.verdict == "rejected" and handler.working_count() == 0
+    assert any(m.code == 201 and "no margin today" in m.text for m in final.messages)
+    assert journal.flush(5) and journal.get(record.id).record.verdict == "rejected"
+
+
+def test_preview_places_nothing(handler, gateway):
+    preview = handler.preview(MKT)
+    assert preview.commission is not None and preview.commission > 0
+    assert refs(gateway) == {} and handler.records() == []
+
+
 def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
     unknown = OrderIntent(symbol="ZZZZQ", action="BUY", quantity=1, order_type="MKT")
     record, _ = handler.submit(unknown)
@@ -298,6 +338,7 @@ def test_every_record_change_is_counted_and_told(handler, caplog):
     handler.wait(record.id, 5)
     assert handler.version > before and told and told[-1] == handler.version
     assert told == sorted(told) and len(told) == handler.version - before
+    assert handler.queue_depth() == 0 and handler.in_flight() == 0
 
     def broken() -> None:
         raise RuntimeError("listener bug")
