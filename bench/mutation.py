@@ -6,7 +6,7 @@ this script prints the score per module and every surviving mutant. Not part of 
 `./scripts/mutation` (all targets) or `./scripts/mutation risk journal` (some), several minutes per
 module.
 
-Each target runs in a scratch directory ``build/mutation/<name>/`` that holds only a mutmut
+Each target runs in a scratch directory ``build/mutation/<name>/`` (``--scratch``) that holds only a mutmut
 ``setup.cfg`` written here, links to the module and the tests, and mutmut's own ``mutants/`` copy;
 the other modules are imported from the repo as usual. The score is
 ``killed / (mutants - equivalent)``; a timeout counts as killed; equivalent mutants (no behaviour a
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRATCH = ROOT / "build" / "mutation"
 EQUIVALENTS = ROOT / "docs" / "mutation-equivalents.md"
 MUTMUT = ROOT / ".venv" / "bin" / "mutmut"
 TARGET_SCORE = 90.0
@@ -73,8 +72,8 @@ TARGETS = {
 PYTEST_ARGS = ("-n", "0", "--timeout", "60", "-p", "no:unraisableexception")
 
 
-def _setup(name: str, target: Target, fresh: bool, tests_dir: Path) -> Path:
-    work = SCRATCH / name
+def _setup(name: str, target: Target, fresh: bool, tests_dir: Path, scratch: Path) -> Path:
+    work = scratch / name
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -149,7 +148,8 @@ def report(name: str, target: Target, work: Path, equiv: dict[str, str]) -> tupl
     changes = diffs(work, target, sorted(survivors))
     for mutant in sorted(survivors):
         code = codes[mutant]
-        kind = "no tests" if code in NO_TESTS else "survived" if code in SURVIVED else f"exit {code}"
+        kind = ("no tests" if code in NO_TESTS else "survived" if code in SURVIVED
+                else "unchecked" if code is None else f"exit {code}")
         out.append(f"    {kind:9} {mutant}: {changes.get(mutant, '')}")
     return "\n".join(out), score
 
@@ -165,6 +165,8 @@ def main() -> int:
     parser.add_argument("--tests", type=Path, default=ROOT / "tests",
                         help="the tests to run (default tests/; e.g. an export of main's for a "
                              "before-and-after)")
+    parser.add_argument("--scratch", type=Path, default=ROOT / "build" / "mutation",
+                        help="where mutmut works, one folder per module (default build/mutation)")
     args = parser.parse_args()
     names = args.targets or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
@@ -174,7 +176,8 @@ def main() -> int:
     lines, scores = [], []
     for name in names:
         target = TARGETS[name]
-        work = _setup(name, target, not (args.resume or args.report_only), args.tests.resolve())
+        work = _setup(name, target, not (args.resume or args.report_only), args.tests.resolve(),
+                      args.scratch.resolve())
         if not args.report_only:
             started = time.monotonic()
             print(f"== {name}: mutating {target.mutate} against {' '.join(target.tests)}",
