@@ -183,7 +183,8 @@ def test_live_accounts_need_allow_live_trading():
     assert decision.message == ("live_trading_disabled: account U7654321 is a live account and "
                                 "ALLOW_LIVE_TRADING is off; orders are refused")
     assert make_gate(accounts=live, allow_live_trading=True).reserve(buy()).accepted
-    assert rule_of(make_gate(accounts=()), buy()).rule == "live_trading_disabled"
+    assert rule_of(make_gate(accounts=()), buy()).message == (
+        "live_trading_disabled: no account is known yet, so live trading cannot be ruled out")
 
 
 # ------------------------------------------------------------------------ flow limits
@@ -265,8 +266,22 @@ def test_daily_cap_resets_at_utc_midnight_and_not_before():
     clocks.advance(0.5)  # 00:00:00 next day
     decision = gate.reserve(buy(1))
     assert decision.figures["notional_today"] == 101.0  # the new day's first order alone
-    clocks.advance(3600)  # later that day the new total holds
+    clocks.advance(3661)  # later that day (another hour and minute) the new total holds
     assert gate.reserve(buy(1)).figures["notional_today"] == 202.0
+
+
+def test_the_day_is_the_utc_day_whatever_the_machines_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        clocks = Clocks(wall=BEFORE_MIDNIGHT + 59.5)  # 18:59:59.5 in New York
+        gate = make_gate(clocks, risk_daily_notional_cap=1000, notional_today=950.0)
+        assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
+        clocks.advance(0.5)  # UTC midnight: a new day for the cap
+        assert gate.reserve(buy(1)).figures["notional_today"] == 101.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
