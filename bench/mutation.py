@@ -116,8 +116,8 @@ print(json.dumps({name: get_diff_for_mutant(name, path=path) for name in sys.arg
 """
 
 
-def diffs(work: Path, target: Target, mutants: list[str]) -> dict[str, str]:
-    """One line per mutant: what it changed (mutmut's diffs, read in one process)."""
+def diffs(work: Path, target: Target, mutants: list[str]) -> dict[str, list[str]]:
+    """The changed lines of each mutant, "-" old and "+" new (mutmut's diffs, one process)."""
     if not mutants:
         return {}
     shown = subprocess.run([str(MUTMUT.parent / "python"), "-c", _DIFFS, target.mutate,
@@ -125,32 +125,46 @@ def diffs(work: Path, target: Target, mutants: list[str]) -> dict[str, str]:
     try:
         found = json.loads(shown.stdout)
     except json.JSONDecodeError:
-        return {m: f"(no diff: {shown.stderr.strip()[-200:]})" for m in mutants}
-    out = {}
-    for mutant, text in found.items():
-        changed = [line[:1] + " " + line[1:].strip() for line in text.splitlines()
-                   if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
-        out[mutant] = " | ".join(changed)[:300]
-    return out
+        return {m: [f"? (no diff: {shown.stderr.strip()[-200:]})"] for m in mutants}
+    return {mutant: [line[:1] + " " + line[1:].strip() for line in text.splitlines()
+                     if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+            for mutant, text in found.items()}
+
+
+def sql_case_only(changed: list[str]) -> bool:
+    """The mutant only changed the letter case of SQL text: SQLite reads keywords and the
+    names of tables and columns without regard to case, so nothing can change (rule
+    ``sql-case`` of docs/mutation-equivalents.md)."""
+    old = [line[2:] for line in changed if line.startswith("-")]
+    new = [line[2:] for line in changed if line.startswith("+")]
+    return (bool(old) and [o.lower() for o in old] == [n.lower() for n in new] and old != new
+            and all(SQL.search(o) for o in old))
+
+
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES)\b")
 
 
 def report(name: str, target: Target, work: Path, equiv: dict[str, str]) -> tuple[str, float]:
     """The score line and the survivors of one target."""
     codes = _results(work, target)
     killed = sum(1 for c in codes.values() if c in KILLED)
+    unkilled = sorted(m for m, c in codes.items() if c not in KILLED)
+    changes = diffs(work, target, unkilled)
+    by_rule = [m for m in unkilled if m not in equiv and sql_case_only(changes.get(m, []))]
     listed = [m for m in codes if m in equiv]
-    counted = len(codes) - len(listed)
-    survivors = [m for m, c in codes.items() if c not in KILLED and m not in equiv]
+    counted = len(codes) - len(listed) - len(by_rule)
+    survivors = [m for m in unkilled if m not in equiv and m not in by_rule]
     score = 100.0 * killed / counted if counted else 0.0
     out = [f"{name:14} {target.mutate:22} mutants {len(codes):4}  killed {killed:4}  "
-           f"equivalent {len(listed):3}  survived {len(survivors):3}  score {score:5.1f} %  "
-           f"{'PASS' if score >= TARGET_SCORE else 'MISS'}"]
-    changes = diffs(work, target, sorted(survivors))
-    for mutant in sorted(survivors):
+           f"equivalent {len(listed) + len(by_rule):3}  survived {len(survivors):3}  "
+           f"score {score:5.1f} %  {'PASS' if score >= TARGET_SCORE else 'MISS'}"]
+    for mutant in survivors:
         code = codes[mutant]
         kind = ("no tests" if code in NO_TESTS else "survived" if code in SURVIVED
                 else "unchecked" if code is None else f"exit {code}")
-        out.append(f"    {kind:9} {mutant}: {changes.get(mutant, '')}")
+        out.append(f"    {kind:9} {mutant}: {' | '.join(changes.get(mutant, []))[:300]}")
+    if by_rule:
+        out.append(f"    (equivalent by rule sql-case: {len(by_rule)}; listed: {len(listed)})")
     return "\n".join(out), score
 
 
