@@ -62,7 +62,7 @@ def test_same_idempotency_key_is_refused_with_the_original(journal):
     journal.insert(record("o-1"), "key-1", "h1")
     with pytest.raises(DuplicateKey) as caught:
         journal.insert(record("o-2"), "key-1", "h2")
-    assert caught.value.existing.record.id == "o-1"
+    assert caught.value.existing.record.id == "o-1" and str(caught.value) == "o-1"
     assert journal.count() == 1
 
 
@@ -144,13 +144,17 @@ def test_a_clashing_order_id_is_refused_not_overwritten(journal):
     assert journal.find_by_key("key-2") is None and journal.get("o-2") is None
 
 
-def test_unwritable_journal_says_why(journal):
+def test_unwritable_journal_says_why(journal, caplog):
     journal.make_read_only()
-    with pytest.raises(JournalError, match="^order journal unavailable: attempt to write a "
-                                           "readonly database$"):
+    why = "^order journal unavailable: attempt to write a readonly database$"
+    with pytest.raises(JournalError, match=why):
         journal.insert(record("o-1"))
+    with pytest.raises(JournalError, match=why):
+        journal.set_flag("kill_switch", "on")
     journal.audit("api", "127.0.0.1", {"symbol": "AAPL"}, None, "queued")  # never raises
     assert journal.audit_rows() == []
+    assert "audit record not written (api from 127.0.0.1: queued)" in [
+        r.getMessage() for r in caplog.records]
 
 
 # ---------------------------------------------------------------------- saves
@@ -269,3 +273,15 @@ def test_audit_rows_newest_first_with_their_fields(journal):
     assert len(oldest["request"]) == 4000 and oldest["at"] <= newest["at"]
     assert [r["source"] for r in journal.audit_rows(limit=1)] == ["webhook"]
     assert journal.flag("never-set") is None
+
+
+def test_audit_keeps_what_json_cannot_say_as_text_and_lists_100_by_default(journal):
+    from datetime import UTC, datetime
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    journal.audit("api", None, {"at": when}, {"at": when}, "queued")
+    [row] = journal.audit_rows()
+    assert row["request"] == row["decision"] == '{"at": "2026-01-02 00:00:00+00:00"}'
+    for n in range(100):
+        journal.audit("api", None, {"n": n}, None, "queued")
+    rows = journal.audit_rows()
+    assert len(rows) == 100 and rows[-1]["request"] == '{"n": 0}'
