@@ -141,7 +141,7 @@ def sql_case_only(changed: list[str]) -> bool:
             and all(SQL.search(o) for o in old))
 
 
-SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES)\b")
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES|PRAGMA)\b")
 
 
 def report(name: str, target: Target, work: Path, equiv: dict[str, str]) -> tuple[str, float]:
