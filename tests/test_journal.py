@@ -287,3 +287,17 @@ def test_audit_keeps_what_json_cannot_say_as_text_and_lists_100_by_default(journ
         journal.audit("api", None, {"n": n}, None, "queued")
     rows = journal.audit_rows()
     assert len(rows) == 100 and rows[-1]["request"] == '{"n": 0}'
+
+
+def test_the_journal_makes_its_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "orders.db"
+    journal = Journal(str(path))
+    try:
+        journal.insert(record("o-1"))
+    finally:
+        journal.close()
+    again = Journal(str(path))  # the folders exist now: fine too
+    try:
+        assert again.count() == 1
+    finally:
+        again.close()
