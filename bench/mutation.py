@@ -174,6 +174,9 @@ def main() -> int:
                         help=f"some of {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--resume", action="store_true",
                         help="keep mutmut's earlier results (only mutants not yet checked run)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="keep the earlier results and run only the mutants that were not "
+                             "killed (after new tests; mutmut collects the new tests' coverage)")
     parser.add_argument("--report-only", action="store_true", help="print the last results")
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     parser.add_argument("--tests", type=Path, default=ROOT / "tests",
@@ -190,15 +193,17 @@ def main() -> int:
     lines, scores = [], []
     for name in names:
         target = TARGETS[name]
-        work = _setup(name, target, not (args.resume or args.report_only), args.tests.resolve(),
-                      args.scratch.resolve())
+        keep = args.resume or args.recheck or args.report_only
+        work = _setup(name, target, not keep, args.tests.resolve(), args.scratch.resolve())
+        again = ([m for m, c in _results(work, target).items() if c not in KILLED and m not in equiv]
+                 if args.recheck else [])
         if not args.report_only:
             started = time.monotonic()
             print(f"== {name}: mutating {target.mutate} against {' '.join(target.tests)}",
                   flush=True)
             with (work / "mutmut.log").open("w") as log:
-                run = subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=work,
-                                     stdout=log, stderr=subprocess.STDOUT, check=False)
+                run = subprocess.run([str(MUTMUT), "run", "--max-children", "1", *again],
+                                     cwd=work, stdout=log, stderr=subprocess.STDOUT, check=False)
             if run.returncode != 0:
                 print((work / "mutmut.log").read_text()[-3000:])
                 print(f"mutmut failed for {name} (exit {run.returncode}); log in {work}/mutmut.log")
