@@ -173,14 +173,23 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     with pytest.raises(RiskRejected, match="max_quantity"):
         handler.modify(working.id, quantity=6, gate=gate)
     handler.kill_switch.engage("drill")
-    with pytest.raises(TradingHaltedError):
+    with pytest.raises(TradingHaltedError, match="^trading is halted by the kill switch$"):
         handler.modify(working.id, quantity=2)
     handler.release_kill_switch()
     handler.modify(working.id, quantity=5, gate=gate)
     wait_for(lambda: handler.get(working.id).intent.quantity == 5)
     assert [o.total_quantity for o in gateway.open_orders()] == [5]
+    handler.modify(working.id, limit_price=1.5)
+    wait_for(lambda: handler.get(working.id).intent.limit_price == 1.5)
+    assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(5, 1.5)]
     assert handler.cancel(working.id).id == working.id
     wait_for(lambda: handler.get(working.id).verdict == "cancelled")
+    stop = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="STP",
+                       stop_price=1.0)
+    resting, _ = handler.submit(stop)
+    wait_for(lambda: handler.get(resting.id).status == "PreSubmitted")  # IB's untriggered stop
+    handler.modify(resting.id, stop_price=1.25)
+    wait_for(lambda: [o.aux_price for o in gateway.open_orders()] == [1.25])
 
 
 # ------------------------------------------------------------- journal and risk gate
@@ -205,12 +214,29 @@ def test_idempotent_replays_and_conflicts(handler, gateway, journal):
     first, created = handler.submit(MKT, idem_key="k", request_hash="h")
     again, created_again = handler.submit(MKT, idem_key="k", request_hash="h")
     assert created and not created_again and again.id == first.id
-    with pytest.raises(IdempotencyConflict, match=f"different order \\({first.id}\\)"):
+    with pytest.raises(IdempotencyConflict, match=f"^this Idempotency-Key was already used for a "
+                                                  f"different order \\({first.id}\\)$"):
         handler.submit(MKT, idem_key="k", request_hash="other")
     handler.wait(first.id, 5)
     wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
     assert handler.submit(MKT, idem_key="k", request_hash="h")[0] == handler.get(first.id)
     assert refs(gateway)[first.id] == 1 and len(refs(gateway)) == 1
+
+
+def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, journal):
+    first, _ = handler.submit(MKT, idem_key="live", request_hash="h")
+    journal.make_read_only()  # the journal keeps the order as queued from now on
+    try:
+        assert handler.wait(first.id, 5).verdict == "filled"
+        assert journal.find_by_key("live").record.verdict is None
+        assert handler.submit(MKT, idem_key="live", request_hash="h")[0].verdict == "filled"
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())
+    old = Lifecycle(id="o-old", intent=MKT, source="api", created_at=1.0, phase="done",
+                    verdict="cancelled", updated_at=1.0, steps=(Step(1.0, "queued"),))
+    journal.insert(old, "old-key", "h")  # finished before this start: only the journal has it
+    assert handler.submit(MKT, idem_key="old-key", request_hash="h") == (old, False)
+    assert len(refs(gateway)) == 1
 
 
 def test_a_journal_refusal_gives_the_risk_reservation_back(handler, gateway, journal):
@@ -277,7 +303,8 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     assert tp.oca_group == sl.oca_group == f"{record.id}-oca" and tp.oca_type == 1
     for leg in parent.children:
         assert handler.get(leg).parent == record.id
-    with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
+    with pytest.raises(OrderStateError, match="^the quantity of a bracket order cannot be "
+                                              "modified; cancel it and place a new one$"):
         handler.modify(record.id, quantity=4)
     with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
         handler.modify(f"{record.id}-tp", quantity=4)
