@@ -107,7 +107,7 @@ def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
     assert refs(gateway) == {}
 
 
-def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journal):
+def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journal, caplog):
     handler = OrderHandler("127.0.0.1", gateway.port, journal=journal)  # never started
     assert (handler.client_id, handler.settle, handler.monitor_timeout,
             handler.reconcile_grace) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
@@ -120,7 +120,9 @@ def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journa
     with pytest.raises(NotConnectedError):
         handler.preview(MKT)
     assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
-    assert handler.halted and journal.flag("kill_switch") is not None
+    assert handler.halted and handler.halt_reason == "offline"
+    assert "kill switch: order connection down, global cancel not sent yet" in [
+        r.getMessage() for r in caplog.records]
     assert told == [True] and handler.records() == []
     handler.start()
     try:
@@ -144,7 +146,7 @@ def test_a_handler_without_a_journal_keeps_one_in_memory(gateway):
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
-    with pytest.raises(UnknownOrderError):
+    with pytest.raises(UnknownOrderError, match="^o-nope$"):
         handler.cancel("o-nope")
     with pytest.raises(UnknownOrderError):
         handler.modify("o-nope", quantity=2)
@@ -362,7 +364,9 @@ def test_every_record_change_is_counted_and_told(handler, caplog):
     handler.on_record = lambda: told.append(handler.version)
     before = handler.version
     record, _ = handler.submit(MKT)
+    assert handler.queue_depth() in (0, 1)  # read while queued or being sent ...
     handler.wait(record.id, 5)
+    assert handler.queue_depth() == 0  # ... and not left over once it is done
     assert handler.version > before and told and told[-1] == handler.version
     assert told == sorted(told) and len(told) == handler.version - before
     assert handler.queue_depth() == 0 and handler.in_flight() == 0
