@@ -174,6 +174,28 @@ def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
         other.close()
 
 
+def test_a_failed_batch_is_retried_whole_and_says_so(journal, caplog):
+    for n in (1, 2):
+        journal.insert(record(f"o-{n}"))
+    journal.make_read_only()
+    journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+    journal.save(dataclasses.replace(record("o-2"), verdict="cancelled"))
+    wait_for(lambda: "❌ journal write of 2 records failed; will retry" in [
+        r.getMessage() for r in caplog.records])
+    journal._query("PRAGMA query_only=OFF", ())
+    assert journal.flush(5)
+    assert [journal.get(f"o-{n}").record.verdict for n in (1, 2)] == ["filled", "cancelled"]
+
+
+def test_flush_waits_up_to_its_time_out(journal):
+    journal.insert(record("o-1"))
+    journal._lock.acquire()  # the writer's commit waits for this ...
+    journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+    threading.Timer(0.1, journal._lock.release).start()  # ... for a tenth of a second
+    assert journal.flush(0.9)  # less than a second is still worth waiting for
+    assert journal.get("o-1").record.verdict == "filled"
+
+
 def test_a_retry_keeps_a_newer_save_of_the_same_order(journal, caplog):
     journal.insert(record("o-1"))
     journal.make_read_only()
