@@ -140,10 +140,12 @@ def sql_case_only(changed: list[str]) -> bool:
     old = [line[2:] for line in changed if line.startswith("-")]
     new = [line[2:] for line in changed if line.startswith("+")]
     return (bool(old) and [o.lower() for o in old] == [n.lower() for n in new] and old != new
-            and all(SQL.search(o) for o in old))
+            and all(SQL.search(o) or COLUMNS.search(o) for o in old))
 
 
-SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES|PRAGMA)\b")
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES|PRAGMA|BEGIN|COMMIT|"
+                 r"ROLLBACK)\b")
+COLUMNS = re.compile(r'^"[a-z_]+(, [a-z_]+)+\)? ?"$')  # a column list going on from a line above
 
 
 def report(name: str, target: Target, work: Path, equiv: dict[str, str]) -> tuple[str, float]:
