@@ -401,3 +401,28 @@ def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
         assert again.working_count() == 0 and again.in_flight() == 0
     finally:
         again.stop()
+
+
+# ------------------------------------------------------------------- IB's servers back
+def test_after_1102_the_handler_reconciles_and_sends_a_pending_global_cancel(handler, gateway,
+                                                                             caplog):
+    """What the link monitor calls once IB's servers are back (1102: nothing lost)."""
+    caplog.set_level(logging.INFO, logger="order_handler")
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: gateway.open_orders())
+    handler.kill_switch.engage("engaged during the outage")  # its global cancel could not go
+    executions = gateway.stats().requests_by_client[1000, "ReqExecutions"]
+    handler.thread.call(handler.on_link_restored(handler.ib, False), 10)
+    assert gateway.stats().requests_by_client[1000, "ReqExecutions"] == executions + 1
+    assert "🔎 Reconciled after IB's servers came back" in [r.getMessage() for r in caplog.records]
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1
+
+
+def test_after_1101_the_handler_connects_again(handler, gateway):
+    """1101: data was lost, so the order connection starts afresh and reconciles."""
+    connections = gateway.stats().connections
+    handler.thread.call(handler.on_link_restored(handler.ib, True), 10)
+    wait_for(lambda: gateway.stats().connections > connections and handler._reconciled)
+    assert gateway.stats().requests_by_client[1000, "ReqExecutions"] >= 1
+    barrier(handler, gateway)
