@@ -192,6 +192,8 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     wait_for(lambda: handler.get(resting.id).status == "PreSubmitted")  # IB's untriggered stop
     handler.modify(resting.id, stop_price=1.25)
     wait_for(lambda: [o.aux_price for o in gateway.open_orders()] == [1.25])
+    # the broker's echo (openOrder; the status stays PreSubmitted) updates the record too
+    wait_for(lambda: handler.get(resting.id).intent.stop_price == 1.25, timeout=5)
 
 
 # ------------------------------------------------------------- journal and risk gate
