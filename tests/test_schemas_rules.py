@@ -42,6 +42,7 @@ def refused(model=OrderIn, **fields) -> tuple[str | None, str]:
 def test_a_limit_bracket_on_the_right_sides_is_accepted(action, tp, sl):
     order = accepted(action=action, order_type="LMT", limit_price=100.0, take_profit=tp,
                      stop_loss=sl, tif="GTC")
+    assert order.intent().account == ""  # the handler's default account
     intent = order.intent("DU1234567")
     assert intent == OrderIntent(symbol="AAPL", action=action, quantity=10.0, order_type="LMT",
                                  limit_price=100.0, tif="GTC", account="DU1234567",
@@ -222,6 +223,14 @@ def test_query_words_are_upper_cased():
     assert QuoteQuery.model_validate({"symbol": "EURUSD", "sec_type": "cash"}).sec_type == "CASH"
     assert refused(QuoteQuery, symbol="AAPL", sec_type=1)[0] == "sec_type"
     assert refused(BarsQuery, symbol="AAPL", what=1)[0] == "what"
+
+
+def test_a_body_that_is_not_an_object_names_no_field():
+    with pytest.raises(ValidationError) as caught:
+        OrderIn.model_validate(["AAPL", "BUY", 1])
+    field, message, details = first_error(caught.value)
+    assert field is None and message.startswith("Input should be a valid dictionary")
+    assert details == [{"field": None, "message": message}]
 
 
 def test_first_error_lists_every_problem_with_its_field():
