@@ -233,6 +233,7 @@ def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, jour
     try:
         assert handler.wait(first.id, 5).verdict == "filled"
         assert journal.find_by_key("live").record.verdict is None
+        assert handler.get(first.id).verdict == "filled"  # the live record, not the journal's
         assert handler.submit(MKT, idem_key="live", request_hash="h")[0].verdict == "filled"
     finally:
         journal._query("PRAGMA query_only=OFF", ())
