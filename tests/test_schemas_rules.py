@@ -50,6 +50,13 @@ def test_a_limit_bracket_on_the_right_sides_is_accepted(action, tp, sl):
     assert intent.is_bracket
 
 
+def test_a_tight_bracket_is_accepted():
+    """Legs a few cents apart: only their sides count, not their distance."""
+    order = accepted(order_type="LMT", limit_price=100.0, take_profit=100.05, stop_loss=99.95)
+    assert (order.take_profit, order.stop_loss) == (100.05, 99.95)
+    assert accepted(action="SELL", take_profit=99.9, stop_loss=100.1).intent().is_bracket
+
+
 def test_a_market_bracket_and_one_legged_brackets_are_accepted():
     assert accepted(take_profit=110.0, stop_loss=90.0).intent().is_bracket
     assert accepted(order_type="LMT", limit_price=100.0, take_profit=100.01).take_profit == 100.01
