@@ -46,6 +46,7 @@ class Target:
     mutate: str  # the file mutated
     tests: tuple[str, ...]
     select: tuple[str, ...] = ()  # more pytest arguments choosing the tests
+    timeout: int = 60  # s per test: a mutant that blocks a wait is cut off after this
 
 
 TARGETS = {
@@ -65,13 +66,14 @@ TARGETS = {
     # reconciliation; they cost 30 s for every surviving intake mutant)
     "order_handler": Target("order_handler.py", "order_handler.py",
                             ("tests/test_order_intake.py", "tests/test_order_handler.py"),
-                            ("-m", "not slow")),
+                            ("-m", "not slow"), timeout=20),
 }
 # Pytest options for every mutant run: one process (pytest.ini's addopts asks for xdist workers),
 # a per-test time-out well under pytest.ini's so a hanging mutant is cut short, and no check for
 # unraisable exceptions (sockets collected late in this long-lived process fail its last test
 # otherwise; the normal test run keeps that check).
-PYTEST_ARGS = ("-n", "0", "--timeout", "60", "-p", "no:unraisableexception")
+def pytest_args(target: Target) -> tuple[str, ...]:
+    return ("-n", "0", "--timeout", str(target.timeout), "-p", "no:unraisableexception")
 
 
 def _setup(name: str, target: Target, fresh: bool, tests_dir: Path, scratch: Path) -> Path:
@@ -87,7 +89,7 @@ def _setup(name: str, target: Target, fresh: bool, tests_dir: Path, scratch: Pat
     tests = [t for t in target.tests if (work / t).exists()]
     lines = ["[mutmut]", f"source_paths={target.source}", f"only_mutate={target.mutate}",
              "pytest_add_cli_args_test_selection=", *(f"    {t}" for t in (*tests, *target.select)),
-             "pytest_add_cli_args=", *(f"    {a}" for a in PYTEST_ARGS),
+             "pytest_add_cli_args=", *(f"    {a}" for a in pytest_args(target)),
              "also_copy=", "    pytest.ini", "use_git_change_detection=false",
              "process_isolation=forkserver", ""]
     (work / "setup.cfg").write_text("\n".join(lines))
