@@ -323,3 +323,17 @@ def test_the_journal_makes_its_folders(tmp_path):
         assert again.count() == 1
     finally:
         again.close()
+
+
+def test_the_writer_keeps_saving_batch_after_batch(path):
+    journal = Journal(path)
+    try:
+        assert journal.path == path
+        assert journal._writer.daemon  # never keeps the app's process alive on its own
+        journal.insert(record("o-1"))
+        for status in ("PreSubmitted", "Submitted", "Filled"):
+            journal.save(dataclasses.replace(record("o-1"), status=status))
+            assert journal.flush(5)
+            assert journal.get("o-1").record.status == status
+    finally:
+        journal.close()
