@@ -261,3 +261,9 @@ def test_every_step_message_and_transition_is_stamped_with_the_time():
         t.at for t in record_.transitions] + [record_.updated_at]
     assert len(stamps) == 9
     assert all(before <= at <= time.time() for at in stamps), stamps
+
+
+def test_an_interim_verdict_on_a_queued_order_keeps_it_queued():
+    tracker, _ = tracked(Phase.QUEUED)
+    assert tracker.conclude(Verdict.UNKNOWN, "asked before it was sent")
+    assert (tracker.record.verdict, tracker.record.phase) == ("unknown", "queued")
