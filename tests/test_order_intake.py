@@ -164,7 +164,7 @@ def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
         handler.cancel("o-old")
     assert handler.get("o-old") == old and handler.get("o-nope") is None
     assert handler.wait("o-old", 5) == old
-    with pytest.raises(UnknownOrderError):
+    with pytest.raises(UnknownOrderError, match="^o-nope$"):
         handler.wait("o-nope", 0.1)
 
 
@@ -392,6 +392,7 @@ def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
     try:
         record, _ = first.submit(FAR)
         wait_for(lambda: first.get(record.id).status == "Submitted")
+        assert first.wait(record.id, 0.1).verdict is None  # returns at its time-out
         assert first.working_count() == 1 and first.in_flight() == 1
     finally:
         first.stop()
