@@ -164,10 +164,17 @@ def report(name: str, target: Target, work: Path, equiv: dict[str, str]) -> tupl
     out = [f"{name:14} {target.mutate:22} mutants {len(codes):4}  killed {killed:4}  "
            f"equivalent {len(listed) + len(by_rule):3}  survived {len(survivors):3}  "
            f"score {score:5.1f} %  {'PASS' if score >= TARGET_SCORE else 'MISS'}"]
+    unchecked = [m for m in survivors if codes[m] is None]
+    if unchecked:  # a run stopped early: say how far it got instead of listing them
+        checked = counted - len(unchecked)
+        out.append(f"    UNCHECKED {len(unchecked)} (the run stopped before them; counted as not "
+                   f"killed); over the {checked} checked: "
+                   f"{100.0 * killed / checked if checked else 0.0:.1f} %")
     for mutant in survivors:
         code = codes[mutant]
-        kind = ("no tests" if code in NO_TESTS else "survived" if code in SURVIVED
-                else "unchecked" if code is None else f"exit {code}")
+        if code is None:
+            continue
+        kind = "no tests" if code in NO_TESTS else "survived" if code in SURVIVED else f"exit {code}"
         out.append(f"    {kind:9} {mutant}: {' | '.join(changes.get(mutant, []))[:300]}")
     if by_rule:
         out.append(f"    (equivalent by rule sql-case: {len(by_rule)}; listed: {len(listed)})")
