@@ -370,6 +370,7 @@ def test_every_record_change_is_counted_and_told(handler, caplog):
     assert handler.queue_depth() in (0, 1)  # read while queued or being sent ...
     handler.wait(record.id, 5)
     assert handler.queue_depth() == 0  # ... and not left over once it is done
+    wait_for(lambda: not handler._tasks)  # each order's task is let go once it ends
     assert handler.version > before and told and told[-1] == handler.version
     assert told == sorted(told) and len(told) == handler.version - before
     assert handler.queue_depth() == 0 and handler.in_flight() == 0
