@@ -206,7 +206,9 @@ def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, jour
     entry = journal.get(record.id)
     assert (entry.idem_key, entry.request_hash) == ("k-1", "h-1")
     assert entry.risk["accepted"] is True and entry.risk["notional"] == 101.0
-    second, _ = handler.submit(MKT)
+    assert journal._query("SELECT remote FROM orders WHERE id=?", (record.id,)) == [("10.0.0.9",)]
+    second, _ = handler.submit(MKT, request_hash="h-2")
+    assert second.source == "api" and journal.get(second.id).request_hash == "h-2"
     prefix, number = record.id.rsplit("-", 1)
     assert second.id == f"{prefix}-{int(number) + 1:06d}" and number == "000001"
     assert len(prefix) == len("o-") + 6
