@@ -365,8 +365,9 @@ def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
 
 # ------------------------------------------------------------------- reads and listeners
 def test_every_record_change_is_counted_and_told(handler, caplog):
-    told = []
+    told, changed = [], []
     handler.on_record = lambda: told.append(handler.version)
+    handler.on_change = lambda: changed.append(1)
     before = handler.version
     record, _ = handler.submit(MKT)
     assert handler.queue_depth() in (0, 1)  # read while queued or being sent ...
@@ -380,9 +381,11 @@ def test_every_record_change_is_counted_and_told(handler, caplog):
     def broken() -> None:
         raise RuntimeError("listener bug")
 
+    assert changed  # the order book's changes were told too
     handler.on_record = broken
     handler.on_change = broken
     caplog.set_level(logging.ERROR, logger="order_handler")
+    caplog.clear()
     record, _ = handler.submit(MKT)
     assert handler.wait(record.id, 5).verdict == "filled"  # the listeners' bugs stop nothing
     messages = {r.getMessage() for r in caplog.records if r.name == "order_handler"}
