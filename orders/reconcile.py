@@ -186,7 +186,10 @@ class Reconciler:
     def on_open_order(self, ib: IB, trade: Trade) -> None:
         """A later openOrder of ours on this connection that no tracker follows: adopt it."""
         tracker = self.book.get(trade.order.orderRef)
-        if tracker is None or tracker.trade is trade or tracker.record.verdict in BROKER_FINAL:
+        if tracker is not None and tracker.trade is trade:
+            self.book.on_echo(tracker, trade)  # e.g. a modify confirmed with no status change
+            return
+        if tracker is None or tracker.record.verdict in BROKER_FINAL:
             return
         if tracker.trade is None or tracker.record.verdict in OUR_FINAL:
             self.adopt(ib, tracker, trade, trade in ib.openTrades())

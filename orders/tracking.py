@@ -119,6 +119,15 @@ class OrderBook:
             self._sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
+    def on_echo(self, tracker: Tracker, trade: Trade) -> None:
+        """openOrder for an order this connection follows: the broker's echo of it, after a
+        modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
+        no statusEvent comes)."""
+        if trade.orderStatus.status in WORKING_STATES and \
+                tracker.record.intent.order_type != "TRAIL":
+            self._sync_intent(tracker, trade)
+            self._changed()
+
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
         """Take the broker's status of the order and draw the verdict it implies."""
         st = trade.orderStatus

@@ -161,6 +161,19 @@ class SimGateway:
         """True while an outage is in progress."""
         return self._run(lambda s: s.outage_active)
 
+    def competing_active(self) -> bool:
+        """True while a competing live session refuses live data (10197)."""
+        return self._run(lambda s: s.bad.competing_now)
+
+    def held(self) -> tuple[int, int]:
+        """(requests, broker messages) an outage in progress keeps for its end: what a test
+        waits on to know that something was held back rather than not yet sent."""
+        return self._run(lambda s: (len(s.bad.held_requests), len(s.bad.held_events)))
+
+    def live_streams(self) -> int:
+        """Market data streams the gateway is feeding, over every connection."""
+        return self._run(lambda s: sum(len(session.streams) for session in s.sessions))
+
     def competing_session(self, seconds: float, after: float = 0.0) -> None:
         """The same user logs in elsewhere for ``seconds``: live data answers 10197."""
         def apply(server: GatewayServer) -> None:

@@ -62,7 +62,7 @@ def test_same_idempotency_key_is_refused_with_the_original(journal):
     journal.insert(record("o-1"), "key-1", "h1")
     with pytest.raises(DuplicateKey) as caught:
         journal.insert(record("o-2"), "key-1", "h2")
-    assert caught.value.existing.record.id == "o-1"
+    assert caught.value.existing.record.id == "o-1" and str(caught.value) == "o-1"
     assert journal.count() == 1
 
 
@@ -144,13 +144,17 @@ def test_a_clashing_order_id_is_refused_not_overwritten(journal):
     assert journal.find_by_key("key-2") is None and journal.get("o-2") is None
 
 
-def test_unwritable_journal_says_why(journal):
+def test_unwritable_journal_says_why(journal, caplog):
     journal.make_read_only()
-    with pytest.raises(JournalError, match="^order journal unavailable: attempt to write a "
-                                           "readonly database$"):
+    why = "^order journal unavailable: attempt to write a readonly database$"
+    with pytest.raises(JournalError, match=why):
         journal.insert(record("o-1"))
+    with pytest.raises(JournalError, match=why):
+        journal.set_flag("kill_switch", "on")
     journal.audit("api", "127.0.0.1", {"symbol": "AAPL"}, None, "queued")  # never raises
     assert journal.audit_rows() == []
+    assert "audit record not written (api from 127.0.0.1: queued)" in [
+        r.getMessage() for r in caplog.records]
 
 
 # ---------------------------------------------------------------------- saves
@@ -168,6 +172,28 @@ def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
         assert other.get("o-1").record == filled
     finally:
         other.close()
+
+
+def test_a_failed_batch_is_retried_whole_and_says_so(journal, caplog):
+    for n in (1, 2):
+        journal.insert(record(f"o-{n}"))
+    journal.make_read_only()
+    journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+    journal.save(dataclasses.replace(record("o-2"), verdict="cancelled"))
+    wait_for(lambda: "❌ journal write of 2 records failed; will retry" in [
+        r.getMessage() for r in caplog.records])
+    journal._query("PRAGMA query_only=OFF", ())
+    assert journal.flush(5)
+    assert [journal.get(f"o-{n}").record.verdict for n in (1, 2)] == ["filled", "cancelled"]
+
+
+def test_flush_waits_up_to_its_time_out(journal):
+    journal.insert(record("o-1"))
+    journal._lock.acquire()  # the writer's commit waits for this ...
+    journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+    threading.Timer(0.1, journal._lock.release).start()  # ... for a tenth of a second
+    assert journal.flush(0.9)  # less than a second is still worth waiting for
+    assert journal.get("o-1").record.verdict == "filled"
 
 
 def test_a_retry_keeps_a_newer_save_of_the_same_order(journal, caplog):
@@ -202,7 +228,9 @@ def test_one_unserialisable_record_does_not_stop_the_others(journal, caplog):
     journal.save(good)
     assert journal.flush(5)
     assert journal.get("o-2").record == good and journal.get("o-1").record == record("o-1")
-    assert any(r.getMessage() == "journal: record o-1 not saved" for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records]
+    assert "journal: record o-1 not saved" in logged
+    assert "❌ journal: a record could not be serialised; skipped" in logged
 
 
 def test_close_commits_what_was_saved_and_stops_the_writer(path):
@@ -269,3 +297,43 @@ def test_audit_rows_newest_first_with_their_fields(journal):
     assert len(oldest["request"]) == 4000 and oldest["at"] <= newest["at"]
     assert [r["source"] for r in journal.audit_rows(limit=1)] == ["webhook"]
     assert journal.flag("never-set") is None
+
+
+def test_audit_keeps_what_json_cannot_say_as_text_and_lists_100_by_default(journal):
+    from datetime import UTC, datetime
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    journal.audit("api", None, {"at": when}, {"at": when}, "queued")
+    [row] = journal.audit_rows()
+    assert row["request"] == row["decision"] == '{"at": "2026-01-02 00:00:00+00:00"}'
+    for n in range(100):
+        journal.audit("api", None, {"n": n}, None, "queued")
+    rows = journal.audit_rows()
+    assert len(rows) == 100 and rows[-1]["request"] == '{"n": 0}'
+
+
+def test_the_journal_makes_its_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "orders.db"
+    journal = Journal(str(path))
+    try:
+        journal.insert(record("o-1"))
+    finally:
+        journal.close()
+    again = Journal(str(path))  # the folders exist now: fine too
+    try:
+        assert again.count() == 1
+    finally:
+        again.close()
+
+
+def test_the_writer_keeps_saving_batch_after_batch(path):
+    journal = Journal(path)
+    try:
+        assert journal.path == path
+        assert journal._writer.daemon  # never keeps the app's process alive on its own
+        journal.insert(record("o-1"))
+        for status in ("PreSubmitted", "Submitted", "Filled"):
+            journal.save(dataclasses.replace(record("o-1"), status=status))
+            assert journal.flush(5)
+            assert journal.get("o-1").record.status == status
+    finally:
+        journal.close()

@@ -107,19 +107,46 @@ def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
     assert refs(gateway) == {}
 
 
-def test_a_stopped_handler_queues_nothing(gateway, journal):
+def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journal, caplog):
     handler = OrderHandler("127.0.0.1", gateway.port, journal=journal)  # never started
+    assert (handler.client_id, handler.settle, handler.monitor_timeout,
+            handler.reconcile_grace) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
+    told = []
+    handler.state_listener = lambda: told.append(handler.halted)
     with pytest.raises(NotConnectedError):
         handler.submit(MKT)
     with pytest.raises(NotConnectedError):
         handler.cancel_all()
+    with pytest.raises(NotConnectedError):
+        handler.preview(MKT)
     assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
-    assert handler.halted and journal.flag("kill_switch") is not None
-    assert handler.records() == []
+    assert handler.halted and handler.halt_reason == "offline"
+    assert "kill switch: order connection down, global cancel not sent yet" in [
+        r.getMessage() for r in caplog.records]
+    assert told == [True] and handler.records() == []
+    handler.start()
+    try:
+        wait_for(lambda: handler._reconciled, timeout=5)
+        wait_for(lambda: gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1)
+        handler.release_kill_switch()
+        assert told[-1] is False
+    finally:
+        handler.stop()
+
+
+def test_a_handler_without_a_journal_keeps_one_in_memory(gateway):
+    handler = make_handler(gateway, None)
+    try:
+        assert handler.journal.path == ":memory:"
+        record, _ = handler.submit(MKT)
+        assert handler.journal.get(record.id) is not None
+        assert handler.wait(record.id, 5).verdict == "filled"
+    finally:
+        handler.stop()
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
-    with pytest.raises(UnknownOrderError):
+    with pytest.raises(UnknownOrderError, match="^o-nope$"):
         handler.cancel("o-nope")
     with pytest.raises(UnknownOrderError):
         handler.modify("o-nope", quantity=2)
@@ -137,7 +164,7 @@ def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
         handler.cancel("o-old")
     assert handler.get("o-old") == old and handler.get("o-nope") is None
     assert handler.wait("o-old", 5) == old
-    with pytest.raises(UnknownOrderError):
+    with pytest.raises(UnknownOrderError, match="^o-nope$"):
         handler.wait("o-nope", 0.1)
 
 
@@ -148,14 +175,25 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     with pytest.raises(RiskRejected, match="max_quantity"):
         handler.modify(working.id, quantity=6, gate=gate)
     handler.kill_switch.engage("drill")
-    with pytest.raises(TradingHaltedError):
+    with pytest.raises(TradingHaltedError, match="^trading is halted by the kill switch$"):
         handler.modify(working.id, quantity=2)
     handler.release_kill_switch()
     handler.modify(working.id, quantity=5, gate=gate)
     wait_for(lambda: handler.get(working.id).intent.quantity == 5)
     assert [o.total_quantity for o in gateway.open_orders()] == [5]
+    handler.modify(working.id, limit_price=1.5)
+    wait_for(lambda: handler.get(working.id).intent.limit_price == 1.5)
+    assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(5, 1.5)]
     assert handler.cancel(working.id).id == working.id
     wait_for(lambda: handler.get(working.id).verdict == "cancelled")
+    stop = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="STP",
+                       stop_price=1.0)
+    resting, _ = handler.submit(stop)
+    wait_for(lambda: handler.get(resting.id).status == "PreSubmitted")  # IB's untriggered stop
+    handler.modify(resting.id, stop_price=1.25)
+    wait_for(lambda: [o.aux_price for o in gateway.open_orders()] == [1.25])
+    # the broker's echo (openOrder; the status stays PreSubmitted) updates the record too
+    wait_for(lambda: handler.get(resting.id).intent.stop_price == 1.25, timeout=5)
 
 
 # ------------------------------------------------------------- journal and risk gate
@@ -168,7 +206,9 @@ def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, jour
     entry = journal.get(record.id)
     assert (entry.idem_key, entry.request_hash) == ("k-1", "h-1")
     assert entry.risk["accepted"] is True and entry.risk["notional"] == 101.0
-    second, _ = handler.submit(MKT)
+    assert journal._query("SELECT remote FROM orders WHERE id=?", (record.id,)) == [("10.0.0.9",)]
+    second, _ = handler.submit(MKT, request_hash="h-2")
+    assert second.source == "api" and journal.get(second.id).request_hash == "h-2"
     prefix, number = record.id.rsplit("-", 1)
     assert second.id == f"{prefix}-{int(number) + 1:06d}" and number == "000001"
     assert len(prefix) == len("o-") + 6
@@ -180,12 +220,30 @@ def test_idempotent_replays_and_conflicts(handler, gateway, journal):
     first, created = handler.submit(MKT, idem_key="k", request_hash="h")
     again, created_again = handler.submit(MKT, idem_key="k", request_hash="h")
     assert created and not created_again and again.id == first.id
-    with pytest.raises(IdempotencyConflict, match=f"different order \\({first.id}\\)"):
+    with pytest.raises(IdempotencyConflict, match=f"^this Idempotency-Key was already used for a "
+                                                  f"different order \\({first.id}\\)$"):
         handler.submit(MKT, idem_key="k", request_hash="other")
     handler.wait(first.id, 5)
     wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
     assert handler.submit(MKT, idem_key="k", request_hash="h")[0] == handler.get(first.id)
     assert refs(gateway)[first.id] == 1 and len(refs(gateway)) == 1
+
+
+def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, journal):
+    first, _ = handler.submit(MKT, idem_key="live", request_hash="h")
+    journal.make_read_only()  # the journal keeps the order as queued from now on
+    try:
+        assert handler.wait(first.id, 5).verdict == "filled"
+        assert journal.find_by_key("live").record.verdict is None
+        assert handler.get(first.id).verdict == "filled"  # the live record, not the journal's
+        assert handler.submit(MKT, idem_key="live", request_hash="h")[0].verdict == "filled"
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())
+    old = Lifecycle(id="o-old", intent=MKT, source="api", created_at=1.0, phase="done",
+                    verdict="cancelled", updated_at=1.0, steps=(Step(1.0, "queued"),))
+    journal.insert(old, "old-key", "h")  # finished before this start: only the journal has it
+    assert handler.submit(MKT, idem_key="old-key", request_hash="h") == (old, False)
+    assert len(refs(gateway)) == 1
 
 
 def test_a_journal_refusal_gives_the_risk_reservation_back(handler, gateway, journal):
@@ -252,7 +310,8 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     assert tp.oca_group == sl.oca_group == f"{record.id}-oca" and tp.oca_type == 1
     for leg in parent.children:
         assert handler.get(leg).parent == record.id
-    with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
+    with pytest.raises(OrderStateError, match="^the quantity of a bracket order cannot be "
+                                              "modified; cancel it and place a new one$"):
         handler.modify(record.id, quantity=4)
     with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
         handler.modify(f"{record.id}-tp", quantity=4)
@@ -280,6 +339,21 @@ def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
     assert (amount.order_type, amount.aux_price) == ("TRAIL", 3.0)
 
 
+def test_a_broker_rejection_is_the_verdict_with_ibs_message(handler, gateway, journal):
+    gateway.reject_next_order("no margin today")
+    record, _ = handler.submit(MKT)
+    final = handler.wait(record.id, 5)
+    assert final.verdict == "rejected" and handler.working_count() == 0
+    assert any(m.code == 201 and "no margin today" in m.text for m in final.messages)
+    assert journal.flush(5) and journal.get(record.id).record.verdict == "rejected"
+
+
+def test_preview_places_nothing(handler, gateway):
+    preview = handler.preview(MKT)
+    assert preview.commission is not None and preview.commission > 0
+    assert refs(gateway) == {} and handler.records() == []
+
+
 def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
     unknown = OrderIntent(symbol="ZZZZQ", action="BUY", quantity=1, order_type="MKT")
     record, _ = handler.submit(unknown)
@@ -291,20 +365,27 @@ def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
 
 # ------------------------------------------------------------------- reads and listeners
 def test_every_record_change_is_counted_and_told(handler, caplog):
-    told = []
+    told, changed = [], []
     handler.on_record = lambda: told.append(handler.version)
+    handler.on_change = lambda: changed.append(1)
     before = handler.version
     record, _ = handler.submit(MKT)
+    assert handler.queue_depth() in (0, 1)  # read while queued or being sent ...
     handler.wait(record.id, 5)
+    assert handler.queue_depth() == 0  # ... and not left over once it is done
+    wait_for(lambda: not handler._tasks)  # each order's task is let go once it ends
     assert handler.version > before and told and told[-1] == handler.version
     assert told == sorted(told) and len(told) == handler.version - before
+    assert handler.queue_depth() == 0 and handler.in_flight() == 0
 
     def broken() -> None:
         raise RuntimeError("listener bug")
 
+    assert changed  # the order book's changes were told too
     handler.on_record = broken
     handler.on_change = broken
     caplog.set_level(logging.ERROR, logger="order_handler")
+    caplog.clear()
     record, _ = handler.submit(MKT)
     assert handler.wait(record.id, 5).verdict == "filled"  # the listeners' bugs stop nothing
     messages = {r.getMessage() for r in caplog.records if r.name == "order_handler"}
@@ -317,6 +398,7 @@ def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
     try:
         record, _ = first.submit(FAR)
         wait_for(lambda: first.get(record.id).status == "Submitted")
+        assert first.wait(record.id, 0.1).verdict is None  # returns at its time-out
         assert first.working_count() == 1 and first.in_flight() == 1
     finally:
         first.stop()
@@ -329,3 +411,28 @@ def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
         assert again.working_count() == 0 and again.in_flight() == 0
     finally:
         again.stop()
+
+
+# ------------------------------------------------------------------- IB's servers back
+def test_after_1102_the_handler_reconciles_and_sends_a_pending_global_cancel(handler, gateway,
+                                                                             caplog):
+    """What the link monitor calls once IB's servers are back (1102: nothing lost)."""
+    caplog.set_level(logging.INFO, logger="order_handler")
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: gateway.open_orders())
+    handler.kill_switch.engage("engaged during the outage")  # its global cancel could not go
+    executions = gateway.stats().requests_by_client[1000, "ReqExecutions"]
+    handler.thread.call(handler.on_link_restored(handler.ib, False), 10)
+    assert gateway.stats().requests_by_client[1000, "ReqExecutions"] == executions + 1
+    assert "🔎 Reconciled after IB's servers came back" in [r.getMessage() for r in caplog.records]
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1
+
+
+def test_after_1101_the_handler_connects_again(handler, gateway):
+    """1101: data was lost, so the order connection starts afresh and reconciles."""
+    connections = gateway.stats().connections
+    handler.thread.call(handler.on_link_restored(handler.ib, True), 10)
+    wait_for(lambda: gateway.stats().connections > connections and handler._reconciled)
+    assert gateway.stats().requests_by_client[1000, "ReqExecutions"] >= 1
+    barrier(handler, gateway)

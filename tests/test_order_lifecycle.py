@@ -242,3 +242,28 @@ def test_restore_of_an_unfinished_record_moves_it_to_tracking():
     finished, sink = tracked(Phase.DONE, verdict="cancelled")
     finished.restore()
     assert finished.record.phase == "done" and sink == []
+
+
+def test_every_step_message_and_transition_is_stamped_with_the_time():
+    before = time.time()
+    tracker, _ = tracked(Phase.QUEUED)
+    tracker.advance(Event.SEND)
+    tracker.sent(7, 1000, "PendingSubmit")
+    tracker.step("settle 1")
+    tracker.broker_status("Submitted", 0, 10, 900, None)
+    tracker.message(399, "warning")
+    tracker.confirmed(quantity=8.0)
+    tracker.fills_added((fill("e1", 8, 100.0),), 900, "fill recovered")
+    tracker.conclude(Verdict.NOT_PLACED, "drill")
+    tracker.readopt("seen again")
+    record_ = tracker.record
+    stamps = [s.at for s in record_.steps[1:]] + [m.at for m in record_.messages] + [
+        t.at for t in record_.transitions] + [record_.updated_at]
+    assert len(stamps) == 9
+    assert all(before <= at <= time.time() for at in stamps), stamps
+
+
+def test_an_interim_verdict_on_a_queued_order_keeps_it_queued():
+    tracker, _ = tracked(Phase.QUEUED)
+    assert tracker.conclude(Verdict.UNKNOWN, "asked before it was sent")
+    assert (tracker.record.verdict, tracker.record.phase) == ("unknown", "queued")

@@ -5,6 +5,7 @@ restart and across UTC midnight, the quote cache and the per-minute window, with
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -81,7 +82,7 @@ def test_quantity_at_the_limit_passes_and_one_more_is_refused():
     gate = make_gate(risk_max_quantity=10)
     assert gate.reserve(buy(10)).accepted
     decision = rule_of(gate, buy(10.5))
-    assert decision.rule == "max_quantity" and not decision.accepted
+    assert decision.rule == "max_quantity" and decision.accepted is False
     assert decision.message == ("max_quantity: quantity 10.5 exceeds the limit of 10 shares "
                                 "for stocks")
 
@@ -132,6 +133,12 @@ def test_the_mid_needs_both_sides_and_the_last_price_stands_in():
     assert gate.reserve(buy(1, order_type="LMT", limit_price=98.5)).figures["quote_mid"] == 98
 
 
+def test_the_collar_is_measured_from_the_mid_not_the_last_price():
+    gate = make_gate(quotes=Quotes((99.0, 101.0, 104.0)), risk_price_collar_pct=5)
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=95.0)).figures["quote_mid"] == 100
+    assert rule_of(gate, buy(1, order_type="LMT", limit_price=105.5)).rule == "price_collar"
+
+
 def test_delayed_quotes_use_their_own_collar():
     delayed = Quotes(RiskQuote(99.0, 101.0, 100.0, delayed=True))
     gate = make_gate(quotes=delayed, risk_price_collar_pct=10, risk_delayed_collar_pct=2)
@@ -177,7 +184,8 @@ def test_live_accounts_need_allow_live_trading():
     assert decision.message == ("live_trading_disabled: account U7654321 is a live account and "
                                 "ALLOW_LIVE_TRADING is off; orders are refused")
     assert make_gate(accounts=live, allow_live_trading=True).reserve(buy()).accepted
-    assert rule_of(make_gate(accounts=()), buy()).rule == "live_trading_disabled"
+    assert rule_of(make_gate(accounts=()), buy()).message == (
+        "live_trading_disabled: no account is known yet, so live trading cannot be ruled out")
 
 
 # ------------------------------------------------------------------------ flow limits
@@ -259,8 +267,22 @@ def test_daily_cap_resets_at_utc_midnight_and_not_before():
     clocks.advance(0.5)  # 00:00:00 next day
     decision = gate.reserve(buy(1))
     assert decision.figures["notional_today"] == 101.0  # the new day's first order alone
-    clocks.advance(3600)  # later that day the new total holds
+    clocks.advance(3661)  # later that day (another hour and minute) the new total holds
     assert gate.reserve(buy(1)).figures["notional_today"] == 202.0
+
+
+def test_the_day_is_the_utc_day_whatever_the_machines_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        clocks = Clocks(wall=BEFORE_MIDNIGHT + 59.5)  # 18:59:59.5 in New York
+        gate = make_gate(clocks, risk_daily_notional_cap=1000, notional_today=950.0)
+        assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
+        clocks.advance(0.5)  # UTC midnight: a new day for the cap
+        assert gate.reserve(buy(1)).figures["notional_today"] == 101.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
@@ -329,7 +351,11 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
     refused = rule_of(make_gate(clocks, risk_max_quantity=1), buy(2))
     assert refused.at == clocks.now and refused.notional == 202.0
     assert refused.figures["orders_last_minute"] == 0 and refused.reference_price == 101.0
-    assert gate.check(buy(1)).at == clocks.now
+    assert gate.check(buy(2, order_type="LMT", limit_price=100.5)) == RiskDecision(
+        accepted=True, figures={"quantity": 2, "reference_price": 100.5, "quote_mid": 100.0,
+                                "quote_delayed": False, "notional": 201.0, "open_orders": 2,
+                                "orders_last_minute": 1, "notional_today": 301.5},
+        reference_price=100.5, notional=201.0, at=clocks.now)
 
 
 def test_figures_round_notional_and_hide_non_finite_values():
@@ -359,6 +385,26 @@ def test_limits_report_the_configuration():
 
 
 # ------------------------------------------------------------------------ SlidingWindow
+def test_sliding_window_is_a_minute_by_default():
+    clocks = Clocks()
+    window = SlidingWindow(1, monotonic=clocks.monotonic)
+    assert window.allow() and not window.allow()
+    clocks.advance(59.9)
+    assert not window.allow()
+    clocks.advance(0.1)
+    assert window.allow()
+
+
+def test_the_gate_runs_on_the_real_clocks_by_default():
+    before = time.time()
+    gate = RiskGate(settings(risk_max_orders_per_minute=1), Quotes(), lambda: 0, lambda: PAPER)
+    decision = gate.reserve(buy())
+    assert before <= decision.at <= time.time() and gate.limits()["notional_today"] == 101.0
+    assert rule_of(gate, buy()).rule == "max_orders_per_minute"  # within the real minute
+    assert RiskGate(settings(), Quotes(), lambda: 0, lambda: PAPER).limits()[
+        "notional_today"] == 0.0
+
+
 def test_sliding_window_allows_the_limit_then_frees_slots_as_they_age():
     clocks = Clocks()
     window = SlidingWindow(2, seconds=10.0, monotonic=clocks.monotonic)

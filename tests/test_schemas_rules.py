@@ -42,11 +42,19 @@ def refused(model=OrderIn, **fields) -> tuple[str | None, str]:
 def test_a_limit_bracket_on_the_right_sides_is_accepted(action, tp, sl):
     order = accepted(action=action, order_type="LMT", limit_price=100.0, take_profit=tp,
                      stop_loss=sl, tif="GTC")
+    assert order.intent().account == ""  # the handler's default account
     intent = order.intent("DU1234567")
     assert intent == OrderIntent(symbol="AAPL", action=action, quantity=10.0, order_type="LMT",
                                  limit_price=100.0, tif="GTC", account="DU1234567",
                                  take_profit=tp, stop_loss=sl)
     assert intent.is_bracket
+
+
+def test_a_tight_bracket_is_accepted():
+    """Legs a few cents apart: only their sides count, not their distance."""
+    order = accepted(order_type="LMT", limit_price=100.0, take_profit=100.05, stop_loss=99.95)
+    assert (order.take_profit, order.stop_loss) == (100.05, 99.95)
+    assert accepted(action="SELL", take_profit=99.9, stop_loss=100.1).intent().is_bracket
 
 
 def test_a_market_bracket_and_one_legged_brackets_are_accepted():
@@ -222,6 +230,14 @@ def test_query_words_are_upper_cased():
     assert QuoteQuery.model_validate({"symbol": "EURUSD", "sec_type": "cash"}).sec_type == "CASH"
     assert refused(QuoteQuery, symbol="AAPL", sec_type=1)[0] == "sec_type"
     assert refused(BarsQuery, symbol="AAPL", what=1)[0] == "what"
+
+
+def test_a_body_that_is_not_an_object_names_no_field():
+    with pytest.raises(ValidationError) as caught:
+        OrderIn.model_validate(["AAPL", "BUY", 1])
+    field, message, details = first_error(caught.value)
+    assert field is None and message.startswith("Input should be a valid dictionary")
+    assert details == [{"field": None, "message": message}]
 
 
 def test_first_error_lists_every_problem_with_its_field():

@@ -58,7 +58,7 @@ async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
         await until(lambda: {2103, 2105, 2157} <= set(errors.codes(-1)), what="farms broken")
         # an order placed now is held by the gateway: no answer while IB's servers are away
         held = ib.placeOrder(stock, MarketOrder("BUY", 2, tif="DAY"))
-        await asyncio.sleep(0.3)
+        await until(lambda: gateway.held()[0] == 1, what="the order held by the gateway")
         assert held.orderStatus.status == "PendingSubmit" and not held.fills
         assert gateway.outage_active()
         await until(lambda: 1102 in errors.codes(), timeout=6, what="1102")
@@ -79,7 +79,8 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
         await status(trade, "PreSubmitted")
         gateway.outage(seconds=1.5)  # the fill happens at IB during the outage
         await until(lambda: 1100 in errors.codes(), what="1100")
-        await asyncio.sleep(1.0)
+        await until(lambda: gateway.executions() and gateway.held()[1], timeout=4,
+                    what="the fill, its messages held")
         assert [e.shares for e, _ in gateway.executions()] == [3]
         assert not trade.fills  # held by the gateway while IB's servers are unreachable
         await until(lambda: 1102 in errors.codes(), timeout=4, what="1102")
@@ -101,11 +102,10 @@ async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds
         gateway.outage(seconds=1.5, lost=True)
         await until(lambda: 1101 in errors.codes(), timeout=5, what="1101")
         assert 1102 not in errors.codes()
-        await asyncio.sleep(0.6)
+        # the fill happened at IB and nothing is held for later: its messages were dropped
+        assert gateway.executions() and gateway.held() == (0, 0)
         assert not trade.fills and trade.orderStatus.status == "PreSubmitted"  # the message was lost
-        seen = len(ticker.ticks), ticker.time
-        await asyncio.sleep(0.6)
-        assert ticker.time == seen[1]  # the stream was dropped server-side: re-request it
+        assert gateway.live_streams() == 0  # the stream was dropped server-side: re-request it
         fills = await ib.reqExecutionsAsync()  # reconciliation finds the fill
         assert [f.execution.shares for f in fills if f.execution.orderId == trade.order.orderId] == [4]
         ib.cancelMktData(stock)
@@ -221,17 +221,19 @@ async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests
         [stock] = await qualified(ib, aapl())
         ticker = ib.reqMktData(stock)
         await until(lambda: ticker.last > 0, what="first ticks")
+        assert gateway.live_streams() == 1
         gateway.competing_session(seconds=1.5)
         await until(lambda: 10197 in errors.codes(), what="10197")
         assert errors.text(10197) == "No market data during competing live session"
         stopped = ticker.time
-        await asyncio.sleep(0.6)
-        assert ticker.time == stopped  # the stream stopped
+        assert gateway.live_streams() == 0  # the stream stopped at the gateway with its 10197
         ib.cancelMktData(stock)
         await ib.reqTickersAsync(stock)
         assert errors.codes().count(10197) == 2  # a new request is refused too
-        await asyncio.sleep(1.2)
-        [snap] = await ib.reqTickersAsync(stock)  # the other session logged out
+        assert gateway.competing_active()
+        await until(lambda: not gateway.competing_active(), timeout=5,
+                    what="the other session logged out")
+        [snap] = await ib.reqTickersAsync(stock)
         assert snap.time is not None and stopped is not None and snap.time > stopped
         assert snap.bid > 0
         assert errors.codes().count(10197) == 2
