@@ -28,7 +28,7 @@ def gateway(request) -> Iterator[SimGateway]:
 
 
 def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
-        dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+        dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     ib = page.locator("#conn-ib")
     expect(ib.locator(".conn-state")).to_have_text("reachable")
@@ -53,7 +53,7 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
 
 
 @pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
-def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     bid = dash.enter_symbol("AAPL")
     assert bid > 0
@@ -66,7 +66,7 @@ def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimG
 
 
 @pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
-def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     status, body = dash.live.api("POST", "/api/v1/orders",
                                  {"symbol": "MSFT", "action": "BUY", "quantity": 4})
@@ -81,7 +81,7 @@ def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGatew
     dash.shot("delayed_positions")
 
 
-def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     status, body = dash.live.api("POST", "/api/v1/orders",
                                  {"symbol": "MSFT", "action": "BUY", "quantity": 4})
@@ -94,7 +94,7 @@ def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGate
 
 
 @pytest.mark.parametrize("gateway", ["none"], indirect=True)
-def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway: SimGateway) -> None:
     dash.allow_console_error("status of 502")  # the chart's bars: IB refuses them too (162)
     page = dash.open().page
     page.fill("#symbol", "AAPL")
@@ -106,7 +106,7 @@ def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway
     dash.shot("no_market_data")
 
 
-def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGateway) -> None:  # noqa: F811
+def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     dash.enter_symbol("AAPL")
     gateway.competing_session(seconds=600)

@@ -45,7 +45,7 @@ def working(board: Dashboard, **fields) -> str:
 
 
 # ------------------------------------------------------------- 1. confirmation
-def test_double_enter_does_not_skip_the_confirmation(dash):  # noqa: F811
+def test_double_enter_does_not_skip_the_confirmation(dash):
     page = dash.open().page
     dash.fill_ticket("IBM", "1")
     before = dash.gateway_order_count()
@@ -75,7 +75,7 @@ def test_double_enter_does_not_skip_the_confirmation(dash):  # noqa: F811
     assert len(posted(dash, "/api/v1/orders")) == 1
 
 
-def test_clicks_right_after_review_do_nothing(dash):  # noqa: F811
+def test_clicks_right_after_review_do_nothing(dash):
     page = dash.open().page
     dash.fill_ticket("AAPL", "2")
     # a double click on Review whose second click lands where Confirm appears, in the same
@@ -103,7 +103,7 @@ def test_clicks_right_after_review_do_nothing(dash):  # noqa: F811
 
 
 # ------------------------------------------------------------------ 2. modify
-def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):  # noqa: F811
+def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):
     page = dash.open().page
     limit = round(market(dash)["bid"] * 0.8, 2)
     order_id = working(dash, order_type="LMT", limit_price=limit)
@@ -133,7 +133,7 @@ def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):  # noqa: F811
 
 
 # ----------------------------------------------------------------- 3. preview
-def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):  # noqa: F811
+def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):
     page = dash.open().page
     dash.allow_console_error(r"status of 422")
     dash.fill_ticket("AAPL", "50000")
@@ -154,7 +154,7 @@ def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):  # noqa: F81
 
 
 # ----------------------------------------------------------- 4. stop that triggers
-def test_a_stop_the_market_passed_needs_the_tick_box(dash):  # noqa: F811
+def test_a_stop_the_market_passed_needs_the_tick_box(dash):
     page = dash.open().page
     bid = dash.enter_symbol("AAPL")
     below = round(bid * 0.95, 2)  # a BUY stop under the market triggers at once
@@ -174,7 +174,7 @@ def test_a_stop_the_market_passed_needs_the_tick_box(dash):  # noqa: F811
     expect(page.locator(".toast.success")).to_contain_text("queued as o-")
 
 
-def test_moving_a_stop_past_the_market_asks_in_the_modify_dialog(dash):  # noqa: F811
+def test_moving_a_stop_past_the_market_asks_in_the_modify_dialog(dash):
     page = dash.open().page
     q = market(dash)
     order_id = working(dash, action="SELL", order_type="STP", stop_price=round(q["bid"] * 0.9, 2))
@@ -199,7 +199,7 @@ def test_moving_a_stop_past_the_market_asks_in_the_modify_dialog(dash):  # noqa:
 
 
 # ------------------------------------------------------------ 5. close position
-def test_close_offers_to_cancel_the_symbols_working_orders(dash):  # noqa: F811
+def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     page = dash.open().page
     api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
     q = market(dash)
@@ -230,7 +230,7 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):  # noqa: F811
 
 
 # ------------------------------------------------------------------- 6. FX
-def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):  # noqa: F811
+def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):
     page = dash.open().page
     dash.allow_console_error(r"status of 404")
     page.fill("#symbol", "EUR.USD")
@@ -247,7 +247,7 @@ def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):  # n
 
 
 # ---------------------------------------------------------------- 7. freshness
-def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):  # noqa: F811
+def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):
     import web.status
     monkeypatch.setattr(web.status, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
     page = dash.open().page
@@ -308,7 +308,7 @@ ROW_CHECK = """() => {
 }"""
 
 
-def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):  # noqa: F811
+def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):
     page = dash.open().page
     ids = filled_tables(dash)
     expect(page.locator("#working-count")).to_have_text(str(len(ids)))
@@ -351,7 +351,7 @@ def run_axe(page: Page) -> list[dict]:
             for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):  # noqa: F811
+def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     assert AXE.exists(), "node_modules/axe-core is missing: run npm ci (scripts/test does it)"
     page = dash.page
     page.route(f"**{AXE_URL}", lambda route: route.fulfill(
@@ -387,7 +387,7 @@ def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):  # noqa:
 
 
 # ---------------------------------------------------------------- 10. words
-def test_history_in_traders_words_and_dashboard_source(dash):  # noqa: F811
+def test_history_in_traders_words_and_dashboard_source(dash):
     page = dash.open().page
     bid = dash.enter_symbol("AAPL")
     limit = round(bid * 0.9, 2)

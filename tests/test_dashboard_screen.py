@@ -31,7 +31,7 @@ def quote_cells(board: Dashboard, symbol: str) -> str:
     return board.page.locator(f'#watchlist tr[data-symbol="{symbol}"] td.last').text_content() or ""
 
 
-def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashboard) -> None:  # noqa: F811
+def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashboard) -> None:
     page = dash.open().page
     page.fill("#watch-input", "EUR")
     option = page.locator("#watch-suggest li").filter(has_text="EUR.USD")
@@ -51,7 +51,7 @@ def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashbo
     dash.shot("screen-watchlist")
 
 
-def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Dashboard) -> None:  # noqa: F811
+def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Dashboard) -> None:
     server = dash.live
     status, quote = server.api("GET", "/api/v1/quote?symbol=AAPL")
     limit = round(quote["bid"] * 0.97, 2)
@@ -104,7 +104,7 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     dash.shot("screen-fill-toast")
 
 
-def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
+def test_alert_fires_in_the_page(dash: Dashboard) -> None:
     page = dash.open().page
     expect(page.locator("#chart-symbol")).to_have_text("AAPL")
 
@@ -136,7 +136,7 @@ def test_alert_fires_in_the_page(dash: Dashboard) -> None:  # noqa: F811
     dash.shot("screen-alert")
 
 
-def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> None:  # noqa: F811
+def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> None:
     """The stream refused (e.g. a proxy that buffers it): the page polls /state, and the
     watchlist and the chart's last bar keep moving from polled quotes."""
     status, body = dash.live.api("PUT", "/api/v1/watchlist", {"symbols": [{"symbol": "MSFT"}]})

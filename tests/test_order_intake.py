@@ -11,10 +11,11 @@ import collections
 import logging
 
 import pytest
+from test_order_handler import handler, journal, make_handler  # noqa: F401 - shared fixtures
 
 from conftest import wait_for
 from ib_connection import NotConnectedError
-from journal import Journal, JournalError
+from journal import JournalError
 from order_handler import (
     IdempotencyConflict,
     OrderHandler,
@@ -29,29 +30,6 @@ from risk import RiskGate, RiskRejected
 
 MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
 FAR = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)
-
-
-def make_handler(gateway, journal, **kw) -> OrderHandler:
-    handler = OrderHandler("127.0.0.1", gateway.port, client_id=1000, connect_timeout=3,
-                           settle=(0.05, 0.05, 0.05), monitor_timeout=kw.pop("monitor", 3),
-                           journal=journal, reconcile_grace=1.0, **kw)
-    handler.start()
-    wait_for(lambda: handler._reconciled, timeout=5)
-    return handler
-
-
-@pytest.fixture
-def journal(tmp_path):
-    j = Journal(str(tmp_path / "orders.db"))
-    yield j
-    j.close()
-
-
-@pytest.fixture
-def handler(gateway, journal):
-    h = make_handler(gateway, journal)
-    yield h
-    h.stop()
 
 
 def refs(gateway) -> collections.Counter[str]:

@@ -127,7 +127,7 @@ async def test_outage_repeats_1100_and_a_client_connecting_meanwhile_is_told(
         ib.disconnect()
 
 
-def test_ibapi_sees_1100_and_1102(app: App, gateway: SimGateway) -> None:  # noqa: F811
+def test_ibapi_sees_1100_and_1102(app: App, gateway: SimGateway) -> None:
     order_id = app.next_order_id()
     gateway.outage(seconds=1.0)
     app.wait_call("error", reqId=-1, errorCode=1100)
@@ -181,7 +181,7 @@ async def test_no_data_at_all_354_and_10168(start_gateway: Callable[..., SimGate
 
 
 def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
-        start_gateway: Callable[..., SimGateway], ibapi_log: list) -> None:  # noqa: F811
+        start_gateway: Callable[..., SimGateway], ibapi_log: list) -> None:
     gw = start_gateway(market_data="delayed")
     client = App()
     client.connect("127.0.0.1", gw.port, 5)
@@ -357,7 +357,7 @@ def test_historical_pacer_sixty_in_ten_minutes_bid_ask_counts_twice() -> None:
     assert pacer.admit(request(99), con_id=99, now=300.0) is not None
 
 
-def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:  # noqa: F811
+def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:
     app.historicalData = lambda reqId, bar: app._record("historicalData", reqId=reqId, bar=bar)
     app.historicalDataEnd = lambda reqId, start, end: app._record(
         "historicalDataEnd", reqId=reqId)

@@ -212,7 +212,7 @@ async def test_a_bar_request_reports_its_own_error_not_the_quote_lines(
 
 # ----------------------------------------------------------------------------- ibapi 9.81
 @pytest.mark.slow
-def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: App) -> None:  # noqa: F811
+def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: App) -> None:
     def historical(req_id: int, bar: BarData) -> None:
         app._record("historicalData", reqId=req_id, bar=bar)
 

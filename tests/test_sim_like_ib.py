@@ -220,7 +220,7 @@ def test_client_below_157_gets_the_lowest_version_then_the_socket_closes(
 # ----------------------------------------------------------------------------- ibapi 9.81
 
 
-def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway) -> None:  # noqa: F811
+def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway) -> None:
     order_id = app.next_order_id()
     buy = ibapi_order("BUY", 1)
     app.placeOrder(order_id, ibapi_aapl(), buy)
@@ -231,7 +231,7 @@ def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway)
     app.wait_call("orderStatus", orderId=order_id, status="Filled")
 
 
-def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(app: App, gateway: SimGateway) -> None:  # noqa: F811
+def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(app: App, gateway: SimGateway) -> None:
     gateway.set_clock(OPEN + 60)
     blank = ibapi_order("BUY", 1)
     blank.tif = ""
@@ -247,7 +247,7 @@ def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(app: App, gat
     app.wait_call("orderStatus", orderId=off_id, status="Inactive")
 
 
-def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:  # noqa: F811
+def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
     for _ in range(80):
         app.reqCurrentTime()
     error = app.wait_call("error", errorCode=100)
