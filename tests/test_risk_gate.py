@@ -352,7 +352,7 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
     assert refused.at == clocks.now and refused.notional == 202.0
     assert refused.figures["orders_last_minute"] == 0 and refused.reference_price == 101.0
     assert gate.check(buy(2, order_type="LMT", limit_price=100.5)) == RiskDecision(
-        accepted=True, figures={"quantity": 2, "reference_price": 100.5, "quote_mid": 100.0,
+        accepted=True, figures={"quantity": 2, "reference_price": 100.5, "multiplier": 1.0, "quote_mid": 100.0,
                                 "quote_delayed": False, "notional": 201.0, "open_orders": 2,
                                 "orders_last_minute": 1, "notional_today": 301.5},
         reference_price=100.5, notional=201.0, at=clocks.now)
