@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 # How waitress serves the app. Lookahead lets it notice a browser that went away while its SSE
 # stream idles. Waitress 3 would drop X-Forwarded-* before the app sees them: whom to believe is
 # the app's call (proxies.py, TRUSTED_PROXIES), made per request from the peer's address.
-WAITRESS_OPTIONS: dict[str, Any] = {"threads": SERVER_THREADS, "channel_request_lookahead": 1,
-                                    "clear_untrusted_proxy_headers": False}
+WAITRESS_OPTIONS: dict[str, Any] = {
+    "threads": SERVER_THREADS,
+    "channel_request_lookahead": 1,
+    "clear_untrusted_proxy_headers": False,
+}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -83,9 +86,11 @@ def shutdown(app: Flask) -> None:
 
 def _index() -> str:
     from flask import current_app
+
     svc: Services = current_app.extensions["trading"]
-    return render_template("index.html", snapshot=svc.connector.snapshot(),
-                           simulator=svc.simulator is not None)
+    return render_template(
+        "index.html", snapshot=svc.connector.snapshot(), simulator=svc.simulator is not None
+    )
 
 
 def _http_error(exc: HTTPException) -> Response | tuple[Response, int] | HTTPException:
@@ -104,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("ib_async").setLevel(logging.WARNING)
     webhook.install_redaction()
     from waitress import create_server
 
     import waitress_compat
+
     waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
 
     try:
@@ -120,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
-        server = create_server(app, host=settings.dashboard_host, port=settings.dashboard_port,
-                               **WAITRESS_OPTIONS)
+        server = create_server(
+            app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
+        )
         _print_login_url(app, settings)  # listening now: the link works as soon as it shows
         server.run()
     except KeyboardInterrupt:
@@ -137,9 +145,12 @@ def _print_login_url(app: Flask, settings: Settings) -> None:
     folder = security.data_dir(settings)
     if app.extensions.get("token_generated") and folder is not None:
         print(f"🔑 Generated an API token, kept in {folder / 'api_token'}", flush=True)
-    print(f"Dashboard on {_base_url(settings)}/  (Ctrl+C to stop)\n"
-          f"🔑 Sign in by opening: {_base_url(settings)}/login?token={token}\n"
-          f"   Scripts send the header 'Authorization: Bearer {token}'", flush=True)
+    print(
+        f"Dashboard on {_base_url(settings)}/  (Ctrl+C to stop)\n"
+        f"🔑 Sign in by opening: {_base_url(settings)}/login?token={token}\n"
+        f"   Scripts send the header 'Authorization: Bearer {token}'",
+        flush=True,
+    )
 
 
 def _base_url(settings: Settings) -> str:

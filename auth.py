@@ -58,8 +58,7 @@ LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what t
 class LoginGuard:
     """Counts failed secrets per client and in total; says how long a client must wait."""
 
-    def __init__(self, per_client: str = PER_CLIENT_LIMITS,
-                 overall: str = OVERALL_LIMITS) -> None:
+    def __init__(self, per_client: str = PER_CLIENT_LIMITS, overall: str = OVERALL_LIMITS) -> None:
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._per_client = parse_many(per_client)
         self._overall = parse_many(overall)
@@ -97,8 +96,8 @@ def init_auth(app: Flask, api_token: str, password: str | None) -> None:
     app.extensions["api_token"] = api_token
     app.extensions["login_guard"] = LoginGuard()
     app.extensions["session_mark"] = hmac.new(
-        app.config["SECRET_KEY"].encode(), f"{api_token}\0{password or ''}".encode(),
-        hashlib.sha256).hexdigest()[:32]
+        app.config["SECRET_KEY"].encode(), f"{api_token}\0{password or ''}".encode(), hashlib.sha256
+    ).hexdigest()[:32]
     app.before_request(authenticate)
     app.add_url_rule("/login", "login", login, methods=["GET", "POST"])
     app.add_url_rule("/logout", "logout", logout, methods=["POST"])
@@ -119,11 +118,13 @@ def authenticate() -> ResponseReturnValue | None:
         g.auth = "browser"
         if request.method not in SAFE_METHODS:
             from security import csrf
+
             csrf.protect()
         return None
     if path.startswith("/api/") or request.method not in SAFE_METHODS:
-        return _unauthorized("sign in to the dashboard, or send 'Authorization: Bearer "
-                             "<API_TOKEN>'")
+        return _unauthorized(
+            "sign in to the dashboard, or send 'Authorization: Bearer <API_TOKEN>'"
+        )
     return redirect(url_for("login", next=_next_target(request.full_path)))
 
 
@@ -131,7 +132,8 @@ def session_valid() -> bool:
     """The browser showed a secret that is still in force."""
     mark = session.get("auth")
     return isinstance(mark, str) and hmac.compare_digest(
-        mark, current_app.extensions["session_mark"])
+        mark, current_app.extensions["session_mark"]
+    )
 
 
 def refused_attempt(kind: str) -> tuple[Response, int] | None:
@@ -140,8 +142,11 @@ def refused_attempt(kind: str) -> tuple[Response, int] | None:
     if not wait:
         return None
     audit(kind, f"locked_out: retry in {wait} s")
-    response, status = _error(429, "too_many_attempts", "too many failed secrets from this "
-                              f"address: try again in {wait} s")
+    response, status = _error(
+        429,
+        "too_many_attempts",
+        f"too many failed secrets from this address: try again in {wait} s",
+    )
     response.headers["Retry-After"] = str(wait)
     return response, status
 
@@ -169,8 +174,11 @@ def _bearer(header: str) -> tuple[Response, int] | None:
         return refused
     scheme, _, token = header.partition(" ")
     expected = current_app.extensions["api_token"]
-    if scheme.lower() == "bearer" and token and hmac.compare_digest(
-            token.strip().encode(), expected.encode()):
+    if (
+        scheme.lower() == "bearer"
+        and token
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
+    ):
         g.auth = "token"
         return None
     secret_failed("bearer")
@@ -212,8 +220,9 @@ def _secret_matches(given: str) -> bool:
 
 def _login_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
     password = bool(current_app.extensions["trading"].settings.dashboard_password)
-    return render_template("login.html", error=error, password=password,
-                           next=_next_target(request.args.get("next"))), status
+    return render_template(
+        "login.html", error=error, password=password, next=_next_target(request.args.get("next"))
+    ), status
 
 
 def _after_login() -> str:
@@ -225,8 +234,14 @@ def _next_target(target: str | None) -> str:
     if not target:
         return "/"
     parts = urlsplit(target)
-    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
-            or "\\" in target or parts.path == "/login"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or parts.path == "/login"
+    ):
         return "/"
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -241,4 +256,5 @@ def _unauthorized(message: str) -> tuple[Response, int]:
 
 def _error(status: int, code: str, message: str) -> tuple[Response, int]:
     from web.common import api_error
+
     return api_error(status, code, message)

@@ -22,8 +22,9 @@ class BodyError(ValueError):
         self.status, self.code, self.message = status, code, message
 
 
-def parse_json_object(content_type: str | None, raw: bytes,
-                      also_accept: tuple[str, ...] = ()) -> dict[str, Any]:
+def parse_json_object(
+    content_type: str | None, raw: bytes, also_accept: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The body as a dict, or BodyError saying what is wrong with it."""
     _check_content_type(content_type, also_accept)
     try:
@@ -31,8 +32,9 @@ def parse_json_object(content_type: str | None, raw: bytes,
     except UnicodeDecodeError:
         raise BodyError(400, "invalid_body", "the body is not UTF-8 text") from None
     if text.startswith("\ufeff"):
-        raise BodyError(400, "invalid_body", "the body starts with a byte order mark; send "
-                        "plain UTF-8 JSON")
+        raise BodyError(
+            400, "invalid_body", "the body starts with a byte order mark; send plain UTF-8 JSON"
+        )
     if nesting_depth(text) > MAX_DEPTH:
         raise BodyError(400, "invalid_body", f"the JSON nests deeper than {MAX_DEPTH} levels")
     try:
@@ -48,14 +50,22 @@ def _check_content_type(content_type: str | None, also_accept: tuple[str, ...]) 
     mimetype, _, params = (content_type or "").partition(";")
     mimetype = mimetype.strip().lower()
     if mimetype != "application/json" and mimetype not in also_accept:
-        raise BodyError(415, "unsupported_media_type",
-                        "send the body as 'Content-Type: application/json' (UTF-8)")
+        raise BodyError(
+            415,
+            "unsupported_media_type",
+            "send the body as 'Content-Type: application/json' (UTF-8)",
+        )
     for param in params.split(";"):
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
-                "utf-8", "utf8"):
-            raise BodyError(415, "unsupported_media_type",
-                            f"charset {value.strip()!r}: JSON bodies must be UTF-8")
+            "utf-8",
+            "utf8",
+        ):
+            raise BodyError(
+                415,
+                "unsupported_media_type",
+                f"charset {value.strip()!r}: JSON bodies must be UTF-8",
+            )
 
 
 def nesting_depth(text: str) -> int:

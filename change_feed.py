@@ -56,8 +56,10 @@ class ChangeFeed:
     def wait_any(self, seen: int, seen_quotes: int, timeout: float) -> tuple[int, int]:
         """Like ``wait``, also waking on new quotes: (state version, quotes version)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._version != seen or self._quotes != seen_quotes
-                                or self._closed, timeout)
+            self._cond.wait_for(
+                lambda: self._version != seen or self._quotes != seen_quotes or self._closed,
+                timeout,
+            )
             return self._version, self._quotes
 
     def wait(self, seen: int, timeout: float) -> int:

@@ -59,7 +59,9 @@ def is_paper_account(account_id: str) -> bool:
 
 def _whole_number(value: Any) -> Any:
     """Refuse what pydantic would coerce to an int: True, "4002.0", "4_002"."""
-    if isinstance(value, bool) or (isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]+", value)):
+    if isinstance(value, bool) or (
+        isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]+", value)
+    ):
         raise ValueError("Input should be a valid integer")
     return value
 
@@ -76,7 +78,11 @@ def _folded(case: Literal["lower", "upper"]) -> BeforeValidator:
 
 def _items(value: Any) -> Any:
     """A comma-separated string as a list (blank items dropped); anything else unchanged."""
-    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    return (
+        [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str)
+        else value
+    )
 
 
 def _symbols(items: tuple[str, ...]) -> tuple[str, ...]:
@@ -102,8 +108,10 @@ def _networks(items: tuple[str, ...]) -> tuple[str, ...]:
         try:
             networks.append(str(ipaddress.ip_network(item.strip("[]"), strict=False)))
         except ValueError:
-            raise ValueError(f"Input should be IP addresses or networks such as "
-                             f"127.0.0.1,10.0.0.0/8, not {item!r}") from None
+            raise ValueError(
+                f"Input should be IP addresses or networks such as "
+                f"127.0.0.1,10.0.0.0/8, not {item!r}"
+            ) from None
     return tuple(networks)
 
 
@@ -111,8 +119,9 @@ def _proxies(items: tuple[str, ...]) -> tuple[str, ...]:
     """A count of proxy hops (1..5, trusted whoever connects) or the proxies' addresses."""
     if len(items) == 1 and items[0].isdigit():
         if not 1 <= int(items[0]) <= MAX_PROXY_HOPS:
-            raise ValueError(f"Input should be a count of 1..{MAX_PROXY_HOPS} proxies, or "
-                             "their addresses")
+            raise ValueError(
+                f"Input should be a count of 1..{MAX_PROXY_HOPS} proxies, or their addresses"
+            )
         return (str(int(items[0])),)
     return _networks(items)
 
@@ -126,7 +135,8 @@ def _paper_account(account: str) -> str:
 ClientId: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=MAX_CLIENT_ID)]
 Port: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=65535)]
 AnyPort: TypeAlias = Annotated[  # 0 = any free loopback port
-    int, BeforeValidator(_whole_number), Field(ge=0, le=65535)]
+    int, BeforeValidator(_whole_number), Field(ge=0, le=65535)
+]
 Seed: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=2**32 - 1)]
 BodyBytes: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1024, le=10_000_000)]
 Count: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=100_000)]
@@ -141,8 +151,9 @@ Proxies = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterVal
 
 
 def _nightly_reset(value: str) -> str:
-    """"off" or IB's nightly reset as HH:MM/SECONDS[/lost] (sim_gateway.bad_days)."""
+    """ "off" or IB's nightly reset as HH:MM/SECONDS[/lost] (sim_gateway.bad_days)."""
     from sim_gateway.bad_days import parse_nightly
+
     if value.lower() == "off":
         return "off"
     parse_nightly(value)
@@ -158,16 +169,24 @@ class Settings(BaseSettings):
     """Validated settings; build with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", case_sensitive=True, extra="ignore", frozen=True,
-        validate_by_name=True, validate_by_alias=True, allow_inf_nan=False,
+        env_file=".env",
+        case_sensitive=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        allow_inf_nan=False,
     )
 
-    ib_mode: Annotated[Literal["auto", "sim", "gateway"], _folded("lower")] = _env("IB_MODE", "auto")
+    ib_mode: Annotated[Literal["auto", "sim", "gateway"], _folded("lower")] = _env(
+        "IB_MODE", "auto"
+    )
     ib_host: str | None = _env("IB_HOST", None)
     ib_port: Port = _env("IB_PORT", 4002)
     client_id: ClientId = _env("IB_CLIENT_ID", 999)
     order_client_id: ClientId | None = Field(  # None -> client_id + 1 (never None once built)
-        None, validation_alias="IB_ORDER_CLIENT_ID", validate_default=True)
+        None, validation_alias="IB_ORDER_CLIENT_ID", validate_default=True
+    )
     account: str = _env("IB_ACCOUNT", "")  # "" = first managed account
     connect_timeout: Positive = _env("IB_CONNECT_TIMEOUT", 10.0)
     settle_first: Wait = _env("SETTLE_FIRST_WAIT", 1.0)
@@ -181,17 +200,29 @@ class Settings(BaseSettings):
     sim_port: AnyPort = _env("SIM_PORT", 0)
     sim_validation_delay: Wait = _env("SIM_VALIDATION_DELAY", 0.0)
     sim_master_client_id: ClientId | None = _env("SIM_MASTER_CLIENT_ID", None)
-    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _folded("upper")] = _env("LOG_LEVEL", "INFO")
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], _folded("upper")] = _env(
+        "LOG_LEVEL", "INFO"
+    )
     journal_path: str = _env("JOURNAL_PATH", "data/orders.db")  # SQLite order journal
-    reconcile_grace: Wait = _env("RECONCILE_GRACE", 5.0)  # seconds a lost placement may take to appear
-    secret_key: Secret = _env("SECRET_KEY", None, secret=True)  # None = generated, kept in the data folder
+    reconcile_grace: Wait = _env(
+        "RECONCILE_GRACE", 5.0
+    )  # seconds a lost placement may take to appear
+    secret_key: Secret = _env(
+        "SECRET_KEY", None, secret=True
+    )  # None = generated, kept in the data folder
     api_token: Secret = _env("API_TOKEN", None, secret=True)  # None = generated on first run
     dashboard_password: str | None = _env("DASHBOARD_PASSWORD", None, secret=True)  # optional login
-    trusted_hosts: Hosts = _env("TRUSTED_HOSTS", ("127.0.0.1", "localhost", "[::1]"))  # besides the bind address
+    trusted_hosts: Hosts = _env(
+        "TRUSTED_HOSTS", ("127.0.0.1", "localhost", "[::1]")
+    )  # besides the bind address
     max_body_bytes: BodyBytes = _env("MAX_BODY_BYTES", 65536)
     read_only: bool = _env("READ_ONLY", False)  # no order thread: the dashboard only reads
-    allow_live_trading: bool = _env("ALLOW_LIVE_TRADING", False)  # else orders on a live account are refused
-    live_confirm_notional: Positive = _env("LIVE_CONFIRM_NOTIONAL", 10_000.0)  # typed confirmation above
+    allow_live_trading: bool = _env(
+        "ALLOW_LIVE_TRADING", False
+    )  # else orders on a live account are refused
+    live_confirm_notional: Positive = _env(
+        "LIVE_CONFIRM_NOTIONAL", 10_000.0
+    )  # typed confirmation above
     risk_max_quantity: Positive = _env("RISK_MAX_QUANTITY", 10_000.0)  # stocks: shares
     # FX pairs: units of the base currency (20,000 EUR.USD is 20,000 euros); see risk.ASSET_LIMITS
     risk_max_quantity_fx: Positive = _env("RISK_MAX_QUANTITY_FX", 1_000_000.0)
@@ -201,13 +232,15 @@ class Settings(BaseSettings):
     risk_delayed_collar_pct: Positive | None = _env("RISK_DELAYED_COLLAR_PCT", None)
     # reqMarketDataType: 3 = live where subscribed, else delayed (IB's own fallback); 1 = live only
     market_data_type: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=4)] = _env(
-        "MARKET_DATA_TYPE", 3)
+        "MARKET_DATA_TYPE", 3
+    )
     # IB's concurrent market data lines of the account (100 unless quote boosters were bought)
     market_data_lines: Count = _env("MARKET_DATA_LINES", 100)
     sim_market_data: Literal["live", "delayed", "none"] = _env("SIM_MARKET_DATA", "live")
     # HH:MM/SECONDS[/lost] New York time on the simulated clock, or "off"
     sim_nightly_reset: Annotated[str, AfterValidator(_nightly_reset)] = _env(
-        "SIM_NIGHTLY_RESET", "23:45/300")
+        "SIM_NIGHTLY_RESET", "23:45/300"
+    )
     risk_symbol_allowlist: Symbols = _env("RISK_SYMBOL_ALLOWLIST", ())  # empty = every symbol
     risk_symbol_denylist: Symbols = _env("RISK_SYMBOL_DENYLIST", ())
     risk_max_open_orders: Count = _env("RISK_MAX_OPEN_ORDERS", 100)
@@ -243,7 +276,9 @@ class Settings(BaseSettings):
         if value is None:
             return client_id + 1
         if value == client_id:
-            raise ValueError(f"must differ from IB_CLIENT_ID={client_id} (orders use their own connection)")
+            raise ValueError(
+                f"must differ from IB_CLIENT_ID={client_id} (orders use their own connection)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -258,8 +293,13 @@ class Settings(BaseSettings):
         return self.ib_mode == "sim" or (self.ib_mode == "auto" and not self.ib_host)
 
 
-ENV_KEYS: dict[str, str] = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
-_FIELD_OF_KEY: dict[str, str] = {**{key: name for name, key in ENV_KEYS.items()}, **{n: n for n in ENV_KEYS}}
+ENV_KEYS: dict[str, str] = {
+    name: str(field.validation_alias) for name, field in Settings.model_fields.items()
+}
+_FIELD_OF_KEY: dict[str, str] = {
+    **{key: name for name, key in ENV_KEYS.items()},
+    **{n: n for n in ENV_KEYS},
+}
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -288,7 +328,9 @@ def _problem(error: ErrorDetails, overrides: Mapping[str, Any], raw: Mapping[str
     field = _FIELD_OF_KEY.get(str(error["loc"][0]), str(error["loc"][0]))
     label = f"override {field}" if field in overrides else ENV_KEYS.get(field, field)
     value = overrides[field] if field in overrides else raw.get(label, error["input"])
-    shown = "<hidden>" if field in ENV_KEYS and not Settings.model_fields[field].repr else repr(value)
+    shown = (
+        "<hidden>" if field in ENV_KEYS and not Settings.model_fields[field].repr else repr(value)
+    )
     return f"{label}={shown}: {reason}"
 
 
@@ -304,7 +346,9 @@ def load_settings(
     and validated like the environment. Raises :class:`ConfigError`.
     """
     known = {name: value for name, value in (overrides or {}).items() if name in ENV_KEYS}
-    problems = [f"unknown setting {name!r} in overrides" for name in overrides or {} if name not in known]
+    problems = [
+        f"unknown setting {name!r} in overrides" for name in overrides or {} if name not in known
+    ]
     environment = _MappingEnvSource(Settings, os.environ if env is None else env)
     dotenv = _dotenv_source(dotenv_path)
     sources = (InitSettingsSource(Settings, init_kwargs=known), environment, dotenv)

@@ -26,9 +26,20 @@ BURST_WINDOW, BURST_MAX = 2.5, 5  # IB: the 6th within 2 s; 0.5 s for delivery j
 BURST_MARGIN = 0.01  # the 6th goes a hair after the window of the 1st has passed
 WINDOW, WINDOW_MAX = 600.0, 50
 CACHE_ENTRIES = 64
-BAR_SECONDS = {"5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30, "1 min": 60,
-               "2 mins": 120, "3 mins": 180, "5 mins": 300, "15 mins": 900, "30 mins": 1800,
-               "1 hour": 3600, "1 day": 86400}
+BAR_SECONDS = {
+    "5 secs": 5,
+    "10 secs": 10,
+    "15 secs": 15,
+    "30 secs": 30,
+    "1 min": 60,
+    "2 mins": 120,
+    "3 mins": 180,
+    "5 mins": 300,
+    "15 mins": 900,
+    "30 mins": 1800,
+    "1 hour": 3600,
+    "1 day": 86400,
+}
 WHAT_TO_SHOW = ("TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK")
 
 
@@ -36,8 +47,10 @@ class HistoryBudgetSpent(RuntimeError):
     """Asking now would exceed IB's 10-minute budget: retry after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(f"the historical-data budget ({WINDOW_MAX} requests in 10 minutes, "
-                         f"under IB's 60) is used up; retry in {math.ceil(retry_after)} s")
+        super().__init__(
+            f"the historical-data budget ({WINDOW_MAX} requests in 10 minutes, "
+            f"under IB's 60) is used up; retry in {math.ceil(retry_after)} s"
+        )
         self.retry_after = retry_after
 
 
@@ -127,9 +140,16 @@ async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -
 
     ib.errorEvent += on_error
     try:
-        rows = await ib.reqHistoricalDataAsync(contract, "", key.duration, key.bar_size,
-                                               key.what_to_show, key.use_rth, formatDate=2,
-                                               timeout=timeout)
+        rows = await ib.reqHistoricalDataAsync(
+            contract,
+            "",
+            key.duration,
+            key.bar_size,
+            key.what_to_show,
+            key.use_rth,
+            formatDate=2,
+            timeout=timeout,
+        )
     finally:
         ib.errorEvent -= on_error
     # only this request's errors: a quote line on the same contract has its own (e.g. 10168)
@@ -137,8 +157,11 @@ async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -
     if not rows and refusals:
         code, text = refusals[-1]
         raise HistoryRefused(f"IB error {code}: {text}")
-    return Bars(key, tuple(Bar(_epoch(r.date), r.open, r.high, r.low, r.close, float(r.volume))
-                           for r in rows), time.time())
+    return Bars(
+        key,
+        tuple(Bar(_epoch(r.date), r.open, r.high, r.low, r.close, float(r.volume)) for r in rows),
+        time.time(),
+    )
 
 
 def _epoch(value: date | datetime) -> float:

@@ -20,13 +20,13 @@ WORKING_STATES = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingC
 CLIENT_SIDE_STATES = frozenset({"PendingSubmit", "PendingCancel", "ValidationError"})
 
 
-def make_contract(symbol: str, sec_type: str = "STK", currency: str = "USD", con_id: int = 0,
-                  exchange: str = "") -> Contract:
+def make_contract(
+    symbol: str, sec_type: str = "STK", currency: str = "USD", con_id: int = 0, exchange: str = ""
+) -> Contract:
     """An unqualified ib_async contract for a validated symbol, or for the conId the broker
     resolved a derivative to (``instruments.resolve``; qualifying fills in the rest)."""
     if con_id:
-        return Contract(conId=con_id, secType=sec_type, currency=currency,
-                        exchange=exchange)
+        return Contract(conId=con_id, secType=sec_type, currency=currency, exchange=exchange)
     if sec_type == "CASH":
         return Forex(symbol.replace(".", "").replace("/", ""))
     return Stock(symbol, "SMART", currency)

@@ -76,8 +76,15 @@ class IBConnection:
 
     readonly = False
 
-    def __init__(self, name: str, host: str, port: int, client_id: int,
-                 connect_timeout: float = 10.0, account: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        client_id: int,
+        connect_timeout: float = 10.0,
+        account: str = "",
+    ) -> None:
         self.name = name
         self.host = host
         self.port = port
@@ -161,8 +168,9 @@ class IBConnection:
     def _on_bytes(self, data: bytes) -> None:
         self._last_received = time.monotonic()
 
-    async def answer_within(self, awaitable: Awaitable[T], timeout: float,
-                            silence: float | None = None) -> T:
+    async def answer_within(
+        self, awaitable: Awaitable[T], timeout: float, silence: float | None = None
+    ) -> T:
         """Await ``awaitable`` for up to ``timeout`` seconds. With ``silence``, give up sooner
         once the gateway has sent nothing at all for that long: it is not answering (stalled),
         as opposed to busy answering what was asked before. TimeoutError either way."""
@@ -200,9 +208,14 @@ class IBConnection:
         ib.client.MaxRequests = THROTTLE_REQUESTS
         ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
         try:
-            await ib.connectAsync(self.host, self.port, clientId=self.client_id,
-                                  timeout=self.connect_timeout, readonly=self.readonly,
-                                  account=self.account)
+            await ib.connectAsync(
+                self.host,
+                self.port,
+                clientId=self.client_id,
+                timeout=self.connect_timeout,
+                readonly=self.readonly,
+                account=self.account,
+            )
             self.ib = ib
             self._server_version = ib.client.serverVersion()
             self._accounts = tuple(ib.managedAccounts())
@@ -214,16 +227,28 @@ class IBConnection:
         except Exception as exc:  # log and carry on: the supervisor retries
             self._connected = False
             self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            log.warning("❌ %s: connect to %s:%s as clientId %d failed: %s", self.name,
-                        self.host, self.port, self.client_id, self._last_error)
+            log.warning(
+                "❌ %s: connect to %s:%s as clientId %d failed: %s",
+                self.name,
+                self.host,
+                self.port,
+                self.client_id,
+                self._last_error,
+            )
             ib.disconnect()
             return False
         self._state = "connected"
         self._since = time.time()
         self._last_heartbeat = time.time()
         self._last_error = None
-        log.info("✅ %s connected to %s:%s as clientId %d (server version %s)", self.name,
-                 self.host, self.port, self.client_id, self._server_version)
+        log.info(
+            "✅ %s connected to %s:%s as clientId %d (server version %s)",
+            self.name,
+            self.host,
+            self.port,
+            self.client_id,
+            self._server_version,
+        )
         self._notify_state()
         return True
 
@@ -242,13 +267,23 @@ class IBConnection:
         was_reachable = self.link.state.reachable
         event = self.link.on_message(code, text, time.time())
         if event is LinkEvent.LOST and was_reachable:
-            log.warning("🌩️ %s: IB servers unreachable (%d): the gateway is up but cannot reach "
-                        "IB; new orders are refused until it is back", self.name, code)
+            log.warning(
+                "🌩️ %s: IB servers unreachable (%d): the gateway is up but cannot reach "
+                "IB; new orders are refused until it is back",
+                self.name,
+                code,
+            )
         elif event is LinkEvent.RESTORED or event is LinkEvent.RESTORED_DATA_LOST:
             lost = event is LinkEvent.RESTORED_DATA_LOST
-            log.warning("🌤️ %s: IB servers reachable again (%d, data %s): %s", self.name, code,
-                        "lost" if lost else "maintained", "reconnecting to re-subscribe and "
-                        "reconcile" if lost else "reconciling orders and executions")
+            log.warning(
+                "🌤️ %s: IB servers reachable again (%d, data %s): %s",
+                self.name,
+                code,
+                "lost" if lost else "maintained",
+                "reconnecting to re-subscribe and reconcile"
+                if lost
+                else "reconciling orders and executions",
+            )
             task = asyncio.create_task(self._after_restore(ib, lost), name=f"{self.name}-restore")
             self._link_tasks.add(task)
             task.add_done_callback(self._link_tasks.discard)
@@ -291,8 +326,11 @@ class IBConnection:
             if self._restarting:
                 log.info("🔁 %s reconnecting on purpose: %s", self.name, self._last_error)
             elif not self._stopping:
-                log.warning("🔌 %s lost the connection to the gateway: %s", self.name,
-                            self._last_error or "peer closed")
+                log.warning(
+                    "🔌 %s lost the connection to the gateway: %s",
+                    self.name,
+                    self._last_error or "peer closed",
+                )
             self._restarting = False
             await self.on_disconnected()
             self._notify_state()
@@ -328,8 +366,10 @@ class IBConnection:
         """Raise NotConnectedError unless connected (nothing is sent then), ServersUnreachable
         while the gateway has lost IB's servers."""
         if not self.connected:
-            raise NotConnectedError(f"{self.name} is not connected to the gateway"
-                                    + (f" ({self._last_error})" if self._last_error else ""))
+            raise NotConnectedError(
+                f"{self.name} is not connected to the gateway"
+                + (f" ({self._last_error})" if self._last_error else "")
+            )
         link = self.link.state
         if not link.reachable:
             raise ServersUnreachable(link.reason())
@@ -341,11 +381,17 @@ class IBConnection:
     def state(self) -> ConnectionState:
         """A frozen view of the connection for the status endpoint."""
         return ConnectionState(
-            name=self.name, client_id=self.client_id, state=self._state,
-            thread_alive=self.thread.is_alive, server_version=self._server_version,
-            accounts=self._accounts, connected_since=self._since,
-            last_error=self._last_error, reconnects=self._reconnects,
-            last_heartbeat=self._last_heartbeat)
+            name=self.name,
+            client_id=self.client_id,
+            state=self._state,
+            thread_alive=self.thread.is_alive,
+            server_version=self._server_version,
+            accounts=self._accounts,
+            connected_since=self._since,
+            last_error=self._last_error,
+            reconnects=self._reconnects,
+            last_heartbeat=self._last_heartbeat,
+        )
 
     # ------------------------------------------------------------ overrides
     async def on_connected(self, ib: IB) -> None:
@@ -358,8 +404,9 @@ class IBConnection:
         """Called on the loop after 1102 (``data_lost`` False) or 1101. By default a 1101
         reconnects: the new connection subscribes and reconciles from scratch."""
         if data_lost:
-            self.restart_connection("re-subscribing after IB's servers came back with data "
-                                    "lost (1101)")
+            self.restart_connection(
+                "re-subscribing after IB's servers came back with data lost (1101)"
+            )
 
     async def before_disconnect(self) -> None:
         """Called on the loop before a clean shutdown disconnects."""

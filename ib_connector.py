@@ -64,10 +64,17 @@ class IBConnector(OrderTable, MarketData, IBConnection):
 
     readonly = True  # no order sync at connect: we ask for every client's orders ourselves
 
-    def __init__(self, host: str, port: int, client_id: int = 999,
-                 connect_timeout: float = 10.0, account: str = "",
-                 on_change: Callable[[], None] | None = None,
-                 own_client_id: int | None = None, market_data_type: int = 3) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: int = 999,
+        connect_timeout: float = 10.0,
+        account: str = "",
+        on_change: Callable[[], None] | None = None,
+        own_client_id: int | None = None,
+        market_data_type: int = 3,
+    ) -> None:
         super().__init__("ib-connector", host, port, client_id, connect_timeout, account)
         self.market_data_type = market_data_type
         self._history = history.HistoryPacer()
@@ -105,8 +112,16 @@ class IBConnector(OrderTable, MarketData, IBConnection):
     def snapshot(self) -> Snapshot:
         """The latest snapshot (with the connection state as of now)."""
         snap = self._snapshot
-        return Snapshot(self.state(), snap.account, snap.positions, snap.orders,
-                        snap.executions, snap.updated_at, snap.orders_updated_at, snap.version)
+        return Snapshot(
+            self.state(),
+            snap.account,
+            snap.positions,
+            snap.orders,
+            snap.executions,
+            snap.updated_at,
+            snap.orders_updated_at,
+            snap.version,
+        )
 
     def request_refresh(self) -> None:
         """Ask for an order and execution refresh soon (thread-safe; never blocks)."""
@@ -126,8 +141,13 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
         self._completed = _DutyPacer(COMPLETED_DUTY)
-        for event in (ib.accountValueEvent, ib.updatePortfolioEvent, ib.positionEvent,
-                      ib.pnlEvent, ib.pnlSingleEvent):
+        for event in (
+            ib.accountValueEvent,
+            ib.updatePortfolioEvent,
+            ib.positionEvent,
+            ib.pnlEvent,
+            ib.pnlSingleEvent,
+        ):
             event += self._on_account_data
         # live events only: commissionReportEvent also fires for every execution that a
         # reqExecutions answer replays, which would make each refresh ask for the next
@@ -137,16 +157,19 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         # repeats positions when their market value moves)
         self._quantities = {(p.account, p.contract.conId): p.position for p in ib.positions()}
         ib.positionEvent += lambda pos: self._on_position(pos.account, pos.contract, pos.position)
-        ib.updatePortfolioEvent += lambda item: self._on_position(item.account, item.contract,
-                                                                   item.position)
+        ib.updatePortfolioEvent += lambda item: self._on_position(
+            item.account, item.contract, item.position
+        )
         accounts = ib.managedAccounts()
         self._marks = LiveMarks(ib, self.account or (accounts[0] if accounts else ""))
         self._marks.sync()
         await self._refresh_orders(ib, full=True)
         self._updated_at = time.time()
         self._rebuild()
-        self._tasks = [asyncio.create_task(self._refresher(ib), name="connector-refresher"),
-                       asyncio.create_task(self._measure_clock(ib), name="connector-clock")]
+        self._tasks = [
+            asyncio.create_task(self._refresher(ib), name="connector-refresher"),
+            asyncio.create_task(self._measure_clock(ib), name="connector-clock"),
+        ]
 
     async def on_disconnected(self) -> None:
         if self._probe is not None:
@@ -212,18 +235,28 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         if positions and connected and self._probe is None and not self._entitled.known:
             self._probe = asyncio.ensure_future(self._probe_market_data(positions[0]))
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
-        executions = tuple(sorted(self._book.executions.values(), key=lambda e: e.time,
-                                  reverse=True))
+        executions = tuple(
+            sorted(self._book.executions.values(), key=lambda e: e.time, reverse=True)
+        )
         changed = (account, positions, orders, executions) != (
-            old.account, old.positions, old.orders, old.executions)
+            old.account,
+            old.positions,
+            old.orders,
+            old.executions,
+        )
         self._version += changed
         self._snapshot = Snapshot(
-            connection=self.state(), account=account, positions=positions, orders=orders,
-            executions=executions, updated_at=self._updated_at,
-            orders_updated_at=self._orders_updated_at, version=self._version)
+            connection=self.state(),
+            account=account,
+            positions=positions,
+            orders=orders,
+            executions=executions,
+            updated_at=self._updated_at,
+            orders_updated_at=self._orders_updated_at,
+            version=self._version,
+        )
         if changed and self.on_change is not None:
             try:
                 self.on_change()
             except Exception:
                 log.exception("on_change callback failed; carrying on")
-

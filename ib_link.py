@@ -17,10 +17,14 @@ from dataclasses import dataclass
 LOST_CODES = frozenset({1100, 2110})
 RESTORED_KEPT, RESTORED_LOST = 1102, 1101
 FARM_CODES: dict[int, tuple[str, str]] = {  # code -> (kind, state)
-    2103: ("market data", "broken"), 2104: ("market data", "ok"),
-    2105: ("historical data", "broken"), 2106: ("historical data", "ok"),
-    2107: ("historical data", "inactive"), 2108: ("market data", "inactive"),
-    2157: ("security definitions", "broken"), 2158: ("security definitions", "ok"),
+    2103: ("market data", "broken"),
+    2104: ("market data", "ok"),
+    2105: ("historical data", "broken"),
+    2106: ("historical data", "ok"),
+    2107: ("historical data", "inactive"),
+    2108: ("market data", "inactive"),
+    2157: ("security definitions", "broken"),
+    2158: ("security definitions", "ok"),
 }
 LINK_CODES = LOST_CODES | {RESTORED_KEPT, RESTORED_LOST} | set(FARM_CODES)
 
@@ -57,14 +61,23 @@ class LinkState:
         if self.reachable:
             return ""
         since = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
-        return (f"IB servers unreachable (error {self.code} since {since}: the gateway lost its "
-                "connection to IB; it reconnects by itself)")
+        return (
+            f"IB servers unreachable (error {self.code} since {since}: the gateway lost its "
+            "connection to IB; it reconnects by itself)"
+        )
 
     def as_dict(self) -> dict:
-        return {"reachable": self.reachable, "since": self.since, "code": self.code,
-                "message": self.message, "reason": self.reason(),
-                "farms": [{"name": f.name, "kind": f.kind, "state": f.state, "since": f.since,
-                           "code": f.code} for f in self.farms]}
+        return {
+            "reachable": self.reachable,
+            "since": self.since,
+            "code": self.code,
+            "message": self.message,
+            "reason": self.reason(),
+            "farms": [
+                {"name": f.name, "kind": f.kind, "state": f.state, "since": f.since, "code": f.code}
+                for f in self.farms
+            ],
+        }
 
 
 class LinkMonitor:

@@ -61,10 +61,16 @@ class ContractSpec:
         """The ib_async contract to ask contract details for (multiplier left out: it is
         checked against the answer, so a wrong one is named instead of "unknown")."""
         return Contract(
-            secType=self.sec_type, symbol=self.symbol, currency=self.currency,
+            secType=self.sec_type,
+            symbol=self.symbol,
+            currency=self.currency,
             exchange=self.exchange or DEFAULT_EXCHANGE.get(self.sec_type, "SMART"),
-            lastTradeDateOrContractMonth=self.expiry, strike=self.strike or 0.0,
-            right=self.right, tradingClass=self.trading_class, localSymbol=self.local_symbol)
+            lastTradeDateOrContractMonth=self.expiry,
+            strike=self.strike or 0.0,
+            right=self.right,
+            tradingClass=self.trading_class,
+            localSymbol=self.local_symbol,
+        )
 
     def given(self, name: str) -> bool:
         value = getattr(self, name)
@@ -98,9 +104,15 @@ class Resolved:
         return increment_at(self.increments, price)
 
 
-def describe(symbol: str, sec_type: str, expiry: str = "", strike: float = 0.0,
-             right: str = "", local_symbol: str = "") -> str:
-    """"AAPL 20261218 200 C" for an option, "ES 202612" for a future, the symbol otherwise."""
+def describe(
+    symbol: str,
+    sec_type: str,
+    expiry: str = "",
+    strike: float = 0.0,
+    right: str = "",
+    local_symbol: str = "",
+) -> str:
+    """ "AAPL 20261218 200 C" for an option, "ES 202612" for a future, the symbol otherwise."""
     if sec_type in ("OPT", "FOP") and expiry:
         return f"{symbol} {expiry} {strike:g} {right}".strip()
     if sec_type in ("FUT", "CONTFUT") and expiry:
@@ -134,9 +146,13 @@ def off_tick(price: float, tick: float) -> bool:
 def missing_field(spec: ContractSpec, matches: Sequence[Contract]) -> str:
     """The first field not given whose value differs among the matches."""
     values = {
-        "expiry": lambda c: c.lastTradeDateOrContractMonth, "strike": lambda c: c.strike,
-        "right": lambda c: c.right, "exchange": lambda c: c.exchange,
-        "trading_class": lambda c: c.tradingClass, "multiplier": lambda c: c.multiplier}
+        "expiry": lambda c: c.lastTradeDateOrContractMonth,
+        "strike": lambda c: c.strike,
+        "right": lambda c: c.right,
+        "exchange": lambda c: c.exchange,
+        "trading_class": lambda c: c.tradingClass,
+        "multiplier": lambda c: c.multiplier,
+    }
     for name in TELLING_FIELDS.get(spec.sec_type, ()):
         if name == "expiry" and spec.expiry and len({values[name](c) for c in matches}) > 1:
             return name  # a contract month with several expiries (weekly options)
@@ -150,13 +166,19 @@ def _ambiguous(spec: ContractSpec, matches: Sequence[Contract]) -> ContractError
     shown = sorted({str(_field_value(c, name)) for c in matches})
     sample = ", ".join(shown[:6]) + (" ..." if len(shown) > 6 else "")
     what = f"{spec.symbol or spec.local_symbol} {spec.sec_type}"
-    return ContractError(f"{len(matches)} contracts match {what}: give {name} (one of "
-                         f"{sample})", name, "ambiguous_contract")
+    return ContractError(
+        f"{len(matches)} contracts match {what}: give {name} (one of {sample})",
+        name,
+        "ambiguous_contract",
+    )
 
 
 def _field_value(contract: Contract, name: str) -> object:
-    attribute = {"expiry": "lastTradeDateOrContractMonth", "trading_class": "tradingClass",
-                 "local_symbol": "localSymbol"}.get(name, name)
+    attribute = {
+        "expiry": "lastTradeDateOrContractMonth",
+        "trading_class": "tradingClass",
+        "local_symbol": "localSymbol",
+    }.get(name, name)
     value = getattr(contract, attribute, "")
     return f"{value:g}" if isinstance(value, float) else value
 
@@ -167,11 +189,15 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     details = await asyncio.wait_for(ib.reqContractDetailsAsync(spec.query()), CALL_TIMEOUT)
     found = [d for d in details if d.contract is not None]
     if not found:
-        what = spec.local_symbol or describe(spec.symbol, spec.sec_type, spec.expiry,
-                                             spec.strike or 0.0, spec.right)
+        what = spec.local_symbol or describe(
+            spec.symbol, spec.sec_type, spec.expiry, spec.strike or 0.0, spec.right
+        )
         field = await _unknown_field(ib, spec)
-        raise ContractError(f"unknown contract {what} ({spec.sec_type}): the broker has no "
-                            f"security definition for it (check {field})", field)
+        raise ContractError(
+            f"unknown contract {what} ({spec.sec_type}): the broker has no "
+            f"security definition for it (check {field})",
+            field,
+        )
     if len(found) > 1:
         raise _ambiguous(spec, [d.contract for d in found if d.contract is not None])
     [one] = found
@@ -179,15 +205,26 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     assert contract is not None
     multiplier = multiplier_of(contract.multiplier)
     if spec.multiplier is not None and abs(spec.multiplier - multiplier) > 1e-9:
-        raise ContractError(f"the multiplier of {contract.localSymbol} is {multiplier:g}, not "
-                            f"{spec.multiplier:g}", "multiplier", "validation_error")
+        raise ContractError(
+            f"the multiplier of {contract.localSymbol} is {multiplier:g}, not {spec.multiplier:g}",
+            "multiplier",
+            "validation_error",
+        )
     increments = await _increments(ib, one, contract.exchange or spec.exchange, rules)
     return Resolved(
-        con_id=contract.conId, symbol=contract.symbol, sec_type=contract.secType,
-        exchange=spec.exchange or contract.exchange, currency=contract.currency,
-        expiry=contract.lastTradeDateOrContractMonth, strike=contract.strike,
-        right=contract.right, multiplier=multiplier, trading_class=contract.tradingClass,
-        local_symbol=contract.localSymbol, increments=increments)
+        con_id=contract.conId,
+        symbol=contract.symbol,
+        sec_type=contract.secType,
+        exchange=spec.exchange or contract.exchange,
+        currency=contract.currency,
+        expiry=contract.lastTradeDateOrContractMonth,
+        strike=contract.strike,
+        right=contract.right,
+        multiplier=multiplier,
+        trading_class=contract.tradingClass,
+        local_symbol=contract.localSymbol,
+        increments=increments,
+    )
 
 
 async def _unknown_field(ib: IB, spec: ContractSpec) -> str:
@@ -198,14 +235,20 @@ async def _unknown_field(ib: IB, spec: ContractSpec) -> str:
     finer = [name for name in ("strike", "right", "trading_class") if spec.given(name)]
     if not spec.expiry or not finer:
         return "expiry" if spec.expiry else "symbol"
-    wider = ContractSpec(symbol=spec.symbol, sec_type=spec.sec_type, currency=spec.currency,
-                         expiry=spec.expiry, exchange=spec.exchange)
+    wider = ContractSpec(
+        symbol=spec.symbol,
+        sec_type=spec.sec_type,
+        currency=spec.currency,
+        expiry=spec.expiry,
+        exchange=spec.exchange,
+    )
     listed = await asyncio.wait_for(ib.reqContractDetailsAsync(wider.query()), CALL_TIMEOUT)
     return finer[0] if listed else "expiry"
 
 
-async def _increments(ib: IB, details: ContractDetails, exchange: str,
-                      rules: dict[int, Increments]) -> Increments:
+async def _increments(
+    ib: IB, details: ContractDetails, exchange: str, rules: dict[int, Increments]
+) -> Increments:
     """The price bands of the market rule for ``exchange`` (the first rule otherwise); the
     contract's minTick when the broker lists no rule."""
     ids = [text for text in (details.marketRuleIds or "").split(",") if text.strip()]
@@ -218,8 +261,9 @@ async def _increments(ib: IB, details: ContractDetails, exchange: str,
         answer = await asyncio.wait_for(ib.reqMarketRuleAsync(rule_id), CALL_TIMEOUT)
         bands = tuple(sorted((float(i.lowEdge), float(i.increment)) for i in answer or ()))
         if not bands:
-            log.warning("market rule %d came back empty; using minTick %g", rule_id,
-                        details.minTick)
+            log.warning(
+                "market rule %d came back empty; using minTick %g", rule_id, details.minTick
+            )
             return ((0.0, details.minTick or 0.01),)
         rules[rule_id] = bands
     return rules[rule_id]
@@ -249,12 +293,20 @@ async def future_months(ib: IB, symbol: str, exchange: str = "") -> tuple[Future
         if c is None:
             continue
         month = one.contractMonth or c.lastTradeDateOrContractMonth[:6]
-        rows.append(FutureMonth(
-            con_id=c.conId, symbol=c.symbol, exchange=c.exchange, contract_month=month,
-            last_trade_date=c.lastTradeDateOrContractMonth, local_symbol=c.localSymbol,
-            multiplier=multiplier_of(c.multiplier),
-            description=describe(c.symbol, "FUT", month)))
+        rows.append(
+            FutureMonth(
+                con_id=c.conId,
+                symbol=c.symbol,
+                exchange=c.exchange,
+                contract_month=month,
+                last_trade_date=c.lastTradeDateOrContractMonth,
+                local_symbol=c.localSymbol,
+                multiplier=multiplier_of(c.multiplier),
+                description=describe(c.symbol, "FUT", month),
+            )
+        )
     if not rows:
-        raise LookupError(f"no futures listed for {symbol}" + (f" on {exchange}" if exchange else ""))
+        raise LookupError(
+            f"no futures listed for {symbol}" + (f" on {exchange}" if exchange else "")
+        )
     return tuple(sorted(rows, key=lambda r: (r.last_trade_date, r.exchange)))
-

@@ -87,8 +87,7 @@ class Journal:
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=10)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -99,14 +98,18 @@ class Journal:
         self._pending_lock = threading.Condition()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
-        self._writer = threading.Thread(target=self._write_loop, name="journal-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
         self._writer.start()
 
     # ------------------------------------------------------------- writes
-    def insert(self, record: Lifecycle, idem_key: str | None = None,
-               request_hash: str | None = None, remote: str | None = None,
-               risk: dict[str, Any] | None = None) -> None:
+    def insert(
+        self,
+        record: Lifecycle,
+        idem_key: str | None = None,
+        request_hash: str | None = None,
+        remote: str | None = None,
+        risk: dict[str, Any] | None = None,
+    ) -> None:
         """Write a new submission durably, or raise (JournalError / DuplicateKey)."""
         try:
             with self._lock:
@@ -114,9 +117,20 @@ class Journal:
                     "INSERT INTO orders (id, idem_key, request_hash, source, remote, risk, "
                     "created_at, perm_id, verdict, updated_at, record) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (record.id, idem_key, request_hash, record.source, remote,
-                     json.dumps(risk) if risk is not None else None, record.created_at,
-                     record.perm_id, record.verdict, record.updated_at, _dump(record)))
+                    (
+                        record.id,
+                        idem_key,
+                        request_hash,
+                        record.source,
+                        remote,
+                        json.dumps(risk) if risk is not None else None,
+                        record.created_at,
+                        record.perm_id,
+                        record.verdict,
+                        record.updated_at,
+                        _dump(record),
+                    ),
+                )
         except sqlite3.IntegrityError:
             existing = self.find_by_key(idem_key) if idem_key else None
             if existing is None:
@@ -164,8 +178,15 @@ class Journal:
             rows = []
             for record in batch.values():
                 try:
-                    rows.append((record.perm_id, record.verdict, record.updated_at,
-                                 _dump(record), record.id))
+                    rows.append(
+                        (
+                            record.perm_id,
+                            record.verdict,
+                            record.updated_at,
+                            _dump(record),
+                            record.id,
+                        )
+                    )
                 except (TypeError, ValueError):
                     log.error("journal: record %s not saved", record.id)
         try:
@@ -173,7 +194,8 @@ class Journal:
                 self._db.execute("BEGIN")
                 self._db.executemany(
                     "UPDATE orders SET perm_id=?, verdict=?, updated_at=?, record=? WHERE id=?",
-                    rows)
+                    rows,
+                )
                 self._db.execute("COMMIT")
         except sqlite3.Error:
             log.exception("❌ journal write of %d records failed; will retry", len(rows))
@@ -203,14 +225,16 @@ class Journal:
     # -------------------------------------------------------------- reads
     def find_by_key(self, idem_key: str) -> JournalEntry | None:
         """The order journaled under an idempotency key, if any."""
-        rows = self._query("SELECT record, idem_key, request_hash, risk FROM orders "
-                           "WHERE idem_key=?", (idem_key,))
+        rows = self._query(
+            "SELECT record, idem_key, request_hash, risk FROM orders WHERE idem_key=?", (idem_key,)
+        )
         return _entry(rows[0]) if rows else None
 
     def get(self, order_id: str) -> JournalEntry | None:
         """One journaled order by our id."""
-        rows = self._query("SELECT record, idem_key, request_hash, risk FROM orders WHERE id=?",
-                           (order_id,))
+        rows = self._query(
+            "SELECT record, idem_key, request_hash, risk FROM orders WHERE id=?", (order_id,)
+        )
         return _entry(rows[0]) if rows else None
 
     def load(self, recent: int = 500) -> list[JournalEntry]:
@@ -220,7 +244,9 @@ class Journal:
             f"SELECT record, idem_key, request_hash, risk FROM orders WHERE verdict IS NULL "
             f"OR verdict NOT IN ({marks}) UNION SELECT * FROM (SELECT record, idem_key, "
             f"request_hash, risk FROM orders WHERE verdict IN ({marks}) ORDER BY created_at "
-            f"DESC LIMIT ?)", (*FINAL_VERDICTS, *FINAL_VERDICTS, recent))
+            f"DESC LIMIT ?)",
+            (*FINAL_VERDICTS, *FINAL_VERDICTS, recent),
+        )
         entries = [_entry(r) for r in rows]
         return sorted(entries, key=lambda e: e.record.created_at)
 
@@ -245,37 +271,55 @@ class Journal:
                 if value is None:
                     self._db.execute("DELETE FROM flags WHERE name=?", (name,))
                 else:
-                    self._db.execute("INSERT OR REPLACE INTO flags VALUES (?,?,?)",
-                                     (name, value, time.time()))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO flags VALUES (?,?,?)", (name, value, time.time())
+                    )
         except sqlite3.Error as exc:
             raise JournalError(f"order journal unavailable: {exc}") from exc
 
-    def audit(self, source: str, remote: str | None, request: Any, decision: Any,
-              outcome: str, order_id: str | None = None) -> None:
+    def audit(
+        self,
+        source: str,
+        remote: str | None,
+        request: Any,
+        decision: Any,
+        outcome: str,
+        order_id: str | None = None,
+    ) -> None:
         """Record one order request and what became of it (never raises)."""
         try:
             with self._lock:
                 self._db.execute(
                     "INSERT INTO audit (at, source, remote, order_id, request, decision, outcome)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (time.time(), source, remote, order_id,
-                     json.dumps(request, default=str)[:4000],
-                     json.dumps(decision, default=str) if decision is not None else None,
-                     outcome))
+                    (
+                        time.time(),
+                        source,
+                        remote,
+                        order_id,
+                        json.dumps(request, default=str)[:4000],
+                        json.dumps(decision, default=str) if decision is not None else None,
+                        outcome,
+                    ),
+                )
         except sqlite3.Error:
             log.exception("audit record not written (%s from %s: %s)", source, remote, outcome)
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest audit records, newest first."""
-        rows = self._query("SELECT at, source, remote, order_id, request, decision, outcome "
-                           "FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+        rows = self._query(
+            "SELECT at, source, remote, order_id, request, decision, outcome "
+            "FROM audit ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        )
         keys = ("at", "source", "remote", "order_id", "request", "decision", "outcome")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def notional_since(self, since: float) -> float:
         """Notional of the orders accepted by the risk gate since ``since`` (epoch)."""
-        rows = self._query("SELECT risk FROM orders WHERE created_at >= ? AND risk IS NOT NULL",
-                           (since,))
+        rows = self._query(
+            "SELECT risk FROM orders WHERE created_at >= ? AND risk IS NOT NULL", (since,)
+        )
         return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows)
 
     def make_read_only(self) -> None:
@@ -291,8 +335,12 @@ def _dump(record: Lifecycle) -> str:
 
 def _entry(row: tuple) -> JournalEntry:
     record, idem_key, request_hash, risk = row
-    return JournalEntry(record=load_record(record), idem_key=idem_key,
-                        request_hash=request_hash, risk=json.loads(risk) if risk else None)
+    return JournalEntry(
+        record=load_record(record),
+        idem_key=idem_key,
+        request_hash=request_hash,
+        risk=json.loads(risk) if risk else None,
+    )
 
 
 def load_record(text: str) -> Lifecycle:
@@ -305,4 +353,3 @@ def load_record(text: str) -> Lifecycle:
     data["steps"] = tuple(Step(**x) for x in data["steps"])
     data["children"] = tuple(data.get("children") or ())
     return Lifecycle(**data)
-

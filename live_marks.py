@@ -69,12 +69,21 @@ class LiveMarks:
     def figures(self) -> dict[str, float | None]:
         """The account's daily, unrealized and realized P&L ({} before IB's first pnl)."""
         for pnl in self.ib.pnl(self.account):
-            return {"daily_pnl": _num(pnl.dailyPnL), "unrealized_pnl": _num(pnl.unrealizedPnL),
-                    "realized_pnl": _num(pnl.realizedPnL)}
+            return {
+                "daily_pnl": _num(pnl.dailyPnL),
+                "unrealized_pnl": _num(pnl.unrealizedPnL),
+                "realized_pnl": _num(pnl.realizedPnL),
+            }
         return {}
 
     def row_marks(self) -> dict[int, Mark]:
         """pnlSingle by conId."""
-        return {single.conId: Mark(_num(single.dailyPnL), _num(single.unrealizedPnL),
-                                   _num(single.realizedPnL), _num(single.value))
-                for single in self.ib.pnlSingle(self.account)}
+        return {
+            single.conId: Mark(
+                _num(single.dailyPnL),
+                _num(single.unrealizedPnL),
+                _num(single.realizedPnL),
+                _num(single.value),
+            )
+            for single in self.ib.pnlSingle(self.account)
+        }

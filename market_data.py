@@ -17,16 +17,16 @@ DELAYED_TYPES = frozenset({3, 4})
 # code -> what it means for the trader and what to do
 NO_DATA_CODES: dict[int, str] = {
     354: "IB error 354: this account has no live market-data subscription for {symbol}. "
-         "Subscribe in IB's Client Portal (paper accounts share the live account's "
-         "subscriptions) or set MARKET_DATA_TYPE=3 to use free delayed data.",
+    "Subscribe in IB's Client Portal (paper accounts share the live account's "
+    "subscriptions) or set MARKET_DATA_TYPE=3 to use free delayed data.",
     10168: "IB error 10168: no market-data subscription for {symbol} and delayed data is not "
-           "enabled. Subscribe in IB's Client Portal, or enable delayed data (TWS/Gateway: "
-           "Global Configuration > API > Settings).",
+    "enabled. Subscribe in IB's Client Portal, or enable delayed data (TWS/Gateway: "
+    "Global Configuration > API > Settings).",
     10197: "IB error 10197: competing live session — the same IB user is logged in elsewhere "
-           "(TWS, the phone app, Client Portal) with live data. Log out of the other session.",
+    "(TWS, the phone app, Client Portal) with live data. Log out of the other session.",
     10089: "IB error 10089: {symbol} needs an additional market-data subscription.",
     10186: "IB error 10186: market data for {symbol} is not subscribed (requested type not "
-           "available).",
+    "available).",
 }
 NOTICE_CODES = frozenset(NO_DATA_CODES) | {10167}
 

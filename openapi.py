@@ -27,12 +27,22 @@ API_PREFIX = "/api/v1/"
 # Browser pages and their files, not the JSON API: HTML (or redirects) for people, no schema.
 NOT_API = {"/", "/login", "/logout", "/static/<path:filename>"}
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
-ETAG_HEADER = {"ETag": {"description": "weak validator of the data version; send it back in "
-                                       "If-None-Match to get 304 while nothing changed",
-                        "required": True, "schema": {"type": "string"}}}
-IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
-                 "description": "an ETag of an earlier answer: 304 without a body while the "
-                                "data has not changed", "schema": {"type": "string"}}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "weak validator of the data version; send it back in "
+        "If-None-Match to get 304 while nothing changed",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "an ETag of an earlier answer: 304 without a body while the "
+    "data has not changed",
+    "schema": {"type": "string"},
+}
 BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 ORDER_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"}
@@ -58,13 +68,16 @@ class Doc:
     extra_ok: dict[int, str] = field(default_factory=dict)  # more success codes: description
 
 
-def documented(response: Any = None, *errors: int, ok: int = 200, **options: Any) -> Callable[[F], F]:
+def documented(
+    response: Any = None, *errors: int, ok: int = 200, **options: Any
+) -> Callable[[F], F]:
     """Attach the view's OpenAPI description (see ``Doc``)."""
     doc = Doc(ok=ok, response=response, errors=tuple(errors), **options)
 
     def mark(view: F) -> F:
         view.__openapi__ = doc  # type: ignore[attr-defined]
         return view
+
     return mark
 
 
@@ -76,11 +89,17 @@ def api_rules(app: Flask) -> list[Any]:
 def document(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of every API route of ``app``."""
     spec = APISpec(
-        title="IB Dashboard API", version="1.0.0", openapi_version="3.1.0",
-        info={"description": "Read the account and place orders through the dashboard's queued "
-                             "order handler. Authenticate with a bearer token. Every error has "
-                             "the shape of ErrorOut."},
-        servers=[{"url": "/"}], security=[{"bearer": []}])
+        title="IB Dashboard API",
+        version="1.0.0",
+        openapi_version="3.1.0",
+        info={
+            "description": "Read the account and place orders through the dashboard's queued "
+            "order handler. Authenticate with a bearer token. Every error has "
+            "the shape of ErrorOut."
+        },
+        servers=[{"url": "/"}],
+        security=[{"bearer": []}],
+    )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     views = [(rule, app.view_functions[rule.endpoint]) for rule in api_rules(app)]
     docs = [(rule, view, getattr(view, "__openapi__", None)) for rule, view in views]
@@ -111,8 +130,10 @@ def _component_schemas(docs: Sequence[Doc]) -> dict[str, Any]:
     # pydantic names a clash of nested models after their modules (``api__Row``): refuse it too
     qualified = sorted(name for name in defs.get("$defs", {}) if "__" in name)
     if qualified:
-        raise ComponentNameClash(f"OpenAPI component names clash between models of different "
-                                 f"modules ({', '.join(qualified)}): rename one of each")
+        raise ComponentNameClash(
+            f"OpenAPI component names clash between models of different "
+            f"modules ({', '.join(qualified)}): rename one of each"
+        )
     # times are epoch seconds inside the app and ISO 8601 text on the wire (wire.to_wire)
     return {name: wire_schema(_standard(schema)) for name, schema in defs.get("$defs", {}).items()}
 
@@ -126,8 +147,10 @@ def _refuse_clashes(kinds: set[Any]) -> None:
     for name, same in sorted(by_name.items()):
         if len(same) > 1:
             where = sorted(f"{k.__module__}.{k.__qualname__}" for k in same)
-            raise ComponentNameClash(f"OpenAPI component {name!r} would name {len(same)} "
-                                     f"different models ({', '.join(where)}): rename one")
+            raise ComponentNameClash(
+                f"OpenAPI component {name!r} would name {len(same)} "
+                f"different models ({', '.join(where)}): rename one"
+            )
 
 
 def _standard(schema: Any) -> Any:
@@ -159,28 +182,44 @@ def _schema(kind: Any) -> dict[str, Any]:
 
 def _operation(rule: Any, view: Callable[..., Any], doc: Doc) -> dict[str, Any]:
     summary, _, description = (view.__doc__ or view.__name__).strip().partition("\n")
-    op: dict[str, Any] = {"operationId": view.__name__, "summary": summary.strip(),
-                          "parameters": _parameters(rule, doc), "responses": _responses(doc)}
+    op: dict[str, Any] = {
+        "operationId": view.__name__,
+        "summary": summary.strip(),
+        "parameters": _parameters(rule, doc),
+        "responses": _responses(doc),
+    }
     if description.strip():
         op["description"] = " ".join(description.split())
     if doc.body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": _schema(doc.body)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema(doc.body)}},
+        }
     if doc.public:
         op["security"] = []
     return op
 
 
 def _parameters(rule: Any, doc: Doc) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True,
-               "schema": ORDER_ID if name == "order_id" else {"type": "string"}}
-              for name in sorted(rule.arguments)]
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": ORDER_ID if name == "order_id" else {"type": "string"},
+        }
+        for name in sorted(rule.arguments)
+    ]
     if doc.query is not None:
         schema = doc.query.model_json_schema()
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
-            param = {"name": name, "in": "query", "required": name in required,
-                     "schema": _standard(_without_null(prop))}
+            param = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": _standard(_without_null(prop)),
+            }
             if prop.get("description"):
                 param["description"] = prop["description"]
             params.append(param)
@@ -211,14 +250,20 @@ def _responses(doc: Doc) -> dict[str, Any]:
     for code, text in doc.extra_ok.items():
         out[str(code)] = {**ok, "description": text}
     if doc.etag:
-        out["304"] = {"description": "Not Modified: the data has not changed since that ETag",
-                      "headers": ETAG_HEADER}
+        out["304"] = {
+            "description": "Not Modified: the data has not changed since that ETag",
+            "headers": ETAG_HEADER,
+        }
     codes = set(doc.errors) | ({400} if doc.query or doc.body else set())
     if not doc.public:
         codes.add(401)
     for code in sorted(codes):
-        out[str(code)] = {"description": http.HTTPStatus(code).phrase,
-                          "content": {"application/json": {"schema": ERROR_REF}}}
-    out["default"] = {"description": "any other error",
-                      "content": {"application/json": {"schema": ERROR_REF}}}
+        out[str(code)] = {
+            "description": http.HTTPStatus(code).phrase,
+            "content": {"application/json": {"schema": ERROR_REF}},
+        }
+    out["default"] = {
+        "description": "any other error",
+        "content": {"application/json": {"schema": ERROR_REF}},
+    }
     return out

@@ -107,18 +107,23 @@ async def chain(ib: IB, symbol: str) -> Chain:
 async def _chain(ib: IB, under: Contract) -> Chain:
     symbol = under.symbol
     rows = await asyncio.wait_for(
-        ib.reqSecDefOptParamsAsync(under.symbol, "", under.secType, under.conId), CALL_TIMEOUT)
+        ib.reqSecDefOptParamsAsync(under.symbol, "", under.secType, under.conId), CALL_TIMEOUT
+    )
     by_class: dict[str, list] = {}
     for row in rows:
         by_class.setdefault(row.tradingClass, []).append(row)
     if not by_class:
         raise LookupError(f"{symbol} has no listed options")
-    classes = tuple(TradingClass(
-        trading_class=name, multiplier=multiplier_of(group[0].multiplier),
-        exchanges=tuple(sorted({r.exchange for r in group})),
-        expirations=tuple(sorted({e for r in group for e in r.expirations})),
-        strikes=tuple(sorted({float(s) for r in group for s in r.strikes})))
-        for name, group in sorted(by_class.items(), key=lambda item: item[0] != symbol))
+    classes = tuple(
+        TradingClass(
+            trading_class=name,
+            multiplier=multiplier_of(group[0].multiplier),
+            exchanges=tuple(sorted({r.exchange for r in group})),
+            expirations=tuple(sorted({e for r in group for e in r.expirations})),
+            strikes=tuple(sorted({float(s) for r in group for s in r.strikes})),
+        )
+        for name, group in sorted(by_class.items(), key=lambda item: item[0] != symbol)
+    )
     return Chain(symbol=under.symbol, under_con_id=under.conId, classes=classes, time=time.time())
 
 
@@ -130,29 +135,48 @@ async def board(ib: IB, symbol: str, expiry: str, around: int) -> Board:
     classes = [c for c in listed.classes if expiry in c.expirations]
     if not classes:
         shown = sorted({e for c in listed.classes for e in c.expirations})
-        raise BadExpiry(f"{symbol} has no options expiring {expiry}; listed: "
-                        f"{', '.join(shown[:12])}")
+        raise BadExpiry(
+            f"{symbol} has no options expiring {expiry}; listed: {', '.join(shown[:12])}"
+        )
     options = classes[0]
     [under_ticker] = await asyncio.wait_for(ib.reqTickersAsync(under), CALL_TIMEOUT)
     price = _price(under_ticker)
     strikes = _around(options.strikes, price, around)
-    exchange = PREFERRED_EXCHANGE if PREFERRED_EXCHANGE in options.exchanges \
-        else options.exchanges[0]
-    wanted = [Option(listed.symbol, expiry, strike, right, exchange, currency="USD",
-                     tradingClass=options.trading_class)
-              for strike in strikes for right in "CP"]
+    exchange = (
+        PREFERRED_EXCHANGE if PREFERRED_EXCHANGE in options.exchanges else options.exchanges[0]
+    )
+    wanted = [
+        Option(
+            listed.symbol,
+            expiry,
+            strike,
+            right,
+            exchange,
+            currency="USD",
+            tradingClass=options.trading_class,
+        )
+        for strike in strikes
+        for right in "CP"
+    ]
     found = await asyncio.wait_for(ib.qualifyContractsAsync(*wanted), CALL_TIMEOUT)
     contracts = [c for c in found if isinstance(c, Contract) and c.conId]
     # no market_data.reset_ticker here: ib_async shares one Ticker per contract, and clearing
     # it would wipe the prices a risk-gate quote of the same option is reading (ib_connector)
     tickers = await asyncio.wait_for(ib.reqTickersAsync(*contracts), BOARD_TIMEOUT - 2)
     legs = {(t.contract.strike, t.contract.right): _leg(t) for t in tickers if t.contract}
-    rows = tuple(BoardRow(strike, legs.get((strike, "C")), legs.get((strike, "P")))
-                 for strike in strikes)
-    return Board(symbol=listed.symbol, expiry=expiry, trading_class=options.trading_class,
-                 multiplier=options.multiplier, under_price=price,
-                 market_data=market_data.type_name(under_ticker.marketDataType), rows=rows,
-                 time=time.time())
+    rows = tuple(
+        BoardRow(strike, legs.get((strike, "C")), legs.get((strike, "P"))) for strike in strikes
+    )
+    return Board(
+        symbol=listed.symbol,
+        expiry=expiry,
+        trading_class=options.trading_class,
+        multiplier=options.multiplier,
+        under_price=price,
+        market_data=market_data.type_name(under_ticker.marketDataType),
+        rows=rows,
+        time=time.time(),
+    )
 
 
 def _around(strikes: tuple[float, ...], price: float | None, around: int) -> list[float]:
@@ -163,7 +187,7 @@ def _around(strikes: tuple[float, ...], price: float | None, around: int) -> lis
         centre = len(strikes) // 2
     else:
         centre = min(range(len(strikes)), key=lambda i: abs(strikes[i] - price))
-    return list(strikes[max(0, centre - around): centre + around + 1])
+    return list(strikes[max(0, centre - around) : centre + around + 1])
 
 
 def _price(ticker: Ticker) -> float | None:
@@ -192,13 +216,21 @@ def _leg(ticker: Ticker) -> Leg:
     assert contract is not None
     model = ticker.modelGreeks
     return Leg(
-        con_id=contract.conId, local_symbol=contract.localSymbol,
-        description=describe(contract.symbol, contract.secType,
-                             contract.lastTradeDateOrContractMonth, contract.strike,
-                             contract.right),
-        bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
+        con_id=contract.conId,
+        local_symbol=contract.localSymbol,
+        description=describe(
+            contract.symbol,
+            contract.secType,
+            contract.lastTradeDateOrContractMonth,
+            contract.strike,
+            contract.right,
+        ),
+        bid=_num(ticker.bid),
+        ask=_num(ticker.ask),
+        last=_num(ticker.last),
         implied_vol=_figure(model.impliedVol) if model else None,
         delta=_figure(model.delta) if model else None,
         gamma=_figure(model.gamma) if model else None,
         vega=_figure(model.vega) if model else None,
-        theta=_figure(model.theta) if model else None)
+        theta=_figure(model.theta) if model else None,
+    )

@@ -46,10 +46,26 @@ log = logging.getLogger(__name__)
 TERMINAL = DONE_STATES  # Filled Cancelled ApiCancelled Inactive
 WORKING = WORKING_STATES
 
-__all__ = ["CALL_TIMEOUT", "FINAL_VERDICTS", "KEEP_FINISHED", "KILL_SWITCH", "TERMINAL", "WORKING",
-           "IdempotencyConflict", "Lifecycle", "OrderHandler", "OrderIntent", "OrderStateError",
-           "Phase", "Preview",
-           "Reconciling", "TradingHaltedError", "UnknownOrderError", "Verdict", "build_order"]
+__all__ = [
+    "CALL_TIMEOUT",
+    "FINAL_VERDICTS",
+    "KEEP_FINISHED",
+    "KILL_SWITCH",
+    "TERMINAL",
+    "WORKING",
+    "IdempotencyConflict",
+    "Lifecycle",
+    "OrderHandler",
+    "OrderIntent",
+    "OrderStateError",
+    "Phase",
+    "Preview",
+    "Reconciling",
+    "TradingHaltedError",
+    "UnknownOrderError",
+    "Verdict",
+    "build_order",
+]
 
 
 class UnknownOrderError(LookupError):
@@ -75,12 +91,19 @@ class Reconciling(NotConnectedError):
 class OrderHandler(IBConnection):
     """The order connection, its queue and the lifecycle records."""
 
-    def __init__(self, host: str, port: int, client_id: int = 1000,
-                 connect_timeout: float = 10.0, account: str = "",
-                 settle: tuple[float, float, float] = (1.0, 2.0, 1.0),
-                 monitor_timeout: float = 15.0,
-                 on_change: Callable[[], None] | None = None,
-                 journal: Journal | None = None, reconcile_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: int = 1000,
+        connect_timeout: float = 10.0,
+        account: str = "",
+        settle: tuple[float, float, float] = (1.0, 2.0, 1.0),
+        monitor_timeout: float = 15.0,
+        on_change: Callable[[], None] | None = None,
+        journal: Journal | None = None,
+        reconcile_grace: float = 5.0,
+    ) -> None:
         super().__init__("order-handler", host, port, client_id, connect_timeout, account)
         self.settle = settle
         self.monitor_timeout = monitor_timeout
@@ -106,13 +129,17 @@ class OrderHandler(IBConnection):
         for entry in self.journal.load():  # unfinished and recent orders, before connecting
             self.book.add(Tracker.restored_from(entry.record, self.sink))
 
-
     # ============================================================ Flask side
-    def submit(self, intent: OrderIntent, source: str = "api", idem_key: str | None = None,
-               request_hash: str | None = None, remote: str | None = None,
-               gate: RiskGate | None = None,
-               prepare: Callable[[OrderIntent], OrderIntent] | None = None,
-               ) -> tuple[Lifecycle, bool]:
+    def submit(
+        self,
+        intent: OrderIntent,
+        source: str = "api",
+        idem_key: str | None = None,
+        request_hash: str | None = None,
+        remote: str | None = None,
+        gate: RiskGate | None = None,
+        prepare: Callable[[OrderIntent], OrderIntent] | None = None,
+    ) -> tuple[Lifecycle, bool]:
         """Risk-check, journal and queue an order; returns (record, created).
 
         ``prepare`` completes a new order's intent before the risk gate (a derivative's
@@ -128,32 +155,50 @@ class OrderHandler(IBConnection):
             with self._key_lock:
                 existing = self.journal.find_by_key(idem_key)
                 if existing is None:
-                    return self._create(intent, source, idem_key, request_hash, remote, gate,
-                                        prepare), True
+                    return self._create(
+                        intent, source, idem_key, request_hash, remote, gate, prepare
+                    ), True
             return self._replay(existing, request_hash), False
         return self._create(intent, source, None, request_hash, remote, gate, prepare), True
 
     def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
         if existing.request_hash != request_hash:
-            raise IdempotencyConflict("this Idempotency-Key was already used for a different "
-                                      f"order ({existing.record.id})")
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used for a different "
+                f"order ({existing.record.id})"
+            )
         live = self.book.get(existing.record.id)
         return live.record if live is not None else existing.record
 
-    def _create(self, intent: OrderIntent, source: str, idem_key: str | None,
-                request_hash: str | None, remote: str | None, gate: RiskGate | None,
-                prepare: Callable[[OrderIntent], OrderIntent] | None = None) -> Lifecycle:
+    def _create(
+        self,
+        intent: OrderIntent,
+        source: str,
+        idem_key: str | None,
+        request_hash: str | None,
+        remote: str | None,
+        gate: RiskGate | None,
+        prepare: Callable[[OrderIntent], OrderIntent] | None = None,
+    ) -> Lifecycle:
         self._check_accepting()
         if prepare is not None:
             intent = prepare(intent)
         decision = gate.reserve(intent) if gate is not None else None  # raises RiskRejected
         order_id = f"o-{self._id_prefix}-{next(self._counter):06d}"
         now = time.time()
-        record = Lifecycle(id=order_id, intent=intent, source=source, created_at=now,
-                           phase=Phase.QUEUED, updated_at=now, steps=(Step(now, "queued"),))
+        record = Lifecycle(
+            id=order_id,
+            intent=intent,
+            source=source,
+            created_at=now,
+            phase=Phase.QUEUED,
+            updated_at=now,
+            steps=(Step(now, "queued"),),
+        )
         try:  # journaled before anything is sent; unjournaled means unsent
-            self.journal.insert(record, idem_key, request_hash, remote,
-                                decision.as_dict() if decision else None)
+            self.journal.insert(
+                record, idem_key, request_hash, remote, decision.as_dict() if decision else None
+            )
         except BaseException:
             if gate is not None and decision is not None:
                 gate.release(decision)
@@ -185,9 +230,14 @@ class OrderHandler(IBConnection):
         self._enqueue(Cancel(tracker))
         return tracker.record
 
-    def modify(self, order_id: str, quantity: float | None = None,
-               limit_price: float | None = None, stop_price: float | None = None,
-               gate: RiskGate | None = None) -> Lifecycle:
+    def modify(
+        self,
+        order_id: str,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        gate: RiskGate | None = None,
+    ) -> Lifecycle:
         """Queue a modification (quantity and/or prices) of one of our working orders.
 
         The changed order passes the risk gate's per-order rules; no modify while
@@ -202,8 +252,9 @@ class OrderHandler(IBConnection):
         if is_final(record.verdict):
             raise OrderStateError(f"order {order_id} is already {record.verdict}")
         if quantity is not None and (record.children or record.parent):
-            raise OrderStateError("the quantity of a bracket order cannot be modified; "
-                                  "cancel it and place a new one")
+            raise OrderStateError(
+                "the quantity of a bracket order cannot be modified; cancel it and place a new one"
+            )
         command = Modify(tracker, quantity, limit_price, stop_price)
         if gate is not None:
             gate.check(replace(record.intent, **command.changes()))  # raises RiskRejected
@@ -338,8 +389,9 @@ class OrderHandler(IBConnection):
             self._consumer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *([self._consumer] if self._consumer else []),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *self._tasks, *([self._consumer] if self._consumer else []), return_exceptions=True
+        )
 
     async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
         """After 1102: fetch executions and reconcile what the outage brought; after 1101:

@@ -50,8 +50,14 @@ class OrderIntent:
     @property
     def description(self) -> str:
         """The contract in IB's words ("AAPL 20261218 200 C"); the symbol for stocks."""
-        return describe(self.symbol, self.sec_type, self.expiry, self.strike or 0.0,
-                        self.right, self.local_symbol)
+        return describe(
+            self.symbol,
+            self.sec_type,
+            self.expiry,
+            self.strike or 0.0,
+            self.right,
+            self.local_symbol,
+        )
 
 
 @dataclass(frozen=True)

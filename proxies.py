@@ -33,13 +33,15 @@ class TrustedProxies:
         self._app = app
         counted = len(trusted) == 1 and trusted[0].isdigit()
         self._count = int(trusted[0]) if counted else 0
-        self._networks: tuple[Network, ...] = () if counted else tuple(
-            ipaddress.ip_network(net) for net in trusted)
-        self._fixes = {hops: ProxyFix(app, x_for=hops, x_proto=1, x_host=1, x_port=1)
-                       for hops in range(1, MAX_PROXY_HOPS + 1)}
+        self._networks: tuple[Network, ...] = (
+            () if counted else tuple(ipaddress.ip_network(net) for net in trusted)
+        )
+        self._fixes = {
+            hops: ProxyFix(app, x_for=hops, x_proto=1, x_host=1, x_port=1)
+            for hops in range(1, MAX_PROXY_HOPS + 1)
+        }
 
-    def __call__(self, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         hops = self._count or self._hops(environ)
         target = self._fixes[hops] if hops else self._app
         return target(environ, start_response)
@@ -48,8 +50,7 @@ class TrustedProxies:
         """1 when the peer is a trusted proxy, plus each trusted proxy it names before it."""
         if not self._trusted(environ.get("REMOTE_ADDR")):
             return 0
-        chain = [a.strip() for a in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")
-                 if a.strip()]
+        chain = [a.strip() for a in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
         hops = 1
         while hops < min(len(chain), MAX_PROXY_HOPS) and self._trusted(chain[-hops]):
             hops += 1

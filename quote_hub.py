@@ -90,8 +90,9 @@ class _State:
 class QuoteHub:
     """Shared market-data lines (see the module docstring)."""
 
-    def __init__(self, connector: IBConnector, store: ScreenStore, lines: int,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, connector: IBConnector, store: ScreenStore, lines: int, on_change: Callable[[], None]
+    ) -> None:
         self.connector, self.store, self.limit = connector, store, lines
         self.on_change = on_change
         self._lock = threading.Lock()
@@ -103,7 +104,9 @@ class QuoteHub:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._rows: dict[Key, QuoteRow] = {}
-        self._fired: collections.deque[tuple[int, PriceAlert]] = collections.deque(maxlen=RECENT_ALERTS)
+        self._fired: collections.deque[tuple[int, PriceAlert]] = collections.deque(
+            maxlen=RECENT_ALERTS
+        )
         self._seq = itertools.count(1)
         self._snapshot = HubSnapshot(0, (), 0, self.capacity, (), None, ())
         self._version = 0
@@ -207,13 +210,13 @@ class QuoteHub:
             ib.pendingTickersEvent += self._on_tickers
             ib.errorEvent += self._on_error
         wanted = self._wanted()
-        keep = wanted[:self.capacity]
+        keep = wanted[: self.capacity]
         state = self._state
         for key in [k for k in state.lines if k not in keep]:
             line = state.lines.pop(key)
             ib.cancelMktData(line.contract)
             self._rows.pop(key, None)
-        state.refused = tuple(sym for sym, _ in wanted[self.capacity:])
+        state.refused = tuple(sym for sym, _ in wanted[self.capacity :])
         for key in keep:
             if key not in state.lines and key not in state.pending and key not in state.unknown:
                 state.pending.add(key)
@@ -224,7 +227,7 @@ class QuoteHub:
                     continue
                 finally:
                     state.pending.discard(key)
-                if key in self._wanted()[:self.capacity] and key not in state.lines:
+                if key in self._wanted()[: self.capacity] and key not in state.lines:
                     ticker = ib.reqMktData(contract, "", False, False)
                     state.lines[key] = _Line(contract, ticker)
         self._publish()
@@ -236,9 +239,11 @@ class QuoteHub:
             if line.contract.conId != contract.conId:
                 continue
             if code == LINE_LIMIT_CODE:
-                line.notice = (f"IB error 101: the account's market data lines are all taken "
-                               f"(MARKET_DATA_LINES={self.limit}); {key[0]} is not streamed. "
-                               "Remove symbols or buy quote booster packs.")
+                line.notice = (
+                    f"IB error 101: the account's market data lines are all taken "
+                    f"(MARKET_DATA_LINES={self.limit}); {key[0]} is not streamed. "
+                    "Remove symbols or buy quote booster packs."
+                )
             elif code in market_data.NO_DATA_CODES:
                 line.notice = market_data.explain([(code, text)], key[0])[1]
             else:
@@ -265,32 +270,58 @@ class QuoteHub:
 
     def _row(self, key: Key, line: _Line) -> QuoteRow:
         t, old = line.ticker, self._rows.get(key)
-        bid, ask, last, close = (_price(getattr(t, name)) for name in ("bid", "ask", "last", "close"))
+        bid, ask, last, close = (
+            _price(getattr(t, name)) for name in ("bid", "ask", "last", "close")
+        )
         if last is None and bid is not None and ask is not None:
             last = round((bid + ask) / 2, 8)  # FX has no trades: the midpoint
         if old is not None:  # a snapshot request on the same contract clears the shared ticker
             bid, ask = bid if bid is not None else old.bid, ask if ask is not None else old.ask
             last, close = last if last is not None else old.last, close or old.close
         change = round((last - close) / close * 100, 3) if last is not None and close else None
-        return QuoteRow(key[0], key[1], bid, ask, last, close, change,
-                        market_data.type_name(t.marketDataType), time.time(), line.notice)
+        return QuoteRow(
+            key[0],
+            key[1],
+            bid,
+            ask,
+            last,
+            close,
+            change,
+            market_data.type_name(t.marketDataType),
+            time.time(),
+            line.notice,
+        )
 
     def _publish(self) -> None:
         state = self._state
         message = None
         if state.refused:
-            message = (f"market data lines: {len(state.lines)} of the {self.capacity} the "
-                       f"dashboard may use are taken (MARKET_DATA_LINES={self.limit}, "
-                       f"{SNAPSHOT_RESERVE} kept for order quotes); not streamed: "
-                       f"{', '.join(state.refused)}")
+            message = (
+                f"market data lines: {len(state.lines)} of the {self.capacity} the "
+                f"dashboard may use are taken (MARKET_DATA_LINES={self.limit}, "
+                f"{SNAPSHOT_RESERVE} kept for order quotes); not streamed: "
+                f"{', '.join(state.refused)}"
+            )
         order = {key: i for i, key in enumerate(self._wanted())}
-        rows = sorted((r for k, r in self._rows.items() if k in state.lines),
-                      key=lambda r: order.get((r.symbol, r.sec_type), 1 << 30))
-        unknown = [QuoteRow(k[0], k[1], None, None, None, None, None, "none", time.time(), text)
-                   for k, text in state.unknown.items() if k in order]
+        rows = sorted(
+            (r for k, r in self._rows.items() if k in state.lines),
+            key=lambda r: order.get((r.symbol, r.sec_type), 1 << 30),
+        )
+        unknown = [
+            QuoteRow(k[0], k[1], None, None, None, None, None, "none", time.time(), text)
+            for k, text in state.unknown.items()
+            if k in order
+        ]
         self._version += 1
-        self._snapshot = HubSnapshot(self._version, tuple(rows + unknown), len(state.lines),
-                                     self.capacity, state.refused, message, tuple(self._fired))
+        self._snapshot = HubSnapshot(
+            self._version,
+            tuple(rows + unknown),
+            len(state.lines),
+            self.capacity,
+            state.refused,
+            message,
+            tuple(self._fired),
+        )
         try:
             self.on_change()
         except Exception:

@@ -1,5 +1,4 @@
-"""The read path's market data: quotes, contracts, option chains, futures months, bars.
-"""
+"""The read path's market data: quotes, contracts, option chains, futures months, bars."""
 
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ class MarketData(IBConnection):
     connection (the only reads that go to the broker)."""
 
     if TYPE_CHECKING:  # IBConnector's own
+
         def _schedule_rebuild(self) -> None: ...
 
     _contracts: dict[tuple[str, str, int], Contract]
@@ -40,44 +40,65 @@ class MarketData(IBConnection):
     _market_rules: dict[int, instruments.Increments]
     _quoting: dict[int, asyncio.Future[Quote]]
 
-    def quote(self, symbol: str, sec_type: str = "STK", currency: str = "USD",
-              silence: float | None = None, con_id: int = 0) -> Quote:
+    def quote(
+        self,
+        symbol: str,
+        sec_type: str = "STK",
+        currency: str = "USD",
+        silence: float | None = None,
+        con_id: int = 0,
+    ) -> Quote:
         """A snapshot quote (one broker round trip; not a snapshot read). TimeoutError when
         the gateway has not answered within QUOTE_TIMEOUT, or (with ``silence``) has sent
         nothing at all for ``silence`` seconds meanwhile. ``con_id``: a derivative the broker
         resolved (``contract``)."""
         self.require_connected()
-        return self.thread.call(self.answer_within(
-            self._quote(symbol, sec_type, currency, con_id), QUOTE_TIMEOUT, silence),
-            QUOTE_TIMEOUT + 1)
+        return self.thread.call(
+            self.answer_within(
+                self._quote(symbol, sec_type, currency, con_id), QUOTE_TIMEOUT, silence
+            ),
+            QUOTE_TIMEOUT + 1,
+        )
 
     def contract(self, spec: instruments.ContractSpec) -> instruments.Resolved:
         """The one derivative ``spec`` names at the broker (instruments.ContractError when
         none or several match)."""
         self.require_connected()
-        return self.thread.call(self.answer_within(
-            self._resolve(spec), QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1)
+        return self.thread.call(
+            self.answer_within(self._resolve(spec), QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1
+        )
 
     def option_chain(self, symbol: str) -> options_data.Chain:
         """Expiries and strikes of ``symbol``'s options (reqSecDefOptParams)."""
         self.require_connected()
-        return self.thread.call(self.answer_within(
-            self._on_ib(lambda ib: options_data.chain(ib, symbol)), QUOTE_TIMEOUT * 2),
-            QUOTE_TIMEOUT * 2 + 1)
+        return self.thread.call(
+            self.answer_within(
+                self._on_ib(lambda ib: options_data.chain(ib, symbol)), QUOTE_TIMEOUT * 2
+            ),
+            QUOTE_TIMEOUT * 2 + 1,
+        )
 
     def option_quotes(self, symbol: str, expiry: str, around: int) -> options_data.Board:
         """Calls and puts of one expiry, ``around`` strikes each side of the money."""
         self.require_connected()
-        return self.thread.call(self.answer_within(
-            self._on_ib(lambda ib: options_data.board(ib, symbol, expiry, around)),
-            options_data.BOARD_TIMEOUT), options_data.BOARD_TIMEOUT + 1)
+        return self.thread.call(
+            self.answer_within(
+                self._on_ib(lambda ib: options_data.board(ib, symbol, expiry, around)),
+                options_data.BOARD_TIMEOUT,
+            ),
+            options_data.BOARD_TIMEOUT + 1,
+        )
 
     def future_months(self, symbol: str, exchange: str = "") -> tuple[instruments.FutureMonth, ...]:
         """The listed contract months of a futures product (contract details)."""
         self.require_connected()
-        return self.thread.call(self.answer_within(
-            self._on_ib(lambda ib: instruments.future_months(ib, symbol, exchange)),
-            QUOTE_TIMEOUT * 2), QUOTE_TIMEOUT * 2 + 1)
+        return self.thread.call(
+            self.answer_within(
+                self._on_ib(lambda ib: instruments.future_months(ib, symbol, exchange)),
+                QUOTE_TIMEOUT * 2,
+            ),
+            QUOTE_TIMEOUT * 2 + 1,
+        )
 
     async def _resolve(self, spec: instruments.ContractSpec) -> instruments.Resolved:
         ib = self.ib
@@ -134,13 +155,17 @@ class MarketData(IBConnection):
             pending.add_done_callback(lambda _done: self._quoting.pop(contract.conId, None))
         return await asyncio.shield(pending)  # a waiter that gives up leaves it to the others
 
-    async def _snapshot_quote(self, ib: IB, contract: Contract, symbol: str,
-                              sec_type: str) -> Quote:
+    async def _snapshot_quote(
+        self, ib: IB, contract: Contract, symbol: str, sec_type: str
+    ) -> Quote:
         notices: list[tuple[int, str]] = []
 
         def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
-            if code in market_data.NOTICE_CODES and about is not None \
-                    and about.conId == contract.conId:
+            if (
+                code in market_data.NOTICE_CODES
+                and about is not None
+                and about.conId == contract.conId
+            ):
                 notices.append((code, text))
 
         market_data.reset_ticker(ib.ticker(contract))
@@ -152,27 +177,40 @@ class MarketData(IBConnection):
         ticker = tickers[0]
         code, notice = market_data.explain(notices, symbol)
         kind = market_data.type_name(ticker.marketDataType)
-        priced = any(_num(p) is not None for p in (ticker.bid, ticker.ask, ticker.last,
-                                                    ticker.close))
+        priced = any(
+            _num(p) is not None for p in (ticker.bid, ticker.ask, ticker.last, ticker.close)
+        )
         if priced and self._entitled.learn(contract.conId, kind):
             self._schedule_rebuild()  # the positions' label follows
-        return Quote(symbol=symbol, sec_type=sec_type, con_id=contract.conId,
-                     bid=_num(ticker.bid), ask=_num(ticker.ask), last=_num(ticker.last),
-                     close=_num(ticker.close), time=time.time(),
-                     market_data=kind, notice_code=code, notice=notice)
+        return Quote(
+            symbol=symbol,
+            sec_type=sec_type,
+            con_id=contract.conId,
+            bid=_num(ticker.bid),
+            ask=_num(ticker.ask),
+            last=_num(ticker.last),
+            close=_num(ticker.close),
+            time=time.time(),
+            market_data=kind,
+            notice_code=code,
+            notice=notice,
+        )
 
     async def _probe_market_data(self, row: PositionRow) -> None:
         """Ask one quote of a held contract, so the positions' prices say whether they are
         live or delayed before anyone asked for a quote (once per session)."""
         plain = row.sec_type in ("STK", "CASH")  # by symbol, as the quote panel asks
         try:
-            await asyncio.wait_for(self._quote(row.symbol, row.sec_type, row.currency,
-                                               0 if plain else row.con_id), QUOTE_TIMEOUT)
+            await asyncio.wait_for(
+                self._quote(row.symbol, row.sec_type, row.currency, 0 if plain else row.con_id),
+                QUOTE_TIMEOUT,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # log and carry on: the positions stay unlabelled
-            log.warning("could not learn whether %s's price is live or delayed: %s",
-                        row.symbol, exc)
+            log.warning(
+                "could not learn whether %s's price is live or delayed: %s", row.symbol, exc
+            )
 
     async def contract_for(self, symbol: str, sec_type: str) -> Contract:
         """The qualified contract (cached; loop side). LookupError when unknown."""
@@ -190,10 +228,12 @@ class MarketData(IBConnection):
             assert ib is not None
             found = await asyncio.wait_for(ib.reqMatchingSymbolsAsync(pattern), QUOTE_TIMEOUT)
             return [d.contract for d in found or [] if d.contract is not None]
+
         return self.thread.call(ask(), QUOTE_TIMEOUT + 1)
 
-    async def _qualified(self, ib: IB, symbol: str, sec_type: str, currency: str,
-                         con_id: int = 0) -> Contract:
+    async def _qualified(
+        self, ib: IB, symbol: str, sec_type: str, currency: str, con_id: int = 0
+    ) -> Contract:
         key = (symbol, sec_type, con_id)
         if key not in self._contracts:
             contract = make_contract(symbol, sec_type, currency, con_id)

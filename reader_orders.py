@@ -1,5 +1,4 @@
-"""The read path's table of every client's orders and executions: the pacing of its refreshes.
-"""
+"""The read path's table of every client's orders and executions: the pacing of its refreshes."""
 
 from __future__ import annotations
 
@@ -73,9 +72,10 @@ class _CompletedSink:
     def trim(self) -> dict[int, OrderRow]:
         """Keep the newest ``keep`` rows; returns them."""
         if len(self.rows) > self.keep:
-            newest = sorted(self.rows, reverse=True)[:self.keep]
+            newest = sorted(self.rows, reverse=True)[: self.keep]
             self.rows = {perm_id: self.rows[perm_id] for perm_id in newest}
         return self.rows
+
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class OrderTable(IBConnection):
     _executions_wanted: bool
     _orders_updated_at: float | None
     if TYPE_CHECKING:  # IBConnector's own: the snapshot from the table
+
         def _rebuild(self) -> None: ...
         def _schedule_rebuild(self) -> None: ...
 
@@ -133,18 +134,27 @@ class OrderTable(IBConnection):
             open_trades, fresh = await asyncio.gather(open_answer, self._fetch_executions(ib))
         else:
             open_trades, fresh = await open_answer, []
-        open_rows = {row.perm_id: row for row in
-                     (_order_row(trade, is_open=True) for trade in open_trades)}
-        vanished = {p: row for p, row in book.orders.items()
-                    if row.open and p not in open_rows}
+        open_rows = {
+            row.perm_id: row for row in (_order_row(trade, is_open=True) for trade in open_trades)
+        }
+        vanished = {p: row for p, row in book.orders.items() if row.open and p not in open_rows}
         if vanished and not asked:
             fresh = await self._fetch_executions(ib)
         done = {p: row for p, row in book.orders.items() if not row.open}
         unexplained = self._close_vanished(vanished, done)
-        unknown = {e.perm_id for e in fresh if e.perm_id not in book.orders
-                   and e.perm_id not in open_rows and e.client_id != self.own_client_id}
-        needed = full or bool(unexplained or unknown) or self._completed_pending or \
-            now - self._completed.last_at >= COMPLETED_SWEEP
+        unknown = {
+            e.perm_id
+            for e in fresh
+            if e.perm_id not in book.orders
+            and e.perm_id not in open_rows
+            and e.client_id != self.own_client_id
+        }
+        needed = (
+            full
+            or bool(unexplained or unknown)
+            or self._completed_pending
+            or now - self._completed.last_at >= COMPLETED_SWEEP
+        )
         if needed and self._completed.ready(now):
             done.update(await self._fetch_completed(ib))
             unexplained = {p: row for p, row in unexplained.items() if p not in done}
@@ -164,8 +174,13 @@ class OrderTable(IBConnection):
         # "since" is written on the GATEWAY's clock (minus an overlap for late reports): its
         # executions are stamped by it, so our clock and time zone do not matter
         offset, start = self.gateway_clock_offset, self._executions_from
-        since = "" if offset is None or start is None else datetime.fromtimestamp(
-            start + offset - EXEC_OVERLAP, UTC).strftime("%Y%m%d-%H:%M:%S")
+        since = (
+            ""
+            if offset is None or start is None
+            else datetime.fromtimestamp(start + offset - EXEC_OVERLAP, UTC).strftime(
+                "%Y%m%d-%H:%M:%S"
+            )
+        )
         asked_at = time.time()
         fills = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time=since)), 10)
         self._executions_from = asked_at  # only once answered: a failed ask is asked again
@@ -207,24 +222,28 @@ class OrderTable(IBConnection):
             self._completed.ran(started, time.monotonic())
         rows = sink.trim()
         self._fill_order_ids(rows)
-        log.debug("%d completed orders in %.0f ms", sink.count,
-                  (time.monotonic() - started) * 1000)
+        log.debug("%d completed orders in %.0f ms", sink.count, (time.monotonic() - started) * 1000)
         return rows
 
-    def _on_completed_order(self, contract: Contract, order: Order,
-                            order_state: OrderState) -> None:
+    def _on_completed_order(
+        self, contract: Contract, order: Order, order_state: OrderState
+    ) -> None:
         """Replaces ib_async's ``wrapper.completedOrder`` on this connection: a row at once,
         and no ``Trade`` kept (ib_async would keep one per completed order of the day)."""
         sink = self._completed_sink
         if sink is None:
             log.warning("completed order %s outside a request; ignored", order.permId)
             return
-        trade = Trade(Contract.recreate(contract), order,
-                      OrderStatus(orderId=order.orderId, status=order_state.status))
+        trade = Trade(
+            Contract.recreate(contract),
+            order,
+            OrderStatus(orderId=order.orderId, status=order_state.status),
+        )
         sink.add(_order_row(trade, is_open=False))
 
-    def _close_vanished(self, vanished: dict[int, OrderRow],
-                        done: dict[int, OrderRow]) -> dict[int, OrderRow]:
+    def _close_vanished(
+        self, vanished: dict[int, OrderRow], done: dict[int, OrderRow]
+    ) -> dict[int, OrderRow]:
         """Open orders no longer open whose executions cover their whole quantity are Filled
         (added to ``done``); returns the others, which need the completed orders."""
         if not vanished:
@@ -239,8 +258,13 @@ class OrderTable(IBConnection):
             shares = sum(e.shares for e in own)
             if row.quantity and math.isclose(shares, row.quantity):
                 done[perm_id] = replace(
-                    row, status="Filled", filled=shares, remaining=0.0, open=False,
-                    avg_fill_price=sum(e.shares * e.price for e in own) / shares)
+                    row,
+                    status="Filled",
+                    filled=shares,
+                    remaining=0.0,
+                    open=False,
+                    avg_fill_price=sum(e.shares * e.price for e in own) / shares,
+                )
             else:
                 unexplained[perm_id] = row
         return unexplained
@@ -277,13 +301,17 @@ class OrderTable(IBConnection):
         for perm_id, row in list(orders.items()):
             old = known.get(perm_id)
             own = fills.get(perm_id, [])
-            order_id = row.order_id or (old.order_id if old else 0) or \
-                (own[0].order_id if own else 0)
-            client_id = row.client_id or (old.client_id if old else 0) or \
-                (own[0].client_id if own else 0)
+            order_id = (
+                row.order_id or (old.order_id if old else 0) or (own[0].order_id if own else 0)
+            )
+            client_id = (
+                row.client_id or (old.client_id if old else 0) or (own[0].client_id if own else 0)
+            )
             shares = sum(e.shares for e in own)
-            avg = row.avg_fill_price or (sum(e.shares * e.price for e in own) / shares
-                                         if shares else None)
+            avg = row.avg_fill_price or (
+                sum(e.shares * e.price for e in own) / shares if shares else None
+            )
             if (order_id, client_id, avg) != (row.order_id, row.client_id, row.avg_fill_price):
-                orders[perm_id] = replace(row, order_id=order_id, client_id=client_id,
-                                          avg_fill_price=avg)
+                orders[perm_id] = replace(
+                    row, order_id=order_id, client_id=client_id, avg_fill_price=avg
+                )

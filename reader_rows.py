@@ -20,11 +20,16 @@ from live_marks import LiveMarks, Mark
 
 IB_SIDES = {"BOT": "BUY", "SLD": "SELL"}  # an execution's side in the words orders use
 ACCOUNT_KEYS = {
-    "NetLiquidation": "net_liquidation", "TotalCashValue": "cash",
-    "BuyingPower": "buying_power", "AvailableFunds": "available_funds",
-    "ExcessLiquidity": "excess_liquidity", "GrossPositionValue": "gross_position_value",
-    "UnrealizedPnL": "unrealized_pnl", "RealizedPnL": "realized_pnl",
-    "InitMarginReq": "init_margin", "MaintMarginReq": "maint_margin",
+    "NetLiquidation": "net_liquidation",
+    "TotalCashValue": "cash",
+    "BuyingPower": "buying_power",
+    "AvailableFunds": "available_funds",
+    "ExcessLiquidity": "excess_liquidity",
+    "GrossPositionValue": "gross_position_value",
+    "UnrealizedPnL": "unrealized_pnl",
+    "RealizedPnL": "realized_pnl",
+    "InitMarginReq": "init_margin",
+    "MaintMarginReq": "maint_margin",
     "EquityWithLoanValue": "equity_with_loan",
 }
 OPEN_STATUSES = {"PendingSubmit", "ApiPending", "PreSubmitted", "Submitted", "PendingCancel"}
@@ -157,7 +162,9 @@ def _unset(value: float | Decimal | None) -> float | None:
     return None if value is None or value >= 1.7e308 or math.isnan(value) else float(value)
 
 
-def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> AccountSnapshot | None:
+def _account_snapshot(
+    ib: IB, wanted: str, marks: LiveMarks | None = None
+) -> AccountSnapshot | None:
     accounts = ib.managedAccounts()
     account = wanted or (accounts[0] if accounts else "")
     if not account:
@@ -169,8 +176,9 @@ def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> Ac
     for v in ib.accountValues(account):
         if v.currency in ("BASE",) or v.modelCode:
             continue
-        values[v.tag if not v.currency or v.currency == currency else f"{v.tag}.{v.currency}"] \
-            = v.value
+        values[v.tag if not v.currency or v.currency == currency else f"{v.tag}.{v.currency}"] = (
+            v.value
+        )
         if v.tag in ACCOUNT_KEYS and v.currency in ("USD", currency):
             try:
                 figures[ACCOUNT_KEYS[v.tag]] = float(v.value)
@@ -178,12 +186,18 @@ def _account_snapshot(ib: IB, wanted: str, marks: LiveMarks | None = None) -> Ac
                 figures[ACCOUNT_KEYS[v.tag]] = None
     if marks is not None:  # IB's pnl: pushed every second, the instant of the rows' pnlSingle
         figures.update({k: v for k, v in marks.figures().items() if v is not None})
-    return AccountSnapshot(account=account, paper=is_paper_account(account), currency=currency,
-                           figures=figures, values=values)
+    return AccountSnapshot(
+        account=account,
+        paper=is_paper_account(account),
+        currency=currency,
+        figures=figures,
+        values=values,
+    )
 
 
-def _positions(ib: IB, entitled: market_data.Entitlements,
-               marks: LiveMarks | None = None) -> tuple[PositionRow, ...]:
+def _positions(
+    ib: IB, entitled: market_data.Entitlements, marks: LiveMarks | None = None
+) -> tuple[PositionRow, ...]:
     portfolio = {(item.account, item.contract.conId): item for item in ib.portfolio()}
     live = marks.row_marks() if marks is not None else {}
     rows = []
@@ -192,28 +206,45 @@ def _positions(ib: IB, entitled: market_data.Entitlements,
             continue
         item = portfolio.get((pos.account, pos.contract.conId))
         multiplier = instruments.multiplier_of(pos.contract.multiplier)
-        rows.append(PositionRow(
-            account=pos.account, con_id=pos.contract.conId, symbol=_symbol(pos.contract),
-            sec_type=pos.contract.secType, currency=pos.contract.currency,
-            quantity=pos.position, avg_cost=pos.avgCost,
-            market_price=item.marketPrice if item else None,
-            market_value=item.marketValue if item else None,
-            unrealized_pnl=item.unrealizedPNL if item else None,
-            realized_pnl=item.realizedPNL if item else None,
-            description=_description(pos.contract),
-            multiplier=multiplier, local_symbol=pos.contract.localSymbol,
-            avg_price=pos.avgCost / multiplier, market_data=entitled.of(pos.contract.conId)))
-        mark = live.get(pos.contract.conId) if pos.account == (marks.account if marks else "") \
+        rows.append(
+            PositionRow(
+                account=pos.account,
+                con_id=pos.contract.conId,
+                symbol=_symbol(pos.contract),
+                sec_type=pos.contract.secType,
+                currency=pos.contract.currency,
+                quantity=pos.position,
+                avg_cost=pos.avgCost,
+                market_price=item.marketPrice if item else None,
+                market_value=item.marketValue if item else None,
+                unrealized_pnl=item.unrealizedPNL if item else None,
+                realized_pnl=item.realizedPNL if item else None,
+                description=_description(pos.contract),
+                multiplier=multiplier,
+                local_symbol=pos.contract.localSymbol,
+                avg_price=pos.avgCost / multiplier,
+                market_data=entitled.of(pos.contract.conId),
+            )
+        )
+        mark = (
+            live.get(pos.contract.conId)
+            if pos.account == (marks.account if marks else "")
             else None
+        )
         if mark is not None:
             rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
     return tuple(sorted(rows, key=lambda r: r.symbol))
 
 
 def _description(contract: Contract) -> str:
-    return instruments.describe(contract.symbol, contract.secType,
-                                contract.lastTradeDateOrContractMonth, contract.strike,
-                                contract.right, _symbol(contract))
+    return instruments.describe(
+        contract.symbol,
+        contract.secType,
+        contract.lastTradeDateOrContractMonth,
+        contract.strike,
+        contract.right,
+        _symbol(contract),
+    )
 
 
 def _marked(row: PositionRow, mark: Mark, multiplier: str) -> PositionRow:
@@ -224,10 +255,14 @@ def _marked(row: PositionRow, mark: Mark, multiplier: str) -> PositionRow:
     except ValueError:
         size = row.quantity
     price = value / size if value is not None and size else row.market_price
-    return replace(row, market_price=price, market_value=value,
-                   unrealized_pnl=_pick(mark.unrealized_pnl, row.unrealized_pnl),
-                   realized_pnl=_pick(mark.realized_pnl, row.realized_pnl),
-                   daily_pnl=mark.daily_pnl)
+    return replace(
+        row,
+        market_price=price,
+        market_value=value,
+        unrealized_pnl=_pick(mark.unrealized_pnl, row.unrealized_pnl),
+        realized_pnl=_pick(mark.realized_pnl, row.realized_pnl),
+        daily_pnl=mark.daily_pnl,
+    )
 
 
 def _pick(first: float | None, second: float | None) -> float | None:
@@ -243,32 +278,57 @@ def _symbol(contract: Contract) -> str:
 def _order_row(trade: Trade, is_open: bool) -> OrderRow:
     order, status, contract = trade.order, trade.orderStatus, trade.contract
     state = status.status
-    filled = float(status.filled if is_open else (
-        order.filledQuantity if _unset(order.filledQuantity) is not None else status.filled))
+    filled = float(
+        status.filled
+        if is_open
+        else (order.filledQuantity if _unset(order.filledQuantity) is not None else status.filled)
+    )
     quantity = float(order.totalQuantity)
     if not is_open and state == "Filled" and not quantity:
         quantity = filled  # completed orders report totalQuantity 0 once filled
     return OrderRow(
-        perm_id=order.permId, order_id=order.orderId, client_id=order.clientId,
-        order_ref=order.orderRef or "", account=order.account, symbol=_symbol(contract),
-        sec_type=contract.secType, action=order.action, quantity=quantity,
-        order_type=order.orderType, limit_price=_unset(order.lmtPrice) or None,
-        stop_price=_unset(order.auxPrice) or None, tif=order.tif, status=state,
-        filled=filled or 0.0, remaining=status.remaining if is_open else 0.0,
+        perm_id=order.permId,
+        order_id=order.orderId,
+        client_id=order.clientId,
+        order_ref=order.orderRef or "",
+        account=order.account,
+        symbol=_symbol(contract),
+        sec_type=contract.secType,
+        action=order.action,
+        quantity=quantity,
+        order_type=order.orderType,
+        limit_price=_unset(order.lmtPrice) or None,
+        stop_price=_unset(order.auxPrice) or None,
+        tif=order.tif,
+        status=state,
+        filled=filled or 0.0,
+        remaining=status.remaining if is_open else 0.0,
         avg_fill_price=_num(status.avgFillPrice) or None,
         open=is_open and state in OPEN_STATUSES | {"ValidationError"},
-        description=_description(contract))
+        description=_description(contract),
+    )
 
 
 def _execution_row(fill: Fill) -> ExecutionRow:
     ex, report = fill.execution, fill.commissionReport
     multiplier = instruments.multiplier_of(fill.contract.multiplier)
     return ExecutionRow(
-        exec_id=ex.execId, perm_id=ex.permId, order_id=ex.orderId, client_id=ex.clientId,
-        order_ref=ex.orderRef or "", time=ex.time.isoformat() if ex.time else "",
-        account=ex.acctNumber, symbol=_symbol(fill.contract), side=IB_SIDES.get(ex.side, ex.side),
-        ib_side=ex.side, shares=ex.shares,
-        price=ex.price, commission=report.commission if report.execId else None,
-        currency=report.currency or "", realized_pnl=report.realizedPNL if report.execId else None,
-        description=_description(fill.contract), multiplier=multiplier,
-        value=ex.shares * ex.price * multiplier)
+        exec_id=ex.execId,
+        perm_id=ex.permId,
+        order_id=ex.orderId,
+        client_id=ex.clientId,
+        order_ref=ex.orderRef or "",
+        time=ex.time.isoformat() if ex.time else "",
+        account=ex.acctNumber,
+        symbol=_symbol(fill.contract),
+        side=IB_SIDES.get(ex.side, ex.side),
+        ib_side=ex.side,
+        shares=ex.shares,
+        price=ex.price,
+        commission=report.commission if report.execId else None,
+        currency=report.currency or "",
+        realized_pnl=report.realizedPNL if report.execId else None,
+        description=_description(fill.contract),
+        multiplier=multiplier,
+        value=ex.shares * ex.price * multiplier,
+    )

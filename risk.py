@@ -61,8 +61,10 @@ ASSET_LIMITS: dict[str, tuple[str, str]] = {
 
 def asset_limits(settings: Settings) -> dict[str, AssetLimits]:
     """The configured limits of every asset class (``ASSET_LIMITS``)."""
-    return {kind: AssetLimits(getattr(settings, field), unit)
-            for kind, (field, unit) in ASSET_LIMITS.items()}
+    return {
+        kind: AssetLimits(getattr(settings, field), unit)
+        for kind, (field, unit) in ASSET_LIMITS.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -115,17 +117,25 @@ class _Check:
 
 Clock = Callable[[], float]
 # (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
-QuoteSource = Callable[[str, str, int],
-                       "RiskQuote | tuple[float | None, float | None, float | None]"]
+QuoteSource = Callable[
+    [str, str, int], "RiskQuote | tuple[float | None, float | None, float | None]"
+]
 
 
 class RiskGate:
     """Checks orders against the configured limits."""
 
-    def __init__(self, settings: Settings, quotes: QuoteSource,
-                 open_orders: Callable[[], int], accounts: Callable[[], tuple[str, ...]],
-                 notional_today: float = 0.0, *, wall: Clock = time.time,
-                 monotonic: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        quotes: QuoteSource,
+        open_orders: Callable[[], int],
+        accounts: Callable[[], tuple[str, ...]],
+        notional_today: float = 0.0,
+        *,
+        wall: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
         self.settings = settings
         self._wall, self._monotonic = wall, monotonic  # injectable clocks (tests)
         self._quotes = quotes
@@ -165,18 +175,26 @@ class RiskGate:
             self._recent.append(self._monotonic())
             self._notional_today += check.notional or 0.0
             self._unregistered += 1
-        return RiskDecision(accepted=True, figures=self._figures(check),
-                            reference_price=check.price, notional=check.notional,
-                            at=self._wall())
+        return RiskDecision(
+            accepted=True,
+            figures=self._figures(check),
+            reference_price=check.price,
+            notional=check.notional,
+            at=self._wall(),
+        )
 
     def check(self, intent: OrderIntent) -> RiskDecision:
         """The per-order rules only (a modified order): counts nothing."""
         check = self._prepare(intent)
         with self._lock:
             self._apply(self._rules[:PER_ORDER_RULES], check)
-        return RiskDecision(accepted=True, figures=self._figures(check),
-                            reference_price=check.price, notional=check.notional,
-                            at=self._wall())
+        return RiskDecision(
+            accepted=True,
+            figures=self._figures(check),
+            reference_price=check.price,
+            notional=check.notional,
+            at=self._wall(),
+        )
 
     def evaluate(self, intent: OrderIntent) -> RiskDecision:
         """Every rule, as if the order were placed now, counting nothing (a preview): the
@@ -188,9 +206,13 @@ class RiskGate:
                 self._apply(self._rules, check)
             except RiskRejected as exc:
                 return exc.decision
-        return RiskDecision(accepted=True, figures=self._figures(check),
-                            reference_price=check.price, notional=check.notional,
-                            at=self._wall())
+        return RiskDecision(
+            accepted=True,
+            figures=self._figures(check),
+            reference_price=check.price,
+            notional=check.notional,
+            at=self._wall(),
+        )
 
     def immediate_trigger(self, intent: OrderIntent) -> str | None:
         """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
@@ -209,10 +231,15 @@ class RiskGate:
             where = "at or above"
         if not passed:
             return None
-        then = "then a limit order at " + f"{intent.limit_price:g}" \
-            if intent.order_type == "STP LMT" and intent.limit_price else "then fills at market"
-        return (f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
-                f"it triggers as soon as it arrives ({then})")
+        then = (
+            "then a limit order at " + f"{intent.limit_price:g}"
+            if intent.order_type == "STP LMT" and intent.limit_price
+            else "then fills at market"
+        )
+        return (
+            f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
+            f"it triggers as soon as it arrives ({then})"
+        )
 
     def registered(self, decision: RiskDecision) -> None:
         """The accepted order now counts among the open orders."""
@@ -231,28 +258,39 @@ class RiskGate:
         for rule, test in rules:
             problem = test(check)
             if problem is not None:
-                raise RiskRejected(RiskDecision(
-                    accepted=False, rule=rule, message=f"{rule}: {problem}",
-                    figures=self._figures(check), reference_price=check.price,
-                    notional=check.notional, at=self._wall()))
+                raise RiskRejected(
+                    RiskDecision(
+                        accepted=False,
+                        rule=rule,
+                        message=f"{rule}: {problem}",
+                        figures=self._figures(check),
+                        reference_price=check.price,
+                        notional=check.notional,
+                        at=self._wall(),
+                    )
+                )
 
     def limits(self) -> dict[str, Any]:
         """The configured limits (for the UI and the status endpoint)."""
         s = self.settings
         classes = {kind: asdict(limits) for kind, limits in asset_limits(s).items()}
-        classes |= {kind: {**asdict(limit), "unit": "contracts"}
-                    for kind, limit in class_limits(s).items()}
-        return {"max_quantity": s.risk_max_quantity, "asset_classes": classes,
-                "max_notional": s.risk_max_notional,
-                "price_collar_pct": s.risk_price_collar_pct,
-                "symbol_allowlist": list(s.risk_symbol_allowlist),
-                "symbol_denylist": list(s.risk_symbol_denylist),
-                "max_open_orders": s.risk_max_open_orders,
-                "max_orders_per_minute": s.risk_max_orders_per_minute,
-                "daily_notional_cap": s.risk_daily_notional_cap,
-                "notional_today": round(self._notional_today, 2),
-                "allow_live_trading": s.allow_live_trading,
-                "live_confirm_notional": s.live_confirm_notional}
+        classes |= {
+            kind: {**asdict(limit), "unit": "contracts"} for kind, limit in class_limits(s).items()
+        }
+        return {
+            "max_quantity": s.risk_max_quantity,
+            "asset_classes": classes,
+            "max_notional": s.risk_max_notional,
+            "price_collar_pct": s.risk_price_collar_pct,
+            "symbol_allowlist": list(s.risk_symbol_allowlist),
+            "symbol_denylist": list(s.risk_symbol_denylist),
+            "max_open_orders": s.risk_max_open_orders,
+            "max_orders_per_minute": s.risk_max_orders_per_minute,
+            "daily_notional_cap": s.risk_daily_notional_cap,
+            "notional_today": round(self._notional_today, 2),
+            "allow_live_trading": s.allow_live_trading,
+            "live_confirm_notional": s.live_confirm_notional,
+        }
 
     # -------------------------------------------------------------- inputs
     def _prepare(self, intent: OrderIntent) -> _Check:
@@ -278,11 +316,17 @@ class RiskGate:
         return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
-        return {"quantity": check.intent.quantity, "reference_price": check.price,
-                "multiplier": check.intent.multiplier,
-                "quote_mid": check.quote_mid, "quote_delayed": check.quote.delayed, "notional": _round(check.notional),
-                "open_orders": self._open_orders(), "orders_last_minute": len(self._recent),
-                "notional_today": _round(self._notional_today)}
+        return {
+            "quantity": check.intent.quantity,
+            "reference_price": check.price,
+            "multiplier": check.intent.multiplier,
+            "quote_mid": check.quote_mid,
+            "quote_delayed": check.quote.delayed,
+            "notional": _round(check.notional),
+            "open_orders": self._open_orders(),
+            "orders_last_minute": len(self._recent),
+            "notional_today": _round(self._notional_today),
+        }
 
     def _roll_day(self) -> None:
         day = _utc_day(self._wall())
@@ -299,8 +343,10 @@ class RiskGate:
             return "no account is known yet, so live trading cannot be ruled out"
         live = [a for a in accounts if not is_paper_account(a)]
         if live and not self.settings.allow_live_trading:
-            return (f"account {live[0]} is a live account and ALLOW_LIVE_TRADING is off; "
-                    "orders are refused")
+            return (
+                f"account {live[0]} is a live account and ALLOW_LIVE_TRADING is off; "
+                "orders are refused"
+            )
         return None
 
     def _symbol_lists(self, check: _Check) -> str | None:
@@ -319,16 +365,19 @@ class RiskGate:
         if limits is None:
             return f"no quantity limit is configured for asset class {kind}"
         if check.intent.quantity > limits.max_quantity:
-            return (f"quantity {check.intent.quantity:g} exceeds the limit of "
-                    f"{limits.max_quantity:g} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}")
+            return (
+                f"quantity {check.intent.quantity:g} exceeds the limit of "
+                f"{limits.max_quantity:g} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}"
+            )
         return None
 
     def _option_market_order(self, check: _Check) -> str | None:
         intent = check.intent
-        if intent.sec_type == "OPT" and intent.order_type == "MKT" \
-                and not intent.market_order_ack:
-            return ("a market order on an option can fill far from its value (wide spreads); "
-                    "use a limit order, or send market_order_ack: true")
+        if intent.sec_type == "OPT" and intent.order_type == "MKT" and not intent.market_order_ack:
+            return (
+                "a market order on an option can fill far from its value (wide spreads); "
+                "use a limit order, or send market_order_ack: true"
+            )
         return None
 
     def _asset_class_limit(self, check: _Check) -> str | None:
@@ -337,12 +386,16 @@ class RiskGate:
         if limit is None:
             return None
         if intent.quantity > limit.max_quantity:
-            return (f"{intent.quantity:g} {intent.sec_type} contracts exceed the limit of "
-                    f"{limit.max_quantity:g}")
+            return (
+                f"{intent.quantity:g} {intent.sec_type} contracts exceed the limit of "
+                f"{limit.max_quantity:g}"
+            )
         if check.notional is not None and check.notional > limit.max_notional:
-            return (f"{intent.sec_type} notional {check.notional:,.2f} (price x "
-                    f"{intent.quantity:g} x multiplier {intent.multiplier:g}) exceeds the "
-                    f"limit of {limit.max_notional:,.2f}")
+            return (
+                f"{intent.sec_type} notional {check.notional:,.2f} (price x "
+                f"{intent.quantity:g} x multiplier {intent.multiplier:g}) exceeds the "
+                f"limit of {limit.max_notional:,.2f}"
+            )
         return None
 
     def _has_price(self, check: _Check) -> str | None:
@@ -359,13 +412,17 @@ class RiskGate:
         if own is None:
             return None
         if not mid:
-            return (f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
-                    + _cause(check))
+            return (
+                f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
+                + _cause(check)
+            )
         away = abs(own - mid) / mid * 100
         if away > pct:
             kind = "delayed quote" if delayed else "quote"
-            return (f"price {own:g} is {away:.1f}% from the {kind} {mid:g} "
-                    f"({'delayed-data ' if delayed else ''}collar {pct:g}%)")
+            return (
+                f"price {own:g} is {away:.1f}% from the {kind} {mid:g} "
+                f"({'delayed-data ' if delayed else ''}collar {pct:g}%)"
+            )
         return None
 
     def _max_notional(self, check: _Check) -> str | None:
@@ -392,15 +449,19 @@ class RiskGate:
     def _daily_cap(self, check: _Check) -> str | None:
         cap, notional = self.settings.risk_daily_notional_cap, check.notional or 0.0
         if self._notional_today + notional > cap:
-            return (f"today's notional would be {self._notional_today + notional:,.2f}, over "
-                    f"the cap of {cap:,.2f}")
+            return (
+                f"today's notional would be {self._notional_today + notional:,.2f}, over "
+                f"the cap of {cap:,.2f}"
+            )
         return None
 
 
 class SlidingWindow:
     """At most ``limit`` events in any ``seconds`` (thread-safe)."""
 
-    def __init__(self, limit: int, seconds: float = 60.0, monotonic: Clock = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, seconds: float = 60.0, monotonic: Clock = time.monotonic
+    ) -> None:
         self.limit, self.seconds = limit, seconds
         self._monotonic = monotonic
         self._stamps: collections.deque[float] = collections.deque()

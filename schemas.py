@@ -34,50 +34,101 @@ MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat
 Price = Annotated[Number, Field(gt=0, le=10_000_000)]
 NEEDS = {  # order type -> (needs limit price, needs stop price)
-    "MKT": (False, False), "LMT": (True, False), "STP": (False, True), "STP LMT": (True, True),
+    "MKT": (False, False),
+    "LMT": (True, False),
+    "STP": (False, True),
+    "STP LMT": (True, True),
     "TRAIL": (False, False),
 }
 # Minimum price variation, first match wins: (sec_type, symbol contains, price below, tick).
 PRICE_TICKS: tuple[tuple[str, str, float | None, float], ...] = (
-    ("CASH", "JPY", None, 0.005), ("CASH", "", None, 0.00005),
-    ("STK", "", 1.0, 0.0001), ("STK", "", None, 0.01),
+    ("CASH", "JPY", None, 0.005),
+    ("CASH", "", None, 0.00005),
+    ("STK", "", 1.0, 0.0001),
+    ("STK", "", None, 0.01),
 )
 TICK_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 # A bracket's prices on the right side: (field, compared with, side of it for a BUY); a SELL
 # is the mirror image.
 SIDE_RULES: tuple[tuple[str, str, str], ...] = (
-    ("take_profit", "limit_price", "above"), ("stop_loss", "limit_price", "below"),
+    ("take_profit", "limit_price", "above"),
+    ("stop_loss", "limit_price", "below"),
     ("stop_loss", "take_profit", "below"),
 )
 WHOLE_QUANTITY = ("STK",)  # asset classes traded in whole units
 # ISO codes of the currencies IB trades as FX pairs (IDEALPRO): a symbol made of two of them
 # (EUR.USD, EURUSD) is an FX pair, found without sec_type.
-FX_CURRENCIES = frozenset({
-    "USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD", "SEK", "NOK", "DKK", "HKD", "SGD",
-    "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "TRY", "ILS", "KRW", "RUB"})
+FX_CURRENCIES = frozenset(
+    {
+        "USD",
+        "EUR",
+        "GBP",
+        "JPY",
+        "CHF",
+        "AUD",
+        "CAD",
+        "NZD",
+        "SEK",
+        "NOK",
+        "DKK",
+        "HKD",
+        "SGD",
+        "CNH",
+        "MXN",
+        "ZAR",
+        "PLN",
+        "CZK",
+        "HUF",
+        "TRY",
+        "ILS",
+        "KRW",
+        "RUB",
+    }
+)
 SYMBOL_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,14}$"
 EXPIRY_PATTERN = r"^20[0-9]{2}(0[1-9]|1[0-2])([0-2][0-9]|3[01])?$"
 LOCAL_SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9. ]{0,31}$"
-DERIVATIVE_FIELDS = ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
-                     "local_symbol", "market_order_ack")
+DERIVATIVE_FIELDS = (
+    "expiry",
+    "strike",
+    "right",
+    "exchange",
+    "multiplier",
+    "trading_class",
+    "local_symbol",
+    "market_order_ack",
+)
 CONTRACT_FIELDS = {  # the contract fields each secType takes
-    "STK": (), "CASH": (),
-    "OPT": ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
-            "local_symbol"),
+    "STK": (),
+    "CASH": (),
+    "OPT": ("expiry", "strike", "right", "exchange", "multiplier", "trading_class", "local_symbol"),
     "FUT": ("expiry", "exchange", "multiplier", "trading_class", "local_symbol"),
 }
 SYMBOL_WORDS = "letters, digits and dots, starting with a letter (at most 15)"
 BRACKET_TIFS_REFUSED = ("IOC",)
 ORDERS_PAGE, ORDERS_PAGE_MAX = 100, 500
-__all__ = ["OrderIn", "ModifyIn", "KillSwitchIn", "OrdersQuery", "QuoteQuery",
-           "ValidationError", "first_error", "looks_like_fx"]
+__all__ = [
+    "OrderIn",
+    "ModifyIn",
+    "KillSwitchIn",
+    "OrdersQuery",
+    "QuoteQuery",
+    "ValidationError",
+    "first_error",
+    "looks_like_fx",
+]
 
 
 def looks_like_fx(symbol: str) -> bool:
     """EUR.USD or EURUSD: two currency codes IB trades against each other."""
     letters = symbol.strip().upper().replace(".", "")
-    return (len(letters) == 6 and letters[:3] != letters[3:] and letters[:3] in FX_CURRENCIES
-            and letters[3:] in FX_CURRENCIES and symbol.count(".") <= 1)
+    return (
+        len(letters) == 6
+        and letters[:3] != letters[3:]
+        and letters[:3] in FX_CURRENCIES
+        and letters[3:] in FX_CURRENCIES
+        and symbol.count(".") <= 1
+    )
 
 
 def _infer_sec_type(data: Any) -> Any:
@@ -93,10 +144,13 @@ def _infer_sec_type(data: Any) -> Any:
 def _rules_schema(schema: dict[str, Any]) -> None:
     """The cross-field rules, as data in the JSON schema: the dashboard checks a ticket with
     the same tables (served in /api/v1/openapi.json) before asking the server."""
-    schema["x-needs"] = {t: {"limit_price": lim, "stop_price": stp,
-                             "trailing": t == "TRAIL"} for t, (lim, stp) in NEEDS.items()}
-    schema["x-price-ticks"] = [{"sec_type": k, "symbol_contains": c, "below": b, "tick": t}
-                               for k, c, b, t in PRICE_TICKS]
+    schema["x-needs"] = {
+        t: {"limit_price": lim, "stop_price": stp, "trailing": t == "TRAIL"}
+        for t, (lim, stp) in NEEDS.items()
+    }
+    schema["x-price-ticks"] = [
+        {"sec_type": k, "symbol_contains": c, "below": b, "tick": t} for k, c, b, t in PRICE_TICKS
+    ]
     schema["x-tick-fields"] = list(TICK_FIELDS)
     schema["x-side-rules"] = [{"field": f, "than": o, "buy": side} for f, o, side in SIDE_RULES]
     schema["x-whole-quantity"] = list(WHOLE_QUANTITY)
@@ -107,8 +161,9 @@ class OrderIn(BaseModel):
     """A new order as the JSON API and the dashboard send it. Without ``sec_type`` a symbol
     such as EUR.USD is an FX pair (CASH), anything else a stock."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
-                              json_schema_extra=_rules_schema)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_rules_schema
+    )
 
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN, description=SYMBOL_WORDS)]
     action: Literal["BUY", "SELL"]
@@ -126,23 +181,48 @@ class OrderIn(BaseModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
     # derivatives: the contract's fields (checked against the broker's contract details)
-    expiry: Annotated[str, Field(pattern=EXPIRY_PATTERN, description=(
-        "OPT: YYYYMMDD; FUT: the contract month YYYYMM or the last trading day YYYYMMDD"))] \
-        | None = None
+    expiry: (
+        Annotated[
+            str,
+            Field(
+                pattern=EXPIRY_PATTERN,
+                description=(
+                    "OPT: YYYYMMDD; FUT: the contract month YYYYMM or the last trading day YYYYMMDD"
+                ),
+            ),
+        ]
+        | None
+    ) = None
     strike: Price | None = None
     right: Literal["C", "P"] | None = None
     exchange: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.]{0,15}$")] | None = None
     multiplier: Annotated[Number, Field(gt=0, le=1_000_000)] | None = None
     trading_class: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9. ]{0,15}$")] | None = None
-    local_symbol: Annotated[str, Field(pattern=LOCAL_SYMBOL_PATTERN, description=(
-        "IB's local symbol, an alternative to the fields above (e.g. 'AAPL  261218C00200000', "
-        "'ESZ6')"))] | None = None
-    market_order_ack: StrictBool = Field(False, description=(
-        "OPT: a market order on an option is refused unless this is true (options default "
-        "to LMT)"))
+    local_symbol: (
+        Annotated[
+            str,
+            Field(
+                pattern=LOCAL_SYMBOL_PATTERN,
+                description=(
+                    "IB's local symbol, an alternative to the fields above (e.g. 'AAPL  261218C00200000', "
+                    "'ESZ6')"
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    market_order_ack: StrictBool = Field(
+        False,
+        description=(
+            "OPT: a market order on an option is refused unless this is true (options default "
+            "to LMT)"
+        ),
+    )
     accept_immediate_trigger: StrictBool = Field(
-        False, description="a STP / STP LMT whose stop the market has already passed triggers "
-        "at once: refused (422 stop_triggers_immediately) unless this is true")
+        False,
+        description="a STP / STP LMT whose stop the market has already passed triggers "
+        "at once: refused (422 stop_triggers_immediately) unless this is true",
+    )
 
     _sec_type_of_fx = model_validator(mode="before")(_infer_sec_type)
 
@@ -150,21 +230,42 @@ class OrderIn(BaseModel):
     @classmethod
     def _option_default_type(cls, data: object) -> object:
         """Options default to limit orders (a market order must be asked for)."""
-        if isinstance(data, dict) and "order_type" not in data \
-                and str(data.get("sec_type", "")).strip().upper() == "OPT":
+        if (
+            isinstance(data, dict)
+            and "order_type" not in data
+            and str(data.get("sec_type", "")).strip().upper() == "OPT"
+        ):
             return {**data, "order_type": "LMT"}
         return data
 
-    @field_validator("symbol", "action", "order_type", "tif", "sec_type", "currency", "right",
-                     "exchange", "trading_class", "local_symbol", mode="before")
+    @field_validator(
+        "symbol",
+        "action",
+        "order_type",
+        "tif",
+        "sec_type",
+        "currency",
+        "right",
+        "exchange",
+        "trading_class",
+        "local_symbol",
+        mode="before",
+    )
     @classmethod
     def _upper(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().upper() in ("CALL", "PUT"):
             return value.strip().upper()[0]
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("quantity", "limit_price", "stop_price", "trailing_amount",
-                     "trailing_percent", "take_profit", "stop_loss")
+    @field_validator(
+        "quantity",
+        "limit_price",
+        "stop_price",
+        "trailing_amount",
+        "trailing_percent",
+        "take_profit",
+        "stop_loss",
+    )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -191,8 +292,15 @@ class OrderIn(BaseModel):
     def _check_contract_fields(self) -> None:
         """Which contract fields each secType takes; the broker decides the rest."""
         allowed = CONTRACT_FIELDS[self.sec_type]
-        for name in ("expiry", "strike", "right", "exchange", "multiplier", "trading_class",
-                     "local_symbol"):
+        for name in (
+            "expiry",
+            "strike",
+            "right",
+            "exchange",
+            "multiplier",
+            "trading_class",
+            "local_symbol",
+        ):
             if getattr(self, name) is not None and name not in allowed:
                 raise _field_error(name, f"is not used by {self.sec_type} orders")
         if self.sec_type == "OPT" and self.expiry is not None and len(self.expiry) != 8:
@@ -205,10 +313,17 @@ class OrderIn(BaseModel):
         if self.sec_type not in DERIVATIVES:
             return None
         return ContractSpec(
-            symbol=self.symbol, sec_type=self.sec_type, currency=self.currency,
-            expiry=self.expiry or "", strike=_opt(self.strike), right=self.right or "",
-            exchange=self.exchange or "", trading_class=self.trading_class or "",
-            multiplier=_opt(self.multiplier), local_symbol=self.local_symbol or "")
+            symbol=self.symbol,
+            sec_type=self.sec_type,
+            currency=self.currency,
+            expiry=self.expiry or "",
+            strike=_opt(self.strike),
+            right=self.right or "",
+            exchange=self.exchange or "",
+            trading_class=self.trading_class or "",
+            multiplier=_opt(self.multiplier),
+            local_symbol=self.local_symbol or "",
+        )
 
     def _check_ticks(self) -> None:
         if self.sec_type in DERIVATIVES:
@@ -219,14 +334,15 @@ class OrderIn(BaseModel):
                 continue
             tick = price_tick(self.sec_type, self.symbol, float(price))
             if abs(round(price / tick) * tick - price) > tick * 1e-6:
-                raise _field_error(name, f"{price:g} is not a multiple of the price tick "
-                                   f"{tick:g}")
+                raise _field_error(name, f"{price:g} is not a multiple of the price tick {tick:g}")
 
     def _check_trailing(self) -> None:
         given = [n for n in ("trailing_amount", "trailing_percent") if getattr(self, n) is not None]
         if self.order_type == "TRAIL" and len(given) != 1:
-            raise _field_error("trailing_amount", "TRAIL orders need exactly one of "
-                               "trailing_amount or trailing_percent")
+            raise _field_error(
+                "trailing_amount",
+                "TRAIL orders need exactly one of trailing_amount or trailing_percent",
+            )
         if self.order_type != "TRAIL" and given:
             raise _field_error(given[0], f"is not used by {self.order_type} orders")
 
@@ -256,18 +372,30 @@ class OrderIn(BaseModel):
     def intent(self, account: str = "") -> OrderIntent:
         """The handler's order intent for this request."""
         return OrderIntent(
-            symbol=self.symbol, action=self.action, quantity=float(self.quantity),
+            symbol=self.symbol,
+            action=self.action,
+            quantity=float(self.quantity),
             order_type=self.order_type,
-            limit_price=_opt(self.limit_price), stop_price=_opt(self.stop_price),
-            tif=self.tif, outside_rth=self.outside_rth, sec_type=self.sec_type,
-            currency=self.currency, account=account,
-            trailing_amount=_opt(self.trailing_amount), trailing_percent=_opt(self.trailing_percent),
-            take_profit=_opt(self.take_profit), stop_loss=_opt(self.stop_loss),
-            expiry=self.expiry or "", strike=_opt(self.strike), right=self.right or "",
-            exchange=self.exchange or "", trading_class=self.trading_class or "",
+            limit_price=_opt(self.limit_price),
+            stop_price=_opt(self.stop_price),
+            tif=self.tif,
+            outside_rth=self.outside_rth,
+            sec_type=self.sec_type,
+            currency=self.currency,
+            account=account,
+            trailing_amount=_opt(self.trailing_amount),
+            trailing_percent=_opt(self.trailing_percent),
+            take_profit=_opt(self.take_profit),
+            stop_loss=_opt(self.stop_loss),
+            expiry=self.expiry or "",
+            strike=_opt(self.strike),
+            right=self.right or "",
+            exchange=self.exchange or "",
+            trading_class=self.trading_class or "",
             local_symbol=self.local_symbol or "",
             multiplier=float(self.multiplier) if self.multiplier is not None else 1.0,
-            market_order_ack=self.market_order_ack)
+            market_order_ack=self.market_order_ack,
+        )
 
 
 class ModifyIn(BaseModel):
@@ -279,13 +407,13 @@ class ModifyIn(BaseModel):
     limit_price: Price | None = None
     stop_price: Price | None = None
     accept_immediate_trigger: StrictBool = Field(
-        False, description="as for a new order: a stop the market has passed triggers at once")
+        False, description="as for a new order: a stop the market has passed triggers at once"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> ModifyIn:
         if self.quantity is None and self.limit_price is None and self.stop_price is None:
-            raise _field_error("quantity", "give at least one of quantity, limit_price, "
-                               "stop_price")
+            raise _field_error("quantity", "give at least one of quantity, limit_price, stop_price")
         if self.quantity is not None and float(self.quantity) != int(self.quantity):
             raise _field_error("quantity", "must be a whole number")
         return self
@@ -348,14 +476,34 @@ class BarsQuery(BaseModel):
 
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
     sec_type: Literal["STK", "CASH"] | None = Field(
-        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock")
-    duration: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3} [SDWMY]$",
-                                   description="IB's duration, e.g. '1 D', '3600 S', '1 M'")] = "1 D"
-    bar_size: Literal["5 secs", "10 secs", "15 secs", "30 secs", "1 min", "2 mins", "3 mins",
-                      "5 mins", "15 mins", "30 mins", "1 hour", "1 day"] = "5 mins"
+        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock"
+    )
+    duration: Annotated[
+        str,
+        Field(
+            pattern=r"^[1-9][0-9]{0,3} [SDWMY]$",
+            description="IB's duration, e.g. '1 D', '3600 S', '1 M'",
+        ),
+    ] = "1 D"
+    bar_size: Literal[
+        "5 secs",
+        "10 secs",
+        "15 secs",
+        "30 secs",
+        "1 min",
+        "2 mins",
+        "3 mins",
+        "5 mins",
+        "15 mins",
+        "30 mins",
+        "1 hour",
+        "1 day",
+    ] = "5 mins"
     what: Literal["TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"] = "TRADES"
-    bar: Annotated[Literal["1m", "5m", "15m", "1h", "1D"] | None,
-                   Field(description="the chart's bar size; sets bar_size")] = None
+    bar: Annotated[
+        Literal["1m", "5m", "15m", "1h", "1D"] | None,
+        Field(description="the chart's bar size; sets bar_size"),
+    ] = None
 
     @field_validator("sec_type", "what", mode="before")
     @classmethod
@@ -365,7 +513,7 @@ class BarsQuery(BaseModel):
     @field_validator("duration", mode="before")
     @classmethod
     def _spaced(cls, value: object) -> object:
-        """"1D" → "1 D" (the chart's short form of IB's durations)."""
+        """ "1D" → "1 D" (the chart's short form of IB's durations)."""
         if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", value)):
             return f"{m.group(1)} {m.group(2)}"
         return value
@@ -386,9 +534,14 @@ class StreamQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    watch: Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?"
-                                        r"(,[A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?){0,4})?$",
-                                description="up to 5 SYMBOL[:STK|CASH], comma-separated")] = ""
+    watch: Annotated[
+        str,
+        Field(
+            pattern=r"^([A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?"
+            r"(,[A-Za-z][A-Za-z0-9.]{0,14}(:(STK|CASH))?){0,4})?$",
+            description="up to 5 SYMBOL[:STK|CASH], comma-separated",
+        ),
+    ] = ""
 
 
 class QuoteQuery(BaseModel):
@@ -398,7 +551,8 @@ class QuoteQuery(BaseModel):
 
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)]
     sec_type: Literal["STK", "CASH"] | None = Field(
-        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock")
+        None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock"
+    )
 
     @field_validator("sec_type", mode="before")
     @classmethod

@@ -43,8 +43,9 @@ class ErrorOut(_Out):
 
 class HealthOut(_Out):
     ok: bool
-    reason: str | None = Field(None, description="why not ok: no gateway connection, or IB's "
-                               "servers unreachable (1100)")
+    reason: str | None = Field(
+        None, description="why not ok: no gateway connection, or IB's servers unreachable (1100)"
+    )
 
 
 class BarOut(_Out):
@@ -64,7 +65,8 @@ class BarsOut(_Out):
     cached: bool = Field(description="served from the app's cache (no request to IB)")
     fetched_at: float
     gateway_time: float | None = Field(
-        description="the gateway's clock now (epoch s): where the last bar is live")
+        description="the gateway's clock now (epoch s): where the last bar is live"
+    )
     bars: list[BarOut]
 
 
@@ -112,8 +114,10 @@ class StatusOut(_Out):
     ok: bool
     now: float
     simulator: bool
-    sim_clock: str = Field(description="the embedded simulator's clock, e.g. 'simulated clock, "
-                           "market open' (empty against a real gateway)")
+    sim_clock: str = Field(
+        description="the embedded simulator's clock, e.g. 'simulated clock, "
+        "market open' (empty against a real gateway)"
+    )
     gateway: GatewayOut
     ib_servers: IbServersOut
     connections: ConnectionsOut
@@ -180,8 +184,11 @@ class OrderOut(_Out):
     account: str | None = None
     remaining: float | None = None
     avg_fill_price: float | None = None
-    description: str | None = Field(None, description="the contract in IB's words, e.g. "
-                                    "'AAPL 20261218 200 C' (the symbol for stocks)")
+    description: str | None = Field(
+        None,
+        description="the contract in IB's words, e.g. "
+        "'AAPL 20261218 200 C' (the symbol for stocks)",
+    )
     verdict: str | None = None
     phase: str | None = None
     # ours only: the few fields of the lifecycle record the dashboard's tables show (the
@@ -191,11 +198,15 @@ class OrderOut(_Out):
     parent: str | None = Field(None, description="a bracket leg: our id of its parent")
     legs: list[str] | None = Field(None, description="a bracket parent: our ids of its legs")
     verdict_reason: str | None = None
-    source: str | None = Field(None, description="where the order came from: api, dashboard, "
-                               "webhook, bracket...")
+    source: str | None = Field(
+        None, description="where the order came from: api, dashboard, webhook, bracket..."
+    )
     updated_at: float | None = Field(None, description="when our record last changed")
-    lifecycle: Lifecycle | None = Field(None, description="the whole record (steps, status "
-                                        "transitions, messages, fills): /orders/<id> only")
+    lifecycle: Lifecycle | None = Field(
+        None,
+        description="the whole record (steps, status "
+        "transitions, messages, fills): /orders/<id> only",
+    )
 
 
 class OrdersOut(_Out):
@@ -284,4 +295,5 @@ class PreviewOut(_Out):
     risk: RiskVerdictOut | None
     immediate_trigger: str | None = Field(
         description="why this stop would trigger as soon as it arrives (the market has passed "
-        "its stop price); placing it then needs accept_immediate_trigger")
+        "its stop price); placing it then needs accept_immediate_trigger"
+    )

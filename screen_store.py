@@ -64,9 +64,11 @@ class ScreenStore:
         self.folder = folder
         self._lock = threading.Lock()
         self._watchlist: tuple[WatchItem, ...] = tuple(
-            WatchItem(**row) for row in self._load(WATCHLIST_FILE, []))
+            WatchItem(**row) for row in self._load(WATCHLIST_FILE, [])
+        )
         self._alerts: dict[str, PriceAlert] = {
-            row["id"]: PriceAlert(**row) for row in self._load(ALERTS_FILE, [])}
+            row["id"]: PriceAlert(**row) for row in self._load(ALERTS_FILE, [])
+        }
         self.version = 0  # bumped on every change (watchers resubscribe)
 
     # ------------------------------------------------------------------ files
@@ -79,8 +81,12 @@ class ScreenStore:
                 raise ValueError("not a list")
             return rows
         except (OSError, ValueError, TypeError) as exc:
-            log.error("⚠️ %s is unreadable (%s): starting with none; the file is kept as %s.bad",
-                      name, exc, name)
+            log.error(
+                "⚠️ %s is unreadable (%s): starting with none; the file is kept as %s.bad",
+                name,
+                exc,
+                name,
+            )
             try:
                 os.replace(self.folder / name, self.folder / f"{name}.bad")
             except OSError:
@@ -120,8 +126,15 @@ class ScreenStore:
     def alert(self, alert_id: str) -> PriceAlert | None:
         return self._alerts.get(alert_id)
 
-    def add_alert(self, symbol: str, sec_type: str, condition: Literal["above", "below"],
-                  level: float, note: str = "", last: float | None = None) -> PriceAlert:
+    def add_alert(
+        self,
+        symbol: str,
+        sec_type: str,
+        condition: Literal["above", "below"],
+        level: float,
+        note: str = "",
+        last: float | None = None,
+    ) -> PriceAlert:
         """A new alert; primed at once when ``last`` (the price now, if known) is on the near
         side of the level."""
         now = time.time()
@@ -155,22 +168,38 @@ class ScreenStore:
             return []  # nothing to prime, nothing crossed
         now = time.time()
         with self._lock:
-            current = [self._alerts[a.id] for a in mine
-                       if a.id in self._alerts and self._alerts[a.id].triggered_at is None]
-            fired = [replace(a, triggered_at=now, price=last) for a in current
-                     if a.primed_at is not None and a.reached(last)]
-            primed = [replace(a, primed_at=now) for a in current
-                      if a.primed_at is None and not a.reached(last)]
+            current = [
+                self._alerts[a.id]
+                for a in mine
+                if a.id in self._alerts and self._alerts[a.id].triggered_at is None
+            ]
+            fired = [
+                replace(a, triggered_at=now, price=last)
+                for a in current
+                if a.primed_at is not None and a.reached(last)
+            ]
+            primed = [
+                replace(a, primed_at=now)
+                for a in current
+                if a.primed_at is None and not a.reached(last)
+            ]
             alerts = {**self._alerts, **{a.id: a for a in fired + primed}}
             self._save_alerts(alerts)
         for alert in fired:
-            log.info("🔔 alert: %s %s %s %s (last %s)", alert.symbol, alert.condition,
-                     alert.level, alert.note, last)
+            log.info(
+                "🔔 alert: %s %s %s %s (last %s)",
+                alert.symbol,
+                alert.condition,
+                alert.level,
+                alert.note,
+                last,
+            )
         return fired
 
     def _save_alerts(self, alerts: dict[str, PriceAlert]) -> None:
         """Write then swap in (caller holds the lock)."""
-        self._save(ALERTS_FILE, [asdict(a) for a in sorted(alerts.values(),
-                                                           key=lambda a: a.created_at)])
+        self._save(
+            ALERTS_FILE, [asdict(a) for a in sorted(alerts.values(), key=lambda a: a.created_at)]
+        )
         self._alerts = alerts
         self.version += 1

@@ -32,11 +32,17 @@ log = logging.getLogger(__name__)
 
 SAFE_METHODS = auth.SAFE_METHODS
 UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "[::]"})  # bind-anywhere addresses, never a Host
-KEPT_FILES = ("api_token", "secret_key", "app.lock", "sim_state.json", "sim_state.json.tmp",
-              "sim_state.json.log")
+KEPT_FILES = (
+    "api_token",
+    "secret_key",
+    "app.lock",
+    "sim_state.json",
+    "sim_state.json.tmp",
+    "sim_state.json.log",
+)
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                               "form-action 'self'",
+    "form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -102,9 +108,11 @@ def is_loopback(host: str) -> bool:
 def check_bind(settings: Settings) -> None:
     """Refuse a non-loopback bind unless an API token, a SECRET_KEY and TRUSTED_HOSTS naming
     the address the dashboard is reached by are configured."""
-    problems = [f"TRUSTED_HOSTS: {host} is a bind-anywhere address, never a Host a browser "
-                "sends; name the machine's address or DNS name" for host in
-                _normalised(settings.trusted_hosts) & UNSPECIFIED_HOSTS]
+    problems = [
+        f"TRUSTED_HOSTS: {host} is a bind-anywhere address, never a Host a browser "
+        "sends; name the machine's address or DNS name"
+        for host in _normalised(settings.trusted_hosts) & UNSPECIFIED_HOSTS
+    ]
     if not is_loopback(settings.dashboard_host):
         problems += _exposed_bind_problems(settings)
     if problems:
@@ -113,23 +121,32 @@ def check_bind(settings: Settings) -> None:
 
 def _exposed_bind_problems(settings: Settings) -> list[str]:
     host = settings.dashboard_host
-    missing = [key for key, value in (("API_TOKEN", settings.api_token),
-                                      ("SECRET_KEY", settings.secret_key)) if not value]
+    missing = [
+        key
+        for key, value in (("API_TOKEN", settings.api_token), ("SECRET_KEY", settings.secret_key))
+        if not value
+    ]
     problems = []
     if missing:
         problems.append(
             f"DASHBOARD_HOST={host!r} exposes the dashboard beyond this machine: set "
             f"{' and '.join(missing)} in .env first (anyone who can reach the port could "
-            "otherwise trade on your account)")
-    named = {h for h in _normalised(settings.trusted_hosts) - UNSPECIFIED_HOSTS
-             if not is_loopback(h)}
+            "otherwise trade on your account)"
+        )
+    named = {
+        h for h in _normalised(settings.trusted_hosts) - UNSPECIFIED_HOSTS if not is_loopback(h)
+    }
     bound = host_name(host if ":" not in host or host.startswith("[") else f"[{host}]")
     if bound in UNSPECIFIED_HOSTS and not named:
-        problems.append(f"DASHBOARD_HOST={host!r}: set TRUSTED_HOSTS to the address or name "
-                        "this machine is reached by (e.g. TRUSTED_HOSTS=192.168.1.20)")
+        problems.append(
+            f"DASHBOARD_HOST={host!r}: set TRUSTED_HOSTS to the address or name "
+            "this machine is reached by (e.g. TRUSTED_HOSTS=192.168.1.20)"
+        )
     elif bound not in UNSPECIFIED_HOSTS and bound not in named:
-        problems.append(f"DASHBOARD_HOST={host!r}: add {host} to TRUSTED_HOSTS (Host headers "
-                        "are checked against that list only)")
+        problems.append(
+            f"DASHBOARD_HOST={host!r}: add {host} to TRUSTED_HOSTS (Host headers "
+            "are checked against that list only)"
+        )
     return problems
 
 
@@ -139,7 +156,7 @@ def host_name(header: str) -> str | None:
     value = header.strip().lower()
     if value.startswith("["):
         end = value.find("]")
-        name, port = (value[:end + 1], value[end + 1:]) if end > 0 else ("", "")
+        name, port = (value[: end + 1], value[end + 1 :]) if end > 0 else ("", "")
     else:
         name, colon, rest = value.partition(":")
         port = colon + rest
@@ -151,8 +168,9 @@ def host_name(header: str) -> str | None:
 
 
 def _normalised(hosts: tuple[str, ...]) -> set[str]:
-    names = (host_name(f"[{h}]" if h.count(":") > 1 and not h.startswith("[") else h)
-             for h in hosts)
+    names = (
+        host_name(f"[{h}]" if h.count(":") > 1 and not h.startswith("[") else h) for h in hosts
+    )
     return {name for name in names if name}
 
 
@@ -193,7 +211,8 @@ def acquire_instance_lock(settings: Settings) -> IO[str] | None:
         handle.close()
         raise InstanceLockedError(
             f"another copy of the app is running (pid {holder}, lock {folder / 'app.lock'}); "
-            "two copies would share the order client id") from None
+            "two copies would share the order client id"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -208,15 +227,19 @@ def release_instance_lock(handle: IO[str] | None) -> None:
         handle.close()
 
 
-
-
 def init_security(app: Flask, settings: Settings, keys: Secrets) -> None:
     """Configure hosts, sessions, CSRF, body limit, sign-in, audit and headers on ``app``."""
     app.config.update(
-        SECRET_KEY=keys.secret_key, MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_NAME="ibdash_session", WTF_CSRF_CHECK_DEFAULT=False,
-        WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_HEADERS=["X-CSRFToken"], DEBUG=False)
+        SECRET_KEY=keys.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_NAME="ibdash_session",
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_HEADERS=["X-CSRFToken"],
+        DEBUG=False,
+    )
     app.extensions["trusted_hosts"] = frozenset(trusted_hosts(settings))
     csrf.init_app(app)
     app.before_request(_check_host)  # before sign-in: a rebound name never reaches it
@@ -254,14 +277,14 @@ def _csrf_failed(exc: CSRFError) -> tuple[Response, int]:
 
 def _audit_refusal(response: Response) -> Response:
     """Every refused state-changing request leaves an audit row (unless its view wrote one)."""
-    if (response.status_code >= 400 and request.method not in SAFE_METHODS
-            and not g.get("audited")):
+    if response.status_code >= 400 and request.method not in SAFE_METHODS and not g.get("audited"):
         auth.audit(g.get("auth", "anonymous"), f"refused: {response.status}")
     return response
 
 
 def _json_error(status: int, code: str, message: str) -> tuple[Response, int]:
     from web.common import api_error
+
     return api_error(status, code, message)
 
 

@@ -87,63 +87,89 @@ class Services:
                 os.makedirs(folder, exist_ok=True)
                 state = os.path.join(folder, "sim_state.json")
             self.simulator = SimGateway(
-                ServerSettings(host="127.0.0.1", port=s.sim_port,
-                               master_client_id=s.sim_master_client_id, state_file=state,
-                               clock_start=demo_clock_start(time.time()),
-                               market_data=s.sim_market_data,
-                               nightly_reset=None if s.sim_nightly_reset == "off"
-                               else s.sim_nightly_reset),
-                BrokerConfig(account=s.sim_account, seed=s.sim_seed)).start()
+                ServerSettings(
+                    host="127.0.0.1",
+                    port=s.sim_port,
+                    master_client_id=s.sim_master_client_id,
+                    state_file=state,
+                    clock_start=demo_clock_start(time.time()),
+                    market_data=s.sim_market_data,
+                    nightly_reset=None if s.sim_nightly_reset == "off" else s.sim_nightly_reset,
+                ),
+                BrokerConfig(account=s.sim_account, seed=s.sim_seed),
+            ).start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
         self.journal = Journal(s.journal_path)
         self._connector = connector = IBConnector(
-            self.host, self.port, s.client_id, s.connect_timeout, s.account,
-            on_change=self.feed.bump, own_client_id=None if s.read_only else s.order_client_id,
-            market_data_type=s.market_data_type)
+            self.host,
+            self.port,
+            s.client_id,
+            s.connect_timeout,
+            s.account,
+            on_change=self.feed.bump,
+            own_client_id=None if s.read_only else s.order_client_id,
+            market_data_type=s.market_data_type,
+        )
         connector.state_listener = self.feed.bump
         connector.start()
-        self.quotes = QuoteHub(connector, self.screen_store, s.market_data_lines,
-                               self.feed.bump_quotes)
+        self.quotes = QuoteHub(
+            connector, self.screen_store, s.market_data_lines, self.feed.bump_quotes
+        )
         self.quotes.start()
         if s.read_only:
             log.warning("📖 READ_ONLY: the order thread is not started; every order is refused")
             return
         assert s.order_client_id is not None  # Settings fills it in (client_id + 1 by default)
         self.handler = OrderHandler(
-            self.host, self.port, s.order_client_id, s.connect_timeout, s.account,
+            self.host,
+            self.port,
+            s.order_client_id,
+            s.connect_timeout,
+            s.account,
             settle=(s.settle_first, s.settle_validation, s.settle_final),
-            monitor_timeout=s.monitor_timeout, on_change=self._order_changed,
-            journal=self.journal, reconcile_grace=s.reconcile_grace)
+            monitor_timeout=s.monitor_timeout,
+            on_change=self._order_changed,
+            journal=self.journal,
+            reconcile_grace=s.reconcile_grace,
+        )
         self.handler.state_listener = self.feed.bump
         self.handler.on_record = self.feed.bump
         self.handler.start()
         midnight = time.time() - time.time() % 86400  # UTC midnight
-        self.gate = RiskGate(s, self._quote_for_risk, self.handler.working_count,
-                             self._accounts, self.journal.notional_since(midnight))
+        self.gate = RiskGate(
+            s,
+            self._quote_for_risk,
+            self.handler.working_count,
+            self._accounts,
+            self.journal.notional_since(midnight),
+        )
 
     def _quote_for_risk(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote:
         """Prices for the risk gate (delayed ones marked, IB's reason when none); LookupError
         for an unknown symbol; ``con_id``: a derivative's own quote, not its underlying's.
         GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         try:
-            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE,
-                                     con_id=con_id)
+            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE, con_id=con_id)
         except (TimeoutError, NotConnectedError) as exc:
-            log.warning("⏳ risk gate: no quote for %s (%s): order refused, retryable",
-                        symbol, exc or type(exc).__name__)
+            log.warning(
+                "⏳ risk gate: no quote for %s (%s): order refused, retryable",
+                symbol,
+                exc or type(exc).__name__,
+            )
             raise GatewayNotAnswering(
                 f"the gateway is not answering (no quote for {symbol}: {exc}); nothing was "
-                "sent, retry shortly") from None
+                "sent, retry shortly"
+            ) from None
         delayed = q.market_data in {TYPE_NAMES[t] for t in DELAYED_TYPES}
-        return RiskQuote(q.bid, q.ask, q.last if q.last is not None else q.close, delayed,
-                         q.notice)
+        return RiskQuote(q.bid, q.ask, q.last if q.last is not None else q.close, delayed, q.notice)
 
     def _accounts(self) -> tuple[str, ...]:
         """Managed accounts as either connection knows them (either may be down)."""
         assert self.handler is not None
         return self.connector.state().accounts or self.handler.state().accounts
+
     def _order_changed(self) -> None:
         """An order moved at the broker: refresh the reader's view of every client's orders."""
         if self._connector is not None:

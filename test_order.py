@@ -27,8 +27,9 @@ EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line flags."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default=None, help="gateway host (default: start an embedded "
-                    "simulated gateway)")
+    ap.add_argument(
+        "--host", default=None, help="gateway host (default: start an embedded simulated gateway)"
+    )
     ap.add_argument("--port", type=int, default=4002, help="gateway port (default 4002)")
     ap.add_argument("--client-id", type=int, default=7, help="API client id (default 7)")
     ap.add_argument("--symbol", default="AAPL")
@@ -38,12 +39,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--order-type", default="MKT", choices=("MKT", "LMT"))
     ap.add_argument("--limit-price", type=float, default=None)
     ap.add_argument("--tif", default="DAY", choices=("DAY", "GTC", "IOC"))
-    ap.add_argument("--settle", default="1,2,1",
-                    help="the settle workaround's three waits in seconds (default 1,2,1)")
+    ap.add_argument(
+        "--settle",
+        default="1,2,1",
+        help="the settle workaround's three waits in seconds (default 1,2,1)",
+    )
     ap.add_argument("--timeout", type=float, default=15.0, help="monitoring time-out (s)")
-    ap.add_argument("--sim-market-data", default="live", choices=("live", "delayed", "none"),
-                    help="market data of the embedded gateway's account (default live); orders "
-                         "need none: this script never asks for a quote")
+    ap.add_argument(
+        "--sim-market-data",
+        default="live",
+        choices=("live", "delayed", "none"),
+        help="market data of the embedded gateway's account (default live); orders "
+        "need none: this script never asks for a quote",
+    )
     args = ap.parse_args(argv)
     try:
         args.settle = tuple(float(x) for x in args.settle.split(","))
@@ -64,14 +72,17 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
     say = lambda text: print(f"[{time.monotonic() - start:4.1f}s] {text}", flush=True)  # noqa
     ib = IB()
     ib.errorEvent += lambda req_id, code, text, contract: say(
-        f"💬 Message: Error {code}, reqId {req_id}: {text}")
+        f"💬 Message: Error {code}, reqId {req_id}: {text}"
+    )
     try:
         await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
     except (TimeoutError, OSError) as exc:
         say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
         return EXIT_ERROR
-    say(f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "
-        f"accounts {','.join(ib.managedAccounts())})")
+    say(
+        f"✅ Connected to {host}:{port} (server version {ib.client.serverVersion()}, "
+        f"accounts {','.join(ib.managedAccounts())})"
+    )
     try:
         return await _place_and_watch(ib, args, say)
     finally:
@@ -84,8 +95,13 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     if not isinstance(contract, Contract):  # None: unknown or ambiguous
         say(f"❌ Unknown symbol {args.symbol}")
         return EXIT_ERROR
-    order = Order(action=args.side, totalQuantity=args.quantity, orderType=args.order_type,
-                  tif=args.tif, orderRef=f"test_order-{int(time.time())}")
+    order = Order(
+        action=args.side,
+        totalQuantity=args.quantity,
+        orderType=args.order_type,
+        tif=args.tif,
+        orderRef=f"test_order-{int(time.time())}",
+    )
     if args.limit_price is not None:
         order.lmtPrice = args.limit_price
     last: list[str | None] = [None]
@@ -99,8 +115,10 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     trade = ib.placeOrder(contract, order)
     trade.statusEvent += on_status
     on_status(trade)
-    say(f"🚀 Submitted orderId {order.orderId}: {args.side} {args.quantity:g} {args.symbol} "
-        f"{args.order_type} (timeout: {args.timeout:g}s)")
+    say(
+        f"🚀 Submitted orderId {order.orderId}: {args.side} {args.quantity:g} {args.symbol} "
+        f"{args.order_type} (timeout: {args.timeout:g}s)"
+    )
     say("⏱️ Applying sleep workaround...")
     for seconds in args.settle:
         await asyncio.sleep(seconds)
@@ -109,8 +127,10 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     while not trade.isDone() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     for fill in trade.fills:
-        say(f"💰 Fill {fill.execution.shares:g} @ {fill.execution.price:g} "
-            f"(commission {fill.commissionReport.commission:g})")
+        say(
+            f"💰 Fill {fill.execution.shares:g} @ {fill.execution.price:g} "
+            f"(commission {fill.commissionReport.commission:g})"
+        )
     status = trade.orderStatus.status
     if status == "Filled":
         say("🎉 SUCCESS! Order reached: Filled")
@@ -130,13 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         from sim_gateway.controller import SimGateway
         from sim_gateway.server import ServerSettings
         from sim_gateway.sessions import demo_clock_start
+
         # outside US market hours the embedded gateway's clock runs inside a session, so it fills
-        gateway = SimGateway(ServerSettings(clock_start=demo_clock_start(time.time()),
-                                            market_data=args.sim_market_data)).start()
+        gateway = SimGateway(
+            ServerSettings(
+                clock_start=demo_clock_start(time.time()), market_data=args.sim_market_data
+            )
+        ).start()
         host, port = "127.0.0.1", gateway.port
         label = gateway.clock_label()
-        print(f"🧪 Embedded simulated IB Gateway on {host}:{port}{f' ({label})' if label else ''}",
-              flush=True)
+        print(
+            f"🧪 Embedded simulated IB Gateway on {host}:{port}{f' ({label})' if label else ''}",
+            flush=True,
+        )
     try:
         return asyncio.run(run(args, host, port))
     finally:

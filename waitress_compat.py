@@ -17,9 +17,12 @@ class KeepAliveTask(WSGITask):
     """WSGITask that does not close a keep-alive connection after a 1xx/204/304 answer."""
 
     def build_response_header(self) -> bytes:
-        keep = (not self.has_body and self.version == "1.1"
-                and not getattr(self, "close_on_finish")  # noqa: B009  # waitress is untyped
-                and self.request.headers.get("CONNECTION", "").lower() != "close")
+        keep = (
+            not self.has_body
+            and self.version == "1.1"
+            and not getattr(self, "close_on_finish")  # noqa: B009  # waitress is untyped
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        )
         if keep:
             self.close_on_finish = True  # skips waitress's "no length: close" branch ...
         try:

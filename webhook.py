@@ -41,9 +41,19 @@ TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s/?#\"'<>]+")
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert per minute
-ORDER_FIELDS = ("order_type", "limit_price", "stop_price", "trailing_amount",
-                "trailing_percent", "take_profit", "stop_loss", "tif", "outside_rth",
-                "sec_type", "currency")
+ORDER_FIELDS = (
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "trailing_amount",
+    "trailing_percent",
+    "take_profit",
+    "stop_loss",
+    "tif",
+    "outside_rth",
+    "sec_type",
+    "currency",
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +71,11 @@ def _number(value: Any) -> Any:
     """A quoted number ("10", "187.25", as a quoted placeholder gives it) as a number."""
     if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
         number = float(value)
-        return int(number) if number.is_integer() and "." not in value and "e" not in \
-            value.lower() else number
+        return (
+            int(number)
+            if number.is_integer() and "." not in value and "e" not in value.lower()
+            else number
+        )
     return value
 
 
@@ -96,14 +109,20 @@ class AlertIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    symbol: Annotated[str, BeforeValidator(_ticker), Field(
-        pattern=SYMBOL_PATTERN, validation_alias=AliasChoices("symbol", "ticker"))]
+    symbol: Annotated[
+        str,
+        BeforeValidator(_ticker),
+        Field(pattern=SYMBOL_PATTERN, validation_alias=AliasChoices("symbol", "ticker")),
+    ]
     action: Annotated[Literal["BUY", "SELL"], BeforeValidator(_upper)] | None = Field(
-        None, validation_alias=AliasChoices("action", "side"))
+        None, validation_alias=AliasChoices("action", "side")
+    )
     quantity: Positive | None = Field(
-        None, validation_alias=AliasChoices("quantity", "contracts", "qty"))
-    market_position: Annotated[Literal["long", "flat", "short"],
-                               BeforeValidator(_folded)] | None = None
+        None, validation_alias=AliasChoices("quantity", "contracts", "qty")
+    )
+    market_position: (
+        Annotated[Literal["long", "flat", "short"], BeforeValidator(_folded)] | None
+    ) = None
     market_position_size: Annotated[Num, Field(ge=0)] | None = None
     position_size: Num | None = None  # {{strategy.position_size}}: signed
     price: Positive | None = Field(None, validation_alias=AliasChoices("price", "close"))
@@ -122,7 +141,8 @@ class AlertIn(BaseModel):
     order_id: Text | None = None  # {{strategy.order.id}} (a name such as "Long Entry")
     alert_message: Text | None = None  # {{strategy.order.alert_message}}
     time: Annotated[str, Field(max_length=64)] | None = Field(
-        None, validation_alias=AliasChoices("time", "timenow", "timestamp"))
+        None, validation_alias=AliasChoices("time", "timenow", "timestamp")
+    )
 
 
 class AlertOut(BaseModel):
@@ -144,8 +164,13 @@ def read(content_type: str | None, raw: bytes) -> tuple[dict[str, Any], list[obj
     return body, given
 
 
-def authentic(secret: str, raw: bytes, headers: Headers | Mapping[str, str], url_token: str | None,
-              body_secrets: Iterable[object]) -> bool:
+def authentic(
+    secret: str,
+    raw: bytes,
+    headers: Headers | Mapping[str, str],
+    url_token: str | None,
+    body_secrets: Iterable[object],
+) -> bool:
     """At least one secret given, and every one given right (constant-time compares)."""
     checks = [_same(value, secret) for value in body_secrets]
     if url_token is not None:
@@ -160,8 +185,7 @@ def authentic(secret: str, raw: bytes, headers: Headers | Mapping[str, str], url
 
 
 def _same(given: object, secret: str) -> bool:
-    return isinstance(given, str) and hmac.compare_digest(given.strip().encode(),
-                                                          secret.encode())
+    return isinstance(given, str) and hmac.compare_digest(given.strip().encode(), secret.encode())
 
 
 def _signed(raw: bytes, signature: str, secret: str) -> bool:
@@ -175,7 +199,8 @@ def _signed(raw: bytes, signature: str, secret: str) -> bool:
 def header_secret_given(headers: Headers | Mapping[str, str], url_token: str | None) -> bool:
     """A secret outside the body (header, signature or URL): checkable without the body."""
     return url_token is not None or any(
-        headers.get(name) is not None for name in ("X-Webhook-Secret", "X-Signature"))
+        headers.get(name) is not None for name in ("X-Webhook-Secret", "X-Signature")
+    )
 
 
 def source_allowed(remote: str | None, networks: tuple[str, ...]) -> bool:
@@ -222,16 +247,21 @@ def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
         action, quantity = ("BUY" if delta > 0 else "SELL"), _whole(abs(delta))
     else:
         if alert.action is None:
-            raise AlertError("action", "buy or sell is required (or market_position for a "
-                             "target position)")
+            raise AlertError(
+                "action", "buy or sell is required (or market_position for a target position)"
+            )
         if alert.quantity is None:
             raise AlertError("quantity", "required (quantity or contracts)")
         action, quantity = alert.action, alert.quantity
     order: dict[str, Any] = {"symbol": alert.symbol, "action": action, "quantity": quantity}
-    order.update({name: getattr(alert, name) for name in ORDER_FIELDS
-                  if getattr(alert, name) is not None})
-    if alert.price is not None and order.get("order_type") in ("LMT", "STP LMT") \
-            and "limit_price" not in order:
+    order.update(
+        {name: getattr(alert, name) for name in ORDER_FIELDS if getattr(alert, name) is not None}
+    )
+    if (
+        alert.price is not None
+        and order.get("order_type") in ("LMT", "STP LMT")
+        and "limit_price" not in order
+    ):
         order["limit_price"] = _on_tick(alert.price, order.get("sec_type", "STK"), alert.symbol)
     return order
 
@@ -243,8 +273,9 @@ def _target(alert: AlertIn) -> float:
     if size is None and alert.position_size is not None:
         size = abs(alert.position_size)
     if size is None:
-        raise AlertError("market_position_size", f"required for market_position "
-                         f"{alert.market_position!r}")
+        raise AlertError(
+            "market_position_size", f"required for market_position {alert.market_position!r}"
+        )
     return float(size) if alert.market_position == "long" else -float(size)
 
 
@@ -257,13 +288,15 @@ def _on_tick(price: float, sec_type: str, symbol: str) -> float:
     return round(round(price / tick) * tick, 10)
 
 
-def position_of(positions: Iterable[PositionRow], symbol: str, sec_type: str,
-                account: str = "") -> float:
+def position_of(
+    positions: Iterable[PositionRow], symbol: str, sec_type: str, account: str = ""
+) -> float:
     """The quantity held of ``symbol`` (signed; 0 when none), in ``account`` when named."""
     if sec_type == "CASH":
         wanted = symbol.replace(".", "")
-        rows = [p for p in positions if p.sec_type == "CASH"
-                and p.symbol.replace(".", "") == wanted]
+        rows = [
+            p for p in positions if p.sec_type == "CASH" and p.symbol.replace(".", "") == wanted
+        ]
     else:
         rows = [p for p in positions if p.sec_type == sec_type and p.symbol == symbol]
     return sum(p.quantity for p in rows if not account or p.account == account)

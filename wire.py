@@ -13,11 +13,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Fields holding a point in time, whatever the object they are in.
-TIME_FIELDS = frozenset({"at", "created_at", "updated_at", "now", "since", "connected_since",
-                         "last_heartbeat", "time", "fetched_at", "triggered_at",
-                         "gateway_time"})
-DATE_TIME = {"type": "string", "format": "date-time",
-             "description": "ISO 8601, UTC, milliseconds (e.g. 2026-11-30T15:00:00.123Z)"}
+TIME_FIELDS = frozenset(
+    {
+        "at",
+        "created_at",
+        "updated_at",
+        "now",
+        "since",
+        "connected_since",
+        "last_heartbeat",
+        "time",
+        "fetched_at",
+        "triggered_at",
+        "gateway_time",
+    }
+)
+DATE_TIME = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601, UTC, milliseconds (e.g. 2026-11-30T15:00:00.123Z)",
+}
 
 
 def iso_ms(value: float | str | None) -> str | None:
@@ -43,8 +58,10 @@ def iso_ms(value: float | str | None) -> str | None:
 def to_wire(value: Any) -> Any:
     """A JSON-ready value with every time field in ISO 8601 UTC (a new object)."""
     if isinstance(value, dict):
-        return {k: (iso_ms(v) if k in TIME_FIELDS and isinstance(v, int | float | str)
-                    else to_wire(v)) for k, v in value.items()}
+        return {
+            k: (iso_ms(v) if k in TIME_FIELDS and isinstance(v, int | float | str) else to_wire(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [to_wire(v) for v in value]
     return value
@@ -56,8 +73,10 @@ def wire_schema(schema: Any) -> Any:
         out = {}
         for key, sub in schema.items():
             if key == "properties" and isinstance(sub, dict):
-                out[key] = {name: (_as_time(prop) if name in TIME_FIELDS else wire_schema(prop))
-                            for name, prop in sub.items()}
+                out[key] = {
+                    name: (_as_time(prop) if name in TIME_FIELDS else wire_schema(prop))
+                    for name, prop in sub.items()
+                }
             else:
                 out[key] = wire_schema(sub)
         return out

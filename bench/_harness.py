@@ -50,9 +50,13 @@ SECRET_KEY = "bench-secret-key-0123456789abcdef"
 # (auth and the pre-trade risk gate): a benchmark's bursts must not be refused by the
 # per-minute / open-order / notional limits, and its resting LMT orders sit far from the market.
 BENCH_SETTINGS = {
-    "api_token": API_TOKEN, "secret_key": SECRET_KEY,
-    "risk_max_orders_per_minute": 1_000_000, "risk_max_open_orders": 100_000,
-    "risk_price_collar_pct": 95, "risk_daily_notional_cap": 1e12, "risk_max_notional": 1e9,
+    "api_token": API_TOKEN,
+    "secret_key": SECRET_KEY,
+    "risk_max_orders_per_minute": 1_000_000,
+    "risk_max_open_orders": 100_000,
+    "risk_price_collar_pct": 95,
+    "risk_daily_notional_cap": 1e12,
+    "risk_max_notional": 1e9,
 }
 ORDER_CLIENT, READER_CLIENT = 1000, 999
 FINAL = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
@@ -61,8 +65,19 @@ FINAL = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
 def quiet_logs() -> None:
     """Benchmarks print their own figures; silence ib_async's and the app's chatter."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("ib_async", "sim_gateway", "ib_connection", "ib_connector", "order_handler",
-                 "journal", "services", "security", "app_simple", "loop_thread", "waitress"):
+    for name in (
+        "ib_async",
+        "sim_gateway",
+        "ib_connection",
+        "ib_connector",
+        "order_handler",
+        "journal",
+        "services",
+        "security",
+        "app_simple",
+        "loop_thread",
+        "waitress",
+    ):
         logging.getLogger(name).setLevel(logging.CRITICAL if name == "ib_async" else logging.ERROR)
 
 
@@ -97,18 +112,27 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- gateway
 def extra_stocks(n: int, first_con_id: int = 900_000_001) -> tuple[Contract, ...]:
     """``n`` made-up NASDAQ stocks BNCH01, BNCH02 ... (start price 100, the simulator's fallback)."""
-    return tuple(Contract(con_id=first_con_id + i, symbol=f"BNCH{i + 1:02d}",
-                          local_symbol=f"BNCH{i + 1:02d}", trading_class="NMS",
-                          long_name=f"BENCH STOCK {i + 1}") for i in range(n))
+    return tuple(
+        Contract(
+            con_id=first_con_id + i,
+            symbol=f"BNCH{i + 1:02d}",
+            local_symbol=f"BNCH{i + 1:02d}",
+            trading_class="NMS",
+            long_name=f"BENCH STOCK {i + 1}",
+        )
+        for i in range(n)
+    )
 
 
-def start_gateway(seed: int = 7, extra_contracts: tuple[Contract, ...] = (),
-                  **server: Any) -> SimGateway:
+def start_gateway(
+    seed: int = 7, extra_contracts: tuple[Contract, ...] = (), **server: Any
+) -> SimGateway:
     """A simulated gateway on a free loopback port (default 50 msg/s pacing, like TWS), its
     clock inside a US trading session (2026-11-30 10:00 New York) so orders fill at any hour."""
     server = {"clock_start": TRADING_CLOCK, **server}
-    return SimGateway(ServerSettings(port=0, **server),
-                      BrokerConfig(seed=seed, extra_contracts=extra_contracts)).start()
+    return SimGateway(
+        ServerSettings(port=0, **server), BrokerConfig(seed=seed, extra_contracts=extra_contracts)
+    ).start()
 
 
 class GatewayTap:
@@ -146,10 +170,13 @@ class GatewayTap:
         return [s for s in stamps if start <= s < end]
 
     def kinds_between(self, client_id: int, start: float, end: float) -> collections.Counter:
-        return collections.Counter(k for t, k in list(self.kinds.get(client_id, ()))
-                                   if start <= t < end)
+        return collections.Counter(
+            k for t, k in list(self.kinds.get(client_id, ())) if start <= t < end
+        )
 
-    def busiest_window(self, client_id: int, start: float, end: float) -> tuple[int, collections.Counter]:
+    def busiest_window(
+        self, client_id: int, start: float, end: float
+    ) -> tuple[int, collections.Counter]:
         """(messages, what they were) of the busiest 1 s window within [start, end)."""
         items = sorted((t, k) for t, k in list(self.kinds.get(client_id, ())) if start <= t < end)
         stamps = [t for t, _ in items]
@@ -158,11 +185,12 @@ class GatewayTap:
             n = bisect.bisect_left(stamps, t0 + 1.0) - i
             if n > best:
                 best, at = n, i
-        return best, collections.Counter(k for _, k in items[at:at + best])
+        return best, collections.Counter(k for _, k in items[at : at + best])
 
 
 def _message_name(fields: list[str]) -> str:
     from sim_gateway.protocol import In
+
     try:
         return In(int(fields[0])).name.lower()
     except (ValueError, TypeError):
@@ -172,9 +200,17 @@ def _message_name(fields: list[str]) -> str:
 # --------------------------------------------------------------------------- app
 def app_settings(gateway: SimGateway, **overrides: Any) -> Settings:
     """Settings pointing the app at ``gateway``; production defaults unless overridden."""
-    values = {"ib_mode": "gateway", "ib_host": "127.0.0.1", "ib_port": gateway.port,
-              "connect_timeout": 5, "journal_path": ":memory:", "reconcile_grace": 1,
-              "log_level": "WARNING", **known(BENCH_SETTINGS), **overrides}
+    values = {
+        "ib_mode": "gateway",
+        "ib_host": "127.0.0.1",
+        "ib_port": gateway.port,
+        "connect_timeout": 5,
+        "journal_path": ":memory:",
+        "reconcile_grace": 1,
+        "log_level": "WARNING",
+        **known(BENCH_SETTINGS),
+        **overrides,
+    }
     return load_settings(env={}, dotenv_path=None, overrides=values)
 
 
@@ -191,8 +227,9 @@ def bench_env() -> dict[str, str]:
 class AppServer:
     """``create_app`` served by waitress (16 threads) on a free loopback port, in this process."""
 
-    def __init__(self, settings: Settings, routes: Callable[[Any], None] | None = None,
-                 threads: int = 16) -> None:
+    def __init__(
+        self, settings: Settings, routes: Callable[[Any], None] | None = None, threads: int = 16
+    ) -> None:
         from waitress import create_server
 
         from app_simple import create_app
@@ -219,6 +256,7 @@ class AppServer:
         if self._thread.is_alive():
             print("  !! waitress did not stop within 5 s", file=sys.stderr)
         import app_simple
+
         stop = getattr(app_simple, "shutdown", None)  # stops services, releases the instance lock
         if stop is not None:
             stop(self.app)
@@ -246,19 +284,29 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 class AppProcess:
     """``python app_simple.py`` in a subprocess (its own journal in a temp dir, free port)."""
 
-    def __init__(self, env: dict[str, str] | None = None, gateway: SimGateway | None = None,
-                 experiments: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        gateway: SimGateway | None = None,
+        experiments: list[str] | None = None,
+    ) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-app-")
         self.port = free_port()
-        base_env = {k: v for k, v in os.environ.items()
-                    if k not in config.ENV_KEYS.values()}
+        base_env = {k: v for k, v in os.environ.items() if k not in config.ENV_KEYS.values()}
         base_env.update(bench_env())
-        base_env.update({"DASHBOARD_PORT": str(self.port), "DASHBOARD_HOST": "127.0.0.1",
-                         "JOURNAL_PATH": str(Path(self.tmp.name) / "orders.db"),
-                         "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
+        base_env.update(
+            {
+                "DASHBOARD_PORT": str(self.port),
+                "DASHBOARD_HOST": "127.0.0.1",
+                "JOURNAL_PATH": str(Path(self.tmp.name) / "orders.db"),
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if gateway is not None:
-            base_env.update({"IB_MODE": "gateway", "IB_HOST": "127.0.0.1",
-                             "IB_PORT": str(gateway.port)})
+            base_env.update(
+                {"IB_MODE": "gateway", "IB_HOST": "127.0.0.1", "IB_PORT": str(gateway.port)}
+            )
         else:
             base_env["IB_MODE"] = "sim"
         base_env.update(env or {})
@@ -266,11 +314,18 @@ class AppProcess:
         self.started = time.perf_counter()
         # cwd is a temp dir so that a developer's .env in the repo is not read; with experiments
         # this module launches the app after patching itself (see the end of this file)
-        command = [sys.executable, str(ROOT / "app_simple.py")] if not experiments else \
-            [sys.executable, str(Path(__file__).resolve()), "--run-app", *experiments]
-        self.proc = subprocess.Popen(command,
-                                     cwd=self.tmp.name, env=base_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = (
+            [sys.executable, str(ROOT / "app_simple.py")]
+            if not experiments
+            else [sys.executable, str(Path(__file__).resolve()), "--run-app", *experiments]
+        )
+        self.proc = subprocess.Popen(
+            command,
+            cwd=self.tmp.name,
+            env=base_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     @property
     def pid(self) -> int:
@@ -383,16 +438,27 @@ def get_json(base: str, path: str, timeout: float = 2.0) -> tuple[int, Any]:
 def add_experiment_args(ap: Any) -> None:
     """The experiment switches shared by the benchmarks."""
     group = ap.add_argument_group("experiments (change a tuning constant in this process only)")
-    group.add_argument("--throttle", metavar="N/SECONDS",
-                       help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
-                            "both connections (default 5/0.1111 = a smooth 45 msg/s)")
-    group.add_argument("--refresh-gap", type=float, metavar="SECONDS",
-                       help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh "
-                            "(default 0.05)")
-    group.add_argument("--stream-keepalive", type=float, metavar="SECONDS",
-                       help="web.status.STREAM_KEEPALIVE, seconds between the idle stream's pulses")
-    group.add_argument("--gc-freeze", action="store_true",
-                       help="gc.collect(); gc.freeze() once the app is built")
+    group.add_argument(
+        "--throttle",
+        metavar="N/SECONDS",
+        help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
+        "both connections (default 5/0.1111 = a smooth 45 msg/s)",
+    )
+    group.add_argument(
+        "--refresh-gap",
+        type=float,
+        metavar="SECONDS",
+        help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh (default 0.05)",
+    )
+    group.add_argument(
+        "--stream-keepalive",
+        type=float,
+        metavar="SECONDS",
+        help="web.status.STREAM_KEEPALIVE, seconds between the idle stream's pulses",
+    )
+    group.add_argument(
+        "--gc-freeze", action="store_true", help="gc.collect(); gc.freeze() once the app is built"
+    )
 
 
 def experiments_from(args: Any) -> str:
@@ -400,22 +466,26 @@ def experiments_from(args: Any) -> str:
     done = []
     if getattr(args, "throttle", None):
         import ib_connection
+
         count, seconds = args.throttle.split("/")
         ib_connection.THROTTLE_REQUESTS = int(count)
         ib_connection.THROTTLE_INTERVAL = float(seconds)
         done.append(f"throttle {int(count)}/{float(seconds):g}s")
     if getattr(args, "refresh_gap", None) is not None:
         import reader_orders
+
         reader_orders.REFRESH_MIN_GAP = args.refresh_gap
         done.append(f"REFRESH_MIN_GAP={args.refresh_gap:g}")
     if getattr(args, "stream_keepalive", None) is not None:
         import web.status
+
         web.status.STREAM_KEEPALIVE = args.stream_keepalive
         done.append(f"STREAM_KEEPALIVE={args.stream_keepalive:g}")
     if getattr(args, "gc_freeze", False):
         import gc
 
         import app_simple
+
         original_create_app = app_simple.create_app
 
         def create_and_freeze(*a: Any, **kw: Any) -> Any:

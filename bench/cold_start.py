@@ -52,8 +52,12 @@ def one_run(timeout: float) -> dict:
         t0 = time.perf_counter()
         app.stop()
         stopped = time.perf_counter() - t0
-    return {"first_answer": first_answer, "synced": synced, "stop": stopped,
-            "server_version": status.get("server_version")}
+    return {
+        "first_answer": first_answer,
+        "synced": synced,
+        "stop": stopped,
+        "server_version": status.get("server_version"),
+    }
 
 
 def import_time() -> float:
@@ -69,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.runs <= 50:
         ap.error("--runs 1..50")
-    print(f"cold start benchmark (python {sys.version.split()[0]}; python app_simple.py with the "
-          f"embedded simulator; load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"cold start benchmark (python {sys.version.split()[0]}; python app_simple.py with the "
+        f"embedded simulator; load average {os.getloadavg()[0]:.2f})"
+    )
     imports = []
     runs = []
     for i in range(args.runs):
@@ -79,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(r)
         synced_at = f"{r['synced']:.3f} s" if r["synced"] is not None else "never"
         first = f"{r['first_answer']:.3f} s" if r["first_answer"] is not None else "never"
-        print(f"  run {i + 1}: first HTTP answer {first}, synced {synced_at}, SIGINT -> exit "
-              f"{r['stop']:.2f} s")
+        print(
+            f"  run {i + 1}: first HTTP answer {first}, synced {synced_at}, SIGINT -> exit "
+            f"{r['stop']:.2f} s"
+        )
     synced = [r["synced"] for r in runs if r["synced"] is not None]
-    print(f"  import app_simple alone (interpreter + imports): median "
-          f"{statistics.median(imports):.3f} s, max {max(imports):.3f} s")
+    print(
+        f"  import app_simple alone (interpreter + imports): median "
+        f"{statistics.median(imports):.3f} s, max {max(imports):.3f} s"
+    )
     ok = len(synced) == args.runs and max(synced) <= TARGET
     if synced:
         print(f"  synced: median {statistics.median(synced):.3f} s, max {max(synced):.3f} s")

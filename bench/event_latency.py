@@ -100,8 +100,9 @@ class OtherClient:
                 contract = Stock(symbol, "SMART", "USD")
                 await self.ib.qualifyContractsAsync(contract)
                 self.contracts[symbol] = contract
-            self.ib.placeOrder(self.contracts[symbol],
-                               MarketOrder("BUY", 1, orderRef=ref, tif="DAY"))
+            self.ib.placeOrder(
+                self.contracts[symbol], MarketOrder("BUY", 1, orderRef=ref, tif="DAY")
+            )
 
         self.thread.call(place(), 10)
 
@@ -120,8 +121,12 @@ class Observers:
 
     def __init__(self, base: str, poll: float) -> None:
         self.base, self.poll = base, poll
-        self.first: dict[str, dict[str, float]] = {"orders": {}, "executions": {},
-                                                    "sse_orders": {}, "sse_executions": {}}
+        self.first: dict[str, dict[str, float]] = {
+            "orders": {},
+            "executions": {},
+            "sse_orders": {},
+            "sse_executions": {},
+        }
         self.watch: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -129,9 +134,11 @@ class Observers:
         self.sse_ready = threading.Event()
         self.sse_conn: http.client.HTTPConnection | None = None
         self.sse_sock: Any = None  # the stream's socket, to shut it down from another thread
-        self.threads = [threading.Thread(target=self._poll_orders, daemon=True),
-                        threading.Thread(target=self._poll_executions, daemon=True),
-                        threading.Thread(target=self._sse, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._poll_orders, daemon=True),
+            threading.Thread(target=self._poll_executions, daemon=True),
+            threading.Thread(target=self._sse, daemon=True),
+        ]
         for t in self.threads:
             t.start()
         if not self.sse_ready.wait(10):
@@ -147,8 +154,15 @@ class Observers:
         while not self.stop.is_set():
             _, body = http.json("GET", "/api/v1/orders")
             now = time.time()
-            self._note("orders", {r.get("order_ref") or r.get("id") for r in body["orders"]
-                                  if r.get("status") == "Filled"}, now)
+            self._note(
+                "orders",
+                {
+                    r.get("order_ref") or r.get("id")
+                    for r in body["orders"]
+                    if r.get("status") == "Filled"
+                },
+                now,
+            )
             self.stop.wait(self.poll)
         http.close()
 
@@ -165,8 +179,11 @@ class Observers:
         host, port = self.base.split("://")[1].split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         self.sse_conn = conn
-        conn.request("GET", "/api/v1/stream", headers={"Authorization": f"Bearer {API_TOKEN}",
-                                                       "Accept": "text/event-stream"})
+        conn.request(
+            "GET",
+            "/api/v1/stream",
+            headers={"Authorization": f"Bearer {API_TOKEN}", "Accept": "text/event-stream"},
+        )
         self.sse_sock = conn.sock  # http.client lets go of it once the response is streaming
         res = conn.getresponse()
         if res.status != 200:
@@ -188,11 +205,20 @@ class Observers:
                     if event == "state" and data:
                         state = json.loads("\n".join(data))
                         self.sse_frames += 1
-                        self._note("sse_orders", {r.get("order_ref") or r.get("id")
-                                                  for r in state.get("orders", [])
-                                                  if r.get("status") == "Filled"}, now)
-                        self._note("sse_executions", {e.get("order_ref")
-                                                      for e in state.get("executions", [])}, now)
+                        self._note(
+                            "sse_orders",
+                            {
+                                r.get("order_ref") or r.get("id")
+                                for r in state.get("orders", [])
+                                if r.get("status") == "Filled"
+                            },
+                            now,
+                        )
+                        self._note(
+                            "sse_executions",
+                            {e.get("order_ref") for e in state.get("executions", [])},
+                            now,
+                        )
                     event, data = None, []
         except (OSError, ValueError):
             return
@@ -210,8 +236,9 @@ class Observers:
             t.join(3)
 
 
-def run_source(source: str, args, srv: AppServer, clock: FillClock, obs: Observers,
-               other: OtherClient | None) -> dict[str, list[float]]:
+def run_source(
+    source: str, args, srv: AppServer, clock: FillClock, obs: Observers, other: OtherClient | None
+) -> dict[str, list[float]]:
     http = Http(srv.base)
     lat: dict[str, list[float]] = {k: [] for k in obs.first}
     missing = 0
@@ -225,8 +252,9 @@ def run_source(source: str, args, srv: AppServer, clock: FillClock, obs: Observe
             assert other is not None, "source 'other' needs the other client"
             other.place_mkt(symbol, ref)
         else:
-            status, body = http.json("POST", "/api/v1/orders",
-                                     {"symbol": symbol, "action": "BUY", "quantity": 1})
+            status, body = http.json(
+                "POST", "/api/v1/orders", {"symbol": symbol, "action": "BUY", "quantity": 1}
+            )
             if status != 202:
                 raise RuntimeError(f"POST answered {status}: {body}")
             ref = body["id"]
@@ -265,10 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     random.seed(1)
     experiments = experiments_from(args)
-    print(f"event latency benchmark (python {sys.version.split()[0]}; {args.trials} fills per "
-          f"source, fill {args.fill_delay:g} s after the ack; GET polls every "
-          f"{args.poll * 1000:g} ms; load average {os.getloadavg()[0]:.2f}; experiments: "
-          f"{experiments or 'none'})")
+    print(
+        f"event latency benchmark (python {sys.version.split()[0]}; {args.trials} fills per "
+        f"source, fill {args.fill_delay:g} s after the ack; GET polls every "
+        f"{args.poll * 1000:g} ms; load average {os.getloadavg()[0]:.2f}; experiments: "
+        f"{experiments or 'none'})"
+    )
     ok = True
     gateway = start_gateway()
     other = None
@@ -292,24 +322,35 @@ def main(argv: list[str] | None = None) -> int:
             other.close()
         gateway.stop()
 
-    labels = {"orders": "GET /orders (Filled)", "executions": "GET /executions",
-              "sse_orders": "SSE state (Filled)", "sse_executions": "SSE state (execution)"}
+    labels = {
+        "orders": "GET /orders (Filled)",
+        "executions": "GET /executions",
+        "sse_orders": "SSE state (Filled)",
+        "sse_executions": "SSE state (execution)",
+    }
     print(f"  SSE state frames received: {frames}")
     for source in sources:
         lat = results[source]
         missing = lat.pop("missing")[0]
-        who = ("another client's order (clientId 7, seen through the reader 999)"
-               if source == "other" else "the app's own order (clientId 1000)")
+        who = (
+            "another client's order (clientId 7, seen through the reader 999)"
+            if source == "other"
+            else "the app's own order (clientId 1000)"
+        )
         print(f"\n  fills of {who}:")
-        print(f"    {'from':<5} {'path':<24} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  "
-              f"target p95/max <= {TARGET_MS:g} ms")
+        print(
+            f"    {'from':<5} {'path':<24} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  "
+            f"target p95/max <= {TARGET_MS:g} ms"
+        )
         for kind, values in lat.items():
             p50, p95 = percentile(values, 50), percentile(values, 95)
             worst = max(values) if values else float("nan")
             good = bool(values) and p95 <= TARGET_MS and worst <= TARGET_MS
             ok &= good
-            print(f"    {source:<5} {labels[kind]:<24} {len(values):>3} {p50:>8.1f} {p95:>8.1f} "
-                  f"{worst:>8.1f}  {verdict(good)}")
+            print(
+                f"    {source:<5} {labels[kind]:<24} {len(values):>3} {p50:>8.1f} {p95:>8.1f} "
+                f"{worst:>8.1f}  {verdict(good)}"
+            )
         if missing:
             ok = False
             print(f"    MISS: {missing} observations never arrived within 10 s")

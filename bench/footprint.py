@@ -69,8 +69,10 @@ def cpu_seconds(pid: int) -> float:
 def wait_synced(base: str, timeout: float = 30) -> dict:
     def synced():
         code, body = get_json(base, "/api/v1/status")
-        return body if code == 200 and body.get("ok") and body.get("orders_age") is not None \
-            else None
+        return (
+            body if code == 200 and body.get("ok") and body.get("orders_age") is not None else None
+        )
+
     return wait_until(synced, timeout, 0.05)
 
 
@@ -113,8 +115,9 @@ def slot_hold_seconds(base: str, trials: int = 5) -> list[float]:
             continue
         t0 = time.perf_counter()
         try:
-            wait_until(lambda: (get_json(base, "/api/v1/status")[1] or {}).get("streams", 1) == 0,
-                       60, 0.02)
+            wait_until(
+                lambda: (get_json(base, "/api/v1/status")[1] or {}).get("streams", 1) == 0, 60, 0.02
+            )
             holds.append(time.perf_counter() - t0)
         except TimeoutError:
             holds.append(float("inf"))
@@ -158,8 +161,11 @@ def trade_now_and_then(base: str, every: float, stop: threading.Event) -> None:
     http = Http(base)
     side = 0
     while not stop.wait(every):
-        http.request("POST", "/api/v1/orders", {"symbol": "AAPL", "action": ("BUY", "SELL")[side],
-                                                "quantity": 1})
+        http.request(
+            "POST",
+            "/api/v1/orders",
+            {"symbol": "AAPL", "action": ("BUY", "SELL")[side], "quantity": 1},
+        )
         side ^= 1
     http.close()
 
@@ -183,8 +189,11 @@ def place_orders(base: str, pid: int, n: int, every: int, workers: int, max_seco
             if i is None:
                 break
             try:
-                status, body = http.json("POST", "/api/v1/orders?wait=1", {
-                    "symbol": symbols[i % len(symbols)], "action": "BUY", "quantity": 1})
+                status, body = http.json(
+                    "POST",
+                    "/api/v1/orders?wait=1",
+                    {"symbol": symbols[i % len(symbols)], "action": "BUY", "quantity": 1},
+                )
                 good = status in (200, 202) and body["order"].get("verdict") == "filled"
             except Exception as exc:  # noqa: BLE001
                 good, body = False, repr(exc)
@@ -195,9 +204,12 @@ def place_orders(base: str, pid: int, n: int, every: int, workers: int, max_seco
                 if done % every == 0:
                     samples.append((done, rss_mb(pid), cpu_seconds(pid), time.perf_counter()))
                     s0, s1 = samples[-2], samples[-1]
-                    print(f"    {done:>6} orders: RSS {s1[1]:6.1f} MB, last {every}: "
-                          f"{s1[3] - s0[3]:5.1f} s wall, {(s1[2] - s0[2]) / every * 1000:5.1f} ms "
-                          f"app CPU per order", flush=True)
+                    print(
+                        f"    {done:>6} orders: RSS {s1[1]:6.1f} MB, last {every}: "
+                        f"{s1[3] - s0[3]:5.1f} s wall, {(s1[2] - s0[2]) / every * 1000:5.1f} ms "
+                        f"app CPU per order",
+                        flush=True,
+                    )
         http.close()
 
     threads = [threading.Thread(target=work) for _ in range(workers)]
@@ -227,22 +239,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-every", type=int, default=1000)
     ap.add_argument("--sse-clients", type=int, default=1000)
     ap.add_argument("--sse-minutes", type=float, default=10.0, help="time bound of the churn")
-    ap.add_argument("--sse-activity", type=float, default=0.2, metavar="SECONDS",
-                    help="during the churn, one MKT order every SECONDS (0 = none), so that "
-                         "every open stream gets written to and a departed client is noticed")
-    ap.add_argument("--warmup", type=int, default=2000,
-                    help="orders after which the flatness slope is taken (bounded tables full)")
+    ap.add_argument(
+        "--sse-activity",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="during the churn, one MKT order every SECONDS (0 = none), so that "
+        "every open stream gets written to and a departed client is noticed",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=2000,
+        help="orders after which the flatness slope is taken (bounded tables full)",
+    )
     ap.add_argument("--workers", type=int, default=8, help="threads POSTing orders")
     ap.add_argument("--max-minutes", type=float, default=20.0)
     add_experiment_args(ap)
     args = ap.parse_args(argv)
-    if not 0 <= args.orders <= 50_000 or not 0 <= args.sse_clients <= 10_000 or \
-            not 1 <= args.sample_every <= max(1, args.orders, args.sample_every if not args.orders else 1):
+    if (
+        not 0 <= args.orders <= 50_000
+        or not 0 <= args.sse_clients <= 10_000
+        or not 1
+        <= args.sample_every
+        <= max(1, args.orders, args.sample_every if not args.orders else 1)
+    ):
         ap.error("--orders 0..50000, --sse-clients 0..10000, --sample-every 1..orders")
     quiet_logs()
-    print(f"footprint benchmark (python {sys.version.split()[0]}; app = python app_simple.py "
-          f"subprocess, gateway in the benchmark process; settle 0/0/0; load average "
-          f"{os.getloadavg()[0]:.2f}; experiments: {' '.join(experiment_flags(args)) or 'none'})")
+    print(
+        f"footprint benchmark (python {sys.version.split()[0]}; app = python app_simple.py "
+        f"subprocess, gateway in the benchmark process; settle 0/0/0; load average "
+        f"{os.getloadavg()[0]:.2f}; experiments: {' '.join(experiment_flags(args)) or 'none'})"
+    )
     gateway = start_gateway()
     ok = True
     try:
@@ -251,21 +279,27 @@ def main(argv: list[str] | None = None) -> int:
             wait_synced(app.base)
             pid = app.pid
             time.sleep(1.0)
-            print(f"  app pid {pid} synced; RSS {rss_mb(pid):.1f} MB, threads "
-                  f"{thread_count(pid)}, fds/sockets {fd_counts(pid)}")
+            print(
+                f"  app pid {pid} synced; RSS {rss_mb(pid):.1f} MB, threads "
+                f"{thread_count(pid)}, fds/sockets {fd_counts(pid)}"
+            )
 
             if args.sse_clients:
                 idle_hold = slot_hold_seconds(app.base, trials=1)
                 # one position: its price moves, so the snapshot (and the streams) change ~1/s,
                 # as on a dashboard with positions; an idle app only writes keep-alives (5 s)
-                Http(app.base).json("POST", "/api/v1/orders?wait=1",
-                                    {"symbol": "AAPL", "action": "BUY", "quantity": 1})
+                Http(app.base).json(
+                    "POST",
+                    "/api/v1/orders?wait=1",
+                    {"symbol": "AAPL", "action": "BUY", "quantity": 1},
+                )
                 time.sleep(2.0)
                 holds = sorted(slot_hold_seconds(app.base, trials=3))
                 threads0, (fds0, socks0) = thread_count(pid), fd_counts(pid)
                 busy = threading.Event()
-                activity = threading.Thread(target=trade_now_and_then,
-                                            args=(app.base, args.sse_activity, busy), daemon=True)
+                activity = threading.Thread(
+                    target=trade_now_and_then, args=(app.base, args.sse_activity, busy), daemon=True
+                )
                 if args.sse_activity > 0:
                     activity.start()
                 churn = sse_churn(app.base, args.sse_clients, args.sse_minutes * 60)
@@ -276,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 def drained():
                     code, body = get_json(app.base, "/api/v1/status")
                     return code == 200 and (body or {}).get("streams", 1) == 0
+
                 try:
                     wait_until(drained, 60, 0.2)
                     drained_ok = True
@@ -283,31 +318,57 @@ def main(argv: list[str] | None = None) -> int:
                     drained_ok = False
                 time.sleep(1.0)
                 threads1, (fds1, socks1) = thread_count(pid), fd_counts(pid)
-                no_leak = (churn["ok"] == args.sse_clients and drained_ok
-                           and threads1 <= threads0 and fds1 <= fds0)
+                no_leak = (
+                    churn["ok"] == args.sse_clients
+                    and drained_ok
+                    and threads1 <= threads0
+                    and fds1 <= fds0
+                )
                 ok &= no_leak
-                print(f"\n  SSE: a stream slot (and its waitress thread) stays taken "
-                      f"{idle_hold[0]:.1f} s after its client has gone on the idle app, "
-                      f"{holds[len(holds) // 2]:.1f} s (median of {len(holds)}) once it holds a "
-                      "position")
-                activity_text = (f"one order every {args.sse_activity:g} s" if args.sse_activity
-                                 else "no activity")
-                print(f"  SSE churn ({activity_text}): {churn['ok']}/{args.sse_clients} clients "
-                      f"read a state event in {churn['seconds']:.1f} s ({churn['busy']} x 503 "
-                      f"busy, retried after 50 ms; {churn['error']} errors); streams back to 0: "
-                      f"{drained_ok}"
-                      + ("" if churn["ok"] == args.sse_clients else
-                         f" - stopped by --sse-minutes {args.sse_minutes:g}"))
-                print(f"    threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, sockets "
-                      f"{socks0} -> {socks1}")
-                print(f"  target no thread or socket leak after {args.sse_clients} SSE clients: "
-                      f"{verdict(no_leak)}")
+                print(
+                    f"\n  SSE: a stream slot (and its waitress thread) stays taken "
+                    f"{idle_hold[0]:.1f} s after its client has gone on the idle app, "
+                    f"{holds[len(holds) // 2]:.1f} s (median of {len(holds)}) once it holds a "
+                    "position"
+                )
+                activity_text = (
+                    f"one order every {args.sse_activity:g} s"
+                    if args.sse_activity
+                    else "no activity"
+                )
+                print(
+                    f"  SSE churn ({activity_text}): {churn['ok']}/{args.sse_clients} clients "
+                    f"read a state event in {churn['seconds']:.1f} s ({churn['busy']} x 503 "
+                    f"busy, retried after 50 ms; {churn['error']} errors); streams back to 0: "
+                    f"{drained_ok}"
+                    + (
+                        ""
+                        if churn["ok"] == args.sse_clients
+                        else f" - stopped by --sse-minutes {args.sse_minutes:g}"
+                    )
+                )
+                print(
+                    f"    threads {threads0} -> {threads1}, fds {fds0} -> {fds1}, sockets "
+                    f"{socks0} -> {socks1}"
+                )
+                print(
+                    f"  target no thread or socket leak after {args.sse_clients} SSE clients: "
+                    f"{verdict(no_leak)}"
+                )
 
             if args.orders:
-                print(f"\n  placing {args.orders} MKT orders via POST /api/v1/orders?wait=1 "
-                      f"({args.workers} threads):")
-                r = place_orders(app.base, pid, args.orders, args.sample_every, args.workers,
-                                 args.max_minutes * 60)
+                print(
+                    f"\n  placing {args.orders} MKT orders via POST /api/v1/orders?wait=1 "
+                    f"({args.workers} threads):"
+                )
+                r = place_orders(
+                    app.base,
+                    pid,
+                    args.orders,
+                    args.sample_every,
+                    args.workers,
+                    args.max_minutes * 60,
+                )
                 samples = r["samples"]
                 final_rss = samples[-1][1]
                 slope = slope_kb_per_order(samples, args.warmup)
@@ -315,28 +376,47 @@ def main(argv: list[str] | None = None) -> int:
                 _, state = Http(app.base).request("GET", "/api/v1/state")
                 _, orders = Http(app.base).request("GET", "/api/v1/orders")
                 complete = r["done"] == args.orders and not r["errors"]
-                print(f"  orders placed {r['done']}/{args.orders}, errors {len(r['errors'])}"
-                      + (f" e.g. {r['errors'][:2]}" if r["errors"] else "")
-                      + ("" if r["done"] == args.orders else
-                         f" - stopped by --max-minutes {args.max_minutes:g}"))
-                print(f"  RSS {samples[0][1]:.1f} MB at 0 orders -> {final_rss:.1f} MB at "
-                      f"{samples[-1][0]} orders; growth {slope:.2f} KB/order from "
-                      f"{args.warmup} orders on ({whole:.2f} KB/order over every sample from "
-                      f"the first); threads {thread_count(pid)}, fds {fd_counts(pid)[0]}")
+                print(
+                    f"  orders placed {r['done']}/{args.orders}, errors {len(r['errors'])}"
+                    + (f" e.g. {r['errors'][:2]}" if r["errors"] else "")
+                    + (
+                        ""
+                        if r["done"] == args.orders
+                        else f" - stopped by --max-minutes {args.max_minutes:g}"
+                    )
+                )
+                print(
+                    f"  RSS {samples[0][1]:.1f} MB at 0 orders -> {final_rss:.1f} MB at "
+                    f"{samples[-1][0]} orders; growth {slope:.2f} KB/order from "
+                    f"{args.warmup} orders on ({whole:.2f} KB/order over every sample from "
+                    f"the first); threads {thread_count(pid)}, fds {fd_counts(pid)[0]}"
+                )
                 cpu = [(b[2] - a[2]) / (b[0] - a[0]) * 1000 for a, b in pairwise(samples[1:])]
                 if cpu:
-                    print(f"  app CPU per order, first -> last interval: {cpu[0]:.1f} -> "
-                          f"{cpu[-1]:.1f} ms")
-                print(f"  response sizes now: GET /api/v1/orders {len(orders) / 1e6:.1f} MB, "
-                      f"GET /api/v1/state (= every SSE frame) {len(state) / 1e6:.1f} MB")
+                    print(
+                        f"  app CPU per order, first -> last interval: {cpu[0]:.1f} -> "
+                        f"{cpu[-1]:.1f} ms"
+                    )
+                print(
+                    f"  response sizes now: GET /api/v1/orders {len(orders) / 1e6:.1f} MB, "
+                    f"GET /api/v1/state (= every SSE frame) {len(state) / 1e6:.1f} MB"
+                )
                 rss_ok = complete and final_rss <= RSS_TARGET_MB
                 flat_ok = complete and slope <= FLAT_KB_PER_ORDER
-                print(f"  target RSS <= {RSS_TARGET_MB:g} MB after {args.orders} orders: "
-                      f"{final_rss:.1f} MB -> {verdict(rss_ok)}")
-                print(f"  target flat (<= {FLAT_KB_PER_ORDER:g} KB/order after {args.warmup} "
-                      f"orders): {slope:.2f} KB/order -> {verdict(flat_ok)}"
-                      + ("" if slope == slope else " (too few samples after the warm-up: "
-                         "raise --orders or lower --sample-every)"))
+                print(
+                    f"  target RSS <= {RSS_TARGET_MB:g} MB after {args.orders} orders: "
+                    f"{final_rss:.1f} MB -> {verdict(rss_ok)}"
+                )
+                print(
+                    f"  target flat (<= {FLAT_KB_PER_ORDER:g} KB/order after {args.warmup} "
+                    f"orders): {slope:.2f} KB/order -> {verdict(flat_ok)}"
+                    + (
+                        ""
+                        if slope == slope
+                        else " (too few samples after the warm-up: "
+                        "raise --orders or lower --sample-every)"
+                    )
+                )
                 ok &= rss_ok and flat_ok
     finally:
         gateway.stop()

@@ -61,8 +61,21 @@ from _harness import (
     verdict,
 )
 
-COLD_SYMBOLS = ["MSFT", "AMZN", "GOOGL", "NVDA", "META", "AMD", "NFLX", "IBM", "JPM", "XOM",
-                "TSLA", "SPY", "QQQ"]
+COLD_SYMBOLS = [
+    "MSFT",
+    "AMZN",
+    "GOOGL",
+    "NVDA",
+    "META",
+    "AMD",
+    "NFLX",
+    "IBM",
+    "JPM",
+    "XOM",
+    "TSLA",
+    "SPY",
+    "QQQ",
+]
 SCENARIOS = {"instant": 0.0, "paper2s": 2.0, "paper4s": 4.0}
 # ib_async's throttle re-arms itself with call_at every 1/9 s; on a busy 2-core machine each step
 # slips by a few ms, so the effective pace is up to ~10 % below the configured one
@@ -75,6 +88,7 @@ def pacing_rate() -> float:
     """The order connection's own send rate (its throttle, ``ib_connection.THROTTLE_*``), never
     above the gateway's limit."""
     import ib_connection
+
     return min(GATEWAY_LIMIT, ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL)
 
 
@@ -134,10 +148,16 @@ def run_batch(base: str, n: int, symbol: str, poll: float, timeout: float) -> di
         verdict_at[order_id] = steps[0] if steps else seen[order_id]
         verdicts[body.get("verdict")] = verdicts.get(body.get("verdict"), 0) + 1
     poller.close()
-    return {"n": n, "accepted": len(wanted), "errors": errors, "done": len(seen),
-            "time": max(verdict_at.values(), default=float("nan")) - start,
-            "seen": max(seen.values(), default=float("nan")) - start,
-            "posts_done": max(posted) - start, "verdicts": verdicts}
+    return {
+        "n": n,
+        "accepted": len(wanted),
+        "errors": errors,
+        "done": len(seen),
+        "time": max(verdict_at.values(), default=float("nan")) - start,
+        "seen": max(seen.values(), default=float("nan")) - start,
+        "posts_done": max(posted) - start,
+        "verdicts": verdicts,
+    }
 
 
 def _epoch(stamp: str) -> float:
@@ -157,8 +177,11 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
         with AppServer(app_settings(gateway)) as srv:
             http = Http(srv.base)
             if args.warm:  # qualify the one symbol first
-                http.json("POST", "/api/v1/orders?wait=1",
-                          {"symbol": "AAPL", "action": "BUY", "quantity": 1})
+                http.json(
+                    "POST",
+                    "/api/v1/orders?wait=1",
+                    {"symbol": "AAPL", "action": "BUY", "quantity": 1},
+                )
                 time.sleep(1.2)
             symbols = iter(COLD_SYMBOLS)
             for n in args.sizes:
@@ -172,13 +195,17 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
                     mono1 = time.monotonic()
                     after = gateway.stats()
                     r["symbol"] = symbol
-                    r["msgs_1000"] = (after.received_by_client[ORDER_CLIENT]
-                                      - before.received_by_client[ORDER_CLIENT])
+                    r["msgs_1000"] = (
+                        after.received_by_client[ORDER_CLIENT]
+                        - before.received_by_client[ORDER_CLIENT]
+                    )
                     r["violations"] = after.pacing_violations - before.pacing_violations
                     r["peak_1000"] = max_in_window(tap.between(ORDER_CLIENT, mono0, mono1))
                     r["peak_999"] = max_in_window(tap.between(READER_CLIENT, mono0, mono1))
                     results.append(r)
-                    time.sleep(args.gap)  # let ib_async's 1 s throttle window and the refresher calm down
+                    time.sleep(
+                        args.gap
+                    )  # let ib_async's 1 s throttle window and the refresher calm down
                 r = dict(results[len(results) // 2]) if reps == 1 else dict(results[0])
                 if reps > 1:
                     r["time"] = statistics.median(x["time"] for x in results)
@@ -186,40 +213,61 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
                 rows.append(r)
             _, status = http.json("GET", "/api/v1/status")
             conns = (status or {}).get("connections", {})
-            reconnects = {k: (v.get("reconnects"), v.get("last_error")) for k, v in conns.items()
-                          if isinstance(v, dict) and "reconnects" in v}
+            reconnects = {
+                k: (v.get("reconnects"), v.get("last_error"))
+                for k, v in conns.items()
+                if isinstance(v, dict) and "reconnects" in v
+            }
             http.close()
         stats = gateway.stats()
     finally:
         gateway.stop()
 
     t1 = next((r["time"] for r in rows if r["n"] == 1), float("nan"))
-    print(f"\nScenario {name}: simulator validation delay {delay:g} s, settle "
-          f"{' + '.join(f'{s:g}' for s in DEFAULT_SETTLE)} s, "
-          f"{'one pre-qualified symbol' if args.warm else 'a new symbol per N (cold contract cache)'}")
-    print(f"  {'N':>4} {'sym':>5} {'all verdicts':>13} {'ratio/1':>8} {'polled':>8} {'202s by':>8} "
-          f"{'msgs 1000':>9} {'per order':>9} {'peak 1000':>9} {'peak 999':>8} {'err100':>6}  verdicts")
+    print(
+        f"\nScenario {name}: simulator validation delay {delay:g} s, settle "
+        f"{' + '.join(f'{s:g}' for s in DEFAULT_SETTLE)} s, "
+        f"{'one pre-qualified symbol' if args.warm else 'a new symbol per N (cold contract cache)'}"
+    )
+    print(
+        f"  {'N':>4} {'sym':>5} {'all verdicts':>13} {'ratio/1':>8} {'polled':>8} {'202s by':>8} "
+        f"{'msgs 1000':>9} {'per order':>9} {'peak 1000':>9} {'peak 999':>8} {'err100':>6}  verdicts"
+    )
     for r in rows:
         ratio = r["time"] / t1 if t1 > 0 else float("nan")
-        print(f"  {r['n']:>4} {r['symbol']:>5} {r['time']:>11.3f} s {ratio:>8.2f} {r['seen']:>6.2f} s "
-              f"{r['posts_done']:>6.3f} s {r['msgs_1000']:>9} {r['msgs_1000'] / r['n']:>9.2f} "
-              f"{r['peak_1000']:>9} {r['peak_999']:>8} {r['violations']:>6}  {r['verdicts']}"
-              + (f"  (N=1 runs: {', '.join(f'{x:.3f}' for x in r['reps'])} s; median shown)"
-                 if r.get("reps") else "")
-              + (f"  ERRORS {r['errors'][:2]}" if r["errors"] else "")
-              + (f"  only {r['done']}/{r['accepted']} got a verdict" if r["done"] < r["accepted"]
-                 else ""))
+        print(
+            f"  {r['n']:>4} {r['symbol']:>5} {r['time']:>11.3f} s {ratio:>8.2f} {r['seen']:>6.2f} s "
+            f"{r['posts_done']:>6.3f} s {r['msgs_1000']:>9} {r['msgs_1000'] / r['n']:>9.2f} "
+            f"{r['peak_1000']:>9} {r['peak_999']:>8} {r['violations']:>6}  {r['verdicts']}"
+            + (
+                f"  (N=1 runs: {', '.join(f'{x:.3f}' for x in r['reps'])} s; median shown)"
+                if r.get("reps")
+                else ""
+            )
+            + (f"  ERRORS {r['errors'][:2]}" if r["errors"] else "")
+            + (
+                f"  only {r['done']}/{r['accepted']} got a verdict"
+                if r["done"] < r["accepted"]
+                else ""
+            )
+        )
     lost = {k: v for k, v in reconnects.items() if v[0]}
     if lost:
-        print(f"  !! connections lost and re-made during the scenario (reconnects, last error): "
-              f"{lost}")
-    print(f"  gateway peak msg/s over the whole scenario: clientId 1000 "
-          f"{stats.peak_rate_by_client.get(ORDER_CLIENT, 0)}, clientId 999 "
-          f"{stats.peak_rate_by_client.get(READER_CLIENT, 0)}; pacing violations "
-          f"{stats.pacing_violations}")
+        print(
+            f"  !! connections lost and re-made during the scenario (reconnects, last error): "
+            f"{lost}"
+        )
+    print(
+        f"  gateway peak msg/s over the whole scenario: clientId 1000 "
+        f"{stats.peak_rate_by_client.get(ORDER_CLIENT, 0)}, clientId 999 "
+        f"{stats.peak_rate_by_client.get(READER_CLIENT, 0)}; pacing violations "
+        f"{stats.pacing_violations}"
+    )
     by_n = {r["n"]: r for r in rows}
-    complete = all(r["done"] == r["n"] and not r["errors"] and r["verdicts"] == {"filled": r["n"]}
-                   for r in rows)
+    complete = all(
+        r["done"] == r["n"] and not r["errors"] and r["verdicts"] == {"filled": r["n"]}
+        for r in rows
+    )
     if not complete:
         print(f"  [{name}] MISS: not every MKT order was accepted and filled (see the verdicts)")
         ok = False
@@ -227,28 +275,35 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
         r = by_n[50]
         within = r["time"] <= settle + 2.0
         ratio = r["time"] / t1
-        print(f"  [{name}] target 50 orders within settle + 2 s = {settle + 2:g} s: {r['time']:.3f} s "
-              f"-> {verdict(within)}")
+        print(
+            f"  [{name}] target 50 orders within settle + 2 s = {settle + 2:g} s: {r['time']:.3f} s "
+            f"-> {verdict(within)}"
+        )
         ok &= within
         floor = 1 + 51 / (pacing_rate() * t1)
         if delay >= RATIO_JUDGED_FROM:
-            print(f"  [{name}] target time(50)/time(1) <= 1.5: {ratio:.2f} -> "
-                  f"{verdict(ratio <= 1.5)}")
+            print(
+                f"  [{name}] target time(50)/time(1) <= 1.5: {ratio:.2f} -> {verdict(ratio <= 1.5)}"
+            )
             ok &= ratio <= 1.5
         else:
-            print(f"  [{name}] time(50)/time(1) = {ratio:.2f}: not judged here (1 order = "
-                  f"{t1 * 1000:.0f} ms; pacing alone puts the ratio at >= {floor:.2f}: "
-                  f"51 messages at {pacing_rate():g} msg/s)")
+            print(
+                f"  [{name}] time(50)/time(1) = {ratio:.2f}: not judged here (1 order = "
+                f"{t1 * 1000:.0f} ms; pacing alone puts the ratio at >= {floor:.2f}: "
+                f"51 messages at {pacing_rate():g} msg/s)"
+            )
     if 200 in by_n:
         r = by_n[200]
         rate = pacing_rate()
         wire = r["msgs_1000"] / rate  # every message clientId 1000 sent, at the configured pace
         bound = t1 + wire * PACING_SLIP + 0.5
-        print(f"  [{name}] target 200 orders bounded only by pacing (<= time(1) + "
-              f"{r['msgs_1000']} msgs / {rate:.1f} msg/s x {PACING_SLIP:g} + 0.5 s = {bound:.2f} s): "
-              f"{r['time']:.3f} s -> {verdict(r['time'] <= bound)}; gateway peak "
-              f"{r['peak_1000']} msg/s from clientId 1000 during the burst; per order "
-              f"{r['time'] / 200 * 1000:.0f} ms (one at a time would take {t1 * 200:.0f} s)")
+        print(
+            f"  [{name}] target 200 orders bounded only by pacing (<= time(1) + "
+            f"{r['msgs_1000']} msgs / {rate:.1f} msg/s x {PACING_SLIP:g} + 0.5 s = {bound:.2f} s): "
+            f"{r['time']:.3f} s -> {verdict(r['time'] <= bound)}; gateway peak "
+            f"{r['peak_1000']} msg/s from clientId 1000 during the burst; per order "
+            f"{r['time'] / 200 * 1000:.0f} ms (one at a time would take {t1 * 200:.0f} s)"
+        )
         ok &= r["time"] <= bound
     return ok, rows
 
@@ -256,8 +311,11 @@ def run_scenario(name: str, args: argparse.Namespace) -> tuple[bool, list[dict]]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1,10,50,200", help="comma-separated batch sizes")
-    ap.add_argument("--scenarios", default="instant,paper2s,paper4s",
-                    help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    ap.add_argument(
+        "--scenarios",
+        default="instant,paper2s,paper4s",
+        help=f"comma-separated, of {', '.join(SCENARIOS)}",
+    )
     ap.add_argument("--warm", action="store_true", help="one pre-qualified symbol for every N")
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between GET /orders polls")
     ap.add_argument("--single-reps", type=int, default=3, help="runs of N=1 (median is used)")
@@ -278,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_logs()
     experiments = experiments_from(args)
-    print(f"order pipeline benchmark (python {sys.version.split()[0]}, waitress 16 threads "
-          f"in-process, embedded SimGateway at the default 50 msg/s pacing; load average "
-          f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})")
+    print(
+        f"order pipeline benchmark (python {sys.version.split()[0]}, waitress 16 threads "
+        f"in-process, embedded SimGateway at the default 50 msg/s pacing; load average "
+        f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})"
+    )
     ok = True
     for name in args.scenarios:
         passed, _ = run_scenario(name, args)

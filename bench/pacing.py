@@ -62,8 +62,11 @@ def burst(base: str, n: int, posters: int, timeout: float) -> tuple[list[str], l
         http = Http(base)
         barrier.wait()
         for i in range(k, n, posters):
-            status, body = http.json("POST", "/api/v1/orders", {
-                "symbol": symbols[i % len(symbols)], "action": "BUY", "quantity": 1})
+            status, body = http.json(
+                "POST",
+                "/api/v1/orders",
+                {"symbol": symbols[i % len(symbols)], "action": "BUY", "quantity": 1},
+            )
             with lock:
                 if status == 202:
                     ids.append(body["id"])
@@ -107,8 +110,10 @@ def dashboard_pollers(base: str, stop: threading.Event) -> list[threading.Thread
             stop.wait(0.1)
         http.close()
 
-    threads = [threading.Thread(target=poll, args=(p,), daemon=True)
-               for p in ("/api/v1/orders", "/api/v1/status")]
+    threads = [
+        threading.Thread(target=poll, args=(p,), daemon=True)
+        for p in ("/api/v1/orders", "/api/v1/status")
+    ]
     for t in threads:
         t.start()
     return threads
@@ -141,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--orders 1..2000, --posters 1..200")
     quiet_logs()
     experiments = experiments_from(args)
-    print(f"pacing benchmark (python {sys.version.split()[0]}; gateway limit {LIMIT} msg/s; "
-          f"{args.orders} orders; load average {os.getloadavg()[0]:.2f}; experiments: "
-          f"{experiments or 'none'})")
+    print(
+        f"pacing benchmark (python {sys.version.split()[0]}; gateway limit {LIMIT} msg/s; "
+        f"{args.orders} orders; load average {os.getloadavg()[0]:.2f}; experiments: "
+        f"{experiments or 'none'})"
+    )
 
     gateway = start_gateway()
     tap = GatewayTap(gateway)
@@ -170,15 +177,19 @@ def main(argv: list[str] | None = None) -> int:
             phases["burst"] = (b0, time.monotonic())
             records_100 = error_100_in_records(srv.base, ids)
             _, status = Http(srv.base).json("GET", "/api/v1/status")
-            reconnects = {k: v.get("reconnects") for k, v in
-                          (status or {}).get("connections", {}).items()
-                          if isinstance(v, dict) and v.get("reconnects")}
+            reconnects = {
+                k: v.get("reconnects")
+                for k, v in (status or {}).get("connections", {}).items()
+                if isinstance(v, dict) and v.get("reconnects")
+            }
         stats = gateway.stats()
     finally:
         gateway.stop()
 
-    print(f"  app up in {up - t0:.2f} s; burst: {len(ids)}/{args.orders} accepted, every verdict "
-          f"after {took:.2f} s" + (f"; problems: {errors[:3]}" if errors else ""))
+    print(
+        f"  app up in {up - t0:.2f} s; burst: {len(ids)}/{args.orders} accepted, every verdict "
+        f"after {took:.2f} s" + (f"; problems: {errors[:3]}" if errors else "")
+    )
     ok = not errors
     if reconnects:
         ok = False
@@ -189,19 +200,27 @@ def main(argv: list[str] | None = None) -> int:
             msgs = len(tap.between(client, start, end))
             peak, kinds = tap.busiest_window(client, start, end)
             ok &= peak <= LIMIT
-            print(f"  {phase:<9} {label:<12} {msgs:>5} {msgs / (end - start):>6.1f} {peak:>9}"
-                  f"{'!!' if peak > LIMIT else '  '}  {describe(kinds)}")
+            print(
+                f"  {phase:<9} {label:<12} {msgs:>5} {msgs / (end - start):>6.1f} {peak:>9}"
+                f"{'!!' if peak > LIMIT else '  '}  {describe(kinds)}"
+            )
     peaks = {c: stats.peak_rate_by_client.get(c, 0) for c, _ in CLIENTS}
-    print(f"  gateway stats: peak_rate_by_client 999={peaks[READER_CLIENT]} "
-          f"1000={peaks[ORDER_CLIENT]}, pacing_violations={stats.pacing_violations}, "
-          f"error 100 in order records={records_100}")
+    print(
+        f"  gateway stats: peak_rate_by_client 999={peaks[READER_CLIENT]} "
+        f"1000={peaks[ORDER_CLIENT]}, pacing_violations={stats.pacing_violations}, "
+        f"error 100 in order records={records_100}"
+    )
     ok &= all(p <= LIMIT for p in peaks.values())
     ok &= stats.pacing_violations == 0 and records_100 == 0
     for client, label in CLIENTS:
-        print(f"  target {label}: <= {LIMIT} msgs in every 1 s window: "
-              f"{peaks[client]} -> {verdict(peaks[client] <= LIMIT)}")
-    print(f"  target no error 100 (gateway violations {stats.pacing_violations}, in records "
-          f"{records_100}): {verdict(stats.pacing_violations == 0 and records_100 == 0)}")
+        print(
+            f"  target {label}: <= {LIMIT} msgs in every 1 s window: "
+            f"{peaks[client]} -> {verdict(peaks[client] <= LIMIT)}"
+        )
+    print(
+        f"  target no error 100 (gateway violations {stats.pacing_violations}, in records "
+        f"{records_100}): {verdict(stats.pacing_violations == 0 and records_100 == 0)}"
+    )
     print(f"\nOverall: {verdict(ok)}")
     return 0 if ok else 1
 

@@ -152,8 +152,11 @@ def busiest(tap: GatewayTap, client: int, start: float, end: float) -> int:
 
 def place_span(tap: GatewayTap, client: int, start: float, end: float) -> float:
     """Seconds from the first to the last placeOrder the gateway read from ``client``."""
-    stamps = [t for t, kind in list(tap.kinds.get(client, ())) if start <= t < end
-              and kind == "place_order"]
+    stamps = [
+        t
+        for t, kind in list(tap.kinds.get(client, ()))
+        if start <= t < end and kind == "place_order"
+    ]
     return max(stamps) - min(stamps) if stamps else float("nan")
 
 
@@ -170,10 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orders", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3, help="runs of each side (median is used)")
-    ap.add_argument("--noise", type=float, default=10.0,
-                    help="orders/s of another trader (keeps the reader 999 busy); 0 = off")
-    ap.add_argument("--validation-delay", type=float, default=0.0,
-                    help="simulator's order validation delay in s (0 = instant fills)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=10.0,
+        help="orders/s of another trader (keeps the reader 999 busy); 0 = off",
+    )
+    ap.add_argument(
+        "--validation-delay",
+        type=float,
+        default=0.0,
+        help="simulator's order validation delay in s (0 = instant fills)",
+    )
     ap.add_argument("--gap", type=float, default=1.5, help="seconds of quiet between runs")
     ap.add_argument("--timeout", type=float, default=60.0)
     add_experiment_args(ap)
@@ -183,13 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs()
     experiments = experiments_from(args)
     import ib_connection
+
     rate = ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL
-    print(f"pacing vs raw ib_async (python {sys.version.split()[0]}; {args.orders} orders x "
-          f"{args.rounds} rounds; app throttle {ib_connection.THROTTLE_REQUESTS} per "
-          f"{ib_connection.THROTTLE_INTERVAL:g} s = {rate:.1f} msg/s; raw ib_async "
-          f"{IB().client.MaxRequests} per {IB().client.RequestsInterval:g} s; background trader "
-          f"{args.noise:g} orders/s; validation delay {args.validation_delay:g} s; load average "
-          f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})")
+    print(
+        f"pacing vs raw ib_async (python {sys.version.split()[0]}; {args.orders} orders x "
+        f"{args.rounds} rounds; app throttle {ib_connection.THROTTLE_REQUESTS} per "
+        f"{ib_connection.THROTTLE_INTERVAL:g} s = {rate:.1f} msg/s; raw ib_async "
+        f"{IB().client.MaxRequests} per {IB().client.RequestsInterval:g} s; background trader "
+        f"{args.noise:g} orders/s; validation delay {args.validation_delay:g} s; load average "
+        f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})"
+    )
 
     gateway = start_gateway()
     tap = GatewayTap(gateway)
@@ -200,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with AppServer(app_settings(gateway)) as srv:
             http = Http(srv.base)
-            http.json("POST", "/api/v1/orders?wait=1",
-                      {"symbol": SYMBOL, "action": "BUY", "quantity": 1})
+            http.json(
+                "POST", "/api/v1/orders?wait=1", {"symbol": SYMBOL, "action": "BUY", "quantity": 1}
+            )
             http.close()
             contract = raw.thread.call(raw.qualify(SYMBOL), 10)
             if args.noise:
@@ -215,14 +230,23 @@ def main(argv: list[str] | None = None) -> int:
                         took, intake, problem = app_run(srv.base, args.orders, args.timeout)
                         sender = ORDER_CLIENT
                     else:
-                        took = raw.thread.call(raw.place_all(contract, args.orders, args.timeout),
-                                               args.timeout + 5)
+                        took = raw.thread.call(
+                            raw.place_all(contract, args.orders, args.timeout), args.timeout + 5
+                        )
                         problem, sender, intake = "", RAW_CLIENT, float("nan")
                     m1 = time.monotonic()
-                    rows.append((side, took, intake, place_span(tap, sender, m0, m1),
-                                 busiest(tap, sender, m0, m1),
-                                 busiest(tap, READER_CLIENT, m0, m1),
-                                 gateway.stats().pacing_violations - v0, problem))
+                    rows.append(
+                        (
+                            side,
+                            took,
+                            intake,
+                            place_span(tap, sender, m0, m1),
+                            busiest(tap, sender, m0, m1),
+                            busiest(tap, READER_CLIENT, m0, m1),
+                            gateway.stats().pacing_violations - v0,
+                            problem,
+                        )
+                    )
                     time.sleep(args.gap)
             reader_msgs = len(tap.between(READER_CLIENT, 0, time.monotonic()))
         stats = gateway.stats()
@@ -232,32 +256,41 @@ def main(argv: list[str] | None = None) -> int:
         raw.stop()
         gateway.stop()
 
-    print(f"  {'run':<5} {'time':>8} {'last 202':>9} {'placeOrders span':>16} "
-          f"{'busiest 1 s: sender':>20} {'reader 999':>11} {'err100':>7}")
+    print(
+        f"  {'run':<5} {'time':>8} {'last 202':>9} {'placeOrders span':>16} "
+        f"{'busiest 1 s: sender':>20} {'reader 999':>11} {'err100':>7}"
+    )
     for side, took, intake, span, peak, peak_999, violations, problem in rows:
         who = f"{'1000' if side == 'app' else RAW_CLIENT}"
         last_202 = f"{intake:>7.3f} s" if side == "app" else f"{'-':>9}"
-        print(f"  {side:<5} {took:>6.3f} s {last_202} {span:>14.3f} s {peak:>14} ({who}) "
-              f"{peak_999:>11} "
-              f"{violations:>7}"
-              + (f"  !! {problem}" if problem else ""))
+        print(
+            f"  {side:<5} {took:>6.3f} s {last_202} {span:>14.3f} s {peak:>14} ({who}) "
+            f"{peak_999:>11} "
+            f"{violations:>7}" + (f"  !! {problem}" if problem else "")
+        )
     app_times = [r[1] for r in rows if r[0] == "app"]
     raw_times = [r[1] for r in rows if r[0] == "raw"]
     app_med, raw_med = statistics.median(app_times), statistics.median(raw_times)
     ratio = app_med / raw_med
-    print(f"  {args.orders} orders, median: app {app_med:.3f} s (runs "
-          f"{', '.join(f'{t:.3f}' for t in app_times)}) | raw ib_async {raw_med:.3f} s (runs "
-          f"{', '.join(f'{t:.3f}' for t in raw_times)}) | ratio app/raw {ratio:.3f}")
+    print(
+        f"  {args.orders} orders, median: app {app_med:.3f} s (runs "
+        f"{', '.join(f'{t:.3f}' for t in app_times)}) | raw ib_async {raw_med:.3f} s (runs "
+        f"{', '.join(f'{t:.3f}' for t in raw_times)}) | ratio app/raw {ratio:.3f}"
+    )
     peaks = stats.peak_rate_by_client
-    print(f"  simulator over the whole run: busiest second 999={peaks.get(READER_CLIENT, 0)} "
-          f"1000={peaks.get(ORDER_CLIENT, 0)} raw {RAW_CLIENT}={peaks.get(RAW_CLIENT, 0)} "
-          f"trader {NOISE_CLIENT}={peaks.get(NOISE_CLIENT, 0)}; reader 999 sent {reader_msgs} "
-          f"messages; pacing violations (error 100) {stats.pacing_violations}")
+    print(
+        f"  simulator over the whole run: busiest second 999={peaks.get(READER_CLIENT, 0)} "
+        f"1000={peaks.get(ORDER_CLIENT, 0)} raw {RAW_CLIENT}={peaks.get(RAW_CLIENT, 0)} "
+        f"trader {NOISE_CLIENT}={peaks.get(NOISE_CLIENT, 0)}; reader 999 sent {reader_msgs} "
+        f"messages; pacing violations (error 100) {stats.pacing_violations}"
+    )
     complete = not any(r[-1] for r in rows)
     ok = complete and ratio <= TARGET_RATIO and stats.pacing_violations == 0
     print(f"  target app/raw <= {TARGET_RATIO:g}: {ratio:.3f} -> {verdict(ratio <= TARGET_RATIO)}")
-    print(f"  target no error 100 from the simulator: {stats.pacing_violations} -> "
-          f"{verdict(stats.pacing_violations == 0)}")
+    print(
+        f"  target no error 100 from the simulator: {stats.pacing_violations} -> "
+        f"{verdict(stats.pacing_violations == 0)}"
+    )
     if not complete:
         print("  MISS: not every app order was accepted and filled")
     print(f"\nOverall: {verdict(ok)}")

@@ -71,20 +71,47 @@ from _harness import (
 
 INM = " (If-None-Match)"  # suffix of an endpoint polled with the ETag of its last answer
 GZ = " (gzip)"  # suffix of an endpoint polled with Accept-Encoding: gzip (decoded by the client)
-ENDPOINTS = ["/bench/ping", "/api/v1/account", "/api/v1/positions", "/api/v1/orders",
-             "/api/v1/status", "/api/v1/state", "/api/v1/orders" + GZ, "/api/v1/state" + GZ,
-             "/api/v1/orders" + INM, "/api/v1/state" + INM]
+ENDPOINTS = [
+    "/bench/ping",
+    "/api/v1/account",
+    "/api/v1/positions",
+    "/api/v1/orders",
+    "/api/v1/status",
+    "/api/v1/state",
+    "/api/v1/orders" + GZ,
+    "/api/v1/state" + GZ,
+    "/api/v1/orders" + INM,
+    "/api/v1/state" + INM,
+]
 # by endpoint: /orders and /state as an HTTP client polls them (gzip accepted, as requests,
 # curl --compressed and browsers do), with and without the ETag; their identity-encoded
 # answers (~65 KB for the first 100 of 200 orders; ~145 KB for /state with brief rows, ~350 KB
 # when it carried every lifecycle) are printed for information
-TARGET = {"/api/v1/orders" + GZ: 0.9, "/api/v1/state" + GZ: 0.9, "/api/v1/orders" + INM: 0.9,
-          "/api/v1/state" + INM: 0.9}
+TARGET = {
+    "/api/v1/orders" + GZ: 0.9,
+    "/api/v1/state" + GZ: 0.9,
+    "/api/v1/orders" + INM: 0.9,
+    "/api/v1/state" + INM: 0.9,
+}
 INFO = {"/api/v1/orders", "/api/v1/state"}
 # the reader's own refresh and heartbeat (ib_connector, ib_connection), as the tap names them
 READER_OWN = {"req_all_open_orders", "req_executions", "req_completed_orders", "req_current_time"}
-STOCKS = ["AAPL", "MSFT", "AMZN", "GOOGL", "TSLA", "NVDA", "META", "AMD", "NFLX", "SPY", "QQQ",
-          "IBM", "JPM", "XOM"]
+STOCKS = [
+    "AAPL",
+    "MSFT",
+    "AMZN",
+    "GOOGL",
+    "TSLA",
+    "NVDA",
+    "META",
+    "AMD",
+    "NFLX",
+    "SPY",
+    "QQQ",
+    "IBM",
+    "JPM",
+    "XOM",
+]
 
 
 # ------------------------------------------------------------------ client process
@@ -148,23 +175,37 @@ def client_main(base: str, path: str, duration: float, pollers: int) -> None:
         t.join()
     elapsed = time.perf_counter() - start
     latencies = [x for r in results for x in r[0]]
-    print(json.dumps({"elapsed": elapsed, "latencies": latencies,
-                      "errors": sum(r[1] for r in results),
-                      "size": max((r[2] for r in results), default=0)}))
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "latencies": latencies,
+                "errors": sum(r[1] for r in results),
+                "size": max((r[2] for r in results), default=0),
+            }
+        )
+    )
 
 
 def merge(total: dict | None, part: dict) -> dict:
     """Two slices of one endpoint's polling as one."""
     if total is None:
         return part
-    return {"elapsed": total["elapsed"] + part["elapsed"],
-            "latencies": total["latencies"] + part["latencies"],
-            "errors": total["errors"] + part["errors"], "size": max(total["size"], part["size"])}
+    return {
+        "elapsed": total["elapsed"] + part["elapsed"],
+        "latencies": total["latencies"] + part["latencies"],
+        "errors": total["errors"] + part["errors"],
+        "size": max(total["size"], part["size"]),
+    }
 
 
 def hammer(base: str, path: str, duration: float, pollers: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--client", base, path, str(duration),
-                          str(pollers)], capture_output=True, text=True, timeout=duration + 60)
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", base, path, str(duration), str(pollers)],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"client process failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout)
@@ -175,8 +216,9 @@ def seed(base: str, positions: int, orders: int) -> None:
     http = Http(base)
     symbols = (STOCKS + [c.symbol for c in extra_stocks(6)])[:positions]
     for symbol in symbols:
-        status, body = http.json("POST", "/api/v1/orders",
-                                 {"symbol": symbol, "action": "BUY", "quantity": 10})
+        status, body = http.json(
+            "POST", "/api/v1/orders", {"symbol": symbol, "action": "BUY", "quantity": 10}
+        )
         if status != 202:
             raise RuntimeError(f"seeding {symbol}: {status} {body}")
     limits = {}
@@ -186,9 +228,18 @@ def seed(base: str, positions: int, orders: int) -> None:
         limits[symbol] = round(ref * 0.6, 2)
     for i in range(orders - positions):
         symbol = symbols[i % len(symbols)]
-        status, body = http.json("POST", "/api/v1/orders", {
-            "symbol": symbol, "action": "BUY", "quantity": 1, "order_type": "LMT",
-            "limit_price": limits[symbol], "tif": "GTC"})
+        status, body = http.json(
+            "POST",
+            "/api/v1/orders",
+            {
+                "symbol": symbol,
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "LMT",
+                "limit_price": limits[symbol],
+                "tif": "GTC",
+            },
+        )
         if status != 202:
             raise RuntimeError(f"seeding LMT {symbol}: {status} {body}")
     deadline = time.monotonic() + 120
@@ -196,8 +247,11 @@ def seed(base: str, positions: int, orders: int) -> None:
         _, pos = http.json("GET", "/api/v1/positions")
         _, ords = http.json("GET", "/api/v1/orders?limit=500")
         working = sum(1 for o in ords["orders"] if o.get("status") == "Submitted")
-        if len(pos["positions"]) >= positions and len(ords["orders"]) >= orders \
-                and working >= orders - positions:
+        if (
+            len(pos["positions"]) >= positions
+            and len(ords["orders"]) >= orders
+            and working >= orders - positions
+        ):
             break
         time.sleep(0.5)
     else:
@@ -224,28 +278,41 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per endpoint")
     ap.add_argument("--pollers", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=5,
-                    help="slices per endpoint, taken round-robin (default 5)")
-    ap.add_argument("--waitress-as-is", action="store_true",
-                    help="without waitress_compat (every 304 closes the connection)")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="slices per endpoint, taken round-robin (default 5)"
+    )
+    ap.add_argument(
+        "--waitress-as-is",
+        action="store_true",
+        help="without waitress_compat (every 304 closes the connection)",
+    )
     ap.add_argument("--positions", type=int, default=20)
     ap.add_argument("--orders", type=int, default=200)
     add_experiment_args(ap)
     args = ap.parse_args(argv)
-    if not 1 <= args.pollers <= 64 or not 1 <= args.positions <= 20 or \
-            not args.positions <= args.orders <= 1000 or not 0.5 <= args.duration <= 120 or \
-            not 1 <= args.rounds <= 20:
-        ap.error("--pollers 1..64, --positions 1..20 <= --orders <= 1000, --duration 0.5..120, "
-                 "--rounds 1..20")
+    if (
+        not 1 <= args.pollers <= 64
+        or not 1 <= args.positions <= 20
+        or not args.positions <= args.orders <= 1000
+        or not 0.5 <= args.duration <= 120
+        or not 1 <= args.rounds <= 20
+    ):
+        ap.error(
+            "--pollers 1..64, --positions 1..20 <= --orders <= 1000, --duration 0.5..120, "
+            "--rounds 1..20"
+        )
     quiet_logs()
     if not args.waitress_as_is:
         import waitress_compat
+
         waitress_compat.install()
     experiments = experiments_from(args)
-    print(f"read endpoints benchmark (python {sys.version.split()[0]}; {args.pollers} pollers in a "
-          f"client process, {args.duration:g} s per endpoint; load average "
-          f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'}; keep-alive after 304: "
-          f"{'no' if args.waitress_as_is else 'yes'})")
+    print(
+        f"read endpoints benchmark (python {sys.version.split()[0]}; {args.pollers} pollers in a "
+        f"client process, {args.duration:g} s per endpoint; load average "
+        f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'}; keep-alive after 304: "
+        f"{'no' if args.waitress_as_is else 'yes'})"
+    )
 
     def routes(app) -> None:
         # same before/after-request hooks as the API (the pollers send the bearer token to all)
@@ -255,13 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     tap = GatewayTap(gateway)
     rows: dict[str, Any] = {}
     try:
-        settings = app_settings(gateway, settle_first=0, settle_validation=0, settle_final=0,
-                                monitor_timeout=1)
+        settings = app_settings(
+            gateway, settle_first=0, settle_validation=0, settle_final=0, monitor_timeout=1
+        )
         with AppServer(settings, routes=routes) as srv:
             t0 = time.perf_counter()
             seed(srv.base, args.positions, args.orders)
-            print(f"  seeded {args.positions} positions and {args.orders} orders "
-                  f"({args.orders - args.positions} resting LMT) in {time.perf_counter() - t0:.1f} s")
+            print(
+                f"  seeded {args.positions} positions and {args.orders} orders "
+                f"({args.orders - args.positions} resting LMT) in {time.perf_counter() - t0:.1f} s"
+            )
             time.sleep(3.0)  # let the last monitor windows close and the records go quiet
             idle_rate, idle_tap, idle_kinds = reader_window(gateway, tap, args.duration)
             before = gateway.stats().received_by_client[READER_CLIENT]
@@ -283,9 +353,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = True
     ping_rps = len(rows["/bench/ping"]["latencies"]) / rows["/bench/ping"]["elapsed"]
-    print(f"\n  {'endpoint':<37} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>8} "
-          f"{'errors':>6} {'ratio':>6}  target ratio (>= 0.9 /orders, /state; else 0.8), "
-          "p99 <= 20 ms")
+    print(
+        f"\n  {'endpoint':<37} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>8} "
+        f"{'errors':>6} {'ratio':>6}  target ratio (>= 0.9 /orders, /state; else 0.8), "
+        "p99 <= 20 ms"
+    )
     for path, r in rows.items():
         rps = len(r["latencies"]) / r["elapsed"]
         p50, p99 = percentile(r["latencies"], 50), percentile(r["latencies"], 99)
@@ -295,23 +367,31 @@ def main(argv: list[str] | None = None) -> int:
         good = ratio >= target and p99 <= 20 and r["errors"] == 0
         if judged:
             ok &= good
-        print(f"  {path:<37} {rps:>8.0f} {p50:>7.1f} {p99:>7.1f} {r['size']:>8} {r['errors']:>6} "
-              f"{ratio:>6.2f}  {verdict(good) if judged else '(info)' if path in INFO else '(reference)'}")
+        print(
+            f"  {path:<37} {rps:>8.0f} {p50:>7.1f} {p99:>7.1f} {r['size']:>8} {r['errors']:>6} "
+            f"{ratio:>6.2f}  {verdict(good) if judged else '(info)' if path in INFO else '(reference)'}"
+        )
     new_kinds = sorted(set(poll_kinds) - set(idle_kinds) - set(idle2_kinds) - READER_OWN)
     equal = poll_rate <= max(idle_rate, idle2_rate) * 1.1 + 0.5 and not new_kinds
-    print(f"\n  reader (clientId 999) messages at the gateway: idle before {idle_rate:.1f} msg/s "
-          f"{idle_kinds}")
+    print(
+        f"\n  reader (clientId 999) messages at the gateway: idle before {idle_rate:.1f} msg/s "
+        f"{idle_kinds}"
+    )
     print(f"    during polling {poll_rate:.1f} msg/s {poll_kinds}")
     print(f"    idle after {idle2_rate:.1f} msg/s")
     if new_kinds:
         print(f"    request types only seen while polling: {new_kinds}")
-    print(f"  target GETs add no broker round trip (polling msg/s = idle msg/s, no request "
-          f"types but the reader's own): {verdict(equal)}")
+    print(
+        f"  target GETs add no broker round trip (polling msg/s = idle msg/s, no request "
+        f"types but the reader's own): {verdict(equal)}"
+    )
     ok &= equal
     expected_idle = 2.0  # 1 open-orders refresh/s + executions every 5 s + a heartbeat every 2 s
     if idle_rate > 2 * expected_idle:
-        print(f"  note: the idle reader sends {idle_rate:.1f} msg/s, not ~{expected_idle:g} "
-              "(one open-orders refresh per second, executions every 5 s, a heartbeat every 2 s)")
+        print(
+            f"  note: the idle reader sends {idle_rate:.1f} msg/s, not ~{expected_idle:g} "
+            "(one open-orders refresh per second, executions every 5 s, a heartbeat every 2 s)"
+        )
     print(f"\nOverall: {verdict(ok)}")
     return 0 if ok else 1
 

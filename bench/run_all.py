@@ -46,11 +46,26 @@ FULL = {
     "read_endpoints": ["--duration", "5"],
     "event_latency": ["--trials", "20"],
     "cold_start": ["--runs", "5"],
-    "footprint": ["--orders", "10000", "--sample-every", "1000", "--sse-clients", "1000",
-                  "--max-minutes", "25"],
+    "footprint": [
+        "--orders",
+        "10000",
+        "--sample-every",
+        "1000",
+        "--sse-clients",
+        "1000",
+        "--max-minutes",
+        "25",
+    ],
     "screen": ["--seconds", "30", "--cached", "200", "--browser"],
 }
-TAKES_EXPERIMENTS = {"order_pipeline", "pacing", "pacing_vs_raw", "read_endpoints", "event_latency", "footprint"}
+TAKES_EXPERIMENTS = {
+    "order_pipeline",
+    "pacing",
+    "pacing_vs_raw",
+    "read_endpoints",
+    "event_latency",
+    "footprint",
+}
 
 
 def run(name: str, args: list[str]) -> tuple[int, float, list[str]]:
@@ -64,8 +79,11 @@ def run(name: str, args: list[str]) -> tuple[int, float, list[str]]:
         print(line, end="", flush=True)
         lines.append(line.rstrip("\n"))
     code = proc.wait()
-    targets = [" ".join(ln.split()) for ln in lines
-               if re.search(r"\b(PASS|MISS)\b", ln) and not ln.startswith("Overall")]
+    targets = [
+        " ".join(ln.split())
+        for ln in lines
+        if re.search(r"\b(PASS|MISS)\b", ln) and not ln.startswith("Overall")
+    ]
     if code not in (0, 1) or any(ln.startswith("Traceback") for ln in lines):
         code = 2
         targets.append(f"CRASHED: {lines[-1] if lines else ''}")
@@ -84,16 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s): {unknown}; choose from {list(plan)}")
     extra = shlex.split(args.experiments)
-    print(f"run_all: {', '.join(names)} ({'full' if args.full else 'modest'} sizes; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}"
-          + (f"; experiments {' '.join(extra)}" if extra else "") + ")")
+    print(
+        f"run_all: {', '.join(names)} ({'full' if args.full else 'modest'} sizes; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}"
+        + (f"; experiments {' '.join(extra)}" if extra else "")
+        + ")"
+    )
     results = {}
     for name in names:
         flags = plan[name] + (extra if name in TAKES_EXPERIMENTS else [])
         results[name] = run(name, flags)
 
-    print(f"\n{'=' * 100}\nSUMMARY ({'full' if args.full else 'modest'} sizes"
-          + (f", experiments {' '.join(extra)}" if extra else "") + ")\n")
+    print(
+        f"\n{'=' * 100}\nSUMMARY ({'full' if args.full else 'modest'} sizes"
+        + (f", experiments {' '.join(extra)}" if extra else "")
+        + ")\n"
+    )
     print(f"{'benchmark':<16} {'result':<7} {'time':>7}  targets")
     ok = True
     for name, (code, seconds, targets) in results.items():

@@ -61,7 +61,9 @@ class TickStamps:
         def install(server: Any) -> None:
             send_ticks = server._send_ticks
 
-            def stamped(session: Any, req_id: int, quote: Any, full: bool, delivered: int = 1) -> None:
+            def stamped(
+                session: Any, req_id: int, quote: Any, full: bool, delivered: int = 1
+            ) -> None:
                 now = time.time()
                 send_ticks(session, req_id, quote, full, delivered)
                 with self.lock:
@@ -94,8 +96,11 @@ class QuoteStream:
             raise RuntimeError("the stream did not open")
 
     def _run(self) -> None:
-        self.conn.request("GET", "/api/v1/stream", headers={
-            "Authorization": f"Bearer {API_TOKEN}", "Accept": "text/event-stream"})
+        self.conn.request(
+            "GET",
+            "/api/v1/stream",
+            headers={"Authorization": f"Bearer {API_TOKEN}", "Accept": "text/event-stream"},
+        )
         self.sock = self.conn.sock  # http.client lets go of it once the response streams
         res = self.conn.getresponse()
         self.ready.set()
@@ -135,13 +140,19 @@ def watchlist_latency(seconds: float) -> list[str]:
         with AppProcess(gateway=gateway) as app:
             wait_until(lambda: _status(app.base) == 200, 20)
             http_ = Http(app.base)
-            status, _ = http_.json("PUT", "/api/v1/watchlist", {
-                "symbols": [{"symbol": c.symbol} for c in stocks]})
+            status, _ = http_.json(
+                "PUT", "/api/v1/watchlist", {"symbols": [{"symbol": c.symbol} for c in stocks]}
+            )
             assert status == 200, status
             con_ids = {c.symbol: c.con_id for c in stocks}
             stream = QuoteStream(app.base)
-            wait_until(lambda: stream.frames and len([q for q in stream.frames[-1][1]["quotes"]
-                                                      if q["last"]]) == SYMBOLS, 30)
+            wait_until(
+                lambda: (
+                    stream.frames
+                    and len([q for q in stream.frames[-1][1]["quotes"] if q["last"]]) == SYMBOLS
+                ),
+                30,
+            )
             start_frames = len(stream.frames)
             cpu0, t0 = cpu_seconds(app.pid), time.monotonic()
             time.sleep(seconds)
@@ -150,7 +161,9 @@ def watchlist_latency(seconds: float) -> list[str]:
             stream.close()
             latencies = []
             # what the stream already showed: only changes after the window opened are timed
-            previous = {q["symbol"]: q["last"] for q in stream.frames[start_frames - 1][1]["quotes"]}
+            previous = {
+                q["symbol"]: q["last"] for q in stream.frames[start_frames - 1][1]["quotes"]
+            }
             for arrived, frame in frames:
                 for q in frame["quotes"]:
                     if q["last"] is None or previous.get(q["symbol"]) == q["last"]:
@@ -160,12 +173,15 @@ def watchlist_latency(seconds: float) -> list[str]:
                     if sent is not None and arrived >= sent:
                         latencies.append((arrived - sent) * 1000)
             p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-            print(f"watchlist of {SYMBOLS}: {len(frames)} quotes frames in {seconds:g} s, "
-                  f"{len(latencies)} price changes seen; gateway -> stream p50 {p50:.1f} ms, "
-                  f"p95 {p95:.1f} ms, max {max(latencies, default=0):.1f} ms")
+            print(
+                f"watchlist of {SYMBOLS}: {len(frames)} quotes frames in {seconds:g} s, "
+                f"{len(latencies)} price changes seen; gateway -> stream p50 {p50:.1f} ms, "
+                f"p95 {p95:.1f} ms, max {max(latencies, default=0):.1f} ms"
+            )
             print(f"app CPU: {cpu * 100:.1f} % of one core")
-            results.append(f"tick at the gateway -> browser p95 <= 100 ms: {p95:.1f} ms "
-                           f"{verdict(p95 <= 100)}")
+            results.append(
+                f"tick at the gateway -> browser p95 <= 100 ms: {p95:.1f} ms {verdict(p95 <= 100)}"
+            )
             results.append(f"app CPU <= 10 % of one core: {cpu * 100:.1f} % {verdict(cpu <= 0.10)}")
             http_.close()
     finally:
@@ -199,14 +215,19 @@ def daily_bars(cached: int, browser: bool) -> list[str]:
                 times.append((time.perf_counter() - t) * 1000)
                 assert body["cached"], body
             p50, p95 = percentile(times, 50), percentile(times, 95)
-            print(f"1 Y of daily bars ({len(body['bars'])}): from the broker {first:.0f} ms; from the "
-                  f"cache p50 {p50:.1f} ms, p95 {p95:.1f} ms (ratio broker/cache {first / p50:.0f}x)")
-            results.append(f"1 Y daily bars from the cache p95 <= 100 ms: {p95:.1f} ms "
-                           f"{verdict(p95 <= 100)}")
+            print(
+                f"1 Y of daily bars ({len(body['bars'])}): from the broker {first:.0f} ms; from the "
+                f"cache p50 {p50:.1f} ms, p95 {p95:.1f} ms (ratio broker/cache {first / p50:.0f}x)"
+            )
+            results.append(
+                f"1 Y daily bars from the cache p95 <= 100 ms: {p95:.1f} ms {verdict(p95 <= 100)}"
+            )
             if browser:
                 drawn = chart_draw_ms(app.base)
-                results.append(f"1 Y daily chart drawn in Chromium <= 300 ms: {drawn:.0f} ms "
-                               f"{verdict(drawn <= 300)}")
+                results.append(
+                    f"1 Y daily chart drawn in Chromium <= 300 ms: {drawn:.0f} ms "
+                    f"{verdict(drawn <= 300)}"
+                )
             http_.close()
     finally:
         gateway.stop()
@@ -217,18 +238,28 @@ def chart_draw_ms(base: str) -> float:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1366, "height": 900}, bypass_csp=True)  # polling predicates
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page(
+            viewport={"width": 1366, "height": 900}, bypass_csp=True
+        )  # polling predicates
         page.goto(f"{base}/login?token={API_TOKEN}")
-        page.wait_for_function("window.screenDebug && window.screenDebug.drawnAt() !== null", timeout=20000)
+        page.wait_for_function(
+            "window.screenDebug && window.screenDebug.drawnAt() !== null", timeout=20000
+        )
         page.evaluate("window.__clicked = performance.now()")
         page.click('.bar-sizes button[data-bar="1D"]')
         page.wait_for_function("window.screenDebug.drawnAt() > window.__clicked", timeout=20000)
-        page.wait_for_function("document.querySelector('#chart-status').textContent.includes('1 day')")
+        page.wait_for_function(
+            "document.querySelector('#chart-status').textContent.includes('1 day')"
+        )
         drawn = page.evaluate("window.screenDebug.drawnAt() - window.__clicked")
         browser.close()
-    print(f"chart: 1D button -> 365 daily candles drawn in {drawn:.0f} ms (Chromium, API cache cold or warm)")
+    print(
+        f"chart: 1D button -> 365 daily candles drawn in {drawn:.0f} ms (Chromium, API cache cold or warm)"
+    )
     return float(drawn)
 
 
@@ -241,7 +272,9 @@ def market_data_lines() -> list[str]:
         with AppProcess(gateway=gateway, env={"MARKET_DATA_LINES": "100"}) as app:
             wait_until(lambda: _status(app.base) == 200, 20)
             http_ = Http(app.base)
-            http_.json("PUT", "/api/v1/watchlist", {"symbols": [{"symbol": c.symbol} for c in stocks]})
+            http_.json(
+                "PUT", "/api/v1/watchlist", {"symbols": [{"symbol": c.symbol} for c in stocks]}
+            )
             streams = [QuoteStream(app.base) for _ in range(5)]
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -250,9 +283,11 @@ def market_data_lines() -> list[str]:
                 if body["lines_used"] >= 98 and len([q for q in body["quotes"] if q["last"]]) >= 98:
                     break
                 time.sleep(0.05)
-            print(f"150-symbol watchlist, MARKET_DATA_LINES=100, 5 streams: {body['lines_used']} "
-                  f"lines used by the hub, peak {peak} at the gateway; refused "
-                  f"{len(body['refused'])}: {body['message'][:80]}…")
+            print(
+                f"150-symbol watchlist, MARKET_DATA_LINES=100, 5 streams: {body['lines_used']} "
+                f"lines used by the hub, peak {peak} at the gateway; refused "
+                f"{len(body['refused'])}: {body['message'][:80]}…"
+            )
             for stream in streams:
                 stream.close()
             try:
@@ -270,14 +305,19 @@ def market_data_lines() -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cached", type=int, default=50)
     ap.add_argument("--browser", action="store_true", help="also time the chart in Chromium")
     args = ap.parse_args()
     quiet_logs()
-    lines = watchlist_latency(args.seconds) + daily_bars(args.cached, args.browser) + \
-        market_data_lines()
+    lines = (
+        watchlist_latency(args.seconds)
+        + daily_bars(args.cached, args.browser)
+        + market_data_lines()
+    )
     print()
     for line in lines:
         print(f"  {line}")

@@ -40,8 +40,9 @@ async def connect_times(gateway: SimGateway, runs: int, timeout: float) -> list[
     for i in range(runs):
         ib = IB()
         started = time.perf_counter()
-        await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=timeout,
-                              readonly=bool(i % 2))
+        await ib.connectAsync(
+            gateway.host, gateway.port, clientId=1, timeout=timeout, readonly=bool(i % 2)
+        )
         times.append((time.perf_counter() - started) * 1000)
         ib.disconnect()
         await asyncio.sleep(0)  # let the transport finish closing on this loop
@@ -56,15 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.runs <= 1000:
         ap.error("--runs 1..1000")
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)
-    print(f"ib_async connect to the simulated gateway (python {sys.version.split()[0]}; "
-          f"{args.runs} connects; load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"ib_async connect to the simulated gateway (python {sys.version.split()[0]}; "
+        f"{args.runs} connects; load average {os.getloadavg()[0]:.2f})"
+    )
     settings = ServerSettings(port=0, clock_start=TRADING_CLOCK)
     with SimGateway(settings, BrokerConfig(seed=7)) as gateway:
         times = asyncio.run(connect_times(gateway, args.runs, args.timeout))
     median = statistics.median(times)
     ok = median < TARGET_MS
-    print(f"  connect           median {median:.1f} ms   p90 {percentile(times, 90):.1f} ms"
-          f"   max {max(times):.1f} ms   (first {times[0]:.1f} ms)")
+    print(
+        f"  connect           median {median:.1f} ms   p90 {percentile(times, 90):.1f} ms"
+        f"   max {max(times):.1f} ms   (first {times[0]:.1f} ms)"
+    )
     print(f"  median < {TARGET_MS:.0f} ms   {verdict(ok)}")
     return 0 if ok else 1
 

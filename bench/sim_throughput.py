@@ -57,7 +57,9 @@ class RawClient:
     _pump: asyncio.Task | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int, client_id: int, timeout: float = 10.0) -> RawClient:
+    async def connect(
+        cls, host: str, port: int, client_id: int, timeout: float = 10.0
+    ) -> RawClient:
         reader, writer = await asyncio.open_connection(host, port)
         client = cls(reader, writer)
         writer.write(encode_client_hello(CLIENT_MIN_VERSION, CLIENT_MAX_VERSION))
@@ -156,7 +158,9 @@ class FillTracker:
 # ------------------------------------------------------------------ phase 1: throughput
 
 
-async def throughput_phase(gateway: SimGateway, orders: int, quantity: float, timeout: float) -> dict:
+async def throughput_phase(
+    gateway: SimGateway, orders: int, quantity: float, timeout: float
+) -> dict:
     client = await RawClient.connect(gateway.host, gateway.port, client_id=1)
     tracker = FillTracker(orders)
     client.on_message = tracker.on_message
@@ -191,8 +195,9 @@ async def throughput_phase(gateway: SimGateway, orders: int, quantity: float, ti
 # ------------------------------------------------------------------ phase 2: self-pacing
 
 
-async def paced_phase(gateway: SimGateway, orders: int, quantity: float, rate: float,
-                      timeout: float) -> dict:
+async def paced_phase(
+    gateway: SimGateway, orders: int, quantity: float, rate: float, timeout: float
+) -> dict:
     """Evenly spaced sends at ``rate`` msg/s, START_API included in the count."""
     client = await RawClient.connect(gateway.host, gateway.port, client_id=2)
     tracker = FillTracker(orders)
@@ -239,50 +244,80 @@ def verdict(ok: bool) -> str:
 
 async def run(args: argparse.Namespace) -> bool:
     ok = True
-    print(f"sim_gateway throughput benchmark (python {sys.version.split()[0]}, raw sans-IO client, "
-          f"API v{CLIENT_MIN_VERSION}..{CLIENT_MAX_VERSION})")
+    print(
+        f"sim_gateway throughput benchmark (python {sys.version.split()[0]}, raw sans-IO client, "
+        f"API v{CLIENT_MIN_VERSION}..{CLIENT_MAX_VERSION})"
+    )
 
-    settings = ServerSettings(port=0, max_rate=args.max_rate, state_file=args.state_file,
-                              clock_start=TRADING_CLOCK)
+    settings = ServerSettings(
+        port=0, max_rate=args.max_rate, state_file=args.state_file, clock_start=TRADING_CLOCK
+    )
     with SimGateway(settings, BrokerConfig(seed=1)) as gateway:
-        print(f"\nPhase 1 - throughput: gateway pacing limit RAISED from {DEFAULT_PACING} to "
-              f"{args.max_rate:,} msg/s for this run (ServerSettings(max_rate={args.max_rate}))")
-        print(f"  placing {args.orders} MKT BUY {args.qty:g} AAPL orders pipelined "
-              f"(drain every {WRITE_BATCH}) on 127.0.0.1:{gateway.port} ...")
+        print(
+            f"\nPhase 1 - throughput: gateway pacing limit RAISED from {DEFAULT_PACING} to "
+            f"{args.max_rate:,} msg/s for this run (ServerSettings(max_rate={args.max_rate}))"
+        )
+        print(
+            f"  placing {args.orders} MKT BUY {args.qty:g} AAPL orders pipelined "
+            f"(drain every {WRITE_BATCH}) on 127.0.0.1:{gateway.port} ..."
+        )
         r = await throughput_phase(gateway, args.orders, args.qty, args.timeout)
     lat = r["latencies"]
     complete = r["filled"] == r["orders"] and not r["failed"]
-    print(f"  filled            {r['filled']}/{r['orders']} orders in {r['elapsed']:.3f} s "
-          f"(first placement -> last Filled); client wrote them at {r['send_rate']:,.0f} orders/s")
+    print(
+        f"  filled            {r['filled']}/{r['orders']} orders in {r['elapsed']:.3f} s "
+        f"(first placement -> last Filled); client wrote them at {r['send_rate']:,.0f} orders/s"
+    )
     if r["failed"]:
         sample = list(r["failed"].items())[:3]
         print(f"  failed            {len(r['failed'])} orders, e.g. {sample}")
     print(f"  throughput        {r['rate']:,.0f} orders/s")
-    print(f"  latency           p50 {percentile(lat, 50):.1f} ms   p99 {percentile(lat, 99):.1f} ms   "
-          f"max {lat[-1] if lat else float('nan'):.1f} ms (placement -> orderStatus Filled)")
-    print(f"  gateway           pacing violations {r['stats'].pacing_violations}, "
-          f"decode errors {r['stats'].decode_errors}, error 100 received {r['pacing_errors']}")
+    print(
+        f"  latency           p50 {percentile(lat, 50):.1f} ms   p99 {percentile(lat, 99):.1f} ms   "
+        f"max {lat[-1] if lat else float('nan'):.1f} ms (placement -> orderStatus Filled)"
+    )
+    print(
+        f"  gateway           pacing violations {r['stats'].pacing_violations}, "
+        f"decode errors {r['stats'].decode_errors}, error 100 received {r['pacing_errors']}"
+    )
     target_ok = complete and r["rate"] >= args.target
     print(f"  target            >= {args.target} orders/s: {verdict(target_ok)}")
     ok &= target_ok
 
-    with SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=1)) as gateway:
+    with SimGateway(
+        ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=1)
+    ) as gateway:
         limit = gateway.settings.max_rate
-        print(f"\nPhase 2 - pacing: gateway keeps the default limit of {limit} msg/s; the raw "
-              f"client paces itself at {args.paced_rate:g} msg/s (evenly spaced)")
+        print(
+            f"\nPhase 2 - pacing: gateway keeps the default limit of {limit} msg/s; the raw "
+            f"client paces itself at {args.paced_rate:g} msg/s (evenly spaced)"
+        )
         print(f"  placing {args.paced_orders} MKT BUY {args.qty:g} AAPL orders ...")
         q = await paced_phase(gateway, args.paced_orders, args.qty, args.paced_rate, args.timeout)
     lat = q["latencies"]
     paced_complete = q["filled"] == q["orders"] and not q["failed"]
-    print(f"  sent              {q['messages']} messages (START_API + orders) in {q['duration']:.2f} s "
-          f"= {q['messages'] / max(q['duration'], 1e-9):.1f} msg/s average")
-    print(f"  peak 1 s window   client-side {q['client_peak']} msgs, gateway-side {q['server_peak']} "
-          f"msgs (limit {limit})")
-    print(f"  filled            {q['filled']}/{q['orders']}; latency p50 {percentile(lat, 50):.1f} ms "
-          f"p99 {percentile(lat, 99):.1f} ms")
-    print(f"  error 100         {q['pacing_errors']} received, {q['violations']} counted by the gateway")
-    paced_ok = (paced_complete and q["client_peak"] <= limit and q["server_peak"] <= limit
-                and q["pacing_errors"] == 0 and q["violations"] == 0)
+    print(
+        f"  sent              {q['messages']} messages (START_API + orders) in {q['duration']:.2f} s "
+        f"= {q['messages'] / max(q['duration'], 1e-9):.1f} msg/s average"
+    )
+    print(
+        f"  peak 1 s window   client-side {q['client_peak']} msgs, gateway-side {q['server_peak']} "
+        f"msgs (limit {limit})"
+    )
+    print(
+        f"  filled            {q['filled']}/{q['orders']}; latency p50 {percentile(lat, 50):.1f} ms "
+        f"p99 {percentile(lat, 99):.1f} ms"
+    )
+    print(
+        f"  error 100         {q['pacing_errors']} received, {q['violations']} counted by the gateway"
+    )
+    paced_ok = (
+        paced_complete
+        and q["client_peak"] <= limit
+        and q["server_peak"] <= limit
+        and q["pacing_errors"] == 0
+        and q["violations"] == 0
+    )
     print(f"  client paced itself (<= {limit}/s) with zero error 100: {verdict(paced_ok)}")
     ok &= paced_ok
 
@@ -295,15 +330,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--orders", type=int, default=2000, help="orders in the throughput phase")
     ap.add_argument("--qty", type=float, default=1, help="shares per order")
     ap.add_argument("--target", type=float, default=500, help="orders/s the throughput must reach")
-    ap.add_argument("--max-rate", type=int, default=RAISED_PACING,
-                    help="gateway pacing limit (msg/s) during the throughput phase")
+    ap.add_argument(
+        "--max-rate",
+        type=int,
+        default=RAISED_PACING,
+        help="gateway pacing limit (msg/s) during the throughput phase",
+    )
     ap.add_argument("--paced-orders", type=int, default=100, help="orders in the pacing phase")
-    ap.add_argument("--paced-rate", type=float, default=45.0,
-                    help="client send rate (msg/s) in the pacing phase (ib_async uses 45)")
+    ap.add_argument(
+        "--paced-rate",
+        type=float,
+        default=45.0,
+        help="client send rate (msg/s) in the pacing phase (ib_async uses 45)",
+    )
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the fills")
-    ap.add_argument("--state-file", default=None,
-                    help="the gateway's state file in the throughput phase (written ahead of "
-                         "every order event, as the app's embedded simulator does)")
+    ap.add_argument(
+        "--state-file",
+        default=None,
+        help="the gateway's state file in the throughput phase (written ahead of "
+        "every order event, as the app's embedded simulator does)",
+    )
     args = ap.parse_args(argv)
     if args.orders < 1 or args.paced_orders < 1 or args.paced_rate <= 0 or args.max_rate < 1:
         ap.error("--orders, --paced-orders, --paced-rate and --max-rate must be positive")

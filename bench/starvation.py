@@ -43,8 +43,11 @@ class Stream:
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        self.conn.request("GET", "/api/v1/stream", headers={
-            "Authorization": f"Bearer {API_TOKEN}", "Accept": "text/event-stream"})
+        self.conn.request(
+            "GET",
+            "/api/v1/stream",
+            headers={"Authorization": f"Bearer {API_TOKEN}", "Accept": "text/event-stream"},
+        )
         self.res = self.conn.getresponse()
         self.status = self.res.status
         if self.status != 200:
@@ -59,9 +62,18 @@ def waiting_call(base: str, i: int, results: list[tuple[int, float]]) -> None:
     http_ = Http(base, timeout=120)
     started = time.monotonic()
     try:
-        status, _ = http_.json("POST", "/api/v1/orders?wait=1", {
-            "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT",
-            "limit_price": 100 + i / 100, "client_order_id": f"starve-{i}"})
+        status, _ = http_.json(
+            "POST",
+            "/api/v1/orders?wait=1",
+            {
+                "symbol": "AAPL",
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "LMT",
+                "limit_price": 100 + i / 100,
+                "client_order_id": f"starve-{i}",
+            },
+        )
         results.append((status, time.monotonic() - started))
     finally:
         http_.close()
@@ -84,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     from services import LONG_CALL_SLOTS, SERVER_THREADS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--slots", type=int, default=LONG_CALL_SLOTS,
-                    help="long-call slots (experiment: 64 shows the server without a reserve)")
+    ap.add_argument(
+        "--slots",
+        type=int,
+        default=LONG_CALL_SLOTS,
+        help="long-call slots (experiment: 64 shows the server without a reserve)",
+    )
     args = ap.parse_args(argv)
     quiet_logs()
     gateway = start_gateway()
@@ -100,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(SERVER_THREADS * 2):
                 streams.append(Stream(server.port))
             open_streams = sum(s.status == 200 for s in streams)
-            callers = [threading.Thread(target=waiting_call, args=(base, i, waits), daemon=True)
-                       for i in range(SERVER_THREADS * 2)]
+            callers = [
+                threading.Thread(target=waiting_call, args=(base, i, waits), daemon=True)
+                for i in range(SERVER_THREADS * 2)
+            ]
             for caller in callers:
                 caller.start()
             # every call has either been admitted to wait or answered at once (without a
@@ -117,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             figures = measure(base)
             print(f"threads {SERVER_THREADS}, long-call slots {args.slots}")
             print(f"SSE streams: {open_streams} open, {len(streams) - open_streams} refused (503)")
-            print(f"?wait=1 calls: {len(callers) - answered_at_once - queued} waiting, "
-                  f"{answered_at_once} answered at once (202, the client polls), {queued} "
-                  "queued for a thread")
+            print(
+                f"?wait=1 calls: {len(callers) - answered_at_once - queued} waiting, "
+                f"{answered_at_once} answered at once (202, the client polls), {queued} "
+                "queued for a thread"
+            )
             ok = report(figures)
             for stream in streams:
                 stream.close()
@@ -132,15 +152,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(base: str) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {"GET /health": [], "GET /status": [],
-                                       "POST /kill-switch": []}
+    figures: dict[str, list[float]] = {
+        "GET /health": [],
+        "GET /status": [],
+        "POST /kill-switch": [],
+    }
     for _ in range(10):
         for name, path in (("GET /health", "/api/v1/health"), ("GET /status", "/api/v1/status")):
             figures[name].append(timed(base, "GET", path)[1])
     for _ in range(5):
         for engaged in (True, False):
             figures["POST /kill-switch"].append(
-                timed(base, "POST", "/api/v1/kill-switch", {"engaged": engaged})[1])
+                timed(base, "POST", "/api/v1/kill-switch", {"engaged": engaged})[1]
+            )
     return figures
 
 
@@ -149,8 +173,10 @@ def report(figures: dict[str, list[float]]) -> bool:
     for name, values in figures.items():
         worst = max(values)
         ok &= worst <= TARGET
-        print(f"{name:<20} n {len(values):2d}  median {statistics.median(values) * 1000:7.1f} ms   "
-              f"max {worst * 1000:7.1f} ms   target <= {TARGET:g} s  {verdict(worst <= TARGET)}")
+        print(
+            f"{name:<20} n {len(values):2d}  median {statistics.median(values) * 1000:7.1f} ms   "
+            f"max {worst * 1000:7.1f} ms   target <= {TARGET:g} s  {verdict(worst <= TARGET)}"
+        )
     return ok
 
 

@@ -49,8 +49,14 @@ def children_cpu() -> float:
 def one_run(pytest_args: list[str], log: Path | None) -> Run:
     load = os.getloadavg()[0]
     cpu0, wall0 = children_cpu(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *pytest_args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
     wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
     lines = [ln.strip("= ") for ln in proc.stdout.splitlines() if ln.strip()]
     summary = lines[-1] if lines else "(no output)"
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     pytest_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, pytest_args = argv[:cut], argv[cut + 1:]
+        argv, pytest_args = argv[:cut], argv[cut + 1 :]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--stop-on-failure", action="store_true")
@@ -74,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.runs <= 100:
         ap.error("--runs 1..100")
-    print(f"test suite timing (python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
-          f"pytest {' '.join(pytest_args) or '(pytest.ini options only)'})", flush=True)
+    print(
+        f"test suite timing (python {sys.version.split()[0]}; {os.cpu_count()} CPUs; "
+        f"pytest {' '.join(pytest_args) or '(pytest.ini options only)'})",
+        flush=True,
+    )
     print(f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'load':>6}  pytest says")
     runs: list[Run] = []
     for i in range(1, args.runs + 1):
@@ -83,17 +92,24 @@ def main(argv: list[str] | None = None) -> int:
             args.logs.mkdir(parents=True, exist_ok=True)
         run = one_run(pytest_args, args.logs / f"run-{i}.log" if args.logs else None)
         runs.append(run)
-        print(f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.cpu / run.wall:>9.2f} "
-              f"{run.load:>6.2f}  {run.summary}", flush=True)
+        print(
+            f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.cpu / run.wall:>9.2f} "
+            f"{run.load:>6.2f}  {run.summary}",
+            flush=True,
+        )
         if run.code != 0 and args.stop_on_failure:
             break
     walls, cpus = [r.wall for r in runs], [r.cpu for r in runs]
     green = sum(r.code == 0 for r in runs)
     print(f"\n  runs green        {green}/{len(runs)}")
-    print(f"  wall              median {statistics.median(walls):.1f} s   min {min(walls):.1f} s"
-          f"   max {max(walls):.1f} s")
-    print(f"  cpu               median {statistics.median(cpus):.1f} s   min {min(cpus):.1f} s"
-          f"   max {max(cpus):.1f} s   (cpu / wall {statistics.median(cpus) / statistics.median(walls):.2f})")
+    print(
+        f"  wall              median {statistics.median(walls):.1f} s   min {min(walls):.1f} s"
+        f"   max {max(walls):.1f} s"
+    )
+    print(
+        f"  cpu               median {statistics.median(cpus):.1f} s   min {min(cpus):.1f} s"
+        f"   max {max(cpus):.1f} s   (cpu / wall {statistics.median(cpus) / statistics.median(walls):.2f})"
+    )
     if not pytest_args:  # the target is about the full suite
         verdict = "PASS" if min(walls) <= TARGET_WALL else "MISS"
         print(f"  fastest wall <= {TARGET_WALL:.0f} s  {verdict}  (figure, not enforced)")

@@ -33,8 +33,15 @@ class Modify:
 
     def changes(self) -> dict[str, Any]:
         """The values to change, by intent field name."""
-        return {k: v for k, v in (("quantity", self.quantity), ("limit_price", self.limit_price),
-                                  ("stop_price", self.stop_price)) if v is not None}
+        return {
+            k: v
+            for k, v in (
+                ("quantity", self.quantity),
+                ("limit_price", self.limit_price),
+                ("stop_price", self.stop_price),
+            )
+            if v is not None
+        }
 
 
 @dataclass(frozen=True)

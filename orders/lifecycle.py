@@ -78,8 +78,7 @@ TRANSITIONS: dict[Event, dict[Phase, Phase]] = {
     Event.SETTLE: {P.SENDING: P.SETTLING},
     Event.MONITOR: {P.SENDING: P.MONITORING, P.SETTLING: P.MONITORING},
     Event.LEG_ACK: {P.SENDING: P.TRACKING, P.MONITORING: P.TRACKING, P.TRACKING: P.TRACKING},
-    Event.WINDOW_END: {P.SETTLING: P.TRACKING, P.MONITORING: P.TRACKING,
-                       P.TRACKING: P.TRACKING},
+    Event.WINDOW_END: {P.SETTLING: P.TRACKING, P.MONITORING: P.TRACKING, P.TRACKING: P.TRACKING},
     Event.RESTORE: {p: P.TRACKING for p in Phase},  # (done: a record of an older version)
     Event.INTERIM: {p: p for p in (P.QUEUED, *_LIVE)},
     Event.FINISH: {p: P.DONE for p in Phase},
@@ -135,8 +134,9 @@ class Tracker:
     The record is replaced on the loop thread only (after creation); any thread may read it.
     """
 
-    def __init__(self, record: Lifecycle, sink: Callable[[Lifecycle], None],
-                 restored: bool = False) -> None:
+    def __init__(
+        self, record: Lifecycle, sink: Callable[[Lifecycle], None], restored: bool = False
+    ) -> None:
         self.record = record
         self.sink = sink  # journals the record, bumps the version, tells the listeners
         self.restored = restored  # loaded from the journal at start-up
@@ -146,8 +146,10 @@ class Tracker:
         if record.verdict is not None:
             self.verdict_given.set()
         self.terminal: asyncio.Event | None = None
-        self.acknowledged = any(t.new in ("PreSubmitted", "Submitted", "ApiPending",
-                                          "PendingCancel") for t in record.transitions)
+        self.acknowledged = any(
+            t.new in ("PreSubmitted", "Submitted", "ApiPending", "PendingCancel")
+            for t in record.transitions
+        )
 
     @classmethod
     def restored_from(cls, record: Lifecycle, sink: Callable[[Lifecycle], None]) -> Tracker:
@@ -184,11 +186,18 @@ class Tracker:
         if not may_become(record.verdict, verdict):
             raise IllegalTransition(f"{record.id}: no {verdict} after {record.verdict}")
         final = is_final(verdict)
-        event = Event.FINISH if final else (
-            Event.READOPT if is_final(record.verdict) else Event.INTERIM)
+        event = (
+            Event.FINISH
+            if final
+            else (Event.READOPT if is_final(record.verdict) else Event.INTERIM)
+        )
         phase = next_phase(record.phase, event)
-        self._replace(verdict=verdict, verdict_reason=reason, phase=phase,
-                      steps=record.steps + (Step(time.time(), f"verdict: {verdict} ({reason})"),))
+        self._replace(
+            verdict=verdict,
+            verdict_reason=reason,
+            phase=phase,
+            steps=record.steps + (Step(time.time(), f"verdict: {verdict} ({reason})"),),
+        )
         self.verdict_given.set()
         if final and self.terminal is not None:
             self.terminal.set()
@@ -196,8 +205,10 @@ class Tracker:
 
     def readopt(self, reason: str) -> None:
         """The broker reports an order we had closed ourselves: follow it again."""
-        self._replace(phase=next_phase(self.record.phase, Event.READOPT),
-                      steps=self.record.steps + (Step(time.time(), reason),))
+        self._replace(
+            phase=next_phase(self.record.phase, Event.READOPT),
+            steps=self.record.steps + (Step(time.time(), reason),),
+        )
 
     def step(self, text: str) -> None:
         """Note a step of our own handling."""
@@ -205,53 +216,77 @@ class Tracker:
 
     def sent(self, order_id: int, client_id: int | None, status: str | None) -> None:
         """placeOrder returned: the orderId it went out with."""
-        self._replace(order_id=order_id, client_id=client_id, status=status,
-                      steps=self.record.steps + (Step(time.time(),
-                                                      f"sent as orderId {order_id}"),))
+        self._replace(
+            order_id=order_id,
+            client_id=client_id,
+            status=status,
+            steps=self.record.steps + (Step(time.time(), f"sent as orderId {order_id}"),),
+        )
 
     def matched(self, order_id: int, client_id: int) -> None:
         """Matched to the gateway's order on a new connection (its orderId may differ)."""
         self._replace(order_id=order_id, client_id=client_id)
 
-    def broker_status(self, new: str, filled: float, remaining: float,
-                      perm_id: int | None, avg_fill_price: float | None) -> str | None:
+    def broker_status(
+        self,
+        new: str,
+        filled: float,
+        remaining: float,
+        perm_id: int | None,
+        avg_fill_price: float | None,
+    ) -> str | None:
         """Take the broker's status; returns the old status."""
         old = self.record.status
-        changes: dict[str, Any] = dict(status=new, filled=filled, remaining=remaining,
-                                       perm_id=perm_id or self.record.perm_id,
-                                       avg_fill_price=avg_fill_price)
+        changes: dict[str, Any] = dict(
+            status=new,
+            filled=filled,
+            remaining=remaining,
+            perm_id=perm_id or self.record.perm_id,
+            avg_fill_price=avg_fill_price,
+        )
         if new != old:
             changes["transitions"] = self.record.transitions + (
-                StatusChange(time.time(), old, new, filled, remaining),)
+                StatusChange(time.time(), old, new, filled, remaining),
+            )
         self._replace(**changes)
         return old
 
     def confirmed(self, **values: Any) -> None:
         """The broker's echo of the order after a modify: its quantity and prices."""
-        self._replace(intent=replace(self.record.intent, **values),
-                      steps=self.record.steps + (Step(time.time(), "broker confirmed the change: "
-                                                      + change_words(values)),))
+        self._replace(
+            intent=replace(self.record.intent, **values),
+            steps=self.record.steps
+            + (Step(time.time(), "broker confirmed the change: " + change_words(values)),),
+        )
 
     def message(self, code: int, text: str) -> None:
         """An error or warning IB sent about the order."""
         self._replace(messages=self.record.messages + (IBMessage(time.time(), code, text),))
 
-    def fills_added(self, fills: tuple[FillRecord, ...], perm_id: int | None,
-                    step: str | None = None) -> None:
+    def fills_added(
+        self, fills: tuple[FillRecord, ...], perm_id: int | None, step: str | None = None
+    ) -> None:
         """New executions (live, or recovered from the gateway's list)."""
         steps = self.record.steps + ((Step(time.time(), step),) if step else ())
         every = self.record.fills + fills
         shares = sum(f.shares for f in every)
         avg = sum(f.shares * f.price for f in every) / shares if shares else None
-        self._replace(fills=every, perm_id=self.record.perm_id or perm_id,
-                      filled=max(self.record.filled, shares),
-                      avg_fill_price=avg if avg is not None else self.record.avg_fill_price,
-                      steps=steps)
+        self._replace(
+            fills=every,
+            perm_id=self.record.perm_id or perm_id,
+            filled=max(self.record.filled, shares),
+            avg_fill_price=avg if avg is not None else self.record.avg_fill_price,
+            steps=steps,
+        )
 
     def commission(self, exec_id: str, commission: float) -> None:
         """The commission report of one execution."""
-        self._replace(fills=tuple(replace(f, commission=commission) if f.exec_id == exec_id
-                                  else f for f in self.record.fills))
+        self._replace(
+            fills=tuple(
+                replace(f, commission=commission) if f.exec_id == exec_id else f
+                for f in self.record.fills
+            )
+        )
 
     def linked(self, children: tuple[str, ...]) -> None:
         """Our ids of a bracket's legs."""

@@ -65,8 +65,11 @@ class Placement:
         self._contracts: dict[tuple[str, str, str, int], Contract] = {}
         self._qualifying: dict[tuple[str, str, str, int], asyncio.Future[Contract]] = {}
         self.runners: dict[type, Callable[[Any], Coroutine[Any, Any, None]]] = {
-            Place: self.place, Cancel: self.cancel, Modify: self.modify,
-            CancelAll: self.cancel_all}  # the coroutine that carries out each command
+            Place: self.place,
+            Cancel: self.cancel,
+            Modify: self.modify,
+            CancelAll: self.cancel_all,
+        }  # the coroutine that carries out each command
 
     def new_connection(self) -> None:
         """Contracts are asked again on a new connection."""
@@ -81,8 +84,11 @@ class Placement:
         except Exception as exc:  # log and carry on: the record must still get a verdict
             log.exception("placing %s failed", tracker.id)
             sent = tracker.record.order_id is not None
-            self.book.verdict(tracker, Verdict.UNKNOWN if sent else Verdict.NOT_SENT,
-                              f"internal error: {type(exc).__name__}: {exc}")
+            self.book.verdict(
+                tracker,
+                Verdict.UNKNOWN if sent else Verdict.NOT_SENT,
+                f"internal error: {type(exc).__name__}: {exc}",
+            )
 
     async def _place_steps(self, tracker: Tracker) -> None:
         tracker.terminal = asyncio.Event()
@@ -123,8 +129,9 @@ class Placement:
         ib = self.host.ib
         if ib is None or not ib.isConnected():
             raise ConnectionError("order connection is down")
-        contract = make_contract(intent.symbol, intent.sec_type, intent.currency,
-                                 intent.con_id, intent.exchange)
+        contract = make_contract(
+            intent.symbol, intent.sec_type, intent.currency, intent.con_id, intent.exchange
+        )
         found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), CALL_TIMEOUT)
         if not found or not isinstance(found[0], Contract):  # None: unknown or ambiguous
             kind = "contract" if intent.con_id else "symbol"
@@ -158,9 +165,16 @@ class Placement:
             for t in [tracker] + [leg for leg, _ in legs]:
                 self.book.verdict(t, Verdict.NOT_SENT, f"order connection down: {exc}")
             return None
-        log.info("🚀 Submitting %s: %s %g %s %s (orderId %d, timeout: %.0fs)", tracker.id,
-                 intent.action, intent.quantity, intent.symbol, intent.order_type,
-                 trade.order.orderId, self.host.monitor_timeout)
+        log.info(
+            "🚀 Submitting %s: %s %g %s %s (orderId %d, timeout: %.0fs)",
+            tracker.id,
+            intent.action,
+            intent.quantity,
+            intent.symbol,
+            intent.order_type,
+            trade.order.orderId,
+            self.host.monitor_timeout,
+        )
         return trade
 
     def _place_one(self, ib: IB, tracker: Tracker, contract: Contract, order: Order) -> Trade:
@@ -175,20 +189,51 @@ class Placement:
         exit_action = "SELL" if intent.action == "BUY" else "BUY"
         specs = []
         if intent.take_profit is not None:
-            specs.append(("tp", replace(intent, action=exit_action, order_type="LMT",
-                                        limit_price=intent.take_profit, stop_price=None,
-                                        take_profit=None, stop_loss=None, tif="GTC")))
+            specs.append(
+                (
+                    "tp",
+                    replace(
+                        intent,
+                        action=exit_action,
+                        order_type="LMT",
+                        limit_price=intent.take_profit,
+                        stop_price=None,
+                        take_profit=None,
+                        stop_loss=None,
+                        tif="GTC",
+                    ),
+                )
+            )
         if intent.stop_loss is not None:
-            specs.append(("sl", replace(intent, action=exit_action, order_type="STP",
-                                        stop_price=intent.stop_loss, limit_price=None,
-                                        take_profit=None, stop_loss=None, tif="GTC")))
+            specs.append(
+                (
+                    "sl",
+                    replace(
+                        intent,
+                        action=exit_action,
+                        order_type="STP",
+                        stop_price=intent.stop_loss,
+                        limit_price=None,
+                        take_profit=None,
+                        stop_loss=None,
+                        tif="GTC",
+                    ),
+                )
+            )
         legs = []
         for n, (suffix, leg_intent) in enumerate(specs, 1):
             leg_id = f"{parent.id}-{suffix}"
             now = time.time()
-            record = Lifecycle(id=leg_id, intent=leg_intent, source="bracket", created_at=now,
-                               phase=Phase.QUEUED, updated_at=now, parent=parent.id,
-                               steps=(Step(now, "queued"),))
+            record = Lifecycle(
+                id=leg_id,
+                intent=leg_intent,
+                source="bracket",
+                created_at=now,
+                phase=Phase.QUEUED,
+                updated_at=now,
+                parent=parent.id,
+                steps=(Step(now, "queued"),),
+            )
             self.journal.insert(record)  # JournalError aborts the whole bracket unsent
             leg = Tracker(record, self.host.sink)
             leg.terminal = asyncio.Event()
@@ -226,14 +271,23 @@ class Placement:
         except TimeoutError:
             status = tracker.record.status
             if not self.host.connected:
-                self.book.verdict(tracker, Verdict.UNKNOWN, "connection lost before the broker "
-                                  "answered; resolved by reconciliation")
+                self.book.verdict(
+                    tracker,
+                    Verdict.UNKNOWN,
+                    "connection lost before the broker answered; resolved by reconciliation",
+                )
             elif status == "PendingSubmit":
-                self.book.verdict(tracker, Verdict.STUCK_PENDING_SUBMIT,
-                                  f"still PendingSubmit after {timeout:g}s monitoring")
+                self.book.verdict(
+                    tracker,
+                    Verdict.STUCK_PENDING_SUBMIT,
+                    f"still PendingSubmit after {timeout:g}s monitoring",
+                )
             else:
-                self.book.verdict(tracker, Verdict.WORKING,
-                                  f"{status} after {timeout:g}s monitoring; still tracked")
+                self.book.verdict(
+                    tracker,
+                    Verdict.WORKING,
+                    f"{status} after {timeout:g}s monitoring; still tracked",
+                )
         if not is_final(tracker.record.verdict):
             tracker.advance(Event.WINDOW_END)  # out of its window; events still update it
 
@@ -308,18 +362,26 @@ class Placement:
             equity_with_loan_change=number(state.equityWithLoanChange),
             init_margin_after=number(state.initMarginAfter),
             maint_margin_after=number(state.maintMarginAfter),
-            commission=number(state.commission), min_commission=number(state.minCommission),
+            commission=number(state.commission),
+            min_commission=number(state.minCommission),
             max_commission=number(state.maxCommission),
             commission_currency=state.commissionCurrency or "",
-            warning_text=state.warningText or "")
+            warning_text=state.warningText or "",
+        )
 
 
 def build_order(intent: OrderIntent, order_ref: str) -> Order:
     """The ib_async Order for an intent: TIF always explicit, our id in orderRef."""
-    order = Order(action=intent.action, totalQuantity=intent.quantity,
-                  orderType=intent.order_type, tif=intent.tif or "DAY",
-                  outsideRth=intent.outside_rth, orderRef=order_ref, account=intent.account,
-                  transmit=True)
+    order = Order(
+        action=intent.action,
+        totalQuantity=intent.quantity,
+        orderType=intent.order_type,
+        tif=intent.tif or "DAY",
+        outsideRth=intent.outside_rth,
+        orderRef=order_ref,
+        account=intent.account,
+        transmit=True,
+    )
     if intent.limit_price is not None:
         order.lmtPrice = intent.limit_price
     if intent.stop_price is not None:

@@ -64,8 +64,12 @@ class Decision:
     fills: tuple[FillRecord, ...] = ()
 
 
-def decide(candidates: Iterable[Candidate], orders: dict[str, OrderReport],
-           fills: dict[str, list[FillRecord]], final: bool) -> list[Decision]:
+def decide(
+    candidates: Iterable[Candidate],
+    orders: dict[str, OrderReport],
+    fills: dict[str, list[FillRecord]],
+    final: bool,
+) -> list[Decision]:
     """Decisions for every record from the gateway's reports; ``final`` after the grace."""
     decisions = []
     for candidate in candidates:
@@ -103,18 +107,22 @@ def fill_reports(ib: IB) -> dict[str, list[FillRecord]]:
     grouped: dict[str, list[FillRecord]] = {}
     for fill in ib.fills():
         ex, report = fill.execution, fill.commissionReport
-        grouped.setdefault(ex.orderRef or "", []).append(FillRecord(
-            exec_id=ex.execId, at=fill.time.timestamp() if fill.time else 0.0,
-            shares=ex.shares, price=ex.price,
-            commission=report.commission if report.execId else None))
+        grouped.setdefault(ex.orderRef or "", []).append(
+            FillRecord(
+                exec_id=ex.execId,
+                at=fill.time.timestamp() if fill.time else 0.0,
+                shares=ex.shares,
+                price=ex.price,
+                commission=report.commission if report.execId else None,
+            )
+        )
     return grouped
 
 
 class Reconciler:
     """Matches our records with the gateway after every connect, and later reports."""
 
-    def __init__(self, book: OrderBook, grace: float,
-                 spawn: Callable[[Any], None]) -> None:
+    def __init__(self, book: OrderBook, grace: float, spawn: Callable[[Any], None]) -> None:
         self.book = book
         self.grace = grace
         self._spawn = spawn  # runs a coroutine as a tracked task of the handler
@@ -124,15 +132,17 @@ class Reconciler:
         self.book.by_order_id.clear()  # orderIds may have been reissued after a restart
         waiting = self._apply(ib, self._decide(ib, final=False))
         if waiting:
-            log.warning("🔎 %d order(s) not found at the gateway yet: %s", len(waiting),
-                        ", ".join(waiting))
+            log.warning(
+                "🔎 %d order(s) not found at the gateway yet: %s", len(waiting), ", ".join(waiting)
+            )
             self._spawn(self._resolve_unknown(ib, waiting))
 
     def _decide(self, ib: IB, final: bool, only: set[str] | None = None) -> list[Decision]:
         trackers = [t for t in self.book.all() if only is None or t.id in only]
         candidates = [Candidate(t.record, t.restored) for t in trackers]
-        return decide(candidates, order_reports(ib, (t.id for t in trackers)),
-                      fill_reports(ib), final)
+        return decide(
+            candidates, order_reports(ib, (t.id for t in trackers)), fill_reports(ib), final
+        )
 
     def _apply(self, ib: IB, decisions: list[Decision]) -> list[str]:
         """Carry out the decisions; returns the ids still awaited."""
@@ -142,15 +152,21 @@ class Reconciler:
             if tracker is None:
                 continue
             if decision.action is Action.FILLS:
-                tracker.fills_added(decision.fills, None, f"recovered {len(decision.fills)} "
-                                    "fill(s) from the gateway's executions")
+                tracker.fills_added(
+                    decision.fills,
+                    None,
+                    f"recovered {len(decision.fills)} fill(s) from the gateway's executions",
+                )
             elif decision.action is Action.ADOPT and decision.order is not None:
                 self.adopt(ib, tracker, decision.order.trade, decision.order.live)
             elif decision.action is Action.AWAIT:
                 waiting.append(tracker.id)
             elif decision.action is Action.NOT_PLACED and not is_final(tracker.record.verdict):
-                self.book.verdict(tracker, Verdict.NOT_PLACED, "not found at the gateway "
-                                  f"{self.grace:g}s after reconnecting; never resent")
+                self.book.verdict(
+                    tracker,
+                    Verdict.NOT_PLACED,
+                    f"not found at the gateway {self.grace:g}s after reconnecting; never resent",
+                )
         return waiting
 
     async def _resolve_unknown(self, ib: IB, waiting: list[str]) -> None:
@@ -162,8 +178,9 @@ class Reconciler:
                 await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), CALL_TIMEOUT)
                 await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
             except (TimeoutError, ConnectionError) as exc:
-                log.warning("🔎 re-check of %d order(s) failed (%s); trying again",
-                            len(waiting), exc)
+                log.warning(
+                    "🔎 re-check of %d order(s) failed (%s); trying again", len(waiting), exc
+                )
                 continue
             self._apply(ib, self._decide(ib, final=True, only=set(waiting)))
             waiting = []

@@ -39,8 +39,9 @@ FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 can
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
 # verdicts a broker's acknowledgement turns into "working"
-_PROMOTED = frozenset({Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED,
-                       Verdict.NOT_SENT})
+_PROMOTED = frozenset(
+    {Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED, Verdict.NOT_SENT}
+)
 
 
 class OrderBook:
@@ -105,8 +106,7 @@ class OrderBook:
         self.by_order_id[trade.order.orderId] = tracker
         trade.statusEvent += lambda t: self.on_status(tracker, t)
         trade.fillEvent += lambda t, fill: self.on_fill(tracker, fill)
-        trade.commissionReportEvent += lambda t, fill, report: self.on_commission(
-            tracker, report)
+        trade.commissionReportEvent += lambda t, fill, report: self.on_commission(tracker, report)
 
     def on_status(self, tracker: Tracker, trade: Trade) -> None:
         """ib_async's statusEvent: the broker's status, or one ib_async made from an error."""
@@ -114,8 +114,10 @@ class OrderBook:
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
             return
-        if trade.orderStatus.status in WORKING_STATES and \
-                tracker.record.intent.order_type != "TRAIL":
+        if (
+            trade.orderStatus.status in WORKING_STATES
+            and tracker.record.intent.order_type != "TRAIL"
+        ):
             self._sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
@@ -123,8 +125,10 @@ class OrderBook:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
-        if trade.orderStatus.status in WORKING_STATES and \
-                tracker.record.intent.order_type != "TRAIL":
+        if (
+            trade.orderStatus.status in WORKING_STATES
+            and tracker.record.intent.order_type != "TRAIL"
+        ):
             self._sync_intent(tracker, trade)
             self._changed()
 
@@ -136,14 +140,19 @@ class OrderBook:
             return  # set by ib_async itself (TWS never sends them): not a broker transition
         record = tracker.record
         if record.verdict in (Verdict.NOT_PLACED, Verdict.NOT_SENT):
-            tracker.readopt(f"re-adopted: the broker reports it {new} after all "
-                            f"(was {record.verdict})")
+            tracker.readopt(
+                f"re-adopted: the broker reports it {new} after all (was {record.verdict})"
+            )
             log.warning("🔁 %s is at the broker after all (%s); tracked again", tracker.id, new)
         filled = max(st.filled or filled_quantity(trade), sum(f.shares for f in record.fills))
-        avg = unset_price(st.avgFillPrice) or average_price(tracker.record) or \
-            tracker.record.avg_fill_price
-        old = tracker.broker_status(new, filled, st.remaining,
-                                    st.permId or trade.order.permId or None, avg)
+        avg = (
+            unset_price(st.avgFillPrice)
+            or average_price(tracker.record)
+            or tracker.record.avg_fill_price
+        )
+        old = tracker.broker_status(
+            new, filled, st.remaining, st.permId or trade.order.permId or None, avg
+        )
         if new != old:
             log.info("%s 📊 Status: %s → %s (%s)", tracker.elapsed(), old, new, tracker.id)
         if new in WORKING_STATES:
@@ -158,12 +167,15 @@ class OrderBook:
         """The broker holds the order live: a leg is tracked from now on, and a record out of
         its monitoring window (restored, a leg, re-adopted, late) is ``working``."""
         tracker.acknowledged = True
-        if tracker.record.parent is not None and \
-                tracker.record.phase in (Phase.SENDING, Phase.MONITORING):
+        if tracker.record.parent is not None and tracker.record.phase in (
+            Phase.SENDING,
+            Phase.MONITORING,
+        ):
             tracker.advance(Event.LEG_ACK)
         record = tracker.record
-        if record.verdict in _PROMOTED or (record.verdict is None and
-                                           record.phase == Phase.TRACKING):
+        if record.verdict in _PROMOTED or (
+            record.verdict is None and record.phase == Phase.TRACKING
+        ):
             self.verdict(tracker, Verdict.WORKING, f"{status}: acknowledged by the broker")
 
     def _on_error_status(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
@@ -176,8 +188,11 @@ class OrderBook:
             asyncio.get_running_loop().call_soon(self._reject_unacknowledged, tracker, text)
 
     def _reject_unacknowledged(self, tracker: Tracker, text: str) -> None:
-        if not tracker.acknowledged and tracker.record.status not in DONE_STATES and \
-                not is_final(tracker.record.verdict):
+        if (
+            not tracker.acknowledged
+            and tracker.record.status not in DONE_STATES
+            and not is_final(tracker.record.verdict)
+        ):
             self.verdict(tracker, Verdict.REJECTED, self.last_error_text(tracker) or text)
 
     def on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
@@ -186,8 +201,14 @@ class OrderBook:
         if tracker is None:
             return
         tracker.message(code, text)
-        log.info("%s 💬 Message: Error %d, reqId %d: %s (%s)", tracker.elapsed(), code, req_id,
-                 text, tracker.id)
+        log.info(
+            "%s 💬 Message: Error %d, reqId %d: %s (%s)",
+            tracker.elapsed(),
+            code,
+            req_id,
+            text,
+            tracker.id,
+        )
         self._changed()
 
     def on_fill(self, tracker: Tracker, fill: Any) -> None:
@@ -195,8 +216,12 @@ class OrderBook:
         ex = fill.execution
         if any(f.exec_id == ex.execId for f in tracker.record.fills):
             return
-        record = FillRecord(exec_id=ex.execId, at=fill.time.timestamp() if fill.time else 0.0,
-                            shares=ex.shares, price=ex.price)
+        record = FillRecord(
+            exec_id=ex.execId,
+            at=fill.time.timestamp() if fill.time else 0.0,
+            shares=ex.shares,
+            price=ex.price,
+        )
         tracker.fills_added((record,), ex.permId)
         log.info("%s 💰 Fill %g @ %g (%s)", tracker.elapsed(), ex.shares, ex.price, tracker.id)
         self._changed()
@@ -209,12 +234,18 @@ class OrderBook:
     def _sync_intent(self, tracker: Tracker, trade: Trade) -> None:
         """Take quantity and prices from the broker's echo of the order (after a modify)."""
         intent, order = tracker.record.intent, trade.order
-        confirmed = {"quantity": float(order.totalQuantity or 0) or None,
-                     "limit_price": unset_price(order.lmtPrice),
-                     "stop_price": unset_price(order.auxPrice)}
-        changes = {k: v for k, v in confirmed.items()
-                   if v is not None and getattr(intent, k) is not None
-                   and abs(v - getattr(intent, k)) > 1e-9}
+        confirmed = {
+            "quantity": float(order.totalQuantity or 0) or None,
+            "limit_price": unset_price(order.lmtPrice),
+            "stop_price": unset_price(order.auxPrice),
+        }
+        changes = {
+            k: v
+            for k, v in confirmed.items()
+            if v is not None
+            and getattr(intent, k) is not None
+            and abs(v - getattr(intent, k)) > 1e-9
+        }
         if changes:
             tracker.confirmed(**changes)
 
@@ -230,10 +261,17 @@ class OrderBook:
         """Give a verdict, log it for the trader, and drop old finished records."""
         if not tracker.conclude(verdict, reason):
             return
-        marker = {Verdict.FILLED: "🎉 SUCCESS! Order reached: Filled",
-                  Verdict.WORKING: "⏳ Still working"}
-        log.info("%s %s — %s: %s", tracker.elapsed(),
-                 marker.get(verdict, f"❌ Order {verdict}"), tracker.id, reason)
+        marker = {
+            Verdict.FILLED: "🎉 SUCCESS! Order reached: Filled",
+            Verdict.WORKING: "⏳ Still working",
+        }
+        log.info(
+            "%s %s — %s: %s",
+            tracker.elapsed(),
+            marker.get(verdict, f"❌ Order {verdict}"),
+            tracker.id,
+            reason,
+        )
         self._changed()
         if is_final(verdict):
             self.prune()
@@ -242,7 +280,7 @@ class OrderBook:
         """Keep only the newest ``keep`` finished records (and ib_async objects) in memory;
         the journal has them all."""
         finished = [t for t in self.all() if is_final(t.record.verdict)]
-        for tracker in finished[:max(0, len(finished) - keep)]:
+        for tracker in finished[: max(0, len(finished) - keep)]:
             with self.lock:
                 self.trackers.pop(tracker.id, None)
             trade, ib = tracker.trade, self._ib()

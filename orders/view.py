@@ -28,12 +28,19 @@ def _brief_fields(record: Lifecycle) -> dict[str, Any]:
     TRAIL order), the bracket links, why the verdict, where the order came from, and when
     the record last changed (the dashboard re-reads an open history when it moves)."""
     intent = record.intent
-    optional = {"trailing_amount": intent.trailing_amount,
-                "trailing_percent": intent.trailing_percent, "parent": record.parent,
-                "legs": list(record.children), "verdict_reason": record.verdict_reason}
+    optional = {
+        "trailing_amount": intent.trailing_amount,
+        "trailing_percent": intent.trailing_percent,
+        "parent": record.parent,
+        "legs": list(record.children),
+        "verdict_reason": record.verdict_reason,
+    }
     # only those the order has (absent = null): every byte is sent 200 times per /state
-    return {**{k: v for k, v in optional.items() if v not in (None, [])},
-            "source": record.source, "updated_at": record.updated_at}
+    return {
+        **{k: v for k, v in optional.items() if v not in (None, [])},
+        "source": record.source,
+        "updated_at": record.updated_at,
+    }
 
 
 def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[str, Any]:
@@ -43,21 +50,33 @@ def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[
         return {**broker, "id": str(row.perm_id) if row is not None else None, "ours": False}
     intent = record.intent
     ours: dict[str, Any] = {
-        "symbol": intent.symbol, "sec_type": intent.sec_type, "action": intent.action,
-        "quantity": intent.quantity, "order_type": intent.order_type,
-        "limit_price": intent.limit_price, "stop_price": intent.stop_price, "tif": intent.tif,
-        "status": record.status, "perm_id": record.perm_id, "order_id": record.order_id,
-        "client_id": record.client_id, "order_ref": record.id, "filled": record.filled,
-        "remaining": record.remaining, "avg_fill_price": record.avg_fill_price,
-        "account": intent.account or None, "open": not is_final(record.verdict),
+        "symbol": intent.symbol,
+        "sec_type": intent.sec_type,
+        "action": intent.action,
+        "quantity": intent.quantity,
+        "order_type": intent.order_type,
+        "limit_price": intent.limit_price,
+        "stop_price": intent.stop_price,
+        "tif": intent.tif,
+        "status": record.status,
+        "perm_id": record.perm_id,
+        "order_id": record.order_id,
+        "client_id": record.client_id,
+        "order_ref": record.id,
+        "filled": record.filled,
+        "remaining": record.remaining,
+        "avg_fill_price": record.avg_fill_price,
+        "account": intent.account or None,
+        "open": not is_final(record.verdict),
         "description": intent.description,
     }
     if record.verdict in OUR_FINAL and broker:  # the broker's word beats our conclusion
         out = {**ours, **broker}
     else:
         out = {**broker, **{k: v for k, v in ours.items() if v is not None or k not in broker}}
-    out.update(id=record.id, ours=True, verdict=record.verdict, phase=record.phase,
-               **_brief_fields(record))
+    out.update(
+        id=record.id, ours=True, verdict=record.verdict, phase=record.phase, **_brief_fields(record)
+    )
     if not brief:
         out["lifecycle"] = dataclasses.asdict(record)
     return out

@@ -21,8 +21,9 @@ MAX_SUMMARY_SUBSCRIPTIONS = 2
 _SUMMARY_ALIASES = {"$LEDGER", "$LEDGER:ALL", "$LEDGER:USD"}
 
 
-def _summary_rows(values: tuple[AccountValue, ...] | list[AccountValue],
-                  tags: frozenset[str]) -> list[AccountValue]:
+def _summary_rows(
+    values: tuple[AccountValue, ...] | list[AccountValue], tags: frozenset[str]
+) -> list[AccountValue]:
     """The account values an accountSummary subscription with ``tags`` should see."""
     every = bool(tags & _SUMMARY_ALIASES)
     return [v for v in values if v.key in tags or (every and v.currency)]
@@ -36,6 +37,7 @@ class AccountHandlers:
     clock: SimClock
 
     if TYPE_CHECKING:
+
         def _send(self, session: Session, fields: list[str]) -> None: ...
 
     def _hhmm(self) -> str:
@@ -54,8 +56,15 @@ class AccountHandlers:
     def _known_account(self, session: Session, account: str, req_id: int) -> bool:
         if account in ("", self.broker_config.account):
             return True
-        self._send(session, p.error(req_id, 321, f"Error validating request: unknown account "
-                                    f"{account!r}", session.version))
+        self._send(
+            session,
+            p.error(
+                req_id,
+                321,
+                f"Error validating request: unknown account {account!r}",
+                session.version,
+            ),
+        )
         return False
 
     def _on_account_updates(self, session: Session, request: p.ReqAccountUpdates) -> None:
@@ -72,7 +81,9 @@ class AccountHandlers:
         self._send(session, p.account_update_time(self._hhmm()))
         self._send(session, p.account_download_end(self.broker_config.account))
 
-    def _on_account_updates_multi(self, session: Session, request: p.ReqAccountUpdatesMulti) -> None:
+    def _on_account_updates_multi(
+        self, session: Session, request: p.ReqAccountUpdatesMulti
+    ) -> None:
         if not self._known_account(session, request.account, request.req_id):
             return
         session.multi.add(request.req_id)
@@ -80,14 +91,22 @@ class AccountHandlers:
             self._send(session, p.account_update_multi(request.req_id, value, request.model_code))
         self._send(session, p.account_update_multi_end(request.req_id))
 
-    def _on_cancel_account_updates_multi(self, session: Session,
-                                         request: p.CancelAccountUpdatesMulti) -> None:
+    def _on_cancel_account_updates_multi(
+        self, session: Session, request: p.CancelAccountUpdatesMulti
+    ) -> None:
         session.multi.discard(request.req_id)
 
     def _on_account_summary(self, session: Session, request: p.ReqAccountSummary) -> None:
         if len(session.summaries) >= MAX_SUMMARY_SUBSCRIPTIONS:
-            self._send(session, p.error(request.req_id, 322, "Maximum number of account summary "
-                                        "requests exceeded", session.version))
+            self._send(
+                session,
+                p.error(
+                    request.req_id,
+                    322,
+                    "Maximum number of account summary requests exceeded",
+                    session.version,
+                ),
+            )
             return
         tags = frozenset(request.tags)
         session.summaries[request.req_id] = tags

@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HELD_REQUESTS = (p.PlaceOrder, p.CancelOrder, p.ReqGlobalCancel, p.ReqContractDetails,
-                 h.ReqHistoricalData)
+HELD_REQUESTS = (
+    p.PlaceOrder,
+    p.CancelOrder,
+    p.ReqGlobalCancel,
+    p.ReqContractDetails,
+    h.ReqHistoricalData,
+)
 
 
 @dataclass
@@ -67,8 +72,15 @@ class BadDayHandlers:
     def _send_unresolved(self, session: Session, req_id: int, query: Any) -> None:
         raise NotImplementedError
 
-    def _answer_historical(self, session: Session, request: h.ReqHistoricalData,
-                           contract: Contract, bar: int, span: int, end: float) -> None:
+    def _answer_historical(
+        self,
+        session: Session,
+        request: h.ReqHistoricalData,
+        contract: Contract,
+        bar: int,
+        span: int,
+        end: float,
+    ) -> None:
         raise NotImplementedError  # chart_service.ChartHandlers
 
     def _bad_day_handlers(self) -> dict[type, Any]:
@@ -86,16 +98,24 @@ class BadDayHandlers:
             span = h.duration_seconds(request.duration)
             end = h.end_time(request.end, self.clock.now())
         except ValueError as exc:
-            self._send(session, p.error(request.req_id, 321, "Error validating request.-'bA' : "
-                                        f"cause - {exc}", session.version))
+            self._send(
+                session,
+                p.error(
+                    request.req_id,
+                    321,
+                    f"Error validating request.-'bA' : cause - {exc}",
+                    session.version,
+                ),
+            )
             return
         self.bad.historical_requests += 1
         violation = self.bad.historical.admit(request, contract.con_id)
         if violation is not None:
             self.bad.historical_violations += 1
             log.warning("⛔ %s: historical data pacing violation (%s)", session.label(), violation)
-            self._send(session, p.error(request.req_id, 162, h_text(h.PACING_TEXT),
-                                        session.version))
+            self._send(
+                session, p.error(request.req_id, 162, h_text(h.PACING_TEXT), session.version)
+            )
             return
         self._answer_historical(session, request, contract, bar, span, end)
 
@@ -111,8 +131,9 @@ class BadDayHandlers:
     # ----------------------------------------------------------------- switches
     def start_outage(self, window: bd.Window) -> None:
         """Add an outage (controller switch); it starts on the next ticker step if due."""
-        self.bad.outages = bd.Schedule(self.bad.outages.windows + (window,),
-                                       self.bad.outages.nightly)
+        self.bad.outages = bd.Schedule(
+            self.bad.outages.windows + (window,), self.bad.outages.nightly
+        )
 
     def start_competing(self, window: bd.Window) -> None:
         self.bad.competing = bd.Schedule(self.bad.competing.windows + (window,))
@@ -137,25 +158,34 @@ class BadDayHandlers:
         competing = self.bad.competing.active(now) is not None
         if competing != self.bad.competing_now:
             self.bad.competing_now = competing
-            log.warning("📱 Competing live session %s", "started: live data stops (10197)"
-                        if competing else "ended")
+            log.warning(
+                "📱 Competing live session %s",
+                "started: live data stops (10197)" if competing else "ended",
+            )
             if competing:
                 self._stop_live_streams()
 
     def _begin_outage(self, window: bd.Window, now: float) -> None:
         self.bad.outage, self.bad.last_1100 = window, now
         self.bad.outages_seen += 1
-        log.warning("🌩️ IB servers unreachable (1100) for %.0fs of clock time (%s)",
-                    window.end - window.start, "data lost: 1101" if window.lost else "1102")
+        log.warning(
+            "🌩️ IB servers unreachable (1100) for %.0fs of clock time (%s)",
+            window.end - window.start,
+            "data lost: 1101" if window.lost else "1102",
+        )
         self._broadcast(bd.outage_started())
 
     def _end_outage(self, window: bd.Window) -> None:
         self.bad.outage = None
         held_events, self.bad.held_events = self.bad.held_events, []
         held_requests, self.bad.held_requests = self.bad.held_requests, []
-        log.warning("🌤️ IB servers reachable again (%s): %d message(s) %s, %d request(s) "
-                    "processed now", 1101 if window.lost else 1102, len(held_events),
-                    "dropped" if window.lost else "delivered", len(held_requests))
+        log.warning(
+            "🌤️ IB servers reachable again (%s): %d message(s) %s, %d request(s) processed now",
+            1101 if window.lost else 1102,
+            len(held_events),
+            "dropped" if window.lost else "delivered",
+            len(held_requests),
+        )
         if window.lost:
             for session in self.sessions:
                 _drop_subscriptions(session)
@@ -196,11 +226,13 @@ class BadDayHandlers:
         """Answer the entitlement part of a reqMktData: the type of the ticks to send (and a
         notice first when IB sends one), or None when no ticks follow."""
         listing = f"{contract.symbol} {contract.primary_exchange or contract.exchange}/TOP/ALL"
-        answer = bd.market_data_answer(self.bad.entitlement, session.market_data_type,
-                                       self.bad.competing_now, listing)
+        answer = bd.market_data_answer(
+            self.bad.entitlement, session.market_data_type, self.bad.competing_now, listing
+        )
         if answer.notice is not None:
-            self._send(session, p.error(req_id, answer.notice[0], answer.notice[1],
-                                        session.version))
+            self._send(
+                session, p.error(req_id, answer.notice[0], answer.notice[1], session.version)
+            )
         if answer.delivered is not None and answer.delivered != 1:
             self._send(session, p.market_data_type(req_id, answer.delivered))
         return answer.delivered
@@ -232,4 +264,5 @@ def _drop_subscriptions(session: Session) -> None:
 
 def h_text(detail: str) -> str:
     from . import errors
+
     return errors.text(162, detail=detail)

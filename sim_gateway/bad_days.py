@@ -124,8 +124,10 @@ def _instant(text: str, origin: float) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"AT {text!r} is neither seconds after the start nor an ISO 8601 "
-                         "time such as 2026-11-30T23:50:00-05:00") from None
+        raise ValueError(
+            f"AT {text!r} is neither seconds after the start nor an ISO 8601 "
+            "time such as 2026-11-30T23:50:00-05:00"
+        ) from None
     if when.tzinfo is None:
         raise ValueError(f"AT {text!r} needs a UTC offset, e.g. 2026-11-30T23:50:00-05:00")
     return when.timestamp()
@@ -169,20 +171,24 @@ Notice = tuple[int, str]  # (code, text) of an error message with reqId -1
 
 
 def outage_started() -> list[Notice]:
-    return [(1100, errors.text(1100))] + [(broken, errors.text(broken, farm=farm))
-                                          for broken, _, farm in FARMS]
+    return [(1100, errors.text(1100))] + [
+        (broken, errors.text(broken, farm=farm)) for broken, _, farm in FARMS
+    ]
 
 
 def outage_ended(lost: bool) -> list[Notice]:
     code = 1101 if lost else 1102
-    return [(code, errors.text(code))] + [(ok, errors.text(ok, farm=farm))
-                                          for _, ok, farm in FARMS]
+    return [(code, errors.text(code))] + [(ok, errors.text(ok, farm=farm)) for _, ok, farm in FARMS]
 
 
 def farm_notices_ok() -> list[Notice]:
     """What every connection is told when its API session starts."""
-    return [(2104, errors.text(2104, farm="usfarm")), (2104, errors.text(2104, farm="cashfarm")),
-            (2106, errors.text(2106, farm="ushmds")), (2158, errors.text(2158, farm="secdefnj"))]
+    return [
+        (2104, errors.text(2104, farm="usfarm")),
+        (2104, errors.text(2104, farm="cashfarm")),
+        (2106, errors.text(2106, farm="ushmds")),
+        (2158, errors.text(2158, farm="secdefnj")),
+    ]
 
 
 # ------------------------------------------------------------------ market data
@@ -195,8 +201,9 @@ class DataAnswer:
     delivered: int | None
 
 
-def market_data_answer(entitlement: Entitlement, requested: int, competing: bool,
-                       listing: str) -> DataAnswer:
+def market_data_answer(
+    entitlement: Entitlement, requested: int, competing: bool, listing: str
+) -> DataAnswer:
     """The answer to a market data request of type ``requested`` (1 live, 2 frozen, 3 delayed,
     4 delayed-frozen) for a contract listed as ``listing`` (e.g. "AAPL NASDAQ.NMS/TOP/ALL")."""
     delayed_wanted = requested in (3, 4)
@@ -205,8 +212,11 @@ def market_data_answer(entitlement: Entitlement, requested: int, competing: bool
             return DataAnswer((10197, errors.text(10197)), None)
         return DataAnswer(None, 2 if requested in (2, 4) else 1)
     if not delayed_wanted:
-        detail = ("Delayed market data is available." + listing
-                  if entitlement is Entitlement.DELAYED else "")
+        detail = (
+            "Delayed market data is available." + listing
+            if entitlement is Entitlement.DELAYED
+            else ""
+        )
         return DataAnswer((354, errors.text(354, detail=detail)), None)
     if entitlement is Entitlement.DELAYED:
         return DataAnswer((10167, errors.text(10167)), requested)

@@ -81,10 +81,15 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
         self.derivatives = Derivatives(now, spots)
         self._contracts = ContractTable((*self.derivatives.contracts, *config.extra_contracts))
         self._fx = self._fx_sources()
-        starts = {c.con_id: (start_price(c), c.min_tick) for c in self._contracts
-                  if not self.derivatives.derived(c.con_id)}
+        starts = {
+            c.con_id: (start_price(c), c.min_tick)
+            for c in self._contracts
+            if not self.derivatives.derived(c.con_id)
+        }
         starts.update(self.derivatives.drivers)
-        self._book = PriceBook(starts, config.seed, config.volatility, config.price_step_seconds, now)
+        self._book = PriceBook(
+            starts, config.seed, config.volatility, config.price_step_seconds, now
+        )
         self.tape = Tape(config.seed, config.volatility * math.sqrt(60 / config.price_step_seconds))
         self._clock = now
         self._cash: dict[str, float] = {"USD": config.starting_cash}
@@ -134,7 +139,9 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
         return self._book.quote(con_id)
 
     def _last(self, con_id: int) -> float:
-        return self.quote(con_id).last if self.derivatives.derived(con_id) else self._book.last(con_id)
+        return (
+            self.quote(con_id).last if self.derivatives.derived(con_id) else self._book.last(con_id)
+        )
 
     def option_greeks(self, con_id: int) -> dict[int, Greeks]:
         """tickOptionComputation rows of an option by tick type; {} for anything else."""
@@ -153,7 +160,9 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
                 self._book.step()
                 self._clock = max(self._clock, step_at)
                 self.tape.record(step_at, self.quote)
-                events += [e for order in list(self._live.values()) for e in self._work(order, step_at)]
+                events += [
+                    e for order in list(self._live.values()) for e in self._work(order, step_at)
+                ]
             else:
                 entry = heapq.heappop(self._dues)
                 self._clock = max(self._clock, entry[0])
@@ -176,15 +185,24 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
     def _pending(self, entry: tuple[float, int, str, int]) -> bool:
         at, _, kind, perm_id = entry
         order = self._orders[perm_id]
-        wanted = {"ack": order.status == "PendingSubmit", "fill": order.fill_due == at,
-                  "open": order.opens_at == at, "expire": order.expires_at == at}
+        wanted = {
+            "ack": order.status == "PendingSubmit",
+            "fill": order.fill_due == at,
+            "open": order.opens_at == at,
+            "expire": order.expires_at == at,
+        }
         return order.live and wanted[kind]
 
     def _run_due(self, entry: tuple[float, int, str, int]) -> list[Event]:
         if not self._pending(entry):
             return []
         order = self._orders[entry[3]]
-        actions = {"ack": self._ack, "fill": self._due_fill, "open": self._open, "expire": self._expire}
+        actions = {
+            "ack": self._ack,
+            "fill": self._due_fill,
+            "open": self._open,
+            "expire": self._expire,
+        }
         return actions[entry[2]](order, entry[0])
 
     def _schedule(self, order: _Order, at: float, kind: str) -> None:

@@ -60,6 +60,7 @@ class AccountBook:
     _fills: list[_Fill]
 
     if TYPE_CHECKING:
+
         def quote(self, con_id: int) -> Quote: ...
 
         def _last(self, con_id: int) -> float: ...
@@ -74,9 +75,16 @@ class AccountBook:
         """Margins now and after a fill of signed ``delta`` at ``price`` (open orders ignored)."""
         metrics = self._metrics()
         multiplier = self.config.buying_power_multiplier
-        before = _Margin(metrics.net_liq, metrics.exposure / multiplier, metrics.exposure * MAINT_MARGIN_RATE)
+        before = _Margin(
+            metrics.net_liq, metrics.exposure / multiplier, metrics.exposure * MAINT_MARGIN_RATE
+        )
         held = self._positions[contract.con_id].qty if contract.con_id in self._positions else 0.0
-        extra = (abs(held + delta) - abs(held)) * price * units_per_contract(contract) * self._rate(contract.currency)
+        extra = (
+            (abs(held + delta) - abs(held))
+            * price
+            * units_per_contract(contract)
+            * self._rate(contract.currency)
+        )
         after = _Margin(
             before.equity - commission,
             before.init + extra / multiplier,
@@ -89,7 +97,10 @@ class AccountBook:
 
     def _margin_reason(self, contract: Contract, req: OrderRequest, qty: float) -> str | None:
         delta = qty if req.action.upper() == "BUY" else -qty
-        return _margin_text(*self._margin_effect(contract, delta, self._estimate(req, contract), 0.0)) or None
+        return (
+            _margin_text(*self._margin_effect(contract, delta, self._estimate(req, contract), 0.0))
+            or None
+        )
 
     def open_orders(self, client_id: int | None = None) -> list[OrderView]:
         """Acknowledged live orders of one client (None = all clients)."""
@@ -111,12 +122,19 @@ class AccountBook:
     def executions(self, flt: ExecutionFilter) -> list[tuple[Execution, CommissionReport]]:
         """Fills matching the filter (client id 0 = all clients); ValueError on a bad time."""
         since = _parse_filter_time(flt.time) if flt.time.strip() else None
-        return [(fill.execution, fill.report) for fill in self._fills if _exec_matches(fill, flt, since)]
+        return [
+            (fill.execution, fill.report) for fill in self._fills if _exec_matches(fill, flt, since)
+        ]
 
     def _value(self, position: _Position) -> float:
         """Market value in USD."""
         contract = position.contract
-        return position.qty * self._last(contract.con_id) * units_per_contract(contract) * self._rate(contract.currency)
+        return (
+            position.qty
+            * self._last(contract.con_id)
+            * units_per_contract(contract)
+            * self._rate(contract.currency)
+        )
 
     def _unrealized(self, position: _Position) -> float:
         unit = self._last(position.contract.con_id) * units_per_contract(position.contract)
@@ -175,7 +193,9 @@ class AccountBook:
         ]
         for currency, amount in sorted(self._cash.items()):
             rows.append(AccountValue(account, "CashBalance", _amount(amount), currency))
-            rows.append(AccountValue(account, "ExchangeRate", f"{self._rate(currency):.6f}", currency))
+            rows.append(
+                AccountValue(account, "ExchangeRate", f"{self._rate(currency):.6f}", currency)
+            )
         rows += [
             AccountValue(account, "CashBalance", _amount(metrics.cash), "BASE"),
             AccountValue(account, "TotalCashBalance", _amount(metrics.cash), "BASE"),
@@ -202,8 +222,13 @@ class AccountBook:
             "StockMarketValue": metrics.securities,
         }
         rows += [AccountValue(account, key, _amount(value), "USD") for key, value in money.items()]
-        ratios = {"Cushion": excess / net if net else 0.0, "Leverage": metrics.gross / net if net else 0.0}
-        return rows + [AccountValue(account, key, f"{value:.6f}", "") for key, value in ratios.items()]
+        ratios = {
+            "Cushion": excess / net if net else 0.0,
+            "Leverage": metrics.gross / net if net else 0.0,
+        }
+        return rows + [
+            AccountValue(account, key, f"{value:.6f}", "") for key, value in ratios.items()
+        ]
 
     def pnl(self) -> PnL:
         """Daily P&L = change in net liquidation since the account started."""

@@ -63,6 +63,7 @@ class OrderMatching:
     fill_delay: float
 
     if TYPE_CHECKING:
+
         def quote(self, con_id: int) -> Quote: ...
 
         def _last(self, con_id: int) -> float: ...
@@ -115,9 +116,14 @@ class OrderMatching:
             return []
         order.opens_at = opens
         self._schedule(order, opens, "open")
-        text = errors.text(399, action=order.action, quantity=_qty_text(order.total_quantity),
-                           symbol=contract.symbol, listing=_listing(contract),
-                           until=sessions.held_until_text(contract, opens))
+        text = errors.text(
+            399,
+            action=order.action,
+            quantity=_qty_text(order.total_quantity),
+            symbol=contract.symbol,
+            listing=_listing(contract),
+            until=sessions.held_until_text(contract, opens),
+        )
         return [OrderErrorEvent(order.client_id, order.order_id, 399, text)]
 
     def _open(self, order: _Order, now: float) -> list[Event]:
@@ -146,13 +152,17 @@ class OrderMatching:
         return [event for member in group for event in self._work(member, now)]
 
     def _can_work(self, order: _Order) -> bool:
-        parent_ready = not order.parent_perm_id or self._orders[order.parent_perm_id].status == "Filled"
+        parent_ready = (
+            not order.parent_perm_id or self._orders[order.parent_perm_id].status == "Filled"
+        )
         ready = order.live and order.status != "PendingSubmit" and not order.held and parent_ready
         return ready and order.opens_at is None and self._in_hours(order)
 
     def _in_hours(self, order: _Order) -> bool:
         """Whether the order's market is open now (GTC orders rest while it is closed)."""
-        return not self.config.market_hours or sessions.is_open(order.contract, self._clock, order.outside_rth)
+        return not self.config.market_hours or sessions.is_open(
+            order.contract, self._clock, order.outside_rth
+        )
 
     def _work(self, order: _Order, now: float, due: bool = False) -> list[Event]:
         """Trigger, fill (now, after fill_delay, or a chunk) or let the order wait."""
@@ -189,7 +199,9 @@ class OrderMatching:
         offset = order.aux_price or last * (order.trailing_percent or 0.0) / 100.0
         level = round_to_tick(last + order.sign * offset, order.contract.min_tick)
         current = order.trail_stop_price
-        order.trail_stop_price = level if current is None else _TIGHTEN[order.action](current, level)
+        order.trail_stop_price = (
+            level if current is None else _TIGHTEN[order.action](current, level)
+        )
 
     def _chunk(self, order: _Order) -> float:
         above, chunk = self.config.partial_fill_above, self.config.partial_fill_chunk
@@ -206,7 +218,12 @@ class OrderMatching:
         notional = cum * avg * units_per_contract(order.contract) * rate
         total = round(self._commission(order.contract, cum, notional), 6)  # per-order min/max
         commission = round(total - (order.commission or 0.0), 6)
-        order.filled, order.avg_fill_price, order.last_fill_price, order.commission = cum, avg, price, total
+        order.filled, order.avg_fill_price, order.last_fill_price, order.commission = (
+            cum,
+            avg,
+            price,
+            total,
+        )
         if order.remaining <= EPS:
             self._finish(order, "Filled", now, f"Filled Size: {_qty_text(cum)}")
         else:
@@ -254,7 +271,9 @@ class OrderMatching:
     ) -> float | None:
         """Update position and cash balances; the realized P&L in USD of a closing fill."""
         position = self._positions.setdefault(contract.con_id, _Position(contract))
-        unit = price * units_per_contract(contract)  # positions keep IB's avgCost: per contract, multiplier applied
+        unit = price * units_per_contract(
+            contract
+        )  # positions keep IB's avgCost: per contract, multiplier applied
         realized = _apply_fill(position, delta, unit, commission / rate)
         self._credit(contract.currency, -delta * unit)
         if contract.sec_type == "CASH":
@@ -280,7 +299,9 @@ class OrderMatching:
         events: list[Event] = []
         for other in [o for o in self._live.values() if self._oca_linked(order, o)]:
             shrink = other.parent_perm_id == order.parent_perm_id != 0 or order.oca_type in (2, 3)
-            events += self._reduce(other, qty, now) if shrink else self._cancel(other, now, BY_SYSTEM)
+            events += (
+                self._reduce(other, qty, now) if shrink else self._cancel(other, now, BY_SYSTEM)
+            )
         return events
 
     def _reduce(self, order: _Order, qty: float, now: float) -> list[Event]:

@@ -62,18 +62,22 @@ class OrderEntry:
     _reject_reason: str | None
 
     if TYPE_CHECKING:
+
         def advance(self, now: float) -> list[Event]: ...
 
         def _schedule(self, order: _Order, at: float, kind: str) -> None: ...
 
         def _rate(self, currency: str) -> float: ...
 
-        def _margin_effect(self, contract: Contract, delta: float, price: float, commission: float
-                           ) -> tuple[_Margin, _Margin]: ...
+        def _margin_effect(
+            self, contract: Contract, delta: float, price: float, commission: float
+        ) -> tuple[_Margin, _Margin]: ...
 
         def _estimate(self, req: OrderRequest, contract: Contract) -> float: ...
 
-        def _margin_reason(self, contract: Contract, req: OrderRequest, qty: float) -> str | None: ...
+        def _margin_reason(
+            self, contract: Contract, req: OrderRequest, qty: float
+        ) -> str | None: ...
 
         def _show(self, order: _Order) -> list[Event]: ...
 
@@ -83,7 +87,7 @@ class OrderEntry:
 
         def _release(self, order: _Order, now: float) -> list[Event]: ...
 
-        def _work(self, order: _Order, now: float, due: bool=False) -> list[Event]: ...
+        def _work(self, order: _Order, now: float, due: bool = False) -> list[Event]: ...
 
         def _commission(self, contract: Contract, qty: float, value: float) -> float: ...
 
@@ -150,7 +154,12 @@ class OrderEntry:
             (req.firm_quote_only, 10269, errors.text(10269)),
         )
         return next(
-            (OrderErrorEvent(client_id, req.order_id, code, text) for on, code, text in flags if on), None
+            (
+                OrderErrorEvent(client_id, req.order_id, code, text)
+                for on, code, text in flags
+                if on
+            ),
+            None,
         )
 
     def _take_rejection(self) -> str | None:
@@ -199,7 +208,9 @@ class OrderEntry:
         self._counters["perm"] += 1
         return PERM_ID_BASE + self._counters["perm"]
 
-    def _new_order(self, client_id: int, req: OrderRequest, contract: Contract, perm_id: int) -> _Order:
+    def _new_order(
+        self, client_id: int, req: OrderRequest, contract: Contract, perm_id: int
+    ) -> _Order:
         parent = self._lookup(client_id, req.parent_id) if req.parent_id else None
         order = _Order(
             client_id=client_id,
@@ -247,7 +258,9 @@ class OrderEntry:
             order.triggered, order.trail_stop_price = False, req.trail_stop_price
         if order.status == "PendingSubmit":
             return []
-        return self._show(order) + (self._release(order, now) if order.transmit else self._work(order, now))
+        return self._show(order) + (
+            self._release(order, now) if order.transmit else self._work(order, now)
+        )
 
     def _what_if(self, client_id: int, req: OrderRequest) -> list[Event]:
         """Margin and commission preview; nothing is created, consumed or stored."""
@@ -257,13 +270,22 @@ class OrderEntry:
         unsupported = self._unsupported(client_id, req)
         reason = None if unsupported else self._request_reason(req, contract)
         if unsupported or reason:
-            return [unsupported or OrderErrorEvent(client_id, req.order_id, *_rejection(str(reason)))]
+            return [
+                unsupported or OrderErrorEvent(client_id, req.order_id, *_rejection(str(reason)))
+            ]
         order = self._new_order(client_id, req, contract, perm_id=0)
         order.status = "PreSubmitted"
         price = self._estimate(req, contract)
-        value = req.total_quantity * price * units_per_contract(contract) * self._rate(contract.currency)
+        value = (
+            req.total_quantity
+            * price
+            * units_per_contract(contract)
+            * self._rate(contract.currency)
+        )
         commission = round(self._commission(contract, req.total_quantity, value), 6)
-        before, after = self._margin_effect(contract, order.sign * req.total_quantity, price, commission)
+        before, after = self._margin_effect(
+            contract, order.sign * req.total_quantity, price, commission
+        )
         view = replace(
             order.view(),
             what_if=True,
@@ -289,7 +311,9 @@ class OrderEntry:
         events = self.advance(now)
         order = self._lookup(client_id, order_id)
         if order is None:
-            return events + [OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))]
+            return events + [
+                OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))
+            ]
         if not order.live:
             text = errors.text(10148, order_id=order_id, state=order.status)
             return events + [OrderErrorEvent(client_id, order_id, 10148, text)]

@@ -46,6 +46,7 @@ class BrokerPersistence:
     _reject_reason: str | None
 
     if TYPE_CHECKING:
+
         def _pending(self, entry: tuple[float, int, str, int]) -> bool: ...
 
     def to_state(self) -> dict:
@@ -77,8 +78,8 @@ class BrokerPersistence:
             **self._small_state(),
             "orders": [asdict(o) for o in orders],
             "index": [[o.client_id, o.order_id, o.perm_id] for o in orders],
-            "completed": self._completed[marks[1]:],
-            "fills": [asdict(fill) for fill in self._fills[marks[0]:]],
+            "completed": self._completed[marks[1] :],
+            "fills": [asdict(fill) for fill in self._fills[marks[0] :]],
             "dues": [list(entry) for entry in self._dues if entry[3] in perm_ids],
         }
 
@@ -105,12 +106,16 @@ class BrokerPersistence:
         self._book.restore(state["prices"])
         self._cash = dict(state["cash"])
         self._start_net_liq = state["start_net_liq"]
-        positions = [_Position(**{**p, "contract": Contract(**p["contract"])}) for p in state["positions"]]
+        positions = [
+            _Position(**{**p, "contract": Contract(**p["contract"])}) for p in state["positions"]
+        ]
         self._positions = {p.contract.con_id: p for p in positions}
         orders = [_Order(**{**o, "contract": Contract(**o["contract"])}) for o in state["orders"]]
         self._orders = {o.perm_id: o for o in orders}
         self._live = {o.perm_id: o for o in orders if o.live}
-        self._index = {(client_id, order_id): perm_id for client_id, order_id, perm_id in state["index"]}
+        self._index = {
+            (client_id, order_id): perm_id for client_id, order_id, perm_id in state["index"]
+        }
         self._max_ids = {client_id: max_id for client_id, max_id in state["max_ids"]}
         self._completed = list(state["completed"])
         self._fills = [
@@ -125,7 +130,10 @@ class BrokerPersistence:
         heapq.heapify(self._dues)
         self._counters = dict(state["counters"])
         switches = state["switches"]
-        self.validation_delay, self.fill_delay = switches["validation_delay"], switches["fill_delay"]
+        self.validation_delay, self.fill_delay = (
+            switches["validation_delay"],
+            switches["fill_delay"],
+        )
         self.tif_preset_warning = switches["tif_preset_warning"]
         self._reject_reason = switches["reject_reason"]
 

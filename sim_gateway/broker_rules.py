@@ -96,7 +96,9 @@ _RULES: dict[str, _Rule] = {
     "MKT": _Rule((), _at_touch, _market),
     "LMT": _Rule((_LIMIT,), _at_limit, _limit, waits_as="Submitted"),
     "STP": _Rule((_STOP,), _at_stop, _market, stop=lambda o: o.aux_price),
-    "STP LMT": _Rule((_LIMIT, _STOP), _at_limit, _limit, stop=lambda o: o.aux_price, waits_as="Submitted"),
+    "STP LMT": _Rule(
+        (_LIMIT, _STOP), _at_limit, _limit, stop=lambda o: o.aux_price, waits_as="Submitted"
+    ),
     "TRAIL": _Rule((_trail_offset,), _at_touch, _market, stop=lambda o: o.trail_stop_price),
 }
 _TIGHTEN = {"BUY": min, "SELL": max}  # a trailing stop only ever moves this way
@@ -142,7 +144,7 @@ def _ib_time(now: float) -> str:
 
 
 def _parse_filter_time(text: str) -> float:
-    """"yyyymmdd-hh:mm:ss" (UTC) or "yyyymmdd hh:mm:ss [zone]" (default US/Eastern) → epoch."""
+    """ "yyyymmdd-hh:mm:ss" (UTC) or "yyyymmdd hh:mm:ss [zone]" (default US/Eastern) → epoch."""
     text = text.strip()
     if text[8:9] == "-":
         return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC).timestamp()
@@ -151,7 +153,9 @@ def _parse_filter_time(text: str) -> float:
         zone_info = ZoneInfo(zone[0]) if zone else EASTERN
     except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"unknown time zone {zone[0]!r}") from exc
-    return datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone_info).timestamp()
+    return (
+        datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone_info).timestamp()
+    )
 
 
 def _rejection(reason: str) -> tuple[int, str]:
@@ -160,10 +164,14 @@ def _rejection(reason: str) -> tuple[int, str]:
 
 
 def _listing(contract: Contract) -> str:
-    """"NASDAQ.NMS" / "NYSE" / "IDEALPRO" as in IB's order messages."""
+    """ "NASDAQ.NMS" / "NYSE" / "IDEALPRO" as in IB's order messages."""
     if contract.sec_type != "STK":
         return contract.exchange
-    return f"{contract.primary_exchange}.NMS" if contract.primary_exchange == "NASDAQ" else contract.primary_exchange
+    return (
+        f"{contract.primary_exchange}.NMS"
+        if contract.primary_exchange == "NASDAQ"
+        else contract.primary_exchange
+    )
 
 
 def _qty_text(qty: float) -> str:

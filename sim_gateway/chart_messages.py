@@ -68,8 +68,13 @@ class ReqMatchingSymbols:
     pattern: str
 
 
-ChartRequest = (ReqHeadTimeStamp | CancelHeadTimeStamp | ReqRealTimeBars | CancelRealTimeBars
-                | ReqMatchingSymbols)
+ChartRequest = (
+    ReqHeadTimeStamp
+    | CancelHeadTimeStamp
+    | ReqRealTimeBars
+    | CancelRealTimeBars
+    | ReqMatchingSymbols
+)
 
 
 def _decode_head(r: FieldReader, version: int) -> ReqHeadTimeStamp:
@@ -97,22 +102,39 @@ DECODERS: dict[int, Callable[[FieldReader, int], ChartRequest]] = {
     CANCEL_HEAD_TIMESTAMP: lambda r, v: CancelHeadTimeStamp(r.read_int("reqId")),
     REQ_REAL_TIME_BARS: _decode_real_time_bars,
     CANCEL_REAL_TIME_BARS: _decode_cancel_real_time_bars,
-    REQ_MATCHING_SYMBOLS: lambda r, v: ReqMatchingSymbols(r.read_int("reqId"), r.read_str("pattern")),
+    REQ_MATCHING_SYMBOLS: lambda r, v: ReqMatchingSymbols(
+        r.read_int("reqId"), r.read_str("pattern")
+    ),
 }
 
 
 def _contract_fields(c: ContractQuery) -> Fields:
     from .instrument_messages import _contract_fields as fields
+
     return fields(c)
 
 
 ENCODERS: dict[type, Callable[[Any, int], Fields]] = {  # client side (tests)
-    ReqHeadTimeStamp: lambda q, v: [str(REQ_HEAD_TIMESTAMP), str(q.req_id), *_contract_fields(q.contract),
-                                    "0", str(int(q.use_rth)), q.what_to_show, str(q.format_date)],
+    ReqHeadTimeStamp: lambda q, v: [
+        str(REQ_HEAD_TIMESTAMP),
+        str(q.req_id),
+        *_contract_fields(q.contract),
+        "0",
+        str(int(q.use_rth)),
+        q.what_to_show,
+        str(q.format_date),
+    ],
     CancelHeadTimeStamp: lambda q, v: [str(CANCEL_HEAD_TIMESTAMP), str(q.req_id)],
-    ReqRealTimeBars: lambda q, v: [str(REQ_REAL_TIME_BARS), "3", str(q.req_id),
-                                   *_contract_fields(q.contract), str(q.bar_size), q.what_to_show,
-                                   str(int(q.use_rth)), ""],
+    ReqRealTimeBars: lambda q, v: [
+        str(REQ_REAL_TIME_BARS),
+        "3",
+        str(q.req_id),
+        *_contract_fields(q.contract),
+        str(q.bar_size),
+        q.what_to_show,
+        str(int(q.use_rth)),
+        "",
+    ],
     CancelRealTimeBars: lambda q, v: [str(CANCEL_REAL_TIME_BARS), "1", str(q.req_id)],
     ReqMatchingSymbols: lambda q, v: [str(REQ_MATCHING_SYMBOLS), str(q.req_id), q.pattern],
 }
@@ -124,23 +146,49 @@ def head_timestamp(req_id: int, stamp: str) -> Fields:
 
 
 def real_time_bar(req_id: int, bar: Bar) -> Fields:
-    return [str(REAL_TIME_BARS), "3", str(req_id), str(int(bar.start)), fmt_price(bar.open),
-            fmt_price(bar.high), fmt_price(bar.low), fmt_price(bar.close), str(int(bar.volume)),
-            fmt_price(bar.wap), str(bar.count)]
+    return [
+        str(REAL_TIME_BARS),
+        "3",
+        str(req_id),
+        str(int(bar.start)),
+        fmt_price(bar.open),
+        fmt_price(bar.high),
+        fmt_price(bar.low),
+        fmt_price(bar.close),
+        str(int(bar.volume)),
+        fmt_price(bar.wap),
+        str(bar.count),
+    ]
 
 
 def historical_data_update(req_id: int, bar: Bar, date: str) -> Fields:
-    return [str(HISTORICAL_DATA_UPDATE), str(req_id), str(bar.count), date, fmt_price(bar.open),
-            fmt_price(bar.close), fmt_price(bar.high), fmt_price(bar.low), fmt_price(bar.wap),
-            str(int(bar.volume))]
+    return [
+        str(HISTORICAL_DATA_UPDATE),
+        str(req_id),
+        str(bar.count),
+        date,
+        fmt_price(bar.open),
+        fmt_price(bar.close),
+        fmt_price(bar.high),
+        fmt_price(bar.low),
+        fmt_price(bar.wap),
+        str(int(bar.volume)),
+    ]
 
 
 def symbol_samples(req_id: int, contracts: list[Contract], version: int) -> Fields:
     fields = [str(SYMBOL_SAMPLES), str(req_id), str(len(contracts))]
     for c in contracts:
         derivatives = ["OPT", "FUT"] if c.sec_type == "STK" else []
-        fields += [str(c.con_id), c.symbol, c.sec_type, c.primary_exchange or c.exchange,
-                   c.currency, str(len(derivatives)), *derivatives]
+        fields += [
+            str(c.con_id),
+            c.symbol,
+            c.sec_type,
+            c.primary_exchange or c.exchange,
+            c.currency,
+            str(len(derivatives)),
+            *derivatives,
+        ]
         if version >= DESCRIPTION_VERSION:
             fields += [c.long_name, ""]
     return fields

@@ -65,10 +65,13 @@ class ChartHandlers:
             cm.ReqHeadTimeStamp: self._on_head_timestamp,
             cm.CancelHeadTimeStamp: lambda session, request: None,  # answered at once
             cm.ReqRealTimeBars: self._on_real_time_bars,
-            cm.CancelRealTimeBars: lambda session, request: session.rt_bars.pop(request.req_id, None),
+            cm.CancelRealTimeBars: lambda session, request: session.rt_bars.pop(
+                request.req_id, None
+            ),
             cm.ReqMatchingSymbols: self._on_matching_symbols,
-            h.CancelHistoricalData:
-                lambda session, request: session.bar_streams.pop(request.req_id, None),
+            h.CancelHistoricalData: lambda session, request: session.bar_streams.pop(
+                request.req_id, None
+            ),
         }
 
     def _error(self, session: Session, req_id: int, code: int, text: str) -> None:
@@ -76,8 +79,9 @@ class ChartHandlers:
 
     def _watch(self, contract: Contract) -> None:
         now = self.clock.now()
-        self.broker.tape.watch(contract.con_id, now, self.broker.quote(contract.con_id),
-                               contract.min_tick)
+        self.broker.tape.watch(
+            contract.con_id, now, self.broker.quote(contract.con_id), contract.min_tick
+        )
 
     # ----------------------------------------------------------------- historical bars
     def _bars_refusal(self, contract: Contract, what: str) -> str | None:
@@ -85,14 +89,23 @@ class ChartHandlers:
         if what.upper() not in WHAT:
             return f"Invalid whatToShow {what!r} (the simulator serves TRADES, MIDPOINT, BID, ASK)"
         if contract.sec_type == "CASH" and what.upper() == "TRADES":
-            return (f"No historical market data for {contract.symbol}/CASH@IDEALPRO TRADES; "
-                    "use MIDPOINT, BID or ASK")
+            return (
+                f"No historical market data for {contract.symbol}/CASH@IDEALPRO TRADES; "
+                "use MIDPOINT, BID or ASK"
+            )
         if self.bad.entitlement is bd.Entitlement.NONE:
             return f"No market data permissions for {contract.symbol} {contract.primary_exchange}"
         return None
 
-    def _answer_historical(self, session: Session, request: h.ReqHistoricalData,
-                           contract: Contract, bar: int, span: int, end: float) -> None:
+    def _answer_historical(
+        self,
+        session: Session,
+        request: h.ReqHistoricalData,
+        contract: Contract,
+        bar: int,
+        span: int,
+        end: float,
+    ) -> None:
         """Bars (after the pacing check passed) and, for keepUpToDate, the live last bar."""
         refusal = self._bars_refusal(contract, request.what_to_show)
         if refusal is None and span > MAX_DURATION:
@@ -110,13 +123,21 @@ class ChartHandlers:
             rows = self.broker.tape.bars(contract.con_id, first, bar, n)
         else:
             quote = self.broker.quote(contract.con_id)
-            rows = h.bars(self.broker.config.seed, contract.con_id, quote.last or quote.close or 100.0,
-                          contract.min_tick, end, bar, span)
+            rows = h.bars(
+                self.broker.config.seed,
+                contract.con_id,
+                quote.last or quote.close or 100.0,
+                contract.min_tick,
+                end,
+                bar,
+                span,
+            )
         rows = [shown(row, what, contract.min_tick) for row in rows]
         self._send(session, h.historical_data(request.req_id, rows, bar, request.format_date))
         if request.keep_up_to_date and bar >= MINUTE and bar % MINUTE == 0:
             session.bar_streams[request.req_id] = BarStream(
-                contract.con_id, bar, what, request.format_date, rows[-1] if rows else None)
+                contract.con_id, bar, what, request.format_date, rows[-1] if rows else None
+            )
 
     def _stream_bars(self) -> None:
         """Every session's live last bars and finished 5-second bars."""
@@ -156,8 +177,11 @@ class ChartHandlers:
             return
         self._watch(contract)
         head = self.broker.tape.head(contract.con_id)
-        stamp = (str(int(head)) if request.format_date == 2 else
-                 datetime.fromtimestamp(head, UTC).strftime("%Y%m%d-%H:%M:%S"))
+        stamp = (
+            str(int(head))
+            if request.format_date == 2
+            else datetime.fromtimestamp(head, UTC).strftime("%Y%m%d-%H:%M:%S")
+        )
         self._send(session, cm.head_timestamp(request.req_id, stamp))
 
     def _one(self, session: Session, req_id: int, query: Any) -> Contract | None:
@@ -174,14 +198,28 @@ class ChartHandlers:
             return
         what = request.what_to_show.upper()
         if request.bar_size != BIN or what not in WHAT:
-            self._error(session, request.req_id, 420, errors.text(
-                420, detail=f"only 5 second bars of TRADES, MIDPOINT, BID or ASK (asked "
-                f"{request.bar_size} s {request.what_to_show})"))
+            self._error(
+                session,
+                request.req_id,
+                420,
+                errors.text(
+                    420,
+                    detail=f"only 5 second bars of TRADES, MIDPOINT, BID or ASK (asked "
+                    f"{request.bar_size} s {request.what_to_show})",
+                ),
+            )
             return
         if self.bad.entitlement is not bd.Entitlement.LIVE:
-            self._error(session, request.req_id, 420, errors.text(
-                420, detail=f"No market data permissions for {contract.symbol} "
-                f"{contract.primary_exchange or contract.exchange}"))
+            self._error(
+                session,
+                request.req_id,
+                420,
+                errors.text(
+                    420,
+                    detail=f"No market data permissions for {contract.symbol} "
+                    f"{contract.primary_exchange or contract.exchange}",
+                ),
+            )
             return
         self._watch(contract)
         start = int(self.clock.now()) // BIN
@@ -222,11 +260,19 @@ def shown(row: Bar, what: str, tick: float) -> Bar:
     if what in ("TRADES", "MIDPOINT"):
         return row if what == "TRADES" else replace(row, volume=-1, count=-1)
     shift = -tick if what == "BID" else tick
-    return replace(row, open=_tick(row.open + shift, tick), high=_tick(row.high + shift, tick),
-                   low=_tick(row.low + shift, tick), close=_tick(row.close + shift, tick),
-                   wap=_tick(row.wap + shift, tick), volume=-1, count=-1)
+    return replace(
+        row,
+        open=_tick(row.open + shift, tick),
+        high=_tick(row.high + shift, tick),
+        low=_tick(row.low + shift, tick),
+        close=_tick(row.close + shift, tick),
+        wap=_tick(row.wap + shift, tick),
+        volume=-1,
+        count=-1,
+    )
 
 
 def _tick(price: float, tick: float) -> float:
     from .prices import round_to_tick
+
     return round_to_tick(price, tick)

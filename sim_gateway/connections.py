@@ -85,6 +85,7 @@ class ConnectionHandlers:
     _handlers: dict[type, Callable[[Session, Any], None]]
 
     if TYPE_CHECKING:
+
         @property
         def stalled(self) -> bool: ...
 
@@ -96,8 +97,11 @@ class ConnectionHandlers:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
-        session = Session(writer=writer, peer=peer, pacer=Pacer(
-            self.settings.max_rate, self.settings.pacing_disconnect_after))
+        session = Session(
+            writer=writer,
+            peer=peer,
+            pacer=Pacer(self.settings.max_rate, self.settings.pacing_disconnect_after),
+        )
         session.pacer.start(time.monotonic())
         self.sessions.append(session)
         self.stats.connections += 1
@@ -182,8 +186,10 @@ class ConnectionHandlers:
         if isinstance(request, p.StartApi):
             self._on_start_api(session, request)
         elif not session.started:
-            self._send(session, p.error(-1, 321, "Error validating request: API not started",
-                                        session.version))
+            self._send(
+                session,
+                p.error(-1, 321, "Error validating request: API not started", session.version),
+            )
         elif not self._held_by_outage(session, request):
             self._handlers[type(request)](session, request)
 
@@ -199,12 +205,16 @@ class ConnectionHandlers:
             session.version = 157
         session.pacer.queue = "+PACEAPI" in hello.options.split()
         if session.pacer.queue:
-            log.info("%s asked for +PACEAPI: excess messages are queued, not rejected", session.peer)
+            log.info(
+                "%s asked for +PACEAPI: excess messages are queued, not rejected", session.peer
+            )
         session.writer.write(encode_handshake_reply(session.version, self._connection_time()))
 
     def _connection_time(self) -> str:
         """IB's "20250323 22:21:01 Greenwich Mean Time" (rust-ibapi PR #232 recording)."""
-        return time.strftime("%Y%m%d %H:%M:%S", time.gmtime(self.clock.now())) + " Greenwich Mean Time"
+        return (
+            time.strftime("%Y%m%d %H:%M:%S", time.gmtime(self.clock.now())) + " Greenwich Mean Time"
+        )
 
     def _refuse(self, session: Session, hello: Hello) -> None:
         """A client range outside MIN_VERSION..max_version.
@@ -219,9 +229,16 @@ class ConnectionHandlers:
         """
         too_new = hello.min_version > self.settings.max_version
         answer = self.settings.max_version if too_new else MIN_VERSION
-        log.warning("⛔ %s: client versions %d..%d are outside %d..%d: answering %d (%s)", session.peer,
-                    hello.min_version, hello.max_version, MIN_VERSION, self.settings.max_version, answer,
-                    "the client will refuse it" if too_new else "too old a client; closing")
+        log.warning(
+            "⛔ %s: client versions %d..%d are outside %d..%d: answering %d (%s)",
+            session.peer,
+            hello.min_version,
+            hello.max_version,
+            MIN_VERSION,
+            self.settings.max_version,
+            answer,
+            "the client will refuse it" if too_new else "too old a client; closing",
+        )
         session.writer.write(encode_handshake_reply(answer, self._connection_time()))
         if too_new:
             session.version = answer  # a client that accepts anyway is served at our version
@@ -238,13 +255,18 @@ class ConnectionHandlers:
             return verdict is Verdict.ADMIT
         self.stats.pacing_violations += 1
         if verdict is Verdict.DISCONNECT:
-            log.warning("⛔ %s: %d pacing violations (over %d msg/s): closing the connection",
-                        session.label(), session.pacer.violations, self.settings.max_rate)
+            log.warning(
+                "⛔ %s: %d pacing violations (over %d msg/s): closing the connection",
+                session.label(),
+                session.pacer.violations,
+                self.settings.max_rate,
+            )
             session.writer.transport.abort()
             self._close_session(session)
             return False
-        text = errors.text(100, max=self.settings.max_rate, rec=in_last_second,
-                           count=session.pacer.violations)
+        text = errors.text(
+            100, max=self.settings.max_rate, rec=in_last_second, count=session.pacer.violations
+        )
         self._send(session, p.error(-1, 100, text, session.version))
         return False
 

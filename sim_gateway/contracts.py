@@ -106,7 +106,9 @@ DEFAULT_TABLE: tuple[tuple[Contract, float], ...] = (
     (_index(13455763, "VIX", "CBOE", "CBOE Volatility Index"), 15.0),
     (_index(416843, "NDX", "NASDAQ", "NASDAQ 100 Stock Index"), 19500.0),
 )
-DERIVATIVES = frozenset({"OPT", "FUT", "FOP"})  # matched only when asked for (secType or localSymbol)
+DERIVATIVES = frozenset(
+    {"OPT", "FUT", "FOP"}
+)  # matched only when asked for (secType or localSymbol)
 NO_SECDEF = "No security definition has been found for the request"
 
 _START_PRICES = {contract.con_id: price for contract, price in DEFAULT_TABLE}

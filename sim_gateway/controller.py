@@ -25,8 +25,9 @@ CALL_TIMEOUT = 10.0
 class SimGateway:
     """An embedded simulated IB Gateway on a loopback port."""
 
-    def __init__(self, settings: ServerSettings | None = None,
-                 broker_config: BrokerConfig | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings | None = None, broker_config: BrokerConfig | None = None
+    ) -> None:
         self.settings = settings or ServerSettings()
         self.broker_config = broker_config or BrokerConfig()
         self._server: GatewayServer | None = None
@@ -94,8 +95,9 @@ class SimGateway:
     def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
         """Listener down and up on the same port; broker state kept."""
         assert self._server is not None, "gateway not started"
-        self._thread.call(self._server.restart(down_seconds, roll_back_ids),
-                          CALL_TIMEOUT + down_seconds)
+        self._thread.call(
+            self._server.restart(down_seconds, roll_back_ids), CALL_TIMEOUT + down_seconds
+        )
 
     def set_validation_delay(self, seconds: float) -> None:
         """Paper validation delay before an order is acknowledged."""
@@ -112,9 +114,11 @@ class SimGateway:
     def set_clock(self, when: float | None = None, speed: float | None = None) -> None:
         """Jump the simulated clock forward to ``when`` (epoch seconds) and/or change its speed;
         the broker catches up at once (held orders open, DAY orders expire)."""
+
         def apply(server: GatewayServer) -> None:
             server.clock.set(when, speed)
             server.poke()
+
         self._run(apply)
 
     def now(self) -> float:
@@ -122,7 +126,7 @@ class SimGateway:
         return self._run(lambda s: s.clock.now())
 
     def clock_label(self) -> str:
-        """"simulated clock, market open" / "…market closed" (US stocks), or "" on real time.
+        """ "simulated clock, market open" / "…market closed" (US stocks), or "" on real time.
 
         Read without a hop to the gateway's loop (the clock is two floats): safe from any thread
         and answered even while the gateway is stalled."""
@@ -131,19 +135,27 @@ class SimGateway:
 
     def set_market_hours(self, enabled: bool) -> None:
         """False: every market is always open (no 399, DAY orders never expire)."""
+
         def apply(server: GatewayServer) -> None:
             server.broker_config = replace(server.broker_config, market_hours=enabled)
             server.broker.config = server.broker_config
             server.poke()
+
         self._run(apply)
 
     def set_pacing(self, max_rate: int | None = None, disconnect_after: int | None = None) -> None:
         """Messages/s before error 100, and violations before the socket closes (0 = never),
         for connections made from now on."""
+
         def apply(server: GatewayServer) -> None:
             rate = server.settings.max_rate if max_rate is None else max_rate
-            after = server.settings.pacing_disconnect_after if disconnect_after is None else disconnect_after
+            after = (
+                server.settings.pacing_disconnect_after
+                if disconnect_after is None
+                else disconnect_after
+            )
             server.settings = replace(server.settings, max_rate=rate, pacing_disconnect_after=after)
+
         self._run(apply)
 
     # ------------------------------------------------------------ bad days
@@ -151,10 +163,12 @@ class SimGateway:
         """IB's servers unreachable for ``seconds`` of clock time, ``after`` seconds from now:
         1100 (repeated), farms broken, requests and messages held; then 1101 (``lost``: held
         messages and every subscription dropped) or 1102 (held messages delivered)."""
+
         def apply(server: GatewayServer) -> None:
             start = server.clock.now() + after
             server.start_outage(bad_days.Window(start, start + seconds, lost))
             server.poke()
+
         self._run(apply)
 
     def outage_active(self) -> bool:
@@ -176,10 +190,12 @@ class SimGateway:
 
     def competing_session(self, seconds: float, after: float = 0.0) -> None:
         """The same user logs in elsewhere for ``seconds``: live data answers 10197."""
+
         def apply(server: GatewayServer) -> None:
             start = server.clock.now() + after
             server.start_competing(bad_days.Window(start, start + seconds))
             server.poke()
+
         self._run(apply)
 
     def market_data_lines(self) -> int:
@@ -196,6 +212,7 @@ class SimGateway:
 
         def apply(server: GatewayServer) -> None:
             server.bad.entitlement = entitlement
+
         self._run(apply)
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
@@ -210,6 +227,7 @@ class SimGateway:
         def apply(server: GatewayServer) -> None:
             setattr(server.broker, name, value)
             server.poke()
+
         self._run(apply)
 
     # ----------------------------------------------------------- inspection
@@ -235,18 +253,25 @@ class SimGateway:
 
     def connected_client_ids(self) -> list[int]:
         """Client ids of started API sessions."""
-        return self._run(lambda s: [x.client_id for x in s.sessions if x.started and x.client_id is not None])
+        return self._run(
+            lambda s: [x.client_id for x in s.sessions if x.started and x.client_id is not None]
+        )
 
     def stats(self) -> Stats:
         """A copy of the message counters."""
+
         def copy(server: GatewayServer) -> Stats:
             st = server.stats
-            return Stats(received_by_client=st.received_by_client.copy(),
-                         requests_by_client=st.requests_by_client.copy(),
-                         sent_by_client=st.sent_by_client.copy(),
-                         peak_rate_by_client=dict(st.peak_rate_by_client),
-                         pacing_violations=st.pacing_violations,
-                         decode_errors=st.decode_errors, connections=st.connections)
+            return Stats(
+                received_by_client=st.received_by_client.copy(),
+                requests_by_client=st.requests_by_client.copy(),
+                sent_by_client=st.sent_by_client.copy(),
+                peak_rate_by_client=dict(st.peak_rate_by_client),
+                pacing_violations=st.pacing_violations,
+                decode_errors=st.decode_errors,
+                connections=st.connections,
+            )
+
         return self._run(copy)
 
     def broker_call(self, fn: Callable[[Any], T]) -> T:

@@ -62,13 +62,17 @@ def _size(contract: Contract, side: int, level: int, price: float) -> float:
     return float(lot * (1 + draw % 25))
 
 
-def _side(contract: Contract, top: float, top_size: float, side: int, rows: int, smart: bool) -> tuple[Level, ...]:
+def _side(
+    contract: Contract, top: float, top_size: float, side: int, rows: int, smart: bool
+) -> tuple[Level, ...]:
     levels, price = [], top
     for level in range(rows):
         if price <= 0:
             break
         size = top_size if level == 0 else _size(contract, side, level, price)
-        levels.append(Level(price, size, MARKET_MAKERS[level % len(MARKET_MAKERS)] if smart else ""))
+        levels.append(
+            Level(price, size, MARKET_MAKERS[level % len(MARKET_MAKERS)] if smart else "")
+        )
         step = increment_at(contract, price)
         price = round_to_tick(price - step if side == BID else price + step, step)
     return tuple(levels)
@@ -91,7 +95,9 @@ def _side_ops(old: tuple[Level, ...], new: tuple[Level, ...], side: int) -> list
         elif old[position] != level:
             ops.append(DepthOp(position, UPDATE, side, level.price, level.size, level.market_maker))
     for position in range(len(old) - 1, len(new) - 1, -1):
-        ops.append(DepthOp(position, DELETE, side, old[position].price, 0.0, old[position].market_maker))
+        ops.append(
+            DepthOp(position, DELETE, side, old[position].price, 0.0, old[position].market_maker)
+        )
     return ops
 
 

@@ -67,8 +67,18 @@ OPTION_CLASSES = (
 FUTURE_CLASSES = (
     FutureClass("ES", "CME", "50", 0.25, "E-mini S&P 500", 416904, "ES", 0.027, "HMUZ", 3),
     FutureClass("NQ", "CME", "20", 0.25, "E-mini NASDAQ 100", 416843, "NQ", 0.03, "HMUZ", 3),
-    FutureClass("CL", "NYMEX", "1000", 0.01, "Light Sweet Crude Oil", CL_SPOT_CON_ID, "CL", 0.02,
-                MONTH_CODES, 3),
+    FutureClass(
+        "CL",
+        "NYMEX",
+        "1000",
+        0.01,
+        "Light Sweet Crude Oil",
+        CL_SPOT_CON_ID,
+        "CL",
+        0.02,
+        MONTH_CODES,
+        3,
+    ),
 )
 HIDDEN_DRIVERS = {CL_SPOT_CON_ID: (75.0, 0.01)}  # conId → (start price, tick)
 
@@ -94,14 +104,19 @@ def _third_friday(year: int, month: int) -> date:
 
 
 def _months_ahead(today: date, count: int) -> list[tuple[int, int]]:
-    return [((today.month - 1 + k) // 12 + today.year, (today.month - 1 + k) % 12 + 1) for k in range(count)]
+    return [
+        ((today.month - 1 + k) // 12 + today.year, (today.month - 1 + k) % 12 + 1)
+        for k in range(count)
+    ]
 
 
 def _option_expiries(today: date) -> list[date]:
     """The next two Fridays and the next two monthly (third-Friday) expiries."""
     friday = today + timedelta(days=(4 - today.weekday()) % 7 or 7)
     weeklies = {friday, friday + timedelta(days=7)}
-    monthlies = [d for d in (_third_friday(y, m) for y, m in _months_ahead(today, 3)) if d > today][:2]
+    monthlies = [d for d in (_third_friday(y, m) for y, m in _months_ahead(today, 3)) if d > today][
+        :2
+    ]
     return sorted(weeklies | set(monthlies))
 
 
@@ -244,7 +259,8 @@ class Derivatives:
                 for year, month, last in _future_months(future, today):
                     contract = _future(future, year, month, last)
                     self._futures[contract.con_id] = _FutureSpec(
-                        contract, future.driver, future.carry, _expiry_time(last))
+                        contract, future.driver, future.carry, _expiry_time(last)
+                    )
 
     def _add_chain(self, product: OptionClass, spot: float, expiries: list[date]) -> None:
         strikes = _strikes(spot, product.strike_step)
@@ -252,15 +268,23 @@ class Derivatives:
             for strike in strikes:
                 for right in "CP":
                     contract = _option(product, expiry, strike, right)
-                    self._options[contract.con_id] = _OptionSpec(contract, product.vol, _expiry_time(expiry))
+                    self._options[contract.con_id] = _OptionSpec(
+                        contract, product.vol, _expiry_time(expiry)
+                    )
         self._chains[product.symbol] = Chain(
-            "SMART", product.under_con_id, product.symbol, "100",
-            tuple(f"{expiry:%Y%m%d}" for expiry in expiries), strikes)
+            "SMART",
+            product.under_con_id,
+            product.symbol,
+            "100",
+            tuple(f"{expiry:%Y%m%d}" for expiry in expiries),
+            strikes,
+        )
 
     @property
     def contracts(self) -> tuple[Contract, ...]:
         return tuple(s.contract for s in self._options.values()) + tuple(
-            s.contract for s in self._futures.values())
+            s.contract for s in self._futures.values()
+        )
 
     @property
     def drivers(self) -> dict[int, tuple[float, float]]:
@@ -284,7 +308,9 @@ class Derivatives:
             return self._future_quote(self._futures[con_id], underlying, now)
         return self._option_quote(self._options[con_id], underlying, now)
 
-    def _future_quote(self, spec: _FutureSpec, underlying: Callable[[int], Quote], now: float) -> Quote:
+    def _future_quote(
+        self, spec: _FutureSpec, underlying: Callable[[int], Quote], now: float
+    ) -> Quote:
         driver, tick = underlying(spec.driver), spec.contract.min_tick
         factor = math.exp(spec.carry * _years(spec.expires, now))
 
@@ -304,7 +330,9 @@ class Derivatives:
         vol = _smile(spec.vol, c.strike, spot)
         return bs.price(c.right, spot, c.strike, _years(spec.expires, now), RATE, vol)
 
-    def _option_quote(self, spec: _OptionSpec, underlying: Callable[[int], Quote], now: float) -> Quote:
+    def _option_quote(
+        self, spec: _OptionSpec, underlying: Callable[[int], Quote], now: float
+    ) -> Quote:
         under = underlying(spec.contract.under_con_id)
         theo = self._value(spec, under.last, now)
         half = max(0.01, 0.015 * theo)
@@ -320,7 +348,9 @@ class Derivatives:
             bid_size=20.0, ask_size=25.0, last_size=1.0, volume=float(int(under.volume / 1000)),
         )  # fmt: skip
 
-    def greeks(self, con_id: int, underlying: Callable[[int], Quote], now: float) -> dict[int, bs.Greeks]:
+    def greeks(
+        self, con_id: int, underlying: Callable[[int], Quote], now: float
+    ) -> dict[int, bs.Greeks]:
         """tickOptionComputation rows by tick type (10 bid, 11 ask, 12 last, 13 model); {} if no option."""
         spec = self._options.get(con_id)
         if spec is None:
@@ -331,11 +361,13 @@ class Derivatives:
         quote = self._option_quote(spec, underlying, now)
         model = bs.greeks(c.right, spot, c.strike, years, RATE, _smile(spec.vol, c.strike, spot))
         at = {10: quote.bid, 11: quote.ask, 12: quote.last}
-        rows = {tick: bs.greeks_at_price(c.right, value, spot, c.strike, years, RATE) for tick, value in at.items()}
+        rows = {
+            tick: bs.greeks_at_price(c.right, value, spot, c.strike, years, RATE)
+            for tick, value in at.items()
+        }
         return {**rows, 13: model}
 
 
 def _round_option(value: float) -> float:
     tick = _option_tick(value)
     return max(0.01, round_to_tick(value, tick))
-

@@ -30,6 +30,7 @@ class EventRouting:
     _dirty: bool
 
     if TYPE_CHECKING:
+
         def _send(self, session: Session, fields: list[str]) -> None: ...
 
         def _session_of(self, client_id: int) -> Session | None: ...

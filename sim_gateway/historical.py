@@ -42,9 +42,20 @@ MAX_BARS = 2000
 PACING_TEXT = "Historical data request pacing violation"
 NEW_YORK = ZoneInfo("America/New_York")
 
-_UNITS = {"sec": 1, "secs": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600,
-          "day": 86400, "days": 86400, "week": 604800, "weeks": 604800, "month": 2592000,
-          "months": 2592000}
+_UNITS = {
+    "sec": 1,
+    "secs": 1,
+    "min": 60,
+    "mins": 60,
+    "hour": 3600,
+    "hours": 3600,
+    "day": 86400,
+    "days": 86400,
+    "week": 604800,
+    "weeks": 604800,
+    "month": 2592000,
+    "months": 2592000,
+}
 _DURATION_UNITS = {"S": 1, "D": 86400, "W": 604800, "M": 2592000, "Y": 31536000}
 
 
@@ -71,15 +82,20 @@ def decode_req_historical_data(r: FieldReader, version: int) -> ReqHistoricalDat
 
     req_id, contract = r.read_int("reqId"), read_contract(r)
     r.skip(1, "includeExpired")
-    end, bar_size, duration = r.read_str("endDateTime"), r.read_str("barSize"), r.read_str("duration")
+    end, bar_size, duration = (
+        r.read_str("endDateTime"),
+        r.read_str("barSize"),
+        r.read_str("duration"),
+    )
     use_rth, what = r.read_bool("useRTH"), r.read_str("whatToShow")
     format_date = r.read_int("formatDate")
     if contract.sec_type == "BAG":
         _skip_groups(r, "comboLegsCount", 4)
     keep = r.read_bool("keepUpToDate")
     r.skip(1, "chartOptions")
-    return ReqHistoricalData(req_id, contract, end, bar_size, duration, use_rth, what, format_date,
-                             keep)
+    return ReqHistoricalData(
+        req_id, contract, end, bar_size, duration, use_rth, what, format_date, keep
+    )
 
 
 def decode_cancel_historical_data(r: FieldReader, version: int) -> CancelHistoricalData:
@@ -90,14 +106,27 @@ def decode_cancel_historical_data(r: FieldReader, version: int) -> CancelHistori
 HistoricalRequest = ReqHistoricalData | CancelHistoricalData
 DECODERS: dict[int, Callable[[FieldReader, int], HistoricalRequest]] = {
     REQ_HISTORICAL_DATA: decode_req_historical_data,
-    CANCEL_HISTORICAL_DATA: decode_cancel_historical_data}
+    CANCEL_HISTORICAL_DATA: decode_cancel_historical_data,
+}
 
 
 def _encode_req(q: ReqHistoricalData, version: int) -> list[str]:
     from .instrument_messages import _contract_fields
-    return [str(REQ_HISTORICAL_DATA), str(q.req_id), *_contract_fields(q.contract), "0", q.end,
-            q.bar_size, q.duration, str(int(q.use_rth)), q.what_to_show, str(q.format_date),
-            str(int(q.keep_up_to_date)), ""]
+
+    return [
+        str(REQ_HISTORICAL_DATA),
+        str(q.req_id),
+        *_contract_fields(q.contract),
+        "0",
+        q.end,
+        q.bar_size,
+        q.duration,
+        str(int(q.use_rth)),
+        q.what_to_show,
+        str(q.format_date),
+        str(int(q.keep_up_to_date)),
+        "",
+    ]
 
 
 ENCODERS: dict[type, Callable[[Any, int], list[str]]] = {  # client side (tests)
@@ -108,7 +137,7 @@ ENCODERS: dict[type, Callable[[Any, int], list[str]]] = {  # client side (tests)
 
 # ------------------------------------------------------------------ parsing
 def bar_seconds(bar_size: str) -> int:
-    """"5 mins" → 300; ValueError for what IB does not accept."""
+    """ "5 mins" → 300; ValueError for what IB does not accept."""
     match = re.fullmatch(r"(\d+) ([a-z]+)", bar_size.strip())
     if not match or match.group(2) not in _UNITS or int(match.group(1)) <= 0:
         raise ValueError(f"invalid bar size {bar_size!r}")
@@ -116,7 +145,7 @@ def bar_seconds(bar_size: str) -> int:
 
 
 def duration_seconds(duration: str) -> int:
-    """"1 D" → 86400; ValueError for what IB does not accept."""
+    """ "1 D" → 86400; ValueError for what IB does not accept."""
     match = re.fullmatch(r"(\d+) ([SDWMY])", duration.strip())
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"invalid duration {duration!r}")
@@ -129,7 +158,9 @@ def end_time(end: str, now: float) -> float:
     if not text:
         return now
     if "-" in text and len(text) == 17:
-        return datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=ZoneInfo("UTC")).timestamp()
+        return (
+            datetime.strptime(text, "%Y%m%d-%H:%M:%S").replace(tzinfo=ZoneInfo("UTC")).timestamp()
+        )
     parts = text.split(" ")
     when = datetime.strptime(" ".join(parts[:2]), "%Y%m%d %H:%M:%S")
     zone = ZoneInfo(parts[2]) if len(parts) > 2 else NEW_YORK
@@ -137,8 +168,9 @@ def end_time(end: str, now: float) -> float:
 
 
 # ------------------------------------------------------------------ bars
-def bars(seed: int, con_id: int, last: float, tick: float, end: float, bar: int,
-         span: int) -> list[Bar]:
+def bars(
+    seed: int, con_id: int, last: float, tick: float, end: float, bar: int, span: int
+) -> list[Bar]:
     """Bars of ``bar`` seconds covering ``span`` seconds up to ``end``, ending at ``last``."""
     n = max(1, min(MAX_BARS, span // bar))
     first = (int(end) // bar - n + 1) * bar
@@ -154,8 +186,18 @@ def bars(seed: int, con_id: int, last: float, tick: float, end: float, bar: int,
         high = max(open_, close) * (1 + abs(rng.gauss(0.0, vol / 3)))
         low = min(open_, close) * (1 - abs(rng.gauss(0.0, vol / 3)))
         o, h, lo, c = (round(round(p / tick) * tick, 8) for p in (open_, high, low, close))
-        out.append(Bar(first + i * bar, o, max(o, h, c), min(o, lo, c), c,
-                       100 * rng.randint(1, 50), round((o + c + h + lo) / 4, 4), rng.randint(1, 40)))
+        out.append(
+            Bar(
+                first + i * bar,
+                o,
+                max(o, h, c),
+                min(o, lo, c),
+                c,
+                100 * rng.randint(1, 50),
+                round((o + c + h + lo) / 4, 4),
+                rng.randint(1, 40),
+            )
+        )
     return out
 
 
@@ -173,9 +215,16 @@ def historical_data(req_id: int, rows: list[Bar], bar: int, format_date: int) ->
     end = _date(rows[-1].start + bar, bar, 1) if rows else ""
     fields = [str(HISTORICAL_DATA), str(req_id), start, end, str(len(rows))]
     for row in rows:
-        fields += [_date(row.start, bar, format_date), fmt_price(row.open), fmt_price(row.high),
-                   fmt_price(row.low), fmt_price(row.close), str(row.volume), fmt_price(row.wap),
-                   str(row.count)]
+        fields += [
+            _date(row.start, bar, format_date),
+            fmt_price(row.open),
+            fmt_price(row.high),
+            fmt_price(row.low),
+            fmt_price(row.close),
+            str(row.volume),
+            fmt_price(row.wap),
+            str(row.count),
+        ]
     return fields
 
 
@@ -188,12 +237,20 @@ class HistoricalPacer:
     per_contract: dict[tuple, collections.deque] = field(default_factory=dict)
     recent: collections.deque = field(default_factory=collections.deque)  # (time, weight)
 
-    def admit(self, request: ReqHistoricalData, con_id: int, now: float | None = None) -> str | None:
+    def admit(
+        self, request: ReqHistoricalData, con_id: int, now: float | None = None
+    ) -> str | None:
         now = time.monotonic() if now is None else now
         if bar_seconds(request.bar_size) > PACED_UP_TO:
             return None
-        key = (con_id, request.end, request.duration, request.bar_size, request.what_to_show,
-               request.use_rth)
+        key = (
+            con_id,
+            request.end,
+            request.duration,
+            request.bar_size,
+            request.what_to_show,
+            request.use_rth,
+        )
         contract_key = (con_id, request.contract.exchange, request.what_to_show)
         weight = 2 if request.what_to_show.upper() == "BID_ASK" else 1
         while self.recent and self.recent[0][0] <= now - TEN_MINUTES:

@@ -71,10 +71,11 @@ class ReqMarketRule:
     market_rule_id: int
 
 
-InstrumentRequest = ReqSecDefOptParams | ReqMktDepth | CancelMktDepth | ReqMktDepthExchanges | ReqMarketRule
+InstrumentRequest = (
+    ReqSecDefOptParams | ReqMktDepth | CancelMktDepth | ReqMktDepthExchanges | ReqMarketRule
+)
 
 # ================================================================ request decoding
-
 
 
 def _decode_sec_def_opt_params(r: FieldReader, version: int) -> ReqSecDefOptParams:
@@ -125,10 +126,21 @@ def _contract_fields(c: ContractQuery) -> Fields:
 
 ENCODERS: dict[type, Callable[[Any, int], Fields]] = {
     ReqSecDefOptParams: lambda q, v: [
-        "78", str(q.req_id), q.underlying_symbol, q.fut_fop_exchange, q.underlying_sec_type, str(q.underlying_con_id)
+        "78",
+        str(q.req_id),
+        q.underlying_symbol,
+        q.fut_fop_exchange,
+        q.underlying_sec_type,
+        str(q.underlying_con_id),
     ],  # fmt: skip
     ReqMktDepth: lambda q, v: [
-        "10", "5", str(q.req_id), *_contract_fields(q.contract), str(q.num_rows), fmt_bool(q.is_smart_depth), ""
+        "10",
+        "5",
+        str(q.req_id),
+        *_contract_fields(q.contract),
+        str(q.num_rows),
+        fmt_bool(q.is_smart_depth),
+        "",
     ],  # fmt: skip
     CancelMktDepth: lambda q, v: ["11", "1", str(q.req_id), fmt_bool(q.is_smart_depth)],
     ReqMktDepthExchanges: lambda q, v: ["82"],
@@ -157,7 +169,13 @@ def sec_def_opt_params_end(req_id: int) -> Fields:
 def tick_option_computation(req_id: int, tick_type: int, g: Greeks, attrib: int = 0) -> Fields:
     """tickOptionComputation (21); attrib 0 = return-based, 1 = price-based volatility."""
     values = (g.implied_vol, g.delta, g.price, g.pv_dividend, g.gamma, g.vega, g.theta, g.und_price)
-    return ["21", str(req_id), str(tick_type), str(attrib), *(fmt_price(value, "0.0") for value in values)]
+    return [
+        "21",
+        str(req_id),
+        str(tick_type),
+        str(attrib),
+        *(fmt_price(value, "0.0") for value in values),
+    ]
 
 
 def market_depth(req_id: int, op: DepthOp) -> Fields:

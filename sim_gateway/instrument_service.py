@@ -69,13 +69,16 @@ class InstrumentHandlers:
 
     # ------------------------------------------------------------- option chains
     def _on_sec_def_opt_params(self, session: Session, request: im.ReqSecDefOptParams) -> None:
-        chains = self.broker.derivatives.chains(request.underlying_symbol, request.underlying_con_id)
+        chains = self.broker.derivatives.chains(
+            request.underlying_symbol, request.underlying_con_id
+        )
         for chain in chains:
             self._send(session, im.sec_def_opt_params(request.req_id, chain))
         self._send(session, im.sec_def_opt_params_end(request.req_id))
 
-    def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool,
-                           delayed: bool = False) -> None:
+    def _send_option_ticks(
+        self, session: Session, req_id: int, con_id: int, full: bool, delayed: bool = False
+    ) -> None:
         """Option computations after an option's price ticks (nothing for other contracts);
         delayed data carries them as IB's delayed tick types 80..83."""
         rows = self.broker.option_greeks(con_id)
@@ -100,7 +103,9 @@ class InstrumentHandlers:
             return
         contract = found[0]
         if contract.sec_type in depth.NO_DEPTH:
-            self._send(session, p.error(request.req_id, NO_DEPTH_CODE, NO_DEPTH_TEXT, session.version))
+            self._send(
+                session, p.error(request.req_id, NO_DEPTH_CODE, NO_DEPTH_TEXT, session.version)
+            )
             return
         subscription = DepthSubscription(contract.con_id, request.num_rows, request.is_smart_depth)
         session.depth[request.req_id] = subscription
@@ -135,7 +140,15 @@ class InstrumentHandlers:
         bands = increments(request.market_rule_id)
         if bands is None:
             log.warning("%s: unknown market rule %d", session.label(), request.market_rule_id)
-            self._send(session, p.error(-1, 321, f"Error validating request.-'sim' : cause - unknown market "
-                                        f"rule id {request.market_rule_id}", session.version))
+            self._send(
+                session,
+                p.error(
+                    -1,
+                    321,
+                    f"Error validating request.-'sim' : cause - unknown market "
+                    f"rule id {request.market_rule_id}",
+                    session.version,
+                ),
+            )
             return
         self._send(session, im.market_rule(request.market_rule_id, bands))

@@ -31,6 +31,7 @@ class MarketDataHandlers:
     sessions: list[Session]
 
     if TYPE_CHECKING:
+
         @property
         def outage_active(self) -> bool: ...
 
@@ -38,13 +39,17 @@ class MarketDataHandlers:
 
         def _send_unresolved(self, session: Session, req_id: int, query: ContractQuery) -> None: ...
 
-        def _market_data_gate(self, session: Session, req_id: int, contract: Contract) -> int | None: ...
+        def _market_data_gate(
+            self, session: Session, req_id: int, contract: Contract
+        ) -> int | None: ...
 
-        def _shown_ticks(self, con_id: int, prices: tuple[tuple[int, float, float], ...]
-                         ) -> tuple[tuple[int, float, float], ...]: ...
+        def _shown_ticks(
+            self, con_id: int, prices: tuple[tuple[int, float, float], ...]
+        ) -> tuple[tuple[int, float, float], ...]: ...
 
-        def _send_option_ticks(self, session: Session, req_id: int, con_id: int, full: bool,
-                               delayed: bool = False) -> None: ...
+        def _send_option_ticks(
+            self, session: Session, req_id: int, con_id: int, full: bool, delayed: bool = False
+        ) -> None: ...
 
     def _on_contract_details(self, session: Session, request: p.ReqContractDetails) -> None:
         found = self.broker.find_contracts(request.contract)
@@ -53,13 +58,14 @@ class MarketDataHandlers:
             return
         now = self.clock.now()
         for contract in found:
-            hours = sessions.contract_hours(contract, now) if self.broker_config.market_hours else None
+            hours = (
+                sessions.contract_hours(contract, now) if self.broker_config.market_hours else None
+            )
             self._send(session, p.contract_data(request.req_id, contract, session.version, hours))
         self._send(session, p.contract_data_end(request.req_id))
 
     def _send_unknown_contract(self, session: Session, req_id: int) -> None:
-        self._send(session, p.error(
-            req_id, 200, errors.text(200), session.version))
+        self._send(session, p.error(req_id, 200, errors.text(200), session.version))
 
     def _resolve(self, query: ContractQuery) -> Contract | None:
         found = self.broker.find_contracts(query)
@@ -72,7 +78,8 @@ class MarketDataHandlers:
             return
         req_id = request.req_id
         if not (request.snapshot or request.regulatory_snapshot) and (
-                self._lines_in_use() >= self.settings.market_data_lines):
+            self._lines_in_use() >= self.settings.market_data_lines
+        ):
             self._send(session, p.error(req_id, 101, errors.text(101), session.version))
             return
         self._send(session, p.tick_req_params(req_id, contract.min_tick, "SMART", 3))
@@ -81,23 +88,31 @@ class MarketDataHandlers:
         if delivered is None:  # 354 / 10168 / 10197: no ticks, the request is over
             return
         if not self.outage_active:  # the data farm is down: a stream stays silent meanwhile
-            self._send_ticks(session, req_id, self.broker.quote(contract.con_id), full=True,
-                             delivered=delivered)
+            self._send_ticks(
+                session, req_id, self.broker.quote(contract.con_id), full=True, delivered=delivered
+            )
         if snapshot:
             self._send(session, p.tick_snapshot_end(req_id))
         else:
             session.streams[req_id] = contract.con_id
             session.stream_types[req_id] = delivered
 
-    def _send_ticks(self, session: Session, req_id: int, quote: Quote, full: bool,
-                    delivered: int = 1) -> None:
+    def _send_ticks(
+        self, session: Session, req_id: int, quote: Quote, full: bool, delivered: int = 1
+    ) -> None:
         delayed = delivered in (3, 4)
         prices: tuple[tuple[int, float, float], ...] = (
-            (1, quote.bid, quote.bid_size), (2, quote.ask, quote.ask_size),
-            (4, quote.last, quote.last_size))
+            (1, quote.bid, quote.bid_size),
+            (2, quote.ask, quote.ask_size),
+            (4, quote.last, quote.last_size),
+        )
         if full:
-            prices += ((6, quote.high, 0.0), (7, quote.low, 0.0), (9, quote.close, 0.0),
-                       (14, quote.open, 0.0))
+            prices += (
+                (6, quote.high, 0.0),
+                (7, quote.low, 0.0),
+                (9, quote.close, 0.0),
+                (14, quote.open, 0.0),
+            )
         prices = self._shown_ticks(quote.con_id, prices)
         for tick_type, price, size in prices:
             tick_type = _DELAYED_TICK.get(tick_type, tick_type) if delayed else tick_type
@@ -122,5 +137,10 @@ class MarketDataHandlers:
         for session in self.sessions:
             for req_id, con_id in session.streams.items():
                 quote = quotes.get(con_id) or quotes.setdefault(con_id, self.broker.quote(con_id))
-                self._send_ticks(session, req_id, quote, full=False,
-                                 delivered=session.stream_types.get(req_id, 1))
+                self._send_ticks(
+                    session,
+                    req_id,
+                    quote,
+                    full=False,
+                    delivered=session.stream_types.get(req_id, 1),
+                )

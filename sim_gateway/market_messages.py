@@ -54,7 +54,6 @@ def _wire(contract: Contract) -> Contract:
     )
 
 
-
 _ORDER_TYPES = {
     "STK": "ACTIVETIM,AD,ADJUST,ALERT,ALLOC,AON,AVGCOST,COND,CONDORDER,DAY,GAT,GTC,GTD,HID,IOC,"
     "LIT,LMT,MIT,MKT,MOC,MOO,MTL,OCA,REL,SCALE,STP,STPLMT,TRAIL,TRAILLIT,TRAILLMT,TRAILMIT,WHATIF",
@@ -75,18 +74,30 @@ def _size_rules(contract: Contract) -> tuple[str, str, str]:
 
 def _valid_exchanges(contract: Contract) -> str:
     extra = contract.primary_exchange
-    return f"{contract.exchange},{extra}" if extra and extra != contract.exchange else contract.exchange
+    return (
+        f"{contract.exchange},{extra}"
+        if extra and extra != contract.exchange
+        else contract.exchange
+    )
 
 
-def contract_data(req_id: int, contract: Contract, version: int, hours: ContractHours | None = None) -> Fields:
+def contract_data(
+    req_id: int, contract: Contract, version: int, hours: ContractHours | None = None
+) -> Fields:
     """contractDetails (§2.18): v>=164 unversioned + size rules; v<164 version 8 + mdSizeMultiplier.
 
     ``hours``: timeZoneId, tradingHours and liquidHours (``sessions.contract_hours``); None leaves
     the hours empty and the zone the contract's."""
     c = _wire(contract)
-    under, expires = str(c.under_con_id), c.last_trade_date if c.sec_type in ("OPT", "FUT", "CONTFUT") else ""
-    zone, trading, liquid = (c.time_zone_id, "", "") if hours is None else (
-        hours.time_zone_id, hours.trading_hours, hours.liquid_hours)
+    under, expires = (
+        str(c.under_con_id),
+        c.last_trade_date if c.sec_type in ("OPT", "FUT", "CONTFUT") else "",
+    )
+    zone, trading, liquid = (
+        (c.time_zone_id, "", "")
+        if hours is None
+        else (hours.time_zone_id, hours.trading_hours, hours.liquid_hours)
+    )
     head = ["10"] + (["8"] if version < 164 else []) + [str(req_id)]
     body = [
         c.symbol, c.sec_type, c.last_trade_date, fmt_price(c.strike, "0.0"), c.right, c.exchange,
@@ -109,7 +120,9 @@ def contract_data_end(req_id: int) -> Fields:
 # ---------------------------------------------------------------- market data
 
 
-def tick_req_params(req_id: int, min_tick: float, bbo_exchange: str, snapshot_permissions: int) -> Fields:
+def tick_req_params(
+    req_id: int, min_tick: float, bbo_exchange: str, snapshot_permissions: int
+) -> Fields:
     return ["81", str(req_id), fmt_price(min_tick, "0.0"), bbo_exchange, str(snapshot_permissions)]
 
 
@@ -117,9 +130,19 @@ def market_data_type(req_id: int, market_data_type: int) -> Fields:
     return ["58", "1", str(req_id), str(market_data_type)]
 
 
-def tick_price(req_id: int, tick_type: int, price: float, size: float, attr_mask: int = 0) -> Fields:
+def tick_price(
+    req_id: int, tick_type: int, price: float, size: float, attr_mask: int = 0
+) -> Fields:
     """Exactly 7 fields; the size must be integral for ibapi 9.81."""
-    return ["1", "6", str(req_id), str(tick_type), fmt_price(price, "0.0"), fmt_qty(size), str(attr_mask)]
+    return [
+        "1",
+        "6",
+        str(req_id),
+        str(tick_type),
+        fmt_price(price, "0.0"),
+        fmt_qty(size),
+        str(attr_mask),
+    ]
 
 
 def tick_size(req_id: int, tick_type: int, size: float) -> Fields:

@@ -42,8 +42,9 @@ class MarkStreams:
         if now - self._last_marks < MARK_INTERVAL:
             return
         self._last_marks = now
-        watching = [s for s in self.sessions
-                    if s.started and (s.pnl or s.pnl_single or s.account_updates)]
+        watching = [
+            s for s in self.sessions if s.started and (s.pnl or s.pnl_single or s.account_updates)
+        ]
         if not watching:
             return
         pnl = self.broker.pnl()

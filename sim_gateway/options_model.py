@@ -38,7 +38,9 @@ def _pdf(x: float) -> float:
     return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-def _d1_d2(spot: float, strike: float, years: float, rate: float, vol: float) -> tuple[float, float]:
+def _d1_d2(
+    spot: float, strike: float, years: float, rate: float, vol: float
+) -> tuple[float, float]:
     root = vol * math.sqrt(years)
     d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / root
     return d1, d1 - root
@@ -70,10 +72,16 @@ def greeks(right: str, spot: float, strike: float, years: float, rate: float, vo
     return Greeks(vol, delta, value, 0.0, gamma, vega, theta / 365.0, spot)
 
 
-def implied_vol(right: str, target: float, spot: float, strike: float, years: float, rate: float) -> float | None:
+def implied_vol(
+    right: str, target: float, spot: float, strike: float, years: float, rate: float
+) -> float | None:
     """The volatility at which the model value is ``target`` (bisection), None if out of range."""
     low, high = IV_RANGE
-    if not price(right, spot, strike, years, rate, low) <= target <= price(right, spot, strike, years, rate, high):
+    if (
+        not price(right, spot, strike, years, rate, low)
+        <= target
+        <= price(right, spot, strike, years, rate, high)
+    ):
         return None
     for _ in range(60):
         middle = 0.5 * (low + high)
@@ -84,7 +92,9 @@ def implied_vol(right: str, target: float, spot: float, strike: float, years: fl
     return 0.5 * (low + high)
 
 
-def greeks_at_price(right: str, target: float, spot: float, strike: float, years: float, rate: float) -> Greeks:
+def greeks_at_price(
+    right: str, target: float, spot: float, strike: float, years: float, rate: float
+) -> Greeks:
     """Greeks at the volatility implied by ``target`` (a bid or an ask); "not computed" if none."""
     vol = implied_vol(right, target, spot, strike, years, rate)
     if vol is None:

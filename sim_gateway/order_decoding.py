@@ -145,4 +145,6 @@ def _decode_place_order(r: FieldReader, version: int) -> PlaceOrder:
     _skip_order_routing(r)
     flags = _read_order_flags(r, main["order_type"])
     _skip_order_tail(r, version, contract.exchange, main["order_type"])
-    return PlaceOrder(OrderRequest(order_id=order_id, contract=contract, **main, **extended, **trail, **flags))
+    return PlaceOrder(
+        OrderRequest(order_id=order_id, contract=contract, **main, **extended, **trail, **flags)
+    )

@@ -23,6 +23,7 @@ class OrderHandlers:
     clock: SimClock
 
     if TYPE_CHECKING:
+
         def _send(self, session: Session, fields: list[str]) -> None: ...
 
         def _send_open_order(self, session: Session, order: OrderView) -> None: ...
@@ -30,11 +31,14 @@ class OrderHandlers:
         def _dispatch(self, events: list[Any]) -> None: ...
 
     def _on_place_order(self, session: Session, request: p.PlaceOrder) -> None:
-        self._dispatch(self.broker.place_order(_client_id(session), request.order, self.clock.now()))
+        self._dispatch(
+            self.broker.place_order(_client_id(session), request.order, self.clock.now())
+        )
 
     def _on_cancel_order(self, session: Session, request: p.CancelOrder) -> None:
-        self._dispatch(self.broker.cancel_order(_client_id(session), request.order_id,
-                                                 self.clock.now()))
+        self._dispatch(
+            self.broker.cancel_order(_client_id(session), request.order_id, self.clock.now())
+        )
 
     def _on_global_cancel(self, session: Session, request: p.ReqGlobalCancel) -> None:
         self._dispatch(self.broker.global_cancel(self.clock.now()))
@@ -53,9 +57,16 @@ class OrderHandlers:
 
     def _on_auto_open_orders(self, session: Session, request: p.ReqAutoOpenOrders) -> None:
         if session.client_id != 0:
-            self._send(session, p.error(
-                -1, 327, "Only API connections with clientId set to 0 can set the auto bind "
-                "TWS orders property.", session.version))
+            self._send(
+                session,
+                p.error(
+                    -1,
+                    327,
+                    "Only API connections with clientId set to 0 can set the auto bind "
+                    "TWS orders property.",
+                    session.version,
+                ),
+            )
 
     def _on_completed_orders(self, session: Session, request: p.ReqCompletedOrders) -> None:
         for order in self.broker.completed_orders():
@@ -66,9 +77,17 @@ class OrderHandlers:
         try:
             fills = self.broker.executions(request.filter)
         except ValueError as exc:  # a malformed filter time: refuse the request, keep the session
-            self._send(session, p.error(request.req_id, 321, "Error validating request.-'sim' : "
-                                        f"cause - invalid execution filter time "
-                                        f"{request.filter.time!r}: {exc}", session.version))
+            self._send(
+                session,
+                p.error(
+                    request.req_id,
+                    321,
+                    "Error validating request.-'sim' : "
+                    f"cause - invalid execution filter time "
+                    f"{request.filter.time!r}: {exc}",
+                    session.version,
+                ),
+            )
             fills = []
         for execution, report in fills:
             self._send(session, p.exec_details(request.req_id, execution, session.version))

@@ -168,8 +168,12 @@ _KNOWN_IDS = frozenset(int(member) for member in In)
 
 # Where unsupported messages carry their request id (field index incl. the msg id).
 _UNSUPPORTED_REQ_ID_INDEX: dict[int, int] = {
-    **dict.fromkeys((10, 11, 21, 23, 25, 50, 51, 52, 53, 54, 55, 56, 57, 67, 68, 69, 70, 74, 75), 2),
-    **dict.fromkeys((20, 22, 78, 79, 81, 83, 84, 86, 87, 88, 89, 90, 96, 97, 98, 100, 101, 102, 103, 104), 1),
+    **dict.fromkeys(
+        (10, 11, 21, 23, 25, 50, 51, 52, 53, 54, 55, 56, 57, 67, 68, 69, 70, 74, 75), 2
+    ),
+    **dict.fromkeys(
+        (20, 22, 78, 79, 81, 83, 84, 86, 87, 88, 89, 90, 96, 97, 98, 100, 101, 102, 103, 104), 1
+    ),
     19: 4,
 }
 
@@ -217,7 +221,12 @@ _ENCODERS: dict[type, Callable[[Any, int], Fields]] = {
     CancelPositions: lambda q, v: ["64", "1"],
     ReqAccountUpdates: lambda q, v: ["6", "2", fmt_bool(q.subscribe), q.account],
     ReqAccountUpdatesMulti: lambda q, v: [
-        "76", "1", str(q.req_id), q.account, q.model_code, fmt_bool(q.ledger_and_nlv)
+        "76",
+        "1",
+        str(q.req_id),
+        q.account,
+        q.model_code,
+        fmt_bool(q.ledger_and_nlv),
     ],  # fmt: skip
     CancelAccountUpdatesMulti: lambda q, v: ["77", "1", str(q.req_id)],
     ReqAccountSummary: lambda q, v: ["62", "1", str(q.req_id), q.group, ",".join(q.tags)],

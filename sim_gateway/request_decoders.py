@@ -36,7 +36,6 @@ _RequestDecoder = Callable[[FieldReader, int], Request]
 # ================================================================ request decoding
 
 
-
 def _skip_groups(r: FieldReader, name: str, width: int) -> None:
     """A count followed by ``count`` groups of ``width`` fields."""
     r.skip(r.read_count(name, width) * width, name)
@@ -144,7 +143,10 @@ def _decode_account_updates(r: FieldReader, version: int) -> ReqAccountUpdates:
 def _decode_account_updates_multi(r: FieldReader, version: int) -> ReqAccountUpdatesMulti:
     r.skip(1, "version")
     return ReqAccountUpdatesMulti(
-        r.read_int("reqId"), r.read_str("account"), r.read_str("modelCode"), r.read_bool("ledgerAndNLV")
+        r.read_int("reqId"),
+        r.read_str("account"),
+        r.read_str("modelCode"),
+        r.read_bool("ledgerAndNLV"),
     )
 
 

@@ -74,4 +74,15 @@ def _encode_contract_details(req: ReqContractDetails, version: int) -> Fields:
 
 def _encode_executions(req: ReqExecutions, version: int) -> Fields:
     f = req.filter
-    return ["7", "3", str(req.req_id), str(f.client_id), f.account, f.time, f.symbol, f.sec_type, f.exchange, f.side]
+    return [
+        "7",
+        "3",
+        str(req.req_id),
+        str(f.client_id),
+        f.account,
+        f.time,
+        f.symbol,
+        f.sec_type,
+        f.exchange,
+        f.side,
+    ]

@@ -56,7 +56,9 @@ class ServerSettings:
     master_client_id: int | None = None
     max_clients: int = 32
     max_rate: int = 50  # messages per second per client (burst allowance too) before error 100
-    pacing_disconnect_after: int = 3  # pacing violations tolerated before the socket closes (0 = never)
+    pacing_disconnect_after: int = (
+        3  # pacing violations tolerated before the socket closes (0 = never)
+    )
     max_version: int = MAX_VERSION
     state_file: str | None = None
     clock_start: float | None = None  # epoch seconds of a simulated clock (None = real time)
@@ -85,11 +87,22 @@ class Stats:
 
 # The mixins that hold ``_send`` and ``_hhmm`` come first: the later ones declare those as stubs,
 # which must not shadow the real ones.
-class GatewayServer(ConnectionHandlers, EventRouting, AccountHandlers, OrderHandlers,
-                    MarketDataHandlers, InstrumentHandlers, ChartHandlers, BadDayHandlers, MarkStreams):
+class GatewayServer(
+    ConnectionHandlers,
+    EventRouting,
+    AccountHandlers,
+    OrderHandlers,
+    MarketDataHandlers,
+    InstrumentHandlers,
+    ChartHandlers,
+    BadDayHandlers,
+    MarkStreams,
+):
     """The simulated gateway; all methods run on the server's event loop."""
 
-    def __init__(self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings, broker_config: b.BrokerConfig | None = None
+    ) -> None:
         self.settings = settings
         self.broker_config = broker_config or b.BrokerConfig()
         self.clock = SimClock(settings.clock_start, settings.clock_speed)
@@ -178,8 +191,12 @@ class GatewayServer(ConnectionHandlers, EventRouting, AccountHandlers, OrderHand
             self._serve, self.settings.host, self.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("🟢 Simulated IB Gateway listening on %s:%d (account %s)",
-                 self.settings.host, self.port, self.broker_config.account)
+        log.info(
+            "🟢 Simulated IB Gateway listening on %s:%d (account %s)",
+            self.settings.host,
+            self.port,
+            self.broker_config.account,
+        )
 
     async def stop(self) -> None:
         """Close the listener and every session; save state."""
@@ -283,24 +300,34 @@ class GatewayServer(ConnectionHandlers, EventRouting, AccountHandlers, OrderHand
     def _on_start_api(self, session: Session, request: p.StartApi) -> None:
         version = session.version
         if session.started:
-            self._send(session, p.error(-1, 321, "Error validating request: API already started",
-                                        version))
+            self._send(
+                session, p.error(-1, 321, "Error validating request: API already started", version)
+            )
             return
         if self._session_of(request.client_id) is not None:
-            log.warning("⛔ clientId %d already in use: refusing %s", request.client_id, session.peer)
+            log.warning(
+                "⛔ clientId %d already in use: refusing %s", request.client_id, session.peer
+            )
             self._send(session, p.error(-1, 326, errors.text(326), version))
             self._close_session(session)
             return
         if sum(s.started for s in self.sessions) >= self.settings.max_clients:
-            self._send(session, p.error(
-                -1, 502, f"Maximum number of API connections ({self.settings.max_clients}) "
-                "reached.", version))
+            self._send(
+                session,
+                p.error(
+                    -1,
+                    502,
+                    f"Maximum number of API connections ({self.settings.max_clients}) reached.",
+                    version,
+                ),
+            )
             self._close_session(session)
             return
         session.client_id = request.client_id
         session.started = True
-        log.info("🔗 client %d connected (version %d) from %s", request.client_id, version,
-                 session.peer)
+        log.info(
+            "🔗 client %d connected (version %d) from %s", request.client_id, version, session.peer
+        )
         self._send(session, p.managed_accounts([self.broker_config.account]))
         self._send(session, p.next_valid_id(self.broker.next_valid_id(request.client_id)))
         for code, text in self._start_notices():
@@ -319,12 +346,20 @@ class GatewayServer(ConnectionHandlers, EventRouting, AccountHandlers, OrderHand
         self._send(session, p.managed_accounts([self.broker_config.account]))
 
     def _on_unsupported(self, session: Session, request: p.Unsupported) -> None:
-        log.warning("%s: unsupported request %s (id %d)", session.label(), request.name,
-                    request.msg_id)
-        self._send(session, p.error(
-            request.req_id, UNSUPPORTED_CODE, f"Error processing request.-'sim' : cause - "
-            f"{request.name} (message {request.msg_id}) is not supported by the simulated "
-            "gateway", session.version))
+        log.warning(
+            "%s: unsupported request %s (id %d)", session.label(), request.name, request.msg_id
+        )
+        self._send(
+            session,
+            p.error(
+                request.req_id,
+                UNSUPPORTED_CODE,
+                f"Error processing request.-'sim' : cause - "
+                f"{request.name} (message {request.msg_id}) is not supported by the simulated "
+                "gateway",
+                session.version,
+            ),
+        )
 
     # --------------------------------------------------------------- ticker
     async def _tick_loop(self) -> None:
@@ -359,8 +394,14 @@ def bad_day_state(settings: ServerSettings, origin: float) -> BadDayState:
     """The bad-day switches of ``settings``; ValueError names a malformed one."""
     return BadDayState(
         entitlement=bd.Entitlement(settings.market_data),
-        outages=bd.Schedule(tuple(bd.parse_window(text, origin) for text in settings.outages),
-                            bd.parse_nightly(settings.nightly_reset)
-                            if settings.nightly_reset else None),
-        competing=bd.Schedule(tuple(bd.parse_window(text, origin, allow_lost=False)
-                                    for text in settings.competing_sessions)))
+        outages=bd.Schedule(
+            tuple(bd.parse_window(text, origin) for text in settings.outages),
+            bd.parse_nightly(settings.nightly_reset) if settings.nightly_reset else None,
+        ),
+        competing=bd.Schedule(
+            tuple(
+                bd.parse_window(text, origin, allow_lost=False)
+                for text in settings.competing_sessions
+            )
+        ),
+    )

@@ -59,7 +59,9 @@ US_STOCKS = Schedule(
 )
 _OPTION_DAYS = Weekly("US/Eastern", _WEEKDAYS, time(9, 30), time(16, 0))
 US_OPTIONS = Schedule(liquid=_OPTION_DAYS, trading=_OPTION_DAYS)
-_FX_DAYS = Weekly("US/Eastern", frozenset({6, 0, 1, 2, 3}), time(17, 15), time(17, 0), overnight=True)
+_FX_DAYS = Weekly(
+    "US/Eastern", frozenset({6, 0, 1, 2, 3}), time(17, 15), time(17, 0), overnight=True
+)
 FX = Schedule(liquid=_FX_DAYS, trading=_FX_DAYS)
 _GLOBEX = Weekly("US/Central", frozenset({6, 0, 1, 2, 3}), time(17, 0), time(16, 0), overnight=True)
 FUTURES = Schedule(liquid=_GLOBEX, trading=_GLOBEX)
@@ -93,7 +95,9 @@ def _local_day(weekly: Weekly, now: float) -> date:
 
 def current_or_next(weekly: Weekly, now: float) -> tuple[float, float] | None:
     """The session containing ``now``, else the next one; None if none within SEARCH_DAYS."""
-    first = _local_day(weekly, now) - timedelta(days=1)  # an overnight session may have begun yesterday
+    first = _local_day(weekly, now) - timedelta(
+        days=1
+    )  # an overnight session may have begun yesterday
     for offset in range(SEARCH_DAYS + 1):
         session = _day_session(weekly, first + timedelta(days=offset))
         if session is not None and now < session[1]:
@@ -156,13 +160,17 @@ class ContractHours:
 def contract_hours(contract: Contract, now: float) -> ContractHours:
     """timeZoneId, tradingHours and liquidHours of a contract as of ``now``."""
     schedule = schedule_of(contract)
-    return ContractHours(schedule.zone, hours_text(schedule.trading, now), hours_text(schedule.liquid, now))
+    return ContractHours(
+        schedule.zone, hours_text(schedule.trading, now), hours_text(schedule.liquid, now)
+    )
 
 
 def held_until_text(contract: Contract, at: float) -> str:
     """IB's "2026-12-01 09:30:00 US/Eastern" (the time in warning 399)."""
     zone_name = schedule_of(contract).zone
-    return datetime.fromtimestamp(at, zone_info(zone_name)).strftime("%Y-%m-%d %H:%M:%S ") + zone_name
+    return (
+        datetime.fromtimestamp(at, zone_info(zone_name)).strftime("%Y-%m-%d %H:%M:%S ") + zone_name
+    )
 
 
 def demo_clock_start(now: float) -> float | None:

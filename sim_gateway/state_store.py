@@ -47,8 +47,12 @@ class StateStore:
         if entries:
             apply_entries(state, entries)
             self.seq = entries[-1]["seq"]
-            log.info("💾 %d write-ahead entr%s applied from %s", len(entries),
-                     "y" if len(entries) == 1 else "ies", self.log_path)
+            log.info(
+                "💾 %d write-ahead entr%s applied from %s",
+                len(entries),
+                "y" if len(entries) == 1 else "ies",
+                self.log_path,
+            )
         return state
 
     def _entries(self) -> list[dict[str, Any]]:
@@ -70,8 +74,9 @@ class StateStore:
         tmp.write_text(json.dumps({**state, "seq": self.seq}))
         os.replace(tmp, self.path)
         self._close()
-        self._fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
-                           0o600)
+        self._fd = os.open(
+            self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
+        )
         self.marks = marks
 
     def append(self, entry: dict[str, Any], marks: tuple[int, int]) -> None:
@@ -102,10 +107,10 @@ def apply_entries(state: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         state.update({k: v for k, v in entry.items() if k not in _MERGED and k != "seq"})
         for order in entry["orders"]:
             at = orders.setdefault(order["perm_id"], len(state["orders"]))
-            state["orders"][at:at + 1] = [order]
+            state["orders"][at : at + 1] = [order]
         for client_id, order_id, perm_id in entry["index"]:
             at = index.setdefault((client_id, order_id), len(state["index"]))
-            state["index"][at:at + 1] = [[client_id, order_id, perm_id]]
+            state["index"][at : at + 1] = [[client_id, order_id, perm_id]]
         state["completed"] += [p for p in entry["completed"] if p not in completed]
         completed.update(entry["completed"])
         state["fills"] += [f for f in entry["fills"] if f["execution"]["exec_id"] not in fills]

@@ -116,8 +116,10 @@ class Tape:
             volume = max(0.0, quote.volume - track.last_volume)
             track.last_volume = quote.volume
             minute, chunk = int(now // MINUTE), int(now // BIN)
-            for slots, key, limit in ((track.minutes, minute, LIVE_MINUTES),
-                                      (track.bins, chunk, LIVE_BINS)):
+            for slots, key, limit in (
+                (track.minutes, minute, LIVE_MINUTES),
+                (track.bins, chunk, LIVE_BINS),
+            ):
                 slot = slots.get(key)
                 if slot is None:
                     slot = slots[key] = _Slot(price, price, price, price)
@@ -186,7 +188,9 @@ class Tape:
         opens, highs, lows, closes, volumes, counts = zip(*rows, strict=True)
         tick = track.tick
         volume = int(sum(volumes))
-        o, h, lo, c = (round_to_tick(p, tick) for p in (opens[0], max(highs), min(lows), closes[-1]))
+        o, h, lo, c = (
+            round_to_tick(p, tick) for p in (opens[0], max(highs), min(lows), closes[-1])
+        )
         h, lo = max(o, h, c), min(o, lo, c)
         wap = round((o + h + lo + c) / 4, 6)
         return Bar(first * MINUTE, o, h, lo, c, volume, wap, sum(counts))
@@ -198,10 +202,17 @@ class Tape:
         if last < oldest:
             return []
         hi_i, lo_i = track.anchor_minute - 1 - oldest, track.anchor_minute - 1 - last
-        volume = float(track.volumes[lo_i:hi_i + 1].sum())
-        return [(self._open(track, hi_i), float(track.highs[lo_i:hi_i + 1].max()),
-                 float(track.lows[lo_i:hi_i + 1].min()), float(track.closes[lo_i]), volume,
-                 max(1, int(volume // 500)))]
+        volume = float(track.volumes[lo_i : hi_i + 1].sum())
+        return [
+            (
+                self._open(track, hi_i),
+                float(track.highs[lo_i : hi_i + 1].max()),
+                float(track.lows[lo_i : hi_i + 1].min()),
+                float(track.closes[lo_i]),
+                volume,
+                max(1, int(volume // 500)),
+            )
+        ]
 
     @staticmethod
     def _live_rows(track: _Track, first: int, per: int) -> Iterable[tuple]:
@@ -219,6 +230,16 @@ class Tape:
         for key, slot in track.bins.items():
             if after < key < current:
                 wap = slot.turnover / slot.volume if slot.volume else slot.close
-                out.append(Bar(key * BIN, slot.open, slot.high, slot.low, slot.close,
-                               int(slot.volume), round(wap, 6), slot.count))
+                out.append(
+                    Bar(
+                        key * BIN,
+                        slot.open,
+                        slot.high,
+                        slot.low,
+                        slot.close,
+                        int(slot.volume),
+                        round(wap, 6),
+                        slot.count,
+                    )
+                )
         return out

@@ -47,11 +47,22 @@ def gateway():
 
 def app_settings(gateway: SimGateway, **overrides):
     """Settings that point the app at ``gateway`` (no .env, no environment)."""
-    values = {"ib_mode": "gateway", "ib_host": "127.0.0.1", "ib_port": gateway.port,
-              "connect_timeout": 5, "monitor_timeout": 5, "journal_path": ":memory:",
-              "reconcile_grace": 1, "api_token": API_TOKEN, "secret_key": "test-secret-key-0123456789",
-              "risk_max_orders_per_minute": 100_000, "risk_max_open_orders": 10_000,
-              "risk_price_collar_pct": 50, **FAST_SETTLE, **overrides}
+    values = {
+        "ib_mode": "gateway",
+        "ib_host": "127.0.0.1",
+        "ib_port": gateway.port,
+        "connect_timeout": 5,
+        "monitor_timeout": 5,
+        "journal_path": ":memory:",
+        "reconcile_grace": 1,
+        "api_token": API_TOKEN,
+        "secret_key": "test-secret-key-0123456789",
+        "risk_max_orders_per_minute": 100_000,
+        "risk_max_open_orders": 10_000,
+        "risk_price_collar_pct": 50,
+        **FAST_SETTLE,
+        **overrides,
+    }
     return load_settings(env={}, dotenv_path=None, overrides=values)
 
 
@@ -94,6 +105,7 @@ def _fast_reconnect(monkeypatch):
     whose gateway comes back does not sit out a long back-off. The supervisor reads these
     module constants at each step, so what the tests check is the same code."""
     import ib_connection
+
     monkeypatch.setattr(ib_connection, "BACKOFF_FIRST", 0.05)
     monkeypatch.setattr(ib_connection, "BACKOFF_MAX", 0.5)
 
@@ -103,6 +115,7 @@ def fast_heartbeat(monkeypatch):
     """A heartbeat every 0.5 s that gives up after 1.5 s (production: 2 s and 4 s), for tests
     that stall the gateway and would otherwise wait ~6 s for the stall to be noticed."""
     import ib_connection
+
     monkeypatch.setattr(ib_connection, "HEARTBEAT_INTERVAL", 0.5)
     monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 1.5)
 
@@ -168,7 +181,9 @@ def _recording_init(original):
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
         _SOCKET_ORIGINS[self.fileno()] = traceback.StackSummary.extract(  # formatted if needed
-            traceback.walk_stack(sys._getframe(1)), limit=20, lookup_lines=False)
+            traceback.walk_stack(sys._getframe(1)), limit=20, lookup_lines=False
+        )
+
     return __init__
 
 

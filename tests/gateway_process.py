@@ -39,9 +39,24 @@ class GatewayProcess:
         assert self.proc is None, "already running"
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sim_gateway", "--port", str(self.port), "--log-level",
-             "WARNING", "--state-file", str(state_file or self.state_file), *self.extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "sim_gateway",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+                "--state-file",
+                str(state_file or self.state_file),
+                *self.extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:  # blocks until the ready line (or EOF on failure)
             if READY in line:
@@ -82,25 +97,43 @@ class AppProcess:
         self.port = free_port()
         self.token = token
         self.base = f"http://127.0.0.1:{self.port}/api/v1"
-        self.env = {**os.environ, "IB_MODE": "gateway", "IB_HOST": "127.0.0.1",
-                    "IB_PORT": str(gateway_port), "DASHBOARD_PORT": str(self.port),
-                    "JOURNAL_PATH": str(data / "orders.db"), "LOG_LEVEL": "WARNING",
-                    "API_TOKEN": token, "PYTHONDONTWRITEBYTECODE": "1", **env}
+        self.env = {
+            **os.environ,
+            "IB_MODE": "gateway",
+            "IB_HOST": "127.0.0.1",
+            "IB_PORT": str(gateway_port),
+            "DASHBOARD_PORT": str(self.port),
+            "JOURNAL_PATH": str(data / "orders.db"),
+            "LOG_LEVEL": "WARNING",
+            "API_TOKEN": token,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **env,
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AppProcess:
         """Start it (not waiting: ``up()`` tells when it answers)."""
         assert self.proc is None, "already running"
-        self.proc = subprocess.Popen([sys.executable, "app_simple.py"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "app_simple.py"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return self
 
-    def request(self, method: str, path: str, body: object = None,
-                timeout: float = 10) -> tuple[int, dict]:
+    def request(
+        self, method: str, path: str, body: object = None, timeout: float = 10
+    ) -> tuple[int, dict]:
         """(status, JSON body) of one API call; (0, {}) when nothing answers."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
+        req = urllib.request.Request(
+            f"{self.base}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as res:
                 return res.status, json.load(res)

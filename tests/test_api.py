@@ -21,9 +21,19 @@ SECRET = "webhook-secret-0123456789"
 def fuzz_app(gateway):
     """The app with no settle wait and a webhook secret."""
     from app_simple import create_app
-    app = create_app({"SETTINGS": app_settings(
-        gateway, settle_first=0, settle_validation=0, settle_final=0, monitor_timeout=0.2,
-        webhook_secret=SECRET)})
+
+    app = create_app(
+        {
+            "SETTINGS": app_settings(
+                gateway,
+                settle_first=0,
+                settle_validation=0,
+                settle_final=0,
+                monitor_timeout=0.2,
+                webhook_secret=SECRET,
+            )
+        }
+    )
     yield app
     app.extensions["trading"].stop()
 
@@ -42,8 +52,9 @@ def test_openapi_document_describes_the_order_schema(client):
 
 def webhook(client, body, **headers):
     raw = json.dumps(body).encode()
-    return client.post("/api/v1/webhook", data=raw, content_type="application/json",
-                       headers=headers)
+    return client.post(
+        "/api/v1/webhook", data=raw, content_type="application/json", headers=headers
+    )
 
 
 def signature(raw: bytes) -> str:
@@ -52,23 +63,33 @@ def signature(raw: bytes) -> str:
 
 def test_webhook_authenticates_dedups_and_places(fuzz_app, gateway):
     client = fuzz_app.test_client()  # no bearer token: the webhook has its own secret
-    alert = {"ticker": "MSFT", "action": "buy", "quantity": 3, "alert_id": "tv-1",
-             "time": "2026-11-27T10:00:00Z"}
+    alert = {
+        "ticker": "MSFT",
+        "action": "buy",
+        "quantity": 3,
+        "alert_id": "tv-1",
+        "time": "2026-11-27T10:00:00Z",
+    }
     assert webhook(client, alert).status_code == 401
     assert webhook(client, alert, **{"X-Webhook-Secret": "wrong-secret-000000"}).status_code == 401
     assert webhook(client, alert, **{"X-Signature": "sha256=00"}).status_code == 401
     assert fuzz_app.extensions["trading"].journal.count() == 0
     raw = json.dumps(alert).encode()
-    res = client.post("/api/v1/webhook", data=raw, content_type="application/json",
-                      headers={"X-Signature": signature(raw)})
+    res = client.post(
+        "/api/v1/webhook",
+        data=raw,
+        content_type="application/json",
+        headers={"X-Signature": signature(raw)},
+    )
     assert res.status_code == 202, res.get_json()
     order_id = res.get_json()["id"]
     replay = webhook(client, alert, **{"X-Webhook-Secret": SECRET})
     assert replay.status_code == 200 and replay.get_json()["id"] == order_id
     assert replay.headers["Idempotent-Replayed"] == "true"
     wait_for(lambda: gateway_order_refs(gateway) == [order_id])
-    bad = webhook(client, {"ticker": "MSFT", "action": "buy", "quantity": -1},
-                  **{"X-Webhook-Secret": SECRET})
+    bad = webhook(
+        client, {"ticker": "MSFT", "action": "buy", "quantity": -1}, **{"X-Webhook-Secret": SECRET}
+    )
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "quantity"
     record = api_client(fuzz_app).get(f"/api/v1/orders/{order_id}").get_json()
     assert record["lifecycle"]["source"] == "webhook"
@@ -77,13 +98,24 @@ def test_webhook_authenticates_dedups_and_places(fuzz_app, gateway):
 def test_webhook_is_rate_limited_and_off_without_a_secret(gateway, client):
     assert webhook(client, {"ticker": "MSFT"}).status_code == 404  # no WEBHOOK_SECRET
     from app_simple import create_app
-    app = create_app({"SETTINGS": app_settings(gateway, webhook_secret=SECRET,
-                                               webhook_rate_per_minute=2, client_id=501)})
+
+    app = create_app(
+        {
+            "SETTINGS": app_settings(
+                gateway, webhook_secret=SECRET, webhook_rate_per_minute=2, client_id=501
+            )
+        }
+    )
     try:
         hook = app.test_client()
-        codes = [webhook(hook, {"ticker": "MSFT", "action": "BUY", "quantity": 1,
-                                "alert_id": f"a{n}"}, **{"X-Webhook-Secret": SECRET}).status_code
-                 for n in range(4)]
+        codes = [
+            webhook(
+                hook,
+                {"ticker": "MSFT", "action": "BUY", "quantity": 1, "alert_id": f"a{n}"},
+                **{"X-Webhook-Secret": SECRET},
+            ).status_code
+            for n in range(4)
+        ]
         assert codes == [202, 202, 429, 429]
     finally:
         app.extensions["trading"].stop()
@@ -91,10 +123,18 @@ def test_webhook_is_rate_limited_and_off_without_a_secret(gateway, client):
 
 def test_state_agrees_with_the_read_endpoints(client, gateway):
     """/state (every stream frame) is built from the same cached parts as the single GETs."""
-    posted = client.post("/api/v1/orders?wait=1", json={
-        "symbol": "IBM", "action": "BUY", "quantity": 2, "order_type": "MKT"}).get_json()
-    wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
-                      if e["order_ref"] == posted["id"]], timeout=5)
+    posted = client.post(
+        "/api/v1/orders?wait=1",
+        json={"symbol": "IBM", "action": "BUY", "quantity": 2, "order_type": "MKT"},
+    ).get_json()
+    wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == posted["id"]
+        ],
+        timeout=5,
+    )
     state = client.get("/api/v1/state")
     assert state.mimetype == "application/json"
     body = state.get_json()
@@ -135,29 +175,74 @@ def test_our_broker_confirmed_final_status_beats_a_stale_reader_row(app):
     from reader_rows import OrderRow, Snapshot
     from web.reads import _merge
 
-    row = OrderRow(perm_id=77, order_id=5, client_id=1000, order_ref="o-1", account="DU1",
-                   symbol="IBM", sec_type="STK", action="BUY", quantity=2, order_type="MKT",
-                   limit_price=None, stop_price=None, tif="DAY", status="Submitted", filled=0,
-                   remaining=2, avg_fill_price=None, open=True)
-    record = Lifecycle(id="o-1", intent=OrderIntent(symbol="IBM", action="BUY", quantity=2,
-                                                    order_type="MKT"),
-                       source="api", created_at=0.0, phase="done", perm_id=77, status="Filled",
-                       filled=2, remaining=0, avg_fill_price=180.5, verdict="filled")
-    snap = Snapshot(connection=None, account=None, positions=(), orders=(row,), executions=(),
-                    updated_at=None, orders_updated_at=None)
+    row = OrderRow(
+        perm_id=77,
+        order_id=5,
+        client_id=1000,
+        order_ref="o-1",
+        account="DU1",
+        symbol="IBM",
+        sec_type="STK",
+        action="BUY",
+        quantity=2,
+        order_type="MKT",
+        limit_price=None,
+        stop_price=None,
+        tif="DAY",
+        status="Submitted",
+        filled=0,
+        remaining=2,
+        avg_fill_price=None,
+        open=True,
+    )
+    record = Lifecycle(
+        id="o-1",
+        intent=OrderIntent(symbol="IBM", action="BUY", quantity=2, order_type="MKT"),
+        source="api",
+        created_at=0.0,
+        phase="done",
+        perm_id=77,
+        status="Filled",
+        filled=2,
+        remaining=0,
+        avg_fill_price=180.5,
+        verdict="filled",
+    )
+    snap = Snapshot(
+        connection=None,
+        account=None,
+        positions=(),
+        orders=(row,),
+        executions=(),
+        updated_at=None,
+        orders_updated_at=None,
+    )
     with app.test_request_context():
         [merged] = _merge(snap, [record])
-        assert (merged["status"], merged["open"], merged["filled"], merged["avg_fill_price"]) \
-            == ("Filled", False, 2, 180.5)
+        assert (merged["status"], merged["open"], merged["filled"], merged["avg_fill_price"]) == (
+            "Filled",
+            False,
+            2,
+            180.5,
+        )
         ours_only = dataclasses.replace(record, status="Cancelled", verdict="not_sent")
         [kept] = _merge(snap, [ours_only])
         assert (kept["status"], kept["open"]) == ("Submitted", True)
 
 
-READS = ["/api/v1/status", "/api/v1/state", "/api/v1/account", "/api/v1/positions",
-         "/api/v1/executions", "/api/v1/executions.csv", "/api/v1/orders",
-         "/api/v1/orders?status=open&limit=5", "/api/v1/kill-switch", "/api/v1/health",
-         "/api/v1/openapi.json"]
+READS = [
+    "/api/v1/status",
+    "/api/v1/state",
+    "/api/v1/account",
+    "/api/v1/positions",
+    "/api/v1/executions",
+    "/api/v1/executions.csv",
+    "/api/v1/orders",
+    "/api/v1/orders?status=open&limit=5",
+    "/api/v1/kill-switch",
+    "/api/v1/health",
+    "/api/v1/openapi.json",
+]
 
 
 def revalidates(client, url: str) -> bool:
@@ -177,10 +262,12 @@ def revalidates(client, url: str) -> bool:
 
 def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, monkeypatch):
     import web.common
+
     monkeypatch.setattr(web.common, "COMPRESS_FROM", 0)  # one order: compress the small /state too
     client = api_client(fuzz_app)
-    posted = client.post("/api/v1/orders?wait=1", json={
-        "symbol": "IBM", "action": "BUY", "quantity": 1}).get_json()
+    posted = client.post(
+        "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
+    ).get_json()
     wait_for(lambda: client.get("/api/v1/account").status_code == 200)
     for url in READS + [f"/api/v1/orders/{posted['id']}"]:
         wait_for(lambda url=url: revalidates(client, url), timeout=5)
@@ -206,10 +293,20 @@ def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, mo
     assert missing.status_code == 404
 
 
-@pytest.mark.parametrize("query, field", [
-    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=ten", "limit"),
-    ("cursor=!!", "cursor"), ("cursor=bm90LWpzb24", "cursor"), ("symbol=1BM", "symbol"),
-    ("status=bogus", "status"), ("since=yesterday", "since"), ("since=-5", "since")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=!!", "cursor"),
+        ("cursor=bm90LWpzb24", "cursor"),
+        ("symbol=1BM", "symbol"),
+        ("status=bogus", "status"),
+        ("since=yesterday", "since"),
+        ("since=-5", "since"),
+    ],
+)
 def test_orders_query_errors_name_the_field(client, query, field):
     res = client.get(f"/api/v1/orders?{query}", headers={"If-None-Match": "*"})
     body = res.get_json()
@@ -221,16 +318,21 @@ def test_orders_query_errors_name_the_field(client, query, field):
 def test_orders_pages_and_filters(fuzz_app):
     client = api_client(fuzz_app)
     t0 = time.time()
-    ids = [client.post("/api/v1/orders?wait=1", json={
-        "symbol": symbol, "action": "BUY", "quantity": 1}).get_json()["id"]
-        for symbol in ("IBM", "MSFT", "IBM", "AAPL", "IBM")]
+    ids = [
+        client.post(
+            "/api/v1/orders?wait=1", json={"symbol": symbol, "action": "BUY", "quantity": 1}
+        ).get_json()["id"]
+        for symbol in ("IBM", "MSFT", "IBM", "AAPL", "IBM")
+    ]
     wait_for(lambda: len(client.get("/api/v1/orders").get_json()["orders"]) == 5)
     full = client.get("/api/v1/orders").get_json()
     assert full["next_cursor"] is None and {o["id"] for o in full["orders"]} == set(ids)
     pages, cursor = [], None
     while True:
-        page = client.get("/api/v1/orders", query_string={"limit": 2, "cursor": cursor}
-                          if cursor else {"limit": 2}).get_json()
+        page = client.get(
+            "/api/v1/orders",
+            query_string={"limit": 2, "cursor": cursor} if cursor else {"limit": 2},
+        ).get_json()
         pages.append([o["id"] for o in page["orders"]])
         cursor = page["next_cursor"]
         if cursor is None:
@@ -244,8 +346,7 @@ def test_orders_pages_and_filters(fuzz_app):
     assert len(client.get(f"/api/v1/orders?since={t0 - 1}").get_json()["orders"]) == 5
     assert client.get(f"/api/v1/orders?since={time.time() + 60}").get_json()["orders"] == []
     iso = datetime.fromtimestamp(t0 - 1, UTC).isoformat()
-    assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()[
-        "orders"]) == 5
+    assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()["orders"]) == 5
 
 
 def test_waitress_keeps_the_connection_open_after_a_304():

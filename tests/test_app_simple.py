@@ -57,8 +57,10 @@ def test_thirty_concurrent_orders_all_fill(client, gateway):
         statuses = [t["new"] for t in lifecycle["transitions"]]
         assert statuses[-1] == "Filled" and "PreSubmitted" in statuses
         assert lifecycle["order_id"] and lifecycle["perm_id"]
-        assert [s["text"] for s in lifecycle["steps"]][:2] == ["queued",
-                                                              f"sent as orderId {lifecycle['order_id']}"]
+        assert [s["text"] for s in lifecycle["steps"]][:2] == [
+            "queued",
+            f"sent as orderId {lifecycle['order_id']}",
+        ]
         assert lifecycle["fills"] and lifecycle["fills"][0]["commission"] == pytest.approx(1.0)
     # the gateway saw exactly these 30 orders, each once
     refs = sorted(o.order_ref for o in gateway.completed_orders())
@@ -89,8 +91,20 @@ def test_wait_option_returns_the_verdict(client):
 def test_order_of_another_client_shows_in_orders(client, gateway):
     import test_order
 
-    code = test_order.main(["--host", "127.0.0.1", "--port", str(gateway.port),
-                            "--client-id", "7", "--symbol", "IBM", "--settle", "0,0,0"])
+    code = test_order.main(
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gateway.port),
+            "--client-id",
+            "7",
+            "--symbol",
+            "IBM",
+            "--settle",
+            "0,0,0",
+        ]
+    )
     assert code == 0
 
     def seen():
@@ -109,17 +123,30 @@ def test_limit_order_modify_and_cancel(client, gateway):
     res = post_order(client, order_type="LMT", limit_price=far, quantity=5)
     order_id = res.get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "Submitted")
-    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": far - 1,
-                                                                  "quantity": 7})
+    res = client.post(
+        f"/api/v1/orders/{order_id}/modify", json={"limit_price": far - 1, "quantity": 7}
+    )
     assert res.status_code == 202
-    wait_for(lambda: [o for o in gateway.open_orders()
-                      if o.order_ref == order_id and o.total_quantity == 7
-                      and o.lmt_price == pytest.approx(far - 1)])
+    wait_for(
+        lambda: [
+            o
+            for o in gateway.open_orders()
+            if o.order_ref == order_id
+            and o.total_quantity == 7
+            and o.lmt_price == pytest.approx(far - 1)
+        ]
+    )
     res = client.post(f"/api/v1/orders/{order_id}/cancel")
     assert res.status_code == 202
     # IB's 202 ("Order Canceled") and the Cancelled status arrive as two messages: wait for both
-    wait_for(lambda: (lambda o: o["verdict"] == "cancelled" and any(
-        m["code"] == 202 for m in o["lifecycle"]["messages"]))(order_json(client, order_id)))
+    wait_for(
+        lambda: (
+            lambda o: (
+                o["verdict"] == "cancelled"
+                and any(m["code"] == 202 for m in o["lifecycle"]["messages"])
+            )
+        )(order_json(client, order_id))
+    )
     body = order_json(client, order_id)
     assert body["lifecycle"]["transitions"][-1]["new"] == "Cancelled"
     assert not [o for o in gateway.open_orders() if o.order_ref == order_id]
@@ -132,16 +159,22 @@ def test_rejected_order_records_the_ib_message(client, gateway):
     body = post_order(client, wait=True).get_json()
     lifecycle = body["order"]
     assert lifecycle["verdict"] == "rejected"
-    assert any(m["code"] == 201 and "Simulated margin check" in m["text"]
-               for m in lifecycle["messages"])
+    assert any(
+        m["code"] == 201 and "Simulated margin check" in m["text"] for m in lifecycle["messages"]
+    )
 
 
 def test_validation_delay_still_fills(gateway):
     from app_simple import create_app
 
     gateway.set_validation_delay(1.5)
-    app = create_app({"SETTINGS": app_settings(gateway, settle_first=0.5, settle_validation=1.0,
-                                               settle_final=0.5)})
+    app = create_app(
+        {
+            "SETTINGS": app_settings(
+                gateway, settle_first=0.5, settle_validation=1.0, settle_final=0.5
+            )
+        }
+    )
     try:
         client = api_client(app)
         ids = [post_order(client).get_json()["id"] for _ in range(3)]
@@ -163,8 +196,11 @@ def test_informational_10349_does_not_cancel_a_live_order(client, gateway):
     ib_order_id = order_json(client, order_id)["lifecycle"]["order_id"]
     # the gateway now says 10349 about this live order: ib_async would call it Cancelled
     gateway.send_error(1000, ib_order_id, 10349, "Order TIF was set to DAY based on order preset.")
-    wait_for(lambda: any(m["code"] == 10349
-                         for m in order_json(client, order_id)["lifecycle"]["messages"]))
+    wait_for(
+        lambda: any(
+            m["code"] == 10349 for m in order_json(client, order_id)["lifecycle"]["messages"]
+        )
+    )
     body = order_json(client, order_id)
     assert body["lifecycle"]["status"] == "Submitted"
     assert body["verdict"] != "cancelled"
@@ -174,12 +210,18 @@ def test_informational_10349_does_not_cancel_a_live_order(client, gateway):
 def test_bad_input_is_refused_and_nothing_reaches_the_gateway(client, gateway):
     before = gateway_order_count(gateway)
     cases = [
-        ({"quantity": 0}, "quantity"), ({"quantity": -5}, "quantity"),
-        ({"quantity": "ten"}, "quantity"), ({"quantity": 1.5}, "quantity"),
-        ({"action": "HOLD"}, "action"), ({"symbol": "A$PL"}, "symbol"),
-        ({"order_type": "LMT"}, "limit_price"), ({"order_type": "STP"}, "stop_price"),
-        ({"limit_price": 10}, "limit_price"), ({"tif": "FOREVER"}, "tif"),
-        ({"extra": 1}, "extra"), ({"order_type": "LMT", "limit_price": -1}, "limit_price"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": -5}, "quantity"),
+        ({"quantity": "ten"}, "quantity"),
+        ({"quantity": 1.5}, "quantity"),
+        ({"action": "HOLD"}, "action"),
+        ({"symbol": "A$PL"}, "symbol"),
+        ({"order_type": "LMT"}, "limit_price"),
+        ({"order_type": "STP"}, "stop_price"),
+        ({"limit_price": 10}, "limit_price"),
+        ({"tif": "FOREVER"}, "tif"),
+        ({"extra": 1}, "extra"),
+        ({"order_type": "LMT", "limit_price": -1}, "limit_price"),
     ]
     for fields, field in cases:
         res = post_order(client, **fields)
@@ -211,8 +253,12 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     try:
         # both connections have seen the gateway go (with only the reader down, the risk
         # gate's quote fails first: 503 gateway_not_answering, also retryable)
-        wait_for(lambda: {c["state"] for c in client.get("/api/v1/status").get_json()[
-            "connections"].values()}.isdisjoint({"connected"}), timeout=5)
+        wait_for(
+            lambda: {
+                c["state"] for c in client.get("/api/v1/status").get_json()["connections"].values()
+            }.isdisjoint({"connected"}),
+            timeout=5,
+        )
         res = post_order(client)
         assert res.status_code == 503
         assert res.get_json()["error"]["code"] == "gateway_unavailable"
@@ -235,9 +281,17 @@ def test_no_route_touches_an_ib_object_from_a_flask_thread(client, monkeypatch):
 
     monkeypatch.setattr(ib_async.client.Client, "sendMsg", spy)
     order_id = post_order(client, wait=True).get_json()["id"]
-    for url in ("/", "/api/v1/status", "/api/v1/account", "/api/v1/positions",
-                "/api/v1/orders", f"/api/v1/orders/{order_id}", "/api/v1/executions",
-                "/api/v1/quote?symbol=MSFT", "/api/v1/health"):
+    for url in (
+        "/",
+        "/api/v1/status",
+        "/api/v1/account",
+        "/api/v1/positions",
+        "/api/v1/orders",
+        f"/api/v1/orders/{order_id}",
+        "/api/v1/executions",
+        "/api/v1/quote?symbol=MSFT",
+        "/api/v1/health",
+    ):
         assert client.get(url).status_code == 200, url
     assert writers and writers <= {"ib-connector", "order-handler"}
 
@@ -250,6 +304,7 @@ def test_a_loop_refuses_blocking_calls_from_its_own_thread(app):
     async def nested():
         async def noop():
             return None
+
         try:
             handler.thread.call(noop(), 1)
         except WrongThreadError:
@@ -268,9 +323,11 @@ def test_index_page_renders(client):
 def test_hundred_posts_sharing_ten_idempotency_keys_place_ten_orders(client, gateway):
     def post(n):
         key = f"batch-{n % 10}"
-        res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY",
-                                                   "quantity": 1 + n % 10},
-                          headers={"Idempotency-Key": key})
+        res = client.post(
+            "/api/v1/orders",
+            json={"symbol": "IBM", "action": "BUY", "quantity": 1 + n % 10},
+            headers={"Idempotency-Key": key},
+        )
         assert res.status_code in (200, 202), res.get_json()
         return key, res.get_json()["id"]
 
@@ -285,11 +342,16 @@ def test_hundred_posts_sharing_ten_idempotency_keys_place_ten_orders(client, gat
     refs = [o.order_ref for o in gateway.all_orders()]
     assert sorted(refs) == sorted(ids)
     # same key, different body -> 422; replay -> the original, flagged
-    res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "SELL", "quantity": 1},
-                      headers={"Idempotency-Key": "batch-0"})
+    res = client.post(
+        "/api/v1/orders",
+        json={"symbol": "IBM", "action": "SELL", "quantity": 1},
+        headers={"Idempotency-Key": "batch-0"},
+    )
     assert res.status_code == 422 and res.get_json()["error"]["code"] == "idempotency_conflict"
-    res = client.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY", "quantity": 1,
-                                              "client_order_id": "batch-0"})
+    res = client.post(
+        "/api/v1/orders",
+        json={"symbol": "IBM", "action": "BUY", "quantity": 1, "client_order_id": "batch-0"},
+    )
     assert res.status_code == 200 and res.headers["Idempotent-Replayed"] == "true"
     assert res.get_json()["id"] in ids_by_key["batch-0"]
     assert len(gateway.completed_orders()) == 10
@@ -330,26 +392,41 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "IB_MODE": "gateway", "IB_HOST": "127.0.0.1",
-           "IB_PORT": str(gateway.port), "DASHBOARD_PORT": str(port),
-           "JOURNAL_PATH": str(tmp_path / "orders.db"), "RECONCILE_GRACE": "1",
-           "SETTLE_FIRST_WAIT": "0.1", "SETTLE_VALIDATION_WAIT": "0.1", "SETTLE_FINAL_WAIT": "0.1",
-           "LOG_LEVEL": "WARNING", "API_TOKEN": API_TOKEN}
+    env = {
+        **os.environ,
+        "IB_MODE": "gateway",
+        "IB_HOST": "127.0.0.1",
+        "IB_PORT": str(gateway.port),
+        "DASHBOARD_PORT": str(port),
+        "JOURNAL_PATH": str(tmp_path / "orders.db"),
+        "RECONCILE_GRACE": "1",
+        "SETTLE_FIRST_WAIT": "0.1",
+        "SETTLE_VALIDATION_WAIT": "0.1",
+        "SETTLE_FINAL_WAIT": "0.1",
+        "LOG_LEVEL": "WARNING",
+        "API_TOKEN": API_TOKEN,
+    }
     base = f"http://127.0.0.1:{port}/api/v1"
 
     def start():
         # run from this test's own folder: a developer's .env in the repo is not read
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app_simple.py")],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(lambda: _get(f"{base}/status").get("ok"), timeout=20)
         return proc
 
     def post(n):
-        req = urllib.request.Request(f"{base}/orders", method="POST",
-                                     data=json.dumps({"symbol": "MSFT", "action": "BUY",
-                                                      "quantity": 1}).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {API_TOKEN}"})
+        req = urllib.request.Request(
+            f"{base}/orders",
+            method="POST",
+            data=json.dumps({"symbol": "MSFT", "action": "BUY", "quantity": 1}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_TOKEN}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as res:
                 return json.load(res)["id"]
@@ -367,9 +444,14 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
         accepted = [a for a in accepted if a]
         assert 0 < len(accepted) <= 12
         proc = start()
-        wait_for(lambda: all(_get(f"{base}/orders/{i}").get("verdict") in
-                             ("filled", "not_placed", "not_sent", "cancelled", "rejected")
-                             for i in accepted), timeout=20)
+        wait_for(
+            lambda: all(
+                _get(f"{base}/orders/{i}").get("verdict")
+                in ("filled", "not_placed", "not_sent", "cancelled", "rejected")
+                for i in accepted
+            ),
+            timeout=20,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0  # SIGTERM is a graceful shutdown
@@ -393,6 +475,7 @@ def _get(url):
     import json
     import urllib.error
     import urllib.request
+
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
     try:
         with urllib.request.urlopen(req, timeout=2) as res:
@@ -415,11 +498,22 @@ def test_reader_works_when_it_is_the_master_api_client():
         try:
             client = api_client(app)
             order_id = post_order(client, wait=True, symbol="IBM").get_json()["id"]
-            wait_for(lambda: [o for o in client.get("/api/v1/orders").get_json()["orders"]
-                              if o["id"] == order_id and o["status"] == "Filled"
-                              and o["perm_id"]], timeout=5)
-            wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
-                              if e["order_ref"] == order_id and e["commission"]], timeout=5)
+            wait_for(
+                lambda: [
+                    o
+                    for o in client.get("/api/v1/orders").get_json()["orders"]
+                    if o["id"] == order_id and o["status"] == "Filled" and o["perm_id"]
+                ],
+                timeout=5,
+            )
+            wait_for(
+                lambda: [
+                    e
+                    for e in client.get("/api/v1/executions").get_json()["executions"]
+                    if e["order_ref"] == order_id and e["commission"]
+                ],
+                timeout=5,
+            )
         finally:
             app.extensions["trading"].stop()
     finally:

@@ -33,11 +33,14 @@ def start_app():
     def start(app_overrides: dict | None = None, **gateway_settings):
         from app_simple import create_app
 
-        gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
-                             BrokerConfig(seed=7)).start()
+        gateway = SimGateway(
+            ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
+            BrokerConfig(seed=7),
+        ).start()
         made.append(gateway)
-        app = create_app({"SETTINGS": app_settings(gateway, **(app_overrides or {})),
-                          "TESTING": True})
+        app = create_app(
+            {"SETTINGS": app_settings(gateway, **(app_overrides or {})), "TESTING": True}
+        )
         made.append(app.extensions["trading"])
         return gateway, app, api_client(app)
 
@@ -59,8 +62,11 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
 
     broken = {("usfarm", "broken"), ("ushmds", "broken"), ("secdefnj", "broken")}
     # the farm notices follow 1100 in the same burst
-    link = wait_for(lambda: (v := servers(client)) and
-                    broken <= {(f["name"], f["state"]) for f in v["farms"]} and v)
+    link = wait_for(
+        lambda: (
+            (v := servers(client)) and broken <= {(f["name"], f["state"]) for f in v["farms"]} and v
+        )
+    )
     assert link["code"] == 1100 and "IB servers unreachable" in link["reason"]
     health = client.get("/api/v1/health")
     assert health.status_code == 503 and "IB servers unreachable" in health.get_json()["reason"]
@@ -105,8 +111,10 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
 def test_farm_notices_are_shown_with_their_time(client):
     farms = wait_for(lambda: servers(client)["farms"])
     assert {(f["kind"], f["name"], f["state"]) for f in farms} >= {
-        ("market data", "usfarm", "ok"), ("historical data", "ushmds", "ok"),
-        ("security definitions", "secdefnj", "ok")}
+        ("market data", "usfarm", "ok"),
+        ("historical data", "ushmds", "ok"),
+        ("security definitions", "secdefnj", "ok"),
+    }
     assert all(f["since"].endswith("Z") and f["since"] > "2020" for f in farms)  # ISO UTC
 
 
@@ -157,8 +165,7 @@ def test_positions_say_whether_their_prices_are_delayed(start_app, kind):
     row = wait_for(lambda: (p := held(client, "AAPL")) and p["market_data"] and p)
     assert row["market_data"] == kind and row["market_price"] > 0
     app.extensions["trading"].stop()
-    fresh = create_app({"SETTINGS": app_settings(gateway, client_id=1999),
-                        "TESTING": True})
+    fresh = create_app({"SETTINGS": app_settings(gateway, client_id=1999), "TESTING": True})
     try:
         client = api_client(fresh)
         row = wait_for(lambda: (p := held(client, "AAPL")) and p["market_data"] and p)
@@ -169,8 +176,9 @@ def test_positions_say_whether_their_prices_are_delayed(start_app, kind):
 
 
 def test_delayed_collar_is_configurable(start_app):
-    gateway, app, client = start_app({"risk_price_collar_pct": 50, "risk_delayed_collar_pct": 1},
-                                     market_data="delayed")
+    gateway, app, client = start_app(
+        {"risk_price_collar_pct": 50, "risk_delayed_collar_pct": 1}, market_data="delayed"
+    )
     quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
     res = post_order(client, order_type="LMT", limit_price=round(quote["ask"] * 0.95, 2))
     assert res.status_code == 422
@@ -202,8 +210,11 @@ def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app)
     gateway, app, client = start_app()
     assert client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] > 0
     gateway.competing_session(seconds=600)
-    quote = wait_for(lambda: (q := client.get("/api/v1/quote?symbol=AAPL").get_json())
-                     ["notice_code"] == 10197 and q)
+    quote = wait_for(
+        lambda: (
+            (q := client.get("/api/v1/quote?symbol=AAPL").get_json())["notice_code"] == 10197 and q
+        )
+    )
     assert quote["bid"] is None and quote["ask"] is None  # not the last snapshot's prices
     assert "competing live session" in quote["notice"] and "Log out" in quote["notice"]
     res = post_order(client)
@@ -221,24 +232,41 @@ def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
     assert all(b["low"] <= b["close"] <= b["high"] for b in body["bars"])
     again = client.get(query).get_json()
     assert again["cached"] is True and again["bars"] == body["bars"]
-    assert gateway.historical_counts() == (1, 0)  # the identical request IB would refuse within 15 s never left
+    assert gateway.historical_counts() == (
+        1,
+        0,
+    )  # the identical request IB would refuse within 15 s never left
     # eight different requests for one contract at once: IB refuses the 6th within 2 s
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda i: client.get(
-            f"/api/v1/bars?symbol=AAPL&duration={(i + 2) * 60} S&bar_size=5 secs"), range(8)))
-    assert [a.status_code for a in answers] == [200] * 8, [a.get_json() for a in answers if a.status_code != 200]
+        answers = list(
+            pool.map(
+                lambda i: client.get(
+                    f"/api/v1/bars?symbol=AAPL&duration={(i + 2) * 60} S&bar_size=5 secs"
+                ),
+                range(8),
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * 8, [
+        a.get_json() for a in answers if a.status_code != 200
+    ]
     assert all(len(a.get_json()["bars"]) for a in answers)
     assert gateway.historical_counts() == (9, 0)
 
 
 def test_bars_budget_refuses_with_retry_after_instead_of_drawing_162(start_app, monkeypatch):
     import history
+
     monkeypatch.setattr(history, "WINDOW_MAX", 3)
     gateway, app, client = start_app()
     for minutes in (1, 2, 3):
-        assert client.get(f"/api/v1/bars?symbol=MSFT&duration={minutes * 60} S&bar_size=1 min"
-                          ).status_code == 200
+        assert (
+            client.get(
+                f"/api/v1/bars?symbol=MSFT&duration={minutes * 60} S&bar_size=1 min"
+            ).status_code
+            == 200
+        )
     res = client.get("/api/v1/bars?symbol=MSFT&duration=240 S&bar_size=1 min")
     assert res.status_code == 429 and res.get_json()["error"]["code"] == "history_paced"
     assert int(res.headers["Retry-After"]) > 0
@@ -248,6 +276,7 @@ def test_bars_budget_refuses_with_retry_after_instead_of_drawing_162(start_app, 
 
 def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
     from history import BarsKey, HistoryBudgetSpent, HistoryPacer
+
     pacer = HistoryPacer()
     key = BarsKey("AAPL", "STK", "1 D", "5 secs", "TRADES")
     assert [pacer.wait(key, 0.0) for _ in range(5)] == [0.0] * 5
@@ -264,15 +293,17 @@ def test_history_pacer_keeps_a_margin_under_ibs_limits() -> None:
 def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app):
     gateway, app, client = start_app()
     quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
-    order_id = post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
-                          ).get_json()["id"]
+    order_id = post_order(
+        client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
+    ).get_json()["id"]
     wait_for(lambda: len(gateway.open_orders()) == 1)
     gateway.outage(seconds=2.0)
     handler = app.extensions["trading"].handler
     wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
     cancel = client.post(f"/api/v1/orders/{order_id}/cancel")
-    assert cancel.status_code == 503 and cancel.get_json()["error"]["code"] == \
-        "ib_servers_unreachable"
+    assert (
+        cancel.status_code == 503 and cancel.get_json()["error"]["code"] == "ib_servers_unreachable"
+    )
     res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "outage drill"})
     assert res.status_code == 200 and res.get_json()["engaged"] is True
     assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
@@ -303,14 +334,24 @@ def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
 
 def test_bad_day_settings_are_validated() -> None:
     from config import ConfigError, load_settings
+
     settings = load_settings(env={}, dotenv_path=None)
-    assert (settings.market_data_type, settings.sim_market_data, settings.sim_nightly_reset,
-            settings.risk_delayed_collar_pct) == (3, "live", "23:45/300", None)
-    assert load_settings(env={"SIM_NIGHTLY_RESET": "OFF"}, dotenv_path=None).sim_nightly_reset \
-        == "off"
-    for key, value in (("SIM_NIGHTLY_RESET", "25:00/10"), ("SIM_NIGHTLY_RESET", "23:45"),
-                       ("MARKET_DATA_TYPE", "5"), ("SIM_MARKET_DATA", "some"),
-                       ("RISK_DELAYED_COLLAR_PCT", "-1")):
+    assert (
+        settings.market_data_type,
+        settings.sim_market_data,
+        settings.sim_nightly_reset,
+        settings.risk_delayed_collar_pct,
+    ) == (3, "live", "23:45/300", None)
+    assert (
+        load_settings(env={"SIM_NIGHTLY_RESET": "OFF"}, dotenv_path=None).sim_nightly_reset == "off"
+    )
+    for key, value in (
+        ("SIM_NIGHTLY_RESET", "25:00/10"),
+        ("SIM_NIGHTLY_RESET", "23:45"),
+        ("MARKET_DATA_TYPE", "5"),
+        ("SIM_MARKET_DATA", "some"),
+        ("RISK_DELAYED_COLLAR_PCT", "-1"),
+    ):
         with pytest.raises(ConfigError) as refused:
             load_settings(env={key: value}, dotenv_path=None)
         assert key in str(refused.value)

@@ -58,15 +58,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def caddyfile_for_test(deploy: str, https_port: int, http_port: int, app_port: int,
-                   storage: Path) -> str:
+def caddyfile_for_test(
+    deploy: str, https_port: int, http_port: int, app_port: int, storage: Path
+) -> str:
     """deploy/Caddyfile with the public name, the app's port and the test's TLS."""
     site, app = "tv.example.com {", "reverse_proxy 127.0.0.1:5000"
     assert deploy.count(site) == 1 and deploy.count(app) == 1, "deploy/Caddyfile changed shape"
-    text = deploy.replace(site, f"https://{PUBLIC}:{https_port} {{\n\tbind 127.0.0.1\n"
-                                "\ttls internal").replace(app, f"reverse_proxy 127.0.0.1:{app_port}")
-    return GLOBAL_OPTIONS.format(storage=storage, http_port=http_port,
-                                 https_port=https_port) + text
+    text = deploy.replace(
+        site, f"https://{PUBLIC}:{https_port} {{\n\tbind 127.0.0.1\n\ttls internal"
+    ).replace(app, f"reverse_proxy 127.0.0.1:{app_port}")
+    return GLOBAL_OPTIONS.format(storage=storage, http_port=http_port, https_port=https_port) + text
 
 
 @dataclass
@@ -91,12 +92,19 @@ class Site:
     gateway: SimGateway
     seen: list[dict[str, Any]] = field(default_factory=list)  # what the app saw, per request
 
-    def send(self, method: str, path: str, body: bytes = b"", source: str = SENDER,
-             headers: dict[str, str] | None = None) -> Answer:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        source: str = SENDER,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """One HTTPS request to the public name, from ``source``, as the raw ``path``."""
         context = ssl.create_default_context(cafile=str(self.cafile))
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10,
-                                       source_address=(source, 0))
+        raw = socket.create_connection(
+            ("127.0.0.1", self.port), timeout=10, source_address=(source, 0)
+        )
         with context.wrap_socket(raw, server_hostname=PUBLIC) as tls:
             conn = http.client.HTTPConnection(PUBLIC, self.port, timeout=10)
             conn.sock = tls  # already connected (the public name resolves to Caddy)
@@ -106,11 +114,17 @@ class Site:
             conn.close()
         return answer
 
-    def alert(self, body: dict[str, Any], path: str = "/api/v1/webhook",
-              content_type: str = "text/plain; charset=utf-8", source: str = SENDER) -> Answer:
+    def alert(
+        self,
+        body: dict[str, Any],
+        path: str = "/api/v1/webhook",
+        content_type: str = "text/plain; charset=utf-8",
+        source: str = SENDER,
+    ) -> Answer:
         """What TradingView sends: a URL and a body (its only header is the content type)."""
-        return self.send("POST", path, json.dumps(body).encode(), source,
-                         {"Content-Type": content_type})
+        return self.send(
+            "POST", path, json.dumps(body).encode(), source, {"Content-Type": content_type}
+        )
 
     def audit(self) -> list[dict[str, Any]]:
         return self.app.extensions["trading"].journal.audit_rows(1000)
@@ -121,24 +135,43 @@ def site(tmp_path_factory) -> Iterator[Site]:
     if not Path(CADDY).exists():
         pytest.fail(f"{CADDY} is missing: apt-get install -y caddy (scripts/test does it)")
     home = tmp_path_factory.mktemp("caddy")
-    gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK),
-                         BrokerConfig(seed=7)).start()
+    gateway = SimGateway(
+        ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=7)
+    ).start()
     try:
-        settings = app_settings(gateway, **FAST, webhook_secret=SECRET,
-                                trusted_proxies="127.0.0.1", webhook_allowed_ips=SENDER,
-                                trusted_hosts=f"127.0.0.1,localhost,{PUBLIC}")
+        settings = app_settings(
+            gateway,
+            **FAST,
+            webhook_secret=SECRET,
+            trusted_proxies="127.0.0.1",
+            webhook_allowed_ips=SENDER,
+            trusted_hosts=f"127.0.0.1,localhost,{PUBLIC}",
+        )
         app = app_simple.create_app({"SETTINGS": settings})
         seen: list[dict[str, Any]] = []
 
         def record(sender: Flask, **_: Any) -> None:
-            seen.append({"path": request.path, "endpoint": request.endpoint,
-                         "remote": request.remote_addr, "scheme": request.scheme,
-                         "host": request.host})
+            seen.append(
+                {
+                    "path": request.path,
+                    "endpoint": request.endpoint,
+                    "remote": request.remote_addr,
+                    "scheme": request.scheme,
+                    "host": request.host,
+                }
+            )
 
         request_started.connect(record, app)
         with served(app) as app_url, Caddy(home, int(app_url.rsplit(":", 1)[1])) as (port, log):
-            yield Site(port, home / "data" / "pki" / "authorities" / "local" / "root.crt", log,
-                       app, app_url, gateway, seen)
+            yield Site(
+                port,
+                home / "data" / "pki" / "authorities" / "local" / "root.crt",
+                log,
+                app,
+                app_url,
+                gateway,
+                seen,
+            )
         request_started.disconnect(record, app)
     finally:
         gateway.stop()
@@ -155,16 +188,28 @@ class Caddy:
 
     def __enter__(self) -> tuple[int, Path]:
         config = self.home / "Caddyfile"
-        config.write_text(caddyfile_for_test((ROOT / "deploy" / "Caddyfile").read_text(),
-                                         self.port, free_port(), self.app_port,
-                                         self.home / "data"))
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-               "XDG_DATA_HOME": str(self.home / "xdg-data"),
-               "XDG_CONFIG_HOME": str(self.home / "xdg-config")}
+        config.write_text(
+            caddyfile_for_test(
+                (ROOT / "deploy" / "Caddyfile").read_text(),
+                self.port,
+                free_port(),
+                self.app_port,
+                self.home / "data",
+            )
+        )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "XDG_DATA_HOME": str(self.home / "xdg-data"),
+            "XDG_CONFIG_HOME": str(self.home / "xdg-config"),
+        }
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([CADDY, "run", "--config", str(config), "--adapter",
-                                          "caddyfile"], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [CADDY, "run", "--config", str(config), "--adapter", "caddyfile"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -185,8 +230,10 @@ class Caddy:
                 pytest.fail(f"caddy exited ({self.proc.returncode}):\n{self.log.read_text()}")
             try:
                 context = ssl.create_default_context(cafile=str(cafile))
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw, \
-                        context.wrap_socket(raw, server_hostname=PUBLIC):
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw,
+                    context.wrap_socket(raw, server_hostname=PUBLIC),
+                ):
                     return
             except (OSError, ssl.SSLError):
                 time.sleep(0.1)
@@ -205,9 +252,17 @@ class Caddy:
 
 def tv_alert(**fields: Any) -> dict[str, Any]:
     """The README's TradingView message as TradingView fills it."""
-    return {"secret": SECRET, "ticker": "NASDAQ:MSFT", "action": "buy", "contracts": "2",
-            "price": 412.5, "order_id": "Long Entry", "alert_message": "via caddy",
-            "time": "2026-11-30T15:00:00Z", **fields}
+    return {
+        "secret": SECRET,
+        "ticker": "NASDAQ:MSFT",
+        "action": "buy",
+        "contracts": "2",
+        "price": 412.5,
+        "order_id": "Long Entry",
+        "alert_message": "via caddy",
+        "time": "2026-11-30T15:00:00Z",
+        **fields,
+    }
 
 
 def seen_for(site: Site, path: str) -> list[dict[str, Any]]:
@@ -222,8 +277,15 @@ def test_an_alert_through_caddy_places_the_order_and_the_app_sees_the_sender(sit
     order_id = res.json()["id"]
     wait_for(lambda: [o for o in site.gateway.all_orders() if o.order_ref == order_id])
     saw = site.seen[before:]
-    assert saw == [{"path": "/api/v1/webhook", "endpoint": "api.webhook_alert",
-                    "remote": SENDER, "scheme": "https", "host": f"{PUBLIC}:{site.port}"}]
+    assert saw == [
+        {
+            "path": "/api/v1/webhook",
+            "endpoint": "api.webhook_alert",
+            "remote": SENDER,
+            "scheme": "https",
+            "host": f"{PUBLIC}:{site.port}",
+        }
+    ]
     row = site.audit()[0]
     assert (row["remote"], row["outcome"], row["order_id"]) == (SENDER, "queued", order_id)
     assert SECRET not in str(site.audit())
@@ -249,36 +311,48 @@ def test_a_stranger_cannot_pass_for_tradingview_through_caddy(site):
     """WEBHOOK_ALLOWED_IPS holds the sender's address; an X-Forwarded-For naming it is
     dropped by Caddy, so a stranger is judged by its own address."""
     body = json.dumps(tv_alert(time="2026-11-30T15:03:00Z")).encode()
-    res = site.send("POST", "/api/v1/webhook", body, STRANGER,
-                    {"Content-Type": "text/plain", "X-Forwarded-For": SENDER})
+    res = site.send(
+        "POST",
+        "/api/v1/webhook",
+        body,
+        STRANGER,
+        {"Content-Type": "text/plain", "X-Forwarded-For": SENDER},
+    )
     assert res.status == 403 and res.json()["error"]["code"] == "forbidden_source"
     assert site.audit()[0]["remote"] == STRANGER
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/"),
-    ("GET", f"/login?token={API_TOKEN}"),
-    ("POST", "/login"),
-    ("GET", "/api/v1/state"),
-    ("GET", "/api/v1/openapi.json"),
-    ("GET", "/api/v1/health"),
-    ("POST", "/api/v1/orders"),
-    ("POST", "/api/v1/kill-switch"),
-    ("GET", "/api/v1/webhook"),
-    ("POST", "/api/v1/webhook/../orders"),
-    ("POST", "/api/v1/webhook/%2e%2e/orders"),
-    ("POST", "/api/v1/webhook/..%2forders"),
-    ("POST", "/api/v1/./orders"),
-    ("POST", "/api/v1/./webhook"),
-    ("POST", "/api/v1/webhook/a/b"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", f"/login?token={API_TOKEN}"),
+        ("POST", "/login"),
+        ("GET", "/api/v1/state"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/health"),
+        ("POST", "/api/v1/orders"),
+        ("POST", "/api/v1/kill-switch"),
+        ("GET", "/api/v1/webhook"),
+        ("POST", "/api/v1/webhook/../orders"),
+        ("POST", "/api/v1/webhook/%2e%2e/orders"),
+        ("POST", "/api/v1/webhook/..%2forders"),
+        ("POST", "/api/v1/./orders"),
+        ("POST", "/api/v1/./webhook"),
+        ("POST", "/api/v1/webhook/a/b"),
+    ],
+)
 def test_the_dashboard_is_not_on_the_public_site(site, method, path):
     """Caddy answers everything but the webhook itself, even with the right bearer token."""
     before = len(site.seen)
     orders = len(site.gateway.all_orders())
     body = json.dumps({"symbol": "MSFT", "action": "BUY", "quantity": 1}).encode()
-    res = site.send(method, path, body if method == "POST" else b"", headers={
-        "Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"})
+    res = site.send(
+        method,
+        path,
+        body if method == "POST" else b"",
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+    )
     assert res.status == 404, (res.status, res.body)
     assert "set-cookie" not in {name.lower() for name in res.headers}
     assert all(row["endpoint"] in (None, "api.webhook_alert") for row in site.seen[before:])

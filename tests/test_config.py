@@ -153,7 +153,12 @@ def test_gateway_mode_requires_host() -> None:
         ("READ_ONLY", "yes", "read_only", True),
         ("ALLOW_LIVE_TRADING", "off", "allow_live_trading", False),
         ("RISK_MAX_NOTIONAL", "1e6", "risk_max_notional", 1e6),
-        ("RISK_SYMBOL_ALLOWLIST", " msft, aapl ,,msft,brk.b", "risk_symbol_allowlist", ("AAPL", "BRK.B", "MSFT")),
+        (
+            "RISK_SYMBOL_ALLOWLIST",
+            " msft, aapl ,,msft,brk.b",
+            "risk_symbol_allowlist",
+            ("AAPL", "BRK.B", "MSFT"),
+        ),
         ("RISK_MAX_OPEN_ORDERS", "1", "risk_max_open_orders", 1),
     ],
 )
@@ -297,7 +302,13 @@ def test_dotenv_path_none_skips_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_overrides_apply_last_and_accept_typed_values() -> None:
-    s = load({"IB_PORT": "7497", "IB_HOST": "gw"}, ib_port=4001, ib_host=None, settle_first=0, log_level="error")
+    s = load(
+        {"IB_PORT": "7497", "IB_HOST": "gw"},
+        ib_port=4001,
+        ib_host=None,
+        settle_first=0,
+        log_level="error",
+    )
     assert (s.ib_port, s.ib_host, s.settle_first, s.log_level) == (4001, None, 0.0, "ERROR")
     assert s.use_simulator
     assert isinstance(s.settle_first, float)
@@ -311,9 +322,15 @@ def test_overrides_apply_last_and_accept_typed_values() -> None:
         ({"client_id": True}, "override client_id=True: Input should be a valid integer"),
         ({"client_id": 1.5}, "override client_id=1.5: Input should be a valid integer"),
         ({"monitor_timeout": 0}, "override monitor_timeout=0: Input should be greater than 0"),
-        ({"risk_max_quantity": False}, "override risk_max_quantity=False: Input should be a valid number"),
+        (
+            {"risk_max_quantity": False},
+            "override risk_max_quantity=False: Input should be a valid number",
+        ),
         ({"sim_account": "X1"}, "override sim_account='X1': Input should be a paper account"),
-        ({"ib_mode": "live"}, "override ib_mode='live': Input should be 'auto', 'sim' or 'gateway'"),
+        (
+            {"ib_mode": "live"},
+            "override ib_mode='live': Input should be 'auto', 'sim' or 'gateway'",
+        ),
         ({"ib_mode": "gateway"}, "IB_MODE='gateway' requires IB_HOST"),
     ],
 )
@@ -343,8 +360,12 @@ def test_secret_values_are_not_echoed(key: str) -> None:
 
 
 def test_repr_hides_secrets() -> None:
-    secrets = {"secret_key": "k" * 16, "api_token": "t" * 16, "dashboard_password": "p" * 16,
-               "webhook_secret": "w" * 16}
+    secrets = {
+        "secret_key": "k" * 16,
+        "api_token": "t" * 16,
+        "dashboard_password": "p" * 16,
+        "webhook_secret": "w" * 16,
+    }
     s = load_settings(env={}, dotenv_path=None, overrides=secrets)
     assert s.api_token == "t" * 16
     assert all(value not in repr(s) for value in secrets.values())
@@ -400,13 +421,15 @@ def test_env_example_uncommented_gives_the_defaults(tmp_path) -> None:
     from pathlib import Path
 
     example = Path(__file__).resolve().parent.parent / ".env.example"
-    lines = [line[2:] for line in example.read_text().splitlines()
-             if re.match(r"^# [A-Z_]+=", line)]
+    lines = [
+        line[2:] for line in example.read_text().splitlines() if re.match(r"^# [A-Z_]+=", line)
+    ]
     env_file = tmp_path / ".env"
     env_file.write_text("\n".join(lines) + "\n")
     assert load_settings(env={}, dotenv_path=env_file) == load_settings(env={}, dotenv_path=None)
     documented = {line.split("=", 1)[0] for line in lines}
     from config import ENV_KEYS
+
     assert set(ENV_KEYS.values()) <= documented
 
 

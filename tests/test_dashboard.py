@@ -30,8 +30,13 @@ from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 LAPTOP = {"width": 1366, "height": 900}
 NARROW = {"width": 400, "height": 860}
@@ -85,15 +90,27 @@ def live(request, tmp_path) -> Iterator[Live]:
     kind = getattr(request, "param", "gateway")
     own = None  # a gateway this fixture started (and stops)
     if kind == "embedded":
-        settings = load_settings(env={}, dotenv_path=None, overrides={
-            "ib_mode": "sim", "sim_port": 0, "connect_timeout": 5, "monitor_timeout": 5,
-            "journal_path": journal, **FAST_SETTLE})
+        settings = load_settings(
+            env={},
+            dotenv_path=None,
+            overrides={
+                "ib_mode": "sim",
+                "sim_port": 0,
+                "connect_timeout": 5,
+                "monitor_timeout": 5,
+                "journal_path": journal,
+                **FAST_SETTLE,
+            },
+        )
         gateway = None
     elif kind == "live_account":
-        own = gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK), BrokerConfig(
-            account="U7654321", live_account_drill=True)).start()
-        settings = app_settings(gateway, journal_path=journal, allow_live_trading=True,
-                                live_confirm_notional=1000)
+        own = gateway = SimGateway(
+            ServerSettings(clock_start=TRADING_CLOCK),
+            BrokerConfig(account="U7654321", live_account_drill=True),
+        ).start()
+        settings = app_settings(
+            gateway, journal_path=journal, allow_live_trading=True, live_confirm_notional=1000
+        )
     else:
         gateway = request.getfixturevalue("gateway")
         monitor = {"monitor_timeout": 60} if kind == "monitor_60s" else {}
@@ -147,8 +164,14 @@ class Dashboard:
         expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,5}$"))
         return number(page.locator("#quote-bid").text_content())
 
-    def fill_ticket(self, symbol: str, quantity: str, side: str = "BUY", order_type: str = "MKT",
-                    **prices: float) -> None:
+    def fill_ticket(
+        self,
+        symbol: str,
+        quantity: str,
+        side: str = "BUY",
+        order_type: str = "MKT",
+        **prices: float,
+    ) -> None:
         page = self.page
         if page.input_value("#symbol") != symbol:
             self.enter_symbol(symbol)
@@ -176,8 +199,12 @@ def dash(browser, live) -> Iterator[Dashboard]:
     context = browser.new_context(viewport=LAPTOP)
     page = context.new_page()
     board = Dashboard(page, live)
-    page.on("console", lambda msg: board.errors.append(f"console.{msg.type}: {msg.text}")
-            if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: (
+            board.errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: board.errors.append(f"pageerror: {exc}"))
     page.on("request", lambda req: board.requests.append(f"{req.method} {req.url}"))
     yield board
@@ -264,8 +291,18 @@ def test_symbol_entry_shows_a_live_quote(dash):
     for _ in range(10):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id"))
-    assert order == ["sec_type", "quote-bid-btn", "quote-ask-btn", "action-buy", "quantity",
-                     "order_type", "tif", "outside_rth", "bracket", "review-btn"]
+    assert order == [
+        "sec_type",
+        "quote-bid-btn",
+        "quote-ask-btn",
+        "action-buy",
+        "quantity",
+        "order_type",
+        "tif",
+        "outside_rth",
+        "bracket",
+        "review-btn",
+    ]
     # clicking the ask makes a limit order at the ask (the quote refreshes meanwhile)
     page.click("#quote-ask-btn")
     expect(page.locator("#order_type")).to_have_value("LMT")
@@ -283,7 +320,9 @@ def test_market_order_through_confirmation_fills_and_updates_live(dash):
     confirm = page.locator("#confirm")
     expect(confirm).to_be_visible()
     expect(page.locator("#confirm-words")).to_have_text("Buy 10 AAPL at market, DAY")
-    expect(page.locator("#confirm-notional")).to_have_text(re.compile(r"^≈ [\d,]+\.\d\d \(10 × ask \d+\.\d\d\)$"))
+    expect(page.locator("#confirm-notional")).to_have_text(
+        re.compile(r"^≈ [\d,]+\.\d\d \(10 × ask \d+\.\d\d\)$")
+    )
     expect(page.locator("#preview-commission")).to_have_text("1.00 USD")
     expect(page.locator("#preview-init")).to_have_text(re.compile(r"^\+[\d,]+\.\d\d$"))
     expect(page.locator("#confirm-send")).to_be_enabled()
@@ -382,7 +421,8 @@ def test_limit_order_away_from_market_is_modified_then_cancelled(dash):
     assert not dash.gateway.open_orders()
     expect(done.locator("button.expander")).to_have_attribute("aria-expanded", "true")
     expect(done.locator(".lifecycle")).to_contain_text(
-        f"broker confirmed the change: limit price {new_limit:g}")
+        f"broker confirmed the change: limit price {new_limit:g}"
+    )
     expect(done.locator(".lifecycle")).to_contain_text("cancel requested")
     expect(done.locator(".lifecycle")).to_contain_text("Submitted → Cancelled")
     assert "lifecycle" not in dash.live.api("GET", "/api/v1/state")[1]["orders"][0]
@@ -396,9 +436,17 @@ def test_working_order_shows_the_brokers_status_during_the_monitoring_window(das
     verdict until its window ends)."""
     page = dash.open().page
     _, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
-    status, body = dash.live.api("POST", "/api/v1/orders", {
-        "symbol": "MSFT", "action": "BUY", "quantity": 1, "order_type": "LMT",
-        "limit_price": round(quote["bid"] * 0.9, 2)})
+    status, body = dash.live.api(
+        "POST",
+        "/api/v1/orders",
+        {
+            "symbol": "MSFT",
+            "action": "BUY",
+            "quantity": 1,
+            "order_type": "LMT",
+            "limit_price": round(quote["bid"] * 0.9, 2),
+        },
+    )
     assert status == 202, body
 
     def ours() -> dict:
@@ -418,9 +466,17 @@ def test_cancel_all_asks_first_then_cancels_every_working_order(dash):
     status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
     assert status == 200, quote
     for n in (1, 2):  # placed by a script through the API
-        status, body = dash.live.api("POST", "/api/v1/orders", {
-            "symbol": "MSFT", "action": "BUY", "quantity": n, "order_type": "LMT",
-            "limit_price": round(quote["bid"] * 0.95, 2)})
+        status, body = dash.live.api(
+            "POST",
+            "/api/v1/orders",
+            {
+                "symbol": "MSFT",
+                "action": "BUY",
+                "quantity": n,
+                "order_type": "LMT",
+                "limit_price": round(quote["bid"] * 0.95, 2),
+            },
+        )
         assert status == 202, body
     expect(page.locator("#working-count")).to_have_text("2")
     page.click("#cancel-all-btn")
@@ -466,7 +522,9 @@ def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
     expect(page.locator("#limit_price-error")).to_have_text("is required for LMT orders")
     page.fill("#limit_price", "100")
     page.click("#review-btn")
-    expect(page.locator("#take_profit-error")).to_have_text("must be above the limit price for a BUY")
+    expect(page.locator("#take_profit-error")).to_have_text(
+        "must be above the limit price for a BUY"
+    )
     assert not any("/api/v1/orders" in r for r in dash.requests)
     dash.shot("client_validation")
 
@@ -498,7 +556,9 @@ def test_health_badge_follows_a_gateway_restart(dash):
     try:
         expect(health).to_have_text("disconnected", timeout=5000)
         expect(health).to_have_class(re.compile(r"\bdown\b"))
-        expect(page.locator("#conn-reader .conn-state")).to_have_text(re.compile("reconnecting|down"))
+        expect(page.locator("#conn-reader .conn-state")).to_have_text(
+            re.compile("reconnecting|down")
+        )
         dash.shot("gateway_down")
         expect(health).to_have_text("connected", timeout=20_000)
     finally:
@@ -535,14 +595,20 @@ def test_narrow_viewport_renders_the_ticket_without_horizontal_overflow(dash):
 def test_stream_refused_falls_back_to_polling(dash):
     page = dash.page
     # the stream, with or without the chart's ?watch=
-    page.route(re.compile(r".*/api/v1/stream(\?.*)?$"), lambda route: route.fulfill(
-        status=503, content_type="application/json",
-        body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
+    page.route(
+        re.compile(r".*/api/v1/stream(\?.*)?$"),
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}',
+        ),
+    )
     dash.allow_console_error(r"EventSource|status of 503")
     dash.open()
     expect(page.locator("#feed")).to_have_text("polling")
-    status, body = dash.live.api("POST", "/api/v1/orders",
-                                 {"symbol": "MSFT", "action": "BUY", "quantity": 2})
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 2}
+    )
     assert status == 202, body
     order = dash.order_group("completed-orders", body["id"])
     expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
@@ -555,9 +621,17 @@ def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")
     assert status == 200, quote
     for n in (1, 2):  # two resting orders, placed by a script through the API
-        status, body = dash.live.api("POST", "/api/v1/orders", {
-            "symbol": "MSFT", "action": "BUY", "quantity": n, "order_type": "LMT",
-            "limit_price": round(quote["bid"] * 0.95, 2)})
+        status, body = dash.live.api(
+            "POST",
+            "/api/v1/orders",
+            {
+                "symbol": "MSFT",
+                "action": "BUY",
+                "quantity": n,
+                "order_type": "LMT",
+                "limit_price": round(quote["bid"] * 0.95, 2),
+            },
+        )
         assert status == 202, body
     expect(page.locator("#working-count")).to_have_text("2")
     wait_for(lambda: len(dash.gateway.open_orders()) == 2)
@@ -595,7 +669,8 @@ def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     assert result["cancel_confirmed"] is True and result["still_open"] == []
     expect(page.locator("#halt-title")).to_have_text("Trading halted")
     expect(page.locator("#halt-outcome")).to_have_text(
-        "Trading halted; every working order cancelled (confirmed by the broker).")
+        "Trading halted; every working order cancelled (confirmed by the broker)."
+    )
     expect(page.locator("#halt-open")).to_be_hidden()
     expect(page.locator("#halt-close")).to_be_focused()
     assert not dash.gateway.open_orders()
@@ -603,7 +678,8 @@ def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     expect(badge).to_have_text("TRADING HALTED")
     expect(page.locator("#review-btn")).to_be_disabled()
     expect(page.locator("#ticket-notice")).to_have_text(
-        "Trading is halted (kill switch engaged: drill: runaway strategy): new orders are refused.")
+        "Trading is halted (kill switch engaged: drill: runaway strategy): new orders are refused."
+    )
     dash.shot("kill_switch_engaged")
     page.keyboard.press("Enter")  # Close
     expect(dialog).to_be_hidden()
@@ -613,8 +689,9 @@ def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     expect(page.locator("#completed-orders .pill").filter(has_text="Cancelled")).to_have_count(2)
 
     # new orders are refused: through the API (423) and from the ticket (nothing to review)
-    status, body = dash.live.api("POST", "/api/v1/orders",
-                                 {"symbol": "MSFT", "action": "BUY", "quantity": 1})
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 1}
+    )
     assert status == 423 and body["error"]["code"] == "trading_halted", body
     dash.fill_ticket("AAPL", "1")
     page.press("#quantity", "Enter")
@@ -644,32 +721,63 @@ def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     expect(halt).to_be_visible()
     expect(halt).to_be_focused()
     dash.shot("kill_switch_released")
-    status, body = dash.live.api("POST", "/api/v1/orders",
-                                 {"symbol": "MSFT", "action": "BUY", "quantity": 1})
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 1}
+    )
     assert status == 202, body
 
 
 def test_kill_switch_lists_orders_the_broker_still_reports(dash):
     page = dash.open().page
-    still_open = [{"perm_id": 123456, "order_id": 5, "client_id": 0, "order_ref": "",
-                   "account": "DU1234567", "symbol": "MSFT", "sec_type": "STK", "action": "BUY",
-                   "quantity": 3, "order_type": "LMT", "limit_price": 399.5, "stop_price": None,
-                   "tif": "DAY", "status": "PendingCancel", "filled": 0, "remaining": 3,
-                   "avg_fill_price": None, "open": True}]
-    answer = {"engaged": True, "reason": "drill", "cancel_confirmed": False, "still_open": still_open}
+    still_open = [
+        {
+            "perm_id": 123456,
+            "order_id": 5,
+            "client_id": 0,
+            "order_ref": "",
+            "account": "DU1234567",
+            "symbol": "MSFT",
+            "sec_type": "STK",
+            "action": "BUY",
+            "quantity": 3,
+            "order_type": "LMT",
+            "limit_price": 399.5,
+            "stop_price": None,
+            "tif": "DAY",
+            "status": "PendingCancel",
+            "filled": 0,
+            "remaining": 3,
+            "avg_fill_price": None,
+            "open": True,
+        }
+    ]
+    answer = {
+        "engaged": True,
+        "reason": "drill",
+        "cancel_confirmed": False,
+        "still_open": still_open,
+    }
     # the broker's answer is staged here; the real switch stays released
-    page.route("**/api/v1/kill-switch", lambda route: route.fulfill(
-        status=200, content_type="application/json", body=json.dumps(answer))
-        if route.request.method == "POST" else route.continue_())
+    page.route(
+        "**/api/v1/kill-switch",
+        lambda route: (
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
     page.click("#halt-btn")
     page.fill("#halt-reason", "drill")
     page.click("#halt-send")
     expect(page.locator("#halt-outcome")).to_have_text(
         "Trading halted, but the broker still reports 1 working order: "
-        "cancel it from the Orders panel or in TWS.")
+        "cancel it from the Orders panel or in TWS."
+    )
     items = page.locator("#halt-open li")
     expect(items).to_have_count(1)
-    expect(items.first).to_have_text("perm 123456 (client 0): Buy 3 MSFT LMT 399.50 — PendingCancel")
+    expect(items.first).to_have_text(
+        "perm 123456 (client 0): Buy 3 MSFT LMT 399.50 — PendingCancel"
+    )
     expect(page.locator("#halt-result")).to_have_class(re.compile(r"\bbad\b"))
     dash.shot("kill_switch_still_open")
     page.click("#halt-close")
@@ -709,7 +817,9 @@ def test_live_order_above_the_threshold_needs_the_typed_symbol(dash):
     expect(page.locator("#confirm-notional")).to_contain_text(f"10 × limit {limit:,.2f}")
     guard = page.locator("#live-guard")
     expect(guard).to_be_visible()
-    expect(page.locator("#live-guard-text")).to_contain_text("live confirmation threshold of 1,000.00")
+    expect(page.locator("#live-guard-text")).to_contain_text(
+        "live confirmation threshold of 1,000.00"
+    )
     expect(page.locator("#live-guard-text")).to_contain_text("until you type the symbol AAPL")
     typed = page.locator("#live-confirm-input")
     expect(typed).to_have_accessible_name("Type AAPL to confirm this live order")

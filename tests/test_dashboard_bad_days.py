@@ -21,23 +21,28 @@ from sim_gateway.server import ServerSettings
 def gateway(request) -> Iterator[SimGateway]:
     """A gateway whose account has the market data named by the parameter (default live)."""
     kind = getattr(request, "param", "live")
-    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data=kind),
-                    BrokerConfig(seed=7)).start()
+    gw = SimGateway(
+        ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data=kind), BrokerConfig(seed=7)
+    ).start()
     yield gw
     gw.stop()
 
 
 def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
-        dash: Dashboard, gateway: SimGateway) -> None:
+    dash: Dashboard, gateway: SimGateway
+) -> None:
     page = dash.open().page
     ib = page.locator("#conn-ib")
     expect(ib.locator(".conn-state")).to_have_text("reachable")
     expect(ib.locator(".conn-age")).to_have_text(re.compile(r"^\d+ farm\(s\) ok$"))
     gateway.outage(seconds=4.0)
     expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
-    expect(ib.locator(".conn-state")).to_have_text(re.compile(r"^unreachable since \d\d:\d\d:\d\d$"))
+    expect(ib.locator(".conn-state")).to_have_text(
+        re.compile(r"^unreachable since \d\d:\d\d:\d\d$")
+    )
     expect(ib.locator(".conn-age")).to_have_text(
-        re.compile(r"^3 farms broken since \d\d:\d\d:\d\d$"))
+        re.compile(r"^3 farms broken since \d\d:\d\d:\d\d$")
+    )
     title = ib.get_attribute("title") or ""
     assert "market data farm usfarm: broken since" in title and "(2103)" in title
     expect(page.locator("#review-btn")).to_be_disabled()
@@ -68,8 +73,9 @@ def test_delayed_quote_is_labelled_on_every_price(dash: Dashboard, gateway: SimG
 @pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
 def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
-    status, body = dash.live.api("POST", "/api/v1/orders",
-                                 {"symbol": "MSFT", "action": "BUY", "quantity": 4})
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 4}
+    )
     assert status == 202, body
     row = page.locator("#positions tbody tr").filter(has_text="MSFT")
     price = row.locator("td[data-label=Price]")
@@ -83,18 +89,24 @@ def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGatew
 
 def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
-    status, body = dash.live.api("POST", "/api/v1/orders",
-                                 {"symbol": "MSFT", "action": "BUY", "quantity": 4})
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 4}
+    )
     assert status == 202, body
     row = page.locator("#positions tbody tr").filter(has_text="MSFT")
     expect(row.locator("td[data-label=Price]")).not_to_have_text("—")
-    wait_for(lambda: dash.live.api("GET", "/api/v1/positions")[1]["positions"][0]["market_data"]
-             == "live")
+    wait_for(
+        lambda: (
+            dash.live.api("GET", "/api/v1/positions")[1]["positions"][0]["market_data"] == "live"
+        )
+    )
     expect(row.locator(".tag.delayed")).to_have_count(0)
 
 
 @pytest.mark.parametrize("gateway", ["none"], indirect=True)
-def test_no_market_data_shows_the_reason_and_what_to_do(dash: Dashboard, gateway: SimGateway) -> None:
+def test_no_market_data_shows_the_reason_and_what_to_do(
+    dash: Dashboard, gateway: SimGateway
+) -> None:
     dash.allow_console_error("status of 502")  # the chart's bars: IB refuses them too (162)
     page = dash.open().page
     page.fill("#symbol", "AAPL")

@@ -77,8 +77,12 @@ def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(da
     price = number(position.locator("td").nth(3).text_content())
     value = number((position.locator("td").nth(4).text_content() or "").replace("$", ""))
     assert value == pytest.approx(price * 3 * 100, rel=0.01)
-    expect(page.locator("#fills tbody tr").filter(has_text=f"AAPL {EXPIRY} 200 C")).not_to_have_count(0)
-    [held] = [p for p in dash.gateway.positions() if p.contract.local_symbol == "AAPL  261218C00200000"]
+    expect(
+        page.locator("#fills tbody tr").filter(has_text=f"AAPL {EXPIRY} 200 C")
+    ).not_to_have_count(0)
+    [held] = [
+        p for p in dash.gateway.positions() if p.contract.local_symbol == "AAPL  261218C00200000"
+    ]
     assert held.position == 3
     dash.shot("deriv-position")
 
@@ -98,7 +102,9 @@ def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(da
     page.click("#dt-review")
     page.click("#dt-send")
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
-    expect(page.locator("#positions tbody tr").filter(has_text=f"AAPL {EXPIRY} 190 P")).to_contain_text("×100")
+    expect(
+        page.locator("#positions tbody tr").filter(has_text=f"AAPL {EXPIRY} 190 P")
+    ).to_contain_text("×100")
 
 
 def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Dashboard):
@@ -119,7 +125,9 @@ def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Da
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
     position = page.locator("#positions tbody tr").filter(has_text="ES 202703")
     expect(position).to_contain_text("×50")
-    [held] = wait_for(lambda: [p for p in dash.gateway.positions() if p.contract.local_symbol == "ESH7"])
+    [held] = wait_for(
+        lambda: [p for p in dash.gateway.positions() if p.contract.local_symbol == "ESH7"]
+    )
     assert held.position == 1 and held.contract.multiplier == "50"
     dash.shot("deriv-future")
 
@@ -130,5 +138,12 @@ def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Da
     page.click("#dt-review")
     page.click("#dt-send")
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
-    wait_for(lambda: not [p for p in dash.gateway.positions()
-                          if p.contract.local_symbol == "ESH7" and p.position])
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p in dash.gateway.positions()
+                if p.contract.local_symbol == "ESH7" and p.position
+            ]
+        )
+    )

@@ -38,8 +38,12 @@ def market(board: Dashboard, symbol: str = "AAPL") -> dict:
 
 def working(board: Dashboard, **fields) -> str:
     """An order of ours placed through the API and working at the broker: its id."""
-    order = api_ok(board, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY",
-                                                     "quantity": 1, **fields})
+    order = api_ok(
+        board,
+        "POST",
+        "/api/v1/orders",
+        {"symbol": "AAPL", "action": "BUY", "quantity": 1, **fields},
+    )
     wait_for(lambda: [o for o in board.gateway.open_orders() if o.order_ref == order["id"]])
     return order["id"]
 
@@ -113,7 +117,8 @@ def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):
     page.fill("#modify-limit_price", f"{limit + 0.007:.3f}")  # off the 0.01 grid
     page.press("#modify-limit_price", "Enter")
     expect(page.locator("#modify-limit_price-error")).to_have_text(
-        re.compile(r"is not a multiple of the price tick 0\.01"))
+        re.compile(r"is not a multiple of the price tick 0\.01")
+    )
     expect(dialog).to_be_visible()
     dash.allow_console_error(r"status of 422")
     far = round(limit * 0.3, 2)  # on the grid, but outside the price collar: the server says
@@ -203,8 +208,9 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     page = dash.open().page
     api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
     q = market(dash)
-    stop_id = working(dash, action="SELL", quantity=10, order_type="STP",
-                      stop_price=round(q["bid"] * 0.9, 2))
+    stop_id = working(
+        dash, action="SELL", quantity=10, order_type="STP", stop_price=round(q["bid"] * 0.9, 2)
+    )
     trail_id = working(dash, action="SELL", quantity=10, order_type="TRAIL", trailing_percent=5)
     position = page.locator("#positions tbody tr").filter(has_text="AAPL")
     expect(position.locator("td").nth(1)).to_have_text("10")
@@ -234,7 +240,9 @@ def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):
     page = dash.open().page
     dash.allow_console_error(r"status of 404")
     page.fill("#symbol", "EUR.USD")
-    expect(page.locator("#symbol-error")).to_have_text("EUR.USD is not a stock: it looks like an FX pair")
+    expect(page.locator("#symbol-error")).to_have_text(
+        "EUR.USD is not a stock: it looks like an FX pair"
+    )
     dash.shot("entry_fx_suggested")
     page.click("#fx-switch")
     expect(page.locator("#sec_type")).to_have_value("CASH")
@@ -249,6 +257,7 @@ def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):
 # ---------------------------------------------------------------- 7. freshness
 def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):
     import web.status
+
     monkeypatch.setattr(web.status, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
     page = dash.open().page
     expect(page.locator("#feed")).to_have_text("live stream")
@@ -256,9 +265,13 @@ def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_h
     ages = []
     for _ in range(8):  # four idle seconds: ages stay those of the last confirmation
         page.wait_for_timeout(500)
-        ages.append((page.locator("#conn-reader .conn-age").text_content(),
-                     page.locator("#conn-orders .conn-age").text_content(),
-                     page.locator("#account-age").text_content()))
+        ages.append(
+            (
+                page.locator("#conn-reader .conn-age").text_content(),
+                page.locator("#conn-orders .conn-age").text_content(),
+                page.locator("#account-age").text_content(),
+            )
+        )
     idle = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")
     assert idle == version, "something changed meanwhile: the page was not idle"
     for data, beat, account in ages[2:]:
@@ -279,8 +292,15 @@ def filled_tables(board: Dashboard) -> list[str]:
         api_ok(board, "POST", "/api/v1/orders", {"symbol": symbol, "action": "BUY", "quantity": 3})
         bid = market(board, symbol)["bid"]
         for n in (1, 2):
-            ids.append(working(board, symbol=symbol, quantity=n, order_type="LMT",
-                               limit_price=round(bid * (0.9 - n / 100), 2)))
+            ids.append(
+                working(
+                    board,
+                    symbol=symbol,
+                    quantity=n,
+                    order_type="LMT",
+                    limit_price=round(bid * (0.9 - n / 100), 2),
+                )
+            )
     return ids
 
 
@@ -320,7 +340,8 @@ def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):
             """() => { const box = document.getElementById('toasts');
             box.innerHTML = ''; const t = document.createElement('div'); t.className = 'toast info';
             const s = document.createElement('span'); s.textContent = 'Cancel sent for o-x (Buy 1 AAPL).';
-            t.append(s); box.append(t); }""")
+            t.append(s); box.append(t); }"""
+        )
         result = page.evaluate(ROW_CHECK)
         dash.shot(f"entry_layout_{width}")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
@@ -346,16 +367,25 @@ def run_axe(page: Page) -> list[dict]:
         page.add_script_tag(url=AXE_URL)
     result = page.evaluate("""() => axe.run(document, {runOnly: {type: 'rule',
         values: ['color-contrast']}, resultTypes: ['violations']})""")
-    return [{"impact": v["impact"], "nodes": [(n["target"], n["failureSummary"][:160])
-                                              for n in v["nodes"]]}
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        {
+            "impact": v["impact"],
+            "nodes": [(n["target"], n["failureSummary"][:160]) for n in v["nodes"]],
+        }
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     assert AXE.exists(), "node_modules/axe-core is missing: run npm ci (scripts/test does it)"
     page = dash.page
-    page.route(f"**{AXE_URL}", lambda route: route.fulfill(
-        status=200, content_type="text/javascript", body=AXE.read_text()))
+    page.route(
+        f"**{AXE_URL}",
+        lambda route: route.fulfill(
+            status=200, content_type="text/javascript", body=AXE.read_text()
+        ),
+    )
     dash.open()
     ids = filled_tables(dash)
     done = api_ok(dash, "POST", f"/api/v1/orders/{ids[0]}/cancel", {})
@@ -412,4 +442,3 @@ def test_history_in_traders_words_and_dashboard_source(dash):
     dash.shot("entry_history_words")
     order_id = row.get_attribute("data-order-id")
     assert api_ok(dash, "GET", f"/api/v1/orders/{order_id}")["lifecycle"]["source"] == "dashboard"
-

@@ -23,8 +23,10 @@ VENDOR = ROOT / "static" / "vendor" / "lightweight-charts.js"
 @pytest.fixture(autouse=True)
 def _chart_library() -> None:
     if not Path(VENDOR).is_file():
-        pytest.fail("static/vendor/lightweight-charts.js is missing: run `npm ci && npm run vendor` "
-                    "(scripts/test does)")
+        pytest.fail(
+            "static/vendor/lightweight-charts.js is missing: run `npm ci && npm run vendor` "
+            "(scripts/test does)"
+        )
 
 
 def quote_cells(board: Dashboard, symbol: str) -> str:
@@ -45,7 +47,8 @@ def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashbo
     first = quote_cells(dash, "AAPL")
     wait_for(lambda: quote_cells(dash, "AAPL") != first, timeout=10)  # pushed, no reload
     expect(page.locator('#watchlist tr[data-symbol="EUR.USD"] td.last')).to_have_text(
-        re.compile(r"^\d\.\d{4,5}$"))
+        re.compile(r"^\d\.\d{4,5}$")
+    )
     status, body = dash.live.api("GET", "/api/v1/watchlist")
     assert [s["symbol"] for s in body["symbols"]] == ["EUR.USD", "AAPL"]
     dash.shot("screen-watchlist")
@@ -55,9 +58,18 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     server = dash.live
     status, quote = server.api("GET", "/api/v1/quote?symbol=AAPL")
     limit = round(quote["bid"] * 0.97, 2)
-    status, placed = server.api("POST", "/api/v1/orders?wait=1", {
-        "symbol": "AAPL", "action": "BUY", "quantity": 5, "order_type": "LMT", "limit_price": limit,
-        "tif": "GTC"})
+    status, placed = server.api(
+        "POST",
+        "/api/v1/orders?wait=1",
+        {
+            "symbol": "AAPL",
+            "action": "BUY",
+            "quantity": 5,
+            "order_type": "LMT",
+            "limit_price": limit,
+            "tif": "GTC",
+        },
+    )
     assert status == 200, placed
     order_id = placed["order"]["id"]
     dash.page.context.grant_permissions(["notifications"])
@@ -69,7 +81,9 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     expect(page.locator("#chart-status")).to_contain_text("bars of 1 min")
     assert page.locator("#chart canvas").count() > 0
     y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
-    box = page.evaluate("(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()")
+    box = page.evaluate(
+        "(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()"
+    )
     dash.shot("screen-chart")
     x = box["x"] + box["w"] / 3
     page.mouse.move(x, box["y"] + y)
@@ -82,11 +96,19 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     assert proposed > limit
     dash.shot("screen-drag-confirm")
     page.click("#modify-send")
-    wait_for(lambda: any(o.order_ref == order_id and abs(o.lmt_price - proposed) < 1e-6
-                         for o in dash.gateway.all_orders()), timeout=10)
+    wait_for(
+        lambda: any(
+            o.order_ref == order_id and abs(o.lmt_price - proposed) < 1e-6
+            for o in dash.gateway.all_orders()
+        ),
+        timeout=10,
+    )
     # a fill raises the notification: toast, aria-live region
-    status, _ = server.api("POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY",
-                                                     "quantity": 3, "order_type": "MKT"})
+    status, _ = server.api(
+        "POST",
+        "/api/v1/orders",
+        {"symbol": "AAPL", "action": "BUY", "quantity": 3, "order_type": "MKT"},
+    )
     toast = page.locator("#toasts .toast").filter(has_text="Filled")
     expect(toast).to_contain_text("Buy 3 AAPL")
     expect(page.locator("#screen-announcer")).to_contain_text("Filled")
@@ -100,7 +122,8 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     status, _ = server.api("POST", f"/api/v1/orders/{order_id}/cancel")
     assert status == 202
     expect(page.locator("#toasts .toast").filter(has_text="Cancelled")).to_contain_text(
-        "Buy 5 AAPL")
+        "Buy 5 AAPL"
+    )
     dash.shot("screen-fill-toast")
 
 
@@ -123,12 +146,15 @@ def test_alert_fires_in_the_page(dash: Dashboard) -> None:
     toast = page.locator("#toasts .toast").filter(has_text="Price alert")
     dash.gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
     try:
-        expect(toast.first).to_contain_text(re.compile(r"AAPL traded at or (above|below)"),
-                                             timeout=10000)
+        expect(toast.first).to_contain_text(
+            re.compile(r"AAPL traded at or (above|below)"), timeout=10000
+        )
     finally:
         dash.gateway.set_clock(speed=1)
     expect(page.locator("#alert-list li.fired").first).to_be_visible()
-    expect(page.locator("#alert-list li").filter(has_text="waits for a price above")).to_have_count(1)
+    expect(page.locator("#alert-list li").filter(has_text="waits for a price above")).to_have_count(
+        1
+    )
     page.fill("#alert-level", "-3")
     dash.allow_console_error("status of 400")
     page.click("#alert-form button[type=submit]")
@@ -142,16 +168,22 @@ def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> N
     status, body = dash.live.api("PUT", "/api/v1/watchlist", {"symbols": [{"symbol": "MSFT"}]})
     assert status == 200, body
     page = dash.page
-    page.route(re.compile(r".*/api/v1/stream(\?.*)?$"), lambda route: route.fulfill(
-        status=503, content_type="application/json",
-        body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}'))
+    page.route(
+        re.compile(r".*/api/v1/stream(\?.*)?$"),
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}',
+        ),
+    )
     dash.allow_console_error(r"EventSource|status of 503")
     dash.open()
     expect(page.locator("#feed")).to_have_text("polling")
     expect(page.locator("#chart-symbol")).to_have_text("MSFT")
     expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
     expect(page.locator('#watchlist tr[data-symbol="MSFT"] td.last')).to_have_text(
-        re.compile(r"^\d[\d,]*\.\d{2}$"))
+        re.compile(r"^\d[\d,]*\.\d{2}$")
+    )
     first = quote_cells(dash, "MSFT")
     bar = page.evaluate("window.screenDebug.bars()")
     wait_for(lambda: quote_cells(dash, "MSFT") != first, timeout=10)  # polled, no reload

@@ -49,8 +49,12 @@ QUOTE_ERRORS = [  # (query, status, the field the error names)
     (f"symbol=ZZZZ&expiry={EXPIRY}", 404, "symbol"),
     (f"symbol=MSFT&expiry={EXPIRY}", 404, "symbol"),  # no listed options
 ]
-FUTURES_ERRORS = [("", 400, "symbol"), ("symbol=ES&exchange=c m e", 400, "exchange"),
-                  ("symbol=ZZZZ", 404, "symbol"), ("symbol=ES&exchange=NYMEX", 404, "symbol")]
+FUTURES_ERRORS = [
+    ("", 400, "symbol"),
+    ("symbol=ES&exchange=c m e", 400, "exchange"),
+    ("symbol=ZZZZ", 404, "symbol"),
+    ("symbol=ES&exchange=NYMEX", 404, "symbol"),
+]
 
 
 def test_bad_parameters_are_named(client):
@@ -58,8 +62,10 @@ def test_bad_parameters_are_named(client):
     for path, cases in (("options/quotes", QUOTE_ERRORS), ("futures/contracts", FUTURES_ERRORS)):
         for query, status, field in cases:
             answer = client.get(f"/api/v1/{path}?{query}")
-            assert (answer.status_code, answer.get_json()["error"]["field"]) == (
-                status, field), (path, query)
+            assert (answer.status_code, answer.get_json()["error"]["field"]) == (status, field), (
+                path,
+                query,
+            )
     assert client.get("/api/v1/options/chain?symbol=1x").get_json()["error"]["field"] == "symbol"
     unknown = client.get("/api/v1/options/chain?symbol=ZZZZ")
     assert (unknown.status_code, unknown.get_json()["error"]["code"]) == (404, "unknown_symbol")

@@ -49,6 +49,7 @@ def filled(client, answer) -> dict:
     def done():
         record = client.get(f"/api/v1/orders/{order_id}").get_json()
         return record["lifecycle"]["verdict"] == "filled" and record["lifecycle"]
+
     return wait_for(done)
 
 
@@ -66,7 +67,10 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     assert order["intent"]["order_type"] == "LMT"
     intent = order["intent"]
     assert (intent["con_id"], intent["multiplier"], intent["local_symbol"]) == (
-        found.con_id, 100.0, "AAPL  261218C00200000")
+        found.con_id,
+        100.0,
+        "AAPL  261218C00200000",
+    )
     [position] = [p for p in gateway.positions() if p.contract.con_id == found.con_id]
     assert position.position == 2
     fill = order["avg_fill_price"]
@@ -81,10 +85,16 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
     assert (row["description"], row["multiplier"]) == ("AAPL 20261218 200 C", 100)
     assert row["avg_price"] == pytest.approx(row["avg_cost"] / 100)
     assert row["market_value"] == pytest.approx(row["market_price"] * 2 * 100, rel=1e-6)
-    assert row["unrealized_pnl"] == pytest.approx(row["market_value"] - 2 * row["avg_cost"],
-                                                  abs=0.02)
-    fills = wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
-                              if e["order_ref"] == order["id"]])
+    assert row["unrealized_pnl"] == pytest.approx(
+        row["market_value"] - 2 * row["avg_cost"], abs=0.02
+    )
+    fills = wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == order["id"]
+        ]
+    )
     assert sum(f["shares"] for f in fills) == 2
     for f in fills:
         assert (f["description"], f["multiplier"]) == ("AAPL 20261218 200 C", 100)
@@ -114,30 +124,67 @@ BAD = [  # (a change to a valid option order, the error code, the field it names
 def test_an_ambiguous_or_bad_contract_is_a_400_naming_the_field(client, gateway):
     """One app for every case (each is one request): the 400 names the field to give or fix."""
     for given, field in AMBIGUOUS:
-        answer = client.post("/api/v1/orders", json={
-            "symbol": "AAPL", "sec_type": "OPT", "action": "BUY", "quantity": 1,
-            "limit_price": 1.0, **given})
+        answer = client.post(
+            "/api/v1/orders",
+            json={
+                "symbol": "AAPL",
+                "sec_type": "OPT",
+                "action": "BUY",
+                "quantity": 1,
+                "limit_price": 1.0,
+                **given,
+            },
+        )
         error = answer.get_json()["error"]
         assert (answer.status_code, error["code"], error["field"]) == (
-            400, "ambiguous_contract", field), given
+            400,
+            "ambiguous_contract",
+            field,
+        ), given
         assert f"give {field}" in error["message"]
-    future = client.post("/api/v1/orders", json={
-        "symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1})
+    future = client.post(
+        "/api/v1/orders",
+        json={"symbol": "ES", "sec_type": "FUT", "exchange": "CME", "action": "BUY", "quantity": 1},
+    )
     error = future.get_json()["error"]
-    assert (future.status_code, error["code"], error["field"]) == (400, "ambiguous_contract", "expiry")
+    assert (future.status_code, error["code"], error["field"]) == (
+        400,
+        "ambiguous_contract",
+        "expiry",
+    )
     for change, code, field in BAD:
-        answer = client.post("/api/v1/orders", json={
-            **CALL_200, "action": "BUY", "quantity": 1, "order_type": "LMT", "limit_price": 1.0,
-            **change})
+        answer = client.post(
+            "/api/v1/orders",
+            json={
+                **CALL_200,
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "LMT",
+                "limit_price": 1.0,
+                **change,
+            },
+        )
         error = answer.get_json()["error"]
         assert (answer.status_code, error["code"], error["field"]) == (400, code, field), change
     assert gateway.all_orders() == [] and gateway.executions() == []
 
 
 def test_futures_market_order_by_local_symbol_fills_with_multiplier_50(client, gateway):
-    order = filled(client, client.post("/api/v1/orders?wait=1", json={
-        "symbol": "ES", "sec_type": "FUT", "local_symbol": "ESZ6", "exchange": "CME",
-        "action": "BUY", "quantity": 1, "order_type": "MKT"}))
+    order = filled(
+        client,
+        client.post(
+            "/api/v1/orders?wait=1",
+            json={
+                "symbol": "ES",
+                "sec_type": "FUT",
+                "local_symbol": "ESZ6",
+                "exchange": "CME",
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "MKT",
+            },
+        ),
+    )
     assert (order["intent"]["multiplier"], order["intent"]["exchange"]) == (50.0, "CME")
     [position] = [p for p in gateway.positions() if p.contract.con_id == order["intent"]["con_id"]]
     assert position.position == 1
@@ -155,8 +202,13 @@ def test_futures_market_order_by_local_symbol_fills_with_multiplier_50(client, g
 def test_option_orders_keep_idempotency_kill_switch_and_reconciliation(client, deriv_app, gateway):
     _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
     resting = round(quote.bid * 0.8, 2)  # below the bid, inside the test's 50 % collar
-    body = {**CALL_200, "action": "BUY", "quantity": 1, "limit_price": resting,
-            "client_order_id": "opt-once"}
+    body = {
+        **CALL_200,
+        "action": "BUY",
+        "quantity": 1,
+        "limit_price": resting,
+        "client_order_id": "opt-once",
+    }
     first = client.post("/api/v1/orders", json=body)
     again = client.post("/api/v1/orders", json=body)
     assert (first.status_code, again.status_code) == (202, 200)
@@ -166,9 +218,15 @@ def test_option_orders_keep_idempotency_kill_switch_and_reconciliation(client, d
 
     gateway.drop_connections()  # both connections come back and reconcile the journal
     wait_for(lambda: client.get("/api/v1/status").get_json()["ok"], timeout=15)
-    record = wait_for(lambda: (r := client.get(f"/api/v1/orders/{order_id}").get_json())
-                      .get("status") == "Submitted" and r)
-    assert record["open"] and record["lifecycle"]["intent"]["local_symbol"] == "AAPL  261218C00200000"
+    record = wait_for(
+        lambda: (
+            (r := client.get(f"/api/v1/orders/{order_id}").get_json()).get("status") == "Submitted"
+            and r
+        )
+    )
+    assert (
+        record["open"] and record["lifecycle"]["intent"]["local_symbol"] == "AAPL  261218C00200000"
+    )
 
     engaged = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "test"})
     assert engaged.status_code == 200 and engaged.get_json()["cancel_confirmed"]
@@ -185,8 +243,9 @@ def gate_with(quote, **overrides):
     from risk import RiskGate
 
     settings = load_settings(env={}, dotenv_path=None, overrides=overrides)
-    return RiskGate(settings, lambda symbol, sec_type, con_id: quote, lambda: 0,
-                    lambda: ("DU1234567",))
+    return RiskGate(
+        settings, lambda symbol, sec_type, con_id: quote, lambda: 0, lambda: ("DU1234567",)
+    )
 
 
 def test_notional_uses_the_multiplier_and_the_asset_class_limits():
@@ -194,8 +253,16 @@ def test_notional_uses_the_multiplier_and_the_asset_class_limits():
     from risk import RiskRejected
 
     gate = gate_with((4.9, 5.1, 5.0), risk_opt_max_notional=5_000, risk_opt_max_contracts=20)
-    option = OrderIntent(symbol="AAPL", action="BUY", quantity=10, order_type="LMT",
-                         limit_price=5.0, sec_type="OPT", multiplier=100.0, con_id=1)
+    option = OrderIntent(
+        symbol="AAPL",
+        action="BUY",
+        quantity=10,
+        order_type="LMT",
+        limit_price=5.0,
+        sec_type="OPT",
+        multiplier=100.0,
+        con_id=1,
+    )
     accepted = gate.reserve(option)
     assert accepted.notional == 5_000 and accepted.figures["multiplier"] == 100
     with pytest.raises(RiskRejected) as over:
@@ -205,8 +272,7 @@ def test_notional_uses_the_multiplier_and_the_asset_class_limits():
         gate.reserve(OrderIntent(**{**option.__dict__, "quantity": 15}))
     assert big.value.decision.rule == "asset_class_limit"
     assert big.value.decision.notional == 7_500 and "multiplier 100" in str(big.value)
-    stock = OrderIntent(symbol="AAPL", action="BUY", quantity=15, order_type="LMT",
-                        limit_price=5.0)
+    stock = OrderIntent(symbol="AAPL", action="BUY", quantity=15, order_type="LMT", limit_price=5.0)
     assert gate.reserve(stock).notional == 75  # stocks: no multiplier, the global limits
 
 
@@ -215,8 +281,15 @@ def test_market_orders_on_options_need_an_acknowledgement():
     from risk import RiskRejected
 
     gate = gate_with((4.9, 5.1, 5.0))
-    market = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT",
-                         sec_type="OPT", multiplier=100.0, con_id=1)
+    market = OrderIntent(
+        symbol="AAPL",
+        action="BUY",
+        quantity=1,
+        order_type="MKT",
+        sec_type="OPT",
+        multiplier=100.0,
+        con_id=1,
+    )
     with pytest.raises(RiskRejected, match="option_market_order"):
         gate.reserve(market)
     assert gate.reserve(OrderIntent(**{**market.__dict__, "market_order_ack": True})).accepted
@@ -231,8 +304,10 @@ def test_options_default_to_limit_orders_and_a_market_order_needs_the_flag(clien
     assert (refused.status_code, error["field"]) == (422, "market_order_ack")
     assert gateway.open_orders() == [] and gateway.executions() == []
     filled(client, client.post("/api/v1/orders?wait=1", json={**market, "market_order_ack": True}))
-    stock_flag = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY",
-                                                     "quantity": 1, "market_order_ack": True})
+    stock_flag = client.post(
+        "/api/v1/orders",
+        json={"symbol": "AAPL", "action": "BUY", "quantity": 1, "market_order_ack": True},
+    )
     assert stock_flag.status_code == 400
 
 
@@ -240,9 +315,19 @@ def test_an_option_order_over_the_class_notional_is_refused(client, deriv_app, g
     _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=190, right="C")
     limit = marketable_buy(quote.ask)
     quantity = int(50_000 / (limit * 100)) + 1  # under 50 contracts, over 50,000 with x100
-    answer = client.post("/api/v1/orders", json={
-        "symbol": "AAPL", "sec_type": "OPT", "expiry": EXPIRY, "strike": 190, "right": "C",
-        "action": "BUY", "quantity": quantity, "limit_price": limit})
+    answer = client.post(
+        "/api/v1/orders",
+        json={
+            "symbol": "AAPL",
+            "sec_type": "OPT",
+            "expiry": EXPIRY,
+            "strike": 190,
+            "right": "C",
+            "action": "BUY",
+            "quantity": quantity,
+            "limit_price": limit,
+        },
+    )
     error = answer.get_json()["error"]
     assert (answer.status_code, error["code"]) == (422, "risk_rejected"), error
     [decision] = error["details"]
@@ -251,17 +336,26 @@ def test_an_option_order_over_the_class_notional_is_refused(client, deriv_app, g
     assert gateway.open_orders() == []
 
 
-def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(client, deriv_app,
-                                                                             gateway):
+def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(
+    client, deriv_app, gateway
+):
     _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
     resting = round(quote.bid * 0.8, 2)
     body = {**CALL_200, "action": "BUY", "quantity": 1, "limit_price": resting}
     preview = client.post("/api/v1/orders/preview", json=body)
     assert preview.status_code == 200, preview.get_json()
     assert preview.get_json()["commission"] == pytest.approx(1.0)  # 0.65 a contract, at least 1
-    by_local = client.post("/api/v1/orders/preview", json={
-        "symbol": "AAPL", "sec_type": "OPT", "local_symbol": "AAPL  261218C00200000",
-        "action": "SELL", "quantity": 1, "limit_price": resting})  # what a position's Close sends
+    by_local = client.post(
+        "/api/v1/orders/preview",
+        json={
+            "symbol": "AAPL",
+            "sec_type": "OPT",
+            "local_symbol": "AAPL  261218C00200000",
+            "action": "SELL",
+            "quantity": 1,
+            "limit_price": resting,
+        },
+    )  # what a position's Close sends
     assert by_local.status_code == 200, by_local.get_json()
     order_id = client.post("/api/v1/orders", json=body).get_json()["id"]
     wait_for(lambda: len(gateway.open_orders()) == 1)
@@ -269,8 +363,16 @@ def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(cli
     assert (off.status_code, off.get_json()["error"]["field"]) == (400, "limit_price")
     assert "0.05" in off.get_json()["error"]["message"]
     lower = round(resting - 0.01, 2)
-    assert client.post(f"/api/v1/orders/{order_id}/modify",
-                       json={"limit_price": lower}).status_code == 202
-    wait_for(lambda: [o for o in gateway.open_orders() if o.lmt_price is not None and abs(o.lmt_price - lower) < 1e-9])
+    assert (
+        client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": lower}).status_code
+        == 202
+    )
+    wait_for(
+        lambda: [
+            o
+            for o in gateway.open_orders()
+            if o.lmt_price is not None and abs(o.lmt_price - lower) < 1e-9
+        ]
+    )
     client.post(f"/api/v1/orders/{order_id}/cancel")
     wait_for(lambda: gateway.open_orders() == [])

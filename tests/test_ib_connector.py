@@ -26,8 +26,7 @@ READER, OWN, OTHER = 999, 1000, 7
 @pytest.fixture
 def connector(gateway):
     """The reader connected to the gateway, with its first refresh done."""
-    reader = IBConnector("127.0.0.1", gateway.port, READER, connect_timeout=5,
-                         own_client_id=OWN)
+    reader = IBConnector("127.0.0.1", gateway.port, READER, connect_timeout=5, own_client_id=OWN)
     reader.start()
     wait_for(lambda: reader.snapshot().orders_updated_at, timeout=5)
     yield reader
@@ -87,13 +86,15 @@ def requests(gateway, name: str) -> int:
 
 @pytest.mark.slow
 def test_other_clients_order_is_seen_open_then_filled_without_a_completed_download(
-        gateway, connector, other):
+    gateway, connector, other
+):
     gateway.set_fill_delay(2.5)  # seen open first (the reader polls every second), then filled
     trade = place(other, MarketOrder("BUY", 3))
     wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
     before = requests(gateway, "ReqCompletedOrders")
-    row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
-                   timeout=3)
+    row = wait_for(
+        lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r, timeout=3
+    )
     assert (row.status, row.filled, row.client_id) == ("Filled", 3, OTHER)
     assert row.avg_fill_price and row.avg_fill_price > 0
     # its executions explain it: no download of every completed order of the day
@@ -101,13 +102,15 @@ def test_other_clients_order_is_seen_open_then_filled_without_a_completed_downlo
 
 
 def test_cancelled_order_of_another_client_is_resolved_from_completed_orders(
-        gateway, connector, other):
+    gateway, connector, other
+):
     trade = place(other, LimitOrder("BUY", 2, 1.00))  # far below the market: rests
     wait_for(lambda: (row := row_of(connector, trade.order.permId)) and row.open, timeout=3)
     other.cancelOrder(trade.order)
     other.reqCurrentTime()  # the gateway has read the cancel
-    row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r,
-                   timeout=5)
+    row = wait_for(
+        lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r, timeout=5
+    )
     assert row.status == "Cancelled" and row.filled == 0
 
 
@@ -115,7 +118,11 @@ def test_an_instant_fill_never_seen_open_still_shows_filled(gateway, connector, 
     trade = place(other, MarketOrder("SELL", 1))
     row = wait_for(lambda: (r := row_of(connector, trade.order.permId)) and r, timeout=3)
     assert (row.status, row.open, row.client_id, row.order_id) == (
-        "Filled", False, OTHER, trade.order.orderId)
+        "Filled",
+        False,
+        OTHER,
+        trade.order.orderId,
+    )
     execs = [e for e in connector.snapshot().executions if e.perm_id == trade.order.permId]
     assert len(execs) == 1 and execs[0].commission is not None
 
@@ -150,7 +157,8 @@ def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector
 
 
 def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
-        gateway, connector, other, monkeypatch):
+    gateway, connector, other, monkeypatch
+):
     monkeypatch.setattr(reader_orders, "COMPLETED_SWEEP", 0.5)
     gateway.reject_next_order("no such luck")  # rejected at once: never open, no execution
     trade = place(other, LimitOrder("BUY", 1, 1.00))
@@ -159,8 +167,7 @@ def test_order_that_came_and_went_unseen_is_found_by_the_sweep(
 
 
 @pytest.mark.slow
-def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, other,
-                                                            monkeypatch):
+def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, other, monkeypatch):
     monkeypatch.setattr(reader_orders, "KEEP_COMPLETED", 5)
     monkeypatch.setattr(reader_orders, "KEEP_EXECUTIONS", 8)
     trades = [place(other, MarketOrder("BUY", 1)) for _ in range(20)]
@@ -188,10 +195,25 @@ def test_duty_pacer_spaces_runs_by_their_cost():
 def test_completed_sink_keeps_the_newest(gateway):
     sink = _CompletedSink(keep=3)
     base = reader_rows.OrderRow(
-        perm_id=0, order_id=0, client_id=0, order_ref="", account="DU1", symbol="IBM",
-        sec_type="STK", action="BUY", quantity=1, order_type="MKT", limit_price=None,
-        stop_price=None, tif="DAY", status="Filled", filled=1, remaining=0,
-        avg_fill_price=None, open=False)
+        perm_id=0,
+        order_id=0,
+        client_id=0,
+        order_ref="",
+        account="DU1",
+        symbol="IBM",
+        sec_type="STK",
+        action="BUY",
+        quantity=1,
+        order_type="MKT",
+        limit_price=None,
+        stop_price=None,
+        tif="DAY",
+        status="Filled",
+        filled=1,
+        remaining=0,
+        avg_fill_price=None,
+        open=False,
+    )
     for perm_id in [5, 1, 9, 7, 3, 8, 2]:
         sink.add(dataclasses.replace(base, perm_id=perm_id))
     assert sorted(sink.trim()) == [7, 8, 9] and sink.count == 7
@@ -202,6 +224,7 @@ def test_a_gateway_quiet_before_the_question_is_not_taken_for_a_stalled_one(gate
     gateway's last bytes and the question: a reader that had heard nothing for a while (no
     subscriptions pushing) still gets its quote."""
     import time
+
     connector._last_received = time.monotonic() - 60.0  # nothing heard for a minute
     quote = connector.quote("AAPL", "STK", silence=0.8)
     assert quote.bid is not None and quote.ask is not None

@@ -14,8 +14,16 @@ from order_records import Lifecycle, OrderIntent, StatusChange, Step
 
 def record(order_id: str, verdict: str | None = None, at: float = 1.0) -> Lifecycle:
     intent = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
-    return Lifecycle(id=order_id, intent=intent, source="api", created_at=at, phase="queued",
-                     verdict=verdict, updated_at=at, steps=(Step(at, "queued"),))
+    return Lifecycle(
+        id=order_id,
+        intent=intent,
+        source="api",
+        created_at=at,
+        phase="queued",
+        verdict=verdict,
+        updated_at=at,
+        steps=(Step(at, "queued"),),
+    )
 
 
 @pytest.fixture
@@ -36,8 +44,11 @@ def test_insert_is_durable_and_reloads(journal, path):
     try:
         entry = other.get("o-1")
         assert entry.record == record("o-1")
-        assert (entry.idem_key, entry.request_hash, entry.risk) == ("key-1", "hash-1",
-                                                                    {"decision": "accepted"})
+        assert (entry.idem_key, entry.request_hash, entry.risk) == (
+            "key-1",
+            "hash-1",
+            {"decision": "accepted"},
+        )
     finally:
         other.close()
 
@@ -45,8 +56,13 @@ def test_insert_is_durable_and_reloads(journal, path):
 def test_saves_keep_the_latest_record(journal, path):
     journal.insert(record("o-1"))
     first = record("o-1")
-    filled = dataclasses.replace(first, status="Filled", verdict="filled", perm_id=77,
-                                 transitions=(StatusChange(2.0, None, "Filled", 1, 0),))
+    filled = dataclasses.replace(
+        first,
+        status="Filled",
+        verdict="filled",
+        perm_id=77,
+        transitions=(StatusChange(2.0, None, "Filled", 1, 0),),
+    )
     journal.save(dataclasses.replace(first, status="PreSubmitted"))
     journal.save(filled)
     assert journal.flush(5)
@@ -154,7 +170,8 @@ def test_unwritable_journal_says_why(journal, caplog):
     journal.audit("api", "127.0.0.1", {"symbol": "AAPL"}, None, "queued")  # never raises
     assert journal.audit_rows() == []
     assert "audit record not written (api from 127.0.0.1: queued)" in [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]
 
 
 # ---------------------------------------------------------------------- saves
@@ -180,8 +197,12 @@ def test_a_failed_batch_is_retried_whole_and_says_so(journal, caplog):
     journal.make_read_only()
     journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
     journal.save(dataclasses.replace(record("o-2"), verdict="cancelled"))
-    wait_for(lambda: "❌ journal write of 2 records failed; will retry" in [
-        r.getMessage() for r in caplog.records])
+    wait_for(
+        lambda: (
+            "❌ journal write of 2 records failed; will retry"
+            in [r.getMessage() for r in caplog.records]
+        )
+    )
     journal._query("PRAGMA query_only=OFF", ())
     assert journal.flush(5)
     assert [journal.get(f"o-{n}").record.verdict for n in (1, 2)] == ["filled", "cancelled"]
@@ -249,10 +270,18 @@ def test_close_commits_what_was_saved_and_stops_the_writer(path):
 # ----------------------------------------------------------------------- reads
 def test_reload_keeps_every_part_of_a_bracket_record(journal, path):
     from order_records import FillRecord, IBMessage, StatusChange
+
     parent = dataclasses.replace(
-        record("o-1"), children=("o-2", "o-3"), order_id=7, perm_id=70, client_id=1000,
-        messages=(IBMessage(2.0, 399, "warning"),), fills=(FillRecord("e1", 3.0, 1, 100.0, 1.0),),
-        transitions=(StatusChange(2.0, None, "Filled", 1, 0),), verdict="filled")
+        record("o-1"),
+        children=("o-2", "o-3"),
+        order_id=7,
+        perm_id=70,
+        client_id=1000,
+        messages=(IBMessage(2.0, 399, "warning"),),
+        fills=(FillRecord("e1", 3.0, 1, 100.0, 1.0),),
+        transitions=(StatusChange(2.0, None, "Filled", 1, 0),),
+        verdict="filled",
+    )
     child = dataclasses.replace(record("o-2"), parent="o-1")
     journal.insert(parent)
     journal.insert(child)
@@ -286,12 +315,23 @@ def test_notional_since_counts_orders_from_that_moment_on(journal):
 
 
 def test_audit_rows_newest_first_with_their_fields(journal):
-    journal.audit("api", "127.0.0.1", {"q": "x" * 5000}, {"rule": "max_quantity"},
-                  "risk_rejected: max_quantity", "o-1")
+    journal.audit(
+        "api",
+        "127.0.0.1",
+        {"q": "x" * 5000},
+        {"rule": "max_quantity"},
+        "risk_rejected: max_quantity",
+        "o-1",
+    )
     journal.audit("webhook", None, {"symbol": "AAPL"}, None, "queued")
     newest, oldest = journal.audit_rows()
-    assert (newest["source"], newest["remote"], newest["order_id"], newest["decision"],
-            newest["outcome"]) == ("webhook", None, None, None, "queued")
+    assert (
+        newest["source"],
+        newest["remote"],
+        newest["order_id"],
+        newest["decision"],
+        newest["outcome"],
+    ) == ("webhook", None, None, None, "queued")
     assert newest["request"] == '{"symbol": "AAPL"}'
     assert oldest["order_id"] == "o-1" and oldest["decision"] == '{"rule": "max_quantity"}'
     assert len(oldest["request"]) == 4000 and oldest["at"] <= newest["at"]
@@ -301,6 +341,7 @@ def test_audit_rows_newest_first_with_their_fields(journal):
 
 def test_audit_keeps_what_json_cannot_say_as_text_and_lists_100_by_default(journal):
     from datetime import UTC, datetime
+
     when = datetime(2026, 1, 2, tzinfo=UTC)
     journal.audit("api", None, {"at": when}, {"at": when}, "queued")
     [row] = journal.audit_rows()

@@ -28,8 +28,13 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 # client would): ask for plain bodies (the gzip answers have their own test in test_api.py)
 PLAIN = {"Accept-Encoding": "identity"}
 SECRET = "webhook-secret-0123456789"
-CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
-               response_schema_conformance, response_headers_conformance]
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 # Engaging the kill switch waits for the broker to confirm the cancels: fewer examples.
 EXAMPLES = {("POST", "/api/v1/kill-switch"): 8}
 
@@ -38,9 +43,19 @@ EXAMPLES = {("POST", "/api/v1/kill-switch"): 8}
 def fuzz_app(gateway):
     """The app with no settle wait (fuzzed valid orders finish at once) and a webhook."""
     from app_simple import create_app
-    app = create_app({"SETTINGS": app_settings(
-        gateway, settle_first=0, settle_validation=0, settle_final=0, monitor_timeout=0.2,
-        webhook_secret=SECRET)})
+
+    app = create_app(
+        {
+            "SETTINGS": app_settings(
+                gateway,
+                settle_first=0,
+                settle_validation=0,
+                settle_final=0,
+                monitor_timeout=0.2,
+                webhook_secret=SECRET,
+            )
+        }
+    )
     yield app
     app.extensions["trading"].stop()
 
@@ -57,8 +72,11 @@ def test_every_route_is_documented(app):
     documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
     from openapi import PATH_ARG
 
-    routes = {(m, PATH_ARG.sub(r"{\1}", rule.rule))
-              for rule in api_rules(app) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (m, PATH_ARG.sub(r"{\1}", rule.rule))
+        for rule in api_rules(app)
+        for m in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert routes == documented
     assert len(documented) >= 20
     # the left-out rules are exactly the browser's pages and files (HTML, not JSON)
@@ -78,10 +96,12 @@ def test_document_types_every_answer(app):
                 [(media, body)] = op["responses"][code]["content"].items()
                 schema = body["schema"]
                 assert schema != {"type": "object"}, (method, path, "untyped answer")
-                assert "$ref" in schema or media != "application/json" or path.endswith(
-                    "openapi.json"), (method, path)
+                assert (
+                    "$ref" in schema or media != "application/json" or path.endswith("openapi.json")
+                ), (method, path)
             assert op["responses"]["default"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/ErrorOut"}
+                "$ref": "#/components/schemas/ErrorOut"
+            }
     text = str(doc)
     assert "'gt'" not in text and "'le'" not in text  # only JSON Schema keywords
     limit = {p["name"]: p for p in doc["paths"]["/api/v1/orders"]["get"]["parameters"]}["limit"]
@@ -101,8 +121,12 @@ def fuzz(app, mode: GenerationMode, examples: int, checks: list, after=None) -> 
             check_stream(app)  # an endless body: read its start, below
             continue
 
-        @settings(max_examples=EXAMPLES.get(key(operation), examples), deadline=None,
-                  database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES.get(key(operation), examples),
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case):
             if "token" in (case.path_parameters or {}):
@@ -137,9 +161,12 @@ def request_headers(case) -> dict[str, str]:
         return ours
     generated = {name.lower() for name in case.headers or {}}
     auth_negated = case.operation.schema.is_security_param_negated(case)
-    return {name: value for name, value in ours.items()
-            if name == "X-Webhook-Secret"
-            or (name.lower() not in generated and not (auth_negated and name in AUTH))}
+    return {
+        name: value
+        for name, value in ours.items()
+        if name == "X-Webhook-Secret"
+        or (name.lower() not in generated and not (auth_negated and name in AUTH))
+    }
 
 
 def check_stream(app) -> None:
@@ -166,8 +193,9 @@ def test_fuzzing_valid_requests_keeps_the_contract(fuzz_app, gateway):
     assert ("POST", "/api/v1/orders/cancel-all") in reached
     assert {status for op, status in seen if op == ("POST", "/api/v1/kill-switch")} == {200}
     # whatever the fuzzer got placed is listed as ours, and nothing else reached the gateway
-    ours = {o["id"] for o in client.get("/api/v1/orders?limit=500").get_json()["orders"]
-            if o["ours"]}
+    ours = {
+        o["id"] for o in client.get("/api/v1/orders?limit=500").get_json()["orders"] if o["ours"]
+    }
     assert {o.order_ref for o in gateway.all_orders()} <= ours
 
 
@@ -187,28 +215,44 @@ def test_state_changing_answers_keep_the_contract(fuzz_app, gateway):
     mkt = {"symbol": "IBM", "action": "BUY", "quantity": 2}
     placed = call("POST", "/api/v1/orders", 202, body=mkt)
     call("POST", "/api/v1/orders", 202, body=mkt, headers={"Idempotency-Key": "k-1"})
-    assert call("POST", "/api/v1/orders", 200, body=mkt,
-                headers={"Idempotency-Key": "k-1"})["replayed"] is True
+    assert (
+        call("POST", "/api/v1/orders", 200, body=mkt, headers={"Idempotency-Key": "k-1"})[
+            "replayed"
+        ]
+        is True
+    )
     waited = call("POST", "/api/v1/orders", 200, body=mkt, query={"wait": "1"})
     assert waited["order"]["verdict"] == "filled"
     bid = call("GET", "/api/v1/quote", 200, query={"symbol": "IBM"})["bid"]
-    resting = call("POST", "/api/v1/orders", 202, body={
-        **mkt, "order_type": "LMT", "limit_price": round(bid * 0.6, 2), "tif": "GTC"})
+    resting = call(
+        "POST",
+        "/api/v1/orders",
+        202,
+        body={**mkt, "order_type": "LMT", "limit_price": round(bid * 0.6, 2), "tif": "GTC"},
+    )
     call("POST", "/api/v1/orders/preview", 200, body=mkt)
     call("GET", "/api/v1/orders/{order_id}", 200, path_parameters={"order_id": placed["id"]})
     order_id = {"order_id": resting["id"]}
     wait_for(lambda: client_get(fuzz_app, resting["id"])["status"] == "Submitted")
-    call("POST", "/api/v1/orders/{order_id}/modify", 202, path_parameters=order_id,
-         body={"quantity": 3})
+    call(
+        "POST",
+        "/api/v1/orders/{order_id}/modify",
+        202,
+        path_parameters=order_id,
+        body={"quantity": 3},
+    )
     call("POST", "/api/v1/orders/{order_id}/cancel", 202, path_parameters=order_id)
-    call("POST", "/api/v1/webhook", 202, body={"ticker": "MSFT", "action": "buy",
-                                              "quantity": 1, "alert_id": "tv-9"})
+    call(
+        "POST",
+        "/api/v1/webhook",
+        202,
+        body={"ticker": "MSFT", "action": "buy", "quantity": 1, "alert_id": "tv-9"},
+    )
     call("POST", "/api/v1/orders/cancel-all", 202)
     engaged = call("POST", "/api/v1/kill-switch", 200, body={"engaged": True, "reason": "drill"})
     assert engaged["engaged"] is True and "cancel_confirmed" in engaged
     call("GET", "/api/v1/kill-switch", 200)
-    assert call("POST", "/api/v1/kill-switch", 200, body={"engaged": False}) == {
-        "engaged": False}
+    assert call("POST", "/api/v1/kill-switch", 200, body={"engaged": False}) == {"engaged": False}
     state = call("GET", "/api/v1/state", 200)
     assert {o["id"] for o in state["orders"]} >= {placed["id"], resting["id"], waited["id"]}
 
@@ -222,8 +266,11 @@ def client_get(app, order_id: str) -> dict:
 def test_fuzzing_invalid_requests_is_refused_and_places_nothing(fuzz_app, gateway):
     seen = fuzz(fuzz_app, GenerationMode.NEGATIVE, 40, CONFORMANCE + [negative_data_rejection])
     # POST /orders/cancel-all takes no input at all: nothing to make invalid
-    refused = [status for (method, path), status in seen
-               if method == "POST" and path != "/api/v1/orders/cancel-all"]
+    refused = [
+        status
+        for (method, path), status in seen
+        if method == "POST" and path != "/api/v1/orders/cancel-all"
+    ]
     # negative_data_rejection judged each case; a rare generated "invalid" case is valid as
     # sent (schemathesis then lets it pass), e.g. {"engaged": false} on the kill switch
     assert len(refused) > 150 and sum(status >= 400 for status in refused) >= 0.97 * len(refused)
@@ -252,11 +299,13 @@ def test_two_models_of_one_name_are_refused():
     def model(field: str) -> type[BaseModel]:
         class Row(BaseModel):  # the same name, different fields
             __annotations__ = {field: int}
+
         return Row
 
     def holder(row: type[BaseModel]) -> type[BaseModel]:
         class Holder(BaseModel):
             rows: list[row]  # type: ignore[valid-type]
+
         return Holder
 
     Fine = model("a")

@@ -23,6 +23,7 @@ def make_client(gateway):
 
     def make(gw=None, **settings):
         from app_simple import create_app
+
         app = create_app({"SETTINGS": app_settings(gw or gateway, **settings)})
         apps.append(app)
         return api_client(app)
@@ -87,8 +88,9 @@ def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gatew
 
     # nothing was sent: the broker still has the first price, and the record says so
     assert gateway_limit(gateway, order_id) == limit
-    steps = [s["text"] for s in client.get(f"/api/v1/orders/{order_id}").get_json()
-             ["lifecycle"]["steps"]]
+    steps = [
+        s["text"] for s in client.get(f"/api/v1/orders/{order_id}").get_json()["lifecycle"]["steps"]
+    ]
     assert not [s for s in steps if s.startswith("change")]
 
     ok = client.post(url, json={"limit_price": round(limit - 0.05, 2)})
@@ -99,14 +101,22 @@ def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gatew
 def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
     bid = quote(client)["bid"]
     entry = round(bid * 0.8, 2)
-    res = place(client, order_type="LMT", limit_price=entry, take_profit=round(entry + 5, 2),
-                stop_loss=round(entry - 5, 2), tif="GTC")
+    res = place(
+        client,
+        order_type="LMT",
+        limit_price=entry,
+        take_profit=round(entry + 5, 2),
+        stop_loss=round(entry - 5, 2),
+        tif="GTC",
+    )
     assert res.status_code == 202, res.get_json()
     order_id = res.get_json()["id"]
     wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
     wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["status"] == "Submitted")
-    above_tp = error(client.post(f"/api/v1/orders/{order_id}/modify",
-                                 json={"limit_price": round(entry + 6, 2)}), 400)
+    above_tp = error(
+        client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(entry + 6, 2)}),
+        400,
+    )
     assert above_tp["field"] == "take_profit"
     assert above_tp["message"] == "take_profit: must be above the limit price for a BUY"
     assert gateway_limit(gateway, order_id) == entry
@@ -114,13 +124,17 @@ def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
 
 def test_modify_is_refused_by_the_live_guard(tmp_path):
     """An order placed while live trading was allowed cannot be changed once it is not."""
-    gw = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),
-                    BrokerConfig(account="U7654321", live_account_drill=True)).start()
+    gw = SimGateway(
+        ServerSettings(clock_start=TRADING_CLOCK),
+        BrokerConfig(account="U7654321", live_account_drill=True),
+    ).start()
     from app_simple import create_app
+
     journal = str(tmp_path / "orders.db")
     try:
-        app = create_app({"SETTINGS": app_settings(gw, journal_path=journal,
-                                                   allow_live_trading=True)})
+        app = create_app(
+            {"SETTINGS": app_settings(gw, journal_path=journal, allow_live_trading=True)}
+        )
         try:
             order_id, limit = working_limit(api_client(app), gw)
         finally:
@@ -128,10 +142,19 @@ def test_modify_is_refused_by_the_live_guard(tmp_path):
         app = create_app({"SETTINGS": app_settings(gw, journal_path=journal)})
         try:
             client = api_client(app)
-            wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()
-                     .get("verdict") == "working", timeout=15)
-            refused = error(client.post(f"/api/v1/orders/{order_id}/modify",
-                                        json={"limit_price": round(limit - 0.05, 2)}), 422)
+            wait_for(
+                lambda: (
+                    client.get(f"/api/v1/orders/{order_id}").get_json().get("verdict") == "working"
+                ),
+                timeout=15,
+            )
+            refused = error(
+                client.post(
+                    f"/api/v1/orders/{order_id}/modify",
+                    json={"limit_price": round(limit - 0.05, 2)},
+                ),
+                422,
+            )
             assert refused["details"][0]["rule"] == "live_trading_disabled"
             assert gateway_limit(gw, order_id) == limit
         finally:
@@ -143,20 +166,35 @@ def test_modify_is_refused_by_the_live_guard(tmp_path):
 # ----------------------------------------------------------------- 3. preview
 def test_preview_answers_the_risk_gates_verdict(client, gateway):
     q = quote(client)
-    big = error(client.post("/api/v1/orders/preview", json={
-        "symbol": "AAPL", "action": "BUY", "quantity": 50_000}), 422)
+    big = error(
+        client.post(
+            "/api/v1/orders/preview", json={"symbol": "AAPL", "action": "BUY", "quantity": 50_000}
+        ),
+        422,
+    )
     assert big["code"] == "risk_rejected" and big["field"] == "quantity"
     verdict = big["details"][0]
     assert verdict["rule"] == "max_quantity" and verdict["accepted"] is False
     assert verdict["figures"]["quantity"] == 50_000
 
-    collar = error(client.post("/api/v1/orders/preview", json={
-        "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT",
-        "limit_price": round(q["bid"] * 0.3, 2)}), 422)
+    collar = error(
+        client.post(
+            "/api/v1/orders/preview",
+            json={
+                "symbol": "AAPL",
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "LMT",
+                "limit_price": round(q["bid"] * 0.3, 2),
+            },
+        ),
+        422,
+    )
     assert collar["details"][0]["rule"] == "price_collar" and collar["field"] == "limit_price"
 
-    fine = client.post("/api/v1/orders/preview", json={"symbol": "AAPL", "action": "BUY",
-                                                       "quantity": 10})
+    fine = client.post(
+        "/api/v1/orders/preview", json={"symbol": "AAPL", "action": "BUY", "quantity": 10}
+    )
     body = fine.get_json()
     assert fine.status_code == 200, body
     assert body["risk"]["accepted"] is True and body["risk"]["notional"] > 0
@@ -171,8 +209,9 @@ def test_a_stop_the_market_has_passed_needs_an_acknowledgement(client, gateway):
     below = round(q["bid"] * 0.95, 2)  # a BUY stop under the market triggers at once
     stop = {"order_type": "STP", "stop_price": below}
 
-    preview = client.post("/api/v1/orders/preview",
-                          json={"symbol": "AAPL", "action": "BUY", "quantity": 1, **stop})
+    preview = client.post(
+        "/api/v1/orders/preview", json={"symbol": "AAPL", "action": "BUY", "quantity": 1, **stop}
+    )
     assert preview.status_code == 200, preview.get_json()
     warning = preview.get_json()["immediate_trigger"]
     assert f"BUY stop at {below:g} is at or below the market (ask" in warning
@@ -182,22 +221,32 @@ def test_a_stop_the_market_has_passed_needs_an_acknowledgement(client, gateway):
     assert "accept_immediate_trigger" in refused["message"]
     assert not gateway.all_orders()
 
-    sell_above = error(place(client, action="SELL", order_type="STP",
-                             stop_price=round(q["ask"] * 1.05, 2)), 422)
+    sell_above = error(
+        place(client, action="SELL", order_type="STP", stop_price=round(q["ask"] * 1.05, 2)), 422
+    )
     assert "SELL stop" in sell_above["message"] and "at or above" in sell_above["message"]
     assert not gateway.all_orders()
 
     resting = place(client, order_type="STP", stop_price=round(q["ask"] * 1.05, 2))
     assert resting.status_code == 202, resting.get_json()
-    assert client.post("/api/v1/orders/preview", json={
-        "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "STP",
-        "stop_price": round(q["ask"] * 1.05, 2)}).get_json()["immediate_trigger"] is None
+    assert (
+        client.post(
+            "/api/v1/orders/preview",
+            json={
+                "symbol": "AAPL",
+                "action": "BUY",
+                "quantity": 1,
+                "order_type": "STP",
+                "stop_price": round(q["ask"] * 1.05, 2),
+            },
+        ).get_json()["immediate_trigger"]
+        is None
+    )
 
     # the same stop as a change of the resting one
     order_id = resting.get_json()["id"]
     wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
-    moved = error(client.post(f"/api/v1/orders/{order_id}/modify",
-                              json={"stop_price": below}), 422)
+    moved = error(client.post(f"/api/v1/orders/{order_id}/modify", json={"stop_price": below}), 422)
     assert moved["code"] == "stop_triggers_immediately"
 
     acknowledged = place(client, accept_immediate_trigger=True, **stop)
@@ -235,12 +284,16 @@ def test_quote_finds_fx_without_sec_type_and_suggests_it_under_stock(client):
 
 
 def test_one_error_per_bad_field(client):
-    bad = error(client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY",
-                                                    "quantity": "5"}), 400)
+    bad = error(
+        client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": "5"}),
+        400,
+    )
     assert bad["field"] == "quantity" and bad["message"] == "quantity: must be a number"
     assert bad["details"] == [{"field": "quantity", "message": "must be a number"}]
-    two = error(client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "HOLD",
-                                                    "quantity": "x"}), 400)
+    two = error(
+        client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "HOLD", "quantity": "x"}),
+        400,
+    )
     assert sorted(d["field"] for d in two["details"]) == ["action", "quantity"]
 
 
@@ -254,9 +307,11 @@ def test_times_are_iso_utc_and_sides_buy_sell_everywhere(client, gateway):
     order = client.get(url).get_json()
     lifecycle = order["lifecycle"]
     assert order["action"] == "BUY"
-    for stamp in ([lifecycle["created_at"], lifecycle["updated_at"]]
-                  + [t["at"] for t in lifecycle["transitions"]]
-                  + [f["at"] for f in lifecycle["fills"]]):
+    for stamp in (
+        [lifecycle["created_at"], lifecycle["updated_at"]]
+        + [t["at"] for t in lifecycle["transitions"]]
+        + [f["at"] for f in lifecycle["fills"]]
+    ):
         assert ISO_MS.match(stamp), stamp
     executions = wait_for(lambda: client.get("/api/v1/executions").get_json()["executions"])
     assert [(e["side"], e["ib_side"]) for e in executions] == [("BUY", "BOT")]

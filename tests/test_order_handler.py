@@ -22,9 +22,17 @@ MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
 
 
 def make_handler(gateway, journal, **kw):
-    handler = OrderHandler("127.0.0.1", gateway.port, client_id=1000, connect_timeout=3,
-                           settle=(0.05, 0.05, 0.05), monitor_timeout=kw.pop("monitor", 3),
-                           journal=journal, reconcile_grace=kw.pop("grace", 1.0), **kw)
+    handler = OrderHandler(
+        "127.0.0.1",
+        gateway.port,
+        client_id=1000,
+        connect_timeout=3,
+        settle=(0.05, 0.05, 0.05),
+        monitor_timeout=kw.pop("monitor", 3),
+        journal=journal,
+        reconcile_grace=kw.pop("grace", 1.0),
+        **kw,
+    )
     handler.start()
     wait_for(lambda: handler._reconciled, timeout=5)
     return handler
@@ -88,14 +96,31 @@ def test_logs_are_named_after_their_module(gateway, journal, caplog):
     finally:
         handler.stop()
     names = {r.name for r in caplog.records if not r.name.startswith("ib_async")}
-    connected = [r for r in caplog.records if f"connected to 127.0.0.1:{gateway.port}" in r.getMessage()]
+    connected = [
+        r for r in caplog.records if f"connected to 127.0.0.1:{gateway.port}" in r.getMessage()
+    ]
     assert connected and {r.name for r in connected} == {"ib_connection"}
-    assert any(record.id in r.getMessage() for r in caplog.records
-               if r.name == "orders.placement" and "Submitting" in r.getMessage())
-    assert any(record.id in r.getMessage() for r in caplog.records
-               if r.name == "orders.tracking" and "Status" in r.getMessage())
-    assert names <= {"ib_connection", "order_handler", "orders.placement", "orders.tracking",
-                     "orders.reconcile", "orders.kill_switch", "journal", "loop_thread", "sim_gateway.server"}
+    assert any(
+        record.id in r.getMessage()
+        for r in caplog.records
+        if r.name == "orders.placement" and "Submitting" in r.getMessage()
+    )
+    assert any(
+        record.id in r.getMessage()
+        for r in caplog.records
+        if r.name == "orders.tracking" and "Status" in r.getMessage()
+    )
+    assert names <= {
+        "ib_connection",
+        "order_handler",
+        "orders.placement",
+        "orders.tracking",
+        "orders.reconcile",
+        "orders.kill_switch",
+        "journal",
+        "loop_thread",
+        "sim_gateway.server",
+    }
 
 
 def test_unwritable_journal_refuses_the_order(handler, gateway, journal):
@@ -171,8 +196,17 @@ def test_lost_placement_is_resolved_never_resent(gateway, journal):
     handler.stop()
     # simulate a crash between journaling and sending: a record with no answer
     from dataclasses import replace
-    ghost = replace(record, id="o-ghost-000001", verdict=None, phase="sending", status=None,
-                    transitions=(), fills=(), perm_id=None)
+
+    ghost = replace(
+        record,
+        id="o-ghost-000001",
+        verdict=None,
+        phase="sending",
+        status=None,
+        transitions=(),
+        fills=(),
+        perm_id=None,
+    )
     journal.insert(ghost)
     before = sum(gateway_orders_by_ref(gateway).values())
     restarted = make_handler(gateway, journal, grace=0.5)
@@ -230,8 +264,9 @@ def test_orders_while_disconnected_never_reach_the_gateway(handler, gateway):
 def test_kill_switch_halts_and_persists(gateway, journal):
     handler = make_handler(gateway, journal)
     try:
-        far = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT",
-                          limit_price=1.0)
+        far = OrderIntent(
+            symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=1.0
+        )
         ids = [handler.submit(far)[0].id for _ in range(3)]
         wait_for(lambda: len(gateway.open_orders()) == 3)
         handler.engage_kill_switch("test")
@@ -288,9 +323,11 @@ class OrderIntegrity(RuleBasedStateMachine):
         from sim_gateway.broker import BrokerConfig
         from sim_gateway.controller import SimGateway
         from sim_gateway.server import ServerSettings
+
         self.tmp = tempfile.TemporaryDirectory()
-        self.gateway = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),
-                                  BrokerConfig(seed=3)).start()
+        self.gateway = SimGateway(
+            ServerSettings(clock_start=TRADING_CLOCK), BrokerConfig(seed=3)
+        ).start()
         self.gateway.set_fill_delay(0.2)
         self.journal = Journal(f"{self.tmp.name}/orders.db")
         self.handler = make_handler(self.gateway, self.journal, monitor=1, grace=0.5)
@@ -303,8 +340,11 @@ class OrderIntegrity(RuleBasedStateMachine):
 
     @rule(limit=st.booleans())
     def submit(self, limit: bool) -> None:
-        intent = OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT",
-                             limit_price=1.0) if limit else MKT
+        intent = (
+            OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)
+            if limit
+            else MKT
+        )
         try:
             self.handler.submit(intent)
         except NotConnectedError:
@@ -317,8 +357,11 @@ class OrderIntegrity(RuleBasedStateMachine):
             try:
                 self.handler.cancel(working[pick % len(working)])
             except (NotConnectedError, Exception) as exc:  # state may have moved on
-                assert type(exc).__name__ in ("NotConnectedError", "Reconciling",
-                                              "OrderStateError"), exc
+                assert type(exc).__name__ in (
+                    "NotConnectedError",
+                    "Reconciling",
+                    "OrderStateError",
+                ), exc
 
     @rule()
     def drop(self) -> None:
@@ -343,9 +386,17 @@ class OrderIntegrity(RuleBasedStateMachine):
 @pytest.mark.timeout(300)
 def test_journal_and_gateway_always_agree():
     from hypothesis.stateful import run_state_machine_as_test
-    run_state_machine_as_test(OrderIntegrity, settings=hsettings(
-        max_examples=6, stateful_step_count=8, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck)))
+
+    run_state_machine_as_test(
+        OrderIntegrity,
+        settings=hsettings(
+            max_examples=6,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
 
 
 FAR = OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)

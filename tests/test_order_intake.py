@@ -45,10 +45,16 @@ def barrier(handler, gateway) -> None:
 
 def make_gate(handler, **limits) -> RiskGate:
     from config import load_settings
-    settings = load_settings(env={}, dotenv_path=None,
-                             overrides={"risk_price_collar_pct": 99.5, **limits})
-    return RiskGate(settings, lambda symbol, sec_type, con_id: (99.0, 101.0, 100.0),
-                    handler.working_count, lambda: ("DU1234567",))
+
+    settings = load_settings(
+        env={}, dotenv_path=None, overrides={"risk_price_collar_pct": 99.5, **limits}
+    )
+    return RiskGate(
+        settings,
+        lambda symbol, sec_type, con_id: (99.0, 101.0, 100.0),
+        handler.working_count,
+        lambda: ("DU1234567",),
+    )
 
 
 # ------------------------------------------------------------------------- refusals
@@ -87,8 +93,12 @@ def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
 
 def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journal, caplog):
     handler = OrderHandler("127.0.0.1", gateway.port, journal=journal)  # never started
-    assert (handler.client_id, handler.settle, handler.monitor_timeout,
-            handler.reconcile_grace) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
+    assert (
+        handler.client_id,
+        handler.settle,
+        handler.monitor_timeout,
+        handler.reconcile_grace,
+    ) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
     told = []
     handler.state_listener = lambda: told.append(handler.halted)
     with pytest.raises(NotConnectedError):
@@ -100,7 +110,8 @@ def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journa
     assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
     assert handler.halted and handler.halt_reason == "offline"
     assert "kill switch: order connection down, global cancel not sent yet" in [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]
     assert told == [True] and handler.records() == []
     handler.start()
     try:
@@ -135,8 +146,16 @@ def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
     with pytest.raises(OrderStateError, match=f"^order {filled.id} is already filled$"):
         handler.modify(filled.id, limit_price=2.0)
     # an order only the journal remembers (finished before this start)
-    old = Lifecycle(id="o-old", intent=MKT, source="api", created_at=1.0, phase="done",
-                    verdict="cancelled", updated_at=1.0, steps=(Step(1.0, "queued"),))
+    old = Lifecycle(
+        id="o-old",
+        intent=MKT,
+        source="api",
+        created_at=1.0,
+        phase="done",
+        verdict="cancelled",
+        updated_at=1.0,
+        steps=(Step(1.0, "queued"),),
+    )
     journal.insert(old)
     with pytest.raises(OrderStateError, match="^order o-old is already cancelled$"):
         handler.cancel("o-old")
@@ -164,8 +183,7 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(5, 1.5)]
     assert handler.cancel(working.id).id == working.id
     wait_for(lambda: handler.get(working.id).verdict == "cancelled")
-    stop = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="STP",
-                       stop_price=1.0)
+    stop = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="STP", stop_price=1.0)
     resting, _ = handler.submit(stop)
     wait_for(lambda: handler.get(resting.id).status == "PreSubmitted")  # IB's untriggered stop
     handler.modify(resting.id, stop_price=1.25)
@@ -177,8 +195,9 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
 # ------------------------------------------------------------- journal and risk gate
 def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, journal):
     gate = make_gate(handler)
-    record, created = handler.submit(MKT, source="webhook", idem_key="k-1", request_hash="h-1",
-                                     remote="10.0.0.9", gate=gate)
+    record, created = handler.submit(
+        MKT, source="webhook", idem_key="k-1", request_hash="h-1", remote="10.0.0.9", gate=gate
+    )
     assert created and record.source == "webhook" and record.phase == "queued"
     assert record.steps[0].text == "queued" and record.created_at == record.updated_at
     entry = journal.get(record.id)
@@ -198,8 +217,10 @@ def test_idempotent_replays_and_conflicts(handler, gateway, journal):
     first, created = handler.submit(MKT, idem_key="k", request_hash="h")
     again, created_again = handler.submit(MKT, idem_key="k", request_hash="h")
     assert created and not created_again and again.id == first.id
-    with pytest.raises(IdempotencyConflict, match=f"^this Idempotency-Key was already used for a "
-                                                  f"different order \\({first.id}\\)$"):
+    with pytest.raises(
+        IdempotencyConflict,
+        match=f"^this Idempotency-Key was already used for a different order \\({first.id}\\)$",
+    ):
         handler.submit(MKT, idem_key="k", request_hash="other")
     handler.wait(first.id, 5)
     wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
@@ -217,8 +238,16 @@ def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, jour
         assert handler.submit(MKT, idem_key="live", request_hash="h")[0].verdict == "filled"
     finally:
         journal._query("PRAGMA query_only=OFF", ())
-    old = Lifecycle(id="o-old", intent=MKT, source="api", created_at=1.0, phase="done",
-                    verdict="cancelled", updated_at=1.0, steps=(Step(1.0, "queued"),))
+    old = Lifecycle(
+        id="o-old",
+        intent=MKT,
+        source="api",
+        created_at=1.0,
+        phase="done",
+        verdict="cancelled",
+        updated_at=1.0,
+        steps=(Step(1.0, "queued"),),
+    )
     journal.insert(old, "old-key", "h")  # finished before this start: only the journal has it
     assert handler.submit(MKT, idem_key="old-key", request_hash="h") == (old, False)
     assert len(refs(gateway)) == 1
@@ -250,8 +279,7 @@ def test_an_accepted_order_moves_from_unregistered_to_working(handler):
     wait_for(lambda: handler.working_count() == 0)
 
 
-def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gateway,
-                                                                   monkeypatch):
+def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gateway, monkeypatch):
     """The switch is checked again under its lock, after the journal insert."""
     original = handler.journal.insert
 
@@ -273,8 +301,15 @@ def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gatew
 
 # ----------------------------------------------------------- at the gateway, end to end
 def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
-    bracket = OrderIntent(symbol="AAPL", action="BUY", quantity=3, order_type="LMT",
-                          limit_price=1.0, take_profit=2.0, stop_loss=0.5)
+    bracket = OrderIntent(
+        symbol="AAPL",
+        action="BUY",
+        quantity=3,
+        order_type="LMT",
+        limit_price=1.0,
+        take_profit=2.0,
+        stop_loss=0.5,
+    )
     record, _ = handler.submit(bracket)
     wait_for(lambda: len(gateway.open_orders()) == 3)
     parent = handler.get(record.id)
@@ -288,29 +323,44 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     assert tp.oca_group == sl.oca_group == f"{record.id}-oca" and tp.oca_type == 1
     for leg in parent.children:
         assert handler.get(leg).parent == record.id
-    with pytest.raises(OrderStateError, match="^the quantity of a bracket order cannot be "
-                                              "modified; cancel it and place a new one$"):
+    with pytest.raises(
+        OrderStateError,
+        match="^the quantity of a bracket order cannot be modified; cancel it and place a new one$",
+    ):
         handler.modify(record.id, quantity=4)
     with pytest.raises(OrderStateError, match="bracket order cannot be modified"):
         handler.modify(f"{record.id}-tp", quantity=4)
     assert handler.working_count() == 3
     handler.cancel(record.id)
     wait_for(lambda: not gateway.open_orders())
-    wait_for(lambda: all(handler.get(i).verdict == "cancelled"
-                         for i in (record.id, *parent.children)))
+    wait_for(
+        lambda: all(handler.get(i).verdict == "cancelled" for i in (record.id, *parent.children))
+    )
 
 
 def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
-    trail = OrderIntent(symbol="AAPL", action="SELL", quantity=2, order_type="TRAIL",
-                        trailing_percent=5.0, tif="GTC")
+    trail = OrderIntent(
+        symbol="AAPL",
+        action="SELL",
+        quantity=2,
+        order_type="TRAIL",
+        trailing_percent=5.0,
+        tif="GTC",
+    )
     record, _ = handler.submit(trail)
     wait_for(lambda: gateway.open_orders())
     [order] = gateway.open_orders()
-    assert (order.order_ref, order.order_type, order.trailing_percent, order.total_quantity,
-            order.tif) == (record.id, "TRAIL", 5.0, 2, "GTC")
+    assert (
+        order.order_ref,
+        order.order_type,
+        order.trailing_percent,
+        order.total_quantity,
+        order.tif,
+    ) == (record.id, "TRAIL", 5.0, 2, "GTC")
     assert order.trail_stop_price is not None and order.trail_stop_price > 0
-    by_amount = OrderIntent(symbol="AAPL", action="SELL", quantity=1, order_type="TRAIL",
-                            trailing_amount=3.0)
+    by_amount = OrderIntent(
+        symbol="AAPL", action="SELL", quantity=1, order_type="TRAIL", trailing_amount=3.0
+    )
     second, _ = handler.submit(by_amount)
     wait_for(lambda: len(gateway.open_orders()) == 2)
     amount = {o.order_ref: o for o in gateway.open_orders()}[second.id]
@@ -367,8 +417,10 @@ def test_every_record_change_is_counted_and_told(handler, caplog):
     record, _ = handler.submit(MKT)
     assert handler.wait(record.id, 5).verdict == "filled"  # the listeners' bugs stop nothing
     messages = {r.getMessage() for r in caplog.records if r.name == "order_handler"}
-    assert {"on_record callback failed; carrying on",
-            "on_change callback failed; carrying on"} <= messages
+    assert {
+        "on_record callback failed; carrying on",
+        "on_change callback failed; carrying on",
+    } <= messages
 
 
 def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
@@ -392,8 +444,9 @@ def test_restart_restores_unfinished_orders_for_tracking(gateway, journal):
 
 
 # ------------------------------------------------------------------- IB's servers back
-def test_after_1102_the_handler_reconciles_and_sends_a_pending_global_cancel(handler, gateway,
-                                                                             caplog):
+def test_after_1102_the_handler_reconciles_and_sends_a_pending_global_cancel(
+    handler, gateway, caplog
+):
     """What the link monitor calls once IB's servers are back (1102: nothing lost)."""
     caplog.set_level(logging.INFO, logger="order_handler")
     record, _ = handler.submit(FAR)

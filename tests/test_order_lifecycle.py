@@ -27,8 +27,16 @@ LMT = OrderIntent(symbol="AAPL", action="BUY", quantity=10, order_type="LMT", li
 
 
 def record(phase: Phase = Phase.QUEUED, **fields) -> Lifecycle:
-    return Lifecycle(id="o-1", intent=LMT, source="api", created_at=fields.pop("created_at", 1.0),
-                     phase=phase, updated_at=1.0, steps=(Step(1.0, "queued"),), **fields)
+    return Lifecycle(
+        id="o-1",
+        intent=LMT,
+        source="api",
+        created_at=fields.pop("created_at", 1.0),
+        phase=phase,
+        updated_at=1.0,
+        steps=(Step(1.0, "queued"),),
+        **fields,
+    )
 
 
 class Sink(list):
@@ -58,8 +66,13 @@ def test_may_become_and_is_final():
     assert may_become(None, Verdict.NOT_SENT) and may_become("working", Verdict.FILLED)
     assert may_become("not_sent", Verdict.WORKING) and not may_become("not_sent", Verdict.UNKNOWN)
     assert not may_become("filled", Verdict.CANCELLED)
-    assert [v for v in Verdict if is_final(v)] == ["filled", "cancelled", "rejected",
-                                                   "not_sent", "not_placed"]
+    assert [v for v in Verdict if is_final(v)] == [
+        "filled",
+        "cancelled",
+        "rejected",
+        "not_sent",
+        "not_placed",
+    ]
     assert not is_final(None) and set(FINAL_VERDICTS) == {v for v in Verdict if is_final(v)}
 
 
@@ -73,8 +86,10 @@ def test_a_new_tracker_starts_unacknowledged_without_a_verdict():
 
 @pytest.mark.parametrize("status", ["PreSubmitted", "Submitted", "ApiPending", "PendingCancel"])
 def test_a_broker_acknowledgement_in_the_history_counts(status):
-    seen = (StatusChange(2.0, None, "PendingSubmit", 0, 10), StatusChange(3.0, "PendingSubmit",
-                                                                          status, 0, 10))
+    seen = (
+        StatusChange(2.0, None, "PendingSubmit", 0, 10),
+        StatusChange(3.0, "PendingSubmit", status, 0, 10),
+    )
     assert Tracker(record(transitions=seen), Sink()).acknowledged
     unseen = (StatusChange(2.0, None, "PendingSubmit", 0, 10),)
     assert not Tracker(record(transitions=unseen), Sink()).acknowledged
@@ -119,7 +134,10 @@ def test_conclude_final_verdict_finishes_and_wakes_waiters():
     assert tracker.conclude(Verdict.FILLED, "filled 10 at 100")
     record_ = tracker.record
     assert (record_.verdict, record_.verdict_reason, record_.phase) == (
-        "filled", "filled 10 at 100", "done")
+        "filled",
+        "filled 10 at 100",
+        "done",
+    )
     assert record_.steps[-1].text == "verdict: filled (filled 10 at 100)"
     assert record_.steps[:-1] == (Step(1.0, "queued"),)
     assert tracker.verdict_given.is_set() and tracker.terminal.is_set()
@@ -186,12 +204,20 @@ def test_broker_status_records_transitions_only_on_change():
     assert tracker.broker_status("Submitted", 4, 6, 556, 100.5) == "Submitted"
     r = tracker.record
     assert (r.status, r.filled, r.remaining, r.perm_id, r.avg_fill_price) == (
-        "Submitted", 4, 6, 556, 100.5)
+        "Submitted",
+        4,
+        6,
+        556,
+        100.5,
+    )
     assert [(t.old, t.new, t.filled, t.remaining) for t in r.transitions] == [
-        (None, "Submitted", 0, 10)]
+        (None, "Submitted", 0, 10)
+    ]
     tracker.broker_status("Filled", 10, 0, 556, 100.2)
     assert [(t.old, t.new) for t in tracker.record.transitions] == [
-        (None, "Submitted"), ("Submitted", "Filled")]
+        (None, "Submitted"),
+        ("Submitted", "Filled"),
+    ]
     assert len(sink) == 3
 
 
@@ -200,7 +226,10 @@ def test_confirmed_takes_the_brokers_echo_of_a_modify():
     tracker.confirmed(quantity=5.0, limit_price=101.5)
     assert (tracker.record.intent.quantity, tracker.record.intent.limit_price) == (5.0, 101.5)
     assert tracker.record.intent.symbol == "AAPL"
-    assert tracker.record.steps[-1].text == "broker confirmed the change: quantity 5, limit price 101.5"
+    assert (
+        tracker.record.steps[-1].text
+        == "broker confirmed the change: quantity 5, limit price 101.5"
+    )
 
 
 def test_fills_accumulate_with_their_average_price():
@@ -257,8 +286,12 @@ def test_every_step_message_and_transition_is_stamped_with_the_time():
     tracker.conclude(Verdict.NOT_PLACED, "drill")
     tracker.readopt("seen again")
     record_ = tracker.record
-    stamps = [s.at for s in record_.steps[1:]] + [m.at for m in record_.messages] + [
-        t.at for t in record_.transitions] + [record_.updated_at]
+    stamps = (
+        [s.at for s in record_.steps[1:]]
+        + [m.at for m in record_.messages]
+        + [t.at for t in record_.transitions]
+        + [record_.updated_at]
+    )
     assert len(stamps) == 9
     assert all(before <= at <= time.time() for at in stamps), stamps
 

@@ -41,9 +41,16 @@ GRACE = 1.0
 
 
 def make_handler(port: int, journal: Journal, monitor: float = 3.0) -> OrderHandler:
-    handler = OrderHandler("127.0.0.1", port, client_id=1000, connect_timeout=3,
-                           settle=(0.05, 0.05, 0.05), monitor_timeout=monitor, journal=journal,
-                           reconcile_grace=GRACE)
+    handler = OrderHandler(
+        "127.0.0.1",
+        port,
+        client_id=1000,
+        connect_timeout=3,
+        settle=(0.05, 0.05, 0.05),
+        monitor_timeout=monitor,
+        journal=journal,
+        reconcile_grace=GRACE,
+    )
     handler.start()
     wait_for(lambda: handler._reconciled, timeout=10)
     return handler
@@ -92,18 +99,24 @@ def test_broker_verdicts_are_final_ours_give_way_to_evidence():
 
 def test_reconcile_decisions_from_reports():
     """Reports in, decisions out, without a gateway."""
-    sent = Lifecycle(id="o-sent", intent=FAR, source="api", created_at=0, phase="tracking",
-                     order_id=5)
-    lost = Lifecycle(id="o-lost", intent=FAR, source="api", created_at=0, phase="done",
-                     verdict="not_placed")
-    done = Lifecycle(id="o-done", intent=FAR, source="api", created_at=0, phase="done",
-                     verdict="filled")
+    sent = Lifecycle(
+        id="o-sent", intent=FAR, source="api", created_at=0, phase="tracking", order_id=5
+    )
+    lost = Lifecycle(
+        id="o-lost", intent=FAR, source="api", created_at=0, phase="done", verdict="not_placed"
+    )
+    done = Lifecycle(
+        id="o-done", intent=FAR, source="api", created_at=0, phase="done", verdict="filled"
+    )
     candidates = [Candidate(sent, False), Candidate(lost, False), Candidate(done, False)]
     reports = {"o-lost": OrderReport("o-lost", True, None)}
     assert [(d.action, d.ref) for d in decide(candidates, reports, {}, final=False)] == [
-        (Action.AWAIT, "o-sent"), (Action.ADOPT, "o-lost")]
+        (Action.AWAIT, "o-sent"),
+        (Action.ADOPT, "o-lost"),
+    ]
     assert [(d.action, d.ref) for d in decide(candidates, {}, {}, final=True)] == [
-        (Action.NOT_PLACED, "o-sent")]
+        (Action.NOT_PLACED, "o-sent")
+    ]
 
 
 # ------------------------------------------------------------------ points 1 to 5
@@ -124,8 +137,7 @@ def test_1_every_restored_order_reaches_a_verdict(gateway, tmp_path):
         journal.close()
     second = make_handler(gateway.port, crashed)
     try:
-        wait_for(lambda: all(second.get(i).verdict is not None for i in ids),
-                 timeout=GRACE + 10)
+        wait_for(lambda: all(second.get(i).verdict is not None for i in ids), timeout=GRACE + 10)
         open_refs = {o.order_ref for o in gateway.open_orders()}
         for order_id in ids:
             record = second.wait(order_id, 0)  # a verdict: ?wait=1 answers at once
@@ -171,8 +183,15 @@ def test_3_bracket_legs_stop_counting_in_flight_once_acknowledged(gateway, journ
     journal = Journal(journal_path)
     handler = make_handler(gateway.port, journal, monitor=60)
     try:
-        bracket = OrderIntent(symbol="IBM", action="BUY", quantity=1, order_type="LMT",
-                              limit_price=1.0, take_profit=2.0, stop_loss=0.5)
+        bracket = OrderIntent(
+            symbol="IBM",
+            action="BUY",
+            quantity=1,
+            order_type="LMT",
+            limit_price=1.0,
+            take_profit=2.0,
+            stop_loss=0.5,
+        )
         record, _ = handler.submit(bracket)
         wait_for(lambda: len(handler.get(record.id).children) == 2)
         legs = handler.get(record.id).children
@@ -194,26 +213,54 @@ def test_4_our_record_wins_over_a_stale_reader_row():
     """The reader's row is a refresh behind: the record's fill, price and state are shown."""
     from reader_rows import OrderRow
 
-    row = OrderRow(perm_id=9, order_id=4, client_id=1000, order_ref="o-1", account="DU1",
-                   symbol="IBM", sec_type="STK", action="BUY", quantity=1, order_type="LMT",
-                   limit_price=1.0, stop_price=None, tif="DAY", status="Submitted", filled=0,
-                   remaining=1, avg_fill_price=None, open=True)
-    record = Lifecycle(id="o-1", intent=FAR.__class__(**{**FAR.__dict__, "limit_price": 200.0}),
-                       source="api", created_at=0, phase="done", perm_id=9, status="Filled",
-                       filled=1, remaining=0, avg_fill_price=180.5, verdict="filled")
+    row = OrderRow(
+        perm_id=9,
+        order_id=4,
+        client_id=1000,
+        order_ref="o-1",
+        account="DU1",
+        symbol="IBM",
+        sec_type="STK",
+        action="BUY",
+        quantity=1,
+        order_type="LMT",
+        limit_price=1.0,
+        stop_price=None,
+        tif="DAY",
+        status="Submitted",
+        filled=0,
+        remaining=1,
+        avg_fill_price=None,
+        open=True,
+    )
+    record = Lifecycle(
+        id="o-1",
+        intent=FAR.__class__(**{**FAR.__dict__, "limit_price": 200.0}),
+        source="api",
+        created_at=0,
+        phase="done",
+        perm_id=9,
+        status="Filled",
+        filled=1,
+        remaining=0,
+        avg_fill_price=180.5,
+        verdict="filled",
+    )
     out = order_view(row, record, brief=True)
-    assert (out["status"], out["open"], out["filled"], out["remaining"]) == ("Filled", False, 1,
-                                                                            0)
+    assert (out["status"], out["open"], out["filled"], out["remaining"]) == ("Filled", False, 1, 0)
     assert out["avg_fill_price"] == 180.5 and out["limit_price"] == 200.0
     assert out["account"] == "DU1"  # a gap the row fills
-    unsent = order_view(None, Lifecycle(id="o-2", intent=FAR, source="api", created_at=0,
-                                        phase="queued"))
+    unsent = order_view(
+        None, Lifecycle(id="o-2", intent=FAR, source="api", created_at=0, phase="queued")
+    )
     assert "avg_fill_price" in unsent and unsent["open"] is True
 
 
 def test_4_rows_carry_the_average_fill_price_right_after_the_fill(client):
-    answer = client.post("/api/v1/orders?wait=1", json={
-        "symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT"})
+    answer = client.post(
+        "/api/v1/orders?wait=1",
+        json={"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT"},
+    )
     assert answer.status_code == 200, answer.get_json()
     order_id = answer.get_json()["id"]
     rows = client.get("/api/v1/orders").get_json()["orders"]
@@ -223,8 +270,9 @@ def test_4_rows_carry_the_average_fill_price_right_after_the_fill(client):
     assert ours["avg_fill_price"] is not None
     one = client.get(f"/api/v1/orders/{order_id}").get_json()
     assert one["avg_fill_price"] == ours["avg_fill_price"]
-    [in_state] = [row for row in client.get("/api/v1/state").get_json()["orders"]
-                  if row["id"] == order_id]  # the stream sends this same payload
+    [in_state] = [
+        row for row in client.get("/api/v1/state").get_json()["orders"] if row["id"] == order_id
+    ]  # the stream sends this same payload
     assert (in_state["status"], in_state["avg_fill_price"]) == ("Filled", ours["avg_fill_price"])
 
 
@@ -263,17 +311,41 @@ def test_5_write_ahead_log_replays_over_the_snapshot(tmp_path):
     empty = {"orders": [], "index": [], "completed": [], "fills": [], "dues": [], "cash": 0}
     store = StateStore(path)
     store.snapshot(empty, (0, 0))
-    store.append({"orders": [{"perm_id": 7, "status": "Submitted"}], "index": [[1000, 1, 7]],
-                  "completed": [], "fills": [], "dues": [[9.0, 1, "fill", 7]], "cash": 1}, (0, 0))
+    store.append(
+        {
+            "orders": [{"perm_id": 7, "status": "Submitted"}],
+            "index": [[1000, 1, 7]],
+            "completed": [],
+            "fills": [],
+            "dues": [[9.0, 1, "fill", 7]],
+            "cash": 1,
+        },
+        (0, 0),
+    )
     fill = {"execution": {"exec_id": "e1"}}
-    store.append({"orders": [{"perm_id": 7, "status": "Filled"}], "index": [[1000, 1, 7]],
-                  "completed": [7], "fills": [fill], "dues": [], "cash": 2}, (1, 1))
+    store.append(
+        {
+            "orders": [{"perm_id": 7, "status": "Filled"}],
+            "index": [[1000, 1, 7]],
+            "completed": [7],
+            "fills": [fill],
+            "dues": [],
+            "cash": 2,
+        },
+        (1, 1),
+    )
     early_log = Path(f"{path}.log").read_bytes()
     with open(f"{path}.log", "ab") as log:
         log.write(b'{"orders": [{"perm_id": 8')  # torn
     loaded = StateStore(path).load()
-    assert loaded == {"orders": [{"perm_id": 7, "status": "Filled"}], "index": [[1000, 1, 7]],
-                      "completed": [7], "fills": [fill], "dues": [], "cash": 2}
+    assert loaded == {
+        "orders": [{"perm_id": 7, "status": "Filled"}],
+        "index": [[1000, 1, 7]],
+        "completed": [7],
+        "fills": [fill],
+        "dues": [],
+        "cash": 2,
+    }
     store.snapshot(loaded, (1, 1))
     Path(f"{path}.log").write_bytes(early_log)  # as if the kill came before the truncation
     assert StateStore(path).load() == loaded

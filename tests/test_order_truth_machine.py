@@ -38,11 +38,19 @@ FINAL = {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
 DEFINITE = FINAL | {"working"}
 BODIES = {  # a market order fills at once; a limit far below the market rests
     "fills": {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT"},
-    "rests": {"symbol": "IBM", "action": "BUY", "quantity": 1, "order_type": "LMT",
-              "limit_price": 1.0},
+    "rests": {
+        "symbol": "IBM",
+        "action": "BUY",
+        "quantity": 1,
+        "order_type": "LMT",
+        "limit_price": 1.0,
+    },
 }
-BROKER_STATUS = {"filled": {"Filled"}, "cancelled": {"Cancelled"},
-                 "working": {"Submitted", "PreSubmitted"}}
+BROKER_STATUS = {
+    "filled": {"Filled"},
+    "cancelled": {"Cancelled"},
+    "working": {"Submitted", "PreSubmitted"},
+}
 
 
 class OrderTruth(RuleBasedStateMachine):
@@ -53,10 +61,17 @@ class OrderTruth(RuleBasedStateMachine):
         self.tmp = tempfile.TemporaryDirectory()
         self.root = Path(self.tmp.name)
         self.gateway = GatewayProcess(self.root / "gateway.json").start()
-        self.app = AppProcess(self.root, self.gateway.port, API_TOKEN,
-                              RECONCILE_GRACE=str(GRACE), ORDER_MONITOR_TIMEOUT="2",
-                              SETTLE_FIRST_WAIT="0.1", SETTLE_VALIDATION_WAIT="0.1",
-                              SETTLE_FINAL_WAIT="0.1", RISK_PRICE_COLLAR_PCT="100").start()
+        self.app = AppProcess(
+            self.root,
+            self.gateway.port,
+            API_TOKEN,
+            RECONCILE_GRACE=str(GRACE),
+            ORDER_MONITOR_TIMEOUT="2",
+            SETTLE_FIRST_WAIT="0.1",
+            SETTLE_VALIDATION_WAIT="0.1",
+            SETTLE_FINAL_WAIT="0.1",
+            RISK_PRICE_COLLAR_PCT="100",
+        ).start()
         self.accepted: dict[str, str] = {}  # our id -> "fills" / "rests"
         self.checks = 0
         self.kills = 0
@@ -171,7 +186,10 @@ class OrderTruth(RuleBasedStateMachine):
             assert api["open"] is (verdict not in FINAL)
             row = rows_by_id[order_id]
             assert (row["verdict"], row["status"], row["open"]) == (
-                verdict, api["status"], api["open"])
+                verdict,
+                api["status"],
+                api["open"],
+            )
             at_broker = broker.get(order_id)
             if verdict in ("not_placed", "not_sent"):
                 assert at_broker is None, (order_id, verdict, at_broker)
@@ -190,6 +208,13 @@ class OrderTruth(RuleBasedStateMachine):
 @pytest.mark.timeout(900)
 def test_one_truth_through_sigkills_of_app_and_gateway():
     """About a minute: six runs of up to ten steps, each kill restarting a process."""
-    run_state_machine_as_test(OrderTruth, settings=settings(
-        max_examples=6, stateful_step_count=10, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        OrderTruth,
+        settings=settings(
+            max_examples=6,
+            stateful_step_count=10,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )

@@ -26,7 +26,9 @@ def test_the_pace_is_close_to_but_under_the_gateway_limit(app):
     for connection in (services.handler, services.connector):
         client = connection.ib.client
         assert (client.MaxRequests, client.RequestsInterval) == (
-            ib_connection.THROTTLE_REQUESTS, ib_connection.THROTTLE_INTERVAL)
+            ib_connection.THROTTLE_REQUESTS,
+            ib_connection.THROTTLE_INTERVAL,
+        )
 
 
 def test_a_burst_of_orders_draws_no_error_100_while_the_reader_is_busy(gateway, app, client):
@@ -38,8 +40,10 @@ def test_a_burst_of_orders_draws_no_error_100_while_the_reader_is_busy(gateway, 
 
     ids = []
     for i in range(BURST):
-        answer = client.post("/api/v1/orders", json={
-            "symbol": SYMBOLS[i % len(SYMBOLS)], "action": "BUY", "quantity": 1})
+        answer = client.post(
+            "/api/v1/orders",
+            json={"symbol": SYMBOLS[i % len(SYMBOLS)], "action": "BUY", "quantity": 1},
+        )
         assert answer.status_code == 202, answer.get_json()
         ids.append(answer.get_json()["id"])
     records = wait_for(lambda: _all_final(handler, ids), timeout=60, interval=0.1)
@@ -49,7 +53,9 @@ def test_a_burst_of_orders_draws_no_error_100_while_the_reader_is_busy(gateway, 
     assert after.pacing_violations == before.pacing_violations == 0
     assert not [m for r in records for m in r.messages if m.code == 100]
     assert starts, "the burst never reached the throttle: nothing was paced"
-    placed = after.requests_by_client[OWN, "PlaceOrder"] - before.requests_by_client[OWN, "PlaceOrder"]
+    placed = (
+        after.requests_by_client[OWN, "PlaceOrder"] - before.requests_by_client[OWN, "PlaceOrder"]
+    )
     assert placed == BURST
     reader_sent = after.received_by_client[READER] - before.received_by_client[READER]
     assert reader_sent >= len(SYMBOLS)  # it quoted for the risk gate meanwhile

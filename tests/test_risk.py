@@ -16,6 +16,7 @@ def make_client(gateway):
 
     def make(gw=None, **limits):
         from app_simple import create_app
+
         app = create_app({"SETTINGS": app_settings(gw or gateway, **limits)})
         apps.append(app)
         return api_client(app)
@@ -43,22 +44,56 @@ def rejected(res, rule):
     return error
 
 
-@pytest.mark.parametrize(("limits", "fields", "rule", "field", "words"), [
-    ({"risk_max_quantity": 100}, {"quantity": 101}, "max_quantity", "quantity",
-     "quantity 101 exceeds the limit of 100"),
-    ({"risk_max_notional": 1000}, {"quantity": 50}, "max_notional", "quantity",
-     "exceeds the limit of 1,000.00"),
-    ({"risk_price_collar_pct": 5}, {"order_type": "LMT", "limit_price": 1.0}, "price_collar",
-     "limit_price", "(collar 5%)"),
-    ({"risk_symbol_denylist": "AAPL,TSLA"}, {}, "symbol_not_allowed", "symbol",
-     "AAPL is on the deny list"),
-    ({"risk_symbol_allowlist": "MSFT"}, {}, "symbol_not_allowed", "symbol",
-     "AAPL is not on the allow list (MSFT)"),
-    ({"risk_daily_notional_cap": 500}, {"quantity": 10}, "daily_notional_cap", None,
-     "over the cap of 500.00"),
-])
-def test_each_rule_rejects_with_its_reason(make_client, gateway, limits, fields, rule, field,
-                                           words):
+@pytest.mark.parametrize(
+    ("limits", "fields", "rule", "field", "words"),
+    [
+        (
+            {"risk_max_quantity": 100},
+            {"quantity": 101},
+            "max_quantity",
+            "quantity",
+            "quantity 101 exceeds the limit of 100",
+        ),
+        (
+            {"risk_max_notional": 1000},
+            {"quantity": 50},
+            "max_notional",
+            "quantity",
+            "exceeds the limit of 1,000.00",
+        ),
+        (
+            {"risk_price_collar_pct": 5},
+            {"order_type": "LMT", "limit_price": 1.0},
+            "price_collar",
+            "limit_price",
+            "(collar 5%)",
+        ),
+        (
+            {"risk_symbol_denylist": "AAPL,TSLA"},
+            {},
+            "symbol_not_allowed",
+            "symbol",
+            "AAPL is on the deny list",
+        ),
+        (
+            {"risk_symbol_allowlist": "MSFT"},
+            {},
+            "symbol_not_allowed",
+            "symbol",
+            "AAPL is not on the allow list (MSFT)",
+        ),
+        (
+            {"risk_daily_notional_cap": 500},
+            {"quantity": 10},
+            "daily_notional_cap",
+            None,
+            "over the cap of 500.00",
+        ),
+    ],
+)
+def test_each_rule_rejects_with_its_reason(
+    make_client, gateway, limits, fields, rule, field, words
+):
     client = make_client(**limits)
     before = gateway_orders(gateway)
     error = rejected(order(client, **fields), rule)
@@ -78,17 +113,25 @@ def test_max_open_orders_and_orders_per_minute(make_client, gateway):
     wait_for(lambda: len(gateway.open_orders()) == 2)
     client.post("/api/v1/orders/cancel-all")
     wait_for(lambda: not gateway.open_orders())
-    wait_for(lambda: all(o["verdict"] == "cancelled" for o in
-                         client.get("/api/v1/orders").get_json()["orders"] if o["ours"]))
+    wait_for(
+        lambda: all(
+            o["verdict"] == "cancelled"
+            for o in client.get("/api/v1/orders").get_json()["orders"]
+            if o["ours"]
+        )
+    )
     assert order(client).status_code == 202  # the third order of this minute
     error = rejected(order(client), "max_orders_per_minute")
     assert "3 orders in the last 60 s; the limit is 3" in error["message"]
 
 
 def test_live_account_is_refused_by_default():
-    gw = SimGateway(ServerSettings(clock_start=TRADING_CLOCK),  # same at any hour of the day
-                    BrokerConfig(account="U7654321", live_account_drill=True)).start()
+    gw = SimGateway(
+        ServerSettings(clock_start=TRADING_CLOCK),  # same at any hour of the day
+        BrokerConfig(account="U7654321", live_account_drill=True),
+    ).start()
     from app_simple import create_app
+
     try:
         app = create_app({"SETTINGS": app_settings(gw)})
         try:
@@ -144,19 +187,24 @@ def test_modify_passes_the_risk_gate_and_the_kill_switch(make_client, gateway):
     res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": 1.0})
     assert res.status_code == 422 and "price_collar" in res.get_json()["error"]["message"]
     client.post("/api/v1/kill-switch", json={"engaged": True})
-    assert client.post(f"/api/v1/orders/{order_id}/modify",
-                       json={"quantity": 2}).status_code == 423
+    assert client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 2}).status_code == 423
     assert all(o.total_quantity == 1 for o in gateway.all_orders())
 
 
 def test_max_open_orders_holds_under_concurrency(make_client, gateway):
     from concurrent.futures import ThreadPoolExecutor
+
     client = make_client(risk_max_open_orders=2)
     bid = client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"]
     with ThreadPoolExecutor(12) as pool:
-        codes = list(pool.map(lambda _: order(client, order_type="LMT",
-                                              limit_price=round(bid * 0.95, 2)).status_code,
-                              range(12)))
+        codes = list(
+            pool.map(
+                lambda _: (
+                    order(client, order_type="LMT", limit_price=round(bid * 0.95, 2)).status_code
+                ),
+                range(12),
+            )
+        )
     assert sorted(codes) == [202, 202] + [422] * 10
     wait_for(lambda: len(gateway.open_orders()) == 2)
 
@@ -167,10 +215,15 @@ def test_limit_orders_need_a_quote_for_the_collar(gateway):
     from risk import RiskGate, RiskRejected
 
     settings = load_settings(env={}, dotenv_path=None)
-    gate = RiskGate(settings, lambda symbol, sec_type, con_id: (None, None, None), lambda: 0,
-                    lambda: ("DU1234567",))
-    limit = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT",
-                        limit_price=100.0)
+    gate = RiskGate(
+        settings,
+        lambda symbol, sec_type, con_id: (None, None, None),
+        lambda: 0,
+        lambda: ("DU1234567",),
+    )
+    limit = OrderIntent(
+        symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=100.0
+    )
     with pytest.raises(RiskRejected, match="no quote for AAPL to check the 10% price collar"):
         gate.reserve(limit)
     market = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")

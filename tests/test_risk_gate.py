@@ -50,25 +50,38 @@ class Quotes:
 
 
 def journaled(order_id: str, at: float) -> Lifecycle:
-    return Lifecycle(id=order_id, intent=buy(), source="api", created_at=at, phase="queued",
-                     updated_at=at)
+    return Lifecycle(
+        id=order_id, intent=buy(), source="api", created_at=at, phase="queued", updated_at=at
+    )
 
 
 def settings(**limits):
     return load_settings(env={}, dotenv_path=None, overrides=limits)
 
 
-def make_gate(clocks=None, quotes=None, open_orders=0, accounts=PAPER, notional_today=0.0,
-              **limits):
+def make_gate(
+    clocks=None, quotes=None, open_orders=0, accounts=PAPER, notional_today=0.0, **limits
+):
     clocks = clocks or Clocks()
-    return RiskGate(settings(**limits), quotes or Quotes(), lambda: open_orders,
-                    lambda: accounts, notional_today, wall=clocks.wall,
-                    monotonic=clocks.monotonic)
+    return RiskGate(
+        settings(**limits),
+        quotes or Quotes(),
+        lambda: open_orders,
+        lambda: accounts,
+        notional_today,
+        wall=clocks.wall,
+        monotonic=clocks.monotonic,
+    )
 
 
 def buy(quantity=1.0, **fields):
-    return OrderIntent(symbol="AAPL", action="BUY", quantity=quantity,
-                       order_type=fields.pop("order_type", "MKT"), **fields)
+    return OrderIntent(
+        symbol="AAPL",
+        action="BUY",
+        quantity=quantity,
+        order_type=fields.pop("order_type", "MKT"),
+        **fields,
+    )
 
 
 def rule_of(gate, intent, *, reserve=True):
@@ -83,8 +96,9 @@ def test_quantity_at_the_limit_passes_and_one_more_is_refused():
     assert gate.reserve(buy(10)).accepted
     decision = rule_of(gate, buy(10.5))
     assert decision.rule == "max_quantity" and decision.accepted is False
-    assert decision.message == ("max_quantity: quantity 10.5 exceeds the limit of 10 shares "
-                                "for stocks")
+    assert decision.message == (
+        "max_quantity: quantity 10.5 exceeds the limit of 10 shares for stocks"
+    )
 
 
 def test_notional_at_the_limit_passes_and_a_cent_more_is_refused():
@@ -105,8 +119,7 @@ def test_price_collar_boundary_is_inclusive_and_uses_the_mid():
     assert gate.reserve(buy(1, order_type="LMT", limit_price=95.0)).accepted
     decision = rule_of(gate, buy(1, order_type="LMT", limit_price=105.01))
     assert decision.rule == "price_collar"
-    assert decision.message == ("price_collar: price 105.01 is 5.0% from the quote 100 "
-                                "(collar 5%)")
+    assert decision.message == ("price_collar: price 105.01 is 5.0% from the quote 100 (collar 5%)")
     stop = rule_of(gate, buy(1, order_type="STP", stop_price=94.99))
     assert stop.rule == "price_collar"
     assert stop.figures["quote_mid"] == 100.0 and stop.reference_price == 94.99
@@ -144,8 +157,9 @@ def test_delayed_quotes_use_their_own_collar():
     gate = make_gate(quotes=delayed, risk_price_collar_pct=10, risk_delayed_collar_pct=2)
     assert gate.reserve(buy(1, order_type="LMT", limit_price=102.0)).accepted
     decision = rule_of(gate, buy(1, order_type="LMT", limit_price=103.0))
-    assert decision.message == ("price_collar: price 103 is 3.0% from the delayed quote 100 "
-                                "(delayed-data collar 2%)")
+    assert decision.message == (
+        "price_collar: price 103 is 3.0% from the delayed quote 100 (delayed-data collar 2%)"
+    )
     assert decision.figures["quote_delayed"] is True
     # without a delayed collar the normal one applies to delayed quotes too
     gate = make_gate(quotes=delayed, risk_price_collar_pct=10)
@@ -160,20 +174,26 @@ def test_missing_quotes_name_ibs_reason():
     gate = make_gate(quotes=silent)
     market = rule_of(gate, buy(1))
     assert market.rule == "no_reference_price"
-    assert market.message == ("no_reference_price: no quote for AAPL to value the order: "
-                              "IB 354: not subscribed")
+    assert market.message == (
+        "no_reference_price: no quote for AAPL to value the order: IB 354: not subscribed"
+    )
     limit = rule_of(gate, buy(1, order_type="LMT", limit_price=100.0))
-    assert limit.message == ("price_collar: no quote for AAPL to check the 10% price collar: "
-                             "IB 354: not subscribed")
+    assert limit.message == (
+        "price_collar: no quote for AAPL to check the 10% price collar: IB 354: not subscribed"
+    )
     quiet = make_gate(quotes=Quotes((None, None, None)))
-    assert rule_of(quiet, buy(1)).message == "no_reference_price: no quote for AAPL to value the order"
+    assert (
+        rule_of(quiet, buy(1)).message == "no_reference_price: no quote for AAPL to value the order"
+    )
 
 
 def test_symbol_lists():
     assert rule_of(make_gate(risk_symbol_denylist="TSLA,AAPL"), buy()).message == (
-        "symbol_not_allowed: AAPL is on the deny list")
+        "symbol_not_allowed: AAPL is on the deny list"
+    )
     assert rule_of(make_gate(risk_symbol_allowlist="MSFT,IBM"), buy()).message == (
-        "symbol_not_allowed: AAPL is not on the allow list (IBM, MSFT)")
+        "symbol_not_allowed: AAPL is not on the allow list (IBM, MSFT)"
+    )
     assert make_gate(risk_symbol_allowlist="MSFT,AAPL").reserve(buy()).accepted
     assert make_gate(risk_symbol_denylist="TSLA").reserve(buy()).accepted
 
@@ -181,11 +201,14 @@ def test_symbol_lists():
 def test_live_accounts_need_allow_live_trading():
     live = ("DU1234567", "U7654321")
     decision = rule_of(make_gate(accounts=live), buy())
-    assert decision.message == ("live_trading_disabled: account U7654321 is a live account and "
-                                "ALLOW_LIVE_TRADING is off; orders are refused")
+    assert decision.message == (
+        "live_trading_disabled: account U7654321 is a live account and "
+        "ALLOW_LIVE_TRADING is off; orders are refused"
+    )
     assert make_gate(accounts=live, allow_live_trading=True).reserve(buy()).accepted
     assert rule_of(make_gate(accounts=()), buy()).message == (
-        "live_trading_disabled: no account is known yet, so live trading cannot be ruled out")
+        "live_trading_disabled: no account is known yet, so live trading cannot be ruled out"
+    )
 
 
 # ------------------------------------------------------------------------ flow limits
@@ -248,8 +271,9 @@ def test_daily_cap_accumulates_over_many_orders_and_holds_at_the_cap():
         assert decision.figures["notional_today"] == pytest.approx(101.0 * n)  # this one too
     assert gate.limits()["notional_today"] == 2020.0  # exactly at the cap: allowed
     decision = rule_of(gate, buy(1))
-    assert decision.message == ("daily_notional_cap: today's notional would be 2,121.00, over "
-                                "the cap of 2,020.00")
+    assert decision.message == (
+        "daily_notional_cap: today's notional would be 2,121.00, over the cap of 2,020.00"
+    )
     gate2 = make_gate(risk_daily_notional_cap=303)
     taken = gate2.reserve(buy(2))
     gate2.release(taken)
@@ -302,8 +326,9 @@ def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
     try:
         assert reopened.notional_since(midnight) == pytest.approx(909.0)
         assert reopened.notional_since(clocks.now + 1) == 0.0
-        restarted = make_gate(clocks, risk_daily_notional_cap=1000,
-                              notional_today=reopened.notional_since(midnight))
+        restarted = make_gate(
+            clocks, risk_daily_notional_cap=1000, notional_today=reopened.notional_since(midnight)
+        )
         assert rule_of(restarted, buy(1)).rule == "daily_notional_cap"
         assert restarted.limits()["notional_today"] == 909.0
     finally:
@@ -311,8 +336,7 @@ def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
 
 
 def test_check_applies_the_per_order_rules_only_and_counts_nothing():
-    gate = make_gate(risk_max_orders_per_minute=1, risk_daily_notional_cap=150,
-                     risk_max_quantity=5)
+    gate = make_gate(risk_max_orders_per_minute=1, risk_daily_notional_cap=150, risk_max_quantity=5)
     for _ in range(3):
         assert gate.check(buy(1)).accepted  # not counted: the per-minute limit never bites
     assert gate.limits()["notional_today"] == 0.0
@@ -342,46 +366,89 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
     gate = make_gate(clocks, open_orders=2)
     decision = gate.reserve(buy(3, order_type="LMT", limit_price=100.5))
     assert decision == RiskDecision(
-        accepted=True, rule=None, message="accepted",
-        figures={"quantity": 3, "reference_price": 100.5, "multiplier": 1.0, "quote_mid": 100.0,
-                 "quote_delayed": False, "notional": 301.5, "open_orders": 2,
-                 "orders_last_minute": 1, "notional_today": 301.5},
-        reference_price=100.5, notional=301.5, at=clocks.now)
+        accepted=True,
+        rule=None,
+        message="accepted",
+        figures={
+            "quantity": 3,
+            "reference_price": 100.5,
+            "multiplier": 1.0,
+            "quote_mid": 100.0,
+            "quote_delayed": False,
+            "notional": 301.5,
+            "open_orders": 2,
+            "orders_last_minute": 1,
+            "notional_today": 301.5,
+        },
+        reference_price=100.5,
+        notional=301.5,
+        at=clocks.now,
+    )
     assert decision.as_dict()["figures"]["notional"] == 301.5
     refused = rule_of(make_gate(clocks, risk_max_quantity=1), buy(2))
     assert refused.at == clocks.now and refused.notional == 202.0
     assert refused.figures["orders_last_minute"] == 0 and refused.reference_price == 101.0
     assert gate.check(buy(2, order_type="LMT", limit_price=100.5)) == RiskDecision(
-        accepted=True, figures={"quantity": 2, "reference_price": 100.5, "multiplier": 1.0, "quote_mid": 100.0,
-                                "quote_delayed": False, "notional": 201.0, "open_orders": 2,
-                                "orders_last_minute": 1, "notional_today": 301.5},
-        reference_price=100.5, notional=201.0, at=clocks.now)
+        accepted=True,
+        figures={
+            "quantity": 2,
+            "reference_price": 100.5,
+            "multiplier": 1.0,
+            "quote_mid": 100.0,
+            "quote_delayed": False,
+            "notional": 201.0,
+            "open_orders": 2,
+            "orders_last_minute": 1,
+            "notional_today": 301.5,
+        },
+        reference_price=100.5,
+        notional=201.0,
+        at=clocks.now,
+    )
 
 
 def test_figures_round_notional_and_hide_non_finite_values():
     gate = make_gate(quotes=Quotes((1.0, 1.0 / 3, 1.0)), risk_price_collar_pct=99)
     assert gate.reserve(buy(1)).figures["notional"] == 0.33
-    huge = make_gate(quotes=Quotes((1e308, 1e308, 1e308)), risk_max_notional=1e300,
-                     risk_max_quantity=1e9)
+    huge = make_gate(
+        quotes=Quotes((1e308, 1e308, 1e308)), risk_max_notional=1e300, risk_max_quantity=1e9
+    )
     assert rule_of(huge, buy(1000)).figures["notional"] is None  # inf, not a number to show
 
 
 def test_limits_report_the_configuration():
-    gate = make_gate(risk_max_quantity=7, risk_max_notional=8, risk_price_collar_pct=9,
-                     risk_symbol_allowlist="AAPL", risk_symbol_denylist="TSLA",
-                     risk_max_open_orders=10, risk_max_orders_per_minute=11,
-                     risk_daily_notional_cap=12, allow_live_trading=True,
-                     live_confirm_notional=13, notional_today=1.234)
+    gate = make_gate(
+        risk_max_quantity=7,
+        risk_max_notional=8,
+        risk_price_collar_pct=9,
+        risk_symbol_allowlist="AAPL",
+        risk_symbol_denylist="TSLA",
+        risk_max_open_orders=10,
+        risk_max_orders_per_minute=11,
+        risk_daily_notional_cap=12,
+        allow_live_trading=True,
+        live_confirm_notional=13,
+        notional_today=1.234,
+    )
     assert gate.limits() == {
-        "max_quantity": 7, "max_notional": 8, "price_collar_pct": 9,
-        "symbol_allowlist": ["AAPL"], "symbol_denylist": ["TSLA"], "max_open_orders": 10,
-        "max_orders_per_minute": 11, "daily_notional_cap": 12, "notional_today": 1.23,
-        "allow_live_trading": True, "live_confirm_notional": 13,
+        "max_quantity": 7,
+        "max_notional": 8,
+        "price_collar_pct": 9,
+        "symbol_allowlist": ["AAPL"],
+        "symbol_denylist": ["TSLA"],
+        "max_open_orders": 10,
+        "max_orders_per_minute": 11,
+        "daily_notional_cap": 12,
+        "notional_today": 1.23,
+        "allow_live_trading": True,
+        "live_confirm_notional": 13,
         "asset_classes": {
             "STK": {"max_quantity": 7, "unit": "shares"},
             "CASH": {"max_quantity": 1_000_000, "unit": "units of the base currency"},
             "OPT": {"max_quantity": 50.0, "max_notional": 50_000.0, "unit": "contracts"},
-            "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0, "unit": "contracts"}}}
+            "FUT": {"max_quantity": 5.0, "max_notional": 1_500_000.0, "unit": "contracts"},
+        },
+    }
 
 
 # ------------------------------------------------------------------------ SlidingWindow
@@ -401,8 +468,9 @@ def test_the_gate_runs_on_the_real_clocks_by_default():
     decision = gate.reserve(buy())
     assert before <= decision.at <= time.time() and gate.limits()["notional_today"] == 101.0
     assert rule_of(gate, buy()).rule == "max_orders_per_minute"  # within the real minute
-    assert RiskGate(settings(), Quotes(), lambda: 0, lambda: PAPER).limits()[
-        "notional_today"] == 0.0
+    assert (
+        RiskGate(settings(), Quotes(), lambda: 0, lambda: PAPER).limits()["notional_today"] == 0.0
+    )
 
 
 def test_sliding_window_allows_the_limit_then_frees_slots_as_they_age():

@@ -12,9 +12,11 @@ from schemas import NEEDS, ModifyIn, OrderIn, ValidationError, first_error, pric
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=6)
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 FIELDS = {
     "symbol": st.sampled_from(["AAPL", "msft", "EUR.USD", "", "A$PL", "X" * 20, 5]) | JSON,
     "action": st.sampled_from(["BUY", "SELL", "buy", "HOLD", ""]) | JSON,
@@ -48,8 +50,13 @@ def assert_sane(order: OrderIn) -> None:
     needs_limit, needs_stop = NEEDS[order.order_type]
     assert (order.limit_price is not None) == needs_limit
     assert (order.stop_price is not None) == needs_stop
-    for price in (order.limit_price, order.stop_price, order.take_profit, order.stop_loss,
-                  order.trailing_amount):
+    for price in (
+        order.limit_price,
+        order.stop_price,
+        order.take_profit,
+        order.stop_loss,
+        order.trailing_amount,
+    ):
         assert price is None or (price > 0 and math.isfinite(price))
         if price is not None:
             tick = price_tick(order.sec_type, order.symbol, price)
@@ -82,17 +89,25 @@ def test_modify_validator():
     outcomes = {"accepted": 0, "refused": 0}
 
     @settings(deadline=None, database=None, derandomize=True)
-    @given(st.dictionaries(st.sampled_from(["quantity", "limit_price", "stop_price", "x"]),
-                           st.integers(-3, 5) | st.floats() | st.none(), max_size=4))
+    @given(
+        st.dictionaries(
+            st.sampled_from(["quantity", "limit_price", "stop_price", "x"]),
+            st.integers(-3, 5) | st.floats() | st.none(),
+            max_size=4,
+        )
+    )
     def run(body):
         # the oracle: a change is valid when it names only known fields, gives at least one
         # value, and every value given is a positive finite number within its bound (a whole
         # one for quantity)
         given = {k: v for k, v in body.items() if v is not None}
         bound = {"quantity": 1_000_000, "limit_price": 10_000_000, "stop_price": 10_000_000}
-        sane = "x" not in body and bool(given) and all(
-            0 < v <= bound[k] for k, v in given.items()) \
+        sane = (
+            "x" not in body
+            and bool(given)
+            and all(0 < v <= bound[k] for k, v in given.items())
             and float(given.get("quantity", 1)).is_integer()
+        )
         try:
             change = ModifyIn.model_validate(body)
         except ValidationError:
@@ -117,8 +132,13 @@ def test_prices_must_sit_on_the_tick_grid():
             assert "price tick" in first_error(exc)[1]
         else:
             assert ok, price
-    fx = {"symbol": "EUR.USD", "sec_type": "CASH", "action": "BUY", "quantity": 20000,
-          "order_type": "LMT"}
+    fx = {
+        "symbol": "EUR.USD",
+        "sec_type": "CASH",
+        "action": "BUY",
+        "quantity": 20000,
+        "order_type": "LMT",
+    }
     OrderIn.model_validate({**fx, "limit_price": 1.08455})
     try:
         OrderIn.model_validate({**fx, "limit_price": 1.08451})
@@ -130,8 +150,10 @@ def test_prices_must_sit_on_the_tick_grid():
 
 def test_examples_name_the_field():
     cases = {
-        ("quantity", 0): "quantity", ("quantity", 1.5): "quantity",
-        ("order_type", "LMT"): "limit_price", ("limit_price", 5): "limit_price",
+        ("quantity", 0): "quantity",
+        ("quantity", 1.5): "quantity",
+        ("order_type", "LMT"): "limit_price",
+        ("limit_price", 5): "limit_price",
     }
     for (name, value), field in cases.items():
         body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, name: value}
@@ -141,8 +163,14 @@ def test_examples_name_the_field():
             assert first_error(exc)[0] == field
         else:
             raise AssertionError(f"{body} accepted")
-    bracket = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT",
-               "limit_price": 100, "take_profit": 90}
+    bracket = {
+        "symbol": "AAPL",
+        "action": "BUY",
+        "quantity": 1,
+        "order_type": "LMT",
+        "limit_price": 100,
+        "take_profit": 90,
+    }
     try:
         OrderIn.model_validate(bracket)
     except ValidationError as exc:
@@ -154,10 +182,13 @@ def test_examples_name_the_field():
 @st.composite
 def plausible_orders(draw):
     order_type = draw(st.sampled_from(list(NEEDS)))
-    body = {"symbol": draw(st.sampled_from(["AAPL", "IBM", "EUR.USD"])),
-            "action": draw(st.sampled_from(["BUY", "SELL"])),
-            "quantity": draw(st.integers(1, 1000) | st.floats(0.5, 1000)),
-            "order_type": order_type, "tif": draw(st.sampled_from(["DAY", "GTC", "IOC"]))}
+    body = {
+        "symbol": draw(st.sampled_from(["AAPL", "IBM", "EUR.USD"])),
+        "action": draw(st.sampled_from(["BUY", "SELL"])),
+        "quantity": draw(st.integers(1, 1000) | st.floats(0.5, 1000)),
+        "order_type": order_type,
+        "tif": draw(st.sampled_from(["DAY", "GTC", "IOC"])),
+    }
     needs_limit, needs_stop = NEEDS[order_type]
     price = st.integers(100, 100_000).map(lambda cents: cents / 100) | st.floats(0.01, 1000)
     if needs_limit or draw(st.booleans()):

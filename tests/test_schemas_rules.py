@@ -40,13 +40,22 @@ def refused(model=OrderIn, **fields) -> tuple[str | None, str]:
 # -------------------------------------------------------------------------- brackets
 @pytest.mark.parametrize(("action", "tp", "sl"), [("BUY", 110.0, 90.0), ("SELL", 90.0, 110.0)])
 def test_a_limit_bracket_on_the_right_sides_is_accepted(action, tp, sl):
-    order = accepted(action=action, order_type="LMT", limit_price=100.0, take_profit=tp,
-                     stop_loss=sl, tif="GTC")
+    order = accepted(
+        action=action, order_type="LMT", limit_price=100.0, take_profit=tp, stop_loss=sl, tif="GTC"
+    )
     assert order.intent().account == ""  # the handler's default account
     intent = order.intent("DU1234567")
-    assert intent == OrderIntent(symbol="AAPL", action=action, quantity=10.0, order_type="LMT",
-                                 limit_price=100.0, tif="GTC", account="DU1234567",
-                                 take_profit=tp, stop_loss=sl)
+    assert intent == OrderIntent(
+        symbol="AAPL",
+        action=action,
+        quantity=10.0,
+        order_type="LMT",
+        limit_price=100.0,
+        tif="GTC",
+        account="DU1234567",
+        take_profit=tp,
+        stop_loss=sl,
+    )
     assert intent.is_bracket
 
 
@@ -64,30 +73,49 @@ def test_a_market_bracket_and_one_legged_brackets_are_accepted():
     assert accepted(action="SELL", order_type="LMT", limit_price=100.0, stop_loss=100.01)
 
 
-@pytest.mark.parametrize(("fields", "field", "message"), [
-    ({"take_profit": 100.0}, "take_profit", "must be above the limit price for a BUY"),
-    ({"take_profit": 99.0}, "take_profit", "must be above the limit price for a BUY"),
-    ({"stop_loss": 100.0}, "stop_loss", "must be below the limit price for a BUY"),
-    ({"stop_loss": 101.0}, "stop_loss", "must be below the limit price for a BUY"),
-    ({"action": "SELL", "take_profit": 100.0}, "take_profit",
-     "must be below the limit price for a SELL"),
-    ({"action": "SELL", "take_profit": 101.0}, "take_profit",
-     "must be below the limit price for a SELL"),
-    ({"action": "SELL", "stop_loss": 100.0}, "stop_loss",
-     "must be above the limit price for a SELL"),
-    ({"action": "SELL", "stop_loss": 99.0}, "stop_loss", "must be above the limit price for a SELL"),
-    ({"take_profit": 110.0, "stop_loss": 90.0, "tif": "IOC"}, "tif", "a bracket cannot be IOC"),
-    ({"stop_loss": 90.0, "tif": "IOC"}, "tif", "a bracket cannot be IOC"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"take_profit": 100.0}, "take_profit", "must be above the limit price for a BUY"),
+        ({"take_profit": 99.0}, "take_profit", "must be above the limit price for a BUY"),
+        ({"stop_loss": 100.0}, "stop_loss", "must be below the limit price for a BUY"),
+        ({"stop_loss": 101.0}, "stop_loss", "must be below the limit price for a BUY"),
+        (
+            {"action": "SELL", "take_profit": 100.0},
+            "take_profit",
+            "must be below the limit price for a SELL",
+        ),
+        (
+            {"action": "SELL", "take_profit": 101.0},
+            "take_profit",
+            "must be below the limit price for a SELL",
+        ),
+        (
+            {"action": "SELL", "stop_loss": 100.0},
+            "stop_loss",
+            "must be above the limit price for a SELL",
+        ),
+        (
+            {"action": "SELL", "stop_loss": 99.0},
+            "stop_loss",
+            "must be above the limit price for a SELL",
+        ),
+        ({"take_profit": 110.0, "stop_loss": 90.0, "tif": "IOC"}, "tif", "a bracket cannot be IOC"),
+        ({"stop_loss": 90.0, "tif": "IOC"}, "tif", "a bracket cannot be IOC"),
+    ],
+)
 def test_a_limit_bracket_on_a_wrong_side_is_refused(fields, field, message):
     assert refused(order_type="LMT", limit_price=100.0, **fields) == (field, message)
 
 
-@pytest.mark.parametrize(("action", "tp", "sl", "words"), [
-    ("BUY", 90.0, 110.0, "must be below take_profit for a BUY"),
-    ("BUY", 100.0, 100.0, "must be below take_profit for a BUY"),
-    ("SELL", 110.0, 90.0, "must be above take_profit for a SELL"),
-])
+@pytest.mark.parametrize(
+    ("action", "tp", "sl", "words"),
+    [
+        ("BUY", 90.0, 110.0, "must be below take_profit for a BUY"),
+        ("BUY", 100.0, 100.0, "must be below take_profit for a BUY"),
+        ("SELL", 110.0, 90.0, "must be above take_profit for a SELL"),
+    ],
+)
 def test_market_bracket_legs_must_not_cross(action, tp, sl, words):
     assert refused(action=action, take_profit=tp, stop_loss=sl) == ("stop_loss", words)
 
@@ -99,8 +127,10 @@ def test_trail_orders_take_exactly_one_trailing_figure():
     by_percent = accepted(action="SELL", order_type="TRAIL", trailing_percent=2).intent()
     assert (by_percent.trailing_percent, by_percent.trailing_amount) == (2.0, None)
     assert isinstance(by_percent.trailing_percent, float)
-    needs_one = ("trailing_amount", "TRAIL orders need exactly one of trailing_amount or "
-                                    "trailing_percent")
+    needs_one = (
+        "trailing_amount",
+        "TRAIL orders need exactly one of trailing_amount or trailing_percent",
+    )
     assert refused(order_type="TRAIL") == needs_one
     assert refused(order_type="TRAIL", trailing_amount=1, trailing_percent=1) == needs_one
     assert refused(order_type="TRAIL", trailing_amount=1.005)[0] == "trailing_amount"  # off tick
@@ -114,18 +144,23 @@ def test_trailing_percent_must_be_between_0_and_100(percent):
 def test_trailing_figures_belong_to_trail_orders_only():
     assert refused(trailing_percent=1) == ("trailing_percent", "is not used by MKT orders")
     assert refused(order_type="LMT", limit_price=1, trailing_amount=1) == (
-        "trailing_amount", "is not used by LMT orders")
+        "trailing_amount",
+        "is not used by LMT orders",
+    )
 
 
 # ---------------------------------------------------------------- types, prices, units
-@pytest.mark.parametrize(("order_type", "fields", "missing", "extra"), [
-    ("LMT", {}, "limit_price", None),
-    ("STP", {}, "stop_price", None),
-    ("STP LMT", {"limit_price": 100}, "stop_price", None),
-    ("STP LMT", {"stop_price": 100}, "limit_price", None),
-    ("MKT", {"limit_price": 100}, None, "limit_price"),
-    ("LMT", {"limit_price": 100, "stop_price": 99}, None, "stop_price"),
-])
+@pytest.mark.parametrize(
+    ("order_type", "fields", "missing", "extra"),
+    [
+        ("LMT", {}, "limit_price", None),
+        ("STP", {}, "stop_price", None),
+        ("STP LMT", {"limit_price": 100}, "stop_price", None),
+        ("STP LMT", {"stop_price": 100}, "limit_price", None),
+        ("MKT", {"limit_price": 100}, None, "limit_price"),
+        ("LMT", {"limit_price": 100, "stop_price": 99}, None, "stop_price"),
+    ],
+)
 def test_each_order_type_takes_its_prices(order_type, fields, missing, extra):
     field, message = refused(order_type=order_type, **fields)
     if missing:
@@ -141,10 +176,23 @@ def test_stop_limit_with_both_prices_is_accepted():
 
 
 def test_words_are_trimmed_and_upper_cased():
-    order = accepted(symbol=" aapl ", action=" sell ", order_type="lmt", limit_price=5,
-                     tif="gtc", currency="usd", sec_type="stk")
-    assert (order.symbol, order.action, order.order_type, order.tif, order.currency,
-            order.sec_type) == ("AAPL", "SELL", "LMT", "GTC", "USD", "STK")
+    order = accepted(
+        symbol=" aapl ",
+        action=" sell ",
+        order_type="lmt",
+        limit_price=5,
+        tif="gtc",
+        currency="usd",
+        sec_type="stk",
+    )
+    assert (
+        order.symbol,
+        order.action,
+        order.order_type,
+        order.tif,
+        order.currency,
+        order.sec_type,
+    ) == ("AAPL", "SELL", "LMT", "GTC", "USD", "STK")
     assert refused(action=5)[0] == "action"  # not a string: left for the type check
 
 
@@ -154,22 +202,42 @@ def test_stock_quantities_are_whole_and_fx_symbols_are_pairs():
     fx = {"symbol": "EUR.USD", "sec_type": "CASH", "quantity": 25_000.5}
     assert accepted(**fx).intent().quantity == 25_000.5
     assert accepted(**{**fx, "symbol": "EURUSD"}).symbol == "EURUSD"
-    assert refused(**{**fx, "symbol": "EUR.US"}) == ("symbol", "an FX pair looks like EUR.USD "
-                                                                "or EURUSD")
+    assert refused(**{**fx, "symbol": "EUR.US"}) == (
+        "symbol",
+        "an FX pair looks like EUR.USD or EURUSD",
+    )
 
 
-@pytest.mark.parametrize(("fields", "field", "message"), [
-    ({"order_type": "LMT", "limit_price": 150.255}, "limit_price",
-     "150.255 is not a multiple of the price tick 0.01"),
-    ({"order_type": "STP", "stop_price": 0.51235}, "stop_price",
-     "0.51235 is not a multiple of the price tick 0.0001"),
-    ({"take_profit": 120.001, "stop_loss": 90}, "take_profit",
-     "120.001 is not a multiple of the price tick 0.01"),
-    ({"take_profit": 120, "stop_loss": 90.001}, "stop_loss",
-     "90.001 is not a multiple of the price tick 0.01"),
-    ({"symbol": "USD.JPY", "sec_type": "CASH", "order_type": "LMT", "limit_price": 150.001},
-     "limit_price", "150.001 is not a multiple of the price tick 0.005"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        (
+            {"order_type": "LMT", "limit_price": 150.255},
+            "limit_price",
+            "150.255 is not a multiple of the price tick 0.01",
+        ),
+        (
+            {"order_type": "STP", "stop_price": 0.51235},
+            "stop_price",
+            "0.51235 is not a multiple of the price tick 0.0001",
+        ),
+        (
+            {"take_profit": 120.001, "stop_loss": 90},
+            "take_profit",
+            "120.001 is not a multiple of the price tick 0.01",
+        ),
+        (
+            {"take_profit": 120, "stop_loss": 90.001},
+            "stop_loss",
+            "90.001 is not a multiple of the price tick 0.01",
+        ),
+        (
+            {"symbol": "USD.JPY", "sec_type": "CASH", "order_type": "LMT", "limit_price": 150.001},
+            "limit_price",
+            "150.001 is not a multiple of the price tick 0.005",
+        ),
+    ],
+)
 def test_every_price_sits_on_the_tick_grid(fields, field, message):
     assert refused(**fields) == (field, message)
 
@@ -191,17 +259,33 @@ def test_the_fingerprint_is_the_content_without_the_client_id():
 
 
 def test_intent_carries_every_field():
-    order = accepted(symbol="EUR.USD", sec_type="CASH", currency="CHF", quantity=20000,
-                     outside_rth=True, tif="DAY", order_type="MKT")
+    order = accepted(
+        symbol="EUR.USD",
+        sec_type="CASH",
+        currency="CHF",
+        quantity=20000,
+        outside_rth=True,
+        tif="DAY",
+        order_type="MKT",
+    )
     assert order.intent("DU7") == OrderIntent(
-        symbol="EUR.USD", action="BUY", quantity=20000.0, order_type="MKT", sec_type="CASH",
-        currency="CHF", outside_rth=True, account="DU7")
+        symbol="EUR.USD",
+        action="BUY",
+        quantity=20000.0,
+        order_type="MKT",
+        sec_type="CASH",
+        currency="CHF",
+        outside_rth=True,
+        account="DU7",
+    )
 
 
 # ------------------------------------------------------------------------------ modify
 def test_modify_needs_a_change_and_whole_quantities():
-    assert refused(ModifyIn) == ("quantity", "give at least one of quantity, limit_price, "
-                                             "stop_price")
+    assert refused(ModifyIn) == (
+        "quantity",
+        "give at least one of quantity, limit_price, stop_price",
+    )
     assert refused(ModifyIn, quantity=2.5) == ("quantity", "must be a whole number")
     assert ModifyIn.model_validate({"quantity": 3.0}).quantity == 3.0
     assert ModifyIn.model_validate({"limit_price": 1.5}).limit_price == 1.5
@@ -220,7 +304,9 @@ def test_orders_query_since_as_epoch_or_iso_time():
     assert OrdersQuery(since=later).since_epoch() == later.timestamp()
     assert OrdersQuery(since=datetime(1970, 1, 1, tzinfo=timezone(timedelta(0)))).since_epoch() == 0
     assert refused(OrdersQuery, since="1969-12-31T23:59:59") == (
-        "since", "Value error, must be epoch seconds or an ISO 8601 time after 1970")
+        "since",
+        "Value error, must be epoch seconds or an ISO 8601 time after 1970",
+    )
     assert refused(OrdersQuery, since="1970-01-01T00:30:00+01:00")[0] == "since"
 
 
@@ -250,18 +336,30 @@ def test_first_error_lists_every_problem_with_its_field():
 
 # --------------------------------------------------------------- property: both answers
 @settings(max_examples=300, deadline=None, database=None, derandomize=True)
-@given(action=st.sampled_from(["BUY", "SELL"]), entry=st.integers(100, 20_000),
-       tp_off=st.integers(-500, 500), sl_off=st.integers(-500, 500),
-       tif=st.sampled_from(["DAY", "GTC", "IOC"]))
+@given(
+    action=st.sampled_from(["BUY", "SELL"]),
+    entry=st.integers(100, 20_000),
+    tp_off=st.integers(-500, 500),
+    sl_off=st.integers(-500, 500),
+    tif=st.sampled_from(["DAY", "GTC", "IOC"]),
+)
 def test_limit_brackets_are_accepted_exactly_when_the_legs_are_on_their_sides(
-        action, entry, tp_off, sl_off, tif):
+    action, entry, tp_off, sl_off, tif
+):
     """An oracle, not just 'no crash': the validator accepts precisely the brackets whose
     take-profit is on the profit side of the entry and stop-loss on the loss side."""
     sign = 1 if action == "BUY" else -1
     price, tp, sl = entry / 100, (entry + tp_off) / 100, (entry + sl_off) / 100
     sane = tp_off * sign > 0 and sl_off * sign < 0 and tif != "IOC" and tp > 0 and sl > 0
-    body = {**BASE, "action": action, "order_type": "LMT", "limit_price": price,
-            "take_profit": tp, "stop_loss": sl, "tif": tif}
+    body = {
+        **BASE,
+        "action": action,
+        "order_type": "LMT",
+        "limit_price": price,
+        "take_profit": tp,
+        "stop_loss": sl,
+        "tif": tif,
+    }
     try:
         order = OrderIn.model_validate(body)
     except ValidationError:

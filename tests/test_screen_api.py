@@ -26,8 +26,10 @@ def start_app(tmp_path):
     def start(app_overrides: dict | None = None, **gateway_settings: Any):
         from app_simple import create_app
 
-        gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
-                             BrokerConfig(seed=7)).start()
+        gateway = SimGateway(
+            ServerSettings(port=0, clock_start=TRADING_CLOCK, **gateway_settings),
+            BrokerConfig(seed=7),
+        ).start()
         made.append(gateway)
         overrides = {"journal_path": str(tmp_path / "data" / "orders.db"), **(app_overrides or {})}
         app = create_app({"SETTINGS": app_settings(gateway, **overrides), "TESTING": True})
@@ -40,10 +42,18 @@ def start_app(tmp_path):
 
 
 def buy(client: Any, symbol: str, quantity: int) -> None:
-    posted = client.post("/api/v1/orders", json={
-        "symbol": symbol, "action": "BUY", "quantity": quantity, "order_type": "MKT"}).get_json()
-    wait_for(lambda: [e for e in client.get("/api/v1/executions").get_json()["executions"]
-                      if e["order_ref"] == posted["id"]], timeout=5)
+    posted = client.post(
+        "/api/v1/orders",
+        json={"symbol": symbol, "action": "BUY", "quantity": quantity, "order_type": "MKT"},
+    ).get_json()
+    wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == posted["id"]
+        ],
+        timeout=5,
+    )
 
 
 def near_alerts(last: Callable[[], float], api: Callable[..., tuple[int, dict]]) -> list[dict]:
@@ -52,9 +62,14 @@ def near_alerts(last: Callable[[], float], api: Callable[..., tuple[int, dict]])
     of them crosses."""
     for _ in range(5):
         price = last()
-        made = [api("POST", "/api/v1/alerts", {"symbol": "AAPL", "condition": side,
-                                               "level": round(price + step, 2)})[1]
-                for side, step in (("above", 0.01), ("below", -0.01))]
+        made = [
+            api(
+                "POST",
+                "/api/v1/alerts",
+                {"symbol": "AAPL", "condition": side, "level": round(price + step, 2)},
+            )[1]
+            for side, step in (("above", 0.01), ("below", -0.01))
+        ]
         if all(a["primed_at"] for a in made):
             return made
         for alert in made:
@@ -71,8 +86,11 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
     def marked() -> dict | None:
         body = client.get("/api/v1/pnl").get_json()
         rows = body["positions"]
-        if len(rows) == 2 and all(r["daily_pnl"] is not None for r in rows) \
-                and body["daily_pnl"] is not None:
+        if (
+            len(rows) == 2
+            and all(r["daily_pnl"] is not None for r in rows)
+            and body["daily_pnl"] is not None
+        ):
             return body
         return None
 
@@ -89,8 +107,9 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
 
     def adds_up() -> bool:  # pnl and pnlSingle of one instant: the rows add up to the account
         body = marked()
-        return body is not None and round(sum(r["unrealized_pnl"] for r in body["positions"]), 2) \
-            == round(body["unrealized_pnl"], 2)
+        return body is not None and round(
+            sum(r["unrealized_pnl"] for r in body["positions"]), 2
+        ) == round(body["unrealized_pnl"], 2)
 
     wait_for(adds_up, timeout=5)
     positions = client.get("/api/v1/positions").get_json()["positions"]
@@ -103,11 +122,17 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
 
 
 @pytest.mark.slow
-def test_watchlist_is_kept_and_streams_on_shared_lines_within_the_limit(start_app, tmp_path) -> None:
+def test_watchlist_is_kept_and_streams_on_shared_lines_within_the_limit(
+    start_app, tmp_path
+) -> None:
     gateway, app, client = start_app({"market_data_lines": 4})  # 2 for the hub, 2 kept back
     hub = app.extensions["trading"].quotes
-    symbols = [{"symbol": "AAPL"}, {"symbol": "msft"}, {"symbol": "EUR.USD", "sec_type": "CASH"},
-               {"symbol": "NVDA"}]
+    symbols = [
+        {"symbol": "AAPL"},
+        {"symbol": "msft"},
+        {"symbol": "EUR.USD", "sec_type": "CASH"},
+        {"symbol": "NVDA"},
+    ]
     put = client.put("/api/v1/watchlist", json={"symbols": symbols})
     assert put.status_code == 200, put.get_json()
     assert [s["symbol"] for s in put.get_json()["symbols"]] == ["AAPL", "MSFT", "EUR.USD", "NVDA"]
@@ -145,8 +170,9 @@ def test_delayed_data_is_labelled_and_no_subscription_explained(start_app) -> No
     gateway, app, client = start_app(market_data="delayed")
     client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
     app.extensions["trading"].quotes.watch()
-    quote = wait_for(lambda: [q for q in client.get("/api/v1/quotes").get_json()["quotes"]
-                              if q["last"]])[0]
+    quote = wait_for(
+        lambda: [q for q in client.get("/api/v1/quotes").get_json()["quotes"] if q["last"]]
+    )[0]
     assert quote["market_data"] == "delayed"
 
 
@@ -174,41 +200,53 @@ def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
     hub = app.extensions["trading"].quotes
     hub.watch()
     last = wait_for(lambda: next((q.last for q in hub.snapshot().quotes if q.last), None))
-    beyond = client.post("/api/v1/alerts", json={"symbol": "aapl", "condition": "below",
-                                                 "level": round(last + 5, 2), "note": "test"})
+    beyond = client.post(
+        "/api/v1/alerts",
+        json={"symbol": "aapl", "condition": "below", "level": round(last + 5, 2), "note": "test"},
+    )
     assert beyond.status_code == 201, beyond.get_json()
     beyond = beyond.get_json()
     assert beyond["primed_at"] is None  # already below: waits for the price to come back over
+
     def api(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         res = client.open(path, method=method, json=body)
         return res.status_code, res.get_json()
 
     near = near_alerts(lambda: next(q.last for q in hub.snapshot().quotes if q.last), api)
     gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
-    fired = wait_for(lambda: [a for a in client.get("/api/v1/alerts").get_json()["alerts"]
-                              if a["triggered_at"]], timeout=10)
+    fired = wait_for(
+        lambda: [a for a in client.get("/api/v1/alerts").get_json()["alerts"] if a["triggered_at"]],
+        timeout=10,
+    )
     gateway.set_clock(speed=1)
     assert fired[0]["id"] in {a["id"] for a in near}
     assert (fired[0]["price"] >= fired[0]["level"]) == (fired[0]["condition"] == "above")
     assert client.get(f"/api/v1/alerts/{beyond['id']}").get_json()["triggered_at"] is None
     recent = hub.snapshot().alerts
-    assert fired[0]["id"] in [a.id for _, a in recent] and beyond["id"] not in [a.id for _, a in recent]
+    assert fired[0]["id"] in [a.id for _, a in recent] and beyond["id"] not in [
+        a.id for _, a in recent
+    ]
     assert len(client.get("/api/v1/alerts").get_json()["alerts"]) == 3
     far = beyond
     assert client.delete(f"/api/v1/alerts/{far['id']}").get_json()["id"] == far["id"]
     assert client.delete(f"/api/v1/alerts/{far['id']}").status_code == 404
-    for url, field in (("/api/v1/symbols?q=", "q"), ("/api/v1/symbols?q=%3Cb%3E", "q"),
-                       ("/api/v1/bars?symbol=AAPL&bar=7m", "bar"),
-                       ("/api/v1/bars?symbol=AAPL&bar=5m&bar_size=1 hour", "bar"),
-                       ("/api/v1/bars?symbol=AAPL&duration=9Q", "duration"),
-                       ("/api/v1/bars?symbol=A$PL&bar=5m", "symbol"),
-                       ("/api/v1/stream?watch=AAPL;rm", "watch")):
+    for url, field in (
+        ("/api/v1/symbols?q=", "q"),
+        ("/api/v1/symbols?q=%3Cb%3E", "q"),
+        ("/api/v1/bars?symbol=AAPL&bar=7m", "bar"),
+        ("/api/v1/bars?symbol=AAPL&bar=5m&bar_size=1 hour", "bar"),
+        ("/api/v1/bars?symbol=AAPL&duration=9Q", "duration"),
+        ("/api/v1/bars?symbol=A$PL&bar=5m", "symbol"),
+        ("/api/v1/stream?watch=AAPL;rm", "watch"),
+    ):
         res = client.get(url)
         assert res.status_code == 400, url
         assert res.get_json()["error"]["field"] == field, (url, res.get_json())
-    for body, field in (({"symbol": "AAPL", "condition": "above", "level": -1}, "level"),
-                        ({"symbol": "AAPL", "condition": "sideways", "level": 1}, "condition"),
-                        ({"condition": "above", "level": 1}, "symbol")):
+    for body, field in (
+        ({"symbol": "AAPL", "condition": "above", "level": -1}, "level"),
+        ({"symbol": "AAPL", "condition": "sideways", "level": 1}, "condition"),
+        ({"condition": "above", "level": 1}, "symbol"),
+    ):
         res = client.post("/api/v1/alerts", json=body)
         assert res.status_code == 400 and res.get_json()["error"]["field"] == field, body
     res = client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "1BAD"}]})
@@ -252,8 +290,9 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
     gateway, app, client = start_app()
     client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
     with served(app) as base:
-        request = urllib.request.Request(f"{base}/api/v1/stream?watch=MSFT",
-                                         headers={"Authorization": f"Bearer {API_TOKEN}"})
+        request = urllib.request.Request(
+            f"{base}/api/v1/stream?watch=MSFT", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
         frames: list[dict] = []
         with urllib.request.urlopen(request, timeout=10) as stream:
             event = None

@@ -54,6 +54,7 @@ def audit_outcomes(app) -> list[str]:
 def make_app(gateway):
     """Build apps on the gateway with extra settings; stop them all afterwards."""
     from app_simple import create_app, shutdown
+
     made = []
 
     def build(**overrides):
@@ -68,9 +69,13 @@ def make_app(gateway):
 # ------------------------------------------------------------------ sign-in
 def test_api_needs_a_token(app, gateway):
     anonymous = app.test_client()
-    for method, url in (("get", "/api/v1/status"), ("get", "/api/v1/orders"),
-                        ("get", "/api/v1/openapi.json"), ("post", "/api/v1/orders"),
-                        ("post", "/api/v1/kill-switch")):
+    for method, url in (
+        ("get", "/api/v1/status"),
+        ("get", "/api/v1/orders"),
+        ("get", "/api/v1/openapi.json"),
+        ("post", "/api/v1/orders"),
+        ("post", "/api/v1/kill-switch"),
+    ):
         res = getattr(anonymous, method)(url, json=ORDER)
         assert res.status_code == 401, url
         assert res.get_json()["error"]["code"] == "unauthorized"
@@ -115,9 +120,12 @@ def test_session_cookie_is_secure_over_https(app):
 
 def test_login_next_stays_on_this_site(app):
     browser = app.test_client()
-    for target, expected in (("/api/v1/orders", "/api/v1/orders"),
-                             ("https://evil.example/", "/"), ("//evil.example", "/"),
-                             ("/\\evil.example", "/")):
+    for target, expected in (
+        ("/api/v1/orders", "/api/v1/orders"),
+        ("https://evil.example/", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+    ):
         res = browser.get("/login", query_string={"token": API_TOKEN, "next": target})
         assert res.headers["Location"] == expected, target
 
@@ -128,6 +136,7 @@ def test_new_secret_ends_old_sessions(gateway, make_app):
     signed_in(browser)
     cookie = browser.get_cookie("ibdash_session").value
     from app_simple import shutdown
+
     shutdown(first)
     second = make_app(api_token="another-api-token-0123456789")
     other = second.test_client()
@@ -152,8 +161,12 @@ PUBLIC = {"/login", "/api/v1/health", *auth.LOGIN_ASSETS}
 
 
 def _concrete(rule) -> str:
-    values = {"order_id": "o-none-000001", "filename": "app.js", "token": "not-the-secret",
-              "alert_id": "0123456789ab"}
+    values = {
+        "order_id": "o-none-000001",
+        "filename": "app.js",
+        "token": "not-the-secret",
+        "alert_id": "0123456789ab",
+    }
     return rule.build(values, append_unknown=False)[1]
 
 
@@ -184,8 +197,9 @@ def _assert_refused_everywhere(app, gateway, host: str) -> None:
     assert "/login" in seen and tokens == []  # the login page hands out no CSRF token
     headers = {"X-CSRFToken": "forged"}
     for method, url in _every_call(app):
-        with anonymous.open(url, method=method, json=ORDER, headers=headers,
-                            base_url=f"http://{host}") as res:
+        with anonymous.open(
+            url, method=method, json=ORDER, headers=headers, base_url=f"http://{host}"
+        ) as res:
             pass
         if url in PUBLIC:
             assert res.status_code < 500, (method, url)
@@ -202,13 +216,20 @@ def test_every_rule_refuses_an_anonymous_caller(gateway, make_app):
 
 
 def test_every_rule_refuses_an_anonymous_caller_on_a_lan_bind(gateway, make_app):
-    app = make_app(webhook_secret="webhook-secret-abcdefghij", dashboard_host="0.0.0.0",
-                   trusted_hosts="192.168.1.20")
+    app = make_app(
+        webhook_secret="webhook-secret-abcdefghij",
+        dashboard_host="0.0.0.0",
+        trusted_hosts="192.168.1.20",
+    )
     _assert_refused_everywhere(app, gateway, "192.168.1.20:5000")
     anonymous = app.test_client()
     for method, url in _every_call(app):  # a forged Host is refused before anything else
-        res = anonymous.open(url, method=method, json=ORDER, headers={
-            "Host": "0.0.0.0:5000", "Authorization": f"Bearer {API_TOKEN}"})
+        res = anonymous.open(
+            url,
+            method=method,
+            json=ORDER,
+            headers={"Host": "0.0.0.0:5000", "Authorization": f"Bearer {API_TOKEN}"},
+        )
         assert res.status_code == 400, (method, url)
     assert_nothing_placed(app, gateway)
 
@@ -216,8 +237,9 @@ def test_every_rule_refuses_an_anonymous_caller_on_a_lan_bind(gateway, make_app)
 # ----------------------------------------------------------------- lockout
 def test_failed_logins_lock_the_address_out(app):
     attacker = client_from(app, "10.0.0.5")
-    statuses = [attacker.post("/login", data={"secret": f"guess-{i}"}).status_code
-                for i in range(8)]
+    statuses = [
+        attacker.post("/login", data={"secret": f"guess-{i}"}).status_code for i in range(8)
+    ]
     assert statuses == [401] * 5 + [429] * 3  # 5 attempts allowed per minute
     locked = attacker.get(f"/login?token={API_TOKEN}")  # even the right secret now
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
@@ -234,8 +256,9 @@ def test_failed_bearer_tokens_lock_the_address_out(app, gateway):
     for _ in range(5):
         res = script.get("/api/v1/status", headers={"Authorization": "Bearer guess"})
         assert res.status_code == 401
-    res = script.post("/api/v1/orders", json=ORDER,
-                      headers={"Authorization": f"Bearer {API_TOKEN}"})
+    res = script.post(
+        "/api/v1/orders", json=ORDER, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
     assert res.status_code == 429 and res.get_json()["error"]["code"] == "too_many_attempts"
     assert res.headers["Retry-After"]
     assert_nothing_placed(app, gateway)
@@ -263,8 +286,9 @@ def test_webhook_secret_failures_count_too(make_app, gateway):
     for _ in range(5):
         res = sender.post("/api/v1/webhook", json=ORDER, headers={"X-Webhook-Secret": "guess"})
         assert res.status_code == 401
-    res = sender.post("/api/v1/webhook", json=ORDER,
-                      headers={"X-Webhook-Secret": "webhook-secret-abcdefghij"})
+    res = sender.post(
+        "/api/v1/webhook", json=ORDER, headers={"X-Webhook-Secret": "webhook-secret-abcdefghij"}
+    )
     assert res.status_code == 429
     assert_nothing_placed(app, gateway)
 
@@ -286,12 +310,15 @@ def test_browser_session_needs_csrf_for_writes(app, gateway):
 def test_cross_site_form_post_is_refused(app, gateway):
     browser = app.test_client()
     signed_in(browser)
-    res = browser.post("/api/v1/orders", data={"symbol": "AAPL", "action": "BUY",
-                                               "quantity": "100"},
-                       headers={"Origin": "https://evil.example"})
+    res = browser.post(
+        "/api/v1/orders",
+        data={"symbol": "AAPL", "action": "BUY", "quantity": "100"},
+        headers={"Origin": "https://evil.example"},
+    )
     assert res.status_code == 403
-    res = browser.post("/api/v1/kill-switch", data="engaged=true",
-                       content_type="application/x-www-form-urlencoded")
+    res = browser.post(
+        "/api/v1/kill-switch", data="engaged=true", content_type="application/x-www-form-urlencoded"
+    )
     assert res.status_code == 403
     assert browser.post("/logout").status_code == 403  # no one signs a trader out either
     assert_nothing_placed(app, gateway)
@@ -300,11 +327,23 @@ def test_cross_site_form_post_is_refused(app, gateway):
 
 # ------------------------------------------------------------------- hosts
 def test_host_matching(client):
-    for host in ("127.0.0.1:5000", "LOCALHOST:5000", "localhost", "[::1]:5000", "[::1]",
-                 "LocalHost."):
+    for host in (
+        "127.0.0.1:5000",
+        "LOCALHOST:5000",
+        "localhost",
+        "[::1]:5000",
+        "[::1]",
+        "LocalHost.",
+    ):
         assert client.get("/api/v1/status", headers={"Host": host}).status_code == 200, host
-    for host in ("evil.example:5000", "rebind.attacker.test", "0.0.0.0:5000", "127.0.0.1:x",
-                 "localhost.evil.example", ""):
+    for host in (
+        "evil.example:5000",
+        "rebind.attacker.test",
+        "0.0.0.0:5000",
+        "127.0.0.1:x",
+        "localhost.evil.example",
+        "",
+    ):
         res = client.get("/api/v1/status", headers={"Host": host})
         assert res.status_code == 400, host
         assert res.get_json()["error"]["code"] == "untrusted_host"
@@ -315,10 +354,13 @@ def test_bind_anywhere_is_never_a_trusted_host(make_app):
     app = make_app(dashboard_host="0.0.0.0", trusted_hosts="Trader-PC.lan")
     client = app.test_client()
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    assert client.get("/api/v1/status", headers={**headers, "Host": "0.0.0.0:5000"}
-                      ).status_code == 400
-    assert client.get("/api/v1/status", headers={**headers, "Host": "trader-pc.lan:5000"}
-                      ).status_code == 200
+    assert (
+        client.get("/api/v1/status", headers={**headers, "Host": "0.0.0.0:5000"}).status_code == 400
+    )
+    assert (
+        client.get("/api/v1/status", headers={**headers, "Host": "trader-pc.lan:5000"}).status_code
+        == 200
+    )
 
 
 def bind_settings(host, **values):
@@ -328,14 +370,21 @@ def bind_settings(host, **values):
 def test_non_loopback_bind_needs_token_secret_and_trusted_hosts(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
     env.update(DASHBOARD_HOST="0.0.0.0", JOURNAL_PATH=str(tmp_path / "orders.db"))
-    result = subprocess.run([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env={
-        **env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app_simple.py")],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "API_TOKEN and SECRET_KEY" in result.stderr and "TRUSTED_HOSTS" in result.stderr
     keys = {"api_token": API_TOKEN, "secret_key": "s" * 20}
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        security.check_bind(bind_settings("0.0.0.0", api_token=API_TOKEN,
-                                          trusted_hosts="192.168.1.20"))
+        security.check_bind(
+            bind_settings("0.0.0.0", api_token=API_TOKEN, trusted_hosts="192.168.1.20")
+        )
     with pytest.raises(ConfigError, match="set TRUSTED_HOSTS"):
         security.check_bind(bind_settings("0.0.0.0", **keys))
     with pytest.raises(ConfigError, match="add 192.168.1.20 to TRUSTED_HOSTS"):
@@ -367,18 +416,29 @@ HOSTILE = [
     ("null", "application/json", b"null", 400),
     ("broken", "application/json", b'{"symbol": "AAPL",', 400),
     ("NaN", "application/json", b'{"symbol": "AAPL", "action": "BUY", "quantity": NaN}', 400),
-    ("huge number", "application/json",
-     b'{"symbol": "AAPL", "action": "BUY", "quantity": 1' + b"0" * 5000 + b"}", 400),
+    (
+        "huge number",
+        "application/json",
+        b'{"symbol": "AAPL", "action": "BUY", "quantity": 1' + b"0" * 5000 + b"}",
+        400,
+    ),
 ]
-WRITE_PATHS = ("/api/v1/orders", "/api/v1/orders/preview", "/api/v1/kill-switch",
-               "/api/v1/webhook", "/api/v1/orders/o-none-000001/modify")
+WRITE_PATHS = (
+    "/api/v1/orders",
+    "/api/v1/orders/preview",
+    "/api/v1/kill-switch",
+    "/api/v1/webhook",
+    "/api/v1/orders/o-none-000001/modify",
+)
 
 
 def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
     app = make_app(webhook_secret="webhook-secret-abcdefghij")
     client = app.test_client()
-    headers = {"Authorization": f"Bearer {API_TOKEN}",
-               "X-Webhook-Secret": "webhook-secret-abcdefghij"}
+    headers = {
+        "Authorization": f"Bearer {API_TOKEN}",
+        "X-Webhook-Secret": "webhook-secret-abcdefghij",
+    }
     before = len(audit_outcomes(app))
     answers = []
     for name, content_type, body, expected in HOSTILE:
@@ -388,8 +448,8 @@ def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
             res = client.post(path, data=body, content_type=content_type, headers=headers)
             answers.append((name, path, res.status_code))
             assert res.status_code == expected or (
-                name in ("NaN", "huge number") and res.status_code in (400, 404, 422)), (
-                name, path, res.status_code)
+                name in ("NaN", "huge number") and res.status_code in (400, 404, 422)
+            ), (name, path, res.status_code)
             assert res.get_json()["error"]["status"] == res.status_code
     assert all(status < 500 for *_, status in answers)
     assert not app.extensions["trading"].handler.halted  # no kill-switch body got through
@@ -420,8 +480,9 @@ def test_data_files_are_private(gateway, make_app, tmp_path):
     app = make_app(journal_path=str(folder / "orders.db"), api_token=None, secret_key=None)
     client = app.test_client()
     token = app.extensions["api_token"]
-    res = client.post("/api/v1/orders?wait=1", json=ORDER,
-                      headers={"Authorization": f"Bearer {token}"})
+    res = client.post(
+        "/api/v1/orders?wait=1", json=ORDER, headers={"Authorization": f"Bearer {token}"}
+    )
     assert res.status_code == 200  # the journal is written (and its WAL made)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     names = sorted(p.name for p in folder.iterdir())
@@ -458,12 +519,18 @@ def test_security_headers(client):
 
 def test_second_instance_refuses_to_start(gateway, tmp_path):
     from app_simple import create_app, shutdown
+
     journal = str(tmp_path / "data" / "orders.db")
     first = create_app({"SETTINGS": app_settings(gateway, journal_path=journal)})
     try:
         with pytest.raises(security.InstanceLockedError, match="another copy of the app"):
-            create_app({"SETTINGS": app_settings(gateway, journal_path=journal, client_id=501,
-                                                 order_client_id=502)})
+            create_app(
+                {
+                    "SETTINGS": app_settings(
+                        gateway, journal_path=journal, client_id=501, order_client_id=502
+                    )
+                }
+            )
     finally:
         shutdown(first)
     again = create_app({"SETTINGS": app_settings(gateway, journal_path=journal)})
@@ -472,6 +539,7 @@ def test_second_instance_refuses_to_start(gateway, tmp_path):
 
 def test_secrets_never_reach_the_logs(make_app, caplog):
     import logging
+
     secret = "webhook-secret-abcdefghij"
     caplog.set_level(logging.DEBUG)
     app = make_app(webhook_secret=secret, dashboard_password="pw-0123456789abcdef")
@@ -504,6 +572,7 @@ def every_long_call_slot_held(app):
 
 def test_long_calls_never_take_the_last_threads(app, client, gateway, every_long_call_slot_held):
     from services import LONG_CALL_SLOTS, RESERVED_THREADS, SERVER_THREADS
+
     assert every_long_call_slot_held == LONG_CALL_SLOTS == SERVER_THREADS - RESERVED_THREADS
     res = client.get("/api/v1/stream")
     assert res.status_code == 503 and res.headers["Retry-After"]
@@ -530,10 +599,22 @@ def test_the_printed_sign_in_url_opens_a_session(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "SECRET_KEY")}
-    env.update(IB_MODE="sim", SIM_PORT="0", DASHBOARD_PORT=str(port), LOG_LEVEL="INFO",
-               JOURNAL_PATH=str(tmp_path / "data" / "orders.db"), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app_simple.py")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.update(
+        IB_MODE="sim",
+        SIM_PORT="0",
+        DASHBOARD_PORT=str(port),
+        LOG_LEVEL="INFO",
+        JOURNAL_PATH=str(tmp_path / "data" / "orders.db"),
+        PYTHONUNBUFFERED="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app_simple.py")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = None
         for line in proc.stdout:

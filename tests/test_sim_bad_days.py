@@ -47,7 +47,8 @@ def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
 # ----------------------------------------------------------------------------- outages
 @async_test
 async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
@@ -79,8 +80,11 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
         await status(trade, "PreSubmitted")
         gateway.outage(seconds=1.5)  # the fill happens at IB during the outage
         await until(lambda: 1100 in errors.codes(), what="1100")
-        await until(lambda: gateway.executions() and gateway.held()[1], timeout=4,
-                    what="the fill, its messages held")
+        await until(
+            lambda: gateway.executions() and gateway.held()[1],
+            timeout=4,
+            what="the fill, its messages held",
+        )
         assert [e.shares for e, _ in gateway.executions()] == [3]
         assert not trade.fills  # held by the gateway while IB's servers are unreachable
         await until(lambda: 1102 in errors.codes(), timeout=4, what="1102")
@@ -90,7 +94,8 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
 
 @async_test
 async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds_the_fill(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
@@ -104,16 +109,21 @@ async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds
         assert 1102 not in errors.codes()
         # the fill happened at IB and nothing is held for later: its messages were dropped
         assert gateway.executions() and gateway.held() == (0, 0)
-        assert not trade.fills and trade.orderStatus.status == "PreSubmitted"  # the message was lost
+        assert (
+            not trade.fills and trade.orderStatus.status == "PreSubmitted"
+        )  # the message was lost
         assert gateway.live_streams() == 0  # the stream was dropped server-side: re-request it
         fills = await ib.reqExecutionsAsync()  # reconciliation finds the fill
-        assert [f.execution.shares for f in fills if f.execution.orderId == trade.order.orderId] == [4]
+        assert [
+            f.execution.shares for f in fills if f.execution.orderId == trade.order.orderId
+        ] == [4]
         ib.cancelMktData(stock)
 
 
 @async_test
 async def test_outage_repeats_1100_and_a_client_connecting_meanwhile_is_told(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     gateway.set_clock(speed=20)  # 1100 repeats every 10 s of clock time
     gateway.outage(seconds=30 * 20)  # 30 s of wall time at this speed; ended by stop()
     await until(lambda: gateway.outage_active(), what="outage")
@@ -150,7 +160,8 @@ async def _snapshot_answer(gw: SimGateway, data_type: int) -> tuple[Any, Errors]
 
 @async_test
 async def test_entitled_account_gets_live_data_even_when_asking_for_delayed(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     ticker, errors = await _snapshot_answer(gateway, 3)
     assert ticker.bid > 0 and ticker.marketDataType == 1
     assert not {354, 10167, 10168} & set(errors.codes())
@@ -158,7 +169,8 @@ async def test_entitled_account_gets_live_data_even_when_asking_for_delayed(
 
 @async_test
 async def test_no_subscription_live_request_354_delayed_request_10167_delayed_ticks(
-        start_gateway: Callable[..., SimGateway]) -> None:
+    start_gateway: Callable[..., SimGateway],
+) -> None:
     gw = start_gateway(market_data="delayed")
     ticker, errors = await _snapshot_answer(gw, 1)
     assert 354 in errors.codes() and ticker.bid != ticker.bid  # nan: no price at all
@@ -181,7 +193,8 @@ async def test_no_data_at_all_354_and_10168(start_gateway: Callable[..., SimGate
 
 
 def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
-        start_gateway: Callable[..., SimGateway], ibapi_log: list) -> None:
+    start_gateway: Callable[..., SimGateway], ibapi_log: list
+) -> None:
     gw = start_gateway(market_data="delayed")
     client = App()
     client.connect("127.0.0.1", gw.port, 5)
@@ -194,13 +207,17 @@ def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
         client.reqMktData(12, ibapi_aapl(), "", False, False, [])
         client.wait_call("error", reqId=12, errorCode=10167)
         client.wait_call("tickPrice", reqId=12, tickType=68)
-        assert not client.find("tickPrice", reqId=11) and not client.find("tickPrice", reqId=12,
-                                                                          tickType=4)
+        assert not client.find("tickPrice", reqId=11) and not client.find(
+            "tickPrice", reqId=12, tickType=4
+        )
         client.reqMktData(13, ibapi_option(), "", False, False, [])  # delayed option computations
         for tick_type in (80, 81, 82, 83):  # bid, ask, last, model
             client.wait_call("tickOptionComputation", reqId=13, tickType=tick_type)
-        assert not [c for c in client.find("tickOptionComputation", reqId=13)
-                    if c["tickType"] in (10, 11, 12, 13)]
+        assert not [
+            c
+            for c in client.find("tickOptionComputation", reqId=13)
+            if c["tickType"] in (10, 11, 12, 13)
+        ]
     finally:
         client.disconnect()
 
@@ -215,7 +232,8 @@ def ibapi_option() -> Any:
 
 @async_test
 async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
@@ -231,8 +249,9 @@ async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests
         await ib.reqTickersAsync(stock)
         assert errors.codes().count(10197) == 2  # a new request is refused too
         assert gateway.competing_active()
-        await until(lambda: not gateway.competing_active(), timeout=5,
-                    what="the other session logged out")
+        await until(
+            lambda: not gateway.competing_active(), timeout=5, what="the other session logged out"
+        )
         [snap] = await ib.reqTickersAsync(stock)
         assert snap.time is not None and stopped is not None and snap.time > stopped
         assert snap.bid > 0
@@ -244,8 +263,11 @@ def test_window_and_nightly_parsing() -> None:
     origin = TRADING_CLOCK
     assert bd.parse_window("30:60", origin) == bd.Window(origin + 30, origin + 90, False)
     assert bd.parse_window("2026-11-30T23:50:00-05:00:600:lost", origin).lost
-    assert bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).end - \
-        bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).start == 600
+    assert (
+        bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).end
+        - bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).start
+        == 600
+    )
     for bad in ("60", "x:60", "30:-1", "30:0", "2026-11-30T23:50:00:60"):
         with pytest.raises(ValueError):
             bd.parse_window(bad, origin)
@@ -258,7 +280,8 @@ def test_window_and_nightly_parsing() -> None:
     assert nightly.window(at + 600) is None
     assert nightly.next_start(at + 600) - window.start == 86400
     past_midnight = bd.parse_nightly("23:58/300/lost").window(
-        bd.parse_window("2026-12-01T00:01:00-05:00:1", 0).start)
+        bd.parse_window("2026-12-01T00:01:00-05:00:1", 0).start
+    )
     assert past_midnight is not None and past_midnight.lost
     for bad in ("23:45", "25:00/10", "23:45/0", "23:45/10/x"):
         with pytest.raises(ValueError):
@@ -269,13 +292,28 @@ def test_cli_switches_reach_the_gateway_settings() -> None:
     assert parser().parse_args([]).nightly_reset == bd.DEFAULT_NIGHTLY  # on, as IB does it
     assert parser().parse_args(["--no-nightly-reset"]).nightly_reset is None
     assert parser().parse_args([]).outage == [] and parser().parse_args([]).competing_session == []
-    args = parser().parse_args(["--market-data-subscriptions", "none", "--outage", "30:60:lost",
-                                "--outage", "120:5", "--competing-session", "10:20"])
+    args = parser().parse_args(
+        [
+            "--market-data-subscriptions",
+            "none",
+            "--outage",
+            "30:60:lost",
+            "--outage",
+            "120:5",
+            "--competing-session",
+            "10:20",
+        ]
+    )
     assert args.market_data_subscriptions == "none" and args.nightly_reset == bd.DEFAULT_NIGHTLY
-    state = bad_day_state(ServerSettings(market_data=args.market_data_subscriptions,
-                                         outages=tuple(args.outage),
-                                         nightly_reset=args.nightly_reset,
-                                         competing_sessions=tuple(args.competing_session)), 0.0)
+    state = bad_day_state(
+        ServerSettings(
+            market_data=args.market_data_subscriptions,
+            outages=tuple(args.outage),
+            nightly_reset=args.nightly_reset,
+            competing_sessions=tuple(args.competing_session),
+        ),
+        0.0,
+    )
     assert state.entitlement is bd.Entitlement.NONE
     assert [w.lost for w in state.outages.windows] == [True, False]
     assert state.outages.nightly == bd.Nightly(bd.parse_nightly("23:45/300").at, 300.0)
@@ -292,6 +330,7 @@ def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGa
             errors = Errors(ib)
             await until(lambda: 1100 in errors.codes(), timeout=4, what="1100 at 23:45")
             await until(lambda: 1102 in errors.codes(), timeout=5, what="1102 at 23:45:02")
+
     asyncio.run(asyncio.wait_for(run(), 20))
 
 
@@ -300,40 +339,48 @@ def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGa
 async def test_historical_bars_end_at_the_current_price(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         [stock] = await qualified(ib, aapl())
-        bars = await ib.reqHistoricalDataAsync(stock, "", "1 D", "5 mins", "TRADES", True,
-                                               timeout=5)
+        bars = await ib.reqHistoricalDataAsync(
+            stock, "", "1 D", "5 mins", "TRADES", True, timeout=5
+        )
         assert len(bars) == 288
         assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
         assert bars[1].date - bars[0].date == (bars[-1].date - bars[-2].date)
         [ticker] = await ib.reqTickersAsync(stock)
         assert abs(bars[-1].close - ticker.last) / ticker.last < 0.01
-        daily = await ib.reqHistoricalDataAsync(stock, "", "1 M", "1 day", "TRADES", True,
-                                                timeout=5)
+        daily = await ib.reqHistoricalDataAsync(
+            stock, "", "1 M", "1 day", "TRADES", True, timeout=5
+        )
         assert len(daily) == 30 and not hasattr(daily[0].date, "hour")
 
 
 @async_test
 async def test_historical_pacing_162_identical_within_15s_and_six_within_2s(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
-        first = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
-                                                timeout=5)
+        first = await ib.reqHistoricalDataAsync(
+            stock, "", "1800 S", "5 secs", "TRADES", True, timeout=5
+        )
         assert len(first) == 360
-        again = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "5 secs", "TRADES", True,
-                                                timeout=5)
+        again = await ib.reqHistoricalDataAsync(
+            stock, "", "1800 S", "5 secs", "TRADES", True, timeout=5
+        )
         assert list(again) == [] and errors.codes().count(162) == 1
         assert "pacing violation" in errors.text(162)
         for minutes in range(2, 6):  # different requests: 5 for the contract within 2 s
-            got = await ib.reqHistoricalDataAsync(stock, "", f"{minutes * 60} S", "5 secs",
-                                                  "TRADES", True, timeout=5)
+            got = await ib.reqHistoricalDataAsync(
+                stock, "", f"{minutes * 60} S", "5 secs", "TRADES", True, timeout=5
+            )
             assert got
-        sixth = await ib.reqHistoricalDataAsync(stock, "", "420 S", "5 secs", "TRADES", True,
-                                                timeout=5)
+        sixth = await ib.reqHistoricalDataAsync(
+            stock, "", "420 S", "5 secs", "TRADES", True, timeout=5
+        )
         assert list(sixth) == [] and errors.codes().count(162) == 2
-        minute_bars = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "1 min", "TRADES",
-                                                      True, timeout=5)
+        minute_bars = await ib.reqHistoricalDataAsync(
+            stock, "", "1800 S", "1 min", "TRADES", True, timeout=5
+        )
         assert len(minute_bars) == 30  # bars above 30 s are not paced
 
 
@@ -342,14 +389,17 @@ def test_historical_pacer_sixty_in_ten_minutes_bid_ask_counts_twice() -> None:
     from sim_gateway.types import ContractQuery
 
     def request(i: int, what: str = "TRADES") -> ReqHistoricalData:
-        return ReqHistoricalData(1, ContractQuery(symbol="X"), "", "1 secs", f"{i} S", True,
-                                 what, 1, False)
+        return ReqHistoricalData(
+            1, ContractQuery(symbol="X"), "", "1 secs", f"{i} S", True, what, 1, False
+        )
 
     pacer = HistoricalPacer()
     for i in range(60):  # spread over 9.5 minutes, different contracts
         assert pacer.admit(request(i + 1), con_id=i, now=i * 9.5) is None
-    assert pacer.admit(request(999), con_id=999, now=570.5) == \
-        "more than 60 requests within 10 minutes"
+    assert (
+        pacer.admit(request(999), con_id=999, now=570.5)
+        == "more than 60 requests within 10 minutes"
+    )
     assert pacer.admit(request(999), con_id=999, now=600.5) is None  # the first one aged out
     pacer = HistoricalPacer()
     for i in range(30):
@@ -359,8 +409,7 @@ def test_historical_pacer_sixty_in_ten_minutes_bid_ask_counts_twice() -> None:
 
 def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:
     app.historicalData = lambda reqId, bar: app._record("historicalData", reqId=reqId, bar=bar)
-    app.historicalDataEnd = lambda reqId, start, end: app._record(
-        "historicalDataEnd", reqId=reqId)
+    app.historicalDataEnd = lambda reqId, start, end: app._record("historicalDataEnd", reqId=reqId)
     app.reqHistoricalData(21, ibapi_aapl(), "", "1 D", "1 hour", "TRADES", 1, 1, False, [])
     app.wait_call("historicalDataEnd", reqId=21)
     bars = app.find("historicalData", reqId=21)

@@ -86,7 +86,8 @@ def statuses(events: list, order_id: int | None = None) -> list[str]:
     return [
         event.order.status
         for event in events
-        if isinstance(event, OpenOrderEvent | OrderStatusEvent) and order_id in (None, event.order.order_id)
+        if isinstance(event, OpenOrderEvent | OrderStatusEvent)
+        and order_id in (None, event.order.order_id)
     ]
 
 
@@ -140,7 +141,10 @@ def not_found(order_id: int) -> tuple[int, str]:
 
 
 def not_cancellable(order_id: int, state: str) -> tuple[int, str]:
-    return 10148, f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {state}."
+    return (
+        10148,
+        f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: {state}.",
+    )
 
 
 CANCELED_202 = (202, "Order Canceled - reason:")
@@ -182,7 +186,9 @@ def test_contract_lookup() -> None:
     )
     assert aapl.long_name == "APPLE INC" and aapl.industry == "Technology"
     assert broker.find_contracts(ContractQuery(con_id=AAPL_ID)) == [aapl]
-    assert broker.find_contracts(ContractQuery(symbol="AAPL", exchange="SMART", currency="USD")) == [aapl]
+    assert broker.find_contracts(
+        ContractQuery(symbol="AAPL", exchange="SMART", currency="USD")
+    ) == [aapl]
     assert broker.find_contracts(ContractQuery(symbol="AAPL", sec_type="CASH")) == []
     assert broker.find_contracts(ContractQuery(symbol="AAP")) == []
     assert broker.find_contracts(ContractQuery(con_id=1)) == []
@@ -282,7 +288,9 @@ def test_market_order_fill_sequence() -> None:
     [done] = broker.completed_orders()
     assert fields(done, "status", "completed_status") == ("Filled", "Filled Size: 100")
     assert done.completed_time == "20231114 11:13:20 US/Eastern"
-    assert broker.open_orders() == [] and broker.next_valid_id(7) == 2 and broker.next_valid_id(8) == 1
+    assert (
+        broker.open_orders() == [] and broker.next_valid_id(7) == 2 and broker.next_valid_id(8) == 1
+    )
     assert broker.order(7, 1) == done
 
 
@@ -308,7 +316,9 @@ def test_stock_commission(config: dict, qty: int, expected: float) -> None:
     assert commission.report.commission == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("qty", "expected"), [(10_000, 2.0), (2_000_000, 2_000_000 * 1.08005 * 0.00002)])
+@pytest.mark.parametrize(
+    ("qty", "expected"), [(10_000, 2.0), (2_000_000, 2_000_000 * 1.08005 * 0.00002)]
+)
 def test_fx_commission(qty: int, expected: float) -> None:
     broker = flat()
     [commission] = of(broker.place_order(1, req(1, qty=qty, contract=EURUSD), T0), CommissionEvent)
@@ -440,7 +450,10 @@ def test_stop_limit_becomes_a_limit() -> None:
     broker.place_order(1, req(1, "BUY", 100, "STP LMT", aux_price=stop, lmt_price=150.0), T0)
     assert broker.advance(T0 + step - 1) == []
     events = broker.advance(T0 + step)
-    assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent"] and statuses(events) == ["Submitted"] * 2
+    assert (
+        kinds(events) == ["OpenOrderEvent", "OrderStatusEvent"]
+        and statuses(events) == ["Submitted"] * 2
+    )
     raised = req(1, "BUY", 100, "STP LMT", aux_price=stop, lmt_price=400.0)
     modified = broker.place_order(1, raised, T0 + step)
     assert of(modified, ExecutionEvent)[0].execution.price == path[step - 1].ask
@@ -483,7 +496,12 @@ def test_stop_already_crossed_triggers_at_once() -> None:
 def test_ioc_unmarketable_is_cancelled() -> None:
     broker = flat()
     events = broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0, tif="IOC"), T0)
-    assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent", "OrderStatusEvent", "OrderErrorEvent"]
+    assert kinds(events) == [
+        "OpenOrderEvent",
+        "OrderStatusEvent",
+        "OrderStatusEvent",
+        "OrderErrorEvent",
+    ]
     assert statuses(events) == ["PreSubmitted", "PreSubmitted", "Cancelled"]
     assert broker.completed_orders()[0].completed_status == "Cancelled by System"
 
@@ -499,7 +517,9 @@ def test_ioc_fills_what_it_can_and_cancels_the_rest() -> None:
 
 def test_day_and_gtc_rest_and_outside_rth_is_stored() -> None:
     broker = flat()
-    broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0, tif="GTC", outside_rth=True), T0)
+    broker.place_order(
+        1, req(1, order_type="LMT", lmt_price=180.0, tif="GTC", outside_rth=True), T0
+    )
     view = order_view(broker, 1, 1)
     assert (view.tif, view.outside_rth, view.status) == ("GTC", True, "Submitted")
     broker.advance(T0 + 3600)
@@ -517,7 +537,9 @@ def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     take_profit = broker.place_order(5, child, T0)
     assert statuses(take_profit) == ["PreSubmitted", "PreSubmitted"]
     assert broker.advance(T0 + 10) == [] and order_view(broker, 5, 10).status == "PreSubmitted"
-    stop_loss = broker.place_order(5, req(12, "SELL", 100, "STP", aux_price=170.0, parent_id=10), T0 + 10)
+    stop_loss = broker.place_order(
+        5, req(12, "SELL", 100, "STP", aux_price=170.0, parent_id=10), T0 + 10
+    )
     assert [(order_of(e).order_id, order_of(e).status) for e in stop_loss] == [
         (12, "PreSubmitted"),
         (12, "PreSubmitted"),
@@ -526,9 +548,13 @@ def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     ]
     tp_view = order_view(broker, 5, 11)
     assert tp_view.parent_id == 10 and tp_view.parent_perm_id == order_of(parent[0]).perm_id
-    assert broker.advance(T0 + 20) == [] and order_view(broker, 5, 11).status == "PreSubmitted"  # not active yet
+    assert (
+        broker.advance(T0 + 20) == [] and order_view(broker, 5, 11).status == "PreSubmitted"
+    )  # not active yet
     # ib_async re-sends the parent with transmit False: a released order stays released
-    events = broker.place_order(5, req(10, "BUY", 100, "LMT", lmt_price=191.0, transmit=False), T0 + 20)
+    events = broker.place_order(
+        5, req(10, "BUY", 100, "LMT", lmt_price=191.0, transmit=False), T0 + 20
+    )
     fills = of(events, ExecutionEvent)
     assert [fields(f.execution, "order_id", "side", "price") for f in fills] == [
         (10, "BOT", 190.01),
@@ -542,11 +568,16 @@ def test_bracket_take_profit_rests_stop_waits() -> None:
     broker = flat()
     broker.place_order(1, req(1, "BUY", 100, "MKT", transmit=False), T0)
     assert broker.advance(T0 + 5) == [] and broker.positions() == []
-    broker.place_order(1, req(2, "SELL", 100, "LMT", lmt_price=200.0, parent_id=1, transmit=False), T0 + 5)
+    broker.place_order(
+        1, req(2, "SELL", 100, "LMT", lmt_price=200.0, parent_id=1, transmit=False), T0 + 5
+    )
     events = broker.place_order(1, req(3, "SELL", 100, "STP", aux_price=180.0, parent_id=1), T0 + 5)
     assert kinds(events) == MKT_FILL[:2] + FILL_TAIL + MKT_FILL[:2]
     assert statuses(events, 2) == ["Submitted", "Submitted"]
-    assert {(o.order_id, o.status) for o in broker.open_orders()} == {(2, "Submitted"), (3, "PreSubmitted")}
+    assert {(o.order_id, o.status) for o in broker.open_orders()} == {
+        (2, "Submitted"),
+        (3, "PreSubmitted"),
+    }
     events = broker.cancel_order(1, 2, T0 + 6)
     assert errors(events) == [CANCELED_202] and order_view(broker, 1, 3).status == "PreSubmitted"
 
@@ -581,20 +612,30 @@ def test_oca_group_cancels_the_others_on_fill() -> None:
 
 def test_oca_type_2_reduces_the_others() -> None:
     broker = flat(partial_fill_above=100, partial_fill_chunk=100)
-    broker.place_order(1, req(1, qty=300, order_type="LMT", lmt_price=180.0, oca_group="R", oca_type=2), T0)
+    broker.place_order(
+        1, req(1, qty=300, order_type="LMT", lmt_price=180.0, oca_group="R", oca_type=2), T0
+    )
     events = broker.place_order(1, req(2, qty=300, oca_group="R", oca_type=2), T0)
-    assert order_view(broker, 1, 1).total_quantity == 200 and statuses(events, 1) == ["Submitted", "Submitted"]
+    assert order_view(broker, 1, 1).total_quantity == 200 and statuses(events, 1) == [
+        "Submitted",
+        "Submitted",
+    ]
 
 
 def test_bracket_siblings_shrink_with_partial_fills() -> None:
     broker = flat(partial_fill_above=100, partial_fill_chunk=100)
     broker.place_order(1, req(1, "BUY", 200, "MKT", transmit=False), T0)
-    broker.place_order(1, req(2, "SELL", 200, "LMT", lmt_price=189.0, parent_id=1, transmit=False), T0)
+    broker.place_order(
+        1, req(2, "SELL", 200, "LMT", lmt_price=189.0, parent_id=1, transmit=False), T0
+    )
     first = broker.place_order(1, req(3, "SELL", 200, "STP", aux_price=180.0, parent_id=1), T0)
     assert [f.execution.order_id for f in of(first, ExecutionEvent)] == [1]  # parent half filled
     second = broker.advance(T0 + 1)  # parent filled → take profit active, fills a chunk
     assert [f.execution.order_id for f in of(second, ExecutionEvent)] == [1, 2]
-    assert order_view(broker, 1, 3).total_quantity == 100 and statuses(second, 3) == ["PreSubmitted"] * 2
+    assert (
+        order_view(broker, 1, 3).total_quantity == 100
+        and statuses(second, 3) == ["PreSubmitted"] * 2
+    )
     third = broker.advance(T0 + 2)
     assert statuses(third, 2)[-1] == "Filled" and statuses(third, 3) == ["Cancelled"]
     assert broker.positions() == []
@@ -607,13 +648,21 @@ def test_partial_fills_in_chunks() -> None:
     broker = flat(partial_fill_above=100, partial_fill_chunk=100)
     events = broker.place_order(1, req(1, qty=250), T0)
     assert kinds(events) == MKT_FILL
-    assert statuses(events) == ["PreSubmitted", "PreSubmitted", "Submitted", "Submitted", "Submitted"]
+    assert statuses(events) == [
+        "PreSubmitted",
+        "PreSubmitted",
+        "Submitted",
+        "Submitted",
+        "Submitted",
+    ]
     assert (order_of(events[4]).filled, order_of(events[4]).remaining) == (100, 150)
     assert broker.next_due() == T0 + 1
     second = broker.advance(T0 + 1)
     assert kinds(second) == FILL_TAIL and order_of(second[2]).filled == 200
     third = broker.advance(T0 + 2)
-    assert order_of(third[2]).status == "Filled" and fields(execution_of(third[0]), "shares", "cum_qty") == (50, 250)
+    assert order_of(third[2]).status == "Filled" and fields(
+        execution_of(third[0]), "shares", "cum_qty"
+    ) == (50, 250)
     commissions = [e.report.commission for e in of(events + second + third, CommissionEvent)]
     assert commissions == [1.0, 0.0, 0.25]  # per-order minimum, then 0.005/share overall
     assert order_view(broker, 1, 1).commission == 1.25 and broker.next_due() is None
@@ -686,7 +735,11 @@ NO_SECDEF = "No security definition has been found for the request"
         (req(1, order_type="LMT"), 201, "Limit price is missing or not positive"),
         (req(1, order_type="LMT", lmt_price=-1.0), 201, "Limit price is missing or not positive"),
         (req(1, order_type="STP"), 201, "Stop price is missing or not positive"),
-        (req(1, order_type="STP LMT", aux_price=200.0), 201, "Limit price is missing or not positive"),
+        (
+            req(1, order_type="STP LMT", aux_price=200.0),
+            201,
+            "Limit price is missing or not positive",
+        ),
         (req(1, order_type="LMT", lmt_price=190.005), 110, OFF_TICK),
         (req(1, order_type="TRAIL"), 201, "Trailing amount or trailing percent is missing"),
         (req(1, order_type="MOC"), 201, "Unsupported order type 'MOC'"),
@@ -694,11 +747,15 @@ NO_SECDEF = "No security definition has been found for the request"
         (req(1, account="DU999"), 201, "Account DU999 is not managed by this gateway"),
     ],
 )
-def test_invalid_orders_are_rejected_inactive(request_: OrderRequest, code: int, reason: str) -> None:
+def test_invalid_orders_are_rejected_inactive(
+    request_: OrderRequest, code: int, reason: str
+) -> None:
     broker = flat()
     events = broker.place_order(1, request_, T0)
     assert kinds(events) == ["OrderErrorEvent", "OpenOrderEvent", "OrderStatusEvent"]
-    assert errors(events) == [(code, reason if code == 110 else "Order rejected - reason:" + reason)]
+    assert errors(events) == [
+        (code, reason if code == 110 else "Order rejected - reason:" + reason)
+    ]
     assert statuses(events) == ["Inactive", "Inactive"]
     assert broker.completed_orders()[0].status == "Inactive" and broker.open_orders() == []
     assert broker.executions(ExecutionFilter()) == []
@@ -709,7 +766,11 @@ def test_invalid_orders_are_rejected_inactive(request_: OrderRequest, code: int,
     [
         (req(1, contract=ContractQuery(symbol="NOPE", sec_type="STK")), 200, NO_SECDEF),
         (req(1, e_trade_only=True), 10268, "The 'EtradeOnly' order attribute is not supported."),
-        (req(1, firm_quote_only=True), 10269, "The 'firmQuoteOnly' order attribute is not supported."),
+        (
+            req(1, firm_quote_only=True),
+            10269,
+            "The 'firmQuoteOnly' order attribute is not supported.",
+        ),
     ],
 )
 def test_error_only_rejections(request_: OrderRequest, code: int, text: str) -> None:
@@ -729,17 +790,26 @@ def test_insufficient_buying_power() -> None:
     events = broker.place_order(1, req(1, qty=30_000), T0)
     [(code, text)] = errors(events)
     assert code == 201 and statuses(events) == ["Inactive", "Inactive"]
-    assert "EQUITY WITH LOAN VALUE [1000000.00 USD]" in text and "INITIAL MARGIN [1425075.00 USD]" in text
+    assert (
+        "EQUITY WITH LOAN VALUE [1000000.00 USD]" in text
+        and "INITIAL MARGIN [1425075.00 USD]" in text
+    )
     short = broker.place_order(1, req(2, "SELL", 30_000), T0)
     assert codes(short) == [201]
-    assert kinds(broker.place_order(1, req(3, qty=20_000), T0)) == MKT_FILL  # 3.8M of 4M buying power
-    assert kinds(broker.place_order(1, req(4, "SELL", 20_000), T0)) == MKT_FILL  # closing needs no margin
+    assert (
+        kinds(broker.place_order(1, req(3, qty=20_000), T0)) == MKT_FILL
+    )  # 3.8M of 4M buying power
+    assert (
+        kinds(broker.place_order(1, req(4, "SELL", 20_000), T0)) == MKT_FILL
+    )  # closing needs no margin
 
 
 def test_reject_next_order() -> None:
     broker = flat()
     broker.reject_next_order("Test")
-    assert len(of(broker.place_order(1, req(1, what_if=True), T0), WhatIfEvent)) == 1  # not consumed
+    assert (
+        len(of(broker.place_order(1, req(1, what_if=True), T0), WhatIfEvent)) == 1
+    )  # not consumed
     events = broker.place_order(1, req(2), T0)
     assert errors(events) == [(201, "Order rejected - reason:Test")]
     assert statuses(events) == ["Inactive", "Inactive"]
@@ -768,10 +838,16 @@ def test_roll_back_order_ids() -> None:
     assert broker.next_valid_id(1) == 1 and broker.next_valid_id(2) == 8
     events = broker.place_order(1, req(1, qty=10), T0 + 1)
     assert kinds(events) == MKT_FILL
-    assert order_of(events[0]).perm_id > old_perm and order_view(broker, 1, 1).perm_id == order_of(events[0]).perm_id
+    assert (
+        order_of(events[0]).perm_id > old_perm
+        and order_view(broker, 1, 1).perm_id == order_of(events[0]).perm_id
+    )
     executions = broker.executions(ExecutionFilter(client_id=1))
     assert [e.order_id for e, _ in executions] == [1, 2, 3, 1]
-    assert len({e.perm_id for e, _ in executions}) == 4 and len({e.exec_id for e, _ in executions}) == 4
+    assert (
+        len({e.perm_id for e, _ in executions}) == 4
+        and len({e.exec_id for e, _ in executions}) == 4
+    )
     assert [o.order_id for o in broker.completed_orders()] == [1, 2, 3, 1]
     assert order_view(broker, 2, 7).status == "Submitted"
 
@@ -793,7 +869,10 @@ def test_round_trip_realized_and_unrealized_pnl() -> None:
     assert broker.pnl() == of(events, PnLEvent)[0].pnl
     assert fields(broker.pnl(), "daily_pnl", "unrealized_pnl", "realized_pnl") == (-4.0, 0.0, -4.0)
     single = of(events, PnLSingleEvent)[0]
-    assert single.con_id == AAPL_ID and fields(single.pnl_single, "position", "realized_pnl") == (0, -4.0)
+    assert single.con_id == AAPL_ID and fields(single.pnl_single, "position", "realized_pnl") == (
+        0,
+        -4.0,
+    )
     assert values(broker)[("NetLiquidation", "USD")] == "999996.00"
     assert broker.pnl_single(272093) is None
 
@@ -806,7 +885,9 @@ def test_unrealized_pnl_follows_the_market() -> None:
     [item] = broker.portfolio()
     assert item.market_price == last and item.unrealized_pnl == round((last - 190.02) * 100, 2)
     cash = 1_000_000 - 19001 - 1
-    assert float(values(broker)[("NetLiquidation", "USD")]) == pytest.approx(cash + 100 * last, abs=0.01)
+    assert float(values(broker)[("NetLiquidation", "USD")]) == pytest.approx(
+        cash + 100 * last, abs=0.01
+    )
     assert broker.pnl().unrealized_pnl == pytest.approx((last - 190.02) * 100, abs=0.01)
 
 
@@ -851,19 +932,30 @@ def test_fx_positions_are_in_base_currency() -> None:
     broker = flat()
     broker.place_order(1, req(1, qty=10_000, contract=EURUSD), T0)
     [position] = broker.positions()
-    assert position.position == 10_000 and position.avg_cost == pytest.approx((10_800.5 + 2) / 10_000)
+    assert position.position == 10_000 and position.avg_cost == pytest.approx(
+        (10_800.5 + 2) / 10_000
+    )
     rows = values(broker)
-    assert rows[("CashBalance", "EUR")] == "10000.00" and rows[("CashBalance", "USD")] == "989197.50"
+    assert (
+        rows[("CashBalance", "EUR")] == "10000.00" and rows[("CashBalance", "USD")] == "989197.50"
+    )
     assert rows[("NetLiquidation", "USD")] == "999997.50"  # spread 0.50 + commission 2.00
-    assert rows[("StockMarketValue", "USD")] == "0.00" and rows[("InitMarginReq", "USD")] == "2700.00"
+    assert (
+        rows[("StockMarketValue", "USD")] == "0.00" and rows[("InitMarginReq", "USD")] == "2700.00"
+    )
 
 
 def test_fx_quote_currency_other_than_usd() -> None:
     broker = flat()
     broker.place_order(1, req(1, qty=10_000, contract=USDJPY), T0)
     rows = values(broker)
-    assert rows[("CashBalance", "JPY")] == "-1500050.00" and rows[("CashBalance", "USD")] == "1009998.00"
-    assert float(rows[("NetLiquidation", "USD")]) == pytest.approx(1_000_000 - 2 - 50 / 150, abs=0.01)
+    assert (
+        rows[("CashBalance", "JPY")] == "-1500050.00"
+        and rows[("CashBalance", "USD")] == "1009998.00"
+    )
+    assert float(rows[("NetLiquidation", "USD")]) == pytest.approx(
+        1_000_000 - 2 - 50 / 150, abs=0.01
+    )
     assert broker.pnl().unrealized_pnl == pytest.approx(-(2 + 50 / 150), abs=0.01)
     [report] = reports(broker.place_order(1, req(2, "SELL", 10_000, contract=USDJPY), T0))
     assert report.realized_pnl == pytest.approx(-(100 / 150 + 4), abs=0.01)
@@ -991,7 +1083,9 @@ def test_persistence_round_trip() -> None:
     assert order_of(new[0]).perm_id == last_perm_id + 1
     exec_ids = {e.exec_id for e, _ in restored.executions(ExecutionFilter())}
     assert len(exec_ids) == len(restored.executions(ExecutionFilter()))
-    assert errors(restored.place_order(1, req(2), later + 3)) == [(104, "Can't modify a filled order")]
+    assert errors(restored.place_order(1, req(2), later + 3)) == [
+        (104, "Can't modify a filled order")
+    ]
 
 
 def test_from_state_rejects_unknown_version() -> None:

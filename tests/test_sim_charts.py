@@ -56,16 +56,23 @@ def consistent(bar: Any) -> bool:
 # ----------------------------------------------------------------------------- ib_async
 @async_test
 async def test_bar_sizes_aggregate_one_process_and_end_at_the_live_price(
-        start_gateway: Callable[..., SimGateway]) -> None:
+    start_gateway: Callable[..., SimGateway],
+) -> None:
     async with connected(start_gateway()) as ib:
         [stock] = await qualified(ib, aapl())
         ticker = ib.reqMktData(stock)
         lasts: set[float] = set()
         ticker.updateEvent += lambda t: lasts.add(t.last)
         await until(lambda: lasts, what="a first quote")
-        minutes = await ib.reqHistoricalDataAsync(stock, "", "1 D", "1 min", "TRADES", False, timeout=5)
-        hours = await ib.reqHistoricalDataAsync(stock, "", "1 D", "1 hour", "TRADES", False, timeout=5)
-        days = await ib.reqHistoricalDataAsync(stock, "", "1 Y", "1 day", "TRADES", False, timeout=10)
+        minutes = await ib.reqHistoricalDataAsync(
+            stock, "", "1 D", "1 min", "TRADES", False, timeout=5
+        )
+        hours = await ib.reqHistoricalDataAsync(
+            stock, "", "1 D", "1 hour", "TRADES", False, timeout=5
+        )
+        days = await ib.reqHistoricalDataAsync(
+            stock, "", "1 Y", "1 day", "TRADES", False, timeout=10
+        )
         assert len(minutes) == 1440 and len(hours) == 24 and len(days) == 365
         assert all(consistent(b) for b in [*minutes, *hours, *days])
         # an hour bar is its sixty minutes: same open, close, extremes and volume
@@ -77,13 +84,21 @@ async def test_bar_sizes_aggregate_one_process_and_end_at_the_live_price(
         assert min(m.low for m in inside) == last_full.low
         assert sum(m.volume for m in inside) == last_full.volume
         # the same request later gives the same history (one process, not a fresh walk)
-        again = await ib.reqHistoricalDataAsync(stock, "", "1 D", "1 hour", "TRADES", False, timeout=5)
-        assert [b.close for b in again[:-2]] == [b.close for b in hours[len(hours) - len(again):-2]]
+        again = await ib.reqHistoricalDataAsync(
+            stock, "", "1 D", "1 hour", "TRADES", False, timeout=5
+        )
+        assert [b.close for b in again[:-2]] == [
+            b.close for b in hours[len(hours) - len(again) : -2]
+        ]
         # joins the live quote with no gap: the last bar closes at a price the stream showed
         assert minutes[-1].close in lasts and hours[-1].close in lasts
         # midpoint / bid / ask: no volume, bid below ask by two ticks
-        bid = await ib.reqHistoricalDataAsync(stock, "", "3600 S", "5 mins", "BID", False, timeout=5)
-        ask = await ib.reqHistoricalDataAsync(stock, "", "3600 S", "5 mins", "ASK", False, timeout=5)
+        bid = await ib.reqHistoricalDataAsync(
+            stock, "", "3600 S", "5 mins", "BID", False, timeout=5
+        )
+        ask = await ib.reqHistoricalDataAsync(
+            stock, "", "3600 S", "5 mins", "ASK", False, timeout=5
+        )
         assert bid[0].volume == -1 and round(ask[0].close - bid[0].close, 2) == 0.02
 
 
@@ -95,8 +110,9 @@ async def test_keep_up_to_date_streams_the_last_bar(fast_gateway: SimGateway) ->
         ticker = ib.reqMktData(stock)
         lasts: set[float] = set()
         ticker.updateEvent += lambda t: lasts.add(t.last)
-        bars = await ib.reqHistoricalDataAsync(stock, "", "3600 S", "1 min", "TRADES", False,
-                                               keepUpToDate=True, timeout=5)
+        bars = await ib.reqHistoricalDataAsync(
+            stock, "", "3600 S", "1 min", "TRADES", False, keepUpToDate=True, timeout=5
+        )
         count = len(bars)
         updates: list[Any] = []
         bars.updateEvent += lambda b, has_new_bar: updates.append(has_new_bar)
@@ -105,8 +121,16 @@ async def test_keep_up_to_date_streams_the_last_bar(fast_gateway: SimGateway) ->
         assert bars[-1].close in lasts  # the live bar closes at a price the quote stream showed
         ib.cancelHistoricalData(bars)
         errors = Errors(ib)
-        await ib.reqHistoricalDataAsync(stock, "20261130 09:00:00 US/Eastern", "3600 S", "1 min",
-                                        "TRADES", False, keepUpToDate=True, timeout=5)
+        await ib.reqHistoricalDataAsync(
+            stock,
+            "20261130 09:00:00 US/Eastern",
+            "3600 S",
+            "1 min",
+            "TRADES",
+            False,
+            keepUpToDate=True,
+            timeout=5,
+        )
         await until(lambda: 162 in errors.codes(), what="162 for an end date with live updates")
 
 
@@ -124,9 +148,13 @@ async def test_head_timestamp_real_time_bars_and_fx_has_no_trades(gateway: SimGa
         assert all(consistent(b) and b.volume > 0 for b in bars)
         assert bars[1].time.timestamp() - bars[0].time.timestamp() == 5
         ib.cancelRealTimeBars(bars)
-        trades = await ib.reqHistoricalDataAsync(pair, "", "1 D", "1 hour", "TRADES", False, timeout=5)
+        trades = await ib.reqHistoricalDataAsync(
+            pair, "", "1 D", "1 hour", "TRADES", False, timeout=5
+        )
         assert list(trades) == [] and "No historical market data" in errors.text(162)
-        mid = await ib.reqHistoricalDataAsync(pair, "", "1 D", "1 hour", "MIDPOINT", False, timeout=5)
+        mid = await ib.reqHistoricalDataAsync(
+            pair, "", "1 D", "1 hour", "MIDPOINT", False, timeout=5
+        )
         assert len(mid) == 24 and 0.5 < mid[-1].close < 2
 
 
@@ -147,8 +175,11 @@ async def test_pnl_and_portfolio_move_with_the_market(gateway: SimGateway) -> No
             prices.update(item.marketPrice for item in ib.portfolio())
 
         ib.pnlSingleEvent += lambda _: record()
-        await until(lambda: len(seen) >= 2 and len(prices) >= 2, timeout=10,
-                    what="marks pushed again without a fill")
+        await until(
+            lambda: len(seen) >= 2 and len(prices) >= 2,
+            timeout=10,
+            what="marks pushed again without a fill",
+        )
         await asyncio.sleep(0)
         # the account figure is the sum of its rows (one position here)
         await until(lambda: pnl.unrealizedPnL == single.unrealizedPnL, timeout=5)
@@ -173,8 +204,9 @@ async def test_market_data_lines_limit_gives_101(start_gateway: Callable[..., Si
     gw = start_gateway(market_data_lines=2)
     async with connected(gw) as ib:
         errors = Errors(ib)
-        contracts = await qualified(ib, aapl(), Stock("MSFT", "SMART", "USD"),
-                                    Stock("NVDA", "SMART", "USD"))
+        contracts = await qualified(
+            ib, aapl(), Stock("MSFT", "SMART", "USD"), Stock("NVDA", "SMART", "USD")
+        )
         for contract in contracts:
             ib.reqMktData(contract)
         await until(lambda: 101 in errors.codes(), what="101 for the third line")
@@ -187,7 +219,8 @@ async def test_market_data_lines_limit_gives_101(start_gateway: Callable[..., Si
 
 @async_test
 async def test_a_bar_request_reports_its_own_error_not_the_quote_lines(
-        start_gateway: Callable[..., SimGateway]) -> None:
+    start_gateway: Callable[..., SimGateway],
+) -> None:
     """No market data subscription: the chart's bars are refused with 162 while the quote line
     of the same contract, asked right after, gets 10168. The chart says 162 (its request's)."""
     from history import BarsKey, HistoryRefused, fetch_bars
@@ -220,15 +253,22 @@ def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: Ap
         app._record("historicalDataUpdate", reqId=req_id, bar=bar)
 
     app.historicalData = historical
-    app.historicalDataEnd = lambda req_id, start, end: app._record("historicalDataEnd", reqId=req_id)
+    app.historicalDataEnd = lambda req_id, start, end: app._record(
+        "historicalDataEnd", reqId=req_id
+    )
     app.historicalDataUpdate = update
     app.realtimeBar = lambda req_id, t, o, h, lo, c, v, wap, n: app._record(
-        "realtimeBar", reqId=req_id, time=t, high=h, low=lo, volume=v)
-    app.headTimestamp = lambda req_id, stamp: app._record("headTimestamp", reqId=req_id, stamp=stamp)
+        "realtimeBar", reqId=req_id, time=t, high=h, low=lo, volume=v
+    )
+    app.headTimestamp = lambda req_id, stamp: app._record(
+        "headTimestamp", reqId=req_id, stamp=stamp
+    )
     app.pnl = lambda req_id, daily, unrealized, realized: app._record(
-        "pnl", reqId=req_id, unrealized=unrealized)
+        "pnl", reqId=req_id, unrealized=unrealized
+    )
     app.pnlSingle = lambda req_id, pos, daily, unrealized, realized, value: app._record(
-        "pnlSingle", reqId=req_id, pos=pos, unrealized=unrealized)
+        "pnlSingle", reqId=req_id, pos=pos, unrealized=unrealized
+    )
     app.symbolSamples = lambda req_id, rows: app._record("symbolSamples", reqId=req_id, rows=rows)
 
     app.reqHistoricalData(1, ibapi_aapl(), "", "1 D", "5 mins", "TRADES", 0, 1, True, [])
@@ -251,7 +291,9 @@ def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: Ap
     buy_filled(app, 10)
     app.reqPnL(5, ACCOUNT, "")
     app.reqPnLSingle(6, ACCOUNT, "", 265598)
-    app.wait_for(lambda calls: len({c["unrealized"] for c in app.find("pnlSingle", calls, reqId=6)})
-                 >= 3, timeout=10)
+    app.wait_for(
+        lambda calls: len({c["unrealized"] for c in app.find("pnlSingle", calls, reqId=6)}) >= 3,
+        timeout=10,
+    )
     assert app.find("pnl", reqId=5)
     assert_healthy(app)

@@ -32,8 +32,15 @@ def _env() -> dict[str, str]:
 
 def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion (for --help and arguments that must be refused)."""
-    return subprocess.run([sys.executable, "-m", "sim_gateway", *args], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sim_gateway", *args],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
 
 
 class CliGateway:
@@ -43,8 +50,14 @@ class CliGateway:
         self.stderr_path = stderr_path
         self._stderr = stderr_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sim_gateway", *args], cwd=ROOT, env=_env(),
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8")
+            [sys.executable, "-m", "sim_gateway", *args],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            encoding="utf-8",
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -62,7 +75,8 @@ class CliGateway:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
                 raise AssertionError(
-                    f"no port line within {timeout}s; stderr:\n{self.stderr()}") from None
+                    f"no port line within {timeout}s; stderr:\n{self.stderr()}"
+                ) from None
             if line is None:
                 return None
             match = PORT_LINE.match(line)
@@ -118,7 +132,9 @@ def test_help_lists_every_switch() -> None:
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: python -m sim_gateway")
-    missing = [switch for switch in SWITCHES if not re.search(rf"(?m)^\s+{switch}\b", result.stdout)]
+    missing = [
+        switch for switch in SWITCHES if not re.search(rf"(?m)^\s+{switch}\b", result.stdout)
+    ]
     assert missing == [], f"--help does not describe {missing}"
 
 
@@ -140,8 +156,19 @@ async def _connect_and_qualify(port: int) -> tuple[list[str], int, int]:
 
 def test_runs_serves_ib_async_and_stops_on_sigterm(start_cli, tmp_path) -> None:
     state = tmp_path / "state.json"
-    cli = start_cli("--port", "0", "--account", "DU7654321", "--seed", "3",  # real time: no
-                    "--state-file", str(state), "--log-level", "WARNING", "--no-nightly-reset")  # 1100 at 23:45
+    cli = start_cli(
+        "--port",
+        "0",
+        "--account",
+        "DU7654321",
+        "--seed",
+        "3",  # real time: no
+        "--state-file",
+        str(state),
+        "--log-level",
+        "WARNING",
+        "--no-nightly-reset",
+    )  # 1100 at 23:45
     match = cli.wait_started()
     assert match is not None, f"gateway exited early (rc={cli.proc.poll()}):\n{cli.stderr()}"
     port = int(match["port"])
@@ -171,22 +198,43 @@ def test_sigint_also_stops_cleanly(start_cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--validation-delay", "-1"], "argument --validation-delay: -1 must be a finite number >= 0"),
+        (
+            ["--validation-delay", "-1"],
+            "argument --validation-delay: -1 must be a finite number >= 0",
+        ),
         (["--fill-delay", "-0.5"], "argument --fill-delay: -0.5 must be a finite number >= 0"),
         (["--fill-delay", "soon"], "argument --fill-delay: 'soon' is not a number"),
         (["--account", "U123"], "paper account ids start with 'DU', got 'U123'"),
-        (["--partial-fill-above", "10", "--partial-fill-chunk", "0"],
-         "partial_fill_chunk must be positive when partial fills are on"),
+        (
+            ["--partial-fill-above", "10", "--partial-fill-chunk", "0"],
+            "partial_fill_chunk must be positive when partial fills are on",
+        ),
         (["--port", "abc"], "argument --port: 'abc' is not an integer"),
         (["--no-such-switch"], "unrecognized arguments: --no-such-switch"),
-        (["--clock", "2026-11-30T10:00:00"], "argument --clock: '2026-11-30T10:00:00' needs a UTC offset"),
+        (
+            ["--clock", "2026-11-30T10:00:00"],
+            "argument --clock: '2026-11-30T10:00:00' needs a UTC offset",
+        ),
         (["--clock", "tomorrow"], "argument --clock: Invalid isoformat string: 'tomorrow'"),
         (["--clock-speed", "0"], "argument --clock-speed: 0 is outside (0, 10000]"),
-        (["--pacing-disconnect-after", "-1"], "argument --pacing-disconnect-after: -1 is outside 0..1000"),
+        (
+            ["--pacing-disconnect-after", "-1"],
+            "argument --pacing-disconnect-after: -1 is outside 0..1000",
+        ),
     ],
-    ids=["negative-validation-delay", "negative-fill-delay", "non-numeric-delay", "live-account",
-         "zero-chunk", "bad-port", "unknown-switch", "clock-without-offset", "clock-unparsable",
-         "clock-speed-zero", "pacing-negative"],
+    ids=[
+        "negative-validation-delay",
+        "negative-fill-delay",
+        "non-numeric-delay",
+        "live-account",
+        "zero-chunk",
+        "bad-port",
+        "unknown-switch",
+        "clock-without-offset",
+        "clock-unparsable",
+        "clock-speed-zero",
+        "pacing-negative",
+    ],
 )
 def test_invalid_values_exit_nonzero_with_message(args: list[str], message: str) -> None:
     result = run_cli("--port", "0", *args)

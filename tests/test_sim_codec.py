@@ -79,7 +79,9 @@ CLIENT_VERSIONS = (157, 178)
 # ============================================================ framing
 
 
-def _feed_bytewise(reader: ServerFrameReader | ClientFrameReader, data: bytes) -> list[tuple[int, Any]]:
+def _feed_bytewise(
+    reader: ServerFrameReader | ClientFrameReader, data: bytes
+) -> list[tuple[int, Any]]:
     """Feed one byte at a time; record (offset of last byte, event)."""
     events = []
     for offset in range(len(data)):
@@ -131,8 +133,11 @@ def test_client_reader_byte_by_byte() -> None:
     ends = [sum(map(len, chunks[: i + 1])) - 1 for i in range(len(chunks))]
     events = _feed_bytewise(ClientFrameReader(), b"".join(chunks))
     assert events == list(
-        zip(ends, [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]],
-            strict=True)
+        zip(
+            ends,
+            [["178", "20260101 09:30:00 US/Eastern"], ["15", "1", "DU1234567"], ["9", "1", "1"]],
+            strict=True,
+        )
     )
 
 
@@ -184,8 +189,18 @@ def test_invalid_utf8_is_a_decode_error() -> None:
 
 
 def test_formatting() -> None:
-    assert [fmt_qty(100.0), fmt_qty(-110), fmt_qty(0.5), fmt_qty(0.0)] == ["100", "-110", "0.5", "0"]
-    assert [fmt_price(196.52), fmt_price(0.0), fmt_price(None), fmt_price(None, "0.0")] == ["196.52", "0.0", "", "0.0"]
+    assert [fmt_qty(100.0), fmt_qty(-110), fmt_qty(0.5), fmt_qty(0.0)] == [
+        "100",
+        "-110",
+        "0.5",
+        "0",
+    ]
+    assert [fmt_price(196.52), fmt_price(0.0), fmt_price(None), fmt_price(None, "0.0")] == [
+        "196.52",
+        "0.0",
+        "",
+        "0.0",
+    ]
     assert fmt_price(math.inf) == "Infinite"
     assert fmt_price(UNSET_DOUBLE, "X") == "X"
 
@@ -225,23 +240,44 @@ REQUESTS: list[p.Request] = [
     p.ReqIds(-1),
     p.ReqCurrentTime(),
     p.ReqManagedAccts(),
-    p.ReqContractDetails(3, ContractQuery(symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD")),
+    p.ReqContractDetails(
+        3, ContractQuery(symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD")
+    ),
     p.ReqMktData(4, AAPL_QUERY, "233,236", True, False),
-    p.ReqMktData(5, ContractQuery(symbol="SPREAD", sec_type="BAG", exchange="SMART"), "", False, True),
+    p.ReqMktData(
+        5, ContractQuery(symbol="SPREAD", sec_type="BAG", exchange="SMART"), "", False, True
+    ),
     p.CancelMktData(4),
     p.ReqMarketDataType(3),
     p.PlaceOrder(FULL_ORDER),
-    p.PlaceOrder(OrderRequest(1, ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"),
-                              "BUY", 20000, "MKT")),
-    p.PlaceOrder(OrderRequest(2, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BENCH", 1.0)),
-    p.PlaceOrder(OrderRequest(3, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BEST", 1.0)),
-    p.PlaceOrder(OrderRequest(4, ContractQuery(symbol="AAPL", sec_type="BAG"), "BUY", 1, "PEG MID", 1.0)),
+    p.PlaceOrder(
+        OrderRequest(
+            1,
+            ContractQuery(symbol="EUR", sec_type="CASH", exchange="IDEALPRO"),
+            "BUY",
+            20000,
+            "MKT",
+        )
+    ),
+    p.PlaceOrder(
+        OrderRequest(
+            2, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BENCH", 1.0
+        )
+    ),
+    p.PlaceOrder(
+        OrderRequest(3, ContractQuery(symbol="AAPL", exchange="IBKRATS"), "BUY", 1, "PEG BEST", 1.0)
+    ),
+    p.PlaceOrder(
+        OrderRequest(4, ContractQuery(symbol="AAPL", sec_type="BAG"), "BUY", 1, "PEG MID", 1.0)
+    ),
     p.CancelOrder(9),
     p.ReqOpenOrders(),
     p.ReqAllOpenOrders(),
     p.ReqAutoOpenOrders(True),
     p.ReqCompletedOrders(True),
-    p.ReqExecutions(2, ExecutionFilter(1, "DU1", "20260101-00:00:00", "AAPL", "STK", "SMART", "BUY")),
+    p.ReqExecutions(
+        2, ExecutionFilter(1, "DU1", "20260101-00:00:00", "AAPL", "STK", "SMART", "BUY")
+    ),
     p.ReqPositions(),
     p.CancelPositions(),
     p.ReqAccountUpdates(True, "DU1"),
@@ -259,9 +295,19 @@ REQUESTS: list[p.Request] = [
     im.CancelMktDepth(13, True),
     im.ReqMktDepthExchanges(),
     im.ReqMarketRule(26),
-    ReqHistoricalData(17, ContractQuery(con_id=265598, symbol="AAPL", sec_type="STK",
-                                        exchange="SMART", currency="USD"),
-                      "20261130 16:00:00 US/Eastern", "5 mins", "1 D", True, "TRADES", 1, False),
+    ReqHistoricalData(
+        17,
+        ContractQuery(
+            con_id=265598, symbol="AAPL", sec_type="STK", exchange="SMART", currency="USD"
+        ),
+        "20261130 16:00:00 US/Eastern",
+        "5 mins",
+        "1 D",
+        True,
+        "TRADES",
+        1,
+        False,
+    ),
     CancelHistoricalData(17),
     cm.ReqHeadTimeStamp(18, AAPL_QUERY, False, "TRADES", 1),
     cm.CancelHeadTimeStamp(18),
@@ -450,7 +496,9 @@ def test_ib_async_place_order(version: int, case: int) -> None:
 
 @pytest.mark.parametrize("version", CLIENT_VERSIONS)
 def test_our_place_order_layout_matches_ib_async(version: int) -> None:
-    order = ib_async.LimitOrder("BUY", 100, 1.5, orderRef="x", tif="DAY", outsideRth=True, parentId=2)
+    order = ib_async.LimitOrder(
+        "BUY", 100, 1.5, orderRef="x", tif="DAY", outsideRth=True, parentId=2
+    )
     [theirs] = ib_async_sends(version, lambda c: c.placeOrder(5, _async_stock(), order))
     ours = p.encode_request(p.PlaceOrder(_decoded_order(theirs, version)), version)
     assert len(ours) == len(theirs) == {157: 110, 178: 114}[version]
@@ -515,7 +563,11 @@ def test_ib_async_place_order_conditional_groups(version: int, case: int) -> Non
     decoded = _decoded_order(fields, version)  # finish() proves every field was consumed
     if version >= 170:  # the group really was on the wire
         assert len(fields) > len(_real_place_order(version))
-    assert (decoded.order_id, decoded.order_type, decoded.contract.sec_type) == (23, order.orderType, contract.secType)
+    assert (decoded.order_id, decoded.order_type, decoded.contract.sec_type) == (
+        23,
+        order.orderType,
+        contract.secType,
+    )
     assert decoded.lmt_price == (None if order.lmtPrice == ASYNC_UNSET_DOUBLE else order.lmtPrice)
 
 
@@ -572,7 +624,9 @@ def test_ibapi_place_order_conditional_groups() -> None:
 @pytest.mark.parametrize("version", CLIENT_VERSIONS)
 def test_ib_async_other_requests(version: int) -> None:
     stock = ib_async.Stock("AAPL", "SMART", "USD")
-    exec_filter = ib_async.ExecutionFilter(clientId=1, acctCode="DU1", time="20260101-00:00:00", symbol="AAPL")
+    exec_filter = ib_async.ExecutionFilter(
+        clientId=1, acctCode="DU1", time="20260101-00:00:00", symbol="AAPL"
+    )
     cases: list[tuple[Callable[[AsyncClient], None], p.Request]] = [
         (start_api_as(3), p.StartApi(3, "")),
         (lambda c: c.reqIds(-1), p.ReqIds(-1)),
@@ -613,8 +667,12 @@ def test_ib_async_other_requests(version: int) -> None:
 
 
 def test_ib_async_wire_examples_from_the_reference() -> None:
-    [cd178] = ib_async_sends(178, lambda c: c.reqContractDetails(3, ib_async.Stock("AAPL", "SMART", "USD")))
-    [cd157] = ib_async_sends(157, lambda c: c.reqContractDetails(3, ib_async.Stock("AAPL", "SMART", "USD")))
+    [cd178] = ib_async_sends(
+        178, lambda c: c.reqContractDetails(3, ib_async.Stock("AAPL", "SMART", "USD"))
+    )
+    [cd157] = ib_async_sends(
+        157, lambda c: c.reqContractDetails(3, ib_async.Stock("AAPL", "SMART", "USD"))
+    )
     assert "|".join(cd178) == "9|8|3|0|AAPL|STK||0.0|||SMART||USD|||0|||"
     assert "|".join(cd157) == "9|8|3|0|AAPL|STK||0.0|||SMART||USD|||0||"
     [cancel] = ib_async_sends(178, lambda c: c.cancelOrder(5))
@@ -668,8 +726,51 @@ MALFORMED = [
     ["92", "x", "DU1", ""],
     ["94", "1", "DU1", "", "AAPL"],
     ["6", "2", "yes", "DU1"],
-    ["1", "11", "4", "0", "AAPL", "STK", "", "abc", "", "", "SMART", "", "USD", "", "", "0", "", "0", "0", ""],
-    ["1", "11", "4", "0", "AAPL", "BAG", "", "0.0", "", "", "SMART", "", "USD", "", "", "99", "0", "", "0", "0", ""],
+    [
+        "1",
+        "11",
+        "4",
+        "0",
+        "AAPL",
+        "STK",
+        "",
+        "abc",
+        "",
+        "",
+        "SMART",
+        "",
+        "USD",
+        "",
+        "",
+        "0",
+        "",
+        "0",
+        "0",
+        "",
+    ],
+    [
+        "1",
+        "11",
+        "4",
+        "0",
+        "AAPL",
+        "BAG",
+        "",
+        "0.0",
+        "",
+        "",
+        "SMART",
+        "",
+        "USD",
+        "",
+        "",
+        "99",
+        "0",
+        "",
+        "0",
+        "0",
+        "",
+    ],
     ["3"],
     ["3", "5", "265598"],
 ]
@@ -818,7 +919,9 @@ def _no_log_problems(caplog: pytest.LogCaptureFixture) -> None:
     assert problems == []
 
 
-def async_decode(fields: list[str], version: int, caplog: pytest.LogCaptureFixture) -> list[tuple[str, tuple]]:
+def async_decode(
+    fields: list[str], version: int, caplog: pytest.LogCaptureFixture
+) -> list[tuple[str, tuple]]:
     """Feed one message to ib_async's Decoder; it must not log any error."""
     wrapper = AsyncRecorder()
     AsyncDecoder(wrapper, version).interpret(_client_fields(fields))  # type: ignore[arg-type]
@@ -851,16 +954,38 @@ def _only(calls: list[tuple[str, tuple]], name: str) -> tuple:
 @pytest.mark.parametrize("version", ASYNC_VERSIONS)
 def test_open_order_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> None:
     fields = p.open_order(PLAIN, version)
-    assert len(fields) == {157: 128, 163: 131, 164: 131, 170: 136, 176: 136, 177: 135, 178: 135}[version]
+    assert (
+        len(fields)
+        == {157: 128, 163: 131, 164: 131, 170: 136, 176: 136, 177: 135, 178: 135}[version]
+    )
     order_id, contract, order, state = _only(async_decode(fields, version, caplog), "openOrder")
     assert order_id == order.orderId == 6
-    assert (contract.conId, contract.symbol, contract.right, contract.exchange) == (265598, "AAPL", "?", "SMART")
-    assert (order.action, order.totalQuantity, order.orderType, order.lmtPrice) == ("BUY", 100.0, "LMT", 196.52)
+    assert (contract.conId, contract.symbol, contract.right, contract.exchange) == (
+        265598,
+        "AAPL",
+        "?",
+        "SMART",
+    )
+    assert (order.action, order.totalQuantity, order.orderType, order.lmtPrice) == (
+        "BUY",
+        100.0,
+        "LMT",
+        196.52,
+    )
     assert (order.tif, order.account, order.orderRef, order.clientId, order.permId) == (
         "DAY", "DU1234567", "bot-1", 1, 769143976)  # fmt: skip
-    assert (order.ocaGroup, order.ocaType, order.parentId, order.outsideRth) == ("oca-1", 1, 5, True)
+    assert (order.ocaGroup, order.ocaType, order.parentId, order.outsideRth) == (
+        "oca-1",
+        1,
+        5,
+        True,
+    )
     assert order.whatIf is False and order.deltaNeutralOrderType == "None"
-    assert (state.status, state.commission, state.commissionCurrency) == ("Submitted", ASYNC_UNSET_DOUBLE, "")
+    assert (state.status, state.commission, state.commissionCurrency) == (
+        "Submitted",
+        ASYNC_UNSET_DOUBLE,
+        "",
+    )
     assert float(state.initMarginChange) == ASYNC_UNSET_DOUBLE
     if version >= 170:
         assert order.autoCancelParent is False
@@ -868,31 +993,57 @@ def test_open_order_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> 
 
 @pytest.mark.parametrize("version", ASYNC_VERSIONS)
 def test_open_order_variants_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> None:
-    _, _, order, state = _only(async_decode(p.open_order(WHATIF, version), version, caplog), "openOrder")
+    _, _, order, state = _only(
+        async_decode(p.open_order(WHATIF, version), version, caplog), "openOrder"
+    )
     assert order.whatIf is True and state.status == "PreSubmitted"
     assert float(state.initMarginChange) == 5000.5 and float(state.equityWithLoanAfter) == 99999.0
     assert (state.commission, state.minCommission, state.maxCommission) == (1.0, 1.0, 1.5)
-    _, _, order, state = _only(async_decode(p.open_order(FILLED, version), version, caplog), "openOrder")
+    _, _, order, state = _only(
+        async_decode(p.open_order(FILLED, version), version, caplog), "openOrder"
+    )
     assert (state.status, state.commission, state.commissionCurrency) == ("Filled", 1.0, "USD")
-    _, contract, order, _ = _only(async_decode(p.open_order(TRAIL, version), version, caplog), "openOrder")
+    _, contract, order, _ = _only(
+        async_decode(p.open_order(TRAIL, version), version, caplog), "openOrder"
+    )
     assert (order.orderType, order.trailingPercent, order.trailStopPrice) == ("TRAIL", 1.5, 190.0)
-    assert (contract.secType, contract.exchange, contract.localSymbol) == ("CASH", "IDEALPRO", "EUR.USD")
+    assert (contract.secType, contract.exchange, contract.localSymbol) == (
+        "CASH",
+        "IDEALPRO",
+        "EUR.USD",
+    )
     assert order.totalQuantity == 20000.0
 
 
 def test_open_order_ibapi(caplog: pytest.LogCaptureFixture) -> None:
-    order_id, contract, order, state = _only(ibapi_decode(p.open_order(PLAIN, 157), caplog), "openOrder")
+    order_id, contract, order, state = _only(
+        ibapi_decode(p.open_order(PLAIN, 157), caplog), "openOrder"
+    )
     assert (order_id, contract.conId, contract.right, order.lmtPrice, order.orderRef) == (
-        6, 265598, "?", 196.52, "bot-1")
+        6,
+        265598,
+        "?",
+        196.52,
+        "bot-1",
+    )
     assert (order.parentId, order.ocaGroup, order.ocaType, order.outsideRth, order.permId) == (
-        5, "oca-1", 1, True, 769143976)
+        5,
+        "oca-1",
+        1,
+        True,
+        769143976,
+    )
     assert (state.status, state.commission) == ("Submitted", UNSET_DOUBLE)
     _, _, order, state = _only(ibapi_decode(p.open_order(WHATIF, 157), caplog), "openOrder")
     assert order.whatIf and state.initMarginChange == "5000.5" and state.maxCommission == 1.5
     _, _, order, state = _only(ibapi_decode(p.open_order(FILLED, 157), caplog), "openOrder")
     assert (state.status, state.commission, state.commissionCurrency) == ("Filled", 1.0, "USD")
     _, contract, order, _ = _only(ibapi_decode(p.open_order(TRAIL, 157), caplog), "openOrder")
-    assert (order.trailingPercent, order.trailStopPrice, contract.localSymbol) == (1.5, 190.0, "EUR.USD")
+    assert (order.trailingPercent, order.trailStopPrice, contract.localSymbol) == (
+        1.5,
+        190.0,
+        "EUR.USD",
+    )
 
 
 @pytest.mark.parametrize("version", ASYNC_VERSIONS)
@@ -900,17 +1051,30 @@ def test_completed_order_ib_async(version: int, caplog: pytest.LogCaptureFixture
     fields = p.completed_order(FILLED, version)
     assert len(fields) == (96 if version < 170 else 101 if version < 177 else 100)
     contract, order, state = _only(async_decode(fields, version, caplog), "completedOrder")
-    assert (contract.conId, contract.right, order.permId, order.orderRef) == (265598, "?", 769143976, "bot-1")
+    assert (contract.conId, contract.right, order.permId, order.orderRef) == (
+        265598,
+        "?",
+        769143976,
+        "bot-1",
+    )
     assert (order.filledQuantity, order.parentPermId) == (100.0, 2**63 - 1)
     assert (state.status, state.completedTime, state.completedStatus) == (
         "Filled", "20261127 10:43:07 US/Eastern", "Filled Size: 100")  # fmt: skip
-    contract, order, _ = _only(async_decode(p.completed_order(TRAIL, version), version, caplog), "completedOrder")
+    contract, order, _ = _only(
+        async_decode(p.completed_order(TRAIL, version), version, caplog), "completedOrder"
+    )
     assert (order.trailingPercent, order.trailStopPrice, contract.secType) == (1.5, 190.0, "CASH")
 
 
 def test_completed_order_ibapi(caplog: pytest.LogCaptureFixture) -> None:
-    contract, order, state = _only(ibapi_decode(p.completed_order(FILLED, 157), caplog), "completedOrder")
-    assert (contract.symbol, order.filledQuantity, state.completedStatus) == ("AAPL", 100.0, "Filled Size: 100")
+    contract, order, state = _only(
+        ibapi_decode(p.completed_order(FILLED, 157), caplog), "completedOrder"
+    )
+    assert (contract.symbol, order.filledQuantity, state.completedStatus) == (
+        "AAPL",
+        100.0,
+        "Filled Size: 100",
+    )
     assert _only(ibapi_decode(p.completed_orders_end(), caplog), "completedOrdersEnd") == ()
 
 
@@ -919,7 +1083,9 @@ def test_order_status_and_ends_ib_async(version: int, caplog: pytest.LogCaptureF
     args = _only(async_decode(p.order_status(FILLED), version, caplog), "orderStatus")
     assert args == (6, "Filled", 100.0, 0.0, 196.52, 769143976, 5, 196.52, 1, "", 0.0)
     assert _only(async_decode(p.open_order_end(), version, caplog), "openOrderEnd") == ()
-    assert _only(async_decode(p.completed_orders_end(), version, caplog), "completedOrdersEnd") == ()
+    assert (
+        _only(async_decode(p.completed_orders_end(), version, caplog), "completedOrdersEnd") == ()
+    )
 
 
 def test_order_status_ibapi(caplog: pytest.LogCaptureFixture) -> None:
@@ -933,7 +1099,12 @@ def test_executions_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> 
     fields = p.exec_details(-1, EXECUTION, version)
     assert len(fields) == (32 if version >= 178 else 31)
     req_id, contract, ex = _only(async_decode(fields, version, caplog), "execDetails")
-    assert (req_id, contract.conId, contract.exchange, contract.tradingClass) == (-1, 265598, "ISLAND", "NMS")
+    assert (req_id, contract.conId, contract.exchange, contract.tradingClass) == (
+        -1,
+        265598,
+        "ISLAND",
+        "NMS",
+    )
     assert (ex.execId, ex.orderId, ex.side, ex.shares, ex.price, ex.permId, ex.clientId) == (
         "0000e0d5.6571a1b2.01.01", 6, "BOT", 100.0, 196.52, 769143976, 1)  # fmt: skip
     assert (ex.cumQty, ex.avgPrice, ex.orderRef, ex.lastLiquidity, ex.acctNumber) == (
@@ -942,14 +1113,21 @@ def test_executions_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> 
     assert _only(async_decode(p.exec_details_end(4), version, caplog), "execDetailsEnd") == (4,)
     (report,) = _only(async_decode(p.commission_report(CommissionReport("e1", 1.0, "USD")), version, caplog),
                       "commissionReport")  # fmt: skip
-    assert (report.execId, report.commission, report.currency, report.realizedPNL) == ("e1", 1.0, "USD", UNSET_DOUBLE)
+    assert (report.execId, report.commission, report.currency, report.realizedPNL) == (
+        "e1",
+        1.0,
+        "USD",
+        UNSET_DOUBLE,
+    )
     (report,) = _only(async_decode(p.commission_report(CommissionReport("e2", 1.2, "USD", -35.5)), version, caplog),
                       "commissionReport")  # fmt: skip
     assert report.realizedPNL == -35.5
 
 
 def test_executions_ibapi(caplog: pytest.LogCaptureFixture) -> None:
-    req_id, contract, ex = _only(ibapi_decode(p.exec_details(7, EXECUTION, 157), caplog), "execDetails")
+    req_id, contract, ex = _only(
+        ibapi_decode(p.exec_details(7, EXECUTION, 157), caplog), "execDetails"
+    )
     assert (req_id, contract.exchange, ex.execId, ex.shares, ex.price, ex.lastLiquidity) == (
         7, "ISLAND", "0000e0d5.6571a1b2.01.01", 100.0, 196.52, 2)  # fmt: skip
     assert ex.time == "20261127 10:43:07 US/Eastern"
@@ -976,14 +1154,21 @@ def test_contract_data_ib_async(version: int, caplog: pytest.LogCaptureFixture) 
         assert details.stockType == ("COMMON" if contract.sec_type == "STK" else "")
         if version >= 164:
             assert (details.minSize, details.sizeIncrement) == (1.0, 1.0)
-    assert _only(async_decode(p.contract_data_end(3), version, caplog), "contractDetailsEnd") == (3,)
+    assert _only(async_decode(p.contract_data_end(3), version, caplog), "contractDetailsEnd") == (
+        3,
+    )
 
 
 def test_contract_data_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     _, details = _only(ibapi_decode(p.contract_data(3, AAPL, 157), caplog), "contractDetails")
     assert (details.contract.conId, details.contract.primaryExchange, details.longName) == (
-        265598, "NASDAQ", "APPLE INC")
-    req_id, details = _only(ibapi_decode(p.contract_data(4, EURUSD, 157), caplog), "contractDetails")
+        265598,
+        "NASDAQ",
+        "APPLE INC",
+    )
+    req_id, details = _only(
+        ibapi_decode(p.contract_data(4, EURUSD, 157), caplog), "contractDetails"
+    )
     c = details.contract
     assert (req_id, c.secType, c.exchange, c.primaryExchange, c.localSymbol, details.minTick) == (
         4, "CASH", "IDEALPRO", "", "EUR.USD", 5e-05)  # fmt: skip
@@ -1010,15 +1195,28 @@ def test_portfolio_and_account_ib_async(version: int, caplog: pytest.LogCaptureF
     value = AccountValue("DU1234567", "NetLiquidation", "100000.00", "USD")
     assert _only(async_decode(p.account_value(value), version, caplog), "updateAccountValue") == (
         "NetLiquidation", "100000.00", "USD", "DU1234567")  # fmt: skip
-    assert _only(async_decode(p.account_update_time("14:05"), version, caplog), "updateAccountTime") == ("14:05",)
-    assert _only(async_decode(p.account_download_end("DU1"), version, caplog), "accountDownloadEnd") == ("DU1",)
+    assert _only(
+        async_decode(p.account_update_time("14:05"), version, caplog), "updateAccountTime"
+    ) == ("14:05",)
+    assert _only(
+        async_decode(p.account_download_end("DU1"), version, caplog), "accountDownloadEnd"
+    ) == ("DU1",)
     assert _only(async_decode(p.account_summary(9, value), version, caplog), "accountSummary") == (
         9, "DU1234567", "NetLiquidation", "100000.00", "USD")  # fmt: skip
-    assert _only(async_decode(p.account_summary_end(9), version, caplog), "accountSummaryEnd") == (9,)
+    assert _only(async_decode(p.account_summary_end(9), version, caplog), "accountSummaryEnd") == (
+        9,
+    )
     assert _only(async_decode(p.account_update_multi(2, value), version, caplog), "accountUpdateMulti") == (
         2, "DU1234567", "", "NetLiquidation", "100000.00", "USD")  # fmt: skip
-    assert _only(async_decode(p.account_update_multi_end(2), version, caplog), "accountUpdateMultiEnd") == (2,)
-    assert _only(async_decode(p.pnl(5, PnL(12.5, -3.0, 0.0)), version, caplog), "pnl") == (5, 12.5, -3.0, 0.0)
+    assert _only(
+        async_decode(p.account_update_multi_end(2), version, caplog), "accountUpdateMultiEnd"
+    ) == (2,)
+    assert _only(async_decode(p.pnl(5, PnL(12.5, -3.0, 0.0)), version, caplog), "pnl") == (
+        5,
+        12.5,
+        -3.0,
+        0.0,
+    )
     assert _only(async_decode(p.pnl_single(6, PnLSingle(100.0, 1.5, 348.0, 0.0, 20000.0)), version, caplog),
                  "pnlSingle") == (6, 100.0, 1.5, 348.0, 0.0, 20000.0)  # fmt: skip
 
@@ -1036,15 +1234,26 @@ def test_portfolio_and_account_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     value = AccountValue("DU1234567", "AccountType", "INDIVIDUAL", "")
     assert _only(ibapi_decode(p.account_value(value), caplog), "updateAccountValue") == (
         "AccountType", "INDIVIDUAL", "", "DU1234567")  # fmt: skip
-    assert _only(ibapi_decode(p.account_update_time("09:31"), caplog), "updateAccountTime") == ("09:31",)
-    assert _only(ibapi_decode(p.account_download_end("DU1"), caplog), "accountDownloadEnd") == ("DU1",)
+    assert _only(ibapi_decode(p.account_update_time("09:31"), caplog), "updateAccountTime") == (
+        "09:31",
+    )
+    assert _only(ibapi_decode(p.account_download_end("DU1"), caplog), "accountDownloadEnd") == (
+        "DU1",
+    )
     assert _only(ibapi_decode(p.account_summary(9, value), caplog), "accountSummary") == (
         9, "DU1234567", "AccountType", "INDIVIDUAL", "")  # fmt: skip
     assert _only(ibapi_decode(p.account_summary_end(9), caplog), "accountSummaryEnd") == (9,)
     assert _only(ibapi_decode(p.account_update_multi(2, value, "M1"), caplog), "accountUpdateMulti") == (
         2, "DU1234567", "M1", "AccountType", "INDIVIDUAL", "")  # fmt: skip
-    assert _only(ibapi_decode(p.account_update_multi_end(2), caplog), "accountUpdateMultiEnd") == (2,)
-    assert _only(ibapi_decode(p.pnl(5, PnL(12.5, -3.0, 0.0)), caplog), "pnl") == (5, 12.5, -3.0, 0.0)
+    assert _only(ibapi_decode(p.account_update_multi_end(2), caplog), "accountUpdateMultiEnd") == (
+        2,
+    )
+    assert _only(ibapi_decode(p.pnl(5, PnL(12.5, -3.0, 0.0)), caplog), "pnl") == (
+        5,
+        12.5,
+        -3.0,
+        0.0,
+    )
     assert _only(ibapi_decode(p.pnl_single(6, PnLSingle(100.0, 1.5, 348.0, 0.0, 20000.0)), caplog),
                  "pnlSingle") == (6, 100, 1.5, 348.0, 0.0, 20000.0)  # fmt: skip
 
@@ -1054,18 +1263,31 @@ def test_ticks_and_session_ib_async(version: int, caplog: pytest.LogCaptureFixtu
     fields = p.tick_price(1, 1, 196.52, 300.0)
     assert fields == ["1", "6", "1", "1", "196.52", "300", "0"]
     assert _only(async_decode(fields, version, caplog), "priceSizeTick") == (1, 1, 196.52, 300.0)
-    assert _only(async_decode(p.tick_size(1, 8, 12345.0), version, caplog), "tickSize") == (1, 8, 12345.0)
+    assert _only(async_decode(p.tick_size(1, 8, 12345.0), version, caplog), "tickSize") == (
+        1,
+        8,
+        12345.0,
+    )
     assert _only(async_decode(p.tick_string(1, 45, "1764255787"), version, caplog), "tickString") == (
         1, 45, "1764255787")  # fmt: skip
-    assert _only(async_decode(p.tick_generic(1, 49, 0.0), version, caplog), "tickGeneric") == (1, 49, 0.0)
+    assert _only(async_decode(p.tick_generic(1, 49, 0.0), version, caplog), "tickGeneric") == (
+        1,
+        49,
+        0.0,
+    )
     assert _only(async_decode(p.tick_snapshot_end(1), version, caplog), "tickSnapshotEnd") == (1,)
     assert _only(async_decode(p.tick_req_params(1, 0.01, "SMART", 3), version, caplog), "tickReqParams") == (
         1, 0.01, "SMART", 3)  # fmt: skip
-    assert _only(async_decode(p.market_data_type(1, 3), version, caplog), "marketDataType") == (1, 3)
+    assert _only(async_decode(p.market_data_type(1, 3), version, caplog), "marketDataType") == (
+        1,
+        3,
+    )
     assert _only(async_decode(p.next_valid_id(17), version, caplog), "nextValidId") == (17,)
     assert _only(async_decode(p.managed_accounts(["DU1", "DU2"]), version, caplog), "managedAccounts") == (
         "DU1,DU2",)  # fmt: skip
-    assert _only(async_decode(p.current_time(1764255787), version, caplog), "currentTime") == (1764255787,)
+    assert _only(async_decode(p.current_time(1764255787), version, caplog), "currentTime") == (
+        1764255787,
+    )
 
 
 def test_ticks_and_session_ibapi(caplog: pytest.LogCaptureFixture) -> None:
@@ -1073,10 +1295,19 @@ def test_ticks_and_session_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     assert [c[0] for c in calls] == ["tickPrice", "tickSize"]
     assert calls[0][1][:3] == (1, 1, 196.52) and calls[1][1] == (1, 0, 300)
     assert _only(ibapi_decode(p.tick_size(1, 8, 12345.0), caplog), "tickSize") == (1, 8, 12345)
-    assert _only(ibapi_decode(p.tick_string(1, 45, "1764255787"), caplog), "tickString") == (1, 45, "1764255787")
+    assert _only(ibapi_decode(p.tick_string(1, 45, "1764255787"), caplog), "tickString") == (
+        1,
+        45,
+        "1764255787",
+    )
     assert _only(ibapi_decode(p.tick_generic(1, 49, 0.0), caplog), "tickGeneric") == (1, 49, 0.0)
     assert _only(ibapi_decode(p.tick_snapshot_end(1), caplog), "tickSnapshotEnd") == (1,)
-    assert _only(ibapi_decode(p.tick_req_params(1, 0.01, "SMART", 3), caplog), "tickReqParams") == (1, 0.01, "SMART", 3)
+    assert _only(ibapi_decode(p.tick_req_params(1, 0.01, "SMART", 3), caplog), "tickReqParams") == (
+        1,
+        0.01,
+        "SMART",
+        3,
+    )
     assert _only(ibapi_decode(p.market_data_type(1, 3), caplog), "marketDataType") == (1, 3)
     assert _only(ibapi_decode(p.next_valid_id(17), caplog), "nextValidId") == (17,)
     assert _only(ibapi_decode(p.managed_accounts(["DU1"]), caplog), "managedAccounts") == ("DU1",)
@@ -1087,7 +1318,12 @@ def test_ticks_and_session_ibapi(caplog: pytest.LogCaptureFixture) -> None:
 def test_error_ib_async(version: int, caplog: pytest.LogCaptureFixture) -> None:
     fields = p.error(41, 202, "Order Canceled - reason:", version)
     assert len(fields) == (6 if version >= 166 else 5)
-    assert _only(async_decode(fields, version, caplog), "error") == (41, 202, "Order Canceled - reason:", "")
+    assert _only(async_decode(fields, version, caplog), "error") == (
+        41,
+        202,
+        "Order Canceled - reason:",
+        "",
+    )
 
 
 def test_error_ibapi(caplog: pytest.LogCaptureFixture) -> None:
@@ -1106,7 +1342,23 @@ def test_ibapi_would_reject_a_wrong_field_count(caplog: pytest.LogCaptureFixture
 def test_out_and_in_ids() -> None:
     assert p.Out.COMPLETED_ORDERS_END == 102 and p.Out.TICK_PRICE == 1
     assert p.In.REQ_COMPLETED_ORDERS == 99 and p.In.START_API == 71
-    assert {int(m) for m in p.In} >= set(range(1, 26)) | {49, 58, 59, 61, 62, 63, 64, 71, 76, 77, 92, 93, 94, 95, 99}
+    assert {int(m) for m in p.In} >= set(range(1, 26)) | {
+        49,
+        58,
+        59,
+        61,
+        62,
+        63,
+        64,
+        71,
+        76,
+        77,
+        92,
+        93,
+        94,
+        95,
+        99,
+    }
 
 
 # ============================================================ real TWS captures (reference §2, rust-ibapi v164)
@@ -1129,7 +1381,9 @@ TSLA_FILL = OrderView(
 
 
 def test_matches_real_order_status_and_exec_details() -> None:
-    _assert_same_values(p.order_status(TSLA_FILL), "3|13|Filled|100|0|196.52|1376327563|0|196.52|100||0")
+    _assert_same_values(
+        p.order_status(TSLA_FILL), "3|13|Filled|100|0|196.52|1376327563|0|196.52|100||0"
+    )
     pre = dataclasses.replace(TSLA_FILL, status="PreSubmitted", filled=0.0, remaining=100.0, avg_fill_price=0.0,
                               last_fill_price=0.0)  # fmt: skip
     _assert_same_values(p.order_status(pre), "3|13|PreSubmitted|0|100|0|1376327563|0|0|100||0")
@@ -1152,8 +1406,12 @@ def test_matches_real_order_status_and_exec_details() -> None:
                                                    trading_class="NMS"), -110.0, 201.8829709)),
         "61|3|ACCOUNT_ID|265598|AAPL|STK||0.0|||NASDAQ|USD|AAPL|NMS|-110|201.8829709",
     )  # fmt: skip
-    _assert_same_values(p.error(41, 202, "Order Canceled - reason:", 164), "4|2|41|202|Order Canceled - reason:")
-    _assert_same_values(p.error(41, 202, "Order Canceled - reason:", 173), "4|2|41|202|Order Canceled - reason:|")
+    _assert_same_values(
+        p.error(41, 202, "Order Canceled - reason:", 164), "4|2|41|202|Order Canceled - reason:"
+    )
+    _assert_same_values(
+        p.error(41, 202, "Order Canceled - reason:", 173), "4|2|41|202|Order Canceled - reason:|"
+    )
 
 
 def test_matches_real_completed_order() -> None:
@@ -1176,13 +1434,22 @@ def test_matches_real_completed_order() -> None:
 def test_cash_contracts_go_out_as_ib_shows_them() -> None:
     bare = Contract(con_id=12087792, symbol="EUR", sec_type="CASH")  # stock defaults left in place
     fields = p.contract_data(1, bare, 178)
-    assert fields[6:10] == ["", "IDEALPRO", "USD", "EUR.USD"]  # right, exchange, currency, localSymbol
+    assert fields[6:10] == [
+        "",
+        "IDEALPRO",
+        "USD",
+        "EUR.USD",
+    ]  # right, exchange, currency, localSymbol
     assert fields[20] == ""  # primaryExchange
     assert p.position(Position("DU1", bare, 1.0, 1.0))[10] == ""
     assert p.portfolio_value(PortfolioItem("DU1", bare, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0))[9:13] == [
         "", "USD", "EUR.USD", "EUR.USD"]  # fmt: skip
     assert p.open_order(dataclasses.replace(PLAIN, contract=bare), 178)[9:13] == [
-        "IDEALPRO", "USD", "EUR.USD", "EUR.USD"]
+        "IDEALPRO",
+        "USD",
+        "EUR.USD",
+        "EUR.USD",
+    ]
 
 
 # ============================================================ instruments: options, futures, indices, depth, rules
@@ -1211,8 +1478,14 @@ NOT_COMPUTED = Greeks(-1.0, -2.0, 3.3, -1.0, 0.0, 0.0, 0.0, 190.0)
 @pytest.mark.parametrize("version", CLIENT_VERSIONS)
 def test_ib_async_instrument_requests(version: int) -> None:
     option = ib_async.Option("AAPL", "20261211", 190.0, "C", "SMART")
-    option_query = ContractQuery(symbol="AAPL", sec_type="OPT", last_trade_date="20261211", strike=190.0,
-                                 right="C", exchange="SMART")
+    option_query = ContractQuery(
+        symbol="AAPL",
+        sec_type="OPT",
+        last_trade_date="20261211",
+        strike=190.0,
+        right="C",
+        exchange="SMART",
+    )
     cases: list[tuple[Callable[[AsyncClient], None], p.Request]] = [
         (lambda c: c.reqSecDefOptParams(3, "AAPL", "", "STK", 265598),
          im.ReqSecDefOptParams(3, "AAPL", "", "STK", 265598)),
@@ -1233,7 +1506,12 @@ def test_ib_async_instrument_requests(version: int) -> None:
 
 def test_ibapi_instrument_requests() -> None:
     future = IbContract()
-    future.symbol, future.secType, future.exchange, future.lastTradeDateOrContractMonth = "ES", "FUT", "CME", "202612"
+    future.symbol, future.secType, future.exchange, future.lastTradeDateOrContractMonth = (
+        "ES",
+        "FUT",
+        "CME",
+        "202612",
+    )
     cases: list[tuple[Callable[[EClient], None], p.Request]] = [
         (lambda c: c.reqSecDefOptParams(3, "SPY", "", "STK", 756733),
          im.ReqSecDefOptParams(3, "SPY", "", "STK", 756733)),
@@ -1273,7 +1551,9 @@ def test_derivative_contract_data_ib_async(version: int, caplog: pytest.LogCaptu
 
 def test_derivative_contract_data_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     for contract in (AAPL_CALL, ES, ES_CONT, SPX):
-        _, details = _only(ibapi_decode(p.contract_data(3, contract, 157), caplog), "contractDetails")
+        _, details = _only(
+            ibapi_decode(p.contract_data(3, contract, 157), caplog), "contractDetails"
+        )
         c = details.contract
         assert (c.conId, c.secType, c.lastTradeDateOrContractMonth, c.strike, c.right, c.multiplier) == (
             contract.con_id, contract.sec_type, contract.last_trade_date, contract.strike, contract.right,
@@ -1304,33 +1584,68 @@ def test_instrument_messages_ib_async(version: int, caplog: pytest.LogCaptureFix
         ("ISLAND", "STK", "NASDAQ"), ("ARCA", "STK", "NYSE")]  # fmt: skip
     rule_id, increments = _only(async_decode(im.market_rule(32, ((0.0, 0.01), (3.0, 0.05))), version, caplog),
                                 "marketRule")  # fmt: skip
-    assert (rule_id, [(i.lowEdge, i.increment) for i in increments]) == (32, [(0.0, 0.01), (3.0, 0.05)])
+    assert (rule_id, [(i.lowEdge, i.increment) for i in increments]) == (
+        32,
+        [(0.0, 0.01), (3.0, 0.05)],
+    )
 
 
 def test_instrument_messages_ibapi(caplog: pytest.LogCaptureFixture) -> None:
     req_id, exchange, under, trading_class, multiplier, expirations, strikes = _only(
-        ibapi_decode(im.sec_def_opt_params(3, CHAIN), caplog), "securityDefinitionOptionParameter")
-    assert (req_id, exchange, under, trading_class, multiplier) == (3, "SMART", 265598, "AAPL", "100")
+        ibapi_decode(im.sec_def_opt_params(3, CHAIN), caplog), "securityDefinitionOptionParameter"
+    )
+    assert (req_id, exchange, under, trading_class, multiplier) == (
+        3,
+        "SMART",
+        265598,
+        "AAPL",
+        "100",
+    )
     assert (expirations, strikes) == ({"20261211", "20261218"}, {185.0, 190.0, 195.0})
-    assert _only(ibapi_decode(im.sec_def_opt_params_end(3), caplog), "securityDefinitionOptionParameterEnd") == (3,)
-    args = _only(ibapi_decode(im.tick_option_computation(4, 13, GREEKS), caplog), "tickOptionComputation")
+    assert _only(
+        ibapi_decode(im.sec_def_opt_params_end(3), caplog), "securityDefinitionOptionParameterEnd"
+    ) == (3,)
+    args = _only(
+        ibapi_decode(im.tick_option_computation(4, 13, GREEKS), caplog), "tickOptionComputation"
+    )
     assert args == (4, 13, 0, *dataclasses.astuple(GREEKS))
-    args = _only(ibapi_decode(im.tick_option_computation(4, 11, NOT_COMPUTED), caplog), "tickOptionComputation")
+    args = _only(
+        ibapi_decode(im.tick_option_computation(4, 11, NOT_COMPUTED), caplog),
+        "tickOptionComputation",
+    )
     assert args[3:5] == (None, None)  # "not computed"
     op = depth.DepthOp(0, depth.INSERT, depth.ASK, 190.01, 100.0, "NSDQ")
-    assert _only(ibapi_decode(im.market_depth(5, op), caplog), "updateMktDepth") == (5, 0, 0, 0, 190.01, 100)
+    assert _only(ibapi_decode(im.market_depth(5, op), caplog), "updateMktDepth") == (
+        5,
+        0,
+        0,
+        0,
+        190.01,
+        100,
+    )
     assert _only(ibapi_decode(im.market_depth_l2(5, op, True), caplog), "updateMktDepthL2") == (
         5, 0, "NSDQ", 0, 0, 190.01, 100, True)  # fmt: skip
-    [descriptions] = _only(ibapi_decode(im.mkt_depth_exchanges(depth.DEPTH_EXCHANGES), caplog), "mktDepthExchanges")
-    assert len(descriptions) == len(depth.DEPTH_EXCHANGES) and descriptions[0].serviceDataType == "Deep2"
-    rule_id, increments = _only(ibapi_decode(im.market_rule(67, ((0.0, 0.25),)), caplog), "marketRule")
+    [descriptions] = _only(
+        ibapi_decode(im.mkt_depth_exchanges(depth.DEPTH_EXCHANGES), caplog), "mktDepthExchanges"
+    )
+    assert (
+        len(descriptions) == len(depth.DEPTH_EXCHANGES)
+        and descriptions[0].serviceDataType == "Deep2"
+    )
+    rule_id, increments = _only(
+        ibapi_decode(im.market_rule(67, ((0.0, 0.25),)), caplog), "marketRule"
+    )
     assert (rule_id, [(i.lowEdge, i.increment) for i in increments]) == (67, [(0.0, 0.25)])
 
 
 def test_derivative_positions_carry_their_contract_fields(caplog: pytest.LogCaptureFixture) -> None:
     fields = p.position(Position("DU1", ES, 1.0, 275375.85))
     _, contract, position, avg_cost = _only(async_decode(fields, 178, caplog), "position")
-    assert (contract.secType, contract.multiplier, contract.lastTradeDateOrContractMonth) == ("FUT", "50", "20261218")
+    assert (contract.secType, contract.multiplier, contract.lastTradeDateOrContractMonth) == (
+        "FUT",
+        "50",
+        "20261218",
+    )
     assert (contract.exchange, position, avg_cost) == ("CME", 1.0, 275375.85)
     item = PortfolioItem("DU1", AAPL_CALL, 2.0, 3.35, 670.0, 345.65, -21.3, 0.0)
     calls = async_decode(p.portfolio_value(item), 178, caplog)

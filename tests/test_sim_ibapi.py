@@ -85,12 +85,16 @@ class App(EWrapper, EClient):
 
     def wait_call(self, name: str, timeout: float = TIMEOUT, **match: Any) -> Call:
         """The first recorded ``name`` callback whose args equal ``match``."""
-        return self.wait_for(lambda calls: next(iter(self.find(name, calls, **match)), None), timeout)
+        return self.wait_for(
+            lambda calls: next(iter(self.find(name, calls, **match)), None), timeout
+        )
 
     def find(self, name: str, calls: list[Call] | None = None, **match: Any) -> list[Call]:
         with self._cond:
             calls = list(self.calls if calls is None else calls)
-        return [c for c in calls if c.name == name and all(c.args.get(k) == v for k, v in match.items())]
+        return [
+            c for c in calls if c.name == name and all(c.args.get(k) == v for k, v in match.items())
+        ]
 
     def order_calls(self, order_id: int) -> list[Call]:
         """openOrder / orderStatus / error callbacks of one order, in arrival order."""
@@ -141,23 +145,56 @@ class App(EWrapper, EClient):
     def contractDetailsEnd(self, reqId: int) -> None:
         self._record("contractDetailsEnd", reqId=reqId)
 
-    def openOrder(self, orderId: int, contract: Contract, order: Order, orderState: OrderState) -> None:
-        self._record("openOrder", orderId=orderId, contract=contract, order=order,
-                     orderState=orderState, status=orderState.status)
+    def openOrder(
+        self, orderId: int, contract: Contract, order: Order, orderState: OrderState
+    ) -> None:
+        self._record(
+            "openOrder",
+            orderId=orderId,
+            contract=contract,
+            order=order,
+            orderState=orderState,
+            status=orderState.status,
+        )
 
     def openOrderEnd(self) -> None:
         self._record("openOrderEnd")
 
-    def orderStatus(self, orderId: int, status: str, filled: float, remaining: float,
-                    avgFillPrice: float, permId: int, parentId: int, lastFillPrice: float,
-                    clientId: int, whyHeld: str, mktCapPrice: float) -> None:
-        self._record("orderStatus", orderId=orderId, status=status, filled=filled,
-                     remaining=remaining, avgFillPrice=avgFillPrice, permId=permId,
-                     lastFillPrice=lastFillPrice, clientId=clientId)
+    def orderStatus(
+        self,
+        orderId: int,
+        status: str,
+        filled: float,
+        remaining: float,
+        avgFillPrice: float,
+        permId: int,
+        parentId: int,
+        lastFillPrice: float,
+        clientId: int,
+        whyHeld: str,
+        mktCapPrice: float,
+    ) -> None:
+        self._record(
+            "orderStatus",
+            orderId=orderId,
+            status=status,
+            filled=filled,
+            remaining=remaining,
+            avgFillPrice=avgFillPrice,
+            permId=permId,
+            lastFillPrice=lastFillPrice,
+            clientId=clientId,
+        )
 
     def execDetails(self, reqId: int, contract: Contract, execution: Execution) -> None:
-        self._record("execDetails", reqId=reqId, contract=contract, execution=execution,
-                     orderId=execution.orderId, execId=execution.execId)
+        self._record(
+            "execDetails",
+            reqId=reqId,
+            contract=contract,
+            execution=execution,
+            orderId=execution.orderId,
+            execId=execution.execId,
+        )
 
     def execDetailsEnd(self, reqId: int) -> None:
         self._record("execDetailsEnd", reqId=reqId)
@@ -166,22 +203,44 @@ class App(EWrapper, EClient):
         self._record("commissionReport", report=commissionReport, execId=commissionReport.execId)
 
     def position(self, account: str, contract: Contract, position: float, avgCost: float) -> None:
-        self._record("position", account=account, contract=contract, position=position,
-                     avgCost=avgCost, conId=contract.conId)
+        self._record(
+            "position",
+            account=account,
+            contract=contract,
+            position=position,
+            avgCost=avgCost,
+            conId=contract.conId,
+        )
 
     def positionEnd(self) -> None:
         self._record("positionEnd")
 
     def updateAccountValue(self, key: str, val: str, currency: str, accountName: str) -> None:
-        self._record("updateAccountValue", key=key, val=val, currency=currency,
-                     accountName=accountName)
+        self._record(
+            "updateAccountValue", key=key, val=val, currency=currency, accountName=accountName
+        )
 
-    def updatePortfolio(self, contract: Contract, position: float, marketPrice: float,
-                        marketValue: float, averageCost: float, unrealizedPNL: float,
-                        realizedPNL: float, accountName: str) -> None:
-        self._record("updatePortfolio", contract=contract, position=position,
-                     marketPrice=marketPrice, marketValue=marketValue, averageCost=averageCost,
-                     accountName=accountName, conId=contract.conId)
+    def updatePortfolio(
+        self,
+        contract: Contract,
+        position: float,
+        marketPrice: float,
+        marketValue: float,
+        averageCost: float,
+        unrealizedPNL: float,
+        realizedPNL: float,
+        accountName: str,
+    ) -> None:
+        self._record(
+            "updatePortfolio",
+            contract=contract,
+            position=position,
+            marketPrice=marketPrice,
+            marketValue=marketValue,
+            averageCost=averageCost,
+            accountName=accountName,
+            conId=contract.conId,
+        )
 
     def updateAccountTime(self, timeStamp: str) -> None:
         self._record("updateAccountTime", timeStamp=timeStamp)
@@ -190,12 +249,26 @@ class App(EWrapper, EClient):
         self._record("accountDownloadEnd", accountName=accountName)
 
     # instruments: option chains and computations, quotes, market rules, depth
-    def securityDefinitionOptionParameter(self, reqId: int, exchange: str, underlyingConId: int,
-                                          tradingClass: str, multiplier: str, expirations: set[str],
-                                          strikes: set[float]) -> None:
-        self._record("securityDefinitionOptionParameter", reqId=reqId, exchange=exchange,
-                     underlyingConId=underlyingConId, tradingClass=tradingClass, multiplier=multiplier,
-                     expirations=expirations, strikes=strikes)
+    def securityDefinitionOptionParameter(
+        self,
+        reqId: int,
+        exchange: str,
+        underlyingConId: int,
+        tradingClass: str,
+        multiplier: str,
+        expirations: set[str],
+        strikes: set[float],
+    ) -> None:
+        self._record(
+            "securityDefinitionOptionParameter",
+            reqId=reqId,
+            exchange=exchange,
+            underlyingConId=underlyingConId,
+            tradingClass=tradingClass,
+            multiplier=multiplier,
+            expirations=expirations,
+            strikes=strikes,
+        )
 
     def securityDefinitionOptionParameterEnd(self, reqId: int) -> None:
         self._record("securityDefinitionOptionParameterEnd", reqId=reqId)
@@ -203,28 +276,80 @@ class App(EWrapper, EClient):
     def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
         self._record("tickPrice", reqId=reqId, tickType=tickType, price=price)
 
-    def tickOptionComputation(self, reqId: int, tickType: int, tickAttrib: int, impliedVol: float | None,
-                              delta: float | None, optPrice: float | None, pvDividend: float | None,
-                              gamma: float, vega: float, theta: float, undPrice: float) -> None:
-        self._record("tickOptionComputation", reqId=reqId, tickType=tickType, impliedVol=impliedVol,
-                     delta=delta, optPrice=optPrice, gamma=gamma, vega=vega, theta=theta, undPrice=undPrice)
+    def tickOptionComputation(
+        self,
+        reqId: int,
+        tickType: int,
+        tickAttrib: int,
+        impliedVol: float | None,
+        delta: float | None,
+        optPrice: float | None,
+        pvDividend: float | None,
+        gamma: float,
+        vega: float,
+        theta: float,
+        undPrice: float,
+    ) -> None:
+        self._record(
+            "tickOptionComputation",
+            reqId=reqId,
+            tickType=tickType,
+            impliedVol=impliedVol,
+            delta=delta,
+            optPrice=optPrice,
+            gamma=gamma,
+            vega=vega,
+            theta=theta,
+            undPrice=undPrice,
+        )
 
     def marketRule(self, marketRuleId: int, priceIncrements: list[Any]) -> None:
-        self._record("marketRule", marketRuleId=marketRuleId,
-                     increments=[(i.lowEdge, i.increment) for i in priceIncrements])
+        self._record(
+            "marketRule",
+            marketRuleId=marketRuleId,
+            increments=[(i.lowEdge, i.increment) for i in priceIncrements],
+        )
 
-    def updateMktDepth(self, reqId: int, position: int, operation: int, side: int, price: float,
-                       size: int) -> None:
-        self._record("updateMktDepth", reqId=reqId, position=position, operation=operation, side=side,
-                     price=price, size=size)
+    def updateMktDepth(
+        self, reqId: int, position: int, operation: int, side: int, price: float, size: int
+    ) -> None:
+        self._record(
+            "updateMktDepth",
+            reqId=reqId,
+            position=position,
+            operation=operation,
+            side=side,
+            price=price,
+            size=size,
+        )
 
-    def updateMktDepthL2(self, reqId: int, position: int, marketMaker: str, operation: int, side: int,
-                         price: float, size: int, isSmartDepth: bool) -> None:
-        self._record("updateMktDepthL2", reqId=reqId, position=position, marketMaker=marketMaker,
-                     operation=operation, side=side, price=price, size=size, isSmartDepth=isSmartDepth)
+    def updateMktDepthL2(
+        self,
+        reqId: int,
+        position: int,
+        marketMaker: str,
+        operation: int,
+        side: int,
+        price: float,
+        size: int,
+        isSmartDepth: bool,
+    ) -> None:
+        self._record(
+            "updateMktDepthL2",
+            reqId=reqId,
+            position=position,
+            marketMaker=marketMaker,
+            operation=operation,
+            side=side,
+            price=price,
+            size=size,
+            isSmartDepth=isSmartDepth,
+        )
 
     def mktDepthExchanges(self, depthMktDataDescriptions: list[Any]) -> None:
-        self._record("mktDepthExchanges", rows=[(d.exchange, d.secType) for d in depthMktDataDescriptions])
+        self._record(
+            "mktDepthExchanges", rows=[(d.exchange, d.secType) for d in depthMktDataDescriptions]
+        )
 
 
 # ------------------------------------------------------------------ fixtures and helpers
@@ -281,8 +406,13 @@ def aapl() -> Contract:
     return contract
 
 
-def order(action: str, qty: float, order_type: str = "MKT", lmt_price: float | None = None,
-          api_defaults: bool = False) -> Order:
+def order(
+    action: str,
+    qty: float,
+    order_type: str = "MKT",
+    lmt_price: float | None = None,
+    api_defaults: bool = False,
+) -> Order:
     """An ibapi Order; ``api_defaults`` keeps 9.81's eTradeOnly/firmQuoteOnly = True."""
     o = Order()
     o.action, o.totalQuantity, o.orderType, o.tif = action, qty, order_type, "DAY"
@@ -335,7 +465,12 @@ def test_contract_details_known_and_unknown(app: App) -> None:
     assert "MKT" in details.orderTypes.split(",")
 
     unknown = Contract()
-    unknown.symbol, unknown.secType, unknown.exchange, unknown.currency = "NOSUCH", "STK", "SMART", "USD"
+    unknown.symbol, unknown.secType, unknown.exchange, unknown.currency = (
+        "NOSUCH",
+        "STK",
+        "SMART",
+        "USD",
+    )
     bad_id = app.next_req_id()
     app.reqContractDetails(bad_id, unknown)
     err = app.wait_call("error", reqId=bad_id)
@@ -351,14 +486,18 @@ def test_ibapi_981_default_order_flags_are_rejected(app: App, gateway) -> None:
     etrade_id = place(app, order("BUY", 10, api_defaults=True))
     err = app.wait_call("error", reqId=etrade_id)
     assert (err["errorCode"], err["errorString"]) == (
-        10268, "The 'EtradeOnly' order attribute is not supported.")
+        10268,
+        "The 'EtradeOnly' order attribute is not supported.",
+    )
 
     firm = order("BUY", 10, api_defaults=True)
     firm.eTradeOnly = False
     firm_id = place(app, firm)
     err = app.wait_call("error", reqId=firm_id)
     assert (err["errorCode"], err["errorString"]) == (
-        10269, "The 'firmQuoteOnly' order attribute is not supported.")
+        10269,
+        "The 'firmQuoteOnly' order attribute is not supported.",
+    )
 
     # Neither order exists: no openOrder/orderStatus, nothing open at the gateway.
     fine_id = buy_filled(app, 1)  # a later order on the same connection still works
@@ -388,12 +527,17 @@ def test_market_buy_fills_with_open_order_execution_and_commission(app: App) -> 
     assert first_open["contract"].conId == AAPL_CON_ID and first_open["contract"].symbol == "AAPL"
     sent: Order = first_open["order"]
     assert (sent.action, sent.totalQuantity, sent.orderType, sent.tif) == ("BUY", 100, "MKT", "DAY")
-    assert sent.account == ACCOUNT and sent.clientId == CLIENT_ID and sent.permId == filled["permId"]
+    assert (
+        sent.account == ACCOUNT and sent.clientId == CLIENT_ID and sent.permId == filled["permId"]
+    )
     assert not sent.eTradeOnly and not sent.firmQuoteOnly
     # Fields near the end of the 128-field v157 openOrder: any misalignment shows up here.
     assert (sent.ocaType, sent.exemptCode, sent.clearingIntent) == (3, -1, "IB")
     assert sent.dontUseAutoPriceForHedge and not sent.whatIf and sent.adjustedOrderType == "None"
-    assert (first_open["contract"].localSymbol, first_open["contract"].tradingClass) == ("AAPL", "NMS")
+    assert (first_open["contract"].localSymbol, first_open["contract"].tradingClass) == (
+        "AAPL",
+        "NMS",
+    )
     final_open = [c for c in sequence if c.name == "openOrder"][-1]
     assert final_open["status"] == "Filled"
     assert final_open["orderState"].commission == pytest.approx(1.0)
@@ -545,7 +689,9 @@ def _push_raw(gateway, fields: list[str]) -> None:
 def test_health_check_catches_wrong_field_count_and_float_int(app: App, gateway) -> None:
     """The detectors are not vacuous: a 3-field positionEnd and a "100.0" tick size are caught."""
     _push_raw(gateway, ["62", "1", "extra"])
-    _push_raw(gateway, ["62", "1"])  # a good one behind it: once it arrived, the bad one was decoded
+    _push_raw(
+        gateway, ["62", "1"]
+    )  # a good one behind it: once it arrived, the bad one was decoded
     app.wait_call("positionEnd")
     assert "diff len fields" in app.log_records[0].getMessage()
     with pytest.raises(AssertionError, match="diff len fields"):
@@ -573,8 +719,12 @@ def _contract(**fields: Any) -> Contract:
 def _details(app: App, contract: Contract) -> list[ContractDetails]:
     req_id = app.next_req_id()
     app.reqContractDetails(req_id, contract)
-    app.wait_for(lambda calls: app.find("contractDetailsEnd", calls, reqId=req_id) or app.find(
-        "error", calls, reqId=req_id))
+    app.wait_for(
+        lambda calls: (
+            app.find("contractDetailsEnd", calls, reqId=req_id)
+            or app.find("error", calls, reqId=req_id)
+        )
+    )
     return [call["contractDetails"] for call in app.find("contractDetails", reqId=req_id)]
 
 
@@ -583,13 +733,32 @@ def test_option_chain_contract_quote_greeks_and_fill(app: App) -> None:
     app.reqSecDefOptParams(req_id, "AAPL", "", "STK", AAPL_CON_ID)
     app.wait_call("securityDefinitionOptionParameterEnd", reqId=req_id)
     [smart] = app.find("securityDefinitionOptionParameter", reqId=req_id, exchange="SMART")
-    assert (smart["underlyingConId"], smart["tradingClass"], smart["multiplier"]) == (AAPL_CON_ID, "AAPL", "100")
+    assert (smart["underlyingConId"], smart["tradingClass"], smart["multiplier"]) == (
+        AAPL_CON_ID,
+        "AAPL",
+        "100",
+    )
     expiry = sorted(smart["expirations"])[1]
     strike = min(smart["strikes"], key=lambda k: abs(k - 190))
-    [details] = _details(app, _contract(symbol="AAPL", secType="OPT", exchange="SMART", currency="USD",
-                                        lastTradeDateOrContractMonth=expiry, strike=strike, right="C"))
+    [details] = _details(
+        app,
+        _contract(
+            symbol="AAPL",
+            secType="OPT",
+            exchange="SMART",
+            currency="USD",
+            lastTradeDateOrContractMonth=expiry,
+            strike=strike,
+            right="C",
+        ),
+    )
     option = details.contract
-    assert (option.multiplier, option.right, option.strike, details.underConId) == ("100", "C", strike, AAPL_CON_ID)
+    assert (option.multiplier, option.right, option.strike, details.underConId) == (
+        "100",
+        "C",
+        strike,
+        AAPL_CON_ID,
+    )
     assert details.marketRuleIds == "32" and details.realExpirationDate == expiry
 
     ticker_id = app.next_req_id()
@@ -597,7 +766,9 @@ def test_option_chain_contract_quote_greeks_and_fill(app: App) -> None:
     model = app.wait_call("tickOptionComputation", reqId=ticker_id, tickType=13)
     ask = app.wait_call("tickPrice", reqId=ticker_id, tickType=2)["price"]
     bid = app.wait_call("tickPrice", reqId=ticker_id, tickType=1)["price"]
-    assert 0 < bid < ask and 0.3 < model["delta"] < 0.7 and model["gamma"] > 0 and model["theta"] < 0
+    assert (
+        0 < bid < ask and 0.3 < model["delta"] < 0.7 and model["gamma"] > 0 and model["theta"] < 0
+    )
     assert abs(model["undPrice"] - 190) < 10 and 0.1 < model["impliedVol"] < 0.5
     app.cancelMktData(ticker_id)
 
@@ -615,9 +786,16 @@ def test_future_with_multiplier_in_position_and_portfolio(app: App) -> None:
     [front] = _details(app, _contract(symbol="ES", secType="CONTFUT", exchange="CME"))
     assert front.contract.secType == "CONTFUT" and front.contract.multiplier == "50"
     month = front.contract.lastTradeDateOrContractMonth[:6]
-    [details] = _details(app, _contract(symbol="ES", secType="FUT", exchange="CME", lastTradeDateOrContractMonth=month))
+    [details] = _details(
+        app,
+        _contract(symbol="ES", secType="FUT", exchange="CME", lastTradeDateOrContractMonth=month),
+    )
     future = details.contract
-    assert (future.conId, future.secType, details.marketRuleIds) == (front.contract.conId, "FUT", "67")
+    assert (future.conId, future.secType, details.marketRuleIds) == (
+        front.contract.conId,
+        "FUT",
+        "67",
+    )
 
     app.reqAccountUpdates(True, ACCOUNT)
     app.wait_call("accountDownloadEnd")
@@ -643,7 +821,9 @@ def test_index_quote_ambiguous_symbol_and_market_rule(app: App) -> None:
     futures = _details(app, _contract(symbol="ES", secType="FUT", exchange="CME"))
     assert len(futures) == 3
     ambiguous = app.next_req_id()
-    app.reqMktData(ambiguous, _contract(symbol="ES", secType="FUT", exchange="CME"), "", False, False, [])
+    app.reqMktData(
+        ambiguous, _contract(symbol="ES", secType="FUT", exchange="CME"), "", False, False, []
+    )
     error = app.wait_call("error", reqId=ambiguous)
     assert error["errorCode"] == 200
     assert error["errorString"] == "The contract description specified for ES is ambiguous."
@@ -658,7 +838,9 @@ def test_market_depth_levels_and_updates(app: App) -> None:
     assert ("CME", "FUT") in app.wait_call("mktDepthExchanges")["rows"]
     req_id = app.next_req_id()
     app.reqMktDepth(req_id, aapl(), 10, False, [])
-    app.wait_for(lambda calls: len(app.find("updateMktDepth", calls, reqId=req_id, operation=0)) == 20)
+    app.wait_for(
+        lambda calls: len(app.find("updateMktDepth", calls, reqId=req_id, operation=0)) == 20
+    )
     inserts = app.find("updateMktDepth", reqId=req_id, operation=0)
     bids = [c["price"] for c in inserts if c["side"] == 1]
     asks = [c["price"] for c in inserts if c["side"] == 0]

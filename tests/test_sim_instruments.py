@@ -30,7 +30,9 @@ TEST_TIMEOUT = 30.0
 
 @pytest.fixture(params=VERSIONS, ids=[f"v{v}" for v in VERSIONS])
 def gateway(request: pytest.FixtureRequest) -> Any:
-    settings = ServerSettings(max_version=request.param, clock_start=TRADING_CLOCK)  # inside a session
+    settings = ServerSettings(
+        max_version=request.param, clock_start=TRADING_CLOCK
+    )  # inside a session
     gw = SimGateway(settings, BrokerConfig(seed=7)).start()
     yield gw
     gw.stop()
@@ -67,7 +69,9 @@ async def connected(gw: SimGateway) -> AsyncIterator[IB]:
 class Errors:
     def __init__(self, ib: IB) -> None:
         self.items: list[tuple[int, int, str]] = []
-        ib.errorEvent += lambda req_id, code, text, contract: self.items.append((req_id, code, text))
+        ib.errorEvent += lambda req_id, code, text, contract: self.items.append(
+            (req_id, code, text)
+        )
 
     def of(self, code: int) -> list[str]:
         return [text for _, c, text in self.items if c == code]
@@ -76,7 +80,10 @@ class Errors:
 async def filled(ib: IB, contract: Contract, action: str, qty: float) -> Trade:
     trade = ib.placeOrder(contract, MarketOrder(action, qty, tif="DAY"))
     await until(lambda: trade.orderStatus.status == "Filled", what="fill")
-    await until(lambda: trade.fills and all(f.commissionReport.execId for f in trade.fills), what="commission")
+    await until(
+        lambda: trade.fills and all(f.commissionReport.execId for f in trade.fills),
+        what="commission",
+    )
     return trade
 
 
@@ -94,7 +101,11 @@ async def atm_call(ib: IB) -> Option:
     chains = await ib.reqSecDefOptParamsAsync("AAPL", "", "STK", AAPL_ID)
     [smart] = [chain for chain in chains if chain.exchange == "SMART"]
     assert {chain.exchange for chain in chains} >= {"SMART", "CBOE"}
-    assert (smart.tradingClass, smart.multiplier, int(smart.underlyingConId)) == ("AAPL", "100", AAPL_ID)
+    assert (smart.tradingClass, smart.multiplier, int(smart.underlyingConId)) == (
+        "AAPL",
+        "100",
+        AAPL_ID,
+    )
     assert len(smart.expirations) >= 3 and len(smart.strikes) == 13
     strike = min(smart.strikes, key=lambda k: abs(k - 190))
     return Option("AAPL", sorted(smart.expirations)[1], strike, "C", "SMART")
@@ -104,18 +115,36 @@ async def atm_call(ib: IB) -> Option:
 async def test_option_chain_qualify_quote_with_greeks_and_fill(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         option = await qualified(ib, await atm_call(ib))
-        assert option.conId > 0 and option.multiplier == "100" and option.localSymbol.startswith("AAPL  ")
+        assert (
+            option.conId > 0
+            and option.multiplier == "100"
+            and option.localSymbol.startswith("AAPL  ")
+        )
         [details] = await ib.reqContractDetailsAsync(option)
-        assert (details.underConId, details.underSymbol, details.marketRuleIds) == (AAPL_ID, "AAPL", "32")
+        assert (details.underConId, details.underSymbol, details.marketRuleIds) == (
+            AAPL_ID,
+            "AAPL",
+            "32",
+        )
 
         ticker = ib.reqMktData(option)
-        await until(lambda: ticker.modelGreeks and ticker.bidGreeks and ticker.askGreeks and ticker.bid > 0,
-                    what="option quote with greeks")
+        await until(
+            lambda: ticker.modelGreeks and ticker.bidGreeks and ticker.askGreeks and ticker.bid > 0,
+            what="option quote with greeks",
+        )
         model, bid_greeks, ask_greeks = ticker.modelGreeks, ticker.bidGreeks, ticker.askGreeks
         assert model is not None and bid_greeks is not None and ask_greeks is not None
-        assert model.delta is not None and model.impliedVol is not None and model.optPrice is not None
-        assert model.undPrice is not None and model.gamma is not None and bid_greeks.impliedVol is not None
-        assert ask_greeks.impliedVol is not None and model.vega is not None and model.theta is not None
+        assert (
+            model.delta is not None and model.impliedVol is not None and model.optPrice is not None
+        )
+        assert (
+            model.undPrice is not None
+            and model.gamma is not None
+            and bid_greeks.impliedVol is not None
+        )
+        assert (
+            ask_greeks.impliedVol is not None and model.vega is not None and model.theta is not None
+        )
         assert 0 < ticker.bid < ticker.ask and ticker.ask - ticker.bid < 0.1 * ticker.ask
         assert 0.3 < model.delta < 0.7 and model.gamma > 0 and model.vega > 0 and model.theta < 0
         assert 0.1 < model.impliedVol < 0.5 and abs(model.undPrice - 190) < 10
@@ -127,7 +156,9 @@ async def test_option_chain_qualify_quote_with_greeks_and_fill(gateway: SimGatew
         [fill] = trade.fills
         assert fill.execution.price >= ticker.bid and abs(fill.execution.price - ask) < 0.1 * ask
         assert fill.commissionReport.commission == pytest.approx(1.30)  # 2 × 0.65
-        await until(lambda: [p for p in ib.positions() if p.contract.conId == option.conId], what="position")
+        await until(
+            lambda: [p for p in ib.positions() if p.contract.conId == option.conId], what="position"
+        )
         [position] = [p for p in ib.positions() if p.contract.conId == option.conId]
         assert position.avgCost == pytest.approx(fill.execution.price * 100 + 0.65)
         ib.cancelMktData(option)
@@ -140,29 +171,42 @@ async def test_option_chain_qualify_quote_with_greeks_and_fill(gateway: SimGatew
 async def test_future_and_continuous_future_with_multiplier(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         front = await qualified(ib, ContFuture("ES", "CME"))
-        assert front.secType == "CONTFUT" and front.multiplier == "50" and front.localSymbol.startswith("ES")
+        assert (
+            front.secType == "CONTFUT"
+            and front.multiplier == "50"
+            and front.localSymbol.startswith("ES")
+        )
         future = await qualified(ib, Future("ES", front.lastTradeDateOrContractMonth[:6], "CME"))
         assert future.secType == "FUT" and future.conId == front.conId and future.multiplier == "50"
         [spx] = await ib.reqTickersAsync(await qualified(ib, Index("SPX", "CBOE")))
         [quote] = await ib.reqTickersAsync(future)
-        assert quote.bid < quote.ask and abs(quote.last / spx.last - 1) < 0.02  # SPX carried to expiry
+        assert (
+            quote.bid < quote.ask and abs(quote.last / spx.last - 1) < 0.02
+        )  # SPX carried to expiry
 
         await ib.reqAccountUpdatesAsync("DU1234567")
         trade = await filled(ib, future, "BUY", 1)
         price = trade.fills[0].execution.price
         assert trade.fills[0].commissionReport.commission == pytest.approx(0.85)
-        await until(lambda: [p for p in ib.positions() if p.contract.conId == future.conId], what="position")
+        await until(
+            lambda: [p for p in ib.positions() if p.contract.conId == future.conId], what="position"
+        )
         [position] = [p for p in ib.positions() if p.contract.conId == future.conId]
         assert (position.position, position.contract.multiplier) == (1, "50")
         assert position.avgCost == pytest.approx(price * 50 + 0.85)
-        await until(lambda: [i for i in ib.portfolio() if i.contract.conId == future.conId], what="portfolio")
+        await until(
+            lambda: [i for i in ib.portfolio() if i.contract.conId == future.conId],
+            what="portfolio",
+        )
         [item] = [i for i in ib.portfolio() if i.contract.conId == future.conId]
         assert item.marketValue == pytest.approx(item.marketPrice * 50, abs=0.01)
         assert item.unrealizedPNL == pytest.approx(item.marketValue - item.averageCost, abs=0.02)
 
 
 @async_test
-async def test_a_contract_month_names_the_future_not_its_last_trading_day(gateway: SimGateway) -> None:
+async def test_a_contract_month_names_the_future_not_its_last_trading_day(
+    gateway: SimGateway,
+) -> None:
     """CL's February contract stops trading in January: "YYYYMM" asks for the contract month
     (contractDetails.contractMonth), "YYYYMMDD" for the last trading day, as at IB."""
     async with connected(gateway) as ib:
@@ -171,12 +215,16 @@ async def test_a_contract_month_names_the_future_not_its_last_trading_day(gatewa
         for details in rows:
             contract = details.contract
             assert contract is not None and len(details.contractMonth) == 6
-            assert contract.lastTradeDateOrContractMonth[:6] < details.contractMonth  # a month before
+            assert (
+                contract.lastTradeDateOrContractMonth[:6] < details.contractMonth
+            )  # a month before
             by_month = await qualified(ib, Future("CL", details.contractMonth, "NYMEX"))
             assert by_month.conId == contract.conId
-            by_day = await qualified(ib, Future("CL", contract.lastTradeDateOrContractMonth, "NYMEX"))
+            by_day = await qualified(
+                ib, Future("CL", contract.lastTradeDateOrContractMonth, "NYMEX")
+            )
             assert by_day.conId == contract.conId
-        [es] = (await ib.reqContractDetailsAsync(ContFuture("ES", "CME")))
+        [es] = await ib.reqContractDetailsAsync(ContFuture("ES", "CME"))
         assert es.contractMonth == es.contract.lastTradeDateOrContractMonth[:6]  # type: ignore[union-attr]
         [option] = await ib.reqContractDetailsAsync(await atm_call(ib))
         assert option.contractMonth == option.contract.lastTradeDateOrContractMonth[:6]  # type: ignore[union-attr]
@@ -189,7 +237,10 @@ async def test_a_contract_month_names_the_future_not_its_last_trading_day(gatewa
 async def test_index_quotes_have_no_bid_ask_and_cannot_be_traded(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
-        spx, vix = await qualified(ib, Index("SPX", "CBOE")), await qualified(ib, Index("VIX", "CBOE"))
+        spx, vix = (
+            await qualified(ib, Index("SPX", "CBOE")),
+            await qualified(ib, Index("VIX", "CBOE")),
+        )
         assert (spx.conId, spx.secType) == (SPX_ID, "IND")
         tickers = await ib.reqTickersAsync(spx, vix)
         assert abs(tickers[0].last - 5500) < 100 and abs(tickers[1].last - 15) < 2
@@ -201,7 +252,8 @@ async def test_index_quotes_have_no_bid_ask_and_cannot_be_traded(gateway: SimGat
 
 @async_test
 async def test_ambiguous_symbol_lists_every_match_and_is_refused_for_data_and_orders(
-        gateway: SimGateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway: SimGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         vague = Future("ES", exchange="CME")
@@ -217,7 +269,9 @@ async def test_ambiguous_symbol_lists_every_match_and_is_refused_for_data_and_or
         ib.client.placeOrder(ib.client.getReqId(), vague, MarketOrder("BUY", 1, tif="DAY"))
         await until(lambda: len(errors.of(200)) == 2, what="error 200 twice")
         assert set(errors.of(200)) == {"The contract description specified for ES is ambiguous."}
-        stock = await qualified(ib, Stock("AAPL", "SMART", "USD"))  # stocks are not confused with options
+        stock = await qualified(
+            ib, Stock("AAPL", "SMART", "USD")
+        )  # stocks are not confused with options
         assert stock.conId == AAPL_ID
 
 
@@ -247,19 +301,32 @@ async def test_market_depth_ten_levels_follow_the_quote(gateway: SimGateway) -> 
         exchanges = await ib.reqMktDepthExchangesAsync()
         assert ("ISLAND", "STK") in {(e.exchange, e.secType) for e in exchanges}
         book = ib.reqMktDepth(stock, numRows=10)
-        await until(lambda: len(book.domBids) == 10 and len(book.domAsks) == 10, what="ten levels a side")
-        bids, asks = [level.price for level in book.domBids], [level.price for level in book.domAsks]
+        await until(
+            lambda: len(book.domBids) == 10 and len(book.domAsks) == 10, what="ten levels a side"
+        )
+        bids, asks = (
+            [level.price for level in book.domBids],
+            [level.price for level in book.domAsks],
+        )
         assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
         assert all(level.size > 0 for level in book.domBids + book.domAsks)
         [quote] = await ib.reqTickersAsync(Stock(conId=AAPL_ID, exchange="SMART"))
         first_bid = book.domBids[0].price
         assert abs(first_bid - quote.bid) < 1.0
-        await until(lambda: book.domBids[0].price != first_bid, timeout=10, what="the book moving with the price")
+        await until(
+            lambda: book.domBids[0].price != first_bid,
+            timeout=10,
+            what="the book moving with the price",
+        )
         assert len(book.domBids) == 10
         ib.cancelMktDepth(stock)
 
-        smart = ib.reqMktDepth(await qualified(ib, ContFuture("ES", "CME")), numRows=5, isSmartDepth=True)
+        smart = ib.reqMktDepth(
+            await qualified(ib, ContFuture("ES", "CME")), numRows=5, isSmartDepth=True
+        )
         await until(lambda: len(smart.domAsks) == 5, what="smart depth")
-        assert smart.domAsks[1].price - smart.domAsks[0].price == 0.25 and smart.domAsks[0].marketMaker
+        assert (
+            smart.domAsks[1].price - smart.domAsks[0].price == 0.25 and smart.domAsks[0].marketMaker
+        )
         ib.reqMktDepth(await qualified(ib, Index("SPX", "CBOE")))
         await until(lambda: errors.of(10092), what="no depth for an index")

@@ -31,8 +31,10 @@ from sim_gateway.server import ServerSettings
 EVENING = parse_when("2026-11-30T18:18:00-05:00")  # Monday, after the close
 OPEN = parse_when("2026-12-01T09:30:00-05:00")  # Tuesday's open
 CLOSE = parse_when("2026-12-01T16:00:00-05:00")
-HELD_399 = ("Order Message:\nBUY 1 AAPL NASDAQ.NMS\nWarning: Your order will not be placed at the "
-            "exchange until 2026-12-01 09:30:00 US/Eastern")
+HELD_399 = (
+    "Order Message:\nBUY 1 AAPL NASDAQ.NMS\nWarning: Your order will not be placed at the "
+    "exchange until 2026-12-01 09:30:00 US/Eastern"
+)
 OFF_TICK = "The price does not conform to the minimum price variation for this contract."
 
 
@@ -42,7 +44,9 @@ def start_gateway() -> Any:
     started: list[SimGateway] = []
 
     def start(**settings: Any) -> SimGateway:
-        gw = SimGateway(ServerSettings(clock_start=EVENING, **settings), BrokerConfig(seed=7)).start()
+        gw = SimGateway(
+            ServerSettings(clock_start=EVENING, **settings), BrokerConfig(seed=7)
+        ).start()
         started.append(gw)
         return gw
 
@@ -60,7 +64,9 @@ def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
 
 
 @async_test
-async def test_market_order_after_the_close_waits_with_399_and_fills_at_the_open(gateway: SimGateway) -> None:
+async def test_market_order_after_the_close_waits_with_399_and_fills_at_the_open(
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
@@ -104,7 +110,9 @@ async def test_contract_details_carry_ib_format_hours(gateway: SimGateway) -> No
     async with connected(gateway) as ib:
         [details] = await ib.reqContractDetailsAsync(aapl())
         assert details.timeZoneId == "US/Eastern"
-        assert details.liquidHours.startswith("20261130:0930-20261130:1600;20261201:0930-20261201:1600")
+        assert details.liquidHours.startswith(
+            "20261130:0930-20261130:1600;20261201:0930-20261201:1600"
+        )
         assert details.tradingHours.startswith("20261130:0400-20261130:2000;")
         assert "20261205:CLOSED" in details.liquidHours
 
@@ -113,7 +121,9 @@ async def test_contract_details_carry_ib_format_hours(gateway: SimGateway) -> No
 
 
 @async_test
-async def test_blank_tif_gets_10349_by_default_and_ib_async_calls_it_cancelled(gateway: SimGateway) -> None:
+async def test_blank_tif_gets_10349_by_default_and_ib_async_calls_it_cancelled(
+    gateway: SimGateway,
+) -> None:
     """The failure this project exists to survive: on by default, like a real account's preset."""
     gateway.set_clock(OPEN + 60)
     async with connected(gateway) as ib:
@@ -146,12 +156,15 @@ async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> Non
 
 @async_test
 async def test_pacing_errors_then_disconnect_after_repeated_violations(
-        start_gateway: Callable[..., SimGateway], caplog: pytest.LogCaptureFixture) -> None:
+    start_gateway: Callable[..., SimGateway], caplog: pytest.LogCaptureFixture
+) -> None:
     gateway = start_gateway(max_rate=20, pacing_disconnect_after=2)
     async with connected(gateway) as ib:
         errors = Errors(ib)
         ib.client.MaxRequests = 0  # ib_async's own throttle off
-        while ib.isConnected():  # keep flooding: one violation a second, the third closes the socket
+        while (
+            ib.isConnected()
+        ):  # keep flooding: one violation a second, the third closes the socket
             for _ in range(30):
                 ib.client.reqCurrentTime()
             await until(lambda: len(errors.codes(-1)) > 0, what="error 100")
@@ -165,7 +178,8 @@ async def test_pacing_errors_then_disconnect_after_repeated_violations(
 
 @async_test
 async def test_paceapi_queues_excess_messages_instead_of_rejecting(
-        start_gateway: Callable[..., SimGateway]) -> None:
+    start_gateway: Callable[..., SimGateway],
+) -> None:
     gateway = start_gateway(max_rate=20)
     ib = IB()
     ib.client.setConnectOptions("+PACEAPI")
@@ -189,7 +203,8 @@ async def test_paceapi_queues_excess_messages_instead_of_rejecting(
 
 @async_test
 async def test_client_above_the_gateways_versions_gets_its_version_and_refuses(
-        gateway: SimGateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway: SimGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     ib = IB()
     ib.client.MinClientVersion, ib.client.MaxClientVersion = 179, 190  # a client newer than TWS
     with pytest.raises((ConnectionError, TimeoutError)):
@@ -207,7 +222,8 @@ def _read_frame(sock: socket.socket) -> list[str] | None:
 
 
 def test_client_below_157_gets_the_lowest_version_then_the_socket_closes(
-        gateway: SimGateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway: SimGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, "sim_gateway.server")
     with socket.create_connection((gateway.host, gateway.port), timeout=5) as sock:
         sock.sendall(encode_client_hello(100, 151))
@@ -231,7 +247,9 @@ def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway)
     app.wait_call("orderStatus", orderId=order_id, status="Filled")
 
 
-def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(app: App, gateway: SimGateway) -> None:
+def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(
+    app: App, gateway: SimGateway
+) -> None:
     gateway.set_clock(OPEN + 60)
     blank = ibapi_order("BUY", 1)
     blank.tif = ""
@@ -251,4 +269,7 @@ def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
     for _ in range(80):
         app.reqCurrentTime()
     error = app.wait_call("error", errorCode=100)
-    assert error["reqId"] == -1 and "Max rate of messages per second has been exceeded" in error["errorString"]
+    assert (
+        error["reqId"] == -1
+        and "Max rate of messages per second has been exceeded" in error["errorString"]
+    )

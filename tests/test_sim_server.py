@@ -145,8 +145,9 @@ async def until(predicate: Callable[[], Any], timeout: float = 3.0, what: str = 
 
 
 @contextlib.asynccontextmanager
-async def connected(gw: SimGateway, client_id: int = 1, next_ids: list[int] | None = None,
-                    **kwargs: Any) -> AsyncIterator[IB]:
+async def connected(
+    gw: SimGateway, client_id: int = 1, next_ids: list[int] | None = None, **kwargs: Any
+) -> AsyncIterator[IB]:
     """An ib_async client connected to ``gw`` (nextValidIds into ``next_ids``); disconnected on exit."""
     ib = IB()
     if next_ids is not None:
@@ -184,8 +185,9 @@ async def status(trade: Trade, wanted: str, timeout: float = 3.0) -> Trade:
     try:
         await until(lambda: trade.orderStatus.status == wanted, timeout)
     except AssertionError:
-        raise AssertionError(f"order {trade.order.orderId} not {wanted} within {timeout}s: "
-                             f"{statuses(trade)}") from None
+        raise AssertionError(
+            f"order {trade.order.orderId} not {wanted} within {timeout}s: {statuses(trade)}"
+        ) from None
     return trade
 
 
@@ -193,8 +195,10 @@ async def filled(ib: IB, contract: Any, action: str, qty: float) -> Trade:
     """A DAY market order that filled, with its commission report in."""
     trade = ib.placeOrder(contract, MarketOrder(action, qty, tif="DAY"))
     await status(trade, "Filled")
-    await until(lambda: trade.fills and all(f.commissionReport.execId for f in trade.fills),
-                what="commission report")
+    await until(
+        lambda: trade.fills and all(f.commissionReport.execId for f in trade.fills),
+        what="commission report",
+    )
     return trade
 
 
@@ -213,14 +217,16 @@ def statuses(trade: Trade) -> list[str]:
 
 @pytest.mark.parametrize("readonly", [False, True], ids=["readwrite", "readonly"])
 @async_test
-async def test_connect_is_complete(gateway: SimGateway, version: int, readonly: bool,
-                                   ib_log: LogCapture) -> None:
+async def test_connect_is_complete(
+    gateway: SimGateway, version: int, readonly: bool, ib_log: LogCapture
+) -> None:
     """Every start-up request is answered: no sync time-out (bench/sim_connect.py times it)."""
     ib = IB()
     errors, next_ids = Errors(ib), list[int]()
     ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # ib_async's own wrapper ignores it
-    await ib.connectAsync(gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT,
-                          readonly=readonly)
+    await ib.connectAsync(
+        gateway.host, gateway.port, clientId=1, timeout=CONNECT_TIMEOUT, readonly=readonly
+    )
     try:
         assert not [m for m in ib_log.messages() if "timed out" in m]
         assert "Synchronization complete" in ib_log.messages()
@@ -241,13 +247,19 @@ async def test_connect_is_complete(gateway: SimGateway, version: int, readonly: 
 
 
 @async_test
-async def test_qualify_contracts_and_unknown_symbol(gateway: SimGateway, ib_log: LogCapture) -> None:
+async def test_qualify_contracts_and_unknown_symbol(
+    gateway: SimGateway, ib_log: LogCapture
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         stock, fx, bogus = aapl(), Forex("EURUSD"), Stock("NOSUCH", "SMART", "USD")
         result = await ib.qualifyContractsAsync(stock, fx, bogus)
         assert result[0] is stock and stock.conId == AAPL_ID
-        assert (stock.primaryExchange, stock.localSymbol, stock.tradingClass) == ("NASDAQ", "AAPL", "NMS")
+        assert (stock.primaryExchange, stock.localSymbol, stock.tradingClass) == (
+            "NASDAQ",
+            "AAPL",
+            "NMS",
+        )
         assert result[1] is fx and fx.conId == EURUSD_ID
         assert (fx.secType, fx.exchange, fx.localSymbol) == ("CASH", "IDEALPRO", "EUR.USD")
         assert result[2] is None
@@ -336,7 +348,10 @@ async def test_market_order_fills_with_commission_position_and_account(gateway: 
 
         trade = await filled(ib, stock, "BUY", 10)
 
-        assert statuses(trade)[:2] == ["PendingSubmit", "PreSubmitted"] and trade.orderStatus.status == "Filled"
+        assert (
+            statuses(trade)[:2] == ["PendingSubmit", "PreSubmitted"]
+            and trade.orderStatus.status == "Filled"
+        )
         assert (trade.orderStatus.filled, trade.orderStatus.remaining) == (10, 0)
         assert trade.order.permId > 0
         [fill] = trade.fills
@@ -347,7 +362,9 @@ async def test_market_order_fills_with_commission_position_and_account(gateway: 
         assert fill.commissionReport.commission == 1.0  # 10 × 0.005 < the 1.00 minimum
         assert fill.commissionReport.currency == "USD"
 
-        await until(lambda: [p for p in ib.positions() if p.contract.conId == AAPL_ID], what="position")
+        await until(
+            lambda: [p for p in ib.positions() if p.contract.conId == AAPL_ID], what="position"
+        )
         [position] = [p for p in ib.positions() if p.contract.conId == AAPL_ID]
         assert position.position == 10 and position.account == ACCOUNT
         assert abs(position.avgCost - (execution.price * 10 + 1.0) / 10) < 1e-6
@@ -373,12 +390,18 @@ async def test_limit_order_rests_is_modified_then_cancelled(gateway: SimGateway)
         change = copy.copy(trade.order)  # the trade keeps the old object: only the gateway's
         change.lmtPrice, change.totalQuantity = cents(bid - 6), 20  # openOrder can update it
         assert ib.placeOrder(stock, change) is trade
-        await until(lambda: (trade.order.lmtPrice, trade.order.totalQuantity) == (cents(bid - 6), 20),
-                    what="modified order echoed")
+        await until(
+            lambda: (trade.order.lmtPrice, trade.order.totalQuantity) == (cents(bid - 6), 20),
+            what="modified order echoed",
+        )
         await until(lambda: trade.orderStatus.remaining == 20, what="orderStatus remaining 20")
         assert trade.orderStatus.status == "Submitted"
         [live] = gateway.open_orders()
-        assert (live.order_id, live.lmt_price, live.total_quantity) == (order_id, cents(bid - 6), 20)
+        assert (live.order_id, live.lmt_price, live.total_quantity) == (
+            order_id,
+            cents(bid - 6),
+            20,
+        )
 
         ib.cancelOrder(trade.order)
         await status(trade, "Cancelled")
@@ -390,13 +413,20 @@ async def test_limit_order_rests_is_modified_then_cancelled(gateway: SimGateway)
 
 @async_test
 async def test_bracket_parent_fills_children_work_cancelling_parent_cancels_children(
-        gateway: SimGateway) -> None:
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         [stock] = await qualified(ib, aapl())
         ticker = await quote(ib, stock)
         # filled parent: take-profit far above, stop-loss far below → both keep working
-        bracket = ib.bracketOrder("BUY", 10, cents(ticker.ask + 1), cents(ticker.ask + 20),
-                                  cents(ticker.bid - 20), tif="DAY")
+        bracket = ib.bracketOrder(
+            "BUY",
+            10,
+            cents(ticker.ask + 1),
+            cents(ticker.ask + 20),
+            cents(ticker.bid - 20),
+            tif="DAY",
+        )
         parent, profit, loss = [ib.placeOrder(stock, order) for order in bracket]
         await status(parent, "Filled")
         await status(profit, "Submitted")  # a resting limit
@@ -405,15 +435,25 @@ async def test_bracket_parent_fills_children_work_cancelling_parent_cancels_chil
         assert len(gateway.open_orders()) == 2
 
         # resting parent (limit far below): children wait for it, and die with it
-        bracket = ib.bracketOrder("BUY", 5, cents(ticker.bid - 20), cents(ticker.ask + 20),
-                                  cents(ticker.bid - 30), tif="DAY")
+        bracket = ib.bracketOrder(
+            "BUY",
+            5,
+            cents(ticker.bid - 20),
+            cents(ticker.ask + 20),
+            cents(ticker.bid - 30),
+            tif="DAY",
+        )
         parent2, profit2, loss2 = [ib.placeOrder(stock, order) for order in bracket]
         await status(parent2, "Submitted")
-        await until(lambda: profit2.orderStatus.status == loss2.orderStatus.status == "PreSubmitted")
+        await until(
+            lambda: profit2.orderStatus.status == loss2.orderStatus.status == "PreSubmitted"
+        )
         ib.cancelOrder(parent2.order)
         for trade in (parent2, profit2, loss2):
             await status(trade, "Cancelled")
-        assert profit.orderStatus.status == "Submitted" and loss.orderStatus.status == "PreSubmitted"
+        assert (
+            profit.orderStatus.status == "Submitted" and loss.orderStatus.status == "PreSubmitted"
+        )
         assert len(gateway.open_orders()) == 2
 
 
@@ -424,8 +464,14 @@ async def test_bracket_take_profit_fill_cancels_stop_loss(gateway: SimGateway) -
         [stock] = await qualified(ib, aapl())
         ticker = await quote(ib, stock)
         # the take-profit sell limit is below the bid: marketable as soon as the parent fills
-        bracket = ib.bracketOrder("BUY", 10, cents(ticker.ask + 1), cents(ticker.bid - 1),
-                                  cents(ticker.bid - 20), tif="DAY")
+        bracket = ib.bracketOrder(
+            "BUY",
+            10,
+            cents(ticker.ask + 1),
+            cents(ticker.bid - 1),
+            cents(ticker.bid - 20),
+            tif="DAY",
+        )
         parent, profit, loss = [ib.placeOrder(stock, order) for order in bracket]
         await status(parent, "Filled")
         await status(profit, "Filled")
@@ -435,8 +481,10 @@ async def test_bracket_take_profit_fill_cancels_stop_loss(gateway: SimGateway) -
         assert sold.execution.side == "SLD" and sold.execution.shares == 10
         assert loss.fills == []
         assert gateway.open_orders() == []
-        await until(lambda: not [p for p in ib.positions() if p.contract.conId == AAPL_ID],
-                    what="flat position")
+        await until(
+            lambda: not [p for p in ib.positions() if p.contract.conId == AAPL_ID],
+            what="flat position",
+        )
         assert gateway.positions() == []
 
 
@@ -468,8 +516,16 @@ async def test_account_summary(gateway: SimGateway) -> None:
         rows = await ib.accountSummaryAsync()
         by_tag = {row.tag: row for row in rows}
         assert {row.account for row in rows} == {ACCOUNT}
-        for tag in ("NetLiquidation", "TotalCashValue", "BuyingPower", "AvailableFunds",
-                    "ExcessLiquidity", "InitMarginReq", "MaintMarginReq", "GrossPositionValue"):
+        for tag in (
+            "NetLiquidation",
+            "TotalCashValue",
+            "BuyingPower",
+            "AvailableFunds",
+            "ExcessLiquidity",
+            "InitMarginReq",
+            "MaintMarginReq",
+            "GrossPositionValue",
+        ):
             assert by_tag[tag].currency == "USD", tag
         assert float(by_tag["NetLiquidation"].value) == 1_000_000.0
         assert float(by_tag["BuyingPower"].value) == 4_000_000.0
@@ -490,7 +546,8 @@ async def test_req_executions_with_and_without_filter(gateway: SimGateway) -> No
         assert {f.execution.clientId for f in every} == {1, 2}
         only_aapl = await ib.reqExecutionsAsync(ExecutionFilter(symbol="AAPL"))
         assert [(f.contract.conId, f.execution.side, f.execution.shares) for f in only_aapl] == [
-            (AAPL_ID, "BOT", 10)]
+            (AAPL_ID, "BOT", 10)
+        ]
         of_client_2 = await ib.reqExecutionsAsync(ExecutionFilter(clientId=2))
         assert [(f.contract.conId, f.execution.clientId) for f in of_client_2] == [(MSFT_ID, 2)]
         fx_only = await ib.reqExecutionsAsync(ExecutionFilter(secType="CASH"))
@@ -503,12 +560,16 @@ async def test_req_executions_with_and_without_filter(gateway: SimGateway) -> No
 
 
 @async_test
-async def test_req_executions_with_a_malformed_time_is_refused_not_fatal(gateway: SimGateway) -> None:
+async def test_req_executions_with_a_malformed_time_is_refused_not_fatal(
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
         await filled(ib, stock, "BUY", 1)
-        refused = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time="yesterday")), 1.0)
+        refused = await asyncio.wait_for(
+            ib.reqExecutionsAsync(ExecutionFilter(time="yesterday")), 1.0
+        )
         assert refused == []
         assert 321 in errors.codes() and "yesterday" in errors.text(321)
         assert ib.isConnected()
@@ -529,11 +590,17 @@ async def test_req_completed_orders(gateway: SimGateway) -> None:
         by_perm = {t.order.permId: t for t in completed}
         assert set(by_perm) == {bought.order.permId, resting.order.permId}
         done_buy, done_lmt = by_perm[bought.order.permId], by_perm[resting.order.permId]
-        assert (done_buy.orderStatus.status, done_buy.order.orderType, done_buy.order.totalQuantity) == (
-            "Filled", "MKT", 10)
+        assert (
+            done_buy.orderStatus.status,
+            done_buy.order.orderType,
+            done_buy.order.totalQuantity,
+        ) == ("Filled", "MKT", 10)
         assert done_buy.orderStatus.filled == 0  # completedOrder carries no fill figures
         assert (done_lmt.orderStatus.status, done_lmt.order.lmtPrice, done_lmt.order.tif) == (
-            "Cancelled", 100.0, "GTC")
+            "Cancelled",
+            100.0,
+            "GTC",
+        )
         assert done_lmt.contract.conId == AAPL_ID
 
 
@@ -550,7 +617,8 @@ class OrderEvents:
         self.commissions: list[Any] = []
         ib.openOrderEvent += self.open.append
         ib.orderStatusEvent += lambda t: self.status.append(
-            (t.order.clientId, t.order.orderId, t.orderStatus.status))
+            (t.order.clientId, t.order.orderId, t.orderStatus.status)
+        )
         ib.execDetailsEvent += lambda t, f: self.fills.append(f)
         ib.commissionReportEvent += lambda t, f, r: self.commissions.append(r)
 
@@ -574,15 +642,23 @@ async def test_non_master_client_sees_other_orders_only_by_query(gateway: SimGat
 
         [snapshot] = await watcher.reqAllOpenOrdersAsync()  # (its orderStatus fires an event)
         assert (snapshot.order.clientId, snapshot.order.orderId, snapshot.order.permId) == (
-            1, resting.order.orderId, resting.order.permId)
+            1,
+            resting.order.orderId,
+            resting.order.permId,
+        )
         assert snapshot.orderStatus.status == "Submitted" and snapshot.order.lmtPrice == 150.0
         assert await watcher.reqOpenOrdersAsync() == []  # its own: none
 
         completed = await watcher.reqCompletedOrdersAsync(apiOnly=False)
-        assert [(t.order.permId, t.orderStatus.status) for t in completed] == [(bought.order.permId, "Filled")]
+        assert [(t.order.permId, t.orderStatus.status) for t in completed] == [
+            (bought.order.permId, "Filled")
+        ]
         [execution] = await watcher.reqExecutionsAsync()
-        assert (execution.execution.clientId, execution.execution.orderId, execution.execution.permId) == (
-            1, bought.order.orderId, bought.order.permId)
+        assert (
+            execution.execution.clientId,
+            execution.execution.orderId,
+            execution.execution.permId,
+        ) == (1, bought.order.orderId, bought.order.permId)
 
         seen = events.count()
         trader.cancelOrder(resting.order)
@@ -603,7 +679,9 @@ async def test_master_client_gets_live_updates_of_other_clients(start_gateway: A
         resting = trader.placeOrder(stock, LimitOrder("BUY", 3, 150.0, tif="DAY"))
         await status(resting, "Submitted")
 
-        await until(lambda: (1, bought.order.orderId, "Filled") in events.status, what="master Filled")
+        await until(
+            lambda: (1, bought.order.orderId, "Filled") in events.status, what="master Filled"
+        )
         await until(lambda: events.commissions, what="master commission")
         [fill] = events.fills
         assert (fill.execution.clientId, fill.execution.orderId) == (1, bought.order.orderId)
@@ -613,13 +691,18 @@ async def test_master_client_gets_live_updates_of_other_clients(start_gateway: A
         assert mirrored[(1, resting.order.orderId)].order.permId == resting.order.permId
 
         trader.cancelOrder(resting.order)
-        await until(lambda: (1, resting.order.orderId, "Cancelled") in events.status, what="master Cancelled")
+        await until(
+            lambda: (1, resting.order.orderId, "Cancelled") in events.status,
+            what="master Cancelled",
+        )
         assert mirrored[(1, bought.order.orderId)].orderStatus.status == "Filled"
         # a third, non-master client still sees nothing live
         async with connected(gw, 3) as bystander:
             others = OrderEvents(bystander)
             await filled(trader, stock, "SELL", 10)
-            await until(lambda: not [p for p in bystander.positions() if p.contract.conId == AAPL_ID])
+            await until(
+                lambda: not [p for p in bystander.positions() if p.contract.conId == AAPL_ID]
+            )
             assert others.count() == 0
 
 
@@ -627,7 +710,9 @@ async def test_master_client_gets_live_updates_of_other_clients(start_gateway: A
 
 
 @async_test
-async def test_duplicate_client_id_is_refused_and_first_session_survives(gateway: SimGateway) -> None:
+async def test_duplicate_client_id_is_refused_and_first_session_survives(
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway, 5) as first:
         second = IB()
         errors = Errors(second)
@@ -665,7 +750,9 @@ async def test_cancel_errors_10147_and_10148(gateway: SimGateway) -> None:
         await status(resting, "Submitted")
 
         other.cancelOrder(copy.copy(resting.order))  # same id, but in client 2's id space
-        await until(lambda: 10147 in other_errors.codes(resting.order.orderId), what="10147 foreign")
+        await until(
+            lambda: 10147 in other_errors.codes(resting.order.orderId), what="10147 foreign"
+        )
         assert "not found" in other_errors.text(10147)
         unknown = Order(orderId=987_654, clientId=1)
         owner.cancelOrder(unknown)
@@ -684,7 +771,9 @@ async def test_cancel_errors_10147_and_10148(gateway: SimGateway) -> None:
 
 
 @async_test
-async def test_flooding_more_than_50_messages_per_second_gets_error_100(gateway: SimGateway) -> None:
+async def test_flooding_more_than_50_messages_per_second_gets_error_100(
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         ib.client.MaxRequests = 0  # switch ib_async's own throttle off
@@ -700,7 +789,9 @@ async def test_flooding_more_than_50_messages_per_second_gets_error_100(gateway:
 
 @pytest.mark.slow
 @async_test
-async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(gateway: SimGateway) -> None:
+async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(
+    gateway: SimGateway,
+) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         sent_before = gateway.stats().received_by_client[1]
@@ -709,8 +800,11 @@ async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(gateway
         for _ in range(100):
             ib.client.reqCurrentTime()  # queued by ib_async's throttle (45/s)
         assert throttled
-        await until(lambda: gateway.stats().received_by_client[1] >= sent_before + 100, 5.0,
-                    "100 requests received")
+        await until(
+            lambda: gateway.stats().received_by_client[1] >= sent_before + 100,
+            5.0,
+            "100 requests received",
+        )
         await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1.0)
         assert gateway.stats().pacing_violations == 0
         assert 100 not in errors.codes()
@@ -766,7 +860,9 @@ async def test_tif_preset_warning_makes_ib_async_cancel_a_live_order(gateway: Si
         order = MarketOrder("BUY", 1)
         assert order.tif == ""  # ib_async's default: no TIF sent
         trade = ib.placeOrder(stock, order)
-        trade.cancelledEvent += lambda t: seen_at_cancel.append((t.orderStatus.status, t.log[-1].errorCode))
+        trade.cancelledEvent += lambda t: seen_at_cancel.append(
+            (t.orderStatus.status, t.log[-1].errorCode)
+        )
         await until(lambda: seen_at_cancel, what="cancelledEvent")
         assert seen_at_cancel == [("Cancelled", 10349)]
         assert errors.codes(order.orderId) == [10349]
@@ -836,7 +932,9 @@ async def test_stall_answers_nothing_but_keeps_the_socket_open(gateway: SimGatew
 
 
 @async_test
-async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(gateway: SimGateway) -> None:
+async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(
+    gateway: SimGateway,
+) -> None:
     """What a stalled gateway had not processed when it cut the connection is lost with it."""
     async with connected(gateway) as ib:
         [stock] = await qualified(ib, aapl())
@@ -876,7 +974,10 @@ async def test_restart_cuts_clients_and_keeps_orders_and_positions(gateway: SimG
         assert next_ids == [resting.order.orderId + 1]  # ids not rolled back
         [again] = [t for t in ib.openTrades() if t.order.permId == resting.order.permId]
         assert (again.order.orderId, again.orderStatus.status, again.order.lmtPrice) == (
-            resting.order.orderId, "Submitted", 150.0)
+            resting.order.orderId,
+            "Submitted",
+            150.0,
+        )
         [position] = [p for p in ib.positions() if p.contract.conId == AAPL_ID]
         assert position.position == 10
         assert len(ib.fills()) == 1
@@ -924,7 +1025,9 @@ async def test_send_error_reaches_the_client(gateway: SimGateway) -> None:
 
 
 @async_test
-async def test_state_file_keeps_positions_orders_and_executions(start_gateway: Any, tmp_path: Any) -> None:
+async def test_state_file_keeps_positions_orders_and_executions(
+    start_gateway: Any, tmp_path: Any
+) -> None:
     state = tmp_path / "gateway-state.json"
     first = start_gateway(state_file=str(state))
     async with connected(first) as ib:
@@ -943,9 +1046,13 @@ async def test_state_file_keeps_positions_orders_and_executions(start_gateway: A
         assert position.position == 10
         completed = await ib.reqCompletedOrdersAsync(apiOnly=False)
         assert {(t.order.permId, t.orderStatus.status) for t in completed} == {
-            (bought.order.permId, "Filled"), (resting.order.permId, "Cancelled")}
+            (bought.order.permId, "Filled"),
+            (resting.order.permId, "Cancelled"),
+        }
         executions = await ib.reqExecutionsAsync()
-        assert [(f.execution.permId, f.execution.shares) for f in executions] == [(bought.order.permId, 10)]
+        assert [(f.execution.permId, f.execution.shares) for f in executions] == [
+            (bought.order.permId, 10)
+        ]
         assert executions[0].execution.execId == bought.fills[0].execution.execId
         assert account_value(ib, "TotalCashValue") < 1_000_000.0 - 1_000
 
@@ -965,8 +1072,7 @@ async def test_unsupported_requests_get_a_clear_error(gateway: SimGateway) -> No
         assert "REQ_SCANNER_PARAMETERS" in text and "not supported" in text
 
         started = time.monotonic()
-        ticks = await ib.reqHistoricalTicksAsync(stock, "", "20261130 10:00:00", 10, "TRADES",
-                                                 True)
+        ticks = await ib.reqHistoricalTicksAsync(stock, "", "20261130 10:00:00", 10, "TRADES", True)
         assert time.monotonic() - started < 1.0  # the error ends the request at once
         assert list(ticks) == []
         [(req_id, code, text)] = errors.items[1:]
@@ -979,9 +1085,14 @@ async def test_unsupported_requests_get_a_clear_error(gateway: SimGateway) -> No
 async def test_32_clients_accepted_33rd_refused(gateway: SimGateway) -> None:
     clients = [IB() for _ in range(32)]
     try:
-        await asyncio.gather(*[
-            ib.connectAsync(gateway.host, gateway.port, clientId=100 + n, timeout=5, readonly=True)
-            for n, ib in enumerate(clients)])
+        await asyncio.gather(
+            *[
+                ib.connectAsync(
+                    gateway.host, gateway.port, clientId=100 + n, timeout=5, readonly=True
+                )
+                for n, ib in enumerate(clients)
+            ]
+        )
         assert all(ib.isConnected() for ib in clients)
         assert sorted(gateway.connected_client_ids()) == list(range(100, 132))
         extra = IB()

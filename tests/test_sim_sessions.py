@@ -33,8 +33,14 @@ MON_MORNING = at("2026-11-30T10:00:00-05:00")
 
 
 def order(order_id: int, **extra: object) -> OrderRequest:
-    values: dict = {"contract": AAPL, "tif": "DAY", "action": "BUY", "total_quantity": 10,
-                    "order_type": "MKT", **extra}
+    values: dict = {
+        "contract": AAPL,
+        "tif": "DAY",
+        "action": "BUY",
+        "total_quantity": 10,
+        "order_type": "MKT",
+        **extra,
+    }
     return OrderRequest(order_id, **values)
 
 
@@ -58,7 +64,10 @@ def test_us_stock_hours_text_lists_a_week_with_closed_days() -> None:
 def test_fx_hours_run_sunday_evening_to_friday_evening() -> None:
     hours = sessions.contract_hours(EURUSD_C, at("2026-11-28T12:00:00-05:00"))  # a Saturday
     assert hours.trading_hours.split(";")[:3] == [
-        "20261128:CLOSED", "20261129:1715-20261130:1700", "20261130:1715-20261201:1700"]
+        "20261128:CLOSED",
+        "20261129:1715-20261130:1700",
+        "20261130:1715-20261201:1700",
+    ]
     assert sessions.is_open(EURUSD_C, at("2026-11-29T18:00:00-05:00"), False)  # Sunday evening
     assert not sessions.is_open(EURUSD_C, at("2026-12-04T17:30:00-05:00"), False)  # Friday evening
     assert not sessions.is_open(EURUSD_C, at("2026-11-30T17:05:00-05:00"), False)  # daily break
@@ -73,8 +82,13 @@ def test_outside_rth_uses_extended_hours() -> None:
 def test_order_after_the_close_waits_with_399_and_fills_at_the_open() -> None:
     broker = Broker(BrokerConfig(volatility=0.0), MON_EVENING)
     events = broker.place_order(1, order(1), MON_EVENING)
-    assert errors(events) == [(399, "Order Message:\nBUY 10 AAPL NASDAQ.NMS\nWarning: Your order will not "
-                                    "be placed at the exchange until 2026-12-01 09:30:00 US/Eastern")]
+    assert errors(events) == [
+        (
+            399,
+            "Order Message:\nBUY 10 AAPL NASDAQ.NMS\nWarning: Your order will not "
+            "be placed at the exchange until 2026-12-01 09:30:00 US/Eastern",
+        )
+    ]
     assert statuses(events) == ["PreSubmitted", "PreSubmitted"]
     opening = at("2026-12-01T09:30:00-05:00")
     assert "Filled" not in statuses(broker.advance(opening - 1))  # nothing before the open
@@ -92,8 +106,15 @@ def test_outside_rth_order_works_in_extended_hours() -> None:
 
 def test_options_have_no_extended_hours_an_outside_rth_order_waits_for_the_open() -> None:
     broker = Broker(BrokerConfig(volatility=0.0), MON_EVENING)
-    call = ContractQuery(symbol="AAPL", sec_type="OPT", last_trade_date="20261218", strike=200.0,
-                         right="C", exchange="SMART", currency="USD")
+    call = ContractQuery(
+        symbol="AAPL",
+        sec_type="OPT",
+        last_trade_date="20261218",
+        strike=200.0,
+        right="C",
+        exchange="SMART",
+        currency="USD",
+    )
     [contract] = broker.find_contracts(call)
     hours = sessions.contract_hours(contract, MON_MORNING)
     assert hours.trading_hours == hours.liquid_hours
@@ -109,8 +130,9 @@ def test_day_order_expires_at_the_close_and_gtc_carries_over() -> None:
     gtc = broker.place_order(1, order(2, order_type="LMT", lmt_price=100.0, tif="GTC"), MON_MORNING)
     assert statuses(day)[-1] == statuses(gtc)[-1] == "Submitted"
     closing = broker.advance(at("2026-11-30T16:00:00-05:00"))
-    assert [(e.order.order_id, e.order.status) for e in closing if isinstance(e, OrderStatusEvent)] == [
-        (1, "Cancelled")]
+    assert [
+        (e.order.order_id, e.order.status) for e in closing if isinstance(e, OrderStatusEvent)
+    ] == [(1, "Cancelled")]
     assert (202, "Order Canceled - reason:") in errors(closing)
     assert [o.order_id for o in broker.open_orders()] == [2]
     broker.advance(at("2026-12-02T12:00:00-05:00"))

@@ -12,8 +12,13 @@ from sim_gateway.server import ServerSettings
 
 
 def run_script(*args, timeout=60):
-    return subprocess.run([sys.executable, "test_order.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "test_order.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_fills_against_the_embedded_gateway():
@@ -28,8 +33,20 @@ def test_fills_against_the_embedded_gateway():
 
 
 def test_non_zero_exit_when_the_order_does_not_fill(gateway):
-    result = run_script("--port", str(gateway.port), "--host", "127.0.0.1", "--order-type",
-                        "LMT", "--limit-price", "1", "--settle", "0,0,0", "--timeout", "1")
+    result = run_script(
+        "--port",
+        str(gateway.port),
+        "--host",
+        "127.0.0.1",
+        "--order-type",
+        "LMT",
+        "--limit-price",
+        "1",
+        "--settle",
+        "0,0,0",
+        "--timeout",
+        "1",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Submitted" in result.stdout and "did not fill" in result.stdout
 
@@ -63,7 +80,8 @@ def test_fills_on_an_account_without_any_market_data(start_gateway_without_data)
 
 @pytest.fixture
 def start_gateway_without_data():
-    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data="none"),
-                    BrokerConfig(seed=7)).start()
+    gw = SimGateway(
+        ServerSettings(port=0, clock_start=TRADING_CLOCK, market_data="none"), BrokerConfig(seed=7)
+    ).start()
     yield gw
     gw.stop()

@@ -18,9 +18,17 @@ FAST = {"settle_first": 0, "settle_validation": 0, "settle_final": 0, "monitor_t
 
 def tv_alert(**fields):
     """A body as TradingView fills the README's template (numbers quoted or not)."""
-    return {"secret": SECRET, "ticker": "NASDAQ:MSFT", "action": "buy", "contracts": "3",
-            "price": 412.5, "order_id": "Long Entry", "alert_message": "entry #1",
-            "time": "2026-11-27T14:30:05Z", **fields}
+    return {
+        "secret": SECRET,
+        "ticker": "NASDAQ:MSFT",
+        "action": "buy",
+        "contracts": "3",
+        "price": 412.5,
+        "order_id": "Long Entry",
+        "alert_message": "entry #1",
+        "time": "2026-11-27T14:30:05Z",
+        **fields,
+    }
 
 
 def post(client, body, path="/api/v1/webhook", content_type="application/json", **kw):
@@ -40,6 +48,7 @@ def position(app, symbol: str) -> float:
 @pytest.fixture
 def make_app(gateway):
     from app_simple import create_app, shutdown
+
     made = []
 
     def build(**overrides):
@@ -59,8 +68,7 @@ def hook(make_app):
 
 def order_of(app, order_id: str) -> dict:
     client = app.test_client()
-    res = client.get(f"/api/v1/orders/{order_id}",
-                     headers={"Authorization": f"Bearer {API_TOKEN}"})
+    res = client.get(f"/api/v1/orders/{order_id}", headers={"Authorization": f"Bearer {API_TOKEN}"})
     return res.get_json()["lifecycle"]
 
 
@@ -75,7 +83,11 @@ def test_secret_in_the_body_places_the_order(hook, gateway, caplog, content_type
     assert order["source"] == "webhook"
     intent = order["intent"]
     assert (intent["symbol"], intent["action"], intent["quantity"], intent["order_type"]) == (
-        "MSFT", "BUY", 3, "MKT")
+        "MSFT",
+        "BUY",
+        3,
+        "MKT",
+    )
     wait_for(lambda: [o for o in gateway.all_orders() if o.order_ref == order["id"]])
     rows = audit(hook)
     assert rows[0]["outcome"] == "queued"
@@ -85,9 +97,16 @@ def test_secret_in_the_body_places_the_order(hook, gateway, caplog, content_type
 
 def test_passphrase_and_placeholders_as_tradingview_fills_them(hook):
     sender = hook.test_client()
-    body = {"passphrase": SECRET, "ticker": "AAPL", "action": "SELL", "contracts": 2,
-            "close": "187.2345", "order_type": "lmt", "order_id": "Short Entry",
-            "timenow": "2026-11-27T14:31:00Z"}
+    body = {
+        "passphrase": SECRET,
+        "ticker": "AAPL",
+        "action": "SELL",
+        "contracts": 2,
+        "close": "187.2345",
+        "order_type": "lmt",
+        "order_id": "Short Entry",
+        "timenow": "2026-11-27T14:31:00Z",
+    }
     res = post(sender, body, content_type="text/plain")
     assert res.status_code == 202, res.get_json()
     intent = order_of(hook, res.get_json()["id"])["intent"]
@@ -141,22 +160,42 @@ def test_every_secret_given_must_be_right(hook):
 
 
 # ------------------------------------------------------------- bad alerts
-@pytest.mark.parametrize(("body", "content_type", "status", "field"), [
-    ({"ticker": "MSFT", "contracts": 1}, "application/json", 400, "action"),
-    ({"ticker": "MSFT", "action": "buy"}, "application/json", 400, "quantity"),
-    ({"ticker": "ES1!", "action": "buy", "contracts": 1}, "text/plain", 400, "ticker"),
-    ({"ticker": "MSFT", "action": "hold", "contracts": 1}, "application/json", 400, "action"),
-    ({"ticker": "MSFT", "action": "buy", "contracts": "ten"}, "application/json", 400,
-     "contracts"),
-    ({"ticker": "MSFT", "action": "buy", "contracts": 1.5}, "application/json", 400,
-     "quantity"),
-    ({"ticker": "MSFT", "market_position": "long"}, "application/json", 400,
-     "market_position_size"),
-    ({"ticker": "MSFT", "market_position": "sideways", "market_position_size": 1},
-     "application/json", 400, "market_position"),
-])
-def test_alerts_that_name_no_order_are_a_clear_400(hook, gateway, body, content_type, status,
-                                                   field):
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "field"),
+    [
+        ({"ticker": "MSFT", "contracts": 1}, "application/json", 400, "action"),
+        ({"ticker": "MSFT", "action": "buy"}, "application/json", 400, "quantity"),
+        ({"ticker": "ES1!", "action": "buy", "contracts": 1}, "text/plain", 400, "ticker"),
+        ({"ticker": "MSFT", "action": "hold", "contracts": 1}, "application/json", 400, "action"),
+        (
+            {"ticker": "MSFT", "action": "buy", "contracts": "ten"},
+            "application/json",
+            400,
+            "contracts",
+        ),
+        (
+            {"ticker": "MSFT", "action": "buy", "contracts": 1.5},
+            "application/json",
+            400,
+            "quantity",
+        ),
+        (
+            {"ticker": "MSFT", "market_position": "long"},
+            "application/json",
+            400,
+            "market_position_size",
+        ),
+        (
+            {"ticker": "MSFT", "market_position": "sideways", "market_position_size": 1},
+            "application/json",
+            400,
+            "market_position",
+        ),
+    ],
+)
+def test_alerts_that_name_no_order_are_a_clear_400(
+    hook, gateway, body, content_type, status, field
+):
     res = post(hook.test_client(), {**body, "secret": SECRET}, content_type=content_type)
     assert res.status_code == status, res.get_json()
     error = res.get_json()["error"]
@@ -171,17 +210,28 @@ def test_bodies_that_are_not_json_are_refused(hook):
     assert text.status_code == 400 and "not valid JSON" in text.get_json()["error"]["message"]
     html = post(sender, json.dumps(tv_alert()).encode(), content_type="text/html")
     assert html.status_code == 415
-    wrong = post(sender, b"not json", content_type="text/plain",
-                 headers={"X-Webhook-Secret": "wrong-secret-0123456789"})
+    wrong = post(
+        sender,
+        b"not json",
+        content_type="text/plain",
+        headers={"X-Webhook-Secret": "wrong-secret-0123456789"},
+    )
     assert wrong.status_code == 401  # a header secret is checked before the body is read
     assert hook.extensions["trading"].journal.count() == 0
 
 
 # ------------------------------------------------------- target positions
 def target(symbol: str, market_position: str, size: float, n: int) -> dict:
-    return {"secret": SECRET, "ticker": f"NYSE:{symbol}", "action": "buy", "contracts": 1,
-            "market_position": market_position, "market_position_size": str(size),
-            "order_id": "rev", "time": f"2026-11-27T15:00:{n:02d}Z"}
+    return {
+        "secret": SECRET,
+        "ticker": f"NYSE:{symbol}",
+        "action": "buy",
+        "contracts": 1,
+        "market_position": market_position,
+        "market_position_size": str(size),
+        "order_id": "rev",
+        "time": f"2026-11-27T15:00:{n:02d}Z",
+    }
 
 
 def test_target_position_flattens_and_reverses(hook, gateway):
@@ -211,8 +261,16 @@ def test_target_position_waits_for_our_unfinished_orders(hook, gateway):
     on top of it (409, audited) until it is filled or cancelled."""
     api = hook.test_client()
     api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
-    resting = api.post("/api/v1/orders", json={"symbol": "IBM", "action": "BUY", "quantity": 4,
-                                               "order_type": "LMT", "limit_price": 150})
+    resting = api.post(
+        "/api/v1/orders",
+        json={
+            "symbol": "IBM",
+            "action": "BUY",
+            "quantity": 4,
+            "order_type": "LMT",
+            "limit_price": 150,
+        },
+    )
     assert resting.status_code == 202, resting.get_json()
     resting_id = resting.get_json()["id"]
     wait_for(lambda: order_of(hook, resting_id)["verdict"] == "working")
@@ -237,8 +295,9 @@ def test_duplicates_by_alert_id_else_by_body_and_time(hook, gateway):
     sender = hook.test_client()
     first = post(sender, tv_alert(alert_id="Long Entry 2026-11-27T14:30"))
     assert first.status_code == 202
-    again = post(sender, tv_alert(alert_id="Long Entry 2026-11-27T14:30"),
-                 path=f"/api/v1/webhook/{SECRET}")
+    again = post(
+        sender, tv_alert(alert_id="Long Entry 2026-11-27T14:30"), path=f"/api/v1/webhook/{SECRET}"
+    )
     assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     timed = post(sender, tv_alert())
@@ -260,8 +319,11 @@ def test_kill_switch_and_risk_gate_hold_for_alerts(make_app, gateway):
     sender = app.test_client()
     big = post(sender, tv_alert(contracts=50))
     assert big.status_code == 422 and big.get_json()["error"]["code"] == "risk_rejected"
-    engaged = sender.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"},
-                          headers={"Authorization": f"Bearer {API_TOKEN}"})
+    engaged = sender.post(
+        "/api/v1/kill-switch",
+        json={"engaged": True, "reason": "drill"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
     assert engaged.status_code == 200
     halted = post(sender, tv_alert(time="2026-11-27T14:40:00Z"))
     assert halted.status_code == 423
@@ -281,14 +343,20 @@ def test_allowlist_applies_to_the_client_address(make_app, gateway):
 
 
 # ------------------------------------------------------------------ proxies
-FORWARDED = {"X-Forwarded-For": "52.89.214.238", "X-Forwarded-Proto": "https",
-             "X-Forwarded-Host": "tv.example.com"}
+FORWARDED = {
+    "X-Forwarded-For": "52.89.214.238",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "tv.example.com",
+}
 
 
 @pytest.mark.parametrize("trusted", ["127.0.0.1", "1"])
 def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, trusted):
-    app = make_app(trusted_proxies=trusted, trusted_hosts="127.0.0.1,tv.example.com",
-                   webhook_allowed_ips="52.89.214.238")
+    app = make_app(
+        trusted_proxies=trusted,
+        trusted_hosts="127.0.0.1,tv.example.com",
+        webhook_allowed_ips="52.89.214.238",
+    )
     proxy = app.test_client()
     proxy.environ_base["REMOTE_ADDR"] = "127.0.0.1"
     res = post(proxy, tv_alert(), headers=FORWARDED)
@@ -299,8 +367,11 @@ def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, truste
 
 
 def test_forwarded_headers_of_an_untrusted_peer_are_ignored(make_app):
-    app = make_app(trusted_proxies="127.0.0.1", trusted_hosts="localhost,tv.example.com",
-                   webhook_allowed_ips="52.89.214.238")
+    app = make_app(
+        trusted_proxies="127.0.0.1",
+        trusted_hosts="localhost,tv.example.com",
+        webhook_allowed_ips="52.89.214.238",
+    )
     liar = app.test_client()
     liar.environ_base["REMOTE_ADDR"] = "198.51.100.9"
     res = post(liar, tv_alert(), headers=FORWARDED)
@@ -320,22 +391,35 @@ def test_a_chain_of_trusted_proxies_is_walked_back(make_app):
 
 def test_proxy_settings_are_validated():
     from config import ConfigError, load_settings
-    for key, value in (("TRUSTED_PROXIES", "9"), ("TRUSTED_PROXIES", "proxy.lan"),
-                       ("WEBHOOK_ALLOWED_IPS", "tradingview.com")):
+
+    for key, value in (
+        ("TRUSTED_PROXIES", "9"),
+        ("TRUSTED_PROXIES", "proxy.lan"),
+        ("WEBHOOK_ALLOWED_IPS", "tradingview.com"),
+    ):
         with pytest.raises(ConfigError, match=f"^{key}="):
             load_settings(env={key: value}, dotenv_path=None)
-    settings = load_settings(env={"TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8",
-                                  "WEBHOOK_ALLOWED_IPS": "52.89.214.238"}, dotenv_path=None)
+    settings = load_settings(
+        env={
+            "TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8",
+            "WEBHOOK_ALLOWED_IPS": "52.89.214.238",
+        },
+        dotenv_path=None,
+    )
     assert settings.trusted_proxies == ("127.0.0.1/32", "::1/128", "10.0.0.0/8")
     assert settings.webhook_allowed_ips == ("52.89.214.238/32",)
 
 
 # ------------------------------------------------------------ the README's
 TRADINGVIEW_FILLS = {  # what TradingView puts in place of each placeholder of the README
-    "{{ticker}}": "MSFT", "{{strategy.order.action}}": "sell",
-    "{{strategy.order.contracts}}": "2", "{{close}}": "412.37",
-    "{{strategy.order.id}}": "Short Entry", "{{strategy.order.alert_message}}": "",
-    "{{timenow}}": "2026-11-30T15:04:00Z", "{{strategy.market_position}}": "long",
+    "{{ticker}}": "MSFT",
+    "{{strategy.order.action}}": "sell",
+    "{{strategy.order.contracts}}": "2",
+    "{{close}}": "412.37",
+    "{{strategy.order.id}}": "Short Entry",
+    "{{strategy.order.alert_message}}": "",
+    "{{timenow}}": "2026-11-30T15:04:00Z",
+    "{{strategy.market_position}}": "long",
     "{{strategy.market_position_size}}": "3",
 }
 
@@ -343,7 +427,7 @@ TRADINGVIEW_FILLS = {  # what TradingView puts in place of each placeholder of t
 def readme_section(title: str) -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index(f"## {title}\n")
-    return text[start:text.index("\n## ", start + 1)]
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def test_the_readmes_alert_messages_work_as_tradingview_fills_them(hook, gateway):
@@ -351,8 +435,9 @@ def test_the_readmes_alert_messages_work_as_tradingview_fills_them(hook, gateway
     assert len(messages) == 2
     sender = hook.test_client()
     # the strategy's order (sell 2), then its position (long 3: buy 5 from short 2)
-    for message, expected in zip(messages, [("MSFT", "SELL", 2, -2), ("MSFT", "BUY", 5, 3)],
-                                 strict=True):
+    for message, expected in zip(
+        messages, [("MSFT", "SELL", 2, -2), ("MSFT", "BUY", 5, 3)], strict=True
+    ):
         filled = message.replace("YOUR_WEBHOOK_SECRET", SECRET)
         for placeholder, value in TRADINGVIEW_FILLS.items():
             filled = filled.replace(placeholder, value)
@@ -368,13 +453,18 @@ def test_the_readmes_alert_messages_work_as_tradingview_fills_them(hook, gateway
 
 def test_the_readmes_env_for_tradingview_loads():
     from config import load_settings
-    block = re.search(r"```\n(\s*TRUSTED_PROXIES=.*?)```", readme_section("Connect TradingView"),
-                      re.S)
+
+    block = re.search(
+        r"```\n(\s*TRUSTED_PROXIES=.*?)```", readme_section("Connect TradingView"), re.S
+    )
     assert block is not None
-    env = dict(line.strip().split("=", 1) for line in block.group(1).splitlines()
-               if line.strip())
+    env = dict(line.strip().split("=", 1) for line in block.group(1).splitlines() if line.strip())
     settings = load_settings(env=env, dotenv_path=None)
     assert settings.trusted_proxies == ("127.0.0.1/32",)
     assert "tv.example.com" in settings.trusted_hosts
-    assert settings.webhook_allowed_ips == ("52.89.214.238/32", "34.212.75.30/32",
-                                            "54.218.53.128/32", "52.32.178.7/32")
+    assert settings.webhook_allowed_ips == (
+        "52.89.214.238/32",
+        "34.212.75.30/32",
+        "54.218.53.128/32",
+        "52.32.178.7/32",
+    )

@@ -50,16 +50,28 @@ GZIP_LEVEL = 6
 class ApiError(Exception):
     """An error answered with the API's one JSON error shape."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 details: list[dict] | None = None, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: list[dict] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.field, self.details, self.retry_after = field, details, retry_after
 
 
-def api_error(status: int, code: str, message: str, field: str | None = None,
-              details: list[dict] | None = None,
-              retry_after: int | None = None) -> tuple[Response, int]:
+def api_error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    details: list[dict] | None = None,
+    retry_after: int | None = None,
+) -> tuple[Response, int]:
     """The single JSON error response of the whole API (``Retry-After`` on retryable ones)."""
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if field is not None:
@@ -79,8 +91,13 @@ def _on_api_error(exc: ApiError) -> tuple[Response, int]:
 
 @bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
-    code = "gateway_not_answering" if isinstance(exc, GatewayNotAnswering) else \
-        "ib_servers_unreachable" if isinstance(exc, ServersUnreachable) else "gateway_unavailable"
+    code = (
+        "gateway_not_answering"
+        if isinstance(exc, GatewayNotAnswering)
+        else "ib_servers_unreachable"
+        if isinstance(exc, ServersUnreachable)
+        else "gateway_unavailable"
+    )
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
@@ -132,8 +149,12 @@ def _long_call(required: bool) -> Iterator[bool]:
     slots = services().long_calls
     held = slots.acquire(blocking=False)
     if not held and required:
-        raise ApiError(503, "busy", "every long-call slot is taken (open streams and waiting "
-                       "calls); retry shortly", retry_after=RETRY_AFTER)
+        raise ApiError(
+            503,
+            "busy",
+            "every long-call slot is taken (open streams and waiting calls); retry shortly",
+            retry_after=RETRY_AFTER,
+        )
     try:
         yield held
     finally:
@@ -146,8 +167,9 @@ def _validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
         return model.model_validate(body)
     except ValidationError as exc:
         field, message, details = first_error(exc)
-        raise ApiError(400, "validation_error", f"{field}: {message}" if field else message,
-                       field, details) from None
+        raise ApiError(
+            400, "validation_error", f"{field}: {message}" if field else message, field, details
+        ) from None
 
 
 def _age(stamp: float | None) -> float | None:
@@ -163,9 +185,13 @@ def _flat_dict(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
-def _conditional(version: object, build: Callable[[], str | bytes],
-                 mimetype: str = "application/json",
-                 headers: dict[str, str] | None = None, shared: str | None = None) -> Response:
+def _conditional(
+    version: object,
+    build: Callable[[], str | bytes],
+    mimetype: str = "application/json",
+    headers: dict[str, str] | None = None,
+    shared: str | None = None,
+) -> Response:
     """A GET answer tagged with its data version (a weak ETag: times such as ``now`` and
     ``data_age`` move on without a new version): 304 without a body when the client's
     If-None-Match already names it, else ``build()``.
@@ -207,8 +233,9 @@ def _client_has(etag: str) -> bool:
     if not header:
         return False
     opaque = etag[2:]
-    return any(tag.strip() == "*" or tag.strip().removeprefix("W/") == opaque
-               for tag in header.split(","))
+    return any(
+        tag.strip() == "*" or tag.strip().removeprefix("W/") == opaque for tag in header.split(",")
+    )
 
 
 def _cached(name: str, version: object, build: Any) -> Any:
@@ -245,15 +272,19 @@ def _object_json(**parts: str) -> str:
 def _unknown_symbol(status: int, exc: Exception, symbol: str, sec_type: str) -> ApiError:
     """An unknown symbol; one that looks like an FX pair asked as a stock says so."""
     if sec_type == "STK" and looks_like_fx(symbol):
-        return ApiError(status, "unknown_symbol", f"{exc}; {symbol} looks like an FX pair: "
-                        "ask with sec_type CASH (Asset: FX pair)", "sec_type",
-                        [{"field": "sec_type", "message": "looks like an FX pair",
-                          "suggested": "CASH"}])
+        return ApiError(
+            status,
+            "unknown_symbol",
+            f"{exc}; {symbol} looks like an FX pair: ask with sec_type CASH (Asset: FX pair)",
+            "sec_type",
+            [{"field": "sec_type", "message": "looks like an FX pair", "suggested": "CASH"}],
+        )
     return ApiError(status, "unknown_symbol", str(exc), "symbol")
 
 
-def _audit(source: str, body: Any, decision: Any, outcome: str,
-           order_id: str | None = None) -> None:
+def _audit(
+    source: str, body: Any, decision: Any, outcome: str, order_id: str | None = None
+) -> None:
     g.audited = True  # security's after-request audit of refusals has nothing to add
     journal = services().journal
     if journal is not None:

@@ -43,10 +43,19 @@ class _Query(BaseModel):
 class FuturesQuery(_Query):
     """GET /futures/contracts."""
 
-    symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN, description="the futures product, "
-                                 "e.g. ES")]
-    exchange: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.]{0,15}$",
-                                   description="e.g. CME; every exchange if left out")] | None = None
+    symbol: Annotated[
+        str, Field(pattern=SYMBOL_PATTERN, description="the futures product, e.g. ES")
+    ]
+    exchange: (
+        Annotated[
+            str,
+            Field(
+                pattern=r"^[A-Z][A-Z0-9.]{0,15}$",
+                description="e.g. CME; every exchange if left out",
+            ),
+        ]
+        | None
+    ) = None
 
     @field_validator("exchange", mode="before")
     @classmethod
@@ -70,10 +79,23 @@ class ChainQuery(_Query):
 class QuotesQuery(_Query):
     """GET /options/quotes."""
 
-    expiry: Annotated[str, Field(pattern=EXPIRY_PATTERN, min_length=8, max_length=8,
-                                 description="YYYYMMDD, one of the chain's expirations")]
-    strikes: Annotated[int, Field(ge=1, le=AROUND_MAX, description=(
-        "strikes each side of the one nearest the underlying's price"))] = AROUND_DEFAULT
+    expiry: Annotated[
+        str,
+        Field(
+            pattern=EXPIRY_PATTERN,
+            min_length=8,
+            max_length=8,
+            description="YYYYMMDD, one of the chain's expirations",
+        ),
+    ]
+    strikes: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=AROUND_MAX,
+            description=("strikes each side of the one nearest the underlying's price"),
+        ),
+    ] = AROUND_DEFAULT
 
 
 @bp.get("/options/chain")
@@ -98,8 +120,9 @@ def quotes() -> Response:
     query = common._validate(QuotesQuery, request.args.to_dict())
     try:
         with common._long_call(required=True):
-            board = common.services().connector.option_quotes(query.symbol, query.expiry,
-                                                             query.strikes)
+            board = common.services().connector.option_quotes(
+                query.symbol, query.expiry, query.strikes
+            )
     except options_data.BadExpiry as exc:
         raise common.ApiError(400, "validation_error", f"expiry: {exc}", "expiry") from None
     except (LookupError, RequestError) as exc:
@@ -117,6 +140,6 @@ def futures() -> Response:
             months = common.services().connector.future_months(query.symbol, query.exchange or "")
     except (LookupError, RequestError) as exc:
         raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
-    return jsonify({"symbol": query.symbol,
-                    "contracts": [dataclasses.asdict(month) for month in months]})
-
+    return jsonify(
+        {"symbol": query.symbol, "contracts": [dataclasses.asdict(month) for month in months]}
+    )

@@ -56,8 +56,10 @@ def account() -> Response:
     snap = services().connector.snapshot()
     if snap.account is None:
         raise ApiError(503, "no_data", "no account data yet")
-    return _conditional(snap.version, lambda: (
-        f'{_account_json(snap)[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}'))
+    return _conditional(
+        snap.version,
+        lambda: f'{_account_json(snap)[:-1]},"data_age":{_dumps(_age(snap.updated_at))}}}',
+    )
 
 
 @bp.get("/positions")
@@ -65,23 +67,30 @@ def account() -> Response:
 def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
-    return _conditional(snap.version, lambda: _object_json(
-        positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))))
+    return _conditional(
+        snap.version,
+        lambda: _object_json(
+            positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))
+        ),
+    )
 
 
 def _account_json(snap: Snapshot) -> str:
-    return _json_cached("account", snap.version,
-                        lambda: dataclasses.asdict(snap.account) if snap.account else None)
+    return _json_cached(
+        "account", snap.version, lambda: dataclasses.asdict(snap.account) if snap.account else None
+    )
 
 
 def _positions_json(snap: Snapshot) -> str:
-    return _json_cached("positions", snap.version,
-                        lambda: [dataclasses.asdict(p) for p in snap.positions])
+    return _json_cached(
+        "positions", snap.version, lambda: [dataclasses.asdict(p) for p in snap.positions]
+    )
 
 
 def _executions_json(snap: Snapshot) -> str:
-    return _json_cached("executions", snap.version,
-                        lambda: [dataclasses.asdict(e) for e in snap.executions])
+    return _json_cached(
+        "executions", snap.version, lambda: [dataclasses.asdict(e) for e in snap.executions]
+    )
 
 
 def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tuple:
@@ -94,8 +103,12 @@ def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tupl
 def executions() -> Response:
     """Every client's executions with commissions."""
     snap = services().connector.snapshot()
-    return _conditional(snap.version, lambda: _object_json(
-        executions=_executions_json(snap), data_age=_dumps(_age(snap.orders_updated_at))))
+    return _conditional(
+        snap.version,
+        lambda: _object_json(
+            executions=_executions_json(snap), data_age=_dumps(_age(snap.orders_updated_at))
+        ),
+    )
 
 
 @bp.get("/orders")
@@ -113,19 +126,25 @@ def orders() -> Response:
     records = _records(svc)
     key = _orders_key(svc, snap, records)
 
-    first_page = (query.cursor, query.symbol, query.since, query.limit) == (None, None, None,
-                                                                          ORDERS_PAGE)
+    first_page = (query.cursor, query.symbol, query.since, query.limit) == (
+        None,
+        None,
+        None,
+        ORDERS_PAGE,
+    )
 
     def build() -> bytes:
         if first_page:
             # the page every poller asks for: serialised once per change
-            page = _cached(f"orders-page-{query.status}", key,
-                           lambda: _orders_page(svc, snap, records, key, query, after))
+            page = _cached(
+                f"orders-page-{query.status}",
+                key,
+                lambda: _orders_page(svc, snap, records, key, query, after),
+            )
         else:
             page = _orders_page(svc, snap, records, key, query, after)
         age = _dumps(_age(snap.orders_updated_at)).encode()
-        return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + \
-            page[1] + b"}"
+        return b'{"orders":' + page[0] + b',"data_age":' + age + b',"next_cursor":' + page[1] + b"}"
 
     return _conditional(key, build, shared=f"orders-{query.status}" if first_page else None)
 
@@ -138,9 +157,9 @@ class _Row(NamedTuple):
     at: float | None
 
 
-def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle],
-                key: tuple) -> list[_Row]:
+def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple) -> list[_Row]:
     """The merged order list, each row serialised once per change."""
+
     def build() -> list[_Row]:
         by_id = {r.id: r for r in records}
         fills: dict[int, float] = {}
@@ -154,6 +173,7 @@ def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle],
             at = (record.updated_at or record.created_at) if record else fills.get(row["perm_id"])
             rows.append(_Row(row, _dumps(row).encode(), at))
         return rows
+
     return _cached("orders-rows", key, build)
 
 
@@ -164,17 +184,26 @@ def _epoch(stamp: str) -> float | None:
         return None
 
 
-def _orders_page(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple,
-                 query: OrdersQuery, after: tuple[str, int] | None) -> tuple[bytes, bytes]:
+def _orders_page(
+    svc: Services,
+    snap: Snapshot,
+    records: list[Lifecycle],
+    key: tuple,
+    query: OrdersQuery,
+    after: tuple[str, int] | None,
+) -> tuple[bytes, bytes]:
     """(JSON array of one page of rows, JSON of the next page's cursor)."""
     since = query.since_epoch()
     symbol = query.symbol.upper() if query.symbol else None
-    rows = [r for r in _order_rows(svc, snap, records, key)
-            if (query.status == "all" or r.data["open"] == (query.status == "open"))
-            and (symbol is None or str(r.data["symbol"]).upper() == symbol)
-            and (since is None or (r.at is not None and r.at >= since))]
+    rows = [
+        r
+        for r in _order_rows(svc, snap, records, key)
+        if (query.status == "all" or r.data["open"] == (query.status == "open"))
+        and (symbol is None or str(r.data["symbol"]).upper() == symbol)
+        and (since is None or (r.at is not None and r.at >= since))
+    ]
     start = _cursor_start(rows, after)
-    page = rows[start:start + query.limit]
+    page = rows[start : start + query.limit]
     end = start + len(page)
     cursor = _dumps(_cursor(page[-1].data["id"], end) if page and end < len(rows) else None)
     return b"[" + b",".join(r.text for r in page) + b"]", cursor.encode()
@@ -195,8 +224,7 @@ def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
     except (ValueError, TypeError):
         last_id = offset = None
     if not isinstance(last_id, str) or not isinstance(offset, int) or offset < 0:
-        raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API",
-                       "cursor")
+        raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API", "cursor")
     return last_id, offset
 
 
@@ -227,8 +255,9 @@ def executions_csv() -> Response:
             writer.writerow(dataclasses.asdict(row))
         return out.getvalue()
 
-    return _conditional(snap.version, build, "text/csv",
-                        {"Content-Disposition": "attachment; filename=fills.csv"})
+    return _conditional(
+        snap.version, build, "text/csv", {"Content-Disposition": "attachment; filename=fills.csv"}
+    )
 
 
 @bp.get("/orders/<order_id>")
@@ -241,8 +270,9 @@ def order(order_id: str) -> Response:
     row = _find_row(snap, order_id, record)
     if record is None and row is None:
         raise ApiError(404, "not_found", f"no order {order_id!r}")
-    return _conditional(_orders_key(svc, snap, _records(svc)),
-                        lambda: _dumps(_order_json(row, record)))
+    return _conditional(
+        _orders_key(svc, snap, _records(svc)), lambda: _dumps(_order_json(row, record))
+    )
 
 
 @bp.get("/quote")
@@ -253,8 +283,9 @@ def quote() -> Response:
     No ETag: every call asks the broker for a fresh quote."""
     query = _validate(QuoteQuery, request.args.to_dict())
     symbol = query.symbol.upper()
-    checked = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
-                                  "sec_type": query.sec_type})
+    checked = _validate(
+        OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type}
+    )
     sec_type = checked.sec_type  # without sec_type: CASH for EUR.USD, else STK
     try:
         with _long_call(required=True):
@@ -271,8 +302,9 @@ def bars() -> Response:
     and more are answered from it; requests are paced below IB's limits, 429 past them)."""
     query = _validate(BarsQuery, request.args.to_dict())
     symbol = query.symbol.upper()
-    sec_type = _validate(OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1,
-                                   "sec_type": query.sec_type}).sec_type
+    sec_type = _validate(
+        OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type}
+    ).sec_type
     key = BarsKey(symbol, sec_type, query.duration, query.bar_size, query.what)
     try:
         with _long_call(required=True):
@@ -280,23 +312,31 @@ def bars() -> Response:
     except LookupError as exc:
         raise _unknown_symbol(404, exc, symbol, sec_type) from None
     except HistoryBudgetSpent as exc:
-        raise ApiError(429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)) \
-            from None
+        raise ApiError(
+            429, "history_paced", str(exc), retry_after=math.ceil(exc.retry_after)
+        ) from None
     except HistoryRefused as exc:
         raise ApiError(502, "history_refused", str(exc)) from None
     offset = services().connector.gateway_clock_offset
-    return _json({"symbol": symbol, "duration": key.duration, "bar_size": key.bar_size,
-                    "what": key.what_to_show, "cached": cached, "fetched_at": answer.fetched_at,
-                    "gateway_time": None if offset is None else time.time() + offset,
-                    "bars": [dataclasses.asdict(bar) for bar in answer.bars]})
+    return _json(
+        {
+            "symbol": symbol,
+            "duration": key.duration,
+            "bar_size": key.bar_size,
+            "what": key.what_to_show,
+            "cached": cached,
+            "fetched_at": answer.fetched_at,
+            "gateway_time": None if offset is None else time.time() + offset,
+            "bars": [dataclasses.asdict(bar) for bar in answer.bars],
+        }
+    )
 
 
 # ----------------------------------------------------------------- merging
 def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
     """Broker rows joined with our records, brief (cached until either side changes)."""
     svc = services()
-    return _cached("orders-brief", _orders_key(svc, snap, records),
-                   lambda: _merge(snap, records))
+    return _cached("orders-brief", _orders_key(svc, snap, records), lambda: _merge(snap, records))
 
 
 def _merge(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
@@ -318,14 +358,18 @@ def _merge(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
 
 def _find_row(snap: Snapshot, order_id: str, record: Lifecycle | None) -> OrderRow | None:
     for row in snap.orders:
-        if row.order_ref == order_id or str(row.perm_id) == order_id or (
-                record is not None and record.perm_id and row.perm_id == record.perm_id):
+        if (
+            row.order_ref == order_id
+            or str(row.perm_id) == order_id
+            or (record is not None and record.perm_id and row.perm_id == record.perm_id)
+        ):
             return row
     return None
 
 
-def _order_json(row: OrderRow | None, record: Lifecycle | None,
-                brief: bool = False) -> dict[str, Any]:
+def _order_json(
+    row: OrderRow | None, record: Lifecycle | None, brief: bool = False
+) -> dict[str, Any]:
     """One order for the API: ours from its lifecycle record (the reader's row fills gaps),
     another client's from the reader's row (``orders.view``, the one merge rule)."""
     out = order_view(row, record, brief)

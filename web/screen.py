@@ -35,9 +35,12 @@ from wire import to_wire
 log = logging.getLogger(__name__)
 
 bp = Blueprint("screen", __name__, url_prefix="/api/v1")
-for _exc, _handler in ((common.ApiError, common._on_api_error),
-                       (NotConnectedError, common._on_not_connected),
-                       (TimeoutError, common._on_timeout), (HTTPException, common._on_http_error)):
+for _exc, _handler in (
+    (common.ApiError, common._on_api_error),
+    (NotConnectedError, common._on_not_connected),
+    (TimeoutError, common._on_timeout),
+    (HTTPException, common._on_http_error),
+):
     bp.register_error_handler(_exc, _handler)
 
 SYMBOL_CACHE_SECONDS = 60.0
@@ -172,19 +175,33 @@ def pnl() -> Response:
     """P&L today for the account and each position (IB's pnl / pnlSingle, ~1 s fresh)."""
     snap = common.services().connector.snapshot()
     figures = snap.account.figures if snap.account else {}
-    return common._json({
-        "account": snap.account.account if snap.account else None,
-        "daily_pnl": figures.get("daily_pnl"), "unrealized_pnl": figures.get("unrealized_pnl"),
-        "realized_pnl": figures.get("realized_pnl"),
-        "positions": [_pnl_row(p) for p in snap.positions],
-        "data_age": None if snap.updated_at is None else round(time.time() - snap.updated_at, 3)})
+    return common._json(
+        {
+            "account": snap.account.account if snap.account else None,
+            "daily_pnl": figures.get("daily_pnl"),
+            "unrealized_pnl": figures.get("unrealized_pnl"),
+            "realized_pnl": figures.get("realized_pnl"),
+            "positions": [_pnl_row(p) for p in snap.positions],
+            "data_age": None
+            if snap.updated_at is None
+            else round(time.time() - snap.updated_at, 3),
+        }
+    )
 
 
 def _pnl_row(p: PositionRow) -> dict[str, Any]:
-    return {"symbol": p.symbol, "sec_type": p.sec_type, "con_id": p.con_id, "quantity": p.quantity,
-            "avg_cost": p.avg_cost, "market_price": p.market_price, "market_value": p.market_value,
-            "daily_pnl": p.daily_pnl, "unrealized_pnl": p.unrealized_pnl,
-            "realized_pnl": p.realized_pnl}
+    return {
+        "symbol": p.symbol,
+        "sec_type": p.sec_type,
+        "con_id": p.con_id,
+        "quantity": p.quantity,
+        "avg_cost": p.avg_cost,
+        "market_price": p.market_price,
+        "market_value": p.market_value,
+        "daily_pnl": p.daily_pnl,
+        "unrealized_pnl": p.unrealized_pnl,
+        "realized_pnl": p.realized_pnl,
+    }
 
 
 # ------------------------------------------------------------------ watchlist and quotes
@@ -205,7 +222,9 @@ def put_watchlist() -> Response:
     except ValueError as exc:
         raise common.ApiError(400, "validation_error", str(exc), "symbols") from None
     except OSError as exc:
-        raise common.ApiError(503, "not_saved", f"the watchlist could not be saved: {exc}") from None
+        raise common.ApiError(
+            503, "not_saved", f"the watchlist could not be saved: {exc}"
+        ) from None
     hub().resync()
     return common._json({"symbols": [dataclasses.asdict(i) for i in items]})
 
@@ -219,24 +238,41 @@ def quotes() -> Response:
     ``watch`` symbols streamed for 5 s more (lines released after the polls stop)."""
     quote_hub = hub()
     quote_hub.lease(stream_symbols())
-    return Response(quotes_json(quote_hub.snapshot(), quote_hub.watchers()),
-                    mimetype="application/json")
+    return Response(
+        quotes_json(quote_hub.snapshot(), quote_hub.watchers()), mimetype="application/json"
+    )
 
 
 def quotes_json(snap: HubSnapshot, watchers: int) -> str:
-    return json.dumps(to_wire({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
-                               "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
-                               "refused": list(snap.refused), "message": snap.message,
-                               "watchers": watchers}), separators=(",", ":"))
+    return json.dumps(
+        to_wire(
+            {
+                "quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                "lines_used": snap.lines_used,
+                "lines_limit": snap.lines_limit,
+                "refused": list(snap.refused),
+                "message": snap.message,
+                "watchers": watchers,
+            }
+        ),
+        separators=(",", ":"),
+    )
 
 
 def stream_frame(snap: HubSnapshot) -> str:
     """The ``quotes`` event of the stream: quotes, lines and the recently fired alerts."""
-    body = json.dumps(to_wire({"quotes": [dataclasses.asdict(q) for q in snap.quotes],
-                       "lines_used": snap.lines_used, "lines_limit": snap.lines_limit,
-                       "message": snap.message,
-                       "alerts": [{"seq": seq, **dataclasses.asdict(a)}
-                                  for seq, a in snap.alerts]}), separators=(",", ":"))
+    body = json.dumps(
+        to_wire(
+            {
+                "quotes": [dataclasses.asdict(q) for q in snap.quotes],
+                "lines_used": snap.lines_used,
+                "lines_limit": snap.lines_limit,
+                "message": snap.message,
+                "alerts": [{"seq": seq, **dataclasses.asdict(a)} for seq, a in snap.alerts],
+            }
+        ),
+        separators=(",", ":"),
+    )
     return f"event: quotes\ndata: {body}\n\n"
 
 
@@ -280,9 +316,14 @@ def symbols() -> Response:
 
 def _symbol_row(c: Any) -> dict[str, Any]:
     pair = c.secType == "CASH"
-    return {"symbol": f"{c.symbol}.{c.currency}" if pair else c.symbol, "sec_type": c.secType,
-            "currency": c.currency, "exchange": c.primaryExchange or c.exchange,
-            "description": c.description or "", "con_id": c.conId}
+    return {
+        "symbol": f"{c.symbol}.{c.currency}" if pair else c.symbol,
+        "sec_type": c.secType,
+        "currency": c.currency,
+        "exchange": c.primaryExchange or c.exchange,
+        "description": c.description or "",
+        "con_id": c.conId,
+    }
 
 
 # ------------------------------------------------------------------ alerts
@@ -303,11 +344,18 @@ def create_alert() -> tuple[Response, int]:
     the near side was seen; while it is null (the price was already at or beyond the level, or
     not known yet) the alert waits for the price to come back, then fires when it crosses."""
     body = common._validate(PriceAlertIn, common._json_body())
-    now = next((q.last for q in hub().snapshot().quotes
-                if (q.symbol, q.sec_type) == (body.symbol, body.sec_type)), None)
+    now = next(
+        (
+            q.last
+            for q in hub().snapshot().quotes
+            if (q.symbol, q.sec_type) == (body.symbol, body.sec_type)
+        ),
+        None,
+    )
     try:
-        alert = store().add_alert(body.symbol, body.sec_type, body.condition, body.level, body.note,
-                                  last=now)
+        alert = store().add_alert(
+            body.symbol, body.sec_type, body.condition, body.level, body.note, last=now
+        )
     except ValueError as exc:
         raise common.ApiError(409, "too_many_alerts", str(exc)) from None
     except OSError as exc:

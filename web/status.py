@@ -40,7 +40,9 @@ from web.common import (
 )
 from web.reads import _account_json, _executions_json, _order_rows, _orders_key, _positions_json
 
-STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
+STREAM_KEEPALIVE = (
+    2.0  # seconds between pulses (the status) on an idle stream; also finds dead clients
+)
 
 
 # ------------------------------------------------------------------- reads
@@ -49,8 +51,9 @@ STREAM_KEEPALIVE = 2.0  # seconds between pulses (the status) on an idle stream;
 def status() -> Response:
     """Health of both connections, the threads, the account and the queue."""
     svc = services()
-    return _conditional(svc.feed.version,
-                        lambda: _dumps(status_payload(svc, svc.connector.snapshot())))
+    return _conditional(
+        svc.feed.version, lambda: _dumps(status_payload(svc, svc.connector.snapshot()))
+    )
 
 
 def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
@@ -58,8 +61,9 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     orders = svc.handler.state() if svc.handler else None
     account = snap.account
     link = ib_servers(svc)
-    healthy = snap.connection.state == "connected" and (orders is None
-                                                       or orders.state == "connected")
+    healthy = snap.connection.state == "connected" and (
+        orders is None or orders.state == "connected"
+    )
     return {
         "ok": healthy and link.reachable,
         "ib_servers": link.as_dict(),
@@ -67,10 +71,14 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "simulator": svc.simulator is not None,
         "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
         "gateway": {"host": svc.host, "port": svc.port},
-        "connections": {"reader": _flat_dict(snap.connection),
-                        "orders": _flat_dict(orders) if orders else {"state": "disabled"}},
-        "threads": {"reader": snap.connection.thread_alive,
-                    "orders": orders.thread_alive if orders else None},
+        "connections": {
+            "reader": _flat_dict(snap.connection),
+            "orders": _flat_dict(orders) if orders else {"state": "disabled"},
+        },
+        "threads": {
+            "reader": snap.connection.thread_alive,
+            "orders": orders.thread_alive if orders else None,
+        },
         "server_version": snap.connection.server_version,
         "account": account.account if account else None,
         "paper": account.paper if account else None,
@@ -109,15 +117,19 @@ def state_json(svc: Services) -> str:
         account=_account_json(snap),
         positions=_positions_json(snap),
         orders=_state_orders_json(svc, snap, records),
-        executions=_executions_json(snap))
+        executions=_executions_json(snap),
+    )
 
 
 def _state_orders_json(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> str:
     """The orders of /state and the stream: every brief row (as /orders serves them, each
     serialised once per change); an order's lifecycle is at its url (/orders/<id>)."""
     key = _orders_key(svc, snap, records)
-    return _cached("state-orders", key, lambda: "[" + ",".join(
-        r.text.decode() for r in _order_rows(svc, snap, records, key)) + "]")
+    return _cached(
+        "state-orders",
+        key,
+        lambda: "[" + ",".join(r.text.decode() for r in _order_rows(svc, snap, records, key)) + "]",
+    )
 
 
 @bp.get("/state")
@@ -133,12 +145,22 @@ def state() -> Response:
     def build() -> bytes:
         snap = svc.connector.snapshot()
         records = _records(svc)
-        rest = _cached("state-rest", version, lambda: ("," + _object_json(
-            account=_account_json(snap), positions=_positions_json(snap),
-            orders=_state_orders_json(svc, snap, records),
-            executions=_executions_json(snap))[1:]).encode())
-        return (f'{{"version":{_dumps(version)},'
-                f'"status":{_dumps(status_payload(svc, snap))}').encode() + rest
+        rest = _cached(
+            "state-rest",
+            version,
+            lambda: (
+                ","
+                + _object_json(
+                    account=_account_json(snap),
+                    positions=_positions_json(snap),
+                    orders=_state_orders_json(svc, snap, records),
+                    executions=_executions_json(snap),
+                )[1:]
+            ).encode(),
+        )
+        return (
+            f'{{"version":{_dumps(version)},"status":{_dumps(status_payload(svc, snap))}'
+        ).encode() + rest
 
     return _conditional(version, build, shared="state")
 
@@ -152,17 +174,29 @@ def stream() -> Response | tuple[Response, int]:
     from web import (
         screen as screen_api,  # the trader's screen (its own blueprint; imports this module)
     )
+
     extra = screen_api.stream_symbols()  # 400 naming ``watch`` before a slot is taken
     if not svc.long_calls.acquire(blocking=False):
-        return api_error(503, "too_many_streams", "the server's long-call slots are all taken; "
-                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+        return api_error(
+            503,
+            "too_many_streams",
+            "the server's long-call slots are all taken; poll /api/v1/state instead",
+            retry_after=RETRY_AFTER,
+        )
     if not svc.feed.open_stream():
         svc.long_calls.release()
-        return api_error(503, "too_many_streams", f"at most {svc.feed.max_streams} live streams; "
-                         "poll /api/v1/state instead", retry_after=RETRY_AFTER)
+        return api_error(
+            503,
+            "too_many_streams",
+            f"at most {svc.feed.max_streams} live streams; poll /api/v1/state instead",
+            retry_after=RETRY_AFTER,
+        )
     slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
-    response = Response(stream_with_context(_events(svc, slot)), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(
+        stream_with_context(_events(svc, slot)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
     response.call_on_close(slot.release)  # also when the body never runs (HEAD, errors)
     return response
 
@@ -204,8 +238,13 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
             if version != seen:
                 seen, told = version, time.monotonic()
                 # one frame per version, however many dashboards are watching
-                yield _cached("stream-frame", version, lambda v=version: (
-                    f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n").encode())
+                yield _cached(
+                    "stream-frame",
+                    version,
+                    lambda v=version: (
+                        f"id: {v}\nevent: state\ndata: {state_json(svc)}\n\n"
+                    ).encode(),
+                )
             elif time.monotonic() - told >= STREAM_KEEPALIVE:
                 # the status again (its heartbeats and ages), so an idle page shows how fresh
                 # its data are, however often quotes move; also finds a vanished browser
@@ -217,6 +256,7 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
 
 def _screen_frame(svc: Services) -> bytes:
     from web import screen as screen_api
+
     assert svc.quotes is not None
     return screen_api.stream_frame(svc.quotes.snapshot()).encode()
 
@@ -226,8 +266,10 @@ def _screen_frame(svc: Services) -> bytes:
 def openapi_document() -> Response:
     """The OpenAPI document of this API (generated from its routes and models)."""
     from openapi import document
-    return _conditional("openapi", lambda: _cached("openapi", 0, lambda: _dumps(
-        document(current_app))))
+
+    return _conditional(
+        "openapi", lambda: _cached("openapi", 0, lambda: _dumps(document(current_app)))
+    )
 
 
 @bp.get("/health")
@@ -238,7 +280,9 @@ def health() -> Response | tuple[Response, int]:
     up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
     if not up:
         down = [c.name for c in (svc.connector, svc.handler) if c is not None and not c.connected]
-        return jsonify({"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}), 503
+        return jsonify(
+            {"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}
+        ), 503
     link = ib_servers(svc)
     if not link.reachable:
         return jsonify({"ok": False, "reason": link.reason()}), 503

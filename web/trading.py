@@ -61,21 +61,45 @@ WAIT_SLACK = 5.0
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
 PRICE_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
-                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
-WAIT_PARAM = {"name": "wait", "in": "query", "required": False, "schema": {"type": "string"},
-              "description": "1, true or yes: answer once the order has a verdict"}
-RULE_FIELDS = {"max_quantity": "quantity", "max_notional": "quantity",
-               "price_collar": "limit_price", "symbol_not_allowed": "symbol",
-               "no_reference_price": "symbol", "asset_class_limit": "quantity",
-               "option_market_order": "market_order_ack"}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+}
+WAIT_PARAM = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "1, true or yes: answer once the order has a verdict",
+}
+RULE_FIELDS = {
+    "max_quantity": "quantity",
+    "max_notional": "quantity",
+    "price_collar": "limit_price",
+    "symbol_not_allowed": "symbol",
+    "no_reference_price": "symbol",
+    "asset_class_limit": "quantity",
+    "option_market_order": "market_order_ack",
+}
 
 
 # ------------------------------------------------------------------ writes
 @bp.post("/orders")
-@documented(OrderAccepted, 403, 404, 409, 422, 423, 503, ok=202, body=OrderIn,
-            headers=(IDEMPOTENCY_HEADER, WAIT_PARAM),
-            extra_ok={200: "the verdict (?wait=1) or an idempotent replay"})
+@documented(
+    OrderAccepted,
+    403,
+    404,
+    409,
+    422,
+    423,
+    503,
+    ok=202,
+    body=OrderIn,
+    headers=(IDEMPOTENCY_HEADER, WAIT_PARAM),
+    extra_ok={200: "the verdict (?wait=1) or an idempotent replay"},
+)
 def place_order() -> tuple[Response, int]:
     """Validate, risk-check, journal and queue an order: 202 with its id and URL.
 
@@ -110,8 +134,9 @@ def _immediate_trigger(intent: OrderIntent) -> str | None:
         return None  # unknown symbol: the order's own checks say so
 
 
-def _refuse_immediate_trigger(intent: OrderIntent, source: str | None,
-                              body: dict[str, Any] | None) -> None:
+def _refuse_immediate_trigger(
+    intent: OrderIntent, source: str | None, body: dict[str, Any] | None
+) -> None:
     """422 for a stop the market has already passed, unless the request acknowledged it."""
     reason = _immediate_trigger(intent)
     if reason is None:
@@ -123,8 +148,12 @@ def _refuse_immediate_trigger(intent: OrderIntent, source: str | None,
 
 
 def _order_response(record: Lifecycle, created: bool, status: int) -> tuple[Response, int]:
-    body = {"id": record.id, "url": url_for("api.order", order_id=record.id),
-            "order": _as_dict(record), "replayed": not created}
+    body = {
+        "id": record.id,
+        "url": url_for("api.order", order_id=record.id),
+        "order": _as_dict(record),
+        "replayed": not created,
+    }
     response = _json(body)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -139,9 +168,13 @@ def _validated_order(model: type, body: dict[str, Any], source: str) -> Any:
         raise
 
 
-def submit_order(order_in: OrderIn, source: str, key: str | None,
-                 request_hash: str | None = None,
-                 alert: dict[str, Any] | None = None) -> tuple[Lifecycle, bool]:
+def submit_order(
+    order_in: OrderIn,
+    source: str,
+    key: str | None,
+    request_hash: str | None = None,
+    alert: dict[str, Any] | None = None,
+) -> tuple[Lifecycle, bool]:
     """The one way an order enters: risk gate, journal, queue — and an audit record.
     ``request_hash`` (default: the order's fingerprint) is what a replay must repeat;
     ``alert`` (the webhook's body, secrets removed) is audited with the order."""
@@ -152,16 +185,26 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         if not link.reachable:
             raise ServersUnreachable(link.reason())
         record, created = _handler().submit(
-            order_in.intent(svc.settings.account), source=source, idem_key=key,
-            request_hash=request_hash or order_in.fingerprint(), remote=request.remote_addr,
-            gate=svc.gate, prepare=lambda intent: resolved_contract(svc, order_in, intent))
+            order_in.intent(svc.settings.account),
+            source=source,
+            idem_key=key,
+            request_hash=request_hash or order_in.fingerprint(),
+            remote=request.remote_addr,
+            gate=svc.gate,
+            prepare=lambda intent: resolved_contract(svc, order_in, intent),
+        )
         outcome = "queued" if created else "replayed"
         decision = _journaled_decision(svc, record.id)
         return record, created
     except RiskRejected as exc:
         decision, outcome = exc.decision.as_dict(), f"risk_rejected: {exc.decision.rule}"
-        raise ApiError(422, "risk_rejected", exc.decision.message,
-                       RULE_FIELDS.get(exc.decision.rule or ""), [decision]) from None
+        raise ApiError(
+            422,
+            "risk_rejected",
+            exc.decision.message,
+            RULE_FIELDS.get(exc.decision.rule or ""),
+            [decision],
+        ) from None
     except ApiError as exc:
         outcome = f"invalid: {exc.message}"
         raise
@@ -172,8 +215,11 @@ def submit_order(order_in: OrderIn, source: str, key: str | None,
         outcome = f"refused: {type(exc).__name__}: {exc}"
         raise
     finally:  # the audit never raises: an order already queued must not turn into a 500
-        audited = order_in.model_dump() if alert is None else {
-            "alert": alert, "order": order_in.model_dump()}
+        audited = (
+            order_in.model_dump()
+            if alert is None
+            else {"alert": alert, "order": order_in.model_dump()}
+        )
         _audit(source, audited, decision, outcome, record.id if record else None)
 
 
@@ -185,15 +231,26 @@ def resolved_contract(svc: Services, order_in: OrderIn, intent: OrderIntent) -> 
     if spec is None:
         return intent
     if not spec.expiry and not spec.local_symbol:  # IB would list every expiry: thousands
-        raise ApiError(400, "ambiguous_contract", f"every {spec.symbol} {spec.sec_type} expiry "
-                       "matches: give expiry (or local_symbol)", "expiry")
+        raise ApiError(
+            400,
+            "ambiguous_contract",
+            f"every {spec.symbol} {spec.sec_type} expiry matches: give expiry (or local_symbol)",
+            "expiry",
+        )
     found = _broker_contract(svc, spec)
     _check_increments(found, {name: getattr(intent, name) for name in PRICE_FIELDS})
     return dataclasses.replace(
-        intent, symbol=found.symbol, con_id=found.con_id, multiplier=found.multiplier,
-        expiry=found.expiry, strike=found.strike or None, right=found.right,
-        exchange=found.exchange, trading_class=found.trading_class,
-        local_symbol=found.local_symbol)
+        intent,
+        symbol=found.symbol,
+        con_id=found.con_id,
+        multiplier=found.multiplier,
+        expiry=found.expiry,
+        strike=found.strike or None,
+        right=found.right,
+        exchange=found.exchange,
+        trading_class=found.trading_class,
+        local_symbol=found.local_symbol,
+    )
 
 
 def _broker_contract(svc: Services, spec: ContractSpec) -> Resolved:
@@ -204,33 +261,51 @@ def _broker_contract(svc: Services, spec: ContractSpec) -> Resolved:
     except ContractError as exc:
         raise ApiError(400, exc.code, exc.message, exc.field) from None
     except TimeoutError as exc:
-        raise GatewayNotAnswering(f"the gateway is not answering (no contract details for "
-                                  f"{spec.symbol}: {exc}); nothing was sent, retry shortly") \
-            from None
+        raise GatewayNotAnswering(
+            f"the gateway is not answering (no contract details for "
+            f"{spec.symbol}: {exc}); nothing was sent, retry shortly"
+        ) from None
 
 
 def _check_increments(found: Resolved, prices: dict[str, float | None]) -> None:
     """400 naming the first price that is off the contract's market rule."""
     for name, price in prices.items():
         if price is not None and off_tick(price, tick := found.tick_at(price)):
-            raise ApiError(400, "validation_error", f"{name}: {price:g} is not a multiple of "
-                           f"{found.description}'s price increment {tick:g} at that price "
-                           "(the broker's market rule)", name)
+            raise ApiError(
+                400,
+                "validation_error",
+                f"{name}: {price:g} is not a multiple of "
+                f"{found.description}'s price increment {tick:g} at that price "
+                "(the broker's market rule)",
+                name,
+            )
 
 
 def _modified_increments(svc: Services, order_id: str, change: ModifyIn) -> None:
     """A derivative's new prices, checked against its market rule (stocks: the schema did)."""
     record = svc.handler.get(order_id) if svc.handler else None
-    if record is None or record.intent.sec_type not in DERIVATIVES or (
-            change.limit_price is None and change.stop_price is None):
+    if (
+        record is None
+        or record.intent.sec_type not in DERIVATIVES
+        or (change.limit_price is None and change.stop_price is None)
+    ):
         return
     i = record.intent
-    found = _broker_contract(svc, ContractSpec(
-        symbol=i.symbol, sec_type=i.sec_type, currency=i.currency, expiry=i.expiry,
-        strike=i.strike, right=i.right, exchange=i.exchange, trading_class=i.trading_class,
-        local_symbol=i.local_symbol))
-    _check_increments(found, {"limit_price": change.limit_price,
-                              "stop_price": change.stop_price})
+    found = _broker_contract(
+        svc,
+        ContractSpec(
+            symbol=i.symbol,
+            sec_type=i.sec_type,
+            currency=i.currency,
+            expiry=i.expiry,
+            strike=i.strike,
+            right=i.right,
+            exchange=i.exchange,
+            trading_class=i.trading_class,
+            local_symbol=i.local_symbol,
+        ),
+    )
+    _check_increments(found, {"limit_price": change.limit_price, "stop_price": change.stop_price})
 
 
 def _journaled_decision(svc: Services, order_id: str) -> Any:
@@ -249,11 +324,19 @@ def _idempotency_key(order_in: OrderIn) -> str | None:
     if header is not None:
         header = header.strip()
         if not IDEMPOTENCY_KEY.fullmatch(header):
-            raise ApiError(400, "validation_error", "Idempotency-Key: 1 to 128 characters of "
-                           "letters, digits and ._:-", "Idempotency-Key")
+            raise ApiError(
+                400,
+                "validation_error",
+                "Idempotency-Key: 1 to 128 characters of letters, digits and ._:-",
+                "Idempotency-Key",
+            )
         if order_in.client_order_id and order_in.client_order_id != header:
-            raise ApiError(400, "validation_error", "client_order_id: differs from the "
-                           "Idempotency-Key header", "client_order_id")
+            raise ApiError(
+                400,
+                "validation_error",
+                "client_order_id: differs from the Idempotency-Key header",
+                "client_order_id",
+            )
         return header
     return order_in.client_order_id
 
@@ -263,8 +346,10 @@ def _idempotency_key(order_in: OrderIn) -> str | None:
 def kill_switch_state() -> Response:
     """Whether new orders are halted."""
     handler = _handler()
-    return _conditional(services().feed.version, lambda: _dumps(
-        {"engaged": handler.halted, "reason": handler.halt_reason}))
+    return _conditional(
+        services().feed.version,
+        lambda: _dumps({"engaged": handler.halted, "reason": handler.halt_reason}),
+    )
 
 
 @bp.post("/kill-switch")
@@ -281,15 +366,23 @@ def kill_switch() -> tuple[Response, int]:
     started = time.time()
     _handler().engage_kill_switch(reason)  # halted from here on, whatever follows
     with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
-        fresh, still_open = _await_no_open_orders(svc, started, KILL_SWITCH_CONFIRM if may_wait
-                                                  else 0.0)
-    return _json({"engaged": True, "reason": reason,
-                    "cancel_confirmed": fresh and not still_open, "broker_view_fresh": fresh,
-                    "still_open": [dataclasses.asdict(r) for r in still_open]}), 200
+        fresh, still_open = _await_no_open_orders(
+            svc, started, KILL_SWITCH_CONFIRM if may_wait else 0.0
+        )
+    return _json(
+        {
+            "engaged": True,
+            "reason": reason,
+            "cancel_confirmed": fresh and not still_open,
+            "broker_view_fresh": fresh,
+            "still_open": [dataclasses.asdict(r) for r in still_open],
+        }
+    ), 200
 
 
-def _await_no_open_orders(svc: Services, since: float,
-                          timeout: float) -> tuple[bool, list[OrderRow]]:
+def _await_no_open_orders(
+    svc: Services, since: float, timeout: float
+) -> tuple[bool, list[OrderRow]]:
     """Wait until a broker refresh newer than ``since`` shows no open order. Returns
     (whether the broker view is newer than ``since``, the orders it still shows open)."""
     deadline = time.monotonic() + timeout
@@ -321,14 +414,23 @@ def preview_order() -> Response:
             intent = resolved_contract(svc, order_in, intent)
             verdict = svc.gate.evaluate(intent) if svc.gate else None
             if verdict is not None and not verdict.accepted:
-                raise ApiError(422, "risk_rejected", verdict.message,
-                               RULE_FIELDS.get(verdict.rule or ""), [verdict.as_dict()])
+                raise ApiError(
+                    422,
+                    "risk_rejected",
+                    verdict.message,
+                    RULE_FIELDS.get(verdict.rule or ""),
+                    [verdict.as_dict()],
+                )
             answer = handler.preview(intent)
     except LookupError as exc:
         raise _unknown_symbol(422, exc, order_in.symbol, order_in.sec_type) from None
-    return _json({**dataclasses.asdict(answer),
-                  "risk": verdict.as_dict() if verdict else None,
-                  "immediate_trigger": _immediate_trigger(intent)})
+    return _json(
+        {
+            **dataclasses.asdict(answer),
+            "risk": verdict.as_dict() if verdict else None,
+            "immediate_trigger": _immediate_trigger(intent),
+        }
+    )
 
 
 @bp.post("/orders/cancel-all")
@@ -363,19 +465,28 @@ def modify_order(order_id: str) -> tuple[Response, int]:
         if change.stop_price is not None and not change.accept_immediate_trigger:
             _refuse_immediate_trigger(changed.intent(record.intent.account), None, None)
     _modified_increments(services(), order_id, change)
-    return _order_action(lambda h: h.modify(
-        order_id, quantity=None if change.quantity is None else float(change.quantity),
-        limit_price=change.limit_price, stop_price=change.stop_price,
-        gate=services().gate), order_id)
+    return _order_action(
+        lambda h: h.modify(
+            order_id,
+            quantity=None if change.quantity is None else float(change.quantity),
+            limit_price=change.limit_price,
+            stop_price=change.stop_price,
+            gate=services().gate,
+        ),
+        order_id,
+    )
 
 
 def _modified_fields(record: Lifecycle, change: ModifyIn) -> dict[str, Any]:
     """The fields of a new order equal to ``record``'s with ``change`` applied."""
     intent = dataclasses.asdict(record.intent)
     takes = CONTRACT_FIELDS.get(intent["sec_type"], ())
-    fields = {name: intent[name] for name in OrderIn.model_fields
-              if intent.get(name) not in (None, "")
-              and (name not in DERIVATIVE_FIELDS or name in takes or name == "market_order_ack")}
+    fields = {
+        name: intent[name]
+        for name in OrderIn.model_fields
+        if intent.get(name) not in (None, "")
+        and (name not in DERIVATIVE_FIELDS or name in takes or name == "market_order_ack")
+    }
     fields["quantity"] = _whole(intent["quantity"])
     for name in ("quantity", "limit_price", "stop_price"):
         value = getattr(change, name)
@@ -388,13 +499,26 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
     try:
         record = action(_handler())
     except UnknownOrderError:
-        raise ApiError(404, "not_found", f"no order {order_id!r} placed by this app (orders of "
-                       "other clients can only be cancelled by them, or by a global cancel)"
-                       ) from None
+        raise ApiError(
+            404,
+            "not_found",
+            f"no order {order_id!r} placed by this app (orders of "
+            "other clients can only be cancelled by them, or by a global cancel)",
+        ) from None
     except OrderStateError as exc:
         raise ApiError(409, "order_state", str(exc)) from None
     except RiskRejected as exc:
-        raise ApiError(422, "risk_rejected", exc.decision.message,
-                       RULE_FIELDS.get(exc.decision.rule or ""), [exc.decision.as_dict()]) from None
-    return _json({"id": record.id, "url": url_for("api.order", order_id=record.id),
-                  "order": _as_dict(record)}), 202
+        raise ApiError(
+            422,
+            "risk_rejected",
+            exc.decision.message,
+            RULE_FIELDS.get(exc.decision.rule or ""),
+            [exc.decision.as_dict()],
+        ) from None
+    return _json(
+        {
+            "id": record.id,
+            "url": url_for("api.order", order_id=record.id),
+            "order": _as_dict(record),
+        }
+    ), 202
