@@ -10,16 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from order_records import OrderIntent
-from schemas import (
-    BarsQuery,
-    ModifyIn,
-    OrderIn,
-    OrdersQuery,
-    QuoteQuery,
-    ValidationError,
-    first_error,
-    price_tick,
-)
+from schemas import ModifyIn, OrderIn, ValidationError, first_error, price_tick
+from schemas_query import BarsQuery, OrdersQuery, QuoteQuery
 
 BASE = {"symbol": "AAPL", "action": "BUY", "quantity": 10}
 

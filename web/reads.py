@@ -28,8 +28,9 @@ from order_handler import (
 )
 from orders.view import order_view
 from reader_rows import ExecutionRow, OrderRow, Snapshot
-from schemas import ORDERS_PAGE, BarsQuery, OrderIn, OrdersQuery, QuoteOut, QuoteQuery
+from schemas import ORDERS_PAGE, OrderIn, QuoteOut
 from schemas_out import AccountOut, BarsOut, ExecutionsOut, OrderOut, OrdersOut, PositionsOut
+from schemas_query import BarsQuery, OrdersQuery, QuoteQuery
 from services import Services
 from web.common import (
     ApiError,

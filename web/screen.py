@@ -27,7 +27,8 @@ from ib_connection import NotConnectedError
 from openapi import documented
 from quote_hub import HubSnapshot, QuoteHub, QuoteRow
 from reader_rows import PositionRow
-from schemas import SYMBOL_PATTERN, StreamQuery
+from schemas import SYMBOL_PATTERN
+from schemas_query import StreamQuery
 from screen_store import MAX_WATCHLIST, PriceAlert, ScreenStore, WatchItem
 from web import common
 from wire import to_wire

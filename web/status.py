@@ -22,8 +22,8 @@ from order_handler import (
     Lifecycle,
 )
 from reader_rows import Snapshot
-from schemas import StreamQuery  # the screen's stream parameter (web/screen.py)
 from schemas_out import HealthOut, StateOut, StatusOut
+from schemas_query import StreamQuery  # the screen's stream parameter (web/screen.py)
 from services import Services
 from web.common import (
     RETRY_AFTER,
