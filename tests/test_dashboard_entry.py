@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from playwright.sync_api import Page, expect
 from test_dashboard import (  # noqa: F401 - the browser fixtures
     SCREENSHOTS,
@@ -53,14 +54,24 @@ def test_double_enter_does_not_skip_the_confirmation(dash):
     page = dash.open().page
     dash.fill_ticket("IBM", "1")
     before = dash.gateway_order_count()
-    page.focus("#quantity")
-    page.keyboard.press("Enter")
-    shown = time.monotonic()
-    page.wait_for_timeout(150)  # the trader's second Enter, 150 ms later
-    page.keyboard.press("Enter")
-    page.keyboard.press(" ")
-    gap = time.monotonic() - shown
-    assert gap < GUARD_S - 0.1, f"the machine stalled {gap:.2f} s: the keys came too late to test"
+    for _attempt in range(3):
+        page.focus("#quantity")
+        page.keyboard.press("Enter")
+        shown = time.monotonic()
+        page.wait_for_timeout(150)  # the trader's second Enter, 150 ms later
+        page.keyboard.press("Enter")
+        page.keyboard.press(" ")
+        gap = time.monotonic() - shown
+        if gap < GUARD_S - 0.1:
+            break
+        # the machine stalled: the keys may have come after the guard, where focus is on Back
+        # (they went back to the ticket, sending nothing); try again
+        page.wait_for_timeout(int(GUARD_S * 1000) + 100)
+        if page.locator("#confirm").is_visible():
+            page.locator("#confirm-cancel").click()
+        assert not posted(dash, "/api/v1/orders")
+    else:
+        pytest.fail(f"the machine stalled on every attempt ({gap:.2f} s): the keys came too late")
     expect(page.locator("#confirm")).to_be_visible()
     expect(page.locator("#confirm-cancel")).to_be_focused()  # focus starts on Back
     expect(page.locator("#preview-commission")).to_have_text(re.compile("USD"))
