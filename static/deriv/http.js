@@ -38,23 +38,8 @@ export async function api(path, options = {}) {
   return data;
 }
 
-/** Build an element; strings become text nodes, never HTML. */
-export function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
+/** Build an element (the dashboard's own helper: strings become text nodes, never HTML). */
+export {el} from "../js/dom.js";
 
 export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 export const fmt = (v, digits = 2) => (isNum(v) ? v.toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits}) : "—");

@@ -1,21 +1,6 @@
 // Small helpers shared by the screen's modules (no HTML from strings: text nodes only).
-export const $ = (sel, root) => (root || document).querySelector(sel);
-
-export function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "text") node.textContent = value;
-    else if (key === "class") node.className = value;
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined) node.append(child);
-  }
-  return node;
-}
+// the page-building helpers are the dashboard's own (text nodes only, never HTML)
+export {$, el} from "../js/dom.js";
 
 export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
