@@ -91,6 +91,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._updated_at: float | None = None
         self._orders_updated_at: float | None = None
         self._version = 0
+        self._orders_version = 0  # conditional GETs of /orders: only orders count
+        self._executions_version = 0
         self._contracts: dict[tuple[str, str, int], Contract] = {}
         self._market_rules: dict[int, instruments.Increments] = {}  # by id: they never change
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
@@ -245,6 +247,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             old.executions,
         )
         self._version += changed
+        self._orders_version += orders != old.orders
+        self._executions_version += executions != old.executions
         self._snapshot = Snapshot(
             connection=self.state(),
             account=account,
@@ -254,6 +258,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             updated_at=self._updated_at,
             orders_updated_at=self._orders_updated_at,
             version=self._version,
+            orders_version=self._orders_version,
+            executions_version=self._executions_version,
         )
         if changed and self.on_change is not None:
             try:

@@ -131,7 +131,9 @@ class Snapshot:
     executions: tuple[ExecutionRow, ...]
     updated_at: float | None  # epoch seconds of the last broker data
     orders_updated_at: float | None
-    version: int = 0
+    version: int = 0  # any part changed (the account and positions move with every price)
+    orders_version: int = 0  # the orders changed
+    executions_version: int = 0  # the executions changed
 
 
 @dataclass(frozen=True)

@@ -393,3 +393,28 @@ def test_waitress_keeps_the_connection_open_after_a_304():
         assert not closes_after_304()
     finally:
         HTTPChannel.task_class = original
+
+
+def test_orders_and_executions_stay_304_while_prices_move(fuzz_app):
+    """A held position's price moves the account and positions every second (live marks); a
+    poller of /orders and /executions still gets 304 while no order or fill changed."""
+    client = api_client(fuzz_app)
+    placed = client.post(
+        "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
+    )
+    assert placed.status_code == 200, placed.get_json()
+    connector = fuzz_app.extensions["trading"].connector
+    wait_for(lambda: connector.snapshot().executions)
+    tags = {
+        url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/executions")
+    }
+    seen = connector.snapshot()
+    wait_for(lambda: connector.snapshot().version > seen.version + 1, timeout=10)  # prices moved
+    now = connector.snapshot()
+    assert (now.orders_version, now.executions_version) == (
+        seen.orders_version,
+        seen.executions_version,
+    )
+    for url, etag in tags.items():
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304, (url, again.status_code)

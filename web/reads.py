@@ -69,7 +69,7 @@ def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
     return _conditional(
-        snap.version,
+        ("executions", snap.executions_version),
         lambda: _object_json(
             positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))
         ),
@@ -90,13 +90,16 @@ def _positions_json(snap: Snapshot) -> str:
 
 def _executions_json(snap: Snapshot) -> str:
     return _json_cached(
-        "executions", snap.version, lambda: [dataclasses.asdict(e) for e in snap.executions]
+        "executions",
+        snap.executions_version,
+        lambda: [dataclasses.asdict(e) for e in snap.executions],
     )
 
 
 def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tuple:
-    """What the merged order list depends on: both sides' versions."""
-    return (snap.version, svc.handler.version if svc.handler else 0, len(records))
+    """What the merged order list depends on: both sides' order versions (not the account's
+    and positions', which move with every price)."""
+    return (snap.orders_version, svc.handler.version if svc.handler else 0, len(records))
 
 
 @bp.get("/executions")
@@ -105,7 +108,7 @@ def executions() -> Response:
     """Every client's executions with commissions."""
     snap = services().connector.snapshot()
     return _conditional(
-        snap.version,
+        ("executions", snap.executions_version),
         lambda: _object_json(
             executions=_executions_json(snap), data_age=_dumps(_age(snap.orders_updated_at))
         ),
@@ -257,7 +260,10 @@ def executions_csv() -> Response:
         return out.getvalue()
 
     return _conditional(
-        snap.version, build, "text/csv", {"Content-Disposition": "attachment; filename=fills.csv"}
+        ("executions.csv", snap.executions_version),
+        build,
+        "text/csv",
+        {"Content-Disposition": "attachment; filename=fills.csv"},
     )
 
 
