@@ -33,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ib_async import IB, Contract
 
@@ -113,17 +114,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
     # -------------------------------------------------------------- Flask side
     def snapshot(self) -> Snapshot:
         """The latest snapshot (with the connection state as of now)."""
-        snap = self._snapshot
-        return Snapshot(
-            self.state(),
-            snap.account,
-            snap.positions,
-            snap.orders,
-            snap.executions,
-            snap.updated_at,
-            snap.orders_updated_at,
-            snap.version,
-        )
+        return replace(self._snapshot, connection=self.state())
 
     def request_refresh(self) -> None:
         """Ask for an order and execution refresh soon (thread-safe; never blocks)."""

@@ -418,3 +418,11 @@ def test_orders_and_executions_stay_304_while_prices_move(fuzz_app):
     for url, etag in tags.items():
         again = client.get(url, headers={"If-None-Match": etag})
         assert again.status_code == 304, (url, again.status_code)
+    # a new order is a new /orders (and, once it fills, a new /executions)
+    client.post("/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1})
+    for url, etag in tags.items():
+        wait_for(
+            lambda url=url, etag=etag: (
+                client.get(url, headers={"If-None-Match": etag}).status_code == 200
+            )
+        )
