@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import waitress
@@ -168,7 +169,7 @@ def pytest_collection_modifyitems(items):
 
 
 # ---------------------------------------------------------------- where a leaked socket came from
-# An unclosed socket is reported (ResourceWarning, an error here) when the garbage collector
+# An unclosed socket is reported (ResourceWarning: shown, see pytest.ini) when the garbage collector
 # finds it, in whatever test runs then, with no trace of its origin (tracemalloc would give one
 # but slows the suite several times over). Every socket's creation stack is kept by file
 # descriptor (a leaked socket keeps its descriptor until it is collected, so the last stack
@@ -207,3 +208,19 @@ def pytest_runtest_makereport(item, call):
             stack = _SOCKET_ORIGINS.get(int(fd))
             origin = "".join(reversed(stack.format())) if stack else "(not recorded)\n"
             report.sections.append((f"unclosed socket fd={fd} was created at", origin))
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., SimGateway]]:
+    """Factory of gateways in a trading session (ServerSettings as keywords); all stopped after."""
+    started: list[SimGateway] = []
+
+    def start(**settings: Any) -> SimGateway:
+        settings = {"clock_start": TRADING_CLOCK, **settings}
+        gw = SimGateway(ServerSettings(**settings), BrokerConfig(seed=7)).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()

@@ -18,25 +18,8 @@ from test_sim_server import Errors, aapl, async_test, connected, qualified, stat
 from conftest import TRADING_CLOCK
 from sim_gateway import bad_days as bd
 from sim_gateway.__main__ import parser
-from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings, bad_day_state
-
-
-@pytest.fixture
-def start_gateway() -> Any:
-    """Factory of gateways in a trading session (ServerSettings as keywords); all stopped after."""
-    started: list[SimGateway] = []
-
-    def start(**settings: Any) -> SimGateway:
-        settings = {"clock_start": TRADING_CLOCK, **settings}
-        gw = SimGateway(ServerSettings(**settings), BrokerConfig(seed=7)).start()
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        gw.stop()
 
 
 @pytest.fixture

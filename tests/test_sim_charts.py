@@ -16,26 +16,9 @@ from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_server import Errors, aapl, async_test, connected, qualified, until
 
 from conftest import TRADING_CLOCK
-from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
-from sim_gateway.server import ServerSettings
 
 ACCOUNT = "DU1234567"
-
-
-@pytest.fixture
-def start_gateway() -> Any:
-    started: list[SimGateway] = []
-
-    def start(**settings: Any) -> SimGateway:
-        settings = {"clock_start": TRADING_CLOCK, **settings}
-        gw = SimGateway(ServerSettings(**settings), BrokerConfig(seed=7)).start()
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        gw.stop()
 
 
 @pytest.fixture
