@@ -11,8 +11,9 @@ journal insert, the kill switch, and the reads Flask threads make. The rest is
 in the ``orders`` package: ``orders.lifecycle`` (phases, verdicts, the
 transition table; the only code that changes a record), ``orders.tracking``
 (ib_async's events mapped onto records), ``orders.placement`` (qualify, place,
-settle, monitor, cancel, modify) and ``orders.reconcile`` (after every
-connect: the gateway's reports in, decisions out).
+settle, monitor, cancel, modify), ``orders.reconcile`` (after every
+connect: the gateway's reports in, decisions out) and ``orders.loop_side``
+(the connection hooks and the consumer that runs each command as a task).
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
-
-from ib_async import IB
 
 from ib_compat import DONE_STATES, WORKING_STATES
 from ib_connection import IBConnection, NotConnectedError
@@ -36,6 +34,7 @@ from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
 from orders.kill_switch import KILL_SWITCH, KillSwitch
 from orders.lifecycle import FINAL_VERDICTS, Phase, Tracker, Verdict, is_final
+from orders.loop_side import LoopSide
 from orders.placement import CALL_TIMEOUT, Placement, build_order
 from orders.reconcile import Reconciler
 from orders.tracking import KEEP_FINISHED, OrderBook
@@ -88,7 +87,7 @@ class Reconciling(NotConnectedError):
     """Connected, but the journal is still being matched against the gateway."""
 
 
-class OrderHandler(IBConnection):
+class OrderHandler(LoopSide):
     """The order connection, its queue and the lifecycle records."""
 
     def __init__(
@@ -363,68 +362,6 @@ class OrderHandler(IBConnection):
         with self._lock:
             self._pending += 1
         self.thread.call_soon(queue.put_nowait, command)
-
-    # ============================================================= loop side
-    async def on_connected(self, ib: IB) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._consumer = asyncio.create_task(self._consume(), name="order-consumer")
-        ib.errorEvent += self.book.on_error
-        ib.openOrderEvent += lambda trade: self.reconciler.on_open_order(ib, trade)
-        self.placement.new_connection()
-        self._reconciled = False
-        self.reconciler.reconcile(ib)
-        if self.halted:  # a kill switch engaged while disconnected still cancels everything
-            await self.placement.cancel_all()
-        self._reconciled = True
-        log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
-
-    async def on_disconnected(self) -> None:
-        """ib_async's objects die with the connection: never act on them again."""
-        self._reconciled = False
-        self.book.forget_connection()
-
-    async def before_disconnect(self) -> None:
-        if self._consumer is not None:
-            self._consumer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(
-            *self._tasks, *([self._consumer] if self._consumer else []), return_exceptions=True
-        )
-
-    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
-        """After 1102: fetch executions and reconcile what the outage brought; after 1101:
-        reconnect (the new connection reconciles from scratch, see ``on_connected``)."""
-        if data_lost:
-            await super().on_link_restored(ib, data_lost)
-            return
-        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
-        self.reconciler.reconcile(ib)
-        log.info("🔎 Reconciled after IB's servers came back")
-        if self.halted:  # a kill switch engaged during the outage: its global cancel goes now
-            await self.placement.cancel_all()
-
-    async def _consume(self) -> None:
-        assert self._queue is not None
-        while True:
-            command = await self._queue.get()
-            with self._lock:
-                self._pending -= 1
-            self._spawn(self._run(command))
-
-    def _run(self, command: Command) -> Coroutine[Any, Any, None]:
-        return self.placement.runners[type(command)](command)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("order task failed", exc_info=task.exception())
 
     # ------------------------------------------------------ record changes
     def sink(self, record: Lifecycle) -> None:

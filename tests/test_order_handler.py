@@ -113,6 +113,7 @@ def test_logs_are_named_after_their_module(gateway, journal, caplog):
     assert names <= {
         "ib_connection",
         "order_handler",
+        "orders.loop_side",
         "orders.placement",
         "orders.tracking",
         "orders.reconcile",

@@ -448,7 +448,7 @@ def test_after_1102_the_handler_reconciles_and_sends_a_pending_global_cancel(
     handler, gateway, caplog
 ):
     """What the link monitor calls once IB's servers are back (1102: nothing lost)."""
-    caplog.set_level(logging.INFO, logger="order_handler")
+    caplog.set_level(logging.INFO, logger="orders.loop_side")
     record, _ = handler.submit(FAR)
     wait_for(lambda: gateway.open_orders())
     handler.kill_switch.engage("engaged during the outage")  # its global cancel could not go

@@ -1,0 +1,102 @@
+"""The order handler's side on its own loop: the connection hooks (reconcile after every
+connect, cancel everything while the kill switch is engaged) and the consumer that takes
+commands off the queue and runs each as a task of its own, so a slow order never holds up the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ib_async import IB
+
+from ib_connection import IBConnection
+from orders.commands import Command
+from orders.placement import CALL_TIMEOUT, Placement
+from orders.reconcile import Reconciler
+from orders.tracking import OrderBook
+
+log = logging.getLogger(__name__)
+
+
+class LoopSide(IBConnection):
+    """The order handler's loop side: connection hooks, the command consumer and its tasks."""
+
+    _consumer: asyncio.Task[None] | None
+    _lock: threading.Lock
+    _pending: int
+    _queue: asyncio.Queue[Command] | None
+    _reconciled: bool
+    _tasks: set[asyncio.Task[None]]
+    book: OrderBook
+    placement: Placement
+    reconciler: Reconciler
+
+    if TYPE_CHECKING:  # OrderHandler's own
+
+        @property
+        def halted(self) -> bool: ...
+
+    async def on_connected(self, ib: IB) -> None:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._consumer = asyncio.create_task(self._consume(), name="order-consumer")
+        ib.errorEvent += self.book.on_error
+        ib.openOrderEvent += lambda trade: self.reconciler.on_open_order(ib, trade)
+        self.placement.new_connection()
+        self._reconciled = False
+        self.reconciler.reconcile(ib)
+        if self.halted:  # a kill switch engaged while disconnected still cancels everything
+            await self.placement.cancel_all()
+        self._reconciled = True
+        log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
+
+    async def on_disconnected(self) -> None:
+        """ib_async's objects die with the connection: never act on them again."""
+        self._reconciled = False
+        self.book.forget_connection()
+
+    async def before_disconnect(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(
+            *self._tasks, *([self._consumer] if self._consumer else []), return_exceptions=True
+        )
+
+    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
+        """After 1102: fetch executions and reconcile what the outage brought; after 1101:
+        reconnect (the new connection reconciles from scratch, see ``on_connected``)."""
+        if data_lost:
+            await super().on_link_restored(ib, data_lost)
+            return
+        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+        self.reconciler.reconcile(ib)
+        log.info("🔎 Reconciled after IB's servers came back")
+        if self.halted:  # a kill switch engaged during the outage: its global cancel goes now
+            await self.placement.cancel_all()
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        while True:
+            command = await self._queue.get()
+            with self._lock:
+                self._pending -= 1
+            self._spawn(self._run(command))
+
+    def _run(self, command: Command) -> Coroutine[Any, Any, None]:
+        return self.placement.runners[type(command)](command)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("order task failed", exc_info=task.exception())
