@@ -49,10 +49,13 @@ STREAM_KEEPALIVE = (
 @bp.get("/status")
 @documented(StatusOut, etag=True)
 def status() -> Response:
-    """Health of both connections, the threads, the account and the queue."""
+    """Health of both connections, the threads, the account and the queue: built once per data
+    version and second (its clock and ages move on between versions), whoever asks."""
     svc = services()
     return _conditional(
-        svc.feed.version, lambda: _dumps(status_payload(svc, svc.connector.snapshot()))
+        svc.feed.version,
+        lambda: _dumps(status_payload(svc, svc.connector.snapshot())),
+        shared="status",
     )
 
 
