@@ -192,6 +192,15 @@ def _recording_init(original):
 _PLAIN_INIT = socket.socket.__init__
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        action="store_true",
+        help="browser tests save screenshots of the page in artifacts/screenshots/ (off by "
+        "default: a full-page PNG costs about 0.4 s of CPU)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     socket.socket.__init__ = _recording_init(_PLAIN_INIT)  # type: ignore[method-assign]  # diagnostics only
 

@@ -11,7 +11,6 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 from test_dashboard import (  # noqa: F401 - the browser fixtures
-    SCREENSHOTS,
     Dashboard,
     browser,
     dash,
@@ -356,7 +355,7 @@ def test_rows_keep_symbol_and_buttons_together_at_every_width(dash):
         result = page.evaluate(ROW_CHECK)
         dash.shot(f"entry_layout_{width}")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-        page.screenshot(path=str(SCREENSHOTS / f"entry_layout_{width}_bottom.png"))  # the window
+        dash.shot(f"entry_layout_{width}_bottom", full_page=False)  # the window
         assert result["overflow"] <= 0, (width, result["overflow"])
         assert len(result["rows"]) == 2 + len(ids)
         for row in result["rows"]:
