@@ -27,7 +27,8 @@ from typing import TypeVar
 
 from ib_async import IB
 
-from ib_link import LINK_CODES, LinkEvent, LinkMonitor, LinkState
+from ib_link import LinkMonitor
+from ib_servers import IBServers
 from loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ConnectionState:
     last_heartbeat: float | None  # epoch seconds of the last answered heartbeat
 
 
-class IBConnection:
+class IBConnection(IBServers):
     """A supervised IB connection on a dedicated loop thread."""
 
     readonly = False
@@ -259,50 +260,6 @@ class IBConnection:
             except Exception:
                 log.exception("state listener failed; carrying on")
 
-    # ------------------------------------------------------------ IB's servers
-    def _on_notice(self, ib: IB, req_id: int, code: int, text: str) -> None:
-        """1100/1101/1102 and the farm notices (on the loop thread, from ib_async)."""
-        if req_id != -1 or code not in LINK_CODES:
-            return
-        was_reachable = self.link.state.reachable
-        event = self.link.on_message(code, text, time.time())
-        if event is LinkEvent.LOST and was_reachable:
-            log.warning(
-                "🌩️ %s: IB servers unreachable (%d): the gateway is up but cannot reach "
-                "IB; new orders are refused until it is back",
-                self.name,
-                code,
-            )
-        elif event is LinkEvent.RESTORED or event is LinkEvent.RESTORED_DATA_LOST:
-            lost = event is LinkEvent.RESTORED_DATA_LOST
-            log.warning(
-                "🌤️ %s: IB servers reachable again (%d, data %s): %s",
-                self.name,
-                code,
-                "lost" if lost else "maintained",
-                "reconnecting to re-subscribe and reconcile"
-                if lost
-                else "reconciling orders and executions",
-            )
-            task = asyncio.create_task(self._after_restore(ib, lost), name=f"{self.name}-restore")
-            self._link_tasks.add(task)
-            task.add_done_callback(self._link_tasks.discard)
-        self._notify_state()
-
-    async def _after_restore(self, ib: IB, data_lost: bool) -> None:
-        try:
-            await self.on_link_restored(ib, data_lost)
-        except Exception:  # log and carry on: the next restore or reconnect tries again
-            log.exception("%s: reconciling after IB's servers came back failed", self.name)
-
-    def restart_connection(self, why: str) -> None:
-        """Drop the socket on purpose (on the loop); the supervisor connects again at once and
-        the new connection syncs and subscribes from scratch."""
-        self._last_error = why
-        if self.ib is not None and self.ib.isConnected():
-            self._restarting = True
-            self.ib.disconnect()
-
     async def _watch(self) -> None:
         """Return when the connection is lost (hard close or failed heartbeat)."""
         ib = self.ib
@@ -374,10 +331,6 @@ class IBConnection:
         if not link.reachable:
             raise ServersUnreachable(link.reason())
 
-    def link_state(self) -> LinkState:
-        """IB's servers and farms as this connection's gateway last told them."""
-        return self.link.state
-
     def state(self) -> ConnectionState:
         """A frozen view of the connection for the status endpoint."""
         return ConnectionState(
@@ -399,14 +352,6 @@ class IBConnection:
 
     async def on_disconnected(self) -> None:
         """Called on the loop after the connection was lost."""
-
-    async def on_link_restored(self, ib: IB, data_lost: bool) -> None:
-        """Called on the loop after 1102 (``data_lost`` False) or 1101. By default a 1101
-        reconnects: the new connection subscribes and reconciles from scratch."""
-        if data_lost:
-            self.restart_connection(
-                "re-subscribing after IB's servers came back with data lost (1101)"
-            )
 
     async def before_disconnect(self) -> None:
         """Called on the loop before a clean shutdown disconnects."""

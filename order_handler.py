@@ -11,7 +11,7 @@ journal insert, the kill switch, and the reads Flask threads make. The rest is
 in the ``orders`` package: ``orders.lifecycle`` (phases, verdicts, the
 transition table; the only code that changes a record), ``orders.tracking``
 (ib_async's events mapped onto records), ``orders.placement`` (qualify, place,
-settle, monitor, cancel, modify), ``orders.reconcile`` (after every
+settle, monitor; cancel and modify in its base ``orders.amend``), ``orders.reconcile`` (after every
 connect: the gateway's reports in, decisions out) and ``orders.loop_side``
 (the connection hooks and the consumer that runs each command as a task).
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ib_compat import DONE_STATES, WORKING_STATES
-from ib_connection import IBConnection, NotConnectedError
+from ib_connection import NotConnectedError
 from journal import Journal, JournalEntry
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place

@@ -20,8 +20,9 @@ from typing import Any
 
 from config import Settings, is_paper_account
 from order_records import OrderIntent
+from risk_quotes import QUOTE_TTL as QUOTE_TTL
+from risk_quotes import QuoteSource, RiskQuote, RiskQuotes
 
-QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
 PER_ORDER_RULES = 8  # the first rules look at the order alone; the rest at the account's flow
 
 
@@ -92,18 +93,6 @@ class RiskRejected(Exception):
         self.decision = decision
 
 
-@dataclass(frozen=True)
-class RiskQuote:
-    """What the gate knows of the market: prices, whether they are delayed, and IB's reason
-    when there are none (e.g. 354 / 10168 / 10197, in words)."""
-
-    bid: float | None
-    ask: float | None
-    last: float | None
-    delayed: bool = False
-    notice: str | None = None
-
-
 @dataclass
 class _Check:
     """What the rules look at for one order."""
@@ -116,13 +105,9 @@ class _Check:
 
 
 Clock = Callable[[], float]
-# (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
-QuoteSource = Callable[
-    [str, str, int], "RiskQuote | tuple[float | None, float | None, float | None]"
-]
 
 
-class RiskGate:
+class RiskGate(RiskQuotes):
     """Checks orders against the configured limits."""
 
     def __init__(
@@ -214,33 +199,6 @@ class RiskGate:
             at=self._wall(),
         )
 
-    def immediate_trigger(self, intent: OrderIntent) -> str | None:
-        """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
-        already past its stop price. None when it would rest, or when no quote says."""
-        if intent.order_type not in ("STP", "STP LMT") or intent.stop_price is None:
-            return None
-        quote = self._quote(intent)
-        stop = intent.stop_price
-        if intent.action == "BUY":
-            market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
-            passed = market is not None and market >= stop
-            where = "at or below"
-        else:
-            market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
-            passed = market is not None and market <= stop
-            where = "at or above"
-        if not passed:
-            return None
-        then = (
-            "then a limit order at " + f"{intent.limit_price:g}"
-            if intent.order_type == "STP LMT" and intent.limit_price
-            else "then fills at market"
-        )
-        return (
-            f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
-            f"it triggers as soon as it arrives ({then})"
-        )
-
     def registered(self, decision: RiskDecision) -> None:
         """The accepted order now counts among the open orders."""
         with self._lock:
@@ -304,16 +262,6 @@ class RiskGate:
         if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
             notional = intent.quantity  # USD.JPY: the quantity is already dollars
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
-
-    def _quote(self, intent: OrderIntent) -> RiskQuote:
-        key = (intent.symbol, intent.sec_type, intent.con_id)
-        cached = self._quote_cache.get(key)
-        if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
-            return cached[1]
-        answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
-        quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
-        self._quote_cache[key] = (self._monotonic(), quote)
-        return quote
 
     def _figures(self, check: _Check) -> dict[str, Any]:
         return {

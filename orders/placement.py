@@ -1,4 +1,5 @@
-"""Placing orders on the loop: qualify, build, place, settle, monitor; cancel, modify, preview.
+"""Placing orders on the loop: qualify, build, place, settle, monitor; preview (cancel and modify
+are in its base ``orders.amend.Amend``).
 
 Each command from the handler's queue runs as its own task, so a slow order never holds up the
 next. Every change of a record goes through its tracker (``orders.lifecycle``) and the book's
@@ -8,7 +9,6 @@ verdicts (``orders.tracking``).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import math
 import time
@@ -23,8 +23,9 @@ from ib_compat import DONE_STATES, make_contract, number
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_records import Lifecycle, OrderIntent, Preview, Step
+from orders.amend import Amend
 from orders.commands import Cancel, CancelAll, Modify, Place
-from orders.lifecycle import Event, Phase, Tracker, Verdict, change_words, is_final
+from orders.lifecycle import Event, Phase, Tracker, Verdict, is_final
 from orders.tracking import OrderBook
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Host(Protocol):
         """Journal a record change and tell the listeners."""
 
 
-class Placement:
+class Placement(Amend):
     """Sends orders and follows each through its settle and monitoring windows."""
 
     def __init__(self, host: Host, book: OrderBook, journal: Journal) -> None:
@@ -290,61 +291,6 @@ class Placement:
                 )
         if not is_final(tracker.record.verdict):
             tracker.advance(Event.WINDOW_END)  # out of its window; events still update it
-
-    # ------------------------------------------------------ cancel / modify
-    async def cancel(self, command: Cancel) -> None:
-        """Cancel one order now, or when it is matched at the gateway, or before it is sent."""
-        tracker = command.tracker
-        tracker.cancel_requested = True
-        tracker.step("cancel requested")
-        trade, ib = tracker.trade, self.host.ib
-        if trade is None or ib is None:
-            if tracker.record.order_id is not None:  # sent, but not matched since a reconnect
-                tracker.step("cancel waiting: sent as soon as the broker shows the order again")
-            return  # not sent yet: placement sees cancel_requested before sending
-        try:
-            ib.cancelOrder(trade.order)
-            log.info("🛑 Cancel sent for %s (orderId %d)", tracker.id, trade.order.orderId)
-        except ConnectionError as exc:
-            tracker.step(f"cancel not sent: {exc}")
-
-    async def cancel_all(self, command: CancelAll | None = None) -> None:
-        """reqGlobalCancel: every working order of every client."""
-        ib = self.host.ib
-        if ib is None:
-            return
-        for tracker in self.book.unfinished():
-            tracker.cancel_requested = True
-            tracker.step("global cancel requested")
-        try:
-            ib.reqGlobalCancel()
-            log.warning("🛑 Global cancel sent: every working order of every client")
-        except ConnectionError as exc:
-            log.error("global cancel not sent: %s", exc)
-
-    async def modify(self, command: Modify) -> None:
-        """Send the changed order; the record changes only when the broker confirms."""
-        tracker = command.tracker
-        trade, ib = tracker.trade, self.host.ib
-        if trade is None or ib is None or tracker.record.status in DONE_STATES:
-            tracker.step("change not sent: the order is no longer working at the broker")
-            return
-        order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
-        fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
-        values = command.changes()
-        for name, value in values.items():
-            setattr(order, fields[name], value)
-        changes = change_words(values)
-        try:
-            ib.placeOrder(trade.contract, order)
-        except ConnectionError as exc:
-            tracker.step(f"change not sent: {exc}")
-            return
-        except AssertionError:  # ib_async sends first, then asserts the trade is live
-            tracker.step(f"change sent: {changes}; the broker decides whether it applies")
-            return
-        tracker.step(f"change sent: {changes}")
-        log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
 
     async def preview(self, intent: OrderIntent) -> Preview:
         """What-if the order (margin and commission), placing nothing."""

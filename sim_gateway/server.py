@@ -8,6 +8,7 @@ chain of ifs); the handlers and the rest live in mixins of ``GatewayServer``:
 
 * ``connections``: sockets, handshake, pacing, sending (``Session``);
 * ``event_routing``: the broker's events to the sessions that should see them;
+* ``faults``: the harness's fault switches (drop every client, stall, restart, send an error);
 * ``account_service``, ``order_service``, ``market_data_service``,
   ``instrument_service``, ``chart_service``, ``bad_day_service``, ``marks``:
   the requests and streams of each family.
@@ -33,6 +34,7 @@ from .chart_service import ChartHandlers
 from .clock import SimClock
 from .connections import MAX_VERSION, ConnectionHandlers, Session, _client_id
 from .event_routing import EventRouting
+from .faults import FaultSwitches
 from .instrument_service import InstrumentHandlers
 from .market_data_service import MarketDataHandlers
 from .marks import MarkStreams
@@ -97,6 +99,7 @@ class GatewayServer(
     ChartHandlers,
     BadDayHandlers,
     MarkStreams,
+    FaultSwitches,
 ):
     """The simulated gateway; all methods run on the server's event loop."""
 
@@ -231,58 +234,6 @@ class GatewayServer(
         self.drop_connections()
         if server is not None:
             await server.wait_closed()
-
-    # ---------------------------------------------------------------- faults
-    def drop_connections(self) -> None:
-        """Hard-close every client socket (as a crashing gateway does): unsent data is lost.
-
-        ``abort``, not ``close``: a graceful close first flushes what is buffered, and never
-        completes while a client does not read.
-        """
-        for session in list(self.sessions):
-            session.writer.transport.abort()
-            self._close_session(session)
-
-    def stall(self, seconds: float) -> None:
-        """Stop reading and answering for ``seconds`` with sockets left open."""
-        self._stalled_until = time.monotonic() + seconds
-        self._stall_done.clear()
-        asyncio.get_running_loop().call_later(seconds, self._end_stall)
-        log.warning("🧊 Gateway stalled for %.1fs", seconds)
-
-    def _end_stall(self) -> None:
-        if time.monotonic() + 1e-3 < self._stalled_until:
-            return
-        self._stall_done.set()
-        for session in self.sessions:
-            for data in session.held:
-                session.writer.write(data)
-            session.held.clear()
-        log.warning("🔥 Gateway stall over")
-
-    @property
-    def stalled(self) -> bool:
-        """True while a stall is in effect."""
-        return not self._stall_done.is_set()
-
-    async def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
-        """Listener down (all clients cut), state kept, listener up on the same port."""
-        log.warning("🔄 Gateway restarting (down %.1fs)", down_seconds)
-        await self._close_listener()
-        if roll_back_ids:
-            self.broker.roll_back_order_ids()
-        self.save_state()
-        await asyncio.sleep(down_seconds)
-        if not self._stopped:
-            await self._listen()
-
-    def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
-        """Send an arbitrary error/notice message to one client (harness switch)."""
-        session = self._session_of(client_id)
-        if session is None:
-            return False
-        self._send(session, p.error(req_id, code, text, session.version))
-        return True
 
     def clock_label(self) -> str:
         """A short note for dashboards: "" on real time, else whether US stocks trade now."""

@@ -1,0 +1,80 @@
+"""Changing orders already handed to the broker, on the loop: cancel one order, cancel every
+working order of every client (reqGlobalCancel), modify one. A base of ``orders.placement.Placement``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING
+
+from ib_compat import DONE_STATES
+from orders.commands import Cancel, CancelAll, Modify
+from orders.lifecycle import change_words
+from orders.tracking import OrderBook
+
+if TYPE_CHECKING:
+    from orders.placement import Host
+
+log = logging.getLogger(__name__)
+
+
+class Amend:
+    """Placement's cancel, global cancel and modify."""
+
+    host: Host
+    book: OrderBook
+
+    async def cancel(self, command: Cancel) -> None:
+        """Cancel one order now, or when it is matched at the gateway, or before it is sent."""
+        tracker = command.tracker
+        tracker.cancel_requested = True
+        tracker.step("cancel requested")
+        trade, ib = tracker.trade, self.host.ib
+        if trade is None or ib is None:
+            if tracker.record.order_id is not None:  # sent, but not matched since a reconnect
+                tracker.step("cancel waiting: sent as soon as the broker shows the order again")
+            return  # not sent yet: placement sees cancel_requested before sending
+        try:
+            ib.cancelOrder(trade.order)
+            log.info("🛑 Cancel sent for %s (orderId %d)", tracker.id, trade.order.orderId)
+        except ConnectionError as exc:
+            tracker.step(f"cancel not sent: {exc}")
+
+    async def cancel_all(self, command: CancelAll | None = None) -> None:
+        """reqGlobalCancel: every working order of every client."""
+        ib = self.host.ib
+        if ib is None:
+            return
+        for tracker in self.book.unfinished():
+            tracker.cancel_requested = True
+            tracker.step("global cancel requested")
+        try:
+            ib.reqGlobalCancel()
+            log.warning("🛑 Global cancel sent: every working order of every client")
+        except ConnectionError as exc:
+            log.error("global cancel not sent: %s", exc)
+
+    async def modify(self, command: Modify) -> None:
+        """Send the changed order; the record changes only when the broker confirms."""
+        tracker = command.tracker
+        trade, ib = tracker.trade, self.host.ib
+        if trade is None or ib is None or tracker.record.status in DONE_STATES:
+            tracker.step("change not sent: the order is no longer working at the broker")
+            return
+        order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
+        fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
+        values = command.changes()
+        for name, value in values.items():
+            setattr(order, fields[name], value)
+        changes = change_words(values)
+        try:
+            ib.placeOrder(trade.contract, order)
+        except ConnectionError as exc:
+            tracker.step(f"change not sent: {exc}")
+            return
+        except AssertionError:  # ib_async sends first, then asserts the trade is live
+            tracker.step(f"change sent: {changes}; the broker decides whether it applies")
+            return
+        tracker.step(f"change sent: {changes}")
+        log.info("✏️ Modify sent for %s: %s", tracker.id, changes)

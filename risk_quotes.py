@@ -1,0 +1,76 @@
+"""The risk gate's view of the market: the quote it prices an order with (asked through the
+gate's quote source, reused for ``QUOTE_TTL``), and whether a stop would trigger the moment it
+arrives. A base of ``risk.RiskGate``; ``RiskQuote`` and ``QUOTE_TTL`` are re-exported by ``risk``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from order_records import OrderIntent
+
+QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
+
+
+@dataclass(frozen=True)
+class RiskQuote:
+    """What the gate knows of the market: prices, whether they are delayed, and IB's reason
+    when there are none (e.g. 354 / 10168 / 10197, in words)."""
+
+    bid: float | None
+    ask: float | None
+    last: float | None
+    delayed: bool = False
+    notice: str | None = None
+
+
+# (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
+QuoteSource = Callable[
+    [str, str, int], "RiskQuote | tuple[float | None, float | None, float | None]"
+]
+
+
+class RiskQuotes:
+    """The gate's quotes (cached per contract) and the stop-trigger check built on them."""
+
+    _monotonic: Callable[[], float]
+    _quotes: QuoteSource
+    _quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]]
+
+    def immediate_trigger(self, intent: OrderIntent) -> str | None:
+        """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
+        already past its stop price. None when it would rest, or when no quote says."""
+        if intent.order_type not in ("STP", "STP LMT") or intent.stop_price is None:
+            return None
+        quote = self._quote(intent)
+        stop = intent.stop_price
+        if intent.action == "BUY":
+            market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
+            passed = market is not None and market >= stop
+            where = "at or below"
+        else:
+            market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
+            passed = market is not None and market <= stop
+            where = "at or above"
+        if not passed:
+            return None
+        then = (
+            "then a limit order at " + f"{intent.limit_price:g}"
+            if intent.order_type == "STP LMT" and intent.limit_price
+            else "then fills at market"
+        )
+        return (
+            f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
+            f"it triggers as soon as it arrives ({then})"
+        )
+
+    def _quote(self, intent: OrderIntent) -> RiskQuote:
+        key = (intent.symbol, intent.sec_type, intent.con_id)
+        cached = self._quote_cache.get(key)
+        if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
+            return cached[1]
+        answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
+        quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
+        self._quote_cache[key] = (self._monotonic(), quote)
+        return quote
