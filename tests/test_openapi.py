@@ -39,7 +39,7 @@ CONFORMANCE = [
 EXAMPLES = {("POST", "/api/v1/kill-switch"): 8}
 # Generated cases per operation: 20 in every run (the hypothesis profile "suite", 500 examples),
 # ten times more with `--hypothesis-profile=deep`
-FUZZ_EXAMPLES = max(20, settings.default.max_examples // 25)
+FUZZ_EXAMPLES = max(20, settings().max_examples // 25)
 
 
 @pytest.fixture
