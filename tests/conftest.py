@@ -111,6 +111,16 @@ def _fast_reconnect(monkeypatch):
     monkeypatch.setattr(ib_connection, "BACKOFF_MAX", 0.5)
 
 
+@pytest.fixture(autouse=True)
+def _patient_risk_quote(monkeypatch):
+    """The risk gate answers 503 after 2 s of gateway silence (production: 0.8 s): the
+    simulator runs in the test's own process, and with four workers on two cores its thread can
+    go unscheduled for most of a second, which a real gateway in its own process does not."""
+    import services
+
+    monkeypatch.setattr(services, "RISK_QUOTE_SILENCE", 2.0)
+
+
 @pytest.fixture
 def fast_heartbeat(monkeypatch):
     """A heartbeat every 0.5 s that gives up after 1.5 s (production: 2 s and 4 s), for tests
