@@ -134,6 +134,7 @@ class Dashboard:
     errors: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # "status url" of every answer >= 400
     screenshots: bool = False  # pytest --screenshots
 
     @property
@@ -211,9 +212,14 @@ def dash(request, browser, live) -> Iterator[Dashboard]:
     )
     page.on("pageerror", lambda exc: board.errors.append(f"pageerror: {exc}"))
     page.on("request", lambda req: board.requests.append(f"{req.method} {req.url}"))
+    page.on(
+        "response",
+        lambda res: board.refused.append(f"{res.status} {res.url}") if res.status >= 400 else None,
+    )
     yield board
     context.close()
-    assert not board.unexpected_errors(), board.unexpected_errors()
+    # a console error for a refused request does not name it: the refused answers do
+    assert not board.unexpected_errors(), (board.unexpected_errors(), board.refused)
 
 
 def number(text: str | None) -> float:
