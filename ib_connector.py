@@ -116,6 +116,12 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         """The latest snapshot (with the connection state as of now)."""
         return replace(self._snapshot, connection=self.state())
 
+    @property
+    def orders_version(self) -> int:
+        """The latest snapshot's order version, without copying the snapshot (the ETag of a
+        polled /orders)."""
+        return self._snapshot.orders_version
+
     def request_refresh(self) -> None:
         """Ask for an order and execution refresh soon (thread-safe; never blocks)."""
         if self._refresh_wanted is not None and self.thread.is_alive:

@@ -338,6 +338,10 @@ class OrderHandler(LoopSide):
         """Requests waiting for the consumer plus orders not yet sent."""
         return max(self._pending, self.book.unsent(self.version))
 
+    def record_count(self) -> int:
+        """How many records ``records()`` would list."""
+        return self.book.count()
+
     def working_count(self) -> int:
         """Our orders not yet finished (the risk gate's open-order count)."""
         return len(self.book.unfinished())

@@ -70,6 +70,10 @@ class OrderBook:
         with self.lock:
             return list(self.trackers.values())
 
+    def count(self) -> int:
+        with self.lock:
+            return len(self.trackers)
+
     def unfinished(self) -> list[Tracker]:
         """Trackers without a final verdict."""
         return [t for t in self.all() if not is_final(t.record.verdict)]
