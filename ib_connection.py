@@ -28,7 +28,7 @@ from typing import TypeVar
 from ib_async import IB
 
 from ib_link import LINK_CODES, LinkEvent, LinkMonitor, LinkState
-from loop_thread import LoopThread
+from loop_thread import LoopThread, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +312,8 @@ class IBConnection:
         ib.disconnectedEvent += handler
         try:
             while not lost.is_set() and ib.isConnected():
-                try:
-                    await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
-                except TimeoutError:
-                    if not await self._heartbeat(ib):
-                        break
+                if await wait_event(lost, HEARTBEAT_INTERVAL) or not await self._heartbeat(ib):
+                    break
         finally:
             ib.disconnectedEvent -= handler
             self._connected = False
