@@ -120,7 +120,11 @@ class IBConnection:
         """
         self.thread.start()
         if wait_connected:
-            self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
+            self.wait_first_attempt()
+
+    def wait_first_attempt(self) -> None:
+        """Block until the first connection attempt after ``start`` succeeded or failed."""
+        self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
 
     def stop(self) -> None:
         """Disconnect cleanly and end the thread."""
