@@ -483,7 +483,7 @@ def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):
 
 def test_in_flight_counts_follow_the_orders(handler, gateway):
     """/status's in_flight and queue_depth come from counts cached per record change."""
-    gateway.set_validation_delay(1.0)  # orders wait in their settle/monitor window
+    gateway.set_validation_delay(0.5)  # orders wait in their settle/monitor window
     records = [handler.submit(MKT)[0] for _ in range(5)]
     wait_for(lambda: handler.in_flight() == 5, timeout=3)
     assert handler.queue_depth() == 0 and handler.working_count() == 5
