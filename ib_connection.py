@@ -29,7 +29,7 @@ from ib_async import IB
 
 from ib_link import LinkMonitor
 from ib_servers import IBServers
-from loop_thread import LoopThread
+from loop_thread import LoopThread, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,11 @@ class IBConnection(IBServers):
         """
         self.thread.start()
         if wait_connected:
-            self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
+            self.wait_first_attempt()
+
+    def wait_first_attempt(self) -> None:
+        """Block until the first connection attempt after ``start`` succeeded or failed."""
+        self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
 
     def stop(self) -> None:
         """Disconnect cleanly and end the thread."""
@@ -269,11 +273,8 @@ class IBConnection(IBServers):
         ib.disconnectedEvent += handler
         try:
             while not lost.is_set() and ib.isConnected():
-                try:
-                    await asyncio.wait_for(lost.wait(), HEARTBEAT_INTERVAL)
-                except TimeoutError:
-                    if not await self._heartbeat(ib):
-                        break
+                if await wait_event(lost, HEARTBEAT_INTERVAL) or not await self._heartbeat(ib):
+                    break
         finally:
             ib.disconnectedEvent -= handler
             self._connected = False

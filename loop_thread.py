@@ -19,6 +19,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``event``; True if it was set.
+
+    Loops that wake on an event or a period use this, not ``asyncio.wait_for``: on Python
+    3.11, ``wait_for`` returns normally when a cancel arrives within a few loop turns of the
+    event being set, so the task it was meant to end carries on, and whoever awaits it (a
+    shutdown) waits out its own time-out. ``asyncio.timeout`` passes every cancel on.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class WrongThreadError(RuntimeError):
     """A blocking call was made from the loop's own thread (it would deadlock)."""
 

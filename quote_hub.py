@@ -33,6 +33,7 @@ from ib_async import IB, Contract, Ticker
 
 import market_data
 from ib_connector import IBConnector
+from loop_thread import wait_event
 from screen_store import PriceAlert, ScreenStore, WatchItem
 
 log = logging.getLogger(__name__)
@@ -172,10 +173,7 @@ class QuoteHub:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), SYNC_INTERVAL)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, SYNC_INTERVAL)
             self._wake.clear()
             try:
                 await self._sync()

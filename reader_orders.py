@@ -15,6 +15,7 @@ from ib_async.objects import ExecutionFilter, Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from ib_connection import IBConnection
+from loop_thread import wait_event
 from reader_rows import ExecutionRow, OrderRow, _execution_row, _order_row
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
@@ -109,10 +110,7 @@ class OrderTable(IBConnection):
             timeout = REFRESH_INTERVAL
             if self._completed_pending:  # come back as soon as the pacer allows
                 timeout = min(timeout, max(0.0, self._completed.next_at - time.monotonic()))
-            try:
-                await asyncio.wait_for(wanted.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(wanted, timeout)
             wanted.clear()
             try:
                 await self._refresh_orders(ib)

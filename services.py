@@ -113,13 +113,16 @@ class Services:
             market_data_type=s.market_data_type,
         )
         connector.state_listener = self.feed.bump
-        connector.start()
+        # both connections' handshakes run at once (each ~0.1-0.2 s, mostly the request
+        # throttle); start() waits for both first attempts below
+        connector.start(wait_connected=False)
         self.quotes = QuoteHub(
             connector, self.screen_store, s.market_data_lines, self.feed.bump_quotes
         )
         self.quotes.start()
         if s.read_only:
             log.warning("📖 READ_ONLY: the order thread is not started; every order is refused")
+            connector.wait_first_attempt()
             return
         assert s.order_client_id is not None  # Settings fills it in (client_id + 1 by default)
         self.handler = OrderHandler(
@@ -136,7 +139,9 @@ class Services:
         )
         self.handler.state_listener = self.feed.bump
         self.handler.on_record = self.feed.bump
-        self.handler.start()
+        self.handler.start(wait_connected=False)
+        connector.wait_first_attempt()
+        self.handler.wait_first_attempt()
         midnight = time.time() - time.time() % 86400  # UTC midnight
         self.gate = RiskGate(
             s,

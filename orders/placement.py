@@ -22,6 +22,7 @@ from ib_async.order import Trade
 from ib_compat import DONE_STATES, make_contract, number
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
+from loop_thread import wait_event
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.amend import Amend
 from orders.commands import Cancel, CancelAll, Modify, Place
@@ -267,9 +268,7 @@ class Placement(Amend):
         tracker.advance(Event.MONITOR)
         assert tracker.terminal is not None
         timeout = self.host.monitor_timeout
-        try:
-            await asyncio.wait_for(tracker.terminal.wait(), timeout)
-        except TimeoutError:
+        if not await wait_event(tracker.terminal, timeout):
             status = tracker.record.status
             if not self.host.connected:
                 self.book.verdict(

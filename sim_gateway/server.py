@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loop_thread import wait_event
+
 from . import bad_days as bd
 from . import broker as b
 from . import errors, sessions
@@ -321,10 +323,7 @@ class GatewayServer(
             wait = TICK_INTERVAL if due is None else self.clock.wall_seconds(due - self.clock.now())
             delay = min(TICK_INTERVAL, max(0.0, wait))
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, delay)
             try:
                 self._bad_day_step()
                 self._dispatch_quiet(self.broker.advance(self.clock.now()))

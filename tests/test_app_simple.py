@@ -167,11 +167,12 @@ def test_rejected_order_records_the_ib_message(client, gateway):
 def test_validation_delay_still_fills(gateway):
     from app_simple import create_app
 
-    gateway.set_validation_delay(1.5)
+    # the production settle (1 + 2 + 1 s) and a validation inside it, at half scale
+    gateway.set_validation_delay(0.75)
     app = create_app(
         {
             "SETTINGS": app_settings(
-                gateway, settle_first=0.5, settle_validation=1.0, settle_final=0.5
+                gateway, settle_first=0.25, settle_validation=0.5, settle_final=0.25
             )
         }
     )
@@ -248,7 +249,8 @@ def test_unknown_symbol_is_rejected_without_an_order(client, gateway):
 @pytest.mark.slow
 def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     before = gateway_order_count(gateway)
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
+    # down 0.8 s: what the test does meanwhile takes milliseconds
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 0.8})
     restart.start()
     try:
         # both connections have seen the gateway go (with only the reader down, the risk
@@ -399,7 +401,7 @@ def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
         "IB_PORT": str(gateway.port),
         "DASHBOARD_PORT": str(port),
         "JOURNAL_PATH": str(tmp_path / "orders.db"),
-        "RECONCILE_GRACE": "1",
+        "RECONCILE_GRACE": "0.5",
         "SETTLE_FIRST_WAIT": "0.1",
         "SETTLE_VALIDATION_WAIT": "0.1",
         "SETTLE_FINAL_WAIT": "0.1",

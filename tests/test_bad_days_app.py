@@ -52,12 +52,12 @@ def start_app():
 # ----------------------------------------------------------------------------- outages
 def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after_1102(start_app):
     gateway, app, client = start_app()
-    gateway.set_fill_delay(1.5)
+    gateway.set_fill_delay(0.8)
     placed = post_order(client, quantity=5)
     assert placed.status_code == 202
     order_id = placed.get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
-    gateway.outage(seconds=3.0)  # the fill happens at IB while the gateway cannot tell us
+    gateway.outage(seconds=1.5)  # the fill happens at IB while the gateway cannot tell us
     wait_for(lambda: not servers(client)["reachable"])
 
     broken = {("usfarm", "broken"), ("ushmds", "broken"), ("secdefnj", "broken")}
@@ -90,11 +90,11 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
 def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
     gateway, app, client = start_app()
     svc = app.extensions["trading"]
-    gateway.set_fill_delay(1.5)
+    gateway.set_fill_delay(0.8)
     order_id = post_order(client, action="SELL", quantity=7).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     reader_reconnects = svc.connector.state().reconnects
-    gateway.outage(seconds=2.5, lost=True)  # the fill's messages are dropped by the gateway
+    gateway.outage(seconds=1.5, lost=True)  # the fill's messages are dropped by the gateway
     wait_for(lambda: not servers(client)["reachable"])
     assert post_order(client).status_code == 503
     # after 1101 both connections reconnect: subscriptions made again, orders reconciled
@@ -297,7 +297,7 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
         client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
     ).get_json()["id"]
     wait_for(lambda: len(gateway.open_orders()) == 1)
-    gateway.outage(seconds=2.0)
+    gateway.outage(seconds=1.2)
     handler = app.extensions["trading"].handler
     wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
     cancel = client.post(f"/api/v1/orders/{order_id}/cancel")
@@ -315,7 +315,7 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
 def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
     """Some gateways still pass messages on during 1100: nothing is ignored meanwhile."""
     gateway, app, client = start_app()
-    gateway.set_fill_delay(1.5)
+    gateway.set_fill_delay(0.8)
     order_id = post_order(client, quantity=4).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     lost = "Connectivity between IB and Trader Workstation has been lost."

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from loop_thread import LoopThread, WrongThreadError
+from loop_thread import LoopThread, WrongThreadError, wait_event
 
 
 @pytest.fixture
@@ -87,3 +87,42 @@ def test_exceptions_propagate_to_the_caller(loop_thread):
     with pytest.raises(KeyError):
         loop_thread.call(fail(), 5)
     assert loop_thread.is_alive
+
+
+async def _cancel_just_after_a_wake(turns: int) -> bool:
+    """A loop waking on an event or a period is cancelled ``turns`` loop turns after its
+    event was set; True if the cancel ended it."""
+
+    async def waker(event: asyncio.Event) -> None:
+        while True:
+            event.clear()
+            await wait_event(event, 0.25)
+
+    event = asyncio.Event()
+    task = asyncio.create_task(waker(event))
+    await asyncio.sleep(0.01)
+    event.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return bool(done)
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+def test_a_cancel_right_after_a_wake_ends_the_waiting_loop(turns):
+    """(asyncio.wait_for on Python 3.11 swallows such a cancel: a service's stop then waited
+    out its 10 s time-out for a refresher or ticker that carried on.)"""
+    assert asyncio.run(_cancel_just_after_a_wake(turns))
+
+
+def test_wait_event_says_whether_the_event_was_set():
+    async def both() -> tuple[bool, bool]:
+        event = asyncio.Event()
+        timed_out = await wait_event(event, 0.01)
+        asyncio.get_running_loop().call_soon(event.set)
+        return timed_out, await wait_event(event, 5)
+
+    assert asyncio.run(both()) == (False, True)

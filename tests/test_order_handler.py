@@ -146,7 +146,7 @@ def test_idempotency_key_returns_the_original(handler, gateway):
 def test_hard_drop_and_restart_mid_batch(handler, gateway):
     gateway.set_fill_delay(0.4)  # some orders fill while the gateway is cut off from us
     ids, refused = [], 0
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.0})
     for n in range(50):
         if n == 20:
             restart.start()
@@ -178,10 +178,10 @@ def _try_submit(handler):
 
 @pytest.mark.slow
 def test_fills_while_disconnected_are_recovered(handler, gateway):
-    gateway.set_fill_delay(1.0)
+    gateway.set_fill_delay(0.5)
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
-    gateway.restart(down_seconds=1.5)  # the fill happens while the listener is down
+    gateway.restart(down_seconds=0.9)  # the fill happens while the listener is down
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
     final = handler.get(record.id)
     assert len(final.fills) == 1 and final.fills[0].commission == pytest.approx(1.0)
@@ -230,9 +230,19 @@ def test_order_id_rollback_cannot_merge_identities(handler, gateway):
     assert_matches_gateway(handler, gateway)
 
 
+@pytest.fixture
+def quick_heartbeat(monkeypatch):
+    """A heartbeat every 0.25 s giving up after 1 s (conftest's fast_heartbeat: 0.5 s and
+    1.5 s; production 2 s and 4 s): a stall is noticed within 1.25 s."""
+    import ib_connection
+
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_INTERVAL", 0.25)
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 1.0)
+
+
 @pytest.mark.slow
-def test_stall_is_detected_and_recovered(fast_heartbeat, handler, gateway):
-    gateway.stall(4)  # longer than the (test) heartbeat's 0.5 s + 1.5 s to notice it
+def test_stall_is_detected_and_recovered(quick_heartbeat, handler, gateway):
+    gateway.stall(2.5)  # twice what the (test) heartbeat's 0.25 s + 1 s take to notice it
     wait_for(lambda: not handler.connected, timeout=10)
     state = handler.state()
     assert "stalled" in (state.last_error or "") or state.state != "connected"
@@ -244,7 +254,7 @@ def test_stall_is_detected_and_recovered(fast_heartbeat, handler, gateway):
 
 def test_orders_while_disconnected_never_reach_the_gateway(handler, gateway):
     before = sum(gateway_orders_by_ref(gateway).values())
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1})
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 0.6})
     restart.start()
     wait_for(lambda: not handler.connected, timeout=5)
     refused = 0
@@ -370,7 +380,8 @@ class OrderIntegrity(RuleBasedStateMachine):
 
     @rule(roll_back=st.booleans())
     def restart_gateway(self, roll_back: bool) -> None:
-        self.gateway.restart(down_seconds=0.3, roll_back_ids=roll_back)
+        # down long enough that the first reconnect attempt is refused (back-off 0.05 s)
+        self.gateway.restart(down_seconds=0.1, roll_back_ids=roll_back)
 
     @rule()
     def restart_app(self) -> None:
@@ -388,10 +399,11 @@ class OrderIntegrity(RuleBasedStateMachine):
 def test_journal_and_gateway_always_agree():
     from hypothesis.stateful import run_state_machine_as_test
 
+    # 6 examples in the suite's profile (500 for plain property tests), 62 in the deep one
     run_state_machine_as_test(
         OrderIntegrity,
         settings=hsettings(
-            max_examples=6,
+            max_examples=max(6, hsettings().max_examples // 80),
             stateful_step_count=8,
             deadline=None,
             database=None,
@@ -408,10 +420,11 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
     """A placement lost in a dead connection keeps its identity: after the reconnect the
     gateway may hand its orderId to a new order, and cancelling or modifying the lost one
     must neither touch any other order nor send the lost one again."""
-    handler = make_handler(gateway, journal, grace=2.0)
+    # the grace outlasts what the test does after the reconnect (milliseconds) many times over
+    handler = make_handler(gateway, journal, grace=1.2)
     try:
         handler.preview(FAR)  # the contract is known: the placement goes out at once
-        gateway.stall(1.5)
+        gateway.stall(1.0)
         lost, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(lost.id).order_id is not None)
         gateway.drop_connections()  # the unread placement dies with the socket
@@ -434,7 +447,7 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
 def test_kill_switch_engaged_while_disconnected_cancels_after_reconnect(handler, gateway):
     record, _ = handler.submit(FAR)
     wait_for(lambda: gateway.open_orders())
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.5})
+    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 0.8})
     restart.start()
     wait_for(lambda: not handler.connected, timeout=5)
     assert handler.engage_kill_switch("drill while down") == -1
@@ -446,8 +459,8 @@ def test_kill_switch_engaged_while_disconnected_cancels_after_reconnect(handler,
 
 @pytest.mark.slow
 def test_late_acknowledgement_upgrades_the_verdict(gateway, journal):
-    gateway.set_validation_delay(2.0)
-    handler = make_handler(gateway, journal, monitor=0.5)
+    gateway.set_validation_delay(1.2)  # acknowledged 0.75 s after the monitor gave up
+    handler = make_handler(gateway, journal, monitor=0.3)
     try:
         record, _ = handler.submit(FAR)
         assert handler.wait(record.id, 5).verdict == "stuck_pending_submit"
@@ -470,7 +483,7 @@ def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):
 
 def test_in_flight_counts_follow_the_orders(handler, gateway):
     """/status's in_flight and queue_depth come from counts cached per record change."""
-    gateway.set_validation_delay(1.0)  # orders wait in their settle/monitor window
+    gateway.set_validation_delay(0.5)  # orders wait in their settle/monitor window
     records = [handler.submit(MKT)[0] for _ in range(5)]
     wait_for(lambda: handler.in_flight() == 5, timeout=3)
     assert handler.queue_depth() == 0 and handler.working_count() == 5

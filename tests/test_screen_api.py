@@ -123,8 +123,13 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
 
 @pytest.mark.slow
 def test_watchlist_is_kept_and_streams_on_shared_lines_within_the_limit(
-    start_app, tmp_path
+    start_app, tmp_path, monkeypatch
 ) -> None:
+    import quote_hub
+
+    # GET /quotes below leases its lines too: a 1 s lease (production: 5 s) lets them go
+    # sooner once the dashboards stop watching
+    monkeypatch.setattr(quote_hub, "LEASE_SECONDS", 1.0)
     gateway, app, client = start_app({"market_data_lines": 4})  # 2 for the hub, 2 kept back
     hub = app.extensions["trading"].quotes
     symbols = [
@@ -311,10 +316,16 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
         wait_for(lambda: gateway.market_data_lines() == 0)
 
 
-def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(start_app) -> None:
+def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(
+    start_app, monkeypatch
+) -> None:
     """A dashboard that cannot hold a stream polls GET /quotes: the watchlist and its `watch`
     symbols are streamed while it polls, and released a few seconds after it stops."""
-    from quote_hub import LEASE_SECONDS
+    import quote_hub
+
+    # a 2 s lease (production: 5 s) still spans many polls; the hub reads it at each poll
+    monkeypatch.setattr(quote_hub, "LEASE_SECONDS", 2.0)
+    lease = quote_hub.LEASE_SECONDS
 
     gateway, app, client = start_app()
     client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "MSFT"}]})
@@ -333,8 +344,8 @@ def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(start_app)
     wait_for(polled, timeout=15)  # quotes move from poll to poll
     assert gateway.market_data_lines() == 2
     stopped = time.monotonic()
-    wait_for(lambda: gateway.market_data_lines() == 0, timeout=LEASE_SECONDS + 5)
-    assert time.monotonic() - stopped >= LEASE_SECONDS - 1  # kept between polls
+    wait_for(lambda: gateway.market_data_lines() == 0, timeout=lease + 5)
+    assert time.monotonic() - stopped >= lease - 1  # kept between polls
     res = client.get("/api/v1/quotes?watch=AAPL;rm")
     assert res.status_code == 400 and res.get_json()["error"]["field"] == "watch"
 

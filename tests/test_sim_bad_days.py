@@ -37,7 +37,7 @@ async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
         [stock] = await qualified(ib, aapl())
         resting = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, tif="DAY"))
         await status(resting, "Submitted")
-        gateway.outage(seconds=3.0)
+        gateway.outage(seconds=1.5)  # its steps below take milliseconds
         await until(lambda: 1100 in errors.codes(), what="1100")
         await until(lambda: {2103, 2105, 2157} <= set(errors.codes(-1)), what="farms broken")
         # an order placed now is held by the gateway: no answer while IB's servers are away
@@ -306,7 +306,8 @@ def test_cli_switches_reach_the_gateway_settings() -> None:
 
 def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGateway]) -> None:
     night = bd.parse_window("2026-11-30T23:44:59-05:00:1", 0).start
-    gw = start_gateway(clock_start=night, nightly_reset="23:45/2")
+    # the simulated clock at twice real time: 23:45 comes 0.5 s after the start
+    gw = start_gateway(clock_start=night, clock_speed=2.0, nightly_reset="23:45/2")
 
     async def run() -> None:
         async with connected(gw) as ib:

@@ -28,7 +28,7 @@ def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
 
 @pytest.fixture
 def fast_gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
-    return start_gateway(clock_speed=30.0)  # a 1-minute bar in 2 s
+    return start_gateway(clock_speed=60.0)  # a 1-minute bar in 1 s
 
 
 def consistent(bar: Any) -> bool:
