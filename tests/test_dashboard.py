@@ -201,7 +201,9 @@ class Dashboard:
 
 @pytest.fixture
 def dash(request, browser, live) -> Iterator[Dashboard]:
-    context = browser.new_context(viewport=LAPTOP)
+    # reduced motion: the page's endless animations (an order's progress bar, the halted badge)
+    # would have chromium draw sixty frames a second through every test
+    context = browser.new_context(viewport=LAPTOP, reduced_motion="reduce")
     page = context.new_page()
     board = Dashboard(page, live, screenshots=request.config.getoption("screenshots"))
     page.on(
