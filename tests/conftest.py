@@ -179,14 +179,13 @@ def pytest_collection_modifyitems(items):
 
 
 # ---------------------------------------------------------------- where a leaked socket came from
-# An unclosed socket is reported (ResourceWarning: shown, see pytest.ini) when the garbage collector
-# finds it, in whatever test runs then, with no trace of its origin (tracemalloc would give one
-# but slows the suite several times over). Every socket's creation stack is kept by file
+# An unclosed socket fails the test (ResourceWarning is an error, see pytest.ini) during which the
+# garbage collector finds it, whatever test that is, with no trace of its origin (tracemalloc
+# would give one but slows the suite several times over). Every socket's creation stack is kept by file
 # descriptor (a leaked socket keeps its descriptor until it is collected, so the last stack
 # recorded for that number is its own) and added to the report of a test that failed on one.
 _SOCKET_ORIGINS: dict[int, traceback.StackSummary] = {}
 _UNCLOSED = re.compile(r"unclosed <socket\.socket fd=(\d+)")
-UNCLOSED_LOG = ROOT / "artifacts" / "unclosed-sockets.txt"
 
 
 def _recording_init(original):
@@ -217,20 +216,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     socket.socket.__init__ = _PLAIN_INIT  # type: ignore[method-assign]  # put back
-
-
-def pytest_warning_recorded(warning_message, when, nodeid, location) -> None:
-    """An unclosed socket shown as a warning (not fatal): its creation stack goes to
-    artifacts/unclosed-sockets.txt, since the warning itself names only the test that ran when
-    the garbage collector found it."""
-    if not issubclass(warning_message.category, ResourceWarning):
-        return
-    for fd in _UNCLOSED.findall(str(warning_message.message)):
-        stack = _SOCKET_ORIGINS.get(int(fd))
-        origin = "".join(reversed(stack.format())) if stack else "(not recorded)\n"
-        UNCLOSED_LOG.parent.mkdir(exist_ok=True)
-        with UNCLOSED_LOG.open("a") as out:
-            out.write(f"== fd={fd} found during {nodeid or when}; created at:\n{origin}\n")
 
 
 @pytest.hookimpl(hookwrapper=True)
