@@ -213,12 +213,13 @@ class OrderTruth(RuleBasedStateMachine):
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("part", [1, 2, 3])  # three tests that the workers run side by side
 def test_one_truth_through_sigkills_of_app_and_gateway(part):
-    """Six runs in all (two a part, each part drawing its own) of up to ten steps, each kill
-    restarting a process; about twenty seconds a part."""
+    """Six runs in all (two a part, each part drawing its own; ten times more with
+    --hypothesis-profile=deep) of up to ten steps, each kill restarting a process; about twenty
+    seconds a part."""
     run_state_machine_as_test(
         OrderTruth,
         settings=settings(
-            max_examples=2,
+            max_examples=max(2, settings().max_examples // 250),  # 2; 20 with the deep profile
             stateful_step_count=10,
             deadline=None,
             database=None,
