@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ib_compat import DONE_STATES, WORKING_STATES
-from ib_connection import IBConnection, NotConnectedError
+from ib_connection import NotConnectedError
 from journal import Journal, JournalEntry
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
