@@ -128,14 +128,32 @@ def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journa
 
 
 def test_a_handler_without_a_journal_keeps_one_in_memory(gateway):
-    handler = make_handler(gateway, None)
+    changed: list[str] = []  # the listener given at construction, as the app's services do
+    handler = make_handler(gateway, None, on_change=lambda: changed.append("changed"))
     try:
         assert handler.journal.path == ":memory:"
         record, _ = handler.submit(MKT)
         assert handler.journal.get(record.id) is not None
         assert handler.wait(record.id, 5).verdict == "filled"
+        assert changed  # told of the verdict
     finally:
         handler.stop()
+
+
+def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
+    """Beyond the kept number (KEEP_FINISHED), the oldest finished orders are dropped from
+    memory, ib_async's tables included (memory stays flat); the journal still answers."""
+    ids = [handler.submit(MKT)[0].id for _ in range(3)]
+    assert [handler.wait(i, 5).verdict for i in ids] == ["filled"] * 3
+
+    async def prune_to_one() -> set[str]:  # on the loop, as a verdict prunes
+        handler.book.prune(keep=1)
+        return {t.order.orderRef for t in handler.ib.trades()}
+
+    at_ib_async = handler.thread.call(prune_to_one(), 5)
+    assert [r.id for r in handler.records()] == [ids[2]]
+    assert ids[2] in at_ib_async and not at_ib_async & {ids[0], ids[1]}
+    assert journal.flush(5) and handler.get(ids[0]).verdict == "filled"  # from the journal
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
