@@ -85,18 +85,23 @@ def test_the_order_connection_asks_for_the_configured_account(gateway, caplog):
     finally:
         other.stop()
     caplog.clear()
+    caplog.set_level(logging.INFO, logger="orders.loop_side")
     default = OrderHandler("127.0.0.1", gateway.port, connect_timeout=3)
     default.start()
     try:
         wait_for(lambda: default._reconciled, timeout=5)
         assert default.connected and "321" not in " ".join(messages(caplog, "ib_async.wrapper"))
+        assert messages(caplog, "orders.loop_side") == [
+            "✅ Order handler connected to IB! (clientId 1000)"
+        ]
     finally:
         default.stop()
 
 
 def test_no_order_is_taken_between_connecting_and_reconciling(gateway, journal, monkeypatch):
-    """The first connection refuses orders until the journal has been matched with the
-    gateway: a submit at the moment the connection is set up is told to retry."""
+    """A connection refuses orders until the journal has been matched with the gateway, the
+    first one and every one after a drop: a submit at the moment the connection is set up is
+    told to retry."""
     handler = OrderHandler(
         "127.0.0.1", gateway.port, connect_timeout=3, settle=(0.05, 0.05, 0.05), journal=journal
     )
@@ -115,6 +120,10 @@ def test_no_order_is_taken_between_connecting_and_reconciling(gateway, journal, 
     try:
         wait_for(lambda: handler._reconciled, timeout=5)
         assert refused == ["reconciling the order journal with the gateway; retry shortly"]
+        gateway.drop_connections()
+        wait_for(lambda: len(refused) == 2, timeout=5)  # the new connection, being set up
+        wait_for(lambda: handler.connected and handler._reconciled, timeout=5)
+        assert refused[1] == refused[0]
         assert handler.records() == [] and handler.queue_depth() == 0
     finally:
         handler.stop()
@@ -187,6 +196,25 @@ def test_stopping_with_orders_in_flight_cancels_their_tasks_cleanly(gateway, jou
     assert all(t.done() for t in tasks) and handler._consumer.done()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert all(journal.get(r.id).record.verdict is None for r in records)  # found again on start
+
+
+def test_a_gateway_silent_after_1102_fails_the_restore_in_bounded_time(
+    handler, gateway, caplog, monkeypatch
+):
+    """After IB's servers come back (1102) the handler asks for the executions; a gateway that
+    does not answer fails that step after CALL_TIMEOUT (shortened here) with the log line a
+    trader reads, instead of leaving the restore (and a pending global cancel) hanging."""
+    import orders.loop_side
+
+    monkeypatch.setattr(orders.loop_side, "CALL_TIMEOUT", 0.2)
+    caplog.set_level(logging.ERROR, logger="ib_connection")
+    gateway.stall(1.5)
+    handler.thread.call(handler._after_restore(handler.ib, False), 10)
+    assert messages(caplog, "ib_connection") == [
+        "order-handler: reconciling after IB's servers came back failed"
+    ]
+    [failed] = caplog.records
+    assert failed.exc_info is not None and isinstance(failed.exc_info[1], TimeoutError)
 
 
 # ------------------------------------------------------------------- calls into the loop
