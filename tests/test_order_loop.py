@@ -21,9 +21,11 @@ from conftest import wait_for
 from gateway_process import free_port
 from ib_connection import NotConnectedError
 from order_handler import OrderHandler, OrderIntent, Reconciling
+from order_records import Lifecycle, Step
 from orders.commands import CancelAll
 
 MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
+FAR = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=1.0)
 
 
 @contextmanager
@@ -129,6 +131,62 @@ def test_no_order_is_taken_between_connecting_and_reconciling(gateway, journal, 
         handler.stop()
 
 
+def test_the_kill_switchs_cancel_on_connect_comes_before_taking_requests(
+    gateway, journal, monkeypatch
+):
+    """A kill switch engaged while disconnected sends its global cancel on connect; until that
+    is done the handler is still reconciling, so a cancel asked meanwhile is told to retry."""
+    waiting = Lifecycle(  # journaled by an earlier run, not finished: restored on start
+        id="o-earlier-000001",
+        intent=FAR,
+        source="api",
+        created_at=1.0,
+        phase="tracking",
+        updated_at=1.0,
+        steps=(Step(1.0, "queued"),),
+    )
+    journal.insert(waiting)
+    handler = OrderHandler("127.0.0.1", gateway.port, connect_timeout=3, journal=journal)
+    handler.kill_switch.engage("engaged while disconnected")
+    refused: list[str] = []
+    global_cancel = handler.placement.cancel_all
+
+    async def cancel_asked_meanwhile() -> None:
+        try:
+            handler.cancel(waiting.id)
+        except Reconciling as exc:
+            refused.append(str(exc))
+        await global_cancel()
+
+    monkeypatch.setattr(handler.placement, "cancel_all", cancel_asked_meanwhile)
+    handler.start()
+    try:
+        wait_for(lambda: handler._reconciled, timeout=5)
+        assert refused == ["reconciling the order journal with the gateway; retry shortly"]
+        wait_for(lambda: gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1)
+        assert handler.queue_depth() == 0
+    finally:
+        handler.stop()
+
+
+def test_a_later_open_order_of_an_unfollowed_order_is_adopted(handler, gateway):
+    """An openOrder for one of our orders whose ib_async objects the handler dropped (as it
+    does when a connection dies) attaches the record to it again: here the order's fill, whose
+    openOrder comes first, is matched and gives the verdict."""
+    gateway.set_fill_delay(1.0)
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).status == "PreSubmitted")  # acknowledged
+
+    async def forget() -> None:
+        handler.book.forget_connection()
+
+    handler.thread.call(forget(), 5)
+    assert handler.wait(record.id, 5).verdict == "filled"
+    assert "matched at the gateway after reconnect" in [
+        s.text for s in handler.get(record.id).steps
+    ]
+
+
 def test_a_global_cancel_as_the_connection_comes_up_is_refused_clearly(gateway, journal):
     """Between the login and the start of the consumer, a global cancel cannot be queued: the
     caller is told (the API's 503 text), and nothing is left half-queued."""
@@ -148,7 +206,9 @@ def test_a_global_cancel_as_the_connection_comes_up_is_refused_clearly(gateway, 
     try:
         wait_for(lambda: handler._reconciled, timeout=5)
         assert refused == ["order handler is not running"] and handler.queue_depth() == 0
-        assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 0
+        handler.cancel_all()  # a barrier: the connection's requests reach the gateway in order
+        wait_for(lambda: gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] >= 1)
+        assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1  # only it
     finally:
         handler.stop()
 
