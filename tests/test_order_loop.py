@@ -1,7 +1,9 @@
 """The order handler's side on its own loop, against the simulated gateway: the connection as a
 trader sees it (its name and clientId in the logs and errors, the account it logs in with), no
-order taken before the journal is reconciled, the consumer and its tasks (a failing task is
-logged and forgotten, the queue's depth, a clean stop) and the bound on a call into the loop.
+request taken before the journal is reconciled (on every connect, and while the kill switch's
+global cancel goes out), a later openOrder adopted, a silent gateway after 1102, the consumer
+and its tasks (a failing task is logged and forgotten, the queue's depth, a clean stop) and the
+bound on a call into the loop.
 
 The loop is held up by a callback that waits on an event the test sets (never a fixed sleep):
 whatever the test queues meanwhile is still waiting for the consumer."""
