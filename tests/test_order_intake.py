@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from dataclasses import replace
 
 import pytest
 from test_order_handler import handler, journal, make_handler  # noqa: F401 - shared fixtures
@@ -63,7 +64,9 @@ def test_nothing_is_accepted_cancelled_or_modified_while_reconciling(handler, ga
     wait_for(lambda: handler.get(working.id).status == "Submitted")
     handler._reconciled = False  # connected, journal not yet matched with the gateway
     try:
-        with pytest.raises(Reconciling, match="reconciling the order journal"):
+        with pytest.raises(
+            Reconciling, match="^reconciling the order journal with the gateway; retry shortly$"
+        ):
             handler.submit(MKT)
         with pytest.raises(Reconciling):
             handler.cancel(working.id)
@@ -80,12 +83,12 @@ def test_nothing_is_accepted_cancelled_or_modified_while_reconciling(handler, ga
 def test_halted_and_closing_handlers_take_no_orders(handler, gateway):
     handler.kill_switch.engage("drill")
     assert handler.halted and handler.halt_reason == "drill"
-    with pytest.raises(TradingHaltedError, match="halted by the kill switch"):
+    with pytest.raises(TradingHaltedError, match="^trading is halted by the kill switch$"):
         handler.submit(MKT)
     handler.release_kill_switch()
     assert not handler.halted and handler.halt_reason is None
     handler.close_intake()
-    with pytest.raises(NotConnectedError, match="shutting down"):
+    with pytest.raises(NotConnectedError, match="^the app is shutting down; no new orders$"):
         handler.submit(MKT)
     assert handler.records() == [] and handler.queue_depth() == 0
     assert refs(gateway) == {}
@@ -101,11 +104,12 @@ def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journa
     ) == (1000, (1.0, 2.0, 1.0), 15.0, 5.0)
     told = []
     handler.state_listener = lambda: told.append(handler.halted)
-    with pytest.raises(NotConnectedError):
+    not_connected = "^order-handler is not connected to the gateway$"  # the API's 503 text
+    with pytest.raises(NotConnectedError, match=not_connected):
         handler.submit(MKT)
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(NotConnectedError, match=not_connected):
         handler.cancel_all()
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(NotConnectedError, match=not_connected):
         handler.preview(MKT)
     assert handler.engage_kill_switch("offline") == -1  # halted, the cancel goes on connect
     assert handler.halted and handler.halt_reason == "offline"
@@ -124,14 +128,32 @@ def test_a_stopped_handler_queues_nothing_and_cancels_on_connect(gateway, journa
 
 
 def test_a_handler_without_a_journal_keeps_one_in_memory(gateway):
-    handler = make_handler(gateway, None)
+    changed: list[str] = []  # the listener given at construction, as the app's services do
+    handler = make_handler(gateway, None, on_change=lambda: changed.append("changed"))
     try:
         assert handler.journal.path == ":memory:"
         record, _ = handler.submit(MKT)
         assert handler.journal.get(record.id) is not None
         assert handler.wait(record.id, 5).verdict == "filled"
+        assert changed  # told of the verdict
     finally:
         handler.stop()
+
+
+def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
+    """Beyond the kept number (KEEP_FINISHED), the oldest finished orders are dropped from
+    memory, ib_async's tables included (memory stays flat); the journal still answers."""
+    ids = [handler.submit(MKT)[0].id for _ in range(3)]
+    assert [handler.wait(i, 5).verdict for i in ids] == ["filled"] * 3
+
+    async def prune_to_one() -> set[str]:  # on the loop, as a verdict prunes
+        handler.book.prune(keep=1)
+        return {t.order.orderRef for t in handler.ib.trades()}
+
+    at_ib_async = handler.thread.call(prune_to_one(), 5)
+    assert [r.id for r in handler.records()] == [ids[2]]
+    assert ids[2] in at_ib_async and not at_ib_async & {ids[0], ids[1]}
+    assert journal.flush(5) and handler.get(ids[0]).verdict == "filled"  # from the journal
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
@@ -199,13 +221,15 @@ def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, jour
         MKT, source="webhook", idem_key="k-1", request_hash="h-1", remote="10.0.0.9", gate=gate
     )
     assert created and record.source == "webhook" and record.phase == "queued"
-    assert record.steps[0].text == "queued" and record.created_at == record.updated_at
+    assert record.steps == (Step(record.created_at, "queued"),)
+    assert record.created_at == record.updated_at
     entry = journal.get(record.id)
     assert (entry.idem_key, entry.request_hash) == ("k-1", "h-1")
     assert entry.risk["accepted"] is True and entry.risk["notional"] == 101.0
     assert journal._query("SELECT remote FROM orders WHERE id=?", (record.id,)) == [("10.0.0.9",)]
-    second, _ = handler.submit(MKT, request_hash="h-2")
+    second, _ = handler.submit(MKT, request_hash="h-2", remote="10.0.0.10")  # no key
     assert second.source == "api" and journal.get(second.id).request_hash == "h-2"
+    assert journal._query("SELECT remote FROM orders WHERE id=?", (second.id,)) == [("10.0.0.10",)]
     prefix, number = record.id.rsplit("-", 1)
     assert second.id == f"{prefix}-{int(number) + 1:06d}" and number == "000001"
     assert len(prefix) == len("o-") + 6
@@ -226,6 +250,28 @@ def test_idempotent_replays_and_conflicts(handler, gateway, journal):
     wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
     assert handler.submit(MKT, idem_key="k", request_hash="h")[0] == handler.get(first.id)
     assert refs(gateway)[first.id] == 1 and len(refs(gateway)) == 1
+
+
+def test_the_prepared_intent_is_checked_journaled_and_sent_and_a_replay_prepares_nothing(
+    handler, gateway, journal
+):
+    """``prepare`` completes a new order (a derivative's contract from the broker) before the
+    risk gate, with or without an idempotency key; a replay does not call it again."""
+    gate = make_gate(handler)
+    prepared: list[OrderIntent] = []
+
+    def prepare(intent: OrderIntent) -> OrderIntent:
+        prepared.append(intent)
+        return replace(intent, quantity=2)
+
+    keyed, _ = handler.submit(MKT, idem_key="p", request_hash="h", gate=gate, prepare=prepare)
+    plain, _ = handler.submit(MKT, gate=gate, prepare=prepare)
+    again, created = handler.submit(MKT, idem_key="p", request_hash="h", prepare=prepare)
+    assert prepared == [MKT, MKT] and not created and again.id == keyed.id
+    for record in (keyed, plain):
+        assert record.intent.quantity == 2 and journal.get(record.id).risk["notional"] == 202.0
+        assert handler.wait(record.id, 5).verdict == "filled"
+    assert [o.total_quantity for o in gateway.all_orders()] == [2, 2]
 
 
 def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, journal):
@@ -288,7 +334,7 @@ def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gatew
         return original(*args, **kwargs)
 
     monkeypatch.setattr(handler.journal, "insert", engaged_during_insert)
-    with pytest.raises(TradingHaltedError):
+    with pytest.raises(TradingHaltedError, match="^trading is halted by the kill switch$"):
         handler.submit(MKT)
     monkeypatch.undo()
     [record] = handler.records()
@@ -393,6 +439,10 @@ def test_an_unknown_symbol_gets_a_verdict_and_stops_counting(handler, gateway):
 
 # ------------------------------------------------------------------- reads and listeners
 def test_every_record_change_is_counted_and_told(handler, caplog):
+    caplog.set_level(logging.ERROR, logger="order_handler")
+    quiet, _ = handler.submit(MKT)  # no listeners set: nothing to tell and nothing logged
+    assert handler.wait(quiet.id, 5).verdict == "filled"
+    assert [r.getMessage() for r in caplog.records if r.name == "order_handler"] == []
     told, changed = [], []
     handler.on_record = lambda: told.append(handler.version)
     handler.on_change = lambda: changed.append(1)
