@@ -211,6 +211,153 @@ def test_live_accounts_need_allow_live_trading():
     )
 
 
+# --------------------------------------------------------------- asset classes
+OPT_QUOTE = (1.9, 2.1, 2.0)  # an option premium: mid 2.0, ask 2.1
+
+
+def option(quantity=1.0, **fields):
+    """A call of multiplier 100: one contract is 100 x the premium."""
+    return buy(
+        quantity,
+        sec_type="OPT",
+        expiry="20261218",
+        strike=200.0,
+        right="C",
+        multiplier=100.0,
+        **fields,
+    )
+
+
+def test_option_contracts_at_the_class_limit_pass_and_one_more_is_refused():
+    # the stock limits (5 shares, 1,000 notional) do not apply: options have their own
+    gate = make_gate(
+        quotes=Quotes(OPT_QUOTE),
+        risk_opt_max_contracts=10,
+        risk_max_quantity=5,
+        risk_max_notional=1000,
+    )
+    at_limit = gate.reserve(option(10, order_type="LMT", limit_price=2.0))
+    assert at_limit.accepted and at_limit.notional == 2000.0  # 10 x 2.0 x 100
+    decision = rule_of(gate, option(11, order_type="LMT", limit_price=2.0))
+    assert decision.rule == "asset_class_limit" and decision.accepted is False
+    assert decision.message == "asset_class_limit: 11 OPT contracts exceed the limit of 10"
+    futures = make_gate(
+        quotes=Quotes((4999.0, 5001.0, 5000.0)),
+        risk_fut_max_contracts=5,
+        risk_daily_notional_cap=2e6,
+    )
+    future = dataclasses.replace(buy(5), symbol="ES", sec_type="FUT", multiplier=50.0)
+    assert futures.reserve(future).notional == 5 * 5001.0 * 50  # 1,250,250: under 1.5 M
+    assert rule_of(futures, dataclasses.replace(future, quantity=6)).message == (
+        "asset_class_limit: 6 FUT contracts exceed the limit of 5"
+    )
+
+
+def test_option_notional_counts_the_multiplier_and_holds_at_the_class_limit():
+    gate = make_gate(quotes=Quotes(OPT_QUOTE), risk_opt_max_notional=2000)
+    assert gate.reserve(option(10, order_type="LMT", limit_price=2.0)).notional == 2000.0
+    decision = rule_of(gate, option(10, order_type="LMT", limit_price=2.01))
+    assert decision.rule == "asset_class_limit"
+    assert decision.message == (
+        "asset_class_limit: OPT notional 2,010.00 (price x 10 x multiplier 100) exceeds the "
+        "limit of 2,000.00"
+    )
+    # at market, the premium is the ask: 10 x 2.1 x 100 = 2,100
+    acked = option(10, market_order_ack=True)
+    assert rule_of(gate, acked).figures["notional"] == 2100.0
+
+
+def test_an_option_with_no_value_to_count_skips_the_notional_limit():
+    # a worthless option (bid 0, last 0) sold to close: no notional to hold against the limit
+    gate = make_gate(quotes=Quotes(RiskQuote(0.0, 0.05, 0.0)), risk_opt_max_notional=1)
+    close = dataclasses.replace(option(5, market_order_ack=True), action="SELL")
+    decision = gate.check(close)
+    assert decision.accepted and decision.reference_price == 0.0 and decision.notional is None
+
+
+def test_an_option_market_order_needs_the_traders_acknowledgement():
+    gate = make_gate(quotes=Quotes(OPT_QUOTE))
+    for refused in (rule_of(gate, option(1)), rule_of(gate, option(1), reserve=False)):
+        assert refused.rule == "option_market_order" and refused.accepted is False
+        assert refused.message == (
+            "option_market_order: a market order on an option can fill far from its value "
+            "(wide spreads); use a limit order, or send market_order_ack: true"
+        )
+    assert gate.reserve(option(1, order_type="LMT", limit_price=2.0)).accepted
+    acked = gate.reserve(option(1, market_order_ack=True))
+    assert acked.reference_price == 2.1 and acked.notional == pytest.approx(210.0)
+    assert gate.reserve(buy(1)).accepted  # a stock at market needs no acknowledgement
+
+
+def fx(symbol, quantity):
+    return dataclasses.replace(buy(quantity), symbol=symbol, sec_type="CASH")
+
+
+def test_fx_notional_is_in_dollars_whichever_side_the_dollar_is_on():
+    yen = make_gate(quotes=Quotes((149.9, 150.1, 150.0)), risk_max_notional=10_000)
+    # USD.JPY: the quantity is dollars (10,000), not 10,000 x 150.1 yen; the broker is sent the
+    # pair without its dot (ib_compat), so the dot's place does not change the valuation
+    for symbol in ("USD.JPY", "USDJPY", "US.DJPY"):
+        decision = yen.reserve(fx(symbol, 10_000))
+        assert decision.notional == 10_000 and decision.reference_price == 150.1
+    assert rule_of(yen, fx("USD.JPY", 10_001)).message == (
+        "max_notional: notional 10,001.00 exceeds the limit of 10,000.00"
+    )
+    euro = make_gate(quotes=Quotes((1.0999, 1.1001, 1.1)), risk_max_quantity_fx=20_000)
+    assert euro.reserve(fx("EUR.USD", 10_000)).notional == pytest.approx(11_001.0)
+    assert rule_of(euro, fx("EUR.USD", 20_001)).message == (
+        "max_quantity: quantity 20001 exceeds the limit of 20000 units of the base currency "
+        "for FX pairs"
+    )
+    # CASH only: a stock whose ticker starts with USD is valued at its price
+    stock = make_gate(quotes=Quotes((26.9, 27.0, 26.95)))
+    assert stock.reserve(dataclasses.replace(buy(10), symbol="USDU")).notional == 270.0
+
+
+# ----------------------------------------------------------------------------- preview
+def test_a_preview_gives_the_verdict_with_its_figures_and_counts_nothing():
+    clocks = Clocks()
+    gate = make_gate(clocks, open_orders=2, risk_max_orders_per_minute=1)
+    preview = buy(3, order_type="LMT", limit_price=100.5)
+    expected = RiskDecision(
+        accepted=True,
+        figures={
+            "quantity": 3,
+            "reference_price": 100.5,
+            "multiplier": 1.0,
+            "quote_mid": 100.0,
+            "quote_delayed": False,
+            "notional": 301.5,
+            "open_orders": 2,
+            "orders_last_minute": 0,
+            "notional_today": 0.0,
+        },
+        reference_price=100.5,
+        notional=301.5,
+        at=clocks.now,
+    )
+    assert gate.evaluate(preview) == expected
+    assert gate.evaluate(preview) == expected  # the first preview took no per-minute slot
+    assert gate.limits()["notional_today"] == 0.0
+    gate.reserve(buy(1))
+    # unlike check(), a preview applies the flow limits; it returns the refusal, not raises it
+    refused = gate.evaluate(preview)
+    assert refused.accepted is False and refused.rule == "max_orders_per_minute"
+    assert refused.message == "max_orders_per_minute: 1 orders in the last 60 s; the limit is 1"
+    assert refused.notional == 301.5 and refused.at == clocks.now
+    denied = make_gate(risk_symbol_denylist="AAPL").evaluate(buy())
+    assert denied.rule == "symbol_not_allowed" and not denied.accepted
+
+
+def test_a_preview_sees_the_daily_cap_reset_at_utc_midnight():
+    clocks = Clocks(wall=BEFORE_MIDNIGHT)
+    gate = make_gate(clocks, risk_daily_notional_cap=1000, notional_today=950.0)
+    assert gate.evaluate(buy(1)).rule == "daily_notional_cap"
+    clocks.advance(60)  # 00:00:00 the next UTC day
+    decision = gate.evaluate(buy(1))
+    assert decision.accepted and decision.figures["notional_today"] == 0.0
+
+
 # ------------------------------------------------------------------------ flow limits
 def test_open_orders_limit_counts_accepted_but_unregistered_orders():
     gate = make_gate(open_orders=1, risk_max_open_orders=3)
