@@ -258,7 +258,11 @@ class RiskGate(RiskQuotes):
         mid = (bid + ask) / 2 if bid and ask else last
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
-        notional = intent.quantity * price * intent.multiplier if price else None
+        # a zero (or negative) price values the order at 0, never below: a buy at such a price
+        # is refused by no_reference_price, a sell (a worthless option closed) counts nothing
+        notional = (
+            intent.quantity * max(price, 0.0) * intent.multiplier if price is not None else None
+        )
         if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
             notional = intent.quantity  # USD.JPY: the quantity is already dollars
         return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
@@ -349,6 +353,8 @@ class RiskGate(RiskQuotes):
     def _has_price(self, check: _Check) -> str | None:
         if check.price is None:
             return f"no quote for {check.intent.symbol} to value the order" + _cause(check)
+        if check.price <= 0 and check.intent.action == "BUY":  # no ask, no last: unbounded
+            return f"no price above 0 for {check.intent.symbol} to value the buy" + _cause(check)
         return None
 
     def _price_collar(self, check: _Check) -> str | None:

@@ -268,11 +268,36 @@ def test_option_notional_counts_the_multiplier_and_holds_at_the_class_limit():
 
 
 def test_an_option_with_no_value_to_count_skips_the_notional_limit():
-    # a worthless option (bid 0, last 0) sold to close: no notional to hold against the limit
-    gate = make_gate(quotes=Quotes(RiskQuote(0.0, 0.05, 0.0)), risk_opt_max_notional=1)
+    # a worthless option (bid 0, last 0) sold to close: worth 0 against the limit and the day,
+    # even with the day's cap used up
+    gate = make_gate(
+        quotes=Quotes(RiskQuote(0.0, 0.05, 0.0)),
+        risk_opt_max_notional=1,
+        risk_daily_notional_cap=50,
+        notional_today=50.0,
+    )
     close = dataclasses.replace(option(5, market_order_ack=True), action="SELL")
     decision = gate.check(close)
-    assert decision.accepted and decision.reference_price == 0.0 and decision.notional is None
+    assert decision.accepted and decision.reference_price == 0.0 and decision.notional == 0.0
+    reserved = gate.reserve(close)
+    assert reserved.notional == 0.0 and reserved.figures["notional_today"] == 50.0
+    gate.release(reserved)
+    assert gate.evaluate(close).figures["notional_today"] == 50.0
+
+
+def test_a_buy_with_no_price_above_zero_is_refused_not_left_unbounded():
+    """No ask and no last (both 0): a buy at market could fill at any price, so the notional
+    limits could not hold it; with a last price the same buy is valued at it."""
+    quotes = Quotes(RiskQuote(0.0, 0.0, 0.0))
+    gate = make_gate(quotes=quotes, risk_opt_max_notional=1_000)
+    refused = rule_of(gate, option(5, market_order_ack=True))
+    assert refused.rule == "no_reference_price" and refused.message == (
+        "no_reference_price: no price above 0 for AAPL to value the buy"
+    )
+    assert rule_of(gate, buy(1)).rule == "no_reference_price"
+    quotes.answer = RiskQuote(0.0, 0.0, 1.4)
+    later = make_gate(quotes=quotes, risk_opt_max_notional=1_000)  # no cached zero quote
+    assert later.reserve(option(5, market_order_ack=True)).notional == pytest.approx(700.0)
 
 
 def test_an_option_market_order_needs_the_traders_acknowledgement():
