@@ -51,9 +51,12 @@ class Target:
 
 TARGETS = {
     "risk": Target("risk.py", "risk.py", ("tests/test_risk_gate.py", "tests/test_risk.py")),
-    # RiskGate's quotes and stop-trigger check (its base RiskQuotes): the risk target's tests.
+    # RiskGate's quotes and stop-trigger check (its base RiskQuotes): its own tests, then the
+    # risk target's.
     "risk_quotes": Target(
-        "risk_quotes.py", "risk_quotes.py", ("tests/test_risk_gate.py", "tests/test_risk.py")
+        "risk_quotes.py",
+        "risk_quotes.py",
+        ("tests/test_risk_quotes.py", "tests/test_risk_gate.py", "tests/test_risk.py"),
     ),
     # (the two slow property tests of test_schemas.py, 3,000 and 2,000 examples, are left out:
     # 25 s for every surviving mutant; test_schemas_rules.py has an oracle property test)
