@@ -21,7 +21,7 @@ from typing import Any
 from config import Settings, is_paper_account
 from order_records import OrderIntent
 from risk_quotes import QUOTE_TTL as QUOTE_TTL
-from risk_quotes import QuoteSource, RiskQuote, RiskQuotes
+from risk_quotes import QuoteSource, RiskQuote, RiskQuotes, num_text
 
 PER_ORDER_RULES = 8  # the first rules look at the order alone; the rest at the account's flow
 
@@ -318,8 +318,8 @@ class RiskGate(RiskQuotes):
             return f"no quantity limit is configured for asset class {kind}"
         if check.intent.quantity > limits.max_quantity:
             return (
-                f"quantity {check.intent.quantity:g} exceeds the limit of "
-                f"{limits.max_quantity:g} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}"
+                f"quantity {num_text(check.intent.quantity)} exceeds the limit of "
+                f"{num_text(limits.max_quantity)} {limits.unit} for {_CLASS_NAMES.get(kind, kind)}"
             )
         return None
 
@@ -339,13 +339,13 @@ class RiskGate(RiskQuotes):
             return None
         if intent.quantity > limit.max_quantity:
             return (
-                f"{intent.quantity:g} {intent.sec_type} contracts exceed the limit of "
-                f"{limit.max_quantity:g}"
+                f"{num_text(intent.quantity)} {intent.sec_type} contracts exceed the limit of "
+                f"{num_text(limit.max_quantity)}"
             )
         if check.notional is not None and check.notional > limit.max_notional:
             return (
                 f"{intent.sec_type} notional {check.notional:,.2f} (price x "
-                f"{intent.quantity:g} x multiplier {intent.multiplier:g}) exceeds the "
+                f"{num_text(intent.quantity)} x multiplier {num_text(intent.multiplier)}) exceeds the "
                 f"limit of {limit.max_notional:,.2f}"
             )
         return None
@@ -367,15 +367,15 @@ class RiskGate(RiskQuotes):
             return None
         if not mid:
             return (
-                f"no quote for {check.intent.symbol} to check the {pct:g}% price collar"
+                f"no quote for {check.intent.symbol} to check the {num_text(pct)}% price collar"
                 + _cause(check)
             )
         away = abs(own - mid) / mid * 100
         if away > pct:
             kind = "delayed quote" if delayed else "quote"
             return (
-                f"price {own:g} is {away:.1f}% from the {kind} {mid:g} "
-                f"({'delayed-data ' if delayed else ''}collar {pct:g}%)"
+                f"price {num_text(own)} is {away:.1f}% from the {kind} {num_text(mid)} "
+                f"({'delayed-data ' if delayed else ''}collar {num_text(pct)}%)"
             )
         return None
 

@@ -13,6 +13,13 @@ from order_records import OrderIntent
 QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
 
 
+def num_text(value: float) -> str:
+    """A quantity or price as a refusal shows it: every digit (to 12 decimal places), no
+    exponent and no trailing zeros (``:g`` keeps six significant digits: 12345.75 read 12345.8
+    and a million FX units 1e+06)."""
+    return f"{value:.12f}".rstrip("0").rstrip(".")
+
+
 @dataclass(frozen=True)
 class RiskQuote:
     """What the gate knows of the market: prices, whether they are delayed, and IB's reason
@@ -53,15 +60,15 @@ class RiskQuotes:
             market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
             passed = market is not None and market <= stop
             where = "at or above"
-        if not passed:
+        if not passed or market is None:  # (passed implies a market price)
             return None
         then = (
-            "then a limit order at " + f"{intent.limit_price:g}"
+            "then a limit order at " + f"{num_text(intent.limit_price)}"
             if intent.order_type == "STP LMT" and intent.limit_price
             else "then fills at market"
         )
         return (
-            f"a {intent.action} stop at {stop:g} is {where} the market ({name} {market:g}): "
+            f"a {intent.action} stop at {num_text(stop)} is {where} the market ({name} {num_text(market)}): "
             f"it triggers as soon as it arrives ({then})"
         )
 

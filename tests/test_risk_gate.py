@@ -334,6 +334,12 @@ def test_fx_notional_is_in_dollars_whichever_side_the_dollar_is_on():
         "max_quantity: quantity 20001 exceeds the limit of 20000 units of the base currency "
         "for FX pairs"
     )
+    # FX sizes run to millions of units: every digit shown, never 2e+06
+    big = make_gate(quotes=Quotes((1.0999, 1.1001, 1.1)), risk_max_quantity_fx=2_000_000)
+    assert rule_of(big, fx("EUR.USD", 2_000_000.5)).message == (
+        "max_quantity: quantity 2000000.5 exceeds the limit of 2000000 units of the base "
+        "currency for FX pairs"
+    )
     # CASH only: a stock whose ticker starts with USD is valued at its price
     stock = make_gate(quotes=Quotes((26.9, 27.0, 26.95)))
     assert stock.reserve(dataclasses.replace(buy(10), symbol="USDU")).notional == 270.0

@@ -75,6 +75,14 @@ def test_a_buy_stop_at_the_ask_triggers_and_a_cent_above_rests():
     assert trigger(quote, stop("BUY", 101.01)) is None
 
 
+def test_the_message_shows_every_digit_of_the_prices():
+    # an index future near 12,345: six significant digits would read 12345.8 for 12345.75
+    assert trigger((12345.25, 12345.75, 12345.5), stop("BUY", 12345.5)) == (
+        "a BUY stop at 12345.5 is at or below the market (ask 12345.75): "
+        "it triggers as soon as it arrives (then fills at market)"
+    )
+
+
 def test_a_buy_stop_is_measured_from_the_ask_not_the_last_price():
     # below the ask, above the last trade: the ask is what a buy stop triggers on
     assert trigger((99.0, 101.0, 100.0), stop("BUY", 100.5)) == (
