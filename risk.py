@@ -258,8 +258,7 @@ class RiskGate(RiskQuotes):
         mid = (bid + ask) / 2 if bid and ask else last
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
-        # a zero (or negative) price values the order at 0, never below: a buy at such a price
-        # is refused by no_reference_price, a sell (a worthless option closed) counts nothing
+        # a price of 0 or less values it at 0 (a buy is refused by _has_price, a sell counts 0)
         notional = (
             intent.quantity * max(price, 0.0) * intent.multiplier if price is not None else None
         )
