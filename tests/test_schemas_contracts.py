@@ -12,7 +12,7 @@ import pytest
 
 from instruments import ContractSpec
 from order_records import OrderIntent
-from schemas import OrderIn, ValidationError, first_error
+from schemas import OrderIn, ValidationError, first_error, looks_like_fx, price_tick
 
 BASE = {"symbol": "AAPL", "action": "BUY", "quantity": 10}
 # a valid value for every contract field
@@ -268,3 +268,231 @@ def test_the_fingerprint_tells_contracts_apart():
     mkt = {"order_type": "MKT", "limit_price": None}
     acked = OrderIn.model_validate({**body_for("OPT", market_order_ack=True), **mkt})
     assert acked.fingerprint() != OrderIn.model_validate({**body_for("OPT"), **mkt}).fingerprint()
+
+
+# ------------------------------------------------------------------ FX pairs, sec_type
+@pytest.mark.parametrize("symbol", ["EUR.USD", "EURUSD", "eur.usd", "USD.JPY", "GBPCHF", " AUDNZD"])
+def test_two_traded_currencies_make_an_fx_pair(symbol):
+    assert looks_like_fx(symbol)
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "EUREUR",  # one currency against itself
+        "EUR.EUR",
+        "XYZUSD",  # not a currency first
+        "EURXYZ",  # not a currency second
+        "ABCDEF",
+        "EURUS",  # too short
+        "EURUSDX",  # too long
+        "EUR.USD.",  # a dot too many
+        "E.UR.USD",
+        "AAPL",
+    ],
+)
+def test_other_symbols_are_not_fx_pairs(symbol):
+    assert not looks_like_fx(symbol)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "sec_type"),
+    [
+        ("EUR.USD", "CASH"),
+        ("usdjpy", "CASH"),
+        ("AAPL", "STK"),
+        ("EURXYZ", "STK"),
+        ("EUR.EUR", "STK"),
+    ],
+)
+def test_without_sec_type_an_fx_looking_symbol_is_a_pair(symbol, sec_type):
+    order = OrderIn.model_validate({**BASE, "symbol": symbol})
+    assert order.sec_type == sec_type and order.intent().sec_type == sec_type
+
+
+def test_a_given_sec_type_is_kept_for_an_fx_looking_symbol():
+    assert accepted(symbol="EURUSD", sec_type="STK").sec_type == "STK"
+    assert accepted(symbol="EURUSD", sec_type=None).sec_type == "CASH"
+
+
+def test_an_fx_pair_found_without_sec_type_takes_fractional_quantities():
+    """CASH trades in any amount; a stock in whole shares."""
+    assert (
+        OrderIn.model_validate({**BASE, "symbol": "EUR.USD", "quantity": 1000.5}).quantity == 1000.5
+    )
+    assert refused(symbol="XYZ.USD", quantity=1000.5) == (
+        "quantity",
+        "must be a whole number of shares for stocks",
+    )
+
+
+# ---------------------------------------------------------------------------- first_error
+def test_a_number_as_text_is_one_error_saying_a_number_is_needed():
+    with pytest.raises(ValidationError) as caught:
+        OrderIn.model_validate({**BASE, "quantity": "10", "junk": 1, "limit_price": "1"})
+    field, message, details = first_error(caught.value)
+    assert (field, message) == ("quantity", "must be a number")
+    assert details == [
+        {"field": "quantity", "message": "must be a number"},
+        {"field": "limit_price", "message": "must be a number"},
+        {"field": "junk", "message": "Extra inputs are not permitted"},
+    ]
+
+
+def test_a_number_out_of_range_keeps_its_words():
+    assert refused(quantity=0) == ("quantity", "Input should be greater than 0")
+    assert refused(quantity=True) == ("quantity", "must be a number")
+
+
+def test_an_error_without_details_still_answers():
+    empty = ValidationError.from_exception_data("OrderIn", [])
+    assert first_error(empty) == (None, "invalid request", [])
+
+
+# ------------------------------------------------------------------- the served rules
+SCHEMA = OrderIn.model_json_schema()
+
+
+def enum_of(name: str) -> list[str]:
+    return SCHEMA["properties"][name]["enum"]
+
+
+def valid(body: dict) -> bool:
+    try:
+        OrderIn.model_validate(body)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("order_type", enum_of("order_type"))
+def test_x_needs_says_which_prices_validation_requires(order_type):
+    accepted_with = [
+        (lim, stp, trl)
+        for lim in (False, True)
+        for stp in (False, True)
+        for trl in (False, True)
+        if valid(
+            {
+                **BASE,
+                "order_type": order_type,
+                **({"limit_price": 100} if lim else {}),
+                **({"stop_price": 101} if stp else {}),
+                **({"trailing_amount": 1} if trl else {}),
+            }
+        )
+    ]
+    assert len(accepted_with) == 1
+    lim, stp, trl = accepted_with[0]
+    assert SCHEMA["x-needs"][order_type] == {"limit_price": lim, "stop_price": stp, "trailing": trl}
+    assert set(SCHEMA["x-needs"]) == set(enum_of("order_type"))
+
+
+def served_tick(sec_type: str, symbol: str, price: float) -> float:
+    """The browser's reading of x-price-ticks: the first matching row."""
+    for row in SCHEMA["x-price-ticks"]:
+        below = row["below"]
+        if (
+            row["sec_type"] == sec_type
+            and row["symbol_contains"] in symbol
+            and (below is None or price < below)
+        ):
+            return row["tick"]
+    raise AssertionError(f"no tick for {sec_type} {symbol}")
+
+
+@pytest.mark.parametrize(
+    ("sec_type", "symbol", "price"),
+    [
+        ("STK", "AAPL", 100.0),
+        ("STK", "AAPL", 0.5),
+        ("CASH", "EUR.USD", 1.1),
+        ("CASH", "USD.JPY", 150.0),
+    ],
+)
+def test_x_price_ticks_is_the_grid_validation_applies(sec_type, symbol, price):
+    tick = served_tick(sec_type, symbol, price)
+    assert tick == price_tick(sec_type, symbol, price)
+    on_grid = round(price + tick, 10)
+    body = {**BASE, "symbol": symbol, "sec_type": sec_type, "order_type": "LMT"}
+    assert valid({**body, "limit_price": on_grid})
+    assert refused_body({**body, "limit_price": round(price + tick / 2, 10)}) == (
+        "limit_price",
+        f"{round(price + tick / 2, 10):g} is not a multiple of the price tick {tick:g}",
+    )
+
+
+def test_every_served_tick_row_is_used():
+    cases = [
+        ("STK", "AAPL", 100.0),
+        ("STK", "AAPL", 0.5),
+        ("CASH", "EUR.USD", 1.1),
+        ("CASH", "USD.JPY", 150.0),
+    ]
+    used = set()
+    for sec_type, symbol, price in cases:
+        for index, row in enumerate(SCHEMA["x-price-ticks"]):
+            if served_tick(sec_type, symbol, price) == row["tick"] and row["sec_type"] == sec_type:
+                used.add(index)
+                break
+    assert used == set(range(len(SCHEMA["x-price-ticks"])))
+
+
+def test_derivative_prices_fall_back_to_a_cent():
+    """The webhook rounds every price with price_tick, an option's or future's too."""
+    assert price_tick("FUT", "ES", 5000.0) == 0.01
+    assert price_tick("OPT", "AAPL", 0.5) == 0.01
+
+
+OFF_GRID = {  # a valid order but for one price off the cent grid
+    "limit_price": {"order_type": "LMT", "limit_price": 100.005},
+    "stop_price": {"order_type": "STP", "stop_price": 100.005},
+    "take_profit": {"order_type": "LMT", "limit_price": 100, "take_profit": 110.005},
+    "stop_loss": {"order_type": "LMT", "limit_price": 100, "stop_loss": 90.005},
+    "trailing_amount": {"order_type": "TRAIL", "trailing_amount": 1.005},
+    "trailing_percent": {"order_type": "TRAIL", "trailing_percent": 1.005},
+}
+
+
+def test_x_tick_fields_are_the_prices_validation_puts_on_the_grid():
+    on_grid = {name for name, fields in OFF_GRID.items() if not valid({**BASE, **fields})}
+    assert set(SCHEMA["x-tick-fields"]) == on_grid
+    for name in SCHEMA["x-tick-fields"]:
+        assert refused(**OFF_GRID[name])[0] == name
+
+
+@pytest.mark.parametrize("action", ["BUY", "SELL"])
+def test_x_side_rules_are_the_bracket_sides_validation_applies(action):
+    rules = SCHEMA["x-side-rules"]
+    assert {(r["field"], r["than"]) for r in rules} == {
+        ("take_profit", "limit_price"),
+        ("stop_loss", "limit_price"),
+        ("stop_loss", "take_profit"),
+    }
+    for rule in rules:
+        side = rule["buy"] if action == "BUY" else {"above": "below", "below": "above"}[rule["buy"]]
+        step = 10 if side == "above" else -10
+        order_type = "LMT" if rule["than"] == "limit_price" else "MKT"
+        body = {**BASE, "action": action, "order_type": order_type, rule["than"]: 100}
+        assert valid({**body, rule["field"]: 100 + step}), rule
+        field, message = refused_body({**body, rule["field"]: 100 - step})
+        assert field == rule["field"] and message.startswith(f"must be {side} "), rule
+
+
+def test_x_whole_quantity_lists_asset_classes_refusing_fractions():
+    for sec_type in SCHEMA["x-whole-quantity"]:
+        assert refused_body(body_for(sec_type, quantity=1.5))[0] == "quantity"
+    assert SCHEMA["x-whole-quantity"] == ["STK"]
+    assert valid(body_for("CASH", quantity=1.5))
+
+
+def test_x_bracket_tifs_refused_are_the_tifs_a_bracket_cannot_have():
+    refused_tifs = [
+        tif
+        for tif in enum_of("tif")
+        if not valid(
+            {**BASE, "order_type": "LMT", "limit_price": 100, "take_profit": 110, "tif": tif}
+        )
+    ]
+    assert SCHEMA["x-bracket-tifs-refused"] == refused_tifs == ["IOC"]
+    assert refused(take_profit=110, tif="IOC") == ("tif", "a bracket cannot be IOC")
