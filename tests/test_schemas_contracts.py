@@ -350,11 +350,14 @@ def test_an_error_without_details_still_answers():
 
 
 # ------------------------------------------------------------------- the served rules
-SCHEMA = OrderIn.model_json_schema()
+def served() -> dict:
+    """The order schema as /api/v1/openapi.json serves it (built afresh: no test reads a copy
+    made at import)."""
+    return OrderIn.model_json_schema()
 
 
 def enum_of(name: str) -> list[str]:
-    return SCHEMA["properties"][name]["enum"]
+    return served()["properties"][name]["enum"]
 
 
 def valid(body: dict) -> bool:
@@ -384,13 +387,17 @@ def test_x_needs_says_which_prices_validation_requires(order_type):
     ]
     assert len(accepted_with) == 1
     lim, stp, trl = accepted_with[0]
-    assert SCHEMA["x-needs"][order_type] == {"limit_price": lim, "stop_price": stp, "trailing": trl}
-    assert set(SCHEMA["x-needs"]) == set(enum_of("order_type"))
+    assert served()["x-needs"][order_type] == {
+        "limit_price": lim,
+        "stop_price": stp,
+        "trailing": trl,
+    }
+    assert set(served()["x-needs"]) == set(enum_of("order_type"))
 
 
 def served_tick(sec_type: str, symbol: str, price: float) -> float:
     """The browser's reading of x-price-ticks: the first matching row."""
-    for row in SCHEMA["x-price-ticks"]:
+    for row in served()["x-price-ticks"]:
         below = row["below"]
         if (
             row["sec_type"] == sec_type
@@ -431,11 +438,11 @@ def test_every_served_tick_row_is_used():
     ]
     used = set()
     for sec_type, symbol, price in cases:
-        for index, row in enumerate(SCHEMA["x-price-ticks"]):
+        for index, row in enumerate(served()["x-price-ticks"]):
             if served_tick(sec_type, symbol, price) == row["tick"] and row["sec_type"] == sec_type:
                 used.add(index)
                 break
-    assert used == set(range(len(SCHEMA["x-price-ticks"])))
+    assert used == set(range(len(served()["x-price-ticks"])))
 
 
 def test_derivative_prices_fall_back_to_a_cent():
@@ -456,14 +463,14 @@ OFF_GRID = {  # a valid order but for one price off the cent grid
 
 def test_x_tick_fields_are_the_prices_validation_puts_on_the_grid():
     on_grid = {name for name, fields in OFF_GRID.items() if not valid({**BASE, **fields})}
-    assert set(SCHEMA["x-tick-fields"]) == on_grid
-    for name in SCHEMA["x-tick-fields"]:
+    assert set(served()["x-tick-fields"]) == on_grid
+    for name in served()["x-tick-fields"]:
         assert refused(**OFF_GRID[name])[0] == name
 
 
 @pytest.mark.parametrize("action", ["BUY", "SELL"])
 def test_x_side_rules_are_the_bracket_sides_validation_applies(action):
-    rules = SCHEMA["x-side-rules"]
+    rules = served()["x-side-rules"]
     assert {(r["field"], r["than"]) for r in rules} == {
         ("take_profit", "limit_price"),
         ("stop_loss", "limit_price"),
@@ -480,9 +487,9 @@ def test_x_side_rules_are_the_bracket_sides_validation_applies(action):
 
 
 def test_x_whole_quantity_lists_asset_classes_refusing_fractions():
-    for sec_type in SCHEMA["x-whole-quantity"]:
+    for sec_type in served()["x-whole-quantity"]:
         assert refused_body(body_for(sec_type, quantity=1.5))[0] == "quantity"
-    assert SCHEMA["x-whole-quantity"] == ["STK"]
+    assert served()["x-whole-quantity"] == ["STK"]
     assert valid(body_for("CASH", quantity=1.5))
 
 
@@ -494,5 +501,5 @@ def test_x_bracket_tifs_refused_are_the_tifs_a_bracket_cannot_have():
             {**BASE, "order_type": "LMT", "limit_price": 100, "take_profit": 110, "tif": tif}
         )
     ]
-    assert SCHEMA["x-bracket-tifs-refused"] == refused_tifs == ["IOC"]
+    assert served()["x-bracket-tifs-refused"] == refused_tifs == ["IOC"]
     assert refused(take_profit=110, tif="IOC") == ("tif", "a bracket cannot be IOC")
