@@ -395,53 +395,42 @@ def test_x_needs_says_which_prices_validation_requires(order_type):
     assert set(served()["x-needs"]) == set(enum_of("order_type"))
 
 
-def served_tick(sec_type: str, symbol: str, price: float) -> float:
+TICK_CASES = [  # one price for every kind of grid: stocks above and below $1, FX, yen pairs
+    ("STK", "AAPL", 100.0),
+    ("STK", "AAPL", 0.5),
+    ("CASH", "EUR.USD", 1.1),
+    ("CASH", "USD.JPY", 150.0),
+]
+
+
+def served_row(sec_type: str, symbol: str, price: float) -> int:
     """The browser's reading of x-price-ticks: the first matching row."""
-    for row in served()["x-price-ticks"]:
+    for index, row in enumerate(served()["x-price-ticks"]):
         below = row["below"]
         if (
             row["sec_type"] == sec_type
             and row["symbol_contains"] in symbol
             and (below is None or price < below)
         ):
-            return row["tick"]
+            return index
     raise AssertionError(f"no tick for {sec_type} {symbol}")
 
 
-@pytest.mark.parametrize(
-    ("sec_type", "symbol", "price"),
-    [
-        ("STK", "AAPL", 100.0),
-        ("STK", "AAPL", 0.5),
-        ("CASH", "EUR.USD", 1.1),
-        ("CASH", "USD.JPY", 150.0),
-    ],
-)
+@pytest.mark.parametrize(("sec_type", "symbol", "price"), TICK_CASES)
 def test_x_price_ticks_is_the_grid_validation_applies(sec_type, symbol, price):
-    tick = served_tick(sec_type, symbol, price)
+    tick = served()["x-price-ticks"][served_row(sec_type, symbol, price)]["tick"]
     assert tick == price_tick(sec_type, symbol, price)
-    on_grid = round(price + tick, 10)
     body = {**BASE, "symbol": symbol, "sec_type": sec_type, "order_type": "LMT"}
-    assert valid({**body, "limit_price": on_grid})
-    assert refused_body({**body, "limit_price": round(price + tick / 2, 10)}) == (
+    assert valid({**body, "limit_price": round(price + tick, 10)})
+    off = round(price + tick / 2, 10)
+    assert refused_body({**body, "limit_price": off}) == (
         "limit_price",
-        f"{round(price + tick / 2, 10):g} is not a multiple of the price tick {tick:g}",
+        f"{off:g} is not a multiple of the price tick {tick:g}",
     )
 
 
-def test_every_served_tick_row_is_used():
-    cases = [
-        ("STK", "AAPL", 100.0),
-        ("STK", "AAPL", 0.5),
-        ("CASH", "EUR.USD", 1.1),
-        ("CASH", "USD.JPY", 150.0),
-    ]
-    used = set()
-    for sec_type, symbol, price in cases:
-        for index, row in enumerate(served()["x-price-ticks"]):
-            if served_tick(sec_type, symbol, price) == row["tick"] and row["sec_type"] == sec_type:
-                used.add(index)
-                break
+def test_every_served_tick_row_is_the_first_match_of_a_price():
+    used = {served_row(*case) for case in TICK_CASES}
     assert used == set(range(len(served()["x-price-ticks"])))
 
 
