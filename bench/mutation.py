@@ -63,7 +63,7 @@ TARGETS = {
     "schemas": Target(
         "schemas.py",
         "schemas.py",
-        ("tests/test_schemas_rules.py", "tests/test_schemas.py"),
+        ("tests/test_schemas_rules.py", "tests/test_schemas.py", "tests/test_schemas_contracts.py"),
         ("-m", "not slow"),
     ),
     "journal": Target("journal.py", "journal.py", ("tests/test_journal.py",)),
