@@ -270,10 +270,10 @@ def test_a_gateway_silent_after_1102_fails_the_restore_in_bounded_time(
     import orders.loop_side
 
     monkeypatch.setattr(orders.loop_side, "CALL_TIMEOUT", 0.2)
-    caplog.set_level(logging.ERROR, logger="ib_connection")
+    caplog.set_level(logging.ERROR, logger="ib_servers")
     gateway.stall(1.5)
     handler.thread.call(handler._after_restore(handler.ib, False), 10)
-    assert messages(caplog, "ib_connection") == [
+    assert messages(caplog, "ib_servers") == [
         "order-handler: reconciling after IB's servers came back failed"
     ]
     [failed] = caplog.records

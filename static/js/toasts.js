@@ -2,8 +2,10 @@
 // a fixed height and the page keeps that much room below its last row, so a message never
 // lies over a row's buttons: the newest message replaces the previous one, and stays (dimmed
 // after a while) until the next. A message stays at least MIN_SHOW_MS before the next one
-// replaces it (an order's "queued as …" is not wiped by its fill a moment later): the ones that
-// arrive meanwhile wait their turn, at most MAX_WAITING of them; an error never waits.
+// replaces it (an order's "queued as …" is not wiped by its fill a moment later): the notices
+// that arrive meanwhile wait their turn, at most MAX_WAITING of them. An error and the outcome of
+// the trader's own action (a success) never wait: they show at once, and the waiting notices
+// follow MIN_SHOW_MS after them.
 import {$, el} from "./dom.js";
 
 const MIN_SHOW_MS = 2500;
@@ -14,8 +16,12 @@ let timer = null;
 
 export function toast(message, kind) {
   const due = shownAt + MIN_SHOW_MS - performance.now();
-  if (kind === "error" || (due <= 0 && !waiting.length)) {
+  if (kind === "error" || kind === "success" || (due <= 0 && !waiting.length)) {
     show(message, kind);
+    if (timer !== null) { // the waiting notices now follow this one
+      clearTimeout(timer);
+      timer = setTimeout(next, MIN_SHOW_MS);
+    }
     return;
   }
   waiting.push([message, kind]);
