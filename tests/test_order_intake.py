@@ -59,6 +59,22 @@ def make_gate(handler, **limits) -> RiskGate:
 
 
 # ------------------------------------------------------------------------- refusals
+
+
+def finished_long_ago() -> Lifecycle:
+    """An order only the journal remembers (cancelled before this start)."""
+    return Lifecycle(
+        id="o-old",
+        intent=MKT,
+        source="api",
+        created_at=1.0,
+        phase="done",
+        verdict="cancelled",
+        updated_at=1.0,
+        steps=(Step(1.0, "queued"),),
+    )
+
+
 def test_nothing_is_accepted_cancelled_or_modified_while_reconciling(handler, gateway):
     working, _ = handler.submit(FAR)
     wait_for(lambda: handler.get(working.id).status == "Submitted")
@@ -168,16 +184,7 @@ def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
     with pytest.raises(OrderStateError, match=f"^order {filled.id} is already filled$"):
         handler.modify(filled.id, limit_price=2.0)
     # an order only the journal remembers (finished before this start)
-    old = Lifecycle(
-        id="o-old",
-        intent=MKT,
-        source="api",
-        created_at=1.0,
-        phase="done",
-        verdict="cancelled",
-        updated_at=1.0,
-        steps=(Step(1.0, "queued"),),
-    )
+    old = finished_long_ago()
     journal.insert(old)
     with pytest.raises(OrderStateError, match="^order o-old is already cancelled$"):
         handler.cancel("o-old")
@@ -284,16 +291,7 @@ def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, jour
         assert handler.submit(MKT, idem_key="live", request_hash="h")[0].verdict == "filled"
     finally:
         journal._query("PRAGMA query_only=OFF", ())
-    old = Lifecycle(
-        id="o-old",
-        intent=MKT,
-        source="api",
-        created_at=1.0,
-        phase="done",
-        verdict="cancelled",
-        updated_at=1.0,
-        steps=(Step(1.0, "queued"),),
-    )
+    old = finished_long_ago()
     journal.insert(old, "old-key", "h")  # finished before this start: only the journal has it
     assert handler.submit(MKT, idem_key="old-key", request_hash="h") == (old, False)
     assert len(refs(gateway)) == 1
