@@ -161,14 +161,18 @@ def served(app) -> Iterator[str]:
         assert not thread.is_alive(), "waitress did not stop"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items):
-    """Slow tests first, taking turns between files (the heaviest of one kind sit in one file),
-    so that pytest-xdist starts them early and on different workers instead of leaving one
-    worker to finish them alone at the end; the rest in collection order."""
+    """Every test on the worker's Chromium page is marked ``browser``. Slow tests first, taking
+    turns between files (the heaviest of one kind sit in one file), so that pytest-xdist starts
+    them early and on different workers instead of leaving one worker to finish them alone at
+    the end; the rest in collection order."""
     turn: dict[str, int] = {}
     slow: list[tuple[int, int, pytest.Item]] = []
     rest: list[pytest.Item] = []
     for index, item in enumerate(items):
+        if "page_pool" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
         if item.get_closest_marker("slow") is None:
             rest.append(item)
             continue
@@ -227,6 +231,17 @@ def pytest_runtest_makereport(item, call):
             stack = _SOCKET_ORIGINS.get(int(fd))
             origin = "".join(reversed(stack.format())) if stack else "(not recorded)\n"
             report.sections.append((f"unclosed socket fd={fd} was created at", origin))
+
+
+@pytest.fixture(scope="session")
+def page_pool():
+    """This worker's Chromium and the one page its browser tests take turns on
+    (tests/browser_pages.py); closed when the worker ends."""
+    from browser_pages import PagePool
+
+    pool = PagePool()
+    yield pool
+    pool.close()
 
 
 @pytest.fixture

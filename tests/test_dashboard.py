@@ -2,8 +2,9 @@
 
 The app runs for real (waitress on a loopback port, services connected to an
 embedded simulated gateway) and Debian's chromium drives the page through
-Playwright: one browser per module, a fresh page per test, and every test
-fails on a console error or an uncaught page error it did not expect.
+Playwright: one browser and one page per test worker, put back to a blank state
+between tests (tests/browser_pages.py), and every test fails on a console error or an
+uncaught page error it did not expect.
 With ``--screenshots`` each test leaves a screenshot of its main state in
 artifacts/screenshots/ (off by default: a full-page PNG costs about 0.4 s of CPU).
 """
@@ -17,11 +18,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 import app_simple
 from config import load_settings
@@ -30,16 +30,7 @@ from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-LAPTOP = {"width": 1366, "height": 900}
 NARROW = {"width": 400, "height": 860}
 
 expect.set_options(timeout=10_000)
@@ -47,16 +38,6 @@ pytestmark = pytest.mark.browser
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test does it)")
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
 @dataclass
 class Live:
     """The app served over HTTP, and the gateway it talks to."""
@@ -200,26 +181,27 @@ class Dashboard:
 
 
 @pytest.fixture
-def dash(request, browser, live) -> Iterator[Dashboard]:
-    # reduced motion: the page's endless animations (an order's progress bar, the halted badge)
-    # would have chromium draw sixty frames a second through every test
-    context = browser.new_context(viewport=LAPTOP, reduced_motion="reduce")
-    page = context.new_page()
+def dash(request, page_pool, live) -> Iterator[Dashboard]:
+    """The worker's page (conftest's page_pool) with this test's listeners; put back after."""
+    page = page_pool.take()
     board = Dashboard(page, live, screenshots=request.config.getoption("screenshots"))
-    page.on(
-        "console",
-        lambda msg: (
+    listeners = {
+        "console": lambda msg: (
             board.errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None
         ),
-    )
-    page.on("pageerror", lambda exc: board.errors.append(f"pageerror: {exc}"))
-    page.on("request", lambda req: board.requests.append(f"{req.method} {req.url}"))
-    page.on(
-        "response",
-        lambda res: board.refused.append(f"{res.status} {res.url}") if res.status >= 400 else None,
-    )
+        "pageerror": lambda exc: board.errors.append(f"pageerror: {exc}"),
+        "request": lambda req: board.requests.append(f"{req.method} {req.url}"),
+        "response": lambda res: (
+            board.refused.append(f"{res.status} {res.url}") if res.status >= 400 else None
+        ),
+    }
+    for event, listener in listeners.items():
+        page.on(event, listener)
+    failed_before = request.session.testsfailed
     yield board
-    context.close()
+    for event, listener in listeners.items():
+        page.remove_listener(event, listener)
+    page_pool.give_back(page, reuse=request.session.testsfailed == failed_before)
     # a console error for a refused request does not name it: the refused answers do
     assert not board.unexpected_errors(), (board.unexpected_errors(), board.refused)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
-from test_dashboard import Dashboard, browser, dash, live  # noqa: F401 - the browser fixtures
+from test_dashboard import Dashboard, dash, live  # noqa: F401 - the browser fixtures
 
 from conftest import TRADING_CLOCK, wait_for
 from sim_gateway.broker import BrokerConfig

@@ -16,7 +16,7 @@ from test_dashboard import Dashboard, number
 from conftest import wait_for
 
 pytestmark = pytest.mark.browser
-browser, live, dash = test_dashboard.browser, test_dashboard.live, test_dashboard.dash  # fixtures
+live, dash = test_dashboard.live, test_dashboard.dash  # fixtures
 EXPIRY = "20261218"  # a monthly expiry of the simulator's AAPL chain (its clock: 2026-11-30)
 
 

@@ -12,7 +12,6 @@ import pytest
 from playwright.sync_api import Page, expect
 from test_dashboard import (  # noqa: F401 - the browser fixtures
     Dashboard,
-    browser,
     dash,
     live,
     posted,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
-from test_dashboard import LAPTOP, Dashboard, browser, dash, live  # noqa: F401 - fixtures
+from test_dashboard import Dashboard, dash, live  # noqa: F401 - fixtures
 from test_screen_api import near_alerts
 
 from conftest import ROOT, wait_for

@@ -1,0 +1,98 @@
+"""One Chromium page per test worker, handed from browser test to browser test.
+
+A fresh browser context per test cost about 1.1 s of CPU more than reusing one page: Chromium
+starts a renderer for the new window's page and another for its omnibox popup (a WebUI page,
+even headless), and a new Playwright driver and browser per test module added about 1 s each.
+So each pytest-xdist worker starts Chromium once (on its first browser test) and keeps one
+context and one page. Between tests the page is put back to a blank state: the test's request
+routes dropped, ``about:blank`` loaded (the dashboard's scripts and event stream end with it),
+cookies and granted permissions cleared, the viewport and colour scheme reset. Each test's app
+listens on its own port, so its origin (and so its localStorage) is new to the page anyway.
+A test that failed, or a page that cannot be put back, gives up the context: the next test
+gets a new one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAPTOP: ViewportSize = {"width": 1366, "height": 900}
+
+
+class PagePool:
+    """The worker's Chromium, started on first use, and the one page it lends out."""
+
+    def __init__(self) -> None:
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+
+    def take(self) -> Page:
+        if self._page is None:
+            # reduced motion: the page's endless animations (an order's progress bar, the
+            # halted badge) would have chromium draw sixty frames a second through every test
+            self._context = self._start().new_context(viewport=LAPTOP, reduced_motion="reduce")
+            self._page = self._context.new_page()
+        return self._page
+
+    def give_back(self, page: Page, reuse: bool) -> None:
+        """Put ``page`` back to a blank state for the next test, or close its context when
+        ``reuse`` is false or the reset fails (the error is raised after the context is closed)."""
+        assert page is self._page and self._context is not None
+        try:
+            if reuse:
+                page.unroute_all(behavior="ignoreErrors")
+                page.goto("about:blank")
+                self._context.clear_cookies()
+                self._context.clear_permissions()
+                page.set_viewport_size(LAPTOP)
+                page.emulate_media(color_scheme="null")  # the emulation off
+                return
+        except Exception:
+            self._close_context()
+            raise
+        self._close_context()
+
+    def close(self) -> None:
+        self._close_context()
+        if self._browser is not None:
+            self._browser.close()
+        if self._playwright is not None:
+            self._playwright.stop()
+
+    def _start(self) -> Browser:
+        if self._browser is None:
+            if not Path(CHROMIUM).exists():
+                pytest.fail(
+                    f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test does it)"
+                )
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+        return self._browser
+
+    def _close_context(self) -> None:
+        context, self._context, self._page = self._context, None, None
+        if context is not None:
+            context.close()
