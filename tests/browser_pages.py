@@ -10,6 +10,12 @@ cookies and granted permissions cleared, the viewport and colour scheme reset. E
 listens on its own port, so its origin (and so its localStorage) is new to the page anyway.
 A test that failed, or a page that cannot be put back, gives up the context: the next test
 gets a new one.
+
+While Playwright's sync API is started, its event loop counts as running in the main thread
+(its dispatcher is a greenlet suspended inside ``run_until_complete``), so a test that calls
+``asyncio.run`` there would fail. conftest closes the pool after a browser test whose next test
+on the worker is not one (``close_unless_next``): the browser tests sit together in collection
+order, so a worker mostly runs them back to back.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAPTOP: ViewportSize = {"width": 1366, "height": 900}
+
+
+def close_unless_next(nextitem: pytest.Item | None) -> None:
+    """Stop the worker's Chromium and Playwright unless ``nextitem`` is a browser test too."""
+    if nextitem is None or "page_pool" not in getattr(nextitem, "fixturenames", ()):
+        POOL.close()
 
 
 class PagePool:
@@ -74,11 +86,16 @@ class PagePool:
         self._close_context()
 
     def close(self) -> None:
+        """Stop Chromium and Playwright; the next ``take`` starts them again."""
         self._close_context()
-        if self._browser is not None:
-            self._browser.close()
-        if self._playwright is not None:
-            self._playwright.stop()
+        browser, self._browser = self._browser, None
+        playwright, self._playwright = self._playwright, None
+        try:
+            if browser is not None:
+                browser.close()
+        finally:
+            if playwright is not None:
+                playwright.stop()
 
     def _start(self) -> Browser:
         if self._browser is None:
@@ -96,3 +113,6 @@ class PagePool:
         context, self._context, self._page = self._context, None, None
         if context is not None:
             context.close()
+
+
+POOL = PagePool()  # the worker's one pool (conftest's page_pool fixture hands it out)

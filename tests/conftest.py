@@ -236,12 +236,18 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def page_pool():
     """This worker's Chromium and the one page its browser tests take turns on
-    (tests/browser_pages.py); closed when the worker ends."""
-    from browser_pages import PagePool
+    (tests/browser_pages.py); closed after the last of a run of browser tests."""
+    from browser_pages import POOL
 
-    pool = PagePool()
-    yield pool
-    pool.close()
+    return POOL
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Playwright's loop must not outlive a run of browser tests (see tests/browser_pages.py)."""
+    pages = sys.modules.get("browser_pages")
+    if pages is not None and "page_pool" in getattr(item, "fixturenames", ()):
+        pages.close_unless_next(nextitem)
 
 
 @pytest.fixture
