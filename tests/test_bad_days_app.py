@@ -50,6 +50,7 @@ def start_app():
 
 
 # ----------------------------------------------------------------------------- outages
+@pytest.mark.slow
 def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after_1102(start_app):
     gateway, app, client = start_app()
     gateway.set_fill_delay(0.8)
@@ -87,6 +88,7 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
     wait_for(lambda: order_json(client, after.get_json()["id"])["verdict"] == "filled")
 
 
+@pytest.mark.slow
 def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
     gateway, app, client = start_app()
     svc = app.extensions["trading"]
@@ -222,6 +224,7 @@ def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app)
 
 
 # ----------------------------------------------------------------------------- historical data
+@pytest.mark.slow
 def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"

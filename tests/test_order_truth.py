@@ -150,6 +150,7 @@ def test_1_every_restored_order_reaches_a_verdict(gateway, tmp_path):
         crashed.close()
 
 
+@pytest.mark.slow
 def test_2_a_not_placed_order_the_broker_reports_later_is_readopted(tmp_path):
     """A gateway that comes back empty, then with its orders: the order marked not_placed in
     between is tracked again, open, counted, and can be cancelled."""
@@ -276,6 +277,7 @@ def test_4_rows_carry_the_average_fill_price_right_after_the_fill(client):
     assert (in_state["status"], in_state["avg_fill_price"]) == ("Filled", ours["avg_fill_price"])
 
 
+@pytest.mark.slow
 def test_5_sigkilled_gateway_keeps_what_it_acknowledged_and_filled(tmp_path):
     """Write-ahead state file: every order the app heard acknowledged and every fill it heard
     survive a SIGKILL of the simulator."""

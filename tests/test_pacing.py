@@ -7,6 +7,8 @@ reach the gateway without one violation, and the burst must really have been thr
 
 from __future__ import annotations
 
+import pytest
+
 import ib_connection
 from conftest import wait_for
 
@@ -31,6 +33,7 @@ def test_the_pace_is_close_to_but_under_the_gateway_limit(app):
         )
 
 
+@pytest.mark.slow
 def test_a_burst_of_orders_draws_no_error_100_while_the_reader_is_busy(gateway, app, client):
     services = app.extensions["trading"]
     handler = services.handler

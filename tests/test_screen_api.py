@@ -316,6 +316,7 @@ def test_stream_pushes_quotes_and_releases_its_lines(start_app) -> None:
         wait_for(lambda: gateway.market_data_lines() == 0)
 
 
+@pytest.mark.slow
 def test_polling_quotes_keeps_their_lines_streamed_then_releases_them(
     start_app, monkeypatch
 ) -> None:

@@ -264,6 +264,7 @@ def test_failed_bearer_tokens_lock_the_address_out(app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+@pytest.mark.slow
 def test_lockout_counts_every_address_and_lifts(app):
     app.extensions["login_guard"] = auth.LoginGuard("3/2 second", "5/minute")
     for i in range(5):  # spread over addresses: the total limit still holds
@@ -458,6 +459,7 @@ def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
 
 
 # ---------------------------------------------------------- retryable = 503
+@pytest.mark.slow
 def test_stalled_gateway_answers_503_with_retry_after(app, client, gateway):
     assert client.post("/api/v1/orders?wait=1", json=ORDER).status_code == 200  # warm
     app.extensions["trading"].gate._quote_cache.clear()

@@ -154,6 +154,7 @@ async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> Non
 # ----------------------------------------------------------------------------- pacing (ib_async)
 
 
+@pytest.mark.slow
 @async_test
 async def test_pacing_errors_then_disconnect_after_repeated_violations(
     start_gateway: Callable[..., SimGateway], caplog: pytest.LogCaptureFixture
