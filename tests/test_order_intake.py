@@ -282,8 +282,11 @@ def test_the_prepared_intent_is_checked_journaled_and_sent_and_a_replay_prepares
 
 
 def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, journal):
+    # the fill waits a second: on a busy machine the order thread could otherwise journal the
+    # fill before this thread makes the journal read-only
+    gateway.set_fill_delay(1.0)
     first, _ = handler.submit(MKT, idem_key="live", request_hash="h")
-    journal.make_read_only()  # the journal keeps the order as queued from now on
+    journal.make_read_only()  # the journal keeps the order as it is now (no verdict yet)
     try:
         assert handler.wait(first.id, 5).verdict == "filled"
         assert journal.find_by_key("live").record.verdict is None
