@@ -3,6 +3,8 @@ farm notices, accounts without market-data subscriptions and competing live sess
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
@@ -224,6 +226,27 @@ def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app)
 
 
 # ----------------------------------------------------------------------------- historical data
+def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app):
+    """A read waiting on the gateway when its socket closes answers 503 with Retry-After (it
+    answered 500: ib_async's "Socket disconnect" went up unhandled), and the next one works."""
+    gateway, app, client = start_app()
+    query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"
+    assert client.get(query).status_code == 200  # the contract is known from here on
+    gateway.stall(2.0)  # the request waits; the reconnect waits for the stall's end
+    answers: list = []
+    asking = threading.Thread(target=lambda: answers.append(client.get(query + "&what=MIDPOINT")))
+    asking.start()
+    connector = app.extensions["trading"].connector
+    wait_for(lambda: connector._history_inflight)  # on its way to the stalled gateway
+    gateway.drop_connections()
+    asking.join(10)
+    res = answers[0]
+    assert res.status_code == 503, res.get_json()
+    assert res.get_json()["error"]["code"] == "gateway_disconnected"
+    assert int(res.headers["Retry-After"]) >= 1
+    wait_for(lambda: client.get(query).status_code == 200, timeout=15)  # reconnected: served
+
+
 @pytest.mark.slow
 def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
     gateway, app, client = start_app()

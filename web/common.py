@@ -101,6 +101,18 @@ def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
+@bp.errorhandler(ConnectionError)
+def _on_connection_lost(exc: ConnectionError) -> tuple[Response, int]:
+    """The gateway's socket closed while a read waited on it (ib_async fails every pending
+    request with "Socket disconnect"): the app reconnects, the caller retries."""
+    return api_error(
+        503,
+        "gateway_disconnected",
+        f"the gateway connection closed before it answered ({exc}); retry shortly",
+        retry_after=RETRY_AFTER,
+    )
+
+
 @bp.errorhandler(TimeoutError)
 def _on_timeout(exc: TimeoutError) -> tuple[Response, int]:
     return api_error(504, "gateway_timeout", "the gateway did not answer in time")

@@ -25,6 +25,7 @@ from web import common
 bp = Blueprint("derivatives", __name__, url_prefix="/api/v1")
 bp.register_error_handler(common.ApiError, common._on_api_error)
 bp.register_error_handler(NotConnectedError, common._on_not_connected)
+bp.register_error_handler(ConnectionError, common._on_connection_lost)
 bp.register_error_handler(TimeoutError, common._on_timeout)
 AROUND_DEFAULT, AROUND_MAX = 8, 40
 

@@ -39,6 +39,7 @@ bp = Blueprint("screen", __name__, url_prefix="/api/v1")
 for _exc, _handler in (
     (common.ApiError, common._on_api_error),
     (NotConnectedError, common._on_not_connected),
+    (ConnectionError, common._on_connection_lost),
     (TimeoutError, common._on_timeout),
     (HTTPException, common._on_http_error),
 ):
