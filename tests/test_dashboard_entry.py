@@ -275,19 +275,25 @@ def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_h
     monkeypatch.setattr(web.status, "STREAM_KEEPALIVE", 0.5)  # the idle stream's pulse
     page = dash.open().page
     expect(page.locator("#feed")).to_have_text("live stream")
-    version = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")
-    ages = []
-    for _ in range(8):  # four idle seconds: ages stay those of the last confirmation
-        page.wait_for_timeout(500)
-        ages.append(
-            (
-                page.locator("#conn-reader .conn-age").text_content(),
-                page.locator("#conn-orders .conn-age").text_content(),
-                page.locator("#account-age").text_content(),
+    state_version = "fetch('/api/v1/state').then(r => r.json()).then(s => s.version)"
+    for _attempt in range(3):
+        version = page.evaluate(state_version)
+        ages = []
+        for _ in range(8):  # four idle seconds: ages stay those of the last confirmation
+            page.wait_for_timeout(500)
+            ages.append(
+                (
+                    page.locator("#conn-reader .conn-age").text_content(),
+                    page.locator("#conn-orders .conn-age").text_content(),
+                    page.locator("#account-age").text_content(),
+                )
             )
-        )
-    idle = page.evaluate("fetch('/api/v1/state').then(r => r.json()).then(s => s.version)")
-    assert idle == version, "something changed meanwhile: the page was not idle"
+        if page.evaluate(state_version) == version:
+            break
+        # something changed meanwhile (on a busy machine: a heartbeat missed, a reconnect and
+        # its downloads): the page was not idle; measure again
+    else:
+        pytest.fail("something changed in every window: the page was never idle")
     for data, beat, account in ages[2:]:
         assert seconds(data) < 2.5 and seconds(beat) < 2.5 and seconds(account) < 2.5, ages
 
