@@ -83,6 +83,8 @@ def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGatew
     expect(price).to_have_class(re.compile(r"\bdelayed\b"))
     assert "no live market-data subscription" in (price.get_attribute("title") or "")
     expect(row.locator("td[data-label=Value] .tag.delayed")).to_have_text("delayed")
+    # the row can come before its first mark ("—", labelled already): wait for the price
+    expect(price).to_have_text(re.compile(r"^[\d,]+\.\d+\s*delayed$"))
     assert float((price.text_content() or "").removesuffix("delayed").replace(",", "")) > 0
     dash.shot("delayed_positions")
 
