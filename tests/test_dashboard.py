@@ -549,6 +549,8 @@ def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
 
 @pytest.mark.slow
 def test_health_badge_follows_a_gateway_restart(dash):
+    # a read the page makes while the gateway is down (its chart's bars) is answered 503: retry
+    dash.allow_console_error(r"status of 503")
     page = dash.open().page
     health = page.locator("#health")
     restart = threading.Thread(target=dash.gateway.restart, kwargs={"down_seconds": 3})
@@ -566,6 +568,7 @@ def test_health_badge_follows_a_gateway_restart(dash):
     expect(page.locator("#conn-reader .conn-state")).to_have_text("live")
     expect(page.locator("#conn-orders .conn-state")).to_have_text("live")
     expect(page.locator("#feed")).to_have_text("live stream")
+    assert all(r.startswith("503 ") for r in dash.refused), dash.refused
 
 
 def test_narrow_viewport_renders_the_ticket_without_horizontal_overflow(dash):
