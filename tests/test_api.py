@@ -410,18 +410,27 @@ def test_orders_and_executions_stay_304_while_prices_move(fuzz_app):
         "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
     )
     assert placed.status_code == 200, placed.get_json()
-    connector = fuzz_app.extensions["trading"].connector
+    services = fuzz_app.extensions["trading"]
+    connector = services.connector
     wait_for(lambda: connector.snapshot().executions)
-    tags = {
-        url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/executions")
-    }
-    seen = connector.snapshot()
-    wait_for(lambda: connector.snapshot().version > seen.version + 1, timeout=10)  # prices moved
-    now = connector.snapshot()
-    assert (now.orders_version, now.executions_version) == (
-        seen.orders_version,
-        seen.executions_version,
-    )
+
+    def order_versions() -> tuple:  # what the orders' and fills' ETags are made of
+        snap = connector.snapshot()
+        return (snap.orders_version, snap.executions_version, services.handler.version)
+
+    for _attempt in range(3):
+        before = order_versions()
+        tags = {
+            url: client.get(url).headers["ETag"] for url in ("/api/v1/orders", "/api/v1/executions")
+        }
+        seen = connector.snapshot()
+        wait_for(lambda seen=seen: connector.snapshot().version > seen.version + 1, timeout=10)
+        if order_versions() == before:
+            break
+        # the order itself changed meanwhile (its commission report landing late on a busy
+        # machine): that rightly changes the ETag; measure again
+    else:
+        pytest.fail("the order changed in every window")
     for url, etag in tags.items():
         again = client.get(url, headers={"If-None-Match": etag})
         assert again.status_code == 304, (url, again.status_code)
