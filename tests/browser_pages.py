@@ -14,7 +14,7 @@ gets a new one.
 While Playwright's sync API is started, its event loop counts as running in the main thread
 (its dispatcher is a greenlet suspended inside ``run_until_complete``), so a test that calls
 ``asyncio.run`` there would fail. conftest closes the pool after a browser test whose next test
-on the worker is not one (``close_unless_next``): the browser tests sit together in collection
+on the worker is not one: the browser tests sit together in collection
 order, so a worker mostly runs them back to back.
 """
 
@@ -42,12 +42,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAPTOP: ViewportSize = {"width": 1366, "height": 900}
-
-
-def close_unless_next(nextitem: pytest.Item | None) -> None:
-    """Stop the worker's Chromium and Playwright unless ``nextitem`` is a browser test too."""
-    if nextitem is None or "page_pool" not in getattr(nextitem, "fixturenames", ()):
-        POOL.close()
 
 
 class PagePool:

@@ -179,7 +179,7 @@ def pytest_collection_modifyitems(items):
     slow: list[tuple[int, int, pytest.Item]] = []
     rest: list[pytest.Item] = []
     for index, item in enumerate(items):
-        if "page_pool" in getattr(item, "fixturenames", ()):
+        if _on_page(item):
             item.add_marker(pytest.mark.browser)
         if item.get_closest_marker("slow") is None:
             rest.append(item)
@@ -250,12 +250,18 @@ def page_pool():
     return POOL
 
 
+def _on_page(item: pytest.Item | None) -> bool:
+    """Whether ``item`` is a test on the worker's Chromium page (a browser test)."""
+    return "page_pool" in getattr(item, "fixturenames", ())
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Playwright's loop must not outlive a run of browser tests (see tests/browser_pages.py)."""
+    """Playwright's loop must not outlive a run of browser tests (see tests/browser_pages.py):
+    after a browser test whose next test on this worker is not one, Chromium is stopped."""
     pages = sys.modules.get("browser_pages")
-    if pages is not None and "page_pool" in getattr(item, "fixturenames", ()):
-        pages.close_unless_next(nextitem)
+    if pages is not None and _on_page(item) and not _on_page(nextitem):
+        pages.POOL.close()
 
 
 @pytest.fixture
