@@ -74,6 +74,8 @@ def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(da
     assert filled_at and float(filled_at.group(1)) <= limit  # a limit buy never pays above it
     average = number(position.locator("td").nth(2).text_content())  # per unit, like the price
     assert average == pytest.approx(float(filled_at.group(1)) + 0.0065, abs=1e-4)  # + commission
+    # the row can show before the option's first mark ("—"): wait for the price
+    expect(position.locator("td").nth(3)).to_have_text(re.compile(r"^\d"))
     price = number(position.locator("td").nth(3).text_content())
     value = number((position.locator("td").nth(4).text_content() or "").replace("$", ""))
     assert value == pytest.approx(price * 3 * 100, rel=0.01)
