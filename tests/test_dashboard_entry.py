@@ -249,6 +249,39 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     assert not dash.gateway.open_orders()
 
 
+def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash):
+    """A price tick rebuilds a position's row, and the browser fires "click" only when the
+    press and the release land on one element: the row under a pressed pointer is kept until
+    the release, so a trader's click on Close is not lost to a tick."""
+    page = dash.open().page
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(3)).to_have_text(re.compile(r"^\d"))
+
+    def mark() -> float:
+        [held] = api_ok(dash, "GET", "/api/v1/positions")["positions"]
+        return held["market_price"]
+
+    close = position.locator("button.close-position")
+    close.scroll_into_view_if_needed()
+    box = close.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    row = position.element_handle()  # the row pressed in
+    pressed_at = mark()
+    wait_for(lambda: mark() != pressed_at, timeout=10)  # the price moved while pressed...
+    time.sleep(1.0)  # ...and the page's stream and its render pace have had time to bring it
+    assert row.evaluate("row => row.isConnected"), "the pressed row was rebuilt"
+    page.mouse.up()
+    expect(page.locator("#action-sell")).to_be_checked()
+    expect(page.locator("#quantity")).to_have_value("10")
+    # once released, the row follows the market again
+    expect(position.locator("td").nth(3)).not_to_have_text(
+        position.locator("td").nth(3).text_content() or "", timeout=10_000
+    )
+
+
 # ------------------------------------------------------------------- 6. FX
 def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):
     page = dash.open().page

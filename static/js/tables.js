@@ -23,10 +23,27 @@ const actions = {modify: () => {}, cancel: () => {}, close: () => {}};
 /** What the row buttons do (dialogs.js): {modify(order), cancel(order), close(position)}. */
 export function setRowActions(handlers) { Object.assign(actions, handlers); }
 
+// A row rebuilt between a button's press and its release loses the click: the browser fires
+// "click" only when both land on the same element, and a price tick rebuilds a position's row.
+// So a row with a pointer pressed in it keeps its node (and its buttons) until the release,
+// and the tables render again just after the release (after its click).
+let pressedRow = null;
+document.addEventListener("pointerdown", (event) => {
+  pressedRow = event.target instanceof Element ? event.target.closest("[data-key]") : null;
+}, true);
+const released = () => {
+  if (pressedRow === null) return;
+  pressedRow = null;
+  setTimeout(render, 0);
+};
+document.addEventListener("pointerup", released, true);
+document.addEventListener("pointercancel", released, true);
+
 /**
  * Keep a table body in step with `items` without rebuilding rows that did not change
- * (so focus, hover and running animations survive the many updates per second).
- * Each item is one child of `container` (a <tr>, or a <tbody> for orders with details).
+ * (so focus, hover and running animations survive the many updates per second), nor the row
+ * a pointer is pressed in (above). Each item is one child of `container` (a <tr>, or a
+ * <tbody> for orders with details).
  */
 function syncRows(container, items, keyOf, sigOf, build) {
   const keyed = Array.from(container.children).filter((c) => c.dataset.key !== undefined);
@@ -37,7 +54,7 @@ function syncRows(container, items, keyOf, sigOf, build) {
     const key = String(keyOf(item));
     const sig = sigOf(item);
     let node = existing.get(key);
-    if (!node || node.dataset.sig !== sig) {
+    if (!node || (node.dataset.sig !== sig && node !== pressedRow)) {
       const fresh = build(item);
       fresh.dataset.key = key;
       fresh.dataset.sig = sig;
