@@ -214,8 +214,8 @@ class OrderTruth(RuleBasedStateMachine):
 @pytest.mark.parametrize("part", [1, 2, 3])  # three tests that the workers run side by side
 def test_one_truth_through_sigkills_of_app_and_gateway(part):
     """Six runs in all (two a part, each part drawing its own; ten times more with
-    --hypothesis-profile=deep) of up to ten steps, each kill restarting a process; about twenty
-    seconds a part."""
+    --hypothesis-profile=deep) of up to ten steps, each kill restarting a process (a fork of
+    tests/zygote.py); five to ten seconds a part on an idle machine."""
     run_state_machine_as_test(
         OrderTruth,
         settings=settings(
