@@ -61,7 +61,7 @@ def app_settings(gateway: SimGateway, **overrides):
         "ib_host": "127.0.0.1",
         "ib_port": gateway.port,
         "connect_timeout": 5,
-        "monitor_timeout": 5,
+        "monitor_timeout": 2,
         "journal_path": ":memory:",
         "reconcile_grace": 1,
         "api_token": API_TOKEN,

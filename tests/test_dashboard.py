@@ -79,7 +79,7 @@ def live(request, tmp_path) -> Iterator[Live]:
                 "ib_mode": "sim",
                 "sim_port": 0,
                 "connect_timeout": 5,
-                "monitor_timeout": 5,
+                "monitor_timeout": 2,
                 "journal_path": journal,
                 **FAST_SETTLE,
             },

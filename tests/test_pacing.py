@@ -10,11 +10,23 @@ from __future__ import annotations
 import pytest
 
 import ib_connection
-from conftest import wait_for
+from app_simple import create_app
+from conftest import app_settings, wait_for
 
 READER, OWN = 999, 1000
 BURST = 100
 SYMBOLS = ("AAPL", "MSFT", "IBM", "AMZN")
+
+
+@pytest.fixture
+def app(gateway):
+    """conftest's app with the default-ish 5 s monitoring window: in a burst of 100 orders on a
+    busy machine, an order can stay PendingSubmit longer than the tests' usual 2 s."""
+    application = create_app(
+        {"SETTINGS": app_settings(gateway, monitor_timeout=5), "TESTING": True}
+    )
+    yield application
+    application.extensions["trading"].stop()
 
 
 async def _count_throttling(ib, starts: list[int]) -> None:
