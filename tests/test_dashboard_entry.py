@@ -262,11 +262,7 @@ def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash
         [held] = api_ok(dash, "GET", "/api/v1/positions")["positions"]
         return held["market_price"]
 
-    close = position.locator("button.close-position")
-    close.scroll_into_view_if_needed()
-    box = close.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    position.locator("button.close-position").hover()  # in view, the pointer on its middle
     page.mouse.down()
     row = position.element_handle()  # the row pressed in
     pressed_at = mark()
