@@ -146,11 +146,14 @@ def _quiet_ib_async():
 
 
 @contextmanager
-def served(app) -> Iterator[str]:
-    """Serve ``app`` with waitress (the app's options, 8 threads) on a free loopback port in a
-    thread."""
+def served(app, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` with waitress (the app's options, 8 threads) on a loopback port in a
+    thread: ``port`` if it is free, else any free one."""
     options = {**app_simple.WAITRESS_OPTIONS, "threads": 8}
-    server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
+    try:
+        server = waitress.create_server(app, host="127.0.0.1", port=port, **options)
+    except OSError:  # taken meanwhile (by some other test's server): any free port will do
+        server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
     try:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from browser_pages import POOL
 from flask import Flask
 from playwright.sync_api import Page, expect
 
@@ -99,7 +100,7 @@ def live(request, tmp_path) -> Iterator[Live]:
         settings = app_settings(gateway, journal_path=journal, **monitor)
     try:
         app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
-        with served(app) as url:
+        with served(app, POOL.port) as url:  # one origin per worker (tests/browser_pages.py)
             yield Live(url, app, gateway or app.extensions["trading"].simulator)
     finally:
         if own is not None:
