@@ -3,9 +3,10 @@
 Runs ``python -m pytest -q`` (pytest.ini's options: the pytest-xdist workers, warnings as
 errors) from the repo root ``--runs`` times in a row, each in a subprocess, and prints per run:
 wall time, CPU time (user + system of pytest and every process it waited for: the xdist
-workers, chromium, the app subprocesses), CPU / wall, the load average when it started and
-pytest's own summary (passed / failed counts). Extra arguments after ``--`` go to pytest, e.g.
-``-- -m "not browser and not slow"``.
+workers, chromium, the app subprocesses), CPU / wall, the load average when it started, the
+share of the machine's CPU time its host took while it ran (steal: on a VM, other tenants slow a
+run down without showing in its CPU figure) and pytest's own summary (passed / failed counts).
+Extra arguments after ``--`` go to pytest, e.g. ``-- -m "not browser and not slow"``.
 
 Target: the full suite in <= 60 s wall on 2 cores (a shared or busy machine shows more: compare
 the CPU figure, which load inflates much less, and the load average).
@@ -37,8 +38,19 @@ class Run:
     wall: float
     cpu: float
     load: float
+    steal: float  # share of the machine's CPU time its host took (a VM's noisy neighbours)
     code: int
     summary: str
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of the machine so far, from /proc/stat ((0, 0) elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields), fields[7]
 
 
 def children_cpu() -> float:
@@ -48,6 +60,7 @@ def children_cpu() -> float:
 
 def one_run(pytest_args: list[str], log: Path | None) -> Run:
     load = os.getloadavg()[0]
+    ticks0, stolen0 = cpu_ticks()
     cpu0, wall0 = children_cpu(), time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", *pytest_args],
@@ -58,13 +71,15 @@ def one_run(pytest_args: list[str], log: Path | None) -> Run:
         check=False,
     )
     wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
+    ticks, stolen = cpu_ticks()
+    steal = (stolen - stolen0) / max(1, ticks - ticks0)
     lines = [ln.strip("= ") for ln in proc.stdout.splitlines() if ln.strip()]
     summary = lines[-1] if lines else "(no output)"
     if log is not None:
         log.write_text(proc.stdout, encoding="utf-8")
     if proc.returncode != 0:
         print(proc.stdout[-6000:], flush=True)
-    return Run(wall, cpu, load, proc.returncode, summary)
+    return Run(wall, cpu, load, steal, proc.returncode, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         f"pytest {' '.join(pytest_args) or '(pytest.ini options only)'})",
         flush=True,
     )
-    print(f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'load':>6}  pytest says")
+    print(
+        f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'load':>6} {'steal':>6}  pytest says"
+    )
     runs: list[Run] = []
     for i in range(1, args.runs + 1):
         if args.logs is not None:
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         print(
             f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.cpu / run.wall:>9.2f} "
-            f"{run.load:>6.2f}  {run.summary}",
+            f"{run.load:>6.2f} {run.steal:>6.1%}  {run.summary}",
             flush=True,
         )
         if run.code != 0 and args.stop_on_failure:
