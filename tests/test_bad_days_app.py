@@ -166,7 +166,10 @@ def test_positions_say_whether_their_prices_are_delayed(start_app, kind):
 
     gateway, app, client = start_app(market_data=kind)
     assert post_order(client, quantity=3).status_code == 202  # the risk gate's quote tells
-    row = wait_for(lambda: (p := held(client, "AAPL")) and p["market_data"] and p)
+    # the row can come before its first mark (market_price None): wait for both
+    row = wait_for(
+        lambda: (p := held(client, "AAPL")) and p["market_data"] and p["market_price"] and p
+    )
     assert row["market_data"] == kind and row["market_price"] > 0
     app.extensions["trading"].stop()
     fresh = create_app({"SETTINGS": app_settings(gateway, client_id=1999), "TESTING": True})
