@@ -121,12 +121,13 @@ def _fast_reconnect(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _patient_risk_quote(monkeypatch):
-    """The risk gate answers 503 after 2 s of gateway silence (production: 0.8 s): the
-    simulator runs in the test's own process, and with four workers on two cores its thread can
-    go unscheduled for most of a second, which a real gateway in its own process does not."""
+    """The risk gate answers 503 after 3 s of gateway silence (production: 0.8 s): the
+    simulator runs in the test's own process, and with six workers on two cores its thread can
+    go unscheduled for a second or two (a run saw over 2 s), which a real gateway in its own
+    process does not."""
     import services
 
-    monkeypatch.setattr(services, "RISK_QUOTE_SILENCE", 2.0)
+    monkeypatch.setattr(services, "RISK_QUOTE_SILENCE", 3.0)
 
 
 @pytest.fixture
@@ -174,23 +175,28 @@ def served(app, port: int = 0) -> Iterator[str]:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items):
-    """Every test on the worker's Chromium page is marked ``browser``. Slow tests first, taking
-    turns between files (the heaviest of one kind sit in one file), so that pytest-xdist starts
-    them early and on different workers instead of leaving one worker to finish them alone at
-    the end; the rest in collection order."""
+    """Every test on the worker's Chromium page is marked ``browser``. The browser tests first
+    (the slow ones of them first), then the other slow tests, taking turns between files (the
+    heaviest of one kind sit in one file), then the rest in collection order: pytest-xdist hands
+    them out in this order (pytest.ini), so the heaviest start early and on different workers
+    instead of leaving one worker to finish them alone at the end."""
     turn: dict[str, int] = {}
     slow: list[tuple[int, int, pytest.Item]] = []
     rest: list[pytest.Item] = []
+    browser: list[pytest.Item] = []
     for index, item in enumerate(items):
         if _on_page(item):
             item.add_marker(pytest.mark.browser)
+            browser.append(item)
+            continue
         if item.get_closest_marker("slow") is None:
             rest.append(item)
             continue
         path = item.nodeid.split("::")[0]
         turn[path] = turn.get(path, -1) + 1
         slow.append((turn[path], index, item))
-    items[:] = [item for _, _, item in sorted(slow, key=lambda t: t[:2])] + rest
+    browser.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items[:] = browser + [item for _, _, item in sorted(slow, key=lambda t: t[:2])] + rest
 
 
 # ---------------------------------------------------------------- where a leaked socket came from
