@@ -43,24 +43,23 @@ class Forked:
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, nothing flushed."""
-        pidfd, self.pidfd = self.pidfd, None
-        if pidfd is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                assert _ended(pidfd, 10), f"{self.what} did not end on SIGKILL"
-            finally:
-                os.close(pidfd)
-            self._gone()
+        self._end(graceful=False)
 
     def stop(self) -> bool:
         """SIGTERM (a graceful stop); whether it ended by itself (else it was SIGKILLed)."""
+        return self._end(graceful=True)
+
+    def _end(self, graceful: bool) -> bool:
+        """SIGTERM and up to 15 s for it to end (``graceful``), then SIGKILL if it still runs;
+        whether it ended before the SIGKILL."""
         pidfd, self.pidfd = self.pidfd, None
         if pidfd is None:
             return True
         try:
-            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-            if _ended(pidfd, 15):
-                return True
+            if graceful:
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+                if _ended(pidfd, 15):
+                    return True
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             assert _ended(pidfd, 10), f"{self.what} did not end on SIGKILL"
             return False
@@ -216,7 +215,6 @@ class AppProcess(Forked):
             "JOURNAL_PATH": str(data / "orders.db"),
             "LOG_LEVEL": "WARNING",
             "API_TOKEN": token,
-            "PYTHONDONTWRITEBYTECODE": "1",
             **env,
         }
 

@@ -118,6 +118,19 @@ def _on_timeout(exc: TimeoutError) -> tuple[Response, int]:
     return api_error(504, "gateway_timeout", "the gateway did not answer in time")
 
 
+def answer_gateway_errors(other: Blueprint) -> None:
+    """Have ``other`` (an API blueprint of its own) answer the API's errors and the gateway's
+    failures as this one does: a 400-class ApiError, 503 when the gateway is down, not
+    answering or dropped the connection, 504 when it timed out."""
+    for exc, handler in (
+        (ApiError, _on_api_error),
+        (NotConnectedError, _on_not_connected),
+        (ConnectionError, _on_connection_lost),
+        (TimeoutError, _on_timeout),
+    ):
+        other.register_error_handler(exc, handler)
+
+
 @bp.errorhandler(IdempotencyConflict)
 def _on_idempotency_conflict(exc: IdempotencyConflict) -> tuple[Response, int]:
     return api_error(422, "idempotency_conflict", str(exc), "Idempotency-Key")

@@ -16,17 +16,13 @@ from ib_async import RequestError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import options_data
-from ib_connection import NotConnectedError
 from instruments import FutureMonth
 from openapi import documented
 from schemas import EXPIRY_PATTERN, SYMBOL_PATTERN
 from web import common
 
 bp = Blueprint("derivatives", __name__, url_prefix="/api/v1")
-bp.register_error_handler(common.ApiError, common._on_api_error)
-bp.register_error_handler(NotConnectedError, common._on_not_connected)
-bp.register_error_handler(ConnectionError, common._on_connection_lost)
-bp.register_error_handler(TimeoutError, common._on_timeout)
+common.answer_gateway_errors(bp)
 AROUND_DEFAULT, AROUND_MAX = 8, 40
 
 

@@ -23,7 +23,6 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.exceptions import HTTPException
 
-from ib_connection import NotConnectedError
 from openapi import documented
 from quote_hub import HubSnapshot, QuoteHub, QuoteRow
 from reader_rows import PositionRow
@@ -36,14 +35,8 @@ from wire import to_wire
 log = logging.getLogger(__name__)
 
 bp = Blueprint("screen", __name__, url_prefix="/api/v1")
-for _exc, _handler in (
-    (common.ApiError, common._on_api_error),
-    (NotConnectedError, common._on_not_connected),
-    (ConnectionError, common._on_connection_lost),
-    (TimeoutError, common._on_timeout),
-    (HTTPException, common._on_http_error),
-):
-    bp.register_error_handler(_exc, _handler)
+common.answer_gateway_errors(bp)
+bp.register_error_handler(HTTPException, common._on_http_error)
 
 SYMBOL_CACHE_SECONDS = 60.0
 SYMBOL_QUERY = r"^[A-Za-z0-9][A-Za-z0-9./ -]{0,19}$"
