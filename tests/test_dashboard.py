@@ -333,16 +333,17 @@ def test_market_order_through_confirmation_fills_and_updates_live(dash):
     expect(confirm).to_be_hidden()
     expect(page.locator(".toast.success")).to_contain_text("queued as o-")
     wait_for(lambda: dash.gateway.executions())
-    # fills ledger, position and order status follow within a second of the fill
+    # fills ledger, position and order status follow the fill, pushed (no reload: below); not
+    # timed here (a 1 s budget failed a full run on a host-loaded machine: timings are bench's)
     fills = page.locator("#fills tbody tr")
-    expect(fills).to_have_count(1, timeout=1000)
+    expect(fills).to_have_count(1)
     expect(fills.first).to_contain_text("AAPL")
     expect(fills.first.locator("td").nth(3)).to_have_text("10")
     expect(fills.first.locator("td").nth(5)).to_have_text("1.00")
     position = page.locator("#positions tbody tr").filter(has_text="AAPL")
-    expect(position.locator("td").nth(1)).to_have_text("10", timeout=1000)
+    expect(position.locator("td").nth(1)).to_have_text("10")
     order = dash.order_group("completed-orders", "AAPL")
-    expect(order.locator(".pill")).to_have_text("Filled", timeout=1000)
+    expect(order.locator(".pill")).to_have_text("Filled")
     expect(order.locator("td.num").first).to_have_text("10 / 10")
     dash.requests_settled()
     assert len(posted(dash, "/api/v1/orders")) == 1
