@@ -191,13 +191,20 @@ def test_memory_is_bounded_however_many_orders_the_day_has(gateway, connector, o
     snap = connector.snapshot()
     assert len([r for r in snap.orders if not r.open]) <= 5
     assert len(snap.executions) <= 8
-    # ib_async's own tables on the reader's loop hold nothing for finished orders
+    # ib_async's own tables on the reader's loop hold nothing for finished orders, and no
+    # fill but those whose commission report is still to come (a fill made while the
+    # executions were being asked for is answered before its report: on a loaded machine
+    # some are; they stay for the next refresh to complete, at most KEEP_EXECUTIONS of them)
 
     async def sizes():
         wrapper = connector.ib.wrapper
-        return len(wrapper.trades), len(wrapper.permId2Trade), len(wrapper.fills)
+        waiting = connector._book.uncommissioned
+        settled = [k for k in wrapper.fills if k not in waiting]
+        return len(wrapper.trades), len(wrapper.permId2Trade), len(settled), len(wrapper.fills)
 
-    assert connector.thread.call(sizes(), 5) == (0, 0, 0)
+    trades_kept, by_perm_id, fills_settled, fills_kept = connector.thread.call(sizes(), 5)
+    assert (trades_kept, by_perm_id, fills_settled) == (0, 0, 0)
+    assert fills_kept <= 8
 
 
 def test_duty_pacer_spaces_runs_by_their_cost():
