@@ -277,6 +277,7 @@ class OrderTable(IBConnection):
         if len(book.executions) > KEEP_EXECUTIONS:
             newest = sorted(book.executions.values(), key=lambda e: e.time, reverse=True)
             book.executions = {e.exec_id: e for e in newest[:KEEP_EXECUTIONS]}
+            book.uncommissioned &= book.executions.keys()  # a dropped row waits for nothing
         live = {id(trade) for trade in open_trades}
         wrapper = ib.wrapper
         tables: tuple[dict[Any, Trade], ...] = (wrapper.trades, wrapper.permId2Trade)
