@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from ib_async import IB, Contract, ContractDetails
 
+from wire import plain_number
+
 log = logging.getLogger(__name__)
 
 DERIVATIVES = frozenset({"OPT", "FUT"})
@@ -114,7 +116,7 @@ def describe(
 ) -> str:
     """ "AAPL 20261218 200 C" for an option, "ES 202612" for a future, the symbol otherwise."""
     if sec_type in ("OPT", "FOP") and expiry:
-        return f"{symbol} {expiry} {strike:g} {right}".strip()
+        return f"{symbol} {expiry} {plain_number(strike)} {right}".strip()
     if sec_type in ("FUT", "CONTFUT") and expiry:
         return f"{symbol} {expiry[:6]}"
     return local_symbol if sec_type == "CASH" and local_symbol else symbol
@@ -180,7 +182,7 @@ def _field_value(contract: Contract, name: str) -> object:
         "local_symbol": "localSymbol",
     }.get(name, name)
     value = getattr(contract, attribute, "")
-    return f"{value:g}" if isinstance(value, float) else value
+    return plain_number(value) if isinstance(value, float) else value
 
 
 async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> Resolved:
@@ -206,7 +208,8 @@ async def resolve(ib: IB, spec: ContractSpec, rules: dict[int, Increments]) -> R
     multiplier = multiplier_of(contract.multiplier)
     if spec.multiplier is not None and abs(spec.multiplier - multiplier) > 1e-9:
         raise ContractError(
-            f"the multiplier of {contract.localSymbol} is {multiplier:g}, not {spec.multiplier:g}",
+            f"the multiplier of {contract.localSymbol} is {plain_number(multiplier)}, "
+            f"not {plain_number(spec.multiplier)}",
             "multiplier",
             "validation_error",
         )

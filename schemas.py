@@ -27,6 +27,7 @@ from pydantic import (
 from instruments import DERIVATIVES, ContractSpec
 from order_records import OrderIntent
 from reader_rows import Quote
+from wire import plain_number
 
 MAX_QUANTITY = 1_000_000
 Number = StrictInt | StrictFloat
@@ -330,7 +331,10 @@ class OrderIn(BaseModel):
                 continue
             tick = price_tick(self.sec_type, self.symbol, float(price))
             if abs(round(price / tick) * tick - price) > tick * 1e-6:
-                raise _field_error(name, f"{price:g} is not a multiple of the price tick {tick:g}")
+                raise _field_error(
+                    name,
+                    f"{plain_number(price)} is not a multiple of the price tick {plain_number(tick)}",
+                )
 
     def _check_trailing(self) -> None:
         given = [n for n in ("trailing_amount", "trailing_percent") if getattr(self, n) is not None]

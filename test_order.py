@@ -20,6 +20,7 @@ import time
 from ib_async import IB, Contract, Order, Trade
 
 from ib_compat import make_contract
+from wire import plain_number
 
 EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
 
@@ -116,7 +117,7 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     trade.statusEvent += on_status
     on_status(trade)
     say(
-        f"🚀 Submitted orderId {order.orderId}: {args.side} {args.quantity:g} {args.symbol} "
+        f"🚀 Submitted orderId {order.orderId}: {args.side} {plain_number(args.quantity)} {args.symbol} "
         f"{args.order_type} (timeout: {args.timeout:g}s)"
     )
     say("⏱️ Applying sleep workaround...")
@@ -128,8 +129,8 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
         await asyncio.sleep(0.1)
     for fill in trade.fills:
         say(
-            f"💰 Fill {fill.execution.shares:g} @ {fill.execution.price:g} "
-            f"(commission {fill.commissionReport.commission:g})"
+            f"💰 Fill {plain_number(fill.execution.shares)} @ {plain_number(fill.execution.price)} "
+            f"(commission {plain_number(fill.commissionReport.commission)})"
         )
     status = trade.orderStatus.status
     if status == "Filled":

@@ -10,6 +10,7 @@ says the same of those fields (``openapi.document`` calls ``wire_schema``). Dura
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 # Fields holding a point in time, whatever the object they are in.
@@ -53,6 +54,16 @@ def iso_ms(value: float | str | None) -> str | None:
         stamp = datetime.fromtimestamp(float(value), UTC)
     text = stamp.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
+
+
+def plain_number(value: float) -> str:
+    """A number in a message as a trader writes it: every significant digit (up to 12, which
+    hides float noise such as 170.13000000000002), no exponent, no trailing zeros: 21034.75,
+    1234567, 0.00005, 150. (``:g`` keeps six digits: 21034.75 would read 21034.8.)"""
+    number = float(value) + 0.0  # -0.0 reads 0
+    if number != number or number in (float("inf"), float("-inf")):
+        return str(number)
+    return format(Decimal(f"{number:.12g}").normalize(), "f")
 
 
 def to_wire(value: Any) -> Any:

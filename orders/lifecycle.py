@@ -31,6 +31,7 @@ from typing import Any
 from ib_async.order import Trade
 
 from order_records import FillRecord, IBMessage, Lifecycle, StatusChange, Step
+from wire import plain_number
 
 
 class Phase(StrEnum):
@@ -120,7 +121,7 @@ CHANGE_NAMES = {"quantity": "quantity", "limit_price": "limit price", "stop_pric
 
 def change_words(values: dict[str, Any]) -> str:
     """A modification in a trader's words: ``limit price 413.04, quantity 5``."""
-    return ", ".join(f"{CHANGE_NAMES.get(k, k)} {v:g}" for k, v in values.items())
+    return ", ".join(f"{CHANGE_NAMES.get(k, k)} {plain_number(v)}" for k, v in values.items())
 
 
 def is_final(verdict: str | None) -> bool:

@@ -18,6 +18,7 @@ from orders.lifecycle import (
     Tracker,
     Verdict,
     average_price,
+    change_words,
     is_final,
     may_become,
     next_phase,
@@ -60,6 +61,21 @@ def test_an_illegal_move_names_the_event_and_phase():
     with pytest.raises(IllegalTransition, match="^no send from phase monitoring$"):
         next_phase("monitoring", Event.SEND)
     assert next_phase("queued", Event.SEND) is Phase.SENDING
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"limit_price": 413.04, "quantity": 5}, "limit price 413.04, quantity 5"),
+        # a future's price of seven digits keeps them all (``:g`` wrote 21034.8)
+        ({"limit_price": 21034.75}, "limit price 21034.75"),
+        ({"quantity": 1_234_567.0}, "quantity 1234567"),  # no exponent
+        ({"stop_price": 0.00005}, "stop price 0.00005"),
+        ({"limit_price": 170.03 + 0.1}, "limit price 170.13"),  # no float noise
+    ],
+)
+def test_a_change_reads_as_the_trader_wrote_it(values, words):
+    assert change_words(values) == words
 
 
 def test_may_become_and_is_final():

@@ -425,8 +425,13 @@ def test_x_price_ticks_is_the_grid_validation_applies(sec_type, symbol, price):
     off = round(price + tick / 2, 10)
     assert refused_body({**body, "limit_price": off}) == (
         "limit_price",
-        f"{off:g} is not a multiple of the price tick {tick:g}",
+        f"{written(off)} is not a multiple of the price tick {written(tick)}",
     )
+
+
+def written(number: float) -> str:
+    """A price as the trader typed it (every digit; the cases have at most ten decimals)."""
+    return f"{number:.10f}".rstrip("0").rstrip(".")
 
 
 def test_every_served_tick_row_is_the_first_match_of_a_price():

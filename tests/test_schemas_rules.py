@@ -223,6 +223,11 @@ def test_stock_quantities_are_whole_and_fx_symbols_are_pairs():
             "stop_loss",
             "90.001 is not a multiple of the price tick 0.01",
         ),
+        (  # every digit of a price of seven and more (``:g`` wrote 12345.7)
+            {"order_type": "LMT", "limit_price": 12345.675},
+            "limit_price",
+            "12345.675 is not a multiple of the price tick 0.01",
+        ),
         (
             {"symbol": "USD.JPY", "sec_type": "CASH", "order_type": "LMT", "limit_price": 150.001},
             "limit_price",

@@ -51,6 +51,7 @@ from web.common import (
     services,
 )
 from web.status import ib_servers
+from wire import plain_number
 
 WAIT_SLACK = 5.0
 PRICE_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
@@ -268,8 +269,8 @@ def _check_increments(found: Resolved, prices: dict[str, float | None]) -> None:
             raise ApiError(
                 400,
                 "validation_error",
-                f"{name}: {price:g} is not a multiple of "
-                f"{found.description}'s price increment {tick:g} at that price "
+                f"{name}: {plain_number(price)} is not a multiple of "
+                f"{found.description}'s price increment {plain_number(tick)} at that price "
                 "(the broker's market rule)",
                 name,
             )

@@ -34,6 +34,7 @@ from web.common import (
     services,
 )
 from web.trading import _order_response, _validated_order, submit_order
+from wire import plain_number
 
 WEBHOOK_HEADERS = (
     {"name": "X-Webhook-Secret", "in": "header", "required": False, "schema": {"type": "string"}},
@@ -142,8 +143,8 @@ def _place_alert(
             _audit("webhook", body, None, f"invalid: {exc.message}")
             raise ApiError(400, "validation_error", exc.message, exc.field) from None
         if planned is None:
-            message = f"the {alert.symbol} position is already {held:g}: nothing to do"
-            _audit("webhook", body, None, f"nothing to do: position {held:g}")
+            message = f"the {alert.symbol} position is already {plain_number(held)}: nothing to do"
+            _audit("webhook", body, None, f"nothing to do: position {plain_number(held)}")
             return _json(
                 {"id": None, "url": None, "order": None, "replayed": False, "message": message}
             ), 200
