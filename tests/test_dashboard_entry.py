@@ -297,6 +297,26 @@ def test_fx_pair_typed_as_a_stock_is_suggested_and_counts_base_units(dash):
     expect(page.locator("#confirm-send")).to_be_enabled()
 
 
+def test_a_price_shows_every_decimal_from_the_confirmation_to_the_working_row(dash):
+    """USD.JPY trades on a half-pip grid (0.005): a limit of x.005 is read back as it is in
+    the confirmation and in the working order, not rounded to two decimals."""
+    page = dash.open().page
+    dash.allow_console_error(r"status of 404")
+    page.fill("#symbol", "USD.JPY")
+    page.click("#fx-switch")
+    expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d{3}\.\d{2,3}$"))
+    limit = f"{int(float(page.text_content('#quote-bid') or 0) * 0.9)}.005"  # far below
+    page.fill("#quantity", "20000")
+    page.select_option("#order_type", "LMT")
+    page.fill("#limit_price", limit)
+    page.click("#review-btn")
+    expect(page.locator("#confirm")).to_contain_text(f"at limit {limit}")
+    page.click("#confirm-send")
+    row = dash.order_group("working-orders", "USD.JPY")
+    expect(row.locator(".pill")).to_have_text("Submitted")
+    expect(row.locator("td.price")).to_have_text(limit)
+
+
 # ---------------------------------------------------------------- 7. freshness
 def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_heartbeat):
     import web.status

@@ -13,7 +13,12 @@ export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 export const fmtMoney = (v) => (isNum(v) ? nf(2, 2).format(v) : "—");
 export const fmtSigned = (v) => (isNum(v) ? (v > 0 ? "+" : "") + nf(2, 2).format(v) : "—");
 export const fmtQty = (v) => (isNum(v) ? nf(0, 4).format(v) : "—");
-export const fmtPrice = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 5) : nf(2, 2)).format(v) : "—");
+// A price shows every decimal it has: 150.005 on USD.JPY's half-pip grid, 110.015625 on a bond
+// future's 1/64 (two decimals would show a price the order does not have); at least 2 (4 under 10);
+// float noise past the 8th decimal is rounded away.
+export const fmtPrice = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 8) : nf(2, 8)).format(v) : "—");
+// An average (of fills, of cost) sits on no grid: four decimals (six under 10).
+export const fmtAvg = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 6) : nf(2, 4)).format(v) : "—");
 export const signClass = (v) => (!isNum(v) || v === 0 ? "flat" : v > 0 ? "pos" : "neg");
 export const pad = (n, w = 2) => String(n).padStart(w, "0");
 

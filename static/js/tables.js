@@ -3,7 +3,7 @@
 // on a phone each row is a card (symbol and buttons on its first line).
 import {api} from "./api.js";
 import {$, el} from "./dom.js";
-import {epoch, fmtClock, fmtExecTime, fmtMoney, fmtPrice, fmtQty, fmtSigned, isNum, nf,
+import {epoch, fmtAvg, fmtClock, fmtExecTime, fmtMoney, fmtPrice, fmtQty, fmtSigned, isNum, nf,
   sideClass, sideWord, signClass} from "./format.js";
 import {onRender, render, store} from "./store.js";
 
@@ -95,8 +95,8 @@ function renderPositions(positions) {
       el("td", {class: "sym lead"}, el("span", {text: p.description || p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null,
         p.multiplier > 1 ? el("span", {class: "tag mult", title: "multiplier: value and P&L include it", text: `×${p.multiplier}`}) : null),
       cell("Qty", {class: `num ${p.quantity < 0 ? "neg" : ""}`, text: fmtQty(p.quantity)}),
-      cell("Avg cost", {class: "num opt", text: fmtPrice(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
-        title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtPrice(p.avg_cost)}` : null}),
+      cell("Avg cost", {class: "num opt", text: fmtAvg(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
+        title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtAvg(p.avg_cost)}` : null}),
       cell("Price", {class: `num ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtPrice(p.market_price),
         delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
       cell("Value", {class: `num opt ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtMoney(p.market_value),
@@ -238,7 +238,7 @@ function orderGroup(o, working) {
     }
     cells.push(buttons);
   } else {
-    cells.push(cell("Avg fill", {class: "num", text: fmtPrice(o.avg_fill_price)}), statusCell,
+    cells.push(cell("Avg fill", {class: "num", text: fmtAvg(o.avg_fill_price)}), statusCell,
       cell("Client", {class: "muted opt", text: o.client_id ?? "—"}));
   }
   group.append(el("tr", {class: `trow order-row ${o.ours ? "ours" : "theirs"}`}, cells));
@@ -273,7 +273,7 @@ function lifecycleView(o, lc) {
       lc.perm_id ? `permId ${lc.perm_id}` : null, lc.client_id ? `client ${lc.client_id}` : null,
       `source ${lc.source}`, lc.parent ? `bracket leg of ${lc.parent}` : null,
       lc.children && lc.children.length ? `legs ${lc.children.join(", ")}` : null,
-      isNum(lc.avg_fill_price) ? `avg fill ${fmtPrice(lc.avg_fill_price)}` : null].filter(Boolean).join(" · "));
+      isNum(lc.avg_fill_price) ? `avg fill ${fmtAvg(lc.avg_fill_price)}` : null].filter(Boolean).join(" · "));
 
   return el("div", {class: "lifecycle"},
     verdictLine, meta,

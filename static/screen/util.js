@@ -4,10 +4,10 @@ export {$, el} from "../js/dom.js";
 
 export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
+// every decimal a price has (150.005 on USD.JPY), as the dashboard's fmtPrice
 export function fmtPrice(v) {
   if (!isNum(v)) return "—";
-  const digits = Math.abs(v) < 10 ? 5 : 2;
-  return v.toLocaleString(undefined, {minimumFractionDigits: 2, maximumFractionDigits: digits});
+  return v.toLocaleString(undefined, {minimumFractionDigits: 2, maximumFractionDigits: 8});
 }
 
 export function fmtPct(v) {
