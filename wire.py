@@ -1,4 +1,5 @@
-"""The API's wire format for times: ISO 8601 in UTC with milliseconds, everywhere.
+"""The API's wire format for times: ISO 8601 in UTC with milliseconds, everywhere; and
+numbers as messages write them (``plain_number``).
 
 Inside the app a time is epoch seconds (a float); IB's execution times arrive as ISO text.
 Every JSON answer of the API passes through ``to_wire``, which turns the value of each
@@ -9,6 +10,7 @@ says the same of those fields (``openapi.document`` calls ``wire_schema``). Dura
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -61,7 +63,7 @@ def plain_number(value: float) -> str:
     hides float noise such as 170.13000000000002), no exponent, no trailing zeros: 21034.75,
     1234567, 0.00005, 150. (``:g`` keeps six digits: 21034.75 would read 21034.8.)"""
     number = float(value) + 0.0  # -0.0 reads 0
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         return str(number)
     return format(Decimal(f"{number:.12g}").normalize(), "f")
 
