@@ -1,5 +1,6 @@
 // Announcements of fills, partial fills, rejects, cancels and price alerts: a toast, the
 // aria-live region, the tab title (unseen count) and, once allowed, a browser Notification.
+import {fmtAvg, fmtQty} from "../js/format.js";
 import {toast} from "../js/toasts.js";
 import {$} from "./util.js";
 
@@ -50,7 +51,7 @@ let primed = false;
 const FINAL_WORDS = {cancelled: "Cancelled", rejected: "Rejected"};
 
 function side(o) {
-  return `${o.action === "SELL" ? "Sell" : "Buy"} ${o.quantity} ${o.symbol}`;
+  return `${o.action === "SELL" ? "Sell" : "Buy"} ${fmtQty(o.quantity)} ${o.symbol}`;
 }
 
 function verdictOf(o) {
@@ -70,9 +71,9 @@ export function orderEvents(orders) {
     if (!primed) continue;
     if (filled > before.filled) {
       const done = o.status === "Filled" || filled >= Number(o.quantity);
-      const price = o.avg_fill_price ? ` at ${o.avg_fill_price}` : "";
+      const price = o.avg_fill_price ? ` at ${fmtAvg(o.avg_fill_price)}` : "";  // an average: no float noise
       announce(done ? "Filled" : "Partially filled",
-        `${side(o)}: ${filled} of ${o.quantity}${price} (${o.id})`, done ? "good" : "info");
+        `${side(o)}: ${fmtQty(filled)} of ${fmtQty(o.quantity)}${price} (${o.id})`, done ? "good" : "info");
     }
     if (final && final !== before.final) {
       announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})`,
