@@ -127,6 +127,49 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     dash.shot("screen-fill-toast")
 
 
+def test_dragging_a_usd_jpy_order_line_proposes_a_price_on_its_half_pip_grid(
+    dash: Dashboard,
+) -> None:
+    server = dash.live
+    status, quote = server.api("GET", "/api/v1/quote?symbol=USD.JPY&sec_type=CASH")
+    assert status == 200, quote
+    limit = int(quote["bid"] * 0.97) + 0.005  # on USD.JPY's grid (0.005), off a cent's
+    body = {"symbol": "USD.JPY", "sec_type": "CASH", "action": "BUY", "quantity": 20000}
+    status, placed = server.api(
+        "POST", "/api/v1/orders?wait=1", {**body, "order_type": "LMT", "limit_price": limit}
+    )
+    assert status == 200, placed
+    page = dash.open().page
+    page.fill("#watch-input", "USD.JPY")
+    page.press("#watch-input", "Enter")
+    page.locator('#watchlist tr[data-symbol="USD.JPY"] th button').click()
+    expect(page.locator("#chart-symbol")).to_have_text("USD.JPY")
+    expect(page.locator("#chart-status")).to_contain_text("USD.JPY · ")  # its bars are drawn
+    order_id = placed["order"]["id"]
+    y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
+    box = page.evaluate(
+        "(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()"
+    )
+    x = box["x"] + box["w"] / 3
+    page.mouse.move(x, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + y - 40, steps=8)
+    page.mouse.up()
+    expect(page.locator("#modify-dialog")).to_be_visible()
+    proposed = page.input_value("#modify-limit_price")
+    assert float(proposed) > limit
+    assert re.fullmatch(r"\d+\.\d{1,3}", proposed), proposed  # the cent grid had 5 decimals
+    assert abs(round(float(proposed) / 0.005) * 0.005 - float(proposed)) < 1e-9, proposed
+    page.click("#modify-send")
+    wait_for(
+        lambda: any(
+            o.order_ref == order_id and abs(o.lmt_price - float(proposed)) < 1e-9
+            for o in dash.gateway.all_orders()
+        ),
+        timeout=10,
+    )
+
+
 def test_alert_fires_in_the_page(dash: Dashboard) -> None:
     page = dash.open().page
     expect(page.locator("#chart-symbol")).to_have_text("AAPL")

@@ -3,6 +3,7 @@
 // cost as price lines. Dragging an order's line proposes a modify through the order
 // modification dialog (the same confirm step as its Modify button).
 import {CandlestickSeries, HistogramSeries, LineStyle, createChart} from "../vendor/lightweight-charts.js";
+import {priceTick} from "../js/rules.js";
 import {$, api, isNum} from "./util.js";
 
 const DURATION = {"1m": "1D", "5m": "5D", "1h": "1M", "1D": "1Y"};
@@ -114,13 +115,17 @@ export function onQuote(q) {
 }
 
 // ------------------------------------------------------------------ price lines
-function tickOf() {
-  return target && target.sec_type === "CASH" ? 0.00005 : 0.01;
+// The grid the server checks a price against (its x-price-ticks: USD.JPY 0.005, other pairs
+// 0.00005, stocks a cent or 0.0001 under $1). A future's or an option's grid is the broker's
+// market rule, not known here: a cent, and the modify dialog names the increment it refuses.
+function tickOf(price) {
+  return (target && priceTick(target.sec_type, target.symbol, price)) || 0.01;
 }
 
 function roundTick(price) {
-  const tick = tickOf();
-  return Number((Math.round(price / tick) * tick).toFixed(tick < 0.01 ? 5 : 2));
+  const tick = tickOf(price);
+  const decimals = (String(tick).split(".")[1] || "").length;
+  return Number((Math.round(price / tick) * tick).toFixed(decimals));
 }
 
 /** Working orders and the position of the chart's symbol, from the dashboard's state. */
