@@ -33,6 +33,23 @@ def quote_cells(board: Dashboard, symbol: str) -> str:
     return board.page.locator(f'#watchlist tr[data-symbol="{symbol}"] td.last').text_content() or ""
 
 
+def drag_order_line(board: Dashboard, order_id: str, shot: str | None = None) -> None:
+    """Drag the chart's line of ``order_id`` 40 px up, once it is drawn (``shot``: a
+    screenshot of the chart before)."""
+    page = board.page
+    y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
+    box = page.evaluate(
+        "(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()"
+    )
+    if shot:
+        board.shot(shot)
+    x = box["x"] + box["w"] / 3
+    page.mouse.move(x, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + y - 40, steps=8)
+    page.mouse.up()
+
+
 def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashboard) -> None:
     page = dash.open().page
     page.fill("#watch-input", "EUR")
@@ -80,16 +97,7 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
     page.locator('.bar-sizes button[data-bar="1m"]').click()
     expect(page.locator("#chart-status")).to_contain_text("bars of 1 min")
     assert page.locator("#chart canvas").count() > 0
-    y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
-    box = page.evaluate(
-        "(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()"
-    )
-    dash.shot("screen-chart")
-    x = box["x"] + box["w"] / 3
-    page.mouse.move(x, box["y"] + y)
-    page.mouse.down()
-    page.mouse.move(x, box["y"] + y - 40, steps=8)
-    page.mouse.up()
+    drag_order_line(dash, order_id, shot="screen-chart")
     dialog = page.locator("#modify-dialog")
     expect(dialog).to_be_visible()  # the confirm step of a modify
     proposed = float(page.input_value("#modify-limit_price"))
@@ -146,15 +154,7 @@ def test_dragging_a_usd_jpy_order_line_proposes_a_price_on_its_half_pip_grid(
     expect(page.locator("#chart-symbol")).to_have_text("USD.JPY")
     expect(page.locator("#chart-status")).to_contain_text("USD.JPY · ")  # its bars are drawn
     order_id = placed["order"]["id"]
-    y = wait_for(lambda: page.evaluate(f"window.screenDebug.orderLineY({order_id!r})"), timeout=10)
-    box = page.evaluate(
-        "(() => { const b = window.screenDebug.chartBox(); return {x: b.x, y: b.y, w: b.width}; })()"
-    )
-    x = box["x"] + box["w"] / 3
-    page.mouse.move(x, box["y"] + y)
-    page.mouse.down()
-    page.mouse.move(x, box["y"] + y - 40, steps=8)
-    page.mouse.up()
+    drag_order_line(dash, order_id)
     expect(page.locator("#modify-dialog")).to_be_visible()
     proposed = page.input_value("#modify-limit_price")
     assert float(proposed) > limit

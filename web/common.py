@@ -84,12 +84,10 @@ def api_error(
     return response, status
 
 
-@bp.errorhandler(ApiError)
 def _on_api_error(exc: ApiError) -> tuple[Response, int]:
     return api_error(exc.status, exc.code, exc.message, exc.field, exc.details, exc.retry_after)
 
 
-@bp.errorhandler(NotConnectedError)
 def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     code = (
         "gateway_not_answering"
@@ -101,7 +99,6 @@ def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
 
 
-@bp.errorhandler(ConnectionError)
 def _on_connection_lost(exc: ConnectionError) -> tuple[Response, int]:
     """The gateway's socket closed while a read waited on it (ib_async fails every pending
     request with "Socket disconnect"): the app reconnects, the caller retries."""
@@ -113,22 +110,24 @@ def _on_connection_lost(exc: ConnectionError) -> tuple[Response, int]:
     )
 
 
-@bp.errorhandler(TimeoutError)
 def _on_timeout(exc: TimeoutError) -> tuple[Response, int]:
     return api_error(504, "gateway_timeout", "the gateway did not answer in time")
 
 
-def answer_gateway_errors(other: Blueprint) -> None:
-    """Have ``other`` (an API blueprint of its own) answer the API's errors and the gateway's
-    failures as this one does: a 400-class ApiError, 503 when the gateway is down, not
-    answering or dropped the connection, 504 when it timed out."""
+def answer_gateway_errors(api_bp: Blueprint) -> None:
+    """Have ``api_bp`` (this module's blueprint, and each API blueprint of its own) answer the
+    API's errors and the gateway's failures alike: a 400-class ApiError, 503 when the gateway
+    is down, not answering or dropped the connection, 504 when it timed out."""
     for exc, handler in (
         (ApiError, _on_api_error),
         (NotConnectedError, _on_not_connected),
         (ConnectionError, _on_connection_lost),
         (TimeoutError, _on_timeout),
     ):
-        other.register_error_handler(exc, handler)
+        api_bp.register_error_handler(exc, handler)
+
+
+answer_gateway_errors(bp)
 
 
 @bp.errorhandler(IdempotencyConflict)
