@@ -368,6 +368,10 @@ async def test_market_order_fills_with_commission_position_and_account(gateway: 
         [position] = [p for p in ib.positions() if p.contract.conId == AAPL_ID]
         assert position.position == 10 and position.account == ACCOUNT
         assert abs(position.avgCost - (execution.price * 10 + 1.0) / 10) < 1e-6
+        # the portfolio row comes with the account updates, not with the position message
+        await until(
+            lambda: [i for i in ib.portfolio() if i.contract.conId == AAPL_ID], what="portfolio"
+        )
         [item] = [i for i in ib.portfolio() if i.contract.conId == AAPL_ID]
         assert item.position == 10 and item.marketValue > 0
         cash_expected = 1_000_000.0 - 10 * execution.price - 1.0
