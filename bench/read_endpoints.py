@@ -16,7 +16,10 @@ Then, for each endpoint in turn - ``/bench/ping``, ``/api/v1/account``, ``/posit
 as a polling script that keeps the ETag sends them (``If-None-Match``: 304 without a body while
 nothing changed; a 200 brings the new ETag) - 16 pollers (threads with keep-alive connections, in a separate client
 process so they do not take the server's GIL) GET it back-to-back for ``--duration`` s.
-Per endpoint: requests/s, p50, p99, response size, ratio of its requests/s to the ping's. The
+Per endpoint: requests/s, p50, p99, response size, ratio of its requests/s to the ping's, and
+CPU microseconds per request of the server process ("srv us": this process, whose gateway and app
+threads idle beside the server) and of the client process ("cli us"): on two cores the two share
+the machine, so where an endpoint's ratio falls short these tell which side spent more. The
 endpoints take turns (``--rounds`` slices of ``--duration / rounds`` s each, round-robin with the
 ping), so a drift of the machine's speed during the run falls on all of them alike.
 
@@ -49,6 +52,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -204,10 +208,15 @@ def merge(total: dict | None, part: dict) -> dict:
         "latencies": total["latencies"] + part["latencies"],
         "errors": total["errors"] + part["errors"],
         "size": max(total["size"], part["size"]),
+        "server_cpu": total["server_cpu"] + part["server_cpu"],
+        "client_cpu": total["client_cpu"] + part["client_cpu"],
     }
 
 
 def hammer(base: str, path: str, duration: float, pollers: int) -> dict:
+    """One slice of polling; with the CPU seconds this process (the server, and the gateway and
+    the app's threads idling beside it) and the client process spent meanwhile."""
+    server0, client0 = time.process_time(), children_cpu()
     out = subprocess.run(
         [sys.executable, __file__, "--client", base, path, str(duration), str(pollers)],
         capture_output=True,
@@ -216,7 +225,17 @@ def hammer(base: str, path: str, duration: float, pollers: int) -> dict:
     )
     if out.returncode != 0:
         raise RuntimeError(f"client process failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return {
+        **json.loads(out.stdout),
+        "server_cpu": time.process_time() - server0,
+        "client_cpu": children_cpu() - client0,
+    }
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ------------------------------------------------------------------ seeding
@@ -363,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ping_rps = len(rows["/bench/ping"]["latencies"]) / rows["/bench/ping"]["elapsed"]
     print(
         f"\n  {'endpoint':<37} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>8} "
-        f"{'errors':>6} {'ratio':>6}  target ratio (>= 0.9 /orders, /state; else 0.8), "
-        "p99 <= 20 ms"
+        f"{'errors':>6} {'ratio':>6} {'srv us':>6} {'cli us':>6}  target ratio (>= 0.9 /orders, "
+        "/state; else 0.8), p99 <= 20 ms"
     )
     for path, r in rows.items():
         rps = len(r["latencies"]) / r["elapsed"]
@@ -375,9 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         good = ratio >= target and p99 <= 20 and r["errors"] == 0
         if judged:
             ok &= good
+        count = max(1, len(r["latencies"]))
+        server_us, client_us = r["server_cpu"] / count * 1e6, r["client_cpu"] / count * 1e6
+        label = verdict(good) if judged else "(info)" if path in INFO else "(reference)"
         print(
             f"  {path:<37} {rps:>8.0f} {p50:>7.1f} {p99:>7.1f} {r['size']:>8} {r['errors']:>6} "
-            f"{ratio:>6.2f}  {verdict(good) if judged else '(info)' if path in INFO else '(reference)'}"
+            f"{ratio:>6.2f} {server_us:>6.0f} {client_us:>6.0f}  {label}"
         )
     new_kinds = sorted(set(poll_kinds) - set(idle_kinds) - set(idle2_kinds) - READER_OWN)
     equal = poll_rate <= max(idle_rate, idle2_rate) * 1.1 + 0.5 and not new_kinds
