@@ -257,6 +257,10 @@ def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash
     api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
     position = page.locator("#positions tbody tr").filter(has_text="AAPL")
     expect(position.locator("td").nth(3)).to_have_text(re.compile(r"^\d"))
+    # the order is done in the page too (the reader's position can come before the order
+    # thread's fill): Close then fills the ticket instead of offering to cancel the order
+    expect(page.locator("#working-count")).to_have_text("0")
+    expect(page.locator("#completed-orders .pill").filter(has_text="Filled")).to_have_count(1)
 
     def mark() -> float:
         [held] = api_ok(dash, "GET", "/api/v1/positions")["positions"]
@@ -270,6 +274,7 @@ def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash
     time.sleep(1.0)  # ...and the page's stream and its render pace have had time to bring it
     assert row.evaluate("row => row.isConnected"), "the pressed row was rebuilt"
     page.mouse.up()
+    expect(page.locator("#close-dialog")).to_be_hidden()  # no working order to offer to cancel
     expect(page.locator("#action-sell")).to_be_checked()
     expect(page.locator("#quantity")).to_have_value("10")
     # once released, the row follows the market again
