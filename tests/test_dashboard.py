@@ -236,7 +236,9 @@ def test_dashboard_loads_with_mode_badges_and_health(dash):
     expect(page.locator("#feed")).to_have_text("live stream")
     expect(page.locator("#fig-net_liquidation")).to_have_text("1,000,000.00")
     expect(page.locator("#fig-cash")).to_have_text("1,000,000.00")
-    expect(page.locator("#netliq-svg path.spark-line")).to_have_count(1)
+    # lightweight-charts draws the session's net liquidation: on the even grid of spark.js
+    expect(page.locator("#netliq-spark")).to_have_attribute("data-points", "120")
+    expect(page.locator("#netliq-spark canvas").first).to_be_visible()
     expect(page.locator("#positions-empty")).to_be_visible()
     expect(page.locator("body")).to_have_attribute("data-mode", "paper")
     dash.shot("dashboard_loaded")
@@ -277,7 +279,8 @@ def test_symbol_entry_shows_a_live_quote(dash):
     ask = number(page.locator("#quote-ask").text_content())
     assert 0 < bid < ask
     expect(page.locator("#quote-status")).to_contain_text("AAPL")
-    expect(page.locator("#quote-svg path.spark-line")).to_have_count(1)
+    expect(page.locator("#quote-spark")).to_have_attribute("data-points", "120")
+    expect(page.locator("#quote-spark canvas").first).to_be_visible()
     assert any("/api/v1/quote?symbol=AAPL" in r for r in dash.requests)
     assert all(re.match(r"404 \S+/api/v1/quote\?symbol=AA?P?&", r) for r in dash.refused), (
         dash.refused

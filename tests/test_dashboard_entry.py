@@ -457,6 +457,45 @@ def run_axe(page: Page) -> list[dict]:
     ]
 
 
+# Share of the opaque pixels of the canvases under each selector whose colour is near the theme
+# variable named for it (a canvas is drawn in the colours it was given: CSS does not reach it).
+CANVAS_COLOURS = """(wanted) => {
+  const probe = document.createElement('canvas').getContext('2d');
+  const rgb = (name) => {  // any CSS colour as [r, g, b]
+    probe.fillStyle = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    const hex = probe.fillStyle;
+    return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  };
+  const out = {};
+  for (const [selector, names] of Object.entries(wanted)) {
+    const colours = names.map(rgb);
+    let opaque = 0, near = 0;
+    for (const canvas of document.querySelectorAll(selector + ' canvas')) {
+      if (!canvas.width || !canvas.height) continue;
+      const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] !== 255) continue;
+        opaque += 1;
+        if (colours.some((c) => Math.abs(d[i] - c[0]) + Math.abs(d[i + 1] - c[1])
+            + Math.abs(d[i + 2] - c[2]) < 24)) near += 1;
+      }
+    }
+    out[selector] = {opaque, near};
+  }
+  return out;
+}"""
+
+
+def charts_in_theme(page: Page) -> bool:
+    """The candlestick chart is mostly the theme's card colour, and the net liquidation
+    sparkline's line is drawn in the theme's buy or sell colour."""
+    found = page.evaluate(
+        CANVAS_COLOURS, {"#chart": ["--card"], "#netliq-spark": ["--buy", "--sell"]}
+    )
+    chart, spark = found["#chart"], found["#netliq-spark"]
+    return chart["near"] > 0.5 * chart["opaque"] > 0 and spark["near"] > 20
+
+
 def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     assert AXE.exists(), "node_modules/axe-core is missing: run npm ci (scripts/test does it)"
     page = dash.page
@@ -481,6 +520,7 @@ def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     for theme in ("light", "dark"):
         page.select_option("#theme", theme)
         expect(page.locator("html")).to_have_attribute("data-theme", theme)
+        wait_for(lambda: charts_in_theme(page), timeout=5)  # the canvases are redrawn too
         found = run_axe(page)
         dash.shot(f"entry_theme_{theme}")
         assert found == [], (theme, found)
@@ -492,8 +532,10 @@ def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     page.select_option("#theme", "auto")
     page.emulate_media(color_scheme="light")
     light_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    wait_for(lambda: charts_in_theme(page), timeout=5)
     page.emulate_media(color_scheme="dark")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark_bg != light_bg
+    wait_for(lambda: charts_in_theme(page), timeout=5)
 
 
 # ---------------------------------------------------------------- 10. words

@@ -22,9 +22,3 @@ export function el(tag, props, ...children) {
   }
   return node;
 }
-
-export function svgEl(tag, attrs) {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  return node;
-}

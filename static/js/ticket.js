@@ -1,7 +1,6 @@
 // The order ticket: the form, its live quote, and what blocks it (read-only, kill switch,
 // IB's servers unreachable). Reviewing an order goes on in confirm.js.
 import {api, serverErrors} from "./api.js";
-import {drawSpark} from "./account.js";
 import {hideConfirm, refreshConfirm, review} from "./confirm.js";
 import {$, $$} from "./dom.js";
 import {fmtClock, fmtPrice, fmtQty, isNum, nf, sideWord} from "./format.js";
@@ -9,6 +8,7 @@ import {clearErrors, numberOf} from "./forms.js";
 import {readerUp} from "./health.js";
 import {haltReason} from "./killswitch.js";
 import {needsOf, symbolPattern} from "./rules.js";
+import {createSpark} from "./spark.js";
 import {onHeader} from "./store.js";
 import {toast} from "./toasts.js";
 
@@ -77,6 +77,7 @@ export function closingOrders(body) {
 
 // ------------------------------------------------------------------- quote
 export const quote = {symbol: null, secType: null, data: null, seq: 0, timer: null, debounce: null, history: []};
+let quoteSpark = null; // the quote's sparkline (spark.js)
 
 function quoteTarget() {
   const symbol = String(F.symbol.value || "").trim().toUpperCase();
@@ -90,7 +91,7 @@ function clearQuote(message) {
   for (const id of ["#quote-bid", "#quote-ask", "#quote-last"]) $(id).textContent = "—";
   $("#quote-bid-btn").disabled = true;
   $("#quote-ask-btn").disabled = true;
-  $("#quote-svg").replaceChildren();
+  quoteSpark.clear();
   $("#quote-status").textContent = message;
   $("#quote").classList.remove("has-quote");
 }
@@ -172,8 +173,7 @@ function showQuote(q) {
   if (isNum(mid)) {
     quote.history.push({t: Date.now(), v: mid});
     if (quote.history.length > 150) quote.history.shift();
-    const pts = quote.history.length === 1 ? [quote.history[0], {t: quote.history[0].t + 1, v: mid}] : quote.history;
-    drawSpark($("#quote-svg"), pts, 120, 32, pts[pts.length - 1].v >= pts[0].v ? "up" : "down");
+    quoteSpark.set(quote.history);
   }
 }
 
@@ -233,6 +233,7 @@ function renderTicketNotice(latest) {
 
 // ------------------------------------------------------------------ wiring
 export function initTicket() {
+  quoteSpark = createSpark($("#quote-spark"));
   onHeader(renderTicketNotice);
   form.addEventListener("submit", (event) => { event.preventDefault(); review(); });
   F.order_type.addEventListener("change", updateTicketLayout);

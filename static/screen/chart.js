@@ -4,6 +4,7 @@
 // modification dialog (the same confirm step as its Modify button).
 import {CandlestickSeries, HistogramSeries, LineStyle, createChart} from "../vendor/lightweight-charts.js";
 import {priceTick} from "../js/rules.js";
+import {onThemeChange, themeColor} from "../js/theme.js";
 import {$, api, isNum} from "./util.js";
 
 const DURATION = {"1m": "1D", "5m": "5D", "1h": "1M", "1D": "1Y"};
@@ -22,18 +23,25 @@ let costLine = null;
 let drag = null;
 let loadSeq = 0;
 
-const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+/** The chart's colours from the page theme's variables (again after every theme change). */
+function themed() {
+  return {
+    layout: {background: {color: themeColor("--card") || "#fff"}, textColor: themeColor("--text") || "#172033"},
+    grid: {vertLines: {color: themeColor("--border")}, horzLines: {color: themeColor("--border")}},
+  };
+}
 
 export function setupChart() {
   const box = $("#chart");
+  const colors = themed();
   chart = createChart(box, {
     autoSize: true,
-    layout: {attributionLogo: false, background: {color: css("--card") || "#fff"},
-      textColor: css("--text") || "#172033"},
-    grid: {vertLines: {color: css("--border")}, horzLines: {color: css("--border")}},
+    layout: {attributionLogo: false, ...colors.layout},
+    grid: colors.grid,
     timeScale: {timeVisible: true, secondsVisible: false},
     rightPriceScale: {scaleMargins: {top: 0.08, bottom: 0.25}},
   });
+  onThemeChange(() => chart.applyOptions(themed()));
   candles = chart.addSeries(CandlestickSeries, {upColor: "#0c8a4f", downColor: "#d2332b",
     borderVisible: false, wickUpColor: "#0c8a4f", wickDownColor: "#d2332b"});
   volume = chart.addSeries(HistogramSeries, {priceFormat: {type: "volume"}, priceScaleId: "volume",
