@@ -264,13 +264,17 @@ def _on_page(item: pytest.Item | None) -> bool:
     return "page_pool" in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Playwright's loop must not outlive a run of browser tests (see tests/browser_pages.py):
-    after a browser test whose next test on this worker is not one, Chromium is stopped."""
-    pages = sys.modules.get("browser_pages")
-    if pages is not None and _on_page(item) and not _on_page(nextitem):
-        pages.POOL.close()
+    after a browser test whose next test on this worker is not one, Chromium is stopped, also
+    when the test's teardown failed (else every asyncio test after it on the worker fails)."""
+    try:
+        return (yield)
+    finally:
+        pages = sys.modules.get("browser_pages")
+        if pages is not None and _on_page(item) and not _on_page(nextitem):
+            pages.POOL.close()
 
 
 @pytest.fixture
