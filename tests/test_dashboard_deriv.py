@@ -76,8 +76,8 @@ def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(da
     assert average == pytest.approx(float(filled_at.group(1)) + 0.0065, abs=1e-4)  # + commission
     # the row can show before the option's first mark ("—"): wait for the price
     expect(position.locator("td").nth(3)).to_have_text(re.compile(r"^\d"))
-    price = number(position.locator("td").nth(3).text_content())
-    value = number((position.locator("td").nth(4).text_content() or "").replace("$", ""))
+    cells = position.locator("td").all_text_contents()  # in one read: a new mark redraws the row
+    price, value = number(cells[3]), number(cells[4].replace("$", ""))
     assert value == pytest.approx(price * 3 * 100, rel=0.01)
     expect(
         page.locator("#fills tbody tr").filter(has_text=f"AAPL {EXPIRY} 200 C")
