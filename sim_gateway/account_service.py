@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import broker as b
 from . import protocol as p
+from .marks import account_key
 from .types import AccountValue
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ class AccountHandlers:
         if not self._known_account(session, request.account, -1):
             return
         session.account_updates = True
-        for value in self.broker.account_values():
+        for value in self.broker.account_values():  # all of them, then only what changes
+            session.marks_sent[account_key(value)] = value.value
             self._send(session, p.account_value(value))
         for item in self.broker.portfolio():
             self._send(session, p.portfolio_value(item))
@@ -87,7 +89,8 @@ class AccountHandlers:
         if not self._known_account(session, request.account, request.req_id):
             return
         session.multi.add(request.req_id)
-        for value in self.broker.account_values():
+        for value in self.broker.account_values():  # all of them, then only what changes
+            session.marks_sent[account_key(value, request.req_id)] = value.value
             self._send(session, p.account_update_multi(request.req_id, value, request.model_code))
         self._send(session, p.account_update_multi_end(request.req_id))
 

@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import broker as b
 from . import protocol as p
 from .account_service import _summary_rows
-from .types import OrderView
+from .types import AccountValue, OrderView
 
 if TYPE_CHECKING:
     from .connections import Session
@@ -40,6 +41,10 @@ class EventRouting:
         def _route_events(self, events: list[Any]) -> None: ...
 
         def _hhmm(self) -> str: ...
+
+        def _push_account_values(
+            self, session: Session, values: Iterable[AccountValue], multi: int | None = None
+        ) -> bool: ...
 
         def poke(self) -> None: ...
 
@@ -133,13 +138,10 @@ class EventRouting:
         for session in self.sessions:
             if not session.started:
                 continue
-            if session.account_updates:
-                for value in event.values:
-                    self._send(session, p.account_value(value))
+            if session.account_updates and self._push_account_values(session, event.values):
                 self._send(session, p.account_update_time(hhmm))
             for req_id in session.multi:
-                for value in event.values:
-                    self._send(session, p.account_update_multi(req_id, value, ""))
+                self._push_account_values(session, event.values, req_id)
             for req_id, tags in session.summaries.items():
                 for value in _summary_rows(event.values, tags):
                     self._send(session, p.account_summary(req_id, value))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import broker as b
 from . import protocol as p
+from .types import AccountValue
 
 if TYPE_CHECKING:
     from .server import Session
@@ -52,7 +54,6 @@ class MarkStreams:
         portfolio = {item.contract.con_id: item for item in self.broker.portfolio()}
         values = self.broker.account_values()
         for session in watching:
-            sent = session.marks_sent
             for req_id in session.pnl:
                 self._push(session, ("pnl", req_id), pnl, p.pnl(req_id, pnl))
             for req_id, con_id in session.pnl_single.items():
@@ -66,14 +67,29 @@ class MarkStreams:
             changed = False
             for con_id, item in portfolio.items():
                 changed |= self._push(session, ("portfolio", con_id), item, p.portfolio_value(item))
-            for value in values:
-                key = ("account", value.key, value.currency)
-                if sent.get(key) != value.value:
-                    sent[key] = value.value
-                    self._send(session, p.account_value(value))
-                    changed = True
+            changed |= self._push_account_values(session, values)
             if changed:
                 self._send(session, p.account_update_time(self._hhmm()))
+
+    def _push_account_values(
+        self, session: Session, values: Iterable[AccountValue], multi: int | None = None
+    ) -> bool:
+        """Send the account values that differ from what this subscription (reqAccountUpdates,
+        or reqAccountUpdatesMulti ``multi``) saw last: IB sends the changed ones, not the whole
+        account, on a fill and as prices move."""
+        sent, changed = session.marks_sent, False
+        for value in values:
+            key = account_key(value, multi)
+            if sent.get(key) != value.value:
+                sent[key] = value.value
+                fields = (
+                    p.account_value(value)
+                    if multi is None
+                    else p.account_update_multi(multi, value, "")
+                )
+                self._send(session, fields)
+                changed = True
+        return changed
 
     def _push(self, session: Session, key: tuple, value: Any, fields: list[str]) -> bool:
         """Send ``fields`` if ``value`` differs from what this subscription saw last."""
@@ -82,3 +98,8 @@ class MarkStreams:
         session.marks_sent[key] = value
         self._send(session, fields)
         return True
+
+
+def account_key(value: AccountValue, multi: int | None = None) -> tuple:
+    """Where a session's ``marks_sent`` keeps the last ``value`` its subscription saw."""
+    return ("account", value.key, value.currency, multi)

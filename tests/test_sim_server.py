@@ -382,6 +382,21 @@ async def test_market_order_fills_with_commission_position_and_account(gateway: 
 
 
 @async_test
+async def test_a_fill_pushes_the_account_values_that_changed(gateway: SimGateway) -> None:
+    """reqAccountUpdates: the whole account once, then what a fill changed (cash, net
+    liquidation...), not the unchanging rows (account code, type) again."""
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        pushed: list[str] = []
+        ib.accountValueEvent += lambda value: pushed.append(value.tag)
+        await filled(ib, stock, "BUY", 10)
+        await until(lambda: "TotalCashValue" in pushed, what="the new cash")
+        await ib.reqCurrentTimeAsync()  # the fill's pushes sent before it are in
+        assert {"NetLiquidation", "TotalCashValue"} <= set(pushed)
+        assert not {"AccountCode", "AccountType"} & set(pushed)
+
+
+@async_test
 async def test_limit_order_rests_is_modified_then_cancelled(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
