@@ -87,6 +87,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._book = _OrderBook()
         self._snapshot = Snapshot(self.state(), None, (), (), (), None, None)
         self._refresh_wanted: asyncio.Event | None = None
+        self._hint_pending = False  # a hint is on its way to the loop: later ones ride along
         self._tasks: list[asyncio.Task] = []
         self._rebuild_scheduled = False
         self._updated_at: float | None = None
@@ -124,10 +125,12 @@ class IBConnector(OrderTable, MarketData, IBConnection):
 
     def request_refresh(self) -> None:
         """Ask for an order and execution refresh soon (thread-safe; never blocks)."""
-        if self._refresh_wanted is not None and self.thread.is_alive:
+        if self._refresh_wanted is not None and self.thread.is_alive and not self._hint_pending:
+            self._hint_pending = True  # the order thread hints on every status: one wake-up
             try:
                 self.thread.call_soon(self._on_order_hint)
             except RuntimeError:
+                self._hint_pending = False
                 log.debug("refresh requested while stopping")
 
     # ----------------------------------------------------------- loop side
@@ -206,6 +209,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             self._on_order_hint()
 
     def _on_order_hint(self, *_: object) -> None:
+        self._hint_pending = False  # first: a hint from now on schedules its own call
         self._executions_wanted = True  # something filled or moved: ask for new executions
         if self._refresh_wanted is not None:
             self._refresh_wanted.set()
