@@ -23,7 +23,7 @@ def add_experiment_args(ap: Any) -> None:
         "--refresh-gap",
         type=float,
         metavar="SECONDS",
-        help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh (default 0.05)",
+        help="reader_orders.REFRESH_MIN_GAP, pause after each reader refresh (default 0.2)",
     )
     group.add_argument(
         "--stream-keepalive",
