@@ -292,7 +292,7 @@ class ConnectionHandlers:
             session.held.append(data)
             return
         # one socket write per session and loop turn: a fill alone is some twenty messages to
-        # each subscriber, and a write each cost the loop a system call each
+        # each subscriber, and each write cost the loop a system call
         session.out.append(data)
         if len(session.out) == 1:
             asyncio.get_running_loop().call_soon(self._flush, session)
