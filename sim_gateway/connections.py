@@ -120,6 +120,7 @@ class ConnectionHandlers:
                     self._on_frame(session, event)
                     if writer.is_closing():
                         break
+                self._flush_all()  # the answers to this chunk out before the next read
                 await self._drain(session)
         except ProtocolError as exc:
             log.warning("%s: protocol error, closing: %s", session.label(), exc)
@@ -302,6 +303,13 @@ class ConnectionHandlers:
         out, session.out = session.out, []
         if out and not session.writer.is_closing():
             session.writer.write(b"".join(out))
+
+    def _flush_all(self) -> None:
+        """Write every session's gathered frames now (a reader with data waiting in its buffer
+        goes on without the loop turning)."""
+        for session in self.sessions:
+            if session.out:
+                self._flush(session)
 
     def _session_of(self, client_id: int) -> Session | None:
         for session in self.sessions:
