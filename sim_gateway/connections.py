@@ -61,7 +61,8 @@ class Session:
     received: int = 0
     peak_rate: int = 0
     held: list[bytes] = field(default_factory=list)
-    out: list[bytes] = field(default_factory=list)  # frames of this loop turn, written at its end
+    # frames _send gathered: written at the end of the loop turn or before the next read
+    out: list[bytes] = field(default_factory=list)
 
     def label(self) -> str:
         """Short name for logs."""
