@@ -112,13 +112,19 @@ def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Da
         timeout=10,
     )
     # a fill raises the notification: toast, aria-live region
-    status, _ = server.api(
+    status, market = server.api(
         "POST",
         "/api/v1/orders",
         {"symbol": "AAPL", "action": "BUY", "quantity": 3, "order_type": "MKT"},
     )
+    assert status == 202, market
     toast = page.locator("#toasts .toast").filter(has_text="Filled")
-    expect(toast).to_contain_text("Buy 3 AAPL")
+    try:
+        expect(toast).to_contain_text("Buy 3 AAPL")
+    except AssertionError as exc:  # once its record stayed PreSubmitted 0 / 3: say what was known
+        _, record = server.api("GET", f"/api/v1/orders/{market['id']}")
+        broker = [(o.order_ref, o.client_id, o.status, o.filled) for o in dash.gateway.all_orders()]
+        raise AssertionError(f"no fill toast; record {record}; broker {broker}") from exc
     expect(page.locator("#screen-announcer")).to_contain_text("Filled")
     # the position's P&L today moves with the market, next to the account's
     today = page.locator('#pnl-rows tr[data-symbol="AAPL"] td.today')
