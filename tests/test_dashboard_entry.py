@@ -55,7 +55,7 @@ def test_double_enter_does_not_skip_the_confirmation(dash):
     # the page's own clock times the keys (a busy machine delays Playwright's calls, not that)
     page.evaluate("""() => document.addEventListener(
         "keydown", (e) => window.keyTimes.push(e.timeStamp), true)""")
-    for _attempt in range(3):
+    for _attempt in range(6):  # a loaded CI machine once delayed the keys on three in a row
         page.focus("#quantity")
         page.evaluate("() => { window.keyTimes = []; }")
         asked = time.monotonic()  # the confirm step appears after this
