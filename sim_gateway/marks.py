@@ -77,18 +77,14 @@ class MarkStreams:
         """Send the account values that differ from what this subscription (reqAccountUpdates,
         or reqAccountUpdatesMulti ``multi``) saw last: IB sends the changed ones, not the whole
         account, on a fill and as prices move."""
-        sent, changed = session.marks_sent, False
+        changed = False
         for value in values:
-            key = account_key(value, multi)
-            if sent.get(key) != value.value:
-                sent[key] = value.value
-                fields = (
-                    p.account_value(value)
-                    if multi is None
-                    else p.account_update_multi(multi, value, "")
-                )
-                self._send(session, fields)
-                changed = True
+            fields = (
+                p.account_value(value)
+                if multi is None
+                else p.account_update_multi(multi, value, "")
+            )
+            changed |= self._push(session, account_key(value, multi), value.value, fields)
         return changed
 
     def _push(self, session: Session, key: tuple, value: Any, fields: list[str]) -> bool:

@@ -1,8 +1,9 @@
 // Small helpers shared by the screen's modules (no HTML from strings: text nodes only).
 // the page-building helpers are the dashboard's own (text nodes only, never HTML)
 export {$, el} from "../js/dom.js";
+import {isNum} from "../js/format.js";
 
-export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+export {isNum};
 
 // every decimal a price has (150.005 on USD.JPY), as the dashboard's fmtPrice
 export function fmtPrice(v) {
