@@ -95,6 +95,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._version = 0
         self._orders_version = 0  # conditional GETs of /orders: only orders count
         self._executions_version = 0
+        self._positions_version = 0  # /positions: quantities, prices and P&L
         self._contracts: dict[tuple[str, str, int], Contract] = {}
         self._market_rules: dict[int, instruments.Increments] = {}  # by id: they never change
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
@@ -250,6 +251,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._version += changed
         self._orders_version += orders != old.orders
         self._executions_version += executions != old.executions
+        self._positions_version += positions != old.positions
         self._snapshot = Snapshot(
             connection=self.state(),
             account=account,
@@ -261,6 +263,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             version=self._version,
             orders_version=self._orders_version,
             executions_version=self._executions_version,
+            positions_version=self._positions_version,
         )
         if changed and self.on_change is not None:
             try:

@@ -134,6 +134,7 @@ class Snapshot:
     version: int = 0  # any part changed (the account and positions move with every price)
     orders_version: int = 0  # the orders changed
     executions_version: int = 0  # the executions changed
+    positions_version: int = 0  # the positions changed (their prices and P&L too)
 
 
 @dataclass(frozen=True)

@@ -444,3 +444,29 @@ def test_orders_and_executions_stay_304_while_prices_move(fuzz_app):
                 client.get(url, headers={"If-None-Match": etag}).status_code == 200
             )
         )
+
+
+def test_positions_etag_follows_the_price_of_a_held_position(fuzz_app):
+    """A poller of /positions with If-None-Match gets the new market price and P&L as soon
+    as they move, not a 304 that keeps the old figures until the next fill."""
+    client = api_client(fuzz_app)
+    placed = client.post(
+        "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
+    )
+    assert placed.status_code == 200, placed.get_json()
+
+    def ibm() -> dict | None:
+        rows = client.get("/api/v1/positions").get_json()["positions"]
+        return next((r for r in rows if r["symbol"] == "IBM" and r["market_price"]), None)
+
+    connector = fuzz_app.extensions["trading"].connector
+    wait_for(ibm)
+    wait_for(lambda: any(e.commission is not None for e in connector.snapshot().executions))
+    first = client.get("/api/v1/positions")
+    etag = first.headers["ETag"]
+    [held] = [r for r in first.get_json()["positions"] if r["symbol"] == "IBM"]
+    moved = wait_for(lambda: (row := ibm()) and row["market_price"] != held["market_price"] and row)
+    again = client.get("/api/v1/positions", headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    [now] = [r for r in again.get_json()["positions"] if r["symbol"] == "IBM"]
+    assert now["market_price"] != held["market_price"], (held, now, moved)

@@ -69,7 +69,7 @@ def positions() -> Response:
     """Positions with market price, value and P&L."""
     snap = services().connector.snapshot()
     return _conditional(
-        ("executions", snap.executions_version),
+        ("positions", snap.positions_version),
         lambda: _object_json(
             positions=_positions_json(snap), data_age=_dumps(_age(snap.updated_at))
         ),
