@@ -219,6 +219,11 @@ class SimGateway:
         """Reject the next order placed (error 201)."""
         self._run(lambda s: s.broker.reject_next_order(reason))
 
+    def cancel_at_broker(self, client_id: int, order_id: int) -> None:
+        """Cancel an order as the trader would in TWS: its owner and the master client hear
+        of it, and nothing of it comes from the owner's connection."""
+        self._run(lambda s: s._dispatch(s.broker.cancel_order(client_id, order_id, s.clock.now())))
+
     def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
         """Send an error/notice (e.g. 10349, 1100) to one client; False if not connected."""
         return self._run(lambda s: s.send_error(client_id, req_id, code, text))

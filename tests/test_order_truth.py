@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -361,3 +362,63 @@ def journal_path(tmp_path) -> str:
 
 def test_final_verdicts_stay_the_public_set():
     assert FINAL_VERDICTS == {"filled", "cancelled", "rejected", "not_sent", "not_placed"}
+
+
+@pytest.mark.parametrize("url", ["/api/v1/state", "/api/v1/orders", "/api/v1/orders/{id}"])
+def test_4_a_change_while_an_answer_is_built_never_sticks_to_the_new_etag(gateway, client, url):
+    """The reader hears of a change first (it often does); our record takes it after an
+    answer read the records but before the answer was tagged. The old row must not stay
+    cached (or tagged) as the new version: the next answer, and a poller holding that
+    answer's ETag, show the change."""
+    services = client.application.extensions["trading"]
+    handler = services.handler
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    placed = client.post(
+        "/api/v1/orders?wait=1",
+        json={
+            "symbol": "AAPL",
+            "action": "BUY",
+            "quantity": 1,
+            "order_type": "LMT",
+            "limit_price": round(quote["bid"] * 0.9, 2),
+        },
+    )
+    assert placed.status_code == 200, placed.get_json()
+    order_id = placed.get_json()["order"]["id"]
+    url = url.format(id=order_id)
+    plain = handler.records, handler.get
+    held = threading.Event()  # the order thread waits on it: its record stays behind
+
+    def change_after(read):  # a reading of the records, then the record changes
+        def reading(*args):
+            found = read(*args)
+            handler.records, handler.get = plain
+            held.set()
+            wait_for(lambda: handler.get(order_id).status == "Cancelled")
+            return found
+
+        return reading
+
+    def reader_has_it() -> bool:
+        rows = services.connector.snapshot().orders
+        return any(r.order_ref == order_id and r.status == "Cancelled" for r in rows)
+
+    def shown(answer) -> str:
+        body = answer.get_json()
+        rows = [body] if "id" in body else body["orders"]
+        return next(row["status"] for row in rows if row["id"] == order_id)
+
+    handler.thread.call_soon(held.wait, 10)
+    try:
+        gateway.cancel_at_broker(handler.client_id, handler.get(order_id).order_id)
+        wait_for(reader_has_it)
+        assert handler.get(order_id).status == "Submitted"
+        handler.records, handler.get = change_after(handler.records), change_after(handler.get)
+        during = client.get(url)
+    finally:
+        held.set()
+        handler.records, handler.get = plain
+    assert handler.get(order_id).status == "Cancelled"
+    assert shown(client.get(url)) == "Cancelled"
+    again = client.get(url, headers={"If-None-Match": during.headers["ETag"]})
+    assert again.status_code == 200 and shown(again) == "Cancelled"

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import (
     Blueprint,
@@ -322,8 +322,21 @@ def _handler() -> OrderHandler:
     return handler
 
 
-def _records(svc: Services) -> list[Lifecycle]:
-    return svc.handler.records() if svc.handler else []
+class Records(NamedTuple):
+    """Our records and the order handler's version read just before them. A record changes
+    before the version moves, so the rows are at least that new: a cache key or ETag made
+    from the version may label newer rows (the next poll gets them again), never older."""
+
+    version: int
+    rows: list[Lifecycle]
+
+
+def _records(svc: Services) -> Records:
+    handler = svc.handler
+    if handler is None:
+        return Records(0, [])
+    version = handler.version  # first: see Records
+    return Records(version, handler.records())
 
 
 def _whole(quantity: float) -> float | int:

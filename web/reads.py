@@ -34,6 +34,7 @@ from schemas_query import BarsQuery, OrdersQuery, QuoteQuery
 from services import Services
 from web.common import (
     ApiError,
+    Records,
     _age,
     _cached,
     _conditional,
@@ -96,10 +97,10 @@ def _executions_json(snap: Snapshot) -> str:
     )
 
 
-def _orders_key(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> tuple:
+def _orders_key(snap: Snapshot, records: Records) -> tuple:
     """What the merged order list depends on: both sides' order versions (not the account's
-    and positions', which move with every price)."""
-    return (snap.orders_version, svc.handler.version if svc.handler else 0, len(records))
+    and positions', which move with every price), each read no later than its data."""
+    return (snap.orders_version, records.version, len(records.rows))
 
 
 def _orders_key_now(svc: Services) -> tuple:
@@ -171,11 +172,11 @@ class _Row(NamedTuple):
     at: float | None
 
 
-def _order_rows(svc: Services, snap: Snapshot, records: list[Lifecycle], key: tuple) -> list[_Row]:
+def _order_rows(svc: Services, snap: Snapshot, records: Records, key: tuple) -> list[_Row]:
     """The merged order list, each row serialised once per change."""
 
     def build() -> list[_Row]:
-        by_id = {r.id: r for r in records}
+        by_id = {r.id: r for r in records.rows}
         fills: dict[int, float] = {}
         for ex in snap.executions:
             at = _epoch(ex.time)
@@ -201,7 +202,7 @@ def _epoch(stamp: str) -> float | None:
 def _orders_page(
     svc: Services,
     snap: Snapshot,
-    records: list[Lifecycle],
+    records: Records,
     key: tuple,
     query: OrdersQuery,
     after: tuple[str, int] | None,
@@ -282,14 +283,13 @@ def executions_csv() -> Response:
 def order(order_id: str) -> Response:
     """One order: our lifecycle record (if ours) and the broker's view."""
     svc = services()
+    key = _orders_key_now(svc)  # before the data it tags (see _orders_key_now)
     snap = svc.connector.snapshot()
     record = svc.handler.get(order_id) if svc.handler else None
     row = _find_row(snap, order_id, record)
     if record is None and row is None:
         raise ApiError(404, "not_found", f"no order {order_id!r}")
-    return _conditional(
-        _orders_key(svc, snap, _records(svc)), lambda: _dumps(_order_json(row, record))
-    )
+    return _conditional(key, lambda: _dumps(_order_json(row, record)))
 
 
 @bp.get("/quote")
@@ -350,10 +350,9 @@ def bars() -> Response:
 
 
 # ----------------------------------------------------------------- merging
-def merged_orders(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:
+def merged_orders(snap: Snapshot, records: Records) -> list[dict[str, Any]]:
     """Broker rows joined with our records, brief (cached until either side changes)."""
-    svc = services()
-    return _cached("orders-brief", _orders_key(svc, snap, records), lambda: _merge(snap, records))
+    return _cached("orders-brief", _orders_key(snap, records), lambda: _merge(snap, records.rows))
 
 
 def _merge(snap: Snapshot, records: list[Lifecycle]) -> list[dict[str, Any]]:

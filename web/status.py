@@ -18,15 +18,13 @@ from flask import (
 
 from ib_link import LinkState
 from openapi import documented
-from order_handler import (
-    Lifecycle,
-)
 from reader_rows import Snapshot
 from schemas_out import HealthOut, StateOut, StatusOut
 from schemas_query import StreamQuery  # the screen's stream parameter (web/screen.py)
 from services import Services
 from web.common import (
     RETRY_AFTER,
+    Records,
     _age,
     _cached,
     _conditional,
@@ -112,10 +110,11 @@ def _confirmed(snap: Snapshot, changed_at: float | None) -> float | None:
 def state_json(svc: Services) -> str:
     """Everything the dashboard shows, from the snapshots (GET /state and the stream), as
     JSON text: each part is serialised once per data version, whoever asks."""
+    version = svc.feed.version  # before the data it stands for
     snap = svc.connector.snapshot()
     records = _records(svc)
     return _object_json(
-        version=_dumps(svc.feed.version),
+        version=_dumps(version),
         status=_dumps(status_payload(svc, snap)),
         account=_account_json(snap),
         positions=_positions_json(snap),
@@ -124,10 +123,10 @@ def state_json(svc: Services) -> str:
     )
 
 
-def _state_orders_json(svc: Services, snap: Snapshot, records: list[Lifecycle]) -> str:
+def _state_orders_json(svc: Services, snap: Snapshot, records: Records) -> str:
     """The orders of /state and the stream: every brief row (as /orders serves them, each
     serialised once per change); an order's lifecycle is at its url (/orders/<id>)."""
-    key = _orders_key(svc, snap, records)
+    key = _orders_key(snap, records)
     return _cached(
         "state-orders",
         key,

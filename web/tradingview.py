@@ -161,7 +161,7 @@ def _held_position(svc: Services, alert: webhook.AlertIn, body: dict[str, Any]) 
     sec_type = alert.sec_type or "STK"
     unfinished = [
         r.id
-        for r in _records(svc)
+        for r in _records(svc).rows
         if r.verdict not in FINAL_VERDICTS
         and r.intent.sec_type == sec_type
         and r.intent.symbol.replace(".", "") == alert.symbol.replace(".", "")
