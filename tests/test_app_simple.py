@@ -546,3 +546,15 @@ def test_settings_and_overrides_together_is_one_readable_error():
         create_app({"SETTINGS": settings, "settle_first": 0})
     assert info.value.problems == ("give either SETTINGS or overrides, not both",)
     assert str(info.value) == "give either SETTINGS or overrides, not both"
+
+
+def test_kill_switch_state_etag_moves_when_it_is_engaged_or_released(client):
+    """A script polling /kill-switch with If-None-Match learns of a halt (and its release)
+    even when no order was working, so nothing else changed."""
+    etag = client.get("/api/v1/kill-switch").headers["ETag"]
+    for engaged in (True, False):
+        assert client.post("/api/v1/kill-switch", json={"engaged": engaged}).status_code == 200
+        answer = client.get("/api/v1/kill-switch", headers={"If-None-Match": etag})
+        assert answer.status_code == 200, engaged
+        assert answer.get_json()["engaged"] is engaged
+        etag = answer.headers["ETag"]
