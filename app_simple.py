@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         server = create_server(
             app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
         )
-        _print_login_url(app, settings)  # listening now: the link works as soon as it shows
+        port = getattr(server, "effective_port", settings.dashboard_port)  # the one taken for 0
+        _print_login_url(app, settings, int(port))  # listening now: the link works as it shows
         server.run()
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
@@ -139,21 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_login_url(app: Flask, settings: Settings) -> None:
+def _print_login_url(app: Flask, settings: Settings, port: int) -> None:
     """The sign-in URL with the token, on the terminal only (never through a log handler)."""
     token = app.extensions["api_token"]
     folder = security.data_dir(settings)
     if app.extensions.get("token_generated") and folder is not None:
         print(f"🔑 Generated an API token, kept in {folder / 'api_token'}", flush=True)
     print(
-        f"Dashboard on {_base_url(settings)}/  (Ctrl+C to stop)\n"
-        f"🔑 Sign in by opening: {_base_url(settings)}/login?token={token}\n"
+        f"Dashboard on {_base_url(settings, port)}/  (Ctrl+C to stop)\n"
+        f"🔑 Sign in by opening: {_base_url(settings, port)}/login?token={token}\n"
         f"   Scripts send the header 'Authorization: Bearer {token}'",
         flush=True,
     )
 
 
-def _base_url(settings: Settings) -> str:
+def _base_url(settings: Settings, port: int) -> str:
     """The address a browser on this machine (or, for a LAN bind, the LAN) opens."""
     host = settings.dashboard_host
     if security.host_name(host) in security.UNSPECIFIED_HOSTS or host in ("::", "0.0.0.0"):
@@ -161,7 +162,7 @@ def _base_url(settings: Settings) -> str:
         host = lan[0] if lan else "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.dashboard_port}"
+    return f"http://{host}:{port}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

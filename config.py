@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     settle_final: Wait = _env("SETTLE_FINAL_WAIT", 1.0)
     monitor_timeout: Positive = _env("ORDER_MONITOR_TIMEOUT", 15.0)
     dashboard_host: str = _env("DASHBOARD_HOST", "127.0.0.1")
-    dashboard_port: Port = _env("DASHBOARD_PORT", 5000)
+    dashboard_port: AnyPort = _env("DASHBOARD_PORT", 5000)  # 0: any free port, printed
     sim_seed: Seed = _env("SIM_SEED", 1)
     sim_account: Annotated[str, AfterValidator(_paper_account)] = _env("SIM_ACCOUNT", "DU1234567")
     sim_port: AnyPort = _env("SIM_PORT", 0)
