@@ -127,6 +127,7 @@ class OrderTable(IBConnection):
         """Every client's open orders; new executions when hinted, when an open order vanished
         or every EXEC_SWEEP s; completed orders only when needed (see the module docstring)."""
         book, now = self._book, time.monotonic()
+        asked_at = time.time()  # the list is as of its request: its answer may come much later
         asked = full or self._executions_wanted or now - self._executions_at >= EXEC_SWEEP
         # both requests go out at once, open orders first: the gateway answers in order, so the
         # executions are at least as new as the open-order list (what _close_vanished needs)
@@ -166,6 +167,7 @@ class OrderTable(IBConnection):
         orders: dict[int, OrderRow] = {**done, **unexplained, **open_rows}
         self._book.orders = orders
         self._trim(ib, open_trades)
+        self._orders_updated_at = asked_at
 
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
         """Executions since the previous ask (every one after a connect); returns those not
@@ -290,7 +292,6 @@ class OrderTable(IBConnection):
         # rows are in the book; keep only fills whose commission report may still come
         for exec_id in [k for k in wrapper.fills if k not in book.uncommissioned]:
             del wrapper.fills[exec_id]
-        self._orders_updated_at = time.time()
 
     def _fill_order_ids(self, orders: dict[int, OrderRow]) -> None:
         """completedOrder carries no orderId, clientId or fill price: take them from

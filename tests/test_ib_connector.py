@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Stock
@@ -253,3 +254,16 @@ def test_a_gateway_quiet_before_the_question_is_not_taken_for_a_stalled_one(gate
     gateway.stall(2.0)  # a gateway that stops answering after the question is still found out
     with pytest.raises(TimeoutError, match="sent nothing for 0.8s"):
         connector.quote("MSFT", "STK", silence=0.8)
+
+
+def test_the_order_list_is_dated_when_it_was_asked_for_not_when_it_came(connector, gateway):
+    """The kill switch trusts an order list newer than its engage; a list asked for before
+    the engage but answered after it must not pass for newer (an order placed in between
+    would be missing from it)."""
+    stalled_at = time.time()
+    gateway.stall(1.5)  # every answer waits 1.5 s; the reader asks within its 1 s interval
+    done = connector.refreshes
+    connector.request_refresh()
+    wait_for(lambda: connector.refreshes > done)  # answered after the stall, asked during it
+    dated = connector.snapshot().orders_updated_at
+    assert dated is not None and dated < stalled_at + 1.2, dated - stalled_at

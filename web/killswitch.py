@@ -82,9 +82,10 @@ def _await_no_open_orders(
     deadline = time.monotonic() + timeout
     while True:
         svc.connector.request_refresh()
+        seen = svc.feed.version  # before the snapshot: a change after it wakes the wait
         snap = svc.connector.snapshot()
         fresh = (snap.orders_updated_at or 0) > since
         still_open = [o for o in snap.orders if o.open]
         if (fresh and not still_open) or time.monotonic() > deadline:
             return fresh, still_open
-        svc.feed.wait(svc.feed.version, 0.2)
+        svc.feed.wait(seen, 0.2)
