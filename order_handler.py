@@ -211,6 +211,7 @@ class OrderHandler(LoopSide):
                 tracker.conclude(Verdict.NOT_SENT, "kill switch engaged")
                 raise TradingHaltedError("trading is halted by the kill switch")
             self._enqueue(Place(tracker))
+        self._bump()  # a new record: /state and the stream show it before its first change
         return record  # as accepted: the loop may already be placing it
 
     def _check_accepting(self) -> None:
@@ -371,6 +372,10 @@ class OrderHandler(LoopSide):
     def sink(self, record: Lifecycle) -> None:
         """Every record change: journal it, bump the version, tell the listener."""
         self.journal.save(record)
+        self._bump()
+
+    def _bump(self) -> None:
+        """A record was added or changed: a new version, and the listener is told."""
         self.version += 1
         if self.on_record is not None:
             try:

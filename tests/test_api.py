@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -470,3 +471,25 @@ def test_positions_etag_follows_the_price_of_a_held_position(fuzz_app):
     assert again.status_code == 200 and again.headers["ETag"] != etag
     [now] = [r for r in again.get_json()["positions"] if r["symbol"] == "IBM"]
     assert now["market_price"] != held["market_price"], (held, now, moved)
+
+
+def test_an_accepted_order_is_in_state_before_the_broker_hears_of_it(client):
+    """The dashboard re-reads /state right after a POST: the new order is there (and a poller's
+    ETag moves) while the order thread has not even started on it."""
+    services = client.application.extensions["trading"]
+    first = client.get("/api/v1/state")
+    held = threading.Event()
+    services.handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing
+    try:
+        posted = client.post(
+            "/api/v1/orders",
+            json={"symbol": "IBM", "action": "BUY", "quantity": 1, "order_type": "MKT"},
+        )
+        assert posted.status_code == 202, posted.get_json()
+        order_id = posted.get_json()["order"]["id"]
+        again = client.get("/api/v1/state", headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 200
+        [row] = [o for o in again.get_json()["orders"] if o["id"] == order_id]
+        assert row["phase"] == "queued", row
+    finally:
+        held.set()
