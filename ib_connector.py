@@ -124,6 +124,11 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         polled /orders)."""
         return self._snapshot.orders_version
 
+    @property
+    def executions_version(self) -> int:
+        """The latest snapshot's executions version (see ``orders_version``)."""
+        return self._snapshot.executions_version
+
     def request_refresh(self) -> None:
         """Ask for an order and execution refresh soon (thread-safe; never blocks)."""
         if self._refresh_wanted is not None and self.thread.is_alive and not self._hint_pending:

@@ -493,3 +493,61 @@ def test_an_accepted_order_is_in_state_before_the_broker_hears_of_it(client):
         assert row["phase"] == "queued", row
     finally:
         held.set()
+
+
+def test_another_clients_order_enters_since_once_its_fill_is_known(app):
+    """``/orders?since=`` dates another client's order by its last fill. The fill can come in
+    on a later refresh than the order row (a partial fill: the row's filled count is in the
+    open-order list, the execution in the next sweep); the page, its cache and its ETag then
+    change with it."""
+    import dataclasses
+
+    from reader_rows import ExecutionRow, OrderRow, Snapshot
+    from web.common import Records
+    from web.reads import _order_rows, _orders_key
+
+    row = OrderRow(
+        perm_id=111,
+        order_id=5,
+        client_id=7,
+        order_ref="",
+        account="DU1",
+        symbol="IBM",
+        sec_type="STK",
+        action="BUY",
+        quantity=3,
+        order_type="LMT",
+        limit_price=150.0,
+        stop_price=None,
+        tif="DAY",
+        status="Submitted",
+        filled=1,
+        remaining=2,
+        avg_fill_price=150.0,
+        open=True,
+    )
+    fill = ExecutionRow(
+        exec_id="e1",
+        perm_id=111,
+        order_id=5,
+        client_id=7,
+        order_ref="",
+        time="2026-12-02T15:00:05+00:00",
+        account="DU1",
+        symbol="IBM",
+        side="BUY",
+        shares=1,
+        price=150.0,
+        commission=1.0,
+        currency="USD",
+        realized_pnl=None,
+    )
+    before = Snapshot(None, None, (), (row,), (), None, None, 4, 4, 1)
+    after = dataclasses.replace(before, executions=(fill,), version=5, executions_version=2)
+    ours = Records(0, [])
+    assert _orders_key(before, ours) != _orders_key(after, ours)
+    with app.test_request_context():
+        [first] = _order_rows(app.extensions["trading"], before, ours, _orders_key(before, ours))
+        [then] = _order_rows(app.extensions["trading"], after, ours, _orders_key(after, ours))
+    assert first.at is None
+    assert then.at == datetime.fromisoformat(fill.time).timestamp()

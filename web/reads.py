@@ -98,9 +98,10 @@ def _executions_json(snap: Snapshot) -> str:
 
 
 def _orders_key(snap: Snapshot, records: Records) -> tuple:
-    """What the merged order list depends on: both sides' order versions (not the account's
-    and positions', which move with every price), each read no later than its data."""
-    return (snap.orders_version, records.version, len(records.rows))
+    """What the merged order list depends on: both sides' order versions and the executions
+    (a row's last activity, what ``since`` filters on, is its last fill's time), not the
+    account's and positions' (they move with every price), each read no later than its data."""
+    return (snap.orders_version, snap.executions_version, records.version, len(records.rows))
 
 
 def _orders_key_now(svc: Services) -> tuple:
@@ -110,7 +111,7 @@ def _orders_key_now(svc: Services) -> tuple:
     gets it again."""
     handler = svc.handler
     version, count = (handler.version, handler.record_count()) if handler else (0, 0)
-    return (svc.connector.orders_version, version, count)
+    return (svc.connector.orders_version, svc.connector.executions_version, version, count)
 
 
 @bp.get("/executions")
