@@ -245,7 +245,7 @@ class RiskGate(RiskQuotes):
             "max_open_orders": s.risk_max_open_orders,
             "max_orders_per_minute": s.risk_max_orders_per_minute,
             "daily_notional_cap": s.risk_daily_notional_cap,
-            "notional_today": round(self._notional_today, 2),
+            "notional_today": round(self._today(), 2),
             "allow_live_trading": s.allow_live_trading,
             "live_confirm_notional": s.live_confirm_notional,
         }
@@ -278,6 +278,12 @@ class RiskGate(RiskQuotes):
             "orders_last_minute": len(self._recent),
             "notional_today": _round(self._notional_today),
         }
+
+    def _today(self) -> float:
+        """The day's notional so far (0 once a new UTC day began, before any order of it)."""
+        with self._lock:
+            self._roll_day()
+            return self._notional_today
 
     def _roll_day(self) -> None:
         day = _utc_day(self._wall())

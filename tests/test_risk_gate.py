@@ -385,6 +385,7 @@ def test_a_preview_sees_the_daily_cap_reset_at_utc_midnight():
     gate = make_gate(clocks, risk_daily_notional_cap=1000, notional_today=950.0)
     assert gate.evaluate(buy(1)).rule == "daily_notional_cap"
     clocks.advance(60)  # 00:00:00 the next UTC day
+    assert gate.limits()["notional_today"] == 0.0  # /status: the new day, before any order
     decision = gate.evaluate(buy(1))
     assert decision.accepted and decision.figures["notional_today"] == 0.0
 
