@@ -551,3 +551,27 @@ def test_another_clients_order_enters_since_once_its_fill_is_known(app):
         [then] = _order_rows(app.extensions["trading"], after, ours, _orders_key(after, ours))
     assert first.at is None
     assert then.at == datetime.fromisoformat(fill.time).timestamp()
+
+
+def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
+    """A request waiting in the order queue moves no record, yet /status shows it
+    (queue_depth): a poller with If-None-Match gets the new figure, not a 304."""
+    services = client.application.extensions["trading"]
+    wait_for(lambda: client.get("/api/v1/status").get_json()["ok"])
+    first = client.get("/api/v1/status")
+    assert first.get_json()["queue_depth"] == 0
+    etag = first.headers["ETag"]
+    held = threading.Event()
+    services.handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing
+    try:
+        assert client.post("/api/v1/orders/cancel-all").status_code == 202
+        wait_for(
+            lambda: (
+                client.get("/api/v1/status", headers={"If-None-Match": etag}).status_code == 200
+            ),
+            timeout=3,
+        )
+        answer = client.get("/api/v1/status", headers={"If-None-Match": etag})
+        assert answer.get_json()["queue_depth"] == 1 and answer.headers["ETag"] != etag
+    finally:
+        held.set()

@@ -4,6 +4,7 @@ OpenAPI document.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +25,14 @@ from schemas_query import StreamQuery  # the screen's stream parameter (web/scre
 from services import Services
 from web.common import (
     RETRY_AFTER,
+    SHARED_FOR,
     Records,
     _age,
     _cached,
+    _client_has,
     _conditional,
     _dumps,
+    _etag,
     _flat_dict,
     _object_json,
     _records,
@@ -50,11 +54,28 @@ def status() -> Response:
     """Health of both connections, the threads, the account and the queue: built once per data
     version and second (its clock and ages move on between versions), whoever asks."""
     svc = services()
-    return _conditional(
-        svc.feed.version,
-        lambda: _dumps(status_payload(svc, svc.connector.snapshot())),
-        shared="status",
-    )
+    key = (svc.feed.version, int(time.monotonic() / SHARED_FOR))
+    etag, body = _cached("status", key, lambda: _status_answer(svc))
+    if _client_has(etag):
+        return Response(status=304, headers={"ETag": etag})
+    return Response(body, mimetype="application/json", headers={"ETag": etag})
+
+
+def _status_answer(svc: Services) -> tuple[str, bytes]:
+    """The body of /status and an ETag of what it says. Not only the data version: a queued
+    request, an open stream, a reconnect attempt or the simulator's market clock change it
+    too. The times that move on by themselves (clock, ages, heartbeats) are left out."""
+    payload = status_payload(svc, svc.connector.snapshot())
+    steady = {k: v for k, v in payload.items() if k not in _CLOCK_FIELDS}
+    steady["connections"] = {
+        name: {k: v for k, v in conn.items() if k != "last_heartbeat"}
+        for name, conn in payload["connections"].items()
+    }
+    digest = hashlib.blake2b(_dumps(steady).encode(), digest_size=8).hexdigest()
+    return _etag(("status", digest)), _dumps(payload).encode()
+
+
+_CLOCK_FIELDS = frozenset({"now", "data_age", "orders_age"})
 
 
 def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
