@@ -199,12 +199,14 @@ class QuoteHub:
         if ib is None or not ib.isConnected():
             if self._state.lines:
                 self._state = _State()
+                self._rows.clear()  # no price is known until a new line brings one
                 self._publish()
             self._ib = None
             return
-        if ib is not self._ib:  # a new connection: its subscriptions are gone
+        if ib is not self._ib:  # a new connection: its subscriptions and prices are gone
             self._ib = ib
             self._state = _State()
+            self._rows.clear()
             ib.pendingTickersEvent += self._on_tickers
             ib.errorEvent += self._on_error
         wanted = self._wanted()
@@ -273,9 +275,10 @@ class QuoteHub:
         )
         if last is None and bid is not None and ask is not None:
             last = round((bid + ask) / 2, 8)  # FX has no trades: the midpoint
-        if old is not None:  # a snapshot request on the same contract clears the shared ticker
-            bid, ask = bid if bid is not None else old.bid, ask if ask is not None else old.ask
-            last, close = last if last is not None else old.last, close or old.close
+        if old is not None and bid is None and ask is None and last is None:
+            # a snapshot request on the same contract clears the shared ticker; one side
+            # missing alone is real (no bid or no offer: closed, halted) and shows as such
+            bid, ask, last, close = old.bid, old.ask, old.last, close or old.close
         change = round((last - close) / close * 100, 3) if last is not None and close else None
         return QuoteRow(
             key[0],

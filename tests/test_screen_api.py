@@ -370,3 +370,22 @@ def test_a_refused_stream_leaves_no_watcher(start_app) -> None:
             svc.long_calls.release()
     assert svc.quotes.watchers() == 0
     assert gateway.market_data_lines() == 0
+
+
+def test_quotes_of_a_lost_connection_are_not_shown_as_current(start_app) -> None:
+    """After a reconnect the watchlist shows what the new line brings: here nothing but IB's
+    notice (no subscription any more), not the last session's prices as if they were live."""
+    gateway, app, client = start_app()
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    app.extensions["trading"].quotes.watch()
+
+    def aapl() -> dict:  # {} while no line is up (between the connections)
+        rows = client.get("/api/v1/quotes").get_json()["quotes"]
+        return next((q for q in rows if q["symbol"] == "AAPL"), {})
+
+    wait_for(lambda: aapl().get("last"))
+    gateway.set_market_data_subscriptions("none")
+    gateway.drop_connections()
+    row = wait_for(lambda: (r := aapl()).get("notice") and r, timeout=15)
+    assert "10168" in row["notice"]
+    assert (row["bid"], row["ask"], row["last"]) == (None, None, None), row
