@@ -25,6 +25,16 @@ A refresh must stay cheap however many orders the day has seen:
 
 Flask reads ``snapshot()``: a frozen dataclass rebuilt on the loop thread and
 swapped in atomically. A GET never waits on the broker.
+
+What a snapshot says about a fill. Positions are pushed (reqPositions) and name no execution;
+executions are asked for, on a hint or a sweep. One thing of the gateway ties them: it sends a
+fill's position update when it reports the fill (the simulator does), so on this one socket the
+update comes before the answer to any request sent after the fill was reported to a client. A
+snapshot's positions are read after the executions it lists were taken in, so they include
+every fill it lists, and every fill reported to the OrderHandler before ``executions_asked_at``
+(our clock when the reader asked for them). Nothing else ties the two sockets: the
+OrderHandler may hear of a fill before or after this one's position moves. A target-position
+alert (web/tradingview.py) waits until the snapshot covers each of our fills of its contract.
 """
 
 from __future__ import annotations
@@ -269,6 +279,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             orders_version=self._orders_version,
             executions_version=self._executions_version,
             positions_version=self._positions_version,
+            executions_asked_at=self._executions_from,
         )
         if changed and self.on_change is not None:
             try:

@@ -135,6 +135,9 @@ class Snapshot:
     orders_version: int = 0  # the orders changed
     executions_version: int = 0  # the executions changed
     positions_version: int = 0  # the positions changed (their prices and P&L too)
+    # our clock when the reader asked for the executions it lists (None: not yet this session);
+    # a fill reported to us before then is in this snapshot's positions (see ``ib_connector``)
+    executions_asked_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from werkzeug.datastructures import Headers
 
 from bodies import parse_json_object
 from order_records import Lifecycle
-from reader_rows import PositionRow
+from reader_rows import ExecutionRow, PositionRow
 from schemas import SYMBOL_PATTERN, price_tick
 
 SECRET_FIELDS = ("secret", "passphrase")
@@ -300,6 +300,23 @@ def position_of(
     else:
         rows = [p for p in positions if p.sec_type == sec_type and p.symbol == symbol]
     return sum(p.quantity for p in rows if not account or p.account == account)
+
+
+def unheard_fills(
+    records: Iterable[Lifecycle], listed: Iterable[ExecutionRow], asked_at: float | None
+) -> list[str]:
+    """Ids of our orders with a fill that the reader's position may not include yet: a fill
+    its snapshot neither lists (``listed``) nor had reported to us before it asked for the
+    executions it lists (``asked_at``, ``Snapshot.executions_asked_at``)."""
+    seen = {row.exec_id for row in listed}
+    return [
+        record.id
+        for record in records
+        if any(
+            fill.exec_id not in seen and (asked_at is None or fill.at >= asked_at)
+            for fill in record.fills
+        )
+    ]
 
 
 # --------------------------------------------------------------- redaction

@@ -5,6 +5,11 @@ turned into an order through the same path as POST /orders.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import (
@@ -20,6 +25,7 @@ from order_handler import (
     FINAL_VERDICTS,
     Lifecycle,
 )
+from reader_rows import Snapshot
 from schemas import CONTRACT_FIELDS, DERIVATIVE_FIELDS, OrderIn
 from services import Services
 from web.common import (
@@ -28,6 +34,7 @@ from web.common import (
     _audit,
     _handler,
     _json,
+    _long_call,
     _records,
     _whole,
     bp,
@@ -35,6 +42,16 @@ from web.common import (
 )
 from web.trading import _order_response, _validated_order, submit_order
 from wire import plain_number
+
+# a target alert waits this long (holding a long-call slot) for the reader's position to
+# include every fill of ours for the contract, then answers 503 position_unconfirmed
+READER_CATCH_UP = 5.0
+CATCH_UP_POLL = 0.05  # s between looks at the reader's snapshot meanwhile
+TURN_MARGIN = 1.0  # s a second alert for the contract may wait beyond the first one's wait
+_TURNS: dict[tuple[str, str], threading.Lock] = {}  # one target alert per contract at a time
+_TURNS_GUARD = threading.Lock()
+
+log = logging.getLogger(__name__)
 
 WEBHOOK_HEADERS = (
     {"name": "X-Webhook-Secret", "in": "header", "required": False, "schema": {"type": "string"}},
@@ -132,40 +149,105 @@ def _place_alert(
     svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
 ) -> tuple[Response, int]:
     key = webhook.dedup_key(alert, body)
-    existing = svc.journal.find_by_key(key) if svc.journal else None
-    if existing is not None and webhook.is_target(alert):
-        fields = _replayed_fields(existing.record)  # its first order, whatever is held now
-    else:
-        held = _held_position(svc, alert, body) if webhook.is_target(alert) else 0.0
-        try:
-            planned = webhook.plan(alert, held)
-        except webhook.AlertError as exc:
-            _audit("webhook", body, None, f"invalid: {exc.message}")
-            raise ApiError(400, "validation_error", exc.message, exc.field) from None
-        if planned is None:
-            message = f"the {alert.symbol} position is already {plain_number(held)}: nothing to do"
-            _audit("webhook", body, None, f"nothing to do: position {plain_number(held)}")
-            return _json(
-                {"id": None, "url": None, "order": None, "replayed": False, "message": message}
-            ), 200
-        fields = planned
+    if not webhook.is_target(alert):
+        return _place(alert, 0.0, key, body)
+    with _target_turn(alert, body):  # read and placed before the next alert for it is read
+        existing = svc.journal.find_by_key(key) if svc.journal else None
+        if existing is not None:  # its first order, whatever is held now
+            return _submit(_replayed_fields(existing.record), key, body)
+        return _place(alert, _held_position(svc, alert, body), key, body)
+
+
+def _place(
+    alert: webhook.AlertIn, held: float, key: str, body: dict[str, Any]
+) -> tuple[Response, int]:
+    """The order the alert means from position ``held``; 200 and none when it is held."""
+    planned = _planned(alert, held, body)
+    if planned is None:
+        message = f"the {alert.symbol} position is already {plain_number(held)}: nothing to do"
+        _audit("webhook", body, None, f"nothing to do: position {plain_number(held)}")
+        return _json(
+            {"id": None, "url": None, "order": None, "replayed": False, "message": message}
+        ), 200
+    return _submit(planned, key, body)
+
+
+def _planned(alert: webhook.AlertIn, held: float, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The order the alert means from position ``held`` (None: the target is held); 400."""
+    try:
+        return webhook.plan(alert, held)
+    except webhook.AlertError as exc:
+        _audit("webhook", body, None, f"invalid: {exc.message}")
+        raise ApiError(400, "validation_error", exc.message, exc.field) from None
+
+
+def _submit(fields: dict[str, Any], key: str, body: dict[str, Any]) -> tuple[Response, int]:
     order_in = _validated_order(OrderIn, fields, "webhook")
     record, created = submit_order(order_in, "webhook", key, webhook.fingerprint(body), body)
     return _order_response(record, created, 202)
 
 
+def _contract_key(alert: webhook.AlertIn) -> tuple[str, str]:
+    return alert.sec_type or "STK", alert.symbol.replace(".", "")
+
+
+@contextmanager
+def _target_turn(alert: webhook.AlertIn, body: dict[str, Any]) -> Iterator[None]:
+    """One target alert per contract at a time, from reading the position to creating the
+    order: a second alert that arrives meanwhile sees the first one's order (409). One that
+    waits longer than the first may take is refused (409) instead."""
+    with _TURNS_GUARD:
+        turn = _TURNS.setdefault(_contract_key(alert), threading.Lock())
+    if not turn.acquire(blocking=False):
+        with _long_call(required=True):
+            taken = turn.acquire(timeout=READER_CATCH_UP + TURN_MARGIN)
+        if not taken:
+            _audit("webhook", body, None, "refused: another target alert in progress")
+            raise ApiError(
+                409,
+                "order_in_flight",
+                f"{alert.symbol}: another target-position alert for it is being placed; "
+                "send this one again once it is done",
+            )
+    try:
+        yield
+    finally:
+        turn.release()
+
+
 def _held_position(svc: Services, alert: webhook.AlertIn, body: dict[str, Any]) -> float:
-    """The position the reader holds now (503 while it is not connected: it may be stale;
-    409 while one of our orders for the symbol is unfinished: it will still move it)."""
+    """The position the reader holds, once it includes every fill of ours for the contract.
+
+    409 while one of our orders for it is unfinished (it will still move it); 503 while the
+    reader is not connected, or has not heard of one of our fills within READER_CATCH_UP
+    (our connection hears of a fill before or after the reader's position moves: two sockets).
+    """
     _handler()  # READ_ONLY: 403 before anything is looked up
-    sec_type = alert.sec_type or "STK"
-    unfinished = [
-        r.id
-        for r in _records(svc).rows
-        if r.verdict not in FINAL_VERDICTS
-        and r.intent.sec_type == sec_type
-        and r.intent.symbol.replace(".", "") == alert.symbol.replace(".", "")
-    ]
+    snap, unheard = _reader_view(svc, alert, body)
+    if unheard:
+        waited_for, started = ", ".join(unheard), time.monotonic()
+        with _long_call(required=True):
+            svc.connector.request_refresh()  # the reader asks for new executions now
+            while unheard and time.monotonic() - started < READER_CATCH_UP:
+                time.sleep(CATCH_UP_POLL)
+                snap, unheard = _reader_view(svc, alert, body)
+        _refuse_unconfirmed(svc, snap, unheard, alert, body)
+        log.info(
+            "webhook: %s target: the reader had the fills of %s after %.2f s",
+            alert.symbol,
+            waited_for,
+            time.monotonic() - started,
+        )
+    return _position(svc, snap, alert)
+
+
+def _reader_view(
+    svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
+) -> tuple[Snapshot, list[str]]:
+    """The reader's snapshot and our orders whose fills it may not include yet (409 while
+    one of ours for the contract is unfinished, 503 while the reader is not connected)."""
+    records = [r for r in _records(svc).rows if _contract_key(alert) == _record_key(r)]
+    unfinished = [r.id for r in records if r.verdict not in FINAL_VERDICTS]
     if unfinished:
         _audit("webhook", body, None, f"refused: order in flight {', '.join(unfinished)}")
         raise ApiError(
@@ -184,9 +266,47 @@ def _held_position(svc: Services, alert: webhook.AlertIn, body: dict[str, Any]) 
             f"{snap.connection.state}; a target-position alert needs them",
             retry_after=RETRY_AFTER,
         )
+    return snap, webhook.unheard_fills(records, snap.executions, snap.executions_asked_at)
+
+
+def _refuse_unconfirmed(
+    svc: Services,
+    snap: Snapshot,
+    unheard: list[str],
+    alert: webhook.AlertIn,
+    body: dict[str, Any],
+) -> None:
+    """503 when the reader's position may still miss a fill of ``unheard`` orders."""
+    if not unheard:
+        return
+    ids, shown = ", ".join(unheard), plain_number(_position(svc, snap, alert))
+    log.warning(
+        "⏳ webhook: %s target refused: the reader still shows %s and has not heard of the "
+        "fills of %s after %g s; nothing was sent, the alert may be sent again",
+        alert.symbol,
+        shown,
+        ids,
+        READER_CATCH_UP,
+    )
+    _audit("webhook", body, None, f"refused: position unconfirmed {ids}")
+    raise ApiError(
+        503,
+        "position_unconfirmed",
+        f"{alert.symbol}: the position read ({shown}) does not include the fills of order "
+        f"{ids} yet (waited {READER_CATCH_UP:g} s); nothing was sent, send the alert again "
+        "shortly",
+        retry_after=RETRY_AFTER,
+    )
+
+
+def _position(svc: Services, snap: Snapshot, alert: webhook.AlertIn) -> float:
     return webhook.position_of(
         snap.positions, alert.symbol, alert.sec_type or "STK", svc.settings.account
     )
+
+
+def _record_key(record: Lifecycle) -> tuple[str, str]:
+    return record.intent.sec_type, record.intent.symbol.replace(".", "")
 
 
 def _replayed_fields(record: Lifecycle) -> dict[str, Any]:
