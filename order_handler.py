@@ -369,13 +369,11 @@ class OrderHandler(LoopSide):
         self.thread.call_soon(queue.put_nowait, command)
 
     # ------------------------------------------------------ record changes
-    def sink(self, record: Lifecycle) -> None:
-        """Every record change: journal it, bump the version, tell the listener."""
+    def sink(self, record: Lifecycle) -> None:  # every record change: journaled, then _bump
         self.journal.save(record)
         self._bump()
 
-    def _bump(self) -> None:
-        """A record was added or changed: a new version, and the listener is told."""
+    def _bump(self) -> None:  # a record added or changed: a new version, the listener told
         self.version += 1
         if self.on_record is not None:
             try:

@@ -107,6 +107,27 @@ class _Check:
 Clock = Callable[[], float]
 
 
+def configured_limits(s: Settings) -> dict[str, Any]:
+    """The limits the settings configure (``RiskGate.limits`` adds the day's notional)."""
+    classes = {kind: asdict(limits) for kind, limits in asset_limits(s).items()}
+    classes |= {
+        kind: {**asdict(limit), "unit": "contracts"} for kind, limit in class_limits(s).items()
+    }
+    return {
+        "max_quantity": s.risk_max_quantity,
+        "asset_classes": classes,
+        "max_notional": s.risk_max_notional,
+        "price_collar_pct": s.risk_price_collar_pct,
+        "symbol_allowlist": list(s.risk_symbol_allowlist),
+        "symbol_denylist": list(s.risk_symbol_denylist),
+        "max_open_orders": s.risk_max_open_orders,
+        "max_orders_per_minute": s.risk_max_orders_per_minute,
+        "daily_notional_cap": s.risk_daily_notional_cap,
+        "allow_live_trading": s.allow_live_trading,
+        "live_confirm_notional": s.live_confirm_notional,
+    }
+
+
 class RiskGate(RiskQuotes):
     """Checks orders against the configured limits."""
 
@@ -229,26 +250,8 @@ class RiskGate(RiskQuotes):
                 )
 
     def limits(self) -> dict[str, Any]:
-        """The configured limits (for the UI and the status endpoint)."""
-        s = self.settings
-        classes = {kind: asdict(limits) for kind, limits in asset_limits(s).items()}
-        classes |= {
-            kind: {**asdict(limit), "unit": "contracts"} for kind, limit in class_limits(s).items()
-        }
-        return {
-            "max_quantity": s.risk_max_quantity,
-            "asset_classes": classes,
-            "max_notional": s.risk_max_notional,
-            "price_collar_pct": s.risk_price_collar_pct,
-            "symbol_allowlist": list(s.risk_symbol_allowlist),
-            "symbol_denylist": list(s.risk_symbol_denylist),
-            "max_open_orders": s.risk_max_open_orders,
-            "max_orders_per_minute": s.risk_max_orders_per_minute,
-            "daily_notional_cap": s.risk_daily_notional_cap,
-            "notional_today": round(self._today(), 2),
-            "allow_live_trading": s.allow_live_trading,
-            "live_confirm_notional": s.live_confirm_notional,
-        }
+        """The configured limits and the day's notional (for the UI and the status endpoint)."""
+        return {**configured_limits(self.settings), "notional_today": round(self._today(), 2)}
 
     # -------------------------------------------------------------- inputs
     def _prepare(self, intent: OrderIntent) -> _Check:
