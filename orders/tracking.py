@@ -6,8 +6,10 @@ record: a status, an error, a fill, a commission. The record itself is only chan
 ``Tracker``'s methods (``orders.lifecycle``).
 
 Statuses come from the broker's orderStatus messages only: ib_async marks a trade Cancelled on
-some informational errors (10349 "TIF was set to DAY") while the order lives on, so such
-error-made states are kept as messages, never as transitions.
+some informational errors (10349 "TIF was set to DAY") and on a refused modify while the order
+lives on, so such error-made states are kept as messages, never as transitions, and the trade
+gets the broker's last status back: ib_async passes an orderStatus on only when it differs from
+the trade's, so the broker's next Cancelled would otherwise go unheard.
 """
 
 from __future__ import annotations
@@ -184,12 +186,35 @@ class OrderBook:
 
     def _on_error_status(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
         """ib_async changed the status because of an error message, not the broker."""
-        if code in FALSE_CANCEL_CODES or trade.orderStatus.status == "ValidationError":
-            return  # informational: the order lives on; the message is in the record
-        if trade.orderStatus.status == "Cancelled" and not tracker.acknowledged:
+        if (
+            code in FALSE_CANCEL_CODES
+            or trade.orderStatus.status == "ValidationError"
+            or tracker.acknowledged
+        ):
+            # informational, a warning, or a refused modify of a working order: the order lives
+            # on (the message is in the record)
+            self.restore_broker_status(tracker, trade)
+            return
+        if trade.orderStatus.status == "Cancelled":
             # e.g. 103, 200, 201 before any ack; deferred so that ib_async's errorEvent
             # (fired right after this) has recorded the message first
             asyncio.get_running_loop().call_soon(self._reject_unacknowledged, tracker, text)
+
+    def restore_broker_status(self, tracker: Tracker, trade: Trade) -> None:
+        """Give ib_async's trade back the broker's last status where ib_async set one of its
+        own. ib_async passes an orderStatus on only when it differs from the trade's, so the
+        broker's next word (a Cancelled after an error ib_async took for a cancel) would
+        otherwise go unheard and the order stay working on the screen."""
+        status = tracker.record.status
+        if status is not None and trade.orderStatus.status != status:
+            log.info(
+                "%s ↩️ %s kept at the broker's %s (ib_async had set %s on its own)",
+                tracker.elapsed(),
+                tracker.id,
+                status,
+                trade.orderStatus.status,
+            )
+            trade.orderStatus.status = status
 
     def _reject_unacknowledged(self, tracker: Tracker, text: str) -> None:
         if (
