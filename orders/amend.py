@@ -36,7 +36,7 @@ class Amend:
                 tracker.step("cancel waiting: sent as soon as the broker shows the order again")
             return  # not sent yet: placement sees cancel_requested before sending
         try:
-            ib.cancelOrder(trade.order)
+            self.book.cancel(ib, tracker, trade)
             log.info("🛑 Cancel sent for %s (orderId %d)", tracker.id, trade.order.orderId)
         except ConnectionError as exc:
             tracker.step(f"cancel not sent: {exc}")

@@ -194,7 +194,7 @@ class Reconciler:
             self.book.bind(tracker, trade)
             tracker.matched(trade.order.orderId, trade.order.clientId)
             if tracker.cancel_requested:
-                ib.cancelOrder(trade.order)
+                self.book.cancel(ib, tracker, trade)
                 tracker.step("pending cancel sent")
         if tracker.terminal is None:
             tracker.terminal = asyncio.Event()

@@ -56,6 +56,7 @@ class OrderBook:
         self._changed = changed
         self._ib = ib
         self._phases: tuple[object, collections.Counter[str]] | None = None
+        self._cancelling: set[str] = set()  # ids inside our own cancelOrder call
 
     # ------------------------------------------------------------------ registry
     def add(self, tracker: Tracker) -> None:
@@ -114,8 +115,23 @@ class OrderBook:
         trade.fillEvent += lambda t, fill: self.on_fill(tracker, fill)
         trade.commissionReportEvent += lambda t, fill, report: self.on_commission(tracker, report)
 
+    def cancel(self, ib: IB, tracker: Tracker, trade: Trade) -> None:
+        """Send the order's cancel. ib_async sets a status of its own inside the call (Cancelled
+        for an unacknowledged bracket parent or an Inactive order): not the broker's word, which
+        is its Cancelled, its refusal (10148) or a fill."""
+        self._cancelling.add(tracker.id)
+        try:
+            ib.cancelOrder(trade.order)
+        finally:
+            self._cancelling.discard(tracker.id)
+        if trade.orderStatus.status in DONE_STATES:
+            self.restore_broker_status(tracker, trade)
+
     def on_status(self, tracker: Tracker, trade: Trade) -> None:
-        """ib_async's statusEvent: the broker's status, or one ib_async made from an error."""
+        """ib_async's statusEvent: the broker's status, or one ib_async made from an error or
+        from our own cancel."""
+        if tracker.id in self._cancelling:
+            return  # ib_async's own PendingCancel or Cancelled (see ``cancel``)
         entry = trade.log[-1] if trade.log else None
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)

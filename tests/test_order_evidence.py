@@ -8,9 +8,12 @@ the simulated gateway with real ib_async and compares the record with what the b
 from __future__ import annotations
 
 import pytest
-from test_order_handler import FAR, handler, journal  # noqa: F401 - fixtures
+from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtures
 
 from conftest import wait_for
+from order_handler import OrderIntent
+
+VERDICT_OF = {"Filled": "filled", "Cancelled": "cancelled", "Inactive": "rejected"}
 
 
 def at_broker(gateway, ref: str):
@@ -42,3 +45,29 @@ def test_a_cancel_after_an_error_ib_async_took_for_a_cancel_is_heard(handler, ga
     wait_for(lambda: at_broker(gateway, record.id).status == "Cancelled")
     wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
     assert handler.get(record.id).status == "Cancelled"
+
+
+def test_cancelling_a_bracket_parent_before_its_ack_waits_for_the_broker(handler, gateway):
+    """ib_async calls an unacknowledged bracket parent (sent with transmit=False) Cancelled
+    inside our own cancelOrder call; the broker had the bracket and decides: the record ends
+    with the broker's status and the verdict it implies, never cancelled-but-filled."""
+    first, _ = handler.submit(MKT)
+    price = handler.wait(first.id, 5).avg_fill_price
+    bracket = OrderIntent(
+        symbol="AAPL",
+        action="BUY",
+        quantity=1,
+        order_type="MKT",
+        take_profit=round(price * 1.5, 2),
+        stop_loss=round(price * 0.5, 2),
+    )
+    gateway.stall(1.0)  # the bracket and the cancel wait at the gateway, unread
+    record, _ = handler.submit(bracket)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    handler.cancel(record.id)
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) in VERDICT_OF, 5)
+    broker = at_broker(gateway, record.id)
+    wait_for(lambda: handler.get(record.id).status == broker.status, timeout=5)
+    parent = handler.get(record.id)
+    assert parent.verdict == VERDICT_OF[broker.status], parent
+    assert parent.filled == broker.filled and len(parent.fills) == (broker.filled > 0)
