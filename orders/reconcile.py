@@ -187,7 +187,8 @@ class Reconciler:
 
     def adopt(self, ib: IB, tracker: Tracker, trade: Trade, live: bool) -> None:
         """Attach a record to the gateway's view of its order."""
-        if trade is tracker.trade:
+        if trade is tracker.trade:  # followed all along (after 1102): only the index was reset
+            self.book.index(tracker, trade)
             return
         tracker.step("matched at the gateway after reconnect" + ("" if live else " (done)"))
         if live:

@@ -110,10 +110,14 @@ class OrderBook:
     def bind(self, tracker: Tracker, trade: Trade) -> None:
         """Follow ``trade``'s events on this connection."""
         tracker.trade = trade
-        self.by_order_id[trade.order.orderId] = tracker
+        self.index(tracker, trade)
         trade.statusEvent += lambda t: self.on_status(tracker, t)
         trade.fillEvent += lambda t, fill: self.on_fill(tracker, fill)
         trade.commissionReportEvent += lambda t, fill, report: self.on_commission(tracker, report)
+
+    def index(self, tracker: Tracker, trade: Trade) -> None:
+        """Find the tracker by the trade's orderId (error messages name the order by it)."""
+        self.by_order_id[trade.order.orderId] = tracker
 
     def cancel(self, ib: IB, tracker: Tracker, trade: Trade) -> None:
         """Send the order's cancel. ib_async sets a status of its own inside the call (Cancelled

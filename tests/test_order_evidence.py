@@ -7,6 +7,8 @@ the simulated gateway with real ib_async and compares the record with what the b
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtures
 
@@ -71,3 +73,15 @@ def test_cancelling_a_bracket_parent_before_its_ack_waits_for_the_broker(handler
     parent = handler.get(record.id)
     assert parent.verdict == VERDICT_OF[broker.status], parent
     assert parent.filled == broker.filled and len(parent.fills) == (broker.filled > 0)
+
+
+def test_messages_about_a_working_order_are_kept_after_ib_is_back(handler, gateway, caplog):
+    """After 1102 (IB's servers back, data kept) reconciliation rebuilds the orderId index; an
+    order followed all along must be in it again, or the broker's messages about it are lost."""
+    caplog.set_level(logging.INFO, logger="orders.loop_side")
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    gateway.outage(0.5, lost=False)
+    wait_for(lambda: any("Reconciled after IB" in r.getMessage() for r in caplog.records), 5)
+    handler.modify(record.id, quantity=9_000_000)  # refused: 201
+    wait_for(lambda: any(m.code == 201 for m in handler.get(record.id).messages), timeout=5)
