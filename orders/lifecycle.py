@@ -282,11 +282,16 @@ class Tracker:
 
     def commission(self, exec_id: str, commission: float) -> None:
         """The commission report of one execution."""
+        self.commissions({exec_id: commission})
+
+    def commissions(self, found: dict[str, float], step: str | None = None) -> None:
+        """Commissions of executions by execId (live, or recovered from the gateway's list)."""
         self._replace(
             fills=tuple(
-                replace(f, commission=commission) if f.exec_id == exec_id else f
+                replace(f, commission=found[f.exec_id]) if f.exec_id in found else f
                 for f in self.record.fills
-            )
+            ),
+            steps=self.record.steps + ((Step(time.time(), step),) if step else ()),
         )
 
     def linked(self, children: tuple[str, ...]) -> None:

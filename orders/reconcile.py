@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -50,6 +50,7 @@ class Action(StrEnum):
 
     ADOPT = "adopt"  # follow the gateway's order (live, or closed with its final state)
     FILLS = "fills"  # add executions the record does not have
+    COMMISSIONS = "commissions"  # the gateway's commission of fills the record has without one
     AWAIT = "await"  # not found (yet): look again after the grace period
     NOT_PLACED = "not_placed"  # not found after the grace period; never resent
 
@@ -74,10 +75,7 @@ def decide(
     decisions = []
     for candidate in candidates:
         record = candidate.record
-        known = {f.exec_id for f in record.fills}
-        new = tuple(f for f in fills.get(record.id, ()) if f.exec_id not in known)
-        if new:
-            decisions.append(Decision(Action.FILLS, record.id, fills=new))
+        decisions += _fill_decisions(record, fills.get(record.id, ()))
         if record.verdict in BROKER_FINAL:
             continue
         report = orders.get(record.id)
@@ -88,6 +86,23 @@ def decide(
         elif candidate.restored or record.order_id is not None:  # sent (or maybe), not seen
             decisions.append(Decision(Action.NOT_PLACED if final else Action.AWAIT, record.id))
     return decisions
+
+
+def _fill_decisions(record: Lifecycle, reported: Sequence[FillRecord]) -> list[Decision]:
+    """Executions the record lacks, and commissions it lacks (a report lost with a dropped
+    connection between the execution and its commission)."""
+    known = {f.exec_id: f for f in record.fills}
+    new = tuple(f for f in reported if f.exec_id not in known)
+    priced = tuple(
+        f
+        for f in reported
+        if f.exec_id in known and known[f.exec_id].commission is None and f.commission is not None
+    )
+    return [
+        Decision(action, record.id, fills=found)
+        for action, found in ((Action.FILLS, new), (Action.COMMISSIONS, priced))
+        if found
+    ]
 
 
 def order_reports(ib: IB, refs: Iterable[str]) -> dict[str, OrderReport]:
@@ -156,6 +171,11 @@ class Reconciler:
                     decision.fills,
                     None,
                     f"recovered {len(decision.fills)} fill(s) from the gateway's executions",
+                )
+            elif decision.action is Action.COMMISSIONS:
+                tracker.commissions(
+                    {f.exec_id: f.commission for f in decision.fills if f.commission is not None},
+                    f"recovered {len(decision.fills)} commission(s) from the gateway's executions",
                 )
             elif decision.action is Action.ADOPT and decision.order is not None:
                 self.adopt(ib, tracker, decision.order.trade, decision.order.live)

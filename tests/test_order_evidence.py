@@ -14,6 +14,9 @@ from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtur
 
 from conftest import wait_for
 from order_handler import OrderIntent
+from order_records import FillRecord, Lifecycle
+from orders.reconcile import Action, Candidate, Decision, decide
+from orders.tracking import OrderBook
 
 VERDICT_OF = {"Filled": "filled", "Cancelled": "cancelled", "Inactive": "rejected"}
 
@@ -85,3 +88,52 @@ def test_messages_about_a_working_order_are_kept_after_ib_is_back(handler, gatew
     wait_for(lambda: any("Reconciled after IB" in r.getMessage() for r in caplog.records), 5)
     handler.modify(record.id, quantity=9_000_000)  # refused: 201
     wait_for(lambda: any(m.code == 201 for m in handler.get(record.id).messages), timeout=5)
+
+
+def test_a_commission_lost_with_the_connection_is_recovered(handler, gateway, monkeypatch):
+    """The connection drops between an execution and its commission report: reconciliation on
+    the new connection takes the commission from the gateway's executions."""
+    lost: list[str] = []
+    heard = OrderBook.on_commission
+
+    def lose_the_first(book, tracker, report):
+        if lost:
+            heard(book, tracker, report)
+        else:
+            lost.append(report.execId)
+
+    monkeypatch.setattr(OrderBook, "on_commission", lose_the_first)
+    record, _ = handler.submit(MKT)
+    assert handler.wait(record.id, 5).verdict == "filled"
+    wait_for(lambda: lost)
+    assert [f.commission for f in handler.get(record.id).fills] == [None]
+    gateway.drop_connections()
+    wait_for(lambda: not handler.connected, timeout=5)
+    wait_for(lambda: handler.connected and handler._reconciled, timeout=15)
+    charged = {e.exec_id: c.commission for e, c in gateway.executions()}
+    wait_for(lambda: handler.get(record.id).fills[0].commission is not None, timeout=5)
+    assert [(f.exec_id, f.commission) for f in handler.get(record.id).fills] == [
+        (lost[0], charged[lost[0]])
+    ]
+
+
+def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
+    record = Lifecycle(
+        id="o-1",
+        intent=FAR,
+        source="api",
+        created_at=0,
+        phase="tracking",
+        order_id=5,
+        verdict="working",
+        fills=(FillRecord("X", 0, 1, 1.0), FillRecord("Y", 0, 1, 1.0, 0.5)),
+    )
+    reported = {"o-1": [FillRecord("X", 0, 1, 1.0, 1.0), FillRecord("Y", 0, 1, 1.0, 0.5)]}
+    decisions = decide([Candidate(record, False)], {}, reported, False)
+    assert [(d.action, d.fills) for d in decisions] == [
+        (Action.COMMISSIONS, (FillRecord("X", 0, 1, 1.0, 1.0),)),
+        (Action.AWAIT, ()),  # (no report of the order itself in this example)
+    ]
+    assert decide([Candidate(record, False)], {}, {"o-1": [FillRecord("X", 0, 1, 1.0)]}, False) == [
+        Decision(Action.AWAIT, "o-1")
+    ]  # no commission at the gateway either: nothing to take
