@@ -146,6 +146,8 @@ class Tracker:
         self.verdict_given = threading.Event()
         if record.verdict is not None:
             self.verdict_given.set()
+        # when the record got its final verdict (for pruning); a restored one: its last change
+        self.finished_at = record.updated_at if is_final(record.verdict) else None
         self.terminal: asyncio.Event | None = None
         self.acknowledged = any(
             t.new in ("PreSubmitted", "Submitted", "ApiPending", "PendingCancel")
@@ -200,6 +202,7 @@ class Tracker:
             steps=record.steps + (Step(time.time(), f"verdict: {verdict} ({reason})"),),
         )
         self.verdict_given.set()
+        self.finished_at = self.record.updated_at if final else None
         if final and self.terminal is not None:
             self.terminal.set()
         return True

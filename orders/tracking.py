@@ -18,6 +18,7 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,13 +33,14 @@ from ib_compat import (
     forget_trade,
     unset_price,
 )
-from order_records import FillRecord
+from order_records import FillRecord, Lifecycle
 from orders.lifecycle import Event, Phase, Tracker, Verdict, average_price, is_final
 
 log = logging.getLogger(__name__)
 
 FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
+PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
 # verdicts a broker's acknowledgement turns into "working"
 _PROMOTED = frozenset(
@@ -144,7 +146,7 @@ class OrderBook:
             trade.orderStatus.status in WORKING_STATES
             and tracker.record.intent.order_type != "TRAIL"
         ):
-            self._sync_intent(tracker, trade)
+            _sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
     def on_echo(self, tracker: Tracker, trade: Trade) -> None:
@@ -155,7 +157,7 @@ class OrderBook:
             trade.orderStatus.status in WORKING_STATES
             and tracker.record.intent.order_type != "TRAIL"
         ):
-            self._sync_intent(tracker, trade)
+            _sync_intent(tracker, trade)
             self._changed()
 
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
@@ -280,24 +282,6 @@ class OrderBook:
         tracker.commission(report.execId, report.commission)
         self._changed()
 
-    def _sync_intent(self, tracker: Tracker, trade: Trade) -> None:
-        """Take quantity and prices from the broker's echo of the order (after a modify)."""
-        intent, order = tracker.record.intent, trade.order
-        confirmed = {
-            "quantity": float(order.totalQuantity or 0) or None,
-            "limit_price": unset_price(order.lmtPrice),
-            "stop_price": unset_price(order.auxPrice),
-        }
-        changes = {
-            k: v
-            for k, v in confirmed.items()
-            if v is not None
-            and getattr(intent, k) is not None
-            and abs(v - getattr(intent, k)) > 1e-9
-        }
-        if changes:
-            tracker.confirmed(**changes)
-
     def last_error_text(self, tracker: Tracker) -> str | None:
         """The last real error IB sent about the order (no warnings, no 10349)."""
         for message in reversed(tracker.record.messages):
@@ -325,16 +309,48 @@ class OrderBook:
         if is_final(verdict):
             self.prune()
 
-    def prune(self, keep: int = KEEP_FINISHED) -> None:
-        """Keep only the newest ``keep`` finished records (and ib_async objects) in memory;
-        the journal has them all."""
-        finished = [t for t in self.all() if is_final(t.record.verdict)]
+    def prune(self, keep: int = KEEP_FINISHED, min_age: float = PRUNE_AFTER) -> None:
+        """Keep only the ``keep`` most recently finished records (and ib_async's objects) in
+        memory, and any finished in the last ``min_age`` seconds or with a fill still awaiting
+        its commission: ib_async drops a forgotten trade's reports. The journal has them all."""
+        now = time.time()
+        finished = sorted(
+            (t for t in self.all() if is_final(t.record.verdict)),
+            key=lambda t: t.finished_at or t.record.updated_at,
+        )
         for tracker in finished[: max(0, len(finished) - keep)]:
-            with self.lock:
-                self.trackers.pop(tracker.id, None)
-            trade, ib = tracker.trade, self._ib()
-            if trade is not None and ib is not None:
-                forget_trade(ib, trade)
-                if self.by_order_id.get(trade.order.orderId) is tracker:
-                    del self.by_order_id[trade.order.orderId]
-            tracker.trade = None
+            age = now - (tracker.finished_at or tracker.record.updated_at)
+            if age >= min_age and not awaits_commission(tracker.record):
+                self._forget(tracker)
+
+    def _forget(self, tracker: Tracker) -> None:
+        with self.lock:
+            self.trackers.pop(tracker.id, None)
+        trade, ib = tracker.trade, self._ib()
+        if trade is not None and ib is not None:
+            forget_trade(ib, trade)
+            if self.by_order_id.get(trade.order.orderId) is tracker:
+                del self.by_order_id[trade.order.orderId]
+        tracker.trade = None
+
+
+def awaits_commission(record: Lifecycle) -> bool:
+    """A fill of the record has no commission yet."""
+    return any(f.commission is None for f in record.fills)
+
+
+def _sync_intent(tracker: Tracker, trade: Trade) -> None:
+    """Take quantity and prices from the broker's echo of the order (after a modify)."""
+    intent, order = tracker.record.intent, trade.order
+    confirmed = {
+        "quantity": float(order.totalQuantity or 0) or None,
+        "limit_price": unset_price(order.lmtPrice),
+        "stop_price": unset_price(order.auxPrice),
+    }
+    changes = {
+        k: v
+        for k, v in confirmed.items()
+        if v is not None and getattr(intent, k) is not None and abs(v - getattr(intent, k)) > 1e-9
+    }
+    if changes:
+        tracker.confirmed(**changes)

@@ -8,6 +8,7 @@ the simulated gateway with real ib_async and compares the record with what the b
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtures
@@ -15,6 +16,7 @@ from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtur
 from conftest import wait_for
 from order_handler import OrderIntent
 from order_records import FillRecord, Lifecycle
+from orders.lifecycle import Tracker
 from orders.reconcile import Action, Candidate, Decision, decide
 from orders.tracking import OrderBook
 
@@ -137,3 +139,37 @@ def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
     assert decide([Candidate(record, False)], {}, {"o-1": [FillRecord("X", 0, 1, 1.0)]}, False) == [
         Decision(Action.AWAIT, "o-1")
     ]  # no commission at the gateway either: nothing to take
+
+
+def test_a_late_fill_of_an_old_order_keeps_its_commission(handler, gateway, monkeypatch):
+    """An old GTC-like order fills after newer orders finished: pruning (here down to two
+    finished records) must not forget it inside its own Filled handler, before its commission."""
+    prune = OrderBook.prune
+    monkeypatch.setattr(OrderBook, "prune", lambda book, keep=2, **kw: prune(book, keep, **kw))
+    old, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(old.id).status == "Submitted")
+    for _ in range(3):
+        newer, _ = handler.submit(MKT)
+        assert handler.wait(newer.id, 5).verdict == "filled"
+    handler.modify(old.id, limit_price=1000.0)  # marketable now: it fills
+    wait_for(lambda: at_broker(gateway, old.id).status == "Filled")
+    charged = [c.commission for e, c in gateway.executions() if e.order_ref == old.id]
+    wait_for(lambda: [f.commission for f in handler.get(old.id).fills] == charged, timeout=5)
+    assert handler.get(old.id).verdict == "filled"
+
+
+def finished(id_: str, at: float, commission: float | None = 1.0) -> Tracker:
+    fills = (FillRecord(f"{id_}-x", at, 1, 1.0, commission),)
+    record = Lifecycle(id_, FAR, "api", 0.0, "done", verdict="filled", fills=fills, updated_at=at)
+    return Tracker(record, lambda r: None)
+
+
+def test_pruning_keeps_the_latest_finished_the_recent_and_those_awaiting_a_commission():
+    book = OrderBook(lambda: None, lambda: None)
+    now = time.time()
+    ages = {"a": 10, "b": 100, "c": 200, "d": 300, "e": 5}  # seconds since each finished
+    for id_, age in ages.items():  # created in this order, finished in another
+        book.add(finished(id_, now - age, commission=None if id_ == "c" else 1.0))
+    book.prune(keep=1, min_age=60)
+    # e: the latest finished; a: finished 10 s ago; c: its commission is still to come
+    assert sorted(t.id for t in book.all()) == ["a", "c", "e"]

@@ -161,9 +161,10 @@ def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
     memory, ib_async's tables included (memory stays flat); the journal still answers."""
     ids = [handler.submit(MKT)[0].id for _ in range(3)]
     assert [handler.wait(i, 5).verdict for i in ids] == ["filled"] * 3
+    wait_for(lambda: all(f.commission is not None for i in ids for f in handler.get(i).fills))
 
     async def prune_to_one() -> set[str]:  # on the loop, as a verdict prunes
-        handler.book.prune(keep=1)
+        handler.book.prune(keep=1, min_age=0)
         return {t.order.orderRef for t in handler.ib.trades()}
 
     at_ib_async = handler.thread.call(prune_to_one(), 5)
