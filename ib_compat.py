@@ -1,18 +1,24 @@
 """The few ib_async 2.1.0 details both the read path and the write path rely on.
 
-Contracts from a validated symbol, ib_async's "unset" numbers, its order status sets, and the
-one place that reaches into its private tables (dropping a finished trade). Pinned to the
+Contracts from a validated symbol, ib_async's "unset" numbers, its order status sets, the one
+place that reaches into its private tables (dropping a finished trade), and the guard that logs
+what our event handlers raise (eventkit would hide it). Pinned to the
 ib_async version the tests run (pyproject: ``ib_async==2.1.0``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from decimal import Decimal
+from typing import ParamSpec
 
 from ib_async import IB, Contract, Forex, Stock
 from ib_async.order import OrderStatus, Trade
 from ib_async.util import UNSET_DOUBLE
+
+P = ParamSpec("P")
 
 DONE_STATES = frozenset(OrderStatus.DoneStates)  # Filled Cancelled ApiCancelled Inactive
 # the statuses of an order the broker holds live (PendingSubmit is ib_async's own, never sent)
@@ -61,3 +67,16 @@ def forget_trade(ib: IB, trade: Trade) -> None:
     wrapper.permId2Trade.pop(order.permId, None)
     for fill in trade.fills:
         wrapper.fills.pop(fill.execution.execId, None)
+
+
+def logged(log: logging.Logger, what: str, handler: Callable[P, None]) -> Callable[P, None]:
+    """``handler`` for an ib_async event, its exceptions logged. eventkit hands a listener's
+    exception to the event's ``error_event``, which nobody listens to: it would vanish."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:  # log and carry on: the event's other listeners and later events
+            log.exception("💥 %s failed; carrying on", what)
+
+    return run

@@ -13,9 +13,10 @@ Phase (where our own handling of the order is)::
     done → tracking                 (re-adopted: the broker reports an order we had closed)
 
 Verdict (what became of it): ``filled``, ``cancelled``, ``rejected`` come from the broker and are
-final; ``not_sent`` and ``not_placed`` are our own conclusions and give way to new evidence from
-the broker (the order is re-adopted); ``working``, ``stuck_pending_submit`` and ``unknown`` are
-interim.
+final, except that ``cancelled`` and ``rejected`` give way to a fill the broker reports (they may
+rest on an error ib_async took for a cancel, or a cancel that crossed the fill); ``not_sent`` and
+``not_placed`` are our own conclusions and give way to new evidence from the broker (the order is
+re-adopted); ``working``, ``stuck_pending_submit`` and ``unknown`` are interim.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ VERDICTS: dict[Verdict | None, frozenset[Verdict]] = {
     None: frozenset(Verdict),
     **{v: frozenset(Verdict) for v in INTERIM_VERDICTS},
     **{v: _EVIDENCE for v in OUR_FINAL},  # no verdict is final against new evidence
-    **{v: frozenset() for v in BROKER_FINAL},
+    Verdict.FILLED: frozenset(),
+    # a fill the broker reports is its last word, whatever we concluded before: from an error
+    # ib_async took for a cancel (10311 before the ack), or from a cancel that crossed the fill
+    Verdict.CANCELLED: frozenset({Verdict.FILLED}),
+    Verdict.REJECTED: frozenset({Verdict.FILLED}),
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
+from ib_compat import logged
 from ib_connection import IBConnection
 from orders.commands import Command
 from orders.placement import CALL_TIMEOUT, Placement
@@ -44,8 +45,10 @@ class LoopSide(IBConnection):
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._consumer = asyncio.create_task(self._consume(), name="order-consumer")
-        ib.errorEvent += self.book.on_error
-        ib.openOrderEvent += lambda trade: self.reconciler.on_open_order(ib, trade)
+        ib.errorEvent += logged(log, "an order message", self.book.on_error)
+        ib.openOrderEvent += logged(
+            log, "an openOrder", lambda trade: self.reconciler.on_open_order(ib, trade)
+        )
         self.placement.new_connection()
         self._reconciled = False
         self.reconciler.reconcile(ib)

@@ -31,10 +31,19 @@ from ib_compat import (
     WORKING_STATES,
     filled_quantity,
     forget_trade,
+    logged,
     unset_price,
 )
 from order_records import FillRecord, Lifecycle
-from orders.lifecycle import Event, Phase, Tracker, Verdict, average_price, is_final
+from orders.lifecycle import (
+    Event,
+    Phase,
+    Tracker,
+    Verdict,
+    average_price,
+    is_final,
+    may_become,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 can
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
+_GIVE_WAY_TO_A_FILL = frozenset({Verdict.CANCELLED, Verdict.REJECTED})  # (logged when they do)
 # verdicts a broker's acknowledgement turns into "working"
 _PROMOTED = frozenset(
     {Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED, Verdict.NOT_SENT}
@@ -113,9 +123,12 @@ class OrderBook:
         """Follow ``trade``'s events on this connection."""
         tracker.trade = trade
         self.index(tracker, trade)
-        trade.statusEvent += lambda t: self.on_status(tracker, t)
-        trade.fillEvent += lambda t, fill: self.on_fill(tracker, fill)
-        trade.commissionReportEvent += lambda t, fill, report: self.on_commission(tracker, report)
+        name = tracker.id  # a failure is logged: the record may lag the broker until fixed
+        trade.statusEvent += logged(log, f"{name}'s status", lambda t: self.on_status(tracker, t))
+        trade.fillEvent += logged(log, f"{name}'s fill", lambda t, f: self.on_fill(tracker, f))
+        trade.commissionReportEvent += logged(
+            log, f"{name}'s commission", lambda t, f, report: self.on_commission(tracker, report)
+        )
 
     def index(self, tracker: Tracker, trade: Trade) -> None:
         """Find the tracker by the trade's orderId (error messages name the order by it)."""
@@ -167,6 +180,18 @@ class OrderBook:
         if new in CLIENT_SIDE_STATES:
             return  # set by ib_async itself (TWS never sends them): not a broker transition
         record = tracker.record
+        verdict = _BROKER_VERDICT.get(new, Verdict.CANCELLED) if new in DONE_STATES else None
+        if verdict not in (None, record.verdict) and not may_become(record.verdict, verdict):
+            self._keep_verdict(tracker, new)  # decided before anything is written
+            return
+        if verdict not in (None, record.verdict) and record.verdict in _GIVE_WAY_TO_A_FILL:
+            log.warning(
+                "🔁 %s: the broker reports it %s after all (was %s: %s)",
+                tracker.id,
+                new,
+                record.verdict,
+                record.verdict_reason,
+            )
         if record.verdict in (Verdict.NOT_PLACED, Verdict.NOT_SENT):
             tracker.readopt(
                 f"re-adopted: the broker reports it {new} after all (was {record.verdict})"
@@ -185,10 +210,17 @@ class OrderBook:
             log.info("%s 📊 Status: %s → %s (%s)", tracker.elapsed(), old, new, tracker.id)
         if new in WORKING_STATES:
             self._acknowledged(tracker, new)
-        if new in DONE_STATES:
-            verdict = _BROKER_VERDICT.get(new, Verdict.CANCELLED)
-            reason = self.last_error_text(tracker) if verdict != Verdict.FILLED else None
+        if verdict is not None and verdict != record.verdict:
+            reason = last_error_text(tracker) if verdict != Verdict.FILLED else None
             self.verdict(tracker, verdict, reason or new)
+        self._changed()
+
+    def _keep_verdict(self, tracker: Tracker, status: str) -> None:
+        """A final status the record's verdict may not give way to (Cancelled after Filled):
+        noted in its history, the record otherwise left as it is."""
+        verdict = tracker.record.verdict
+        tracker.step(f"the broker reported {status}; the verdict {verdict} stands")
+        log.warning("⚠️ %s: the broker reports it %s; verdict %s kept", tracker.id, status, verdict)
         self._changed()
 
     def _acknowledged(self, tracker: Tracker, status: str) -> None:
@@ -244,7 +276,7 @@ class OrderBook:
             and tracker.record.status not in DONE_STATES
             and not is_final(tracker.record.verdict)
         ):
-            self.verdict(tracker, Verdict.REJECTED, self.last_error_text(tracker) or text)
+            self.verdict(tracker, Verdict.REJECTED, last_error_text(tracker) or text)
 
     def on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         """ib_async's errorEvent: a message about one of our orders (by orderId)."""
@@ -281,13 +313,6 @@ class OrderBook:
         """The commission report of one of the order's executions."""
         tracker.commission(report.execId, report.commission)
         self._changed()
-
-    def last_error_text(self, tracker: Tracker) -> str | None:
-        """The last real error IB sent about the order (no warnings, no 10349)."""
-        for message in reversed(tracker.record.messages):
-            if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
-                return f"Error {message.code}: {message.text}"
-        return None
 
     # ------------------------------------------------------------------ verdicts
     def verdict(self, tracker: Tracker, verdict: Verdict, reason: str) -> None:
@@ -354,3 +379,11 @@ def _sync_intent(tracker: Tracker, trade: Trade) -> None:
     }
     if changes:
         tracker.confirmed(**changes)
+
+
+def last_error_text(tracker: Tracker) -> str | None:
+    """The last real error IB sent about the order (no warnings, no 10349)."""
+    for message in reversed(tracker.record.messages):
+        if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
+            return f"Error {message.code}: {message.text}"
+    return None

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import pytest
+from ib_async import Contract, Order
+from ib_async.order import OrderStatus, Trade
 from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtures
 
 from conftest import wait_for
 from order_handler import OrderIntent
 from order_records import FillRecord, Lifecycle
-from orders.lifecycle import Tracker
+from orders.lifecycle import VERDICTS, Tracker, Verdict, may_become
 from orders.reconcile import Action, Candidate, Decision, decide
 from orders.tracking import OrderBook
 
@@ -173,3 +176,51 @@ def test_pruning_keeps_the_latest_finished_the_recent_and_those_awaiting_a_commi
     book.prune(keep=1, min_age=60)
     # e: the latest finished; a: finished 10 s ago; c: its commission is still to come
     assert sorted(t.id for t in book.all()) == ["a", "c", "e"]
+
+
+def test_a_fill_after_an_informational_error_before_the_ack_ends_filled(handler, gateway):
+    """10311 before the ack makes ib_async mark the order Cancelled and us conclude rejected;
+    the broker filled it: the fill wins, and the record is whole (status, fills, verdict)."""
+    gateway.set_validation_delay(1.0)  # the ack comes in a later read than the error
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    text = "This order will be directly routed to NASDAQ."
+    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, text)
+    wait_for(lambda: handler.get(record.id).verdict == "rejected", timeout=3)
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Filled", 5)
+    wait_for(lambda: handler.get(record.id).status == "Filled", timeout=5)
+    final = handler.get(record.id)
+    assert (final.verdict, final.phase, final.filled, len(final.fills)) == ("filled", "done", 1, 1)
+
+
+def test_a_fill_beats_our_cancelled_or_rejected_and_nothing_beats_a_fill():
+    assert may_become("rejected", Verdict.FILLED) and may_become("cancelled", Verdict.FILLED)
+    assert not may_become("cancelled", Verdict.REJECTED)
+    assert not may_become("rejected", Verdict.WORKING)
+    assert VERDICTS[Verdict.FILLED] == frozenset()
+
+
+def test_a_status_the_verdict_may_not_take_changes_nothing_but_the_history():
+    """Decided before anything is written: no record is left half-updated."""
+    record = replace(finished("o-1", time.time()).record, status="Filled", filled=1.0)
+    tracker = Tracker(record, lambda r: None)
+    book = OrderBook(lambda: None, lambda: None)
+    book.apply_status(tracker, Trade(Contract(), Order(), OrderStatus(status="Cancelled")))
+    after = tracker.record
+    assert (after.status, after.verdict, after.transitions) == ("Filled", "filled", ())
+    assert after.steps[-1].text == "the broker reported Cancelled; the verdict filled stands"
+
+
+def test_a_failing_event_handler_is_logged_not_swallowed(handler, monkeypatch, caplog):
+    def boom(book, tracker, fill):
+        raise RuntimeError("boom in on_fill")
+
+    monkeypatch.setattr(OrderBook, "on_fill", boom)
+    record, _ = handler.submit(MKT)
+    assert handler.wait(record.id, 5).verdict == "filled"
+    wait_for(lambda: any("boom in on_fill" in r.exc_text for r in errors(caplog)), timeout=3)
+    assert record.id in errors(caplog)[0].getMessage()
+
+
+def errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_text]
