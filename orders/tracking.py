@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
+REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status before "rejected"
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
 _GIVE_WAY_TO_A_FILL = frozenset({Verdict.CANCELLED, Verdict.REJECTED})  # (logged when they do)
@@ -240,19 +241,14 @@ class OrderBook:
 
     def _on_error_status(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
         """ib_async changed the status because of an error message, not the broker."""
-        if (
-            code in FALSE_CANCEL_CODES
-            or trade.orderStatus.status == "ValidationError"
-            or tracker.acknowledged
-        ):
-            # informational, a warning, or a refused modify of a working order: the order lives
-            # on (the message is in the record)
-            self.restore_broker_status(tracker, trade)
-            return
-        if trade.orderStatus.status == "Cancelled":
-            # e.g. 103, 200, 201 before any ack; deferred so that ib_async's errorEvent
-            # (fired right after this) has recorded the message first
-            asyncio.get_running_loop().call_soon(self._reject_unacknowledged, tracker, text)
+        warning = trade.orderStatus.status == "ValidationError" or code in FALSE_CANCEL_CODES
+        self.restore_broker_status(tracker, trade)  # the broker's own status decides
+        if not warning and not tracker.acknowledged:
+            # 103, 200, 201 before any ack, or a message ib_async does not know (10311): 201
+            # comes with Inactive, an ack means it lives; no status at all within the grace
+            # (103 and 200 make no order) makes it rejected
+            loop = asyncio.get_running_loop()
+            loop.call_later(REJECT_GRACE, self._reject_unacknowledged, tracker, text)
 
     def restore_broker_status(self, tracker: Tracker, trade: Trade) -> None:
         """Give ib_async's trade back the broker's last status where ib_async set one of its

@@ -19,6 +19,7 @@ from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtur
 from conftest import wait_for
 from order_handler import OrderIntent
 from order_records import FillRecord, Lifecycle
+from orders import tracking
 from orders.lifecycle import VERDICTS, Tracker, Verdict, may_become
 from orders.reconcile import Action, Candidate, Decision, decide
 from orders.tracking import OrderBook
@@ -178,18 +179,44 @@ def test_pruning_keeps_the_latest_finished_the_recent_and_those_awaiting_a_commi
     assert sorted(t.id for t in book.all()) == ["a", "c", "e"]
 
 
-def test_a_fill_after_an_informational_error_before_the_ack_ends_filled(handler, gateway):
-    """10311 before the ack makes ib_async mark the order Cancelled and us conclude rejected;
-    the broker filled it: the fill wins, and the record is whole (status, fills, verdict)."""
+ROUTED = "This order will be directly routed to NASDAQ."  # 10311: informational
+
+
+def say_routed_before_the_ack(handler, gateway, intent: OrderIntent) -> str:
+    """Place ``intent`` with the ack 1 s late and IB's 10311 before it (ib_async takes any
+    error it does not know for a cancel of the order)."""
     gateway.set_validation_delay(1.0)  # the ack comes in a later read than the error
-    record, _ = handler.submit(MKT)
+    record, _ = handler.submit(intent)
     wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
-    text = "This order will be directly routed to NASDAQ."
-    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, text)
-    wait_for(lambda: handler.get(record.id).verdict == "rejected", timeout=3)
-    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Filled", 5)
-    wait_for(lambda: handler.get(record.id).status == "Filled", timeout=5)
-    final = handler.get(record.id)
+    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
+    return record.id
+
+
+@pytest.mark.parametrize(
+    ("intent", "status", "verdict"), [(MKT, "Filled", "filled"), (FAR, "Submitted", "working")]
+)
+def test_an_informational_error_before_the_ack_is_no_rejection(
+    handler, gateway, intent, status, verdict
+):
+    """The broker's status decides, not ib_async's reading of the message: the order fills,
+    or rests and is shown working (a "rejected" order live at the broker would be lost)."""
+    order_id = say_routed_before_the_ack(handler, gateway, intent)
+    wait_for(lambda: handler.get(order_id).verdict == verdict, timeout=8)
+    final = handler.get(order_id)
+    assert final.status == status
+    assert not any("rejected" in step.text for step in final.steps), final.steps
+    assert any(m.code == 10311 for m in final.messages)
+
+
+def test_a_fill_after_a_rejection_drawn_from_an_error_ends_filled(handler, gateway, monkeypatch):
+    """No status within the grace: the error makes it rejected; the broker then fills it:
+    the fill wins, and the record is whole (status, fills, verdict)."""
+    monkeypatch.setattr(tracking, "REJECT_GRACE", 0.2)
+    order_id = say_routed_before_the_ack(handler, gateway, MKT)
+    wait_for(lambda: handler.get(order_id).verdict == "rejected", timeout=3)
+    wait_for(lambda: getattr(at_broker(gateway, order_id), "status", None) == "Filled", 5)
+    wait_for(lambda: handler.get(order_id).status == "Filled", timeout=5)
+    final = handler.get(order_id)
     assert (final.verdict, final.phase, final.filled, len(final.fills)) == ("filled", "done", 1, 1)
 
 

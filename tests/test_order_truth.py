@@ -412,8 +412,9 @@ def test_4_a_change_while_an_answer_is_built_never_sticks_to_the_new_etag(gatewa
     handler.thread.call_soon(held.wait, 60)
     try:
         gateway.cancel_at_broker(handler.client_id, handler.get(order_id).order_id)
-        # from the completed orders, which the reader asks for at most 10 % of the time
-        wait_for(reader_has_it, timeout=30)
+        # from the completed orders, which the reader asks for at most 10 % of the time (a
+        # first download slowed by a loaded machine can put the next one 20 s or more away)
+        wait_for(reader_has_it, timeout=60)
         assert handler.get(order_id).status == "Submitted"
         handler.records, handler.get = change_after(handler.records), change_after(handler.get)
         during = client.get(url)
