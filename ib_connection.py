@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from ib_async import IB
 
+from ib_compat import logged
 from ib_link import LinkMonitor
 from ib_servers import IBServers
 from loop_thread import LoopThread, wait_event
@@ -209,7 +210,11 @@ class IBConnection(IBServers):
         ib = IB()
         ib.client.conn.hasData += self._on_bytes
         self.link.reset()  # a new socket: the gateway tells its farms (and any outage) again
-        ib.errorEvent += lambda req_id, code, text, _: self._on_notice(ib, req_id, code, text)
+        ib.errorEvent += logged(
+            log,
+            f"{self.name}'s notice",
+            lambda req_id, code, text, _: self._on_notice(ib, req_id, code, text),
+        )
         ib.client.MaxRequests = THROTTLE_REQUESTS
         ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
         try:

@@ -50,6 +50,7 @@ from ib_async import IB, Contract
 import history
 import instruments
 import market_data
+from ib_compat import logged
 from ib_connection import IBConnection
 from live_marks import LiveMarks
 from reader_market import MarketData
@@ -174,9 +175,15 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         # position streams: only a change of quantity means a fill (the portfolio stream also
         # repeats positions when their market value moves)
         self._quantities = {(p.account, p.contract.conId): p.position for p in ib.positions()}
-        ib.positionEvent += lambda pos: self._on_position(pos.account, pos.contract, pos.position)
-        ib.updatePortfolioEvent += lambda item: self._on_position(
-            item.account, item.contract, item.position
+        ib.positionEvent += logged(
+            log,
+            "a position",
+            lambda pos: self._on_position(pos.account, pos.contract, pos.position),
+        )
+        ib.updatePortfolioEvent += logged(
+            log,
+            "a portfolio row",
+            lambda item: self._on_position(item.account, item.contract, item.position),
         )
         accounts = ib.managedAccounts()
         self._marks = LiveMarks(ib, self.account or (accounts[0] if accounts else ""))

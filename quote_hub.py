@@ -32,6 +32,7 @@ from typing import Any
 from ib_async import IB, Contract, Ticker
 
 import market_data
+from ib_compat import logged
 from ib_connector import IBConnector
 from loop_thread import wait_event
 from screen_store import PriceAlert, ScreenStore, WatchItem
@@ -207,8 +208,8 @@ class QuoteHub:
             self._ib = ib
             self._state = _State()
             self._rows.clear()
-            ib.pendingTickersEvent += self._on_tickers
-            ib.errorEvent += self._on_error
+            ib.pendingTickersEvent += logged(log, "the watchlist's ticks", self._on_tickers)
+            ib.errorEvent += logged(log, "a watchlist notice", self._on_error)
         wanted = self._wanted()
         keep = wanted[: self.capacity]
         state = self._state

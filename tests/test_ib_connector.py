@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 
 import pytest
@@ -267,3 +268,23 @@ def test_the_order_list_is_dated_when_it_was_asked_for_not_when_it_came(connecto
     wait_for(lambda: connector.refreshes > done)  # answered after the stall, asked during it
     dated = connector.snapshot().orders_updated_at
     assert dated is not None and dated < stalled_at + 1.2, dated - stalled_at
+
+
+def test_a_failing_reader_handler_is_logged_not_swallowed(connector, other, monkeypatch, caplog):
+    """eventkit hands a listener's exception to an error event nobody listens to: without our
+    guard a broken position handler would leave the positions stale without a word."""
+
+    def boom(self, account, contract, position):
+        raise RuntimeError("boom in _on_position")
+
+    monkeypatch.setattr(IBConnector, "_on_position", boom)
+    other.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 1))
+
+    def logged_boom() -> bool:
+        other.sleep(0.05)  # the script's loop reads its socket meanwhile
+        return any(
+            r.levelno >= logging.ERROR and "boom in _on_position" in (r.exc_text or "")
+            for r in caplog.records
+        )
+
+    wait_for(logged_boom, timeout=5)
