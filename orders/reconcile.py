@@ -20,7 +20,7 @@ from ib_async import IB
 from ib_async.order import Trade
 
 from order_records import FillRecord, Lifecycle
-from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final
+from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final, may_become
 from orders.tracking import OrderBook
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ def decide(
     for candidate in candidates:
         record = candidate.record
         decisions += _fill_decisions(record, fills.get(record.id, ()))
-        if record.verdict in BROKER_FINAL:
-            continue
         report = orders.get(record.id)
+        if record.verdict in BROKER_FINAL and not _filled_after_all(record, report):
+            continue
         if report is not None:
             decisions.append(Decision(Action.ADOPT, record.id, report))
         elif record.verdict in OUR_FINAL:
@@ -86,6 +86,14 @@ def decide(
         elif candidate.restored or record.order_id is not None:  # sent (or maybe), not seen
             decisions.append(Decision(Action.NOT_PLACED if final else Action.AWAIT, record.id))
     return decisions
+
+
+def _filled_after_all(record: Lifecycle, report: OrderReport | None) -> bool:
+    """A record we closed as cancelled or rejected that the gateway reports filled (a cancel
+    that crossed the fill, an error ib_async took for a cancel): the fill wins."""
+    trade = report.trade if report is not None else None
+    filled = trade is not None and trade.orderStatus.status == "Filled"
+    return filled and may_become(record.verdict, Verdict.FILLED)
 
 
 def _fill_decisions(record: Lifecycle, reported: Sequence[FillRecord]) -> list[Decision]:

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from ib_async import Contract, Order
+from ib_async.order import OrderStatus, Trade
 
 from conftest import wait_for
 from gateway_process import GatewayProcess
@@ -118,6 +120,18 @@ def test_reconcile_decisions_from_reports():
     assert [(d.action, d.ref) for d in decide(candidates, {}, {}, final=True)] == [
         (Action.NOT_PLACED, "o-sent")
     ]
+    # closed by us as cancelled, filled at the broker meanwhile (heard after a reconnect)
+    crossed = Lifecycle(
+        id="o-crossed", intent=FAR, source="api", created_at=0, phase="done", verdict="cancelled"
+    )
+    filled = Trade(Contract(), Order(), OrderStatus(status="Filled"))
+    reports = {"o-crossed": OrderReport("o-crossed", False, filled)}
+    assert [(d.action, d.ref) for d in decide([Candidate(crossed, False)], reports, {}, True)] == [
+        (Action.ADOPT, "o-crossed")
+    ]
+    cancelled = Trade(Contract(), Order(), OrderStatus(status="Cancelled"))
+    reports = {"o-crossed": OrderReport("o-crossed", False, cancelled)}
+    assert decide([Candidate(crossed, False)], reports, {}, final=True) == []
 
 
 # ------------------------------------------------------------------ points 1 to 5
