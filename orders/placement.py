@@ -263,8 +263,8 @@ class Placement(Amend):
         log.info("✅ Sleep completed for %s", tracker.id)
 
     async def _monitor(self, tracker: Tracker) -> None:
-        if is_final(tracker.record.verdict):
-            return
+        if is_final(tracker.record.verdict) or tracker.record.phase != Phase.SETTLING:
+            return  # concluded, or re-adopted (not_placed, then a late ack) while it settled
         tracker.advance(Event.MONITOR)
         assert tracker.terminal is not None
         timeout = self.host.monitor_timeout

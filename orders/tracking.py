@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
+REJECTING_BELOW = 10000  # IB's order errors below it reject; the 10000s are mostly notes
 REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status before "rejected"
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
@@ -145,7 +146,7 @@ class OrderBook:
         finally:
             self._cancelling.discard(tracker.id)
         if trade.orderStatus.status in DONE_STATES:
-            self.restore_broker_status(tracker, trade)
+            restore_broker_status(tracker, trade)
 
     def on_status(self, tracker: Tracker, trade: Trade) -> None:
         """ib_async's statusEvent: the broker's status, or one ib_async made from an error or
@@ -182,6 +183,8 @@ class OrderBook:
             return  # set by ib_async itself (TWS never sends them): not a broker transition
         record = tracker.record
         verdict = _BROKER_VERDICT.get(new, Verdict.CANCELLED) if new in DONE_STATES else None
+        if verdict is Verdict.CANCELLED and _refused(tracker):
+            verdict = Verdict.REJECTED  # e.g. 201, then Cancelled (not Inactive)
         if verdict not in (None, record.verdict) and not may_become(record.verdict, verdict):
             self._keep_verdict(tracker, new)  # decided before anything is written
             return
@@ -242,37 +245,31 @@ class OrderBook:
     def _on_error_status(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
         """ib_async changed the status because of an error message, not the broker."""
         warning = trade.orderStatus.status == "ValidationError" or code in FALSE_CANCEL_CODES
-        self.restore_broker_status(tracker, trade)  # the broker's own status decides
+        restore_broker_status(tracker, trade)  # the broker's own status decides
         if not warning and not tracker.acknowledged:
             # 103, 200, 201 before any ack, or a message ib_async does not know (10311): 201
             # comes with Inactive, an ack means it lives; no status at all within the grace
             # (103 and 200 make no order) makes it rejected
             loop = asyncio.get_running_loop()
-            loop.call_later(REJECT_GRACE, self._reject_unacknowledged, tracker, text)
+            loop.call_later(REJECT_GRACE, self._unanswered_error, tracker, trade, code, text)
 
-    def restore_broker_status(self, tracker: Tracker, trade: Trade) -> None:
-        """Give ib_async's trade back the broker's last status where ib_async set one of its
-        own. ib_async passes an orderStatus on only when it differs from the trade's, so the
-        broker's next word (a Cancelled after an error ib_async took for a cancel) would
-        otherwise go unheard and the order stay working on the screen."""
-        status = tracker.record.status
-        if status is not None and trade.orderStatus.status != status:
-            log.info(
-                "%s ↩️ %s kept at the broker's %s (ib_async had set %s on its own)",
-                tracker.elapsed(),
-                tracker.id,
-                status,
-                trade.orderStatus.status,
-            )
-            trade.orderStatus.status = status
-
-    def _reject_unacknowledged(self, tracker: Tracker, text: str) -> None:
+    def _unanswered_error(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
+        """No status from the broker within the grace after an error before the ack: IB's
+        codes below 10000 reject the order (103, 110, 200 ...); a 10000s note (10311) on an
+        order that may still be acknowledged makes it ``not_placed``, our own conclusion,
+        which gives way to a late ack or fill."""
         if (
-            not tracker.acknowledged
-            and tracker.record.status not in DONE_STATES
-            and not is_final(tracker.record.verdict)
+            tracker.trade is not trade  # the connection changed: reconciliation decides
+            or tracker.acknowledged
+            or tracker.record.status in DONE_STATES
+            or is_final(tracker.record.verdict)
         ):
-            self.verdict(tracker, Verdict.REJECTED, last_error_text(tracker) or text)
+            return
+        reason = last_error_text(tracker) or text
+        if code < REJECTING_BELOW:
+            self.verdict(tracker, Verdict.REJECTED, reason)
+        else:
+            self.verdict(tracker, Verdict.NOT_PLACED, f"{reason}; no acknowledgement followed")
 
     def on_error(self, req_id: int, code: int, text: str, contract: object) -> None:
         """ib_async's errorEvent: a message about one of our orders (by orderId)."""
@@ -355,6 +352,23 @@ class OrderBook:
         tracker.trade = None
 
 
+def restore_broker_status(tracker: Tracker, trade: Trade) -> None:
+    """Give ib_async's trade back the broker's last status where ib_async set one of its own.
+    ib_async passes an orderStatus on only when it differs from the trade's, so the broker's
+    next word (a Cancelled after an error ib_async took for a cancel) would otherwise go
+    unheard and the order stay working on the screen."""
+    status = tracker.record.status
+    if status is not None and trade.orderStatus.status != status:
+        log.info(
+            "%s ↩️ %s kept at the broker's %s (ib_async had set %s on its own)",
+            tracker.elapsed(),
+            tracker.id,
+            status,
+            trade.orderStatus.status,
+        )
+        trade.orderStatus.status = status
+
+
 def awaits_commission(record: Lifecycle) -> bool:
     """A fill of the record has no commission yet."""
     return any(f.commission is None for f in record.fills)
@@ -383,3 +397,12 @@ def last_error_text(tracker: Tracker) -> str | None:
         if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
             return f"Error {message.code}: {message.text}"
     return None
+
+
+def _refused(tracker: Tracker) -> bool:
+    """Cancelled before any ack, not by us, after a real error from IB: a rejection."""
+    return (
+        not tracker.acknowledged
+        and not tracker.cancel_requested
+        and last_error_text(tracker) is not None
+    )

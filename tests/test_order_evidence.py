@@ -208,16 +208,26 @@ def test_an_informational_error_before_the_ack_is_no_rejection(
     assert any(m.code == 10311 for m in final.messages)
 
 
-def test_a_fill_after_a_rejection_drawn_from_an_error_ends_filled(handler, gateway, monkeypatch):
-    """No status within the grace: the error makes it rejected; the broker then fills it:
-    the fill wins, and the record is whole (status, fills, verdict)."""
+@pytest.mark.parametrize(
+    ("code", "concluded"),
+    [(10311, "not_placed"), (110, "rejected")],
+)
+def test_a_fill_after_a_conclusion_drawn_from_an_error_ends_filled(
+    handler, gateway, monkeypatch, code, concluded
+):
+    """No status within the grace after an error: a 10000s note makes it not_placed (ours), a
+    lower code rejected; the broker then fills it: the fill wins, and the record is whole
+    (status, fills, verdict)."""
     monkeypatch.setattr(tracking, "REJECT_GRACE", 0.2)
-    order_id = say_routed_before_the_ack(handler, gateway, MKT)
-    wait_for(lambda: handler.get(order_id).verdict == "rejected", timeout=3)
-    wait_for(lambda: getattr(at_broker(gateway, order_id), "status", None) == "Filled", 5)
-    wait_for(lambda: handler.get(order_id).status == "Filled", timeout=5)
-    final = handler.get(order_id)
-    assert (final.verdict, final.phase, final.filled, len(final.fills)) == ("filled", "done", 1, 1)
+    gateway.set_validation_delay(1.0)  # the ack comes after the grace
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    assert gateway.send_error(1000, handler.get(record.id).order_id, code, "a note from IB")
+    wait_for(lambda: handler.get(record.id).verdict == concluded, timeout=3)
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Filled", 5)
+    wait_for(lambda: handler.get(record.id).status == "Filled", timeout=5)
+    final = handler.get(record.id)
+    assert (final.verdict, final.filled, len(final.fills)) == ("filled", 1, 1)
 
 
 def test_a_fill_beats_our_cancelled_or_rejected_and_nothing_beats_a_fill():
@@ -251,3 +261,31 @@ def test_a_failing_event_handler_is_logged_not_swallowed(handler, monkeypatch, c
 
 def errors(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_text]
+
+
+def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(handler, gateway):
+    """not_placed after a 10000s note and 2 s of silence gives way to the late ack: the order
+    is working, counted and cancellable (a final "rejected" here hid a live order)."""
+    gateway.set_validation_delay(3.0)
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
+    wait_for(lambda: handler.get(record.id).verdict == "not_placed", timeout=4)
+    wait_for(lambda: handler.get(record.id).verdict == "working", timeout=6)
+    assert handler.working_count() == 1
+    handler.cancel(record.id)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
+
+
+def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(handler, gateway):
+    """IB's 201 before any ack, then the broker's Cancelled (not Inactive): rejected, with
+    IB's reason, not cancelled as if someone had cancelled it."""
+    gateway.set_validation_delay(1.0)
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    order_id = handler.get(record.id).order_id
+    assert gateway.send_error(1000, order_id, 201, "Order rejected - reason: test")
+    gateway.cancel_at_broker(1000, order_id)
+    wait_for(lambda: handler.get(record.id).status == "Cancelled", timeout=5)
+    final = handler.get(record.id)
+    assert final.verdict == "rejected" and "201" in (final.verdict_reason or ""), final
