@@ -45,9 +45,9 @@ from wire import plain_number
 
 # a target alert waits this long (holding a long-call slot) for the reader's position to
 # include every fill of ours for the contract, then answers 503 position_unconfirmed
-READER_CATCH_UP = 5.0
+READER_CATCH_UP = 2.0  # TradingView gives up on an answer after about 3 s
 CATCH_UP_POLL = 0.05  # s between looks at the reader's snapshot meanwhile
-TURN_MARGIN = 1.0  # s a second alert for the contract may wait beyond the first one's wait
+TURN_MARGIN = 0.5  # s a second alert for the contract may wait beyond the first one's wait
 _TURNS: dict[tuple[str, str], threading.Lock] = {}  # one target alert per contract at a time
 _TURNS_GUARD = threading.Lock()
 
@@ -198,17 +198,15 @@ def _target_turn(alert: webhook.AlertIn, body: dict[str, Any]) -> Iterator[None]
     waits longer than the first may take is refused (409) instead."""
     with _TURNS_GUARD:
         turn = _TURNS.setdefault(_contract_key(alert), threading.Lock())
-    if not turn.acquire(blocking=False):
-        with _long_call(required=True):
-            taken = turn.acquire(timeout=READER_CATCH_UP + TURN_MARGIN)
-        if not taken:
-            _audit("webhook", body, None, "refused: another target alert in progress")
-            raise ApiError(
-                409,
-                "order_in_flight",
-                f"{alert.symbol}: another target-position alert for it is being placed; "
-                "send this one again once it is done",
-            )
+    # waiting here holds no long-call slot: the alert taking its turn may need one
+    if not turn.acquire(timeout=READER_CATCH_UP + TURN_MARGIN):
+        _audit("webhook", body, None, "refused: another target alert in progress")
+        raise ApiError(
+            409,
+            "order_in_flight",
+            f"{alert.symbol}: another target-position alert for it is being placed; "
+            "send this one again once it is done",
+        )
     try:
         yield
     finally:
