@@ -560,7 +560,7 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
     wait_for(lambda: client.get("/api/v1/status").get_json()["ok"])
     first = client.get("/api/v1/status")
     assert first.get_json()["queue_depth"] == 0
-    etag = first.headers["ETag"]
+    etag, state_etag = first.headers["ETag"], client.get("/api/v1/state").headers["ETag"]
     held = threading.Event()
     services.handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing
     try:
@@ -573,5 +573,7 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
         )
         answer = client.get("/api/v1/status", headers={"If-None-Match": etag})
         assert answer.get_json()["queue_depth"] == 1 and answer.headers["ETag"] != etag
+        whole = client.get("/api/v1/state", headers={"If-None-Match": state_etag})
+        assert whole.status_code == 200 and whole.get_json()["status"]["queue_depth"] == 1
     finally:
         held.set()

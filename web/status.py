@@ -54,17 +54,25 @@ def status() -> Response:
     """Health of both connections, the threads, the account and the queue: built once per data
     version and second (its clock and ages move on between versions), whoever asks."""
     svc = services()
-    key = (svc.feed.version, int(time.monotonic() / SHARED_FOR))
-    etag, body = _cached("status", key, lambda: _status_answer(svc))
+    digest, body = _status_now(svc)
+    etag = _etag(("status", digest))
     if _client_has(etag):
         return Response(status=304, headers={"ETag": etag})
     return Response(body, mimetype="application/json", headers={"ETag": etag})
 
 
+def _status_now(svc: Services) -> tuple[str, bytes]:
+    """``_status_answer``, built once per data version and second."""
+    key = (svc.feed.version, int(time.monotonic() / SHARED_FOR))
+    answer: tuple[str, bytes] = _cached("status", key, lambda: _status_answer(svc))
+    return answer
+
+
 def _status_answer(svc: Services) -> tuple[str, bytes]:
-    """The body of /status and an ETag of what it says. Not only the data version: a queued
-    request, an open stream, a reconnect attempt or the simulator's market clock change it
-    too. The times that move on by themselves (clock, ages, heartbeats) are left out."""
+    """The body of /status and a digest of what it says (its ETag, and part of /state's). Not
+    only the data version: a queued request, an open stream, a reconnect attempt or the
+    simulator's market clock change it too. The times that move on by themselves (clock, ages,
+    heartbeats) are left out."""
     payload = status_payload(svc, svc.connector.snapshot())
     steady = {k: v for k, v in payload.items() if k not in _CLOCK_FIELDS}
     steady["connections"] = {
@@ -72,7 +80,7 @@ def _status_answer(svc: Services) -> tuple[str, bytes]:
         for name, conn in payload["connections"].items()
     }
     digest = hashlib.blake2b(_dumps(steady).encode(), digest_size=8).hexdigest()
-    return _etag(("status", digest)), _dumps(payload).encode()
+    return digest, _dumps(payload).encode()
 
 
 _CLOCK_FIELDS = frozenset({"now", "data_age", "orders_age"})
@@ -185,7 +193,8 @@ def state() -> Response:
             f'{{"version":{_dumps(version)},"status":{_dumps(status_payload(svc, snap))}'
         ).encode() + rest
 
-    return _conditional(version, build, shared="state")
+    # tagged by what its status says too (see _status_answer)
+    return _conditional((version, _status_now(svc)[0]), build, shared="state")
 
 
 @bp.get("/stream")
