@@ -52,6 +52,7 @@ KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from
 REJECTING_BELOW = 10000  # IB's order errors below it reject; the 10000s are mostly notes
 REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status before "rejected"
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
+COMMISSION_WAIT = 600.0  # seconds a finished record is kept for a missing commission at most
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
 _GIVE_WAY_TO_A_FILL = frozenset({Verdict.CANCELLED, Verdict.REJECTED})  # (logged when they do)
 # verdicts a broker's acknowledgement turns into "working"
@@ -338,7 +339,8 @@ class OrderBook:
         )
         for tracker in finished[: max(0, len(finished) - keep)]:
             age = now - (tracker.finished_at or tracker.record.updated_at)
-            if age >= min_age and not awaits_commission(tracker.record):
+            waits = awaits_commission(tracker.record) and age < COMMISSION_WAIT
+            if age >= min_age and not waits:
                 self._forget(tracker)
 
     def _forget(self, tracker: Tracker) -> None:

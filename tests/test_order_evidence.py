@@ -171,11 +171,13 @@ def finished(id_: str, at: float, commission: float | None = 1.0) -> Tracker:
 def test_pruning_keeps_the_latest_finished_the_recent_and_those_awaiting_a_commission():
     book = OrderBook(lambda: None, lambda: None)
     now = time.time()
-    ages = {"a": 10, "b": 100, "c": 200, "d": 300, "e": 5}  # seconds since each finished
+    # seconds since each finished; c and f still lack a commission
+    ages = {"a": 10, "b": 100, "c": 200, "d": 300, "e": 5, "f": 3600}
     for id_, age in ages.items():  # created in this order, finished in another
-        book.add(finished(id_, now - age, commission=None if id_ == "c" else 1.0))
+        book.add(finished(id_, now - age, commission=None if id_ in "cf" else 1.0))
     book.prune(keep=1, min_age=60)
-    # e: the latest finished; a: finished 10 s ago; c: its commission is still to come
+    # e: the latest finished; a: finished 10 s ago; c: its commission may still come (not f's,
+    # an hour on: a fill whose report never comes must not keep its order in memory for good)
     assert sorted(t.id for t in book.all()) == ["a", "c", "e"]
 
 
