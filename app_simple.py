@@ -130,14 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         server = create_server(
             app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
         )
-        port = getattr(server, "effective_port", settings.dashboard_port)  # the one taken for 0
-        _print_login_url(app, settings, int(port))  # listening now: the link works as it shows
+        port = bound_port(server, settings.dashboard_port)  # the one taken for 0
+        _print_login_url(app, settings, port)  # listening now: the link works as it shows
         server.run()
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
     finally:
         shutdown(app)
     return 0
+
+
+def bound_port(server: object, configured: int) -> int:
+    """The port a waitress server listens on (for port 0: the one the system gave it; a host
+    with several addresses has a socket each: the first one's)."""
+    port = getattr(server, "effective_port", None)
+    if port is None:
+        listen = getattr(server, "effective_listen", None) or [(None, configured)]
+        port = listen[0][1]
+    return int(port)
 
 
 def _print_login_url(app: Flask, settings: Settings, port: int) -> None:

@@ -558,3 +558,25 @@ def test_kill_switch_state_etag_moves_when_it_is_engaged_or_released(client):
         assert answer.status_code == 200, engaged
         assert answer.get_json()["engaged"] is engaged
         etag = answer.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    "where", [{"host": "127.0.0.1", "port": 0}, {"listen": "127.0.0.1:0 127.0.0.1:0"}]
+)
+def test_the_port_taken_for_port_0_is_the_one_printed(where):
+    """DASHBOARD_PORT=0: the sign-in URL names a port the dashboard listens on, also when
+    waitress opens several sockets (a host name with several addresses)."""
+    import socket
+
+    from waitress import create_server
+
+    from app_simple import bound_port
+
+    server = create_server(lambda environ, start: [], **where)
+    try:
+        port = bound_port(server, 0)
+        assert port > 0
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    finally:
+        server.close()
