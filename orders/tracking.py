@@ -36,6 +36,7 @@ from ib_compat import (
 )
 from order_records import FillRecord, Lifecycle
 from orders.lifecycle import (
+    BROKER_FINAL,
     Event,
     Phase,
     Tracker,
@@ -54,7 +55,6 @@ REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status be
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 COMMISSION_WAIT = 600.0  # seconds a finished record is kept for a missing commission at most
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
-_GIVE_WAY_TO_A_FILL = frozenset({Verdict.CANCELLED, Verdict.REJECTED})  # (logged when they do)
 # verdicts a broker's acknowledgement turns into "working"
 _PROMOTED = frozenset(
     {Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED, Verdict.NOT_SENT}
@@ -189,7 +189,8 @@ class OrderBook:
         if verdict not in (None, record.verdict) and not may_become(record.verdict, verdict):
             self._keep_verdict(tracker, new)  # decided before anything is written
             return
-        if verdict not in (None, record.verdict) and record.verdict in _GIVE_WAY_TO_A_FILL:
+        if verdict not in (None, record.verdict) and record.verdict in BROKER_FINAL:
+            # the table let a broker verdict give way: a fill over cancelled or rejected
             log.warning(
                 "🔁 %s: the broker reports it %s after all (was %s: %s)",
                 tracker.id,
