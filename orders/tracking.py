@@ -186,18 +186,18 @@ class OrderBook:
         verdict = _BROKER_VERDICT.get(new, Verdict.CANCELLED) if new in DONE_STATES else None
         if verdict is Verdict.CANCELLED and _refused(tracker):
             verdict = Verdict.REJECTED  # e.g. 201, then Cancelled (not Inactive)
-        if verdict not in (None, record.verdict) and not may_become(record.verdict, verdict):
-            self._keep_verdict(tracker, new)  # decided before anything is written
-            return
-        if verdict not in (None, record.verdict) and record.verdict in BROKER_FINAL:
-            # the table let a broker verdict give way: a fill over cancelled or rejected
-            log.warning(
-                "🔁 %s: the broker reports it %s after all (was %s: %s)",
-                tracker.id,
-                new,
-                record.verdict,
-                record.verdict_reason,
-            )
+        if verdict not in (None, record.verdict):
+            if not may_become(record.verdict, verdict):
+                self._keep_verdict(tracker, new)  # decided before anything is written
+                return
+            if record.verdict in BROKER_FINAL:  # the table let it give way: a fill over
+                log.warning(  # cancelled or rejected
+                    "🔁 %s: the broker reports it %s after all (was %s: %s)",
+                    tracker.id,
+                    new,
+                    record.verdict,
+                    record.verdict_reason,
+                )
         if record.verdict in (Verdict.NOT_PLACED, Verdict.NOT_SENT):
             tracker.readopt(
                 f"re-adopted: the broker reports it {new} after all (was {record.verdict})"
@@ -334,12 +334,9 @@ class OrderBook:
         memory, and any finished in the last ``min_age`` seconds or with a fill still awaiting
         its commission: ib_async drops a forgotten trade's reports. The journal has them all."""
         now = time.time()
-        finished = sorted(
-            (t for t in self.all() if is_final(t.record.verdict)),
-            key=lambda t: t.finished_at or t.record.updated_at,
-        )
+        finished = sorted((t for t in self.all() if is_final(t.record.verdict)), key=_finished_at)
         for tracker in finished[: max(0, len(finished) - keep)]:
-            age = now - (tracker.finished_at or tracker.record.updated_at)
+            age = now - _finished_at(tracker)
             waits = awaits_commission(tracker.record) and age < COMMISSION_WAIT
             if age >= min_age and not waits:
                 self._forget(tracker)
@@ -370,6 +367,11 @@ def restore_broker_status(tracker: Tracker, trade: Trade) -> None:
             trade.orderStatus.status,
         )
         trade.orderStatus.status = status
+
+
+def _finished_at(tracker: Tracker) -> float:
+    """When the record got its final verdict (a restored one: its last change)."""
+    return tracker.finished_at or tracker.record.updated_at
 
 
 def awaits_commission(record: Lifecycle) -> bool:

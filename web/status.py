@@ -144,7 +144,7 @@ def state_json(svc: Services) -> str:
     records = _records(svc)
     return _object_json(
         version=_dumps(version),
-        status=_dumps(status_payload(svc, snap)),
+        status=_status_now(svc)[1].decode(),
         account=_account_json(snap),
         positions=_positions_json(snap),
         orders=_state_orders_json(svc, snap, records),
@@ -189,12 +189,11 @@ def state() -> Response:
                 )[1:]
             ).encode(),
         )
-        return (
-            f'{{"version":{_dumps(version)},"status":{_dumps(status_payload(svc, snap))}'
-        ).encode() + rest
+        return f'{{"version":{_dumps(version)},"status":'.encode() + status_body + rest
 
-    # tagged by what its status says too (see _status_answer)
-    return _conditional((version, _status_now(svc)[0]), build, shared="state")
+    # tagged by what its status says too; the status part is /status's body (_status_answer)
+    digest, status_body = _status_now(svc)
+    return _conditional((version, digest), build, shared="state")
 
 
 @bp.get("/stream")
@@ -281,7 +280,7 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
                 # the status again (its heartbeats and ages), so an idle page shows how fresh
                 # its data are, however often quotes move; also finds a vanished browser
                 told = time.monotonic()
-                yield f"event: pulse\ndata: {_dumps(status_payload(svc, svc.connector.snapshot()))}\n\n"
+                yield f"event: pulse\ndata: {_status_now(svc)[1].decode()}\n\n"
     finally:
         slot.release()
 

@@ -188,7 +188,12 @@ def _submit(fields: dict[str, Any], key: str, body: dict[str, Any]) -> tuple[Res
 
 
 def _contract_key(alert: webhook.AlertIn) -> tuple[str, str]:
-    return alert.sec_type or "STK", alert.symbol.replace(".", "")
+    return _key(alert.sec_type or "STK", alert.symbol)
+
+
+def _key(sec_type: str, symbol: str) -> tuple[str, str]:
+    """One contract, however its symbol is written (BRK.B, BRKB)."""
+    return sec_type, symbol.replace(".", "")
 
 
 @contextmanager
@@ -304,7 +309,7 @@ def _position(svc: Services, snap: Snapshot, alert: webhook.AlertIn) -> float:
 
 
 def _record_key(record: Lifecycle) -> tuple[str, str]:
-    return record.intent.sec_type, record.intent.symbol.replace(".", "")
+    return _key(record.intent.sec_type, record.intent.symbol)
 
 
 def _replayed_fields(record: Lifecycle) -> dict[str, Any]:
