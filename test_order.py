@@ -6,7 +6,9 @@
 Uses its own connection and clientId, applies the paper-trading settle
 workaround (awaited, so callbacks keep flowing), prints each status
 transition with elapsed seconds and every IB message, and exits 0 only if the
-order reaches Filled.
+order reaches Filled. An order not done by the time-out (or at Ctrl-C) is cancelled:
+a baseline check leaves nothing working at IB. It refuses a live account unless
+``--live`` is given (the order is real there).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import time
 
 from ib_async import IB, Contract, Order, Trade
 
+from config import is_paper_account
 from ib_compat import make_contract
 from wire import plain_number
 
 EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
+CANCEL_WAIT = 5.0  # s to wait for the broker to confirm the cancel of an unfinished order
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="1,2,1",
         help="the settle workaround's three waits in seconds (default 1,2,1)",
     )
-    ap.add_argument("--timeout", type=float, default=15.0, help="monitoring time-out (s)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="monitoring time-out (s); an order not done by then is cancelled",
+    )
+    ap.add_argument(
+        "--live",
+        action="store_true",
+        help="allow a live (non-paper) account: the order is real there",
+    )
     ap.add_argument(
         "--sim-market-data",
         default="live",
@@ -85,6 +99,12 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
         f"accounts {','.join(ib.managedAccounts())})"
     )
     try:
+        if not args.live and not all(map(is_paper_account, ib.managedAccounts())):
+            say(
+                f"❌ {','.join(ib.managedAccounts())} is a live account: this check places a "
+                "real order there; nothing was sent (add --live to do it anyway)"
+            )
+            return EXIT_ERROR
         return await _place_and_watch(ib, args, say)
     finally:
         ib.disconnect()
@@ -120,13 +140,11 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
         f"🚀 Submitted orderId {order.orderId}: {args.side} {plain_number(args.quantity)} {args.symbol} "
         f"{args.order_type} (timeout: {args.timeout:g}s)"
     )
-    say("⏱️ Applying sleep workaround...")
-    for seconds in args.settle:
-        await asyncio.sleep(seconds)
-    say("✅ Sleep completed")
-    deadline = time.monotonic() + args.timeout
-    while not trade.isDone() and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    try:
+        await _settle_and_watch(trade, args, say)
+    finally:  # the time-out, an error or Ctrl-C (asyncio.run cancels this task)
+        if not trade.isDone():
+            await _cancel_unfinished(ib, trade, say)
     for fill in trade.fills:
         say(
             f"💰 Fill {plain_number(fill.execution.shares)} @ {plain_number(fill.execution.price)} "
@@ -138,6 +156,36 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
         return EXIT_FILLED
     say(f"❌ Order did not fill: {status}")
     return EXIT_NOT_FILLED
+
+
+async def _settle_and_watch(trade: Trade, args: argparse.Namespace, say) -> None:
+    """The settle workaround's waits (awaited: callbacks keep flowing), then up to
+    ``--timeout`` s for the order to be done."""
+    say("⏱️ Applying sleep workaround...")
+    for seconds in args.settle:
+        await asyncio.sleep(seconds)
+    say("✅ Sleep completed")
+    deadline = time.monotonic() + args.timeout
+    while not trade.isDone() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def _cancel_unfinished(ib: IB, trade: Trade, say) -> None:
+    """Cancel the order and wait up to CANCEL_WAIT s for the broker to say it is done."""
+    order = trade.order
+    say(f"🛑 Not done ({trade.orderStatus.status}): cancelling orderId {order.orderId}")
+    try:
+        ib.cancelOrder(order)
+        deadline = time.monotonic() + CANCEL_WAIT
+        while not trade.isDone() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    except ConnectionError as exc:
+        say(f"⚠️ Cancel not sent: {exc}")
+    if not trade.isDone():
+        say(
+            f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at IB "
+            f"({trade.orderStatus.status}): check TWS and cancel it there"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         return asyncio.run(run(args, host, port))
+    except KeyboardInterrupt:
+        print("Interrupted.", flush=True)
+        return EXIT_ERROR
     finally:
         if gateway is not None:
             gateway.stop()

@@ -1,9 +1,12 @@
 """The standalone baseline script, run as a trader runs it."""
 
+import asyncio
+import signal
 import subprocess
 import sys
 
 import pytest
+from ib_async import IB
 
 from conftest import ROOT, TRADING_CLOCK
 from sim_gateway.broker import BrokerConfig
@@ -49,6 +52,52 @@ def test_non_zero_exit_when_the_order_does_not_fill(gateway):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Submitted" in result.stdout and "did not fill" in result.stdout
+    # a baseline check leaves nothing working at the broker
+    assert "🛑 Not done (Submitted): cancelling orderId" in result.stdout
+    assert "→ Cancelled" in result.stdout and "may still be working" not in result.stdout
+    assert asyncio.run(_open_orders(gateway.port)) == []
+
+
+def test_ctrl_c_while_watching_cancels_the_order(gateway):
+    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
+    seen = []
+    with subprocess.Popen(
+        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as script:
+        assert script.stdout is not None
+        for line in script.stdout:
+            seen.append(line)
+            if "✅ Sleep completed" in line:
+                script.send_signal(signal.SIGINT)  # the trader's Ctrl-C while it watches
+        code = script.wait(timeout=30)
+    out = "".join(seen)
+    assert code == 2, out
+    assert "🛑 Not done (" in out and "): cancelling orderId" in out and "→ Cancelled" in out
+    assert "Interrupted." in out
+    assert asyncio.run(_open_orders(gateway.port)) == []
+
+
+def test_a_live_account_places_nothing_without_the_live_flag(live_gateway):
+    args = ("--host", "127.0.0.1", "--port", str(live_gateway.port), "--settle", "0,0,0")
+    result = run_script(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "U7654321 is a live account" in result.stdout and "--live" in result.stdout
+    assert live_gateway.stats().requests_by_client.get((7, "PlaceOrder"), 0) == 0
+    result = run_script(*args, "--live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "🎉 SUCCESS! Order reached: Filled" in result.stdout
+
+
+async def _open_orders(port: int) -> list:
+    """Every client's open orders, as another API client sees them."""
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", port, clientId=31, timeout=10)
+    try:
+        return await ib.reqAllOpenOrdersAsync()
+    finally:
+        ib.disconnect()
+        await asyncio.sleep(0)  # let the transport finish closing on this loop
 
 
 def test_unknown_symbol_and_bad_flags_fail_clearly(gateway):
@@ -76,6 +125,15 @@ def test_fills_on_an_account_without_any_market_data(start_gateway_without_data)
     result = run_script("--host", "127.0.0.1", "--port", str(gateway.port), "--settle", "0,0,0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not any(f"Error {code}" in result.stdout for code in (354, 10167, 10168))
+
+
+@pytest.fixture
+def live_gateway():
+    """A gateway whose (simulated) account id looks live: U, not DU."""
+    broker = BrokerConfig(seed=7, account="U7654321", live_account_drill=True)
+    gw = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK), broker).start()
+    yield gw
+    gw.stop()
 
 
 @pytest.fixture
