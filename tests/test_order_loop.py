@@ -289,3 +289,17 @@ def test_a_preview_is_bounded_when_the_loop_is_stuck(handler, monkeypatch):
     with loop_held(handler):  # the loop answers after 10 s at the earliest
         with pytest.raises(TimeoutError):
             handler.preview(MKT)
+
+
+def test_a_cancel_before_the_send_sends_nothing(handler, gateway):
+    """A cancel that reaches the order thread while the placement still waits for its contract
+    (the gateway slow to answer) ends the order ``cancelled`` without anything reaching the
+    broker: no placeOrder, and no order at the gateway."""
+    gateway.stall(1.5)  # the contract's qualification waits: AAPL was never asked for here
+    record, _ = handler.submit(FAR)
+    handler.cancel(record.id)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=10)
+    done = handler.get(record.id)
+    assert (done.verdict_reason, done.order_id) == ("cancelled before it was sent", None)
+    assert gateway.stats().requests_by_client.get((1000, "PlaceOrder"), 0) == 0
+    assert gateway.open_orders() == []
