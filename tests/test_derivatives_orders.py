@@ -376,3 +376,35 @@ def test_a_working_option_order_is_modified_on_its_market_rule_and_previewed(
     )
     client.post(f"/api/v1/orders/{order_id}/cancel")
     wait_for(lambda: gateway.open_orders() == [])
+
+
+def on_option_grid(price: float) -> float:
+    """``price`` on the option rule's grid (pennies below 3, nickels from 3)."""
+    tick = 0.05 if price >= 3 else 0.01
+    return round(round(price / tick) * tick, 2)
+
+
+def test_an_option_stop_is_checked_against_the_options_own_quote(client, deriv_app, gateway):
+    """The stop check quotes the option (by conId), not the stock of its symbol: a BUY stop
+    above the option's ask rests (the stock's ask is far above it), a SELL stop above the
+    option's bid triggers at once and is refused, and a modified stop is checked likewise."""
+    _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
+    stop = marketable_buy(quote.ask)
+    body = {**CALL_200, "action": "BUY", "quantity": 1, "order_type": "STP", "stop_price": stop}
+    placed = client.post("/api/v1/orders", json=body)
+    assert placed.status_code == 202, placed.get_json()
+    wait_for(lambda: len(gateway.open_orders()) == 1)
+    higher = on_option_grid(stop * 1.02 + 0.05)
+    order_id = placed.get_json()["id"]
+    moved = client.post(f"/api/v1/orders/{order_id}/modify", json={"stop_price": higher})
+    assert moved.status_code == 202, moved.get_json()
+    client.post(f"/api/v1/orders/{order_id}/cancel")
+    wait_for(lambda: gateway.open_orders() == [])
+
+    _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
+    above_bid = on_option_grid(quote.ask * 1.05 + 0.05)  # above the ask, so above the bid too
+    sell = {**body, "action": "SELL", "stop_price": above_bid}
+    refused = client.post("/api/v1/orders", json=sell)
+    error = refused.get_json()["error"]
+    assert (refused.status_code, error["code"]) == (422, "stop_triggers_immediately"), error
+    assert gateway.open_orders() == [] and gateway.executions() == []

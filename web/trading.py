@@ -54,6 +54,7 @@ from web.status import ib_servers
 from wire import plain_number
 
 WAIT_SLACK = 5.0
+STOP_TYPES = ("STP", "STP LMT")
 PRICE_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 IDEMPOTENCY_HEADER = {
@@ -105,7 +106,7 @@ def place_order() -> tuple[Response, int]:
     body = _json_body(source)
     order_in = _validated_order(OrderIn, body, source)
     if not order_in.accept_immediate_trigger:
-        _refuse_immediate_trigger(order_in.intent(services().settings.account), source, body)
+        _refuse_immediate_trigger(_stop_check_intent(order_in, source, body), source, body)
     record, created = submit_order(order_in, source, _idempotency_key(order_in))
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
@@ -115,6 +116,20 @@ def place_order() -> tuple[Response, int]:
                 record = _handler().wait(record.id, timeout + WAIT_SLACK)
         return _order_response(record, created, 200 if record.verdict else 202)
     return _order_response(record, created, 202 if created else 200)
+
+
+def _stop_check_intent(order_in: OrderIn, source: str, body: dict[str, Any]) -> OrderIntent:
+    """The intent the stop check quotes: a derivative stop's own contract (by conId), not
+    the stock of its symbol (an unknown contract is the order's 400, audited)."""
+    svc = services()
+    intent = order_in.intent(svc.settings.account)
+    if order_in.sec_type not in DERIVATIVES or order_in.order_type not in STOP_TYPES:
+        return intent
+    try:
+        return resolved_contract(svc, order_in, intent)
+    except ApiError as exc:
+        _audit(source, body, None, f"invalid: {exc.message}")
+        raise
 
 
 def _immediate_trigger(intent: OrderIntent) -> str | None:
@@ -403,7 +418,10 @@ def modify_order(order_id: str) -> tuple[Response, int]:
     if record is not None:
         changed = _validate(OrderIn, _modified_fields(record, change))
         if change.stop_price is not None and not change.accept_immediate_trigger:
-            _refuse_immediate_trigger(changed.intent(record.intent.account), None, None)
+            intent = changed.intent(record.intent.account)  # a derivative: quoted by its conId
+            _refuse_immediate_trigger(
+                dataclasses.replace(intent, con_id=record.intent.con_id), None, None
+            )
     _modified_increments(services(), order_id, change)
     return _order_action(
         lambda h: h.modify(
