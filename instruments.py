@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from wire import plain_number
 log = logging.getLogger(__name__)
 
 DERIVATIVES = frozenset({"OPT", "FUT"})
+MONTH_CODES = "FGHJKMNQUVXZ"  # a futures month's letter, January to December
+MONTH_CODE = re.compile(rf"([{MONTH_CODES}])([0-9]{{1,2}})$")
 DEFAULT_EXCHANGE = {"OPT": "SMART", "FUT": ""}  # futures: IB searches every exchange
 CALL_TIMEOUT = 5.0
 Increments = tuple[tuple[float, float], ...]  # (low edge, increment) by ascending low edge
@@ -99,7 +102,9 @@ class Resolved:
     @property
     def description(self) -> str:
         """The contract in IB's words."""
-        return describe(self.symbol, self.sec_type, self.expiry, self.strike, self.right)
+        return describe(
+            self.symbol, self.sec_type, self.expiry, self.strike, self.right, self.local_symbol
+        )
 
     def tick_at(self, price: float) -> float:
         """The price increment at ``price`` (the market rule's band)."""
@@ -114,12 +119,30 @@ def describe(
     right: str = "",
     local_symbol: str = "",
 ) -> str:
-    """ "AAPL 20261218 200 C" for an option, "ES 202612" for a future, the symbol otherwise."""
+    """ "AAPL 20261218 200 C" for an option, "ES 202612" for a future (its contract month),
+    the symbol otherwise."""
     if sec_type in ("OPT", "FOP") and expiry:
         return f"{symbol} {expiry} {plain_number(strike)} {right}".strip()
     if sec_type in ("FUT", "CONTFUT") and expiry:
-        return f"{symbol} {expiry[:6]}"
+        return f"{symbol} {contract_month(expiry, local_symbol)}"
     return local_symbol if sec_type == "CASH" and local_symbol else symbol
+
+
+def contract_month(expiry: str, local_symbol: str = "") -> str:
+    """A future's contract month (YYYYMM). IB gives a held or filled future's last trading
+    day, and CL's January contract stops trading in December: the month its exchange-style
+    local symbol names (ESZ6, CLF7: month letter, year digits) in the year nearest that day
+    when it has one, else the month of ``expiry``."""
+    code = MONTH_CODE.search(local_symbol)
+    if code is None or len(expiry) < 6 or not expiry[:6].isdigit():
+        return expiry[:6]
+    last = int(expiry[:4]) * 12 + int(expiry[4:6]) - 1
+    month, digits = MONTH_CODES.index(code[1]), code[2]
+    years = [y for y in range(last // 12 - 1, last // 12 + 2) if str(y).endswith(digits)]
+    if not years:
+        return expiry[:6]
+    year = min(years, key=lambda y: abs(y * 12 + month - last))
+    return f"{year}{month + 1:02d}"
 
 
 def multiplier_of(text: str | float | None) -> float:

@@ -249,7 +249,7 @@ def _description(contract: Contract) -> str:
         contract.lastTradeDateOrContractMonth,
         contract.strike,
         contract.right,
-        _symbol(contract),
+        contract.localSymbol if contract.secType in ("FUT", "CONTFUT") else _symbol(contract),
     )
 
 

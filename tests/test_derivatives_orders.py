@@ -408,3 +408,34 @@ def test_an_option_stop_is_checked_against_the_options_own_quote(client, deriv_a
     error = refused.get_json()["error"]
     assert (refused.status_code, error["code"]) == (422, "stop_triggers_immediately"), error
     assert gateway.open_orders() == [] and gateway.executions() == []
+
+
+def test_a_future_is_described_by_its_contract_month_not_its_last_trading_day(client, gateway):
+    """CL's January contract stops trading in December: the order, the position and the fill
+    name it as the futures listing does (CL 202701), not by its last trading day's month."""
+    [january, *_] = client.get("/api/v1/futures/contracts?symbol=CL").get_json()["contracts"]
+    assert january["contract_month"] > january["last_trade_date"][:6]
+    body = {"symbol": "CL", "sec_type": "FUT", "expiry": january["contract_month"]}
+    order = filled(
+        client,
+        client.post(
+            "/api/v1/orders?wait=1",
+            json={**body, "action": "BUY", "quantity": 1, "order_type": "MKT"},
+        ),
+    )
+    listed = client.get(f"/api/v1/orders/{order['id']}").get_json()
+    assert listed["description"] == january["description"] == "CL 202701"
+
+    def shown():
+        rows = client.get("/api/v1/positions").get_json()["positions"]
+        return next((p for p in rows if p["con_id"] == january["con_id"]), None)
+
+    assert wait_for(shown)["description"] == "CL 202701"
+    fills = wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == order["id"]
+        ]
+    )
+    assert {f["description"] for f in fills} == {"CL 202701"}
