@@ -149,3 +149,38 @@ def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Da
             ]
         )
     )
+
+
+def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dashboard):
+    """The server placed the order but its answer never reached the page: the trader reviews
+    and confirms the same order again, and the retry answers the first order (the ticket
+    sends an Idempotency-Key, kept for that order until an answer comes)."""
+    page = dash.open().page
+    page.select_option("#dt-sec_type", "FUT")
+    page.fill("#dt-symbol", "es")
+    page.locator("#dt-symbol").dispatch_event("change")
+    expect(page.locator("#dt-month option")).to_have_count(3)
+    page.select_option("#dt-order_type", "MKT")
+    lost: list[int] = []
+
+    def drop_the_answer(route) -> None:
+        if route.request.method == "POST" and not lost:
+            lost.append(route.fetch().status)  # the server places the order...
+            route.abort("connectionreset")  # ...and the page never hears of it
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/orders\?wait=1$"), drop_the_answer)
+    dash.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-error")).to_contain_text("cannot be reached")
+    assert lost and lost[0] in (200, 202)
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    [held] = wait_for(
+        lambda: [p for p in dash.gateway.positions() if p.contract.local_symbol == "ESZ6"]
+    )
+    assert held.position == 1
+    assert len(dash.gateway.all_orders()) == 1

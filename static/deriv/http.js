@@ -14,11 +14,12 @@ export class ApiError extends Error {
   }
 }
 
-/** GET (or POST with a JSON body) an API path; resolves with the JSON body. */
+/** GET (or POST with a JSON body and extra headers) an API path; resolves with the JSON body. */
 export async function api(path, options = {}) {
   const method = (options.method || "GET").toUpperCase();
   const init = {method, headers: {Accept: "application/json"}, credentials: "same-origin", cache: "no-store"};
   if (CSRF_TOKEN && method !== "GET") init.headers["X-CSRFToken"] = CSRF_TOKEN;
+  Object.assign(init.headers, options.headers || {});
   if (options.body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(options.body);

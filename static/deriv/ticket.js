@@ -59,6 +59,7 @@ export function mountTicket(root) {
   let localSymbol = null; // a contract named by IB's local symbol (from a position)
   let multiplier = null; // the contract's, when known (chain, month picker, position)
   let pending = null; // the order body under review
+  let unanswered = null; // {json, key}: an order sent without an answer; sent again under its key
   let monthsFor = null;
 
   function layout() {
@@ -164,19 +165,30 @@ export function mountTicket(root) {
       return;
     }
     const b = pending;
+    const key = idempotencyKey(b);
     send.disabled = true;
     result.textContent = "Sending…";
     try {
-      const answer = await api("/api/v1/orders?wait=1", {method: "POST", body: b});
+      const answer = await api("/api/v1/orders?wait=1", {method: "POST", body: b, headers: {"Idempotency-Key": key}});
+      unanswered = null;
       showForm();
       follow(answer.order, contractWords(b));
     } catch (err) {
+      if (err.status && err.status < 500) unanswered = null; // refused: nothing was placed
       result.textContent = "";
       showForm();
       showError(err);
     } finally {
       send.disabled = false;
     }
+  }
+
+  /** The order's Idempotency-Key: the same order sent again after no answer (the network,
+   * a 5xx) keeps its key, so the server answers the first order instead of placing a second. */
+  function idempotencyKey(b) {
+    const json = JSON.stringify(b);
+    if (!unanswered || unanswered.json !== json) unanswered = {json, key: newKey()};
+    return unanswered.key;
   }
 
   /** Show the order's verdict; a working order is followed until it is final (or a minute). */
@@ -240,6 +252,13 @@ export function mountTicket(root) {
       multiplier: p.multiplier, action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)});
   });
   layout();
+}
+
+function newKey() {
+  if (window.crypto && typeof window.crypto.randomUUID === "function") return `deriv-${window.crypto.randomUUID()}`;
+  const bytes = new Uint8Array(16);
+  window.crypto.getRandomValues(bytes);
+  return `deriv-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 function monthText(month) {
