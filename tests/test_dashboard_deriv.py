@@ -184,3 +184,23 @@ def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dash
     )
     assert held.position == 1
     assert len(dash.gateway.all_orders()) == 1
+
+
+def test_a_board_is_not_shown_under_another_expirys_tab(dash: Dashboard):
+    """Choosing another expiry takes the old board away while the new one is quoted: its
+    prices (a click fills the ticket with that contract) never stand under the new tab."""
+    page = dash.open().page
+    page.fill("#chain-symbol", "aapl")
+    page.click("#chain-load")
+    first = page.locator(".chain-tab").first
+    expect(first).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#chain-status")).to_contain_text("underlying")
+    expect(page.locator('[data-leg="call-200-ask"]')).to_be_visible()
+    page.route(re.compile(rf".*/api/v1/options/quotes\?.*expiry={EXPIRY}.*"), lambda r: r.abort())
+    dash.allow_console_error(r"ERR_FAILED|Failed to load resource")
+    page.locator(f'.chain-tab[data-expiry="{EXPIRY}"]').click()
+    expect(page.locator("#chain-status")).to_contain_text("cannot be reached")
+    expect(page.locator(f'.chain-tab[data-expiry="{EXPIRY}"]')).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator('[data-leg="call-200-ask"]')).to_be_hidden()

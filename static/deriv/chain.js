@@ -43,6 +43,8 @@ export function mountChain(root) {
     current.expiry = expiry;
     for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.expiry === expiry));
     status.textContent = `Quoting ${current.symbol} ${expiry}…`;
+    // another expiry's board must not stand under this tab (a price click fills the ticket)
+    if (!current.board || current.board.expiry !== expiry) table.hidden = true;
     refresh.disabled = true;
     try {
       const params = new URLSearchParams({symbol: current.symbol, expiry, strikes: String(STRIKES_EACH_SIDE)});
