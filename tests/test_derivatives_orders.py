@@ -410,6 +410,20 @@ def test_an_option_stop_is_checked_against_the_options_own_quote(client, deriv_a
     assert gateway.open_orders() == [] and gateway.executions() == []
 
 
+def test_a_futures_stop_the_market_has_passed_is_refused(client, deriv_app, gateway):
+    """Quoted by its conId: a BUY stop on ES below its ask triggers at once (was placed
+    unchecked: the check looked for a stock named ES and, finding none, said nothing)."""
+    connector = deriv_app.extensions["trading"].connector
+    found = connector.contract(ContractSpec(symbol="ES", sec_type="FUT", expiry="202612"))
+    quote = wait_for(lambda: (q := connector.quote("ES", "FUT", con_id=found.con_id)).ask and q)
+    stop = round(quote.ask * 0.99 / 0.25) * 0.25
+    body = {"symbol": "ES", "sec_type": "FUT", "expiry": "202612", "action": "BUY", "quantity": 1}
+    refused = client.post("/api/v1/orders", json={**body, "order_type": "STP", "stop_price": stop})
+    error = refused.get_json()["error"]
+    assert (refused.status_code, error["code"]) == (422, "stop_triggers_immediately"), error
+    assert gateway.all_orders() == [] and gateway.executions() == []
+
+
 def test_a_future_is_described_by_its_contract_month_not_its_last_trading_day(client, gateway):
     """CL's January contract stops trading in December: the order, the position and the fill
     name it as the futures listing does (CL 202701), not by its last trading day's month."""
