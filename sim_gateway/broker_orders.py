@@ -45,6 +45,15 @@ from .types import (
 )
 
 
+def _off_tick(client_id: int, req: OrderRequest, contract: Contract) -> OrderErrorEvent | None:
+    """110 alone for a new order priced off the tick: IB makes no order of it (no permId, no
+    openOrder, no status; ib_insync 0108307 cancels such a trade itself, #502)."""
+    prices = [p for p in (req.lmt_price, req.aux_price) if p]
+    if all(on_tick(p, contract.min_tick) for p in prices):
+        return None
+    return OrderErrorEvent(client_id, req.order_id, 110, OFF_TICK)
+
+
 class OrderEntry:
     """Orders in: checks, acknowledgements scheduled, modifications, cancels."""
 
@@ -97,8 +106,9 @@ class OrderEntry:
     def place_order(self, client_id: int, request: OrderRequest, now: float) -> list[Event]:
         """New order, modification of a live order id of this client, or a what-if.
 
-        Order of checks: 103/104 (id), 200 (contract), 10268/10269, then 201 + Inactive for
-        reject_next_order, bad fields, unknown parent, insufficient margin.
+        Order of checks: 103/104 (id), 200 (contract), 10268/10269, 110 (off-tick price; an
+        error only, like the others before it), then 201 + Inactive for reject_next_order, bad
+        fields, unknown parent, insufficient margin.
         """
         events = self.advance(now)
         return events + self._place(client_id, request, self._clock)
@@ -117,9 +127,9 @@ class OrderEntry:
         contract = self._resolve(req.contract)
         if contract is None:
             return [self._unresolved(client_id, req)]
-        unsupported = self._unsupported(client_id, req)
-        if unsupported is not None:
-            return [unsupported]
+        refused = self._unsupported(client_id, req) or _off_tick(client_id, req, contract)
+        if refused is not None:
+            return [refused]
         order = self._new_order(client_id, req, contract, self._next_perm_id())
         self._register(order)
         reason = (

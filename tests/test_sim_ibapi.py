@@ -136,6 +136,9 @@ class App(EWrapper, EClient):
     def error(self, reqId: int, errorCode: int, errorString: str) -> None:
         self._record("error", reqId=reqId, errorCode=errorCode, errorString=errorString)
 
+    def currentTime(self, time: int) -> None:
+        self._record("currentTime", time=time)
+
     def connectionClosed(self) -> None:
         self._record("connectionClosed")
 

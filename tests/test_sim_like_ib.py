@@ -20,7 +20,16 @@ from ib_async import IB, LimitOrder, MarketOrder
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
-from test_sim_server import Errors, aapl, async_test, connected, qualified, status, until
+from test_sim_server import (
+    Errors,
+    aapl,
+    async_test,
+    connected,
+    qualified,
+    status,
+    statuses,
+    until,
+)
 
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.clock import parse_when
@@ -147,7 +156,10 @@ async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> Non
         trade = ib.placeOrder(stock, LimitOrder("BUY", 1, 100.005, tif="DAY"))
         await until(lambda: 110 in errors.codes(trade.order.orderId), what="error 110")
         assert errors.text(110) == OFF_TICK
-        await status(trade, "Inactive")
+        await ib.reqCurrentTimeAsync()  # anything sent after the 110 has arrived by now
+        # IB makes no order of it: no openOrder, no status (ib_async cancels the trade itself)
+        assert statuses(trade) == ["PendingSubmit", "Cancelled"]
+        assert trade.order.permId == 0 and gateway.completed_orders() == []
         assert 201 not in errors.codes()
 
 
@@ -264,7 +276,10 @@ def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(
     off_id = app.next_order_id()
     app.placeOrder(off_id, ibapi_aapl(), ibapi_order("BUY", 1, "LMT", 100.005))
     assert app.wait_call("error", reqId=off_id, errorCode=110)["errorString"] == OFF_TICK
-    app.wait_call("orderStatus", orderId=off_id, status="Inactive")
+    app.reqCurrentTime()  # anything sent after the 110 has arrived by the answer
+    app.wait_for(lambda calls: app.find("currentTime", calls))
+    # IB makes no order of it: no openOrder, no orderStatus
+    assert [c.name for c in app.order_calls(off_id)] == ["error"]
 
 
 def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
