@@ -30,6 +30,7 @@ from .broker_types import (
     BY_SYSTEM,
     EPS,
     EXEC_ID_BASE,
+    RTH_IGNORED,
     SIDES,
     TIF_PRESET,
     BrokerConfig,
@@ -94,6 +95,9 @@ class OrderMatching:
         if order.order_type == "TRAIL" and self._can_work(order):  # so the ack shows the stop
             self._trail(order, self._last(order.contract.con_id))
         events: list[Event] = []
+        if order.warn_rth:
+            events.append(OrderErrorEvent(order.client_id, order.order_id, 2109, RTH_IGNORED))
+            order.warn_rth = False
         if order.warn_tif:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
             order.warn_tif = False

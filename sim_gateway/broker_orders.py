@@ -19,6 +19,7 @@ from .broker_state import (
     _Margin,
     _margin_text,
     _Order,
+    rth_only,
 )
 from .broker_types import (
     BY_TRADER,
@@ -234,6 +235,7 @@ class OrderEntry:
             trail_stop_price=req.trail_stop_price,
             held=not req.transmit,
             warn_tif=not req.tif and self.tif_preset_warning,
+            warn_rth=req.outside_rth and rth_only(req.order_type.upper(), contract),
         )
         _apply_request(order, req)
         return order

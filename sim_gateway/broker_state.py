@@ -50,6 +50,7 @@ class _Order:
     triggered: bool = False
     fill_due: float | None = None
     warn_tif: bool = False
+    warn_rth: bool = False  # outsideRth asked for and ignored (warning 2109 at the ack)
     opens_at: float | None = None  # held outside market hours until then (warning 399 sent)
     expires_at: float | None = None  # DAY: the close of the session it works in
     completed_time: str = ""
@@ -108,8 +109,14 @@ def _apply_request(order: _Order, req: OrderRequest) -> None:
     order.lmt_price, order.aux_price = req.lmt_price, req.aux_price
     order.tif = req.tif.upper() or order.tif
     order.order_ref, order.oca_group, order.oca_type = req.order_ref, req.oca_group, req.oca_type
-    order.outside_rth, order.transmit = req.outside_rth, req.transmit
+    order.outside_rth = req.outside_rth and not rth_only(order.order_type, order.contract)
+    order.transmit = req.transmit
     order.trailing_percent = req.trailing_percent
+
+
+def rth_only(order_type: str, contract: Contract) -> bool:
+    """IB ignores outsideRth for a stock market order: it works in regular hours only."""
+    return order_type == "MKT" and contract.sec_type == "STK"
 
 
 @dataclass

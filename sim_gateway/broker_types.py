@@ -37,6 +37,7 @@ REJECTED = errors.text(201, reason="")
 CANCELED = errors.text(202, reason="")
 TIF_PRESET = errors.text(10349)
 OFF_TICK = errors.text(110)
+RTH_IGNORED = errors.text(2109)
 BY_TRADER = "Cancelled by Trader"
 BY_SYSTEM = "Cancelled by System"
 

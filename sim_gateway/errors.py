@@ -133,6 +133,15 @@ _ROWS = (
     Msg(2106, "HMDS data farm connection is OK:{farm}", "table", ""),
     Msg(2157, "Sec-def data farm connection is broken:{farm}", "table", ""),
     Msg(2158, "Sec-def data farm connection is OK:{farm}", "table", ""),
+    Msg(
+        2109,
+        "Order Event Warning:Attribute 'Outside Regular Trading Hours' is ignored based on the "
+        "order type and destination. PlaceOrder is now being processed.",
+        "wire",
+        "table: '...PlaceOrder is now processed'; wire form from a live LEAN log ('Brokerage "
+        "Warning: Order Event Warning:Attribute ...'); a stock MKT order with outsideRth: the "
+        "flag is cleared (ib_insync #141) and the order waits for regular hours",
+    ),
     Msg(10147, "OrderId {order_id} that needs to be cancelled is not found.", "table", ""),
     Msg(
         10148,

@@ -45,6 +45,10 @@ HELD_399 = (
     "exchange until 2026-12-01 09:30:00 US/Eastern"
 )
 OFF_TICK = "The price does not conform to the minimum price variation for this contract."
+RTH_IGNORED = (
+    "Order Event Warning:Attribute 'Outside Regular Trading Hours' is ignored based on the order "
+    "type and destination. PlaceOrder is now being processed."
+)
 
 
 @pytest.fixture
@@ -90,13 +94,33 @@ async def test_market_order_after_the_close_waits_with_399_and_fills_at_the_open
 
 
 @async_test
-async def test_outside_rth_order_fills_in_extended_hours(gateway: SimGateway) -> None:
+async def test_outside_rth_limit_order_fills_in_extended_hours(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        marketable = LimitOrder("BUY", 1, 1000.0, tif="DAY", outsideRth=True)
+        trade = ib.placeOrder(stock, marketable)
+        await status(trade, "Filled")
+        assert 399 not in errors.codes() and 2109 not in errors.codes()
+
+
+@async_test
+async def test_outside_rth_is_ignored_for_a_market_order_held_until_the_open(
+    gateway: SimGateway,
+) -> None:
+    """IB: 2109, the flag cleared in openOrder, 399; the order waits for the regular session."""
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY", outsideRth=True))
+        await status(trade, "PreSubmitted")
+        assert errors.codes(trade.order.orderId) == [2109, 399]
+        assert errors.text(2109) == RTH_IGNORED
+        assert [o.outside_rth for o in gateway.open_orders()] == [False]  # as openOrder shows
+        await ib.reqCurrentTimeAsync()
+        assert trade.fills == [] and gateway.executions() == []
+        gateway.set_clock(OPEN)
         await status(trade, "Filled")
-        assert 399 not in errors.codes()
 
 
 @async_test
@@ -257,6 +281,21 @@ def test_ibapi_sees_399_then_the_fill_at_the_open(app: App, gateway: SimGateway)
     warning = app.wait_call("error", reqId=order_id, errorCode=399)
     assert warning["errorString"] == HELD_399
     app.wait_call("orderStatus", orderId=order_id, status="PreSubmitted")
+    gateway.set_clock(OPEN)
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+
+
+def test_ibapi_market_order_outside_rth_gets_2109_and_waits_for_the_open(
+    app: App, gateway: SimGateway
+) -> None:
+    order_id = app.next_order_id()
+    buy = ibapi_order("BUY", 1)
+    buy.outsideRth = True
+    app.placeOrder(order_id, ibapi_aapl(), buy)
+    assert app.wait_call("error", reqId=order_id, errorCode=2109)["errorString"] == RTH_IGNORED
+    app.wait_call("error", reqId=order_id, errorCode=399)
+    shown = app.wait_call("openOrder", orderId=order_id, status="PreSubmitted")
+    assert shown["order"].outsideRth is False
     gateway.set_clock(OPEN)
     app.wait_call("orderStatus", orderId=order_id, status="Filled")
 

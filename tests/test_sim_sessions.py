@@ -100,8 +100,18 @@ def test_order_after_the_close_waits_with_399_and_fills_at_the_open() -> None:
 
 def test_outside_rth_order_works_in_extended_hours() -> None:
     broker = Broker(BrokerConfig(volatility=0.0), MON_EVENING)
-    events = broker.place_order(1, order(1, outside_rth=True), MON_EVENING)
+    limit = order(1, order_type="LMT", lmt_price=1000.0, outside_rth=True)
+    events = broker.place_order(1, limit, MON_EVENING)
     assert errors(events) == [] and statuses(events)[-1] == "Filled"
+
+
+def test_outside_rth_is_ignored_for_a_stock_market_order() -> None:
+    """IB's 2109: a stock MKT order works in regular hours only, outsideRth or not."""
+    broker = Broker(BrokerConfig(volatility=0.0), MON_EVENING)
+    events = broker.place_order(1, order(1, outside_rth=True), MON_EVENING)
+    assert [code for code, _ in errors(events)] == [2109, 399]
+    assert "Filled" not in statuses(events) and not broker.open_orders()[0].outside_rth
+    assert "Filled" in statuses(broker.advance(at("2026-12-01T09:30:00-05:00")))
 
 
 def test_options_have_no_extended_hours_an_outside_rth_order_waits_for_the_open() -> None:
