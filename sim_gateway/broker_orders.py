@@ -55,6 +55,14 @@ def _off_tick(client_id: int, req: OrderRequest, contract: Contract) -> OrderErr
     return OrderErrorEvent(client_id, req.order_id, 110, OFF_TICK)
 
 
+def _modify_reason(order: _Order, req: OrderRequest) -> str | None:
+    if req.action.upper() != order.action:
+        return "The order action cannot be modified"
+    if req.total_quantity <= order.filled + EPS:
+        return "The order quantity cannot be reduced to or below the filled quantity"
+    return None
+
+
 class OrderEntry:
     """Orders in: checks, acknowledgements scheduled, modifications, cancels."""
 
@@ -208,13 +216,6 @@ class OrderEntry:
             return f"Parent order {req.parent_id} is not active"
         return None
 
-    def _modify_reason(self, order: _Order, req: OrderRequest) -> str | None:
-        if req.action.upper() != order.action:
-            return "The order action cannot be modified"
-        if req.total_quantity <= order.filled + EPS:
-            return "The order quantity cannot be reduced to or below the filled quantity"
-        return None
-
     def _next_perm_id(self) -> int:
         self._counters["perm"] += 1
         return PERM_ID_BASE + self._counters["perm"]
@@ -255,7 +256,7 @@ class OrderEntry:
         """Re-placing a live order id: new price/quantity/type, re-acknowledged, may then fill."""
         reason = (
             self._request_reason(req, order.contract)
-            or self._modify_reason(order, req)
+            or _modify_reason(order, req)
             or self._margin_reason(order.contract, req, req.total_quantity - order.filled)
         )
         if reason:
@@ -270,6 +271,8 @@ class OrderEntry:
             order.triggered, order.trail_stop_price = False, req.trail_stop_price
         if order.status == "PendingSubmit":
             return []
+        if order.status == "Submitted":  # IB re-validates it: PreSubmitted, then Submitted
+            order.status = "PreSubmitted"
         return self._show(order) + (
             self._release(order, now) if order.transmit else self._work(order, now)
         )

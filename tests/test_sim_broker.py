@@ -358,8 +358,9 @@ def test_modify_live_order() -> None:
     first = broker.place_order(1, req(1, order_type="LMT", lmt_price=180.0), T0)
     perm_id = order_of(first[0]).perm_id
     events = broker.place_order(1, req(1, qty=200, order_type="LMT", lmt_price=185.0), T0 + 0.5)
-    assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent"]
-    view = order_of(events[0])
+    assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent"] * 2
+    assert statuses(events) == ["PreSubmitted"] * 2 + ["Submitted"] * 2  # re-validated, works
+    view = order_of(events[-2])
     assert fields(view, "total_quantity", "lmt_price", "status") == (200, 185.0, "Submitted")
     assert view.perm_id == perm_id
     rejected = broker.place_order(1, req(1, "SELL", 200, "LMT", lmt_price=185.0), T0 + 0.6)
@@ -367,6 +368,7 @@ def test_modify_live_order() -> None:
     assert order_view(broker, 1, 1).action == "BUY"
     events = broker.place_order(1, req(1, qty=200, order_type="LMT", lmt_price=191.0), T0 + 0.7)
     assert kinds(events) == ["OpenOrderEvent", "OrderStatusEvent", *FILL_TAIL]
+    assert statuses(events)[0] == "PreSubmitted"
     assert of(events, ExecutionEvent)[0].execution.shares == 200
     assert order_view(broker, 1, 1).status == "Filled" and broker.open_orders() == []
 

@@ -9,6 +9,7 @@ close; tests move it forward with ``SimGateway.set_clock``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import struct
@@ -187,6 +188,25 @@ async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> Non
         assert 201 not in errors.codes()
 
 
+@async_test
+async def test_modifying_a_working_order_shows_presubmitted_then_submitted(
+    gateway: SimGateway,
+) -> None:
+    """IB re-validates a modified order: PreSubmitted, then Submitted again."""
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, LimitOrder("BUY", 10, 100.0, tif="DAY"))
+        await status(trade, "Submitted")
+        change = copy.copy(trade.order)
+        change.lmtPrice = 100.5
+        ib.placeOrder(stock, change)
+        await until(lambda: trade.order.lmtPrice == 100.5, what="modified order echoed")
+        await status(trade, "Submitted")
+        after = statuses(trade)[statuses(trade).index("Submitted") + 1 :]
+        assert after == ["Submitted", "PreSubmitted", "Submitted"]  # Modify, then IB's two
+
+
 # ----------------------------------------------------------------------------- pacing (ib_async)
 
 
@@ -319,6 +339,21 @@ def test_ibapi_sees_10349_by_default_and_110_for_an_off_tick_price(
     app.wait_for(lambda calls: app.find("currentTime", calls))
     # IB makes no order of it: no openOrder, no orderStatus
     assert [c.name for c in app.order_calls(off_id)] == ["error"]
+
+
+def test_ibapi_modify_of_a_working_order_is_presubmitted_then_submitted(
+    app: App, gateway: SimGateway
+) -> None:
+    gateway.set_clock(OPEN + 60)
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 10, "LMT", 100.0))
+    app.wait_call("orderStatus", orderId=order_id, status="Submitted")
+    placed = len(app.find("orderStatus", orderId=order_id))
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 10, "LMT", 100.5))
+    app.wait_for(lambda calls: len(app.find("orderStatus", calls, orderId=order_id)) >= placed + 2)
+    shown = [c["status"] for c in app.find("orderStatus", orderId=order_id)[placed:]]
+    assert shown == ["PreSubmitted", "Submitted"]
+    assert app.find("openOrder", orderId=order_id)[-1]["order"].lmtPrice == 100.5
 
 
 def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
