@@ -102,7 +102,7 @@ class OrderMatching:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
             order.warn_tif = False
         events += self._hold_until_open(order, now)
-        events += self._show(order)
+        events += [] if order.held else self._show(order)  # untransmitted: TWS reports nothing
         return events + (self._release(order, now) if order.transmit else self._work(order, now))
 
     def _hold_until_open(self, order: _Order, now: float) -> list[Event]:
@@ -151,9 +151,10 @@ class OrderMatching:
         """Transmit the order's group: its parent (or itself) and every child of that."""
         root = self._orders[order.parent_perm_id] if order.parent_perm_id else order
         group = [root, *self._children(root)]
+        shown = [e for m in group if m.held and m.status != "PendingSubmit" for e in self._show(m)]
         for member in group:
-            member.held = False
-        return [event for member in group for event in self._work(member, now)]
+            member.held = False  # acknowledged untransmitted members are shown only now
+        return shown + [event for member in group for event in self._work(member, now)]
 
     def _can_work(self, order: _Order) -> bool:
         parent_ready = (

@@ -269,8 +269,10 @@ class OrderEntry:
         _apply_request(order, req)
         if retrigger:
             order.triggered, order.trail_stop_price = False, req.trail_stop_price
-        if order.status == "PendingSubmit":
-            return []
+        if order.status == "PendingSubmit" or (order.held and not order.transmit):
+            return []  # not acknowledged yet, or still untransmitted: nothing to report
+        if order.held:
+            return self._release(order, now)  # transmitted now: its group is shown and works
         if order.status == "Submitted":  # IB re-validates it: PreSubmitted, then Submitted
             order.status = "PreSubmitted"
         return self._show(order) + (

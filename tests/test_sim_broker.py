@@ -534,10 +534,9 @@ def test_day_and_gtc_rest_and_outside_rth_is_stored() -> None:
 def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     broker = flat()
     parent = broker.place_order(5, req(10, "BUY", 100, "LMT", lmt_price=180.0, transmit=False), T0)
-    assert statuses(parent) == ["PreSubmitted", "PreSubmitted"]
+    assert parent == []  # untransmitted: TWS reports nothing
     child = req(11, "SELL", 100, "LMT", lmt_price=150.0, parent_id=10, transmit=False)
-    take_profit = broker.place_order(5, child, T0)
-    assert statuses(take_profit) == ["PreSubmitted", "PreSubmitted"]
+    assert broker.place_order(5, child, T0) == []
     assert broker.advance(T0 + 10) == [] and order_view(broker, 5, 10).status == "PreSubmitted"
     stop_loss = broker.place_order(
         5, req(12, "SELL", 100, "STP", aux_price=170.0, parent_id=10), T0 + 10
@@ -545,11 +544,16 @@ def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     assert [(order_of(e).order_id, order_of(e).status) for e in stop_loss] == [
         (12, "PreSubmitted"),
         (12, "PreSubmitted"),
+        (10, "PreSubmitted"),  # the group is transmitted: shown now
+        (10, "PreSubmitted"),
+        (11, "PreSubmitted"),
+        (11, "PreSubmitted"),
         (10, "Submitted"),
         (10, "Submitted"),
     ]
     tp_view = order_view(broker, 5, 11)
-    assert tp_view.parent_id == 10 and tp_view.parent_perm_id == order_of(parent[0]).perm_id
+    parent_perm_id = order_view(broker, 5, 10).perm_id
+    assert tp_view.parent_id == 10 and tp_view.parent_perm_id == parent_perm_id
     assert (
         broker.advance(T0 + 20) == [] and order_view(broker, 5, 11).status == "PreSubmitted"
     )  # not active yet
@@ -574,8 +578,8 @@ def test_bracket_take_profit_rests_stop_waits() -> None:
         1, req(2, "SELL", 100, "LMT", lmt_price=200.0, parent_id=1, transmit=False), T0 + 5
     )
     events = broker.place_order(1, req(3, "SELL", 100, "STP", aux_price=180.0, parent_id=1), T0 + 5)
-    assert kinds(events) == MKT_FILL[:2] + FILL_TAIL + MKT_FILL[:2]
-    assert statuses(events, 2) == ["Submitted", "Submitted"]
+    assert kinds(events) == MKT_FILL[:2] * 3 + FILL_TAIL + MKT_FILL[:2]  # 3, 1 and 2 shown
+    assert statuses(events, 2) == ["PreSubmitted"] * 2 + ["Submitted"] * 2
     assert {(o.order_id, o.status) for o in broker.open_orders()} == {
         (2, "Submitted"),
         (3, "PreSubmitted"),

@@ -13,11 +13,12 @@ import copy
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ib_async import IB, LimitOrder, MarketOrder
+from ib_async import IB, LimitOrder, MarketOrder, StopOrder
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
@@ -207,6 +208,25 @@ async def test_modifying_a_working_order_shows_presubmitted_then_submitted(
         assert after == ["Submitted", "PreSubmitted", "Submitted"]  # Modify, then IB's two
 
 
+@async_test
+async def test_an_untransmitted_order_gets_no_status_until_its_group_is_transmitted(
+    gateway: SimGateway,
+) -> None:
+    """transmit=False: TWS holds the order and reports nothing (ib_async keeps PendingSubmit)."""
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        parent = ib.placeOrder(stock, LimitOrder("BUY", 1, 100.0, tif="DAY", transmit=False))
+        await ib.reqCurrentTimeAsync()
+        await asyncio.sleep(0.3)
+        assert statuses(parent) == ["PendingSubmit"] and parent.order.permId == 0
+        stop = StopOrder("SELL", 1, 90.0, tif="DAY", parentId=parent.order.orderId)
+        child = ib.placeOrder(stock, stop)  # transmit=True: the group goes out
+        await status(parent, "Submitted")
+        await status(child, "PreSubmitted")
+        assert statuses(parent) == ["PendingSubmit", "PreSubmitted", "Submitted"]
+
+
 # ----------------------------------------------------------------------------- pacing (ib_async)
 
 
@@ -354,6 +374,25 @@ def test_ibapi_modify_of_a_working_order_is_presubmitted_then_submitted(
     shown = [c["status"] for c in app.find("orderStatus", orderId=order_id)[placed:]]
     assert shown == ["PreSubmitted", "Submitted"]
     assert app.find("openOrder", orderId=order_id)[-1]["order"].lmtPrice == 100.5
+
+
+def test_ibapi_untransmitted_parent_is_silent_until_its_child_transmits(
+    app: App, gateway: SimGateway
+) -> None:
+    gateway.set_clock(OPEN + 60)
+    parent_id, child_id = app.next_order_id(), app.next_order_id()
+    parent = ibapi_order("BUY", 1, "LMT", 100.0)
+    parent.transmit = False
+    app.placeOrder(parent_id, ibapi_aapl(), parent)
+    app.reqCurrentTime()
+    app.wait_for(lambda calls: app.find("currentTime", calls))
+    time.sleep(0.3)
+    assert app.order_calls(parent_id) == []
+    child = ibapi_order("SELL", 1, "STP")
+    child.auxPrice, child.parentId = 90.0, parent_id
+    app.placeOrder(child_id, ibapi_aapl(), child)
+    app.wait_call("orderStatus", orderId=parent_id, status="Submitted")
+    app.wait_call("orderStatus", orderId=child_id, status="PreSubmitted")
 
 
 def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
