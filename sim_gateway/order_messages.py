@@ -4,6 +4,8 @@ execDetails, commissionReport), gated on the negotiated ``version``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .codec import (
     UNSET_INT_TEXT,
     UNSET_LONG,
@@ -94,9 +96,13 @@ def order_status(o: OrderView) -> Fields:
 
 
 def completed_order(o: OrderView, version: int) -> Fields:
-    """completedOrder (§2.17), 96 fields at v157 and 100 at v178 for a plain order."""
+    """completedOrder (§2.17), 96 fields at v157 and 100 at v178 for a plain order.
+
+    A filled order's totalQuantity is 0 (its size is filledQuantity), as in IB's captures.
+    """
+    head = _order_head(replace(o, total_quantity=0.0) if o.status == "Filled" else o)
     return [
-        "101", *_order_contract(o.contract), *_order_head(o),
+        "101", *_order_contract(o.contract), *head,
         "", "0", o.order_ref, str(o.perm_id), fmt_bool(o.outside_rth), "0", "0", "",
         "", "", "", *([""] if version < 177 else []),
         "", "", "", "", "", "0", "", "-1", "", "", "", "", "",

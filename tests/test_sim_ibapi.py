@@ -136,6 +136,12 @@ class App(EWrapper, EClient):
     def error(self, reqId: int, errorCode: int, errorString: str) -> None:
         self._record("error", reqId=reqId, errorCode=errorCode, errorString=errorString)
 
+    def completedOrder(self, contract: Contract, order: Order, orderState: OrderState) -> None:
+        self._record("completedOrder", order=order, status=orderState.status)
+
+    def completedOrdersEnd(self) -> None:
+        self._record("completedOrdersEnd")
+
     def currentTime(self, time: int) -> None:
         self._record("currentTime", time=time)
 

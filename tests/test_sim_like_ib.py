@@ -395,6 +395,20 @@ def test_ibapi_untransmitted_parent_is_silent_until_its_child_transmits(
     app.wait_call("orderStatus", orderId=child_id, status="PreSubmitted")
 
 
+def test_ibapi_completed_order_reports_total_quantity_0_once_filled(
+    app: App, gateway: SimGateway
+) -> None:
+    gateway.set_clock(OPEN + 60)
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 3))
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+    app.reqCompletedOrders(True)
+    app.wait_call("completedOrdersEnd")
+    [done] = app.find("completedOrder")
+    assert done["status"] == "Filled"
+    assert (done["order"].totalQuantity, done["order"].filledQuantity) == (0, 3)
+
+
 def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
     for _ in range(80):
         app.reqCurrentTime()

@@ -612,14 +612,16 @@ async def test_req_completed_orders(gateway: SimGateway) -> None:
         assert (
             done_buy.orderStatus.status,
             done_buy.order.orderType,
-            done_buy.order.totalQuantity,
-        ) == ("Filled", "MKT", 10)
+            done_buy.order.totalQuantity,  # IB reports 0 once filled (real captures)
+            done_buy.order.filledQuantity,
+        ) == ("Filled", "MKT", 0, 10)
         assert done_buy.orderStatus.filled == 0  # completedOrder carries no fill figures
         assert (done_lmt.orderStatus.status, done_lmt.order.lmtPrice, done_lmt.order.tif) == (
             "Cancelled",
             100.0,
             "GTC",
         )
+        assert (done_lmt.order.totalQuantity, done_lmt.order.filledQuantity) == (1, 0)
         assert done_lmt.contract.conId == AAPL_ID
 
 
