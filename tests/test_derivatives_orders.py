@@ -101,6 +101,9 @@ def test_option_limit_order_fills_by_conid_with_multiplier_100(client, deriv_app
         assert f["value"] == pytest.approx(f["shares"] * f["price"] * 100)
     listed = client.get(f"/api/v1/orders/{order['id']}").get_json()
     assert listed["description"] == "AAPL 20261218 200 C"
+    pnl_rows = client.get("/api/v1/pnl").get_json()["positions"]
+    [pnl_row] = [p for p in pnl_rows if p["con_id"] == found.con_id]
+    assert (pnl_row["description"], pnl_row["symbol"]) == ("AAPL 20261218 200 C", "AAPL")
     journaled = deriv_app.extensions["trading"].journal.get(order["id"])
     assert journaled.record.intent.con_id == found.con_id  # the journal keeps the contract
 

@@ -98,6 +98,9 @@ class PnlRowOut(_Out):
     symbol: str
     sec_type: str
     con_id: int
+    description: str = Field(
+        description="the contract in IB's words, e.g. 'AAPL 20261218 200 C' (the symbol for stocks)"
+    )
     quantity: float
     avg_cost: float
     market_price: float | None
@@ -189,6 +192,7 @@ def _pnl_row(p: PositionRow) -> dict[str, Any]:
         "symbol": p.symbol,
         "sec_type": p.sec_type,
         "con_id": p.con_id,
+        "description": p.description,
         "quantity": p.quantity,
         "avg_cost": p.avg_cost,
         "market_price": p.market_price,
