@@ -22,6 +22,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -107,7 +108,7 @@ class AlertIn(BaseModel):
     has no ``alert_id``.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
     symbol: Annotated[
         str,
@@ -284,7 +285,10 @@ def _whole(quantity: float) -> float | int:
 
 
 def _on_tick(price: float, sec_type: str, symbol: str) -> float:
+    """``price`` rounded to the tick; one too large to round is left for OrderIn to refuse."""
     tick = price_tick(sec_type, symbol, price)
+    if not math.isfinite(price / tick):
+        return price
     return round(round(price / tick) * tick, 10)
 
 

@@ -204,6 +204,26 @@ def test_alerts_that_name_no_order_are_a_clear_400(
     assert not gateway.all_orders()
 
 
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ('"market_position": "long", "market_position_size": 1e400', "market_position_size"),
+        ('"market_position": "short", "position_size": -Infinity', "position_size"),
+        ('"action": "buy", "contracts": 1, "order_type": "LMT", "price": 1e400', "price"),
+        ('"action": "buy", "contracts": 1, "order_type": "LMT", "price": 1e308', "limit_price"),
+    ],
+)
+def test_numbers_no_order_can_have_are_a_clear_400(hook, gateway, fields, field):
+    """JSON's Infinity, a number past a float's range and a price no tick can divide name
+    their field (they used to answer 500: a target of inf shares, a limit price of inf)."""
+    raw = f'{{"secret": "{SECRET}", "ticker": "MSFT", {fields}}}'.encode()
+    res = post(hook.test_client(), raw)
+    assert res.status_code == 400, res.get_data(as_text=True)
+    assert res.get_json()["error"]["field"] == field
+    assert audit(hook)[0]["outcome"].startswith("invalid")
+    assert not gateway.all_orders()
+
+
 def test_bodies_that_are_not_json_are_refused(hook):
     sender = hook.test_client()
     text = post(sender, b"MSFT crossing 412.5", content_type="text/plain")
