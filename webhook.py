@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import Headers
 
 from bodies import parse_json_object
@@ -69,7 +70,10 @@ class AlertError(ValueError):
 
 # ------------------------------------------------------------------ the alert
 def _number(value: Any) -> Any:
-    """A quoted number ("10", "187.25", as a quoted placeholder gives it) as a number."""
+    """A quoted number ("10", "187.25", as a quoted placeholder gives it) as a number; never
+    true / false (pydantic would take them for 1 and 0)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "Input should be a number, not true or false")
     if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
         number = float(value)
         return (

@@ -224,6 +224,24 @@ def test_numbers_no_order_can_have_are_a_clear_400(hook, gateway, fields, field)
     assert not gateway.all_orders()
 
 
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"action": "buy", "contracts": True}, "contracts"),
+        ({"market_position": "long", "market_position_size": True}, "market_position_size"),
+        ({"action": "buy", "qty": 1, "order_type": "LMT", "price": True}, "price"),
+    ],
+)
+def test_true_or_false_is_no_number(hook, gateway, fields, field):
+    """A template whose placeholder gave a boolean names the field; true used to place an order
+    of 1 share (pydantic takes true for 1; POST /orders refuses it)."""
+    res = post(hook.test_client(), {"secret": SECRET, "ticker": "MSFT", **fields})
+    assert res.status_code == 400, res.get_data(as_text=True)
+    error = res.get_json()["error"]
+    assert error["field"] == field and "true or false" in error["message"]
+    assert not gateway.all_orders()
+
+
 def test_bodies_that_are_not_json_are_refused(hook):
     sender = hook.test_client()
     text = post(sender, b"MSFT crossing 412.5", content_type="text/plain")
