@@ -39,7 +39,7 @@ from schemas import SYMBOL_PATTERN, price_tick
 
 SECRET_FIELDS = ("secret", "passphrase")
 ALSO_ACCEPT = ("text/plain",)  # TradingView's content type when it does not see JSON
-TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s/?#\"'<>]+")
+TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s?#\"'<>]+")
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert per minute
@@ -329,7 +329,8 @@ def unheard_fills(
 
 # --------------------------------------------------------------- redaction
 def redact(text: str) -> str:
-    """``text`` with any ``/webhook/<secret>`` URL's secret replaced."""
+    """``text`` with any ``/webhook/<secret>`` URL's secret replaced: every segment after
+    ``/webhook/``, since a URL with a segment or a slash too many carries it further along."""
     return TOKEN_IN_PATH.sub(r"\1<redacted>", text)
 
 

@@ -133,6 +133,27 @@ def test_secret_in_the_url_is_never_logged_nor_audited(hook, gateway, caplog):
     assert guess not in caplog.text and caplog.text.count("/api/v1/webhook/<redacted>") == 3
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/v1/webhook/tradingview/{SECRET}",  # a segment too many
+        f"/api/v1/webhook//{SECRET}",  # a base URL ending in / joined to "/<secret>"
+        f"/api/v1/webhook/{SECRET}/",
+    ],
+)
+def test_a_mistyped_secret_url_is_never_logged_nor_audited(hook, gateway, caplog, path):
+    """The secret of a URL with an extra segment or slash used to reach the audit table and
+    the servers' log lines (only the first segment after /webhook/ was redacted)."""
+    caplog.set_level(logging.DEBUG)
+    body = {k: v for k, v in tv_alert().items() if k != "secret"}
+    res = post(hook.test_client(), body, path=path)
+    assert res.status_code in (308, 404)
+    assert SECRET not in str(audit(hook))
+    logging.getLogger("waitress").error("Exception while serving %s", path)
+    assert SECRET not in caplog.text and "/api/v1/webhook/<redacted>" in caplog.text
+    assert not gateway.all_orders()
+
+
 def test_wrong_secret_is_401_audited_counted_and_never_logged(hook, gateway, caplog):
     caplog.set_level(logging.DEBUG)
     sender = hook.test_client()
