@@ -35,7 +35,7 @@ from werkzeug.datastructures import Headers
 from bodies import parse_json_object
 from order_records import Lifecycle
 from reader_rows import ExecutionRow, PositionRow
-from schemas import SYMBOL_PATTERN, price_tick
+from schemas import SYMBOL_PATTERN, looks_like_fx, price_tick
 
 SECRET_FIELDS = ("secret", "passphrase")
 ALSO_ACCEPT = ("text/plain",)  # TradingView's content type when it does not see JSON
@@ -148,6 +148,11 @@ class AlertIn(BaseModel):
     time: Annotated[str, Field(max_length=64)] | None = Field(
         None, validation_alias=AliasChoices("time", "timenow", "timestamp")
     )
+
+    @property
+    def contract_type(self) -> str:
+        """``sec_type`` as given, else as ``schemas.OrderIn`` infers it (EURUSD is CASH)."""
+        return self.sec_type or ("CASH" if looks_like_fx(self.symbol) else "STK")
 
 
 class AlertOut(BaseModel):
@@ -267,7 +272,7 @@ def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
         and order.get("order_type") in ("LMT", "STP LMT")
         and "limit_price" not in order
     ):
-        order["limit_price"] = _on_tick(alert.price, order.get("sec_type", "STK"), alert.symbol)
+        order["limit_price"] = _on_tick(alert.price, alert.contract_type, alert.symbol)
     return order
 
 

@@ -315,6 +315,51 @@ def test_target_position_flattens_and_reverses(hook, gateway):
     assert len([o for o in gateway.all_orders() if o.contract.symbol == symbol]) == 3
 
 
+def test_target_position_of_an_fx_pair_without_sec_type(hook, gateway):
+    """TradingView's {{ticker}} of an FX chart (FX:EURUSD) with no sec_type: the order is the
+    pair (CASH, as POST /orders infers it), and so is the position the target is measured from.
+    It used to be read as a stock named EURUSD (always 0): every "long" bought the size again
+    and "flat" answered "already 0" with the pair still held."""
+    sender = hook.test_client()
+
+    def fx(market_position: str, size: float, n: int) -> dict:
+        return {**target("EURUSD", market_position, size, n), "ticker": "FX:EURUSD"}
+
+    def held() -> float:
+        snap = hook.extensions["trading"].connector.snapshot()
+        return webhook.position_of(snap.positions, "EURUSD", "CASH")
+
+    first = post(sender, fx("long", 20000, 40))
+    assert first.status_code == 202, first.get_json()
+    intent = order_of(hook, first.get_json()["id"])["intent"]
+    assert (intent["sec_type"], intent["action"], intent["quantity"]) == ("CASH", "BUY", 20000)
+    wait_for(lambda: order_of(hook, first.get_json()["id"])["verdict"] == "filled")
+    wait_for(lambda: held() == 20000)
+    again = post(sender, fx("long", 20000, 41))
+    assert again.status_code == 200 and again.get_json()["id"] is None, again.get_json()
+    flat = post(sender, fx("flat", 0, 42))
+    assert flat.status_code == 202, flat.get_json()
+    intent = order_of(hook, flat.get_json()["id"])["intent"]
+    assert (intent["action"], intent["quantity"]) == ("SELL", 20000)
+    wait_for(lambda: held() == 0)
+    assert len(gateway.all_orders()) == 2
+
+
+def test_an_fx_limit_alert_is_priced_on_the_pairs_tick():
+    """{{close}} of FX:EURUSD as an LMT alert's price: rounded to the pair's 0.00005, not to a
+    stock's cent (1.08437 used to become a limit of 1.08)."""
+    alert = webhook.AlertIn.model_validate(
+        {
+            "ticker": "FX:EURUSD",
+            "action": "buy",
+            "qty": 20000,
+            "order_type": "LMT",
+            "price": 1.08437,
+        }
+    )
+    assert webhook.plan(alert, 0.0)["limit_price"] == 1.08435
+
+
 def test_target_position_waits_for_our_unfinished_orders(hook, gateway):
     """A resting order for the symbol will still move the position: no difference is ordered
     on top of it (409, audited) until it is filled or cancelled."""

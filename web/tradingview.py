@@ -188,7 +188,7 @@ def _submit(fields: dict[str, Any], key: str, body: dict[str, Any]) -> tuple[Res
 
 
 def _contract_key(alert: webhook.AlertIn) -> tuple[str, str]:
-    return _key(alert.sec_type or "STK", alert.symbol)
+    return _key(alert.contract_type, alert.symbol)
 
 
 def _key(sec_type: str, symbol: str) -> tuple[str, str]:
@@ -304,7 +304,7 @@ def _refuse_unconfirmed(
 
 def _position(svc: Services, snap: Snapshot, alert: webhook.AlertIn) -> float:
     return webhook.position_of(
-        snap.positions, alert.symbol, alert.sec_type or "STK", svc.settings.account
+        snap.positions, alert.symbol, alert.contract_type, svc.settings.account
     )
 
 
