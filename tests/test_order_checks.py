@@ -254,6 +254,30 @@ def test_a_stop_the_market_has_passed_needs_an_acknowledgement(client, gateway):
     wait_for(lambda: client.get(acknowledged.get_json()["url"]).get_json()["verdict"] == "filled")
 
 
+def test_a_retried_stop_answers_its_order_even_once_the_market_has_passed_it(client, gateway):
+    """The retry of a stop order (same Idempotency-Key, same order) answers the order it
+    placed: it used to meet the immediate-trigger check first and answer 422 "send
+    accept_immediate_trigger: true to place it anyway" for an order already placed (the
+    client, told to place it again, would place a second one). A stop the market has passed
+    since the first try is such a retry; so is one sent without the acknowledgement, which is
+    not part of what a retry must repeat."""
+    below = round(quote(client)["bid"] * 0.95, 2)
+    stop = {"order_type": "STP", "stop_price": below}
+    key = {"Idempotency-Key": "stop-retry-1"}
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, **stop}
+    first = client.post(
+        "/api/v1/orders", json={**body, "accept_immediate_trigger": True}, headers=key
+    )
+    assert first.status_code == 202, first.get_json()
+    retry = client.post("/api/v1/orders", json=body, headers=key)
+    assert retry.status_code == 200, retry.get_json()
+    assert retry.get_json()["id"] == first.get_json()["id"] and retry.get_json()["replayed"]
+    wait_for(lambda: client.get(first.get_json()["url"]).get_json()["verdict"] == "filled")
+    assert len(gateway.all_orders()) == 1
+    fresh = error(client.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "new"}), 422)
+    assert fresh["code"] == "stop_triggers_immediately"  # a new order is still asked
+
+
 # ------------------------------------------------------------ 6. FX quantity
 def test_fx_quantity_counts_base_currency_units_with_its_own_limit(make_client, gateway):
     client = make_client(risk_max_quantity=10_000, risk_max_quantity_fx=50_000)

@@ -105,9 +105,10 @@ def place_order() -> tuple[Response, int]:
     source = "dashboard" if g.get("auth") == "browser" else "api"
     body = _json_body(source)
     order_in = _validated_order(OrderIn, body, source)
-    if not order_in.accept_immediate_trigger:
+    key = _idempotency_key(order_in)
+    if not order_in.accept_immediate_trigger and not _key_used(key):  # a retry: its order
         _refuse_immediate_trigger(_stop_check_intent(order_in, source, body), source, body)
-    record, created = submit_order(order_in, source, _idempotency_key(order_in))
+    record, created = submit_order(order_in, source, key)
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
@@ -130,6 +131,12 @@ def _stop_check_intent(order_in: OrderIn, source: str, body: dict[str, Any]) -> 
     except ApiError as exc:
         _audit(source, body, None, f"invalid: {exc.message}")
         raise
+
+
+def _key_used(key: str | None) -> bool:
+    """An order was placed under this idempotency key (the request is its retry, or a 422)."""
+    journal = services().journal
+    return key is not None and journal is not None and journal.find_by_key(key) is not None
 
 
 def _immediate_trigger(intent: OrderIntent) -> str | None:
