@@ -240,7 +240,10 @@ def _next_target(target: str | None) -> str:
     """A path on this site to go to after signing in ("/" for anything else)."""
     if not target:
         return "/"
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # not a URL at all ("//[": an unclosed IPv6 host)
+        return "/"
     if (
         parts.scheme
         or parts.netloc

@@ -130,6 +130,20 @@ def test_login_next_stays_on_this_site(app):
         assert res.headers["Location"] == expected, target
 
 
+def test_a_next_that_is_no_url_leads_home(app):
+    """A ``next`` that no URL parser reads (``//[``: an unclosed IPv6 host) used to answer
+    500 from the login page and from a right sign-in (urlsplit's ValueError); it is "/"."""
+    for target in ("//[", "http://[::1"):
+        browser = app.test_client()
+        page = browser.get("/login", query_string={"next": target})
+        assert page.status_code == 200, target
+        form = browser.post("/login", data={"secret": API_TOKEN, "next": target})
+        assert form.status_code == 302, target
+        link = browser.get("/login", query_string={"token": API_TOKEN, "next": target})
+        assert link.status_code == 302, target
+        assert (form.headers["Location"], link.headers["Location"]) == ("/", "/"), target
+
+
 def test_new_secret_ends_old_sessions(gateway, make_app):
     first = make_app()
     browser = first.test_client()
