@@ -195,7 +195,13 @@ def authentic(
 
 
 def _same(given: object, secret: str) -> bool:
-    return isinstance(given, str) and hmac.compare_digest(given.strip().encode(), secret.encode())
+    if not isinstance(given, str):
+        return False
+    try:
+        candidate = given.strip().encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): no secret's text
+        return False
+    return hmac.compare_digest(candidate, secret.encode())
 
 
 def _signed(raw: bytes, signature: str, secret: str) -> bool:

@@ -172,6 +172,16 @@ def test_wrong_secret_is_401_audited_counted_and_never_logged(hook, gateway, cap
     assert hook.extensions["trading"].journal.count() == 0 and not gateway.all_orders()
 
 
+def test_a_secret_that_is_no_text_is_a_wrong_secret(hook, gateway):
+    """JSON may write a lone surrogate ("\\ud800"), which no UTF-8 secret can be: it used to
+    answer 500 before any secret was compared (and count nothing towards the lockout)."""
+    raw = b'{"secret": "\\ud800", "ticker": "MSFT", "action": "buy", "contracts": 1}'
+    res = post(hook.test_client(), raw)
+    assert res.status_code == 401 and res.get_json()["error"]["code"] == "unauthorized"
+    assert audit(hook)[0]["outcome"] == "unauthorized: wrong secret"
+    assert not gateway.all_orders()
+
+
 def test_every_secret_given_must_be_right(hook):
     sender = hook.test_client()
     res = post(sender, tv_alert(), headers={"X-Webhook-Secret": "another-wrong-secret-0"})
