@@ -12,7 +12,7 @@ without showing a secret:
 
 A session is bound to the secrets in force: a new API token or password ends
 every session. Failed secrets (login, bearer, webhook) are counted per client
-address and in total in moving windows (the ``limits`` library, which
+address (an IPv6 address's /64) and in total in moving windows (the ``limits`` library, which
 Flask-Limiter is built on); past a window's allowance every attempt, right or
 wrong, answers 429 with ``Retry-After`` until the window has room again, and the
 windows grow from a minute to a day. Each failure and each refused attempt is
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import time
@@ -71,7 +72,7 @@ class LoginGuard:
         """0 when ``client`` may try a secret now, else the seconds until it may."""
         if time.monotonic() - self._last_failure > self._span:
             return 0
-        waits = [self._wait(item, "client", client) for item in self._per_client]
+        waits = [self._wait(item, "client", client_key(client)) for item in self._per_client]
         waits += [self._wait(item, "all") for item in self._overall]
         return max(waits)
 
@@ -79,7 +80,7 @@ class LoginGuard:
         """Count one failed secret from ``client``."""
         self._last_failure = time.monotonic()
         for item in self._per_client:
-            self._limiter.hit(item, "client", client)
+            self._limiter.hit(item, "client", client_key(client))
         for item in self._overall:
             self._limiter.hit(item, "all")
 
@@ -88,6 +89,20 @@ class LoginGuard:
             return 0
         reset = self._limiter.get_window_stats(item, *identifiers).reset_time
         return max(1, math.ceil(reset - time.time()))
+
+
+def client_key(client: str) -> str:
+    """Whom failures are counted against: an IPv4 address, or an IPv6 address's /64 (one
+    host holds a whole /64 and may take a new address for every attempt)."""
+    try:
+        address = ipaddress.ip_address(client.strip("[]"))
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
 
 
 class _SessionInterface(SecureCookieSessionInterface):

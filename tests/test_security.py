@@ -278,6 +278,19 @@ def test_failed_bearer_tokens_lock_the_address_out(app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+def test_one_ipv6_network_is_one_client(app):
+    """An IPv6 host holds a whole /64 (SLAAC, privacy addresses): a new address per guess
+    used to be a new client, so one attacker got past the per-client lockout and, at 20
+    guesses, locked everyone out. Its /64 is one client now; the next /64 is another."""
+    for i in range(5):
+        guesser = client_from(app, f"2001:db8:1:2::{i + 1:x}")
+        assert guesser.post("/login", data={"secret": "guess"}).status_code == 401
+    same_network = client_from(app, "2001:db8:1:2:ffff::9")
+    assert same_network.get(f"/login?token={API_TOKEN}").status_code == 429
+    neighbour = client_from(app, "2001:db8:1:3::1")
+    assert neighbour.get(f"/login?token={API_TOKEN}").status_code == 302
+
+
 @pytest.mark.slow
 def test_lockout_counts_every_address_and_lifts(app):
     app.extensions["login_guard"] = auth.LoginGuard("3/2 second", "5/minute")
