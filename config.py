@@ -103,16 +103,27 @@ def _hosts(items: tuple[str, ...]) -> tuple[str, ...]:
 
 def _networks(items: tuple[str, ...]) -> tuple[str, ...]:
     """Addresses or networks (CIDR), each normalised (``10.0.0.0/8``, ``::1/128``)."""
-    networks = []
-    for item in items:
-        try:
-            networks.append(str(ipaddress.ip_network(item.strip("[]"), strict=False)))
-        except ValueError:
-            raise ValueError(
-                f"Input should be IP addresses or networks such as "
-                f"127.0.0.1,10.0.0.0/8, not {item!r}"
-            ) from None
-    return tuple(networks)
+    return tuple(_network(item) for item in items)
+
+
+def _network(item: str) -> str:
+    """One address or network; an address with a prefix length (host bits set) is refused:
+    ``52.89.214.238/1`` would silently mean ``0.0.0.0/1``, half of all addresses."""
+    text = item.strip("[]")
+    try:
+        return str(ipaddress.ip_network(text))
+    except ValueError:
+        pass
+    try:
+        meant = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"Input should be IP addresses or networks such as 127.0.0.1,10.0.0.0/8, not {item!r}"
+        ) from None
+    raise ValueError(
+        f"Input should be a network or an address, not {item!r} "
+        f"(host bits set: {meant}, or {text.partition('/')[0]} alone?)"
+    )
 
 
 def _proxies(items: tuple[str, ...]) -> tuple[str, ...]:

@@ -209,6 +209,11 @@ def test_empty_value_means_default() -> None:
         ("RISK_SYMBOL_ALLOWLIST", "AAPL,x!", "not 'X!'"),
         ("TRUSTED_HOSTS", "localhost,evil host", "not 'evil host'"),
         ("WEBHOOK_RATE_PER_MINUTE", "0", "greater than or equal to 1"),
+        # an address with a prefix length (a typo) used to pass as its network, silently:
+        # 52.89.214.238/1 was 0.0.0.0/1, half of all addresses allowed to send alerts
+        ("WEBHOOK_ALLOWED_IPS", "52.89.214.238/1", "host bits set: 0.0.0.0/1, or 52.89.214.238"),
+        ("TRUSTED_PROXIES", "127.0.0.1/0", "host bits set: 0.0.0.0/0, or 127.0.0.1"),
+        ("TRUSTED_PROXIES", "::1/64", "host bits set: ::/64, or ::1"),
     ],
 )
 def test_bad_value_raises_config_error_naming_key(key: str, raw: str, expected: str) -> None:
