@@ -88,6 +88,23 @@ def test_every_route_is_documented(app):
     assert all(not page.startswith("/api/") for page in pages)
 
 
+def test_the_document_says_which_operations_need_the_token(app):
+    """An operation marked ``security: []`` answers without credentials; every other one
+    answers an anonymous caller 401 (the GETs without path parameters, tried here)."""
+    doc = api_client(app).get("/api/v1/openapi.json").get_json()
+    anonymous = app.test_client()
+    tried = 0
+    for path, ops in doc["paths"].items():
+        op = ops.get("get")
+        if op is None or "{" in path or path.endswith("/stream"):
+            continue
+        public = op.get("security") == []
+        status = anonymous.get(path).status_code
+        assert (status != 401) is public, (path, status, op.get("security"))
+        tried += 1
+    assert tried >= 15
+
+
 def test_document_types_every_answer(app):
     doc = api_client(app).get("/api/v1/openapi.json").get_json()
     assert doc["openapi"] == "3.1.0"

@@ -293,7 +293,7 @@ def _screen_frame(svc: Services) -> bytes:
 
 
 @bp.get("/openapi.json")
-@documented(dict, etag=True, public=True)
+@documented(dict, etag=True)
 def openapi_document() -> Response:
     """The OpenAPI document of this API (generated from its routes and models)."""
     from openapi import document
