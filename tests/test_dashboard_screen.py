@@ -71,6 +71,35 @@ def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashbo
     dash.shot("screen-watchlist")
 
 
+def test_a_symbol_added_before_the_saved_watchlist_came_joins_it(dash: Dashboard) -> None:
+    """The saved watchlist answers late (a slow link); a symbol typed meanwhile is added to
+    it, not saved instead of it, and the chart shows what the trader then picks."""
+    saved = [{"symbol": "MSFT", "sec_type": "STK"}]
+    assert dash.live.api("PUT", "/api/v1/watchlist", {"symbols": saved})[0] == 200
+    held = []
+
+    def hold_the_first_load(route) -> None:
+        if route.request.method == "GET" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    dash.page.route("**/api/v1/watchlist", hold_the_first_load)
+    page = dash.open().page
+    assert held, "the page asked for its watchlist"
+    page.fill("#watch-input", "USD.JPY")
+    page.press("#watch-input", "Enter")  # before the saved list came
+    held[0].continue_()
+    row = page.locator('#watchlist tr[data-symbol="USD.JPY"]')
+    expect(row).to_be_visible()
+    expect(page.locator('#watchlist tr[data-symbol="MSFT"]')).to_be_visible()
+    row.locator("th button").click()
+    expect(page.locator("#chart-status")).to_contain_text("USD.JPY · ")
+    expect(page.locator("#chart-symbol")).to_have_text("USD.JPY")
+    status, body = dash.live.api("GET", "/api/v1/watchlist")
+    assert [s["symbol"] for s in body["symbols"]] == ["MSFT", "USD.JPY"]
+
+
 def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Dashboard) -> None:
     server = dash.live
     status, quote = server.api("GET", "/api/v1/quote?symbol=AAPL")

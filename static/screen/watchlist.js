@@ -6,6 +6,7 @@ const SEARCH_DELAY_MS = 250;
 let items = []; // [{symbol, sec_type}]
 let quotes = new Map(); // "SYMBOL:TYPE" -> quote row
 let onPick = () => {};
+let loading = null; // the saved watchlist's load (asked again after a failure)
 let searchTimer = null;
 let suggestions = [];
 let active = -1;
@@ -34,12 +35,21 @@ export async function setupWatchlist(pick) {
       hideSuggestions();
     }
   });
-  try {
-    items = (await api("/api/v1/watchlist")).symbols;
-  } catch (err) {
-    message(`The watchlist could not be loaded: ${err.message}`);
-  }
+  await loadSaved();
   render();
+}
+
+/** The saved watchlist, once (true when loaded): an add typed before it came must join it,
+ * not replace it on the server. */
+function loadSaved() {
+  loading ??= api("/api/v1/watchlist").then(
+    (body) => { items = body.symbols; return true; },
+    (err) => {
+      loading = null;
+      message(`The watchlist could not be loaded: ${err.message}`);
+      return false;
+    });
+  return loading;
 }
 
 export function watchItems() {
@@ -86,6 +96,7 @@ async function addTyped(chosen) {
     : {symbol: typed, sec_type: /^[A-Z]{3}\.?[A-Z]{3}$/.test(typed) && typed.includes(".") ? "CASH" : "STK"};
   if (!item.symbol) return;
   hideSuggestions();
+  if (!(await loadSaved())) return;
   if (items.some((i) => i.symbol === item.symbol && i.sec_type === item.sec_type)) {
     $("#watch-input").value = "";
     return;
