@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 from test_dashboard import Dashboard, dash, live  # noqa: F401 - fixtures
 from test_screen_api import near_alerts
 
@@ -76,9 +76,9 @@ def test_a_symbol_added_before_the_saved_watchlist_came_joins_it(dash: Dashboard
     it, not saved instead of it, and the chart shows what the trader then picks."""
     saved = [{"symbol": "MSFT", "sec_type": "STK"}]
     assert dash.live.api("PUT", "/api/v1/watchlist", {"symbols": saved})[0] == 200
-    held = []
+    held: list[Route] = []
 
-    def hold_the_first_load(route) -> None:
+    def hold_the_first_load(route: Route) -> None:
         if route.request.method == "GET" and not held:
             held.append(route)
         else:
