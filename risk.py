@@ -433,12 +433,24 @@ class SlidingWindow:
         """Count one event if the window has room; False (not counted) otherwise."""
         now = self._monotonic()
         with self._lock:
-            while self._stamps and self._stamps[0] <= now - self.seconds:
-                self._stamps.popleft()
+            self._expire(now)
             if len(self._stamps) >= self.limit:
                 return False
             self._stamps.append(now)
             return True
+
+    def retry_after(self) -> int:
+        """Whole seconds until the window has room again (0 when it has now)."""
+        now = self._monotonic()
+        with self._lock:
+            self._expire(now)
+            if len(self._stamps) < self.limit:
+                return 0
+            return max(1, math.ceil(self._stamps[0] + self.seconds - now))
+
+    def _expire(self, now: float) -> None:
+        while self._stamps and self._stamps[0] <= now - self.seconds:
+            self._stamps.popleft()
 
 
 _CLASS_NAMES = {"STK": "stocks", "CASH": "FX pairs"}

@@ -109,15 +109,17 @@ def test_webhook_is_rate_limited_and_off_without_a_secret(gateway, client):
     )
     try:
         hook = app.test_client()
-        codes = [
+        answers = [
             webhook(
                 hook,
                 {"ticker": "MSFT", "action": "BUY", "quantity": 1, "alert_id": f"a{n}"},
                 **{"X-Webhook-Secret": SECRET},
-            ).status_code
+            )
             for n in range(4)
         ]
-        assert codes == [202, 202, 429, 429]
+        assert [a.status_code for a in answers] == [202, 202, 429, 429]
+        # a script that can retry is told when: the first call leaves the 60 s window then
+        assert 55 <= int(answers[2].headers["Retry-After"]) <= 60
     finally:
         app.extensions["trading"].stop()
 

@@ -121,6 +121,7 @@ def webhook_alert(token: str | None = None) -> tuple[Response, int]:
             429,
             "rate_limited",
             f"more than {svc.settings.webhook_rate_per_minute} webhook calls in 60 s",
+            retry_after=svc.webhook_limiter.retry_after(),
         )
     alert = _validated_order(webhook.AlertIn, body, "webhook")
     return _place_alert(svc, alert, body)
