@@ -373,6 +373,10 @@ def test_kill_switch_endpoint(client, gateway):
     assert client.post("/api/v1/kill-switch", json={"engaged": "yes"}).status_code == 400
     client.post("/api/v1/kill-switch", json={"engaged": False})
     assert post_order(client).status_code == 202
+    # who halted and released trading, and when, stays in the audit table
+    rows = client.application.extensions["trading"].journal.audit_rows()
+    switched = [(r["source"], r["outcome"]) for r in rows if r["outcome"].startswith("kill")]
+    assert switched == [("api", "kill switch released"), ("api", "kill switch engaged: drill")]
 
 
 @pytest.mark.slow

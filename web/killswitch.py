@@ -9,6 +9,7 @@ import time
 
 from flask import (
     Response,
+    g,
     jsonify,
 )
 
@@ -21,6 +22,7 @@ from schemas_out import (
 )
 from services import Services
 from web.common import (
+    _audit,
     _conditional,
     _dumps,
     _handler,
@@ -51,14 +53,18 @@ def kill_switch_state() -> Response:
 def kill_switch() -> tuple[Response, int]:
     """Engage (halt new orders, persisted; cancel every working order and confirm it from
     the broker) or release the kill switch."""
-    change = _validate(KillSwitchIn, _json_body())
+    body = _json_body()
+    change = _validate(KillSwitchIn, body)
     svc = services()
+    source = "dashboard" if g.get("auth") == "browser" else "api"
     if not change.engaged:
         _handler().release_kill_switch()
+        _audit(source, body, None, "kill switch released")
         return jsonify({"engaged": False}), 200
     reason = change.reason or "engaged from the API"
     started = time.time()
     _handler().engage_kill_switch(reason)  # halted from here on, whatever follows
+    _audit(source, body, None, f"kill switch engaged: {reason}")
     with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
         fresh, still_open = _await_no_open_orders(
             svc, started, KILL_SWITCH_CONFIRM if may_wait else 0.0
