@@ -155,6 +155,7 @@ BigCount: TypeAlias = Annotated[int, BeforeValidator(_whole_number), Field(ge=1,
 Wait = Annotated[float, BeforeValidator(_no_bool), Field(ge=0)]  # seconds, 0 allowed
 Positive = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]  # seconds or amounts
 Secret = Annotated[str | None, Field(min_length=16)]
+Password = Annotated[str | None, Field(min_length=12)]  # typed by a person, guarded by the lockout
 Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_symbols)]
 Hosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_hosts)]
 Networks = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items), AfterValidator(_networks)]
@@ -222,7 +223,7 @@ class Settings(BaseSettings):
         "SECRET_KEY", None, secret=True
     )  # None = generated, kept in the data folder
     api_token: Secret = _env("API_TOKEN", None, secret=True)  # None = generated on first run
-    dashboard_password: str | None = _env("DASHBOARD_PASSWORD", None, secret=True)  # optional login
+    dashboard_password: Password = _env("DASHBOARD_PASSWORD", None, secret=True)  # optional login
     trusted_hosts: Hosts = _env(
         "TRUSTED_HOSTS", ("127.0.0.1", "localhost", "[::1]")
     )  # besides the bind address

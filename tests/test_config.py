@@ -147,7 +147,7 @@ def test_gateway_mode_requires_host() -> None:
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("LOG_LEVEL", "WARNING", "log_level", "WARNING"),
         ("SECRET_KEY", " s3cret-s3cret-16 ", "secret_key", "s3cret-s3cret-16"),
-        ("DASHBOARD_PASSWORD", "pw", "dashboard_password", "pw"),
+        ("DASHBOARD_PASSWORD", "correct-horse", "dashboard_password", "correct-horse"),
         ("TRUSTED_HOSTS", "Example.COM, [::1],,", "trusted_hosts", ("example.com", "[::1]")),
         ("MAX_BODY_BYTES", "1024", "max_body_bytes", 1024),
         ("READ_ONLY", "yes", "read_only", True),
@@ -362,6 +362,15 @@ def test_secret_values_are_not_echoed(key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(env={}, dotenv_path=None, overrides={field: "hunter2-short"})
     assert "hunter2" not in str(info.value) and field in str(info.value)
+
+
+def test_a_short_dashboard_password_is_refused_unshown() -> None:
+    """A sign-in password of a few characters falls to guessing even at the lockout's pace."""
+    with pytest.raises(ConfigError) as info:
+        load({"DASHBOARD_PASSWORD": "hunter2"})
+    assert (
+        str(info.value) == "DASHBOARD_PASSWORD=<hidden>: String should have at least 12 characters"
+    )
 
 
 def test_repr_hides_secrets() -> None:
