@@ -299,6 +299,15 @@ class Settings(BaseSettings):
             raise ValueError("IB_MODE='gateway' requires IB_HOST to be set")
         return self
 
+    @model_validator(mode="after")
+    def _webhook_secret_is_not_the_token(self) -> Settings:
+        if self.webhook_secret is not None and self.webhook_secret == self.api_token:
+            raise ValueError(
+                "WEBHOOK_SECRET must differ from API_TOKEN: the webhook's secret is handed to "
+                "TradingView, which would then hold the API's full key"
+            )
+        return self
+
     @property
     def use_simulator(self) -> bool:
         """Whether to run against the embedded simulated paper gateway."""

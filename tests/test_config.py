@@ -364,6 +364,14 @@ def test_secret_values_are_not_echoed(key: str) -> None:
     assert "hunter2" not in str(info.value) and field in str(info.value)
 
 
+def test_the_webhook_secret_cannot_be_the_api_token() -> None:
+    token = "t0ken-t0ken-t0ken-1"
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET must differ from API_TOKEN") as info:
+        load({"API_TOKEN": token, "WEBHOOK_SECRET": token})
+    assert token not in str(info.value)
+    assert load({"API_TOKEN": token, "WEBHOOK_SECRET": token[::-1]}).webhook_secret == token[::-1]
+
+
 def test_a_short_dashboard_password_is_refused_unshown() -> None:
     """A sign-in password of a few characters falls to guessing even at the lockout's pace."""
     with pytest.raises(ConfigError) as info:
