@@ -147,6 +147,13 @@ def _exposed_bind_problems(settings: Settings) -> list[str]:
             f"DASHBOARD_HOST={host!r}: add {host} to TRUSTED_HOSTS (Host headers "
             "are checked against that list only)"
         )
+    if len(settings.trusted_proxies) == 1 and settings.trusted_proxies[0].isdigit():
+        problems.append(
+            f"TRUSTED_PROXIES={settings.trusted_proxies[0]} believes the X-Forwarded-* headers "
+            f"of every request, and DASHBOARD_HOST={host!r} lets anyone send them (posing as "
+            "any address to the lockout and WEBHOOK_ALLOWED_IPS): name the proxy's address "
+            "instead, or bind to 127.0.0.1 behind it"
+        )
     return problems
 
 

@@ -422,6 +422,12 @@ def test_non_loopback_bind_needs_token_secret_and_trusted_hosts(tmp_path):
     security.check_bind(bind_settings("0.0.0.0", **keys, trusted_hosts="192.168.1.20"))
     security.check_bind(bind_settings("192.168.1.20", **keys, trusted_hosts="192.168.1.20"))
     security.check_bind(bind_settings("127.0.0.1"))
+    # a hop count believes whoever connects: only for an app nothing reaches but its proxy
+    exposed = {**keys, "trusted_hosts": "192.168.1.20", "trusted_proxies": "1"}
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES=1 believes .* name the proxy"):
+        security.check_bind(bind_settings("192.168.1.20", **exposed))
+    security.check_bind(bind_settings("192.168.1.20", **{**exposed, "trusted_proxies": "10.0.0.2"}))
+    security.check_bind(bind_settings("127.0.0.1", trusted_proxies="1"))
 
 
 # ------------------------------------------------------------------ bodies
