@@ -249,6 +249,49 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     assert not dash.gateway.open_orders()
 
 
+def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
+    """Closing a position cancels the chosen working orders first, then places the close: when
+    the close then fails, the step says the stop is gone (it was: the position is unguarded),
+    not only "Not placed", and a second Confirm does not cancel it again."""
+    page = dash.open().page
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
+    q = market(dash)
+    stop_id = working(
+        dash, action="SELL", quantity=10, order_type="STP", stop_price=round(q["bid"] * 0.9, 2)
+    )
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10")
+    expect(page.locator("#working-count")).to_have_text("1")
+    position.locator("button.close-position").click()
+    page.click("#close-accept")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-cancels")).to_contain_text(stop_id)
+    expect(page.locator("#confirm-send")).to_be_enabled()
+
+    def drop_the_order(route) -> None:  # the close never reaches the server
+        if route.request.method == "POST":
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/orders$"), drop_the_order)
+    dash.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+    cancels: list[str] = []
+    page.on("request", lambda r: cancels.append(r.url) if r.url.endswith("/cancel") else None)
+    page.click("#confirm-send")
+    error = page.locator("#confirm-error")
+    expect(error).to_contain_text("Not placed")
+    expect(error).to_contain_text(f"cancel was already sent for {stop_id}")
+    wait_for(lambda: not dash.gateway.open_orders())  # the stop is gone at the broker
+    assert len(cancels) == 1
+    page.unroute(re.compile(r".*/api/v1/orders$"))
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("queued as")
+    expect(page.locator("#positions-empty")).to_be_visible()
+    assert len(cancels) == 1, cancels
+
+
 def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash):
     """A price tick rebuilds a position's row, and the browser fires "click" only when the
     press and the release land on one element: the row under a pressed pointer is kept until

@@ -331,8 +331,9 @@ async function sendOrder() {
   send.textContent = "Sending…";
   const order = triggerWarning ? {...body, accept_immediate_trigger: true} : body;
   const withCancels = cancels;
+  let failed = null; // the cancels' failures, once they were sent
   try {
-    const failed = withCancels.length ? await cancelWith(withCancels) : [];
+    failed = withCancels.length ? await cancelWith(withCancels) : [];
     const res = await api("/api/v1/orders", {method: "POST", body: order, headers: {"Idempotency-Key": idemKey}});
     const also = withCancels.length ? ` Cancel sent for ${withCancels.length - failed.length} working order${withCancels.length === 1 ? "" : "s"}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}.` : "";
     toast(res.replayed ? `Already placed as ${res.id} (not sent twice).` : `${orderWords(order)} — queued as ${res.id}.${also}`,
@@ -342,10 +343,16 @@ async function sendOrder() {
     $("#review-btn").focus();
   } catch (err) {
     sending = false;
+    // the working orders were cancelled before the order was refused: the position they
+    // guarded is no longer protected, and a second Confirm must not cancel them again
+    const gone = failed && withCancels.length
+      ? ` The cancel was already sent for ${withCancels.map((o) => o.id).join(", ")}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}: the position may no longer be protected.`
+      : "";
+    if (failed) cancels = [];
     if (!backToTicket(err)) {
-      $("#confirm-error").textContent = `Not placed: ${err.message}`;
+      $("#confirm-error").textContent = `Not placed: ${err.message}${gone}`;
       updateSendEnabled();
-    }
+    } else if (gone) toast(`Not placed: ${err.message}${gone}`, "error");
   } finally {
     back.disabled = false;
     send.textContent = label;
