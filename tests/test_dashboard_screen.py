@@ -100,6 +100,33 @@ def test_a_symbol_added_before_the_saved_watchlist_came_joins_it(dash: Dashboard
     assert [s["symbol"] for s in body["symbols"]] == ["MSFT", "USD.JPY"]
 
 
+def test_two_quick_removes_from_the_watchlist_both_stay_removed(dash: Dashboard) -> None:
+    """The first removal's save answers late; a second removal made meanwhile is made to the
+    list the first one leaves, not to the list before it (which put the first symbol back)."""
+    saved = [{"symbol": s, "sec_type": "STK"} for s in ("MSFT", "AAPL", "IBM")]
+    assert dash.live.api("PUT", "/api/v1/watchlist", {"symbols": saved})[0] == 200
+    held: list[Route] = []
+
+    def hold_the_first_save(route) -> None:
+        if route.request.method == "PUT" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page = dash.open().page
+    expect(page.locator('#watchlist tr[data-symbol="IBM"]')).to_be_visible()
+    page.route("**/api/v1/watchlist", hold_the_first_save)
+    page.click('button[aria-label="Remove MSFT"]')
+    wait_for(lambda: held)
+    page.click('button[aria-label="Remove AAPL"]')
+    held[0].continue_()
+    for gone in ("MSFT", "AAPL"):
+        expect(page.locator(f'#watchlist tr[data-symbol="{gone}"]')).to_have_count(0)
+    expect(page.locator('#watchlist tr[data-symbol="IBM"]')).to_be_visible()
+    status, body = dash.live.api("GET", "/api/v1/watchlist")
+    assert [s["symbol"] for s in body["symbols"]] == ["IBM"]
+
+
 def test_chart_order_line_drag_modifies_at_the_broker_and_fill_notifies(dash: Dashboard) -> None:
     server = dash.live
     status, quote = server.api("GET", "/api/v1/quote?symbol=AAPL")

@@ -7,6 +7,7 @@ let items = []; // [{symbol, sec_type}]
 let quotes = new Map(); // "SYMBOL:TYPE" -> quote row
 let onPick = () => {};
 let loading = null; // the saved watchlist's load (asked again after a failure)
+let editing = Promise.resolve(); // the edits being saved, one at a time
 let searchTimer = null;
 let suggestions = [];
 let active = -1;
@@ -97,12 +98,20 @@ async function addTyped(chosen) {
   if (!item.symbol) return;
   hideSuggestions();
   if (!(await loadSaved())) return;
-  if (items.some((i) => i.symbol === item.symbol && i.sec_type === item.sec_type)) {
-    $("#watch-input").value = "";
-    return;
-  }
-  await save([...items, item]);
+  await edit((list) => (list.some((i) => same(i, item)) ? list : [...list, item]));
   $("#watch-input").value = "";
+}
+
+const same = (a, b) => a.symbol === b.symbol && a.sec_type === b.sec_type;
+
+/** One change of the list (list -> next list), saved after the ones before it and made to the
+ * list they left: two quick edits must not each start from the list before both. */
+function edit(change) {
+  editing = editing.then(() => {
+    const next = change(items);
+    return next === items ? undefined : save(next);
+  });
+  return editing;
 }
 
 async function save(next) {
@@ -150,7 +159,7 @@ function render() {
       el("td", {class: "num last", text: fmtPrice(q.last)}),
       el("td", {class: `num chg ${change > 0 ? "pos" : change < 0 ? "neg" : ""}`, text: fmtPct(change)}),
       el("td", {}, el("button", {type: "button", class: "btn small-btn", "aria-label": `Remove ${item.symbol}`,
-        text: "×", onclick: () => save(items.filter((i) => i !== item))})));
+        text: "×", onclick: () => edit((list) => list.filter((i) => !same(i, item)))})));
     return row;
   });
   body.replaceChildren(...rows);
