@@ -151,6 +151,31 @@ def test_modify_checks_show_in_the_dialog_and_send_nothing(dash):
     expect(row.locator("td.price")).to_have_text(f"{limit - 0.05:,.2f}")
 
 
+def test_a_modify_refused_after_its_dialog_closed_is_said_in_a_toast(dash):
+    """The trader sends a change and presses Escape before the answer: a refusal that comes
+    then is said (it went into the closed dialog, unseen, and the change looked sent)."""
+    page = dash.open().page
+    limit = round(market(dash)["bid"] * 0.8, 2)
+    order_id = working(dash, order_type="LMT", limit_price=limit)
+    dash.order_group("working-orders", order_id).locator("button.modify-btn").click()
+    held = []
+
+    def hold(route) -> None:
+        held.append(route)
+
+    page.route(f"**/api/v1/orders/{order_id}/modify", hold)
+    dash.allow_console_error(r"status of 422")
+    page.fill("#modify-limit_price", str(round(limit * 0.3, 2)))  # outside the price collar
+    page.press("#modify-limit_price", "Enter")
+    wait_for(lambda: held)
+    page.keyboard.press("Escape")
+    expect(page.locator("#modify-dialog")).to_be_hidden()
+    held[0].continue_()
+    expect(page.locator(".toast.error")).to_contain_text(f"Change of {order_id} not sent")
+    expect(page.locator(".toast.error")).to_contain_text("price_collar")
+    assert [o.lmt_price for o in dash.gateway.open_orders() if o.order_ref == order_id] == [limit]
+
+
 # ----------------------------------------------------------------- 3. preview
 def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):
     page = dash.open().page

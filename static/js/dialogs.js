@@ -28,9 +28,11 @@ async function cancelOrder(o) {
 
 // ------------------------------------------------------------------ modify
 let modifying = null;
+let modifyTurn = 0; // counts the dialog's openings: an answer is shown only in its own
 
 function openModify(o) {
   modifying = o;
+  modifyTurn++;
   const dialog = $("#modify-dialog");
   const mform = $("#modify-form");
   clearErrors(dialog);
@@ -83,14 +85,20 @@ async function sendModify(event) {
   const send = $("#modify-send");
   send.disabled = true;
   pending.set(o.id, "modify");
+  // the dialog can be closed (Escape) or opened on another order while the change is on its
+  // way: its answer then goes to a toast, not into a dialog that is gone or shows another order
+  const turn = modifyTurn;
+  const here = () => modifying === o && turn === modifyTurn;
   try {
     await api(`/api/v1/orders/${encodeURIComponent(o.id)}/modify`, {method: "POST", body: change});
     const words = Object.entries(change).filter(([k]) => k in FIELD_NAMES)
       .map(([k, v]) => `${FIELD_NAMES[k]} ${k === "quantity" ? fmtQty(v) : String(v)}`).join(", ");
     toast(`Change sent for ${o.id}: ${words}. The order shows it once the broker confirms.`, "info");
-    dialog.close();
+    if (here()) dialog.close();
   } catch (err) {
-    if (err.code === "stop_triggers_immediately") {
+    if (!here()) {
+      toast(`Change of ${o.id} not sent: ${err.message}`, "error");
+    } else if (err.code === "stop_triggers_immediately") {
       $("#modify-trigger-text").textContent = err.message.replace(/; send accept_immediate_trigger.*$/, ".");
       $("#modify-trigger").hidden = false;
       $("#modify-trigger-ack").focus();
@@ -101,7 +109,7 @@ async function sendModify(event) {
     }
   } finally {
     pending.delete(o.id);
-    send.disabled = false;
+    if (here()) send.disabled = false;
     render();
   }
 }
