@@ -274,6 +274,25 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     assert not dash.gateway.open_orders()
 
 
+def test_close_fills_the_ticket_with_the_position_held_when_accepted(dash):
+    """The position shrinks while the close dialog is open (a fill): the ticket closes what is
+    held then, not the quantity the dialog was opened with (which would reverse the position)."""
+    page = dash.open().page
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
+    q = market(dash)
+    working(dash, action="SELL", quantity=10, order_type="STP", stop_price=round(q["bid"] * 0.9, 2))
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10")
+    expect(page.locator("#working-count")).to_have_text("1")
+    position.locator("button.close-position").click()
+    expect(page.locator("#close-dialog")).to_be_visible()
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "SELL", "quantity": 4})
+    expect(position.locator("td").nth(1)).to_have_text("6")
+    page.click("#close-accept")
+    expect(page.locator("#action-sell")).to_be_checked()
+    expect(page.locator("#quantity")).to_have_value("6")
+
+
 def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
     """Closing a position cancels the chosen working orders first, then places the close: when
     the close then fails, the step says the stop is gone (it was: the position is unguarded),

@@ -149,8 +149,15 @@ function openClose(position) {
 }
 
 function acceptClose() {
-  const position = closingPosition;
-  if (!position) return;
+  if (!closingPosition) return;
+  // the position as held now: a fill while the dialog was open changed its quantity
+  const position = ((store.latest && store.latest.positions) || []).find((p) =>
+    p.account === closingPosition.account && p.con_id === closingPosition.con_id && p.quantity);
+  if (!position) {
+    $("#close-dialog").close();
+    toast(`${closingPosition.symbol} is no longer held: nothing to close.`, "info");
+    return;
+  }
   const chosen = new Set(Array.from(document.querySelectorAll("#close-orders input:checked")).map((i) => i.dataset.orderId));
   const orders = workingFor(position).filter((o) => chosen.has(o.id));
   $("#close-dialog").close();
