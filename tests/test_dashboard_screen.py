@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Page, Route, expect
 from test_dashboard import Dashboard, dash, live  # noqa: F401 - fixtures
 from test_screen_api import near_alerts
 
@@ -27,6 +27,16 @@ def _chart_library() -> None:
             "static/vendor/lightweight-charts.js is missing: run `npm ci && npm run vendor` "
             "(scripts/test does)"
         )
+
+
+def routed(page: Page, held: list[Route]) -> None:
+    """Wait until a request is held by a route handler. Playwright's sync API calls handlers
+    only while the test is inside one of its calls, so this waits inside the page's own."""
+    for _ in range(200):
+        if held:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the page sent no such request within 10 s")
 
 
 def quote_cells(board: Dashboard, symbol: str) -> str:
@@ -86,7 +96,7 @@ def test_a_symbol_added_before_the_saved_watchlist_came_joins_it(dash: Dashboard
 
     dash.page.route("**/api/v1/watchlist", hold_the_first_load)
     page = dash.open().page
-    assert held, "the page asked for its watchlist"
+    routed(page, held)  # the page asked for its watchlist
     page.fill("#watch-input", "USD.JPY")
     page.press("#watch-input", "Enter")  # before the saved list came
     held[0].continue_()
@@ -117,7 +127,7 @@ def test_two_quick_removes_from_the_watchlist_both_stay_removed(dash: Dashboard)
     expect(page.locator('#watchlist tr[data-symbol="IBM"]')).to_be_visible()
     page.route("**/api/v1/watchlist", hold_the_first_save)
     page.click('button[aria-label="Remove MSFT"]')
-    wait_for(lambda: held)
+    routed(page, held)
     page.click('button[aria-label="Remove AAPL"]')
     held[0].continue_()
     for gone in ("MSFT", "AAPL"):
