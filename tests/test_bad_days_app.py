@@ -112,6 +112,22 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
     assert post_order(client, quantity=1).status_code == 202
 
 
+def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
+    start_app, fast_heartbeat
+):
+    """During 1100 the gateway still answers the heartbeat but sends no account data: /status's
+    data_age counts on from the outage's start instead of claiming the data as fresh as the
+    last heartbeat."""
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/status").get_json()["data_age"] is not None)
+    gateway.outage(seconds=600)
+    wait_for(lambda: not servers(client)["reachable"])
+    status = wait_for(
+        lambda: (s := client.get("/api/v1/status").get_json())["data_age"] > 3 and s, timeout=8
+    )
+    assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
+
+
 def test_farm_notices_are_shown_with_their_time(client):
     farms = wait_for(lambda: servers(client)["farms"])
     assert {(f["kind"], f["name"], f["state"]) for f in farms} >= {

@@ -91,6 +91,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     orders = svc.handler.state() if svc.handler else None
     account = snap.account
     link = ib_servers(svc)
+    reader_link = svc.connector.link_state()
     healthy = snap.connection.state == "connected" and (
         orders is None or orders.state == "connected"
     )
@@ -118,18 +119,22 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "halt_reason": svc.handler.halt_reason if svc.handler else None,
         "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
         "in_flight": svc.handler.in_flight() if svc.handler else 0,
-        "data_age": _age(_confirmed(snap, snap.updated_at)),
-        "orders_age": _age(_confirmed(snap, snap.orders_updated_at)),
+        "data_age": _age(_confirmed(snap, snap.updated_at, reader_link)),
+        "orders_age": _age(_confirmed(snap, snap.orders_updated_at, reader_link)),
         "streams": svc.feed.open_streams,
         "risk_limits": svc.gate.limits() if svc.gate else None,
     }
 
 
-def _confirmed(snap: Snapshot, changed_at: float | None) -> float | None:
+def _confirmed(snap: Snapshot, changed_at: float | None, link: LinkState) -> float | None:
     """When the reader's data were last confirmed current: the subscriptions push every
     change, so while the connection answers its heartbeat the data are as fresh as that
-    heartbeat, however long ago a value last changed."""
+    heartbeat, however long ago a value last changed. While the gateway has lost IB's servers
+    (1100) it answers the heartbeat but pushes nothing: the data are confirmed only up to the
+    outage's start."""
     beat = snap.connection.last_heartbeat if snap.connection.state == "connected" else None
+    if beat is not None and not link.reachable:
+        beat = min(beat, link.since) if link.since is not None else None
     stamps = [t for t in (changed_at, beat) if t is not None]
     if changed_at is None:
         return None  # nothing received yet: no age to show
