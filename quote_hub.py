@@ -45,6 +45,7 @@ RECENT_ALERTS = 20
 LEASE_SECONDS = 5.0  # a poll of GET /quotes keeps its symbols streamed this long (5 polls)
 MAX_LEASES = 64  # distinct polled symbol sets kept (the oldest gives way)
 LINE_LIMIT_CODE = 101
+STOPPED_RETRY = 5.0  # s: a line IB stopped (354 / 10168 / 10197) is asked again after this
 Key = tuple[str, str]  # (symbol, sec_type)
 
 
@@ -78,6 +79,7 @@ class _Line:
     contract: Contract
     ticker: Ticker
     notice: str | None = None
+    stopped_at: float | None = None  # monotonic: IB stopped the line (no data), no price since
 
 
 @dataclass
@@ -217,6 +219,7 @@ class QuoteHub:
             line = state.lines.pop(key)
             ib.cancelMktData(line.contract)
             self._rows.pop(key, None)
+        self._drop_stopped(ib)
         state.refused = tuple(sym for sym, _ in wanted[self.capacity :])
         for key in keep:
             if key not in state.lines and key not in state.pending and key not in state.unknown:
@@ -233,6 +236,14 @@ class QuoteHub:
                     state.lines[key] = _Line(contract, ticker)
         self._publish()
 
+    def _drop_stopped(self, ib: IB) -> None:
+        """Lines IB stopped ``STOPPED_RETRY`` s ago are given up, so that the sync asks again
+        (a competing session ends, a subscription is bought); their notice row stays until
+        the new line brings something."""
+        now, lines = time.monotonic(), self._state.lines
+        for key in [k for k, line in lines.items() if _stopped_since(line, now, STOPPED_RETRY)]:
+            ib.cancelMktData(lines.pop(key).contract)
+
     def _on_error(self, req_id: int, code: int, text: str, contract: Contract | None) -> None:
         if contract is None:
             return
@@ -247,6 +258,7 @@ class QuoteHub:
                 )
             elif code in market_data.NO_DATA_CODES:
                 line.notice = market_data.explain([(code, text)], key[0])[1]
+                line.stopped_at = time.monotonic()  # no tick follows: the last prices are old
             else:
                 continue
             self._rows[key] = self._row(key, line)
@@ -276,7 +288,9 @@ class QuoteHub:
         )
         if last is None and bid is not None and ask is not None:
             last = round((bid + ask) / 2, 8)  # FX has no trades: the midpoint
-        if old is not None and bid is None and ask is None and last is None:
+        if line.stopped_at is not None:
+            bid = ask = last = None  # the ticker keeps the prices of before IB stopped the line
+        elif old is not None and bid is None and ask is None and last is None:
             # a snapshot request on the same contract clears the shared ticker; one side
             # missing alone is real (no bid or no offer: closed, halted) and shows as such
             bid, ask, last, close = old.bid, old.ask, old.last, close or old.close
@@ -335,6 +349,10 @@ class QuoteHub:
                 self.connector.thread.call_soon(self._task.cancel)
             except RuntimeError:
                 log.debug("quote hub: loop already gone")
+
+
+def _stopped_since(line: _Line, now: float, seconds: float) -> bool:
+    return line.stopped_at is not None and now - line.stopped_at >= seconds
 
 
 def _price(value: Any) -> float | None:

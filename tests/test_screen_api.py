@@ -389,3 +389,25 @@ def test_quotes_of_a_lost_connection_are_not_shown_as_current(start_app) -> None
     row = wait_for(lambda: (r := aapl()).get("notice") and r, timeout=15)
     assert "10168" in row["notice"]
     assert (row["bid"], row["ask"], row["last"]) == (None, None, None), row
+
+
+def test_a_line_stopped_by_a_competing_session_shows_no_old_price_and_comes_back(start_app) -> None:
+    """10197 stops a live stream at the gateway: the watchlist shows IB's reason without the
+    last prices (they stop moving), and once the competing session ends the line is asked
+    again and prices flow, without the old notice."""
+    gateway, app, client = start_app()
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    app.extensions["trading"].quotes.watch()
+
+    def aapl() -> dict:
+        rows = client.get("/api/v1/quotes").get_json()["quotes"]
+        return next((q for q in rows if q["symbol"] == "AAPL"), {})
+
+    wait_for(lambda: aapl().get("last"))
+    gateway.competing_session(seconds=2.0)
+    row = wait_for(lambda: (r := aapl()).get("notice") and r)
+    assert "competing live session" in row["notice"]
+    assert (row["bid"], row["ask"], row["last"]) == (None, None, None), row
+    wait_for(lambda: not gateway.competing_active())
+    back = wait_for(lambda: (r := aapl()).get("last") and not r.get("notice") and r, timeout=15)
+    assert back["bid"] is not None and back["ask"] is not None
