@@ -167,7 +167,9 @@ class OrderTable(IBConnection):
         orders: dict[int, OrderRow] = {**done, **unexplained, **open_rows}
         self._book.orders = orders
         self._trim(ib, open_trades)
-        self._orders_updated_at = asked_at
+        link = self.link.state  # during 1100 the gateway answers from what it knew: not news
+        if link.reachable and (link.since is None or link.since <= asked_at):
+            self._orders_updated_at = asked_at
 
     async def _fetch_executions(self, ib: IB) -> list[ExecutionRow]:
         """Executions since the previous ask (every one after a connect); returns those not

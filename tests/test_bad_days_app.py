@@ -128,6 +128,22 @@ def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
     assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
 
 
+def test_order_list_age_counts_from_the_outage_start_while_ib_is_unreachable(
+    start_app, fast_heartbeat
+):
+    """During 1100 the gateway still answers reqAllOpenOrders from what it knew when it lost
+    IB (fills made at IB meanwhile are not in it): the order list's age counts from the
+    outage's start, in /status and in /orders, and is fresh again after 1102."""
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/status").get_json()["orders_age"] is not None)
+    gateway.outage(seconds=6)
+    wait_for(lambda: not servers(client)["reachable"])
+    wait_for(lambda: client.get("/api/v1/status").get_json()["orders_age"] > 3, timeout=5)
+    assert client.get("/api/v1/orders").get_json()["data_age"] > 3
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    wait_for(lambda: client.get("/api/v1/orders").get_json()["data_age"] < 2, timeout=5)
+
+
 def test_farm_notices_are_shown_with_their_time(client):
     farms = wait_for(lambda: servers(client)["farms"])
     assert {(f["kind"], f["name"], f["state"]) for f in farms} >= {
