@@ -87,6 +87,7 @@ class _State:
     lines: dict[Key, _Line] = field(default_factory=dict)
     pending: set[Key] = field(default_factory=set)  # being qualified
     unknown: dict[Key, str] = field(default_factory=dict)
+    timed_out: set[Key] = field(default_factory=set)  # in ``unknown`` until asked again
     refused: tuple[str, ...] = ()
     gateway_limit: bool = False
 
@@ -220,14 +221,21 @@ class QuoteHub:
             ib.cancelMktData(line.contract)
             self._rows.pop(key, None)
         self._drop_stopped(ib)
+        for key in state.timed_out:  # IB did not answer (an outage holds look-ups): ask again
+            state.unknown.pop(key, None)
+        state.timed_out.clear()
         state.refused = tuple(sym for sym, _ in wanted[self.capacity :])
         for key in keep:
             if key not in state.lines and key not in state.pending and key not in state.unknown:
                 state.pending.add(key)
                 try:
                     contract = await self.connector.contract_for(*key)
-                except (LookupError, TimeoutError) as exc:
+                except LookupError as exc:
                     state.unknown[key] = str(exc)
+                    continue
+                except TimeoutError:
+                    state.unknown[key] = f"{key[0]}: IB did not answer the contract look-up yet"
+                    state.timed_out.add(key)
                     continue
                 finally:
                     state.pending.discard(key)

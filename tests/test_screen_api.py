@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import API_TOKEN, TRADING_CLOCK, api_client, app_settings, served, wait_for
-from screen_store import ScreenStore
+from screen_store import ScreenStore, WatchItem
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -411,3 +411,27 @@ def test_a_line_stopped_by_a_competing_session_shows_no_old_price_and_comes_back
     wait_for(lambda: not gateway.competing_active())
     back = wait_for(lambda: (r := aapl()).get("last") and not r.get("notice") and r, timeout=15)
     assert back["bid"] is not None and back["ask"] is not None
+
+
+def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
+    start_app, monkeypatch
+) -> None:
+    """During 1100 the gateway holds contract look-ups: a symbol first watched then times out.
+    That is not an unknown symbol: once IB is back (1102, same connection) it is asked again
+    and streamed, instead of staying blank until the next reconnect."""
+    import reader_market
+
+    monkeypatch.setattr(reader_market, "QUOTE_TIMEOUT", 1.0)
+    gateway, app, client = start_app()
+    gateway.outage(seconds=3.0)
+    wait_for(lambda: not client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
+    app.extensions["trading"].quotes.watch([WatchItem("MSFT", "STK")])
+
+    def msft() -> dict:
+        rows = client.get("/api/v1/quotes").get_json()["quotes"]
+        return next((q for q in rows if q["symbol"] == "MSFT"), {})
+
+    wait_for(lambda: msft().get("notice") is not None, timeout=5)  # the look-up timed out
+    wait_for(lambda: client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
+    row = wait_for(lambda: (r := msft()).get("last") and r, timeout=10)
+    assert row["notice"] is None, row
