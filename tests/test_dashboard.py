@@ -623,6 +623,33 @@ def test_stream_refused_falls_back_to_polling(dash):
     dash.shot("polling_fallback")
 
 
+def test_polling_after_the_stream_ends_shows_states_of_a_restarted_app(dash):
+    """The stream ends and is refused from then on, and the polled states count their version
+    from 0 again, as after an app restart: the page keeps showing what they say."""
+    page = dash.open().page
+    expect(page.locator("#feed")).to_have_text("live stream")
+    page.route(
+        re.compile(r".*/api/v1/stream(\?.*)?$"),
+        lambda route: route.fulfill(status=503, content_type="application/json", body="{}"),
+    )
+
+    def restarted(route) -> None:
+        answer = route.fetch()
+        state = answer.json()
+        route.fulfill(response=answer, json={**state, "version": 0})
+
+    page.route(re.compile(r".*/api/v1/state$"), restarted)
+    dash.allow_console_error(r"EventSource|status of 503")
+    dash.live.app.extensions["trading"].feed.close()  # every stream ends, as at a restart
+    expect(page.locator("#feed")).to_have_text("polling")
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 2}
+    )
+    assert status == 202, body
+    order = dash.order_group("completed-orders", body["id"])
+    expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
+
+
 def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     page = dash.open().page
     status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")

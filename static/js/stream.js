@@ -46,7 +46,9 @@ export function startStream() {
   });
   es.addEventListener("error", () => {
     // Reconnecting by itself (CONNECTING) or refused for good (CLOSED, e.g. 503):
-    // poll meanwhile so the page stays live.
+    // poll meanwhile so the page stays live. No newer state can come from this stream, so a
+    // poll counts whatever its version (a restarted app counts from 0 again).
+    store.fromStream = false;
     startPolling();
     if (es.readyState === EventSource.CLOSED) {
       if (feed.es === es) feed.es = null;
