@@ -190,18 +190,20 @@ class Journal:
                 except (TypeError, ValueError):
                     log.error("journal: record %s not saved", record.id)
         try:
-            with self._lock:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "UPDATE orders SET perm_id=?, verdict=?, updated_at=?, record=? WHERE id=?",
-                    rows,
-                )
-                self._db.execute("COMMIT")
+            with self._lock:  # rolled back under the same hold: an insert by another thread
+                try:  # in between would run inside this transaction and be rolled back too
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "UPDATE orders SET perm_id=?, verdict=?, updated_at=?, record=? WHERE id=?",
+                        rows,
+                    )
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
         except sqlite3.Error:
             log.exception("❌ journal write of %d records failed; will retry", len(rows))
-            with self._lock:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
             with self._pending_lock:
                 for key, record in batch.items():
                     self._pending.setdefault(key, record)

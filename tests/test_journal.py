@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 
 import pytest
@@ -187,6 +188,37 @@ def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
     other = Journal(path)
     try:
         assert other.get("o-1").record == filled
+    finally:
+        other.close()
+
+
+def test_an_order_inserted_while_a_failed_save_unwinds_is_kept(journal, path):
+    """A failed save's transaction is rolled back before anyone else may write: an order
+    journaled meanwhile (intake, on another thread) must not be rolled back with it. Here the
+    insert runs from the failure's log line, between the failure and its clean-up."""
+    journal.insert(record("o-1"))
+    journal.make_read_only()
+    inserted: list[bool] = []
+
+    class InsertOnFailure(logging.Handler):
+        def emit(self, line: logging.LogRecord) -> None:
+            if "will retry" in line.getMessage() and not inserted:
+                journal._query("PRAGMA query_only=OFF", ())  # writable again
+                journal.insert(record("o-2"), "key-2", "hash-2")
+                inserted.append(True)
+
+    hook, logger = InsertOnFailure(), logging.getLogger("journal")
+    logger.addHandler(hook)
+    try:
+        journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+        wait_for(lambda: inserted)
+        assert journal.flush(5)
+    finally:
+        logger.removeHandler(hook)
+    other = Journal(path)  # what is on disk
+    try:
+        assert other.find_by_key("key-2") is not None
+        assert other.get("o-1").record.verdict == "filled"
     finally:
         other.close()
 
