@@ -613,14 +613,19 @@ def test_stream_refused_falls_back_to_polling(dash):
     dash.allow_console_error(r"EventSource|status of 503")
     dash.open()
     expect(page.locator("#feed")).to_have_text("polling")
+    an_order_placed_meanwhile_shows_filled(dash)
+    expect(page.locator("#positions tbody tr").filter(has_text="MSFT")).to_be_visible()
+    dash.shot("polling_fallback")
+
+
+def an_order_placed_meanwhile_shows_filled(dash: Dashboard) -> None:
+    """A script places a MKT order; the page shows it Filled (whatever feeds it)."""
     status, body = dash.live.api(
         "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 2}
     )
     assert status == 202, body
     order = dash.order_group("completed-orders", body["id"])
     expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
-    expect(page.locator("#positions tbody tr").filter(has_text="MSFT")).to_be_visible()
-    dash.shot("polling_fallback")
 
 
 def test_polling_after_the_stream_ends_shows_states_of_a_restarted_app(dash):
@@ -642,12 +647,7 @@ def test_polling_after_the_stream_ends_shows_states_of_a_restarted_app(dash):
     dash.allow_console_error(r"EventSource|status of 503")
     dash.live.app.extensions["trading"].feed.close()  # every stream ends, as at a restart
     expect(page.locator("#feed")).to_have_text("polling")
-    status, body = dash.live.api(
-        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 2}
-    )
-    assert status == 202, body
-    order = dash.order_group("completed-orders", body["id"])
-    expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
+    an_order_placed_meanwhile_shows_filled(dash)
 
 
 def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
