@@ -29,6 +29,21 @@ def _chart_library() -> None:
         )
 
 
+def hold_first(page: Page, method: str) -> list[Route]:
+    """Hold the page's first ``method`` request to /api/v1/watchlist (let the others through);
+    the held route is the list's item once there is one (``routed``)."""
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method == method and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/watchlist", hold)
+    return held
+
+
 def routed(page: Page, held: list[Route]) -> None:
     """Wait until a request is held by a route handler. Playwright's sync API calls handlers
     only while the test is inside one of its calls, so this waits inside the page's own."""
@@ -86,15 +101,7 @@ def test_a_symbol_added_before_the_saved_watchlist_came_joins_it(dash: Dashboard
     it, not saved instead of it, and the chart shows what the trader then picks."""
     saved = [{"symbol": "MSFT", "sec_type": "STK"}]
     assert dash.live.api("PUT", "/api/v1/watchlist", {"symbols": saved})[0] == 200
-    held: list[Route] = []
-
-    def hold_the_first_load(route: Route) -> None:
-        if route.request.method == "GET" and not held:
-            held.append(route)
-        else:
-            route.continue_()
-
-    dash.page.route("**/api/v1/watchlist", hold_the_first_load)
+    held = hold_first(dash.page, "GET")
     page = dash.open().page
     routed(page, held)  # the page asked for its watchlist
     page.fill("#watch-input", "USD.JPY")
@@ -115,17 +122,9 @@ def test_two_quick_removes_from_the_watchlist_both_stay_removed(dash: Dashboard)
     list the first one leaves, not to the list before it (which put the first symbol back)."""
     saved = [{"symbol": s, "sec_type": "STK"} for s in ("MSFT", "AAPL", "IBM")]
     assert dash.live.api("PUT", "/api/v1/watchlist", {"symbols": saved})[0] == 200
-    held: list[Route] = []
-
-    def hold_the_first_save(route) -> None:
-        if route.request.method == "PUT" and not held:
-            held.append(route)
-        else:
-            route.continue_()
-
     page = dash.open().page
     expect(page.locator('#watchlist tr[data-symbol="IBM"]')).to_be_visible()
-    page.route("**/api/v1/watchlist", hold_the_first_save)
+    held = hold_first(page, "PUT")
     page.click('button[aria-label="Remove MSFT"]')
     routed(page, held)
     page.click('button[aria-label="Remove AAPL"]')

@@ -106,9 +106,11 @@ def place_order() -> tuple[Response, int]:
     body = _json_body(source)
     order_in = _validated_order(OrderIn, body, source)
     key = _idempotency_key(order_in)
-    if not order_in.accept_immediate_trigger and not _key_used(key):  # a retry: its order
-        _refuse_immediate_trigger(_stop_check_intent(order_in, source, body), source, body)
-    record, created = submit_order(order_in, source, key)
+    checked = None  # a stop's intent as resolved for the check: submit_order needs no second
+    if _stop_to_check(order_in) and not _key_used(key):  # a retry answers with its order
+        checked = _stop_check_intent(order_in, source, body)
+        _refuse_immediate_trigger(checked, source, body)
+    record, created = submit_order(order_in, source, key, prepared=checked)
     if request.args.get("wait", "").lower() in ("1", "true", "yes"):
         s = services().settings
         timeout = s.settle_first + s.settle_validation + s.settle_final + s.monitor_timeout
@@ -119,12 +121,18 @@ def place_order() -> tuple[Response, int]:
     return _order_response(record, created, 202 if created else 200)
 
 
+def _stop_to_check(order_in: OrderIn) -> bool:
+    """A stop (STP, STP LMT) that must not trigger the moment it arrives."""
+    return order_in.order_type in STOP_TYPES and not order_in.accept_immediate_trigger
+
+
 def _stop_check_intent(order_in: OrderIn, source: str, body: dict[str, Any]) -> OrderIntent:
-    """The intent the stop check quotes: a derivative stop's own contract (by conId), not
-    the stock of its symbol (an unknown contract is the order's 400, audited)."""
+    """The intent the stop check quotes, as ``resolved_contract`` completes it: a derivative
+    stop's own contract (by conId), not the stock of its symbol (an unknown contract is the
+    order's 400, audited)."""
     svc = services()
     intent = order_in.intent(svc.settings.account)
-    if order_in.sec_type not in DERIVATIVES or order_in.order_type not in STOP_TYPES:
+    if order_in.sec_type not in DERIVATIVES:
         return intent
     try:
         return resolved_contract(svc, order_in, intent)
@@ -191,10 +199,12 @@ def submit_order(
     key: str | None,
     request_hash: str | None = None,
     alert: dict[str, Any] | None = None,
+    prepared: OrderIntent | None = None,
 ) -> tuple[Lifecycle, bool]:
     """The one way an order enters: risk gate, journal, queue — and an audit record.
     ``request_hash`` (default: the order's fingerprint) is what a replay must repeat;
-    ``alert`` (the webhook's body, secrets removed) is audited with the order."""
+    ``alert`` (the webhook's body, secrets removed) is audited with the order; ``prepared``
+    is the intent ``resolved_contract`` already gave (not asked of the broker again)."""
     svc = services()
     outcome, decision, record = "error", None, None
     try:
@@ -208,7 +218,7 @@ def submit_order(
             request_hash=request_hash or order_in.fingerprint(),
             remote=request.remote_addr,
             gate=svc.gate,
-            prepare=lambda intent: resolved_contract(svc, order_in, intent),
+            prepare=lambda intent: prepared or resolved_contract(svc, order_in, intent),
         )
         outcome = "queued" if created else "replayed"
         decision = _journaled_decision(svc, record.id)
