@@ -30,12 +30,9 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _harness import (  # noqa: E402
+from _harness import (
     API_TOKEN,
     AppProcess,
     Http,
