@@ -310,11 +310,13 @@ class RiskGate(RiskQuotes):
         return None
 
     def _symbol_lists(self, check: _Check) -> str | None:
-        s, symbol = self.settings, check.intent.symbol
-        if symbol in s.risk_symbol_denylist:
-            return f"{symbol} is on the deny list"
-        if s.risk_symbol_allowlist and symbol not in s.risk_symbol_allowlist:
-            return f"{symbol} is not on the allow list ({', '.join(s.risk_symbol_allowlist)})"
+        s, intent = self.settings, check.intent
+        if _listed(intent, s.risk_symbol_denylist):
+            return f"{intent.symbol} is on the deny list"
+        if s.risk_symbol_allowlist and not _listed(intent, s.risk_symbol_allowlist):
+            return (
+                f"{intent.symbol} is not on the allow list ({', '.join(s.risk_symbol_allowlist)})"
+            )
         return None
 
     def _max_quantity(self, check: _Check) -> str | None:
@@ -454,6 +456,15 @@ class SlidingWindow:
 
 
 _CLASS_NAMES = {"STK": "stocks", "CASH": "FX pairs"}
+
+
+def _listed(intent: OrderIntent, symbols: tuple[str, ...]) -> bool:
+    """``intent``'s symbol is one of ``symbols``; an FX pair however it is written (EUR.USD,
+    EURUSD: one contract, see ``ib_compat.make_contract``)."""
+    if intent.sec_type != "CASH":
+        return intent.symbol in symbols
+    pair = intent.symbol.replace(".", "")
+    return any(symbol.replace(".", "") == pair for symbol in symbols)
 
 
 def _cause(check: _Check) -> str:

@@ -232,3 +232,13 @@ def test_limit_orders_need_a_quote_for_the_collar(gateway):
     unknown = RiskGate(settings, lambda s, t, c: (99.0, 101.0, 100.0), lambda: 0, lambda: ())
     with pytest.raises(RiskRejected, match="no account is known"):
         unknown.reserve(limit)
+
+
+def test_an_fx_pair_is_listed_however_its_symbol_is_written(make_client, gateway):
+    """EURUSD (TradingView's spelling) and EUR.USD are one pair: the deny list names it once."""
+    client = make_client(risk_symbol_denylist="EUR.USD", risk_symbol_allowlist="EURUSD,GBP.USD")
+    for symbol in ("EURUSD", "eur.usd", "EUR.USD"):
+        error = rejected(order(client, symbol=symbol, quantity=20_000), "symbol_not_allowed")
+        assert "is on the deny list" in error["message"]
+    assert gateway_orders(gateway) == 0
+    assert order(client, symbol="GBPUSD", quantity=20_000).status_code == 202
