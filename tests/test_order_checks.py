@@ -122,6 +122,50 @@ def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
     assert gateway_limit(gateway, order_id) == entry
 
 
+def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client, gateway):
+    """A leg is an order of its own: moving it is checked against its entry's limit, and the
+    entry's later move against the leg where it is now, not where it was placed."""
+    entry = round(quote(client)["bid"] * 0.8, 2)
+    res = place(
+        client,
+        order_type="LMT",
+        limit_price=entry,
+        take_profit=round(entry + 5, 2),
+        stop_loss=round(entry - 5, 2),
+        tif="GTC",
+    )
+    order_id = res.get_json()["id"]
+    tp, sl = f"{order_id}-tp", f"{order_id}-sl"
+    wait_for(
+        lambda: len([o for o in gateway.open_orders() if o.order_ref.startswith(order_id)]) == 3
+    )
+    for leg in (tp, sl):
+        wait_for(lambda leg=leg: client.get(f"/api/v1/orders/{leg}").get_json()["status"])
+
+    above_entry = error(
+        client.post(f"/api/v1/orders/{sl}/modify", json={"stop_price": round(entry + 2, 2)}), 400
+    )
+    assert above_entry["field"] == "stop_price"
+    assert above_entry["message"] == (
+        f"stop_price: the bracket's stop_loss must be below the limit price for a BUY "
+        f"(entry {order_id} is not filled yet)"
+    )
+
+    closer = round(entry + 1, 2)  # still above the entry: a take profit may come closer
+    assert (
+        client.post(f"/api/v1/orders/{tp}/modify", json={"limit_price": closer}).status_code == 202
+    )
+    wait_for(lambda: client.get(f"/api/v1/orders/{tp}").get_json()["limit_price"] == closer)
+    past_tp = error(
+        client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(entry + 3, 2)}),
+        400,
+    )
+    assert past_tp["field"] == "take_profit"
+    assert gateway_limit(gateway, order_id) == entry
+    stops = [o.aux_price for o in gateway.open_orders() if o.order_ref == sl]
+    assert stops == [round(entry - 5, 2)]
+
+
 def test_modify_is_refused_by_the_live_guard(tmp_path):
     """An order placed while live trading was allowed cannot be changed once it is not."""
     gw = SimGateway(

@@ -28,7 +28,7 @@ from order_handler import (
     UnknownOrderError,
 )
 from risk import RiskRejected
-from schemas import CONTRACT_FIELDS, DERIVATIVE_FIELDS, ModifyIn, OrderIn
+from schemas import ModifyIn, OrderIn
 from schemas_out import (
     CancelAllOut,
     OrderAccepted,
@@ -36,6 +36,7 @@ from schemas_out import (
     PreviewOut,
 )
 from services import GatewayNotAnswering, Services
+from web.amend_checks import check_leg, modified_fields
 from web.common import (
     ApiError,
     _as_dict,
@@ -46,7 +47,6 @@ from web.common import (
     _long_call,
     _unknown_symbol,
     _validate,
-    _whole,
     bp,
     services,
 )
@@ -433,7 +433,8 @@ def modify_order(order_id: str) -> tuple[Response, int]:
     handler = _handler()
     record = handler.get(order_id)
     if record is not None:
-        changed = _validate(OrderIn, _modified_fields(record, change))
+        changed = _validate(OrderIn, modified_fields(record, change, handler.get))
+        check_leg(record, change, handler.get)
         if change.stop_price is not None and not change.accept_immediate_trigger:
             intent = changed.intent(record.intent.account)  # a derivative: quoted by its conId
             _refuse_immediate_trigger(
@@ -450,24 +451,6 @@ def modify_order(order_id: str) -> tuple[Response, int]:
         ),
         order_id,
     )
-
-
-def _modified_fields(record: Lifecycle, change: ModifyIn) -> dict[str, Any]:
-    """The fields of a new order equal to ``record``'s with ``change`` applied."""
-    intent = dataclasses.asdict(record.intent)
-    takes = CONTRACT_FIELDS.get(intent["sec_type"], ())
-    fields = {
-        name: intent[name]
-        for name in OrderIn.model_fields
-        if intent.get(name) not in (None, "")
-        and (name not in DERIVATIVE_FIELDS or name in takes or name == "market_order_ack")
-    }
-    fields["quantity"] = _whole(intent["quantity"])
-    for name in ("quantity", "limit_price", "stop_price"):
-        value = getattr(change, name)
-        if value is not None:
-            fields[name] = value
-    return fields
 
 
 def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
