@@ -21,9 +21,9 @@ from typing import Any
 from config import Settings, is_paper_account
 from order_records import OrderIntent
 from risk_quotes import QUOTE_TTL as QUOTE_TTL
-from risk_quotes import QuoteSource, RiskQuote, RiskQuotes, num_text
+from risk_quotes import QuoteSource, RiskQuote, RiskQuotes, exits_at_once, num_text
 
-PER_ORDER_RULES = 8  # the first rules look at the order alone; the rest at the account's flow
+PER_ORDER_RULES = 9  # the first rules look at the order alone; the rest at the account's flow
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ class RiskGate(RiskQuotes):
             ("option_market_order", self._option_market_order),
             ("no_reference_price", self._has_price),
             ("price_collar", self._price_collar),
+            ("bracket_sides", lambda check: exits_at_once(check.intent, check.quote)),
             ("max_notional", self._max_notional),
             ("asset_class_limit", self._asset_class_limit),
             ("max_open_orders", self._max_open_orders),

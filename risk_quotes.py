@@ -81,3 +81,27 @@ class RiskQuotes:
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
         self._quote_cache[key] = (self._monotonic(), quote)
         return quote
+
+
+def exits_at_once(intent: OrderIntent, quote: RiskQuote) -> str | None:
+    """Why a market (or trailing) entry's bracket would exit the moment it fills: its take
+    profit or stop loss is already past the quote its exit meets (a BUY's exits sell at the
+    bid). None otherwise; an entry with a price of its own has its legs' sides checked by
+    the schema (``schemas.SIDE_RULES``)."""
+    if intent.limit_price or intent.stop_price or not intent.is_bracket:
+        return None
+    buy = intent.action == "BUY"
+    name, market = ("bid", quote.bid) if buy else ("ask", quote.ask)
+    if market is None:
+        name, market = "last", quote.last
+    if market is None:
+        return None  # no price at all: the gate's no_reference_price refuses the order
+    then = f"the {name} {num_text(market)}: it would {{}} as soon as the entry fills"
+    tp, sl, sign = intent.take_profit, intent.stop_loss, 1 if buy else -1
+    if tp is not None and (tp - market) * sign <= 0:
+        where = "at or below" if buy else "at or above"
+        return f"take_profit {num_text(tp)} is {where} " + then.format("sell" if buy else "buy")
+    if sl is not None and (market - sl) * sign <= 0:
+        where = "at or above" if buy else "at or below"
+        return f"stop_loss {num_text(sl)} is {where} " + then.format("trigger")
+    return None

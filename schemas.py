@@ -48,12 +48,16 @@ PRICE_TICKS: tuple[tuple[str, str, float | None, float], ...] = (
 )
 TICK_FIELDS = ("limit_price", "stop_price", "take_profit", "stop_loss", "trailing_amount")
 # A bracket's prices on the right side: (field, compared with, side of it for a BUY); a SELL
-# is the mirror image.
+# is the mirror image. A stop entry's legs are on their sides of its stop (an exit past it
+# would fill or trigger the moment the entry does); a market entry's, of the quote (risk.py).
 SIDE_RULES: tuple[tuple[str, str, str], ...] = (
     ("take_profit", "limit_price", "above"),
     ("stop_loss", "limit_price", "below"),
+    ("take_profit", "stop_price", "above"),
+    ("stop_loss", "stop_price", "below"),
     ("stop_loss", "take_profit", "below"),
 )
+PRICE_WORDS = {"limit_price": "the limit price", "stop_price": "the stop price"}
 WHOLE_QUANTITY = ("STK",)  # asset classes traded in whole units
 # ISO codes of the currencies IB trades as FX pairs (IDEALPRO): a symbol made of two of them
 # (EUR.USD, EURUSD) is an FX pair, found without sec_type.
@@ -149,7 +153,10 @@ def _rules_schema(schema: dict[str, Any]) -> None:
         {"sec_type": k, "symbol_contains": c, "below": b, "tick": t} for k, c, b, t in PRICE_TICKS
     ]
     schema["x-tick-fields"] = list(TICK_FIELDS)
-    schema["x-side-rules"] = [{"field": f, "than": o, "buy": side} for f, o, side in SIDE_RULES]
+    schema["x-side-rules"] = [
+        {"field": f, "than": o, "buy": side, "than_words": PRICE_WORDS.get(o, o)}
+        for f, o, side in SIDE_RULES
+    ]
     schema["x-whole-quantity"] = list(WHOLE_QUANTITY)
     schema["x-bracket-tifs-refused"] = list(BRACKET_TIFS_REFUSED)
 
@@ -359,7 +366,7 @@ class OrderIn(BaseModel):
                 continue
             side = buy_side if self.action == "BUY" else mirror[buy_side]
             if (price - than) * (1 if side == "above" else -1) <= 0:
-                what = "the limit price" if other == "limit_price" else other
+                what = PRICE_WORDS.get(other, other)
                 raise _field_error(name, f"must be {side} {what} for a {self.action}")
 
     def fingerprint(self) -> str:

@@ -529,6 +529,13 @@ def test_invalid_quantity_shows_field_errors_and_places_nothing(dash):
     expect(page.locator("#take_profit-error")).to_have_text(
         "must be above the limit price for a BUY"
     )
+    page.select_option("#order_type", "STP")  # a stop entry's legs: sides of its stop
+    page.fill("#stop_price", "100")
+    page.click("#review-btn")
+    expect(page.locator("#take_profit-error")).to_have_text(
+        "must be above the stop price for a BUY"
+    )
+    page.select_option("#order_type", "LMT")
     assert not any("/api/v1/orders" in r for r in dash.requests)
     dash.shot("client_validation")
 

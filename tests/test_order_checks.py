@@ -122,6 +122,35 @@ def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
     assert gateway_limit(gateway, order_id) == entry
 
 
+def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gateway):
+    """A market entry's legs are checked against the quote their exits meet, a stop entry's
+    against its stop: a BUY at market with a take profit under the bid bought and sold at once."""
+    q = quote(client)
+    under_bid = error(place(client, take_profit=round(q["bid"] - 5, 2)), 422)
+    assert under_bid["details"][0]["rule"] == "bracket_sides"
+    assert under_bid["message"].startswith(
+        f"bracket_sides: take_profit {round(q['bid'] - 5, 2)} is at or below the bid "
+    )
+    assert under_bid["message"].endswith("it would sell as soon as the entry fills")
+    over_ask = error(place(client, action="SELL", stop_loss=round(q["ask"] - 5, 2)), 422)
+    assert "stop_loss" in over_ask["message"] and "at or below the ask" in over_ask["message"]
+    preview = client.post(
+        "/api/v1/orders/preview",
+        json={"symbol": "AAPL", "action": "BUY", "quantity": 1, "take_profit": q["bid"]},
+    )
+    assert error(preview, 422)["details"][0]["rule"] == "bracket_sides"
+    stop_entry = place(
+        client,
+        order_type="STP",
+        stop_price=round(q["ask"] + 10, 2),
+        take_profit=round(q["ask"] + 5, 2),
+    )
+    assert error(stop_entry, 400)["field"] == "take_profit"
+    assert not gateway.all_orders()
+    sides = {"take_profit": round(q["ask"] + 5, 2), "stop_loss": round(q["bid"] - 5, 2)}
+    assert place(client, **sides).status_code == 202
+
+
 def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client, gateway):
     """A leg is an order of its own: moving it is checked against its entry's limit, and the
     entry's later move against the leg where it is now, not where it was placed."""

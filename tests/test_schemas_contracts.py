@@ -468,12 +468,15 @@ def test_x_side_rules_are_the_bracket_sides_validation_applies(action):
     assert {(r["field"], r["than"]) for r in rules} == {
         ("take_profit", "limit_price"),
         ("stop_loss", "limit_price"),
+        ("take_profit", "stop_price"),
+        ("stop_loss", "stop_price"),
         ("stop_loss", "take_profit"),
     }
+    entry_types = {"limit_price": "LMT", "stop_price": "STP"}
     for rule in rules:
         side = rule["buy"] if action == "BUY" else {"above": "below", "below": "above"}[rule["buy"]]
         step = 10 if side == "above" else -10
-        order_type = "LMT" if rule["than"] == "limit_price" else "MKT"
+        order_type = entry_types.get(rule["than"], "MKT")
         body = {**BASE, "action": action, "order_type": order_type, rule["than"]: 100}
         assert valid({**body, rule["field"]: 100 + step}), rule
         field, message = refused_body({**body, rule["field"]: 100 - step})

@@ -112,6 +112,22 @@ def test_market_bracket_legs_must_not_cross(action, tp, sl, words):
     assert refused(action=action, take_profit=tp, stop_loss=sl) == ("stop_loss", words)
 
 
+@pytest.mark.parametrize(
+    ("action", "fields", "field", "words"),
+    [
+        ("BUY", {"take_profit": 95.0}, "take_profit", "must be above the stop price for a BUY"),
+        ("BUY", {"stop_loss": 100.0}, "stop_loss", "must be below the stop price for a BUY"),
+        ("SELL", {"take_profit": 105.0}, "take_profit", "must be below the stop price for a SELL"),
+        ("SELL", {"stop_loss": 99.0}, "stop_loss", "must be above the stop price for a SELL"),
+    ],
+)
+def test_a_stop_entrys_legs_are_on_their_sides_of_its_stop(action, fields, field, words):
+    """A BUY stop at 100 with a take profit at 95 would sell the moment it bought."""
+    assert refused(action=action, order_type="STP", stop_price=100.0, **fields) == (field, words)
+    beyond = 110.0 if action == "BUY" else 90.0
+    assert accepted(action=action, order_type="STP", stop_price=100.0, take_profit=beyond)
+
+
 # ------------------------------------------------------------------------------ TRAIL
 def test_trail_orders_take_exactly_one_trailing_figure():
     by_amount = accepted(order_type="TRAIL", trailing_amount=1.5).intent()

@@ -116,7 +116,7 @@ export function validateOrder(body) {
       if (errors[rule.field] || errors[rule.than] || !isNum(price) || !isNum(than)) continue;
       const side = body.action === "BUY" ? rule.buy : mirror[rule.buy];
       if ((price - than) * (side === "above" ? 1 : -1) <= 0) {
-        errors[rule.field] = `must be ${side} ${rule.than === "limit_price" ? "the limit price" : rule.than} for a ${body.action}`;
+        errors[rule.field] = `must be ${side} ${rule.than_words || rule.than} for a ${body.action}`;
       }
     }
   }
