@@ -8,7 +8,12 @@ Pure functions of a contract and an epoch time. Four weekly schedules, in the ex
   17:15 to 17:00 the next day (liquid and trading hours are the same);
 * US equity options (``OPT``): 09:30-16:00 US/Eastern only, Monday to Friday (no extended hours:
   an outsideRth option order waits for the open, as at IB);
-* futures (``FUT``, CME Globex style): Sunday to Thursday 17:00 to 16:00 the next day, US/Central.
+* futures (``FUT``, CME Globex style): trading hours Sunday to Thursday 17:00 to 16:00 the next
+  day, regular (liquid) hours 08:30-16:00 Monday to Friday, US/Central, as IB's contract details
+  of ES give them (rust-ibapi's recorded ``10|9000|ES|FUT|...``: ``20250521:1700-20250522:1600``,
+  ``20250522:0830-20250522:1600``). Like a stock's, a futures order without outsideRth works in
+  the regular hours only (rust-ibapi #373: a bracket's legs on ES/MNQ did not work overnight
+  until they carried outsideRth; ib_insync users: a GC stop triggered at 07:00 CT with it).
 
 Exchange holidays are not modelled. The text format is IB's contractDetails one, e.g.
 ``20250324:0400-20250324:2000;20250325:0400-...`` with ``20250329:CLOSED`` for a day without a
@@ -64,7 +69,9 @@ _FX_DAYS = Weekly(
 )
 FX = Schedule(liquid=_FX_DAYS, trading=_FX_DAYS)
 _GLOBEX = Weekly("US/Central", frozenset({6, 0, 1, 2, 3}), time(17, 0), time(16, 0), overnight=True)
-FUTURES = Schedule(liquid=_GLOBEX, trading=_GLOBEX)
+FUTURES = Schedule(
+    liquid=Weekly("US/Central", _WEEKDAYS, time(8, 30), time(16, 0)), trading=_GLOBEX
+)
 _BY_SEC_TYPE = {"CASH": FX, "FUT": FUTURES, "OPT": US_OPTIONS}
 IB_ZONES = {"US/Eastern": "America/New_York", "US/Central": "America/Chicago"}
 

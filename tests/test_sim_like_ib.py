@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ib_async import IB, LimitOrder, MarketOrder, StopOrder
+from ib_async import IB, Future, LimitOrder, MarketOrder, StopOrder
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
@@ -123,6 +123,29 @@ async def test_outside_rth_is_ignored_for_a_market_order_held_until_the_open(
         assert trade.fills == [] and gateway.executions() == []
         gateway.set_clock(OPEN)
         await status(trade, "Filled")
+
+
+@async_test
+async def test_futures_order_without_outside_rth_waits_for_regular_hours(
+    gateway: SimGateway,
+) -> None:
+    """ES as IB describes it: trading hours 17:00-16:00 Chicago, regular hours 08:30-16:00. In
+    the evening session an order without outsideRth is held (399) until 08:30; with it, it works."""
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [details] = await ib.reqContractDetailsAsync(Future("ES", "202612", "CME"))
+        assert details.tradingHours.startswith("20261130:1700-20261201:1600;")
+        assert details.liquidHours.startswith("20261130:0830-20261130:1600;20261201:0830-")
+        es = details.contract
+        assert es is not None
+        held = ib.placeOrder(es, LimitOrder("BUY", 1, 20000.0, tif="DAY"))
+        await until(lambda: 399 in errors.codes(held.order.orderId), what="warning 399")
+        assert errors.text(399).endswith("until 2026-12-01 08:30:00 US/Central")
+        overnight = ib.placeOrder(es, LimitOrder("BUY", 1, 20000.0, tif="DAY", outsideRth=True))
+        await status(overnight, "Filled")
+        assert held.orderStatus.status == "PreSubmitted" and held.fills == []
+        gateway.set_clock(parse_when("2026-12-01T08:30:00-06:00"))
+        await status(held, "Filled")
 
 
 @async_test
