@@ -248,7 +248,9 @@ class Settings(BaseSettings):
     )
     # IB's concurrent market data lines of the account (100 unless quote boosters were bought)
     market_data_lines: Count = _env("MARKET_DATA_LINES", 100)
-    sim_market_data: Literal["live", "delayed", "none"] = _env("SIM_MARKET_DATA", "live")
+    sim_market_data: Literal["live", "delayed", "api-delayed", "none"] = _env(
+        "SIM_MARKET_DATA", "live"
+    )
     # HH:MM/SECONDS[/lost] New York time on the simulated clock, or "off"
     sim_nightly_reset: Annotated[str, AfterValidator(_nightly_reset)] = _env(
         "SIM_NIGHTLY_RESET", "23:45/300"

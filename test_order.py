@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--sim-market-data",
         default="live",
-        choices=("live", "delayed", "none"),
+        choices=("live", "delayed", "api-delayed", "none"),
         help="market data of the embedded gateway's account (default live); orders "
         "need none: this script never asks for a quote",
     )

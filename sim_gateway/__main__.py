@@ -149,10 +149,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--cash", type=_non_negative, default=1_000_000.0, help="starting cash in USD")
     ap.add_argument(
         "--market-data-subscriptions",
-        choices=("live", "delayed", "none"),
+        choices=("live", "delayed", "api-delayed", "none"),
         default="live",
         help="the account's market data: live (subscribed), delayed (no subscription: "
-        "live requests answer 354, delayed ones 10167 + delayed ticks) or none "
+        "live requests answer 354, delayed ones 10167 + delayed ticks), api-delayed (IB's "
+        "10089 wording of the same: no ticks for live requests, delayed ticks follow it for "
+        "delayed ones) or none "
         "(no subscription, delayed data not enabled: 354 / 10168, no ticks)",
     )
     ap.add_argument(

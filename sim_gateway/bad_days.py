@@ -11,6 +11,10 @@ Facts (see /work/shared/reference/ib-bad-days.md and IB's message-code table):
   delayed data requested (``reqMarketDataType`` 3/4) it answers 10167 (a warning) and sends
   delayed ticks (66..76), or 10168 (no data) when delayed data is not enabled. An account with
   the subscription gets live data whatever type it asks for (IB ignores a delayed request then).
+  IB words the same lack as 10089 ("requires additional subscription for API ... Delayed market
+  data is available.") on accounts whose subscriptions do not cover the API (IB4m #158: a paper
+  account): no ticks for a live request, and for a delayed one an advisory, the delayed ticks
+  follow (rust-ibapi #677, reported from a delayed-only account).
 * While the same user is logged in elsewhere with live data (e.g. the phone app), live requests
   answer 10197 and live streams stop.
 
@@ -48,6 +52,7 @@ class Entitlement(enum.Enum):
 
     LIVE = "live"  # subscribed: live data whatever type is asked
     DELAYED = "delayed"  # no subscription, delayed data enabled (most paper accounts)
+    API_DELAYED = "api-delayed"  # no subscription for the API, delayed enabled: IB says 10089
     NONE = "none"  # no subscription, delayed data not enabled
 
 
@@ -207,6 +212,9 @@ def market_data_answer(
     """The answer to a market data request of type ``requested`` (1 live, 2 frozen, 3 delayed,
     4 delayed-frozen) for a contract listed as ``listing`` (e.g. "AAPL NASDAQ.NMS/TOP/ALL")."""
     delayed_wanted = requested in (3, 4)
+    if entitlement is Entitlement.API_DELAYED:
+        notice = (10089, errors.text(10089, listing=listing))
+        return DataAnswer(notice, requested if delayed_wanted else None)
     if entitlement is Entitlement.LIVE:
         if competing:
             return DataAnswer((10197, errors.text(10197)), None)

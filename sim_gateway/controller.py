@@ -207,7 +207,8 @@ class SimGateway:
         return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))
 
     def set_market_data_subscriptions(self, kind: str) -> None:
-        """The account's entitlement, ``live`` | ``delayed`` | ``none``, for requests from now on."""
+        """The account's entitlement, ``live`` | ``delayed`` | ``api-delayed`` | ``none``, for
+        requests from now on."""
         entitlement = bad_days.Entitlement(kind)
 
         def apply(server: GatewayServer) -> None:

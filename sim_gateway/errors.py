@@ -142,6 +142,14 @@ _ROWS = (
         "Warning: Order Event Warning:Attribute ...'); a stock MKT order with outsideRth: the "
         "flag is cleared (ib_insync #141) and the order waits for regular hours",
     ),
+    Msg(
+        10089,
+        "Requested market data requires additional subscription for API. See link in 'Market "
+        "Data Connections' dialog for more details.Delayed market data is available.{listing}",
+        "wire",
+        "IB4m #158 ('...Delayed market data is available.SPY ARCA/TOP/ALL', a paper account); "
+        "for a delayed request an advisory: the delayed ticks follow (rust-ibapi #677)",
+    ),
     Msg(10147, "OrderId {order_id} that needs to be cancelled is not found.", "table", ""),
     Msg(
         10148,

@@ -67,7 +67,7 @@ class ServerSettings:
     state_file: str | None = None
     clock_start: float | None = None  # epoch seconds of a simulated clock (None = real time)
     clock_speed: float = 1.0
-    market_data: str = "live"  # the account's entitlement: live | delayed | none (bad_days)
+    market_data: str = "live"  # the account's entitlement: live | delayed | api-delayed | none
     outages: tuple[str, ...] = ()  # AT:FOR[:lost] windows (bad_days.parse_window)
     nightly_reset: str | None = None  # HH:MM/SECONDS[/lost], New York time
     competing_sessions: tuple[str, ...] = ()  # AT:FOR windows of a competing live session
