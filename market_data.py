@@ -29,6 +29,18 @@ NO_DATA_CODES: dict[int, str] = {
     "available).",
 }
 NOTICE_CODES = frozenset(NO_DATA_CODES) | {10167}
+# 10089 ends "Delayed market data is available.": on a request for delayed data (type 3/4) it
+# is an advisory like 10167 and the delayed ticks follow it (rust-ibapi #677); on a live-only
+# request nothing follows
+DELAYED_ADVISORIES = frozenset({10089})
+
+
+def no_data(code: int, requested_type: int) -> bool:
+    """Whether IB's message ``code`` on a request of market data type ``requested_type``
+    means that no price follows."""
+    if code in DELAYED_ADVISORIES and requested_type in DELAYED_TYPES:
+        return False
+    return code in NO_DATA_CODES
 
 
 def type_name(market_data_type: int) -> str:
@@ -45,10 +57,13 @@ def reset_ticker(ticker: Ticker | None) -> None:
     ticker.marketDataType = 1
 
 
-def explain(codes: list[tuple[int, str]], symbol: str) -> tuple[int | None, str | None]:
-    """The code and the sentence of the most telling no-data message among ``codes``."""
+def explain(
+    codes: list[tuple[int, str]], symbol: str, requested_type: int
+) -> tuple[int | None, str | None]:
+    """The code and the sentence of the most telling no-data message among ``codes`` (IB's
+    answers to a request of market data type ``requested_type``)."""
     for code, text in codes:
-        if code in NO_DATA_CODES:
+        if no_data(code, requested_type):
             return code, NO_DATA_CODES[code].format(symbol=symbol) + f" (IB: {text.strip()})"
     return None, None
 

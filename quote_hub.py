@@ -6,7 +6,8 @@ watcher wants it or an armed alert needs it, and cancelled when nobody does. IB 
 ``MARKET_DATA_LINES`` concurrent lines (100 by default); the hub keeps ``SNAPSHOT_RESERVE`` of
 them free for the snapshot quotes of orders and /quote, never asks for more, and says which
 symbols were left out and why. IB's own refusals are explained per symbol: 101 (max tickers),
-354 / 10168 / 10197 (no subscription, competing session), 10167 (delayed data, labelled).
+354 / 10168 / 10197 (no subscription, competing session), 10167 (delayed data, labelled), 10089
+(no subscription for the API: no data on a live-only request, delayed data labelled otherwise).
 
 A dashboard that cannot hold a stream polls GET /quotes instead: each poll ``lease``s the
 watchlist and its symbols for ``LEASE_SECONDS`` (a watcher that expires), so quotes keep flowing
@@ -255,6 +256,7 @@ class QuoteHub:
     def _on_error(self, req_id: int, code: int, text: str, contract: Contract | None) -> None:
         if contract is None:
             return
+        asked = self.connector.market_data_type
         for key, line in self._state.lines.items():
             if line.contract.conId != contract.conId:
                 continue
@@ -264,8 +266,8 @@ class QuoteHub:
                     f"(MARKET_DATA_LINES={self.limit}); {key[0]} is not streamed. "
                     "Remove symbols or buy quote booster packs."
                 )
-            elif code in market_data.NO_DATA_CODES:
-                line.notice = market_data.explain([(code, text)], key[0])[1]
+            elif market_data.no_data(code, asked):
+                line.notice = market_data.explain([(code, text)], key[0], asked)[1]
                 line.stopped_at = time.monotonic()  # no tick follows: the last prices are old
             else:
                 continue

@@ -38,6 +38,7 @@ class MarketData(IBConnection):
     _history: history.HistoryPacer
     _history_inflight: dict[history.BarsKey, asyncio.Future]
     _market_rules: dict[int, instruments.Increments]
+    market_data_type: int
     _quoting: dict[int, asyncio.Future[Quote]]
 
     def quote(
@@ -175,7 +176,7 @@ class MarketData(IBConnection):
         finally:
             ib.errorEvent -= on_error
         ticker = tickers[0]
-        code, notice = market_data.explain(notices, symbol)
+        code, notice = market_data.explain(notices, symbol, self.market_data_type)
         kind = market_data.type_name(ticker.marketDataType)
         priced = any(
             _num(p) is not None for p in (ticker.bid, ticker.ask, ticker.last, ticker.close)

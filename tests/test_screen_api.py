@@ -181,6 +181,24 @@ def test_delayed_data_is_labelled_and_no_subscription_explained(start_app) -> No
     assert quote["market_data"] == "delayed"
 
 
+def test_delayed_data_ib_announces_with_10089_is_shown_not_stopped(start_app) -> None:
+    """A paper account hears 10089 ('... Delayed market data is available.') on the reader's
+    delayed request and the delayed ticks follow: the watchlist and /quote show them, labelled
+    delayed, with no notice (the line was taken for stopped: no prices, asked again every 5 s)."""
+    gateway, app, client = start_app(market_data="api-delayed")
+    client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}]})
+    app.extensions["trading"].quotes.watch()
+
+    def priced() -> list[dict]:
+        return [q for q in client.get("/api/v1/quotes").get_json()["quotes"] if q["last"]]
+
+    row = wait_for(priced, timeout=8)[0]
+    assert row["market_data"] == "delayed" and row.get("notice") is None, row
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    assert quote["market_data"] == "delayed" and quote["last"] is not None
+    assert quote["notice_code"] is None and quote["notice"] is None
+
+
 def test_no_subscription_and_unknown_symbols_are_explained_per_symbol(start_app) -> None:
     gateway, app, client = start_app(market_data="none")
     client.put("/api/v1/watchlist", json={"symbols": [{"symbol": "AAPL"}, {"symbol": "NOSUCH"}]})
