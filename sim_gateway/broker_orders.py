@@ -247,10 +247,13 @@ class OrderEntry:
         self._index[(order.client_id, order.order_id)] = order.perm_id
 
     def _reject(self, order: _Order, reason: str, now: float) -> list[Event]:
+        """Inactive, then 201, then Inactive again: the order IB sends them in (ib_insync #554's
+        wire log: ``5,...,Inactive`` / ``3,...,Inactive`` around ``4,2,15,201,...``)."""
         self._finish(order, "Inactive", now, f"Rejected: {reason}")
         view = order.view()
         error = OrderErrorEvent(order.client_id, order.order_id, *_rejection(reason))
-        return [error, OpenOrderEvent(view), OrderStatusEvent(view)]
+        shown: list[Event] = [OpenOrderEvent(view), OrderStatusEvent(view)]
+        return [*shown, error, *shown]
 
     def _modify(self, order: _Order, req: OrderRequest, now: float) -> list[Event]:
         """Re-placing a live order id: new price/quantity/type, re-acknowledged, may then fill."""

@@ -67,7 +67,8 @@ _ROWS = (
         201,
         "Order rejected - reason:{reason}",
         "wire",
-        "ib_insync #554: 'Order rejected - reason:YOUR ORDER IS NOT ACCEPTED...'",
+        "ib_insync #554: 'Order rejected - reason:YOUR ORDER IS NOT ACCEPTED...', between the "
+        "order's Inactive status and a second Inactive",
     ),
     Msg(202, "Order Canceled - reason:{reason}", "wire", "sent after orderStatus Cancelled"),
     Msg(320, "Error reading request. {detail}", "table", "'Error reading request:' + detail"),

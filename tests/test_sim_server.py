@@ -905,16 +905,20 @@ async def test_tif_preset_warning_makes_ib_async_cancel_a_live_order(gateway: Si
 
 
 @async_test
-async def test_reject_next_order_gives_201_then_inactive(gateway: SimGateway) -> None:
+async def test_reject_next_order_gives_inactive_201_then_inactive_again(
+    gateway: SimGateway,
+) -> None:
+    """IB's order (ib_insync #554's wire log): Inactive, then 201, then Inactive again."""
     gateway.reject_next_order("Simulated rejection for the test")
     async with connected(gateway) as ib:
         errors = Errors(ib)
         [stock] = await qualified(ib, aapl())
         trade = ib.placeOrder(stock, LimitOrder("BUY", 1, 150.0, tif="DAY"))
+        await until(lambda: statuses(trade)[-1] == "Inactive" and errors.codes(), what="201")
         await status(trade, "Inactive")
         assert errors.codes(trade.order.orderId) == [201]
         assert "Simulated rejection for the test" in errors.text(201)
-        assert "Cancelled" in statuses(trade)  # ib_async's reaction to 201, before Inactive
+        assert statuses(trade) == ["PendingSubmit", "Inactive"]  # ib_async: Inactive is done
         assert [o.status for o in gateway.completed_orders()] == ["Inactive"]
         after = ib.placeOrder(stock, LimitOrder("BUY", 1, 150.0, tif="DAY"))  # only the next one
         await status(after, "Submitted")
