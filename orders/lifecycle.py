@@ -272,6 +272,14 @@ class Tracker:
         """An error or warning IB sent about the order."""
         self._replace(messages=self.record.messages + (IBMessage(time.time(), code, text),))
 
+    def reason_found(self, reason: str) -> None:
+        """IB's reason for a verdict given on its bare status: IB reports a rejected order
+        Inactive before the 201 that says why."""
+        self._replace(
+            verdict_reason=reason,
+            steps=self.record.steps + (Step(time.time(), f"the broker's reason: {reason}"),),
+        )
+
     def fills_added(
         self, fills: tuple[FillRecord, ...], perm_id: int | None, step: str | None = None
     ) -> None:

@@ -287,6 +287,9 @@ class OrderBook:
             text,
             tracker.id,
         )
+        reason = last_error_text(tracker)
+        if reason and _awaits_reason(tracker.record):
+            tracker.reason_found(reason)
         self._changed()
 
     def on_fill(self, tracker: Tracker, fill: Any) -> None:
@@ -402,6 +405,11 @@ def last_error_text(tracker: Tracker) -> str | None:
         if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
             return f"Error {message.code}: {message.text}"
     return None
+
+
+def _awaits_reason(record: Lifecycle) -> bool:
+    """Rejected on the broker's bare status (Inactive): IB's 201 with the reason follows it."""
+    return record.verdict == Verdict.REJECTED and record.verdict_reason == record.status
 
 
 def _refused(tracker: Tracker) -> bool:

@@ -418,12 +418,17 @@ def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
 
 
 def test_a_broker_rejection_is_the_verdict_with_ibs_message(handler, gateway, journal):
+    """IB reports the order Inactive before the 201 that says why: the verdict, given on the
+    Inactive, takes IB's reason when it comes (it stayed 'Inactive')."""
     gateway.reject_next_order("no margin today")
     record, _ = handler.submit(MKT)
     final = handler.wait(record.id, 5)
     assert final.verdict == "rejected" and handler.working_count() == 0
+    final = wait_for(lambda: (r := handler.get(record.id)).verdict_reason != "Inactive" and r)
     assert any(m.code == 201 and "no margin today" in m.text for m in final.messages)
-    assert journal.flush(5) and journal.get(record.id).record.verdict == "rejected"
+    assert final.verdict_reason == "Error 201: Order rejected - reason:no margin today"
+    assert journal.flush(5)
+    assert journal.get(record.id).record.verdict_reason == final.verdict_reason
 
 
 def test_preview_places_nothing(handler, gateway):
