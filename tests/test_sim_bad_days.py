@@ -175,7 +175,6 @@ async def test_no_data_at_all_354_and_10168(start_gateway: Callable[..., SimGate
     assert ticker.last != ticker.last and ticker.bid != ticker.bid
 
 
-
 @async_test
 async def test_no_api_subscription_10089_no_ticks_live_delayed_ticks_follow_it(
     start_gateway: Callable[..., SimGateway],
@@ -190,6 +189,7 @@ async def test_no_api_subscription_10089_no_ticks_live_delayed_ticks_follow_it(
     ticker, errors = await _snapshot_answer(gw, 3)
     assert errors.codes() == [10089] and ticker.marketDataType == 3
     assert ticker.bid > 0 and ticker.ask > ticker.bid and ticker.last > 0
+
 
 def test_ibapi_sees_354_then_10167_and_delayed_tick_ids(
     start_gateway: Callable[..., SimGateway], ibapi_log: list
