@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from ib_compat import DONE_STATES, WORKING_STATES
 from ib_connection import NotConnectedError
@@ -237,13 +238,13 @@ class OrderHandler(LoopSide):
         limit_price: float | None = None,
         stop_price: float | None = None,
         gate: RiskGate | None = None,
+        legs: dict[str, Any] | None = None,
     ) -> Lifecycle:
         """Queue a modification (quantity and/or prices) of one of our working orders.
 
-        The changed order passes the risk gate's per-order rules; no modify while
-        the kill switch is engaged; a bracket's quantity cannot change (its
-        children would not follow).
-        """
+        The changed order (a bracket's with ``legs``: its exits where they are now) passes the
+        risk gate's per-order rules; none while the kill switch is engaged; a bracket's
+        quantity cannot change (its children would not follow)."""
         tracker = self._tracker(order_id)
         if self.halted:
             raise TradingHaltedError("trading is halted by the kill switch")
@@ -257,7 +258,7 @@ class OrderHandler(LoopSide):
             )
         command = Modify(tracker, quantity, limit_price, stop_price)
         if gate is not None:
-            gate.check(replace(record.intent, **command.changes()))  # raises RiskRejected
+            gate.check(replace(record.intent, **{**(legs or {}), **command.changes()}))
         self._enqueue(command)
         return tracker.record
 

@@ -84,20 +84,22 @@ class RiskQuotes:
 
 
 def exits_at_once(intent: OrderIntent, quote: RiskQuote) -> str | None:
-    """Why a market (or trailing) entry's bracket would exit the moment it fills: its take
-    profit or stop loss is already past the quote its exit meets (a BUY's exits sell at the
-    bid). None otherwise; an entry with a price of its own has its legs' sides checked by
-    the schema (``schemas.SIDE_RULES``)."""
-    if intent.limit_price or intent.stop_price or not intent.is_bracket:
+    """Why a bracket would exit the moment its entry fills: an entry that fills now (at
+    market, trailing, or a limit the market has reached) whose take profit or stop loss is
+    already past the quote its exit meets (a BUY's exits sell at the bid). None otherwise: a
+    resting limit's or a stop entry's legs are checked against its price by the schema
+    (``schemas.SIDE_RULES``)."""
+    if intent.stop_price or not intent.is_bracket:
         return None
-    buy = intent.action == "BUY"
+    buy, limit = intent.action == "BUY", intent.limit_price
     name, market = ("bid", quote.bid) if buy else ("ask", quote.ask)
     if market is None:
         name, market = "last", quote.last
-    if market is None:
-        return None  # no price at all: the gate's no_reference_price refuses the order
+    sign = 1 if buy else -1
+    if market is None or (limit is not None and (limit - market) * sign < 0):
+        return None  # no price at all (no_reference_price refuses it), or a resting limit
     then = f"the {name} {num_text(market)}: it would {{}} as soon as the entry fills"
-    tp, sl, sign = intent.take_profit, intent.stop_loss, 1 if buy else -1
+    tp, sl = intent.take_profit, intent.stop_loss
     if tp is not None and (tp - market) * sign <= 0:
         where = "at or below" if buy else "at or above"
         return f"take_profit {num_text(tp)} is {where} " + then.format("sell" if buy else "buy")

@@ -123,8 +123,9 @@ def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
 
 
 def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gateway):
-    """A market entry's legs are checked against the quote their exits meet, a stop entry's
-    against its stop: a BUY at market with a take profit under the bid bought and sold at once."""
+    """An entry that fills now (at market, a limit the market has reached) has its legs checked
+    against the quote its exits meet, a stop entry's against its stop: a BUY at market with a
+    take profit under the bid bought and sold at once."""
     q = quote(client)
     under_bid = error(place(client, take_profit=round(q["bid"] - 5, 2)), 422)
     assert under_bid["details"][0]["rule"] == "bracket_sides"
@@ -134,6 +135,10 @@ def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gatew
     assert under_bid["message"].endswith("it would sell as soon as the entry fills")
     over_ask = error(place(client, action="SELL", stop_loss=round(q["ask"] - 5, 2)), 422)
     assert "stop_loss" in over_ask["message"] and "at or below the ask" in over_ask["message"]
+    marketable = {"order_type": "LMT", "limit_price": round(q["ask"] + 0.04, 2)}
+    tight = error(place(client, **marketable, stop_loss=round(q["bid"] + 0.01, 2)), 422)
+    assert tight["message"].startswith("bracket_sides: stop_loss ")
+    assert tight["message"].endswith("it would trigger as soon as the entry fills")
     preview = client.post(
         "/api/v1/orders/preview",
         json={"symbol": "AAPL", "action": "BUY", "quantity": 1, "take_profit": q["bid"]},
@@ -149,6 +154,8 @@ def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gatew
     assert not gateway.all_orders()
     sides = {"take_profit": round(q["ask"] + 5, 2), "stop_loss": round(q["bid"] - 5, 2)}
     assert place(client, **sides).status_code == 202
+    resting = {"order_type": "LMT", "limit_price": round(q["bid"] - 1, 2)}  # fills at its limit
+    assert place(client, **resting, stop_loss=round(q["bid"] - 2, 2)).status_code == 202
 
 
 def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client, gateway):
@@ -193,6 +200,16 @@ def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client
     assert gateway_limit(gateway, order_id) == entry
     stops = [o.aux_price for o in gateway.open_orders() if o.order_ref == sl]
     assert stops == [round(entry - 5, 2)]
+
+    q = quote(client)  # the take profit moved up, the entry to the ask: checked where it is now
+    higher = round(q["ask"] + 5, 2)
+    assert (
+        client.post(f"/api/v1/orders/{tp}/modify", json={"limit_price": higher}).status_code == 202
+    )
+    wait_for(lambda: client.get(f"/api/v1/orders/{tp}").get_json()["limit_price"] == higher)
+    marketable = round(q["ask"] + 0.04, 2)
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": marketable})
+    assert res.status_code == 202, res.get_json()
 
 
 def test_modify_is_refused_by_the_live_guard(tmp_path):

@@ -35,7 +35,7 @@ def modified_fields(record: Lifecycle, change: ModifyIn | None, lookup: Lookup) 
         and (name not in DERIVATIVE_FIELDS or name in takes or name == "market_order_ack")
     }
     fields["quantity"] = _whole(intent["quantity"])
-    for name, price in _leg_prices(record, lookup).items():
+    for name, price in leg_prices(record, lookup).items():
         fields.pop(name, None)
         if price is not None:
             fields[name] = price
@@ -69,7 +69,7 @@ def check_leg(record: Lifecycle, change: ModifyIn, lookup: Lookup) -> None:
         ) from None
 
 
-def _leg_prices(record: Lifecycle, lookup: Lookup) -> dict[str, float | None]:
+def leg_prices(record: Lifecycle, lookup: Lookup) -> dict[str, float | None]:
     """A bracket parent's take profit and stop loss as its legs hold them (None for a leg
     that is finished); nothing for an order without legs."""
     prices: dict[str, float | None] = {}

@@ -36,7 +36,7 @@ from schemas_out import (
     PreviewOut,
 )
 from services import GatewayNotAnswering, Services
-from web.amend_checks import check_leg, modified_fields
+from web.amend_checks import check_leg, leg_prices, modified_fields
 from web.common import (
     ApiError,
     _as_dict,
@@ -448,6 +448,7 @@ def modify_order(order_id: str) -> tuple[Response, int]:
             limit_price=change.limit_price,
             stop_price=change.stop_price,
             gate=services().gate,
+            legs=leg_prices(record, handler.get) if record is not None else None,
         ),
         order_id,
     )
