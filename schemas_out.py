@@ -264,6 +264,11 @@ class KillSwitchResult(_Out):
     cancel_confirmed: bool | None = None
     broker_view_fresh: bool | None = None
     still_open: list[OrderRow] | None = None
+    persisted: bool | None = Field(
+        None,
+        description="engaged: whether it was saved to the journal (false: it halts and "
+        "cancels all the same, but ends if the app restarts)",
+    )
 
 
 class RiskVerdictOut(_Out):

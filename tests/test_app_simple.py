@@ -379,6 +379,27 @@ def test_kill_switch_endpoint(client, gateway):
     assert switched == [("api", "kill switch released"), ("api", "kill switch engaged: drill")]
 
 
+def test_the_kill_switch_halts_and_cancels_when_the_journal_cannot_be_written(client, gateway):
+    """A full disk must not keep the emergency stop from stopping: it was a 503 that engaged
+    nothing and sent no cancel, while the order kept working."""
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2))
+    wait_for(lambda: gateway.open_orders())
+    journal = client.application.extensions["trading"].journal
+    journal.make_read_only()
+    try:
+        res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "disk full"})
+        body = res.get_json()
+        assert res.status_code == 200 and body["engaged"] and body["cancel_confirmed"], body
+        assert body["persisted"] is False
+        assert not gateway.open_orders()
+        assert post_order(client).status_code == 423
+        halted = client.get("/api/v1/kill-switch").get_json()
+        assert halted == {"engaged": True, "reason": "disk full"}
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())  # the disk is writable again
+
+
 @pytest.mark.slow
 def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     """The app process killed with SIGKILL mid-batch; restarted, it accounts for every order."""

@@ -35,6 +35,7 @@ from web.common import (
 )
 
 KILL_SWITCH_CONFIRM = 10.0  # seconds to wait for the broker to confirm the cancels
+UNSAVED = " (not saved: the order journal cannot be written; it ends if the app restarts)"
 
 
 @bp.get("/kill-switch")
@@ -63,8 +64,10 @@ def kill_switch() -> tuple[Response, int]:
         return jsonify({"engaged": False}), 200
     reason = change.reason or "engaged from the API"
     started = time.time()
-    _handler().engage_kill_switch(reason)  # halted from here on, whatever follows
-    _audit(source, body, None, f"kill switch engaged: {reason}")
+    handler = _handler()
+    handler.engage_kill_switch(reason)  # halted from here on, whatever follows
+    persisted = handler.kill_switch.persisted
+    _audit(source, body, None, f"kill switch engaged: {reason}" + ("" if persisted else UNSAVED))
     with _long_call(required=False) as may_wait:  # busy: answer now, unconfirmed
         fresh, still_open = _await_no_open_orders(
             svc, started, KILL_SWITCH_CONFIRM if may_wait else 0.0
@@ -76,6 +79,7 @@ def kill_switch() -> tuple[Response, int]:
             "cancel_confirmed": fresh and not still_open,
             "broker_view_fresh": fresh,
             "still_open": [dataclasses.asdict(r) for r in still_open],
+            "persisted": persisted,
         }
     ), 200
 
