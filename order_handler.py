@@ -88,6 +88,21 @@ class Reconciling(NotConnectedError):
     """Connected, but the journal is still being matched against the gateway."""
 
 
+def _modifiable(tracker: Tracker) -> Lifecycle:
+    """The record of an order a change can be sent for: unfinished, and at the broker on this
+    connection. A change for an order still being sent (or not matched since a reconnect) was
+    dropped on the loop while the order went out unchanged."""
+    record = tracker.record
+    if is_final(record.verdict):
+        raise OrderStateError(f"order {record.id} is already {record.verdict}")
+    if tracker.trade is None:
+        raise OrderStateError(
+            f"order {record.id} is not at the broker yet (being sent, or not matched since a "
+            "reconnect): nothing was changed; send the change again once it is working"
+        )
+    return record
+
+
 class OrderHandler(LoopSide):
     """The order connection, its queue and the lifecycle records."""
 
@@ -249,9 +264,7 @@ class OrderHandler(LoopSide):
         if self.halted:
             raise TradingHaltedError("trading is halted by the kill switch")
         self._require_reconciled()
-        record = tracker.record
-        if is_final(record.verdict):
-            raise OrderStateError(f"order {order_id} is already {record.verdict}")
+        record = _modifiable(tracker)
         if quantity is not None and (record.children or record.parent):
             raise OrderStateError(
                 "the quantity of a bracket order cannot be modified; cancel it and place a new one"

@@ -224,6 +224,19 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     wait_for(lambda: handler.get(resting.id).intent.stop_price == 1.25, timeout=5)
 
 
+def test_a_change_for_an_order_not_at_the_broker_yet_is_refused_not_dropped(handler, gateway):
+    """It was accepted, then dropped on the loop ('change not sent'), and the order went out
+    at its first price."""
+    first = OrderIntent(symbol="MSFT", action="BUY", quantity=1, order_type="LMT", limit_price=2.0)
+    gateway.stall(1.0)  # the order's contract look-up waits: it is not sent yet
+    record, _ = handler.submit(first)
+    with pytest.raises(OrderStateError, match="is not at the broker yet"):
+        handler.modify(record.id, limit_price=2.5)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    handler.modify(record.id, limit_price=2.5)
+    wait_for(lambda: [o.lmt_price for o in gateway.open_orders()] == [2.5])
+
+
 # ------------------------------------------------------------- journal and risk gate
 def test_an_accepted_order_is_journaled_with_its_key_hash_and_risk(handler, journal):
     gate = make_gate(handler)
