@@ -52,14 +52,16 @@ def check_leg(record: Lifecycle, change: ModifyIn, lookup: Lookup) -> None:
     parent = lookup(record.parent) if record.parent else None
     if parent is None or parent.verdict in FINAL_VERDICTS or parent.filled > 0:
         return  # an entry (partly) filled: its exits may go anywhere the market allows
-    bracket_field, own = LEG_PRICES[record.id.removeprefix(f"{parent.id}-")]
-    price = getattr(change, own)
+    bracket_field, own = LEG_PRICES.get(record.id.removeprefix(f"{parent.id}-"), ("", ""))
+    price = getattr(change, own) if own else None
     if price is None:
         return
     entry = modified_fields(parent, None, lookup)
     try:
         _validate(OrderIn, {**entry, bracket_field: price})
     except ApiError as exc:
+        if exc.field != bracket_field:
+            return  # the entry's own fields: not this change's concern
         rule = exc.message.partition(": ")[2]
         raise ApiError(
             400,
@@ -75,8 +77,8 @@ def leg_prices(record: Lifecycle, lookup: Lookup) -> dict[str, float | None]:
     prices: dict[str, float | None] = {}
     for leg_id in record.children:
         leg = lookup(leg_id)
-        bracket_field, own = LEG_PRICES[leg_id.removeprefix(f"{record.id}-")]
-        if leg is None:
+        bracket_field, own = LEG_PRICES.get(leg_id.removeprefix(f"{record.id}-"), ("", ""))
+        if leg is None or not own:
             continue  # not found: the price it was placed with stays
         prices[bracket_field] = None if leg.verdict in FINAL_VERDICTS else getattr(leg.intent, own)
     return prices
