@@ -59,7 +59,10 @@ class Amend:
         """Send the changed order; the record changes only when the broker confirms."""
         tracker = command.tracker
         trade, ib = tracker.trade, self.host.ib
-        if trade is None or ib is None or tracker.record.status in DONE_STATES:
+        if trade is None or ib is None:  # the connection dropped since the change was accepted
+            tracker.step("change not sent: the order is not matched on this connection")
+            return
+        if tracker.record.status in DONE_STATES:
             tracker.step("change not sent: the order is no longer working at the broker")
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed

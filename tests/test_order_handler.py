@@ -16,7 +16,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from conftest import TRADING_CLOCK, wait_for
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
-from order_handler import FINAL_VERDICTS, OrderHandler, OrderIntent, TradingHaltedError
+from order_handler import (
+    FINAL_VERDICTS,
+    OrderHandler,
+    OrderIntent,
+    OrderStateError,
+    TradingHaltedError,
+)
 
 MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
 
@@ -433,7 +439,8 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
         fresh, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(fresh.id).status == "Submitted")
         handler.cancel(lost.id)
-        handler.modify(lost.id, limit_price=1.5)
+        with pytest.raises(OrderStateError, match="not at the broker yet"):
+            handler.modify(lost.id, limit_price=1.5)  # nothing of this connection to change
         wait_for(lambda: handler.get(lost.id).verdict == "not_placed", timeout=10)
         refs = gateway_orders_by_ref(gateway)
         assert refs == {fresh.id: 1}
