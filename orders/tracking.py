@@ -49,6 +49,8 @@ from orders.lifecycle import (
 log = logging.getLogger(__name__)
 
 FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
+# a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
+CANCEL_REFUSALS = frozenset({161, 10148})
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
 REJECTING_BELOW = 10000  # IB's order errors below it reject; the 10000s are mostly notes
 REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status before "rejected"
@@ -248,10 +250,11 @@ class OrderBook:
         """ib_async changed the status because of an error message, not the broker."""
         warning = trade.orderStatus.status == "ValidationError" or code in FALSE_CANCEL_CODES
         restore_broker_status(tracker, trade)  # the broker's own status decides
-        if not warning and not tracker.acknowledged:
+        if not warning and not tracker.acknowledged and code not in CANCEL_REFUSALS:
             # 103, 200, 201 before any ack, or a message ib_async does not know (10311): 201
             # comes with Inactive, an ack means it lives; no status at all within the grace
-            # (103 and 200 make no order) makes it rejected
+            # (103 and 200 make no order) makes it rejected. A refused cancel says nothing
+            # against the order: its ack or the monitoring window decides
             loop = asyncio.get_running_loop()
             loop.call_later(REJECT_GRACE, self._unanswered_error, tracker, trade, code, text)
 

@@ -291,3 +291,24 @@ def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(handler
     wait_for(lambda: handler.get(record.id).status == "Cancelled", timeout=5)
     final = handler.get(record.id)
     assert final.verdict == "rejected" and "201" in (final.verdict_reason or ""), final
+
+
+NOT_CANCELLABLE = "Cancel attempted when order is not in a cancellable state.  Order permId =0"
+
+
+def test_a_refused_cancel_before_the_ack_is_no_rejection(handler, gateway, monkeypatch):
+    """IB's 161 (a cancel refused: the order is not cancellable yet) before the ack, and no
+    status within the grace: the message is about the cancel, not the order, which the broker
+    then acknowledges: working, counted and cancellable (it was "rejected": a live order hidden,
+    no longer counted by the risk gate and refused a cancel)."""
+    monkeypatch.setattr(tracking, "REJECT_GRACE", 0.2)
+    gateway.set_validation_delay(1.0)  # the ack comes well after the grace
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+    assert gateway.send_error(1000, handler.get(record.id).order_id, 161, NOT_CANCELLABLE)
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Submitted", 5)
+    wait_for(lambda: handler.get(record.id).verdict == "working", timeout=6)
+    assert any(m.code == 161 for m in handler.get(record.id).messages)
+    assert handler.working_count() == 1
+    handler.cancel(record.id)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
