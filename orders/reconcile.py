@@ -222,6 +222,7 @@ class Reconciler:
         if live:
             self.book.bind(tracker, trade)
             tracker.matched(trade.order.orderId, trade.order.clientId)
+            self.book.on_echo(tracker, trade)  # a change the broker made while we were away
             if tracker.cancel_requested:
                 self.book.cancel(ib, tracker, trade)
                 tracker.step("pending cancel sent")

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 from ib_async import Contract, Order
 from ib_async.order import OrderStatus, Trade
-from test_order_handler import FAR, MKT, handler, journal  # noqa: F401 - fixtures
+from test_order_handler import FAR, MKT, handler, journal, quick_heartbeat  # noqa: F401 - fixtures
 
 from conftest import wait_for
 from order_handler import OrderIntent
@@ -312,3 +312,22 @@ def test_a_refused_cancel_before_the_ack_is_no_rejection(handler, gateway, monke
     assert handler.working_count() == 1
     handler.cancel(record.id)
     wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
+
+
+def test_a_change_the_broker_made_while_we_were_away_is_taken_at_reconnect(
+    quick_heartbeat, handler, gateway
+):
+    """A modify the broker applies after our connection died (its echo lost with it): the
+    record matched on the new connection takes the broker's quantity and price (it kept the
+    old ones for good, so the dashboard, the risk gate and a next modify went by them)."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    gateway.stall(2.5)  # the change waits unread while the heartbeat gives up on the gateway
+    handler.modify(record.id, quantity=2, limit_price=1.5)
+    wait_for(lambda: not handler.connected, timeout=5)
+    wait_for(lambda: gateway.open_orders()[0].lmt_price == 1.5, timeout=5)  # read after all
+    wait_for(lambda: handler.connected and handler._reconciled, timeout=10)
+    wait_for(lambda: handler.get(record.id).verdict == "working", timeout=5)
+    wait_for(lambda: handler.get(record.id).intent.limit_price == 1.5, timeout=3)
+    assert handler.get(record.id).intent.quantity == 2
+    assert gateway.open_orders()[0].total_quantity == 2
