@@ -11,7 +11,46 @@ import os
 import select
 from pathlib import Path
 
+from test_order_truth import FAR, GRACE, crash_copy, make_handler
+
+from conftest import wait_for
 from gateway_process import ROOT, ZYGOTE
+from journal import Journal
+
+
+def at_broker(gateway, ref: str):
+    return next(o for o in gateway.all_orders() if o.order_ref == ref)
+
+
+def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway, tmp_path):
+    """The change reaches the broker after the app died (the gateway reads it late): the
+    restarted app must show the broker's limit price, not the journaled one (it kept showing
+    the old price, and a later modify was risk-checked against it)."""
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = make_handler(gateway.port, journal)
+    try:
+        record, _ = first.submit(FAR)
+        wait_for(lambda: first.get(record.id).status == "Submitted")
+        gateway.stall(1.0)  # the change waits at the gateway, unread
+        first.modify(record.id, limit_price=2.0)
+        wait_for(lambda: "change sent" in first.get(record.id).steps[-1].text)
+        journal.flush(5)
+        crashed = crash_copy(journal, tmp_path / "crashed.db")
+    finally:
+        first.stop()
+        journal.close()
+    wait_for(lambda: at_broker(gateway, record.id).lmt_price == 2.0, timeout=5)
+    second = make_handler(gateway.port, crashed)
+    try:
+        wait_for(lambda: second.get(record.id).verdict == "working", timeout=GRACE + 5)
+        after = second.get(record.id)
+        assert (after.status, after.intent.limit_price) == ("Submitted", 2.0), after
+        assert any(s.text == "broker confirmed the change: limit price 2" for s in after.steps)
+        crashed.flush(5)
+        assert crashed.get(record.id).record.intent.limit_price == 2.0  # journaled too
+    finally:
+        second.stop()
+        crashed.close()
 
 
 def test_a_started_process_runs_this_checkouts_modules(tmp_path):
