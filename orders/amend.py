@@ -67,17 +67,17 @@ class Amend:
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
         fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
-        values = command.changes()
+        values = {**tracker.unconfirmed, **command.changes()}  # on top of changes not echoed yet
         for name, value in values.items():
             setattr(order, fields[name], value)
-        changes = change_words(values)
+        changes = change_words(command.changes())
         try:
             ib.placeOrder(trade.contract, order)
         except ConnectionError as exc:
             tracker.step(f"change not sent: {exc}")
             return
         except AssertionError:  # ib_async sends first, then asserts the trade is live
-            tracker.step(f"change sent: {changes}; the broker decides whether it applies")
-            return
+            changes += "; the broker decides whether it applies"
+        tracker.unconfirmed = values  # the next change goes on top of these until echoed
         tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)

@@ -148,6 +148,7 @@ class Tracker:
         self.restored = restored  # loaded from the journal at start-up
         self.trade: Trade | None = None
         self.cancel_requested = False
+        self.unconfirmed: dict[str, float] = {}  # modified fields sent, not yet echoed back
         self.verdict_given = threading.Event()
         if record.verdict is not None:
             self.verdict_given.set()

@@ -121,7 +121,7 @@ class OrderBook:
         """ib_async's objects die with the connection: never act on them again."""
         self.by_order_id.clear()
         for tracker in self.all():
-            tracker.trade = None
+            tracker.trade, tracker.unconfirmed = None, {}
 
     # ------------------------------------------------------------------ binding
     def bind(self, tracker: Tracker, trade: Trade) -> None:
@@ -171,6 +171,7 @@ class OrderBook:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
+        _echoed(tracker, trade)
         if (
             trade.orderStatus.status in WORKING_STATES
             and tracker.record.intent.order_type != "TRAIL"
@@ -281,6 +282,8 @@ class OrderBook:
         tracker = self.by_order_id.get(req_id)
         if tracker is None:
             return
+        if code < 2100 and code != 399:  # a change sent is refused (201, 104, 110...) or moot
+            tracker.unconfirmed = {}
         tracker.message(code, text)
         log.info(
             "%s 💬 Message: Error %d, reqId %d: %s (%s)",
@@ -385,14 +388,29 @@ def awaits_commission(record: Lifecycle) -> bool:
     return any(f.commission is None for f in record.fills)
 
 
-def _sync_intent(tracker: Tracker, trade: Trade) -> None:
-    """Take quantity and prices from the broker's echo of the order (after a modify)."""
-    intent, order = tracker.record.intent, trade.order
-    confirmed = {
+def _shown(trade: Trade) -> dict[str, float | None]:
+    """The quantity and prices of the order as the broker last showed it."""
+    order = trade.order
+    return {
         "quantity": float(order.totalQuantity or 0) or None,
         "limit_price": unset_price(order.lmtPrice),
         "stop_price": unset_price(order.auxPrice),
     }
+
+
+def _echoed(tracker: Tracker, trade: Trade) -> None:
+    """Forget the modified fields the broker's order now shows: sent and confirmed."""
+    shown = _shown(trade)
+    tracker.unconfirmed = {
+        k: v
+        for k, v in tracker.unconfirmed.items()
+        if (now := shown[k]) is None or abs(now - v) > 1e-9
+    }
+
+
+def _sync_intent(tracker: Tracker, trade: Trade) -> None:
+    """Take quantity and prices from the broker's echo of the order (after a modify)."""
+    intent, confirmed = tracker.record.intent, _shown(trade)
     changes = {
         k: v
         for k, v in confirmed.items()

@@ -303,3 +303,23 @@ def test_a_cancel_before_the_send_sends_nothing(handler, gateway):
     assert (done.verdict_reason, done.order_id) == ("cancelled before it was sent", None)
     assert gateway.stats().requests_by_client.get((1000, "PlaceOrder"), 0) == 0
     assert gateway.open_orders() == []
+
+
+def test_a_change_sent_before_the_last_one_was_echoed_keeps_it(handler, gateway):
+    """Two changes of one order sent before the broker's echo of the first (the loop held:
+    two quick API calls, a slow gateway): the second goes on top of the first, which it put
+    back before (a halved quantity restored by a price change). A refused change is not
+    carried into the next one."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    with loop_held(handler):
+        handler.modify(record.id, quantity=3)
+        handler.modify(record.id, limit_price=1.5)
+    wait_for(lambda: handler.get(record.id).intent.limit_price == 1.5)
+    assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(3, 1.5)]
+    assert handler.get(record.id).intent.quantity == 3
+    handler.modify(record.id, quantity=9_000_000)  # more than the account can buy: 201
+    wait_for(lambda: any(m.code == 201 for m in handler.get(record.id).messages))
+    handler.modify(record.id, limit_price=1.25)
+    wait_for(lambda: handler.get(record.id).intent.limit_price == 1.25)
+    assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(3, 1.25)]
