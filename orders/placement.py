@@ -271,10 +271,12 @@ class Placement(Amend):
         if not await wait_event(tracker.terminal, timeout):
             status = tracker.record.status
             if not self.host.connected:
+                heard = f"after the broker had it {status}" if tracker.acknowledged else None
                 self.book.verdict(
                     tracker,
                     Verdict.UNKNOWN,
-                    "connection lost before the broker answered; resolved by reconciliation",
+                    f"connection lost {heard or 'before the broker answered'}; "
+                    "resolved by reconciliation",
                 )
             elif status == "PendingSubmit":
                 self.book.verdict(

@@ -8,13 +8,21 @@ the simulated gateway with real ib_async and compares the record with what the b
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import replace
 
 import pytest
 from ib_async import Contract, Order
 from ib_async.order import OrderStatus, Trade
-from test_order_handler import FAR, MKT, handler, journal, quick_heartbeat  # noqa: F401 - fixtures
+from test_order_handler import (  # noqa: F401 - fixtures
+    FAR,
+    MKT,
+    handler,
+    journal,
+    make_handler,
+    quick_heartbeat,
+)
 
 from conftest import wait_for
 from order_handler import OrderIntent
@@ -331,3 +339,24 @@ def test_a_change_the_broker_made_while_we_were_away_is_taken_at_reconnect(
     wait_for(lambda: handler.get(record.id).intent.limit_price == 1.5, timeout=3)
     assert handler.get(record.id).intent.quantity == 2
     assert gateway.open_orders()[0].total_quantity == 2
+
+
+def test_an_order_acknowledged_before_the_connection_was_lost_says_so(gateway, journal):
+    """Its monitoring window ends while the gateway is down: unknown until reconciled, and the
+    reason tells that the broker had it working, not that it never answered (the trader reads
+    'lost before the broker answered' as never placed)."""
+    handler = make_handler(gateway, journal, monitor=1.5)
+    try:
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).status == "Submitted")
+        restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 2.5})
+        restart.start()
+        wait_for(lambda: handler.get(record.id).verdict == "unknown", timeout=5)
+        reason = handler.get(record.id).verdict_reason
+        assert reason == (
+            "connection lost after the broker had it Submitted; resolved by reconciliation"
+        )
+        restart.join()
+        wait_for(lambda: handler.get(record.id).verdict == "working", timeout=10)
+    finally:
+        handler.stop()
