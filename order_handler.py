@@ -346,8 +346,7 @@ class OrderHandler(LoopSide):
             if record is None:
                 raise UnknownOrderError(order_id)
             return record
-        tracker.verdict_given.wait(timeout)
-        return tracker.record
+        return tracker.wait_verdict(timeout)
 
     def queue_depth(self) -> int:
         """Requests waiting for the consumer plus orders not yet sent."""

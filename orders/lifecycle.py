@@ -122,11 +122,18 @@ def may_become(verdict: str | None, new: Verdict) -> bool:
 
 
 CHANGE_NAMES = {"quantity": "quantity", "limit_price": "limit price", "stop_price": "stop price"}
+REASON_WAIT = 1.0  # s: how long wait_verdict waits for the 201 after IB's bare Inactive
 
 
 def change_words(values: dict[str, Any]) -> str:
     """A modification in a trader's words: ``limit price 413.04, quantity 5``."""
     return ", ".join(f"{CHANGE_NAMES.get(k, k)} {plain_number(v)}" for k, v in values.items())
+
+
+def awaits_reason(record: Lifecycle) -> bool:
+    """Rejected on the broker's bare status: IB reports a rejected order Inactive before the
+    201 that says why."""
+    return record.verdict == Verdict.REJECTED and record.verdict_reason == record.status
 
 
 def is_final(verdict: str | None) -> bool:
@@ -152,6 +159,7 @@ class Tracker:
         self.verdict_given = threading.Event()
         if record.verdict is not None:
             self.verdict_given.set()
+        self.reason_given = threading.Event()  # IB's reason after a bare Inactive
         # when the record got its final verdict (for pruning); a restored one: its last change
         self.finished_at = record.updated_at if is_final(record.verdict) else None
         self.terminal: asyncio.Event | None = None
@@ -273,6 +281,14 @@ class Tracker:
         """An error or warning IB sent about the order."""
         self._replace(messages=self.record.messages + (IBMessage(time.time(), code, text),))
 
+    def wait_verdict(self, timeout: float) -> Lifecycle:
+        """The record once it has a verdict (or after ``timeout``); a rejection given on IB's
+        bare Inactive also waits for the 201 that follows it with the reason."""
+        self.verdict_given.wait(timeout)
+        if awaits_reason(self.record):
+            self.reason_given.wait(REASON_WAIT)
+        return self.record
+
     def reason_found(self, reason: str) -> None:
         """IB's reason for a verdict given on its bare status: IB reports a rejected order
         Inactive before the 201 that says why."""
@@ -280,6 +296,7 @@ class Tracker:
             verdict_reason=reason,
             steps=self.record.steps + (Step(time.time(), f"the broker's reason: {reason}"),),
         )
+        self.reason_given.set()
 
     def fills_added(
         self, fills: tuple[FillRecord, ...], perm_id: int | None, step: str | None = None

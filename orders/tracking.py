@@ -42,6 +42,7 @@ from orders.lifecycle import (
     Tracker,
     Verdict,
     average_price,
+    awaits_reason,
     is_final,
     may_become,
 )
@@ -294,7 +295,7 @@ class OrderBook:
             tracker.id,
         )
         reason = last_error_text(tracker)
-        if reason and _awaits_reason(tracker.record):
+        if reason and awaits_reason(tracker.record):
             tracker.reason_found(reason)
         self._changed()
 
@@ -426,11 +427,6 @@ def last_error_text(tracker: Tracker) -> str | None:
         if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
             return f"Error {message.code}: {message.text}"
     return None
-
-
-def _awaits_reason(record: Lifecycle) -> bool:
-    """Rejected on the broker's bare status (Inactive): IB's 201 with the reason follows it."""
-    return record.verdict == Verdict.REJECTED and record.verdict_reason == record.status
 
 
 def _refused(tracker: Tracker) -> bool:

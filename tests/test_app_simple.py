@@ -155,12 +155,17 @@ def test_limit_order_modify_and_cancel(client, gateway):
 
 
 def test_rejected_order_records_the_ib_message(client, gateway):
+    """IB reports the rejected order Inactive, then the 201 that says why: ?wait=1 answers with
+    both (it answered on the Inactive, without IB's message and reason)."""
     gateway.reject_next_order("Simulated margin check")
     body = post_order(client, wait=True).get_json()
     lifecycle = body["order"]
     assert lifecycle["verdict"] == "rejected"
     assert any(
         m["code"] == 201 and "Simulated margin check" in m["text"] for m in lifecycle["messages"]
+    )
+    assert (
+        lifecycle["verdict_reason"] == "Error 201: Order rejected - reason:Simulated margin check"
     )
 
 
