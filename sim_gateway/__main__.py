@@ -109,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between acknowledgement and fill of marketable orders",
     )
     ap.add_argument(
+        "--cancel-delay",
+        type=_non_negative,
+        default=0.0,
+        help="seconds IB takes to cancel a working order (PendingCancel meanwhile: it can "
+        "still fill, a second cancel answers 10148)",
+    )
+    ap.add_argument(
         "--tif-preset-warning",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -246,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway = SimGateway(settings, broker).start()
     gateway.set_validation_delay(args.validation_delay)
     gateway.set_fill_delay(args.fill_delay)
+    gateway.set_cancel_delay(args.cancel_delay)
     gateway.set_tif_preset_warning(args.tif_preset_warning)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,7 +17,8 @@ close of the session they work in, GTC orders carry over. transmit=False orders 
 an order of their group arrives with transmit=True;
 children work only once their parent is completely filled and shrink with each other's fills
 (bracket = implicit OCA). ``validation_delay`` holds back the acknowledgement, ``fill_delay``
-the fill of a marketable order, partial fills come one chunk per ``price_step_seconds``.
+the fill of a marketable order, ``cancel_delay`` a cancel (the order shows PendingCancel and can
+still fill meanwhile), partial fills come one chunk per ``price_step_seconds``.
 
 Layout: ``Broker`` (this module: contracts, prices, the work queue, switches) is composed of
 mixins, ``broker_orders`` (order entry, cancels), ``broker_matching`` (working orders, fills),
@@ -105,6 +106,7 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
         self._counters = {"perm": 0, "exec": 0, "due": 0}
         self.validation_delay = 0.0
         self.fill_delay = 0.0
+        self.cancel_delay = 0.0
         self.tif_preset_warning = True  # 10349 for a blank TIF, as an account's default preset does
         self._reject_reason: str | None = None
 
@@ -190,6 +192,7 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
             "fill": order.fill_due == at,
             "open": order.opens_at == at,
             "expire": order.expires_at == at,
+            "cancel": order.cancel_due == at,
         }
         return order.live and wanted[kind]
 
@@ -202,6 +205,7 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
             "fill": self._due_fill,
             "open": self._open,
             "expire": self._expire,
+            "cancel": self._due_cancel,
         }
         return actions[entry[2]](order, entry[0])
 
@@ -210,6 +214,8 @@ class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
         heapq.heappush(self._dues, (at, self._counters["due"], kind, order.perm_id))
         if kind == "fill":
             order.fill_due = at
+        if kind == "cancel":
+            order.cancel_due = at
 
     def _rate(self, currency: str) -> float:
         """USD value of one unit of ``currency``."""

@@ -76,6 +76,7 @@ class OrderEntry:
     _completed: list[int]
     _counters: dict[str, int]
     validation_delay: float
+    cancel_delay: float
     tif_preset_warning: bool
     _reject_reason: str | None
 
@@ -334,18 +335,31 @@ class OrderEntry:
             return events + [
                 OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))
             ]
-        if not order.live:
-            text = errors.text(10148, order_id=order_id, state=order.status)
+        if not order.live or order.cancel_due is not None:  # done, or its cancel on its way
+            text = errors.text(10148, order_id=order_id, state=order.view().status)
             return events + [OrderErrorEvent(client_id, order_id, 10148, text)]
-        return events + self._cancel(order, self._clock, BY_TRADER)
+        return events + self._request_cancel(order, self._clock)
 
     def global_cancel(self, now: float) -> list[Event]:
         """Cancel every live order of every client."""
         events = self.advance(now)
         for order in list(self._live.values()):
-            if order.live:
-                events += self._cancel(order, self._clock, BY_TRADER)
+            if order.live and order.cancel_due is None:
+                events += self._request_cancel(order, self._clock)
         return events
+
+    def _request_cancel(self, order: _Order, now: float) -> list[Event]:
+        """With ``cancel_delay``, IB's reports say PendingCancel until the cancel is done (the
+        order can still fill meanwhile; recorded paper sessions in ibx: PendingCancel, then
+        Cancelled, then 202); a second cancel meanwhile answers 10148 'state: PendingCancel'."""
+        if self.cancel_delay <= 0 or order.status == "PendingSubmit":
+            return self._cancel(order, now, BY_TRADER)
+        self._schedule(order, now + self.cancel_delay, "cancel")
+        return self._show(order)
+
+    def _due_cancel(self, order: _Order, now: float) -> list[Event]:
+        order.cancel_due = None
+        return self._cancel(order, now, BY_TRADER)
 
     def _cancel(self, order: _Order, now: float, why: str) -> list[Event]:
         """OrderStatus Cancelled + 202, then the same for the order's children."""
@@ -359,7 +373,7 @@ class OrderEntry:
         return events
 
     def _finish(self, order: _Order, status: str, now: float, note: str) -> None:
-        order.status, order.fill_due = status, None
+        order.status, order.fill_due, order.cancel_due = status, None, None
         order.completed_time, order.completed_status = _ib_time(now), note
         self._live.pop(order.perm_id, None)
         self._completed.append(order.perm_id)

@@ -42,6 +42,7 @@ class BrokerPersistence:
     _counters: dict[str, int]
     validation_delay: float
     fill_delay: float
+    cancel_delay: float
     tif_preset_warning: bool
     _reject_reason: str | None
 
@@ -97,6 +98,7 @@ class BrokerPersistence:
             "switches": {
                 "validation_delay": self.validation_delay,
                 "fill_delay": self.fill_delay,
+                "cancel_delay": self.cancel_delay,
                 "tif_preset_warning": self.tif_preset_warning,
                 "reject_reason": self._reject_reason,
             },
@@ -134,6 +136,7 @@ class BrokerPersistence:
             switches["validation_delay"],
             switches["fill_delay"],
         )
+        self.cancel_delay = switches.get("cancel_delay", 0.0)
         self.tif_preset_warning = switches["tif_preset_warning"]
         self._reject_reason = switches["reject_reason"]
 

@@ -49,6 +49,7 @@ class _Order:
     held: bool = False  # transmit=False and not yet released
     triggered: bool = False
     fill_due: float | None = None
+    cancel_due: float | None = None  # a cancel IB is working on (PendingCancel) until then
     warn_tif: bool = False
     warn_rth: bool = False  # outsideRth asked for and ignored (warning 2109 at the ack)
     opens_at: float | None = None  # held outside market hours until then (warning 399 sent)
@@ -82,7 +83,7 @@ class _Order:
             aux_price=self.aux_price,
             tif=self.tif,
             account=self.account,
-            status=self.status,
+            status="PendingCancel" if self.cancel_due is not None and self.live else self.status,
             filled=self.filled,
             remaining=self.remaining,
             avg_fill_price=self.avg_fill_price,

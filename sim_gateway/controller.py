@@ -107,6 +107,10 @@ class SimGateway:
         """Delay between acknowledgement and fill of marketable orders."""
         self._set_broker("fill_delay", seconds)
 
+    def set_cancel_delay(self, seconds: float) -> None:
+        """Time IB takes to cancel a working order (PendingCancel meanwhile; it may still fill)."""
+        self._set_broker("cancel_delay", seconds)
+
     def set_tif_preset_warning(self, enabled: bool) -> None:
         """Error 10349 for orders that arrive without a TIF (on by default, as IB's preset does)."""
         self._set_broker("tif_preset_warning", enabled)

@@ -250,6 +250,27 @@ async def test_an_untransmitted_order_gets_no_status_until_its_group_is_transmit
         assert statuses(parent) == ["PendingSubmit", "PreSubmitted", "Submitted"]
 
 
+@async_test
+async def test_an_order_can_fill_while_its_cancel_is_pending(gateway: SimGateway) -> None:
+    """A cancel takes IB a moment (cancel_delay): the order still fills meanwhile, and then
+    the fill is its end - no Cancelled, no 202."""
+    gateway.set_clock(OPEN + 60)
+    gateway.set_fill_delay(0.3)
+    gateway.set_cancel_delay(1.0)
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, LimitOrder("BUY", 1, 1000.0, tif="DAY"))  # marketable
+        await until(lambda: gateway.open_orders(), what="acknowledged")
+        due = gateway.now() + 1.0
+        ib.cancelOrder(trade.order)
+        await status(trade, "Filled")
+        await until(lambda: gateway.now() > due + 0.2, what="the cancel's time passed")
+        await ib.reqCurrentTimeAsync()  # anything sent meanwhile has arrived by now
+        assert trade.orderStatus.status == "Filled" and 202 not in errors.codes()
+        assert [o.status for o in gateway.completed_orders()] == ["Filled"]
+
+
 # ----------------------------------------------------------------------------- pacing (ib_async)
 
 
@@ -430,6 +451,30 @@ def test_ibapi_completed_order_reports_total_quantity_0_once_filled(
     [done] = app.find("completedOrder")
     assert done["status"] == "Filled"
     assert (done["order"].totalQuantity, done["order"].filledQuantity) == (0, 3)
+
+
+def test_ibapi_cancel_reports_pending_cancel_and_refuses_a_second_cancel_with_10148(
+    app: App, gateway: SimGateway
+) -> None:
+    """IB's cancel (recorded paper sessions in ibx): PendingCancel reports, then Cancelled and
+    202; a second cancel meanwhile answers 10148 'state: PendingCancel.'"""
+    gateway.set_clock(OPEN + 60)
+    gateway.set_cancel_delay(0.5)
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 10, "LMT", 100.0))
+    app.wait_call("orderStatus", orderId=order_id, status="Submitted")
+    app.cancelOrder(order_id)
+    app.wait_call("orderStatus", orderId=order_id, status="PendingCancel")
+    assert app.find("openOrder", orderId=order_id)[-1]["status"] == "PendingCancel"
+    app.cancelOrder(order_id)
+    refused = app.wait_call("error", reqId=order_id, errorCode=10148)
+    assert refused["errorString"] == (
+        f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: PendingCancel."
+    )
+    cancelled = app.wait_call("orderStatus", orderId=order_id, status="Cancelled")
+    assert (cancelled["filled"], cancelled["remaining"]) == (0, 10)
+    app.wait_call("error", reqId=order_id, errorCode=202)
+    assert app.calls.index(refused) < app.calls.index(cancelled)
 
 
 def test_ibapi_flooding_gets_error_100(app: App, gateway: SimGateway) -> None:
