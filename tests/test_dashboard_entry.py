@@ -336,6 +336,35 @@ def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
     assert len(cancels) == 1, cancels
 
 
+def test_a_close_is_not_sent_when_an_order_it_cancels_fills_meanwhile(dash):
+    """IB takes a moment to cancel (the order is PendingCancel and can still fill): the close
+    went out at once, so a take-profit that filled during its cancel and the close both sold,
+    reversing the position. The close now waits for the broker's word on each cancel, and one
+    that filled means the position changed: nothing more is sent, and the step says why."""
+    page = dash.open().page
+    api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10")
+    dash.gateway.set_fill_delay(8.0)  # the take-profit below is marketable: it fills after 8 s
+    dash.gateway.set_cancel_delay(30.0)  # and its cancel is still on its way then
+    bid = market(dash)["bid"]
+    take_profit = working(
+        dash, action="SELL", quantity=10, order_type="LMT", limit_price=round(bid * 0.9, 2)
+    )
+    position.locator("button.close-position").click()
+    page.click("#close-accept")
+    expect(page.locator("#quantity")).to_have_value("10")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-cancels")).to_contain_text(take_profit)
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    error = page.locator("#confirm-error")
+    expect(error).to_contain_text(f"{take_profit} filled while its cancel was on its way")
+    expect(position).to_have_count(0)  # the take-profit closed it
+    sells = [e for e, _ in dash.gateway.executions() if e.side == "SLD"]
+    assert [e.shares for e in sells] == [10] and dash.gateway.open_orders() == []
+
+
 def test_a_press_on_close_clicks_even_when_a_price_moves_before_the_release(dash):
     """A price tick rebuilds a position's row, and the browser fires "click" only when the
     press and the release land on one element: the row under a pressed pointer is kept until

@@ -12,6 +12,7 @@ import {closingOrders, form, quote, quoteParams, readTicket, ticketBlocked} from
 import {toast} from "./toasts.js";
 
 export const GUARD_MS = 500;
+const CANCEL_CONFIRM_MS = 10000; // how long a close waits for IB to confirm its cancels
 const PREVIEW_FIELDS = ["#preview-commission", "#preview-init", "#preview-maint", "#preview-equity"];
 
 let body = null; // exactly what Confirm sends (frozen at review time)
@@ -320,6 +321,28 @@ async function cancelWith(orders) {
   return results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
 }
 
+/** A cancel is done when the broker says so: until then IB reports the order PendingCancel
+ * and it can still fill. The close goes out only once every cancelled order is done without a
+ * new fill: one that filled (even partly) since the close was chosen changed the position,
+ * which the close would then reverse. */
+async function cancelsConfirmed(orders) {
+  const deadline = performance.now() + CANCEL_CONFIRM_MS;
+  let pending = orders;
+  for (;;) {
+    const rows = await Promise.all(pending.map((o) => api(`/api/v1/orders/${encodeURIComponent(o.id)}`)));
+    const filled = rows.filter((r, i) => r.filled > (pending[i].filled || 0)).map((r) => r.id);
+    if (filled.length) {
+      throw new Error(`${filled.join(", ")} filled while its cancel was on its way: the position changed, so the close was not sent. Close it again from the positions table.`);
+    }
+    pending = pending.filter((o, i) => rows[i].open);
+    if (!pending.length) return;
+    if (performance.now() > deadline) {
+      throw new Error(`the broker has not confirmed the cancel of ${pending.map((o) => o.id).join(", ")} yet (it could still fill), so the close was not sent.`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 async function sendOrder() {
   if (sending || !body || $("#confirm-send").disabled || !armed()) return;
   sending = true;
@@ -334,6 +357,7 @@ async function sendOrder() {
   let failed = null; // the cancels' failures, once they were sent
   try {
     failed = withCancels.length ? await cancelWith(withCancels) : [];
+    if (withCancels.length) await cancelsConfirmed(withCancels);
     const res = await api("/api/v1/orders", {method: "POST", body: order, headers: {"Idempotency-Key": idemKey}});
     const also = withCancels.length ? ` Cancel sent for ${withCancels.length - failed.length} working order${withCancels.length === 1 ? "" : "s"}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}.` : "";
     toast(res.replayed ? `Already placed as ${res.id} (not sent twice).` : `${orderWords(order)} — queued as ${res.id}.${also}`,
