@@ -657,6 +657,28 @@ def test_polling_after_the_stream_ends_shows_states_of_a_restarted_app(dash):
     an_order_placed_meanwhile_shows_filled(dash)
 
 
+def test_a_stream_that_stalls_without_closing_is_left_for_polling(dash, monkeypatch):
+    """Every stream stops sending with its connection open (a half-open socket after the
+    laptop slept, a proxy holding the answer): the page notices the silence, polls, and shows
+    what happens meanwhile."""
+    page = dash.open().page
+    expect(page.locator("#feed")).to_have_text("live stream")
+    feed = dash.live.app.extensions["trading"].feed
+    flowing = threading.Event()
+    wait_any = feed.wait_any
+
+    def stalled(seen: int, seen_quotes: int, timeout: float) -> tuple[int, int]:
+        flowing.wait(60)
+        return wait_any(seen, seen_quotes, timeout)
+
+    monkeypatch.setattr(feed, "wait_any", stalled)
+    try:
+        expect(page.locator("#feed")).to_have_text("polling", timeout=20_000)
+        an_order_placed_meanwhile_shows_filled(dash)
+    finally:
+        flowing.set()
+
+
 def test_kill_switch_halts_cancels_every_order_then_resumes(dash):
     page = dash.open().page
     status, quote = dash.live.api("GET", "/api/v1/quote?symbol=MSFT")

@@ -8,8 +8,14 @@ const STREAM_URL = "/api/v1/stream";
 const STATE_URL = "/api/v1/state";
 const POLL_MS = 1000; // polling period while the stream is unavailable
 const STREAM_RETRY_MS = 15000; // re-open a stream the server refused (503) after this
+// The server sends something at least every 2 s (a state, or its pulse while idle). A stream
+// silent for longer than this has stalled without closing (a half-open socket after the laptop
+// slept, a proxy holding the answer, a hung server thread): EventSource never notices, so it is
+// dropped here, the page polls, and a new stream is tried after STREAM_RETRY_MS. (An "error"
+// counts as heard: the browser is reconnecting by itself.)
+const STALL_MS = 10000;
 
-const feed = {es: null, pollTimer: null, polling: false, retryTimer: null, mode: "connecting"};
+const feed = {es: null, pollTimer: null, polling: false, retryTimer: null, mode: "connecting", heardAt: 0};
 
 export function setFeedMode(mode) {
   feed.mode = mode;
@@ -29,6 +35,10 @@ export function startStream() {
   const es = new EventSource(window.dashboardWatch
     ? `${STREAM_URL}?watch=${encodeURIComponent(window.dashboardWatch)}` : STREAM_URL);
   feed.es = es;
+  feed.heardAt = performance.now();
+  for (const type of ["open", "state", "pulse", "quotes", "error"]) {
+    es.addEventListener(type, () => { if (feed.es === es) feed.heardAt = performance.now(); });
+  }
   es.addEventListener("quotes", (event) => { // for static/screen/ (watchlist, chart, alerts)
     window.dispatchEvent(new CustomEvent("dashboard:quotes", {detail: event.data}));
   });
@@ -56,6 +66,20 @@ export function startStream() {
     }
   });
 }
+
+/** Drop a stream that has been silent too long (see STALL_MS): poll, and try a new one later. */
+function checkStall() {
+  const es = feed.es;
+  if (!es || es.readyState === EventSource.CLOSED || performance.now() - feed.heardAt < STALL_MS) return;
+  es.close();
+  feed.es = null;
+  store.fromStream = false; // no newer state can come from it: every poll counts
+  startPolling();
+  clearTimeout(feed.retryTimer);
+  feed.retryTimer = setTimeout(startStream, STREAM_RETRY_MS);
+}
+setInterval(checkStall, 1000);
+document.addEventListener("visibilitychange", () => { if (!document.hidden) checkStall(); }); // a tab waking up
 
 export function startPolling() {
   if (feed.pollTimer !== null || store.authLost) return;
