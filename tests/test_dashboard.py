@@ -572,6 +572,10 @@ def test_health_badge_follows_a_gateway_restart(dash):
         expect(page.locator("#conn-reader .conn-state")).to_have_text(
             re.compile("reconnecting|down")
         )
+        # the last figures stay, marked: the reader hears nothing from the gateway
+        note = page.locator("#account-panel .stale-note")
+        expect(note).to_have_text("stale")
+        expect(note).to_have_attribute("title", re.compile("the reader connection is down"))
         dash.shot("gateway_down")
         expect(health).to_have_text("connected", timeout=20_000)
     finally:
@@ -579,6 +583,7 @@ def test_health_badge_follows_a_gateway_restart(dash):
     expect(page.locator("#conn-reader .conn-state")).to_have_text("live")
     expect(page.locator("#conn-orders .conn-state")).to_have_text("live")
     expect(page.locator("#feed")).to_have_text("live stream")
+    expect(page.locator("#account-panel .stale-note")).to_be_hidden()
     assert all(r.startswith("503 ") for r in dash.refused), dash.refused
 
 

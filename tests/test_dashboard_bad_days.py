@@ -31,12 +31,26 @@ def gateway(request) -> Iterator[SimGateway]:
 def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     dash: Dashboard, gateway: SimGateway
 ) -> None:
+    dash.allow_console_error("status of 503")  # the ticket's quote, refused during the outage
     page = dash.open().page
+    dash.enter_symbol("AAPL")
     ib = page.locator("#conn-ib")
     expect(ib.locator(".conn-state")).to_have_text("reachable")
     expect(ib.locator(".conn-age")).to_have_text(re.compile(r"^\d+ farm\(s\) ok$"))
+    stale = page.locator(".stale-note")  # account, positions, watchlist, chart, P&L
+    expect(stale).to_have_count(5)
+    for note in stale.all():
+        expect(note).to_be_hidden()
     gateway.outage(seconds=4.0)
     expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
+    # the gateway pushes nothing meanwhile: every panel of broker figures says it is stale,
+    # and the ticket shows no last prices (nor offers them to the limit field)
+    for note in stale.all():
+        expect(note).to_have_text("stale")
+        expect(note).to_have_attribute("title", re.compile("IB's servers are unreachable"))
+    expect(page.locator("body")).to_have_class(re.compile(r"\bdata-stale\b"))
+    expect(page.locator("#quote-bid")).to_have_text("—")
+    expect(page.locator("#quote-bid-btn")).to_be_disabled()
     expect(ib.locator(".conn-state")).to_have_text(
         re.compile(r"^unreachable since \d\d:\d\d:\d\d$")
     )
@@ -55,6 +69,10 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     expect(notice).to_be_hidden()
     assert "usfarm: ok since" in (ib.get_attribute("title") or "")
     expect(page.locator("#review-btn")).to_be_enabled()
+    for note in stale.all():
+        expect(note).to_be_hidden()
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\bdata-stale\b"))
+    expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,5}$"))
 
 
 @pytest.mark.parametrize("gateway", ["delayed"], indirect=True)
@@ -121,6 +139,7 @@ def test_no_market_data_shows_the_reason_and_what_to_do(
 
 
 def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGateway) -> None:
+    dash.allow_console_error("status of 503")  # the ticket's quote, refused during the outage
     page = dash.open().page
     dash.enter_symbol("AAPL")
     gateway.competing_session(seconds=600)

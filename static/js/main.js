@@ -9,6 +9,7 @@ import {$} from "./dom.js";
 import {initHealth} from "./health.js";
 import {initKillSwitch} from "./killswitch.js";
 import {loadRules} from "./rules.js";
+import {initStale} from "./stale.js";
 import {renderHeader, store} from "./store.js";
 import {restartStream, setFeedMode, startPolling, startStream, stopFeed} from "./stream.js";
 import {initTables} from "./tables.js";
@@ -18,6 +19,7 @@ import {toast} from "./toasts.js";
 
 initTheme();
 initHealth();
+initStale();
 initKillSwitch();
 initAccount();
 initTables();

@@ -128,7 +128,8 @@ async function fetchQuote(target) {
   const seq = ++quote.seq;
   if (!readerUp() || document.hidden) { // no broker to ask (or nobody looking): try again later
     quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS);
-    if (!readerUp()) $("#quote-status").textContent = "Quote paused: the reader connection is down.";
+    // the last prices are not shown (nor offered to the limit field) as if they were current
+    if (!readerUp()) clearQuote("Quote paused: the reader connection is down.");
     return;
   }
   try {
@@ -150,7 +151,7 @@ async function fetchQuote(target) {
       $("#fx-suggest").hidden = !fx;
       return; // no refresh until the symbol changes
     }
-    $("#quote-status").textContent = `Quote unavailable: ${err.message}`;
+    clearQuote(`Quote unavailable: ${err.message}`);
     quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS * 2);
   }
 }
