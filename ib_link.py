@@ -60,7 +60,8 @@ class LinkState:
         """A sentence for /health, the header and refused orders ("" while reachable)."""
         if self.reachable:
             return ""
-        since = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
+        # UTC, named: the server's own zone need not be the trader's
+        since = time.strftime("%H:%M:%S UTC", time.gmtime(self.since)) if self.since else "?"
         return (
             f"IB servers unreachable (error {self.code} since {since}: the gateway lost its "
             "connection to IB; it reconnects by itself)"

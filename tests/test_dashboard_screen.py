@@ -304,3 +304,40 @@ def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> N
     wait_for(lambda: page.evaluate("window.screenDebug.bars()") != bar, timeout=10)  # live bar
     assert any("/api/v1/quotes?watch=MSFT%3ASTK" in r for r in dash.requests)
     dash.shot("screen-polling")
+
+
+def test_every_time_on_the_page_is_in_the_browsers_zone_and_names_it(dash: Dashboard) -> None:
+    """A trader in New York (the clock at 10:00 EST): the chart's bars are drawn at New York
+    times (lightweight-charts draws UTC: they read 15:00), and every clock says its zone."""
+    dash.allow_console_error("status of 503")  # the ticket's quote during the outage
+    page = dash.page
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("Emulation.setTimezoneOverride", {"timezoneId": "America/New_York"})
+        dash.open()
+        expect(page.locator("#chart-status")).to_contain_text(
+            re.compile(r"bars of 5 mins · \w+ · times EST$")
+        )
+        status, body = dash.live.api(
+            "GET", "/api/v1/bars?symbol=AAPL&sec_type=STK&bar=5m&duration=1D"
+        )
+        assert status == 200, body
+        newest = body["bars"][-1]["time"]  # ISO 8601 UTC
+        epoch = page.evaluate("(iso) => Date.parse(iso) / 1000", newest)
+        drawn = page.evaluate("window.screenDebug.bars().time")
+        assert abs(drawn - (epoch - 5 * 3600)) <= 300, (newest, drawn)  # a bar either side
+        dash.enter_symbol("AAPL")
+        expect(page.locator("#quote-status")).to_contain_text(
+            re.compile(r"as of \d\d:\d\d:\d\d EST$")
+        )
+        dash.gateway.outage(seconds=600)
+        expect(page.locator("#conn-ib .conn-state")).to_have_text(
+            re.compile(r"^unreachable since \d\d:\d\d:\d\d EST$")
+        )
+        # the server's own words name their zone: UTC (the server's zone need not be ours)
+        expect(page.locator("#ticket-notice")).to_contain_text(
+            re.compile(r"error 1100 since \d\d:\d\d:\d\d UTC")
+        )
+    finally:
+        cdp.send("Emulation.setTimezoneOverride", {"timezoneId": ""})  # the next test's zone
+        cdp.detach()

@@ -1,6 +1,6 @@
 // The account card: figures and the net liquidation of this session as a sparkline.
 import {$} from "./dom.js";
-import {fmtMoney, fmtSigned, isNum, pad, signClass} from "./format.js";
+import {fmtClock, fmtMoney, fmtSigned, isNum, signClass} from "./format.js";
 import {createSpark} from "./spark.js";
 import {onRender} from "./store.js";
 
@@ -38,8 +38,7 @@ export function renderNetLiqChart() {
   const change = points[points.length - 1].v - points[0].v;
   spark.set(points);
   const changeNode = $("#netliq-change");
-  const since = new Date(points[0].t);
-  changeNode.textContent = `${fmtSigned(change)} since ${pad(since.getHours())}:${pad(since.getMinutes())}`;
+  changeNode.textContent = `${fmtSigned(change)} since ${fmtClock(points[0].t / 1000)}`;
   changeNode.className = `small ${signClass(change)}`;
   const values = points.map((p) => p.v);
   $("#netliq-min").textContent = `low ${fmtMoney(Math.min(...values))}`;

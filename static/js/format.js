@@ -1,5 +1,6 @@
 // Numbers, prices, sides and times as the trader reads them. The API sends times as
-// ISO 8601 UTC text (2026-11-30T15:00:00.123Z); they are shown in the browser's time zone.
+// ISO 8601 UTC text (2026-11-30T15:00:00.123Z); they are shown in the browser's time zone,
+// which every clock names (10:00:00 EST): the server's messages give theirs in UTC.
 
 const numberFormats = new Map();
 export function nf(min, max) {
@@ -30,12 +31,20 @@ export function epoch(value) {
   return Number.isNaN(ms) ? null : ms / 1000;
 }
 
+const zoneFormat = new Intl.DateTimeFormat(undefined, {timeZoneName: "short"});
+/** The browser's time zone at that instant, as the trader knows it (EST, EDT, UTC, GMT+1). */
+export function zoneName(d) {
+  const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
+  return part ? part.value : "";
+}
+
+/** HH:MM:SS[.mmm] ZONE in the browser's time zone (every clock on the page). */
 export function fmtClock(time, withMs) {
   const seconds = epoch(time);
   if (seconds === null) return "—";
   const d = new Date(seconds * 1000);
   const base = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  return withMs ? `${base}.${pad(d.getMilliseconds(), 3)}` : base;
+  return `${withMs ? `${base}.${pad(d.getMilliseconds(), 3)}` : base} ${zoneName(d)}`.trimEnd();
 }
 
 export function fmtExecTime(text) {

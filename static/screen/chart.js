@@ -4,6 +4,7 @@
 // modification dialog (the same confirm step as its Modify button).
 import {CandlestickSeries, HistogramSeries, LineStyle, createChart} from "../vendor/lightweight-charts.js";
 import {priceTick} from "../js/rules.js";
+import {zoneName} from "../js/format.js";
 import {onThemeChange, themeColor} from "../js/theme.js";
 import {$, api, isNum} from "./util.js";
 
@@ -22,6 +23,12 @@ let orderLines = new Map(); // order id -> {line, order, field, price}
 let costLine = null;
 let drag = null;
 let loadSeq = 0;
+
+// lightweight-charts draws every time as UTC, and the page shows times in the browser's zone
+// (fills, quotes, the header): an intraday bar is drawn at its time shifted by that zone's
+// offset at that instant, so its axis and crosshair read the trader's clock. Daily bars are
+// dates (midnight UTC): not shifted.
+const drawnTime = (t) => (bar === "1D" ? t : t - new Date(t * 1000).getTimezoneOffset() * 60);
 
 /** The chart's colours from the page theme's variables (again after every theme change). */
 function themed() {
@@ -88,7 +95,7 @@ async function load() {
   try {
     const body = await api(`/api/v1/bars?${query}`);
     if (seq !== loadSeq) return;
-    const epoch = (iso) => Math.floor(Date.parse(iso) / 1000); // the API's times are ISO 8601
+    const epoch = (iso) => drawnTime(Math.floor(Date.parse(iso) / 1000)); // the API's times are ISO 8601
     const rows = body.bars.map((b) => ({time: epoch(b.time), open: b.open, high: b.high, low: b.low, close: b.close}));
     candles.setData(rows);
     volume.setData(body.bars.map((b) => ({time: epoch(b.time), value: Math.max(0, b.volume),
@@ -98,7 +105,8 @@ async function load() {
     const gatewayTime = body.gateway_time ? Date.parse(body.gateway_time) : NaN;
     clockOffset = isNum(gatewayTime) ? (gatewayTime - Date.now()) / 1000 : 0;
     chart.timeScale().fitContent();
-    status.textContent = `${target.symbol} · ${body.bars.length} bars of ${body.bar_size} · ${body.what}`;
+    status.textContent = `${target.symbol} · ${body.bars.length} bars of ${body.bar_size} · ${body.what}`
+      + (bar === "1D" ? "" : ` · times ${zoneName(new Date())}`);
   } catch (err) {
     if (seq !== loadSeq) return;
     candles.setData([]);
@@ -113,7 +121,7 @@ export function onQuote(q) {
   if (!last || !q || !isNum(q.last)) return;
   const seconds = SECONDS[bar];
   const now = Date.now() / 1000 + clockOffset;
-  const start = Math.floor(now / seconds) * seconds;
+  const start = drawnTime(Math.floor(now / seconds) * seconds);
   if (start > last.time && seconds < 86400) {
     last = {time: start, open: q.last, high: q.last, low: q.last, close: q.last};
   } else {
