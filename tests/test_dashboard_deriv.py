@@ -29,6 +29,8 @@ def load_chain(board: Dashboard, expiry: str) -> None:
     tab.click()
     expect(tab).to_have_attribute("aria-selected", "true")
     expect(page.locator("#chain-status")).to_contain_text(f"AAPL {expiry}")
+    # the board's time (ISO text on the wire) in the page's one clock format, with its zone
+    expect(page.locator("#chain-status")).to_contain_text(re.compile(r" as of \d\d:\d\d:\d\d \S+$"))
 
 
 def test_chain_view_fills_the_ticket_and_the_option_fills_with_multiplier_100(dash: Dashboard):

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import re
+
 EXPIRY = "20261218"
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")  # 2026-11-30T15:00:00.123Z
 
 
 def test_chain_lists_expiries_and_strikes_from_sec_def_opt_params(client):
@@ -16,6 +19,7 @@ def test_chain_lists_expiries_and_strikes_from_sec_def_opt_params(client):
     assert {"SMART", "CBOE"} <= set(aapl["exchanges"])
     assert EXPIRY in aapl["expirations"] and aapl["expirations"] == sorted(aapl["expirations"])
     assert len(aapl["strikes"]) == 13 and 190 in aapl["strikes"]
+    assert ISO_MS.match(body["time"]), body["time"]  # the API's one time format (wire.py)
 
 
 def test_quotes_give_prices_iv_and_greeks_per_strike_around_the_money(client):
@@ -26,6 +30,7 @@ def test_quotes_give_prices_iv_and_greeks_per_strike_around_the_money(client):
     strikes = [row["strike"] for row in board["rows"]]
     assert len(strikes) == 7 and strikes == sorted(strikes)
     assert abs(strikes[3] - board["under_price"]) <= 2.5  # the middle strike is at the money
+    assert ISO_MS.match(board["time"]), board["time"]
     for row in board["rows"]:
         call, put = row["call"], row["put"]
         assert call["description"] == f"AAPL {EXPIRY} {row['strike']:g} C"

@@ -106,7 +106,7 @@ def chain() -> Response:
             answer = common.services().connector.option_chain(query.symbol)
     except (LookupError, RequestError) as exc:
         raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
-    return jsonify(dataclasses.asdict(answer))
+    return common._json(dataclasses.asdict(answer))  # its time as ISO 8601 (wire.py)
 
 
 @bp.get("/options/quotes")
@@ -124,7 +124,7 @@ def quotes() -> Response:
         raise common.ApiError(400, "validation_error", f"expiry: {exc}", "expiry") from None
     except (LookupError, RequestError) as exc:
         raise common.ApiError(404, "unknown_symbol", str(exc), "symbol") from None
-    return jsonify(dataclasses.asdict(board))
+    return common._json(dataclasses.asdict(board))
 
 
 @bp.get("/futures/contracts")

@@ -1,7 +1,7 @@
 // Option chain view: expiry tabs, strikes around the money, calls | strike | puts with
 // bid / ask / IV / delta. Clicking a bid or an ask fills the derivatives ticket (a
 // "deriv:fill-ticket" CustomEvent on document; ask → buy, bid → sell, at that price).
-import {api, el, fmt, isNum} from "./http.js";
+import {api, clock, el, fmt, isNum} from "./http.js";
 
 const STRIKES_EACH_SIDE = 8;
 const LEG_COLUMNS = ["bid", "ask", "implied_vol", "delta"];
@@ -52,7 +52,7 @@ export function mountChain(root) {
       if (current.expiry !== expiry) return; // another tab was chosen meanwhile
       current.board = board;
       renderBoard(board);
-      status.textContent = `${board.symbol} ${board.expiry} · underlying ${fmt(board.under_price)} · ×${board.multiplier} · ${board.market_data} data · as of ${new Date(board.time * 1000).toLocaleTimeString()}`;
+      status.textContent = `${board.symbol} ${board.expiry} · underlying ${fmt(board.under_price)} · ×${board.multiplier} · ${board.market_data} data · as of ${clock(board.time)}`;
     } catch (err) {
       status.textContent = err.message;
     } finally {

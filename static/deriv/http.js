@@ -44,4 +44,13 @@ export {el} from "../js/dom.js";
 
 export const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 export const fmt = (v, digits = 2) => (isNum(v) ? v.toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits}) : "—");
+// an API time (ISO 8601 UTC text) as the main dashboard's clocks show it: HH:MM:SS ZONE, local
+const zoneFormat = new Intl.DateTimeFormat(undefined, {hour: "2-digit", minute: "2-digit",
+  second: "2-digit", hourCycle: "h23", timeZoneName: "short"});
+export function clock(iso) {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return "—";
+  const parts = Object.fromEntries(zoneFormat.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  return `${parts.hour}:${parts.minute}:${parts.second} ${parts.timeZoneName || ""}`.trimEnd();
+}
 export const money = (v) => (isNum(v) ? v.toLocaleString("en-US", {style: "currency", currency: "USD"}) : "—");
