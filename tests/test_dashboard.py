@@ -68,7 +68,8 @@ def live(request, tmp_path) -> Iterator[Live]:
     """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator,
     or (parametrized "live_account") on a simulator whose account looks live, with live
     trading allowed and a typed confirmation from 1,000 of notional, or (parametrized
-    "monitor_60s") on the ``gateway`` fixture with a 60 s monitoring window after each order."""
+    "monitor_60s") on the ``gateway`` fixture with a 60 s monitoring window after each order,
+    or ("frozen_data") asking for delayed-frozen market data (MARKET_DATA_TYPE=4)."""
     journal = str(tmp_path / "orders.db")
     kind = getattr(request, "param", "gateway")
     own = None  # a gateway this fixture started (and stops)
@@ -96,8 +97,8 @@ def live(request, tmp_path) -> Iterator[Live]:
         )
     else:
         gateway = request.getfixturevalue("gateway")
-        monitor = {"monitor_timeout": 60} if kind == "monitor_60s" else {}
-        settings = app_settings(gateway, journal_path=journal, **monitor)
+        extra = {"monitor_60s": {"monitor_timeout": 60}, "frozen_data": {"market_data_type": 4}}
+        settings = app_settings(gateway, journal_path=journal, **extra.get(kind, {}))
     try:
         app = app_simple.create_app({"SETTINGS": settings, "TESTING": True})
         with served(app, POOL.port) as url:  # one origin per worker (tests/browser_pages.py)

@@ -107,6 +107,33 @@ def test_delayed_position_prices_are_labelled(dash: Dashboard, gateway: SimGatew
     dash.shot("delayed_positions")
 
 
+@pytest.mark.parametrize("live", ["frozen_data"], indirect=True)
+def test_frozen_prices_are_labelled_in_the_ticket_and_the_positions(
+    dash: Dashboard, gateway: SimGateway
+) -> None:
+    """Asked for delayed-frozen data (MARKET_DATA_TYPE=4), a subscribed account gets frozen
+    prices (IB's last ones before the close): labelled like delayed ones, with their kind."""
+    page = dash.open().page
+    status, body = dash.live.api(
+        "POST", "/api/v1/orders", {"symbol": "MSFT", "action": "BUY", "quantity": 4}
+    )
+    assert status == 202, body
+    dash.enter_symbol("AAPL")
+    expect(page.locator("#quote-status")).to_contain_text("FROZEN (the last price IB recorded")
+    label = page.locator("#quote-bid-btn .quote-label")
+    assert "frozen" in label.evaluate("node => getComputedStyle(node, '::after').content")
+    wait_for(
+        lambda: (
+            dash.live.api("GET", "/api/v1/positions")[1]["positions"][0]["market_data"] == "frozen"
+        )
+    )
+    price = (
+        page.locator("#positions tbody tr").filter(has_text="MSFT").locator("td[data-label=Price]")
+    )
+    expect(price.locator(".tag.delayed")).to_have_text("frozen")
+    assert "before the market closed" in (price.get_attribute("title") or "")
+
+
 def test_live_position_prices_are_not_labelled(dash: Dashboard, gateway: SimGateway) -> None:
     page = dash.open().page
     status, body = dash.live.api(

@@ -20,6 +20,16 @@ export const fmtQty = (v) => (isNum(v) ? nf(0, 4).format(v) : "—");
 export const fmtPrice = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 8) : nf(2, 8)).format(v) : "—");
 // An average (of fills, of cost) sits on no grid: four decimals (six under 10).
 export const fmtAvg = (v) => (isNum(v) ? (Math.abs(v) < 10 ? nf(4, 6) : nf(2, 4)).format(v) : "—");
+// A price IB did not send live: delayed (no subscription), frozen (its last price before the
+// market closed: MARKET_DATA_TYPE 2 or 4) or both. Labelled alike in the ticket and positions.
+const NOT_LIVE_WHY = {
+  delayed: "~15 min old, the account has no live market-data subscription",
+  frozen: "the last price IB recorded before the market closed",
+  "delayed-frozen": "the last delayed price IB recorded before the market closed",
+};
+/** The market data of a price that is not live ("delayed", "frozen"...), else null. */
+export const notLive = (md) => (typeof md === "string" && md !== "live" && md !== "none" ? md : null);
+export const notLiveWhy = (md) => NOT_LIVE_WHY[md] || `${md} data`;
 export const signClass = (v) => (!isNum(v) || v === 0 ? "flat" : v > 0 ? "pos" : "neg");
 export const pad = (n, w = 2) => String(n).padStart(w, "0");
 

@@ -4,7 +4,7 @@
 import {api} from "./api.js";
 import {$, el} from "./dom.js";
 import {epoch, fmtAvg, fmtClock, fmtExecTime, fmtMoney, fmtPrice, fmtQty, fmtSigned, isNum, nf,
-  sideClass, sideWord, signClass} from "./format.js";
+  notLive, notLiveWhy, sideClass, sideWord, signClass} from "./format.js";
 import {onRender, render, store} from "./store.js";
 
 const COMPLETED_SHOWN = 50;
@@ -81,16 +81,14 @@ function moveFocus(oldNode, freshNode) {
 const cell = (label, props, ...children) => el("td", {...props, dataset: {label}}, ...children);
 
 // ---------------------------------------------------------------- positions
-// the account's market data (the quote panel's label too): delayed or delayed-frozen prices
-const isDelayed = (p) => typeof p.market_data === "string" && p.market_data.startsWith("delayed");
-const delayedTitle = (p) => (isDelayed(p)
-  ? `${p.market_data}: ~15 min old, the account has no live market-data subscription` : undefined);
+// the account's market data (the quote panel's label too): delayed, frozen or delayed-frozen
+const delayedTitle = (p) => (notLive(p.market_data) ? `${p.market_data}: ${notLiveWhy(p.market_data)}` : undefined);
 
 function renderPositions(positions) {
   const body = $("#positions tbody");
   syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
     const closeSide = p.quantity > 0 ? "SELL" : "BUY";
-    const delayed = isDelayed(p);
+    const delayed = notLive(p.market_data);
     return el("tr", {class: "trow", dataset: {symbol: p.symbol}},
       el("td", {class: "sym lead"}, el("span", {text: p.description || p.symbol}), p.sec_type !== "STK" ? el("span", {class: "tag", text: p.sec_type}) : null,
         p.multiplier > 1 ? el("span", {class: "tag mult", title: "multiplier: value and P&L include it", text: `×${p.multiplier}`}) : null),
@@ -98,9 +96,9 @@ function renderPositions(positions) {
       cell("Avg cost", {class: "num opt", text: fmtAvg(p.multiplier > 1 && isNum(p.avg_price) ? p.avg_price : p.avg_cost),
         title: p.multiplier > 1 ? `per unit; IB's average cost per contract (×${p.multiplier}): ${fmtAvg(p.avg_cost)}` : null}),
       cell("Price", {class: `num ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtPrice(p.market_price),
-        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
+        delayed ? el("span", {class: "tag delayed", text: delayed}) : null),
       cell("Value", {class: `num opt ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtMoney(p.market_value),
-        delayed ? el("span", {class: "tag delayed", text: "delayed"}) : null),
+        delayed ? el("span", {class: "tag delayed", text: delayed}) : null),
       cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
       el("td", {class: "actions"}, el("button", {
         type: "button", class: "btn small-btn close-position", dataset: {focusKey: `close:${p.symbol}`},

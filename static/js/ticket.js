@@ -3,7 +3,7 @@
 import {api, serverErrors} from "./api.js";
 import {hideConfirm, refreshConfirm, review} from "./confirm.js";
 import {$, $$} from "./dom.js";
-import {fmtClock, fmtPrice, fmtQty, isNum, nf, sideWord} from "./format.js";
+import {fmtClock, fmtPrice, fmtQty, isNum, nf, notLive, notLiveWhy, sideWord} from "./format.js";
 import {clearErrors, numberOf} from "./forms.js";
 import {readerUp} from "./health.js";
 import {haltReason} from "./killswitch.js";
@@ -93,7 +93,7 @@ function clearQuote(message) {
   $("#quote-ask-btn").disabled = true;
   quoteSpark.clear();
   $("#quote-status").textContent = message;
-  $("#quote").classList.remove("has-quote");
+  $("#quote").classList.remove("has-quote", "delayed");
 }
 
 function clearSymbolNotice() {
@@ -165,9 +165,10 @@ function showQuote(q) {
   $("#quote-ask-btn").disabled = !isNum(q.ask);
   $("#quote").classList.add("has-quote");
   const spread = isNum(q.bid) && isNum(q.ask) ? q.ask - q.bid : null;
-  const delayed = typeof q.market_data === "string" && q.market_data.startsWith("delayed");
-  $("#quote").classList.toggle("delayed", delayed);
-  const kind = delayed ? `${q.market_data.toUpperCase()} (~15 min old, no live subscription) · ` : "";
+  const delayed = notLive(q.market_data); // delayed, frozen or delayed-frozen: every price says so
+  $("#quote").classList.toggle("delayed", delayed !== null);
+  $("#quote").dataset.marketData = delayed || "";
+  const kind = delayed ? `${delayed.toUpperCase()} (${notLiveWhy(delayed)}) · ` : "";
   $("#quote-status").textContent = q.notice ? q.notice
     : `${kind}${q.symbol} · ${spread !== null ? `spread ${nf(2, 5).format(spread)} · ` : ""}as of ${fmtClock(q.time)}`;
   const mid = isNum(q.last) ? q.last : isNum(q.bid) && isNum(q.ask) ? (q.bid + q.ask) / 2 : q.close;
