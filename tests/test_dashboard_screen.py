@@ -341,3 +341,27 @@ def test_every_time_on_the_page_is_in_the_browsers_zone_and_names_it(dash: Dashb
     finally:
         cdp.send("Emulation.setTimezoneOverride", {"timezoneId": ""})  # the next test's zone
         cdp.detach()
+
+
+def test_an_alert_fired_while_the_page_polls_is_announced(dash: Dashboard) -> None:
+    """The stream is refused: the page polls /quotes, whose frames carry the fired alerts."""
+    page = dash.page
+    page.route(
+        re.compile(r".*/api/v1/stream(\?.*)?$"),
+        lambda route: route.fulfill(status=503, content_type="application/json", body="{}"),
+    )
+    dash.allow_console_error(r"EventSource|status of 503")
+    dash.open()
+    expect(page.locator("#feed")).to_have_text("polling")
+
+    def last() -> float | None:
+        quotes = dash.live.api("GET", "/api/v1/quotes?watch=AAPL")[1]["quotes"]
+        return next((q["last"] for q in quotes if q["symbol"] == "AAPL" and q["last"]), None)
+
+    near_alerts(lambda: wait_for(last), dash.live.api)
+    dash.gateway.set_clock(speed=20)  # the price wanders fast: it crosses one of them soon
+    try:
+        toast = page.locator("#toasts .toast").filter(has_text="Price alert")
+        expect(toast.first).to_contain_text(re.compile(r"AAPL traded at or (above|below)"))
+    finally:
+        dash.gateway.set_clock(speed=1)

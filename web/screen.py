@@ -123,6 +123,22 @@ class WatchlistOut(_Out):
     symbols: list[WatchItem]
 
 
+class FiredAlertOut(_Out):
+    """A recently fired price alert, as the stream's ``quotes`` events carry it."""
+
+    seq: int = Field(description="the order alerts fired in (from 1 in each run of the app)")
+    id: str
+    symbol: str
+    sec_type: str
+    condition: Literal["above", "below"]
+    level: float
+    note: str
+    created_at: float
+    triggered_at: float | None
+    price: float | None
+    primed_at: float | None
+
+
 class QuotesOut(_Out):
     quotes: list[QuoteRow]
     lines_used: int
@@ -130,6 +146,9 @@ class QuotesOut(_Out):
     refused: list[str]
     message: str | None
     watchers: int
+    alerts: list[FiredAlertOut] = Field(
+        description="recently fired alerts (as in the stream): a page that polls announces them"
+    )
 
 
 class SymbolOut(_Out):
@@ -252,10 +271,16 @@ def quotes_json(snap: HubSnapshot, watchers: int) -> str:
                 "refused": list(snap.refused),
                 "message": snap.message,
                 "watchers": watchers,
+                "alerts": _fired(snap),
             }
         ),
         separators=(",", ":"),
     )
+
+
+def _fired(snap: HubSnapshot) -> list[dict[str, object]]:
+    """The recently fired alerts, each with its ``seq``."""
+    return [{"seq": seq, **dataclasses.asdict(a)} for seq, a in snap.alerts]
 
 
 def stream_frame(snap: HubSnapshot) -> str:
@@ -267,7 +292,7 @@ def stream_frame(snap: HubSnapshot) -> str:
                 "lines_used": snap.lines_used,
                 "lines_limit": snap.lines_limit,
                 "message": snap.message,
-                "alerts": [{"seq": seq, **dataclasses.asdict(a)} for seq, a in snap.alerts],
+                "alerts": _fired(snap),
             }
         ),
         separators=(",", ":"),
