@@ -344,15 +344,31 @@ def test_every_time_on_the_page_is_in_the_browsers_zone_and_names_it(dash: Dashb
 
 
 def test_an_alert_fired_while_the_page_polls_is_announced(dash: Dashboard) -> None:
-    """The stream is refused: the page polls /quotes, whose frames carry the fired alerts."""
+    """The stream is refused: the page polls /quotes, whose frames carry the fired alerts.
+    The page outlived an app that had fired 100 alerts (its frames carried the hundredth until
+    the 'restart'); this app numbers the ones it fires from 1: they are announced all the same."""
     page = dash.page
     page.route(
         re.compile(r".*/api/v1/stream(\?.*)?$"),
         lambda route: route.fulfill(status=503, content_type="application/json", body="{}"),
     )
+    old = {"seq": 100, "id": "a-old", "symbol": "AAPL", "sec_type": "STK", "condition": "above"}
+    old |= {"level": 1.0, "note": "", "price": 1.0, "primed_at": None}
+    old |= {"created_at": "2026-01-01T00:00:00.000Z", "triggered_at": "2026-01-01T00:00:00.000Z"}
+    restarted = False
+
+    def frames(route: Route) -> None:
+        answer = route.fetch()
+        frame = answer.json()
+        route.fulfill(response=answer, json=frame if restarted else {**frame, "alerts": [old]})
+
+    page.route(re.compile(r".*/api/v1/quotes(\?.*)?$"), frames)
     dash.allow_console_error(r"EventSource|status of 503")
     dash.open()
     expect(page.locator("#feed")).to_have_text("polling")
+    with page.expect_response(re.compile(r".*/api/v1/quotes(\?.*)?$")):
+        pass  # the page has read a frame with the old app's hundredth alert
+    restarted = True
 
     def last() -> float | None:
         quotes = dash.live.api("GET", "/api/v1/quotes?watch=AAPL")[1]["quotes"]

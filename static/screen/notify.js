@@ -85,12 +85,14 @@ export function orderEvents(orders) {
 
 // ------------------------------------------------------------------ alerts
 const pageLoaded = Date.now();
-let lastAlertSeq = 0;
+// the fired alerts already told, by id (an alert fires once): not by the frame's `seq`, which
+// a restarted app numbers from 1 again while this page stays open
+const told = new Set();
 
 export function alertEvents(alerts, onFired) {
   for (const a of alerts || []) {
-    if (a.seq <= lastAlertSeq) continue;
-    lastAlertSeq = a.seq;
+    if (told.has(a.id)) continue;
+    told.add(a.id);
     if (Date.parse(a.triggered_at) < pageLoaded - 5000) continue; // fired before this page opened
     const word = a.condition === "above" ? "at or above" : "at or below";
     announce("Price alert", `${a.symbol} traded ${word} ${a.level} (last ${a.price})${a.note ? ` — ${a.note}` : ""}`, "warn");
