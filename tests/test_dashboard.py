@@ -623,11 +623,27 @@ def test_stream_refused_falls_back_to_polling(dash):
             body='{"error": {"status": 503, "code": "too_many_streams", "message": "busy"}}',
         ),
     )
+
+    def rich(route) -> None:  # an account of tens of billions: every digit must show
+        answer = route.fetch()
+        state = answer.json()
+        figures = {"net_liquidation": 98_765_432_109.87, "unrealized_pnl": -12_345_678_901.23}
+        state["account"]["figures"] |= figures
+        route.fulfill(response=answer, json=state)
+
+    page.route(re.compile(r".*/api/v1/state$"), rich)
     dash.allow_console_error(r"EventSource|status of 503")
     dash.open()
     expect(page.locator("#feed")).to_have_text("polling")
     an_order_placed_meanwhile_shows_filled(dash)
     expect(page.locator("#positions tbody tr").filter(has_text="MSFT")).to_be_visible()
+    for key, text in (
+        ("net_liquidation", "98,765,432,109.87"),
+        ("unrealized_pnl", "-12,345,678,901.23"),
+    ):
+        figure = page.locator(f"#fig-{key}")
+        expect(figure).to_have_text(text)
+        assert figure.evaluate("node => node.scrollWidth <= node.clientWidth"), key  # not cut
     dash.shot("polling_fallback")
 
 

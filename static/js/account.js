@@ -17,17 +17,22 @@ function recordNetLiq(account) {
   if (netLiq.length > 2000) netLiq.splice(1, netLiq.length - 1500); // keep the session start
 }
 
+// a figure of a billion or more is set smaller, so that every digit shows (style.css)
+const LONG_FIGURE = 13;
+function showFigure(node, text, cls) {
+  node.textContent = text;
+  node.className = `${cls} ${text.length >= LONG_FIGURE ? "long" : ""}`.trim();
+}
+
 function renderAccount(latest) {
   const account = latest.account;
   recordNetLiq(account);
   const figures = (account && account.figures) || {};
   for (const key of ["net_liquidation", "cash", "buying_power", "available_funds"]) {
-    $(`#fig-${key}`).textContent = fmtMoney(figures[key]);
+    showFigure($(`#fig-${key}`), fmtMoney(figures[key]), "");
   }
   for (const key of ["unrealized_pnl", "realized_pnl"]) {
-    const node = $(`#fig-${key}`);
-    node.textContent = fmtSigned(figures[key]);
-    node.className = signClass(figures[key]);
+    showFigure($(`#fig-${key}`), fmtSigned(figures[key]), signClass(figures[key]));
   }
   renderNetLiqChart();
 }
