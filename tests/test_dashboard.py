@@ -577,10 +577,14 @@ def test_health_badge_follows_a_gateway_restart(dash):
         note = page.locator("#account-panel .stale-note")
         expect(note).to_have_text("stale")
         expect(note).to_have_attribute("title", re.compile("the reader connection is down"))
+        page.click('.bar-sizes button[data-bar="1h"]')  # the bars cannot be asked meanwhile
+        expect(page.locator("#chart-status")).to_contain_text("No bars for AAPL")
         dash.shot("gateway_down")
         expect(health).to_have_text("connected", timeout=20_000)
     finally:
         restart.join(20)
+    # asked again once the gateway is back
+    expect(page.locator("#chart-status")).to_contain_text(re.compile(r"AAPL · \d+ bars of 1 hour"))
     expect(page.locator("#conn-reader .conn-state")).to_have_text("live")
     expect(page.locator("#conn-orders .conn-state")).to_have_text("live")
     expect(page.locator("#feed")).to_have_text("live stream")

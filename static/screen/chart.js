@@ -23,6 +23,7 @@ let orderLines = new Map(); // order id -> {line, order, field, price}
 let costLine = null;
 let drag = null;
 let loadSeq = 0;
+let retryLoad = false; // the bars were refused for want of the gateway (503/504): ask again once it is back
 
 // lightweight-charts draws every time as UTC, and the page shows times in the browser's zone
 // (fills, quotes, the header): an intraday bar is drawn at its time shifted by that zone's
@@ -88,6 +89,7 @@ function setBar(next) {
 async function load() {
   if (!target) return;
   const seq = ++loadSeq;
+  retryLoad = false;
   const status = $("#chart-status");
   status.textContent = `Loading ${target.symbol} ${bar}…`;
   const query = new URLSearchParams({symbol: target.symbol, sec_type: target.sec_type, bar,
@@ -112,6 +114,7 @@ async function load() {
     candles.setData([]);
     volume.setData([]);
     last = null;
+    retryLoad = err.status === 503 || err.status === 504;
     status.textContent = `No bars for ${target.symbol}: ${err.message}`;
   }
 }
@@ -147,6 +150,9 @@ function roundTick(price) {
 /** Working orders and the position of the chart's symbol, from the dashboard's state. */
 export function onState(state) {
   if (!candles || !target) return;
+  const reader = state.status && state.status.connections && state.status.connections.reader;
+  if (retryLoad && reader && reader.state === "connected") load(); // the gateway is back
+
   const mine = (state.orders || []).filter((o) => o.open && o.symbol === target.symbol
     && (o.sec_type || "STK") === target.sec_type);
   const seen = new Set();
