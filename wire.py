@@ -28,6 +28,7 @@ TIME_FIELDS = frozenset(
         "time",
         "fetched_at",
         "triggered_at",
+        "primed_at",
         "gateway_time",
     }
 )

@@ -4,6 +4,7 @@ watchlist and its shared quote lines, symbol search, price alerts, chart bars, t
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Callable
@@ -243,6 +244,8 @@ def test_symbol_search_alerts_and_bad_parameters(start_app) -> None:
     )
     gateway.set_clock(speed=1)
     assert fired[0]["id"] in {a["id"] for a in near}
+    for time_field in ("created_at", "primed_at", "triggered_at"):  # the API's one time format
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", fired[0][time_field])
     assert (fired[0]["price"] >= fired[0]["level"]) == (fired[0]["condition"] == "above")
     assert client.get(f"/api/v1/alerts/{beyond['id']}").get_json()["triggered_at"] is None
     recent = hub.snapshot().alerts
