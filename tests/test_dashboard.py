@@ -18,9 +18,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
-from browser_pages import POOL
+from browser_pages import LAPTOP, POOL
 from flask import Flask
 from playwright.sync_api import Page, expect
 
@@ -703,6 +704,29 @@ def test_a_stream_that_stalls_without_closing_is_left_for_polling(dash, monkeypa
         an_order_placed_meanwhile_shows_filled(dash)
     finally:
         flowing.set()
+
+
+def test_a_fill_of_before_midnight_shows_its_date_once_midnight_passed(dash):
+    """A fill at 23:00 in the browser's zone (UTC+8) shows its clock only; once the page's clock
+    passes midnight, its row says its date too (rows are otherwise drawn again only when they
+    change). Its own context: the page's clock is faked."""
+    context = dash.page.context.browser.new_context(
+        viewport=LAPTOP, timezone_id="Asia/Shanghai", locale="en-US"
+    )
+    try:
+        page = context.new_page()
+        page.clock.install(time=datetime.fromtimestamp(TRADING_CLOCK + 30, UTC))  # 23:00:30
+        Dashboard(page, dash.live).open()
+        status, body = dash.live.api(
+            "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 1}
+        )
+        assert status == 202, body
+        when = page.locator("#fills tbody tr td[data-label=Time]")
+        expect(when).to_have_text(re.compile(r"^23:00:\d\d GMT\+8$"))
+        page.clock.fast_forward("01:00:00")
+        expect(when).to_have_text(re.compile(r"^11/30/2026 23:00:\d\d GMT\+8$"))
+    finally:
+        context.close()
 
 
 def test_kill_switch_halts_cancels_every_order_then_resumes(dash):

@@ -10,7 +10,7 @@ import {initHealth} from "./health.js";
 import {initKillSwitch} from "./killswitch.js";
 import {loadRules} from "./rules.js";
 import {initStale} from "./stale.js";
-import {renderHeader, store} from "./store.js";
+import {render, renderHeader, store} from "./store.js";
 import {restartStream, setFeedMode, startPolling, startStream, stopFeed} from "./stream.js";
 import {initTables} from "./tables.js";
 import {initTheme} from "./theme.js";
@@ -43,8 +43,15 @@ const keepTopbarHeight = () => document.documentElement.style.setProperty("--top
 keepTopbarHeight();
 if ("ResizeObserver" in window) new ResizeObserver(keepTopbarHeight).observe(topbar);
 
-// data ages keep ticking between updates
-setInterval(() => { if (store.latest) { renderHeader(); renderNetLiqChart(); } }, 1000);
+// data ages keep ticking between updates; at midnight every row is drawn again (a fill of
+// today shows its clock only, one of an earlier day its date too)
+let today = new Date().toDateString();
+setInterval(() => {
+  if (!store.latest) return;
+  renderHeader();
+  renderNetLiqChart();
+  if (today !== new Date().toDateString()) { today = new Date().toDateString(); render(); }
+}, 1000);
 
 // static/screen/'s chart changed symbol: reopen the stream with its new `watch`
 window.addEventListener("dashboard:restream", restartStream);

@@ -297,7 +297,8 @@ function lifecycleView(o, lc) {
 // ------------------------------------------------------------------- fills
 function renderFills(executions) {
   const rows = executions.slice(0, FILLS_SHOWN);
-  syncRows($("#fills tbody"), rows, (e) => e.exec_id, (e) => JSON.stringify(e), (e) => el("tr", {class: "trow"},
+  const today = new Date().toDateString(); // a row drawn yesterday without its date gets it
+  syncRows($("#fills tbody"), rows, (e) => e.exec_id, (e) => `${today}|${JSON.stringify(e)}`, (e) => el("tr", {class: "trow"},
     el("td", {class: "sym lead", text: e.description || e.symbol}),
     cell("Time", {class: "mono", title: String(e.time), text: fmtExecTime(e.time)}),
     cell("Side", {class: `side ${sideClass(e.side)}`, text: sideWord(e.side)}),
