@@ -22,6 +22,7 @@ import security
 import web
 import webhook
 from config import ConfigError, Settings, load_settings
+from journal import JournalError
 from services import SERVER_THREADS, Services
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         app = create_app({"SETTINGS": settings})
-    except security.InstanceLockedError as exc:
+    except (security.InstanceLockedError, JournalError) as exc:
         print(f"Refusing to start: {exc}", file=sys.stderr)
         return 3
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 FINAL_VERDICTS = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another connection's lock
 
 
 class JournalError(RuntimeError):
@@ -87,12 +88,8 @@ class Journal:
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db = _open(path)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
         self._pending: dict[str, Lifecycle] = {}
         self._writing = False  # a batch taken from _pending is being committed
         self._pending_lock = threading.Condition()
@@ -328,6 +325,36 @@ class Journal:
         """Refuse every later write (a fault switch for tests and drills)."""
         with self._lock:
             self._db.execute("PRAGMA query_only=ON")
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """The journal's database, in WAL mode with full sync and its tables; JournalError naming
+    the file when it cannot be (a damaged file is left as it is)."""
+    db = None
+    try:
+        db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
+        raise JournalError(
+            f"the order journal {path} cannot be opened: {exc}. {_way_out(exc)}"
+        ) from exc
+    return db
+
+
+def _way_out(exc: sqlite3.Error) -> str:
+    """What to do about a journal that cannot be opened."""
+    if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return "Another program holds it: close that program and start again"
+    return (
+        "It was left as it is: put back a copy, or move it aside to start with an empty "
+        "journal (the broker keeps its orders)"
+    )
 
 
 # ------------------------------------------------------------ (de)serialising

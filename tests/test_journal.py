@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
 
+import journal as journal_module
 from conftest import wait_for
+from gateway_process import ROOT, free_port
 from journal import DuplicateKey, Journal, JournalError
 from order_records import Lifecycle, OrderIntent, StatusChange, Step
 
@@ -410,3 +416,45 @@ def test_the_writer_keeps_saving_batch_after_batch(path):
             assert journal.get("o-1").record.status == status
     finally:
         journal.close()
+
+
+def test_a_journal_that_is_no_database_stops_the_start_naming_the_file(tmp_path):
+    """A damaged journal file: one line naming it and what to do, exit code 3, the file left
+    as it was (it stopped the start with a traceback ending in sqlite3's 'file is not a
+    database', which named no file)."""
+    damaged = tmp_path / "orders.db"
+    damaged.write_bytes(b"not a database" * 512)
+    env = {
+        **os.environ,
+        "IB_MODE": "gateway",
+        "IB_HOST": "127.0.0.1",
+        "IB_PORT": str(free_port()),  # never reached: the journal opens first
+        "DASHBOARD_PORT": "0",
+        "JOURNAL_PATH": str(damaged),
+        "LOG_LEVEL": "WARNING",
+    }
+    done = subprocess.run(
+        [sys.executable, "app_simple.py"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 3, err
+    assert err.startswith(f"Refusing to start: the order journal {damaged} cannot be opened")
+    assert "Traceback" not in err
+    assert damaged.read_bytes() == b"not a database" * 512
+
+
+def test_a_journal_another_program_holds_says_so(tmp_path, monkeypatch):
+    """Locked by another program (a rollback-journal file in a write): the error says to close
+    that program, not to move a sound journal aside."""
+    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT", 0.1)
+    held = tmp_path / "orders.db"
+    other = sqlite3.connect(held, isolation_level=None)
+    try:
+        other.execute("CREATE TABLE t (x)")
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(JournalError, match=f"^the order journal {held} cannot be opened: "):
+            Journal(str(held))
+        with pytest.raises(JournalError, match="Another program holds it"):
+            Journal(str(held))
+    finally:
+        other.close()
