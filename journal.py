@@ -164,7 +164,7 @@ class Journal:
             with self._pending_lock:
                 self._writing = False
                 self._pending_lock.notify_all()
-                if self._closed and not self._pending:
+                if self._closed:  # what a last attempt could not save is named by close()
                     return
 
     def _commit(self, batch: dict[str, Lifecycle]) -> None:
@@ -211,15 +211,25 @@ class Journal:
         """Same as close() (the Services shutdown protocol)."""
         self.close()
 
-    def close(self) -> None:
-        """Flush, stop the writer and close the database."""
-        self.flush()
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush (up to ``timeout`` s), stop the writer and close the database; the orders
+        whose last changes could not be saved (a full disk) are named in the log."""
+        self.flush(timeout)
         with self._pending_lock:
             self._closed = True
         self._wake.put(True)
         self._writer.join(5)
         with self._lock:
             self._db.close()
+        with self._pending_lock:
+            lost = sorted(self._pending)
+        if lost:
+            log.error(
+                "❌ journal closed with the last changes of %d order(s) not saved: %s (the "
+                "next start takes their state from the broker again)",
+                len(lost),
+                ", ".join(lost),
+            )
 
     # -------------------------------------------------------------- reads
     def find_by_key(self, idem_key: str) -> JournalEntry | None:

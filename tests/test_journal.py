@@ -458,3 +458,29 @@ def test_a_journal_another_program_holds_says_so(tmp_path, monkeypatch):
             Journal(str(held))
     finally:
         other.close()
+
+
+def test_closing_a_journal_that_cannot_save_names_what_was_lost(path, caplog):
+    """A full disk at shutdown: close() gives up after its flush time, names the orders whose
+    last changes were not saved and stops the writer (it waited 5 s more for the writer, said
+    only 'will retry', and the writer went on retrying on the closed database)."""
+    journal = Journal(path)
+    journal.insert(record("o-1"))
+    journal.make_read_only()  # every commit fails
+    journal.save(dataclasses.replace(record("o-1"), verdict="filled"))
+    wait_for(lambda: any("will retry" in r.getMessage() for r in caplog.records))
+    journal.close(timeout=0.3)
+    assert not journal._writer.is_alive()
+    closed = [r for r in caplog.records if "journal closed" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in closed] == [
+        (
+            logging.ERROR,
+            "❌ journal closed with the last changes of 1 order(s) not saved: o-1 (the next "
+            "start takes their state from the broker again)",
+        )
+    ]
+    again = Journal(path)
+    try:
+        assert again.get("o-1").record.verdict is None  # as the log says: not saved
+    finally:
+        again.close()
