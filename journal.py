@@ -247,12 +247,13 @@ class Journal:
         return _entry(rows[0]) if rows else None
 
     def load(self, recent: int = 500) -> list[JournalEntry]:
-        """Every unfinished order plus the ``recent`` latest finished ones, oldest first."""
+        """Every unfinished order plus the ``recent`` latest finished ones (by their last
+        change, as the handler keeps them in memory), oldest first."""
         marks = ",".join("?" * len(FINAL_VERDICTS))
         rows = self._query(
             f"SELECT record, idem_key, request_hash, risk FROM orders WHERE verdict IS NULL "
             f"OR verdict NOT IN ({marks}) UNION SELECT * FROM (SELECT record, idem_key, "
-            f"request_hash, risk FROM orders WHERE verdict IN ({marks}) ORDER BY created_at "
+            f"request_hash, risk FROM orders WHERE verdict IN ({marks}) ORDER BY updated_at "
             f"DESC LIMIT ?)",
             (*FINAL_VERDICTS, *FINAL_VERDICTS, recent),
         )

@@ -333,6 +333,18 @@ def test_reload_keeps_every_part_of_a_bracket_record(journal, path):
         again.close()
 
 
+def test_load_takes_the_latest_finished_not_the_latest_created(journal):
+    """An old order (a GTC limit) that fills after newer orders finished is among the latest
+    finished, as in memory before the restart (it was left out after one, and listed as
+    another client's order)."""
+    journal.insert(record("gtc", verdict="working", at=0.0))
+    for n in range(1, 4):
+        journal.insert(record(f"done-{n}", verdict="filled", at=float(n)))
+    journal.save(dataclasses.replace(record("gtc", verdict="filled"), updated_at=10.0))
+    assert journal.flush(5)
+    assert [e.record.id for e in journal.load(recent=2)] == ["gtc", "done-3"]
+
+
 def test_load_defaults_to_the_500_latest_finished(journal):
     for n in range(502):
         journal.insert(record(f"done-{n}", verdict="cancelled", at=float(n)))
