@@ -189,7 +189,7 @@ class Placement(Amend):
         """Trackers and orders of a bracket's take-profit and stop-loss legs."""
         intent = parent.record.intent
         exit_action = "SELL" if intent.action == "BUY" else "BUY"
-        specs = []
+        specs: list[tuple[str, OrderIntent]] = []
         if intent.take_profit is not None:
             specs.append(
                 (
@@ -222,7 +222,23 @@ class Placement(Amend):
                     ),
                 )
             )
-        legs = []
+        legs: list[tuple[Tracker, Order]] = []
+        try:
+            self._journal_legs(parent, specs, legs)
+        except JournalError as exc:  # the legs journaled so far are never sent either
+            for leg, _ in legs:
+                self.book.verdict(leg, Verdict.NOT_SENT, str(exc))
+            raise
+        parent.linked(tuple(leg.id for leg, _ in legs))
+        return legs
+
+    def _journal_legs(
+        self,
+        parent: Tracker,
+        specs: list[tuple[str, OrderIntent]],
+        legs: list[tuple[Tracker, Order]],
+    ) -> None:
+        """Journal and track each leg, appending it to ``legs`` (JournalError stops it)."""
         for n, (suffix, leg_intent) in enumerate(specs, 1):
             leg_id = f"{parent.id}-{suffix}"
             now = time.time()
@@ -245,8 +261,6 @@ class Placement(Amend):
             order.ocaType = 1
             order.transmit = n == len(specs)
             legs.append((leg, order))
-        parent.linked(tuple(leg.id for leg, _ in legs))
-        return legs
 
     async def _settle(self, tracker: Tracker) -> None:
         if is_final(tracker.record.verdict):

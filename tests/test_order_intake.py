@@ -401,6 +401,33 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     )
 
 
+def test_a_bracket_whose_second_leg_cannot_be_journaled_leaves_no_open_leg(
+    handler, gateway, journal, monkeypatch
+):
+    """The disk fills between the two legs' inserts: nothing is sent, and every record of the
+    bracket is not_sent (the take-profit leg stayed queued and open for good: counted as
+    working by the risk gate, listed open, its cancel a no-op)."""
+    insert = journal.insert
+
+    def disk_full_at_the_stop_loss(record, *args, **kwargs):
+        if record.id.endswith("-sl"):
+            journal.make_read_only()
+        return insert(record, *args, **kwargs)
+
+    monkeypatch.setattr(journal, "insert", disk_full_at_the_stop_loss)
+    try:
+        record, _ = handler.submit(replace(FAR, take_profit=2.0, stop_loss=0.5))
+        wait_for(lambda: handler.get(record.id).verdict == "not_sent")
+        take_profit = handler.get(f"{record.id}-tp")
+        assert take_profit is not None and take_profit.verdict == "not_sent", take_profit
+        assert "order journal unavailable" in (take_profit.verdict_reason or "")
+        assert handler.working_count() == 0 and handler.queue_depth() == 0
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())  # the disk has room again
+    barrier(handler, gateway)
+    assert not [ref for ref in refs(gateway) if ref.startswith(record.id)]
+
+
 def test_a_trailing_stop_reaches_the_gateway_with_its_trail(handler, gateway):
     trail = OrderIntent(
         symbol="AAPL",
