@@ -140,3 +140,4 @@ class Lifecycle:
     updated_at: float = 0.0
     parent: str | None = None  # our id of the bracket parent, for its children
     children: tuple[str, ...] = ()  # our ids of the bracket children
+    cancel_requested: bool = False  # sent again if the broker shows the order after a restart

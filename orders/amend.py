@@ -28,8 +28,7 @@ class Amend:
     async def cancel(self, command: Cancel) -> None:
         """Cancel one order now, or when it is matched at the gateway, or before it is sent."""
         tracker = command.tracker
-        tracker.cancel_requested = True
-        tracker.step("cancel requested")
+        tracker.request_cancel("cancel requested")
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None:
             if tracker.record.order_id is not None:  # sent, but not matched since a reconnect
@@ -47,8 +46,7 @@ class Amend:
         if ib is None:
             return
         for tracker in self.book.unfinished():
-            tracker.cancel_requested = True
-            tracker.step("global cancel requested")
+            tracker.request_cancel("global cancel requested")
         try:
             ib.reqGlobalCancel()
             log.warning("🛑 Global cancel sent: every working order of every client")

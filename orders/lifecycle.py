@@ -154,7 +154,6 @@ class Tracker:
         self.sink = sink  # journals the record, bumps the version, tells the listeners
         self.restored = restored  # loaded from the journal at start-up
         self.trade: Trade | None = None
-        self.cancel_requested = False
         self.unconfirmed: dict[str, float] = {}  # modified fields sent, not yet echoed back
         self.verdict_given = threading.Event()
         if record.verdict is not None:
@@ -179,6 +178,11 @@ class Tracker:
     def id(self) -> str:
         """Our id of the order (also its orderRef)."""
         return self.record.id
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Someone asked to cancel it (journaled: a restart still sends a waiting cancel)."""
+        return self.record.cancel_requested
 
     def elapsed(self) -> str:
         """Seconds since the order was queued, for the log."""
@@ -231,6 +235,10 @@ class Tracker:
     def step(self, text: str) -> None:
         """Note a step of our own handling."""
         self._replace(steps=self.record.steps + (Step(time.time(), text),))
+
+    def request_cancel(self, text: str) -> None:
+        """A cancel was asked for (``text``, the step): kept until the order is done."""
+        self._replace(cancel_requested=True, steps=self.record.steps + (Step(time.time(), text),))
 
     def sent(self, order_id: int, client_id: int | None, status: str | None) -> None:
         """placeOrder returned: the orderId it went out with."""

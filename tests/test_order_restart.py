@@ -16,10 +16,11 @@ from test_order_truth import FAR, GRACE, crash_copy, make_handler
 from conftest import wait_for
 from gateway_process import ROOT, ZYGOTE
 from journal import Journal
+from order_handler import OrderHandler
 
 
 def at_broker(gateway, ref: str):
-    return next(o for o in gateway.all_orders() if o.order_ref == ref)
+    return next((o for o in gateway.all_orders() if o.order_ref == ref), None)
 
 
 def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway, tmp_path):
@@ -69,3 +70,45 @@ def test_a_started_process_runs_this_checkouts_modules(tmp_path):
         os.close(pidfd)
     paths = out.read_text().split("\n")
     assert all(Path(p).is_relative_to(ROOT) for p in paths), paths
+
+
+def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(gateway, tmp_path):
+    """A cancel accepted while the order was not matched since a reconnect waits for the
+    broker to show it again; the app dies meanwhile. After the restart the broker shows the
+    order live: the cancel is sent then (it was forgotten: the order worked on, 'working',
+    though the trader's cancel had been accepted and its history said 'cancel waiting')."""
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = OrderHandler(
+        "127.0.0.1",
+        gateway.port,
+        connect_timeout=3,
+        settle=(0.05, 0.05, 0.05),
+        monitor_timeout=1,
+        journal=journal,
+        reconcile_grace=30,  # the order stays awaited while the app runs
+    )
+    first.start()
+    try:
+        wait_for(lambda: first._reconciled, timeout=10)
+        gateway.set_validation_delay(3.0)  # not acknowledged, so not reported, for 3 s
+        record, _ = first.submit(FAR)
+        wait_for(lambda: first.get(record.id).order_id is not None)
+        gateway.drop_connections()
+        wait_for(lambda: not first._reconciled, timeout=5)
+        wait_for(lambda: first._reconciled, timeout=10)  # the order not found (yet)
+        first.cancel(record.id)
+        wait_for(lambda: "cancel waiting" in first.get(record.id).steps[-1].text)
+        journal.flush(5)
+        crashed = crash_copy(journal, tmp_path / "crashed.db")
+    finally:
+        first.stop()
+        journal.close()
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Submitted", 10)
+    second = make_handler(gateway.port, crashed)
+    try:
+        wait_for(lambda: second.get(record.id).verdict == "cancelled", timeout=GRACE + 5)
+        assert at_broker(gateway, record.id).status == "Cancelled"
+        assert any(s.text == "pending cancel sent" for s in second.get(record.id).steps)
+    finally:
+        second.stop()
+        crashed.close()
