@@ -32,9 +32,9 @@ def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway
     try:
         record, _ = first.submit(FAR)
         wait_for(lambda: first.get(record.id).status == "Submitted")
-        gateway.stall(1.0)  # the change waits at the gateway, unread
+        gateway.stall(3.0)  # the change waits at the gateway, unread, until after the "kill"
         first.modify(record.id, limit_price=2.0)
-        wait_for(lambda: "change sent" in first.get(record.id).steps[-1].text)
+        wait_for(lambda: any("change sent" in s.text for s in first.get(record.id).steps))
         journal.flush(5)
         crashed = crash_copy(journal, tmp_path / "crashed.db")
     finally:
@@ -90,12 +90,13 @@ def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(g
     first.start()
     try:
         wait_for(lambda: first._reconciled, timeout=10)
-        gateway.set_validation_delay(3.0)  # not acknowledged, so not reported, for 3 s
+        gateway.set_validation_delay(4.0)  # not acknowledged, so not reported, for 4 s
         record, _ = first.submit(FAR)
         wait_for(lambda: first.get(record.id).order_id is not None)
+        since = first.state().connected_since
         gateway.drop_connections()
-        wait_for(lambda: not first._reconciled, timeout=5)
-        wait_for(lambda: first._reconciled, timeout=10)  # the order not found (yet)
+        # reconnected and reconciled: the order not found (yet)
+        wait_for(lambda: first.state().connected_since != since and first._reconciled, 10)
         first.cancel(record.id)
         wait_for(lambda: "cancel waiting" in first.get(record.id).steps[-1].text)
         journal.flush(5)
