@@ -34,6 +34,7 @@ import heapq
 import math
 
 from .broker_accounts import AccountBook
+from .broker_cancels import OrderCancels
 from .broker_matching import OrderMatching
 from .broker_orders import OrderEntry
 from .broker_persistence import BrokerPersistence
@@ -73,7 +74,7 @@ from .types import (
 # ----------------------------------------------------------------------------- the broker
 
 
-class Broker(OrderEntry, OrderMatching, AccountBook, BrokerPersistence):
+class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersistence):
     """A paper account at a simulated IB gateway (see the module docstring)."""
 
     def __init__(self, config: BrokerConfig, now: float) -> None:

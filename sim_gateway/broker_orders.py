@@ -1,5 +1,5 @@
 """Order entry of the ``Broker`` (a mixin): placing, modifying, what-if previews, validation
-and rejection, cancelling.
+and rejection (cancelling: ``broker_cancels``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from .broker_state import (
     rth_only,
 )
 from .broker_types import (
-    BY_TRADER,
-    CANCELED,
     EPS,
     OFF_TICK,
     PERM_ID_BASE,
@@ -64,7 +62,7 @@ def _modify_reason(order: _Order, req: OrderRequest) -> str | None:
 
 
 class OrderEntry:
-    """Orders in: checks, acknowledgements scheduled, modifications, cancels."""
+    """Orders in: checks, acknowledgements scheduled, modifications."""
 
     config: BrokerConfig
     _contracts: ContractTable
@@ -76,7 +74,6 @@ class OrderEntry:
     _completed: list[int]
     _counters: dict[str, int]
     validation_delay: float
-    cancel_delay: float
     tif_preset_warning: bool
     _reject_reason: str | None
 
@@ -326,51 +323,6 @@ class OrderEntry:
             warning_text=_margin_text(before, after),
         )
         return [WhatIfEvent(client_id, view)]
-
-    def cancel_order(self, client_id: int, order_id: int, now: float) -> list[Event]:
-        """Cancel one of the client's own orders (10147 unknown, 10148 already done)."""
-        events = self.advance(now)
-        order = self._lookup(client_id, order_id)
-        if order is None:
-            return events + [
-                OrderErrorEvent(client_id, order_id, 10147, errors.text(10147, order_id=order_id))
-            ]
-        if not order.live or order.cancel_due is not None:  # done, or its cancel on its way
-            text = errors.text(10148, order_id=order_id, state=order.view().status)
-            return events + [OrderErrorEvent(client_id, order_id, 10148, text)]
-        return events + self._request_cancel(order, self._clock)
-
-    def global_cancel(self, now: float) -> list[Event]:
-        """Cancel every live order of every client."""
-        events = self.advance(now)
-        for order in list(self._live.values()):
-            if order.live and order.cancel_due is None:
-                events += self._request_cancel(order, self._clock)
-        return events
-
-    def _request_cancel(self, order: _Order, now: float) -> list[Event]:
-        """With ``cancel_delay``, IB's reports say PendingCancel until the cancel is done (the
-        order can still fill meanwhile; recorded paper sessions in ibx: PendingCancel, then
-        Cancelled, then 202); a second cancel meanwhile answers 10148 'state: PendingCancel'."""
-        if self.cancel_delay <= 0 or order.status == "PendingSubmit":
-            return self._cancel(order, now, BY_TRADER)
-        self._schedule(order, now + self.cancel_delay, "cancel")
-        return self._show(order)
-
-    def _due_cancel(self, order: _Order, now: float) -> list[Event]:
-        order.cancel_due = None
-        return self._cancel(order, now, BY_TRADER)
-
-    def _cancel(self, order: _Order, now: float, why: str) -> list[Event]:
-        """OrderStatus Cancelled + 202, then the same for the order's children."""
-        self._finish(order, "Cancelled", now, why)
-        events: list[Event] = [
-            OrderStatusEvent(order.view()),
-            OrderErrorEvent(order.client_id, order.order_id, 202, CANCELED),
-        ]
-        for child in self._children(order):
-            events += self._cancel(child, now, why)
-        return events
 
     def _finish(self, order: _Order, status: str, now: float, note: str) -> None:
         order.status, order.fill_due, order.cancel_due = status, None, None
