@@ -107,7 +107,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._orders_version = 0  # conditional GETs of /orders: only orders count
         self._executions_version = 0
         self._positions_version = 0  # /positions: quantities, prices and P&L
-        self._contracts: dict[tuple[str, str, int], Contract] = {}
+        self._contracts: dict[tuple[str, str, str, int], Contract] = {}
         self._market_rules: dict[int, instruments.Increments] = {}  # by id: they never change
         # one snapshot request in flight per contract: ib_async shares one Ticker per contract,
         # so a second request would clear the prices the first one is about to read

@@ -33,7 +33,7 @@ class MarketData(IBConnection):
 
         def _schedule_rebuild(self) -> None: ...
 
-    _contracts: dict[tuple[str, str, int], Contract]
+    _contracts: dict[tuple[str, str, str, int], Contract]  # (symbol, secType, currency, conId)
     _entitled: market_data.Entitlements
     _history: history.HistoryPacer
     _history_inflight: dict[history.BarsKey, asyncio.Future]
@@ -235,7 +235,7 @@ class MarketData(IBConnection):
     async def _qualified(
         self, ib: IB, symbol: str, sec_type: str, currency: str, con_id: int = 0
     ) -> Contract:
-        key = (symbol, sec_type, con_id)
+        key = (symbol, sec_type, currency, con_id)  # AAPL in EUR is another listing
         if key not in self._contracts:
             contract = make_contract(symbol, sec_type, currency, con_id)
             found = await asyncio.wait_for(ib.qualifyContractsAsync(contract), QUOTE_TIMEOUT)

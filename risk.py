@@ -21,9 +21,17 @@ from typing import Any
 from config import Settings, is_paper_account
 from order_records import OrderIntent
 from risk_quotes import QUOTE_TTL as QUOTE_TTL
-from risk_quotes import QuoteSource, RiskQuote, RiskQuotes, exits_at_once, num_text
+from risk_quotes import (
+    QuoteKey,
+    QuoteSource,
+    RiskQuote,
+    RiskQuotes,
+    Valuation,
+    exits_at_once,
+    num_text,
+)
 
-PER_ORDER_RULES = 9  # the first rules look at the order alone; the rest at the account's flow
+PER_ORDER_RULES = 10  # the first rules look at the order alone; the rest at the account's flow
 
 
 @dataclass(frozen=True)
@@ -100,8 +108,9 @@ class _Check:
     intent: OrderIntent
     price: float | None  # reference price: limit/stop price, else the quote
     quote_mid: float | None
-    notional: float | None
+    notional: float | None  # in the account's base currency (the limits' currency)
     quote: RiskQuote = RiskQuote(None, None, None)
+    value: Valuation = Valuation(None, "USD", 1.0)  # the notional's currency and FX rate
 
 
 Clock = Callable[[], float]
@@ -141,17 +150,19 @@ class RiskGate(RiskQuotes):
         *,
         wall: Clock = time.time,
         monotonic: Clock = time.monotonic,
+        base_currency: Callable[[], str] = lambda: "USD",
     ) -> None:
         self.settings = settings
         self._wall, self._monotonic = wall, monotonic  # injectable clocks (tests)
         self._quotes = quotes
         self._open_orders = open_orders
         self._accounts = accounts
+        self._base_currency = base_currency  # the account's: the limits are amounts in it
         self._lock = threading.Lock()
         self._recent: collections.deque[float] = collections.deque()
         self._day = _utc_day(wall())
         self._notional_today = notional_today
-        self._quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]] = {}
+        self._quote_cache: dict[QuoteKey, tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("live_trading_disabled", self._live_guard),
@@ -161,6 +172,7 @@ class RiskGate(RiskQuotes):
             ("no_reference_price", self._has_price),
             ("price_collar", self._price_collar),
             ("bracket_sides", lambda check: exits_at_once(check.intent, check.quote)),
+            ("no_fx_rate", lambda check: check.value.problem),
             ("max_notional", self._max_notional),
             ("asset_class_limit", self._asset_class_limit),
             ("max_open_orders", self._max_open_orders),
@@ -268,7 +280,8 @@ class RiskGate(RiskQuotes):
         )
         if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
             notional = intent.quantity  # USD.JPY: the quantity is already dollars
-        return _Check(intent=intent, price=price, quote_mid=mid, notional=notional, quote=quote)
+        value = self.value(intent, notional)
+        return _Check(intent, price, mid, value.notional, quote, value)
 
     def _figures(self, check: _Check) -> dict[str, Any]:
         return {
@@ -278,6 +291,8 @@ class RiskGate(RiskQuotes):
             "quote_mid": check.quote_mid,
             "quote_delayed": check.quote.delayed,
             "notional": _round(check.notional),
+            "currency": check.value.currency,
+            "fx_rate": check.value.fx_rate,
             "open_orders": self._open_orders(),
             "orders_last_minute": len(self._recent),
             "notional_today": _round(self._notional_today),

@@ -1,6 +1,8 @@
 """The risk gate's view of the market: the quote it prices an order with (asked through the
-gate's quote source, reused for ``QUOTE_TTL``), and whether a stop would trigger the moment it
-arrives. A base of ``risk.RiskGate``; ``RiskQuote`` and ``QUOTE_TTL`` are re-exported by ``risk``.
+gate's quote source for the listing the order trades, reused for ``QUOTE_TTL``), the FX rate
+that turns the order's currency into the account's base currency (the limits' currency), and
+whether a stop would trigger the moment it arrives. A base of ``risk.RiskGate``; ``RiskQuote``
+and ``QUOTE_TTL`` are re-exported by ``risk``.
 """
 
 from __future__ import annotations
@@ -32,18 +34,55 @@ class RiskQuote:
     notice: str | None = None
 
 
-# (symbol, secType, conId: a derivative the broker resolved, else 0) -> prices
+# (symbol, secType, conId: a derivative the broker resolved, else 0, currency) -> prices
 QuoteSource = Callable[
-    [str, str, int], "RiskQuote | tuple[float | None, float | None, float | None]"
+    [str, str, int, str], "RiskQuote | tuple[float | None, float | None, float | None]"
 ]
+QuoteKey = tuple[str, str, str, int]  # (symbol, secType, currency, conId)
+# IB's IDEALPRO pairs put these before USD (EUR.USD); the other currencies after (USD.JPY)
+_QUOTED_BEFORE_USD = ("EUR", "GBP", "AUD", "NZD")
+
+
+def price_currency(intent: OrderIntent) -> str:
+    """The currency the order's prices (and so its notional) are in: the listing's currency."""
+    return intent.currency
+
+
+def fx_pairs(currency: str, base: str) -> tuple[tuple[str, bool], ...]:
+    """The FX pairs that give the rate of ``currency`` in ``base``, IB's usual one first, each
+    with whether its price must be inverted (JPY in USD: 1 / USD.JPY)."""
+    rank = {c: i for i, c in enumerate((*_QUOTED_BEFORE_USD, "USD"))}
+    direct, inverse = (f"{currency}.{base}", False), (f"{base}.{currency}", True)
+    usual = rank.get(currency, len(rank)) <= rank.get(base, len(rank))
+    return (direct, inverse) if usual else (inverse, direct)
+
+
+def _mid(quote: RiskQuote) -> float | None:
+    """The middle of the quote (the last price without a bid and an ask); None without one."""
+    if quote.bid and quote.ask and quote.bid > 0 and quote.ask > 0:
+        return (quote.bid + quote.ask) / 2
+    return quote.last if quote.last and quote.last > 0 else None
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """An order's notional in the account's base currency (the limits' currency), the rate
+    that converted it, or why it cannot be valued (no rate: the order is refused)."""
+
+    notional: float | None
+    currency: str
+    fx_rate: float | None
+    problem: str | None = None
 
 
 class RiskQuotes:
-    """The gate's quotes (cached per contract) and the stop-trigger check built on them."""
+    """The gate's quotes (cached per contract), the FX rates that value an order in the
+    account's base currency and the stop-trigger check built on them."""
 
+    _base_currency: Callable[[], str]
     _monotonic: Callable[[], float]
     _quotes: QuoteSource
-    _quote_cache: dict[tuple[str, str, int], tuple[float, RiskQuote]]
+    _quote_cache: dict[QuoteKey, tuple[float, RiskQuote]]
 
     def immediate_trigger(self, intent: OrderIntent) -> str | None:
         """Why a stop (STP, STP LMT) would trigger the moment it arrives: the market is
@@ -72,12 +111,47 @@ class RiskQuotes:
             f"it triggers as soon as it arrives ({then})"
         )
 
+    def value(self, intent: OrderIntent, notional: float | None) -> Valuation:
+        """``notional`` (in the order's currency) in the account's base currency."""
+        base = self._base_currency()
+        if notional is None:
+            return Valuation(None, base, 1.0)
+        currency = price_currency(intent)
+        rate, why = self.fx_rate(currency, base)
+        if rate is None:
+            problem = (
+                f"the order is priced in {currency} and the limits are in {base}, but {why}; "
+                "it cannot be valued"
+            )
+            return Valuation(None, base, None, problem)
+        return Valuation(notional * rate, base, rate)
+
+    def fx_rate(self, currency: str, base: str) -> tuple[float | None, str]:
+        """How many ``base`` one ``currency`` is worth (the mid of the FX pair), and the pair
+        asked, or why there is none (no pair known, no price: IB's reason); 1 for ``base``."""
+        if currency == base:
+            return 1.0, ""
+        why = f"no FX pair converts {currency} into {base}"
+        for pair, inverted in fx_pairs(currency, base):
+            try:
+                quote = self._cached((pair, "CASH", pair[4:], 0))
+            except LookupError:
+                continue
+            mid = _mid(quote)
+            if mid is not None:
+                return (1 / mid if inverted else mid), pair
+            return None, f"no price for {pair}" + (f": {quote.notice}" if quote.notice else "")
+        return None, why
+
     def _quote(self, intent: OrderIntent) -> RiskQuote:
-        key = (intent.symbol, intent.sec_type, intent.con_id)
+        return self._cached((intent.symbol, intent.sec_type, intent.currency, intent.con_id))
+
+    def _cached(self, key: QuoteKey) -> RiskQuote:
         cached = self._quote_cache.get(key)
         if cached is not None and self._monotonic() - cached[0] < QUOTE_TTL:
             return cached[1]
-        answer = self._quotes(intent.symbol, intent.sec_type, intent.con_id)
+        symbol, sec_type, currency, con_id = key
+        answer = self._quotes(symbol, sec_type, con_id, currency)
         quote = answer if isinstance(answer, RiskQuote) else RiskQuote(*answer)
         self._quote_cache[key] = (self._monotonic(), quote)
         return quote

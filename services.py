@@ -154,14 +154,20 @@ class Services:
             self.handler.working_count,
             self._accounts,
             self.journal.notional_since(midnight),
+            base_currency=self._base_currency,
         )
 
-    def _quote_for_risk(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote:
+    def _quote_for_risk(
+        self, symbol: str, sec_type: str, con_id: int = 0, currency: str = "USD"
+    ) -> RiskQuote:
         """Prices for the risk gate (delayed ones marked, IB's reason when none); LookupError
-        for an unknown symbol; ``con_id``: a derivative's own quote, not its underlying's.
+        for an unknown symbol; ``con_id``: a derivative's own quote, not its underlying's;
+        ``currency``: the listing the order trades (AAPL in EUR is not AAPL in USD).
         GatewayNotAnswering when the gateway is down or silent (the client should retry)."""
         try:
-            q = self.connector.quote(symbol, sec_type, silence=RISK_QUOTE_SILENCE, con_id=con_id)
+            q = self.connector.quote(
+                symbol, sec_type, currency, silence=RISK_QUOTE_SILENCE, con_id=con_id
+            )
         except (TimeoutError, NotConnectedError) as exc:
             log.warning(
                 "⏳ risk gate: no quote for %s (%s): order refused, retryable",
@@ -174,6 +180,11 @@ class Services:
             ) from None
         delayed = q.market_data in {TYPE_NAMES[t] for t in DELAYED_TYPES}
         return RiskQuote(q.bid, q.ask, q.last if q.last is not None else q.close, delayed, q.notice)
+
+    def _base_currency(self) -> str:
+        """The account's base currency as the reader knows it: the risk limits are in it."""
+        account = self.connector.snapshot().account
+        return account.currency if account is not None else "USD"
 
     def _accounts(self) -> tuple[str, ...]:
         """Managed accounts as either connection knows them (either may be down)."""

@@ -247,7 +247,10 @@ def gate_with(quote, **overrides):
 
     settings = load_settings(env={}, dotenv_path=None, overrides=overrides)
     return RiskGate(
-        settings, lambda symbol, sec_type, con_id: quote, lambda: 0, lambda: ("DU1234567",)
+        settings,
+        lambda symbol, sec_type, con_id, currency: quote,
+        lambda: 0,
+        lambda: ("DU1234567",),
     )
 
 

@@ -52,7 +52,7 @@ def make_gate(handler, **limits) -> RiskGate:
     )
     return RiskGate(
         settings,
-        lambda symbol, sec_type, con_id: (99.0, 101.0, 100.0),
+        lambda symbol, sec_type, con_id, currency: (99.0, 101.0, 100.0),
         handler.working_count,
         lambda: ("DU1234567",),
     )

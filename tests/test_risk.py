@@ -217,7 +217,7 @@ def test_limit_orders_need_a_quote_for_the_collar(gateway):
     settings = load_settings(env={}, dotenv_path=None)
     gate = RiskGate(
         settings,
-        lambda symbol, sec_type, con_id: (None, None, None),
+        lambda symbol, sec_type, con_id, currency: (None, None, None),
         lambda: 0,
         lambda: ("DU1234567",),
     )
@@ -229,7 +229,7 @@ def test_limit_orders_need_a_quote_for_the_collar(gateway):
     market = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
     with pytest.raises(RiskRejected, match="no_reference_price"):
         gate.reserve(market)
-    unknown = RiskGate(settings, lambda s, t, c: (99.0, 101.0, 100.0), lambda: 0, lambda: ())
+    unknown = RiskGate(settings, lambda s, t, c, cur: (99.0, 101.0, 100.0), lambda: 0, lambda: ())
     with pytest.raises(RiskRejected, match="no account is known"):
         unknown.reserve(limit)
 

@@ -44,7 +44,9 @@ class Quotes:
         self.answer = answer
         self.calls: list[tuple[str, str]] = []
 
-    def __call__(self, symbol: str, sec_type: str, con_id: int = 0) -> RiskQuote | tuple:
+    def __call__(
+        self, symbol: str, sec_type: str, con_id: int = 0, currency: str = "USD"
+    ) -> RiskQuote | tuple:
         self.calls.append((symbol, sec_type))
         return self.answer
 
@@ -359,6 +361,8 @@ def test_a_preview_gives_the_verdict_with_its_figures_and_counts_nothing():
             "quote_mid": 100.0,
             "quote_delayed": False,
             "notional": 301.5,
+            "currency": "USD",
+            "fx_rate": 1.0,
             "open_orders": 2,
             "orders_last_minute": 0,
             "notional_today": 0.0,
@@ -555,6 +559,8 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
             "quote_mid": 100.0,
             "quote_delayed": False,
             "notional": 301.5,
+            "currency": "USD",
+            "fx_rate": 1.0,
             "open_orders": 2,
             "orders_last_minute": 1,
             "notional_today": 301.5,
@@ -576,6 +582,8 @@ def test_a_decision_carries_its_figures_and_the_gate_clock():
             "quote_mid": 100.0,
             "quote_delayed": False,
             "notional": 201.0,
+            "currency": "USD",
+            "fx_rate": 1.0,
             "open_orders": 2,
             "orders_last_minute": 1,
             "notional_today": 301.5,

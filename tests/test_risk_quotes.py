@@ -33,7 +33,9 @@ class Quotes:
         self.answer: RiskQuote | tuple | Exception = answer
         self.calls: list[tuple[str, str, int]] = []
 
-    def __call__(self, symbol: str, sec_type: str, con_id: int) -> RiskQuote | tuple:
+    def __call__(
+        self, symbol: str, sec_type: str, con_id: int, currency: str = "USD"
+    ) -> RiskQuote | tuple:
         self.calls.append((symbol, sec_type, con_id))
         if isinstance(self.answer, Exception):
             raise self.answer
