@@ -278,8 +278,6 @@ class RiskGate(RiskQuotes):
         notional = (
             intent.quantity * max(price, 0.0) * intent.multiplier if price is not None else None
         )
-        if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == "USD":
-            notional = intent.quantity  # USD.JPY: the quantity is already dollars
         value = self.value(intent, notional)
         return _Check(intent, price, mid, value.notional, quote, value)
 

@@ -44,7 +44,10 @@ _QUOTED_BEFORE_USD = ("EUR", "GBP", "AUD", "NZD")
 
 
 def price_currency(intent: OrderIntent) -> str:
-    """The currency the order's prices (and so its notional) are in: the listing's currency."""
+    """The currency the order's prices (and so its notional) are in: an FX pair's quote
+    currency (JPY for EUR.JPY), else the listing's currency."""
+    if intent.sec_type == "CASH":
+        return intent.symbol.replace(".", "")[3:]
     return intent.currency
 
 
@@ -114,6 +117,8 @@ class RiskQuotes:
     def value(self, intent: OrderIntent, notional: float | None) -> Valuation:
         """``notional`` (in the order's currency) in the account's base currency."""
         base = self._base_currency()
+        if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == base:
+            return Valuation(intent.quantity, base, 1.0)  # USD.JPY: the quantity is dollars
         if notional is None:
             return Valuation(None, base, 1.0)
         currency = price_currency(intent)

@@ -102,6 +102,9 @@ DEFAULT_TABLE: tuple[tuple[Contract, float], ...] = (
     (_fx(12087792, "EUR", "USD", "European Monetary Union Euro"), 1.08),
     (_fx(12087797, "GBP", "USD", "British pound"), 1.27),
     (_fx(15016059, "USD", "JPY", "US dollar", min_tick=0.005), 150.0),
+    # crosses without USD, priced from the two dollar pairs: 1.08 x 150, 1.08 / 1.27
+    (_fx(14321016, "EUR", "JPY", "European Monetary Union Euro", min_tick=0.005), 162.0),
+    (_fx(12087807, "EUR", "GBP", "European Monetary Union Euro"), 0.8504),
     (_index(416904, "SPX", "CBOE", "S&P 500 Stock Index"), 5500.0),
     (_index(13455763, "VIX", "CBOE", "CBOE Volatility Index"), 15.0),
     (_index(416843, "NDX", "NASDAQ", "NASDAQ 100 Stock Index"), 19500.0),

@@ -98,3 +98,26 @@ def test_an_order_without_a_rate_into_the_base_currency_is_refused():
         decision.message
     )
     assert gate.limits()["notional_today"] == 0
+
+
+def test_an_fx_cross_is_valued_in_dollars_not_in_its_quote_currency(make_client, gateway):
+    # EUR.JPY is priced in yen and EUR.GBP in pounds: 19,000 euros are about 20,500 dollars
+    client = make_client(gateway, risk_max_notional=21_000)
+    body = {"action": "BUY", "order_type": "MKT"}
+    yen = preview(client, **body, symbol="EUR.JPY", quantity=19_000)
+    assert yen.status_code == 200, yen.get_json()  # not 3,078,000 "dollars"
+    figures = yen.get_json()["risk"]["figures"]
+    assert figures["quote_mid"] == pytest.approx(162, rel=0.01)
+    assert figures["fx_rate"] == pytest.approx(1 / 150, rel=0.01)  # 1 / USD.JPY
+    assert figures["notional"] == pytest.approx(19_000 * 1.08, rel=0.01)
+
+    pounds = preview(client, **body, symbol="EUR.GBP", quantity=19_000)
+    assert pounds.status_code == 200, pounds.get_json()
+    assert pounds.get_json()["risk"]["figures"]["fx_rate"] == pytest.approx(1.27, rel=0.01)
+    # 20,000 euros are about 21,600 dollars: over the limit (not 17,000 pounds read as dollars)
+    over = preview(client, **body, symbol="EUR.GBP", quantity=20_000)
+    error = over.get_json()["error"]
+    assert over.status_code == 422 and error["details"][0]["rule"] == "max_notional", error
+
+    placed = client.post("/api/v1/orders", json={**body, "symbol": "EUR.JPY", "quantity": 19_000})
+    assert placed.status_code == 202, placed.get_json()
