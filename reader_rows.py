@@ -19,6 +19,8 @@ from ib_connection import ConnectionState
 from live_marks import LiveMarks, Mark
 
 IB_SIDES = {"BOT": "BUY", "SLD": "SELL"}  # an execution's side in the words orders use
+# the account's base currency as the reader takes it: its figures and IB's pnl / pnlSingle are in it
+ACCOUNT_CURRENCY = "USD"
 ACCOUNT_KEYS = {
     "NetLiquidation": "net_liquidation",
     "TotalCashValue": "cash",
@@ -54,7 +56,7 @@ class PositionRow:
     con_id: int
     symbol: str
     sec_type: str
-    currency: str
+    currency: str  # the contract's: its prices, value and P&L are in it (not daily_pnl)
     quantity: float
     avg_cost: float
     market_price: float | None
@@ -65,7 +67,7 @@ class PositionRow:
     multiplier: float = 1.0  # avg_cost, market_value and P&L have it applied (IB's figures)
     local_symbol: str = ""
     avg_price: float | None = None  # avg_cost / multiplier: comparable with market_price
-    daily_pnl: float | None = None  # P&L today (IB's pnlSingle)
+    daily_pnl: float | None = None  # P&L today (IB's pnlSingle), in the account's currency
     # what market data the price and value are (live | delayed | ..., market_data.TYPE_NAMES);
     # None until a quote told (market_data.Entitlements)
     market_data: str | None = None
@@ -178,7 +180,7 @@ def _account_snapshot(
     values: dict[str, str] = {}
     figures: dict[str, float | None] = {name: None for name in ACCOUNT_KEYS.values()}
     figures["daily_pnl"] = None
-    currency = "USD"
+    currency = ACCOUNT_CURRENCY
     for v in ib.accountValues(account):
         if v.currency in ("BASE",) or v.modelCode:
             continue
@@ -237,8 +239,10 @@ def _positions(
             if pos.account == (marks.account if marks else "")
             else None
         )
-        if mark is not None:
+        if mark is not None and rows[-1].currency == ACCOUNT_CURRENCY:
             rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
+        elif mark is not None:  # pnlSingle is in the account's currency, not in the row's (JPY)
+            rows[-1] = replace(rows[-1], daily_pnl=mark.daily_pnl)
     return tuple(sorted(rows, key=lambda r: r.symbol))
 
 

@@ -84,9 +84,14 @@ const cell = (label, props, ...children) => el("td", {...props, dataset: {label}
 // the account's market data (the quote panel's label too): delayed, frozen or delayed-frozen
 const delayedTitle = (p) => (notLive(p.market_data) ? `${p.market_data}: ${notLiveWhy(p.market_data)}` : undefined);
 
-function renderPositions(positions) {
+// a position in another currency than the account's (USD.JPY: yen) has its price, value and
+// unrealized P&L in that currency (IB's portfolio figures): named, not to be read as dollars
+const currencyTag = (p, base) => (p.currency && p.currency !== base
+  ? el("span", {class: "tag ccy", title: `in ${p.currency}, not ${base}`, text: p.currency}) : null);
+
+function renderPositions(positions, base) {
   const body = $("#positions tbody");
-  syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p), (p) => {
+  syncRows(body, positions, (p) => `${p.account}:${p.con_id}`, (p) => JSON.stringify(p) + base, (p) => {
     const closeSide = p.quantity > 0 ? "SELL" : "BUY";
     const delayed = notLive(p.market_data);
     return el("tr", {class: "trow", dataset: {symbol: p.symbol}},
@@ -98,8 +103,8 @@ function renderPositions(positions) {
       cell("Price", {class: `num ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtPrice(p.market_price),
         delayed ? el("span", {class: "tag delayed", text: delayed}) : null),
       cell("Value", {class: `num opt ${delayed ? "delayed" : ""}`, title: delayedTitle(p)}, fmtMoney(p.market_value),
-        delayed ? el("span", {class: "tag delayed", text: delayed}) : null),
-      cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`, text: fmtSigned(p.unrealized_pnl)}),
+        currencyTag(p, base), delayed ? el("span", {class: "tag delayed", text: delayed}) : null),
+      cell("Unrealized", {class: `num pnl ${signClass(p.unrealized_pnl)}`}, fmtSigned(p.unrealized_pnl), currencyTag(p, base)),
       el("td", {class: "actions"}, el("button", {
         type: "button", class: "btn small-btn close-position", dataset: {focusKey: `close:${p.symbol}`},
         "aria-label": `Close ${p.symbol} position: ${sideWord(closeSide)} ${fmtQty(Math.abs(p.quantity))}`,
@@ -315,7 +320,7 @@ function renderFills(executions) {
 
 export function initTables() {
   onRender((latest) => {
-    renderPositions(latest.positions || []);
+    renderPositions(latest.positions || [], (latest.account && latest.account.currency) || "USD");
     renderOrders(latest.orders || []);
     renderFills(latest.executions || []);
   });

@@ -1,0 +1,49 @@
+"""A position in another currency than the account's (USD.JPY: yen): its price, value and
+unrealized P&L stay in its own currency, and the dashboard names that currency."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+from test_dashboard import Dashboard, dash, live  # noqa: F401 - the browser fixtures
+
+from conftest import wait_for
+
+
+def marked_row(get, symbol: str):
+    """``symbol``'s position once IB's pnlSingle (``daily_pnl``) has reached it."""
+
+    def row():
+        rows = [p for p in get()["positions"] if p["symbol"] == symbol]
+        return rows and rows[0]["daily_pnl"] is not None and rows[0]
+
+    return wait_for(row, timeout=15)
+
+
+def test_a_yen_position_keeps_its_price_value_and_pnl_in_yen(client, gateway):
+    placed = client.post(
+        "/api/v1/orders", json={"symbol": "USD.JPY", "action": "BUY", "quantity": 20_000}
+    )
+    assert placed.status_code == 202, placed.get_json()
+    row = marked_row(lambda: client.get("/api/v1/positions").get_json(), "USD.JPY")
+    assert row["currency"] == "JPY"
+    # pnlSingle's value is in dollars: divided by the quantity it made a "price" of 1.0
+    assert row["market_price"] == pytest.approx(150, rel=0.01)
+    assert row["market_value"] == pytest.approx(20_000 * row["market_price"], rel=1e-4)
+    expected = (row["market_price"] - row["avg_cost"]) * 20_000
+    assert row["unrealized_pnl"] == pytest.approx(expected, abs=1.0)  # yen, as avg_cost
+
+
+def test_the_positions_table_names_a_foreign_currency(dash: Dashboard) -> None:
+    page = dash.open().page
+    for symbol in ("USD.JPY", "MSFT"):
+        status, body = dash.live.api(
+            "POST", "/api/v1/orders", {"symbol": symbol, "action": "BUY", "quantity": 100}
+        )
+        assert status == 202, body
+    yen = page.locator("#positions tbody tr").filter(has_text="USD.JPY")
+    expect(yen.locator("td[data-label=Value] .tag.ccy")).to_have_text("JPY")
+    expect(yen.locator("td[data-label=Unrealized] .tag.ccy")).to_have_text("JPY")
+    dollars = page.locator("#positions tbody tr").filter(has_text="MSFT")
+    expect(dollars.locator("td[data-label=Value]")).not_to_have_text("—")
+    expect(dollars.locator(".tag.ccy")).to_have_count(0)
