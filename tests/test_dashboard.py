@@ -982,3 +982,21 @@ def test_live_order_above_the_threshold_needs_the_typed_symbol(dash):
     expect(page.locator("#confirm")).to_be_hidden()
     wait_for(lambda: dash.gateway_order_count() == before + 2)
     assert len(posted(dash, "/api/v1/orders")) == 2
+
+    # an FX cross is priced in its quote currency: 1,100 EUR.GBP ≈ 935 GBP, about 1,190 USD,
+    # is at or above the threshold (in USD) though its estimate in GBP is under 1,000
+    dash.allow_console_error(r"status of 404")  # EUR.GBP asked as a stock first
+    page.fill("#symbol", "EUR.GBP")
+    page.click("#fx-switch")
+    expect(page.locator("#sec_type")).to_have_value("CASH")
+    dash.fill_ticket("EUR.GBP", "1100", order_type="LMT", limit_price=0.85)
+    page.click("#review-btn")
+    expect(page.locator("#confirm-notional")).to_contain_text("935.00 GBP")
+    expect(page.locator("#preview-commission")).not_to_have_text("…")  # the preview answered
+    expect(guard).to_be_visible()
+    expect(page.locator("#live-guard-text")).to_contain_text(
+        re.compile(r"notional 1,1\d\d\.\d\d USD")
+    )
+    expect(send).to_be_disabled()
+    page.keyboard.press("Escape")
+    assert len(posted(dash, "/api/v1/orders")) == 2

@@ -17,7 +17,8 @@ const PREVIEW_FIELDS = ["#preview-commission", "#preview-init", "#preview-maint"
 
 let body = null; // exactly what Confirm sends (frozen at review time)
 let idemKey = null; // its Idempotency-Key
-let notional = null; // the estimated notional shown ({value, text, basis}) or null
+let notional = null; // the estimated notional shown ({value, usd, text, basis}) or null
+let riskNotional = null; // the risk gate's notional in the account's currency (the preview's)
 let previewReady = false; // the what-if preview answered (or failed): Confirm may be enabled
 let riskRefused = false; // the risk gate refused it at preview: Confirm stays disabled
 let triggerWarning = null; // why this stop triggers at once (needs the tick box)
@@ -76,8 +77,27 @@ function estimate(b, q) {
     else if (isNum(q.last)) { price = q.last; basis = "last"; }
   }
   if (price === null) return null;
-  return {value: b.quantity * price, text: `≈ ${fmtMoney(b.quantity * price)}`,
+  const value = b.quantity * price;
+  const currency = priceCurrency(b);
+  return {value, usd: usdValue(b, value, currency),
+    text: `≈ ${fmtMoney(value)}${currency === ACCOUNT_CURRENCY ? "" : ` ${currency}`}`,
     basis: ` (${fmtQty(b.quantity)} × ${basis} ${fmtPrice(price)})`};
+}
+
+// The live threshold is in the account's currency (USD): an order priced in another (an FX
+// cross such as EUR.GBP, priced in GBP) is compared with it only once the risk gate has
+// valued it (the preview's notional); a USD.xxx pair's quantity is dollars already.
+const ACCOUNT_CURRENCY = "USD";
+
+function priceCurrency(b) {
+  if (b.sec_type !== "CASH") return b.currency || ACCOUNT_CURRENCY;
+  return b.symbol.replace(".", "").slice(3, 6).toUpperCase();
+}
+
+function usdValue(b, value, currency) {
+  if (currency === ACCOUNT_CURRENCY) return value;
+  const base = b.sec_type === "CASH" ? b.symbol.replace(".", "").slice(0, 3).toUpperCase() : "";
+  return base === ACCOUNT_CURRENCY ? b.quantity : null;
 }
 
 function showNotional(b) {
@@ -101,7 +121,8 @@ function liveThreshold(status) {
 function liveGuardRequired() {
   const status = store.latest && store.latest.status;
   if (!body || !status || status.mode !== "live") return false;
-  return !notional || notional.value >= liveThreshold(status);
+  const value = isNum(riskNotional) ? riskNotional : notional && notional.usd;
+  return !isNum(value) || value >= liveThreshold(status);
 }
 
 function liveGuardSatisfied() {
@@ -115,8 +136,9 @@ function updateLiveGuard() {
   if (required) {
     const symbol = body.symbol;
     const threshold = liveThreshold(store.latest.status);
-    $("#live-guard-text").textContent = notional
-      ? `This order's estimated notional ${fmtMoney(notional.value)} is at or above the live confirmation threshold of ${fmtMoney(threshold)}. Confirm stays disabled until you type the symbol ${symbol}.`
+    const value = isNum(riskNotional) ? riskNotional : notional && notional.usd;
+    $("#live-guard-text").textContent = isNum(value)
+      ? `This order's estimated notional ${fmtMoney(value)} ${ACCOUNT_CURRENCY} is at or above the live confirmation threshold of ${fmtMoney(threshold)} ${ACCOUNT_CURRENCY}. Confirm stays disabled until you type the symbol ${symbol}.`
       : `The notional of this order cannot be estimated yet. Confirm stays disabled until you type the symbol ${symbol}.`;
     $("#live-confirm-label").textContent = `Type ${symbol} to confirm this live order`;
     $("#live-confirm-input").setAttribute("placeholder", symbol);
@@ -186,6 +208,7 @@ export async function review() {
   }
   body = ticket;
   notional = null;
+  riskNotional = null;
   previewReady = false;
   riskRefused = false;
   triggerWarning = null;
@@ -284,6 +307,8 @@ function showPreview(p) {
   $("#preview-equity").textContent = fmtSigned(p.equity_with_loan_change);
   $("#preview-status").textContent = "What-if preview from the broker; nothing has been sent yet.";
   if (p.risk) showRisk(true, "Risk checks passed.");
+  riskNotional = p.risk && isNum(p.risk.notional) ? p.risk.notional : null;
+  updateLiveGuard();
   const warning = $("#preview-warning");
   warning.textContent = p.warning_text || "";
   warning.hidden = !p.warning_text;
@@ -299,6 +324,7 @@ export function hideConfirm() {
   previewSeq++;
   body = null;
   notional = null;
+  riskNotional = null;
   previewReady = false;
   riskRefused = false;
   triggerWarning = null;
