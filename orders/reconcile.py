@@ -19,6 +19,7 @@ from typing import Any
 from ib_async import IB
 from ib_async.order import Trade
 
+from ib_compat import WORKING_STATES
 from order_records import FillRecord, Lifecycle
 from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final, may_become
 from orders.tracking import OrderBook
@@ -190,12 +191,21 @@ class Reconciler:
             elif decision.action is Action.AWAIT:
                 waiting.append(tracker.id)
             elif decision.action is Action.NOT_PLACED and not is_final(tracker.record.verdict):
-                self.book.verdict(
-                    tracker,
-                    Verdict.NOT_PLACED,
-                    f"not found at the gateway {self.grace:g}s after reconnecting; never resent",
-                )
+                self.book.verdict(tracker, Verdict.NOT_PLACED, self._gone(tracker.record))
         return waiting
+
+    def _gone(self, record: Lifecycle) -> str:
+        """The reason of a not_placed verdict: never acknowledged, or acknowledged once and in
+        none of the gateway's reports now (done at IB beyond what it reports, or a gateway
+        that lost its orders): the trader checks TWS."""
+        missing = f"not found at the gateway {self.grace:g}s after reconnecting"
+        acked = [t.new for t in record.transitions if t.new in WORKING_STATES]
+        if not acked:
+            return f"{missing}; never resent"
+        return (
+            f"acknowledged by the broker ({acked[-1]}) but {missing}, open or completed: it "
+            "may have ended at IB beyond what the gateway reports; check TWS; never resent"
+        )
 
     async def _resolve_unknown(self, ib: IB, waiting: list[str]) -> None:
         """After the grace, ask the gateway again; what is still missing was not placed."""

@@ -179,6 +179,9 @@ def test_2_a_not_placed_order_the_broker_reports_later_is_readopted(tmp_path):
         gw.start(state_file=tmp_path / "empty.json")  # the same port, none of its orders
         wait_for(lambda: handler.get(record.id).verdict == "not_placed", timeout=GRACE + 15)
         assert handler.working_count() == 0
+        assert handler.get(record.id).verdict_reason.startswith(  # not "never acknowledged"
+            "acknowledged by the broker (Submitted) but not found at the gateway"
+        )
         gw.kill()
         gw.start()  # with its orders again
         wait_for(lambda: handler.get(record.id).verdict == "working", timeout=GRACE + 15)
