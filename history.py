@@ -131,14 +131,27 @@ class HistoryRefused(RuntimeError):
     """The gateway answered the request with an error (e.g. 162, 354): nothing to show."""
 
 
+class HistoryTimeout(TimeoutError):
+    """The gateway did not answer the request in time (ib_async gives up, cancels it at IB
+    and returns an empty list): not "no bars", so never cached as such."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            f"the gateway did not answer the historical-data request within {timeout:g} s "
+            "(IB's historical-data farm may be slow or unreachable); retry shortly"
+        )
+
+
 async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -> Bars:
-    """One reqHistoricalData on the loop that owns ``ib``; HistoryRefused names IB's error."""
+    """One reqHistoricalData on the loop that owns ``ib``; HistoryRefused names IB's error,
+    HistoryTimeout when it did not answer within ``timeout``."""
     errors: list[tuple[int, int, str]] = []  # (reqId, code, text) of every error meanwhile
 
     def on_error(req_id: int, code: int, text: str, about: Contract | None) -> None:
         errors.append((req_id, code, text))
 
     ib.errorEvent += on_error
+    started = time.monotonic()
     try:
         rows = await ib.reqHistoricalDataAsync(
             contract,
@@ -157,6 +170,9 @@ async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -
     if not rows and refusals:
         code, text = refusals[-1]
         raise HistoryRefused(f"IB error {code}: {text}")
+    # ib_async's time-out returns an empty list: an answer (even of no bars) comes before it
+    if not rows and time.monotonic() - started >= timeout:
+        raise HistoryTimeout(timeout)
     return Bars(
         key,
         tuple(Bar(_epoch(r.date), r.open, r.high, r.low, r.close, float(r.volume)) for r in rows),

@@ -416,3 +416,22 @@ def test_bad_day_settings_are_validated() -> None:
         with pytest.raises(ConfigError) as refused:
             load_settings(env={key: value}, dotenv_path=None)
         assert key in str(refused.value)
+
+
+def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkeypatch):
+    """A historical request the gateway does not answer in time (stalled) is a time-out,
+    504: ib_async returns an empty list on its time-out, which was answered 200 with no bars
+    and cached for 20 s as the contract's (empty) history."""
+    import reader_market
+
+    monkeypatch.setattr(reader_market, "HISTORY_TIMEOUT", 1.0)
+    gateway, app, client = start_app()
+    query = "/api/v1/bars?symbol=AAPL&duration=3600 S&bar_size=1 min"
+    assert client.get(query + "&what=MIDPOINT").status_code == 200  # the contract is known
+    gateway.stall(2.0)  # shorter than the heartbeat's 4 s: the connection stays up
+    res = client.get(query)
+    assert res.status_code == 504, res.get_json()
+    error = res.get_json()["error"]
+    assert error["code"] == "history_timeout" and "did not answer" in error["message"]
+    again = wait_for(lambda: (r := client.get(query)).status_code == 200 and r.get_json())
+    assert again["cached"] is False and len(again["bars"]) == 60  # asked again, not "no bars"

@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from history import BarsKey, HistoryBudgetSpent, HistoryRefused
+from history import BarsKey, HistoryBudgetSpent, HistoryRefused, HistoryTimeout
 from openapi import documented
 from order_handler import (
     Lifecycle,
@@ -335,6 +335,8 @@ def bars() -> Response:
         ) from None
     except HistoryRefused as exc:
         raise ApiError(502, "history_refused", str(exc)) from None
+    except HistoryTimeout as exc:
+        raise ApiError(504, "history_timeout", str(exc)) from None
     offset = services().connector.gateway_clock_offset
     return _json(
         {
