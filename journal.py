@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 FINAL_VERDICTS = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another connection's lock
+PROBE_EVERY = 2.0  # seconds between probe writes while writes fail
 
 
 class JournalError(RuntimeError):
@@ -69,6 +71,54 @@ class DuplicateKey(Exception):
     def __init__(self, existing: JournalEntry) -> None:
         super().__init__(existing.record.id)
         self.existing = existing
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteFailure:
+    """The journal's writes fail (a full disk, an I/O error) since ``since`` (epoch)."""
+
+    since: float
+    error: str
+
+
+class WriteHealth:
+    """Whether the journal's writes succeed: failing from the first failed write until one
+    succeeds with no failed save waiting for its retry (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failure: WriteFailure | None = None
+        self._backlog = False  # a failed batch of saves waits for its retry
+        self.on_change: Callable[[], None] | None = None  # a failure started or ended
+
+    @property
+    def failure(self) -> WriteFailure | None:
+        """Since when and why writes fail; None while they succeed."""
+        return self._failure
+
+    def failed(self, exc: sqlite3.Error, backlog: bool = False) -> None:
+        with self._lock:
+            started = self._failure is None
+            if started:
+                self._failure = WriteFailure(time.time(), str(exc))
+            self._backlog = self._backlog or backlog
+        if started:
+            self._changed()
+
+    def succeeded(self, backlog_saved: bool = False) -> None:
+        with self._lock:
+            if backlog_saved:
+                self._backlog = False
+            ended = self._failure is not None and not self._backlog
+            if ended:
+                self._failure = None
+        if ended:
+            log.warning("✅ journal writes succeed again")
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +145,7 @@ class Journal:
         self._pending_lock = threading.Condition()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
+        self.health = WriteHealth()
         self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
         self._writer.start()
 
@@ -134,7 +185,9 @@ class Journal:
                 raise JournalError(f"journal refused order {record.id}") from None
             raise DuplicateKey(existing) from None
         except sqlite3.Error as exc:
+            self._write_failed(exc)
             raise JournalError(f"order journal unavailable: {exc}") from exc
+        self.health.succeeded()
 
     def save(self, record: Lifecycle) -> None:
         """Queue the latest state of a record for the writer thread (never blocks long)."""
@@ -155,7 +208,11 @@ class Journal:
 
     def _write_loop(self) -> None:
         while True:
-            self._wake.get()
+            try:  # while writes fail, a probe now and then learns when they succeed again
+                self._wake.get(timeout=PROBE_EVERY if self.health.failure else None)
+            except queue.Empty:
+                self._probe()
+                continue
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
                 self._writing = bool(batch)
@@ -166,6 +223,22 @@ class Journal:
                 self._pending_lock.notify_all()
                 if self._closed:  # what a last attempt could not save is named by close()
                     return
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        self.health.failed(exc)
+        self._wake.put(True)  # the writer starts probing
+
+    def _probe(self) -> None:
+        """One small write (a failed insert or audit leaves nothing to retry)."""
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO flags VALUES ('journal_probe', '', ?)", (time.time(),)
+                )
+        except sqlite3.Error as exc:
+            self.health.failed(exc)
+            return
+        self.health.succeeded()
 
     def _commit(self, batch: dict[str, Lifecycle]) -> None:
         try:
@@ -199,13 +272,21 @@ class Journal:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             log.exception("❌ journal write of %d records failed; will retry", len(rows))
             with self._pending_lock:
                 for key, record in batch.items():
                     self._pending.setdefault(key, record)
+            self.health.failed(exc, backlog=True)
             time.sleep(0.2)
             self._wake.put(True)
+            return
+        self.health.succeeded(backlog_saved=True)
+
+    def unsaved(self) -> int:
+        """Orders whose latest changes are not committed yet."""
+        with self._pending_lock:
+            return len(self._pending)
 
     def stop(self) -> None:
         """Same as close() (the Services shutdown protocol)."""
@@ -285,7 +366,9 @@ class Journal:
                         "INSERT OR REPLACE INTO flags VALUES (?,?,?)", (name, value, time.time())
                     )
         except sqlite3.Error as exc:
+            self._write_failed(exc)
             raise JournalError(f"order journal unavailable: {exc}") from exc
+        self.health.succeeded()
 
     def audit(
         self,
@@ -312,8 +395,11 @@ class Journal:
                         outcome,
                     ),
                 )
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             log.exception("audit record not written (%s from %s: %s)", source, remote, outcome)
+            self._write_failed(exc)
+            return
+        self.health.succeeded()
 
     def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest audit records, newest first."""

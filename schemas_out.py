@@ -108,6 +108,17 @@ class ThreadsOut(_Out):
     orders: bool | None
 
 
+class JournalOut(_Out):
+    """Whether the order journal saves. Not ``ok`` (a full disk, an I/O error): new orders
+    are refused and the changes of ``unsaved`` orders live only in memory until a write
+    succeeds again (then it is ``ok`` again by itself)."""
+
+    ok: bool
+    since: float | None = Field(description="the first failed write of this run of failures")
+    error: str | None = Field(description="the database's error, e.g. 'database or disk is full'")
+    unsaved: int = Field(description="orders whose latest changes are not saved yet")
+
+
 class StatusOut(_Out):
     """Both connections, threads, account, queue depth, data age."""
 
@@ -120,6 +131,7 @@ class StatusOut(_Out):
     )
     gateway: GatewayOut
     ib_servers: IbServersOut
+    journal: JournalOut
     connections: ConnectionsOut
     threads: ThreadsOut
     server_version: int | None

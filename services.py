@@ -107,6 +107,7 @@ class Services:
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
         self.journal = Journal(s.journal_path)
+        self.journal.health.on_change = self.feed.bump  # /status and the page say so at once
         self._connector = connector = IBConnector(
             self.host,
             self.port,

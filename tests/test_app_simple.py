@@ -405,6 +405,41 @@ def test_the_kill_switch_halts_and_cancels_when_the_journal_cannot_be_written(cl
         journal._query("PRAGMA query_only=OFF", ())  # the disk is writable again
 
 
+def test_status_and_health_say_when_the_journal_cannot_be_written(client, gateway):
+    """A full disk showed only in the log: /status said ok (and the page "connected") while
+    new orders were refused and an order's changes were not saved. /status, /state and
+    /health name it, and it clears by itself once the journal saves again."""
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    placed = post_order(client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2))
+    wait_for(lambda: gateway.open_orders())
+    assert client.get("/api/v1/status").get_json()["journal"] == {
+        "ok": True,
+        "since": None,
+        "error": None,
+        "unsaved": 0,
+    }
+    journal = client.application.extensions["trading"].journal
+    journal.make_read_only()
+    try:
+        cancel = client.post(f"/api/v1/orders/{placed.get_json()['id']}/cancel")
+        assert cancel.status_code == 202, cancel.get_json()
+        wait_for(lambda: not gateway.open_orders())  # its Cancelled is not saved
+        body = wait_for(
+            lambda: (b := client.get("/api/v1/status").get_json())["journal"]["unsaved"] and b
+        )
+        assert body["ok"] is False and body["journal"]["ok"] is False
+        assert "readonly" in body["journal"]["error"] and body["journal"]["since"].endswith("Z")
+        assert post_order(client).status_code == 503  # refused: it could not be journaled
+        assert client.get("/api/v1/state").get_json()["status"]["journal"]["ok"] is False
+        health = client.get("/api/v1/health")
+        assert health.status_code == 503 and "journal" in health.get_json()["reason"]
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())  # the disk has room again
+    wait_for(lambda: client.get("/api/v1/status").get_json()["journal"]["ok"])  # the retry saved
+    assert client.get("/api/v1/status").get_json()["ok"] is True
+    assert client.get("/api/v1/health").status_code == 200
+
+
 @pytest.mark.slow
 def test_sigkill_mid_batch_then_restart_reconciles(gateway, tmp_path):
     """The app process killed with SIGKILL mid-batch; restarted, it accounts for every order."""

@@ -175,3 +175,32 @@ def test_competing_session_is_named_in_the_quote(dash: Dashboard, gateway: SimGa
     expect(status).to_contain_text("Log out of the other session")
     expect(page.locator("#quote-bid")).to_have_text("—")
     dash.shot("competing_session")
+
+
+def test_a_journal_that_cannot_be_written_shows_in_the_health_bar(
+    dash: Dashboard, gateway: SimGateway
+) -> None:
+    """A full disk said "connected" on the page while orders were refused: the badge says
+    the journal is not saving, a Journal entry says since when and why, both clear by
+    themselves once it saves again."""
+    page = dash.open().page
+    expect(page.locator("#health")).to_have_text("connected")
+    journal_chip = page.locator("#conn-journal")
+    expect(journal_chip).to_be_hidden()
+    journal = dash.live.app.extensions["trading"].journal
+    journal.make_read_only()
+    try:
+        order = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT"}
+        status, body = dash.live.api("POST", "/api/v1/orders", order)
+        assert status == 503, body  # refused: it could not be journaled
+        expect(page.locator("#health")).to_have_text("journal not saving")
+        expect(journal_chip).to_be_visible()
+        expect(journal_chip.locator(".conn-state")).to_have_text(
+            re.compile(r"^not saving since \d\d:\d\d:\d\d \S+$")
+        )
+        assert "readonly" in (journal_chip.get_attribute("title") or "")
+        dash.shot("journal_not_saving")
+    finally:
+        journal._query("PRAGMA query_only=OFF", ())  # the disk has room again
+    expect(page.locator("#health")).to_have_text("connected", timeout=10_000)  # a probe saved
+    expect(journal_chip).to_be_hidden()

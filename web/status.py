@@ -95,9 +95,11 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
     healthy = snap.connection.state == "connected" and (
         orders is None or orders.state == "connected"
     )
+    journal = _journal_json(svc)
     return {
-        "ok": healthy and link.reachable,
+        "ok": healthy and link.reachable and journal["ok"],
         "ib_servers": link.as_dict(),
+        "journal": journal,
         "now": time.time(),
         "simulator": svc.simulator is not None,
         "sim_clock": svc.simulator.clock_label() if svc.simulator else "",
@@ -123,6 +125,21 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "orders_age": _age(_confirmed(snap, snap.orders_updated_at, reader_link)),
         "streams": svc.feed.open_streams,
         "risk_limits": svc.gate.limits() if svc.gate else None,
+    }
+
+
+def _journal_json(svc: Services) -> dict[str, Any]:
+    """Whether the order journal saves (a full disk or an I/O error: orders are refused, or
+    their changes live only in memory until it does again)."""
+    failure = svc.journal.health.failure if svc.journal else None
+    if failure is None:
+        return {"ok": True, "since": None, "error": None, "unsaved": 0}
+    assert svc.journal is not None
+    return {
+        "ok": False,
+        "since": failure.since,
+        "error": failure.error,
+        "unsaved": svc.journal.unsaved(),
     }
 
 
@@ -322,6 +339,11 @@ def health() -> Response | tuple[Response, int]:
     link = ib_servers(svc)
     if not link.reachable:
         return jsonify({"ok": False, "reason": link.reason()}), 503
+    failure = svc.journal.health.failure if svc.journal else None
+    if failure is not None:
+        return jsonify(
+            {"ok": False, "reason": f"the order journal cannot be written: {failure.error}"}
+        ), 503
     return _conditional(svc.feed.version, lambda: _dumps({"ok": True}))
 
 

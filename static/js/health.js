@@ -62,10 +62,12 @@ function renderHealth(latest) {
     return at === null || serverNow === null ? null : Math.max(0, serverNow - at) + elapsed;
   };
   const link = status.ib_servers || {reachable: true, farms: []};
-  health.textContent = status.ok ? "connected" : (link.reachable ? "disconnected" : "IB servers unreachable");
+  const journal = status.journal || {ok: true};
+  health.textContent = healthText(status, link, journal);
   health.className = `badge health-badge ${status.ok ? "up" : "down"}`;
-  health.title = link.reachable ? "" : link.reason;
+  health.title = !link.reachable ? link.reason : journal.ok ? "" : `order journal: ${journal.error}`;
   renderIbServers(link);
+  renderJournal(journal);
 
   const reader = status.connections && status.connections.reader;
   const orders = status.connections && status.connections.orders;
@@ -97,6 +99,26 @@ function renderHealth(latest) {
   $("#account-id").textContent = status.account || "—";
   $("#server-version").textContent = status.server_version ? `v${status.server_version}` : "—";
   $("#account-age").textContent = isNum(status.data_age) ? `account data ${fmtAge(ageOf(status.data_age))} old` : "";
+}
+
+/** The badge's word: what is wrong first (connections, IB's servers, then the journal). */
+function healthText(status, link, journal) {
+  if (status.ok) return "connected";
+  if (!link.reachable) return "IB servers unreachable";
+  const conns = status.connections || {};
+  const up = (c) => c && (c.state === "connected" || c.state === "disabled");
+  return !journal.ok && up(conns.reader) && up(conns.orders) ? "journal not saving" : "disconnected";
+}
+
+/** The order journal, shown only while its writes fail (a full disk, an I/O error). */
+function renderJournal(journal) {
+  const node = $("#conn-journal");
+  node.hidden = journal.ok;
+  if (journal.ok) return;
+  setConn("#conn-journal", {cls: "down", text: `not saving since ${fmtClock(journal.since)}`},
+    journal.unsaved ? `${journal.unsaved} order(s) unsaved` : "",
+    `The order journal cannot be written: ${journal.error}. New orders are refused; the changes `
+    + "of working orders are kept in memory and saved once it can be written again.");
 }
 
 /** IB's servers (1100/1101/1102) and the data farms (2103/2104, 2105/2106, 2157/2158). */
