@@ -312,7 +312,8 @@ def _order_row(trade: Trade, is_open: bool) -> OrderRow:
         tif=order.tif,
         status=state,
         filled=filled or 0.0,
-        remaining=status.remaining if is_open else 0.0,
+        # a completed order has no remaining (ib_async): what was left unfilled, as IB's status
+        remaining=status.remaining if is_open else max(0.0, quantity - (filled or 0.0)),
         avg_fill_price=_num(status.avgFillPrice) or None,
         open=is_open and state in OPEN_STATUSES | {"ValidationError"},
         description=_description(contract),

@@ -194,7 +194,11 @@ class OrderOut(_Out):
     filled: float
     open: bool
     account: str | None = None
-    remaining: float | None = None
+    remaining: float | None = Field(
+        None,
+        description="the quantity not filled: while working, the broker's; once finished "
+        "(filled, cancelled, rejected), quantity minus filled, after a restart too",
+    )
     avg_fill_price: float | None = None
     description: str | None = Field(
         None,

@@ -31,6 +31,7 @@ from typing import Any
 
 from ib_async.order import Trade
 
+from ib_compat import DONE_STATES
 from order_records import FillRecord, IBMessage, Lifecycle, StatusChange, Step
 from wire import plain_number
 
@@ -261,8 +262,11 @@ class Tracker:
         perm_id: int | None,
         avg_fill_price: float | None,
     ) -> str | None:
-        """Take the broker's status; returns the old status."""
+        """Take the broker's status; returns the old status. A finished order's remaining is
+        what was left unfilled (ib_async's completed orders, read after a restart, have none)."""
         old = self.record.status
+        if new in DONE_STATES:
+            remaining = max(0.0, self.record.intent.quantity - filled)
         changes: dict[str, Any] = dict(
             status=new,
             filled=filled,

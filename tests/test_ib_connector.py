@@ -127,6 +127,8 @@ def test_cancelled_order_of_another_client_is_resolved_from_completed_orders(
         lambda: (r := row_of(connector, trade.order.permId)) and not r.open and r, timeout=5
     )
     assert row.status == "Cancelled" and row.filled == 0
+    # what was left unfilled when it ended (it read 0: the completed order has no remaining)
+    assert (row.quantity, row.remaining) == (2, 2)
 
 
 def test_an_instant_fill_never_seen_open_still_shows_filled(gateway, connector, other):

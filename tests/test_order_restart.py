@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+from dataclasses import replace
 from pathlib import Path
 
 from test_order_truth import FAR, GRACE, crash_copy, make_handler
@@ -49,6 +50,32 @@ def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway
         assert any(s.text == "broker confirmed the change: limit price 2" for s in after.steps)
         crashed.flush(5)
         assert crashed.get(record.id).record.intent.limit_price == 2.0  # journaled too
+    finally:
+        second.stop()
+        crashed.close()
+
+
+def test_a_cancelled_orders_remaining_is_the_same_after_a_restart(gateway, tmp_path):
+    """A cancelled order read remaining 3 (the broker's Cancelled status) while the app ran,
+    and 0 once a restart closed it from the completed orders (ib_async's completed order has
+    no remaining): a finished order's remaining is what was left unfilled, either way."""
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = make_handler(gateway.port, journal)
+    try:
+        record, _ = first.submit(replace(FAR, quantity=3))
+        wait_for(lambda: first.get(record.id).status == "Submitted")
+        journal.flush(5)
+        crashed = crash_copy(journal, tmp_path / "crashed.db")  # still working on disk
+        first.cancel(record.id)
+        live = wait_for(lambda: (r := first.get(record.id)).verdict == "cancelled" and r)
+        assert (live.filled, live.remaining) == (0, 3)
+    finally:
+        first.stop()
+        journal.close()
+    second = make_handler(gateway.port, crashed)
+    try:
+        after = wait_for(lambda: (r := second.get(record.id)).verdict == "cancelled" and r)
+        assert (after.status, after.filled, after.remaining) == ("Cancelled", 0, 3)
     finally:
         second.stop()
         crashed.close()
