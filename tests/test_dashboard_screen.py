@@ -381,3 +381,26 @@ def test_an_alert_fired_while_the_page_polls_is_announced(dash: Dashboard) -> No
         expect(toast.first).to_contain_text(re.compile(r"AAPL traded at or (above|below)"))
     finally:
         dash.gateway.set_clock(speed=1)
+
+
+def test_a_chart_request_the_gateway_does_not_answer_in_time_says_so(
+    dash: Dashboard, monkeypatch
+) -> None:
+    """The chart read "0 bars of 1 min" (a time-out answered as an empty history and cached
+    for 20 s): it says the gateway did not answer, and once it does the bars are shown."""
+    import reader_market
+
+    dash.allow_console_error("status of 504")
+    page = dash.open().page
+    expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
+    monkeypatch.setattr(reader_market, "HISTORY_TIMEOUT", 0.5)
+    dash.gateway.stall(2.5)  # under the heartbeat's 4 s: the connections stay up
+    page.click('.bar-sizes button[data-bar="1m"]')
+    expect(page.locator("#chart-status")).to_contain_text(
+        "did not answer the historical-data request"
+    )
+    query = "/api/v1/bars?symbol=AAPL&sec_type=STK&bar=1m&duration=1D"
+    wait_for(lambda: (a := dash.live.api("GET", query))[0] == 200 and a[1]["bars"], timeout=15)
+    page.click('.bar-sizes button[data-bar="5m"]')
+    page.click('.bar-sizes button[data-bar="1m"]')
+    expect(page.locator("#chart-status")).to_contain_text(re.compile(r"\d+ bars of 1 min"))
