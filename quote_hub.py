@@ -23,7 +23,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +32,7 @@ from typing import Any
 from ib_async import IB, Contract, Ticker
 
 import market_data
-from ib_compat import logged
+from ib_compat import logged, number
 from ib_connector import IBConnector
 from loop_thread import wait_event
 from screen_store import PriceAlert, ScreenStore, WatchItem
@@ -366,6 +365,7 @@ def _stopped_since(line: _Line, now: float, seconds: float) -> bool:
 
 
 def _price(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == -1:
-        return None
-    return float(value)
+    """A tick's price; None for ib_async's "no price" (nan, -1) and for what is no price
+    (±Infinity, IB's UNSET_DOUBLE), which fired every alert it passed."""
+    price = number(value)
+    return None if price is None or price == -1 else price

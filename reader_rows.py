@@ -12,6 +12,7 @@ from ib_async import IB, Contract
 from ib_async.objects import Fill
 from ib_async.order import Trade
 
+import ib_compat
 import instruments
 import market_data
 from config import is_paper_account
@@ -160,10 +161,11 @@ class Quote:
 
 
 def _num(value: float | None) -> float | None:
-    """ib_async uses nan / -1 for 'no value'; the API uses null."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == -1:
-        return None
-    return float(value)
+    """A price of a tick: ib_async uses nan / -1 for 'no value', and a value that is no price
+    (±Infinity, IB's UNSET_DOUBLE) is none either; the API uses null. An infinite bid made the
+    quote's midpoint infinite, and the risk gate's price collar let any limit price through."""
+    number = ib_compat.number(value)
+    return None if number is None or number == -1 else number
 
 
 def _unset(value: float | Decimal | None) -> float | None:

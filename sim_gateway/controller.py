@@ -233,6 +233,11 @@ class SimGateway:
         """Send an error/notice (e.g. 10349, 1100) to one client; False if not connected."""
         return self._run(lambda s: s.send_error(client_id, req_id, code, text))
 
+    def send_raw(self, client_id: int, *fields: object) -> bool:
+        """Send one frame (message id first, every field as text) to one client; False if not
+        connected. For tests of what the app does with odd values from a gateway."""
+        return self._run(lambda s: s.send_raw(client_id, [str(f) for f in fields]))
+
     def _set_broker(self, name: str, value: Any) -> None:
         def apply(server: GatewayServer) -> None:
             setattr(server.broker, name, value)

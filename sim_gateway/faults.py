@@ -1,6 +1,6 @@
 """The simulated gateway's fault switches, for tests and the harness: hard-close every client,
 stall (stop reading and answering with sockets left open), restart the listener with the state
-kept, send an arbitrary error or notice to one client. A mixin of ``GatewayServer``; all run on
+kept, send an arbitrary error or notice, or any raw frame, to one client. A mixin of ``GatewayServer``; all run on
 the server's loop (``controller.SimGateway`` calls them from other threads).
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import broker as b
 from . import protocol as p
+from .codec import encode_frame
 from .connections import Session
 
 log = logging.getLogger(__name__)
@@ -85,4 +86,16 @@ class FaultSwitches:
         if session is None:
             return False
         self._send(session, p.error(req_id, code, text, session.version))
+        return True
+
+    def send_raw(self, client_id: int, fields: list[str]) -> bool:
+        """Send one frame of arbitrary fields (message id first) to one client: what a test
+        uses to see what a client does with values a gateway should not send (harness switch)."""
+        session = self._session_of(client_id)
+        if session is None:
+            return False
+        if fields and fields[0].isdigit():
+            self._send(session, fields)  # in order with what the session has queued
+        else:  # not a message id: nothing to count it under
+            session.writer.write(encode_frame(fields))
         return True

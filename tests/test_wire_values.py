@@ -1,0 +1,76 @@
+"""Odd values from the gateway (Infinity, NaN, IB's UNSET_DOUBLE) sent as raw frames by the
+simulator: they are never shown or used as numbers, and every answer stays valid JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import wait_for
+
+READER = 999  # the reader's clientId (IB_CLIENT_ID)
+IBM = 8314
+UNSET_DOUBLE = "1.7976931348623157E308"
+
+
+def strict_json(response: Any) -> Any:
+    """The answer's JSON, refusing NaN and Infinity (which no browser's JSON.parse reads)."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_data(as_text=True), parse_constant=_refuse)
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} in a JSON answer")
+
+
+def tick_price(req_id: int, tick_type: int, price: str) -> tuple[object, ...]:
+    """A raw tickPrice frame (what Java's Double.toString writes: Infinity, NaN)."""
+    return (1, 6, req_id, tick_type, price, 100, 0)
+
+
+def test_an_infinite_bid_neither_shows_nor_opens_the_price_collar(gateway, client) -> None:
+    def with_infinite_bid(server: Any) -> None:
+        send_ticks = server._send_ticks
+
+        def send(session: Any, req_id: int, quote: Any, full: bool, delivered: int = 1) -> None:
+            send_ticks(session, req_id, quote, full, delivered)
+            if quote.con_id == IBM:
+                server._send(session, [str(f) for f in tick_price(req_id, 1, "Infinity")])
+
+        server._send_ticks = send
+
+    gateway._run(with_infinite_bid)
+    quote = strict_json(client.get("/api/v1/quote?symbol=IBM"))
+    assert quote["bid"] is None and quote["ask"] is not None
+    far = {"symbol": "IBM", "action": "BUY", "quantity": 1, "order_type": "LMT"}
+    preview = client.post("/api/v1/orders/preview", json={**far, "limit_price": quote["ask"] * 20})
+    assert preview.status_code == 422, preview.get_json()
+    assert preview.get_json()["error"]["details"][0]["rule"] == "price_collar"
+
+
+def test_ticks_that_are_no_price_fire_no_alert_and_show_no_number(gateway, client) -> None:
+    row = wait_for(
+        lambda: [
+            q for q in client.get("/api/v1/quotes?watch=IBM").get_json()["quotes"] if q["last"]
+        ]
+    )[0]
+    for condition, level in (("above", row["last"] * 3), ("below", row["last"] / 3)):
+        made = client.post(
+            "/api/v1/alerts", json={"symbol": "IBM", "condition": condition, "level": level}
+        ).get_json()
+        assert made["primed_at"] is not None, made
+    req_id = wait_for(lambda: list(gateway._run(lambda s: s._session_of(READER).streams)))[0]
+    for price in ("Infinity", "-Infinity", UNSET_DOUBLE, "NaN"):
+        gateway.send_raw(READER, *tick_price(req_id, 4, price))  # last
+        strict_json(client.get("/api/v1/quotes?watch=IBM"))
+    # a close no tick of the simulator sends: once it shows, every frame before it was read
+    gateway.send_raw(READER, *tick_price(req_id, 9, "12.34"))
+    wait_for(
+        lambda: [
+            q
+            for q in strict_json(client.get("/api/v1/quotes?watch=IBM"))["quotes"]
+            if q["close"] == 12.34
+        ]
+    )
+    alerts = strict_json(client.get("/api/v1/alerts"))["alerts"]
+    assert [a["triggered_at"] for a in alerts] == [None, None], alerts
