@@ -190,10 +190,7 @@ def _account_snapshot(
             v.value
         )
         if v.tag in ACCOUNT_KEYS and v.currency in ("USD", currency):
-            try:
-                figures[ACCOUNT_KEYS[v.tag]] = float(v.value)
-            except ValueError:
-                figures[ACCOUNT_KEYS[v.tag]] = None
+            figures[ACCOUNT_KEYS[v.tag]] = ib_compat.number(v.value)  # UNSET_DOUBLE: unknown
     if marks is not None:  # IB's pnl: pushed every second, the instant of the rows' pnlSingle
         figures.update({k: v for k, v in marks.figures().items() if v is not None})
     return AccountSnapshot(
@@ -225,10 +222,10 @@ def _positions(
                 currency=pos.contract.currency,
                 quantity=pos.position,
                 avg_cost=pos.avgCost,
-                market_price=item.marketPrice if item else None,
-                market_value=item.marketValue if item else None,
-                unrealized_pnl=item.unrealizedPNL if item else None,
-                realized_pnl=item.realizedPNL if item else None,
+                market_price=ib_compat.number(item.marketPrice) if item else None,
+                market_value=ib_compat.number(item.marketValue) if item else None,
+                unrealized_pnl=ib_compat.number(item.unrealizedPNL) if item else None,
+                realized_pnl=ib_compat.number(item.realizedPNL) if item else None,
                 description=_description(pos.contract),
                 multiplier=multiplier,
                 local_symbol=pos.contract.localSymbol,

@@ -70,7 +70,11 @@ def plain_number(value: float) -> str:
 
 
 def to_wire(value: Any) -> Any:
-    """A JSON-ready value with every time field in ISO 8601 UTC (a new object)."""
+    """A JSON-ready value with every time field in ISO 8601 UTC (a new object). A number that
+    is no number (NaN, ±Infinity: a broker's odd value) is null: JSON has no such numbers, and
+    a browser's JSON.parse refuses the whole answer (/state, and with it the dashboard)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {
             k: (iso_ms(v) if k in TIME_FIELDS and isinstance(v, int | float | str) else to_wire(v))

@@ -74,3 +74,44 @@ def test_ticks_that_are_no_price_fire_no_alert_and_show_no_number(gateway, clien
     )
     alerts = strict_json(client.get("/api/v1/alerts"))["alerts"]
     assert [a["triggered_at"] for a in alerts] == [None, None], alerts
+
+
+def position_frame(account: str, quantity: str, avg_cost: str) -> tuple[object, ...]:
+    """A raw position (reqPositions) of IBM."""
+    contract = (IBM, "IBM", "STK", "", "0.0", "", "", "NYSE", "USD", "IBM", "IBM")
+    return (61, 3, account, *contract, quantity, avg_cost)
+
+
+def portfolio_frame(account: str, *figures: str) -> tuple[object, ...]:
+    """A raw portfolio row (reqAccountUpdates) of IBM: position, market price, market value,
+    average cost, unrealized and realized P&L."""
+    contract = (IBM, "IBM", "STK", "", "0.0", "", "", "NYSE", "USD", "IBM", "IBM")
+    return (7, 8, *contract, *figures, account)
+
+
+def test_account_and_position_figures_that_are_no_number_are_null(gateway, client) -> None:
+    account = wait_for(lambda: client.get("/api/v1/account").get_json().get("account"))
+    for tag, value in (
+        ("NetLiquidation", "Infinity"),
+        ("TotalCashValue", "NaN"),
+        ("BuyingPower", UNSET_DOUBLE),
+        ("AvailableFunds", "n/a"),
+    ):
+        gateway.send_raw(READER, 6, 2, tag, value, "USD", account)
+    gateway.send_raw(READER, *position_frame(account, "10", "NaN"))
+    gateway.send_raw(
+        READER, *portfolio_frame(account, "10", "Infinity", "NaN", "100", "-Infinity", UNSET_DOUBLE)
+    )
+    # an account value no gateway sends: once it shows, every frame before it was read
+    gateway.send_raw(READER, 6, 2, "WireTestDone", "1", "USD", account)
+    wait_for(lambda: "WireTestDone" in strict_json(client.get("/api/v1/account"))["values"])
+    figures = strict_json(client.get("/api/v1/account"))["figures"]
+    assert {
+        k: figures[k] for k in ("net_liquidation", "cash", "buying_power", "available_funds")
+    } == dict.fromkeys(("net_liquidation", "cash", "buying_power", "available_funds"))
+    row = wait_for(lambda: strict_json(client.get("/api/v1/positions"))["positions"])[0]
+    assert row["quantity"] == 10 and row["avg_cost"] is None, row
+    for name in ("market_price", "market_value", "unrealized_pnl", "realized_pnl"):
+        assert row[name] is None or abs(row[name]) < 1e300, (name, row)
+    for path in ("/api/v1/state", "/api/v1/pnl", "/api/v1/positions"):
+        strict_json(client.get(path))
