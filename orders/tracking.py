@@ -157,6 +157,8 @@ class OrderBook:
         from our own cancel."""
         if tracker.id in self._cancelling:
             return  # ib_async's own PendingCancel or Cancelled (see ``cancel``)
+        if _foreign_status(tracker, trade):
+            return
         entry = trade.log[-1] if trade.log else None
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
@@ -304,6 +306,8 @@ class OrderBook:
         ex = fill.execution
         if any(f.exec_id == ex.execId for f in tracker.record.fills):
             return
+        if _foreign(tracker, ex.permId, ex.orderRef, f"execution {ex.execId}"):
+            return
         record = FillRecord(
             exec_id=ex.execId,
             at=fill.time.timestamp() if fill.time else 0.0,
@@ -360,6 +364,36 @@ class OrderBook:
             if self.by_order_id.get(trade.order.orderId) is tracker:
                 del self.by_order_id[trade.order.orderId]
         tracker.trade = None
+
+
+def _foreign(tracker: Tracker, perm_id: int, order_ref: str, what: str) -> bool:
+    """A report ib_async matched to the order by its orderId alone (an orderId the gateway
+    issued again after a restart) whose permId or orderRef names another order: logged, and
+    never taken for the order's own."""
+    known = tracker.record.perm_id
+    if not (order_ref and order_ref != tracker.id) and not (perm_id and known and perm_id != known):
+        return False
+    log.warning(
+        "⚠️ %s: %s names its orderId but permId %s / orderRef %r (ours: %s / %s); ignored",
+        tracker.id,
+        what,
+        perm_id,
+        order_ref,
+        known,
+        tracker.id,
+    )
+    return True
+
+
+def _foreign_status(tracker: Tracker, trade: Trade) -> bool:
+    """An orderStatus of another order with the same orderId: ib_async wrote it into the
+    order's trade, which gets the broker's last word about this order back."""
+    status = trade.orderStatus
+    if not _foreign(tracker, status.permId, "", f"status {status.status}"):
+        return False
+    status.permId = tracker.record.perm_id or 0
+    restore_broker_status(tracker, trade)
+    return True
 
 
 def restore_broker_status(tracker: Tracker, trade: Trade) -> None:

@@ -115,3 +115,54 @@ def test_account_and_position_figures_that_are_no_number_are_null(gateway, clien
         assert row[name] is None or abs(row[name]) < 1e300, (name, row)
     for path in ("/api/v1/state", "/api/v1/pnl", "/api/v1/positions"):
         strict_json(client.get(path))
+
+
+HANDLER = 1000  # the OrderHandler's clientId (IB_ORDER_CLIENT_ID)
+
+
+def exec_frame(order_id: int, perm_id: int, order_ref: str, account: str) -> tuple[object, ...]:
+    """A raw live execDetails (reqId -1) of 5 IBM at 150 for ``order_id``."""
+    contract = (IBM, "IBM", "STK", "", "0.0", "", "", "NYSE", "USD", "IBM", "IBM")
+    head = ("E-OTHER.01", "20261130 10:00:01 US/Eastern", account, "NYSE", "BOT", "5", "150.0")
+    return (11, -1, order_id, *contract, *head, perm_id, HANDLER, 0, "5", "150.0", order_ref)
+
+
+def test_reports_of_another_order_with_our_order_id_leave_our_order_alone(gateway, client) -> None:
+    bid = wait_for(lambda: client.get("/api/v1/quote?symbol=IBM").get_json()["bid"])
+    body = {"symbol": "IBM", "action": "BUY", "quantity": 10, "order_type": "LMT"}
+    ours = client.post("/api/v1/orders?wait=1", json={**body, "limit_price": round(bid * 0.9, 2)})
+    ours = ours.get_json()["id"]
+    placed = next(o for o in gateway.open_orders() if o.order_ref == ours)
+    other = placed.perm_id + 1000  # an orderId the gateway issued again, after a restart
+    gateway.send_raw(
+        HANDLER,
+        3,
+        placed.order_id,
+        "Filled",
+        "10",
+        "0",
+        "150.0",
+        other,
+        0,
+        "150.0",
+        HANDLER,
+        "",
+        "0",
+    )
+    frame = exec_frame(placed.order_id, other, "o-another-run-000001", placed.account)
+    gateway.send_raw(HANDLER, *frame, "", "", "", 1, 0)
+    # a warning about our order: once it is in the record, every frame before it was read
+    gateway.send_raw(HANDLER, 4, 2, placed.order_id, 2109, "wire test done", "")
+    record = wait_for(
+        lambda: (
+            (r := client.get(f"/api/v1/orders/{ours}").get_json())["lifecycle"]["messages"] and r
+        )
+    )
+    assert (record["status"], record["verdict"], record["open"]) == ("Submitted", "working", True)
+    assert (record["filled"], record["avg_fill_price"], record["perm_id"]) == (
+        0,
+        None,
+        placed.perm_id,
+    )
+    assert record["lifecycle"]["fills"] == []
+    assert gateway.open_orders()[0].status == "Submitted"
