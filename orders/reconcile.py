@@ -22,7 +22,7 @@ from ib_async.order import Trade
 from ib_compat import WORKING_STATES
 from order_records import FillRecord, Lifecycle
 from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final, may_become
-from orders.tracking import OrderBook
+from orders.tracking import OrderBook, foreign_echo
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,9 @@ class Reconciler:
 
     def on_open_order(self, ib: IB, trade: Trade) -> None:
         """A later openOrder of ours on this connection that no tracker follows: adopt it."""
+        mine = self.book.by_order_id.get(trade.order.orderId)
+        if mine is not None and mine.trade is trade and foreign_echo(mine, trade):
+            return  # another order's, with our orderId: our trade has its fields back
         tracker = self.book.get(trade.order.orderRef)
         if tracker is not None and tracker.trade is trade:
             self.book.on_echo(tracker, trade)  # e.g. a modify confirmed with no status change

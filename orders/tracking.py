@@ -24,6 +24,7 @@ from typing import Any
 
 from ib_async import IB
 from ib_async.order import Trade
+from ib_async.util import UNSET_DOUBLE
 
 from ib_compat import (
     CLIENT_SIDE_STATES,
@@ -393,6 +394,23 @@ def _foreign_status(tracker: Tracker, trade: Trade) -> bool:
         return False
     status.permId = tracker.record.perm_id or 0
     restore_broker_status(tracker, trade)
+    return True
+
+
+def foreign_echo(tracker: Tracker, trade: Trade) -> bool:
+    """An openOrder of another order with the same orderId: ib_async copied its orderRef,
+    permId, quantity, type and prices into our order's trade, and a modify (which sends the
+    trade's order with the change) would have sent them. Our order's come back from the
+    record (what the broker last confirmed of it)."""
+    order = trade.order
+    if not _foreign(tracker, order.permId, order.orderRef, "openOrder"):
+        return False
+    record, intent = tracker.record, tracker.record.intent
+    aux = intent.stop_price if intent.stop_price is not None else intent.trailing_amount
+    order.orderRef, order.permId = tracker.id, record.perm_id or 0
+    order.totalQuantity, order.orderType = intent.quantity, intent.order_type
+    order.lmtPrice = UNSET_DOUBLE if intent.limit_price is None else intent.limit_price
+    order.auxPrice = UNSET_DOUBLE if aux is None else aux
     return True
 
 

@@ -4,9 +4,11 @@ simulator: they are never shown or used as numbers, and every answer stays valid
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from conftest import wait_for
+from sim_gateway import protocol
 
 READER = 999  # the reader's clientId (IB_CLIENT_ID)
 IBM = 8314
@@ -166,3 +168,47 @@ def test_reports_of_another_order_with_our_order_id_leave_our_order_alone(gatewa
     )
     assert record["lifecycle"]["fills"] == []
     assert gateway.open_orders()[0].status == "Submitted"
+
+
+def test_an_open_order_of_another_order_with_our_order_id_changes_nothing_we_send(
+    gateway, client
+) -> None:
+    bid = wait_for(lambda: client.get("/api/v1/quote?symbol=IBM").get_json()["bid"])
+    limit = round(bid * 0.9, 2)
+    body = {"symbol": "IBM", "action": "BUY", "quantity": 10, "order_type": "LMT"}
+    ours = client.post("/api/v1/orders?wait=1", json={**body, "limit_price": limit}).get_json()[
+        "id"
+    ]
+    placed = next(o for o in gateway.open_orders() if o.order_ref == ours)
+    other = replace(
+        placed,
+        order_ref="o-another-run-000009",
+        perm_id=placed.perm_id + 1000,
+        total_quantity=500.0,
+        lmt_price=1.0,
+    )
+
+    def send_open_order(server: Any) -> None:
+        session = server._session_of(HANDLER)
+        server._send(session, protocol.open_order(other, session.version))
+
+    gateway._run(send_open_order)
+    gateway.send_raw(HANDLER, 4, 2, placed.order_id, 2109, "wire test done", "")
+    wait_for(lambda: client.get(f"/api/v1/orders/{ours}").get_json()["lifecycle"]["messages"])
+    changed = client.post(f"/api/v1/orders/{ours}/modify", json={"limit_price": limit - 0.05})
+    assert changed.status_code == 202, changed.get_json()
+    wait_for(
+        lambda: (
+            "broker confirmed the change"
+            in client.get(f"/api/v1/orders/{ours}").get_json()["lifecycle"]["steps"][-1]["text"]
+        )
+    )
+    (at_broker,) = gateway.open_orders()
+    assert (at_broker.order_ref, at_broker.total_quantity, at_broker.perm_id) == (
+        ours,
+        10,
+        placed.perm_id,
+    )
+    assert at_broker.lmt_price == round(limit - 0.05, 2)
+    record = client.get(f"/api/v1/orders/{ours}").get_json()
+    assert (record["quantity"], record["perm_id"]) == (10, placed.perm_id)
