@@ -335,7 +335,7 @@ def _execution_row(fill: Fill) -> ExecutionRow:
         ib_side=ex.side,
         shares=ex.shares,
         price=ex.price,
-        commission=report.commission if report.execId else None,
+        commission=ib_compat.number(report.commission) if report.execId else None,
         currency=report.currency or "",
         realized_pnl=report.realizedPNL if report.execId else None,
         description=_description(fill.contract),

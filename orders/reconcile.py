@@ -19,7 +19,7 @@ from typing import Any
 from ib_async import IB
 from ib_async.order import Trade
 
-from ib_compat import WORKING_STATES
+from ib_compat import WORKING_STATES, number
 from order_records import FillRecord, Lifecycle
 from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final, may_become
 from orders.tracking import OrderBook, foreign_echo
@@ -137,7 +137,7 @@ def fill_reports(ib: IB) -> dict[str, list[FillRecord]]:
                 at=fill.time.timestamp() if fill.time else 0.0,
                 shares=ex.shares,
                 price=ex.price,
-                commission=report.commission if report.execId else None,
+                commission=number(report.commission) if report.execId else None,
             )
         )
     return grouped

@@ -33,6 +33,7 @@ from ib_compat import (
     filled_quantity,
     forget_trade,
     logged,
+    number,
     unset_price,
 )
 from order_records import FillRecord, Lifecycle
@@ -156,10 +157,8 @@ class OrderBook:
     def on_status(self, tracker: Tracker, trade: Trade) -> None:
         """ib_async's statusEvent: the broker's status, or one ib_async made from an error or
         from our own cancel."""
-        if tracker.id in self._cancelling:
-            return  # ib_async's own PendingCancel or Cancelled (see ``cancel``)
-        if _foreign_status(tracker, trade):
-            return
+        if tracker.id in self._cancelling or _foreign_status(tracker, trade):
+            return  # ib_async's own PendingCancel or Cancelled (see ``cancel``); another order's
         entry = trade.log[-1] if trade.log else None
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
@@ -321,8 +320,10 @@ class OrderBook:
 
     def on_commission(self, tracker: Tracker, report: Any) -> None:
         """The commission report of one of the order's executions."""
-        tracker.commission(report.execId, report.commission)
-        self._changed()
+        commission = _commission(tracker, report)
+        if commission is not None:
+            tracker.commission(report.execId, commission)
+            self._changed()
 
     # ------------------------------------------------------------------ verdicts
     def verdict(self, tracker: Tracker, verdict: Verdict, reason: str) -> None:
@@ -365,6 +366,15 @@ class OrderBook:
             if self.by_order_id.get(trade.order.orderId) is tracker:
                 del self.by_order_id[trade.order.orderId]
         tracker.trade = None
+
+
+def _commission(tracker: Tracker, report: Any) -> float | None:
+    """A report's commission; None (logged) for one that is no number, such as IB's
+    UNSET_DOUBLE: the fill keeps waiting for its commission rather than show 1.8e308."""
+    commission = number(report.commission)
+    if commission is None:
+        log.warning("%s: no commission in %s's report (%s)", tracker.id, report.execId, report)
+    return commission
 
 
 def _foreign(tracker: Tracker, perm_id: int, order_ref: str, what: str) -> bool:

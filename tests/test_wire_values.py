@@ -212,3 +212,19 @@ def test_an_open_order_of_another_order_with_our_order_id_changes_nothing_we_sen
     assert at_broker.lmt_price == round(limit - 0.05, 2)
     record = client.get(f"/api/v1/orders/{ours}").get_json()
     assert (record["quantity"], record["perm_id"]) == (10, placed.perm_id)
+
+
+def test_a_commission_report_without_a_number_keeps_the_commission_we_had(gateway, client) -> None:
+    body = {"symbol": "IBM", "action": "BUY", "quantity": 10, "order_type": "MKT"}
+    ours = client.post("/api/v1/orders?wait=1", json=body).get_json()["id"]
+
+    def fills() -> list[dict]:
+        return client.get(f"/api/v1/orders/{ours}").get_json()["lifecycle"]["fills"]
+
+    (fill,) = wait_for(lambda: [f for f in fills() if f["commission"] is not None])
+    report = (59, 1, fill["exec_id"], UNSET_DOUBLE, "USD", UNSET_DOUBLE, UNSET_DOUBLE, "")
+    gateway.send_raw(HANDLER, *report)
+    placed = next(o for o in gateway.all_orders() if o.order_ref == ours)
+    gateway.send_raw(HANDLER, 4, 2, placed.order_id, 2109, "wire test done", "")
+    wait_for(lambda: client.get(f"/api/v1/orders/{ours}").get_json()["lifecycle"]["messages"])
+    assert [f["commission"] for f in fills()] == [fill["commission"]]
