@@ -98,9 +98,9 @@ def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gatew
     wait_for(lambda: gateway_limit(gateway, order_id) == round(limit - 0.05, 2))
 
 
-def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
-    bid = quote(client)["bid"]
-    entry = round(bid * 0.8, 2)
+def resting_bracket(client) -> tuple[float, str]:
+    """A BUY bracket resting 20 % under the bid, its exits 5 above and below: (entry, id)."""
+    entry = round(quote(client)["bid"] * 0.8, 2)
     res = place(
         client,
         order_type="LMT",
@@ -110,7 +110,11 @@ def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
         tif="GTC",
     )
     assert res.status_code == 202, res.get_json()
-    order_id = res.get_json()["id"]
+    return entry, res.get_json()["id"]
+
+
+def test_modify_of_a_bracket_keeps_its_legs_on_the_right_side(client, gateway):
+    entry, order_id = resting_bracket(client)
     wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == order_id])
     wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["status"] == "Submitted")
     above_tp = error(
@@ -161,16 +165,7 @@ def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gatew
 def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client, gateway):
     """A leg is an order of its own: moving it is checked against its entry's limit, and the
     entry's later move against the leg where it is now, not where it was placed."""
-    entry = round(quote(client)["bid"] * 0.8, 2)
-    res = place(
-        client,
-        order_type="LMT",
-        limit_price=entry,
-        take_profit=round(entry + 5, 2),
-        stop_loss=round(entry - 5, 2),
-        tif="GTC",
-    )
-    order_id = res.get_json()["id"]
+    entry, order_id = resting_bracket(client)
     tp, sl = f"{order_id}-tp", f"{order_id}-sl"
     wait_for(
         lambda: len([o for o in gateway.open_orders() if o.order_ref.startswith(order_id)]) == 3
