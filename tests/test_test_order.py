@@ -1,9 +1,11 @@
 """The standalone baseline script, run as a trader runs it."""
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from ib_async import IB
@@ -58,13 +60,29 @@ def test_non_zero_exit_when_the_order_does_not_fill(gateway):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+@contextlib.contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """A test run started in the background by a non-interactive shell ignores SIGINT, and an
+    ignored signal stays ignored in every process started from it: the script would never see
+    the test's Ctrl-C (as a trader's foreground terminal delivers it). Handled in this process
+    while the script starts, it reaches the script as the default."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def test_ctrl_c_while_watching_cancels_the_order(gateway):
     args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
     args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
     seen = []
-    with subprocess.Popen(
-        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    ) as script:
+    with (
+        ctrl_c_reaches_children(),
+        subprocess.Popen(
+            [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        ) as script,
+    ):
         assert script.stdout is not None
         for line in script.stdout:
             seen.append(line)
