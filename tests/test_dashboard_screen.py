@@ -86,8 +86,13 @@ def test_watchlist_quotes_change_without_reload_and_search_suggests(dash: Dashbo
     page.press("#watch-input", "Enter")
     row = page.locator('#watchlist tr[data-symbol="AAPL"]')
     expect(row.locator("td.last")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2}$"))
+    pick = row.locator("th button").element_handle()
+    pick.focus()  # a keyboard user on "Chart AAPL" while the quotes move
     first = quote_cells(dash, "AAPL")
     wait_for(lambda: quote_cells(dash, "AAPL") != first, timeout=10)  # pushed, no reload
+    # the row is updated in place: a click (mouse down, then up) or the focus is never lost
+    # to a new button drawn in between (every quotes frame drew new rows)
+    assert pick.evaluate("(b) => b.isConnected && document.activeElement === b")
     expect(page.locator('#watchlist tr[data-symbol="EUR.USD"] td.last')).to_have_text(
         re.compile(r"^\d\.\d{4,5}$")
     )

@@ -142,25 +142,53 @@ export function quoteOf(symbol, secType) {
   return quotes.get(key(symbol, secType));
 }
 
+// Rows are kept per symbol and updated in place: rebuilt on every quotes frame (several a
+// second), a click whose mouse-up met a new button was lost, and a focused button lost focus.
+const rowsByKey = new Map(); // "SYMBOL:TYPE" -> {row, tags, bid, ask, last, chg}
+
 function render() {
   const body = $("#watchlist tbody");
   $("#watch-empty").hidden = items.length > 0;
   const rows = items.map((item) => {
+    const r = rowFor(item);
     const q = quotes.get(key(item.symbol, item.sec_type)) || {};
     const change = isNum(q.change_pct) ? q.change_pct : null;
     const label = q.market_data && q.market_data !== "live" && q.market_data !== "none"
       ? el("span", {class: "md-label", text: q.market_data}) : null;
-    const row = el("tr", {dataset: {symbol: item.symbol, secType: item.sec_type}, class: "watch-row"},
-      el("th", {scope: "row"}, el("button", {type: "button", class: "link-btn mono", text: item.symbol,
-        title: `Chart ${item.symbol}`, onclick: () => onPick(item)}), label,
-      q.notice ? el("span", {class: "watch-notice small", text: q.notice}) : null),
-      el("td", {class: "num bid", text: fmtPrice(q.bid)}),
-      el("td", {class: "num ask", text: fmtPrice(q.ask)}),
-      el("td", {class: "num last", text: fmtPrice(q.last)}),
-      el("td", {class: `num chg ${change > 0 ? "pos" : change < 0 ? "neg" : ""}`, text: fmtPct(change)}),
-      el("td", {}, el("button", {type: "button", class: "btn small-btn", "aria-label": `Remove ${item.symbol}`,
-        text: "×", onclick: () => edit((list) => list.filter((i) => !same(i, item)))})));
-    return row;
+    const notice = q.notice ? el("span", {class: "watch-notice small", text: q.notice}) : null;
+    if (r.tags.textContent !== `${label ? label.textContent : ""}${notice ? notice.textContent : ""}`) {
+      r.tags.replaceChildren(...[label, notice].filter(Boolean));
+    }
+    setText(r.bid, fmtPrice(q.bid));
+    setText(r.ask, fmtPrice(q.ask));
+    setText(r.last, fmtPrice(q.last));
+    setText(r.chg, fmtPct(change));
+    r.chg.className = `num chg ${change > 0 ? "pos" : change < 0 ? "neg" : ""}`;
+    return r.row;
   });
-  body.replaceChildren(...rows);
+  const kept = new Set(items.map((item) => key(item.symbol, item.sec_type)));
+  for (const k of [...rowsByKey.keys()]) if (!kept.has(k)) rowsByKey.delete(k);
+  const inPlace = rows.length === body.children.length && rows.every((row, i) => body.children[i] === row);
+  if (!inPlace) body.replaceChildren(...rows);
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function rowFor(item) {
+  const k = key(item.symbol, item.sec_type);
+  let r = rowsByKey.get(k);
+  if (r) return r;
+  const cell = (name) => el("td", {class: `num ${name}`});
+  r = {tags: el("span", {class: "watch-tags"}), bid: cell("bid"), ask: cell("ask"), last: cell("last"),
+    chg: cell("chg")};
+  r.row = el("tr", {dataset: {symbol: item.symbol, secType: item.sec_type}, class: "watch-row"},
+    el("th", {scope: "row"}, el("button", {type: "button", class: "link-btn mono", text: item.symbol,
+      title: `Chart ${item.symbol}`, onclick: () => onPick(item)}), r.tags),
+    r.bid, r.ask, r.last, r.chg,
+    el("td", {}, el("button", {type: "button", class: "btn small-btn", "aria-label": `Remove ${item.symbol}`,
+      text: "×", onclick: () => edit((list) => list.filter((i) => !same(i, item)))})));
+  rowsByKey.set(k, r);
+  return r;
 }
