@@ -117,7 +117,8 @@ def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(g
     first.start()
     try:
         wait_for(lambda: first._reconciled, timeout=10)
-        gateway.set_validation_delay(4.0)  # not acknowledged, so not reported, for 4 s
+        gateway.set_validation_delay(8.0)  # not acknowledged, so not reported, for 8 s (a
+        # loaded machine took over 4 s to reach the crash copy: the ack came, the cancel went)
         record, _ = first.submit(FAR)
         wait_for(lambda: first.get(record.id).order_id is not None)
         since = first.state().connected_since
@@ -131,7 +132,7 @@ def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(g
     finally:
         first.stop()
         journal.close()
-    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Submitted", 10)
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Submitted", 15)
     second = make_handler(gateway.port, crashed)
     try:
         wait_for(lambda: second.get(record.id).verdict == "cancelled", timeout=GRACE + 5)
