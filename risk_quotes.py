@@ -47,8 +47,14 @@ def price_currency(intent: OrderIntent) -> str:
     """The currency the order's prices (and so its notional) are in: an FX pair's quote
     currency (JPY for EUR.JPY), else the listing's currency."""
     if intent.sec_type == "CASH":
-        return intent.symbol.replace(".", "")[3:]
+        return pair_currencies(intent.symbol)[1]
     return intent.currency
+
+
+def pair_currencies(symbol: str) -> tuple[str, str]:
+    """An FX pair's base and quote currencies (EUR.JPY: EUR, JPY; with or without the dot)."""
+    pair = symbol.replace(".", "")
+    return pair[:3], pair[3:]
 
 
 def fx_pairs(currency: str, base: str) -> tuple[tuple[str, bool], ...]:
@@ -117,7 +123,7 @@ class RiskQuotes:
     def value(self, intent: OrderIntent, notional: float | None) -> Valuation:
         """``notional`` (in the order's currency) in the account's base currency."""
         base = self._base_currency()
-        if intent.sec_type == "CASH" and intent.symbol.replace(".", "")[:3] == base:
+        if intent.sec_type == "CASH" and pair_currencies(intent.symbol)[0] == base:
             return Valuation(intent.quantity, base, 1.0)  # USD.JPY: the quantity is dollars
         if notional is None:
             return Valuation(None, base, 1.0)

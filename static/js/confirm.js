@@ -89,15 +89,19 @@ function estimate(b, q) {
 // valued it (the preview's notional); a USD.xxx pair's quantity is dollars already.
 const ACCOUNT_CURRENCY = "USD";
 
+// an FX pair's [base, quote] currencies (EUR.GBP: EUR, GBP); none for other orders
+const pairOf = (b) => (b.sec_type === "CASH"
+  ? [0, 3].map((at) => b.symbol.replace(".", "").slice(at, at + 3).toUpperCase()) : null);
+
 function priceCurrency(b) {
-  if (b.sec_type !== "CASH") return b.currency || ACCOUNT_CURRENCY;
-  return b.symbol.replace(".", "").slice(3, 6).toUpperCase();
+  const pair = pairOf(b);
+  return pair ? pair[1] : b.currency || ACCOUNT_CURRENCY;
 }
 
 function usdValue(b, value, currency) {
   if (currency === ACCOUNT_CURRENCY) return value;
-  const base = b.sec_type === "CASH" ? b.symbol.replace(".", "").slice(0, 3).toUpperCase() : "";
-  return base === ACCOUNT_CURRENCY ? b.quantity : null;
+  const pair = pairOf(b);
+  return pair && pair[0] === ACCOUNT_CURRENCY ? b.quantity : null;
 }
 
 function showNotional(b) {

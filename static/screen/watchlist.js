@@ -144,7 +144,7 @@ export function quoteOf(symbol, secType) {
 
 // Rows are kept per symbol and updated in place: rebuilt on every quotes frame (several a
 // second), a click whose mouse-up met a new button was lost, and a focused button lost focus.
-const rowsByKey = new Map(); // "SYMBOL:TYPE" -> {row, tags, bid, ask, last, chg}
+const rowsByKey = new Map(); // "SYMBOL:TYPE" -> {row, tags, label, notice, bid, ask, last, chg}
 
 function render() {
   const body = $("#watchlist tbody");
@@ -153,11 +153,12 @@ function render() {
     const r = rowFor(item);
     const q = quotes.get(key(item.symbol, item.sec_type)) || {};
     const change = isNum(q.change_pct) ? q.change_pct : null;
-    const label = q.market_data && q.market_data !== "live" && q.market_data !== "none"
-      ? el("span", {class: "md-label", text: q.market_data}) : null;
-    const notice = q.notice ? el("span", {class: "watch-notice small", text: q.notice}) : null;
-    if (r.tags.textContent !== `${label ? label.textContent : ""}${notice ? notice.textContent : ""}`) {
-      r.tags.replaceChildren(...[label, notice].filter(Boolean));
+    const label = q.market_data && q.market_data !== "live" && q.market_data !== "none" ? q.market_data : "";
+    const notice = q.notice || "";
+    if (r.label !== label || r.notice !== notice) {
+      Object.assign(r, {label, notice});
+      r.tags.replaceChildren(...[label && el("span", {class: "md-label", text: label}),
+        notice && el("span", {class: "watch-notice small", text: notice})].filter(Boolean));
     }
     setText(r.bid, fmtPrice(q.bid));
     setText(r.ask, fmtPrice(q.ask));
@@ -181,8 +182,8 @@ function rowFor(item) {
   let r = rowsByKey.get(k);
   if (r) return r;
   const cell = (name) => el("td", {class: `num ${name}`});
-  r = {tags: el("span", {class: "watch-tags"}), bid: cell("bid"), ask: cell("ask"), last: cell("last"),
-    chg: cell("chg")};
+  r = {tags: el("span", {class: "watch-tags"}), label: "", notice: "", bid: cell("bid"), ask: cell("ask"),
+    last: cell("last"), chg: cell("chg")};
   r.row = el("tr", {dataset: {symbol: item.symbol, secType: item.sec_type}, class: "watch-row"},
     el("th", {scope: "row"}, el("button", {type: "button", class: "link-btn mono", text: item.symbol,
       title: `Chart ${item.symbol}`, onclick: () => onPick(item)}), r.tags),
