@@ -29,6 +29,7 @@ from ib_async import IB
 
 from ib_compat import logged
 from ib_link import LinkMonitor
+from ib_pacing import SmoothPacer, queued_seconds
 from ib_servers import IBServers
 from loop_thread import LoopThread, wait_event
 
@@ -38,13 +39,6 @@ T = TypeVar("T")
 HEARTBEAT_INTERVAL = 2.0
 SILENCE_CHECK = 0.1  # seconds between looks at the gateway's silence while a call waits
 HEARTBEAT_TIMEOUT = 4.0
-# ib_async's own throttle allows 45 requests per sliding second, sent in bursts that a gateway
-# counting on arrival can see bunched with the next. Ours sends 5 every 1/9 s: a smooth 45 msg/s,
-# 5 under IB's 50. The simulator (a 50-message token bucket refilled at 50/s) draws no error 100
-# from it, with the reader busy too (bench/pacing_vs_raw.py). It was 36/s after a late-reading
-# in-process gateway counted 52 in one sliding second at 40/s. Groups of 5 keep the timer's slip
-# small (3 per 1/15 s fell to ~33/s on a busy 2-core machine).
-THROTTLE_REQUESTS, THROTTLE_INTERVAL = 5, 5 / 45
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
 
@@ -215,8 +209,7 @@ class IBConnection(IBServers):
             f"{self.name}'s notice",
             lambda req_id, code, text, _: self._on_notice(ib, req_id, code, text),
         )
-        ib.client.MaxRequests = THROTTLE_REQUESTS
-        ib.client.RequestsInterval = THROTTLE_INTERVAL  # type: ignore[assignment]  # ib_async infers int from its default 1; seconds may be a fraction
+        SmoothPacer(ib.client)  # 45 msg/s, 4 at once (ib_pacing.py)
         try:
             await ib.connectAsync(
                 self.host,
@@ -299,8 +292,8 @@ class IBConnection(IBServers):
             self._notify_state()
 
     async def _heartbeat(self, ib: IB) -> bool:
-        # the heartbeat waits behind requests still queued in the throttle: allow for them
-        backlog = len(ib.client._msgQ) * THROTTLE_INTERVAL / THROTTLE_REQUESTS
+        # the heartbeat waits behind requests still queued in the pacer: allow for them
+        backlog = queued_seconds(ib.client)
         try:
             await self.gateway_time(ib, HEARTBEAT_TIMEOUT + backlog)
         except TimeoutError:

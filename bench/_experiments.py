@@ -14,10 +14,10 @@ def add_experiment_args(ap: Any) -> None:
     """The experiment switches shared by the benchmarks."""
     group = ap.add_argument_group("experiments (change a tuning constant in this process only)")
     group.add_argument(
-        "--throttle",
-        metavar="N/SECONDS",
-        help="ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL, the pacing of "
-        "both connections (default 5/0.1111 = a smooth 45 msg/s)",
+        "--pace",
+        metavar="RATE/BURST",
+        help="ib_pacing.RATE / BURST, the pacing of both connections (default 45/4: "
+        "45 msg/s, at most 4 at once)",
     )
     group.add_argument(
         "--refresh-gap",
@@ -39,13 +39,12 @@ def add_experiment_args(ap: Any) -> None:
 def experiments_from(args: Any) -> str:
     """Apply the experiment switches of ``args``; returns a label ('' for none)."""
     done = []
-    if getattr(args, "throttle", None):
-        import ib_connection
+    if getattr(args, "pace", None):
+        import ib_pacing
 
-        count, seconds = args.throttle.split("/")
-        ib_connection.THROTTLE_REQUESTS = int(count)
-        ib_connection.THROTTLE_INTERVAL = float(seconds)
-        done.append(f"throttle {int(count)}/{float(seconds):g}s")
+        rate, burst = args.pace.split("/")
+        ib_pacing.RATE, ib_pacing.BURST = float(rate), int(burst)
+        done.append(f"pace {float(rate):g} msg/s, {int(burst)} at once")
     if getattr(args, "refresh_gap", None) is not None:
         import reader_orders
 
@@ -77,8 +76,8 @@ def experiments_from(args: Any) -> str:
 def experiment_flags(args: Any) -> list[str]:
     """The experiment switches of ``args`` as command-line flags (for ``AppProcess``)."""
     flags = []
-    if getattr(args, "throttle", None):
-        flags += ["--throttle", args.throttle]
+    if getattr(args, "pace", None):
+        flags += ["--pace", args.pace]
     if getattr(args, "refresh_gap", None) is not None:
         flags += ["--refresh-gap", str(args.refresh_gap)]
     if getattr(args, "stream_keepalive", None) is not None:

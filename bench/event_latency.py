@@ -22,7 +22,7 @@ separate event from the placement. Observers, all started before the first trial
 Latency = first seen - fill stamp. ``--trials`` (20) per source, one at a time, 0.5..1.0 s apart.
 Target: p95 <= 100 ms (p50 / p95 / max printed; max is judged too, as the brief asks "<= 100 ms").
 
-Experiments (this process only, to measure a proposed fix): --refresh-gap S, --throttle N/S.
+Experiments (this process only, to measure a proposed fix): --refresh-gap S, --pace RATE/BURST.
 
 Usage: python bench/event_latency.py [--trials 20] [--sources other,ours]
 Exit status 0 when every target passes, 1 otherwise.

@@ -26,8 +26,8 @@ contract lookup) need 51 / R s of wire time, so time(50) / time(1) >= 1 + 51 / (
 1.57 for 2 s at R = 45 (1.5 even at the gateway's 50 msg/s). Printed with that floor, not judged.
 200 orders bounded only by pacing: time(200) <= time(1) + M / R x 1.1 + 0.5 s, M = the messages
 the gateway received from clientId 1000 in the run (200 placeOrders, contract lookups, heartbeats),
-R = the order connection's own pacing (``ib_connection.THROTTLE_*``, a smooth 45 msg/s); the
-factor 1.1 allows for the throttle's timer slipping under load.
+R = the order connection's own pacing (``ib_pacing.RATE``, a smooth 45 msg/s); the
+factor 1.1 allows for the pacer's last wake-up slipping under load.
 Also reported per N: the time by which every POST had its 202, the messages the gateway received
 from clientId 1000 (and per order), and the busiest 1 s window of clientIds 1000 and 999.
 
@@ -77,19 +77,19 @@ COLD_SYMBOLS = [
     "QQQ",
 ]
 SCENARIOS = {"instant": 0.0, "paper2s": 2.0, "paper4s": 4.0}
-# ib_async's throttle re-arms itself with call_at every 1/9 s; on a busy 2-core machine each step
-# slips by a few ms, so the effective pace is up to ~10 % below the configured one
+# the pacer's timer slips by a few ms on a busy 2-core machine; its bucket absorbs slips under
+# 0.11 s, but the last wake-up of a burst can still come late
 PACING_SLIP = 1.1
 RATIO_JUDGED_FROM = 3.0  # s of validation: one order takes about the settle (the target's premise)
 GATEWAY_LIMIT = 50  # msg/s
 
 
 def pacing_rate() -> float:
-    """The order connection's own send rate (its throttle, ``ib_connection.THROTTLE_*``), never
+    """The order connection's own send rate (its pacer, ``ib_pacing.RATE``), never
     above the gateway's limit."""
-    import ib_connection
+    import ib_pacing
 
-    return min(GATEWAY_LIMIT, ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL)
+    return min(GATEWAY_LIMIT, ib_pacing.RATE)
 
 
 def run_batch(base: str, n: int, symbol: str, poll: float, timeout: float) -> dict:

@@ -17,7 +17,7 @@ window and what it was made of. Target: every window <= 50 messages for both cli
 error 100 sent), and no order record carrying an error 100.
 
 Experiments (apply a proposed fix in this process only, to measure its effect; nothing is edited):
-  --throttle 4/0.1   ib_connection.THROTTLE_REQUESTS / THROTTLE_INTERVAL (default 5/0.1111)
+  --pace 40/5        ib_pacing.RATE / BURST (default 45/4)
   --refresh-gap 0.25 reader_orders.REFRESH_MIN_GAP (pause after each reader refresh), default 0.2
 
 Usage: python bench/pacing.py [--orders 200] [--idle 3]

@@ -4,7 +4,7 @@ One embedded ``SimGateway`` (instant fills unless ``--validation-delay``; defaul
 error 100 above it) serves, in this process:
 
 * the app (waitress, 16 threads; clientIds 999 reader and 1000 orders, paced by
-  ``ib_connection.THROTTLE_*``);
+  ``ib_pacing.RATE``/``BURST``);
 * a raw ib_async client (clientId 11, ib_async's default throttle: 45 requests per sliding 1 s,
   sent in bursts) on a loop thread of its own;
 * a background trader (clientId 7, ``--noise`` MKT orders per second, 0 to turn off) whose fills
@@ -27,7 +27,7 @@ the last POST had its 202 (app runs), the busiest 1 s window (messages the gatew
 client and of the reader 999, and new error-100 violations. Targets: median app / median raw
 <= 1.1; 0 pacing violations (the simulator's error 100) for every client over the whole run.
 
-Usage: python bench/pacing_vs_raw.py [--rounds 3] [--orders 50] [--noise 10] [--throttle N/S]
+Usage: python bench/pacing_vs_raw.py [--rounds 3] [--orders 50] [--noise 10] [--pace RATE/BURST]
 Exit status 0 when every target passes, 1 otherwise.
 """
 
@@ -193,13 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--orders 1..500, --rounds 1..20, --noise 0..40")
     quiet_logs()
     experiments = experiments_from(args)
-    import ib_connection
+    import ib_pacing
 
-    rate = ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL
     print(
         f"pacing vs raw ib_async (python {sys.version.split()[0]}; {args.orders} orders x "
-        f"{args.rounds} rounds; app throttle {ib_connection.THROTTLE_REQUESTS} per "
-        f"{ib_connection.THROTTLE_INTERVAL:g} s = {rate:.1f} msg/s; raw ib_async "
+        f"{args.rounds} rounds; app pace {ib_pacing.RATE:g} msg/s, at most "
+        f"{ib_pacing.BURST} at once; raw ib_async "
         f"{IB().client.MaxRequests} per {IB().client.RequestsInterval:g} s; background trader "
         f"{args.noise:g} orders/s; validation delay {args.validation_delay:g} s; load average "
         f"{os.getloadavg()[0]:.2f}; experiments: {experiments or 'none'})"

@@ -8,7 +8,7 @@ PASS / MISS) per benchmark, with its wall time.
                     20 latency trials, 5 cold starts, 5 s per read endpoint): ~15-20 minutes
   --only a,b        run only these (names without .py)
   --experiments "…" extra flags for every benchmark that takes experiment switches, e.g.
-                    "--throttle 4/0.11 --refresh-gap 0.1" (see bench/README.md)
+                    "--pace 40/4 --refresh-gap 0.1" (see bench/README.md)
 
 Usage: python bench/run_all.py [--full] [--only pacing,cold_start] [--experiments "..."]
 Exit status 0 when every benchmark passes, 1 otherwise.

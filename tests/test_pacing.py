@@ -7,9 +7,14 @@ reach the gateway without one violation, and the burst must really have been thr
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import random
+from collections.abc import Iterator
+
 import pytest
 
-import ib_connection
+import ib_pacing
 from app_simple import create_app
 from conftest import app_settings, wait_for
 
@@ -33,16 +38,51 @@ async def _count_throttling(ib, starts: list[int]) -> None:
     ib.client.throttleStart += lambda: starts.append(1)
 
 
-def test_the_pace_is_close_to_but_under_the_gateway_limit(app):
-    rate = ib_connection.THROTTLE_REQUESTS / ib_connection.THROTTLE_INTERVAL
-    assert 44 <= rate <= 45.5  # IB allows 50/s: the rest is room for arrival jitter
+def test_both_connections_send_through_the_smooth_pacer(app):
     services = app.extensions["trading"]
     for connection in (services.handler, services.connector):
         client = connection.ib.client
-        assert (client.MaxRequests, client.RequestsInterval) == (
-            ib_connection.THROTTLE_REQUESTS,
-            ib_connection.THROTTLE_INTERVAL,
-        )
+        pacer = client.sendMsg.__self__
+        assert isinstance(pacer, ib_pacing.SmoothPacer)
+        assert 44 <= pacer.bucket.rate <= 45.5  # IB allows 50/s: the rest is room for jitter
+        assert pacer.bucket.rate + pacer.bucket.burst < 50  # arrival jitter at the gateway
+        assert client.MaxRequests == 0  # ib_async's own throttle is not in the way
+
+
+def _paced(bucket: ib_pacing.TokenBucket, count: int, slips: Iterator[float]) -> list[float]:
+    """When a sender that wakes up late by ``next(slips)`` s each time sends ``count`` messages."""
+    now, sent = 0.0, list[float]()
+    while len(sent) < count:
+        while len(sent) < count and bucket.take(now):
+            sent.append(now)
+        if len(sent) < count:
+            now += bucket.wait(now) + next(slips)
+    return sent
+
+
+@pytest.mark.parametrize("slip", [0.0, 0.01, 0.04, 0.06])
+def test_a_late_wake_up_costs_the_pace_nothing(slip):
+    """ib_async's throttle counts from the late send (5 per 1/9 s with a 40 ms slip each time:
+    50 sends in 1.36 s); the bucket refills by the clock: one slip at the end at most."""
+    sent = _paced(
+        ib_pacing.TokenBucket(ib_pacing.RATE, ib_pacing.BURST), 50, itertools.repeat(slip)
+    )
+    ideal = (50 - ib_pacing.BURST) / ib_pacing.RATE  # 1.0 s
+    assert sent[-1] <= ideal + slip + 1e-9
+
+
+@pytest.mark.parametrize("late", [(0.0, 0.002, 0.03, 0.06), (0.0, 0.03, 0.15, 0.4, 1.2)])
+def test_no_second_holds_more_than_50_sends_however_late_the_wake_ups(late):
+    rng = random.Random(7)
+    sent = _paced(
+        ib_pacing.TokenBucket(ib_pacing.RATE, ib_pacing.BURST),
+        2000,
+        iter(lambda: rng.choice(late), None),
+    )
+    busiest = max(bisect.bisect_left(sent, t + 1.0) - i for i, t in enumerate(sent))
+    assert busiest <= ib_pacing.RATE + ib_pacing.BURST < 50
+    if max(late) < (ib_pacing.BURST - 1) / ib_pacing.RATE:  # slips it absorbs: full pace
+        assert busiest >= ib_pacing.RATE
 
 
 @pytest.mark.slow
