@@ -6,7 +6,7 @@ import collections
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import ib_async.client
+import ib_async.connection
 import pytest
 
 from conftest import API_TOKEN, TRADING_CLOCK, api_client, app_settings, wait_for
@@ -280,13 +280,13 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
 def test_no_route_touches_an_ib_object_from_a_flask_thread(client, monkeypatch):
     """Every byte to the gateway is written by a loop thread, never a request thread."""
     writers = set()
-    original = ib_async.client.Client.sendMsg
+    original = ib_async.connection.Connection.sendMsg  # the socket write under every request
 
     def spy(self, msg):
         writers.add(threading.current_thread().name)
         return original(self, msg)
 
-    monkeypatch.setattr(ib_async.client.Client, "sendMsg", spy)
+    monkeypatch.setattr(ib_async.connection.Connection, "sendMsg", spy)
     order_id = post_order(client, wait=True).get_json()["id"]
     for url in (
         "/",
