@@ -20,7 +20,8 @@ from journal import Journal
 from market_data import DELAYED_TYPES, TYPE_NAMES
 from order_handler import OrderHandler
 from quote_hub import QuoteHub
-from risk import RiskGate, RiskQuote, SlidingWindow
+from rate_window import SlidingWindow
+from risk import RiskGate, RiskQuote
 from screen_store import ScreenStore
 from security import data_dir
 

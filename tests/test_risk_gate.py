@@ -13,7 +13,8 @@ import pytest
 from config import load_settings
 from journal import Journal
 from order_records import Lifecycle, OrderIntent
-from risk import QUOTE_TTL, RiskDecision, RiskGate, RiskQuote, RiskRejected, SlidingWindow
+from rate_window import SlidingWindow
+from risk import QUOTE_TTL, RiskDecision, RiskGate, RiskQuote, RiskRejected
 
 PAPER = ("DU1234567",)
 # 2026-03-02 23:59:00 UTC: one minute before a UTC day boundary
