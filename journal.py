@@ -131,6 +131,12 @@ class JournalEntry:
     risk: dict[str, Any] | None
 
 
+ADD_NOTIONAL = (
+    "UPDATE orders SET risk = json_set(coalesce(risk, '{}'), '$.notional', "
+    "coalesce(json_extract(risk, '$.notional'), 0) + ?) WHERE id=?"
+)
+
+
 class Journal:
     """Thread-safe SQLite order journal with a background writer."""
 
@@ -184,6 +190,20 @@ class Journal:
             if existing is None:
                 raise JournalError(f"journal refused order {record.id}") from None
             raise DuplicateKey(existing) from None
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            raise JournalError(f"order journal unavailable: {exc}") from exc
+        self.health.succeeded()
+
+    def add_notional(self, order_id: str, notional: float) -> None:
+        """Count ``notional`` more for an order towards the day's cap (a change made it bigger)."""
+        self._write(ADD_NOTIONAL, (notional, order_id))
+
+    def _write(self, sql: str, args: tuple) -> None:
+        """One statement, durably, or raise JournalError."""
+        try:
+            with self._lock:
+                self._db.execute(sql, args)
         except sqlite3.Error as exc:
             self._write_failed(exc)
             raise JournalError(f"order journal unavailable: {exc}") from exc
@@ -357,18 +377,10 @@ class Journal:
 
     def set_flag(self, name: str, value: str | None) -> None:
         """Persist (or, with None, clear) a flag durably."""
-        try:
-            with self._lock:
-                if value is None:
-                    self._db.execute("DELETE FROM flags WHERE name=?", (name,))
-                else:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO flags VALUES (?,?,?)", (name, value, time.time())
-                    )
-        except sqlite3.Error as exc:
-            self._write_failed(exc)
-            raise JournalError(f"order journal unavailable: {exc}") from exc
-        self.health.succeeded()
+        if value is None:
+            self._write("DELETE FROM flags WHERE name=?", (name,))
+        else:
+            self._write("INSERT OR REPLACE INTO flags VALUES (?,?,?)", (name, value, time.time()))
 
     def audit(
         self,

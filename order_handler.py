@@ -88,6 +88,20 @@ class Reconciling(NotConnectedError):
     """Connected, but the journal is still being matched against the gateway."""
 
 
+def count_change(
+    gate: RiskGate, journal: Journal, order_id: str, before: OrderIntent, after: OrderIntent
+) -> None:
+    """The risk gate's checks of a change; what it adds to the order's notional counts
+    towards the day's cap, journaled before the change is sent (as a new order's is)."""
+    added = gate.reserve_change(after, before)  # raises RiskRejected
+    if added > 0:
+        try:
+            journal.add_notional(order_id, added)
+        except BaseException:
+            gate.give_back(added)
+            raise
+
+
 def _modifiable(tracker: Tracker) -> Lifecycle:
     """The record of an order a change can be sent for: unfinished, and at the broker on this
     connection. A change for an order still being sent (or not matched since a reconnect) was
@@ -271,7 +285,10 @@ class OrderHandler(LoopSide):
             )
         command = Modify(tracker, quantity, limit_price, stop_price)
         if gate is not None:
-            gate.check(replace(record.intent, **{**(legs or {}), **command.changes()}))
+            before = replace(record.intent, **{**(legs or {}), **tracker.unconfirmed})
+            count_change(
+                gate, self.journal, tracker.id, before, replace(before, **command.changes())
+            )
         self._enqueue(command)
         return tracker.record
 

@@ -168,8 +168,8 @@ class RiskGate(RiskQuotes):
             ("live_trading_disabled", self._live_guard),
             ("symbol_not_allowed", self._symbol_lists),
             ("max_quantity", self._max_quantity),
-            ("option_market_order", self._option_market_order),
-            ("no_reference_price", self._has_price),
+            ("option_market_order", _option_market_order),
+            ("no_reference_price", _has_price),
             ("price_collar", self._price_collar),
             ("bracket_sides", lambda check: exits_at_once(check.intent, check.quote)),
             ("no_fx_rate", lambda check: check.value.problem),
@@ -214,6 +214,24 @@ class RiskGate(RiskQuotes):
             notional=check.notional,
             at=self._wall(),
         )
+
+    def reserve_change(self, intent: OrderIntent, before: OrderIntent) -> float:
+        """Check a modified order (``before``: as it works now): the per-order rules, and the
+        daily cap on what the change adds to its notional, which is counted if accepted and
+        returned (``give_back`` returns it); raise RiskRejected otherwise."""
+        check = self._prepare(intent)
+        added = max(0.0, (check.notional or 0.0) - (self._prepare(before).notional or 0.0))
+        cap = ("daily_notional_cap", lambda _check: self._over_cap(added))
+        with self._lock:
+            self._roll_day()
+            self._apply((*self._rules[:PER_ORDER_RULES], cap), check)
+            self._notional_today += added
+        return added
+
+    def give_back(self, notional: float) -> None:
+        """Un-count notional whose change was not sent after all."""
+        with self._lock:
+            self._notional_today = max(0.0, self._notional_today - notional)
 
     def evaluate(self, intent: OrderIntent) -> RiskDecision:
         """Every rule, as if the order were placed now, counting nothing (a preview): the
@@ -347,15 +365,6 @@ class RiskGate(RiskQuotes):
             )
         return None
 
-    def _option_market_order(self, check: _Check) -> str | None:
-        intent = check.intent
-        if intent.sec_type == "OPT" and intent.order_type == "MKT" and not intent.market_order_ack:
-            return (
-                "a market order on an option can fill far from its value (wide spreads); "
-                "use a limit order, or send market_order_ack: true"
-            )
-        return None
-
     def _asset_class_limit(self, check: _Check) -> str | None:
         intent = check.intent
         limit = class_limits(self.settings).get(intent.sec_type)
@@ -372,13 +381,6 @@ class RiskGate(RiskQuotes):
                 f"{num_text(intent.quantity)} x multiplier {num_text(intent.multiplier)}) exceeds the "
                 f"limit of {limit.max_notional:,.2f}"
             )
-        return None
-
-    def _has_price(self, check: _Check) -> str | None:
-        if check.price is None:
-            return f"no quote for {check.intent.symbol} to value the order" + _cause(check)
-        if check.price <= 0 and check.intent.action == "BUY":  # no ask, no last: unbounded
-            return f"no price above 0 for {check.intent.symbol} to value the buy" + _cause(check)
         return None
 
     def _price_collar(self, check: _Check) -> str | None:
@@ -425,13 +427,34 @@ class RiskGate(RiskQuotes):
         return None
 
     def _daily_cap(self, check: _Check) -> str | None:
-        cap, notional = self.settings.risk_daily_notional_cap, check.notional or 0.0
+        return self._over_cap(check.notional or 0.0)
+
+    def _over_cap(self, notional: float) -> str | None:
+        cap = self.settings.risk_daily_notional_cap
         if self._notional_today + notional > cap:
             return (
                 f"today's notional would be {self._notional_today + notional:,.2f}, over "
                 f"the cap of {cap:,.2f}"
             )
         return None
+
+
+def _option_market_order(check: _Check) -> str | None:
+    intent = check.intent
+    if intent.sec_type == "OPT" and intent.order_type == "MKT" and not intent.market_order_ack:
+        return (
+            "a market order on an option can fill far from its value (wide spreads); "
+            "use a limit order, or send market_order_ack: true"
+        )
+    return None
+
+
+def _has_price(check: _Check) -> str | None:
+    if check.price is None:
+        return f"no quote for {check.intent.symbol} to value the order" + _cause(check)
+    if check.price <= 0 and check.intent.action == "BUY":  # no ask, no last: unbounded
+        return f"no price above 0 for {check.intent.symbol} to value the buy" + _cause(check)
+    return None
 
 
 _CLASS_NAMES = {"STK": "stocks", "CASH": "FX pairs"}

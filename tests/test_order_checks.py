@@ -98,6 +98,31 @@ def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gatew
     wait_for(lambda: gateway_limit(gateway, order_id) == round(limit - 0.05, 2))
 
 
+def test_a_change_that_makes_an_order_bigger_counts_towards_the_days_cap(make_client, gateway):
+    """Small orders raised by modifies cannot pass the daily notional cap: what a change adds
+    is counted (and journaled, for a restart) like a new order's notional."""
+    probe = make_client()
+    about = round(quote(probe)["bid"] * 0.8, 2)  # the limit working_limit will choose
+    probe.application.extensions["trading"].stop()
+    client = make_client(risk_daily_notional_cap=round(about * 6.5, 2))
+    order_id, limit = working_limit(client, gateway)
+    url = f"/api/v1/orders/{order_id}/modify"
+    assert client.post(url, json={"quantity": 6}).status_code == 202
+    wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["quantity"] == 6)
+
+    refused = error(client.post(url, json={"quantity": 7}), 422)
+    assert refused["details"][0]["rule"] == "daily_notional_cap"
+    assert "over the cap" in refused["message"]
+    lower = client.post(url, json={"limit_price": round(limit - 0.05, 2)})  # adds nothing
+    assert lower.status_code == 202, lower.get_json()
+    other = error(place(client, order_type="LMT", limit_price=limit), 422)
+    assert other["details"][0]["rule"] == "daily_notional_cap"
+
+    journal = client.application.extensions["trading"].journal
+    assert journal.notional_since(0) == pytest.approx(6 * limit)  # what a restart starts from
+    assert [o.total_quantity for o in gateway.open_orders() if o.order_ref == order_id] == [6]
+
+
 def resting_bracket(client) -> tuple[float, str]:
     """A BUY bracket resting 20 % under the bid, its exits 5 above and below: (entry, id)."""
     entry = round(quote(client)["bid"] * 0.8, 2)

@@ -519,6 +519,40 @@ def test_daily_cap_survives_a_restart_through_the_journal(tmp_path):
         reopened.close()
 
 
+def test_a_change_counts_what_it_adds_and_is_refused_past_the_cap(tmp_path):
+    gate = make_gate(risk_daily_notional_cap=700, risk_max_quantity=8)
+    small = buy(2, order_type="LMT", limit_price=100.0)
+    gate.reserve(small)  # 200 today
+    bigger = dataclasses.replace(small, quantity=6)
+    assert gate.reserve_change(bigger, small) == 400.0  # only the addition counts
+    assert gate.reserve_change(dataclasses.replace(bigger, limit_price=90.0), bigger) == 0.0
+    assert gate.limits()["notional_today"] == 600.0
+    refused = rule_of_change(gate, dataclasses.replace(small, quantity=8), bigger)
+    assert refused.rule == "daily_notional_cap" and "would be 800.00" in refused.message
+    assert gate.limits()["notional_today"] == 600.0  # a refused change counts nothing
+    assert rule_of_change(gate, dataclasses.replace(small, quantity=9), small).rule == (
+        "max_quantity"  # the per-order rules first, as for a new order
+    )
+    gate.give_back(400.0)  # the change was not sent after all
+    assert gate.limits()["notional_today"] == 200.0
+
+    journal = Journal(str(tmp_path / "orders.db"))
+    try:
+        journal.insert(journaled("placed", time.time()), risk={"notional": 200.0})
+        journal.insert(journaled("adopted", time.time()))  # no gate decision of its own
+        journal.add_notional("placed", 400.0)
+        journal.add_notional("adopted", 50.0)
+        assert journal.notional_since(0) == 650.0
+    finally:
+        journal.close()
+
+
+def rule_of_change(gate, after, before):
+    with pytest.raises(RiskRejected) as caught:
+        gate.reserve_change(after, before)
+    return caught.value.decision
+
+
 def test_check_applies_the_per_order_rules_only_and_counts_nothing():
     gate = make_gate(risk_max_orders_per_minute=1, risk_daily_notional_cap=150, risk_max_quantity=5)
     for _ in range(3):
