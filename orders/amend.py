@@ -68,6 +68,8 @@ class Amend:
         values = {**tracker.unconfirmed, **command.changes()}  # on top of changes not echoed yet
         for name, value in values.items():
             setattr(order, fields[name], value)
+        order.transmit = True  # a bracket's entry and first exit were sent with False: a change
+        # sent so would wait in TWS for its Transmit button and never reach the exchange
         changes = change_words(command.changes())
         try:
             ib.placeOrder(trade.contract, order)

@@ -14,7 +14,8 @@ Orders: MKT/LMT/STP/STP LMT/TRAIL with DAY/GTC/IOC. Market hours (``sessions``):
 without outsideRth outside regular hours (or any order outside extended hours) is acknowledged
 PreSubmitted with warning 399 and works from the next open; DAY orders expire (Cancelled) at the
 close of the session they work in, GTC orders carry over. transmit=False orders are held until
-an order of their group arrives with transmit=True;
+an order of their group arrives with transmit=True (a transmit=False change to a transmitted order
+is never applied: it waits for a Transmit click in TWS);
 children work only once their parent is completely filled and shrink with each other's fills
 (bracket = implicit OCA). ``validation_delay`` holds back the acknowledgement, ``fill_delay``
 the fill of a marketable order, ``cancel_delay`` a cancel (the order shows PendingCancel and can

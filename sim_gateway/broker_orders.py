@@ -254,7 +254,13 @@ class OrderEntry:
         return [*shown, error, *shown]
 
     def _modify(self, order: _Order, req: OrderRequest, now: float) -> list[Event]:
-        """Re-placing a live order id: new price/quantity/type, re-acknowledged, may then fill."""
+        """Re-placing a live order id: new price/quantity/type, re-acknowledged, may then fill.
+
+        A change with transmit=False to an order already transmitted waits in TWS for its
+        Transmit button (IB: "the modification will not take effect until the order is
+        resubmitted"; IB Gateway has no such button): nothing changes, nothing is reported."""
+        if not req.transmit and not order.held and order.status != "PendingSubmit":
+            return []
         reason = (
             self._request_reason(req, order.contract)
             or _modify_reason(order, req)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -557,10 +558,12 @@ def test_bracket_held_until_transmit_then_children_after_parent_fill() -> None:
     assert (
         broker.advance(T0 + 20) == [] and order_view(broker, 5, 11).status == "PreSubmitted"
     )  # not active yet
-    # ib_async re-sends the parent with transmit False: a released order stays released
-    events = broker.place_order(
-        5, req(10, "BUY", 100, "LMT", lmt_price=191.0, transmit=False), T0 + 20
-    )
+    # a change sent with transmit False (ib_async keeps the parent's flag) waits for TWS's
+    # Transmit button: not applied, nothing reported; sent with transmit True it applies
+    moved = req(10, "BUY", 100, "LMT", lmt_price=191.0, transmit=False)
+    assert broker.place_order(5, moved, T0 + 20) == []
+    assert order_view(broker, 5, 10).lmt_price == 180.0
+    events = broker.place_order(5, dataclasses.replace(moved, transmit=True), T0 + 20)
     fills = of(events, ExecutionEvent)
     assert [fields(f.execution, "order_id", "side", "price") for f in fills] == [
         (10, "BOT", 190.01),
