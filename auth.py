@@ -215,8 +215,9 @@ def login() -> ResponseReturnValue:
     refused = refused_attempt("login")
     if refused is not None:
         wait = refused[0].headers["Retry-After"]
-        page, status = _login_page(f"Too many failed attempts: try again in {wait} s", 429)
-        return Response(page, status, headers={"Retry-After": wait})
+        page = _login_page(f"Too many failed attempts: try again in {wait} s", 429)
+        page.headers["Retry-After"] = wait
+        return page
     if given and _secret_matches(given):
         session.clear()
         session["auth"] = current_app.extensions["session_mark"]
@@ -240,11 +241,14 @@ def _secret_matches(given: str) -> bool:
     return token_ok or password_ok
 
 
-def _login_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
+def _login_page(error: str | None = None, status: int = 200) -> Response:
+    """The sign-in page; its URL may carry the token (a refused sign-in link), so it sends no
+    Referer, not even to the app (a proxy's access log would keep it)."""
     password = bool(current_app.extensions["trading"].settings.dashboard_password)
-    return render_template(
+    page = render_template(
         "login.html", error=error, password=password, next=_next_target(request.args.get("next"))
-    ), status
+    )
+    return Response(page, status, headers={"Referrer-Policy": "no-referrer"})
 
 
 def _after_login() -> str:

@@ -45,7 +45,8 @@ HEADERS = {
     "form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # a Referer only to the app itself: the https CSRF check needs one (Flask-WTF's SSL_STRICT)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 csrf = CSRFProtect()

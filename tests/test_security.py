@@ -7,6 +7,7 @@ import re
 import stat
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -116,6 +117,39 @@ def test_session_cookie_is_secure_over_https(app):
     browser = app.test_client()
     res = browser.get(f"/login?token={API_TOKEN}", base_url="https://localhost")
     assert "; Secure" in res.headers["Set-Cookie"]
+
+
+def same_origin_referer(policy: str, page: str) -> str | None:
+    """The Referer a browser sends with a request from ``page`` to its own origin under the
+    page's Referrer-Policy (the Fetch standard; Chromium checked): none under no-referrer,
+    the origin under origin / strict-origin, else the page's URL."""
+    if policy == "no-referrer":
+        return None
+    if policy in ("origin", "strict-origin"):
+        parts = urlsplit(page)
+        return f"{parts.scheme}://{parts.netloc}/"
+    return page.partition("#")[0]
+
+
+def test_a_dashboard_behind_an_https_proxy_can_write(make_app, gateway):
+    """Over https Flask-WTF's CSRF check also wants a Referer naming this host: the page's
+    Referrer-Policy must let the browser send one to the app (no-referrer made every order,
+    cancel, kill switch and sign-out of an https dashboard a 403)."""
+    public = "dash.example.test"
+    app = make_app(trusted_proxies="127.0.0.1", trusted_hosts=f"127.0.0.1,{public}")
+    browser = app.test_client()
+    browser.environ_base.update(HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST=public)
+    token = signed_in(browser)
+    policy = browser.get("/").headers["Referrer-Policy"]
+    referer = same_origin_referer(policy, f"https://{public}/")
+    sent = {"X-CSRFToken": token, **({"Referer": referer} if referer else {})}
+    res = browser.post("/api/v1/orders", json=ORDER, headers=sent)
+    assert res.status_code == 202, res.get_json()
+    forged = {"X-CSRFToken": token, "Referer": "https://evil.example/"}
+    res = browser.post("/api/v1/orders", json=ORDER, headers=forged)
+    assert res.status_code == 403 and res.get_json()["error"]["code"] == "csrf_failed"
+    assert browser.post("/logout", data={"csrf_token": token}, headers=sent).status_code == 302
+    assert browser.get("/api/v1/status").status_code == 401
 
 
 def test_login_next_stays_on_this_site(app):
@@ -549,7 +583,12 @@ def test_security_headers(client):
         assert "default-src 'self'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "no-referrer"  # the login URL's token stays here
+        # a Referer only to the app (the https CSRF check wants one); none from the sign-in
+        # page, whose URL may hold the token (a refused link): not even to the app's proxy
+        policy = "no-referrer" if url == "/login" else "same-origin"
+        assert headers["Referrer-Policy"] == policy
+    refused = client.get("/login?token=wrong-token-0123456789")
+    assert refused.status_code == 401 and refused.headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_second_instance_refuses_to_start(gateway, tmp_path):
