@@ -15,8 +15,10 @@ every session. Failed secrets (login, bearer, webhook) are counted per client
 address (an IPv6 address's /64) and in total in moving windows (the ``limits`` library, which
 Flask-Limiter is built on); past a window's allowance every attempt, right or
 wrong, answers 429 with ``Retry-After`` until the window has room again, and the
-windows grow from a minute to a day. Each failure and each refused attempt is
-audited.
+windows grow from a minute to a day. The webhook's failures count against their address
+only (``PUBLIC_KINDS``): it is on the internet, and strangers' guesses there must not lock
+the trader's sign-in, scripts and TradingView's alerts out. Each failure and each refused
+attempt is audited.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HEALTH_PATH = "/api/v1/health"
 WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
+PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
 
 
 class LoginGuard:
@@ -68,21 +71,24 @@ class LoginGuard:
         self._span = max(item.get_expiry() for item in (*self._per_client, *self._overall))
         self._last_failure = -math.inf  # time.monotonic()
 
-    def wait_seconds(self, client: str) -> int:
-        """0 when ``client`` may try a secret now, else the seconds until it may."""
+    def wait_seconds(self, client: str, overall: bool = True) -> int:
+        """0 when ``client`` may try a secret now, else the seconds until it may; with
+        ``overall`` False only its own failures count (not everyone's)."""
         if time.monotonic() - self._last_failure > self._span:
             return 0
         waits = [self._wait(item, "client", client_key(client)) for item in self._per_client]
-        waits += [self._wait(item, "all") for item in self._overall]
+        if overall:
+            waits += [self._wait(item, "all") for item in self._overall]
         return max(waits)
 
-    def failed(self, client: str) -> None:
-        """Count one failed secret from ``client``."""
+    def failed(self, client: str, overall: bool = True) -> None:
+        """Count one failed secret from ``client`` (and in the total, with ``overall``)."""
         self._last_failure = time.monotonic()
         for item in self._per_client:
             self._limiter.hit(item, "client", client_key(client))
-        for item in self._overall:
-            self._limiter.hit(item, "all")
+        if overall:
+            for item in self._overall:
+                self._limiter.hit(item, "all")
 
     def _wait(self, item: RateLimitItem, *identifiers: str) -> int:
         if self._limiter.test(item, *identifiers):
@@ -160,7 +166,7 @@ def session_valid() -> bool:
 
 def refused_attempt(kind: str) -> tuple[Response, int] | None:
     """A 429 answer when this client is locked out (audited), else None."""
-    wait = current_app.extensions["login_guard"].wait_seconds(_client())
+    wait = current_app.extensions["login_guard"].wait_seconds(_client(), kind not in PUBLIC_KINDS)
     if not wait:
         return None
     audit(kind, f"locked_out: retry in {wait} s")
@@ -175,7 +181,7 @@ def refused_attempt(kind: str) -> tuple[Response, int] | None:
 
 def secret_failed(kind: str) -> None:
     """Count and audit one wrong secret (the secret itself is never logged)."""
-    current_app.extensions["login_guard"].failed(_client())
+    current_app.extensions["login_guard"].failed(_client(), kind not in PUBLIC_KINDS)
     audit(kind, "unauthorized: wrong secret")
     log.warning("🚫 wrong %s secret from %s", kind, _client())
 

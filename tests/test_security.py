@@ -355,6 +355,28 @@ def test_webhook_secret_failures_count_too(make_app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+def test_strangers_webhook_guesses_lock_out_only_themselves(make_app, gateway):
+    """The webhook is on the internet: wrong secrets from four addresses (20, the overall
+    minute's allowance) used to lock every client out, so a stranger stopped TradingView's
+    alerts and the trader's sign-in and scripts (429). They now lock out only their senders."""
+    secret = "webhook-secret-abcdefghij"
+    app = make_app(webhook_secret=secret)
+    for i in range(4):
+        stranger = client_from(app, f"203.0.113.{i}")
+        for _ in range(5):
+            res = stranger.post("/api/v1/webhook", json=ORDER, headers={"X-Webhook-Secret": "x"})
+            assert res.status_code == 401
+        res = stranger.post("/api/v1/webhook", json=ORDER, headers={"X-Webhook-Secret": secret})
+        assert res.status_code == 429  # each sender is still locked out
+    tradingview = client_from(app, "52.89.214.238")
+    res = tradingview.post("/api/v1/webhook", json={**ORDER, "secret": secret})
+    assert res.status_code == 202, res.get_json()
+    trader = client_from(app, "127.0.0.1")
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert trader.get("/api/v1/status", headers=bearer).status_code == 200
+    assert trader.get(f"/login?token={API_TOKEN}").status_code == 302
+
+
 # -------------------------------------------------------------------- CSRF
 def test_browser_session_needs_csrf_for_writes(app, gateway):
     browser = app.test_client()
