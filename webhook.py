@@ -42,7 +42,7 @@ ALSO_ACCEPT = ("text/plain",)  # TradingView's content type when it does not see
 TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s?#\"'<>]+")
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert per minute
+DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert a minute
 ORDER_FIELDS = (
     "order_type",
     "limit_price",
@@ -246,6 +246,14 @@ def dedup_key(alert: AlertIn, body: Mapping[str, Any], now: float | None = None)
     if alert.time is None:
         key += f":{int((time.time() if now is None else now) // DEDUP_WINDOW)}"
     return key
+
+
+def previous_window_key(alert: AlertIn, body: Mapping[str, Any], now: float) -> str | None:
+    """The key the same alert had in the previous window, for one without an id or a time (a
+    copy sent just after the minute turned); None for the others."""
+    if alert.alert_id is not None or alert.time is not None:
+        return None
+    return dedup_key(alert, body, now - DEDUP_WINDOW)
 
 
 def is_target(alert: AlertIn) -> bool:

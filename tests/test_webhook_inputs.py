@@ -4,6 +4,7 @@ a secret that is no text, a mistyped secret URL, FX pairs named as TradingView n
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from test_webhook import (  # noqa: F401 - fixtures
@@ -19,6 +20,7 @@ from test_webhook import (  # noqa: F401 - fixtures
 
 import webhook
 from conftest import wait_for
+from web import tradingview
 
 
 @pytest.mark.parametrize(
@@ -133,3 +135,26 @@ def test_an_fx_limit_alert_is_priced_on_the_pairs_tick():
         }
     )
     assert webhook.plan(alert, 0.0)["limit_price"] == 1.08435
+
+
+def test_a_copy_after_the_minute_turned_is_the_same_alert(hook, gateway, monkeypatch):
+    """An alert without an id or a time (the README's indicator alert) was deduplicated per
+    calendar minute: a copy a moment after the minute turned placed a second order. A copy
+    within the window of the first order replays it; past the window, the same body is a new
+    alert. (A 2 s window here, the minute shrunk.)"""
+    monkeypatch.setattr(webhook, "DEDUP_WINDOW", 2)
+    sender = hook.test_client()
+    body = {"ticker": "MSFT", "action": "buy", "contracts": 1}
+    wait_for(lambda: time.time() % 2 > 1.0)  # late in a window
+    first = post(sender, {**body, "secret": SECRET})
+    assert first.status_code == 202
+    svc = hook.extensions["trading"]
+    entry = svc.journal.get(first.get_json()["id"])
+    window = int(entry.idem_key.rpartition(":")[2])  # the window its key was made in
+    wait_for(lambda: time.time() // 2 > window)  # the next window has begun
+    copy = post(sender, {**body, "secret": SECRET})
+    assert copy.status_code == 200 and copy.get_json()["id"] == first.get_json()["id"]
+    assert len(gateway.all_orders()) <= 1 and svc.journal.count() == 1
+    alert = webhook.AlertIn.model_validate(body)
+    later = tradingview._dedup_key(svc, alert, body, entry.record.created_at + 2.01)
+    assert later not in (entry.idem_key, None)  # past the window: a new alert

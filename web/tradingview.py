@@ -149,7 +149,7 @@ def _webhook_body(token: str | None) -> tuple[dict[str, Any], list[object]]:
 def _place_alert(
     svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
 ) -> tuple[Response, int]:
-    key = webhook.dedup_key(alert, body)
+    key = _dedup_key(svc, alert, body, time.time())
     if not webhook.is_target(alert):
         return _place(alert, 0.0, key, body)
     with _target_turn(alert, body):  # read and placed before the next alert for it is read
@@ -157,6 +157,19 @@ def _place_alert(
         if existing is not None:  # its first order, whatever is held now
             return _submit(_replayed_fields(existing.record), key, body)
         return _place(alert, _held_position(svc, alert, body), key, body)
+
+
+def _dedup_key(svc: Services, alert: webhook.AlertIn, body: dict[str, Any], now: float) -> str:
+    """The alert's duplicate key at ``now``. One without an id or a time has a key per minute;
+    a copy that comes after the minute turned takes the previous minute's key while the order
+    placed under it is less than DEDUP_WINDOW old: one order, not two."""
+    key = webhook.dedup_key(alert, body, now)
+    earlier = webhook.previous_window_key(alert, body, now)
+    if earlier is None or svc.journal is None:
+        return key
+    entry = svc.journal.find_by_key(earlier)
+    recent = entry is not None and now - entry.record.created_at < webhook.DEDUP_WINDOW
+    return earlier if recent else key
 
 
 def _place(
