@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -152,14 +153,15 @@ def bound_port(server: object, configured: int) -> int:
 
 
 def _print_login_url(app: Flask, settings: Settings, port: int) -> None:
-    """The sign-in URL with the token, on the terminal only (never through a log handler)."""
+    """The sign-in URL with the token (URL-escaped: a configured one may hold '+', '&', '#'),
+    on the terminal only (never through a log handler)."""
     token = app.extensions["api_token"]
     folder = security.data_dir(settings)
     if app.extensions.get("token_generated") and folder is not None:
         print(f"🔑 Generated an API token, kept in {folder / 'api_token'}", flush=True)
     print(
         f"Dashboard on {_base_url(settings, port)}/  (Ctrl+C to stop)\n"
-        f"🔑 Sign in by opening: {_base_url(settings, port)}/login?token={token}\n"
+        f"🔑 Sign in by opening: {_base_url(settings, port)}/login?token={quote(token, safe='')}\n"
         f"   Scripts send the header 'Authorization: Bearer {token}'",
         flush=True,
     )

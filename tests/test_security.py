@@ -729,3 +729,20 @@ def test_the_printed_sign_in_url_opens_a_session(tmp_path):
         proc.terminate()
         _, logs = proc.communicate(timeout=30)
     assert "Dashboard on" not in logs and token not in logs  # logs never carry the token
+
+
+def test_the_sign_in_url_of_any_configured_token_signs_in(make_app, capsys):
+    """API_TOKEN may be any text of 16 characters or more (openssl rand -base64 gives '+',
+    '/' and '='): the printed link carried it unescaped, so a '+' arrived as a space, '&' or
+    '#' cut it short, and the link answered 'Wrong token' (counted towards the lockout)."""
+    import app_simple
+
+    token = "tok+en/with=odd&chars#0123%41 x"
+    app = make_app(api_token=token)
+    app_simple._print_login_url(app, app.extensions["trading"].settings, 5000)
+    link = re.search(r"opening: http://127\.0\.0\.1:5000(\S+)", capsys.readouterr().out)
+    assert link, "no sign-in link printed"
+    browser = app.test_client()
+    res = browser.get(link.group(1))
+    assert res.status_code == 302 and res.headers["Location"] == "/"
+    assert browser.get("/api/v1/status").status_code == 200
