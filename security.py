@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,6 +28,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 import auth
 from config import ConfigError, Settings
+from screen_store import ALERTS_FILE, WATCHLIST_FILE
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ KEPT_FILES = (
     "sim_state.json",
     "sim_state.json.tmp",
     "sim_state.json.log",
+)
+SCREEN_FILES = tuple(
+    f"{stem}{tail}"
+    for stem in (WATCHLIST_FILE.removesuffix(".json"), ALERTS_FILE.removesuffix(".json"))
+    for tail in (".json", ".tmp", ".json.bad")
 )
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -183,20 +190,34 @@ def _normalised(hosts: tuple[str, ...]) -> set[str]:
 
 
 def make_private_dir(folder: Path) -> None:
-    """Create ``folder`` if needed and make it the owner's alone (0700)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    """Create ``folder`` if needed, the owner's alone (0700); an existing one is left as it is
+    (``secure_data_dir`` decides whether it is the app's to make private)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def secure_data_dir(settings: Settings) -> None:
     """Data folder 0700; the journal, secrets, lock and demo account in it 0600 (files made
-    by an earlier version are fixed at start)."""
+    by an earlier version are fixed at start). A folder that holds anything else (JOURNAL_PATH
+    in /tmp, a home folder, /) is not the app's: its mode is left alone (made 0700, /tmp
+    locked every other user and program out) and only the app's files in it are private."""
     folder = data_dir(settings)
     if folder is None:
         return
     make_private_dir(folder)
     journal = Path(settings.journal_path).name
-    for name in (journal, f"{journal}-wal", f"{journal}-shm", *KEPT_FILES):
+    own = (journal, f"{journal}-wal", f"{journal}-shm", f"{journal}-journal", *KEPT_FILES)
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (*own, *SCREEN_FILES))
+    if others:
+        log.warning(
+            "🔒 the data folder %s (JOURNAL_PATH's) also holds %s: its mode is left as it "
+            "is; the app's files in it are made 0600",
+            folder,
+            ", ".join(others[:3]) + (" ..." if len(others) > 3 else ""),
+        )
+    elif stat.S_IMODE(folder.stat().st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    os.close(os.open(folder / journal, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's -wal/-shm
+    for name in (*own, *SCREEN_FILES):  # take the journal's mode
         path = folder / name
         if path.is_file() and path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)

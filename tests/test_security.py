@@ -613,6 +613,26 @@ def test_security_headers(client):
     assert refused.status_code == 401 and refused.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_a_shared_folder_keeps_its_mode_and_the_app_files_are_private(make_app, tmp_path):
+    """JOURNAL_PATH in a folder that is not the app's alone (/tmp/orders.db, ~/orders.db): the
+    app made the folder 0700, which took /tmp's sticky world-writable mode and locked every
+    other user and program out of it. Its mode is now left alone; the app's files are 0600."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    (shared / "someone-elses.txt").write_text("not the app's\n")
+    app = make_app(journal_path=str(shared / "orders.db"), api_token=None, secret_key=None)
+    res = app.test_client().post(
+        "/api/v1/orders?wait=1",
+        json=ORDER,
+        headers={"Authorization": f"Bearer {app.extensions['api_token']}"},
+    )
+    assert res.status_code == 200, res.get_json()  # the journal is written (and its WAL made)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    for name in ("orders.db", "orders.db-wal", "api_token", "secret_key", "app.lock"):
+        assert stat.S_IMODE((shared / name).stat().st_mode) == 0o600, name
+
+
 def test_second_instance_refuses_to_start(gateway, tmp_path):
     from app_simple import create_app, shutdown
 
