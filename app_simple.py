@@ -55,8 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(JSON_SORT_KEYS=False, START_SERVICES=True)
     app.config.update(config)
-    security.secure_data_dir(settings)
-    keys = security.load_secrets(settings)
+    with security.naming("JOURNAL_PATH", settings.journal_path, _folder_use(settings)):
+        security.secure_data_dir(settings)
+        keys = security.load_secrets(settings)
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
     app.register_blueprint(web.bp)
@@ -69,7 +70,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = Services(settings)
     app.extensions["trading"] = services
     if app.config["START_SERVICES"]:
-        lock = security.acquire_instance_lock(settings)
+        with security.naming("JOURNAL_PATH", settings.journal_path, _folder_use(settings)):
+            lock = security.acquire_instance_lock(settings)
         try:
             services.start()
         except BaseException:
@@ -78,6 +80,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.extensions["instance_lock"] = lock
         atexit.register(shutdown, app)
     return app
+
+
+def _folder_use(settings: Settings) -> str:
+    return f"the data folder {security.data_dir(settings)} cannot be made or written"
 
 
 def shutdown(app: Flask) -> None:
@@ -116,30 +122,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("ib_async").setLevel(logging.WARNING)
     webhook.install_redaction()
-    from waitress import create_server
-
     import waitress_compat
 
     waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
 
     try:
         app = create_app({"SETTINGS": settings})
-    except (security.InstanceLockedError, JournalError) as exc:
+    except (security.InstanceLockedError, security.UnusableSetting, JournalError) as exc:
         print(f"Refusing to start: {exc}", file=sys.stderr)
         return 3
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
-        server = create_server(
-            app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
-        )
+        server = _listen(app, settings)
         port = bound_port(server, settings.dashboard_port)  # the one taken for 0
         _print_login_url(app, settings, port)  # listening now: the link works as it shows
         server.run()
     except KeyboardInterrupt:
         log.info("🛑 Shutting down: no new orders, flushing the journal, disconnecting")
+    except security.UnusableSetting as exc:
+        print(f"Refusing to start: {exc}", file=sys.stderr)
+        return 3
     finally:
         shutdown(app)
     return 0
+
+
+def _listen(app: Flask, settings: Settings) -> Any:
+    """The waitress server on the dashboard's address; UnusableSetting naming the port."""
+    from waitress import create_server
+
+    address = f"{settings.dashboard_host}:{settings.dashboard_port}"
+    with security.naming("DASHBOARD_PORT", settings.dashboard_port, f"cannot listen on {address}"):
+        return create_server(
+            app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
+        )
 
 
 def bound_port(server: object, configured: int) -> int:

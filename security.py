@@ -19,6 +19,8 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -61,6 +63,22 @@ csrf = CSRFProtect()
 
 class InstanceLockedError(RuntimeError):
     """Another copy of the app holds the lock."""
+
+
+class UnusableSetting(RuntimeError):
+    """A setting names a folder or a port the app cannot use (not writable, taken)."""
+
+
+@contextmanager
+def naming(key: str, value: object, what: str, errnos: tuple[int, ...] = ()) -> Iterator[None]:
+    """Turn an OSError (one of ``errnos`` if given) into one line naming the setting
+    (``KEY=value: what: reason``)."""
+    try:
+        yield
+    except OSError as exc:
+        if errnos and exc.errno not in errnos:
+            raise
+        raise UnusableSetting(f"{key}={value!r}: {what}: {exc.strerror or exc}") from exc
 
 
 @dataclass

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from quote_hub import QuoteHub
 from rate_window import SlidingWindow
 from risk import RiskGate, RiskQuote
 from screen_store import ScreenStore
-from security import data_dir
+from security import data_dir, naming
 
 if TYPE_CHECKING:
     from sim_gateway.controller import SimGateway
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVER_THREADS = 16  # waitress worker threads (one process, threads only)
 RESERVED_THREADS = 4  # never held by a long call: the kill switch, /health, /status stay served
 LONG_CALL_SLOTS = SERVER_THREADS - RESERVED_THREADS  # streams, ?wait=1, quotes, confirmations
+PORT_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)  # taken, privileged, not ours
 RISK_QUOTE_SILENCE = 0.8  # seconds of total gateway silence before the risk gate answers 503
 
 
@@ -92,7 +94,7 @@ class Services:
                 folder = os.path.dirname(os.path.abspath(s.journal_path))
                 os.makedirs(folder, exist_ok=True)
                 state = os.path.join(folder, "sim_state.json")
-            self.simulator = SimGateway(
+            simulator = SimGateway(
                 ServerSettings(
                     host="127.0.0.1",
                     port=s.sim_port,
@@ -103,7 +105,10 @@ class Services:
                     nightly_reset=None if s.sim_nightly_reset == "off" else s.sim_nightly_reset,
                 ),
                 BrokerConfig(account=s.sim_account, seed=s.sim_seed),
-            ).start()
+            )
+            where = f"the embedded simulator cannot listen on 127.0.0.1:{s.sim_port}"
+            with naming("SIM_PORT", s.sim_port, f"{where} (0 = any free port)", PORT_ERRORS):
+                self.simulator = simulator.start()
             self.simulator.set_validation_delay(s.sim_validation_delay)
             self.host, self.port = "127.0.0.1", self.simulator.port
             log.info("🧪 Embedded simulated IB Gateway on 127.0.0.1:%d", self.port)
