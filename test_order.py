@@ -6,9 +6,9 @@
 Uses its own connection and clientId, applies the paper-trading settle
 workaround (awaited, so callbacks keep flowing), prints each status
 transition with elapsed seconds and every IB message, and exits 0 only if the
-order reaches Filled. An order not done by the time-out (or at Ctrl-C) is cancelled:
-a baseline check leaves nothing working at IB. It refuses a live account unless
-``--live`` is given (the order is real there).
+order reaches Filled. An order not done by the time-out (or at Ctrl-C, SIGTERM or
+SIGHUP) is cancelled: a baseline check leaves nothing working at IB. It refuses a
+live account unless ``--live`` is given (the order is real there).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import time
 
@@ -85,6 +86,7 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
     """Connect, place, settle, monitor; returns the exit code."""
     start = time.monotonic()
     say = lambda text: print(f"[{time.monotonic() - start:4.1f}s] {text}", flush=True)  # noqa
+    _stop_like_ctrl_c(say)
     ib = IB()
     ib.errorEvent += lambda req_id, code, text, contract: say(
         f"💬 Message: Error {code}, reqId {req_id}: {text}"
@@ -108,6 +110,24 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
         return await _place_and_watch(ib, args, say)
     finally:
         ib.disconnect()
+
+
+def _stop_like_ctrl_c(say) -> None:
+    """SIGTERM (kill, timeout, a service manager) and SIGHUP (the terminal closed) end the
+    check as Ctrl-C does: the running task is cancelled, so an unfinished order is cancelled
+    at IB before the script ends, not left working."""
+    if sys.platform == "win32":  # no loop signal handlers there; Ctrl-C works as before
+        return
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+
+    def stop(sig: signal.Signals) -> None:
+        if not task.cancelling():  # a second one would cut the cancel's wait short
+            say(f"🛑 {sig.name} received: stopping as for Ctrl-C")
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig)
 
 
 async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
@@ -214,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         return asyncio.run(run(args, host, port))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C; SIGTERM, SIGHUP
         print("Interrupted.", flush=True)
         return EXIT_ERROR
     finally:

@@ -96,6 +96,29 @@ def test_ctrl_c_while_watching_cancels_the_order(gateway):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_a_closed_terminal_cancels_the_order_too(gateway, sig):
+    """kill, timeout(1) or a service manager (SIGTERM), or the terminal window closed (SIGHUP):
+    the script died at once, silently, and left its order working at IB."""
+    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
+    seen = []
+    with subprocess.Popen(
+        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as script:
+        assert script.stdout is not None
+        for line in script.stdout:
+            seen.append(line)
+            if "✅ Sleep completed" in line:
+                script.send_signal(sig)
+        code = script.wait(timeout=30)
+    out = "".join(seen)
+    assert code == 2, out
+    assert f"🛑 {sig.name} received" in out and "): cancelling orderId" in out, out
+    assert "→ Cancelled" in out and "Interrupted." in out
+    assert asyncio.run(_open_orders(gateway.port)) == []
+
+
 def test_a_live_account_places_nothing_without_the_live_flag(live_gateway):
     args = ("--host", "127.0.0.1", "--port", str(live_gateway.port), "--settle", "0,0,0")
     result = run_script(*args)
