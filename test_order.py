@@ -91,8 +91,9 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
     ib.errorEvent += lambda req_id, code, text, contract: say(
         f"💬 Message: Error {code}, reqId {req_id}: {text}"
     )
+    connect = lambda: ib.connectAsync(host, port, clientId=args.client_id, timeout=10)  # noqa
     try:
-        await ib.connectAsync(host, port, clientId=args.client_id, timeout=10)
+        await connect()
     except (TimeoutError, OSError) as exc:
         say(f"❌ Cannot connect to {host}:{port} as clientId {args.client_id}: {exc!r}")
         return EXIT_ERROR
@@ -107,7 +108,7 @@ async def run(args: argparse.Namespace, host: str, port: int) -> int:
                 "real order there; nothing was sent (add --live to do it anyway)"
             )
             return EXIT_ERROR
-        return await _place_and_watch(ib, args, say)
+        return await _place_and_watch(ib, args, say, connect)
     finally:
         ib.disconnect()
 
@@ -130,7 +131,7 @@ def _stop_like_ctrl_c(say) -> None:
         loop.add_signal_handler(sig, stop, sig)
 
 
-async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
+async def _place_and_watch(ib: IB, args: argparse.Namespace, say, connect) -> int:
     found = await ib.qualifyContractsAsync(make_contract(args.symbol, args.sec_type))
     contract = found[0] if found else None
     if not isinstance(contract, Contract):  # None: unknown or ambiguous
@@ -161,10 +162,10 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
         f"{args.order_type} (timeout: {args.timeout:g}s)"
     )
     try:
-        await _settle_and_watch(trade, args, say)
-    finally:  # the time-out, an error or Ctrl-C (asyncio.run cancels this task)
+        await _settle_and_watch(ib, trade, args, say)
+    finally:  # the time-out, a lost connection, an error or Ctrl-C (asyncio.run cancels this task)
         if not trade.isDone():
-            await _cancel_unfinished(ib, trade, say)
+            trade = await _cancel_unfinished(ib, trade, say, connect)
     for fill in trade.fills:
         say(
             f"💰 Fill {plain_number(fill.execution.shares)} @ {plain_number(fill.execution.price)} "
@@ -178,22 +179,27 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say) -> int:
     return EXIT_NOT_FILLED
 
 
-async def _settle_and_watch(trade: Trade, args: argparse.Namespace, say) -> None:
+async def _settle_and_watch(ib: IB, trade: Trade, args: argparse.Namespace, say) -> None:
     """The settle workaround's waits (awaited: callbacks keep flowing), then up to
-    ``--timeout`` s for the order to be done."""
+    ``--timeout`` s for the order to be done (or the connection to drop)."""
     say("⏱️ Applying sleep workaround...")
     for seconds in args.settle:
         await asyncio.sleep(seconds)
     say("✅ Sleep completed")
     deadline = time.monotonic() + args.timeout
-    while not trade.isDone() and time.monotonic() < deadline:
+    while not trade.isDone() and ib.isConnected() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
 
 
-async def _cancel_unfinished(ib: IB, trade: Trade, say) -> None:
-    """Cancel the order and wait up to CANCEL_WAIT s for the broker to say it is done."""
+async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
+    """Cancel the order and wait up to CANCEL_WAIT s for the broker to say it is done; after
+    a lost connection, connect again first. Returns the order's trade as last known."""
     order = trade.order
     say(f"🛑 Not done ({trade.orderStatus.status}): cancelling orderId {order.orderId}")
+    if not ib.isConnected():
+        trade = await _found_again(ib, trade, say, connect)
+        if trade.isDone():
+            return trade
     try:
         ib.cancelOrder(order)
         deadline = time.monotonic() + CANCEL_WAIT
@@ -206,6 +212,25 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say) -> None:
             f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at IB "
             f"({trade.orderStatus.status}): check TWS and cancel it there"
         )
+    return trade
+
+
+async def _found_again(ib: IB, trade: Trade, say, connect) -> Trade:
+    """The connection dropped (a gateway restart, the network): connect again as the same
+    client, the only one IB lets cancel the order, and find the order in what the gateway
+    reports at connect (open and completed orders, with its fills)."""
+    say("🔌 Lost the connection to the gateway: connecting again to cancel the order")
+    try:
+        await connect()
+    except (TimeoutError, OSError) as exc:
+        say(f"⚠️ Cannot connect again: {exc!r}")
+        return trade
+    order = trade.order
+    for again in ib.trades():
+        if again.order.orderId == order.orderId and again.order.clientId == order.clientId:
+            say(f"📊 Status after reconnecting: {again.orderStatus.status}")
+            return again
+    return trade
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,6 +119,30 @@ def test_sigterm_or_a_closed_terminal_cancels_the_order_too(gateway, sig):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+def test_a_dropped_connection_is_reconnected_to_cancel_the_order(gateway):
+    """The gateway closed the socket while the order worked (its daily restart, the network):
+    the script sat out its time-out, found it could not send the cancel ('Not connected') and
+    exited with the order still working. It now connects again as the same client (the only
+    one IB lets cancel it) and cancels it."""
+    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "10"]
+    seen = []
+    with subprocess.Popen(
+        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as script:
+        assert script.stdout is not None
+        for line in script.stdout:
+            seen.append(line)
+            if "→ Submitted" in line:  # working at the gateway
+                gateway.drop_connections()
+        code = script.wait(timeout=30)
+    out = "".join(seen)
+    assert code == 1, out
+    assert "🔌 Lost the connection to the gateway: connecting again" in out, out
+    assert "❌ Order did not fill: Cancelled" in out and "may still be working" not in out, out
+    assert asyncio.run(_open_orders(gateway.port)) == []
+
+
 def test_a_live_account_places_nothing_without_the_live_flag(live_gateway):
     args = ("--host", "127.0.0.1", "--port", str(live_gateway.port), "--settle", "0,0,0")
     result = run_script(*args)
