@@ -137,6 +137,25 @@ def _proxies(items: tuple[str, ...]) -> tuple[str, ...]:
     return _networks(items)
 
 
+def _host_alone(host: str | None) -> str | None:
+    """A host name or an IP address, nothing else (IPv6 brackets dropped): a port, a scheme or
+    a path in it (``127.0.0.1:4002``, ``http://gw``) made a name nobody resolves, retried for
+    ever behind a resolver error that named no setting."""
+    if host is None:
+        return None
+    bare = host.removeprefix("[").removesuffix("]")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", host):
+        raise ValueError(
+            "Input should be a host name or an IP address alone (the port goes in IB_PORT), "
+            "e.g. 127.0.0.1"
+        )
+    return host
+
+
 def _paper_account(account: str) -> str:
     if not is_paper_account(account):
         raise ValueError(f"Input should be a paper account id starting with {PAPER_PREFIX!r}")
@@ -193,7 +212,7 @@ class Settings(BaseSettings):
     ib_mode: Annotated[Literal["auto", "sim", "gateway"], _folded("lower")] = _env(
         "IB_MODE", "auto"
     )
-    ib_host: str | None = _env("IB_HOST", None)
+    ib_host: Annotated[str | None, AfterValidator(_host_alone)] = _env("IB_HOST", None)
     ib_port: Port = _env("IB_PORT", 4002)
     client_id: ClientId = _env("IB_CLIENT_ID", 999)
     order_client_id: ClientId | None = Field(  # None -> client_id + 1 (never None once built)

@@ -121,6 +121,8 @@ def test_gateway_mode_requires_host() -> None:
         ("IB_MODE", " Sim ", "ib_mode", "sim"),
         ("IB_MODE", "AUTO", "ib_mode", "auto"),
         ("IB_HOST", " 192.168.1.10 ", "ib_host", "192.168.1.10"),
+        ("IB_HOST", "ib_gateway", "ib_host", "ib_gateway"),  # a compose service's name
+        ("IB_HOST", "[::1]", "ib_host", "::1"),
         ("IB_PORT", "7497", "ib_port", 7497),
         ("IB_PORT", "1", "ib_port", 1),
         ("IB_PORT", "65535", "ib_port", 65535),
@@ -180,6 +182,10 @@ def test_empty_value_means_default() -> None:
     ("key", "raw", "expected"),
     [
         ("IB_MODE", "live", "'auto', 'sim' or 'gateway'"),
+        # a port, a scheme or a path in the host: a name nobody resolves, retried for ever
+        ("IB_HOST", "127.0.0.1:4002", "alone (the port goes in IB_PORT)"),
+        ("IB_HOST", "http://127.0.0.1", "host name or an IP address alone"),
+        ("IB_HOST", "gw.local/api", "host name or an IP address alone"),
         ("IB_PORT", "abc", "Input should be a valid integer"),
         ("IB_PORT", "0", "greater than or equal to 1"),
         ("IB_PORT", "65536", "less than or equal to 65535"),
