@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
@@ -338,6 +339,12 @@ class Settings(BaseSettings):
 ENV_KEYS: dict[str, str] = {
     name: str(field.validation_alias) for name, field in Settings.model_fields.items()
 }
+# first words shared by several keys: an unknown key in .env that starts with one is a typo
+_KEY_FAMILIES = frozenset(
+    word
+    for word in {key.split("_")[0] for key in ENV_KEYS.values()}
+    if sum(key.startswith(f"{word}_") for key in ENV_KEYS.values()) > 1
+)
 _FIELD_OF_KEY: dict[str, str] = {
     **{key: name for name, key in ENV_KEYS.items()},
     **{n: n for n in ENV_KEYS},
@@ -360,6 +367,21 @@ def _dotenv_source(path: str | os.PathLike[str] | None) -> DotEnvSettingsSource:
         return DotEnvSettingsSource(Settings, env_file=None if path is None else os.fspath(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read {os.fspath(path or '')!r}: {exc}"]) from exc
+
+
+def _stray_keys(keys: Iterable[str], path: str | os.PathLike[str]) -> list[str]:
+    """Keys of the .env file that are no setting but look meant as one (a typo, lower case,
+    one of the settings' families): they were ignored, so RISK_MAX_NOTIONAL_USD=5000 left
+    the limit at 250,000 without a word. Other tools' keys (TZ, COMPOSE_...) pass."""
+    known = list(ENV_KEYS.values())
+    problems = []
+    for key in keys:
+        close = get_close_matches(key.upper(), known, n=1, cutoff=0.8)
+        if key in known or not (close or key.upper().split("_")[0] in _KEY_FAMILIES):
+            continue
+        hint = f"did you mean {close[0]}?" if close else "the keys are in .env.example"
+        problems.append(f"{key}: no such setting (in {os.fspath(path)}): {hint}")
+    return problems
 
 
 def _problem(error: ErrorDetails, overrides: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
@@ -393,6 +415,8 @@ def load_settings(
     ]
     environment = _MappingEnvSource(Settings, os.environ if env is None else env)
     dotenv = _dotenv_source(dotenv_path)
+    if dotenv_path is not None:
+        problems += _stray_keys(dotenv.env_vars, dotenv_path)
     sources = (InitSettingsSource(Settings, init_kwargs=known), environment, dotenv)
     try:
         settings = Settings(_build_sources=(sources, known))  # type: ignore[call-arg]  # pydantic-settings' documented source hook

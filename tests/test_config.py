@@ -297,6 +297,27 @@ def test_bad_value_in_dotenv_names_key(tmp_path: Path) -> None:
         load_settings(env={}, dotenv_path=str(path))
 
 
+def test_a_mistyped_key_in_dotenv_is_named_not_ignored(tmp_path: Path) -> None:
+    """A key that is no setting was ignored: RISK_MAX_NOTIONAL_USD=5000 left the per-order
+    limit at 250,000 and the app started as if it had been set."""
+    path = write_env(
+        tmp_path / ".env",
+        "RISK_MAX_NOTIONAL_USD=5000\nib_port=4001\nALLOW_LIVE_TRADNG=false\nRISK_PER_TRADE=500\n"
+        "TZ=UTC\nCOMPOSE_PROJECT_NAME=ib\nIB_PORT=4001\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, dotenv_path=path)
+    assert info.value.problems == (
+        f"RISK_MAX_NOTIONAL_USD: no such setting (in {path}): did you mean RISK_MAX_NOTIONAL?",
+        f"ib_port: no such setting (in {path}): did you mean IB_PORT?",
+        f"ALLOW_LIVE_TRADNG: no such setting (in {path}): did you mean ALLOW_LIVE_TRADING?",
+        f"RISK_PER_TRADE: no such setting (in {path}): the keys are in .env.example",
+    )
+    # other programs' keys in the same file, and the environment's, are not the app's business
+    path.write_text("TZ=UTC\nCOMPOSE_PROJECT_NAME=ib\nIB_PORT=4001\n")
+    assert load_settings(env={"RISK_MAX_NOTIONAL_USD": "1"}, dotenv_path=path).ib_port == 4001
+
+
 def test_missing_dotenv_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(env={}, dotenv_path=tmp_path / "nope.env") == load()
     monkeypatch.chdir(tmp_path)  # no ./.env here
