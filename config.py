@@ -138,23 +138,28 @@ def _proxies(items: tuple[str, ...]) -> tuple[str, ...]:
     return _networks(items)
 
 
-def _host_alone(host: str | None) -> str | None:
-    """A host name or an IP address, nothing else (IPv6 brackets dropped): a port, a scheme or
-    a path in it (``127.0.0.1:4002``, ``http://gw``) made a name nobody resolves, retried for
-    ever behind a resolver error that named no setting."""
-    if host is None:
-        return None
-    bare = host.removeprefix("[").removesuffix("]")
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", host):
-        raise ValueError(
-            "Input should be a host name or an IP address alone (the port goes in IB_PORT), "
-            "e.g. 127.0.0.1"
-        )
-    return host
+def _host_alone(port_key: str, normalise: bool) -> AfterValidator:
+    """A host name or an IP address, nothing else (IPv6 brackets dropped when ``normalise``):
+    a port, a scheme or a path in it (``127.0.0.1:4002``, ``http://gw``) made a name nobody
+    resolves, retried for ever behind a resolver error that named no setting (IB_HOST), or a
+    misleading 'exposes the dashboard' refusal (DASHBOARD_HOST)."""
+
+    def check(host: str | None) -> str | None:
+        if host is None:
+            return None
+        bare = host.removeprefix("[").removesuffix("]")
+        try:
+            address = str(ipaddress.ip_address(bare))
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", host):
+                raise ValueError(
+                    "Input should be a host name or an IP address alone (the port goes in "
+                    f"{port_key}), e.g. 127.0.0.1"
+                ) from None
+            return host
+        return address if normalise else host
+
+    return AfterValidator(check)
 
 
 def _paper_account(account: str) -> str:
@@ -213,7 +218,7 @@ class Settings(BaseSettings):
     ib_mode: Annotated[Literal["auto", "sim", "gateway"], _folded("lower")] = _env(
         "IB_MODE", "auto"
     )
-    ib_host: Annotated[str | None, AfterValidator(_host_alone)] = _env("IB_HOST", None)
+    ib_host: Annotated[str | None, _host_alone("IB_PORT", normalise=True)] = _env("IB_HOST", None)
     ib_port: Port = _env("IB_PORT", 4002)
     client_id: ClientId = _env("IB_CLIENT_ID", 999)
     order_client_id: ClientId | None = Field(  # None -> client_id + 1 (never None once built)
@@ -225,7 +230,9 @@ class Settings(BaseSettings):
     settle_validation: Wait = _env("SETTLE_VALIDATION_WAIT", 2.0)
     settle_final: Wait = _env("SETTLE_FINAL_WAIT", 1.0)
     monitor_timeout: Positive = _env("ORDER_MONITOR_TIMEOUT", 15.0)
-    dashboard_host: str = _env("DASHBOARD_HOST", "127.0.0.1")
+    dashboard_host: Annotated[str, _host_alone("DASHBOARD_PORT", normalise=False)] = _env(
+        "DASHBOARD_HOST", "127.0.0.1"
+    )
     dashboard_port: AnyPort = _env("DASHBOARD_PORT", 5000)  # 0: any free port, printed
     sim_seed: Seed = _env("SIM_SEED", 1)
     sim_account: Annotated[str, AfterValidator(_paper_account)] = _env("SIM_ACCOUNT", "DU1234567")

@@ -138,6 +138,7 @@ def test_gateway_mode_requires_host() -> None:
         ("SETTLE_FINAL_WAIT", "1e-1", "settle_final", 0.1),
         ("ORDER_MONITOR_TIMEOUT", "30", "monitor_timeout", 30.0),
         ("DASHBOARD_HOST", "0.0.0.0", "dashboard_host", "0.0.0.0"),
+        ("DASHBOARD_HOST", "[::]", "dashboard_host", "[::]"),  # kept as written: check_bind
         ("DASHBOARD_PORT", "8080", "dashboard_port", 8080),
         ("SIM_SEED", "12345", "sim_seed", 12345),
         ("SIM_ACCOUNT", "DU9999999", "sim_account", "DU9999999"),
@@ -186,6 +187,9 @@ def test_empty_value_means_default() -> None:
         ("IB_HOST", "127.0.0.1:4002", "alone (the port goes in IB_PORT)"),
         ("IB_HOST", "http://127.0.0.1", "host name or an IP address alone"),
         ("IB_HOST", "gw.local/api", "host name or an IP address alone"),
+        # and in the dashboard's: it was refused as 'exposes the dashboard beyond this machine'
+        ("DASHBOARD_HOST", "127.0.0.1:5000", "alone (the port goes in DASHBOARD_PORT)"),
+        ("DASHBOARD_HOST", "http://localhost", "host name or an IP address alone"),
         ("IB_PORT", "abc", "Input should be a valid integer"),
         ("IB_PORT", "0", "greater than or equal to 1"),
         ("IB_PORT", "65536", "less than or equal to 65535"),
