@@ -164,7 +164,7 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say, connect) -> in
     try:
         await _settle_and_watch(ib, trade, args, say)
     finally:  # the time-out, a lost connection, an error or Ctrl-C (asyncio.run cancels this task)
-        if not trade.isDone():
+        if await _still_working(ib, trade, say):
             trade = await _cancel_unfinished(ib, trade, say, connect)
     for fill in trade.fills:
         say(
@@ -187,8 +187,36 @@ async def _settle_and_watch(ib: IB, trade: Trade, args: argparse.Namespace, say)
         await asyncio.sleep(seconds)
     say("✅ Sleep completed")
     deadline = time.monotonic() + args.timeout
-    while not trade.isDone() and ib.isConnected() and time.monotonic() < deadline:
+    listed_at = 0  # trade.log's length when the gateway last listed the order as working
+    while ib.isConnected() and time.monotonic() < deadline:
+        if trade.isDone() and len(trade.log) != listed_at:
+            if not await _still_working(ib, trade, say):
+                return
+            listed_at = len(trade.log)
         await asyncio.sleep(0.1)
+
+
+async def _still_working(ib: IB, trade: Trade, say) -> bool:
+    """Whether the order may still work at IB. ib_async marks an order Cancelled on any IB
+    message outside its short list of warnings (10349, 10311 ...) while it works on: an end
+    that came from such a message is checked against the gateway's open orders (whose
+    answer also brings the order's real status back)."""
+    if not trade.isDone():
+        return True
+    if not trade.log or trade.log[-1].errorCode == 0:  # the gateway's own status
+        return False
+    if not ib.isConnected():
+        return True
+    code = trade.log[-1].errorCode
+    try:
+        listed = await asyncio.wait_for(ib.reqOpenOrdersAsync(), CANCEL_WAIT)
+    except TimeoutError:
+        say("⚠️ The gateway did not list its open orders: taking the order for working")
+        return True
+    if not any(t.order.orderId == trade.order.orderId for t in listed):
+        return False
+    say(f"⚠️ IB's message {code} ended nothing: the order is still working at IB")
+    return True
 
 
 async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:

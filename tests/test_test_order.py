@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +141,31 @@ def test_a_dropped_connection_is_reconnected_to_cancel_the_order(gateway):
     assert code == 1, out
     assert "🔌 Lost the connection to the gateway: connecting again" in out, out
     assert "❌ Order did not fill: Cancelled" in out and "may still be working" not in out, out
+    assert asyncio.run(_open_orders(gateway.port)) == []
+
+
+def test_an_ib_message_ib_async_takes_for_a_cancel_does_not_end_the_watch(gateway):
+    """IB's informational 10349 on a working order: ib_async marks it Cancelled, and the
+    script believed it ('did not fill: Cancelled', exit 1) and exited with the order still
+    working at IB. The end is now checked against the gateway's open orders."""
+    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "2"]
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as script:
+        assert script.stdout is not None
+        for line in script.stdout:
+            seen.append(line)
+            if "Status: PreSubmitted → Submitted" in line:
+                order_id = int(re.search(r"Submitted orderId (\d+)", "".join(seen))[1])
+                text = "Order TIF was set to DAY based on order preset."
+                assert gateway.send_error(7, order_id, 10349, text)
+        code = script.wait(timeout=30)
+    out = "".join(seen)
+    assert code == 1, out
+    assert "IB's message 10349 ended nothing: the order is still working at IB" in out, out
+    assert "🛑 Not done (Submitted): cancelling orderId" in out and "→ Cancelled" in out, out
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
