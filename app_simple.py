@@ -126,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
 
     waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
 
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
     try:
         app = create_app({"SETTINGS": settings})
     except (security.InstanceLockedError, security.UnusableSetting, JournalError) as exc:
         print(f"Refusing to start: {exc}", file=sys.stderr)
         return 3
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
+    except KeyboardInterrupt:  # while connecting (a gateway that does not answer: up to 15 s)
+        print("🛑 Stopped while starting: what had started is stopped", file=sys.stderr)
+        return 0
     try:
         server = _listen(app, settings)
         port = bound_port(server, settings.dashboard_port)  # the one taken for 0

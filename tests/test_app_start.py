@@ -1,6 +1,8 @@
 """``python app_simple.py`` refusing to start: one line naming the setting, exit code 3."""
 
+import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,3 +63,39 @@ def test_a_port_in_use_is_named(tmp_path, key):
         result = start_app(tmp_path, **extra, **{key: str(port)})
     refused(result, f"{key}={port}: ")
     assert "in use" in result.stderr
+
+
+def test_sigterm_while_connecting_stops_cleanly(tmp_path):
+    """A gateway that takes the socket and never answers (IB Gateway at its login dialog):
+    the start waits for the handshake's time-out. SIGTERM then killed the app outright (its
+    handler came only after the start) and Ctrl-C ended in a traceback, exit code 1."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        values = {
+            "IB_MODE": "gateway",
+            "IB_HOST": "127.0.0.1",
+            "IB_PORT": str(silent.getsockname()[1]),
+            "IB_CONNECT_TIMEOUT": "30",
+            "DASHBOARD_PORT": "0",
+            "JOURNAL_PATH": str(tmp_path / "data" / "orders.db"),
+            "LOG_LEVEL": "WARNING",
+        }
+        with subprocess.Popen(
+            [sys.executable, str(ROOT / "app_simple.py")],
+            cwd=tmp_path,
+            env={**os.environ, **values},
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as app:
+            silent.settimeout(30)
+            first, _ = silent.accept()  # the app is connecting: its start waits on the answer
+            first.close()
+            app.send_signal(signal.SIGTERM)
+            _, err = app.communicate(timeout=30)
+    assert app.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert err.splitlines()[-1] == "🛑 Stopped while starting: what had started is stopped"
+    # the instance lock was let go: another start may take it
+    with open(tmp_path / "data" / "app.lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
