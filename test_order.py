@@ -224,22 +224,23 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
     a lost connection, connect again first. Returns the order's trade as last known."""
     order = trade.order
     say(f"🛑 Not done ({trade.orderStatus.status}): cancelling orderId {order.orderId}")
-    if not ib.isConnected():
-        trade = await _found_again(ib, trade, say, connect)
-        if trade.isDone():
-            return trade
     try:
+        if not ib.isConnected():
+            trade = await _found_again(ib, trade, say, connect)
+            if trade.isDone():
+                return trade
         ib.cancelOrder(order)
         deadline = time.monotonic() + CANCEL_WAIT
         while not trade.isDone() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
     except ConnectionError as exc:
         say(f"⚠️ Cancel not sent: {exc}")
-    if not trade.isDone():
-        say(
-            f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at IB "
-            f"({trade.orderStatus.status}): check TWS and cancel it there"
-        )
+    finally:  # also when a second Ctrl-C cuts the wait short
+        if not trade.isDone():
+            say(
+                f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at "
+                f"IB ({trade.orderStatus.status}): check TWS and cancel it there"
+            )
     return trade
 
 

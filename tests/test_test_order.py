@@ -97,6 +97,31 @@ def test_ctrl_c_while_watching_cancels_the_order(gateway):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+def test_a_second_ctrl_c_during_the_cancel_still_names_the_order(gateway):
+    """The trader presses Ctrl-C again while IB has not confirmed the cancel yet: the script
+    said only 'Interrupted.', not that its order may still be working."""
+    gateway.set_cancel_delay(30)  # IB is slow to confirm the cancel
+    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
+    seen = []
+    with (
+        ctrl_c_reaches_children(),
+        subprocess.Popen(
+            [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        ) as script,
+    ):
+        assert script.stdout is not None
+        for line in script.stdout:
+            seen.append(line)
+            if "✅ Sleep completed" in line or "→ PendingCancel" in line:
+                script.send_signal(signal.SIGINT)  # Ctrl-C, and again while IB cancels
+        code = script.wait(timeout=30)
+    out = "".join(seen)
+    assert code == 2, out
+    assert "may still be working at IB (PendingCancel): check TWS" in out, out
+    assert out.rstrip().endswith("Interrupted."), out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_or_a_closed_terminal_cancels_the_order_too(gateway, sig):
     """kill, timeout(1) or a service manager (SIGTERM), or the terminal window closed (SIGHUP):
