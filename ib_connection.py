@@ -51,6 +51,16 @@ class ServersUnreachable(NotConnectedError):
     """The gateway is up but has lost IB's servers (1100): nothing was sent."""
 
 
+def check_account(account: str, managed: tuple[str, ...]) -> None:
+    """ConnectionError unless ``account`` (IB_ACCOUNT; "" = the first) is one the gateway
+    manages: a mistyped one got no account data and every order refused by IB."""
+    if account and account not in managed:
+        raise ConnectionError(
+            f"IB_ACCOUNT={account} is not an account of this gateway (it manages "
+            f"{', '.join(managed) or 'none'}): correct it, or leave it empty for the first one"
+        )
+
+
 @dataclass(frozen=True)
 class ConnectionState:
     """What the status endpoint reports about one connection."""
@@ -219,6 +229,7 @@ class IBConnection(IBServers):
                 readonly=self.readonly,
                 account=self.account,
             )
+            check_account(self.account, tuple(ib.managedAccounts()))
             self.ib = ib
             self._server_version = ib.client.serverVersion()
             self._accounts = tuple(ib.managedAccounts())

@@ -277,6 +277,30 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     assert post_order(client, wait=True).get_json()["order"]["verdict"] == "filled"
 
 
+def test_an_ib_account_the_gateway_does_not_manage_is_named_and_trades_nothing(gateway):
+    """IB_ACCOUNT mistyped (DU9999999 on a DU1234567 gateway): the app showed it connected
+    (ok: true) with that account's figures all empty, and sent every order, which IB
+    rejected. Now neither connection counts as up, each saying why, and no order goes out."""
+    from app_simple import create_app
+
+    settings = app_settings(gateway, account="DU9999999", connect_timeout=1)
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    try:
+        client = api_client(app)
+        status = client.get("/api/v1/status").get_json()
+        assert status["ok"] is False
+        for connection in status["connections"].values():
+            assert connection["state"] != "connected"
+            assert connection["last_error"] == (
+                "ConnectionError: IB_ACCOUNT=DU9999999 is not an account of this gateway (it "
+                "manages DU1234567): correct it, or leave it empty for the first one"
+            )
+        assert post_order(client).status_code == 503
+        assert gateway_order_count(gateway) == 0
+    finally:
+        app.extensions["trading"].stop()
+
+
 def test_no_route_touches_an_ib_object_from_a_flask_thread(client, monkeypatch):
     """Every byte to the gateway is written by a loop thread, never a request thread."""
     writers = set()
