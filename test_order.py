@@ -34,9 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line flags."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--host", default=None, help="gateway host (default: start an embedded simulated gateway)"
+        "--host",
+        default=None,
+        help="gateway host (default 127.0.0.1 with --port; neither: an embedded simulated gateway)",
     )
-    ap.add_argument("--port", type=int, default=4002, help="gateway port (default 4002)")
+    ap.add_argument(
+        "--port", type=int, default=None, help="gateway port (default 4002 with --host)"
+    )
     ap.add_argument("--client-id", type=int, default=7, help="API client id (default 7)")
     ap.add_argument("--symbol", default="AAPL")
     ap.add_argument("--sec-type", default="STK", choices=("STK", "CASH"))
@@ -69,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "need none: this script never asks for a quote",
     )
     args = ap.parse_args(argv)
+    if args.host is not None or args.port is not None:  # a gateway of the trader's, not ours
+        args.host = args.host or "127.0.0.1"
+        args.port = 4002 if args.port is None else args.port
     try:
         args.settle = tuple(float(x) for x in args.settle.split(","))
     except ValueError:

@@ -224,6 +224,17 @@ def test_unknown_symbol_and_bad_flags_fail_clearly(gateway):
     assert run_script("--quantity", "0").returncode == 2
 
 
+def test_a_port_alone_means_the_gateway_on_this_machine(gateway):
+    """`test_order.py --port 4002` (the module docstring's own example, no --host) started
+    the embedded simulator and ignored the port: a trader's gateway was never tested, and
+    the script said SUCCESS."""
+    result = run_script("--port", str(gateway.port), "--settle", "0,0,0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Embedded simulated IB Gateway" not in result.stdout
+    assert f"Connected to 127.0.0.1:{gateway.port}" in result.stdout
+    assert gateway.stats().requests_by_client.get((7, "PlaceOrder"), 0) == 1
+
+
 def test_connection_refused_is_reported(gateway):
     port = gateway.port
     gateway.stop()
