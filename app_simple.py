@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     waitress_compat.install()  # keep-alive after a 304 (conditional GETs of polling scripts)
 
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM shuts down as gracefully as Ctrl+C
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # as gracefully as Ctrl+C (SIGHUP: the
+        signal.signal(sig, _interrupt)  # terminal it runs in was closed)
     try:
         app = create_app({"SETTINGS": settings})
     except (security.InstanceLockedError, security.UnusableSetting, JournalError) as exc:

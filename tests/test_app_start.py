@@ -99,3 +99,32 @@ def test_sigterm_while_connecting_stops_cleanly(tmp_path):
     # the instance lock was let go: another start may take it
     with open(tmp_path / "data" / "app.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_the_terminal_closed_stops_the_app_as_gracefully_as_sigterm(tmp_path, sig):
+    """SIGHUP (the terminal window of ./scripts/run closed) killed the app outright: the
+    journal was never closed (its -wal file left behind), the shutdown never ran."""
+    values = {
+        "IB_MODE": "gateway",
+        "IB_HOST": "127.0.0.1",
+        "IB_PORT": str(free_port()),
+        "DASHBOARD_PORT": "0",
+        "JOURNAL_PATH": str(tmp_path / "data" / "orders.db"),
+        "LOG_LEVEL": "WARNING",
+    }
+    with subprocess.Popen(
+        [sys.executable, str(ROOT / "app_simple.py")],
+        cwd=tmp_path,
+        env={**os.environ, **values},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as app:
+        assert app.stdout is not None
+        for line in app.stdout:
+            if "Ctrl+C to stop" in line:  # serving
+                app.send_signal(sig)
+        code = app.wait(timeout=30)
+    assert code == 0
+    assert not (tmp_path / "data" / "orders.db-wal").exists()  # the journal was closed
