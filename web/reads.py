@@ -132,9 +132,10 @@ def executions() -> Response:
 def orders() -> Response:
     """A page of every client's orders, merged with our lifecycle records.
 
-    Newest broker orders first, then ours not at the broker (yet). ``limit`` rows (default
-    100, at most 500); ``next_cursor`` (null on the last page) is the ``cursor`` of the next
-    page. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
+    The broker's orders newest first, then ours it has not numbered yet. ``limit`` rows
+    (default 100, at most 500); ``next_cursor`` (null on the last page) is the ``cursor`` of
+    the next page: the pages give each order of the first page's list once, however orders
+    change between them. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
     svc = services()
     query = _validate(OrdersQuery, request.args.to_dict())
     after = _decode_cursor(query.cursor)
@@ -166,11 +167,19 @@ def orders() -> Response:
 
 
 class _Row(NamedTuple):
-    """One merged order with its JSON text and its last activity (epoch s; None: unknown)."""
+    """One merged order with its JSON text, its last activity (epoch s; None: unknown) and
+    where it stands in the list (``_rank``)."""
 
     data: dict[str, Any]
     text: bytes
     at: float | None
+    perm: int | None  # the broker's permId (None: ours, not numbered by the broker yet)
+    created: float  # ours: when our record was made (others: 0)
+
+
+# A place in the list (see ``_rank``): (0,) new at the broker, (1, -permId) at the broker,
+# (2, -created, id) ours the broker had not numbered when the first page was read.
+Rank = tuple[Any, ...]
 
 
 def _order_rows(svc: Services, snap: Snapshot, records: Records, key: tuple) -> list[_Row]:
@@ -187,10 +196,26 @@ def _order_rows(svc: Services, snap: Snapshot, records: Records, key: tuple) -> 
         for row in merged_orders(snap, records):
             record = by_id.get(row["id"]) if row["ours"] else None
             at = (record.updated_at or record.created_at) if record else fills.get(row["perm_id"])
-            rows.append(_Row(row, _dumps(row).encode(), at))
-        return rows
+            created = record.created_at if record else 0.0
+            rows.append(_Row(row, _dumps(row).encode(), at, row["perm_id"] or None, created))
+        return sorted(rows, key=lambda r: _rank(r, None))  # the order pages follow
 
     return _cached("orders-rows", key, build)
+
+
+def _rank(row: _Row, horizon: int | None) -> Rank:
+    """Where ``row`` stands in the list as paged from a first page that saw permIds up to
+    ``horizon`` (None: now). The broker's orders newest first (by permId, which it gives in
+    order), then ours it has not numbered yet, newest first. One of ours numbered after the
+    first page keeps its place among those, and another client's order new since then comes
+    before the first page (the next first page has it): no order moves past a cursor, so
+    none is given twice or skipped however orders change between pages."""
+    new = row.perm is None or (horizon is not None and row.perm > horizon)
+    if new and row.data["ours"]:
+        return (2, -row.created, row.data["id"])
+    if new and row.perm is not None:
+        return (0,)
+    return (1, -(row.perm or 0))  # another client's order without a permId: the broker's last
 
 
 def _epoch(stamp: str) -> float | None:
@@ -206,54 +231,73 @@ def _orders_page(
     records: Records,
     key: tuple,
     query: OrdersQuery,
-    after: tuple[str, int] | None,
+    after: _Cursor | None,
 ) -> tuple[bytes, bytes]:
     """(JSON array of one page of rows, JSON of the next page's cursor)."""
     since = query.since_epoch()
     symbol = query.symbol.upper() if query.symbol else None
+    every = _order_rows(svc, snap, records, key)
+    horizon = after.horizon if after else max((r.perm or 0 for r in every), default=0)
     rows = [
         r
-        for r in _order_rows(svc, snap, records, key)
+        for r in (every if after is None else _after(every, after))
         if (query.status == "all" or r.data["open"] == (query.status == "open"))
         and (symbol is None or str(r.data["symbol"]).upper() == symbol)
         and (since is None or (r.at is not None and r.at >= since))
     ]
-    start = _cursor_start(rows, after)
-    page = rows[start : start + query.limit]
-    end = start + len(page)
-    cursor = _dumps(_cursor(page[-1].data["id"], end) if page and end < len(rows) else None)
-    return b"[" + b",".join(r.text for r in page) + b"]", cursor.encode()
+    page = rows[: query.limit]
+    last = _Cursor(horizon, _rank(page[-1], horizon)) if len(rows) > len(page) else None
+    return b"[" + b",".join(r.text for r in page) + b"]", _dumps(last and last.text()).encode()
 
 
-def _cursor(last_id: str, offset: int) -> str:
-    """An opaque cursor: the last row given and how many rows came before the next page."""
-    raw = json.dumps([last_id, offset], separators=(",", ":")).encode()
-    return urlsafe_b64encode(raw).decode().rstrip("=")
+class _Cursor(NamedTuple):
+    """Where a page ended: the highest permId at the broker when the first page was read and
+    the ``_rank`` of the page's last row."""
+
+    horizon: int
+    rank: Rank
+
+    def text(self) -> str:
+        """Opaque to clients: URL-safe base64 of JSON."""
+        raw = json.dumps([self.horizon, *self.rank], separators=(",", ":")).encode()
+        return urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[str, int] | None:
-    """(last row id, offset) of a cursor; 400 naming ``cursor`` if it is not one of ours."""
+def _after(rows: list[_Row], cursor: _Cursor) -> list[_Row]:
+    """The rows after the cursor's, in its first page's order."""
+    ranked = sorted(((_rank(r, cursor.horizon), r) for r in rows), key=lambda p: p[0])
+    return [row for rank, row in ranked if rank > cursor.rank]
+
+
+def _decode_cursor(cursor: str | None) -> _Cursor | None:
+    """The place a next_cursor names; 400 naming ``cursor`` if it is not one of ours."""
     if cursor is None:
         return None
     try:
-        last_id, offset = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        parts = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError):
-        last_id = offset = None
-    if not isinstance(last_id, str) or not isinstance(offset, int) or offset < 0:
+        parts = None
+    if not (
+        isinstance(parts, list) and len(parts) > 2 and _whole(parts[0]) and _rank_ok(parts[1:])
+    ):
         raise ApiError(400, "validation_error", "cursor: not a next_cursor of this API", "cursor")
-    return last_id, offset
+    return _Cursor(parts[0], tuple(parts[1:]))
 
 
-def _cursor_start(rows: list[_Row], after: tuple[str, int] | None) -> int:
-    """Where the page after ``after`` starts: after its last row, or at its offset if that
-    row has left the list."""
-    if after is None:
-        return 0
-    last_id, offset = after
-    for index, row in enumerate(rows):
-        if row.data["id"] == last_id:
-            return index + 1
-    return min(offset, len(rows))
+def _rank_ok(rank: list[Any]) -> bool:
+    """A ``_rank`` of a row at the broker (1, -permId) or of ours (2, -created, id)."""
+    if not _whole(rank[0]):
+        return False  # a bool would match 1
+    match rank:
+        case [1, perm]:
+            return _whole(perm)
+        case [2, created, str()]:
+            return _whole(created) or (isinstance(created, float) and math.isfinite(created))
+    return False
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @bp.get("/executions.csv")
