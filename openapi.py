@@ -66,6 +66,9 @@ class Doc:
     etag: bool = False
     public: bool = False
     extra_ok: dict[int, str] = field(default_factory=dict)  # more success codes: description
+    # statuses answered with the response model, not the error shape, and no ETag (/health's
+    # 503 says why in its own body): description
+    same_body: dict[int, str] = field(default_factory=dict)
 
 
 def documented(
@@ -249,6 +252,8 @@ def _responses(doc: Doc) -> dict[str, Any]:
     out: dict[str, Any] = {str(doc.ok): ok}
     for code, text in doc.extra_ok.items():
         out[str(code)] = {**ok, "description": text}
+    for code, text in doc.same_body.items():
+        out[str(code)] = {"description": text, "content": ok["content"]}
     if doc.etag:
         out["304"] = {
             "description": "Not Modified: the data has not changed since that ETag",

@@ -128,6 +128,23 @@ def test_document_types_every_answer(app):
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
 
 
+def test_an_unhealthy_answer_is_the_documented_one(client, gateway):
+    """/health's 503 is its own body (ok false and the reason, for monitors): the document
+    said it was the error shape, so a typed client failed to read it."""
+    from schemas_out import HealthOut
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    [(media, body)] = doc["paths"]["/api/v1/health"]["get"]["responses"]["503"]["content"].items()
+    assert (media, body["schema"]) == (
+        "application/json",
+        {"$ref": "#/components/schemas/HealthOut"},
+    )
+    gateway.outage(seconds=1.5)
+    health = wait_for(lambda: (res := client.get("/api/v1/health")).status_code == 503 and res)
+    answer = HealthOut.model_validate(health.get_json())
+    assert answer.ok is False and "IB servers unreachable" in (answer.reason or "")
+
+
 def fuzz(app, mode: GenerationMode, examples: int, checks: list, after=None) -> list:
     """Run generated cases of every operation through ``checks``; returns (operation key,
     status) of every answer."""

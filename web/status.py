@@ -326,9 +326,15 @@ def openapi_document() -> Response:
 
 
 @bp.get("/health")
-@documented(HealthOut, 503, etag=True, public=True)
+@documented(
+    HealthOut,
+    etag=True,
+    public=True,
+    same_body={503: "not healthy: ok false and the reason"},
+)
 def health() -> Response | tuple[Response, int]:
-    """200 when both connections are up, else 503 (for monitors)."""
+    """200 when both connections are up, IB's servers reachable and the journal saves, else
+    503 with ``ok`` false and the ``reason`` (for monitors)."""
     svc = services()
     up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
     if not up:
