@@ -435,3 +435,25 @@ def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkey
     assert error["code"] == "history_timeout" and "did not answer" in error["message"]
     again = wait_for(lambda: (r := client.get(query)).status_code == 200 and r.get_json())
     assert again["cached"] is False and len(again["bars"]) == 60  # asked again, not "no bars"
+
+
+def test_a_retried_order_during_an_outage_answers_with_its_order(client, gateway):
+    """A script whose POST got no answer retries with the same Idempotency-Key while IB's
+    servers are unreachable (1100): it is told its order (placed before the outage), as
+    README promises for a repeated key, not 503 'new orders are refused' (read as: not
+    placed). A new order is still refused."""
+    body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT"}
+    key = {"Idempotency-Key": "retry-in-outage"}
+    first = client.post("/api/v1/orders", json=body, headers=key)
+    assert first.status_code == 202, first.get_json()
+    gateway.outage(seconds=3)
+    wait_for(lambda: not servers(client)["reachable"])
+    retried = client.post("/api/v1/orders", json=body, headers=key)
+    assert retried.status_code == 200, retried.get_json()
+    assert retried.get_json()["id"] == first.get_json()["id"]
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/api/v1/orders", json=body, headers={"Idempotency-Key": "a-new-one"})
+    assert (
+        other.status_code == 503 and other.get_json()["error"]["code"] == "ib_servers_unreachable"
+    )
+    assert client.application.extensions["trading"].journal.count() == 1

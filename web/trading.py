@@ -209,7 +209,7 @@ def submit_order(
     outcome, decision, record = "error", None, None
     try:
         link = ib_servers(svc)  # either connection told of 1100: no order can reach IB
-        if not link.reachable:
+        if not link.reachable and not _key_used(key):  # a retry still gets its order
             raise ServersUnreachable(link.reason())
         record, created = _handler().submit(
             order_in.intent(svc.settings.account),
