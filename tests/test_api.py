@@ -579,3 +579,26 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
         assert whole.status_code == 200 and whole.get_json()["status"]["queue_depth"] == 1
     finally:
         held.set()
+
+
+def test_the_fills_csv_says_what_the_json_says(fuzz_app):
+    """/executions.csv and /executions list the same fills with the same values; its times
+    are the API's (ISO 8601 UTC with milliseconds, ``...Z``), so a script can match a row of
+    one with the other (the CSV wrote IB's text: ``2026-11-30T15:00:01+00:00``)."""
+    import csv
+    import io
+
+    client = api_client(fuzz_app)
+    empty = client.get("/api/v1/executions.csv")
+    assert empty.status_code == 200 and empty.mimetype == "text/csv"
+    assert list(csv.DictReader(io.StringIO(empty.get_data(as_text=True)))) == []
+    placed = client.post(
+        "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
+    )
+    assert placed.status_code == 200, placed.get_json()
+    connector = fuzz_app.extensions["trading"].connector
+    wait_for(lambda: [e for e in connector.snapshot().executions if e.commission is not None])
+    [fill] = client.get("/api/v1/executions").get_json()["executions"]
+    [row] = csv.DictReader(io.StringIO(client.get("/api/v1/executions.csv").get_data(as_text=True)))
+    assert row["time"] == fill["time"] and fill["time"].endswith("Z")
+    assert row == {k: "" if v is None else str(v) for k, v in fill.items()}

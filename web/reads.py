@@ -49,6 +49,7 @@ from web.common import (
     bp,
     services,
 )
+from wire import to_wire
 
 
 @bp.get("/account")
@@ -311,8 +312,8 @@ def executions_csv() -> Response:
         fields = [f.name for f in dataclasses.fields(ExecutionRow)]
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
-        for row in snap.executions:
-            writer.writerow(dataclasses.asdict(row))
+        for row in snap.executions:  # the API's times (and no NaN), as in /executions
+            writer.writerow(to_wire(dataclasses.asdict(row)))
         return out.getvalue()
 
     return _conditional(
