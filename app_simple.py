@@ -104,8 +104,7 @@ def _index() -> str:
 def _http_error(exc: HTTPException) -> Response | tuple[Response, int] | HTTPException:
     """JSON errors under /api (404, 405, 413, bad Host ...), HTML pages elsewhere."""
     if request.path.startswith("/api/"):
-        code = exc.name.lower().replace(" ", "_")
-        return web.common.api_error(exc.code or 500, code, exc.description or exc.name)
+        return web.common._on_http_error(exc)
     return exc
 
 

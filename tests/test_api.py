@@ -602,3 +602,21 @@ def test_the_fills_csv_says_what_the_json_says(fuzz_app):
     [row] = csv.DictReader(io.StringIO(client.get("/api/v1/executions.csv").get_data(as_text=True)))
     assert row["time"] == fill["time"] and fill["time"].endswith("Z")
     assert row == {k: "" if v is None else str(v) for k, v in fill.items()}
+
+
+@pytest.mark.parametrize(
+    "method, url, allowed",
+    [
+        ("put", "/api/v1/orders", {"GET", "POST"}),
+        ("delete", "/api/v1/orders/o-1", {"GET"}),
+        ("get", "/api/v1/orders/o-1/cancel", {"POST"}),
+        ("post", "/api/v1/executions.csv", {"GET"}),
+    ],
+)
+def test_a_method_not_allowed_says_which_are(client, method, url, allowed):
+    """A 405 carries Allow (HTTP requires it), in the API's error shape: the JSON error
+    dropped the header werkzeug's own answer has, so a client could not tell what to use."""
+    res = getattr(client, method)(url)
+    assert res.status_code == 405
+    assert res.get_json()["error"]["code"] == "method_not_allowed"
+    assert allowed <= {m.strip() for m in res.headers.get("Allow", "").split(",")}

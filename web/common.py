@@ -147,7 +147,14 @@ def _on_journal_error(exc: JournalError) -> tuple[Response, int]:
 
 @bp.errorhandler(HTTPException)
 def _on_http_error(exc: HTTPException) -> tuple[Response, int]:
-    return api_error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
+    """werkzeug's own errors (404, 405, 413 ...) in the one shape, with their headers (a 405's
+    Allow)."""
+    code = exc.name.lower().replace(" ", "_")
+    response, status = api_error(exc.code or 500, code, exc.description or exc.name)
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 def services() -> Services:
