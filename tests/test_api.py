@@ -620,3 +620,22 @@ def test_a_method_not_allowed_says_which_are(client, method, url, allowed):
     assert res.status_code == 405
     assert res.get_json()["error"]["code"] == "method_not_allowed"
     assert allowed <= {m.strip() for m in res.headers.get("Allow", "").split(",")}
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("/orders?symbol=IBM&symbol=MSFT", "symbol"),
+        ("/orders?status=open&status=completed", "status"),
+        ("/orders?limit=5&limit=50", "limit"),
+        ("/quote?symbol=AAPL&symbol=MSFT", "symbol"),
+        ("/bars?symbol=AAPL&bar=1m&bar=1D", "bar"),
+    ],
+)
+def test_a_parameter_given_twice_is_refused_not_half_read(client, query, field):
+    """``symbol=IBM&symbol=MSFT`` answered IBM's orders only (the first value; the second
+    was dropped without a word), so a script asking for both read 'MSFT: no orders'."""
+    res = client.get(f"/api/v1{query}")
+    assert res.status_code == 400, res.get_json()
+    error = res.get_json()["error"]
+    assert (error["code"], error["field"]) == ("validation_error", field)

@@ -203,6 +203,17 @@ def _validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
         ) from None
 
 
+def _query(model: type[BaseModel]) -> Any:
+    """The request's query string, validated; a parameter given twice is a 400 naming it (to
+    take one of them would answer for a filter the client did not ask for)."""
+    args = request.args
+    repeated = [name for name in args if len(args.getlist(name)) > 1]
+    if repeated:
+        name = repeated[0]
+        raise ApiError(400, "validation_error", f"{name}: given more than once; give it once", name)
+    return _validate(model, args.to_dict())
+
+
 def _age(stamp: float | None) -> float | None:
     return None if stamp is None else round(time.time() - stamp, 3)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from ib_async import RequestError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -100,7 +100,7 @@ class QuotesQuery(_Query):
 def chain() -> Response:
     """Expiries and strikes of an underlying's options, per trading class
     (reqSecDefOptParams: one broker round trip on the reader's loop)."""
-    query = common._validate(ChainQuery, request.args.to_dict())
+    query = common._query(ChainQuery)
     try:
         with common._long_call(required=True):
             answer = common.services().connector.option_chain(query.symbol)
@@ -114,7 +114,7 @@ def chain() -> Response:
 def quotes() -> Response:
     """Calls | strike | puts of one expiry around the money: bid/ask/last, implied volatility
     and greeks of each option (snapshot quotes on the reader's loop)."""
-    query = common._validate(QuotesQuery, request.args.to_dict())
+    query = common._query(QuotesQuery)
     try:
         with common._long_call(required=True):
             board = common.services().connector.option_quotes(
@@ -131,7 +131,7 @@ def quotes() -> Response:
 @documented(FuturesOut, 400, 404, 503, 504, query=FuturesQuery)
 def futures() -> Response:
     """The contract months of a futures product (contract details: one broker round trip)."""
-    query = common._validate(FuturesQuery, request.args.to_dict())
+    query = common._query(FuturesQuery)
     try:
         with common._long_call(required=True):
             months = common.services().connector.future_months(query.symbol, query.exchange or "")

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 from flask import (
     Response,
-    request,
     url_for,
 )
 
@@ -43,6 +42,7 @@ from web.common import (
     _json_cached,
     _long_call,
     _object_json,
+    _query,
     _records,
     _unknown_symbol,
     _validate,
@@ -138,7 +138,7 @@ def orders() -> Response:
     the next page: the pages give each order of the first page's list once, however orders
     change between them. ``symbol``, ``status`` (all, open, completed) and ``since`` filter the list."""
     svc = services()
-    query = _validate(OrdersQuery, request.args.to_dict())
+    query = _query(OrdersQuery)
     after = _decode_cursor(query.cursor)
     key = _orders_key_now(svc)
 
@@ -344,7 +344,7 @@ def quote() -> Response:
     """A snapshot quote (one broker round trip on the reader's loop).
 
     No ETag: every call asks the broker for a fresh quote."""
-    query = _validate(QuoteQuery, request.args.to_dict())
+    query = _query(QuoteQuery)
     symbol = query.symbol.upper()
     checked = _validate(
         OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type}
@@ -363,7 +363,7 @@ def quote() -> Response:
 def bars() -> Response:
     """Historical bars (one broker round trip, or the cache: identical requests within 20 s
     and more are answered from it; requests are paced below IB's limits, 429 past them)."""
-    query = _validate(BarsQuery, request.args.to_dict())
+    query = _query(BarsQuery)
     symbol = query.symbol.upper()
     sec_type = _validate(
         OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type}

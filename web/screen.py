@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from werkzeug.exceptions import HTTPException
 
@@ -182,7 +182,7 @@ def hub() -> QuoteHub:
 
 
 def _args(model: type[BaseModel]) -> Any:
-    return common._validate(model, request.args.to_dict())
+    return common._query(model)
 
 
 # ------------------------------------------------------------------ P&L
