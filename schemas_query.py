@@ -18,8 +18,12 @@ from pydantic import (
 
 from schemas import ORDERS_PAGE, ORDERS_PAGE_MAX, SYMBOL_PATTERN, _field_error
 
+LAST_EPOCH = 253_402_300_800  # 10000-01-01T00:00:00Z: no time of the API is later
+
 
 # ----------------------------------------------------------------- queries
+
+
 class OrdersQuery(BaseModel):
     """GET /orders: a page of the merged order list, optionally filtered.
 
@@ -34,13 +38,23 @@ class OrdersQuery(BaseModel):
     cursor: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,200}$")] | None = None
     symbol: Annotated[str, Field(pattern=SYMBOL_PATTERN)] | None = None
     status: Literal["all", "open", "completed"] = "all"
-    since: Annotated[float, Field(ge=0, allow_inf_nan=False)] | datetime | None = None
+    since: (
+        Annotated[
+            float,
+            Field(ge=0, allow_inf_nan=False, json_schema_extra={"exclusiveMaximum": LAST_EPOCH}),
+        ]
+        | datetime
+        | None
+    ) = None
 
     @field_validator("since")
     @classmethod
     def _after_1970(cls, value: float | datetime | None) -> float | datetime | None:
         if isinstance(value, datetime) and _epoch(value) < 0:
             raise ValueError("must be epoch seconds or an ISO 8601 time after 1970")
+        if isinstance(value, float | int) and value >= LAST_EPOCH:
+            # epoch milliseconds (a JavaScript Date.now()) would silently match no order
+            raise ValueError("must be epoch seconds (this is after the year 9999: milliseconds?)")
         return value
 
     def since_epoch(self) -> float | None:

@@ -317,6 +317,7 @@ def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, mo
         ("status=bogus", "status"),
         ("since=yesterday", "since"),
         ("since=-5", "since"),
+        ("since=1796050800000", "since"),  # epoch milliseconds: every order would be older
     ],
 )
 def test_orders_query_errors_name_the_field(client, query, field):
