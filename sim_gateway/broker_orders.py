@@ -53,6 +53,16 @@ def _off_tick(client_id: int, req: OrderRequest, contract: Contract) -> OrderErr
     return OrderErrorEvent(client_id, req.order_id, 110, OFF_TICK)
 
 
+def _parent_gone(order: _Order, req: OrderRequest, parent: _Order | None) -> OrderErrorEvent | None:
+    """135 for a modify naming a parent IB no longer works (filled, cancelled): IB looks the
+    parent up among working orders (ib_insync #647: a bracket's stop moved after its entry
+    filled, 'Error 135, reqId 22: Can't find order with id = 20'); the order is unchanged."""
+    if not req.parent_id or (parent is not None and parent.live):
+        return None
+    text = errors.text(135, order_id=req.parent_id)
+    return OrderErrorEvent(order.client_id, order.order_id, 135, text)
+
+
 def _modify_reason(order: _Order, req: OrderRequest) -> str | None:
     if req.action.upper() != order.action:
         return "The order action cannot be modified"
@@ -261,6 +271,9 @@ class OrderEntry:
         resubmitted"; IB Gateway has no such button): nothing changes, nothing is reported."""
         if not req.transmit and not order.held and order.status != "PendingSubmit":
             return []
+        gone = _parent_gone(order, req, self._lookup(order.client_id, req.parent_id))
+        if gone is not None:
+            return [gone]
         reason = (
             self._request_reason(req, order.contract)
             or _modify_reason(order, req)

@@ -52,9 +52,12 @@ _ROWS = (
     ),
     Msg(
         135,
-        "Can't find order with ID ={order_id}",
-        "table",
-        "not sent: for a cancel of an unknown id the gateway answers 10147, as current TWS builds do",
+        "Can't find order with id = {order_id}",
+        "wire",
+        "table: 'Can't find order with ID ='; sent for a modify naming a parent that no longer "
+        "works (ib_insync #647: 'Error 135, reqId 22: Can't find order with id = 20', the id of "
+        "the filled entry of the bracket whose stop was moved); a cancel of an unknown id "
+        "answers 10147, as current TWS builds do",
     ),
     Msg(
         161,

@@ -26,8 +26,10 @@ from test_sim_server import (
     Errors,
     aapl,
     async_test,
+    cents,
     connected,
     qualified,
+    quote,
     status,
     statuses,
     until,
@@ -229,6 +231,55 @@ async def test_modifying_a_working_order_shows_presubmitted_then_submitted(
         await status(trade, "Submitted")
         after = statuses(trade)[statuses(trade).index("Submitted") + 1 :]
         assert after == ["Submitted", "PreSubmitted", "Submitted"]  # Modify, then IB's two
+
+
+def leg(gateway: SimGateway, order_id: int) -> Any:
+    """The gateway's view of client 1's order ``order_id``."""
+    return gateway.broker_call(lambda broker: broker.order(1, order_id))
+
+
+@async_test
+async def test_modifying_a_bracket_leg_naming_its_filled_parent_gets_135(
+    gateway: SimGateway,
+) -> None:
+    """Once the entry has filled, IB no longer finds it: a leg's modify that still names it
+    (parentId, as ib_async's echoed order does) is refused with 135 and the leg keeps its price
+    (ib_insync #647: 'Error 135, reqId 22: Can't find order with id = 20'); without the parentId
+    the change applies. While the entry works, naming it is how a leg is modified."""
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ticker = await quote(ib, stock)
+        entry, profit, loss = ib.bracketOrder(
+            "BUY", 10, cents(ticker.bid - 20), cents(ticker.ask + 20), cents(ticker.bid - 30)
+        )
+        parent, _, stop = [ib.placeOrder(stock, order) for order in (entry, profit, loss)]
+        await status(stop, "PreSubmitted")
+        waiting = copy.copy(stop.order)  # entry working: the leg names it, and is modified
+        waiting.auxPrice = cents(ticker.bid - 29)
+        ib.placeOrder(stock, waiting)
+        await until(lambda: leg(gateway, stop.order.orderId).aux_price == waiting.auxPrice)
+
+        moved = copy.copy(parent.order)
+        moved.lmtPrice = cents(ticker.ask + 1)  # marketable: the entry fills
+        ib.placeOrder(stock, moved)
+        await status(parent, "Filled")
+        late = copy.copy(stop.order)
+        assert late.parentId == parent.order.orderId
+        late.auxPrice = cents(ticker.bid - 25)
+        ib.placeOrder(stock, late)
+        await until(lambda: 135 in errors.codes(stop.order.orderId), what="error 135")
+        assert errors.text(135) == f"Can't find order with id = {parent.order.orderId}"
+        assert leg(gateway, stop.order.orderId).aux_price == waiting.auxPrice
+        assert leg(gateway, stop.order.orderId).status == "PreSubmitted"
+        assert stop.orderStatus.status == "Cancelled"  # ib_async's reading of 135: it is not
+
+        late.parentId = 0
+        with pytest.raises(AssertionError):  # ib_async sends, then asserts the trade is live
+            ib.placeOrder(stock, late)
+        await until(lambda: leg(gateway, stop.order.orderId).aux_price == late.auxPrice)
+        assert errors.codes(stop.order.orderId).count(135) == 1
 
 
 @async_test
