@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ib_compat import DONE_STATES
 from orders.commands import Cancel, CancelAll, Modify
-from orders.lifecycle import change_words
+from orders.lifecycle import Tracker, change_words
 from orders.tracking import OrderBook
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class Amend:
             tracker.step("change not sent: the order is no longer working at the broker")
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
+        if order.parentId and not self._parent_working(tracker):
+            order.parentId = 0  # IB looks a named parent up among working orders: 135 if done
         fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
         values = {**tracker.unconfirmed, **command.changes()}  # on top of changes not echoed yet
         for name, value in values.items():
@@ -81,3 +83,10 @@ class Amend:
         tracker.unconfirmed = values  # the next change goes on top of these until echoed
         tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
+
+    def _parent_working(self, tracker: Tracker) -> bool:
+        """Whether the bracket entry of a leg still works (an order without one: True)."""
+        if tracker.record.parent is None:
+            return True
+        parent = self.book.get(tracker.record.parent)
+        return parent is not None and parent.record.status not in DONE_STATES

@@ -232,6 +232,26 @@ def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client
     assert res.status_code == 202, res.get_json()
 
 
+def test_a_bracket_leg_moves_once_its_entry_has_filled(client, gateway):
+    """The filled entry is no longer a working order at IB: a leg's change that still names it
+    as parent is refused (135 'Can't find order with id = <entry>') and the stop stays where it
+    was; the change goes out without the parentId and the stop moves."""
+    q = quote(client)
+    res = place(client, take_profit=round(q["ask"] + 5, 2), stop_loss=round(q["bid"] - 5, 2))
+    assert res.status_code == 202, res.get_json()
+    order_id, sl = res.get_json()["id"], f"{res.get_json()['id']}-sl"
+    wait_for(lambda: client.get(f"/api/v1/orders/{order_id}").get_json()["status"] == "Filled")
+    wait_for(lambda: [o for o in gateway.open_orders() if o.order_ref == sl])
+
+    closer = round(q["bid"] - 3, 2)
+    res = client.post(f"/api/v1/orders/{sl}/modify", json={"stop_price": closer})
+    assert res.status_code == 202, res.get_json()
+    wait_for(lambda: client.get(f"/api/v1/orders/{sl}").get_json()["stop_price"] == closer)
+    assert [o.aux_price for o in gateway.open_orders() if o.order_ref == sl] == [closer]
+    record = client.get(f"/api/v1/orders/{sl}").get_json()["lifecycle"]
+    assert not [m for m in record["messages"] if m["code"] == 135], record["messages"]
+
+
 def test_modify_is_refused_by_the_live_guard(tmp_path):
     """An order placed while live trading was allowed cannot be changed once it is not."""
     gw = SimGateway(
