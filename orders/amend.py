@@ -14,9 +14,13 @@ from orders.lifecycle import Tracker, change_words
 from orders.tracking import OrderBook
 
 if TYPE_CHECKING:
+    from ib_async import Order
+
     from orders.placement import Host
 
 log = logging.getLogger(__name__)
+
+BRACKET_OCA_TYPE = 3  # IB links a bracket's legs so: a fill of one shrinks the other, no block
 
 
 class Amend:
@@ -64,8 +68,7 @@ class Amend:
             tracker.step("change not sent: the order is no longer working at the broker")
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
-        if order.parentId and not self._parent_working(tracker):
-            order.parentId = 0  # IB looks a named parent up among working orders: 135 if done
+        self._as_ib_holds(tracker, order)
         fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
         values = {**tracker.unconfirmed, **command.changes()}  # on top of changes not echoed yet
         for name, value in values.items():
@@ -84,9 +87,14 @@ class Amend:
         tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
 
-    def _parent_working(self, tracker: Tracker) -> bool:
-        """Whether the bracket entry of a leg still works (an order without one: True)."""
+    def _as_ib_holds(self, tracker: Tracker, order: Order) -> None:
+        """A bracket leg goes out as IB holds it: in the OCA group IB made for the bracket
+        (named by the entry's permId, type 3; 10326 / 10327 for another or none) and naming
+        its entry only while that works (IB looks it up among working orders: 135)."""
         if tracker.record.parent is None:
-            return True
+            return
         parent = self.book.get(tracker.record.parent)
-        return parent is not None and parent.record.status not in DONE_STATES
+        if parent is None or parent.record.status in DONE_STATES:
+            order.parentId = 0
+        if parent is not None and parent.record.perm_id:
+            order.ocaGroup, order.ocaType = str(parent.record.perm_id), BRACKET_OCA_TYPE

@@ -256,9 +256,7 @@ class Placement(Amend):
             leg = Tracker(record, self.host.sink)
             leg.terminal = asyncio.Event()
             self.book.add(leg)
-            order = build_order(leg_intent, leg_id)
-            order.ocaGroup = f"{parent.id}-oca"
-            order.ocaType = 1
+            order = build_order(leg_intent, leg_id)  # no OCA group: IB links a bracket's legs
             order.transmit = n == len(specs)
             legs.append((leg, order))
 

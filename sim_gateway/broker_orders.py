@@ -63,6 +63,21 @@ def _parent_gone(order: _Order, req: OrderRequest, parent: _Order | None) -> Ord
     return OrderErrorEvent(order.client_id, order.order_id, 135, text)
 
 
+def _oca_revised(order: _Order, req: OrderRequest) -> OrderErrorEvent | None:
+    """10326 for a modify naming another OCA group than the one IB holds (a bracket leg's is
+    its parent's permId, whatever group it was placed with); 10327 for a bracket leg's modify
+    naming its parent without its group (users' paper sessions: the leg re-sent with its
+    parentId and no OCA fields got 10327; with IB's group, or without the parentId, it
+    applied). A blank group otherwise keeps IB's."""
+    if req.oca_group and req.oca_group != order.oca_group:
+        code = 10326
+    elif not req.oca_group and order.oca_group and req.parent_id:
+        code = 10327
+    else:
+        return None
+    return OrderErrorEvent(order.client_id, order.order_id, code, errors.text(code))
+
+
 def _modify_reason(order: _Order, req: OrderRequest) -> str | None:
     if req.action.upper() != order.action:
         return "The order action cannot be modified"
@@ -247,6 +262,8 @@ class OrderEntry:
             warn_rth=req.outside_rth and rth_only(req.order_type.upper(), contract),
         )
         _apply_request(order, req)
+        if parent is not None:  # IB links a bracket's children itself, in a group of its own
+            order.oca_group, order.oca_type = str(parent.perm_id), order.oca_type or 3
         return order
 
     def _register(self, order: _Order) -> None:
@@ -271,9 +288,11 @@ class OrderEntry:
         resubmitted"; IB Gateway has no such button): nothing changes, nothing is reported."""
         if not req.transmit and not order.held and order.status != "PendingSubmit":
             return []
-        gone = _parent_gone(order, req, self._lookup(order.client_id, req.parent_id))
-        if gone is not None:
-            return [gone]
+        refused = _parent_gone(
+            order, req, self._lookup(order.client_id, req.parent_id)
+        ) or _oca_revised(order, req)
+        if refused is not None:
+            return [refused]
         reason = (
             self._request_reason(req, order.contract)
             or _modify_reason(order, req)

@@ -109,7 +109,9 @@ def _apply_request(order: _Order, req: OrderRequest) -> None:
     order.order_type = req.order_type.upper()
     order.lmt_price, order.aux_price = req.lmt_price, req.aux_price
     order.tif = req.tif.upper() or order.tif
-    order.order_ref, order.oca_group, order.oca_type = req.order_ref, req.oca_group, req.oca_type
+    order.order_ref = req.order_ref
+    order.oca_group = req.oca_group or order.oca_group  # a blank group keeps the one IB holds
+    order.oca_type = req.oca_type or order.oca_type
     order.outside_rth = req.outside_rth and not rth_only(order.order_type, order.contract)
     order.transmit = req.transmit
     order.trailing_percent = req.trailing_percent

@@ -182,6 +182,23 @@ _ROWS = (
     Msg(10268, "The 'EtradeOnly' order attribute is not supported.", "table", ""),
     Msg(10269, "The 'firmQuoteOnly' order attribute is not supported.", "table", ""),
     Msg(
+        10326,
+        "OCA group revision is not allowed",
+        "wire",
+        "table: 'OCA group revision is not allowed'; answered to a modify of a bracket leg that "
+        "names the OCA group it was placed with: IB renames a bracket child's group to its "
+        "parent's permId (read back so by users; nautilus_trader #2978), and the leg keeps its "
+        "price",
+    ),
+    Msg(
+        10327,
+        "OCA group type revision is not allowed",
+        "wire",
+        "table: 'OCA group type revision is not allowed'; answered to a bracket leg's modify "
+        "that names its parent but not its OCA group (a user's paper session: the leg re-sent "
+        "with no OCA fields), the leg unchanged",
+    ),
+    Msg(
         10349,
         "Order TIF was set to DAY based on order preset.",
         "wire",

@@ -383,7 +383,8 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     assert (tp.action, tp.order_type, tp.lmt_price, tp.tif) == ("SELL", "LMT", 2.0, "GTC")
     assert (sl.action, sl.order_type, sl.aux_price, sl.tif) == ("SELL", "STP", 0.5, "GTC")
     assert tp.parent_id == sl.parent_id == top.order_id
-    assert tp.oca_group == sl.oca_group == f"{record.id}-oca" and tp.oca_type == 1
+    assert tp.oca_group == sl.oca_group == str(top.perm_id)  # IB's own group of the bracket
+    assert tp.oca_type == sl.oca_type == 3  # reduce the other leg by a fill, no block
     for leg in parent.children:
         assert handler.get(leg).parent == record.id
     with pytest.raises(

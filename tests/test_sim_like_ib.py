@@ -258,6 +258,7 @@ async def test_modifying_a_bracket_leg_naming_its_filled_parent_gets_135(
         await status(stop, "PreSubmitted")
         waiting = copy.copy(stop.order)  # entry working: the leg names it, and is modified
         waiting.auxPrice = cents(ticker.bid - 29)
+        waiting.ocaGroup, waiting.ocaType = str(parent.order.permId), 3  # IB's bracket group
         ib.placeOrder(stock, waiting)
         await until(lambda: leg(gateway, stop.order.orderId).aux_price == waiting.auxPrice)
 
@@ -280,6 +281,53 @@ async def test_modifying_a_bracket_leg_naming_its_filled_parent_gets_135(
             ib.placeOrder(stock, late)
         await until(lambda: leg(gateway, stop.order.orderId).aux_price == late.auxPrice)
         assert errors.codes(stop.order.orderId).count(135) == 1
+
+
+@async_test
+async def test_a_bracket_leg_is_in_ibs_oca_group_and_is_modified_in_it(
+    gateway: SimGateway,
+) -> None:
+    """IB links a bracket's children in an OCA group of its own, named by the parent's permId,
+    whatever group they were placed with; a modify restating the group it was placed with is a
+    revision (10326), one naming the parent without a group a type revision (10327): the leg
+    keeps its price. Sent in IB's group the change applies."""
+    gateway.set_clock(OPEN + 60)
+    async with connected(gateway) as ib, connected(gateway, client_id=2) as other:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ticker = await quote(ib, stock)
+        entry, profit, loss = ib.bracketOrder(
+            "BUY", 10, cents(ticker.bid - 20), cents(ticker.ask + 20), cents(ticker.bid - 30)
+        )
+        for leg_order in (profit, loss):
+            leg_order.ocaGroup, leg_order.ocaType = "mine", 1
+        parent, _, stop = [ib.placeOrder(stock, order) for order in (entry, profit, loss)]
+        await status(stop, "PreSubmitted")
+        seen = {t.order.orderId: t.order for t in await other.reqAllOpenOrdersAsync()}
+        group = str(parent.order.permId)
+        assert seen[stop.order.orderId].ocaGroup == group and seen[stop.order.orderId].ocaType == 1
+
+        mine = copy.copy(stop.order)
+        mine.auxPrice = cents(ticker.bid - 29)
+        ib.placeOrder(stock, mine)
+        await until(lambda: 10326 in errors.codes(stop.order.orderId), what="error 10326")
+        assert errors.text(10326) == "OCA group revision is not allowed"
+        assert leg(gateway, stop.order.orderId).aux_price == loss.auxPrice
+
+        blank = copy.copy(mine)  # naming the parent without a group: a type revision
+        blank.ocaGroup, blank.ocaType = "", 0
+        with pytest.raises(AssertionError):  # ib_async took the 10326 for a cancel: it is not
+            ib.placeOrder(stock, blank)
+        await until(lambda: 10327 in errors.codes(stop.order.orderId), what="error 10327")
+        assert errors.text(10327) == "OCA group type revision is not allowed"
+        assert leg(gateway, stop.order.orderId).aux_price == loss.auxPrice
+
+        held = copy.copy(mine)  # the leg as IB holds it: its group, the parent's permId
+        held.ocaGroup = group
+        with pytest.raises(AssertionError):
+            ib.placeOrder(stock, held)
+        await until(lambda: leg(gateway, stop.order.orderId).aux_price == held.auxPrice)
+        assert leg(gateway, stop.order.orderId).oca_group == group  # still linked
 
 
 @async_test
@@ -488,6 +536,39 @@ def test_ibapi_untransmitted_parent_is_silent_until_its_child_transmits(
     app.placeOrder(child_id, ibapi_aapl(), child)
     app.wait_call("orderStatus", orderId=parent_id, status="Submitted")
     app.wait_call("orderStatus", orderId=child_id, status="PreSubmitted")
+
+
+def test_ibapi_bracket_leg_is_modified_in_ibs_oca_group_only(app: App, gateway: SimGateway) -> None:
+    gateway.set_clock(OPEN + 60)
+    parent_id, stop_id = app.next_order_id(), app.next_order_id()
+    parent = ibapi_order("BUY", 1, "LMT", 100.0)
+    parent.transmit = False
+    app.placeOrder(parent_id, ibapi_aapl(), parent)
+    stop = ibapi_order("SELL", 1, "STP")
+    stop.auxPrice, stop.parentId, stop.ocaGroup, stop.ocaType = 90.0, parent_id, "mine", 1
+    app.placeOrder(stop_id, ibapi_aapl(), stop)
+    perm_id = app.wait_call("openOrder", orderId=parent_id)["order"].permId
+    assert app.wait_call("openOrder", orderId=stop_id)["order"].ocaGroup == str(perm_id)
+
+    stop.auxPrice = 91.0
+    app.placeOrder(stop_id, ibapi_aapl(), stop)
+    refused = app.wait_call("error", reqId=stop_id, errorCode=10326)
+    assert refused["errorString"] == "OCA group revision is not allowed"
+    assert [c["order"].auxPrice for c in app.find("openOrder", orderId=stop_id)] == [90.0]
+    stop.ocaGroup = ""  # naming the parent without its group: a type revision
+    app.placeOrder(stop_id, ibapi_aapl(), stop)
+    refused = app.wait_call("error", reqId=stop_id, errorCode=10327)
+    assert refused["errorString"] == "OCA group type revision is not allowed"
+    stop.ocaGroup = str(perm_id)  # as IB holds it: the change applies
+    app.placeOrder(stop_id, ibapi_aapl(), stop)
+    moved = app.wait_for(
+        lambda calls: [
+            c["order"]
+            for c in app.find("openOrder", calls, orderId=stop_id)
+            if c["order"].auxPrice == 91.0
+        ]
+    )
+    assert moved[0].ocaGroup == str(perm_id)
 
 
 def test_ibapi_completed_order_reports_total_quantity_0_once_filled(
