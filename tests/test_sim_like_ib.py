@@ -264,6 +264,7 @@ async def test_modifying_a_bracket_leg_naming_its_filled_parent_gets_135(
 
         moved = copy.copy(parent.order)
         moved.lmtPrice = cents(ticker.ask + 1)  # marketable: the entry fills
+        moved.transmit = True  # bracketOrder's entry was placed untransmitted: a change so waits
         ib.placeOrder(stock, moved)
         await status(parent, "Filled")
         late = copy.copy(stop.order)
