@@ -52,6 +52,14 @@ from orders.lifecycle import (
 log = logging.getLogger(__name__)
 
 FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
+
+
+def is_warning(code: int) -> bool:
+    """IB's notices that leave an order and a change sent as they are: 2100-2199 (e.g. 2109
+    outsideRth ignored), 399 (held until the open), 10349 (TIF set by preset)."""
+    return 2100 <= code < 2200 or code == 399 or code in FALSE_CANCEL_CODES
+
+
 # a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
 CANCEL_REFUSALS = frozenset({161, 10148})
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
@@ -285,7 +293,7 @@ class OrderBook:
         tracker = self.by_order_id.get(req_id)
         if tracker is None:
             return
-        if code < 2100 and code != 399:  # a change sent is refused (201, 104, 110...) or moot
+        if not is_warning(code):  # a change sent is refused (201, 110, 10326...) or moot
             tracker.unconfirmed = {}
         tracker.message(code, text)
         log.info(

@@ -323,3 +323,28 @@ def test_a_change_sent_before_the_last_one_was_echoed_keeps_it(handler, gateway)
     handler.modify(record.id, limit_price=1.25)
     wait_for(lambda: handler.get(record.id).intent.limit_price == 1.25)
     assert [(o.total_quantity, o.lmt_price) for o in gateway.open_orders()] == [(3, 1.25)]
+
+
+def test_a_change_refused_with_an_error_of_10000_or_more_is_not_carried_into_the_next(
+    handler, gateway
+):
+    """IB refuses some changes with codes of 10000 and more (10326 'OCA group revision is not
+    allowed', 10327): the refused price was kept as 'sent, not yet echoed' and went out again
+    with the next change of the order. Only warnings (2100-2199, 399, 10349) keep it."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    order_id = handler.get(record.id).order_id
+    tracker = handler.book.get(record.id)
+    tracker.unconfirmed = {"limit_price": 1.5}  # a change sent, its echo not here yet
+
+    def heard(code: int) -> bool:
+        return any(m.code == code for m in handler.get(record.id).messages)
+
+    gateway.send_error(handler.client_id, order_id, 2109, "Outside Regular Trading Hours")
+    wait_for(lambda: heard(2109))
+    assert tracker.unconfirmed == {"limit_price": 1.5}  # a warning refuses nothing
+    gateway.send_error(handler.client_id, order_id, 10326, "OCA group revision is not allowed")
+    wait_for(lambda: heard(10326))
+    handler.modify(record.id, quantity=3)
+    wait_for(lambda: [o.total_quantity for o in gateway.open_orders()] == [3])
+    assert [o.lmt_price for o in gateway.open_orders()] == [FAR.limit_price]
