@@ -605,6 +605,35 @@ def test_the_fills_csv_says_what_the_json_says(fuzz_app):
     assert row == {k: "" if v is None else str(v) for k, v in fill.items()}
 
 
+def test_a_fills_csv_cell_never_starts_a_spreadsheet_formula(client, gateway):
+    """Another client's order reference is text anyone with API access to the gateway writes:
+    ``=HYPERLINK(...)`` in fills.csv ran as a formula when the trader opened the file in a
+    spreadsheet. A text cell starting with = + - @ (or a tab/CR) is written with a leading '."""
+    import csv
+    import io
+
+    from ib_async import IB, MarketOrder, Stock
+
+    ib = IB()
+    ib.connect("127.0.0.1", gateway.port, clientId=5, timeout=10)
+    try:
+        ref = '=HYPERLINK("http://x","y")'
+        order = MarketOrder("BUY", 1, orderRef=ref)
+        ib.placeOrder(Stock("IBM", "SMART", "USD"), order)
+        ib.sleep(0.5)
+    finally:
+        ib.disconnect()
+
+    def rows():
+        text = client.get("/api/v1/executions.csv").get_data(as_text=True)
+        return [r for r in csv.DictReader(io.StringIO(text)) if "HYPERLINK" in r["order_ref"]]
+
+    [row] = wait_for(rows, timeout=10)
+    assert row["order_ref"] == "'" + ref
+    fills = client.get("/api/v1/executions").get_json()["executions"]
+    assert [f["order_ref"] for f in fills if "HYPERLINK" in f["order_ref"]] == [ref]  # JSON as is
+
+
 @pytest.mark.parametrize(
     "method, url, allowed",
     [

@@ -301,6 +301,9 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 @bp.get("/executions.csv")
 @documented(str, etag=True, media="text/csv")
 def executions_csv() -> Response:
@@ -313,7 +316,7 @@ def executions_csv() -> Response:
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         for row in snap.executions:  # the API's times (and no NaN), as in /executions
-            writer.writerow(to_wire(dataclasses.asdict(row)))
+            writer.writerow({k: _cell(v) for k, v in to_wire(dataclasses.asdict(row)).items()})
         return out.getvalue()
 
     return _conditional(
@@ -322,6 +325,14 @@ def executions_csv() -> Response:
         "text/csv",
         {"Content-Disposition": "attachment; filename=fills.csv"},
     )
+
+
+def _cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (another client's order reference
+    ``=HYPERLINK(...)``) gets a leading ' (OWASP's CSV injection advice); numbers stay."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 @bp.get("/orders/<order_id>")
