@@ -338,6 +338,18 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def simulator_despite_port(self) -> str | None:
+        """What to warn when IB_PORT is set without IB_HOST in auto mode: the port of a
+        gateway, yet the embedded simulator starts (None otherwise)."""
+        if self.ib_mode != "auto" or self.ib_host or "ib_port" not in self.model_fields_set:
+            return None
+        return (
+            f"IB_PORT={self.ib_port} is set but IB_HOST is not: this runs the embedded "
+            "SIMULATED paper gateway, not the gateway on that port. Set IB_HOST (e.g. "
+            "127.0.0.1) to use it, or IB_MODE=sim to run the simulator without this warning"
+        )
+
+    @property
     def use_simulator(self) -> bool:
         """Whether to run against the embedded simulated paper gateway."""
         return self.ib_mode == "sim" or (self.ib_mode == "auto" and not self.ib_host)

@@ -81,6 +81,8 @@ class Services:
 
     def _start(self) -> None:
         s = self.settings
+        if s.simulator_despite_port:
+            log.warning("⚠️ %s", s.simulator_despite_port)
         if s.use_simulator:
             # imported here: an app on a real gateway never loads the simulator (~0.2 s of CPU)
             from sim_gateway.broker import BrokerConfig

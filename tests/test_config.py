@@ -112,6 +112,16 @@ def test_gateway_mode_requires_host() -> None:
         load({"IB_MODE": "gateway"})
 
 
+def test_a_gateway_port_without_a_host_warns_that_the_simulator_runs() -> None:
+    """IB_PORT=4001 alone starts the simulator (auto mode: no host) without a word, and a
+    trader who meant his gateway saw a paper account; the app now warns at start."""
+    notice = load({"IB_PORT": "4001"}).simulator_despite_port
+    assert notice is not None and notice.startswith("IB_PORT=4001 is set but IB_HOST is not")
+    assert "IB_MODE=sim" in notice
+    for quiet in ({}, {"IB_PORT": "4001", "IB_MODE": "sim"}, {"IB_PORT": "1", "IB_HOST": "h"}):
+        assert load(quiet).simulator_despite_port is None
+
+
 # --- each key parses -----------------------------------------------------------
 
 
