@@ -80,3 +80,16 @@ def logged(log: logging.Logger, what: str, handler: Callable[P, None]) -> Callab
             log.exception("💥 %s failed; carrying on", what)
 
     return run
+
+
+FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
+
+
+def is_warning(code: int) -> bool:
+    """IB's notices that leave an order and a change sent as they are: 2100-2199 (e.g. 2109
+    outsideRth ignored), 399 (held until the open), 10349 (TIF set by preset)."""
+    return 2100 <= code < 2200 or code == 399 or code in FALSE_CANCEL_CODES
+
+
+# a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
+CANCEL_REFUSALS = frozenset({161, 10148})

@@ -27,11 +27,14 @@ from ib_async.order import Trade
 from ib_async.util import UNSET_DOUBLE
 
 from ib_compat import (
+    CANCEL_REFUSALS,
     CLIENT_SIDE_STATES,
     DONE_STATES,
+    FALSE_CANCEL_CODES,
     WORKING_STATES,
     filled_quantity,
     forget_trade,
+    is_warning,
     logged,
     number,
     unset_price,
@@ -51,17 +54,6 @@ from orders.lifecycle import (
 
 log = logging.getLogger(__name__)
 
-FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 cancels on them
-
-
-def is_warning(code: int) -> bool:
-    """IB's notices that leave an order and a change sent as they are: 2100-2199 (e.g. 2109
-    outsideRth ignored), 399 (held until the open), 10349 (TIF set by preset)."""
-    return 2100 <= code < 2200 or code == 399 or code in FALSE_CANCEL_CODES
-
-
-# a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
-CANCEL_REFUSALS = frozenset({161, 10148})
 KEEP_FINISHED = 500  # finished records kept in memory; older ones are read from the journal
 REJECTING_BELOW = 10000  # IB's order errors below it reject; the 10000s are mostly notes
 REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status before "rejected"
