@@ -31,7 +31,7 @@ from typing import Any
 from ib_compat import DONE_STATES, WORKING_STATES
 from ib_connection import NotConnectedError
 from journal import Journal, JournalEntry
-from order_records import Lifecycle, OrderIntent, Preview, Step
+from order_records import WEBHOOK_KEY_PREFIX, Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
 from orders.kill_switch import KILL_SWITCH, KillSwitch
 from orders.lifecycle import FINAL_VERDICTS, Phase, Tracker, Verdict, is_final
@@ -52,6 +52,7 @@ __all__ = [
     "KEEP_FINISHED",
     "KILL_SWITCH",
     "TERMINAL",
+    "WEBHOOK_KEY_PREFIX",
     "WORKING",
     "IdempotencyConflict",
     "Lifecycle",
@@ -83,9 +84,18 @@ class TradingHaltedError(RuntimeError):
 class IdempotencyConflict(ValueError):
     """The idempotency key was used before with a different request."""
 
+    def __init__(self, message: str, field: str = "Idempotency-Key") -> None:
+        super().__init__(message)
+        self.field = field  # the request's field the key came from
+
 
 class Reconciling(NotConnectedError):
     """Connected, but the journal is still being matched against the gateway."""
+
+
+def _key_field(key: str | None) -> str:
+    """Where an idempotency key came from: an alert (the webhook's keys) or the API."""
+    return "alert_id" if (key or "").startswith(WEBHOOK_KEY_PREFIX) else "Idempotency-Key"
 
 
 def count_change(
@@ -192,9 +202,9 @@ class OrderHandler(LoopSide):
 
     def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
         if existing.request_hash != request_hash:
+            field = _key_field(existing.idem_key)
             raise IdempotencyConflict(
-                "this Idempotency-Key was already used for a different "
-                f"order ({existing.record.id})"
+                f"this {field} was already used for a different order ({existing.record.id})", field
             )
         live = self.book.get(existing.record.id)
         return live.record if live is not None else existing.record

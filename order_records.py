@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from instruments import describe
 
+WEBHOOK_KEY_PREFIX = "webhook:"  # the webhook's idempotency keys; an API client's may not start so
+
 
 @dataclass(frozen=True)
 class OrderIntent:

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import Headers
 
 from bodies import parse_json_object
-from order_records import Lifecycle
+from order_records import WEBHOOK_KEY_PREFIX, Lifecycle
 from reader_rows import ExecutionRow, PositionRow
 from schemas import SYMBOL_PATTERN, looks_like_fx, price_tick
 
@@ -240,9 +240,9 @@ def dedup_key(alert: AlertIn, body: Mapping[str, Any], now: float | None = None)
     """By ``alert_id``; else by the body and its ``time``; else by the body and the minute."""
     if alert.alert_id is not None:
         if SAFE_ID.fullmatch(alert.alert_id):
-            return f"webhook:{alert.alert_id}"
-        return "webhook:id:" + hashlib.sha256(alert.alert_id.encode()).hexdigest()[:40]
-    key = "webhook:" + fingerprint(body)[:40]
+            return f"{WEBHOOK_KEY_PREFIX}{alert.alert_id}"
+        return f"{WEBHOOK_KEY_PREFIX}id:" + hashlib.sha256(alert.alert_id.encode()).hexdigest()[:40]
+    key = WEBHOOK_KEY_PREFIX + fingerprint(body)[:40]
     if alert.time is None:
         key += f":{int((time.time() if now is None else now) // DEDUP_WINDOW)}"
     return key

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import webhook
-from conftest import API_TOKEN, ROOT, app_settings, wait_for
+from conftest import API_TOKEN, ROOT, api_client, app_settings, wait_for
 
 SECRET = "tv-webhook-secret-0123456789"
 FAST = {"settle_first": 0, "settle_validation": 0, "settle_final": 0, "monitor_timeout": 0.2}
@@ -305,6 +305,19 @@ def test_duplicates_by_alert_id_else_by_body_and_time(hook, gateway):
     later = post(sender, tv_alert(time="2026-11-27T14:35:05Z"))
     assert later.status_code == 202 and later.get_json()["id"] != timed.get_json()["id"]
     wait_for(lambda: len(gateway.all_orders()) == 3)
+    # the same alert_id on another alert: the error names alert_id, the field a sender sets
+    other = post(sender, tv_alert(alert_id="Long Entry 2026-11-27T14:30", contracts=2))
+    error = other.get_json()["error"]
+    assert other.status_code == 422 and error["code"] == "idempotency_conflict"
+    assert error["field"] == "alert_id" and error["message"].startswith("this alert_id was")
+    # an API client's key cannot take an alert's (the webhook's keys start with webhook:)
+    taken = api_client(hook).post(
+        "/api/v1/orders",
+        json={"symbol": "IBM", "action": "BUY", "quantity": 1},
+        headers={"Idempotency-Key": "webhook:Long-Entry"},
+    )
+    assert taken.status_code == 400 and taken.get_json()["error"]["field"] == "Idempotency-Key"
+    assert len(gateway.all_orders()) == 3
 
 
 def test_dedup_key_without_id_or_time_is_the_body_and_the_minute():

@@ -132,7 +132,7 @@ answer_gateway_errors(bp)
 
 @bp.errorhandler(IdempotencyConflict)
 def _on_idempotency_conflict(exc: IdempotencyConflict) -> tuple[Response, int]:
-    return api_error(422, "idempotency_conflict", str(exc), "Idempotency-Key")
+    return api_error(422, "idempotency_conflict", str(exc), exc.field)
 
 
 @bp.errorhandler(TradingHaltedError)

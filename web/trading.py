@@ -22,6 +22,7 @@ from ib_connection import ServersUnreachable
 from instruments import DERIVATIVES, ContractError, ContractSpec, Resolved, off_tick
 from openapi import documented
 from order_handler import (
+    WEBHOOK_KEY_PREFIX,
     Lifecycle,
     OrderIntent,
     OrderStateError,
@@ -364,8 +365,18 @@ def _idempotency_key(order_in: OrderIn) -> str | None:
                 "client_order_id: differs from the Idempotency-Key header",
                 "client_order_id",
             )
-        return header
-    return order_in.client_order_id
+        key: str | None = header
+    else:
+        key = order_in.client_order_id
+    if key is not None and key.startswith(WEBHOOK_KEY_PREFIX):
+        field = "Idempotency-Key" if header is not None else "client_order_id"
+        raise ApiError(
+            400,
+            "validation_error",
+            f"{field}: may not start with {WEBHOOK_KEY_PREFIX!r} (the webhook's alerts' keys)",
+            field,
+        )
+    return key
 
 
 @bp.post("/orders/preview")
