@@ -11,7 +11,10 @@ without showing a secret:
 * Scripts send ``Authorization: Bearer <API_TOKEN>`` on every call.
 
 A session is bound to the secrets in force: a new API token or password ends
-every session. Failed secrets (login, bearer, webhook) are counted per client
+every session. A session cookie is good for ``SESSION_HOURS`` from sign-in (Flask checks its
+signature's age), and signing out revokes it for good: its id is kept in the journal until the
+cookie would have expired anyway, so a copy of it (a shared machine, a backup) is refused too,
+also after a restart. Failed secrets (login, bearer, webhook) are counted per client
 address (an IPv6 address's /64) and in total in moving windows (the ``limits`` library, which
 Flask-Limiter is built on); past a window's allowance every attempt, right or
 wrong, answers 429 with ``Retry-After`` until the window has room again, and the
@@ -26,9 +29,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
+import secrets
+import threading
 import time
+from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -57,6 +65,8 @@ HEALTH_PATH = "/api/v1/health"
 WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
 PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
+SESSION_HOURS = 24  # a sign-in lasts a trading day (Flask's default was 31 days)
+REVOKED_FLAG = "revoked_sessions"  # journal flag: {session id: when its cookie expires anyway}
 
 
 class LoginGuard:
@@ -121,6 +131,8 @@ class _SessionInterface(SecureCookieSessionInterface):
 def init_auth(app: Flask, api_token: str, password: str | None) -> None:
     """Install the login views, the session rules and the per-request check on ``app``."""
     app.session_interface = _SessionInterface()
+    app.permanent_session_lifetime = timedelta(hours=SESSION_HOURS)  # the cookie's max age
+    app.extensions["revoked_sessions"] = RevokedSessions()
     app.extensions["api_token"] = api_token
     app.extensions["login_guard"] = LoginGuard()
     app.extensions["session_mark"] = hmac.new(
@@ -158,9 +170,12 @@ def authenticate() -> ResponseReturnValue | None:
 
 def session_valid() -> bool:
     """The browser showed a secret that is still in force."""
-    mark = session.get("auth")
-    return isinstance(mark, str) and hmac.compare_digest(
-        mark, current_app.extensions["session_mark"]
+    mark, sid = session.get("auth"), session.get("sid")
+    return (
+        isinstance(mark, str)
+        and isinstance(sid, str)
+        and hmac.compare_digest(mark, current_app.extensions["session_mark"])
+        and not current_app.extensions["revoked_sessions"].revoked(sid)
     )
 
 
@@ -227,6 +242,7 @@ def login() -> ResponseReturnValue:
     if given and _secret_matches(given):
         session.clear()
         session["auth"] = current_app.extensions["session_mark"]
+        session["sid"] = secrets.token_hex(16)
         audit("login", "signed_in")
         log.info("🔓 dashboard sign-in from %s", _client())
         return redirect(_after_login())
@@ -235,7 +251,10 @@ def login() -> ResponseReturnValue:
 
 
 def logout() -> ResponseReturnValue:
-    """End the session (POST with the page's CSRF token)."""
+    """End the session (POST with the page's CSRF token); a copy of its cookie is refused."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        current_app.extensions["revoked_sessions"].revoke(sid)
     session.clear()
     return redirect(url_for("login"))
 
@@ -293,3 +312,51 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
     from web.common import api_error
 
     return api_error(status, code, message)
+
+
+class RevokedSessions:
+    """Signed-out session ids, each until its cookie would have expired anyway; kept in the
+    journal's flags (when the app has one) so that a restart does not let them back in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, float] | None = None  # read from the journal on first use
+
+    def revoked(self, sid: str) -> bool:
+        with self._lock:
+            return sid in self._load()
+
+    def revoke(self, sid: str) -> None:
+        """Refuse ``sid`` from now on (JournalError if that cannot be kept: sign-out fails)."""
+        now = time.time()
+        with self._lock:
+            ids = {k: v for k, v in self._load().items() if v > now}
+            ids[sid] = now + SESSION_HOURS * 3600
+            journal = _journal()
+            if journal is not None:
+                journal.set_flag(REVOKED_FLAG, json.dumps(ids))
+            self._ids = ids
+
+    def _load(self) -> dict[str, float]:
+        if self._ids is None:
+            journal = _journal()
+            raw = journal.flag(REVOKED_FLAG) if journal is not None else None
+            self._ids = _parse_revoked(raw)
+        return self._ids
+
+
+def _journal() -> Any:
+    services = current_app.extensions.get("trading")
+    return getattr(services, "journal", None)
+
+
+def _parse_revoked(raw: str | None) -> dict[str, float]:
+    """The journal's flag, or {} (logged) when it is not what revoke() wrote."""
+    if not raw:
+        return {}
+    try:
+        ids = json.loads(raw)
+        return {str(k): float(v) for k, v in ids.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.error("❌ %s in the journal is unreadable; no sign-out is remembered", REVOKED_FLAG)
+        return {}

@@ -7,6 +7,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -190,6 +191,41 @@ def test_new_secret_ends_old_sessions(gateway, make_app):
     other = second.test_client()
     other.set_cookie("ibdash_session", cookie)  # same SECRET_KEY, so the cookie still verifies
     assert other.get("/api/v1/status").status_code == 401
+
+
+def test_a_signed_out_cookie_stays_out_also_after_a_restart(gateway, make_app, tmp_path):
+    """Signing out cleared the browser's cookie, but a copy of it (a shared machine, a synced
+    profile) kept working for 31 days: the session's id is now revoked, in the journal."""
+    from app_simple import shutdown
+
+    journal = str(tmp_path / "orders.db")
+    first = make_app(journal_path=journal)
+    browser, other = first.test_client(), first.test_client()
+    signed_in(browser)
+    signed_in(other)
+    copy = browser.get_cookie("ibdash_session").value
+    assert browser.post("/logout", data={"csrf_token": page_token(browser)}).status_code == 302
+    thief = first.test_client()
+    thief.set_cookie("ibdash_session", copy)
+    assert thief.get("/api/v1/status").status_code == 401
+    assert other.get("/api/v1/status").status_code == 200  # only that session ended
+    shutdown(first)
+    again = make_app(journal_path=journal).test_client()
+    again.set_cookie("ibdash_session", copy)
+    assert again.get("/api/v1/status").status_code == 401
+
+
+def test_a_session_lasts_a_day(app, monkeypatch):
+    import itsdangerous.timed
+
+    browser = app.test_client()
+    day_old = time.time() - auth.SESSION_HOURS * 3600 - 60
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: day_old)  # signed a day ago
+    signed_in(browser)
+    monkeypatch.undo()
+    assert browser.get("/api/v1/status").status_code == 401
+    signed_in(browser)
+    assert browser.get("/api/v1/status").status_code == 200
 
 
 def test_dashboard_password_signs_in_too(make_app):
