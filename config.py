@@ -315,6 +315,11 @@ class Settings(BaseSettings):
         if client_id is None:  # client_id itself is bad: reported there
             return value
         if value is None:
+            if client_id + 1 > MAX_CLIENT_ID:
+                raise ValueError(
+                    f"IB_CLIENT_ID={client_id} leaves no room for the order connection's "
+                    f"default ({client_id + 1} > {MAX_CLIENT_ID}): set IB_ORDER_CLIENT_ID"
+                )
             return client_id + 1
         if value == client_id:
             raise ValueError(
@@ -414,7 +419,7 @@ def _problem(error: ErrorDetails, overrides: Mapping[str, Any], raw: Mapping[str
     shown = (
         "<hidden>" if field in ENV_KEYS and not Settings.model_fields[field].repr else repr(value)
     )
-    return f"{label}={shown}: {reason}"
+    return f"{label} (unset): {reason}" if value is None else f"{label}={shown}: {reason}"
 
 
 def load_settings(

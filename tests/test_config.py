@@ -107,6 +107,15 @@ def test_auto_mode_resolves_to_sim_or_gateway(env: dict[str, str], use_simulator
     assert load(env).use_simulator is use_simulator
 
 
+def test_the_highest_client_id_leaves_no_default_for_the_order_connection() -> None:
+    """IB_CLIENT_ID=999999999 gave the order connection 1000000000, past the limit every
+    client id is checked against; now that needs IB_ORDER_CLIENT_ID, and says so."""
+    with pytest.raises(ConfigError) as caught:
+        load({"IB_CLIENT_ID": "999999999"})
+    assert str(caught.value).count("IB_ORDER_CLIENT_ID (unset): IB_CLIENT_ID=999999999") == 1
+    assert load({"IB_CLIENT_ID": "999999999", "IB_ORDER_CLIENT_ID": "5"}).order_client_id == 5
+
+
 def test_gateway_mode_requires_host() -> None:
     with pytest.raises(ConfigError, match="IB_MODE='gateway' requires IB_HOST"):
         load({"IB_MODE": "gateway"})
@@ -137,7 +146,7 @@ def test_a_gateway_port_without_a_host_warns_that_the_simulator_runs() -> None:
         ("IB_PORT", "1", "ib_port", 1),
         ("IB_PORT", "65535", "ib_port", 65535),
         ("IB_CLIENT_ID", "0", "client_id", 0),
-        ("IB_CLIENT_ID", "999999999", "client_id", 999_999_999),
+        ("IB_CLIENT_ID", "999999998", "client_id", 999_999_998),
         ("IB_ORDER_CLIENT_ID", "42", "order_client_id", 42),
         ("IB_ACCOUNT", "DU7654321", "account", "DU7654321"),
         ("IB_ACCOUNT", "U1234567", "account", "U1234567"),
