@@ -215,6 +215,22 @@ def test_a_signed_out_cookie_stays_out_also_after_a_restart(gateway, make_app, t
     assert again.get("/api/v1/status").status_code == 401
 
 
+def test_health_tells_an_anonymous_caller_nothing_of_the_account(app, gateway):
+    """/health is open to monitors; its ETag was the data version, so anyone could watch it
+    change when an order was placed or filled. Now it changes with its answer only."""
+    anonymous = app.test_client()
+    before = anonymous.get("/api/v1/health")
+    assert before.status_code == 200 and before.get_json() == {"ok": True}
+    signed_in(browser := app.test_client())
+    placed = browser.post(
+        "/api/v1/orders", json=ORDER, headers={"X-CSRFToken": page_token(browser)}
+    )
+    assert placed.status_code == 202
+    wait_for(lambda: [o for o in gateway.all_orders()])
+    after = anonymous.get("/api/v1/health", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 304
+
+
 def test_a_session_lasts_a_day(app, monkeypatch):
     import itsdangerous.timed
 
