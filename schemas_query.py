@@ -47,6 +47,27 @@ class OrdersQuery(BaseModel):
         | None
     ) = None
 
+    @field_validator("since", mode="before")
+    @classmethod
+    def _number_or_time(cls, value: object) -> object:
+        """A text that is neither a number nor an ISO time is refused in words that say both
+        (pydantic reported only 'a valid number'); a '+' sent unescaped arrives as a space."""
+        if not isinstance(value, str) or not value.strip():
+            return value
+        text = value.strip()
+        try:
+            float(text)
+            return text
+        except ValueError:
+            pass
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            hint = " (a + in the offset must be sent as %2B)" if " " in text else ""
+            raise ValueError(
+                "must be epoch seconds or an ISO 8601 time such as 2026-12-01T14:30:00Z" + hint
+            ) from None
+
     @field_validator("since")
     @classmethod
     def _after_1970(cls, value: float | datetime | None) -> float | datetime | None:

@@ -328,6 +328,18 @@ def test_orders_query_errors_name_the_field(client, query, field):
     assert body["error"]["code"] == "validation_error" and body["error"]["field"] == field
 
 
+@pytest.mark.parametrize(
+    "since, hint",
+    [("2026-13-01", "ISO 8601 time such as"), ("2026-12-01T10:00:00+01:00", "sent as %2B")],
+)
+def test_a_since_that_is_no_time_says_what_a_time_looks_like(client, since, hint):
+    """A bad date (month 13), or an offset whose unescaped + arrived as a space, was refused
+    as 'Input should be a valid number', which sent the script author looking for a number."""
+    res = client.get(f"/api/v1/orders?since={since}")  # the + unescaped, as curl sends it
+    assert res.status_code == 400
+    assert hint in res.get_json()["error"]["message"]
+
+
 def test_orders_pages_and_filters(fuzz_app):
     client = api_client(fuzz_app)
     t0 = time.time()
