@@ -621,20 +621,28 @@ def test_a_fills_csv_cell_never_starts_a_spreadsheet_formula(client, gateway):
     """Another client's order reference is text anyone with API access to the gateway writes:
     ``=HYPERLINK(...)`` in fills.csv ran as a formula when the trader opened the file in a
     spreadsheet. A text cell starting with = + - @ (or a tab/CR) is written with a leading '."""
+    import asyncio
     import csv
     import io
+    import threading
 
     from ib_async import IB, MarketOrder, Stock
 
-    ib = IB()
-    ib.connect("127.0.0.1", gateway.port, clientId=5, timeout=10)
-    try:
-        ref = '=HYPERLINK("http://x","y")'
-        order = MarketOrder("BUY", 1, orderRef=ref)
-        ib.placeOrder(Stock("IBM", "SMART", "USD"), order)
-        ib.sleep(0.5)
-    finally:
-        ib.disconnect()
+    ref = '=HYPERLINK("http://x","y")'
+
+    async def another_client() -> None:  # on a loop of its own, closed with its socket
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", gateway.port, clientId=5, timeout=10)
+        try:
+            ib.placeOrder(Stock("IBM", "SMART", "USD"), MarketOrder("BUY", 1, orderRef=ref))
+            await asyncio.sleep(0.5)
+        finally:
+            ib.disconnect()
+            await asyncio.sleep(0.05)  # the transport closes on the loop
+
+    client_thread = threading.Thread(target=asyncio.run, args=(another_client(),))
+    client_thread.start()
+    client_thread.join(20)
 
     def rows():
         text = client.get("/api/v1/executions.csv").get_data(as_text=True)
