@@ -14,21 +14,27 @@ from conftest import ROOT
 from gateway_process import free_port
 
 
-def start_app(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The app run as a trader runs it, from ``folder`` (no .env there); it should not start."""
+def app_env(folder: Path, **env: str) -> dict[str, str]:
+    """The environment of the app run from ``folder`` on a gateway at IB_PORT (default: a
+    port nobody listens on, so the connections just retry)."""
     values = {
         "IB_MODE": "gateway",
         "IB_HOST": "127.0.0.1",
-        "IB_PORT": str(free_port()),  # nobody listens: the connections just retry
+        "IB_PORT": str(free_port()),
         "DASHBOARD_PORT": "0",
         "JOURNAL_PATH": str(folder / "data" / "orders.db"),
         "LOG_LEVEL": "WARNING",
         **env,
     }
+    return {**os.environ, **values}
+
+
+def start_app(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The app run as a trader runs it, from ``folder`` (no .env there); it should not start."""
     return subprocess.run(
         [sys.executable, str(ROOT / "app_simple.py")],
         cwd=folder,
-        env={**os.environ, **values},
+        env=app_env(folder, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,19 +78,11 @@ def test_sigterm_while_connecting_stops_cleanly(tmp_path):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        values = {
-            "IB_MODE": "gateway",
-            "IB_HOST": "127.0.0.1",
-            "IB_PORT": str(silent.getsockname()[1]),
-            "IB_CONNECT_TIMEOUT": "30",
-            "DASHBOARD_PORT": "0",
-            "JOURNAL_PATH": str(tmp_path / "data" / "orders.db"),
-            "LOG_LEVEL": "WARNING",
-        }
+        env = app_env(tmp_path, IB_PORT=str(silent.getsockname()[1]), IB_CONNECT_TIMEOUT="30")
         with subprocess.Popen(
             [sys.executable, str(ROOT / "app_simple.py")],
             cwd=tmp_path,
-            env={**os.environ, **values},
+            env=env,
             stderr=subprocess.PIPE,
             text=True,
         ) as app:
@@ -105,18 +103,10 @@ def test_sigterm_while_connecting_stops_cleanly(tmp_path):
 def test_the_terminal_closed_stops_the_app_as_gracefully_as_sigterm(tmp_path, sig):
     """SIGHUP (the terminal window of ./scripts/run closed) killed the app outright: the
     journal was never closed (its -wal file left behind), the shutdown never ran."""
-    values = {
-        "IB_MODE": "gateway",
-        "IB_HOST": "127.0.0.1",
-        "IB_PORT": str(free_port()),
-        "DASHBOARD_PORT": "0",
-        "JOURNAL_PATH": str(tmp_path / "data" / "orders.db"),
-        "LOG_LEVEL": "WARNING",
-    }
     with subprocess.Popen(
         [sys.executable, str(ROOT / "app_simple.py")],
         cwd=tmp_path,
-        env={**os.environ, **values},
+        env=app_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

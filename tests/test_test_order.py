@@ -6,7 +6,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from ib_async import IB
@@ -74,12 +74,16 @@ def ctrl_c_reaches_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
-def test_ctrl_c_while_watching_cancels_the_order(gateway):
+def watched(
+    gateway, act: Callable[[subprocess.Popen, str], None], timeout: int = 60, ctrl_c=False
+) -> tuple[int, str]:
+    """The script's exit code and output watching a resting LMT order (for up to ``timeout``
+    s) while ``act(script, line)`` sees each line of its output as it comes."""
     args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
-    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
-    seen = []
+    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", str(timeout)]
+    seen: list[str] = []
     with (
-        ctrl_c_reaches_children(),
+        ctrl_c_reaches_children() if ctrl_c else contextlib.nullcontext(),
         subprocess.Popen(
             [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
         ) as script,
@@ -87,10 +91,23 @@ def test_ctrl_c_while_watching_cancels_the_order(gateway):
         assert script.stdout is not None
         for line in script.stdout:
             seen.append(line)
-            if "✅ Sleep completed" in line:
-                script.send_signal(signal.SIGINT)  # the trader's Ctrl-C while it watches
+            act(script, line)
         code = script.wait(timeout=30)
-    out = "".join(seen)
+    return code, "".join(seen)
+
+
+def interrupted(gateway, at: tuple[str, ...]) -> tuple[int, str]:
+    """Ctrl-C at each line holding one of ``at``."""
+
+    def press(script: subprocess.Popen, line: str) -> None:
+        if any(words in line for words in at):
+            script.send_signal(signal.SIGINT)
+
+    return watched(gateway, press, ctrl_c=True)
+
+
+def test_ctrl_c_while_watching_cancels_the_order(gateway):
+    code, out = interrupted(gateway, ("✅ Sleep completed",))  # Ctrl-C while it watches
     assert code == 2, out
     assert "🛑 Not done (" in out and "): cancelling orderId" in out and "→ Cancelled" in out
     assert "Interrupted." in out
@@ -101,22 +118,8 @@ def test_a_second_ctrl_c_during_the_cancel_still_names_the_order(gateway):
     """The trader presses Ctrl-C again while IB has not confirmed the cancel yet: the script
     said only 'Interrupted.', not that its order may still be working."""
     gateway.set_cancel_delay(30)  # IB is slow to confirm the cancel
-    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
-    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
-    seen = []
-    with (
-        ctrl_c_reaches_children(),
-        subprocess.Popen(
-            [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        ) as script,
-    ):
-        assert script.stdout is not None
-        for line in script.stdout:
-            seen.append(line)
-            if "✅ Sleep completed" in line or "→ PendingCancel" in line:
-                script.send_signal(signal.SIGINT)  # Ctrl-C, and again while IB cancels
-        code = script.wait(timeout=30)
-    out = "".join(seen)
+    # Ctrl-C, and again while IB cancels
+    code, out = interrupted(gateway, ("✅ Sleep completed", "→ PendingCancel"))
     assert code == 2, out
     assert "may still be working at IB (PendingCancel): check TWS" in out, out
     assert out.rstrip().endswith("Interrupted."), out
@@ -126,19 +129,12 @@ def test_a_second_ctrl_c_during_the_cancel_still_names_the_order(gateway):
 def test_sigterm_or_a_closed_terminal_cancels_the_order_too(gateway, sig):
     """kill, timeout(1) or a service manager (SIGTERM), or the terminal window closed (SIGHUP):
     the script died at once, silently, and left its order working at IB."""
-    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
-    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "60"]
-    seen = []
-    with subprocess.Popen(
-        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    ) as script:
-        assert script.stdout is not None
-        for line in script.stdout:
-            seen.append(line)
-            if "✅ Sleep completed" in line:
-                script.send_signal(sig)
-        code = script.wait(timeout=30)
-    out = "".join(seen)
+
+    def signal_it(script: subprocess.Popen, line: str) -> None:
+        if "✅ Sleep completed" in line:
+            script.send_signal(sig)
+
+    code, out = watched(gateway, signal_it)
     assert code == 2, out
     assert f"🛑 {sig.name} received" in out and "): cancelling orderId" in out, out
     assert "→ Cancelled" in out and "Interrupted." in out
@@ -150,19 +146,12 @@ def test_a_dropped_connection_is_reconnected_to_cancel_the_order(gateway):
     the script sat out its time-out, found it could not send the cancel ('Not connected') and
     exited with the order still working. It now connects again as the same client (the only
     one IB lets cancel it) and cancels it."""
-    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
-    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "10"]
-    seen = []
-    with subprocess.Popen(
-        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    ) as script:
-        assert script.stdout is not None
-        for line in script.stdout:
-            seen.append(line)
-            if "→ Submitted" in line:  # working at the gateway
-                gateway.drop_connections()
-        code = script.wait(timeout=30)
-    out = "".join(seen)
+
+    def drop(script: subprocess.Popen, line: str) -> None:
+        if "→ Submitted" in line:  # working at the gateway
+            gateway.drop_connections()
+
+    code, out = watched(gateway, drop, timeout=10)
     assert code == 1, out
     assert "🔌 Lost the connection to the gateway: connecting again" in out, out
     assert "❌ Order did not fill: Cancelled" in out and "may still be working" not in out, out
@@ -173,21 +162,18 @@ def test_an_ib_message_ib_async_takes_for_a_cancel_does_not_end_the_watch(gatewa
     """IB's informational 10349 on a working order: ib_async marks it Cancelled, and the
     script believed it ('did not fill: Cancelled', exit 1) and exited with the order still
     working at IB. The end is now checked against the gateway's open orders."""
-    args = ["--host", "127.0.0.1", "--port", str(gateway.port), "--order-type", "LMT"]
-    args += ["--limit-price", "1", "--settle", "0,0,0", "--timeout", "2"]
     seen: list[str] = []
-    with subprocess.Popen(
-        [sys.executable, "test_order.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    ) as script:
-        assert script.stdout is not None
-        for line in script.stdout:
-            seen.append(line)
-            if "Status: PreSubmitted → Submitted" in line:
-                order_id = int(re.search(r"Submitted orderId (\d+)", "".join(seen))[1])
-                text = "Order TIF was set to DAY based on order preset."
-                assert gateway.send_error(7, order_id, 10349, text)
-        code = script.wait(timeout=30)
-    out = "".join(seen)
+
+    def notice(script: subprocess.Popen, line: str) -> None:
+        seen.append(line)
+        if "Status: PreSubmitted → Submitted" in line:
+            found = re.search(r"Submitted orderId (\d+)", "".join(seen))
+            assert found is not None
+            order_id = int(found[1])
+            text = "Order TIF was set to DAY based on order preset."
+            assert gateway.send_error(7, order_id, 10349, text)
+
+    code, out = watched(gateway, notice, timeout=2)
     assert code == 1, out
     assert "IB's message 10349 ended nothing: the order is still working at IB" in out, out
     assert "🛑 Not done (Submitted): cancelling orderId" in out and "→ Cancelled" in out, out
