@@ -55,6 +55,7 @@ from flask.typing import ResponseReturnValue
 from limits import RateLimitItem, parse_many, storage, strategies
 
 import webhook
+from journal import JournalError
 
 log = logging.getLogger(__name__)
 
@@ -327,15 +328,18 @@ class RevokedSessions:
             return sid in self._load()
 
     def revoke(self, sid: str) -> None:
-        """Refuse ``sid`` from now on (JournalError if that cannot be kept: sign-out fails)."""
+        """Refuse ``sid`` from now on (kept in the journal when it can be written)."""
         now = time.time()
         with self._lock:
             ids = {k: v for k, v in self._load().items() if v > now}
             ids[sid] = now + SESSION_HOURS * 3600
-            journal = _journal()
-            if journal is not None:
-                journal.set_flag(REVOKED_FLAG, json.dumps(ids))
             self._ids = ids
+            journal = _journal()
+            try:
+                if journal is not None:
+                    journal.set_flag(REVOKED_FLAG, json.dumps(ids))
+            except JournalError as exc:  # log and carry on: refused until a restart only
+                log.error("❌ sign-out not kept in the journal (%s): a restart forgets it", exc)
 
     def _load(self) -> dict[str, float]:
         if self._ids is None:

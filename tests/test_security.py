@@ -231,6 +231,21 @@ def test_health_tells_an_anonymous_caller_nothing_of_the_account(app, gateway):
     assert after.status_code == 304
 
 
+def test_a_sign_out_the_journal_cannot_keep_still_signs_out(app):
+    """The revocation is journaled; a journal that cannot be written made /logout a 500 and
+    left the trader signed in. Now the session ends, and its copies are refused until a
+    restart."""
+    browser = app.test_client()
+    signed_in(browser)
+    copy = browser.get_cookie("ibdash_session").value
+    app.extensions["trading"].journal.make_read_only()
+    assert browser.post("/logout", data={"csrf_token": page_token(browser)}).status_code == 302
+    assert browser.get("/api/v1/status").status_code == 401
+    thief = app.test_client()
+    thief.set_cookie("ibdash_session", copy)
+    assert thief.get("/api/v1/status").status_code == 401
+
+
 def test_a_session_lasts_a_day(app, monkeypatch):
     import itsdangerous.timed
 
