@@ -99,14 +99,18 @@ def _key_field(key: str | None) -> str:
 
 
 def count_change(
-    gate: RiskGate, journal: Journal, order_id: str, before: OrderIntent, after: OrderIntent
+    gate: RiskGate, journal: Journal, record: Lifecycle, before: OrderIntent, after: OrderIntent
 ) -> None:
     """The risk gate's checks of a change; what it adds to the order's notional counts
-    towards the day's cap, journaled before the change is sent (as a new order's is)."""
+    towards the day's cap, journaled before the change is sent (as a new order's is). A
+    bracket's exit leg was never counted: only the per-order rules look at its change."""
+    if record.parent:
+        gate.check(after)  # raises RiskRejected
+        return
     added = gate.reserve_change(after, before)  # raises RiskRejected
     if added > 0:
         try:
-            journal.add_notional(order_id, added)
+            journal.add_notional(record.id, added)
         except BaseException:
             gate.give_back(added)
             raise
@@ -296,9 +300,7 @@ class OrderHandler(LoopSide):
         command = Modify(tracker, quantity, limit_price, stop_price)
         if gate is not None:
             before = replace(record.intent, **{**(legs or {}), **tracker.unconfirmed})
-            count_change(
-                gate, self.journal, tracker.id, before, replace(before, **command.changes())
-            )
+            count_change(gate, self.journal, record, before, replace(before, **command.changes()))
         self._enqueue(command)
         return tracker.record
 

@@ -221,7 +221,7 @@ class RiskGate(RiskQuotes):
         returned (``give_back`` returns it); raise RiskRejected otherwise."""
         check = self._prepare(intent)
         added = max(0.0, (check.notional or 0.0) - (self._prepare(before).notional or 0.0))
-        cap = ("daily_notional_cap", lambda _check: self._over_cap(added))
+        cap = ("daily_notional_cap", lambda _check: self._over_cap(added) if added else None)
         with self._lock:
             self._roll_day()
             self._apply((*self._rules[:PER_ORDER_RULES], cap), check)

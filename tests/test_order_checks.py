@@ -123,6 +123,23 @@ def test_a_change_that_makes_an_order_bigger_counts_towards_the_days_cap(make_cl
     assert [o.total_quantity for o in gateway.open_orders() if o.order_ref == order_id] == [6]
 
 
+def test_moving_a_brackets_exit_is_not_counted_towards_the_days_cap(make_client, gateway):
+    """A bracket's exits were never counted when it was placed; counting their moves as new
+    notional refused a stop loss tightened near the day's cap (it reduces the risk)."""
+    probe = make_client()
+    about = round(quote(probe)["bid"] * 0.8, 2)  # the entry resting_bracket will choose
+    probe.application.extensions["trading"].stop()
+    client = make_client(risk_daily_notional_cap=round(about + 2, 2))
+    entry, order_id = resting_bracket(client)
+    sl = f"{order_id}-sl"
+    wait_for(
+        lambda: len([o for o in gateway.open_orders() if o.order_ref.startswith(order_id)]) == 3
+    )
+    wait_for(lambda: client.get(f"/api/v1/orders/{sl}").get_json().get("status"))
+    tighter = client.post(f"/api/v1/orders/{sl}/modify", json={"stop_price": round(entry - 1, 2)})
+    assert tighter.status_code == 202, tighter.get_json()
+
+
 def resting_bracket(client) -> tuple[float, str]:
     """A BUY bracket resting 20 % under the bid, its exits 5 above and below: (entry, id)."""
     entry = round(quote(client)["bid"] * 0.8, 2)

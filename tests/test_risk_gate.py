@@ -535,6 +535,8 @@ def test_a_change_counts_what_it_adds_and_is_refused_past_the_cap(tmp_path):
     )
     gate.give_back(400.0)  # the change was not sent after all
     assert gate.limits()["notional_today"] == 200.0
+    over = make_gate(risk_daily_notional_cap=100, notional_today=150)  # a cap lowered since
+    assert over.reserve_change(dataclasses.replace(small, limit_price=90.0), small) == 0.0
 
     journal = Journal(str(tmp_path / "orders.db"))
     try:
