@@ -57,6 +57,13 @@ class PriceAlert:
         return last >= self.level if self.condition == "above" else last <= self.level
 
 
+@dataclass(frozen=True, kw_only=True)
+class FiredAlert(PriceAlert):
+    """A recently fired alert as the stream's ``quotes`` events carry it."""
+
+    seq: int  # the order alerts fired in (from 1 in each run of the app)
+
+
 class ScreenStore:
     """Watchlist and alerts with their files."""
 

@@ -486,7 +486,7 @@ def _sync_intent(tracker: Tracker, trade: Trade) -> None:
 def last_error_text(tracker: Tracker) -> str | None:
     """The last real error IB sent about the order (no warnings, no 10349)."""
     for message in reversed(tracker.record.messages):
-        if message.code not in FALSE_CANCEL_CODES and not 2100 <= message.code < 2200:
+        if not is_warning(message.code) or message.code == 399:  # 399 says why it waits
             return f"Error {message.code}: {message.text}"
     return None
 

@@ -28,7 +28,7 @@ from quote_hub import HubSnapshot, QuoteHub, QuoteRow
 from reader_rows import PositionRow
 from schemas import SYMBOL_PATTERN
 from schemas_query import StreamQuery
-from screen_store import MAX_WATCHLIST, PriceAlert, ScreenStore, WatchItem
+from screen_store import MAX_WATCHLIST, FiredAlert, PriceAlert, ScreenStore, WatchItem
 from web import common
 from wire import to_wire
 
@@ -123,22 +123,6 @@ class WatchlistOut(_Out):
     symbols: list[WatchItem]
 
 
-class FiredAlertOut(_Out):
-    """A recently fired price alert, as the stream's ``quotes`` events carry it."""
-
-    seq: int = Field(description="the order alerts fired in (from 1 in each run of the app)")
-    id: str
-    symbol: str
-    sec_type: str
-    condition: Literal["above", "below"]
-    level: float
-    note: str
-    created_at: float
-    triggered_at: float | None
-    price: float | None
-    primed_at: float | None
-
-
 class QuotesOut(_Out):
     quotes: list[QuoteRow]
     lines_used: int
@@ -146,7 +130,7 @@ class QuotesOut(_Out):
     refused: list[str]
     message: str | None
     watchers: int
-    alerts: list[FiredAlertOut] = Field(
+    alerts: list[FiredAlert] = Field(
         description="recently fired alerts (as in the stream): a page that polls announces them"
     )
 
