@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import pytest
 from browser_pages import LAPTOP, POOL
 from flask import Flask
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 import app_simple
 from config import load_settings
@@ -215,6 +215,16 @@ def number(text: str | None) -> float:
 
 def posted(board: Dashboard, path: str) -> list[str]:
     return [r for r in board.requests if r.startswith("POST ") and r.endswith(path)]
+
+
+def routed(page: Page, held: list[Route]) -> None:
+    """Wait until a request is held by a route handler. Playwright's sync API calls handlers
+    only while the test is inside one of its calls, so this waits inside the page's own."""
+    for _ in range(200):
+        if held:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the page sent no such request within 10 s")
 
 
 def kill_switch_post(response) -> bool:

@@ -15,6 +15,7 @@ from test_dashboard import (  # noqa: F401 - the browser fixtures
     dash,
     live,
     posted,
+    routed,
 )
 
 from conftest import ROOT, wait_for
@@ -167,7 +168,7 @@ def test_a_modify_refused_after_its_dialog_closed_is_said_in_a_toast(dash):
     dash.allow_console_error(r"status of 422")
     page.fill("#modify-limit_price", str(round(limit * 0.3, 2)))  # outside the price collar
     page.press("#modify-limit_price", "Enter")
-    wait_for(lambda: held)
+    routed(page, held)  # (wait_for's sleep would never let Playwright call `hold`)
     page.keyboard.press("Escape")
     expect(page.locator("#modify-dialog")).to_be_hidden()
     held[0].continue_()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, Route, expect
-from test_dashboard import Dashboard, dash, live  # noqa: F401 - fixtures
+from test_dashboard import Dashboard, dash, live, routed  # noqa: F401 - fixtures
 from test_screen_api import near_alerts
 
 from conftest import ROOT, wait_for
@@ -42,16 +42,6 @@ def hold_first(page: Page, method: str) -> list[Route]:
 
     page.route("**/api/v1/watchlist", hold)
     return held
-
-
-def routed(page: Page, held: list[Route]) -> None:
-    """Wait until a request is held by a route handler. Playwright's sync API calls handlers
-    only while the test is inside one of its calls, so this waits inside the page's own."""
-    for _ in range(200):
-        if held:
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError("the page sent no such request within 10 s")
 
 
 def quote_cells(board: Dashboard, symbol: str) -> str:
