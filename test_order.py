@@ -246,6 +246,8 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
         say(f"⚠️ Cancel not sent: {exc}")
     finally:  # also when a second Ctrl-C cuts the wait short
         if not trade.isDone():  # the status may be a late ack of the order, not of the cancel
+            # (ib_async logs PendingCancel once it sent the cancel: a Ctrl-C can land between)
+            sent = sent or any(entry.status == "PendingCancel" for entry in trade.log)
             unconfirmed = ", the cancel sent but not confirmed" if sent else ""
             say(
                 f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at "

@@ -41,7 +41,9 @@ def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway
     finally:
         first.stop()
         journal.close()
-    wait_for(lambda: at_broker(gateway, record.id).lmt_price == 2.0, timeout=5)
+    wait_for(
+        lambda: at_broker(gateway, record.id).lmt_price == 2.0, timeout=15
+    )  # a loaded machine reads it late
     second = make_handler(gateway.port, crashed)
     try:
         wait_for(lambda: second.get(record.id).verdict == "working", timeout=GRACE + 5)
