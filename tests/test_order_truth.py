@@ -383,10 +383,13 @@ def test_final_verdicts_stay_the_public_set():
 
 @pytest.fixture
 def eager_completed(monkeypatch):
-    """The reader asks for completed orders up to half the time (production: a tenth): one
-    download slowed by a loaded machine then puts the next one a few seconds away, not 30."""
+    """The reader asks for completed orders every second (production: every 30 s unless
+    something unexplained calls for them) and up to half the time (production: a tenth), so
+    an order cancelled at the broker reaches it within seconds on a loaded machine too."""
     import ib_connector
+    import reader_orders
 
+    monkeypatch.setattr(reader_orders, "COMPLETED_SWEEP", 1.0)
     monkeypatch.setattr(ib_connector, "COMPLETED_DUTY", 0.5)
 
 
@@ -440,7 +443,7 @@ def test_4_a_change_while_an_answer_is_built_never_sticks_to_the_new_etag(
     handler.thread.call_soon(held.wait, 60)
     try:
         gateway.cancel_at_broker(handler.client_id, handler.get(order_id).order_id)
-        # from the completed orders, which the reader asks for at most half the time here
+        # from the completed orders (eager_completed)
         wait_for(reader_has_it, timeout=30)
         assert handler.get(order_id).status == "Submitted"
         handler.records, handler.get = change_after(handler.records), change_after(handler.get)
