@@ -420,6 +420,7 @@ def test_waitress_keeps_the_connection_open_after_a_304():
         HTTPChannel.task_class = original
 
 
+@pytest.mark.slow
 def test_orders_and_executions_stay_304_while_prices_move(fuzz_app):
     """A held position's price moves the account and positions every second (live marks); a
     poller of /orders and /executions still gets 304 while no order or fill changed."""

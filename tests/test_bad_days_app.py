@@ -112,6 +112,7 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
     assert post_order(client, quantity=1).status_code == 202
 
 
+@pytest.mark.slow
 def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
     start_app, fast_heartbeat
 ):
@@ -128,6 +129,7 @@ def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
     assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
 
 
+@pytest.mark.slow
 def test_order_list_age_counts_from_the_outage_start_while_ib_is_unreachable(
     start_app, fast_heartbeat
 ):
@@ -261,6 +263,7 @@ def test_competing_live_session_is_named_and_old_prices_are_not_shown(start_app)
 
 
 # ----------------------------------------------------------------------------- historical data
+@pytest.mark.slow
 def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app):
     """A read waiting on the gateway when its socket closes answers 503 with Retry-After (it
     answered 500: ib_async's "Socket disconnect" went up unhandled), and the next one works."""
@@ -418,6 +421,7 @@ def test_bad_day_settings_are_validated() -> None:
         assert key in str(refused.value)
 
 
+@pytest.mark.slow
 def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkeypatch):
     """A historical request the gateway does not answer in time (stalled) is a time-out,
     504: ib_async returns an empty list on its time-out, which was answered 200 with no bars

@@ -259,6 +259,7 @@ def test_a_gateway_quiet_before_the_question_is_not_taken_for_a_stalled_one(gate
         connector.quote("MSFT", "STK", silence=0.8)
 
 
+@pytest.mark.slow
 def test_the_order_list_is_dated_when_it_was_asked_for_not_when_it_came(connector, gateway):
     """The kill switch trusts an order list newer than its engage; a list asked for before
     the engage but answered after it must not pass for newer (an order placed in between

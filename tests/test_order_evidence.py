@@ -205,6 +205,7 @@ def say_routed_before_the_ack(handler, gateway, intent: OrderIntent) -> str:
 @pytest.mark.parametrize(
     ("intent", "status", "verdict"), [(MKT, "Filled", "filled"), (FAR, "Submitted", "working")]
 )
+@pytest.mark.slow
 def test_an_informational_error_before_the_ack_is_no_rejection(
     handler, gateway, intent, status, verdict
 ):
@@ -273,6 +274,7 @@ def errors(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_text]
 
 
+@pytest.mark.slow
 def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(handler, gateway):
     """not_placed after a 10000s note and 2 s of silence gives way to the late ack: the order
     is working, counted and cancellable (a final "rejected" here hid a live order)."""
@@ -304,6 +306,7 @@ def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(handler
 NOT_CANCELLABLE = "Cancel attempted when order is not in a cancellable state.  Order permId =0"
 
 
+@pytest.mark.slow
 def test_a_refused_cancel_before_the_ack_is_no_rejection(handler, gateway, monkeypatch):
     """IB's 161 (a cancel refused: the order is not cancellable yet) before the ack, and no
     status within the grace: the message is about the cancel, not the order, which the broker
@@ -322,6 +325,7 @@ def test_a_refused_cancel_before_the_ack_is_no_rejection(handler, gateway, monke
     wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
 
 
+@pytest.mark.slow
 def test_a_change_the_broker_made_while_we_were_away_is_taken_at_reconnect(
     quick_heartbeat, handler, gateway
 ):
@@ -341,6 +345,7 @@ def test_a_change_the_broker_made_while_we_were_away_is_taken_at_reconnect(
     assert gateway.open_orders()[0].total_quantity == 2
 
 
+@pytest.mark.slow
 def test_an_order_acknowledged_before_the_connection_was_lost_says_so(gateway, journal):
     """Its monitoring window ends while the gateway is down: unknown until reconciled, and the
     reason tells that the broker had it working, not that it never answered (the trader reads

@@ -12,6 +12,7 @@ import select
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from test_order_truth import FAR, GRACE, crash_copy, make_handler
 
 from conftest import wait_for
@@ -24,6 +25,7 @@ def at_broker(gateway, ref: str):
     return next((o for o in gateway.all_orders() if o.order_ref == ref), None)
 
 
+@pytest.mark.slow
 def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway, tmp_path):
     """The change reaches the broker after the app died (the gateway reads it late): the
     restarted app must show the broker's limit price, not the journaled one (it kept showing
@@ -101,6 +103,7 @@ def test_a_started_process_runs_this_checkouts_modules(tmp_path):
     assert all(Path(p).is_relative_to(ROOT) for p in paths), paths
 
 
+@pytest.mark.slow
 def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(gateway, tmp_path):
     """A cancel accepted while the order was not matched since a reconnect waits for the
     broker to show it again; the app dies meanwhile. After the restart the broker shows the

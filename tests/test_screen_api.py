@@ -412,6 +412,7 @@ def test_quotes_of_a_lost_connection_are_not_shown_as_current(start_app) -> None
     assert (row["bid"], row["ask"], row["last"]) == (None, None, None), row
 
 
+@pytest.mark.slow
 def test_a_line_stopped_by_a_competing_session_shows_no_old_price_and_comes_back(start_app) -> None:
     """10197 stops a live stream at the gateway: the watchlist shows IB's reason without the
     last prices (they stop moving), and once the competing session ends the line is asked
@@ -434,6 +435,7 @@ def test_a_line_stopped_by_a_competing_session_shows_no_old_price_and_comes_back
     assert back["bid"] is not None and back["ask"] is not None
 
 
+@pytest.mark.slow
 def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
     start_app, monkeypatch
 ) -> None:

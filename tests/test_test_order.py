@@ -161,6 +161,7 @@ def test_a_dropped_connection_is_reconnected_to_cancel_the_order(gateway):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+@pytest.mark.slow
 def test_an_ib_message_ib_async_takes_for_a_cancel_does_not_end_the_watch(gateway):
     """IB's informational 10349 on a working order: ib_async marks it Cancelled, and the
     script believed it ('did not fill: Cancelled', exit 1) and exited with the order still

@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from conftest import wait_for
 from sim_gateway import protocol
 
@@ -129,6 +131,7 @@ def exec_frame(order_id: int, perm_id: int, order_ref: str, account: str) -> tup
     return (11, -1, order_id, *contract, *head, perm_id, HANDLER, 0, "5", "150.0", order_ref)
 
 
+@pytest.mark.slow
 def test_reports_of_another_order_with_our_order_id_leave_our_order_alone(gateway, client) -> None:
     bid = wait_for(lambda: client.get("/api/v1/quote?symbol=IBM").get_json()["bid"])
     body = {"symbol": "IBM", "action": "BUY", "quantity": 10, "order_type": "LMT"}
@@ -170,6 +173,7 @@ def test_reports_of_another_order_with_our_order_id_leave_our_order_alone(gatewa
     assert gateway.open_orders()[0].status == "Submitted"
 
 
+@pytest.mark.slow
 def test_an_open_order_of_another_order_with_our_order_id_changes_nothing_we_send(
     gateway, client
 ) -> None:
