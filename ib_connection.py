@@ -43,6 +43,20 @@ BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
 
 
+CANCEL_AGAIN = 0.2  # s: how long a cancelled task may run on before it is cancelled again
+
+
+async def cancel_until_done(task: asyncio.Task) -> None:
+    """Cancel ``task`` and wait for its end, cancelling it again while it runs on. Python 3.11's
+    ``asyncio.wait_for`` (ib_async connects through it) drops a cancel that lands as the awaited
+    step completes: a stop during a connect then waited for the gateway's handshake answer (the
+    time-out) instead of ending, and the stop's own time-out broke off its teardown."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN)
+    await asyncio.gather(task, return_exceptions=True)  # its outcome is not needed: retrieved
+
+
 class NotConnectedError(RuntimeError):
     """The connection to the gateway is down; nothing was sent."""
 
@@ -145,8 +159,7 @@ class IBConnection(IBServers):
     async def _teardown(self) -> None:
         self._stopping = True
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+            await cancel_until_done(self._supervisor)
         await self.before_disconnect()
         if self.ib is not None and self.ib.isConnected():
             self.ib.disconnect()

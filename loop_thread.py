@@ -104,11 +104,17 @@ class LoopThread:
             loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Run teardown on the loop, stop the loop and join the thread."""
-        thread, loop = self._thread, self.loop
-        if thread is None or loop is None or not thread.is_alive():
+        """Run teardown on the loop, stop the loop and join the thread. A stop during
+        ``start()`` (a signal while it waited) first waits for the setup to end."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             return
-        if self._teardown is not None and not loop.is_closed():
+        if not self._ready.wait(timeout):
+            log.error("%s: setup still running after %.0fs; stopping anyway", self.name, timeout)
+        loop = self.loop
+        if loop is None:
+            return
+        if self._teardown is not None and self.is_alive and not loop.is_closed():
             try:
                 self.call(self._teardown(), timeout)
             except Exception:

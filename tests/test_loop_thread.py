@@ -126,3 +126,50 @@ def test_wait_event_says_whether_the_event_was_set():
         return timed_out, await wait_event(event, 5)
 
     assert asyncio.run(both()) == (False, True)
+
+
+def test_a_stop_while_the_setup_runs_waits_for_it_then_tears_down(caplog):
+    """A signal during the app's start (start() waiting for the setup) stops the services at
+    once: the teardown was refused ('not running', logged as a failure with a traceback) and
+    never ran."""
+    setup_may_end = threading.Event()
+    torn_down = threading.Event()
+
+    async def setup():
+        await asyncio.to_thread(setup_may_end.wait, 5)
+
+    async def teardown():
+        torn_down.set()
+
+    thread = LoopThread("slow-setup", setup=setup, teardown=teardown)
+    starter = threading.Thread(target=thread.start)
+    starter.start()  # the start() a signal interrupts: its thread runs on meanwhile
+    threading.Timer(0.3, setup_may_end.set).start()
+    thread.stop()
+    starter.join(5)
+    assert torn_down.is_set()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+def test_a_task_that_drops_a_cancel_is_cancelled_again():
+    """Python 3.11's asyncio.wait_for drops a cancel that lands as its inner step completes
+    (ib_async connects through it): a stop during a connect then waited for the gateway's
+    handshake time-out (30 s) instead of ending."""
+    from ib_connection import cancel_until_done
+
+    async def drops_one_cancel() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # as wait_for does when the connection completed meanwhile
+        await asyncio.sleep(30)  # the handshake's wait
+
+    async def main() -> float:
+        task = asyncio.create_task(drops_one_cancel())
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(cancel_until_done(task), 5)
+        assert task.cancelled()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(main()) < 2
