@@ -132,10 +132,11 @@ def test_a_stop_while_the_setup_runs_waits_for_it_then_tears_down(caplog):
     """A signal during the app's start (start() waiting for the setup) stops the services at
     once: the teardown was refused ('not running', logged as a failure with a traceback) and
     never ran."""
-    setup_may_end = threading.Event()
+    setup_runs, setup_may_end = threading.Event(), threading.Event()
     torn_down = threading.Event()
 
     async def setup():
+        setup_runs.set()
         await asyncio.to_thread(setup_may_end.wait, 5)
 
     async def teardown():
@@ -144,6 +145,7 @@ def test_a_stop_while_the_setup_runs_waits_for_it_then_tears_down(caplog):
     thread = LoopThread("slow-setup", setup=setup, teardown=teardown)
     starter = threading.Thread(target=thread.start)
     starter.start()  # the start() a signal interrupts: its thread runs on meanwhile
+    assert setup_runs.wait(5)
     threading.Timer(0.3, setup_may_end.set).start()
     thread.stop()
     starter.join(5)
