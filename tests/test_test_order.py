@@ -117,8 +117,9 @@ def test_ctrl_c_while_watching_cancels_the_order(gateway):
 def test_a_second_ctrl_c_during_the_cancel_still_names_the_order(gateway):
     """The trader presses Ctrl-C again while IB has not confirmed the cancel yet: the script
     said only 'Interrupted.', not that its order may still be working. The status shown is the
-    last IB sent: PendingCancel, or the order's own late acknowledgement (PreSubmitted,
-    Submitted) when it came after the cancel was sent, so the cancel is named too."""
+    one ib_async holds last: its own PendingCancel, or the order's late acknowledgement from IB
+    (PreSubmitted, Submitted) when that came after the cancel was sent, so the cancel is named
+    too."""
     gateway.set_cancel_delay(30)  # IB is slow to confirm the cancel
     # Ctrl-C, and again while IB cancels
     code, out = interrupted(gateway, ("✅ Sleep completed", "→ PendingCancel"))
