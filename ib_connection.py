@@ -31,7 +31,7 @@ from ib_compat import logged
 from ib_link import LinkMonitor
 from ib_pacing import SmoothPacer, queued_seconds
 from ib_servers import IBServers
-from loop_thread import LoopThread, wait_event
+from loop_thread import LoopThread, cancel_until_done, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,6 @@ SILENCE_CHECK = 0.1  # seconds between looks at the gateway's silence while a ca
 HEARTBEAT_TIMEOUT = 4.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
-
-
-CANCEL_AGAIN = 0.2  # s: how long a cancelled task may run on before it is cancelled again
-
-
-async def cancel_until_done(task: asyncio.Task) -> None:
-    """Cancel ``task`` and wait for its end, cancelling it again while it runs on. Python 3.11's
-    ``asyncio.wait_for`` (ib_async connects through it) drops a cancel that lands as the awaited
-    step completes: a stop during a connect then waited for the gateway's handshake answer (the
-    time-out) instead of ending, and the stop's own time-out broke off its teardown."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_AGAIN)
-    await asyncio.gather(task, return_exceptions=True)  # its outcome is not needed: retrieved
 
 
 class NotConnectedError(RuntimeError):

@@ -35,6 +35,20 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return True
 
 
+CANCEL_AGAIN = 0.2  # s: how long a cancelled task may run on before it is cancelled again
+
+
+async def cancel_until_done(task: asyncio.Task) -> None:
+    """Cancel ``task`` and wait for its end, cancelling it again while it runs on. Python 3.11's
+    ``asyncio.wait_for`` (ib_async connects through it) drops a cancel that lands as the awaited
+    step completes: a stop during a connect then waited for the gateway's handshake answer (the
+    time-out) instead of ending, and the stop's own time-out broke off its teardown."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN)
+    await asyncio.gather(task, return_exceptions=True)  # its outcome is not needed: retrieved
+
+
 class WrongThreadError(RuntimeError):
     """A blocking call was made from the loop's own thread (it would deadlock)."""
 

@@ -231,14 +231,12 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
     a lost connection, connect again first. Returns the order's trade as last known."""
     order = trade.order
     say(f"🛑 Not done ({trade.orderStatus.status}): cancelling orderId {order.orderId}")
-    sent = False
     try:
         if not ib.isConnected():
             trade = await _found_again(ib, trade, say, connect)
             if trade.isDone():
                 return trade
         ib.cancelOrder(order)
-        sent = True
         deadline = time.monotonic() + CANCEL_WAIT
         while not trade.isDone() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -246,8 +244,8 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
         say(f"⚠️ Cancel not sent: {exc}")
     finally:  # also when a second Ctrl-C cuts the wait short
         if not trade.isDone():  # the status may be a late ack of the order, not of the cancel
-            # (ib_async logs PendingCancel once it sent the cancel: a Ctrl-C can land between)
-            sent = sent or any(entry.status == "PendingCancel" for entry in trade.log)
+            # (ib_async logs PendingCancel on the trade once it has sent the cancel)
+            sent = any(entry.status == "PendingCancel" for entry in trade.log)
             unconfirmed = ", the cancel sent but not confirmed" if sent else ""
             say(
                 f"⚠️ orderId {order.orderId} (permId {order.permId}) may still be working at "

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from loop_thread import LoopThread, WrongThreadError, wait_event
+from loop_thread import LoopThread, WrongThreadError, cancel_until_done, wait_event
 
 
 @pytest.fixture
@@ -157,7 +157,6 @@ def test_a_task_that_drops_a_cancel_is_cancelled_again():
     """Python 3.11's asyncio.wait_for drops a cancel that lands as its inner step completes
     (ib_async connects through it): a stop during a connect then waited for the gateway's
     handshake time-out (30 s) instead of ending."""
-    from ib_connection import cancel_until_done
 
     async def drops_one_cancel() -> None:
         try:
