@@ -8,6 +8,7 @@ Every error is built by ``api_error``:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import json
 import secrets
@@ -26,6 +27,7 @@ from flask import (
 )
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_accept_header
 
 from bodies import BodyError, parse_json_object
 from ib_connection import NotConnectedError, ServersUnreachable
@@ -248,13 +250,21 @@ def _conditional(
     if shared is None:
         return Response(build(), mimetype=mimetype, headers=headers)
     key = (version, int(time.monotonic() / SHARED_FOR))
-    body: bytes = _cached(shared, key, lambda: _as_bytes(build()))
+    cache = services().read_cache
+    body: bytes = _cached(shared, key, lambda: _as_bytes(build()), cache)
     headers["Vary"] = "Accept-Encoding"
-    if len(body) >= COMPRESS_FROM and request.accept_encodings["gzip"]:
+    if len(body) >= COMPRESS_FROM and _accepts_gzip(request.environ.get("HTTP_ACCEPT_ENCODING")):
         plain = body
-        body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL))
+        body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL), cache)
         headers["Content-Encoding"] = "gzip"
     return Response(body, mimetype=mimetype, headers=headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header takes gzip (with q > 0), parsed once per distinct
+    header: a poller sends the same one every time."""
+    return bool(parse_accept_header(header)["gzip"])
 
 
 def _as_bytes(body: str | bytes) -> bytes:
@@ -280,10 +290,12 @@ def _client_has(etag: str) -> bool:
     )
 
 
-def _cached(name: str, version: object, build: Any) -> Any:
-    """A value built once per data version (read endpoints are polled hard). Two threads may
-    both build it after a change; either result is right."""
-    cache = services().read_cache
+def _cached(name: str, version: object, build: Any, cache: dict[str, Any] | None = None) -> Any:
+    """A value built once per data version (read endpoints are polled hard) in ``cache`` (the
+    services' read cache unless given). Two threads may both build it after a change; either
+    result is right."""
+    if cache is None:
+        cache = services().read_cache
     entry = cache.get(name)
     if entry is None or entry[0] != version:
         entry = (version, build())

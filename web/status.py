@@ -64,7 +64,7 @@ def status() -> Response:
 def _status_now(svc: Services) -> tuple[str, bytes]:
     """``_status_answer``, built once per data version and second."""
     key = (svc.feed.version, int(time.monotonic() / SHARED_FOR))
-    answer: tuple[str, bytes] = _cached("status", key, lambda: _status_answer(svc))
+    answer: tuple[str, bytes] = _cached("status", key, lambda: _status_answer(svc), svc.read_cache)
     return answer
 
 
