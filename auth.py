@@ -21,7 +21,7 @@ wrong, answers 429 with ``Retry-After`` until the window has room again, and the
 windows grow from a minute to a day. The webhook's failures count against their address
 only (``PUBLIC_KINDS``): it is on the internet, and strangers' guesses there must not lock
 the trader's sign-in, scripts and TradingView's alerts out. Each failure and each refused
-attempt is audited.
+attempt is audited, a stranger's up to a rate (``audit_limit``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from flask.typing import ResponseReturnValue
 from limits import RateLimitItem, parse_many, storage, strategies
 
 import webhook
+from audit_limit import StrangerAudit
 from journal import JournalError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
 PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
 SESSION_HOURS = 24  # a sign-in lasts a trading day (Flask's default was 31 days)
+SIGNED_IN = "signed_in"  # the audit outcome of a sign-in
+SIGNED_KINDS = frozenset({"browser", "token"})  # g.auth of a request that showed a valid secret
 REVOKED_FLAG = "revoked_sessions"  # journal flag: {session id: when its cookie expires anyway}
 
 
@@ -136,6 +139,7 @@ def init_auth(app: Flask, api_token: str, password: str | None) -> None:
     app.extensions["revoked_sessions"] = RevokedSessions()
     app.extensions["api_token"] = api_token
     app.extensions["login_guard"] = LoginGuard()
+    app.extensions["stranger_audit"] = StrangerAudit()
     app.extensions["session_mark"] = hmac.new(
         app.config["SECRET_KEY"].encode(), f"{api_token}\0{password or ''}".encode(), hashlib.sha256
     ).hexdigest()[:32]
@@ -203,13 +207,21 @@ def secret_failed(kind: str) -> None:
 
 
 def audit(kind: str, outcome: str) -> None:
-    """One audit row for an authentication event."""
+    """One audit row for an authentication event; a stranger's refusals within
+    ``audit_limit``'s rates (past them counted, and told in the next row written)."""
     g.audited = True
     services = current_app.extensions.get("trading")
     journal = getattr(services, "journal", None)
-    if journal is not None:
-        path = webhook.redact(request.path)  # a /webhook/<secret> URL never reaches the journal
-        journal.audit(kind, _client(), {"method": request.method, "path": path}, None, outcome)
+    if journal is None:
+        return
+    if outcome != SIGNED_IN and g.get("auth") not in SIGNED_KINDS:
+        left_out = current_app.extensions["stranger_audit"].admit(client_key(_client()))
+        if left_out is None:
+            return
+        if left_out:
+            outcome += f" (+{left_out} refusals before it left out of the audit: over its rate)"
+    path = webhook.redact(request.path)  # a /webhook/<secret> URL never reaches the journal
+    journal.audit(kind, _client(), {"method": request.method, "path": path}, None, outcome)
 
 
 def _bearer(header: str) -> tuple[Response, int] | None:
@@ -244,7 +256,7 @@ def login() -> ResponseReturnValue:
         session.clear()
         session["auth"] = current_app.extensions["session_mark"]
         session["sid"] = secrets.token_hex(16)
-        audit("login", "signed_in")
+        audit("login", SIGNED_IN)
         log.info("🔓 dashboard sign-in from %s", _client())
         return redirect(_after_login())
     secret_failed("login")

@@ -379,6 +379,62 @@ def test_failed_bearer_tokens_lock_the_address_out(app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+def audited_from(app, address: str) -> list[str]:
+    rows = app.extensions["trading"].journal.audit_rows(1000)
+    return [row["outcome"] for row in rows if row["remote"] == address]
+
+
+def test_a_strangers_refusals_write_a_bounded_audit(app, gateway):
+    """Anyone who reaches the port could add a journal row per request (a wrong token, then
+    the lockout's 429s): the journal grew without end. A stranger's rows stop at the rate;
+    others' refusals, and a token holder's own, are still each recorded."""
+    stranger = client_from(app, "10.0.0.8")
+    answers = [
+        stranger.get("/api/v1/status", headers={"Authorization": "Bearer guess"}).status_code
+        for _ in range(60)
+    ]
+    assert answers == [401] * 5 + [429] * 55
+    outcomes = audited_from(app, "10.0.0.8")
+    assert len(outcomes) == 20  # audit_limit.PER_CLIENT
+    assert outcomes.count("unauthorized: wrong secret") == 5
+    neighbour = client_from(app, "10.0.0.9")
+    neighbour.post("/login", data={"secret": "guess"})
+    assert audited_from(app, "10.0.0.9") == ["unauthorized: wrong secret"]
+    script = client_from(app, "10.0.0.10")
+    token = {"Authorization": f"Bearer {API_TOKEN}"}
+    for _ in range(25):
+        assert script.post("/api/v1/no-such-thing", json={}, headers=token).status_code == 404
+    assert audited_from(app, "10.0.0.10") == ["refused: 404 NOT FOUND"] * 25
+    assert_nothing_placed(app, gateway)
+
+
+def test_the_next_audit_row_tells_how_many_were_left_out(app):
+    from audit_limit import StrangerAudit
+
+    app.extensions["stranger_audit"] = StrangerAudit(per_client="3/second", overall="100/second")
+    stranger = client_from(app, "10.0.0.11")
+    for _ in range(5):
+        stranger.post("/login", data={"secret": "guess"})
+    assert audited_from(app, "10.0.0.11") == ["unauthorized: wrong secret"] * 3
+    time.sleep(1.1)  # the moving window of one second has room again
+    stranger.post("/login", data={"secret": "guess"})
+    newest = audited_from(app, "10.0.0.11")[0]
+    assert newest.startswith("locked_out") or newest.startswith("unauthorized")
+    assert newest.endswith("(+2 refusals before it left out of the audit: over its rate)")
+
+
+def test_strangers_from_many_addresses_share_one_audit_rate():
+    """A new address per request (a botnet, an IPv6 range) gets no more rows: the overall rate
+    holds, and the count of rows left out stays bounded in memory."""
+    import audit_limit
+
+    gate = audit_limit.StrangerAudit(per_client="20/minute", overall="200/minute")
+    admitted = [gate.admit(f"192.0.2.{i % 250}/{i}") for i in range(3000)]
+    assert sum(a is not None for a in admitted) == 200
+    assert gate.left_out() == 2800
+    assert len(gate._left_out) <= audit_limit.MAX_TALLIES + 1
+
+
 def test_one_ipv6_network_is_one_client(app):
     """An IPv6 host holds a whole /64 (SLAAC, privacy addresses): a new address per guess
     used to be a new client, so one attacker got past the per-client lockout and, at 20
