@@ -128,16 +128,23 @@ class LoopThread:
         loop = self.loop
         if loop is None:
             return
+        if self._error is None:  # a failed setup closes its loop itself: nothing to tear down
+            self._tear_down(loop, timeout)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("%s: thread did not stop within %.0fs", self.name, timeout)
+
+    def _tear_down(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         if self._teardown is not None and self.is_alive and not loop.is_closed():
             try:
                 self.call(self._teardown(), timeout)
             except Exception:
                 log.exception("%s: teardown failed; stopping anyway", self.name)
-        if not loop.is_closed():
+        try:
             loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        if thread.is_alive():
-            log.error("%s: thread did not stop within %.0fs", self.name, timeout)
+        except RuntimeError:  # closed meanwhile: its loop has ended by itself
+            if not loop.is_closed():
+                raise
 
     # -- use ---------------------------------------------------------------
     @property

@@ -153,6 +153,40 @@ def test_a_stop_while_the_setup_runs_waits_for_it_then_tears_down(caplog):
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
 
+def test_a_stop_while_the_setup_fails_ends_quietly(caplog):
+    """A signal while the setup is failing (the gateway refused the connection): the stop
+    used to run the teardown of what was never set up on a loop that was closing, and could
+    raise 'Event loop is closed' out of the shutdown."""
+    setup_runs, setup_may_fail = threading.Event(), threading.Event()
+    torn_down = threading.Event()
+    raised: list[BaseException] = []
+
+    async def setup():
+        setup_runs.set()
+        await asyncio.to_thread(setup_may_fail.wait, 5)
+        raise ConnectionRefusedError("gateway refused")
+
+    async def teardown():
+        torn_down.set()
+
+    def start() -> None:
+        try:
+            thread.start()
+        except ConnectionRefusedError as exc:
+            raised.append(exc)
+
+    thread = LoopThread("failing-setup", setup=setup, teardown=teardown)
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert setup_runs.wait(5)
+    threading.Timer(0.2, setup_may_fail.set).start()
+    thread.stop(timeout=5)  # must not raise
+    starter.join(5)
+    assert raised and not torn_down.is_set()
+    assert not thread.is_alive and thread.loop is not None and thread.loop.is_closed()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
 def test_a_task_that_drops_a_cancel_is_cancelled_again():
     """Python 3.11's asyncio.wait_for drops a cancel that lands as its inner step completes
     (ib_async connects through it): a stop during a connect then waited for the gateway's
