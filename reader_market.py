@@ -187,6 +187,7 @@ class MarketData(IBConnection):
             symbol=symbol,
             sec_type=sec_type,
             con_id=contract.conId,
+            currency=contract.currency,
             bid=_num(ticker.bid),
             ask=_num(ticker.ask),
             last=_num(ticker.last),

@@ -150,6 +150,7 @@ class Quote:
     symbol: str
     sec_type: str
     con_id: int
+    currency: str  # what the prices are in (the qualified contract's; an FX pair's quote side)
     bid: float | None
     ask: float | None
     last: float | None

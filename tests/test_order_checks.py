@@ -457,6 +457,15 @@ def test_quote_finds_fx_without_sec_type_and_suggests_it_under_stock(client):
     assert quote(client, "AAPL")["sec_type"] == "STK"
 
 
+def test_a_quote_says_what_currency_its_prices_are_in(client):
+    """A yen price read as dollars is off by 150 times: the quote names its currency (an FX
+    pair's is the quote side)."""
+    assert quote(client, "AAPL")["currency"] == "USD"
+    assert quote(client, "EUR.USD")["currency"] == "USD"
+    yen = quote(client, "USD.JPY")
+    assert yen["currency"] == "JPY" and 50 < yen["bid"] < 500
+
+
 def test_one_error_per_bad_field(client):
     bad = error(
         client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": "5"}),
