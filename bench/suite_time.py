@@ -3,7 +3,9 @@
 Runs ``python -m pytest -q`` (pytest.ini's options: the pytest-xdist workers, warnings as
 errors) from the repo root ``--runs`` times in a row, each in a subprocess, and prints per run:
 wall time, CPU time (user + system of pytest and every process it waited for: the xdist
-workers, chromium, the app subprocesses), CPU / wall, the load average when it started, the
+workers, the app subprocesses; not Chromium's helper processes, which their own parent never
+waits for), the machine's busy CPU time over the run from /proc/stat (every process, Chromium's
+included: on a quiet machine the suite's whole cost), CPU / wall, the load average when it started, the
 share of the machine's CPU time its host took while it ran (steal: on a VM, other tenants slow a
 run down without showing in its CPU figure) and pytest's own summary (passed / failed counts).
 Extra arguments after ``--`` go to pytest, e.g. ``-- -m "not browser and not slow"``.
@@ -39,18 +41,20 @@ class Run:
     cpu: float
     load: float
     steal: float  # share of the machine's CPU time its host took (a VM's noisy neighbours)
+    busy: float  # CPU seconds the whole machine spent (not idle, not stolen) during the run
     code: int
     summary: str
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, stolen) CPU ticks of the machine so far, from /proc/stat ((0, 0) elsewhere)."""
+def cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle, stolen) CPU ticks of the machine so far, from /proc/stat (zeros elsewhere);
+    idle counts iowait too."""
     try:
         with open("/proc/stat", encoding="ascii") as stat:
             fields = [int(f) for f in stat.readline().split()[1:9]]
     except (OSError, ValueError):
-        return 0, 0
-    return sum(fields), fields[7]
+        return 0, 0, 0
+    return sum(fields), fields[3] + fields[4], fields[7]
 
 
 def children_cpu() -> float:
@@ -60,7 +64,7 @@ def children_cpu() -> float:
 
 def one_run(pytest_args: list[str], log: Path | None) -> Run:
     load = os.getloadavg()[0]
-    ticks0, stolen0 = cpu_ticks()
+    ticks0, idle0, stolen0 = cpu_ticks()
     cpu0, wall0 = children_cpu(), time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", *pytest_args],
@@ -71,15 +75,17 @@ def one_run(pytest_args: list[str], log: Path | None) -> Run:
         check=False,
     )
     wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
-    ticks, stolen = cpu_ticks()
+    ticks, idle, stolen = cpu_ticks()
     steal = (stolen - stolen0) / max(1, ticks - ticks0)
+    busy_ticks = (ticks - ticks0) - (idle - idle0) - (stolen - stolen0)
+    busy = busy_ticks / os.sysconf("SC_CLK_TCK")
     lines = [ln.strip("= ") for ln in proc.stdout.splitlines() if ln.strip()]
     summary = lines[-1] if lines else "(no output)"
     if log is not None:
         log.write_text(proc.stdout, encoding="utf-8")
     if proc.returncode != 0:
         print(proc.stdout[-6000:], flush=True)
-    return Run(wall, cpu, load, steal, proc.returncode, summary)
+    return Run(wall, cpu, load, steal, busy, proc.returncode, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(
-        f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'load':>6} {'steal':>6}  pytest says"
+        f"{'run':>4} {'wall s':>8} {'cpu s':>8} {'busy s':>8} {'cpu/wall':>9} {'load':>6} "
+        f"{'steal':>6}  pytest says"
     )
     runs: list[Run] = []
     for i in range(1, args.runs + 1):
@@ -110,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         run = one_run(pytest_args, args.logs / f"run-{i}.log" if args.logs else None)
         runs.append(run)
         print(
-            f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.cpu / run.wall:>9.2f} "
+            f"{i:>4} {run.wall:>8.1f} {run.cpu:>8.1f} {run.busy:>8.1f} {run.cpu / run.wall:>9.2f} "
             f"{run.load:>6.2f} {run.steal:>6.1%}  {run.summary}",
             flush=True,
         )
         if run.code != 0 and args.stop_on_failure:
             break
-    walls, cpus = [r.wall for r in runs], [r.cpu for r in runs]
+    walls, cpus, busies = [r.wall for r in runs], [r.cpu for r in runs], [r.busy for r in runs]
     green = sum(r.code == 0 for r in runs)
     print(f"\n  runs green        {green}/{len(runs)}")
     print(
@@ -126,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  cpu               median {statistics.median(cpus):.1f} s   min {min(cpus):.1f} s"
         f"   max {max(cpus):.1f} s   (cpu / wall {statistics.median(cpus) / statistics.median(walls):.2f})"
+    )
+    print(
+        f"  machine busy      median {statistics.median(busies):.1f} s   min {min(busies):.1f} s"
+        f"   max {max(busies):.1f} s   (all processes; {os.cpu_count()} CPUs x "
+        f"{TARGET_WALL:.0f} s = {(os.cpu_count() or 1) * TARGET_WALL:.0f} s)"
     )
     if not pytest_args:  # the target is about the full suite
         verdict = "PASS" if min(walls) <= TARGET_WALL else "MISS"
