@@ -253,18 +253,27 @@ def _conditional(
     cache = services().read_cache
     body: bytes = _cached(shared, key, lambda: _as_bytes(build()), cache)
     headers["Vary"] = "Accept-Encoding"
-    if len(body) >= COMPRESS_FROM and _accepts_gzip(request.environ.get("HTTP_ACCEPT_ENCODING")):
+    if len(body) >= COMPRESS_FROM and _takes_gzip(request.environ.get("HTTP_ACCEPT_ENCODING")):
         plain = body
         body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL), cache)
         headers["Content-Encoding"] = "gzip"
     return Response(body, mimetype=mimetype, headers=headers)
 
 
-@functools.lru_cache(maxsize=64)
-def _accepts_gzip(header: str | None) -> bool:
+def _takes_gzip(header: str | None) -> bool:
     """Whether an Accept-Encoding header takes gzip (with q > 0), parsed once per distinct
-    header: a poller sends the same one every time."""
+    header (a poller sends the same one every time); a long one is parsed each time rather
+    than kept."""
+    if header is not None and len(header) > 200:
+        return _gzip_in(header)
+    return _gzip_in_cached(header)
+
+
+def _gzip_in(header: str | None) -> bool:
     return bool(parse_accept_header(header)["gzip"])
+
+
+_gzip_in_cached = functools.lru_cache(maxsize=64)(_gzip_in)
 
 
 def _as_bytes(body: str | bytes) -> bytes:
