@@ -67,6 +67,27 @@ def queued_seconds(client: Client, rate: float = RATE) -> float:
     return len(client._msgQ) / rate
 
 
+PLACE_ORDER = "3"  # the placeOrder message's id, its first field (the orderId is the second)
+
+
+def withdraw(client: Client, order_ids: set[int]) -> list[int]:
+    """Take the placeOrder messages of ``order_ids`` still queued for ``client``'s socket out
+    of the queue: they are never sent. Returns the orderIds taken out."""
+    queue = client._msgQ
+    kept, taken = [], []
+    for text in queue:
+        msg_id, _, rest = text.partition("\0")
+        order_id = rest.partition("\0")[0]
+        if msg_id == PLACE_ORDER and order_id.isdigit() and int(order_id) in order_ids:
+            taken.append(int(order_id))
+        else:
+            kept.append(text)
+    if taken:
+        queue.clear()
+        queue.extend(kept)
+    return taken
+
+
 class SmoothPacer:
     """Sends one ib_async client's requests through a ``TokenBucket``."""
 

@@ -326,7 +326,8 @@ class OrderHandler(LoopSide):
         """Halt new orders (persisted) and send a global cancel; returns ours working.
 
         Orders accepted before this are either queued already (the global cancel
-        follows them on the same loop) or refused; ``_place`` checks again.
+        follows them on the same loop; those still waiting for the pace are withdrawn
+        unsent) or refused; ``_place`` checks again.
         """
         self.kill_switch.engage(reason)
         self._notify_state()

@@ -8,13 +8,14 @@ import copy
 import logging
 from typing import TYPE_CHECKING
 
-from ib_compat import DONE_STATES
+import ib_pacing
+from ib_compat import DONE_STATES, forget_trade
 from orders.commands import Cancel, CancelAll, Modify
-from orders.lifecycle import Tracker, change_words
+from orders.lifecycle import Tracker, Verdict, change_words, is_final
 from orders.tracking import OrderBook
 
 if TYPE_CHECKING:
-    from ib_async import Order
+    from ib_async import IB, Order
 
     from orders.placement import Host
 
@@ -45,10 +46,12 @@ class Amend:
             tracker.step(f"cancel not sent: {exc}")
 
     async def cancel_all(self, command: CancelAll | None = None) -> None:
-        """reqGlobalCancel: every working order of every client."""
+        """reqGlobalCancel: every working order of every client; our new orders still queued
+        behind the pace first leave the queue unsent."""
         ib = self.host.ib
         if ib is None:
             return
+        self._withdraw_unsent(ib)
         for tracker in self.book.unfinished():
             tracker.request_cancel("global cancel requested")
         try:
@@ -56,6 +59,29 @@ class Amend:
             log.warning("🛑 Global cancel sent: every working order of every client")
         except ConnectionError as exc:
             log.error("global cancel not sent: %s", exc)
+
+    def _withdraw_unsent(self, ib: IB) -> None:
+        """A global cancel goes out behind every message queued for the pace (45/s): the new
+        orders among them would reach IB first, and a market order fills before the cancel
+        arrives. They never leave: withdrawn from the queue, concluded not sent (under the kill
+        switch) or cancelled (a cancel-all)."""
+        unsent = {
+            order_id: tracker
+            for order_id, tracker in self.book.by_order_id.items()
+            if not tracker.acknowledged and not is_final(tracker.record.verdict)
+        }
+        halted = self.host.halted
+        for order_id in ib_pacing.withdraw(ib.client, set(unsent)):
+            tracker = unsent[order_id]
+            if tracker.trade is not None:
+                forget_trade(ib, tracker.trade)  # ib_async would list it PendingSubmit for good
+            self.book.verdict(
+                tracker,
+                Verdict.NOT_SENT if halted else Verdict.CANCELLED,
+                "kill switch engaged before it left the pacing queue"
+                if halted
+                else "cancelled before it left the pacing queue",
+            )
 
     async def modify(self, command: Modify) -> None:
         """Send the changed order; the record changes only when the broker confirms."""

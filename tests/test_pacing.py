@@ -121,3 +121,72 @@ def _all_final(handler, ids: list[str]):
     if all(r is not None and r.verdict is not None for r in records):
         return records
     return None
+
+
+async def _slow_pace(ib) -> None:
+    """Two orders at once, then two a second: a burst waits in the pacer's queue."""
+    ib.client.sendMsg.__self__.bucket = ib_pacing.TokenBucket(2.0, 2)
+
+
+@pytest.mark.parametrize(
+    ("stop", "verdict", "reason"),
+    [
+        ("kill switch", "not_sent", "kill switch engaged before it left the pacing queue"),
+        ("cancel all", "cancelled", "cancelled before it left the pacing queue"),
+    ],
+)
+def test_orders_still_in_the_pacing_queue_never_leave_after_a_global_cancel(
+    gateway, app, client, stop, verdict, reason
+):
+    """The global cancel went out behind every message queued for the pace: the new orders
+    queued before it reached IB first, and market orders filled before the cancel came."""
+    handler = app.extensions["trading"].handler
+    handler.thread.call(_slow_pace(handler.ib), 5)
+    before = gateway.stats()
+    ids = []
+    for _ in range(8):
+        answer = client.post(
+            "/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1}
+        )
+        assert answer.status_code == 202, answer.get_json()
+        ids.append(answer.get_json()["id"])
+    # every one handed to ib_async (it has its orderId): most still wait for the pace
+    wait_for(lambda: all(handler.get(i).order_id for i in ids), timeout=10)
+    if stop == "kill switch":
+        answer = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    else:
+        answer = client.post("/api/v1/orders/cancel-all")
+    assert answer.status_code in (200, 202), answer.get_json()
+    records = wait_for(lambda: _all_final(handler, ids), timeout=30, interval=0.1)
+
+    withdrawn = [r for r in records if r.verdict == verdict and r.verdict_reason == reason]
+    assert len(withdrawn) >= 3, [(r.verdict, r.verdict_reason) for r in records]
+    placed = (
+        gateway.stats().requests_by_client[OWN, "PlaceOrder"]
+        - before.requests_by_client[OWN, "PlaceOrder"]
+    )
+    assert placed == len(ids) - len(withdrawn)
+    at_gateway = {o.order_id for o in gateway.all_orders() if o.client_id == OWN}
+    assert not at_gateway & {r.order_id for r in withdrawn}
+    bought = sum(p.position for p in gateway.positions() if p.contract.symbol == "AAPL")
+    assert bought <= placed  # nothing withdrawn was filled
+    if stop == "kill switch":
+        client.post("/api/v1/kill-switch", json={"engaged": False})
+
+
+def test_withdraw_takes_only_the_named_new_orders_out_and_keeps_the_order_of_the_rest():
+    from collections import deque
+    from types import SimpleNamespace
+
+    queue = deque(["3\x005\x00AAPL\x00", "4\x005\x00", "3\x0015\x00MSFT\x00", "58\x001\x00"])
+    queue += ["3\x006\x00IBM\x00", "3\x00x\x00", "3\x00"]
+    client = SimpleNamespace(_msgQ=queue)
+    assert ib_pacing.withdraw(client, {5, 6, 7}) == [5, 6]
+    assert list(queue) == [
+        "4\x005\x00",
+        "3\x0015\x00MSFT\x00",
+        "58\x001\x00",
+        "3\x00x\x00",
+        "3\x00",
+    ]
+    assert ib_pacing.withdraw(client, {5}) == [] and len(queue) == 5
