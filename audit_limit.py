@@ -1,53 +1,87 @@
 """How many audit rows a stranger may write.
 
 Every refusal of a request that showed no valid secret (a wrong token or password, a lockout's
-429, an anonymous state-changing request) is audited. Without a bound anyone who can reach the
-port could add a journal row per request for as long as they like: the file grows without
-end, and each insert holds the journal's lock against the orders' own writes. So such rows are
-recorded one by one up to a rate per address (an IPv6 address's /64, as the lockout counts)
-and overall (the ``limits`` library's moving windows, as the lockout uses); past it they are
-counted, and the next row recorded says how many were left out before it. Rows of signed-in
-browsers and token holders, and sign-ins, are always recorded.
+429, an anonymous state-changing request, a webhook call from a stranger) is audited. Without a
+bound anyone who can reach the port could add a journal row per request for as long as they
+like: the file grows without end, and each insert holds the journal's lock against the orders'
+own writes. So such rows are recorded one by one up to a rate per address (an IPv6 address's
+/64, as the lockout counts) and overall, in sliding windows; past it they are counted, and the
+next row recorded says how many were left out before it. Rows of signed-in browsers, token
+holders and authentic webhook calls, and sign-ins, are always recorded.
+
+The windows are kept here rather than in the ``limits`` library the lockout uses: its memory
+storage empties an expired window but keeps its key, one per address for good.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
+import time
+from collections.abc import Callable
 
-from limits import parse, storage, strategies
-
-PER_CLIENT = "20/minute"  # rows one address's refusals may write
-OVERALL = "200/minute"  # rows all strangers' refusals may write together
+PER_CLIENT = 20  # rows one address's refusals may write per window
+OVERALL = 200  # rows all strangers' refusals may write together per window
+WINDOW = 60.0  # seconds
 MAX_TALLIES = 1024  # addresses whose left-out rows are counted apart; the rest count together
 OTHERS = "*"  # the tally of addresses beyond MAX_TALLIES
 
 
 class StrangerAudit:
-    """Decides, per refusal, whether its audit row is written (thread-safe)."""
+    """Decides, per refusal, whether its audit row is written (thread-safe). Memory stays
+    bounded: an address has a window only while it holds rows of the last ``seconds`` (at
+    most ``overall`` of them), and the tallies of left-out rows are capped."""
 
-    def __init__(self, per_client: str = PER_CLIENT, overall: str = OVERALL) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-        self._per_client = parse(per_client)
-        self._overall = parse(overall)
+    def __init__(
+        self,
+        per_client: int = PER_CLIENT,
+        overall: int = OVERALL,
+        seconds: float = WINDOW,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_client, self.overall, self.seconds = per_client, overall, seconds
+        self._monotonic = monotonic
+        self._recent: collections.deque[float] = collections.deque()  # every row written
+        self._by_client: dict[str, collections.deque[float]] = {}
         self._left_out: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def admit(self, client_key: str) -> int | None:
         """None: leave this refusal's row out (it is counted). Else write it, telling the
         number of rows left out before it: this address's, and those counted together."""
+        now = self._monotonic()
         with self._lock:
-            if self._limiter.test(self._per_client, "client", client_key) and self._limiter.test(
-                self._overall, "all"
+            self._expire(now - self.seconds)
+            stamps = self._by_client.get(client_key)
+            if len(self._recent) < self.overall and (
+                stamps is None or len(stamps) < self.per_client
             ):
-                self._limiter.hit(self._per_client, "client", client_key)
-                self._limiter.hit(self._overall, "all")
+                self._by_client.setdefault(client_key, collections.deque()).append(now)
+                self._recent.append(now)
                 return self._left_out.pop(client_key, 0) + self._left_out.pop(OTHERS, 0)
             tallied = client_key in self._left_out or len(self._left_out) < MAX_TALLIES
             key = client_key if tallied else OTHERS
             self._left_out[key] = self._left_out.get(key, 0) + 1
             return None
 
+    def _expire(self, cutoff: float) -> None:
+        if not self._recent or self._recent[0] > cutoff:
+            return  # every address's rows are among the recent ones: none expired either
+        while self._recent and self._recent[0] <= cutoff:
+            self._recent.popleft()
+        for key in [k for k, stamps in self._by_client.items() if stamps[0] <= cutoff]:
+            stamps = self._by_client[key]
+            while stamps and stamps[0] <= cutoff:
+                stamps.popleft()
+            if not stamps:
+                del self._by_client[key]
+
     def left_out(self) -> int:
         """Rows left out and not told yet."""
         with self._lock:
             return sum(self._left_out.values())
+
+    def windows(self) -> int:
+        """Addresses holding a window now (at most ``overall``)."""
+        with self._lock:
+            return len(self._by_client)

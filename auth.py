@@ -69,7 +69,8 @@ LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what t
 PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
 SESSION_HOURS = 24  # a sign-in lasts a trading day (Flask's default was 31 days)
 SIGNED_IN = "signed_in"  # the audit outcome of a sign-in
-SIGNED_KINDS = frozenset({"browser", "token"})  # g.auth of a request that showed a valid secret
+WEBHOOK_SIGNED = "webhook_signed"  # g.auth once a webhook call showed the right secret
+SIGNED_KINDS = frozenset({"browser", "token", WEBHOOK_SIGNED})  # g.auth: showed a valid secret
 REVOKED_FLAG = "revoked_sessions"  # journal flag: {session id: when its cookie expires anyway}
 
 
@@ -214,14 +215,25 @@ def audit(kind: str, outcome: str) -> None:
     journal = getattr(services, "journal", None)
     if journal is None:
         return
-    if outcome != SIGNED_IN and g.get("auth") not in SIGNED_KINDS:
-        left_out = current_app.extensions["stranger_audit"].admit(client_key(_client()))
-        if left_out is None:
-            return
-        if left_out:
-            outcome += f" (+{left_out} refusals before it left out of the audit: over its rate)"
+    told = outcome if outcome == SIGNED_IN else audited_outcome(outcome)
+    if told is None:
+        return
     path = webhook.redact(request.path)  # a /webhook/<secret> URL never reaches the journal
-    journal.audit(kind, _client(), {"method": request.method, "path": path}, None, outcome)
+    journal.audit(kind, _client(), {"method": request.method, "path": path}, None, told)
+
+
+def audited_outcome(outcome: str) -> str | None:
+    """The outcome to audit for this request: as it is for a request that showed a valid
+    secret; a stranger's within ``audit_limit``'s rates (None: left out, and counted), the
+    first row after rows were left out saying how many."""
+    if g.get("auth") in SIGNED_KINDS:
+        return outcome
+    left_out = current_app.extensions["stranger_audit"].admit(client_key(_client()))
+    if left_out is None:
+        return None
+    if left_out:
+        return f"{outcome} (+{left_out} refusals before it left out of the audit: over its rate)"
+    return outcome
 
 
 def _bearer(header: str) -> tuple[Response, int] | None:

@@ -408,31 +408,67 @@ def test_a_strangers_refusals_write_a_bounded_audit(app, gateway):
     assert_nothing_placed(app, gateway)
 
 
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_the_next_audit_row_tells_how_many_were_left_out(app):
     from audit_limit import StrangerAudit
 
-    app.extensions["stranger_audit"] = StrangerAudit(per_client="3/second", overall="100/second")
+    clock = ManualClock()
+    app.extensions["stranger_audit"] = StrangerAudit(3, 100, seconds=60, monotonic=clock)
     stranger = client_from(app, "10.0.0.11")
     for _ in range(5):
         stranger.post("/login", data={"secret": "guess"})
     assert audited_from(app, "10.0.0.11") == ["unauthorized: wrong secret"] * 3
-    time.sleep(1.1)  # the moving window of one second has room again
+    clock.now += 60.5  # the window has room again
     stranger.post("/login", data={"secret": "guess"})
     newest = audited_from(app, "10.0.0.11")[0]
     assert newest.startswith("locked_out") or newest.startswith("unauthorized")
     assert newest.endswith("(+2 refusals before it left out of the audit: over its rate)")
 
 
-def test_strangers_from_many_addresses_share_one_audit_rate():
+def test_strangers_from_many_addresses_share_one_audit_rate_in_bounded_memory():
     """A new address per request (a botnet, an IPv6 range) gets no more rows: the overall rate
-    holds, and the count of rows left out stays bounded in memory."""
+    holds, and what is kept per address stays bounded however many addresses come and go."""
     import audit_limit
 
-    gate = audit_limit.StrangerAudit(per_client="20/minute", overall="200/minute")
+    clock = ManualClock()
+    gate = audit_limit.StrangerAudit(20, 200, seconds=60, monotonic=clock)
     admitted = [gate.admit(f"192.0.2.{i % 250}/{i}") for i in range(3000)]
     assert sum(a is not None for a in admitted) == 200
     assert gate.left_out() == 2800
+    for minute in range(50):  # 50 minutes of new addresses, 400 a minute
+        clock.now += 60.5
+        for i in range(400):
+            gate.admit(f"2001:db8:{minute}:{i}::/64")
+        assert gate.windows() <= 200
     assert len(gate._left_out) <= audit_limit.MAX_TALLIES + 1
+
+
+def test_a_webhook_strangers_refusals_are_bounded_and_a_signed_alerts_are_not(make_app, gateway):
+    """Two webhook refusals came before its secret was checked (a body that is no JSON, a
+    source outside WEBHOOK_ALLOWED_IPS) and wrote a row each, whoever called; an alert with
+    the right secret refused later is the trader's own and is always recorded."""
+    app = make_app(webhook_secret="webhook-secret-abcdefghij")
+    stranger = client_from(app, "10.0.0.12")
+    for _ in range(40):
+        res = stranger.post("/api/v1/webhook", data="x", content_type="text/plain")
+        assert res.status_code == 400
+    assert len(audited_from(app, "10.0.0.12")) == 20  # audit_limit.PER_CLIENT
+    tradingview = client_from(app, "10.0.0.13")
+    for _ in range(25):
+        res = tradingview.post(
+            "/api/v1/webhook",
+            json={"secret": "webhook-secret-abcdefghij", "symbol": "AAPL", "action": "HOLD"},
+        )
+        assert res.status_code == 400
+    assert len(audited_from(app, "10.0.0.13")) == 25
+    assert_nothing_placed(app, gateway)
 
 
 def test_one_ipv6_network_is_one_client(app):

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import (
     Response,
+    g,
     request,
 )
 
@@ -115,6 +116,7 @@ def webhook_alert(token: str | None = None) -> tuple[Response, int]:
             "bad or missing webhook secret (body 'secret', "
             "URL /webhook/<secret>, X-Webhook-Secret or X-Signature)",
         )
+    g.auth = auth.WEBHOOK_SIGNED  # its refusals from here on are audited whatever their rate
     if not svc.webhook_limiter.allow():
         _audit("webhook", None, None, "rate_limited")
         raise ApiError(
