@@ -70,16 +70,27 @@ def queued_seconds(client: Client, rate: float = RATE) -> float:
 PLACE_ORDER = "3"  # the placeOrder message's id, its first field (the orderId is the second)
 
 
+def _placed_id(text: str) -> int | None:
+    """The orderId of a queued placeOrder message (a new order or a change), else None."""
+    msg_id, _, rest = text.partition("\0")
+    order_id = rest.partition("\0")[0]
+    return int(order_id) if msg_id == PLACE_ORDER and order_id.isdigit() else None
+
+
+def queued_orders(client: Client) -> set[int]:
+    """The orderIds of the placeOrder messages still queued for ``client``'s socket."""
+    return {i for i in map(_placed_id, client._msgQ) if i is not None}
+
+
 def withdraw(client: Client, order_ids: set[int]) -> list[int]:
     """Take the placeOrder messages of ``order_ids`` still queued for ``client``'s socket out
     of the queue: they are never sent. Returns the orderIds taken out."""
     queue = client._msgQ
     kept, taken = [], []
     for text in queue:
-        msg_id, _, rest = text.partition("\0")
-        order_id = rest.partition("\0")[0]
-        if msg_id == PLACE_ORDER and order_id.isdigit() and int(order_id) in order_ids:
-            taken.append(int(order_id))
+        order_id = _placed_id(text)
+        if order_id is not None and order_id in order_ids:
+            taken.append(order_id)
         else:
             kept.append(text)
     if taken:

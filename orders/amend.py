@@ -65,13 +65,19 @@ class Amend:
         orders among them would reach IB first, and a market order fills before the cancel
         arrives. They never leave: withdrawn from the queue, concluded not sent (under the kill
         switch) or cancelled (a cancel-all)."""
+        queued = ib_pacing.queued_orders(ib.client)
         unsent = {
             order_id: tracker
             for order_id, tracker in self.book.by_order_id.items()
-            if not tracker.acknowledged and not is_final(tracker.record.verdict)
+            if order_id in queued and _first_send_queued(tracker)
         }
+        for order_id, tracker in list(unsent.items()):
+            if not all(
+                m is not None and m.record.order_id in unsent for m in self._bracket(tracker)
+            ):
+                del unsent[order_id]  # a bracket goes whole or not at all (see _bracket)
         halted = self.host.halted
-        for order_id in ib_pacing.withdraw(ib.client, set(unsent)):
+        for order_id in dict.fromkeys(ib_pacing.withdraw(ib.client, set(unsent))):
             tracker = unsent[order_id]
             if tracker.trade is not None:
                 forget_trade(ib, tracker.trade)  # ib_async would list it PendingSubmit for good
@@ -83,6 +89,16 @@ class Amend:
                 else "cancelled before it left the pacing queue",
             )
 
+    def _bracket(self, tracker: Tracker) -> list[Tracker | None]:
+        """The orders of ``tracker``'s bracket (itself alone if it has none). A bracket's entry
+        and first exit are sent with transmit off: IB holds them until the last leg arrives,
+        so withdrawing the tail of one already partly sent would leave an entry without its
+        stop in TWS."""
+        root = self.book.get(tracker.record.parent) if tracker.record.parent else tracker
+        if root is None:
+            return [None]
+        return [root] + [self.book.get(child) for child in root.record.children]
+
     async def modify(self, command: Modify) -> None:
         """Send the changed order; the record changes only when the broker confirms."""
         tracker = command.tracker
@@ -92,6 +108,9 @@ class Amend:
             return
         if tracker.record.status in DONE_STATES:
             tracker.step("change not sent: the order is no longer working at the broker")
+            return
+        if is_final(tracker.record.verdict):  # e.g. withdrawn unsent by a global cancel
+            tracker.step(f"change not sent: the order is {tracker.record.verdict}")
             return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
         self._as_ib_holds(tracker, order)
@@ -124,3 +143,13 @@ class Amend:
             order.parentId = 0
         if parent is not None and parent.record.perm_id:
             order.ocaGroup, order.ocaType = str(parent.record.perm_id), BRACKET_OCA_TYPE
+
+
+def _first_send_queued(tracker: Tracker) -> bool:
+    """The order's placeOrder in the queue can only be its first: not acknowledged, no change
+    sent (a change's message names the same orderId), not concluded."""
+    return (
+        not tracker.acknowledged
+        and not tracker.unconfirmed
+        and not is_final(tracker.record.verdict)
+    )

@@ -123,9 +123,9 @@ def _all_final(handler, ids: list[str]):
     return None
 
 
-async def _slow_pace(ib) -> None:
-    """Two orders at once, then two a second: a burst waits in the pacer's queue."""
-    ib.client.sendMsg.__self__.bucket = ib_pacing.TokenBucket(2.0, 2)
+async def _slow_pace(ib, burst: int = 2) -> None:
+    """``burst`` messages at once, then two a second: a burst waits in the pacer's queue."""
+    ib.client.sendMsg.__self__.bucket = ib_pacing.TokenBucket(2.0, burst)
 
 
 @pytest.mark.parametrize(
@@ -190,3 +190,73 @@ def test_withdraw_takes_only_the_named_new_orders_out_and_keeps_the_order_of_the
         "3\x00",
     ]
     assert ib_pacing.withdraw(client, {5}) == [] and len(queue) == 5
+
+
+def test_a_bracket_partly_sent_when_the_kill_switch_engages_is_not_cut_in_two(gateway, app, client):
+    """A bracket's entry and take-profit go out with transmit off: IB holds them until the
+    stop-loss arrives. Withdrawing only the queued tail would leave an entry without its stop
+    waiting in TWS: a bracket is withdrawn whole or not at all."""
+    handler = app.extensions["trading"].handler
+    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
+    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)  # qualified once
+    q = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)  # the entry goes, its legs wait
+    before = gateway.stats()
+    answer = client.post(
+        "/api/v1/orders",
+        json={
+            "symbol": "AAPL",
+            "action": "BUY",
+            "quantity": 1,
+            "take_profit": round(q["ask"] + 5, 2),
+            "stop_loss": round(q["bid"] - 5, 2),
+        },
+    )
+    assert answer.status_code == 202, answer.get_json()
+    entry = answer.get_json()["id"]
+    ids = [entry, f"{entry}-tp", f"{entry}-sl"]
+    wait_for(lambda: all(handler.get(i) and handler.get(i).order_id for i in ids), timeout=10)
+    client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    records = wait_for(lambda: _all_final(handler, ids), timeout=30, interval=0.1)
+
+    assert not [r.id for r in records if "pacing queue" in (r.verdict_reason or "")]
+    placed = (
+        gateway.stats().requests_by_client[OWN, "PlaceOrder"]
+        - before.requests_by_client[OWN, "PlaceOrder"]
+    )
+    assert placed == 3  # the whole bracket reached the gateway; the global cancel followed
+    client.post("/api/v1/kill-switch", json={"engaged": False})
+
+
+async def _queue_length(ib) -> int:
+    return len(ib.client._msgQ)
+
+
+def test_a_change_queued_for_an_order_ib_has_not_acknowledged_is_not_withdrawn(
+    gateway, app, client
+):
+    """A change's placeOrder names the orderId of its order: an order sent but not yet
+    acknowledged (a stalled gateway) whose change waits for the pace is live at IB, and is
+    left to the global cancel, not concluded 'not sent'."""
+    handler = app.extensions["trading"].handler
+    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
+    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)
+    far = round(client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] * 0.9, 2)
+    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)
+    handler.ib.client.sendMsg.__self__.bucket.tokens = 0.0  # the next message waits 0.5 s
+    order = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT"}
+    answer = client.post("/api/v1/orders", json={**order, "limit_price": far})
+    assert answer.status_code == 202, answer.get_json()
+    gateway.stall(3.0)  # it reads the order only after the change and the global cancel
+    order_id = answer.get_json()["id"]
+    wait_for(lambda: handler.get(order_id).order_id, timeout=5)
+    wait_for(lambda: handler.thread.call(_queue_length(handler.ib), 5) == 0, timeout=5)
+    changed = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": far - 1})
+    assert changed.status_code == 202, changed.get_json()
+    wait_for(lambda: handler.thread.call(_queue_length(handler.ib), 5) == 1, timeout=5)
+    client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    record = wait_for(lambda: _all_final(handler, [order_id]), timeout=30, interval=0.1)[0]
+    assert record.verdict == "cancelled", (record.verdict, record.verdict_reason)
+    # never said 'not sent' on the way (the broker's report would take it back only later)
+    assert not [step.text for step in record.steps if "not_sent" in step.text]
+    client.post("/api/v1/kill-switch", json={"engaged": False})
