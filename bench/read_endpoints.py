@@ -197,18 +197,14 @@ class Poller:
         self.buffer.clear()
         self.sock = self._connect()
 
-    def close(self) -> None:
-        self.sock.close()
-
 
 def client_main(base: str, path: str, duration: float, pollers: int) -> None:
     """Run in a separate process: ``pollers`` keep-alive connections GET ``path`` back-to-back
     for ``duration`` s, each sending its next request as soon as its answer is in.
 
-    One thread drives them all through a selector. Threads with http.client (this script's
-    first client) spent as much CPU per request as the server (http.client parses every
-    answer's headers with the email package, and 16 threads hand one GIL around): on two shared
-    cores the client was half of what was measured, and more of it on the bigger answers."""
+    One thread drives them all through a selector: threads with http.client (its email-package
+    header parsing, 16 threads on one GIL) spent as much CPU per request as the server, and on
+    two shared cores were half of what was measured."""
     host, port = base.split("://")[1].split(":")
     conditional = path.endswith(INM)
     compressed = path.endswith((GZ, GZ_RAW))
@@ -256,10 +252,17 @@ def client_main(base: str, path: str, duration: float, pollers: int) -> None:
                 selector.unregister(key.fileobj)
                 selector.register(conn.sock, selectors.EVENT_READ, conn)
             if now < end:
-                conn.send()
+                try:
+                    conn.send()
+                except OSError:  # the server closed it meanwhile: count it, ask again anew
+                    errors += 1
+                    selector.unregister(conn.sock)
+                    conn.reconnect()
+                    selector.register(conn.sock, selectors.EVENT_READ, conn)
+                    conn.send()
             else:
                 selector.unregister(conn.sock)
-                conn.close()
+                conn.sock.close()
     elapsed = time.perf_counter() - start
     print(json.dumps({"elapsed": elapsed, "latencies": latencies, "errors": errors, "size": size}))
 
