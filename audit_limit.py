@@ -49,8 +49,8 @@ class StrangerAudit:
     def admit(self, client_key: str) -> int | None:
         """None: leave this refusal's row out (it is counted). Else write it, telling the
         number of rows left out before it: this address's, and those counted together."""
-        now = self._monotonic()
-        with self._lock:
+        with self._lock:  # the clock read inside: the stamps stay in order
+            now = self._monotonic()
             self._expire(now - self.seconds)
             stamps = self._by_client.get(client_key)
             if len(self._recent) < self.overall and (

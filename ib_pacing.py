@@ -18,6 +18,7 @@ client's ``sendMsg`` (the one method every request goes through) and keeps ib_as
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass, field
 
@@ -77,9 +78,10 @@ def _placed_id(text: str) -> int | None:
     return int(order_id) if msg_id == PLACE_ORDER and order_id.isdigit() else None
 
 
-def queued_orders(client: Client) -> set[int]:
-    """The orderIds of the placeOrder messages still queued for ``client``'s socket."""
-    return {i for i in map(_placed_id, client._msgQ) if i is not None}
+def queued_orders(client: Client) -> collections.Counter[int]:
+    """How many placeOrder messages (an order's, its changes') are still queued for
+    ``client``'s socket, by orderId."""
+    return collections.Counter(i for i in map(_placed_id, client._msgQ) if i is not None)
 
 
 def withdraw(client: Client, order_ids: set[int]) -> list[int]:

@@ -69,7 +69,7 @@ class Amend:
         unsent = {
             order_id: tracker
             for order_id, tracker in self.book.by_order_id.items()
-            if order_id in queued and _first_send_queued(tracker)
+            if _nothing_sent(tracker, queued.get(order_id, 0))
         }
         for order_id, tracker in list(unsent.items()):
             if not all(
@@ -128,6 +128,7 @@ class Amend:
             return
         except AssertionError:  # ib_async sends first, then asserts the trade is live
             changes += "; the broker decides whether it applies"
+        tracker.placed += 1
         tracker.unconfirmed = values  # the next change goes on top of these until echoed
         tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
@@ -145,11 +146,13 @@ class Amend:
             order.ocaGroup, order.ocaType = str(parent.record.perm_id), BRACKET_OCA_TYPE
 
 
-def _first_send_queued(tracker: Tracker) -> bool:
-    """The order's placeOrder in the queue can only be its first: not acknowledged, no change
-    sent (a change's message names the same orderId), not concluded."""
+def _nothing_sent(tracker: Tracker, queued: int) -> bool:
+    """Every placeOrder message of the order (its own, its changes') is still in the queue:
+    IB has seen nothing of it. A change names the same orderId as its order, so a queued
+    message alone does not say the order never left."""
     return (
-        not tracker.acknowledged
-        and not tracker.unconfirmed
+        queued > 0
+        and queued == tracker.placed
+        and not tracker.acknowledged
         and not is_final(tracker.record.verdict)
     )

@@ -156,6 +156,7 @@ class Tracker:
         self.restored = restored  # loaded from the journal at start-up
         self.trade: Trade | None = None
         self.unconfirmed: dict[str, float] = {}  # modified fields sent, not yet echoed back
+        self.placed = 0  # placeOrder messages handed to ib_async: the order's, then its changes'
         self.verdict_given = threading.Event()
         if record.verdict is not None:
             self.verdict_given.set()

@@ -181,6 +181,7 @@ class Placement(Amend):
 
     def _place_one(self, ib: IB, tracker: Tracker, contract: Contract, order: Order) -> Trade:
         trade = ib.placeOrder(contract, order)
+        tracker.placed += 1
         tracker.sent(trade.order.orderId, self.host.client_id, trade.orderStatus.status)
         self.book.bind(tracker, trade)
         return trade

@@ -260,3 +260,31 @@ def test_a_change_queued_for_an_order_ib_has_not_acknowledged_is_not_withdrawn(
     # never said 'not sent' on the way (the broker's report would take it back only later)
     assert not [step.text for step in record.steps if "not_sent" in step.text]
     client.post("/api/v1/kill-switch", json={"engaged": False})
+
+
+def test_an_order_and_its_change_both_still_queued_never_leave(gateway, app, client):
+    handler = app.extensions["trading"].handler
+    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
+    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)
+    far = round(client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] * 0.9, 2)
+    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)
+    handler.ib.client.sendMsg.__self__.bucket.tokens = 0.0  # the next message waits 0.5 s
+    before = gateway.stats()
+    order = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT"}
+    order_id = client.post("/api/v1/orders", json={**order, "limit_price": far}).get_json()["id"]
+    wait_for(lambda: handler.get(order_id).order_id, timeout=5)
+    changed = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": far - 1})
+    assert changed.status_code == 202, changed.get_json()
+    wait_for(lambda: handler.thread.call(_queue_length(handler.ib), 5) == 2, timeout=5)
+    client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    record = wait_for(lambda: _all_final(handler, [order_id]), timeout=10, interval=0.1)[0]
+    assert (record.verdict, record.verdict_reason) == (
+        "not_sent",
+        "kill switch engaged before it left the pacing queue",
+    )
+    placed = (
+        gateway.stats().requests_by_client[OWN, "PlaceOrder"]
+        - before.requests_by_client[OWN, "PlaceOrder"]
+    )
+    assert placed == 0
+    client.post("/api/v1/kill-switch", json={"engaged": False})
