@@ -197,10 +197,7 @@ def test_a_bracket_partly_sent_when_the_kill_switch_engages_is_not_cut_in_two(ga
     stop-loss arrives. Withdrawing only the queued tail would leave an entry without its stop
     waiting in TWS: a bracket is withdrawn whole or not at all."""
     handler = app.extensions["trading"].handler
-    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
-    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)  # qualified once
-    q = client.get("/api/v1/quote?symbol=AAPL").get_json()
-    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)  # the entry goes, its legs wait
+    q = _warm_then_slow(client, handler)  # the entry goes, its legs wait
     before = gateway.stats()
     answer = client.post(
         "/api/v1/orders",
@@ -228,6 +225,16 @@ def test_a_bracket_partly_sent_when_the_kill_switch_engages_is_not_cut_in_two(ga
     client.post("/api/v1/kill-switch", json={"engaged": False})
 
 
+def _warm_then_slow(client, handler) -> dict:
+    """One AAPL order filled (its contract qualified once), then the pace slowed to one message
+    at once and two a second; AAPL's quote."""
+    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
+    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)
+    quote = client.get("/api/v1/quote?symbol=AAPL").get_json()
+    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)
+    return quote
+
+
 async def _queue_length(ib) -> int:
     return len(ib.client._msgQ)
 
@@ -239,10 +246,7 @@ def test_a_change_queued_for_an_order_ib_has_not_acknowledged_is_not_withdrawn(
     acknowledged (a stalled gateway) whose change waits for the pace is live at IB, and is
     left to the global cancel, not concluded 'not sent'."""
     handler = app.extensions["trading"].handler
-    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
-    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)
-    far = round(client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] * 0.9, 2)
-    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)
+    far = round(_warm_then_slow(client, handler)["bid"] * 0.9, 2)
     handler.ib.client.sendMsg.__self__.bucket.tokens = 0.0  # the next message waits 0.5 s
     order = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT"}
     answer = client.post("/api/v1/orders", json={**order, "limit_price": far})
@@ -264,10 +268,7 @@ def test_a_change_queued_for_an_order_ib_has_not_acknowledged_is_not_withdrawn(
 
 def test_an_order_and_its_change_both_still_queued_never_leave(gateway, app, client):
     handler = app.extensions["trading"].handler
-    warm = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
-    wait_for(lambda: _all_final(handler, [warm.get_json()["id"]]), timeout=10)
-    far = round(client.get("/api/v1/quote?symbol=AAPL").get_json()["bid"] * 0.9, 2)
-    handler.thread.call(_slow_pace(handler.ib, burst=1), 5)
+    far = round(_warm_then_slow(client, handler)["bid"] * 0.9, 2)
     handler.ib.client.sendMsg.__self__.bucket.tokens = 0.0  # the next message waits 0.5 s
     before = gateway.stats()
     order = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT"}
