@@ -68,7 +68,6 @@ WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
 PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
 SESSION_HOURS = 24  # a sign-in lasts a trading day (Flask's default was 31 days)
-SIGNED_IN = "signed_in"  # the audit outcome of a sign-in
 WEBHOOK_SIGNED = "webhook_signed"  # g.auth once a webhook call showed the right secret
 SIGNED_KINDS = frozenset({"browser", "token", WEBHOOK_SIGNED})  # g.auth: showed a valid secret
 REVOKED_FLAG = "revoked_sessions"  # journal flag: {session id: when its cookie expires anyway}
@@ -215,7 +214,7 @@ def audit(kind: str, outcome: str) -> None:
     journal = getattr(services, "journal", None)
     if journal is None:
         return
-    told = outcome if outcome == SIGNED_IN else audited_outcome(outcome)
+    told = audited_outcome(outcome)
     if told is None:
         return
     path = webhook.redact(request.path)  # a /webhook/<secret> URL never reaches the journal
@@ -268,7 +267,8 @@ def login() -> ResponseReturnValue:
         session.clear()
         session["auth"] = current_app.extensions["session_mark"]
         session["sid"] = secrets.token_hex(16)
-        audit("login", SIGNED_IN)
+        g.auth = "browser"  # signed in from now on (its audit row is never limited)
+        audit("login", "signed_in")
         log.info("🔓 dashboard sign-in from %s", _client())
         return redirect(_after_login())
     secret_failed("login")

@@ -8,7 +8,6 @@ Every error is built by ``api_error``:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import json
 import secrets
@@ -27,7 +26,6 @@ from flask import (
 )
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_accept_header
 
 import auth
 from bodies import BodyError, parse_json_object
@@ -254,27 +252,11 @@ def _conditional(
     cache = services().read_cache
     body: bytes = _cached(shared, key, lambda: _as_bytes(build()), cache)
     headers["Vary"] = "Accept-Encoding"
-    if len(body) >= COMPRESS_FROM and _takes_gzip(request.environ.get("HTTP_ACCEPT_ENCODING")):
+    if len(body) >= COMPRESS_FROM and request.accept_encodings["gzip"]:
         plain = body
         body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL), cache)
         headers["Content-Encoding"] = "gzip"
     return Response(body, mimetype=mimetype, headers=headers)
-
-
-def _takes_gzip(header: str | None) -> bool:
-    """Whether an Accept-Encoding header takes gzip (with q > 0), parsed once per distinct
-    header (a poller sends the same one every time); a long one is parsed each time rather
-    than kept."""
-    if header is not None and len(header) > 200:
-        return _gzip_in(header)
-    return _gzip_in_cached(header)
-
-
-def _gzip_in(header: str | None) -> bool:
-    return bool(parse_accept_header(header)["gzip"])
-
-
-_gzip_in_cached = functools.lru_cache(maxsize=64)(_gzip_in)
 
 
 def _as_bytes(body: str | bytes) -> bytes:
@@ -351,8 +333,10 @@ def _audit(
 ) -> None:
     g.audited = True  # security's after-request audit of refusals has nothing to add
     journal = services().journal
+    if journal is None:
+        return
     told = auth.audited_outcome(outcome)  # a stranger's (a webhook call without its secret)
-    if journal is not None and told is not None:
+    if told is not None:
         journal.audit(source, request.remote_addr, body, decision, told, order_id)
 
 
