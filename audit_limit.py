@@ -8,9 +8,6 @@ own writes. So such rows are recorded one by one up to a rate per address (an IP
 /64, as the lockout counts) and overall, in sliding windows; past it they are counted, and the
 next row recorded says how many were left out before it. Rows of signed-in browsers, token
 holders and authentic webhook calls, and sign-ins, are always recorded.
-
-The windows are kept here rather than in the ``limits`` library the lockout uses: its memory
-storage empties an expired window but keeps its key, one per address for good.
 """
 
 from __future__ import annotations

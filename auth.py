@@ -15,13 +15,13 @@ every session. A session cookie is good for ``SESSION_HOURS`` from sign-in (Flas
 signature's age), and signing out revokes it for good: its id is kept in the journal until the
 cookie would have expired anyway, so a copy of it (a shared machine, a backup) is refused too,
 also after a restart. Failed secrets (login, bearer, webhook) are counted per client
-address (an IPv6 address's /64) and in total in moving windows (the ``limits`` library, which
-Flask-Limiter is built on); past a window's allowance every attempt, right or
-wrong, answers 429 with ``Retry-After`` until the window has room again, and the
-windows grow from a minute to a day. The webhook's failures count against their address
-only (``PUBLIC_KINDS``): it is on the internet, and strangers' guesses there must not lock
-the trader's sign-in, scripts and TradingView's alerts out. Each failure and each refused
-attempt is audited, a stranger's up to a rate (``audit_limit``).
+address (an IPv6 address's /64) and in total in moving windows (``rate_window``: an address
+is forgotten a day after its last failure, and past 10,000 addresses the longest quiet one is);
+past a window's allowance every attempt, right or wrong, answers 429 with ``Retry-After`` until
+the window has room again, and the windows grow from a minute to a day. The webhook's failures
+count against their address only (``PUBLIC_KINDS``): it is on the internet, and strangers'
+guesses there must not lock the trader's sign-in, scripts and TradingView's alerts out. Each
+failure and each refused attempt is audited, a stranger's up to a rate (``audit_limit``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,16 +53,17 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
-from limits import RateLimitItem, parse_many, storage, strategies
 
 import webhook
 from audit_limit import StrangerAudit
 from journal import JournalError
+from rate_window import Clock, MovingWindows, Rule
 
 log = logging.getLogger(__name__)
 
-PER_CLIENT_LIMITS = "5/minute;15/hour;40/day"  # failed secrets from one address
-OVERALL_LIMITS = "20/minute;60/hour;150/day"  # failed secrets from everywhere
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+PER_CLIENT_RULES = ((5, MINUTE), (15, HOUR), (40, DAY))  # failed secrets from one address
+OVERALL_RULES = ((20, MINUTE), (60, HOUR), (150, DAY))  # failed secrets from everywhere
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HEALTH_PATH = "/api/v1/health"
 WEBHOOK_PATH = "/api/v1/webhook"
@@ -76,39 +78,40 @@ REVOKED_FLAG = "revoked_sessions"  # journal flag: {session id: when its cookie 
 class LoginGuard:
     """Counts failed secrets per client and in total; says how long a client must wait."""
 
-    def __init__(self, per_client: str = PER_CLIENT_LIMITS, overall: str = OVERALL_LIMITS) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-        self._per_client = parse_many(per_client)
-        self._overall = parse_many(overall)
+    def __init__(
+        self,
+        per_client: Sequence[Rule] = PER_CLIENT_RULES,
+        overall: Sequence[Rule] = OVERALL_RULES,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self._per_client = MovingWindows(per_client, monotonic=monotonic)
+        self._overall = MovingWindows(overall, monotonic=monotonic)
+        self._monotonic = monotonic
         # no window can be full once its length has passed since the last failure: then every
-        # request (each API call checks) skips the six window look-ups
-        self._span = max(item.get_expiry() for item in (*self._per_client, *self._overall))
-        self._last_failure = -math.inf  # time.monotonic()
+        # request (each API call checks) skips the look-ups
+        self._span = max(seconds for _, seconds in (*per_client, *overall))
+        self._last_failure = -math.inf
 
     def wait_seconds(self, client: str, overall: bool = True) -> int:
-        """0 when ``client`` may try a secret now, else the seconds until it may; with
+        """0 when ``client`` may try a secret now, else the whole seconds until it may; with
         ``overall`` False only its own failures count (not everyone's)."""
-        if time.monotonic() - self._last_failure > self._span:
+        if self._monotonic() - self._last_failure > self._span:
             return 0
-        waits = [self._wait(item, "client", client_key(client)) for item in self._per_client]
+        wait = self._per_client.wait(client_key(client))
         if overall:
-            waits += [self._wait(item, "all") for item in self._overall]
-        return max(waits)
+            wait = max(wait, self._overall.wait(""))
+        return max(1, math.ceil(wait)) if wait > 0 else 0
 
     def failed(self, client: str, overall: bool = True) -> None:
         """Count one failed secret from ``client`` (and in the total, with ``overall``)."""
-        self._last_failure = time.monotonic()
-        for item in self._per_client:
-            self._limiter.hit(item, "client", client_key(client))
+        self._last_failure = self._monotonic()
+        self._per_client.hit(client_key(client))
         if overall:
-            for item in self._overall:
-                self._limiter.hit(item, "all")
+            self._overall.hit("")
 
-    def _wait(self, item: RateLimitItem, *identifiers: str) -> int:
-        if self._limiter.test(item, *identifiers):
-            return 0
-        reset = self._limiter.get_window_stats(item, *identifiers).reset_time
-        return max(1, math.ceil(reset - time.time()))
+    def clients(self) -> int:
+        """Addresses (IPv6: /64 networks) whose failures are remembered now."""
+        return self._per_client.keys()
 
 
 def client_key(client: str) -> str:

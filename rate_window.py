@@ -1,4 +1,5 @@
-"""A sliding-window rate limit (the webhook's alerts per minute)."""
+"""Sliding-window rate limits: one window (the webhook's alerts per minute) and, per key,
+several at once (the lockout's failed secrets per address and in total)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Clock = Callable[[], float]
+Rule = tuple[int, float]  # at most this many events in any this many seconds
+MAX_KEYS = 10_000  # keys MovingWindows remembers at most
 
 
 class SlidingWindow:
@@ -44,3 +47,69 @@ class SlidingWindow:
     def _expire(self, now: float) -> None:
         while self._stamps and self._stamps[0] <= now - self.seconds:
             self._stamps.popleft()
+
+
+class MovingWindows:
+    """Events counted per key against every rule at once (thread-safe), in bounded memory.
+
+    A key holds only the stamps of its last ``max(count)`` events, and only while the newest
+    is younger than the longest rule; past ``max_keys`` keys the one whose last event is the
+    oldest is forgotten. Forgetting lets a key start afresh: that helps only someone holding
+    more than ``max_keys`` keys (addresses), who has a fresh allowance on each of them anyway.
+    """
+
+    def __init__(
+        self, rules: Sequence[Rule], max_keys: int = MAX_KEYS, monotonic: Clock = time.monotonic
+    ) -> None:
+        if not rules or any(count < 1 or seconds <= 0 for count, seconds in rules):
+            raise ValueError(f"rules need a count >= 1 and seconds > 0: {rules!r}")
+        self.rules = tuple(rules)
+        self.max_keys = max_keys
+        self._keep = max(count for count, _ in self.rules)
+        self._span = max(seconds for _, seconds in self.rules)
+        self._monotonic = monotonic
+        # by the time of each key's last event, oldest first
+        self._stamps: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> None:
+        """Count one event of ``key`` (whether or not a rule is over its count)."""
+        now = self._monotonic()
+        with self._lock:
+            self._forget_idle(now)
+            stamps = self._stamps.get(key)
+            if stamps is None:
+                stamps = self._stamps[key] = collections.deque(maxlen=self._keep)
+            else:
+                self._stamps.move_to_end(key)
+            stamps.append(now)
+            while len(self._stamps) > self.max_keys:
+                self._stamps.popitem(last=False)
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` is within every rule again (0.0: it is now)."""
+        now = self._monotonic()
+        with self._lock:
+            stamps = self._stamps.get(key)
+            if stamps is None:
+                return 0.0
+            waits = [
+                stamps[-count] + seconds - now
+                for count, seconds in self.rules
+                if len(stamps) >= count
+            ]
+            return max([0.0, *waits])
+
+    def keys(self) -> int:
+        """Keys remembered now."""
+        with self._lock:
+            return len(self._stamps)
+
+    def _forget_idle(self, now: float) -> None:
+        while self._stamps:
+            key, stamps = next(iter(self._stamps.items()))
+            if stamps[-1] > now - self._span:
+                return
+            del self._stamps[key]

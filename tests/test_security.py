@@ -484,21 +484,72 @@ def test_one_ipv6_network_is_one_client(app):
     assert neighbour.get(f"/login?token={API_TOKEN}").status_code == 302
 
 
-@pytest.mark.slow
 def test_lockout_counts_every_address_and_lifts(app):
-    app.extensions["login_guard"] = auth.LoginGuard("3/2 second", "5/minute")
+    clock = ManualClock()
+    app.extensions["login_guard"] = auth.LoginGuard(((3, 2.0),), ((5, 60.0),), monotonic=clock)
     for i in range(5):  # spread over addresses: the total limit still holds
         client = client_from(app, f"10.0.1.{i}")
         assert client.post("/login", data={"secret": "guess"}).status_code == 401
     late = client_from(app, "10.0.1.99")
-    assert late.get(f"/login?token={API_TOKEN}").status_code == 429
-    app.extensions["login_guard"] = guard = auth.LoginGuard("3/2 second", "100/minute")
+    res = late.get(f"/login?token={API_TOKEN}")
+    assert res.status_code == 429 and res.headers["Retry-After"] == "60"
+    app.extensions["login_guard"] = guard = auth.LoginGuard(
+        ((3, 2.0),), ((100, 60.0),), monotonic=clock
+    )
     for _ in range(3):
         guard.failed("10.0.2.1")
-    assert guard.wait_seconds("10.0.2.1") >= 1
-    wait_for(lambda: guard.wait_seconds("10.0.2.1") == 0, timeout=5)  # the window moves on
+    clock.now += 0.5
+    assert guard.wait_seconds("10.0.2.1") == 2  # 1.5 s, in whole seconds up
+    clock.now += 1.5  # the window moves on
+    assert guard.wait_seconds("10.0.2.1") == 0
     again = client_from(app, "10.0.2.1")
     assert again.get(f"/login?token={API_TOKEN}").status_code == 302
+
+
+def test_the_lockout_forgets_quiet_addresses_so_its_memory_stays_bounded():
+    """A stranger taking a new address (IPv6: a new /64) for every guess used to leave a key
+    per address in the guard for good. An address is now forgotten once its longest window has
+    passed, and past ``max_keys`` the longest quiet one is (it then starts afresh, as each of
+    such a stranger's many addresses does anyway)."""
+    from rate_window import MovingWindows
+
+    clock = ManualClock()
+    guard = auth.LoginGuard(((5, 60.0), (15, 3600.0)), ((1000, 60.0),), monotonic=clock)
+    for i in range(500):
+        guard.failed(f"2001:db8:{i:x}::1", overall=False)
+        clock.now += 1.0
+    assert guard.clients() == 500
+    clock.now += 3600.0 - 250.0  # an hour since the 251st address's guess, not the 252nd's
+    guard.failed("10.0.0.1")
+    assert guard.clients() == 500 - 251 + 1
+    clock.now += 3600.0
+    guard.failed("10.0.0.2")
+    assert guard.clients() == 1
+
+    windows = MovingWindows(((2, 60.0),), max_keys=3, monotonic=clock)
+    for key in ("a", "b", "a", "c", "d"):  # "a" is busier but "b" was quiet longest
+        windows.hit(key)
+    assert windows.keys() == 3
+    assert windows.wait("a") == 60.0 and windows.wait("b") == 0.0
+
+
+def test_moving_windows_hold_every_rule_at_once():
+    from rate_window import MovingWindows
+
+    clock = ManualClock()
+    windows = MovingWindows(((2, 10.0), (3, 100.0)), monotonic=clock)
+    windows.hit("k")
+    assert windows.wait("k") == 0.0
+    clock.now += 1.0
+    windows.hit("k")
+    assert windows.wait("k") == 9.0  # two in ten seconds: the first must leave the window
+    clock.now += 9.0
+    assert windows.wait("k") == 0.0
+    windows.hit("k")
+    assert windows.wait("k") == 90.0  # three in a hundred seconds
+    assert windows.wait("someone else") == 0.0
+    with pytest.raises(ValueError):
+        MovingWindows(((0, 10.0),))
 
 
 def test_webhook_secret_failures_count_too(make_app, gateway):
