@@ -210,6 +210,9 @@ class GatewayServer(
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         await self._close_listener()
+        if not self._stall_done.is_set():  # sessions waiting out a stall: their connections
+            self._stall_done.set()  # are cut, they see it and end (not cancelled at loop end)
+            await asyncio.sleep(0)
         self.save_state()
         if self.store is not None:
             self.store.close()

@@ -981,6 +981,30 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(
 
 
 @async_test
+async def test_a_gateway_stopped_during_a_stall_ends_its_sessions_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A session waiting out a stall was left pending when the gateway stopped: cancelled at
+    the loop's end, which asyncio reports as an error (Python 3.11)."""
+    gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK)).start()
+    try:
+        async with connected(gateway) as ib:
+            lost: list[bool] = []
+            ib.disconnectedEvent += lambda: lost.append(True)
+            gateway.stall(5.0)
+            ib.client.reqCurrentTime()  # read by the gateway, left waiting for the stall's end
+            transport = ib.client.conn.transport
+            await until(lambda: transport.get_write_buffer_size() == 0, 1.0, "request sent")
+            for _ in range(3):  # turns of the gateway's loop: it has read the request
+                gateway.broker_call(lambda broker: None)
+            gateway.stop()
+            await until(lambda: lost, 1.0, "disconnect")
+    finally:
+        gateway.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@async_test
 async def test_restart_cuts_clients_and_keeps_orders_and_positions(gateway: SimGateway) -> None:
     port = gateway.port
     async with connected(gateway) as ib:
