@@ -298,9 +298,10 @@ class OrderHandler(LoopSide):
                 "the quantity of a bracket order cannot be modified; cancel it and place a new one"
             )
         command = Modify(tracker, quantity, limit_price, stop_price)
-        if gate is not None:
-            before = replace(record.intent, **{**(legs or {}), **tracker.unconfirmed})
+        if gate is not None:  # checked on the order as sent so far, and sent only onto that
+            before = replace(record.intent, **{**(legs or {}), **(basis := tracker.sent_terms())})
             count_change(gate, self.journal, record, before, replace(before, **command.changes()))
+            command = replace(command, basis=basis)
         self._enqueue(command)
         return tracker.record
 

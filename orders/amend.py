@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import ib_pacing
 from ib_compat import DONE_STATES, forget_trade
 from orders.commands import Cancel, CancelAll, Modify
-from orders.lifecycle import Tracker, Verdict, change_words, is_final
+from orders.lifecycle import Tracker, Verdict, change_words, is_final, same_terms
 from orders.tracking import OrderBook
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ class Amend:
         if is_final(tracker.record.verdict):  # e.g. withdrawn unsent by a global cancel
             tracker.step(f"change not sent: the order is {tracker.record.verdict}")
             return
+        if command.basis is not None and not same_terms(command.basis, tracker.sent_terms()):
+            self._refuse_moved(tracker, command)
+            return
         order = copy.copy(trade.order)  # the trade keeps what the broker last confirmed
         self._as_ib_holds(tracker, order)
         fields = {"quantity": "totalQuantity", "limit_price": "lmtPrice", "stop_price": "auxPrice"}
@@ -132,6 +135,18 @@ class Amend:
         tracker.unconfirmed = values  # the next change goes on top of these until echoed
         tracker.step(f"change sent: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
+
+    def _refuse_moved(self, tracker: Tracker, command: Modify) -> None:
+        """The order moved between the change's checks and its turn here: an earlier change
+        was refused (or the broker changed it). Sent now, the change would land on an order
+        the risk gate never saw with it (a quantity cut refused, a price raise checked on it
+        goes out on the full quantity)."""
+        now = change_words({k: v for k, v in tracker.sent_terms().items() if v is not None})
+        tracker.step(
+            f"change not sent: {change_words(command.changes())} was checked on an order that "
+            f"has changed since (now {now}); check it and send it again"
+        )
+        log.warning("✋ Modify of %s not sent: the order changed since it was checked", tracker.id)
 
     def _as_ib_holds(self, tracker: Tracker, order: Order) -> None:
         """A bracket leg goes out as IB holds it: in the OCA group IB made for the bracket

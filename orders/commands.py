@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,17 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Modify:
-    """Change the quantity and/or prices of one of our working orders."""
+    """Change the quantity and/or prices of one of our working orders.
+
+    ``basis``: the order's quantity and prices the change was checked against (the risk gate's
+    "before", ``Tracker.sent_terms``); the change is sent only onto that order. None: unchecked.
+    """
 
     tracker: Tracker
     quantity: float | None = None
     limit_price: float | None = None
     stop_price: float | None = None
+    basis: Mapping[str, float | None] | None = None
 
     def changes(self) -> dict[str, Any]:
         """The values to change, by intent field name."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any
@@ -142,6 +142,17 @@ def is_final(verdict: str | None) -> bool:
     return verdict in FINAL_VERDICTS
 
 
+TERMS = ("quantity", "limit_price", "stop_price")  # what a change may change
+
+
+def same_terms(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> bool:
+    """Two orders' quantity and prices are the same (to within float noise)."""
+    return all(
+        (x is None) == (y is None) and (x is None or y is None or abs(x - y) <= 1e-9)
+        for x, y in ((a.get(name), b.get(name)) for name in TERMS)
+    )
+
+
 class Tracker:
     """One order's current record and the live objects that follow it.
 
@@ -168,6 +179,12 @@ class Tracker:
             t.new in ("PreSubmitted", "Submitted", "ApiPending", "PendingCancel")
             for t in record.transitions
         )
+
+    def sent_terms(self) -> dict[str, float | None]:
+        """The order's quantity and prices as sent so far: as the broker last confirmed them,
+        with the changes sent and not echoed yet on top (what the next change is sent onto)."""
+        unconfirmed, intent = self.unconfirmed, self.record.intent  # each replaced, never mutated
+        return {name: unconfirmed.get(name, getattr(intent, name)) for name in TERMS}
 
     @classmethod
     def restored_from(cls, record: Lifecycle, sink: Callable[[Lifecycle], None]) -> Tracker:

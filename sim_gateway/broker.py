@@ -230,7 +230,9 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
     # --------------------------------------------------------------- switches
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
-        """The next placed (non-what-if) order gets 201 with ``reason`` and goes Inactive."""
+        """The next placed (non-what-if) order gets 201 with ``reason`` and goes Inactive; or,
+        if a change of a working order comes first, the change gets it (the order stays as it
+        was, as IB refuses a modification)."""
         self._reject_reason = reason
 
     def roll_back_order_ids(self) -> None:

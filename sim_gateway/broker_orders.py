@@ -294,7 +294,8 @@ class OrderEntry:
         if refused is not None:
             return [refused]
         reason = (
-            self._request_reason(req, order.contract)
+            self._take_rejection()
+            or self._request_reason(req, order.contract)
             or _modify_reason(order, req)
             or self._margin_reason(order.contract, req, req.total_quantity - order.filled)
         )

@@ -221,7 +221,7 @@ class SimGateway:
         self._run(apply)
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
-        """Reject the next order placed (error 201)."""
+        """Reject the next order placed, or change of a working order (error 201)."""
         self._run(lambda s: s.broker.reject_next_order(reason))
 
     def cancel_at_broker(self, client_id: int, order_id: int) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
@@ -24,6 +27,9 @@ def make_client(gateway):
     yield make
     for app in apps:
         app.extensions["trading"].stop()
+
+
+AAPL_CON_ID = 265598
 
 
 def gateway_orders(gateway):
@@ -242,3 +248,48 @@ def test_an_fx_pair_is_listed_however_its_symbol_is_written(make_client, gateway
         assert "is on the deny list" in error["message"]
     assert gateway_orders(gateway) == 0
     assert order(client, symbol="GBPUSD", quantity=20_000).status_code == 202
+
+
+def _unread(handler, marker: bytes) -> bool:
+    """``marker`` waits in the order connection's socket, not read by ib_async yet."""
+    fd = handler.ib.client.conn.transport.get_extra_info("socket").fileno()
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a duplicate
+        try:
+            return marker in sock.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+
+
+def _steps(client, order_id):
+    record = client.get(f"/api/v1/orders/{order_id}").get_json()["lifecycle"]
+    return [step["text"] for step in record["steps"]]
+
+
+def test_a_change_is_sent_only_onto_the_order_it_was_checked_on(make_client, gateway):
+    """A quantity cut the broker refuses, then a price raise checked on the cut order while
+    the refusal was on its way: sent, the raise went out on the full quantity, an order the
+    max notional would have refused. It is not sent now; the order stays as it was."""
+    bid = gateway.broker_call(lambda broker: broker.quote(AAPL_CON_ID)).bid
+    price, raised = round(bid * 0.93, 2), round(bid * 0.97, 2)
+    client = make_client(risk_max_notional=round(10 * bid * 0.95))  # 10 at `raised`: over it
+    handler = client.application.extensions["trading"].handler
+    order_id = order(client, order_type="LMT", limit_price=price, quantity=10).get_json()["id"]
+    wait_for(lambda: handler.get(order_id).status == "Submitted")
+    gateway.reject_next_order("drill: change refused")
+    gateway.stall(1.0)  # the cut reaches the gateway, and its refusal us, only after it
+    assert client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5}).status_code == 202
+    wait_for(lambda: "change sent: quantity 5" in _steps(client, order_id))
+    release = threading.Event()
+    handler.thread.call_soon(release.wait, 10)  # the order thread stops reading meanwhile
+    try:
+        wait_for(lambda: _unread(handler, b"drill: change refused"), timeout=5)
+        res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
+        assert res.status_code == 202, res.get_json()  # 5 at `raised` is within the limit
+    finally:
+        release.set()
+    wait_for(lambda: any("change not sent" in text for text in _steps(client, order_id)))
+    [working] = gateway.open_orders()
+    assert (working.total_quantity, working.lmt_price) == (10, price)
+    record = handler.get(order_id)
+    assert (record.intent.quantity, record.intent.limit_price) == (10, price)
+    assert any(message.code == 201 for message in record.messages)
