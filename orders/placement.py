@@ -269,9 +269,11 @@ class Placement(Amend):
         settle = self.host.settle
         log.info("⏱️ Applying sleep workaround (%s)...", " + ".join(f"{s:g}s" for s in settle))
         for seconds in settle:
-            if tracker.record.status in DONE_STATES:
+            if tracker.record.status in DONE_STATES or is_final(tracker.record.verdict):
                 break
             await asyncio.sleep(seconds)
+        if is_final(tracker.record.verdict):
+            return  # concluded meanwhile (e.g. withdrawn from the pacing queue): nothing to watch
         tracker.step("broker's first answers in; watching the order")
         log.info("✅ Sleep completed for %s", tracker.id)
 

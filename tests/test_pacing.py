@@ -170,6 +170,9 @@ def test_orders_still_in_the_pacing_queue_never_leave_after_a_global_cancel(
     assert not at_gateway & {r.order_id for r in withdrawn}
     bought = sum(p.position for p in gateway.positions() if p.contract.symbol == "AAPL")
     assert bought <= placed  # nothing withdrawn was filled
+    wait_for(lambda: not handler._tasks, timeout=10)  # every placement has ended
+    for record in withdrawn:  # the verdict is its last word (no "watching the order" after it)
+        assert reason in handler.get(record.id).steps[-1].text, handler.get(record.id).steps
     if stop == "kill switch":
         client.post("/api/v1/kill-switch", json={"engaged": False})
 
