@@ -163,10 +163,7 @@ class OrderBook:
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
             return
-        if (
-            trade.orderStatus.status in WORKING_STATES
-            and tracker.record.intent.order_type != "TRAIL"
-        ):
+        if trade.orderStatus.status in WORKING_STATES:
             _sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
@@ -174,13 +171,10 @@ class OrderBook:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
+        if trade.orderStatus.status in WORKING_STATES:  # the intent first: a reader of
+            _sync_intent(tracker, trade)  # ``Tracker.sent_terms`` never sees the change gone
+            self._changed()  # from both
         _echoed(tracker, trade)
-        if (
-            trade.orderStatus.status in WORKING_STATES
-            and tracker.record.intent.order_type != "TRAIL"
-        ):
-            _sync_intent(tracker, trade)
-            self._changed()
 
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
         """Take the broker's status of the order and draw the verdict it implies."""
@@ -472,8 +466,11 @@ def _echoed(tracker: Tracker, trade: Trade) -> None:
 
 
 def _sync_intent(tracker: Tracker, trade: Trade) -> None:
-    """Take quantity and prices from the broker's echo of the order (after a modify)."""
+    """Take quantity and prices from the broker's echo of the order (after a modify); a
+    trailing stop's quantity only (its echo's prices are its trail's)."""
     intent, confirmed = tracker.record.intent, _shown(trade)
+    if intent.order_type == "TRAIL":
+        confirmed = {"quantity": confirmed["quantity"]}
     changes = {
         k: v
         for k, v in confirmed.items()

@@ -497,3 +497,19 @@ def test_in_flight_counts_follow_the_orders(handler, gateway):
     for record in records:
         assert handler.wait(record.id, 5).verdict == "filled"
     assert handler.in_flight() == 0 and handler.working_count() == 0
+
+
+def test_a_trailing_stops_quantity_change_is_taken_when_the_broker_confirms_it(handler, gateway):
+    """A trailing stop's echo carries its trail, not the intent's prices, so its record took
+    nothing from it: a quantity change the broker confirmed never showed, and the next change
+    was checked on the old quantity."""
+    trail = OrderIntent(
+        symbol="AAPL", action="SELL", quantity=2, order_type="TRAIL", trailing_percent=5.0
+    )
+    record, _ = handler.submit(trail)
+    wait_for(lambda: handler.get(record.id).status in ("PreSubmitted", "Submitted"))
+    handler.modify(record.id, quantity=3)
+    wait_for(lambda: gateway.open_orders()[0].total_quantity == 3)
+    wait_for(lambda: handler.get(record.id).intent.quantity == 3)
+    confirmed = handler.get(record.id).intent
+    assert (confirmed.trailing_percent, confirmed.stop_price) == (5.0, None)
