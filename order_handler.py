@@ -116,10 +116,29 @@ def count_change(
             raise
 
 
-def _modifiable(tracker: Tracker) -> Lifecycle:
-    """The record of an order a change can be sent for: unfinished, and at the broker on this
-    connection. A change for an order still being sent (or not matched since a reconnect) was
-    dropped on the loop while the order went out unchanged."""
+def check_change(
+    gate: RiskGate,
+    journal: Journal,
+    tracker: Tracker,
+    legs: dict[str, Any] | None,
+    command: Modify,
+) -> Modify:
+    """``command`` checked on the order as it will be when its turn comes (``next_basis``:
+    sent so far, or as the changes queued before it leave it), and marked to be sent only
+    onto that order; counted as queued on the tracker."""
+    record, basis = tracker.record, tracker.next_basis()
+    before = replace(record.intent, **{**(legs or {}), **basis})
+    after = replace(before, **command.changes())
+    count_change(gate, journal, record, before, after)
+    tracker.change_queued({name: getattr(after, name) for name in basis})
+    return replace(command, basis=basis)
+
+
+def _modifiable(tracker: Tracker, quantity: float | None) -> None:
+    """OrderStateError unless a change can be sent for the order: unfinished, and at the
+    broker on this connection (a change for an order still being sent, or not matched since a
+    reconnect, was dropped on the loop while the order went out unchanged); a bracket's
+    quantity cannot change (its children would not follow)."""
     record = tracker.record
     if is_final(record.verdict):
         raise OrderStateError(f"order {record.id} is already {record.verdict}")
@@ -128,7 +147,10 @@ def _modifiable(tracker: Tracker) -> Lifecycle:
             f"order {record.id} is not at the broker yet (being sent, or not matched since a "
             "reconnect): nothing was changed; send the change again once it is working"
         )
-    return record
+    if quantity is not None and (record.children or record.parent):
+        raise OrderStateError(
+            "the quantity of a bracket order cannot be modified; cancel it and place a new one"
+        )
 
 
 class OrderHandler(LoopSide):
@@ -292,17 +314,17 @@ class OrderHandler(LoopSide):
         if self.halted:
             raise TradingHaltedError("trading is halted by the kill switch")
         self._require_reconciled()
-        record = _modifiable(tracker)
-        if quantity is not None and (record.children or record.parent):
-            raise OrderStateError(
-                "the quantity of a bracket order cannot be modified; cancel it and place a new one"
-            )
+        _modifiable(tracker, quantity)
         command = Modify(tracker, quantity, limit_price, stop_price)
-        if gate is not None:  # checked on the order as sent so far, and sent only onto that
-            before = replace(record.intent, **{**(legs or {}), **(basis := tracker.sent_terms())})
-            count_change(gate, self.journal, record, before, replace(before, **command.changes()))
-            command = replace(command, basis=basis)
-        self._enqueue(command)
+        with tracker.change_lock:  # one change of the order checked and queued at a time
+            if gate is not None:
+                command = check_change(gate, self.journal, tracker, legs, command)
+            try:
+                self._enqueue(command)
+            except BaseException:
+                if command.basis is not None:
+                    tracker.change_taken()
+                raise
         return tracker.record
 
     def _require_reconciled(self) -> None:

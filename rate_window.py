@@ -54,8 +54,8 @@ class MovingWindows:
 
     A key holds only the stamps of its last ``max(count)`` events, and only while the newest
     is younger than the longest rule; past ``max_keys`` keys the one whose last event is the
-    oldest is forgotten. Forgetting lets a key start afresh: that helps only someone holding
-    more than ``max_keys`` keys (addresses), who has a fresh allowance on each of them anyway.
+    oldest is forgotten, and starts afresh. So someone cycling through more than ``max_keys``
+    keys (addresses) is never held by the per-key rules: the memory bound has that price.
     """
 
     def __init__(

@@ -101,6 +101,13 @@ class Amend:
 
     async def modify(self, command: Modify) -> None:
         """Send the changed order; the record changes only when the broker confirms."""
+        try:
+            self._modify(command)
+        finally:
+            if command.basis is not None:  # after ``unconfirmed`` took it, if it was sent
+                command.tracker.change_taken()
+
+    def _modify(self, command: Modify) -> None:
         tracker = command.tracker
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None:  # the connection dropped since the change was accepted

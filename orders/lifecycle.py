@@ -168,6 +168,10 @@ class Tracker:
         self.trade: Trade | None = None
         self.unconfirmed: dict[str, float] = {}  # modified fields sent, not yet echoed back
         self.placed = 0  # placeOrder messages handed to ib_async: the order's, then its changes'
+        self.change_lock = threading.Lock()  # Flask threads: one change checked at a time
+        self._count_lock = threading.Lock()  # the count below, from either side
+        self._changes_queued = 0  # checked changes the order thread has not taken yet
+        self._queued_terms: dict[str, float | None] = {}  # the order after the last of them
         self.verdict_given = threading.Event()
         if record.verdict is not None:
             self.verdict_given.set()
@@ -185,6 +189,22 @@ class Tracker:
         with the changes sent and not echoed yet on top (what the next change is sent onto)."""
         unconfirmed, intent = self.unconfirmed, self.record.intent  # each replaced, never mutated
         return {name: unconfirmed.get(name, getattr(intent, name)) for name in TERMS}
+
+    def next_basis(self) -> dict[str, float | None]:
+        """What the next change is checked on and sent onto: the order after the changes
+        queued before it, else as sent so far (under ``change_lock``)."""
+        return dict(self._queued_terms) if self._changes_queued else self.sent_terms()
+
+    def change_queued(self, terms: dict[str, float | None]) -> None:
+        """A checked change is queued: ``terms``, the order after it, are the next basis."""
+        with self._count_lock:
+            self._queued_terms, self._changes_queued = terms, self._changes_queued + 1
+
+    def change_taken(self) -> None:
+        """The order thread is done with a queued change (sent it, or not), or it was never
+        queued after all."""
+        with self._count_lock:
+            self._changes_queued = max(0, self._changes_queued - 1)
 
     @classmethod
     def restored_from(cls, record: Lifecycle, sink: Callable[[Lifecycle], None]) -> Tracker:

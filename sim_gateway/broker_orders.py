@@ -140,7 +140,8 @@ class OrderEntry:
 
         Order of checks: 103/104 (id), 200 (contract), 10268/10269, 110 (off-tick price; an
         error only, like the others before it), then 201 + Inactive for reject_next_order, bad
-        fields, unknown parent, insufficient margin.
+        fields, unknown parent, insufficient margin. A modification refused gets 201 (or 110,
+        135, 10326/10327) alone: the order stays working as it was.
         """
         events = self.advance(now)
         return events + self._place(client_id, request, self._clock)

@@ -1,4 +1,5 @@
-"""The project's metadata names every module of the app, so a built wheel carries them all."""
+"""The project's metadata names every module and package of the app, so a built wheel carries
+them (the app runs from its folder: templates/ and static/ are not packaged)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -260,6 +261,17 @@ def _unread(handler, marker: bytes) -> bool:
             return False
 
 
+@contextlib.contextmanager
+def _order_thread_paused(handler):
+    """The order thread's loop blocked (it reads nothing, runs no command) until the end."""
+    release = threading.Event()
+    handler.thread.call_soon(release.wait, 10)
+    try:
+        yield
+    finally:
+        release.set()
+
+
 def _steps(client, order_id):
     record = client.get(f"/api/v1/orders/{order_id}").get_json()["lifecycle"]
     return [step["text"] for step in record["steps"]]
@@ -276,20 +288,40 @@ def test_a_change_is_sent_only_onto_the_order_it_was_checked_on(make_client, gat
     order_id = order(client, order_type="LMT", limit_price=price, quantity=10).get_json()["id"]
     wait_for(lambda: handler.get(order_id).status == "Submitted")
     gateway.reject_next_order("drill: change refused")
-    gateway.stall(1.0)  # the cut reaches the gateway, and its refusal us, only after it
-    assert client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5}).status_code == 202
+    with _order_thread_paused(handler):  # the cut is checked (the gateway answers quotes) ...
+        res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
+        assert res.status_code == 202, res.get_json()
+        gateway.stall(1.0)  # ... then sent, and its refusal comes back only after the stall
     wait_for(lambda: "change sent: quantity 5" in _steps(client, order_id))
-    release = threading.Event()
-    handler.thread.call_soon(release.wait, 10)  # the order thread stops reading meanwhile
-    try:
+    with _order_thread_paused(handler):  # the refusal waits unread while the raise is checked
         wait_for(lambda: _unread(handler, b"drill: change refused"), timeout=5)
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
         assert res.status_code == 202, res.get_json()  # 5 at `raised` is within the limit
-    finally:
-        release.set()
     wait_for(lambda: any("change not sent" in text for text in _steps(client, order_id)))
     [working] = gateway.open_orders()
     assert (working.total_quantity, working.lmt_price) == (10, price)
     record = handler.get(order_id)
     assert (record.intent.quantity, record.intent.limit_price) == (10, price)
     assert any(message.code == 201 for message in record.messages)
+
+
+def test_changes_queued_back_to_back_are_each_checked_on_the_one_before(make_client, gateway):
+    """A script's second change, checked before the order thread took the first: checked on
+    the order as the first leaves it, and sent on top of it (not refused as 'changed since')."""
+    bid = gateway.broker_call(lambda broker: broker.quote(AAPL_CON_ID)).bid
+    price, raised = round(bid * 0.93, 2), round(bid * 0.97, 2)
+    client = make_client(risk_max_notional=round(10 * bid * 0.95))
+    handler = client.application.extensions["trading"].handler
+    order_id = order(client, order_type="LMT", limit_price=price, quantity=10).get_json()["id"]
+    wait_for(lambda: handler.get(order_id).status == "Submitted")
+    with _order_thread_paused(handler):  # it takes none of the changes yet
+        cut = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
+        assert cut.status_code == 202, cut.get_json()
+        res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
+        assert res.status_code == 202, res.get_json()  # 5 at `raised` is within the limit
+        too_big = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 10})
+        assert too_big.status_code == 422, too_big.get_json()  # 10 at `raised` is not
+    wait_for(lambda: handler.get(order_id).intent.limit_price == raised)
+    [working] = gateway.open_orders()
+    assert (working.total_quantity, working.lmt_price) == (5, raised)
+    assert not any("change not sent" in text for text in _steps(client, order_id))
