@@ -28,7 +28,15 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import Headers
 
@@ -43,6 +51,8 @@ TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s?#\"'<>]+")
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert a minute
+# TradingView's exchange prefixes of stocks IB routes in USD ("AMEX" is also NYSE Arca's ETFs)
+US_LISTINGS = frozenset({"NASDAQ", "NYSE", "AMEX", "ARCA", "NYSEARCA", "BATS", "CBOE", "OTC"})
 ORDER_FIELDS = (
     "order_type",
     "limit_price",
@@ -87,6 +97,13 @@ def _number(value: Any) -> Any:
 def _ticker(value: Any) -> Any:
     """``NASDAQ:AAPL`` -> ``AAPL`` (TradingView's ``{{exchange}}:{{ticker}}``)."""
     return value.rpartition(":")[2].strip().upper() if isinstance(value, str) else value
+
+
+def _text(value: Any) -> Any:
+    """A number sent for a text field (an epoch ``time``, a numeric ``alert_id``) as its text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _folded(value: Any) -> Any:
@@ -142,12 +159,26 @@ class AlertIn(BaseModel):
     outside_rth: StrictBool | None = None
     sec_type: Annotated[str, BeforeValidator(_upper)] | None = None
     currency: Annotated[str, BeforeValidator(_upper)] | None = None
-    alert_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    order_id: Text | None = None  # {{strategy.order.id}} (a name such as "Long Entry")
+    alert_id: Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)] | None = (
+        None
+    )
+    order_id: Annotated[Text, BeforeValidator(_text)] | None = None  # {{strategy.order.id}}
     alert_message: Text | None = None  # {{strategy.order.alert_message}}
-    time: Annotated[str, Field(max_length=64)] | None = Field(
+    time: Annotated[str, BeforeValidator(_text), Field(max_length=64)] | None = Field(
         None, validation_alias=AliasChoices("time", "timenow", "timestamp")
     )
+    # {{exchange}}, else the ticker's EXCHANGE: prefix (``_listing``)
+    exchange: Annotated[str, BeforeValidator(_upper), Field(max_length=32)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _listing(cls, data: Any) -> Any:
+        """The ticker's ``EXCHANGE:`` prefix kept as ``exchange`` when the alert names none."""
+        if isinstance(data, dict) and data.get("exchange") is None:
+            raw = data.get("symbol", data.get("ticker"))
+            if isinstance(raw, str) and ":" in raw:
+                return {**data, "exchange": raw.rpartition(":")[0]}
+        return data
 
     @property
     def contract_type(self) -> str:
@@ -248,10 +279,15 @@ def dedup_key(alert: AlertIn, body: Mapping[str, Any], now: float | None = None)
     return key
 
 
+def minute_keyed(alert: AlertIn) -> bool:
+    """The alert has neither an id nor a time: its duplicate key is its body and the minute."""
+    return alert.alert_id is None and alert.time is None
+
+
 def previous_window_key(alert: AlertIn, body: Mapping[str, Any], now: float) -> str | None:
     """The key the same alert had in the previous window, for one without an id or a time (a
     copy sent just after the minute turned); None for the others."""
-    if alert.alert_id is not None or alert.time is not None:
+    if not minute_keyed(alert):
         return None
     return dedup_key(alert, body, now - DEDUP_WINDOW)
 
@@ -264,7 +300,9 @@ def is_target(alert: AlertIn) -> bool:
 def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
     """The order's fields (``schemas.OrderIn``) the alert means, or None when a target
     position is already held. AlertError names a missing field."""
+    _check_listing(alert)
     if is_target(alert):
+        _no_bracket(alert)
         delta = _target(alert) - position
         if abs(delta) < 1e-9:
             return None
@@ -288,6 +326,36 @@ def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
     ):
         order["limit_price"] = _on_tick(alert.price, alert.contract_type, alert.symbol)
     return order
+
+
+def _check_listing(alert: AlertIn) -> None:
+    """A stock listed outside the US (``LSE:BP``) would be ordered on its US listing in USD
+    (BP's ADR: six shares each) unless the alert names its currency."""
+    if (
+        alert.exchange
+        and alert.exchange not in US_LISTINGS
+        and alert.contract_type == "STK"
+        and alert.currency is None
+    ):
+        raise AlertError(
+            "ticker",
+            f"{alert.exchange}:{alert.symbol} is not a US listing, and without a currency the "
+            f'order would go to the US one in USD: give the alert its currency ("currency": '
+            '"GBP") or send a US ticker',
+        )
+
+
+def _no_bracket(alert: AlertIn) -> None:
+    """A target alert orders a difference: exits on it would be sized to that difference (a
+    reversal's stop would reverse the position again), and while they work every later
+    target alert for the symbol waits for them (409): the strategy's own exit is lost."""
+    for name in ("take_profit", "stop_loss"):
+        if getattr(alert, name) is not None:
+            raise AlertError(
+                name,
+                "not taken with market_position: send the strategy's exits as target alerts, "
+                "or a bracket as an order alert (action and contracts)",
+            )
 
 
 def _target(alert: AlertIn) -> float:
@@ -316,16 +384,25 @@ def _on_tick(price: float, sec_type: str, symbol: str) -> float:
 
 
 def position_of(
-    positions: Iterable[PositionRow], symbol: str, sec_type: str, account: str = ""
+    positions: Iterable[PositionRow],
+    symbol: str,
+    sec_type: str,
+    account: str = "",
+    currency: str = "USD",
 ) -> float:
-    """The quantity held of ``symbol`` (signed; 0 when none), in ``account`` when named."""
+    """The quantity held of ``symbol`` (signed; 0 when none), in ``account`` when named; of
+    its listing in ``currency`` (SHOP in CAD is not the SHOP a USD order trades)."""
     if sec_type == "CASH":
         wanted = symbol.replace(".", "")
         rows = [
             p for p in positions if p.sec_type == "CASH" and p.symbol.replace(".", "") == wanted
         ]
     else:
-        rows = [p for p in positions if p.sec_type == sec_type and p.symbol == symbol]
+        rows = [
+            p
+            for p in positions
+            if p.sec_type == sec_type and p.symbol == symbol and p.currency == currency
+        ]
     return sum(p.quantity for p in rows if not account or p.account == account)
 
 

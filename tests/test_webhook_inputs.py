@@ -4,7 +4,9 @@ a secret that is no text, a mistyped secret URL, FX pairs named as TradingView n
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import types
 
 import pytest
 from test_webhook import (  # noqa: F401 - fixtures
@@ -20,6 +22,7 @@ from test_webhook import (  # noqa: F401 - fixtures
 
 import webhook
 from conftest import wait_for
+from reader_rows import PositionRow
 from web import tradingview
 
 
@@ -158,3 +161,90 @@ def test_a_copy_after_the_minute_turned_is_the_same_alert(hook, gateway, monkeyp
     alert = webhook.AlertIn.model_validate(body)
     later = tradingview._dedup_key(svc, alert, body, entry.record.created_at + 2.01)
     assert later not in (entry.idem_key, None)  # past the window: a new alert
+
+
+def test_a_copy_while_the_first_is_still_being_placed_across_the_minute_is_the_same_alert(
+    hook, gateway, monkeypatch
+):
+    """The copy chose its key before the first one's order was journaled: it found nothing
+    under the previous minute's key and placed a second order under the new minute's."""
+    gate = hook.extensions["trading"].gate
+    reserve, inside, go_on = gate.reserve, threading.Event(), threading.Event()
+
+    def held_first(intent):  # the first alert waits in the risk gate, its key chosen
+        if not inside.is_set():
+            inside.set()
+            assert go_on.wait(10)
+        return reserve(intent)
+
+    monkeypatch.setattr(gate, "reserve", held_first)
+    minute = (time.time() // 60 + 1) * 60
+    clock = iter([minute - 0.05, minute + 0.05])  # the first just before the minute turns
+    monkeypatch.setattr(tradingview, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    body = {"ticker": "MSFT", "action": "buy", "contracts": 1, "secret": SECRET}
+    answers: list = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(post(hook.test_client(), body)))
+        for _ in range(2)
+    ]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    wait_for(lambda: threads[1].is_alive(), timeout=1)  # (it is waiting its turn, or placing)
+    go_on.set()
+    for thread in threads:
+        thread.join(20)
+    assert sorted(a.status_code for a in answers) == [200, 202], [a.get_json() for a in answers]
+    assert answers[0].get_json()["id"] == answers[1].get_json()["id"]
+    assert hook.extensions["trading"].journal.count() == 1
+
+
+def test_a_target_alert_takes_no_bracket(hook, gateway):
+    """Exits on a target alert were sized to the difference ordered: a reversal from +5 to -5
+    got a stop for 10, which would turn the short into a long again; and its working exits
+    held back the strategy's next target alerts (409), so its own exit was lost."""
+    sender = hook.test_client()
+    alert = {**target("IBM", "short", 5, 1), "stop_loss": 200, "take_profit": 50}
+    res = post(sender, alert)
+    assert res.status_code == 400, res.get_json()
+    assert res.get_json()["error"]["field"] == "take_profit"
+    assert "not taken with market_position" in res.get_json()["error"]["message"]
+    assert gateway.all_orders() == []
+
+
+@pytest.mark.parametrize("listing", [{"ticker": "LSE:BP"}, {"ticker": "BP", "exchange": "LSE"}])
+def test_a_stock_listed_outside_the_us_needs_its_currency(hook, gateway, listing):
+    """The exchange prefix was dropped: LSE:BP became an order for BP's US listing in USD (an
+    ADR of six shares each), at a {{close}} quoted in pence."""
+    res = post(hook.test_client(), {**tv_alert(), **listing})
+    assert res.status_code == 400, res.get_json()
+    assert res.get_json()["error"]["field"] == "ticker"
+    assert "LSE:BP is not a US listing" in res.get_json()["error"]["message"]
+    us = post(hook.test_client(), {**tv_alert(ticker="NYSE:IBM"), "time": "2026-12-01T15:00:00Z"})
+    assert us.status_code == 202, us.get_json()
+    assert len(gateway.all_orders()) <= 1
+
+
+def test_a_numeric_time_or_alert_id_is_taken_as_text(hook, gateway):
+    sender = hook.test_client()
+    first = post(sender, {**tv_alert(), "time": 1764687600})
+    assert first.status_code == 202, first.get_json()
+    again = post(sender, {**tv_alert(), "time": 1764687600})
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    other = post(sender, {**tv_alert(), "alert_id": 42})
+    assert other.status_code == 202, other.get_json()
+
+
+def test_a_target_counts_the_listing_the_order_trades():
+    """SHOP held in CAD is not the SHOP a USD alert trades: the difference was ordered from
+    the CAD holding (SELL 90 on the US listing, a short there)."""
+    rows = [
+        PositionRow("DU1", 1, "SHOP", "STK", "CAD", 100, 90.0, None, None, None, None),
+        PositionRow("DU1", 2, "SHOP", "STK", "USD", 4, 60.0, None, None, None, None),
+    ]
+    assert webhook.position_of(rows, "SHOP", "STK") == 4
+    assert webhook.position_of(rows, "SHOP", "STK", currency="CAD") == 100
+    alert = webhook.AlertIn.model_validate(
+        {"ticker": "SHOP", "market_position": "long", "market_position_size": 10}
+    )
+    assert webhook.plan(alert, webhook.position_of(rows, "SHOP", "STK"))["quantity"] == 6

@@ -51,6 +51,10 @@ CATCH_UP_POLL = 0.05  # s between looks at the reader's snapshot meanwhile
 TURN_MARGIN = 0.5  # s a second alert for the contract may wait beyond the first one's wait
 _TURNS: dict[tuple[str, str], threading.Lock] = {}  # one target alert per contract at a time
 _TURNS_GUARD = threading.Lock()
+# alerts keyed by the minute (no alert_id, no time): the key is chosen and the order journaled
+# under it in one turn, else a copy arriving as the minute turns finds no order under the
+# previous minute's key yet and places a second one under the new minute's
+_MINUTE_KEYS = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,15 @@ def _webhook_body(token: str | None) -> tuple[dict[str, Any], list[object]]:
 
 
 def _place_alert(
+    svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
+) -> tuple[Response, int]:
+    if not webhook.minute_keyed(alert):
+        return _place_keyed(svc, alert, body)
+    with _MINUTE_KEYS:
+        return _place_keyed(svc, alert, body)
+
+
+def _place_keyed(
     svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
 ) -> tuple[Response, int]:
     key = _dedup_key(svc, alert, body, time.time())
@@ -320,7 +333,11 @@ def _refuse_unconfirmed(
 
 def _position(svc: Services, snap: Snapshot, alert: webhook.AlertIn) -> float:
     return webhook.position_of(
-        snap.positions, alert.symbol, alert.contract_type, svc.settings.account
+        snap.positions,
+        alert.symbol,
+        alert.contract_type,
+        svc.settings.account,
+        alert.currency or "USD",
     )
 
 
