@@ -131,6 +131,11 @@ def change_words(values: dict[str, Any]) -> str:
     return ", ".join(f"{CHANGE_NAMES.get(k, k)} {plain_number(v)}" for k, v in values.items())
 
 
+def awaits_commission(record: Lifecycle) -> bool:
+    """A fill of the record has no commission yet."""
+    return any(f.commission is None for f in record.fills)
+
+
 def awaits_reason(record: Lifecycle) -> bool:
     """Rejected on the broker's bare status: IB reports a rejected order Inactive before the
     201 that says why."""

@@ -236,6 +236,8 @@ class Reconciler:
             if tracker.cancel_requested:
                 self.book.cancel(ib, tracker, trade)
                 tracker.step("pending cancel sent")
+        else:  # finished while we were away: its fills' commissions may come after them
+            self.book.follow_commissions(tracker, trade)
         if tracker.terminal is None:
             tracker.terminal = asyncio.Event()
         self.book.apply_status(tracker, trade)

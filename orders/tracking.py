@@ -39,7 +39,7 @@ from ib_compat import (
     number,
     unset_price,
 )
-from order_records import FillRecord, Lifecycle
+from order_records import FillRecord
 from orders.lifecycle import (
     BROKER_FINAL,
     Event,
@@ -47,6 +47,7 @@ from orders.lifecycle import (
     Tracker,
     Verdict,
     average_price,
+    awaits_commission,
     awaits_reason,
     is_final,
     may_become,
@@ -134,8 +135,13 @@ class OrderBook:
         name = tracker.id  # a failure is logged: the record may lag the broker until fixed
         trade.statusEvent += logged(log, f"{name}'s status", lambda t: self.on_status(tracker, t))
         trade.fillEvent += logged(log, f"{name}'s fill", lambda t, f: self.on_fill(tracker, f))
+        self.follow_commissions(tracker, trade)
+
+    def follow_commissions(self, tracker: Tracker, trade: Trade) -> None:
+        """Take the commission reports ib_async hands to ``trade`` (bound, or an order found
+        finished after a reconnect: IB may report a fill's commission after the executions)."""
         trade.commissionReportEvent += logged(
-            log, f"{name}'s commission", lambda t, f, report: self.on_commission(tracker, report)
+            log, f"{tracker.id}'s commission", lambda t, f, r: self.on_commission(tracker, r)
         )
 
     def index(self, tracker: Tracker, trade: Trade) -> None:
@@ -171,9 +177,9 @@ class OrderBook:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
-        if trade.orderStatus.status in WORKING_STATES:  # the intent first: a reader of
-            _sync_intent(tracker, trade)  # ``Tracker.sent_terms`` never sees the change gone
-            self._changed()  # from both
+        if trade.orderStatus.status in WORKING_STATES:  # the intent first (see _sync_intent)
+            _sync_intent(tracker, trade)
+            self._changed()
         _echoed(tracker, trade)
 
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
@@ -440,11 +446,6 @@ def _finished_at(tracker: Tracker) -> float:
     return tracker.finished_at or tracker.record.updated_at
 
 
-def awaits_commission(record: Lifecycle) -> bool:
-    """A fill of the record has no commission yet."""
-    return any(f.commission is None for f in record.fills)
-
-
 def _shown(trade: Trade) -> dict[str, float | None]:
     """The quantity and prices of the order as the broker last showed it."""
     order = trade.order
@@ -467,7 +468,8 @@ def _echoed(tracker: Tracker, trade: Trade) -> None:
 
 def _sync_intent(tracker: Tracker, trade: Trade) -> None:
     """Take quantity and prices from the broker's echo of the order (after a modify); a
-    trailing stop's quantity only (its echo's prices are its trail's)."""
+    trailing stop's quantity only (its echo's prices are its trail's). Before ``_echoed``: a
+    reader of ``Tracker.sent_terms`` (the changes not echoed first) never misses a change."""
     intent, confirmed = tracker.record.intent, _shown(trade)
     if intent.order_type == "TRAIL":
         confirmed = {"quantity": confirmed["quantity"]}

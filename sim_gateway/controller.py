@@ -107,6 +107,14 @@ class SimGateway:
         """Delay between acknowledgement and fill of marketable orders."""
         self._set_broker("fill_delay", seconds)
 
+    def set_commission_delay(self, seconds: float) -> None:
+        """Send each commission report ``seconds`` after its execution (0: right with it)."""
+
+        def apply(server: GatewayServer) -> None:
+            server.commission_delay = seconds
+
+        self._run(apply)
+
     def set_cancel_delay(self, seconds: float) -> None:
         """Time IB takes to cancel a working order (PendingCancel meanwhile; it may still fill)."""
         self._set_broker("cancel_delay", seconds)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import broker as b
 from . import protocol as p
 from .account_service import _summary_rows
-from .types import AccountValue, OrderView
+from .types import AccountValue, CommissionReport, OrderView
 
 if TYPE_CHECKING:
     from .connections import Session
@@ -33,6 +33,7 @@ class EventRouting:
     if TYPE_CHECKING:
 
         def _send(self, session: Session, fields: list[str]) -> None: ...
+        def _send_commission(self, session: Session, report: CommissionReport) -> None: ...
 
         def _session_of(self, client_id: int) -> Session | None: ...
 
@@ -109,7 +110,7 @@ class EventRouting:
 
     def _route_commission(self, event: b.CommissionEvent) -> None:
         for session in self._order_audience(event.client_id):
-            self._send(session, p.commission_report(event.report))
+            self._send_commission(session, event.report)
 
     def _route_order_error(self, event: b.OrderErrorEvent) -> None:
         # Only the owner: an error carrying another client's orderId would hit an

@@ -1,6 +1,7 @@
 """The simulated gateway's fault switches, for tests and the harness: hard-close every client,
 stall (stop reading and answering with sockets left open), restart the listener with the state
-kept, send an arbitrary error or notice, or any raw frame, to one client. A mixin of ``GatewayServer``; all run on
+kept, send an arbitrary error or notice, or any raw frame, to one client, send commission
+reports late. A mixin of ``GatewayServer``; all run on
 the server's loop (``controller.SimGateway`` calls them from other threads).
 """
 
@@ -15,6 +16,7 @@ from . import broker as b
 from . import protocol as p
 from .codec import encode_frame
 from .connections import Session
+from .types import CommissionReport
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class FaultSwitches:
     _stalled_until: float
     _stall_done: asyncio.Event
     _stopped: bool
+    commission_delay: float  # seconds a commission report comes after its execution (0: with it)
 
     if TYPE_CHECKING:  # GatewayServer's own and its other mixins'
 
@@ -46,6 +49,17 @@ class FaultSwitches:
         for session in list(self.sessions):
             session.writer.transport.abort()
             self._close_session(session)
+
+    def _send_commission(self, session: Session, report: CommissionReport) -> None:
+        """A commission report: with its execution, or ``commission_delay`` later (IB works
+        commissions out after the fill: a reqExecutions answer may end before they come)."""
+        fields = p.commission_report(report)
+        if self.commission_delay > 0:
+            asyncio.get_running_loop().call_later(
+                self.commission_delay, self._send, session, fields
+            )
+        else:
+            self._send(session, fields)
 
     def stall(self, seconds: float) -> None:
         """Stop reading and answering for ``seconds`` with sockets left open."""

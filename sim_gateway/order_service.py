@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import broker as b
 from . import protocol as p
 from .connections import _client_id
-from .types import OrderView
+from .types import CommissionReport, OrderView
 
 if TYPE_CHECKING:
     from .clock import SimClock
@@ -25,6 +25,7 @@ class OrderHandlers:
     if TYPE_CHECKING:
 
         def _send(self, session: Session, fields: list[str]) -> None: ...
+        def _send_commission(self, session: Session, report: CommissionReport) -> None: ...
 
         def _send_open_order(self, session: Session, order: OrderView) -> None: ...
 
@@ -91,5 +92,5 @@ class OrderHandlers:
             fills = []
         for execution, report in fills:
             self._send(session, p.exec_details(request.req_id, execution, session.version))
-            self._send(session, p.commission_report(report))
+            self._send_commission(session, report)
         self._send(session, p.exec_details_end(request.req_id))

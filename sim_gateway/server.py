@@ -122,6 +122,7 @@ class GatewayServer(
         self._stalled_until = 0.0
         self._stall_done: asyncio.Event = asyncio.Event()
         self._stall_done.set()
+        self.commission_delay = 0.0
         self._dirty = False
         self._stopped = False
         self.port = settings.port

@@ -195,6 +195,23 @@ def test_fills_while_disconnected_are_recovered(handler, gateway):
     assert_matches_gateway(handler, gateway)
 
 
+def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_kept(
+    handler, gateway
+):
+    """IB works commissions out after the fill: after a reconnect the report of a fill made
+    while away may come after the executions' answer. It went to ib_async's trade of the
+    finished order, which nothing followed: the fill kept no commission for good."""
+    gateway.set_fill_delay(0.5)
+    gateway.set_commission_delay(0.3)
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
+    gateway.restart(down_seconds=0.9)  # the fill happens while the listener is down
+    wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
+    wait_for(lambda: handler.get(record.id).fills[0].commission is not None, timeout=5)
+    assert handler.get(record.id).fills[0].commission == pytest.approx(1.0)
+    assert_matches_gateway(handler, gateway)
+
+
 def test_lost_placement_is_resolved_never_resent(gateway, journal):
     """An order journaled but never answered (the app died) is found or marked not placed."""
     handler = make_handler(gateway, journal)
