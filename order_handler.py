@@ -147,7 +147,7 @@ def _modifiable(tracker: Tracker, quantity: float | None) -> None:
             f"order {record.id} is not at the broker yet (being sent, or not matched since a "
             "reconnect): nothing was changed; send the change again once it is working"
         )
-    if quantity is not None and (record.children or record.parent):
+    if quantity is not None and (record.children or record.parent or record.intent.is_bracket):
         raise OrderStateError(
             "the quantity of a bracket order cannot be modified; cancel it and place a new one"
         )

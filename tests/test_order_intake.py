@@ -175,6 +175,31 @@ def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
     assert journal.flush(5) and handler.get(dropped[0]).verdict == "filled"  # from the journal
 
 
+def test_a_bracket_entry_whose_legs_were_not_linked_yet_keeps_its_quantity():
+    """The entry's list of legs is journaled after the legs themselves: restored from a crash
+    in between, it named none, and its quantity could be changed without them."""
+    from order_handler import _modifiable
+    from order_records import OrderIntent
+    from orders.lifecycle import Tracker
+
+    intent = OrderIntent(
+        symbol="AAPL", action="BUY", quantity=3, order_type="LMT", limit_price=1.0, take_profit=2.0
+    )
+    record = Lifecycle(
+        id="o-x-000001",
+        intent=intent,
+        source="api",
+        created_at=1.0,
+        phase="tracking",
+        updated_at=1.0,
+    )
+    tracker = Tracker.restored_from(record, lambda _record: None)
+    tracker.trade = object()  # matched at the gateway on this connection
+    with pytest.raises(OrderStateError, match="quantity of a bracket order cannot be modified"):
+        _modifiable(tracker, 4)
+    _modifiable(tracker, None)  # its prices may still change
+
+
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):
     with pytest.raises(UnknownOrderError, match="^o-nope$"):
         handler.cancel("o-nope")
