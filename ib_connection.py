@@ -219,6 +219,7 @@ class IBConnection(IBServers):
             lambda req_id, code, text, _: self._on_notice(ib, req_id, code, text),
         )
         SmoothPacer(ib.client)  # 45 msg/s, 4 at once (ib_pacing.py)
+        set_up = False  # on_connected entered: what it bound to ``ib`` must be let go
         try:
             await ib.connectAsync(
                 self.host,
@@ -233,6 +234,7 @@ class IBConnection(IBServers):
             self._server_version = ib.client.serverVersion()
             self._accounts = tuple(ib.managedAccounts())
             self._connected = True
+            set_up = True
             await self.on_connected(ib)
         except asyncio.CancelledError:
             ib.disconnect()
@@ -249,6 +251,8 @@ class IBConnection(IBServers):
                 self._last_error,
             )
             ib.disconnect()
+            if set_up:  # e.g. orders matched to this connection's trades before a failure
+                await self._let_go()
             return False
         self._state = "connected"
         self._since = time.time()
@@ -264,6 +268,13 @@ class IBConnection(IBServers):
         )
         self._notify_state()
         return True
+
+    async def _let_go(self) -> None:
+        """``on_disconnected`` after a setup that failed (logged: the supervisor retries)."""
+        try:
+            await self.on_disconnected()
+        except Exception:
+            log.exception("%s: cleanup after the failed setup failed; carrying on", self.name)
 
     def _notify_state(self) -> None:
         if self.state_listener is not None:

@@ -212,6 +212,30 @@ def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_ke
     assert_matches_gateway(handler, gateway)
 
 
+def test_a_setup_that_fails_after_matching_orders_lets_their_trades_go(
+    handler, gateway, monkeypatch
+):
+    """A reconnect whose setup failed after matching orders to the new connection's trades
+    (then closed) left them matched: a cancel would have gone through a dead connection."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    reconcile, calls = handler.reconciler.reconcile, []
+
+    def failing(ib):
+        reconcile(ib)  # the order matched to this connection's trade ...
+        calls.append(handler.book.get(record.id).trade)
+        raise RuntimeError("drill: setup failed")  # ... then the setup fails
+
+    monkeypatch.setattr(handler.reconciler, "reconcile", failing)
+    gateway.drop_connections()
+    wait_for(lambda: calls and calls[0] is not None)
+    wait_for(lambda: handler.book.get(record.id).trade is None)
+    monkeypatch.setattr(handler.reconciler, "reconcile", reconcile)
+    wait_for(lambda: handler.book.get(record.id).trade is not None, timeout=15)
+    handler.cancel(record.id)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+
+
 def test_lost_placement_is_resolved_never_resent(gateway, journal):
     """An order journaled but never answered (the app died) is found or marked not placed."""
     handler = make_handler(gateway, journal)
