@@ -76,8 +76,8 @@ class MovingWindows:
 
     def hit(self, key: str) -> None:
         """Count one event of ``key`` (whether or not a rule is over its count)."""
-        now = self._monotonic()
-        with self._lock:
+        with self._lock:  # the clock read inside: the stamps stay in order
+            now = self._monotonic()
             self._forget_idle(now)
             stamps = self._stamps.get(key)
             if stamps is None:
@@ -90,8 +90,8 @@ class MovingWindows:
 
     def wait(self, key: str) -> float:
         """Seconds until ``key`` is within every rule again (0.0: it is now)."""
-        now = self._monotonic()
         with self._lock:
+            now = self._monotonic()
             stamps = self._stamps.get(key)
             if stamps is None:
                 return 0.0

@@ -34,6 +34,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StrictBool,
     model_validator,
 )
@@ -167,18 +169,21 @@ class AlertIn(BaseModel):
     time: Annotated[str, BeforeValidator(_text), Field(max_length=64)] | None = Field(
         None, validation_alias=AliasChoices("time", "timenow", "timestamp")
     )
-    # {{exchange}}, else the ticker's EXCHANGE: prefix (``_listing``)
-    exchange: Annotated[str, BeforeValidator(_upper), Field(max_length=32)] | None = None
+    _listing: str = PrivateAttr("")  # the ticker's EXCHANGE: prefix ("" without one)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _listing(cls, data: Any) -> Any:
-        """The ticker's ``EXCHANGE:`` prefix kept as ``exchange`` when the alert names none."""
-        if isinstance(data, dict) and data.get("exchange") is None:
-            raw = data.get("symbol", data.get("ticker"))
-            if isinstance(raw, str) and ":" in raw:
-                return {**data, "exchange": raw.rpartition(":")[0]}
-        return data
+    def _keep_listing(cls, data: Any, handler: ModelWrapValidatorHandler[AlertIn]) -> AlertIn:
+        alert = handler(data)
+        raw = data.get("symbol", data.get("ticker")) if isinstance(data, dict) else None
+        if isinstance(raw, str) and ":" in raw:
+            alert._listing = raw.rpartition(":")[0].strip().upper()
+        return alert
+
+    @property
+    def listing(self) -> str:
+        """The exchange the ticker named (``LSE`` of ``LSE:BP``); "" when it named none."""
+        return self._listing
 
     @property
     def contract_type(self) -> str:
@@ -300,9 +305,8 @@ def is_target(alert: AlertIn) -> bool:
 def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
     """The order's fields (``schemas.OrderIn``) the alert means, or None when a target
     position is already held. AlertError names a missing field."""
-    _check_listing(alert)
+    check(alert)
     if is_target(alert):
-        _no_bracket(alert)
         delta = _target(alert) - position
         if abs(delta) < 1e-9:
             return None
@@ -328,18 +332,26 @@ def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
     return order
 
 
+def check(alert: AlertIn) -> None:
+    """AlertError for an alert no position makes right: a stock listed outside the US
+    without its currency, a target with exits."""
+    _check_listing(alert)
+    if is_target(alert):
+        _no_bracket(alert)
+
+
 def _check_listing(alert: AlertIn) -> None:
     """A stock listed outside the US (``LSE:BP``) would be ordered on its US listing in USD
     (BP's ADR: six shares each) unless the alert names its currency."""
     if (
-        alert.exchange
-        and alert.exchange not in US_LISTINGS
+        alert.listing
+        and alert.listing not in US_LISTINGS
         and alert.contract_type == "STK"
         and alert.currency is None
     ):
         raise AlertError(
             "ticker",
-            f"{alert.exchange}:{alert.symbol} is not a US listing, and without a currency the "
+            f"{alert.listing}:{alert.symbol} is not a US listing, and without a currency the "
             f'order would go to the US one in USD: give the alert its currency ("currency": '
             '"GBP") or send a US ticker',
         )

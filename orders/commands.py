@@ -28,7 +28,8 @@ class Modify:
     """Change the quantity and/or prices of one of our working orders.
 
     ``basis``: the order's quantity and prices the change was checked against (the risk gate's
-    "before", ``Tracker.sent_terms``); the change is sent only onto that order. None: unchecked.
+    "before", ``Tracker.next_basis``: as sent so far, or as the changes queued before it leave
+    it); the change is sent only onto that order. None: unchecked.
     """
 
     tracker: Tracker

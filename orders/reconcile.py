@@ -21,7 +21,15 @@ from ib_async.order import Trade
 
 from ib_compat import WORKING_STATES, number
 from order_records import FillRecord, Lifecycle
-from orders.lifecycle import BROKER_FINAL, OUR_FINAL, Tracker, Verdict, is_final, may_become
+from orders.lifecycle import (
+    BROKER_FINAL,
+    OUR_FINAL,
+    Tracker,
+    Verdict,
+    awaits_commission,
+    is_final,
+    may_become,
+)
 from orders.tracking import OrderBook, foreign_echo
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,7 @@ class Action(StrEnum):
     ADOPT = "adopt"  # follow the gateway's order (live, or closed with its final state)
     FILLS = "fills"  # add executions the record does not have
     COMMISSIONS = "commissions"  # the gateway's commission of fills the record has without one
+    FOLLOW = "follow"  # a finished record still short of a commission: its trade's later reports
     AWAIT = "await"  # not found (yet): look again after the grace period
     NOT_PLACED = "not_placed"  # not found after the grace period; never resent
 
@@ -79,6 +88,8 @@ def decide(
         decisions += _fill_decisions(record, fills.get(record.id, ()))
         report = orders.get(record.id)
         if record.verdict in BROKER_FINAL and not _filled_after_all(record, report):
+            if report is not None and awaits_commission(record):
+                decisions.append(Decision(Action.FOLLOW, record.id, report))
             continue
         if report is not None:
             decisions.append(Decision(Action.ADOPT, record.id, report))
@@ -188,6 +199,8 @@ class Reconciler:
                 )
             elif decision.action is Action.ADOPT and decision.order is not None:
                 self.adopt(ib, tracker, decision.order.trade, decision.order.live)
+            elif decision.action is Action.FOLLOW and decision.order is not None:
+                self.book.follow_commissions(tracker, decision.order.trade)
             elif decision.action is Action.AWAIT:
                 waiting.append(tracker.id)
             elif decision.action is Action.NOT_PLACED and not is_final(tracker.record.verdict):

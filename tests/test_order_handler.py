@@ -201,15 +201,29 @@ def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_ke
     """IB works commissions out after the fill: after a reconnect the report of a fill made
     while away may come after the executions' answer. It went to ib_async's trade of the
     finished order, which nothing followed: the fill kept no commission for good."""
-    gateway.set_fill_delay(0.5)
+    gateway.set_fill_delay(1.0)
     gateway.set_commission_delay(0.3)
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
-    gateway.restart(down_seconds=0.9)  # the fill happens while the listener is down
+    gateway.restart(down_seconds=1.5)  # the fill happens while the listener is down
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
+    steps = [step.text for step in handler.get(record.id).steps]
+    assert "matched at the gateway after reconnect (done)" in steps  # filled while away
     wait_for(lambda: handler.get(record.id).fills[0].commission is not None, timeout=5)
     assert handler.get(record.id).fills[0].commission == pytest.approx(1.0)
     assert_matches_gateway(handler, gateway)
+
+
+def test_a_commission_still_owed_when_the_connection_drops_is_kept(handler, gateway):
+    """A fill heard before a drop whose commission report had not come yet: the report sent
+    after the reconnect went to ib_async's trade of the finished order, which nothing followed."""
+    gateway.set_commission_delay(1.0)
+    record, _ = handler.submit(MKT)
+    wait_for(lambda: handler.get(record.id).verdict == "filled")
+    assert handler.get(record.id).fills[0].commission is None  # still owed
+    gateway.drop_connections()  # the report on its way dies with the connection
+    wait_for(lambda: handler.get(record.id).fills[0].commission is not None, timeout=10)
+    assert handler.get(record.id).fills[0].commission == pytest.approx(1.0)
 
 
 def test_a_setup_that_fails_after_matching_orders_lets_their_trades_go(

@@ -291,7 +291,7 @@ def test_a_change_is_sent_only_onto_the_order_it_was_checked_on(make_client, gat
     with _order_thread_paused(handler):  # the cut is checked (the gateway answers quotes) ...
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
         assert res.status_code == 202, res.get_json()
-        gateway.stall(1.0)  # ... then sent, and its refusal comes back only after the stall
+        gateway.stall(3.0)  # ... then sent, and its refusal comes back only after the stall
     wait_for(lambda: "change sent: quantity 5" in _steps(client, order_id))
     with _order_thread_paused(handler):  # the refusal waits unread while the raise is checked
         wait_for(lambda: _unread(handler, b"drill: change refused"), timeout=5)

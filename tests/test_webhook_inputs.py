@@ -163,6 +163,23 @@ def test_a_copy_after_the_minute_turned_is_the_same_alert(hook, gateway, monkeyp
     assert later not in (entry.idem_key, None)  # past the window: a new alert
 
 
+class WatchedLock:
+    """A lock that says when a second acquire begins."""
+
+    def __init__(self) -> None:
+        self._lock, self._attempts = threading.Lock(), 0
+        self.second_waits = threading.Event()
+
+    def acquire(self, timeout: float = -1) -> bool:
+        self._attempts += 1
+        if self._attempts == 2:
+            self.second_waits.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
 def test_a_copy_while_the_first_is_still_being_placed_across_the_minute_is_the_same_alert(
     hook, gateway, monkeypatch
 ):
@@ -178,6 +195,8 @@ def test_a_copy_while_the_first_is_still_being_placed_across_the_minute_is_the_s
         return reserve(intent)
 
     monkeypatch.setattr(gate, "reserve", held_first)
+    turn = WatchedLock()  # MSFT's turn: tells when the copy waits for it
+    monkeypatch.setitem(tradingview._TURNS, ("STK", "MSFT"), turn)
     minute = (time.time() // 60 + 1) * 60
     clock = iter([minute - 0.05, minute + 0.05])  # the first just before the minute turns
     monkeypatch.setattr(tradingview, "time", types.SimpleNamespace(time=lambda: next(clock)))
@@ -190,7 +209,7 @@ def test_a_copy_while_the_first_is_still_being_placed_across_the_minute_is_the_s
     threads[0].start()
     assert inside.wait(10)
     threads[1].start()
-    wait_for(lambda: threads[1].is_alive(), timeout=1)  # (it is waiting its turn, or placing)
+    assert turn.second_waits.wait(10)  # the copy waits for the first to be journaled
     go_on.set()
     for thread in threads:
         thread.join(20)
@@ -212,14 +231,14 @@ def test_a_target_alert_takes_no_bracket(hook, gateway):
     assert gateway.all_orders() == []
 
 
-@pytest.mark.parametrize("listing", [{"ticker": "LSE:BP"}, {"ticker": "BP", "exchange": "LSE"}])
-def test_a_stock_listed_outside_the_us_needs_its_currency(hook, gateway, listing):
+@pytest.mark.parametrize("ticker", ["LSE:BP", "TSX:SHOP"])
+def test_a_stock_listed_outside_the_us_needs_its_currency(hook, gateway, ticker):
     """The exchange prefix was dropped: LSE:BP became an order for BP's US listing in USD (an
     ADR of six shares each), at a {{close}} quoted in pence."""
-    res = post(hook.test_client(), {**tv_alert(), **listing})
+    res = post(hook.test_client(), tv_alert(ticker=ticker))
     assert res.status_code == 400, res.get_json()
     assert res.get_json()["error"]["field"] == "ticker"
-    assert "LSE:BP is not a US listing" in res.get_json()["error"]["message"]
+    assert f"{ticker} is not a US listing" in res.get_json()["error"]["message"]
     us = post(hook.test_client(), {**tv_alert(ticker="NYSE:IBM"), "time": "2026-12-01T15:00:00Z"})
     assert us.status_code == 202, us.get_json()
     assert len(gateway.all_orders()) <= 1

@@ -49,12 +49,9 @@ from wire import plain_number
 READER_CATCH_UP = 2.0  # TradingView gives up on an answer after about 3 s
 CATCH_UP_POLL = 0.05  # s between looks at the reader's snapshot meanwhile
 TURN_MARGIN = 0.5  # s a second alert for the contract may wait beyond the first one's wait
-_TURNS: dict[tuple[str, str], threading.Lock] = {}  # one target alert per contract at a time
+# one alert per contract at a time, of those that take turns (``_contract_turn``)
+_TURNS: dict[tuple[str, str], threading.Lock] = {}
 _TURNS_GUARD = threading.Lock()
-# alerts keyed by the minute (no alert_id, no time): the key is chosen and the order journaled
-# under it in one turn, else a copy arriving as the minute turns finds no order under the
-# previous minute's key yet and places a second one under the new minute's
-_MINUTE_KEYS = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +152,17 @@ def _webhook_body(token: str | None) -> tuple[dict[str, Any], list[object]]:
 def _place_alert(
     svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
 ) -> tuple[Response, int]:
-    if not webhook.minute_keyed(alert):
-        return _place_keyed(svc, alert, body)
-    with _MINUTE_KEYS:
-        return _place_keyed(svc, alert, body)
-
-
-def _place_keyed(
-    svc: Services, alert: webhook.AlertIn, body: dict[str, Any]
-) -> tuple[Response, int]:
-    key = _dedup_key(svc, alert, body, time.time())
+    _checked(alert, body)
     if not webhook.is_target(alert):
-        return _place(alert, 0.0, key, body)
-    with _target_turn(alert, body):  # read and placed before the next alert for it is read
+        if not webhook.minute_keyed(alert):
+            return _place(alert, 0.0, _dedup_key(svc, alert, body, time.time()), body)
+        # keyed by the minute: a copy chooses its key after the first one's order is
+        # journaled, else one arriving as the minute turns finds nothing under the previous
+        # minute's key yet and places a second order under the new minute's
+        with _contract_turn(alert, body):
+            return _place(alert, 0.0, _dedup_key(svc, alert, body, time.time()), body)
+    with _contract_turn(alert, body):  # read and placed before the next alert for it is read
+        key = _dedup_key(svc, alert, body, time.time())
         existing = svc.journal.find_by_key(key) if svc.journal else None
         if existing is not None:  # its first order, whatever is held now
             return _submit(_replayed_fields(existing.record), key, body)
@@ -203,8 +198,20 @@ def _place(
 
 def _planned(alert: webhook.AlertIn, held: float, body: dict[str, Any]) -> dict[str, Any] | None:
     """The order the alert means from position ``held`` (None: the target is held); 400."""
-    try:
+    with _invalid_is_400(body):
         return webhook.plan(alert, held)
+
+
+def _checked(alert: webhook.AlertIn, body: dict[str, Any]) -> None:
+    """400 for what no position makes right (before the position is read: not a 409 / 503)."""
+    with _invalid_is_400(body):
+        webhook.check(alert)
+
+
+@contextmanager
+def _invalid_is_400(body: dict[str, Any]) -> Iterator[None]:
+    try:
+        yield
     except webhook.AlertError as exc:
         _audit("webhook", body, None, f"invalid: {exc.message}")
         raise ApiError(400, "validation_error", exc.message, exc.field) from None
@@ -226,19 +233,20 @@ def _key(sec_type: str, symbol: str) -> tuple[str, str]:
 
 
 @contextmanager
-def _target_turn(alert: webhook.AlertIn, body: dict[str, Any]) -> Iterator[None]:
-    """One target alert per contract at a time, from reading the position to creating the
-    order: a second alert that arrives meanwhile sees the first one's order (409). One that
+def _contract_turn(alert: webhook.AlertIn, body: dict[str, Any]) -> Iterator[None]:
+    """One alert per contract at a time (target alerts, and alerts keyed by the minute), from
+    choosing its key (and reading the position) to creating the order: a second alert that
+    arrives meanwhile sees the first one's order (a replay, or 409 for a target). One that
     waits longer than the first may take is refused (409) instead."""
     with _TURNS_GUARD:
         turn = _TURNS.setdefault(_contract_key(alert), threading.Lock())
     # waiting here holds no long-call slot: the alert taking its turn may need one
     if not turn.acquire(timeout=READER_CATCH_UP + TURN_MARGIN):
-        _audit("webhook", body, None, "refused: another target alert in progress")
+        _audit("webhook", body, None, "refused: another alert in progress")
         raise ApiError(
             409,
             "order_in_flight",
-            f"{alert.symbol}: another target-position alert for it is being placed; "
+            f"{alert.symbol}: another alert for it is being placed; "
             "send this one again once it is done",
         )
     try:
