@@ -57,7 +57,7 @@ from flask.typing import ResponseReturnValue
 import webhook
 from audit_limit import StrangerAudit
 from journal import JournalError
-from rate_window import Clock, MovingWindows, Rule
+from rate_window import Clock, MovingWindows, Rule, whole_seconds
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class LoginGuard:
         wait = self._per_client.wait(client_key(client))
         if overall:
             wait = max(wait, self._overall.wait(""))
-        return max(1, math.ceil(wait)) if wait > 0 else 0
+        return whole_seconds(wait)
 
     def failed(self, client: str, overall: bool = True) -> None:
         """Count one failed secret from ``client`` (and in the total, with ``overall``)."""

@@ -15,38 +15,26 @@ MAX_KEYS = 10_000  # keys MovingWindows remembers at most
 
 
 class SlidingWindow:
-    """At most ``limit`` events in any ``seconds`` (thread-safe)."""
+    """At most ``limit`` events in any ``seconds`` (thread-safe): one key's ``MovingWindows``."""
 
     def __init__(
         self, limit: int, seconds: float = 60.0, monotonic: Clock = time.monotonic
     ) -> None:
         self.limit, self.seconds = limit, seconds
-        self._monotonic = monotonic
-        self._stamps: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()
+        self._windows = MovingWindows(((limit, seconds),), max_keys=1, monotonic=monotonic)
 
     def allow(self) -> bool:
         """Count one event if the window has room; False (not counted) otherwise."""
-        now = self._monotonic()
-        with self._lock:
-            self._expire(now)
-            if len(self._stamps) >= self.limit:
-                return False
-            self._stamps.append(now)
-            return True
+        return self._windows.allow("")
 
     def retry_after(self) -> int:
         """Whole seconds until the window has room again (0 when it has now)."""
-        now = self._monotonic()
-        with self._lock:
-            self._expire(now)
-            if len(self._stamps) < self.limit:
-                return 0
-            return max(1, math.ceil(self._stamps[0] + self.seconds - now))
+        return whole_seconds(self._windows.wait(""))
 
-    def _expire(self, now: float) -> None:
-        while self._stamps and self._stamps[0] <= now - self.seconds:
-            self._stamps.popleft()
+
+def whole_seconds(wait: float) -> int:
+    """A wait in whole seconds, rounded up (a Retry-After): 0 only when there is none."""
+    return max(1, math.ceil(wait)) if wait > 0 else 0
 
 
 class MovingWindows:
@@ -77,30 +65,41 @@ class MovingWindows:
     def hit(self, key: str) -> None:
         """Count one event of ``key`` (whether or not a rule is over its count)."""
         with self._lock:  # the clock read inside: the stamps stay in order
+            self._hit(key, self._monotonic())
+
+    def allow(self, key: str) -> bool:
+        """Count one event of ``key`` if every rule has room; False (not counted) otherwise."""
+        with self._lock:
             now = self._monotonic()
-            self._forget_idle(now)
-            stamps = self._stamps.get(key)
-            if stamps is None:
-                stamps = self._stamps[key] = collections.deque(maxlen=self._keep)
-            else:
-                self._stamps.move_to_end(key)
-            stamps.append(now)
-            while len(self._stamps) > self.max_keys:
-                self._stamps.popitem(last=False)
+            if self._wait(key, now) > 0:
+                return False
+            self._hit(key, now)
+            return True
 
     def wait(self, key: str) -> float:
         """Seconds until ``key`` is within every rule again (0.0: it is now)."""
         with self._lock:
-            now = self._monotonic()
-            stamps = self._stamps.get(key)
-            if stamps is None:
-                return 0.0
-            waits = [
-                stamps[-count] + seconds - now
-                for count, seconds in self.rules
-                if len(stamps) >= count
-            ]
-            return max([0.0, *waits])
+            return self._wait(key, self._monotonic())
+
+    def _hit(self, key: str, now: float) -> None:
+        self._forget_idle(now)
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            stamps = self._stamps[key] = collections.deque(maxlen=self._keep)
+        else:
+            self._stamps.move_to_end(key)
+        stamps.append(now)
+        while len(self._stamps) > self.max_keys:
+            self._stamps.popitem(last=False)
+
+    def _wait(self, key: str, now: float) -> float:
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            return 0.0
+        waits = [
+            stamps[-count] + seconds - now for count, seconds in self.rules if len(stamps) >= count
+        ]
+        return max([0.0, *waits])
 
     def keys(self) -> int:
         """Keys remembered now."""
