@@ -12,10 +12,10 @@ holders and authentic webhook calls, and sign-ins, are always recorded.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from collections.abc import Callable
+
+from rate_window import Clock, MovingWindows
 
 PER_CLIENT = 20  # rows one address's refusals may write per window
 OVERALL = 200  # rows all strangers' refusals may write together per window
@@ -27,51 +27,35 @@ OTHERS = "*"  # the tally of addresses beyond MAX_TALLIES
 class StrangerAudit:
     """Decides, per refusal, whether its audit row is written (thread-safe). Memory stays
     bounded: an address has a window only while it holds rows of the last ``seconds`` (at
-    most ``overall`` of them), and the tallies of left-out rows are capped."""
+    most ``overall`` addresses), and the tallies of left-out rows are capped."""
 
     def __init__(
         self,
         per_client: int = PER_CLIENT,
         overall: int = OVERALL,
         seconds: float = WINDOW,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Clock = time.monotonic,
     ) -> None:
         self.per_client, self.overall, self.seconds = per_client, overall, seconds
-        self._monotonic = monotonic
-        self._recent: collections.deque[float] = collections.deque()  # every row written
-        self._by_client: dict[str, collections.deque[float]] = {}
+        self._by_client = MovingWindows(
+            ((per_client, seconds),), max_keys=overall, monotonic=monotonic
+        )
+        self._all = MovingWindows(((overall, seconds),), max_keys=1, monotonic=monotonic)
         self._left_out: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def admit(self, client_key: str) -> int | None:
         """None: leave this refusal's row out (it is counted). Else write it, telling the
         number of rows left out before it: this address's, and those counted together."""
-        with self._lock:  # the clock read inside: the stamps stay in order
-            now = self._monotonic()
-            self._expire(now - self.seconds)
-            stamps = self._by_client.get(client_key)
-            if len(self._recent) < self.overall and (
-                stamps is None or len(stamps) < self.per_client
-            ):
-                self._by_client.setdefault(client_key, collections.deque()).append(now)
-                self._recent.append(now)
+        with self._lock:  # both windows checked and counted as one
+            if self._all.wait("") <= 0 and self._by_client.wait(client_key) <= 0:
+                self._all.hit("")
+                self._by_client.hit(client_key)
                 return self._left_out.pop(client_key, 0) + self._left_out.pop(OTHERS, 0)
             tallied = client_key in self._left_out or len(self._left_out) < MAX_TALLIES
             key = client_key if tallied else OTHERS
             self._left_out[key] = self._left_out.get(key, 0) + 1
             return None
-
-    def _expire(self, cutoff: float) -> None:
-        if not self._recent or self._recent[0] > cutoff:
-            return  # every address's rows are among the recent ones: none expired either
-        while self._recent and self._recent[0] <= cutoff:
-            self._recent.popleft()
-        for key in [k for k, stamps in self._by_client.items() if stamps[0] <= cutoff]:
-            stamps = self._by_client[key]
-            while stamps and stamps[0] <= cutoff:
-                stamps.popleft()
-            if not stamps:
-                del self._by_client[key]
 
     def left_out(self) -> int:
         """Rows left out and not told yet."""
@@ -80,5 +64,4 @@ class StrangerAudit:
 
     def windows(self) -> int:
         """Addresses holding a window now (at most ``overall``)."""
-        with self._lock:
-            return len(self._by_client)
+        return self._by_client.keys()

@@ -97,6 +97,24 @@ def client(app):
     return api_client(app)
 
 
+@contextmanager
+def loop_paused(thread) -> Iterator[None]:
+    """``thread``'s loop (a LoopThread: the order thread, the reader) blocked for the block:
+    it reads no socket and runs no command or callback meanwhile."""
+    paused, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        paused.set()
+        release.wait(20)
+
+    thread.call_soon(hold)
+    assert paused.wait(5)
+    try:
+        yield
+    finally:
+        release.set()
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -6,13 +6,12 @@ import gzip
 import hashlib
 import hmac
 import json
-import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from conftest import API_TOKEN, api_client, app_settings, wait_for
+from conftest import API_TOKEN, api_client, app_settings, loop_paused, wait_for
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 SECRET = "webhook-secret-0123456789"
@@ -502,9 +501,7 @@ def test_an_accepted_order_is_in_state_before_the_broker_hears_of_it(client):
     ETag moves) while the order thread has not even started on it."""
     services = client.application.extensions["trading"]
     first = client.get("/api/v1/state")
-    held = threading.Event()
-    services.handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing
-    try:
+    with loop_paused(services.handler.thread):  # the order thread takes nothing
         posted = client.post(
             "/api/v1/orders",
             json={"symbol": "IBM", "action": "BUY", "quantity": 1, "order_type": "MKT"},
@@ -515,8 +512,6 @@ def test_an_accepted_order_is_in_state_before_the_broker_hears_of_it(client):
         assert again.status_code == 200
         [row] = [o for o in again.get_json()["orders"] if o["id"] == order_id]
         assert row["phase"] == "queued", row
-    finally:
-        held.set()
 
 
 def test_another_clients_order_enters_since_once_its_fill_is_known(app):
@@ -585,9 +580,7 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
     first = client.get("/api/v1/status")
     assert first.get_json()["queue_depth"] == 0
     etag, state_etag = first.headers["ETag"], client.get("/api/v1/state").headers["ETag"]
-    held = threading.Event()
-    services.handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing
-    try:
+    with loop_paused(services.handler.thread):  # the order thread takes nothing
         assert client.post("/api/v1/orders/cancel-all").status_code == 202
         wait_for(
             lambda: (
@@ -599,8 +592,6 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
         assert answer.get_json()["queue_depth"] == 1 and answer.headers["ETag"] != etag
         whole = client.get("/api/v1/state", headers={"If-None-Match": state_etag})
         assert whole.status_code == 200 and whole.get_json()["status"]["queue_depth"] == 1
-    finally:
-        held.set()
 
 
 def test_the_fills_csv_says_what_the_json_says(fuzz_app):

@@ -3,11 +3,9 @@ the list when the first page was read is given exactly once."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from conftest import api_client, app_settings, wait_for
+from conftest import api_client, app_settings, loop_paused, wait_for
 
 
 @pytest.fixture
@@ -65,15 +63,11 @@ def test_a_page_ending_on_an_order_that_reaches_the_broker_repeats_nothing(fast_
     working = [place(client, **LIMIT_ORDER) for _ in range(2)]
     connector = fast_app.extensions["trading"].connector
     wait_for(lambda: len(connector.snapshot().orders) == 2)  # at the broker, as the reader saw
-    held = threading.Event()
-    handler.thread.call_soon(held.wait, 10)  # the order thread takes nothing meanwhile
-    try:
+    with loop_paused(handler.thread):  # the order thread takes nothing meanwhile
         queued = [
             client.post("/api/v1/orders", json=LIMIT_ORDER).get_json()["id"] for _ in range(3)
         ]
         first, cursor = page(client, 3)
-    finally:
-        held.set()
     assert first == working[::-1] + queued[-1:]
     wait_for(lambda: len(connector.snapshot().orders) == 5)
     assert page(client, 100)[0][:3] == queued[::-1]  # now the newest at the broker

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 
 import pytest
 
-from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from conftest import TRADING_CLOCK, api_client, app_settings, loop_paused, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -261,17 +259,6 @@ def _unread(handler, marker: bytes) -> bool:
             return False
 
 
-@contextlib.contextmanager
-def _order_thread_paused(handler):
-    """The order thread's loop blocked (it reads nothing, runs no command) until the end."""
-    release = threading.Event()
-    handler.thread.call_soon(release.wait, 10)
-    try:
-        yield
-    finally:
-        release.set()
-
-
 def _steps(client, order_id):
     record = client.get(f"/api/v1/orders/{order_id}").get_json()["lifecycle"]
     return [step["text"] for step in record["steps"]]
@@ -288,12 +275,12 @@ def test_a_change_is_sent_only_onto_the_order_it_was_checked_on(make_client, gat
     order_id = order(client, order_type="LMT", limit_price=price, quantity=10).get_json()["id"]
     wait_for(lambda: handler.get(order_id).status == "Submitted")
     gateway.reject_next_order("drill: change refused")
-    with _order_thread_paused(handler):  # the cut is checked (the gateway answers quotes) ...
+    with loop_paused(handler.thread):  # the cut is checked (the gateway answers quotes) ...
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
         assert res.status_code == 202, res.get_json()
         gateway.stall(3.0)  # ... then sent, and its refusal comes back only after the stall
     wait_for(lambda: "change sent: quantity 5" in _steps(client, order_id))
-    with _order_thread_paused(handler):  # the refusal waits unread while the raise is checked
+    with loop_paused(handler.thread):  # the refusal waits unread while the raise is checked
         wait_for(lambda: _unread(handler, b"drill: change refused"), timeout=5)
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
         assert res.status_code == 202, res.get_json()  # 5 at `raised` is within the limit
@@ -314,7 +301,7 @@ def test_changes_queued_back_to_back_are_each_checked_on_the_one_before(make_cli
     handler = client.application.extensions["trading"].handler
     order_id = order(client, order_type="LMT", limit_price=price, quantity=10).get_json()["id"]
     wait_for(lambda: handler.get(order_id).status == "Submitted")
-    with _order_thread_paused(handler):  # it takes none of the changes yet
+    with loop_paused(handler.thread):  # it takes none of the changes yet
         cut = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
         assert cut.status_code == 202, cut.get_json()
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})

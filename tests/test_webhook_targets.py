@@ -5,36 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from test_webhook import hook, make_app, order_of, position, post, target  # noqa: F401 - fixtures
 
 import webhook
-from conftest import wait_for
+from conftest import loop_paused, wait_for
 from order_records import FillRecord, Lifecycle, OrderIntent
 from reader_rows import ExecutionRow
 from risk import RiskQuote
 from web import tradingview
-
-
-@contextmanager
-def frozen_reader(app) -> Iterator[None]:
-    """The reader's loop thread blocked: its snapshot (positions, executions) stays as it is,
-    as when its position update is still on the way while our connection has the fill."""
-    frozen, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        frozen.set()
-        release.wait(20)
-
-    app.extensions["trading"].connector.thread.call_soon(hold)
-    assert frozen.wait(5)
-    try:
-        yield
-    finally:
-        release.set()
 
 
 def quotes_without_the_reader(app, monkeypatch) -> None:
@@ -56,7 +36,7 @@ def test_a_second_target_alert_waits_for_the_reader_to_hear_our_fill(hook, gatew
     monkeypatch.setattr(tradingview, "READER_CATCH_UP", 1.5)
     quotes_without_the_reader(hook, monkeypatch)
     sender = hook.test_client()
-    with frozen_reader(hook):
+    with loop_paused(hook.extensions["trading"].connector.thread):  # the reader's view stays
         first = post(sender, target("IBM", "long", 10, 30))
         assert first.status_code == 202, first.get_json()
         first_id = first.get_json()["id"]

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from flask import (
@@ -154,12 +154,10 @@ def _place_alert(
 ) -> tuple[Response, int]:
     _checked(alert, body)
     if not webhook.is_target(alert):
-        if not webhook.minute_keyed(alert):
-            return _place(alert, 0.0, _dedup_key(svc, alert, body, time.time()), body)
         # keyed by the minute: a copy chooses its key after the first one's order is
         # journaled, else one arriving as the minute turns finds nothing under the previous
         # minute's key yet and places a second order under the new minute's
-        with _contract_turn(alert, body):
+        with _contract_turn(alert, body) if webhook.minute_keyed(alert) else nullcontext():
             return _place(alert, 0.0, _dedup_key(svc, alert, body, time.time()), body)
     with _contract_turn(alert, body):  # read and placed before the next alert for it is read
         key = _dedup_key(svc, alert, body, time.time())
