@@ -134,6 +134,24 @@ def check_change(
     return replace(command, basis=basis)
 
 
+def _replayed(book: OrderBook, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
+    """The order an idempotency key was used for (IdempotencyConflict for another request)."""
+    if existing.request_hash != request_hash:
+        field = _key_field(existing.idem_key)
+        raise IdempotencyConflict(
+            f"this {field} was already used for a different order ({existing.record.id})", field
+        )
+    live = book.get(existing.record.id)
+    return live.record if live is not None else existing.record
+
+
+def change_lock(book: OrderBook, tracker: Tracker) -> threading.Lock:
+    """What a change of ``tracker``'s order is checked and queued under: its bracket's lock
+    (the entry's) for an entry and its exits, whose sides are checked on one another."""
+    parent = book.get(tracker.record.parent) if tracker.record.parent else None
+    return (parent or tracker).change_lock
+
+
 def _modifiable(tracker: Tracker, quantity: float | None) -> None:
     """OrderStateError unless a change can be sent for the order: unfinished, and at the
     broker on this connection (a change for an order still being sent, or not matched since a
@@ -151,6 +169,11 @@ def _modifiable(tracker: Tracker, quantity: float | None) -> None:
         raise OrderStateError(
             "the quantity of a bracket order cannot be modified; cancel it and place a new one"
         )
+
+
+# the web layer's checks of a change, given a lookup of the orders as planned; a bracket's
+# exits where they will be (take_profit / stop_loss), else None
+ChangeCheck = Callable[[Callable[[str], Lifecycle | None]], dict[str, Any] | None]
 
 
 class OrderHandler(LoopSide):
@@ -223,17 +246,8 @@ class OrderHandler(LoopSide):
                     return self._create(
                         intent, source, idem_key, request_hash, remote, gate, prepare
                     ), True
-            return self._replay(existing, request_hash), False
+            return _replayed(self.book, existing, request_hash), False
         return self._create(intent, source, None, request_hash, remote, gate, prepare), True
-
-    def _replay(self, existing: JournalEntry, request_hash: str | None) -> Lifecycle:
-        if existing.request_hash != request_hash:
-            field = _key_field(existing.idem_key)
-            raise IdempotencyConflict(
-                f"this {field} was already used for a different order ({existing.record.id})", field
-            )
-        live = self.book.get(existing.record.id)
-        return live.record if live is not None else existing.record
 
     def _create(
         self,
@@ -303,20 +317,19 @@ class OrderHandler(LoopSide):
         limit_price: float | None = None,
         stop_price: float | None = None,
         gate: RiskGate | None = None,
-        legs: dict[str, Any] | None = None,
+        check: ChangeCheck | None = None,
     ) -> Lifecycle:
-        """Queue a modification (quantity and/or prices) of one of our working orders.
-
-        The changed order (a bracket's with ``legs``: its exits where they are now) passes the
-        risk gate's per-order rules; none while the kill switch is engaged; a bracket's
-        quantity cannot change (its children would not follow)."""
+        """Queue a change (quantity and/or prices) of one of our working orders: ``check``
+        (a new order's checks, on the orders as ``planned``: returns a bracket's exits) and the
+        risk gate's per-order rules first, for one change of a bracket or order at a time."""
         tracker = self._tracker(order_id)
         if self.halted:
             raise TradingHaltedError("trading is halted by the kill switch")
         self._require_reconciled()
         _modifiable(tracker, quantity)
         command = Modify(tracker, quantity, limit_price, stop_price)
-        with tracker.change_lock:  # one change of the order checked and queued at a time
+        with change_lock(self.book, tracker):
+            legs = check(self.planned) if check is not None else None
             if gate is not None:
                 command = check_change(gate, self.journal, tracker, legs, command)
             try:
@@ -386,6 +399,12 @@ class OrderHandler(LoopSide):
             return tracker.record
         entry = self.journal.get(order_id)
         return entry.record if entry else None
+
+    def planned(self, order_id: str) -> Lifecycle | None:
+        """The order's record with its quantity and prices as the changes sent and queued so
+        far leave them (what its next change is checked on); else as ``get``."""
+        tracker = self.book.get(order_id)
+        return self.get(order_id) if tracker is None else tracker.planned()
 
     def records(self) -> list[Lifecycle]:
         """Every record, newest first."""

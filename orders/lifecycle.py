@@ -200,6 +200,11 @@ class Tracker:
         queued before it, else as sent so far (under ``change_lock``)."""
         return dict(self._queued_terms) if self._changes_queued else self.sent_terms()
 
+    def planned(self) -> Lifecycle:
+        """The record with the order's quantity and prices as ``next_basis`` has them."""
+        terms: dict[str, Any] = self.next_basis()
+        return replace(self.record, intent=replace(self.record.intent, **terms))
+
     def change_queued(self, terms: dict[str, float | None]) -> None:
         """A checked change is queued: ``terms``, the order after it, are the next basis."""
         with self._count_lock:

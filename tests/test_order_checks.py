@@ -9,7 +9,7 @@ import re
 import pytest
 
 import app_simple
-from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from conftest import TRADING_CLOCK, api_client, app_settings, loop_paused, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -249,6 +249,66 @@ def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client
     marketable = round(q["ask"] + 0.04, 2)
     res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": marketable})
     assert res.status_code == 202, res.get_json()
+
+
+def working_bracket(client, gateway) -> tuple[float, str]:
+    """resting_bracket, its entry and both exits working at the gateway and in our records."""
+    entry, order_id = resting_bracket(client)
+    wait_for(
+        lambda: len([o for o in gateway.open_orders() if o.order_ref.startswith(order_id)]) == 3
+    )
+    handler = client.application.extensions["trading"].handler
+    for part in (order_id, f"{order_id}-tp", f"{order_id}-sl"):
+        wait_for(lambda part=part: handler.get(part).status in ("PreSubmitted", "Submitted"))
+    return entry, order_id
+
+
+def test_a_leg_moved_while_its_entrys_change_is_on_its_way_is_checked_on_that_change(
+    client, gateway
+):
+    """A script raising the entry and then lowering its take profit right after: the second
+    change is checked on the entry as the first leaves it, not as the broker last confirmed it
+    (the take profit under the raised entry would sell at a loss as soon as the entry fills)."""
+    entry, order_id = working_bracket(client, gateway)
+    handler = client.application.extensions["trading"].handler
+    raised, tp = round(entry + 4, 2), f"{order_id}-tp"
+    with loop_paused(handler.thread):  # the entry's change waits on the order thread
+        res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
+        assert res.status_code == 202, res.get_json()
+        under = error(
+            client.post(f"/api/v1/orders/{tp}/modify", json={"limit_price": round(entry + 2, 2)}),
+            400,
+        )
+    assert under["field"] == "limit_price"
+    assert under["message"] == (
+        "limit_price: the bracket's take_profit must be above the limit price for a BUY "
+        f"(entry {order_id} is not filled yet)"
+    )
+    wait_for(lambda: gateway_limit(gateway, order_id) == raised)
+    assert gateway_limit(gateway, tp) == round(entry + 5, 2)
+
+
+def test_an_entry_moved_while_its_stops_change_is_on_its_way_is_checked_on_that_change(
+    client, gateway
+):
+    """The other way round: the stop loss raised, then the entry lowered under it before the
+    broker confirmed the stop; refused, as the bracket the two changes make would be."""
+    entry, order_id = working_bracket(client, gateway)
+    handler = client.application.extensions["trading"].handler
+    stop, sl = round(entry - 1, 2), f"{order_id}-sl"
+    with loop_paused(handler.thread):
+        res = client.post(f"/api/v1/orders/{sl}/modify", json={"stop_price": stop})
+        assert res.status_code == 202, res.get_json()
+        above = error(
+            client.post(
+                f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(entry - 2, 2)}
+            ),
+            400,
+        )
+    assert above["field"] == "stop_loss"
+    assert above["message"] == "stop_loss: must be below the limit price for a BUY"
+    wait_for(lambda: [o.aux_price for o in gateway.open_orders() if o.order_ref == sl] == [stop])
+    assert gateway_limit(gateway, order_id) == entry
 
 
 def test_a_bracket_leg_moves_once_its_entry_has_filled(client, gateway):

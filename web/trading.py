@@ -37,7 +37,7 @@ from schemas_out import (
     PreviewOut,
 )
 from services import GatewayNotAnswering, Services
-from web.amend_checks import check_leg, leg_prices, modified_fields
+from web.amend_checks import Lookup, check_leg, leg_prices, modified_fields
 from web.common import (
     ApiError,
     _as_dict,
@@ -441,17 +441,21 @@ def modify_order(order_id: str) -> tuple[Response, int]:
     passed (422 unless ``accept_immediate_trigger``), the risk gate's per-order rules and the
     live-trading guard (422)."""
     change = _validate(ModifyIn, _json_body())
-    handler = _handler()
-    record = handler.get(order_id)
-    if record is not None:
-        changed = _validate(OrderIn, modified_fields(record, change, handler.get))
-        check_leg(record, change, handler.get)
+    _modified_increments(services(), order_id, change)
+
+    def check(planned: Lookup) -> dict[str, Any] | None:
+        record = planned(order_id)
+        if record is None:
+            return None
+        changed = _validate(OrderIn, modified_fields(record, change, planned))
+        check_leg(record, change, planned)
         if change.stop_price is not None and not change.accept_immediate_trigger:
             intent = changed.intent(record.intent.account)  # a derivative: quoted by its conId
             _refuse_immediate_trigger(
                 dataclasses.replace(intent, con_id=record.intent.con_id), None, None
             )
-    _modified_increments(services(), order_id, change)
+        return leg_prices(record, planned)
+
     return _order_action(
         lambda h: h.modify(
             order_id,
@@ -459,7 +463,7 @@ def modify_order(order_id: str) -> tuple[Response, int]:
             limit_price=change.limit_price,
             stop_price=change.stop_price,
             gate=services().gate,
-            legs=leg_prices(record, handler.get) if record is not None else None,
+            check=check,
         ),
         order_id,
     )
