@@ -288,6 +288,31 @@ def test_a_leg_moved_while_its_entrys_change_is_on_its_way_is_checked_on_that_ch
     assert gateway_limit(gateway, tp) == round(entry + 5, 2)
 
 
+def test_a_leg_moved_while_its_entrys_change_is_on_its_way_is_also_checked_on_the_entry_now(
+    client, gateway
+):
+    """The entry lowered, then its take profit lowered to just above the new entry: sound only
+    if the broker takes the entry's change. Refused: IB may yet refuse that change (here it
+    does), and the take profit would then be under the entry it still has."""
+    entry, order_id = working_bracket(client, gateway)
+    handler = client.application.extensions["trading"].handler
+    tp = f"{order_id}-tp"
+    with loop_paused(handler.thread):
+        res = client.post(
+            f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(entry - 3, 2)}
+        )
+        assert res.status_code == 202, res.get_json()
+        under = error(
+            client.post(f"/api/v1/orders/{tp}/modify", json={"limit_price": round(entry - 1, 2)}),
+            400,
+        )
+        gateway.reject_next_order("Simulated rejection of the entry's change")
+    assert under["field"] == "limit_price" and "take_profit must be above" in under["message"]
+    wait_for(lambda: any(m.code == 201 for m in handler.get(order_id).messages))
+    assert gateway_limit(gateway, order_id) == entry
+    assert gateway_limit(gateway, tp) == round(entry + 5, 2)
+
+
 def test_an_entry_moved_while_its_stops_change_is_on_its_way_is_checked_on_that_change(
     client, gateway
 ):

@@ -441,14 +441,23 @@ def modify_order(order_id: str) -> tuple[Response, int]:
     passed (422 unless ``accept_immediate_trigger``), the risk gate's per-order rules and the
     live-trading guard (422)."""
     change = _validate(ModifyIn, _json_body())
+    handler = _handler()
     _modified_increments(services(), order_id, change)
 
     def check(planned: Lookup) -> dict[str, Any] | None:
         record = planned(order_id)
         if record is None:
             return None
-        changed = _validate(OrderIn, modified_fields(record, change, planned))
-        check_leg(record, change, planned)
+
+        def confirmed(other: str) -> Lifecycle | None:  # the rest of a bracket as IB has it
+            return record if other == order_id else handler.get(other)
+
+        # a bracket must be sound where the changes on their way leave it and where it is now
+        # (the broker may yet refuse them); the order itself: only as planned (a change is
+        # sent only onto the order it was checked on)
+        for lookup in (confirmed, planned):
+            changed = _validate(OrderIn, modified_fields(record, change, lookup))
+            check_leg(record, change, lookup)
         if change.stop_price is not None and not change.accept_immediate_trigger:
             intent = changed.intent(record.intent.account)  # a derivative: quoted by its conId
             _refuse_immediate_trigger(
