@@ -28,6 +28,7 @@ class Mark:
     unrealized_pnl: float | None
     realized_pnl: float | None
     value: float | None
+    position: float | None = None  # the position IB's figures are of (signed)
 
 
 def _num(value: float | None) -> float | None:
@@ -84,6 +85,7 @@ class LiveMarks:
                 _num(single.unrealizedPnL),
                 _num(single.realizedPnL),
                 _num(single.value),
+                _num(single.position),
             )
             for single in self.ib.pnlSingle(self.account)
         }

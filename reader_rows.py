@@ -239,6 +239,8 @@ def _positions(
             if pos.account == (marks.account if marks else "")
             else None
         )
+        if mark is not None and not _same_position(mark, pos.position):
+            mark = None  # figures of the position before a fill: the next pnlSingle brings its own
         if mark is not None and rows[-1].currency == ACCOUNT_CURRENCY:
             rows[-1] = _marked(rows[-1], mark, pos.contract.multiplier)
         elif mark is not None:  # pnlSingle is in the account's currency, not in the row's (JPY)
@@ -273,6 +275,12 @@ def _marked(row: PositionRow, mark: Mark, multiplier: str) -> PositionRow:
         realized_pnl=_pick(mark.realized_pnl, row.realized_pnl),
         daily_pnl=mark.daily_pnl,
     )
+
+
+def _same_position(mark: Mark, quantity: float) -> bool:
+    """IB's pnlSingle is of this position (it comes on its own, about a second after the
+    position message of a fill: until then its value is of the old quantity)."""
+    return mark.position is None or abs(mark.position - quantity) < 1e-9
 
 
 def _pick(first: float | None, second: float | None) -> float | None:

@@ -115,6 +115,15 @@ class SimGateway:
 
         self._run(apply)
 
+    def set_pnl_delay(self, seconds: float) -> None:
+        """Send a position's pnlSingle update ``seconds`` after the change that moved it (0:
+        right with it; IB sends them on a cadence of their own, about once a second)."""
+
+        def apply(server: GatewayServer) -> None:
+            server.pnl_delay = seconds
+
+        self._run(apply)
+
     def set_cancel_delay(self, seconds: float) -> None:
         """Time IB takes to cancel a working order (PendingCancel meanwhile; it may still fill)."""
         self._set_broker("cancel_delay", seconds)

@@ -29,11 +29,13 @@ class EventRouting:
     store: StateStore | None
     sessions: list[Session]
     _dirty: bool
+    pnl_delay: float
 
     if TYPE_CHECKING:
 
         def _send(self, session: Session, fields: list[str]) -> None: ...
         def _send_commission(self, session: Session, report: CommissionReport) -> None: ...
+        def _send_after(self, delay: float, session: Session, fields: list[str]) -> None: ...
 
         def _session_of(self, client_id: int) -> Session | None: ...
 
@@ -156,7 +158,8 @@ class EventRouting:
         for session in self.sessions:
             for req_id, con_id in session.pnl_single.items():
                 if con_id == event.con_id:
-                    self._send(session, p.pnl_single(req_id, event.pnl_single))
+                    fields = p.pnl_single(req_id, event.pnl_single)
+                    self._send_after(self.pnl_delay, session, fields)
 
     def _dispatch_quiet(self, events: list[Any]) -> None:
         self._write_ahead(events)

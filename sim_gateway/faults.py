@@ -30,6 +30,7 @@ class FaultSwitches:
     _stall_done: asyncio.Event
     _stopped: bool
     commission_delay: float  # seconds a commission report comes after its execution (0: with it)
+    pnl_delay: float  # seconds a position's pnlSingle comes after its change (0: with it)
 
     if TYPE_CHECKING:  # GatewayServer's own and its other mixins'
 
@@ -53,11 +54,12 @@ class FaultSwitches:
     def _send_commission(self, session: Session, report: CommissionReport) -> None:
         """A commission report: with its execution, or ``commission_delay`` later (IB works
         commissions out after the fill: a reqExecutions answer may end before they come)."""
-        fields = p.commission_report(report)
-        if self.commission_delay > 0:
-            asyncio.get_running_loop().call_later(
-                self.commission_delay, self._send, session, fields
-            )
+        self._send_after(self.commission_delay, session, p.commission_report(report))
+
+    def _send_after(self, delay: float, session: Session, fields: list[str]) -> None:
+        """``fields`` now (``delay`` 0) or ``delay`` seconds later."""
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._send, session, fields)
         else:
             self._send(session, fields)
 

@@ -47,3 +47,31 @@ def test_the_positions_table_names_a_foreign_currency(dash: Dashboard) -> None:
     dollars = page.locator("#positions tbody tr").filter(has_text="MSFT")
     expect(dollars.locator("td[data-label=Value]")).not_to_have_text("—")
     expect(dollars.locator(".tag.ccy")).to_have_count(0)
+
+
+def test_a_fill_leaves_the_price_alone_while_ibs_pnl_single_is_of_the_position_before(
+    client, gateway
+):
+    """IB sends a position's pnlSingle on a cadence of its own, about a second after the
+    position message of a fill, and until then its value is of the old quantity: divided by
+    the new one it showed AAPL at half its price once as many again were bought."""
+
+    def buy() -> None:
+        placed = client.post(
+            "/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 100}
+        )
+        assert placed.status_code == 202, placed.get_json()
+
+    def aapl(quantity: float):
+        rows = [p for p in client.get("/api/v1/positions").get_json()["positions"]]
+        return next((r for r in rows if r["symbol"] == "AAPL" and r["quantity"] == quantity), None)
+
+    buy()
+    price = marked_row(lambda: client.get("/api/v1/positions").get_json(), "AAPL")["market_price"]
+    gateway.set_pnl_delay(3)
+    buy()
+    row = wait_for(lambda: aapl(200))
+    assert row["market_price"] == pytest.approx(price, rel=0.02)
+    assert row["market_value"] == pytest.approx(200 * row["market_price"], rel=1e-3)
+    expected = (row["market_price"] - row["avg_cost"]) * 200
+    assert row["unrealized_pnl"] == pytest.approx(expected, abs=2.0)
