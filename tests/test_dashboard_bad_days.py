@@ -204,3 +204,26 @@ def test_a_journal_that_cannot_be_written_shows_in_the_health_bar(
         journal._query("PRAGMA query_only=OFF", ())  # the disk has room again
     expect(page.locator("#health")).to_have_text("connected", timeout=10_000)  # a probe saved
     expect(journal_chip).to_be_hidden()
+
+
+def test_a_broken_market_data_farm_marks_the_figures_stale_until_it_is_back(
+    dash: Dashboard, gateway: SimGateway
+) -> None:
+    """2103 alone (IB's servers still reachable): the farm's quotes stop until 2104, and the
+    positions' marks and the P&L with them; the panels say so instead of looking live."""
+    page = dash.open().page
+    stale = page.locator(".stale-note")
+    expect(stale).to_have_count(5)
+    broken = "Market data farm connection is broken:usfarm"
+    assert gateway.send_error(999, -1, 2103, broken)
+    expect(page.locator("body")).to_have_class(re.compile(r"\bdata-stale\b"))
+    for note in stale.all():
+        expect(note).to_have_text("stale")
+        expect(note).to_have_attribute(
+            "title", re.compile("market data farm usfarm is broken: prices may be frozen")
+        )
+    expect(page.locator("#conn-ib .conn-state")).to_have_text("farm down")
+    assert gateway.send_error(999, -1, 2104, "Market data farm connection is OK:usfarm")
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\bdata-stale\b"))
+    for note in stale.all():
+        expect(note).to_be_hidden()
