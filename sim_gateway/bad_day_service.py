@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import bad_days as bd
 from . import broker as b
+from . import errors
 from . import historical as h
 from . import protocol as p
 from .types import Contract
@@ -54,6 +56,7 @@ class BadDayState:
     historical: h.HistoricalPacer = field(default_factory=h.HistoricalPacer)
     historical_requests: int = 0
     historical_violations: int = 0
+    farms_down: set[str] = field(default_factory=set)  # market data farms broken (2103)
 
 
 class BadDayHandlers:
@@ -137,6 +140,26 @@ class BadDayHandlers:
 
     def start_competing(self, window: bd.Window) -> None:
         self.bad.competing = bd.Schedule(self.bad.competing.windows + (window,))
+
+    def break_farm(self, farm: str, seconds: float) -> None:
+        """A market data farm broken for ``seconds`` (wall) with IB's servers reachable: 2103,
+        its contracts' quotes and the marks stop; then 2104 and they stream again."""
+        self.bad.farms_down.add(farm)
+        log.warning("🔌 Market data farm %s broken for %.1fs (2103)", farm, seconds)
+        self._broadcast([(2103, errors.text(2103, farm=farm))])
+        asyncio.get_running_loop().call_later(seconds, self._farm_back, farm)
+
+    def _farm_back(self, farm: str) -> None:
+        self.bad.farms_down.discard(farm)
+        log.warning("🔌 Market data farm %s OK again (2104)", farm)
+        self._broadcast([(2104, errors.text(2104, farm=farm))])
+
+    def farm_down_for(self, con_id: int) -> bool:
+        """Whether the quotes of ``con_id`` stop: its market data farm is broken."""
+        if not self.bad.farms_down:
+            return False
+        contract = self.broker.contract_by_id(con_id)
+        return contract is None or bd.market_farm(contract.sec_type) in self.bad.farms_down
 
     @property
     def outage_active(self) -> bool:

@@ -45,6 +45,12 @@ FARMS = (  # (broken code, OK code, farm): what an outage takes down, in IB's no
     (2157, 2158, "secdefnj"),
 )
 DEFAULT_NIGHTLY = "23:45/300"
+MARKET_FARMS = {"usfarm": "US stocks and everything but FX", "cashfarm": "FX pairs"}
+
+
+def market_farm(sec_type: str) -> str:
+    """The market data farm a contract's quotes come from (the simulator's two)."""
+    return "cashfarm" if sec_type == "CASH" else "usfarm"
 
 
 class Entitlement(enum.Enum):

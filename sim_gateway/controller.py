@@ -192,6 +192,13 @@ class SimGateway:
 
         self._run(apply)
 
+    def farm_down(self, seconds: float, farm: str = "usfarm") -> None:
+        """A market data farm broken for ``seconds`` with IB's servers still reachable (2103;
+        its quotes and the marks stop), then OK again (2104). ``farm``: usfarm or cashfarm."""
+        if farm not in bad_days.MARKET_FARMS:
+            raise ValueError(f"farm {farm!r}: one of {sorted(bad_days.MARKET_FARMS)}")
+        self._run(lambda server: server.break_farm(farm, seconds))
+
     def outage_active(self) -> bool:
         """True while an outage is in progress."""
         return self._run(lambda s: s.outage_active)

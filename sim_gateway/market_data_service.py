@@ -36,6 +36,7 @@ class MarketDataHandlers:
         def outage_active(self) -> bool: ...
 
         def _send(self, session: Session, fields: list[str]) -> None: ...
+        def farm_down_for(self, con_id: int) -> bool: ...
 
         def _send_unresolved(self, session: Session, req_id: int, query: ContractQuery) -> None: ...
 
@@ -136,6 +137,8 @@ class MarketDataHandlers:
         quotes: dict[int, Quote] = {}
         for session in self.sessions:
             for req_id, con_id in session.streams.items():
+                if self.farm_down_for(con_id):
+                    continue  # 2103: nothing from that farm until its 2104
                 quote = quotes.get(con_id) or quotes.setdefault(con_id, self.broker.quote(con_id))
                 self._send_ticks(
                     session,

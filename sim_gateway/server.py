@@ -335,7 +335,7 @@ class GatewayServer(
                 if not self.outage_active:
                     self._stream_quotes()
                     self._stream_bars()
-                if not self.outage_active and not self.bad.held_events:
+                if not self.outage_active and not self.bad.held_events and not self.bad.farms_down:
                     self._stream_marks()
                 self._stream_depth()
                 if self._dirty and time.monotonic() - last_save > 1.0:

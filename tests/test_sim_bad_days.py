@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ib_async import IB, LimitOrder, MarketOrder
+from ib_async import IB, Forex, LimitOrder, MarketOrder
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
@@ -51,6 +51,33 @@ async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
         assert errors.text(1100) == "Connectivity between IB and Trader Workstation has been lost."
         await status(held, "Filled")  # processed after the outage, not lost
         assert ib.isConnected()
+
+
+@async_test
+async def test_a_broken_market_data_farm_stops_its_quotes_until_2104(gateway: SimGateway) -> None:
+    """2103 with IB's servers reachable (no 1100): the usfarm's streams (AAPL) stop while the
+    cashfarm's (EUR.USD) go on; 2104, and AAPL ticks again."""
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        stock, pair = await qualified(ib, aapl(), Forex("EURUSD"))
+        ticks: dict[str, int] = {"AAPL": 0, "EUR": 0}
+
+        def on_update(ticker: Any) -> None:
+            ticks[ticker.contract.symbol] += 1
+
+        for contract in (stock, pair):
+            ib.reqMktData(contract).updateEvent += on_update
+        await until(lambda: ticks["AAPL"] and ticks["EUR"], what="both streaming")
+        gateway.farm_down(seconds=3)
+        await until(lambda: 2103 in errors.codes(-1), what="2103")
+        assert errors.text(2103) == "Market data farm connection is broken:usfarm"
+        # one socket: every tick sent before the notice came before it
+        aapl_before, eur_before = ticks["AAPL"], ticks["EUR"]
+        await until(lambda: ticks["EUR"] >= eur_before + 3, what="the cashfarm's stream going on")
+        assert ticks["AAPL"] == aapl_before  # the usfarm's stream stopped
+        assert 1100 not in errors.codes()
+        await until(lambda: 2104 in errors.codes(-1), timeout=3, what="2104")
+        await until(lambda: ticks["AAPL"] > aapl_before, what="AAPL streaming again")
 
 
 @async_test

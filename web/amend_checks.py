@@ -49,6 +49,21 @@ def modified_fields(record: Lifecycle, change: ModifyIn | None, lookup: Lookup) 
     return fields
 
 
+def checked_change(record: Lifecycle, change: ModifyIn, planned: Lookup, now: Lookup) -> OrderIn:
+    """``record`` (as planned) with ``change`` applied, checked as a new order where the
+    changes on their way leave its bracket and where the bracket is ``now`` (the broker may
+    yet refuse them); the order itself only as planned (a change is sent only onto the order
+    it was checked on)."""
+
+    def confirmed(other: str) -> Lifecycle | None:
+        return record if other == record.id else now(other)
+
+    for lookup in (confirmed, planned):
+        changed: OrderIn = _validate(OrderIn, modified_fields(record, change, lookup))
+        check_leg(record, change, lookup)
+    return changed
+
+
 def check_leg(record: Lifecycle, change: ModifyIn, lookup: Lookup) -> None:
     """400 when a leg would leave its side of an entry that has no fill yet (a stop loss of a
     BUY above its limit, a take profit below it...), as a new bracket would be refused."""

@@ -37,7 +37,7 @@ from schemas_out import (
     PreviewOut,
 )
 from services import GatewayNotAnswering, Services
-from web.amend_checks import Lookup, check_leg, leg_prices, modified_fields
+from web.amend_checks import Lookup, checked_change, leg_prices
 from web.common import (
     ApiError,
     _as_dict,
@@ -448,16 +448,7 @@ def modify_order(order_id: str) -> tuple[Response, int]:
         record = planned(order_id)
         if record is None:
             return None
-
-        def confirmed(other: str) -> Lifecycle | None:  # the rest of a bracket as IB has it
-            return record if other == order_id else handler.get(other)
-
-        # a bracket must be sound where the changes on their way leave it and where it is now
-        # (the broker may yet refuse them); the order itself: only as planned (a change is
-        # sent only onto the order it was checked on)
-        for lookup in (confirmed, planned):
-            changed = _validate(OrderIn, modified_fields(record, change, lookup))
-            check_leg(record, change, lookup)
+        changed = checked_change(record, change, planned, handler.get)
         if change.stop_price is not None and not change.accept_immediate_trigger:
             intent = changed.intent(record.intent.account)  # a derivative: quoted by its conId
             _refuse_immediate_trigger(
