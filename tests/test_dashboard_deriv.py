@@ -11,7 +11,7 @@ import re
 import pytest
 import test_dashboard
 from playwright.sync_api import expect
-from test_dashboard import Dashboard, number
+from test_dashboard import Dashboard, number, posted
 
 from conftest import wait_for
 
@@ -186,6 +186,28 @@ def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dash
     )
     assert held.position == 1
     assert len(dash.gateway.all_orders()) == 1
+
+
+def test_a_second_enter_does_not_send_an_order_nobody_saw(dash: Dashboard):
+    """Enter on the ticket reviews; a second Enter 150 ms later (a key repeat, a double press)
+    lands on Back, not on Confirm: nothing is sent until the step has been shown a while."""
+    page = dash.open().page
+    page.fill("#dt-symbol", "es")
+    page.select_option("#dt-sec_type", "FUT")
+    page.locator("#dt-symbol").dispatch_event("change")
+    expect(page.locator("#dt-month option")).to_have_count(3)
+    page.select_option("#dt-order_type", "MKT")
+    page.focus("#dt-quantity")
+    page.keyboard.press("Enter")  # Review
+    page.wait_for_timeout(150)
+    page.keyboard.press("Enter")
+    expect(page.locator("#dt-confirm")).to_be_hidden()  # it went Back
+    dash.requests_settled()
+    assert not posted(dash, "/api/v1/orders?wait=1") and not dash.gateway.all_orders()
+    page.click("#dt-review")
+    expect(page.locator("#dt-back")).to_be_focused()
+    page.click("#dt-send")  # a deliberate Confirm, once the step took input
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
 
 
 def test_a_board_is_not_shown_under_another_expirys_tab(dash: Dashboard):

@@ -49,6 +49,44 @@ def working(board: Dashboard, **fields) -> str:
 
 
 # ------------------------------------------------------------- 1. confirmation
+def test_an_order_reviewed_again_after_its_answer_was_lost_is_placed_once(dash):
+    """The server placed the order, but its answer never reached the page: the step says the
+    order may have been placed (not "Not placed"), and the trader's Back, Review and Confirm of
+    the same order sends the same Idempotency-Key: the server answers with the first order."""
+    page = dash.open().page
+    dash.fill_ticket("AAPL", "7")
+    lost: list[int] = []
+
+    def drop_the_answer(route) -> None:
+        if route.request.method == "POST" and not lost:
+            lost.append(route.fetch().status)  # the server places the order...
+            route.abort("connectionreset")  # ...and the page never hears of it
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/orders$"), drop_the_answer)
+    dash.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    error = page.locator("#confirm-error")
+    expect(error).to_contain_text("No answer")
+    expect(error).to_contain_text("may have been placed")
+    assert lost == [202]
+    page.click("#confirm-cancel")  # Back to the ticket, then the same order again
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("Already placed as o-")
+    assert len(dash.gateway.all_orders()) == 1
+    page.fill("#quantity", "8")  # another order: a new key, placed
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success").last).to_contain_text("queued as o-")
+    wait_for(lambda: len(dash.gateway.all_orders()) == 2)
+
+
 def test_double_enter_does_not_skip_the_confirmation(dash):
     page = dash.open().page
     dash.fill_ticket("IBM", "1")
@@ -296,8 +334,9 @@ def test_close_fills_the_ticket_with_the_position_held_when_accepted(dash):
 
 def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
     """Closing a position cancels the chosen working orders first, then places the close: when
-    the close then fails, the step says the stop is gone (it was: the position is unguarded),
-    not only "Not placed", and a second Confirm does not cancel it again."""
+    the close then gets no answer, the step says the stop is gone (it was: the position is
+    unguarded), not only that the close may not be placed, and a second Confirm does not
+    cancel it again."""
     page = dash.open().page
     api_ok(dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 10})
     q = market(dash)
@@ -325,7 +364,7 @@ def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
     page.on("request", lambda r: cancels.append(r.url) if r.url.endswith("/cancel") else None)
     page.click("#confirm-send")
     error = page.locator("#confirm-error")
-    expect(error).to_contain_text("Not placed")
+    expect(error).to_contain_text("No answer")
     expect(error).to_contain_text(f"cancel was already sent for {stop_id}")
     wait_for(lambda: not dash.gateway.open_orders())  # the stop is gone at the broker
     assert len(cancels) == 1

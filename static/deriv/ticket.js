@@ -4,6 +4,7 @@
 // order goes to POST /api/v1/orders like any other (risk gate, journal, kill switch).
 import {api, el, fmt, isNum, money} from "./http.js";
 
+const GUARD_MS = 500; // the confirmation takes no Confirm this long after it appears
 const FINAL = new Set(["filled", "cancelled", "rejected", "not_sent", "not_placed"]);
 const FOLLOW_MS = 1000;
 const FOLLOW_TRIES = 60;
@@ -59,6 +60,7 @@ export function mountTicket(root) {
   let localSymbol = null; // a contract named by IB's local symbol (from a position)
   let multiplier = null; // the contract's, when known (chain, month picker, position)
   let pending = null; // the order body under review
+  let armTimer = null; // enables Confirm GUARD_MS after the step appeared
   let unanswered = null; // {json, key}: an order sent without an answer; sent again under its key
   let monthsFor = null;
 
@@ -155,7 +157,12 @@ export function mountTicket(root) {
     pending = b;
     form.hidden = true;
     confirm.hidden = false;
-    (guard.hidden ? send : guardInput).focus();
+    // as the main ticket's step: focus on Back and Confirm off for GUARD_MS, so a second Enter
+    // (or a key repeating) that was meant for Review never sends an order nobody read
+    send.disabled = true;
+    clearTimeout(armTimer);
+    armTimer = setTimeout(() => { send.disabled = false; }, GUARD_MS);
+    (guard.hidden ? back : guardInput).focus();
   }
 
   async function onSend() {

@@ -38,12 +38,13 @@ export async function api(path, options) {
     init.body = JSON.stringify(opts.body);
   }
   let response;
+  let text;
   try {
     response = await fetch(path, init);
+    text = await response.text(); // the answer cut off on its way: no answer either
   } catch (err) {
     throw new ApiError(0, "network_error", "The dashboard server cannot be reached.", null);
   }
-  const text = await response.text();
   let data = null;
   if (text) {
     try { data = JSON.parse(text); } catch (err) { data = null; }

@@ -17,6 +17,7 @@ const PREVIEW_FIELDS = ["#preview-commission", "#preview-init", "#preview-maint"
 
 let body = null; // exactly what Confirm sends (frozen at review time)
 let idemKey = null; // its Idempotency-Key
+let unanswered = null; // {json, key}: the last order sent that got no answer (it may be placed)
 let notional = null; // the estimated notional shown ({value, usd, text, basis}) or null
 let riskNotional = null; // the risk gate's notional in the account's currency (the preview's)
 let previewReady = false; // the what-if preview answered (or failed): Confirm may be enabled
@@ -190,6 +191,20 @@ function backToTicket(err) {
   return true;
 }
 
+/** One key per order: a repeat of Confirm, or Back and Review of the same order after it got
+ * no answer (the network, a proxy's 5xx: it may have been placed), sends the same key, and the
+ * server answers with the first order instead of placing a second. */
+function idempotencyKey(ticket) {
+  const json = JSON.stringify(ticket);
+  if (unanswered && unanswered.json === json) return unanswered.key;
+  unanswered = null;
+  return newIdempotencyKey();
+}
+
+/** No answer from the dashboard server itself (a network error, a proxy's 5xx without our
+ * error shape): the order may have been placed. */
+const noAnswer = (err) => !err.status || (err.status >= 500 && err.code === "http_error");
+
 function newIdempotencyKey() {
   if (window.crypto && typeof window.crypto.randomUUID === "function") return `dash-${window.crypto.randomUUID()}`;
   const bytes = new Uint8Array(16);
@@ -217,7 +232,7 @@ export async function review() {
   riskRefused = false;
   triggerWarning = null;
   cancels = closingOrders(ticket);
-  idemKey = newIdempotencyKey(); // one key per confirmation: a repeat is never a second order
+  idemKey = idempotencyKey(ticket);
   const seq = ++previewSeq;
   showConfirm(ticket);
   if (!quote.data || quote.data.symbol !== ticket.symbol) {
@@ -392,6 +407,7 @@ async function sendOrder() {
     const also = withCancels.length ? ` Cancel sent for ${withCancels.length - failed.length} working order${withCancels.length === 1 ? "" : "s"}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}.` : "";
     toast(res.replayed ? `Already placed as ${res.id} (not sent twice).` : `${orderWords(order)} — queued as ${res.id}.${also}`,
       failed.length ? "error" : "success");
+    unanswered = null;
     sending = false;
     hideConfirm();
     $("#review-btn").focus();
@@ -403,7 +419,13 @@ async function sendOrder() {
       ? ` The cancel was already sent for ${withCancels.map((o) => o.id).join(", ")}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}: the position may no longer be protected.`
       : "";
     if (failed) cancels = [];
-    if (!backToTicket(err)) {
+    unanswered = noAnswer(err) ? {json: JSON.stringify(body), key: idemKey} : null;
+    if (unanswered) {
+      $("#confirm-error").textContent = `No answer: ${err.message} The order may have been placed: `
+        + `check the orders before sending it again (Confirm, or Back and Review of the same order, `
+        + `sends it under the same key: never placed twice).${gone}`;
+      updateSendEnabled();
+    } else if (!backToTicket(err)) {
       $("#confirm-error").textContent = `Not placed: ${err.message}${gone}`;
       updateSendEnabled();
     } else if (gone) toast(`Not placed: ${err.message}${gone}`, "error");
