@@ -210,6 +210,37 @@ def test_a_second_enter_does_not_send_an_order_nobody_saw(dash: Dashboard):
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
 
 
+def test_a_close_of_a_future_sold_elsewhere_meanwhile_is_not_sent(dash: Dashboard):
+    """The ticket was filled to close 1 ES; it is sold elsewhere before Confirm: selling it
+    would leave the trader short 1, so nothing is sent and the ticket says why."""
+    page = dash.open().page
+    page.select_option("#dt-sec_type", "FUT")
+    page.fill("#dt-symbol", "es")
+    page.locator("#dt-symbol").dispatch_event("change")
+    expect(page.locator("#dt-month option")).to_have_count(3)
+    page.select_option("#dt-order_type", "MKT")
+    page.click("#dt-review")
+    page.click("#dt-send")
+    expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    position = page.locator("#positions tbody tr").filter(has_text="ES 202612")
+    position.locator(".close-position").click()
+    expect(page.locator("#dt-action")).to_have_value("SELL")
+    expect(page.locator("#dt-quantity")).to_have_value("1")
+    page.select_option("#dt-order_type", "MKT")
+    page.click("#dt-review")
+    expect(page.locator("#dt-send")).to_be_enabled()
+    sale = {"symbol": "ES", "sec_type": "FUT", "local_symbol": "ESZ6", "action": "SELL"}
+    status, answer = dash.live.api("POST", "/api/v1/orders?wait=1", {**sale, "quantity": 1})
+    assert status in (200, 202), answer
+    expect(position).to_have_count(0)
+    page.click("#dt-send")
+    expect(page.locator("#dt-error")).to_contain_text(
+        "Not sent: ESZ6 is no longer held (the ticket was filled to close 1)"
+    )
+    assert len(posted(dash, "/api/v1/orders?wait=1")) == 1  # the buy only
+    assert not [p for p in dash.gateway.positions() if p.position]
+
+
 def test_a_board_is_not_shown_under_another_expirys_tab(dash: Dashboard):
     """Choosing another expiry takes the old board away while the new one is quoted: its
     prices (a click fills the ticket with that contract) never stand under the new tab."""

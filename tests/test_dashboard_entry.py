@@ -332,6 +332,50 @@ def test_close_fills_the_ticket_with_the_position_held_when_accepted(dash):
     expect(page.locator("#quantity")).to_have_value("6")
 
 
+def test_a_close_ticket_is_not_sent_once_the_position_it_closes_has_shrunk(dash):
+    """The ticket was filled to close 10 AAPL; the position is sold elsewhere meanwhile (TWS,
+    a stop, the webhook): selling the 10 would leave the trader short 10. Review says so and
+    sends nothing, at the ticket and on the confirmation alike; a close sent empties the
+    ticket's quantity, so a second Review cannot send it twice before its fill shows."""
+    page = dash.open().page
+    buy = {"symbol": "AAPL", "action": "BUY", "quantity": 10}
+    api_ok(dash, "POST", "/api/v1/orders", buy)
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator("td").nth(1)).to_have_text("10")
+    position.locator("button.close-position").click()
+    expect(page.locator("#quantity")).to_have_value("10")
+    api_ok(dash, "POST", "/api/v1/orders", {**buy, "action": "SELL", "quantity": 4})
+    expect(position.locator("td").nth(1)).to_have_text("6")
+    page.click("#review-btn")
+    expect(page.locator("#ticket-error")).to_contain_text(
+        "AAPL is now 6 (the ticket was filled to close 10): Sell 10 would open a position the "
+        "other way"
+    )
+    expect(page.locator("#confirm")).to_be_hidden()
+    page.fill("#quantity", "6")  # what is held now: a close again
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    api_ok(dash, "POST", "/api/v1/orders", {**buy, "action": "SELL", "quantity": 6})  # gone too
+    expect(page.locator("#positions-empty")).to_be_visible()
+    page.click("#confirm-send")
+    expect(page.locator("#confirm-error")).to_contain_text("Not sent: AAPL is no longer held")
+    dash.requests_settled()
+    assert len(posted(dash, "/api/v1/orders")) == 0  # the API's orders are not the page's
+    page.click("#confirm-cancel")
+    api_ok(dash, "POST", "/api/v1/orders", {**buy, "quantity": 3})
+    expect(position.locator("td").nth(1)).to_have_text("3")
+    position.locator("button.close-position").click()
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    expect(page.locator(".toast.success")).to_contain_text("queued as")
+    expect(page.locator("#quantity")).to_have_value("")
+    page.click("#review-btn")
+    expect(page.locator("#confirm")).to_be_hidden()  # no quantity: nothing to review
+    expect(page.locator("#positions-empty")).to_be_visible()
+    assert len(posted(dash, "/api/v1/orders")) == 1
+
+
 def test_a_close_not_placed_says_its_working_orders_were_cancelled(dash):
     """Closing a position cancels the chosen working orders first, then places the close: when
     the close then gets no answer, the step says the stop is gone (it was: the position is

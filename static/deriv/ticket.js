@@ -62,6 +62,7 @@ export function mountTicket(root) {
   let pending = null; // the order body under review
   let armTimer = null; // enables Confirm GUARD_MS after the step appeared
   let unanswered = null; // {json, key}: an order sent without an answer; sent again under its key
+  let closing = null; // the position a Close filled the ticket for: {account, con_id, local_symbol, action, quantity}
   let monthsFor = null;
 
   function layout() {
@@ -165,6 +166,19 @@ export function mountTicket(root) {
     (guard.hidden ? back : guardInput).focus();
   }
 
+  /** Why `b`, a close, no longer closes its position (it shrank, went or turned since the
+   * ticket was filled: the old quantity would open one the other way), or null. */
+  async function closeMismatch(b) {
+    if (!closing || b.local_symbol !== closing.local_symbol || b.action !== closing.action) return null;
+    const rows = (await api("/api/v1/positions")).positions || [];
+    const row = rows.find((p) => p.account === closing.account && p.con_id === closing.con_id);
+    const held = row ? row.quantity : 0;
+    if ((b.action === "SELL" ? held : -held) >= b.quantity) return null;
+    return `${closing.local_symbol} ${held ? `is now ${held}` : "is no longer held"} (the ticket was filled to `
+      + `close ${closing.quantity}): ${b.action === "SELL" ? "selling" : "buying"} ${b.quantity} would open a `
+      + "position the other way. Close it again from the position.";
+  }
+
   async function onSend() {
     if (!pending) return;
     if (!guard.hidden && guardInput.value.trim().toUpperCase() !== pending.symbol) {
@@ -172,12 +186,19 @@ export function mountTicket(root) {
       return;
     }
     const b = pending;
+    const notAClose = await closeMismatch(b).catch((err) => `the position could not be read (${err.message})`);
+    if (notAClose) {
+      showForm();
+      formError.textContent = `Not sent: ${notAClose}`;
+      return;
+    }
     const key = idempotencyKey(b);
     send.disabled = true;
     result.textContent = "Sending…";
     try {
       const answer = await api("/api/v1/orders?wait=1", {method: "POST", body: b, headers: {"Idempotency-Key": key}});
       unanswered = null;
+      if (closing && b.local_symbol === closing.local_symbol) { closing = null; f.quantity.value = ""; } // sent once
       showForm();
       follow(answer.order, contractWords(b));
     } catch (err) {
@@ -255,6 +276,8 @@ export function mountTicket(root) {
   document.addEventListener("deriv:fill-ticket", (event) => fill(event.detail));
   document.addEventListener("deriv:close-position", (event) => {
     const p = event.detail;
+    closing = {account: p.account, con_id: p.con_id, local_symbol: p.local_symbol,
+      action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)};
     fill({sec_type: p.sec_type, symbol: p.symbol, local_symbol: p.local_symbol, description: p.description,
       multiplier: p.multiplier, action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)});
   });

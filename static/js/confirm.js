@@ -8,7 +8,7 @@ import {fmtMoney, fmtPrice, fmtQty, fmtSigned, isNum, nf} from "./format.js";
 import {clearErrors, showErrors} from "./forms.js";
 import {validateOrder} from "./rules.js";
 import {store} from "./store.js";
-import {closingOrders, form, quote, quoteParams, readTicket, ticketBlocked} from "./ticket.js";
+import {closeMismatch, closeSent, closingOrders, form, quote, quoteParams, readTicket, ticketBlocked} from "./ticket.js";
 import {toast} from "./toasts.js";
 
 export const GUARD_MS = 500;
@@ -225,6 +225,11 @@ export async function review() {
     if (first) first.focus();
     return;
   }
+  const notAClose = closeMismatch(ticket, store.latest && store.latest.positions);
+  if (notAClose) {
+    $("#ticket-error").textContent = notAClose;
+    return;
+  }
   body = ticket;
   notional = null;
   riskNotional = null;
@@ -390,6 +395,11 @@ async function cancelsConfirmed(orders) {
 
 async function sendOrder() {
   if (sending || !body || $("#confirm-send").disabled || !armed()) return;
+  const notAClose = closeMismatch(body, store.latest && store.latest.positions); // moved meanwhile
+  if (notAClose) {
+    $("#confirm-error").textContent = `Not sent: ${notAClose}`;
+    return;
+  }
   sending = true;
   const send = $("#confirm-send");
   const back = $("#confirm-cancel");
@@ -408,6 +418,7 @@ async function sendOrder() {
     toast(res.replayed ? `Already placed as ${res.id} (not sent twice).` : `${orderWords(order)} — queued as ${res.id}.${also}`,
       failed.length ? "error" : "success");
     unanswered = null;
+    closeSent(body);
     sending = false;
     hideConfirm();
     $("#review-btn").focus();

@@ -18,7 +18,7 @@ export const form = $("#order-form");
 const F = form.elements;
 let blocked = false;
 // working orders to cancel with the position closed from the Positions table
-let closing = null; // {symbol, side, orders: [order]} or null
+let closing = null; // the position the ticket was filled to close: {symbol, side, quantity, account, con_id, orders}
 
 export const ticketBlocked = () => blocked;
 
@@ -69,10 +69,37 @@ export function readTicket() {
   return body;
 }
 
+/** The position `body` closes (the ticket was filled by its Close, same symbol and side). */
+const closeOf = (body) => (closing && closing.symbol === body.symbol && closing.side === body.action ? closing : null);
+
 /** The working orders to cancel with this order, when it closes the position they guard. */
 export function closingOrders(body) {
-  if (!closing || closing.symbol !== body.symbol || closing.side !== body.action) return [];
-  return closing.orders;
+  const close = closeOf(body);
+  return close ? close.orders : [];
+}
+
+/** Why `body`, a close, no longer closes its position (`positions`: the latest), or null: the
+ * position shrank, went or turned since the ticket was filled (a sale elsewhere, a stop), and
+ * the old quantity would open a position the other way. */
+export function closeMismatch(body, positions) {
+  const close = closeOf(body);
+  if (!close) return null;
+  const row = (positions || []).find((p) => p.account === close.account && p.con_id === close.con_id);
+  const held = row ? row.quantity : 0;
+  const closable = close.side === "SELL" ? held : -held;
+  if (closable >= body.quantity - 1e-9) return null;
+  const now = held ? `is now ${fmtQty(held)}` : "is no longer held";
+  return `${close.symbol} ${now} (the ticket was filled to close ${fmtQty(close.quantity)}): `
+    + `${sideWord(close.side)} ${fmtQty(body.quantity)} would open a position the other way. `
+    + "Fill the close again from the position.";
+}
+
+/** A close was sent: the ticket no longer closes anything, and its quantity is emptied so a
+ * second Review cannot send the same close again before the fill shows. */
+export function closeSent(body) {
+  if (!closeOf(body)) return;
+  closing = null;
+  F.quantity.value = "";
 }
 
 // ------------------------------------------------------------------- quote
@@ -200,13 +227,16 @@ export function prefillClose(position, orders) {
   F.quantity.value = String(Math.abs(position.quantity));
   F.order_type.value = "MKT";
   $("#bracket").checked = false;
-  closing = orders && orders.length ? {symbol: position.symbol, side, orders} : null;
+  closing = {
+    symbol: position.symbol, side, quantity: Math.abs(position.quantity),
+    account: position.account, con_id: position.con_id, orders: orders || [],
+  };
   clearErrors($("#ticket"));
   updateTicketLayout();
   requestQuote(true);
   $("#ticket").scrollIntoView({block: "nearest", behavior: "smooth"});
   F.quantity.focus();
-  const also = closing ? ` The ${closing.orders.length} working order${closing.orders.length === 1 ? "" : "s"} you chose will be cancelled with it.` : "";
+  const also = closing.orders.length ? ` The ${closing.orders.length} working order${closing.orders.length === 1 ? "" : "s"} you chose will be cancelled with it.` : "";
   toast(`Ticket filled to close ${position.symbol}: ${sideWord(side)} ${fmtQty(Math.abs(position.quantity))} at market. Review before sending.${also}`, "info");
 }
 
