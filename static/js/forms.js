@@ -27,7 +27,10 @@ export function showErrors(root, errors, fallback) {
   return firstInput;
 }
 
+/** The number in `input`: null when empty, NaN when it cannot be read (Chromium gives a number
+ * field holding "9-5" or "1e" the value "", which read as empty left a bracket's stop out). */
 export function numberOf(input) {
+  if (input.validity && input.validity.badInput) return NaN;
   const text = String(input.value || "").trim();
   if (text === "") return null;
   const value = Number(text);
