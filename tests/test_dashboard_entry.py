@@ -14,6 +14,7 @@ from test_dashboard import (  # noqa: F401 - the browser fixtures
     Dashboard,
     dash,
     live,
+    number,
     posted,
     routed,
 )
@@ -85,6 +86,30 @@ def test_an_order_reviewed_again_after_its_answer_was_lost_is_placed_once(dash):
     page.click("#confirm-send")
     expect(page.locator(".toast.success").last).to_contain_text("queued as o-")
     wait_for(lambda: len(dash.gateway.all_orders()) == 2)
+
+
+def test_the_bid_button_never_gives_the_price_of_the_symbol_typed_before(dash):
+    """AAPL quoted, then MSFT typed: MSFT's quote is asked 350 ms after the last key, and
+    meanwhile the Bid and Ask buttons put no price in the limit field (AAPL's bid there would
+    be an order far from MSFT's market)."""
+    page = dash.open().page
+    aapl_bid = dash.enter_symbol("AAPL")
+    typed = page.evaluate("""() => {  // the keystroke and a click within the page's pause
+        const symbol = document.getElementById("symbol");
+        symbol.value = "MSFT";
+        symbol.dispatchEvent(new Event("input", {bubbles: true}));
+        const button = document.getElementById("quote-bid-btn");
+        const disabled = button.disabled;
+        button.disabled = false;  // even a click that got through
+        button.click();
+        return {disabled, limit: document.getElementById("limit_price").value};
+    }""")
+    assert typed == {"disabled": True, "limit": ""}
+    expect(page.locator("#quote-status")).to_contain_text("MSFT")
+    page.click("#quote-bid-btn")
+    msft_bid = number(page.locator("#quote-bid").text_content())
+    assert float(page.input_value("#limit_price")) == pytest.approx(msft_bid, rel=0.02)
+    assert abs(msft_bid - aapl_bid) > 1
 
 
 def test_double_enter_does_not_skip_the_confirmation(dash):

@@ -208,6 +208,9 @@ function showQuote(q) {
 
 function useQuotePrice(which) {
   const q = quote.data;
+  const target = quoteTarget();
+  // the quote shown is of the symbol typed before (the new one is not asked yet): not its price
+  if (!target || target.symbol !== quote.symbol || target.secType !== quote.secType) return;
   const price = q && q[which];
   if (!isNum(price)) return;
   if (!needsOf(F.order_type.value).limit_price) F.order_type.value = "LMT";
@@ -278,6 +281,10 @@ export function initTicket() {
     const upper = F.symbol.value.toUpperCase();
     if (upper !== F.symbol.value) { F.symbol.value = upper; F.symbol.setSelectionRange(start, start); }
     if (closing && closing.symbol !== upper) closing = null;
+    if (upper.trim() !== quote.symbol) { // its quote comes in 350 ms: none of the old one's prices meanwhile
+      $("#quote-bid-btn").disabled = true;
+      $("#quote-ask-btn").disabled = true;
+    }
     clearTimeout(quote.debounce);
     quote.debounce = setTimeout(() => requestQuote(false), 350);
   });
