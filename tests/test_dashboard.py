@@ -170,6 +170,23 @@ class Dashboard:
         for name, value in prices.items():
             page.fill(f"#{name}", str(value))
 
+    def lose_first_answer(self, pattern: str) -> list[int]:
+        """The first POST to a URL matching ``pattern`` reaches the server, which answers it
+        (its status is added to the list returned), but the page never hears the answer (a
+        connection reset on the way back); later requests go through."""
+        lost: list[int] = []
+
+        def drop_the_answer(route: Route) -> None:
+            if route.request.method == "POST" and not lost:
+                lost.append(route.fetch().status)
+                route.abort("connectionreset")
+            else:
+                route.continue_()
+
+        self.page.route(re.compile(pattern), drop_the_answer)
+        self.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+        return lost
+
     def requests_settled(self) -> None:
         """Every request the page started so far is in ``requests``: the page starts one more
         and waits for its answer (Playwright reports a page's requests in the order it started

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import test_dashboard
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 from test_dashboard import Dashboard, number, posted
 
 from conftest import wait_for
@@ -153,27 +153,22 @@ def test_futures_ticket_picks_a_contract_month_and_a_market_order_fills(dash: Da
     )
 
 
-def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dashboard):
-    """The server placed the order but its answer never reached the page: the trader reviews
-    and confirms the same order again, and the retry answers the first order (the ticket
-    sends an Idempotency-Key, kept for that order until an answer comes)."""
-    page = dash.open().page
+def es_at_market(page: Page) -> None:
+    """The derivatives ticket on an ES future (its front month) at market."""
     page.select_option("#dt-sec_type", "FUT")
     page.fill("#dt-symbol", "es")
     page.locator("#dt-symbol").dispatch_event("change")
     expect(page.locator("#dt-month option")).to_have_count(3)
     page.select_option("#dt-order_type", "MKT")
-    lost: list[int] = []
 
-    def drop_the_answer(route) -> None:
-        if route.request.method == "POST" and not lost:
-            lost.append(route.fetch().status)  # the server places the order...
-            route.abort("connectionreset")  # ...and the page never hears of it
-        else:
-            route.continue_()
 
-    page.route(re.compile(r".*/api/v1/orders\?wait=1$"), drop_the_answer)
-    dash.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dashboard):
+    """The server placed the order but its answer never reached the page: the trader reviews
+    and confirms the same order again, and the retry answers the first order (the ticket
+    sends an Idempotency-Key, kept for that order until an answer comes)."""
+    page = dash.open().page
+    es_at_market(page)
+    lost = dash.lose_first_answer(r".*/api/v1/orders\?wait=1$")  # placed, the answer lost
     page.click("#dt-review")
     page.click("#dt-send")
     expect(page.locator("#dt-error")).to_contain_text("cannot be reached")
@@ -192,11 +187,7 @@ def test_a_second_enter_does_not_send_an_order_nobody_saw(dash: Dashboard):
     """Enter on the ticket reviews; a second Enter 150 ms later (a key repeat, a double press)
     lands on Back, not on Confirm: nothing is sent until the step has been shown a while."""
     page = dash.open().page
-    page.fill("#dt-symbol", "es")
-    page.select_option("#dt-sec_type", "FUT")
-    page.locator("#dt-symbol").dispatch_event("change")
-    expect(page.locator("#dt-month option")).to_have_count(3)
-    page.select_option("#dt-order_type", "MKT")
+    es_at_market(page)
     page.focus("#dt-quantity")
     page.keyboard.press("Enter")  # Review
     page.wait_for_timeout(150)
@@ -214,11 +205,7 @@ def test_a_close_of_a_future_sold_elsewhere_meanwhile_is_not_sent(dash: Dashboar
     """The ticket was filled to close 1 ES; it is sold elsewhere before Confirm: selling it
     would leave the trader short 1, so nothing is sent and the ticket says why."""
     page = dash.open().page
-    page.select_option("#dt-sec_type", "FUT")
-    page.fill("#dt-symbol", "es")
-    page.locator("#dt-symbol").dispatch_event("change")
-    expect(page.locator("#dt-month option")).to_have_count(3)
-    page.select_option("#dt-order_type", "MKT")
+    es_at_market(page)
     page.click("#dt-review")
     page.click("#dt-send")
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")

@@ -56,17 +56,7 @@ def test_an_order_reviewed_again_after_its_answer_was_lost_is_placed_once(dash):
     the same order sends the same Idempotency-Key: the server answers with the first order."""
     page = dash.open().page
     dash.fill_ticket("AAPL", "7")
-    lost: list[int] = []
-
-    def drop_the_answer(route) -> None:
-        if route.request.method == "POST" and not lost:
-            lost.append(route.fetch().status)  # the server places the order...
-            route.abort("connectionreset")  # ...and the page never hears of it
-        else:
-            route.continue_()
-
-    page.route(re.compile(r".*/api/v1/orders$"), drop_the_answer)
-    dash.allow_console_error(r"ERR_CONNECTION_RESET|Failed to load resource")
+    lost = dash.lose_first_answer(r".*/api/v1/orders$")  # placed, the answer lost
     page.click("#review-btn")
     expect(page.locator("#confirm-send")).to_be_enabled()
     page.click("#confirm-send")
