@@ -11,7 +11,7 @@ import re
 import pytest
 import test_dashboard
 from playwright.sync_api import Page, expect
-from test_dashboard import Dashboard, number, posted
+from test_dashboard import Dashboard, number, posted, routed
 
 from conftest import wait_for
 
@@ -184,15 +184,22 @@ def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dash
 
 
 def test_a_second_enter_does_not_send_an_order_nobody_saw(dash: Dashboard):
-    """Enter on the ticket reviews; a second Enter 150 ms later (a key repeat, a double press)
-    lands on Back, not on Confirm: nothing is sent until the step has been shown a while."""
+    """Enter on the ticket reviews; a second Enter (a key repeat, a double press) lands on
+    Back, not on Confirm, which takes no input for its first 500 ms: nothing is sent."""
     page = dash.open().page
     es_at_market(page)
+    page.evaluate("""() => {  // Confirm's state the moment the step appears
+        const step = document.getElementById("dt-confirm");
+        new MutationObserver(() => {
+            if (!step.hidden) window.sendWhenShown = document.getElementById("dt-send").disabled;
+        }).observe(step, {attributes: true, attributeFilter: ["hidden"]});
+    }""")
     page.focus("#dt-quantity")
     page.keyboard.press("Enter")  # Review
-    page.wait_for_timeout(150)
-    page.keyboard.press("Enter")
-    expect(page.locator("#dt-confirm")).to_be_hidden()  # it went Back
+    expect(page.locator("#dt-back")).to_be_focused()
+    assert page.evaluate("window.sendWhenShown") is True
+    page.keyboard.press("Enter")  # the second press lands on Back
+    expect(page.locator("#dt-confirm")).to_be_hidden()
     dash.requests_settled()
     assert not posted(dash, "/api/v1/orders?wait=1") and not dash.gateway.all_orders()
     page.click("#dt-review")
@@ -214,6 +221,18 @@ def test_a_close_of_a_future_sold_elsewhere_meanwhile_is_not_sent(dash: Dashboar
     expect(page.locator("#dt-action")).to_have_value("SELL")
     expect(page.locator("#dt-quantity")).to_have_value("1")
     page.select_option("#dt-order_type", "MKT")
+    page.click("#dt-review")
+    held: list = []
+    page.route("**/api/v1/positions", lambda route: held.append(route))
+    page.click("#dt-send")  # the position is read first: Back meanwhile sends nothing
+    routed(page, held)
+    expect(page.locator("#dt-send")).to_be_disabled()  # no second Confirm meanwhile
+    page.click("#dt-back")
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/positions")
+    dash.requests_settled()
+    assert len(posted(dash, "/api/v1/orders?wait=1")) == 1  # the buy only
     page.click("#dt-review")
     expect(page.locator("#dt-send")).to_be_enabled()
     sale = {"symbol": "ES", "sec_type": "FUT", "local_symbol": "ESZ6", "action": "SELL"}

@@ -359,6 +359,11 @@ def test_a_close_ticket_is_not_sent_once_the_position_it_closes_has_shrunk(dash)
     expect(position.locator("td").nth(1)).to_have_text("10")
     position.locator("button.close-position").click()
     expect(page.locator("#quantity")).to_have_value("10")
+    page.fill("#quantity", "20")  # a reversal on purpose, the position as it was: allowed
+    page.click("#review-btn")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-cancel")
+    page.fill("#quantity", "10")
     api_ok(dash, "POST", "/api/v1/orders", {**buy, "action": "SELL", "quantity": 4})
     expect(position.locator("td").nth(1)).to_have_text("6")
     page.click("#review-btn")
@@ -459,6 +464,7 @@ def test_a_close_is_not_sent_when_an_order_it_cancels_fills_meanwhile(dash):
     page.click("#confirm-send")
     error = page.locator("#confirm-error")
     expect(error).to_contain_text(f"{take_profit} filled while its cancel was on its way")
+    expect(error).to_contain_text("Not placed")  # known: the close never went out
     expect(position).to_have_count(0)  # the take-profit closed it
     sells = [e for e, _ in dash.gateway.executions() if e.side == "SLD"]
     assert [e.shares for e in sells] == [10] and dash.gateway.open_orders() == []

@@ -173,7 +173,8 @@ export function mountTicket(root) {
     const rows = (await api("/api/v1/positions")).positions || [];
     const row = rows.find((p) => p.account === closing.account && p.con_id === closing.con_id);
     const held = row ? row.quantity : 0;
-    if ((b.action === "SELL" ? held : -held) >= b.quantity) return null;
+    const closable = b.action === "SELL" ? held : -held;
+    if (closable >= b.quantity || closable >= closing.quantity) return null; // more typed: a reversal
     return `${closing.local_symbol} ${held ? `is now ${held}` : "is no longer held"} (the ticket was filled to `
       + `close ${closing.quantity}): ${b.action === "SELL" ? "selling" : "buying"} ${b.quantity} would open a `
       + "position the other way. Close it again from the position.";
@@ -186,8 +187,11 @@ export function mountTicket(root) {
       return;
     }
     const b = pending;
+    send.disabled = true; // no second Confirm while the position is read
     const notAClose = await closeMismatch(b).catch((err) => `the position could not be read (${err.message})`);
+    if (pending !== b || confirm.hidden) return; // Back meanwhile: nothing is sent
     if (notAClose) {
+      send.disabled = false;
       showForm();
       formError.textContent = `Not sent: ${notAClose}`;
       return;
@@ -245,6 +249,7 @@ export function mountTicket(root) {
   function fill(detail) {
     clearErrors();
     showForm();
+    closing = null; // a Close sets it again after this
     localSymbol = detail.local_symbol || null;
     contractLine.dataset.description = detail.description || "";
     contractLine.replaceChildren(el("span", {text: `Contract: ${detail.description || ""} (${detail.local_symbol || ""})`}), " ",
@@ -268,7 +273,7 @@ export function mountTicket(root) {
 
   form.addEventListener("submit", onReview);
   form.addEventListener("change", layout);
-  f.sec_type.addEventListener("change", () => { localSymbol = null; multiplier = null; monthsFor = null; layout(); loadMonths(); });
+  f.sec_type.addEventListener("change", () => { localSymbol = null; multiplier = null; monthsFor = null; closing = null; layout(); loadMonths(); });
   f.symbol.addEventListener("change", () => { multiplier = null; loadMonths(); });
   for (const name of ["expiry", "strike", "right"]) f[name].addEventListener("change", () => { multiplier = null; });
   send.addEventListener("click", onSend);
@@ -276,10 +281,10 @@ export function mountTicket(root) {
   document.addEventListener("deriv:fill-ticket", (event) => fill(event.detail));
   document.addEventListener("deriv:close-position", (event) => {
     const p = event.detail;
-    closing = {account: p.account, con_id: p.con_id, local_symbol: p.local_symbol,
-      action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)};
     fill({sec_type: p.sec_type, symbol: p.symbol, local_symbol: p.local_symbol, description: p.description,
       multiplier: p.multiplier, action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)});
+    closing = {account: p.account, con_id: p.con_id, local_symbol: p.local_symbol,
+      action: p.quantity > 0 ? "SELL" : "BUY", quantity: Math.abs(p.quantity)};
   });
   layout();
 }

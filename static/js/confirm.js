@@ -17,7 +17,8 @@ const PREVIEW_FIELDS = ["#preview-commission", "#preview-init", "#preview-maint"
 
 let body = null; // exactly what Confirm sends (frozen at review time)
 let idemKey = null; // its Idempotency-Key
-let unanswered = null; // {json, key}: the last order sent that got no answer (it may be placed)
+let unanswered = null; // {json, key, at}: the last order sent that got no answer (it may be placed)
+const UNANSWERED_MS = 5 * 60 * 1000; // how long the same order reviewed again keeps that key
 let notional = null; // the estimated notional shown ({value, usd, text, basis}) or null
 let riskNotional = null; // the risk gate's notional in the account's currency (the preview's)
 let previewReady = false; // the what-if preview answered (or failed): Confirm may be enabled
@@ -196,14 +197,16 @@ function backToTicket(err) {
  * server answers with the first order instead of placing a second. */
 function idempotencyKey(ticket) {
   const json = JSON.stringify(ticket);
-  if (unanswered && unanswered.json === json) return unanswered.key;
+  if (unanswered && unanswered.json === json && Date.now() - unanswered.at < UNANSWERED_MS) return unanswered.key;
   unanswered = null;
   return newIdempotencyKey();
 }
 
-/** No answer from the dashboard server itself (a network error, a proxy's 5xx without our
- * error shape): the order may have been placed. */
-const noAnswer = (err) => !err.status || (err.status >= 500 && err.code === "http_error");
+/** The order was sent (`posted`) and no answer says what became of it (a network error, a
+ * proxy's 5xx, the server's own 500): it may have been placed. The server's 503s and 504s say
+ * that nothing was queued. */
+const noAnswer = (err, posted) => posted && (!err.status
+  || (err.status >= 500 && (err.code === "http_error" || err.code === "internal_server_error")));
 
 function newIdempotencyKey() {
   if (window.crypto && typeof window.crypto.randomUUID === "function") return `dash-${window.crypto.randomUUID()}`;
@@ -410,9 +413,11 @@ async function sendOrder() {
   const order = triggerWarning ? {...body, accept_immediate_trigger: true} : body;
   const withCancels = cancels;
   let failed = null; // the cancels' failures, once they were sent
+  let posted = false; // the order itself went out (its answer, if any, says what became of it)
   try {
     failed = withCancels.length ? await cancelWith(withCancels) : [];
     if (withCancels.length) await cancelsConfirmed(withCancels);
+    posted = true;
     const res = await api("/api/v1/orders", {method: "POST", body: order, headers: {"Idempotency-Key": idemKey}});
     const also = withCancels.length ? ` Cancel sent for ${withCancels.length - failed.length} working order${withCancels.length === 1 ? "" : "s"}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}.` : "";
     toast(res.replayed ? `Already placed as ${res.id} (not sent twice).` : `${orderWords(order)} — queued as ${res.id}.${also}`,
@@ -430,7 +435,7 @@ async function sendOrder() {
       ? ` The cancel was already sent for ${withCancels.map((o) => o.id).join(", ")}${failed.length ? ` (${failed.length} failed: ${failed.join("; ")})` : ""}: the position may no longer be protected.`
       : "";
     if (failed) cancels = [];
-    unanswered = noAnswer(err) ? {json: JSON.stringify(body), key: idemKey} : null;
+    unanswered = noAnswer(err, posted) ? {json: JSON.stringify(body), key: idemKey, at: Date.now()} : null;
     if (unanswered) {
       $("#confirm-error").textContent = `No answer: ${err.message} The order may have been placed: `
         + `check the orders before sending it again (Confirm, or Back and Review of the same order, `

@@ -80,14 +80,15 @@ export function closingOrders(body) {
 
 /** Why `body`, a close, no longer closes its position (`positions`: the latest), or null: the
  * position shrank, went or turned since the ticket was filled (a sale elsewhere, a stop), and
- * the old quantity would open a position the other way. */
+ * the old quantity would open a position the other way. A position as it was, with more
+ * typed (a reversal on purpose), is no mismatch. */
 export function closeMismatch(body, positions) {
   const close = closeOf(body);
   if (!close) return null;
   const row = (positions || []).find((p) => p.account === close.account && p.con_id === close.con_id);
   const held = row ? row.quantity : 0;
   const closable = close.side === "SELL" ? held : -held;
-  if (closable >= body.quantity - 1e-9) return null;
+  if (closable >= body.quantity - 1e-9 || closable >= close.quantity - 1e-9) return null;
   const now = held ? `is now ${fmtQty(held)}` : "is no longer held";
   return `${close.symbol} ${now} (the ticket was filled to close ${fmtQty(close.quantity)}): `
     + `${sideWord(close.side)} ${fmtQty(body.quantity)} would open a position the other way. `
