@@ -108,7 +108,7 @@ class LinkMonitor:
 
     def _on_farm(self, code: int, text: str, now: float) -> None:
         kind, state = FARM_CODES[code]
-        name = text.rpartition(":")[2].strip() or "?"
+        name = _farm_name(text)
         old = self._farms.get((kind, name))
         if old is not None and old.state == state:
             return  # the same news again: keep "since"
@@ -116,3 +116,11 @@ class LinkMonitor:
         farms = tuple(sorted(self._farms.values(), key=lambda f: (f.kind, f.name)))
         s = self.state
         self.state = LinkState(s.reachable, s.since, s.code, s.message, farms)
+
+
+def _farm_name(text: str) -> str:
+    """The farm a notice is about: after its colon ("…is OK:usfarm.nj"), or, in the inactive
+    notices (2107, 2108), after "demand." ("…available upon demand.usfarm")."""
+    if ":" in text:
+        return text.rpartition(":")[2].strip() or "?"
+    return text.partition("demand.")[2].strip() or "?"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,8 @@ class BadDayState:
     historical: h.HistoricalPacer = field(default_factory=h.HistoricalPacer)
     historical_requests: int = 0
     historical_violations: int = 0
-    farms_down: set[str] = field(default_factory=set)  # market data farms broken (2103)
+    # market data farms broken (2103) -> when they come back (monotonic; None: at farm_up)
+    farms_down: dict[str, float | None] = field(default_factory=dict)
 
 
 class BadDayHandlers:
@@ -141,16 +143,25 @@ class BadDayHandlers:
     def start_competing(self, window: bd.Window) -> None:
         self.bad.competing = bd.Schedule(self.bad.competing.windows + (window,))
 
-    def break_farm(self, farm: str, seconds: float) -> None:
-        """A market data farm broken for ``seconds`` (wall) with IB's servers reachable: 2103,
-        its contracts' quotes and the marks stop; then 2104 and they stream again."""
-        self.bad.farms_down.add(farm)
-        log.warning("🔌 Market data farm %s broken for %.1fs (2103)", farm, seconds)
+    def break_farm(self, farm: str, seconds: float | None) -> None:
+        """A market data farm broken with IB's servers reachable, for ``seconds`` (wall) or
+        until ``restore_farm``: 2103, its contracts' quotes and the marks stop; then 2104 and
+        they stream again."""
+        back = None if seconds is None else time.monotonic() + seconds
+        self.bad.farms_down[farm] = back
+        log.warning("🔌 Market data farm %s broken (2103) for %s", farm, seconds or "a while")
         self._broadcast([(2103, errors.text(2103, farm=farm))])
-        asyncio.get_running_loop().call_later(seconds, self._farm_back, farm)
+        if seconds is not None:
+            asyncio.get_running_loop().call_later(seconds, self._farm_back, farm, back)
 
-    def _farm_back(self, farm: str) -> None:
-        self.bad.farms_down.discard(farm)
+    def _farm_back(self, farm: str, back: float | None) -> None:
+        if farm in self.bad.farms_down and self.bad.farms_down[farm] == back:
+            self.restore_farm(farm)  # not broken again (for longer) meanwhile
+
+    def restore_farm(self, farm: str) -> None:
+        """The farm is back (2104), if it was broken."""
+        if self.bad.farms_down.pop(farm, False) is False:
+            return
         log.warning("🔌 Market data farm %s OK again (2104)", farm)
         self._broadcast([(2104, errors.text(2104, farm=farm))])
 
@@ -242,7 +253,12 @@ class BadDayHandlers:
         """The notices a newly started API session gets."""
         if self.bad.outage is not None:
             return bd.outage_started()
-        return bd.farm_notices_ok()
+        notices = []
+        for code, text in bd.farm_notices_ok():
+            farm = text.rpartition(":")[2]
+            broken = code == 2104 and farm in self.bad.farms_down  # broken alone: said so
+            notices.append((2103, errors.text(2103, farm=farm)) if broken else (code, text))
+        return notices
 
     # ----------------------------------------------------------------- market data
     def _market_data_gate(self, session: Session, req_id: int, contract: Contract) -> int | None:

@@ -192,12 +192,16 @@ class SimGateway:
 
         self._run(apply)
 
-    def farm_down(self, seconds: float, farm: str = "usfarm") -> None:
-        """A market data farm broken for ``seconds`` with IB's servers still reachable (2103;
-        its quotes and the marks stop), then OK again (2104). ``farm``: usfarm or cashfarm."""
+    def farm_down(self, seconds: float | None = None, farm: str = "usfarm") -> None:
+        """A market data farm (usfarm, cashfarm) broken with IB's servers reachable (2103: its
+        quotes and the marks stop) for ``seconds``, or until ``farm_up``; then 2104."""
         if farm not in bad_days.MARKET_FARMS:
             raise ValueError(f"farm {farm!r}: one of {sorted(bad_days.MARKET_FARMS)}")
         self._run(lambda server: server.break_farm(farm, seconds))
+
+    def farm_up(self, farm: str = "usfarm") -> None:
+        """End ``farm_down`` now (2104)."""
+        self._run(lambda server: server.restore_farm(farm))
 
     def outage_active(self) -> bool:
         """True while an outage is in progress."""

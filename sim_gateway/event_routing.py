@@ -35,7 +35,7 @@ class EventRouting:
 
         def _send(self, session: Session, fields: list[str]) -> None: ...
         def _send_commission(self, session: Session, report: CommissionReport) -> None: ...
-        def _send_after(self, delay: float, session: Session, fields: list[str]) -> None: ...
+        def _pnl_single_later(self, con_id: int) -> None: ...
 
         def _session_of(self, client_id: int) -> Session | None: ...
 
@@ -155,11 +155,13 @@ class EventRouting:
                 self._send(session, p.pnl(req_id, event.pnl))
 
     def _route_pnl_single(self, event: b.PnLSingleEvent) -> None:
+        if self.pnl_delay > 0:
+            self._pnl_single_later(event.con_id)
+            return
         for session in self.sessions:
             for req_id, con_id in session.pnl_single.items():
                 if con_id == event.con_id:
-                    fields = p.pnl_single(req_id, event.pnl_single)
-                    self._send_after(self.pnl_delay, session, fields)
+                    self._send(session, p.pnl_single(req_id, event.pnl_single))
 
     def _dispatch_quiet(self, events: list[Any]) -> None:
         self._write_ahead(events)

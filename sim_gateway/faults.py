@@ -30,7 +30,6 @@ class FaultSwitches:
     _stall_done: asyncio.Event
     _stopped: bool
     commission_delay: float  # seconds a commission report comes after its execution (0: with it)
-    pnl_delay: float  # seconds a position's pnlSingle comes after its change (0: with it)
 
     if TYPE_CHECKING:  # GatewayServer's own and its other mixins'
 

@@ -9,6 +9,7 @@ it last saw them. Nothing is sent while an outage holds the broker's messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ class MarkStreams:
     broker: b.Broker
     sessions: list[Session]
     _last_marks: float = 0.0
+    pnl_delay: float  # seconds a position's pnlSingle comes after its change (0: with it)
+    _pnl_held: dict[int, float]  # conId -> when its late pnlSingle is due (monotonic)
 
     def _send(self, session: Session, fields: list[str]) -> None:
         raise NotImplementedError
@@ -57,6 +60,8 @@ class MarkStreams:
             for req_id in session.pnl:
                 self._push(session, ("pnl", req_id), pnl, p.pnl(req_id, pnl))
             for req_id, con_id in session.pnl_single.items():
+                if con_id in self._pnl_held:
+                    continue  # its pnlSingle comes late (pnl_delay), with the figures of then
                 if con_id not in singles:
                     singles[con_id] = self.broker.pnl_single(con_id)
                 single = singles[con_id]
@@ -86,6 +91,26 @@ class MarkStreams:
             )
             changed |= self._push(session, account_key(value, multi), value.value, fields)
         return changed
+
+    def _pnl_single_later(self, con_id: int) -> None:
+        """A position changed: its pnlSingle comes ``pnl_delay`` later, as IB sends them on a
+        cadence of their own, with the figures of then; until then the reader keeps the one
+        of before (of the old quantity)."""
+        due = time.monotonic() + self.pnl_delay
+        self._pnl_held[con_id] = due
+        asyncio.get_running_loop().call_later(self.pnl_delay, self._pnl_single_due, con_id, due)
+
+    def _pnl_single_due(self, con_id: int, due: float) -> None:
+        if self._pnl_held.get(con_id) != due:
+            return  # changed again meanwhile: that change's comes later
+        del self._pnl_held[con_id]
+        single = self.broker.pnl_single(con_id)
+        if single is None:
+            return
+        for session in self.sessions:
+            for req_id, subscribed in session.pnl_single.items():
+                if subscribed == con_id:
+                    self._push(session, ("single", req_id), single, p.pnl_single(req_id, single))
 
     def _push(self, session: Session, key: tuple, value: Any, fields: list[str]) -> bool:
         """Send ``fields`` if ``value`` differs from what this subscription saw last."""

@@ -124,6 +124,7 @@ class GatewayServer(
         self._stall_done.set()
         self.commission_delay = 0.0
         self.pnl_delay = 0.0
+        self._pnl_held: dict[int, float] = {}
         self._dirty = False
         self._stopped = False
         self.port = settings.port

@@ -156,6 +156,16 @@ def test_farm_notices_are_shown_with_their_time(client):
     assert all(f["since"].endswith("Z") and f["since"] > "2020" for f in farms)  # ISO UTC
 
 
+def test_an_inactive_farm_notice_names_its_farm() -> None:
+    """IB's 2108 ends "…upon demand.usfarm" (no colon): a farm broken, then inactive, is the one
+    farm, inactive, not broken for good beside a farm named by the whole sentence."""
+    monitor = LinkMonitor()
+    monitor.on_message(2103, "Market data farm connection is broken:usfarm.nj", 10.0)
+    text = "Market data farm connection is inactive but should be available upon demand.usfarm.nj"
+    monitor.on_message(2108, text, 20.0)
+    assert [(f.name, f.state) for f in monitor.state.farms] == [("usfarm.nj", "inactive")]
+
+
 def test_link_monitor_keeps_the_start_of_an_outage_and_farm_since() -> None:
     monitor = LinkMonitor()
     assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 10.0) is None

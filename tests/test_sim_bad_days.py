@@ -13,7 +13,16 @@ from ib_async import IB, Forex, LimitOrder, MarketOrder
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
-from test_sim_server import Errors, aapl, async_test, connected, qualified, status, until
+from test_sim_server import (
+    CONNECT_TIMEOUT,
+    Errors,
+    aapl,
+    async_test,
+    connected,
+    qualified,
+    status,
+    until,
+)
 
 from conftest import TRADING_CLOCK
 from sim_gateway import bad_days as bd
@@ -68,7 +77,7 @@ async def test_a_broken_market_data_farm_stops_its_quotes_until_2104(gateway: Si
         for contract in (stock, pair):
             ib.reqMktData(contract).updateEvent += on_update
         await until(lambda: ticks["AAPL"] and ticks["EUR"], what="both streaming")
-        gateway.farm_down(seconds=3)
+        gateway.farm_down()  # until farm_up
         await until(lambda: 2103 in errors.codes(-1), what="2103")
         assert errors.text(2103) == "Market data farm connection is broken:usfarm"
         # one socket: every tick sent before the notice came before it
@@ -76,7 +85,18 @@ async def test_a_broken_market_data_farm_stops_its_quotes_until_2104(gateway: Si
         await until(lambda: ticks["EUR"] >= eur_before + 3, what="the cashfarm's stream going on")
         assert ticks["AAPL"] == aapl_before  # the usfarm's stream stopped
         assert 1100 not in errors.codes()
-        await until(lambda: 2104 in errors.codes(-1), timeout=3, what="2104")
+        late = IB()  # a client starting its session now is told so
+        late_errors = Errors(late)
+        await late.connectAsync(gateway.host, gateway.port, clientId=2, timeout=CONNECT_TIMEOUT)
+        try:
+            await until(lambda: 2104 in late_errors.codes(-1), what="the start notices")
+            assert late_errors.text(2103) == "Market data farm connection is broken:usfarm"
+            assert "usfarm" not in late_errors.text(2104)  # cashfarm's OK only
+        finally:
+            late.disconnect()
+            await asyncio.sleep(0)  # let the transport finish closing on this loop
+        gateway.farm_up()
+        await until(lambda: 2104 in errors.codes(-1), what="2104")
         await until(lambda: ticks["AAPL"] > aapl_before, what="AAPL streaming again")
 
 
