@@ -155,7 +155,7 @@ def test_executions_are_asked_for_incrementally(gateway, connector, other, monke
     refreshed(connector)
     sent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA]
     trade = place(other, MarketOrder("BUY", 1))
-    wait_for(lambda: row_of(connector, trade.order.permId), timeout=3)
+    wait_for(lambda: row_of(connector, trade.order.permId))  # 3 s was short on a loaded run
     refreshed(connector)
     resent = gateway.stats().sent_by_client[READER, Out.EXECUTION_DATA] - sent
     # only the new one (again in the overlap), never the 30 earlier ones again
