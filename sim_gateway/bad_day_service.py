@@ -253,12 +253,7 @@ class BadDayHandlers:
         """The notices a newly started API session gets."""
         if self.bad.outage is not None:
             return bd.outage_started()
-        notices = []
-        for code, text in bd.farm_notices_ok():
-            farm = text.rpartition(":")[2]
-            broken = code == 2104 and farm in self.bad.farms_down  # broken alone: said so
-            notices.append((2103, errors.text(2103, farm=farm)) if broken else (code, text))
-        return notices
+        return bd.farm_notices_ok(broken=self.bad.farms_down)
 
     # ----------------------------------------------------------------- market data
     def _market_data_gate(self, session: Session, req_id: int, contract: Contract) -> int | None:

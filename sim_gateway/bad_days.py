@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -192,13 +193,13 @@ def outage_ended(lost: bool) -> list[Notice]:
     return [(code, errors.text(code))] + [(ok, errors.text(ok, farm=farm)) for _, ok, farm in FARMS]
 
 
-def farm_notices_ok() -> list[Notice]:
-    """What every connection is told when its API session starts."""
+def farm_notices_ok(broken: Collection[str] = ()) -> list[Notice]:
+    """What every connection is told when its API session starts; a market data farm in
+    ``broken`` (down alone, ``farm_down``) is said broken (2103) instead of OK."""
+    start = ((2104, "usfarm"), (2104, "cashfarm"), (2106, "ushmds"), (2158, "secdefnj"))
     return [
-        (2104, errors.text(2104, farm="usfarm")),
-        (2104, errors.text(2104, farm="cashfarm")),
-        (2106, errors.text(2106, farm="ushmds")),
-        (2158, errors.text(2158, farm="secdefnj")),
+        (2103, errors.text(2103, farm=farm)) if farm in broken else (ok, errors.text(ok, farm=farm))
+        for ok, farm in start
     ]
 
 

@@ -4,10 +4,10 @@ record with the change applied, a bracket's with the prices its legs hold now.
 A bracket's legs are orders of their own (``<id>-tp``, ``<id>-sl``) and can be moved one at a
 time, so the parent's ``take_profit`` / ``stop_loss`` are only what they were when it was placed.
 Its sides are checked against the legs as they are, and a leg moved while its entry has no fill
-must stay on its side of the entry, as a new bracket's would. The records looked at are as
-planned (``OrderHandler.planned``: with the changes queued before this one), looked up under
-the bracket's change lock, so two changes in a row are each checked on where the other leaves
-the bracket.
+must stay on its side of the entry, as a new bracket's would. A change is checked under the
+bracket's change lock on the bracket both as planned (``OrderHandler.planned``: with the changes
+queued before this one) and as the broker has it now (those changes may yet be refused):
+``checked_change``.
 """
 
 from __future__ import annotations
