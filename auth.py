@@ -20,8 +20,13 @@ is forgotten a day after its last failure, and past 10,000 addresses the longest
 past a window's allowance every attempt, right or wrong, answers 429 with ``Retry-After`` until
 the window has room again, and the windows grow from a minute to a day. The webhook's failures
 count against their address only (``PUBLIC_KINDS``): it is on the internet, and strangers'
-guesses there must not lock the trader's sign-in, scripts and TradingView's alerts out. Each
-failure and each refused attempt is audited, a stranger's up to a rate (``audit_limit``).
+guesses there must not lock the trader's sign-in, scripts and TradingView's alerts out. A
+secret another site's page made the browser send (an ``<img>`` of ``/login?token=``, a form
+posted to ``/login`` or the webhook: ``Sec-Fetch-Site`` cross-site or same-site, or a foreign
+``Origin``) is refused with 403 unread and uncounted (``cross_site_refusal``): any page the
+trader opens could otherwise lock the trader's own address (127.0.0.1: the scripts' bearer
+token too) out. Each failure and each refused attempt is audited, a stranger's up to a rate
+(``audit_limit``).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 PER_CLIENT_RULES = ((5, MINUTE), (15, HOUR), (40, DAY))  # failed secrets from one address
 OVERALL_RULES = ((20, MINUTE), (60, HOUR), (150, DAY))  # failed secrets from everywhere
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+OTHER_SITES = frozenset({"cross-site", "same-site"})  # Sec-Fetch-Site of another site's request
 HEALTH_PATH = "/api/v1/health"
 WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
@@ -202,6 +208,27 @@ def refused_attempt(kind: str) -> tuple[Response, int] | None:
     return response, status
 
 
+def cross_site_refusal(kind: str) -> tuple[Response, int] | None:
+    """A 403 (audited, not counted as a failed secret) for a request another site's page made
+    the browser send; None for the rest (same-origin, typed or opened links, scripts, proxies).
+
+    Browsers say so in ``Sec-Fetch-Site``; older ones in ``Origin`` (on POSTs) only. An
+    ``Origin`` of ``null`` says nothing: the login page's own form sends it (no-referrer)."""
+    site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    origin = request.headers.get("Origin", "null")
+    foreign_origin = origin != "null" and urlsplit(origin).netloc.lower() != request.host.lower()
+    if site not in OTHER_SITES and not foreign_origin:
+        return None
+    audit(kind, f"refused: sent by another site's page ({site or origin})")
+    log.warning("🚫 %s attempt sent by another site's page from %s: refused", kind, _client())
+    return _error(
+        403,
+        "cross_site",
+        "another site's page sent this request: secrets are taken only from this dashboard's "
+        "own pages, the printed sign-in link and non-browser clients",
+    )
+
+
 def secret_failed(kind: str) -> None:
     """Count and audit one wrong secret (the secret itself is never logged)."""
     current_app.extensions["login_guard"].failed(_client(), kind not in PUBLIC_KINDS)
@@ -260,6 +287,12 @@ def login() -> ResponseReturnValue:
     given = request.form.get("secret") if request.method == "POST" else request.args.get("token")
     if request.method == "GET" and given is None:
         return redirect(_after_login()) if session_valid() else _login_page()
+    if cross_site_refusal("login") is not None:
+        return _login_page(
+            "This sign-in came from another site's page: open the printed sign-in link "
+            "or type the secret here",
+            403,
+        )
     refused = refused_attempt("login")
     if refused is not None:
         wait = refused[0].headers["Retry-After"]

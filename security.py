@@ -305,9 +305,18 @@ def trusted_hosts(settings: Settings) -> set[str]:
 
 
 def _check_host() -> tuple[Response, int] | None:
-    header = request.headers.get("Host", "")
-    if host_name(header) in current_app.extensions["trusted_hosts"]:
-        return None
+    """Both the Host the peer sent and, behind a trusted proxy, the one it forwarded must be
+    trusted: every loopback peer is a "proxy" when TRUSTED_PROXIES is 127.0.0.1, a DNS-rebound
+    page in the trader's browser included, and its own X-Forwarded-Host would pass it."""
+    sent = request.environ.get("werkzeug.proxy_fix.orig", {}).get("HTTP_HOST")
+    trusted = current_app.extensions["trusted_hosts"]
+    for header in (sent, request.headers.get("Host", "")):
+        if header is not None and host_name(header) not in trusted:
+            return _untrusted_host(header)
+    return None
+
+
+def _untrusted_host(header: str) -> tuple[Response, int]:
     shown = header[:100]
     log.warning("🚫 refused Host %r from %s", shown, request.remote_addr)
     if request.path.startswith("/api/"):

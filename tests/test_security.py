@@ -137,7 +137,8 @@ def test_a_dashboard_behind_an_https_proxy_can_write(make_app, gateway):
     Referrer-Policy must let the browser send one to the app (no-referrer made every order,
     cancel, kill switch and sign-out of an https dashboard a 403)."""
     public = "dash.example.test"
-    app = make_app(trusted_proxies="127.0.0.1", trusted_hosts=f"127.0.0.1,{public}")
+    # the test client's Host is localhost: the name the proxy sends upstream (as nginx does)
+    app = make_app(trusted_proxies="127.0.0.1", trusted_hosts=f"127.0.0.1,localhost,{public}")
     browser = app.test_client()
     browser.environ_base.update(HTTP_X_FORWARDED_PROTO="https", HTTP_X_FORWARDED_HOST=public)
     token = signed_in(browser)
@@ -585,6 +586,88 @@ def test_strangers_webhook_guesses_lock_out_only_themselves(make_app, gateway):
     bearer = {"Authorization": f"Bearer {API_TOKEN}"}
     assert trader.get("/api/v1/status", headers=bearer).status_code == 200
     assert trader.get(f"/login?token={API_TOKEN}").status_code == 302
+
+
+def test_another_sites_page_cannot_lock_the_trader_out(make_app, gateway):
+    """Any page the trader opens can make the browser send /login?token=guess (an <img>) or
+    post a form to /login or the webhook, from 127.0.0.1: counted as failed secrets, five
+    locked the trader's own scripts (bearer token) and sign-in link out with 429 for a
+    minute, and longer as the page kept on. Such requests are refused unread (403) and not
+    counted; the trader's own attempts still are."""
+    secret = "webhook-secret-abcdefghij"
+    app = make_app(webhook_secret=secret)
+    trader = client_from(app, "127.0.0.1")
+    other_site = {"Sec-Fetch-Site": "cross-site"}
+    for i in range(8):
+        res = trader.get(f"/login?token=guess-{i}", headers=other_site)
+        assert res.status_code == 403, res.status_code
+        res = trader.post(
+            "/login", data={"secret": f"guess-{i}"}, headers={"Origin": "https://evil.example"}
+        )
+        assert res.status_code == 403, res.status_code  # an older browser: its Origin says so
+        res = trader.post(
+            "/api/v1/webhook",
+            data=f'{{"secret": "guess-{i}", "ticker": "AAPL", "action": "buy", "contracts": 1}}',
+            content_type="text/plain",
+            headers={"Sec-Fetch-Site": "same-site"},
+        )
+        assert res.status_code == 403 and res.get_json()["error"]["code"] == "cross_site"
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert trader.get("/api/v1/status", headers=bearer).status_code == 200
+    # even the right secret is not taken from another site's page (no session is planted)
+    assert trader.get(f"/login?token={API_TOKEN}", headers=other_site).status_code == 403
+    assert trader.get_cookie("ibdash_session") is None
+    opened = trader.get(f"/login?token={API_TOKEN}", headers={"Sec-Fetch-Site": "none"})
+    assert opened.status_code == 302  # the printed link, opened from the terminal
+    assert_nothing_placed(app, gateway)
+    outcomes = audit_outcomes(app)
+    assert "unauthorized: wrong secret" not in outcomes
+    assert any(o.startswith("refused: sent by another site's page") for o in outcomes)
+    # the dashboard's own form and scripts still count: five wrong secrets lock out
+    form = client_from(app, "127.0.0.1")
+    own = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    statuses = [
+        form.post("/login", data={"secret": "wrong"}, headers=own).status_code for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+
+
+def test_a_rebound_name_cannot_pose_as_the_proxy(make_app, gateway):
+    """With TRUSTED_PROXIES=127.0.0.1 (Caddy, cloudflared) every loopback peer is believed,
+    the trader's browser too: a DNS-rebound page (Host evil.example) set X-Forwarded-Host to a
+    trusted name and passed the Host check, and its X-Forwarded-For named TradingView's
+    address, whose real alerts its wrong secrets then locked out. The Host the peer itself
+    sent is checked too."""
+    secret = "webhook-secret-abcdefghij"
+    app = make_app(
+        webhook_secret=secret,
+        trusted_proxies="127.0.0.1",
+        trusted_hosts="127.0.0.1,localhost,tv.example.com",
+    )
+    page = client_from(app, "127.0.0.1")
+    spoofed = {
+        "Host": "evil.example:5000",
+        "X-Forwarded-Host": "127.0.0.1",
+        "X-Forwarded-For": "52.89.214.238",
+    }
+    for _ in range(8):
+        res = page.post("/api/v1/webhook", json={**ORDER, "secret": "wrong"}, headers=spoofed)
+        assert res.status_code == 400 and res.get_json()["error"]["code"] == "untrusted_host"
+    caddy = client_from(app, "127.0.0.1")
+    forwarded = {
+        "Host": "tv.example.com",
+        "X-Forwarded-Host": "tv.example.com",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "52.89.214.238",
+    }
+    res = caddy.post("/api/v1/webhook", json={**ORDER, "secret": secret}, headers=forwarded)
+    assert res.status_code == 202, res.get_json()
+    res = caddy.post(
+        "/api/v1/webhook",
+        json={**ORDER, "secret": secret},
+        headers={**forwarded, "X-Forwarded-Host": "evil.example"},
+    )
+    assert res.status_code == 400  # what the proxy names must be trusted too
 
 
 # -------------------------------------------------------------------- CSRF

@@ -356,7 +356,8 @@ def test_allowlist_applies_to_the_client_address(make_app, gateway):
 
 
 # ------------------------------------------------------------------ proxies
-FORWARDED = {
+FORWARDED = {  # as Caddy sends them: the Host passed on, and named again
+    "Host": "tv.example.com",
     "X-Forwarded-For": "52.89.214.238",
     "X-Forwarded-Proto": "https",
     "X-Forwarded-Host": "tv.example.com",

@@ -105,7 +105,7 @@ def webhook_alert(token: str | None = None) -> tuple[Response, int]:
         raise ApiError(
             403, "forbidden_source", f"{request.remote_addr} is not in WEBHOOK_ALLOWED_IPS"
         )
-    refused = auth.refused_attempt("webhook")
+    refused = auth.cross_site_refusal("webhook") or auth.refused_attempt("webhook")
     if refused is not None:
         return refused
     body, given = _webhook_body(token)
