@@ -86,6 +86,8 @@ def _number(value: Any) -> Any:
     true / false (pydantic would take them for 1 and 0)."""
     if isinstance(value, bool):
         raise PydanticCustomError("number_type", "Input should be a number, not true or false")
+    if isinstance(value, int) and value.bit_length() > 1023:  # JSON keeps any integer exact
+        raise PydanticCustomError("number_too_large", "Input should be a number a float can hold")
     if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
         number = float(value)
         return (

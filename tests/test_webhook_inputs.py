@@ -64,6 +64,14 @@ def test_a_secret_that_is_no_text_is_a_wrong_secret(hook, gateway):
         ('"market_position": "short", "position_size": -Infinity', "position_size"),
         ('"action": "buy", "contracts": 1, "order_type": "LMT", "price": 1e400', "price"),
         ('"action": "buy", "contracts": 1, "order_type": "LMT", "price": 1e308', "limit_price"),
+        # JSON integers past a float's range are exact Python ints (float() overflows on them)
+        (
+            '"market_position": "long", "market_position_size": 1' + "0" * 400,
+            "market_position_size",
+        ),
+        ('"market_position": "long", "position_size": 1' + "0" * 400, "position_size"),
+        ('"action": "buy", "contracts": 1, "order_type": "LMT", "price": 1' + "0" * 400, "price"),
+        ('"action": "buy", "contracts": 1' + "0" * 400, "contracts"),
     ],
 )
 def test_numbers_no_order_can_have_are_a_clear_400(hook, gateway, fields, field):
