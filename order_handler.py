@@ -33,6 +33,7 @@ from ib_connection import NotConnectedError
 from journal import Journal, JournalEntry
 from order_records import WEBHOOK_KEY_PREFIX, Lifecycle, OrderIntent, Preview, Step
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
+from orders.key_locks import KeyLocks
 from orders.kill_switch import KILL_SWITCH, KillSwitch
 from orders.lifecycle import FINAL_VERDICTS, Phase, Tracker, Verdict, is_final
 from orders.loop_side import LoopSide
@@ -201,7 +202,7 @@ class OrderHandler(LoopSide):
         self.kill_switch = KillSwitch(self.journal)
         self._reconciled = False
         self._closing = False
-        self._key_lock = threading.Lock()
+        self._key_locks = KeyLocks()  # a request and its retry: one order
         self.version = 0  # bumped on every record change (read caches key on it)
         self.on_record: Callable[[], None] | None = None  # called on every record change
         self._queue: asyncio.Queue[Command] | None = None
@@ -240,7 +241,7 @@ class OrderHandler(LoopSide):
         not sent).
         """
         if idem_key is not None:
-            with self._key_lock:
+            with self._key_locks.held(idem_key):
                 existing = self.journal.find_by_key(idem_key)
                 if existing is None:
                     return self._create(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 from dataclasses import replace
 
 import pytest
@@ -298,6 +299,47 @@ def test_idempotent_replays_and_conflicts(handler, gateway, journal):
     wait_for(lambda: handler.get(first.id).fills and handler.get(first.id).fills[0].commission)
     assert handler.submit(MKT, idem_key="k", request_hash="h")[0] == handler.get(first.id)
     assert refs(gateway)[first.id] == 1 and len(refs(gateway)) == 1
+
+
+def test_an_order_being_created_holds_up_only_its_own_key(handler, gateway, journal):
+    """Creating an order takes broker round trips (a derivative's contract, the risk gate's
+    quote: seconds on a slow day) under its key's lock. One lock for every key queued each
+    dashboard order and webhook alert behind the slowest, holding their server threads (the
+    kill switch waited seconds behind a burst of alerts); now only a retry of the same key
+    waits, and is then answered with the first order."""
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow(intent: OrderIntent) -> OrderIntent:
+        slow_started.set()
+        assert release.wait(10), "never released"
+        return intent
+
+    answers: list[tuple[str, str, bool]] = []  # (key, order id, created) as answered
+
+    def send(key: str, prepare=None) -> None:
+        record, created = handler.submit(MKT, idem_key=key, request_hash="h", prepare=prepare)
+        answers.append((key, record.id, created))
+
+    first = threading.Thread(target=send, args=("slow", slow))
+    first.start()
+    assert slow_started.wait(5)
+    retry = threading.Thread(target=send, args=("slow",))
+    retry.start()
+    other = threading.Thread(target=send, args=("other",))
+    other.start()
+    other.join(5)
+    assert [(key, created) for key, _, created in answers] == [("other", True)]
+    assert retry.is_alive()  # the retry waits for its first
+    release.set()
+    first.join(10)
+    retry.join(10)
+    (_, other_id, _), *slow_answers = answers
+    (replayed, retried_id), (created, slow_id) = sorted((c, i) for _, i, c in slow_answers)
+    assert created and not replayed and retried_id == slow_id
+    for record_id in (other_id, slow_id):
+        assert handler.wait(record_id, 5).verdict == "filled"
+    assert sorted(refs(gateway).values()) == [1, 1]  # two orders: the retry placed none
+    assert len(handler._key_locks) == 0  # no lock kept once nobody holds or waits
 
 
 def test_the_prepared_intent_is_checked_journaled_and_sent_and_a_replay_prepares_nothing(
