@@ -33,6 +33,7 @@ from ib_async.order import Trade
 
 from ib_compat import DONE_STATES
 from order_records import FillRecord, IBMessage, Lifecycle, StatusChange, Step
+from orders import executions
 from wire import plain_number
 
 
@@ -362,8 +363,9 @@ class Tracker:
         self, fills: tuple[FillRecord, ...], perm_id: int | None, step: str | None = None
     ) -> None:
         """New executions (live, or recovered from the gateway's list)."""
-        steps = self.record.steps + ((Step(time.time(), step),) if step else ())
-        every = self.record.fills + fills
+        every, notes = executions.merged(self.record.fills, fills)
+        now = time.time()
+        steps = self.record.steps + tuple(Step(now, s) for s in (*notes, *([step] if step else [])))
         shares = sum(f.shares for f in every)
         avg = sum(f.shares * f.price for f in every) / shares if shares else None
         self._replace(

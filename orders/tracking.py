@@ -36,10 +36,9 @@ from ib_compat import (
     forget_trade,
     is_warning,
     logged,
-    number,
     unset_price,
 )
-from order_records import FillRecord
+from orders import executions
 from orders.lifecycle import (
     BROKER_FINAL,
     Event,
@@ -308,19 +307,17 @@ class OrderBook:
             return
         if _foreign(tracker, ex.permId, ex.orderRef, f"execution {ex.execId}"):
             return
-        record = FillRecord(
-            exec_id=ex.execId,
-            at=fill.time.timestamp() if fill.time else 0.0,
-            shares=ex.shares,
-            price=ex.price,
-        )
-        tracker.fills_added((record,), ex.permId)
+        tracker.fills_added((executions.fill_record(fill),), ex.permId)
         log.info("%s 💰 Fill %g @ %g (%s)", tracker.elapsed(), ex.shares, ex.price, tracker.id)
+        if may_become(tracker.record.verdict, Verdict.FILLED) and executions.filled_by_executions(
+            tracker.record, tracker.trade, bool(tracker.unconfirmed)
+        ):
+            self.verdict(tracker, Verdict.FILLED, "its executions fill it (no Filled status)")
         self._changed()
 
     def on_commission(self, tracker: Tracker, report: Any) -> None:
         """The commission report of one of the order's executions."""
-        commission = _commission(tracker, report)
+        commission = executions.commission_of(tracker.id, report)
         if commission is not None:
             tracker.commission(report.execId, commission)
             self._changed()
@@ -366,15 +363,6 @@ class OrderBook:
             if self.by_order_id.get(trade.order.orderId) is tracker:
                 del self.by_order_id[trade.order.orderId]
         tracker.trade = None
-
-
-def _commission(tracker: Tracker, report: Any) -> float | None:
-    """A report's commission; None (logged) for one that is no number, such as IB's
-    UNSET_DOUBLE: the fill keeps waiting for its commission rather than show 1.8e308."""
-    commission = number(report.commission)
-    if commission is None:
-        log.warning("%s: no commission in %s's report (%s)", tracker.id, report.execId, report)
-    return commission
 
 
 def _foreign(tracker: Tracker, perm_id: int, order_ref: str, what: str) -> bool:

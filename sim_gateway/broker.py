@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import replace
 
 from .broker_accounts import AccountBook
 from .broker_cancels import OrderCancels
@@ -108,6 +109,7 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
         self._counters = {"perm": 0, "exec": 0, "due": 0}
         self.validation_delay = 0.0
         self.fill_delay = 0.0
+        self.filled_status = True  # orderStatus Filled for the fill that completes an order
         self.cancel_delay = 0.0
         self.tif_preset_warning = True  # 10349 for a blank TIF, as an account's default preset does
         self._reject_reason: str | None = None
@@ -234,6 +236,23 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
         if a change of a working order comes first, the change gets it (the order stays as it
         was, as IB refuses a modification)."""
         self._reject_reason = reason
+
+    def correct_execution(self, exec_id: str, price: float, now: float) -> list[Event]:
+        """IB's correction of an execution: the same execDetails but for the price and the
+        execId, whose part after the last period is raised (``…01.01`` -> ``…01.02``), and its
+        commission report. Listed beside the original; the account is not booked again."""
+        fill = next(f for f in self._fills if f.execution.exec_id == exec_id)
+        base, _, number = exec_id.rpartition(".")
+        ex = fill.execution
+        corrected = replace(
+            ex,
+            exec_id=f"{base}.{int(number) + 1:02d}",
+            price=price,
+            avg_price=ex.avg_price + (price - ex.price) * ex.shares / ex.cum_qty,
+        )
+        report = replace(fill.report, exec_id=corrected.exec_id)
+        self._fills.append(_Fill(corrected, report, now))
+        return [ExecutionEvent(corrected), CommissionEvent(ex.client_id, ex.order_id, report)]
 
     def roll_back_order_ids(self) -> None:
         """Forget the per-client max order ids (a gateway restart); live orders keep theirs."""

@@ -62,6 +62,7 @@ class OrderMatching:
     _fills: list[_Fill]
     _counters: dict[str, int]
     fill_delay: float
+    filled_status: bool
 
     if TYPE_CHECKING:
 
@@ -238,10 +239,11 @@ class OrderMatching:
         report = CommissionReport(execution.exec_id, commission, "USD", realized)
         self._fills.append(_Fill(execution, report, now))
         bare = replace(order.view(), commission=None, commission_currency="")
+        told = self.filled_status or order.status != "Filled"  # IB may leave Filled untold
         events: list[Event] = [
             ExecutionEvent(execution),
             OpenOrderEvent(bare),
-            OrderStatusEvent(bare),
+            *([OrderStatusEvent(bare)] if told else []),
             OpenOrderEvent(order.view()),
             CommissionEvent(order.client_id, order.order_id, report),
         ]

@@ -44,6 +44,7 @@ class BrokerPersistence:
     fill_delay: float
     cancel_delay: float
     tif_preset_warning: bool
+    filled_status: bool
     _reject_reason: str | None
 
     if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class BrokerPersistence:
                 "fill_delay": self.fill_delay,
                 "cancel_delay": self.cancel_delay,
                 "tif_preset_warning": self.tif_preset_warning,
+                "filled_status": self.filled_status,
                 "reject_reason": self._reject_reason,
             },
         }
@@ -138,6 +140,7 @@ class BrokerPersistence:
         )
         self.cancel_delay = switches.get("cancel_delay", 0.0)
         self.tif_preset_warning = switches["tif_preset_warning"]
+        self.filled_status = switches.get("filled_status", True)
         self._reject_reason = switches["reject_reason"]
 
     def _shift(self, offset: float) -> None:

@@ -109,20 +109,18 @@ class SimGateway:
 
     def set_commission_delay(self, seconds: float) -> None:
         """Send each commission report ``seconds`` after its execution (0: right with it)."""
-
-        def apply(server: GatewayServer) -> None:
-            server.commission_delay = seconds
-
-        self._run(apply)
+        self._run(lambda server: setattr(server, "commission_delay", seconds))
 
     def set_pnl_delay(self, seconds: float) -> None:
         """Send a position's pnlSingle update ``seconds`` after the change that moved it (0:
         right with it; IB sends them on a cadence of their own, about once a second)."""
+        self._run(lambda server: setattr(server, "pnl_delay", seconds))
 
-        def apply(server: GatewayServer) -> None:
-            server.pnl_delay = seconds
-
-        self._run(apply)
+    def set_filled_status(self, enabled: bool) -> None:
+        """Send orderStatus Filled when a fill completes an order (on by default). IB does not
+        promise an orderStatus for every change: an order that fills at once often gets none,
+        only its execDetails (and openOrder)."""
+        self._set_broker("filled_status", enabled)
 
     def set_cancel_delay(self, seconds: float) -> None:
         """Time IB takes to cancel a working order (PendingCancel meanwhile; it may still fill)."""
@@ -256,6 +254,10 @@ class SimGateway:
         """Cancel an order as the trader would in TWS: its owner and the master client hear
         of it, and nothing of it comes from the owner's connection."""
         self._run(lambda s: s._dispatch(s.broker.cancel_order(client_id, order_id, s.clock.now())))
+
+    def correct_execution(self, exec_id: str, price: float) -> None:
+        """IB corrects an execution: a new execDetails at ``price`` under the next execId."""
+        self._run(lambda s: s._dispatch(s.broker.correct_execution(exec_id, price, s.clock.now())))
 
     def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
         """Send an error/notice (e.g. 10349, 1100) to one client; False if not connected."""

@@ -6,6 +6,7 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck
@@ -257,7 +258,6 @@ def test_lost_placement_is_resolved_never_resent(gateway, journal):
     handler.wait(record.id, 5)
     handler.stop()
     # simulate a crash between journaling and sending: a record with no answer
-    from dataclasses import replace
 
     ghost = replace(
         record,
@@ -530,6 +530,38 @@ def test_late_acknowledgement_upgrades_the_verdict(gateway, journal):
         assert handler.get(record.id).status in ("PreSubmitted", "Submitted")
     finally:
         handler.stop()
+
+
+def test_an_order_whose_executions_fill_it_is_filled_without_ibs_filled_status(handler, gateway):
+    """IB may send no orderStatus Filled (an order that fills at once often gets none): the
+    order stayed "working" with all of it filled until a reconnect. Its executions adding up
+    to its quantity fill it; a partial fill does not."""
+    gateway.set_filled_status(False)
+    record, _ = handler.submit(replace(MKT, quantity=5))
+    done = handler.wait(record.id, 5)
+    assert done.verdict == "filled" and done.filled == 5
+    assert gateway.all_orders()[0].status == "Filled"
+    assert "no Filled status" in done.verdict_reason
+    resting, _ = handler.submit(FAR)  # acknowledged, nothing filled: still working
+    assert handler.wait(resting.id, 5).verdict == "working"
+
+
+def test_an_execution_ib_corrects_is_replaced_not_added(handler, gateway, journal):
+    """IB sends a corrected execution as another execDetails whose execId differs after the
+    last period: it was counted as a second fill (100 shares showed 200 filled at the mean
+    of both prices). The correction replaces it."""
+    record, _ = handler.submit(replace(MKT, quantity=100))
+    done = handler.wait(record.id, 5)
+    [(execution, _)] = gateway.executions()
+    assert [f.exec_id for f in done.fills] == [execution.exec_id]
+    corrected_price = round(execution.price + 0.1, 2)
+    gateway.correct_execution(execution.exec_id, corrected_price)
+    wait_for(lambda: handler.get(record.id).fills[0].exec_id != execution.exec_id)
+    fixed = handler.get(record.id)
+    assert (fixed.filled, len(fixed.fills)) == (100, 1)
+    assert fixed.avg_fill_price == pytest.approx(corrected_price)
+    assert any(step.text.startswith("IB corrected execution") for step in fixed.steps)
+    wait_for(lambda: journal.get(record.id).record.fills == fixed.fills)  # kept as corrected
 
 
 def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, StatusChange, Step
+from orders import executions
 from orders.lifecycle import (
     FINAL_VERDICTS,
     Event,
@@ -316,3 +317,17 @@ def test_an_interim_verdict_on_a_queued_order_keeps_it_queued():
     tracker, _ = tracked(Phase.QUEUED)
     assert tracker.conclude(Verdict.UNKNOWN, "asked before it was sent")
     assert (tracker.record.verdict, tracker.record.phase) == ("unknown", "queued")
+
+
+def test_executions_merge_ibs_corrections_in_any_order():
+    """A correction (the execId's last part raised) replaces what it corrects wherever each
+    comes from (live, or the gateway's list read again after a reconnect, which holds both);
+    an older one arriving after it is dropped; other executions and exact repeats stay one."""
+    first = FillRecord("0000e0d5.65000001.01.01", 1.0, 100, 150.0)
+    fixed = FillRecord("0000e0d5.65000001.01.02", 2.0, 100, 150.1)
+    other = FillRecord("0000e0d5.65000002.01.01", 3.0, 50, 151.0)
+    fills, notes = executions.merged((first,), (fixed, other))
+    assert fills == (fixed, other) and len(notes) == 1 and first.exec_id in notes[0]
+    assert executions.merged((fixed, other), (first, other, fixed)) == ((fixed, other), ())
+    plain = FillRecord("exec-7", 1.0, 1, 10.0)  # an id of no such form is its own execution
+    assert executions.merged((plain,), (FillRecord("exec-8", 1.0, 1, 10.0),))[0][0] == plain

@@ -586,6 +586,45 @@ def test_ibapi_completed_order_reports_total_quantity_0_once_filled(
     assert (done["order"].totalQuantity, done["order"].filledQuantity) == (0, 3)
 
 
+def test_ibapi_fill_without_a_filled_status_when_ib_leaves_it_untold(
+    app: App, gateway: SimGateway
+) -> None:
+    """IB does not promise an orderStatus for every change: a market order that fills at once
+    often gets only its execDetails and openOrder (set_filled_status(False))."""
+    gateway.set_clock(OPEN + 60)
+    gateway.set_filled_status(False)
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 3))
+    app.wait_call("commissionReport")  # the execution's last message: a status came before it
+    [fill] = app.find("execDetails")
+    assert fill["execution"].orderId == order_id and fill["execution"].shares == 3
+    assert [c["status"] for c in app.find("orderStatus", orderId=order_id)] == ["PreSubmitted"]
+    gateway.set_filled_status(True)
+    second = app.next_order_id()
+    app.placeOrder(second, ibapi_aapl(), ibapi_order("BUY", 1))
+    app.wait_call("orderStatus", orderId=second, status="Filled")
+
+
+def test_ibapi_sees_a_corrected_execution_under_the_next_exec_id(
+    app: App, gateway: SimGateway
+) -> None:
+    """IB corrects an execution with another execDetails, identical but for the price and the
+    execId's part after the last period, and its own commission report."""
+    gateway.set_clock(OPEN + 60)
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 3))
+    app.wait_call("commissionReport")
+    [first] = [c["execution"] for c in app.find("execDetails")]
+    gateway.correct_execution(first.execId, first.price + 0.05)
+    app.wait_for(lambda calls: len(app.find("commissionReport", calls)) == 2 or None)
+    first_call, fixed_call = app.find("execDetails")
+    fixed = fixed_call["execution"]
+    assert fixed.execId.rpartition(".")[0] == first.execId.rpartition(".")[0]
+    assert fixed.execId.rpartition(".")[2] == "02" and first.execId.endswith(".01")
+    assert (fixed.orderId, fixed.permId, fixed.shares) == (order_id, first.permId, 3)
+    assert fixed.price == pytest.approx(first.price + 0.05)
+
+
 def test_ibapi_cancel_reports_pending_cancel_and_refuses_a_second_cancel_with_10148(
     app: App, gateway: SimGateway
 ) -> None:
