@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import Headers
 
+import alert_times
 from bodies import parse_json_object
 from order_records import WEBHOOK_KEY_PREFIX, Lifecycle
 from reader_rows import ExecutionRow, PositionRow
@@ -55,6 +56,7 @@ NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert a minute
 # TradingView's exchange prefixes of stocks IB routes in USD ("AMEX" is also NYSE Arca's ETFs)
 US_LISTINGS = frozenset({"NASDAQ", "NYSE", "AMEX", "ARCA", "NYSEARCA", "BATS", "CBOE", "OTC"})
+DELAYED = re.compile(r"_DLY?$")  # {{exchange}} of a delayed-data symbol: LSE_DLY, NYMEX_DL
 ORDER_FIELDS = (
     "order_type",
     "limit_price",
@@ -130,7 +132,7 @@ class AlertIn(BaseModel):
     sender cannot set a header (TradingView). ``price`` ({{close}}) is the limit price of
     a LMT / STP LMT alert that names none (rounded to the tick); ``order_id``,
     ``alert_message`` and ``time`` are kept with the audit and deduplicate an alert that
-    has no ``alert_id``.
+    has no ``alert_id``; ``time`` also orders target alerts (``alert_times``).
     """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
@@ -179,12 +181,13 @@ class AlertIn(BaseModel):
         alert = handler(data)
         raw = data.get("symbol", data.get("ticker")) if isinstance(data, dict) else None
         if isinstance(raw, str) and ":" in raw:
-            alert._listing = raw.rpartition(":")[0].strip().upper()
+            alert._listing = DELAYED.sub("", raw.rpartition(":")[0].strip().upper())
         return alert
 
     @property
     def listing(self) -> str:
-        """The exchange the ticker named (``LSE`` of ``LSE:BP``); "" when it named none."""
+        """The exchange the ticker named (``LSE`` of ``LSE:BP`` and of delayed ``LSE_DLY:BP``);
+        "" when it named none."""
         return self._listing
 
     @property
@@ -336,10 +339,27 @@ def plan(alert: AlertIn, position: float) -> dict[str, Any] | None:
 
 def check(alert: AlertIn) -> None:
     """AlertError for an alert no position makes right: a stock listed outside the US
-    without its currency, a target with exits."""
+    without its currency, a target with exits or with a ``time`` that is no time."""
     _check_listing(alert)
     if is_target(alert):
         _no_bracket(alert)
+        sent_at(alert)
+
+
+def sent_at(alert: AlertIn) -> float | None:
+    """When the alert was sent (epoch s; None without a ``time``): what orders target alerts.
+    AlertError for a ``time`` that is no time."""
+    if alert.time is None:
+        return None
+    try:
+        return alert_times.sent_at(alert.time)
+    except ValueError:
+        raise AlertError(
+            "time",
+            f"{alert.time!r} is not a time: a target alert's time is TradingView's {{{{timenow}}}} "
+            "(2026-11-27T15:00:00Z) or epoch seconds or milliseconds; leave it out to have "
+            "target alerts taken in the order they arrive",
+        ) from None
 
 
 def _check_listing(alert: AlertIn) -> None:

@@ -426,6 +426,7 @@ def test_proxy_settings_are_validated():
 
 # ------------------------------------------------------------ the README's
 TRADINGVIEW_FILLS = {  # what TradingView puts in place of each placeholder of the README
+    "{{exchange}}": "NASDAQ",
     "{{ticker}}": "MSFT",
     "{{strategy.order.action}}": "sell",
     "{{strategy.order.contracts}}": "2",

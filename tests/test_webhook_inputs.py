@@ -4,6 +4,7 @@ a secret that is no text, a mistyped secret URL, FX pairs named as TradingView n
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import types
@@ -11,11 +12,13 @@ import types
 import pytest
 from test_webhook import (  # noqa: F401 - fixtures
     SECRET,
+    TRADINGVIEW_FILLS,
     audit,
     hook,
     make_app,
     order_of,
     post,
+    readme_section,
     target,
     tv_alert,
 )
@@ -250,6 +253,38 @@ def test_a_stock_listed_outside_the_us_needs_its_currency(hook, gateway, ticker)
     us = post(hook.test_client(), {**tv_alert(ticker="NYSE:IBM"), "time": "2026-12-01T15:00:00Z"})
     assert us.status_code == 202, us.get_json()
     assert len(gateway.all_orders()) <= 1
+
+
+@pytest.mark.parametrize("ticker", ["NYSE_DL:IBM", "NASDAQ_DLY:MSFT"])
+def test_a_delayed_data_exchange_is_its_exchange(hook, gateway, ticker):
+    """TradingView's {{exchange}} of a chart on delayed data ends in _DL or _DLY (NYSE_DL,
+    LSE_DLY): a US one was refused as a foreign listing, a foreign one named as NYSE_DL."""
+    sender = hook.test_client()
+    res = post(sender, tv_alert(ticker=ticker))
+    assert res.status_code == 202, res.get_json()
+    refused = post(sender, tv_alert(ticker="LSE_DLY:BP"))
+    assert refused.status_code == 400 and refused.get_json()["error"]["field"] == "ticker"
+    assert "LSE:BP is not a US listing" in refused.get_json()["error"]["message"]
+
+
+def test_the_readmes_alert_messages_send_the_exchange(hook, gateway):
+    """{{ticker}} is filled without the exchange (BP, not LSE:BP): an LSE:BP strategy ordered
+    BP's US listing in USD. The README's messages send {{exchange}}:{{ticker}}, so it is a 400."""
+    messages = re.findall(r"```json\n(.*?)```", readme_section("Connect TradingView"), re.S)
+    assert len(messages) == 2
+    sender = hook.test_client()
+    for message in messages:
+        filled = message.replace("YOUR_WEBHOOK_SECRET", SECRET)
+        for placeholder, value in {
+            **TRADINGVIEW_FILLS,
+            "{{exchange}}": "LSE_DLY",
+            "{{ticker}}": "BP",
+        }.items():
+            filled = filled.replace(placeholder, value)
+        res = post(sender, filled.encode(), content_type="text/plain; charset=utf-8")
+        assert res.status_code == 400, (message, res.get_json())
+        assert "LSE:BP is not a US listing" in res.get_json()["error"]["message"]
+    assert gateway.all_orders() == []
 
 
 def test_a_numeric_time_or_alert_id_is_taken_as_text(hook, gateway):

@@ -14,12 +14,15 @@ from typing import Any
 
 from flask import (
     Response,
+    current_app,
     g,
     request,
 )
+from flask.blueprints import BlueprintSetupState
 
 import auth
 import webhook
+from alert_times import Contract, NewestTargets, shown
 from bodies import BodyError
 from openapi import documented
 from order_handler import (
@@ -52,6 +55,8 @@ TURN_MARGIN = 0.5  # s a second alert for the contract may wait beyond the first
 # one alert per contract at a time, of those that take turns (``_contract_turn``)
 _TURNS: dict[tuple[str, str], threading.Lock] = {}
 _TURNS_GUARD = threading.Lock()
+NEWEST_TARGETS = "webhook_newest_targets"  # app.extensions: alert_times.NewestTargets
+FUTURE_SLACK = 60.0  # s an alert's time may be ahead of this clock and still order later ones
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,8 @@ def webhook_alert(token: str | None = None) -> tuple[Response, int]:
     text/plain. An order (``action``, ``quantity``/``contracts``) or a target position
     (``market_position`` long/flat/short, ``market_position_size``). Deduplicated by
     ``alert_id`` (else by the body and its ``time``), rate-limited, and sent through the
-    same risk gate and queue as every other order.
+    same risk gate and queue as every other order. A target alert whose ``time`` is older
+    than the newest one acted on for its contract is refused (409 ``stale_alert``).
     """
     svc = services()
     secret = svc.settings.webhook_secret
@@ -164,7 +170,64 @@ def _place_alert(
         existing = svc.journal.find_by_key(key) if svc.journal else None
         if existing is not None:  # its first order, whatever is held now
             return _submit(_replayed_fields(existing.record), key, body)
-        return _place(alert, _held_position(svc, alert, body), key, body)
+        sent = webhook.sent_at(alert)
+        _refuse_stale(svc, alert, body, sent)
+        answer = _place(alert, _held_position(svc, alert, body), key, body)
+        if sent is not None:  # acted on: an order placed, or nothing to do
+            _acted(svc, alert, sent)
+        return answer
+
+
+def _acted(svc: Services, alert: webhook.AlertIn, sent: float) -> None:
+    """Later target alerts of the contract must be newer than ``sent``; a time ahead of this
+    machine's clock (a hand-written test alert) orders none: it would hold every real alert
+    back until then."""
+    if sent > time.time() + FUTURE_SLACK:
+        log.warning(
+            "⚠️ %s: alert time %s is in the future; later alerts not held to it",
+            alert.symbol,
+            shown(sent),
+        )
+        return
+    _newest_targets().acted(_target_contract(svc, alert), sent)
+
+
+@bp.record_once
+def _keep_newest_targets(state: BlueprintSetupState) -> None:
+    state.app.extensions[NEWEST_TARGETS] = NewestTargets()
+
+
+def _newest_targets() -> NewestTargets:
+    newest: NewestTargets = current_app.extensions[NEWEST_TARGETS]
+    return newest
+
+
+def _target_contract(svc: Services, alert: webhook.AlertIn) -> Contract:
+    """The position a target alert moves: the account's, of the listing in its currency."""
+    sec_type, symbol = _contract_key(alert)
+    currency = "" if sec_type == "CASH" else alert.currency or "USD"
+    return svc.settings.account, sec_type, symbol, currency
+
+
+def _refuse_stale(
+    svc: Services, alert: webhook.AlertIn, body: dict[str, Any], sent: float | None
+) -> None:
+    """409 for a target alert sent before the newest one acted on for its contract: applied
+    now, it would undo that one (long 10 after flat). One without a ``time`` is taken."""
+    if sent is None:
+        return
+    newest = _newest_targets().newer_than(_target_contract(svc, alert), sent)
+    if newest is None:
+        return
+    _audit("webhook", body, None, f"refused: stale alert {shown(sent)} < {shown(newest)}")
+    raise ApiError(
+        409,
+        "stale_alert",
+        f"{alert.symbol}: this alert's time {shown(sent)} is before {shown(newest)}, the time "
+        "of the newest target alert acted on for it; applied now it would undo that one, so "
+        "nothing was sent",
+        "time",
+    )
 
 
 def _dedup_key(svc: Services, alert: webhook.AlertIn, body: dict[str, Any], now: float) -> str:
