@@ -87,8 +87,21 @@ FALSE_CANCEL_CODES = frozenset({10349})  # informational, but ib_async 2.1.0 can
 
 def is_warning(code: int) -> bool:
     """IB's notices that leave an order and a change sent as they are: 2100-2199 (e.g. 2109
-    outsideRth ignored), 399 (held until the open), 10349 (TIF set by preset)."""
-    return 2100 <= code < 2200 or code == 399 or code in FALSE_CANCEL_CODES
+    outsideRth ignored), 399 (held until the open), 404 (a short sale held for a locate),
+    10349 (TIF set by preset)."""
+    return 2100 <= code < 2200 or code in (399, LOCATE_HOLD) or code in FALSE_CANCEL_CODES
+
+
+LOCATE_HOLD = 404  # "Order held while securities are located."
+
+
+def broker_state(status: OrderStatus) -> str:
+    """The order's status as it stands at IB: a short sale IB holds while it locates shares to
+    borrow is reported Inactive with whyHeld "locate" (after 404), yet lives and may fill: it
+    stands as PreSubmitted (accepted, not at the exchange yet), not as done."""
+    if status.status == "Inactive" and "locate" in (status.whyHeld or "").lower():
+        return "PreSubmitted"
+    return status.status
 
 
 # a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker

@@ -295,7 +295,7 @@ def _symbol(contract: Contract) -> str:
 
 def _order_row(trade: Trade, is_open: bool) -> OrderRow:
     order, status, contract = trade.order, trade.orderStatus, trade.contract
-    state = status.status
+    state = ib_compat.broker_state(status)
     filled = float(
         status.filled
         if is_open

@@ -32,6 +32,7 @@ from ib_compat import (
     DONE_STATES,
     FALSE_CANCEL_CODES,
     WORKING_STATES,
+    broker_state,
     filled_quantity,
     forget_trade,
     is_warning,
@@ -184,7 +185,7 @@ class OrderBook:
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
         """Take the broker's status of the order and draw the verdict it implies."""
         st = trade.orderStatus
-        new = st.status
+        new = broker_state(st)
         if new in CLIENT_SIDE_STATES:
             return  # set by ib_async itself (TWS never sends them): not a broker transition
         record = tracker.record

@@ -63,6 +63,7 @@ class OrderMatching:
     _counters: dict[str, int]
     fill_delay: float
     filled_status: bool
+    hard_to_borrow: set[str]
 
     if TYPE_CHECKING:
 
@@ -103,6 +104,7 @@ class OrderMatching:
             events.append(OrderErrorEvent(order.client_id, order.order_id, 10349, TIF_PRESET))
             order.warn_tif = False
         events += self._hold_until_open(order, now)
+        events += self._hold_for_locate(order)
         events += [] if order.held else self._show(order)  # untransmitted: TWS reports nothing
         return events + (self._release(order, now) if order.transmit else self._work(order, now))
 
@@ -130,6 +132,29 @@ class OrderMatching:
             until=sessions.held_until_text(contract, opens),
         )
         return [OrderErrorEvent(order.client_id, order.order_id, 399, text)]
+
+    def _hold_for_locate(self, order: _Order) -> list[Event]:
+        """A short sale of a stock IB cannot borrow now (``hard_to_borrow``): 404, reported
+        Inactive with whyHeld "locate", and held (live: it may be cancelled) until the shares
+        are located (``shares_located``)."""
+        contract, was = order.contract, order.why_held
+        position = self._positions.get(contract.con_id)
+        short = (position.qty if position else 0.0) - order.total_quantity < -EPS
+        needs = order.action == "SELL" and short and contract.symbol in self.hard_to_borrow
+        order.why_held = "locate" if needs and contract.sec_type == "STK" else ""
+        if not order.why_held or was:
+            return []
+        return [OrderErrorEvent(order.client_id, order.order_id, 404, errors.text(404))]
+
+    def shares_located(self, symbol: str, now: float) -> list[Event]:
+        """The shares of ``symbol`` can be borrowed now: its held short sales work."""
+        self.hard_to_borrow.discard(symbol)
+        events: list[Event] = []
+        for order in list(self._live.values()):
+            if order.why_held and order.contract.symbol == symbol:
+                order.why_held = ""
+                events += self._show(order) + self._work(order, now)
+        return events
 
     def _open(self, order: _Order, now: float) -> list[Event]:
         """The market opened for a held order: it works from now on."""
@@ -162,6 +187,7 @@ class OrderMatching:
             not order.parent_perm_id or self._orders[order.parent_perm_id].status == "Filled"
         )
         ready = order.live and order.status != "PendingSubmit" and not order.held and parent_ready
+        ready = ready and not order.why_held
         return ready and order.opens_at is None and self._in_hours(order)
 
     def _in_hours(self, order: _Order) -> bool:

@@ -45,6 +45,7 @@ class BrokerPersistence:
     cancel_delay: float
     tif_preset_warning: bool
     filled_status: bool
+    hard_to_borrow: set[str]
     _reject_reason: str | None
 
     if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class BrokerPersistence:
                 "cancel_delay": self.cancel_delay,
                 "tif_preset_warning": self.tif_preset_warning,
                 "filled_status": self.filled_status,
+                "hard_to_borrow": sorted(self.hard_to_borrow),
                 "reject_reason": self._reject_reason,
             },
         }
@@ -141,6 +143,7 @@ class BrokerPersistence:
         self.cancel_delay = switches.get("cancel_delay", 0.0)
         self.tif_preset_warning = switches["tif_preset_warning"]
         self.filled_status = switches.get("filled_status", True)
+        self.hard_to_borrow = set(switches.get("hard_to_borrow", ()))
         self._reject_reason = switches["reject_reason"]
 
     def _shift(self, offset: float) -> None:

@@ -56,6 +56,7 @@ class _Order:
     expires_at: float | None = None  # DAY: the close of the session it works in
     completed_time: str = ""
     completed_status: str = ""
+    why_held: str = ""  # "locate": held (reported Inactive) until the shares are located
 
     @property
     def live(self) -> bool:
@@ -83,7 +84,7 @@ class _Order:
             aux_price=self.aux_price,
             tif=self.tif,
             account=self.account,
-            status="PendingCancel" if self.cancel_due is not None and self.live else self.status,
+            status=self._shown_status(),
             filled=self.filled,
             remaining=self.remaining,
             avg_fill_price=self.avg_fill_price,
@@ -100,7 +101,13 @@ class _Order:
             completed_time=self.completed_time,
             completed_status=self.completed_status,
             parent_perm_id=self.parent_perm_id,
+            why_held=self.why_held if self.live else "",
         )
+
+    def _shown_status(self) -> str:
+        if self.live and self.cancel_due is not None:
+            return "PendingCancel"
+        return "Inactive" if self.live and self.why_held else self.status
 
 
 def _apply_request(order: _Order, req: OrderRequest) -> None:

@@ -15,6 +15,7 @@ from loop_thread import LoopThread
 
 from . import bad_days
 from .broker import BrokerConfig
+from .order_drills import OrderDrills
 from .server import GatewayServer, ServerSettings, Stats
 from .types import CommissionReport, Execution, ExecutionFilter, OrderView, Position
 
@@ -22,7 +23,7 @@ T = TypeVar("T")
 CALL_TIMEOUT = 10.0
 
 
-class SimGateway:
+class SimGateway(OrderDrills):
     """An embedded simulated IB Gateway on a loopback port."""
 
     def __init__(
@@ -115,12 +116,6 @@ class SimGateway:
         """Send a position's pnlSingle update ``seconds`` after the change that moved it (0:
         right with it; IB sends them on a cadence of their own, about once a second)."""
         self._run(lambda server: setattr(server, "pnl_delay", seconds))
-
-    def set_filled_status(self, enabled: bool) -> None:
-        """Send orderStatus Filled when a fill completes an order (on by default). IB does not
-        promise an orderStatus for every change: an order that fills at once often gets none,
-        only its execDetails (and openOrder)."""
-        self._set_broker("filled_status", enabled)
 
     def set_cancel_delay(self, seconds: float) -> None:
         """Time IB takes to cancel a working order (PendingCancel meanwhile; it may still fill)."""
@@ -245,19 +240,6 @@ class SimGateway:
             server.bad.entitlement = entitlement
 
         self._run(apply)
-
-    def reject_next_order(self, reason: str = "Simulated rejection") -> None:
-        """Reject the next order placed, or change of a working order (error 201)."""
-        self._run(lambda s: s.broker.reject_next_order(reason))
-
-    def cancel_at_broker(self, client_id: int, order_id: int) -> None:
-        """Cancel an order as the trader would in TWS: its owner and the master client hear
-        of it, and nothing of it comes from the owner's connection."""
-        self._run(lambda s: s._dispatch(s.broker.cancel_order(client_id, order_id, s.clock.now())))
-
-    def correct_execution(self, exec_id: str, price: float) -> None:
-        """IB corrects an execution: a new execDetails at ``price`` under the next execId."""
-        self._run(lambda s: s._dispatch(s.broker.correct_execution(exec_id, price, s.clock.now())))
 
     def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:
         """Send an error/notice (e.g. 10349, 1100) to one client; False if not connected."""

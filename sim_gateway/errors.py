@@ -97,6 +97,15 @@ _ROWS = (
         "the exchange until 2026-07-31 09:30:00 US/Eastern.'; a warning: the order lives",
     ),
     Msg(
+        404,
+        "Order held while securities are located.",
+        "wire",
+        "ib_insync #328's log ('Error 404, reqId 41686: Order held while securities are "
+        "located.'); table: 'Shares for this order are not immediately available for short sale. "
+        "The order will be held while we attempt to locate the shares.'; with orderStatus "
+        "Inactive whyHeld 'locate' (nautilus_trader #3723): the order lives and may fill",
+    ),
+    Msg(
         502,
         "Maximum number of API connections ({max}) reached.",
         "sim",

@@ -91,7 +91,7 @@ def order_status(o: OrderView) -> Fields:
     return [
         "3", str(o.order_id), o.status, fmt_qty(o.filled), fmt_qty(o.remaining),
         fmt_price(o.avg_fill_price, "0.0"), str(o.perm_id), str(o.parent_id),
-        fmt_price(o.last_fill_price, "0.0"), str(o.client_id), "", "0",
+        fmt_price(o.last_fill_price, "0.0"), str(o.client_id), o.why_held, "0",
     ]  # fmt: skip
 
 

@@ -132,6 +132,7 @@ class OrderView:
     completed_time: str = ""  # "20261127 10:43:07 US/Eastern" once done
     completed_status: str = ""  # "Filled Size: 100" / "Cancelled by Trader"
     parent_perm_id: int = 0
+    why_held: str = ""  # "locate": a short sale held while IB locates shares to borrow
 
 
 @dataclass(frozen=True)

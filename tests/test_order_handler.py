@@ -564,6 +564,30 @@ def test_an_execution_ib_corrects_is_replaced_not_added(handler, gateway, journa
     wait_for(lambda: journal.get(record.id).record.fills == fixed.fills)  # kept as corrected
 
 
+def test_a_short_sale_held_for_a_locate_is_working_not_rejected(gateway, journal):
+    """IB holds a short sale while it locates shares to borrow: 404 and orderStatus Inactive
+    with whyHeld "locate". It was taken for a rejection (Inactive): "rejected", no cancel or
+    modify allowed (409), while IB kept it and could fill it; a trader re-sending it would be
+    short twice. It is working (PreSubmitted), can be cancelled, and fills when located."""
+    gateway.set_hard_to_borrow("AAPL")
+    handler = make_handler(gateway, journal, monitor=0.5)
+    try:
+        short = replace(MKT, action="SELL", quantity=5)
+        record, _ = handler.submit(short)
+        held = handler.wait(record.id, 5)
+        assert (held.verdict, held.status) == ("working", "PreSubmitted"), held.verdict_reason
+        assert 404 in [m.code for m in handler.get(record.id).messages]
+        other, _ = handler.submit(short)
+        assert handler.wait(other.id, 5).verdict == "working"
+        handler.cancel(other.id)
+        wait_for(lambda: handler.get(other.id).verdict == "cancelled")
+        gateway.shares_located("AAPL")
+        wait_for(lambda: handler.get(record.id).verdict == "filled")
+        assert handler.get(record.id).filled == 5
+    finally:
+        handler.stop()
+
+
 def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):
     record, _ = handler.submit(FAR)
     wait_for(lambda: handler.get(record.id).status == "Submitted")

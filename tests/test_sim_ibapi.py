@@ -193,6 +193,7 @@ class App(EWrapper, EClient):
             permId=permId,
             lastFillPrice=lastFillPrice,
             clientId=clientId,
+            whyHeld=whyHeld,
         )
 
     def execDetails(self, reqId: int, contract: Contract, execution: Execution) -> None:

@@ -625,6 +625,32 @@ def test_ibapi_sees_a_corrected_execution_under_the_next_exec_id(
     assert fixed.price == pytest.approx(first.price + 0.05)
 
 
+def test_ibapi_short_sale_is_held_for_a_locate_then_works(app: App, gateway: SimGateway) -> None:
+    """A short sale of a stock IB cannot borrow now: 404, then orderStatus Inactive with whyHeld
+    "locate" (nautilus_trader #3723, ib_insync #328/#363); the order lives and fills once the
+    shares are located. A sale of shares held is not held."""
+    gateway.set_clock(OPEN + 60)
+    gateway.set_hard_to_borrow("AAPL")
+    order_id = app.next_order_id()
+    app.placeOrder(order_id, ibapi_aapl(), ibapi_order("SELL", 3))
+    held = app.wait_call("error", reqId=order_id, errorCode=404)
+    assert held["errorString"] == "Order held while securities are located."
+    status = app.wait_call("orderStatus", orderId=order_id, status="Inactive")
+    assert status["whyHeld"] == "locate" and status["remaining"] == 3
+    assert gateway.open_orders()[0].status == "Inactive"  # reported so, yet live
+    assert not app.find("execDetails")
+    gateway.shares_located("AAPL")
+    app.wait_call("orderStatus", orderId=order_id, status="Filled")
+    buy = app.next_order_id()
+    app.placeOrder(buy, ibapi_aapl(), ibapi_order("BUY", 5))
+    app.wait_call("orderStatus", orderId=buy, status="Filled")
+    gateway.set_hard_to_borrow("AAPL")
+    sell = app.next_order_id()
+    app.placeOrder(sell, ibapi_aapl(), ibapi_order("SELL", 2))  # of the 2 held long: no locate
+    app.wait_call("orderStatus", orderId=sell, status="Filled")
+    assert not app.find("error", reqId=sell, errorCode=404)
+
+
 def test_ibapi_cancel_reports_pending_cancel_and_refuses_a_second_cancel_with_10148(
     app: App, gateway: SimGateway
 ) -> None:

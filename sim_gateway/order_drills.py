@@ -1,0 +1,50 @@
+"""The simulated gateway's drills of what IB does to orders on its own: a rejection, a cancel
+from TWS, a short sale held for a locate, an execution corrected, a Filled status left untold.
+A mixin of ``SimGateway`` (its methods run on the gateway's loop through ``_run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .server import GatewayServer
+
+T = TypeVar("T")
+
+
+class OrderDrills:
+    """IB acting on orders by itself, on demand (each thread-safe)."""
+
+    if TYPE_CHECKING:
+
+        def _run(self, fn: Callable[[GatewayServer], T]) -> T: ...
+
+        def _set_broker(self, name: str, value: Any) -> None: ...
+
+    def set_filled_status(self, enabled: bool) -> None:
+        """Send orderStatus Filled when a fill completes an order (on by default). IB does not
+        promise an orderStatus for every change: an order that fills at once often gets none,
+        only its execDetails (and openOrder)."""
+        self._set_broker("filled_status", enabled)
+
+    def reject_next_order(self, reason: str = "Simulated rejection") -> None:
+        """Reject the next order placed, or change of a working order (error 201)."""
+        self._run(lambda s: s.broker.reject_next_order(reason))
+
+    def cancel_at_broker(self, client_id: int, order_id: int) -> None:
+        """Cancel an order as the trader would in TWS: its owner and the master client hear
+        of it, and nothing of it comes from the owner's connection."""
+        self._run(lambda s: s._dispatch(s.broker.cancel_order(client_id, order_id, s.clock.now())))
+
+    def set_hard_to_borrow(self, *symbols: str) -> None:
+        """Short sales of these stocks are held for a locate (404, Inactive whyHeld 'locate')."""
+        self._set_broker("hard_to_borrow", set(symbols))
+
+    def shares_located(self, symbol: str) -> None:
+        """IB located the shares: ``symbol``'s held short sales work (and may fill) now."""
+        self._run(lambda s: s._dispatch(s.broker.shares_located(symbol, s.clock.now())))
+
+    def correct_execution(self, exec_id: str, price: float) -> None:
+        """IB corrects an execution: a new execDetails at ``price`` under the next execId."""
+        self._run(lambda s: s._dispatch(s.broker.correct_execution(exec_id, price, s.clock.now())))
