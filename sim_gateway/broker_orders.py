@@ -36,6 +36,7 @@ from .broker_types import (
     WhatIfEvent,
 )
 from .contracts import ContractTable, unresolved_text
+from .market_rules import increment_at
 from .prices import on_tick
 from .types import (
     Contract,
@@ -48,7 +49,7 @@ def _off_tick(client_id: int, req: OrderRequest, contract: Contract) -> OrderErr
     """110 alone for a new order priced off the tick: IB makes no order of it (no permId, no
     openOrder, no status; ib_insync 0108307 cancels such a trade itself, #502)."""
     prices = [p for p in (req.lmt_price, req.aux_price) if p]
-    if all(on_tick(p, contract.min_tick) for p in prices):
+    if all(on_tick(p, increment_at(contract, p)) for p in prices):
         return None
     return OrderErrorEvent(client_id, req.order_id, 110, OFF_TICK)
 
@@ -230,7 +231,7 @@ class OrderEntry:
         if why:
             return why
         prices = [p for p in (req.lmt_price, req.aux_price) if p]
-        if not all(on_tick(p, contract.min_tick) for p in prices):
+        if not all(on_tick(p, increment_at(contract, p)) for p in prices):
             return OFF_TICK
         return None
 

@@ -16,7 +16,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from ib_async import IB, ContFuture, Contract, Future, Index, MarketOrder, Option, Stock, Trade
+from ib_async import (
+    IB,
+    ContFuture,
+    Contract,
+    Future,
+    Index,
+    LimitOrder,
+    MarketOrder,
+    Option,
+    Stock,
+    Trade,
+)
 
 from conftest import TRADING_CLOCK
 from sim_gateway.broker import BrokerConfig
@@ -162,6 +173,22 @@ async def test_option_chain_qualify_quote_with_greeks_and_fill(gateway: SimGatew
         [position] = [p for p in ib.positions() if p.contract.conId == option.conId]
         assert position.avgCost == pytest.approx(fill.execution.price * 100 + 0.65)
         ib.cancelMktData(option)
+
+
+@async_test
+async def test_an_option_priced_off_its_market_rule_gets_110(gateway: SimGateway) -> None:
+    """Options trade in pennies below 3.00 and nickels from 3.00 (market rule 32): a limit of
+    6.03 is refused with 110 like any off-tick price; 6.05 and 2.03 work."""
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        option = await qualified(ib, await atm_call(ib))
+        off = ib.placeOrder(option, LimitOrder("BUY", 1, 6.03, tif="DAY"))
+        await until(lambda: errors.of(110), what="error 110")
+        assert [req for req, code, _ in errors.items if code == 110] == [off.order.orderId]
+        for price in (6.05, 2.03):
+            trade = ib.placeOrder(option, LimitOrder("BUY", 1, price, tif="DAY"))
+            await until(lambda t=trade: t.orderStatus.status in ("Submitted", "Filled"), what="ack")
+        assert len(errors.of(110)) == 1
 
 
 # ----------------------------------------------------------------------------- futures
