@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ import security
 import web
 import webhook
 from config import ConfigError, Settings, load_settings
-from journal import JournalError
+from journal import JournalError, create_journal
 from services import SERVER_THREADS, Services
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(JSON_SORT_KEYS=False, START_SERVICES=True)
     app.config.update(config)
     with security.naming("JOURNAL_PATH", settings.journal_path, _folder_use(settings)):
-        security.secure_data_dir(settings)
+        new_journal = not os.path.exists(settings.journal_path)
+        security.secure_data_dir(settings)  # makes a new journal's file: 0 bytes, 0600
+        if new_journal:  # written now, never left at 0 bytes: a journal found so was emptied
+            create_journal(settings.journal_path)
         keys = security.load_secrets(settings)
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)

@@ -1,26 +1,25 @@
 """The order journal: SQLite (stdlib), WAL, synchronous=FULL.
 
-Every submission is written *before* it is queued (``insert``, synchronous,
-in the caller's thread): if that write fails the order is refused. After
-that, every change of the order's lifecycle record (orderId, permId, each
-transition, IB message, fill and commission, the verdict) is saved by a
-writer thread (``save``, non-blocking for the event loop, batched commits).
-The record is stored whole as JSON next to the columns we search by.
-
-The journal also keeps app-wide flags that must survive a restart (the kill
-switch).
+Every submission is written *before* it is queued (``insert``, synchronous, in the caller's
+thread): if that write fails the order is refused. After that, every change of the order's
+lifecycle record (orderId, permId, each transition, IB message, fill and commission, the verdict)
+is saved by a writer thread (``save``, non-blocking for the event loop, batched commits). The
+record is stored whole as JSON next to the columns we search by. It also keeps app-wide flags
+that must survive a restart (the kill switch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ PROBE_EVERY = 2.0  # seconds between probe writes while writes fail
 
 
 class JournalError(RuntimeError):
-    """The journal could not be written: the order must not be sent."""
+    """The journal cannot be opened (damaged, emptied), written or read: no order is sent."""
 
 
 class DuplicateKey(Exception):
@@ -131,6 +130,7 @@ class JournalEntry:
     risk: dict[str, Any] | None
 
 
+ENTRY = "SELECT record, idem_key, request_hash, risk FROM orders"  # a JournalEntry's columns
 ADD_NOTIONAL = (
     "UPDATE orders SET risk = json_set(coalesce(risk, '{}'), '$.notional', "
     "coalesce(json_extract(risk, '$.notional'), 0) + ?) WHERE id=?"
@@ -165,25 +165,16 @@ class Journal:
         risk: dict[str, Any] | None = None,
     ) -> None:
         """Write a new submission durably, or raise (JournalError / DuplicateKey)."""
+        risk_json = json.dumps(risk) if risk is not None else None
+        keys = (record.id, idem_key, request_hash, record.source, remote, risk_json)
+        state = (record.created_at, record.perm_id, record.verdict, record.updated_at)
         try:
             with self._lock:
                 self._db.execute(
                     "INSERT INTO orders (id, idem_key, request_hash, source, remote, risk, "
                     "created_at, perm_id, verdict, updated_at, record) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        record.id,
-                        idem_key,
-                        request_hash,
-                        record.source,
-                        remote,
-                        json.dumps(risk) if risk is not None else None,
-                        record.created_at,
-                        record.perm_id,
-                        record.verdict,
-                        record.updated_at,
-                        _dump(record),
-                    ),
+                    (*keys, *state, _dump(record)),
                 )
         except sqlite3.IntegrityError:
             existing = self.find_by_key(idem_key) if idem_key else None
@@ -266,19 +257,11 @@ class Journal:
         except (TypeError, ValueError):  # log and carry on: one bad record must not stop saving
             log.exception("❌ journal: a record could not be serialised; skipped")
             rows = []
-            for record in batch.values():
+            for r in batch.values():
                 try:
-                    rows.append(
-                        (
-                            record.perm_id,
-                            record.verdict,
-                            record.updated_at,
-                            _dump(record),
-                            record.id,
-                        )
-                    )
+                    rows.append((r.perm_id, r.verdict, r.updated_at, _dump(r), r.id))
                 except (TypeError, ValueError):
-                    log.error("journal: record %s not saved", record.id)
+                    log.error("journal: record %s not saved", r.id)
         try:
             with self._lock:  # rolled back under the same hold: an insert by another thread
                 try:  # in between would run inside this transaction and be rolled back too
@@ -335,39 +318,46 @@ class Journal:
     # -------------------------------------------------------------- reads
     def find_by_key(self, idem_key: str) -> JournalEntry | None:
         """The order journaled under an idempotency key, if any."""
-        rows = self._query(
-            "SELECT record, idem_key, request_hash, risk FROM orders WHERE idem_key=?", (idem_key,)
-        )
-        return _entry(rows[0]) if rows else None
+        return next(iter(self._entries(f"{ENTRY} WHERE idem_key=?", (idem_key,))), None)
 
     def get(self, order_id: str) -> JournalEntry | None:
         """One journaled order by our id."""
-        rows = self._query(
-            "SELECT record, idem_key, request_hash, risk FROM orders WHERE id=?", (order_id,)
-        )
-        return _entry(rows[0]) if rows else None
+        return next(iter(self._entries(f"{ENTRY} WHERE id=?", (order_id,))), None)
 
     def load(self, recent: int = 500) -> list[JournalEntry]:
         """Every unfinished order plus the ``recent`` latest finished ones (by their last
         change, as the handler keeps them in memory), oldest first."""
         marks = ",".join("?" * len(FINAL_VERDICTS))
-        rows = self._query(
-            f"SELECT record, idem_key, request_hash, risk FROM orders WHERE verdict IS NULL "
-            f"OR verdict NOT IN ({marks}) UNION SELECT * FROM (SELECT record, idem_key, "
-            f"request_hash, risk FROM orders WHERE verdict IN ({marks}) ORDER BY updated_at "
-            f"DESC LIMIT ?)",
+        entries = self._entries(
+            f"{ENTRY} WHERE verdict IS NULL OR verdict NOT IN ({marks}) UNION SELECT * FROM "
+            f"({ENTRY} WHERE verdict IN ({marks}) ORDER BY updated_at DESC LIMIT ?)",
             (*FINAL_VERDICTS, *FINAL_VERDICTS, recent),
         )
-        entries = [_entry(r) for r in rows]
         return sorted(entries, key=lambda e: e.record.created_at)
 
     def count(self) -> int:
         """How many orders were ever journaled."""
         return self._query("SELECT COUNT(*) FROM orders", ())[0][0]
 
+    def _entries(self, sql: str, args: tuple) -> list[JournalEntry]:
+        rows = self._query(sql, args)
+        with self._reading():
+            return [_entry(r) for r in rows]
+
     def _query(self, sql: str, args: tuple) -> list[tuple]:
-        with self._lock:
+        with self._reading(), self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read's sqlite3 error or undecodable record: JournalError naming the file."""
+        try:
+            yield
+        except (sqlite3.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
+            what = exc if isinstance(exc, sqlite3.Error) else f"a record does not decode ({exc!r})"
+            raise JournalError(
+                f"the order journal {self.path} cannot be read: {what}. {_way_out(exc)}"
+            ) from exc
 
     # -------------------------------------------------------------- flags
     def flag(self, name: str) -> str | None:
@@ -392,20 +382,14 @@ class Journal:
         order_id: str | None = None,
     ) -> None:
         """Record one order request and what became of it (never raises)."""
+        asked = json.dumps(request, default=str)[:4000]
+        decided = json.dumps(decision, default=str) if decision is not None else None
         try:
             with self._lock:
                 self._db.execute(
                     "INSERT INTO audit (at, source, remote, order_id, request, decision, outcome)"
                     " VALUES (?,?,?,?,?,?,?)",
-                    (
-                        time.time(),
-                        source,
-                        remote,
-                        order_id,
-                        json.dumps(request, default=str)[:4000],
-                        json.dumps(decision, default=str) if decision is not None else None,
-                        outcome,
-                    ),
+                    (time.time(), source, remote, order_id, asked, decided, outcome),
                 )
         except sqlite3.Error as exc:
             log.exception("audit record not written (%s from %s: %s)", source, remote, outcome)
@@ -428,7 +412,8 @@ class Journal:
         rows = self._query(
             "SELECT risk FROM orders WHERE created_at >= ? AND risk IS NOT NULL", (since,)
         )
-        return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows)
+        with self._reading():
+            return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows)
 
     def make_read_only(self) -> None:
         """Refuse every later write (a fault switch for tests and drills)."""
@@ -436,14 +421,25 @@ class Journal:
             self._db.execute("PRAGMA query_only=ON")
 
 
-def _open(path: str) -> sqlite3.Connection:
+def create_journal(path: str) -> None:
+    """Make a new journal at ``path`` now (in the 0-byte file made for its mode, if any)."""
+    if path != ":memory:":
+        _open(path, new=True).close()
+
+
+def _open(path: str, new: bool = False) -> sqlite3.Connection:
     """The journal's database, in WAL mode with full sync and its tables; JournalError naming
-    the file when it cannot be (a damaged file is left as it is)."""
+    the file when it cannot be, is damaged or was emptied (a damaged file is left as it is)."""
     db = None
     try:
+        if not new:
+            _check_size(path)
         db = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
         )
+        found = [row[0] for row in db.execute("PRAGMA quick_check(3)")]  # 2,000 orders: 5 ms
+        if found != ["ok"]:
+            raise sqlite3.DatabaseError(f"it is damaged ({'; '.join(found)})")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
@@ -456,8 +452,15 @@ def _open(path: str) -> sqlite3.Connection:
     return db
 
 
-def _way_out(exc: sqlite3.Error) -> str:
-    """What to do about a journal that cannot be opened."""
+def _check_size(path: str) -> None:
+    """sqlite3.DatabaseError for a journal under one page: emptied (SQLite never leaves one so)."""
+    size = os.path.getsize(path) if path != ":memory:" and os.path.isfile(path) else None
+    if size is not None and size < 512:
+        raise sqlite3.DatabaseError(f"it has {size} bytes, its orders and keys lost")
+
+
+def _way_out(exc: Exception) -> str:
+    """What to do about a journal that cannot be opened or read."""
     if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
         return "Another program holds it: close that program and start again"
     return (

@@ -4,11 +4,13 @@ import fcntl
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_journal import damage_a_data_page, journal_of
 
 from conftest import ROOT
 from gateway_process import free_port
@@ -118,3 +120,66 @@ def test_the_terminal_closed_stops_the_app_as_gracefully_as_sigterm(tmp_path, si
         code = app.wait(timeout=30)
     assert code == 0
     assert not (tmp_path / "data" / "orders.db-wal").exists()  # the journal was closed
+
+
+def undecodable(journal: Path) -> None:
+    """Give every record a field this version does not know (another version wrote them)."""
+    raw = sqlite3.connect(journal, isolation_level=None)
+    try:
+        raw.execute("UPDATE orders SET record = json_set(record, '$.new_field', 1)")
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [(damage_a_data_page, "opened: "), (undecodable, "read: a record does not decode")],
+    ids=["damaged page", "record of another version"],
+)
+def test_a_damaged_journal_stops_the_start_with_one_line(tmp_path, damage, says):
+    """A journal whose header and schema were sound opened, then the order handler's load()
+    ended the start in a traceback (sqlite3's 'database disk image is malformed', or a
+    TypeError), exit code 1, naming no file and nothing to do."""
+    journal = tmp_path / "data" / "orders.db"
+    journal_of(str(journal), 400)
+    damage(journal)
+    result = start_app(tmp_path)
+    refused(result, f"the order journal {journal} cannot be {says}")
+    assert "put back a copy, or move it aside" in result.stderr
+
+
+def test_an_emptied_journal_stops_the_start(tmp_path):
+    """A journal cut to 0 bytes was taken for a new one: every idempotency key, the day's
+    notional and the unfinished orders forgotten, and the app served on."""
+    journal = tmp_path / "data" / "orders.db"
+    journal_of(str(journal), 3)
+    journal.write_bytes(b"")
+    result = start_app(tmp_path)
+    refused(result, f"the order journal {journal} cannot be opened: it has 0 bytes")
+    assert journal.stat().st_size == 0
+
+
+def test_a_start_stopped_before_the_journal_opened_leaves_none_taken_for_emptied(tmp_path):
+    """The data folder's set-up makes the journal's file (0 bytes, for its mode) before the
+    journal opens it: a first start stopped in between (the simulator's port taken) must not
+    leave a file the next start refuses as an emptied journal."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sim = {"IB_MODE": "sim", "SIM_NIGHTLY_RESET": "off", "SIM_PORT": str(port)}
+        refused(start_app(tmp_path, **sim), f"SIM_PORT={port}: ")
+    with subprocess.Popen(
+        [sys.executable, str(ROOT / "app_simple.py")],
+        cwd=tmp_path,
+        env=app_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as app:
+        assert app.stdout is not None
+        for line in app.stdout:
+            if "Ctrl+C to stop" in line:  # serving
+                app.send_signal(signal.SIGTERM)
+        _, err = app.communicate(timeout=30)
+    assert app.returncode == 0, err

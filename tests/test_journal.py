@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -16,6 +18,7 @@ import journal as journal_module
 from conftest import wait_for
 from gateway_process import ROOT, free_port
 from journal import DuplicateKey, Journal, JournalError
+from order_handler import OrderHandler
 from order_records import Lifecycle, OrderIntent, StatusChange, Step
 
 
@@ -496,3 +499,99 @@ def test_closing_a_journal_that_cannot_save_names_what_was_lost(path, caplog):
         assert again.get("o-1").record.verdict is None  # as the log says: not saved
     finally:
         again.close()
+
+
+def journal_of(path: str, orders: int) -> None:
+    """A closed journal of ``orders`` orders, each under an idempotency key."""
+    journal = Journal(path)
+    try:
+        for n in range(orders):
+            long = dataclasses.replace(record(f"o-{n}"), steps=(Step(1.0, "queued " + "x" * 400),))
+            journal.insert(long, f"key-{n}", "h", None, {"notional": 100.0})
+    finally:
+        journal.close()
+
+
+def damage_a_data_page(path: str | os.PathLike[str]) -> bytes:
+    """Overwrite one page in the middle of the file (a bad disk block); the file's new bytes."""
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2 // 4096 * 4096)
+        f.write(b"\xff" * 4096)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_a_journal_with_a_damaged_page_is_refused_at_open_not_at_the_first_read(path):
+    """Only the header and schema were read at open: a journal with a damaged data page opened,
+    then the start's load() ended in a traceback ('database disk image is malformed')."""
+    journal_of(path, 400)
+    damaged = damage_a_data_page(path)
+    with pytest.raises(JournalError) as caught:
+        Journal(path)
+    message = str(caught.value)
+    assert message.startswith(f"the order journal {path} cannot be opened: ")
+    assert "put back a copy, or move it aside" in message
+    with open(path, "rb") as f:
+        assert f.read() == damaged  # left as it is
+
+
+def test_a_record_this_version_cannot_read_is_a_journal_error_naming_the_file(journal, path):
+    """A record whose JSON does not fit the current classes (another version wrote it) raised
+    TypeError from every read of it: a traceback at start, a 500 from the API."""
+    journal.insert(record("o-1"), "key-1", "h", None, {"notional": 100.0})
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute("UPDATE orders SET record = json_set(record, '$.new_field', 1)")
+        raw.execute("UPDATE orders SET risk = '{not json'")
+    finally:
+        raw.close()
+    reads = (journal.load, lambda: journal.get("o-1"), lambda: journal.find_by_key("key-1"))
+    for read in (*reads, lambda: journal.notional_since(0)):
+        with pytest.raises(JournalError, match=f"^the order journal {path} cannot be read: "):
+            read()
+
+
+def test_a_read_the_database_refuses_is_a_journal_error(journal, path):
+    """A raw sqlite3 error at run time (here: a read after the journal was closed, as a late
+    request during shutdown) was no JournalError, so the API answered 500, not its 503."""
+    journal.insert(record("o-1"), "key-1")
+    journal.close()
+    with pytest.raises(JournalError, match=f"^the order journal {path} cannot be read: "):
+        journal.find_by_key("key-1")
+
+
+def test_an_emptied_journal_is_refused_not_taken_for_a_new_one(path):
+    """A journal cut to 0 bytes opened as a new empty one: its idempotency keys forgotten, a
+    client's retry with an old key placed a second order. SQLite never leaves one so: a new
+    journal has its first page (and the file the app makes for it is made one at once)."""
+    journal_of(path, 3)
+    with open(path, "r+b") as f:
+        f.truncate(0)
+    with pytest.raises(JournalError) as caught:
+        Journal(path)
+    assert str(caught.value).startswith(f"the order journal {path} cannot be opened: it has 0 b")
+    assert "move it aside to start with an empty journal" in str(caught.value)
+    assert os.path.getsize(path) == 0  # left as it is
+    fresh = os.path.join(os.path.dirname(path), "new.db")
+    Journal(fresh).close()
+    made = os.path.join(os.path.dirname(path), "made.db")
+    open(made, "w").close()  # as security.secure_data_dir makes it, for its mode
+    journal_module.create_journal(made)
+    assert os.path.getsize(fresh) >= 512 and os.path.getsize(made) >= 512
+    Journal(made).close()
+
+
+def test_runs_started_apart_never_share_order_ids(monkeypatch):
+    """Ids were o-<24 random bits>-<counter from 1>: two runs that drew the same bits reused
+    ids (the journal refused each order as a clash; with the journal moved aside, IB still
+    held the orderRef). The prefix carries the run's start now, to the millisecond."""
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "ab" * n)  # the same bits each run
+    started = 1_750_000_000.0
+    prefixes = []
+    for start in (started, started + 0.001, started + 1, started + 86400, started + 11 * 86400):
+        monkeypatch.setattr(time, "time", lambda at=start: at)
+        memory = Journal(":memory:")
+        prefixes.append(OrderHandler("127.0.0.1", free_port(), journal=memory)._id_prefix)
+        memory.close()
+    assert len(set(prefixes)) == len(prefixes)
+    assert {len(f"o-{prefix}-000001") for prefix in prefixes} == {15}  # as short as they were

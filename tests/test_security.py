@@ -16,6 +16,7 @@ import auth
 import security
 from config import ConfigError, load_settings
 from conftest import API_TOKEN, ROOT, app_settings, wait_for
+from journal import Journal
 
 ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
 PASSWORD = "hunter2-hunter2"
@@ -858,7 +859,8 @@ def test_data_files_are_private(gateway, make_app, tmp_path):
     folder = tmp_path / "data"
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
-    (folder / "orders.db").touch(mode=0o644)
+    Journal(str(folder / "orders.db")).close()  # an existing journal, readable by all
+    os.chmod(folder / "orders.db", 0o644)
     (folder / "secret_key").write_text("an-old-secret-key-0123456789\n")
     os.chmod(folder / "secret_key", 0o644)
     app = make_app(journal_path=str(folder / "orders.db"), api_token=None, secret_key=None)

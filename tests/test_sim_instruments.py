@@ -175,6 +175,10 @@ async def test_option_chain_qualify_quote_with_greeks_and_fill(gateway: SimGatew
         ib.cancelMktData(option)
 
 
+def working_or_filled(trade: Trade) -> bool:
+    return trade.orderStatus.status in ("Submitted", "Filled")
+
+
 @async_test
 async def test_an_option_priced_off_its_market_rule_gets_110(gateway: SimGateway) -> None:
     """Options trade in pennies below 3.00 and nickels from 3.00 (market rule 32): a limit of
@@ -187,7 +191,7 @@ async def test_an_option_priced_off_its_market_rule_gets_110(gateway: SimGateway
         assert [req for req, code, _ in errors.items if code == 110] == [off.order.orderId]
         for price in (6.05, 2.03):
             trade = ib.placeOrder(option, LimitOrder("BUY", 1, price, tif="DAY"))
-            await until(lambda t=trade: t.orderStatus.status in ("Submitted", "Filled"), what="ack")
+            await until(functools.partial(working_or_filled, trade), what="ack")
         assert len(errors.of(110)) == 1
 
 
