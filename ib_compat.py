@@ -95,6 +95,12 @@ def is_warning(code: int) -> bool:
 LOCATE_HOLD = 404  # "Order held while securities are located."
 
 
+def live_trades(ib: IB) -> list[Trade]:
+    """ib_async's trades IB still works, a short sale held for a locate included (ib_async's
+    ``openTrades`` counts its Inactive as done)."""
+    return [t for t in ib.trades() if broker_state(t.orderStatus) not in DONE_STATES]
+
+
 def broker_state(status: OrderStatus) -> str:
     """The order's status as it stands at IB: a short sale IB holds while it locates shares to
     borrow is reported Inactive with whyHeld "locate" (after 404), yet lives and may fill: it

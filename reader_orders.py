@@ -16,6 +16,7 @@ from ib_async.order import Order, OrderState, OrderStatus, Trade
 
 from ib_connection import IBConnection
 from loop_thread import wait_event
+from orders.executions import correction_of
 from reader_rows import ExecutionRow, OrderRow, _execution_row, _order_row
 
 REFRESH_INTERVAL = 1.0  # poll for other clients' orders at least this often
@@ -192,12 +193,17 @@ class OrderTable(IBConnection):
         return self._absorb_executions(ib, fills)
 
     def _absorb_executions(self, ib: IB, fills: list[Fill]) -> list[ExecutionRow]:
-        """Put fills into the book (with their commission, which may come later)."""
+        """Put fills into the book (with their commission, which may come later); a correction
+        of an execution (``orders.executions.correction_of``) takes the place of the one it
+        corrects."""
         book, stored = self._book, ib.wrapper.fills
         fresh = []
+        by_base = {correction_of(e)[0]: e for e in book.executions}  # one each: see _corrected
         for answer in fills:
             fill = stored.get(answer.execution.execId, answer)  # the one reports update
             row = _execution_row(fill)
+            if _corrected(book.executions, by_base, row.exec_id):
+                continue  # IB's correction of it is listed: the correction stands for it
             old = book.executions.get(row.exec_id)
             if old is None:
                 fresh.append(row)
@@ -320,3 +326,17 @@ class OrderTable(IBConnection):
                 orders[perm_id] = replace(
                     row, order_id=order_id, client_id=client_id, avg_fill_price=avg
                 )
+
+
+def _corrected(executions: dict[str, ExecutionRow], by_base: dict[str, str], exec_id: str) -> bool:
+    """True when ``executions`` holds a later correction of ``exec_id``; else the execution it
+    corrects, if listed, leaves (IB lists the original and its correction side by side).
+    ``by_base``: the execution listed for each execution corrected or not (kept up to date)."""
+    base, number = correction_of(exec_id)
+    listed = by_base.get(base)
+    if listed is not None and listed != exec_id:
+        if correction_of(listed)[1] > number:
+            return True
+        executions.pop(listed, None)
+    by_base[base] = exec_id
+    return False

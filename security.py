@@ -305,10 +305,13 @@ def trusted_hosts(settings: Settings) -> set[str]:
 
 
 def _check_host() -> tuple[Response, int] | None:
-    """Both the Host the peer sent and, behind a trusted proxy, the one it forwarded must be
-    trusted: every loopback peer is a "proxy" when TRUSTED_PROXIES is 127.0.0.1, a DNS-rebound
-    page in the trader's browser included, and its own X-Forwarded-Host would pass it."""
-    sent = request.environ.get("werkzeug.proxy_fix.orig", {}).get("HTTP_HOST")
+    """The Host (behind a trusted proxy: the one it forwarded) must be trusted, and so must the
+    Host a loopback peer sent itself: every program on the machine is a "proxy" when
+    TRUSTED_PROXIES is 127.0.0.1, a DNS-rebound page in the trader's browser included, and its
+    own X-Forwarded-Host would pass it. (A proxy elsewhere, a container's, may send its
+    upstream's name: only what it forwards is checked.)"""
+    orig = request.environ.get("werkzeug.proxy_fix.orig", {})
+    sent = orig.get("HTTP_HOST") if is_loopback(orig.get("REMOTE_ADDR") or "") else None
     trusted = current_app.extensions["trusted_hosts"]
     for header in (sent, request.headers.get("Host", "")):
         if header is not None and host_name(header) not in trusted:

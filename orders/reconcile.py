@@ -19,8 +19,9 @@ from typing import Any
 from ib_async import IB
 from ib_async.order import Trade
 
-from ib_compat import WORKING_STATES, number
+from ib_compat import WORKING_STATES, live_trades, number
 from order_records import FillRecord, Lifecycle
+from orders.executions import correction_of
 from orders.lifecycle import (
     BROKER_FINAL,
     OUR_FINAL,
@@ -112,7 +113,13 @@ def _fill_decisions(record: Lifecycle, reported: Sequence[FillRecord]) -> list[D
     """Executions the record lacks, and commissions it lacks (a report lost with a dropped
     connection between the execution and its commission)."""
     known = {f.exec_id: f for f in record.fills}
-    new = tuple(f for f in reported if f.exec_id not in known)
+    newest = {base: number for base, number in map(correction_of, known)}
+    new = tuple(  # not one it has, nor one a correction it has replaced
+        f
+        for f in reported
+        if f.exec_id not in known
+        and correction_of(f.exec_id)[1] > newest.get(correction_of(f.exec_id)[0], (-1, ""))
+    )
     priced = tuple(
         f
         for f in reported
@@ -128,7 +135,7 @@ def _fill_decisions(record: Lifecycle, reported: Sequence[FillRecord]) -> list[D
 def order_reports(ib: IB, refs: Iterable[str]) -> dict[str, OrderReport]:
     """ib_async's trades that carry one of our ids, live ones preferred over done ones."""
     wanted = set(refs)
-    live = set(map(id, ib.openTrades()))
+    live = set(map(id, live_trades(ib)))
     found: dict[str, OrderReport] = {}
     for trade in ib.trades():
         ref = trade.order.orderRef
@@ -267,4 +274,4 @@ class Reconciler:
         if tracker is None or tracker.record.verdict in BROKER_FINAL:
             return
         if tracker.trade is None or tracker.record.verdict in OUR_FINAL:
-            self.adopt(ib, tracker, trade, trade in ib.openTrades())
+            self.adopt(ib, tracker, trade, trade in live_trades(ib))

@@ -31,6 +31,7 @@ from ib_compat import (
     CLIENT_SIDE_STATES,
     DONE_STATES,
     FALSE_CANCEL_CODES,
+    LOCATE_HOLD,
     WORKING_STATES,
     broker_state,
     filled_quantity,
@@ -169,7 +170,7 @@ class OrderBook:
         if entry is not None and entry.errorCode:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
             return
-        if trade.orderStatus.status in WORKING_STATES:
+        if broker_state(trade.orderStatus) in WORKING_STATES:
             _sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
@@ -177,7 +178,7 @@ class OrderBook:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
-        if trade.orderStatus.status in WORKING_STATES:  # the intent first (see _sync_intent)
+        if broker_state(trade.orderStatus) in WORKING_STATES:  # the intent first (_sync_intent)
             _sync_intent(tracker, trade)
             self._changed()
         _echoed(tracker, trade)
@@ -313,7 +314,7 @@ class OrderBook:
         if may_become(tracker.record.verdict, Verdict.FILLED) and executions.filled_by_executions(
             tracker.record, tracker.trade, bool(tracker.unconfirmed)
         ):
-            self.verdict(tracker, Verdict.FILLED, "its executions fill it (no Filled status)")
+            self.verdict(tracker, Verdict.FILLED, "its executions add up to its quantity")
         self._changed()
 
     def on_commission(self, tracker: Tracker, report: Any) -> None:
@@ -474,7 +475,7 @@ def _sync_intent(tracker: Tracker, trade: Trade) -> None:
 def last_error_text(tracker: Tracker) -> str | None:
     """The last real error IB sent about the order (no warnings, no 10349)."""
     for message in reversed(tracker.record.messages):
-        if not is_warning(message.code) or message.code == 399:  # 399 says why it waits
+        if not is_warning(message.code) or message.code in (399, LOCATE_HOLD):  # why it waits
             return f"Error {message.code}: {message.text}"
     return None
 

@@ -141,6 +141,7 @@ class OrderMatching:
         position = self._positions.get(contract.con_id)
         short = (position.qty if position else 0.0) - order.total_quantity < -EPS
         needs = order.action == "SELL" and short and contract.symbol in self.hard_to_borrow
+        needs = needs and not order.parent_perm_id  # a bracket's exits close what it opened
         order.why_held = "locate" if needs and contract.sec_type == "STK" else ""
         if not order.why_held or was:
             return []

@@ -163,6 +163,26 @@ def test_executions_are_asked_for_incrementally(gateway, connector, other, monke
     assert len({e.exec_id for e in connector.snapshot().executions}) == 31
 
 
+def test_an_execution_ib_corrects_is_listed_once_as_corrected(
+    gateway, connector, other, monkeypatch
+):
+    """IB lists an execution and its correction (the execId's last part raised) side by side:
+    the day's executions showed both, 2 shares for a 1-share fill. The correction replaces it."""
+    monkeypatch.setattr(reader_orders, "EXEC_SWEEP", 0.3)
+    trade = place(other, MarketOrder("BUY", 1))
+    perm_id = trade.order.permId
+    row = wait_for(
+        lambda: next((e for e in connector.snapshot().executions if e.perm_id == perm_id), None)
+    )
+    gateway.correct_execution(row.exec_id, round(row.price + 0.05, 2))
+    base = row.exec_id.rpartition(".")[0]
+    wait_for(lambda: f"{base}.02" in {e.exec_id for e in connector.snapshot().executions})
+    refreshed(connector)  # asked again: both are in the gateway's answer
+    mine = [e for e in connector.snapshot().executions if e.exec_id.startswith(base)]
+    assert [(e.exec_id, e.shares) for e in mine] == [(f"{base}.02", 1)]
+    assert mine[0].price == pytest.approx(row.price + 0.05)
+
+
 def test_own_clients_fills_do_not_trigger_completed_downloads(gateway, connector, scripts):
     ours = scripts(OWN)  # the OrderHandler's clientId
     wait_for(lambda: requests(gateway, "ReqCompletedOrders"), timeout=3)

@@ -7,6 +7,7 @@ the simulated gateway with real ib_async and compares the record with what the b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -151,6 +152,31 @@ def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
     assert decide([Candidate(record, False)], {}, {"o-1": [FillRecord("X", 0, 1, 1.0)]}, False) == [
         Decision(Action.AWAIT, "o-1")
     ]  # no commission at the gateway either: nothing to take
+
+
+def test_reconcile_takes_a_correction_once_and_never_the_execution_it_replaced():
+    """The gateway lists an execution and IB's correction of it side by side: a record holding
+    the correction takes neither again (the original was a "recovered fill" on every
+    reconnect), one holding the original takes the correction."""
+    original = FillRecord("0000e0d5.65000001.01.01", 0, 1, 1.0, 0.5)
+    corrected = FillRecord("0000e0d5.65000001.01.02", 0, 1, 1.1, 0.5)
+    record = Lifecycle(
+        id="o-1",
+        intent=FAR,
+        source="api",
+        created_at=0,
+        phase="tracking",
+        order_id=5,
+        verdict="working",
+        fills=(corrected,),
+    )
+    reported = {"o-1": [original, corrected]}
+    assert decide([Candidate(record, False)], {}, reported, False) == [
+        Decision(Action.AWAIT, "o-1")
+    ]
+    record = dataclasses.replace(record, fills=(original,))
+    decisions = decide([Candidate(record, False)], {}, reported, False)
+    assert [(d.action, d.fills) for d in decisions][0] == (Action.FILLS, (corrected,))
 
 
 def test_a_late_fill_of_an_old_order_keeps_its_commission(handler, gateway, monkeypatch):

@@ -541,7 +541,7 @@ def test_an_order_whose_executions_fill_it_is_filled_without_ibs_filled_status(h
     done = handler.wait(record.id, 5)
     assert done.verdict == "filled" and done.filled == 5
     assert gateway.all_orders()[0].status == "Filled"
-    assert "no Filled status" in done.verdict_reason
+    assert done.verdict_reason == "its executions add up to its quantity"
     resting, _ = handler.submit(FAR)  # acknowledged, nothing filled: still working
     assert handler.wait(resting.id, 5).verdict == "working"
 
@@ -568,7 +568,8 @@ def test_a_short_sale_held_for_a_locate_is_working_not_rejected(gateway, journal
     """IB holds a short sale while it locates shares to borrow: 404 and orderStatus Inactive
     with whyHeld "locate". It was taken for a rejection (Inactive): "rejected", no cancel or
     modify allowed (409), while IB kept it and could fill it; a trader re-sending it would be
-    short twice. It is working (PreSubmitted), can be cancelled, and fills when located."""
+    short twice. It is working (PreSubmitted), saying why it waits, also after a reconnect; its
+    changes and cancel go through, and it fills when the shares are located."""
     gateway.set_hard_to_borrow("AAPL")
     handler = make_handler(gateway, journal, monitor=0.5)
     try:
@@ -577,10 +578,16 @@ def test_a_short_sale_held_for_a_locate_is_working_not_rejected(gateway, journal
         held = handler.wait(record.id, 5)
         assert (held.verdict, held.status) == ("working", "PreSubmitted"), held.verdict_reason
         assert 404 in [m.code for m in handler.get(record.id).messages]
-        other, _ = handler.submit(short)
+        other, _ = handler.submit(replace(short, order_type="LMT", limit_price=100.0))
         assert handler.wait(other.id, 5).verdict == "working"
+        gateway.drop_connections()  # reconciled: still working and followed (ib_async's
+        wait_for(lambda: handler.book.get(record.id).trade is None)  # openTrades leaves
+        wait_for(lambda: handler.book.get(other.id).trade is not None, timeout=15)  # it out)
+        handler.modify(other.id, limit_price=101.0)
+        wait_for(lambda: handler.get(other.id).intent.limit_price == 101.0)
         handler.cancel(other.id)
         wait_for(lambda: handler.get(other.id).verdict == "cancelled")
+        assert [o.status for o in gateway.all_orders() if o.lmt_price] == ["Cancelled"]
         gateway.shares_located("AAPL")
         wait_for(lambda: handler.get(record.id).verdict == "filled")
         assert handler.get(record.id).filled == 5

@@ -671,6 +671,23 @@ def test_a_rebound_name_cannot_pose_as_the_proxy(make_app, gateway):
     assert res.status_code == 400  # what the proxy names must be trusted too
 
 
+def test_a_proxy_elsewhere_may_send_its_upstreams_name(make_app, gateway):
+    """nginx or Traefik in another container sends the Host of its upstream (``ibdash:5000``)
+    and names the public one in X-Forwarded-Host: only the forwarded one is checked there (the
+    rebinding check is for loopback peers, where the trader's browser is)."""
+    app = make_app(
+        webhook_secret="webhook-secret-abcdefghij",
+        trusted_proxies="172.18.0.2",
+        trusted_hosts="127.0.0.1,tv.example.com",
+    )
+    proxy = client_from(app, "172.18.0.2")
+    forwarded = {"Host": "ibdash:5000", "X-Forwarded-Host": "tv.example.com"}
+    alert = {**ORDER, "secret": "webhook-secret-abcdefghij"}
+    assert proxy.post("/api/v1/webhook", json=alert, headers=forwarded).status_code == 202
+    forwarded["X-Forwarded-Host"] = "evil.example"
+    assert proxy.post("/api/v1/webhook", json=alert, headers=forwarded).status_code == 400
+
+
 # -------------------------------------------------------------------- CSRF
 def test_browser_session_needs_csrf_for_writes(app, gateway):
     browser = app.test_client()

@@ -199,6 +199,26 @@ async def test_blank_tif_gets_10349_by_default_and_ib_async_calls_it_cancelled(
 
 
 @async_test
+async def test_a_long_brackets_exits_need_no_locate(gateway: SimGateway) -> None:
+    """A bracket's sell exits close the long its entry opens: no 404 for a hard-to-borrow
+    stock, and the stop works once the entry fills."""
+    gateway.set_clock(OPEN + 60)
+    gateway.set_hard_to_borrow("AAPL")
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        ticker = await quote(ib, stock)
+        entry, profit, loss = ib.bracketOrder(
+            "BUY", 10, cents(ticker.ask + 1), cents(ticker.ask + 20), cents(ticker.bid - 30)
+        )
+        parent, _, stop = [ib.placeOrder(stock, order) for order in (entry, profit, loss)]
+        await status(parent, "Filled")
+        await status(stop, "PreSubmitted")
+        await ib.reqCurrentTimeAsync()
+        assert 404 not in errors.codes() and stop.orderStatus.whyHeld == ""
+
+
+@async_test
 async def test_off_tick_price_gets_110_with_ibs_text(gateway: SimGateway) -> None:
     gateway.set_clock(OPEN + 60)
     async with connected(gateway) as ib:
