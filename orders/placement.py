@@ -27,7 +27,7 @@ from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.amend import Amend
 from orders.commands import Cancel, CancelAll, Modify, Place
 from orders.lifecycle import Event, Phase, Tracker, Verdict, is_final
-from orders.tracking import OrderBook
+from orders.tracking import OrderBook, waiting_reason
 
 log = logging.getLogger(__name__)
 
@@ -300,10 +300,12 @@ class Placement(Amend):
                     f"still PendingSubmit after {timeout:g}s monitoring",
                 )
             else:
+                waits = waiting_reason(tracker)  # held until the open (399), for a locate (404)
                 self.book.verdict(
                     tracker,
                     Verdict.WORKING,
-                    f"{status} after {timeout:g}s monitoring; still tracked",
+                    f"{status} after {timeout:g}s monitoring; still tracked"
+                    + (f" ({waits})" if waits else ""),
                 )
         if not is_final(tracker.record.verdict):
             tracker.advance(Event.WINDOW_END)  # out of its window; events still update it

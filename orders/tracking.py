@@ -472,6 +472,12 @@ def _sync_intent(tracker: Tracker, trade: Trade) -> None:
         tracker.confirmed(**changes)
 
 
+def waiting_reason(tracker: Tracker) -> str | None:
+    """What IB said the order waits for: the open (399), a locate of shares to borrow (404)."""
+    waits = [m for m in tracker.record.messages if m.code in (399, LOCATE_HOLD)]
+    return f"Error {waits[-1].code}: {waits[-1].text}" if waits else None
+
+
 def last_error_text(tracker: Tracker) -> str | None:
     """The last real error IB sent about the order (no warnings, no 10349)."""
     for message in reversed(tracker.record.messages):
