@@ -432,8 +432,9 @@ class OrderHandler(LoopSide):
         return self.book.count()
 
     def working_count(self) -> int:
-        """Our orders not yet finished (the risk gate's open-order count)."""
-        return len(self.book.unfinished())
+        """Our orders not yet finished (the risk gate's open-order count), a bracket's exits
+        counted before the order thread makes them."""
+        return sum(_orders_at_ib(t.record) for t in self.book.unfinished())
 
     def in_flight(self) -> int:
         """Orders sent and still in their settle or monitoring window."""
@@ -475,3 +476,8 @@ class OrderHandler(LoopSide):
                 self.on_change()
             except Exception:
                 log.exception("on_change callback failed; carrying on")
+
+
+def _orders_at_ib(record: Lifecycle) -> int:
+    """1, or a bracket entry's orders while the order thread has not made its exits yet."""
+    return 1 if record.children or record.parent else record.intent.order_count

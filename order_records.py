@@ -50,6 +50,11 @@ class OrderIntent:
         return self.take_profit is not None or self.stop_loss is not None
 
     @property
+    def order_count(self) -> int:
+        """The orders IB gets for it: the entry and each of a bracket's exits."""
+        return 1 + (self.take_profit is not None) + (self.stop_loss is not None)
+
+    @property
     def description(self) -> str:
         """The contract in IB's words ("AAPL 20261218 200 C"); the symbol for stocks."""
         return describe(

@@ -87,6 +87,7 @@ class RiskDecision:
     reference_price: float | None = None
     notional: float | None = None
     at: float = 0.0
+    orders: int = 1  # the orders IB gets (a bracket: its entry and exits)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (journaled with the order)."""
@@ -191,15 +192,16 @@ class RiskGate(RiskQuotes):
         with self._lock:
             self._roll_day()
             self._apply(self._rules, check)
-            self._recent.append(self._monotonic())
+            self._recent.extend([self._monotonic()] * intent.order_count)
             self._notional_today += check.notional or 0.0
-            self._unregistered += 1
+            self._unregistered += intent.order_count
         return RiskDecision(
             accepted=True,
             figures=self._figures(check),
             reference_price=check.price,
             notional=check.notional,
             at=self._wall(),
+            orders=intent.order_count,
         )
 
     def check(self, intent: OrderIntent) -> RiskDecision:
@@ -252,17 +254,17 @@ class RiskGate(RiskQuotes):
         )
 
     def registered(self, decision: RiskDecision) -> None:
-        """The accepted order now counts among the open orders."""
+        """The accepted order (a bracket: its orders) now counts among the open orders."""
         with self._lock:
-            self._unregistered = max(0, self._unregistered - 1)
+            self._unregistered = max(0, self._unregistered - decision.orders)
 
     def release(self, decision: RiskDecision) -> None:
         """Give back a reservation whose order was not queued after all."""
         with self._lock:
-            if self._recent:
+            for _ in range(min(decision.orders, len(self._recent))):
                 self._recent.pop()
             self._notional_today = max(0.0, self._notional_today - (decision.notional or 0.0))
-            self._unregistered = max(0, self._unregistered - 1)
+            self._unregistered = max(0, self._unregistered - decision.orders)
 
     def _apply(self, rules: tuple, check: _Check) -> None:
         for rule, test in rules:
@@ -414,17 +416,12 @@ class RiskGate(RiskQuotes):
         return None
 
     def _max_open_orders(self, check: _Check) -> str | None:
-        limit = self.settings.risk_max_open_orders
-        count = self._open_orders() + self._unregistered
-        if count >= limit:
-            return f"{count} orders are working; the limit is {limit}"
-        return None
+        count, limit = self._open_orders() + self._unregistered, self.settings.risk_max_open_orders
+        return _past("orders are working", count, check.intent.order_count, limit)
 
     def _per_minute(self, check: _Check) -> str | None:
         limit = self.settings.risk_max_orders_per_minute
-        if len(self._recent) >= limit:
-            return f"{len(self._recent)} orders in the last 60 s; the limit is {limit}"
-        return None
+        return _past("orders in the last 60 s", len(self._recent), check.intent.order_count, limit)
 
     def _daily_cap(self, check: _Check) -> str | None:
         return self._over_cap(check.notional or 0.0)
@@ -480,3 +477,11 @@ def _round(value: float | None) -> float | None:
 
 def _utc_day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+
+
+def _past(what: str, count: int, more: int, limit: int) -> str | None:
+    """Why ``more`` orders (a bracket: its entry and exits) on top of ``count`` pass ``limit``."""
+    if count + more <= limit:
+        return None
+    adds = f"; this one adds {more}" if more > 1 else ""
+    return f"{count} {what}{adds}; the limit is {limit}"

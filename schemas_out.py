@@ -297,6 +297,7 @@ class RiskVerdictOut(_Out):
     reference_price: float | None
     notional: float | None
     at: float
+    orders: int = Field(1, description="the orders IB gets for it: a bracket's entry and exits")
 
 
 class PreviewOut(_Out):

@@ -98,6 +98,25 @@ def test_modify_runs_the_checks_of_a_new_order_before_sending(make_client, gatew
     wait_for(lambda: gateway_limit(gateway, order_id) == round(limit - 0.05, 2))
 
 
+def test_a_modify_whose_contract_cannot_be_looked_up_is_a_422_not_a_500(
+    client, gateway, monkeypatch
+):
+    """The gate prices a change by looking the contract up (after a reconnect IB may answer
+    nothing): a new order so refused answered 422 unknown_symbol, a modify 500."""
+    order_id, limit = working_limit(client, gateway)
+    gate = client.application.extensions["trading"].gate
+
+    def no_contract(*_args, **_kwargs):
+        raise LookupError("IB has no contract for AAPL STK in USD")
+
+    monkeypatch.setattr(gate, "_quotes", no_contract)
+    monkeypatch.setattr(gate, "_quote_cache", {})
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 2})
+    body = error(res, 422)
+    assert body["code"] == "unknown_symbol" and "IB has no contract" in body["message"]
+    assert gateway_limit(gateway, order_id) == limit
+
+
 def test_a_change_that_makes_an_order_bigger_counts_towards_the_days_cap(make_client, gateway):
     """Small orders raised by modifies cannot pass the daily notional cap: what a change adds
     is counted (and journaled, for a restart) like a new order's notional."""

@@ -430,6 +430,36 @@ def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gatew
 
 
 # ----------------------------------------------------------- at the gateway, end to end
+def test_a_bracket_counts_as_the_orders_ib_gets_against_the_order_limits(handler, gateway):
+    """A bracket is three orders at IB: it took one slot of RISK_MAX_OPEN_ORDERS and of the
+    per-minute limit, so a limit of 2 let 4 orders work. Its exits count from its acceptance,
+    before the order thread makes them, and after."""
+    gate = make_gate(handler, risk_max_open_orders=3, risk_max_orders_per_minute=5)
+    resting = replace(FAR, quantity=1)
+    handler.submit(resting, gate=gate)
+    bracket = replace(FAR, take_profit=2.0, stop_loss=0.5)
+    with pytest.raises(RiskRejected) as refused:
+        handler.submit(bracket, gate=gate)
+    assert refused.value.decision.rule == "max_open_orders"
+    assert refused.value.decision.message.endswith(
+        "1 orders are working; this one adds 3; the limit is 3"
+    )
+    gate = make_gate(handler, risk_max_open_orders=4, risk_max_orders_per_minute=5)
+    record, _ = handler.submit(bracket, gate=gate)
+    assert handler.working_count() == 4  # its exits counted before they are made
+    wait_for(lambda: len(gateway.open_orders()) == 4)
+    assert handler.working_count() == 4 and handler.get(record.id).children
+    with pytest.raises(RiskRejected) as refused:  # 4 working and 3 in the last minute
+        handler.submit(resting, gate=gate)
+    assert refused.value.decision.rule == "max_open_orders"
+    per_minute = make_gate(handler, risk_max_open_orders=50, risk_max_orders_per_minute=2)
+    with pytest.raises(RiskRejected) as refused:
+        per_minute.reserve(bracket)
+    assert refused.value.decision.message.endswith(
+        "0 orders in the last 60 s; this one adds 3; the limit is 2"
+    )
+
+
 def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     bracket = OrderIntent(
         symbol="AAPL",

@@ -489,6 +489,8 @@ def _order_action(action: Any, order_id: str) -> tuple[Response, int]:
             RULE_FIELDS.get(exc.decision.rule or ""),
             [exc.decision.as_dict()],
         ) from None
+    except LookupError as exc:  # the gate's look-up of the contract (after a reconnect)
+        raise ApiError(422, "unknown_symbol", f"the order's contract: {exc}") from None
     return _json(
         {
             "id": record.id,
