@@ -336,7 +336,10 @@ class OrderHandler(LoopSide):
             if gate is not None:
                 command = check_change(gate, self.journal, tracker, legs, command)
             try:
-                self._enqueue(command)
+                with self.kill_switch.lock:  # not engaged between the check and the queue
+                    if self.halted:
+                        raise TradingHaltedError("trading is halted by the kill switch")
+                    self._enqueue(command)
             except BaseException:
                 if command.basis is not None:
                     tracker.change_taken()
@@ -362,12 +365,9 @@ class OrderHandler(LoopSide):
         return working
 
     def engage_kill_switch(self, reason: str) -> int:
-        """Halt new orders (persisted) and send a global cancel; returns ours working.
-
-        Orders accepted before this are either queued already (the global cancel
-        follows them on the same loop; those still waiting for the pace are withdrawn
-        unsent) or refused; ``_place`` checks again.
-        """
+        """Halt new orders (persisted) and send a global cancel; returns ours working. Orders
+        accepted before are queued already (the cancel follows them on the loop; those waiting
+        for the pace leave unsent) or refused; ``_place`` and a change's sending check again."""
         self.kill_switch.engage(reason)
         self._notify_state()
         try:

@@ -23,7 +23,7 @@ import time
 from ib_async import IB, Contract, Order, Trade
 
 from config import is_paper_account
-from ib_compat import make_contract
+from ib_compat import DONE_STATES, broker_state, make_contract
 from wire import plain_number
 
 EXIT_FILLED, EXIT_NOT_FILLED, EXIT_ERROR = 0, 1, 2
@@ -156,7 +156,8 @@ async def _place_and_watch(ib: IB, args: argparse.Namespace, say, connect) -> in
     last: list[str | None] = [None]
 
     def on_status(trade: Trade) -> None:
-        status = trade.orderStatus.status
+        held = trade.orderStatus.whyHeld
+        status = trade.orderStatus.status + (f" (held: {held})" if held else "")
         if status != last[0]:
             say(f"📊 Status: {last[0]} → {status}")
             last[0] = status
@@ -196,11 +197,17 @@ async def _settle_and_watch(ib: IB, trade: Trade, args: argparse.Namespace, say)
     deadline = time.monotonic() + args.timeout
     listed_at = 0  # trade.log's length when the gateway last listed the order as working
     while ib.isConnected() and time.monotonic() < deadline:
-        if trade.isDone() and len(trade.log) != listed_at:
+        if _done(trade) and len(trade.log) != listed_at:
             if not await _still_working(ib, trade, say):
                 return
             listed_at = len(trade.log)
         await asyncio.sleep(0.1)
+
+
+def _done(trade: Trade) -> bool:
+    """Done at IB: ib_async's done states, less a short sale IB holds for a locate (Inactive
+    with whyHeld "locate": it lives and may fill)."""
+    return broker_state(trade.orderStatus) in DONE_STATES
 
 
 async def _still_working(ib: IB, trade: Trade, say) -> bool:
@@ -208,7 +215,7 @@ async def _still_working(ib: IB, trade: Trade, say) -> bool:
     message outside its short list of warnings (10349, 10311 ...) while it works on: an end
     that came from such a message is checked against the gateway's open orders (whose
     answer also brings the order's real status back)."""
-    if not trade.isDone():
+    if not _done(trade):
         return True
     if not trade.log or trade.log[-1].errorCode == 0:  # the gateway's own status
         return False
@@ -234,16 +241,16 @@ async def _cancel_unfinished(ib: IB, trade: Trade, say, connect) -> Trade:
     try:
         if not ib.isConnected():
             trade = await _found_again(ib, trade, say, connect)
-            if trade.isDone():
+            if _done(trade):
                 return trade
         ib.cancelOrder(order)
         deadline = time.monotonic() + CANCEL_WAIT
-        while not trade.isDone() and time.monotonic() < deadline:
+        while not _done(trade) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
     except ConnectionError as exc:
         say(f"⚠️ Cancel not sent: {exc}")
     finally:  # also when a second Ctrl-C cuts the wait short
-        if not trade.isDone():  # the status may be a late ack of the order, not of the cancel
+        if not _done(trade):  # the status may be a late ack of the order, not of the cancel
             # (ib_async logs PendingCancel on the trade once it has sent the cancel)
             sent = any(entry.status == "PendingCancel" for entry in trade.log)
             unconfirmed = ", the cancel sent but not confirmed" if sent else ""

@@ -4,6 +4,7 @@ working order of every client (reqGlobalCancel), modify one. A base of ``orders.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+READ_TIMEOUT = 5.0  # s for the gateway to answer what follows a global cancel (it read it)
 BRACKET_OCA_TYPE = 3  # IB links a bracket's legs so: a fill of one shrinks the other, no block
 
 
@@ -57,8 +59,11 @@ class Amend:
         try:
             ib.reqGlobalCancel()
             log.warning("🛑 Global cancel sent: every working order of every client")
-        except ConnectionError as exc:
-            log.error("global cancel not sent: %s", exc)
+            await asyncio.wait_for(ib.reqCurrentTimeAsync(), READ_TIMEOUT)  # read before it
+        except (ConnectionError, TimeoutError) as exc:  # log and carry on: pending still
+            log.error("global cancel not sent or not read by the gateway: %s", exc)
+        else:
+            self.host.global_cancel_sent()
 
     def _withdraw_unsent(self, ib: IB) -> None:
         """A global cancel goes out behind every message queued for the pace (45/s): the new
@@ -118,6 +123,10 @@ class Amend:
             return
         if is_final(tracker.record.verdict):  # e.g. withdrawn unsent by a global cancel
             tracker.step(f"change not sent: the order is {tracker.record.verdict}")
+            return
+        if self.host.halted or tracker.cancel_requested:  # engaged after it was accepted
+            why = "the kill switch is engaged" if self.host.halted else "its cancel was asked"
+            tracker.step(f"change not sent: {why}")
             return
         if command.basis is not None and not same_terms(command.basis, tracker.sent_terms()):
             self._refuse_moved(tracker, command)

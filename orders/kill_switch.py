@@ -1,4 +1,7 @@
-"""The kill switch: a journal flag that halts new orders and survives restarts."""
+"""The kill switch: a journal flag that halts new orders and survives restarts, and a second
+one that keeps its global cancel pending until the gateway has read it: sent at every
+connection until then, never again after (a global cancel at each reconnect would cancel the
+orders a trader places in TWS while the switch is on)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from journal import Journal, JournalError
 log = logging.getLogger(__name__)
 
 KILL_SWITCH = "kill_switch"  # the journal flag's name
+CANCEL_FLAG = "kill_switch_cancel"  # "pending" until the gateway read the global cancel: "sent"
 
 
 class KillSwitch:
@@ -18,6 +22,8 @@ class KillSwitch:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.reason = journal.flag(KILL_SWITCH)
+        # engaged by a version without the flag: pending (sent once more)
+        self.cancel_pending = self.reason is not None and journal.flag(CANCEL_FLAG) != "sent"
         self.persisted = True  # the journal holds the state in force (it survives a restart)
         self.lock = threading.Lock()
 
@@ -31,8 +37,10 @@ class KillSwitch:
         not stop the halt (nor the cancels that follow it): it then lasts until a restart."""
         with self.lock:
             self.reason = reason or "engaged"
+            self.cancel_pending = True
         log.warning("🛑 KILL SWITCH engaged: %s", reason)
         try:
+            self.journal.set_flag(CANCEL_FLAG, "pending")
             self.journal.set_flag(KILL_SWITCH, self.reason)
         except JournalError:
             self.persisted = False
@@ -40,8 +48,19 @@ class KillSwitch:
         else:
             self.persisted = True
 
+    def cancel_sent(self) -> None:
+        """The gateway read a global cancel sent while engaged: not sent again."""
+        if not self.cancel_pending:
+            return
+        self.cancel_pending = False
+        try:
+            self.journal.set_flag(CANCEL_FLAG, "sent")
+        except JournalError:  # log and carry on: a restart sends it once more
+            log.exception("the kill switch's global cancel was sent; not saved so")
+
     def release(self) -> None:
         """Allow new orders again."""
         self.journal.set_flag(KILL_SWITCH, None)
-        self.reason, self.persisted = None, True
+        self.journal.set_flag(CANCEL_FLAG, None)
+        self.reason, self.persisted, self.cancel_pending = None, True, False
         log.warning("✅ Kill switch released")

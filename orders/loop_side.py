@@ -16,6 +16,7 @@ from ib_async import IB
 from ib_compat import logged
 from ib_connection import IBConnection
 from orders.commands import Command
+from orders.kill_switch import KillSwitch
 from orders.placement import CALL_TIMEOUT, Placement
 from orders.reconcile import Reconciler
 from orders.tracking import OrderBook
@@ -33,6 +34,7 @@ class LoopSide(IBConnection):
     _reconciled: bool
     _tasks: set[asyncio.Task[None]]
     book: OrderBook
+    kill_switch: KillSwitch
     placement: Placement
     reconciler: Reconciler
 
@@ -40,6 +42,10 @@ class LoopSide(IBConnection):
 
         @property
         def halted(self) -> bool: ...
+
+    def global_cancel_sent(self) -> None:
+        """The gateway read a global cancel: the kill switch's is no longer pending."""
+        self.kill_switch.cancel_sent()
 
     async def on_connected(self, ib: IB) -> None:
         if self._queue is None:
@@ -51,9 +57,9 @@ class LoopSide(IBConnection):
         )
         self.placement.new_connection()
         self._reconciled = False
-        self.reconciler.reconcile(ib)
-        if self.halted:  # a kill switch engaged while disconnected still cancels everything
+        if self.kill_switch.cancel_pending:  # its global cancel not read yet: first of all
             await self.placement.cancel_all()
+        self.reconciler.reconcile(ib)
         self._reconciled = True
         log.info("✅ Order handler connected to IB! (clientId %d)", self.client_id)
 
@@ -77,11 +83,11 @@ class LoopSide(IBConnection):
         if data_lost:
             await super().on_link_restored(ib, data_lost)
             return
+        if self.kill_switch.cancel_pending:  # engaged during the outage: its cancel goes first
+            await self.placement.cancel_all()
         await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
         self.reconciler.reconcile(ib)
         log.info("🔎 Reconciled after IB's servers came back")
-        if self.halted:  # a kill switch engaged during the outage: its global cancel goes now
-            await self.placement.cancel_all()
 
     async def _consume(self) -> None:
         assert self._queue is not None

@@ -53,6 +53,9 @@ class Host(Protocol):
     def connected(self) -> bool:
         """Whether the order connection is up."""
 
+    def global_cancel_sent(self) -> None:
+        """The gateway read a global cancel (the kill switch's is no longer pending)."""
+
     def sink(self, record: Lifecycle) -> None:
         """Journal a record change and tell the listeners."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -13,8 +14,10 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from ib_async import Stock, StopOrder
+from test_ib_connector import scripts  # noqa: F401 - the trader's TWS client
 
-from conftest import TRADING_CLOCK, wait_for
+from conftest import TRADING_CLOCK, loop_paused, wait_for
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_handler import (
@@ -357,6 +360,58 @@ def test_kill_switch_halts_and_persists(gateway, journal):
         assert again.wait(again.submit(MKT)[0].id, 5).verdict == "filled"
     finally:
         again.stop()
+
+
+def test_the_kill_switchs_global_cancel_is_sent_once_not_at_every_reconnect(
+    gateway, journal, scripts
+):
+    """Engaged, the switch sent its global cancel again at every reconnect, 1102 and restart
+    while it stayed on (days): the orders the trader placed in TWS meanwhile (a protective
+    stop) were cancelled without a word. It is pending until the gateway has read it once."""
+    handler = make_handler(gateway, journal)
+    try:
+        handler.submit(FAR)
+        wait_for(lambda: len(gateway.open_orders()) == 1)
+        handler.engage_kill_switch("test")
+        wait_for(lambda: not gateway.open_orders())
+        wait_for(lambda: not handler.kill_switch.cancel_pending)
+        tws = scripts(7)  # the trader's own order in TWS, after the switch
+        stop = tws.placeOrder(
+            tws.qualifyContracts(Stock("IBM", "SMART", "USD"))[0],
+            StopOrder("SELL", 1, 1.0, tif="GTC"),
+        )
+        tws.reqCurrentTime()
+        gateway.drop_connections()
+        wait_for(lambda: not handler.connected)
+        wait_for(lambda: handler.connected and handler._reconciled, timeout=10)
+    finally:
+        handler.stop()
+    again = make_handler(gateway, journal)
+    try:
+        assert again.halted and not again.kill_switch.cancel_pending
+        wait_for(lambda: again._reconciled, timeout=10)
+        again.thread.call(asyncio.sleep(0), 5)  # its connect hooks have run
+        assert [o.order_id for o in gateway.open_orders()] == [stop.order.orderId]
+        assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1
+    finally:
+        again.stop()
+
+
+def test_a_change_accepted_before_the_kill_switch_is_not_sent_after_it(handler, gateway):
+    """A modify checked and queued just before the switch was engaged went out after its
+    global cancel (the socket showed the cancel, then the changed order): a limit raised to
+    marketable could fill. The switch engaged, it is not sent."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    with loop_paused(handler.thread):
+        handler.modify(record.id, limit_price=2.0)
+        handler.engage_kill_switch("test")
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    assert "change not sent: the kill switch is engaged" in [
+        step.text for step in handler.get(record.id).steps
+    ]
+    [order] = gateway.all_orders()
+    assert (order.lmt_price, order.status) == (1.0, "Cancelled")
 
 
 # ------------------------------------------------------------------ property-based

@@ -61,6 +61,24 @@ def test_non_zero_exit_when_the_order_does_not_fill(gateway):
     assert asyncio.run(_open_orders(gateway.port)) == []
 
 
+def test_a_short_sale_held_for_a_locate_is_cancelled_not_left_working(gateway):
+    """IB holds a short sale it cannot borrow for (404, Inactive with whyHeld "locate"): the
+    check took ib_async's Inactive for the end, cancelled nothing and left the order working
+    at IB, where it filled once the shares were located. Now it is watched and cancelled."""
+    gateway.set_hard_to_borrow("IBM")
+    result = run_script(
+        *("--port", str(gateway.port), "--host", "127.0.0.1", "--symbol", "IBM"),
+        *("--side", "SELL", "--settle", "0,0,0", "--timeout", "1"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "→ Inactive (held: locate)" in result.stdout
+    assert "🛑 Not done (Inactive): cancelling orderId" in result.stdout
+    assert "may still be working" not in result.stdout
+    assert asyncio.run(_open_orders(gateway.port)) == []
+    gateway.shares_located("IBM")
+    assert not gateway.executions()
+
+
 @contextlib.contextmanager
 def ctrl_c_reaches_children() -> Iterator[None]:
     """A test run started in the background by a non-interactive shell ignores SIGINT, and an
