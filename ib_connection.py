@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HEARTBEAT_INTERVAL = 2.0
+FLUSH_AT_STOP = 2.0  # s a stop waits for what was written to leave the socket
 SILENCE_CHECK = 0.1  # seconds between looks at the gateway's silence while a call waits
 HEARTBEAT_TIMEOUT = 4.0
 BACKOFF_FIRST = 0.25
@@ -144,11 +145,12 @@ class IBConnection(IBServers):
 
     async def _teardown(self) -> None:
         self._stopping = True
+        await self.before_stop()
         if self._supervisor is not None:
             await cancel_until_done(self._supervisor)
         await self.before_disconnect()
         if self.ib is not None and self.ib.isConnected():
-            self.ib.disconnect()
+            await _disconnect_flushed(self.ib)
         self._connected = False
 
     async def _await_first_attempt(self) -> None:
@@ -373,5 +375,21 @@ class IBConnection(IBServers):
     async def on_disconnected(self) -> None:
         """Called on the loop after the connection was lost."""
 
+    async def before_stop(self) -> None:
+        """Called on the loop when a clean shutdown begins, the connection still up."""
+
     async def before_disconnect(self) -> None:
         """Called on the loop before a clean shutdown disconnects."""
+
+
+async def _disconnect_flushed(ib: IB) -> None:
+    """Disconnect, the loop running until what was written has left (an order handed to the
+    socket just before a stop would otherwise die in its buffer with the loop), 2 s at most."""
+    transport = ib.client.conn.transport
+    ib.disconnect()
+    deadline = time.monotonic() + FLUSH_AT_STOP
+    while transport is not None and transport.get_write_buffer_size():
+        if time.monotonic() > deadline:
+            log.warning("⚠️ %d bytes not sent at the stop", transport.get_write_buffer_size())
+            return
+        await asyncio.sleep(0.01)

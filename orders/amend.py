@@ -53,7 +53,14 @@ class Amend:
         ib = self.host.ib
         if ib is None:
             return
-        self._withdraw_unsent(ib)
+        halted = self.host.halted
+        self._withdraw_unsent(
+            ib,
+            Verdict.NOT_SENT if halted else Verdict.CANCELLED,
+            "kill switch engaged before it left the pacing queue"
+            if halted
+            else "cancelled before it left the pacing queue",
+        )
         for tracker in self.book.unfinished():
             tracker.request_cancel("global cancel requested")
         try:
@@ -65,11 +72,16 @@ class Amend:
         else:
             self.host.global_cancel_sent()
 
-    def _withdraw_unsent(self, ib: IB) -> None:
+    def withdraw_at_stop(self, ib: IB) -> None:
+        """The app stops: the new orders still waiting for the pace would be dropped with the
+        socket, their records left as sent; they are concluded not sent, and said so."""
+        self._withdraw_unsent(ib, Verdict.NOT_SENT, "the app stopped before it left the queue")
+
+    def _withdraw_unsent(self, ib: IB, verdict: Verdict, reason: str) -> None:
         """A global cancel goes out behind every message queued for the pace (45/s): the new
         orders among them would reach IB first, and a market order fills before the cancel
-        arrives. They never leave: withdrawn from the queue, concluded not sent (under the kill
-        switch) or cancelled (a cancel-all)."""
+        arrives. They never leave: withdrawn from the queue, concluded ``verdict`` (not sent
+        under the kill switch, cancelled by a cancel-all)."""
         queued = ib_pacing.queued_orders(ib.client)
         unsent = {
             order_id: tracker
@@ -81,18 +93,14 @@ class Amend:
                 m is not None and m.record.order_id in unsent for m in self._bracket(tracker)
             ):
                 del unsent[order_id]  # a bracket goes whole or not at all (see _bracket)
-        halted = self.host.halted
-        for order_id in dict.fromkeys(ib_pacing.withdraw(ib.client, set(unsent))):
+        withdrawn = list(dict.fromkeys(ib_pacing.withdraw(ib.client, set(unsent))))
+        for order_id in withdrawn:
             tracker = unsent[order_id]
             if tracker.trade is not None:
                 forget_trade(ib, tracker.trade)  # ib_async would list it PendingSubmit for good
-            self.book.verdict(
-                tracker,
-                Verdict.NOT_SENT if halted else Verdict.CANCELLED,
-                "kill switch engaged before it left the pacing queue"
-                if halted
-                else "cancelled before it left the pacing queue",
-            )
+            self.book.verdict(tracker, verdict, reason)
+        if withdrawn:
+            log.warning("🛑 %d order(s) taken out of the pacing queue unsent", len(withdrawn))
 
     def _bracket(self, tracker: Tracker) -> list[Tracker | None]:
         """The orders of ``tracker``'s bracket (itself alone if it has none). A bracket's entry

@@ -68,6 +68,11 @@ class LoopSide(IBConnection):
         self._reconciled = False
         self.book.forget_connection()
 
+    async def before_stop(self) -> None:
+        await self.before_disconnect()  # no command goes on (none queues a message now)
+        if self.ib is not None:  # orders still waiting for the pace never leave: said so
+            self.placement.withdraw_at_stop(self.ib)
+
     async def before_disconnect(self) -> None:
         if self._consumer is not None:
             self._consumer.cancel()

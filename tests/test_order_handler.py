@@ -414,6 +414,25 @@ def test_a_change_accepted_before_the_kill_switch_is_not_sent_after_it(handler, 
     assert (order.lmt_price, order.status) == (1.0, "Cancelled")
 
 
+def test_orders_still_waiting_for_the_pace_at_a_stop_end_not_sent(gateway, journal):
+    """A graceful stop closed the socket with the orders still queued for the pace (45
+    messages/s) inside: none reached IB, and their records said "sent as orderId N" with no
+    verdict until the next start. They are taken out of the queue and concluded not sent."""
+    handler = make_handler(gateway, journal)
+    try:
+        ids = [handler.submit(MKT)[0].id for _ in range(120)]
+        wait_for(lambda: len(gateway.all_orders()) >= 5)
+        handler.close_intake()
+    finally:
+        handler.stop()
+    records = [journal.get(i).record for i in ids]
+    stopped = [r for r in records if r.verdict == "not_sent"]
+    assert stopped, "every order left before the stop: nothing to show"
+    assert {r.verdict_reason for r in stopped} == {"the app stopped before it left the queue"}
+    gateway.stats()  # a round trip on the gateway's loop: what reached it is listed
+    assert not {r.id for r in stopped} & {o.order_ref for o in gateway.all_orders()}
+
+
 # ------------------------------------------------------------------ property-based
 
 
