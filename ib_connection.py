@@ -149,8 +149,7 @@ class IBConnection(IBServers):
         if self._supervisor is not None:
             await cancel_until_done(self._supervisor)
         await self.before_disconnect()
-        if self.ib is not None and self.ib.isConnected():
-            await _disconnect_flushed(self.ib)
+        await _disconnect_flushed(self.ib)
         self._connected = False
 
     async def _await_first_attempt(self) -> None:
@@ -162,14 +161,13 @@ class IBConnection(IBServers):
         backoff = BACKOFF_FIRST
         while not self._stopping:
             self._state = "connecting"
-            if await self._connect_once():
+            connected = await self._connect_once()
+            self._mark_first_attempt()
+            if connected:
                 backoff = BACKOFF_FIRST
-                self._mark_first_attempt()
                 await self._watch()
                 self._reconnects += 1
-            else:
-                self._mark_first_attempt()
-                self._state = "disconnected"
+            self._state = "disconnected"  # (``_watch`` said so too when it ended)
             if self._stopping:
                 return
             delay = backoff * (1 + random.random() * 0.5)
@@ -376,15 +374,17 @@ class IBConnection(IBServers):
         """Called on the loop after the connection was lost."""
 
     async def before_stop(self) -> None:
-        """Called on the loop when a clean shutdown begins, the connection still up."""
+        """Called on the loop when a clean shutdown begins, the connection still up; then
+        ``before_disconnect``, called before it disconnects."""
 
-    async def before_disconnect(self) -> None:
-        """Called on the loop before a clean shutdown disconnects."""
+    async def before_disconnect(self) -> None: ...
 
 
-async def _disconnect_flushed(ib: IB) -> None:
+async def _disconnect_flushed(ib: IB | None) -> None:
     """Disconnect, the loop running until what was written has left (an order handed to the
     socket just before a stop would otherwise die in its buffer with the loop), 2 s at most."""
+    if ib is None or not ib.isConnected():
+        return
     transport = ib.client.conn.transport
     ib.disconnect()
     deadline = time.monotonic() + FLUSH_AT_STOP
