@@ -101,23 +101,30 @@ def test_sigterm_while_connecting_stops_cleanly(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_the_terminal_closed_stops_the_app_as_gracefully_as_sigterm(tmp_path, sig):
-    """SIGHUP (the terminal window of ./scripts/run closed) killed the app outright: the
-    journal was never closed (its -wal file left behind), the shutdown never ran."""
+def serve_then_signal(tmp_path: Path, sig: signal.Signals) -> tuple[int, str]:
+    """Start ``app_simple.py`` in ``tmp_path``, send ``sig`` once it serves: (exit code,
+    stderr)."""
     with subprocess.Popen(
         [sys.executable, str(ROOT / "app_simple.py")],
         cwd=tmp_path,
         env=app_env(tmp_path),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     ) as app:
         assert app.stdout is not None
         for line in app.stdout:
             if "Ctrl+C to stop" in line:  # serving
                 app.send_signal(sig)
-        code = app.wait(timeout=30)
+        _, err = app.communicate(timeout=30)
+    return app.returncode, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_the_terminal_closed_stops_the_app_as_gracefully_as_sigterm(tmp_path, sig):
+    """SIGHUP (the terminal window of ./scripts/run closed) killed the app outright: the
+    journal was never closed (its -wal file left behind), the shutdown never ran."""
+    code, _ = serve_then_signal(tmp_path, sig)
     assert code == 0
     assert not (tmp_path / "data" / "orders.db-wal").exists()  # the journal was closed
 
@@ -169,17 +176,5 @@ def test_a_start_stopped_before_the_journal_opened_leaves_none_taken_for_emptied
         port = taken.getsockname()[1]
         sim = {"IB_MODE": "sim", "SIM_NIGHTLY_RESET": "off", "SIM_PORT": str(port)}
         refused(start_app(tmp_path, **sim), f"SIM_PORT={port}: ")
-    with subprocess.Popen(
-        [sys.executable, str(ROOT / "app_simple.py")],
-        cwd=tmp_path,
-        env=app_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as app:
-        assert app.stdout is not None
-        for line in app.stdout:
-            if "Ctrl+C to stop" in line:  # serving
-                app.send_signal(signal.SIGTERM)
-        _, err = app.communicate(timeout=30)
-    assert app.returncode == 0, err
+    code, err = serve_then_signal(tmp_path, signal.SIGTERM)
+    assert code == 0, err

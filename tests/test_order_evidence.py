@@ -7,7 +7,6 @@ the simulated gateway with real ib_async and compares the record with what the b
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -132,8 +131,9 @@ def test_a_commission_lost_with_the_connection_is_recovered(handler, gateway, mo
     ]
 
 
-def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
-    record = Lifecycle(
+def working(*fills: FillRecord) -> Lifecycle:
+    """A working order o-1 (orderId 5) with ``fills``."""
+    return Lifecycle(
         id="o-1",
         intent=FAR,
         source="api",
@@ -141,8 +141,12 @@ def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
         phase="tracking",
         order_id=5,
         verdict="working",
-        fills=(FillRecord("X", 0, 1, 1.0), FillRecord("Y", 0, 1, 1.0, 0.5)),
+        fills=fills,
     )
+
+
+def test_reconcile_takes_the_commission_of_a_fill_it_has_without_one():
+    record = working(FillRecord("X", 0, 1, 1.0), FillRecord("Y", 0, 1, 1.0, 0.5))
     reported = {"o-1": [FillRecord("X", 0, 1, 1.0, 1.0), FillRecord("Y", 0, 1, 1.0, 0.5)]}
     decisions = decide([Candidate(record, False)], {}, reported, False)
     assert [(d.action, d.fills) for d in decisions] == [
@@ -160,22 +164,11 @@ def test_reconcile_takes_a_correction_once_and_never_the_execution_it_replaced()
     reconnect), one holding the original takes the correction."""
     original = FillRecord("0000e0d5.65000001.01.01", 0, 1, 1.0, 0.5)
     corrected = FillRecord("0000e0d5.65000001.01.02", 0, 1, 1.1, 0.5)
-    record = Lifecycle(
-        id="o-1",
-        intent=FAR,
-        source="api",
-        created_at=0,
-        phase="tracking",
-        order_id=5,
-        verdict="working",
-        fills=(corrected,),
-    )
     reported = {"o-1": [original, corrected]}
-    assert decide([Candidate(record, False)], {}, reported, False) == [
+    assert decide([Candidate(working(corrected), False)], {}, reported, False) == [
         Decision(Action.AWAIT, "o-1")
     ]
-    record = dataclasses.replace(record, fills=(original,))
-    decisions = decide([Candidate(record, False)], {}, reported, False)
+    decisions = decide([Candidate(working(original), False)], {}, reported, False)
     assert [(d.action, d.fills) for d in decisions][0] == (Action.FILLS, (corrected,))
 
 
