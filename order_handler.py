@@ -161,6 +161,8 @@ def _modifiable(tracker: Tracker, quantity: float | None) -> None:
     record = tracker.record
     if is_final(record.verdict):
         raise OrderStateError(f"order {record.id} is already {record.verdict}")
+    if tracker.cancel_requested:  # its change would not be sent (Amend._modify)
+        raise OrderStateError(f"order {record.id} is being cancelled: nothing was changed")
     if tracker.trade is None:
         raise OrderStateError(
             f"order {record.id} is not at the broker yet (being sent, or not matched since a "
@@ -434,7 +436,7 @@ class OrderHandler(LoopSide):
     def working_count(self) -> int:
         """Our orders not yet finished (the risk gate's open-order count), a bracket's exits
         counted before the order thread makes them."""
-        return sum(_orders_at_ib(t.record) for t in self.book.unfinished())
+        return _orders_at_ib([t.record for t in self.book.unfinished()])
 
     def in_flight(self) -> int:
         """Orders sent and still in their settle or monitoring window."""
@@ -478,6 +480,13 @@ class OrderHandler(LoopSide):
                 log.exception("on_change callback failed; carrying on")
 
 
-def _orders_at_ib(record: Lifecycle) -> int:
-    """1, or a bracket entry's orders while the order thread has not made its exits yet."""
-    return 1 if record.children or record.parent else record.intent.order_count
+def _orders_at_ib(records: list[Lifecycle]) -> int:
+    """The orders IB has or gets of ``records``: a bracket entry whose exits the order thread
+    has not linked yet counts them, and those exits (made meanwhile) nothing until then."""
+    unlinked = {r.id for r in records if r.intent.is_bracket and not r.children}
+    return sum(
+        (0 if r.parent in unlinked else 1)
+        if r.parent is not None
+        else (r.intent.order_count if r.id in unlinked else 1)
+        for r in records
+    )

@@ -4,7 +4,6 @@ working order of every client (reqGlobalCancel), modify one. A base of ``orders.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from typing import TYPE_CHECKING
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT = 5.0  # s for the gateway to answer what follows a global cancel (it read it)
 BRACKET_OCA_TYPE = 3  # IB links a bracket's legs so: a fill of one shrinks the other, no block
 
 
@@ -66,11 +64,10 @@ class Amend:
         try:
             ib.reqGlobalCancel()
             log.warning("🛑 Global cancel sent: every working order of every client")
-            await asyncio.wait_for(ib.reqCurrentTimeAsync(), READ_TIMEOUT)  # read before it
-        except (ConnectionError, TimeoutError) as exc:  # log and carry on: pending still
-            log.error("global cancel not sent or not read by the gateway: %s", exc)
+        except ConnectionError as exc:  # log and carry on: the kill switch's stays pending
+            log.error("global cancel not sent: %s", exc)
         else:
-            self.host.global_cancel_sent()
+            self.host.global_cancel_written()
 
     def withdraw_at_stop(self, ib: IB) -> None:
         """The app stops: the new orders still waiting for the pace would be dropped with the

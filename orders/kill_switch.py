@@ -26,6 +26,7 @@ class KillSwitch:
         self.cancel_pending = self.reason is not None and journal.flag(CANCEL_FLAG) != "sent"
         self.persisted = True  # the journal holds the state in force (it survives a restart)
         self.lock = threading.Lock()
+        self.generation = 0  # engagements so far: a cancel read counts for the one it followed
 
     @property
     def engaged(self) -> bool:
@@ -38,6 +39,7 @@ class KillSwitch:
         with self.lock:
             self.reason = reason or "engaged"
             self.cancel_pending = True
+            self.generation += 1
         log.warning("🛑 KILL SWITCH engaged: %s", reason)
         try:
             self.journal.set_flag(CANCEL_FLAG, "pending")
@@ -48,9 +50,10 @@ class KillSwitch:
         else:
             self.persisted = True
 
-    def cancel_sent(self) -> None:
-        """The gateway read a global cancel sent while engaged: not sent again."""
-        if not self.cancel_pending:
+    def cancel_sent(self, generation: int) -> None:
+        """The gateway read a global cancel sent while engaged (``generation``: the engagement
+        then in force; a later one's cancel stays pending): not sent again."""
+        if not self.cancel_pending or generation != self.generation:
             return
         self.cancel_pending = False
         try:

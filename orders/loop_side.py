@@ -1,5 +1,5 @@
-"""The order handler's side on its own loop: the connection hooks (reconcile after every
-connect, cancel everything while the kill switch is engaged) and the consumer that takes
+"""The order handler's side on its own loop: the connection hooks (after every connect, the
+kill switch's global cancel while the gateway has not read it, then reconcile) and the consumer that takes
 commands off the queue and runs each as a task of its own, so a slow order never holds up the next.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ class LoopSide(IBConnection):
     _pending: int
     _queue: asyncio.Queue[Command] | None
     _reconciled: bool
+    _cancel_written: tuple[float, int] | None = None  # (monotonic time, kill switch generation)
     _tasks: set[asyncio.Task[None]]
     book: OrderBook
     kill_switch: KillSwitch
@@ -43,9 +45,20 @@ class LoopSide(IBConnection):
         @property
         def halted(self) -> bool: ...
 
-    def global_cancel_sent(self) -> None:
-        """The gateway read a global cancel: the kill switch's is no longer pending."""
-        self.kill_switch.cancel_sent()
+    def global_cancel_written(self) -> None:
+        """A global cancel was handed to the socket with IB's servers reachable (in an outage
+        the gateway holds requests, and may drop them): the first heartbeat asked after it and
+        answered, still so, says the gateway read it (``_heartbeat``)."""
+        if self.link.state.reachable:
+            self._cancel_written = (time.monotonic(), self.kill_switch.generation)
+
+    async def _heartbeat(self, ib: IB) -> bool:
+        asked, written = time.monotonic(), self._cancel_written
+        answered = await super()._heartbeat(ib)
+        if answered and written and asked > written[0] and self.link.state.reachable:
+            self._cancel_written = None
+            self.kill_switch.cancel_sent(written[1])
+        return answered
 
     async def on_connected(self, ib: IB) -> None:
         if self._queue is None:
@@ -57,6 +70,7 @@ class LoopSide(IBConnection):
         )
         self.placement.new_connection()
         self._reconciled = False
+        self._cancel_written = None  # one written on the old socket is not read on this one
         if self.kill_switch.cancel_pending:  # its global cancel not read yet: first of all
             await self.placement.cancel_all()
         self.reconciler.reconcile(ib)

@@ -53,8 +53,8 @@ class Host(Protocol):
     def connected(self) -> bool:
         """Whether the order connection is up."""
 
-    def global_cancel_sent(self) -> None:
-        """The gateway read a global cancel (the kill switch's is no longer pending)."""
+    def global_cancel_written(self) -> None:
+        """A global cancel was handed to the socket (read once a later heartbeat answers)."""
 
     def sink(self, record: Lifecycle) -> None:
         """Journal a record change and tell the listeners."""

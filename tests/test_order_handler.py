@@ -27,6 +27,7 @@ from order_handler import (
     OrderStateError,
     TradingHaltedError,
 )
+from orders.kill_switch import KillSwitch
 
 MKT = OrderIntent(symbol="AAPL", action="BUY", quantity=1, order_type="MKT")
 
@@ -395,6 +396,54 @@ def test_the_kill_switchs_global_cancel_is_sent_once_not_at_every_reconnect(
         assert gateway.stats().requests_by_client[1000, "ReqGlobalCancel"] == 1
     finally:
         again.stop()
+
+
+@pytest.mark.slow
+def test_a_global_cancel_sent_while_ib_is_unreachable_stays_pending_until_1102(gateway, journal):
+    """In an outage (1100) the gateway holds requests, and drops them if the outage ends in
+    a 1101 or the socket closes: a global cancel it read then is not done. It stays pending
+    (sent again at 1102 or the next connection); one read with IB reachable is done, and a
+    read that followed another engagement's cancel does not count for the later one."""
+    handler = make_handler(gateway, journal)
+    try:
+        handler.submit(FAR)
+        wait_for(lambda: len(gateway.open_orders()) == 1)
+    finally:
+        handler.stop()
+    KillSwitch(journal).engage("while the app was stopped")
+    gateway.outage(4.0)
+    handler = make_handler(gateway, journal)  # connects in the outage: sends the cancel
+    try:
+        started = time.time()  # connected, the cancel written: the next heartbeat is after it
+        wait_for(lambda: (handler._last_heartbeat or 0) > started + 0.5, timeout=3)
+        assert not handler.link_state().reachable and gateway.open_orders()
+        assert handler.kill_switch.cancel_pending  # read, IB unreachable: not done
+        wait_for(lambda: handler.link_state().reachable, timeout=10)
+        wait_for(lambda: not gateway.open_orders(), timeout=10)
+        wait_for(lambda: not handler.kill_switch.cancel_pending, timeout=10)
+    finally:
+        handler.stop()
+    switch = KillSwitch(journal)
+    assert switch.engaged and not switch.cancel_pending
+    switch.engage("again")
+    switch.cancel_sent(switch.generation - 1)  # read: the cancel of an earlier engagement
+    assert switch.cancel_pending
+    switch.cancel_sent(switch.generation)
+    assert not switch.cancel_pending and not KillSwitch(journal).cancel_pending
+
+
+def test_a_change_of_an_order_being_cancelled_is_refused_not_dropped(handler, gateway):
+    """A change asked after the order's cancel was accepted (202) and then never sent: now
+    409, nothing changed."""
+    gateway.set_cancel_delay(1.0)  # IB takes its time: PendingCancel meanwhile
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    handler.cancel(record.id)
+    wait_for(lambda: handler.get(record.id).cancel_requested)  # taken by the order thread
+    with pytest.raises(OrderStateError, match="is being cancelled: nothing was changed"):
+        handler.modify(record.id, limit_price=2.0)
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    assert gateway.all_orders()[0].lmt_price == 1.0
 
 
 def test_a_change_accepted_before_the_kill_switch_is_not_sent_after_it(handler, gateway):

@@ -26,6 +26,7 @@ from order_handler import (
     Reconciling,
     TradingHaltedError,
     UnknownOrderError,
+    _orders_at_ib,
 )
 from order_records import Lifecycle, Step
 from risk import RiskGate, RiskRejected
@@ -458,6 +459,20 @@ def test_a_bracket_counts_as_the_orders_ib_gets_against_the_order_limits(handler
     assert refused.value.decision.message.endswith(
         "0 orders in the last 60 s; this one adds 3; the limit is 2"
     )
+
+
+def test_a_bracket_being_linked_counts_three_not_more():
+    """The order thread adds a bracket's exits to the book before it links them to the entry:
+    meanwhile the entry counted its three orders and each exit one more (4 or 5)."""
+    bracket = replace(FAR, take_profit=2.0, stop_loss=0.5)
+    entry = Lifecycle(id="o-1", intent=bracket, source="api", created_at=0, phase="sending")
+    leg = Lifecycle(
+        id="o-1-tp", intent=replace(FAR, action="SELL"), source="api", created_at=0,
+        phase="sending", parent="o-1",
+    )  # fmt: skip
+    assert _orders_at_ib([entry]) == _orders_at_ib([entry, leg]) == 3
+    linked = replace(entry, children=("o-1-tp", "o-1-sl"))
+    assert _orders_at_ib([linked, leg, replace(leg, id="o-1-sl")]) == 3
 
 
 def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
