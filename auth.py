@@ -216,8 +216,9 @@ def cross_site_refusal(kind: str) -> tuple[Response, int] | None:
     ``Origin`` of ``null`` says nothing: the login page's own form sends it (no-referrer)."""
     site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
     origin = request.headers.get("Origin", "null")
-    foreign_origin = origin != "null" and urlsplit(origin).netloc.lower() != request.host.lower()
-    if site not in OTHER_SITES and not foreign_origin:
+    if site not in OTHER_SITES and (
+        origin == "null" or _origin_host(origin) == request.host.lower()
+    ):
         return None
     audit(kind, f"refused: sent by another site's page ({site or origin})")
     log.warning("🚫 %s attempt sent by another site's page from %s: refused", kind, _client())
@@ -227,6 +228,14 @@ def cross_site_refusal(kind: str) -> tuple[Response, int] | None:
         "another site's page sent this request: secrets are taken only from this dashboard's "
         "own pages, the printed sign-in link and non-browser clients",
     )
+
+
+def _origin_host(origin: str) -> str | None:
+    """The host (and port) an Origin header names, lower case; None for one that is no URL."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:  # "http://[": an unclosed IPv6 host
+        return None
 
 
 def secret_failed(kind: str) -> None:

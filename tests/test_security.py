@@ -606,6 +606,8 @@ def test_another_sites_page_cannot_lock_the_trader_out(make_app, gateway):
             "/login", data={"secret": f"guess-{i}"}, headers={"Origin": "https://evil.example"}
         )
         assert res.status_code == 403, res.status_code  # an older browser: its Origin says so
+        res = trader.post("/login", data={"secret": "x"}, headers={"Origin": "http://["})
+        assert res.status_code == 403, res.status_code  # an Origin that is no URL: not ours
         res = trader.post(
             "/api/v1/webhook",
             data=f'{{"secret": "guess-{i}", "ticker": "AAPL", "action": "buy", "contracts": 1}}',
