@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
 
+# a number as alerts write it in text ("10", "187.25", "1e3"): also webhook's quoted numbers
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 MILLIS_FROM = 1e11  # an epoch number from here on is in milliseconds (1e11 s is the year 5138)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()  # the last time shown

@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import Headers
 
 import alert_times
+from alert_times import NUMBER
 from bodies import parse_json_object
 from order_records import WEBHOOK_KEY_PREFIX, Lifecycle
 from reader_rows import ExecutionRow, PositionRow
@@ -52,7 +53,6 @@ SECRET_FIELDS = ("secret", "passphrase")
 ALSO_ACCEPT = ("text/plain",)  # TradingView's content type when it does not see JSON
 TOKEN_IN_PATH = re.compile(r"(/webhook/)[^\s?#\"'<>]+")
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
-NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 DEDUP_WINDOW = 60  # seconds: an alert without an id or a time is one alert a minute
 # TradingView's exchange prefixes of stocks IB routes in USD ("AMEX" is also NYSE Arca's ETFs)
 US_LISTINGS = frozenset({"NASDAQ", "NYSE", "AMEX", "ARCA", "NYSEARCA", "BATS", "CBOE", "OTC"})

@@ -21,7 +21,7 @@ from ib_async.order import Trade
 
 from ib_compat import WORKING_STATES, live_trades, number
 from order_records import FillRecord, Lifecycle
-from orders.executions import correction_of
+from orders.executions import merged
 from orders.lifecycle import (
     BROKER_FINAL,
     OUR_FINAL,
@@ -113,13 +113,8 @@ def _fill_decisions(record: Lifecycle, reported: Sequence[FillRecord]) -> list[D
     """Executions the record lacks, and commissions it lacks (a report lost with a dropped
     connection between the execution and its commission)."""
     known = {f.exec_id: f for f in record.fills}
-    newest = {base: number for base, number in map(correction_of, known)}
-    new = tuple(  # not one it has, nor one a correction it has replaced
-        f
-        for f in reported
-        if f.exec_id not in known
-        and correction_of(f.exec_id)[1] > newest.get(correction_of(f.exec_id)[0], (-1, ""))
-    )
+    kept, _ = merged(record.fills, tuple(reported))  # nor one a correction it has replaced
+    new = tuple(f for f in kept if f.exec_id not in known)
     priced = tuple(
         f
         for f in reported
