@@ -72,6 +72,7 @@ class HubSnapshot:
     refused: tuple[str, ...]  # symbols left out for lack of market data lines
     message: str | None
     alerts: tuple[tuple[int, PriceAlert], ...]  # (sequence, alert) of recently fired alerts
+    alerts_version: int = 0  # the screen store's version: the list of alerts changed when it did
 
 
 @dataclass
@@ -346,6 +347,7 @@ class QuoteHub:
             state.refused,
             message,
             tuple(self._fired),
+            self.store.version,
         )
         try:
             self.on_change()

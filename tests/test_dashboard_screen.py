@@ -271,6 +271,22 @@ def test_alert_fires_in_the_page(dash: Dashboard) -> None:
     dash.shot("screen-alert")
 
 
+def test_alerts_made_and_deleted_elsewhere_show_without_a_reload(dash: Dashboard) -> None:
+    """The list was fetched at load and after the page's own changes only: an alert a script
+    made stayed unseen until one fired (a stale screen; it also made the test above racy)."""
+    page = dash.open().page
+    expect(page.locator("#alert-list")).to_be_attached()
+    status, made = dash.live.api(
+        "POST", "/api/v1/alerts", {"symbol": "MSFT", "condition": "above", "level": 100000}
+    )
+    assert status == 201, made
+    expect(page.locator("#alert-list li")).to_have_count(1)
+    expect(page.locator("#alert-list li")).to_contain_text("MSFT")
+    status, _ = dash.live.api("DELETE", f"/api/v1/alerts/{made['id']}")
+    assert status in (200, 204)
+    expect(page.locator("#alert-list li")).to_have_count(0)
+
+
 def test_quotes_and_the_live_bar_keep_moving_while_polling(dash: Dashboard) -> None:
     """The stream refused (e.g. a proxy that buffers it): the page polls /state, and the
     watchlist and the chart's last bar keep moving from polled quotes."""

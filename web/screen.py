@@ -133,6 +133,9 @@ class QuotesOut(_Out):
     alerts: list[FiredAlert] = Field(
         description="recently fired alerts (as in the stream): a page that polls announces them"
     )
+    alerts_version: int = Field(
+        description="changes when the list of alerts (or the watchlist) changes: ask /alerts again"
+    )
 
 
 class SymbolOut(_Out):
@@ -256,6 +259,7 @@ def quotes_json(snap: HubSnapshot, watchers: int) -> str:
                 "message": snap.message,
                 "watchers": watchers,
                 "alerts": _fired(snap),
+                "alerts_version": snap.alerts_version,
             }
         ),
         separators=(",", ":"),
@@ -277,6 +281,7 @@ def stream_frame(snap: HubSnapshot) -> str:
                 "lines_limit": snap.lines_limit,
                 "message": snap.message,
                 "alerts": _fired(snap),
+                "alerts_version": snap.alerts_version,
             }
         ),
         separators=(",", ":"),

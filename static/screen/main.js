@@ -26,7 +26,13 @@ function onFrame(frame) {
   const target = chartTarget();
   if (target) onQuote(quoteOf(target.symbol, target.sec_type));
   alertEvents(frame.alerts, refreshAlerts);
+  // alerts made or deleted elsewhere (a script, another tab) show without a reload
+  if (frame.alerts_version !== undefined && frame.alerts_version !== alertsVersion) {
+    if (alertsVersion !== null) refreshAlerts();
+    alertsVersion = frame.alerts_version;
+  }
 }
+let alertsVersion = null; // the alerts_version of the last quotes frame
 
 window.addEventListener("dashboard:quotes", (event) => {
   let frame;
