@@ -381,6 +381,31 @@ def test_orders_pages_and_filters(fuzz_app):
     assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()["orders"]) == 5
 
 
+def test_a_poller_gets_no_304_while_the_reader_is_down(fuzz_app, gateway):
+    """A script polling with If-None-Match sees data_age grow once the reader has lost the
+    gateway: a 304 would keep the copy it fetched while connected, its age frozen there."""
+    client = api_client(fuzz_app)
+    wait_for(lambda: client.get("/api/v1/account").status_code == 200)
+    urls = ["/api/v1/account", "/api/v1/positions", "/api/v1/orders", "/api/v1/executions"]
+    for url in urls:
+        wait_for(lambda url=url: revalidates(client, url), timeout=5)
+    gateway.stop()
+    wait_for(lambda: not fuzz_app.extensions["trading"].connector.connected)
+    tags = {url: client.get(url).headers["ETag"] for url in urls}  # nothing moves them now
+    for url in urls:
+        first = client.get(url, headers={"If-None-Match": tags[url]})
+        assert first.status_code == 200, url
+        age = first.get_json()["data_age"]
+        assert wait_for(
+            lambda url=url, age=age: (
+                client.get(url, headers={"If-None-Match": tags[url]}).get_json()["data_age"] > age
+            ),
+            timeout=3,
+        )
+    # what does not come from the reader still revalidates
+    assert revalidates(client, "/api/v1/kill-switch")
+
+
 def test_waitress_keeps_the_connection_open_after_a_304():
     """waitress 3.0.2 closes every connection after a 304; waitress_compat keeps it open, so a
     polling script's If-None-Match does not cost a new connection each time."""

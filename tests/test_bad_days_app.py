@@ -129,6 +129,25 @@ def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
     assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
 
 
+def test_a_poller_gets_no_304_while_ib_is_unreachable(start_app):
+    """During 1100 the reader stays connected but nothing is pushed: a script polling
+    /positions with If-None-Match gets the body (its data_age counting on), not a 304 that
+    keeps the copy it fetched before the outage."""
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/positions").get_json()["data_age"] is not None)
+
+    def revalidated() -> bool:  # the prices may move between the two GETs: then again
+        etag = client.get("/api/v1/positions").headers["ETag"]
+        return client.get("/api/v1/positions", headers={"If-None-Match": etag}).status_code == 304
+
+    wait_for(revalidated, timeout=5)
+    gateway.outage(seconds=600)
+    wait_for(lambda: not servers(client)["reachable"])
+    etag = client.get("/api/v1/positions").headers["ETag"]  # nothing moves it now
+    answer = client.get("/api/v1/positions", headers={"If-None-Match": etag})
+    assert answer.status_code == 200 and answer.get_json()["data_age"] is not None
+
+
 @pytest.mark.slow
 def test_order_list_age_counts_from_the_outage_start_while_ib_is_unreachable(
     start_app, fast_heartbeat

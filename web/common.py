@@ -234,16 +234,22 @@ def _conditional(
     mimetype: str = "application/json",
     headers: dict[str, str] | None = None,
     shared: str | None = None,
+    reader_data: bool = True,
 ) -> Response:
     """A GET answer tagged with its data version (a weak ETag: times such as ``now`` and
     ``data_age`` move on without a new version): 304 without a body when the client's
     If-None-Match already names it, else ``build()``.
 
+    An answer from the reader's data (``reader_data``) gets no 304 while the reader is not
+    keeping them current (disconnected, or its gateway has lost IB's servers): nothing says
+    so in a body such as /positions' but its ``data_age``, which a poller's kept copy would
+    otherwise show frozen at the moment it was fetched.
+
     A ``shared`` answer (the big ones every poller asks for) is built once per data version
     and second, for everyone, and sent gzip-compressed (also built once) to a client that
     accepts it."""
     etag = _etag(version)
-    if _client_has(etag):
+    if _client_has(etag) and (not reader_data or _reader_current()):
         return Response(status=304, headers={"ETag": etag})
     headers = {"ETag": etag, **(headers or {})}
     if shared is None:
@@ -257,6 +263,15 @@ def _conditional(
         body = _cached(f"{shared}.gz", key, lambda: gzip.compress(plain, GZIP_LEVEL), cache)
         headers["Content-Encoding"] = "gzip"
     return Response(body, mimetype=mimetype, headers=headers)
+
+
+def _reader_current() -> bool:
+    """Whether the reader keeps its data current: connected, and its gateway in touch with
+    IB's servers as either connection was told (while they are lost the gateway answers but
+    pushes nothing)."""
+    svc = services()
+    links = (c for c in (svc.connector, svc.handler) if c is not None)
+    return svc.connector.connected and all(c.link_state().reachable for c in links)
 
 
 def _as_bytes(body: str | bytes) -> bytes:

@@ -46,6 +46,7 @@ def kill_switch_state() -> Response:
     return _conditional(
         services().feed.version,
         lambda: _dumps({"engaged": handler.halted, "reason": handler.halt_reason}),
+        reader_data=False,
     )
 
 

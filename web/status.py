@@ -215,7 +215,8 @@ def state() -> Response:
 
     # tagged by what its status says too; the status part is /status's body (_status_answer)
     digest, status_body = _status_now(svc)
-    return _conditional((version, digest), build, shared="state")
+    # its status says when the reader is down or IB's servers are lost
+    return _conditional((version, digest), build, shared="state", reader_data=False)
 
 
 @bp.get("/stream")
@@ -321,7 +322,9 @@ def openapi_document() -> Response:
     from openapi import document
 
     return _conditional(
-        "openapi", lambda: _cached("openapi", 0, lambda: _dumps(document(current_app)))
+        "openapi",
+        lambda: _cached("openapi", 0, lambda: _dumps(document(current_app))),
+        reader_data=False,
     )
 
 
@@ -351,7 +354,7 @@ def health() -> Response | tuple[Response, int]:
             {"ok": False, "reason": f"the order journal cannot be written: {failure.error}"}
         ), 503
     # tagged by the answer alone: the data version told anyone, unsigned in, when orders moved
-    return _conditional("health-ok", lambda: _dumps({"ok": True}))
+    return _conditional("health-ok", lambda: _dumps({"ok": True}), reader_data=False)
 
 
 def ib_servers(svc: Services) -> LinkState:
