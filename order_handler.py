@@ -307,12 +307,12 @@ class OrderHandler(LoopSide):
         self._require_reconciled()
 
     def cancel(self, order_id: str) -> Lifecycle:
-        """Queue a cancel of one of our orders."""
+        """Queue a cancel of one of our orders, journaled as asked before this returns."""
         tracker = self._tracker(order_id)
         self._require_reconciled()
         if is_final(tracker.record.verdict):
             raise OrderStateError(f"order {order_id} is already {tracker.record.verdict}")
-        self._enqueue(Cancel(tracker))
+        self._enqueue_noted(Cancel(tracker), lambda: tracker.request_cancel("cancel requested"))
         return tracker.record
 
     def modify(

@@ -32,8 +32,7 @@ class Amend:
 
     async def cancel(self, command: Cancel) -> None:
         """Cancel one order now, or when it is matched at the gateway, or before it is sent."""
-        tracker = command.tracker
-        tracker.request_cancel("cancel requested")
+        tracker = command.tracker  # its cancel_requested journaled before it was queued
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None:
             if tracker.record.order_id is not None:  # sent, but not matched since a reconnect

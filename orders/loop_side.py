@@ -9,13 +9,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
 from ib_compat import logged
-from ib_connection import IBConnection
+from ib_connection import IBConnection, NotConnectedError
+from journal import Journal
 from orders.commands import Command
 from orders.kill_switch import KillSwitch
 from orders.placement import CALL_TIMEOUT, Placement
@@ -23,6 +24,9 @@ from orders.reconcile import Reconciler
 from orders.tracking import OrderBook
 
 log = logging.getLogger(__name__)
+# how long a request whose answer stands on the journal (a cancel) waits for the order thread
+# to take it and the journal to commit it; an order thread stalled longer still takes it, later
+NOTE_WAIT = 2.0
 
 
 class LoopSide(IBConnection):
@@ -36,6 +40,7 @@ class LoopSide(IBConnection):
     _cancel_written: tuple[float, int] | None = None  # (monotonic time, kill switch generation)
     _tasks: set[asyncio.Task[None]]
     book: OrderBook
+    journal: Journal
     kill_switch: KillSwitch
     placement: Placement
     reconciler: Reconciler
@@ -107,6 +112,31 @@ class LoopSide(IBConnection):
         await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
         self.reconciler.reconcile(ib)
         log.info("🔎 Reconciled after IB's servers came back")
+
+    def _enqueue_noted(self, command: Command, note: Callable[[], None]) -> None:
+        """Queue ``command`` after ``note`` (a change of its record) has run on the order
+        thread, and wait (up to NOTE_WAIT each) for both and for the journal to commit the
+        change: the caller's answer then stands on the journal, and a crash just after it does
+        not lose the request. A journal that cannot be written is not waited for."""
+        queue = self._queue
+        if queue is None:
+            raise NotConnectedError("order handler is not running")
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                note()
+            finally:
+                queue.put_nowait(command)
+                done.set()
+
+        with self._lock:
+            self._pending += 1
+        self.thread.call_soon(run)
+        if not done.wait(NOTE_WAIT):
+            log.warning("⏳ The order thread took over %.0f s to take a request; queued", NOTE_WAIT)
+        elif self.journal.health.failure is None:
+            self.journal.flush(NOTE_WAIT)
 
     async def _consume(self) -> None:
         assert self._queue is not None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import json
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import replace
@@ -444,6 +447,22 @@ def test_a_change_of_an_order_being_cancelled_is_refused_not_dropped(handler, ga
         handler.modify(record.id, limit_price=2.0)
     wait_for(lambda: handler.get(record.id).verdict == "cancelled")
     assert gateway.all_orders()[0].lmt_price == 1.0
+
+
+def test_a_cancel_is_in_the_journal_before_it_is_answered(handler, gateway, journal):
+    """The order thread journaled a cancel just after the caller had its 202: a crash in those
+    milliseconds lost it, and the order stayed working after the restart with nobody the
+    wiser. The cancel is committed before cancel() returns, and its answer says so."""
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    answered = handler.cancel(record.id)
+    assert answered.cancel_requested
+    # what a restart would read: the file itself, through a connection of its own
+    with contextlib.closing(sqlite3.connect(journal.path)) as db:
+        [(text,)] = db.execute("SELECT record FROM orders WHERE id = ?", (record.id,))
+    assert json.loads(text)["cancel_requested"] is True
+    wait_for(lambda: handler.get(record.id).verdict == "cancelled")
+    assert [o.status for o in gateway.all_orders()] == ["Cancelled"]
 
 
 def test_a_change_accepted_before_the_kill_switch_is_not_sent_after_it(handler, gateway):
