@@ -191,7 +191,7 @@ class ScreenStore:
                 if a.primed_at is None and not a.reached(last)
             ]
             alerts = {**self._alerts, **{a.id: a for a in fired + primed}}
-            self._save_alerts(alerts)
+            self._save_alerts(alerts, unsaved_ok=True)
         for alert in fired:
             log.info(
                 "🔔 alert: %s %s %s %s (last %s)",
@@ -203,10 +203,18 @@ class ScreenStore:
             )
         return fired
 
-    def _save_alerts(self, alerts: dict[str, PriceAlert]) -> None:
-        """Write then swap in (caller holds the lock)."""
-        self._save(
-            ALERTS_FILE, [asdict(a) for a in sorted(alerts.values(), key=lambda a: a.created_at)]
-        )
+    def _save_alerts(self, alerts: dict[str, PriceAlert], unsaved_ok: bool = False) -> None:
+        """Write then swap in (caller holds the lock). ``unsaved_ok``: a write that fails is
+        logged and the alerts still swapped in (an alert fires though the disk is full; the
+        next save that succeeds writes it)."""
+        try:
+            self._save(
+                ALERTS_FILE,
+                [asdict(a) for a in sorted(alerts.values(), key=lambda a: a.created_at)],
+            )
+        except OSError:
+            if not unsaved_ok:
+                raise
+            log.exception("❌ The alerts could not be saved; kept in memory meanwhile")
         self._alerts = alerts
         self.version += 1

@@ -3,6 +3,7 @@ watchlist and its shared quote lines, symbol search, price alerts, chart bars, t
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import time
@@ -298,6 +299,68 @@ def test_an_alert_fires_on_a_crossing_and_keeps_its_state_across_a_restart(tmp_p
     assert store.alert(unknown.id).triggered_at is None  # type: ignore[union-attr]
     assert [a.id for a in ScreenStore(tmp_path).fire("MSFT", "STK", 50.0)] == [unknown.id]
     assert ScreenStore(tmp_path).armed() == []
+
+
+def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every save of the screen's files fails as on a full disk."""
+    import screen_store
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(screen_store.os, "fsync", full)
+
+
+def test_a_full_disk_refuses_alert_changes_with_503_and_still_fires_alerts(
+    tmp_path, monkeypatch
+) -> None:
+    """A full disk answered 500 to the deletion of an alert (its creation 503 `not_saved`),
+    and stopped a crossing alert from firing: its save raised inside the quote callback. The
+    deletion is refused in the API's shape, the alert stays armed, and it still fires."""
+    gateway = SimGateway(ServerSettings(port=0, clock_start=TRADING_CLOCK), BrokerConfig(seed=7))
+    gateway.start()
+    from app_simple import create_app
+
+    settings = app_settings(gateway, journal_path=str(tmp_path / "orders.db"))
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    try:
+        client = api_client(app)
+        made = client.post(
+            "/api/v1/alerts", json={"symbol": "AAPL", "condition": "above", "level": 1}
+        )
+        assert made.status_code == 201, made.get_json()
+        disk_full(monkeypatch)
+        deleted = client.delete(f"/api/v1/alerts/{made.get_json()['id']}")
+        assert deleted.status_code == 503 and deleted.get_json()["error"]["code"] == "not_saved"
+        assert client.get("/api/v1/alerts").get_json()["alerts"][0]["triggered_at"] is None
+    finally:
+        app.extensions["trading"].stop()
+        gateway.stop()
+    monkeypatch.undo()  # the disk has room again, for a while
+    store = ScreenStore(tmp_path)  # the screen's files (next to the journal)
+    below = store.add_alert("AAPL", "STK", "below", 100.0, last=101.0)
+    disk_full(monkeypatch)
+    assert [a.id for a in store.fire("AAPL", "STK", 99.0)] == [below.id]
+    assert below.id not in {a.id for a in store.armed()}  # fired once, not again
+    assert store.fire("AAPL", "STK", 98.0) == []
+
+
+def test_symbol_search_waits_only_in_a_long_call_slot(start_app) -> None:
+    """A search asks the broker and waits seconds on a silent gateway: it held a thread kept
+    for the kill switch, /health and /status when every long-call slot was taken. Like
+    /quote, it then answers 503 busy at once."""
+    _, app, client = start_app()
+    slots = app.extensions["trading"].long_calls
+    held = 0
+    while slots.acquire(blocking=False):
+        held += 1
+    try:
+        answer = client.get("/api/v1/symbols?q=MSF")
+        assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "busy"
+    finally:
+        for _ in range(held):
+            slots.release()
+    assert client.get("/api/v1/symbols?q=MSF").get_json()["results"][0]["symbol"] == "MSFT"
 
 
 def test_chart_bars_short_forms_and_fx_midpoint(start_app) -> None:

@@ -318,7 +318,8 @@ def symbols() -> Response:
     searches = common.services().symbol_searches
     hit = searches.get(q)
     if hit is None or time.monotonic() - hit[0] > SYMBOL_CACHE_SECONDS:
-        found = common.services().connector.matching_symbols(q)
+        with common._long_call(required=True):  # a silent gateway: seconds of waiting
+            found = common.services().connector.matching_symbols(q)
         rows = [_symbol_row(c) for c in found if c.secType in ("STK", "CASH")]
         hit = (time.monotonic(), rows[:MAX_SEARCH_RESULTS])
         if len(searches) > 256:
@@ -388,11 +389,17 @@ def get_alert(alert_id: str) -> Response:
 
 
 @bp.delete("/alerts/<alert_id>")
-@documented(PriceAlert, 404)
+@documented(PriceAlert, 404, 503)
 def delete_alert(alert_id: str) -> Response:
     """Delete an alert; answers the alert as it was."""
     alert = store().alert(alert_id)
-    if alert is None or not store().delete_alert(alert_id):
+    try:
+        deleted = alert is not None and store().delete_alert(alert_id)
+    except OSError as exc:
+        raise common.ApiError(
+            503, "not_saved", f"the alert could not be deleted (it stays armed): {exc}"
+        ) from None
+    if alert is None or not deleted:
         raise common.ApiError(404, "not_found", f"no alert {alert_id!r}")
     hub().resync()
     return common._json(dataclasses.asdict(alert))
