@@ -237,7 +237,9 @@ class OrderEntry:
 
     def _parent_reason(self, client_id: int, req: OrderRequest) -> str | None:
         parent = self._lookup(client_id, req.parent_id) if req.parent_id else None
-        if req.parent_id and (parent is None or parent.status in ("Cancelled", "Inactive")):
+        if req.parent_id and (
+            parent is None or parent.status in ("Cancelled", "ApiCancelled", "Inactive")
+        ):
             return f"Parent order {req.parent_id} is not active"
         return None
 

@@ -35,7 +35,11 @@ class OrderDrills:
     def cancel_at_broker(self, client_id: int, order_id: int) -> None:
         """Cancel an order as the trader would in TWS: its owner and the master client hear
         of it, and nothing of it comes from the owner's connection."""
-        self._run(lambda s: s._dispatch(s.broker.cancel_order(client_id, order_id, s.clock.now())))
+        self._run(
+            lambda s: s._dispatch(
+                s.broker.cancel_order(client_id, order_id, s.clock.now(), by_api=False)
+            )
+        )
 
     def set_hard_to_borrow(self, *symbols: str) -> None:
         """Short sales of these stocks are held for a locate (404, Inactive whyHeld 'locate')."""
