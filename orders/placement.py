@@ -192,21 +192,27 @@ class Placement(Amend):
     def _bracket_legs(self, parent: Tracker, parent_order: Order) -> list[tuple[Tracker, Order]]:
         """Trackers and orders of a bracket's take-profit and stop-loss legs."""
         intent = parent.record.intent
-        exit_action = "SELL" if intent.action == "BUY" else "BUY"
+        # the exits share only the contract and the quantity with the entry: a TRAIL entry's
+        # trailing amount on its stop loss went out as that leg's stop price
+        exit_base = replace(
+            intent,
+            action="SELL" if intent.action == "BUY" else "BUY",
+            trailing_amount=None,
+            trailing_percent=None,
+            take_profit=None,
+            stop_loss=None,
+            tif="GTC",
+        )
         specs: list[tuple[str, OrderIntent]] = []
         if intent.take_profit is not None:
             specs.append(
                 (
                     "tp",
                     replace(
-                        intent,
-                        action=exit_action,
+                        exit_base,
                         order_type="LMT",
                         limit_price=intent.take_profit,
                         stop_price=None,
-                        take_profit=None,
-                        stop_loss=None,
-                        tif="GTC",
                     ),
                 )
             )
@@ -215,14 +221,10 @@ class Placement(Amend):
                 (
                     "sl",
                     replace(
-                        intent,
-                        action=exit_action,
+                        exit_base,
                         order_type="STP",
                         stop_price=intent.stop_loss,
                         limit_price=None,
-                        take_profit=None,
-                        stop_loss=None,
-                        tif="GTC",
                     ),
                 )
             )

@@ -514,6 +514,35 @@ def test_a_bracket_reaches_the_gateway_whole(handler, gateway):
     )
 
 
+@pytest.mark.parametrize(
+    "trail", [{"trailing_amount": 1.0}, {"trailing_percent": 2.0}], ids=["amount", "percent"]
+)
+def test_a_trailing_entrys_exits_go_out_at_their_own_prices(handler, gateway, trail):
+    """A TRAIL entry's exits took its trailing amount and percent: the stop loss of a short
+    went out as BUY STP at the trailing amount (1.0), which triggers at once and buys back at
+    the market, and the one of a long had no stop worth the name."""
+    bracket = OrderIntent(
+        symbol="AAPL",
+        action="SELL",
+        quantity=2,
+        order_type="TRAIL",
+        take_profit=100.0,
+        stop_loss=400.0,
+        **trail,
+    )
+    record, _ = handler.submit(bracket)
+    wait_for(lambda: len(gateway.open_orders()) == 3)
+    orders = {o.order_ref: o for o in gateway.open_orders()}
+    top, tp, sl = orders[record.id], orders[f"{record.id}-tp"], orders[f"{record.id}-sl"]
+    assert top.order_type == "TRAIL"
+    assert (tp.action, tp.order_type, tp.lmt_price) == ("BUY", "LMT", 100.0)
+    assert (sl.action, sl.order_type, sl.aux_price) == ("BUY", "STP", 400.0)
+    assert not tp.trailing_percent and not sl.trailing_percent
+    for leg in (f"{record.id}-tp", f"{record.id}-sl"):
+        intent = handler.get(leg).intent
+        assert intent.trailing_amount is None and intent.trailing_percent is None
+
+
 def test_a_bracket_whose_second_leg_cannot_be_journaled_leaves_no_open_leg(
     handler, gateway, journal, monkeypatch
 ):
