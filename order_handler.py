@@ -362,9 +362,9 @@ class OrderHandler(LoopSide):
         """Queue a global cancel (every working order of every client); returns how many
         of ours were working."""
         self.require_connected()
-        working = len(self.book.unfinished())
-        self._enqueue(CancelAll())  # NotConnectedError when the handler is not running
-        return working
+        ours = frozenset(t.id for t in self.book.unfinished())
+        self._enqueue(CancelAll(ours))  # NotConnectedError when the handler is not running
+        return len(ours)
 
     def engage_kill_switch(self, reason: str) -> int:
         """Halt new orders (persisted) and send a global cancel; returns ours working. Orders

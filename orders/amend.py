@@ -46,7 +46,8 @@ class Amend:
 
     async def cancel_all(self, command: CancelAll | None = None) -> None:
         """reqGlobalCancel: every working order of every client; our new orders still queued
-        behind the pace first leave the queue unsent."""
+        behind the pace first leave the queue unsent. ``command``: a cancel-all, whose orders
+        are ours unfinished when it was asked; None: the kill switch's, all of ours."""
         ib = self.host.ib
         if ib is None:
             return
@@ -58,8 +59,9 @@ class Amend:
             if halted
             else "cancelled before it left the pacing queue",
         )
-        for tracker in self.book.unfinished():
-            tracker.request_cancel("global cancel requested")
+        for tracker in self.book.unfinished():  # not one accepted after a cancel-all
+            if command is None or tracker.id in command.ours:
+                tracker.request_cancel("global cancel requested")
         try:
             ib.reqGlobalCancel()
             log.warning("🛑 Global cancel sent: every working order of every client")

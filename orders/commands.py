@@ -53,7 +53,10 @@ class Modify:
 
 @dataclass(frozen=True)
 class CancelAll:
-    """A global cancel: every working order of every client."""
+    """A global cancel: every working order of every client. ``ours``: our orders unfinished
+    when it was asked (those the loop takes as cancelled; one accepted after it is not)."""
+
+    ours: frozenset[str] = frozenset()
 
 
 Command = Place | Cancel | Modify | CancelAll

@@ -465,6 +465,20 @@ def test_a_cancel_is_in_the_journal_before_it_is_answered(handler, gateway, jour
     assert [o.status for o in gateway.all_orders()] == ["Cancelled"]
 
 
+def test_an_order_accepted_after_a_cancel_all_is_not_cancelled_by_it(handler, gateway):
+    """Cancel all, then place fresh orders (a script's reset): the cancel-all ran on the order
+    loop a moment later and took every order in the book then, the fresh one too, which ended
+    "cancelled before it was sent" though it was accepted after the cancel-all."""
+    first, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(first.id).status == "Submitted")
+    with loop_paused(handler.thread):  # the order loop busy a moment (a burst, a journal write)
+        assert handler.cancel_all() == 1
+        after, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(first.id).verdict == "cancelled")
+    assert handler.wait(after.id, 5).verdict == "working"
+    assert [o.order_ref for o in gateway.open_orders()] == [after.id]
+
+
 def test_a_change_accepted_before_the_kill_switch_is_not_sent_after_it(handler, gateway):
     """A modify checked and queued just before the switch was engaged went out after its
     global cancel (the socket showed the cancel, then the changed order): a limit raised to
