@@ -260,14 +260,17 @@ class OrderBook:
             # comes with Inactive, an ack means it lives; no status at all within the grace
             # (103 and 200 make no order) makes it rejected. A refused cancel says nothing
             # against the order: its ack or the monitoring window decides
-            loop = asyncio.get_running_loop()
-            loop.call_later(REJECT_GRACE, self._unanswered_error, tracker, trade, code, text)
+            about_change = bool(tracker.unconfirmed)  # told before the error: it may refuse it
+            asyncio.get_running_loop().call_later(
+                REJECT_GRACE, self._unanswered_error, tracker, trade, code, text, about_change
+            )
 
-    def _unanswered_error(self, tracker: Tracker, trade: Trade, code: int, text: str) -> None:
-        """No status from the broker within the grace after an error before the ack: IB's
-        codes below 10000 reject the order (103, 110, 200 ...); a 10000s note (10311) on an
-        order that may still be acknowledged makes it ``not_placed``, our own conclusion,
-        which gives way to a late ack or fill."""
+    def _unanswered_error(
+        self, tracker: Tracker, trade: Trade, code: int, text: str, about_change: bool
+    ) -> None:
+        """No status within the grace after an error before the ack: IB's codes below 10000
+        reject the order (103, 110, 200 ...); a 10000s note (10311), or an error that may
+        refuse a change sent before the ack, makes it ``not_placed`` (gives way to an ack)."""
         if (
             tracker.trade is not trade  # the connection changed: reconciliation decides
             or tracker.acknowledged
@@ -276,7 +279,7 @@ class OrderBook:
         ):
             return
         reason = last_error_text(tracker) or text
-        if code < REJECTING_BELOW:
+        if code < REJECTING_BELOW and not about_change:
             self.verdict(tracker, Verdict.REJECTED, reason)
         else:
             self.verdict(tracker, Verdict.NOT_PLACED, f"{reason}; no acknowledgement followed")

@@ -308,6 +308,27 @@ def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(handle
     wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
 
 
+@pytest.mark.slow
+def test_a_change_refused_before_a_slow_ack_leaves_the_order_working(gateway, journal):
+    """A change sent before IB acknowledged the order and refused (201: no margin for nine
+    million shares) drew no status; 2 s later the order was concluded rejected for good, and
+    stayed so once the ack came: live at IB, shown rejected, not cancellable, not counted."""
+    handler = make_handler(gateway, journal, monitor=6)
+    try:
+        gateway.set_validation_delay(3.0)  # the gateway acknowledges after 3 s
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).order_id is not None)
+        handler.modify(record.id, quantity=9_000_000)
+        wait_for(lambda: handler.get(record.id).status == "Submitted", timeout=8)
+        wait_for(lambda: handler.get(record.id).verdict == "working", timeout=5)
+        assert [o.total_quantity for o in gateway.open_orders()] == [FAR.quantity]
+        assert handler.working_count() == 1
+        handler.cancel(record.id)
+        wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
+    finally:
+        handler.stop()
+
+
 def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(handler, gateway):
     """IB's 201 before any ack, then the broker's Cancelled (not Inactive): rejected, with
     IB's reason, not cancelled as if someone had cancelled it."""
