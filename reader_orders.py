@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,8 @@ class OrderTable(IBConnection):
     _refresh_wanted: asyncio.Event | None
     own_client_id: int | None
     refreshes: int
+    # (orderRef, execId) -> the commission the order connection was told (see _own_commissions)
+    own_commission: Callable[[str, str], float | None] | None = None
 
     async def _refresher(self, ib: IB) -> None:
         """Refresh the order table when asked, and at least every second."""
@@ -167,6 +170,7 @@ class OrderTable(IBConnection):
         # a vanished order not yet explained keeps its last known row until it is
         orders: dict[int, OrderRow] = {**done, **unexplained, **open_rows}
         self._book.orders = orders
+        self._own_commissions()
         self._trim(ib, open_trades)
         link = self.link.state  # during 1100 the gateway answers from what it knew: not news
         if link.reachable and (link.since is None or link.since <= asked_at):
@@ -220,6 +224,22 @@ class OrderTable(IBConnection):
                 book.executions[exec_id] = _execution_row(reported)
                 book.uncommissioned.discard(exec_id)
         return fresh
+
+    def _own_commissions(self) -> None:
+        """Our own fills' commissions from the order connection: IB reports a fill's
+        commission to the client that placed it and to the Master API client only, so the
+        reader (not the master) lists the executions of our orders without one."""
+        lookup, book = self.own_commission, self._book
+        if lookup is None:
+            return
+        for exec_id in list(book.uncommissioned):
+            row = book.executions.get(exec_id)
+            if row is None or row.client_id != self.own_client_id or not row.order_ref:
+                continue
+            commission = lookup(row.order_ref, exec_id)
+            if commission is not None:
+                book.executions[exec_id] = replace(row, commission=commission)
+                book.uncommissioned.discard(exec_id)
 
     async def _fetch_completed(self, ib: IB) -> dict[int, OrderRow]:
         """The newest KEEP_COMPLETED completed orders of every client, as rows."""

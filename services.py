@@ -153,6 +153,7 @@ class Services:
         )
         self.handler.state_listener = self.feed.bump
         self.handler.on_record = self.feed.bump
+        connector.own_commission = self.handler.commission_of  # see reader_orders
         self.handler.start(wait_connected=False)
         connector.wait_first_attempt()
         self.handler.wait_first_attempt()

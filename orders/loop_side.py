@@ -138,6 +138,14 @@ class LoopSide(IBConnection):
         elif self.journal.health.failure is None:
             self.journal.flush(NOTE_WAIT)
 
+    def commission_of(self, order_ref: str, exec_id: str) -> float | None:
+        """The commission this connection was told of one of our orders' executions, or None
+        (any thread). IB sends a fill's commission report to the client that placed it and to
+        the Master API client only: the reader, unless it is the master, learns ours here."""
+        tracker = self.book.get(order_ref)
+        fills = tracker.record.fills if tracker is not None else ()
+        return next((f.commission for f in fills if f.exec_id == exec_id), None)
+
     async def _consume(self) -> None:
         assert self._queue is not None
         while True:

@@ -14,6 +14,7 @@ from .types import CommissionReport, OrderView
 if TYPE_CHECKING:
     from .clock import SimClock
     from .connections import Session
+    from .server import ServerSettings
 
 
 class OrderHandlers:
@@ -21,6 +22,7 @@ class OrderHandlers:
 
     broker: b.Broker
     clock: SimClock
+    settings: ServerSettings
 
     if TYPE_CHECKING:
 
@@ -90,7 +92,11 @@ class OrderHandlers:
                 ),
             )
             fills = []
+        master = session.client_id == self.settings.master_client_id
         for execution, report in fills:
             self._send(session, p.exec_details(request.req_id, execution, session.version))
-            self._send_commission(session, report)
+            # IB: "to receive commissions reports for all clients it is necessary to connect
+            # as the Master Client ID" (Executions and Commissions, TWS API docs)
+            if master or execution.client_id == session.client_id:
+                self._send_commission(session, report)
         self._send(session, p.exec_details_end(request.req_id))

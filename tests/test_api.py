@@ -381,6 +381,28 @@ def test_orders_pages_and_filters(fuzz_app):
     assert len(client.get("/api/v1/orders", query_string={"since": iso}).get_json()["orders"]) == 5
 
 
+def test_our_fills_show_their_commission_though_only_the_order_connection_is_told(
+    fuzz_app, gateway
+):
+    """IB sends a fill's commission report to the client that placed it (the order
+    connection) and the Master API client only: the reader, not the master, listed our own
+    fills without a commission. It takes them from the order connection's records."""
+    client = api_client(fuzz_app)
+    posted = client.post(
+        "/api/v1/orders?wait=1", json={"symbol": "IBM", "action": "BUY", "quantity": 1}
+    ).get_json()
+    handler = fuzz_app.extensions["trading"].handler
+    told = wait_for(lambda: [f.commission for f in handler.get(posted["id"]).fills if f.commission])
+    row = wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == posted["id"] and e["commission"] is not None
+        ]
+    )[0]
+    assert [row["commission"]] == told and told[0] > 0
+
+
 def test_a_poller_gets_no_304_while_the_reader_is_down(fuzz_app, gateway):
     """A script polling with If-None-Match sees data_age grow once the reader has lost the
     gateway: a 304 would keep the copy it fetched while connected, its age frozen there."""

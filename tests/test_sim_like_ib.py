@@ -98,6 +98,28 @@ async def test_market_order_after_the_close_waits_with_399_and_fills_at_the_open
 
 
 @async_test
+@pytest.mark.parametrize("master", [None, 999], ids=["no master", "reader is the master"])
+async def test_another_clients_commission_reaches_only_the_master_client(
+    start_gateway: Callable[..., SimGateway], master: int | None
+) -> None:
+    """IB: "To receive commissions reports for all clients it is necessary to connect as the
+    Master Client ID" (TWS API, Executions and Commissions). A reqExecutions answer lists
+    every client's fills, but the commission reports of another client's only to the master
+    (the sim sent them to everyone, and the app's reader relied on it)."""
+    gateway = start_gateway(master_client_id=master)
+    gateway.set_clock(OPEN + 3600)  # in the session: the order fills
+    async with connected(gateway, client_id=7) as trader, connected(gateway, 999) as reader:
+        [stock] = await qualified(trader, aapl())
+        trade = trader.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
+        await status(trade, "Filled")
+        await until(lambda: trade.fills and trade.fills[0].commissionReport.execId, what="own")
+        fills = await reader.reqExecutionsAsync()
+        assert [f.execution.execId for f in fills] == [trade.fills[0].execution.execId]
+        stored = {f.execution.execId: f for f in reader.fills()}  # what reports update
+        assert bool(stored[fills[0].execution.execId].commissionReport.execId) == (master == 999)
+
+
+@async_test
 async def test_outside_rth_limit_order_fills_in_extended_hours(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
