@@ -8,13 +8,14 @@ ib_async version the tests run (pyproject: ``ib_async==2.1.0``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import ParamSpec
 
-from ib_async import IB, Contract, Forex, Stock
+from ib_async import IB, Contract, ExecutionFilter, Fill, Forex, Stock
 from ib_async.order import OrderStatus, Trade
 from ib_async.util import UNSET_DOUBLE
 
@@ -112,3 +113,23 @@ def broker_state(status: OrderStatus) -> str:
 
 # a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
 CANCEL_REFUSALS = frozenset({161, 10148})
+
+
+HUNG_EXECUTIONS = (
+    "⚠️ The gateway did not end its executions answer within %.0f s (TWS 10.30.1 never does: "
+    "ib_async #54); taking the executions it sent"
+)
+
+
+async def executions(ib: IB, timeout: float, since: str = "") -> tuple[list[Fill], bool]:
+    """reqExecutions (``since``: the filter's time), and whether its answer ended. TWS 10.30.1
+    sends the executions but never the end of the answer (ib_async #54, ib_insync #638). When
+    the end does not come within ``timeout``, a request sent after it (reqCurrentTime) tells a
+    gateway that answers, so has sent every execution it will (they land in ``ib.fills()``),
+    from a silent one (TimeoutError, as before: nothing is concluded from it)."""
+    request = ib.reqExecutionsAsync(ExecutionFilter(time=since))
+    try:
+        return await asyncio.wait_for(request, timeout), True
+    except TimeoutError:
+        await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+        return ib.fills(), False

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ib_async import IB, Contract
-from ib_async.objects import ExecutionFilter, Fill
+from ib_async.objects import Fill
 from ib_async.order import Order, OrderState, OrderStatus, Trade
 
+import ib_compat
 from ib_connection import IBConnection
 from loop_thread import wait_event
 from orders.executions import correction_of
@@ -29,6 +30,8 @@ KEEP_COMPLETED = 500  # completed orders in the snapshot (newest first)
 KEEP_EXECUTIONS = 1000  # executions in the snapshot (newest first)
 EXEC_OVERLAP = 2.0  # s: executions re-asked before the newest one seen (filter has 1 s steps)
 EXEC_SWEEP = 5.0  # s: ask for new executions at least this often, hint or not
+EXEC_WAIT = 10.0  # s: for the executions answer's end
+EXEC_WAIT_HUNG = 1.0  # s: for it after one never ended (ib_compat.executions)
 COMPLETED_SWEEP = 30.0  # s: ask for completed orders at least this often
 COMPLETED_DUTY = 0.1  # at most this share of the time goes to asking for completed orders
 
@@ -106,6 +109,7 @@ class OrderTable(IBConnection):
     _refresh_wanted: asyncio.Event | None
     own_client_id: int | None
     refreshes: int
+    _executions_hung = False  # the last executions answer never ended (TWS 10.30.1)
     # (orderRef, execId) -> the commission the order connection was told (see _own_commissions)
     own_commission: Callable[[str, str], float | None] | None = None
 
@@ -192,9 +196,16 @@ class OrderTable(IBConnection):
             )
         )
         asked_at = time.time()
-        fills = await asyncio.wait_for(ib.reqExecutionsAsync(ExecutionFilter(time=since)), 10)
-        self._executions_from = asked_at  # only once answered: a failed ask is asked again
-        return self._absorb_executions(ib, fills)
+        hung = self._executions_hung  # after an answer that never ended, wait less for the next
+        fills, ended = await ib_compat.executions(ib, EXEC_WAIT_HUNG if hung else EXEC_WAIT, since)
+        if ended == hung:
+            if hung:
+                log.info("✅ The gateway ends its executions answers again")
+            else:
+                log.warning(ib_compat.HUNG_EXECUTIONS, EXEC_WAIT)
+        self._executions_hung = not ended
+        self._executions_from = asked_at  # once answered (or the end given up on): a
+        return self._absorb_executions(ib, fills)  # failed ask (the connection lost) is again
 
     def _absorb_executions(self, ib: IB, fills: list[Fill]) -> list[ExecutionRow]:
         """Put fills into the book (with their commission, which may come later); a correction

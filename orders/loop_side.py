@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
-from ib_compat import logged
+from ib_compat import HUNG_EXECUTIONS, executions, logged
 from ib_connection import IBConnection, NotConnectedError
 from journal import Journal
 from orders.commands import Command
@@ -109,7 +109,8 @@ class LoopSide(IBConnection):
             return
         if self.kill_switch.cancel_pending:  # engaged during the outage: its cancel goes first
             await self.placement.cancel_all()
-        await asyncio.wait_for(ib.reqExecutionsAsync(), CALL_TIMEOUT)
+        if not (await executions(ib, CALL_TIMEOUT))[1]:
+            log.warning(HUNG_EXECUTIONS, CALL_TIMEOUT)
         self.reconciler.reconcile(ib)
         log.info("🔎 Reconciled after IB's servers came back")
 

@@ -1,5 +1,6 @@
 """The simulated gateway's drills of what IB does to orders on its own: a rejection, a cancel
-from TWS, a short sale held for a locate, an execution corrected, a Filled status left untold.
+from TWS, a short sale held for a locate, an execution corrected, a Filled status left untold,
+reqExecutions left unanswered or answered empty.
 A mixin of ``SimGateway`` (its methods run on the gateway's loop through ``_run``)."""
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class OrderDrills:
         promise an orderStatus for every change: an order that fills at once often gets none,
         only its execDetails (and openOrder)."""
         self._set_broker("filled_status", enabled)
+
+    def set_executions_answer(self, answer: str) -> None:
+        """How reqExecutions is answered: ``full`` (the fills, then execDetailsEnd), ``none``
+        (the fills but never the end: TWS 10.30.1, ib_async #54, ib_insync #638) or ``empty``
+        (the end at once, no fills: the TWS 10.31 beta of the same report)."""
+        if answer not in ("full", "none", "empty"):
+            raise ValueError(f"executions answer {answer!r}: full, none or empty")
+        self._run(lambda s: setattr(s, "executions_answer", answer))
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
         """Reject the next order placed, or change of a working order (error 201)."""

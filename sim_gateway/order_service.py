@@ -23,6 +23,7 @@ class OrderHandlers:
     broker: b.Broker
     clock: SimClock
     settings: ServerSettings
+    executions_answer: str  # full | none (no execDetailsEnd) | empty
 
     if TYPE_CHECKING:
 
@@ -92,6 +93,8 @@ class OrderHandlers:
                 ),
             )
             fills = []
+        if self.executions_answer == "empty":
+            fills = []
         master = session.client_id == self.settings.master_client_id
         for execution, report in fills:
             self._send(session, p.exec_details(request.req_id, execution, session.version))
@@ -99,4 +102,5 @@ class OrderHandlers:
             # as the Master Client ID" (Executions and Commissions, TWS API docs)
             if master or execution.client_id == session.client_id:
                 self._send_commission(session, report)
-        self._send(session, p.exec_details_end(request.req_id))
+        if self.executions_answer != "none":
+            self._send(session, p.exec_details_end(request.req_id))

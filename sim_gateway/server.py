@@ -123,6 +123,7 @@ class GatewayServer(
         self._stall_done: asyncio.Event = asyncio.Event()
         self._stall_done.set()
         self.commission_delay = 0.0
+        self.executions_answer = "full"  # order_drills.set_executions_answer
         self.pnl_delay = 0.0
         self._pnl_held: dict[int, float] = {}
         self._dirty = False

@@ -129,6 +129,35 @@ def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
     assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
 
 
+@pytest.mark.slow
+def test_executions_answers_that_never_end_still_list_the_fills(start_app, monkeypatch):
+    """TWS 10.30.1 never ends a reqExecutions answer (ib_async #54): every refresh that asked
+    for executions failed after 10 s, open orders and all, and no fill was ever listed. The
+    fills it sent are taken, and the next asks wait 1 s, not 10."""
+    import reader_orders
+
+    monkeypatch.setattr(reader_orders, "EXEC_WAIT", 1.0)
+    monkeypatch.setattr(reader_orders, "EXEC_WAIT_HUNG", 0.3)
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/account").status_code == 200)
+    gateway.set_executions_answer("none")
+    posted = post_order(client, quantity=1).get_json()
+    wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == posted["id"]
+        ],
+        timeout=8,
+    )
+    connector = app.extensions["trading"].connector
+    assert connector._executions_hung
+    before = connector.refreshes
+    wait_for(lambda: connector.refreshes >= before + 3, timeout=5)  # not one per 10 s
+    gateway.set_executions_answer("full")
+    wait_for(lambda: not connector._executions_hung, timeout=10)
+
+
 def test_a_poller_gets_no_304_while_ib_is_unreachable(start_app):
     """During 1100 the reader stays connected but nothing is pushed: a script polling
     /positions with If-None-Match gets the body (its data_age counting on), not a 304 that

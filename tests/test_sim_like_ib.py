@@ -120,6 +120,30 @@ async def test_another_clients_commission_reaches_only_the_master_client(
 
 
 @async_test
+async def test_executions_answer_drills_never_end_or_come_empty(gateway: SimGateway) -> None:
+    """TWS 10.30.1 sends the executions but never execDetailsEnd (ib_async #54, ib_insync
+    #638); the 10.31 beta ends the answer at once, empty. The drills do the same to an
+    unmodified ib_async."""
+    gateway.set_clock(OPEN + 3600)
+    async with connected(gateway) as ib:
+        [stock] = await qualified(ib, aapl())
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
+        await status(trade, "Filled")
+        exec_id = trade.fills[0].execution.execId
+        gateway.set_executions_answer("none")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ib.reqExecutionsAsync(), 0.5)
+        assert [f.execution.execId for f in ib.fills()] == [exec_id]  # sent, never ended
+        gateway.set_executions_answer("empty")
+        assert await asyncio.wait_for(ib.reqExecutionsAsync(), 2) == []
+        gateway.set_executions_answer("full")
+        fills = await asyncio.wait_for(ib.reqExecutionsAsync(), 2)
+        assert [f.execution.execId for f in fills] == [exec_id]
+    with pytest.raises(ValueError, match="full, none or empty"):
+        gateway.set_executions_answer("sometimes")
+
+
+@async_test
 async def test_outside_rth_limit_order_fills_in_extended_hours(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
