@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_verdict ON orders(verdict);
 CREATE INDEX IF NOT EXISTS orders_created ON orders(created_at);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS notional_added (
+    at REAL NOT NULL,
+    order_id TEXT NOT NULL,
+    notional REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notional_added_at ON notional_added(at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -131,10 +137,9 @@ class JournalEntry:
 
 
 ENTRY = "SELECT record, idem_key, request_hash, risk FROM orders"  # a JournalEntry's columns
-ADD_NOTIONAL = (
-    "UPDATE orders SET risk = json_set(coalesce(risk, '{}'), '$.notional', "
-    "coalesce(json_extract(risk, '$.notional'), 0) + ?) WHERE id=?"
-)
+# a change's notional counts on the day it was made (not the order's: a restart forgot the
+# change of an order placed on an earlier UTC day); journals before kept it in the order's risk
+ADD_NOTIONAL = "INSERT INTO notional_added (at, order_id, notional) VALUES (?, ?, ?)"
 
 
 class Journal:
@@ -187,8 +192,8 @@ class Journal:
         self.health.succeeded()
 
     def add_notional(self, order_id: str, notional: float) -> None:
-        """Count ``notional`` more for an order towards the day's cap (a change made it bigger)."""
-        self._write(ADD_NOTIONAL, (notional, order_id))
+        """Count ``notional`` more towards today's cap (a change made an order bigger now)."""
+        self._write(ADD_NOTIONAL, (time.time(), order_id, notional))
 
     def _write(self, sql: str, args: tuple) -> None:
         """One statement, durably, or raise JournalError."""
@@ -408,12 +413,16 @@ class Journal:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def notional_since(self, since: float) -> float:
-        """Notional of the orders accepted by the risk gate since ``since`` (epoch)."""
+        """Notional of the orders accepted by the risk gate since ``since`` (epoch), and of
+        the changes that made orders bigger since then."""
         rows = self._query(
             "SELECT risk FROM orders WHERE created_at >= ? AND risk IS NOT NULL", (since,)
         )
+        [(added,)] = self._query(
+            "SELECT coalesce(sum(notional), 0) FROM notional_added WHERE at >= ?", (since,)
+        )
         with self._reading():
-            return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows)
+            return sum((json.loads(r[0]) or {}).get("notional") or 0.0 for r in rows) + added
 
     def make_read_only(self) -> None:
         """Refuse every later write (a fault switch for tests and drills)."""

@@ -367,6 +367,28 @@ def test_notional_since_counts_orders_from_that_moment_on(journal):
     assert journal.notional_since(151.0) == 0.0
 
 
+def test_a_change_counts_on_the_day_it_was_made_across_a_restart(tmp_path):
+    """A change that made yesterday's order bigger counted towards today's cap in memory but
+    was journaled onto the order's own day: after a restart today's figure forgot it, and
+    that much more could be placed."""
+    now = time.time()
+    midnight = now - now % 86400
+    path = str(tmp_path / "orders.db")
+    journal = Journal(path)
+    journal.insert(record("yesterday", at=midnight - 3600), risk={"notional": 1000.0})
+    journal.insert(record("today", at=midnight + 1), risk={"notional": 200.0})
+    journal.add_notional("yesterday", 300.0)
+    journal.add_notional("today", 50.0)
+    journal.close()
+    restarted = Journal(path)
+    try:
+        assert restarted.notional_since(midnight) == 200.0 + 300.0 + 50.0
+        assert restarted.notional_since(midnight - 7200) == 1000.0 + 200.0 + 300.0 + 50.0
+        assert restarted.notional_since(now + 60) == 0.0
+    finally:
+        restarted.close()
+
+
 def test_audit_rows_newest_first_with_their_fields(journal):
     journal.audit(
         "api",
