@@ -44,11 +44,7 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_verdict ON orders(verdict);
 CREATE INDEX IF NOT EXISTS orders_created ON orders(created_at);
 CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS notional_added (
-    at REAL NOT NULL,
-    order_id TEXT NOT NULL,
-    notional REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS notional_added (at REAL NOT NULL, order_id TEXT, notional REAL);
 CREATE INDEX IF NOT EXISTS notional_added_at ON notional_added(at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,8 +133,7 @@ class JournalEntry:
 
 
 ENTRY = "SELECT record, idem_key, request_hash, risk FROM orders"  # a JournalEntry's columns
-# a change's notional counts on the day it was made (not the order's: a restart forgot the
-# change of an order placed on an earlier UTC day); journals before kept it in the order's risk
+# a change's added notional, on the day it was made (in the order's risk before: its own day)
 ADD_NOTIONAL = "INSERT INTO notional_added (at, order_id, notional) VALUES (?, ?, ?)"
 
 
