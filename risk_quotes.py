@@ -98,18 +98,11 @@ class RiskQuotes:
         already past its stop price. None when it would rest, or when no quote says."""
         if intent.order_type not in ("STP", "STP LMT") or intent.stop_price is None:
             return None
-        quote = self._quote(intent)
         stop = intent.stop_price
-        if intent.action == "BUY":
-            market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
-            passed = market is not None and market >= stop
-            where = "at or below"
-        else:
-            market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
-            passed = market is not None and market <= stop
-            where = "at or above"
-        if not passed or market is None:  # (passed implies a market price)
+        market, name = stop_passed(intent, self._quote(intent))
+        if market is None:
             return None
+        where = "at or below" if intent.action == "BUY" else "at or above"
         then = (
             "then a limit order at " + f"{num_text(intent.limit_price)}"
             if intent.order_type == "STP LMT" and intent.limit_price
@@ -168,14 +161,30 @@ class RiskQuotes:
         return quote
 
 
+def stop_passed(intent: OrderIntent, quote: RiskQuote) -> tuple[float | None, str]:
+    """The price (and its name) past a stop order's stop, so that it triggers on arrival: a
+    BUY's ask (else last) at or above it, a SELL's bid (else last) at or below it; None when
+    it would rest, or no price says."""
+    stop = intent.stop_price
+    if stop is None:
+        return None, ""
+    if intent.action == "BUY":
+        market, name = quote.ask or quote.last, "ask" if quote.ask else "last"
+        return (market, name) if market is not None and market >= stop else (None, "")
+    market, name = quote.bid or quote.last, "bid" if quote.bid else "last"
+    return (market, name) if market is not None and market <= stop else (None, "")
+
+
 def exits_at_once(intent: OrderIntent, quote: RiskQuote) -> str | None:
     """Why a bracket would exit the moment its entry fills: an entry that fills now (at
-    market, trailing, or a limit the market has reached) whose take profit or stop loss is
-    already past the quote its exit meets (a BUY's exits sell at the bid). None otherwise: a
-    resting limit's or a stop entry's legs are checked against its price by the schema
-    (``schemas.SIDE_RULES``)."""
-    if intent.stop_price or not intent.is_bracket:
+    market, trailing, a limit the market has reached, or a stop it has passed) whose take
+    profit or stop loss is already past the quote its exit meets (a BUY's exits sell at the
+    bid). None otherwise: a resting limit's or stop's legs are checked against its price by
+    the schema (``schemas.SIDE_RULES``)."""
+    if not intent.is_bracket:
         return None
+    if intent.stop_price is not None and stop_passed(intent, quote)[0] is None:
+        return None  # a stop entry that rests until the market comes to it
     buy, limit = intent.action == "BUY", intent.limit_price
     name, market = ("bid", quote.bid) if buy else ("ask", quote.ask)
     if market is None:

@@ -223,6 +223,44 @@ def test_a_bracket_whose_exit_would_fill_with_its_entry_is_refused(client, gatew
     assert place(client, **resting, stop_loss=round(q["bid"] - 2, 2)).status_code == 202
 
 
+@pytest.mark.parametrize("action", ["BUY", "SELL"])
+def test_a_stop_entry_the_market_has_passed_is_checked_as_filling_now(client, gateway, action):
+    """A stop entry triggers on arrival when the market is past its stop: its exits were
+    checked against the stop only, so a BUY stop under the ask with a take profit under the
+    bid bought and sold at once (accepting the immediate trigger, or from a webhook)."""
+    q = quote(client)
+    buy = action == "BUY"
+    market = q["ask"] if buy else q["bid"]
+    step = (
+        -1 if buy else 1
+    )  # the stop already passed, the take profit beyond it, past the exit's side
+    stop = round(market + 20 * step, 2)
+    legs = {"take_profit": round(market + 10 * step, 2), "stop_loss": round(market + 30 * step, 2)}
+    passed = place(
+        client,
+        action=action,
+        order_type="STP",
+        stop_price=stop,
+        accept_immediate_trigger=True,
+        **legs,
+    )
+    refused = error(passed, 422)
+    assert refused["details"][0]["rule"] == "bracket_sides"
+    assert refused["message"].startswith(f"bracket_sides: take_profit {legs['take_profit']} is ")
+    resting = {  # the same bracket on the far side of the market: rests, checked by its stop
+        "stop_price": round(market - 20 * step, 2),
+        "take_profit": round(market - 30 * step, 2),
+        "stop_loss": round(market - 10 * step, 2),
+    }
+    assert place(client, action=action, order_type="STP", **resting).status_code == 202
+    wait_for(
+        lambda: (
+            [o.aux_price for o in gateway.all_orders() if not o.parent_id]
+            == [resting["stop_price"]]
+        )
+    )
+
+
 def test_a_bracket_leg_moved_alone_stays_on_its_side_of_an_unfilled_entry(client, gateway):
     """A leg is an order of its own: moving it is checked against its entry's limit, and the
     entry's later move against the leg where it is now, not where it was placed."""
