@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from dataclasses import dataclass, field
 
-from ib_async import Client
+from ib_async import IB, Client
 from ib_async.util import getLoop
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ def queued_seconds(client: Client, rate: float = RATE) -> float:
 
 
 PLACE_ORDER = "3"  # the placeOrder message's id, its first field (the orderId is the second)
+
+
+async def sent_out(ib: IB, timeout: float) -> int:
+    """Wait, connected, until what waits for the pace and what was written have left the
+    socket, ``timeout`` at most: a disconnect empties the queue unsent (``Client.reset``), and
+    a change or cancel recorded as sent may still wait there. The requests left queued."""
+    deadline = time.monotonic() + timeout
+    while ib.isConnected():
+        transport = ib.client.conn.transport
+        if not ib.client._msgQ and not (transport and transport.get_write_buffer_size()):
+            return 0
+        if time.monotonic() > deadline:
+            return len(ib.client._msgQ)
+        await asyncio.sleep(0.01)
+    return 0
 
 
 def _placed_id(text: str) -> int | None:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ib_async import IB
 
+import ib_pacing
 from ib_compat import HUNG_EXECUTIONS, executions, logged
-from ib_connection import IBConnection, NotConnectedError
+from ib_connection import FLUSH_AT_STOP, IBConnection, NotConnectedError
 from journal import Journal
 from orders.commands import Command
 from orders.kill_switch import KillSwitch
@@ -91,6 +92,12 @@ class LoopSide(IBConnection):
         await self.before_disconnect()  # no command goes on (none queues a message now)
         if self.ib is not None:  # orders still waiting for the pace never leave: said so
             self.placement.withdraw_at_stop(self.ib)
+            # what else waits for the pace (a change, a cancel recorded as sent) goes out first
+            left = await ib_pacing.sent_out(self.ib, FLUSH_AT_STOP)
+            if left:
+                log.warning(
+                    "⚠️ %d request(s) still waiting for the pace at the stop: not sent", left
+                )
 
     async def before_disconnect(self) -> None:
         if self._consumer is not None:

@@ -59,6 +59,32 @@ def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway
         crashed.close()
 
 
+async def _slow_pace(handler: OrderHandler) -> None:
+    """The order connection's pace bucket empty and refilling slowly (as right after the
+    burst of a connect): the next request waits about 0.5 s in the pacing queue."""
+    bucket = handler.ib.client.sendMsg.__self__.bucket  # type: ignore[union-attr]  # our SmoothPacer
+    bucket.tokens, bucket.rate = 0.0, 2.0
+
+
+def test_a_change_waiting_for_the_pace_at_a_stop_still_reaches_the_broker(gateway, tmp_path):
+    """A change recorded "change sent" can still wait in the pacing queue; a graceful stop
+    disconnected at once and ib_async's disconnect emptied that queue: the broker never got
+    the change its record said was sent (what made the test above fail now and then). The
+    stop lets what waits for the pace go out first (2 s at most)."""
+    journal = Journal(str(tmp_path / "orders.db"))
+    handler = make_handler(gateway.port, journal)
+    try:
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).status == "Submitted")
+        handler.thread.call(_slow_pace(handler), 5)
+        handler.modify(record.id, limit_price=2.0)
+        wait_for(lambda: any("change sent" in s.text for s in handler.get(record.id).steps))
+    finally:
+        handler.stop()
+        journal.close()
+    wait_for(lambda: at_broker(gateway, record.id).lmt_price == 2.0, timeout=5)
+
+
 def test_a_cancelled_orders_remaining_is_the_same_after_a_restart(gateway, tmp_path):
     """A cancelled order read remaining 3 (the broker's Cancelled status) while the app ran,
     and 0 once a restart closed it from the completed orders (ib_async's completed order has
