@@ -265,3 +265,65 @@ def test_a_board_is_not_shown_under_another_expirys_tab(dash: Dashboard):
         "aria-selected", "true"
     )
     expect(page.locator('[data-leg="call-200-ask"]')).to_be_hidden()
+
+
+def test_the_ticket_shows_every_decimal_and_asks_for_the_symbol_when_the_mode_is_unknown(
+    dash: Dashboard,
+):
+    """The confirmation rounded a limit to two decimals (9.005 read "limit 9.01"), and a
+    /status that could not be read hid the typed-symbol check of a live account: unknown, the
+    ticket now asks as for a live one."""
+    page = dash.open().page
+    load_chain(dash, EXPIRY)
+    page.locator('[data-leg="call-200-ask"]').click()
+    page.fill("#dt-limit_price", "9.005")
+    page.click("#dt-review")
+    expect(page.locator("#dt-confirm-words")).to_contain_text("limit 9.005")
+    expect(page.locator("#dt-live-guard")).to_be_hidden()  # a paper account: no typed symbol
+    page.click("#dt-back")
+    dash.allow_console_error("502")  # the browser logs the failed GET
+    page.route("**/api/v1/status", lambda route: route.fulfill(status=502, body="bad gateway"))
+    try:
+        page.click("#dt-review")
+        expect(page.locator("#dt-live-guard")).to_be_visible()
+        expect(page.locator("#dt-live-text")).to_have_text("Type AAPL to confirm this order.")
+    finally:
+        page.unroute("**/api/v1/status")
+    orders_before = len(dash.gateway.all_orders())
+    page.wait_for_timeout(600)  # past the Confirm button's guard time
+    page.click("#dt-send")  # without the typed symbol: nothing is sent
+    expect(page.locator("#dt-live-confirm")).to_have_attribute("aria-invalid", "true")
+    assert len(dash.gateway.all_orders()) == orders_before
+
+
+def test_a_late_chain_answer_of_the_previous_symbol_is_not_shown_under_the_new_one(
+    dash: Dashboard,
+):
+    """A slow AAPL board arriving after SPY was loaded (both have the expiry) replaced SPY's
+    prices under SPY's tabs; a click then filled the ticket with an AAPL option."""
+    page = dash.open().page
+    held: list = []
+    page.route("**/api/v1/options/quotes?symbol=AAPL*", lambda route: held.append(route))
+    page.fill("#chain-symbol", "aapl")
+    page.click("#chain-load")
+    routed(page, held)
+    expiry = re.search(r"expiry=(\d+)", held[0].request.url).group(1)  # type: ignore[union-attr]
+    page.fill("#chain-symbol", "spy")
+    page.click("#chain-load")
+    page.locator(f'.chain-tab[data-expiry="{expiry}"]').click()  # the expiry AAPL's board is of
+    expect(page.locator("#chain-status")).to_contain_text(f"SPY {expiry}")
+    expect(page.locator("#chain-table")).to_be_visible()
+    spy_strikes = page.locator("#chain-table tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.strike)"
+    )
+    with page.expect_response(lambda r: "symbol=AAPL" in r.url, timeout=15_000):
+        held[0].continue_()  # AAPL's board now comes back
+    page.unroute("**/api/v1/options/quotes?symbol=AAPL*")
+    page.wait_for_timeout(300)  # the page has handled it
+    expect(page.locator("#chain-status")).to_contain_text(f"SPY {expiry}")
+    assert (
+        page.locator("#chain-table tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.strike)"
+        )
+        == spy_strikes
+    )

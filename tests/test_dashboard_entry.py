@@ -305,12 +305,26 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
         dash, action="SELL", quantity=10, order_type="STP", stop_price=round(q["bid"] * 0.9, 2)
     )
     trail_id = working(dash, action="SELL", quantity=10, order_type="TRAIL", trailing_percent=5)
+    # an option on AAPL is another instrument: closing the stock does not cancel it
+    board = api_ok(dash, "GET", "/api/v1/options/quotes?symbol=AAPL&expiry=20261218&strikes=1")
+    row = next(row for row in board["rows"] if row["call"].get("bid"))
+    call = {**row["call"], "strike": row["strike"]}
+    option_id = working(
+        dash,
+        sec_type="OPT",
+        expiry="20261218",
+        strike=call["strike"],
+        right="C",
+        order_type="LMT",
+        limit_price=round(round(call["bid"] * 0.8 / 0.05) * 0.05, 2),  # on its 0.05 grid
+    )
     position = page.locator("#positions tbody tr").filter(has_text="AAPL")
     expect(position.locator("td").nth(1)).to_have_text("10")
-    expect(page.locator("#working-count")).to_have_text("2")
+    expect(page.locator("#working-count")).to_have_text("3")
     position.locator("button.close-position").click()
     dialog = page.locator("#close-dialog")
     expect(dialog).to_contain_text("2 orders are still working for AAPL")
+    expect(dialog.locator(f"input[data-order-id='{option_id}']")).to_have_count(0)
     for order_id in (stop_id, trail_id):
         expect(dialog.locator(f"input[data-order-id='{order_id}']")).to_be_checked()
     dash.shot("entry_close_with_working_orders")
@@ -323,9 +337,9 @@ def test_close_offers_to_cancel_the_symbols_working_orders(dash):
     expect(page.locator("#confirm-send")).to_be_enabled()
     page.click("#confirm-send")
     expect(page.locator(".toast.success")).to_contain_text("Cancel sent for 2 working orders")
-    expect(page.locator("#working-count")).to_have_text("0")
+    expect(page.locator("#working-count")).to_have_text("1")
     expect(page.locator("#positions-empty")).to_be_visible()
-    assert not dash.gateway.open_orders()
+    assert [o.order_ref for o in dash.gateway.open_orders()] == [option_id]
 
 
 def test_close_fills_the_ticket_with_the_position_held_when_accepted(dash):

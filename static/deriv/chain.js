@@ -1,6 +1,7 @@
 // Option chain view: expiry tabs, strikes around the money, calls | strike | puts with
 // bid / ask / IV / delta. Clicking a bid or an ask fills the derivatives ticket (a
 // "deriv:fill-ticket" CustomEvent on document; ask → buy, bid → sell, at that price).
+import {fmtPrice} from "../js/format.js";
 import {api, clock, el, fmt, isNum} from "./http.js";
 
 const STRIKES_EACH_SIDE = 8;
@@ -17,15 +18,18 @@ export function mountChain(root) {
   root.append(el("div", {class: "chain-bar"}, symbol, load, refresh), tabs, status, table);
 
   let current = {symbol: null, expiry: null, board: null};
+  let loads = 0; // a late answer of an earlier load (another symbol) is dropped
 
   async function loadChain() {
     const wanted = symbol.value.trim().toUpperCase();
     if (!wanted) return;
+    const seq = ++loads;
     status.textContent = `Loading the ${wanted} option chain…`;
     tabs.replaceChildren();
     table.hidden = true;
     try {
       const chain = await api(`/api/v1/options/chain?${new URLSearchParams({symbol: wanted})}`);
+      if (seq !== loads) return;
       const options = chain.classes[0];
       current = {symbol: chain.symbol, expiry: null, board: null, multiplier: options.multiplier};
       for (const expiry of options.expirations) {
@@ -35,11 +39,12 @@ export function mountChain(root) {
       status.textContent = `${chain.symbol}: ${options.expirations.length} expiries, ${options.strikes.length} strikes, ×${options.multiplier}.`;
       if (options.expirations.length) await selectExpiry(options.expirations[0]);
     } catch (err) {
-      status.textContent = err.message;
+      if (seq === loads) status.textContent = err.message;
     }
   }
 
   async function selectExpiry(expiry) {
+    const asked = current; // a new load replaces it: this answer is then another symbol's
     current.expiry = expiry;
     for (const tab of tabs.children) tab.setAttribute("aria-selected", String(tab.dataset.expiry === expiry));
     status.textContent = `Quoting ${current.symbol} ${expiry}…`;
@@ -49,12 +54,12 @@ export function mountChain(root) {
     try {
       const params = new URLSearchParams({symbol: current.symbol, expiry, strikes: String(STRIKES_EACH_SIDE)});
       const board = await api(`/api/v1/options/quotes?${params}`);
-      if (current.expiry !== expiry) return; // another tab was chosen meanwhile
+      if (current !== asked || current.expiry !== expiry) return; // another tab or symbol meanwhile
       current.board = board;
       renderBoard(board);
       status.textContent = `${board.symbol} ${board.expiry} · underlying ${fmt(board.under_price)} · ×${board.multiplier} · ${board.market_data} data · as of ${clock(board.time)}`;
     } catch (err) {
-      status.textContent = err.message;
+      if (current === asked && current.expiry === expiry) status.textContent = err.message;
     } finally {
       refresh.disabled = false;
     }
@@ -86,8 +91,8 @@ export function mountChain(root) {
     const price = (name, action) => el("td", {class: `num ${cls}`}, el("button", {
       type: "button", class: `chain-price ${name}`, disabled: !isNum(leg[name]),
       dataset: {leg: `${side}-${strike}-${name}`},
-      "aria-label": `${action === "BUY" ? "Buy" : "Sell"} ${leg.description} at ${fmt(leg[name])}`,
-      text: fmt(leg[name]),
+      "aria-label": `${action === "BUY" ? "Buy" : "Sell"} ${leg.description} at ${fmtPrice(leg[name])}`,
+      text: fmtPrice(leg[name]),
       onclick: () => fillTicket(board, strike, right, action, leg[name]),
     }));
     return [price("bid", "SELL"), price("ask", "BUY"),

@@ -2,7 +2,8 @@
 // picker). Filled by the chain view ("deriv:fill-ticket") and by a position's Close button
 // ("deriv:close-position", sent by app.js for OPT/FUT rows). Review, then confirm: the
 // order goes to POST /api/v1/orders like any other (risk gate, journal, kill switch).
-import {api, el, fmt, isNum, money} from "./http.js";
+import {fmtAvg, fmtPrice} from "../js/format.js";
+import {api, el, isNum, money} from "./http.js";
 
 const GUARD_MS = 500; // the confirmation takes no Confirm this long after it appears
 const FINAL = new Set(["filled", "cancelled", "rejected", "not_sent", "not_placed"]);
@@ -145,12 +146,12 @@ export function mountTicket(root) {
     if (b.order_type === "LMT" && !isNum(b.limit_price)) return showError({field: "limit_price", message: "A limit order needs a limit price."});
     const mult = multiplier || (f.sec_type.value === "FUT" && f.month.selectedOptions[0] ? Number(f.month.selectedOptions[0].dataset.multiplier) : null);
     const notional = isNum(b.limit_price) && isNum(mult) ? b.limit_price * b.quantity * mult : null;
-    const priceWords = b.order_type === "LMT" ? `limit ${fmt(b.limit_price)}` : "at market";
+    const priceWords = b.order_type === "LMT" ? `limit ${fmtPrice(b.limit_price)}` : "at market";
     words.textContent = `${b.action === "BUY" ? "Buy" : "Sell"} ${b.quantity} ${contractWords(b)} ${priceWords}`
       + (notional !== null ? ` · notional ${money(notional)} (×${mult})` : "") + ` · ${b.tif}`;
     const status = await api("/api/v1/status").catch(() => null);
     const limits = status && status.risk_limits;
-    const live = status && status.mode === "live";
+    const live = !status || status.mode === "live"; // unknown (status not read): ask, as live
     const threshold = limits && isNum(limits.live_confirm_notional) ? limits.live_confirm_notional : 0;
     guard.hidden = !(live && (notional === null || notional >= threshold));
     guardInput.value = "";
@@ -226,7 +227,7 @@ export function mountTicket(root) {
   /** Show the order's verdict; a working order is followed until it is final (or a minute). */
   async function follow(order, what) {
     for (let tries = 0; ; tries += 1) {
-      const price = isNum(order.avg_fill_price) ? ` at ${fmt(order.avg_fill_price)}` : "";
+      const price = isNum(order.avg_fill_price) ? ` at ${fmtAvg(order.avg_fill_price)}` : "";
       result.textContent = `${order.id}: ${order.verdict || order.phase}${price} — ${what}`;
       result.dataset.verdict = order.verdict || "";
       if (FINAL.has(order.verdict) || tries >= FOLLOW_TRIES) return;

@@ -119,7 +119,9 @@ let closingPosition = null;
 
 function workingFor(position) {
   const orders = (store.latest && store.latest.orders) || [];
-  return orders.filter((o) => o.open && o.symbol === position.symbol);
+  // the same instrument only: an option or future on the symbol is not the stock
+  return orders.filter((o) => o.open && o.symbol === position.symbol
+    && (o.sec_type || "STK") === (position.sec_type || "STK"));
 }
 
 function openClose(position) {

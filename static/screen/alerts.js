@@ -42,7 +42,17 @@ export async function refreshAlerts() {
     el("span", {text: `${a.condition === "above" ? "≥" : "≤"} ${fmtPrice(a.level)}`}), " ",
     el("span", {class: "small muted", text: alertState(a)}),
     el("button", {type: "button", class: "btn small-btn", text: "×", "aria-label": `Delete alert ${a.symbol} ${a.level}`,
-      onclick: async () => { await api(`/api/v1/alerts/${a.id}`, {method: "DELETE"}); refreshAlerts(); }}))));
+      onclick: () => deleteAlert(a)}))));
+}
+
+async function deleteAlert(a) {
+  $("#alert-error").textContent = "";
+  try {
+    await api(`/api/v1/alerts/${a.id}`, {method: "DELETE"});
+  } catch (err) { // e.g. 503 not_saved: the alert stays armed, and the trader must know
+    $("#alert-error").textContent = `The ${a.symbol} alert was not deleted: ${err.message}`;
+  }
+  refreshAlerts();
 }
 
 /** Fired, armed (primed: the price was on the near side), or waiting for the price to come
