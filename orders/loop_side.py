@@ -93,11 +93,20 @@ class LoopSide(IBConnection):
         if self.ib is not None:  # orders still waiting for the pace never leave: said so
             self.placement.withdraw_at_stop(self.ib)
             # what else waits for the pace (a change, a cancel recorded as sent) goes out first
-            left = await ib_pacing.sent_out(self.ib, FLUSH_AT_STOP)
-            if left:
-                log.warning(
-                    "⚠️ %d request(s) still waiting for the pace at the stop: not sent", left
-                )
+            if await ib_pacing.sent_out(self.ib, FLUSH_AT_STOP):
+                self._not_sent_at_stop(self.ib)
+
+    def _not_sent_at_stop(self, ib: IB) -> None:
+        """Changes still waiting for the pace when the stop's wait ran out die with the socket:
+        their records said "change sent", and now say they were not."""
+        queued = ib_pacing.queued_orders(ib.client)
+        log.warning(
+            "⚠️ %d request(s) still waiting for the pace at the stop: not sent", len(ib.client._msgQ)
+        )
+        for order_id in queued:
+            tracker = self.book.by_order_id.get(order_id)
+            if tracker is not None:
+                tracker.step("change not sent: the app stopped before it left the queue")
 
     async def before_disconnect(self) -> None:
         if self._consumer is not None:

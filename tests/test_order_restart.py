@@ -85,6 +85,31 @@ def test_a_change_waiting_for_the_pace_at_a_stop_still_reaches_the_broker(gatewa
     wait_for(lambda: at_broker(gateway, record.id).lmt_price == 2.0, timeout=5)
 
 
+def test_a_change_still_waiting_for_the_pace_when_the_stop_gives_up_says_not_sent(
+    gateway, tmp_path, monkeypatch
+):
+    """When the stop's wait for the pace runs out, a change still queued dies with the
+    socket: its record said "change sent" and now says it was not."""
+    import orders.loop_side
+
+    monkeypatch.setattr(orders.loop_side, "FLUSH_AT_STOP", 0.1)
+    journal = Journal(str(tmp_path / "orders.db"))
+    handler = make_handler(gateway.port, journal)
+    try:
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).status == "Submitted")
+        handler.thread.call(_slow_pace(handler), 5)  # the next request in about 0.5 s
+        handler.modify(record.id, limit_price=2.0)
+        wait_for(lambda: any("change sent" in s.text for s in handler.get(record.id).steps))
+    finally:
+        handler.stop()
+    journal.flush(5)
+    steps = [s.text for s in journal.get(record.id).record.steps]
+    journal.close()
+    assert steps[-1] == "change not sent: the app stopped before it left the queue"
+    assert at_broker(gateway, record.id).lmt_price == FAR.limit_price
+
+
 def test_a_cancelled_orders_remaining_is_the_same_after_a_restart(gateway, tmp_path):
     """A cancelled order read remaining 3 (the broker's Cancelled status) while the app ran,
     and 0 once a restart closed it from the completed orders (ib_async's completed order has
