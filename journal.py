@@ -58,8 +58,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 FINAL_VERDICTS = ("filled", "cancelled", "rejected", "not_sent", "not_placed")
-BUSY_TIMEOUT = 10.0  # seconds a write waits for another connection's lock
-PROBE_EVERY = 2.0  # seconds between probe writes while writes fail
+BUSY_TIMEOUT, PROBE_EVERY = 10.0, 2.0  # s: a write waits for another's lock; between probes
 
 
 class JournalError(RuntimeError):
@@ -147,7 +146,7 @@ class Journal:
         self._db = _open(path)
         self._lock = threading.Lock()
         self._pending: dict[str, Lifecycle] = {}
-        self._writing = False  # a batch taken from _pending is being committed
+        self._writing: set[str] = set()  # the ids of a batch taken from _pending, committing
         self._pending_lock = threading.Condition()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._closed = False
@@ -206,11 +205,12 @@ class Journal:
             self._pending[record.id] = record
         self._wake.put(True)
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is committed; False on time-out."""
+    def flush(self, timeout: float = 10.0, order_id: str | None = None) -> bool:
+        """Wait until every queued record (``order_id``'s alone) is committed; False on time-out."""
         deadline = time.monotonic() + timeout
+        unsaved = (lambda ids: order_id in ids) if order_id else bool  # ids not committed yet
         with self._pending_lock:
-            while (self._pending or self._writing) and not self._closed:
+            while unsaved(self._pending.keys() | self._writing) and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -226,11 +226,11 @@ class Journal:
                 continue
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
-                self._writing = bool(batch)
+                self._writing = set(batch)
             if batch:
                 self._commit(batch)
             with self._pending_lock:
-                self._writing = False
+                self._writing = set()
                 self._pending_lock.notify_all()
                 if self._closed:  # what a last attempt could not save is named by close()
                     return

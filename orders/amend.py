@@ -60,7 +60,7 @@ class Amend:
             else "cancelled before it left the pacing queue",
         )
         for tracker in self.book.unfinished():  # not one accepted after a cancel-all
-            if command is None or tracker.id in command.ours:
+            if command is None or {tracker.id, tracker.record.parent} & command.ours:  # + exits
                 tracker.request_cancel("global cancel requested")
         try:
             ib.reqGlobalCancel()

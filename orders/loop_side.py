@@ -152,8 +152,9 @@ class LoopSide(IBConnection):
         self.thread.call_soon(run)
         if not done.wait(NOTE_WAIT):
             log.warning("⏳ The order thread took over %.0f s to take a request; queued", NOTE_WAIT)
-        elif self.journal.health.failure is None:
-            self.journal.flush(NOTE_WAIT)
+        elif self.journal.health.failure is None:  # its record's commit (others may keep moving)
+            tracker = getattr(command, "tracker", None)
+            self.journal.flush(NOTE_WAIT, tracker.id if tracker is not None else None)
 
     def commission_of(self, order_ref: str, exec_id: str) -> float | None:
         """The commission this connection was told of one of our orders' executions, or None

@@ -59,11 +59,11 @@ def test_a_modify_in_flight_at_the_crash_is_shown_as_the_broker_holds_it(gateway
         crashed.close()
 
 
-async def _slow_pace(handler: OrderHandler) -> None:
+async def _slow_pace(handler: OrderHandler, rate: float = 2.0) -> None:
     """The order connection's pace bucket empty and refilling slowly (as right after the
-    burst of a connect): the next request waits about 0.5 s in the pacing queue."""
+    burst of a connect): the next request waits 1 / ``rate`` s in the pacing queue."""
     bucket = handler.ib.client.sendMsg.__self__.bucket  # type: ignore[union-attr]  # our SmoothPacer
-    bucket.tokens, bucket.rate = 0.0, 2.0
+    bucket.tokens, bucket.rate = 0.0, rate
 
 
 def test_a_change_waiting_for_the_pace_at_a_stop_still_reaches_the_broker(gateway, tmp_path):
@@ -98,7 +98,7 @@ def test_a_change_still_waiting_for_the_pace_when_the_stop_gives_up_says_not_sen
     try:
         record, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(record.id).status == "Submitted")
-        handler.thread.call(_slow_pace(handler), 5)  # the next request in about 0.5 s
+        handler.thread.call(_slow_pace(handler, rate=0.1), 5)  # the next request in 10 s
         handler.modify(record.id, limit_price=2.0)
         wait_for(lambda: any("change sent" in s.text for s in handler.get(record.id).steps))
     finally:
