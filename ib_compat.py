@@ -121,15 +121,20 @@ HUNG_EXECUTIONS = (
 )
 
 
-async def executions(ib: IB, timeout: float, since: str = "") -> tuple[list[Fill], bool]:
+async def executions(
+    ib: IB, timeout: float, since: str = "", log: logging.Logger | None = None
+) -> tuple[list[Fill], bool]:
     """reqExecutions (``since``: the filter's time), and whether its answer ended. TWS 10.30.1
     sends the executions but never the end of the answer (ib_async #54, ib_insync #638). When
     the end does not come within ``timeout``, a request sent after it (reqCurrentTime) tells a
     gateway that answers, so has sent every execution it will (they land in ``ib.fills()``),
-    from a silent one (TimeoutError, as before: nothing is concluded from it)."""
+    from a silent one (TimeoutError, as before: nothing is concluded from it). ``log``: where
+    an answer that did not end is said (HUNG_EXECUTIONS)."""
     request = ib.reqExecutionsAsync(ExecutionFilter(time=since))
     try:
         return await asyncio.wait_for(request, timeout), True
     except TimeoutError:
         await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+        if log is not None:
+            log.warning(HUNG_EXECUTIONS, timeout)
         return ib.fills(), False

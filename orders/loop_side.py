@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from ib_async import IB
 
 import ib_pacing
-from ib_compat import HUNG_EXECUTIONS, executions, logged
+from ib_compat import executions, logged
 from ib_connection import FLUSH_AT_STOP, IBConnection, NotConnectedError
 from journal import Journal
-from orders.commands import Command
+from orders.commands import Cancel, Command
 from orders.kill_switch import KillSwitch
 from orders.placement import CALL_TIMEOUT, Placement
 from orders.reconcile import Reconciler
@@ -125,12 +125,11 @@ class LoopSide(IBConnection):
             return
         if self.kill_switch.cancel_pending:  # engaged during the outage: its cancel goes first
             await self.placement.cancel_all()
-        if not (await executions(ib, CALL_TIMEOUT))[1]:
-            log.warning(HUNG_EXECUTIONS, CALL_TIMEOUT)
+        await executions(ib, CALL_TIMEOUT, log=log)
         self.reconciler.reconcile(ib)
         log.info("🔎 Reconciled after IB's servers came back")
 
-    def _enqueue_noted(self, command: Command, note: Callable[[], None]) -> None:
+    def _enqueue_noted(self, command: Cancel, note: Callable[[], None]) -> None:
         """Queue ``command`` after ``note`` (a change of its record) has run on the order
         thread, and wait (up to NOTE_WAIT each) for both and for the journal to commit the
         change: the caller's answer then stands on the journal, and a crash just after it does
@@ -153,8 +152,7 @@ class LoopSide(IBConnection):
         if not done.wait(NOTE_WAIT):
             log.warning("⏳ The order thread took over %.0f s to take a request; queued", NOTE_WAIT)
         elif self.journal.health.failure is None:  # its record's commit (others may keep moving)
-            tracker = getattr(command, "tracker", None)
-            self.journal.flush(NOTE_WAIT, tracker.id if tracker is not None else None)
+            self.journal.flush(NOTE_WAIT, command.tracker.id)
 
     def commission_of(self, order_ref: str, exec_id: str) -> float | None:
         """The commission this connection was told of one of our orders' executions, or None

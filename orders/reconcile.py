@@ -19,7 +19,7 @@ from typing import Any
 from ib_async import IB
 from ib_async.order import Trade
 
-from ib_compat import HUNG_EXECUTIONS, WORKING_STATES, executions, live_trades, number
+from ib_compat import WORKING_STATES, executions, live_trades, number
 from order_records import FillRecord, Lifecycle
 from orders.executions import merged
 from orders.lifecycle import (
@@ -229,8 +229,7 @@ class Reconciler:
             try:
                 await asyncio.wait_for(ib.reqOpenOrdersAsync(), CALL_TIMEOUT)
                 await asyncio.wait_for(ib.reqCompletedOrdersAsync(False), CALL_TIMEOUT)
-                if not (await executions(ib, CALL_TIMEOUT))[1]:
-                    log.warning(HUNG_EXECUTIONS, CALL_TIMEOUT)
+                await executions(ib, CALL_TIMEOUT, log=log)
             except (TimeoutError, ConnectionError) as exc:
                 log.warning(
                     "🔎 re-check of %d order(s) failed (%s); trying again", len(waiting), exc

@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 import auth
 from bodies import BodyError, parse_json_object
 from ib_connection import NotConnectedError, ServersUnreachable
+from ib_link import LinkState
 from journal import JournalError
 from order_handler import (
     IdempotencyConflict,
@@ -267,11 +268,16 @@ def _conditional(
 
 def _reader_current() -> bool:
     """Whether the reader keeps its data current: connected, and its gateway in touch with
-    IB's servers as either connection was told (while they are lost the gateway answers but
-    pushes nothing)."""
+    IB's servers (while they are lost the gateway answers but pushes nothing)."""
     svc = services()
-    links = (c for c in (svc.connector, svc.handler) if c is not None)
-    return svc.connector.connected and all(c.link_state().reachable for c in links)
+    return svc.connector.connected and ib_servers(svc).reachable
+
+
+def ib_servers(svc: Services) -> LinkState:
+    """IB's servers as the gateway tells them: unreachable when either connection was told so
+    (the order connection's view first: it decides whether orders can reach IB)."""
+    views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
+    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())
 
 
 def _as_bytes(body: str | bytes) -> bytes:

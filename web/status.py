@@ -38,6 +38,7 @@ from web.common import (
     _records,
     api_error,
     bp,
+    ib_servers,
     services,
 )
 from web.reads import _account_json, _executions_json, _order_rows, _orders_key, _positions_json
@@ -355,10 +356,3 @@ def health() -> Response | tuple[Response, int]:
         ), 503
     # tagged by the answer alone: the data version told anyone, unsigned in, when orders moved
     return _conditional("health-ok", lambda: _dumps({"ok": True}), reader_data=False)
-
-
-def ib_servers(svc: Services) -> LinkState:
-    """IB's servers as the gateway tells them: unreachable when either connection was told so
-    (the order connection's view first: it decides whether orders can reach IB)."""
-    views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
-    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())

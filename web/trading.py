@@ -49,9 +49,9 @@ from web.common import (
     _unknown_symbol,
     _validate,
     bp,
+    ib_servers,
     services,
 )
-from web.status import ib_servers
 from wire import plain_number
 
 WAIT_SLACK = 5.0
