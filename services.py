@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from change_feed import ChangeFeed
 from config import Settings
@@ -22,6 +22,7 @@ from market_data import DELAYED_TYPES, TYPE_NAMES
 from order_handler import OrderHandler
 from quote_hub import QuoteHub
 from rate_window import SlidingWindow
+from read_cache import ReadCache
 from risk import RiskGate, RiskQuote
 from screen_store import ScreenStore
 from security import data_dir, naming
@@ -57,7 +58,7 @@ class Services:
         self.screen_store = ScreenStore(data_dir(settings))  # watchlist and alerts
         self.quotes: QuoteHub | None = None  # streaming quotes on the reader (quote_hub.py)
         self.symbol_searches: dict[str, tuple[float, list]] = {}  # /symbols answers (60 s)
-        self.read_cache: dict[str, tuple[object, Any]] = {}  # JSON bodies by data version
+        self.read_cache = ReadCache()  # JSON bodies by data version
         # calls that hold a server thread for seconds take one of these or are refused/shortened
         self.long_calls = threading.BoundedSemaphore(LONG_CALL_SLOTS)
         self.host = settings.ib_host or "127.0.0.1"

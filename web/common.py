@@ -38,6 +38,7 @@ from order_handler import (
     OrderHandler,
     TradingHaltedError,
 )
+from read_cache import ReadCache
 from schemas import ValidationError, first_error, looks_like_fx
 from services import GatewayNotAnswering, Services
 from wire import to_wire
@@ -303,17 +304,10 @@ def _client_has(etag: str) -> bool:
     )
 
 
-def _cached(name: str, version: object, build: Any, cache: dict[str, Any] | None = None) -> Any:
+def _cached(name: str, version: object, build: Any, cache: ReadCache | None = None) -> Any:
     """A value built once per data version (read endpoints are polled hard) in ``cache`` (the
-    services' read cache unless given). Two threads may both build it after a change; either
-    result is right."""
-    if cache is None:
-        cache = services().read_cache
-    entry = cache.get(name)
-    if entry is None or entry[0] != version:
-        entry = (version, build())
-        cache[name] = entry
-    return entry[1]
+    services' read cache unless given), by one thread while the others wait for it."""
+    return (services().read_cache if cache is None else cache).get(name, version, build)
 
 
 def _json_cached(name: str, version: object, build: Any) -> str:
