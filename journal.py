@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +205,10 @@ class Journal:
             self._pending[record.id] = record
         self._wake.put(True)
 
-    def flush(self, timeout: float = 10.0, order_id: str | None = None) -> bool:
-        """Wait until every queued record (``order_id``'s alone) is committed; False on time-out."""
+    def flush(self, timeout: float = 10.0, order_ids: Iterable[str] | None = None) -> bool:
+        """Wait until every queued record (``order_ids``' alone) is committed; False on time-out."""
         deadline = time.monotonic() + timeout
-        unsaved = (lambda ids: order_id in ids) if order_id else bool  # ids not committed yet
+        unsaved = bool if order_ids is None else frozenset(order_ids).intersection  # of the ids
         with self._pending_lock:
             while unsaved(self._pending.keys() | self._writing) and not self._closed:
                 remaining = deadline - time.monotonic()

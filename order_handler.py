@@ -363,7 +363,8 @@ class OrderHandler(LoopSide):
         of ours were working."""
         self.require_connected()
         ours = frozenset(t.id for t in self.book.unfinished())
-        self._enqueue(CancelAll(ours))  # NotConnectedError when the handler is not running
+        # journaled as asked before this returns: a restart sends the cancel of ours still live
+        self._enqueue_noted(CancelAll(ours), lambda: self.placement.mark_cancel_all(ours))
         return len(ours)
 
     def engage_kill_switch(self, reason: str) -> int:

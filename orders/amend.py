@@ -59,9 +59,7 @@ class Amend:
             if halted
             else "cancelled before it left the pacing queue",
         )
-        for tracker in self.book.unfinished():  # not one accepted after a cancel-all
-            if command is None or {tracker.id, tracker.record.parent} & command.ours:  # + exits
-                tracker.request_cancel("global cancel requested")
+        self.mark_cancel_all(None if command is None else command.ours)
         try:
             ib.reqGlobalCancel()
             log.warning("🛑 Global cancel sent: every working order of every client")
@@ -69,6 +67,16 @@ class Amend:
             log.error("global cancel not sent: %s", exc)
         else:
             self.host.global_cancel_written()
+
+    def mark_cancel_all(self, ours: frozenset[str] | None) -> None:
+        """Mark our unfinished orders of a global cancel as cancel requested: those of
+        ``ours`` (the cancel-all's: not one accepted after it) and their exits, or (None, the
+        kill switch's) all of them."""
+        for tracker in self.book.unfinished():
+            if tracker.cancel_requested:
+                continue
+            if ours is None or {tracker.id, tracker.record.parent} & ours:
+                tracker.request_cancel("global cancel requested")
 
     def withdraw_at_stop(self, ib: IB) -> None:
         """The app stops: the new orders still waiting for the pace would be dropped with the

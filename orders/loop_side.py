@@ -18,7 +18,7 @@ import ib_pacing
 from ib_compat import executions, logged
 from ib_connection import FLUSH_AT_STOP, IBConnection, NotConnectedError
 from journal import Journal
-from orders.commands import Cancel, Command
+from orders.commands import Cancel, CancelAll, Command
 from orders.kill_switch import KillSwitch
 from orders.placement import CALL_TIMEOUT, Placement
 from orders.reconcile import Reconciler
@@ -129,8 +129,8 @@ class LoopSide(IBConnection):
         self.reconciler.reconcile(ib)
         log.info("🔎 Reconciled after IB's servers came back")
 
-    def _enqueue_noted(self, command: Cancel, note: Callable[[], None]) -> None:
-        """Queue ``command`` after ``note`` (a change of its record) has run on the order
+    def _enqueue_noted(self, command: Cancel | CancelAll, note: Callable[[], None]) -> None:
+        """Queue ``command`` after ``note`` (a change of its records) has run on the order
         thread, and wait (up to NOTE_WAIT each) for both and for the journal to commit the
         change: the caller's answer then stands on the journal, and a crash just after it does
         not lose the request. A journal that cannot be written is not waited for."""
@@ -152,7 +152,8 @@ class LoopSide(IBConnection):
         if not done.wait(NOTE_WAIT):
             log.warning("⏳ The order thread took over %.0f s to take a request; queued", NOTE_WAIT)
         elif self.journal.health.failure is None:  # its record's commit (others may keep moving)
-            self.journal.flush(NOTE_WAIT, command.tracker.id)
+            ids = command.ours if isinstance(command, CancelAll) else (command.tracker.id,)
+            self.journal.flush(NOTE_WAIT, ids)
 
     def commission_of(self, order_ref: str, exec_id: str) -> float | None:
         """The commission this connection was told of one of our orders' executions, or None

@@ -197,3 +197,36 @@ def test_a_cancel_waiting_for_the_order_at_the_crash_is_sent_after_the_restart(g
     finally:
         second.stop()
         crashed.close()
+
+
+def test_a_cancel_all_answered_before_a_crash_cancels_ours_after_the_restart(
+    gateway, tmp_path, monkeypatch
+):
+    """Cancel all answered 202, then the app died before the global cancel left it (here: it
+    waited for the pace). The order thread marked the orders a moment after the answer, so a
+    crash in that moment left them working after the restart, the trader's cancel-all
+    forgotten. They are journaled as cancel requested before the answer; the restart sends
+    the cancel of those the broker still works."""
+    import orders.loop_side
+
+    monkeypatch.setattr(orders.loop_side, "FLUSH_AT_STOP", 0.1)
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = make_handler(gateway.port, journal)
+    try:
+        records = [first.submit(FAR)[0] for _ in range(2)]
+        wait_for(lambda: all(first.get(r.id).status == "Submitted" for r in records))
+        first.thread.call(_slow_pace(first, rate=0.05), 5)  # the global cancel waits 20 s
+        assert first.cancel_all() == 2
+        crashed = crash_copy(journal, tmp_path / "crashed.db")  # the instant after the 202
+    finally:
+        first.stop()
+        journal.close()
+    assert [at_broker(gateway, r.id).status for r in records] == ["Submitted"] * 2
+    second = make_handler(gateway.port, crashed)
+    try:
+        for r in records:
+            wait_for(lambda r=r: second.get(r.id).verdict == "cancelled", timeout=GRACE + 5)
+        assert [at_broker(gateway, r.id).status for r in records] == ["Cancelled"] * 2
+    finally:
+        second.stop()
+        crashed.close()
