@@ -179,8 +179,13 @@ class QuoteQuery(BaseModel):
     sec_type: Literal["STK", "CASH"] | None = Field(
         None, description="STK or CASH; without it EUR.USD is an FX pair, anything else a stock"
     )
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
+        None,
+        description="a stock's listing currency (default USD: the US listing); an FX pair's "
+        "is in its symbol",
+    )
 
-    @field_validator("sec_type", mode="before")
+    @field_validator("sec_type", "currency", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value

@@ -325,6 +325,7 @@ def test_symbol_entry_shows_a_live_quote(dash):
         order.append(page.evaluate("document.activeElement.id"))
     assert order == [
         "sec_type",
+        "currency",
         "quote-bid-btn",
         "quote-ask-btn",
         "action-buy",
@@ -333,7 +334,6 @@ def test_symbol_entry_shows_a_live_quote(dash):
         "tif",
         "outside_rth",
         "bracket",
-        "review-btn",
     ]
     # clicking the ask makes a limit order at the ask (the quote refreshes meanwhile)
     page.click("#quote-ask-btn")

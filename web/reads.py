@@ -361,9 +361,16 @@ def quote() -> Response:
         OrderIn, {"symbol": symbol, "action": "BUY", "quantity": 1, "sec_type": query.sec_type}
     )
     sec_type = checked.sec_type  # without sec_type: CASH for EUR.USD, else STK
+    if query.currency is not None and sec_type != "STK":
+        raise ApiError(
+            400,
+            "validation_error",
+            "currency: an FX pair's currency is in its symbol (EUR.USD: USD); give it for stocks",
+            "currency",
+        )
     try:
         with _long_call(required=True):
-            q = services().connector.quote(symbol, sec_type)
+            q = services().connector.quote(symbol, sec_type, query.currency or "USD")
     except LookupError as exc:
         raise _unknown_symbol(404, exc, symbol, sec_type) from None
     return _json(dataclasses.asdict(q))

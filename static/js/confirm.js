@@ -36,7 +36,8 @@ const armed = () => performance.now() >= armedAt;
 
 export function orderWords(b) {
   const verb = b.action === "BUY" ? "Buy" : "Sell";
-  const head = `${verb} ${fmtQty(b.quantity)} ${b.symbol}`;
+  const listing = b.sec_type === "STK" && b.currency && b.currency !== "USD" ? ` (${b.currency} listing)` : "";
+  const head = `${verb} ${fmtQty(b.quantity)} ${b.symbol}${listing}`;
   let how;
   switch (b.order_type) {
     case "MKT": how = "at market"; break;
@@ -106,8 +107,15 @@ function usdValue(b, value, currency) {
   return pair && pair[0] === ACCOUNT_CURRENCY ? b.quantity : null;
 }
 
+/** The ticket's quote when it is `b`'s instrument (a stock: the same listing), else null. */
+function quoteOf(b) {
+  const q = quote.data;
+  if (!q || q.symbol !== b.symbol) return null;
+  return b.sec_type !== "STK" || q.currency === (b.currency || "USD") ? q : null;
+}
+
 function showNotional(b) {
-  const n = estimate(b, quote.data && quote.data.symbol === b.symbol ? quote.data : null);
+  const n = estimate(b, quoteOf(b));
   notional = n;
   const dd = $("#confirm-notional");
   if (!n) dd.textContent = "—";
@@ -243,9 +251,9 @@ export async function review() {
   idemKey = idempotencyKey(ticket);
   const seq = ++previewSeq;
   showConfirm(ticket);
-  if (!quote.data || quote.data.symbol !== ticket.symbol) {
+  if (!quoteOf(ticket)) {
     // the notional of a market order needs a quote: fetch one now
-    api(`/api/v1/quote?${quoteParams(ticket.symbol, ticket.sec_type)}`).then((q) => {
+    api(`/api/v1/quote?${quoteParams(ticket.symbol, ticket.sec_type, ticket.currency)}`).then((q) => {
       if (seq !== previewSeq) return;
       quote.data = q;
       showNotional(ticket);

@@ -129,6 +129,10 @@ function openClose(position) {
     document.dispatchEvent(new CustomEvent("deriv:close-position", {detail: position}));
     return;
   }
+  if (!["STK", "CASH"].includes(position.sec_type || "STK")) { // no ticket here trades it
+    toast(`Close ${position.symbol}: a ${position.sec_type} position cannot be closed from this dashboard; close it in TWS`, "error");
+    return;
+  }
   const working = workingFor(position);
   if (!working.length) { prefillClose(position, []); return; }
   closingPosition = position;

@@ -39,6 +39,7 @@ export function updateTicketLayout() {
   reviewBtn.classList.toggle("sell", side === "SELL");
   reviewBtn.textContent = `Review ${side === "BUY" ? "buy" : "sell"} order`;
   const stock = F.sec_type.value === "STK";
+  $("#currency-field").hidden = !stock; // an FX pair's currencies are in its symbol
   F.quantity.step = stock ? "1" : "any";
   F.quantity.min = stock ? "1" : "0";
   $("#quantity-unit").textContent = stock ? "shares" : "units of the base currency (EUR.USD: euros)";
@@ -57,6 +58,8 @@ export function readTicket() {
     outside_rth: F.outside_rth.checked,
     sec_type: F.sec_type.value,
   };
+  const currency = listingCurrency();
+  if (body.sec_type === "STK" && currency !== "USD") body.currency = currency; // USD: the default
   if (needs.limit_price) body.limit_price = numberOf(F.limit_price);
   if (needs.stop_price) body.stop_price = numberOf(F.stop_price);
   if (needs.trailing) body[F.trail_unit.value === "percent" ? "trailing_percent" : "trailing_amount"] = numberOf(F.trail_value);
@@ -67,6 +70,11 @@ export function readTicket() {
     if (sl !== null) body.stop_loss = sl;
   }
   return body;
+}
+
+/** The stock listing's currency the ticket names (USD unless typed or filled by a Close). */
+function listingCurrency() {
+  return String(F.currency.value || "").trim().toUpperCase() || "USD";
 }
 
 /** The position `body` closes (the ticket was filled by its Close, same symbol and side). */
@@ -104,13 +112,14 @@ export function closeSent(body) {
 }
 
 // ------------------------------------------------------------------- quote
-export const quote = {symbol: null, secType: null, data: null, seq: 0, timer: null, debounce: null, history: []};
+export const quote = {symbol: null, secType: null, currency: null, data: null, seq: 0, timer: null, debounce: null, history: []};
 let quoteSpark = null; // the quote's sparkline (spark.js)
 
 function quoteTarget() {
   const symbol = String(F.symbol.value || "").trim().toUpperCase();
   if (!symbolPattern().test(symbol)) return null; // not worth asking the broker
-  return {symbol, secType: F.sec_type.value};
+  const secType = F.sec_type.value;
+  return {symbol, secType, currency: secType === "STK" ? listingCurrency() : null};
 }
 
 function clearQuote(message) {
@@ -139,17 +148,21 @@ export function requestQuote(reset) {
     clearQuote("Enter a symbol for a live quote.");
     return;
   }
-  if (reset || target.symbol !== quote.symbol || target.secType !== quote.secType) {
+  if (reset || target.symbol !== quote.symbol || target.secType !== quote.secType
+      || target.currency !== quote.currency) {
     clearSymbolNotice();
     quote.symbol = target.symbol;
     quote.secType = target.secType;
+    quote.currency = target.currency;
     clearQuote(`Fetching a quote for ${target.symbol}…`);
   }
   fetchQuote(target);
 }
 
-export function quoteParams(symbol, secType) {
-  return new URLSearchParams({symbol, sec_type: secType});
+export function quoteParams(symbol, secType, currency) {
+  const params = new URLSearchParams({symbol, sec_type: secType});
+  if (secType === "STK" && currency && currency !== "USD") params.set("currency", currency);
+  return params;
 }
 
 async function fetchQuote(target) {
@@ -161,7 +174,7 @@ async function fetchQuote(target) {
     return;
   }
   try {
-    const q = await api(`/api/v1/quote?${quoteParams(target.symbol, target.secType)}`);
+    const q = await api(`/api/v1/quote?${quoteParams(target.symbol, target.secType, target.currency)}`);
     if (seq !== quote.seq) return;
     showQuote(q);
     clearSymbolNotice();
@@ -227,6 +240,8 @@ export function prefillClose(position, orders) {
   const side = position.quantity > 0 ? "SELL" : "BUY";
   F.symbol.value = position.symbol;
   F.sec_type.value = position.sec_type === "CASH" ? "CASH" : "STK";
+  // a stock listed in another currency is closed on that listing, not the US one
+  F.currency.value = position.sec_type === "CASH" ? "USD" : position.currency || "USD";
   $(side === "BUY" ? "#action-buy" : "#action-sell").checked = true;
   F.quantity.value = String(Math.abs(position.quantity));
   F.order_type.value = "MKT";
@@ -281,7 +296,10 @@ export function initTicket() {
     const start = F.symbol.selectionStart;
     const upper = F.symbol.value.toUpperCase();
     if (upper !== F.symbol.value) { F.symbol.value = upper; F.symbol.setSelectionRange(start, start); }
-    if (closing && closing.symbol !== upper) closing = null;
+    if (closing && closing.symbol !== upper) { // another symbol: not the closed listing's currency
+      if (F.currency.value !== "USD") F.currency.value = "USD";
+      closing = null;
+    }
     if (upper.trim() !== quote.symbol) { // its quote comes in 350 ms: none of the old one's prices meanwhile
       $("#quote-bid-btn").disabled = true;
       $("#quote-ask-btn").disabled = true;
@@ -290,6 +308,12 @@ export function initTicket() {
     quote.debounce = setTimeout(() => requestQuote(false), 350);
   });
   F.symbol.addEventListener("change", () => { clearTimeout(quote.debounce); requestQuote(false); });
+  F.currency.addEventListener("input", () => {
+    const upper = F.currency.value.toUpperCase();
+    if (upper !== F.currency.value) F.currency.value = upper;
+    clearTimeout(quote.debounce);
+    quote.debounce = setTimeout(() => requestQuote(false), 350);
+  });
   // a corrected field loses its error mark
   form.addEventListener("input", (event) => {
     const field = event.target.closest(".field");

@@ -1,0 +1,97 @@
+"""A stock listed in another currency, in a real browser: the ticket names the listing and
+trades it, and its position's Close sells that listing, not the US one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+from test_dashboard import Dashboard, dash, live  # noqa: F401 - the browser fixtures
+
+from conftest import TRADING_CLOCK, wait_for
+from sim_gateway.broker import BrokerConfig
+from sim_gateway.controller import SimGateway
+from sim_gateway.server import ServerSettings
+from sim_gateway.types import Contract
+
+AAPL_EUR = Contract(
+    con_id=900_001,
+    symbol="AAPL",
+    primary_exchange="IBIS",
+    currency="EUR",
+    local_symbol="AAPL",
+    trading_class="XETRA",
+    long_name="APPLE INC",
+)
+
+
+@pytest.fixture
+def gateway() -> Iterator[SimGateway]:
+    """A gateway that also lists AAPL in euros (as IB does, on Xetra)."""
+    gw = SimGateway(
+        ServerSettings(port=0, clock_start=TRADING_CLOCK),
+        BrokerConfig(seed=7, extra_contracts=(AAPL_EUR,)),
+    ).start()
+    yield gw
+    gw.stop()
+
+
+def holdings(board: Dashboard) -> dict[tuple[str, str], float]:
+    status, answer = board.live.api("GET", "/api/v1/positions")
+    assert status == 200, answer
+    return {(p["symbol"], p["currency"]): p["quantity"] for p in answer["positions"]}
+
+
+def test_a_close_of_a_stock_listed_in_euros_sells_that_listing(dash: Dashboard) -> None:
+    """Close sent the symbol alone, which the broker takes as the US listing: the trader sold
+    5 AAPL in dollars (a new short) and kept the 5 in euros."""
+    status, order = dash.live.api(
+        "POST",
+        "/api/v1/orders",
+        {"symbol": "AAPL", "currency": "EUR", "action": "BUY", "quantity": 5},
+    )
+    assert status == 202, order
+    wait_for(lambda: holdings(dash) == {("AAPL", "EUR"): 5})
+    page = dash.open().page
+    position = page.locator("#positions tbody tr").filter(has_text="AAPL")
+    expect(position.locator(".tag.ccy").first).to_have_text("EUR")
+    position.locator("button.close-position").click()
+    expect(page.locator("#currency")).to_have_value("EUR")
+    expect(page.locator("#action-sell")).to_be_checked()
+    expect(page.locator("#quantity")).to_have_value("5")
+    page.click("#review-btn")
+    expect(page.locator("#confirm-words")).to_have_text("Sell 5 AAPL (EUR listing) at market, DAY")
+    status, quote = dash.live.api("GET", "/api/v1/quote?symbol=AAPL&currency=EUR")
+    assert status == 200 and quote["bid"] < 150, quote  # the euro listing's, not the US one's
+    notional = page.locator("#confirm-notional")
+    expect(notional).to_contain_text("EUR")
+    expect(notional).to_contain_text(re.compile(r"5 × bid (9\d|1[0-4]\d)\."))
+    dash.shot("close-eur-listing")
+    expect(page.locator("#confirm-send")).to_be_enabled()
+    page.click("#confirm-send")
+    wait_for(lambda: holdings(dash) == {}, timeout=10)
+
+
+def test_a_symbol_typed_after_a_close_is_asked_for_in_dollars_again(dash: Dashboard) -> None:
+    """The Close set the ticket's currency to the closed listing's; another symbol typed then
+    is a new order, on its US listing unless the trader types a currency."""
+    status, order = dash.live.api(
+        "POST",
+        "/api/v1/orders",
+        {"symbol": "AAPL", "currency": "EUR", "action": "BUY", "quantity": 5},
+    )
+    assert status == 202, order
+    wait_for(lambda: holdings(dash) == {("AAPL", "EUR"): 5})
+    page = dash.open().page
+    page.locator("#positions tbody tr").filter(has_text="AAPL").locator(
+        "button.close-position"
+    ).click()
+    expect(page.locator("#currency")).to_have_value("EUR")
+    dash.shot("ticket-currency")
+    dash.enter_symbol("MSFT")
+    expect(page.locator("#currency")).to_have_value("USD")
+    dash.allow_console_error("status of 400")  # MSFT's quote asked as an FX pair
+    page.select_option("#sec_type", "CASH")
+    expect(page.locator("#currency")).to_be_hidden()  # an FX pair's currencies are its symbol
