@@ -21,7 +21,7 @@ from ib_async.order import Trade
 
 from ib_compat import WORKING_STATES, executions, live_trades, number
 from order_records import FillRecord, Lifecycle
-from orders.executions import merged
+from orders.executions import EPS, merged
 from orders.lifecycle import (
     BROKER_FINAL,
     OUR_FINAL,
@@ -64,6 +64,9 @@ class Action(StrEnum):
     FOLLOW = "follow"  # a finished record still short of a commission: its trade's later reports
     AWAIT = "await"  # not found (yet): look again after the grace period
     NOT_PLACED = "not_placed"  # not found after the grace period; never resent
+    # not found, but the gateway's executions of it add up to its quantity / to less
+    FILLED = "filled"
+    PART_EXECUTED = "part_executed"  # after the grace period: unknown, check TWS
 
 
 @dataclass(frozen=True)
@@ -86,26 +89,41 @@ def decide(
     decisions = []
     for candidate in candidates:
         record = candidate.record
-        decisions += _fill_decisions(record, fills.get(record.id, ()))
+        reported = fills.get(record.id, ())
+        decisions += _fill_decisions(record, reported)
         report = orders.get(record.id)
-        if record.verdict in BROKER_FINAL and not _filled_after_all(record, report):
+        executed = _executed(record, reported)
+        if record.verdict in BROKER_FINAL and not _filled_after_all(record, report, executed):
             if report is not None and awaits_commission(record):
                 decisions.append(Decision(Action.FOLLOW, record.id, report))
             continue
         if report is not None:
             decisions.append(Decision(Action.ADOPT, record.id, report))
+        elif executed > 0 and executed + EPS >= record.intent.quantity:  # IB filled it
+            if may_become(record.verdict, Verdict.FILLED):
+                decisions.append(Decision(Action.FILLED, record.id))
         elif record.verdict in OUR_FINAL:
             continue
         elif candidate.restored or record.order_id is not None:  # sent (or maybe), not seen
-            decisions.append(Decision(Action.NOT_PLACED if final else Action.AWAIT, record.id))
+            gone = Action.PART_EXECUTED if executed > 0 else Action.NOT_PLACED
+            decisions.append(Decision(gone if final else Action.AWAIT, record.id))
     return decisions
 
 
-def _filled_after_all(record: Lifecycle, report: OrderReport | None) -> bool:
-    """A record we closed as cancelled or rejected that the gateway reports filled (a cancel
-    that crossed the fill, an error ib_async took for a cancel): the fill wins."""
+def _executed(record: Lifecycle, reported: Sequence[FillRecord]) -> float:
+    """Shares executed by the record's fills and the gateway's executions of it (a gateway
+    may list the day's executions of an order it no longer lists)."""
+    kept, _ = merged(record.fills, tuple(reported))
+    return sum(f.shares for f in kept)
+
+
+def _filled_after_all(record: Lifecycle, report: OrderReport | None, executed: float) -> bool:
+    """A record we closed as cancelled or rejected that the gateway reports filled, or whose
+    executions add up to its quantity (a cancel that crossed the fill, an error ib_async took
+    for a cancel): the fill wins."""
     trade = report.trade if report is not None else None
     filled = trade is not None and trade.orderStatus.status == "Filled"
+    filled = filled or executed + EPS >= record.intent.quantity > 0
     return filled and may_become(record.verdict, Verdict.FILLED)
 
 
@@ -207,7 +225,24 @@ class Reconciler:
                 waiting.append(tracker.id)
             elif decision.action is Action.NOT_PLACED and not is_final(tracker.record.verdict):
                 self.book.verdict(tracker, Verdict.NOT_PLACED, self._gone(tracker.record))
+            else:
+                self._executed_not_listed(tracker, decision.action)
         return waiting
+
+    def _executed_not_listed(self, tracker: Tracker, action: Action) -> None:
+        """The gateway lists executions of the order but not the order: filled when they add
+        up to its quantity, else unknown (it reached IB; the rest may still work there)."""
+        if action is Action.FILLED:
+            reason = "its executions add up to its quantity (the gateway lists no order of it)"
+            self.book.verdict(tracker, Verdict.FILLED, reason)
+        elif action is Action.PART_EXECUTED and not is_final(tracker.record.verdict):
+            done = sum(f.shares for f in tracker.record.fills)
+            self.book.verdict(
+                tracker,
+                Verdict.UNKNOWN,
+                f"{done:g} of {tracker.record.intent.quantity:g} executed at IB, but the gateway "
+                "lists no order of it: the rest may still work there; check TWS; never resent",
+            )
 
     def _gone(self, record: Lifecycle) -> str:
         """The reason of a not_placed verdict: never acknowledged, or acknowledged once and in

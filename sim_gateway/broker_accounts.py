@@ -119,6 +119,11 @@ class AccountBook:
         """Filled, cancelled and rejected orders of all clients, in completion order."""
         return [self._orders[perm_id].view() for perm_id in self._completed]
 
+    def forget_completed(self) -> None:
+        """Drop the list of completed orders (a gateway restarted since they finished: its
+        completed orders are its session's); their fills stay among the day's executions."""
+        self._completed.clear()
+
     def executions(self, flt: ExecutionFilter) -> list[tuple[Execution, CommissionReport]]:
         """Fills matching the filter (client id 0 = all clients); ValueError on a bad time."""
         since = _parse_filter_time(flt.time) if flt.time.strip() else None

@@ -1,6 +1,6 @@
 """The simulated gateway's drills of what IB does to orders on its own: a rejection, a cancel
 from TWS, a short sale held for a locate, an execution corrected, a Filled status left untold,
-reqExecutions left unanswered or answered empty.
+reqExecutions left unanswered or answered empty, completed orders forgotten.
 A mixin of ``SimGateway`` (its methods run on the gateway's loop through ``_run``)."""
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ class OrderDrills:
         if answer not in ("full", "none", "empty"):
             raise ValueError(f"executions answer {answer!r}: full, none or empty")
         self._run(lambda s: setattr(s, "executions_answer", answer))
+
+    def forget_completed_orders(self) -> None:
+        """reqCompletedOrders lists none of the orders finished so far, while reqExecutions
+        still lists their fills (IB Gateway restarted since: its completed orders are the
+        session's, the executions the day's)."""
+        self._run(lambda s: s.broker.forget_completed())
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
         """Reject the next order placed, or change of a working order (error 201)."""

@@ -131,11 +131,11 @@ def test_a_commission_lost_with_the_connection_is_recovered(handler, gateway, mo
     ]
 
 
-def working(*fills: FillRecord) -> Lifecycle:
-    """A working order o-1 (orderId 5) with ``fills``."""
+def working(*fills: FillRecord, quantity: float = 10) -> Lifecycle:
+    """A working order o-1 (orderId 5) of ``quantity`` with ``fills``."""
     return Lifecycle(
         id="o-1",
-        intent=FAR,
+        intent=replace(FAR, quantity=quantity),
         source="api",
         created_at=0,
         phase="tracking",
@@ -170,6 +170,40 @@ def test_reconcile_takes_a_correction_once_and_never_the_execution_it_replaced()
     ]
     decisions = decide([Candidate(working(original), False)], {}, reported, False)
     assert [(d.action, d.fills) for d in decisions][0] == (Action.FILLS, (corrected,))
+
+
+def test_executions_of_an_order_the_gateway_no_longer_lists_are_its_evidence():
+    """A gateway restarted since lists the day's executions but not the finished order: the
+    record took the fills and was still concluded "not found ... never resent", a filled
+    order shown as never placed (placed again by a trader who believed it)."""
+    fills = {"o-1": [FillRecord("A", 0, 4, 1.0), FillRecord("B", 0, 6, 1.0)]}
+    assert [d.action for d in decide([Candidate(working(), True)], {}, fills, False)] == [
+        Action.FILLS,
+        Action.FILLED,
+    ]
+    part = {"o-1": [FillRecord("A", 0, 4, 1.0)]}
+    assert [d.action for d in decide([Candidate(working(), True)], {}, part, False)] == [
+        Action.FILLS,
+        Action.AWAIT,  # the rest may still be working: looked for again after the grace
+    ]
+    assert [d.action for d in decide([Candidate(working(), True)], {}, part, True)] == [
+        Action.FILLS,
+        Action.PART_EXECUTED,
+    ]
+    assert [d.action for d in decide([Candidate(working(), True)], {}, {}, True)] == [
+        Action.NOT_PLACED
+    ]
+    # concluded not placed (or cancelled) before its executions were seen: they fill it
+    for verdict in ("not_placed", "cancelled"):
+        record = replace(working(), verdict=verdict)
+        assert [d.action for d in decide([Candidate(record, True)], {}, fills, True)] == [
+            Action.FILLS,
+            Action.FILLED,
+        ]
+    cancelled = replace(working(), verdict="cancelled")  # partly filled, then cancelled
+    assert [d.action for d in decide([Candidate(cancelled, True)], {}, part, True)] == [
+        Action.FILLS
+    ]
 
 
 def test_a_late_fill_of_an_old_order_keeps_its_commission(handler, gateway, monkeypatch):

@@ -230,3 +230,34 @@ def test_a_cancel_all_answered_before_a_crash_cancels_ours_after_the_restart(
     finally:
         second.stop()
         crashed.close()
+
+
+def test_an_order_filled_while_the_app_was_down_is_filled_when_the_gateway_lists_only_its_fills(
+    gateway, tmp_path
+):
+    """The app died with the order acknowledged; it filled meanwhile, and the gateway was
+    restarted too: its completed orders are its session's, its executions the day's. The
+    restored record took the fills and was concluded "not found at the gateway ... never
+    resent": a filled order shown as never placed. Its executions fill it."""
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = make_handler(gateway.port, journal)
+    try:
+        gateway.set_fill_delay(1.0)
+        record, _ = first.submit(replace(FAR, order_type="MKT", limit_price=None))
+        wait_for(lambda: first.get(record.id).status in ("PreSubmitted", "Submitted"))
+        journal.flush(5)
+        crashed = crash_copy(journal, tmp_path / "crashed.db")
+    finally:
+        first.stop()
+        journal.close()
+    wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Filled")
+    gateway.forget_completed_orders()
+    second = make_handler(gateway.port, crashed)
+    try:
+        wait_for(lambda: second.get(record.id).verdict == "filled", timeout=GRACE + 5)
+        restored = second.get(record.id)
+        assert restored.filled == FAR.quantity and restored.fills
+        assert "executions add up to its quantity" in (restored.verdict_reason or "")
+    finally:
+        second.stop()
+        crashed.close()
