@@ -238,9 +238,11 @@ def _origin_host(origin: str) -> str | None:
         return None
 
 
-def secret_failed(kind: str) -> None:
-    """Count and audit one wrong secret (the secret itself is never logged)."""
-    current_app.extensions["login_guard"].failed(_client(), kind not in PUBLIC_KINDS)
+def secret_failed(kind: str, counted: bool = True) -> None:
+    """Count (towards the lockout, unless not ``counted``) and audit one wrong secret (the
+    secret itself is never logged)."""
+    if counted:
+        current_app.extensions["login_guard"].failed(_client(), kind not in PUBLIC_KINDS)
     audit(kind, "unauthorized: wrong secret")
     log.warning("🚫 wrong %s secret from %s", kind, _client())
 

@@ -380,6 +380,29 @@ def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, truste
     assert login.status_code == 302 and "; Secure" in login.headers["Set-Cookie"]
 
 
+def test_wrong_secrets_from_tradingviews_addresses_do_not_lock_its_alerts_out(make_app):
+    """TradingView sends every customer's alerts from the same few addresses: anyone with an
+    account could point five alerts with a wrong secret at the trader's URL and lock those
+    addresses out, and the trader's own alerts (exits too) answered 429 for up to a day. With
+    WEBHOOK_ALLOWED_IPS set, the webhook locks no listed address out; elsewhere it still does."""
+    app = make_app(
+        trusted_proxies="127.0.0.1",
+        trusted_hosts="127.0.0.1,tv.example.com",
+        webhook_allowed_ips="52.89.214.238",
+    )
+    proxy = app.test_client()
+    proxy.environ_base["REMOTE_ADDR"] = "127.0.0.1"
+    stranger = {**tv_alert(), "secret": "not-the-secret-0123456789"}
+    statuses = [post(proxy, stranger, headers=FORWARDED).status_code for _ in range(8)]
+    assert statuses == [401] * 8
+    res = post(proxy, tv_alert(), headers=FORWARDED)
+    assert res.status_code == 202, res.get_json()
+    outcomes = [row["outcome"] for row in audit(app)]
+    assert outcomes.count("unauthorized: wrong secret") == 8  # each still audited
+    # the sign-in from those addresses is not locked out by the webhook's wrong secrets
+    assert proxy.get(f"/login?token={API_TOKEN}", headers=FORWARDED).status_code == 302
+
+
 def test_forwarded_headers_of_an_untrusted_peer_are_ignored(make_app):
     app = make_app(
         trusted_proxies="127.0.0.1",
