@@ -161,8 +161,17 @@ def _listen(app: Flask, settings: Settings) -> Any:
     address = f"{settings.dashboard_host}:{settings.dashboard_port}"
     with security.naming("DASHBOARD_PORT", settings.dashboard_port, f"cannot listen on {address}"):
         return create_server(
-            app, host=settings.dashboard_host, port=settings.dashboard_port, **WAITRESS_OPTIONS
+            app,
+            host=settings.dashboard_host,
+            port=settings.dashboard_port,
+            **waitress_options(settings),
         )
+
+
+def waitress_options(settings: Settings) -> dict[str, Any]:
+    """WAITRESS_OPTIONS, and a body declared bigger than MAX_BODY_BYTES refused (413) before
+    it is read: waitress would otherwise take up to 1 GB of it, on disk, before Flask's limit."""
+    return {**WAITRESS_OPTIONS, "max_request_body_size": settings.max_body_bytes}
 
 
 def bound_port(server: object, configured: int) -> int:

@@ -220,7 +220,7 @@ def cross_site_refusal(kind: str) -> tuple[Response, int] | None:
         origin == "null" or _origin_host(origin) == request.host.lower()
     ):
         return None
-    audit(kind, f"refused: sent by another site's page ({site or origin})")
+    audit(kind, f"refused: sent by another site's page ({(site or origin)[:200]!r})")
     log.warning("🚫 %s attempt sent by another site's page from %s: refused", kind, _client())
     return _error(
         403,

@@ -64,7 +64,7 @@ def _check_content_type(content_type: str | None, also_accept: tuple[str, ...]) 
             raise BodyError(
                 415,
                 "unsupported_media_type",
-                f"charset {value.strip()!r}: JSON bodies must be UTF-8",
+                f"charset {value.strip()[:40]!r}: JSON bodies must be UTF-8",
             )
 
 

@@ -4,8 +4,7 @@ Every submission is written *before* it is queued (``insert``, synchronous, in t
 thread): if that write fails the order is refused. After that, every change of the order's
 lifecycle record (orderId, permId, each transition, IB message, fill and commission, the verdict)
 is saved by a writer thread (``save``, non-blocking for the event loop, batched commits). The
-record is stored whole as JSON next to the columns we search by. It also keeps app-wide flags
-that must survive a restart (the kill switch).
+record is stored whole as JSON beside the searched columns; app-wide flags (kill switch) too.
 """
 
 from __future__ import annotations
@@ -384,6 +383,7 @@ class Journal:
         """Record one order request and what became of it (never raises)."""
         asked = json.dumps(request, default=str)[:4000]
         decided = json.dumps(decision, default=str) if decision is not None else None
+        outcome = outcome[:500].encode("utf-8", "backslashreplace").decode()  # a stranger's text
         try:
             with self._lock:
                 self._db.execute(

@@ -168,7 +168,7 @@ def _quiet_ib_async():
 def served(app, port: int = 0) -> Iterator[str]:
     """Serve ``app`` with waitress (the app's options, 8 threads) on a loopback port in a
     thread: ``port`` if it is free, else any free one."""
-    options = {**app_simple.WAITRESS_OPTIONS, "threads": 8}
+    options = {**app_simple.waitress_options(app.extensions["trading"].settings), "threads": 8}
     try:
         server = waitress.create_server(app, host="127.0.0.1", port=port, **options)
     except OSError:  # taken meanwhile (by some other test's server): any free port will do

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import auth
 import security
 from config import ConfigError, load_settings
-from conftest import API_TOKEN, ROOT, app_settings, wait_for
+from conftest import API_TOKEN, ROOT, app_settings, served, wait_for
 from journal import Journal
 
 ORDER = {"symbol": "AAPL", "action": "BUY", "quantity": 1}
@@ -1080,3 +1081,18 @@ def test_the_sign_in_url_of_any_configured_token_signs_in(make_app, capsys):
     res = browser.get(link.group(1))
     assert res.status_code == 302 and res.headers["Location"] == "/"
     assert browser.get("/api/v1/status").status_code == 200
+
+
+def test_a_body_declared_bigger_than_the_limit_is_refused_before_it_is_read(app):
+    """waitress took up to 1 GB of a request's body (on disk, in a temporary file) before
+    Flask's 64 KB limit saw it: a stranger's hundred connections held 100 GB. A body declared
+    bigger than MAX_BODY_BYTES is refused at its headers."""
+    with served(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /api/v1/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: text/plain\r\nContent-Length: 50000000\r\n\r\n" + b"x" * 65536
+            )
+            answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

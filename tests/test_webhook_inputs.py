@@ -60,6 +60,32 @@ def test_a_secret_that_is_no_text_is_a_wrong_secret(hook, gateway):
     assert not gateway.all_orders()
 
 
+def test_a_listing_that_is_no_text_is_a_400_and_audited(hook, gateway):
+    """A lone surrogate in the ticker's exchange went into the audit row's outcome, which
+    SQLite cannot encode: 500, and no audit row."""
+    raw = b'{"secret": "%s", "ticker": "\\ud800:BP", "action": "buy", "quantity": 1}' % (
+        SECRET.encode()
+    )
+    res = post(hook.test_client(), raw)
+    assert res.status_code == 400 and res.get_json()["error"]["field"] == "ticker"
+    assert audit(hook)[0]["outcome"].startswith("invalid: ticker:")
+    assert not gateway.all_orders()
+
+
+def test_a_strangers_long_headers_are_cut_in_the_audit_and_the_answer(hook):
+    """The audit row of a refused request carried the whole Origin or charset a stranger sent
+    (a 200 KB header: 8 MB of journal in 25 requests, until the disk was full and every order
+    refused), and the 415 answered the charset back whole."""
+    client = hook.test_client()
+    long = "a" * 200_000
+    res = post(client, tv_alert(), headers={"Origin": f"http://{long}"})
+    assert res.status_code == 403
+    res = post(client, tv_alert(), content_type=f"application/json; charset={long}")
+    assert res.status_code == 415 and len(res.get_data()) < 1000
+    rows = audit(hook)[:2]
+    assert len(rows) == 2 and all(len(row["outcome"]) <= 500 for row in rows)
+
+
 @pytest.mark.parametrize(
     "fields, field",
     [

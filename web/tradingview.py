@@ -154,7 +154,7 @@ def _webhook_body(token: str | None) -> tuple[dict[str, Any], list[object]]:
             token,
             (),
         ):
-            auth.secret_failed("webhook")
+            auth.secret_failed("webhook", counted=not services().settings.webhook_allowed_ips)
             raise ApiError(401, "unauthorized", "bad webhook secret") from None
         _audit("webhook", None, None, f"invalid: {exc.message}")
         raise ApiError(exc.status, exc.code, exc.message) from None
