@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import weakref
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import ParamSpec
 
@@ -121,6 +123,25 @@ HUNG_EXECUTIONS = (
 )
 
 
+_CLOCK_ASKS: weakref.WeakKeyDictionary[IB, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def current_time(ib: IB, timeout: float) -> datetime:
+    """reqCurrentTime, one at a time on a connection (``timeout`` s for the wait and the
+    answer). ib_async files every reqCurrentTime under one key: a second asked before the
+    first's answer takes that answer, and the first waits forever (a heartbeat that times out
+    beside another asker: a needless reconnect)."""
+    lock = _CLOCK_ASKS.get(ib)
+    if lock is None:
+        lock = _CLOCK_ASKS[ib] = asyncio.Lock()
+
+    async def ask() -> datetime:
+        async with lock:
+            return await ib.reqCurrentTimeAsync()
+
+    return await asyncio.wait_for(ask(), timeout)
+
+
 async def executions(
     ib: IB, timeout: float, since: str = "", log: logging.Logger | None = None
 ) -> tuple[list[Fill], bool]:
@@ -134,7 +155,7 @@ async def executions(
     try:
         return await asyncio.wait_for(request, timeout), True
     except TimeoutError:
-        await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+        await current_time(ib, timeout)
         if log is not None:
             log.warning(HUNG_EXECUTIONS, timeout)
         return ib.fills(), False

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from ib_async import IB
 
-from ib_compat import logged
+from ib_compat import current_time, logged
 from ib_link import LinkMonitor
 from ib_pacing import SmoothPacer, queued_seconds
 from ib_servers import IBServers
@@ -328,7 +328,7 @@ class IBConnection(IBServers):
 
     async def gateway_time(self, ib: IB, timeout: float) -> None:
         """Ask the gateway for its clock (one message); keeps ``gateway_clock_offset``."""
-        now = await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout)
+        now = await current_time(ib, timeout)
         # the gateway read its clock (whole seconds) before we got the answer: so this is a
         # lower bound of its offset to our clock, the safe side for "since" filters
         self.gateway_clock_offset = now.timestamp() - time.time()

@@ -314,3 +314,18 @@ def test_a_failing_reader_handler_is_logged_not_swallowed(connector, other, monk
         )
 
     wait_for(logged_boom, timeout=5)
+
+
+def test_two_clock_questions_at_once_are_both_answered(gateway, connector):
+    """The heartbeat, the clock measure and the proof over a hung reqExecutions (TWS 10.30.1)
+    each ask reqCurrentTime. ib_async files them under one key: of two asked at once the first
+    never got its answer, the heartbeat timed out and the reader reconnected for nothing
+    (every subscription dropped and made again, the data shown as disconnected meanwhile)."""
+
+    async def both() -> None:
+        ib = connector.ib
+        assert ib is not None
+        await asyncio.gather(connector.gateway_time(ib, 2.0), connector.gateway_time(ib, 2.0))
+
+    connector.thread.call(both(), 10)
+    assert connector.state().state == "connected"
