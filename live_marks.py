@@ -52,7 +52,10 @@ class LiveMarks:
         if not self._pnl:
             self.ib.reqPnL(self.account)
             self._pnl = True
+        # a fill's position and portfolio messages come in either order: a position is held
+        # as soon as either says so (each event calls this only when its quantity changed)
         held = {p.contract.conId for p in self.ib.positions(self.account) if p.position}
+        held |= {i.contract.conId for i in self.ib.portfolio(self.account) if i.position}
         for con_id in held - self._singles:
             self.ib.reqPnLSingle(self.account, "", con_id)
         for con_id in self._singles - held:

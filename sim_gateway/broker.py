@@ -110,6 +110,7 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
         self.validation_delay = 0.0
         self.fill_delay = 0.0
         self.filled_status = True  # orderStatus Filled for the fill that completes an order
+        self.portfolio_first = False  # a fill's updatePortfolio before its position message
         self.hard_to_borrow: set[str] = set()  # symbols whose short sales wait for a locate
         self.cancel_delay = 0.0
         self.tif_preset_warning = True  # 10349 for a blank TIF, as an account's default preset does

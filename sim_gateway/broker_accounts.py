@@ -58,6 +58,7 @@ class AccountBook:
     _live: dict[int, _Order]
     _completed: list[int]
     _fills: list[_Fill]
+    portfolio_first: bool
 
     if TYPE_CHECKING:
 
@@ -258,9 +259,12 @@ class AccountBook:
 
     def _account_events(self, con_id: int) -> list[Event]:
         position = self._positions[con_id]
-        return [
+        told: list[Event] = [
             PositionEvent(self._position_row(position)),
             PortfolioEvent(self._portfolio_item(position)),
+        ]
+        return [
+            *(told[::-1] if self.portfolio_first else told),  # IB orders neither first
             AccountValuesEvent(tuple(self.account_values())),
             PnLEvent(self.pnl()),
             PnLSingleEvent(con_id, self._pnl_single(position)),

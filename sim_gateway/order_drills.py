@@ -37,6 +37,11 @@ class OrderDrills:
             raise ValueError(f"executions answer {answer!r}: full, none or empty")
         self._run(lambda s: setattr(s, "executions_answer", answer))
 
+    def set_portfolio_first(self, enabled: bool) -> None:
+        """Send a fill's updatePortfolio before its position message (IB sends them on two
+        streams and promises no order between them)."""
+        self._set_broker("portfolio_first", enabled)
+
     def forget_completed_orders(self) -> None:
         """reqCompletedOrders lists none of the orders finished so far, while reqExecutions
         still lists their fills (IB Gateway restarted since: its completed orders are the

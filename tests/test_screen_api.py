@@ -79,6 +79,22 @@ def near_alerts(last: Callable[[], float], api: Callable[..., tuple[int, dict]])
     raise AssertionError("the price moved every time two alerts were made")
 
 
+def test_a_position_whose_portfolio_message_came_first_gets_its_pnl(start_app) -> None:
+    """IB sends a fill's updatePortfolio and its position on two streams, in no promised
+    order. With the portfolio first, the new position was never subscribed to reqPnLSingle:
+    its price, value and P&L then moved only with updatePortfolio (every few minutes at IB)
+    while its data_age said a second."""
+    gateway, app, client = start_app()
+    gateway.set_portfolio_first(True)
+    buy(client, "AAPL", 10)
+
+    def marked() -> bool:
+        rows = client.get("/api/v1/positions").get_json()["positions"]
+        return [(r["symbol"], r["daily_pnl"] is not None) for r in rows] == [("AAPL", True)]
+
+    wait_for(marked, timeout=5)
+
+
 @pytest.mark.slow
 def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> None:
     gateway, app, client = start_app()
