@@ -29,9 +29,13 @@ from risk_quotes import (
     Valuation,
     exits_at_once,
     num_text,
+    spread_allowance,
 )
 
 PER_ORDER_RULES = 10  # the first rules look at the order alone; the rest at the account's flow
+COLLAR_TICK = (
+    0.01  # a price a cent beyond the touch always passes the collar (see _spread_allowance)
+)
 
 
 @dataclass(frozen=True)
@@ -291,7 +295,8 @@ class RiskGate(RiskQuotes):
         quote = self._quote(intent)
         bid, ask, last = quote.bid, quote.ask, quote.last
         quote_ref = {"BUY": ask, "SELL": bid}[intent.action] or last
-        mid = (bid + ask) / 2 if bid and ask else last
+        # one side only (an option nobody bids for): that side, not a last or close from long ago
+        mid = (bid + ask) / 2 if bid and ask else (ask or bid or last)
         own_price = intent.limit_price or intent.stop_price
         price = own_price or quote_ref
         # a price of 0 or less values it at 0 (a buy is refused by _has_price, a sell counts 0)
@@ -399,11 +404,14 @@ class RiskGate(RiskQuotes):
                 + _cause(check)
             )
         away = abs(own - mid) / mid * 100
-        if away > pct:
+        spread = spread_allowance(check.quote)  # the touch and a cent beyond: never refused
+        if away > pct and abs(own - mid) > spread + 1e-9:
             kind = "delayed quote" if delayed else "quote"
+            wide = spread > pct / 100 * mid  # the spread allows more than the percentage
+            wider = f", or {num_text(round(spread, 6))} across the spread" if wide else ""
             return (
                 f"price {num_text(own)} is {away:.1f}% from the {kind} {num_text(mid)} "
-                f"({'delayed-data ' if delayed else ''}collar {num_text(pct)}%)"
+                f"({'delayed-data ' if delayed else ''}collar {num_text(pct)}%{wider})"
             )
         return None
 

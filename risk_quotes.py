@@ -39,6 +39,7 @@ QuoteSource = Callable[
     [str, str, int, str], "RiskQuote | tuple[float | None, float | None, float | None]"
 ]
 QuoteKey = tuple[str, str, str, int]  # (symbol, secType, currency, conId)
+COLLAR_TICK = 0.01  # a price a cent beyond the touch always passes the collar
 # IB's IDEALPRO pairs put these before USD (EUR.USD); the other currencies after (USD.JPY)
 _QUOTED_BEFORE_USD = ("EUR", "GBP", "AUD", "NZD")
 
@@ -201,3 +202,12 @@ def exits_at_once(intent: OrderIntent, quote: RiskQuote) -> str | None:
         where = "at or above" if buy else "at or below"
         return f"stop_loss {num_text(sl)} is {where} " + then.format("trigger")
     return None
+
+
+def spread_allowance(quote: RiskQuote) -> float:
+    """How far from the mid a price may always be: half the spread and a cent (a cheap
+    option quoted 0.01 / 0.02 is 33 % from its mid at either side), or a cent from the one
+    side quoted; 0 without a bid or an ask."""
+    if quote.bid and quote.ask:
+        return max(quote.ask - quote.bid, 0.0) / 2 + COLLAR_TICK
+    return COLLAR_TICK if quote.bid or quote.ask else 0.0

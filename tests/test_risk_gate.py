@@ -136,17 +136,40 @@ def test_market_orders_skip_the_collar_and_are_valued_at_the_far_side():
     assert sold.reference_price == 99.0 and sold.notional == 198.0
 
 
-def test_the_mid_needs_both_sides_and_the_last_price_stands_in():
-    only_last = Quotes((None, 101.0, 100.0))
-    gate = make_gate(quotes=only_last, risk_price_collar_pct=5)
-    # no bid: the mid is the last price (100), not (None + 101) / 2
-    assert gate.reserve(buy(1, order_type="LMT", limit_price=104.0)).figures["quote_mid"] == 100
+def test_with_one_side_quoted_the_collar_is_measured_from_it_not_the_last_price():
+    """An option nobody bids for (ask 0.05) whose last trade, or the close standing in for it,
+    was 2.00: measured from that, a buy at the ask was refused and one at 1.90 (38 x the ask,
+    sweeping the offers) accepted."""
+    only_ask = Quotes((None, 0.05, 2.0))
+    gate = make_gate(quotes=only_ask, risk_price_collar_pct=10)
+    at_ask = gate.reserve(buy(1, order_type="LMT", limit_price=0.05))
+    assert at_ask.accepted and at_ask.figures["quote_mid"] == 0.05
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=0.06)).accepted  # a cent beyond
+    far = rule_of(gate, buy(1, order_type="LMT", limit_price=1.9))
+    assert far.rule == "price_collar" and "from the quote 0.05" in far.message
     sell = dataclasses.replace(buy(1), action="SELL")
-    assert gate.reserve(sell).reference_price == 100.0  # no bid: the last price
+    assert gate.reserve(sell).reference_price == 2.0  # a market sell with no bid: the last
     no_ask = Quotes((99.0, None, 98.0))
     gate = make_gate(quotes=no_ask)
     assert gate.reserve(buy(1)).reference_price == 98.0
-    assert gate.reserve(buy(1, order_type="LMT", limit_price=98.5)).figures["quote_mid"] == 98
+    assert gate.reserve(buy(1, order_type="LMT", limit_price=98.5)).figures["quote_mid"] == 99
+    no_quote = make_gate(quotes=Quotes((None, None, 100.0)), risk_price_collar_pct=5)
+    assert no_quote.reserve(buy(1, order_type="LMT", limit_price=104.0)).figures["quote_mid"] == 100
+
+
+def test_a_cheap_options_touch_passes_the_collar_and_a_cent_beyond_it():
+    """Quoted 0.01 / 0.02, its mid is 0.015: every price on the grid is 33 % from it or more,
+    so a 10 % collar refused every limit order and only a market order went through."""
+    gate = make_gate(quotes=Quotes((0.01, 0.02, 0.015)), risk_price_collar_pct=10)
+    for price in (0.01, 0.02, 0.03):
+        assert gate.reserve(buy(1, order_type="LMT", limit_price=price)).accepted, price
+    sell = dataclasses.replace(buy(1, order_type="LMT", limit_price=0.01), action="SELL")
+    assert gate.reserve(sell).accepted
+    decision = rule_of(gate, buy(1, order_type="LMT", limit_price=0.04))
+    assert decision.message == (
+        "price_collar: price 0.04 is 166.7% from the quote 0.015 "
+        "(collar 10%, or 0.015 across the spread)"
+    )
 
 
 def test_the_collar_is_measured_from_the_mid_not_the_last_price():
