@@ -164,8 +164,9 @@ def increment_at(increments: Increments, price: float) -> float:
 
 
 def off_tick(price: float, tick: float) -> bool:
-    """Whether ``price`` is not a whole number of ``tick``s."""
-    return abs(round(price / tick) * tick - price) > tick * 1e-6
+    """Whether ``price`` is not a whole number (1 or more) of ``tick``s: 1e-12 is no price."""
+    ticks = round(price / tick)
+    return ticks < 1 or abs(ticks * tick - price) > tick * 1e-6
 
 
 def missing_field(spec: ContractSpec, matches: Sequence[Contract]) -> str:

@@ -446,12 +446,17 @@ class RiskGate(RiskQuotes):
 
 def _option_market_order(check: _Check) -> str | None:
     intent = check.intent
-    if intent.sec_type == "OPT" and intent.order_type == "MKT" and not intent.market_order_ack:
-        return (
-            "a market order on an option can fill far from its value (wide spreads); "
-            "use a limit order, or send market_order_ack: true"
-        )
-    return None
+    if intent.sec_type != "OPT" or intent.market_order_ack:
+        return None
+    # a stop and a trailing stop become market orders when they trigger, a stop loss too
+    how = {"MKT": "a market order", "STP": "a stop", "TRAIL": "a trailing stop"}
+    kind = how.get(intent.order_type) or ("a stop loss" if intent.stop_loss else None)
+    if kind is None:
+        return None
+    return (
+        f"{kind} on an option fills at market (when it triggers), possibly far from its "
+        "value (wide spreads); use a limit (STP LMT), or send market_order_ack: true"
+    )
 
 
 def _has_price(check: _Check) -> str | None:

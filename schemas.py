@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from instruments import DERIVATIVES, ContractSpec
+from instruments import DERIVATIVES, ContractSpec, off_tick
 from order_records import OrderIntent
 from reader_rows import Quote
 from wire import plain_number
@@ -218,8 +218,9 @@ class OrderIn(BaseModel):
     market_order_ack: StrictBool = Field(
         False,
         description=(
-            "OPT: a market order on an option is refused unless this is true (options default "
-            "to LMT)"
+            "OPT: a market order on an option, or one that becomes a market order when it "
+            "triggers (STP, TRAIL, a bracket's stop_loss), is refused unless this is true "
+            "(options default to LMT)"
         ),
     )
     accept_immediate_trigger: StrictBool = Field(
@@ -337,7 +338,7 @@ class OrderIn(BaseModel):
             if price is None:
                 continue
             tick = price_tick(self.sec_type, self.symbol, float(price))
-            if abs(round(price / tick) * tick - price) > tick * 1e-6:
+            if off_tick(float(price), tick):
                 raise _field_error(
                     name,
                     f"{plain_number(price)} is not a multiple of the price tick {plain_number(tick)}",

@@ -396,7 +396,14 @@ def test_an_option_stop_is_checked_against_the_options_own_quote(client, deriv_a
     option's bid triggers at once and is refused, and a modified stop is checked likewise."""
     _, quote = option_quote(deriv_app, expiry=EXPIRY, strike=200, right="C")
     stop = marketable_buy(quote.ask)
-    body = {**CALL_200, "action": "BUY", "quantity": 1, "order_type": "STP", "stop_price": stop}
+    body = {
+        **CALL_200,
+        "action": "BUY",
+        "quantity": 1,
+        "order_type": "STP",
+        "stop_price": stop,
+        "market_order_ack": True,  # a stop on an option goes to the market when it triggers
+    }
     placed = client.post("/api/v1/orders", json=body)
     assert placed.status_code == 202, placed.get_json()
     wait_for(lambda: len(gateway.open_orders()) == 1)
@@ -459,3 +466,16 @@ def test_a_future_is_described_by_its_contract_month_not_its_last_trading_day(cl
         ]
     )
     assert {f["description"] for f in fills} == {"CL 202701"}
+
+
+def test_an_options_price_under_one_increment_is_refused(client, gateway):
+    """1e-12 is a whole number (zero) of increments: a trailing stop of it on an option was
+    sent, and a sell filled at once (a naked short call)."""
+    for body in (
+        {"order_type": "TRAIL", "trailing_amount": 1e-12, "market_order_ack": True},
+        {"order_type": "LMT", "limit_price": 1e-9},
+    ):
+        order = {**CALL_200, "action": "SELL", "quantity": 1, **body}
+        res = client.post("/api/v1/orders", json=order)
+        assert res.status_code == 400, res.get_json()
+    assert gateway.all_orders() == []

@@ -331,13 +331,35 @@ def test_an_option_market_order_needs_the_traders_acknowledgement():
     for refused in (rule_of(gate, option(1)), rule_of(gate, option(1), reserve=False)):
         assert refused.rule == "option_market_order" and refused.accepted is False
         assert refused.message == (
-            "option_market_order: a market order on an option can fill far from its value "
-            "(wide spreads); use a limit order, or send market_order_ack: true"
+            "option_market_order: a market order on an option fills at market (when it "
+            "triggers), possibly far from its value (wide spreads); use a limit (STP LMT), or "
+            "send market_order_ack: true"
         )
     assert gate.reserve(option(1, order_type="LMT", limit_price=2.0)).accepted
     acked = gate.reserve(option(1, market_order_ack=True))
     assert acked.reference_price == 2.1 and acked.notional == pytest.approx(210.0)
     assert gate.reserve(buy(1)).accepted  # a stock at market needs no acknowledgement
+
+
+@pytest.mark.parametrize(
+    "fields, kind",
+    [
+        ({"order_type": "STP", "stop_price": 1.5}, "a stop"),
+        ({"order_type": "TRAIL", "trailing_amount": 0.1}, "a trailing stop"),
+        ({"order_type": "LMT", "limit_price": 2.0, "stop_loss": 1.5}, "a stop loss"),
+    ],
+)
+def test_an_option_order_that_becomes_a_market_order_needs_the_acknowledgement(fields, kind):
+    """A stop, a trailing stop or a bracket's stop loss on an option is sent to the market when
+    it triggers: it went out without the acknowledgement a market order needs (a trailing
+    stop at a hair's width filled at once, a naked short call for a sell)."""
+    gate = make_gate(quotes=Quotes(OPT_QUOTE), risk_price_collar_pct=99)
+    refused = rule_of(gate, option(1, **fields))
+    assert refused.rule == "option_market_order"
+    assert refused.message.startswith(f"option_market_order: {kind} on an option fills at market")
+    assert gate.reserve(option(1, market_order_ack=True, **fields)).accepted
+    stop_limit = option(1, order_type="STP LMT", stop_price=1.5, limit_price=1.4)
+    assert gate.reserve(stop_limit).accepted
 
 
 def fx(symbol, quantity):

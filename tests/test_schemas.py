@@ -125,6 +125,20 @@ def test_modify_validator():
     assert outcomes["accepted"] > 10 and outcomes["refused"] > 100, outcomes  # both, often
 
 
+def test_a_price_under_one_tick_is_no_price():
+    """1e-12 is a whole number (zero) of ticks: a trailing amount of it passed the grid check,
+    and a sell's trailing stop at a hair's width filled at once."""
+    base = {"symbol": "AAPL", "action": "SELL", "quantity": 1, "order_type": "TRAIL"}
+    for amount in (1e-12, 1e-5):
+        try:
+            OrderIn.model_validate({**base, "trailing_amount": amount})
+        except ValidationError as exc:
+            assert first_error(exc)[0] == "trailing_amount"
+        else:
+            raise AssertionError(f"trailing amount {amount} accepted")
+    OrderIn.model_validate({**base, "trailing_amount": 0.01})
+
+
 def test_prices_must_sit_on_the_tick_grid():
     base = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "LMT"}
     for price, ok in ((150.25, True), (150.255, False), (0.5123, True), (0.51235, False)):
