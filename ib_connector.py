@@ -189,7 +189,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._marks = LiveMarks(ib, self.account or (accounts[0] if accounts else ""))
         self._marks.sync()
         await self._refresh_orders(ib, full=True)
-        self._updated_at = time.time()
+        self._data_arrived()
         self._rebuild()
         self._tasks = [
             asyncio.create_task(self._refresher(ib), name="connector-refresher"),
@@ -220,8 +220,14 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._on_order_hint()
 
     def _on_account_data(self, *_: object) -> None:
-        self._updated_at = time.time()
+        self._data_arrived()
         self._schedule_rebuild()
+
+    def _data_arrived(self) -> None:
+        """The account's data are current as of now, unless the gateway has lost IB's servers:
+        what it sends then (a reconnect's first download) is what it knew at the outage."""
+        if self.link_state().reachable:
+            self._updated_at = time.time()
 
     def _on_position(self, account: str, contract: Contract, quantity: float) -> None:
         key = (account, contract.conId)

@@ -27,6 +27,8 @@ FARM_CODES: dict[int, tuple[str, str]] = {  # code -> (kind, state)
     2158: ("security definitions", "ok"),
 }
 LINK_CODES = LOST_CODES | {RESTORED_KEPT, RESTORED_LOST} | set(FARM_CODES)
+# s after a new socket in which its 1100 is the outage told on the old one (not a new one)
+OUTAGE_CARRIED_FOR = 60.0
 
 
 class LinkEvent(enum.Enum):
@@ -87,8 +89,16 @@ class LinkMonitor:
     def __init__(self) -> None:
         self.state = LinkState()
         self._farms: dict[tuple[str, str], FarmState] = {}
+        self._outage: tuple[float, float] | None = None  # (since, when reset) of an outage
 
-    def reset(self) -> None:
+    def reset(self, now: float | None = None) -> None:
+        """A new socket. An outage told on the old one is kept a while: the gateway tells it
+        again (1100) on the new one, whose notice is not when it began."""
+        now = time.time() if now is None else now
+        if not self.state.reachable and self.state.since is not None:
+            self._outage = (self.state.since, now)
+        elif self._outage is not None:  # the last socket told nothing: still the same outage
+            self._outage = (self._outage[0], now)
         self.state = LinkState()
         self._farms.clear()
 
@@ -99,9 +109,14 @@ class LinkMonitor:
             return None
         if code in LOST_CODES:
             if self.state.reachable:  # 1100 repeats while the outage lasts: keep its start
-                self.state = LinkState(False, now, code, text, self.state.farms)
+                since = now
+                if self._outage is not None and now - self._outage[1] <= OUTAGE_CARRIED_FOR:
+                    since = self._outage[0]  # the one told before a reconnect, still on
+                self.state = LinkState(False, since, code, text, self.state.farms)
+            self._outage = None
             return LinkEvent.LOST
         if code in (RESTORED_KEPT, RESTORED_LOST):
+            self._outage = None
             self.state = LinkState(True, now, code, text, self.state.farms)
             return LinkEvent.RESTORED if code == RESTORED_KEPT else LinkEvent.RESTORED_DATA_LOST
         return None

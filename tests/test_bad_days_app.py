@@ -4,6 +4,7 @@ farm notices, accounts without market-data subscriptions and competing live sess
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -127,6 +128,28 @@ def test_data_age_is_not_kept_fresh_by_heartbeats_while_ib_is_unreachable(
         lambda: (s := client.get("/api/v1/status").get_json())["data_age"] > 3 and s, timeout=8
     )
     assert status["connections"]["reader"]["state"] == "connected"  # the socket answers
+
+
+def test_a_reconnect_during_an_outage_does_not_make_the_data_look_fresh(start_app):
+    """The gateway drops the sockets while IB's servers are still lost: the reconnect took the
+    gateway's first download (what it knew at the outage) as fresh data, and its repeated 1100
+    as the outage's start; /status, /positions and /account said half a second old."""
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/status").get_json()["data_age"] is not None)
+    gateway.outage(seconds=600)
+    began = wait_for(lambda: (s := servers(client)) and not s["reachable"] and s["since"])
+    time.sleep(2.5)
+    reconnects = app.extensions["trading"].connector.state().reconnects
+    gateway.drop_connections()
+    connector = app.extensions["trading"].connector
+    wait_for(lambda: connector.connected and connector.state().reconnects > reconnects, 15)
+    status = wait_for(
+        lambda: (s := client.get("/api/v1/status").get_json())["ib_servers"]["code"] and s
+    )
+    assert status["ib_servers"]["reachable"] is False
+    assert status["ib_servers"]["since"] == began  # the outage's start, not the reconnect's 1100
+    for path in ("/api/v1/status", "/api/v1/positions", "/api/v1/account"):
+        assert client.get(path).get_json()["data_age"] > 2.4, path
 
 
 @pytest.mark.slow
