@@ -37,6 +37,11 @@ class OrderDrills:
             raise ValueError(f"executions answer {answer!r}: full, none or empty")
         self._run(lambda s: setattr(s, "executions_answer", answer))
 
+    def set_open_orders_answered(self, answered: bool) -> None:
+        """reqAllOpenOrders answered (True, the default) or left without an answer: a gateway
+        busy or half-hung answers the heartbeat and pushes, and lets this request wait."""
+        self._run(lambda s: setattr(s, "open_orders_answered", answered))
+
     def set_portfolio_first(self, enabled: bool) -> None:
         """Send a fill's updatePortfolio before its position message (IB sends them on two
         streams and promises no order between them)."""

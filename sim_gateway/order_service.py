@@ -24,6 +24,7 @@ class OrderHandlers:
     clock: SimClock
     settings: ServerSettings
     executions_answer: str  # full | none (no execDetailsEnd) | empty
+    open_orders_answered: bool  # False: reqAllOpenOrders gets no answer at all
 
     if TYPE_CHECKING:
 
@@ -57,7 +58,8 @@ class OrderHandlers:
         self._send_order_list(session, self.broker.open_orders(session.client_id))
 
     def _on_all_open_orders(self, session: Session, request: p.ReqAllOpenOrders) -> None:
-        self._send_order_list(session, self.broker.open_orders(None))
+        if self.open_orders_answered:
+            self._send_order_list(session, self.broker.open_orders(None))
 
     def _on_auto_open_orders(self, session: Session, request: p.ReqAutoOpenOrders) -> None:
         if session.client_id != 0:

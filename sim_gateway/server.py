@@ -124,6 +124,7 @@ class GatewayServer(
         self._stall_done.set()
         self.commission_delay = 0.0
         self.executions_answer = "full"  # order_drills.set_executions_answer
+        self.open_orders_answered = True  # order_drills.set_open_orders_answered
         self.pnl_delay = 0.0
         self._pnl_held: dict[int, float] = {}
         self._dirty = False

@@ -181,6 +181,20 @@ def test_executions_answers_that_never_end_still_list_the_fills(start_app, monke
     wait_for(lambda: not connector._executions_hung, timeout=10)
 
 
+def test_the_order_lists_age_is_its_last_answers_not_the_heartbeats(start_app, fast_heartbeat):
+    """Other clients' orders are asked for, not pushed: with the order list unanswered and the
+    heartbeat answered, the header's "data" age (orders_age) stayed under a second while
+    /orders said its list was old."""
+    gateway, app, client = start_app()
+    wait_for(lambda: client.get("/api/v1/status").get_json()["orders_age"] is not None)
+    gateway.set_open_orders_answered(False)
+    status = wait_for(
+        lambda: (s := client.get("/api/v1/status").get_json())["orders_age"] > 4 and s, timeout=10
+    )
+    assert status["connections"]["reader"]["state"] == "connected"  # the heartbeat answers
+    assert client.get("/api/v1/orders").get_json()["data_age"] > 4
+
+
 def test_a_poller_gets_no_304_while_ib_is_unreachable(start_app):
     """During 1100 the reader stays connected but nothing is pushed: a script polling
     /positions with If-None-Match gets the body (its data_age counting on), not a 304 that

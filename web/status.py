@@ -123,7 +123,7 @@ def status_payload(svc: Services, snap: Snapshot) -> dict[str, Any]:
         "queue_depth": svc.handler.queue_depth() if svc.handler else 0,
         "in_flight": svc.handler.in_flight() if svc.handler else 0,
         "data_age": _age(_confirmed(snap, snap.updated_at, reader_link)),
-        "orders_age": _age(_confirmed(snap, snap.orders_updated_at, reader_link)),
+        "orders_age": _age(_polled(snap.orders_updated_at, reader_link)),
         "streams": svc.feed.open_streams,
         "risk_limits": svc.gate.limits() if svc.gate else None,
     }
@@ -157,6 +157,15 @@ def _confirmed(snap: Snapshot, changed_at: float | None, link: LinkState) -> flo
     if changed_at is None:
         return None  # nothing received yet: no age to show
     return max(stamps)
+
+
+def _polled(asked_at: float | None, link: LinkState) -> float | None:
+    """When the order list was last current: the reader asks for other clients' orders (they
+    are not pushed to it), so its last answer, not the heartbeat, dates them; while IB's
+    servers are lost the gateway answers from what it knew, so no later than the outage."""
+    if asked_at is not None and not link.reachable and link.since is not None:
+        return min(asked_at, link.since)
+    return asked_at
 
 
 def state_json(svc: Services) -> str:
