@@ -62,6 +62,7 @@ from reader_orders import (
     _OrderBook,
 )
 from reader_rows import (
+    PositionRow,
     Quote,
     Snapshot,
     _account_snapshot,
@@ -113,7 +114,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         # so a second request would clear the prices the first one is about to read
         self._quoting: dict[int, asyncio.Future[Quote]] = {}
         self._entitled = market_data.Entitlements()  # what the positions' prices are
-        self._probe: asyncio.Task | None = None  # one quote asked to learn it, per session
+        self._probe: asyncio.Task | None = None  # a quote asked to learn it (one at a time)
+        self._probed: set[int] = set()  # the contracts asked once this session
         self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
@@ -154,8 +156,9 @@ class IBConnector(OrderTable, MarketData, IBConnection):
     async def on_connected(self, ib: IB) -> None:
         self._refresh_wanted = asyncio.Event()
         ib.reqMarketDataType(self.market_data_type)  # 3: live where subscribed, else delayed
-        self._entitled.clear()  # learned again this session (the first position's quote)
+        self._entitled.clear()  # learned again this session (a quote of each position's)
         self._probe = None
+        self._probed = set()
         # each completed order becomes a row as it arrives (see the module docstring)
         ib.wrapper.completedOrder = self._on_completed_order  # type: ignore[method-assign, assignment]  # replaces ib_async's handler on purpose
         self._executions_from = None  # a new session: ask for every execution once
@@ -250,6 +253,29 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         except (TimeoutError, ConnectionError) as exc:
             log.warning("gateway clock not read: %s (the heartbeat will)", exc)
 
+    def _probe_next(self, positions: tuple[PositionRow, ...]) -> None:
+        """Quote one held contract whose price is not known to be live or delayed yet (one at
+        a time; each once a session), then the next."""
+        row = next(
+            (
+                p
+                for p in positions
+                if self._entitled.of(p.con_id) is None and p.con_id not in self._probed
+            ),
+            None,
+        )
+        if row is None:
+            return
+        self._probed.add(row.con_id)
+        probe = self._probe = asyncio.ensure_future(self._probe_market_data(row))
+
+        def done(_: object) -> None:
+            if self._probe is probe:  # (not a new session's)
+                self._probe = None
+                self._schedule_rebuild()  # labels the row, and asks for the next one
+
+        probe.add_done_callback(done)
+
     def _schedule_rebuild(self) -> None:
         if not self._rebuild_scheduled:
             self._rebuild_scheduled = True
@@ -264,8 +290,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         marks = self._marks if connected else None
         account = _account_snapshot(ib, self.account, marks) if ib and connected else old.account
         positions = _positions(ib, self._entitled, marks) if ib and connected else old.positions
-        if positions and connected and self._probe is None and not self._entitled.known:
-            self._probe = asyncio.ensure_future(self._probe_market_data(positions[0]))
+        if connected and self._probe is None:
+            self._probe_next(positions)
         orders = tuple(sorted(self._book.orders.values(), key=lambda o: -o.perm_id))
         executions = tuple(
             sorted(self._book.executions.values(), key=lambda e: e.time, reverse=True)

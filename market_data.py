@@ -72,27 +72,21 @@ class Entitlements:
     """Which market data the account's prices are (live, delayed...), learned from every quote
     that carried a price, per contract and for the account as a whole. IB prices the portfolio
     (updatePortfolio: the positions' market price and value) from the same data as the
-    account's quotes, so a position is labelled with what its contract's last quote was, else
-    with the account's last quote's type; None until a quote has said."""
+    account's quotes, so a position is labelled with what its contract's last quote was; None
+    until one has said (another contract's says nothing of it: an account may have live US
+    stocks and delayed European ones, or free live FX and no stock data)."""
 
     def __init__(self) -> None:
         self._by_con: dict[int, str] = {}
-        self._last: str | None = None
-
-    @property
-    def known(self) -> bool:
-        return self._last is not None
 
     def learn(self, con_id: int, kind: str) -> bool:
         """Record a priced quote's type; True when that changes what a position would say."""
-        changed = self._by_con.get(con_id) != kind or self._last != kind
+        changed = self._by_con.get(con_id) != kind
         self._by_con[con_id] = kind
-        self._last = kind
         return changed
 
     def of(self, con_id: int) -> str | None:
-        return self._by_con.get(con_id, self._last)
+        return self._by_con.get(con_id)
 
     def clear(self) -> None:
         self._by_con.clear()
-        self._last = None

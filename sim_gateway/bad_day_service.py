@@ -46,6 +46,7 @@ class BadDayState:
     """The switches and what an outage in progress holds."""
 
     entitlement: bd.Entitlement = bd.Entitlement.LIVE
+    fx_entitlement: bd.Entitlement | None = None  # FX pairs' when not the account's (free FX)
     outages: bd.Schedule = field(default_factory=bd.Schedule)
     competing: bd.Schedule = field(default_factory=bd.Schedule)
     outage: bd.Window | None = None
@@ -260,8 +261,11 @@ class BadDayHandlers:
         """Answer the entitlement part of a reqMktData: the type of the ticks to send (and a
         notice first when IB sends one), or None when no ticks follow."""
         listing = f"{contract.symbol} {contract.primary_exchange or contract.exchange}/TOP/ALL"
+        entitled = self.bad.entitlement
+        if contract.sec_type == "CASH" and self.bad.fx_entitlement is not None:
+            entitled = self.bad.fx_entitlement
         answer = bd.market_data_answer(
-            self.bad.entitlement, session.market_data_type, self.bad.competing_now, listing
+            entitled, session.market_data_type, self.bad.competing_now, listing
         )
         if answer.notice is not None:
             self._send(

@@ -231,13 +231,16 @@ class SimGateway(OrderDrills):
         """(historical data requests answered or refused, of which pacing violations: 162)."""
         return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))
 
-    def set_market_data_subscriptions(self, kind: str) -> None:
+    def set_market_data_subscriptions(self, kind: str, fx: str | None = None) -> None:
         """The account's entitlement, ``live`` | ``delayed`` | ``api-delayed`` | ``none``, for
-        requests from now on."""
+        requests from now on; ``fx``: FX pairs' own (IB's IDEALPRO quotes can be live in an
+        account whose stocks are delayed)."""
         entitlement = bad_days.Entitlement(kind)
+        fx_entitlement = bad_days.Entitlement(fx) if fx is not None else None
 
         def apply(server: GatewayServer) -> None:
             server.bad.entitlement = entitlement
+            server.bad.fx_entitlement = fx_entitlement
 
         self._run(apply)
 

@@ -286,6 +286,36 @@ def held(client, symbol):
     return next((p for p in rows if p["symbol"] == symbol), None)
 
 
+def test_each_position_is_labelled_by_its_own_contracts_quote(start_app):
+    """An account with IB's free live FX quotes and no stock subscription: a fresh app quoted
+    one held contract (the first) and labelled every position with what that quote said, the
+    stock "live" beside the FX pair. Each held contract is asked about itself."""
+    from app_simple import create_app
+
+    gateway, app, client = start_app()
+    gateway.set_market_data_subscriptions("delayed", fx="live")
+    assert post_order(client, symbol="EUR.USD", sec_type="CASH", quantity=20000).status_code == 202
+    assert post_order(client, quantity=3).status_code == 202
+    wait_for(lambda: held(client, "AAPL") and held(client, "EUR.USD"))
+    app.extensions["trading"].stop()
+    fresh = create_app({"SETTINGS": app_settings(gateway, client_id=1999), "TESTING": True})
+    try:
+        client = api_client(fresh)
+        labels = wait_for(
+            lambda: (
+                (a := held(client, "AAPL"))
+                and (f := held(client, "EUR.USD"))
+                and a["market_data"]
+                and f["market_data"]
+                and (a["market_data"], f["market_data"])
+            ),
+            timeout=10,
+        )
+        assert labels == ("delayed", "live")
+    finally:
+        fresh.extensions["trading"].stop()
+
+
 @pytest.mark.parametrize("kind", ["delayed", "live"])
 def test_positions_say_whether_their_prices_are_delayed(start_app, kind):
     """The positions' market price and value (IB's portfolio stream) are the account's market
