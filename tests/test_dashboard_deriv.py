@@ -327,3 +327,27 @@ def test_a_late_chain_answer_of_the_previous_symbol_is_not_shown_under_the_new_o
         )
         == spy_strikes
     )
+
+
+def test_a_late_futures_month_list_of_the_previous_symbol_is_not_shown_under_the_new_one(
+    dash: Dashboard,
+):
+    """ES's months arriving after NQ's replaced them under the symbol NQ: the order went out
+    as NQ with ES's month and its notional was figured with ES's multiplier (x50, not x20)."""
+    page = dash.open().page
+    held: list = []
+    page.route("**/api/v1/futures/contracts?symbol=ES*", lambda route: held.append(route))
+    page.select_option("#dt-sec_type", "FUT")
+    page.fill("#dt-symbol", "es")
+    page.locator("#dt-symbol").dispatch_event("change")
+    routed(page, held)
+    page.fill("#dt-symbol", "nq")
+    page.locator("#dt-symbol").dispatch_event("change")
+    months = page.locator("#dt-month option")
+    expect(months.first).to_contain_text("NQZ6")
+    with page.expect_response(lambda r: "symbol=ES" in r.url, timeout=15_000):
+        held[0].continue_()  # ES's months now come back
+    page.unroute("**/api/v1/futures/contracts?symbol=ES*")
+    page.wait_for_timeout(300)  # the page has handled it
+    expect(months.first).to_contain_text("NQZ6")
+    assert all("×20" in text for text in months.all_text_contents())

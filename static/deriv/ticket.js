@@ -83,10 +83,12 @@ export function mountTicket(root) {
     f.month.replaceChildren(el("option", {value: "", text: "Loading…"}));
     try {
       const answer = await api(`/api/v1/futures/contracts?${new URLSearchParams({symbol})}`);
+      if (monthsFor !== symbol) return; // a later symbol's months were asked for meanwhile
       f.month.replaceChildren(...answer.contracts.map((c) => el("option", {
         value: `${c.contract_month}|${c.exchange}`, dataset: {multiplier: String(c.multiplier)},
         text: `${c.local_symbol} · ${monthText(c.contract_month)} · last ${c.last_trade_date} · ×${c.multiplier}`})));
     } catch (err) {
+      if (monthsFor !== symbol) return;
       monthsFor = null;
       f.month.replaceChildren(el("option", {value: "", text: err.message}));
     }
