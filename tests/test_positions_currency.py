@@ -32,6 +32,11 @@ def test_a_yen_position_keeps_its_price_value_and_pnl_in_yen(client, gateway):
     assert row["market_value"] == pytest.approx(20_000 * row["market_price"], rel=1e-4)
     expected = (row["market_price"] - row["avg_cost"]) * 20_000
     assert row["unrealized_pnl"] == pytest.approx(expected, abs=1.0)  # yen, as avg_cost
+    # /pnl's row names the currency of its yen figures too (it named none)
+    pnl = marked_row(lambda: client.get("/api/v1/pnl").get_json(), "USD.JPY")
+    assert pnl["currency"] == "JPY" and pnl["market_value"] == pytest.approx(
+        row["market_value"], rel=0.01
+    )
 
 
 def test_the_positions_table_names_a_foreign_currency(dash: Dashboard) -> None:

@@ -2,7 +2,7 @@
 alerts (a blueprint of its own; registered next to ``common.bp``, sharing its error shape).
 
 * ``GET /api/v1/pnl`` — the account's and every position's P&L today, from IB's pnl /
-  pnlSingle of one instant (the rows add up to the account);
+  pnlSingle of one instant (the rows in the account's currency add up to the account);
 * ``GET/PUT /api/v1/watchlist`` — kept in the data folder (``screen_store``);
 * ``GET /api/v1/quotes`` — the quote hub's latest quotes (the event stream pushes the same as
   ``quotes`` events);
@@ -105,9 +105,13 @@ class PnlRowOut(_Out):
     avg_cost: float
     market_price: float | None
     market_value: float | None
-    daily_pnl: float | None
+    daily_pnl: float | None = Field(description="P&L today, in the account's currency")
     unrealized_pnl: float | None
     realized_pnl: float | None
+    currency: str = Field(
+        description="the contract's: avg_cost, market_price, market_value, unrealized_pnl and "
+        "realized_pnl are in it (IB's portfolio figures; USD.JPY: yen), daily_pnl is not"
+    )
 
 
 class PnlOut(_Out):
@@ -206,6 +210,7 @@ def _pnl_row(p: PositionRow) -> dict[str, Any]:
         "daily_pnl": p.daily_pnl,
         "unrealized_pnl": p.unrealized_pnl,
         "realized_pnl": p.realized_pnl,
+        "currency": p.currency,
     }
 
 
