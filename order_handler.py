@@ -218,7 +218,7 @@ class OrderHandler(LoopSide):
         )
         self.book = OrderBook(self._changed, lambda: self.ib)
         self.placement = Placement(self, self.book, self.journal)
-        self.reconciler = Reconciler(self.book, reconcile_grace, self._spawn)
+        self.reconciler = Reconciler(self.book, reconcile_grace, self._spawn, self)
         for entry in self.journal.load():  # unfinished and recent orders, before connecting
             self.book.add(Tracker.restored_from(entry.record, self.sink))
 

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from ib_async import IB
 from ib_async.order import Trade
 
 from ib_compat import WORKING_STATES, executions, live_trades, number
+from journal import Journal
 from order_records import FillRecord, Lifecycle
 from orders.executions import EPS, merged
 from orders.lifecycle import (
@@ -174,17 +175,35 @@ def fill_reports(ib: IB) -> dict[str, list[FillRecord]]:
     return grouped
 
 
+class Records(Protocol):
+    """Where the records are kept (the order handler): the journal, and the sink each
+    record's changes go through."""
+
+    journal: Journal
+
+    def sink(self, record: Lifecycle) -> None: ...
+
+
 class Reconciler:
     """Matches our records with the gateway after every connect, and later reports."""
 
-    def __init__(self, book: OrderBook, grace: float, spawn: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        book: OrderBook,
+        grace: float,
+        spawn: Callable[[Any], None],
+        records: Records | None = None,
+    ) -> None:
         self.book = book
         self.grace = grace
         self._spawn = spawn  # runs a coroutine as a tracked task of the handler
+        self._records = records  # the journal, for records no longer in memory
 
     def reconcile(self, ib: IB) -> None:
         """Match every record at connect; re-check the ones not found after the grace."""
         self.book.by_order_id.clear()  # orderIds may have been reissued after a restart
+        for trade in live_trades(ib):
+            self._recall(trade.order.orderRef)
         waiting = self._apply(ib, self._decide(ib, final=False))
         if waiting:
             log.warning(
@@ -228,6 +247,23 @@ class Reconciler:
             else:
                 self._executed_not_listed(tracker, decision.action)
         return waiting
+
+    def _recall(self, ref: str) -> Tracker | None:
+        """A record the broker works that memory no longer holds: one we had concluded not
+        placed or not sent, dropped from memory (and not loaded at a restart) once 500 others
+        had finished after it. From the journal, to be re-adopted: tracked, counted and
+        cancellable again."""
+        if not ref or self._records is None or self.book.get(ref):
+            return None
+        entry = self._records.journal.get(ref)
+        if entry is None or entry.record.verdict not in OUR_FINAL:
+            return None
+        tracker = Tracker.restored_from(entry.record, self._records.sink)
+        self.book.add(tracker)
+        log.warning(
+            "🔎 %s: the broker works an order we had concluded %s", ref, tracker.record.verdict
+        )
+        return tracker
 
     def _executed_not_listed(self, tracker: Tracker, action: Action) -> None:
         """The gateway lists executions of the order but not the order: filled when they add
@@ -297,7 +333,7 @@ class Reconciler:
         mine = self.book.by_order_id.get(trade.order.orderId)
         if mine is not None and mine.trade is trade and foreign_echo(mine, trade):
             return  # another order's, with our orderId: our trade has its fields back
-        tracker = self.book.get(trade.order.orderRef)
+        tracker = self.book.get(trade.order.orderRef) or self._recall(trade.order.orderRef)
         if tracker is not None and tracker.trade is trade:
             self.book.on_echo(tracker, trade)  # e.g. a modify confirmed with no status change
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -261,3 +262,54 @@ def test_an_order_filled_while_the_app_was_down_is_filled_when_the_gateway_lists
     finally:
         second.stop()
         crashed.close()
+
+
+def test_an_order_concluded_not_placed_long_ago_is_taken_back_when_the_broker_works_it(
+    gateway, tmp_path
+):
+    """A record concluded not placed (a gateway that came back without its orders) whose
+    order the broker works again later: after a busy day (500 orders finished since) the
+    restart did not load it, so it stayed not placed, uncounted and not cancellable while it
+    worked at IB. It is taken back from the journal."""
+    from order_records import Lifecycle, Step
+
+    journal = Journal(str(tmp_path / "orders.db"))
+    first = make_handler(gateway.port, journal)
+    try:
+        record, _ = first.submit(FAR)
+        wait_for(lambda: first.get(record.id).status == "Submitted")
+    finally:
+        first.stop()
+    lost = replace(
+        journal.get(record.id).record,
+        verdict="not_placed",
+        phase="done",
+        updated_at=time.time(),
+        verdict_reason="acknowledged by the broker (Submitted) but not found at the gateway",
+    )
+    journal.save(lost)
+    journal.flush(5)
+    now = time.time()
+    for n in range(500):  # a busy day: 500 orders finished after it
+        at = now + 1 + n / 1000
+        journal.insert(
+            Lifecycle(
+                id=f"o-busy-{n:06d}",
+                intent=FAR,
+                source="api",
+                created_at=at,
+                phase="done",
+                verdict="cancelled",
+                status="Cancelled",
+                updated_at=at,
+                steps=(Step(at, "queued"),),
+            )
+        )
+    second = make_handler(gateway.port, journal)
+    try:
+        wait_for(lambda: second.get(record.id).verdict == "working", timeout=5)
+        second.cancel(record.id)
+        wait_for(lambda: at_broker(gateway, record.id).status == "Cancelled", timeout=5)
+    finally:
+        second.stop()
+        journal.close()
