@@ -1096,3 +1096,26 @@ def test_a_body_declared_bigger_than_the_limit_is_refused_before_it_is_read(app)
             )
             answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_a_browsers_open_stream_ends_when_it_signs_out(app):
+    """The session was checked when the stream opened only: after signing out (or being
+    signed out from another tab) the open stream went on sending the account, positions and
+    orders. It ends at its next wake, 2 s at most."""
+    browser = app.test_client()
+    token = signed_in(browser)
+    stream = browser.get("/api/v1/stream", buffered=False)
+    assert stream.status_code == 200
+    frames = iter(stream.response)
+    assert next(frames)  # the stream is open and sending
+    assert browser.post("/logout", data={"csrf_token": token}).status_code == 302
+    deadline = time.monotonic() + 8
+    ended = False
+    while time.monotonic() < deadline:
+        try:
+            next(frames)
+        except StopIteration:
+            ended = True
+            break
+    stream.close()
+    assert ended, "the stream went on after the sign-out"

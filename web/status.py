@@ -13,10 +13,12 @@ from typing import Any
 from flask import (
     Response,
     current_app,
+    g,
     jsonify,
     stream_with_context,
 )
 
+import auth
 from ib_link import LinkState
 from openapi import documented
 from reader_rows import Snapshot
@@ -256,8 +258,10 @@ def stream() -> Response | tuple[Response, int]:
             retry_after=RETRY_AFTER,
         )
     slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
+    # a browser's stream ends once its session is signed out (checked at each wake, 2 s at most)
+    allowed = auth.session_valid if g.get("auth") == "browser" else (lambda: True)
     response = Response(
-        stream_with_context(_events(svc, slot)),
+        stream_with_context(_events(svc, slot, allowed)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -284,7 +288,7 @@ class _StreamSlot:
                 self._on_release()
 
 
-def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
+def _events(svc: Services, slot: _StreamSlot, allowed: Callable[[], bool]) -> Iterator[str]:
     feed = svc.feed
     try:
         yield "retry: 1000\n\n"
@@ -293,7 +297,7 @@ def _events(svc: Services, slot: _StreamSlot) -> Iterator[str]:
         while not feed.closed:
             wait = max(0.0, told + STREAM_KEEPALIVE - time.monotonic())
             version, quotes = feed.wait_any(seen, seen_quotes, wait)
-            if feed.closed:
+            if feed.closed or not allowed():
                 break
             if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
                 seen_quotes = quotes
