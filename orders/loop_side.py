@@ -18,8 +18,9 @@ import ib_pacing
 from ib_compat import executions, logged
 from ib_connection import FLUSH_AT_STOP, IBConnection, NotConnectedError
 from journal import Journal
-from orders.commands import Cancel, CancelAll, Command
+from orders.commands import Cancel, CancelAll, Command, Modify, Place
 from orders.kill_switch import KillSwitch
+from orders.lifecycle import Verdict
 from orders.placement import CALL_TIMEOUT, Placement
 from orders.reconcile import Reconciler
 from orders.tracking import OrderBook
@@ -90,11 +91,28 @@ class LoopSide(IBConnection):
 
     async def before_stop(self) -> None:
         await self.before_disconnect()  # no command goes on (none queues a message now)
+        self._withdraw_queued()
         if self.ib is not None:  # orders still waiting for the pace never leave: said so
             self.placement.withdraw_at_stop(self.ib)
             # what else waits for the pace (a change, a cancel recorded as sent) goes out first
             if await ib_pacing.sent_out(self.ib, FLUSH_AT_STOP):
                 self._not_sent_at_stop(self.ib)
+
+    def _withdraw_queued(self) -> None:
+        """Commands accepted (202) but not taken by the order thread when the app stops are
+        not carried out: their records say so (a cancel's or a cancel-all's request is in the
+        journal already, and sent after the restart)."""
+        while self._queue is not None and not self._queue.empty():
+            command = self._queue.get_nowait()
+            with self._lock:
+                self._pending -= 1
+            if isinstance(command, Place):
+                reason = "the app stopped before it was sent"
+                self.book.verdict(command.tracker, Verdict.NOT_SENT, reason)
+            elif isinstance(command, Modify):
+                command.tracker.step("change not sent: the app stopped before it was taken")
+                if command.basis is not None:
+                    command.tracker.change_taken()
 
     def _not_sent_at_stop(self, ib: IB) -> None:
         """Changes still waiting for the pace when the stop's wait ran out die with the socket:
@@ -169,17 +187,22 @@ class LoopSide(IBConnection):
             command = await self._queue.get()
             with self._lock:
                 self._pending -= 1
-            self._spawn(self._run(command))
+            self._spawn(self._run(command), command)
 
     def _run(self, command: Command) -> Coroutine[Any, Any, None]:
         return self.placement.runners[type(command)](command)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], command: Command | None = None) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(lambda done: self._task_done(done, command))
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: asyncio.Task[None], command: Command | None) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            if isinstance(command, Modify):  # (it runs at once: cancelled, it had not begun)
+                command.tracker.step("change not sent: the order connection closed first")
+                if command.basis is not None:
+                    command.tracker.change_taken()
+        elif task.exception() is not None:
             log.error("order task failed", exc_info=task.exception())

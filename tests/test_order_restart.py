@@ -313,3 +313,30 @@ def test_an_order_concluded_not_placed_long_ago_is_taken_back_when_the_broker_wo
     finally:
         second.stop()
         journal.close()
+
+
+def test_a_change_accepted_but_not_taken_at_a_stop_says_it_was_not_sent(gateway, tmp_path):
+    """A modify answered 202 and still in the queue when the app stopped was dropped without
+    a word: its record said nothing of it, as if the trader's change had never been asked."""
+    import threading
+
+    from conftest import loop_paused
+
+    journal = Journal(str(tmp_path / "orders.db"))
+    handler = make_handler(gateway.port, journal)
+    record, _ = handler.submit(FAR)
+    wait_for(lambda: handler.get(record.id).status == "Submitted")
+    with loop_paused(handler.thread):  # the order thread busy: the change waits in the queue
+        handler.modify(record.id, limit_price=2.0)
+        stopping = threading.Thread(target=handler.stop)
+        stopping.start()
+        time.sleep(0.3)
+    stopping.join(20)
+    journal.flush(5)
+    steps = [s.text for s in journal.get(record.id).record.steps]
+    journal.close()
+    assert steps[-1] in (  # still queued, or taken and not begun when the stop came
+        "change not sent: the app stopped before it was taken",
+        "change not sent: the order connection closed first",
+    )
+    assert at_broker(gateway, record.id).lmt_price == FAR.limit_price
