@@ -176,6 +176,8 @@ def test_an_order_sent_again_after_its_answer_was_lost_is_placed_once(dash: Dash
     page.click("#dt-review")
     page.click("#dt-send")
     expect(page.locator("#dt-result")).to_have_attribute("data-verdict", "filled")
+    # the answer is the first order's: said so, not shown as a new one filled
+    expect(page.locator("#dt-result")).to_contain_text("already placed: not sent twice")
     [held] = wait_for(
         lambda: [p for p in dash.gateway.positions() if p.contract.local_symbol == "ESZ6"]
     )

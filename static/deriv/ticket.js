@@ -9,6 +9,7 @@ const GUARD_MS = 500; // the confirmation takes no Confirm this long after it ap
 const FINAL = new Set(["filled", "cancelled", "rejected", "not_sent", "not_placed"]);
 const FOLLOW_MS = 1000;
 const FOLLOW_TRIES = 60;
+const UNANSWERED_MS = 5 * 60 * 1000; // how long the same order sent again keeps its key (as the main ticket)
 const FIELDS = ["symbol", "expiry", "strike", "right", "month", "quantity", "order_type", "limit_price", "market_order_ack", "tif"];
 
 export function mountTicket(root) {
@@ -62,7 +63,7 @@ export function mountTicket(root) {
   let multiplier = null; // the contract's, when known (chain, month picker, position)
   let pending = null; // the order body under review
   let armTimer = null; // enables Confirm GUARD_MS after the step appeared
-  let unanswered = null; // {json, key}: an order sent without an answer; sent again under its key
+  let unanswered = null; // {json, key, at}: an order sent without an answer; sent again under its key
   let closing = null; // the position a Close filled the ticket for: {account, con_id, local_symbol, action, quantity}
   let monthsFor = null;
 
@@ -207,7 +208,8 @@ export function mountTicket(root) {
       unanswered = null;
       if (closing && b.local_symbol === closing.local_symbol) { closing = null; f.quantity.value = ""; } // sent once
       showForm();
-      follow(answer.order, contractWords(b));
+      // the server answers the order first sent under this key: said, not shown as this one's
+      follow(answer.order, answer.replayed ? `already placed: not sent twice — ${contractWords(b)}` : contractWords(b));
     } catch (err) {
       if (err.status && err.status < 500) unanswered = null; // refused: nothing was placed
       result.textContent = "";
@@ -222,7 +224,8 @@ export function mountTicket(root) {
    * a 5xx) keeps its key, so the server answers the first order instead of placing a second. */
   function idempotencyKey(b) {
     const json = JSON.stringify(b);
-    if (!unanswered || unanswered.json !== json) unanswered = {json, key: newKey()};
+    const fresh = unanswered && unanswered.json === json && Date.now() - unanswered.at < UNANSWERED_MS;
+    if (!fresh) unanswered = {json, key: newKey(), at: Date.now()};
     return unanswered.key;
   }
 
