@@ -115,12 +115,13 @@ class ExecutionRow:
     shares: float
     price: float
     commission: float | None
-    currency: str
+    currency: str  # the contract's: price and value are in it (USD.JPY: yen)
     realized_pnl: float | None
     description: str = ""  # the contract in IB's words
     multiplier: float = 1.0
     value: float | None = None  # shares x price x multiplier
     ib_side: str = ""  # IB's own word for it: BOT / SLD
+    commission_currency: str = ""  # the commission report's ("" until it came)
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,8 @@ def _execution_row(fill: Fill) -> ExecutionRow:
         shares=ex.shares,
         price=ex.price,
         commission=ib_compat.number(report.commission) if report.execId else None,
-        currency=report.currency or "",
+        currency=fill.contract.currency or "",
+        commission_currency=(report.currency or "") if report.execId else "",
         realized_pnl=report.realizedPNL if report.execId else None,
         description=_description(fill.contract),
         multiplier=multiplier,

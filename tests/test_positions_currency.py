@@ -32,6 +32,16 @@ def test_a_yen_position_keeps_its_price_value_and_pnl_in_yen(client, gateway):
     assert row["market_value"] == pytest.approx(20_000 * row["market_price"], rel=1e-4)
     expected = (row["market_price"] - row["avg_cost"]) * 20_000
     assert row["unrealized_pnl"] == pytest.approx(expected, abs=1.0)  # yen, as avg_cost
+    # the fill's price and value are in yen, and its row says so (it said the commission's)
+    [fill] = wait_for(
+        lambda: [
+            e
+            for e in client.get("/api/v1/executions").get_json()["executions"]
+            if e["order_ref"] == placed.get_json()["id"]
+        ]
+    )
+    assert fill["currency"] == "JPY" and fill["price"] == pytest.approx(150, rel=0.01)
+    assert fill["commission_currency"] in ("", "USD")  # the report's, once it reached the reader
     # /pnl's row names the currency of its yen figures too (it named none)
     pnl = marked_row(lambda: client.get("/api/v1/pnl").get_json(), "USD.JPY")
     assert pnl["currency"] == "JPY" and pnl["market_value"] == pytest.approx(
