@@ -9,22 +9,12 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 from test_dashboard import Dashboard, dash, live  # noqa: F401 - the browser fixtures
+from test_risk_currency import AAPL_EUR
 
 from conftest import TRADING_CLOCK, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
-from sim_gateway.types import Contract
-
-AAPL_EUR = Contract(
-    con_id=900_001,
-    symbol="AAPL",
-    primary_exchange="IBIS",
-    currency="EUR",
-    local_symbol="AAPL",
-    trading_class="XETRA",
-    long_name="APPLE INC",
-)
 
 
 @pytest.fixture
@@ -44,16 +34,20 @@ def holdings(board: Dashboard) -> dict[tuple[str, str], float]:
     return {(p["symbol"], p["currency"]): p["quantity"] for p in answer["positions"]}
 
 
-def test_a_close_of_a_stock_listed_in_euros_sells_that_listing(dash: Dashboard) -> None:
-    """Close sent the symbol alone, which the broker takes as the US listing: the trader sold
-    5 AAPL in dollars (a new short) and kept the 5 in euros."""
-    status, order = dash.live.api(
+def hold_five_in_euros(board: Dashboard) -> None:
+    status, order = board.live.api(
         "POST",
         "/api/v1/orders",
         {"symbol": "AAPL", "currency": "EUR", "action": "BUY", "quantity": 5},
     )
     assert status == 202, order
-    wait_for(lambda: holdings(dash) == {("AAPL", "EUR"): 5})
+    wait_for(lambda: holdings(board) == {("AAPL", "EUR"): 5})
+
+
+def test_a_close_of_a_stock_listed_in_euros_sells_that_listing(dash: Dashboard) -> None:
+    """Close sent the symbol alone, which the broker takes as the US listing: the trader sold
+    5 AAPL in dollars (a new short) and kept the 5 in euros."""
+    hold_five_in_euros(dash)
     page = dash.open().page
     position = page.locator("#positions tbody tr").filter(has_text="AAPL")
     expect(position.locator(".tag.ccy").first).to_have_text("EUR")
@@ -77,13 +71,7 @@ def test_a_close_of_a_stock_listed_in_euros_sells_that_listing(dash: Dashboard) 
 def test_a_symbol_typed_after_a_close_is_asked_for_in_dollars_again(dash: Dashboard) -> None:
     """The Close set the ticket's currency to the closed listing's; another symbol typed then
     is a new order, on its US listing unless the trader types a currency."""
-    status, order = dash.live.api(
-        "POST",
-        "/api/v1/orders",
-        {"symbol": "AAPL", "currency": "EUR", "action": "BUY", "quantity": 5},
-    )
-    assert status == 202, order
-    wait_for(lambda: holdings(dash) == {("AAPL", "EUR"): 5})
+    hold_five_in_euros(dash)
     page = dash.open().page
     page.locator("#positions tbody tr").filter(has_text="AAPL").locator(
         "button.close-position"

@@ -364,8 +364,9 @@ FORWARDED = {  # as Caddy sends them: the Host passed on, and named again
 }
 
 
-@pytest.mark.parametrize("trusted", ["127.0.0.1", "1"])
-def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, trusted):
+def behind_caddy(make_app, trusted: str = "127.0.0.1"):
+    """The app behind the proxy on this machine, TradingView's address allowed; (app, the
+    proxy's client)."""
     app = make_app(
         trusted_proxies=trusted,
         trusted_hosts="127.0.0.1,tv.example.com",
@@ -373,6 +374,12 @@ def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, truste
     )
     proxy = app.test_client()
     proxy.environ_base["REMOTE_ADDR"] = "127.0.0.1"
+    return app, proxy
+
+
+@pytest.mark.parametrize("trusted", ["127.0.0.1", "1"])
+def test_trusted_proxy_gives_the_client_address_scheme_and_host(make_app, trusted):
+    app, proxy = behind_caddy(make_app, trusted)
     res = post(proxy, tv_alert(), headers=FORWARDED)
     assert res.status_code == 202, res.get_json()
     assert audit(app)[0]["remote"] == "52.89.214.238"
@@ -385,13 +392,7 @@ def test_wrong_secrets_from_tradingviews_addresses_do_not_lock_its_alerts_out(ma
     account could point five alerts with a wrong secret at the trader's URL and lock those
     addresses out, and the trader's own alerts (exits too) answered 429 for up to a day. With
     WEBHOOK_ALLOWED_IPS set, the webhook locks no listed address out; elsewhere it still does."""
-    app = make_app(
-        trusted_proxies="127.0.0.1",
-        trusted_hosts="127.0.0.1,tv.example.com",
-        webhook_allowed_ips="52.89.214.238",
-    )
-    proxy = app.test_client()
-    proxy.environ_base["REMOTE_ADDR"] = "127.0.0.1"
+    app, proxy = behind_caddy(make_app)
     stranger = {**tv_alert(), "secret": "not-the-secret-0123456789"}
     statuses = [post(proxy, stranger, headers=FORWARDED).status_code for _ in range(8)]
     assert statuses == [401] * 8
