@@ -116,7 +116,9 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         self._entitled = market_data.Entitlements()  # what the positions' prices are
         self._probe: asyncio.Task | None = None  # a quote asked to learn it (one at a time)
         self._probed: set[int] = set()  # the contracts asked once this session
-        self._quantities: dict[tuple[str, int], float] = {}  # position per (account, conId)
+        # position per (stream, account, conId): each stream's change is news (they come in
+        # either order, and a position is held while either says so: live_marks)
+        self._quantities: dict[tuple[str, str, int], float] = {}
         self._executions_wanted = True
         self._executions_at = 0.0  # monotonic time of the last reqExecutions
         self._executions_from: float | None = None  # our clock at the last ask; None = all
@@ -177,16 +179,21 @@ class IBConnector(OrderTable, MarketData, IBConnection):
             event += self._on_order_hint
         # position streams: only a change of quantity means a fill (the portfolio stream also
         # repeats positions when their market value moves)
-        self._quantities = {(p.account, p.contract.conId): p.position for p in ib.positions()}
+        self._quantities = {
+            ("position", p.account, p.contract.conId): p.position for p in ib.positions()
+        }
+        self._quantities |= {
+            ("portfolio", i.account, i.contract.conId): i.position for i in ib.portfolio()
+        }
         ib.positionEvent += logged(
             log,
             "a position",
-            lambda pos: self._on_position(pos.account, pos.contract, pos.position),
+            lambda pos: self._on_position("position", pos.account, pos.contract, pos.position),
         )
         ib.updatePortfolioEvent += logged(
             log,
             "a portfolio row",
-            lambda item: self._on_position(item.account, item.contract, item.position),
+            lambda i: self._on_position("portfolio", i.account, i.contract, i.position),
         )
         accounts = ib.managedAccounts()
         self._marks = LiveMarks(ib, self.account or (accounts[0] if accounts else ""))
@@ -232,8 +239,8 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         if self.link_state().reachable:
             self._updated_at = time.time()
 
-    def _on_position(self, account: str, contract: Contract, quantity: float) -> None:
-        key = (account, contract.conId)
+    def _on_position(self, stream: str, account: str, contract: Contract, quantity: float) -> None:
+        key = (stream, account, contract.conId)
         if self._quantities.get(key) != quantity:
             self._quantities[key] = quantity
             if self._marks is not None:

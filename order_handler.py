@@ -129,6 +129,9 @@ def check_change(
     onto that order; counted as queued on the tracker."""
     record, basis = tracker.record, tracker.next_basis()
     before = replace(record.intent, **{**(legs or {}), **basis})
+    # its type (a stop on an option: market once triggered) was acknowledged or not when it
+    # was placed, and a change cannot alter it: a change is not refused for it
+    before = replace(before, market_order_ack=before.sec_type == "OPT")
     after = replace(before, **command.changes())
     count_change(gate, journal, record, before, after)
     tracker.change_queued({name: getattr(after, name) for name in basis})

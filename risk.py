@@ -33,9 +33,6 @@ from risk_quotes import (
 )
 
 PER_ORDER_RULES = 10  # the first rules look at the order alone; the rest at the account's flow
-COLLAR_TICK = (
-    0.01  # a price a cent beyond the touch always passes the collar (see _spread_allowance)
-)
 
 
 @dataclass(frozen=True)
@@ -404,7 +401,7 @@ class RiskGate(RiskQuotes):
                 + _cause(check)
             )
         away = abs(own - mid) / mid * 100
-        spread = spread_allowance(check.quote)  # the touch and a cent beyond: never refused
+        spread = spread_allowance(check.quote, check.intent, mid)  # the touch and a tick
         if away > pct and abs(own - mid) > spread + 1e-9:
             kind = "delayed quote" if delayed else "quote"
             wide = spread > pct / 100 * mid  # the spread allows more than the percentage

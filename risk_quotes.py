@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from order_records import OrderIntent
+from schemas import price_tick
 
 QUOTE_TTL = 1.0  # seconds a quote is reused for risk checks
 
@@ -39,7 +40,6 @@ QuoteSource = Callable[
     [str, str, int, str], "RiskQuote | tuple[float | None, float | None, float | None]"
 ]
 QuoteKey = tuple[str, str, str, int]  # (symbol, secType, currency, conId)
-COLLAR_TICK = 0.01  # a price a cent beyond the touch always passes the collar
 # IB's IDEALPRO pairs put these before USD (EUR.USD); the other currencies after (USD.JPY)
 _QUOTED_BEFORE_USD = ("EUR", "GBP", "AUD", "NZD")
 
@@ -204,10 +204,11 @@ def exits_at_once(intent: OrderIntent, quote: RiskQuote) -> str | None:
     return None
 
 
-def spread_allowance(quote: RiskQuote) -> float:
-    """How far from the mid a price may always be: half the spread and a cent (a cheap
-    option quoted 0.01 / 0.02 is 33 % from its mid at either side), or a cent from the one
-    side quoted; 0 without a bid or an ask."""
+def spread_allowance(quote: RiskQuote, intent: OrderIntent, mid: float) -> float:
+    """How far from the mid a price may always be: half the spread and a tick of the
+    instrument (a cheap option quoted 0.01 / 0.02 is 33 % from its mid at either side), or a
+    tick from the one side quoted; 0 without a bid or an ask."""
+    tick = price_tick(intent.sec_type, intent.symbol, mid)
     if quote.bid and quote.ask:
-        return max(quote.ask - quote.bid, 0.0) / 2 + COLLAR_TICK
-    return COLLAR_TICK if quote.bid or quote.ask else 0.0
+        return max(quote.ask - quote.bid, 0.0) / 2 + tick
+    return tick if quote.bid or quote.ask else 0.0

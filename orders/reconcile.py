@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -259,6 +260,7 @@ class Reconciler:
         if entry is None or entry.record.verdict not in OUR_FINAL:
             return None
         tracker = Tracker.restored_from(entry.record, self._records.sink)
+        tracker.finished_at = time.time()  # the newest finished: not pruned before its adoption
         self.book.add(tracker)
         log.warning(
             "🔎 %s: the broker works an order we had concluded %s", ref, tracker.record.verdict

@@ -227,6 +227,17 @@ class SimGateway(OrderDrills):
         """Market data lines in use: live reqMktData streams of every client."""
         return self._run(lambda s: s._lines_in_use())
 
+    def pnl_single_subscriptions(self, client_id: int) -> list[int]:
+        """The conIds one client has asked reqPnLSingle for and not cancelled."""
+        return self._run(
+            lambda s: sorted(
+                con_id
+                for session in s.sessions
+                if session.client_id == client_id
+                for con_id in session.pnl_single.values()
+            )
+        )
+
     def historical_counts(self) -> tuple[int, int]:
         """(historical data requests answered or refused, of which pacing violations: 162)."""
         return self._run(lambda s: (s.bad.historical_requests, s.bad.historical_violations))

@@ -66,6 +66,8 @@ def test_a_close_of_a_stock_listed_in_euros_sells_that_listing(dash: Dashboard) 
     expect(page.locator("#confirm-send")).to_be_enabled()
     page.click("#confirm-send")
     wait_for(lambda: holdings(dash) == {}, timeout=10)
+    dash.enter_symbol("MSFT")  # the next order, once the close was sent: on the US listing
+    expect(page.locator("#currency")).to_have_value("USD")
 
 
 def test_a_symbol_typed_after_a_close_is_asked_for_in_dollars_again(dash: Dashboard) -> None:

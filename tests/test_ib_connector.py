@@ -300,7 +300,7 @@ def test_a_failing_reader_handler_is_logged_not_swallowed(connector, other, monk
     """eventkit hands a listener's exception to an error event nobody listens to: without our
     guard a broken position handler would leave the positions stale without a word."""
 
-    def boom(self, account, contract, position):
+    def boom(self, stream, account, contract, position):
         raise RuntimeError("boom in _on_position")
 
     monkeypatch.setattr(IBConnector, "_on_position", boom)

@@ -242,6 +242,30 @@ def test_pruning_keeps_the_latest_finished_the_recent_and_those_awaiting_a_commi
     assert sorted(t.id for t in book.all()) == ["a", "c", "e"]
 
 
+def test_a_record_taken_back_from_the_journal_is_not_pruned_before_its_adoption(tmp_path):
+    """A not_placed record the broker works again is taken back from the journal only when
+    memory is full of finished records; with its old time it was the oldest of them, and the
+    next final verdict (another order's, in the same pass) pruned it before its adoption."""
+    from types import SimpleNamespace
+
+    from journal import Journal
+    from orders.reconcile import Reconciler
+
+    journal = Journal(str(tmp_path / "orders.db"))
+    lost = Lifecycle("o-lost", FAR, "api", 0.0, "done", verdict="not_placed", updated_at=1.0)
+    journal.insert(lost)
+    book = OrderBook(lambda: None, lambda: None)
+    for n in range(3):
+        book.add(finished(f"o-{n}", time.time() - 100))
+    records = SimpleNamespace(journal=journal, sink=lambda record: None)
+    reconciler = Reconciler(book, 1.0, lambda coro: None, records)
+    taken = reconciler._recall("o-lost")
+    assert taken is not None and book.get("o-lost") is taken
+    book.prune(keep=3, min_age=60)  # (500 in the app)
+    assert book.get("o-lost") is taken
+    journal.close()
+
+
 ROUTED = "This order will be directly routed to NASDAQ."  # 10311: informational
 
 

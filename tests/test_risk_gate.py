@@ -141,11 +141,11 @@ def test_with_one_side_quoted_the_collar_is_measured_from_it_not_the_last_price(
     was 2.00: measured from that, a buy at the ask was refused and one at 1.90 (38 x the ask,
     sweeping the offers) accepted."""
     only_ask = Quotes((None, 0.05, 2.0))
-    gate = make_gate(quotes=only_ask, risk_price_collar_pct=10)
-    at_ask = gate.reserve(buy(1, order_type="LMT", limit_price=0.05))
+    gate = make_gate(quotes=only_ask, risk_price_collar_pct=10, risk_opt_max_notional=1e6)
+    at_ask = gate.reserve(option(1, order_type="LMT", limit_price=0.05))
     assert at_ask.accepted and at_ask.figures["quote_mid"] == 0.05
-    assert gate.reserve(buy(1, order_type="LMT", limit_price=0.06)).accepted  # a cent beyond
-    far = rule_of(gate, buy(1, order_type="LMT", limit_price=1.9))
+    assert gate.reserve(option(1, order_type="LMT", limit_price=0.06)).accepted  # a tick beyond
+    far = rule_of(gate, option(1, order_type="LMT", limit_price=1.9))
     assert far.rule == "price_collar" and "from the quote 0.05" in far.message
     sell = dataclasses.replace(buy(1), action="SELL")
     assert gate.reserve(sell).reference_price == 2.0  # a market sell with no bid: the last
@@ -161,11 +161,12 @@ def test_a_cheap_options_touch_passes_the_collar_and_a_cent_beyond_it():
     """Quoted 0.01 / 0.02, its mid is 0.015: every price on the grid is 33 % from it or more,
     so a 10 % collar refused every limit order and only a market order went through."""
     gate = make_gate(quotes=Quotes((0.01, 0.02, 0.015)), risk_price_collar_pct=10)
+    # (a stock under $1 is on a 0.0001 grid: its allowance is that tick, not a cent)
     for price in (0.01, 0.02, 0.03):
-        assert gate.reserve(buy(1, order_type="LMT", limit_price=price)).accepted, price
-    sell = dataclasses.replace(buy(1, order_type="LMT", limit_price=0.01), action="SELL")
+        assert gate.reserve(option(1, order_type="LMT", limit_price=price)).accepted, price
+    sell = dataclasses.replace(option(1, order_type="LMT", limit_price=0.01), action="SELL")
     assert gate.reserve(sell).accepted
-    decision = rule_of(gate, buy(1, order_type="LMT", limit_price=0.04))
+    decision = rule_of(gate, option(1, order_type="LMT", limit_price=0.04))
     assert decision.message == (
         "price_collar: price 0.04 is 166.7% from the quote 0.015 "
         "(collar 10%, or 0.015 across the spread)"
@@ -360,6 +361,26 @@ def test_an_option_order_that_becomes_a_market_order_needs_the_acknowledgement(f
     assert gate.reserve(option(1, market_order_ack=True, **fields)).accepted
     stop_limit = option(1, order_type="STP LMT", stop_price=1.5, limit_price=1.4)
     assert gate.reserve(stop_limit).accepted
+
+
+def test_a_change_of_an_option_stop_placed_without_the_acknowledgement_is_not_refused(
+    tmp_path,
+):
+    """Option stops (a bracket's stop loss too, GTC) placed before stops needed the
+    acknowledgement have none, and a change cannot carry it: every move of the protective
+    stop was refused. A change cannot alter the order's type: it is not refused for it."""
+    from order_handler import check_change
+    from orders.commands import Modify
+    from orders.lifecycle import Tracker
+
+    journal = Journal(str(tmp_path / "orders.db"))
+    gate = make_gate(quotes=Quotes(OPT_QUOTE), risk_price_collar_pct=99)
+    intent = option(1, order_type="STP", stop_price=1.5)
+    record = Lifecycle("o-stop", intent, "api", 0.0, "tracking", order_id=5, verdict="working")
+    tracker = Tracker(record, lambda r: None)
+    checked = check_change(gate, journal, tracker, None, Modify(tracker, None, None, 1.6))
+    assert checked.basis is not None
+    journal.close()
 
 
 def fx(symbol, quantity):

@@ -95,6 +95,22 @@ def test_a_position_whose_portfolio_message_came_first_gets_its_pnl(start_app) -
     wait_for(marked, timeout=5)
 
 
+def test_a_closed_positions_pnl_subscription_is_cancelled(start_app) -> None:
+    """A position closes: IB sends its position message (0), then its portfolio row (0). The
+    held set had counted the portfolio's old quantity at the first, and the second changed
+    nothing it looked at: reqPnLSingle stayed subscribed to a position no longer held."""
+    gateway, app, client = start_app()
+    buy(client, "AAPL", 10)
+    reader = app.extensions["trading"].settings.client_id
+    wait_for(lambda: len(gateway.pnl_single_subscriptions(reader)) == 1)
+    sold = client.post(
+        "/api/v1/orders",
+        json={"symbol": "AAPL", "action": "SELL", "quantity": 10, "order_type": "MKT"},
+    )
+    assert sold.status_code == 202, sold.get_json()
+    wait_for(lambda: gateway.pnl_single_subscriptions(reader) == [], timeout=5)
+
+
 @pytest.mark.slow
 def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> None:
     gateway, app, client = start_app()

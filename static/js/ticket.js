@@ -18,7 +18,8 @@ export const form = $("#order-form");
 const F = form.elements;
 let blocked = false;
 // working orders to cancel with the position closed from the Positions table
-let closing = null; // the position the ticket was filled to close: {symbol, side, quantity, account, con_id, orders}
+let closing = null; // the position the ticket was filled to close: {symbol, side, quantity, currency, account, con_id, orders}
+let listingOf = null; // the symbol a Close filled the Currency for (reset to USD on another symbol)
 
 export const ticketBlocked = () => blocked;
 
@@ -78,7 +79,8 @@ function listingCurrency() {
 }
 
 /** The position `body` closes (the ticket was filled by its Close, same symbol and side). */
-const closeOf = (body) => (closing && closing.symbol === body.symbol && closing.side === body.action ? closing : null);
+const closeOf = (body) => (closing && closing.symbol === body.symbol && closing.side === body.action
+  && (body.sec_type !== "STK" || (body.currency || "USD") === closing.currency) ? closing : null);
 
 /** The working orders to cancel with this order, when it closes the position they guard. */
 export function closingOrders(body) {
@@ -247,9 +249,10 @@ export function prefillClose(position, orders) {
   F.order_type.value = "MKT";
   $("#bracket").checked = false;
   closing = {
-    symbol: position.symbol, side, quantity: Math.abs(position.quantity),
+    symbol: position.symbol, side, quantity: Math.abs(position.quantity), currency: F.currency.value,
     account: position.account, con_id: position.con_id, orders: orders || [],
   };
+  listingOf = position.symbol; // the currency filled for this symbol: not for the next one
   clearErrors($("#ticket"));
   updateTicketLayout();
   requestQuote(true);
@@ -296,9 +299,10 @@ export function initTicket() {
     const start = F.symbol.selectionStart;
     const upper = F.symbol.value.toUpperCase();
     if (upper !== F.symbol.value) { F.symbol.value = upper; F.symbol.setSelectionRange(start, start); }
-    if (closing && closing.symbol !== upper) { // another symbol: not the closed listing's currency
-      if (F.currency.value !== "USD") F.currency.value = "USD";
-      closing = null;
+    if (closing && closing.symbol !== upper) closing = null;
+    if (listingOf !== null && listingOf !== upper) { // another symbol: not the closed listing's currency
+      listingOf = null;
+      F.currency.value = "USD";
     }
     if (upper.trim() !== quote.symbol) { // its quote comes in 350 ms: none of the old one's prices meanwhile
       $("#quote-bid-btn").disabled = true;
@@ -311,6 +315,8 @@ export function initTicket() {
   F.currency.addEventListener("input", () => {
     const upper = F.currency.value.toUpperCase();
     if (upper !== F.currency.value) F.currency.value = upper;
+    listingOf = null; // the trader's own choice from now on
+    if (closing && closing.currency !== upper) closing = null; // another listing: no close
     clearTimeout(quote.debounce);
     quote.debounce = setTimeout(() => requestQuote(false), 350);
   });
