@@ -97,6 +97,7 @@ class OrderRow:
     avg_fill_price: float | None
     open: bool
     description: str = ""  # the contract in IB's words
+    currency: str = ""  # the contract's (a stock's listing: AAPL in EUR is not the US one)
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ def _order_row(trade: Trade, is_open: bool) -> OrderRow:
         avg_fill_price=_num(status.avgFillPrice) or None,
         open=is_open and state in OPEN_STATUSES | {"ValidationError"},
         description=_description(contract),
+        currency=contract.currency or "",
     )
 
 

@@ -205,6 +205,9 @@ class OrderOut(_Out):
         description="the contract in IB's words, e.g. "
         "'AAPL 20261218 200 C' (the symbol for stocks)",
     )
+    currency: str | None = Field(
+        None, description="the contract's (a stock's listing: AAPL in EUR is not the US one)"
+    )
     verdict: str | None = None
     phase: str | None = None
     # ours only: the few fields of the lifecycle record the dashboard's tables show (the

@@ -69,6 +69,7 @@ def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[
         "account": intent.account or None,
         "open": not is_final(record.verdict),
         "description": intent.description,
+        "currency": intent.currency,
     }
     if record.verdict in OUR_FINAL and broker:  # the broker's word beats our conclusion
         out = {**ours, **broker}

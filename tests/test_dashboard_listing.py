@@ -85,3 +85,34 @@ def test_a_symbol_typed_after_a_close_is_asked_for_in_dollars_again(dash: Dashbo
     dash.allow_console_error("status of 400")  # MSFT's quote asked as an FX pair
     page.select_option("#sec_type", "CASH")
     expect(page.locator("#currency")).to_be_hidden()  # an FX pair's currencies are its symbol
+
+
+def test_a_close_offers_to_cancel_only_its_listings_working_orders(dash: Dashboard) -> None:
+    """The Close dialog matched working orders by symbol: closing the euro listing offered
+    (ticked) to cancel a working order on the US one, which guards nothing of it."""
+    hold_five_in_euros(dash)
+    ids = {}
+    for name, currency, action in (("eur", "EUR", "SELL"), ("usd", "USD", "BUY")):
+        status, quote = dash.live.api("GET", f"/api/v1/quote?symbol=AAPL&currency={currency}")
+        assert status == 200, quote
+        body = {
+            "symbol": "AAPL",
+            "currency": currency,
+            "action": action,
+            "quantity": 1,
+            "order_type": "LMT",
+            "limit_price": round(quote["bid"] * (1.05 if action == "SELL" else 0.95), 2),
+        }
+        status, order = dash.live.api("POST", "/api/v1/orders", body)
+        assert status == 202, order
+        ids[name] = order["id"]
+    wait_for(lambda: len(dash.gateway.open_orders()) == 2)
+    page = dash.open().page
+    expect(page.locator("#working-count")).to_have_text("2")
+    page.locator("#positions tbody tr").filter(has_text="AAPL").locator(
+        "button.close-position"
+    ).click()
+    dialog = page.locator("#close-dialog")
+    expect(dialog).to_contain_text("1 order is still working for AAPL")
+    expect(dialog.locator(f"input[data-order-id='{ids['eur']}']")).to_be_checked()
+    expect(dialog.locator(f"input[data-order-id='{ids['usd']}']")).to_have_count(0)

@@ -121,7 +121,9 @@ function workingFor(position) {
   const orders = (store.latest && store.latest.orders) || [];
   // the same instrument only: an option or future on the symbol is not the stock
   return orders.filter((o) => o.open && o.symbol === position.symbol
-    && (o.sec_type || "STK") === (position.sec_type || "STK"));
+    && (o.sec_type || "STK") === (position.sec_type || "STK")
+    && ((position.sec_type || "STK") !== "STK" || !o.currency || !position.currency
+      || o.currency === position.currency)); // a stock's listing (AAPL in EUR is not the US one)
 }
 
 function openClose(position) {
