@@ -91,10 +91,10 @@ class LinkMonitor:
         self._farms: dict[tuple[str, str], FarmState] = {}
         self._outage: tuple[float, float] | None = None  # (since, when reset) of an outage
 
-    def reset(self, now: float | None = None) -> None:
+    def reset(self) -> None:
         """A new socket. An outage told on the old one is kept a while: the gateway tells it
         again (1100) on the new one, whose notice is not when it began."""
-        now = time.time() if now is None else now
+        now = time.time()
         if not self.state.reachable and self.state.since is not None:
             self._outage = (self.state.since, now)
         elif self._outage is not None:  # the last socket told nothing: still the same outage

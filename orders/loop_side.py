@@ -110,9 +110,7 @@ class LoopSide(IBConnection):
                 reason = "the app stopped before it was sent"
                 self.book.verdict(command.tracker, Verdict.NOT_SENT, reason)
             elif isinstance(command, Modify):
-                command.tracker.step("change not sent: the app stopped before it was taken")
-                if command.basis is not None:
-                    command.tracker.change_taken()
+                _change_dropped(command, "the app stopped before it was taken")
 
     def _not_sent_at_stop(self, ib: IB) -> None:
         """Changes still waiting for the pace when the stop's wait ran out die with the socket:
@@ -201,8 +199,14 @@ class LoopSide(IBConnection):
         self._tasks.discard(task)
         if task.cancelled():
             if isinstance(command, Modify):  # (it runs at once: cancelled, it had not begun)
-                command.tracker.step("change not sent: the order connection closed first")
-                if command.basis is not None:
-                    command.tracker.change_taken()
+                _change_dropped(command, "the order connection closed first")
         elif task.exception() is not None:
             log.error("order task failed", exc_info=task.exception())
+
+
+def _change_dropped(command: Modify, why: str) -> None:
+    """A change the order thread will not send: its record says so, and it is no longer
+    counted as queued."""
+    command.tracker.step(f"change not sent: {why}")
+    if command.basis is not None:
+        command.tracker.change_taken()

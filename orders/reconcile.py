@@ -101,7 +101,7 @@ def decide(
             continue
         if report is not None:
             decisions.append(Decision(Action.ADOPT, record.id, report))
-        elif executed > 0 and executed + EPS >= record.intent.quantity:  # IB filled it
+        elif _adds_up(record, executed):  # IB filled it
             if may_become(record.verdict, Verdict.FILLED):
                 decisions.append(Decision(Action.FILLED, record.id))
         elif record.verdict in OUR_FINAL:
@@ -110,6 +110,11 @@ def decide(
             gone = Action.PART_EXECUTED if executed > 0 else Action.NOT_PLACED
             decisions.append(Decision(gone if final else Action.AWAIT, record.id))
     return decisions
+
+
+def _adds_up(record: Lifecycle, executed: float) -> bool:
+    """Whether ``executed`` shares fill the record's quantity."""
+    return executed > 0 and executed + EPS >= record.intent.quantity
 
 
 def _executed(record: Lifecycle, reported: Sequence[FillRecord]) -> float:
@@ -125,7 +130,7 @@ def _filled_after_all(record: Lifecycle, report: OrderReport | None, executed: f
     for a cancel): the fill wins."""
     trade = report.trade if report is not None else None
     filled = trade is not None and trade.orderStatus.status == "Filled"
-    filled = filled or executed + EPS >= record.intent.quantity > 0
+    filled = filled or _adds_up(record, executed)
     return filled and may_become(record.verdict, Verdict.FILLED)
 
 
@@ -274,7 +279,7 @@ class Reconciler:
             reason = "its executions add up to its quantity (the gateway lists no order of it)"
             self.book.verdict(tracker, Verdict.FILLED, reason)
         elif action is Action.PART_EXECUTED and not is_final(tracker.record.verdict):
-            done = sum(f.shares for f in tracker.record.fills)
+            done = _executed(tracker.record, ())
             self.book.verdict(
                 tracker,
                 Verdict.UNKNOWN,

@@ -113,15 +113,14 @@ def webhook_alert(token: str | None = None) -> tuple[Response, int]:
         )
     # TradingView sends every customer's alerts from the same few addresses: with them listed,
     # wrong secrets from there (anyone's alert) must not lock the trader's alerts out
-    allowlisted = bool(svc.settings.webhook_allowed_ips)
     refused = auth.cross_site_refusal("webhook") or (
-        None if allowlisted else auth.refused_attempt("webhook")
+        auth.refused_attempt("webhook") if _failures_count() else None
     )
     if refused is not None:
         return refused
     body, given = _webhook_body(token)
     if not webhook.authentic(secret, request.get_data(cache=True), request.headers, token, given):
-        auth.secret_failed("webhook", counted=not allowlisted)
+        auth.secret_failed("webhook", counted=_failures_count())
         raise ApiError(
             401,
             "unauthorized",
@@ -154,10 +153,16 @@ def _webhook_body(token: str | None) -> tuple[dict[str, Any], list[object]]:
             token,
             (),
         ):
-            auth.secret_failed("webhook", counted=not services().settings.webhook_allowed_ips)
+            auth.secret_failed("webhook", counted=_failures_count())
             raise ApiError(401, "unauthorized", "bad webhook secret") from None
         _audit("webhook", None, None, f"invalid: {exc.message}")
         raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+def _failures_count() -> bool:
+    """Whether wrong webhook secrets count towards their address's lockout: not with
+    WEBHOOK_ALLOWED_IPS set (TradingView sends everyone's alerts from those addresses)."""
+    return not services().settings.webhook_allowed_ips
 
 
 def _place_alert(
