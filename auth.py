@@ -58,6 +58,7 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
+from itsdangerous import BadSignature
 
 import webhook
 from audit_limit import StrangerAudit
@@ -191,6 +192,28 @@ def session_valid() -> bool:
         and hmac.compare_digest(mark, current_app.extensions["session_mark"])
         and not current_app.extensions["revoked_sessions"].revoked(sid)
     )
+
+
+def session_ends_at() -> float:
+    """When this request's session cookie stops being accepted (epoch seconds): its signature's
+    time plus the lifetime Flask checks it against; 0 when there is no valid cookie."""
+    app = current_app
+    interface = app.session_interface
+    serializer = (
+        interface.get_signing_serializer(app)
+        if isinstance(interface, SecureCookieSessionInterface)
+        else None
+    )
+    cookie = request.cookies.get(interface.get_cookie_name(app))
+    if serializer is None or not cookie:
+        return 0.0
+    lifetime = int(app.permanent_session_lifetime.total_seconds())  # as Flask passes it
+    try:
+        _, signed = serializer.loads(cookie, max_age=lifetime, return_timestamp=True)
+    except BadSignature:
+        return 0.0
+    # itsdangerous counts whole seconds: the cookie is refused once int(now) - signed > lifetime
+    return float(signed.timestamp()) + lifetime + 1
 
 
 def refused_attempt(kind: str) -> tuple[Response, int] | None:

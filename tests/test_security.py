@@ -249,6 +249,34 @@ def test_a_sign_out_the_journal_cannot_keep_still_signs_out(app):
     assert thief.get("/api/v1/status").status_code == 401
 
 
+def test_a_browsers_open_stream_ends_when_its_session_expires(app, monkeypatch):
+    """A stream opened shortly before the cookie's 24 h were up went on sending the account,
+    positions and orders for good: the session was checked for a sign-out at each wake, never
+    for its age. It ends once the cookie would be refused."""
+    import itsdangerous.timed
+
+    browser = app.test_client()
+    nearly_a_day_ago = time.time() - auth.SESSION_HOURS * 3600 + 3
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: nearly_a_day_ago)
+    signed_in(browser)
+    monkeypatch.undo()
+    stream = browser.get("/api/v1/stream", buffered=False)
+    assert stream.status_code == 200
+    frames = iter(stream.response)
+    assert next(frames)  # open and sending: the session holds for 3 s more
+    deadline = time.monotonic() + 12
+    ended = False
+    while time.monotonic() < deadline:
+        try:
+            next(frames)
+        except StopIteration:
+            ended = True
+            break
+    stream.close()
+    assert ended, "the stream went on after the session expired"
+    assert browser.get("/api/v1/status").status_code == 401
+
+
 def test_a_session_lasts_a_day(app, monkeypatch):
     import itsdangerous.timed
 

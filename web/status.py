@@ -258,8 +258,9 @@ def stream() -> Response | tuple[Response, int]:
             retry_after=RETRY_AFTER,
         )
     slot = _StreamSlot(svc, screen_api.stream_watch(extra))  # its quotes, until it closes
-    # a browser's stream ends once its session is signed out (checked at each wake, 2 s at most)
-    allowed = auth.session_valid if g.get("auth") == "browser" else (lambda: True)
+    # a browser's stream ends once its session is signed out or its cookie expires (checked at
+    # each wake, 2 s at most)
+    allowed = _session_in_force(auth.session_ends_at()) if g.get("auth") == "browser" else None
     response = Response(
         stream_with_context(_events(svc, slot, allowed)),
         mimetype="text/event-stream",
@@ -288,7 +289,13 @@ class _StreamSlot:
                 self._on_release()
 
 
-def _events(svc: Services, slot: _StreamSlot, allowed: Callable[[], bool]) -> Iterator[str]:
+def _session_in_force(ends_at: float) -> Callable[[], bool]:
+    """Whether the browser's session still holds: not signed out, its cookie not yet expired
+    (a stream opened an hour before the cookie's 24 h were up went on for good)."""
+    return lambda: auth.session_valid() and time.time() < ends_at
+
+
+def _events(svc: Services, slot: _StreamSlot, allowed: Callable[[], bool] | None) -> Iterator[str]:
     feed = svc.feed
     try:
         yield "retry: 1000\n\n"
@@ -297,7 +304,7 @@ def _events(svc: Services, slot: _StreamSlot, allowed: Callable[[], bool]) -> It
         while not feed.closed:
             wait = max(0.0, told + STREAM_KEEPALIVE - time.monotonic())
             version, quotes = feed.wait_any(seen, seen_quotes, wait)
-            if feed.closed or not allowed():
+            if feed.closed or (allowed is not None and not allowed()):
                 break
             if quotes != seen_quotes:  # the screen's quotes: a small frame of their own
                 seen_quotes = quotes
