@@ -26,8 +26,9 @@ from loop_thread import wait_event
 from order_records import Lifecycle, OrderIntent, Preview, Step
 from orders.amend import Amend
 from orders.commands import Cancel, CancelAll, Modify, Place
+from orders.echo import waiting_reason
 from orders.lifecycle import Event, Phase, Tracker, Verdict, is_final
-from orders.tracking import OrderBook, waiting_reason
+from orders.tracking import OrderBook
 
 log = logging.getLogger(__name__)
 

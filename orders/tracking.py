@@ -31,7 +31,6 @@ from ib_compat import (
     CLIENT_SIDE_STATES,
     DONE_STATES,
     FALSE_CANCEL_CODES,
-    LOCATE_HOLD,
     WORKING_STATES,
     broker_state,
     filled_quantity,
@@ -41,6 +40,7 @@ from ib_compat import (
     unset_price,
 )
 from orders import executions
+from orders.echo import echoed, last_error_text, sync_intent
 from orders.lifecycle import (
     BROKER_FINAL,
     Event,
@@ -171,17 +171,17 @@ class OrderBook:
             self._on_error_status(tracker, trade, entry.errorCode, entry.message)
             return
         if broker_state(trade.orderStatus) in WORKING_STATES:
-            _sync_intent(tracker, trade)
+            sync_intent(tracker, trade)
         self.apply_status(tracker, trade)
 
     def on_echo(self, tracker: Tracker, trade: Trade) -> None:
         """openOrder for an order this connection follows: the broker's echo of it, after a
         modify too when its status stays the same (an untriggered stop stays PreSubmitted, so
         no statusEvent comes)."""
-        if broker_state(trade.orderStatus) in WORKING_STATES:  # the intent first (_sync_intent)
-            _sync_intent(tracker, trade)
+        if broker_state(trade.orderStatus) in WORKING_STATES:  # the intent first (sync_intent)
+            sync_intent(tracker, trade)
             self._changed()
-        _echoed(tracker, trade)
+        echoed(tracker, trade)
 
     def apply_status(self, tracker: Tracker, trade: Trade) -> None:
         """Take the broker's status of the order and draw the verdict it implies."""
@@ -437,56 +437,6 @@ def restore_broker_status(tracker: Tracker, trade: Trade) -> None:
 def _finished_at(tracker: Tracker) -> float:
     """When the record got its final verdict (a restored one: its last change)."""
     return tracker.finished_at or tracker.record.updated_at
-
-
-def _shown(trade: Trade) -> dict[str, float | None]:
-    """The quantity and prices of the order as the broker last showed it."""
-    order = trade.order
-    return {
-        "quantity": float(order.totalQuantity or 0) or None,
-        "limit_price": unset_price(order.lmtPrice),
-        "stop_price": unset_price(order.auxPrice),
-    }
-
-
-def _echoed(tracker: Tracker, trade: Trade) -> None:
-    """Forget the modified fields the broker's order now shows: sent and confirmed."""
-    shown = _shown(trade)
-    tracker.unconfirmed = {
-        k: v
-        for k, v in tracker.unconfirmed.items()
-        if (now := shown[k]) is None or abs(now - v) > 1e-9
-    }
-
-
-def _sync_intent(tracker: Tracker, trade: Trade) -> None:
-    """Take quantity and prices from the broker's echo of the order (after a modify); a
-    trailing stop's quantity only (its echo's prices are its trail's). Before ``_echoed``: a
-    reader of ``Tracker.sent_terms`` (the changes not echoed first) never misses a change."""
-    intent, confirmed = tracker.record.intent, _shown(trade)
-    if intent.order_type == "TRAIL":
-        confirmed = {"quantity": confirmed["quantity"]}
-    changes = {
-        k: v
-        for k, v in confirmed.items()
-        if v is not None and getattr(intent, k) is not None and abs(v - getattr(intent, k)) > 1e-9
-    }
-    if changes:
-        tracker.confirmed(**changes)
-
-
-def waiting_reason(tracker: Tracker) -> str | None:
-    """What IB said the order waits for: the open (399), a locate of shares to borrow (404)."""
-    waits = [m for m in tracker.record.messages if m.code in (399, LOCATE_HOLD)]
-    return f"Error {waits[-1].code}: {waits[-1].text}" if waits else None
-
-
-def last_error_text(tracker: Tracker) -> str | None:
-    """The last real error IB sent about the order (no warnings, no 10349)."""
-    for message in reversed(tracker.record.messages):
-        if not is_warning(message.code) or message.code in (399, LOCATE_HOLD):  # why it waits
-            return f"Error {message.code}: {message.text}"
-    return None
 
 
 def _refused(tracker: Tracker) -> bool:

@@ -180,7 +180,7 @@ def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
 def test_a_bracket_entry_whose_legs_were_not_linked_yet_keeps_its_quantity():
     """The entry's list of legs is journaled after the legs themselves: restored from a crash
     in between, it named none, and its quantity could be changed without them."""
-    from order_handler import _modifiable
+    from orders.change_checks import modifiable
     from order_records import OrderIntent
     from orders.lifecycle import Tracker
 
@@ -198,8 +198,8 @@ def test_a_bracket_entry_whose_legs_were_not_linked_yet_keeps_its_quantity():
     tracker = Tracker.restored_from(record, lambda _record: None)
     tracker.trade = object()  # matched at the gateway on this connection
     with pytest.raises(OrderStateError, match="quantity of a bracket order cannot be modified"):
-        _modifiable(tracker, 4)
-    _modifiable(tracker, None)  # its prices may still change
+        modifiable(tracker, 4)
+    modifiable(tracker, None)  # its prices may still change
 
 
 def test_cancel_and_modify_name_what_is_wrong(handler, gateway, journal):

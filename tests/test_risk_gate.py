@@ -369,7 +369,7 @@ def test_a_change_of_an_option_stop_placed_without_the_acknowledgement_is_not_re
     """Option stops (a bracket's stop loss too, GTC) placed before stops needed the
     acknowledgement have none, and a change cannot carry it: every move of the protective
     stop was refused. A change cannot alter the order's type: it is not refused for it."""
-    from order_handler import check_change
+    from orders.change_checks import check_change
     from orders.commands import Modify
     from orders.lifecycle import Tracker
 
