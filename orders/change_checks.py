@@ -17,6 +17,7 @@ from orders.commands import Modify
 from orders.lifecycle import Tracker, is_final
 from orders.tracking import OrderBook
 from risk import RiskGate
+from wire import plain_number
 
 
 class OrderStateError(RuntimeError):
@@ -83,6 +84,11 @@ def modifiable(tracker: Tracker, quantity: float | None) -> None:
         raise OrderStateError(
             f"order {record.id} is not at the broker yet (being sent, or not matched since a "
             "reconnect): nothing was changed; send the change again once it is working"
+        )
+    if quantity is not None and quantity <= record.filled:  # IB refuses it (201)
+        raise OrderStateError(
+            f"order {record.id} has {plain_number(record.filled)} filled already: a quantity of "
+            f"{plain_number(quantity)} leaves nothing to work; cancel it instead"
         )
     if quantity is not None and (record.children or record.parent or record.intent.is_bracket):
         raise OrderStateError(

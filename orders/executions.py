@@ -74,7 +74,7 @@ def merged(
 def filled_by_executions(record: Lifecycle, trade: Trade | None, changing: bool) -> bool:
     """The record's executions fill it: followed on this connection (``trade``: else the
     reconciliation decides), they add up to its quantity and to the quantity IB has, and no
-    change of it is on its way (``changing``)."""
+    change of its quantity is on its way (``changing``)."""
     if trade is None or changing:
         return False
     shares = sum(f.shares for f in record.fills)

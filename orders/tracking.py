@@ -62,6 +62,10 @@ REJECT_GRACE = 2.0  # s an error before the ack waits for the broker's status be
 PRUNE_AFTER = 60.0  # seconds a finished record stays in memory at least (reports come late)
 COMMISSION_WAIT = 600.0  # seconds a finished record is kept for a missing commission at most
 _BROKER_VERDICT = {"Filled": Verdict.FILLED, "Inactive": Verdict.REJECTED}
+_VERDICT_MARKERS = {  # the log's words for a verdict (others: ❌)
+    Verdict.FILLED: "🎉 SUCCESS! Order reached: Filled",
+    Verdict.WORKING: "⏳ Still working",
+}
 # verdicts a broker's acknowledgement turns into "working"
 _PROMOTED = frozenset(
     {Verdict.STUCK_PENDING_SUBMIT, Verdict.UNKNOWN, Verdict.NOT_PLACED, Verdict.NOT_SENT}
@@ -289,9 +293,10 @@ class OrderBook:
         tracker = self.by_order_id.get(req_id)
         if tracker is None:
             return
+        refuses_change = not is_warning(code) and bool(tracker.unconfirmed)
         if not is_warning(code):  # a change sent is refused (201, 110, 10326...) or moot
             tracker.unconfirmed = {}
-        tracker.message(code, text)
+        tracker.message(code, text, about_change=refuses_change)
         log.info(
             "%s 💬 Message: Error %d, reqId %d: %s (%s)",
             tracker.elapsed(),
@@ -303,6 +308,8 @@ class OrderBook:
         reason = last_error_text(tracker)
         if reason and awaits_reason(tracker.record):
             tracker.reason_found(reason)
+        if refuses_change:  # an order that filled while its change was on its way (104)
+            self._filled_by_executions(tracker)
         self._changed()
 
     def on_fill(self, tracker: Tracker, fill: Any) -> None:
@@ -314,11 +321,16 @@ class OrderBook:
             return
         tracker.fills_added((executions.fill_record(fill),), ex.permId)
         log.info("%s 💰 Fill %g @ %g (%s)", tracker.elapsed(), ex.shares, ex.price, tracker.id)
+        self._filled_by_executions(tracker)
+        self._changed()
+
+    def _filled_by_executions(self, tracker: Tracker) -> None:
+        """Filled when its executions add up to its quantity and no change of the quantity is
+        on its way (a price change cannot unfill it: IB refuses it, 104, or it is moot)."""
         if may_become(tracker.record.verdict, Verdict.FILLED) and executions.filled_by_executions(
-            tracker.record, tracker.trade, bool(tracker.unconfirmed)
+            tracker.record, tracker.trade, "quantity" in tracker.unconfirmed
         ):
             self.verdict(tracker, Verdict.FILLED, "its executions add up to its quantity")
-        self._changed()
 
     def on_commission(self, tracker: Tracker, report: Any) -> None:
         """The commission report of one of the order's executions."""
@@ -332,17 +344,8 @@ class OrderBook:
         """Give a verdict, log it for the trader, and drop old finished records."""
         if not tracker.conclude(verdict, reason):
             return
-        marker = {
-            Verdict.FILLED: "🎉 SUCCESS! Order reached: Filled",
-            Verdict.WORKING: "⏳ Still working",
-        }
-        log.info(
-            "%s %s — %s: %s",
-            tracker.elapsed(),
-            marker.get(verdict, f"❌ Order {verdict}"),
-            tracker.id,
-            reason,
-        )
+        marker = _VERDICT_MARKERS.get(verdict, f"❌ Order {verdict}")
+        log.info("%s %s — %s: %s", tracker.elapsed(), marker, tracker.id, reason)
         self._changed()
         if is_final(verdict):
             self.prune()
