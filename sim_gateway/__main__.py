@@ -168,11 +168,12 @@ def parser() -> argparse.ArgumentParser:
         "--outage",
         action="append",
         default=[],
-        metavar="AT:FOR[:lost]",
+        metavar="AT:FOR[:lost|:through]",
         help="IB's servers unreachable from AT (seconds after the start, or an ISO "
         "time with offset) for FOR seconds of clock time: 1100, farms broken, "
         "orders held; then 1102, or 1101 with ':lost' (messages of the outage and "
-        "subscriptions dropped). Repeatable",
+        "subscriptions dropped). With ':through' fills and IB's cancels still arrive "
+        "during it (else held for 1102). Repeatable",
     )
     ap.add_argument(
         "--nightly-reset",

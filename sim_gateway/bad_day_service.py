@@ -240,8 +240,9 @@ class BadDayHandlers:
         return True
 
     def _hold_events(self, events: list[Any]) -> bool:
-        """During an outage, keep the broker's messages for its end."""
-        if self.bad.outage is None:
+        """During an outage, keep the broker's messages for its end (unless it lets them
+        through)."""
+        if self.bad.outage is None or self.bad.outage.through:
             return False
         self.bad.held_events.extend(events)
         return True

@@ -65,11 +65,14 @@ class Entitlement(enum.Enum):
 
 @dataclass(frozen=True)
 class Window:
-    """A time span on the gateway's clock; ``lost``: the outage ends with 1101."""
+    """A time span on the gateway's clock; ``lost``: the outage ends with 1101; ``through``:
+    the broker's messages (fills, IB's cancels) still reach the clients during it, as IB's
+    gateway may pass them on between its 1100s (else they are held for its end)."""
 
     start: float
     end: float
     lost: bool = False
+    through: bool = False
 
     def covers(self, now: float) -> bool:
         return self.start <= now < self.end
@@ -146,13 +149,14 @@ def _instant(text: str, origin: float) -> float:
 
 
 def parse_window(text: str, origin: float, allow_lost: bool = True) -> Window:
-    """``AT:FOR[:lost|:kept]`` → a Window (AT: seconds after ``origin`` or an ISO time)."""
-    lost = False
+    """``AT:FOR[:lost|:kept|:through]`` → a Window (AT: seconds after ``origin`` or an ISO
+    time)."""
+    lost = through = False
     head, _, tail = text.rpartition(":")
-    if tail in ("lost", "kept"):
+    if tail in ("lost", "kept", "through"):
         if not allow_lost:
             raise ValueError(f"{text!r}: ':{tail}' only applies to outages")
-        lost, text = tail == "lost", head
+        lost, through, text = tail == "lost", tail == "through", head
     at_text, sep, for_text = text.rpartition(":")
     if not sep or not at_text:
         raise ValueError(f"{text!r} is not AT:FOR (e.g. 30:60, or 2026-11-30T23:50:00-05:00:600)")
@@ -160,7 +164,7 @@ def parse_window(text: str, origin: float, allow_lost: bool = True) -> Window:
     duration = _seconds(for_text, "FOR")
     if duration <= 0:
         raise ValueError(f"{text!r}: FOR must be above 0 seconds")
-    return Window(start, start + duration, lost)
+    return Window(start, start + duration, lost, through)
 
 
 def parse_nightly(text: str) -> Nightly:

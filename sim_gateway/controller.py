@@ -173,14 +173,18 @@ class SimGateway(OrderDrills):
         self._run(apply)
 
     # ------------------------------------------------------------ bad days
-    def outage(self, seconds: float, lost: bool = False, after: float = 0.0) -> None:
+    def outage(
+        self, seconds: float, lost: bool = False, after: float = 0.0, through: bool = False
+    ) -> None:
         """IB's servers unreachable for ``seconds`` of clock time, ``after`` seconds from now:
         1100 (repeated), farms broken, requests and messages held; then 1101 (``lost``: held
-        messages and every subscription dropped) or 1102 (held messages delivered)."""
+        messages and every subscription dropped) or 1102 (held messages delivered).
+        ``through``: the broker's messages (fills, IB's cancels) arrive during it, not held
+        (IB: "Fills can arrive during the window")."""
 
         def apply(server: GatewayServer) -> None:
             start = server.clock.now() + after
-            server.start_outage(bad_days.Window(start, start + seconds, lost))
+            server.start_outage(bad_days.Window(start, start + seconds, lost, through))
             server.poke()
 
         self._run(apply)

@@ -92,6 +92,33 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
 
 
 @pytest.mark.slow
+def test_a_fill_that_arrives_during_1100_is_taken_once(start_app):
+    """IB's gateway may pass a fill on between its 1100s: the order is filled while the
+    servers are unreachable, and 1102's reconciliation adds nothing to it."""
+    gateway, app, client = start_app()
+    gateway.set_fill_delay(0.8)
+    order_id = post_order(client, quantity=5).get_json()["id"]
+    wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
+    gateway.outage(seconds=3.0, through=True)
+    wait_for(lambda: not servers(client)["reachable"])
+    wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=5)
+    assert not servers(client)["reachable"]  # taken during the outage, not at its end
+    wait_for(lambda: servers(client)["reachable"], timeout=10)
+    wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
+    lifecycle = order_json(client, order_id)["lifecycle"]
+    assert sum(f["shares"] for f in lifecycle["fills"]) == 5
+    assert lifecycle["status"] == "Filled" and lifecycle["filled"] == 5
+    positions = wait_for(
+        lambda: [
+            p
+            for p in client.get("/api/v1/positions").get_json()["positions"]
+            if p["symbol"] == "AAPL"
+        ]
+    )
+    assert positions[0]["quantity"] == 5
+
+
+@pytest.mark.slow
 def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
     gateway, app, client = start_app()
     svc = app.extensions["trading"]

@@ -123,6 +123,24 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
 
 
 @async_test
+async def test_a_fill_can_arrive_during_1100_as_at_ib(gateway: SimGateway) -> None:
+    """IB's gateway may pass fills on between its 1100s ("Fills can arrive during the
+    window"): with ``through`` they reach the client before 1102, once."""
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        gateway.set_fill_delay(1.0)
+        trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
+        await status(trade, "PreSubmitted")
+        gateway.outage(seconds=3.0, through=True)
+        await until(lambda: 1100 in errors.codes(), what="1100")
+        await status(trade, "Filled")
+        assert 1102 not in errors.codes() and gateway.outage_active()
+        await until(lambda: 1102 in errors.codes(), timeout=6, what="1102")
+        assert sum(f.execution.shares for f in trade.fills) == 3  # not again at 1102
+
+
+@async_test
 async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds_the_fill(
     gateway: SimGateway,
 ) -> None:
@@ -309,6 +327,8 @@ def test_window_and_nightly_parsing() -> None:
     origin = TRADING_CLOCK
     assert bd.parse_window("30:60", origin) == bd.Window(origin + 30, origin + 90, False)
     assert bd.parse_window("2026-11-30T23:50:00-05:00:600:lost", origin).lost
+    through = bd.parse_window("30:60:through", origin)
+    assert through.through and not through.lost and through.end == origin + 90
     assert (
         bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).end
         - bd.parse_window("2026-11-30T23:50:00-05:00:600", origin).start
