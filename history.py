@@ -127,6 +127,13 @@ class HistoryPacer:
         return 0.0
 
 
+# IB serves historical data only to an account with real-time (Level 1) data for the listing
+NO_PERMISSION_HINT = (
+    " (IB serves historical bars only with a live market data subscription for the listing: "
+    "delayed data is not enough)"
+)
+
+
 class HistoryRefused(RuntimeError):
     """The gateway answered the request with an error (e.g. 162, 354): nothing to show."""
 
@@ -169,7 +176,8 @@ async def fetch_bars(ib: IB, contract: Contract, key: BarsKey, timeout: float) -
     refusals = [(code, text) for req_id, code, text in errors if req_id == rows.reqId]
     if not rows and refusals:
         code, text = refusals[-1]
-        raise HistoryRefused(f"IB error {code}: {text}")
+        hint = NO_PERMISSION_HINT if code == 162 and "permission" in text.lower() else ""
+        raise HistoryRefused(f"IB error {code}: {text}{hint}")
     # ib_async's time-out returns an empty list: an answer (even of no bars) comes before it
     if not rows and time.monotonic() - started >= timeout:
         raise HistoryTimeout(timeout)

@@ -93,7 +93,10 @@ class ChartHandlers:
                 f"No historical market data for {contract.symbol}/CASH@IDEALPRO TRADES; "
                 "use MIDPOINT, BID or ASK"
             )
-        if self.bad.entitlement is bd.Entitlement.NONE:
+        entitled = self.bad.entitlement
+        if contract.sec_type == "CASH" and self.bad.fx_entitlement is not None:
+            entitled = self.bad.fx_entitlement
+        if entitled is not bd.Entitlement.LIVE:  # IB: historical data needs a live subscription
             return f"No market data permissions for {contract.symbol} {contract.primary_exchange}"
         return None
 

@@ -438,6 +438,17 @@ def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app
 
 
 @pytest.mark.slow
+def test_a_delayed_only_account_is_told_why_it_gets_no_bars(start_app):
+    """IB refuses historical bars without a live subscription (162 "No market data
+    permissions"): the chart says so, and what would give them."""
+    gateway, app, client = start_app(market_data="delayed")
+    res = client.get("/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=1 min")
+    assert res.status_code == 502, res.get_json()
+    error = res.get_json()["error"]
+    assert error["code"] == "history_refused" and "IB error 162" in error["message"]
+    assert "live market data subscription" in error["message"]
+
+
 def test_bars_are_cached_and_a_burst_never_draws_162(start_app):
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"

@@ -180,8 +180,8 @@ def test_finished_orders_leave_memory_ours_and_ib_asyncs(handler, journal):
 def test_a_bracket_entry_whose_legs_were_not_linked_yet_keeps_its_quantity():
     """The entry's list of legs is journaled after the legs themselves: restored from a crash
     in between, it named none, and its quantity could be changed without them."""
-    from orders.change_checks import modifiable
     from order_records import OrderIntent
+    from orders.change_checks import modifiable
     from orders.lifecycle import Tracker
 
     intent = OrderIntent(

@@ -226,6 +226,27 @@ async def test_a_bar_request_reports_its_own_error_not_the_quote_lines(
         await until(lambda: 10168 in errors.codes(), what="10168 for the quote line")
 
 
+@async_test
+async def test_historical_bars_need_a_live_subscription(
+    start_gateway: Callable[..., SimGateway],
+) -> None:
+    """IB serves historical data only with Level 1 real-time data: an account with delayed
+    data only gets 162 for a stock's bars (it got them, so the app's charts on a delayed paper
+    account were never refused in tests); its free live FX quotes give an FX pair's bars."""
+    gw = start_gateway(market_data="delayed")
+    gw.set_market_data_subscriptions("delayed", fx="live")
+    async with connected(gw) as ib:
+        errors = Errors(ib)
+        [stock, pair] = await qualified(ib, aapl(), Forex("EURUSD"))
+        ib.reqMarketDataType(3)
+        bars = await ib.reqHistoricalDataAsync(stock, "", "1800 S", "1 min", "TRADES", False)
+        assert not bars
+        await until(lambda: 162 in errors.codes(), what="162 for the stock's bars")
+        assert "No market data permissions" in errors.text(162)
+        fx = await ib.reqHistoricalDataAsync(pair, "", "1800 S", "1 min", "MIDPOINT", False)
+        assert len(fx) == 30
+
+
 # ----------------------------------------------------------------------------- ibapi 9.81
 @pytest.mark.slow
 def test_ibapi_historical_keep_up_to_date_real_time_bars_pnl_and_symbols(app: App) -> None:
