@@ -214,6 +214,7 @@ class IBConnector(OrderTable, MarketData, IBConnection):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._contracts.clear()
+        self.forget_quotes()
         self._marks = None
         self._rebuild()
 

@@ -15,7 +15,7 @@ import instruments
 import market_data
 import options_data
 from ib_compat import make_contract
-from ib_connection import IBConnection
+from ib_connection import IBConnection, NotConnectedError
 from reader_rows import PositionRow, Quote, _num
 
 QUOTE_TIMEOUT = 5.0
@@ -153,8 +153,29 @@ class MarketData(IBConnection):
         if pending is None:
             pending = asyncio.ensure_future(self._snapshot_quote(ib, contract, symbol, sec_type))
             self._quoting[contract.conId] = pending
-            pending.add_done_callback(lambda _done: self._quoting.pop(contract.conId, None))
-        return await asyncio.shield(pending)  # a waiter that gives up leaves it to the others
+            pending.add_done_callback(self._quote_done)
+        try:
+            return await asyncio.shield(pending)  # a waiter that gives up leaves it to the others
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if pending.cancelled() and not (task is not None and task.cancelling()):
+                # dropped with its connection (forget_quotes): ask again on the new one
+                raise NotConnectedError("the connection closed while the quote was asked") from None
+            raise
+
+    def _quote_done(self, done: asyncio.Future[Quote]) -> None:
+        """A quote request ended: the next one of its contract is asked anew (unless one for
+        the new connection is already there, forget_quotes)."""
+        for con_id, pending in list(self._quoting.items()):
+            if pending is done:
+                del self._quoting[con_id]
+
+    def forget_quotes(self) -> None:
+        """The connection closed: its quote requests will never be answered (ib_async neither
+        fails nor ends them at a disconnect of ours), so none is shared with the next one."""
+        pending, self._quoting = list(self._quoting.values()), {}
+        for quote in pending:
+            quote.cancel()
 
     async def _snapshot_quote(
         self, ib: IB, contract: Contract, symbol: str, sec_type: str
@@ -171,8 +192,8 @@ class MarketData(IBConnection):
 
         market_data.reset_ticker(ib.ticker(contract))
         ib.errorEvent += on_error
-        try:
-            tickers = await ib.reqTickersAsync(contract)
+        try:  # bounded: every later quote of the contract would wait on an unanswered one
+            tickers = await asyncio.wait_for(ib.reqTickersAsync(contract), QUOTE_TIMEOUT)
         finally:
             ib.errorEvent -= on_error
         ticker = tickers[0]

@@ -604,6 +604,25 @@ def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkey
     assert again["cached"] is False and len(again["bars"]) == 60  # asked again, not "no bars"
 
 
+def test_a_quote_asked_while_the_gateway_stalls_does_not_hold_up_the_next_ones(
+    start_app, fast_heartbeat
+):
+    """A quote asked during a stall the heartbeat ends (reconnect) was shared with every later
+    quote of the symbol: ib_async never ends a request of a connection we closed, so AAPL's
+    quotes answered 504 for good after the reconnect, and its orders 503 (no reference price)
+    while the header said connected."""
+    gateway, app, client = start_app()
+    quote = "/api/v1/quote?symbol=AAPL"
+    assert client.get(quote).status_code == 200
+    gateway.stall(3.0)  # longer than the heartbeat's 1.5 s: both connections are made again
+    assert client.get(quote).status_code in (503, 504)  # asked while the gateway is silent
+    wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=15)
+    res = client.get(quote)
+    assert res.status_code == 200, res.get_json()
+    placed = client.post("/api/v1/orders", json={"symbol": "AAPL", "action": "BUY", "quantity": 1})
+    assert placed.status_code == 202, placed.get_json()
+
+
 def test_a_retried_order_during_an_outage_answers_with_its_order(client, gateway):
     """A script whose POST got no answer retries with the same Idempotency-Key while IB's
     servers are unreachable (1100): it is told its order (placed before the outage), as
