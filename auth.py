@@ -144,6 +144,8 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 def init_auth(app: Flask, api_token: str, password: str | None) -> None:
     """Install the login views, the session rules and the per-request check on ``app``."""
+    if not api_token.strip() or not app.config["SECRET_KEY"].strip():
+        raise ValueError("an empty API token or secret key would let anyone in")
     app.session_interface = _SessionInterface()
     app.permanent_session_lifetime = timedelta(hours=SESSION_HOURS)  # the cookie's max age
     app.extensions["revoked_sessions"] = RevokedSessions()
@@ -304,12 +306,7 @@ def _bearer(header: str) -> tuple[Response, int] | None:
     if refused is not None:
         return refused
     scheme, _, token = header.partition(" ")
-    expected = current_app.extensions["api_token"]
-    if (
-        scheme.lower() == "bearer"
-        and token
-        and hmac.compare_digest(token.strip().encode(), expected.encode())
-    ):
+    if scheme.lower() == "bearer" and _is_api_token(token.strip()):
         g.auth = "token"
         return None
     secret_failed("bearer")
@@ -356,9 +353,15 @@ def logout() -> ResponseReturnValue:
 
 def _secret_matches(given: str) -> bool:
     password = current_app.extensions["trading"].settings.dashboard_password
-    token_ok = hmac.compare_digest(given.encode(), current_app.extensions["api_token"].encode())
     password_ok = bool(password) and hmac.compare_digest(given.encode(), password.encode())
-    return token_ok or password_ok
+    return _is_api_token(given) or password_ok
+
+
+def _is_api_token(given: str) -> bool:
+    """``given`` is the API token; nothing is when it is empty (never in force: refused at
+    the start, create_app)."""
+    expected = current_app.extensions["api_token"]
+    return bool(given and expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _login_page(error: str | None = None, status: int = 200) -> Response:

@@ -107,18 +107,47 @@ def load_secrets(settings: Settings) -> Secrets:
     return Secrets(key, token, generated)
 
 
+KEPT_SECRET_MIN = 16  # characters: what API_TOKEN / SECRET_KEY take at least (config.Secret)
+
+
 def _kept_secret(folder: Path | None, name: str) -> tuple[str, bool]:
+    """The secret kept in ``folder/name``, else a new one written there (whole or not at all:
+    a temporary file, fsynced, then renamed). A kept file that is empty or cut short (a start
+    that crashed or ran out of disk while writing it, before the write was atomic) is replaced:
+    an empty API token matched an empty bearer token."""
     if folder is None:
         return secrets.token_urlsafe(32), True
     path = folder / name
     if path.exists():
-        return path.read_text().strip(), False
+        kept = path.read_text().strip()
+        if len(kept) >= KEPT_SECRET_MIN:
+            return kept, False
+        log.warning("🔑 %s is empty or cut short: a new %s is generated", path, name)
     make_private_dir(folder)
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    temporary = folder / f".{name}.new"
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
     return value, True
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def is_loopback(host: str) -> bool:

@@ -934,6 +934,43 @@ def test_generated_token_is_kept_private(make_app, tmp_path):
     assert res.status_code == 200
 
 
+@pytest.mark.parametrize("left", ["", "\n", "abc\n"])
+def test_a_token_file_left_empty_or_cut_short_is_replaced(make_app, tmp_path, gateway, left):
+    """A first start that ran out of disk (or was killed) after creating data/api_token but
+    before writing it left the file empty: the next start ran with an empty API token, and
+    'Authorization: Bearer \\xa0' (stripped: empty) placed orders. The file is written whole or
+    not at all, and one left empty or cut short is replaced by a new token."""
+    folder = tmp_path / "data"
+    folder.mkdir(mode=0o700)
+    (folder / "api_token").write_text(left)
+    (folder / "secret_key").write_text(left)
+    app = make_app(journal_path=str(folder / "orders.db"), api_token=None, secret_key=None)
+    token = (folder / "api_token").read_text().strip()
+    assert len(token) >= 32 and app.extensions["api_token"] == token
+    assert len((folder / "secret_key").read_text().strip()) >= 32
+    stranger = app.test_client()
+    for header in ("Bearer \xa0", "Bearer  ", f"Bearer {left.strip()}"):
+        res = stranger.post("/api/v1/orders", json=ORDER, headers={"Authorization": header})
+        assert res.status_code == 401, (header, res.get_json())
+    stranger.post("/login", data={"secret": left.strip()})  # no session for it
+    assert stranger.get("/api/v1/status").status_code == 401
+    assert not gateway.all_orders()
+    assert not list(folder.glob(".*.new"))  # no temporary file left
+
+
+def test_an_empty_api_token_is_never_in_force(app):
+    """Defence in depth: an app given an empty token refuses to start rather than match an
+    empty bearer token."""
+    from flask import Flask
+
+    import auth as auth_module
+
+    bare = Flask("bare")
+    bare.config["SECRET_KEY"] = "test-secret-key-0123456789"
+    with pytest.raises(ValueError, match="empty API token"):
+        auth_module.init_auth(bare, "  ", None)
+
+
 # ------------------------------------------------------------ the rest
 def test_oversized_body_is_refused(client, gateway):
     body = {**ORDER, "symbol": "A" * 10, "pad": "x" * 70_000}
