@@ -22,7 +22,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
+
+from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +66,32 @@ class FiredAlert(PriceAlert):
     seq: int  # the order alerts fired in (from 1 in each run of the app)
 
 
+Row = TypeVar("Row", WatchItem, PriceAlert)
+_WATCH_ROWS = TypeAdapter(list[WatchItem])
+_ALERT_ROWS = TypeAdapter(list[PriceAlert])
+
+
 class ScreenStore:
     """Watchlist and alerts with their files."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self._watchlist: tuple[WatchItem, ...] = tuple(
-            WatchItem(**row) for row in self._load(WATCHLIST_FILE, [])
-        )
+        self._watchlist: tuple[WatchItem, ...] = tuple(self._load(WATCHLIST_FILE, _WATCH_ROWS))
         self._alerts: dict[str, PriceAlert] = {
-            row["id"]: PriceAlert(**row) for row in self._load(ALERTS_FILE, [])
+            alert.id: alert for alert in self._load(ALERTS_FILE, _ALERT_ROWS)
         }
         self.version = 0  # bumped on every change (watchers resubscribe)
 
     # ------------------------------------------------------------------ files
-    def _load(self, name: str, default: list) -> list:
+    def _load(self, name: str, rows: TypeAdapter[list[Row]]) -> list[Row]:
+        """The file's rows, each checked (a row of another shape, or of a newer version's
+        extra fields ignored, set the whole file aside: it crashed the start)."""
         if self.folder is None or not (self.folder / name).is_file():
-            return default
+            return []
         try:
-            rows = json.loads((self.folder / name).read_text("utf-8"))
-            if not isinstance(rows, list):
-                raise ValueError("not a list")
-            return rows
-        except (OSError, ValueError, TypeError) as exc:
+            return rows.validate_json((self.folder / name).read_bytes())
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
             log.error(
                 "⚠️ %s is unreadable (%s): starting with none; the file is kept as %s.bad",
                 name,
@@ -98,7 +102,7 @@ class ScreenStore:
                 os.replace(self.folder / name, self.folder / f"{name}.bad")
             except OSError:
                 log.exception("could not set %s aside", name)
-            return default
+            return []
 
     def _save(self, name: str, rows: list) -> None:
         if self.folder is None:

@@ -553,3 +553,35 @@ def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
     wait_for(lambda: client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
     row = wait_for(lambda: (r := msft()).get("last") and r, timeout=10)
     assert row["notice"] is None, row
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("watchlist.json", '[{"id": "x"}]'),
+        ("watchlist.json", "[null]"),
+        ("watchlist.json", '["AAPL"]'),
+        ("watchlist.json", '{"symbols": []}'),
+        ("alerts.json", '[{"id": "x"}]'),
+        (
+            "alerts.json",
+            '[{"id": "a", "symbol": "AAPL", "sec_type": "STK", "condition": "near",'
+            ' "level": 1, "note": "", "created_at": 0}]',
+        ),
+        ("alerts.json", "not json"),
+    ],
+)
+def test_a_screen_file_of_another_shape_is_set_aside_not_a_crash(tmp_path, name, content) -> None:
+    """A row of another shape (a hand edit, a file of another version) raised TypeError in
+    the start-up's ScreenStore: a traceback, the app did not start. The file is set aside as
+    .bad and the app starts with none, as for an unreadable one."""
+    (tmp_path / name).write_text(content)
+    store = ScreenStore(tmp_path)
+    assert store.watchlist() == () and store.alerts() == []
+    assert (tmp_path / f"{name}.bad").read_text() == content
+    assert not (tmp_path / name).exists()
+
+
+def test_a_screen_file_with_a_newer_versions_extra_fields_is_kept(tmp_path) -> None:
+    (tmp_path / "watchlist.json").write_text('[{"symbol": "AAPL", "exchange": "SMART"}]')
+    assert [item.symbol for item in ScreenStore(tmp_path).watchlist()] == ["AAPL"]
