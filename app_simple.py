@@ -60,7 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         new_journal = not os.path.exists(settings.journal_path)
         security.secure_data_dir(settings)  # makes a new journal's file: 0 bytes, 0600
         if new_journal:  # written now, never left at 0 bytes: a journal found so was emptied
-            create_journal(settings.journal_path)
+            _create_new_journal(settings.journal_path)
         keys = security.load_secrets(settings)
     app.extensions["token_generated"] = keys.token_generated
     security.init_security(app, settings, keys)
@@ -94,6 +94,19 @@ def shutdown(app: Flask) -> None:
     """Stop the services and let go of the instance lock (idempotent)."""
     app.extensions["trading"].stop()
     security.release_instance_lock(app.extensions.pop("instance_lock", None))
+
+
+def _create_new_journal(path: str) -> None:
+    """A new journal now; one that could not be made (a full disk) is taken away again: the
+    next start makes it anew instead of refusing the 0-byte file as an emptied journal."""
+    try:
+        create_journal(path)
+    except BaseException:
+        if os.path.isfile(path) and os.path.getsize(path) < 512:  # not one page: nothing in it
+            for leftover in (path, f"{path}-wal", f"{path}-shm"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+        raise
 
 
 def _index() -> str:

@@ -2,6 +2,7 @@
 
 import fcntl
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -164,6 +165,35 @@ def test_an_emptied_journal_stops_the_start(tmp_path):
     result = start_app(tmp_path)
     refused(result, f"the order journal {journal} cannot be opened: it has 0 bytes")
     assert journal.stat().st_size == 0
+
+
+def _disk_full() -> None:
+    """In the child: every file stops growing at 1 KB (as on a full disk: SQLite's 'database or
+    disk is full'), the signal for it ignored so that the write fails instead."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_a_first_start_on_a_full_disk_leaves_no_journal_taken_for_emptied(tmp_path):
+    """The first start could not write the new journal (a full disk) and left its 0-byte
+    file: every later start, the disk freed, refused it as 'it has 0 bytes, its orders and
+    keys lost', though no order ever existed, until the file was moved aside by hand."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app_simple.py")],
+        cwd=tmp_path,
+        env=app_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_disk_full,
+    )
+    journal = tmp_path / "data" / "orders.db"
+    refused(result, f"the order journal {journal} cannot be opened")
+    assert "full" in result.stderr
+    assert not journal.exists()
+    code, err = serve_then_signal(tmp_path, signal.SIGTERM)  # the disk has room again
+    assert code == 0, err
+    assert journal.stat().st_size >= 512
 
 
 def test_a_start_stopped_before_the_journal_opened_leaves_none_taken_for_emptied(tmp_path):
