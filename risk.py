@@ -326,7 +326,7 @@ class RiskGate(RiskQuotes):
 
     def _roll_day(self) -> None:
         day = _utc_day(self._wall())
-        if day != self._day:
+        if day > self._day:  # forward only: a clock stepped back over midnight keeps the day's
             self._day, self._notional_today = day, 0.0
         horizon = self._monotonic() - 60.0
         while self._recent and self._recent[0] < horizon:

@@ -545,6 +545,21 @@ def test_daily_cap_resets_at_utc_midnight_and_not_before():
     assert gate.reserve(buy(1)).figures["notional_today"] == 202.0
 
 
+def test_a_clock_stepped_back_over_midnight_keeps_the_days_total():
+    """The machine's clock stepped back over UTC midnight (an NTP correction) and on again:
+    the day's total was zeroed twice, so the day took twice its cap."""
+    clocks = Clocks(wall=BEFORE_MIDNIGHT + 60)  # 00:00:00, the new day
+    gate = make_gate(clocks, risk_daily_notional_cap=1000)
+    for _ in range(9):
+        gate.reserve(buy(1))  # 101 each
+    assert gate.limits()["notional_today"] == 909.0
+    clocks.now -= 5  # 23:59:55 of the day before
+    assert gate.limits()["notional_today"] == 909.0
+    clocks.now += 10  # the new day again
+    assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
+    assert gate.limits()["notional_today"] == 909.0
+
+
 def test_the_day_is_the_utc_day_whatever_the_machines_time_zone(monkeypatch):
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
