@@ -170,6 +170,16 @@ class ExecutionsOut(_Out):
     data_age: float | None
 
 
+class ChangeOutcome(_Out):
+    """The last word on an order's last change."""
+
+    at: float = Field(description="when (epoch seconds)")
+    text: str = Field(
+        description="'change sent: …', 'broker confirmed the change: …', "
+        "'change refused by the broker: Error 201: …' or 'change not sent: …'"
+    )
+
+
 class OrderOut(_Out):
     """One order. Ours: from its lifecycle record (the reader's row fills only what the record
     lacks, such as ``account``); another client's: the reader's row. ``avg_fill_price`` is null
@@ -217,6 +227,9 @@ class OrderOut(_Out):
     parent: str | None = Field(None, description="a bracket leg: our id of its parent")
     legs: list[str] | None = Field(None, description="a bracket parent: our ids of its legs")
     verdict_reason: str | None = None
+    change_outcome: ChangeOutcome | None = Field(
+        None, description="a changed order: the last word on its last change"
+    )
     source: str | None = Field(
         None, description="where the order came from: api, dashboard, webhook, bracket..."
     )

@@ -159,6 +159,12 @@ def same_terms(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> 
     )
 
 
+# the words that begin a step about a change of the order (orders.view: the change's outcome)
+CHANGE_SENT, CHANGE_NOT_SENT = "change sent", "change not sent"
+CHANGE_REFUSED, CHANGE_CONFIRMED = "change refused by the broker", "broker confirmed the change"
+CHANGE_STEPS = (CHANGE_SENT, CHANGE_NOT_SENT, CHANGE_REFUSED, CHANGE_CONFIRMED)
+
+
 class Tracker:
     """One order's current record and the live objects that follow it.
 
@@ -336,7 +342,7 @@ class Tracker:
         self._replace(
             intent=replace(self.record.intent, **values),
             steps=self.record.steps
-            + (Step(time.time(), "broker confirmed the change: " + change_words(values)),),
+            + (Step(time.time(), f"{CHANGE_CONFIRMED}: {change_words(values)}"),),
         )
 
     def message(self, code: int, text: str, about_change: bool = False) -> None:

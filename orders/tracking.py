@@ -43,6 +43,7 @@ from orders import executions
 from orders.echo import echoed, last_error_text, sync_intent
 from orders.lifecycle import (
     BROKER_FINAL,
+    CHANGE_REFUSED,
     Event,
     Phase,
     Tracker,
@@ -297,14 +298,10 @@ class OrderBook:
         if not is_warning(code):  # a change sent is refused (201, 110, 10326...) or moot
             tracker.unconfirmed = {}
         tracker.message(code, text, about_change=refuses_change)
-        log.info(
-            "%s 💬 Message: Error %d, reqId %d: %s (%s)",
-            tracker.elapsed(),
-            code,
-            req_id,
-            text,
-            tracker.id,
-        )
+        if refuses_change:
+            tracker.step(f"{CHANGE_REFUSED}: Error {code}: {text}")
+        said = (tracker.elapsed(), code, req_id, text, tracker.id)
+        log.info("%s 💬 Message: Error %d, reqId %d: %s (%s)", *said)
         reason = last_error_text(tracker)
         if reason and awaits_reason(tracker.record):
             tracker.reason_found(reason)

@@ -20,7 +20,7 @@ import dataclasses
 from typing import Any
 
 from order_records import Lifecycle
-from orders.lifecycle import OUR_FINAL, is_final
+from orders.lifecycle import CHANGE_STEPS, OUR_FINAL, is_final
 
 
 def _brief_fields(record: Lifecycle) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def _brief_fields(record: Lifecycle) -> dict[str, Any]:
         "parent": record.parent,
         "legs": list(record.children),
         "verdict_reason": record.verdict_reason,
+        "change_outcome": change_outcome(record),
     }
     # only those the order has (absent = null): every byte is sent 200 times per /state
     return {
@@ -41,6 +42,15 @@ def _brief_fields(record: Lifecycle) -> dict[str, Any]:
         "source": record.source,
         "updated_at": record.updated_at,
     }
+
+
+def change_outcome(record: Lifecycle) -> dict[str, Any] | None:
+    """The last word on the order's last change (sent, confirmed, refused by the broker, not
+    sent), for the dashboard to tell the trader; None for an order never changed."""
+    for step in reversed(record.steps):
+        if step.text.startswith(CHANGE_STEPS):
+            return {"at": step.at, "text": step.text}
+    return None
 
 
 def order_view(row: Any, record: Lifecycle | None, brief: bool = False) -> dict[str, Any]:

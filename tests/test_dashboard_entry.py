@@ -230,6 +230,38 @@ def test_a_modify_refused_after_its_dialog_closed_is_said_in_a_toast(dash):
     assert [o.lmt_price for o in dash.gateway.open_orders() if o.order_ref == order_id] == [limit]
 
 
+def test_a_change_or_an_order_the_broker_refuses_is_told_in_its_words(dash):
+    """The broker refused a change (201): the page said "Change sent … shows it once the
+    broker confirms" and nothing after, the row unchanged, IB's words only in the order's
+    history. A rejected order's message left its reason out. Both are said, with IB's words;
+    a confirmed change is said too."""
+    page = dash.open().page
+    limit = round(market(dash)["bid"] * 0.8, 2)
+    order_id = working(dash, order_type="LMT", limit_price=limit)
+    modify = dash.order_group("working-orders", order_id).locator("button.modify-btn")
+    modify.click()
+    dash.gateway.reject_next_order("Price out of range")
+    page.fill("#modify-limit_price", str(round(limit - 0.05, 2)))
+    page.press("#modify-limit_price", "Enter")
+    expect(page.locator("#modify-dialog")).to_be_hidden()
+    refused = page.locator(".toast.error", has_text="Change refused")
+    expect(refused).to_contain_text(f"({order_id}): Error 201: Order rejected - reason:Price")
+    dash.shot("entry_modify_refused_by_broker")
+    modify.click()
+    page.fill("#modify-limit_price", str(round(limit - 0.10, 2)))
+    page.press("#modify-limit_price", "Enter")
+    expect(page.locator(".toast", has_text="Change confirmed")).to_contain_text(
+        f"limit price {round(limit - 0.10, 2)}"
+    )
+    dash.gateway.reject_next_order("Insufficient buying power")
+    rejected_id = api_ok(
+        dash, "POST", "/api/v1/orders", {"symbol": "AAPL", "action": "BUY", "quantity": 2}
+    )["id"]
+    rejected = page.locator(".toast.error", has_text=f"({rejected_id})")
+    expect(rejected).to_contain_text("Rejected")
+    expect(rejected).to_contain_text("Insufficient buying power")
+
+
 # ----------------------------------------------------------------- 3. preview
 def test_preview_shows_the_risk_verdict_and_disables_confirm(dash):
     page = dash.open().page

@@ -233,7 +233,10 @@ export function mountTicket(root) {
   async function follow(order, what) {
     for (let tries = 0; ; tries += 1) {
       const price = isNum(order.avg_fill_price) ? ` at ${fmtAvg(order.avg_fill_price)}` : "";
-      result.textContent = `${order.id}: ${order.verdict || order.phase}${price} — ${what}`;
+      // IB's reason for a verdict other than filled (a rejection's "Error 201: …")
+      const reason = FINAL.has(order.verdict) && order.verdict !== "filled" && order.verdict_reason
+        ? ` (${order.verdict_reason})` : "";
+      result.textContent = `${order.id}: ${order.verdict || order.phase}${price}${reason} — ${what}`;
       result.dataset.verdict = order.verdict || "";
       if (FINAL.has(order.verdict) || tries >= FOLLOW_TRIES) return;
       await new Promise((resolve) => setTimeout(resolve, FOLLOW_MS));

@@ -46,9 +46,16 @@ export function setupNotifications() {
 }
 
 // ------------------------------------------------------------------ order events
-const known = new Map(); // order id -> {filled, status, verdict}
+const known = new Map(); // order id -> {filled, final, change}
 let primed = false;
 const FINAL_WORDS = {cancelled: "Cancelled", rejected: "Rejected"};
+// the outcomes of a change told (its "change sent" was the modify dialog's own message):
+// [the step's first words, the title, the kind]
+const CHANGE_WORDS = [
+  ["change refused by the broker", "Change refused", "error"],
+  ["change not sent", "Change not sent", "error"],
+  ["broker confirmed the change", "Change confirmed", "good"],
+];
 
 function side(o) {
   return `${o.action === "SELL" ? "Sell" : "Buy"} ${fmtQty(o.quantity)} ${o.symbol}`;
@@ -60,15 +67,32 @@ function verdictOf(o) {
   return null;
 }
 
+/** IB's reason for a final verdict, when it says more than the status word. */
+function why(o) {
+  const reason = o.verdict_reason;
+  return reason && !/^(Cancelled|ApiCancelled|Inactive|Filled)$/.test(reason) ? `: ${reason}` : "";
+}
+
+/** What became of the order's last change, in the broker's words. */
+function tellChange(o) {
+  const text = o.change_outcome.text;
+  const outcome = CHANGE_WORDS.find(([start]) => text.startsWith(start));
+  if (!outcome) return;
+  const detail = text.slice(outcome[0].length).replace(/^: /, "");
+  announce(outcome[1], `${side(o)} (${o.id}): ${detail}`, outcome[2]);
+}
+
 /** Compare the new state's orders with the last ones: announce what happened to each. */
 export function orderEvents(orders) {
   for (const o of orders || []) {
     if (!o || !o.id) continue;
-    const before = known.get(o.id) || {filled: 0, final: null};
+    const before = known.get(o.id) || {filled: 0, final: null, change: null};
     const filled = Number(o.filled) || 0;
     const final = verdictOf(o);
-    known.set(o.id, {filled, final});
+    const change = o.change_outcome ? o.change_outcome.at : null;
+    known.set(o.id, {filled, final, change});
     if (!primed) continue;
+    if (change !== null && change !== before.change) tellChange(o);
     if (filled > before.filled) {
       const done = o.status === "Filled" || filled >= Number(o.quantity);
       const price = o.avg_fill_price ? ` at ${fmtAvg(o.avg_fill_price)}` : "";  // an average: no float noise
@@ -76,7 +100,7 @@ export function orderEvents(orders) {
         `${side(o)}: ${fmtQty(filled)} of ${fmtQty(o.quantity)}${price} (${o.id})`, done ? "good" : "info");
     }
     if (final && final !== before.final) {
-      announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})`,
+      announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})${why(o)}`,
         final === "rejected" ? "error" : "warn");
     }
   }
