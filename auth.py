@@ -76,6 +76,9 @@ HEALTH_PATH = "/api/v1/health"
 WEBHOOK_PATH = "/api/v1/webhook"
 LOGIN_ASSETS = frozenset({"/static/style.css", "/static/favicon.svg"})  # what the login page loads
 PUBLIC_KINDS = frozenset({"webhook"})  # failures kept out of the overall windows
+SESSION_ENDED = (
+    "Your dashboard session has ended (signed out, expired, or a new secret): sign in again"
+)
 SESSION_HOURS = 24  # a sign-in lasts a trading day (Flask's default was 31 days)
 WEBHOOK_SIGNED = "webhook_signed"  # g.auth once a webhook call showed the right secret
 SIGNED_KINDS = frozenset({"browser", "token", WEBHOOK_SIGNED})  # g.auth: showed a valid secret
@@ -317,7 +320,10 @@ def login() -> ResponseReturnValue:
     """GET shows the form (or takes ``?token=``); POST takes the form's secret."""
     given = request.form.get("secret") if request.method == "POST" else request.args.get("token")
     if request.method == "GET" and given is None:
-        return redirect(_after_login()) if session_valid() else _login_page()
+        if session_valid():
+            return redirect(_after_login())
+        # the dashboard sends a page whose session ended here (signed out elsewhere, expired)
+        return _login_page(SESSION_ENDED if request.args.get("ended") else None)
     if cross_site_refusal("login") is not None:
         return _login_page(
             "This sign-in came from another site's page: open the printed sign-in link "

@@ -293,6 +293,52 @@ def test_sign_in_with_the_printed_url_then_sign_out(dash):
     assert status == 401
 
 
+def test_a_quote_the_gateway_is_slow_to_refresh_is_taken_off_the_ticket(dash, monkeypatch):
+    """The gateway stalled: the ticket kept showing the last bid and ask, clickable into the
+    limit field, until its refresh failed (5 s of server wait later, 7 s old). A refresh
+    unanswered for 3 s takes it off."""
+    import ib_connection
+    import reader_market
+
+    # the connection is not given up, and the server waits long for the quote: only the
+    # page's own clock can take the quote off
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 60.0)
+    monkeypatch.setattr(reader_market, "QUOTE_TIMEOUT", 30.0)
+    page = dash.open().page
+    dash.enter_symbol("AAPL")
+    expect(page.locator("#quote-bid-btn")).to_be_enabled()
+    dash.allow_console_error(r"status of 50[34]")
+    dash.gateway.stall(12.0)
+    expect(page.locator("#quote-bid-btn")).to_be_disabled(timeout=9_000)
+    expect(page.locator("#quote-status")).to_contain_text("Waiting for a fresh quote")
+    expect(page.locator("#quote-bid")).to_have_text("—")
+
+
+def test_a_page_whose_session_ends_elsewhere_leaves_the_account_and_stops_asking(dash):
+    """Signed out in another tab: this tab said SIGNED OUT but kept the account's figures,
+    positions and fills on screen, its status dots green, and its ticket asked a quote every
+    4 s for good (401s). It goes to the sign-in form, which says why."""
+    page = dash.open().page
+    dash.allow_console_error(r"status of 401")
+    dash.enter_symbol("AAPL")  # the ticket asks a quote every 2 s
+    expect(page.locator("#fig-net_liquidation")).not_to_have_text("—")
+    other = page.context.new_page()
+    try:
+        other.goto(dash.live.url + "/")
+        expect(other.locator("#health")).to_have_text("connected")
+        other.click("#logout-btn")
+        expect(other.locator("input[name=secret]")).to_be_visible()
+    finally:
+        other.close()
+    expect(page).to_have_url(re.compile(r"/login\?ended=1$"), timeout=15_000)
+    expect(page.locator(".login .error")).to_contain_text("session has ended")
+    expect(page.locator("#fig-net_liquidation")).to_have_count(0)
+    asked = len(dash.requests)
+    page.wait_for_timeout(4500)  # two of the ticket's quote periods
+    assert not [r for r in dash.requests[asked:] if "/api/" in r], dash.requests[asked:]
+    dash.shot("signed_out_elsewhere")
+
+
 def test_symbol_entry_shows_a_live_quote(dash):
     page = dash.open().page
     # an external gateway: paper account, but no SIMULATOR badge

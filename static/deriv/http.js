@@ -30,6 +30,8 @@ export async function api(path, options = {}) {
   } catch (err) {
     throw new ApiError(0, "network_error", "The dashboard server cannot be reached.");
   }
+  // the session ended: the whole page signs out (static/js/api.js's SIGNED_OUT_EVENT)
+  if (response.status === 401) window.dispatchEvent(new Event("dashboard:signed-out"));
   let data = null;
   try { data = await response.json(); } catch (err) { data = null; }
   if (!response.ok) {

@@ -14,10 +14,14 @@ export class ApiError extends Error {
 const csrfMeta = document.querySelector('meta[name="csrf-token"]');
 const CSRF_TOKEN = csrfMeta ? csrfMeta.getAttribute("content") : null;
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
-const signedOutListeners = [];
 
-/** Called once the server answers 401 (the session ended). */
-export function onSignedOut(listener) { signedOutListeners.push(listener); }
+/** The window event every panel's fetch helper sends on a 401 (static/screen, static/deriv). */
+export const SIGNED_OUT_EVENT = "dashboard:signed-out";
+
+/** Called once the server answers 401 (the session ended), to any panel of the page. */
+export function onSignedOut(listener) {
+  window.addEventListener(SIGNED_OUT_EVENT, listener);
+}
 
 /**
  * Resolves with the JSON body; rejects with ApiError carrying the API's
@@ -49,7 +53,7 @@ export async function api(path, options) {
   if (text) {
     try { data = JSON.parse(text); } catch (err) { data = null; }
   }
-  if (response.status === 401) signedOutListeners.forEach((fn) => fn());
+  if (response.status === 401) window.dispatchEvent(new Event(SIGNED_OUT_EVENT));
   if (!response.ok) {
     const e = (data && data.error) || {};
     throw new ApiError(response.status, e.code || "http_error",

@@ -15,7 +15,6 @@ import {restartStream, setFeedMode, startPolling, startStream, stopFeed} from ".
 import {initTables} from "./tables.js";
 import {initTheme} from "./theme.js";
 import {initTicket, updateTicketLayout} from "./ticket.js";
-import {toast} from "./toasts.js";
 
 initTheme();
 initHealth();
@@ -28,13 +27,15 @@ initConfirm();
 initDialogs();
 loadRules().then(updateTicketLayout);
 
-/** The session is gone (app restarted with a new secret, or signed out): say so once. */
+/** The session is gone (signed out in another tab, expired, or the app restarted with a new
+ * secret): the account's figures leave the screen and every panel stops asking, so the page
+ * goes to the sign-in form, which says why. */
 onSignedOut(() => {
   if (store.authLost) return;
   store.authLost = true;
   stopFeed(); // every further request would be refused too
-  toast("Your dashboard session has ended: reload the page to sign in again.", "error");
   renderHeader();
+  window.location.replace("/login?ended=1");
 });
 
 // the sticky ticket stays below the top bar, however many rows the bar wraps to

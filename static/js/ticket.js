@@ -13,6 +13,9 @@ import {onHeader} from "./store.js";
 import {toast} from "./toasts.js";
 
 const QUOTE_REFRESH_MS = 2000;
+// a refresh unanswered this long takes the last quote off (5 s old by then): its bid and ask
+// are not offered to the limit field as if current while the gateway is slow or stalled
+const QUOTE_STALE_MS = 3000;
 
 export const form = $("#order-form");
 const F = form.elements;
@@ -175,13 +178,18 @@ async function fetchQuote(target) {
     if (!readerUp()) clearQuote("Quote paused: the reader connection is down.");
     return;
   }
+  const stale = setTimeout(() => {
+    if (seq === quote.seq && quote.data) clearQuote("Waiting for a fresh quote: the gateway is slow to answer.");
+  }, QUOTE_STALE_MS);
   try {
     const q = await api(`/api/v1/quote?${quoteParams(target.symbol, target.secType, target.currency)}`);
+    clearTimeout(stale);
     if (seq !== quote.seq) return;
     showQuote(q);
     clearSymbolNotice();
     quote.timer = setTimeout(() => fetchQuote(target), QUOTE_REFRESH_MS);
   } catch (err) {
+    clearTimeout(stale);
     if (seq !== quote.seq) return;
     if (err.code === "unknown_symbol" || err.status === 400) {
       clearQuote("No quote.");

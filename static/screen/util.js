@@ -30,6 +30,8 @@ export async function api(path, options) {
     init.body = JSON.stringify(opts.body);
   }
   const response = await fetch(path, init);
+  // the session ended: the whole page signs out (static/js/api.js's SIGNED_OUT_EVENT)
+  if (response.status === 401) window.dispatchEvent(new Event("dashboard:signed-out"));
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) {
