@@ -49,6 +49,8 @@ export function setupNotifications() {
 const known = new Map(); // order id -> {filled, final, change}
 let primed = false;
 const FINAL_WORDS = {cancelled: "Cancelled", rejected: "Rejected"};
+const REASON_WAIT_MS = 2000; // the app waits as long for a rejection's 201 (REJECT_GRACE)
+const reasonTimers = new Map(); // order id -> the timer that tells its rejection without reason
 // the outcomes of a change told (its "change sent" was the modify dialog's own message):
 // [the step's first words, the title, the kind]
 const CHANGE_WORDS = [
@@ -88,9 +90,21 @@ export function orderEvents(orders) {
     if (!o || !o.id) continue;
     const before = known.get(o.id) || {filled: 0, final: null, change: null};
     const filled = Number(o.filled) || 0;
-    const final = verdictOf(o);
+    let final = verdictOf(o);
     const change = o.change_outcome ? o.change_outcome.at : null;
-    known.set(o.id, {filled, final, change});
+    // IB reports a rejected order Inactive before the 201 that says why: a rejection without
+    // its reason yet is told once the reason comes, or after REASON_WAIT_MS without it
+    const waitsReason = primed && final === "rejected" && !why(o) && final !== before.final;
+    if (waitsReason && !reasonTimers.has(o.id)) {
+      reasonTimers.set(o.id, setTimeout(() => {
+        reasonTimers.delete(o.id);
+        const now = known.get(o.id);
+        if (now) now.final = "rejected"; // told: a later frame without the reason says nothing
+        tellFinal(o, "rejected");
+      }, REASON_WAIT_MS));
+    }
+    if (waitsReason) final = null; // not told yet: the next frame looks again
+    known.set(o.id, {filled, final: final || before.final, change});
     if (!primed) continue;
     if (change !== null && change !== before.change) tellChange(o);
     if (filled > before.filled) {
@@ -100,11 +114,17 @@ export function orderEvents(orders) {
         `${side(o)}: ${fmtQty(filled)} of ${fmtQty(o.quantity)}${price} (${o.id})`, done ? "good" : "info");
     }
     if (final && final !== before.final) {
-      announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})${why(o)}`,
-        final === "rejected" ? "error" : "warn");
+      clearTimeout(reasonTimers.get(o.id));
+      reasonTimers.delete(o.id);
+      tellFinal(o, final);
     }
   }
   primed = true;
+}
+
+function tellFinal(o, final) {
+  announce(FINAL_WORDS[final], `${side(o)} ${o.order_type || ""} (${o.id})${why(o)}`,
+    final === "rejected" ? "error" : "warn");
 }
 
 // ------------------------------------------------------------------ alerts
