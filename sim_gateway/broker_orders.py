@@ -139,7 +139,7 @@ class OrderEntry:
     def place_order(self, client_id: int, request: OrderRequest, now: float) -> list[Event]:
         """New order, modification of a live order id of this client, or a what-if.
 
-        Order of checks: 103/104 (id), 200 (contract), 10268/10269, 110 (off-tick price; an
+        Order of checks: 321 (no exchange), 103/104 (id), 200 (contract), 10268/10269, 110 (off-tick price; an
         error only, like the others before it), then 201 + Inactive for reject_next_order, bad
         fields, unknown parent, insufficient margin. A modification refused gets 201 (or 110,
         135, 10326/10327) alone: the order stays working as it was.
@@ -148,6 +148,9 @@ class OrderEntry:
         return events + self._place(client_id, request, self._clock)
 
     def _place(self, client_id: int, req: OrderRequest, now: float) -> list[Event]:
+        if not req.contract.exchange.strip():  # IB validates the request before anything else
+            text = errors.text(321, detail="Missing order exchange")
+            return [OrderErrorEvent(client_id, req.order_id, 321, text)]
         if req.what_if:
             return self._what_if(client_id, req)
         existing = self._lookup(client_id, req.order_id)

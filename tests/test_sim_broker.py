@@ -782,7 +782,16 @@ def test_invalid_orders_are_rejected_inactive(
 @pytest.mark.parametrize(
     ("request_", "code", "text"),
     [
-        (req(1, contract=ContractQuery(symbol="NOPE", sec_type="STK")), 200, NO_SECDEF),
+        (
+            req(1, contract=ContractQuery(symbol="NOPE", sec_type="STK", exchange="SMART")),
+            200,
+            NO_SECDEF,
+        ),
+        (
+            req(1, contract=ContractQuery(symbol="AAPL", sec_type="STK")),  # IB: 321, not 200
+            321,
+            "Error validating request.-'bN' : cause - Missing order exchange",
+        ),
         (req(1, e_trade_only=True), 10268, "The 'EtradeOnly' order attribute is not supported."),
         (
             req(1, firm_quote_only=True),

@@ -120,6 +120,24 @@ async def test_another_clients_commission_reaches_only_the_master_client(
 
 
 @async_test
+async def test_an_order_without_an_exchange_is_refused_with_321(gateway: SimGateway) -> None:
+    """IB validates the request first: an order whose contract names no exchange gets 321
+    "Missing order exchange" (users' wire logs) and no order; the simulator traded it."""
+    async with connected(gateway) as ib:
+        errors = Errors(ib)
+        [stock] = await qualified(ib, aapl())
+        bare = copy.copy(stock)
+        bare.exchange = ""
+        trade = ib.placeOrder(bare, MarketOrder("BUY", 1, tif="DAY"))
+        await until(lambda: 321 in errors.codes(trade.order.orderId), what="321")
+        assert "Missing order exchange" in errors.text(321)
+        assert not gateway.all_orders()
+        placed = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))  # with SMART: taken
+        await until(lambda: gateway.all_orders(), what="the order at the broker")
+        assert placed.order.orderId != trade.order.orderId
+
+
+@async_test
 async def test_executions_answer_drills_never_end_or_come_empty(gateway: SimGateway) -> None:
     """TWS 10.30.1 sends the executions but never execDetailsEnd (ib_async #54, ib_insync
     #638); the 10.31 beta ends the answer at once, empty. The drills do the same to an
