@@ -115,6 +115,7 @@ def broker_state(status: OrderStatus) -> str:
 
 # a cancel refused (161: not cancellable now; 10148: done already): the order is at the broker
 CANCEL_REFUSALS = frozenset({161, 10148})
+ORDER_CANCELLED = 202  # "Order Canceled - reason:": the order's end, IB's or ours
 
 
 HUNG_EXECUTIONS = (

@@ -80,11 +80,13 @@ class StatusChange:
 
 @dataclass(frozen=True)
 class IBMessage:
-    """An error or warning IB sent about the order."""
+    """An error or warning IB sent about the order (``about_change``: it refused a change of
+    the order, which works on: never the reason of the order's own verdict)."""
 
     at: float
     code: int
     text: str
+    about_change: bool = False
 
 
 @dataclass(frozen=True)

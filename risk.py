@@ -164,6 +164,7 @@ class RiskGate(RiskQuotes):
         self._recent: collections.deque[float] = collections.deque()
         self._day = _utc_day(wall())
         self._notional_today = notional_today
+        self._days: dict[str, float] = {}  # the last days' totals (the clock may step back)
         self._quote_cache: dict[QuoteKey, tuple[float, RiskQuote]] = {}
         self._unregistered = 0  # accepted, not yet counted by open_orders()
         self._rules: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
@@ -284,8 +285,12 @@ class RiskGate(RiskQuotes):
                 )
 
     def limits(self) -> dict[str, Any]:
-        """The configured limits and the day's notional (for the UI and the status endpoint)."""
-        return {**configured_limits(self.settings), "notional_today": round(self._today(), 2)}
+        """The configured limits and the day's notional, 0 once a new UTC day began before any
+        order of it (for the UI and the status endpoint)."""
+        with self._lock:
+            self._roll_day()
+            today = round(self._notional_today, 2)
+        return {**configured_limits(self.settings), "notional_today": today}
 
     # -------------------------------------------------------------- inputs
     def _prepare(self, intent: OrderIntent) -> _Check:
@@ -318,16 +323,11 @@ class RiskGate(RiskQuotes):
             "notional_today": _round(self._notional_today),
         }
 
-    def _today(self) -> float:
-        """The day's notional so far (0 once a new UTC day began, before any order of it)."""
-        with self._lock:
-            self._roll_day()
-            return self._notional_today
-
     def _roll_day(self) -> None:
         day = _utc_day(self._wall())
-        if day > self._day:  # forward only: a clock stepped back over midnight keeps the day's
-            self._day, self._notional_today = day, 0.0
+        if day != self._day:  # each day keeps its total: a clock stepped back over midnight
+            self._days = {**dict(list(self._days.items())[-6:]), self._day: self._notional_today}
+            self._day, self._notional_today = day, self._days.pop(day, 0.0)
         horizon = self._monotonic() - 60.0
         while self._recent and self._recent[0] < horizon:
             self._recent.popleft()

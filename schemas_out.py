@@ -173,7 +173,7 @@ class ExecutionsOut(_Out):
 class ChangeOutcome(_Out):
     """The last word on an order's last change."""
 
-    at: float = Field(description="when (epoch seconds)")
+    at: float = Field(description="when")
     text: str = Field(
         description="'change sent: …', 'broker confirmed the change: …', "
         "'change refused by the broker: Error 201: …' or 'change not sent: …'"

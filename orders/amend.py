@@ -185,8 +185,12 @@ class Amend:
         if tracker.record.parent is None:
             return
         parent = self.book.get(tracker.record.parent)
-        # finished: IB's final status, or its executions (IB may send no Filled status)
-        if parent is None or parent.record.status in DONE_STATES or is_final(parent.record.verdict):
+        # finished: IB's final status, or filled by its executions (IB may send no Filled)
+        if (
+            parent is None
+            or parent.record.status in DONE_STATES
+            or parent.record.verdict == Verdict.FILLED
+        ):
             order.parentId = 0
         if parent is not None and parent.record.perm_id:
             order.ocaGroup, order.ocaType = str(parent.record.perm_id), BRACKET_OCA_TYPE

@@ -57,10 +57,8 @@ def waiting_reason(tracker: Tracker) -> str | None:
 def last_error_text(tracker: Tracker) -> str | None:
     """The last real error IB sent about the order (no warnings, no 10349; none that refused
     a change: a cancelled order's reason was an earlier refusal of its change)."""
-    messages = tracker.record.messages
-    for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if index in tracker.change_refusals:
+    for message in reversed(tracker.record.messages):
+        if message.about_change:
             continue
         if not is_warning(message.code) or message.code in (399, LOCATE_HOLD):  # why it waits
             return f"Error {message.code}: {message.text}"

@@ -179,7 +179,6 @@ class Tracker:
         self.restored = restored  # loaded from the journal at start-up
         self.trade: Trade | None = None
         self.unconfirmed: dict[str, float] = {}  # modified fields sent, not yet echoed back
-        self.change_refusals: set[int] = set()  # its messages that refused a change, by index
         self.placed = 0  # placeOrder messages handed to ib_async: the order's, then its changes'
         self.change_lock = threading.Lock()  # Flask threads: one change checked at a time
         self._count_lock = threading.Lock()  # the count below, from either side
@@ -348,9 +347,8 @@ class Tracker:
     def message(self, code: int, text: str, about_change: bool = False) -> None:
         """An error or warning IB sent about the order (``about_change``: it refused a change
         sent, not the order: no reason for a verdict of the order)."""
-        if about_change:
-            self.change_refusals.add(len(self.record.messages))
-        self._replace(messages=self.record.messages + (IBMessage(time.time(), code, text),))
+        said = IBMessage(time.time(), code, text, about_change)
+        self._replace(messages=self.record.messages + (said,))
 
     def wait_verdict(self, timeout: float) -> Lifecycle:
         """The record once it has a verdict (or after ``timeout``); a rejection given on IB's

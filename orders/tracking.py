@@ -31,6 +31,7 @@ from ib_compat import (
     CLIENT_SIDE_STATES,
     DONE_STATES,
     FALSE_CANCEL_CODES,
+    ORDER_CANCELLED,
     WORKING_STATES,
     broker_state,
     filled_quantity,
@@ -294,7 +295,7 @@ class OrderBook:
         tracker = self.by_order_id.get(req_id)
         if tracker is None:
             return
-        refuses_change = not is_warning(code) and bool(tracker.unconfirmed)
+        refuses_change = _refuses_change(tracker, code)
         if not is_warning(code):  # a change sent is refused (201, 110, 10326...) or moot
             tracker.unconfirmed = {}
         tracker.message(code, text, about_change=refuses_change)
@@ -432,6 +433,17 @@ def restore_broker_status(tracker: Tracker, trade: Trade) -> None:
             trade.orderStatus.status,
         )
         trade.orderStatus.status = status
+
+
+def _refuses_change(tracker: Tracker, code: int) -> bool:
+    """An error while a change is on its way refuses it (201, 110, 104, 135, 10326...); IB's
+    cancel (202) or a refused cancel says nothing about the change."""
+    return (
+        not is_warning(code)
+        and bool(tracker.unconfirmed)
+        and code != ORDER_CANCELLED
+        and code not in CANCEL_REFUSALS
+    )
 
 
 def _finished_at(tracker: Tracker) -> float:

@@ -130,3 +130,52 @@ def test_a_cancelled_orders_reason_is_not_an_earlier_refusal_of_its_change(clien
     done = wait_for(lambda: (o := life(client, order_id))["verdict"] == "cancelled" and o)
     assert "201" not in (done["verdict_reason"] or ""), done["verdict_reason"]
     assert at_broker(gateway, order_id).status == "Cancelled"
+
+
+def test_ibs_own_cancel_while_a_change_is_on_its_way_is_no_refusal_of_it(client, gateway):
+    """The order was cancelled in TWS while a change of it was on its way: IB's 202 was filed
+    as the change's refusal, the page said "Change refused" for an order simply cancelled,
+    and the 202 was no reason of its verdict."""
+    limit = round(ask(client) * 0.8, 2)
+    order_id = place(client, quantity=1, order_type="LMT", limit_price=limit)
+    shown = wait_for(lambda: (o := order(client, order_id))["status"] == "Submitted" and o)
+    gateway.stall(1.5)  # the change waits at the gateway ...
+    res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": limit - 0.01})
+    assert res.status_code == 202, res.get_json()
+    time.sleep(0.2)
+    gateway.cancel_at_broker(shown["client_id"], shown["order_id"])  # ... the trader cancels
+    done = wait_for(lambda: (o := order(client, order_id))["verdict"] == "cancelled" and o, 15)
+    steps = [s["text"] for s in done["lifecycle"]["steps"]]
+    assert not any(s.startswith("change refused") for s in steps), steps
+    assert not (done.get("change_outcome") or {}).get("text", "").startswith("change refused")
+
+
+def test_a_refused_change_is_no_verdict_reason_after_a_restart_either(gateway, tmp_path):
+    """Which messages refused a change was kept in memory only: after a restart a cancel's
+    verdict read "Error 201: ..." again."""
+    from test_order_handler import FAR, make_handler
+
+    from journal import Journal
+
+    path = str(tmp_path / "orders.db")
+    journal = Journal(path)
+    handler = make_handler(gateway, journal)
+    try:
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).status == "Submitted")
+        gateway.reject_next_order()
+        handler.modify(record.id, limit_price=round(FAR.limit_price - 0.01, 2))
+        wait_for(lambda: any(m.code == 201 for m in handler.get(record.id).messages))
+    finally:
+        handler.stop()
+        journal.close()
+    journal = Journal(path)
+    handler = make_handler(gateway, journal)
+    try:
+        wait_for(lambda: handler.get(record.id).verdict == "working")
+        handler.cancel(record.id)
+        done = wait_for(lambda: (r := handler.get(record.id)).verdict == "cancelled" and r)
+        assert "201" not in (done.verdict_reason or ""), done.verdict_reason
+    finally:
+        handler.stop()
+        journal.close()

@@ -553,11 +553,23 @@ def test_a_clock_stepped_back_over_midnight_keeps_the_days_total():
     for _ in range(9):
         gate.reserve(buy(1))  # 101 each
     assert gate.limits()["notional_today"] == 909.0
-    clocks.now -= 5  # 23:59:55 of the day before
-    assert gate.limits()["notional_today"] == 909.0
+    clocks.now -= 5  # 23:59:55 of the day before: that day's own total
+    assert gate.limits()["notional_today"] == 0.0
     clocks.now += 10  # the new day again
     assert rule_of(gate, buy(1)).rule == "daily_notional_cap"
     assert gate.limits()["notional_today"] == 909.0
+
+
+def test_a_clock_set_right_from_days_ahead_counts_the_real_day():
+    """The machine's clock ran days ahead when the app started, then was set right: the
+    day's total stayed on the future date and refused the real day's orders."""
+    clocks = Clocks(wall=BEFORE_MIDNIGHT + 3 * 86400)
+    gate = make_gate(clocks, risk_daily_notional_cap=1000)
+    for _ in range(9):
+        gate.reserve(buy(1))
+    clocks.now = BEFORE_MIDNIGHT + 120  # set right: the real day has had no order
+    assert gate.limits()["notional_today"] == 0.0
+    assert gate.reserve(buy(1)).figures["notional_today"] == 101.0
 
 
 def test_the_day_is_the_utc_day_whatever_the_machines_time_zone(monkeypatch):
