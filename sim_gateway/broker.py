@@ -92,7 +92,12 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
         }
         starts.update(self.derivatives.drivers)
         self._book = PriceBook(
-            starts, config.seed, config.volatility, config.price_step_seconds, now
+            starts,
+            config.seed,
+            config.volatility,
+            config.price_step_seconds,
+            now,
+            round(config.delayed_data_seconds / config.price_step_seconds),
         )
         self.tape = Tape(config.seed, config.volatility * math.sqrt(60 / config.price_step_seconds))
         self._clock = now
@@ -145,6 +150,12 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
         if self.derivatives.derived(con_id):
             return self.derivatives.quote(con_id, self._book.quote, self._clock)
         return self._book.quote(con_id)
+
+    def delayed_quote(self, con_id: int) -> Quote:
+        """The quote as delayed market data show it: ``delayed_data_seconds`` old."""
+        if self.derivatives.derived(con_id):
+            return self.derivatives.quote(con_id, self._book.delayed_quote, self._clock)
+        return self._book.delayed_quote(con_id)
 
     def _last(self, con_id: int) -> float:
         return (

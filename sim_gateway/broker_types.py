@@ -54,6 +54,7 @@ class BrokerConfig:
     seed: int = 1
     price_step_seconds: float = 1.0
     volatility: float = 0.0005
+    delayed_data_seconds: float = 900.0  # how old delayed quotes are (IB: 15-20 minutes)
     commission_per_share: float = 0.005
     min_commission: float = 1.0
     max_commission_pct: float = 0.01
@@ -71,6 +72,8 @@ class BrokerConfig:
     def __post_init__(self) -> None:
         if not self.account.startswith("DU") and not self.live_account_drill:
             raise ValueError(f"paper account ids start with 'DU', got {self.account!r}")
+        if self.delayed_data_seconds < 0:
+            raise ValueError("delayed_data_seconds must not be negative")
         if self.price_step_seconds <= 0 or self.buying_power_multiplier <= 0:
             raise ValueError("price_step_seconds and buying_power_multiplier must be positive")
         if self.partial_fill_above > 0 and self.partial_fill_chunk <= 0:

@@ -89,14 +89,20 @@ class MarketDataHandlers:
         if delivered is None:  # 354 / 10168 / 10197: no ticks, the request is over
             return
         if not self.outage_active:  # the data farm is down: a stream stays silent meanwhile
-            self._send_ticks(
-                session, req_id, self.broker.quote(contract.con_id), full=True, delivered=delivered
-            )
+            quote = self._quote_of(contract.con_id, delivered)
+            self._send_ticks(session, req_id, quote, full=True, delivered=delivered)
         if snapshot:
             self._send(session, p.tick_snapshot_end(req_id))
         else:
             session.streams[req_id] = contract.con_id
             session.stream_types[req_id] = delivered
+
+    def _quote_of(self, con_id: int, delivered: int) -> Quote:
+        """What a stream of market data type ``delivered`` shows: delayed types (3, 4) the
+        quote of ``delayed_data_seconds`` ago, as IB's delayed data (15-20 minutes old)."""
+        return (
+            self.broker.delayed_quote(con_id) if delivered in (3, 4) else self.broker.quote(con_id)
+        )
 
     def _send_ticks(
         self, session: Session, req_id: int, quote: Quote, full: bool, delivered: int = 1
@@ -134,16 +140,12 @@ class MarketDataHandlers:
         session.market_data_type = request.market_data_type
 
     def _stream_quotes(self) -> None:
-        quotes: dict[int, Quote] = {}
+        quotes: dict[tuple[int, int], Quote] = {}
         for session in self.sessions:
             for req_id, con_id in session.streams.items():
                 if self.farm_down_for(con_id):
                     continue  # 2103: nothing from that farm until its 2104
-                quote = quotes.get(con_id) or quotes.setdefault(con_id, self.broker.quote(con_id))
-                self._send_ticks(
-                    session,
-                    req_id,
-                    quote,
-                    full=False,
-                    delivered=session.stream_types.get(req_id, 1),
-                )
+                delivered = session.stream_types.get(req_id, 1)
+                key = (con_id, delivered)
+                quote = quotes.get(key) or quotes.setdefault(key, self._quote_of(con_id, delivered))
+                self._send_ticks(session, req_id, quote, full=False, delivered=delivered)

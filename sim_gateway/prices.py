@@ -7,6 +7,7 @@ steps taken — however the steps are batched, and after a save/restore.
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -66,6 +67,7 @@ class PriceBook:
         volatility: float,
         step_seconds: float,
         origin: float,
+        delay_steps: int = 0,
     ) -> None:
         self.seed, self.volatility, self.step_seconds = seed, volatility, step_seconds
         self.origin = origin
@@ -74,6 +76,16 @@ class PriceBook:
         for con_id, (price, tick) in starts.items():
             first = round_to_tick(price, tick)
             self._paths[con_id] = _Path(tick, price, first, first, first, first)
+        self._delay_steps = delay_steps
+        self._history: dict[int, collections.deque[float]] = {}  # each path's recent mids
+        self._start_history()
+
+    def _start_history(self) -> None:
+        """Delayed quotes from now: each path's mids of the last ``delay_steps`` steps."""
+        self._history = {
+            con_id: collections.deque([path.mid], maxlen=self._delay_steps + 1)
+            for con_id, path in self._paths.items()
+        }
 
     def next_step_time(self) -> float:
         """Time of the next step."""
@@ -89,6 +101,7 @@ class PriceBook:
             last = round_to_tick(path.mid, path.tick)
             path.high, path.low = max(path.high, last), min(path.low, last)
             path.volume += volumes[index]
+            self._history[con_id].append(path.mid)
 
     def _path(self, con_id: int) -> _Path:
         path = self._paths.get(con_id)
@@ -104,7 +117,17 @@ class PriceBook:
     def quote(self, con_id: int) -> Quote:
         """Top of book: bid/ask one tick either side of last."""
         path = self._path(con_id)
-        last = round_to_tick(path.mid, path.tick)
+        return self._quote_at(con_id, path, path.mid)
+
+    def delayed_quote(self, con_id: int) -> Quote:
+        """The quote of ``delay_steps`` steps ago (IB's delayed data: 15-20 minutes old; the
+        start price until that long has passed); the day's open, close, high and low as now."""
+        path = self._path(con_id)
+        return self._quote_at(con_id, path, self._history[con_id][0])
+
+    @staticmethod
+    def _quote_at(con_id: int, path: _Path, mid: float) -> Quote:
+        last = round_to_tick(mid, path.tick)
         return Quote(
             con_id=con_id,
             bid=round_to_tick(last - path.tick, path.tick),
@@ -131,3 +154,4 @@ class PriceBook:
         for key, fields in state["paths"].items():
             if int(key) in self._paths:
                 self._paths[int(key)] = _Path(**fields)
+        self._start_history()

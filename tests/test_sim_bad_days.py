@@ -231,6 +231,46 @@ async def test_no_subscription_live_request_354_delayed_request_10167_delayed_ti
 
 
 @async_test
+async def test_delayed_data_lags_the_market(start_gateway: Callable[..., SimGateway]) -> None:
+    """IB's delayed data are 15-20 minutes old: the simulator sent the live price with delayed
+    tick ids (the delayed ask was what a market order filled at that moment), so nothing in
+    the tests ever met a stale quote. A delayed stream shows the price of 15 minutes ago: the
+    start price while the session is younger."""
+    gw = start_gateway(market_data="delayed", clock_speed=20.0)  # 20 s of market a second
+    async with connected(gw) as ib:
+        [stock] = await qualified(ib, aapl())
+        ib.reqMarketDataType(3)
+        ticker = ib.reqMktData(stock)
+        await until(lambda: ticker.last == ticker.last and ticker.last > 0, what="delayed last")
+        start = ticker.last
+
+        def live_last() -> float:
+            return gw.broker_call(lambda broker: broker.quote(stock.conId).last)
+
+        await until(lambda: abs(live_last() - start) >= 0.05, timeout=10, what="the market moves")
+        await asyncio.sleep(0.5)  # delayed ticks keep coming meanwhile
+        assert ticker.last == start and ticker.marketDataType == 3
+        delayed = gw.broker_call(lambda broker: broker.delayed_quote(stock.conId))
+        assert delayed.last == start != live_last()
+        ib.cancelMktData(stock)
+
+
+def test_a_delayed_quote_is_the_quote_of_its_delay_ago() -> None:
+    from sim_gateway.prices import PriceBook
+
+    book = PriceBook(
+        {1: (190.0, 0.01)}, seed=7, volatility=0.01, step_seconds=1.0, origin=0.0, delay_steps=3
+    )
+    lasts = [book.quote(1).last]
+    for _ in range(8):
+        book.step()
+        lasts.append(book.quote(1).last)
+    assert len(set(lasts)) > 3  # the market moved
+    assert book.delayed_quote(1).last == lasts[-4]  # three steps ago
+    assert book.delayed_quote(1).high == book.quote(1).high  # the day's, as now
+
+
+@async_test
 async def test_no_data_at_all_354_and_10168(start_gateway: Callable[..., SimGateway]) -> None:
     gw = start_gateway(market_data="none")
     ticker, errors = await _snapshot_answer(gw, 1)
