@@ -18,10 +18,11 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from journal_health import WriteHealth
 from order_records import FillRecord, IBMessage, Lifecycle, OrderIntent, StatusChange, Step
 
 log = logging.getLogger(__name__)
@@ -70,54 +71,6 @@ class DuplicateKey(Exception):
     def __init__(self, existing: JournalEntry) -> None:
         super().__init__(existing.record.id)
         self.existing = existing
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteFailure:
-    """The journal's writes fail (a full disk, an I/O error) since ``since`` (epoch)."""
-
-    since: float
-    error: str
-
-
-class WriteHealth:
-    """Whether the journal's writes succeed: failing from the first failed write until one
-    succeeds with no failed save waiting for its retry (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failure: WriteFailure | None = None
-        self._backlog = False  # a failed batch of saves waits for its retry
-        self.on_change: Callable[[], None] | None = None  # a failure started or ended
-
-    @property
-    def failure(self) -> WriteFailure | None:
-        """Since when and why writes fail; None while they succeed."""
-        return self._failure
-
-    def failed(self, exc: sqlite3.Error, backlog: bool = False) -> None:
-        with self._lock:
-            started = self._failure is None
-            if started:
-                self._failure = WriteFailure(time.time(), str(exc))
-            self._backlog = self._backlog or backlog
-        if started:
-            self._changed()
-
-    def succeeded(self, backlog_saved: bool = False) -> None:
-        with self._lock:
-            if backlog_saved:
-                self._backlog = False
-            ended = self._failure is not None and not self._backlog
-            if ended:
-                self._failure = None
-        if ended:
-            log.warning("✅ journal writes succeed again")
-            self._changed()
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
 
 
 @dataclasses.dataclass(frozen=True)
