@@ -228,11 +228,13 @@ class Journal:
                         self._db.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            log.exception("❌ journal write of %d records failed; will retry", len(rows))
             with self._pending_lock:
                 for key, record in batch.items():
                     self._pending.setdefault(key, record)
-            self.health.failed(exc, backlog=True)
+            if self.health.failed(exc, backlog=True):  # the first of a run: why, in full
+                log.exception("❌ journal write of %d records failed; will retry", len(rows))
+            elif (reminder := self.health.remind()) is not None:
+                log.error("❌ %s (%d orders' changes wait)", reminder, self.unsaved())
             time.sleep(0.2)
             self._wake.put(True)
             return

@@ -29,6 +29,7 @@ class WriteHealth:
         self._lock = threading.Lock()
         self._failure: WriteFailure | None = None
         self._backlog = False  # a failed batch of saves waits for its retry
+        self._reminded = 0.0  # when the log last said writes still fail
         self.on_change: Callable[[], None] | None = None  # a failure started or ended
 
     @property
@@ -36,14 +37,27 @@ class WriteHealth:
         """Since when and why writes fail; None while they succeed."""
         return self._failure
 
-    def failed(self, exc: sqlite3.Error, backlog: bool = False) -> None:
+    def failed(self, exc: sqlite3.Error, backlog: bool = False) -> bool:
+        """Count a failed write; whether it is the first of a run of them (to log in full:
+        the writer retries every 0.2 s, and each retry's traceback filled the log)."""
         with self._lock:
             started = self._failure is None
             if started:
                 self._failure = WriteFailure(time.time(), str(exc))
+                self._reminded = self._failure.since
             self._backlog = self._backlog or backlog
         if started:
             self._changed()
+        return started
+
+    def remind(self, every: float = 60.0) -> str | None:
+        """While writes fail: a line for the log at most once per ``every`` seconds."""
+        with self._lock:
+            failure, now = self._failure, time.time()
+            if failure is None or now - self._reminded < every:
+                return None
+            self._reminded = now
+        return f"journal writes still failing after {now - failure.since:.0f} s: {failure.error}"
 
     def succeeded(self, backlog_saved: bool = False) -> None:
         with self._lock:

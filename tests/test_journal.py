@@ -191,7 +191,10 @@ def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
     filled = dataclasses.replace(record("o-1"), verdict="filled", status="Filled")
     journal.save(filled)
     wait_for(lambda: any("will retry" in r.getMessage() for r in caplog.records))
-    assert not journal.flush(0.3)  # not committed: still pending
+    assert not journal.flush(1.0)  # not committed: still pending (retried every 0.2 s)
+    # why, in full, once: each retry's traceback filled the log while the disk was full
+    failures = [r for r in caplog.records if "journal write of" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info, [r.getMessage() for r in failures]
     journal._query("PRAGMA query_only=OFF", ())  # the disk is writable again
     assert journal.flush(5)
     other = Journal(path)
@@ -617,3 +620,19 @@ def test_runs_started_apart_never_share_order_ids(monkeypatch):
         memory.close()
     assert len(set(prefixes)) == len(prefixes)
     assert {len(f"o-{prefix}-000001") for prefix in prefixes} == {15}  # as short as they were
+
+
+def test_a_run_of_failed_writes_is_recalled_in_the_log_now_and_then():
+    import sqlite3
+
+    from journal_health import WriteHealth
+
+    health = WriteHealth()
+    assert health.remind() is None  # nothing fails
+    assert health.failed(sqlite3.OperationalError("database or disk is full")) is True
+    assert health.failed(sqlite3.OperationalError("database or disk is full")) is False
+    assert health.remind() is None  # the first failure was just told in full
+    line = health.remind(every=0.0)
+    assert line is not None and "still failing" in line and "disk is full" in line
+    health.succeeded()
+    assert health.remind(every=0.0) is None
