@@ -110,7 +110,11 @@ class Site:
             conn.sock = tls  # already connected (the public name resolves to Caddy)
             conn.request(method, path, body=body, headers=headers or {})
             res = conn.getresponse()
-            answer = Answer(res.status, res.headers, res.read())
+            try:
+                body = res.read()
+            except http.client.IncompleteRead as cut:  # Caddy answered a body it refused, then
+                body = cut.partial  # closed while ours was still coming: the answer's end lost
+            answer = Answer(res.status, res.headers, body)
             conn.close()
         return answer
 
