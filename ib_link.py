@@ -123,6 +123,8 @@ class LinkMonitor:
 
     def _on_farm(self, code: int, text: str, now: float) -> None:
         kind, state = FARM_CODES[code]
+        if state == "ok" and self.state.reachable:  # a new socket's notices of a working link:
+            self._outage = None  # an outage told on an earlier one has ended meanwhile
         name = _farm_name(text)
         old = self._farms.get((kind, name))
         if old is not None and old.state == state:

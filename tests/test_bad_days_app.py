@@ -293,6 +293,18 @@ def test_link_monitor_keeps_the_start_of_an_outage_and_farm_since() -> None:
     assert monitor.on_message(202, "Order cancelled", 70.0) is None
 
 
+def test_an_outage_that_ended_between_sockets_is_not_the_start_of_the_next() -> None:
+    """An outage began, the gateway restarted during it and the outage ended while no socket
+    was there to hear 1102; the new socket's notices said the farms were fine. A new outage a
+    little later was reported as begun with the first (its ages counted from there too)."""
+    monitor = LinkMonitor()
+    monitor.on_message(1100, "lost", 30.0)
+    monitor.reset()  # the gateway restarts during the outage
+    assert monitor.on_message(2104, "Market data farm connection is OK:usfarm", 40.0) is None
+    assert monitor.on_message(1100, "lost", 45.0) is LinkEvent.LOST
+    assert monitor.state.since == 45.0  # a new outage, not the one of 30.0
+
+
 # ----------------------------------------------------------------------------- market data
 def test_account_without_subscription_gets_delayed_quotes_labelled_and_orders_accepted(start_app):
     gateway, app, client = start_app(market_data="delayed")
