@@ -216,22 +216,22 @@ class OrderHandler(LoopSide):
             updated_at=now,
             steps=(Step(now, "queued"),),
         )
-        try:  # journaled before anything is sent; unjournaled means unsent
-            self.journal.insert(
-                record, idem_key, request_hash, remote, decision.as_dict() if decision else None
-            )
-        except BaseException:
-            if gate is not None and decision is not None:
-                gate.release(decision)
-            raise
-        tracker = Tracker(record, self.sink)
-        with self.kill_switch.lock:  # it cannot be engaged between this check and the queue
+        # not engaged between this check and the queue; a refused order is not journaled (its key
+        with self.kill_switch.lock:  # stays free for a retry once the kill switch is released)
+            try:  # journaled before anything is sent; unjournaled means unsent
+                if self.halted:  # engaged while the risk gate waited for a quote
+                    raise TradingHaltedError("trading is halted by the kill switch")
+                self.journal.insert(
+                    record, idem_key, request_hash, remote, decision.as_dict() if decision else None
+                )
+            except BaseException:
+                if gate is not None and decision is not None:
+                    gate.release(decision)
+                raise
+            tracker = Tracker(record, self.sink)
             self.book.add(tracker)
             if gate is not None and decision is not None:
                 gate.registered(decision)  # now counted by working_count()
-            if self.halted:
-                tracker.conclude(Verdict.NOT_SENT, "kill switch engaged")
-                raise TradingHaltedError("trading is halted by the kill switch")
             self._enqueue(Place(tracker))
         self._bump()  # a new record: /state and the stream show it before its first change
         return record  # as accepted: the loop may already be placing it

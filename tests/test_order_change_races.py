@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from test_order_handler import handler, journal  # noqa: F401 - fixtures
 
 from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
 from sim_gateway.broker import BrokerConfig
@@ -179,3 +180,25 @@ def test_a_refused_change_is_no_verdict_reason_after_a_restart_either(gateway, t
     finally:
         handler.stop()
         journal.close()
+
+
+def test_an_order_the_kill_switch_stops_on_its_way_in_leaves_its_key_free(handler, gateway):
+    """The kill switch was engaged while a new order waited in the risk gate for its quote:
+    the order was answered 423 but journaled under its idempotency key (not_sent), so the same
+    request sent again after the release was answered as a replay (200) and never placed."""
+    from test_order_handler import MKT
+
+    from order_handler import TradingHaltedError
+
+    def engaged_meanwhile(intent):
+        handler.engage_kill_switch("drill")  # while the gate waits for the quote
+        return intent
+
+    with pytest.raises(TradingHaltedError):
+        handler.submit(MKT, idem_key="race-1", request_hash="h", prepare=engaged_meanwhile)
+    assert handler.journal.find_by_key("race-1") is None
+    handler.release_kill_switch()
+    record, created = handler.submit(MKT, idem_key="race-1", request_hash="h")
+    assert created
+    assert handler.wait(record.id, 5).verdict == "filled"
+    assert [o.order_ref for o in gateway.all_orders()] == [record.id]

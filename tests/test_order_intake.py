@@ -410,24 +410,34 @@ def test_an_accepted_order_moves_from_unregistered_to_working(handler):
     wait_for(lambda: handler.working_count() == 0)
 
 
-def test_an_order_accepted_as_the_kill_switch_engages_is_not_sent(handler, gateway, monkeypatch):
-    """The switch is checked again under its lock, after the journal insert."""
+def test_an_order_being_journaled_as_the_kill_switch_engages_is_cancelled_with_the_rest(
+    handler, gateway, monkeypatch
+):
+    """The switch is checked under its lock, which the intake holds from that check to the
+    queue (the journal insert included: an order the switch refuses is not journaled, so its
+    idempotency key stays free). An engage that comes meanwhile waits for the order to be
+    queued, and its global cancel then takes it with the rest: it never works at IB."""
     original = handler.journal.insert
+    engaging: list[threading.Thread] = []
 
     def engaged_during_insert(*args, **kwargs):
-        handler.kill_switch.engage("engaged during the insert")
+        engage = threading.Thread(target=handler.engage_kill_switch, args=("during the insert",))
+        engage.start()
+        engaging.append(engage)
+        engage.join(0.3)
+        assert engage.is_alive(), "the engage did not wait for the intake's lock"
         return original(*args, **kwargs)
 
     monkeypatch.setattr(handler.journal, "insert", engaged_during_insert)
-    with pytest.raises(TradingHaltedError, match="^trading is halted by the kill switch$"):
-        handler.submit(MKT)
+    record, created = handler.submit(FAR)
     monkeypatch.undo()
-    [record] = handler.records()
-    assert (record.verdict, record.verdict_reason) == ("not_sent", "kill switch engaged")
-    assert handler.queue_depth() == 0 and handler.working_count() == 0
+    assert created
+    engaging[0].join(5)
+    assert handler.halted
+    wait_for(lambda: handler.get(record.id).verdict in ("cancelled", "not_sent"), timeout=8)
     handler.release_kill_switch()
     barrier(handler, gateway)
-    assert record.id not in refs(gateway)
+    assert not [o for o in gateway.open_orders() if o.order_ref == record.id]
 
 
 # ----------------------------------------------------------- at the gateway, end to end
