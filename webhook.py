@@ -97,6 +97,8 @@ def _number(value: Any) -> Any:
             if number.is_integer() and "." not in value and "e" not in value.lower()
             else number
         )
+    if isinstance(value, str):  # not a number as TradingView writes one ("1_0" was 10)
+        raise PydanticCustomError("number_parsing", "Input should be a number like 10 or 187.25")
     return value
 
 

@@ -336,3 +336,16 @@ def test_a_target_counts_the_listing_the_order_trades():
         {"ticker": "SHOP", "market_position": "long", "market_position_size": 10}
     )
     assert webhook.plan(alert, webhook.position_of(rows, "SHOP", "STK"))["quantity"] == 6
+
+
+@pytest.mark.parametrize("written", ["1_0", " ", "10 shares", "0x10"])
+def test_a_quantity_not_written_as_a_number_is_refused(hook, gateway, written):
+    """Python's number rules took "1_0" for 10 (pydantic parses a string so): an order of 10
+    from a template that sent something else. Only numbers as TradingView writes them count."""
+    res = post(
+        hook.test_client(),
+        {"secret": SECRET, "ticker": "MSFT", "action": "buy", "contracts": written},
+    )
+    assert res.status_code == 400, res.get_data(as_text=True)
+    assert res.get_json()["error"]["field"] == "contracts"
+    assert not gateway.all_orders()
