@@ -37,6 +37,19 @@ def signed_in(client, secret: str = API_TOKEN):
     return page_token(client)
 
 
+def stream_ends(stream, frames, within: float) -> bool:
+    """Whether the open event stream ends within ``within`` seconds (closed either way)."""
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            next(frames)
+        return False
+    except StopIteration:
+        return True
+    finally:
+        stream.close()
+
+
 def client_from(app, address: str):
     """A test client whose requests come from ``address``."""
     client = app.test_client()
@@ -264,16 +277,7 @@ def test_a_browsers_open_stream_ends_when_its_session_expires(app, monkeypatch):
     assert stream.status_code == 200
     frames = iter(stream.response)
     assert next(frames)  # open and sending: the session holds for 3 s more
-    deadline = time.monotonic() + 12
-    ended = False
-    while time.monotonic() < deadline:
-        try:
-            next(frames)
-        except StopIteration:
-            ended = True
-            break
-    stream.close()
-    assert ended, "the stream went on after the session expired"
+    assert stream_ends(stream, frames, 12), "the stream went on after the session expired"
     assert browser.get("/api/v1/status").status_code == 401
 
 
@@ -1174,13 +1178,4 @@ def test_a_browsers_open_stream_ends_when_it_signs_out(app):
     frames = iter(stream.response)
     assert next(frames)  # the stream is open and sending
     assert browser.post("/logout", data={"csrf_token": token}).status_code == 302
-    deadline = time.monotonic() + 8
-    ended = False
-    while time.monotonic() < deadline:
-        try:
-            next(frames)
-        except StopIteration:
-            ended = True
-            break
-    stream.close()
-    assert ended, "the stream went on after the sign-out"
+    assert stream_ends(stream, frames, 8), "the stream went on after the sign-out"

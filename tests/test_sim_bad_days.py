@@ -100,14 +100,20 @@ async def test_a_broken_market_data_farm_stops_its_quotes_until_2104(gateway: Si
         await until(lambda: ticks["AAPL"] > aapl_before, what="AAPL streaming again")
 
 
+async def filling_soon(gateway: SimGateway, ib: Any) -> Any:
+    """A market order of 3 AAPL acknowledged, its fill 1 s away."""
+    [stock] = await qualified(ib, aapl())
+    gateway.set_fill_delay(1.0)
+    trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
+    await status(trade, "PreSubmitted")
+    return trade
+
+
 @async_test
 async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
-        [stock] = await qualified(ib, aapl())
-        gateway.set_fill_delay(1.0)
-        trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
-        await status(trade, "PreSubmitted")
+        trade = await filling_soon(gateway, ib)
         gateway.outage(seconds=1.5)  # the fill happens at IB during the outage
         await until(lambda: 1100 in errors.codes(), what="1100")
         await until(
@@ -128,10 +134,7 @@ async def test_a_fill_can_arrive_during_1100_as_at_ib(gateway: SimGateway) -> No
     window"): with ``through`` they reach the client before 1102, once."""
     async with connected(gateway) as ib:
         errors = Errors(ib)
-        [stock] = await qualified(ib, aapl())
-        gateway.set_fill_delay(1.0)
-        trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
-        await status(trade, "PreSubmitted")
+        trade = await filling_soon(gateway, ib)
         gateway.outage(seconds=3.0, through=True)
         await until(lambda: 1100 in errors.codes(), what="1100")
         await status(trade, "Filled")
