@@ -38,17 +38,19 @@ class WriteHealth:
         return self._failure
 
     def failed(self, exc: sqlite3.Error, backlog: bool = False) -> bool:
-        """Count a failed write; whether it is the first of a run of them (to log in full:
-        the writer retries every 0.2 s, and each retry's traceback filled the log)."""
+        """Count a failed write; whether it is the first of a run of them, or the first
+        failed save of one (to log in full: the writer retries every 0.2 s, and each retry's
+        traceback filled the log)."""
         with self._lock:
             started = self._failure is None
             if started:
                 self._failure = WriteFailure(time.time(), str(exc))
                 self._reminded = self._failure.since
+            first_save = backlog and not self._backlog
             self._backlog = self._backlog or backlog
         if started:
             self._changed()
-        return started
+        return started or first_save
 
     def remind(self, every: float = 60.0) -> str | None:
         """While writes fail: a line for the log at most once per ``every`` seconds."""

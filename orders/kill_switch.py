@@ -36,8 +36,8 @@ class KillSwitch:
     def engage(self, reason: str) -> None:
         """Halt new orders at once, then persist it. A journal that cannot be written does
         not stop the halt (nor the cancels that follow it): it then lasts until a restart."""
-        with self.lock:
-            self.reason = reason or "engaged"
+        self.reason = reason or "engaged"  # at once: the orders queued already see it
+        with self.lock:  # then waits for an order being queued (it passed its check before)
             self.cancel_pending = True
             self.generation += 1
         log.warning("🛑 KILL SWITCH engaged: %s", reason)

@@ -162,9 +162,11 @@ class Broker(OrderEntry, OrderCancels, OrderMatching, AccountBook, BrokerPersist
             self.quote(con_id).last if self.derivatives.derived(con_id) else self._book.last(con_id)
         )
 
-    def option_greeks(self, con_id: int) -> dict[int, Greeks]:
-        """tickOptionComputation rows of an option by tick type; {} for anything else."""
-        return self.derivatives.greeks(con_id, self._book.quote, self._clock)
+    def option_greeks(self, con_id: int, delayed: bool = False) -> dict[int, Greeks]:
+        """tickOptionComputation rows of an option by tick type ({} for anything else), on
+        the underlying's delayed price for delayed data."""
+        source = self._book.delayed_quote if delayed else self._book.quote
+        return self.derivatives.greeks(con_id, source, self._clock)
 
     def advance(self, now: float) -> list[Event]:
         """Step prices and run due work, in time order, up to ``now``."""

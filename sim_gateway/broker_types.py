@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -72,8 +73,8 @@ class BrokerConfig:
     def __post_init__(self) -> None:
         if not self.account.startswith("DU") and not self.live_account_drill:
             raise ValueError(f"paper account ids start with 'DU', got {self.account!r}")
-        if self.delayed_data_seconds < 0:
-            raise ValueError("delayed_data_seconds must not be negative")
+        if not (math.isfinite(self.delayed_data_seconds) and self.delayed_data_seconds >= 0):
+            raise ValueError("delayed_data_seconds must be a number of seconds, 0 or more")
         if self.price_step_seconds <= 0 or self.buying_power_multiplier <= 0:
             raise ValueError("price_step_seconds and buying_power_multiplier must be positive")
         if self.partial_fill_above > 0 and self.partial_fill_chunk <= 0:

@@ -81,7 +81,7 @@ class InstrumentHandlers:
     ) -> None:
         """Option computations after an option's price ticks (nothing for other contracts);
         delayed data carries them as IB's delayed tick types 80..83."""
-        rows = self.broker.option_greeks(con_id)
+        rows = self.broker.option_greeks(con_id, delayed)
         tick_types = (*STREAMED_GREEKS, 12) if full else STREAMED_GREEKS
         for tick_type in tick_types:
             if tick_type in rows:

@@ -185,9 +185,13 @@ def test_unwritable_journal_says_why(journal, caplog):
 
 
 # ---------------------------------------------------------------------- saves
-def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog):
+@pytest.mark.parametrize("first", ["save", "insert"])
+def test_a_failed_commit_is_retried_until_it_succeeds(journal, path, caplog, first):
     journal.insert(record("o-1"))
     journal.make_read_only()  # every commit fails for now
+    if first == "insert":  # the run of failures begins with an order refused: the saves that
+        with pytest.raises(JournalError):  # fail after it were never told in full
+            journal.insert(record("o-2"))
     filled = dataclasses.replace(record("o-1"), verdict="filled", status="Filled")
     journal.save(filled)
     wait_for(lambda: any("will retry" in r.getMessage() for r in caplog.records))

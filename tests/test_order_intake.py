@@ -415,8 +415,9 @@ def test_an_order_being_journaled_as_the_kill_switch_engages_is_cancelled_with_t
 ):
     """The switch is checked under its lock, which the intake holds from that check to the
     queue (the journal insert included: an order the switch refuses is not journaled, so its
-    idempotency key stays free). An engage that comes meanwhile waits for the order to be
-    queued, and its global cancel then takes it with the rest: it never works at IB."""
+    idempotency key stays free). An engage that comes meanwhile halts at once (the orders
+    queued already see it), waits for the order to be queued, and its global cancel then takes
+    it with the rest: it never works at IB."""
     original = handler.journal.insert
     engaging: list[threading.Thread] = []
 
@@ -426,6 +427,7 @@ def test_an_order_being_journaled_as_the_kill_switch_engages_is_cancelled_with_t
         engaging.append(engage)
         engage.join(0.3)
         assert engage.is_alive(), "the engage did not wait for the intake's lock"
+        assert handler.halted  # at once all the same: the orders queued already see it
         return original(*args, **kwargs)
 
     monkeypatch.setattr(handler.journal, "insert", engaged_during_insert)

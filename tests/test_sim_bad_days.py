@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ib_async import IB, Forex, LimitOrder, MarketOrder
+from ib_async import IB, Forex, LimitOrder, MarketOrder, Option
 from test_sim_ibapi import App, app, ibapi_log  # noqa: F401 - fixtures for the ibapi tests
 from test_sim_ibapi import aapl as ibapi_aapl
 from test_sim_ibapi import order as ibapi_order
@@ -27,6 +27,7 @@ from test_sim_server import (
 from conftest import TRADING_CLOCK
 from sim_gateway import bad_days as bd
 from sim_gateway.__main__ import parser
+from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings, bad_day_state
 
@@ -256,6 +257,10 @@ async def test_delayed_data_lags_the_market(start_gateway: Callable[..., SimGate
         delayed = gw.broker_call(lambda broker: broker.delayed_quote(stock.conId))
         assert delayed.last == start != live_last()
         ib.cancelMktData(stock)
+        # an option's delayed computations are made on the delayed underlying too
+        [call] = await qualified(ib, Option("AAPL", "20261218", 200, "C", "SMART"))
+        rows = gw.broker_call(lambda broker: broker.option_greeks(call.conId, delayed=True))
+        assert rows[13].und_price == pytest.approx(start)
 
 
 def test_a_delayed_quote_is_the_quote_of_its_delay_ago() -> None:
@@ -525,3 +530,9 @@ def test_ibapi_gets_historical_bars(app: App, gateway: SimGateway) -> None:
     bars = app.find("historicalData", reqId=21)
     assert len(bars) == 24 and all(b["bar"].high >= b["bar"].low > 0 for b in bars)
     assert bars[0]["bar"].date.endswith("US/Eastern") and isinstance(bars[0]["bar"].volume, int)
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf")])
+def test_a_delay_that_is_no_number_of_seconds_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match="delayed_data_seconds"):
+        BrokerConfig(delayed_data_seconds=seconds)
