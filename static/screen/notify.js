@@ -104,7 +104,8 @@ export function orderEvents(orders) {
       }, REASON_WAIT_MS));
     }
     if (waitsReason) final = null; // not told yet: the next frame looks again
-    known.set(o.id, {filled, final: final || before.final, change});
+    // a rejection waiting for its reason keeps what was told before; otherwise the frame's
+    known.set(o.id, {filled, final: waitsReason ? before.final : final, change});
     if (!primed) continue;
     if (change !== null && change !== before.change) tellChange(o);
     if (filled > before.filled) {
