@@ -150,8 +150,17 @@ class Dashboard:
         """Type a symbol; wait for its quote; return the bid."""
         page = self.page
         page.fill("#symbol", symbol)
-        expect(page.locator("#quote-bid")).to_have_text(re.compile(r"^\d[\d,]*\.\d{2,5}$"))
-        return number(page.locator("#quote-bid").text_content())
+        shown = re.compile(r"^\d[\d,]*\.\d{2,5}$")
+        expect(page.locator("#quote-bid")).to_have_text(shown)
+        # read once shown: a refresh slow to come (a loaded machine) may take it off meanwhile
+        # (the ticket's 3 s staleness rule), and the next one shows it again
+        return wait_for(
+            lambda: (
+                number(text)
+                if shown.match(text := page.locator("#quote-bid").text_content() or "")
+                else None
+            )
+        )
 
     def fill_ticket(
         self,
