@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from ib_async import IB, Contract
@@ -153,7 +154,7 @@ class MarketData(IBConnection):
         if pending is None:
             pending = asyncio.ensure_future(self._snapshot_quote(ib, contract, symbol, sec_type))
             self._quoting[contract.conId] = pending
-            pending.add_done_callback(self._quote_done)
+            pending.add_done_callback(partial(self._quote_done, contract.conId))
         try:
             return await asyncio.shield(pending)  # a waiter that gives up leaves it to the others
         except asyncio.CancelledError:
@@ -163,12 +164,11 @@ class MarketData(IBConnection):
                 raise NotConnectedError("the connection closed while the quote was asked") from None
             raise
 
-    def _quote_done(self, done: asyncio.Future[Quote]) -> None:
+    def _quote_done(self, con_id: int, done: asyncio.Future[Quote]) -> None:
         """A quote request ended: the next one of its contract is asked anew (unless one for
         the new connection is already there, forget_quotes)."""
-        for con_id, pending in list(self._quoting.items()):
-            if pending is done:
-                del self._quoting[con_id]
+        if self._quoting.get(con_id) is done:
+            del self._quoting[con_id]
 
     def forget_quotes(self) -> None:
         """The connection closed: its quote requests will never be answered (ib_async neither

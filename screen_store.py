@@ -26,6 +26,8 @@ from typing import Literal, TypeVar
 
 from pydantic import TypeAdapter
 
+from durable_files import write_whole
+
 log = logging.getLogger(__name__)
 
 MAX_WATCHLIST = 200
@@ -107,14 +109,7 @@ class ScreenStore:
     def _save(self, name: str, rows: list) -> None:
         if self.folder is None:
             return
-        path = self.folder / name
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(rows, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        write_whole(self.folder / name, json.dumps(rows, indent=1))
 
     # ------------------------------------------------------------------ watchlist
     def watchlist(self) -> tuple[WatchItem, ...]:

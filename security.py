@@ -30,6 +30,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 import auth
 from config import ConfigError, Settings
+from durable_files import write_whole
 from screen_store import ALERTS_FILE, WATCHLIST_FILE
 
 log = logging.getLogger(__name__)
@@ -125,29 +126,8 @@ def _kept_secret(folder: Path | None, name: str) -> tuple[str, bool]:
         log.warning("🔑 %s is empty or cut short: a new %s is generated", path, name)
     make_private_dir(folder)
     value = secrets.token_urlsafe(32)
-    temporary = folder / f".{name}.new"
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    write_whole(path, value + "\n")
     return value, True
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_loopback(host: str) -> bool:

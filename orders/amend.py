@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 import ib_pacing
 from ib_compat import DONE_STATES, forget_trade
 from orders.commands import Cancel, CancelAll, Modify
-from orders.lifecycle import Tracker, Verdict, change_words, is_final, same_terms
+from orders.lifecycle import (
+    CHANGE_NOT_SENT,
+    CHANGE_SENT,
+    Tracker,
+    Verdict,
+    change_words,
+    is_final,
+    same_terms,
+)
 from orders.tracking import OrderBook
 
 if TYPE_CHECKING:
@@ -130,17 +138,17 @@ class Amend:
         tracker = command.tracker
         trade, ib = tracker.trade, self.host.ib
         if trade is None or ib is None:  # the connection dropped since the change was accepted
-            tracker.step("change not sent: the order is not matched on this connection")
+            tracker.step(f"{CHANGE_NOT_SENT}: the order is not matched on this connection")
             return
         if tracker.record.status in DONE_STATES:
-            tracker.step("change not sent: the order is no longer working at the broker")
+            tracker.step(f"{CHANGE_NOT_SENT}: the order is no longer working at the broker")
             return
         if is_final(tracker.record.verdict):  # e.g. withdrawn unsent by a global cancel
-            tracker.step(f"change not sent: the order is {tracker.record.verdict}")
+            tracker.step(f"{CHANGE_NOT_SENT}: the order is {tracker.record.verdict}")
             return
         if self.host.halted or tracker.cancel_requested:  # engaged after it was accepted
             why = "the kill switch is engaged" if self.host.halted else "its cancel was asked"
-            tracker.step(f"change not sent: {why}")
+            tracker.step(f"{CHANGE_NOT_SENT}: {why}")
             return
         if command.basis is not None and not same_terms(command.basis, tracker.sent_terms()):
             self._refuse_moved(tracker, command)
@@ -157,13 +165,13 @@ class Amend:
         try:
             ib.placeOrder(trade.contract, order)
         except ConnectionError as exc:
-            tracker.step(f"change not sent: {exc}")
+            tracker.step(f"{CHANGE_NOT_SENT}: {exc}")
             return
         except AssertionError:  # ib_async sends first, then asserts the trade is live
             changes += "; the broker decides whether it applies"
         tracker.placed += 1
         tracker.unconfirmed = values  # the next change goes on top of these until echoed
-        tracker.step(f"change sent: {changes}")
+        tracker.step(f"{CHANGE_SENT}: {changes}")
         log.info("✏️ Modify sent for %s: %s", tracker.id, changes)
 
     def _refuse_moved(self, tracker: Tracker, command: Modify) -> None:
@@ -173,7 +181,7 @@ class Amend:
         goes out on the full quantity)."""
         now = change_words({k: v for k, v in tracker.sent_terms().items() if v is not None})
         tracker.step(
-            f"change not sent: {change_words(command.changes())} was checked on an order that "
+            f"{CHANGE_NOT_SENT}: {change_words(command.changes())} was checked on an order that "
             f"has changed since (now {now}); check it and send it again"
         )
         log.warning("✋ Modify of %s not sent: the order changed since it was checked", tracker.id)

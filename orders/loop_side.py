@@ -20,7 +20,7 @@ from ib_connection import FLUSH_AT_STOP, IBConnection, NotConnectedError
 from journal import Journal
 from orders.commands import Cancel, CancelAll, Command, Modify, Place
 from orders.kill_switch import KillSwitch
-from orders.lifecycle import Verdict
+from orders.lifecycle import CHANGE_NOT_SENT, Verdict
 from orders.placement import CALL_TIMEOUT, Placement
 from orders.reconcile import Reconciler
 from orders.tracking import OrderBook
@@ -122,7 +122,7 @@ class LoopSide(IBConnection):
         for order_id in queued:
             tracker = self.book.by_order_id.get(order_id)
             if tracker is not None:
-                tracker.step("change not sent: the app stopped before it left the queue")
+                tracker.step(f"{CHANGE_NOT_SENT}: the app stopped before it left the queue")
 
     async def before_disconnect(self) -> None:
         if self._consumer is not None:
@@ -207,6 +207,6 @@ class LoopSide(IBConnection):
 def _change_dropped(command: Modify, why: str) -> None:
     """A change the order thread will not send: its record says so, and it is no longer
     counted as queued."""
-    command.tracker.step(f"change not sent: {why}")
+    command.tracker.step(f"{CHANGE_NOT_SENT}: {why}")
     if command.basis is not None:
         command.tracker.change_taken()
