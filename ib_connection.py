@@ -78,6 +78,11 @@ class ConnectionState:
     last_heartbeat: float | None  # epoch seconds of the last answered heartbeat
 
 
+async def _settled(future: asyncio.Future | None) -> None:
+    assert future is not None
+    await asyncio.shield(future)
+
+
 class IBConnection(IBServers):
     """A supervised IB connection on a dedicated loop thread."""
 
@@ -120,18 +125,15 @@ class IBConnection(IBServers):
 
     # ------------------------------------------------------------------ life
     def start(self, wait_connected: bool = True) -> None:
-        """Start the thread; by default wait for the first connection attempt.
-
-        A failed first attempt does not raise: the supervisor keeps retrying
-        and the state says ``disconnected`` meanwhile.
-        """
+        """Start the thread; by default wait for the first connection attempt (a failed one
+        does not raise: the supervisor keeps retrying, the state says ``disconnected``)."""
         self.thread.start()
         if wait_connected:
             self.wait_first_attempt()
 
     def wait_first_attempt(self) -> None:
         """Block until the first connection attempt after ``start`` succeeded or failed."""
-        self.thread.call(self._await_first_attempt(), self.connect_timeout + 5)
+        self.thread.call(_settled(self._first_attempt), self.connect_timeout + 5)
 
     def stop(self) -> None:
         """Disconnect cleanly and end the thread."""
@@ -151,10 +153,6 @@ class IBConnection(IBServers):
         await self.before_disconnect()
         await _disconnect_flushed(self.ib)
         self._connected = False
-
-    async def _await_first_attempt(self) -> None:
-        assert self._first_attempt is not None
-        await asyncio.shield(self._first_attempt)
 
     # ------------------------------------------------------------ supervisor
     async def _supervise(self) -> None:
@@ -338,6 +336,11 @@ class IBConnection(IBServers):
     def connected(self) -> bool:
         """True while connected and answering heartbeats."""
         return self._connected and self.thread.is_alive
+
+    @property
+    def ready(self) -> bool:
+        """Connected and set up (``on_connected`` done: the order handler's journal matched)."""
+        return self.connected and self._state == "connected"
 
     def require_connected(self) -> None:
         """Raise NotConnectedError unless connected (nothing is sent then), ServersUnreachable

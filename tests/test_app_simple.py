@@ -277,6 +277,36 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
     assert post_order(client, wait=True).get_json()["order"]["verdict"] == "filled"
 
 
+def test_health_is_not_ok_until_the_order_handler_has_matched_its_journal(app, client, monkeypatch):
+    """A reconnected order handler takes no order until its journal is matched with the
+    gateway (503 reconciling): /health said 200 meanwhile, so a monitor (or a script waiting
+    for it) saw the app ready while orders were refused."""
+    handler = app.extensions["trading"].handler
+    matching, release = threading.Event(), threading.Event()
+    reconcile = handler.reconciler.reconcile
+
+    def slow_reconcile(ib):
+        matching.set()
+        release.wait(10)  # the order thread's loop waits here, as on a long journal
+        reconcile(ib)
+
+    monkeypatch.setattr(handler.reconciler, "reconcile", slow_reconcile)
+    handler.thread.call_soon(lambda: handler.restart_connection("drill"))
+    try:
+        assert matching.wait(10) and handler.connected
+        assert post_order(client).get_json()["error"]["code"] == "gateway_unavailable"
+        health = client.get("/api/v1/health")
+        assert health.status_code == 503
+        assert health.get_json()["reason"] == (
+            "not ready: order-handler (connected, still subscribing or matching orders with "
+            "the gateway)"
+        )
+    finally:
+        release.set()
+    wait_for(lambda: client.get("/api/v1/health").status_code == 200)
+    assert post_order(client).status_code == 202
+
+
 def test_an_ib_account_the_gateway_does_not_manage_is_named_and_trades_nothing(gateway):
     """IB_ACCOUNT mistyped (DU9999999 on a DU1234567 gateway): the app showed it connected
     (ok: true) with that account's figures all empty, and sent every order, which IB

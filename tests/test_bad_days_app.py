@@ -137,7 +137,8 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
     assert any("recovered" in s["text"] or "matched" in s["text"] for s in lifecycle["steps"])
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
     wait_for(lambda: client.get("/api/v1/account").status_code == 200, timeout=10)
-    assert post_order(client, quantity=1).status_code == 202
+    answer = post_order(client, quantity=1)
+    assert answer.status_code == 202, answer.get_json()
 
 
 @pytest.mark.slow

@@ -357,14 +357,24 @@ def openapi_document() -> Response:
     same_body={503: "not healthy: ok false and the reason"},
 )
 def health() -> Response | tuple[Response, int]:
-    """200 when both connections are up, IB's servers reachable and the journal saves, else
+    """200 when both connections are up and set up (the order handler's journal matched with
+    the gateway: orders are taken), IB's servers reachable and the journal saves, else
     503 with ``ok`` false and the ``reason`` (for monitors)."""
     svc = services()
-    up = svc.connector.connected and (svc.handler is None or svc.handler.connected)
-    if not up:
-        down = [c.name for c in (svc.connector, svc.handler) if c is not None and not c.connected]
+    connections = [c for c in (svc.connector, svc.handler) if c is not None]
+    down = [c.name for c in connections if not c.connected]
+    if down:
         return jsonify(
             {"ok": False, "reason": f"not connected to the gateway: {', '.join(down)}"}
+        ), 503
+    setting_up = [c.name for c in connections if not c.ready]
+    if setting_up:
+        return jsonify(
+            {
+                "ok": False,
+                "reason": f"not ready: {', '.join(setting_up)} (connected, still subscribing "
+                "or matching orders with the gateway)",
+            }
         ), 503
     link = ib_servers(svc)
     if not link.reachable:
