@@ -164,13 +164,20 @@ def test_a_reconnect_during_an_outage_does_not_make_the_data_look_fresh(start_ap
     as the outage's start; /status, /positions and /account said half a second old."""
     gateway, app, client = start_app()
     wait_for(lambda: client.get("/api/v1/status").get_json()["data_age"] is not None)
+    connector, handler = app.extensions["trading"].connector, app.extensions["trading"].handler
     gateway.outage(seconds=600)
-    began = wait_for(lambda: (s := servers(client)) and not s["reachable"] and s["since"])
+    wait_for(lambda: not connector.link_state().reachable and not handler.link_state().reachable)
+    began = servers(client)["since"]
     time.sleep(2.5)
-    reconnects = app.extensions["trading"].connector.state().reconnects
+    reconnects = [c.state().reconnects for c in (connector, handler)]
     gateway.drop_connections()
-    connector = app.extensions["trading"].connector
-    wait_for(lambda: connector.connected and connector.state().reconnects > reconnects, 15)
+    wait_for(  # both: the outage's start is the earlier of the two connections' notices
+        lambda: all(
+            c.connected and c.state().reconnects > before and not c.link_state().reachable
+            for c, before in zip((connector, handler), reconnects, strict=True)
+        ),
+        15,
+    )
     status = wait_for(
         lambda: (s := client.get("/api/v1/status").get_json())["ib_servers"]["code"] and s
     )

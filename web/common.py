@@ -275,10 +275,14 @@ def _reader_current() -> bool:
 
 
 def ib_servers(svc: Services) -> LinkState:
-    """IB's servers as the gateway tells them: unreachable when either connection was told so
-    (the order connection's view first: it decides whether orders can reach IB)."""
+    """IB's servers as the gateway tells them: unreachable when either connection was told so,
+    since the earlier of their notices (each hears the outage a moment apart: the one that
+    reconnects first must not move its start); else the reader's view (its farms)."""
     views = [c.link_state() for c in (svc.handler, svc.connector) if c is not None]
-    return next((v for v in views if not v.reachable), views[-1] if views else LinkState())
+    lost = [v for v in views if not v.reachable]
+    if lost:
+        return min(lost, key=lambda v: v.since if v.since is not None else float("inf"))
+    return views[-1] if views else LinkState()
 
 
 def _as_bytes(body: str | bytes) -> bytes:
