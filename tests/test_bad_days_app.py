@@ -122,11 +122,11 @@ def test_a_fill_that_arrives_during_1100_is_taken_once(start_app):
 def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
     gateway, app, client = start_app()
     svc = app.extensions["trading"]
-    gateway.set_fill_delay(0.8)
+    gateway.set_fill_delay(2.0)  # the outage begins well before (a loaded machine is slow)
     order_id = post_order(client, action="SELL", quantity=7).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     reader_reconnects = svc.connector.state().reconnects
-    gateway.outage(seconds=1.5, lost=True)  # the fill's messages are dropped by the gateway
+    gateway.outage(seconds=3.0, lost=True)  # the fill's messages are dropped by the gateway
     wait_for(lambda: not servers(client)["reachable"])
     assert post_order(client).status_code == 503
     # after 1101 both connections reconnect: subscriptions made again, orders reconciled
