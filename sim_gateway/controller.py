@@ -15,15 +15,15 @@ from loop_thread import LoopThread
 
 from . import bad_days
 from .broker import BrokerConfig
+from .connection_drills import CALL_TIMEOUT, ConnectionDrills
 from .order_drills import OrderDrills
 from .server import GatewayServer, ServerSettings, Stats
 from .types import CommissionReport, Execution, ExecutionFilter, OrderView, Position
 
 T = TypeVar("T")
-CALL_TIMEOUT = 10.0
 
 
-class SimGateway(OrderDrills):
+class SimGateway(ConnectionDrills, OrderDrills):
     """An embedded simulated IB Gateway on a loopback port."""
 
     def __init__(
@@ -83,22 +83,6 @@ class SimGateway(OrderDrills):
             return fn(server)
 
         return self._thread.call(job(), CALL_TIMEOUT)
-
-    # ---------------------------------------------------------------- faults
-    def drop_connections(self) -> None:
-        """Hard-close every client connection."""
-        self._run(lambda s: s.drop_connections())
-
-    def stall(self, seconds: float) -> None:
-        """Stop answering for ``seconds`` with sockets left open."""
-        self._run(lambda s: s.stall(seconds))
-
-    def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
-        """Listener down and up on the same port; broker state kept."""
-        assert self._server is not None, "gateway not started"
-        self._thread.call(
-            self._server.restart(down_seconds, roll_back_ids), CALL_TIMEOUT + down_seconds
-        )
 
     def set_validation_delay(self, seconds: float) -> None:
         """Paper validation delay before an order is acknowledged."""

@@ -1,0 +1,41 @@
+"""The simulated gateway's drills of what happens to connections: every client cut, the
+gateway stalled with sockets open, a restart (the listener down, then up on the same port).
+A mixin of ``SimGateway`` (its methods run on the gateway's loop thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from loop_thread import LoopThread
+
+    from .server import GatewayServer
+
+T = TypeVar("T")
+CALL_TIMEOUT = 10.0
+
+
+class ConnectionDrills:
+    """Connections cut, stalled or refused, on demand (each thread-safe)."""
+
+    if TYPE_CHECKING:
+        _server: GatewayServer | None
+        _thread: LoopThread
+
+        def _run(self, fn: Callable[[GatewayServer], T]) -> T: ...
+
+    def drop_connections(self) -> None:
+        """Hard-close every client connection."""
+        self._run(lambda s: s.drop_connections())
+
+    def stall(self, seconds: float) -> None:
+        """Stop answering for ``seconds`` with sockets left open."""
+        self._run(lambda s: s.stall(seconds))
+
+    def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
+        """Listener down and up on the same port; broker state kept."""
+        assert self._server is not None, "gateway not started"
+        self._thread.call(
+            self._server.restart(down_seconds, roll_back_ids), CALL_TIMEOUT + down_seconds
+        )
