@@ -1,10 +1,13 @@
 """The simulated gateway's drills of what happens to connections: every client cut, the
-gateway stalled with sockets open, a restart (the listener down, then up on the same port).
+gateway stalled with sockets open, a restart (the listener down, then up on the same port:
+for a while, or for as long as a ``with gateway.down():`` block lasts).
 A mixin of ``SimGateway`` (its methods run on the gateway's loop thread)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -12,6 +15,7 @@ if TYPE_CHECKING:
 
     from .server import GatewayServer
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
 
@@ -39,3 +43,17 @@ class ConnectionDrills:
         self._thread.call(
             self._server.restart(down_seconds, roll_back_ids), CALL_TIMEOUT + down_seconds
         )
+
+    @contextmanager
+    def down(self, roll_back_ids: bool = False) -> Iterator[None]:
+        """The gateway down (listener closed, every client cut, state kept) for the block,
+        then up on the same port: a restart as long as the caller needs, however slow the
+        machine."""
+        assert self._server is not None, "gateway not started"
+        server = self._server
+        log.warning("🔄 Gateway down until the drill brings it back")
+        self._thread.call(server.go_down(roll_back_ids), CALL_TIMEOUT)
+        try:
+            yield
+        finally:
+            self._thread.call(server.come_up(), CALL_TIMEOUT)

@@ -87,11 +87,19 @@ class FaultSwitches:
     async def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
         """Listener down (all clients cut), state kept, listener up on the same port."""
         log.warning("🔄 Gateway restarting (down %.1fs)", down_seconds)
+        await self.go_down(roll_back_ids)
+        await asyncio.sleep(down_seconds)
+        await self.come_up()
+
+    async def go_down(self, roll_back_ids: bool = False) -> None:
+        """Listener closed and every client cut, state saved: down until ``come_up``."""
         await self._close_listener()
         if roll_back_ids:
             self.broker.roll_back_order_ids()
         self.save_state()
-        await asyncio.sleep(down_seconds)
+
+    async def come_up(self) -> None:
+        """Listen again on the same port (after ``go_down``), unless stopped meanwhile."""
         if not self._stopped:
             await self._listen()
 

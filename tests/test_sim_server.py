@@ -1014,13 +1014,10 @@ async def test_restart_cuts_clients_and_keeps_orders_and_positions(gateway: SimG
         await status(resting, "Submitted")
         lost: list[float] = []
         ib.disconnectedEvent += lambda: lost.append(time.monotonic())
-        # down long enough that a busy machine's scheduling cannot bring it back before the
-        # attempt below (0.4 s did once in a full run)
-        restart = asyncio.create_task(asyncio.to_thread(gateway.restart, 1.5))
-        await until(lambda: lost, 1.0, "disconnect on restart")
-        with pytest.raises(ConnectionRefusedError):  # the listener is down meanwhile
-            await IB().connectAsync(gateway.host, port, clientId=2, timeout=1.0)
-        await restart
+        with gateway.down():  # down until the block ends, however slow the machine
+            await until(lambda: lost, 5.0, "disconnect on restart")
+            with pytest.raises(ConnectionRefusedError):  # the listener is down meanwhile
+                await IB().connectAsync(gateway.host, port, clientId=2, timeout=1.0)
     assert gateway.port == port
     next_ids: list[int] = []
     async with connected(gateway, next_ids=next_ids) as ib:
