@@ -141,6 +141,16 @@ class BadDayHandlers:
             self.bad.outages.windows + (window,), self.bad.outages.nightly
         )
 
+    def end_outage_now(self) -> bool:
+        """End the outage in progress now, as if its window had run out (controller switch):
+        1101 or 1102 on the next ticker step. False when none of the added ones is on."""
+        active = self.bad.outage
+        if active is None or active not in self.bad.outages.windows:
+            return False
+        kept = tuple(w for w in self.bad.outages.windows if w != active)
+        self.bad.outages = bd.Schedule(kept, self.bad.outages.nightly)
+        return True
+
     def start_competing(self, window: bd.Window) -> None:
         self.bad.competing = bd.Schedule(self.bad.competing.windows + (window,))
 

@@ -173,6 +173,17 @@ class SimGateway(ConnectionDrills, OrderDrills):
 
         self._run(apply)
 
+    def end_outage(self) -> None:
+        """End the outage started by ``outage`` now, however long it was to last: a test's
+        outage lasts until it has looked at everything, however slow the machine."""
+
+        def apply(server: GatewayServer) -> None:
+            if not server.end_outage_now():
+                raise RuntimeError("no outage of ours is in progress")
+            server.poke()
+
+        self._run(apply)
+
     def farm_down(self, seconds: float | None = None, farm: str = "usfarm") -> None:
         """A market data farm (usfarm, cashfarm) broken with IB's servers reachable (2103: its
         quotes and the marks stop) for ``seconds``, or until ``farm_up``; then 2104."""

@@ -41,7 +41,7 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     expect(stale).to_have_count(5)
     for note in stale.all():
         expect(note).to_be_hidden()
-    gateway.outage(seconds=4.0)
+    gateway.outage(seconds=600)  # until every look below is done, however slow the machine
     expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
     # the gateway pushes nothing meanwhile: every panel of broker figures says it is stale,
     # and the ticket shows no last prices (nor offers them to the limit field)
@@ -64,6 +64,7 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     expect(notice).to_contain_text("IB servers unreachable (error 1100")
     expect(notice).to_contain_text("nothing is queued to send later")
     dash.shot("ib_servers_unreachable")
+    gateway.end_outage()  # 1102
     expect(page.locator("#health")).to_have_text("connected", timeout=15_000)
     expect(ib.locator(".conn-state")).to_have_text("reachable")
     expect(notice).to_be_hidden()

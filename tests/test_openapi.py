@@ -139,8 +139,9 @@ def test_an_unhealthy_answer_is_the_documented_one(client, gateway):
         "application/json",
         {"$ref": "#/components/schemas/HealthOut"},
     )
-    gateway.outage(seconds=1.5)
+    gateway.outage(seconds=600)
     health = wait_for(lambda: (res := client.get("/api/v1/health")).status_code == 503 and res)
+    gateway.end_outage()
     answer = HealthOut.model_validate(health.get_json())
     assert answer.ok is False and "IB servers unreachable" in (answer.reason or "")
 

@@ -541,7 +541,7 @@ def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
 
     monkeypatch.setattr(reader_market, "QUOTE_TIMEOUT", 1.0)
     gateway, app, client = start_app()
-    gateway.outage(seconds=3.0)
+    gateway.outage(seconds=600)  # until the look-up has timed out, however slow the machine
     wait_for(lambda: not client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
     app.extensions["trading"].quotes.watch([WatchItem("MSFT", "STK")])
 
@@ -550,6 +550,7 @@ def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
         return next((q for q in rows if q["symbol"] == "MSFT"), {})
 
     wait_for(lambda: msft().get("notice") is not None, timeout=5)  # the look-up timed out
+    gateway.end_outage()  # 1102
     wait_for(lambda: client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
     row = wait_for(lambda: (r := msft()).get("last") and r, timeout=10)
     assert row["notice"] is None, row
