@@ -26,6 +26,7 @@ from flask import Flask
 from playwright.sync_api import Page, Route, expect
 
 import app_simple
+import ib_connection
 from config import load_settings
 from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, served, wait_for
 from sim_gateway.broker import BrokerConfig
@@ -65,12 +66,15 @@ class Live:
 
 
 @pytest.fixture
-def live(request, tmp_path) -> Iterator[Live]:
+def live(request, tmp_path, monkeypatch) -> Iterator[Live]:
     """The app on the ``gateway`` fixture, or (parametrized "embedded") on its own simulator,
     or (parametrized "live_account") on a simulator whose account looks live, with live
     trading allowed and a typed confirmation from 1,000 of notional, or (parametrized
     "monitor_60s") on the ``gateway`` fixture with a 60 s monitoring window after each order,
     or ("frozen_data") asking for delayed-frozen market data (MARKET_DATA_TYPE=4)."""
+    # six workers and Chromium on two cores can hold a heartbeat's answer past 4 s, and the
+    # reconnect that follows fails what the page had asked: no browser test is about that
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 15.0)
     journal = str(tmp_path / "orders.db")
     kind = getattr(request, "param", "gateway")
     own = None  # a gateway this fixture started (and stops)
@@ -306,7 +310,6 @@ def test_a_quote_the_gateway_is_slow_to_refresh_is_taken_off_the_ticket(dash, mo
     """The gateway stalled: the ticket kept showing the last bid and ask, clickable into the
     limit field, until its refresh failed (5 s of server wait later, 7 s old). A refresh
     unanswered for 3 s takes it off."""
-    import ib_connection
     import reader_market
 
     # the connection is not given up, and the server waits long for the quote: only the

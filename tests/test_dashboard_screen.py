@@ -399,16 +399,14 @@ def test_a_chart_request_the_gateway_does_not_answer_in_time_says_so(
 ) -> None:
     """The chart read "0 bars of 1 min" (a time-out answered as an empty history and cached
     for 20 s): it says the gateway did not answer, and once it does the bars are shown."""
-    import ib_connection
     import reader_market
 
     dash.allow_console_error("status of 504")
     page = dash.open().page
     expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
     monkeypatch.setattr(reader_market, "HISTORY_TIMEOUT", 0.5)
-    # the connections stay up through the stall (a failed heartbeat would reconnect them and
-    # make the retry a 503), which lasts well past the click however slow the machine
-    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 30.0)
+    # well past the click however slow the machine, and well under the browser tests' 15 s
+    # heartbeat (a failed one would reconnect and make the retry a 503)
     dash.gateway.stall(5.0)
     page.click('.bar-sizes button[data-bar="1m"]')
     expect(page.locator("#chart-status")).to_contain_text(
