@@ -19,12 +19,13 @@ from test_sim_server import (
     aapl,
     async_test,
     connected,
+    later,
     qualified,
     status,
     until,
 )
 
-from conftest import TRADING_CLOCK
+from conftest import TRADING_CLOCK, wait_for
 from sim_gateway import bad_days as bd
 from sim_gateway.__main__ import parser
 from sim_gateway.broker import BrokerConfig
@@ -37,6 +38,12 @@ def gateway(start_gateway: Callable[..., SimGateway]) -> SimGateway:
     return start_gateway()
 
 
+# Clock seconds: an outage (or competing session) that lasts until the test moves the
+# simulated clock past its end, and a fill due when the test moves the clock by FILL_DELAY.
+OUTAGE = 120.0
+FILL_DELAY = 30.0
+
+
 # ----------------------------------------------------------------------------- outages
 @async_test
 async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
@@ -47,7 +54,7 @@ async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
         [stock] = await qualified(ib, aapl())
         resting = ib.placeOrder(stock, LimitOrder("BUY", 1, 1.0, tif="DAY"))
         await status(resting, "Submitted")
-        gateway.outage(seconds=1.5)  # its steps below take milliseconds
+        gateway.outage(seconds=OUTAGE)  # until the test moves the clock past its end
         await until(lambda: 1100 in errors.codes(), what="1100")
         await until(lambda: {2103, 2105, 2157} <= set(errors.codes(-1)), what="farms broken")
         # an order placed now is held by the gateway: no answer while IB's servers are away
@@ -55,6 +62,8 @@ async def test_outage_1100_farms_broken_orders_held_then_1102_delivers_the_fill(
         await until(lambda: gateway.held()[0] == 1, what="the order held by the gateway")
         assert held.orderStatus.status == "PendingSubmit" and not held.fills
         assert gateway.outage_active()
+        assert 1102 not in errors.codes()
+        later(gateway, OUTAGE)  # the outage's end
         await until(lambda: 1102 in errors.codes(), timeout=6, what="1102")
         await until(lambda: {2104, 2106, 2158} <= set(errors.codes(-1)), what="farms OK")
         assert 1101 not in errors.codes()
@@ -102,9 +111,10 @@ async def test_a_broken_market_data_farm_stops_its_quotes_until_2104(gateway: Si
 
 
 async def filling_soon(gateway: SimGateway, ib: Any) -> Any:
-    """A market order of 3 AAPL acknowledged, its fill 1 s away."""
+    """A market order of 3 AAPL acknowledged, its fill FILL_DELAY s of clock time away: due
+    when the test moves the clock (``later``), however slow the machine."""
     [stock] = await qualified(ib, aapl())
-    gateway.set_fill_delay(1.0)
+    gateway.set_fill_delay(FILL_DELAY)
     trade = ib.placeOrder(stock, MarketOrder("BUY", 3, tif="DAY"))
     await status(trade, "PreSubmitted")
     return trade
@@ -115,8 +125,10 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
     async with connected(gateway) as ib:
         errors = Errors(ib)
         trade = await filling_soon(gateway, ib)
-        gateway.outage(seconds=1.5)  # the fill happens at IB during the outage
+        gateway.outage(seconds=OUTAGE)
         await until(lambda: 1100 in errors.codes(), what="1100")
+        assert not gateway.executions()
+        later(gateway, FILL_DELAY)  # the fill happens at IB during the outage
         await until(
             lambda: gateway.executions() and gateway.held()[1],
             timeout=4,
@@ -124,6 +136,8 @@ async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -
         )
         assert [e.shares for e, _ in gateway.executions()] == [3]
         assert not trade.fills  # held by the gateway while IB's servers are unreachable
+        assert gateway.outage_active() and 1102 not in errors.codes()
+        later(gateway, OUTAGE)  # the outage's end
         await until(lambda: 1102 in errors.codes(), timeout=4, what="1102")
         await status(trade, "Filled")
         assert sum(f.execution.shares for f in trade.fills) == 3
@@ -136,10 +150,13 @@ async def test_a_fill_can_arrive_during_1100_as_at_ib(gateway: SimGateway) -> No
     async with connected(gateway) as ib:
         errors = Errors(ib)
         trade = await filling_soon(gateway, ib)
-        gateway.outage(seconds=3.0, through=True)
+        gateway.outage(seconds=OUTAGE, through=True)
         await until(lambda: 1100 in errors.codes(), what="1100")
+        assert not trade.fills
+        later(gateway, FILL_DELAY)  # the fill happens at IB during the outage
         await status(trade, "Filled")
         assert 1102 not in errors.codes() and gateway.outage_active()
+        later(gateway, OUTAGE)  # the outage's end
         await until(lambda: 1102 in errors.codes(), timeout=6, what="1102")
         assert sum(f.execution.shares for f in trade.fills) == 3  # not again at 1102
 
@@ -153,10 +170,19 @@ async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds
         [stock] = await qualified(ib, aapl())
         ticker = ib.reqMktData(stock)
         await until(lambda: ticker.last == ticker.last and ticker.last > 0, what="first ticks")
-        gateway.set_fill_delay(1.0)
+        gateway.set_fill_delay(FILL_DELAY)
         trade = ib.placeOrder(stock, MarketOrder("SELL", 4, tif="DAY"))
         await status(trade, "PreSubmitted")
-        gateway.outage(seconds=1.5, lost=True)
+        gateway.outage(seconds=OUTAGE, lost=True)
+        await until(lambda: 1100 in errors.codes(), what="1100")
+        assert not gateway.executions()
+        later(gateway, FILL_DELAY)  # the fill happens at IB during the outage
+        await until(
+            lambda: gateway.executions() and gateway.held()[1],
+            timeout=4,
+            what="the fill, its messages held",
+        )
+        later(gateway, OUTAGE)  # the outage's end
         await until(lambda: 1101 in errors.codes(), timeout=5, what="1101")
         assert 1102 not in errors.codes()
         # the fill happened at IB and nothing is held for later: its messages were dropped
@@ -191,10 +217,15 @@ async def test_outage_repeats_1100_and_a_client_connecting_meanwhile_is_told(
 
 def test_ibapi_sees_1100_and_1102(app: App, gateway: SimGateway) -> None:
     order_id = app.next_order_id()
-    gateway.outage(seconds=1.0)
+    gateway.outage(seconds=600)  # until the test ends it
     app.wait_call("error", reqId=-1, errorCode=1100)
     app.wait_call("error", reqId=-1, errorCode=2103)
     app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 1))
+    wait_for(lambda: gateway.held()[0] == 1)  # the order waits for IB's servers
+    assert not app.find("orderStatus", orderId=order_id)
+    gateway.end_outage()
+    with pytest.raises(RuntimeError, match="^no outage of ours is in progress$"):
+        gateway.end_outage()  # once ended, there is none to end
     app.wait_call("error", reqId=-1, errorCode=1102, timeout=5)
     app.wait_call("orderStatus", orderId=order_id, status="Filled")
     app.wait_call("error", reqId=-1, errorCode=2104)
@@ -352,7 +383,7 @@ async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests
         ticker = ib.reqMktData(stock)
         await until(lambda: ticker.last > 0, what="first ticks")
         assert gateway.live_streams() == 1
-        gateway.competing_session(seconds=1.5)
+        gateway.competing_session(seconds=OUTAGE)  # until the test moves the clock past it
         await until(lambda: 10197 in errors.codes(), what="10197")
         assert errors.text(10197) == "No market data during competing live session"
         stopped = ticker.time
@@ -361,6 +392,7 @@ async def test_competing_session_10197_stops_live_ticks_and_refuses_new_requests
         await ib.reqTickersAsync(stock)
         assert errors.codes().count(10197) == 2  # a new request is refused too
         assert gateway.competing_active()
+        later(gateway, OUTAGE)  # the other session logs out
         await until(
             lambda: not gateway.competing_active(), timeout=5, what="the other session logged out"
         )
@@ -436,15 +468,26 @@ def test_cli_switches_reach_the_gateway_settings() -> None:
 
 
 def test_nightly_reset_on_the_simulated_clock(start_gateway: Callable[..., SimGateway]) -> None:
-    night = bd.parse_window("2026-11-30T23:44:59-05:00:1", 0).start
-    # the simulated clock at twice real time: 23:45 comes 0.5 s after the start
-    gw = start_gateway(clock_start=night, clock_speed=2.0, nightly_reset="23:45/2")
+    evening = bd.parse_window("2026-11-30T23:40:00-05:00:1", 0).start
+    reset = bd.parse_window("2026-11-30T23:45:00-05:00:1", 0).start
+    # the simulated clock at twice real time; the test moves it to 23:45 and past the reset
+    gw = start_gateway(clock_start=evening, clock_speed=2.0, nightly_reset="23:45/60")
 
     async def run() -> None:
-        async with connected(gw) as ib:
-            errors = Errors(ib)
+        ib = IB()
+        errors = Errors(ib)  # before connecting: the notices come with the connect
+        await ib.connectAsync(gw.host, gw.port, clientId=1, timeout=CONNECT_TIMEOUT)
+        try:
+            await ib.reqCurrentTimeAsync()
+            assert 1100 not in errors.codes() and not gw.outage_active()  # not 23:45 yet
+            gw.set_clock(when=reset)
             await until(lambda: 1100 in errors.codes(), timeout=4, what="1100 at 23:45")
-            await until(lambda: 1102 in errors.codes(), timeout=5, what="1102 at 23:45:02")
+            assert gw.outage_active() and 1102 not in errors.codes()
+            gw.set_clock(when=reset + 60)
+            await until(lambda: 1102 in errors.codes(), timeout=5, what="1102 at 23:46")
+        finally:
+            ib.disconnect()
+            await asyncio.sleep(0)  # let the transport finish closing on this loop
 
     asyncio.run(asyncio.wait_for(run(), 20))
 

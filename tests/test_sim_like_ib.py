@@ -28,6 +28,7 @@ from test_sim_server import (
     async_test,
     cents,
     connected,
+    later,
     qualified,
     quote,
     status,
@@ -741,7 +742,7 @@ def test_ibapi_cancel_reports_pending_cancel_and_refuses_a_second_cancel_with_10
     """IB's cancel (recorded paper sessions in ibx): PendingCancel reports, then Cancelled and
     202; a second cancel meanwhile answers 10148 'state: PendingCancel.'"""
     gateway.set_clock(OPEN + 60)
-    gateway.set_cancel_delay(0.5)
+    gateway.set_cancel_delay(30)  # of clock time: the cancel is done when the test moves it
     order_id = app.next_order_id()
     app.placeOrder(order_id, ibapi_aapl(), ibapi_order("BUY", 10, "LMT", 100.0))
     app.wait_call("orderStatus", orderId=order_id, status="Submitted")
@@ -753,6 +754,9 @@ def test_ibapi_cancel_reports_pending_cancel_and_refuses_a_second_cancel_with_10
     assert refused["errorString"] == (
         f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: PendingCancel."
     )
+    assert not app.find("orderStatus", orderId=order_id, status="Cancelled")
+    assert gateway.open_orders()[0].status == "PendingCancel"  # not done before its time
+    later(gateway, 30)
     cancelled = app.wait_call("orderStatus", orderId=order_id, status="Cancelled")
     assert (cancelled["filled"], cancelled["remaining"]) == (0, 10)
     app.wait_call("error", reqId=order_id, errorCode=202)
