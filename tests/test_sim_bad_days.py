@@ -120,20 +120,26 @@ async def filling_soon(gateway: SimGateway, ib: Any) -> Any:
     return trade
 
 
+async def filled_during_the_outage(gateway: SimGateway, errors: Errors) -> None:
+    """Once the outage is told (1100), the order due to fill FILL_DELAY on fills at IB: its
+    messages held by the gateway."""
+    await until(lambda: 1100 in errors.codes(), what="1100")
+    assert not gateway.executions()
+    later(gateway, FILL_DELAY)
+    await until(
+        lambda: gateway.executions() and gateway.held()[1],
+        timeout=4,
+        what="the fill, its messages held",
+    )
+
+
 @async_test
 async def test_fill_during_outage_is_delivered_after_1102(gateway: SimGateway) -> None:
     async with connected(gateway) as ib:
         errors = Errors(ib)
         trade = await filling_soon(gateway, ib)
         gateway.outage(seconds=OUTAGE)
-        await until(lambda: 1100 in errors.codes(), what="1100")
-        assert not gateway.executions()
-        later(gateway, FILL_DELAY)  # the fill happens at IB during the outage
-        await until(
-            lambda: gateway.executions() and gateway.held()[1],
-            timeout=4,
-            what="the fill, its messages held",
-        )
+        await filled_during_the_outage(gateway, errors)
         assert [e.shares for e, _ in gateway.executions()] == [3]
         assert not trade.fills  # held by the gateway while IB's servers are unreachable
         assert gateway.outage_active() and 1102 not in errors.codes()
@@ -174,14 +180,7 @@ async def test_outage_lost_1101_drops_messages_and_subscriptions_reconcile_finds
         trade = ib.placeOrder(stock, MarketOrder("SELL", 4, tif="DAY"))
         await status(trade, "PreSubmitted")
         gateway.outage(seconds=OUTAGE, lost=True)
-        await until(lambda: 1100 in errors.codes(), what="1100")
-        assert not gateway.executions()
-        later(gateway, FILL_DELAY)  # the fill happens at IB during the outage
-        await until(
-            lambda: gateway.executions() and gateway.held()[1],
-            timeout=4,
-            what="the fill, its messages held",
-        )
+        await filled_during_the_outage(gateway, errors)
         later(gateway, OUTAGE)  # the outage's end
         await until(lambda: 1101 in errors.codes(), timeout=5, what="1101")
         assert 1102 not in errors.codes()
