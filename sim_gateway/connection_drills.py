@@ -37,6 +37,10 @@ class ConnectionDrills:
         """Stop answering for ``seconds`` with sockets left open."""
         self._run(lambda s: s.stall(seconds))
 
+    def end_stall(self) -> None:
+        """End a ``stall`` now (a test's stall lasts until it has looked at everything)."""
+        self._run(lambda s: s.end_stall())
+
     def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
         """Listener down and up on the same port; broker state kept."""
         assert self._server is not None, "gateway not started"

@@ -69,6 +69,11 @@ class FaultSwitches:
         asyncio.get_running_loop().call_later(seconds, self._end_stall)
         log.warning("🧊 Gateway stalled for %.1fs", seconds)
 
+    def end_stall(self) -> None:
+        """End a stall now, however long it was to last: what it held is sent."""
+        self._stalled_until = 0.0
+        self._end_stall()
+
     def _end_stall(self) -> None:
         if time.monotonic() + 1e-3 < self._stalled_until:
             return

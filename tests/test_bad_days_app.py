@@ -14,6 +14,10 @@ from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
 
+# clock seconds of an outage that ends when the test jumps the gateway's clock past it: longer
+# than pytest's timeout (120 s), so never on its own however slow the machine
+OUTAGE = 300.0
+
 
 def post_order(client, **fields):
     body = {"symbol": "AAPL", "action": "BUY", "quantity": 1, "order_type": "MKT", **fields}
@@ -56,12 +60,14 @@ def start_app():
 @pytest.mark.slow
 def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after_1102(start_app):
     gateway, app, client = start_app()
-    gateway.set_fill_delay(0.8)
+    # the fill and the outage's end are due on the gateway's clock, later than the test's
+    # timeout: each comes when the test jumps the clock to it, however slow the machine
+    gateway.set_fill_delay(30)
     placed = post_order(client, quantity=5)
     assert placed.status_code == 202
     order_id = placed.get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
-    gateway.outage(seconds=1.5)  # the fill happens at IB while the gateway cannot tell us
+    gateway.outage(seconds=OUTAGE)
     wait_for(lambda: not servers(client)["reachable"])
 
     broken = {("usfarm", "broken"), ("ushmds", "broken"), ("secdefnj", "broken")}
@@ -80,12 +86,17 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
     assert refused.get_json()["error"]["code"] == "ib_servers_unreachable"
     assert app.extensions["trading"].journal.count() == 1  # nothing queued to send later
 
+    gateway.set_clock(when=gateway.now() + 30)  # the fill happens at IB while the gateway
+    wait_for(lambda: gateway.held()[1] > 0, timeout=5)  # cannot tell us: held for the end
+    assert gateway.outage_active() and order_json(client, order_id)["verdict"] != "filled"
+    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     assert servers(client)["code"] == 1102
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
     fills = order_json(client, order_id)["lifecycle"]["fills"]
     assert sum(f["shares"] for f in fills) == 5  # delivered after 1102, none lost
     assert client.get("/api/v1/health").status_code == 200
+    gateway.set_fill_delay(0)  # the next order fills as it is acknowledged
     after = post_order(client, quantity=2)
     assert after.status_code == 202, after.get_json()
     wait_for(lambda: order_json(client, after.get_json()["id"])["verdict"] == "filled")
@@ -211,7 +222,9 @@ def test_executions_answers_that_never_end_still_list_the_fills(start_app, monke
     connector = app.extensions["trading"].connector
     assert connector._executions_hung
     before = connector.refreshes
-    wait_for(lambda: connector.refreshes >= before + 3, timeout=5)  # not one per 10 s
+    # not one per 10 s (three would take 20 s at least); 15 s: a loaded machine's refresh
+    # takes over a second
+    wait_for(lambda: connector.refreshes >= before + 3, timeout=15)
     gateway.set_executions_answer("full")
     wait_for(lambda: not connector._executions_hung, timeout=10)
 
@@ -544,16 +557,30 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
         client, order_type="LMT", limit_price=round(quote["bid"] * 0.7, 2)
     ).get_json()["id"]
     wait_for(lambda: len(gateway.open_orders()) == 1)
-    gateway.outage(seconds=1.2)
+    gateway.outage(seconds=OUTAGE)  # until the clock jumps past its end, however slow the machine
     handler = app.extensions["trading"].handler
     wait_for(lambda: not handler.link_state().reachable)  # the order connection was told
     cancel = client.post(f"/api/v1/orders/{order_id}/cancel")
     assert (
         cancel.status_code == 503 and cancel.get_json()["error"]["code"] == "ib_servers_unreachable"
     )
-    res = client.post("/api/v1/kill-switch", json={"engaged": True, "reason": "outage drill"})
+    # the request waits (up to 10 s) for the broker to confirm the cancels: it is answered
+    # once the outage is over, so it runs on a thread of its own meanwhile
+    answers: list = []
+    body = {"engaged": True, "reason": "outage drill"}
+    engage = threading.Thread(
+        target=lambda: answers.append(api_client(app).post("/api/v1/kill-switch", json=body))
+    )
+    engage.start()
+    try:
+        wait_for(lambda: handler.halted)
+        assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
+        assert gateway.open_orders() and gateway.outage_active()  # nothing cancelled meanwhile
+        gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
+    finally:
+        engage.join(20)
+    [res] = answers
     assert res.status_code == 200 and res.get_json()["engaged"] is True
-    assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     wait_for(lambda: not gateway.open_orders(), timeout=10)  # the global cancel went after 1102
     wait_for(lambda: order_json(client, order_id)["verdict"] == "cancelled", timeout=10)

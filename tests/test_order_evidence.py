@@ -8,7 +8,6 @@ the simulated gateway with real ib_async and compares the record with what the b
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import replace
 
@@ -38,6 +37,17 @@ VERDICT_OF = {"Filled": "filled", "Cancelled": "cancelled", "Inactive": "rejecte
 def at_broker(gateway, ref: str):
     """The broker's order of ours with orderRef ``ref`` (None if it never arrived)."""
     return next((o for o in gateway.all_orders() if o.order_ref == ref), None)
+
+
+def pending_at_broker(gateway, order_id: int) -> bool:
+    """Whether our order ``order_id`` has reached the broker and waits for its ack: waited
+    for before the clock jumps to the ack (an order that arrived later would wait on)."""
+
+    def pending():
+        order = gateway.broker_call(lambda broker: broker.order(1000, order_id))
+        return getattr(order, "status", None) == "PendingSubmit"
+
+    return wait_for(pending, timeout=5)
 
 
 def refuse_a_modify(handler, gateway, record) -> int:
@@ -307,11 +317,15 @@ def test_a_fill_after_a_conclusion_drawn_from_an_error_ends_filled(
     lower code rejected; the broker then fills it: the fill wins, and the record is whole
     (status, fills, verdict)."""
     monkeypatch.setattr(tracking, "REJECT_GRACE", 0.2)
-    gateway.set_validation_delay(1.0)  # the ack comes after the grace
+    # the ack waits on the gateway's clock until the conclusion has been seen, however slow
+    # the machine: then the clock jumps to it (and the fill that comes with it)
+    gateway.set_validation_delay(60.0)
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
     assert gateway.send_error(1000, handler.get(record.id).order_id, code, "a note from IB")
-    wait_for(lambda: handler.get(record.id).verdict == concluded, timeout=3)
+    wait_for(lambda: handler.get(record.id).verdict == concluded, timeout=5)
+    assert pending_at_broker(gateway, handler.get(record.id).order_id)  # not acknowledged yet
+    gateway.set_clock(when=gateway.now() + 60)  # the ack is due: it comes, the fill with it
     wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Filled", 5)
     wait_for(lambda: handler.get(record.id).status == "Filled", timeout=5)
     final = handler.get(record.id)
@@ -352,18 +366,26 @@ def errors(caplog) -> list[logging.LogRecord]:
 
 
 @pytest.mark.slow
-def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(handler, gateway):
+def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(gateway, journal):
     """not_placed after a 10000s note and 2 s of silence gives way to the late ack: the order
     is working, counted and cancellable (a final "rejected" here hid a live order)."""
-    gateway.set_validation_delay(3.0)
-    record, _ = handler.submit(FAR)
-    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
-    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
-    wait_for(lambda: handler.get(record.id).verdict == "not_placed", timeout=4)
-    wait_for(lambda: handler.get(record.id).verdict == "working", timeout=6)
-    assert handler.working_count() == 1
-    handler.cancel(record.id)
-    wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
+    # the monitoring window outlasts the grace however slow the machine; the ack waits on the
+    # gateway's clock until the test has seen not_placed, then the clock jumps to it
+    handler = make_handler(gateway, journal, monitor=30)
+    try:
+        gateway.set_validation_delay(60)
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+        assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
+        wait_for(lambda: handler.get(record.id).verdict == "not_placed", timeout=6)
+        assert pending_at_broker(gateway, handler.get(record.id).order_id)
+        gateway.set_clock(when=gateway.now() + 60)  # the ack is due: it comes
+        wait_for(lambda: handler.get(record.id).verdict == "working", timeout=6)
+        assert handler.working_count() == 1
+        handler.cancel(record.id)
+        wait_for(lambda: handler.get(record.id).verdict == "cancelled", timeout=5)
+    finally:
+        handler.stop()
 
 
 @pytest.mark.slow
@@ -387,18 +409,25 @@ def test_a_change_refused_before_a_slow_ack_leaves_the_order_working(gateway, jo
         handler.stop()
 
 
-def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(handler, gateway):
+def test_a_rejection_the_broker_follows_with_cancelled_stays_a_rejection(gateway, journal):
     """IB's 201 before any ack, then the broker's Cancelled (not Inactive): rejected, with
     IB's reason, not cancelled as if someone had cancelled it."""
-    gateway.set_validation_delay(1.0)
-    record, _ = handler.submit(FAR)
-    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
-    order_id = handler.get(record.id).order_id
-    assert gateway.send_error(1000, order_id, 201, "Order rejected - reason: test")
-    gateway.cancel_at_broker(1000, order_id)
-    wait_for(lambda: handler.get(record.id).status == "Cancelled", timeout=5)
-    final = handler.get(record.id)
-    assert final.verdict == "rejected" and "201" in (final.verdict_reason or ""), final
+    # no ack comes (due a minute later on the gateway's clock), and the monitoring window
+    # does not end before the broker's Cancelled, however slow the machine
+    handler = make_handler(gateway, journal, monitor=30)
+    try:
+        gateway.set_validation_delay(60)
+        record, _ = handler.submit(FAR)
+        wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
+        order_id = handler.get(record.id).order_id
+        assert pending_at_broker(gateway, order_id)
+        assert gateway.send_error(1000, order_id, 201, "Order rejected - reason: test")
+        gateway.cancel_at_broker(1000, order_id)
+        wait_for(lambda: handler.get(record.id).status == "Cancelled", timeout=5)
+        final = handler.get(record.id)
+        assert final.verdict == "rejected" and "201" in (final.verdict_reason or ""), final
+    finally:
+        handler.stop()
 
 
 NOT_CANCELLABLE = "Cancel attempted when order is not in a cancellable state.  Order permId =0"
@@ -448,18 +477,18 @@ def test_an_order_acknowledged_before_the_connection_was_lost_says_so(gateway, j
     """Its monitoring window ends while the gateway is down: unknown until reconciled, and the
     reason tells that the broker had it working, not that it never answered (the trader reads
     'lost before the broker answered' as never placed)."""
-    handler = make_handler(gateway, journal, monitor=1.5)
+    # the window (4 s) is to end after the gateway went down, which follows the ack at once;
+    # the gateway stays down until the window's end has been seen
+    handler = make_handler(gateway, journal, monitor=4)
     try:
         record, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(record.id).status == "Submitted")
-        restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 2.5})
-        restart.start()
-        wait_for(lambda: handler.get(record.id).verdict == "unknown", timeout=5)
-        reason = handler.get(record.id).verdict_reason
-        assert reason == (
-            "connection lost after the broker had it Submitted; resolved by reconciliation"
-        )
-        restart.join()
+        with gateway.down():
+            wait_for(lambda: handler.get(record.id).verdict == "unknown", timeout=8)
+            reason = handler.get(record.id).verdict_reason
+            assert reason == (
+                "connection lost after the broker had it Submitted; resolved by reconciliation"
+            )
         wait_for(lambda: handler.get(record.id).verdict == "working", timeout=10)
     finally:
         handler.stop()

@@ -183,6 +183,17 @@ def test_hard_drop_and_restart_mid_batch(handler, gateway):
     print(f"refused while down: {refused}, serving again {serving_after:.2f}s after return")
 
 
+def _executed_at_gateway(gateway, ref):
+    """True once the gateway holds an execution of the order with orderRef ``ref``."""
+    return any(e.order_ref == ref for e, _ in gateway.executions())
+
+
+def _at_gateway(gateway, handler, ref):
+    """True once the order has reached the gateway (acknowledged or not)."""
+    order_id = handler.get(ref).order_id
+    return order_id is not None and gateway.broker_call(lambda b: b.order(1000, order_id))
+
+
 def _try_submit(handler):
     try:
         return handler.submit(MKT)
@@ -192,10 +203,13 @@ def _try_submit(handler):
 
 @pytest.mark.slow
 def test_fills_while_disconnected_are_recovered(handler, gateway):
-    gateway.set_fill_delay(0.5)
+    gateway.set_fill_delay(30)  # on the gateway's clock: due when the test jumps it
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
-    gateway.restart(down_seconds=0.9)  # the fill happens while the listener is down
+    with gateway.down():  # the fill happens while the listener is down
+        wait_for(lambda: not handler.connected, timeout=5)
+        gateway.set_clock(when=gateway.now() + 30)
+        wait_for(lambda: _executed_at_gateway(gateway, record.id), timeout=5)
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
     final = handler.get(record.id)
     assert len(final.fills) == 1 and final.fills[0].commission == pytest.approx(1.0)
@@ -209,11 +223,14 @@ def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_ke
     """IB works commissions out after the fill: after a reconnect the report of a fill made
     while away may come after the executions' answer. It went to ib_async's trade of the
     finished order, which nothing followed: the fill kept no commission for good."""
-    gateway.set_fill_delay(1.0)
+    gateway.set_fill_delay(30)  # on the gateway's clock: due when the test jumps it
     gateway.set_commission_delay(0.3)
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
-    gateway.restart(down_seconds=1.5)  # the fill happens while the listener is down
+    with gateway.down():  # the fill happens while the listener is down
+        wait_for(lambda: not handler.connected, timeout=5)
+        gateway.set_clock(when=gateway.now() + 30)
+        wait_for(lambda: _executed_at_gateway(gateway, record.id), timeout=5)
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
     steps = [step.text for step in handler.get(record.id).steps]
     assert "matched at the gateway after reconnect (done)" in steps  # filled while away
@@ -225,10 +242,11 @@ def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_ke
 def test_a_commission_still_owed_when_the_connection_drops_is_kept(handler, gateway):
     """A fill heard before a drop whose commission report had not come yet: the report sent
     after the reconnect went to ib_async's trade of the finished order, which nothing followed."""
-    gateway.set_commission_delay(1.0)
+    gateway.set_commission_delay(30)  # long past the assertion below, however slow the machine
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).verdict == "filled")
     assert handler.get(record.id).fills[0].commission is None  # still owed
+    gateway.set_commission_delay(0)  # the reports the reconnect asks for come with their fills
     gateway.drop_connections()  # the report on its way dies with the connection
     wait_for(lambda: handler.get(record.id).fills[0].commission is not None, timeout=10)
     assert handler.get(record.id).fills[0].commission == pytest.approx(1.0)
@@ -322,15 +340,13 @@ def test_stall_is_detected_and_recovered(quick_heartbeat, handler, gateway):
 
 def test_orders_while_disconnected_never_reach_the_gateway(handler, gateway):
     before = sum(gateway_orders_by_ref(gateway).values())
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 0.6})
-    restart.start()
-    wait_for(lambda: not handler.connected, timeout=5)
     refused = 0
-    for _ in range(10):
-        with pytest.raises(NotConnectedError):
-            handler.submit(MKT)
-        refused += 1
-    restart.join()
+    with gateway.down():  # down until every refused order has been tried
+        wait_for(lambda: not handler.connected, timeout=5)
+        for _ in range(10):
+            with pytest.raises(NotConnectedError):
+                handler.submit(MKT)
+            refused += 1
     wait_for(lambda: handler.connected and handler._reconciled, timeout=10)
     # the queue is consumed in order: once an order submitted now has filled, a refused one
     # that had been queued after all would have been placed before it
@@ -641,11 +657,12 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
     handler = make_handler(gateway, journal, grace=1.2)
     try:
         handler.preview(FAR)  # the contract is known: the placement goes out at once
-        gateway.stall(1.0)
+        gateway.stall(60)  # outlasts the drop however slow the machine; ended after it
         lost, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(lost.id).order_id is not None)
         gateway.drop_connections()  # the unread placement dies with the socket
         wait_for(lambda: not handler.connected, timeout=5)
+        gateway.end_stall()
         wait_for(lambda: handler.connected and handler._reconciled, timeout=15)
         fresh, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(fresh.id).status == "Submitted")
@@ -667,11 +684,9 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal):
 def test_kill_switch_engaged_while_disconnected_cancels_after_reconnect(handler, gateway):
     record, _ = handler.submit(FAR)
     wait_for(lambda: gateway.open_orders())
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 0.8})
-    restart.start()
-    wait_for(lambda: not handler.connected, timeout=5)
-    assert handler.engage_kill_switch("drill while down") == -1
-    restart.join()
+    with gateway.down():  # down until the kill switch has been engaged
+        wait_for(lambda: not handler.connected, timeout=5)
+        assert handler.engage_kill_switch("drill while down") == -1
     wait_for(lambda: not gateway.open_orders(), timeout=10)
     wait_for(lambda: handler.get(record.id).verdict == "cancelled")
     handler.release_kill_switch()
@@ -766,15 +781,23 @@ def test_modify_is_confirmed_by_the_broker_not_assumed(handler, gateway):
     assert gateway.open_orders()[0].total_quantity == 3
 
 
-def test_in_flight_counts_follow_the_orders(handler, gateway):
+def test_in_flight_counts_follow_the_orders(gateway, journal):
     """/status's in_flight and queue_depth come from counts cached per record change."""
-    gateway.set_validation_delay(0.5)  # orders wait in their settle/monitor window
-    records = [handler.submit(MKT)[0] for _ in range(5)]
-    wait_for(lambda: handler.in_flight() == 5, timeout=3)
-    assert handler.queue_depth() == 0 and handler.working_count() == 5
-    for record in records:
-        assert handler.wait(record.id, 5).verdict == "filled"
-    assert handler.in_flight() == 0 and handler.working_count() == 0
+    # the orders wait in their settle/monitor window (30 s) for acks due on the gateway's
+    # clock only when the test jumps it, however slow the machine
+    handler = make_handler(gateway, journal, monitor=30)
+    try:
+        gateway.set_validation_delay(60)
+        records = [handler.submit(MKT)[0] for _ in range(5)]
+        wait_for(lambda: handler.in_flight() == 5, timeout=5)
+        assert handler.queue_depth() == 0 and handler.working_count() == 5
+        wait_for(lambda: all(_at_gateway(gateway, handler, r.id) for r in records), timeout=5)
+        gateway.set_clock(when=gateway.now() + 60)  # every ack due: they come, fills with them
+        for record in records:
+            assert handler.wait(record.id, 5).verdict == "filled"
+        assert handler.in_flight() == 0 and handler.working_count() == 0
+    finally:
+        handler.stop()
 
 
 def test_a_trailing_stops_quantity_change_is_taken_when_the_broker_confirms_it(handler, gateway):

@@ -13,7 +13,11 @@ import threading
 from dataclasses import replace
 
 import pytest
-from test_order_handler import handler, journal, make_handler  # noqa: F401 - shared fixtures
+from test_order_handler import (  # noqa: F401 - shared fixtures
+    handler,
+    journal,
+    make_handler,
+)
 
 from conftest import wait_for
 from ib_connection import NotConnectedError
@@ -255,10 +259,11 @@ def test_a_change_for_an_order_not_at_the_broker_yet_is_refused_not_dropped(hand
     """It was accepted, then dropped on the loop ('change not sent'), and the order went out
     at its first price."""
     first = OrderIntent(symbol="MSFT", action="BUY", quantity=1, order_type="LMT", limit_price=2.0)
-    gateway.stall(1.0)  # the order's contract look-up waits: it is not sent yet
+    gateway.stall(60)  # the order's contract look-up waits: it is not sent yet ...
     record, _ = handler.submit(first)
     with pytest.raises(OrderStateError, match="is not at the broker yet"):
         handler.modify(record.id, limit_price=2.5)
+    gateway.end_stall()  # ... until the change has been refused, however slow the machine
     wait_for(lambda: handler.get(record.id).status == "Submitted")
     handler.modify(record.id, limit_price=2.5)
     wait_for(lambda: [o.lmt_price for o in gateway.open_orders()] == [2.5])

@@ -175,7 +175,7 @@ def test_a_later_open_order_of_an_unfollowed_order_is_adopted(handler, gateway):
     """An openOrder for one of our orders whose ib_async objects the handler dropped (as it
     does when a connection dies) attaches the record to it again: here the order's fill, whose
     openOrder comes first, is matched and gives the verdict."""
-    gateway.set_fill_delay(1.0)
+    gateway.set_fill_delay(30)  # on the gateway's clock: due when the test jumps it
     record, _ = handler.submit(MKT)
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")  # acknowledged
 
@@ -183,6 +183,7 @@ def test_a_later_open_order_of_an_unfollowed_order_is_adopted(handler, gateway):
         handler.book.forget_connection()
 
     handler.thread.call(forget(), 5)
+    gateway.set_clock(when=gateway.now() + 30)  # the fill, once the order is unfollowed
     assert handler.wait(record.id, 5).verdict == "filled"
     assert "matched at the gateway after reconnect" in [
         s.text for s in handler.get(record.id).steps

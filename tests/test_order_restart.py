@@ -243,7 +243,7 @@ def test_an_order_filled_while_the_app_was_down_is_filled_when_the_gateway_lists
     journal = Journal(str(tmp_path / "orders.db"))
     first = make_handler(gateway.port, journal)
     try:
-        gateway.set_fill_delay(1.0)
+        gateway.set_fill_delay(30)  # on the gateway's clock: due when the test jumps it
         record, _ = first.submit(replace(FAR, order_type="MKT", limit_price=None))
         wait_for(lambda: first.get(record.id).status in ("PreSubmitted", "Submitted"))
         journal.flush(5)
@@ -251,6 +251,7 @@ def test_an_order_filled_while_the_app_was_down_is_filled_when_the_gateway_lists
     finally:
         first.stop()
         journal.close()
+    gateway.set_clock(when=gateway.now() + 30)  # it fills while the app is down
     wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Filled")
     gateway.forget_completed_orders()
     second = make_handler(gateway.port, crashed)
