@@ -984,6 +984,20 @@ async def test_stall_answers_nothing_but_keeps_the_socket_open(gateway: SimGatew
 
 
 @async_test
+async def test_a_stall_ended_early_answers_what_it_held(gateway: SimGateway) -> None:
+    async with connected(gateway) as ib:
+        gateway.stall(60.0)
+        asked = asyncio.ensure_future(ib.reqCurrentTimeAsync())
+        await asyncio.sleep(0.5)
+        assert not asked.done()  # held by the stall
+        started = time.monotonic()
+        await asyncio.to_thread(gateway.end_stall)
+        assert await asyncio.wait_for(asked, 5.0)  # answered now, not in a minute
+        assert time.monotonic() - started < 5.0
+        assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 5.0)  # and answering again
+
+
+@async_test
 async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(
     gateway: SimGateway,
 ) -> None:
