@@ -75,8 +75,8 @@ class FaultSwitches:
         self._end_stall()
 
     def _end_stall(self) -> None:
-        if time.monotonic() + 1e-3 < self._stalled_until:
-            return
+        if self._stall_done.is_set() or time.monotonic() + 1e-3 < self._stalled_until:
+            return  # ended already (end_stall), or stalled again for longer meanwhile
         self._stall_done.set()
         for session in self.sessions:
             for data in session.held:
