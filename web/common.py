@@ -36,6 +36,7 @@ from order_handler import (
     IdempotencyConflict,
     Lifecycle,
     OrderHandler,
+    Reconciling,
     TradingHaltedError,
 )
 from read_cache import ReadCache
@@ -97,6 +98,8 @@ def _on_not_connected(exc: NotConnectedError) -> tuple[Response, int]:
         if isinstance(exc, GatewayNotAnswering)
         else "ib_servers_unreachable"
         if isinstance(exc, ServersUnreachable)
+        else "reconciling"
+        if isinstance(exc, Reconciling)
         else "gateway_unavailable"
     )
     return api_error(503, code, str(exc), retry_after=RETRY_AFTER)
