@@ -142,13 +142,17 @@ class BadDayHandlers:
         )
 
     def end_outage_now(self) -> bool:
-        """End the outage in progress now, as if its window had run out (controller switch):
-        1101 or 1102 on the next ticker step. False when none of the added ones is on."""
-        active = self.bad.outage
-        if active is None or active not in self.bad.outages.windows:
+        """End the outages added by ``start_outage`` that are on now, as if their windows had
+        run out (controller switch): 1101 or 1102 before this returns. False when none is on
+        (a nightly reset is IB's own: it runs its course)."""
+        now = self.clock.now()
+        windows = self.bad.outages.windows
+        ending = [w for w in windows if w.covers(now)]
+        if self.bad.outage is None or not ending:
             return False
-        kept = tuple(w for w in self.bad.outages.windows if w != active)
+        kept = tuple(w for w in windows if w not in ending)
         self.bad.outages = bd.Schedule(kept, self.bad.outages.nightly)
+        self._bad_day_step()
         return True
 
     def start_competing(self, window: bd.Window) -> None:

@@ -60,4 +60,5 @@ class ConnectionDrills:
         try:
             yield
         finally:
-            self._thread.call(server.come_up(), CALL_TIMEOUT)
+            if self._thread.is_alive:  # not when the gateway was stopped meanwhile
+                self._thread.call(server.come_up(), CALL_TIMEOUT)

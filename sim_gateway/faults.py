@@ -29,6 +29,7 @@ class FaultSwitches:
     _stalled_until: float
     _stall_done: asyncio.Event
     _stopped: bool
+    _server: asyncio.Server | None
     commission_delay: float  # seconds a commission report comes after its execution (0: with it)
 
     if TYPE_CHECKING:  # GatewayServer's own and its other mixins'
@@ -104,8 +105,9 @@ class FaultSwitches:
         self.save_state()
 
     async def come_up(self) -> None:
-        """Listen again on the same port (after ``go_down``), unless stopped meanwhile."""
-        if not self._stopped:
+        """Listen again on the same port (after ``go_down``), unless stopped meanwhile or
+        listening already."""
+        if not self._stopped and self._server is None:
             await self._listen()
 
     def send_error(self, client_id: int, req_id: int, code: int, text: str) -> bool:

@@ -223,6 +223,7 @@ def test_ibapi_sees_1100_and_1102(app: App, gateway: SimGateway) -> None:
     wait_for(lambda: gateway.held()[0] == 1)  # the order waits for IB's servers
     assert not app.find("orderStatus", orderId=order_id)
     gateway.end_outage()
+    assert not gateway.outage_active()  # over when the switch returns: 1102 sent
     with pytest.raises(RuntimeError, match="^no outage of ours is in progress$"):
         gateway.end_outage()  # once ended, there is none to end
     app.wait_call("error", reqId=-1, errorCode=1102, timeout=5)
