@@ -107,13 +107,15 @@ def test_a_fill_that_arrives_during_1100_is_taken_once(start_app):
     """IB's gateway may pass a fill on between its 1100s: the order is filled while the
     servers are unreachable, and 1102's reconciliation adds nothing to it."""
     gateway, app, client = start_app()
-    gateway.set_fill_delay(0.8)
+    gateway.set_fill_delay(30)  # due when the test moves the clock, inside the outage
     order_id = post_order(client, quantity=5).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
-    gateway.outage(seconds=3.0, through=True)
+    gateway.outage(seconds=OUTAGE, through=True)
     wait_for(lambda: not servers(client)["reachable"])
+    gateway.set_clock(when=gateway.now() + 30)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=5)
     assert not servers(client)["reachable"]  # taken during the outage, not at its end
+    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
     lifecycle = order_json(client, order_id)["lifecycle"]
@@ -133,13 +135,16 @@ def test_a_fill_that_arrives_during_1100_is_taken_once(start_app):
 def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_app):
     gateway, app, client = start_app()
     svc = app.extensions["trading"]
-    gateway.set_fill_delay(2.0)  # the outage begins well before (a loaded machine is slow)
+    gateway.set_fill_delay(30)  # due when the test moves the clock, inside the outage
     order_id = post_order(client, action="SELL", quantity=7).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     reader_reconnects = svc.connector.state().reconnects
-    gateway.outage(seconds=3.0, lost=True)  # the fill's messages are dropped by the gateway
+    gateway.outage(seconds=OUTAGE, lost=True)  # the fill's messages are dropped by the gateway
     wait_for(lambda: not servers(client)["reachable"])
     assert post_order(client).status_code == 503
+    gateway.set_clock(when=gateway.now() + 30)  # the fill happens at IB meanwhile
+    wait_for(lambda: gateway.held()[1] > 0, timeout=5)
+    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1101
     # after 1101 both connections reconnect: subscriptions made again, orders reconciled
     wait_for(lambda: svc.connector.state().reconnects > reader_reconnects, timeout=10)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=15)
@@ -148,6 +153,7 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
     assert any("recovered" in s["text"] or "matched" in s["text"] for s in lifecycle["steps"])
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
     wait_for(lambda: client.get("/api/v1/account").status_code == 200, timeout=10)
+    gateway.set_fill_delay(0)
     answer = post_order(client, quantity=1)
     assert answer.status_code == 202, answer.get_json()
 
@@ -271,10 +277,11 @@ def test_order_list_age_counts_from_the_outage_start_while_ib_is_unreachable(
     outage's start, in /status and in /orders, and is fresh again after 1102."""
     gateway, app, client = start_app()
     wait_for(lambda: client.get("/api/v1/status").get_json()["orders_age"] is not None)
-    gateway.outage(seconds=6)
+    gateway.outage(seconds=OUTAGE)  # until the test ends it
     wait_for(lambda: not servers(client)["reachable"])
     wait_for(lambda: client.get("/api/v1/status").get_json()["orders_age"] > 3, timeout=5)
     assert client.get("/api/v1/orders").get_json()["data_age"] > 3
+    gateway.end_outage()  # 1102
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     wait_for(lambda: client.get("/api/v1/orders").get_json()["data_age"] < 2, timeout=5)
 
@@ -589,13 +596,14 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
 def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
     """Some gateways still pass messages on during 1100: nothing is ignored meanwhile."""
     gateway, app, client = start_app()
-    gateway.set_fill_delay(0.8)
+    gateway.set_fill_delay(30)  # due when the test moves the clock, after the 1100
     order_id = post_order(client, quantity=4).get_json()["id"]
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     lost = "Connectivity between IB and Trader Workstation has been lost."
     for client_id in (999, 1000):
         assert gateway.send_error(client_id, -1, 1100, lost)
     wait_for(lambda: not servers(client)["reachable"])
+    gateway.set_clock(when=gateway.now() + 30)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
     assert not servers(client)["reachable"]  # recorded while IB was still said unreachable
     assert sum(f["shares"] for f in order_json(client, order_id)["lifecycle"]["fills"]) == 4
@@ -603,6 +611,7 @@ def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
     for client_id in (999, 1000):
         gateway.send_error(client_id, -1, 1102, restored)
     wait_for(lambda: servers(client)["reachable"])
+    gateway.set_fill_delay(0)
     assert post_order(client).status_code == 202
 
 
@@ -679,7 +688,7 @@ def test_a_retried_order_during_an_outage_answers_with_its_order(client, gateway
     key = {"Idempotency-Key": "retry-in-outage"}
     first = client.post("/api/v1/orders", json=body, headers=key)
     assert first.status_code == 202, first.get_json()
-    gateway.outage(seconds=3)
+    gateway.outage(seconds=OUTAGE)  # until both requests below were answered
     wait_for(lambda: not servers(client)["reachable"])
     retried = client.post("/api/v1/orders", json=body, headers=key)
     assert retried.status_code == 200, retried.get_json()
@@ -690,3 +699,4 @@ def test_a_retried_order_during_an_outage_answers_with_its_order(client, gateway
         other.status_code == 503 and other.get_json()["error"]["code"] == "ib_servers_unreachable"
     )
     assert client.application.extensions["trading"].journal.count() == 1
+    gateway.end_outage()

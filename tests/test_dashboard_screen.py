@@ -404,14 +404,19 @@ def test_a_chart_request_the_gateway_does_not_answer_in_time_says_so(
     dash.allow_console_error("status of 504")
     page = dash.open().page
     expect(page.locator("#chart-status")).to_contain_text("bars of 5 mins")
+    waited = reader_market.HISTORY_TIMEOUT
     monkeypatch.setattr(reader_market, "HISTORY_TIMEOUT", 0.5)
-    # well past the click however slow the machine, and well under the browser tests' 15 s
-    # heartbeat (a failed one would reconnect and make the retry a 503)
-    dash.gateway.stall(5.0)
+    # until the page has said so, however slow the machine; the browser tests' heartbeat
+    # waits 15 s (a failed one would reconnect and make the retry a 503)
+    dash.gateway.stall(60.0)
     page.click('.bar-sizes button[data-bar="1m"]')
     expect(page.locator("#chart-status")).to_contain_text(
         "did not answer the historical-data request"
     )
+    dash.gateway.end_stall()
+    # the usual wait again: what the stall held comes first, and a loaded machine can take
+    # longer than 0.5 s for a day of minute bars
+    monkeypatch.setattr(reader_market, "HISTORY_TIMEOUT", waited)
     query = "/api/v1/bars?symbol=AAPL&sec_type=STK&bar=1m&duration=1D"
     wait_for(lambda: (a := dash.live.api("GET", query))[0] == 200 and a[1]["bars"], timeout=15)
     page.click('.bar-sizes button[data-bar="5m"]')

@@ -19,6 +19,7 @@ from test_order_handler import (  # noqa: F401 - shared fixtures
     make_handler,
 )
 
+import ib_connection
 from conftest import wait_for
 from ib_connection import NotConnectedError
 from journal import JournalError
@@ -255,9 +256,12 @@ def test_modify_is_gated_and_refused_when_halted(handler, gateway):
     wait_for(lambda: handler.get(resting.id).intent.stop_price == 1.25, timeout=5)
 
 
-def test_a_change_for_an_order_not_at_the_broker_yet_is_refused_not_dropped(handler, gateway):
+def test_a_change_for_an_order_not_at_the_broker_yet_is_refused_not_dropped(
+    handler, gateway, monkeypatch
+):
     """It was accepted, then dropped on the loop ('change not sent'), and the order went out
     at its first price."""
+    monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 30.0)  # no reconnect in the stall
     first = OrderIntent(symbol="MSFT", action="BUY", quantity=1, order_type="LMT", limit_price=2.0)
     gateway.stall(60)  # the order's contract look-up waits: it is not sent yet ...
     record, _ = handler.submit(first)

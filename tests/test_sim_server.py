@@ -146,17 +146,13 @@ async def until(predicate: Callable[[], Any], timeout: float = 3.0, what: str = 
 
 @contextlib.asynccontextmanager
 async def connected(
-    gw: SimGateway,
-    client_id: int = 1,
-    next_ids: list[int] | None = None,
-    timeout: float = CONNECT_TIMEOUT,
-    **kwargs: Any,
+    gw: SimGateway, client_id: int = 1, next_ids: list[int] | None = None, **kwargs: Any
 ) -> AsyncIterator[IB]:
     """An ib_async client connected to ``gw`` (nextValidIds into ``next_ids``); disconnected on exit."""
     ib = IB()
     if next_ids is not None:
         ib.wrapper.nextValidId = next_ids.append  # type: ignore[method-assign, assignment]  # record them
-    await ib.connectAsync(gw.host, gw.port, clientId=client_id, timeout=timeout, **kwargs)
+    await ib.connectAsync(gw.host, gw.port, clientId=client_id, timeout=CONNECT_TIMEOUT, **kwargs)
     try:
         yield ib
     finally:
@@ -1006,15 +1002,14 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(
         [stock] = await qualified(ib, aapl())
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
-        stall = 3.0  # far longer than placing and dropping take, even on a busy machine
-        gateway.stall(stall)
+        gateway.stall(60.0)  # until the drop is done, however slow the machine
         trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
         transport = ib.client.conn.transport
         await until(lambda: transport.get_write_buffer_size() == 0, 2.0, "order sent")
         gateway.drop_connections()  # the order sits unread in the gateway's socket
         await until(lambda: lost, 3.0, "disconnect")
-        # a new client's handshake is answered after the stall
-        async with connected(gateway, 2, timeout=stall + CONNECT_TIMEOUT):
+        gateway.end_stall()
+        async with connected(gateway, 2):  # a new client's handshake is answered again
             pass
         assert trade.orderStatus.status == "PendingSubmit"  # frozen: outcome unknown to ib_async
         assert gateway.open_orders() == [] and gateway.completed_orders() == []
