@@ -28,7 +28,13 @@ GUARD_S = 0.5
 
 
 def api_ok(board: Dashboard, method: str, path: str, body: dict | None = None) -> dict:
-    status, answer = board.live.api(method, path, body)
+    """A script's call that must succeed: retried after a 503 (nothing done, retry: a loaded
+    machine's gateway can be silent for the risk gate's 3 s), as the API asks of scripts."""
+    for _attempt in range(3):
+        status, answer = board.live.api(method, path, body)
+        if status != 503:
+            break
+        time.sleep(1)  # the answer's Retry-After
     assert status in (200, 202), answer
     return answer
 
