@@ -115,6 +115,18 @@ def loop_paused(thread) -> Iterator[None]:
         release.set()
 
 
+def later(gw: SimGateway, seconds: float) -> None:
+    """Move ``gw``'s simulated clock ``seconds`` on: what the broker scheduled (delayed acks,
+    fills, cancels) and the bad days' windows come due at once, however slow the machine."""
+    gw.set_clock(when=gw.now() + seconds)
+
+
+def broker_order(gw: SimGateway, order_id: int, client_id: int = 1000):
+    """The broker's own record of order ``order_id`` of ``client_id`` (None before it has
+    reached the broker): an order still waiting for its ack included."""
+    return gw.broker_call(lambda broker: broker.order(client_id, order_id))
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

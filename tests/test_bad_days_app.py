@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from conftest import TRADING_CLOCK, api_client, app_settings, later, wait_for
 from ib_link import LinkEvent, LinkMonitor
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
@@ -86,10 +86,10 @@ def test_outage_refuses_orders_records_the_fill_made_meanwhile_and_accepts_after
     assert refused.get_json()["error"]["code"] == "ib_servers_unreachable"
     assert app.extensions["trading"].journal.count() == 1  # nothing queued to send later
 
-    gateway.set_clock(when=gateway.now() + 30)  # the fill happens at IB while the gateway
+    later(gateway, 30)  # the fill happens at IB while the gateway
     wait_for(lambda: gateway.held()[1] > 0, timeout=5)  # cannot tell us: held for the end
     assert gateway.outage_active() and order_json(client, order_id)["verdict"] != "filled"
-    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
+    later(gateway, OUTAGE)  # past the outage's end: 1102
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     assert servers(client)["code"] == 1102
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
@@ -112,10 +112,10 @@ def test_a_fill_that_arrives_during_1100_is_taken_once(start_app):
     wait_for(lambda: order_json(client, order_id)["lifecycle"]["status"] == "PreSubmitted")
     gateway.outage(seconds=OUTAGE, through=True)
     wait_for(lambda: not servers(client)["reachable"])
-    gateway.set_clock(when=gateway.now() + 30)
+    later(gateway, 30)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=5)
     assert not servers(client)["reachable"]  # taken during the outage, not at its end
-    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
+    later(gateway, OUTAGE)  # past the outage's end: 1102
     wait_for(lambda: servers(client)["reachable"], timeout=10)
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=10)
     lifecycle = order_json(client, order_id)["lifecycle"]
@@ -142,9 +142,9 @@ def test_outage_with_data_lost_1101_reconciles_the_fill_and_resubscribes(start_a
     gateway.outage(seconds=OUTAGE, lost=True)  # the fill's messages are dropped by the gateway
     wait_for(lambda: not servers(client)["reachable"])
     assert post_order(client).status_code == 503
-    gateway.set_clock(when=gateway.now() + 30)  # the fill happens at IB meanwhile
+    later(gateway, 30)  # the fill happens at IB meanwhile
     wait_for(lambda: gateway.held()[1] > 0, timeout=5)
-    gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1101
+    later(gateway, OUTAGE)  # past the outage's end: 1101
     # after 1101 both connections reconnect: subscriptions made again, orders reconciled
     wait_for(lambda: svc.connector.state().reconnects > reader_reconnects, timeout=10)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=15)
@@ -583,7 +583,7 @@ def test_kill_switch_engaged_during_an_outage_cancels_once_ib_is_back(start_app)
         wait_for(lambda: handler.halted)
         assert post_order(client).status_code in (423, 503)  # halted (and IB unreachable)
         assert gateway.open_orders() and gateway.outage_active()  # nothing cancelled meanwhile
-        gateway.set_clock(when=gateway.now() + OUTAGE)  # past the outage's end: 1102
+        later(gateway, OUTAGE)  # past the outage's end: 1102
     finally:
         engage.join(20)
     [res] = answers
@@ -603,7 +603,7 @@ def test_a_fill_arriving_while_ib_says_1100_is_recorded_not_dropped(start_app):
     for client_id in (999, 1000):
         assert gateway.send_error(client_id, -1, 1100, lost)
     wait_for(lambda: not servers(client)["reachable"])
-    gateway.set_clock(when=gateway.now() + 30)
+    later(gateway, 30)
     wait_for(lambda: order_json(client, order_id)["verdict"] == "filled", timeout=10)
     assert not servers(client)["reachable"]  # recorded while IB was still said unreachable
     assert sum(f["shares"] for f in order_json(client, order_id)["lifecycle"]["fills"]) == 4

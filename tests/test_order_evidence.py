@@ -23,7 +23,7 @@ from test_order_handler import (  # noqa: F401 - fixtures
     quick_heartbeat,
 )
 
-from conftest import wait_for
+from conftest import broker_order, later, wait_for
 from order_handler import OrderIntent
 from order_records import FillRecord, Lifecycle
 from orders import tracking
@@ -43,11 +43,10 @@ def pending_at_broker(gateway, order_id: int) -> bool:
     """Whether our order ``order_id`` has reached the broker and waits for its ack: waited
     for before the clock jumps to the ack (an order that arrived later would wait on)."""
 
-    def pending():
-        order = gateway.broker_call(lambda broker: broker.order(1000, order_id))
-        return getattr(order, "status", None) == "PendingSubmit"
-
-    return wait_for(pending, timeout=5)
+    return wait_for(
+        lambda: getattr(broker_order(gateway, order_id), "status", None) == "PendingSubmit",
+        timeout=5,
+    )
 
 
 def refuse_a_modify(handler, gateway, record) -> int:
@@ -325,7 +324,7 @@ def test_a_fill_after_a_conclusion_drawn_from_an_error_ends_filled(
     assert gateway.send_error(1000, handler.get(record.id).order_id, code, "a note from IB")
     wait_for(lambda: handler.get(record.id).verdict == concluded, timeout=5)
     assert pending_at_broker(gateway, handler.get(record.id).order_id)  # not acknowledged yet
-    gateway.set_clock(when=gateway.now() + 60)  # the ack is due: it comes, the fill with it
+    later(gateway, 60)  # the ack is due: it comes, the fill with it
     wait_for(lambda: getattr(at_broker(gateway, record.id), "status", None) == "Filled", 5)
     wait_for(lambda: handler.get(record.id).status == "Filled", timeout=5)
     final = handler.get(record.id)
@@ -379,7 +378,7 @@ def test_a_note_then_an_ack_later_than_the_grace_leaves_the_order_working(gatewa
         assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
         wait_for(lambda: handler.get(record.id).verdict == "not_placed", timeout=6)
         assert pending_at_broker(gateway, handler.get(record.id).order_id)
-        gateway.set_clock(when=gateway.now() + 60)  # the ack is due: it comes
+        later(gateway, 60)  # the ack is due: it comes
         wait_for(lambda: handler.get(record.id).verdict == "working", timeout=6)
         assert handler.working_count() == 1
         handler.cancel(record.id)

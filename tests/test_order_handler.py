@@ -21,7 +21,7 @@ from ib_async import Stock, StopOrder
 from test_ib_connector import scripts  # noqa: F401 - the trader's TWS client
 
 import ib_connection
-from conftest import TRADING_CLOCK, loop_paused, wait_for
+from conftest import TRADING_CLOCK, broker_order, later, loop_paused, wait_for
 from ib_connection import NotConnectedError
 from journal import Journal, JournalError
 from order_handler import (
@@ -192,7 +192,7 @@ def _executed_at_gateway(gateway, ref):
 def _at_gateway(gateway, handler, ref):
     """True once the order has reached the gateway (acknowledged or not)."""
     order_id = handler.get(ref).order_id
-    return order_id is not None and gateway.broker_call(lambda b: b.order(1000, order_id))
+    return order_id is not None and broker_order(gateway, order_id) is not None
 
 
 def _try_submit(handler):
@@ -209,7 +209,7 @@ def test_fills_while_disconnected_are_recovered(handler, gateway):
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
     with gateway.down():  # the fill happens while the listener is down
         wait_for(lambda: not handler.connected, timeout=5)
-        gateway.set_clock(when=gateway.now() + 30)
+        later(gateway, 30)
         wait_for(lambda: _executed_at_gateway(gateway, record.id), timeout=5)
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
     final = handler.get(record.id)
@@ -230,7 +230,7 @@ def test_a_commission_that_comes_after_the_executions_of_a_fill_while_away_is_ke
     wait_for(lambda: handler.get(record.id).status == "PreSubmitted")
     with gateway.down():  # the fill happens while the listener is down
         wait_for(lambda: not handler.connected, timeout=5)
-        gateway.set_clock(when=gateway.now() + 30)
+        later(gateway, 30)
         wait_for(lambda: _executed_at_gateway(gateway, record.id), timeout=5)
     wait_for(lambda: handler.get(record.id).verdict == "filled", timeout=10)
     steps = [step.text for step in handler.get(record.id).steps]
@@ -657,9 +657,9 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal, m
     """A placement lost in a dead connection keeps its identity: after the reconnect the
     gateway may hand its orderId to a new order, and cancelling or modifying the lost one
     must neither touch any other order nor send the lost one again."""
-    # the grace outlasts what the test does after the reconnect (milliseconds) many times over
     # the drop, not a heartbeat given up during the stall, ends the connection
     monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 30.0)
+    # the grace outlasts what the test does after the reconnect (milliseconds) many times over
     handler = make_handler(gateway, journal, grace=1.2)
     try:
         handler.preview(FAR)  # the contract is known: the placement goes out at once
@@ -798,7 +798,7 @@ def test_in_flight_counts_follow_the_orders(gateway, journal):
         wait_for(lambda: handler.in_flight() == 5, timeout=5)
         assert handler.queue_depth() == 0 and handler.working_count() == 5
         wait_for(lambda: all(_at_gateway(gateway, handler, r.id) for r in records), timeout=5)
-        gateway.set_clock(when=gateway.now() + 60)  # every ack due: they come, fills with them
+        later(gateway, 60)  # every ack due: they come, fills with them
         for record in records:
             assert handler.wait(record.id, 5).verdict == "filled"
         assert handler.in_flight() == 0 and handler.working_count() == 0

@@ -19,7 +19,7 @@ import pytest
 from test_order_handler import handler, journal, make_handler  # noqa: F401 - shared fixtures
 
 import order_handler as order_handler_module
-from conftest import wait_for
+from conftest import later, wait_for
 from gateway_process import free_port
 from ib_connection import NotConnectedError
 from order_handler import OrderHandler, OrderIntent, Reconciling
@@ -183,7 +183,7 @@ def test_a_later_open_order_of_an_unfollowed_order_is_adopted(handler, gateway):
         handler.book.forget_connection()
 
     handler.thread.call(forget(), 5)
-    gateway.set_clock(when=gateway.now() + 30)  # the fill, once the order is unfollowed
+    later(gateway, 30)  # the fill, once the order is unfollowed
     assert handler.wait(record.id, 5).verdict == "filled"
     assert "matched at the gateway after reconnect" in [
         s.text for s in handler.get(record.id).steps

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_order_truth import FAR, GRACE, crash_copy, make_handler
 
-from conftest import wait_for
+from conftest import later, wait_for
 from gateway_process import ROOT, ZYGOTE
 from journal import Journal
 from order_handler import OrderHandler
@@ -251,7 +251,7 @@ def test_an_order_filled_while_the_app_was_down_is_filled_when_the_gateway_lists
     finally:
         first.stop()
         journal.close()
-    gateway.set_clock(when=gateway.now() + 30)  # it fills while the app is down
+    later(gateway, 30)  # it fills while the app is down
     wait_for(lambda: getattr(at_broker(gateway, record.id), "status", "") == "Filled")
     gateway.forget_completed_orders()
     second = make_handler(gateway.port, crashed)

@@ -19,13 +19,12 @@ from test_sim_server import (
     aapl,
     async_test,
     connected,
-    later,
     qualified,
     status,
     until,
 )
 
-from conftest import TRADING_CLOCK, wait_for
+from conftest import TRADING_CLOCK, later, wait_for
 from sim_gateway import bad_days as bd
 from sim_gateway.__main__ import parser
 from sim_gateway.broker import BrokerConfig

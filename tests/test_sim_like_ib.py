@@ -28,7 +28,6 @@ from test_sim_server import (
     async_test,
     cents,
     connected,
-    later,
     qualified,
     quote,
     status,
@@ -36,6 +35,7 @@ from test_sim_server import (
     until,
 )
 
+from conftest import later
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.clock import parse_when
 from sim_gateway.codec import encode_client_hello

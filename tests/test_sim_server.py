@@ -32,7 +32,7 @@ from ib_async import (
     Trade,
 )
 
-from conftest import TRADING_CLOCK
+from conftest import TRADING_CLOCK, later
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -210,12 +210,6 @@ def account_value(ib: IB, tag: str, currency: str = "USD") -> float:
 
 def statuses(trade: Trade) -> list[str]:
     return [entry.status for entry in trade.log]
-
-
-def later(gw: SimGateway, seconds: float) -> None:
-    """Move ``gw``'s simulated clock ``seconds`` on: what the broker scheduled (delayed acks,
-    fills, cancels) and the bad days' windows come due at once, however slow the machine."""
-    gw.set_clock(when=gw.now() + seconds)
 
 
 def filled_at(trade: Trade) -> float:
