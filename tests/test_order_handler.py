@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import sqlite3
-import threading
 import time
 from dataclasses import replace
 
@@ -159,28 +158,34 @@ def test_idempotency_key_returns_the_original(handler, gateway):
 
 @pytest.mark.slow
 def test_hard_drop_and_restart_mid_batch(handler, gateway):
-    gateway.set_fill_delay(0.4)  # some orders fill while the gateway is cut off from us
-    ids, refused = [], 0
-    restart = threading.Thread(target=gateway.restart, kwargs={"down_seconds": 1.0})
-    for n in range(50):
-        if n == 20:
-            restart.start()
-        try:
-            ids.append(handler.submit(MKT)[0].id)
-        except NotConnectedError:
-            refused += 1
-        time.sleep(0.02)
-    restart.join()
+    gateway.set_fill_delay(60)  # simulated seconds: nothing fills until the test moves the clock
+    acked = [handler.submit(MKT)[0].id for _ in range(20)]
+    wait_for(lambda: all(_at_gateway(gateway, handler, ref) for ref in acked))
+    refused = 0
+    with contextlib.ExitStack() as outage:
+        with loop_paused(handler.thread):  # a batch still in the order thread as the line drops
+            batch = [handler.submit(MKT)[0].id for _ in range(10)]
+            outage.enter_context(gateway.down())
+        later(gateway, 60)  # the acknowledged orders fill while the gateway is cut off from us
+        for _ in range(20):  # the rest of the batch: refused once the handler knows
+            try:
+                batch.append(handler.submit(MKT)[0].id)
+            except NotConnectedError:
+                refused += 1
+            time.sleep(0.02)
     returned = time.monotonic()
     record, _ = wait_for(lambda: _try_submit(handler), timeout=10)
     serving_after = time.monotonic() - returned
-    ids.append(record.id)
-    assert serving_after < 10
+    ids = [*acked, *batch, record.id]
+    wait_for(lambda: _at_gateway(gateway, handler, record.id))
+    later(gateway, 60)
     wait_for(lambda: all(handler.get(i).verdict in FINAL_VERDICTS for i in ids), timeout=20)
     assert_matches_gateway(handler, gateway)
-    records = [handler.get(i) for i in ids]
-    assert sum(r.verdict == "filled" for r in records) >= 10
-    assert any("matched at the gateway" in s.text for r in records for s in r.steps)
+    assert all(handler.get(i).verdict == "filled" for i in (*acked, record.id))
+    assert all(
+        any("matched at the gateway after reconnect" in s.text for s in handler.get(i).steps)
+        for i in acked
+    )
     print(f"refused while down: {refused}, serving again {serving_after:.2f}s after return")
 
 
@@ -527,6 +532,7 @@ def test_orders_still_waiting_for_the_pace_at_a_stop_end_not_sent(gateway, journ
         handler.close_intake()
     finally:
         handler.stop()
+    assert journal.flush()  # the records' last states, as the app's stop flushes them
     records = [journal.get(i).record for i in ids]
     stopped = [r for r in records if r.verdict == "not_sent"]
     assert stopped, "every order left before the stop: nothing to show"
