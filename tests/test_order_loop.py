@@ -262,6 +262,7 @@ def test_stopping_with_orders_in_flight_cancels_their_tasks_cleanly(gateway, jou
     handler.stop()
     assert all(t.done() for t in tasks) and handler._consumer.done()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert journal.flush(5)  # the records' last states, as the app's stop flushes them
     for record in records:  # sent: found again on start; still queued for the pace: not sent
         saved = journal.get(record.id).record
         assert (saved.verdict, saved.verdict_reason) in ((None, None), ("not_sent", STOPPED))

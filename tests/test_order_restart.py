@@ -281,6 +281,7 @@ def test_an_order_concluded_not_placed_long_ago_is_taken_back_when_the_broker_wo
         wait_for(lambda: first.get(record.id).status == "Submitted")
     finally:
         first.stop()
+    assert journal.flush(5)
     lost = replace(
         journal.get(record.id).record,
         verdict="not_placed",
