@@ -27,6 +27,7 @@ from playwright.sync_api import Page, Route, expect
 
 import app_simple
 import ib_connection
+import reader_market
 from config import load_settings
 from conftest import FAST_SETTLE, ROOT, TRADING_CLOCK, app_settings, served, wait_for
 from sim_gateway.broker import BrokerConfig
@@ -73,8 +74,10 @@ def live(request, tmp_path, monkeypatch) -> Iterator[Live]:
     "monitor_60s") on the ``gateway`` fixture with a 60 s monitoring window after each order,
     or ("frozen_data") asking for delayed-frozen market data (MARKET_DATA_TYPE=4)."""
     # six workers and Chromium on two cores can hold a heartbeat's answer past 4 s, and the
-    # reconnect that follows fails what the page had asked: no browser test is about that
+    # reconnect that follows fails what the page had asked, or a quote's past its 5 s (a
+    # script's /quote answered 504 once): no browser test is about either
     monkeypatch.setattr(ib_connection, "HEARTBEAT_TIMEOUT", 15.0)
+    monkeypatch.setattr(reader_market, "QUOTE_TIMEOUT", 15.0)
     journal = str(tmp_path / "orders.db")
     kind = getattr(request, "param", "gateway")
     own = None  # a gateway this fixture started (and stops)
@@ -310,7 +313,6 @@ def test_a_quote_the_gateway_is_slow_to_refresh_is_taken_off_the_ticket(dash, mo
     """The gateway stalled: the ticket kept showing the last bid and ask, clickable into the
     limit field, until its refresh failed (5 s of server wait later, 7 s old). A refresh
     unanswered for 3 s takes it off."""
-    import reader_market
 
     # the connection is not given up, and the server waits long for the quote: only the
     # page's own clock can take the quote off
