@@ -624,8 +624,10 @@ def test_header_ages_measure_freshness_on_an_idle_page(dash, monkeypatch, fast_h
         # its downloads): the page was not idle; measure again
     else:
         pytest.fail("something changed in every window: the page was never idle")
+    # confirmations come every half second to second: an age that only grows reaches 4 s by
+    # the last look; a loaded machine has held one back 2.8 s
     for data, beat, account in ages[2:]:
-        assert seconds(data) < 2.5 and seconds(beat) < 2.5 and seconds(account) < 2.5, ages
+        assert seconds(data) < 3.5 and seconds(beat) < 3.5 and seconds(account) < 3.5, ages
 
 
 def seconds(text: str | None) -> float:
