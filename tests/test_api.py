@@ -135,7 +135,7 @@ def test_state_agrees_with_the_read_endpoints(client, gateway):
             for e in client.get("/api/v1/executions").get_json()["executions"]
             if e["order_ref"] == posted["id"]
         ],
-        timeout=5,
+        timeout=15,
     )
     state = client.get("/api/v1/state")
     assert state.mimetype == "application/json"
@@ -171,7 +171,7 @@ def test_state_agrees_with_the_read_endpoints(client, gateway):
         stamps = {row["updated_at"], full["updated_at"], full["lifecycle"]["updated_at"]}
         return (row, full) if row == same and len(stamps) == 1 else None
 
-    row, full = wait_for(agree, timeout=5)
+    row, full = wait_for(agree, timeout=15)
     assert "lifecycle" not in row and row["source"] == "api" and "parent" not in row
     assert full["lifecycle"]["verdict"] == "filled" and full["lifecycle"]["fills"]
     assert body["status"]["ok"] is True and body["version"] >= 1
@@ -281,10 +281,10 @@ def test_read_endpoints_answer_304_while_their_data_has_not_changed(fuzz_app, mo
     ).get_json()
     wait_for(lambda: client.get("/api/v1/account").status_code == 200)
     for url in READS + [f"/api/v1/orders/{posted['id']}"]:
-        wait_for(lambda url=url: revalidates(client, url), timeout=5)
+        wait_for(lambda url=url: revalidates(client, url), timeout=15)
     # /state is shared for a second at most: its status's clock and ages then move on
     first = client.get("/api/v1/state").get_json()["status"]["now"]
-    wait_for(lambda: client.get("/api/v1/state").get_json()["status"]["now"] > first, timeout=3)
+    wait_for(lambda: client.get("/api/v1/state").get_json()["status"]["now"] > first, timeout=10)
     # compressed for a client that accepts gzip: the same JSON, built once per version
     plain = client.get("/api/v1/state")
     packed = client.get("/api/v1/state", headers={"Accept-Encoding": "gzip, deflate"})
@@ -410,7 +410,7 @@ def test_a_poller_gets_no_304_while_the_reader_is_down(fuzz_app, gateway):
     wait_for(lambda: client.get("/api/v1/account").status_code == 200)
     urls = ["/api/v1/account", "/api/v1/positions", "/api/v1/orders", "/api/v1/executions"]
     for url in urls:
-        wait_for(lambda url=url: revalidates(client, url), timeout=5)
+        wait_for(lambda url=url: revalidates(client, url), timeout=15)
     gateway.stop()
     wait_for(lambda: not fuzz_app.extensions["trading"].connector.connected)
     tags = {url: client.get(url).headers["ETag"] for url in urls}  # nothing moves them now
@@ -422,7 +422,7 @@ def test_a_poller_gets_no_304_while_the_reader_is_down(fuzz_app, gateway):
             lambda url=url, age=age: (
                 client.get(url, headers={"If-None-Match": tags[url]}).get_json()["data_age"] > age
             ),
-            timeout=3,
+            timeout=10,
         )
     # what does not come from the reader still revalidates
     assert revalidates(client, "/api/v1/kill-switch")
@@ -633,7 +633,7 @@ def test_status_etag_follows_what_status_says_not_only_the_data_version(client):
             lambda: (
                 client.get("/api/v1/status", headers={"If-None-Match": etag}).status_code == 200
             ),
-            timeout=3,
+            timeout=10,
         )
         answer = client.get("/api/v1/status", headers={"If-None-Match": etag})
         assert answer.get_json()["queue_depth"] == 1 and answer.headers["ETag"] != etag

@@ -111,7 +111,7 @@ def test_order_of_another_client_shows_in_orders(client, gateway):
         rows = client.get("/api/v1/orders").get_json()["orders"]
         return [r for r in rows if r["client_id"] == 7 and r["symbol"] == "IBM"]
 
-    row = wait_for(seen, timeout=5)[0]
+    row = wait_for(seen, timeout=15)[0]
     assert row["status"] == "Filled" and row["ours"] is False
     detail = client.get(row["url"]).get_json()
     assert detail["perm_id"] == row["perm_id"]
@@ -261,7 +261,7 @@ def test_gateway_down_answers_503_and_queues_nothing(client, gateway):
             lambda: {
                 c["state"] for c in client.get("/api/v1/status").get_json()["connections"].values()
             }.isdisjoint({"connected"}),
-            timeout=5,
+            timeout=15,
         )
         res = post_order(client)
         assert res.status_code == 503
@@ -624,7 +624,7 @@ def test_reader_works_when_it_is_the_master_api_client():
                     for o in client.get("/api/v1/orders").get_json()["orders"]
                     if o["id"] == order_id and o["status"] == "Filled" and o["perm_id"]
                 ],
-                timeout=5,
+                timeout=15,
             )
             wait_for(
                 lambda: [
@@ -632,7 +632,7 @@ def test_reader_works_when_it_is_the_master_api_client():
                     for e in client.get("/api/v1/executions").get_json()["executions"]
                     if e["order_ref"] == order_id and e["commission"]
                 ],
-                timeout=5,
+                timeout=15,
             )
         finally:
             app.extensions["trading"].stop()

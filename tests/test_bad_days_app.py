@@ -651,8 +651,11 @@ def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkey
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=3600 S&bar_size=1 min"
     assert client.get(query + "&what=MIDPOINT").status_code == 200  # the contract is known
-    gateway.stall(2.0)  # shorter than the heartbeat's 4 s: the connection stays up
-    res = client.get(query)
+    gateway.stall(60)  # ended before the heartbeat's 4 s: the connection stays up
+    try:
+        res = client.get(query)
+    finally:
+        gateway.end_stall()
     assert res.status_code == 504, res.get_json()
     error = res.get_json()["error"]
     assert error["code"] == "history_timeout" and "did not answer" in error["message"]
@@ -670,8 +673,10 @@ def test_a_quote_asked_while_the_gateway_stalls_does_not_hold_up_the_next_ones(
     gateway, app, client = start_app()
     quote = "/api/v1/quote?symbol=AAPL"
     assert client.get(quote).status_code == 200
-    gateway.stall(3.0)  # longer than the heartbeat's 1.5 s: both connections are made again
+    gateway.stall(60)  # until the heartbeat (1.5 s) has given up: connections made again
     assert client.get(quote).status_code in (503, 504)  # asked while the gateway is silent
+    wait_for(lambda: client.get("/api/v1/health").status_code == 503)
+    gateway.end_stall()
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=15)
     res = client.get(quote)
     assert res.status_code == 200, res.get_json()

@@ -662,7 +662,7 @@ def test_health_badge_follows_a_gateway_restart(dash):
     page = dash.open().page
     health = page.locator("#health")
     with dash.gateway.down():  # until every look below is done, however slow the machine
-        expect(health).to_have_text("disconnected", timeout=5000)
+        expect(health).to_have_text("disconnected")
         expect(health).to_have_class(re.compile(r"\bdown\b"))
         expect(page.locator("#conn-reader .conn-state")).to_have_text(
             re.compile("reconnecting|down")
@@ -750,7 +750,7 @@ def an_order_placed_meanwhile_shows_filled(dash: Dashboard) -> None:
     )
     assert status == 202, body
     order = dash.order_group("completed-orders", body["id"])
-    expect(order.locator(".pill")).to_have_text("Filled", timeout=5000)
+    expect(order.locator(".pill")).to_have_text("Filled")
 
 
 def test_polling_after_the_stream_ends_shows_states_of_a_restarted_app(dash):

@@ -42,7 +42,7 @@ def test_outage_shows_in_the_header_and_blocks_the_ticket_until_1102(
     for note in stale.all():
         expect(note).to_be_hidden()
     gateway.outage(seconds=600)  # until every look below is done, however slow the machine
-    expect(page.locator("#health")).to_have_text("IB servers unreachable", timeout=5000)
+    expect(page.locator("#health")).to_have_text("IB servers unreachable")
     # the gateway pushes nothing meanwhile: every panel of broker figures says it is stale,
     # and the ticket shows no last prices (nor offers them to the limit field)
     for note in stale.all():

@@ -798,7 +798,7 @@ def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     for theme in ("light", "dark"):
         page.select_option("#theme", theme)
         expect(page.locator("html")).to_have_attribute("data-theme", theme)
-        wait_for(lambda: charts_in_theme(page), timeout=5)  # the canvases are redrawn too
+        wait_for(lambda: charts_in_theme(page), timeout=15)  # the canvases are redrawn too
         found = run_axe(page)
         dash.shot(f"entry_theme_{theme}")
         assert found == [], (theme, found)
@@ -810,10 +810,10 @@ def test_contrast_is_wcag_aa_in_both_themes_and_the_switch_works(dash):
     page.select_option("#theme", "auto")
     page.emulate_media(color_scheme="light")
     light_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    wait_for(lambda: charts_in_theme(page), timeout=5)
+    wait_for(lambda: charts_in_theme(page), timeout=15)
     page.emulate_media(color_scheme="dark")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark_bg != light_bg
-    wait_for(lambda: charts_in_theme(page), timeout=5)
+    wait_for(lambda: charts_in_theme(page), timeout=15)
 
 
 # ---------------------------------------------------------------- 10. words

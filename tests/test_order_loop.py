@@ -291,8 +291,8 @@ def test_a_gateway_silent_after_1102_fails_the_restore_in_bounded_time(
 def test_a_preview_is_bounded_when_the_loop_is_stuck(handler, monkeypatch):
     """A web thread never hangs on a stuck order loop: the preview gives up after its bound
     (2 broker calls + 1 s; shortened here) with TimeoutError, the API's 504."""
+    assert handler.preview(MKT).commission is not None  # answered when all is well
     monkeypatch.setattr(order_handler_module, "CALL_TIMEOUT", 0.2)  # bound 1.4 s
-    assert handler.preview(MKT).commission is not None  # within the bound when all is well
     with loop_held(handler):  # the loop answers after 10 s at the earliest
         with pytest.raises(TimeoutError):
             handler.preview(MKT)

@@ -54,7 +54,7 @@ def buy(client: Any, symbol: str, quantity: int) -> None:
             for e in client.get("/api/v1/executions").get_json()["executions"]
             if e["order_ref"] == posted["id"]
         ],
-        timeout=5,
+        timeout=15,
     )
 
 
@@ -92,7 +92,7 @@ def test_a_position_whose_portfolio_message_came_first_gets_its_pnl(start_app) -
         rows = client.get("/api/v1/positions").get_json()["positions"]
         return [(r["symbol"], r["daily_pnl"] is not None) for r in rows] == [("AAPL", True)]
 
-    wait_for(marked, timeout=5)
+    wait_for(marked, timeout=15)
 
 
 def test_a_closed_positions_pnl_subscription_is_cancelled(start_app) -> None:
@@ -108,7 +108,7 @@ def test_a_closed_positions_pnl_subscription_is_cancelled(start_app) -> None:
         json={"symbol": "AAPL", "action": "SELL", "quantity": 10, "order_type": "MKT"},
     )
     assert sold.status_code == 202, sold.get_json()
-    wait_for(lambda: gateway.pnl_single_subscriptions(reader) == [], timeout=5)
+    wait_for(lambda: gateway.pnl_single_subscriptions(reader) == [], timeout=15)
 
 
 @pytest.mark.slow
@@ -145,7 +145,7 @@ def test_positions_move_with_the_market_and_add_up_to_the_account(start_app) -> 
             sum(r["unrealized_pnl"] for r in body["positions"]), 2
         ) == round(body["unrealized_pnl"], 2)
 
-    wait_for(adds_up, timeout=5)
+    wait_for(adds_up, timeout=15)
     positions = client.get("/api/v1/positions").get_json()["positions"]
     assert {p["symbol"] for p in positions} == {"AAPL", "MSFT"}
     assert all(p["daily_pnl"] is not None for p in positions)
@@ -549,7 +549,7 @@ def test_a_symbol_whose_lookup_timed_out_in_an_outage_is_streamed_after_it(
         rows = client.get("/api/v1/quotes").get_json()["quotes"]
         return next((q for q in rows if q["symbol"] == "MSFT"), {})
 
-    wait_for(lambda: msft().get("notice") is not None, timeout=5)  # the look-up timed out
+    wait_for(lambda: msft().get("notice") is not None, timeout=15)  # the look-up timed out
     gateway.end_outage()  # 1102
     wait_for(lambda: client.get("/api/v1/status").get_json()["ib_servers"]["reachable"])
     row = wait_for(lambda: (r := msft()).get("last") and r, timeout=10)

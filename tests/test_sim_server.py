@@ -132,7 +132,7 @@ class Errors:
         return next(text for _, c, text in self.items if c == code)
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 3.0, what: str = "") -> Any:
+async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll ``predicate`` on the running loop until truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -744,11 +744,11 @@ async def test_duplicate_client_id_is_refused_and_first_session_survives(
         second = IB()
         errors = Errors(second)
         with pytest.raises(TimeoutError):
-            await second.connectAsync(gateway.host, gateway.port, clientId=5, timeout=0.5)
+            await second.connectAsync(gateway.host, gateway.port, clientId=5, timeout=2)
         assert not second.isConnected()
         assert 326 in errors.codes(-1)
         assert first.isConnected()
-        assert await asyncio.wait_for(first.reqCurrentTimeAsync(), 1.0)
+        assert await asyncio.wait_for(first.reqCurrentTimeAsync(), 5.0)
         assert gateway.connected_client_ids() == [5]
 
 
@@ -834,7 +834,7 @@ async def test_ib_async_throttled_requests_never_exceed_the_pacing_limit(
             5.0,
             "60 requests received",
         )
-        await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1.0)
+        await asyncio.wait_for(ib.reqCurrentTimeAsync(), 5.0)
         assert gateway.stats().pacing_violations == 0
         assert 100 not in errors.codes()
 
@@ -960,15 +960,16 @@ async def test_stall_answers_nothing_but_keeps_the_socket_open(gateway: SimGatew
     async with connected(gateway) as ib:
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
-        assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 1.0)
-        started = time.monotonic()
-        gateway.stall(2.0)  # the unanswered request below may start 1.5 s late: a busy machine
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(ib.reqCurrentTimeAsync(), 0.5)
-        assert ib.isConnected() and not lost
-        assert gateway.connected_client_ids() == [1]
+        assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 5.0)
+        gateway.stall(60)  # until the test has looked, however slow the machine
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), 0.5)
+            assert ib.isConnected() and not lost
+            assert gateway.connected_client_ids() == [1]
+        finally:
+            gateway.end_stall()
         answer = await asyncio.wait_for(ib.reqCurrentTimeAsync(), 7.0)
-        assert time.monotonic() - started >= 1.95
         assert abs(answer.timestamp() - gateway.now()) < 5  # the gateway's simulated clock
         assert ib.isConnected() and not lost
 
@@ -1153,7 +1154,7 @@ async def test_unsupported_requests_get_a_clear_error(gateway: SimGateway) -> No
 
         started = time.monotonic()
         ticks = await ib.reqHistoricalTicksAsync(stock, "", "20261130 10:00:00", 10, "TRADES", True)
-        assert time.monotonic() - started < 1.0  # the error ends the request at once
+        assert time.monotonic() - started < 5.0  # the error ends the request (no hang)
         assert list(ticks) == []
         [(req_id, code, text)] = errors.items[1:]
         assert req_id > 0 and code == 322
@@ -1178,7 +1179,7 @@ async def test_32_clients_accepted_33rd_refused(gateway: SimGateway) -> None:
         extra = IB()
         errors = Errors(extra)
         with pytest.raises(TimeoutError):
-            await extra.connectAsync(gateway.host, gateway.port, clientId=200, timeout=0.5)
+            await extra.connectAsync(gateway.host, gateway.port, clientId=200, timeout=2)
         assert 502 in errors.codes(-1)
         assert len(gateway.connected_client_ids()) == 32
         assert all(ib.isConnected() for ib in clients)
