@@ -462,7 +462,7 @@ def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"
     assert client.get(query).status_code == 200  # the contract is known from here on
-    gateway.stall(2.0)  # the request waits; the reconnect waits for the stall's end
+    gateway.stall(60)  # the request waits; the reconnect waits for the stall's end
     answers: list = []
     asking = threading.Thread(target=lambda: answers.append(client.get(query + "&what=MIDPOINT")))
     asking.start()
@@ -470,6 +470,7 @@ def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app
     wait_for(lambda: connector._history_inflight)  # on its way to the stalled gateway
     gateway.drop_connections()
     asking.join(10)
+    gateway.end_stall()
     res = answers[0]
     assert res.status_code == 503, res.get_json()
     assert res.get_json()["error"]["code"] == "gateway_disconnected"

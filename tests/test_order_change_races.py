@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from test_order_handler import handler, journal  # noqa: F401 - fixtures
 
-from conftest import TRADING_CLOCK, api_client, app_settings, wait_for
+from conftest import TRADING_CLOCK, api_client, app_settings, later, loop_paused, wait_for
 from sim_gateway.broker import BrokerConfig
 from sim_gateway.controller import SimGateway
 from sim_gateway.server import ServerSettings
@@ -65,17 +65,23 @@ def test_a_price_change_that_reaches_ib_after_the_fill_leaves_the_order_filled(c
     good, counted against the open-order limit and blocking the symbol's alerts (409). Its
     executions fill it once the change is refused; a price change cannot unfill it."""
     gateway.set_filled_status(False)
-    gateway.set_fill_delay(1.5)  # acknowledged at once, filled 1.5 s later
+    gateway.set_fill_delay(60)  # acknowledged at once, filled when the test moves the clock
     limit = round(ask(client) + 0.5, 2)
     order_id = place(client, quantity=10, order_type="LMT", limit_price=limit)
     wait_for(lambda: order(client, order_id)["status"] in ("PreSubmitted", "Submitted"))
-    gateway.stall(2.0)  # the gateway reads nothing for 2 s: the fill comes first
-    time.sleep(0.1)
-    changed = client.post(
-        f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(limit + 0.01, 2)}
-    )
-    assert changed.status_code == 202, changed.get_json()
-    wait_for(lambda: at_broker(gateway, order_id).status == "Filled", timeout=8)
+    handler = client.application.extensions["trading"].handler
+    with loop_paused(handler.thread):  # checked (the gateway answers the quote), not yet sent
+        changed = client.post(
+            f"/api/v1/orders/{order_id}/modify", json={"limit_price": round(limit + 0.01, 2)}
+        )
+        assert changed.status_code == 202, changed.get_json()
+        gateway.stall(60)  # the gateway reads nothing until the fill has come first
+    try:
+        wait_for(lambda: any("change sent" in s["text"] for s in life(client, order_id)["steps"]))
+        later(gateway, 60)
+        wait_for(lambda: at_broker(gateway, order_id).status == "Filled")
+    finally:
+        gateway.end_stall()  # the change is read now, after the fill
     wait_for(lambda: any(m["code"] == 104 for m in life(client, order_id)["messages"]))
     done = wait_for(lambda: (o := order(client, order_id))["verdict"] == "filled" and o, 5)
     assert done["filled"] == 10 and done["open"] is False

@@ -281,10 +281,12 @@ ROUTED = "This order will be directly routed to NASDAQ."  # 10311: informational
 def say_routed_before_the_ack(handler, gateway, intent: OrderIntent) -> str:
     """Place ``intent`` with the ack 1 s late and IB's 10311 before it (ib_async takes any
     error it does not know for a cancel of the order)."""
-    gateway.set_validation_delay(1.0)  # the ack comes in a later read than the error
+    gateway.set_validation_delay(60)  # the ack comes in a later read than the error
     record, _ = handler.submit(intent)
-    wait_for(lambda: handler.get(record.id).order_id is not None, timeout=3)
-    assert gateway.send_error(1000, handler.get(record.id).order_id, 10311, ROUTED)
+    order_id = wait_for(lambda: handler.get(record.id).order_id)
+    wait_for(lambda: broker_order(gateway, order_id) is not None)  # read by the gateway
+    assert gateway.send_error(1000, order_id, 10311, ROUTED)
+    later(gateway, 60)  # then the ack
     return record.id
 
 

@@ -464,13 +464,14 @@ def test_a_global_cancel_sent_while_ib_is_unreachable_stays_pending_until_1102(g
 def test_a_change_of_an_order_being_cancelled_is_refused_not_dropped(handler, gateway):
     """A change asked after the order's cancel was accepted (202) and then never sent: now
     409, nothing changed."""
-    gateway.set_cancel_delay(1.0)  # IB takes its time: PendingCancel meanwhile
+    gateway.set_cancel_delay(60)  # IB takes its time: PendingCancel until the clock moves
     record, _ = handler.submit(FAR)
     wait_for(lambda: handler.get(record.id).status == "Submitted")
     handler.cancel(record.id)
     wait_for(lambda: handler.get(record.id).cancel_requested)  # taken by the order thread
     with pytest.raises(OrderStateError, match="is being cancelled: nothing was changed"):
         handler.modify(record.id, limit_price=2.0)
+    later(gateway, 60)
     wait_for(lambda: handler.get(record.id).verdict == "cancelled")
     assert gateway.all_orders()[0].lmt_price == 1.0
 
@@ -708,12 +709,13 @@ def test_kill_switch_engaged_while_disconnected_cancels_after_reconnect(handler,
 
 @pytest.mark.slow
 def test_late_acknowledgement_upgrades_the_verdict(gateway, journal):
-    gateway.set_validation_delay(1.2)  # acknowledged 0.75 s after the monitor gave up
+    gateway.set_validation_delay(60)  # simulated seconds: acknowledged when the test says
     handler = make_handler(gateway, journal, monitor=0.3)
     try:
         record, _ = handler.submit(FAR)
         assert handler.wait(record.id, 5).verdict == "stuck_pending_submit"
-        wait_for(lambda: handler.get(record.id).verdict == "working", timeout=5)
+        later(gateway, 60)  # the acknowledgement comes after the monitor gave up
+        wait_for(lambda: handler.get(record.id).verdict == "working")
         assert handler.get(record.id).status in ("PreSubmitted", "Submitted")
     finally:
         handler.stop()

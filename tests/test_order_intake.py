@@ -20,7 +20,7 @@ from test_order_handler import (  # noqa: F401 - shared fixtures
 )
 
 import ib_connection
-from conftest import wait_for
+from conftest import later, wait_for
 from ib_connection import NotConnectedError
 from journal import JournalError
 from order_handler import (
@@ -375,12 +375,14 @@ def test_the_prepared_intent_is_checked_journaled_and_sent_and_a_replay_prepares
 
 
 def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, journal):
-    # the fill waits a second: on a busy machine the order thread could otherwise journal the
-    # fill before this thread makes the journal read-only
-    gateway.set_fill_delay(1.0)
+    # the fill waits for the test: the order thread could otherwise journal the fill before
+    # this thread makes the journal read-only
+    gateway.set_fill_delay(60)
     first, _ = handler.submit(MKT, idem_key="live", request_hash="h")
     journal.make_read_only()  # the journal keeps the order as it is now (no verdict yet)
     try:
+        wait_for(lambda: handler.get(first.id).order_id is not None)  # sent: then filled
+        later(gateway, 60)
         assert handler.wait(first.id, 5).verdict == "filled"
         assert journal.find_by_key("live").record.verdict is None
         assert handler.get(first.id).verdict == "filled"  # the live record, not the journal's

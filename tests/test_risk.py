@@ -278,10 +278,11 @@ def test_a_change_is_sent_only_onto_the_order_it_was_checked_on(make_client, gat
     with loop_paused(handler.thread):  # the cut is checked (the gateway answers quotes) ...
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"quantity": 5})
         assert res.status_code == 202, res.get_json()
-        gateway.stall(3.0)  # ... then sent, and its refusal comes back only after the stall
+        gateway.stall(60)  # ... then sent, and its refusal comes back only after the stall
     wait_for(lambda: "change sent: quantity 5" in _steps(client, order_id))
     with loop_paused(handler.thread):  # the refusal waits unread while the raise is checked
-        wait_for(lambda: _unread(handler, b"drill: change refused"), timeout=5)
+        gateway.end_stall()
+        wait_for(lambda: _unread(handler, b"drill: change refused"))
         res = client.post(f"/api/v1/orders/{order_id}/modify", json={"limit_price": raised})
         assert res.status_code == 202, res.get_json()  # 5 at `raised` is within the limit
     wait_for(lambda: any("change not sent" in text for text in _steps(client, order_id)))
