@@ -471,6 +471,7 @@ def test_a_change_of_an_order_being_cancelled_is_refused_not_dropped(handler, ga
     wait_for(lambda: handler.get(record.id).cancel_requested)  # taken by the order thread
     with pytest.raises(OrderStateError, match="is being cancelled: nothing was changed"):
         handler.modify(record.id, limit_price=2.0)
+    wait_for(lambda: gateway.stats().requests_by_client[1000, "CancelOrder"])  # at the gateway
     later(gateway, 60)
     wait_for(lambda: handler.get(record.id).verdict == "cancelled")
     assert gateway.all_orders()[0].lmt_price == 1.0
@@ -714,6 +715,7 @@ def test_late_acknowledgement_upgrades_the_verdict(gateway, journal):
     try:
         record, _ = handler.submit(FAR)
         assert handler.wait(record.id, 5).verdict == "stuck_pending_submit"
+        wait_for(lambda: _at_gateway(gateway, handler, record.id))  # its ack is due
         later(gateway, 60)  # the acknowledgement comes after the monitor gave up
         wait_for(lambda: handler.get(record.id).verdict == "working")
         assert handler.get(record.id).status in ("PreSubmitted", "Submitted")

@@ -20,7 +20,7 @@ from test_order_handler import (  # noqa: F401 - shared fixtures
 )
 
 import ib_connection
-from conftest import later, wait_for
+from conftest import broker_order, later, wait_for
 from ib_connection import NotConnectedError
 from journal import JournalError
 from order_handler import (
@@ -381,7 +381,8 @@ def test_a_replay_answers_the_live_record_or_the_journals(handler, gateway, jour
     first, _ = handler.submit(MKT, idem_key="live", request_hash="h")
     journal.make_read_only()  # the journal keeps the order as it is now (no verdict yet)
     try:
-        wait_for(lambda: handler.get(first.id).order_id is not None)  # sent: then filled
+        order_id = wait_for(lambda: handler.get(first.id).order_id)
+        wait_for(lambda: broker_order(gateway, order_id) is not None)  # its fill is due
         later(gateway, 60)
         assert handler.wait(first.id, 5).verdict == "filled"
         assert journal.find_by_key("live").record.verdict is None
