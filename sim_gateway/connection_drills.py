@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
+UNTIL_ENDED = 3600.0  # s: a ``stalled()`` block's stall, ended when the block ends
 
 
 class ConnectionDrills:
@@ -40,6 +41,18 @@ class ConnectionDrills:
     def end_stall(self) -> None:
         """End a ``stall`` now (a test's stall lasts until it has looked at everything)."""
         self._run(lambda s: s.end_stall())
+
+    @contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The gateway stalled (nothing read or answered, sockets left open) for the block,
+        then what it held is sent: a stall as long as the caller needs, however slow the
+        machine."""
+        self.stall(UNTIL_ENDED)
+        try:
+            yield
+        finally:
+            if self._thread.is_alive:  # not when the gateway was stopped meanwhile
+                self.end_stall()
 
     def restart(self, down_seconds: float = 0.5, roll_back_ids: bool = False) -> None:
         """Listener down and up on the same port; broker state kept."""

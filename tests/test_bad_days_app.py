@@ -462,15 +462,16 @@ def test_bars_waiting_when_the_gateway_drops_the_connection_answer_503(start_app
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=1800 S&bar_size=5 secs"
     assert client.get(query).status_code == 200  # the contract is known from here on
-    gateway.stall(60)  # the request waits; the reconnect waits for the stall's end
-    answers: list = []
-    asking = threading.Thread(target=lambda: answers.append(client.get(query + "&what=MIDPOINT")))
-    asking.start()
-    connector = app.extensions["trading"].connector
-    wait_for(lambda: connector._history_inflight)  # on its way to the stalled gateway
-    gateway.drop_connections()
-    asking.join(10)
-    gateway.end_stall()
+    with gateway.stalled():  # the request waits; the reconnect waits for the stall's end
+        answers: list = []
+        asking = threading.Thread(
+            target=lambda: answers.append(client.get(query + "&what=MIDPOINT"))
+        )
+        asking.start()
+        connector = app.extensions["trading"].connector
+        wait_for(lambda: connector._history_inflight)  # on its way to the stalled gateway
+        gateway.drop_connections()
+        asking.join(10)
     res = answers[0]
     assert res.status_code == 503, res.get_json()
     assert res.get_json()["error"]["code"] == "gateway_disconnected"
@@ -652,11 +653,8 @@ def test_bars_timeout_answers_504_and_is_not_cached_as_no_bars(start_app, monkey
     gateway, app, client = start_app()
     query = "/api/v1/bars?symbol=AAPL&duration=3600 S&bar_size=1 min"
     assert client.get(query + "&what=MIDPOINT").status_code == 200  # the contract is known
-    gateway.stall(60)  # ended before the heartbeat's 4 s: the connection stays up
-    try:
+    with gateway.stalled():  # ended before the heartbeat's 4 s: the connection stays up
         res = client.get(query)
-    finally:
-        gateway.end_stall()
     assert res.status_code == 504, res.get_json()
     error = res.get_json()["error"]
     assert error["code"] == "history_timeout" and "did not answer" in error["message"]
@@ -674,10 +672,9 @@ def test_a_quote_asked_while_the_gateway_stalls_does_not_hold_up_the_next_ones(
     gateway, app, client = start_app()
     quote = "/api/v1/quote?symbol=AAPL"
     assert client.get(quote).status_code == 200
-    gateway.stall(60)  # until the heartbeat (1.5 s) has given up: connections made again
-    assert client.get(quote).status_code in (503, 504)  # asked while the gateway is silent
-    wait_for(lambda: client.get("/api/v1/health").status_code == 503)
-    gateway.end_stall()
+    with gateway.stalled():  # until the heartbeat (1.5 s) has given up: connections made again
+        assert client.get(quote).status_code in (503, 504)  # asked while the gateway is silent
+        wait_for(lambda: client.get("/api/v1/health").status_code == 503)
     wait_for(lambda: client.get("/api/v1/health").status_code == 200, timeout=15)
     res = client.get(quote)
     assert res.status_code == 200, res.get_json()

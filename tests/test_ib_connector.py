@@ -275,12 +275,9 @@ def test_a_gateway_quiet_before_the_question_is_not_taken_for_a_stalled_one(gate
     connector._last_received = time.monotonic() - 60.0  # nothing heard for a minute
     quote = connector.quote("AAPL", "STK", silence=3.0)
     assert quote.bid is not None and quote.ask is not None
-    gateway.stall(60)  # a gateway that stops answering after the question is still found out
-    try:
+    with gateway.stalled():  # a gateway that stops answering after the question is still found out
         with pytest.raises(TimeoutError, match="sent nothing for 3s"):
             connector.quote("MSFT", "STK", silence=3.0)
-    finally:
-        gateway.end_stall()
 
 
 @pytest.mark.slow

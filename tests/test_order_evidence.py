@@ -462,10 +462,9 @@ def test_a_change_the_broker_made_while_we_were_away_is_taken_at_reconnect(
     old ones for good, so the dashboard, the risk gate and a next modify went by them)."""
     record, _ = handler.submit(FAR)
     wait_for(lambda: handler.get(record.id).status == "Submitted")
-    gateway.stall(60)  # the change waits unread while the heartbeat gives up on the gateway
-    handler.modify(record.id, quantity=2, limit_price=1.5)
-    wait_for(lambda: not handler.connected)
-    gateway.end_stall()
+    with gateway.stalled():  # the change waits unread while the heartbeat gives up on the gateway
+        handler.modify(record.id, quantity=2, limit_price=1.5)
+        wait_for(lambda: not handler.connected)
     wait_for(lambda: gateway.open_orders()[0].lmt_price == 1.5, timeout=5)  # read after all
     wait_for(lambda: handler.connected and handler._reconciled, timeout=10)
     wait_for(lambda: handler.get(record.id).verdict == "working", timeout=5)

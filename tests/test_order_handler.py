@@ -673,12 +673,11 @@ def test_lost_order_is_never_confused_with_a_reused_order_id(gateway, journal, m
     handler = make_handler(gateway, journal, grace=1.2)
     try:
         handler.preview(FAR)  # the contract is known: the placement goes out at once
-        gateway.stall(60)  # outlasts the drop however slow the machine; ended after it
-        lost, _ = handler.submit(FAR)
-        wait_for(lambda: handler.get(lost.id).order_id is not None)
-        gateway.drop_connections()  # the unread placement dies with the socket
-        wait_for(lambda: not handler.connected, timeout=5)
-        gateway.end_stall()
+        with gateway.stalled():  # outlasts the drop however slow the machine; ended after it
+            lost, _ = handler.submit(FAR)
+            wait_for(lambda: handler.get(lost.id).order_id is not None)
+            gateway.drop_connections()  # the unread placement dies with the socket
+            wait_for(lambda: not handler.connected, timeout=5)
         wait_for(lambda: handler.connected and handler._reconciled, timeout=15)
         fresh, _ = handler.submit(FAR)
         wait_for(lambda: handler.get(fresh.id).status == "Submitted")

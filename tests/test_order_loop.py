@@ -278,11 +278,8 @@ def test_a_gateway_silent_after_1102_fails_the_restore_in_bounded_time(
 
     monkeypatch.setattr(orders.loop_side, "CALL_TIMEOUT", 0.2)
     caplog.set_level(logging.ERROR, logger="ib_servers")
-    gateway.stall(60)  # until the step has given up, however slow the machine
-    try:
+    with gateway.stalled():  # until the step has given up, however slow the machine
         handler.thread.call(handler._after_restore(handler.ib, False), 10)
-    finally:
-        gateway.end_stall()
     assert messages(caplog, "ib_servers") == [
         "order-handler: reconciling after IB's servers came back failed"
     ]
@@ -305,13 +302,10 @@ def test_a_cancel_before_the_send_sends_nothing(handler, gateway):
     """A cancel that reaches the order thread while the placement still waits for its contract
     (the gateway slow to answer) ends the order ``cancelled`` without anything reaching the
     broker: no placeOrder, and no order at the gateway."""
-    gateway.stall(60)  # the contract's qualification waits: AAPL was never asked for here
-    try:
+    with gateway.stalled():  # the contract's qualification waits: AAPL was never asked for here
         record, _ = handler.submit(FAR)
         handler.cancel(record.id)
         wait_for(lambda: handler.get(record.id).cancel_requested)
-    finally:
-        gateway.end_stall()  # the qualification's answer comes after the cancel
     wait_for(lambda: handler.get(record.id).verdict == "cancelled")
     done = handler.get(record.id)
     assert (done.verdict_reason, done.order_id) == ("cancelled before it was sent", None)

@@ -898,11 +898,8 @@ def test_hostile_bodies_never_reach_a_500_nor_the_gateway(make_app, gateway):
 def test_stalled_gateway_answers_503_with_retry_after(app, client, gateway):
     assert client.post("/api/v1/orders?wait=1", json=ORDER).status_code == 200  # warm
     app.extensions["trading"].gate._quote_cache.clear()
-    gateway.stall(60)  # longer than the risk gate's silence (3 s in tests: conftest)
-    try:
+    with gateway.stalled():  # longer than the risk gate's silence (3 s in tests: conftest)
         res = client.post("/api/v1/orders", json={**ORDER, "symbol": "MSFT"})
-    finally:
-        gateway.end_stall()
     assert res.status_code == 503, res.get_json()
     assert res.get_json()["error"]["code"] == "gateway_not_answering"
     assert int(res.headers["Retry-After"]) >= 1

@@ -961,14 +961,11 @@ async def test_stall_answers_nothing_but_keeps_the_socket_open(gateway: SimGatew
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
         assert await asyncio.wait_for(ib.reqCurrentTimeAsync(), 5.0)
-        gateway.stall(60)  # until the test has looked, however slow the machine
-        try:
+        with gateway.stalled():  # until the test has looked, however slow the machine
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(ib.reqCurrentTimeAsync(), 0.5)
             assert ib.isConnected() and not lost
             assert gateway.connected_client_ids() == [1]
-        finally:
-            gateway.end_stall()
         answer = await asyncio.wait_for(ib.reqCurrentTimeAsync(), 7.0)
         assert abs(answer.timestamp() - gateway.now()) < 5  # the gateway's simulated clock
         assert ib.isConnected() and not lost
@@ -997,13 +994,12 @@ async def test_requests_of_a_connection_dropped_during_a_stall_are_discarded(
         [stock] = await qualified(ib, aapl())
         lost: list[bool] = []
         ib.disconnectedEvent += lambda: lost.append(True)
-        gateway.stall(60.0)  # until the drop is done, however slow the machine
-        trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
-        transport = ib.client.conn.transport
-        await until(lambda: transport.get_write_buffer_size() == 0, 2.0, "order sent")
-        gateway.drop_connections()  # the order sits unread in the gateway's socket
-        await until(lambda: lost, 3.0, "disconnect")
-        gateway.end_stall()
+        with gateway.stalled():  # until the drop is done, however slow the machine
+            trade = ib.placeOrder(stock, MarketOrder("BUY", 1, tif="DAY"))
+            transport = ib.client.conn.transport
+            await until(lambda: transport.get_write_buffer_size() == 0, 2.0, "order sent")
+            gateway.drop_connections()  # the order sits unread in the gateway's socket
+            await until(lambda: lost, 3.0, "disconnect")
         async with connected(gateway, 2):  # a new client's handshake is answered again
             pass
         assert trade.orderStatus.status == "PendingSubmit"  # frozen: outcome unknown to ib_async
